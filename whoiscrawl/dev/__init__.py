@@ -1,0 +1,1 @@
+"""Developer tooling: the real services tests and local runs use."""

@@ -1,0 +1,287 @@
+"""Real Kafka, Redis and Prometheus on 127.0.0.1 for development and tests, started and reaped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.1"
+CACHE_DIR = Path(os.environ.get("WHOISCRAWL_CACHE", Path.home() / ".cache" / "whoiscrawl"))
+KAFKA_LIBS = CACHE_DIR / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be installed or did not come up; the message says what to fix."""
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    address: str  # what a client connects to: host:port or a URL
+    workdir: str
+    cmdline_marker: str  # a string in the process's command line, to check a PID before killing it
+
+
+@dataclass
+class Services:
+    """A running set of services; saved as JSON so another process (or a later run) can reap it."""
+
+    workdir: str
+    services: dict[str, Service] = field(default_factory=dict)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.services["kafka"].address
+
+    @property
+    def redis_url(self) -> str:
+        return self.services["redis"].address
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.services["prometheus"].address
+
+    def save(self) -> None:
+        state = {n: asdict(s) for n, s in self.services.items()}
+        Path(self.workdir, "services.json").write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, workdir: str | Path) -> Services:
+        path = Path(workdir, "services.json")
+        state = json.loads(path.read_text()) if path.exists() else {}
+        return cls(str(workdir), {n: Service(**s) for n, s in state.items()})
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceError(f"process exited with {proc.returncode} before {host}:{port} opened")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise ServiceError(f"{host}:{port} did not open within {timeout:.0f}s")
+
+
+# --- installation ---------------------------------------------------------------------------
+
+
+def ensure_kafka_jars() -> Path:
+    """Resolve the broker's jars from Maven Central into the cache (once)."""
+    marker = KAFKA_LIBS / ".complete"
+    if marker.exists():
+        return KAFKA_LIBS
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise ServiceError("Kafka needs Java 17+ and Maven: apt-get install openjdk-17-jre-headless maven")
+    KAFKA_LIBS.mkdir(parents=True, exist_ok=True)
+    pom = KAFKA_LIBS.parent / "pom.xml"
+    pom.write_text(resources.files("whoiscrawl.dev").joinpath("kafka-pom.xml").read_text())
+    cmd = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+           f"-DoutputDirectory={KAFKA_LIBS}", f"-Dkafka.version={KAFKA_VERSION}"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ServiceError(f"resolving Kafka jars with Maven failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    marker.touch()
+    return KAFKA_LIBS
+
+
+def _require(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None)
+    if path is None:
+        raise ServiceError(f"{binary} not found: apt-get install {package}")
+    return path
+
+
+# --- start ------------------------------------------------------------------------------------
+
+
+def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    # A new session, so stopping kills the whole group and a killed test run can be reaped by PID.
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+
+
+def start_redis(workdir: Path) -> Service:
+    binary = _require("redis-server", "redis-server")
+    port = free_port()
+    d = workdir / "redis"
+    d.mkdir(parents=True, exist_ok=True)
+    cmd = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+           "--dir", str(d), "--daemonize", "no", "--protected-mode", "no"]
+    proc = _spawn(cmd, d / "redis.log")
+    wait_for_port("127.0.0.1", port, 20, proc)
+    return Service("redis", proc.pid, f"redis://127.0.0.1:{port}/0", str(d), f"127.0.0.1:{port}")
+
+
+def start_kafka(workdir: Path, timeout: float = 120) -> Service:
+    java = _require("java", "openjdk-17-jre-headless")
+    libs = ensure_kafka_jars()
+    d = workdir / "kafka"
+    (d / "data").mkdir(parents=True, exist_ok=True)
+    port, controller_port = free_port(), free_port()
+    template = resources.files("whoiscrawl.dev").joinpath("kafka-server.properties").read_text()
+    props = d / "server.properties"
+    props.write_text(template.format(port=port, controller_port=controller_port, data=d / "data"))
+    log4j = d / "log4j2.properties"
+    log4j.write_text("rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n"
+                     "appender.out.type=Console\nappender.out.name=OUT\n"
+                     "appender.out.layout.type=PatternLayout\nappender.out.layout.pattern=%d %p %c: %m%n\n")
+    classpath = f"{libs}/*"
+    jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+           "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    cluster_id = uuid.uuid4().hex[:22]
+    fmt = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                          "-c", str(props)], capture_output=True, text=True)
+    if fmt.returncode != 0:
+        raise ServiceError(f"kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
+    proc = _spawn([*jvm, "kafka.Kafka", str(props)], d / "kafka.log")
+    service = Service("kafka", proc.pid, f"127.0.0.1:{port}", str(d), str(props))
+    try:
+        wait_for_port("127.0.0.1", port, timeout, proc)
+        wait_for_kafka_metadata(service.address, timeout)
+    except ServiceError as exc:
+        stop_service(service)
+        tail = (d / "kafka.log").read_text(errors="replace")[-2000:]
+        raise ServiceError(f"Kafka did not come up: {exc}\n{tail}") from exc
+    return service
+
+
+def wait_for_kafka_metadata(bootstrap: str, timeout: float) -> None:
+    """The port opens before the broker is usable; wait until it answers metadata and creates a topic."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            md = admin.list_topics(timeout=2)
+            if md.brokers:
+                futures = admin.create_topics([NewTopic("__whoiscrawl_ready", 1, 1)], operation_timeout=5)
+                for fut in futures.values():
+                    with contextlib.suppress(Exception):
+                        fut.result(timeout=10)
+                if "__whoiscrawl_ready" in admin.list_topics(timeout=5).topics:
+                    return
+        except Exception as exc:  # the admin client raises several kinds while the broker starts
+            last = exc
+        time.sleep(0.3)
+    raise ServiceError(f"Kafka metadata not ready within {timeout:.0f}s ({last})")
+
+
+def start_prometheus(workdir: Path) -> Service:
+    binary = _require("prometheus", "prometheus")
+    port = free_port()
+    d = workdir / "prometheus"
+    (d / "data").mkdir(parents=True, exist_ok=True)
+    config = d / "prometheus.yml"
+    if not config.exists():
+        config.write_text("global:\n  scrape_interval: 1s\nscrape_configs: []\n")
+    cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={d / 'data'}",
+           f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"]
+    proc = _spawn(cmd, d / "prometheus.log")
+    wait_for_port("127.0.0.1", port, 30, proc)
+    return Service("prometheus", proc.pid, f"http://127.0.0.1:{port}", str(d), f"--config.file={config}")
+
+
+STARTERS = {"redis": start_redis, "kafka": start_kafka, "prometheus": start_prometheus}
+
+
+def start(workdir: str | Path, names: tuple[str, ...] = ("redis", "kafka", "prometheus")) -> Services:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    running = Services.load(workdir)
+    try:
+        for name in names:
+            if name not in running.services or not _alive(running.services[name]):
+                running.services[name] = STARTERS[name](workdir)
+                running.save()
+    except BaseException:
+        stop(running)
+        raise
+    return running
+
+
+# --- stop and reap ----------------------------------------------------------------------------
+
+
+def _alive(service: Service) -> bool:
+    try:
+        cmdline = Path(f"/proc/{service.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return service.cmdline_marker in cmdline
+
+
+def stop_service(service: Service, grace: float = 10) -> None:
+    if not _alive(service):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(service.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(service):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(service.pid, os.WNOHANG)
+        time.sleep(0.1)
+    if _alive(service):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(service.pid, 0)
+
+
+def stop(running: Services) -> None:
+    for service in list(running.services.values()):
+        stop_service(service)
+    running.services.clear()
+    running.save()
+
+
+def reap_stale(root: Path) -> list[str]:
+    """Stop services left by earlier runs that were killed before they could clean up."""
+    reaped = []
+    for state in root.glob("*/services.json"):
+        workdir = state.parent
+        owner = workdir / "owner.pid"
+        if owner.exists() and Path(f"/proc/{owner.read_text().strip()}").exists():
+            continue  # its run is still going
+        running = Services.load(workdir)
+        reaped += [s.name for s in running.services.values() if _alive(s)]
+        stop(running)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return reaped
+
+
+@contextlib.contextmanager
+def session(root: Path, names: tuple[str, ...] = ("redis", "kafka", "prometheus")) -> Iterator[Services]:
+    """Start services in a fresh directory under root, owned by this process; stop them after."""
+    root.mkdir(parents=True, exist_ok=True)
+    reap_stale(root)
+    workdir = root / f"run-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    workdir.mkdir()
+    (workdir / "owner.pid").write_text(str(os.getpid()))
+    running = start(workdir, names)
+    try:
+        yield running
+    finally:
+        stop(running)
+        shutil.rmtree(workdir, ignore_errors=True)

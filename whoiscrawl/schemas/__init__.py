@@ -1,0 +1,1 @@
+"""JSON Schemas of the messages whoiscrawl writes (work items and result records)."""

@@ -1,0 +1,1 @@
+"""The registry simulator: five RDAP/WHOIS services over real allocation data."""

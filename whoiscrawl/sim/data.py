@@ -1,0 +1,5 @@
+"""Simulator data (placeholder)."""
+
+
+def ensure_data() -> str:
+    return "not yet"
