@@ -1,0 +1,120 @@
+"""Work and result messages: the versioned JSON records that cross Kafka, files and processes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+RESULT_SCHEMA = "whoiscrawl.result/v1"
+SHARD_SCHEMA = "whoiscrawl.shard/v1"
+
+
+class RecordError(ValueError):
+    """A message that does not match its schema; the text says which field is wrong."""
+
+
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    text = resources.files("whoiscrawl.schemas").joinpath(f"{name}.schema.json").read_text()
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def validate(name: str, doc: dict[str, Any]) -> None:
+    errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.path) or "(record)"
+        raise RecordError(f"{name} record invalid at {where}: {err.message}")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A contiguous range of IPv4 space for one worker to walk, with the strategy's settings."""
+
+    crawl: str
+    shard_id: str
+    first: int  # first address, as an integer
+    last: int  # last address, inclusive
+    strategy: str = "sweep"
+    resolution: int = 24  # gap-probe grid, as a prefix length
+    samples: int = 0  # for the sample strategy: probes in this shard
+
+    def to_json(self) -> bytes:
+        doc = {"schema": SHARD_SCHEMA, **asdict(self)}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Shard:
+        try:
+            doc = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"shard message is not JSON: {exc}") from exc
+        validate("shard", doc)
+        doc.pop("schema")
+        return cls(**doc)
+
+
+@dataclass
+class NetworkRecord:
+    """One registry network object (an RDAP ip network), as a crawl found it."""
+
+    registry: str  # arin | ripencc | apnic | lacnic | afrinic
+    handle: str
+    start_address: str
+    end_address: str
+    cidrs: list[str]
+    name: str | None = None
+    country: str | None = None
+    parent_handle: str | None = None
+    type: str | None = None  # the registry's own status word: "ASSIGNED PA", "DIRECT ALLOCATION"...
+    status: list[str] = field(default_factory=list)  # RDAP status values ("active", ...)
+    abuse_emails: list[str] = field(default_factory=list)
+    registrant: str | None = None
+    registration_date: str | None = None
+    last_changed: str | None = None
+    query_address: str | None = None
+    source: str = "rdap"  # rdap | whois
+    crawl: str | None = None
+    fetched_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    raw: dict[str, Any] | None = None
+
+    @property
+    def first(self) -> int:
+        from netaddr import IPAddress
+
+        return int(IPAddress(self.start_address))
+
+    @property
+    def last(self) -> int:
+        from netaddr import IPAddress
+
+        return int(IPAddress(self.end_address))
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {"schema": RESULT_SCHEMA, **asdict(self)}
+        if doc["raw"] is None:
+            del doc["raw"]
+        return doc
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> NetworkRecord:
+        validate("result", doc)
+        fields = {k: v for k, v in doc.items() if k != "schema"}
+        return cls(**fields)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> NetworkRecord:
+        try:
+            doc = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"result message is not JSON: {exc}") from exc
+        return cls.from_dict(doc)
