@@ -98,7 +98,8 @@ def ensure_kafka_jars() -> Path:
            f"-DoutputDirectory={KAFKA_LIBS}", f"-Dkafka.version={KAFKA_VERSION}"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ServiceError(f"resolving Kafka jars with Maven failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        output = done.stdout[-2000:] + done.stderr[-2000:]
+        raise ServiceError(f"resolving Kafka jars with Maven failed:\n{output}")
     marker.touch()
     return KAFKA_LIBS
 

@@ -1,0 +1,45 @@
+"""Session fixtures: a real Kafka broker, Redis and Prometheus on 127.0.0.1 (or the user's own)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from whoiscrawl.dev import services as dev_services
+
+RUN_ROOT = dev_services.CACHE_DIR / "test-services"
+
+
+@dataclass
+class TestServices:
+    kafka_bootstrap: str
+    redis_url: str
+    prometheus_url: str | None
+    prometheus_config: Path | None
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[TestServices]:
+    """Real services for the whole session; WHOISCRAWL_KAFKA_BOOTSTRAP / _REDIS_URL point at your own."""
+    kafka = os.environ.get("WHOISCRAWL_KAFKA_BOOTSTRAP")
+    redis_url = os.environ.get("WHOISCRAWL_REDIS_URL")
+    wanted = tuple(n for n, given in (("redis", redis_url), ("kafka", kafka)) if not given)
+    with dev_services.session(RUN_ROOT, (*wanted, "prometheus")) as running:
+        prom = running.services["prometheus"]
+        yield TestServices(
+            kafka_bootstrap=kafka or running.kafka_bootstrap,
+            redis_url=redis_url or running.redis_url,
+            prometheus_url=prom.address,
+            prometheus_config=Path(prom.workdir) / "prometheus.yml",
+        )
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A fresh name per test, so tests sharing the broker and Redis never see each other's data."""
+    return f"t{uuid.uuid4().hex[:10]}"
