@@ -1,0 +1,135 @@
+"""The crawl loop: walk shards, look addresses up, record what is found (local mode and fleet alike)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from netaddr import IPAddress
+
+from whoiscrawl import metrics
+from whoiscrawl.records import NetworkRecord, Shard
+from whoiscrawl.registry import LookupFailed, RegistryClient
+from whoiscrawl.space import region_of
+from whoiscrawl.store import Store
+from whoiscrawl.strategy import Answer, Walk, is_terminal, walk_for
+
+log = logging.getLogger(__name__)
+
+
+class ResultSink(Protocol):
+    async def emit(self, record: NetworkRecord) -> None:
+        """Return once the record is durable (broker-acknowledged, or written to the file)."""
+        ...
+
+
+@dataclass
+class Crawler:
+    """Walks shards one lookup at a time; many shards run at once, one per region."""
+
+    store: Store
+    sink: ResultSink
+    client: RegistryClient
+    owner: str  # this process, for claims
+    crawl: str = "local"
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    lookups_by_registry: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+    async def run_shard(self, shard: Shard) -> bool:
+        """Walk a shard to its end (True) or until asked to stop (False; its cursor is checkpointed)."""
+        if await self.store.is_done(shard.shard_id):
+            return True
+        walk = walk_for(shard, await self.store.cursor(shard.shard_id))
+        metrics.ACTIVE_SHARDS.inc()
+        try:
+            while not self.stopping.is_set():
+                address = walk.next_address(self.store.index)
+                if address is None:
+                    await self.store.shard_done(shard.shard_id, shard.last - shard.first + 1)
+                    metrics.SHARDS.inc()
+                    metrics.SHARD_ADDRESSES.inc(shard.last - shard.first + 1)
+                    return True
+                await self._probe(shard, walk, address)
+            return False
+        finally:
+            metrics.ACTIVE_SHARDS.dec()
+
+    async def _probe(self, shard: Shard, walk: Walk, address: int) -> None:
+        if not await self.store.claim(address, self.owner):
+            await asyncio.sleep(0.02)  # another worker is looking up this cell; its block will appear
+            await self.store.sync()
+            return
+        try:
+            await self.store.sync()  # found by someone else since we looked?
+            if self.store.index.terminal_end(address) is not None:
+                metrics.KNOWN_SKIPS.inc()
+                return
+            metrics.IN_FLIGHT.inc()
+            try:
+                result = await self.client.lookup(address)
+            except LookupFailed as exc:
+                await self._failed(shard, walk, address, str(exc))
+                return
+            finally:
+                metrics.IN_FLIGHT.dec()
+            self.lookups_by_registry[result.registry] += result.lookups
+            record = result.record
+            if record is None:  # the registry holds nothing here: move on by one grid cell
+                cell = 1 << (32 - shard.resolution)
+                answer = Answer(address, min(shard.last, (address // cell + 1) * cell - 1), True)
+                walk.observe(address, answer)
+                await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=result.lookups,
+                                             rate_limited=result.rate_limited)
+                return
+            answer = Answer(record.first, record.last,
+                            is_terminal(record.first, record.last, record.type, record.status,
+                                        shard.resolution))
+            if not self.store.index.knows(answer.first, answer.last):
+                record.crawl = self.crawl
+                await self.sink.emit(record)  # durable before the store or the cursor move past it
+                metrics.BLOCKS.labels(result.registry).inc()
+            elif answer.terminal:
+                metrics.WASTED.inc()
+            walk.observe(address, answer)
+            await self.store.record_step(shard.shard_id, walk.cursor, answer, lookups=result.lookups,
+                                         rate_limited=result.rate_limited)
+        finally:
+            await self.store.release(address, self.owner)
+
+    async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:
+        registry = self.client.route(address)[0] if self.client.bootstrap.base_url(address) else "none"
+        metrics.ERRORS.labels(registry).inc()
+        log.warning("giving up on %s for now: %s", IPAddress(address), reason)
+        self.failures.append(f"{IPAddress(address)}: {reason}")
+        cell = 1 << (32 - shard.resolution)
+        walk.observe(address, Answer(address, min(shard.last, (address // cell + 1) * cell - 1), True))
+        await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=1, errors=1)
+
+
+async def run_regions(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:
+    """Local scheduling: the shards of one region in order, up to `concurrency` regions at once."""
+    by_region: dict[int, list[Shard]] = {}
+    for shard in shards:
+        by_region.setdefault(region_of(shard.first), []).append(shard)
+    queue: asyncio.Queue[list[Shard]] = asyncio.Queue()
+    # Big regions first, so the longest walk does not start last.
+    for lane in sorted(by_region.values(), key=lambda s: -sum(x.last - x.first for x in s)):
+        queue.put_nowait(lane)
+    complete = True
+
+    async def lane_worker() -> None:
+        nonlocal complete
+        while not queue.empty() and not crawler.stopping.is_set():
+            for shard in queue.get_nowait():
+                if not await crawler.run_shard(shard):
+                    complete = False
+                    return
+
+    await asyncio.gather(*(lane_worker() for _ in range(max(1, concurrency))))
+    return complete and not crawler.stopping.is_set()
+

@@ -1,0 +1,54 @@
+"""Every Prometheus metric whoiscrawl exports, defined once (prefix whoiscrawl_, base units)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+LOOKUPS = Counter("whoiscrawl_lookups_total", "Registry lookups by registry and outcome",
+                  ["registry", "outcome"])
+RATE_LIMITED = Counter("whoiscrawl_rate_limited_total", "429s and rate-limit notices received", ["registry"])
+RATE_WAIT = Counter("whoiscrawl_rate_limit_wait_seconds_total", "Time spent waiting for a registry budget",
+                    ["registry"])
+LOOKUP_SECONDS = Histogram("whoiscrawl_lookup_duration_seconds", "Time of one registry request",
+                           ["registry"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+KNOWN_SKIPS = Counter("whoiscrawl_known_block_skips_total", "Probes skipped because a known block held them")
+BLOCKS = Counter("whoiscrawl_blocks_discovered_total", "New blocks this process discovered", ["registry"])
+WASTED = Counter("whoiscrawl_wasted_lookups_total", "Lookups answered with a leaf block already known")
+ERRORS = Counter("whoiscrawl_lookup_failures_total", "Addresses no attempt could look up", ["registry"])
+IN_FLIGHT = Gauge("whoiscrawl_lookups_in_flight", "Lookups under way")
+SHARDS = Counter("whoiscrawl_shards_completed_total", "Shards this process finished")
+SHARD_ADDRESSES = Counter("whoiscrawl_shard_addresses_done_total", "Addresses of finished shards")
+ACTIVE_SHARDS = Gauge("whoiscrawl_shards_active", "Shards being walked now")
+CONSUMER_LAG = Gauge("whoiscrawl_consumer_lag_messages", "Work messages assigned to this worker not yet done")
+
+
+def serve(port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """/metrics, /healthz (the process answers) and /readyz (it is taking work), in a thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
+            elif self.path.startswith("/healthz"):
+                body, ctype, code = b"ok\n", "text/plain", 200
+            elif self.path.startswith("/readyz"):
+                ok = ready()
+                body, ctype, code = (b"ready\n" if ok else b"not ready\n"), "text/plain", 200 if ok else 503
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server

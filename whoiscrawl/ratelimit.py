@@ -1,0 +1,216 @@
+"""Registry budgets per (registry, egress address): GCRA pacing, 429 pauses and connection caps."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+from whoiscrawl.space import REGISTRIES
+
+
+@dataclass(frozen=True)
+class Limit:
+    """What one source address may send one registry: a sustained rate and a connection cap."""
+
+    rate_per_s: float
+    max_connections: int | None = None
+
+    @property
+    def interval_ms(self) -> float:
+        return 1000.0 / (self.rate_per_s * SAFETY) if self.rate_per_s > 0 else float("inf")
+
+
+# The published limits, per source address (see docs/rate-limits.md): LACNIC allows about ten
+# queries a minute before a five-minute block; RIPE NCC 429s past a threshold and allows three
+# connections; AFRINIC caps daily volume; ARIN and APNIC publish no number, so stay modest.
+DEFAULT_LIMITS: dict[str, Limit] = {
+    "arin": Limit(10.0, 4),
+    "ripencc": Limit(10.0, 3),
+    "apnic": Limit(10.0, 4),
+    "lacnic": Limit(10 / 60, 1),
+    "afrinic": Limit(2.0, 2),
+}
+SAFETY = 0.95  # pace a little under the limit: network jitter can bunch requests at the registry
+
+_RATE = re.compile(r"^\s*(?P<reg>[a-z]+)\s*=\s*(?P<n>[0-9.]+)\s*(?:/\s*(?P<unit>s|m|h|d))?"
+                   r"(?:\s*:\s*(?P<conn>\d+))?\s*$")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class LimitError(ValueError):
+    """A rate-limit setting that cannot be used; the text shows the expected form."""
+
+
+def parse_limits(text: str | None, base: dict[str, Limit] | None = None) -> dict[str, Limit]:
+    """`arin=10/s,lacnic=10/m,ripencc=8/s:3` -> limits (`:N` caps connections; 0 disables)."""
+    limits = dict(base or DEFAULT_LIMITS)
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        m = _RATE.match(part)
+        if not m or m["reg"] not in REGISTRIES:
+            raise LimitError(f"bad rate limit {part.strip()!r}: expected REGISTRY=N[/s|m|h|d][:CONNECTIONS] "
+                             f"with REGISTRY one of {', '.join(REGISTRIES)}")
+        rate = float(m["n"]) / _UNIT_S[m["unit"] or "s"]
+        conn = int(m["conn"]) if m["conn"] else limits[m["reg"]].max_connections
+        limits[m["reg"]] = Limit(rate, conn)
+    return limits
+
+
+def format_limits(limits: dict[str, Limit]) -> str:
+    return ",".join(f"{r}={lim.rate_per_s:g}/s" + (f":{lim.max_connections}" if lim.max_connections else "")
+                    for r, lim in limits.items())
+
+
+def scaled(limits: dict[str, Limit], share: float) -> dict[str, Limit]:
+    """The budget of an egress key that stands for `share` addresses (a pool of NAT gateways)."""
+    return {r: replace(lim, rate_per_s=lim.rate_per_s * share,
+                       max_connections=None if lim.max_connections is None
+                       else int(lim.max_connections * share)) for r, lim in limits.items()}
+
+
+def gcra_reserve(tat_ms: float, now_ms: float, interval_ms: float, pause_until_ms: float = 0.0
+                 ) -> tuple[float, float]:
+    """Reserve the next slot: (milliseconds to wait before sending, the new theoretical arrival time).
+
+    Each caller gets its own slot, so callers never contend; the slots are `interval_ms` apart."""
+    start = max(tat_ms, now_ms, pause_until_ms)
+    return start - now_ms, start + interval_ms
+
+
+class RateLimiter(Protocol):
+    def permit(self, registry: str, egresses: Sequence[str]) -> AbstractAsyncContextManager[str]:
+        """Wait for a slot on the egress that has the earliest one; yields that egress."""
+        ...
+
+    async def pause(self, registry: str, egress: str, seconds: float) -> None:
+        """The registry said stop (429, Retry-After, Rate Limit Notice): everyone behind the
+        egress address waits that long."""
+        ...
+
+
+@dataclass
+class MemoryRateLimiter:
+    """The limiter of a single process (local mode)."""
+
+    limits: dict[str, Limit]
+    _tat: dict[tuple[str, str], float] = field(default_factory=dict)
+    _paused: dict[tuple[str, str], float] = field(default_factory=dict)
+    _conns: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)
+
+    def _reserve(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
+        now = time.monotonic() * 1000
+        interval = self.limits[registry].interval_ms
+        options = [(gcra_reserve(self._tat.get((registry, e), 0.0), now, interval,
+                                 self._paused.get((registry, e), 0.0)), e) for e in egresses]
+        (wait, tat), egress = min(options, key=lambda o: o[0][0])
+        self._tat[(registry, egress)] = tat
+        return egress, wait
+
+    @asynccontextmanager
+    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
+        egress, wait = self._reserve(registry, egresses)
+        if wait > 0:
+            await asyncio.sleep(wait / 1000)
+        cap = self.limits[registry].max_connections
+        if cap is None:
+            yield egress
+            return
+        sem = self._conns.setdefault((registry, egress), asyncio.Semaphore(cap))
+        async with sem:
+            yield egress
+
+    async def pause(self, registry: str, egress: str, seconds: float) -> None:
+        until = time.monotonic() * 1000 + seconds * 1000
+        key = (registry, egress)
+        self._paused[key] = max(self._paused.get(key, 0.0), until)
+
+
+# The same reservation as gcra_reserve, atomically in Redis, on the server's clock (so hosts with
+# skewed clocks share one timeline). KEYS: tat1, pause1, tat2, pause2, ...; ARGV[1]: interval ms.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval = tonumber(ARGV[1])
+local best, best_wait, best_start = 0, nil, nil
+for i = 1, #KEYS, 2 do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local paused = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  local start = math.max(tat, now, paused)
+  if best_wait == nil or start - now < best_wait then
+    best, best_wait, best_start = i, start - now, start
+  end
+end
+local ttl = math.ceil(best_start + interval - now) + 60000
+redis.call('SET', KEYS[best], tostring(best_start + interval), 'PX', ttl)
+return {(best + 1) / 2, tostring(best_wait)}
+"""
+_PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local untilms = now + tonumber(ARGV[1])
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untilms > old then redis.call('SET', KEYS[1], tostring(untilms), 'PX', math.ceil(untilms - now) + 1000) end
+return 1
+"""
+# A connection slot: a sorted set of holders scored by expiry, so a dead holder's slot comes back.
+_ACQUIRE_CONN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""
+
+
+class RedisRateLimiter:
+    """The fleet's limiter: every process behind an egress address shares its budget through Redis."""
+
+    CONN_TTL_MS = 120_000
+
+    def __init__(self, client: aioredis.Redis, crawl: str, limits: dict[str, Limit]) -> None:
+        from whoiscrawl.store import Keys
+
+        self.keys = Keys(crawl)
+        self.client = client
+        self.limits = limits
+        self._reserve = client.register_script(_RESERVE)
+        self._pause = client.register_script(_PAUSE)
+        self._acquire = client.register_script(_ACQUIRE_CONN)
+
+    @asynccontextmanager
+    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
+        keys = []
+        for egress in egresses:
+            base = self.keys.limiter(registry, egress)
+            keys += [base, base + ":pause"]
+        index, wait = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
+        egress = egresses[int(index) - 1]
+        if float(wait) > 0:
+            await asyncio.sleep(float(wait) / 1000)
+        cap = self.limits[registry].max_connections
+        if cap is None:
+            yield egress
+            return
+        slot_key, token = self.keys.limiter(registry, egress) + ":conns", uuid.uuid4().hex
+        while not await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
+            await asyncio.sleep(0.005)
+        try:
+            yield egress
+        finally:
+            await self.client.zrem(slot_key, token)
+
+    async def pause(self, registry: str, egress: str, seconds: float) -> None:
+        await self._pause(keys=[self.keys.limiter(registry, egress) + ":pause"], args=[seconds * 1000])

@@ -1,0 +1,201 @@
+"""The IPv4 space: IANA /8 -> registry, RFC 9224 bootstrap, special-purpose ranges, and shards."""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from netaddr import IPAddress, IPNetwork, IPRange, IPSet
+from netaddr.ip import iana
+
+from whoiscrawl.records import Shard
+
+REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
+_IANA_DESIGNATIONS = {"ARIN": "arin", "RIPE NCC": "ripencc", "APNIC": "apnic", "LACNIC": "lacnic",
+                      "AFRINIC": "afrinic"}
+# Where the real registries answer RDAP (the bundled bootstrap snapshot uses these).
+REAL_RDAP_BASES = {
+    "arin": "https://rdap.arin.net/registry/",
+    "ripencc": "https://rdap.db.ripe.net/",
+    "apnic": "https://rdap.apnic.net/",
+    "lacnic": "https://rdap.lacnic.net/rdap/",
+    "afrinic": "https://rdap.afrinic.net/rdap/",
+}
+REAL_WHOIS_SERVERS = {
+    "arin": "whois.arin.net:43", "ripencc": "whois.ripe.net:43", "apnic": "whois.apnic.net:43",
+    "lacnic": "whois.lacnic.net:43", "afrinic": "whois.afrinic.net:43",
+}
+
+# IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): never queried.
+SPECIAL_PURPOSE = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24",
+    "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "240.0.0.0/4",
+)
+
+
+class SpaceError(ValueError):
+    """A range or bootstrap the user gave cannot be used; the text says which and why."""
+
+
+@cache
+def iana_registry_by_slash8() -> dict[int, str | None]:
+    """First octet -> registry id (legacy "Administered by X" space counts as X), None if IANA keeps it."""
+    if not iana.IANA_INFO.get("IPv4"):
+        iana.load_info()
+    table: dict[int, str | None] = {}
+    for net, info in iana.IANA_INFO["IPv4"].items():
+        designation = info.get("designation", "").replace("Administered by ", "")
+        registry = _IANA_DESIGNATIONS.get(designation)
+        if registry is None:
+            whois = info.get("whois", "")
+            registry = next((r for r, w in REAL_WHOIS_SERVERS.items() if whois and w.startswith(whois)),
+                            None)
+        for octet in range(int(net.first) >> 24, (int(net.last) >> 24) + 1):
+            table[octet] = registry
+    return table
+
+
+def registry_for(address: int) -> str | None:
+    """The registry IANA assigned the address's /8 to: a table look-up, no network call."""
+    return iana_registry_by_slash8().get(address >> 24)
+
+
+# --- RFC 9224 bootstrap --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Prefix -> RDAP base URL, from an RFC 9224 `ipv4.json`; registries are named by the IANA table."""
+
+    starts: tuple[int, ...]
+    entries: tuple[tuple[int, int, str], ...]  # (first, last, base_url), sorted, non-overlapping
+    registry_of_base: dict[str, str]
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> Bootstrap:
+        try:
+            services = doc["services"]
+            rows = [(IPNetwork(p), urls) for prefixes, urls in services for p in prefixes]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpaceError(f"not an RFC 9224 bootstrap document: {exc}") from exc
+        entries = []
+        votes: dict[str, dict[str, int]] = {}
+        for net, urls in rows:
+            base = next((u for u in urls if u.startswith("https://")), urls[0])
+            base = base if base.endswith("/") else base + "/"
+            entries.append((int(net.first), int(net.last), base))
+            registry = registry_for(int(net.first))
+            if registry:
+                votes.setdefault(base, {}).setdefault(registry, 0)
+                votes[base][registry] += net.size
+        entries.sort()
+        registry_of_base = {b: max(v, key=lambda r: v[r]) for b, v in votes.items()}
+        return cls(tuple(e[0] for e in entries), tuple(entries), registry_of_base)
+
+    @classmethod
+    def bundled(cls) -> Bootstrap:
+        return cls.from_document(bundled_bootstrap_document())
+
+    def base_url(self, address: int) -> str | None:
+        i = bisect_right(self.starts, address) - 1
+        if i >= 0 and self.entries[i][0] <= address <= self.entries[i][1]:
+            return self.entries[i][2]
+        return None
+
+    def registry_of_url(self, url: str) -> str | None:
+        """Which registry a URL (a redirect target, say) belongs to: the longest matching base URL."""
+        matches = [b for b in self.registry_of_base if url.startswith(b)]
+        return self.registry_of_base[max(matches, key=len)] if matches else None
+
+
+@cache
+def bundled_bootstrap_document() -> dict[str, Any]:
+    text = resources.files("whoiscrawl").joinpath("data/ipv4.json").read_text()
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+def build_bootstrap_document(bases: dict[str, str], description: str) -> dict[str, Any]:
+    """An RFC 9224 document mapping every IANA-assigned /8 to its registry's base URL."""
+    by_base: dict[str, list[str]] = {}
+    for octet, registry in sorted(iana_registry_by_slash8().items()):
+        if registry:
+            by_base.setdefault(bases[registry], []).append(f"{octet}.0.0.0/8")
+    return {"version": "1.0", "publication": "2026-11-01T00:00:00Z", "description": description,
+            "services": [[prefixes, [base]] for base, prefixes in by_base.items()]}
+
+
+# --- what to crawl, and how it is cut ----------------------------------------------------------
+
+
+def parse_ranges(texts: Iterable[str]) -> IPSet:
+    """CIDRs, `a.b.c.d-e.f.g.h` ranges or single addresses; 'all' means the whole IPv4 space."""
+    result = IPSet()
+    for text in texts:
+        text = text.strip()
+        try:
+            if text in ("all", "0.0.0.0/0"):
+                result.add(IPNetwork("0.0.0.0/0"))
+            elif "-" in text:
+                first, last = (p.strip() for p in text.split("-", 1))
+                result.add(IPRange(first, last))
+            else:
+                net = IPNetwork(text)
+                if net.version != 4:
+                    raise SpaceError(f"{text!r}: only IPv4 is crawled")
+                result.add(net.cidr if net.cidr != net else net)
+        except (ValueError, TypeError) as exc:  # netaddr raises AddrFormatError, a ValueError
+            raise SpaceError(f"{text!r} is not a CIDR, range or IPv4 address ({exc})") from exc
+    return result
+
+
+def crawlable(ranges: Iterable[str], excludes: Iterable[str] = ()) -> IPSet:
+    """The addresses to crawl: ranges less excludes, special-purpose space and IANA-held /8s."""
+    space = parse_ranges(ranges) - parse_ranges(excludes) - IPSet(SPECIAL_PURPOSE)
+    unassigned = [f"{o}.0.0.0/8" for o, r in iana_registry_by_slash8().items() if r is None]
+    return space - IPSet(unassigned)
+
+
+def region_of(address: int) -> int:
+    """Shards of one /8 share a region: one consumer walks them in order, so none races another."""
+    return address >> 24
+
+
+def plan_shards(crawl: str, ranges: list[str], excludes: list[str] | None = None, strategy: str = "sweep",
+                resolution: int = 24, shard_prefix: int = 16, samples: int = 0) -> list[Shard]:
+    """Cut the crawlable space into shards aligned on /shard_prefix boundaries, in address order."""
+    if not 8 <= shard_prefix <= 32 or not 8 <= resolution <= 32:
+        raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")
+    if strategy not in ("sweep", "sample"):
+        raise SpaceError(f"unknown strategy {strategy!r}: use sweep or sample")
+    size = 1 << (32 - shard_prefix)
+    shards = []
+    for rng in crawlable(ranges, excludes or []).iter_ipranges():
+        first, last = int(rng.first), int(rng.last)
+        while first <= last:
+            end = min(last, (first // size + 1) * size - 1)
+            shard_id = f"{IPAddress(first)}-{IPAddress(end)}"
+            shards.append(Shard(crawl, shard_id, first, end, strategy, resolution, samples))
+            first = end + 1
+    return shards
+
+
+def sample_addresses(shard: Shard) -> list[int]:
+    """The sample strategy's probes: the 2016 method (hosts .1/.65/.129/.193 of every 12th /24)
+    or, when the shard asks for N samples, N addresses spread evenly over it."""
+    if shard.samples:
+        span = shard.last - shard.first + 1
+        step = max(1, span // shard.samples)
+        return [shard.first + min(span - 1, i * step + step // 2) for i in range(min(shard.samples, span))]
+    probes = []
+    for block in range(shard.first >> 8, (shard.last >> 8) + 1):
+        if block % 12 == 0:
+            probes += [a for h in (1, 65, 129, 193) if shard.first <= (a := (block << 8) + h) <= shard.last]
+    return probes

@@ -1,0 +1,335 @@
+"""The CIDR store: known blocks, claims, shard checkpoints and counters, in memory or in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from array import array
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+import redis.asyncio as aioredis
+from sortedcontainers import SortedDict
+
+from whoiscrawl.strategy import Answer
+
+
+class KnownBlocks:
+    """The in-process interval index of leaf blocks: is an address inside a known leaf? O(log n).
+
+    A compact sorted pair of arrays (8 bytes a block) holds the bulk; new blocks go to a small
+    sorted dict that is merged in when it grows, so inserts stay cheap and memory stays flat."""
+
+    MERGE_AT = 65536
+
+    def __init__(self) -> None:
+        self._starts = array("I")
+        self._ends = array("I")
+        self._recent: SortedDict = SortedDict()
+        self._parents: set[int] = set()  # non-leaf blocks seen, as first << 32 | last
+
+    def __len__(self) -> int:
+        return len(self._starts) + len(self._recent)
+
+    def terminal_end(self, address: int) -> int | None:
+        best: int | None = None
+        i = bisect_right(self._starts, address) - 1
+        if i >= 0 and self._ends[i] >= address:
+            best = self._ends[i]
+        recent = self._recent
+        if recent:
+            j = recent.bisect_right(address) - 1
+            if j >= 0:
+                end = recent.peekitem(j)[1]
+                if end >= address and (best is None or end > best):
+                    best = end
+        return best
+
+    def add(self, first: int, last: int, terminal: bool) -> bool:
+        """Remember a block; True if it was not known before."""
+        if not terminal:
+            key = first << 32 | last
+            if key in self._parents:
+                return False
+            self._parents.add(key)
+            return True
+        end = self.terminal_end(first)
+        if end is not None and end >= last:
+            return False  # inside a known leaf
+        for start in list(self._recent.irange(first, last)):
+            if self._recent[start] <= last:
+                del self._recent[start]  # the new block holds it
+        self._recent[first] = last
+        if len(self._recent) >= self.MERGE_AT:
+            self._merge()
+        return True
+
+    def _merge(self) -> None:
+        merged = sorted([*zip(self._starts, self._ends, strict=True), *self._recent.items()],
+                        key=lambda p: (p[0], -p[1]))
+        starts, ends = array("I"), array("I")
+        for first, last in merged:
+            if ends and last <= ends[-1] and first >= starts[-1]:
+                continue  # nested in the previous block: the outer one already answers
+            starts.append(first)
+            ends.append(last)
+        self._starts, self._ends = starts, ends
+        self._recent.clear()
+
+    def knows(self, first: int, last: int) -> bool:
+        end = self.terminal_end(first)
+        return (end is not None and end >= last) or (first << 32 | last) in self._parents
+
+
+@dataclass
+class Progress:
+    """A crawl's counters, as the operator and the progress display read them."""
+
+    shards_total: int = 0
+    shards_done: int = 0
+    lookups: int = 0
+    blocks: int = 0
+    addresses_total: int = 0
+    addresses_done: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+    wasted: int = 0  # lookups answered with a leaf this crawl already had (a race or a redo)
+
+    @classmethod
+    def from_mapping(cls, raw: dict[Any, Any]) -> Progress:
+        names = {f.name for f in fields(cls)}
+        values = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+class Store(Protocol):
+    """What a shard walk needs from the store; in memory for one process, Redis for a fleet."""
+
+    index: KnownBlocks
+
+    async def sync(self) -> None: ...
+    async def claim(self, address: int, owner: str) -> bool: ...
+    async def release(self, address: int, owner: str) -> None: ...
+    async def cursor(self, shard_id: str) -> int | None: ...
+    async def is_done(self, shard_id: str) -> bool: ...
+    async def record_step(self, shard_id: str, cursor: int, answer: Answer | None, *,
+                          lookups: int = 1, rate_limited: int = 0, errors: int = 0) -> bool: ...
+    async def shard_done(self, shard_id: str, addresses: int) -> None: ...
+    async def progress(self) -> Progress: ...
+
+
+# --- one process -----------------------------------------------------------------------------
+
+
+@dataclass
+class MemoryStore:
+    """The store of a local crawl: everything in this process, checkpointed to a JSON file."""
+
+    checkpoint_path: Path | None = None
+    index: KnownBlocks = field(default_factory=KnownBlocks)
+    counters: Progress = field(default_factory=Progress)
+    cursors: dict[str, int] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+
+    async def sync(self) -> None:
+        return None
+
+    async def claim(self, address: int, owner: str) -> bool:
+        return True  # one walk per region in one process: nothing to race
+
+    async def release(self, address: int, owner: str) -> None:
+        return None
+
+    async def cursor(self, shard_id: str) -> int | None:
+        return self.cursors.get(shard_id)
+
+    async def is_done(self, shard_id: str) -> bool:
+        return shard_id in self.done
+
+    async def record_step(self, shard_id: str, cursor: int, answer: Answer | None, *,
+                          lookups: int = 1, rate_limited: int = 0, errors: int = 0) -> bool:
+        new = answer is not None and self.index.add(answer.first, answer.last, answer.terminal)
+        self.cursors[shard_id] = cursor
+        c = self.counters
+        c.lookups += lookups
+        c.rate_limited += rate_limited
+        c.errors += errors
+        c.blocks += int(new)
+        c.wasted += int(answer is not None and answer.terminal and not new)
+        return new
+
+    async def shard_done(self, shard_id: str, addresses: int) -> None:
+        if shard_id not in self.done:
+            self.done.add(shard_id)
+            self.counters.shards_done += 1
+            self.counters.addresses_done += addresses
+        self.cursors.pop(shard_id, None)
+
+    async def progress(self) -> Progress:
+        return self.counters
+
+    def save(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = {"counters": asdict(self.counters), "cursors": self.cursors, "done": sorted(self.done)}
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.checkpoint_path)  # atomic: a crash leaves the old or the new file
+
+    def load(self) -> bool:
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return False
+        state = json.loads(self.checkpoint_path.read_text())
+        self.counters = Progress(**state["counters"])
+        self.cursors = {k: int(v) for k, v in state["cursors"].items()}
+        self.done = set(state["done"])
+        return True
+
+
+# --- a fleet -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key of one crawl, named in one place."""
+
+    crawl: str
+
+    @property
+    def prefix(self) -> str:
+        return f"whoiscrawl:{self.crawl}:"
+
+    @property
+    def blocks(self) -> str:  # a stream: the append-only log of blocks, read incrementally by workers
+        return self.prefix + "blocks"
+
+    @property
+    def counters(self) -> str:
+        return self.prefix + "counters"
+
+    @property
+    def cursors(self) -> str:
+        return self.prefix + "cursors"
+
+    @property
+    def done(self) -> str:
+        return self.prefix + "done"
+
+    def claim(self, cell: int) -> str:
+        return f"{self.prefix}claim:{cell}"
+
+    def limiter(self, registry: str, egress: str) -> str:
+        return f"{self.prefix}rate:{registry}:{egress}"
+
+
+def _encode(answer: Answer) -> str:
+    return f"{answer.first}:{answer.last}:{int(answer.terminal)}"
+
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_SHARD_DONE = """
+if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then
+  redis.call('hincrby', KEYS[2], 'shards_done', 1)
+  redis.call('hincrby', KEYS[2], 'addresses_done', ARGV[2])
+end
+redis.call('hdel', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+class RedisStore:
+    """The crawl's state in Redis, shared by every worker; admin calls are synchronous."""
+
+    def __init__(self, url: str, crawl: str) -> None:
+        self.keys = Keys(crawl)
+        self.client = redis.Redis.from_url(url)
+
+    def progress(self) -> Progress:
+        return Progress.from_mapping(self.client.hgetall(self.keys.counters))
+
+    def set_shards_total(self, n: int) -> None:
+        self.client.hset(self.keys.counters, "shards_total", n)
+
+    def set_addresses_total(self, n: int) -> None:
+        self.client.hset(self.keys.counters, "addresses_total", n)
+
+    def delete_crawl(self) -> int:
+        names = list(self.client.scan_iter(match=self.keys.prefix + "*", count=1000))
+        return int(self.client.delete(*names)) if names else 0
+
+    def used_memory(self) -> int:
+        return int(self.client.info("memory")["used_memory"])
+
+
+class RedisBlockStore:
+    """A worker's view of the shared store: a local index kept current from the Redis block log."""
+
+    CLAIM_TTL_MS = 60_000  # longer than any one lookup with its retries; a dead owner's claim expires
+
+    def __init__(self, url: str, crawl: str) -> None:
+        self.keys = Keys(crawl)
+        self.client = aioredis.Redis.from_url(url)
+        self.index = KnownBlocks()
+        self._last_id = "0-0"
+        self._release = self.client.register_script(_RELEASE)
+        self._shard_done = self.client.register_script(_SHARD_DONE)
+        self._sync_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def sync(self) -> None:
+        """Read the blocks other workers logged since the last sync (all of them, the first time)."""
+        async with self._sync_lock:
+            while True:
+                low = "-" if self._last_id == "0-0" else f"({self._last_id}"
+                raw: Any = await self.client.xrange(self.keys.blocks, min=low, count=20000)
+                entries: list[Any] = raw or []
+                for entry_id, data in entries:
+                    first, last, terminal = (int(x) for x in data[b"b"].split(b":"))
+                    self.index.add(first, last, bool(terminal))
+                    self._last_id = entry_id.decode()
+                if len(entries) < 20000:
+                    return
+
+    async def claim(self, address: int, owner: str) -> bool:
+        # Claims are per /24 cell: two workers never look up addresses of one cell at once.
+        ok = await self.client.set(self.keys.claim(address >> 8), owner, nx=True, px=self.CLAIM_TTL_MS)
+        return bool(ok)
+
+    async def release(self, address: int, owner: str) -> None:
+        await self._release(keys=[self.keys.claim(address >> 8)], args=[owner])
+
+    async def cursor(self, shard_id: str) -> int | None:
+        value = await self.client.hget(self.keys.cursors, shard_id)
+        return int(value) if value is not None else None
+
+    async def is_done(self, shard_id: str) -> bool:
+        return bool(await self.client.sismember(self.keys.done, shard_id))
+
+    async def record_step(self, shard_id: str, cursor: int, answer: Answer | None, *,
+                          lookups: int = 1, rate_limited: int = 0, errors: int = 0) -> bool:
+        new = answer is not None and self.index.add(answer.first, answer.last, answer.terminal)
+        pipe = self.client.pipeline(transaction=False)
+        if new and answer is not None:
+            pipe.xadd(self.keys.blocks, {"b": _encode(answer)})
+            pipe.hincrby(self.keys.counters, "blocks", 1)
+        if answer is not None and answer.terminal and not new:
+            pipe.hincrby(self.keys.counters, "wasted", 1)
+        pipe.hset(self.keys.cursors, shard_id, cursor)
+        for name, value in (("lookups", lookups), ("rate_limited", rate_limited), ("errors", errors)):
+            if value:
+                pipe.hincrby(self.keys.counters, name, value)
+        await pipe.execute()
+        return new
+
+    async def shard_done(self, shard_id: str, addresses: int) -> None:
+        await self._shard_done(keys=[self.keys.done, self.keys.counters, self.keys.cursors],
+                               args=[shard_id, addresses])
+
+    async def progress(self) -> Progress:
+        return Progress.from_mapping(await self.client.hgetall(self.keys.counters))
