@@ -1,0 +1,1 @@
+"""The whoiscrawl Kubernetes operator: WhoisCrawl CRD, kopf handlers, builders and policies."""

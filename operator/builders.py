@@ -1,0 +1,248 @@
+"""Desired state of a crawl's owned objects: Deployment, PDB, ServiceAccount, ConfigMap (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from whoiscrawl.operator import scheduling
+from whoiscrawl.operator.spec import GROUP, KIND, VERSION, CrawlSpec
+
+APP_NAME = "whoiscrawl"
+COMPONENT = "worker"
+MANAGED_BY = "whoiscrawl-operator"
+CRAWL_LABEL = f"{GROUP}/crawl"
+HASH_ANNOTATION = f"{GROUP}/desired-hash"
+CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
+CAPACITY_ANNOTATION = f"{GROUP}/capacity"
+PRE_STOP_SECONDS = 2  # lets the worker stop fetching before SIGTERM; tiny next to a spot notice
+TERMINATION_MARGIN_SECONDS = 3  # commit + exit after the drain
+# The shortest spot notice: GKE gives 30 s and pods get ~15-25 s of it.
+SHORTEST_SPOT_NOTICE_SECONDS = 25
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The WhoisCrawl object that owns everything built here."""
+
+    name: str
+    namespace: str
+    uid: str
+    version: str = ""  # app version label, from the image tag
+
+
+def worker_name(crawl: str) -> str:
+    return f"{crawl}-worker"
+
+
+def config_name(crawl: str) -> str:
+    return f"{crawl}-worker-config"
+
+
+def selector_labels(crawl: str) -> dict[str, str]:
+    """The immutable Deployment selector (and the scale subresource's label selector)."""
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": crawl,
+            "app.kubernetes.io/component": COMPONENT}
+
+
+def selector_string(crawl: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(crawl).items())
+
+
+def labels(owner: Owner) -> dict[str, str]:
+    out = {**selector_labels(owner.name), "app.kubernetes.io/part-of": APP_NAME,
+           "app.kubernetes.io/managed-by": MANAGED_BY, CRAWL_LABEL: owner.name}
+    if owner.version:
+        out["app.kubernetes.io/version"] = owner.version[:63]
+    return out
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": owner.name,
+            "uid": owner.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def image_version(image: str) -> str:
+    tail = image.rsplit("/", 1)[-1]
+    return tail.split("@", 1)[0].split(":", 1)[1] if ":" in tail.split("@", 1)[0] else ""
+
+
+def _meta(owner: Owner, name: str) -> dict[str, Any]:
+    return {"name": name, "namespace": owner.namespace, "labels": labels(owner),
+            "ownerReferences": [owner_reference(owner)]}
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def with_hash(obj: dict[str, Any]) -> dict[str, Any]:
+    """Stamp an object with the hash of its desired form, to patch only on real change."""
+    digest = stable_hash(obj)
+    obj["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return obj
+
+
+def termination_grace_seconds(grace: int) -> int:
+    """preStop + the worker's own drain (WHOISCRAWL_GRACE_SECONDS) + commit/exit margin."""
+    return PRE_STOP_SECONDS + grace + TERMINATION_MARGIN_SECONDS
+
+
+def fits_spot_notice(grace: int) -> bool:
+    return termination_grace_seconds(grace) <= SHORTEST_SPOT_NOTICE_SECONDS
+
+
+def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
+    """Worker environment that is not secret and not per pod."""
+    data = {
+        "WHOISCRAWL_CRAWL": crawl,
+        "WHOISCRAWL_KAFKA_BOOTSTRAP": spec.kafka.bootstrap_servers,
+        "WHOISCRAWL_TOPIC_PREFIX": spec.kafka.topic_prefix,
+        "WHOISCRAWL_CONCURRENCY": str(spec.workers.concurrency),
+        "WHOISCRAWL_RATE_LIMITS": spec.rate_limits_env(),
+        "WHOISCRAWL_METRICS_PORT": str(spec.workers.metrics_port),
+        "WHOISCRAWL_GRACE_SECONDS": str(spec.workers.grace_period_seconds),
+        "WHOISCRAWL_EGRESS_SHARE": str(spec.egress.addresses if spec.egress.mode == "nat" else 1),
+    }
+    if spec.egress.mode == "nat":
+        data["WHOISCRAWL_EGRESS_KEY"] = "nat"
+    if spec.redis.url:
+        data["WHOISCRAWL_REDIS_URL"] = spec.redis.url
+    if spec.workers.bootstrap_url:
+        data["WHOISCRAWL_BOOTSTRAP_URL"] = spec.workers.bootstrap_url
+    data.update(spec.workers.extra_env)
+    return data
+
+
+def config_map(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
+    return with_hash({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": _meta(owner, config_name(owner.name)),
+                      "data": config_data(owner.name, spec)})
+
+
+def service_account(owner: Owner) -> dict[str, Any]:
+    # Workers never talk to the Kubernetes API: no token in the pod.
+    return with_hash({"apiVersion": "v1", "kind": "ServiceAccount",
+                      "metadata": _meta(owner, worker_name(owner.name)),
+                      "automountServiceAccountToken": False})
+
+
+def pod_disruption_budget(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
+    return with_hash({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, worker_name(owner.name)),
+        "spec": {"maxUnavailable": spec.workers.max_unavailable,
+                 "selector": {"matchLabels": selector_labels(owner.name)},
+                 "unhealthyPodEvictionPolicy": "AlwaysAllow"},
+    })
+
+
+def _env(spec: CrawlSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "WHOISCRAWL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    if spec.egress.mode == "node":
+        # Each node egresses from its own public address: the node IS the rate-limit key.
+        env.append({"name": "WHOISCRAWL_EGRESS_KEY",
+                    "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+    if spec.redis.url_secret is not None:
+        env.append({"name": "WHOISCRAWL_REDIS_URL", "valueFrom": {"secretKeyRef": {
+            "name": spec.redis.url_secret.name, "key": spec.redis.url_secret.key}}})
+    return env
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period,
+            "timeoutSeconds": 3, "failureThreshold": failures}
+
+
+def pod_template(owner: Owner, spec: CrawlSpec, capacity: str,
+                 config_hash: str) -> dict[str, Any]:
+    selector = selector_labels(owner.name)
+    w = spec.workers
+    env_from: list[dict[str, Any]] = [{"configMapRef": {"name": config_name(owner.name)}}]
+    if spec.kafka.credentials_secret:
+        env_from.append({"secretRef": {"name": spec.kafka.credentials_secret}})
+    container = {
+        "name": "worker",
+        "image": w.image,
+        "imagePullPolicy": w.image_pull_policy,
+        "command": ["whoiscrawl", "worker"],
+        "envFrom": env_from,
+        "env": _env(spec),
+        "ports": [{"name": "metrics", "containerPort": w.metrics_port, "protocol": "TCP"}],
+        "startupProbe": _probe("/healthz", 2, 30),
+        "livenessProbe": _probe("/healthz", 10, 3),
+        "readinessProbe": _probe("/readyz", 5, 2),
+        "resources": {k: dict(v) for k, v in w.resources.items()},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": worker_name(owner.name),
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": termination_grace_seconds(w.grace_period_seconds),
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                            "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "affinity": scheduling.affinity(capacity, selector, spec.scheduling),
+        "tolerations": scheduling.tolerations(capacity, spec.scheduling.tolerations),
+        "topologySpreadConstraints": scheduling.topology_spread(selector, spec.scheduling),
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.scheduling.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.scheduling.node_selector)
+    if spec.scheduling.priority_class_name:
+        pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
+    return {
+        "metadata": {
+            "labels": labels(owner),
+            "annotations": {
+                CONFIG_HASH_ANNOTATION: config_hash,
+                CAPACITY_ANNOTATION: capacity,
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(w.metrics_port),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": pod_spec,
+    }
+
+
+def deployment(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str) -> dict[str, Any]:
+    """The worker Deployment. `replicas` is NOT part of the desired hash (patched on its own)."""
+    cfg_hash = stable_hash(config_data(owner.name, spec))
+    obj = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(owner, worker_name(owner.name)),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": 600,
+            "template": pod_template(owner, spec, capacity, cfg_hash),
+        },
+    }
+    with_hash(obj)
+    obj["spec"]["replicas"] = replicas
+    return obj
+
+
+def owned_objects(owner: Owner, spec: CrawlSpec, replicas: int,
+                  capacity: str) -> list[dict[str, Any]]:
+    """Everything a crawl owns, in creation order (the Deployment last: it needs the rest)."""
+    return [service_account(owner), config_map(owner, spec), pod_disruption_budget(owner, spec),
+            deployment(owner, spec, replicas, capacity)]
+
+
+def desired_hash(obj: Mapping[str, Any]) -> str | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(HASH_ANNOTATION)
+    return str(value) if value is not None else None
