@@ -219,7 +219,7 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str,
 def deployment(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str) -> dict[str, Any]:
     """The worker Deployment. `replicas` is NOT part of the desired hash (patched on its own)."""
     cfg_hash = stable_hash(config_data(owner.name, spec))
-    obj = {
+    obj: dict[str, Any] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": _meta(owner, worker_name(owner.name)),
         "spec": {

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from whoiscrawl.operator.spec import (
     CAPACITY_TYPES,
     DEFAULT_RATES,
