@@ -2,20 +2,130 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from whoiscrawl.dev.cli import app as dev_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Collect WHOIS/RDAP records for the IPv4 space, completely and politely.")
 app.add_typer(dev_app, name="dev")
 
+BootstrapOpt = Annotated[str | None, typer.Option(
+    "--bootstrap-url", envvar="WHOISCRAWL_BOOTSTRAP_URL",
+    help="RFC 9224 ipv4.json (URL or file); default: the bundled IANA snapshot (the real registries)")]
+RatesOpt = Annotated[str | None, typer.Option(
+    "--rate-limits", envvar="WHOISCRAWL_RATE_LIMITS",
+    help="Per-registry budgets per egress address, e.g. 'arin=10/s,lacnic=10/m,ripencc=8/s:3'")]
+BindOpt = Annotated[list[str] | None, typer.Option(
+    "--bind-address", help="Local source address to send from; repeat to use several egress addresses")]
+WhoisOpt = Annotated[str | None, typer.Option(
+    "--whois", envvar="WHOISCRAWL_WHOIS",
+    help="host:port of a port-43 WHOIS server to fall back to for every registry ('real' for theirs)")]
 
-def _register_optional() -> None:
-    # Each part registers its own commands; a part still being built does not break the rest.
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def _whois_servers(whois: str | None) -> dict[str, str]:
+    from whoiscrawl.space import REAL_WHOIS_SERVERS, REGISTRIES
+
+    if not whois:
+        return {}
+    return dict(REAL_WHOIS_SERVERS) if whois == "real" else dict.fromkeys(REGISTRIES, whois)
+
+
+def _egresses(binds: list[str] | None, key: str) -> list:
+    from whoiscrawl.registry import Egress
+
+    return [Egress(b, b) for b in binds] if binds else [Egress(key)]
+
+
+@app.command()
+def crawl(
+    ranges: Annotated[list[str], typer.Argument(help="CIDRs or a-b ranges to crawl; 'all' = IPv4")],
+    out: Annotated[Path, typer.Option(help="Results, one JSON record a line")] = Path("whois.jsonl"),
+    strategy: Annotated[str, typer.Option(help="sweep (complete) or sample (the 2016 method)")] = "sweep",
+    resolution: Annotated[int, typer.Option(help="Gap-probe grid inside parents, as a prefix length")] = 24,
+    samples: Annotated[int, typer.Option(help="sample: probes per /16 shard (0: the 2016 density)")] = 0,
+    exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the crawl whose results are in --out")] = False,
+    concurrency: Annotated[int, typer.Option(help="Regions walked at once")] = 64,
+    bootstrap_url: BootstrapOpt = None,
+    rate_limits: RatesOpt = None,
+    bind_address: BindOpt = None,
+    whois: WhoisOpt = None,
+    progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
+) -> None:
+    """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
+    from whoiscrawl.local import LocalCrawl, LocalCrawlError, fetch_bootstrap
+    from whoiscrawl.ratelimit import LimitError, parse_limits
+    from whoiscrawl.space import SpaceError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        job = LocalCrawl(ranges=ranges, out=out, bootstrap=asyncio.run(fetch_bootstrap(bootstrap_url)),
+                         limits=parse_limits(rate_limits), excludes=exclude or [], strategy=strategy,
+                         resolution=resolution, samples=samples, concurrency=concurrency,
+                         egresses=_egresses(bind_address, "local"), whois_servers=_whois_servers(whois),
+                         resume=resume)
+        display = ProgressDisplay() if progress and sys.stderr.isatty() else None
+        try:
+            summary = asyncio.run(job.run(display.update if display else None))
+        finally:
+            if display:
+                display.stop()
+    except (LocalCrawlError, LimitError, SpaceError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps(summary))
+    if not summary["complete"]:
+        typer.secho(f"interrupted: rerun with --resume --out {out} to continue", fg="yellow", err=True)
+        raise typer.Exit(130)
+
+
+class ProgressDisplay:
+    """The live view of a local crawl: coverage bar, lookups, blocks, per-registry rates, ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("[bold]coverage"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                  transient=False)
+        self._task = self._progress.add_task("crawl", total=1, info="")
+        self._started = time.monotonic()
+        self._progress.start()
+
+    def update(self, counters: object, by_registry: dict[str, int]) -> None:
+        from whoiscrawl.store import Progress
+
+        assert isinstance(counters, Progress)
+        elapsed = max(1e-3, time.monotonic() - self._started)
+        rates = " ".join(f"{r}:{n / elapsed:.1f}/s" for r, n in sorted(by_registry.items()))
+        info = (f"lookups {counters.lookups}  blocks {counters.blocks}  shards {counters.shards_done}/"
+                f"{counters.shards_total}  429s {counters.rate_limited}  errors {counters.errors}  {rates}")
+        self._progress.update(self._task, total=max(1, counters.addresses_total),
+                              completed=counters.addresses_done, info=info)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _register_parts() -> None:
+    # Each part registers its own commands.
     from whoiscrawl.sim.cli import app as sim_app
 
     app.add_typer(sim_app, name="sim")
 
 
-_register_optional()
+_register_parts()

@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from netaddr import IPAddress, IPNetwork, IPRange, IPSet
+from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
 from netaddr.ip import iana
 
 from whoiscrawl.records import Shard
@@ -151,7 +151,7 @@ def parse_ranges(texts: Iterable[str]) -> IPSet:
                 if net.version != 4:
                     raise SpaceError(f"{text!r}: only IPv4 is crawled")
                 result.add(net.cidr if net.cidr != net else net)
-        except (ValueError, TypeError) as exc:  # netaddr raises AddrFormatError, a ValueError
+        except (AddrFormatError, ValueError, TypeError) as exc:
             raise SpaceError(f"{text!r} is not a CIDR, range or IPv4 address ({exc})") from exc
     return result
 

@@ -1,0 +1,76 @@
+"""The space model: registries from IANA's table, bootstrap routing, planning shards."""
+
+from __future__ import annotations
+
+import pytest
+from netaddr import IPAddress
+
+from whoiscrawl.space import (
+    Bootstrap,
+    SpaceError,
+    crawlable,
+    iana_registry_by_slash8,
+    plan_shards,
+    registry_for,
+)
+
+
+def ip(text: str) -> int:
+    return int(IPAddress(text))
+
+
+def test_iana_table_counts():
+    counts: dict[str | None, int] = {}
+    for registry in iana_registry_by_slash8().values():
+        counts[registry] = counts.get(registry, 0) + 1
+    assert counts == {"arin": 111, "apnic": 51, "ripencc": 43, "lacnic": 10, "afrinic": 6, None: 35}
+
+
+@pytest.mark.parametrize(
+    ("address", "registry"),
+    [("8.8.8.8", "arin"), ("2.2.2.2", "ripencc"), ("1.1.1.1", "apnic"), ("200.1.1.1", "lacnic"),
+     ("41.1.1.1", "afrinic"), ("3.0.0.1", "arin"), ("224.0.0.1", None)],
+)
+def test_registry_for(address, registry):
+    assert registry_for(ip(address)) == registry
+
+
+def test_bundled_bootstrap_routes_every_registry():
+    boot = Bootstrap.bundled()
+    assert boot.base_url(ip("8.8.8.8")) == "https://rdap.arin.net/registry/"
+    assert boot.base_url(ip("41.1.1.1")) == "https://rdap.afrinic.net/rdap/"
+    assert boot.base_url(ip("224.0.0.1")) is None
+    assert boot.registry_of_url("https://rdap.db.ripe.net/ip/2.2.2.2") == "ripencc"
+
+
+def test_bootstrap_rejects_garbage():
+    with pytest.raises(SpaceError, match="RFC 9224"):
+        Bootstrap.from_document({"services": "nope"})
+
+
+def test_special_purpose_space_is_never_crawled():
+    space = crawlable(["10.0.0.0/7"])  # 10/8 is private, 11/8 is ARIN's
+    assert space.size == 1 << 24
+    assert crawlable(["127.0.0.0/8", "192.168.0.0/16", "224.0.0.0/3"]).size == 0
+
+
+@pytest.mark.parametrize(
+    ("ranges", "excludes", "prefix", "count", "first", "last"),
+    [
+        (["8.0.0.0/8"], [], 16, 256, "8.0.0.0", "8.255.255.255"),
+        (["8.0.0.0/8"], ["8.128.0.0/9"], 16, 128, "8.0.0.0", "8.127.255.255"),
+        (["8.0.1.0-8.2.0.255"], [], 16, 3, "8.0.1.0", "8.2.0.255"),
+        (["8.8.8.0/24"], [], 16, 1, "8.8.8.0", "8.8.8.255"),
+    ],
+)
+def test_plan_shards(ranges, excludes, prefix, count, first, last):
+    shards = plan_shards("c", ranges, excludes, shard_prefix=prefix)
+    assert len(shards) == count
+    assert shards[0].first == ip(first) and shards[-1].last == ip(last)
+    assert all(a.last + 1 <= b.first for a, b in zip(shards, shards[1:], strict=False))
+
+
+@pytest.mark.parametrize("bad", ["8.8.8.8/33", "nonsense", "::1/128", "9.9.9.9-1.1.1"])
+def test_bad_ranges_say_what_is_wrong(bad):
+    with pytest.raises(SpaceError, match="only IPv4|not a CIDR"):
+        plan_shards("c", [bad])

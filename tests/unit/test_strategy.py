@@ -1,0 +1,112 @@
+"""The sweep finds every block at least one grid cell large, with no leaf looked up twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from whoiscrawl.records import Shard
+from whoiscrawl.space import sample_addresses
+from whoiscrawl.store import KnownBlocks
+from whoiscrawl.strategy import Answer, is_terminal, walk_for
+
+# (first, last, type) of a /16 allocation, offsets from 0: a laminar hierarchy like a registry's.
+HIERARCHY = [
+    (0, 65535, "ALLOCATED PA"),
+    (0, 255, "ASSIGNED PA"),  # at the very start
+    (300, 307, "ASSIGNED PA"),  # a /29 in a gap: below the /24 grid
+    (1024, 2047, "ASSIGNED PA"),  # a /22 after a gap
+    (2048, 2303, "ASSIGNED PA"),  # right behind it
+    (4096, 8191, "SUB-ALLOCATED PA"),  # a parent inside the parent
+    (4096, 4351, "ASSIGNED PA"),
+    (6000, 7999, "ASSIGNED PA"),  # not on a CIDR boundary, after a gap inside the sub-allocation
+    (40000, 40999, "ASSIGNED PI"),  # odd range across /24 cells
+    (65280, 65535, "ASSIGNED PA"),  # at the very end
+]
+
+
+def most_specific(address: int) -> tuple[int, int, str]:
+    holding = [h for h in HIERARCHY if h[0] <= address <= h[1]]
+    return min(holding, key=lambda h: h[1] - h[0])
+
+
+def run(shard: Shard, known: KnownBlocks | None = None) -> tuple[list[int], list[tuple[int, int, str]]]:
+    known = known or KnownBlocks()
+    walk = walk_for(shard)
+    probes, answers = [], []
+    while (address := walk.next_address(known)) is not None:
+        assert address not in probes, "the walk went backwards"
+        first, last, kind = most_specific(address)
+        probes.append(address)
+        answers.append((first, last, kind))
+        answer = Answer(first, last, is_terminal(first, last, kind, [], shard.resolution))
+        known.add(first, last, answer.terminal)
+        walk.observe(address, answer)
+    return probes, answers
+
+
+def findable(resolution: int) -> set[tuple[int, int, str]]:
+    """Blocks that are the most specific answer for some address, at least one grid cell large."""
+    size = 1 << (32 - resolution)
+    answers = {most_specific(a) for a in range(0, 65536)}
+    return {b for b in answers if b[1] - b[0] + 1 >= size}
+
+
+def test_sweep_finds_every_block_at_resolution_without_waste():
+    shard = Shard("t", "s", 0, 65535, "sweep", 24)
+    probes, answers = run(shard)
+    assert findable(24) <= set(answers)
+    leaves = [a for a in answers if is_terminal(a[0], a[1], a[2], [], 24)]
+    assert len(leaves) == len(set(leaves)), "a leaf was looked up twice"
+    # Gap probes cost one lookup per empty /24 cell of a parent, never more.
+    assert len(probes) <= 256 + len(HIERARCHY)
+
+
+def test_sweep_resumes_from_a_checkpointed_cursor_without_repeating():
+    shard = Shard("t", "s", 0, 65535, "sweep", 24)
+    known = KnownBlocks()
+    walk = walk_for(shard)
+    first_probes = []
+    for _ in range(10):
+        address = walk.next_address(known)
+        assert address is not None
+        first, last, kind = most_specific(address)
+        walk.observe(address, Answer(first, last, is_terminal(first, last, kind, [], 24)))
+        known.add(first, last, is_terminal(first, last, kind, [], 24))
+        first_probes.append(address)
+    resumed = walk_for(shard, cursor=walk.cursor)
+    assert resumed.next_address(known) not in first_probes
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "net_type", "status", "resolution", "terminal"),
+    [
+        (0, 255, "ALLOCATED PA", [], 24, True),  # one grid cell: a leaf at this resolution
+        (0, 1023, "ALLOCATED PA", [], 24, False),
+        (0, 1023, "ASSIGNED PA", [], 24, True),
+        (0, 1023, "ASSIGNED NON-PORTABLE", [], 24, True),
+        (0, 1023, "REASSIGNMENT", [], 24, True),
+        (0, 1023, "DIRECT ASSIGNMENT", [], 24, True),
+        (0, 1023, "DIRECT ALLOCATION", [], 24, False),
+        (0, 1023, "REALLOCATION", [], 24, False),
+        (0, 1023, "SUB-ALLOCATED PA", [], 24, False),
+        (0, 1023, "LEGACY", [], 24, False),
+        (0, 1023, None, [], 24, False),  # unknown: probe it, never guess a leaf
+        (0, 1023, "UNALLOCATED", ["reserved"], 24, True),
+        (0, 1023, "ALLOCATED PA", [], 22, True),
+    ],
+)
+def test_is_terminal(first, last, net_type, status, resolution, terminal):
+    assert is_terminal(first, last, net_type, status, resolution) is terminal
+
+
+def test_sample_walk_skips_known_leaves():
+    shard = Shard("t", "s", 0, 65535, "sample", 24, samples=64)
+    probes, answers = run(shard)
+    assert len(probes) <= 64
+    assert len(set(sample_addresses(shard))) == 64
+
+
+def test_sample_2016_density():
+    shard = Shard("t", "s", 0, 65535, "sample", 24)
+    # Every 12th /24, hosts .1/.65/.129/.193: 22 of 256 /24s here.
+    assert len(sample_addresses(shard)) == 22 * 4

@@ -1,0 +1,147 @@
+"""Local mode: a whole crawl in one process with no Kafka or Redis, resumable after an interrupt."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from whoiscrawl.crawl import Crawler, run_regions
+from whoiscrawl.ratelimit import Limit, MemoryRateLimiter
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import Egress, RegistryClient
+from whoiscrawl.space import Bootstrap, plan_shards
+from whoiscrawl.store import MemoryStore, Progress
+from whoiscrawl.strategy import is_terminal
+
+
+class LocalCrawlError(RuntimeError):
+    """A local crawl cannot start as asked; the text says what to change."""
+
+
+@dataclass
+class FileSink:
+    """Results as JSON lines; each line is written through before the crawl moves past it."""
+
+    path: Path
+    _file: IO[str] | None = None
+    count: int = 0
+
+    async def emit(self, record: NetworkRecord) -> None:
+        if self._file is None:
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(record.to_json().decode() + "\n")
+        self._file.flush()  # in the OS's hands: survives the process being killed
+        self.count += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_results(path: Path) -> list[NetworkRecord]:
+    records = []
+    if path.exists():
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    records.append(NetworkRecord.from_json(line))
+    return records
+
+
+@dataclass
+class LocalCrawl:
+    """Everything one `whoiscrawl crawl` needs, with the defaults a user expects."""
+
+    ranges: list[str]
+    out: Path
+    bootstrap: Bootstrap
+    limits: dict[str, Limit]
+    excludes: list[str] = field(default_factory=list)
+    strategy: str = "sweep"
+    resolution: int = 24
+    samples: int = 0
+    shard_prefix: int = 16
+    concurrency: int = 64
+    egresses: list[Egress] = field(default_factory=lambda: [Egress("local")])
+    whois_servers: dict[str, str] = field(default_factory=dict)
+    resume: bool = False
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out.with_name(self.out.name + ".checkpoint.json")
+
+    async def run(self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
+                  ) -> dict[str, Any]:
+        if self.out.exists() and self.out.stat().st_size and not self.resume:
+            raise LocalCrawlError(f"{self.out} already holds results: add --resume to continue that "
+                                  "crawl, or choose another --out")
+        shards = plan_shards("local", self.ranges, self.excludes, self.strategy, self.resolution,
+                             self.shard_prefix, self.samples)
+        store = MemoryStore(self.checkpoint)
+        resumed = store.load() if self.resume else False
+        for record in read_results(self.out) if resumed else []:
+            store.index.add(record.first, record.last,
+                            is_terminal(record.first, record.last, record.type, record.status,
+                                        self.resolution))
+        store.counters.shards_total = len(shards)
+        store.counters.addresses_total = sum(s.last - s.first + 1 for s in shards)
+        sink = FileSink(self.out)
+        client = RegistryClient(self.bootstrap, MemoryRateLimiter(self.limits), self.egresses,
+                                self.whois_servers)
+        crawler = Crawler(store, sink, client, owner=uuid.uuid4().hex)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, crawler.stopping.set)
+        started = time.monotonic()
+
+        async def report() -> None:
+            while True:
+                store.save()
+                if on_progress:
+                    on_progress(store.counters, dict(crawler.lookups_by_registry))
+                await asyncio.sleep(0.5)
+
+        reporter = asyncio.create_task(report())
+        try:
+            complete = await run_regions(crawler, shards, self.concurrency)
+        finally:
+            reporter.cancel()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            sink.close()
+            store.save()
+            await client.close()
+        if on_progress:
+            on_progress(store.counters, dict(crawler.lookups_by_registry))
+        return {"complete": complete, "resumed": resumed, "out": str(self.out),
+                "wall_s": round(time.monotonic() - started, 3),
+                "lookups_by_registry": dict(crawler.lookups_by_registry),
+                "failures": crawler.failures[:20], **store.counters.__dict__}
+
+
+async def fetch_bootstrap(source: str | None) -> Bootstrap:
+    """The bundled snapshot, a local file, or an RFC 9224 document at a URL."""
+    if not source:
+        return Bootstrap.bundled()
+    if source.startswith(("http://", "https://")):
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession() as session, session.get(source) as resp:
+                resp.raise_for_status()
+                return Bootstrap.from_document(json.loads(await resp.read()))
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise LocalCrawlError(f"cannot read the RDAP bootstrap at {source}: {exc}") from exc
+    path = Path(os.path.expanduser(source))
+    if not path.exists():
+        raise LocalCrawlError(f"bootstrap file {path} does not exist")
+    return Bootstrap.from_document(json.loads(path.read_text()))
