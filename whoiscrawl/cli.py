@@ -93,15 +93,99 @@ def crawl(
         raise typer.Exit(130)
 
 
+KafkaOpt = Annotated[str, typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP",
+                                        help="Kafka bootstrap servers")]
+RedisOpt = Annotated[str, typer.Option("--redis-url", envvar="WHOISCRAWL_REDIS_URL", help="Redis URL")]
+CrawlOpt = Annotated[str, typer.Option("--crawl", envvar="WHOISCRAWL_CRAWL", help="Crawl name")]
+PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOPIC_PREFIX")]
+
+
+@app.command()
+def plan(
+    ranges: Annotated[list[str], typer.Argument(help="CIDRs or a-b ranges; 'all' = IPv4")],
+    crawl: CrawlOpt,
+    kafka_bootstrap: KafkaOpt,
+    redis_url: RedisOpt,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+    strategy: Annotated[str, typer.Option(help="sweep or sample")] = "sweep",
+    resolution: Annotated[int, typer.Option(help="Gap-probe grid, as a prefix length")] = 24,
+    samples: Annotated[int, typer.Option(help="sample: probes per shard (0: 2016 density)")] = 0,
+    shard_prefix: Annotated[int, typer.Option(help="Shard size, as a prefix length")] = 16,
+    exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
+    partitions: Annotated[int, typer.Option(help="Work topic partitions (the most workers useful)")] = 32,
+    force: Annotated[bool, typer.Option(help="Publish again even if this crawl was planned")] = False,
+) -> None:
+    """Cut the space into shards and send them to the crawl's work topic (once)."""
+    from whoiscrawl import queue
+    from whoiscrawl.space import SpaceError, plan_shards
+    from whoiscrawl.store import RedisStore
+
+    try:
+        shards = plan_shards(crawl, ranges, exclude or [], strategy, resolution, shard_prefix, samples)
+    except SpaceError as exc:
+        _fail(str(exc))
+        return
+    store = RedisStore(redis_url, crawl)
+    if store.progress().shards_total and not force:
+        typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
+        return
+    queue.ensure_topics(kafka_bootstrap, topic_prefix, crawl, partitions)
+    sent = queue.publish_shards(kafka_bootstrap, topic_prefix, crawl, shards)
+    store.set_shards_total(len(shards))
+    store.set_addresses_total(sum(s.last - s.first + 1 for s in shards))
+    typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent,
+                           "addresses": sum(s.last - s.first + 1 for s in shards)}))
+
+
+@app.command()
+def worker(
+    crawl: CrawlOpt,
+    kafka_bootstrap: KafkaOpt,
+    redis_url: RedisOpt,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+    bootstrap_url: BootstrapOpt = None,
+    rate_limits: RatesOpt = None,
+    bind_address: BindOpt = None,
+    whois: WhoisOpt = None,
+    egress_key: Annotated[str | None, typer.Option(envvar="WHOISCRAWL_EGRESS_KEY",
+                                                   help="Name of the public address this worker "
+                                                        "egresses from (default: host name)")] = None,
+    egress_share: Annotated[float, typer.Option(envvar="WHOISCRAWL_EGRESS_SHARE",
+                                                help="Addresses behind the egress key")] = 1.0,
+    metrics_port: Annotated[int, typer.Option(envvar="WHOISCRAWL_METRICS_PORT",
+                                              help="/metrics, /healthz, /readyz; 0 = off")] = 9090,
+    grace_seconds: Annotated[float, typer.Option(envvar="WHOISCRAWL_GRACE_SECONDS",
+                                                 help="Drain time after SIGTERM")] = 20.0,
+) -> None:
+    """Take shards from the crawl's work topic until stopped (what the operator runs in pods)."""
+    import socket
+
+    from whoiscrawl.ratelimit import LimitError, parse_limits
+    from whoiscrawl.worker.runner import WorkerConfig, run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        limits = parse_limits(rate_limits)
+    except LimitError as exc:
+        _fail(str(exc))
+        return
+    config = WorkerConfig(crawl=crawl, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, limits=limits,
+                          topic_prefix=topic_prefix, bootstrap_url=bootstrap_url,
+                          egresses=_egresses(bind_address, egress_key or socket.gethostname()),
+                          egress_share=egress_share, whois_servers=_whois_servers(whois),
+                          metrics_port=metrics_port or None, grace_seconds=grace_seconds)
+    raise typer.Exit(run_worker(config))
+
+
 class ProgressDisplay:
     """The live view of a local crawl: coverage bar, lookups, blocks, per-registry rates, ETA."""
 
     def __init__(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("[bold]coverage"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                  transient=False)
+        self._progress = Progress(TextColumn("[bold]coverage"), BarColumn(),
+                                  TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
+                                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
         self._task = self._progress.add_task("crawl", total=1, info="")
         self._started = time.monotonic()
         self._progress.start()

@@ -1,0 +1,191 @@
+"""Kafka: the work and results topics of a crawl, publishing shards, lag, and a broker-acked sink."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from whoiscrawl.records import NetworkRecord, Shard
+from whoiscrawl.space import region_of
+
+DEFAULT_PARTITIONS = 32
+
+
+def topic_names(prefix: str, crawl: str) -> tuple[str, str]:
+    """(work, results) topic names of a crawl."""
+    return f"{prefix}{crawl}.work", f"{prefix}{crawl}.results"
+
+
+def group_name(prefix: str, crawl: str) -> str:
+    return f"{prefix}{crawl}.workers"
+
+
+def shard_key(shard: Shard) -> bytes:
+    # The region key sends every shard of one /8 to one partition, in address order, so one
+    # consumer walks contiguous space and workers rarely meet inside a block.
+    return str(region_of(shard.first)).encode()
+
+
+def result_key(record: NetworkRecord) -> bytes:
+    # The block's CIDRs name it exactly: compaction keeps the latest record of each block.
+    return ",".join(record.cidrs).encode()
+
+
+def ensure_topics(bootstrap: str, prefix: str, crawl: str, partitions: int = DEFAULT_PARTITIONS,
+                  config: dict[str, str] | None = None) -> None:
+    """Create the crawl's topics if missing: work (kept until the crawl is deleted), results (compacted)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(config or {})})
+    work, results = topic_names(prefix, crawl)
+    existing = admin.list_topics(timeout=10).topics
+    wanted = [NewTopic(work, partitions, 1, config={"retention.ms": "-1"}),
+              NewTopic(results, partitions, 1, config={"cleanup.policy": "compact",
+                                                       "min.compaction.lag.ms": "60000"})]
+    missing = [t for t in wanted if t.topic not in existing]
+    for topic, fut in (admin.create_topics(missing, operation_timeout=30).items() if missing else []):
+        try:
+            fut.result(timeout=60)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+        del topic
+
+
+def _client_config(bootstrap: str, config: dict[str, str] | None) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, **(config or {})}
+
+
+def publish_shards(bootstrap: str, prefix: str, crawl: str, shards: Sequence[Shard],
+                   config: dict[str, str] | None = None) -> int:
+    """Send the plan to the work topic; returns how many the broker acknowledged."""
+    work, _ = topic_names(prefix, crawl)
+    producer = Producer({**_client_config(bootstrap, config), "enable.idempotence": True,
+                         "linger.ms": 20, "compression.type": "lz4"})
+    acked = 0
+    failures: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        nonlocal acked
+        if err is None:
+            acked += 1
+        else:
+            failures.append(str(err))
+
+    for shard in shards:
+        while True:
+            try:
+                producer.produce(work, key=shard_key(shard), value=shard.to_json(), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(120)
+    if failures or acked != len(shards):
+        raise KafkaException(f"published {acked} of {len(shards)} shards: {failures[:3]}")
+    return acked
+
+
+def partition_count(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> int:
+    work, _ = topic_names(prefix, crawl)
+    topics = AdminClient(_client_config(bootstrap, config)).list_topics(work, timeout=10).topics
+    meta = topics.get(work)
+    return len(meta.partitions) if meta is not None and meta.error is None else 0
+
+
+def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> int:
+    """Work messages the worker group has not committed yet: what is left to do."""
+    work, _ = topic_names(prefix, crawl)
+    consumer = Consumer({**_client_config(bootstrap, config), "group.id": group_name(prefix, crawl),
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(work, timeout=10).topics.get(work)
+        if meta is None or meta.error is not None:
+            return 0
+        partitions = [TopicPartition(work, p) for p in meta.partitions]
+        committed = consumer.committed(partitions, timeout=10)
+        lag = 0
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(TopicPartition(work, tp.partition), timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        consumer.close()
+
+
+def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
+    admin = AdminClient(_client_config(bootstrap, config))
+    names = [t for t in topic_names(prefix, crawl) if t in admin.list_topics(timeout=10).topics]
+    for fut in (admin.delete_topics(names, operation_timeout=30).values() if names else []):
+        fut.result(timeout=60)
+
+
+class KafkaSink:
+    """Results to the compacted results topic; `emit` returns once the broker acknowledged the record."""
+
+    def __init__(self, bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
+        _, self.topic = topic_names(prefix, crawl)
+        self.producer = Producer({**_client_config(bootstrap, config), "enable.idempotence": True,
+                                  "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
+        self._running = True
+        self._poller = threading.Thread(target=self._poll, name="kafka-sink", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:  # delivery callbacks run here
+        while self._running:
+            self.producer.poll(0.05)
+
+    async def emit(self, record: NetworkRecord) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(err: Any) -> None:
+            if done.done():
+                return
+            if err is None:
+                done.set_result(None)
+            else:
+                done.set_exception(KafkaException(err))
+
+        def delivered(err: Any, _msg: Any) -> None:
+            loop.call_soon_threadsafe(settle, err)
+
+        while True:
+            try:
+                self.producer.produce(self.topic, key=result_key(record), value=record.to_json(),
+                                      on_delivery=delivered)
+                break
+            except BufferError:
+                await asyncio.sleep(0.05)
+        await done
+
+    def close(self, timeout: float = 30) -> int:
+        """Flush what is queued; returns how many records were still undelivered."""
+        self._running = False
+        self._poller.join(timeout=2)
+        return int(self.producer.flush(timeout))
+
+
+def read_results(bootstrap: str, prefix: str, crawl: str, idle_s: float = 3.0,
+                 config: dict[str, str] | None = None) -> list[NetworkRecord]:
+    """Every record on the results topic, from the start (for export and tests)."""
+    import uuid
+
+    _, results = topic_names(prefix, crawl)
+    consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"export-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([results])
+    records: list[NetworkRecord] = []
+    idle = 0.0
+    try:
+        while idle < idle_s:
+            msgs = consumer.consume(1000, 0.5)
+            idle = idle + 0.5 if not msgs else 0.0
+            records += [NetworkRecord.from_json(m.value() or b"") for m in msgs
+                        if m.error() is None and m.value()]
+    finally:
+        consumer.close()
+    return records

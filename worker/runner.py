@@ -1,0 +1,223 @@
+"""The fleet worker: takes shards from Kafka, walks them, commits each once its results are acked."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from whoiscrawl import metrics
+from whoiscrawl.crawl import Crawler
+from whoiscrawl.local import fetch_bootstrap
+from whoiscrawl.queue import KafkaSink, group_name, topic_names
+from whoiscrawl.ratelimit import Limit, RedisRateLimiter, scaled
+from whoiscrawl.records import RecordError, Shard
+from whoiscrawl.registry import Egress, RegistryClient
+from whoiscrawl.store import RedisBlockStore
+
+log = logging.getLogger("whoiscrawl.worker")
+
+
+@dataclass
+class WorkerConfig:
+    crawl: str
+    kafka_bootstrap: str
+    redis_url: str
+    limits: dict[str, Limit]
+    topic_prefix: str = "whoiscrawl."
+    bootstrap_url: str | None = None
+    egresses: list[Egress] = field(default_factory=lambda: [Egress(socket.gethostname())])
+    egress_share: float = 1.0  # addresses behind one egress key (a NAT gateway pool)
+    whois_servers: dict[str, str] = field(default_factory=dict)
+    metrics_port: int | None = 9090
+    grace_seconds: float = 20.0  # inside GKE's spot notice; AWS gives two minutes
+    max_queued_per_partition: int = 4
+    kafka_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Lane:
+    """The shards of one partition, walked one after another, committed in order."""
+
+    partition: int
+    queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    paused: bool = False
+    revoked: bool = False
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.work_topic, _ = topic_names(config.topic_prefix, config.crawl)
+        self.lanes: dict[int, Lane] = {}
+        self.stopping = asyncio.Event()
+        self._kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = False
+        self.consumer = Consumer({
+            "bootstrap.servers": config.kafka_bootstrap,
+            "group.id": group_name(config.topic_prefix, config.crawl),
+            "client.id": self.owner,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 10000,  # a vanished spot node's partitions move within seconds
+            "heartbeat.interval.ms": 2000,
+            "max.poll.interval.ms": 600000,
+            **config.kafka_config,
+        })
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        # librdkafka's consumer is used from one thread only: every call goes through this executor.
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._kafka, fn, *args)
+
+    # Rebalance callbacks run inside consume(), on the consumer thread.
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self._loop is not None
+        for tp in partitions:
+            self._loop.call_soon_threadsafe(self._start_lane, tp.partition)
+        consumer.incremental_assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self._loop is not None
+        for tp in partitions:
+            self._loop.call_soon_threadsafe(self._stop_lane, tp.partition)
+        consumer.incremental_unassign(partitions)
+
+    def _start_lane(self, partition: int) -> None:
+        old = self.lanes.get(partition)
+        if old and old.task and not old.task.done():
+            old.revoked = True
+        lane = Lane(partition)
+        lane.task = asyncio.create_task(self._run_lane(lane), name=f"lane-{partition}")
+        self.lanes[partition] = lane
+
+    def _stop_lane(self, partition: int) -> None:
+        lane = self.lanes.pop(partition, None)
+        if lane:
+            lane.revoked = True  # its current lookup finishes; the new owner resumes at the cursor
+
+    async def _run_lane(self, lane: Lane) -> None:
+        while not self.stopping.is_set() and not lane.revoked:
+            try:
+                msg = await asyncio.wait_for(lane.queue.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            if lane.paused and lane.queue.qsize() <= self.config.max_queued_per_partition // 2:
+                lane.paused = False
+                await self._call(self.consumer.resume, [TopicPartition(self.work_topic, lane.partition)])
+            try:
+                shard = Shard.from_json(msg.value() or b"")
+            except RecordError as exc:
+                log.error("skipping a malformed work message at %s[%d]@%d: %s", msg.topic(),
+                          msg.partition(), msg.offset(), exc)
+                await self._commit(msg)
+                continue
+            done = await self._walk(shard, lane)
+            if not done:
+                return  # stopped or revoked: not committed, so whoever owns it next redoes the rest
+            await self._commit(msg)
+
+    async def _walk(self, shard: Shard, lane: Lane) -> bool:
+        assert self.crawler is not None
+        task = asyncio.create_task(self.crawler.run_shard(shard))
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if lane.revoked:
+                task.cancel()  # abandons the lookup in flight; the cursor before it is checkpointed
+        return not task.cancelled() and task.result()
+
+    async def _commit(self, msg: Message) -> None:
+        tp = TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
+        await self._call(lambda: self.consumer.commit(offsets=[tp], asynchronous=False))
+
+    async def _consume(self) -> None:
+        while not self.stopping.is_set():
+            msgs = await self._call(self.consumer.consume, 64, 0.2)
+            self._ready = True
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("kafka: %s", err)
+                    continue
+                lane = self.lanes.get(msg.partition())
+                if lane is None:
+                    continue  # revoked meanwhile; the message will be redelivered to its owner
+                lane.queue.put_nowait(msg)
+                if not lane.paused and lane.queue.qsize() >= self.config.max_queued_per_partition:
+                    lane.paused = True
+                    await self._call(self.consumer.pause, [TopicPartition(self.work_topic, msg.partition())])
+
+    async def _report_lag(self) -> None:
+        while not self.stopping.is_set():
+            lag = 0
+            for partition in list(self.lanes):
+                tp = TopicPartition(self.work_topic, partition)
+                try:
+                    _, high = await self._call(self.consumer.get_watermark_offsets, tp, 5, True)
+                    [committed] = await self._call(self.consumer.committed, [tp], 5)
+                    lag += max(0, high - max(committed.offset, 0))
+                except Exception as exc:  # a transient broker error must not stop the worker
+                    log.debug("lag: %s", exc)
+            metrics.CONSUMER_LAG.set(lag)
+            await asyncio.sleep(10)
+
+    async def run(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self.stopping.set)
+        server = None
+        if cfg.metrics_port is not None:
+            server = metrics.serve(cfg.metrics_port, lambda: self._ready and not self.stopping.is_set())
+        store = RedisBlockStore(cfg.redis_url, cfg.crawl)
+        await store.sync()
+        limiter = RedisRateLimiter(store.client, cfg.crawl, scaled(cfg.limits, cfg.egress_share))
+        client = RegistryClient(await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses,
+                                cfg.whois_servers)
+        sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
+        self.crawler = Crawler(store, sink, client, self.owner, cfg.crawl, stopping=self.stopping)
+        self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("worker %s taking shards of %s", self.owner, self.work_topic)
+        consume = asyncio.create_task(self._consume())
+        lag = asyncio.create_task(self._report_lag())
+        await self.stopping.wait()
+        started = time.monotonic()
+        log.info("stopping: finishing lookups in flight (grace %.0fs)", cfg.grace_seconds)
+        lanes = [lane.task for lane in self.lanes.values() if lane.task]
+        if lanes:
+            _, pending = await asyncio.wait(lanes, timeout=cfg.grace_seconds)
+            for task in pending:
+                task.cancel()
+        for task in (consume, lag):
+            task.cancel()
+        await asyncio.gather(consume, lag, return_exceptions=True)
+        left = max(1.0, cfg.grace_seconds - (time.monotonic() - started))
+        undelivered = await asyncio.to_thread(sink.close, left)
+        await self._call(self.consumer.close)  # leaves the group: its partitions move at once
+        self._kafka.shutdown(wait=True)
+        await client.close()
+        await store.close()
+        if server:
+            server.shutdown()
+        log.info("stopped in %.1fs (%d results undelivered)", time.monotonic() - started, undelivered)
+        return 0 if undelivered == 0 else 1
+
+    crawler: Crawler | None = None
+
+
+def run_worker(config: WorkerConfig) -> int:
+    return asyncio.run(Worker(config).run())
