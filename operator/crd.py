@@ -156,7 +156,7 @@ def spec_schema() -> dict[str, Any]:
                      "description": "CIDRs never to query (special-purpose space always is)."},
         "strategy": _str("sweep", STRATEGIES),
         "resolution": _int(24, 8, 32, "Gap-probe grid of the sweep, as a prefix length."),
-        "shardPrefix": _int(16, 4, 28, "Shard size, as a prefix length."),
+        "shardPrefix": _int(16, 8, 28, "Shard size, as a prefix length."),
         "samples": _int(0, 0, desc="Probes per shard for the sample strategy."),
         "registries": _obj(registries, "Per-registry switches and rate limits."),
         "workers": workers,

@@ -385,7 +385,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
     excludes = r.cidrs(spec, "excludes", "spec", ())
     strategy = r.string(spec, "strategy", "spec", "sweep", STRATEGIES) or "sweep"
     resolution = r.integer(spec, "resolution", "spec", 24, lo=8, hi=32)
-    shard_prefix = r.integer(spec, "shardPrefix", "spec", 16, lo=4, hi=28)
+    shard_prefix = r.integer(spec, "shardPrefix", "spec", 16, lo=8, hi=28)
     samples = r.integer(spec, "samples", "spec", 0, lo=0)
     if strategy == "sample" and samples == 0:
         r.fail("spec.samples", "must be > 0 when strategy is sample")

@@ -1,0 +1,158 @@
+"""A small JSON client for the Kubernetes API (owned objects, pods, secrets) and an apply helper."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from whoiscrawl.operator.builders import desired_hash
+
+
+class KubeError(RuntimeError):
+    """An API call failed; `status` is the HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+
+
+class Kube(Protocol):
+    """The API calls the reconciler makes; tests may fake this Protocol."""
+
+    def get(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def create(self, api: str, plural: str, namespace: str,
+               body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def patch(self, api: str, plural: str, namespace: str, name: str,
+              body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def list(self, api: str, plural: str, namespace: str,
+             selector: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+
+def path(api: str, plural: str, namespace: str, name: str | None = None) -> str:
+    base = "/api/v1" if api == "v1" else f"/apis/{api}"
+    out = f"{base}/namespaces/{quote(namespace)}/{plural}"
+    return f"{out}/{quote(name)}" if name else out
+
+
+def matches(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bool:
+    have = labels or {}
+    return all(have.get(k) == v for k, v in selector.items())
+
+
+class KubeClient:
+    """Kube over the official client's transport: kubeconfig / in-cluster auth, raw JSON bodies."""
+
+    def __init__(self, server: str | None = None) -> None:
+        from kubernetes import client, config
+
+        if server:
+            cfg = client.Configuration()
+            cfg.host = server.rstrip("/")
+            cfg.verify_ssl = False
+        else:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            cfg = client.Configuration.get_default_copy()
+        self._api = client.ApiClient(cfg)
+
+    def _request(self, method: str, url: str, body: Any = None,
+                 content_type: str = "application/json",
+                 query: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        if query:
+            url = f"{url}?{urlencode(query)}"
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            req = self._api.param_serialize(method, url, header_params=headers, body=body,
+                                            auth_settings=["BearerToken"])
+            resp = self._api.call_api(*req)
+            raw = resp.read()
+        except ApiException as exc:
+            raise KubeError(int(exc.status or 0), str(exc.body or exc.reason)) from exc
+        except Exception as exc:  # urllib3 connection errors and the like
+            raise KubeError(0, f"{method} {url}: {exc}") from exc
+        if resp.status == 404:
+            return None
+        if not 200 <= resp.status < 300:
+            raise KubeError(resp.status, raw.decode(errors="replace")[:500])
+        return json.loads(raw) if raw else {}
+
+    def get(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._request("GET", path(api, plural, namespace, name))
+
+    def create(self, api: str, plural: str, namespace: str,
+               body: Mapping[str, Any]) -> dict[str, Any]:
+        out = self._request("POST", path(api, plural, namespace), dict(body))
+        if out is None:
+            raise KubeError(404, f"cannot create {plural} in {namespace}")
+        return out
+
+    def patch(self, api: str, plural: str, namespace: str, name: str,
+              body: Mapping[str, Any]) -> dict[str, Any]:
+        out = self._request("PATCH", path(api, plural, namespace, name), dict(body),
+                            "application/merge-patch+json")
+        if out is None:
+            raise KubeError(404, f"{plural}/{name} not found in {namespace}")
+        return out
+
+    def list(self, api: str, plural: str, namespace: str,
+             selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
+        out = self._request("GET", path(api, plural, namespace), query=query) or {}
+        # Filter again: not every server (or mock) honours label selectors.
+        return [i for i in out.get("items", [])
+                if matches((i.get("metadata") or {}).get("labels"), selector)]
+
+
+API_OF_KIND = {"Deployment": ("apps/v1", "deployments"),
+               "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
+               "ServiceAccount": ("v1", "serviceaccounts"),
+               "ConfigMap": ("v1", "configmaps")}
+
+
+def apply(kube: Kube, obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Create, or merge-patch when the desired hash (or the Deployment's replicas) changed.
+
+    Returns (what happened: created | updated | scaled | unchanged, the live object).
+    """
+    api, plural = API_OF_KIND[str(obj["kind"])]
+    meta = obj["metadata"]
+    live = kube.get(api, plural, meta["namespace"], meta["name"])
+    if live is None:
+        try:
+            return "created", kube.create(api, plural, meta["namespace"], obj)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            live = kube.get(api, plural, meta["namespace"], meta["name"])
+            if live is None:
+                raise
+    if desired_hash(live) != desired_hash(obj):
+        body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        return "updated", kube.patch(api, plural, meta["namespace"], meta["name"], body)
+    want = (obj.get("spec") or {}).get("replicas")
+    if want is not None and (live.get("spec") or {}).get("replicas") != want:
+        return "scaled", kube.patch(api, plural, meta["namespace"], meta["name"],
+                                    {"spec": {"replicas": want}})
+    return "unchanged", live
+
+
+def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
+    secret = kube.get("v1", "secrets", namespace, name)
+    if secret is None:
+        raise KubeError(404, f"secret {namespace}/{name} not found")
+    data = secret.get("data") or {}
+    if key in data:
+        return base64.b64decode(data[key]).decode()
+    if key in (secret.get("stringData") or {}):
+        return str(secret["stringData"][key])
+    raise KubeError(404, f"secret {namespace}/{name} has no key {key!r}")

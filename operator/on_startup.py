@@ -1,0 +1,44 @@
+"""Operator start: settings (storage, finalizer, posting), dependencies, login, liveness probe."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+from whoiscrawl.operator import control
+from whoiscrawl.operator.backend import LiveBackend
+from whoiscrawl.operator.kube import KubeClient
+from whoiscrawl.operator.spec import GROUP
+
+SERVER_ENV = "WHOISCRAWL_KUBE_SERVER"  # talk to this API server (tests: kmock), no auth
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/cleanup"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.posting.reporting_component = "whoiscrawl-operator"
+    settings.posting.event_name_prefix = "whoiscrawl-"
+    settings.execution.max_workers = int(os.environ.get("WHOISCRAWL_OPERATOR_THREADS", "8"))
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if getattr(memo, "deps", None) is None:
+        server = getattr(memo, "kube_server", None) or os.environ.get(SERVER_ENV)
+        memo.deps = control.Deps(kube=KubeClient(server), backend=LiveBackend())
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    server = getattr(memo, "kube_server", None) or os.environ.get(SERVER_ENV)
+    if server:
+        return kopf.ConnectionInfo(server=server, insecure=True, default_namespace="default")
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.probe(id="crawls")
+def crawls(memo: kopf.Memo, **_: Any) -> int:
+    """Liveness detail: the operator answers, and knows its dependencies."""
+    return 1 if getattr(memo, "deps", None) is not None else 0
