@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from whoiscrawl.ratelimit import DEFAULT_LIMITS, Limit, LimitError, MemoryRateLimiter, gcra_reserve, parse_limits
+from whoiscrawl.ratelimit import (
+    DEFAULT_LIMITS,
+    Limit,
+    LimitError,
+    MemoryRateLimiter,
+    gcra_reserve,
+    parse_limits,
+)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,55 @@
+"""The crawl's topics: shards keyed by region, results acknowledged by the broker, lag."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer
+
+from whoiscrawl import queue
+from whoiscrawl.records import NetworkRecord, Shard
+from whoiscrawl.space import plan_shards
+
+
+def test_plan_publishes_each_region_to_one_partition_in_order(services, unique_name):
+    shards = plan_shards(unique_name, ["8.0.0.0/14", "41.0.0.0/14"], shard_prefix=16)
+    queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=4)
+    queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=4)  # idempotent
+    assert queue.publish_shards(services.kafka_bootstrap, "t.", unique_name, shards) == 8
+    assert queue.partition_count(services.kafka_bootstrap, "t.", unique_name) == 4
+    assert queue.consumer_lag(services.kafka_bootstrap, "t.", unique_name) == 8
+
+    work, _ = queue.topic_names("t.", unique_name)
+    consumer = Consumer({"bootstrap.servers": services.kafka_bootstrap, "auto.offset.reset": "earliest",
+                         "group.id": queue.group_name("t.", unique_name), "enable.auto.commit": False})
+    consumer.subscribe([work])
+    by_partition: dict[int, list[Shard]] = {}
+    got = 0
+    for _ in range(40):
+        for msg in consumer.consume(10, 0.5):
+            if msg.error() is None:
+                by_partition.setdefault(msg.partition() or 0, []).append(Shard.from_json(msg.value() or b""))
+                got += 1
+                consumer.commit(message=msg, asynchronous=False)
+        if got == 8:
+            break
+    consumer.close()
+    partitions_of_region: dict[int, set[int]] = {}
+    for p, lst in by_partition.items():
+        for s in lst:
+            partitions_of_region.setdefault(s.first >> 24, set()).add(p)
+    assert {r: len(ps) for r, ps in partitions_of_region.items()} == {8: 1, 41: 1}
+    for lst in by_partition.values():
+        assert [s.first for s in lst] == sorted(s.first for s in lst)
+    assert queue.consumer_lag(services.kafka_bootstrap, "t.", unique_name) == 0
+    queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+async def test_sink_returns_after_the_broker_acknowledged(services, unique_name):
+    queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=2)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", unique_name)
+    record = NetworkRecord("arin", "NET-8-8-8-0-1", "8.8.8.0", "8.8.8.255", ["8.8.8.0/24"], name="LVLT")
+    await sink.emit(record)
+    await sink.emit(record)  # compaction key: the same block twice is one block
+    assert sink.close() == 0
+    got = queue.read_results(services.kafka_bootstrap, "t.", unique_name, idle_s=1.5)
+    assert [r.handle for r in got] == ["NET-8-8-8-0-1", "NET-8-8-8-0-1"]
+    queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)

@@ -1,0 +1,57 @@
+"""The Redis store shared by workers: block log, claims, checkpoints, idempotent completion."""
+
+from __future__ import annotations
+
+from whoiscrawl.store import RedisBlockStore, RedisStore
+from whoiscrawl.strategy import Answer
+
+
+async def test_blocks_reach_other_workers_and_count_once(services, unique_name):
+    a = RedisBlockStore(services.redis_url, unique_name)
+    b = RedisBlockStore(services.redis_url, unique_name)
+    try:
+        assert await a.record_step("s1", 300, Answer(0, 255, True))
+        assert await a.record_step("s1", 600, Answer(0, 65535, False))
+        await b.sync()
+        assert b.index.terminal_end(10) == 255
+        assert b.index.knows(0, 65535)
+        # b looks up the same leaf again (a race): not new, counted as wasted
+        assert not await b.record_step("s2", 256, Answer(0, 255, True))
+        progress = await a.progress()
+        assert (progress.blocks, progress.lookups, progress.wasted) == (2, 3, 1)
+        assert await b.cursor("s1") == 600
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_claims_exclude_each_other_and_release(services, unique_name):
+    a = RedisBlockStore(services.redis_url, unique_name)
+    try:
+        assert await a.claim(0x08080801, "w1")
+        assert not await a.claim(0x08080877, "w2")  # same /24 cell
+        assert await a.claim(0x08080901, "w2")  # next cell
+        await a.release(0x08080801, "w2")  # not the owner: nothing happens
+        assert not await a.claim(0x08080801, "w2")
+        await a.release(0x08080801, "w1")
+        assert await a.claim(0x08080801, "w2")
+    finally:
+        await a.close()
+
+
+async def test_shard_done_is_idempotent_and_admin_view_matches(services, unique_name):
+    a = RedisBlockStore(services.redis_url, unique_name)
+    admin = RedisStore(services.redis_url, unique_name)
+    try:
+        admin.set_shards_total(2)
+        await a.record_step("s1", 5, None)
+        await a.shard_done("s1", 65536)
+        await a.shard_done("s1", 65536)  # a redelivered shard is not counted twice
+        assert await a.is_done("s1") and not await a.is_done("s2")
+        assert await a.cursor("s1") is None
+        progress = admin.progress()
+        assert (progress.shards_total, progress.shards_done, progress.addresses_done) == (2, 1, 65536)
+        assert admin.delete_crawl() >= 2
+        assert admin.progress().shards_total == 0
+    finally:
+        await a.close()
