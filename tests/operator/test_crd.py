@@ -1,0 +1,75 @@
+"""The CRD: one generated source of truth, checked-in copies, schema defaults == Python defaults."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from opsupport_crd import apply_defaults, openapi, validator
+from whoiscrawl.operator.crd import TARGETS, build_crd, render
+from whoiscrawl.operator.spec import parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "manifests/examples/crawl.yaml"
+
+
+@pytest.mark.parametrize("rel", TARGETS, ids=str)
+def test_checked_in_copies_match_the_generator(rel: Path) -> None:
+    assert (ROOT / rel).read_text() == render(), \
+        "stale CRD: run `python -m whoiscrawl.operator.crd --write`"
+
+
+def test_crd_is_a_valid_kubernetes_object() -> None:
+    kubernetes_validate.validate(build_crd(), "1.37.0", strict=True)
+
+
+def test_subresources_and_columns() -> None:
+    version = build_crd()["spec"]["versions"][0]
+    scale = version["subresources"]["scale"]
+    assert scale == {"specReplicasPath": ".spec.workers.replicas",
+                     "statusReplicasPath": ".status.replicas",
+                     "labelSelectorPath": ".status.selector"}
+    assert "status" in version["subresources"]
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns if not c.get("priority")] == [
+        "Ready", "Progress %", "Blocks", "Workers", "Age"]
+    assert any(c.get("priority") == 1 for c in columns)
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_schema_defaults_agree_with_python_defaults() -> None:
+    minimal = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
+    defaulted = apply_defaults(openapi()["properties"]["spec"], copy.deepcopy(minimal))
+    assert defaulted["workers"]["max"] == 10 and defaulted["registries"]["lacnic"]["rate"] == "10/m"
+    assert parse_spec(defaulted) == parse_spec(minimal)
+
+
+def test_example_is_valid_against_schema_and_parser() -> None:
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    validator().validate(doc)
+    spec = parse_spec(apply_defaults(openapi()["properties"]["spec"], doc["spec"]))
+    assert spec.scheduling.capacity_type == "any"
+
+
+@pytest.mark.parametrize(("patch", "where"), [
+    ({"strategy": "random"}, "strategy"),
+    ({"resolution": 33}, "resolution"),
+    ({"ranges": ["10.0.0.0/33"]}, "ranges"),
+    ({"registries": {"arin": {"rate": "fast"}}}, "rate"),
+    ({"scheduling": {"capacityType": "cheap"}}, "capacityType"),
+])
+def test_schema_rejects_bad_values(patch: dict[str, Any], where: str) -> None:
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    for key, value in patch.items():
+        if isinstance(value, dict):
+            doc["spec"].setdefault(key, {}).update(value)
+        else:
+            doc["spec"][key] = value
+    errors = list(validator().iter_errors(doc))
+    assert errors and any(where in "/".join(map(str, e.absolute_path)) for e in errors)
