@@ -14,21 +14,44 @@ import typer
 
 from whoiscrawl.dev.cli import app as dev_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Collect WHOIS/RDAP records for the IPv4 space, completely and politely.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Collect WHOIS/RDAP records for the IPv4 space, completely and politely.",
+)
 app.add_typer(dev_app, name="dev")
 
-BootstrapOpt = Annotated[str | None, typer.Option(
-    "--bootstrap-url", envvar="WHOISCRAWL_BOOTSTRAP_URL",
-    help="RFC 9224 ipv4.json (URL or file); default: the bundled IANA snapshot (the real registries)")]
-RatesOpt = Annotated[str | None, typer.Option(
-    "--rate-limits", envvar="WHOISCRAWL_RATE_LIMITS",
-    help="Per-registry budgets per egress address, e.g. 'arin=10/s,lacnic=10/m,ripencc=8/s:3'")]
-BindOpt = Annotated[list[str] | None, typer.Option(
-    "--bind-address", help="Local source address to send from; repeat to use several egress addresses")]
-WhoisOpt = Annotated[str | None, typer.Option(
-    "--whois", envvar="WHOISCRAWL_WHOIS",
-    help="host:port of a port-43 WHOIS server to fall back to for every registry ('real' for theirs)")]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-url",
+        envvar="WHOISCRAWL_BOOTSTRAP_URL",
+        help="RFC 9224 ipv4.json (URL or file); default: the bundled IANA snapshot (the real registries)",
+    ),
+]
+RatesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rate-limits",
+        envvar="WHOISCRAWL_RATE_LIMITS",
+        help="Per-registry budgets per egress address, e.g. 'arin=10/s,lacnic=10/m,ripencc=8/s:3'",
+    ),
+]
+BindOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--bind-address", help="Local source address to send from; repeat to use several egress addresses"
+    ),
+]
+WhoisOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--whois",
+        envvar="WHOISCRAWL_WHOIS",
+        help="host:port of a port-43 WHOIS server to fall back to for every registry ('real' for theirs)",
+    ),
+]
 
 
 def _fail(message: str) -> None:
@@ -73,11 +96,20 @@ def crawl(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        job = LocalCrawl(ranges=ranges, out=out, bootstrap=asyncio.run(fetch_bootstrap(bootstrap_url)),
-                         limits=parse_limits(rate_limits), excludes=exclude or [], strategy=strategy,
-                         resolution=resolution, samples=samples, concurrency=concurrency,
-                         egresses=_egresses(bind_address, "local"), whois_servers=_whois_servers(whois),
-                         resume=resume)
+        job = LocalCrawl(
+            ranges=ranges,
+            out=out,
+            bootstrap=asyncio.run(fetch_bootstrap(bootstrap_url)),
+            limits=parse_limits(rate_limits),
+            excludes=exclude or [],
+            strategy=strategy,
+            resolution=resolution,
+            samples=samples,
+            concurrency=concurrency,
+            egresses=_egresses(bind_address, "local"),
+            whois_servers=_whois_servers(whois),
+            resume=resume,
+        )
         display = ProgressDisplay() if progress and sys.stderr.isatty() else None
         try:
             summary = asyncio.run(job.run(display.update if display else None))
@@ -93,8 +125,10 @@ def crawl(
         raise typer.Exit(130)
 
 
-KafkaOpt = Annotated[str, typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP",
-                                        help="Kafka bootstrap servers")]
+KafkaOpt = Annotated[
+    str,
+    typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers"),
+]
 RedisOpt = Annotated[str, typer.Option("--redis-url", envvar="WHOISCRAWL_REDIS_URL", help="Redis URL")]
 CrawlOpt = Annotated[str, typer.Option("--crawl", envvar="WHOISCRAWL_CRAWL", help="Crawl name")]
 PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOPIC_PREFIX")]
@@ -133,8 +167,16 @@ def plan(
     sent = queue.publish_shards(kafka_bootstrap, topic_prefix, crawl, shards)
     store.set_shards_total(len(shards))
     store.set_addresses_total(sum(s.last - s.first + 1 for s in shards))
-    typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent,
-                           "addresses": sum(s.last - s.first + 1 for s in shards)}))
+    typer.echo(
+        json.dumps(
+            {
+                "crawl": crawl,
+                "planned": True,
+                "shards": sent,
+                "addresses": sum(s.last - s.first + 1 for s in shards),
+            }
+        )
+    )
 
 
 @app.command()
@@ -147,15 +189,22 @@ def worker(
     rate_limits: RatesOpt = None,
     bind_address: BindOpt = None,
     whois: WhoisOpt = None,
-    egress_key: Annotated[str | None, typer.Option(envvar="WHOISCRAWL_EGRESS_KEY",
-                                                   help="Name of the public address this worker "
-                                                        "egresses from (default: host name)")] = None,
-    egress_share: Annotated[float, typer.Option(envvar="WHOISCRAWL_EGRESS_SHARE",
-                                                help="Addresses behind the egress key")] = 1.0,
-    metrics_port: Annotated[int, typer.Option(envvar="WHOISCRAWL_METRICS_PORT",
-                                              help="/metrics, /healthz, /readyz; 0 = off")] = 9090,
-    grace_seconds: Annotated[float, typer.Option(envvar="WHOISCRAWL_GRACE_SECONDS",
-                                                 help="Drain time after SIGTERM")] = 20.0,
+    egress_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WHOISCRAWL_EGRESS_KEY",
+            help="Name of the public address this worker egresses from (default: host name)",
+        ),
+    ] = None,
+    egress_share: Annotated[
+        float, typer.Option(envvar="WHOISCRAWL_EGRESS_SHARE", help="Addresses behind the egress key")
+    ] = 1.0,
+    metrics_port: Annotated[
+        int, typer.Option(envvar="WHOISCRAWL_METRICS_PORT", help="/metrics, /healthz, /readyz; 0 = off")
+    ] = 9090,
+    grace_seconds: Annotated[
+        float, typer.Option(envvar="WHOISCRAWL_GRACE_SECONDS", help="Drain time after SIGTERM")
+    ] = 20.0,
 ) -> None:
     """Take shards from the crawl's work topic until stopped (what the operator runs in pods)."""
     import socket
@@ -169,12 +218,132 @@ def worker(
     except LimitError as exc:
         _fail(str(exc))
         return
-    config = WorkerConfig(crawl=crawl, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, limits=limits,
-                          topic_prefix=topic_prefix, bootstrap_url=bootstrap_url,
-                          egresses=_egresses(bind_address, egress_key or socket.gethostname()),
-                          egress_share=egress_share, whois_servers=_whois_servers(whois),
-                          metrics_port=metrics_port or None, grace_seconds=grace_seconds)
+    config = WorkerConfig(
+        crawl=crawl,
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        limits=limits,
+        topic_prefix=topic_prefix,
+        bootstrap_url=bootstrap_url,
+        egresses=_egresses(bind_address, egress_key or socket.gethostname()),
+        egress_share=egress_share,
+        whois_servers=_whois_servers(whois),
+        metrics_port=metrics_port or None,
+        grace_seconds=grace_seconds,
+    )
     raise typer.Exit(run_worker(config))
+
+
+SCALES = {"quick": 100.0, "standard": 100.0, "full": 1.0}
+
+
+@app.command()
+def bench(
+    scenario: Annotated[str, typer.Option(help="Simulator scenario: quick, standard")] = "quick",
+    strategy: Annotated[str, typer.Option(help="sweep or sample")] = "sweep",
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
+    egress: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Distinct source addresses; repeat (--egress 1 --egress 2 --egress 4) for a scaling series"
+        ),
+    ] = None,
+    resolution: Annotated[int, typer.Option(help="Gap-probe grid, as a prefix length")] = 24,
+    time_scale: Annotated[float | None, typer.Option(help="Simulator speed-up of its rate limits")] = None,
+    compare_sample: Annotated[
+        bool, typer.Option(help="After a sweep, run sample with the same number of lookups and report both")
+    ] = True,
+    micro: Annotated[
+        bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON line per run (the default output)")
+    ] = True,
+) -> None:
+    """Crawl a simulator scenario with N real workers, real Kafka and Redis; print figures as JSON."""
+    from whoiscrawl import bench as b
+
+    scale = time_scale or SCALES.get(scenario, 100.0)
+    logging.basicConfig(level=logging.WARNING)
+    with b.bench_services() as (kafka, redis_url):
+        for k in egress or [1]:
+            run = b.fleet_crawl(
+                scenario, strategy, workers, k, resolution, scale, kafka, redis_url, b.workdir()
+            )
+            typer.echo(json.dumps(run))
+            if strategy == "sweep" and compare_sample:
+                shards = max(1, len(_plan_count(scenario)))
+                per_shard = max(1, int(run["lookups"] // shards))
+                sample = b.fleet_crawl(
+                    scenario,
+                    "sample",
+                    workers,
+                    k,
+                    resolution,
+                    scale,
+                    kafka,
+                    redis_url,
+                    b.workdir(),
+                    samples=per_shard,
+                )
+                typer.echo(json.dumps({"compare": "sample_same_lookups", **sample}))
+        if micro:
+            typer.echo(json.dumps(b.index_benchmark()))
+            typer.echo(json.dumps(b.redis_memory_benchmark(redis_url)))
+
+
+def _plan_count(scenario: str) -> list:
+    from whoiscrawl.sim.scenarios import get
+    from whoiscrawl.space import plan_shards
+
+    return plan_shards("count", get(scenario).ranges)
+
+
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Option(help="Simulator scenario")] = "quick",
+    out: Annotated[Path, typer.Option(help="Where the results go")] = Path("whoiscrawl-demo.jsonl"),
+    time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
+) -> None:
+    """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
+    import tempfile
+
+    from whoiscrawl import bench as b
+    from whoiscrawl.local import LocalCrawl, fetch_bootstrap
+    from whoiscrawl.sim.score import score
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    out.unlink(missing_ok=True)
+    out.with_name(out.name + ".checkpoint.json").unlink(missing_ok=True)
+    log = Path(tempfile.mkdtemp(prefix="whoiscrawl-demo-")) / "requests.jsonl"
+    typer.secho(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g})", err=True)
+    with b.simulator(scenario, time_scale, log) as sim:
+        typer.secho(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}", err=True)
+        job = LocalCrawl(
+            ranges=sim.ranges,
+            out=out,
+            bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
+            limits=sim.limits(),
+            whois_servers=_whois_servers(sim.whois),
+        )
+        display = ProgressDisplay() if sys.stderr.isatty() else None
+        try:
+            summary = asyncio.run(job.run(display.update if display else None))
+        finally:
+            if display:
+                display.stop()
+    figures = score(scenario, str(out), str(log), resolution=24, time_scale=time_scale)
+    typer.echo(
+        json.dumps(
+            {
+                "crawl": {
+                    k: summary[k]
+                    for k in ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out")
+                },
+                "score": figures,
+            }
+        )
+    )
 
 
 class ProgressDisplay:
@@ -183,9 +352,14 @@ class ProgressDisplay:
     def __init__(self) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("[bold]coverage"), BarColumn(),
-                                  TextColumn("{task.percentage:>5.1f}%"), TimeElapsedColumn(),
-                                  TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        self._progress = Progress(
+            TextColumn("[bold]coverage"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
         self._task = self._progress.add_task("crawl", total=1, info="")
         self._started = time.monotonic()
         self._progress.start()
@@ -196,10 +370,13 @@ class ProgressDisplay:
         assert isinstance(counters, Progress)
         elapsed = max(1e-3, time.monotonic() - self._started)
         rates = " ".join(f"{r}:{n / elapsed:.1f}/s" for r, n in sorted(by_registry.items()))
-        info = (f"lookups {counters.lookups}  blocks {counters.blocks}  shards {counters.shards_done}/"
-                f"{counters.shards_total}  429s {counters.rate_limited}  errors {counters.errors}  {rates}")
-        self._progress.update(self._task, total=max(1, counters.addresses_total),
-                              completed=counters.addresses_done, info=info)
+        info = (
+            f"lookups {counters.lookups}  blocks {counters.blocks}  shards {counters.shards_done}/"
+            f"{counters.shards_total}  429s {counters.rate_limited}  errors {counters.errors}  {rates}"
+        )
+        self._progress.update(
+            self._task, total=max(1, counters.addresses_total), completed=counters.addresses_done, info=info
+        )
 
     def stop(self) -> None:
         self._progress.stop()

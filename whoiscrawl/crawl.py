@@ -83,12 +83,19 @@ class Crawler:
                 cell = 1 << (32 - shard.resolution)
                 answer = Answer(address, min(shard.last, (address // cell + 1) * cell - 1), True)
                 walk.observe(address, answer)
-                await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=result.lookups,
-                                             rate_limited=result.rate_limited)
+                await self.store.record_step(
+                    shard.shard_id,
+                    walk.cursor,
+                    None,
+                    lookups=result.lookups,
+                    rate_limited=result.rate_limited,
+                )
                 return
-            answer = Answer(record.first, record.last,
-                            is_terminal(record.first, record.last, record.type, record.status,
-                                        shard.resolution))
+            answer = Answer(
+                record.first,
+                record.last,
+                is_terminal(record.first, record.last, record.type, record.status, shard.resolution),
+            )
             if not self.store.index.knows(answer.first, answer.last):
                 record.crawl = self.crawl
                 await self.sink.emit(record)  # durable before the store or the cursor move past it
@@ -96,8 +103,9 @@ class Crawler:
             elif answer.terminal:
                 metrics.WASTED.inc()
             walk.observe(address, answer)
-            await self.store.record_step(shard.shard_id, walk.cursor, answer, lookups=result.lookups,
-                                         rate_limited=result.rate_limited)
+            await self.store.record_step(
+                shard.shard_id, walk.cursor, answer, lookups=result.lookups, rate_limited=result.rate_limited
+            )
         finally:
             await self.store.release(address, self.owner)
 
@@ -132,4 +140,3 @@ async def run_regions(crawler: Crawler, shards: Iterable[Shard], concurrency: in
 
     await asyncio.gather(*(lane_worker() for _ in range(max(1, concurrency))))
     return complete and not crawler.stopping.is_set()
-

@@ -79,24 +79,37 @@ class LocalCrawl:
     def checkpoint(self) -> Path:
         return self.out.with_name(self.out.name + ".checkpoint.json")
 
-    async def run(self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
-                  ) -> dict[str, Any]:
+    async def run(
+        self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
+    ) -> dict[str, Any]:
         if self.out.exists() and self.out.stat().st_size and not self.resume:
-            raise LocalCrawlError(f"{self.out} already holds results: add --resume to continue that "
-                                  "crawl, or choose another --out")
-        shards = plan_shards("local", self.ranges, self.excludes, self.strategy, self.resolution,
-                             self.shard_prefix, self.samples)
+            raise LocalCrawlError(
+                f"{self.out} already holds results: add --resume to continue that "
+                "crawl, or choose another --out"
+            )
+        shards = plan_shards(
+            "local",
+            self.ranges,
+            self.excludes,
+            self.strategy,
+            self.resolution,
+            self.shard_prefix,
+            self.samples,
+        )
         store = MemoryStore(self.checkpoint)
         resumed = store.load() if self.resume else False
         for record in read_results(self.out) if resumed else []:
-            store.index.add(record.first, record.last,
-                            is_terminal(record.first, record.last, record.type, record.status,
-                                        self.resolution))
+            store.index.add(
+                record.first,
+                record.last,
+                is_terminal(record.first, record.last, record.type, record.status, self.resolution),
+            )
         store.counters.shards_total = len(shards)
         store.counters.addresses_total = sum(s.last - s.first + 1 for s in shards)
         sink = FileSink(self.out)
-        client = RegistryClient(self.bootstrap, MemoryRateLimiter(self.limits), self.egresses,
-                                self.whois_servers)
+        client = RegistryClient(
+            self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
+        )
         crawler = Crawler(store, sink, client, owner=uuid.uuid4().hex)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -122,10 +135,15 @@ class LocalCrawl:
             await client.close()
         if on_progress:
             on_progress(store.counters, dict(crawler.lookups_by_registry))
-        return {"complete": complete, "resumed": resumed, "out": str(self.out),
-                "wall_s": round(time.monotonic() - started, 3),
-                "lookups_by_registry": dict(crawler.lookups_by_registry),
-                "failures": crawler.failures[:20], **store.counters.__dict__}
+        return {
+            "complete": complete,
+            "resumed": resumed,
+            "out": str(self.out),
+            "wall_s": round(time.monotonic() - started, 3),
+            "lookups_by_registry": dict(crawler.lookups_by_registry),
+            "failures": crawler.failures[:20],
+            **store.counters.__dict__,
+        }
 
 
 async def fetch_bootstrap(source: str | None) -> Bootstrap:

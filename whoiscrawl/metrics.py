@@ -8,13 +8,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-LOOKUPS = Counter("whoiscrawl_lookups_total", "Registry lookups by registry and outcome",
-                  ["registry", "outcome"])
+LOOKUPS = Counter(
+    "whoiscrawl_lookups_total", "Registry lookups by registry and outcome", ["registry", "outcome"]
+)
 RATE_LIMITED = Counter("whoiscrawl_rate_limited_total", "429s and rate-limit notices received", ["registry"])
-RATE_WAIT = Counter("whoiscrawl_rate_limit_wait_seconds_total", "Time spent waiting for a registry budget",
-                    ["registry"])
-LOOKUP_SECONDS = Histogram("whoiscrawl_lookup_duration_seconds", "Time of one registry request",
-                           ["registry"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RATE_WAIT = Counter(
+    "whoiscrawl_rate_limit_wait_seconds_total", "Time spent waiting for a registry budget", ["registry"]
+)
+LOOKUP_SECONDS = Histogram(
+    "whoiscrawl_lookup_duration_seconds",
+    "Time of one registry request",
+    ["registry"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 KNOWN_SKIPS = Counter("whoiscrawl_known_block_skips_total", "Probes skipped because a known block held them")
 BLOCKS = Counter("whoiscrawl_blocks_discovered_total", "New blocks this process discovered", ["registry"])
 WASTED = Counter("whoiscrawl_wasted_lookups_total", "Lookups answered with a leaf block already known")

@@ -36,17 +36,25 @@ def result_key(record: NetworkRecord) -> bytes:
     return ",".join(record.cidrs).encode()
 
 
-def ensure_topics(bootstrap: str, prefix: str, crawl: str, partitions: int = DEFAULT_PARTITIONS,
-                  config: dict[str, str] | None = None) -> None:
+def ensure_topics(
+    bootstrap: str,
+    prefix: str,
+    crawl: str,
+    partitions: int = DEFAULT_PARTITIONS,
+    config: dict[str, str] | None = None,
+) -> None:
     """Create the crawl's topics if missing: work (kept until the crawl is deleted), results (compacted)."""
     admin = AdminClient({"bootstrap.servers": bootstrap, **(config or {})})
     work, results = topic_names(prefix, crawl)
     existing = admin.list_topics(timeout=10).topics
-    wanted = [NewTopic(work, partitions, 1, config={"retention.ms": "-1"}),
-              NewTopic(results, partitions, 1, config={"cleanup.policy": "compact",
-                                                       "min.compaction.lag.ms": "60000"})]
+    wanted = [
+        NewTopic(work, partitions, 1, config={"retention.ms": "-1"}),
+        NewTopic(
+            results, partitions, 1, config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        ),
+    ]
     missing = [t for t in wanted if t.topic not in existing]
-    for topic, fut in (admin.create_topics(missing, operation_timeout=30).items() if missing else []):
+    for topic, fut in admin.create_topics(missing, operation_timeout=30).items() if missing else []:
         try:
             fut.result(timeout=60)
         except KafkaException as exc:
@@ -59,12 +67,19 @@ def _client_config(bootstrap: str, config: dict[str, str] | None) -> dict[str, A
     return {"bootstrap.servers": bootstrap, **(config or {})}
 
 
-def publish_shards(bootstrap: str, prefix: str, crawl: str, shards: Sequence[Shard],
-                   config: dict[str, str] | None = None) -> int:
+def publish_shards(
+    bootstrap: str, prefix: str, crawl: str, shards: Sequence[Shard], config: dict[str, str] | None = None
+) -> int:
     """Send the plan to the work topic; returns how many the broker acknowledged."""
     work, _ = topic_names(prefix, crawl)
-    producer = Producer({**_client_config(bootstrap, config), "enable.idempotence": True,
-                         "linger.ms": 20, "compression.type": "lz4"})
+    producer = Producer(
+        {
+            **_client_config(bootstrap, config),
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
+    )
     acked = 0
     failures: list[str] = []
 
@@ -99,8 +114,13 @@ def partition_count(bootstrap: str, prefix: str, crawl: str, config: dict[str, s
 def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> int:
     """Work messages the worker group has not committed yet: what is left to do."""
     work, _ = topic_names(prefix, crawl)
-    consumer = Consumer({**_client_config(bootstrap, config), "group.id": group_name(prefix, crawl),
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            **_client_config(bootstrap, config),
+            "group.id": group_name(prefix, crawl),
+            "enable.auto.commit": False,
+        }
+    )
     try:
         meta = consumer.list_topics(work, timeout=10).topics.get(work)
         if meta is None or meta.error is not None:
@@ -119,7 +139,7 @@ def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str]
 def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
     admin = AdminClient(_client_config(bootstrap, config))
     names = [t for t in topic_names(prefix, crawl) if t in admin.list_topics(timeout=10).topics]
-    for fut in (admin.delete_topics(names, operation_timeout=30).values() if names else []):
+    for fut in admin.delete_topics(names, operation_timeout=30).values() if names else []:
         fut.result(timeout=60)
 
 
@@ -128,8 +148,15 @@ class KafkaSink:
 
     def __init__(self, bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
         _, self.topic = topic_names(prefix, crawl)
-        self.producer = Producer({**_client_config(bootstrap, config), "enable.idempotence": True,
-                                  "acks": "all", "linger.ms": 5, "compression.type": "lz4"})
+        self.producer = Producer(
+            {
+                **_client_config(bootstrap, config),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+            }
+        )
         self._running = True
         self._poller = threading.Thread(target=self._poll, name="kafka-sink", daemon=True)
         self._poller.start()
@@ -155,8 +182,9 @@ class KafkaSink:
 
         while True:
             try:
-                self.producer.produce(self.topic, key=result_key(record), value=record.to_json(),
-                                      on_delivery=delivered)
+                self.producer.produce(
+                    self.topic, key=result_key(record), value=record.to_json(), on_delivery=delivered
+                )
                 break
             except BufferError:
                 await asyncio.sleep(0.05)
@@ -169,14 +197,21 @@ class KafkaSink:
         return int(self.producer.flush(timeout))
 
 
-def read_results(bootstrap: str, prefix: str, crawl: str, idle_s: float = 3.0,
-                 config: dict[str, str] | None = None) -> list[NetworkRecord]:
+def read_results(
+    bootstrap: str, prefix: str, crawl: str, idle_s: float = 3.0, config: dict[str, str] | None = None
+) -> list[NetworkRecord]:
     """Every record on the results topic, from the start (for export and tests)."""
     import uuid
 
     _, results = topic_names(prefix, crawl)
-    consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"export-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            **_client_config(bootstrap, config),
+            "group.id": f"export-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([results])
     records: list[NetworkRecord] = []
     idle = 0.0
@@ -184,8 +219,9 @@ def read_results(bootstrap: str, prefix: str, crawl: str, idle_s: float = 3.0,
         while idle < idle_s:
             msgs = consumer.consume(1000, 0.5)
             idle = idle + 0.5 if not msgs else 0.0
-            records += [NetworkRecord.from_json(m.value() or b"") for m in msgs
-                        if m.error() is None and m.value()]
+            records += [
+                NetworkRecord.from_json(m.value() or b"") for m in msgs if m.error() is None and m.value()
+            ]
     finally:
         consumer.close()
     return records

@@ -40,8 +40,10 @@ DEFAULT_LIMITS: dict[str, Limit] = {
 }
 SAFETY = 0.95  # pace a little under the limit: network jitter can bunch requests at the registry
 
-_RATE = re.compile(r"^\s*(?P<reg>[a-z]+)\s*=\s*(?P<n>[0-9.]+)\s*(?:/\s*(?P<unit>s|m|h|d))?"
-                   r"(?:\s*:\s*(?P<conn>\d+))?\s*$")
+_RATE = re.compile(
+    r"^\s*(?P<reg>[a-z]+)\s*=\s*(?P<n>[0-9.]+)\s*(?:/\s*(?P<unit>s|m|h|d))?"
+    r"(?:\s*:\s*(?P<conn>\d+))?\s*$"
+)
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -57,8 +59,10 @@ def parse_limits(text: str | None, base: dict[str, Limit] | None = None) -> dict
             continue
         m = _RATE.match(part)
         if not m or m["reg"] not in REGISTRIES:
-            raise LimitError(f"bad rate limit {part.strip()!r}: expected REGISTRY=N[/s|m|h|d][:CONNECTIONS] "
-                             f"with REGISTRY one of {', '.join(REGISTRIES)}")
+            raise LimitError(
+                f"bad rate limit {part.strip()!r}: expected REGISTRY=N[/s|m|h|d][:CONNECTIONS] "
+                f"with REGISTRY one of {', '.join(REGISTRIES)}"
+            )
         rate = float(m["n"]) / _UNIT_S[m["unit"] or "s"]
         conn = int(m["conn"]) if m["conn"] else limits[m["reg"]].max_connections
         limits[m["reg"]] = Limit(rate, conn)
@@ -66,19 +70,27 @@ def parse_limits(text: str | None, base: dict[str, Limit] | None = None) -> dict
 
 
 def format_limits(limits: dict[str, Limit]) -> str:
-    return ",".join(f"{r}={lim.rate_per_s:g}/s" + (f":{lim.max_connections}" if lim.max_connections else "")
-                    for r, lim in limits.items())
+    return ",".join(
+        f"{r}={lim.rate_per_s:g}/s" + (f":{lim.max_connections}" if lim.max_connections else "")
+        for r, lim in limits.items()
+    )
 
 
 def scaled(limits: dict[str, Limit], share: float) -> dict[str, Limit]:
     """The budget of an egress key that stands for `share` addresses (a pool of NAT gateways)."""
-    return {r: replace(lim, rate_per_s=lim.rate_per_s * share,
-                       max_connections=None if lim.max_connections is None
-                       else int(lim.max_connections * share)) for r, lim in limits.items()}
+    return {
+        r: replace(
+            lim,
+            rate_per_s=lim.rate_per_s * share,
+            max_connections=None if lim.max_connections is None else int(lim.max_connections * share),
+        )
+        for r, lim in limits.items()
+    }
 
 
-def gcra_reserve(tat_ms: float, now_ms: float, interval_ms: float, pause_until_ms: float = 0.0
-                 ) -> tuple[float, float]:
+def gcra_reserve(
+    tat_ms: float, now_ms: float, interval_ms: float, pause_until_ms: float = 0.0
+) -> tuple[float, float]:
     """Reserve the next slot: (milliseconds to wait before sending, the new theoretical arrival time).
 
     Each caller gets its own slot, so callers never contend; the slots are `interval_ms` apart."""
@@ -109,8 +121,15 @@ class MemoryRateLimiter:
     def _reserve(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
         now = time.monotonic() * 1000
         interval = self.limits[registry].interval_ms
-        options = [(gcra_reserve(self._tat.get((registry, e), 0.0), now, interval,
-                                 self._paused.get((registry, e), 0.0)), e) for e in egresses]
+        options = [
+            (
+                gcra_reserve(
+                    self._tat.get((registry, e), 0.0), now, interval, self._paused.get((registry, e), 0.0)
+                ),
+                e,
+            )
+            for e in egresses
+        ]
         (wait, tat), egress = min(options, key=lambda o: o[0][0])
         self._tat[(registry, egress)] = tat
         return egress, wait

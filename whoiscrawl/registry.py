@@ -91,7 +91,7 @@ def _emails(objects: dict[str, Any], role: str) -> list[str]:
     found = []
     for obj in objects.values():
         if role in (obj.get("roles") or []):
-            for email in ((obj.get("contact") or {}).get("email") or []):
+            for email in (obj.get("contact") or {}).get("email") or []:
                 if email.get("value"):
                     found.append(str(email["value"]))
     return sorted(set(found))
@@ -115,16 +115,18 @@ class RdapParser:
             raise MalformedAnswer("not an RDAP ip network object")
         self._rdap._net.address_str = str(IPAddress(address))
         try:
-            parsed = self._rdap.lookup(response=doc, asn_data={"asn_registry": registry}, depth=0,
-                                       root_ent_check=False)
+            parsed = self._rdap.lookup(
+                response=doc, asn_data={"asn_registry": registry}, depth=0, root_ent_check=False
+            )
         except Exception as exc:  # ipwhois raises bare KeyErrors/TypeErrors on broken documents
             raise MalformedAnswer(f"ipwhois could not parse the answer: {exc!r}") from exc
         net = parsed.get("network") or {}
         return _to_record(net, parsed.get("objects") or {}, address, registry, "rdap")
 
 
-def _to_record(net: dict[str, Any], objects: dict[str, Any], address: int, registry: str,
-               source: str) -> NetworkRecord:
+def _to_record(
+    net: dict[str, Any], objects: dict[str, Any], address: int, registry: str, source: str
+) -> NetworkRecord:
     start, end = net.get("start_address"), net.get("end_address")
     if not start or not end or not net.get("handle"):
         raise MalformedAnswer("network object without handle, startAddress or endAddress")
@@ -139,13 +141,23 @@ def _to_record(net: dict[str, Any], objects: dict[str, Any], address: int, regis
         cidrs = [str(c) for c in IPRange(first, last).cidrs()]
     status = net.get("status") or []
     return NetworkRecord(
-        registry=registry, handle=str(net["handle"]), start_address=str(IPAddress(first)),
-        end_address=str(IPAddress(last)), cidrs=cidrs, name=net.get("name"), country=net.get("country"),
-        parent_handle=net.get("parent_handle"), type=net.get("type"),
+        registry=registry,
+        handle=str(net["handle"]),
+        start_address=str(IPAddress(first)),
+        end_address=str(IPAddress(last)),
+        cidrs=cidrs,
+        name=net.get("name"),
+        country=net.get("country"),
+        parent_handle=net.get("parent_handle"),
+        type=net.get("type"),
         status=[str(s) for s in (status if isinstance(status, list) else [status])],
-        abuse_emails=_emails(objects, "abuse"), registrant=_registrant(objects),
-        registration_date=_events(net, "registration"), last_changed=_events(net, "last changed"),
-        query_address=str(IPAddress(address)), source=source)
+        abuse_emails=_emails(objects, "abuse"),
+        registrant=_registrant(objects),
+        registration_date=_events(net, "registration"),
+        last_changed=_events(net, "last changed"),
+        query_address=str(IPAddress(address)),
+        source=source,
+    )
 
 
 def _retry_after(resp: aiohttp.ClientResponse, default: float) -> float:
@@ -192,11 +204,17 @@ class RegistryClient:
         session = self._sessions.get(egress)
         if session is None:
             bind = self._bind.get(egress)
-            connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=30, enable_cleanup_closed=True,
-                                             local_addr=(bind, 0) if bind else None)
+            connector = aiohttp.TCPConnector(
+                limit=64,
+                keepalive_timeout=30,
+                enable_cleanup_closed=True,
+                local_addr=(bind, 0) if bind else None,
+            )
             session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"Accept": "application/rdap+json", "User-Agent": "whoiscrawl/0.1"})
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"Accept": "application/rdap+json", "User-Agent": "whoiscrawl/0.1"},
+            )
             self._sessions[egress] = session
         return session
 
@@ -248,8 +266,10 @@ class RegistryClient:
                 target = self.bootstrap.registry_of_url(payload)
                 metrics.LOOKUPS.labels(registry, "redirect").inc()
                 if target is None:
-                    raise LookupFailed(f"{registry} redirected {IPAddress(address)} to {payload}, "
-                                       "which is no RDAP service of the bootstrap")
+                    raise LookupFailed(
+                        f"{registry} redirected {IPAddress(address)} to {payload}, "
+                        "which is no RDAP service of the bootstrap"
+                    )
                 registry, url = target, payload  # the answering registry's budget pays from here
                 continue
             if kind == "rate_limited":
@@ -302,8 +322,9 @@ class RegistryClient:
         try:
             record = await asyncio.to_thread(_whois_lookup, address, registry, host, int(port))
         except Exception as exc:  # ipwhois raises its own WhoisLookupError and socket errors
-            raise LookupFailed(f"RDAP ({reason}) and WHOIS ({exc}) failed for {IPAddress(address)} "
-                               f"at {registry}") from exc
+            raise LookupFailed(
+                f"RDAP ({reason}) and WHOIS ({exc}) failed for {IPAddress(address)} at {registry}"
+            ) from exc
         metrics.LOOKUPS.labels(registry, "whois").inc()
         return record
 
@@ -326,9 +347,13 @@ def _whois_lookup(address: int, registry: str, host: str, port: int) -> NetworkR
     _, span, best = min(holding, key=lambda h: h[0])
     net_fields = {
         "handle": best.get("handle") or best.get("name") or f"{span.first}-{span.last}",
-        "start_address": str(IPAddress(span.first)), "end_address": str(IPAddress(span.last)),
-        "cidr": best.get("cidr"), "name": best.get("name"), "country": best.get("country"),
-        "type": None, "status": [],
+        "start_address": str(IPAddress(span.first)),
+        "end_address": str(IPAddress(span.last)),
+        "cidr": best.get("cidr"),
+        "name": best.get("name"),
+        "country": best.get("country"),
+        "type": None,
+        "status": [],
     }
     record = _to_record(net_fields, {}, address, registry, "whois")
     record.abuse_emails = sorted({e.strip() for e in str(best.get("emails") or "").split("\n") if e.strip()})

@@ -16,8 +16,13 @@ from netaddr.ip import iana
 from whoiscrawl.records import Shard
 
 REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
-_IANA_DESIGNATIONS = {"ARIN": "arin", "RIPE NCC": "ripencc", "APNIC": "apnic", "LACNIC": "lacnic",
-                      "AFRINIC": "afrinic"}
+_IANA_DESIGNATIONS = {
+    "ARIN": "arin",
+    "RIPE NCC": "ripencc",
+    "APNIC": "apnic",
+    "LACNIC": "lacnic",
+    "AFRINIC": "afrinic",
+}
 # Where the real registries answer RDAP (the bundled bootstrap snapshot uses these).
 REAL_RDAP_BASES = {
     "arin": "https://rdap.arin.net/registry/",
@@ -27,16 +32,33 @@ REAL_RDAP_BASES = {
     "afrinic": "https://rdap.afrinic.net/rdap/",
 }
 REAL_WHOIS_SERVERS = {
-    "arin": "whois.arin.net:43", "ripencc": "whois.ripe.net:43", "apnic": "whois.apnic.net:43",
-    "lacnic": "whois.lacnic.net:43", "afrinic": "whois.afrinic.net:43",
+    "arin": "whois.arin.net:43",
+    "ripencc": "whois.ripe.net:43",
+    "apnic": "whois.apnic.net:43",
+    "lacnic": "whois.lacnic.net:43",
+    "afrinic": "whois.afrinic.net:43",
 }
 
 # IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): never queried.
 SPECIAL_PURPOSE = (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24",
-    "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
-    "224.0.0.0/4", "240.0.0.0/4",
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.31.196.0/24",
+    "192.52.193.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "192.175.48.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
 )
 
 
@@ -55,8 +77,7 @@ def iana_registry_by_slash8() -> dict[int, str | None]:
         registry = _IANA_DESIGNATIONS.get(designation)
         if registry is None:
             whois = info.get("whois", "")
-            registry = next((r for r, w in REAL_WHOIS_SERVERS.items() if whois and w.startswith(whois)),
-                            None)
+            registry = next((r for r, w in REAL_WHOIS_SERVERS.items() if whois and w.startswith(whois)), None)
         for octet in range(int(net.first) >> 24, (int(net.last) >> 24) + 1):
             table[octet] = registry
     return table
@@ -128,8 +149,12 @@ def build_bootstrap_document(bases: dict[str, str], description: str) -> dict[st
     for octet, registry in sorted(iana_registry_by_slash8().items()):
         if registry:
             by_base.setdefault(bases[registry], []).append(f"{octet}.0.0.0/8")
-    return {"version": "1.0", "publication": "2026-11-01T00:00:00Z", "description": description,
-            "services": [[prefixes, [base]] for base, prefixes in by_base.items()]}
+    return {
+        "version": "1.0",
+        "publication": "2026-11-01T00:00:00Z",
+        "description": description,
+        "services": [[prefixes, [base]] for base, prefixes in by_base.items()],
+    }
 
 
 # --- what to crawl, and how it is cut ----------------------------------------------------------
@@ -168,8 +193,15 @@ def region_of(address: int) -> int:
     return address >> 24
 
 
-def plan_shards(crawl: str, ranges: list[str], excludes: list[str] | None = None, strategy: str = "sweep",
-                resolution: int = 24, shard_prefix: int = 16, samples: int = 0) -> list[Shard]:
+def plan_shards(
+    crawl: str,
+    ranges: list[str],
+    excludes: list[str] | None = None,
+    strategy: str = "sweep",
+    resolution: int = 24,
+    shard_prefix: int = 16,
+    samples: int = 0,
+) -> list[Shard]:
     """Cut the crawlable space into shards aligned on /shard_prefix boundaries, in address order."""
     if not 8 <= shard_prefix <= 32 or not 8 <= resolution <= 32:
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")

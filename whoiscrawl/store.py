@@ -69,8 +69,9 @@ class KnownBlocks:
         return True
 
     def _merge(self) -> None:
-        merged = sorted([*zip(self._starts, self._ends, strict=True), *self._recent.items()],
-                        key=lambda p: (p[0], -p[1]))
+        merged = sorted(
+            [*zip(self._starts, self._ends, strict=True), *self._recent.items()], key=lambda p: (p[0], -p[1])
+        )
         starts, ends = array("I"), array("I")
         for first, last in merged:
             if ends and last <= ends[-1] and first >= starts[-1]:
@@ -116,8 +117,16 @@ class Store(Protocol):
     async def release(self, address: int, owner: str) -> None: ...
     async def cursor(self, shard_id: str) -> int | None: ...
     async def is_done(self, shard_id: str) -> bool: ...
-    async def record_step(self, shard_id: str, cursor: int, answer: Answer | None, *,
-                          lookups: int = 1, rate_limited: int = 0, errors: int = 0) -> bool: ...
+    async def record_step(
+        self,
+        shard_id: str,
+        cursor: int,
+        answer: Answer | None,
+        *,
+        lookups: int = 1,
+        rate_limited: int = 0,
+        errors: int = 0,
+    ) -> bool: ...
     async def shard_done(self, shard_id: str, addresses: int) -> None: ...
     async def progress(self) -> Progress: ...
 
@@ -150,8 +159,16 @@ class MemoryStore:
     async def is_done(self, shard_id: str) -> bool:
         return shard_id in self.done
 
-    async def record_step(self, shard_id: str, cursor: int, answer: Answer | None, *,
-                          lookups: int = 1, rate_limited: int = 0, errors: int = 0) -> bool:
+    async def record_step(
+        self,
+        shard_id: str,
+        cursor: int,
+        answer: Answer | None,
+        *,
+        lookups: int = 1,
+        rate_limited: int = 0,
+        errors: int = 0,
+    ) -> bool:
         new = answer is not None and self.index.add(answer.first, answer.last, answer.terminal)
         self.cursors[shard_id] = cursor
         c = self.counters
@@ -311,8 +328,16 @@ class RedisBlockStore:
     async def is_done(self, shard_id: str) -> bool:
         return bool(await self.client.sismember(self.keys.done, shard_id))
 
-    async def record_step(self, shard_id: str, cursor: int, answer: Answer | None, *,
-                          lookups: int = 1, rate_limited: int = 0, errors: int = 0) -> bool:
+    async def record_step(
+        self,
+        shard_id: str,
+        cursor: int,
+        answer: Answer | None,
+        *,
+        lookups: int = 1,
+        rate_limited: int = 0,
+        errors: int = 0,
+    ) -> bool:
         new = answer is not None and self.index.add(answer.first, answer.last, answer.terminal)
         pipe = self.client.pipeline(transaction=False)
         if new and answer is not None:
@@ -328,8 +353,9 @@ class RedisBlockStore:
         return new
 
     async def shard_done(self, shard_id: str, addresses: int) -> None:
-        await self._shard_done(keys=[self.keys.done, self.keys.counters, self.keys.cursors],
-                               args=[shard_id, addresses])
+        await self._shard_done(
+            keys=[self.keys.done, self.keys.counters, self.keys.cursors], args=[shard_id, addresses]
+        )
 
     async def progress(self) -> Progress:
         return Progress.from_mapping(await self.client.hgetall(self.keys.counters))

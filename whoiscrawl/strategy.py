@@ -89,10 +89,12 @@ class SampleWalk:
 
     def __post_init__(self) -> None:
         if self.cursor >= 0:
-            self._position = next((i for i, a in enumerate(self.addresses) if a >= self.cursor),
-                                  len(self.addresses))
-        self.cursor = self.addresses[self._position] if self._position < len(self.addresses) else (
-            self.shard.last + 1)
+            self._position = next(
+                (i for i, a in enumerate(self.addresses) if a >= self.cursor), len(self.addresses)
+            )
+        self.cursor = (
+            self.addresses[self._position] if self._position < len(self.addresses) else (self.shard.last + 1)
+        )
 
     def next_address(self, known: KnownIndex) -> int | None:
         while self._position < len(self.addresses):
@@ -106,8 +108,9 @@ class SampleWalk:
 
     def observe(self, address: int, answer: Answer) -> None:
         self._position += 1
-        self.cursor = (self.addresses[self._position] if self._position < len(self.addresses)
-                       else self.shard.last + 1)
+        self.cursor = (
+            self.addresses[self._position] if self._position < len(self.addresses) else self.shard.last + 1
+        )
 
 
 Walk = SweepWalk | SampleWalk

@@ -65,18 +65,20 @@ class Worker:
         self._kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
-        self.consumer = Consumer({
-            "bootstrap.servers": config.kafka_bootstrap,
-            "group.id": group_name(config.topic_prefix, config.crawl),
-            "client.id": self.owner,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": 10000,  # a vanished spot node's partitions move within seconds
-            "heartbeat.interval.ms": 2000,
-            "max.poll.interval.ms": 600000,
-            **config.kafka_config,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": config.kafka_bootstrap,
+                "group.id": group_name(config.topic_prefix, config.crawl),
+                "client.id": self.owner,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": 10000,  # a vanished spot node's partitions move within seconds
+                "heartbeat.interval.ms": 2000,
+                "max.poll.interval.ms": 600000,
+                **config.kafka_config,
+            }
+        )
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         # librdkafka's consumer is used from one thread only: every call goes through this executor.
@@ -121,8 +123,13 @@ class Worker:
             try:
                 shard = Shard.from_json(msg.value() or b"")
             except RecordError as exc:
-                log.error("skipping a malformed work message at %s[%d]@%d: %s", msg.topic(),
-                          msg.partition(), msg.offset(), exc)
+                log.error(
+                    "skipping a malformed work message at %s[%d]@%d: %s",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    exc,
+                )
                 await self._commit(msg)
                 continue
             done = await self._walk(shard, lane)
@@ -186,8 +193,9 @@ class Worker:
         store = RedisBlockStore(cfg.redis_url, cfg.crawl)
         await store.sync()
         limiter = RedisRateLimiter(store.client, cfg.crawl, scaled(cfg.limits, cfg.egress_share))
-        client = RegistryClient(await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses,
-                                cfg.whois_servers)
+        client = RegistryClient(
+            await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers
+        )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         self.crawler = Crawler(store, sink, client, self.owner, cfg.crawl, stopping=self.stopping)
         self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)

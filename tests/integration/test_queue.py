@@ -18,8 +18,14 @@ def test_plan_publishes_each_region_to_one_partition_in_order(services, unique_n
     assert queue.consumer_lag(services.kafka_bootstrap, "t.", unique_name) == 8
 
     work, _ = queue.topic_names("t.", unique_name)
-    consumer = Consumer({"bootstrap.servers": services.kafka_bootstrap, "auto.offset.reset": "earliest",
-                         "group.id": queue.group_name("t.", unique_name), "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": services.kafka_bootstrap,
+            "auto.offset.reset": "earliest",
+            "group.id": queue.group_name("t.", unique_name),
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([work])
     by_partition: dict[int, list[Shard]] = {}
     got = 0

@@ -21,8 +21,14 @@ def test_kafka_produce_consume_commit(services, unique_name):
     assert producer.flush(30) == 0
 
     def consumer() -> Consumer:
-        return Consumer({"bootstrap.servers": services.kafka_bootstrap, "group.id": unique_name,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        return Consumer(
+            {
+                "bootstrap.servers": services.kafka_bootstrap,
+                "group.id": unique_name,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
 
     first = consumer()
     first.subscribe([topic])

@@ -30,8 +30,15 @@ def test_iana_table_counts():
 
 @pytest.mark.parametrize(
     ("address", "registry"),
-    [("8.8.8.8", "arin"), ("2.2.2.2", "ripencc"), ("1.1.1.1", "apnic"), ("200.1.1.1", "lacnic"),
-     ("41.1.1.1", "afrinic"), ("3.0.0.1", "arin"), ("224.0.0.1", None)],
+    [
+        ("8.8.8.8", "arin"),
+        ("2.2.2.2", "ripencc"),
+        ("1.1.1.1", "apnic"),
+        ("200.1.1.1", "lacnic"),
+        ("41.1.1.1", "afrinic"),
+        ("3.0.0.1", "arin"),
+        ("224.0.0.1", None),
+    ],
 )
 def test_registry_for(address, registry):
     assert registry_for(ip(address)) == registry

@@ -33,10 +33,21 @@ def install() -> None:
 def up() -> None:
     """Start Kafka, Redis and Prometheus (if not running) and print their addresses as JSON."""
     running = services.start(STATE)
-    typer.echo(json.dumps({"kafka": running.kafka_bootstrap, "redis": running.redis_url,
-                           "prometheus": running.prometheus_url, "state": str(STATE)}))
-    typer.echo(f"export WHOISCRAWL_KAFKA_BOOTSTRAP={running.kafka_bootstrap} "
-               f"WHOISCRAWL_REDIS_URL={running.redis_url}", err=True)
+    typer.echo(
+        json.dumps(
+            {
+                "kafka": running.kafka_bootstrap,
+                "redis": running.redis_url,
+                "prometheus": running.prometheus_url,
+                "state": str(STATE),
+            }
+        )
+    )
+    typer.echo(
+        f"export WHOISCRAWL_KAFKA_BOOTSTRAP={running.kafka_bootstrap} "
+        f"WHOISCRAWL_REDIS_URL={running.redis_url}",
+        err=True,
+    )
 
 
 @services_app.command("down")

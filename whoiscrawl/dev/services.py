@@ -94,8 +94,16 @@ def ensure_kafka_jars() -> Path:
     KAFKA_LIBS.mkdir(parents=True, exist_ok=True)
     pom = KAFKA_LIBS.parent / "pom.xml"
     pom.write_text(resources.files("whoiscrawl.dev").joinpath("kafka-pom.xml").read_text())
-    cmd = ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-           f"-DoutputDirectory={KAFKA_LIBS}", f"-Dkafka.version={KAFKA_VERSION}"]
+    cmd = [
+        "mvn",
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={KAFKA_LIBS}",
+        f"-Dkafka.version={KAFKA_VERSION}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         output = done.stdout[-2000:] + done.stderr[-2000:]
@@ -117,8 +125,14 @@ def _require(binary: str, package: str) -> str:
 def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # A new session, so stopping kills the whole group and a killed test run can be reaped by PID.
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env)
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
 
 
 def start_redis(workdir: Path) -> Service:
@@ -126,8 +140,23 @@ def start_redis(workdir: Path) -> Service:
     port = free_port()
     d = workdir / "redis"
     d.mkdir(parents=True, exist_ok=True)
-    cmd = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-           "--dir", str(d), "--daemonize", "no", "--protected-mode", "no"]
+    cmd = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(d),
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "no",
+    ]
     proc = _spawn(cmd, d / "redis.log")
     wait_for_port("127.0.0.1", port, 20, proc)
     return Service("redis", proc.pid, f"redis://127.0.0.1:{port}/0", str(d), f"127.0.0.1:{port}")
@@ -143,15 +172,29 @@ def start_kafka(workdir: Path, timeout: float = 120) -> Service:
     props = d / "server.properties"
     props.write_text(template.format(port=port, controller_port=controller_port, data=d / "data"))
     log4j = d / "log4j2.properties"
-    log4j.write_text("rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n"
-                     "appender.out.type=Console\nappender.out.name=OUT\n"
-                     "appender.out.layout.type=PatternLayout\nappender.out.layout.pattern=%d %p %c: %m%n\n")
+    log4j.write_text(
+        "rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n"
+        "appender.out.type=Console\nappender.out.name=OUT\n"
+        "appender.out.layout.type=PatternLayout\nappender.out.layout.pattern=%d %p %c: %m%n\n"
+    )
     classpath = f"{libs}/*"
-    jvm = [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-           "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+    jvm = [
+        java,
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        classpath,
+    ]
     cluster_id = uuid.uuid4().hex[:22]
-    fmt = subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-                          "-c", str(props)], capture_output=True, text=True)
+    fmt = subprocess.run(
+        [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
+        capture_output=True,
+        text=True,
+    )
     if fmt.returncode != 0:
         raise ServiceError(f"kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
     proc = _spawn([*jvm, "kafka.Kafka", str(props)], d / "kafka.log")
@@ -197,8 +240,13 @@ def start_prometheus(workdir: Path) -> Service:
     config = d / "prometheus.yml"
     if not config.exists():
         config.write_text("global:\n  scrape_interval: 1s\nscrape_configs: []\n")
-    cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={d / 'data'}",
-           f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"]
+    cmd = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={d / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
     proc = _spawn(cmd, d / "prometheus.log")
     wait_for_port("127.0.0.1", port, 30, proc)
     return Service("prometheus", proc.pid, f"http://127.0.0.1:{port}", str(d), f"--config.file={config}")

@@ -1,0 +1,337 @@
+"""Benchmarks that print one JSON line: fleet crawls against the simulator, and the store's hot paths."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from whoiscrawl.ratelimit import Limit, format_limits
+
+
+@dataclass
+class Simulator:
+    """A running `whoiscrawl sim serve` process and what it announced on its first line."""
+
+    proc: subprocess.Popen[str]
+    info: dict[str, Any]
+
+    @property
+    def bootstrap_url(self) -> str:
+        return str(self.info["bootstrap_url"])
+
+    @property
+    def whois(self) -> str:
+        return str(self.info["whois"])
+
+    @property
+    def ranges(self) -> list[str]:
+        return list(self.info["ranges"])
+
+    @property
+    def log(self) -> str:
+        return str(self.info["log"])
+
+    def limits(self) -> dict[str, Limit]:
+        return {
+            r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in self.info["limits"].items()
+        }
+
+    def rate_limits_arg(self) -> str:
+        return format_limits(self.limits())
+
+
+@contextlib.contextmanager
+def simulator(
+    scenario: str, time_scale: float, log: Path, faults: Path | None = None, extra: list[str] | None = None
+) -> Iterator[Simulator]:
+    """Start the registry simulator in its own process (it must not share a GIL with the crawler)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "whoiscrawl.cli",
+        "sim",
+        "serve",
+        "--scenario",
+        scenario,
+        "--time-scale",
+        str(time_scale),
+        "--log",
+        str(log),
+        *(extra or []),
+    ]
+    if faults:
+        cmd += ["--faults", str(faults)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the simulator exited ({proc.wait()}) before announcing itself")
+        yield Simulator(proc, json.loads(line))
+    finally:
+        _stop(proc, 15)
+
+
+def _stop(proc: subprocess.Popen[Any], grace: float) -> int:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return int(proc.returncode)
+
+
+@dataclass
+class Fleet:
+    """Real `whoiscrawl worker` processes, each with its own source address on loopback."""
+
+    crawl: str
+    kafka: str
+    redis_url: str
+    sim: Simulator
+    logdir: Path
+    egress: int = 1  # distinct source addresses the fleet shares
+    grace_seconds: float = 10.0
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def address(self, i: int) -> str:
+        return f"127.0.{10 + i % self.egress}.1"
+
+    def start(self, n: int = 1) -> None:
+        for _ in range(n):
+            i = len(self.procs)
+            cmd = [
+                sys.executable,
+                "-m",
+                "whoiscrawl.cli",
+                "worker",
+                "--crawl",
+                self.crawl,
+                "--kafka-bootstrap",
+                self.kafka,
+                "--redis-url",
+                self.redis_url,
+                "--bootstrap-url",
+                self.sim.bootstrap_url,
+                "--rate-limits",
+                self.sim.rate_limits_arg(),
+                "--bind-address",
+                self.address(i),
+                "--whois",
+                self.sim.whois,
+                "--metrics-port",
+                "0",
+                "--grace-seconds",
+                str(self.grace_seconds),
+            ]
+            log = (self.logdir / f"worker-{i}.log").open("wb")
+            self._logs.append(log)
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+
+    def kill(self, i: int) -> None:
+        os.killpg(self.procs[i].pid, signal.SIGKILL)
+        self.procs[i].wait()
+
+    def terminate(self, i: int, timeout: float = 60) -> tuple[int, float]:
+        """SIGTERM one worker; (exit code, seconds it took to drain)."""
+        started = time.monotonic()
+        self.procs[i].send_signal(signal.SIGTERM)
+        code = self.procs[i].wait(timeout)
+        return code, time.monotonic() - started
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            _stop(proc, self.grace_seconds + 10)
+        for log in self._logs:
+            log.close()
+
+
+def wait_done(redis_url: str, crawl: str, timeout: float, poll: float = 0.5) -> bool:
+    from whoiscrawl.store import RedisStore
+
+    store = RedisStore(redis_url, crawl)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = store.progress()
+        if p.shards_total and p.shards_done >= p.shards_total:
+            return True
+        time.sleep(poll)
+    return False
+
+
+def bound_seconds(found_by_registry: dict[str, int], limits: dict[str, Limit], egress: int) -> float:
+    """The least time the registries' limits allow for one lookup per found block."""
+    return max(
+        (
+            n / (limits[r].rate_per_s * egress)
+            for r, n in found_by_registry.items()
+            if r in limits and limits[r].rate_per_s > 0
+        ),
+        default=0.0,
+    )
+
+
+def _found_by_registry(results: Path) -> dict[str, int]:
+    seen: set[tuple[str, str]] = set()
+    counts: dict[str, int] = {}
+    with results.open() as fh:
+        for line in fh:
+            doc = json.loads(line)
+            key = (doc["registry"], doc["handle"])
+            if key not in seen:
+                seen.add(key)
+                counts[doc["registry"]] = counts.get(doc["registry"], 0) + 1
+    return counts
+
+
+def fleet_crawl(
+    scenario: str,
+    strategy: str,
+    workers: int,
+    egress: int,
+    resolution: int,
+    time_scale: float,
+    kafka: str,
+    redis_url: str,
+    workdir: Path,
+    samples: int = 0,
+    timeout: float = 1800,
+) -> dict[str, Any]:
+    """Plan, run N real workers to completion, export and score: the benchmark's one run."""
+    from whoiscrawl import queue
+    from whoiscrawl.sim.score import score
+    from whoiscrawl.space import plan_shards
+    from whoiscrawl.store import RedisStore
+
+    crawl = f"bench-{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
+    log = workdir / f"{crawl}.requests.jsonl"
+    results = workdir / f"{crawl}.results.jsonl"
+    with simulator(scenario, time_scale, log) as sim:
+        shards = plan_shards(crawl, sim.ranges, [], strategy, resolution, 16, samples)
+        queue.ensure_topics(kafka, "whoiscrawl.", crawl, partitions=32)
+        queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
+        admin = RedisStore(redis_url, crawl)
+        admin.set_shards_total(len(shards))
+        fleet = Fleet(crawl, kafka, redis_url, sim, workdir, egress=egress)
+        started = time.monotonic()
+        fleet.start(workers)
+        try:
+            finished = wait_done(redis_url, crawl, timeout)
+            wall = time.monotonic() - started
+        finally:
+            fleet.stop()
+        progress = admin.progress()
+        records = queue.read_results(kafka, "whoiscrawl.", crawl, idle_s=2.0)
+        with results.open("w") as fh:
+            for record in records:
+                fh.write(record.to_json().decode() + "\n")
+        limits = sim.limits()
+    figures = score(scenario, str(results), str(log), resolution=resolution, time_scale=time_scale)
+    queue.delete_topics(kafka, "whoiscrawl.", crawl)
+    admin.delete_crawl()
+    return {
+        "strategy": strategy,
+        "workers": workers,
+        "egress": egress,
+        "resolution": resolution,
+        "finished": finished,
+        "wall_s": round(wall, 2),
+        "bound_s": round(bound_seconds(_found_by_registry(results), limits, egress), 2),
+        "worker_errors": progress.errors,
+        **figures,
+    }
+
+
+def index_benchmark(blocks: int = 1_000_000, probes: int = 300_000, seed: int = 1) -> dict[str, Any]:
+    """Known-block checks per second in one process with `blocks` leaves in the index."""
+    from whoiscrawl.store import KnownBlocks
+
+    rng = random.Random(seed)
+    idx = KnownBlocks()
+    step = (1 << 32) // blocks
+    started = time.perf_counter()
+    for i in range(blocks):
+        first = i * step + rng.randrange(0, step // 2)
+        idx.add(first, first + rng.randrange(0, step // 2), True)
+    built = time.perf_counter() - started
+    addresses = [rng.randrange(0, 1 << 32) for _ in range(probes)]
+    started = time.perf_counter()
+    hits = sum(1 for a in addresses if idx.terminal_end(a) is not None)
+    elapsed = time.perf_counter() - started
+    rate = probes / elapsed
+    return {
+        "benchmark": "known_block_check",
+        "blocks": len(idx),
+        "probes": probes,
+        "hit_ratio": round(hits / probes, 3),
+        "checks_per_s": round(rate),
+        "limit_checks_per_s": 100_000,
+        "meets_limit": rate >= 100_000,
+        "insert_per_s": round(blocks / built),
+    }
+
+
+def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str, Any]:
+    """Redis memory of a crawl's block log holding `blocks` blocks."""
+    import redis
+
+    from whoiscrawl.store import Keys, RedisStore, _encode
+    from whoiscrawl.strategy import Answer
+
+    crawl = f"mem-{os.getpid()}"
+    client = redis.Redis.from_url(redis_url)
+    before = int(client.info("memory")["used_memory"])
+    key = Keys(crawl).blocks
+    step = (1 << 32) // blocks
+    started = time.perf_counter()
+    for start in range(0, blocks, 10_000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(blocks, start + 10_000)):
+            pipe.xadd(key, {"b": _encode(Answer(i * step, i * step + step // 2, True))})
+        pipe.execute()
+    elapsed = time.perf_counter() - started
+    used = int(client.info("memory")["used_memory"]) - before
+    RedisStore(redis_url, crawl).delete_crawl()
+    return {
+        "benchmark": "redis_block_memory",
+        "blocks": blocks,
+        "used_bytes": used,
+        "bytes_per_block": round(used / blocks, 1),
+        "limit_bytes": 1 << 30,
+        "meets_limit": used < (1 << 30),
+        "write_blocks_per_s": round(blocks / elapsed),
+    }
+
+
+@contextlib.contextmanager
+def bench_services() -> Iterator[tuple[str, str]]:
+    """The user's Kafka and Redis if set in the environment, else fresh ones for this run."""
+    from whoiscrawl.dev import services
+
+    kafka, redis_url = os.environ.get("WHOISCRAWL_KAFKA_BOOTSTRAP"), os.environ.get("WHOISCRAWL_REDIS_URL")
+    if kafka and redis_url:
+        yield kafka, redis_url
+        return
+    with services.session(services.CACHE_DIR / "bench-services", ("redis", "kafka")) as running:
+        yield running.kafka_bootstrap, running.redis_url
+
+
+def workdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-"))
