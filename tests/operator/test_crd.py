@@ -9,7 +9,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-
 from opsupport_crd import apply_defaults, openapi, validator
 from whoiscrawl.operator.crd import TARGETS, build_crd, render
 from whoiscrawl.operator.spec import parse_spec

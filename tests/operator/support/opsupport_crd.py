@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 import jsonschema
-
 from whoiscrawl.operator.crd import build_crd
 
 

@@ -1,0 +1,179 @@
+"""Desired-state builders: affinity per platform, spread, env, probes, PDB, hashes; all valid k8s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from whoiscrawl.operator import builders, scheduling
+from whoiscrawl.operator.spec import parse_spec
+
+OWNER = builders.Owner("demo", "crawls", "uid-1", "0.1.0")
+BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
+
+
+def spec_with(**changes: Any) -> Any:
+    return parse_spec({**BASE, **changes})
+
+
+def pod(obj: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = obj["spec"]["template"]["spec"]
+    return spec
+
+
+@pytest.mark.parametrize(("capacity_type", "fallen_back", "effective"), [
+    ("spot", False, "spot"), ("spot", True, "spot"), ("on-demand", False, "on-demand"),
+    ("any", False, "spot"), ("any", True, "any"),
+])
+def test_effective_capacity(capacity_type: str, fallen_back: bool, effective: str) -> None:
+    assert scheduling.effective_capacity(capacity_type, fallen_back) == effective
+
+
+SPOT_KEYS = {"eks.amazonaws.com/capacityType", "karpenter.sh/capacity-type",
+             "cloud.google.com/gke-spot", "cloud.google.com/gke-preemptible",
+             "kubernetes.azure.com/scalesetpriority"}
+
+
+@pytest.mark.parametrize(("capacity", "required_terms", "operator", "preferred", "aks_toleration"),
+                         [("spot", 5, "In", 0, True),
+                          ("on-demand", 1, "NotIn", 0, False),
+                          ("any", 0, None, 5, True)])
+def test_node_affinity_per_capacity(capacity: str, required_terms: int, operator: str | None,
+                                    preferred: int, aks_toleration: bool) -> None:
+    p = pod(builders.deployment(OWNER, spec_with(), 1, capacity))
+    node = p["affinity"]["nodeAffinity"]
+    terms = (node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get(
+        "nodeSelectorTerms", [])
+    assert len(terms) == required_terms
+    keys = {e["key"] for t in terms for e in t["matchExpressions"]}
+    if required_terms:
+        assert keys == SPOT_KEYS
+        assert {e["operator"] for t in terms for e in t["matchExpressions"]} == {operator}
+    assert len(node.get("preferredDuringSchedulingIgnoredDuringExecution", [])) == preferred
+    has_aks = any(t["key"] == "kubernetes.azure.com/scalesetpriority" and t["effect"] ==
+                  "NoSchedule" for t in p["tolerations"])
+    assert has_aks == aks_toleration
+
+
+def test_user_node_affinity_is_anded_with_spot() -> None:
+    user = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}]}}}
+    p = pod(builders.deployment(OWNER, spec_with(scheduling={"affinity": user}), 1, "spot"))
+    terms = p["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"]
+    assert len(terms) == 5
+    assert all(any(e["key"] == "kubernetes.io/arch" for e in t["matchExpressions"]) for t in terms)
+
+
+@pytest.mark.parametrize(("one_per_node", "hard"), [(True, True), (False, False)])
+def test_one_worker_per_node(one_per_node: bool, hard: bool) -> None:
+    p = pod(builders.deployment(OWNER, spec_with(scheduling={"onePerNode": one_per_node}), 1,
+                                "spot"))
+    anti = p["affinity"]["podAntiAffinity"]
+    assert ("requiredDuringSchedulingIgnoredDuringExecution" in anti) == hard
+    assert ("preferredDuringSchedulingIgnoredDuringExecution" in anti) == (not hard)
+
+
+@pytest.mark.parametrize(("sched", "keys"), [
+    ({}, ["topology.kubernetes.io/zone", "node.kubernetes.io/instance-type"]),
+    ({"spreadInstanceTypes": False}, ["topology.kubernetes.io/zone"]),
+    ({"spreadZones": False, "spreadInstanceTypes": False}, []),
+])
+def test_topology_spread(sched: dict[str, Any], keys: list[str]) -> None:
+    p = pod(builders.deployment(OWNER, spec_with(scheduling=sched), 1, "spot"))
+    assert [c["topologyKey"] for c in p["topologySpreadConstraints"]] == keys
+    assert all(c["labelSelector"]["matchLabels"] == builders.selector_labels("demo")
+               for c in p["topologySpreadConstraints"])
+
+
+@pytest.mark.parametrize(("grace", "total", "fits"), [(20, 25, True), (10, 15, True),
+                                                      (60, 65, False)])
+def test_termination_fits_spot_notice(grace: int, total: int, fits: bool) -> None:
+    p = pod(builders.deployment(OWNER, spec_with(workers={"gracePeriodSeconds": grace}), 1, "spot"))
+    assert p["terminationGracePeriodSeconds"] == total
+    assert builders.fits_spot_notice(grace) == fits
+    assert p["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 2
+
+
+def env_of(obj: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod(obj)["containers"][0]["env"]}
+
+
+@pytest.mark.parametrize(("egress", "key_in_config", "share", "node_field"), [
+    ({"mode": "node"}, None, "1", True),
+    ({"mode": "nat", "addresses": 3}, "nat", "3", False),
+])
+def test_egress_identity(egress: dict[str, Any], key_in_config: str | None, share: str,
+                         node_field: bool) -> None:
+    spec = spec_with(egress=egress)
+    data = builders.config_data("demo", spec)
+    assert data.get("WHOISCRAWL_EGRESS_KEY") == key_in_config
+    assert data["WHOISCRAWL_EGRESS_SHARE"] == share
+    env = env_of(builders.deployment(OWNER, spec, 1, "spot"))
+    assert (env.get("WHOISCRAWL_EGRESS_KEY") == {"fieldRef": {"fieldPath": "spec.nodeName"}}) \
+        == node_field
+
+
+def test_worker_config_and_secrets() -> None:
+    spec = spec_with(redis={"urlSecretRef": {"name": "r", "key": "u"}},
+                     kafka={"bootstrapServers": "k:9092", "credentialsSecret": "kafka-creds"},
+                     registries={"lacnic": {"enabled": False}},
+                     workers={"bootstrapUrl": "http://127.0.0.1:8080/ipv4.json"})
+    data = builders.config_data("demo", spec)
+    assert data["WHOISCRAWL_RATE_LIMITS"].split(",")[3] == "lacnic=0"
+    assert data["WHOISCRAWL_BOOTSTRAP_URL"].endswith("ipv4.json")
+    assert "WHOISCRAWL_REDIS_URL" not in data
+    obj = builders.deployment(OWNER, spec, 2, "spot")
+    assert env_of(obj)["WHOISCRAWL_REDIS_URL"] == {"secretKeyRef": {"name": "r", "key": "u"}}
+    c = pod(obj)["containers"][0]
+    assert {"secretRef": {"name": "kafka-creds"}} in c["envFrom"]
+    assert c["command"] == ["whoiscrawl", "worker"]
+    assert c["ports"][0]["containerPort"] == 9090
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_labels_owner_and_selector() -> None:
+    for obj in builders.owned_objects(OWNER, spec_with(), 3, "spot"):
+        meta = obj["metadata"]
+        assert meta["ownerReferences"][0] == {
+            "apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl", "name": "demo",
+            "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}
+        assert meta["labels"]["app.kubernetes.io/instance"] == "demo"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "whoiscrawl-operator"
+        assert meta["labels"]["app.kubernetes.io/version"] == "0.1.0"
+    dep = builders.owned_objects(OWNER, spec_with(), 3, "spot")[-1]
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["selector"]["matchLabels"] == builders.selector_labels("demo")
+    assert builders.selector_string("demo") == (
+        "app.kubernetes.io/name=whoiscrawl,app.kubernetes.io/instance=demo,"
+        "app.kubernetes.io/component=worker")
+
+
+def test_hash_ignores_replicas_but_sees_config() -> None:
+    spec = spec_with()
+    a = builders.deployment(OWNER, spec, 1, "spot")
+    b = builders.deployment(OWNER, spec, 7, "spot")
+    c = builders.deployment(OWNER, spec_with(registries={"arin": {"rate": "5/s"}}), 1, "spot")
+    d = builders.deployment(OWNER, spec, 1, "any")
+    assert builders.desired_hash(a) == builders.desired_hash(b)
+    assert builders.desired_hash(a) != builders.desired_hash(c) != builders.desired_hash(d)
+
+
+@pytest.mark.parametrize("capacity", ["spot", "on-demand", "any"])
+@pytest.mark.parametrize("sched", [{}, {"onePerNode": True, "nodeSelector": {"pool": "crawl"},
+                                        "tolerations": [{"key": "x", "operator": "Exists"}],
+                                        "priorityClassName": "low"}])
+def test_objects_are_valid_kubernetes(capacity: str, sched: dict[str, Any]) -> None:
+    for obj in builders.owned_objects(OWNER, spec_with(scheduling=sched), 2, capacity):
+        kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
+@pytest.mark.parametrize(("image", "version"), [
+    ("ghcr.io/x/whoiscrawl:1.2.3", "1.2.3"), ("whoiscrawl", ""),
+    ("localhost:5000/whoiscrawl", ""), ("x/y:2@sha256:abc", "2"),
+])
+def test_image_version(image: str, version: str) -> None:
+    assert builders.image_version(image) == version

@@ -1,0 +1,156 @@
+"""Status computation: conditions and their transition times, counters, progress, ETA, Events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from whoiscrawl.operator.scaling import Recommendation
+from whoiscrawl.operator.status import (
+    Counters,
+    Observation,
+    Rate,
+    compute_status,
+    eta_seconds,
+    is_complete,
+    next_rate,
+    progress_percent,
+    transitions,
+)
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+RUNNING = Counters(shards_total=10, shards_done=4, lookups=100, blocks=80,
+                   addresses_total=1000, addresses_done=400)
+
+
+def obs(**kw: Any) -> Observation:
+    base: dict[str, Any] = {"now": T0, "generation": 3, "counters": RUNNING, "lag": 6,
+                            "planned": True, "workers_desired": 3, "workers_ready": 3,
+                            "workers_current": 3, "recommendation": Recommendation(3, "Lag")}
+    base.update(kw)
+    return Observation(**base)
+
+
+def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+@pytest.mark.parametrize(("kw", "phase", "expected"), [
+    ({}, "Running", {"Ready": ("True", "WorkersReady"), "Progressing": ("True", "Crawling"),
+                     "Completed": ("False", "InProgress"), "Degraded": ("False", "AsExpected")}),
+    ({"workers_ready": 1}, "Running", {"Ready": ("False", "WorkersNotReady")}),
+    ({"planned": False}, "Pending", {"Ready": ("False", "Planning"),
+                                     "Progressing": ("True", "Planning")}),
+    ({"paused": True}, "Paused", {"Ready": ("True", "Paused"), "Progressing": ("False", "Paused")}),
+    ({"completed": True}, "Completed", {"Ready": ("True", "Completed"),
+                                        "Completed": ("True", "AllShardsDone"),
+                                        "Progressing": ("False", "Completed")}),
+    ({"spec_error": "spec.workers.max: must be >= 0"}, "Invalid",
+     {"Ready": ("False", "InvalidSpec"), "Degraded": ("True", "InvalidSpec")}),
+    ({"backend_error": "reading Redis counters: refused", "counters": None}, "Running",
+     {"Ready": ("False", "BackendUnavailable"), "Degraded": ("True", "BackendUnavailable")}),
+    ({"pending_message": "2 pods Pending"}, "Running",
+     {"Degraded": ("True", "SpotCapacityUnavailable")}),
+    ({"fallback_time": T0, "capacity": "any"}, "Running",
+     {"Degraded": ("True", "FallbackToOnDemand")}),
+])
+def test_conditions_and_phase(kw: dict[str, Any], phase: str,
+                              expected: dict[str, tuple[str, str]]) -> None:
+    s = compute_status(None, obs(**kw)).status
+    assert s["phase"] == phase
+    got = conds(s)
+    for ctype, want in expected.items():
+        assert got[ctype] == want
+    assert all(c["observedGeneration"] == 3 and c["lastTransitionTime"] for c in s["conditions"])
+
+
+def test_last_transition_time_kept_while_status_holds() -> None:
+    first = compute_status(None, obs()).status
+    later = compute_status(first, obs(now=T0 + timedelta(minutes=5), workers_ready=3)).status
+    assert [c["lastTransitionTime"] for c in later["conditions"]] == \
+        [c["lastTransitionTime"] for c in first["conditions"]]
+    flipped = compute_status(later, obs(now=T0 + timedelta(minutes=6), workers_ready=0)).status
+    ready = next(c for c in flipped["conditions"] if c["type"] == "Ready")
+    assert ready["lastTransitionTime"] == "2030-01-01T00:06:00Z"
+
+
+def test_events_on_transitions_only() -> None:
+    first = compute_status(None, obs(planned=False, counters=None))
+    assert ("Normal", "Planning", "creating topics and publishing the plan") in first.events
+    running = compute_status(first.status, obs(now=T0 + timedelta(seconds=5)))
+    reasons = {r for _, r, _ in running.events}
+    assert {"WorkersReady", "Crawling"} <= reasons
+    again = compute_status(running.status, obs(now=T0 + timedelta(seconds=10)))
+    assert again.events == []
+    bad = compute_status(again.status, obs(spec_error="spec.x: unknown field"))
+    assert ("Warning", "InvalidSpec", "spec.x: unknown field") in bad.events
+    done = compute_status(again.status, obs(completed=True, lag=0))
+    assert any(r == "AllShardsDone" and k == "Normal" for k, r, _ in done.events)
+
+
+@pytest.mark.parametrize(("c", "lag", "planned", "done"), [
+    (Counters(shards_total=10, shards_done=10), 0, True, True),
+    (Counters(shards_total=10, shards_done=10), 1, True, False),
+    (Counters(shards_total=10, shards_done=9), 0, True, False),
+    (Counters(shards_total=0, shards_done=0), 0, True, False),
+    (Counters(shards_total=10, shards_done=10), 0, False, False),
+    (None, 0, True, False),
+    (Counters(shards_total=10, shards_done=10), None, True, False),
+])
+def test_is_complete(c: Counters | None, lag: int | None, planned: bool, done: bool) -> None:
+    assert is_complete(c, lag, planned) == done
+
+
+@pytest.mark.parametrize(("c", "pct"), [
+    (Counters(addresses_total=1000, addresses_done=333), 33.3),
+    (Counters(shards_total=8, shards_done=2), 25.0),
+    (Counters(), 0.0),
+    (Counters(addresses_total=10, addresses_done=20), 100.0),
+])
+def test_progress_percent(c: Counters, pct: float) -> None:
+    assert progress_percent(c) == pct
+
+
+def test_rate_and_eta() -> None:
+    sample = {"time": "2030-01-01T00:00:00Z", "addressesDone": 0, "lookups": 0}
+    c = Counters(addresses_total=1000, addresses_done=100, lookups=50)
+    first = next_rate(sample, c, T0 + timedelta(seconds=10))
+    assert first == Rate(10.0, 5.0)
+    prev = {"time": "2030-01-01T00:00:10Z", "addressesDone": 100, "lookups": 50,
+            "addressesPerSecond": 10.0, "lookupsPerSecond": 5.0}
+    smoothed = next_rate(prev, Counters(addresses_total=1000, addresses_done=300, lookups=50),
+                         T0 + timedelta(seconds=20))
+    assert smoothed.addresses_per_second == pytest.approx(0.3 * 20 + 0.7 * 10)
+    assert eta_seconds(c, Rate(10.0, 5.0)) == 90.0
+    assert eta_seconds(c, Rate()) is None
+    assert eta_seconds(Counters(addresses_total=5, addresses_done=5), Rate()) == 0.0
+
+
+def test_status_counters_eta_and_deadline_risk() -> None:
+    prev = compute_status(None, obs()).status
+    later = obs(now=T0 + timedelta(seconds=10),
+                counters=Counters(shards_total=10, shards_done=5, lookups=120, blocks=90,
+                                  addresses_total=1000, addresses_done=500),
+                deadline=T0 + timedelta(seconds=20))
+    s = compute_status(prev, later).status
+    assert s["shards"] == {"total": 10, "done": 5} and s["blocks"] == 90 and s["progress"] == 50.0
+    assert s["rate"]["addressesPerSecond"] == 10.0 and s["etaSeconds"] == 50
+    assert s["eta"] == "2030-01-01T00:01:00Z"
+    assert conds(s)["Degraded"] == ("True", "DeadlineAtRisk")
+    assert s["startTime"] == prev["startTime"]
+
+
+def test_completion_keeps_summary() -> None:
+    prev = compute_status(None, obs()).status
+    done = compute_status(prev, obs(completed=True, lag=0, now=T0 + timedelta(hours=1))).status
+    assert done["completionTime"] == "2030-01-01T01:00:00Z" and done["progress"] == 100.0
+    assert done["startTime"] == "2030-01-01T00:00:00Z" and done["blocks"] == 80
+    again = compute_status(done, obs(completed=True, lag=0, now=T0 + timedelta(hours=2))).status
+    assert again["completionTime"] == done["completionTime"]
+
+
+def test_transitions_table() -> None:
+    old = [{"type": "Degraded", "status": "True", "reason": "BackendUnavailable"}]
+    new = [{"type": "Degraded", "status": "False", "reason": "AsExpected", "message": ""}]
+    assert transitions(old, new) == [("Normal", "DegradedFalse", "Degraded is False")]
