@@ -384,9 +384,11 @@ class ProgressDisplay:
 
 def _register_parts() -> None:
     # Each part registers its own commands.
+    from whoiscrawl.operator.cli import app as operator_app
     from whoiscrawl.sim.cli import app as sim_app
 
     app.add_typer(sim_app, name="sim")
+    app.add_typer(operator_app, name="operator")
 
 
 _register_parts()
