@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -163,17 +163,65 @@ class Fleet:
             log.close()
 
 
-def wait_done(redis_url: str, crawl: str, timeout: float, poll: float = 0.5) -> bool:
+@dataclass
+class FleetRun:
+    crawl: str
+    results: Path
+    wall_s: float
+    finished: bool
+    progress: Any  # whoiscrawl.store.Progress
+
+
+def crawl_with_fleet(
+    sim: Simulator,
+    kafka: str,
+    redis_url: str,
+    workdir: Path,
+    strategy: str = "sweep",
+    workers: int = 3,
+    egress: int = 1,
+    resolution: int = 24,
+    samples: int = 0,
+    during: Callable[[Fleet, Any], None] | None = None,
+    timeout: float = 1800,
+) -> FleetRun:
+    """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
+
+    `during(fleet, progress)` is called at every poll: tests use it to kill or stop workers."""
+    from whoiscrawl import queue
+    from whoiscrawl.space import plan_shards
     from whoiscrawl.store import RedisStore
 
-    store = RedisStore(redis_url, crawl)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        p = store.progress()
-        if p.shards_total and p.shards_done >= p.shards_total:
-            return True
-        time.sleep(poll)
-    return False
+    crawl = f"{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
+    shards = plan_shards(crawl, sim.ranges, [], strategy, resolution, 16, samples)
+    queue.ensure_topics(kafka, "whoiscrawl.", crawl, partitions=32)
+    queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
+    admin = RedisStore(redis_url, crawl)
+    admin.set_shards_total(len(shards))
+    fleet = Fleet(crawl, kafka, redis_url, sim, workdir, egress=egress)
+    started = time.monotonic()
+    fleet.start(workers)
+    finished = False
+    try:
+        while time.monotonic() - started < timeout:
+            progress = admin.progress()
+            if progress.shards_done >= progress.shards_total:
+                finished = True
+                break
+            if during:
+                during(fleet, progress)
+            time.sleep(0.3)
+        wall = time.monotonic() - started
+    finally:
+        fleet.stop()
+    results = workdir / f"{crawl}.results.jsonl"
+    with results.open("w") as fh:
+        for record in queue.read_results(kafka, "whoiscrawl.", crawl, idle_s=2.0):
+            fh.write(record.to_json().decode() + "\n")
+    run = FleetRun(crawl, results, wall, finished, admin.progress())
+    queue.delete_topics(kafka, "whoiscrawl.", crawl)
+    admin.delete_crawl()
+    return run
 
 
 def bound_seconds(found_by_registry: dict[str, int], limits: dict[str, Limit], egress: int) -> float:
@@ -212,49 +260,24 @@ def fleet_crawl(
     redis_url: str,
     workdir: Path,
     samples: int = 0,
-    timeout: float = 1800,
 ) -> dict[str, Any]:
-    """Plan, run N real workers to completion, export and score: the benchmark's one run."""
-    from whoiscrawl import queue
+    """The benchmark's one run: a fresh simulator, a fleet to completion, scored against truth."""
     from whoiscrawl.sim.score import score
-    from whoiscrawl.space import plan_shards
-    from whoiscrawl.store import RedisStore
 
-    crawl = f"bench-{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
-    log = workdir / f"{crawl}.requests.jsonl"
-    results = workdir / f"{crawl}.results.jsonl"
+    log = workdir / "requests.jsonl"
     with simulator(scenario, time_scale, log) as sim:
-        shards = plan_shards(crawl, sim.ranges, [], strategy, resolution, 16, samples)
-        queue.ensure_topics(kafka, "whoiscrawl.", crawl, partitions=32)
-        queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
-        admin = RedisStore(redis_url, crawl)
-        admin.set_shards_total(len(shards))
-        fleet = Fleet(crawl, kafka, redis_url, sim, workdir, egress=egress)
-        started = time.monotonic()
-        fleet.start(workers)
-        try:
-            finished = wait_done(redis_url, crawl, timeout)
-            wall = time.monotonic() - started
-        finally:
-            fleet.stop()
-        progress = admin.progress()
-        records = queue.read_results(kafka, "whoiscrawl.", crawl, idle_s=2.0)
-        with results.open("w") as fh:
-            for record in records:
-                fh.write(record.to_json().decode() + "\n")
+        run = crawl_with_fleet(sim, kafka, redis_url, workdir, strategy, workers, egress, resolution, samples)
         limits = sim.limits()
-    figures = score(scenario, str(results), str(log), resolution=resolution, time_scale=time_scale)
-    queue.delete_topics(kafka, "whoiscrawl.", crawl)
-    admin.delete_crawl()
+    figures = score(scenario, str(run.results), str(log), resolution=resolution, time_scale=time_scale)
     return {
         "strategy": strategy,
         "workers": workers,
         "egress": egress,
         "resolution": resolution,
-        "finished": finished,
-        "wall_s": round(wall, 2),
-        "bound_s": round(bound_seconds(_found_by_registry(results), limits, egress), 2),
-        "worker_errors": progress.errors,
+        "finished": run.finished,
+        "wall_s": round(run.wall_s, 2),
+        "bound_s": round(bound_seconds(_found_by_registry(run.results), limits, egress), 2),
+        "worker_errors": run.progress.errors,
         **figures,
     }
 

@@ -1,0 +1,26 @@
+"""End-to-end fixtures: the registry simulator in its own process, and a results scorer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from whoiscrawl.bench import Simulator, simulator
+
+TIME_SCALE = 100.0  # the simulator's rate limits, and the crawler's budgets, run 100x faster
+
+
+@pytest.fixture(scope="session")
+def quick_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """One simulator for the session's tests that crawl `quick` without faults."""
+    log = tmp_path_factory.mktemp("sim") / "requests.jsonl"
+    with simulator("quick", TIME_SCALE, log) as sim:
+        yield sim
+
+
+def score(results: Path, log: str | None = None) -> dict:
+    from whoiscrawl.sim.score import score as sim_score
+
+    return sim_score("quick", str(results), log, resolution=24, time_scale=TIME_SCALE)
