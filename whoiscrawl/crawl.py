@@ -113,7 +113,7 @@ class Crawler:
         registry = self.client.route(address)[0] if self.client.bootstrap.base_url(address) else "none"
         metrics.ERRORS.labels(registry).inc()
         log.warning("giving up on %s for now: %s", IPAddress(address), reason)
-        self.failures.append(f"{IPAddress(address)}: {reason}")
+        self.failures = [*self.failures[-99:], f"{IPAddress(address)}: {reason}"]  # the latest 100
         cell = 1 << (32 - shard.resolution)
         walk.observe(address, Answer(address, min(shard.last, (address // cell + 1) * cell - 1), True))
         await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=1, errors=1)

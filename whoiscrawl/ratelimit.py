@@ -13,6 +13,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from whoiscrawl import metrics
 from whoiscrawl.space import REGISTRIES
 
 
@@ -138,6 +139,7 @@ class MemoryRateLimiter:
     async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
         egress, wait = self._reserve(registry, egresses)
         if wait > 0:
+            metrics.RATE_WAIT.labels(registry).inc(wait / 1000)
             await asyncio.sleep(wait / 1000)
         cap = self.limits[registry].max_connections
         if cap is None:
@@ -218,6 +220,7 @@ class RedisRateLimiter:
         index, wait = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
         egress = egresses[int(index) - 1]
         if float(wait) > 0:
+            metrics.RATE_WAIT.labels(registry).inc(float(wait) / 1000)
             await asyncio.sleep(float(wait) / 1000)
         cap = self.limits[registry].max_connections
         if cap is None:
