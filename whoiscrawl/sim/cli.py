@@ -1,5 +1,106 @@
-"""`whoiscrawl sim`: serve, truth and score (placeholder until the simulator lands)."""
+"""`whoiscrawl sim`: serve, truth, score and bench-serve for the registry simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="The registry simulator.")
+app = typer.Typer(help="The registry simulator: five RIRs' RDAP and WHOIS over real data.",
+                  no_args_is_help=True)
+
+ScenarioOpt = Annotated[str, typer.Option("--scenario", help="quick | standard | full")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="generation seed (default 1)")]
+
+
+@app.command()
+def serve(
+    scenario: ScenarioOpt = "quick",
+    port: Annotated[int, typer.Option(help="RDAP port (0: any free port)")] = 0,
+    host: Annotated[str, typer.Option(help="listen address (keep it on 127.0.0.0/8)")] =
+        "127.0.0.1",
+    whois_port: Annotated[int, typer.Option("--whois-port", help="port-43 WHOIS port")] = 0,
+    time_scale: Annotated[float, typer.Option("--time-scale", help="run policies X times faster")]
+        = 1.0,
+    faults: Annotated[Path | None, typer.Option(help="fault injection file (JSON/YAML)")] = None,
+    log: Annotated[Path | None, typer.Option(help="request log JSONL (default: a temp file)")] =
+        None,
+    seed: SeedOpt = None,
+    limits: Annotated[bool, typer.Option("--limits/--no-limits", help="rate limits")] = True,
+    latency: Annotated[bool, typer.Option("--latency/--no-latency", help="service latency")] =
+        True,
+) -> None:
+    """Serve RDAP + bootstrap + WHOIS; first stdout line is one JSON object describing it."""
+    from whoiscrawl.sim import scenarios
+    from whoiscrawl.sim.faults import Faults
+    from whoiscrawl.sim.server import Simulator, describe
+
+    scen = scenarios.get(scenario, seed)
+
+    async def run() -> None:
+        sim = Simulator(scen, host=host, port=port, whois_port=whois_port, time_scale=time_scale,
+                        faults=Faults.load(faults, time_scale=time_scale), log_path=log,
+                        limits_enabled=limits, latency=latency)
+        await sim.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        sys.stdout.write(describe(sim) + "\n")
+        sys.stdout.flush()
+        try:
+            await stop.wait()
+        finally:
+            await sim.stop()
+
+    asyncio.run(run())
+
+
+@app.command()
+def truth(scenario: ScenarioOpt = "quick",
+          out: Annotated[Path, typer.Option("--out", help="JSONL file to write")] =
+              Path("truth.jsonl"),
+          seed: SeedOpt = None) -> None:
+    """Write the ground-truth (findable) blocks of a scenario as JSONL."""
+    from whoiscrawl.sim import scenarios, score
+
+    n = score.write_truth(scenarios.get(scenario, seed), out)
+    typer.echo(json.dumps({"scenario": scenario, "blocks": n, "out": str(out)}))
+
+
+@app.command("score")
+def score_cmd(
+    scenario: ScenarioOpt = "quick",
+    results: Annotated[Path, typer.Option("--results", help="crawl results JSONL")] =
+        Path("results.jsonl"),
+    log: Annotated[Path | None, typer.Option("--log", help="simulator request log")] = None,
+    resolution: Annotated[int, typer.Option(help="gap-probe resolution (prefix length)")] = 24,
+    time_scale: Annotated[float, typer.Option("--time-scale")] = 1.0,
+    seed: SeedOpt = None,
+) -> None:
+    """Print one JSON line of figures: recall, coverage, lookups, waste, limits, utilization."""
+    from whoiscrawl.sim import score
+
+    typer.echo(json.dumps(score.score(scenario, results, log, resolution, time_scale, seed),
+                          separators=(",", ":")))
+
+
+@app.command("bench-serve")
+def bench_serve(
+    scenario: ScenarioOpt = "standard",
+    requests: Annotated[int, typer.Option(help="lookups to fire (bounded)")] = 20_000,
+    concurrency: Annotated[int, typer.Option(help="requests in flight")] = 64,
+    sources: Annotated[int, typer.Option(help="source addresses 127.0.0.2..")] = 4,
+    max_seconds: Annotated[float, typer.Option("--max-seconds")] = 60.0,
+    protocol: Annotated[str, typer.Option(help="rdap | whois")] = "rdap",
+) -> None:
+    """Start `sim serve` in a subprocess, fire lookups from a few addresses, print lookups/s."""
+    from whoiscrawl.sim import bench
+
+    result = bench.run(scenario, requests, concurrency, sources, max_seconds, protocol)
+    typer.echo(json.dumps(result, separators=(",", ":")))

@@ -262,9 +262,9 @@ class World:
 
     # persistence ---------------------------------------------------------------------
     def dumps(self) -> bytes:
-        payload = {name: getattr(self, name).tobytes() for name in _ARRAYS}
-        payload["ccs"] = self.ccs  # type: ignore[assignment]
-        payload["seed"] = self.seed  # type: ignore[assignment]
+        payload: dict[str, object] = {name: getattr(self, name).tobytes() for name in _ARRAYS}
+        payload["ccs"] = self.ccs
+        payload["seed"] = self.seed
         return zlib.compress(pickle.dumps(payload, protocol=5), 3)
 
     @classmethod

@@ -1,0 +1,328 @@
+"""Each registry's RDAP JSON and port-43 WHOIS text for a simulated network object."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from whoiscrawl.sim.data import REGISTRIES
+from whoiscrawl.sim.model import World, cidr_strs, ip_str, range_cidrs
+
+BASE_PATHS: dict[str, str] = {
+    "arin": "/arin/registry/",
+    "ripencc": "/ripencc/",
+    "apnic": "/apnic/",
+    "lacnic": "/lacnic/rdap/",
+    "afrinic": "/afrinic/rdap/",
+}
+PORT43 = {
+    "arin": "whois.arin.net",
+    "ripencc": "whois.ripe.net",
+    "apnic": "whois.apnic.net",
+    "lacnic": "whois.lacnic.net",
+    "afrinic": "whois.afrinic.net",
+}
+RIR_NAMES = {
+    "arin": "American Registry for Internet Numbers",
+    "ripencc": "RIPE Network Coordination Centre",
+    "apnic": "Asia Pacific Network Information Centre",
+    "lacnic": "Latin American and Caribbean IP address Regional Registry",
+    "afrinic": "African Network Information Center",
+}
+RIR_HANDLES = {"arin": "ARIN", "ripencc": "ORG-NCC1-RIPE", "apnic": "APNIC-HM",
+               "lacnic": "LACNIC", "afrinic": "ORG-AFNC1-AFRINIC"}
+TOS = {
+    "arin": "By using the ARIN RDAP/Whois service, you are agreeing to the RDAP/Whois Terms of Use",
+    "ripencc": "This is the RIPE Database query service. The objects are in RDAP format.",
+    "apnic": "Use of this service is subject to the APNIC Whois Terms of Use.",
+    "lacnic": "LACNIC RDAP service. Use is subject to the LACNIC Terms of Use.",
+    "afrinic": "This is the AfriNIC RDAP server. Use is subject to the AFRINIC Terms of Use.",
+}
+_ADJ = ("Blue", "Red", "North", "South", "Silver", "Rapid", "Prime", "Global", "Metro", "Alpha",
+        "Nova", "Delta", "Sky", "Ocean", "Urban", "Iron", "Green", "Bright", "Swift", "Core",
+        "Star", "Peak", "Clear", "First", "Open", "Unity", "Summit", "Pioneer", "Atlas", "Vertex")
+_NOUN = ("River", "Net", "Link", "Wave", "Telecom", "Fiber", "Data", "Cloud", "Comms", "Access",
+         "Systems", "Hosting", "Broadband", "Networks", "Online", "Connect", "Digital", "Wireless",
+         "Labs", "Media", "Bank", "University", "Holdings", "Energy", "Transit", "Cable")
+_SUFFIX = ("Ltd", "Inc.", "GmbH", "S.A.", "LLC", "B.V.", "Pty Ltd", "S.r.l.", "Co.", "AB")
+
+
+@dataclass(frozen=True)
+class Org:
+    """The (deterministic) organisation behind an object."""
+
+    name: str
+    abbr: str
+    n: int
+    domain: str
+
+
+def org_of(world: World, i: int) -> Org:
+    o = world.org[i]
+    a, b, c = _ADJ[o % len(_ADJ)], _NOUN[(o // 31) % len(_NOUN)], _SUFFIX[(o // 997) % len(_SUFFIX)]
+    abbr = (a[:3] + b[:2]).upper()
+    n = o % 9973 + 1
+    return Org(f"{a} {b} {c}", abbr, n, f"{a}{b}{n}.example".lower())
+
+
+def object_name(world: World, i: int) -> str:
+    """The network name (NetName / netname)."""
+    reg = REGISTRIES[world.reg[i]]
+    s = world.start[i]
+    if world.typ[i] == 0:
+        return {"arin": "ARIN-UNALLOCATED", "ripencc": "RIPE-NCC-UNALLOCATED",
+                "apnic": "APNIC-UNALLOCATED", "lacnic": "LACNIC-UNALLOCATED",
+                "afrinic": "AFRINIC-UNALLOCATED"}[reg]
+    org = org_of(world, i)
+    tag = hashlib.blake2b(f"{world.seed}:{s}:{world.end[i]}".encode(), digest_size=2).hexdigest()
+    if reg == "arin":
+        return f"{org.abbr}-{tag.upper()}" if world.depth[i] else f"{org.abbr}-{org.n}"
+    if world.depth[i] == 0:
+        return f"{world.ccs[world.cc[i]]}-{org.abbr}-{world.date[i]}"
+    return f"{org.abbr}-NET-{tag.upper()}"
+
+
+def country(world: World, i: int) -> str | None:
+    if world.typ[i] == 0:
+        return None
+    cc = world.ccs[world.cc[i]]
+    return None if cc == "ZZ" else cc
+
+
+def _date(d: int, plus_days: int = 0) -> str:
+    y, m, dd = d // 10000, (d // 100) % 100, d % 100
+    if y < 1980:
+        y, m, dd = 1993, 1, 1
+    dd = min(28, dd + plus_days % 20)
+    return f"{y:04d}-{m:02d}-{max(dd, 1):02d}"
+
+
+def _events(world: World, i: int) -> tuple[str, str]:
+    d = world.date[i] or 19930101
+    reg_date = _date(d)
+    bump = world.org[i] % 37
+    changed_year = min(2018, d // 10000 + bump % 6)
+    changed = _date(changed_year * 10000 + (d % 10000), bump)
+    changed = max(changed, reg_date)
+    return reg_date, changed
+
+
+def contacts(world: World, i: int) -> tuple[str, str, str, str]:
+    """(registrant handle, registrant name, abuse handle, abuse email)."""
+    reg = REGISTRIES[world.reg[i]]
+    if world.typ[i] == 0:
+        rir = RIR_HANDLES[reg]
+        return rir, RIR_NAMES[reg], f"ABUSE-{rir}", f"abuse@{PORT43[reg].removeprefix('whois.')}"
+    org = org_of(world, i)
+    cc = country(world, i) or "ZZ"
+    email = f"abuse@{org.domain}"
+    if reg == "arin":
+        return f"{org.abbr}-{org.n}", org.name, f"ABUSE{org.n}-ARIN", email
+    if reg == "ripencc":
+        return f"ORG-{org.abbr}{org.n}-RIPE", org.name, f"AR{org.n}-RIPE", email
+    if reg == "apnic":
+        return f"ORG-{org.abbr}{org.n}-AP", org.name, f"IRT-{org.abbr}-{cc}", email
+    if reg == "lacnic":
+        return f"{cc}-{org.abbr}{org.n}-LACNIC", org.name, f"{org.abbr[:3]}{org.n}", email
+    return f"ORG-{org.abbr}{org.n}-AFRINIC", org.name, f"AR{org.n}-AFRINIC", email
+
+
+def _vcard(name: str, kind: str, email: str | None, cc: str | None) -> list[Any]:
+    props: list[Any] = [["version", {}, "text", "4.0"], ["fn", {}, "text", name],
+                        ["kind", {}, "text", kind]]
+    props.append(["adr", {"label": f"1 Example Street\n{cc or 'ZZ'}"}, "text",
+                  ["", "", "", "", "", "", ""]])
+    if email:
+        props.append(["email", {}, "text", email])
+    return ["vcard", props]
+
+
+def rdap_object(world: World, i: int, base_url: str) -> dict[str, Any]:
+    """The RFC 9083 ip network object (with cidr0) for object i."""
+    reg = REGISTRIES[world.reg[i]]
+    s, e = world.start[i], world.end[i]
+    start, end = ip_str(s), ip_str(e)
+    handle = world.handle(i)
+    reg_date, changed = _events(world, i)
+    reg_h, reg_name, abuse_h, abuse_mail = contacts(world, i)
+    cc = country(world, i)
+    placeholder = world.typ[i] == 0
+    self_url = f"{base_url}ip/{start}"
+    doc: dict[str, Any] = {
+        "rdapConformance": ["rdap_level_0", "cidr0", "nro_rdap_profile_0"],
+        "notices": [{"title": "Terms of Service", "description": [TOS[reg]],
+                     "links": [{"value": self_url, "rel": "terms-of-service",
+                                "type": "text/html", "href": f"{base_url}help"}]}],
+        "objectClassName": "ip network",
+        "handle": handle,
+        "startAddress": start,
+        "endAddress": end,
+        "ipVersion": "v4",
+        "name": object_name(world, i),
+        "type": world.type_word(i),
+        "status": ["reserved"] if placeholder else ["active"],
+        "cidr0_cidrs": [{"v4prefix": ip_str(a), "length": ln} for a, ln in range_cidrs(s, e)],
+        "port43": PORT43[reg],
+        "events": [{"eventAction": "registration", "eventDate": f"{reg_date}T00:00:00Z"},
+                   {"eventAction": "last changed", "eventDate": f"{changed}T00:00:00Z"}],
+        "links": [{"value": self_url, "rel": "self", "type": "application/rdap+json",
+                   "href": self_url}],
+        "entities": [
+            {"objectClassName": "entity", "handle": reg_h, "roles": ["registrant"],
+             "vcardArray": _vcard(reg_name, "org", None, cc)},
+            {"objectClassName": "entity", "handle": abuse_h, "roles": ["abuse"],
+             "vcardArray": _vcard("Abuse contact", "group", abuse_mail, cc)},
+        ],
+    }
+    if cc:
+        doc["country"] = cc
+    p = world.parent[i]
+    if p >= 0:
+        doc["parentHandle"] = world.handle(p)
+        pa, pl = range_cidrs(world.start[p], world.end[p])[0]
+        up = f"{base_url}ip/{ip_str(pa)}/{pl}"
+        doc["links"].append({"value": self_url, "rel": "up", "type": "application/rdap+json",
+                             "href": up})
+    if placeholder:
+        doc["remarks"] = [{"title": "Unallocated space", "description": [
+            f"This range is not allocated or assigned by the {RIR_NAMES[reg]}."]}]
+    return doc
+
+
+def rdap_bytes(world: World, i: int, base_url: str) -> bytes:
+    return json.dumps(rdap_object(world, i, base_url), separators=(",", ":")).encode()
+
+
+def rdap_error(code: int, title: str, notice: bool = False, extra: str = "") -> bytes:
+    doc: dict[str, Any] = {"rdapConformance": ["rdap_level_0"], "errorCode": code,
+                           "title": title, "description": [extra] if extra else []}
+    if notice:
+        doc["notices"] = [{"title": "Rate Limit Notice", "description": [
+            "Too many queries from your IP address. You have exceeded the query limit "
+            "of 10 queries per minute and are blocked for 5 minutes."]}]
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+# WHOIS --------------------------------------------------------------------------------------
+
+_ARIN_HEADER = (
+    "\n#\n# ARIN WHOIS data and services are subject to the Terms of Use\n"
+    "# available at: https://www.arin.net/resources/registry/whois/tou/\n#\n\n"
+)
+_RPSL_HEADER = {
+    "ripencc": "% This is the RIPE Database query service.\n% The objects are in RPSL format.\n\n",
+    "apnic": "% [whois.apnic.net]\n% Whois data copyright terms    http://www.apnic.net/db/dbcopyright.html\n\n",
+    "afrinic": "% This is the AfriNIC Whois server.\n% The AFRINIC whois database is subject to "
+               "the following terms of Use.\n\n",
+}
+_ARIN_TYPE = {"DIRECT ALLOCATION": "Direct Allocation", "DIRECT ASSIGNMENT": "Direct Assignment",
+              "REALLOCATION": "Reallocated", "REASSIGNMENT": "Reassigned",
+              "UNALLOCATED": "Unallocated"}
+
+
+def whois_text(world: World, i: int) -> str:
+    """Port-43 text for object i in its registry's format."""
+    reg = REGISTRIES[world.reg[i]]
+    s, e = world.start[i], world.end[i]
+    start, end = ip_str(s), ip_str(e)
+    name = object_name(world, i)
+    reg_date, changed = _events(world, i)
+    reg_h, reg_name, abuse_h, abuse_mail = contacts(world, i)
+    cc = country(world, i) or "ZZ"
+    p = world.parent[i]
+    typ = world.type_word(i)
+    if reg == "arin":
+        parent = f"{object_name(world, p)} ({world.handle(p)})" if p >= 0 else ""
+        lines = [
+            f"NetRange:       {start} - {end}",
+            f"CIDR:           {', '.join(cidr_strs(s, e))}",
+            f"NetName:        {name}",
+            f"NetHandle:      {world.handle(i)}",
+            f"Parent:         {parent}",
+            f"NetType:        {_ARIN_TYPE.get(typ, typ.title())}",
+            "OriginAS:       ",
+            f"Organization:   {reg_name} ({reg_h})",
+            f"RegDate:        {reg_date}",
+            f"Updated:        {changed}",
+            f"Ref:            https://rdap.arin.net/registry/ip/{start}",
+            "",
+            "",
+            f"OrgName:        {reg_name}",
+            f"OrgId:          {reg_h}",
+            "Address:        1 Example Street",
+            "City:           Example City",
+            "StateProv:      ",
+            "PostalCode:     00000",
+            f"Country:        {cc}",
+            f"RegDate:        {reg_date}",
+            f"Updated:        {changed}",
+            "",
+            f"OrgAbuseHandle: {abuse_h}",
+            "OrgAbuseName:   Abuse contact",
+            f"OrgAbuseEmail:  {abuse_mail}",
+            "",
+        ]
+        return _ARIN_HEADER + "\n".join(lines) + "\n" + _ARIN_HEADER
+    if reg == "lacnic":
+        cidr = cidr_strs(s, e)
+        inetnum = cidr[0] if len(cidr) == 1 else f"{start} - {end}"
+        lines = [
+            "% Joint Whois - whois.lacnic.net",
+            "%  This server accepts single ASN, IPv4 or IPv6 queries",
+            "",
+            f"inetnum:     {inetnum}",
+            f"status:      {typ.lower()}",
+            f"owner:       {reg_name}",
+            f"ownerid:     {cc}-{reg_h.split('-')[1] if '-' in reg_h else reg_h}",
+            "responsible: Network Operations",
+            "address:     1 Example Street",
+            f"country:     {cc}",
+            f"owner-c:     {abuse_h}",
+            f"tech-c:      {abuse_h}",
+            f"abuse-c:     {abuse_h}",
+            f"created:     {reg_date.replace('-', '')}",
+            f"changed:     {changed.replace('-', '')}",
+            "",
+            f"nic-hdl:     {abuse_h}",
+            "person:      Network Operations",
+            f"e-mail:      {abuse_mail}",
+            "address:     1 Example Street",
+            f"country:     {cc}",
+            f"created:     {reg_date.replace('-', '')}",
+            f"changed:     {changed.replace('-', '')}",
+            "",
+        ]
+        return "\n".join(lines) + "\n"
+    # RIPE-style RPSL: RIPE NCC, APNIC, AFRINIC
+    src = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}[reg]
+    lines = [
+        f"% Information related to '{start} - {end}'",
+        "",
+        f"% Abuse contact for '{start} - {end}' is '{abuse_mail}'",
+        "",
+        f"inetnum:        {start} - {end}",
+        f"netname:        {name}",
+        f"descr:          {reg_name}",
+        f"country:        {cc}",
+        f"org:            {reg_h}",
+        f"admin-c:        {abuse_h}",
+        f"tech-c:         {abuse_h}",
+        f"abuse-c:        {abuse_h}",
+        f"status:         {typ}",
+        f"mnt-by:         {src}-HM-MNT" if world.depth[i] == 0 else f"mnt-by:         MNT-{src}",
+        f"created:        {reg_date}T00:00:00Z",
+        f"last-modified:  {changed}T00:00:00Z",
+        f"source:         {src}",
+        "",
+        "role:           Abuse contact",
+        "address:        1 Example Street",
+        f"e-mail:         {abuse_mail}",
+        f"nic-hdl:        {abuse_h}",
+        f"source:         {src}",
+        "",
+    ]
+    if reg == "apnic":  # APNIC still prints 'changed:' lines
+        lines.insert(16, f"changed:        hm-changed@apnic.net {changed.replace('-', '')}")
+    return _RPSL_HEADER[reg] + "\n".join(lines) + "\n"

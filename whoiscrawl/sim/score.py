@@ -1,0 +1,236 @@
+"""Ground truth of a scenario and the scorer that compares a crawl's results and log with it."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from whoiscrawl.sim import policy, render, scenarios
+from whoiscrawl.sim.model import World, cidr_strs, ip_int, ip_str
+from whoiscrawl.sim.scenarios import Scenario
+
+BUCKETS: tuple[tuple[str, int, int], ...] = (
+    ("/8-/15", 8, 15), ("/16-/19", 16, 19), ("/20-/23", 20, 23), ("/24", 24, 24),
+    ("/25-/32", 25, 32),
+)
+FIELDS = ("name", "country", "cidrs", "parent_handle", "type")
+
+
+def prefix_len(size: int) -> int:
+    """Prefix length of the largest power of two not above size (a range's size class)."""
+    return 33 - size.bit_length()
+
+
+def bucket_of(size: int) -> str:
+    plen = prefix_len(size)
+    for name, lo, hi in BUCKETS:
+        if lo <= plen <= hi:
+            return name
+    return BUCKETS[0][0] if plen < 8 else BUCKETS[-1][0]
+
+
+def truth_record(world: World, i: int, addresses: int) -> dict[str, Any]:
+    p = world.parent[i]
+    s, e = world.start[i], world.end[i]
+    _, registrant, _, abuse = render.contacts(world, i)
+    return {
+        "registry": world.registry(i),
+        "handle": world.handle(i),
+        "start_address": ip_str(s),
+        "end_address": ip_str(e),
+        "cidrs": cidr_strs(s, e),
+        "name": render.object_name(world, i),
+        "country": render.country(world, i),
+        "parent_handle": world.handle(p) if p >= 0 else None,
+        "type": world.type_word(i),
+        "status": ["reserved"] if world.is_placeholder(i) else ["active"],
+        "abuse_emails": [abuse],
+        "registrant": registrant,
+        "size": e - s + 1,
+        "prefix_len": prefix_len(e - s + 1),
+        "leaf": world.nchildren[i] == 0,
+        "placeholder": world.is_placeholder(i),
+        "findable_addresses": addresses,
+    }
+
+
+def truth_records(scenario: Scenario) -> Iterator[dict[str, Any]]:
+    """The findable objects of a scenario, in address order."""
+    world = scenario.world()
+    truth = scenario.truth()
+    for i in sorted(truth, key=lambda k: (world.start[k], -world.end[k])):
+        yield truth_record(world, i, truth[i])
+
+
+def write_truth(scenario: Scenario, out: str | Path) -> int:
+    n = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for rec in truth_records(scenario):
+            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            n += 1
+    return n
+
+
+def _read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(doc, dict):
+                yield doc
+
+
+def _key(doc: dict[str, Any]) -> tuple[str, str, int, int] | None:
+    try:
+        return (str(doc["registry"]), str(doc["handle"]), ip_int(doc["start_address"]),
+                ip_int(doc["end_address"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def score(scenario_name: str, results_path: str | Path, log_path: str | Path | None = None,
+          resolution: int = 24, time_scale: float = 1.0, seed: int | None = None) -> dict[str, Any]:
+    """Compare a crawl's results file (and the simulator's request log) with the ground truth."""
+    scen = scenarios.get(scenario_name, seed)
+    world = scen.world()
+    truth = scen.truth()
+    by_key: dict[tuple[str, str, int, int], int] = {
+        (world.registry(i), world.handle(i), world.start[i], world.end[i]): i for i in truth}
+
+    results: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    bad_records = 0
+    for doc in _read_jsonl(results_path):
+        k = _key(doc)
+        if k is None:
+            bad_records += 1
+            continue
+        results.setdefault(k, doc)
+    found = {by_key[k]: doc for k, doc in results.items() if k in by_key}
+
+    min_size = 1 << (32 - resolution)
+    b_truth: dict[str, int] = defaultdict(int)
+    b_found: dict[str, int] = defaultdict(int)
+    res_truth = res_found = 0
+    reg_truth: dict[str, int] = defaultdict(int)
+    reg_found: dict[str, int] = defaultdict(int)
+    for i in truth:
+        size = world.end[i] - world.start[i] + 1
+        b = bucket_of(size)
+        reg = world.registry(i)
+        b_truth[b] += 1
+        reg_truth[reg] += 1
+        hit = i in found
+        if hit:
+            b_found[b] += 1
+            reg_found[reg] += 1
+        if size >= min_size:
+            res_truth += 1
+            res_found += hit
+    total_addr = scen.addresses()
+    covered = sum(truth[i] for i in found)
+
+    field_errors: dict[str, int] = dict.fromkeys(FIELDS, 0)
+    for i, doc in found.items():
+        rec = truth_record(world, i, truth[i])
+        for f in FIELDS:
+            want, got = rec[f], doc.get(f)
+            if f == "cidrs":
+                if sorted(str(c) for c in (got or [])) != sorted(want):
+                    field_errors[f] += 1
+            elif (got or None) != (want or None):
+                field_errors[f] += 1
+
+    out: dict[str, Any] = {
+        "scenario": scen.name,
+        "seed": scen.seed,
+        "resolution": resolution,
+        "blocks_truth": len(truth),
+        "blocks_found": len(found),
+        "blocks_extra": len(results) - len(found),
+        "bad_records": bad_records,
+        "recall": _ratio(len(found), len(truth)),
+        "recall_by_prefix": {name: {"truth": b_truth[name], "found": b_found[name],
+                                    "recall": _ratio(b_found[name], b_truth[name])}
+                             for name, _, _ in BUCKETS},
+        "recall_by_registry": {r: {"truth": reg_truth[r], "found": reg_found[r],
+                                   "recall": _ratio(reg_found[r], reg_truth[r])}
+                               for r in sorted(reg_truth)},
+        "recall_resolution": _ratio(res_found, res_truth),
+        "blocks_truth_resolution": res_truth,
+        "address_coverage": _ratio(covered, total_addr),
+        "field_errors": field_errors,
+    }
+    out.update(_log_figures(world, log_path, len(found), time_scale))
+    return out
+
+
+def _ratio(a: int | float, b: int | float) -> float | None:
+    return round(a / b, 6) if b else None
+
+
+def _log_figures(world: World, log_path: str | Path | None, found: int,
+                 time_scale: float) -> dict[str, Any]:
+    if log_path is None or not Path(log_path).is_file():
+        return {"lookups": None, "wasted_lookups": None, "lookups_per_block": None,
+                "rate_limited": None, "utilization": None}
+    lim = policy.limits(time_scale)
+    lookups = wasted = limited = 0
+    outcomes: dict[str, int] = defaultdict(int)
+    seen: set[int] = set()
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    answered: dict[str, int] = defaultdict(int)
+    sources: dict[str, set[str]] = defaultdict(set)
+    for e in _read_jsonl(log_path):
+        lookups += 1
+        outcome = str(e.get("outcome"))
+        outcomes[outcome] += 1
+        reg = e.get("registry")
+        if outcome in ("rate_limited", "blocked"):
+            limited += 1
+        if outcome == "ok":
+            a = e.get("address")
+            try:
+                obj = world.lookup(ip_int(str(a)))
+            except ValueError:
+                obj = -1
+            if obj >= 0:
+                if obj in seen and world.nchildren[obj] == 0:
+                    wasted += 1
+                seen.add(obj)
+        if isinstance(reg, str) and reg in lim:
+            t = float(e.get("t", 0.0))
+            first.setdefault(reg, t)
+            first[reg] = min(first[reg], t)
+            last[reg] = max(last.get(reg, t), t)
+            sources[reg].add(str(e.get("source")))
+            if outcome not in ("rate_limited", "blocked", "fault"):
+                answered[reg] += 1
+    util: dict[str, Any] = {}
+    for reg in sorted(first):
+        dur = last[reg] - first[reg]
+        allowed = lim[reg]["rate_per_s"] * len(sources[reg])
+        achieved = answered[reg] / dur if dur > 0 else None
+        util[reg] = {
+            "lookups_per_s": round(achieved, 3) if achieved is not None else None,
+            "allowed_per_s": round(allowed, 3),
+            "sources": len(sources[reg]),
+            "utilization": round(achieved / allowed, 4) if achieved is not None and allowed
+            else None,
+        }
+    return {
+        "lookups": lookups,
+        "wasted_lookups": wasted,
+        "lookups_per_block": _ratio(lookups, found),
+        "rate_limited": limited,
+        "outcomes": dict(outcomes),
+        "utilization": util,
+    }

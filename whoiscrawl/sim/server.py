@@ -1,0 +1,392 @@
+"""The simulator's servers: one aiohttp RDAP service for all five RIRs and a port-43 WHOIS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from whoiscrawl.sim import policy, render
+from whoiscrawl.sim.data import REGISTRIES, load_iana
+from whoiscrawl.sim.faults import Decision, Faults
+from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.scenarios import Scenario
+
+RDAP_JSON = "application/rdap+json"
+_RENDER_CACHE_MAX = 60_000
+
+
+def parse_ipv4(text: str) -> int | None:
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    n = 0
+    for p in parts:
+        if not p.isdigit() or len(p) > 3:
+            return None
+        v = int(p)
+        if v > 255:
+            return None
+        n = (n << 8) | v
+    return n
+
+
+class RequestLog:
+    """Buffered JSONL log of every lookup; flushed every second and at stop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._buf: list[str] = []
+        self.count = 0
+
+    def write(self, t: float, source: str, registry: str | None, address: str, protocol: str,
+              status: int, handle: str | None, outcome: str) -> None:
+        reg = f'"{registry}"' if registry else "null"
+        h = json.dumps(handle) if handle is not None else "null"
+        self._buf.append(
+            f'{{"t":{t:.6f},"source":"{source}","registry":{reg},"address":{json.dumps(address)},'
+            f'"protocol":"{protocol}","status":{status},"handle":{h},"outcome":"{outcome}"}}\n')
+        self.count += 1
+        if len(self._buf) >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self._fh.write("".join(self._buf))
+            self._buf.clear()
+        self._fh.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._fh.close()
+
+
+class Simulator:
+    """RDAP + WHOIS for one scenario on 127.0.0.1, with limits, faults and a request log."""
+
+    def __init__(self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0,
+                 whois_port: int = 0, time_scale: float = 1.0, faults: Faults | None = None,
+                 log_path: str | Path | None = None, limits_enabled: bool = True,
+                 latency: bool = True) -> None:
+        self.scenario = scenario
+        self.world: World = scenario.world()
+        self.host = host
+        self.port = port
+        self.whois_port = whois_port
+        self.time_scale = float(time_scale)
+        self.t0 = time.time()
+        self.faults = faults or Faults(time_scale=self.time_scale, t0=self.t0)
+        self.faults.t0 = self.t0
+        self.limiter = policy.Limiter(self.time_scale, enabled=limits_enabled)
+        self.latency = latency
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix=f"whoiscrawl-sim-{scenario.name}-",
+                                        suffix=".jsonl")
+            os.close(fd)
+            log_path = name
+        self.log = RequestLog(Path(log_path))
+        self._cache: dict[int, bytes] = {}
+        self._runner: web.AppRunner | None = None
+        self._whois: asyncio.Server | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._bootstrap = b""
+        self._iana = load_iana()
+
+    # addresses --------------------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def base_url(self, registry: str) -> str:
+        return f"{self.root}{render.BASE_PATHS[registry]}"
+
+    @property
+    def bootstrap_url(self) -> str:
+        return f"{self.root}/bootstrap/ipv4.json"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "bootstrap_url": self.bootstrap_url,
+            "whois": f"{self.host}:{self.whois_port}",
+            "scenario": self.scenario.name,
+            "seed": self.scenario.seed,
+            "ranges": list(self.scenario.ranges),
+            "limits": policy.limits(self.time_scale),
+            "log": str(self.log.path),
+            "time_scale": self.time_scale,
+            "rdap": {r: self.base_url(r) for r in REGISTRIES},
+        }
+
+    def bootstrap_doc(self) -> dict[str, Any]:
+        services = []
+        for r in REGISTRIES:
+            prefixes = [f"{row.octet}.0.0.0/8" for row in self._iana if row.registry == r]
+            services.append([prefixes, [self.base_url(r)]])
+        return {"version": "1.0", "publication": "2018-10-13T00:00:00Z",
+                "description": f"whoiscrawl simulator ({self.scenario.name}): RDAP bootstrap "
+                               "file for IPv4 address allocations",
+                "services": services}
+
+    # lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        app = web.Application()
+        for r in REGISTRIES:
+            app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}", self._rdap_handler(r))
+            app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}/{plen}", self._rdap_handler(r))
+        app.router.add_get("/bootstrap/ipv4.json", self._bootstrap_handler)
+        app.router.add_get("/sim/info", self._info_handler)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._bootstrap = json.dumps(self.bootstrap_doc(), indent=1).encode()
+        self._whois = await asyncio.start_server(self._whois_conn, self.host, self.whois_port)
+        self.whois_port = self._whois.sockets[0].getsockname()[1]
+        self._flusher = asyncio.create_task(self._flush_loop())
+        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self._whois is not None:
+            self._whois.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._whois.wait_closed(), 2)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.log.close()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.log.flush()
+
+    # rdap ----------------------------------------------------------------------------------
+    async def _bootstrap_handler(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._bootstrap, content_type="application/json")
+
+    async def _info_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(self.info())
+
+    def _rdap_handler(self, registry: str) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self.rdap(request, registry)
+        return handler
+
+    def render(self, obj: int) -> bytes:
+        body = self._cache.get(obj)
+        if body is None:
+            if len(self._cache) >= _RENDER_CACHE_MAX:
+                self._cache.clear()
+            body = render.rdap_bytes(self.world, obj, self.base_url(self.world.registry(obj)))
+            self._cache[obj] = body
+        return body
+
+    def _latency(self, registry: str) -> float:
+        if not self.latency:
+            return 0.0
+        return self.faults.latency_s(registry, policy.POLICIES[registry].latency_ms)
+
+    @staticmethod
+    def _too_many(retry: float, body: bytes) -> web.Response:
+        return web.Response(status=429, body=body, content_type=RDAP_JSON, headers={
+            "Retry-After": str(max(1, math.ceil(retry))),
+            "Retry-After-Ms": str(max(1, math.ceil(retry * 1000)))})
+
+    async def rdap(self, request: web.Request, registry: str) -> web.StreamResponse:
+        addr_s = request.match_info["addr"]
+        src = request.remote or "unknown"
+        now = time.time()
+        log = self.log.write
+        a = parse_ipv4(addr_s)
+        if a is None:
+            log(now, src, registry, addr_s, "rdap", 400, None, "not_found")
+            return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
+                                extra="not an IPv4 address"), content_type=RDAP_JSON)
+        fault = self.faults.decide(registry, src, now)
+        if fault.kind in ("storm", "ban"):
+            log(now, src, registry, addr_s, "rdap", 429, None, "fault")
+            return self._too_many(fault.retry_after, render.rdap_error(429, "Too Many Requests"))
+        verdict = self.limiter.check(registry, src, now)
+        if not verdict.allowed:
+            log(now, src, registry, addr_s, "rdap", 429, None, verdict.outcome)
+            return self._too_many(verdict.retry_after, render.rdap_error(
+                429, "Too Many Requests", notice=verdict.notice))
+        if not self.limiter.acquire(registry, src, now):
+            log(now, src, registry, addr_s, "rdap", 429, None, "rate_limited")
+            return self._too_many(1.0 / self.time_scale, render.rdap_error(
+                429, "Too Many Requests", extra="too many concurrent connections"))
+        try:
+            delay = self._latency(registry)
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            if fault.kind is not None:
+                return await self._rdap_fault(request, fault, registry, src, addr_s, a)
+            obj = self.world.lookup(a)
+            plen = request.match_info.get("plen")
+            if plen is not None and obj >= 0:
+                obj = self._covering(obj, a, plen)
+            t = time.time()
+            if obj < 0:
+                log(t, src, registry, addr_s, "rdap", 404, None, "not_found")
+                return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
+                                    content_type=RDAP_JSON)
+            owner = REGISTRIES[self.world.reg[obj]]
+            if owner != registry:
+                log(t, src, registry, addr_s, "rdap", 301, None, "redirect")
+                return web.Response(status=301, headers={
+                    "Location": f"{self.base_url(owner)}ip/{addr_s}"})
+            log(t, src, registry, addr_s, "rdap", 200, self.world.handle(obj), "ok")
+            return web.Response(body=self.render(obj), content_type=RDAP_JSON)
+        finally:
+            self.limiter.release(registry, src)
+
+    def _covering(self, obj: int, a: int, plen: str) -> int:
+        """For ip/<prefix>/<len>: the most specific object holding the whole prefix."""
+        if not plen.isdigit() or not 0 <= int(plen) <= 32:
+            return -1
+        size = 1 << (32 - int(plen))
+        first = a & ~(size - 1) & 0xFFFFFFFF
+        last = first + size - 1
+        w = self.world
+        while obj >= 0 and (w.start[obj] > first or w.end[obj] < last):
+            obj = w.parent[obj]
+        return obj
+
+    async def _rdap_fault(self, request: web.Request, fault: Decision, registry: str, src: str,
+                          addr_s: str, a: int) -> web.StreamResponse:
+        kind = fault.kind
+        t = time.time()
+        obj = self.world.lookup(a)
+        handle = self.world.handle(obj) if obj >= 0 else None
+        if kind == "http_5xx":
+            self.log.write(t, src, registry, addr_s, "rdap", 503, None, "fault")
+            return web.Response(status=503, text="<html><body>503 Service Unavailable</body>"
+                                "</html>", content_type="text/html")
+        if kind in ("reset", "timeout"):
+            status = 0 if kind == "reset" else 504
+            self.log.write(t, src, registry, addr_s, "rdap", status, None, "fault")
+            if kind == "timeout":
+                await asyncio.sleep(self.faults.timeout_s(registry))
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            raise ConnectionResetError("simulated connection reset")
+        body = self.render(obj) if obj >= 0 else render.rdap_error(404, "Not Found")
+        if kind == "truncated":
+            body = body[: max(1, len(body) // 2)]
+        else:  # malformed
+            body = body.replace(b'"', b"'", 7)[:-1] + b",}"
+        self.log.write(t, src, registry, addr_s, "rdap", 200, handle, "fault")
+        return web.Response(body=body, content_type=RDAP_JSON)
+
+    # whois ---------------------------------------------------------------------------------
+    async def _whois_conn(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        src = peer[0] if peer else "unknown"
+        try:
+            try:
+                line = await asyncio.wait_for(reader.readline(), 30)
+            except (TimeoutError, ConnectionError):
+                return
+            text = await self.whois(line.decode("latin-1", "replace"), src, writer)
+            if text is not None:
+                writer.write(text.encode())
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def whois(self, query: str, src: str, writer: asyncio.StreamWriter) -> str | None:
+        """Answer one port-43 query (the last IPv4-looking token), as the owning registry."""
+        now = time.time()
+        addr_s = ""
+        a: int | None = None
+        for tok in reversed(query.replace(",", " ").split()):
+            a = parse_ipv4(tok.split("/")[0])
+            if a is not None:
+                addr_s = tok.split("/")[0]
+                break
+        log = self.log.write
+        if a is None:
+            log(now, src, None, query.strip()[:64], "whois", 400, None, "not_found")
+            return "% ERROR:101: no entries found\n"
+        obj = self.world.lookup(a)
+        registry = self.world.registry(obj) if obj >= 0 else (self._iana[a >> 24].registry
+                                                             or "arin")
+        fault = self.faults.decide(registry, src, now)
+        if fault.kind in ("storm", "ban"):
+            log(now, src, registry, addr_s, "whois", 429, None, "fault")
+            return f"%ERROR:201: access denied for {src}\n% Queries exceeded the limit.\n"
+        verdict = self.limiter.check(registry, src, now)
+        if not verdict.allowed:
+            log(now, src, registry, addr_s, "whois", 429, None, verdict.outcome)
+            return (f"%ERROR:201: access denied for {src}\n"
+                    f"% Query limit exceeded; retry after {verdict.retry_after:.3f} s.\n")
+        if not self.limiter.acquire(registry, src, now):
+            log(now, src, registry, addr_s, "whois", 429, None, "rate_limited")
+            return f"%ERROR:201: access denied for {src}\n% Too many connections.\n"
+        try:
+            delay = self._latency(registry)
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            t = time.time()
+            if obj < 0:
+                log(t, src, registry, addr_s, "whois", 404, None, "not_found")
+                return "% No entries found for the selected source(s).\n"
+            handle = self.world.handle(obj)
+            text = render.whois_text(self.world, obj)
+            kind = fault.kind
+            if kind is None:
+                log(t, src, registry, addr_s, "whois", 200, handle, "ok")
+                return text
+            if kind in ("reset", "timeout"):
+                log(t, src, registry, addr_s, "whois", 0 if kind == "reset" else 504, None,
+                    "fault")
+                if kind == "timeout":
+                    await asyncio.sleep(self.faults.timeout_s(registry))
+                writer.transport.abort()
+                return None
+            if kind == "http_5xx":
+                log(t, src, registry, addr_s, "whois", 503, None, "fault")
+                return "% Internal server error, please try again later.\n"
+            log(t, src, registry, addr_s, "whois", 200, handle, "fault")
+            if kind == "truncated":
+                return text[: len(text) // 3]
+            return "\x00\x1b[garbled" + text[::-1][:200]
+        finally:
+            self.limiter.release(registry, src)
+
+
+def describe(sim: Simulator) -> str:
+    """The first stdout line of `sim serve`."""
+    return json.dumps(sim.info(), separators=(",", ":"))
+
+
+__all__ = ["RequestLog", "Simulator", "describe", "ip_str", "parse_ipv4"]
