@@ -1,0 +1,172 @@
+"""kopf running in-process against the kmock realism shim, with a toy Deployment controller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kmock
+import kopf
+from opsupport_crd import apply_defaults, openapi, validator
+from opsupport_fakes import FakeBackend
+from opsupport_kmock import RealisticKube, make
+
+from whoiscrawl.operator import control, handlers
+from whoiscrawl.operator.crd import build_crd
+from whoiscrawl.operator.kube import KubeClient
+
+assert handlers.MODULES
+NS = "crawls"
+CRAWLS = "/apis/whoiscrawl.io/v1alpha1/namespaces/crawls/whoiscrawls"
+
+
+def _validate(obj: dict[str, Any]) -> list[str]:
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in validator().iter_errors(obj)]
+
+
+def _default(obj: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(obj.get("spec"), dict):
+        apply_defaults(openapi()["properties"]["spec"], obj["spec"])
+    return obj
+
+
+@dataclass
+class Cluster:
+    kube: RealisticKube
+    url: str
+    backend: FakeBackend
+    pending_pods: bool = False  # the toy controller leaves pods unscheduled (no spot capacity)
+    ready: bool = True  # the toy controller marks pods Ready
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      content_type: str = "application/merge-patch+json") -> tuple[int, Any]:
+        async with self.kube.request(method, path, json=body,
+                                     headers={"Content-Type": content_type}) as resp:
+            return resp.status, await resp.json()
+
+    async def create(self, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
+        body = {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl",
+                "metadata": {"name": name, "namespace": NS}, "spec": spec}
+        return await self.request("POST", CRAWLS, body, "application/json")
+
+    async def patch_spec(self, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
+        return await self.request("PATCH", f"{CRAWLS}/{name}", {"spec": spec})
+
+    def get(self, api: str, plural: str, name: str) -> dict[str, Any] | None:
+        key = (f"{api}/{plural}", NS, name)
+        try:
+            obj = self.kube.objects[key]
+        except KeyError:
+            return None
+        return None if obj.deleted else dict(obj.raw)
+
+    def crawl(self, name: str) -> dict[str, Any]:
+        obj = self.get("whoiscrawl.io/v1alpha1", "whoiscrawls", name)
+        assert obj is not None, f"{name} is gone"
+        return obj
+
+    def condition(self, name: str, ctype: str) -> tuple[str, str] | None:
+        for c in (self.crawl(name).get("status") or {}).get("conditions") or []:
+            if c["type"] == ctype:
+                return c["status"], c["reason"]
+        return None
+
+    def events(self, reason: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for (res, _ns, _name), obj in self.kube.objects.items():
+            if res.plural == "events" and res.group == "" and not obj.deleted:
+                raw = dict(obj.raw)
+                if reason is None or raw.get("reason") == reason:
+                    out.append(raw)
+        return out
+
+    def replicas(self, name: str) -> int | None:
+        dep = self.get("apps/v1", "deployments", f"{name}-worker")
+        return None if dep is None else int(dep["spec"].get("replicas", 0))
+
+    async def until(self, what: Callable[[], Any], timeout: float = 8.0, label: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = what()
+            except (AssertionError, KeyError, TypeError):
+                last = None
+            if last:
+                return last
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {label or what}: last={last!r}")
+
+    async def controller(self) -> None:
+        """A toy Deployment controller: pods and status follow spec.replicas."""
+        while True:
+            await asyncio.sleep(0.1)
+            for (res, ns, name), obj in list(self.kube.objects.items()):
+                if res.plural != "deployments" or obj.deleted:
+                    continue
+                dep = dict(obj.raw)
+                want = int(dep["spec"].get("replicas") or 0)
+                await self._pods(ns, name, dep, want)
+                ready = 0 if (self.pending_pods or not self.ready) else want
+                status = {"replicas": want, "readyReplicas": ready}
+                if (dep.get("status") or {}) != status:
+                    await self.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/"
+                                       f"{name}/status", {"status": status})
+
+    async def _pods(self, ns: str, name: str, dep: dict[str, Any], want: int) -> None:
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        mine = [(key, o) for key, o in self.kube.objects.items()
+                if key[0].plural == "pods" and not o.deleted and key[2].startswith(name + "-")]
+        for idx in range(len(mine), want):
+            pod = {"metadata": {"name": f"{name}-{idx}", "namespace": ns, "labels": labels},
+                   "spec": {} if self.pending_pods else {"nodeName": f"node-{idx}"},
+                   "status": {"phase": "Pending" if self.pending_pods else "Running"}}
+            await self.request("POST", f"/api/v1/namespaces/{ns}/pods", pod, "application/json")
+        for (_r, _n, pod_name), _o in mine[want:]:
+            await self.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod_name}")
+
+    def age_pods(self, seconds: float) -> None:
+        """Backdate every pod's creationTimestamp (Pending "for a long time")."""
+        stamp = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+        for key, obj in list(self.kube.objects.items()):
+            if key[0].plural == "pods" and not obj.deleted:
+                meta = dict(obj["metadata"])
+                meta["creationTimestamp"] = stamp
+                obj["metadata"] = meta
+
+
+@contextlib.asynccontextmanager
+async def running_cluster() -> AsyncIterator[Cluster]:
+    """kmock serves on the test's loop; kopf runs on its own loop in a thread, like in a pod."""
+    kube = make(build_crd(), _validate, _default)
+    async with kube, kmock.Server(kube) as server:
+        url = str(server.url).rstrip("/")
+        cluster = Cluster(kube, url, FakeBackend())
+        memo = kopf.Memo(deps=control.Deps(kube=KubeClient(url), backend=cluster.backend),
+                         kube_server=url)
+        stop, ready = threading.Event(), threading.Event()
+
+        def run() -> None:
+            asyncio.run(kopf.operator(clusterwide=True, memo=memo, stop_flag=stop,
+                                      ready_flag=ready, standalone=True))
+
+        thread = threading.Thread(target=run, name="kopf", daemon=True)
+        toy = asyncio.create_task(cluster.controller())
+        thread.start()
+        try:
+            assert await asyncio.to_thread(ready.wait, 10), "kopf did not start"
+            yield cluster
+        finally:
+            toy.cancel()
+            stop.set()
+            await asyncio.to_thread(thread.join, 10)
+            with contextlib.suppress(asyncio.CancelledError):
+                await toy
