@@ -1,0 +1,124 @@
+"""Rate-limit policies trigger and recover, per registry and separately per source address."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from whoiscrawl.sim import policy
+from whoiscrawl.sim.policy import Limiter
+
+ADDR = {"arin": "24.0.1.1", "ripencc": "77.0.1.1", "apnic": "1.0.1.1", "lacnic": "186.0.1.1",
+        "afrinic": "41.0.1.1"}
+
+
+async def fire(url: str, source: str, n: int) -> list[tuple[int, dict[str, str], Any]]:
+    conn = aiohttp.TCPConnector(local_addr=(source, 0), limit=0)
+    async with aiohttp.ClientSession(connector=conn) as s:
+        async def one() -> tuple[int, dict[str, str], Any]:
+            async with s.get(url, allow_redirects=False) as r:
+                return r.status, dict(r.headers), await r.json(content_type=None)
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+def test_limits_are_time_scaled():
+    one, fast = policy.limits(1.0), policy.limits(100.0)
+    assert set(one) == {"arin", "ripencc", "apnic", "lacnic", "afrinic"}
+    for r in one:
+        assert fast[r]["rate_per_s"] == pytest.approx(one[r]["rate_per_s"] * 100)
+        assert fast[r]["burst"] == one[r]["burst"]
+    assert one["lacnic"]["rate_per_s"] == pytest.approx(10 / 60)
+    assert fast["lacnic"]["block_s"] == pytest.approx(3.0)
+    assert one["ripencc"]["max_connections"] == 3
+    assert one["afrinic"]["daily_cap"] and fast["afrinic"]["day_s"] == pytest.approx(864.0)
+
+
+@pytest.mark.parametrize(("registry", "scale", "n"), [
+    ("arin", 1.0, 60), ("apnic", 1.0, 45), ("ripencc", 1.0, 45), ("afrinic", 1.0, 25),
+])
+async def test_token_bucket_triggers_recovers_per_source(registry, scale, n, start_sim):
+    sim = await start_sim(time_scale=scale)
+    url = f"{sim.base_url(registry)}ip/{ADDR[registry]}"
+    got = await fire(url, "127.0.0.2", n)
+    statuses = [s for s, _, _ in got]
+    burst = policy.POLICIES[registry].burst
+    assert statuses.count(200) >= burst and 429 in statuses
+    limited = next(h for s, h, _ in got if s == 429)
+    assert int(limited["Retry-After"]) >= 1
+    # another source address has its own budget
+    other = await fire(url, "127.0.0.3", 5)
+    assert [s for s, _, _ in other] == [200] * 5
+    await asyncio.sleep(float(limited["Retry-After-Ms"]) / 1000 + 0.2)
+    again = await fire(url, "127.0.0.2", 1)
+    assert again[0][0] == 200
+    outcomes = [line for line in _log_lines(sim) if line["source"] == "127.0.0.2"]
+    assert any(x["outcome"] == "rate_limited" for x in outcomes)
+
+
+async def test_lacnic_blocks_with_notice_then_recovers(start_sim):
+    sim = await start_sim(time_scale=600.0)  # 10/minute -> 100/s, 5-minute block -> 0.5 s
+    url = f"{sim.base_url('lacnic')}ip/{ADDR['lacnic']}"
+    got = await fire(url, "127.0.0.2", 25)
+    blocked = [(h, body) for s, h, body in got if s == 429]
+    assert blocked and sum(1 for s, _, _ in got if s == 200) >= 10
+    h, body = blocked[0]
+    assert any(n["title"] == "Rate Limit Notice" for n in body["notices"])
+    assert float(h["Retry-After-Ms"]) <= 600
+    assert (await fire(url, "127.0.0.3", 3))[0][0] == 200
+    assert (await fire(url, "127.0.0.2", 1))[0][0] == 429  # still blocked
+    await asyncio.sleep(0.6)
+    assert (await fire(url, "127.0.0.2", 1))[0][0] == 200
+    assert any(x["outcome"] == "blocked" for x in _log_lines(sim))
+
+
+async def test_ripe_three_connections_per_address(start_sim):
+    sim = await start_sim(time_scale=1.0, latency=True,
+                          faults={"ripencc": {"latency": {"median_ms": 300, "sigma": 0}}})
+    url = f"{sim.base_url('ripencc')}ip/{ADDR['ripencc']}"
+    got, other = await asyncio.gather(fire(url, "127.0.0.2", 6), fire(url, "127.0.0.3", 3))
+    statuses = sorted(s for s, _, _ in got)
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    assert [s for s, _, _ in other] == [200, 200, 200]
+    assert [s for s, _, _ in await fire(url, "127.0.0.2", 3)] == [200] * 3
+
+
+def test_afrinic_escalating_bans_and_daily_cap():
+    lim = Limiter(time_scale=1.0)
+    t = 1000.0
+    # hammer: strikes accumulate into a ban, and the next ban is longer
+    outcomes = [lim.check("afrinic", "a", t + i * 0.001).outcome for i in range(40)]
+    assert "rate_limited" in outcomes and outcomes[-1] == "blocked"
+    first = lim.check("afrinic", "a", t + 1).retry_after
+    assert 55 < first <= 60
+    assert lim.check("afrinic", "b", t + 1).allowed  # other address unaffected
+    t2 = t + 61
+    for i in range(40):
+        v = lim.check("afrinic", "a", t2 + i * 0.001)
+    assert v.outcome == "blocked" and v.retry_after > 500  # escalated to 600 s
+    # daily cap: 20,000 lookups per day, then blocked until the day ends
+    lim = Limiter(time_scale=1.0)
+    cap = policy.POLICIES["afrinic"].daily_cap
+    assert cap
+    for i in range(cap):
+        assert lim.check("afrinic", "c", 10.0 + i * 0.5).allowed
+    v = lim.check("afrinic", "c", 10.0 + cap * 0.5)
+    assert not v.allowed and v.outcome == "blocked"
+    assert lim.check("afrinic", "c", 10.0 + policy.DAY_S + 1).allowed
+
+
+def test_lacnic_limiter_window():
+    lim = Limiter(time_scale=1.0)
+    ok = [lim.check("lacnic", "a", 0.0).allowed for _ in range(11)]
+    assert ok == [True] * 10 + [False]
+    assert not lim.check("lacnic", "a", 299.0).allowed
+    assert lim.check("lacnic", "a", 300.5).allowed
+
+
+def _log_lines(sim: Any) -> list[dict[str, Any]]:
+    import json
+
+    sim.log.flush()
+    return [json.loads(x) for x in sim.log.path.read_text().splitlines() if x]

@@ -1,0 +1,81 @@
+"""Each registry's RDAP and WHOIS answers parse with ipwhois into the ground truth's fields."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from ipwhois.net import Net
+from ipwhois.rdap import RDAP
+from ipwhois.whois import Whois
+
+from whoiscrawl.sim.data import REGISTRIES
+from whoiscrawl.sim.model import World
+from whoiscrawl.sim.score import truth_record
+
+
+async def whois_query(host_port: str, query: str, source: str = "127.0.0.1") -> str:
+    host, port = host_port.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port), local_addr=(source, 0))
+    writer.write(f"{query}\r\n".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return data.decode()
+
+
+@pytest.mark.parametrize("registry", REGISTRIES)
+async def test_rdap_and_whois_parse_into_truth(registry, start_sim, world: World, find_address):
+    sim = await start_sim(time_scale=1000)
+    addr, obj = find_address(registry, with_parent=True)
+    truth = truth_record(world, obj, 1)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{sim.base_url(registry)}ip/{addr}") as r:
+            assert r.status == 200
+            assert r.content_type == "application/rdap+json"
+            doc = await r.json(content_type=None)
+    parsed = RDAP(Net(addr)).lookup(response=doc, asn_data={"asn_registry": registry}, depth=0)
+    net = parsed["network"]
+    assert net["handle"] == truth["handle"]
+    assert net["start_address"] == truth["start_address"]
+    assert net["end_address"] == truth["end_address"]
+    assert net["cidr"] == ", ".join(truth["cidrs"])
+    assert net["name"] == truth["name"]
+    assert net["country"] == truth["country"]
+    assert net["parent_handle"] == truth["parent_handle"]
+    assert net["type"] == truth["type"]
+    assert "cidr0" in doc["rdapConformance"]
+    roles = {tuple(e["roles"]) for e in doc["entities"]}
+    assert ("registrant",) in roles and ("abuse",) in roles
+    assert any("@" in str(v) for v in parsed["objects"].values())
+
+    text = await whois_query(sim.info()["whois"], f"n + {addr}" if registry == "arin" else addr)
+    w = Whois(Net(addr)).lookup(response=text, is_offline=True,
+                                asn_data={"asn_registry": registry})
+    assert len(w["nets"]) == 1
+    wn = w["nets"][0]
+    assert wn["cidr"] == ", ".join(truth["cidrs"])
+    assert wn["range"] in (f"{truth['start_address']} - {truth['end_address']}", truth["cidrs"][0])
+    assert wn["country"] == truth["country"]
+    if registry == "arin":
+        assert wn["handle"] == truth["handle"]
+        assert wn["name"] == truth["name"]
+    elif registry == "lacnic":
+        assert wn["range"] in (truth["handle"], f"{truth['start_address']} - "
+                                                f"{truth['end_address']}")
+    else:  # RIPE style: the inetnum key is the handle, netname the name
+        assert wn["range"] == truth["handle"]
+        assert wn["name"] == truth["name"]
+    assert wn["emails"] and "@" in wn["emails"][0]
+
+
+@pytest.mark.parametrize("registry", ["arin", "ripencc"])
+async def test_range_not_on_a_cidr_boundary(registry, start_sim, world: World, find_address):
+    sim = await start_sim(time_scale=1000)
+    addr, obj = find_address(registry, noncidr=True)
+    async with aiohttp.ClientSession() as s, s.get(f"{sim.base_url(registry)}ip/{addr}") as r:
+        doc = await r.json(content_type=None)
+    assert len(doc["cidr0_cidrs"]) >= 2
+    parsed = RDAP(Net(addr)).lookup(response=doc, asn_data={"asn_registry": registry}, depth=0)
+    assert parsed["network"]["cidr"] == ", ".join(truth_record(world, obj, 1)["cidrs"])
