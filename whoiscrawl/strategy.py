@@ -44,23 +44,35 @@ def is_terminal(first: int, last: int, net_type: str | None, status: Sequence[st
 class SweepWalk:
     """Walk a shard in address order, one lookup per block.
 
-    After a leaf, jump past its end (and probe the very next address, where a neighbour often
-    starts). After a parent, do NOT jump past its end: children may follow any gap. Probe the
-    parent's unknown space on the resolution grid instead, so every block at least one grid cell
-    large is found."""
+    After a leaf, jump past its end and probe the very next address, where a neighbour often
+    starts; and if the space just before the leaf was skipped, probe backwards from its start too.
+    After a parent, do NOT jump past its end: children may follow any gap. Probe the parent's
+    unknown space on the resolution grid instead, so every block at least one grid cell large is
+    found."""
 
     shard: Shard
-    cursor: int = -1
+    cursor: int = -1  # the next address of the forward walk (what a checkpoint saves)
+    _resolved_upto: int = -1  # every address up to here has its most specific block known or probed
+    # Backward probes: (address just before a leaf, the end of the resolved space it may go down to).
+    _backward: list[tuple[int, int]] = field(default_factory=list)
+    _chain_floor: int | None = None  # set while a backward probe is out
 
     def __post_init__(self) -> None:
         if self.cursor < 0:
             self.cursor = self.shard.first
+        self._resolved_upto = self.cursor - 1
 
     @property
     def cell(self) -> int:
         return 1 << (32 - self.shard.resolution)
 
     def next_address(self, known: KnownIndex) -> int | None:
+        while self._backward:
+            address, floor = self._backward.pop()
+            if known.terminal_end(address) is None:
+                self._chain_floor = floor
+                return address
+        self._chain_floor = None
         address = self.cursor
         while address <= self.shard.last:
             end = known.terminal_end(address)
@@ -68,14 +80,23 @@ class SweepWalk:
                 self.cursor = address
                 return address
             address = end + 1
+            self._resolved_upto = max(self._resolved_upto, end)
         self.cursor = address
         return None
 
     def observe(self, address: int, answer: Answer) -> None:
+        backward = self._chain_floor is not None
+        floor = self._chain_floor if self._chain_floor is not None else self._resolved_upto
+        if answer.terminal and floor < answer.first - 1 and answer.first - 1 >= self.shard.first:
+            self._backward.append((answer.first - 1, floor))  # skipped space ends where this leaf starts
+        if backward:
+            return  # the forward walk stays where it was
         if answer.terminal:
             self.cursor = max(self.cursor, answer.last + 1)
+            self._resolved_upto = max(floor, answer.last)
         else:
             self.cursor = max(self.cursor, (address // self.cell + 1) * self.cell)
+            self._resolved_upto = max(floor, address)
 
 
 @dataclass

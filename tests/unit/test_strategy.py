@@ -19,6 +19,8 @@ HIERARCHY = [
     (4096, 8191, "SUB-ALLOCATED PA"),  # a parent inside the parent
     (4096, 4351, "ASSIGNED PA"),
     (6000, 7999, "ASSIGNED PA"),  # not on a CIDR boundary, after a gap inside the sub-allocation
+    (9100, 9131, "ASSIGNED PA"),  # packed right before the next one, in a gap between grid points
+    (9132, 9500, "ASSIGNED PA"),  # starts mid-cell, holds the grid point 9216
     (40000, 40999, "ASSIGNED PI"),  # odd range across /24 cells
     (65280, 65535, "ASSIGNED PA"),  # at the very end
 ]
@@ -59,6 +61,13 @@ def test_sweep_finds_every_block_at_resolution_without_waste():
     assert len(leaves) == len(set(leaves)), "a leaf was looked up twice"
     # Gap probes cost one lookup per empty /24 cell of a parent, never more.
     assert len(probes) <= 256 + len(HIERARCHY)
+
+
+def test_sweep_probes_backwards_into_skipped_space_before_a_leaf():
+    _, answers = run(Shard("t", "s", 0, 65535, "sweep", 24))
+    # 9100-9131 is smaller than the grid and lies between grid points: found from its neighbour.
+    assert (9100, 9131, "ASSIGNED PA") in answers
+    assert answers.index((9100, 9131, "ASSIGNED PA")) == answers.index((9132, 9500, "ASSIGNED PA")) + 1
 
 
 def test_sweep_resumes_from_a_checkpointed_cursor_without_repeating():
