@@ -14,10 +14,10 @@ ADDR = "24.0.1.1"  # ARIN
 
 async def get(url: str, source: str = "127.0.0.2", timeout: float = 5.0):
     conn = aiohttp.TCPConnector(local_addr=(source, 0))
-    async with aiohttp.ClientSession(connector=conn,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as s:
-        async with s.get(url, allow_redirects=False) as r:
-            return r.status, dict(r.headers), await r.read()
+    tmo = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=conn, timeout=tmo) as s, \
+            s.get(url, allow_redirects=False) as r:
+        return r.status, dict(r.headers), await r.read()
 
 
 @pytest.mark.parametrize("kind", ["timeout", "reset"])

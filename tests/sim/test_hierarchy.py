@@ -16,14 +16,11 @@ async def fetch(url: str, follow: bool = False):
 
 async def test_gap_in_allocation_answers_the_allocation(start_sim, world: World, quick):
     sim = await start_sim(time_scale=1000)
-    for first, last in quick.intervals:
-        for a, b, obj in world.segments(first, last):
-            if (obj >= 0 and world.nchildren[obj] > 0 and not world.is_placeholder(obj)
-                    and world.typ[obj] not in ASSIGNMENT_TYPES and world.end[obj] > b):
-                break
-        else:
-            continue
-        break
+    a, b, obj = next(
+        (a, b, obj) for first, last in quick.intervals
+        for a, b, obj in world.segments(first, last)
+        if obj >= 0 and world.nchildren[obj] > 0 and not world.is_placeholder(obj)
+        and world.typ[obj] not in ASSIGNMENT_TYPES and world.end[obj] > b)
     reg = world.registry(obj)
     status, _, doc, _ = await fetch(f"{sim.base_url(reg)}ip/{ip_str(a)}")
     assert status == 200 and doc["handle"] == world.handle(obj)

@@ -30,11 +30,10 @@ async def test_rdap_and_whois_parse_into_truth(registry, start_sim, world: World
     sim = await start_sim(time_scale=1000)
     addr, obj = find_address(registry, with_parent=True)
     truth = truth_record(world, obj, 1)
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"{sim.base_url(registry)}ip/{addr}") as r:
-            assert r.status == 200
-            assert r.content_type == "application/rdap+json"
-            doc = await r.json(content_type=None)
+    async with aiohttp.ClientSession() as s, s.get(f"{sim.base_url(registry)}ip/{addr}") as r:
+        assert r.status == 200
+        assert r.content_type == "application/rdap+json"
+        doc = await r.json(content_type=None)
     parsed = RDAP(Net(addr)).lookup(response=doc, asn_data={"asn_registry": registry}, depth=0)
     net = parsed["network"]
     assert net["handle"] == truth["handle"]

@@ -1,0 +1,76 @@
+"""The `whoiscrawl sim` commands: serve's first line and clean exit, truth, score; the data."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from whoiscrawl.sim import bench, data, model
+from whoiscrawl.sim.cli import app
+
+
+def test_ensure_data_is_idempotent():
+    d = data.ensure_data()
+    assert d == data.ensure_data()
+    for r in data.REGISTRIES:
+        assert (d / f"delegated-{r}-extended-latest").stat().st_size > 100_000
+    assert len(data.load_delegations()) > 190_000
+
+
+def test_generation_is_deterministic():
+    d = next(x for x in data.load_delegations() if x.registry == "ripencc"
+             and x.status == "allocated" and x.count == 65536)
+
+    def gen(seed: int) -> list[tuple[int, int, int]]:
+        w = model.World(seed)
+        g = model._Gen(w, seed)
+        o = w.add(d.start, d.end, -1, 1, model.T["ALLOCATED PA"], 0, d.date, 0, 0)
+        g.subtree(o, model._rng(seed, d.start, 1), model.STYLES["ripencc"], 1)
+        return list(zip(w.start, w.end, w.typ, strict=True))
+
+    assert gen(1) == gen(1)
+    assert gen(1) != gen(2)
+
+
+def test_serve_first_line_and_clean_exit(tmp_path: Path):
+    log = tmp_path / "log.jsonl"
+    proc, info = bench.start_server("quick", ["--time-scale", "100", "--log", str(log),
+                                              "--no-latency"])
+    try:
+        assert set(info) >= {"bootstrap_url", "whois", "scenario", "ranges", "limits", "log",
+                             "time_scale"}
+        assert info["scenario"] == "quick" and info["log"] == str(log)
+        assert info["limits"]["arin"]["rate_per_s"] == 1500.0
+        boot = json.load(urllib.request.urlopen(info["bootstrap_url"], timeout=10))
+        base = next(urls[0] for prefixes, urls in boot["services"] if "77.0.0.0/8" in prefixes)
+        doc = json.load(urllib.request.urlopen(f"{base}ip/77.0.1.1", timeout=10))
+        assert doc["objectClassName"] == "ip network"
+    finally:
+        rc = bench.stop_server(proc)
+    assert rc == 0
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert lines and lines[-1]["handle"] == doc["handle"] and lines[-1]["outcome"] == "ok"
+    assert set(lines[-1]) == {"t", "source", "registry", "address", "protocol", "status",
+                              "handle", "outcome"}
+
+
+def test_truth_and_score_commands(tmp_path: Path):
+    runner = CliRunner()
+    out = tmp_path / "truth.jsonl"
+    r = runner.invoke(app, ["truth", "--scenario", "quick", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) >= 5000 and json.loads(r.output)["blocks"] == len(rows)
+    res = tmp_path / "results.jsonl"
+    keep = ("registry", "handle", "start_address", "end_address", "cidrs", "name", "country",
+            "parent_handle", "type")
+    res.write_text("".join(json.dumps({k: row[k] for k in keep}) + "\n" for row in rows))
+    r = runner.invoke(app, ["score", "--scenario", "quick", "--results", str(res)])
+    assert r.exit_code == 0, r.output
+    figures = json.loads(r.output.strip().splitlines()[-1])
+    assert figures["recall"] == 1.0 and figures["address_coverage"] == 1.0
+    assert figures["recall_resolution"] == 1.0
+    assert sum(figures["field_errors"].values()) == 0

@@ -1,0 +1,97 @@
+"""The scorer on small hand-made results and logs with known answers; truth and scenarios."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.sim import policy, scenarios, score
+from whoiscrawl.sim.model import World
+
+
+def result_of(rec: dict) -> dict:
+    return NetworkRecord(
+        registry=rec["registry"], handle=rec["handle"], start_address=rec["start_address"],
+        end_address=rec["end_address"], cidrs=rec["cidrs"], name=rec["name"],
+        country=rec["country"], parent_handle=rec["parent_handle"], type=rec["type"],
+    ).to_dict()
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_quick_and_standard_sizes(quick):
+    truth = quick.truth()
+    world = quick.world()
+    assert len(truth) >= 5000
+    assert {world.registry(i) for i in truth} == set(policy.POLICIES)
+    assert any(world.is_placeholder(i) for i in truth)
+    assert {r["type"] for r in score.truth_records(quick)} >= {
+        "DIRECT ALLOCATION", "REASSIGNMENT", "ALLOCATED PA", "ASSIGNED PA", "ASSIGNED PORTABLE",
+        "ALLOCATED", "UNALLOCATED"}
+    std = scenarios.get("standard")
+    assert len(std.truth()) >= 100_000
+    assert scenarios.get("full").ranges[0] == "1.0.0.0/8"
+    with pytest.raises(KeyError):
+        scenarios.get("nope")
+
+
+def test_score_known_answers(tmp_path, quick, world: World):
+    truth = list(score.truth_records(quick))
+    picked = truth[:10]
+    rows = [result_of(r) for r in picked]
+    rows.append(rows[0])  # duplicates count once
+    wrong = dict(result_of(truth[10]), name="NOT-THE-NAME")
+    rows.append(wrong)
+    rows.append(dict(rows[1], handle="NET-NOPE-1"))  # not a truth block
+    res = write_jsonl(tmp_path / "results.jsonl", rows)
+    t0 = 1000.0
+    log = [
+        {"t": t0, "source": "127.0.0.2", "registry": "ripencc", "address": picked[0]
+         ["start_address"], "protocol": "rdap", "status": 200, "handle": picked[0]["handle"],
+         "outcome": "ok"},
+        {"t": t0 + 1, "source": "127.0.0.2", "registry": "ripencc", "address": picked[0]
+         ["start_address"], "protocol": "rdap", "status": 200, "handle": picked[0]["handle"],
+         "outcome": "ok"},
+        {"t": t0 + 2, "source": "127.0.0.3", "registry": "ripencc", "address": "77.0.0.1",
+         "protocol": "rdap", "status": 429, "handle": None, "outcome": "rate_limited"},
+        {"t": t0 + 4, "source": "127.0.0.3", "registry": "ripencc", "address": "77.0.0.1",
+         "protocol": "rdap", "status": 200, "handle": None, "outcome": "ok"},
+    ]
+    lp = write_jsonl(tmp_path / "log.jsonl", log)
+    out = score.score("quick", res, lp, resolution=24, time_scale=2.0)
+    assert out["blocks_truth"] == len(truth)
+    assert out["blocks_found"] == 11
+    assert out["blocks_extra"] == 1
+    assert out["recall"] == pytest.approx(11 / len(truth), abs=1e-6)
+    assert out["field_errors"]["name"] == 1
+    assert sum(out["field_errors"].values()) == 1
+    big = [r for r in truth if r["size"] >= 256]
+    got_big = sum(1 for r in truth[:11] if r["size"] >= 256)
+    assert out["recall_resolution"] == pytest.approx(got_big / len(big), abs=1e-6)
+    assert sum(b["truth"] for b in out["recall_by_prefix"].values()) == len(truth)
+    assert sum(b["found"] for b in out["recall_by_prefix"].values()) == 11
+    covered = sum(r["findable_addresses"] for r in truth[:11])
+    assert out["address_coverage"] == pytest.approx(covered / quick.addresses(), abs=1e-6)
+    assert out["lookups"] == 4
+    assert out["rate_limited"] == 1
+    leaf = world.nchildren[world.lookup(int.from_bytes(bytes(
+        map(int, picked[0]["start_address"].split("."))))) ] == 0
+    assert out["wasted_lookups"] == (1 if leaf else 0)
+    assert out["lookups_per_block"] == pytest.approx(4 / 11, abs=1e-6)
+    u = out["utilization"]["ripencc"]
+    # 3 answered lookups over 4 s from 2 addresses; RIPE allows 10/s x2 (time scale) each
+    assert u["sources"] == 2 and u["lookups_per_s"] == pytest.approx(0.75)
+    assert u["allowed_per_s"] == pytest.approx(40.0)
+    assert u["utilization"] == pytest.approx(0.75 / 40.0, abs=1e-4)
+
+
+def test_score_without_log(tmp_path):
+    res = write_jsonl(tmp_path / "r.jsonl", [])
+    out = score.score("quick", res)
+    assert out["blocks_found"] == 0 and out["recall"] == 0.0 and out["lookups"] is None
