@@ -137,13 +137,47 @@ def apply(kube: Kube, obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             if live is None:
                 raise
     if desired_hash(live) != desired_hash(obj):
-        body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+        body = update_patch(live, obj)
         return "updated", kube.patch(api, plural, meta["namespace"], meta["name"], body)
     want = (obj.get("spec") or {}).get("replicas")
     if want is not None and (live.get("spec") or {}).get("replicas") != want:
         return "scaled", kube.patch(api, plural, meta["namespace"], meta["name"],
                                     {"spec": {"replicas": want}})
     return "unchanged", live
+
+
+def merge_diff(live: Any, want: Any) -> Any:
+    """RFC 7386 merge patch turning `live` into `want` (None removes what we no longer want)."""
+    if not isinstance(live, Mapping) or not isinstance(want, Mapping):
+        return want
+    out: dict[str, Any] = {}
+    for key, value in want.items():
+        if key not in live:
+            out[key] = value
+        elif live[key] != value:
+            out[key] = merge_diff(live[key], value)
+    for key in live:
+        if key not in want:
+            out[key] = None
+    return out
+
+
+def update_patch(live: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, Any]:
+    """Our fields only: the whole body below metadata, and our own labels/annotations/owners.
+
+    Metadata keys set by others (annotations of controllers, kubectl) are left alone.
+    """
+    body: dict[str, Any] = {}
+    for key, value in want.items():
+        if key in ("apiVersion", "kind", "metadata"):
+            continue
+        diff = merge_diff(live.get(key), value)
+        if diff != {} or key not in live:
+            body[key] = diff
+    meta = want.get("metadata") or {}
+    body["metadata"] = {k: meta[k] for k in ("labels", "annotations", "ownerReferences")
+                        if k in meta}
+    return body
 
 
 def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:

@@ -11,6 +11,6 @@ from whoiscrawl.operator import glue
 INTERVAL = float(os.environ.get("WHOISCRAWL_OPERATOR_INTERVAL", "10"))
 
 
-@kopf.timer(*glue.RESOURCE, interval=INTERVAL, initial_delay=INTERVAL / 2)
+@kopf.timer(*glue.RESOURCE, interval=INTERVAL, initial_delay=INTERVAL / 2, backoff=INTERVAL)
 def tick(memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     glue.reconcile("timer", memo, body, patch)

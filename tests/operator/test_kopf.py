@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from opsupport_cluster import CRAWLS, Cluster, running_cluster
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:kmock")]
 
 SPEC: dict[str, Any] = {
     "ranges": ["41.0.0.0/8"],
@@ -64,3 +65,130 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     assert status["phase"] == "Completed" and status["blocks"] == 1234
     assert status["progress"] == 100.0 and status["completionTime"]
     assert cluster.events("AllShardsDone")
+
+
+async def test_pause_and_resume(cluster: Cluster) -> None:
+    cluster.backend.lag_of["p"] = 6
+    await cluster.create("p", SPEC)
+    await cluster.until(lambda: cluster.replicas("p") == 3, label="3 workers")
+    await cluster.patch_spec("p", {"paused": True})
+    await cluster.until(lambda: cluster.replicas("p") == 0, label="paused -> 0")
+    await cluster.until(lambda: cluster.condition("p", "Ready") == ("True", "Paused"))
+    assert cluster.condition("p", "Progressing") == ("False", "Paused")
+    assert cluster.crawl("p")["status"]["phase"] == "Paused"
+    await cluster.until(lambda: cluster.events("Paused"), label="Paused event")
+    await cluster.patch_spec("p", {"paused": False})
+    await cluster.until(lambda: cluster.replicas("p") == 3, label="resumed")
+    await cluster.until(lambda: cluster.events("Resumed"), label="Resumed event")
+    assert len(cluster.backend.plans) == 1  # pausing does not re-plan
+
+
+async def test_live_spec_edits(cluster: Cluster) -> None:
+    cluster.backend.lag_of["e"] = 20
+    await cluster.create("e", SPEC)
+    await cluster.until(lambda: cluster.replicas("e") == 10, label="max 10")
+
+    def limits() -> str:
+        cm = cluster.get("v1", "configmaps", "e-worker-config")
+        return "" if cm is None else str(cm["data"]["WHOISCRAWL_RATE_LIMITS"])
+
+    assert limits().startswith("arin=10/s,")
+    hash_before = cluster.get("apps/v1", "deployments", "e-worker")["spec"]["template"][
+        "metadata"]["annotations"]["whoiscrawl.io/config-hash"]
+    await cluster.patch_spec("e", {"registries": {"arin": {"rate": "3/s"}},
+                                   "workers": {"max": 6}})
+    await cluster.until(lambda: limits().startswith("arin=3/s,"), label="new limits")
+    await cluster.until(lambda: cluster.replicas("e") == 6, label="new max")
+    hash_after = cluster.get("apps/v1", "deployments", "e-worker")["spec"]["template"][
+        "metadata"]["annotations"]["whoiscrawl.io/config-hash"]
+    assert hash_after != hash_before  # the pods roll to pick up the new limits
+
+    # A NAT egress of 2 addresses feeds ceil(2 x 25.17/s / 20/s) = 3 workers at most.
+    await cluster.patch_spec("e", {"egress": {"mode": "nat", "addresses": 2}})
+    await cluster.until(lambda: cluster.replicas("e") == 3, label="rate budget cap")
+    status = cluster.crawl("e")["status"]
+    assert "rateBudget" in status["workers"]["limitedBy"]
+
+    # New ranges re-plan on top; totals add up.
+    await cluster.patch_spec("e", {"ranges": ["41.0.0.0/8", "196.0.0.0/8"]})
+    await cluster.until(lambda: len(cluster.backend.plans) == 2, label="re-plan")
+    await cluster.until(lambda: cluster.crawl("e")["status"]["shards"]["total"] == 32)
+    assert cluster.crawl("e")["status"]["plan"]["revision"] == 2
+    await cluster.until(lambda: cluster.events("Replanned"), label="Replanned event")
+
+
+async def test_bad_spec_is_rejected_with_condition_and_event(cluster: Cluster) -> None:
+    # The schema (422 from the API server) catches what it can ...
+    code, body = await cluster.create("x", {**SPEC, "strategy": "random"})
+    assert code == 422 and "strategy" in body["message"]
+    # ... the operator catches the rest, and says so where people look.
+    code, _ = await cluster.create("bad", {**SPEC, "strategy": "sample"})
+    assert code == 201
+    await cluster.until(lambda: cluster.condition("bad", "Degraded") == ("True", "InvalidSpec"))
+    status = cluster.crawl("bad")["status"]
+    assert status["phase"] == "Invalid"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert "spec.samples" in ready["message"]
+    warnings = await cluster.until(lambda: cluster.events("InvalidSpec"), label="event")
+    assert warnings[0]["type"] == "Warning" and "spec.samples" in warnings[0]["message"]
+    assert cluster.get("apps/v1", "deployments", "bad-worker") is None
+    assert cluster.backend.plans == []
+    # Fixing the spec lets it start.
+    await cluster.patch_spec("bad", {"samples": 4})
+    await cluster.until(lambda: cluster.get("apps/v1", "deployments", "bad-worker"),
+                        label="deployment after fix")
+    await cluster.until(lambda: cluster.condition("bad", "Degraded") == ("False", "AsExpected"))
+
+
+async def test_delete_cleans_up(cluster: Cluster) -> None:
+    cluster.backend.lag_of["d"] = 2
+    await cluster.create("d", {**SPEC, "cleanup": {"topics": "Delete"}})
+    await cluster.until(lambda: cluster.replicas("d") == 1, label="1 worker")
+    assert "whoiscrawl.io/cleanup" in cluster.crawl("d")["metadata"]["finalizers"]
+    code, _ = await cluster.request("DELETE", f"{CRAWLS}/d")
+    assert code == 200
+    await cluster.until(lambda: cluster.get("whoiscrawl.io/v1alpha1", "whoiscrawls", "d") is None,
+                        label="crawl gone")
+    assert cluster.backend.cleanups == [("d", True, True)]
+    for api, plural, name in [("apps/v1", "deployments", "d-worker"),
+                              ("v1", "configmaps", "d-worker-config"),
+                              ("policy/v1", "poddisruptionbudgets", "d-worker")]:
+        assert cluster.get(api, plural, name) is None, name  # garbage-collected via ownerRefs
+    assert cluster.events("CleanedUp")
+
+
+async def test_spot_fallback_to_on_demand(cluster: Cluster) -> None:
+    cluster.pending_pods = True
+    cluster.backend.lag_of["s"] = 4
+    await cluster.create("s", {**SPEC, "scheduling": {"capacityType": "any",
+                                                      "spotPendingTimeoutSeconds": 60}})
+    await cluster.until(lambda: cluster.replicas("s") == 2, label="2 workers")
+
+    def capacity() -> str:
+        dep = cluster.get("apps/v1", "deployments", "s-worker")
+        return str(dep["spec"]["template"]["metadata"]["annotations"]["whoiscrawl.io/capacity"])
+
+    assert capacity() == "spot"
+    await cluster.until(lambda: len([k for k in cluster.kube.objects.keys()
+                                     if k[0].plural == "pods"]) >= 2, label="pods")
+    cluster.age_pods(120)  # Pending on spot for two minutes: past the 60 s timeout
+    await cluster.until(lambda: capacity() == "any", label="fallback")
+    dep = cluster.get("apps/v1", "deployments", "s-worker")
+    node = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in node
+    await cluster.until(lambda: cluster.condition("s", "Degraded") == ("True",
+                                                                      "FallbackToOnDemand"))
+    events = await cluster.until(lambda: cluster.events("SpotFallback"), label="event")
+    assert events[0]["type"] == "Warning"
+
+
+async def test_backend_outage_keeps_workers_and_reports(cluster: Cluster) -> None:
+    cluster.backend.lag_of["o"] = 4
+    await cluster.create("o", SPEC)
+    await cluster.until(lambda: cluster.replicas("o") == 2, label="2 workers")
+    cluster.backend.broken = "reading Redis counters: ConnectionError: refused"
+    await cluster.until(lambda: cluster.condition("o", "Degraded") == ("True",
+                                                                      "BackendUnavailable"))
+    assert cluster.replicas("o") == 2  # blind: never scale on missing data
+    cluster.backend.broken = None
+    await cluster.until(lambda: cluster.condition("o", "Degraded") == ("False", "AsExpected"))

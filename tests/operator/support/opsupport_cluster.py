@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +17,6 @@ import kopf
 from opsupport_crd import apply_defaults, openapi, validator
 from opsupport_fakes import FakeBackend
 from opsupport_kmock import RealisticKube, make
-
 from whoiscrawl.operator import control, handlers
 from whoiscrawl.operator.crd import build_crd
 from whoiscrawl.operator.kube import KubeClient
@@ -138,9 +138,9 @@ class Cluster:
         stamp = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
         for key, obj in list(self.kube.objects.items()):
             if key[0].plural == "pods" and not obj.deleted:
-                meta = dict(obj["metadata"])
-                meta["creationTimestamp"] = stamp
-                obj["metadata"] = meta
+                raw = copy.deepcopy(obj.raw)
+                raw["metadata"]["creationTimestamp"] = stamp
+                obj["metadata"] = raw["metadata"]
 
 
 @contextlib.asynccontextmanager
