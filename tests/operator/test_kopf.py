@@ -169,7 +169,7 @@ async def test_spot_fallback_to_on_demand(cluster: Cluster) -> None:
         return str(dep["spec"]["template"]["metadata"]["annotations"]["whoiscrawl.io/capacity"])
 
     assert capacity() == "spot"
-    await cluster.until(lambda: len([k for k in cluster.kube.objects.keys()
+    await cluster.until(lambda: len([k for k in cluster.kube.objects
                                      if k[0].plural == "pods"]) >= 2, label="pods")
     cluster.age_pods(120)  # Pending on spot for two minutes: past the 60 s timeout
     await cluster.until(lambda: capacity() == "any", label="fallback")
