@@ -513,6 +513,8 @@ def world_for(seed: int, ranges_key: tuple[tuple[int, int], ...] | None, name: s
             path.unlink(missing_ok=True)
     w = build_world(seed, ranges_key)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob(f"{name}-{seed}-*.bin"):  # worlds of older model versions
+        old.unlink(missing_ok=True)
     tmp = Path(f"{path}.{time.time_ns()}.tmp")
     tmp.write_bytes(w.dumps())
     tmp.replace(path)
