@@ -1,0 +1,84 @@
+"""The Helm chart: strict values schema, RBAC that covers the operator, rendered manifests fresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts/whoiscrawl"
+RENDERED = ROOT / "manifests/whoiscrawl.yaml"
+
+
+def helm() -> str | None:
+    cached = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "whoiscrawl/helm/helm"
+    return shutil.which("helm") or (str(cached) if cached.exists() else None)
+
+
+def docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(RENDERED.read_text()) if d]
+
+
+def test_values_schema_is_strict() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"])
+    for key, sub in schema["properties"].items():
+        if sub.get("type") == "object" and "properties" in sub:
+            assert sub.get("additionalProperties") is False, key
+
+
+def test_rendered_manifests_are_valid_and_complete() -> None:
+    kinds = {d["kind"] for d in docs()}
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service",
+            "ConfigMap"} <= kinds
+    for doc in docs():
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    dep = next(d for d in docs() if d["kind"] == "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["whoiscrawl", "operator"]
+    assert "--all-namespaces" in container["args"]
+    dash = next(d for d in docs() if d["kind"] == "ConfigMap")
+    assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dash["data"]["whoiscrawl.json"])["panels"]
+
+
+def test_rbac_covers_what_the_operator_does() -> None:
+    rules = [r for d in docs() if d["kind"] == "ClusterRole" for r in d["rules"]]
+
+    def allowed(group: str, resource: str, verb: str) -> bool:
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+                   for r in rules)
+
+    needs = [("whoiscrawl.io", "whoiscrawls", v) for v in ("list", "watch", "patch")] + [
+        ("whoiscrawl.io", "whoiscrawls/status", "patch"),
+        ("apps", "deployments", "create"), ("apps", "deployments", "patch"),
+        ("policy", "poddisruptionbudgets", "create"), ("", "configmaps", "patch"),
+        ("", "serviceaccounts", "create"), ("", "pods", "list"), ("", "secrets", "get"),
+        ("", "events", "create"), ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ]
+    missing = [n for n in needs if not allowed(*n)]
+    assert not missing
+
+
+@pytest.mark.skipif(helm() is None, reason="no helm binary (charts/render.sh fetches one)")
+def test_manifests_are_rendered_from_the_chart() -> None:
+    out = subprocess.run([str(helm()), "template", "whoiscrawl", str(CHART), "--namespace",
+                          "whoiscrawl-system"], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    body = "\n".join(line for line in RENDERED.read_text().splitlines()
+                     if not line.startswith("# Rendered") and not line.startswith("# Apply"))
+    assert body.strip() == out.strip(), "stale manifests: run charts/render.sh"
+    typo = subprocess.run([str(helm()), "template", "x", str(CHART), "--set", "imag.tag=1"],
+                          capture_output=True, text=True, timeout=60)
+    assert typo.returncode != 0 and "imag" in typo.stderr
