@@ -10,6 +10,9 @@ import pytest
 from whoiscrawl.bench import Simulator, simulator
 
 TIME_SCALE = 100.0  # the simulator's rate limits, and the crawler's budgets, run 100x faster
+# What a /24 sweep covers of `quick` by address (measured 0.941): the rest are children smaller than
+# /24 between grid points or inside assignments. A regression floor, not the 0.999 target.
+COVERAGE_FLOOR = 0.935
 
 
 @pytest.fixture(scope="session")
