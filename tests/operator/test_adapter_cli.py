@@ -1,0 +1,99 @@
+"""The data-plane adapter maps onto the documented whoiscrawl API; the CLI parses its options."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+from whoiscrawl.operator.backend import BackendError, LiveBackend, Target
+from whoiscrawl.operator.cli import app
+from whoiscrawl.operator.spec import parse_spec
+
+T = Target(crawl="c1", bootstrap="127.0.0.1:9092", prefix="wc", redis_url="redis://127.0.0.1/0")
+SPEC = parse_spec({"kafka": {"bootstrapServers": "x"}, "redis": {"url": "redis://x"},
+                   "ranges": ["41.0.0.0/8"], "excludes": ["41.1.0.0/16"], "resolution": 20})
+
+
+@dataclass
+class FakeShard:
+    first: int
+    last: int
+
+
+@pytest.fixture
+def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    calls: dict[str, list[Any]] = {}
+
+    def rec(name: str, result: Any = None) -> Any:
+        def fn(*args: Any, **kwargs: Any) -> Any:
+            calls.setdefault(name, []).append(args)
+            return result
+        return fn
+
+    queue = types.ModuleType("whoiscrawl.queue")
+    queue.ensure_topics = rec("ensure_topics")  # type: ignore[attr-defined]
+    queue.publish_shards = rec("publish_shards", 2)  # type: ignore[attr-defined]
+    queue.consumer_lag = rec("consumer_lag", 7)  # type: ignore[attr-defined]
+    queue.partition_count = rec("partition_count", 12)  # type: ignore[attr-defined]
+    queue.delete_topics = rec("delete_topics")  # type: ignore[attr-defined]
+    space = types.ModuleType("whoiscrawl.space")
+    space.plan_shards = rec("plan_shards", [FakeShard(0, 255), FakeShard(256, 511)])  # type: ignore[attr-defined]
+
+    class Store:
+        def __init__(self, url: str, crawl: str) -> None:
+            calls.setdefault("store", []).append((url, crawl))
+
+        def progress(self) -> Any:
+            return types.SimpleNamespace(shards_total=4, shards_done=1, lookups=9, blocks=8,
+                                         addresses_total=512, addresses_done=256,
+                                         rate_limited=1, errors=0, wasted=0)
+
+        set_shards_total = rec("set_shards_total")
+        set_addresses_total = rec("set_addresses_total")
+        delete_crawl = rec("delete_crawl", 42)
+
+    store = types.ModuleType("whoiscrawl.store")
+    store.RedisStore = Store  # type: ignore[attr-defined]
+    for name, mod in (("whoiscrawl.queue", queue), ("whoiscrawl.space", space),
+                      ("whoiscrawl.store", store)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    return calls
+
+
+def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) -> None:
+    b = LiveBackend()
+    b.ensure_topics(T, 24)
+    assert modules["ensure_topics"] == [("127.0.0.1:9092", "wc", "c1", 24)]
+    plan = b.publish_plan(T, SPEC)
+    assert plan.shards == 2 and plan.addresses == 512
+    assert modules["plan_shards"] == [("c1", ["41.0.0.0/8"], ["41.1.0.0/16"], "sweep", 20, 16, 0)]
+    assert modules["publish_shards"][0][:3] == ("127.0.0.1:9092", "wc", "c1")
+    assert b.lag(T) == 7 and b.partitions(T) == 12
+    c = b.counters(T)
+    assert (c.shards_total, c.addresses_done, c.rate_limited) == (4, 256, 1)
+    b.set_totals(T, 4, 512)
+    assert b.cleanup(T, topics=True, redis=True) == "deleted 42 Redis keys; deleted topics"
+    assert modules["delete_topics"] == [("127.0.0.1:9092", "wc", "c1")]
+
+
+def test_live_backend_wraps_failures(monkeypatch: pytest.MonkeyPatch,
+                                     modules: dict[str, list[Any]]) -> None:
+    def boom(*_: Any) -> int:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(sys.modules["whoiscrawl.queue"], "consumer_lag", boom)
+    with pytest.raises(BackendError, match="reading consumer lag: ConnectionError: broker down"):
+        LiveBackend().lag(T)
+
+
+def test_cli_requires_a_scope() -> None:
+    runner = CliRunner()
+    assert "--all-namespaces" in runner.invoke(app, ["--help"]).output
+    result = runner.invoke(app, [])
+    assert result.exit_code != 0 and "--namespace" in result.output
+    result = runner.invoke(app, ["-n", "a", "--all-namespaces"])
+    assert result.exit_code != 0
