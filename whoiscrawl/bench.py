@@ -59,7 +59,7 @@ def simulator(
     cmd = [
         sys.executable,
         "-m",
-            "whoiscrawl",
+        "whoiscrawl",
         "sim",
         "serve",
         "--scenario",
@@ -118,7 +118,7 @@ class Fleet:
             cmd = [
                 sys.executable,
                 "-m",
-            "whoiscrawl",
+                "whoiscrawl",
                 "worker",
                 "--crawl",
                 self.crawl,

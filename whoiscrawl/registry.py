@@ -6,7 +6,9 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,7 @@ import aiohttp
 from ipwhois.net import Net
 from ipwhois.rdap import RDAP
 from ipwhois.whois import Whois
-from netaddr import IPAddress, IPRange
+from netaddr import AddrFormatError, IPAddress, IPRange
 
 from whoiscrawl import metrics
 from whoiscrawl.ratelimit import RateLimiter
@@ -52,12 +54,15 @@ class LookupResult:
 
 @dataclass
 class CircuitBreaker:
-    """Stop hammering a registry that keeps failing: after `threshold` failures in a row, wait."""
+    """Stop hammering a registry that keeps failing: when at least half of the last `window`
+    requests failed, hold off for a cooldown that doubles each time it re-opens."""
 
-    threshold: int = 5
+    window: int = 20
+    min_failures: int = 8
     base_cooldown: float = 1.0
     max_cooldown: float = 60.0
-    _failures: int = 0
+    _outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=20))
+    _opened: int = 0
     _open_until: float = 0.0
 
     async def wait(self) -> None:
@@ -66,14 +71,23 @@ class CircuitBreaker:
             await asyncio.sleep(delay)
 
     def failure(self) -> None:
-        self._failures += 1
-        if self._failures >= self.threshold:
-            cooldown = min(self.max_cooldown, self.base_cooldown * 2 ** (self._failures - self.threshold))
+        self._outcomes.append(False)
+        failures = self._outcomes.count(False)
+        if failures >= self.min_failures and failures * 2 >= len(self._outcomes) and not self.is_open:
+            cooldown = min(self.max_cooldown, self.base_cooldown * 2**self._opened)
             self._open_until = time.monotonic() + cooldown
+            self._opened += 1
+            log.warning(
+                "%d of the last %d requests failed: holding off for %.0fs",
+                failures,
+                len(self._outcomes),
+                cooldown,
+            )
 
     def success(self) -> None:
-        self._failures = 0
-        self._open_until = 0.0
+        self._outcomes.append(True)
+        if self._outcomes.count(False) * 2 < len(self._outcomes):
+            self._opened = 0
 
     @property
     def is_open(self) -> bool:
@@ -235,6 +249,9 @@ class RegistryClient:
         pauses = 0
         while len(errors) < self.attempts:
             breaker = self.breaker(registry)
+            if breaker.is_open and registry in self.whois_servers:
+                errors.append(f"{registry} RDAP circuit open")
+                break  # RDAP keeps failing there: ask WHOIS instead of waiting
             await breaker.wait()
             started = time.monotonic()
             async with self.limiter.permit(registry, self._egress_keys) as egress:
@@ -263,6 +280,7 @@ class RegistryClient:
                 metrics.LOOKUPS.labels(registry, "not_found").inc()
                 return result
             if kind == "redirect":
+                breaker.success()  # a registry that refers us on is answering
                 target = self.bootstrap.registry_of_url(payload)
                 metrics.LOOKUPS.labels(registry, "redirect").inc()
                 if target is None:
@@ -287,7 +305,9 @@ class RegistryClient:
             errors.append(str(payload))
             await self._backoff(len(errors))
         result.registry = registry
+        result.lookups += 1
         result.record = await self._whois_fallback(address, registry, errors)
+        result.registry = result.record.registry  # a transferred block answers from its holder
         return result
 
     async def _fetch(self, url: str, egress: str) -> tuple[str, Any, float]:
@@ -320,7 +340,8 @@ class RegistryClient:
             raise LookupFailed(f"RDAP failed for {IPAddress(address)} at {registry}: {reason}")
         host, _, port = server.rpartition(":")
         try:
-            record = await asyncio.to_thread(_whois_lookup, address, registry, host, int(port))
+            async with self.limiter.permit(registry, self._egress_keys):  # WHOIS counts too
+                record = await asyncio.to_thread(_whois_lookup, address, registry, host, int(port))
         except Exception as exc:  # ipwhois raises its own WhoisLookupError and socket errors
             raise LookupFailed(
                 f"RDAP ({reason}) and WHOIS ({exc}) failed for {IPAddress(address)} at {registry}"
@@ -329,30 +350,60 @@ class RegistryClient:
         return record
 
 
-def _whois_lookup(address: int, registry: str, host: str, port: int) -> NetworkRecord:
+_WHOIS_SOURCES = {
+    "RIPE": "ripencc",
+    "APNIC": "apnic",
+    "AFRINIC": "afrinic",
+    "LACNIC": "lacnic",
+    "ARIN": "arin",
+}
+
+
+def _whois_field(text: str, *names: str) -> str | None:
+    for name in names:
+        match = re.search(rf"^{name}:[ \t]*(\S.*?)[ \t]*$", text, re.IGNORECASE | re.MULTILINE)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _whois_registry(text: str, asked: str) -> str:
+    """Which registry wrote this answer: a transferred block's record comes from its new holder."""
+    if _whois_field(text, "NetRange"):
+        return "arin"
+    if "lacnic" in text.lower() and _whois_field(text, "owner"):
+        return "lacnic"
+    source = (_whois_field(text, "source") or "").split("#")[0].strip().upper()
+    return _WHOIS_SOURCES.get(source, asked)
+
+
+def _whois_lookup(address: int, asked: str, host: str, port: int) -> NetworkRecord:
     net = Net(str(IPAddress(address)))
-    text = net.get_whois(asn_registry=registry, retry_count=1, server=host, port=port)
+    text = net.get_whois(asn_registry=asked, retry_count=1, server=host, port=port)
+    registry = _whois_registry(text, asked)
     parsed = Whois(net).lookup(response=text, is_offline=True, asn_data={"asn_registry": registry})
     holding = []
     for candidate in parsed.get("nets") or []:
         first, _, last = str(candidate.get("range") or "").partition(" - ")
         try:
             span = IPRange(first.strip(), last.strip())
-        except (ValueError, TypeError):
+        except (AddrFormatError, ValueError, TypeError):
             continue
         if span.first <= address <= span.last:
             holding.append((span.size, span, candidate))
     if not holding:
-        raise MalformedAnswer("WHOIS answer holds no network for the address")
+        raise MalformedAnswer(f"WHOIS answer from {registry} holds no network for the address")
     _, span, best = min(holding, key=lambda h: h[0])
+    # The handle as RDAP spells it: ARIN's NetHandle, elsewhere the inetnum itself.
+    handle = _whois_field(text, "NetHandle", "inetnum") or f"{IPAddress(span.first)} - {IPAddress(span.last)}"
     net_fields = {
-        "handle": best.get("handle") or best.get("name") or f"{span.first}-{span.last}",
+        "handle": handle,
         "start_address": str(IPAddress(span.first)),
         "end_address": str(IPAddress(span.last)),
         "cidr": best.get("cidr"),
         "name": best.get("name"),
         "country": best.get("country"),
-        "type": None,
+        "type": (_whois_field(text, "status", "NetType") or "").upper() or None,
         "status": [],
     }
     record = _to_record(net_fields, {}, address, registry, "whois")

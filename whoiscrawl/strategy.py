@@ -27,17 +27,17 @@ class Answer:
 def is_terminal(first: int, last: int, net_type: str | None, status: Sequence[str], resolution: int) -> bool:
     """Does a returned network end the search inside it?
 
-    Assignments (RIPE/APNIC/AFRINIC/LACNIC "ASSIGNED ...", ARIN "DIRECT ASSIGNMENT"/"REASSIGNMENT")
-    hold end users, and a placeholder for unallocated space ("reserved") holds nothing: both are
-    leaves. An allocation may hold children in any part of it, so its space must still be probed;
-    so must a network we cannot classify. Anything no larger than one grid cell is a leaf at this
-    resolution."""
+    Assignments (RIPE/APNIC/AFRINIC/LACNIC "ASSIGNED ...", ARIN "DIRECT ASSIGNMENT"/"REASSIGNMENT",
+    or "Reassigned" in ARIN's WHOIS) hold end users, and a placeholder for unallocated space
+    (status "reserved", type "UNALLOCATED") holds nothing: both are leaves. An allocation may hold
+    children in any part of it, so its space must still be probed; so must a network we cannot
+    classify. Anything no larger than one grid cell is a leaf at this resolution."""
     if last - first + 1 <= 1 << (32 - resolution):
         return True
     if any(s.lower() in ("reserved", "available") for s in status):
         return True
-    word = (net_type or "").upper().strip()
-    return word.startswith("ASSIGNED") or word.endswith("ASSIGNMENT")
+    word = (net_type or "").upper()
+    return "UNALLOCATED" in word or ("ASSIGN" in word and "ALLOC" not in word)
 
 
 @dataclass
@@ -84,6 +84,14 @@ class SweepWalk:
         self.cursor = address
         return None
 
+    def skip(self, address: int) -> None:
+        """No answer for the address (a failure, or nothing registered): end a backward chain,
+        or move the forward walk on by one grid cell."""
+        if self._chain_floor is not None:
+            return
+        self.cursor = max(self.cursor, (address // self.cell + 1) * self.cell)
+        self._resolved_upto = max(self._resolved_upto, address)
+
     def observe(self, address: int, answer: Answer) -> None:
         backward = self._chain_floor is not None
         floor = self._chain_floor if self._chain_floor is not None else self._resolved_upto
@@ -126,6 +134,9 @@ class SampleWalk:
             self._position += 1
         self.cursor = self.shard.last + 1
         return None
+
+    def skip(self, address: int) -> None:
+        self.observe(address, Answer(address, address, True))
 
     def observe(self, address: int, answer: Answer) -> None:
         self._position += 1

@@ -94,6 +94,10 @@ def test_sweep_resumes_from_a_checkpointed_cursor_without_repeating():
         (0, 1023, "ASSIGNED PA", [], 24, True),
         (0, 1023, "ASSIGNED NON-PORTABLE", [], 24, True),
         (0, 1023, "REASSIGNMENT", [], 24, True),
+        (0, 1023, "Reassigned", [], 24, True),  # ARIN's WHOIS spelling
+        (0, 1023, "Reallocated", [], 24, False),
+        (0, 1023, "Unallocated", [], 24, True),
+        (0, 1023, "assigned", [], 24, True),  # LACNIC's WHOIS, lower case
         (0, 1023, "DIRECT ASSIGNMENT", [], 24, True),
         (0, 1023, "DIRECT ALLOCATION", [], 24, False),
         (0, 1023, "REALLOCATION", [], 24, False),

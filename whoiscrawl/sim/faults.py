@@ -12,8 +12,9 @@ simulated seconds (divided by the time scale like every policy window):
 Rates are probabilities per lookup. `latency` replaces the policy's default service time.
 `storm`: every period_s, for duration_s, every lookup answers 429. `ban`: every period_s, for
 duration_s, a `fraction` of source addresses (chosen by hash) answer 429 with the ban's end as
-Retry-After. `timeout_s` (default 60) is how long a timed-out request hangs before the
-connection is dropped.
+Retry-After. `protocols` (default [rdap, whois]) limits a spec to one service: an RDAP outage
+with port 43 still answering is `{http_5xx: 1.0, protocols: [rdap]}`. `timeout_s` (default 60)
+is how long a timed-out request hangs before the connection is dropped.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ class FaultSpec:
     ban_period_s: float = 0.0
     ban_duration_s: float = 0.0
     ban_fraction: float = 1.0
+    protocols: tuple[str, ...] = ("rdap", "whois")  # which services misbehave (an RDAP-only outage)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FaultSpec:
         known = {"latency", "timeout", "http_5xx", "reset", "truncated", "malformed",
-                 "timeout_s", "storm", "ban"}
+                 "timeout_s", "storm", "ban", "protocols"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown fault keys: {sorted(unknown)}")
@@ -73,6 +75,7 @@ class FaultSpec:
             ban_period_s=float(ban.get("period_s", 0.0)),
             ban_duration_s=float(ban.get("duration_s", 0.0)),
             ban_fraction=float(ban.get("fraction", 1.0)),
+            protocols=tuple(d.get("protocols") or ("rdap", "whois")),
         )
 
 
@@ -136,9 +139,9 @@ class Faults:
         spec = self.specs.get(registry)
         return (spec.timeout_s if spec else 60.0) / self.x
 
-    def decide(self, registry: str, source: str, now: float) -> Decision:
+    def decide(self, registry: str, source: str, now: float, protocol: str = "rdap") -> Decision:
         spec = self.specs.get(registry)
-        if spec is None:
+        if spec is None or protocol not in spec.protocols:
             return Decision()
         t = (now - self.t0) * self.x  # simulated seconds since start
         if spec.ban_period_s > 0 and spec.ban_duration_s > 0:

@@ -340,7 +340,7 @@ class Simulator:
         obj = self.world.lookup(a)
         registry = self.world.registry(obj) if obj >= 0 else (self._iana[a >> 24].registry
                                                              or "arin")
-        fault = self.faults.decide(registry, src, now)
+        fault = self.faults.decide(registry, src, now, "whois")
         if fault.kind in ("storm", "ban"):
             log(now, src, registry, addr_s, "whois", 429, None, "fault")
             return f"%ERROR:201: access denied for {src}\n% Queries exceeded the limit.\n"
