@@ -105,12 +105,16 @@ class Fleet:
     sim: Simulator
     logdir: Path
     egress: int = 1  # distinct source addresses the fleet shares
+    workers: int = 1  # how many workers share them (replacements take a dead worker's share)
     grace_seconds: float = 10.0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
-    def address(self, i: int) -> str:
-        return f"127.0.{10 + i % self.egress}.1"
+    def addresses(self, i: int) -> list[str]:
+        """Worker i's source addresses: its share of the fleet's `egress` addresses."""
+        pool = [f"127.0.{10 + k}.1" for k in range(self.egress)]
+        mine = [a for k, a in enumerate(pool) if k % self.workers == i % self.workers]
+        return mine or [pool[i % self.egress]]
 
     def start(self, n: int = 1) -> None:
         for _ in range(n):
@@ -130,8 +134,7 @@ class Fleet:
                 self.sim.bootstrap_url,
                 "--rate-limits",
                 self.sim.rate_limits_arg(),
-                "--bind-address",
-                self.address(i),
+                *(arg for a in self.addresses(i) for arg in ("--bind-address", a)),
                 "--whois",
                 self.sim.whois,
                 "--metrics-port",
@@ -193,12 +196,12 @@ def crawl_with_fleet(
     from whoiscrawl.store import RedisStore
 
     crawl = f"{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
-    shards = plan_shards(crawl, sim.ranges, [], strategy, resolution, 16, samples)
+    shards = plan_shards(crawl, sim.ranges, [], strategy, resolution, None, samples)
     queue.ensure_topics(kafka, "whoiscrawl.", crawl, partitions=32)
     queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
     admin = RedisStore(redis_url, crawl)
     admin.set_shards_total(len(shards))
-    fleet = Fleet(crawl, kafka, redis_url, sim, workdir, egress=egress)
+    fleet = Fleet(crawl, kafka, redis_url, sim, workdir, egress=egress, workers=workers)
     started = time.monotonic()
     fleet.start(workers)
     finished = False

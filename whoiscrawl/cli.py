@@ -82,7 +82,7 @@ def crawl(
     samples: Annotated[int, typer.Option(help="sample: probes per /16 shard (0: the 2016 density)")] = 0,
     exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the crawl whose results are in --out")] = False,
-    concurrency: Annotated[int, typer.Option(help="Regions walked at once")] = 64,
+    concurrency: Annotated[int, typer.Option(help="Shards walked at once")] = 64,
     bootstrap_url: BootstrapOpt = None,
     rate_limits: RatesOpt = None,
     bind_address: BindOpt = None,
@@ -144,7 +144,9 @@ def plan(
     strategy: Annotated[str, typer.Option(help="sweep or sample")] = "sweep",
     resolution: Annotated[int, typer.Option(help="Gap-probe grid, as a prefix length")] = 24,
     samples: Annotated[int, typer.Option(help="sample: probes per shard (0: 2016 density)")] = 0,
-    shard_prefix: Annotated[int, typer.Option(help="Shard size, as a prefix length")] = 16,
+    shard_prefix: Annotated[
+        int | None, typer.Option(help="Shard size, as a prefix length (default: /16-/24, 256+ shards)")
+    ] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
     partitions: Annotated[int, typer.Option(help="Work topic partitions (the most workers useful)")] = 32,
     force: Annotated[bool, typer.Option(help="Publish again even if this crawl was planned")] = False,

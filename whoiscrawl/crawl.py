@@ -14,7 +14,6 @@ from netaddr import IPAddress
 from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, RegistryClient
-from whoiscrawl.space import region_of
 from whoiscrawl.store import Store
 from whoiscrawl.strategy import Answer, Walk, is_terminal, walk_for
 
@@ -119,24 +118,19 @@ class Crawler:
         await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=1, errors=1)
 
 
-async def run_regions(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:
-    """Local scheduling: the shards of one region in order, up to `concurrency` regions at once."""
-    by_region: dict[int, list[Shard]] = {}
+async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:
+    """Local scheduling: walk the shards in address order, `concurrency` of them at a time."""
+    queue: asyncio.Queue[Shard] = asyncio.Queue()
     for shard in shards:
-        by_region.setdefault(region_of(shard.first), []).append(shard)
-    queue: asyncio.Queue[list[Shard]] = asyncio.Queue()
-    # Big regions first, so the longest walk does not start last.
-    for lane in sorted(by_region.values(), key=lambda s: -sum(x.last - x.first for x in s)):
-        queue.put_nowait(lane)
+        queue.put_nowait(shard)
     complete = True
 
-    async def lane_worker() -> None:
+    async def lane() -> None:
         nonlocal complete
         while not queue.empty() and not crawler.stopping.is_set():
-            for shard in queue.get_nowait():
-                if not await crawler.run_shard(shard):
-                    complete = False
-                    return
+            if not await crawler.run_shard(queue.get_nowait()):
+                complete = False
+                return
 
-    await asyncio.gather(*(lane_worker() for _ in range(max(1, concurrency))))
+    await asyncio.gather(*(lane() for _ in range(max(1, concurrency))))
     return complete and not crawler.stopping.is_set()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from whoiscrawl.crawl import Crawler, run_regions
+from whoiscrawl.crawl import Crawler, run_shards
 from whoiscrawl.ratelimit import Limit, MemoryRateLimiter
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
@@ -69,7 +69,7 @@ class LocalCrawl:
     strategy: str = "sweep"
     resolution: int = 24
     samples: int = 0
-    shard_prefix: int = 16
+    shard_prefix: int | None = None  # automatic
     concurrency: int = 64
     egresses: list[Egress] = field(default_factory=lambda: [Egress("local")])
     whois_servers: dict[str, str] = field(default_factory=dict)
@@ -125,7 +125,7 @@ class LocalCrawl:
 
         reporter = asyncio.create_task(report())
         try:
-            complete = await run_regions(crawler, shards, self.concurrency)
+            complete = await run_shards(crawler, shards, self.concurrency)
         finally:
             reporter.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):

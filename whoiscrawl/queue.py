@@ -11,7 +11,6 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from whoiscrawl.records import NetworkRecord, Shard
-from whoiscrawl.space import region_of
 
 DEFAULT_PARTITIONS = 32
 
@@ -26,9 +25,8 @@ def group_name(prefix: str, crawl: str) -> str:
 
 
 def shard_key(shard: Shard) -> bytes:
-    # The region key sends every shard of one /8 to one partition, in address order, so one
-    # consumer walks contiguous space and workers rarely meet inside a block.
-    return str(region_of(shard.first)).encode()
+    # Shards are independent: spread them over the partitions, and so over workers and addresses.
+    return shard.shard_id.encode()
 
 
 def result_key(record: NetworkRecord) -> bytes:

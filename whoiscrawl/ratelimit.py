@@ -99,6 +99,18 @@ def gcra_reserve(
     return start - now_ms, start + interval_ms
 
 
+async def sleep_until_slot(registry: str, wait_ms: float, interval_ms: float) -> bool:
+    """Sleep to a reserved slot; False if we woke too late to use it. After the process stalls,
+    every lane whose slot passed meanwhile would otherwise send at once: a burst the registry
+    may punish. A late lane takes a fresh slot instead."""
+    if wait_ms <= 0:
+        return True
+    metrics.RATE_WAIT.labels(registry).inc(wait_ms / 1000)
+    target = time.monotonic() + wait_ms / 1000
+    await asyncio.sleep(wait_ms / 1000)
+    return time.monotonic() - target <= max(interval_ms, 5.0) / 1000
+
+
 class RateLimiter(Protocol):
     def permit(self, registry: str, egresses: Sequence[str]) -> AbstractAsyncContextManager[str]:
         """Wait for a slot on the egress that has the earliest one; yields that egress."""
@@ -137,10 +149,11 @@ class MemoryRateLimiter:
 
     @asynccontextmanager
     async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
-        egress, wait = self._reserve(registry, egresses)
-        if wait > 0:
-            metrics.RATE_WAIT.labels(registry).inc(wait / 1000)
-            await asyncio.sleep(wait / 1000)
+        interval = self.limits[registry].interval_ms
+        while True:
+            egress, wait = self._reserve(registry, egresses)
+            if await sleep_until_slot(registry, wait, interval):
+                break
         cap = self.limits[registry].max_connections
         if cap is None:
             yield egress
@@ -217,11 +230,12 @@ class RedisRateLimiter:
         for egress in egresses:
             base = self.keys.limiter(registry, egress)
             keys += [base, base + ":pause"]
-        index, wait = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
-        egress = egresses[int(index) - 1]
-        if float(wait) > 0:
-            metrics.RATE_WAIT.labels(registry).inc(float(wait) / 1000)
-            await asyncio.sleep(float(wait) / 1000)
+        interval = self.limits[registry].interval_ms
+        while True:
+            index, wait = await self._reserve(keys=keys, args=[interval])
+            egress = egresses[int(index) - 1]
+            if await sleep_until_slot(registry, float(wait), interval):
+                break
         cap = self.limits[registry].max_connections
         if cap is None:
             yield egress

@@ -188,9 +188,13 @@ def crawlable(ranges: Iterable[str], excludes: Iterable[str] = ()) -> IPSet:
     return space - IPSet(unassigned)
 
 
-def region_of(address: int) -> int:
-    """Shards of one /8 share a region: one consumer walks them in order, so none races another."""
-    return address >> 24
+def auto_shard_prefix(addresses: int, target_shards: int = 256) -> int:
+    """Shard size for a crawl: at least `target_shards` shards, so work spreads over many lanes and
+    egress addresses, but never larger than a /16 (progress and redo stay fine-grained) nor smaller
+    than a /24."""
+    if addresses <= 0:
+        return 16
+    return max(16, min(24, 32 - max(0, (addresses // target_shards).bit_length() - 1)))
 
 
 def plan_shards(
@@ -199,17 +203,20 @@ def plan_shards(
     excludes: list[str] | None = None,
     strategy: str = "sweep",
     resolution: int = 24,
-    shard_prefix: int = 16,
+    shard_prefix: int | None = None,
     samples: int = 0,
 ) -> list[Shard]:
-    """Cut the crawlable space into shards aligned on /shard_prefix boundaries, in address order."""
-    if not 8 <= shard_prefix <= 32 or not 8 <= resolution <= 32:
+    """Cut the crawlable space into shards aligned on /shard_prefix boundaries (chosen from the
+    size of the space when not given), in address order."""
+    space = crawlable(ranges, excludes or [])
+    prefix = shard_prefix if shard_prefix is not None else auto_shard_prefix(space.size)
+    if not 8 <= prefix <= 32 or not 8 <= resolution <= 32:
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")
     if strategy not in ("sweep", "sample"):
         raise SpaceError(f"unknown strategy {strategy!r}: use sweep or sample")
-    size = 1 << (32 - shard_prefix)
+    size = 1 << (32 - prefix)
     shards = []
-    for rng in crawlable(ranges, excludes or []).iter_ipranges():
+    for rng in space.iter_ipranges():
         first, last = int(rng.first), int(rng.last)
         while first <= last:
             end = min(last, (first // size + 1) * size - 1)

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from whoiscrawl import metrics
 from whoiscrawl.crawl import Crawler
@@ -65,6 +65,7 @@ class Worker:
         self._kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
+        self.failed = False
         self.consumer = Consumer(
             {
                 "bootstrap.servers": config.kafka_bootstrap,
@@ -104,7 +105,16 @@ class Worker:
             old.revoked = True
         lane = Lane(partition)
         lane.task = asyncio.create_task(self._run_lane(lane), name=f"lane-{partition}")
+        lane.task.add_done_callback(self._lane_ended)
         self.lanes[partition] = lane
+
+    def _lane_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # A bug, not weather: stop the worker (exit 1) so it restarts, rather than sit on a
+            # partition nobody walks.
+            log.error("%s failed; stopping the worker", task.get_name(), exc_info=task.exception())
+            self.failed = True
+            self.stopping.set()
 
     def _stop_lane(self, partition: int) -> None:
         lane = self.lanes.pop(partition, None)
@@ -148,7 +158,12 @@ class Worker:
 
     async def _commit(self, msg: Message) -> None:
         tp = TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
-        await self._call(lambda: self.consumer.commit(offsets=[tp], asynchronous=False))
+        try:
+            await self._call(lambda: self.consumer.commit(offsets=[tp], asynchronous=False))
+        except KafkaException as exc:
+            # A rebalance took the partition meanwhile. The shard is marked done in Redis, so its
+            # next owner skips it at once: nothing is lost or redone.
+            log.warning("commit of %s[%d]@%d failed: %s", tp.topic, tp.partition, tp.offset, exc)
 
     async def _consume(self) -> None:
         while not self.stopping.is_set():
@@ -222,7 +237,7 @@ class Worker:
         if server:
             server.shutdown()
         log.info("stopped in %.1fs (%d results undelivered)", time.monotonic() - started, undelivered)
-        return 0 if undelivered == 0 else 1
+        return 0 if undelivered == 0 and not self.failed else 1
 
     crawler: Crawler | None = None
 

@@ -10,6 +10,7 @@ from netaddr import IPAddress
 from whoiscrawl.space import (
     Bootstrap,
     SpaceError,
+    auto_shard_prefix,
     crawlable,
     iana_registry_by_slash8,
     plan_shards,
@@ -77,6 +78,14 @@ def test_plan_shards(ranges, excludes, prefix, count, first, last):
     assert len(shards) == count
     assert shards[0].first == ip(first) and shards[-1].last == ip(last)
     assert all(a.last + 1 <= b.first for a, b in itertools.pairwise(shards))
+
+
+@pytest.mark.parametrize(
+    ("addresses", "prefix"),
+    [(1 << 32, 16), (30 << 20, 16), (1_392_640, 20), (256 * 1024, 22), (4096, 24), (0, 16)],
+)
+def test_auto_shard_prefix(addresses, prefix):
+    assert auto_shard_prefix(addresses) == prefix
 
 
 @pytest.mark.parametrize("bad", ["8.8.8.8/33", "nonsense", "::1/128", "9.9.9.9-1.1.1"])
