@@ -100,7 +100,7 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
     data = {
         "WHOISCRAWL_CRAWL": crawl,
         "WHOISCRAWL_KAFKA_BOOTSTRAP": spec.kafka.bootstrap_servers,
-        "WHOISCRAWL_TOPIC_PREFIX": spec.kafka.topic_prefix,
+        "WHOISCRAWL_TOPIC_PREFIX": spec.kafka.queue_prefix,
         "WHOISCRAWL_CONCURRENCY": str(spec.workers.concurrency),
         "WHOISCRAWL_RATE_LIMITS": spec.rate_limits_env(),
         "WHOISCRAWL_METRICS_PORT": str(spec.workers.metrics_port),

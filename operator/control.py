@@ -74,7 +74,7 @@ def target(kube: Kube, crawl: Crawl, spec: CrawlSpec) -> Target:
         ref = spec.redis.url_secret
         url = secret_value(kube, crawl.namespace, ref.name, ref.key)
     return Target(crawl=crawl.name, bootstrap=spec.kafka.bootstrap_servers,
-                  prefix=spec.kafka.topic_prefix, redis_url=url or "")
+                  prefix=spec.kafka.queue_prefix, redis_url=url or "")
 
 
 def plan_key(spec: CrawlSpec) -> str:
@@ -98,7 +98,7 @@ def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str,
     backend.set_totals(t, shards, addresses)
     verb = "Replanned" if plan.get("key") else "Planned"
     msg = (f"published {published.shards} shards ({published.addresses} addresses) to "
-           f"{t.prefix} topics")
+           f"{t.prefix}{t.crawl}.work")
     return ({"key": key, "shards": shards, "addresses": addresses, "time": st.iso(now),
              "revision": int(plan.get("revision", 0)) + 1}, [("Normal", verb, msg)])
 

@@ -121,6 +121,16 @@ class Kafka:
     partitions: int = 12
     credentials_secret: str | None = None  # envFrom for workers (librdkafka settings)
 
+    @property
+    def queue_prefix(self) -> str:
+        """What whoiscrawl.queue (and `whoiscrawl worker --topic-prefix`) prepend to the crawl.
+
+        `whoiscrawl` names the topics `whoiscrawl.<crawl>.work`, like the CLI's default
+        `whoiscrawl.`; a prefix that already ends in `.`, `-` or `_` is taken as it is.
+        """
+        prefix = self.topic_prefix
+        return prefix if prefix.endswith((".", "-", "_")) else prefix + "."
+
 
 @dataclass(frozen=True)
 class Redis:

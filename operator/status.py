@@ -11,6 +11,9 @@ from whoiscrawl.operator.scaling import Recommendation
 
 CONDITION_TYPES = ("Ready", "Progressing", "Completed", "Degraded")
 RATE_SMOOTHING = 0.3  # weight of the newest sample in the EWMA of the crawl rate
+# A stalled crawl's EWMA decays towards 0 without reaching it; past this the ETA is unknown
+# (and now + ETA would overflow datetime, failing every reconcile).
+MAX_ETA_SECONDS = 10 * 365 * 86400
 
 
 def iso(t: datetime) -> str:
@@ -108,7 +111,7 @@ def eta_seconds(c: Counters, rate: Rate) -> float | None:
     remaining = max(0, c.addresses_total - c.addresses_done)
     if remaining == 0:
         return 0.0 if c.addresses_total else None
-    if rate.addresses_per_second <= 0:
+    if rate.addresses_per_second <= 0 or remaining / rate.addresses_per_second > MAX_ETA_SECONDS:
         return None
     return remaining / rate.addresses_per_second
 

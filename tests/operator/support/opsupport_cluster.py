@@ -41,7 +41,7 @@ def _default(obj: dict[str, Any]) -> dict[str, Any]:
 class Cluster:
     kube: RealisticKube
     url: str
-    backend: FakeBackend
+    backend: Any  # a FakeBackend, or whoiscrawl.operator.backend.LiveBackend (end-to-end)
     pending_pods: bool = False  # the toy controller leaves pods unscheduled (no spot capacity)
     ready: bool = True  # the toy controller marks pods Ready
     seen: list[dict[str, Any]] = field(default_factory=list)
@@ -144,12 +144,16 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster() -> AsyncIterator[Cluster]:
-    """kmock serves on the test's loop; kopf runs on its own loop in a thread, like in a pod."""
+async def running_cluster(backend: Any = None, toy_controller: bool = True) -> AsyncIterator[Cluster]:
+    """kmock serves on the test's loop; kopf runs on its own loop in a thread, like in a pod.
+
+    `backend` replaces the FakeBackend; without `toy_controller` nothing acts on Deployments
+    (the end-to-end test brings its own process runner).
+    """
     kube = make(build_crd(), _validate, _default)
     async with kube, kmock.Server(kube) as server:
         url = str(server.url).rstrip("/")
-        cluster = Cluster(kube, url, FakeBackend())
+        cluster = Cluster(kube, url, FakeBackend() if backend is None else backend)
         memo = kopf.Memo(deps=control.Deps(kube=KubeClient(url), backend=cluster.backend),
                          kube_server=url)
         stop, ready = threading.Event(), threading.Event()
@@ -159,7 +163,7 @@ async def running_cluster() -> AsyncIterator[Cluster]:
                                       ready_flag=ready, standalone=True))
 
         thread = threading.Thread(target=run, name="kopf", daemon=True)
-        toy = asyncio.create_task(cluster.controller())
+        toy = asyncio.create_task(cluster.controller() if toy_controller else asyncio.sleep(0))
         thread.start()
         try:
             assert await asyncio.to_thread(ready.wait, 10), "kopf did not start"

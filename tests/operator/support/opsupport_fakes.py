@@ -31,7 +31,7 @@ class FakeBackend:
 
     def ensure_topics(self, t: Target, partitions: int) -> None:
         self._check()
-        self.topics[f"{t.prefix}.{t.crawl}"] = partitions
+        self.topics[f"{t.prefix}{t.crawl}"] = partitions
 
     def publish_plan(self, t: Target, spec: CrawlSpec) -> Plan:
         self._check()
