@@ -340,8 +340,17 @@ class RegistryClient:
             raise LookupFailed(f"RDAP failed for {IPAddress(address)} at {registry}: {reason}")
         host, _, port = server.rpartition(":")
         try:
-            async with self.limiter.permit(registry, self._egress_keys):  # WHOIS counts too
-                record = await asyncio.to_thread(_whois_lookup, address, registry, host, int(port))
+            for pause in range(self.max_pauses + 1):
+                async with self.limiter.permit(registry, self._egress_keys) as egress:  # WHOIS counts too
+                    try:
+                        record = await asyncio.to_thread(_whois_lookup, address, registry, host, int(port))
+                        break
+                    except WhoisRateLimited as exc:
+                        if pause == self.max_pauses:
+                            raise
+                        metrics.RATE_LIMITED.labels(registry).inc()
+                        await self.limiter.pause(registry, egress, self.default_pause)
+                        log.info("WHOIS at %s: %s", registry, exc)
         except Exception as exc:  # ipwhois raises its own WhoisLookupError and socket errors
             raise LookupFailed(
                 f"RDAP ({reason}) and WHOIS ({exc}) failed for {IPAddress(address)} at {registry}"
@@ -377,9 +386,18 @@ def _whois_registry(text: str, asked: str) -> str:
     return _WHOIS_SOURCES.get(source, asked)
 
 
+class WhoisRateLimited(RuntimeError):
+    """The WHOIS server refused the query for volume (RIPE-style %ERROR:201, 'limit exceeded')."""
+
+
+_WHOIS_REFUSAL = re.compile(r"%\s*ERROR:201|access denied|limit exceeded|queries exceeded", re.IGNORECASE)
+
+
 def _whois_lookup(address: int, asked: str, host: str, port: int) -> NetworkRecord:
     net = Net(str(IPAddress(address)))
     text = net.get_whois(asn_registry=asked, retry_count=1, server=host, port=port)
+    if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum", "NetRange"):
+        raise WhoisRateLimited(text.strip().splitlines()[0][:200])
     registry = _whois_registry(text, asked)
     parsed = Whois(net).lookup(response=text, is_offline=True, asn_data={"asn_registry": registry})
     holding = []
@@ -407,7 +425,9 @@ def _whois_lookup(address: int, asked: str, host: str, port: int) -> NetworkReco
         "status": [],
     }
     record = _to_record(net_fields, {}, address, registry, "whois")
-    record.abuse_emails = sorted({e.strip() for e in str(best.get("emails") or "").split("\n") if e.strip()})
+    emails = best.get("emails") or []
+    emails = emails if isinstance(emails, list) else str(emails).split("\n")  # ipwhois gives either
+    record.abuse_emails = sorted({str(e).strip() for e in emails if str(e).strip()})
     record.registration_date = best.get("created")
     record.last_changed = best.get("updated")
     return record

@@ -66,6 +66,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
         self.failed = False
+        # Finished shards whose commit a rebalance refused, by partition; retried until they land.
+        self.uncommitted: dict[int, TopicPartition] = {}
         self.consumer = Consumer(
             {
                 "bootstrap.servers": config.kafka_bootstrap,
@@ -92,6 +94,9 @@ class Worker:
         for tp in partitions:
             self._loop.call_soon_threadsafe(self._start_lane, tp.partition)
         consumer.incremental_assign(partitions)
+        # A partition we paused (its lane's queue was full) and now get back must not stay paused:
+        # its new lane starts empty and would never resume it.
+        consumer.resume(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._loop is not None
@@ -117,6 +122,9 @@ class Worker:
             self.stopping.set()
 
     def _stop_lane(self, partition: int) -> None:
+        # Its next owner re-reads from the committed offset, finds the shard done in Redis and
+        # commits it: our pending commit is theirs now.
+        self.uncommitted.pop(partition, None)
         lane = self.lanes.pop(partition, None)
         if lane:
             lane.revoked = True  # its current lookup finishes; the new owner resumes at the cursor
@@ -126,6 +134,8 @@ class Worker:
             try:
                 msg = await asyncio.wait_for(lane.queue.get(), timeout=0.5)
             except TimeoutError:
+                if lane.partition in self.uncommitted:
+                    await self._commit(self.uncommitted[lane.partition])
                 continue
             if lane.paused and lane.queue.qsize() <= self.config.max_queued_per_partition // 2:
                 lane.paused = False
@@ -140,12 +150,12 @@ class Worker:
                     msg.offset(),
                     exc,
                 )
-                await self._commit(msg)
+                await self._commit(self._next_offset(msg))
                 continue
             done = await self._walk(shard, lane)
             if not done:
                 return  # stopped or revoked: not committed, so whoever owns it next redoes the rest
-            await self._commit(msg)
+            await self._commit(self._next_offset(msg))
 
     async def _walk(self, shard: Shard, lane: Lane) -> bool:
         assert self.crawler is not None
@@ -156,14 +166,20 @@ class Worker:
                 task.cancel()  # abandons the lookup in flight; the cursor before it is checkpointed
         return not task.cancelled() and task.result()
 
-    async def _commit(self, msg: Message) -> None:
-        tp = TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
+    def _next_offset(self, msg: Message) -> TopicPartition:
+        return TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
+
+    async def _commit(self, tp: TopicPartition) -> None:
         try:
             await self._call(lambda: self.consumer.commit(offsets=[tp], asynchronous=False))
+            if self.uncommitted.get(tp.partition, tp).offset <= tp.offset:
+                self.uncommitted.pop(tp.partition, None)
         except KafkaException as exc:
-            # A rebalance took the partition meanwhile. The shard is marked done in Redis, so its
-            # next owner skips it at once: nothing is lost or redone.
-            log.warning("commit of %s[%d]@%d failed: %s", tp.topic, tp.partition, tp.offset, exc)
+            # A rebalance is under way. The shard is marked done in Redis, so nothing is redone;
+            # but the offset must still be committed, or the crawl's lag never reaches zero when
+            # the partition stays with us (cooperative-sticky). Retried while the lane is idle.
+            log.warning("commit of %s[%d]@%d failed, will retry: %s", tp.topic, tp.partition, tp.offset, exc)
+            self.uncommitted[tp.partition] = tp
 
     async def _consume(self) -> None:
         while not self.stopping.is_set():
@@ -175,13 +191,17 @@ class Worker:
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("kafka: %s", err)
                     continue
-                lane = self.lanes.get(msg.partition())
+                partition = msg.partition() or 0
+                lane = self.lanes.get(partition)
                 if lane is None:
-                    continue  # revoked meanwhile; the message will be redelivered to its owner
+                    # A message is only delivered for a partition we hold: walk it. Dropping it
+                    # would lose the shard, since our position has moved past it.
+                    self._start_lane(partition)
+                    lane = self.lanes[partition]
                 lane.queue.put_nowait(msg)
                 if not lane.paused and lane.queue.qsize() >= self.config.max_queued_per_partition:
                     lane.paused = True
-                    await self._call(self.consumer.pause, [TopicPartition(self.work_topic, msg.partition())])
+                    await self._call(self.consumer.pause, [TopicPartition(self.work_topic, partition)])
 
     async def _report_lag(self) -> None:
         while not self.stopping.is_set():
