@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from whoiscrawl.operator.spec import CrawlSpec
-from whoiscrawl.operator.status import Counters
+
+from whoiscrawl.records import Progress
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Backend(Protocol):
 
     def set_totals(self, t: Target, shards: int, addresses: int) -> None: ...
 
-    def counters(self, t: Target) -> Counters: ...
+    def counters(self, t: Target) -> Progress: ...
 
     def lag(self, t: Target) -> int: ...
 
@@ -85,12 +86,8 @@ class LiveBackend:
         self._call("writing totals", store.set_shards_total, shards)
         self._call("writing totals", store.set_addresses_total, addresses)
 
-    def counters(self, t: Target) -> Counters:
-        p = self._call("reading Redis counters", self._store(t).progress)
-        return Counters(shards_total=p.shards_total, shards_done=p.shards_done,
-                        lookups=p.lookups, blocks=p.blocks, addresses_total=p.addresses_total,
-                        addresses_done=p.addresses_done, rate_limited=p.rate_limited,
-                        errors=p.errors)
+    def counters(self, t: Target) -> Progress:
+        return self._call("reading Redis counters", self._store(t).progress)
 
     def lag(self, t: Target) -> int:
         queue = _module("whoiscrawl.queue")

@@ -15,6 +15,8 @@ from whoiscrawl.operator.backend import Backend, BackendError, Target
 from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_value
 from whoiscrawl.operator.spec import CrawlSpec, SpecError, parse_spec, validate_name
 
+from whoiscrawl.records import Progress
+
 log = logging.getLogger("whoiscrawl.operator")
 Event = tuple[str, str, str]  # (Normal | Warning, reason, message)
 
@@ -154,7 +156,7 @@ def _reconcile(deps: Deps, crawl: Crawl) -> Result:
     events: list[Event] = []
     plan = dict(prev.get("plan") or {})
     backend_error = None
-    counters: st.Counters | None = None
+    counters: Progress | None = None
     lag: int | None = None
     partitions = spec.kafka.partitions
     try:

@@ -9,6 +9,8 @@ from typing import Any
 
 from whoiscrawl.operator.scaling import Recommendation
 
+from whoiscrawl.records import Progress
+
 CONDITION_TYPES = ("Ready", "Progressing", "Completed", "Degraded")
 RATE_SMOOTHING = 0.3  # weight of the newest sample in the EWMA of the crawl rate
 # A stalled crawl's EWMA decays towards 0 without reaching it; past this the ETA is unknown
@@ -31,26 +33,12 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class Counters:
-    """The crawl's counters as the data plane keeps them (mirrors whoiscrawl.store.Progress)."""
-
-    shards_total: int = 0
-    shards_done: int = 0
-    lookups: int = 0
-    blocks: int = 0
-    addresses_total: int = 0
-    addresses_done: int = 0
-    rate_limited: int = 0
-    errors: int = 0
-
-
-@dataclass(frozen=True)
 class Observation:
     """What the reconciler saw and decided this round."""
 
     now: datetime
     generation: int
-    counters: Counters | None = None  # None: the backend could not be read
+    counters: Progress | None = None  # None: the backend could not be read
     lag: int | None = None
     planned: bool = False
     completed: bool = False
@@ -74,13 +62,13 @@ class Rate:
     lookups_per_second: float = 0.0
 
 
-def is_complete(counters: Counters | None, lag: int | None, planned: bool) -> bool:
+def is_complete(counters: Progress | None, lag: int | None, planned: bool) -> bool:
     """Every planned shard is done and nothing is left in the work topic."""
     return bool(planned and counters is not None and lag == 0 and counters.shards_total > 0
                 and counters.shards_done >= counters.shards_total)
 
 
-def progress_percent(c: Counters) -> float:
+def progress_percent(c: Progress) -> float:
     if c.addresses_total > 0:
         return round(min(100.0, 100.0 * c.addresses_done / c.addresses_total), 1)
     if c.shards_total > 0:
@@ -88,7 +76,7 @@ def progress_percent(c: Counters) -> float:
     return 0.0
 
 
-def next_rate(previous: Mapping[str, Any] | None, c: Counters, now: datetime) -> Rate:
+def next_rate(previous: Mapping[str, Any] | None, c: Progress, now: datetime) -> Rate:
     """EWMA of addresses/s and lookups/s from the previous sample in status."""
     prev = previous or {}
     then = parse_time(prev.get("time"))
@@ -107,7 +95,7 @@ def next_rate(previous: Mapping[str, Any] | None, c: Counters, now: datetime) ->
                 w * n + (1 - w) * old.lookups_per_second)
 
 
-def eta_seconds(c: Counters, rate: Rate) -> float | None:
+def eta_seconds(c: Progress, rate: Rate) -> float | None:
     remaining = max(0, c.addresses_total - c.addresses_done)
     if remaining == 0:
         return 0.0 if c.addresses_total else None

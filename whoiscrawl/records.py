@@ -1,9 +1,9 @@
-"""Work and result messages: the versioned JSON records that cross Kafka, files and processes."""
+"""Work and result messages and crawl counters: the records that cross Kafka, Redis, files and processes."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -118,3 +118,24 @@ class NetworkRecord:
         except json.JSONDecodeError as exc:
             raise RecordError(f"result message is not JSON: {exc}") from exc
         return cls.from_dict(doc)
+
+
+@dataclass
+class Progress:
+    """A crawl's counters, as the operator and the progress display read them."""
+
+    shards_total: int = 0
+    shards_done: int = 0
+    lookups: int = 0
+    blocks: int = 0
+    addresses_total: int = 0
+    addresses_done: int = 0
+    rate_limited: int = 0
+    errors: int = 0
+    wasted: int = 0  # lookups answered with a leaf this crawl already had (a race or a redo)
+
+    @classmethod
+    def from_mapping(cls, raw: dict[Any, Any]) -> Progress:
+        names = {f.name for f in fields(cls)}
+        values = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+        return cls(**{k: v for k, v in values.items() if k in names})

@@ -7,7 +7,7 @@ import json
 import os
 from array import array
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from sortedcontainers import SortedDict
 
+from whoiscrawl.records import Progress
 from whoiscrawl.strategy import Answer
 
 
@@ -84,27 +85,6 @@ class KnownBlocks:
     def knows(self, first: int, last: int) -> bool:
         end = self.terminal_end(first)
         return (end is not None and end >= last) or (first << 32 | last) in self._parents
-
-
-@dataclass
-class Progress:
-    """A crawl's counters, as the operator and the progress display read them."""
-
-    shards_total: int = 0
-    shards_done: int = 0
-    lookups: int = 0
-    blocks: int = 0
-    addresses_total: int = 0
-    addresses_done: int = 0
-    rate_limited: int = 0
-    errors: int = 0
-    wasted: int = 0  # lookups answered with a leaf this crawl already had (a race or a redo)
-
-    @classmethod
-    def from_mapping(cls, raw: dict[Any, Any]) -> Progress:
-        names = {f.name for f in fields(cls)}
-        values = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class Store(Protocol):

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from whoiscrawl.operator.scaling import Recommendation
 from whoiscrawl.operator.status import (
-    Counters,
     Observation,
+    Progress,
     Rate,
     compute_status,
     eta_seconds,
@@ -20,7 +20,7 @@ from whoiscrawl.operator.status import (
 )
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
-RUNNING = Counters(shards_total=10, shards_done=4, lookups=100, blocks=80,
+RUNNING = Progress(shards_total=10, shards_done=4, lookups=100, blocks=80,
                    addresses_total=1000, addresses_done=400)
 
 
@@ -90,47 +90,47 @@ def test_events_on_transitions_only() -> None:
 
 
 @pytest.mark.parametrize(("c", "lag", "planned", "done"), [
-    (Counters(shards_total=10, shards_done=10), 0, True, True),
-    (Counters(shards_total=10, shards_done=10), 1, True, False),
-    (Counters(shards_total=10, shards_done=9), 0, True, False),
-    (Counters(shards_total=0, shards_done=0), 0, True, False),
-    (Counters(shards_total=10, shards_done=10), 0, False, False),
+    (Progress(shards_total=10, shards_done=10), 0, True, True),
+    (Progress(shards_total=10, shards_done=10), 1, True, False),
+    (Progress(shards_total=10, shards_done=9), 0, True, False),
+    (Progress(shards_total=0, shards_done=0), 0, True, False),
+    (Progress(shards_total=10, shards_done=10), 0, False, False),
     (None, 0, True, False),
-    (Counters(shards_total=10, shards_done=10), None, True, False),
+    (Progress(shards_total=10, shards_done=10), None, True, False),
 ])
-def test_is_complete(c: Counters | None, lag: int | None, planned: bool, done: bool) -> None:
+def test_is_complete(c: Progress | None, lag: int | None, planned: bool, done: bool) -> None:
     assert is_complete(c, lag, planned) == done
 
 
 @pytest.mark.parametrize(("c", "pct"), [
-    (Counters(addresses_total=1000, addresses_done=333), 33.3),
-    (Counters(shards_total=8, shards_done=2), 25.0),
-    (Counters(), 0.0),
-    (Counters(addresses_total=10, addresses_done=20), 100.0),
+    (Progress(addresses_total=1000, addresses_done=333), 33.3),
+    (Progress(shards_total=8, shards_done=2), 25.0),
+    (Progress(), 0.0),
+    (Progress(addresses_total=10, addresses_done=20), 100.0),
 ])
-def test_progress_percent(c: Counters, pct: float) -> None:
+def test_progress_percent(c: Progress, pct: float) -> None:
     assert progress_percent(c) == pct
 
 
 def test_rate_and_eta() -> None:
     sample = {"time": "2030-01-01T00:00:00Z", "addressesDone": 0, "lookups": 0}
-    c = Counters(addresses_total=1000, addresses_done=100, lookups=50)
+    c = Progress(addresses_total=1000, addresses_done=100, lookups=50)
     first = next_rate(sample, c, T0 + timedelta(seconds=10))
     assert first == Rate(10.0, 5.0)
     prev = {"time": "2030-01-01T00:00:10Z", "addressesDone": 100, "lookups": 50,
             "addressesPerSecond": 10.0, "lookupsPerSecond": 5.0}
-    smoothed = next_rate(prev, Counters(addresses_total=1000, addresses_done=300, lookups=50),
+    smoothed = next_rate(prev, Progress(addresses_total=1000, addresses_done=300, lookups=50),
                          T0 + timedelta(seconds=20))
     assert smoothed.addresses_per_second == pytest.approx(0.3 * 20 + 0.7 * 10)
     assert eta_seconds(c, Rate(10.0, 5.0)) == 90.0
     assert eta_seconds(c, Rate()) is None
-    assert eta_seconds(Counters(addresses_total=5, addresses_done=5), Rate()) == 0.0
+    assert eta_seconds(Progress(addresses_total=5, addresses_done=5), Rate()) == 0.0
 
 
 def test_status_counters_eta_and_deadline_risk() -> None:
     prev = compute_status(None, obs()).status
     later = obs(now=T0 + timedelta(seconds=10),
-                counters=Counters(shards_total=10, shards_done=5, lookups=120, blocks=90,
+                counters=Progress(shards_total=10, shards_done=5, lookups=120, blocks=90,
                                   addresses_total=1000, addresses_done=500),
                 deadline=T0 + timedelta(seconds=20))
     s = compute_status(prev, later).status

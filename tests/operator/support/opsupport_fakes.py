@@ -7,15 +7,15 @@ from dataclasses import dataclass, field, replace
 
 from whoiscrawl.operator.backend import BackendError, Plan, Target
 from whoiscrawl.operator.spec import CrawlSpec
-from whoiscrawl.operator.status import Counters
+from whoiscrawl.operator.status import Progress
 
 
 @dataclass
 class FakeBackend:
-    """Counters and lag are set by the test; calls are recorded."""
+    """Progress and lag are set by the test; calls are recorded."""
 
     lag_of: dict[str, int] = field(default_factory=dict)
-    counters_of: dict[str, Counters] = field(default_factory=dict)
+    counters_of: dict[str, Progress] = field(default_factory=dict)
     partitions_of: int = 12
     shards_per_plan: int = 16
     addresses_per_plan: int = 1 << 20
@@ -42,14 +42,14 @@ class FakeBackend:
     def set_totals(self, t: Target, shards: int, addresses: int) -> None:
         self._check()
         with self.lock:
-            old = self.counters_of.get(t.crawl, Counters())
+            old = self.counters_of.get(t.crawl, Progress())
             self.counters_of[t.crawl] = replace(old, shards_total=shards,
                                                 addresses_total=addresses)
 
-    def counters(self, t: Target) -> Counters:
+    def counters(self, t: Target) -> Progress:
         self._check()
         with self.lock:
-            return self.counters_of.get(t.crawl, Counters())
+            return self.counters_of.get(t.crawl, Progress())
 
     def lag(self, t: Target) -> int:
         self._check()
@@ -67,7 +67,7 @@ class FakeBackend:
     def finish(self, crawl: str) -> None:
         """Pretend every shard is done and the work topic is drained."""
         with self.lock:
-            c = self.counters_of.get(crawl, Counters())
+            c = self.counters_of.get(crawl, Progress())
             self.counters_of[crawl] = replace(c, shards_done=c.shards_total, blocks=1234,
                                               lookups=1300, addresses_done=c.addresses_total)
             self.lag_of[crawl] = 0
