@@ -25,6 +25,11 @@ class Target:
     bootstrap: str
     prefix: str
     redis_url: str
+    kafka_config: tuple[tuple[str, str], ...] = ()  # librdkafka settings from the credentials Secret
+
+    @property
+    def config(self) -> dict[str, str] | None:
+        return dict(self.kafka_config) or None
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class LiveBackend:
     def ensure_topics(self, t: Target, partitions: int) -> None:
         queue = _module("whoiscrawl.queue")
         self._call("creating topics", queue.ensure_topics, t.bootstrap, t.prefix, t.crawl,
-                   partitions)
+                   partitions, t.config)
 
     def publish_plan(self, t: Target, spec: CrawlSpec) -> Plan:
         queue, space = _module("whoiscrawl.queue"), _module("whoiscrawl.space")
@@ -78,7 +83,7 @@ class LiveBackend:
                             list(spec.excludes), spec.strategy, spec.resolution,
                             spec.shard_prefix, spec.samples)
         sent = self._call("publishing shards", queue.publish_shards, t.bootstrap, t.prefix,
-                          t.crawl, shards)
+                          t.crawl, shards, t.config)
         return Plan(shards=int(sent), addresses=sum(s.last - s.first + 1 for s in shards))
 
     def set_totals(self, t: Target, shards: int, addresses: int) -> None:
@@ -92,12 +97,12 @@ class LiveBackend:
     def lag(self, t: Target) -> int:
         queue = _module("whoiscrawl.queue")
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,
-                              t.crawl))
+                              t.crawl, t.config))
 
     def partitions(self, t: Target) -> int:
         queue = _module("whoiscrawl.queue")
         return int(self._call("reading partitions", queue.partition_count, t.bootstrap,
-                              t.prefix, t.crawl))
+                              t.prefix, t.crawl, t.config))
 
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str:
         queue = _module("whoiscrawl.queue")
@@ -106,7 +111,8 @@ class LiveBackend:
             keys = self._call("deleting Redis keys", self._store(t).delete_crawl)
             done.append(f"deleted {keys} Redis keys")
         if topics:
-            self._call("deleting topics", queue.delete_topics, t.bootstrap, t.prefix, t.crawl)
+            self._call("deleting topics", queue.delete_topics, t.bootstrap, t.prefix, t.crawl,
+                       t.config)
             done.append("deleted topics")
         return "; ".join(done) or "retained topics and Redis keys"
 

@@ -12,7 +12,7 @@ from typing import Any
 from whoiscrawl.operator import builders, scaling, scheduling, spot
 from whoiscrawl.operator import status as st
 from whoiscrawl.operator.backend import Backend, BackendError, Target
-from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_value
+from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_data, secret_value
 from whoiscrawl.operator.spec import CrawlSpec, SpecError, parse_spec, validate_name
 
 from whoiscrawl.records import Progress
@@ -75,8 +75,15 @@ def target(kube: Kube, crawl: Crawl, spec: CrawlSpec) -> Target:
     if url is None and spec.redis.url_secret is not None:
         ref = spec.redis.url_secret
         url = secret_value(kube, crawl.namespace, ref.name, ref.key)
+    kafka_config: tuple[tuple[str, str], ...] = ()
+    if spec.kafka.credentials_secret:
+        # The keys workers get through envFrom (WHOISCRAWL_KAFKA_SASL_USERNAME, ...), read the same way.
+        from whoiscrawl.queue import kafka_config_from
+
+        data = secret_data(kube, crawl.namespace, spec.kafka.credentials_secret)
+        kafka_config = tuple(sorted(kafka_config_from(data).items()))
     return Target(crawl=crawl.name, bootstrap=spec.kafka.bootstrap_servers,
-                  prefix=spec.kafka.queue_prefix, redis_url=url or "")
+                  prefix=spec.kafka.queue_prefix, redis_url=url or "", kafka_config=kafka_config)
 
 
 def plan_key(spec: CrawlSpec) -> str:

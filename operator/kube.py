@@ -180,6 +180,15 @@ def update_patch(live: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, 
     return body
 
 
+def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, str]:
+    """Every key of a Secret, decoded."""
+    secret = kube.get("v1", "secrets", namespace, name)
+    if secret is None:
+        raise KubeError(404, f"secret {namespace}/{name} not found")
+    decoded = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    return {**decoded, **{k: str(v) for k, v in (secret.get("stringData") or {}).items()}}
+
+
 def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
     secret = kube.get("v1", "secrets", namespace, name)
     if secret is None:

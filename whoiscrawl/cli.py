@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -165,8 +166,9 @@ def plan(
     if store.progress().shards_total and not force:
         typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
         return
-    queue.ensure_topics(kafka_bootstrap, topic_prefix, crawl, partitions)
-    sent = queue.publish_shards(kafka_bootstrap, topic_prefix, crawl, shards)
+    config = queue.kafka_config_from(os.environ)
+    queue.ensure_topics(kafka_bootstrap, topic_prefix, crawl, partitions, config)
+    sent = queue.publish_shards(kafka_bootstrap, topic_prefix, crawl, shards, config)
     store.set_shards_total(len(shards))
     store.set_addresses_total(sum(s.last - s.first + 1 for s in shards))
     typer.echo(
@@ -211,6 +213,7 @@ def worker(
     """Take shards from the crawl's work topic until stopped (what the operator runs in pods)."""
     import socket
 
+    from whoiscrawl.queue import kafka_config_from
     from whoiscrawl.ratelimit import LimitError, parse_limits
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
@@ -232,6 +235,7 @@ def worker(
         whois_servers=_whois_servers(whois),
         metrics_port=metrics_port or None,
         grace_seconds=grace_seconds,
+        kafka_config=kafka_config_from(os.environ),
     )
     raise typer.Exit(run_worker(config))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -13,6 +13,19 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from whoiscrawl.records import NetworkRecord, Shard
 
 DEFAULT_PARTITIONS = 32
+
+
+KAFKA_ENV_PREFIX = "WHOISCRAWL_KAFKA_"
+
+
+def kafka_config_from(settings: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka settings from `WHOISCRAWL_KAFKA_<PROPERTY>` entries of the environment or of a
+    Secret (`WHOISCRAWL_KAFKA_SASL_USERNAME` -> `sasl.username`); the bootstrap is set apart."""
+    return {
+        key[len(KAFKA_ENV_PREFIX) :].lower().replace("_", "."): value
+        for key, value in settings.items()
+        if key.startswith(KAFKA_ENV_PREFIX) and key != KAFKA_ENV_PREFIX + "BOOTSTRAP"
+    }
 
 
 def topic_names(prefix: str, crawl: str) -> tuple[str, str]:

@@ -214,10 +214,13 @@ def plan_shards(
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")
     if strategy not in ("sweep", "sample"):
         raise SpaceError(f"unknown strategy {strategy!r}: use sweep or sample")
-    size = 1 << (32 - prefix)
     shards = []
     for rng in space.iter_ipranges():
         first, last = int(rng.first), int(rng.last)
+        # A range is walked by as many lanes as it has shards: cut even a small one into at least
+        # 16, so several workers and egress addresses can share it.
+        per_range = 32 - max(0, (last - first + 1).bit_length() - 1) + 4
+        size = 1 << (32 - (prefix if shard_prefix is not None else max(prefix, min(24, per_range))))
         while first <= last:
             end = min(last, (first // size + 1) * size - 1)
             shard_id = f"{IPAddress(first)}-{IPAddress(end)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -67,7 +67,7 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) -> None:
     b = LiveBackend()
     b.ensure_topics(T, 24)
-    assert modules["ensure_topics"] == [("127.0.0.1:9092", "wc", "c1", 24)]
+    assert modules["ensure_topics"] == [("127.0.0.1:9092", "wc", "c1", 24, None)]
     plan = b.publish_plan(T, SPEC)
     assert plan.shards == 2 and plan.addresses == 512
     assert modules["plan_shards"] == [("c1", ["41.0.0.0/8"], ["41.1.0.0/16"], "sweep", 20, 16, 0)]
@@ -77,7 +77,13 @@ def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) ->
     assert (c.shards_total, c.addresses_done, c.rate_limited) == (4, 256, 1)
     b.set_totals(T, 4, 512)
     assert b.cleanup(T, topics=True, redis=True) == "deleted 42 Redis keys; deleted topics"
-    assert modules["delete_topics"] == [("127.0.0.1:9092", "wc", "c1")]
+    assert modules["delete_topics"] == [("127.0.0.1:9092", "wc", "c1", None)]
+
+
+def test_live_backend_passes_kafka_credentials(modules: dict[str, list[Any]]) -> None:
+    secured = replace(T, kafka_config=(("sasl.password", "p"), ("sasl.username", "u")))
+    LiveBackend().ensure_topics(secured, 24)
+    assert modules["ensure_topics"][-1][-1] == {"sasl.password": "p", "sasl.username": "u"}
 
 
 def test_live_backend_wraps_failures(monkeypatch: pytest.MonkeyPatch,

@@ -88,7 +88,14 @@ def test_auto_shard_prefix(addresses, prefix):
     assert auto_shard_prefix(addresses) == prefix
 
 
+def test_small_ranges_are_cut_for_several_lanes():
+    shards = plan_shards("c", ["8.0.0.0/12", "186.0.0.0/18"])  # ~1M addresses: /20 overall
+    assert sum(1 for s in shards if s.first >> 24 == 8) == 256
+    assert sum(1 for s in shards if s.first >> 24 == 186) == 16  # /22s, not four /20s
+
+
 @pytest.mark.parametrize("bad", ["8.8.8.8/33", "nonsense", "::1/128", "9.9.9.9-1.1.1"])
 def test_bad_ranges_say_what_is_wrong(bad):
     with pytest.raises(SpaceError, match=r"only IPv4|not a CIDR"):
         plan_shards("c", [bad])
+
