@@ -33,6 +33,18 @@ def validate(name: str, doc: dict[str, Any]) -> None:
         raise RecordError(f"{name} record invalid at {where}: {err.message}")
 
 
+def parse(name: str, raw: bytes | str) -> dict[str, Any]:
+    """A message's JSON, checked against its schema."""
+    try:
+        doc = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{name} message is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise RecordError(f"{name} message is not a JSON object")
+    validate(name, doc)
+    return doc
+
+
 @dataclass(frozen=True)
 class Shard:
     """A contiguous range of IPv4 space for one worker to walk, with the strategy's settings."""
@@ -51,11 +63,7 @@ class Shard:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Shard:
-        try:
-            doc = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"shard message is not JSON: {exc}") from exc
-        validate("shard", doc)
+        doc = parse("shard", raw)
         doc.pop("schema")
         return cls(**doc)
 
@@ -108,16 +116,15 @@ class NetworkRecord:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> NetworkRecord:
         validate("result", doc)
-        fields = {k: v for k, v in doc.items() if k != "schema"}
-        return cls(**fields)
+        return cls._from_valid(doc)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> NetworkRecord:
-        try:
-            doc = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"result message is not JSON: {exc}") from exc
-        return cls.from_dict(doc)
+        return cls._from_valid(parse("result", raw))
+
+    @classmethod
+    def _from_valid(cls, doc: dict[str, Any]) -> NetworkRecord:
+        return cls(**{k: v for k, v in doc.items() if k != "schema"})
 
 
 @dataclass
