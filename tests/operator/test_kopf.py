@@ -43,7 +43,7 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     status = cluster.crawl("demo")["status"]
     assert status["phase"] == "Running" and status["shards"]["total"] == 16
     assert status["selector"].startswith("app.kubernetes.io/name=whoiscrawl")
-    assert cluster.events("Planned")
+    await cluster.until(lambda: cluster.events("Planned"), label="Planned event")
 
     # Scale through the spec, then through the scale subresource (kubectl scale / HPA).
     await cluster.patch_spec("demo", {"workers": {"replicas": 2}})
@@ -64,7 +64,7 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     status = cluster.crawl("demo")["status"]
     assert status["phase"] == "Completed" and status["blocks"] == 1234
     assert status["progress"] == 100.0 and status["completionTime"]
-    assert cluster.events("AllShardsDone")
+    await cluster.until(lambda: cluster.events("AllShardsDone"), label="AllShardsDone event")
 
 
 async def test_pause_and_resume(cluster: Cluster) -> None:
@@ -154,7 +154,7 @@ async def test_delete_cleans_up(cluster: Cluster) -> None:
                               ("v1", "configmaps", "d-worker-config"),
                               ("policy/v1", "poddisruptionbudgets", "d-worker")]:
         assert cluster.get(api, plural, name) is None, name  # garbage-collected via ownerRefs
-    assert cluster.events("CleanedUp")
+    await cluster.until(lambda: cluster.events("CleanedUp"), label="CleanedUp event")
 
 
 async def test_spot_fallback_to_on_demand(cluster: Cluster) -> None:
