@@ -13,7 +13,7 @@ from netaddr import IPAddress
 
 from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
-from whoiscrawl.registry import LookupFailed, RegistryClient
+from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.store import Store
 from whoiscrawl.strategy import Answer, Walk, is_terminal, walk_for
 
@@ -28,7 +28,7 @@ class ResultSink(Protocol):
 
 @dataclass
 class Crawler:
-    """Walks shards one lookup at a time; many shards run at once, one per region."""
+    """Walks shards one lookup at a time; many shards run at once, each in its own lane."""
 
     store: Store
     sink: ResultSink
@@ -38,6 +38,7 @@ class Crawler:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     lookups_by_registry: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+    failure_pauses: tuple[float, ...] = (2.0, 10.0)  # before giving up on an address
 
     async def run_shard(self, shard: Shard) -> bool:
         """Walk a shard to its end (True) or until asked to stop (False; its cursor is checkpointed)."""
@@ -70,7 +71,7 @@ class Crawler:
                 return
             metrics.IN_FLIGHT.inc()
             try:
-                result = await self.client.lookup(address)
+                result = await self._lookup_patiently(address)
             except LookupFailed as exc:
                 await self._failed(shard, walk, address, str(exc))
                 return
@@ -78,10 +79,8 @@ class Crawler:
                 metrics.IN_FLIGHT.dec()
             self.lookups_by_registry[result.registry] += result.lookups
             record = result.record
-            if record is None:  # the registry holds nothing here: move on by one grid cell
-                cell = 1 << (32 - shard.resolution)
-                answer = Answer(address, min(shard.last, (address // cell + 1) * cell - 1), True)
-                walk.observe(address, answer)
+            if record is None:  # the registry holds nothing here
+                walk.skip(address)
                 await self.store.record_step(
                     shard.shard_id,
                     walk.cursor,
@@ -108,13 +107,23 @@ class Crawler:
         finally:
             await self.store.release(address, self.owner)
 
+    async def _lookup_patiently(self, address: int) -> LookupResult:
+        """A lookup that failed every way (RDAP retries, WHOIS) is tried again after a pause:
+        registries have bad minutes, and an address given up on is a block possibly lost."""
+        for pause in self.failure_pauses:
+            try:
+                return await self.client.lookup(address)
+            except LookupFailed as exc:
+                log.info("%s: %s; trying again in %.0fs", IPAddress(address), exc, pause)
+                await asyncio.sleep(pause)
+        return await self.client.lookup(address)
+
     async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:
         registry = self.client.route(address)[0] if self.client.bootstrap.base_url(address) else "none"
         metrics.ERRORS.labels(registry).inc()
         log.warning("giving up on %s for now: %s", IPAddress(address), reason)
         self.failures = [*self.failures[-99:], f"{IPAddress(address)}: {reason}"]  # the latest 100
-        cell = 1 << (32 - shard.resolution)
-        walk.observe(address, Answer(address, min(shard.last, (address // cell + 1) * cell - 1), True))
+        walk.skip(address)
         await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=1, errors=1)
 
 

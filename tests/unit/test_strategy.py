@@ -125,3 +125,23 @@ def test_sample_2016_density():
     shard = Shard("t", "s", 0, 65535, "sample", 24)
     # Every 12th /24, hosts .1/.65/.129/.193: 22 of 256 /24s here.
     assert len(sample_addresses(shard)) == 22 * 4
+
+
+def test_a_failed_backward_probe_ends_the_chain():
+    known = KnownBlocks()
+    walk = walk_for(Shard("t", "s", 9216, 65535, "sweep", 24))
+    walk._resolved_upto = 8191  # the space 8192-9215 was skipped by the grid, as in a real walk
+    assert walk.next_address(known) == 9216
+    walk.observe(9216, Answer(9132, 9500, True))
+    known.add(9132, 9500, True)
+    # 9131 is outside this shard (it starts at 9216): nothing to probe backwards here.
+    assert walk.next_address(known) == 9501
+
+    walk = walk_for(Shard("t", "s", 0, 65535, "sweep", 24))
+    walk._resolved_upto = 8191
+    walk.cursor = 9216
+    walk.observe(9216, Answer(9132, 9500, True))
+    known.add(9132, 9500, True)
+    assert walk.next_address(known) == 9131  # backwards into the skipped space
+    walk.skip(9131)  # it failed (or nothing is registered): the chain ends there
+    assert walk.next_address(known) == 9501  # not 9130, 9129, ... one failure after another
