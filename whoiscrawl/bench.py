@@ -172,7 +172,8 @@ class FleetRun:
     results: Path
     wall_s: float
     finished: bool
-    progress: Any  # whoiscrawl.store.Progress
+    progress: Any  # whoiscrawl.records.Progress
+    shards: int
 
 
 def crawl_with_fleet(
@@ -221,7 +222,7 @@ def crawl_with_fleet(
     with results.open("w") as fh:
         for record in queue.read_results(kafka, "whoiscrawl.", crawl, idle_s=2.0):
             fh.write(record.to_json().decode() + "\n")
-    run = FleetRun(crawl, results, wall, finished, admin.progress())
+    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(shards))
     queue.delete_topics(kafka, "whoiscrawl.", crawl)
     admin.delete_crawl()
     return run
@@ -281,6 +282,7 @@ def fleet_crawl(
         "wall_s": round(run.wall_s, 2),
         "bound_s": round(bound_seconds(_found_by_registry(run.results), limits, egress), 2),
         "worker_errors": run.progress.errors,
+        "shards": run.shards,
         **figures,
     }
 

@@ -262,8 +262,8 @@ def bench(
     micro: Annotated[
         bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")
     ] = False,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="One JSON line per run (the default output)")
+    _json: Annotated[
+        bool, typer.Option("--json", help="Accepted for scripts: JSON lines are the only output")
     ] = True,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; print figures as JSON."""
@@ -278,8 +278,7 @@ def bench(
             )
             typer.echo(json.dumps(run))
             if strategy == "sweep" and compare_sample:
-                shards = max(1, len(_plan_count(scenario)))
-                per_shard = max(1, int(run["lookups"] // shards))
+                per_shard = max(1, int(run["lookups"] // run["shards"]))
                 sample = b.fleet_crawl(
                     scenario,
                     "sample",
@@ -296,13 +295,6 @@ def bench(
         if micro:
             typer.echo(json.dumps(b.index_benchmark()))
             typer.echo(json.dumps(b.redis_memory_benchmark(redis_url)))
-
-
-def _plan_count(scenario: str) -> list:
-    from whoiscrawl.sim.scenarios import get
-    from whoiscrawl.space import plan_shards
-
-    return plan_shards("count", get(scenario).ranges)
 
 
 @app.command()
