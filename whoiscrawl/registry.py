@@ -393,13 +393,29 @@ class WhoisRateLimited(RuntimeError):
 _WHOIS_REFUSAL = re.compile(r"%\s*ERROR:201|access denied|limit exceeded|queries exceeded", re.IGNORECASE)
 
 
+# ARIN's WHOIS spells NetType differently from its RDAP "type"; records use the RDAP words.
+_ARIN_NET_TYPES = {
+    "DIRECT ALLOCATION": "DIRECT ALLOCATION",
+    "DIRECT ASSIGNMENT": "DIRECT ASSIGNMENT",
+    "REALLOCATED": "REALLOCATION",
+    "REASSIGNED": "REASSIGNMENT",
+}
+
+
 def _whois_lookup(address: int, asked: str, host: str, port: int) -> NetworkRecord:
-    net = Net(str(IPAddress(address)))
-    text = net.get_whois(asn_registry=asked, retry_count=1, server=host, port=port)
+    text = Net(str(IPAddress(address))).get_whois(asn_registry=asked, retry_count=1, server=host, port=port)
+    return parse_whois(text, address, asked)
+
+
+def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
+    """Port-43 text (any registry's format) as a record of the most specific network holding the
+    address, parsed with ipwhois; fields RDAP has and the text lacks stay empty."""
     if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum", "NetRange"):
         raise WhoisRateLimited(text.strip().splitlines()[0][:200])
     registry = _whois_registry(text, asked)
-    parsed = Whois(net).lookup(response=text, is_offline=True, asn_data={"asn_registry": registry})
+    parsed = Whois(Net(str(IPAddress(address)))).lookup(
+        response=text, is_offline=True, asn_data={"asn_registry": registry}
+    )
     holding = []
     for candidate in parsed.get("nets") or []:
         first, _, last = str(candidate.get("range") or "").partition(" - ")
@@ -414,6 +430,12 @@ def _whois_lookup(address: int, asked: str, host: str, port: int) -> NetworkReco
     _, span, best = min(holding, key=lambda h: h[0])
     # The handle as RDAP spells it: ARIN's NetHandle, elsewhere the inetnum itself.
     handle = _whois_field(text, "NetHandle", "inetnum") or f"{IPAddress(span.first)} - {IPAddress(span.last)}"
+    net_type = (_whois_field(text, "status", "NetType") or "").upper() or None
+    parent = None
+    if registry == "arin":  # "Parent: NAME (NET-HANDLE)"; RPSL objects name no parent
+        net_type = _ARIN_NET_TYPES.get(net_type or "", net_type)
+        match = re.search(r"\(([^()]+)\)\s*$", _whois_field(text, "Parent") or "")
+        parent = match.group(1) if match else None
     net_fields = {
         "handle": handle,
         "start_address": str(IPAddress(span.first)),
@@ -421,7 +443,8 @@ def _whois_lookup(address: int, asked: str, host: str, port: int) -> NetworkReco
         "cidr": best.get("cidr"),
         "name": best.get("name"),
         "country": best.get("country"),
-        "type": (_whois_field(text, "status", "NetType") or "").upper() or None,
+        "type": net_type,
+        "parent_handle": parent,
         "status": [],
     }
     record = _to_record(net_fields, {}, address, registry, "whois")

@@ -78,3 +78,24 @@ async def test_range_not_on_a_cidr_boundary(registry, start_sim, world: World, f
     assert len(doc["cidr0_cidrs"]) >= 2
     parsed = RDAP(Net(addr)).lookup(response=doc, asn_data={"asn_registry": registry}, depth=0)
     assert parsed["network"]["cidr"] == ", ".join(truth_record(world, obj, 1)["cidrs"])
+
+
+@pytest.mark.parametrize("registry", REGISTRIES)
+def test_whois_fallback_records_match_the_truth(registry, world: World, find_address):
+    """The crawler's WHOIS path (what it records when RDAP is down) gives the truth's fields, as far
+    as the text holds them: only ARIN's names a parent, and LACNIC's has no network name."""
+    from whoiscrawl.registry import parse_whois
+    from whoiscrawl.sim.model import ip_int
+    from whoiscrawl.sim.render import whois_text
+
+    addr, obj = find_address(registry, with_parent=True)
+    truth = truth_record(world, obj, 1)
+    record = parse_whois(whois_text(world, obj), ip_int(addr), registry)
+    assert record.registry == registry
+    assert (record.handle, record.start_address, record.end_address) == (
+        truth["handle"], truth["start_address"], truth["end_address"])
+    assert sorted(record.cidrs) == sorted(truth["cidrs"])
+    assert record.name == (None if registry == "lacnic" else truth["name"])
+    assert (record.country, record.type) == (truth["country"], truth["type"])
+    assert record.parent_handle == (truth["parent_handle"] if registry == "arin" else None)
+    assert record.source == "whois"
