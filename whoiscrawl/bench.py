@@ -220,7 +220,7 @@ def crawl_with_fleet(
         fleet.stop()
     results = workdir / f"{crawl}.results.jsonl"
     with results.open("w") as fh:
-        for record in queue.read_results(kafka, "whoiscrawl.", crawl, idle_s=2.0):
+        for record in queue.iter_results(kafka, "whoiscrawl.", crawl):
             fh.write(record.to_json().decode() + "\n")
     run = FleetRun(crawl, results, wall, finished, admin.progress(), len(shards))
     queue.delete_topics(kafka, "whoiscrawl.", crawl)

@@ -183,6 +183,24 @@ def plan(
     )
 
 
+@app.command("rebuild-store")
+def rebuild_store(
+    crawl: CrawlOpt,
+    kafka_bootstrap: KafkaOpt,
+    redis_url: RedisOpt,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+    resolution: Annotated[int, typer.Option(help="The crawl's gap-probe grid, as a prefix length")] = 24,
+) -> None:
+    """Rebuild a crawl's Redis block log from its compacted results topic (after Redis lost it)."""
+    from whoiscrawl import queue
+    from whoiscrawl.store import RedisStore
+
+    config = queue.kafka_config_from(os.environ)
+    records = queue.iter_results(kafka_bootstrap, topic_prefix, crawl, config)
+    blocks = RedisStore(redis_url, crawl).rebuild_blocks(records, resolution)
+    typer.echo(json.dumps({"crawl": crawl, "blocks": blocks}))
+
+
 @app.command()
 def worker(
     crawl: CrawlOpt,

@@ -15,7 +15,7 @@ from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.store import Store
-from whoiscrawl.strategy import Answer, Walk, is_terminal, walk_for
+from whoiscrawl.strategy import Answer, Walk, walk_for
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,7 @@ class Crawler:
                     rate_limited=result.rate_limited,
                 )
                 return
-            answer = Answer(
-                record.first,
-                record.last,
-                is_terminal(record.first, record.last, record.type, record.status, shard.resolution),
-            )
+            answer = Answer.of(record, shard.resolution)
             if not self.store.index.knows(answer.first, answer.last):
                 record.crawl = self.crawl
                 await self.sink.emit(record)  # durable before the store or the cursor move past it

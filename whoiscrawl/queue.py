@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from whoiscrawl.records import NetworkRecord, Shard
@@ -208,10 +208,11 @@ class KafkaSink:
         return int(self.producer.flush(timeout))
 
 
-def read_results(
-    bootstrap: str, prefix: str, crawl: str, idle_s: float = 3.0, config: dict[str, str] | None = None
-) -> list[NetworkRecord]:
-    """Every record on the results topic, from the start (for export and tests)."""
+def iter_results(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> Iterator[NetworkRecord]:
+    """Every record on the results topic, from its start to where each partition ends now (streamed,
+    so a whole-IPv4 crawl's millions of records never sit in memory at once)."""
     import uuid
 
     _, results = topic_names(prefix, crawl)
@@ -219,20 +220,36 @@ def read_results(
         {
             **_client_config(bootstrap, config),
             "group.id": f"export-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
         }
     )
-    consumer.subscribe([results])
-    records: list[NetworkRecord] = []
-    idle = 0.0
     try:
-        while idle < idle_s:
-            msgs = consumer.consume(1000, 0.5)
-            idle = idle + 0.5 if not msgs else 0.0
-            records += [
-                NetworkRecord.from_json(m.value() or b"") for m in msgs if m.error() is None and m.value()
-            ]
+        topic = consumer.list_topics(results, timeout=10).topics[results]
+        if topic.error is not None:
+            raise KafkaException(topic.error)
+        pending = set()
+        for p in topic.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(results, p), timeout=10)
+            if high > low:
+                pending.add(p)
+        consumer.assign([TopicPartition(results, p, OFFSET_BEGINNING) for p in sorted(pending)])
+        while pending:
+            for msg in consumer.consume(1000, 1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                        continue
+                    raise KafkaException(err)
+                if msg.value():
+                    yield NetworkRecord.from_json(msg.value() or b"")
     finally:
         consumer.close()
-    return records
+
+
+def read_results(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> list[NetworkRecord]:
+    """Every record on the results topic (for export and tests)."""
+    return list(iter_results(bootstrap, prefix, crawl, config))

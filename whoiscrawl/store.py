@@ -7,6 +7,7 @@ import json
 import os
 from array import array
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ import redis
 import redis.asyncio as aioredis
 from sortedcontainers import SortedDict
 
-from whoiscrawl.records import Progress
+from whoiscrawl.records import NetworkRecord, Progress
 from whoiscrawl.strategy import Answer
 
 
@@ -253,6 +254,25 @@ class RedisStore:
 
     def set_addresses_total(self, n: int) -> None:
         self.client.hset(self.keys.counters, "addresses_total", n)
+
+    def rebuild_blocks(self, records: Iterable[NetworkRecord], resolution: int = 24) -> int:
+        """Write the block log anew from result records (Redis is a cache of the compacted results
+        topic); returns the blocks written. Workers' incremental reads pick the new log up as is."""
+        seen = KnownBlocks()  # an uncompacted topic can still hold a block twice
+        self.client.delete(self.keys.blocks)
+        pipe = self.client.pipeline(transaction=False)
+        written = 0
+        for record in records:
+            answer = Answer.of(record, resolution)
+            if not seen.add(answer.first, answer.last, answer.terminal):
+                continue
+            pipe.xadd(self.keys.blocks, {"b": _encode(answer)})
+            written += 1
+            if len(pipe) >= 10_000:
+                pipe.execute()
+        pipe.hset(self.keys.counters, "blocks", written)
+        pipe.execute()
+        return written
 
     def delete_crawl(self) -> int:
         names = list(self.client.scan_iter(match=self.keys.prefix + "*", count=1000))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from whoiscrawl.records import Shard
+from whoiscrawl.records import NetworkRecord, Shard
 
 
 class KnownIndex(Protocol):
@@ -22,6 +22,11 @@ class Answer:
     first: int
     last: int
     terminal: bool  # a leaf at this resolution: nothing worth probing inside it
+
+    @classmethod
+    def of(cls, record: NetworkRecord, resolution: int) -> Answer:
+        first, last = record.first, record.last
+        return cls(first, last, is_terminal(first, last, record.type, record.status, resolution))
 
 
 def is_terminal(first: int, last: int, net_type: str | None, status: Sequence[str], resolution: int) -> bool:

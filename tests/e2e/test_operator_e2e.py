@@ -106,7 +106,7 @@ async def test_operator_crawls_quick_with_real_workers(services, quick_sim, uniq
             deployment = cluster.get("apps/v1", "deployments", f"{crawl}-worker")
 
             def export() -> int:
-                records = queue.read_results(services.kafka_bootstrap, prefix, crawl, idle_s=2.0)
+                records = queue.read_results(services.kafka_bootstrap, prefix, crawl)
                 with results.open("w") as fh:
                     fh.writelines(r.to_json().decode() + "\n" for r in records)
                 return len(records)

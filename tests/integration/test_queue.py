@@ -55,6 +55,6 @@ async def test_sink_returns_after_the_broker_acknowledged(services, unique_name)
     await sink.emit(record)
     await sink.emit(record)  # compaction key: the same block twice is one block
     assert sink.close() == 0
-    got = queue.read_results(services.kafka_bootstrap, "t.", unique_name, idle_s=1.5)
+    got = queue.read_results(services.kafka_bootstrap, "t.", unique_name)
     assert [r.handle for r in got] == ["NET-8-8-8-0-1", "NET-8-8-8-0-1"]
     queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)

@@ -1,0 +1,53 @@
+"""Redis is a cache of the results topic: a lost block log is rebuilt from the compacted topic."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from whoiscrawl import queue
+from whoiscrawl.cli import app
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.store import RedisBlockStore, RedisStore
+
+LEAF = NetworkRecord("ripencc", "193.0.1.0 - 193.0.1.255", "193.0.1.0", "193.0.1.255", ["193.0.1.0/24"],
+                     type="ASSIGNED PA")
+PARENT = NetworkRecord("ripencc", "193.0.0.0 - 193.0.255.255", "193.0.0.0", "193.0.255.255",
+                       ["193.0.0.0/16"], type="ALLOCATED PA")
+SMALL = NetworkRecord("ripencc", "193.0.9.0 - 193.0.9.7", "193.0.9.0", "193.0.9.7", ["193.0.9.0/29"],
+                      type="ALLOCATED PA")  # smaller than a grid cell: a leaf at /24 whatever its type
+
+
+async def test_a_wiped_block_log_is_rebuilt_from_the_results_topic(services, unique_name):
+    queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=3)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", unique_name)
+    for record in (LEAF, PARENT, SMALL, LEAF):  # the leaf twice: compaction has not run yet
+        await sink.emit(record)
+    assert sink.close() == 0
+    admin = RedisStore(services.redis_url, unique_name)
+    admin.client.hset(admin.keys.counters, "shards_total", 7)
+    admin.client.xadd(admin.keys.blocks, {"b": "1:2:1"})  # a stale log is replaced, not extended
+
+    result = CliRunner().invoke(
+        app,
+        ["rebuild-store", "--crawl", unique_name, "--topic-prefix", "t.",
+         "--kafka-bootstrap", services.kafka_bootstrap, "--redis-url", services.redis_url],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"crawl": unique_name, "blocks": 3}
+
+    worker = RedisBlockStore(services.redis_url, unique_name)
+    try:
+        await worker.sync()
+        assert worker.index.terminal_end(LEAF.first + 9) == LEAF.last  # skipped without a lookup
+        assert worker.index.terminal_end(SMALL.first) == SMALL.last
+        assert worker.index.knows(PARENT.first, PARENT.last)  # never emitted twice
+        assert worker.index.terminal_end(PARENT.first + 5000) is None  # its gaps are still probed
+        assert worker.index.terminal_end(1) is None
+        progress = await worker.progress()
+        assert (progress.blocks, progress.shards_total) == (3, 7)  # the rest of the counters stay
+    finally:
+        await worker.close()
+        admin.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
