@@ -284,7 +284,44 @@ def fleet_crawl(
         "worker_errors": run.progress.errors,
         "shards": run.shards,
         **figures,
+        "targets": against_targets(figures),
     }
+
+
+# The data-plane issue's limits for a `standard` sweep at the default resolution.
+TARGETS = {
+    "recall_resolution": 0.999,
+    "address_coverage": 0.999,
+    "wasted_share": 0.01,  # at most, of all lookups
+    "rate_limited": 0,  # at most
+    "busiest_utilization": 0.85,
+}
+
+
+def busiest_registry(utilization: dict[str, Any]) -> str | None:
+    """The registry whose limit the crawl leaned on longest: most answers per allowed lookup/s."""
+    rated = {r: u["answered"] / u["allowed_per_s"] for r, u in utilization.items() if u.get("allowed_per_s")}
+    return max(rated, key=rated.__getitem__) if rated else None
+
+
+def against_targets(figures: dict[str, Any]) -> dict[str, Any]:
+    """Each target with the run's figure and whether it was met (None where the run has no figure)."""
+    lookups = figures.get("lookups") or 0
+    busiest = busiest_registry(figures.get("utilization") or {})
+    got = {
+        "recall_resolution": figures.get("recall_resolution"),
+        "address_coverage": figures.get("address_coverage"),
+        "wasted_share": round(figures["wasted_lookups"] / lookups, 4) if lookups else None,
+        "rate_limited": figures.get("rate_limited"),
+        "busiest_utilization": (figures["utilization"][busiest]["utilization"] if busiest else None),
+    }
+    at_most = {"wasted_share", "rate_limited"}
+    out: dict[str, Any] = {"busiest_registry": busiest}
+    for name, limit in TARGETS.items():
+        value = got[name]
+        met = None if value is None else (value <= limit if name in at_most else value >= limit)
+        out[name] = {"value": value, "limit": limit, "met": met}
+    return out
 
 
 def index_benchmark(blocks: int = 1_000_000, probes: int = 300_000, seed: int = 1) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def test_score_known_answers(tmp_path, quick, world: World):
     assert out["lookups_per_block"] == pytest.approx(4 / 11, abs=1e-6)
     u = out["utilization"]["ripencc"]
     # 3 answered lookups over 4 s from 2 addresses; RIPE allows 10/s x2 (time scale) each
-    assert u["sources"] == 2 and u["lookups_per_s"] == pytest.approx(0.75)
+    assert u["sources"] == 2 and u["answered"] == 3 and u["lookups_per_s"] == pytest.approx(0.75)
     assert u["allowed_per_s"] == pytest.approx(40.0)
     assert u["utilization"] == pytest.approx(0.75 / 40.0, abs=1e-4)
 

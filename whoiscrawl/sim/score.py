@@ -220,6 +220,7 @@ def _log_figures(world: World, log_path: str | Path | None, found: int,
         allowed = lim[reg]["rate_per_s"] * len(sources[reg])
         achieved = answered[reg] / dur if dur > 0 else None
         util[reg] = {
+            "answered": answered[reg],
             "lookups_per_s": round(achieved, 3) if achieved is not None else None,
             "allowed_per_s": round(allowed, 3),
             "sources": len(sources[reg]),

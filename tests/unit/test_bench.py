@@ -1,0 +1,51 @@
+"""The benchmark compares a run's figures with the data plane's limits in the same output."""
+
+from __future__ import annotations
+
+import pytest
+
+from whoiscrawl.bench import against_targets, busiest_registry
+
+
+def util(answered: int, allowed: float, utilization: float) -> dict:
+    return {"answered": answered, "allowed_per_s": allowed, "utilization": utilization}
+
+
+@pytest.mark.parametrize(
+    ("utilization", "busiest"),
+    [
+        ({}, None),
+        ({"arin": util(1000, 10, 0.5)}, "arin"),
+        # 600 answers at 1/6 per second outweigh 5,000 at 10 per second
+        ({"arin": util(5000, 10, 0.9), "lacnic": util(600, 1 / 6, 0.97)}, "lacnic"),
+    ],
+)
+def test_the_busiest_registry_is_the_one_its_limit_held_longest(utilization, busiest):
+    assert busiest_registry(utilization) == busiest
+
+
+def test_each_target_is_reported_with_its_value_and_whether_it_was_met():
+    figures = {
+        "recall_resolution": 1.0,
+        "address_coverage": 0.94,
+        "lookups": 1000,
+        "wasted_lookups": 44,
+        "rate_limited": 0,
+        "utilization": {"arin": util(900, 10, 0.8), "lacnic": util(100, 1 / 6, 0.95)},
+    }
+    out = against_targets(figures)
+    assert out["busiest_registry"] == "lacnic"
+    assert {k: v["met"] for k, v in out.items() if k != "busiest_registry"} == {
+        "recall_resolution": True,
+        "address_coverage": False,
+        "wasted_share": False,
+        "rate_limited": True,
+        "busiest_utilization": True,
+    }
+    assert out["wasted_share"]["value"] == 0.044
+
+
+def test_a_run_without_a_request_log_meets_nothing_it_cannot_show():
+    out = against_targets({"recall_resolution": 0.9, "lookups": None, "rate_limited": None})
+    assert out["wasted_share"]["met"] is None and out["rate_limited"]["met"] is None
+    assert out["recall_resolution"]["met"] is False
