@@ -45,6 +45,15 @@ BindOpt = Annotated[
         "--bind-address", help="Local source address to send from; repeat to use several egress addresses"
     ),
 ]
+ListOpt = Annotated[
+    bool,
+    typer.Option(
+        "--list-children/--no-list-children",
+        envvar="WHOISCRAWL_LIST_CHILDREN",
+        help="Ask registries that offer it (RFC 9910 rdap-down) for a parent's children instead of "
+        "probing its gaps on the grid",
+    ),
+]
 WhoisOpt = Annotated[
     str | None,
     typer.Option(
@@ -88,6 +97,7 @@ def crawl(
     rate_limits: RatesOpt = None,
     bind_address: BindOpt = None,
     whois: WhoisOpt = None,
+    list_children: ListOpt = True,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
@@ -110,6 +120,7 @@ def crawl(
             egresses=_egresses(bind_address, "local"),
             whois_servers=_whois_servers(whois),
             resume=resume,
+            list_children=list_children,
         )
         display = ProgressDisplay() if progress and sys.stderr.isatty() else None
         try:
@@ -211,6 +222,7 @@ def worker(
     rate_limits: RatesOpt = None,
     bind_address: BindOpt = None,
     whois: WhoisOpt = None,
+    list_children: ListOpt = True,
     egress_key: Annotated[
         str | None,
         typer.Option(
@@ -251,6 +263,7 @@ def worker(
         egresses=_egresses(bind_address, egress_key or socket.gethostname()),
         egress_share=egress_share,
         whois_servers=_whois_servers(whois),
+        list_children=list_children,
         metrics_port=metrics_port or None,
         grace_seconds=grace_seconds,
         kafka_config=kafka_config_from(os.environ),

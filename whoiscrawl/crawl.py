@@ -15,7 +15,7 @@ from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.store import Store
-from whoiscrawl.strategy import Answer, Walk, walk_for
+from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class Crawler:
     lookups_by_registry: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     failure_pauses: tuple[float, ...] = (2.0, 10.0)  # before giving up on an address
+    list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
+    _listings: dict[tuple[int, int], asyncio.Future[bool]] = field(default_factory=dict)
 
     async def run_shard(self, shard: Shard) -> bool:
         """Walk a shard to its end (True) or until asked to stop (False; its cursor is checkpointed)."""
@@ -90,18 +92,66 @@ class Crawler:
                 )
                 return
             answer = Answer.of(record, shard.resolution)
-            if not self.store.index.knows(answer.first, answer.last):
-                record.crawl = self.crawl
-                await self.sink.emit(record)  # durable before the store or the cursor move past it
-                metrics.BLOCKS.labels(result.registry).inc()
-            elif answer.terminal:
+            if not await self._keep(record, answer) and answer.terminal:
                 metrics.WASTED.inc()
+            listable = self.list_children and result.down_url and worth_listing(record, shard.resolution)
+            listed = listable and await self._list(shard, walk.cursor, record, str(result.down_url))
+            if listed:
+                answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
             walk.observe(address, answer)
+            # A parent another lane listed is stored already: this lookup found it, wasted nothing.
+            stored = None if listed and self.store.index.covers(answer.first, answer.last) else answer
             await self.store.record_step(
-                shard.shard_id, walk.cursor, answer, lookups=result.lookups, rate_limited=result.rate_limited
+                shard.shard_id, walk.cursor, stored, lookups=result.lookups, rate_limited=result.rate_limited
             )
         finally:
             await self.store.release(address, self.owner)
+
+    async def _keep(self, record: NetworkRecord, answer: Answer) -> bool:
+        """Send a newly found block to the sink (durable before the store or a cursor moves past
+        it); False if it was known already."""
+        if self.store.index.knows(answer.first, answer.last):
+            return False
+        record.crawl = self.crawl
+        await self.sink.emit(record)
+        metrics.BLOCKS.labels(record.registry).inc()
+        return True
+
+    async def _list(self, shard: Shard, cursor: int, parent: NetworkRecord, url: str) -> bool:
+        """Ask the registry for a parent's children (RFC 9910 rdap-down), and for theirs in turn.
+
+        True when every descendant is now known, so nothing inside the parent needs probing. A
+        child that is a parent itself and was listed whole is stored as a leaf, so no walk probes
+        inside it. False when the list was cut short or could not be had, or another worker lists
+        this parent: the walk's grid then covers what no list did. Lanes of this process that meet
+        a parent being listed wait for that listing rather than probe inside it."""
+        key = (parent.first, parent.last)
+        listing = self._listings.get(key)
+        if listing is None:
+            if not await self.store.first_to_list(parent.first, parent.last, self.owner):
+                return False
+            listing = asyncio.ensure_future(self._list_now(shard, cursor, parent, url))
+            self._listings[key] = listing
+            listing.add_done_callback(lambda _: self._listings.pop(key, None))
+        return await asyncio.shield(listing)
+
+    async def _list_now(self, shard: Shard, cursor: int, parent: NetworkRecord, url: str) -> bool:
+        listing = await self.client.children(parent.registry, url)
+        self.lookups_by_registry[parent.registry] += listing.lookups
+        await self.store.record_step(
+            shard.shard_id, cursor, None, lookups=listing.lookups, rate_limited=listing.rate_limited
+        )
+        whole = listing.complete
+        for child, child_url in listing.children:
+            answer = Answer.of(child, shard.resolution)
+            await self._keep(child, answer)
+            listable = child_url and worth_listing(child, shard.resolution)
+            if listable and await self._list(shard, cursor, child, str(child_url)):
+                answer = Answer(answer.first, answer.last, True)
+            whole = whole and answer.terminal
+            if not self.store.index.covers(answer.first, answer.last):  # nothing new to share otherwise
+                await self.store.record_step(shard.shard_id, cursor, answer, lookups=0)
+        return whole
 
     async def _lookup_patiently(self, address: int) -> LookupResult:
         """A lookup that failed every way (RDAP retries, WHOIS) is tried again after a pause:

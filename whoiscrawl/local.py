@@ -19,7 +19,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.space import Bootstrap, plan_shards
 from whoiscrawl.store import MemoryStore, Progress
-from whoiscrawl.strategy import is_terminal
+from whoiscrawl.strategy import Answer
 
 
 class LocalCrawlError(RuntimeError):
@@ -71,6 +71,7 @@ class LocalCrawl:
     samples: int = 0
     shard_prefix: int | None = None  # automatic
     concurrency: int = 64
+    list_children: bool = True  # follow registries' rdap-down links (RFC 9910) where they give one
     egresses: list[Egress] = field(default_factory=lambda: [Egress("local")])
     whois_servers: dict[str, str] = field(default_factory=dict)
     resume: bool = False
@@ -99,18 +100,15 @@ class LocalCrawl:
         store = MemoryStore(self.checkpoint)
         resumed = store.load() if self.resume else False
         for record in read_results(self.out) if resumed else []:
-            store.index.add(
-                record.first,
-                record.last,
-                is_terminal(record.first, record.last, record.type, record.status, self.resolution),
-            )
+            answer = Answer.of(record, self.resolution)
+            store.index.add(answer.first, answer.last, answer.terminal)
         store.counters.shards_total = len(shards)
         store.counters.addresses_total = sum(s.last - s.first + 1 for s in shards)
         sink = FileSink(self.out)
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
         )
-        crawler = Crawler(store, sink, client, owner=uuid.uuid4().hex)
+        crawler = Crawler(store, sink, client, owner=uuid.uuid4().hex, list_children=self.list_children)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, crawler.stopping.set)

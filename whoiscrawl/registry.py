@@ -50,6 +50,18 @@ class LookupResult:
     registry: str
     lookups: int = 1
     rate_limited: int = 0
+    down_url: str | None = None  # where the registry lists the network's children (RFC 9910), if it does
+
+
+@dataclass
+class Listing:
+    """A network's children as its registry listed them (RFC 9910 rdap-down), in address order."""
+
+    children: list[tuple[NetworkRecord, str | None]]  # each with its own rdap-down link
+    complete: bool  # False: the registry cut the list short, or it could not be had
+    in_order: bool = False  # the registry sent them in address order: a cut list holds a whole prefix
+    lookups: int = 0
+    rate_limited: int = 0
 
 
 @dataclass
@@ -136,6 +148,21 @@ class RdapParser:
             raise MalformedAnswer(f"ipwhois could not parse the answer: {exc!r}") from exc
         net = parsed.get("network") or {}
         return _to_record(net, parsed.get("objects") or {}, address, registry, "rdap")
+
+
+def down_link(doc: dict[str, Any]) -> str | None:
+    """The network's RFC 9910 `rdap-down` link (its children), if the registry serves one."""
+    for link in doc.get("links") or []:
+        if isinstance(link, dict) and str(link.get("rel", "")).split() == ["rdap-down"] and link.get("href"):
+            return str(link["href"])
+    return None
+
+
+def _truncated(doc: dict[str, Any]) -> bool:
+    """RFC 9083 section 10.2.1: a notice of type 'result set truncated due to ...'."""
+    return any(
+        "truncated" in str(n.get("type", "")).lower() for n in doc.get("notices") or [] if isinstance(n, dict)
+    )
 
 
 def _to_record(
@@ -272,6 +299,7 @@ class RegistryClient:
                     await self._backoff(len(errors))
                     continue
                 result.record.raw = payload if self.include_raw else None
+                result.down_url = down_link(payload)
                 metrics.LOOKUPS.labels(registry, "ok").inc()
                 result.registry = registry
                 return result
@@ -309,6 +337,62 @@ class RegistryClient:
         result.record = await self._whois_fallback(address, registry, errors)
         result.registry = result.record.registry  # a transferred block answers from its holder
         return result
+
+    async def children(self, registry: str, url: str) -> Listing:
+        """Follow a network's rdap-down link: its children, paced and retried like a lookup. A list
+        the registry cut short, or one that could not be had, comes back incomplete, never raised:
+        the walk then probes what the list did not cover."""
+        listing = Listing([], complete=False)
+        errors = 0
+        while errors < self.attempts:
+            await self.breaker(registry).wait()
+            async with self.limiter.permit(registry, self._egress_keys) as egress:
+                listing.lookups += 1
+                try:
+                    kind, payload, retry_after = await self._fetch(url, egress)
+                except (TimeoutError, aiohttp.ClientError, MalformedAnswer) as exc:
+                    kind, payload, retry_after = "error", f"{type(exc).__name__}: {exc}", 0.0
+            if kind == "rate_limited":
+                listing.rate_limited += 1
+                metrics.RATE_LIMITED.labels(registry).inc()
+                await self.limiter.pause(registry, egress, retry_after or self.default_pause)
+                if listing.rate_limited > self.max_pauses:
+                    break
+                continue
+            if kind == "ok":
+                try:
+                    listing.children, listing.in_order = self._parse_listing(payload, registry)
+                except MalformedAnswer as exc:
+                    payload = str(exc)
+                else:
+                    listing.complete = not _truncated(payload)
+                    metrics.LOOKUPS.labels(registry, "listing").inc()
+                    return listing
+            if kind in ("not_found", "redirect"):
+                break  # nothing to list there (or not here): the walk probes instead
+            errors += 1
+            metrics.LOOKUPS.labels(registry, "error").inc()
+            log.info("listing %s: %s", url, payload)
+            await self._backoff(errors)
+        return listing
+
+    def _parse_listing(self, doc: Any, registry: str) -> tuple[list[tuple[NetworkRecord, str | None]], bool]:
+        items = doc.get("ipSearchResults") if isinstance(doc, dict) else None
+        if not isinstance(items, list):
+            raise MalformedAnswer("a listing without ipSearchResults")
+        children = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise MalformedAnswer("an ipSearchResults entry that is no object")
+            try:
+                first = int(IPAddress(str(item.get("startAddress"))))
+            except (AddrFormatError, ValueError) as exc:
+                raise MalformedAnswer(f"a listed network without a start address: {exc}") from exc
+            children.append((self._parser.parse(item, first, registry), down_link(item)))
+        firsts = [c[0].first for c in children]
+        in_order = firsts == sorted(firsts)
+        children.sort(key=lambda c: c[0].first)
+        return children, in_order
 
     async def _fetch(self, url: str, egress: str) -> tuple[str, Any, float]:
         async with self._session(egress).get(url, allow_redirects=False) as resp:

@@ -83,9 +83,22 @@ class KnownBlocks:
         self._starts, self._ends = starts, ends
         self._recent.clear()
 
-    def knows(self, first: int, last: int) -> bool:
+    def covers(self, first: int, last: int) -> bool:
+        """Is first..last inside a known leaf?"""
         end = self.terminal_end(first)
-        return (end is not None and end >= last) or (first << 32 | last) in self._parents
+        return end is not None and end >= last
+
+    def knows(self, first: int, last: int) -> bool:
+        return self.covers(first, last) or (first << 32 | last) in self._parents
+
+
+def _remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
+    """Add an answer to the index: (was the block known before, did the index change). A parent
+    whose children are all listed becomes a leaf: known before, and still a change to share."""
+    if answer is None:
+        return False, False
+    known = index.knows(answer.first, answer.last)
+    return known, index.add(answer.first, answer.last, answer.terminal)
 
 
 class Store(Protocol):
@@ -96,6 +109,7 @@ class Store(Protocol):
     async def sync(self) -> None: ...
     async def claim(self, address: int, owner: str) -> bool: ...
     async def release(self, address: int, owner: str) -> None: ...
+    async def first_to_list(self, first: int, last: int, owner: str) -> bool: ...
     async def cursor(self, shard_id: str) -> int | None: ...
     async def is_done(self, shard_id: str) -> bool: ...
     async def record_step(
@@ -124,6 +138,7 @@ class MemoryStore:
     counters: Progress = field(default_factory=Progress)
     cursors: dict[str, int] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    listed: set[int] = field(default_factory=set)  # parents whose children were asked for
 
     async def sync(self) -> None:
         return None
@@ -133,6 +148,13 @@ class MemoryStore:
 
     async def release(self, address: int, owner: str) -> None:
         return None
+
+    async def first_to_list(self, first: int, last: int, owner: str) -> bool:
+        key = first << 32 | last
+        if key in self.listed:
+            return False
+        self.listed.add(key)
+        return True
 
     async def cursor(self, shard_id: str) -> int | None:
         return self.cursors.get(shard_id)
@@ -150,15 +172,15 @@ class MemoryStore:
         rate_limited: int = 0,
         errors: int = 0,
     ) -> bool:
-        new = answer is not None and self.index.add(answer.first, answer.last, answer.terminal)
+        known, changed = _remember(self.index, answer)
         self.cursors[shard_id] = cursor
         c = self.counters
         c.lookups += lookups
         c.rate_limited += rate_limited
         c.errors += errors
-        c.blocks += int(new)
-        c.wasted += int(answer is not None and answer.terminal and not new)
-        return new
+        c.blocks += int(changed and not known)
+        c.wasted += int(answer is not None and answer.terminal and not changed)
+        return changed
 
     async def shard_done(self, shard_id: str, addresses: int) -> None:
         if shard_id not in self.done:
@@ -219,6 +241,9 @@ class Keys:
 
     def claim(self, cell: int) -> str:
         return f"{self.prefix}claim:{cell}"
+
+    def listing(self, first: int, last: int) -> str:
+        return f"{self.prefix}listing:{first}:{last}"
 
     def limiter(self, registry: str, egress: str) -> str:
         return f"{self.prefix}rate:{registry}:{egress}"
@@ -286,6 +311,7 @@ class RedisBlockStore:
     """A worker's view of the shared store: a local index kept current from the Redis block log."""
 
     CLAIM_TTL_MS = 60_000  # longer than any one lookup with its retries; a dead owner's claim expires
+    LISTING_TTL_MS = 6 * 3600_000
 
     def __init__(self, url: str, crawl: str) -> None:
         self.keys = Keys(crawl)
@@ -321,6 +347,12 @@ class RedisBlockStore:
     async def release(self, address: int, owner: str) -> None:
         await self._release(keys=[self.keys.claim(address >> 8)], args=[owner])
 
+    async def first_to_list(self, first: int, last: int, owner: str) -> bool:
+        # Kept, never released: a parent is listed once per crawl (its listing may be cut short,
+        # and asking again gives the same cut). A lister that dies leaves the grid walk to cover it.
+        ok = await self.client.set(self.keys.listing(first, last), owner, nx=True, px=self.LISTING_TTL_MS)
+        return bool(ok)
+
     async def cursor(self, shard_id: str) -> int | None:
         value = await self.client.hget(self.keys.cursors, shard_id)
         return int(value) if value is not None else None
@@ -338,19 +370,20 @@ class RedisBlockStore:
         rate_limited: int = 0,
         errors: int = 0,
     ) -> bool:
-        new = answer is not None and self.index.add(answer.first, answer.last, answer.terminal)
+        known, changed = _remember(self.index, answer)
         pipe = self.client.pipeline(transaction=False)
-        if new and answer is not None:
+        if changed and answer is not None:
             pipe.xadd(self.keys.blocks, {"b": _encode(answer)})
-            pipe.hincrby(self.keys.counters, "blocks", 1)
-        if answer is not None and answer.terminal and not new:
+            if not known:
+                pipe.hincrby(self.keys.counters, "blocks", 1)
+        if answer is not None and answer.terminal and not changed:
             pipe.hincrby(self.keys.counters, "wasted", 1)
         pipe.hset(self.keys.cursors, shard_id, cursor)
         for name, value in (("lookups", lookups), ("rate_limited", rate_limited), ("errors", errors)):
             if value:
                 pipe.hincrby(self.keys.counters, name, value)
         await pipe.execute()
-        return new
+        return changed
 
     async def shard_done(self, shard_id: str, addresses: int) -> None:
         await self._shard_done(

@@ -42,7 +42,25 @@ def is_terminal(first: int, last: int, net_type: str | None, status: Sequence[st
     if any(s.lower() in ("reserved", "available") for s in status):
         return True
     word = (net_type or "").upper()
-    return "UNALLOCATED" in word or ("ASSIGN" in word and "ALLOC" not in word)
+    return "UNALLOCATED" in word or _is_assignment(word)
+
+
+def _is_assignment(word: str) -> bool:
+    return "ASSIGN" in word and "ALLOC" not in word
+
+
+def worth_listing(record: NetworkRecord, resolution: int) -> bool:
+    """Is a network worth asking its registry for its children (one request, RFC 9910 rdap-down)?
+
+    Every allocation, whatever its size: a small one is still handed out further. An assignment
+    only from one grid cell up: end users sub-assign inside those, rarely inside smaller ones.
+    Never a placeholder for free space."""
+    if any(s.lower() in ("reserved", "available") for s in record.status):
+        return False
+    word = (record.type or "").upper()
+    if "UNALLOCATED" in word:
+        return False
+    return not _is_assignment(word) or record.last - record.first + 1 >= 1 << (32 - resolution)
 
 
 @dataclass

@@ -38,6 +38,7 @@ class WorkerConfig:
     egresses: list[Egress] = field(default_factory=lambda: [Egress(socket.gethostname())])
     egress_share: float = 1.0  # addresses behind one egress key (a NAT gateway pool)
     whois_servers: dict[str, str] = field(default_factory=dict)
+    list_children: bool = True  # follow registries' rdap-down links (RFC 9910) where they give one
     metrics_port: int | None = 9090
     grace_seconds: float = 20.0  # inside GKE's spot notice; AWS gives two minutes
     max_queued_per_partition: int = 4
@@ -232,7 +233,15 @@ class Worker:
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
-        self.crawler = Crawler(store, sink, client, self.owner, cfg.crawl, stopping=self.stopping)
+        self.crawler = Crawler(
+            store,
+            sink,
+            client,
+            self.owner,
+            cfg.crawl,
+            stopping=self.stopping,
+            list_children=cfg.list_children,
+        )
         self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("worker %s taking shards of %s", self.owner, self.work_topic)
         consume = asyncio.create_task(self._consume())

@@ -247,6 +247,25 @@ class World:
             yield a, b, so[k]
             k += 1
 
+    def exact(self, first: int, last: int) -> int:
+        """The object spanning exactly first..last, or -1."""
+        obj = self.lookup(first)
+        while obj >= 0 and (self.start[obj] > first or self.end[obj] < last):
+            obj = self.parent[obj]
+        return obj if obj >= 0 and self.start[obj] == first and self.end[obj] == last else -1
+
+    def children(self, i: int, limit: int) -> list[int]:
+        """Object i's direct children in address order, at most `limit` of them.
+
+        Objects are sorted parents first, so i's subtree follows it directly."""
+        out: list[int] = []
+        j, n, last = i + 1, len(self.start), self.end[i]
+        while j < n and self.start[j] <= last and len(out) < limit:
+            if self.parent[j] == i:
+                out.append(j)
+            j += 1
+        return out
+
     def type_word(self, i: int) -> str:
         return TYPES[self.typ[i]]
 

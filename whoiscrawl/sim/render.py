@@ -49,6 +49,23 @@ _NOUN = ("River", "Net", "Link", "Wave", "Telecom", "Fiber", "Data", "Cloud", "C
 _SUFFIX = ("Ltd", "Inc.", "GmbH", "S.A.", "LLC", "B.V.", "Pty Ltd", "S.r.l.", "Co.", "AB")
 
 
+# Registries that answer RFC 9910 relation searches (`ips/rirSearch1/rdap-down/...`): RIPE NCC's
+# production answers carry the links, and ARIN and APNIC wrote the RFC. LACNIC and AFRINIC do not here.
+SEARCH_REGISTRIES = frozenset({"arin", "ripencc", "apnic"})
+SEARCH_CONFORMANCE = ["rirSearch1", "ips"]
+SEARCH_RESULTS_MAX = 500  # children per answer; more are cut, with RFC 9083's truncation notice
+
+
+def down_path(world: World, i: int) -> str:
+    """The rdap-down search path for object i: its CIDR, or (RIPE style) its range."""
+    cidrs = range_cidrs(world.start[i], world.end[i])
+    if len(cidrs) == 1:
+        arg = f"{ip_str(cidrs[0][0])}/{cidrs[0][1]}"
+    else:
+        arg = f"{ip_str(world.start[i])}%20-%20{ip_str(world.end[i])}"
+    return f"ips/rirSearch1/rdap-down/{arg}"
+
+
 @dataclass(frozen=True)
 class Org:
     """The (deterministic) organisation behind an object."""
@@ -185,10 +202,30 @@ def rdap_object(world: World, i: int, base_url: str) -> dict[str, Any]:
         up = f"{base_url}ip/{ip_str(pa)}/{pl}"
         doc["links"].append({"value": self_url, "rel": "up", "type": "application/rdap+json",
                              "href": up})
+    if reg in SEARCH_REGISTRIES and not placeholder:
+        doc["rdapConformance"] += SEARCH_CONFORMANCE
+        doc["links"].append({"value": self_url, "rel": "rdap-down", "type": "application/rdap+json",
+                             "href": f"{base_url}{down_path(world, i)}"})
     if placeholder:
         doc["remarks"] = [{"title": "Unallocated space", "description": [
             f"This range is not allocated or assigned by the {RIR_NAMES[reg]}."]}]
     return doc
+
+
+def search_bytes(world: World, children: list[int], base_url: str, reg: str, truncated: bool) -> bytes:
+    """An RFC 9910 ipSearchResults answer; conformance and notices live at the top level only."""
+    results = []
+    for c in children:
+        obj = rdap_object(world, c, base_url)
+        del obj["rdapConformance"], obj["notices"]
+        results.append(obj)
+    notices: list[dict[str, Any]] = [{"title": "Terms of Service", "description": [TOS[reg]]}]
+    if truncated:
+        notices.append({"title": "Search Policy", "type": "result set truncated due to excessive load",
+                        "description": [f"Only the first {SEARCH_RESULTS_MAX} results are shown."]})
+    doc = {"rdapConformance": ["rdap_level_0", "cidr0", "nro_rdap_profile_0", *SEARCH_CONFORMANCE],
+           "notices": notices, "ipSearchResults": results}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def rdap_bytes(world: World, i: int, base_url: str) -> bytes:

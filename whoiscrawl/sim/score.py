@@ -196,7 +196,7 @@ def _log_figures(world: World, log_path: str | Path | None, found: int,
         reg = e.get("registry")
         if outcome in ("rate_limited", "blocked"):
             limited += 1
-        if outcome == "ok":
+        if outcome == "ok" and e.get("protocol") != "rdap-down":  # a listing re-answers nothing
             a = e.get("address")
             try:
                 obj = world.lookup(ip_int(str(a)))

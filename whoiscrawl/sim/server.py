@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -38,6 +39,21 @@ def parse_ipv4(text: str) -> int | None:
             return None
         n = (n << 8) | v
     return n
+
+
+def parse_span(text: str) -> tuple[int, int] | None:
+    """An RFC 9910 search argument: 'a.b.c.d/len' (aligned) or 'first - last'; None if neither."""
+    text = unquote(text).strip()
+    if "/" in text:
+        addr_s, _, plen = text.partition("/")
+        first = parse_ipv4(addr_s)
+        if first is None or not plen.isdigit() or int(plen) > 32:
+            return None
+        size = 1 << (32 - int(plen))
+        return (first, first + size - 1) if first % size == 0 else None
+    a, sep, b = text.partition("-")
+    first, last = parse_ipv4(a.strip()), parse_ipv4(b.strip()) if sep else None
+    return (first, last) if first is not None and last is not None and first <= last else None
 
 
 class RequestLog:
@@ -144,6 +160,9 @@ class Simulator:
         for r in REGISTRIES:
             app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}", self._rdap_handler(r))
             app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}/{plen}", self._rdap_handler(r))
+            if r in render.SEARCH_REGISTRIES:
+                app.router.add_get(render.BASE_PATHS[r] + "ips/rirSearch1/rdap-down/{arg:.+}",
+                                   self._down_handler(r))
         app.router.add_get("/bootstrap/ipv4.json", self._bootstrap_handler)
         app.router.add_get("/sim/info", self._info_handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -196,6 +215,11 @@ class Simulator:
             return await self.rdap(request, registry)
         return handler
 
+    def _down_handler(self, registry: str) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self.rdap_down(request, registry)
+        return handler
+
     def render(self, obj: int) -> bytes:
         body = self._cache.get(obj)
         if body is None:
@@ -227,18 +251,9 @@ class Simulator:
             return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
                                 extra="not an IPv4 address"), content_type=RDAP_JSON)
         fault = self.faults.decide(registry, src, now)
-        if fault.kind in ("storm", "ban"):
-            log(now, src, registry, addr_s, "rdap", 429, None, "fault")
-            return self._too_many(fault.retry_after, render.rdap_error(429, "Too Many Requests"))
-        verdict = self.limiter.check(registry, src, now)
-        if not verdict.allowed:
-            log(now, src, registry, addr_s, "rdap", 429, None, verdict.outcome)
-            return self._too_many(verdict.retry_after, render.rdap_error(
-                429, "Too Many Requests", notice=verdict.notice))
-        if not self.limiter.acquire(registry, src, now):
-            log(now, src, registry, addr_s, "rdap", 429, None, "rate_limited")
-            return self._too_many(1.0 / self.time_scale, render.rdap_error(
-                429, "Too Many Requests", extra="too many concurrent connections"))
+        refused = self._refuse(registry, src, now, addr_s, "rdap", fault)
+        if refused is not None:
+            return refused
         try:
             delay = self._latency(registry)
             if delay > 0.0005:
@@ -261,6 +276,62 @@ class Simulator:
                     "Location": f"{self.base_url(owner)}ip/{addr_s}"})
             log(t, src, registry, addr_s, "rdap", 200, self.world.handle(obj), "ok")
             return web.Response(body=self.render(obj), content_type=RDAP_JSON)
+        finally:
+            self.limiter.release(registry, src)
+
+    def _refuse(self, registry: str, src: str, now: float, addr_s: str, protocol: str,
+                fault: Decision) -> web.Response | None:
+        """A 429 for a fault storm or ban, the registry's limits or its connection cap; None admits
+        the request, which then holds a connection slot until `limiter.release`."""
+        log = self.log.write
+        if fault.kind in ("storm", "ban"):
+            log(now, src, registry, addr_s, protocol, 429, None, "fault")
+            return self._too_many(fault.retry_after, render.rdap_error(429, "Too Many Requests"))
+        verdict = self.limiter.check(registry, src, now)
+        if not verdict.allowed:
+            log(now, src, registry, addr_s, protocol, 429, None, verdict.outcome)
+            return self._too_many(verdict.retry_after, render.rdap_error(
+                429, "Too Many Requests", notice=verdict.notice))
+        if not self.limiter.acquire(registry, src, now):
+            log(now, src, registry, addr_s, protocol, 429, None, "rate_limited")
+            return self._too_many(1.0 / self.time_scale, render.rdap_error(
+                429, "Too Many Requests", extra="too many concurrent connections"))
+        return None
+
+    async def rdap_down(self, request: web.Request, registry: str) -> web.StreamResponse:
+        """RFC 9910 `rdap-down`: the networks one level below the one spanning the argument."""
+        src = request.remote or "unknown"
+        now = time.time()
+        span = parse_span(request.match_info["arg"])
+        if span is None:
+            self.log.write(now, src, registry, request.match_info["arg"][:64], "rdap-down", 400, None,
+                           "not_found")
+            return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
+                                extra="not an IPv4 prefix or range"), content_type=RDAP_JSON)
+        first_s = ip_str(span[0])
+        fault = self.faults.decide(registry, src, now)
+        refused = self._refuse(registry, src, now, first_s, "rdap-down", fault)
+        if refused is not None:
+            return refused
+        try:
+            delay = self._latency(registry)
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            if fault.kind is not None:
+                return await self._rdap_fault(request, fault, registry, src, first_s, span[0])
+            w = self.world
+            obj = w.exact(*span)
+            t = time.time()
+            if obj < 0 or REGISTRIES[w.reg[obj]] != registry:
+                self.log.write(t, src, registry, first_s, "rdap-down", 404, None, "not_found")
+                return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
+                                    content_type=RDAP_JSON)
+            kids = w.children(obj, render.SEARCH_RESULTS_MAX + 1)
+            truncated = len(kids) > render.SEARCH_RESULTS_MAX
+            self.log.write(t, src, registry, first_s, "rdap-down", 200, w.handle(obj), "ok")
+            body = render.search_bytes(w, kids[: render.SEARCH_RESULTS_MAX], self.base_url(registry),
+                                       registry, truncated)
+            return web.Response(body=body, content_type=RDAP_JSON)
         finally:
             self.limiter.release(registry, src)
 

@@ -1,0 +1,110 @@
+"""RFC 9910 relation search: registries that serve it list a network's children (`rdap-down`)."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from whoiscrawl.ratelimit import Limit, MemoryRateLimiter
+from whoiscrawl.registry import RegistryClient
+from whoiscrawl.sim import render
+from whoiscrawl.sim.model import World, ip_str, range_cidrs
+from whoiscrawl.sim.scenarios import Scenario
+from whoiscrawl.space import Bootstrap
+
+
+def parent_with(world: World, quick: Scenario, registry: str, low: int, high: int) -> int:
+    """A single-CIDR object of the registry in the quick ranges with low..high children."""
+    for first, last in quick.intervals:
+        for _a, _b, obj in world.segments(first, last):
+            p = world.parent[obj] if obj >= 0 else -1
+            fits = p >= 0 and world.registry(p) == registry and low <= world.nchildren[p] <= high
+            if fits and len(range_cidrs(world.start[p], world.end[p])) == 1:
+                return p
+    raise LookupError(registry)
+
+
+async def network_doc(session: aiohttp.ClientSession, sim, world: World, i: int) -> dict:
+    ((address, length),) = range_cidrs(world.start[i], world.end[i])
+    registry = world.registry(i)
+    async with session.get(f"{sim.base_url(registry)}ip/{ip_str(address)}/{length}") as resp:
+        assert resp.status == 200
+        return await resp.json(content_type=None)
+
+
+def down(doc: dict) -> list[str]:
+    return [link["href"] for link in doc["links"] if link["rel"] == "rdap-down"]
+
+
+async def test_rdap_down_lists_every_child_in_address_order(start_sim, world: World, quick: Scenario):
+    sim = await start_sim(time_scale=1000)
+    parent = parent_with(world, quick, "ripencc", 3, render.SEARCH_RESULTS_MAX)
+    async with aiohttp.ClientSession() as session:
+        doc = await network_doc(session, sim, world, parent)
+        assert "rirSearch1" in doc["rdapConformance"]
+        (link,) = down(doc)
+        async with session.get(link) as resp:
+            assert resp.status == 200 and resp.content_type == "application/rdap+json"
+            listing = await resp.json(content_type=None)
+    assert [n["handle"] for n in listing["ipSearchResults"]] == [
+        world.handle(c) for c in world.children(parent, 10**6)
+    ]
+    assert all(n["parentHandle"] == world.handle(parent) for n in listing["ipSearchResults"])
+    assert not any("truncated" in str(n.get("type")) for n in listing["notices"])
+    sim.log.flush()
+    logged = [json.loads(line) for line in sim.log.path.open()]
+    assert logged[-1]["protocol"] == "rdap-down" and logged[-1]["handle"] == world.handle(parent)
+
+
+async def test_a_long_list_is_cut_with_a_truncation_notice(start_sim, world: World, quick: Scenario):
+    sim = await start_sim(time_scale=1000)
+    parent = parent_with(world, quick, "arin", render.SEARCH_RESULTS_MAX + 1, 10**9)
+    async with aiohttp.ClientSession() as session:
+        (link,) = down(await network_doc(session, sim, world, parent))
+        async with session.get(link) as resp:
+            listing = await resp.json(content_type=None)
+    assert len(listing["ipSearchResults"]) == render.SEARCH_RESULTS_MAX
+    assert any(n.get("type") == "result set truncated due to excessive load" for n in listing["notices"])
+
+
+async def test_registries_without_relation_search_neither_link_nor_answer(
+    start_sim, world: World, quick: Scenario
+):
+    sim = await start_sim(time_scale=1000)
+    parent = parent_with(world, quick, "lacnic", 1, 10**9)
+    async with aiohttp.ClientSession() as session:
+        doc = await network_doc(session, sim, world, parent)
+        assert down(doc) == [] and "rirSearch1" not in doc["rdapConformance"]
+        path = render.down_path(world, parent)
+        async with session.get(f"{sim.base_url('lacnic')}{path}") as resp:
+            assert resp.status == 404
+
+
+async def test_the_client_follows_the_link_and_says_when_a_list_was_cut(
+    start_sim, world: World, quick: Scenario
+):
+    sim = await start_sim(time_scale=1000)
+    async with aiohttp.ClientSession() as session, session.get(sim.bootstrap_url) as resp:
+        bootstrap = Bootstrap.from_document(await resp.json(content_type=None))
+    client = RegistryClient(bootstrap, MemoryRateLimiter({"ripencc": Limit(500.0), "arin": Limit(500.0)}))
+    try:
+        small = parent_with(world, quick, "ripencc", 3, render.SEARCH_RESULTS_MAX)
+        big = parent_with(world, quick, "arin", render.SEARCH_RESULTS_MAX + 1, 10**9)
+        async with aiohttp.ClientSession() as session:
+            small_link = down(await network_doc(session, sim, world, small))[0]
+            big_link = down(await network_doc(session, sim, world, big))[0]
+        whole = await client.children("ripencc", small_link)
+        assert whole.complete and whole.lookups == 1
+        assert [c.handle for c, _ in whole.children] == [
+            world.handle(c) for c in world.children(small, 10**6)
+        ]
+        assert all(c.parent_handle == world.handle(small) for c, _ in whole.children)
+        cut = await client.children("arin", big_link)
+        assert not cut.complete and cut.in_order and len(cut.children) == render.SEARCH_RESULTS_MAX
+        missing = await client.children(
+            "ripencc", small_link.replace("rdap-down/", "rdap-down/10.0.0.0/8?x=")
+        )
+        assert not missing.complete and missing.children == []
+    finally:
+        await client.close()
