@@ -107,6 +107,7 @@ class Fleet:
     egress: int = 1  # distinct source addresses the fleet shares
     workers: int = 1  # how many workers share them (replacements take a dead worker's share)
     grace_seconds: float = 10.0
+    list_children: bool = True
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -141,6 +142,7 @@ class Fleet:
                 "0",
                 "--grace-seconds",
                 str(self.grace_seconds),
+                "--list-children" if self.list_children else "--no-list-children",
             ]
             log = (self.logdir / f"worker-{i}.log").open("wb")
             self._logs.append(log)
@@ -188,6 +190,7 @@ def crawl_with_fleet(
     samples: int = 0,
     during: Callable[[Fleet, Any], None] | None = None,
     timeout: float = 1800,
+    list_children: bool = True,
 ) -> FleetRun:
     """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
 
@@ -202,7 +205,9 @@ def crawl_with_fleet(
     queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
     admin = RedisStore(redis_url, crawl)
     admin.set_shards_total(len(shards))
-    fleet = Fleet(crawl, kafka, redis_url, sim, workdir, egress=egress, workers=workers)
+    fleet = Fleet(
+        crawl, kafka, redis_url, sim, workdir, egress=egress, workers=workers, list_children=list_children
+    )
     started = time.monotonic()
     fleet.start(workers)
     finished = False
@@ -264,17 +269,30 @@ def fleet_crawl(
     redis_url: str,
     workdir: Path,
     samples: int = 0,
+    list_children: bool = True,
 ) -> dict[str, Any]:
     """The benchmark's one run: a fresh simulator, a fleet to completion, scored against truth."""
     from whoiscrawl.sim.score import score
 
     log = workdir / "requests.jsonl"
     with simulator(scenario, time_scale, log) as sim:
-        run = crawl_with_fleet(sim, kafka, redis_url, workdir, strategy, workers, egress, resolution, samples)
+        run = crawl_with_fleet(
+            sim,
+            kafka,
+            redis_url,
+            workdir,
+            strategy,
+            workers,
+            egress,
+            resolution,
+            samples,
+            list_children=list_children,
+        )
         limits = sim.limits()
     figures = score(scenario, str(run.results), str(log), resolution=resolution, time_scale=time_scale)
     return {
         "strategy": strategy,
+        "list_children": list_children and strategy == "sweep",
         "workers": workers,
         "egress": egress,
         "resolution": resolution,

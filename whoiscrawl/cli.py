@@ -290,6 +290,9 @@ def bench(
     compare_sample: Annotated[
         bool, typer.Option(help="After a sweep, run sample with the same number of lookups and report both")
     ] = True,
+    compare_grid: Annotated[
+        bool, typer.Option(help="After a sweep, run it again without listings (the /24 grid alone)")
+    ] = True,
     micro: Annotated[
         bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")
     ] = False,
@@ -323,6 +326,20 @@ def bench(
                     samples=per_shard,
                 )
                 typer.echo(json.dumps({"compare": "sample_same_lookups", **sample}))
+            if strategy == "sweep" and compare_grid:
+                grid = b.fleet_crawl(
+                    scenario,
+                    "sweep",
+                    workers,
+                    k,
+                    resolution,
+                    scale,
+                    kafka,
+                    redis_url,
+                    b.workdir(),
+                    list_children=False,
+                )
+                typer.echo(json.dumps({"compare": "grid_only", **grid}))
         if micro:
             typer.echo(json.dumps(b.index_benchmark()))
             typer.echo(json.dumps(b.redis_memory_benchmark(redis_url)))
