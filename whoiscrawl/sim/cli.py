@@ -34,6 +34,8 @@ def serve(
     limits: Annotated[bool, typer.Option("--limits/--no-limits", help="rate limits")] = True,
     latency: Annotated[bool, typer.Option("--latency/--no-latency", help="service latency")] =
         True,
+    search_limit: Annotated[int, typer.Option(help="networks per rdap-down answer before it is cut")]
+        = 500,
 ) -> None:
     """Serve RDAP + bootstrap + WHOIS; first stdout line is one JSON object describing it."""
     from whoiscrawl.sim import scenarios
@@ -45,7 +47,7 @@ def serve(
     async def run() -> None:
         sim = Simulator(scen, host=host, port=port, whois_port=whois_port, time_scale=time_scale,
                         faults=Faults.load(faults, time_scale=time_scale), log_path=log,
-                        limits_enabled=limits, latency=latency)
+                        limits_enabled=limits, latency=latency, search_limit=search_limit)
         await sim.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

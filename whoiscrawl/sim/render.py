@@ -213,6 +213,7 @@ def rdap_object(world: World, i: int, base_url: str) -> dict[str, Any]:
 
 
 def search_bytes(world: World, children: list[int], base_url: str, reg: str, truncated: bool) -> bytes:
+    # `children` is what the server lets through: a truncated answer says how many that was.
     """An RFC 9910 ipSearchResults answer; conformance and notices live at the top level only."""
     results = []
     for c in children:
@@ -222,7 +223,7 @@ def search_bytes(world: World, children: list[int], base_url: str, reg: str, tru
     notices: list[dict[str, Any]] = [{"title": "Terms of Service", "description": [TOS[reg]]}]
     if truncated:
         notices.append({"title": "Search Policy", "type": "result set truncated due to excessive load",
-                        "description": [f"Only the first {SEARCH_RESULTS_MAX} results are shown."]})
+                        "description": [f"Only the first {len(children)} results are shown."]})
     doc = {"rdapConformance": ["rdap_level_0", "cidr0", "nro_rdap_profile_0", *SEARCH_CONFORMANCE],
            "notices": notices, "ipSearchResults": results}
     return json.dumps(doc, separators=(",", ":")).encode()

@@ -94,7 +94,7 @@ class Simulator:
     def __init__(self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0,
                  whois_port: int = 0, time_scale: float = 1.0, faults: Faults | None = None,
                  log_path: str | Path | None = None, limits_enabled: bool = True,
-                 latency: bool = True) -> None:
+                 latency: bool = True, search_limit: int = render.SEARCH_RESULTS_MAX) -> None:
         self.scenario = scenario
         self.world: World = scenario.world()
         self.host = host
@@ -106,6 +106,7 @@ class Simulator:
         self.faults.t0 = self.t0
         self.limiter = policy.Limiter(self.time_scale, enabled=limits_enabled)
         self.latency = latency
+        self.search_limit = search_limit
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix=f"whoiscrawl-sim-{scenario.name}-",
                                         suffix=".jsonl")
@@ -141,6 +142,7 @@ class Simulator:
             "limits": policy.limits(self.time_scale),
             "log": str(self.log.path),
             "time_scale": self.time_scale,
+            "rdap_down": {"registries": sorted(render.SEARCH_REGISTRIES), "limit": self.search_limit},
             "rdap": {r: self.base_url(r) for r in REGISTRIES},
         }
 
@@ -326,11 +328,11 @@ class Simulator:
                 self.log.write(t, src, registry, first_s, "rdap-down", 404, None, "not_found")
                 return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
                                     content_type=RDAP_JSON)
-            kids = w.children(obj, render.SEARCH_RESULTS_MAX + 1)
-            truncated = len(kids) > render.SEARCH_RESULTS_MAX
+            kids = w.children(obj, self.search_limit + 1)
+            truncated = len(kids) > self.search_limit
             self.log.write(t, src, registry, first_s, "rdap-down", 200, w.handle(obj), "ok")
-            body = render.search_bytes(w, kids[: render.SEARCH_RESULTS_MAX], self.base_url(registry),
-                                       registry, truncated)
+            body = render.search_bytes(w, kids[: self.search_limit], self.base_url(registry), registry,
+                                       truncated)
             return web.Response(body=body, content_type=RDAP_JSON)
         finally:
             self.limiter.release(registry, src)
