@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -307,38 +308,24 @@ def bench(
     logging.basicConfig(level=logging.WARNING)
     with b.bench_services() as (kafka, redis_url):
         for k in egress or [1]:
-            run = b.fleet_crawl(
-                scenario, strategy, workers, k, resolution, scale, kafka, redis_url, b.workdir()
+            crawl = functools.partial(
+                b.fleet_crawl,
+                scenario,
+                workers=workers,
+                egress=k,
+                resolution=resolution,
+                time_scale=scale,
+                kafka=kafka,
+                redis_url=redis_url,
             )
+            run = crawl(strategy=strategy, workdir=b.workdir())
             typer.echo(json.dumps(run))
             if strategy == "sweep" and compare_sample:
                 per_shard = max(1, int(run["lookups"] // run["shards"]))
-                sample = b.fleet_crawl(
-                    scenario,
-                    "sample",
-                    workers,
-                    k,
-                    resolution,
-                    scale,
-                    kafka,
-                    redis_url,
-                    b.workdir(),
-                    samples=per_shard,
-                )
+                sample = crawl(strategy="sample", workdir=b.workdir(), samples=per_shard)
                 typer.echo(json.dumps({"compare": "sample_same_lookups", **sample}))
             if strategy == "sweep" and compare_grid:
-                grid = b.fleet_crawl(
-                    scenario,
-                    "sweep",
-                    workers,
-                    k,
-                    resolution,
-                    scale,
-                    kafka,
-                    redis_url,
-                    b.workdir(),
-                    list_children=False,
-                )
+                grid = crawl(strategy="sweep", workdir=b.workdir(), list_children=False)
                 typer.echo(json.dumps({"compare": "grid_only", **grid}))
         if micro:
             typer.echo(json.dumps(b.index_benchmark()))

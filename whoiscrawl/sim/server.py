@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -246,14 +247,67 @@ class Simulator:
         addr_s = request.match_info["addr"]
         src = request.remote or "unknown"
         now = time.time()
-        log = self.log.write
         a = parse_ipv4(addr_s)
         if a is None:
-            log(now, src, registry, addr_s, "rdap", 400, None, "not_found")
+            self.log.write(now, src, registry, addr_s, "rdap", 400, None, "not_found")
             return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
                                 extra="not an IPv4 address"), content_type=RDAP_JSON)
+
+        def answer() -> web.Response:
+            obj = self.world.lookup(a)
+            plen = request.match_info.get("plen")
+            if plen is not None and obj >= 0:
+                obj = self._covering(obj, a, plen)
+            t = time.time()
+            if obj < 0:
+                self.log.write(t, src, registry, addr_s, "rdap", 404, None, "not_found")
+                return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
+                                    content_type=RDAP_JSON)
+            owner = REGISTRIES[self.world.reg[obj]]
+            if owner != registry:
+                self.log.write(t, src, registry, addr_s, "rdap", 301, None, "redirect")
+                return web.Response(status=301, headers={
+                    "Location": f"{self.base_url(owner)}ip/{addr_s}"})
+            self.log.write(t, src, registry, addr_s, "rdap", 200, self.world.handle(obj), "ok")
+            return web.Response(body=self.render(obj), content_type=RDAP_JSON)
+
+        return await self._serve(request, registry, src, now, addr_s, a, "rdap", answer)
+
+    async def rdap_down(self, request: web.Request, registry: str) -> web.StreamResponse:
+        """RFC 9910 `rdap-down`: the networks one level below the one spanning the argument."""
+        src = request.remote or "unknown"
+        now = time.time()
+        span = parse_span(request.match_info["arg"])
+        if span is None:
+            self.log.write(now, src, registry, request.match_info["arg"][:64], "rdap-down", 400, None,
+                           "not_found")
+            return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
+                                extra="not an IPv4 prefix or range"), content_type=RDAP_JSON)
+        first_s = ip_str(span[0])
+
+        def answer() -> web.Response:
+            w = self.world
+            obj = w.exact(*span)
+            t = time.time()
+            if obj < 0 or REGISTRIES[w.reg[obj]] != registry:
+                self.log.write(t, src, registry, first_s, "rdap-down", 404, None, "not_found")
+                return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
+                                    content_type=RDAP_JSON)
+            kids = w.children(obj, self.search_limit + 1)
+            truncated = len(kids) > self.search_limit
+            self.log.write(t, src, registry, first_s, "rdap-down", 200, w.handle(obj), "ok")
+            body = render.search_bytes(w, kids[: self.search_limit], self.base_url(registry), registry,
+                                       truncated)
+            return web.Response(body=body, content_type=RDAP_JSON)
+
+        return await self._serve(request, registry, src, now, first_s, span[0], "rdap-down", answer)
+
+    async def _serve(self, request: web.Request, registry: str, src: str, now: float, addr_s: str,
+                     a: int, protocol: str, answer: Callable[[], web.Response]) -> web.StreamResponse:
+        """Everything an RDAP request meets before its answer: injected faults, the registry's
+        limits and connection cap (429s), and service latency."""
         fault = self.faults.decide(registry, src, now)
-        refused = self._refuse(registry, src, now, addr_s, "rdap", fault)
+        refused = self._refuse(registry, src, now, addr_s, protocol, fault)
         if refused is not None:
             return refused
         try:
@@ -262,22 +316,7 @@ class Simulator:
                 await asyncio.sleep(delay)
             if fault.kind is not None:
                 return await self._rdap_fault(request, fault, registry, src, addr_s, a)
-            obj = self.world.lookup(a)
-            plen = request.match_info.get("plen")
-            if plen is not None and obj >= 0:
-                obj = self._covering(obj, a, plen)
-            t = time.time()
-            if obj < 0:
-                log(t, src, registry, addr_s, "rdap", 404, None, "not_found")
-                return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
-                                    content_type=RDAP_JSON)
-            owner = REGISTRIES[self.world.reg[obj]]
-            if owner != registry:
-                log(t, src, registry, addr_s, "rdap", 301, None, "redirect")
-                return web.Response(status=301, headers={
-                    "Location": f"{self.base_url(owner)}ip/{addr_s}"})
-            log(t, src, registry, addr_s, "rdap", 200, self.world.handle(obj), "ok")
-            return web.Response(body=self.render(obj), content_type=RDAP_JSON)
+            return answer()
         finally:
             self.limiter.release(registry, src)
 
@@ -299,43 +338,6 @@ class Simulator:
             return self._too_many(1.0 / self.time_scale, render.rdap_error(
                 429, "Too Many Requests", extra="too many concurrent connections"))
         return None
-
-    async def rdap_down(self, request: web.Request, registry: str) -> web.StreamResponse:
-        """RFC 9910 `rdap-down`: the networks one level below the one spanning the argument."""
-        src = request.remote or "unknown"
-        now = time.time()
-        span = parse_span(request.match_info["arg"])
-        if span is None:
-            self.log.write(now, src, registry, request.match_info["arg"][:64], "rdap-down", 400, None,
-                           "not_found")
-            return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
-                                extra="not an IPv4 prefix or range"), content_type=RDAP_JSON)
-        first_s = ip_str(span[0])
-        fault = self.faults.decide(registry, src, now)
-        refused = self._refuse(registry, src, now, first_s, "rdap-down", fault)
-        if refused is not None:
-            return refused
-        try:
-            delay = self._latency(registry)
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
-            if fault.kind is not None:
-                return await self._rdap_fault(request, fault, registry, src, first_s, span[0])
-            w = self.world
-            obj = w.exact(*span)
-            t = time.time()
-            if obj < 0 or REGISTRIES[w.reg[obj]] != registry:
-                self.log.write(t, src, registry, first_s, "rdap-down", 404, None, "not_found")
-                return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
-                                    content_type=RDAP_JSON)
-            kids = w.children(obj, self.search_limit + 1)
-            truncated = len(kids) > self.search_limit
-            self.log.write(t, src, registry, first_s, "rdap-down", 200, w.handle(obj), "ok")
-            body = render.search_bytes(w, kids[: self.search_limit], self.base_url(registry), registry,
-                                       truncated)
-            return web.Response(body=body, content_type=RDAP_JSON)
-        finally:
-            self.limiter.release(registry, src)
 
     def _covering(self, obj: int, a: int, plen: str) -> int:
         """For ip/<prefix>/<len>: the most specific object holding the whole prefix."""
