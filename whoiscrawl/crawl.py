@@ -94,7 +94,12 @@ class Crawler:
             answer = Answer.of(record, shard.resolution)
             if not await self._keep(record, answer) and answer.terminal:
                 metrics.WASTED.inc()
-            listable = self.list_children and result.down_url and worth_listing(record, shard.resolution)
+            listable = (  # the sample strategy stays the 2016 method: no listings
+                self.list_children
+                and shard.strategy == "sweep"
+                and result.down_url
+                and worth_listing(record, shard.resolution)
+            )
             listed = listable and await self._list(shard, walk.cursor, record, str(result.down_url))
             if listed:
                 answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now

@@ -80,6 +80,21 @@ def test_the_grid_alone_still_finds_every_block_at_resolution_with_more_lookups(
     assert figures["lookups_per_block"] > 1.5
 
 
+def test_sample_stays_the_2016_method(tmp_path):
+    """--strategy sample probes its fixed addresses only: no listings, and small blocks stay unfound."""
+    log = tmp_path / "requests.jsonl"
+    out = tmp_path / "out.jsonl"
+    with simulator("quick", TIME_SCALE, log) as sim:
+        done = subprocess.run(
+            crawl_cmd(sim, out, "--strategy", "sample"), capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert not any('"protocol":"rdap-down"' in line for line in log.open())
+    figures = score(out, str(log))
+    assert 0 < figures["recall_resolution"] < 1.0
+    assert figures["address_coverage"] < GRID_COVERAGE_FLOOR
+
+
 def test_interrupted_crawl_resumes_without_losing_or_repeating(tmp_path):
     log = tmp_path / "requests.jsonl"
     out = tmp_path / "out.jsonl"
