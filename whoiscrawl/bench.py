@@ -342,6 +342,27 @@ def against_targets(figures: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+SUMMARY = (
+    "strategy",
+    "list_children",
+    "wall_s",
+    "bound_s",
+    "lookups",
+    "blocks_found",
+    "recall",
+    "recall_resolution",
+    "address_coverage",
+    "wasted_lookups",
+    "lookups_per_block",
+    "rate_limited",
+)
+
+
+def summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A baseline's headline figures, to sit beside the run they are compared with."""
+    return {k: run.get(k) for k in SUMMARY}
+
+
 def index_benchmark(blocks: int = 1_000_000, probes: int = 300_000, seed: int = 1) -> dict[str, Any]:
     """Known-block checks per second in one process with `blocks` leaves in the index."""
     from whoiscrawl.store import KnownBlocks

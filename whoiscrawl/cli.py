@@ -301,7 +301,8 @@ def bench(
         bool, typer.Option("--json", help="Accepted for scripts: JSON lines are the only output")
     ] = True,
 ) -> None:
-    """Crawl a simulator scenario with N real workers, real Kafka and Redis; print figures as JSON."""
+    """Crawl a simulator scenario with N real workers, real Kafka and Redis; print one JSON line of
+    figures per egress count, with the baselines (sample, grid alone) run beside it under "compare"."""
     from whoiscrawl import bench as b
 
     scale = time_scale or SCALES.get(scenario, 100.0)
@@ -319,14 +320,15 @@ def bench(
                 redis_url=redis_url,
             )
             run = crawl(strategy=strategy, workdir=b.workdir())
-            typer.echo(json.dumps(run))
+            baselines: dict[str, dict] = {}
             if strategy == "sweep" and compare_sample:
                 per_shard = max(1, int(run["lookups"] // run["shards"]))
                 sample = crawl(strategy="sample", workdir=b.workdir(), samples=per_shard)
-                typer.echo(json.dumps({"compare": "sample_same_lookups", **sample}))
+                baselines["sample_same_lookups"] = b.summary(sample)
             if strategy == "sweep" and compare_grid:
                 grid = crawl(strategy="sweep", workdir=b.workdir(), list_children=False)
-                typer.echo(json.dumps({"compare": "grid_only", **grid}))
+                baselines["grid_only"] = b.summary(grid)
+            typer.echo(json.dumps({**run, "compare": baselines} if baselines else run))
         if micro:
             typer.echo(json.dumps(b.index_benchmark()))
             typer.echo(json.dumps(b.redis_memory_benchmark(redis_url)))
