@@ -84,6 +84,7 @@ class LiveBackend:
                             spec.shard_prefix, spec.samples)
         sent = self._call("publishing shards", queue.publish_shards, t.bootstrap, t.prefix,
                           t.crawl, shards, t.config)
+        self._call("writing the scope", self._store(t).set_scope, space.Scope.of_shards(shards))
         return Plan(shards=int(sent), addresses=sum(s.last - s.first + 1 for s in shards))
 
     def set_totals(self, t: Target, shards: int, addresses: int) -> None:

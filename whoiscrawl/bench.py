@@ -196,7 +196,7 @@ def crawl_with_fleet(
 
     `during(fleet, progress)` is called at every poll: tests use it to kill or stop workers."""
     from whoiscrawl import queue
-    from whoiscrawl.space import plan_shards
+    from whoiscrawl.space import Scope, plan_shards
     from whoiscrawl.store import RedisStore
 
     crawl = f"{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
@@ -205,6 +205,7 @@ def crawl_with_fleet(
     queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
     admin = RedisStore(redis_url, crawl)
     admin.set_shards_total(len(shards))
+    admin.set_scope(Scope.of_shards(shards))
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, egress=egress, workers=workers, list_children=list_children
     )

@@ -166,7 +166,7 @@ def plan(
 ) -> None:
     """Cut the space into shards and send them to the crawl's work topic (once)."""
     from whoiscrawl import queue
-    from whoiscrawl.space import SpaceError, plan_shards
+    from whoiscrawl.space import Scope, SpaceError, plan_shards
     from whoiscrawl.store import RedisStore
 
     try:
@@ -183,6 +183,7 @@ def plan(
     sent = queue.publish_shards(kafka_bootstrap, topic_prefix, crawl, shards, config)
     store.set_shards_total(len(shards))
     store.set_addresses_total(sum(s.last - s.first + 1 for s in shards))
+    store.set_scope(Scope.of_shards(shards))
     typer.echo(
         json.dumps(
             {

@@ -14,6 +14,7 @@ from netaddr import IPAddress
 from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
+from whoiscrawl.space import Scope
 from whoiscrawl.store import Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
@@ -40,6 +41,7 @@ class Crawler:
     failures: list[str] = field(default_factory=list)
     failure_pauses: tuple[float, ...] = (2.0, 10.0)  # before giving up on an address
     list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
+    scope: Scope | None = None  # listed children outside it are not kept (None: keep all)
     _listings: dict[tuple[int, int], asyncio.Future[bool]] = field(default_factory=dict)
 
     async def run_shard(self, shard: Shard) -> bool:
@@ -148,6 +150,8 @@ class Crawler:
         )
         whole = listing.complete
         for child, child_url in listing.children:
+            if self.scope is not None and not self.scope.overlaps(child.first, child.last):
+                continue  # a sibling of the crawled space, not asked for
             answer = Answer.of(child, shard.resolution)
             await self._keep(child, answer)
             listable = child_url and worth_listing(child, shard.resolution)

@@ -17,7 +17,7 @@ from whoiscrawl.crawl import Crawler, run_shards
 from whoiscrawl.ratelimit import Limit, MemoryRateLimiter
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import Bootstrap, plan_shards
+from whoiscrawl.space import Bootstrap, Scope, plan_shards
 from whoiscrawl.store import MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
@@ -108,7 +108,14 @@ class LocalCrawl:
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
         )
-        crawler = Crawler(store, sink, client, owner=uuid.uuid4().hex, list_children=self.list_children)
+        crawler = Crawler(
+            store,
+            sink,
+            client,
+            owner=uuid.uuid4().hex,
+            list_children=self.list_children,
+            scope=Scope.of_shards(shards),
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, crawler.stopping.set)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -188,6 +189,43 @@ def crawlable(ranges: Iterable[str], excludes: Iterable[str] = ()) -> IPSet:
     return space - IPSet(unassigned)
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The crawled space as sorted, disjoint intervals: does a network reach into it? O(log n).
+
+    Listings return a parent's children wherever they lie; the crawl keeps only those it was
+    asked for."""
+
+    firsts: tuple[int, ...]
+    lasts: tuple[int, ...]
+
+    @classmethod
+    def of(cls, spans: Iterable[tuple[int, int]]) -> Scope:
+        merged: list[list[int]] = []
+        for first, last in sorted(spans):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], last)
+            else:
+                merged.append([first, last])
+        return cls(tuple(m[0] for m in merged), tuple(m[1] for m in merged))
+
+    @classmethod
+    def of_shards(cls, shards: Iterable[Shard]) -> Scope:
+        return cls.of((s.first, s.last) for s in shards)
+
+    def overlaps(self, first: int, last: int) -> bool:
+        i = bisect_right(self.firsts, last) - 1
+        return i >= 0 and self.lasts[i] >= first
+
+    def encode(self) -> str:
+        return ",".join(f"{f}-{t}" for f, t in zip(self.firsts, self.lasts, strict=True))
+
+    @classmethod
+    def decode(cls, text: str) -> Scope:
+        spans = [part.split("-") for part in text.split(",") if part]
+        return cls.of((int(f), int(t)) for f, t in spans)
+
+
 def auto_shard_prefix(addresses: int, target_shards: int = 256) -> int:
     """Shard size for a crawl: at least `target_shards` shards, so work spreads over many lanes and
     egress addresses, but never larger than a /16 (progress and redo stay fine-grained) nor smaller
@@ -207,15 +245,19 @@ def plan_shards(
     samples: int = 0,
 ) -> list[Shard]:
     """Cut the crawlable space into shards aligned on /shard_prefix boundaries (chosen from the
-    size of the space when not given), in address order."""
+    size of the space when not given). Each range's shards are in address order, and the ranges
+    take turns: lanes that start together then start in different ranges, not side by side inside
+    one network that each would pay a lookup to learn (a free /16 spans 16 shards)."""
     space = crawlable(ranges, excludes or [])
     prefix = shard_prefix if shard_prefix is not None else auto_shard_prefix(space.size)
     if not 8 <= prefix <= 32 or not 8 <= resolution <= 32:
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")
     if strategy not in ("sweep", "sample"):
         raise SpaceError(f"unknown strategy {strategy!r}: use sweep or sample")
-    shards = []
+    by_range: list[list[Shard]] = []
     for rng in space.iter_ipranges():
+        shards: list[Shard] = []
+        by_range.append(shards)
         first, last = int(rng.first), int(rng.last)
         # A range is walked by as many lanes as it has shards: cut even a small one into at least
         # 16, so several workers and egress addresses can share it.
@@ -226,7 +268,7 @@ def plan_shards(
             shard_id = f"{IPAddress(first)}-{IPAddress(end)}"
             shards.append(Shard(crawl, shard_id, first, end, strategy, resolution, samples))
             first = end + 1
-    return shards
+    return [s for turn in itertools.zip_longest(*by_range) for s in turn if s is not None]
 
 
 def sample_addresses(shard: Shard) -> list[int]:

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from sortedcontainers import SortedDict
 
 from whoiscrawl.records import NetworkRecord, Progress
+from whoiscrawl.space import Scope
 from whoiscrawl.strategy import Answer
 
 
@@ -232,6 +233,10 @@ class Keys:
         return self.prefix + "counters"
 
     @property
+    def scope(self) -> str:
+        return self.prefix + "scope"
+
+    @property
     def cursors(self) -> str:
         return self.prefix + "cursors"
 
@@ -276,6 +281,10 @@ class RedisStore:
 
     def set_shards_total(self, n: int) -> None:
         self.client.hset(self.keys.counters, "shards_total", n)
+
+    def set_scope(self, scope: Scope) -> None:
+        """What the crawl covers, for workers to keep listed children inside it."""
+        self.client.set(self.keys.scope, scope.encode())
 
     def set_addresses_total(self, n: int) -> None:
         self.client.hset(self.keys.counters, "addresses_total", n)
@@ -352,6 +361,11 @@ class RedisBlockStore:
         # and asking again gives the same cut). A lister that dies leaves the grid walk to cover it.
         ok = await self.client.set(self.keys.listing(first, last), owner, nx=True, px=self.LISTING_TTL_MS)
         return bool(ok)
+
+    async def scope(self) -> Scope | None:
+        """The crawl's scope as planned (None: planned before scopes were written)."""
+        value: Any = await self.client.get(self.keys.scope)
+        return Scope.decode(value.decode() if isinstance(value, bytes) else value) if value else None
 
     async def cursor(self, shard_id: str) -> int | None:
         value = await self.client.hget(self.keys.cursors, shard_id)

@@ -233,6 +233,7 @@ class Worker:
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
+        scope = await store.scope()
         self.crawler = Crawler(
             store,
             sink,
@@ -241,6 +242,7 @@ class Worker:
             cfg.crawl,
             stopping=self.stopping,
             list_children=cfg.list_children,
+            scope=scope,
         )
         self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("worker %s taking shards of %s", self.owner, self.work_topic)

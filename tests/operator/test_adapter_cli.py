@@ -42,6 +42,7 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     queue.delete_topics = rec("delete_topics")  # type: ignore[attr-defined]
     space = types.ModuleType("whoiscrawl.space")
     space.plan_shards = rec("plan_shards", [FakeShard(0, 255), FakeShard(256, 511)])  # type: ignore[attr-defined]
+    space.Scope = types.SimpleNamespace(of_shards=rec("scope_of", "SCOPE"))  # type: ignore[attr-defined]
 
     class Store:
         def __init__(self, url: str, crawl: str) -> None:
@@ -54,6 +55,7 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 
         set_shards_total = rec("set_shards_total")
         set_addresses_total = rec("set_addresses_total")
+        set_scope = rec("set_scope")
         delete_crawl = rec("delete_crawl", 42)
 
     store = types.ModuleType("whoiscrawl.store")
@@ -72,6 +74,8 @@ def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) ->
     assert plan.shards == 2 and plan.addresses == 512
     assert modules["plan_shards"] == [("c1", ["41.0.0.0/8"], ["41.1.0.0/16"], "sweep", 20, 16, 0)]
     assert modules["publish_shards"][0][:3] == ("127.0.0.1:9092", "wc", "c1")
+    assert modules["scope_of"] == [([FakeShard(0, 255), FakeShard(256, 511)],)]
+    assert [args[1:] for args in modules["set_scope"]] == [("SCOPE",)]  # (the store, the scope)
     assert b.lag(T) == 7 and b.partitions(T) == 12
     c = b.counters(T)
     assert (c.shards_total, c.addresses_done, c.rate_limited) == (4, 256, 1)

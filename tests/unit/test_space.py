@@ -9,6 +9,7 @@ from netaddr import IPAddress
 
 from whoiscrawl.space import (
     Bootstrap,
+    Scope,
     SpaceError,
     auto_shard_prefix,
     crawlable,
@@ -99,3 +100,40 @@ def test_bad_ranges_say_what_is_wrong(bad):
     with pytest.raises(SpaceError, match=r"only IPv4|not a CIDR"):
         plan_shards("c", [bad])
 
+
+
+@pytest.mark.parametrize(
+    ("spans", "network", "inside"),
+    [
+        ([(100, 199)], (150, 160), True),
+        ([(100, 199)], (50, 100), True),  # touches the first address
+        ([(100, 199)], (199, 300), True),  # touches the last
+        ([(100, 199)], (200, 300), False),
+        ([(100, 199)], (0, 99), False),
+        ([(100, 199), (300, 399)], (200, 299), False),  # the gap between two ranges
+        ([(100, 199), (300, 399)], (0, 1000), True),  # a parent around them
+        ([(300, 399), (100, 199), (200, 250)], (251, 299), False),  # merged in any order
+        ([], (0, 1 << 32), False),
+    ],
+)
+def test_scope_says_whether_a_network_reaches_into_the_crawl(spans, network, inside):
+    scope = Scope.of(spans)
+    assert scope.overlaps(*network) is inside
+    assert Scope.decode(scope.encode()) == scope
+
+
+def test_scope_of_shards_is_the_planned_space():
+    shards = plan_shards("c", ["193.0.0.0/16", "41.0.0.0/16"], shard_prefix=20)
+    scope = Scope.of_shards(shards)
+    assert len(scope.firsts) == 2  # 32 shards merge back into the two ranges
+    assert scope.overlaps(int(IPAddress("193.0.255.255")), int(IPAddress("193.1.0.0")))
+    assert not scope.overlaps(int(IPAddress("193.1.0.0")), int(IPAddress("193.1.0.255")))
+
+
+def test_ranges_take_turns_so_lanes_start_apart():
+    shards = plan_shards("c", ["8.0.0.0/16", "41.0.0.0/16", "193.0.0.0/17"], shard_prefix=20)
+    assert [s.first >> 24 for s in shards[:6]] == [8, 41, 193, 8, 41, 193]
+    for octet in (8, 41, 193):
+        firsts = [s.first for s in shards if s.first >> 24 == octet]
+        assert firsts == sorted(firsts)  # each range still in address order
+    assert [s.first >> 24 for s in shards[-16:]] == [8, 41] * 8  # the shorter range ran out first
