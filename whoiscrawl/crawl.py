@@ -160,6 +160,8 @@ class Crawler:
             whole = whole and answer.terminal
             if not self.store.index.covers(answer.first, answer.last):  # nothing new to share otherwise
                 await self.store.record_step(shard.shard_id, cursor, answer, lookups=0)
+        if not whole:
+            await self.store.listed_partly(parent.first, parent.last)
         return whole
 
     async def _lookup_patiently(self, address: int) -> LookupResult:

@@ -59,7 +59,6 @@ class Listing:
 
     children: list[tuple[NetworkRecord, str | None]]  # each with its own rdap-down link
     complete: bool  # False: the registry cut the list short, or it could not be had
-    in_order: bool = False  # the registry sent them in address order: a cut list holds a whole prefix
     lookups: int = 0
     rate_limited: int = 0
 
@@ -361,7 +360,7 @@ class RegistryClient:
                 continue
             if kind == "ok":
                 try:
-                    listing.children, listing.in_order = self._parse_listing(payload, registry)
+                    listing.children = self._parse_listing(payload, registry)
                 except MalformedAnswer as exc:
                     payload = str(exc)
                 else:
@@ -376,7 +375,7 @@ class RegistryClient:
             await self._backoff(errors)
         return listing
 
-    def _parse_listing(self, doc: Any, registry: str) -> tuple[list[tuple[NetworkRecord, str | None]], bool]:
+    def _parse_listing(self, doc: Any, registry: str) -> list[tuple[NetworkRecord, str | None]]:
         items = doc.get("ipSearchResults") if isinstance(doc, dict) else None
         if not isinstance(items, list):
             raise MalformedAnswer("a listing without ipSearchResults")
@@ -389,10 +388,8 @@ class RegistryClient:
             except (AddrFormatError, ValueError) as exc:
                 raise MalformedAnswer(f"a listed network without a start address: {exc}") from exc
             children.append((self._parser.parse(item, first, registry), down_link(item)))
-        firsts = [c[0].first for c in children]
-        in_order = firsts == sorted(firsts)
         children.sort(key=lambda c: c[0].first)
-        return children, in_order
+        return children
 
     async def _fetch(self, url: str, egress: str) -> tuple[str, Any, float]:
         async with self._session(egress).get(url, allow_redirects=False) as resp:

@@ -111,6 +111,7 @@ class Store(Protocol):
     async def claim(self, address: int, owner: str) -> bool: ...
     async def release(self, address: int, owner: str) -> None: ...
     async def first_to_list(self, first: int, last: int, owner: str) -> bool: ...
+    async def listed_partly(self, first: int, last: int) -> None: ...
     async def cursor(self, shard_id: str) -> int | None: ...
     async def is_done(self, shard_id: str) -> bool: ...
     async def record_step(
@@ -139,7 +140,7 @@ class MemoryStore:
     counters: Progress = field(default_factory=Progress)
     cursors: dict[str, int] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
-    listed: set[int] = field(default_factory=set)  # parents whose children were asked for
+    partly_listed: set[int] = field(default_factory=set)  # parents no listing could settle
 
     async def sync(self) -> None:
         return None
@@ -151,11 +152,11 @@ class MemoryStore:
         return None
 
     async def first_to_list(self, first: int, last: int, owner: str) -> bool:
-        key = first << 32 | last
-        if key in self.listed:
-            return False
-        self.listed.add(key)
-        return True
+        # One process: the crawler itself keeps two lanes from listing one parent at once.
+        return (first << 32 | last) not in self.partly_listed
+
+    async def listed_partly(self, first: int, last: int) -> None:
+        self.partly_listed.add(first << 32 | last)
 
     async def cursor(self, shard_id: str) -> int | None:
         return self.cursors.get(shard_id)
@@ -250,6 +251,10 @@ class Keys:
     def listing(self, first: int, last: int) -> str:
         return f"{self.prefix}listing:{first}:{last}"
 
+    @property
+    def partly_listed(self) -> str:
+        return self.prefix + "partly-listed"
+
     def limiter(self, registry: str, egress: str) -> str:
         return f"{self.prefix}rate:{registry}:{egress}"
 
@@ -320,7 +325,7 @@ class RedisBlockStore:
     """A worker's view of the shared store: a local index kept current from the Redis block log."""
 
     CLAIM_TTL_MS = 60_000  # longer than any one lookup with its retries; a dead owner's claim expires
-    LISTING_TTL_MS = 6 * 3600_000
+    LISTING_TTL_MS = 600_000  # a listing with its sub-listings, at the registries' own pace
 
     def __init__(self, url: str, crawl: str) -> None:
         self.keys = Keys(crawl)
@@ -357,10 +362,16 @@ class RedisBlockStore:
         await self._release(keys=[self.keys.claim(address >> 8)], args=[owner])
 
     async def first_to_list(self, first: int, last: int, owner: str) -> bool:
-        # Kept, never released: a parent is listed once per crawl (its listing may be cut short,
-        # and asking again gives the same cut). A lister that dies leaves the grid walk to cover it.
+        """Claim a parent's listing. A parent listed whole becomes a leaf, so nobody asks again; one
+        that no listing could settle (cut short) is remembered, because asking again gives the same
+        cut. A lister that dies leaves its claim to expire, and another worker lists the parent."""
+        if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
+            return False
         ok = await self.client.set(self.keys.listing(first, last), owner, nx=True, px=self.LISTING_TTL_MS)
         return bool(ok)
+
+    async def listed_partly(self, first: int, last: int) -> None:
+        await self.client.sadd(self.keys.partly_listed, f"{first}:{last}")
 
     async def scope(self) -> Scope | None:
         """The crawl's scope as planned (None: planned before scopes were written)."""
