@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from whoiscrawl.space import Scope
 from whoiscrawl.store import RedisBlockStore, RedisStore
 from whoiscrawl.strategy import Answer
 
@@ -55,3 +56,25 @@ async def test_shard_done_is_idempotent_and_admin_view_matches(services, unique_
         assert admin.progress().shards_total == 0
     finally:
         await a.close()
+
+
+async def test_a_parent_is_listed_by_one_worker_and_a_cut_one_never_again(services, unique_name):
+    a = RedisBlockStore(services.redis_url, unique_name)
+    b = RedisBlockStore(services.redis_url, unique_name)
+    admin = RedisStore(services.redis_url, unique_name)
+    try:
+        assert await a.first_to_list(0, 65535, "w1")
+        assert not await b.first_to_list(0, 65535, "w2")  # w1 is listing it
+        assert await b.first_to_list(65536, 131071, "w2")  # another parent
+        await a.listed_partly(65536, 131071)  # its list was cut short
+        admin.client.delete(admin.keys.listing(65536, 131071))  # even once the claim is gone
+        assert not await a.first_to_list(65536, 131071, "w1")
+        admin.client.delete(admin.keys.listing(0, 65535))  # w1 died: its claim expires
+        assert await b.first_to_list(0, 65535, "w2")
+        admin.set_scope(Scope.of([(0, 99), (200, 299)]))
+        scope = await b.scope()
+        assert scope is not None and scope.overlaps(250, 400) and not scope.overlaps(100, 199)
+    finally:
+        await a.close()
+        await b.close()
+        admin.delete_crawl()
