@@ -39,13 +39,18 @@ def is_terminal(first: int, last: int, net_type: str | None, status: Sequence[st
     classify. Anything no larger than one grid cell is a leaf at this resolution."""
     if last - first + 1 <= 1 << (32 - resolution):
         return True
-    if any(s.lower() in ("reserved", "available") for s in status):
+    return _is_free(net_type, status) or _is_assignment(net_type)
+
+
+def _is_free(net_type: str | None, status: Sequence[str]) -> bool:
+    """A registry's placeholder for space it has not handed out."""
+    if "UNALLOCATED" in (net_type or "").upper():
         return True
+    return any(s.lower() in ("reserved", "available") for s in status)
+
+
+def _is_assignment(net_type: str | None) -> bool:
     word = (net_type or "").upper()
-    return "UNALLOCATED" in word or _is_assignment(word)
-
-
-def _is_assignment(word: str) -> bool:
     return "ASSIGN" in word and "ALLOC" not in word
 
 
@@ -55,12 +60,9 @@ def worth_listing(record: NetworkRecord, resolution: int) -> bool:
     Every allocation, whatever its size: a small one is still handed out further. An assignment
     only from one grid cell up: end users sub-assign inside those, rarely inside smaller ones.
     Never a placeholder for free space."""
-    if any(s.lower() in ("reserved", "available") for s in record.status):
+    if _is_free(record.type, record.status):
         return False
-    word = (record.type or "").upper()
-    if "UNALLOCATED" in word:
-        return False
-    return not _is_assignment(word) or record.last - record.first + 1 >= 1 << (32 - resolution)
+    return not _is_assignment(record.type) or record.last - record.first + 1 >= 1 << (32 - resolution)
 
 
 @dataclass
