@@ -280,14 +280,9 @@ class RegistryClient:
                 break  # RDAP keeps failing there: ask WHOIS instead of waiting
             await breaker.wait()
             started = time.monotonic()
-            async with self.limiter.permit(registry, self._egress_keys) as egress:
-                result.lookups += 1
-                try:
-                    outcome = await self._fetch(url, egress)
-                except (TimeoutError, aiohttp.ClientError, MalformedAnswer) as exc:
-                    outcome = ("error", f"{type(exc).__name__}: {exc}", 0.0)
+            result.lookups += 1
+            kind, payload, retry_after, egress = await self._request(registry, url)
             metrics.LOOKUP_SECONDS.labels(registry).observe(time.monotonic() - started)
-            kind, payload, retry_after = outcome
             if kind == "ok":
                 breaker.success()
                 try:
@@ -345,12 +340,8 @@ class RegistryClient:
         errors = 0
         while errors < self.attempts:
             await self.breaker(registry).wait()
-            async with self.limiter.permit(registry, self._egress_keys) as egress:
-                listing.lookups += 1
-                try:
-                    kind, payload, retry_after = await self._fetch(url, egress)
-                except (TimeoutError, aiohttp.ClientError, MalformedAnswer) as exc:
-                    kind, payload, retry_after = "error", f"{type(exc).__name__}: {exc}", 0.0
+            listing.lookups += 1
+            kind, payload, retry_after, egress = await self._request(registry, url)
             if kind == "rate_limited":
                 listing.rate_limited += 1
                 metrics.RATE_LIMITED.labels(registry).inc()
@@ -390,6 +381,15 @@ class RegistryClient:
             children.append((self._parser.parse(item, first, registry), down_link(item)))
         children.sort(key=lambda c: c[0].first)
         return children
+
+    async def _request(self, registry: str, url: str) -> tuple[str, Any, float, str]:
+        """One RDAP request inside the registry's budget: (kind, payload, retry-after, egress used),
+        with transport failures and unreadable answers as kind "error"."""
+        async with self.limiter.permit(registry, self._egress_keys) as egress:
+            try:
+                return (*await self._fetch(url, egress), egress)
+            except (TimeoutError, aiohttp.ClientError, MalformedAnswer) as exc:
+                return "error", f"{type(exc).__name__}: {exc}", 0.0, egress
 
     async def _fetch(self, url: str, egress: str) -> tuple[str, Any, float]:
         async with self._session(egress).get(url, allow_redirects=False) as resp:
