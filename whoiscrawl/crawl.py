@@ -129,8 +129,8 @@ class Crawler:
 
         True when every descendant is now known, so nothing inside the parent needs probing. A
         child that is a parent itself and was listed whole is stored as a leaf, so no walk probes
-        inside it. False when the list was cut short or could not be had, or another worker lists
-        this parent: the walk's grid then covers what no list did. Lanes of this process that meet
+        inside it. False when the list (or a part of a long one) could not be had, or another worker
+        lists this parent: the walk's grid then covers what no list did. Lanes of this process that meet
         a parent being listed wait for that listing rather than probe inside it."""
         key = (parent.first, parent.last)
         listing = self._listings.get(key)
@@ -143,7 +143,9 @@ class Crawler:
         return await asyncio.shield(listing)
 
     async def _list_now(self, shard: Shard, cursor: int, parent: NetworkRecord, url: str) -> bool:
-        listing = await self.client.children(parent.registry, url)
+        # A long list is fetched page by page up to the parent's last crawled address, not beyond.
+        until = self.scope.last_within(parent.first, parent.last) if self.scope else None
+        listing = await self.client.children(parent.registry, url, until or parent.last, parent.handle)
         self.lookups_by_registry[parent.registry] += listing.lookups
         await self.store.record_step(
             shard.shard_id, cursor, None, lookups=listing.lookups, rate_limited=listing.rate_limited

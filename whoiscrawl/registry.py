@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 from ipwhois.net import Net
@@ -22,7 +23,7 @@ from netaddr import AddrFormatError, IPAddress, IPRange
 from whoiscrawl import metrics
 from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.space import Bootstrap, registry_for
+from whoiscrawl.space import WHOIS_MORE_SPECIFIC, Bootstrap, registry_for
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Listing:
     """A network's children as its registry listed them (RFC 9910 rdap-down), in address order."""
 
     children: list[tuple[NetworkRecord, str | None]]  # each with its own rdap-down link
-    complete: bool  # False: the registry cut the list short, or it could not be had
+    complete: bool  # False: all or part of it could not be had (a cut list with no way to the rest)
     lookups: int = 0
     rate_limited: int = 0
 
@@ -293,7 +294,9 @@ class RegistryClient:
                     await self._backoff(len(errors))
                     continue
                 result.record.raw = payload if self.include_raw else None
-                result.down_url = down_link(payload)
+                result.down_url = down_link(payload) or self.whois_down_url(
+                    registry, result.record.first, result.record.last
+                )
                 metrics.LOOKUPS.labels(registry, "ok").inc()
                 result.registry = registry
                 return result
@@ -332,11 +335,56 @@ class RegistryClient:
         result.registry = result.record.registry  # a transferred block answers from its holder
         return result
 
-    async def children(self, registry: str, url: str) -> Listing:
-        """Follow a network's rdap-down link: its children, paced and retried like a lookup. A list
-        the registry cut short, or one that could not be had, comes back incomplete, never raised:
-        the walk then probes what the list did not cover."""
+    def whois_down_url(self, registry: str, first: int, last: int) -> str | None:
+        """Where a registry without RFC 9910 links lists a network's children: a `whois://` URL
+        for `-m` on its range, if its WHOIS server is RIPE-style and one is configured."""
+        server = self.whois_servers.get(registry)
+        if not server or registry not in WHOIS_MORE_SPECIFIC:
+            return None
+        return f"whois://{server}/{quote(f'{IPAddress(first)} - {IPAddress(last)}')}"
+
+    async def children(
+        self, registry: str, url: str, last: int | None = None, parent_handle: str | None = None
+    ) -> Listing:
+        """Follow a network's rdap-down link: its children, paced and retried like a lookup.
+
+        A registry that cuts a long list short is asked again for the rest of the network's range
+        (up to `last`), starting at the last child it listed: RFC 9910 `rdap-down` for a range
+        answers the largest networks strictly inside it (RIPE's `-m`), and a range that starts inside
+        a listed child holds just the siblings after it. A list that could not be had comes back
+        incomplete, never raised: the walk then probes what the list did not cover."""
         listing = Listing([], complete=False)
+        if url.startswith("whois://"):  # RIPE-style WHOIS answers -m whole: one page
+            whole = await self._whois_children(registry, url, listing, parent_handle)
+            if whole is not None:
+                listing.children, listing.complete = whole, True
+            return listing
+        seen: set[tuple[int, int]] = set()
+        while True:
+            page = await self._list_page(registry, url, listing)
+            if page is None:
+                return listing
+            children, cut = page
+            for child in children:
+                if (child[0].first, child[0].last) not in seen:
+                    seen.add((child[0].first, child[0].last))
+                    listing.children.append(child)
+            reached = max((c.last for c, _ in children), default=None)
+            if not cut or (last is not None and reached is not None and reached >= last):
+                listing.complete = True
+                return listing
+            if last is None or reached is None or "/rdap-down/" not in url:
+                return listing
+            rest = quote(f"{IPAddress(reached)} - {IPAddress(last)}")
+            next_url = f"{url[: url.index('/rdap-down/')]}/rdap-down/{rest}"
+            if next_url == url:
+                return listing  # no progress: leave the rest to the grid
+            url = next_url
+
+    async def _list_page(
+        self, registry: str, url: str, listing: Listing
+    ) -> tuple[list[tuple[NetworkRecord, str | None]], bool] | None:
+        """One listing request with retries: (children, cut short?), or None if it failed."""
         errors = 0
         while errors < self.attempts:
             await self.breaker(registry).wait()
@@ -347,24 +395,59 @@ class RegistryClient:
                 metrics.RATE_LIMITED.labels(registry).inc()
                 await self.limiter.pause(registry, egress, retry_after or self.default_pause)
                 if listing.rate_limited > self.max_pauses:
-                    break
+                    return None
                 continue
             if kind == "ok":
                 try:
-                    listing.children = self._parse_listing(payload, registry)
+                    children = self._parse_listing(payload, registry)
                 except MalformedAnswer as exc:
                     payload = str(exc)
                 else:
-                    listing.complete = not _truncated(payload)
                     metrics.LOOKUPS.labels(registry, "listing").inc()
-                    return listing
+                    return children, _truncated(payload)
             if kind in ("not_found", "redirect"):
-                break  # nothing to list there (or not here): the walk probes instead
+                return None  # nothing to list there (or not here): the walk probes instead
             errors += 1
             metrics.LOOKUPS.labels(registry, "error").inc()
             log.info("listing %s: %s", url, payload)
             await self._backoff(errors)
-        return listing
+        return None
+
+    async def _whois_children(
+        self, registry: str, url: str, listing: Listing, parent_handle: str | None
+    ) -> list[tuple[NetworkRecord, str | None]] | None:
+        """`-m <range>` at a RIPE-style WHOIS server, retried and paced like an RDAP request."""
+        where = urlsplit(url)
+        span = unquote(where.path.lstrip("/"))
+        errors = 0
+        while errors < self.attempts:
+            await self.breaker(registry).wait()
+            listing.lookups += 1
+            query = f"-r -m {span}"
+            async with self.limiter.permit(registry, self._egress_keys) as egress:
+                try:
+                    text = await _whois_query(where.hostname or "", where.port or 43, query,
+                                              self._bind.get(egress), self.timeout)
+                except (OSError, TimeoutError) as exc:
+                    text = f"% whoiscrawl: {type(exc).__name__}: {exc}"
+            try:
+                children = await asyncio.to_thread(parse_whois_listing, text, registry, parent_handle)
+            except WhoisRateLimited:
+                listing.rate_limited += 1
+                metrics.RATE_LIMITED.labels(registry).inc()
+                await self.limiter.pause(registry, egress, self.default_pause)
+                if listing.rate_limited > self.max_pauses:
+                    return None
+                continue
+            except MalformedAnswer as exc:
+                errors += 1
+                metrics.LOOKUPS.labels(registry, "error").inc()
+                log.info("listing %s: %s", url, exc)
+                await self._backoff(errors)
+                continue
+            metrics.LOOKUPS.labels(registry, "listing").inc()
+            return [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
+        return None
 
     def _parse_listing(self, doc: Any, registry: str) -> list[tuple[NetworkRecord, str | None]]:
         items = doc.get("ipSearchResults") if isinstance(doc, dict) else None
@@ -535,3 +618,44 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     record.registration_date = best.get("created")
     record.last_changed = best.get("updated")
     return record
+
+
+async def _whois_query(host: str, port: int, query: str, bind: str | None, timeout: float) -> str:
+    """One port-43 exchange: send the query, read the answer to the server's close."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(bind, 0) if bind else None)
+        try:
+            writer.write(f"{query}\r\n".encode())
+            await writer.drain()
+            return (await reader.read()).decode("utf-8", "replace")
+        finally:
+            writer.close()
+
+
+_RPSL_SECTION = re.compile(r"^% Information related to ", re.MULTILINE)
+_RPSL_CLOSING = re.compile(r"^% This query was served by ", re.MULTILINE)
+
+
+def parse_whois_listing(text: str, asked: str, parent_handle: str | None) -> list[NetworkRecord]:
+    """A RIPE-style `-m` answer: one record per inetnum, in address order. The server's closing
+    line must be there: without it the answer was cut, and a cut list would hide networks."""
+    if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum"):
+        raise WhoisRateLimited(text.strip().splitlines()[0][:200] if text.strip() else "refused")
+    if not _RPSL_CLOSING.search(text):
+        first_line = text.strip().splitlines()[0][:120] if text.strip() else "nothing"
+        raise MalformedAnswer(f"a WHOIS listing from {asked} without its closing line: {first_line}")
+    records = []
+    for section in _RPSL_SECTION.split(text)[1:]:
+        inetnum = _whois_field(section, "inetnum")
+        if not inetnum:
+            continue  # a section of contact objects only
+        first, _, _ = inetnum.partition(" - ")
+        try:
+            address = int(IPAddress(first.strip()))
+        except (AddrFormatError, ValueError) as exc:
+            raise MalformedAnswer(f"a listed inetnum that is no range: {inetnum!r}") from exc
+        record = parse_whois(section, address, asked)
+        record.parent_handle = record.parent_handle or parent_handle  # RPSL names no parent
+        records.append(record)
+    records.sort(key=lambda r: r.first)
+    return records

@@ -32,6 +32,9 @@ REAL_RDAP_BASES = {
     "lacnic": "https://rdap.lacnic.net/rdap/",
     "afrinic": "https://rdap.afrinic.net/rdap/",
 }
+# RIPE NCC's WHOIS software, which APNIC and AFRINIC run too, answers `-m <range>` (the largest
+# objects inside it): how a registry without RFC 9910 links still lists a network's children.
+WHOIS_MORE_SPECIFIC = frozenset({"ripencc", "apnic", "afrinic"})
 REAL_WHOIS_SERVERS = {
     "arin": "whois.arin.net:43",
     "ripencc": "whois.ripe.net:43",
@@ -216,6 +219,11 @@ class Scope:
     def overlaps(self, first: int, last: int) -> bool:
         i = bisect_right(self.firsts, last) - 1
         return i >= 0 and self.lasts[i] >= first
+
+    def last_within(self, first: int, last: int) -> int | None:
+        """The last crawled address in first..last (None: none is): where listing it can stop."""
+        i = bisect_right(self.firsts, last) - 1
+        return min(self.lasts[i], last) if i >= 0 and self.lasts[i] >= first else None
 
     def encode(self) -> str:
         return ",".join(f"{f}-{t}" for f, t in zip(self.firsts, self.lasts, strict=True))

@@ -55,6 +55,13 @@ def test_local_sweep_finds_every_block_at_resolution(tmp_path):
     assert figures["address_coverage"] >= COVERAGE_FLOOR
     # Listings find children without a lookup each: fewer lookups than blocks (measured 0.70).
     assert figures["lookups_per_block"] < 1.0
+    # Every registry that lists children, by RDAP or (AFRINIC) by WHOIS -m, has them all found,
+    # long lists (ARIN's, cut at 500) included; LACNIC lists none, so its networks below the grid
+    # are found only where a grid point falls in them.
+    recall = {reg: f["recall"] for reg, f in figures["recall_by_registry"].items()}
+    assert all(recall[reg] >= 0.99 for reg in ("arin", "ripencc", "apnic", "afrinic")), recall
+    listings = [json.loads(line)["protocol"] for line in log.open() if '"protocol":"whois-m"' in line]
+    assert listings, "AFRINIC's children should come from WHOIS -m listings"
     # ... and keep only those inside the crawled ranges, though a parent straddling a range's
     # edge lists its children on both sides. (The few extra blocks the scorer sees are networks
     # inside the ranges that their children cover entirely: real, but no address's answer.)
@@ -86,7 +93,7 @@ def test_the_grid_alone_still_finds_every_block_at_resolution_with_more_lookups(
     assert figures["recall_resolution"] == 1.0
     assert GRID_COVERAGE_FLOOR <= figures["address_coverage"] < COVERAGE_FLOOR
     assert figures["outcomes"].get("ok", 0) > 0
-    listings = sum(1 for line in log.open() if '"protocol":"rdap-down"' in line)
+    listings = sum(1 for line in log.open() if '"protocol":"rdap-down"' in line or '"whois-m"' in line)
     assert listings == 0
     # Proving gaps empty one grid cell at a time: well over one lookup a block (measured 2.3).
     assert figures["lookups_per_block"] > 1.5

@@ -122,6 +122,20 @@ def test_scope_says_whether_a_network_reaches_into_the_crawl(spans, network, ins
     assert Scope.decode(scope.encode()) == scope
 
 
+@pytest.mark.parametrize(
+    ("spans", "network", "last"),
+    [
+        ([(100, 199)], (0, 1000), 199),  # a parent around the crawl: list up to its end
+        ([(100, 199)], (150, 160), 160),  # inside: the network's own end
+        ([(100, 199), (300, 399)], (0, 350), 350),
+        ([(100, 199), (300, 399)], (0, 250), 199),  # ends in the gap: the earlier range's end
+        ([(100, 199)], (200, 300), None),
+    ],
+)
+def test_scope_says_where_listing_a_network_can_stop(spans, network, last):
+    assert Scope.of(spans).last_within(*network) == last
+
+
 def test_scope_of_shards_is_the_planned_space():
     shards = plan_shards("c", ["193.0.0.0/16", "41.0.0.0/16"], shard_prefix=20)
     scope = Scope.of_shards(shards)

@@ -249,10 +249,31 @@ class World:
 
     def exact(self, first: int, last: int) -> int:
         """The object spanning exactly first..last, or -1."""
+        obj = self.holding(first, last)
+        return obj if obj >= 0 and self.start[obj] == first and self.end[obj] == last else -1
+
+    def holding(self, first: int, last: int) -> int:
+        """The most specific object spanning all of first..last, or -1."""
         obj = self.lookup(first)
         while obj >= 0 and (self.start[obj] > first or self.end[obj] < last):
             obj = self.parent[obj]
-        return obj if obj >= 0 and self.start[obj] == first and self.end[obj] == last else -1
+        return obj
+
+    def within(self, first: int, last: int, limit: int) -> list[int]:
+        """The largest objects strictly inside first..last, in address order, at most `limit`:
+        RIPE WHOIS `-m` and RFC 9910 `rdap-down` for a range (one spanning an object exactly gives
+        that object's children; one starting inside an object gives the siblings after it).
+
+        Objects are sorted by start, parents first, so a subtree is skipped with one bisection."""
+        out: list[int] = []
+        j, n = bisect.bisect_left(self.start, first), len(self.start)
+        while j < n and self.start[j] <= last and len(out) < limit:
+            if self.end[j] <= last and not (self.start[j] == first and self.end[j] == last):
+                out.append(j)
+                j = bisect.bisect_right(self.start, self.end[j], j + 1)  # past its subtree
+            else:
+                j += 1
+        return out
 
     def children(self, i: int, limit: int) -> list[int]:
         """Object i's direct children in address order, at most `limit` of them.

@@ -260,8 +260,33 @@ _ARIN_TYPE = {"DIRECT ALLOCATION": "Direct Allocation", "DIRECT ASSIGNMENT": "Di
               "UNALLOCATED": "Unallocated"}
 
 
+# RIPE NCC's WHOIS software (also run by APNIC and AFRINIC) answers `-m <range>`: the largest
+# objects inside the range, RPSL objects one after another, ended by the service's closing line.
+WHOIS_MORE_SPECIFIC = frozenset({"ripencc", "apnic", "afrinic"})
+LISTING_PROTOCOLS = frozenset({"rdap-down", "whois-m"})  # requests that list, not look up
+
+
+def _rpsl_closing(reg: str) -> str:
+    name = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}[reg]
+    return f"% This query was served by the {name} Database Query Service version 1.0 (SIM)\n\n"
+
+
 def whois_text(world: World, i: int) -> str:
     """Port-43 text for object i in its registry's format."""
+    reg = REGISTRIES[world.reg[i]]
+    if reg in _RPSL_HEADER:
+        return _RPSL_HEADER[reg] + _rpsl_object(world, i) + _rpsl_closing(reg)
+    return _text(world, i)
+
+
+def whois_listing(world: World, objects: list[int], reg: str) -> str:
+    """The answer of a RIPE-style server to `-m`: each object's RPSL text, then the closing line."""
+    if not objects:
+        return _RPSL_HEADER[reg] + "%ERROR:101: no entries found\n\n" + _rpsl_closing(reg)
+    return _RPSL_HEADER[reg] + "".join(_rpsl_object(world, i) for i in objects) + _rpsl_closing(reg)
+
+
+def _text(world: World, i: int) -> str:
     reg = REGISTRIES[world.reg[i]]
     s, e = world.start[i], world.end[i]
     start, end = ip_str(s), ip_str(e)
@@ -333,7 +358,19 @@ def whois_text(world: World, i: int) -> str:
             "",
         ]
         return "\n".join(lines) + "\n"
-    # RIPE-style RPSL: RIPE NCC, APNIC, AFRINIC
+    raise ValueError(f"{reg} writes RPSL")
+
+
+def _rpsl_object(world: World, i: int) -> str:
+    """One object as RIPE NCC, APNIC and AFRINIC print it, with its abuse role."""
+    reg = REGISTRIES[world.reg[i]]
+    s, e = world.start[i], world.end[i]
+    start, end = ip_str(s), ip_str(e)
+    name = object_name(world, i)
+    reg_date, changed = _events(world, i)
+    reg_h, reg_name, abuse_h, abuse_mail = contacts(world, i)
+    cc = country(world, i) or "ZZ"
+    typ = world.type_word(i)
     src = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}[reg]
     lines = [
         f"% Information related to '{start} - {end}'",
@@ -363,4 +400,4 @@ def whois_text(world: World, i: int) -> str:
     ]
     if reg == "apnic":  # APNIC still prints 'changed:' lines
         lines.insert(16, f"changed:        hm-changed@apnic.net {changed.replace('-', '')}")
-    return _RPSL_HEADER[reg] + "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"

@@ -196,7 +196,8 @@ def _log_figures(world: World, log_path: str | Path | None, found: int,
         reg = e.get("registry")
         if outcome in ("rate_limited", "blocked"):
             limited += 1
-        if outcome == "ok" and e.get("protocol") != "rdap-down":  # a listing re-answers nothing
+        # a listing answers with many networks, and re-answers none: never wasted
+        if outcome == "ok" and e.get("protocol") not in render.LISTING_PROTOCOLS:
             a = e.get("address")
             try:
                 obj = world.lookup(ip_int(str(a)))

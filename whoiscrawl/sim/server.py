@@ -274,7 +274,8 @@ class Simulator:
         return await self._serve(request, registry, src, now, addr_s, a, "rdap", answer)
 
     async def rdap_down(self, request: web.Request, registry: str) -> web.StreamResponse:
-        """RFC 9910 `rdap-down`: the networks one level below the one spanning the argument."""
+        """RFC 9910 `rdap-down`: the largest networks strictly inside the argument's range (for a
+        network's own range, its children), as RIPE's `-m` and ICANN's reference server answer."""
         src = request.remote or "unknown"
         now = time.time()
         span = parse_span(request.match_info["arg"])
@@ -287,13 +288,13 @@ class Simulator:
 
         def answer() -> web.Response:
             w = self.world
-            obj = w.exact(*span)
+            obj = w.holding(*span)
             t = time.time()
             if obj < 0 or REGISTRIES[w.reg[obj]] != registry:
                 self.log.write(t, src, registry, first_s, "rdap-down", 404, None, "not_found")
                 return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
                                     content_type=RDAP_JSON)
-            kids = w.children(obj, self.search_limit + 1)
+            kids = w.within(*span, self.search_limit + 1)
             truncated = len(kids) > self.search_limit
             self.log.write(t, src, registry, first_s, "rdap-down", 200, w.handle(obj), "ok")
             body = render.search_bytes(w, kids[: self.search_limit], self.base_url(registry), registry,
@@ -399,59 +400,74 @@ class Simulator:
                 writer.close()
 
     async def whois(self, query: str, src: str, writer: asyncio.StreamWriter) -> str | None:
-        """Answer one port-43 query (the last IPv4-looking token), as the owning registry."""
+        """Answer one port-43 query as the owning registry: an address (the last IPv4-looking
+        token), or with `-m` (RIPE-style servers) the largest objects inside a prefix or range."""
         now = time.time()
-        addr_s = ""
-        a: int | None = None
-        for tok in reversed(query.replace(",", " ").split()):
-            a = parse_ipv4(tok.split("/")[0])
-            if a is not None:
-                addr_s = tok.split("/")[0]
-                break
         log = self.log.write
-        if a is None:
-            log(now, src, None, query.strip()[:64], "whois", 400, None, "not_found")
+        words = query.replace(",", " ").split()
+        more_specific = "-m" in words
+        span: tuple[int, int] | None = None
+        addr_s = ""
+        if more_specific:
+            span = parse_span(" ".join(w for w in words if not (w[0] == "-" and w[1:].isalpha())))
+            if span is not None:
+                addr_s = ip_str(span[0])
+        else:
+            for tok in reversed(words):
+                a = parse_ipv4(tok.split("/")[0])
+                if a is not None:
+                    span, addr_s = (a, a), tok.split("/")[0]
+                    break
+        protocol = "whois-m" if more_specific else "whois"
+        if span is None:
+            log(now, src, None, query.strip()[:64], protocol, 400, None, "not_found")
             return "% ERROR:101: no entries found\n"
-        obj = self.world.lookup(a)
-        registry = self.world.registry(obj) if obj >= 0 else (self._iana[a >> 24].registry
+        obj = self.world.holding(*span)
+        registry = self.world.registry(obj) if obj >= 0 else (self._iana[span[0] >> 24].registry
                                                              or "arin")
         fault = self.faults.decide(registry, src, now, "whois")
         if fault.kind in ("storm", "ban"):
-            log(now, src, registry, addr_s, "whois", 429, None, "fault")
+            log(now, src, registry, addr_s, protocol, 429, None, "fault")
             return f"%ERROR:201: access denied for {src}\n% Queries exceeded the limit.\n"
         verdict = self.limiter.check(registry, src, now)
         if not verdict.allowed:
-            log(now, src, registry, addr_s, "whois", 429, None, verdict.outcome)
+            log(now, src, registry, addr_s, protocol, 429, None, verdict.outcome)
             return (f"%ERROR:201: access denied for {src}\n"
                     f"% Query limit exceeded; retry after {verdict.retry_after:.3f} s.\n")
         if not self.limiter.acquire(registry, src, now):
-            log(now, src, registry, addr_s, "whois", 429, None, "rate_limited")
+            log(now, src, registry, addr_s, protocol, 429, None, "rate_limited")
             return f"%ERROR:201: access denied for {src}\n% Too many connections.\n"
         try:
             delay = self._latency(registry)
             if delay > 0.0005:
                 await asyncio.sleep(delay)
             t = time.time()
+            if more_specific and registry not in render.WHOIS_MORE_SPECIFIC:
+                log(t, src, registry, addr_s, protocol, 400, None, "not_found")
+                return "% This server accepts single ASN, IPv4 or IPv6 queries\n"
             if obj < 0:
-                log(t, src, registry, addr_s, "whois", 404, None, "not_found")
+                log(t, src, registry, addr_s, protocol, 404, None, "not_found")
                 return "% No entries found for the selected source(s).\n"
             handle = self.world.handle(obj)
-            text = render.whois_text(self.world, obj)
+            if more_specific:
+                text = render.whois_listing(self.world, self.world.within(*span, 1 << 32), registry)
+            else:
+                text = render.whois_text(self.world, obj)
             kind = fault.kind
             if kind is None:
-                log(t, src, registry, addr_s, "whois", 200, handle, "ok")
+                log(t, src, registry, addr_s, protocol, 200, handle, "ok")
                 return text
             if kind in ("reset", "timeout"):
-                log(t, src, registry, addr_s, "whois", 0 if kind == "reset" else 504, None,
+                log(t, src, registry, addr_s, protocol, 0 if kind == "reset" else 504, None,
                     "fault")
                 if kind == "timeout":
                     await asyncio.sleep(self.faults.timeout_s(registry))
                 writer.transport.abort()
                 return None
             if kind == "http_5xx":
-                log(t, src, registry, addr_s, "whois", 503, None, "fault")
+                log(t, src, registry, addr_s, protocol, 503, None, "fault")
                 return "% Internal server error, please try again later.\n"
-            log(t, src, registry, addr_s, "whois", 200, handle, "fault")
+            log(t, src, registry, addr_s, protocol, 200, handle, "fault")
             if kind == "truncated":
                 return text[: len(text) // 3]
             return "\x00\x1b[garbled" + text[::-1][:200]
