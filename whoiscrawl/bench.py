@@ -340,6 +340,9 @@ def against_targets(figures: dict[str, Any]) -> dict[str, Any]:
         value = got[name]
         met = None if value is None else (value <= limit if name in at_most else value >= limit)
         out[name] = {"value": value, "limit": limit, "met": met}
+    if lookups and figures.get("wasted_floor") is not None:
+        # the share no complete crawl with this many lookups can go below (sim.score.absence_proofs)
+        out["wasted_share"]["floor"] = round(figures["wasted_floor"] / lookups, 4)
     return out
 
 

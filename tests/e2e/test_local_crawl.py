@@ -53,7 +53,7 @@ def test_local_sweep_finds_every_block_at_resolution(tmp_path):
     figures = score(out, str(log))
     assert figures["recall_resolution"] == 1.0
     assert figures["address_coverage"] >= COVERAGE_FLOOR
-    # Listings find children without a lookup each: fewer lookups than blocks (measured 0.70).
+    # Listings find children without a lookup each: fewer lookups than blocks (measured 0.43).
     assert figures["lookups_per_block"] < 1.0
     # Every registry that lists children, by RDAP or (AFRINIC) by WHOIS -m, has them all found,
     # long lists (ARIN's, cut at 500) included; LACNIC lists none, so its networks below the grid
@@ -75,9 +75,13 @@ def test_local_sweep_finds_every_block_at_resolution(tmp_path):
     # make paced requests look like a burst at 100x time: allow 0.5% for that, no more.
     assert figures["rate_limited"] <= 0.005 * figures["lookups"]
     # The simulator also counts re-answers of allocations that turn out to have no children: the
-    # price of proving their /24s empty where no listing says so, at LACNIC and AFRINIC (measured
-    # 2.1% of lookups on quick; 4.4% with the grid alone).
+    # price of proving their /24s empty where no listing says so, at LACNIC (measured 1.3% of
+    # lookups on quick; 4.4% with the grid alone).
     assert figures["wasted_lookups"] <= 0.04 * figures["lookups"]
+    # That price has a floor no complete crawl escapes (a grid cell per empty /24 of a childless
+    # LACNIC allocation: 25 on quick); the sweep wastes little beyond it (measured 8 more).
+    assert 0 < figures["wasted_floor"] <= figures["wasted_lookups"]
+    assert figures["wasted_lookups"] - figures["wasted_floor"] <= 0.01 * figures["lookups"]
 
 
 def test_the_grid_alone_still_finds_every_block_at_resolution_with_more_lookups(tmp_path):

@@ -30,6 +30,7 @@ def test_each_target_is_reported_with_its_value_and_whether_it_was_met():
         "address_coverage": 0.94,
         "lookups": 1000,
         "wasted_lookups": 44,
+        "wasted_floor": 30,
         "rate_limited": 0,
         "utilization": {"arin": util(900, 10, 0.8), "lacnic": util(100, 1 / 6, 0.95)},
     }
@@ -43,6 +44,7 @@ def test_each_target_is_reported_with_its_value_and_whether_it_was_met():
         "busiest_utilization": True,
     }
     assert out["wasted_share"]["value"] == 0.044
+    assert out["wasted_share"]["floor"] == 0.03  # what no complete crawl gets below
 
 
 def test_a_run_without_a_request_log_meets_nothing_it_cannot_show():

@@ -286,16 +286,18 @@ def whois_listing(world: World, objects: list[int], reg: str) -> str:
     return _RPSL_HEADER[reg] + "".join(_rpsl_object(world, i) for i in objects) + _rpsl_closing(reg)
 
 
-def _text(world: World, i: int) -> str:
-    reg = REGISTRIES[world.reg[i]]
-    s, e = world.start[i], world.end[i]
-    start, end = ip_str(s), ip_str(e)
-    name = object_name(world, i)
+def _shown(world: World, i: int) -> tuple[str, ...]:
+    """What every registry's WHOIS prints of object i: registry, first and last address, name,
+    registration and change dates, registrant handle and name, abuse handle and e-mail, country,
+    status word."""
     reg_date, changed = _events(world, i)
-    reg_h, reg_name, abuse_h, abuse_mail = contacts(world, i)
-    cc = country(world, i) or "ZZ"
-    p = world.parent[i]
-    typ = world.type_word(i)
+    return (REGISTRIES[world.reg[i]], ip_str(world.start[i]), ip_str(world.end[i]), object_name(world, i),
+            reg_date, changed, *contacts(world, i), country(world, i) or "ZZ", world.type_word(i))
+
+
+def _text(world: World, i: int) -> str:
+    reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = _shown(world, i)
+    s, e, p = world.start[i], world.end[i], world.parent[i]
     if reg == "arin":
         parent = f"{object_name(world, p)} ({world.handle(p)})" if p >= 0 else ""
         lines = [
@@ -363,14 +365,7 @@ def _text(world: World, i: int) -> str:
 
 def _rpsl_object(world: World, i: int) -> str:
     """One object as RIPE NCC, APNIC and AFRINIC print it, with its abuse role."""
-    reg = REGISTRIES[world.reg[i]]
-    s, e = world.start[i], world.end[i]
-    start, end = ip_str(s), ip_str(e)
-    name = object_name(world, i)
-    reg_date, changed = _events(world, i)
-    reg_h, reg_name, abuse_h, abuse_mail = contacts(world, i)
-    cc = country(world, i) or "ZZ"
-    typ = world.type_word(i)
+    reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = _shown(world, i)
     src = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}[reg]
     lines = [
         f"% Information related to '{start} - {end}'",

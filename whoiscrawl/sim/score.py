@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from whoiscrawl.sim import policy, render, scenarios
-from whoiscrawl.sim.model import World, cidr_strs, ip_int, ip_str
+from whoiscrawl.sim.model import World, cidr_strs, ip_int, ip_str, is_assignment
 from whoiscrawl.sim.scenarios import Scenario
 
 BUCKETS: tuple[tuple[str, int, int], ...] = (
@@ -168,8 +168,25 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
         "address_coverage": _ratio(covered, total_addr),
         "field_errors": field_errors,
     }
+    out["wasted_floor"] = absence_proofs(world, truth, resolution)
     out.update(_log_figures(world, log_path, len(found), time_scale))
     return out
+
+
+def absence_proofs(world: World, truth: dict[int, int], resolution: int) -> int:
+    """Lookups that any crawl complete at the resolution must spend on re-answers: an allocation
+    with no children, at a registry that lists none (neither RDAP `rdap-down` nor WHOIS `-m`),
+    can be proved empty only by asking at every grid cell of it, and each answer after the first
+    repeats the allocation. (Assignments and free space are not probed inside.)"""
+    listing = render.SEARCH_REGISTRIES | render.WHOIS_MORE_SPECIFIC
+    cell = 1 << (32 - resolution)
+    floor = 0
+    for i, addresses in truth.items():
+        if world.nchildren[i] or world.is_placeholder(i) or is_assignment(world.type_word(i)):
+            continue
+        if world.registry(i) not in listing:
+            floor += max(addresses // cell - 1, 0)
+    return floor
 
 
 def _ratio(a: int | float, b: int | float) -> float | None:
