@@ -106,8 +106,10 @@ async def test_live_spec_edits(cluster: Cluster) -> None:
     # A NAT egress of 2 addresses feeds ceil(2 x 25.17/s / 20/s) = 3 workers at most.
     await cluster.patch_spec("e", {"egress": {"mode": "nat", "addresses": 2}})
     await cluster.until(lambda: cluster.replicas("e") == 3, label="rate budget cap")
-    status = cluster.crawl("e")["status"]
-    assert "rateBudget" in status["workers"]["limitedBy"]
+    # The status is patched after the Deployment is scaled: wait for it, do not race it.
+    await cluster.until(
+        lambda: "rateBudget" in cluster.crawl("e")["status"]["workers"]["limitedBy"], label="limitedBy"
+    )
 
     # New ranges re-plan on top; totals add up.
     await cluster.patch_spec("e", {"ranges": ["41.0.0.0/8", "196.0.0.0/8"]})
