@@ -346,7 +346,8 @@ class RegistryClient:
     async def children(
         self, registry: str, url: str, last: int | None = None, parent_handle: str | None = None
     ) -> Listing:
-        """Follow a network's rdap-down link: its children, paced and retried like a lookup.
+        """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m`):
+        its children, paced and retried like a lookup.
 
         A registry that cuts a long list short is asked again for the rest of the network's range
         (up to `last`), starting at the last child it listed: RFC 9910 `rdap-down` for a range
@@ -354,14 +355,9 @@ class RegistryClient:
         a listed child holds just the siblings after it. A list that could not be had comes back
         incomplete, never raised: the walk then probes what the list did not cover."""
         listing = Listing([], complete=False)
-        if url.startswith("whois://"):  # RIPE-style WHOIS answers -m whole: one page
-            whole = await self._whois_children(registry, url, listing, parent_handle)
-            if whole is not None:
-                listing.children, listing.complete = whole, True
-            return listing
         seen: set[tuple[int, int]] = set()
         while True:
-            page = await self._list_page(registry, url, listing)
+            page = await self._list_page(registry, url, listing, parent_handle)
             if page is None:
                 return listing
             children, cut = page
@@ -382,14 +378,23 @@ class RegistryClient:
             url = next_url
 
     async def _list_page(
-        self, registry: str, url: str, listing: Listing
+        self, registry: str, url: str, listing: Listing, parent_handle: str | None
     ) -> tuple[list[tuple[NetworkRecord, str | None]], bool] | None:
-        """One listing request with retries: (children, cut short?), or None if it failed."""
+        """One listing request with retries, RDAP `rdap-down` or (a `whois://` URL) WHOIS `-m`:
+        (children, cut short?), or None if it failed."""
         errors = 0
         while errors < self.attempts:
             await self.breaker(registry).wait()
             listing.lookups += 1
-            kind, payload, retry_after, egress = await self._request(registry, url)
+            if url.startswith("whois://"):
+                kind, payload, retry_after, egress = await self._whois_request(registry, url, parent_handle)
+            else:
+                kind, payload, retry_after, egress = await self._request(registry, url)
+                if kind == "ok":
+                    try:
+                        payload = (self._parse_listing(payload, registry), _truncated(payload))
+                    except MalformedAnswer as exc:
+                        kind, payload = "error", str(exc)
             if kind == "rate_limited":
                 listing.rate_limited += 1
                 metrics.RATE_LIMITED.labels(registry).inc()
@@ -398,13 +403,8 @@ class RegistryClient:
                     return None
                 continue
             if kind == "ok":
-                try:
-                    children = self._parse_listing(payload, registry)
-                except MalformedAnswer as exc:
-                    payload = str(exc)
-                else:
-                    metrics.LOOKUPS.labels(registry, "listing").inc()
-                    return children, _truncated(payload)
+                metrics.LOOKUPS.labels(registry, "listing").inc()
+                return payload
             if kind in ("not_found", "redirect"):
                 return None  # nothing to list there (or not here): the walk probes instead
             errors += 1
@@ -413,41 +413,28 @@ class RegistryClient:
             await self._backoff(errors)
         return None
 
-    async def _whois_children(
-        self, registry: str, url: str, listing: Listing, parent_handle: str | None
-    ) -> list[tuple[NetworkRecord, str | None]] | None:
-        """`-m <range>` at a RIPE-style WHOIS server, retried and paced like an RDAP request."""
+    async def _whois_request(
+        self, registry: str, url: str, parent_handle: str | None
+    ) -> tuple[str, Any, float, str]:
+        """`-m <range>` at a RIPE-style WHOIS server inside the registry's budget, answered like
+        `_request`: ("ok", (children, False), ...) since such a server answers whole, a refusal as
+        "rate_limited", a failed exchange or a cut answer as "error"."""
         where = urlsplit(url)
-        span = unquote(where.path.lstrip("/"))
-        errors = 0
-        while errors < self.attempts:
-            await self.breaker(registry).wait()
-            listing.lookups += 1
-            query = f"-r -m {span}"
-            async with self.limiter.permit(registry, self._egress_keys) as egress:
-                try:
-                    text = await _whois_query(where.hostname or "", where.port or 43, query,
-                                              self._bind.get(egress), self.timeout)
-                except (OSError, TimeoutError) as exc:
-                    text = f"% whoiscrawl: {type(exc).__name__}: {exc}"
+        async with self.limiter.permit(registry, self._egress_keys) as egress:
             try:
-                children = await asyncio.to_thread(parse_whois_listing, text, registry, parent_handle)
-            except WhoisRateLimited:
-                listing.rate_limited += 1
-                metrics.RATE_LIMITED.labels(registry).inc()
-                await self.limiter.pause(registry, egress, self.default_pause)
-                if listing.rate_limited > self.max_pauses:
-                    return None
-                continue
-            except MalformedAnswer as exc:
-                errors += 1
-                metrics.LOOKUPS.labels(registry, "error").inc()
-                log.info("listing %s: %s", url, exc)
-                await self._backoff(errors)
-                continue
-            metrics.LOOKUPS.labels(registry, "listing").inc()
-            return [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
-        return None
+                text = await _whois_query(where.hostname or "", where.port or 43,
+                                          f"-r -m {unquote(where.path.lstrip('/'))}",
+                                          self._bind.get(egress), self.timeout)
+            except (OSError, TimeoutError) as exc:
+                return "error", f"{type(exc).__name__}: {exc}", 0.0, egress
+        try:
+            children = await asyncio.to_thread(parse_whois_listing, text, registry, parent_handle)
+        except WhoisRateLimited:
+            return "rate_limited", None, 0.0, egress
+        except MalformedAnswer as exc:
+            return "error", str(exc), 0.0, egress
+        page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
+        return "ok", (page, False), 0.0, egress
 
     def _parse_listing(self, doc: Any, registry: str) -> list[tuple[NetworkRecord, str | None]]:
         items = doc.get("ipSearchResults") if isinstance(doc, dict) else None
