@@ -9,6 +9,9 @@ python="${PYTHON:-$root/.venv/bin/python}"
 {
   echo "# Rendered by charts/render.sh from charts/whoiscrawl (helm template, default values)."
   echo "# Apply crds/ first: kubectl apply -f manifests/crds/ && kubectl apply -f manifests/whoiscrawl.yaml"
+  # helm install --create-namespace makes the release namespace; plain manifests must carry it.
+  printf -- '---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: whoiscrawl-system\n'
+  printf '  labels:\n    app.kubernetes.io/part-of: whoiscrawl\n'
   "$helm" template whoiscrawl "$root/charts/whoiscrawl" --namespace whoiscrawl-system
 } > "$root/manifests/whoiscrawl.yaml"
 echo "rendered manifests/whoiscrawl.yaml"

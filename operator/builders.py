@@ -18,10 +18,9 @@ CRAWL_LABEL = f"{GROUP}/crawl"
 HASH_ANNOTATION = f"{GROUP}/desired-hash"
 CONFIG_HASH_ANNOTATION = f"{GROUP}/config-hash"
 CAPACITY_ANNOTATION = f"{GROUP}/capacity"
-PRE_STOP_SECONDS = 2  # lets the worker stop fetching before SIGTERM; tiny next to a spot notice
 TERMINATION_MARGIN_SECONDS = 3  # commit + exit after the drain
-# The shortest spot notice: GKE gives 30 s and pods get ~15-25 s of it.
-SHORTEST_SPOT_NOTICE_SECONDS = 25
+# The shortest spot notice pods get: GKE gives 30 s, of which ordinary pods get the first 15 s.
+SHORTEST_SPOT_NOTICE_SECONDS = 15
 
 
 @dataclass(frozen=True)
@@ -87,8 +86,11 @@ def with_hash(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def termination_grace_seconds(grace: int) -> int:
-    """preStop + the worker's own drain (WHOISCRAWL_GRACE_SECONDS) + commit/exit margin."""
-    return PRE_STOP_SECONDS + grace + TERMINATION_MARGIN_SECONDS
+    """The worker's own drain (WHOISCRAWL_GRACE_SECONDS) + commit/exit margin.
+
+    No preStop: workers have no Service, so there is no traffic to let drain before SIGTERM.
+    """
+    return grace + TERMINATION_MARGIN_SECONDS
 
 
 def fits_spot_notice(grace: int) -> bool:
@@ -178,7 +180,6 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str,
         "livenessProbe": _probe("/healthz", 10, 3),
         "readinessProbe": _probe("/readyz", 5, 2),
         "resources": {k: dict(v) for k, v in w.resources.items()},
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
@@ -188,8 +189,9 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str,
         "serviceAccountName": worker_name(owner.name),
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": termination_grace_seconds(w.grace_period_seconds),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                            "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        # No fixed UIDs: the image's numeric USER satisfies runAsNonRoot, and OpenShift's
+        # restricted SCC assigns its own.
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "affinity": scheduling.affinity(capacity, selector, spec.scheduling),
         "tolerations": scheduling.tolerations(capacity, spec.scheduling.tolerations),
@@ -239,7 +241,8 @@ def deployment(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str) -> d
 def owned_objects(owner: Owner, spec: CrawlSpec, replicas: int,
                   capacity: str) -> list[dict[str, Any]]:
     """Everything a crawl owns, in creation order (the Deployment last: it needs the rest)."""
-    return [service_account(owner), config_map(owner, spec), pod_disruption_budget(owner, spec),
+    pdb = [pod_disruption_budget(owner, spec)] if spec.workers.max_unavailable is not None else []
+    return [service_account(owner), config_map(owner, spec), *pdb,
             deployment(owner, spec, replicas, capacity)]
 
 

@@ -14,12 +14,14 @@ from whoiscrawl.operator.spec import (
     EGRESS_MODES,
     GROUP,
     KIND,
+    NAME_PATTERN,
     PLURAL,
     REGISTRIES,
     RETAIN_DELETE,
     SHORT_NAMES,
     SINGULAR,
     STRATEGIES,
+    TOPIC_PREFIX_PATTERN,
     VERSION,
     Cleanup,
     Egress,
@@ -72,17 +74,37 @@ def _bool(default: bool, desc: str = "") -> dict[str, Any]:
     return out
 
 
+def nested_default(props: dict[str, Any]) -> dict[str, Any]:
+    """The object its fields' defaults make, spelled out.
+
+    A real API server validates a default as written, CEL rules included, without filling in the
+    nested defaults first: `default: {}` on an object whose rule reads `self.min` is rejected.
+    """
+    return {k: v["default"] for k, v in props.items() if "default" in v}
+
+
 def _obj(props: dict[str, Any], desc: str = "", default: bool = True,
          required: list[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "object"}
     if desc:
         out["description"] = desc
     if default:
-        out["default"] = {}
+        out["default"] = nested_default(props)
     out["properties"] = props
     if required:
         out["required"] = required
     return out
+
+
+def _unchanged(field: str) -> dict[str, str]:
+    """A transition rule: changing this mid-crawl would orphan the crawl's data."""
+    return {"rule": "self == oldSelf",
+            "message": f"{field} cannot change once set (the crawl's data lives there): "
+                       "delete and recreate the crawl"}
+
+
+def _immutable(schema: dict[str, Any], field: str) -> dict[str, Any]:
+    return {**schema, "x-kubernetes-validations": [_unchanged(field)]}
 
 
 _QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}],
@@ -119,10 +141,14 @@ def spec_schema() -> dict[str, Any]:
                                                 "additionalProperties": _QUANTITY}}},
         "gracePeriodSeconds": _int(w.grace_period_seconds, 1, 600,
                                    desc="Drain time after SIGTERM (WHOISCRAWL_GRACE_SECONDS); "
-                                        "keep preStop+grace+3 <= 25 s for GKE spot notices."),
+                                        "the pod gets grace+3 s; keep that <= 15 s for GKE spot notices."),
         "metricsPort": _int(w.metrics_port, 1024, 65535),
-        "maxUnavailable": {**_QUANTITY, "default": w.max_unavailable,
-                           "description": "PodDisruptionBudget maxUnavailable."},
+        "maxUnavailable": {**_QUANTITY,
+                           "description": "Set to get a PodDisruptionBudget with this maxUnavailable. "
+                                          "Unset (the default), no PDB: spot reclaims (Karpenter, "
+                                          "NTH, EKS node groups) evict through the Eviction API, "
+                                          "and a PDB would make a drain wait for a node that is "
+                                          "going anyway."},
         "bootstrapUrl": _str(desc="RDAP bootstrap URL (WHOISCRAWL_BOOTSTRAP_URL)."),
         "env": {"type": "object", "additionalProperties": {"type": "string"},
                 "description": "Extra environment variables for workers."},
@@ -158,12 +184,16 @@ def spec_schema() -> dict[str, Any]:
         "resolution": _int(24, 8, 32, "Gap-probe grid of the sweep, as a prefix length."),
         "shardPrefix": _int(16, 8, 28, "Shard size, as a prefix length."),
         "samples": _int(0, 0, desc="Probes per shard for the sample strategy."),
-        "registries": _obj(registries, "Per-registry switches and rate limits."),
+        "registries": {**_obj(registries, "Per-registry switches and rate limits."),
+                       "x-kubernetes-validations": [{
+                           "rule": " || ".join(f"self.{n}.enabled" for n in REGISTRIES),
+                           "message": "enable at least one registry"}]},
         "workers": workers,
         "scheduling": scheduling,
         "kafka": _obj({
-            "bootstrapServers": _str(desc="host:port[,host:port]"),
-            "topicPrefix": _str("whoiscrawl", pattern=r"^[a-zA-Z0-9._-]{1,100}$"),
+            "bootstrapServers": _immutable(_str(desc="host:port[,host:port]"), "kafka.bootstrapServers"),
+            "topicPrefix": _immutable(_str("whoiscrawl", pattern=TOPIC_PREFIX_PATTERN),
+                                      "kafka.topicPrefix"),
             "partitions": _int(12, 1, 10000, "Partitions of the work topic (caps workers)."),
             "credentialsSecret": _str(desc="Secret whose keys become worker environment."),
         }, default=False, required=["bootstrapServers"]),
@@ -173,7 +203,8 @@ def spec_schema() -> dict[str, Any]:
                                  required=["name"]),
         }, default=False), "x-kubernetes-validations": [
             {"rule": "has(self.url) != has(self.urlSecretRef)",
-             "message": "set exactly one of redis.url or redis.urlSecretRef"}]},
+             "message": "set exactly one of redis.url or redis.urlSecretRef"},
+            _unchanged("redis")]},
         "egress": _obj({
             "mode": _str(e.mode, EGRESS_MODES, "node: each node has its own public address; "
                                                 "nat: the fleet shares `addresses` NAT IPs."),
@@ -186,7 +217,9 @@ def spec_schema() -> dict[str, Any]:
             "topics": _str(c.topics, RETAIN_DELETE, "Delete the crawl's topics on delete?"),
             "redis": _str(c.redis, RETAIN_DELETE, "Delete the crawl's Redis keys on delete?"),
         }),
-    }, default=False, required=["kafka", "redis"])
+    }, default=False, required=["kafka", "redis"]) | {"x-kubernetes-validations": [
+        {"rule": "self.strategy != 'sample' || self.samples > 0",
+         "message": "samples must be > 0 when strategy is sample", "fieldPath": ".samples"}]}
 
 
 def status_schema() -> dict[str, Any]:
@@ -268,6 +301,10 @@ def build_crd() -> dict[str, Any]:
                                    "metadata": {"type": "object"},
                                    "spec": spec_schema(), "status": status_schema()},
                     "required": ["spec"],
+                    "x-kubernetes-validations": [{
+                        "rule": f"self.metadata.name.matches('{NAME_PATTERN}')",
+                        "message": "metadata.name must be a DNS label of at most 40 characters "
+                                   "(it prefixes the worker objects and topics)"}],
                 }},
                 "subresources": {"status": {}, "scale": {
                     "specReplicasPath": ".spec.workers.replicas",

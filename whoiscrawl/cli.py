@@ -43,7 +43,9 @@ RatesOpt = Annotated[
 BindOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--bind-address", help="Local source address to send from; repeat to use several egress addresses"
+        "--bind-address",
+        envvar="WHOISCRAWL_BIND_ADDRESS",
+        help="Local source address to send from; repeat (or space-separate) to use several egress addresses",
     ),
 ]
 ListOpt = Annotated[
@@ -338,7 +340,8 @@ def bench(
 @app.command()
 def demo(
     scenario: Annotated[str, typer.Option(help="Simulator scenario")] = "quick",
-    out: Annotated[Path, typer.Option(help="Where the results go")] = Path("whoiscrawl-demo.jsonl"),
+    out: Annotated[Path, typer.Option(help="Where the results go (the default folder is git-ignored)")]
+    = Path(".whoiscrawl/demo/results.jsonl"),
     time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
 ) -> None:
     """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
@@ -349,6 +352,7 @@ def demo(
     from whoiscrawl.sim.score import score
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     out.with_name(out.name + ".checkpoint.json").unlink(missing_ok=True)
     log = Path(tempfile.mkdtemp(prefix="whoiscrawl-demo-")) / "requests.jsonl"

@@ -88,13 +88,28 @@ def test_topology_spread(sched: dict[str, Any], keys: list[str]) -> None:
                for c in p["topologySpreadConstraints"])
 
 
-@pytest.mark.parametrize(("grace", "total", "fits"), [(20, 25, True), (10, 15, True),
-                                                      (60, 65, False)])
+@pytest.mark.parametrize(("grace", "total", "fits"), [(10, 13, True), (12, 15, True), (20, 23, False),
+                                                      (60, 63, False)])
 def test_termination_fits_spot_notice(grace: int, total: int, fits: bool) -> None:
     p = pod(builders.deployment(OWNER, spec_with(workers={"gracePeriodSeconds": grace}), 1, "spot"))
     assert p["terminationGracePeriodSeconds"] == total
     assert builders.fits_spot_notice(grace) == fits
-    assert p["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] == 2
+    assert "lifecycle" not in p["containers"][0]  # no preStop: workers serve no traffic to drain
+
+
+def test_the_default_grace_fits_gkes_notice_for_ordinary_pods() -> None:
+    p = pod(builders.deployment(OWNER, spec_with(), 1, "spot"))
+    assert p["terminationGracePeriodSeconds"] <= 15
+
+
+def test_no_fixed_uids_and_no_pdb_by_default() -> None:
+    objects = builders.owned_objects(OWNER, spec_with(), 1, "spot")
+    assert "PodDisruptionBudget" not in [o["kind"] for o in objects]
+    security = pod(objects[-1])["securityContext"]
+    assert security["runAsNonRoot"] is True and not {"runAsUser", "runAsGroup", "fsGroup"} & set(security)
+    with_pdb = builders.owned_objects(OWNER, spec_with(workers={"maxUnavailable": "50%"}), 1, "spot")
+    pdb = next(o for o in with_pdb if o["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 def env_of(obj: dict[str, Any]) -> dict[str, Any]:

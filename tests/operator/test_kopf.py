@@ -32,11 +32,11 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     await cluster.until(lambda: cluster.replicas("demo") == 4, label="4 workers for lag 8")
     for api, plural, name in [("v1", "serviceaccounts", "demo-worker"),
                               ("v1", "configmaps", "demo-worker-config"),
-                              ("policy/v1", "poddisruptionbudgets", "demo-worker"),
                               ("apps/v1", "deployments", "demo-worker")]:
         obj = cluster.get(api, plural, name)
         assert obj is not None, name
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert cluster.get("policy/v1", "poddisruptionbudgets", "demo-worker") is None  # none by default
     assert cluster.backend.topics == {"whoiscrawl.demo": 12}
     assert len(cluster.backend.plans) == 1
     await cluster.until(lambda: cluster.condition("demo", "Ready") == ("True", "WorkersReady"))

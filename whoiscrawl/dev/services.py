@@ -122,7 +122,7 @@ def _require(binary: str, package: str) -> str:
 # --- start ------------------------------------------------------------------------------------
 
 
-def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     # A new session, so stopping kills the whole group and a killed test run can be reaped by PID.
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -157,7 +157,7 @@ def start_redis(workdir: Path) -> Service:
         "--protected-mode",
         "no",
     ]
-    proc = _spawn(cmd, d / "redis.log")
+    proc = spawn(cmd, d / "redis.log")
     wait_for_port("127.0.0.1", port, 20, proc)
     return Service("redis", proc.pid, f"redis://127.0.0.1:{port}/0", str(d), f"127.0.0.1:{port}")
 
@@ -197,7 +197,7 @@ def start_kafka(workdir: Path, timeout: float = 120) -> Service:
     )
     if fmt.returncode != 0:
         raise ServiceError(f"kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
-    proc = _spawn([*jvm, "kafka.Kafka", str(props)], d / "kafka.log")
+    proc = spawn([*jvm, "kafka.Kafka", str(props)], d / "kafka.log")
     service = Service("kafka", proc.pid, f"127.0.0.1:{port}", str(d), str(props))
     try:
         wait_for_port("127.0.0.1", port, timeout, proc)
@@ -247,7 +247,7 @@ def start_prometheus(workdir: Path) -> Service:
         f"--web.listen-address=127.0.0.1:{port}",
         "--web.enable-lifecycle",
     ]
-    proc = _spawn(cmd, d / "prometheus.log")
+    proc = spawn(cmd, d / "prometheus.log")
     wait_for_port("127.0.0.1", port, 30, proc)
     return Service("prometheus", proc.pid, f"http://127.0.0.1:{port}", str(d), f"--config.file={config}")
 
@@ -261,7 +261,7 @@ def start(workdir: str | Path, names: tuple[str, ...] = ("redis", "kafka", "prom
     running = Services.load(workdir)
     try:
         for name in names:
-            if name not in running.services or not _alive(running.services[name]):
+            if name not in running.services or not alive(running.services[name]):
                 running.services[name] = STARTERS[name](workdir)
                 running.save()
     except BaseException:
@@ -273,7 +273,7 @@ def start(workdir: str | Path, names: tuple[str, ...] = ("redis", "kafka", "prom
 # --- stop and reap ----------------------------------------------------------------------------
 
 
-def _alive(service: Service) -> bool:
+def alive(service: Service) -> bool:
     try:
         cmdline = Path(f"/proc/{service.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
@@ -282,16 +282,16 @@ def _alive(service: Service) -> bool:
 
 
 def stop_service(service: Service, grace: float = 10) -> None:
-    if not _alive(service):
+    if not alive(service):
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(service.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(service):
+    while time.monotonic() < deadline and alive(service):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(service.pid, os.WNOHANG)
         time.sleep(0.1)
-    if _alive(service):
+    if alive(service):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(service.pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError, OSError):
@@ -299,7 +299,8 @@ def stop_service(service: Service, grace: float = 10) -> None:
 
 
 def stop(running: Services) -> None:
-    for service in list(running.services.values()):
+    """Stop every service, the last started first (clients before what they depend on)."""
+    for service in reversed(list(running.services.values())):
         stop_service(service)
     running.services.clear()
     running.save()
@@ -314,7 +315,7 @@ def reap_stale(root: Path) -> list[str]:
         if owner.exists() and Path(f"/proc/{owner.read_text().strip()}").exists():
             continue  # its run is still going
         running = Services.load(workdir)
-        reaped += [s.name for s in running.services.values() if _alive(s)]
+        reaped += [s.name for s in running.services.values() if alive(s)]
         stop(running)
         shutil.rmtree(workdir, ignore_errors=True)
     return reaped

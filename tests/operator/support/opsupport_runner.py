@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from opsupport_cluster import NS, Cluster
+from opsupport_podenv import container_env, decoded
 
 # Many "pods" share this host: no fixed metrics port (nothing probes it; a live process is Ready).
 LOCAL_ENV = {"WHOISCRAWL_METRICS_PORT": "0"}
@@ -38,12 +38,6 @@ class Pod:
 def address(slot: int) -> str:
     """Slot i sends from 127.0.10.(i+1): its own egress address, like a node's public one."""
     return f"127.0.10.{slot + 1}"
-
-
-def _dotted(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        obj = obj[part]
-    return obj
 
 
 @dataclass
@@ -118,7 +112,7 @@ class ProcessRunner:
             "PATCH", f"/api/v1/namespaces/{NS}/pods/{name}/status", {"status": running}
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHOISCRAWL_")}
-        env.update(self._env(container, obj))
+        env.update(container_env(container, obj, self._data))
         env.update(LOCAL_ENV)
         command = list(container["command"]) + list(container.get("args") or [])
         if command[0] == "whoiscrawl":  # the image's entry point is this checkout's module
@@ -134,35 +128,11 @@ class ProcessRunner:
         self.pods.append(Pod(name, slot, template, proc, log))
         self.started += 1
 
-    def _env(self, container: dict[str, Any], pod: dict[str, Any]) -> dict[str, str]:
-        env: dict[str, str] = {}
-        for source in container.get("envFrom") or []:
-            if "configMapRef" in source:
-                env.update(self._data("configmaps", source["configMapRef"]["name"]))
-            if "secretRef" in source:
-                env.update(self._data("secrets", source["secretRef"]["name"]))
-        for var in container.get("env") or []:
-            ref = var.get("valueFrom") or {}
-            if "fieldRef" in ref:
-                env[var["name"]] = str(_dotted(pod, ref["fieldRef"]["fieldPath"]))
-            elif "configMapKeyRef" in ref:
-                key = ref["configMapKeyRef"]
-                env[var["name"]] = self._data("configmaps", key["name"])[key["key"]]
-            elif "secretKeyRef" in ref:
-                key = ref["secretKeyRef"]
-                env[var["name"]] = self._data("secrets", key["name"])[key["key"]]
-            else:
-                env[var["name"]] = str(var.get("value", ""))
-        return env
-
     def _data(self, plural: str, name: str) -> dict[str, str]:
         obj = self.cluster.get("v1", plural, name)
         if obj is None:  # a kubelet would report CreateContainerConfigError
             raise LookupError(f"the pod template refers to {plural}/{name}, which does not exist")
-        data = dict(obj.get("data") or {})
-        if plural == "secrets":
-            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
-        return data
+        return decoded(plural, obj)
 
     def _terminate(self, pod: Pod, grace: float) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,79 @@
+"""What a new user meets first, on a real API server: the CRD, helm install, plain manifests, examples."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import yaml
+from opsupport_api import until
+
+from .conftest import CHART, ROOT, K8s
+
+MANIFESTS = ROOT / "manifests"
+
+
+def test_the_crd_is_accepted_and_serves_whoiscrawls(k8s: K8s, crd: dict) -> None:
+    established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert established["Established"] == "True" and established["NamesAccepted"] == "True"
+    assert crd["spec"]["names"]["shortNames"] == ["wc"]
+    out = k8s.kubectl("api-resources", "--api-group=whoiscrawl.io", "-o", "name").stdout
+    assert "whoiscrawls.whoiscrawl.io" in out
+
+
+def test_the_plain_manifests_install_on_a_fresh_cluster(k8s: K8s, crd: dict) -> None:
+    """`kubectl apply -f manifests/crds/`, then `-f manifests/whoiscrawl.yaml`, as the README says."""
+    assert k8s.api.get("v1", "namespaces", None, "whoiscrawl-system") is None, "not a fresh cluster"
+    k8s.kubectl("apply", "-f", str(MANIFESTS / "crds"))
+    try:
+        out = k8s.kubectl("apply", "-f", str(MANIFESTS / "whoiscrawl.yaml")).stdout
+        assert "namespace/whoiscrawl-system created" in out
+        dep = k8s.api.get("apps/v1", "deployments", "whoiscrawl-system", "whoiscrawl")
+        assert dep is not None and dep["spec"]["template"]["spec"]["serviceAccountName"] == "whoiscrawl"
+    finally:
+        k8s.kubectl("delete", "-f", str(MANIFESTS / "whoiscrawl.yaml"), "--wait=false",
+                    "--ignore-not-found")
+
+
+def test_helm_installs_the_chart(k8s: K8s, crd: dict) -> None:
+    release, ns = f"wc{uuid.uuid4().hex[:4]}", f"helm-{uuid.uuid4().hex[:6]}"
+    out = k8s.helm("install", release, str(CHART), "-n", ns, "--create-namespace",
+                   "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{ns}}}").stdout
+    try:
+        assert "STATUS: deployed" in out
+        listed = json.loads(k8s.helm("list", "-n", ns, "-o", "json").stdout)
+        assert [r["status"] for r in listed if r["name"] == release] == ["deployed"]
+        assert k8s.api.list("rbac.authorization.k8s.io/v1", "roles", ns)
+        # The chart's CRD went in through crds/ (helm never upgrades it): the same object as ours.
+        assert k8s.api.get("apiextensions.k8s.io/v1", "customresourcedefinitions", None,
+                           "whoiscrawls.whoiscrawl.io") is not None
+    finally:
+        k8s.helm("uninstall", release, "-n", ns, check=False)
+        k8s.api.delete("v1", "namespaces", None, ns)
+
+
+def test_every_example_is_accepted(k8s: K8s, crd: dict, namespace: str) -> None:
+    examples = sorted((MANIFESTS / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        k8s.kubectl("apply", "-n", namespace, "-f", str(path))
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "WhoisCrawl":
+                got = k8s.api.get("whoiscrawl.io/v1alpha1", "whoiscrawls", namespace,
+                                  doc["metadata"]["name"])
+                assert got is not None
+                # The server filled in the nested defaults the schema declares.
+                assert got["spec"]["workers"]["lagThreshold"] > 0
+                assert got["spec"]["registries"]["arin"]["enabled"] is True
+
+
+def test_defaults_fill_an_empty_object_on_the_server(k8s: K8s, crd: dict, namespace: str) -> None:
+    body = {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl",
+            "metadata": {"name": "minimal"},
+            "spec": {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r:6379"}}}
+    got = k8s.api.create("whoiscrawl.io/v1alpha1", "whoiscrawls", namespace, body)
+    assert got["spec"]["workers"]["min"] <= got["spec"]["workers"]["max"]
+    assert got["spec"]["ranges"] == ["0.0.0.0/0"]
+    assert got["spec"]["kafka"]["topicPrefix"] == "whoiscrawl"
+    until(lambda: k8s.api.get("whoiscrawl.io/v1alpha1", "whoiscrawls", namespace, "minimal"), 5,
+          "the crawl")

@@ -1,0 +1,209 @@
+"""The chart's operator on a real control plane: a real crawl from `kubectl apply` to Completed and delete.
+
+The chart is installed with helm; the real scheduler places its operator pod and the worker pods on
+KWOK nodes; the kubelet runner runs each as a real process with its pod's service-account token, so
+the operator has exactly the chart's RBAC. The API server's audit log is the RBAC check: any 403 for
+the operator's service account fails the test, and the calls it made are compared with the grants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka.admin import AdminClient
+from opsupport_api import until
+from opsupport_kubelet import Kubelet, kubelet
+from whoiscrawl.operator.spec import parse_spec
+
+from whoiscrawl import queue
+from whoiscrawl.bench import Simulator
+from whoiscrawl.dev.services import free_port
+from whoiscrawl.sim.score import score
+from whoiscrawl.store import Progress, RedisStore
+
+from .conftest import CHART, POOL, WC, K8s
+
+pytestmark = [pytest.mark.timeout(420), pytest.mark.slow, pytest.mark.services]
+RELEASE = "wc"
+OPERATOR_SA = f"{RELEASE}-whoiscrawl"
+
+
+@dataclass
+class Release:
+    namespace: str
+    kubelet: Kubelet
+
+    @property
+    def user(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{OPERATOR_SA}"
+
+
+@contextlib.contextmanager
+def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str) -> Iterator[Release]:
+    """`helm install` the chart (namespaced for `watched`, or all namespaces) and run its pods."""
+    ns = k8s.namespace(f"op-{uuid.uuid4().hex[:6]}")
+    values = {
+        "watch": {"allNamespaces": watched is None, "namespaces": watched or []},
+        "reconcileIntervalSeconds": 1, "livenessPort": free_port(), "metrics": {"port": free_port()},
+        "nodeSelector": {POOL: pool}, "verbose": True,
+    }
+    values_file = tmp / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    k8s.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(values_file))
+    try:
+        with kubelet(k8s.api, tmp / "pods", {ns, *(watched or [])}) as runner:
+            until(lambda: runner.running(OPERATOR_SA), 60, "the operator's process")
+            yield Release(ns, runner)
+    finally:
+        k8s.helm("uninstall", RELEASE, "-n", ns, check=False)
+        k8s.api.delete("v1", "namespaces", None, ns)
+
+
+def crawl_doc(name: str, services: Any, sim: Simulator, pool: str) -> dict[str, Any]:
+    return {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl", "metadata": {"name": name},
+            "spec": {
+                "ranges": sim.ranges,
+                "kafka": {"bootstrapServers": services.kafka_bootstrap},
+                "redis": {"url": services.redis_url},
+                "registries": {r: {"rate": f"{lim.rate_per_s:g}/s"} for r, lim in sim.limits().items()},
+                "workers": {"min": 0, "max": 3, "scaleDownStabilizationSeconds": 0,
+                            "gracePeriodSeconds": 10, "bootstrapUrl": sim.bootstrap_url,
+                            "env": {"WHOISCRAWL_WHOIS": sim.whois}},
+                "scheduling": {"nodeSelector": {POOL: pool}},
+                "cleanup": {"topics": "Delete", "redis": "Delete"},
+            }}
+
+
+def condition(k8s: K8s, ns: str, name: str, ctype: str) -> tuple[str, str] | None:
+    got = k8s.api.get(*WC, ns, name) or {}
+    for c in (got.get("status") or {}).get("conditions") or []:
+        if c["type"] == ctype:
+            return c["status"], c.get("reason", "")
+    return None
+
+
+def audit_events(path: Path, user: str) -> list[dict[str, Any]]:
+    events = []
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("user", {}).get("username") == user:
+            events.append(event)
+    return events
+
+
+def calls(events: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(API group, resource[/subresource], verb) of every request."""
+    out = set()
+    for e in events:
+        ref = e.get("objectRef") or {}
+        resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        out.add((ref.get("apiGroup", ""), resource, e["verb"]))
+    return out
+
+
+def forbidden(events: list[dict[str, Any]]) -> list[str]:
+    return [f"{e['verb']} {e['requestURI']}" for e in events
+            if (e.get("responseStatus") or {}).get("code") == 403]
+
+
+def export_and_score(services: Any, prefix: str, crawl: str, out: Path) -> dict[str, Any]:
+    records = queue.read_results(services.kafka_bootstrap, prefix, crawl)
+    with out.open("w") as fh:
+        fh.writelines(r.to_json().decode() + "\n" for r in records)
+    return score("quick", str(out), None, resolution=24, time_scale=100.0)
+
+
+@pytest.mark.parametrize("mode", ["namespaced", "all-namespaces"])
+def test_a_crawl_runs_to_completed_under_the_charts_rbac(
+        k8s: K8s, crd: dict, shared_pool: str, services: Any, quick_sim: Simulator, namespace: str,
+        tmp_path: Path, mode: str) -> None:
+    crawl = f"c{uuid.uuid4().hex[:6]}"
+    doc = crawl_doc(crawl, services, quick_sim, shared_pool)
+    prefix = parse_spec(doc["spec"]).kafka.queue_prefix
+    store = RedisStore(services.redis_url, crawl)
+    watched = [namespace] if mode == "namespaced" else None
+    try:
+        with operator_release(k8s, tmp_path, watched, shared_pool) as release:
+            runner = release.kubelet
+            k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
+            until(lambda: store.progress().lookups > 1000, 120, "lookups under way")
+            killed = runner.kill("-worker-")  # the kubelet restarts it, as after an OOM kill
+            try:
+                until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
+                      180, "Completed")
+            except AssertionError as exc:
+                crawl_now = k8s.api.get(*WC, namespace, crawl)
+                raise AssertionError(f"{exc}\n{crawl_now}\n{runner.tail()}") from None
+            wide = k8s.kubectl("get", "wc", crawl, "-n", namespace, "-o", "wide").stdout
+            figures = export_and_score(services, prefix, crawl, tmp_path / "results.jsonl")
+
+            k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
+            until(lambda: not k8s.api.list("apps/v1", "deployments", namespace), 60, "GC of the Deployment")
+            until(lambda: not k8s.api.list("v1", "pods", namespace), 60, "worker pods gone")
+            until(lambda: store.progress() == Progress(), 20, "Redis keys deleted")
+            listed = AdminClient({"bootstrap.servers": services.kafka_bootstrap}).list_topics(timeout=10)
+            assert not [t for t in queue.topic_names(prefix, crawl) if t in listed.topics]
+            events = audit_events(k8s.cluster.audit_log, release.user)
+            exits = list(runner.exits)
+    finally:
+        with contextlib.suppress(Exception):
+            queue.delete_topics(services.kafka_bootstrap, prefix, crawl)
+        with contextlib.suppress(Exception):
+            store.delete_crawl()
+
+    header, row = wide.splitlines()[0].split(), wide.splitlines()[1].split()
+    print(f"\n{mode}: {wide}\nrecall {figures['recall_resolution']} coverage {figures['address_coverage']} "
+          f"killed {killed}; exits {exits}; operator calls {sorted(calls(events))}")
+    assert header[:6] == ["NAME", "READY", "PROGRESS", "%", "BLOCKS", "WORKERS"]
+    assert row[0] == crawl and int(row[3]) > 0, wide  # Blocks, filled in from status
+    assert (killed, -9) in exits
+    assert events, "the operator made no request as its service account"
+    assert forbidden(events) == [], "the chart's RBAC refused the operator"
+    assert figures["recall_resolution"] == 1.0
+
+
+def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
+        k8s: K8s, crd: dict, shared_pool: str, services: Any, quick_sim: Simulator, namespace: str,
+        tmp_path: Path) -> None:
+    crawl = f"s{uuid.uuid4().hex[:6]}"
+    doc = crawl_doc(crawl, services, quick_sim, shared_pool)
+    doc["spec"]["ranges"] = quick_sim.ranges[:1]
+    doc["spec"]["registries"] = {r: {"rate": "1/m"} for r in quick_sim.limits()}  # slow: it lasts
+    store = RedisStore(services.redis_url, crawl)
+    prefix = parse_spec(doc["spec"]).kafka.queue_prefix
+    try:
+        with operator_release(k8s, tmp_path, [namespace], shared_pool):
+            k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
+            until(lambda: condition(k8s, namespace, crawl, "Ready") is not None, 60, "first status")
+            k8s.kubectl("scale", f"wc/{crawl}", "-n", namespace, "--replicas=2")
+
+            def deployment_replicas() -> int | None:
+                dep = k8s.api.get("apps/v1", "deployments", namespace, f"{crawl}-worker") or {}
+                return (dep.get("spec") or {}).get("replicas")
+
+            until(lambda: deployment_replicas() == 2, 60, "Deployment at 2 replicas")
+            scale = k8s.api.request("GET", f"/apis/whoiscrawl.io/v1alpha1/namespaces/{namespace}"
+                                           f"/whoiscrawls/{crawl}/scale")
+            assert scale["spec"]["replicas"] == 2
+            until(lambda: (k8s.api.request("GET", f"/apis/whoiscrawl.io/v1alpha1/namespaces/{namespace}"
+                                                  f"/whoiscrawls/{crawl}/scale").get("status") or {})
+                  .get("replicas") == 2, 60, "status.replicas 2")
+            # Conditions the operator wrote survive the API server's pruning.
+            status = (k8s.api.get(*WC, namespace, crawl) or {}).get("status") or {}
+            types = {c["type"] for c in status.get("conditions") or []}
+            assert {"Ready", "Progressing"} <= types, status
+            assert status.get("selector"), status
+            k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
+    finally:
+        with contextlib.suppress(Exception):
+            queue.delete_topics(services.kafka_bootstrap, prefix, crawl)
+        with contextlib.suppress(Exception):
+            store.delete_crawl()
