@@ -274,7 +274,8 @@ def printer_columns() -> list[dict[str, Any]]:
         col("Lookups", ".status.lookups", "integer", 1),
         col("Rate-Limited", ".status.rateLimited", "integer", 1),
         col("Capacity", ".status.scheduling.capacity", "string", 1),
-        col("ETA", ".status.eta", "date", 1),
+        # A string: kubectl prints a "date" column as an age, and a future time as <invalid>.
+        col("ETA", ".status.eta", "string", 1, "When the crawl is expected to finish (UTC)"),
         col("Reason", '.status.conditions[?(@.type=="Progressing")].reason', "string", 1),
     ]
 

@@ -45,14 +45,19 @@ def test_rendered_manifests_are_valid_and_complete() -> None:
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["whoiscrawl", "operator"]
-    assert "--all-namespaces" in container["args"]
+    # Namespaced by default (the release's own namespace): no cluster-wide Secret reads.
+    assert "--namespace=whoiscrawl-system" in container["args"]
+    role = next(d for d in docs() if d["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "whoiscrawl-system"
+    assert not [r for d in docs() if d["kind"] == "ClusterRole" for r in d["rules"]
+                if "secrets" in r["resources"]]
     dash = next(d for d in docs() if d["kind"] == "ConfigMap")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dash["data"]["whoiscrawl.json"])["panels"]
 
 
 def test_rbac_covers_what_the_operator_does() -> None:
-    rules = [r for d in docs() if d["kind"] == "ClusterRole" for r in d["rules"]]
+    rules = [r for d in docs() if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
 
     def allowed(group: str, resource: str, verb: str) -> bool:
         return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
@@ -60,6 +65,7 @@ def test_rbac_covers_what_the_operator_does() -> None:
 
     needs = [("whoiscrawl.io", "whoiscrawls", v) for v in ("list", "watch", "patch")] + [
         ("whoiscrawl.io", "whoiscrawls/status", "patch"),
+        ("whoiscrawl.io", "whoiscrawls/finalizers", "update"),
         ("apps", "deployments", "create"), ("apps", "deployments", "patch"),
         ("policy", "poddisruptionbudgets", "create"), ("", "configmaps", "patch"),
         ("", "serviceaccounts", "create"), ("", "pods", "list"), ("", "secrets", "get"),

@@ -29,6 +29,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* The namespaces watched in namespaced mode: the listed ones, or the release's own. */}}
+{{- define "whoiscrawl.watchedNamespaces" -}}
+{{- toJson (.Values.watch.namespaces | default (list .Release.Namespace)) -}}
+{{- end -}}
+
 {{- define "whoiscrawl.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
