@@ -20,6 +20,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
+    # Only kopf.event() calls become Events (not every INFO log, such as "Timer succeeded").
+    settings.posting.loggers = False
     settings.posting.reporting_component = "whoiscrawl-operator"
     settings.posting.event_name_prefix = "whoiscrawl-"
     settings.execution.max_workers = int(os.environ.get("WHOISCRAWL_OPERATOR_THREADS", "8"))

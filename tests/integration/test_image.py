@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,51 @@ def test_the_dockerfiles_install_gives_working_operator_and_worker_commands(tmp_
                              "print(r.files('whoiscrawl.dev').joinpath('controlplane/go.mod').is_file())"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert listed.returncode == 0 and listed.stdout.strip().endswith("True"), listed.stdout + listed.stderr
+
+
+FLOORED = ("kopf", "kubernetes")
+# What the operator needs of each at its floor: the settings it sets, the client calls it makes.
+FLOOR_CHECK = """
+import dataclasses
+import kopf
+from whoiscrawl.operator import on_startup
+from whoiscrawl.operator.kube import KubeClient
+settings = kopf.OperatorSettings()
+memo = kopf.Memo()
+memo.deps = object()
+on_startup.configure(settings=settings, memo=memo)
+assert "loggers" in {f.name for f in dataclasses.fields(settings.posting)}  # not just an attribute
+assert settings.posting.loggers is False
+client = KubeClient("https://127.0.0.1:1")
+client._api.param_serialize("GET", "/api/v1/pods", header_params={}, auth_settings=["BearerToken"])
+print("floor ok")
+"""
+
+
+def declared_floors() -> dict[str, str]:
+    """name -> the lowest version pyproject admits, for the dependencies the operator leans on."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = {}
+    for dep in deps:
+        name, _, version = dep.partition(">=")
+        if name in FLOORED:
+            floors[name] = version if version.count(".") >= 2 else f"{version}.0"
+    return floors
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_declared_dependency_floors_run_the_operators_calls(tmp_path: Path) -> None:
+    """pyproject's floors for kopf and kubernetes, installed exactly, do what the operator asks."""
+    floors = declared_floors()
+    assert set(floors) == set(FLOORED)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pins = [f"{n}=={v}" for n, v in floors.items()]
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT), *pins],
+                             capture_output=True, text=True, env=env)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", FLOOR_CHECK], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "floor ok" in done.stdout, done.stdout + done.stderr
