@@ -34,6 +34,14 @@ class Owner:
     version: str = ""  # app version label, from the image tag
 
 
+def crawl_id(namespace: str, name: str) -> str:
+    """The crawl's identity in Kafka (topics, consumer group) and Redis (key prefix).
+
+    Both parts are DNS labels (no dots), so two crawls of one name in two namespaces never meet.
+    """
+    return f"{namespace}.{name}"
+
+
 def worker_name(crawl: str) -> str:
     return f"{crawl}-worker"
 
@@ -96,7 +104,7 @@ def fits_spot_notice(grace: int) -> bool:
 
 
 def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
-    """Worker environment that is not secret and not per pod."""
+    """Worker environment that is not secret and not per pod (`crawl`: the crawl_id)."""
     data = {
         "WHOISCRAWL_CRAWL": crawl,
         "WHOISCRAWL_KAFKA_BOOTSTRAP": spec.kafka.bootstrap_servers,
@@ -120,7 +128,7 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
 def config_map(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
     return with_hash({"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": _meta(owner, config_name(owner.name)),
-                      "data": config_data(owner.name, spec)})
+                      "data": config_data(crawl_id(owner.namespace, owner.name), spec)})
 
 
 def service_account(owner: Owner) -> dict[str, Any]:

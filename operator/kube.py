@@ -16,7 +16,17 @@ class KubeError(RuntimeError):
 
     def __init__(self, status: int, message: str) -> None:
         self.status = status
-        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.message = api_message(message)
+        super().__init__(f"HTTP {status}: {self.message}" if status else message)
+
+
+def api_message(body: str) -> str:
+    """The `message` of a Kubernetes Status body (what kubectl shows), else the body itself."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return body
+    return str(found["message"]) if isinstance(found, dict) and found.get("message") else body
 
 
 class Kube(Protocol):
@@ -32,6 +42,9 @@ class Kube(Protocol):
 
     def list(self, api: str, plural: str, namespace: str,
              selector: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+    def patch_status(self, api: str, plural: str, namespace: str, name: str,
+                     status: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 def path(api: str, plural: str, namespace: str, name: str | None = None) -> str:
@@ -83,7 +96,7 @@ class KubeClient:
         if resp.status == 404:
             return None
         if not 200 <= resp.status < 300:
-            raise KubeError(resp.status, raw.decode(errors="replace")[:500])
+            raise KubeError(resp.status, api_message(raw.decode(errors="replace"))[:500])
         return json.loads(raw) if raw else {}
 
     def get(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -100,6 +113,14 @@ class KubeClient:
               body: Mapping[str, Any]) -> dict[str, Any]:
         out = self._request("PATCH", path(api, plural, namespace, name), dict(body),
                             "application/merge-patch+json")
+        if out is None:
+            raise KubeError(404, f"{plural}/{name} not found in {namespace}")
+        return out
+
+    def patch_status(self, api: str, plural: str, namespace: str, name: str,
+                     status: Mapping[str, Any]) -> dict[str, Any]:
+        out = self._request("PATCH", path(api, plural, namespace, name) + "/status",
+                            {"status": dict(status)}, "application/merge-patch+json")
         if out is None:
             raise KubeError(404, f"{plural}/{name} not found in {namespace}")
         return out

@@ -45,6 +45,7 @@ class Observation:
     paused: bool = False
     spec_error: str | None = None
     backend_error: str | None = None
+    api_error: tuple[str, str] | None = None  # (Forbidden | ApplyFailed, the API's message)
     workers_desired: int = 0
     workers_current: int = 0
     workers_ready: int = 0
@@ -123,6 +124,9 @@ def _conditions(o: Observation, deadline_late: bool, previous: list[Mapping[str,
     if o.spec_error:
         ready = (False, "InvalidSpec", o.spec_error)
         progressing = (False, "InvalidSpec", "fix the spec to continue")
+    elif o.api_error:
+        ready = (False, *o.api_error)
+        progressing = (o.planned, "Crawling" if o.planned else "Planning", summary)
     elif o.completed:
         ready = (True, "Completed", summary)
         progressing = (False, "Completed", "every shard is done")
@@ -144,6 +148,8 @@ def _conditions(o: Observation, deadline_late: bool, previous: list[Mapping[str,
 
     if o.spec_error:
         degraded = (True, "InvalidSpec", o.spec_error)
+    elif o.api_error:
+        degraded = (True, *o.api_error)
     elif o.backend_error:
         degraded = (True, "BackendUnavailable", o.backend_error)
     elif o.pending_message and not o.completed and not o.paused:

@@ -26,6 +26,10 @@ NS = "crawls"
 CRAWLS = "/apis/whoiscrawl.io/v1alpha1/namespaces/crawls/whoiscrawls"
 
 
+def crawls_path(ns: str = NS) -> str:
+    return f"/apis/whoiscrawl.io/v1alpha1/namespaces/{ns}/whoiscrawls"
+
+
 def _validate(obj: dict[str, Any]) -> list[str]:
     return [f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
             for e in validator().iter_errors(obj)]
@@ -52,29 +56,33 @@ class Cluster:
                                      headers={"Content-Type": content_type}) as resp:
             return resp.status, await resp.json()
 
-    async def create(self, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
+    async def create(self, name: str, spec: dict[str, Any], ns: str = NS) -> tuple[int, Any]:
         body = {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl",
-                "metadata": {"name": name, "namespace": NS}, "spec": spec}
-        return await self.request("POST", CRAWLS, body, "application/json")
+                "metadata": {"name": name, "namespace": ns}, "spec": spec}
+        return await self.request("POST", crawls_path(ns), body, "application/json")
 
-    async def patch_spec(self, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
-        return await self.request("PATCH", f"{CRAWLS}/{name}", {"spec": spec})
+    async def patch_spec(self, name: str, spec: dict[str, Any], ns: str = NS) -> tuple[int, Any]:
+        return await self.request("PATCH", f"{crawls_path(ns)}/{name}", {"spec": spec})
 
-    def get(self, api: str, plural: str, name: str) -> dict[str, Any] | None:
-        key = (f"{api}/{plural}", NS, name)
+    async def delete(self, name: str, ns: str = NS) -> int:
+        code, _ = await self.request("DELETE", f"{crawls_path(ns)}/{name}")
+        return code
+
+    def get(self, api: str, plural: str, name: str, ns: str = NS) -> dict[str, Any] | None:
+        key = (f"{api}/{plural}", ns, name)
         try:
             obj = self.kube.objects[key]
         except KeyError:
             return None
         return None if obj.deleted else dict(obj.raw)
 
-    def crawl(self, name: str) -> dict[str, Any]:
-        obj = self.get("whoiscrawl.io/v1alpha1", "whoiscrawls", name)
+    def crawl(self, name: str, ns: str = NS) -> dict[str, Any]:
+        obj = self.get("whoiscrawl.io/v1alpha1", "whoiscrawls", name, ns)
         assert obj is not None, f"{name} is gone"
         return obj
 
-    def condition(self, name: str, ctype: str) -> tuple[str, str] | None:
-        for c in (self.crawl(name).get("status") or {}).get("conditions") or []:
+    def condition(self, name: str, ctype: str, ns: str = NS) -> tuple[str, str] | None:
+        for c in (self.crawl(name, ns).get("status") or {}).get("conditions") or []:
             if c["type"] == ctype:
                 return c["status"], c["reason"]
         return None
@@ -88,8 +96,8 @@ class Cluster:
                     out.append(raw)
         return out
 
-    def replicas(self, name: str) -> int | None:
-        dep = self.get("apps/v1", "deployments", f"{name}-worker")
+    def replicas(self, name: str, ns: str = NS) -> int | None:
+        dep = self.get("apps/v1", "deployments", f"{name}-worker", ns)
         return None if dep is None else int(dep["spec"].get("replicas", 0))
 
     async def until(self, what: Callable[[], Any], timeout: float = 8.0, label: str = "") -> Any:
@@ -124,7 +132,8 @@ class Cluster:
     async def _pods(self, ns: str, name: str, dep: dict[str, Any], want: int) -> None:
         labels = dep["spec"]["template"]["metadata"]["labels"]
         mine = [(key, o) for key, o in self.kube.objects.items()
-                if key[0].plural == "pods" and not o.deleted and key[2].startswith(name + "-")]
+                if key[0].plural == "pods" and not o.deleted and key[1] == ns
+                and key[2].startswith(name + "-")]
         for idx in range(len(mine), want):
             pod = {"metadata": {"name": f"{name}-{idx}", "namespace": ns, "labels": labels},
                    "spec": {} if self.pending_pods else {"nodeName": f"node-{idx}"},
@@ -132,6 +141,11 @@ class Cluster:
             await self.request("POST", f"/api/v1/namespaces/{ns}/pods", pod, "application/json")
         for (_r, _n, pod_name), _o in mine[want:]:
             await self.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod_name}")
+
+    def pods(self, ns: str = NS) -> list[str]:
+        """Names of the live pods in a namespace."""
+        return [key[2] for key, obj in list(self.kube.objects.items())
+                if key[0].plural == "pods" and key[1] == ns and not obj.deleted]
 
     def age_pods(self, seconds: float) -> None:
         """Backdate every pod's creationTimestamp (Pending "for a long time")."""
