@@ -7,12 +7,23 @@ import time
 from typing import Any
 
 import kopf
-from whoiscrawl.operator import control, metrics
+from whoiscrawl.operator import control, health, metrics
 from whoiscrawl.operator.spec import GROUP, PLURAL, VERSION
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 # The timer's interval, and the delay before a pass the API refused is tried again.
 INTERVAL = float(os.environ.get("WHOISCRAWL_OPERATOR_INTERVAL", "10"))
+
+
+def stuck_crawls(now: float) -> list[str]:
+    """Crawls with no pass finished for health.STALE_INTERVALS intervals (the liveness probe)."""
+    return health.LIVENESS.stuck(now, health.STALE_INTERVALS * INTERVAL)
+
+
+def forget(uid: str) -> None:
+    """A deleted crawl: drop its lock and its liveness record."""
+    control.forget(uid)
+    health.LIVENESS.finished(uid)
 
 
 def deps(memo: Any) -> control.Deps:
@@ -33,11 +44,14 @@ def reconcile(trigger: str, memo: Any, body: Any) -> control.Result | None:
     """Run one pass (it re-reads the crawl and writes its status), post Events, count it.
 
     A pass the API refused (a 403, a 422) is reported in status and retried after INTERVAL.
+    Passes that raise or hang leave their start in health.LIVENESS, which the probe reads.
     """
     crawl = control.crawl_of(body)
     started = time.monotonic()
+    health.LIVENESS.started(crawl.uid, started)
     try:
         result = control.run(deps(memo), crawl)
+        health.LIVENESS.finished(crawl.uid)
     except Exception:
         metrics.RECONCILES.labels(trigger, "error").inc()
         raise

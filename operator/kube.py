@@ -58,10 +58,19 @@ def matches(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bo
     return all(have.get(k) == v for k, v in selector.items())
 
 
-class KubeClient:
-    """Kube over the official client's transport: kubeconfig / in-cluster auth, raw JSON bodies."""
+REQUEST_TIMEOUT_SECONDS = 30.0  # connect and read, per call: a half-open connection fails the pass
 
-    def __init__(self, server: str | None = None) -> None:
+
+class KubeClient:
+    """Kube over the official client's transport: kubeconfig / in-cluster auth, raw JSON bodies.
+
+    Every call carries a request timeout, so a stuck connection fails the pass (and frees the
+    crawl's lock) instead of freezing it.
+    """
+
+    def __init__(self, server: str | None = None,
+                 timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
         from kubernetes import client, config
 
         if server:
@@ -87,7 +96,7 @@ class KubeClient:
         try:
             req = self._api.param_serialize(method, url, header_params=headers, body=body,
                                             auth_settings=["BearerToken"])
-            resp = self._api.call_api(*req)
+            resp = self._api.call_api(*req, _request_timeout=(self.timeout, self.timeout))
             raw = resp.read()
         except ApiException as exc:
             raise KubeError(int(exc.status or 0), str(exc.body or exc.reason)) from exc

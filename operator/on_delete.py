@@ -26,4 +26,4 @@ def cleanup(memo: kopf.Memo, body: kopf.Body, **_: Any) -> None:
                                   delay=max(1.0, glue.INTERVAL / 2))
     glue.post(body, [("Normal", "CleanedUp", done)])
     metrics.forget(crawl.namespace, crawl.name)
-    control.forget(crawl.uid)
+    glue.forget(crawl.uid)
