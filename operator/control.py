@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -180,8 +180,9 @@ class Snapshot:
     lag: int | None = None
     partitions: int = 0
     backend_error: str | None = None
-    pods: tuple[spot.PodView, ...] = ()
+    pods: tuple[spot.PodView, ...] = ()  # every worker pod of the crawl, spot and overflow
     deployment: Mapping[str, Any] | None = None
+    overflow_deployment: Mapping[str, Any] | None = None
     read_error: tuple[str, str] | None = None  # a pod or Deployment read the API refused
 
     @property
@@ -200,8 +201,7 @@ class Decision:
     planned: bool
     completed: bool
     capacity: str
-    fallback_time: datetime | None
-    pending_message: str | None
+    spot: spot.SpotDecision
     recommendation: scaling.Recommendation
     stable: scaling.Stabilized
     events: tuple[Event, ...] = ()
@@ -237,28 +237,34 @@ def observe(deps: Deps, crawl: Crawl, spec: CrawlSpec) -> Snapshot:
     """Everything one pass needs to read; API refusals become `read_error`, not exceptions."""
     now = deps.now()
     data = _data_plane(deps, crawl, spec, now)
-    pods: list[spot.PodView] = []
-    live = None
-    read_error = None
+    found: dict[str, Any] = {}
     try:
-        found = deps.kube.list("v1", "pods", crawl.namespace, builders.selector_labels(crawl.name))
-        pods = [spot.pod_view(p) for p in found]
-        live = deps.kube.get("apps/v1", "deployments", crawl.namespace,
-                             builders.worker_name(crawl.name))
+        pods = deps.kube.list("v1", "pods", crawl.namespace, builders.pod_labels(crawl.name))
+        found["pods"] = tuple(spot.pod_view(p) for p in pods)
+        found["deployment"] = deps.kube.get("apps/v1", "deployments", crawl.namespace,
+                                            builders.worker_name(crawl.name))
+        found["overflow_deployment"] = deps.kube.get("apps/v1", "deployments", crawl.namespace,
+                                                     builders.overflow_name(crawl.name))
     except KubeError as exc:
-        read_error = api_problem(exc, "reading worker pods and Deployment")
-    return Snapshot(now=now, prev=crawl.status, pods=tuple(pods), deployment=live,
-                    read_error=read_error, **data)
+        found = {"read_error": api_problem(exc, "reading worker pods and Deployments")}
+    return Snapshot(now=now, prev=crawl.status, **found, **data)
 
 
-def _fallback(spec: CrawlSpec, snap: Snapshot) -> tuple[datetime | None, spot.SpotDecision]:
-    fallback_time = st.parse_time(dict(snap.prev.get("scheduling") or {}).get("fallbackTime"))
-    if spec.scheduling.capacity_type != "any":
-        fallback_time = None  # an edit away from `any` resets the fallback
-    decision = spot.decide(spec.scheduling.capacity_type, fallback_time is not None,
-                           list(snap.pods), snap.now,
-                           spec.scheduling.spot_pending_timeout_seconds)
-    return (snap.now if decision.fall_back else fallback_time), decision
+def _spot(spec: CrawlSpec, snap: Snapshot) -> tuple[spot.SpotDecision, list[Event]]:
+    """The overflow this pass, and Events when it starts or ends."""
+    prev = dict(snap.prev.get("scheduling") or {})
+    before = int(prev.get("overflow") or 0)
+    timeout = spec.scheduling.spot_pending_timeout_seconds
+    decision = spot.decide(spec.scheduling.capacity_type, snap.pods, snap.now, timeout, before,
+                           st.parse_time(prev.get("unschedulableTime")))
+    if decision.overflow and not before:
+        return decision, [("Warning", "SpotFallback",
+                           f"{decision.overflow} worker pod(s) Unschedulable on spot for over "
+                           f"{timeout}s: {decision.overflow} on-demand overflow worker(s)")]
+    if before and not decision.overflow:
+        return decision, [("Normal", "SpotRestored",
+                           "spot pods schedule again: on-demand overflow back to 0")]
+    return decision, []
 
 
 def _recommend(spec: CrawlSpec, snap: Snapshot, completed: bool) -> scaling.Recommendation:
@@ -289,13 +295,7 @@ def _recommend(spec: CrawlSpec, snap: Snapshot, completed: bool) -> scaling.Reco
 def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
     """The pure policy of one pass: capacity, completion, and how many workers."""
     planned = snap.plan.get("key") == plan_key(spec)
-    fallback_time, spot_decision = _fallback(spec, snap)
-    events: list[Event] = []
-    if spot_decision.fall_back:
-        events.append(("Warning", "SpotFallback",
-                       "worker pods stayed Pending on spot for over "
-                       f"{spec.scheduling.spot_pending_timeout_seconds}s; "
-                       "falling back to on-demand capacity"))
+    spot_decision, events = _spot(spec, snap)
     was_complete = any(c.get("type") == "Completed" and c.get("status") == "True"
                        for c in snap.prev.get("conditions") or [])
     completed = st.is_complete(snap.counters, snap.lag, planned) or (
@@ -307,11 +307,11 @@ def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
     else:
         stable = scaling.stabilize(snap.current, rec.workers, history, snap.now,
                                    spec.workers.scale_down_stabilization_seconds)
-    capacity = scheduling.effective_capacity(spec.scheduling.capacity_type,
-                                             fallback_time is not None)
-    return Decision(planned=planned, completed=completed, capacity=capacity,
-                    fallback_time=fallback_time, pending_message=spot_decision.pending_message,
-                    recommendation=rec, stable=stable, events=tuple(events))
+    if completed or spec.paused:
+        spot_decision = replace(spot_decision, overflow=0)
+    return Decision(planned=planned, completed=completed,
+                    capacity=scheduling.effective_capacity(spec.scheduling.capacity_type),
+                    spot=spot_decision, recommendation=rec, stable=stable, events=tuple(events))
 
 
 def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
@@ -323,7 +323,9 @@ def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
     error = None
     owner = builders.Owner(crawl.name, crawl.namespace, crawl.uid,
                            builders.image_version(spec.workers.image))
-    for obj in builders.owned_objects(owner, spec, decision.desired, decision.capacity):
+    has_overflow = spec.scheduling.capacity_type == "any" or snap.overflow_deployment is not None
+    for obj in builders.owned_objects(owner, spec, decision.desired, decision.capacity,
+                                      decision.spot.overflow if has_overflow else None):
         kind, name = obj["kind"], obj["metadata"]["name"]
         try:
             what, _ = apply(deps.kube, obj)
@@ -333,8 +335,8 @@ def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
             continue
         if what != "unchanged":
             log.info("%s %s %s/%s", what, kind, crawl.namespace, name)
-        if kind == "Deployment" and what in ("scaled", "created", "updated") and (
-                snap.current != decision.desired):
+        if name == builders.worker_name(crawl.name) and what in (
+                "scaled", "created", "updated") and snap.current != decision.desired:
             events.append(("Normal", "Scaled", f"workers {snap.current} -> {decision.desired}: "
                                                f"{decision.recommendation.message}"))
     return events, error
@@ -351,8 +353,8 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
         workers_desired=decision.desired, workers_current=int(snap.dstatus.get("replicas") or 0),
         workers_ready=int(snap.dstatus.get("readyReplicas") or 0),
         recommendation=decision.recommendation, deadline=spec.deadline,
-        capacity=decision.capacity, fallback_time=decision.fallback_time,
-        pending_message=decision.pending_message,
+        capacity=decision.capacity, overflow=decision.spot.overflow,
+        unschedulable_time=decision.spot.since, pending_message=decision.spot.pending_message,
         selector=builders.selector_string(crawl.name))
     res = st.compute_status(snap.prev, obs)
     res.status["plan"] = dict(snap.plan) or None
@@ -395,12 +397,12 @@ def run(deps: Deps, ref: Crawl) -> Result | None:
 
 
 def stop_workers(kube: Kube, crawl: Crawl) -> int:
-    """Scale the worker Deployment to 0; returns how many worker pods are still there."""
-    name = builders.worker_name(crawl.name)
-    live = kube.get("apps/v1", "deployments", crawl.namespace, name)
-    if live is not None and (live.get("spec") or {}).get("replicas") != 0:
-        kube.patch("apps/v1", "deployments", crawl.namespace, name, {"spec": {"replicas": 0}})
-    return len(kube.list("v1", "pods", crawl.namespace, builders.selector_labels(crawl.name)))
+    """Scale the worker Deployments to 0; returns how many worker pods are still there."""
+    for name in (builders.worker_name(crawl.name), builders.overflow_name(crawl.name)):
+        live = kube.get("apps/v1", "deployments", crawl.namespace, name)
+        if live is not None and (live.get("spec") or {}).get("replicas") != 0:
+            kube.patch("apps/v1", "deployments", crawl.namespace, name, {"spec": {"replicas": 0}})
+    return len(kube.list("v1", "pods", crawl.namespace, builders.pod_labels(crawl.name)))
 
 
 def cleanup(deps: Deps, crawl: Crawl) -> str | None:

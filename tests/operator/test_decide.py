@@ -25,7 +25,7 @@ HALF = Progress(shards_total=16, shards_done=8, addresses_total=1 << 24, address
 DONE = replace(HALF, shards_done=16, addresses_done=1 << 24)
 COMPLETED = [{"type": "Completed", "status": "True", "reason": "AllShardsDone"}]
 STUCK = PodView("w-0", "Pending", NOW - timedelta(seconds=600), scheduled=False, ready=False,
-                node=None)
+                node=None, unschedulable_since=NOW - timedelta(seconds=600))
 
 
 def snapshot(spec_raw: dict[str, Any], planned: bool = True, current: int = 3,
@@ -53,8 +53,9 @@ def snapshot(spec_raw: dict[str, Any], planned: bool = True, current: int = 3,
     # Completed before, backend down now: still completed, no workers come back.
     ({}, {"counters": None, "lag": None, "backend_error": "down", "prev": {"conditions": COMPLETED}},
      (0, "Completed", True, "spot")),
-    # Spot pods stuck past the timeout: `any` widens, `spot` only reports.
-    ({"scheduling": {"capacityType": "any"}}, {"pods": (STUCK,)}, (4, "Lag", False, "any")),
+    # Spot pods stuck past the timeout: `any` adds an on-demand overflow, `spot` only reports;
+    # the spot fleet stays on spot either way.
+    ({"scheduling": {"capacityType": "any"}}, {"pods": (STUCK,)}, (4, "Lag", False, "spot")),
     ({"scheduling": {"capacityType": "spot"}}, {"pods": (STUCK,)}, (4, "Lag", False, "spot")),
 ])
 def test_decide(spec: dict[str, Any], fields: dict[str, Any],
@@ -67,9 +68,15 @@ def test_decide(spec: dict[str, Any], fields: dict[str, Any],
 def test_decide_reports_fallback_and_planning() -> None:
     raw = {**RAW, "scheduling": {"capacityType": "any"}}
     fell = decide(parse_spec(raw), snapshot(raw, pods=(STUCK,)))
-    assert fell.fallback_time == NOW and [e[1] for e in fell.events] == ["SpotFallback"]
+    assert fell.spot.overflow == 1 and fell.spot.since == NOW
+    assert [e[1] for e in fell.events] == ["SpotFallback"]
+    back = decide(parse_spec(raw), snapshot(raw, prev={"scheduling": {
+        "overflow": 1, "unschedulableTime": (NOW - timedelta(seconds=600)).isoformat()}}))
+    assert back.spot.overflow == 0 and [e[1] for e in back.events] == ["SpotRestored"]
+    paused = {**raw, "paused": True}
+    assert decide(parse_spec(paused), snapshot(paused, pods=(STUCK,))).spot.overflow == 0
     stuck = decide(parse_spec(RAW), snapshot(RAW, pods=(STUCK,)))
-    assert stuck.pending_message and "Pending on spot" in stuck.pending_message
+    assert stuck.spot.pending_message and "Unschedulable on spot" in stuck.spot.pending_message
     assert not decide(parse_spec(RAW), snapshot(RAW, planned=False)).planned
 
 

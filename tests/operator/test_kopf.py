@@ -159,29 +159,31 @@ async def test_delete_cleans_up(cluster: Cluster) -> None:
     await cluster.until(lambda: cluster.events("CleanedUp"), label="CleanedUp event")
 
 
-async def test_spot_fallback_to_on_demand(cluster: Cluster) -> None:
-    cluster.pending_pods = True
+async def test_spot_overflow_on_demand(cluster: Cluster) -> None:
+    cluster.pending_pods = True  # no spot capacity: spot pods stay Unschedulable
     cluster.backend.lag_of["crawls.s"] = 4
     await cluster.create("s", {**SPEC, "scheduling": {"capacityType": "any",
                                                       "spotPendingTimeoutSeconds": 60}})
     await cluster.until(lambda: cluster.replicas("s") == 2, label="2 workers")
 
-    def capacity() -> str:
-        dep = cluster.get("apps/v1", "deployments", "s-worker")
+    def capacity(name: str) -> str:
+        dep = cluster.get("apps/v1", "deployments", name)
         return str(dep["spec"]["template"]["metadata"]["annotations"]["whoiscrawl.io/capacity"])
 
-    assert capacity() == "spot"
-    await cluster.until(lambda: len([k for k in cluster.kube.objects
-                                     if k[0].plural == "pods"]) >= 2, label="pods")
-    cluster.age_pods(120)  # Pending on spot for two minutes: past the 60 s timeout
-    await cluster.until(lambda: capacity() == "any", label="fallback")
-    dep = cluster.get("apps/v1", "deployments", "s-worker")
-    node = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
-    assert "requiredDuringSchedulingIgnoredDuringExecution" not in node
+    assert capacity("s-worker") == "spot"
+    await cluster.until(lambda: len(cluster.pods()) >= 2, label="pods")
+    cluster.age_pods(120)  # Unschedulable on spot for two minutes: past the 60 s timeout
+    # An on-demand overflow sized to the unschedulable pods; the spot fleet is left as it is.
+    await cluster.until(lambda: cluster.get("apps/v1", "deployments", "s-worker-overflow")[
+        "spec"]["replicas"] == 2, label="overflow")
+    assert capacity("s-worker-overflow") == "on-demand" and capacity("s-worker") == "spot"
+    assert cluster.replicas("s") == 2
     await cluster.until(lambda: cluster.condition("s", "Degraded") == ("True",
                                                                       "FallbackToOnDemand"))
     events = await cluster.until(lambda: cluster.events("SpotFallback"), label="event")
-    assert events[0]["type"] == "Warning"
+    assert events[0]["type"] == "Warning" and "overflow" in events[0]["message"]
+    status = cluster.crawl("s")["status"]
+    assert status["scheduling"]["overflow"] == 2
 
 
 async def test_backend_outage_keeps_workers_and_reports(cluster: Cluster) -> None:

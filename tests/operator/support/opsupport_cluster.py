@@ -23,6 +23,8 @@ from whoiscrawl.operator.kube import KubeClient
 
 assert handlers.MODULES
 NS = "crawls"
+TOY_OWNER = "toy.test/deployment"  # the toy controller's pod -> Deployment link
+CAPACITY = "whoiscrawl.io/capacity"  # the pod template annotation naming its capacity
 CRAWLS = "/apis/whoiscrawl.io/v1alpha1/namespaces/crawls/whoiscrawls"
 
 
@@ -46,7 +48,7 @@ class Cluster:
     kube: RealisticKube
     url: str
     backend: Any  # a FakeBackend, or whoiscrawl.operator.backend.LiveBackend (end-to-end)
-    pending_pods: bool = False  # the toy controller leaves pods unscheduled (no spot capacity)
+    pending_pods: bool = False  # no spot capacity: the toy controller leaves spot pods Unschedulable
     ready: bool = True  # the toy controller marks pods Ready
     seen: list[dict[str, Any]] = field(default_factory=list)
 
@@ -122,25 +124,30 @@ class Cluster:
                     continue
                 dep = dict(obj.raw)
                 want = int(dep["spec"].get("replicas") or 0)
-                await self._pods(ns, name, dep, want)
-                ready = 0 if (self.pending_pods or not self.ready) else want
+                stuck = await self._pods(ns, name, dep, want)
+                ready = 0 if (stuck or not self.ready) else want
                 status = {"replicas": want, "readyReplicas": ready}
                 if (dep.get("status") or {}) != status:
                     await self.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/"
                                        f"{name}/status", {"status": status})
 
-    async def _pods(self, ns: str, name: str, dep: dict[str, Any], want: int) -> None:
-        labels = dep["spec"]["template"]["metadata"]["labels"]
+    async def _pods(self, ns: str, name: str, dep: dict[str, Any], want: int) -> bool:
+        """Pods follow `want`; spot pods stay Unschedulable while `pending_pods`. True: stuck."""
+        template = dep["spec"]["template"]["metadata"]
+        stuck = self.pending_pods and (template.get("annotations") or {}).get(CAPACITY) == "spot"
+        labels = {**template["labels"], TOY_OWNER: name}
         mine = [(key, o) for key, o in self.kube.objects.items()
                 if key[0].plural == "pods" and not o.deleted and key[1] == ns
-                and key[2].startswith(name + "-")]
+                and (o.raw.get("metadata") or {}).get("labels", {}).get(TOY_OWNER) == name]
         for idx in range(len(mine), want):
             pod = {"metadata": {"name": f"{name}-{idx}", "namespace": ns, "labels": labels},
-                   "spec": {} if self.pending_pods else {"nodeName": f"node-{idx}"},
-                   "status": {"phase": "Pending" if self.pending_pods else "Running"}}
+                   "spec": {} if stuck else {"nodeName": f"node-{idx}"}}
             await self.request("POST", f"/api/v1/namespaces/{ns}/pods", pod, "application/json")
+            await self.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}-{idx}/status",
+                               {"status": _pod_status(stuck)})
         for (_r, _n, pod_name), _o in mine[want:]:
             await self.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod_name}")
+        return stuck
 
     def pods(self, ns: str = NS) -> list[str]:
         """Names of the live pods in a namespace."""
@@ -148,13 +155,28 @@ class Cluster:
                 if key[0].plural == "pods" and key[1] == ns and not obj.deleted]
 
     def age_pods(self, seconds: float) -> None:
-        """Backdate every pod's creationTimestamp (Pending "for a long time")."""
+        """Backdate every pod's creation and condition times (Unschedulable "for a long time")."""
         stamp = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
         for key, obj in list(self.kube.objects.items()):
             if key[0].plural == "pods" and not obj.deleted:
                 raw = copy.deepcopy(obj.raw)
                 raw["metadata"]["creationTimestamp"] = stamp
+                for cond in (raw.get("status") or {}).get("conditions") or []:
+                    cond["lastTransitionTime"] = stamp
                 obj["metadata"] = raw["metadata"]
+                if "status" in raw:
+                    obj["status"] = raw["status"]
+
+
+def _pod_status(stuck: bool) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    if stuck:
+        return {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "lastTransitionTime": now, "message": "0/3 nodes are available: no spot capacity"}]}
+    return {"phase": "Running", "conditions": [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        {"type": "Ready", "status": "True", "lastTransitionTime": now}]}
 
 
 @contextlib.asynccontextmanager
