@@ -30,7 +30,7 @@ from whoiscrawl.operator.builders import crawl_id  # noqa: E402
 from whoiscrawl.operator.spec import CrawlSpec, parse_spec  # noqa: E402
 
 from whoiscrawl import queue  # noqa: E402
-from whoiscrawl.store import RedisStore  # noqa: E402
+from whoiscrawl.store import Progress, RedisStore  # noqa: E402
 
 from .conftest import COVERAGE_FLOOR, score  # noqa: E402
 
@@ -127,15 +127,47 @@ class Leftovers:
             self.store.delete_crawl()
 
 
+async def delete_crawl(cluster, name: str, data: Leftovers, ns: str = NS) -> None:
+    """Delete a crawl; the finalizer (the real backend) drops its topics and keys."""
+    assert await cluster.delete(name, ns) == 200
+    await cluster.until(lambda: cluster.get("whoiscrawl.io/v1alpha1", "whoiscrawls", name, ns) is None,
+                        30, f"{ns}/{name} deleted")
+    await until(data.none, 30, f"{ns}/{name} topics and keys deleted")
+
+
 async def delete_mid_crawl(cluster, name: str, other: Leftovers, runner) -> None:
     """Delete the other namespace's crawl once its worker is busy: workers stop, then data goes."""
     await until(lambda: other.store.progress().lookups > 50, 90, f"{OTHER} lookups")
     assert runner.pods, f"no worker of {OTHER}/{name} running"
-    assert await cluster.delete(name, OTHER) == 200
-    await cluster.until(lambda: cluster.get("whoiscrawl.io/v1alpha1", "whoiscrawls", name, OTHER) is None,
-                        30, f"{OTHER}/{name} deleted")
+    await delete_crawl(cluster, name, other, OTHER)
     assert not runner.pods and not runner.terminating  # its workers were gone before the cleanup
-    await until(other.none, 30, f"{OTHER} topics and keys deleted")
+
+
+async def kill_one(store: RedisStore, runner) -> tuple[str, Progress, int]:
+    """Mid-crawl, one worker dies without a goodbye (the runner replaces it)."""
+    at_kill = await until(lambda: (p := store.progress()).lookups > 1500 and p, 90, "lookups")
+    assert runner.pods, "no worker running mid-crawl"
+    workers = len(runner.pods)
+    return runner.kill(), at_kill, workers
+
+
+async def wait_completed(cluster, crawl: str, runner) -> None:
+    def completed() -> bool:
+        return cluster.condition(crawl, "Completed") == ("True", "AllShardsDone")
+
+    try:
+        await cluster.until(completed, timeout=120, label="Completed")
+    except AssertionError as exc:
+        status = cluster.crawl(crawl).get("status")
+        raise AssertionError(f"{exc}\nstatus: {status}\n{runner.tail()}") from None
+
+
+def export(crawl: Leftovers, results: Path) -> int:
+    """The crawl's results topic as JSON lines, for the scorer."""
+    records = queue.read_results(crawl.services.kafka_bootstrap, crawl.prefix, crawl.ident)
+    with results.open("w") as fh:
+        fh.writelines(r.to_json().decode() + "\n" for r in records)
+    return len(records)
 
 
 async def test_operator_crawls_quick_with_real_workers(services, quick_sim, unique_name, tmp_path):
@@ -144,40 +176,24 @@ async def test_operator_crawls_quick_with_real_workers(services, quick_sim, uniq
     prefix = parse_spec(raw_spec).kafka.queue_prefix
     mine = Leftovers(services, prefix, crawl_id(NS, crawl))
     other = Leftovers(services, prefix, crawl_id(OTHER, crawl))
-    store = mine.store
     backend = SlowPublish()
     results = tmp_path / "results.jsonl"
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    logs_a, logs_b = tmp_path / "a", tmp_path / "b"
+    logs_a.mkdir(), logs_b.mkdir()
     started = time.monotonic()
     try:
         async with (
             running_cluster(backend=backend, toy_controller=False) as cluster,
-            process_runner(cluster, f"{crawl}-worker", tmp_path / "a") as runner,
-            process_runner(cluster, f"{crawl}-worker", tmp_path / "b", OTHER, slot_base=10) as runner_b,
+            process_runner(cluster, f"{crawl}-worker", logs_a) as runner,
+            process_runner(cluster, f"{crawl}-worker", logs_b, OTHER, slot_base=10) as runner_b,
         ):
-            code, body = await cluster.create(crawl, raw_spec)
-            assert code == 201, body
-            code, body = await cluster.create(crawl, crawl_spec(services, quick_sim, 1), OTHER)
-            assert code == 201, body
+            for ns, spec in ((NS, raw_spec), (OTHER, crawl_spec(services, quick_sim, 1))):
+                assert (await cluster.create(crawl, spec, ns))[0] == 201
             await delete_mid_crawl(cluster, crawl, other, runner_b)
 
-            # Mid-crawl, one worker dies without a goodbye; the runner replaces it.
-            at_kill = await until(lambda: (p := store.progress()).lookups > 1500 and p, 90, "lookups")
-            assert runner.pods, "no worker running mid-crawl"
-            killed = runner.kill()
+            killed, at_kill, workers_at_kill = await kill_one(mine.store, runner)
             killed_after = time.monotonic() - started
-            workers_at_kill = len(runner.pods)
-
-            def completed() -> bool:
-                return cluster.condition(crawl, "Completed") == ("True", "AllShardsDone")
-
-            try:
-                await cluster.until(completed, timeout=90, label="Completed")
-            except AssertionError as exc:
-                raise AssertionError(
-                    f"{exc}\nstatus: {cluster.crawl(crawl).get('status')}\n{runner.tail()}"
-                ) from None
+            await wait_completed(cluster, crawl, runner)
             wall = time.monotonic() - started
             await cluster.until(lambda: not runner.pods and not runner.terminating, 30, "workers gone")
             status = cluster.crawl(crawl)["status"]
@@ -185,21 +201,9 @@ async def test_operator_crawls_quick_with_real_workers(services, quick_sim, uniq
             published = await asyncio.to_thread(work_messages, services.kafka_bootstrap, prefix, mine.ident)
             recreated = await asyncio.to_thread(lambda: (other.topics(), other.keys()))
 
-            def export() -> int:
-                records = queue.read_results(services.kafka_bootstrap, prefix, mine.ident)
-                with results.open("w") as fh:
-                    fh.writelines(r.to_json().decode() + "\n" for r in records)
-                return len(records)
-
-            exported = await asyncio.to_thread(export)
-            progress = await asyncio.to_thread(store.progress)
-
-            # Deleting the crawl runs the finalizer: the real backend drops the topics and keys.
-            assert await cluster.delete(crawl) == 200
-            await cluster.until(
-                lambda: cluster.get("whoiscrawl.io/v1alpha1", "whoiscrawls", crawl) is None, 30, "deleted"
-            )
-            await until(mine.none, 30, "topics and Redis keys deleted")
+            exported = await asyncio.to_thread(export, mine, results)
+            progress = await asyncio.to_thread(mine.store.progress)
+            await delete_crawl(cluster, crawl, mine)
     finally:
         mine.drop()
         other.drop()
