@@ -357,6 +357,9 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
         unschedulable_time=decision.spot.since, pending_message=decision.spot.pending_message,
         selector=builders.selector_string(crawl.name))
     res = st.compute_status(snap.prev, obs)
+    if snap.read_error is not None:  # blind: the fleet was not seen, keep what was last seen
+        res.status.update({k: snap.prev[k] for k in ("workers", "replicas", "scheduling")
+                           if k in snap.prev})
     res.status["plan"] = dict(snap.plan) or None
     res.status["scaling"] = {"history": _history_raw(decision.stable.history),
                              "heldBack": decision.stable.held_back}

@@ -116,14 +116,19 @@ async def test_rejected_apply_is_degraded_with_the_api_message(cluster: Cluster)
 
 async def test_forbidden_pod_list_is_degraded(cluster: Cluster) -> None:
     message = 'pods is forbidden: User "system:serviceaccount:x:op" cannot list resource "pods"'
-    cluster.kube.faults[("GET", "pods")] = (403, message)
-    cluster.backend.default_lag = 2
+    cluster.backend.default_lag = 4
     await cluster.create("f", SPEC)
+    await cluster.until(lambda: cluster.crawl("f")["status"]["workers"]["ready"] == 2,
+                        label="2 workers ready")
+    cluster.kube.faults[("GET", "pods")] = (403, message)
+    cluster.backend.default_lag = 20  # what a pass would scale to, had it seen the fleet
     await cluster.until(lambda: cluster.condition("f", "Degraded") == ("True", "Forbidden"),
                         label="Degraded/Forbidden")
-    degraded = next(c for c in cluster.crawl("f")["status"]["conditions"]
-                    if c["type"] == "Degraded")
+    status = cluster.crawl("f")["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert "cannot list resource" in degraded["message"]
+    # Blind: nothing is scaled, and status keeps the fleet as last seen.
+    assert cluster.replicas("f") == 2 and status["workers"]["desired"] == 2
     events = await cluster.until(lambda: cluster.events("Forbidden"), label="event")
     assert events[0]["type"] == "Warning"
     del cluster.kube.faults[("GET", "pods")]
