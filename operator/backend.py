@@ -8,6 +8,7 @@ loads even where the data plane is missing.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,7 +22,7 @@ from whoiscrawl.records import Progress
 class Target:
     """Where one crawl's data lives."""
 
-    crawl: str
+    crawl: str  # the crawl's identity in Kafka and Redis: "<namespace>.<name>"
     bootstrap: str
     prefix: str
     redis_url: str
@@ -38,6 +39,7 @@ class Plan:
 
     shards: int
     addresses: int
+    fresh: bool = True  # False: published earlier (its marker was found), nothing sent now
 
 
 def _module(name: str) -> Any:
@@ -51,12 +53,16 @@ class BackendError(RuntimeError):
     """The data plane could not be reached or refused; the message says which part."""
 
 
+PENDING = b"publishing"
+CLAIM_SECONDS = 900  # a pass that died while publishing frees its claim after this long
+
+
 class Backend(Protocol):
     """What the operator needs from the data plane."""
 
     def ensure_topics(self, t: Target, partitions: int) -> None: ...
 
-    def publish_plan(self, t: Target, spec: CrawlSpec) -> Plan: ...
+    def publish_plan(self, t: Target, spec: CrawlSpec, marker: str) -> Plan: ...
 
     def set_totals(self, t: Target, shards: int, addresses: int) -> None: ...
 
@@ -77,7 +83,31 @@ class LiveBackend:
         self._call("creating topics", queue.ensure_topics, t.bootstrap, t.prefix, t.crawl,
                    partitions, t.config)
 
-    def publish_plan(self, t: Target, spec: CrawlSpec) -> Plan:
+    def publish_plan(self, t: Target, spec: CrawlSpec, marker: str) -> Plan:
+        """Publish the plan once per marker: claimed with SET NX before anything is sent.
+
+        A marker already recorded returns what was sent then (`fresh=False`); one still being
+        published by another pass is a BackendError, so this pass retries later. A failed publish
+        frees its claim (the next pass publishes again; workers skip what they already know).
+        """
+        store = self._store(t)
+        client, key = store.client, store.keys.plan(marker)
+        if not self._call("claiming the plan",
+                          lambda: client.set(key, PENDING, nx=True, ex=CLAIM_SECONDS)):
+            found = self._call("reading the plan marker", client.get, key)
+            if found is None or found == PENDING:
+                raise BackendError(f"plan {marker} is being published by another pass")
+            return Plan(**json.loads(found), fresh=False)
+        try:
+            plan = self._send_plan(t, spec)
+        except BackendError:
+            self._call("freeing the plan claim", client.delete, key)
+            raise
+        record = json.dumps({"shards": plan.shards, "addresses": plan.addresses})
+        self._call("recording the plan", client.set, key, record)
+        return plan
+
+    def _send_plan(self, t: Target, spec: CrawlSpec) -> Plan:
         queue, space = _module("whoiscrawl.queue"), _module("whoiscrawl.space")
         shards = self._call("planning", space.plan_shards, t.crawl, list(spec.ranges),
                             list(spec.excludes), spec.strategy, spec.resolution,

@@ -13,6 +13,8 @@ from whoiscrawl.operator.spec import GROUP, KIND, VERSION, CrawlSpec
 
 APP_NAME = "whoiscrawl"
 COMPONENT = "worker"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+OVERFLOW_COMPONENT = "worker-overflow"  # the on-demand overflow of a spot fleet
 MANAGED_BY = "whoiscrawl-operator"
 CRAWL_LABEL = f"{GROUP}/crawl"
 HASH_ANNOTATION = f"{GROUP}/desired-hash"
@@ -33,26 +35,43 @@ class Owner:
     version: str = ""  # app version label, from the image tag
 
 
+def crawl_id(namespace: str, name: str) -> str:
+    """The crawl's identity in Kafka (topics, consumer group) and Redis (key prefix).
+
+    Both parts are DNS labels (no dots), so two crawls of one name in two namespaces never meet.
+    """
+    return f"{namespace}.{name}"
+
+
 def worker_name(crawl: str) -> str:
     return f"{crawl}-worker"
+
+
+def overflow_name(crawl: str) -> str:
+    return f"{crawl}-worker-overflow"
 
 
 def config_name(crawl: str) -> str:
     return f"{crawl}-worker-config"
 
 
-def selector_labels(crawl: str) -> dict[str, str]:
+def selector_labels(crawl: str, component: str = COMPONENT) -> dict[str, str]:
     """The immutable Deployment selector (and the scale subresource's label selector)."""
     return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": crawl,
-            "app.kubernetes.io/component": COMPONENT}
+            COMPONENT_LABEL: component}
+
+
+def pod_labels(crawl: str) -> dict[str, str]:
+    """Every worker pod of a crawl, spot and overflow."""
+    return {CRAWL_LABEL: crawl}
 
 
 def selector_string(crawl: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(crawl).items())
 
 
-def labels(owner: Owner) -> dict[str, str]:
-    out = {**selector_labels(owner.name), "app.kubernetes.io/part-of": APP_NAME,
+def labels(owner: Owner, component: str = COMPONENT) -> dict[str, str]:
+    out = {**selector_labels(owner.name, component), "app.kubernetes.io/part-of": APP_NAME,
            "app.kubernetes.io/managed-by": MANAGED_BY, CRAWL_LABEL: owner.name}
     if owner.version:
         out["app.kubernetes.io/version"] = owner.version[:63]
@@ -98,7 +117,7 @@ def fits_spot_notice(grace: int) -> bool:
 
 
 def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
-    """Worker environment that is not secret and not per pod."""
+    """Worker environment that is not secret and not per pod (`crawl`: the crawl_id)."""
     data = {
         "WHOISCRAWL_CRAWL": crawl,
         "WHOISCRAWL_KAFKA_BOOTSTRAP": spec.kafka.bootstrap_servers,
@@ -122,7 +141,7 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
 def config_map(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
     return with_hash({"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": _meta(owner, config_name(owner.name)),
-                      "data": config_data(owner.name, spec)})
+                      "data": config_data(crawl_id(owner.namespace, owner.name), spec)})
 
 
 def service_account(owner: Owner) -> dict[str, Any]:
@@ -161,9 +180,9 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
             "timeoutSeconds": 3, "failureThreshold": failures}
 
 
-def pod_template(owner: Owner, spec: CrawlSpec, capacity: str,
-                 config_hash: str) -> dict[str, Any]:
-    selector = selector_labels(owner.name)
+def pod_template(owner: Owner, spec: CrawlSpec, capacity: str, config_hash: str,
+                 component: str = COMPONENT) -> dict[str, Any]:
+    selector = selector_labels(owner.name, component)
     w = spec.workers
     env_from: list[dict[str, Any]] = [{"configMapRef": {"name": config_name(owner.name)}}]
     if spec.kafka.credentials_secret:
@@ -205,7 +224,7 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str,
         pod_spec["priorityClassName"] = spec.scheduling.priority_class_name
     return {
         "metadata": {
-            "labels": labels(owner),
+            "labels": labels(owner, component),
             "annotations": {
                 CONFIG_HASH_ANNOTATION: config_hash,
                 CAPACITY_ANNOTATION: capacity,
@@ -218,19 +237,24 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str,
     }
 
 
-def deployment(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str) -> dict[str, Any]:
-    """The worker Deployment. `replicas` is NOT part of the desired hash (patched on its own)."""
-    cfg_hash = stable_hash(config_data(owner.name, spec))
+def deployment(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str,
+               overflow: bool = False) -> dict[str, Any]:
+    """The worker Deployment, or (`overflow`) its on-demand overflow. `replicas` is NOT part of
+    the desired hash (patched on its own)."""
+    cfg_hash = stable_hash(config_data(crawl_id(owner.namespace, owner.name), spec))
+    component = OVERFLOW_COMPONENT if overflow else COMPONENT
+    name = overflow_name(owner.name) if overflow else worker_name(owner.name)
     obj: dict[str, Any] = {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": _meta(owner, worker_name(owner.name)),
+        "metadata": _meta(owner, name),
         "spec": {
-            "selector": {"matchLabels": selector_labels(owner.name)},
+            "selector": {"matchLabels": selector_labels(owner.name, component)},
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
             "revisionHistoryLimit": 3,
             "progressDeadlineSeconds": 600,
-            "template": pod_template(owner, spec, capacity, cfg_hash),
+            "template": pod_template(owner, spec, "on-demand" if overflow else capacity, cfg_hash,
+                                     component),
         },
     }
     with_hash(obj)
@@ -238,12 +262,18 @@ def deployment(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str) -> d
     return obj
 
 
-def owned_objects(owner: Owner, spec: CrawlSpec, replicas: int,
-                  capacity: str) -> list[dict[str, Any]]:
-    """Everything a crawl owns, in creation order (the Deployment last: it needs the rest)."""
+def owned_objects(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str,
+                  overflow: int | None = None) -> list[dict[str, Any]]:
+    """Everything a crawl owns, in creation order (the Deployments last: they need the rest).
+
+    `overflow`: the on-demand overflow Deployment's replicas (None: the crawl has none).
+    """
     pdb = [pod_disruption_budget(owner, spec)] if spec.workers.max_unavailable is not None else []
-    return [service_account(owner), config_map(owner, spec), *pdb,
-            deployment(owner, spec, replicas, capacity)]
+    out = [service_account(owner), config_map(owner, spec), *pdb,
+           deployment(owner, spec, replicas, capacity)]
+    if overflow is not None:
+        out.append(deployment(owner, spec, overflow, capacity, overflow=True))
+    return out
 
 
 def desired_hash(obj: Mapping[str, Any]) -> str | None:

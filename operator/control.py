@@ -1,11 +1,11 @@
-"""The reconciler: read the world, ask the pure policies, apply owned objects, return status."""
+"""The reconciler: observe the world, decide with pure policies, act on owned objects, report."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,12 +13,13 @@ from whoiscrawl.operator import builders, scaling, scheduling, spot
 from whoiscrawl.operator import status as st
 from whoiscrawl.operator.backend import Backend, BackendError, Target
 from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_data, secret_value
-from whoiscrawl.operator.spec import CrawlSpec, SpecError, parse_spec, validate_name
+from whoiscrawl.operator.spec import GROUP, PLURAL, VERSION, CrawlSpec, SpecError, parse_spec, validate_name
 
 from whoiscrawl.records import Progress
 
 log = logging.getLogger("whoiscrawl.operator")
 Event = tuple[str, str, str]  # (Normal | Warning, reason, message)
+API = f"{GROUP}/{VERSION}"
 
 
 def utcnow() -> datetime:
@@ -53,6 +54,15 @@ class Result:
     status: dict[str, Any]
     events: list[Event] = field(default_factory=list)
     workers: int = 0
+    api_error: tuple[str, str] | None = None  # the API refused a call: retry after a delay
+
+
+def crawl_of(body: Mapping[str, Any]) -> Crawl:
+    """The Crawl of a WhoisCrawl object (kopf's body, or one read from the API)."""
+    meta = body.get("metadata") or {}
+    return Crawl(name=str(meta.get("name")), namespace=str(meta.get("namespace")),
+                 uid=str(meta.get("uid")), generation=int(meta.get("generation") or 0),
+                 spec=dict(body.get("spec") or {}), status=dict(body.get("status") or {}))
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -82,7 +92,8 @@ def target(kube: Kube, crawl: Crawl, spec: CrawlSpec) -> Target:
 
         data = secret_data(kube, crawl.namespace, spec.kafka.credentials_secret)
         kafka_config = tuple(sorted(kafka_config_from(data).items()))
-    return Target(crawl=crawl.name, bootstrap=spec.kafka.bootstrap_servers,
+    return Target(crawl=builders.crawl_id(crawl.namespace, crawl.name),
+                  bootstrap=spec.kafka.bootstrap_servers,
                   prefix=spec.kafka.queue_prefix, redis_url=url or "", kafka_config=kafka_config)
 
 
@@ -90,26 +101,40 @@ def plan_key(spec: CrawlSpec) -> str:
     return builders.stable_hash(list(spec.plan_key()))
 
 
+def plan_marker(crawl: Crawl, plan: Mapping[str, Any], spec: CrawlSpec) -> str:
+    """Names one publish: this crawl object, this plan, on top of this revision.
+
+    A stale pass (same revision read) finds the marker of the pass that published and sends
+    nothing; a crawl re-created under the same name (another uid) plans afresh.
+    """
+    return f"{crawl.uid}:{plan_key(spec)}:{int(plan.get('revision', 0))}"
+
+
 def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str, Any],
-                now: datetime) -> tuple[dict[str, Any], list[Event]]:
+                marker: str, now: datetime) -> tuple[dict[str, Any], list[Event]]:
     """Topics + the plan on the work topic, once per distinct plan (ranges, strategy, ...).
 
     A re-plan after a live edit publishes the new plan on top; totals add up, so progress stays
     honest (shards of the old plan already done are skipped quickly by the known-block check).
+    The backend publishes once per `marker`; a pass that finds it published computes the same
+    plan and totals (both follow from the revision it read) and posts no Event.
     """
     key = plan_key(spec)
     if plan.get("key") == key:
         return dict(plan), []
     backend.ensure_topics(t, spec.kafka.partitions)
-    published = backend.publish_plan(t, spec)
+    published = backend.publish_plan(t, spec, marker)
     shards = int(plan.get("shards", 0)) + published.shards
     addresses = int(plan.get("addresses", 0)) + published.addresses
     backend.set_totals(t, shards, addresses)
+    new = {"key": key, "shards": shards, "addresses": addresses, "time": st.iso(now),
+           "revision": int(plan.get("revision", 0)) + 1}
+    if not published.fresh:
+        return new, []
     verb = "Replanned" if plan.get("key") else "Planned"
     msg = (f"published {published.shards} shards ({published.addresses} addresses) to "
            f"{t.prefix}{t.crawl}.work")
-    return ({"key": key, "shards": shards, "addresses": addresses, "time": st.iso(now),
-             "revision": int(plan.get("revision", 0)) + 1}, [("Normal", verb, msg)])
+    return new, [("Normal", verb, msg)]
 
 
 def _history(raw: Any) -> tuple[scaling.Point, ...]:
@@ -143,126 +168,260 @@ def invalid(crawl: Crawl, error: str, now: datetime) -> Result:
     return Result(res.status, res.events)
 
 
-def reconcile(deps: Deps, crawl: Crawl) -> Result:
-    """One level-based pass; safe to repeat at any time."""
-    with lock_for(crawl.uid):
-        return _reconcile(deps, crawl)
+@dataclass(frozen=True)
+class Snapshot:
+    """What one pass saw: the data plane (after planning) and the crawl's objects (observe)."""
 
-
-def _reconcile(deps: Deps, crawl: Crawl) -> Result:
-    now = deps.now()
-    name_problem = validate_name(crawl.name)
-    if name_problem:
-        return invalid(crawl, name_problem, now)
-    try:
-        spec = parse_spec(crawl.spec)
-    except SpecError as exc:
-        return invalid(crawl, str(exc), now)
-
-    prev = crawl.status
-    events: list[Event] = []
-    plan = dict(prev.get("plan") or {})
-    backend_error = None
+    now: datetime
+    prev: Mapping[str, Any]  # the crawl's status as read inside the lock
+    plan: Mapping[str, Any]
+    plan_events: tuple[Event, ...] = ()
     counters: Progress | None = None
     lag: int | None = None
-    partitions = spec.kafka.partitions
+    partitions: int = 0
+    backend_error: str | None = None
+    pods: tuple[spot.PodView, ...] = ()  # every worker pod of the crawl, spot and overflow
+    deployment: Mapping[str, Any] | None = None
+    overflow_deployment: Mapping[str, Any] | None = None
+    read_error: tuple[str, str] | None = None  # a pod or Deployment read the API refused
+
+    @property
+    def current(self) -> int:
+        return int(((self.deployment or {}).get("spec") or {}).get("replicas") or 0)
+
+    @property
+    def dstatus(self) -> Mapping[str, Any]:
+        return (self.deployment or {}).get("status") or {}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do this pass (decide, pure)."""
+
+    planned: bool
+    completed: bool
+    capacity: str
+    spot: spot.SpotDecision
+    recommendation: scaling.Recommendation
+    stable: scaling.Stabilized
+    events: tuple[Event, ...] = ()
+
+    @property
+    def desired(self) -> int:
+        return self.stable.workers
+
+
+def api_problem(exc: KubeError, what: str) -> tuple[str, str]:
+    """(Forbidden | ApplyFailed, message) for a call the API server refused."""
+    return ("Forbidden" if exc.status == 403 else "ApplyFailed"), f"{what}: {exc.message}"
+
+
+def _data_plane(deps: Deps, crawl: Crawl, spec: CrawlSpec, now: datetime) -> dict[str, Any]:
+    """Plan (topics + shards, once per plan) and read progress, lag and partitions."""
+    plan = dict(crawl.status.get("plan") or {})
+    out: dict[str, Any] = {"plan": plan, "partitions": spec.kafka.partitions}
     try:
         t = target(deps.kube, crawl, spec)
-        plan, plan_events = ensure_plan(deps.backend, t, spec, plan, now)
-        events += plan_events
-        counters = deps.backend.counters(t)
-        lag = deps.backend.lag(t)
-        partitions = deps.backend.partitions(t) or partitions
+        out["plan"], events = ensure_plan(deps.backend, t, spec, plan,
+                                          plan_marker(crawl, plan, spec), now)
+        out["plan_events"] = tuple(events)
+        out["counters"] = deps.backend.counters(t)
+        out["lag"] = deps.backend.lag(t)
+        out["partitions"] = deps.backend.partitions(t) or spec.kafka.partitions
     except (BackendError, KubeError) as exc:
-        backend_error = str(exc)
-    planned = plan.get("key") == plan_key(spec)
+        out["backend_error"] = str(exc)
+    return out
 
-    owner = builders.Owner(crawl.name, crawl.namespace, crawl.uid,
-                           builders.image_version(spec.workers.image))
-    selector = builders.selector_labels(crawl.name)
-    pods = [spot.pod_view(p) for p in deps.kube.list("v1", "pods", crawl.namespace, selector)]
-    sched_prev = dict(prev.get("scheduling") or {})
-    fallback_time = st.parse_time(sched_prev.get("fallbackTime"))
-    if spec.scheduling.capacity_type != "any":
-        fallback_time = None  # an edit away from `any` resets the fallback
-    decision = spot.decide(spec.scheduling.capacity_type, fallback_time is not None, pods, now,
-                           spec.scheduling.spot_pending_timeout_seconds)
-    if decision.fall_back:
-        fallback_time = now
-        events.append(("Warning", "SpotFallback",
-                       "worker pods stayed Pending on spot for over "
-                       f"{spec.scheduling.spot_pending_timeout_seconds}s; "
-                       "falling back to on-demand capacity"))
-    capacity = scheduling.effective_capacity(spec.scheduling.capacity_type,
-                                             fallback_time is not None)
 
-    live = deps.kube.get("apps/v1", "deployments", crawl.namespace,
-                         builders.worker_name(crawl.name))
-    current = int(((live or {}).get("spec") or {}).get("replicas") or 0)
-    dstatus = (live or {}).get("status") or {}
-    was_complete = any(c.get("type") == "Completed" and c.get("status") == "True"
-                       for c in prev.get("conditions") or [])
-    completed = st.is_complete(counters, lag, planned) or (
-        was_complete and planned and backend_error is not None)
+def observe(deps: Deps, crawl: Crawl, spec: CrawlSpec) -> Snapshot:
+    """Everything one pass needs to read; API refusals become `read_error`, not exceptions."""
+    now = deps.now()
+    data = _data_plane(deps, crawl, spec, now)
+    found: dict[str, Any] = {}
+    try:
+        pods = deps.kube.list("v1", "pods", crawl.namespace, builders.pod_labels(crawl.name))
+        found["pods"] = tuple(spot.pod_view(p) for p in pods)
+        found["deployment"] = deps.kube.get("apps/v1", "deployments", crawl.namespace,
+                                            builders.worker_name(crawl.name))
+        found["overflow_deployment"] = deps.kube.get("apps/v1", "deployments", crawl.namespace,
+                                                     builders.overflow_name(crawl.name))
+    except KubeError as exc:
+        found = {"read_error": api_problem(exc, "reading worker pods and Deployments")}
+    return Snapshot(now=now, prev=crawl.status, **found, **data)
 
-    remaining = None
-    seconds_left = None
-    per_worker = None
-    if counters is not None:
-        remaining = max(0, counters.addresses_total - counters.addresses_done)
-        rate = st.next_rate(prev.get("sample"), counters, now)
-        ready = int(dstatus.get("readyReplicas") or 0)
+
+def _spot(spec: CrawlSpec, snap: Snapshot) -> tuple[spot.SpotDecision, list[Event]]:
+    """The overflow this pass, and Events when it starts or ends."""
+    prev = dict(snap.prev.get("scheduling") or {})
+    before = int(prev.get("overflow") or 0)
+    timeout = spec.scheduling.spot_pending_timeout_seconds
+    decision = spot.decide(spec.scheduling.capacity_type, snap.pods, snap.now, timeout, before,
+                           st.parse_time(prev.get("unschedulableTime")))
+    if decision.overflow and not before:
+        return decision, [("Warning", "SpotFallback",
+                           f"{decision.overflow} worker pod(s) Unschedulable on spot for over "
+                           f"{timeout}s: {decision.overflow} on-demand overflow worker(s)")]
+    if before and not decision.overflow:
+        return decision, [("Normal", "SpotRestored",
+                           "spot pods schedule again: on-demand overflow back to 0")]
+    return decision, []
+
+
+def _recommend(spec: CrawlSpec, snap: Snapshot, completed: bool) -> scaling.Recommendation:
+    remaining = seconds_left = per_worker = None
+    if snap.counters is not None:
+        remaining = max(0, snap.counters.addresses_total - snap.counters.addresses_done)
+        rate = st.next_rate(snap.prev.get("sample"), snap.counters, snap.now)
+        ready = int(snap.dstatus.get("readyReplicas") or 0)
         if ready and rate.addresses_per_second > 0:
             per_worker = rate.addresses_per_second / ready
     if spec.deadline is not None:
-        seconds_left = (spec.deadline - now).total_seconds()
+        seconds_left = (spec.deadline - snap.now).total_seconds()
     rec = scaling.recommend(scaling.ScalingInputs(
-        lag=lag or 0, partitions=partitions, min_workers=spec.workers.min,
+        lag=snap.lag or 0, partitions=snap.partitions, min_workers=spec.workers.min,
         max_workers=spec.workers.max, lag_threshold=spec.workers.lag_threshold,
         replicas=spec.workers.replicas, paused=spec.paused, completed=completed,
-        address_budget=spec.address_budget(), egress_addresses=egress_addresses(spec, pods),
+        address_budget=spec.address_budget(),
+        egress_addresses=egress_addresses(spec, list(snap.pods)),
         worker_rate=spec.workers.lookups_per_second, remaining_addresses=remaining,
         seconds_to_deadline=seconds_left, worker_address_rate=per_worker))
-    if backend_error is not None and not (spec.paused or completed):
+    blind = snap.backend_error is not None or snap.read_error is not None
+    if blind and not (spec.paused or completed):
         # Blind: keep the fleet as it is rather than scale on missing data.
-        rec = scaling.Recommendation(current, "BackendUnavailable")
-    history = _history((prev.get("scaling") or {}).get("history"))
+        return scaling.Recommendation(snap.current, "BackendUnavailable")
+    return rec
+
+
+def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
+    """The pure policy of one pass: capacity, completion, and how many workers."""
+    planned = snap.plan.get("key") == plan_key(spec)
+    spot_decision, events = _spot(spec, snap)
+    was_complete = any(c.get("type") == "Completed" and c.get("status") == "True"
+                       for c in snap.prev.get("conditions") or [])
+    completed = st.is_complete(snap.counters, snap.lag, planned) or (
+        was_complete and planned and snap.backend_error is not None)
+    rec = _recommend(spec, snap, completed)
+    history = _history((snap.prev.get("scaling") or {}).get("history"))
     if rec.reason in ("Completed", "Paused", "Manual", "BackendUnavailable"):
         stable = scaling.Stabilized(rec.workers, history)
     else:
-        stable = scaling.stabilize(current, rec.workers, history, now,
+        stable = scaling.stabilize(snap.current, rec.workers, history, snap.now,
                                    spec.workers.scale_down_stabilization_seconds)
-    desired = stable.workers
+    if completed or spec.paused:
+        spot_decision = replace(spot_decision, overflow=0)
+    return Decision(planned=planned, completed=completed,
+                    capacity=scheduling.effective_capacity(spec.scheduling.capacity_type),
+                    spot=spot_decision, recommendation=rec, stable=stable, events=tuple(events))
 
-    for obj in builders.owned_objects(owner, spec, desired, capacity):
-        what, _ = apply(deps.kube, obj)
+
+def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
+        decision: Decision) -> tuple[list[Event], tuple[str, str] | None]:
+    """Apply the owned objects one by one; an object the API refuses does not stop the rest."""
+    events: list[Event] = []
+    if snap.read_error is not None:
+        return events, snap.read_error  # blind: change nothing
+    error = None
+    owner = builders.Owner(crawl.name, crawl.namespace, crawl.uid,
+                           builders.image_version(spec.workers.image))
+    has_overflow = spec.scheduling.capacity_type == "any" or snap.overflow_deployment is not None
+    for obj in builders.owned_objects(owner, spec, decision.desired, decision.capacity,
+                                      decision.spot.overflow if has_overflow else None):
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        try:
+            what, _ = apply(deps.kube, obj)
+        except KubeError as exc:
+            error = error or api_problem(exc, f"applying {kind} {name}")
+            log.warning("%s %s/%s refused: %s", kind, crawl.namespace, name, exc)
+            continue
         if what != "unchanged":
-            log.info("%s %s %s/%s", what, obj["kind"], crawl.namespace, obj["metadata"]["name"])
-        if obj["kind"] == "Deployment" and what in ("scaled", "created", "updated") and (
-                current != desired):
-            events.append(("Normal", "Scaled",
-                           f"workers {current} -> {desired}: {rec.message}"))
+            log.info("%s %s %s/%s", what, kind, crawl.namespace, name)
+        if name == builders.worker_name(crawl.name) and what in (
+                "scaled", "created", "updated") and snap.current != decision.desired:
+            events.append(("Normal", "Scaled", f"workers {snap.current} -> {decision.desired}: "
+                                               f"{decision.recommendation.message}"))
+    return events, error
 
+
+def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
+           applied: tuple[list[Event], tuple[str, str] | None]) -> Result:
+    """The status and Events of one pass (pure)."""
+    events, api_error = applied
     obs = st.Observation(
-        now=now, generation=crawl.generation, counters=counters, lag=lag, planned=planned,
-        completed=completed, paused=spec.paused, backend_error=backend_error,
-        workers_desired=desired, workers_current=int(dstatus.get("replicas") or 0),
-        workers_ready=int(dstatus.get("readyReplicas") or 0), recommendation=rec,
-        deadline=spec.deadline, capacity=capacity, fallback_time=fallback_time,
-        pending_message=decision.pending_message, selector=builders.selector_string(crawl.name))
-    res = st.compute_status(prev, obs)
-    res.status["plan"] = plan or None
-    res.status["scaling"] = {"history": _history_raw(stable.history),
-                             "heldBack": stable.held_back}
-    return Result(res.status, events + res.events, desired)
+        now=snap.now, generation=crawl.generation, counters=snap.counters, lag=snap.lag,
+        planned=decision.planned, completed=decision.completed, paused=spec.paused,
+        backend_error=snap.backend_error, api_error=api_error,
+        workers_desired=decision.desired, workers_current=int(snap.dstatus.get("replicas") or 0),
+        workers_ready=int(snap.dstatus.get("readyReplicas") or 0),
+        recommendation=decision.recommendation, deadline=spec.deadline,
+        capacity=decision.capacity, overflow=decision.spot.overflow,
+        unschedulable_time=decision.spot.since, pending_message=decision.spot.pending_message,
+        selector=builders.selector_string(crawl.name))
+    res = st.compute_status(snap.prev, obs)
+    if snap.read_error is not None:  # blind: the fleet was not seen, keep what was last seen
+        res.status.update({k: snap.prev[k] for k in ("workers", "replicas", "scheduling")
+                           if k in snap.prev})
+    res.status["plan"] = dict(snap.plan) or None
+    res.status["scaling"] = {"history": _history_raw(decision.stable.history),
+                             "heldBack": decision.stable.held_back}
+    return Result(res.status, [*snap.plan_events, *decision.events, *events, *res.events],
+                  decision.desired, api_error)
 
 
-def cleanup(deps: Deps, crawl: Crawl) -> str:
-    """On delete: Redis keys and topics per the cleanup policy (owned objects go by GC)."""
-    spec = parse_spec(crawl.spec)
-    t = target(deps.kube, crawl, spec)
-    return deps.backend.cleanup(t, topics=spec.cleanup.topics == "Delete",
-                                redis=spec.cleanup.redis == "Delete")
+def reconcile(deps: Deps, crawl: Crawl) -> Result:
+    """One level-based pass (the caller holds the crawl's lock): observe, decide, act, report."""
+    name_problem = validate_name(crawl.name)
+    if name_problem:
+        return invalid(crawl, name_problem, deps.now())
+    try:
+        spec = parse_spec(crawl.spec)
+    except SpecError as exc:
+        return invalid(crawl, str(exc), deps.now())
+    snap = observe(deps, crawl, spec)
+    decision = decide(spec, snap)
+    return report(crawl, spec, snap, decision, act(deps, crawl, spec, snap, decision))
+
+
+def run(deps: Deps, ref: Crawl) -> Result | None:
+    """The one writer of a crawl: under its lock, re-read it, reconcile, write the status.
+
+    `ref` may be stale (kopf's copy from before another pass); only its identity is used. A crawl
+    that is gone, replaced (another uid) or being deleted is left alone: None.
+    """
+    with lock_for(ref.uid):
+        live = deps.kube.get(API, PLURAL, ref.namespace, ref.name)
+        meta = (live or {}).get("metadata") or {}
+        if live is None or meta.get("uid") != ref.uid or meta.get("deletionTimestamp"):
+            return None
+        crawl = crawl_of(live)
+        result = reconcile(deps, crawl)
+        if status_changed(crawl.status, result.status):
+            deps.kube.patch_status(API, PLURAL, crawl.namespace, crawl.name, result.status)
+        return result
+
+
+def stop_workers(kube: Kube, crawl: Crawl) -> int:
+    """Scale the worker Deployments to 0; returns how many worker pods are still there."""
+    for name in (builders.worker_name(crawl.name), builders.overflow_name(crawl.name)):
+        live = kube.get("apps/v1", "deployments", crawl.namespace, name)
+        if live is not None and (live.get("spec") or {}).get("replicas") != 0:
+            kube.patch("apps/v1", "deployments", crawl.namespace, name, {"spec": {"replicas": 0}})
+    return len(kube.list("v1", "pods", crawl.namespace, builders.pod_labels(crawl.name)))
+
+
+def cleanup(deps: Deps, crawl: Crawl) -> str | None:
+    """On delete: stop the workers, then delete Redis keys and topics per the cleanup policy.
+
+    None while worker pods are left (call again later). Under the crawl's lock, so no pass is
+    in flight; passes after it see the deletionTimestamp and touch nothing. A spec that does not
+    parse names no data to delete (SpecError). Owned objects go by garbage collection.
+    """
+    with lock_for(crawl.uid):
+        if stop_workers(deps.kube, crawl):
+            return None
+        spec = parse_spec(crawl.spec)
+        t = target(deps.kube, crawl, spec)
+        return deps.backend.cleanup(t, topics=spec.cleanup.topics == "Delete",
+                                    redis=spec.cleanup.redis == "Delete")
 
 
 def status_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -1,16 +1,29 @@
-"""Shared plumbing of the kopf handlers: deps from memo, the crawl from the body, status + Events."""
+"""Shared plumbing of the kopf handlers: deps from memo, one reconcile pass, Events, metrics."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from whoiscrawl.operator import control, metrics
+from whoiscrawl.operator import control, health, metrics
 from whoiscrawl.operator.spec import GROUP, PLURAL, VERSION
 
 RESOURCE = (GROUP, VERSION, PLURAL)
+# The timer's interval, and the delay before a pass the API refused is tried again.
+INTERVAL = float(os.environ.get("WHOISCRAWL_OPERATOR_INTERVAL", "10"))
+
+
+def stuck_crawls(now: float) -> list[str]:
+    """Crawls with no pass finished for health.STALE_INTERVALS intervals (the liveness probe)."""
+    return health.LIVENESS.stuck(now, health.STALE_INTERVALS * INTERVAL)
+
+
+def forget(uid: str) -> None:
+    """A deleted crawl: drop its lock and its liveness record."""
+    control.forget(uid)
+    health.LIVENESS.finished(uid)
 
 
 def deps(memo: Any) -> control.Deps:
@@ -21,33 +34,35 @@ def deps(memo: Any) -> control.Deps:
     return found
 
 
-def crawl_of(body: Mapping[str, Any]) -> control.Crawl:
-    meta = body.get("metadata") or {}
-    return control.Crawl(name=str(meta.get("name")), namespace=str(meta.get("namespace")),
-                         uid=str(meta.get("uid")), generation=int(meta.get("generation") or 0),
-                         spec=dict(body.get("spec") or {}), status=dict(body.get("status") or {}))
-
-
 def post(body: Any, events: list[control.Event]) -> None:
     for kind, reason, message in events:
         metrics.EVENTS.labels(kind, reason).inc()
         kopf.event(body, type=kind, reason=reason, message=message)
 
 
-def reconcile(trigger: str, memo: Any, body: Any, patch: kopf.Patch) -> control.Result:
-    """Run one pass and record it: status into the patch (if changed), Events, metrics."""
-    crawl = crawl_of(body)
+def reconcile(trigger: str, memo: Any, body: Any) -> control.Result | None:
+    """Run one pass (it re-reads the crawl and writes its status), post Events, count it.
+
+    A pass the API refused (a 403, a 422) is reported in status and retried after INTERVAL.
+    Passes that raise or hang leave their start in health.LIVENESS, which the probe reads.
+    """
+    crawl = control.crawl_of(body)
     started = time.monotonic()
+    health.LIVENESS.started(crawl.uid, started)
     try:
-        result = control.reconcile(deps(memo), crawl)
+        result = control.run(deps(memo), crawl)
+        health.LIVENESS.finished(crawl.uid)
     except Exception:
         metrics.RECONCILES.labels(trigger, "error").inc()
         raise
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-    metrics.RECONCILES.labels(trigger, "ok").inc()
+    if result is None:  # gone, replaced or being deleted: nothing to do
+        return None
+    metrics.RECONCILES.labels(trigger, "error" if result.api_error else "ok").inc()
     metrics.observe(crawl.namespace, crawl.name, result.status)
-    if control.status_changed(crawl.status, result.status):
-        patch.status.update(result.status)
     post(body, result.events)
+    if result.api_error is not None:
+        reason, message = result.api_error
+        raise kopf.TemporaryError(f"{reason}: {message}", delay=INTERVAL)
     return result

@@ -16,7 +16,17 @@ class KubeError(RuntimeError):
 
     def __init__(self, status: int, message: str) -> None:
         self.status = status
-        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.message = api_message(message)
+        super().__init__(f"HTTP {status}: {self.message}" if status else message)
+
+
+def api_message(body: str) -> str:
+    """The `message` of a Kubernetes Status body (what kubectl shows), else the body itself."""
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return body
+    return str(found["message"]) if isinstance(found, dict) and found.get("message") else body
 
 
 class Kube(Protocol):
@@ -33,6 +43,9 @@ class Kube(Protocol):
     def list(self, api: str, plural: str, namespace: str,
              selector: Mapping[str, str]) -> list[dict[str, Any]]: ...
 
+    def patch_status(self, api: str, plural: str, namespace: str, name: str,
+                     status: Mapping[str, Any]) -> dict[str, Any]: ...
+
 
 def path(api: str, plural: str, namespace: str, name: str | None = None) -> str:
     base = "/api/v1" if api == "v1" else f"/apis/{api}"
@@ -45,10 +58,19 @@ def matches(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bo
     return all(have.get(k) == v for k, v in selector.items())
 
 
-class KubeClient:
-    """Kube over the official client's transport: kubeconfig / in-cluster auth, raw JSON bodies."""
+REQUEST_TIMEOUT_SECONDS = 30.0  # connect and read, per call: a half-open connection fails the pass
 
-    def __init__(self, server: str | None = None) -> None:
+
+class KubeClient:
+    """Kube over the official client's transport: kubeconfig / in-cluster auth, raw JSON bodies.
+
+    Every call carries a request timeout, so a stuck connection fails the pass (and frees the
+    crawl's lock) instead of freezing it.
+    """
+
+    def __init__(self, server: str | None = None,
+                 timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
         from kubernetes import client, config
 
         if server:
@@ -74,7 +96,7 @@ class KubeClient:
         try:
             req = self._api.param_serialize(method, url, header_params=headers, body=body,
                                             auth_settings=["BearerToken"])
-            resp = self._api.call_api(*req)
+            resp = self._api.call_api(*req, _request_timeout=(self.timeout, self.timeout))
             raw = resp.read()
         except ApiException as exc:
             raise KubeError(int(exc.status or 0), str(exc.body or exc.reason)) from exc
@@ -83,7 +105,7 @@ class KubeClient:
         if resp.status == 404:
             return None
         if not 200 <= resp.status < 300:
-            raise KubeError(resp.status, raw.decode(errors="replace")[:500])
+            raise KubeError(resp.status, api_message(raw.decode(errors="replace"))[:500])
         return json.loads(raw) if raw else {}
 
     def get(self, api: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -100,6 +122,14 @@ class KubeClient:
               body: Mapping[str, Any]) -> dict[str, Any]:
         out = self._request("PATCH", path(api, plural, namespace, name), dict(body),
                             "application/merge-patch+json")
+        if out is None:
+            raise KubeError(404, f"{plural}/{name} not found in {namespace}")
+        return out
+
+    def patch_status(self, api: str, plural: str, namespace: str, name: str,
+                     status: Mapping[str, Any]) -> dict[str, Any]:
+        out = self._request("PATCH", path(api, plural, namespace, name) + "/status",
+                            {"status": dict(status)}, "application/merge-patch+json")
         if out is None:
             raise KubeError(404, f"{plural}/{name} not found in {namespace}")
         return out

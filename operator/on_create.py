@@ -10,5 +10,5 @@ from whoiscrawl.operator import glue
 
 @kopf.on.resume(*glue.RESOURCE)
 @kopf.on.create(*glue.RESOURCE)
-def start(memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    glue.reconcile("create", memo, body, patch)
+def start(memo: kopf.Memo, body: kopf.Body, **_: Any) -> None:
+    glue.reconcile("create", memo, body)

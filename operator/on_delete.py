@@ -1,4 +1,4 @@
-"""Delete: the finalizer removes Redis keys and (per cleanup policy) topics; GC takes the rest."""
+"""Delete: scale the workers to 0, wait until their pods are gone, then delete the crawl's data."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from whoiscrawl.operator.kube import KubeError
 from whoiscrawl.operator.spec import SpecError
 
 
-@kopf.on.delete(*glue.RESOURCE, retries=6, backoff=10)
+@kopf.on.delete(*glue.RESOURCE, backoff=10)
 def cleanup(memo: kopf.Memo, body: kopf.Body, **_: Any) -> None:
-    crawl = glue.crawl_of(body)
+    crawl = control.crawl_of(body)
     try:
         done = control.cleanup(glue.deps(memo), crawl)
     except SpecError:
@@ -21,6 +21,9 @@ def cleanup(memo: kopf.Memo, body: kopf.Body, **_: Any) -> None:
     except (BackendError, KubeError) as exc:
         glue.post(body, [("Warning", "CleanupFailed", str(exc))])
         raise kopf.TemporaryError(f"cleanup failed: {exc}", delay=10) from exc
+    if done is None:
+        raise kopf.TemporaryError("waiting for the worker pods to stop before deleting data",
+                                  delay=max(1.0, glue.INTERVAL / 2))
     glue.post(body, [("Normal", "CleanedUp", done)])
     metrics.forget(crawl.namespace, crawl.name)
-    control.forget(crawl.uid)
+    glue.forget(crawl.uid)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import kopf
-from whoiscrawl.operator import control
+from whoiscrawl.operator import control, glue, health
 from whoiscrawl.operator.backend import LiveBackend
 from whoiscrawl.operator.kube import KubeClient
 from whoiscrawl.operator.spec import GROUP
@@ -27,6 +28,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = int(os.environ.get("WHOISCRAWL_OPERATOR_THREADS", "8"))
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60  # kopf's own calls (patches, Events); not the watches
+    settings.networking.connect_timeout = 10
     if getattr(memo, "deps", None) is None:
         server = getattr(memo, "kube_server", None) or os.environ.get(SERVER_ENV)
         memo.deps = control.Deps(kube=KubeClient(server), backend=LiveBackend())
@@ -44,3 +47,13 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 def crawls(memo: kopf.Memo, **_: Any) -> int:
     """Liveness detail: the operator answers, and knows its dependencies."""
     return 1 if getattr(memo, "deps", None) is not None else 0
+
+
+@kopf.on.probe(id="reconciles")
+def reconciles(**_: Any) -> int:
+    """Liveness fails (HTTP 500) while a crawl has had no pass finish for several intervals."""
+    stuck = glue.stuck_crawls(time.monotonic())
+    if stuck:
+        raise kopf.PermanentError(f"no reconcile pass finished for {len(stuck)} crawl(s) in "
+                                  f"{glue.INTERVAL * health.STALE_INTERVALS:g}s: {', '.join(stuck)}")
+    return 0

@@ -9,8 +9,8 @@ from whoiscrawl.operator import glue
 
 
 @kopf.on.update(*glue.RESOURCE, field="spec")
-def edited(memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    glue.reconcile("update", memo, body, patch)
+def edited(memo: kopf.Memo, body: kopf.Body, **_: Any) -> None:
+    glue.reconcile("update", memo, body)
 
 
 @kopf.on.update(*glue.RESOURCE, field="spec.paused")

@@ -28,15 +28,13 @@ INSTANCE_TYPE_KEY = "node.kubernetes.io/instance-type"
 HOSTNAME_KEY = "kubernetes.io/hostname"
 
 
-def effective_capacity(capacity_type: str, fallen_back: bool) -> str:
-    """What the pods must run on now: 'spot', 'on-demand', or 'any' (spot preferred).
+def effective_capacity(capacity_type: str) -> str:
+    """What the main worker Deployment runs on: 'spot' or 'on-demand'.
 
-    `any` starts as spot-only (so autoscalers provision spot) and widens to any node once the
-    operator has fallen back because spot pods stayed Pending.
+    `any` keeps it spot-only (so autoscalers provision spot); pods spot cannot schedule are
+    covered by the on-demand overflow Deployment instead (`spot.decide`).
     """
-    if capacity_type == "any":
-        return "any" if fallen_back else "spot"
-    return capacity_type
+    return "spot" if capacity_type == "any" else capacity_type
 
 
 def _spot_terms() -> list[dict[str, Any]]:

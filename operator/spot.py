@@ -1,4 +1,4 @@
-"""Spot capacity: notice worker pods stuck Pending and decide the on-demand fallback (pure)."""
+"""Spot capacity: notice Unschedulable spot pods and size the on-demand overflow (pure)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from whoiscrawl.operator.builders import COMPONENT_LABEL, OVERFLOW_COMPONENT
 from whoiscrawl.operator.status import parse_time
 
 
@@ -21,56 +22,73 @@ class PodView:
     ready: bool
     node: str | None
     terminating: bool = False
+    unschedulable_since: datetime | None = None  # PodScheduled=False, reason Unschedulable
+    overflow: bool = False  # a pod of the on-demand overflow Deployment
 
 
 def pod_view(raw: Mapping[str, Any]) -> PodView:
     meta = raw.get("metadata") or {}
     spec = raw.get("spec") or {}
     status = raw.get("status") or {}
-    conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    sched = conds.get("PodScheduled") or {}
+    created = parse_time(meta.get("creationTimestamp"))
+    unschedulable = sched.get("status") == "False" and sched.get("reason") == "Unschedulable"
     return PodView(
         name=str(meta.get("name", "")),
         phase=str(status.get("phase") or "Pending"),
-        created=parse_time(meta.get("creationTimestamp")),
-        scheduled=bool(spec.get("nodeName")) or conds.get("PodScheduled") == "True",
-        ready=conds.get("Ready") == "True",
+        created=created,
+        scheduled=bool(spec.get("nodeName")) or sched.get("status") == "True",
+        ready=(conds.get("Ready") or {}).get("status") == "True",
         node=spec.get("nodeName"),
         terminating=bool(meta.get("deletionTimestamp")),
+        unschedulable_since=(parse_time(sched.get("lastTransitionTime")) or created)
+        if unschedulable else None,
+        overflow=(meta.get("labels") or {}).get(COMPONENT_LABEL) == OVERFLOW_COMPONENT,
     )
 
 
-def stuck_pending(pods: Iterable[PodView], now: datetime, timeout_seconds: float) -> list[str]:
-    """Names of unscheduled pods Pending longer than the timeout ("capacity oversubscribed")."""
+def unschedulable(pods: Iterable[PodView], now: datetime, timeout_seconds: float) -> list[str]:
+    """Names of spot-fleet pods the scheduler has called Unschedulable for over the timeout."""
     out = []
     for pod in pods:
-        if pod.terminating or pod.scheduled or pod.phase != "Pending" or pod.created is None:
+        if pod.terminating or pod.overflow or pod.scheduled or pod.unschedulable_since is None:
             continue
-        if (now - pod.created).total_seconds() >= timeout_seconds:
+        if (now - pod.unschedulable_since).total_seconds() >= timeout_seconds:
             out.append(pod.name)
     return sorted(out)
 
 
 @dataclass(frozen=True)
 class SpotDecision:
-    """Whether to widen to any capacity now, and what to tell the user."""
+    """How many on-demand overflow workers to run, and what to tell the user."""
 
-    fall_back: bool  # switch the Deployment to any capacity this round
-    pending_message: str | None  # stuck pods and no fallback allowed: a Degraded message
+    overflow: int  # replicas of the on-demand overflow Deployment (capacityType any)
+    since: datetime | None  # when spot pods were last seen Unschedulable (the cool-down clock)
+    pending_message: str | None  # stuck pods and no overflow allowed: a Degraded message
 
 
-def decide(capacity_type: str, fallen_back: bool, pods: Iterable[PodView], now: datetime,
-           timeout_seconds: float) -> SpotDecision:
-    """Spot pods Pending past the timeout -> on-demand when capacityType is any; else report."""
-    if capacity_type == "on-demand" or fallen_back:
-        return SpotDecision(False, None)
-    stuck = stuck_pending(pods, now, timeout_seconds)
-    if not stuck:
-        return SpotDecision(False, None)
-    what = (f"{len(stuck)} worker pod(s) Pending on spot for over {int(timeout_seconds)}s: "
-            f"{', '.join(stuck[:5])}{' ...' if len(stuck) > 5 else ''}")
-    if capacity_type == "any":
-        return SpotDecision(True, None)
-    return SpotDecision(False, what + " (capacityType: spot, no fallback)")
+def decide(capacity_type: str, pods: Iterable[PodView], now: datetime, timeout_seconds: float,
+           previous: int = 0, since: datetime | None = None) -> SpotDecision:
+    """Spot pods Unschedulable past the timeout -> as many on-demand overflow workers (`any`).
+
+    The spot Deployment is never touched. The overflow follows the stuck count while there is
+    one, and is held for one more timeout (the cool-down) once spot schedules again, then 0.
+    With `spot` the stuck pods are only reported.
+    """
+    if capacity_type == "on-demand":
+        return SpotDecision(0, None, None)
+    stuck = unschedulable(pods, now, timeout_seconds)
+    if capacity_type == "spot":
+        what = (f"{len(stuck)} worker pod(s) Unschedulable on spot for over "
+                f"{int(timeout_seconds)}s: {', '.join(stuck[:5])}{' ...' if len(stuck) > 5 else ''}"
+                " (capacityType: spot, no fallback)")
+        return SpotDecision(0, None, what if stuck else None)
+    if stuck:
+        return SpotDecision(len(stuck), now, None)
+    if previous and since is not None and (now - since).total_seconds() < timeout_seconds:
+        return SpotDecision(previous, since, None)  # cool-down: spot may be gone again soon
+    return SpotDecision(0, None, None)
 
 
 def distinct_nodes(pods: Iterable[PodView]) -> int:

@@ -45,13 +45,15 @@ class Observation:
     paused: bool = False
     spec_error: str | None = None
     backend_error: str | None = None
+    api_error: tuple[str, str] | None = None  # (Forbidden | ApplyFailed, the API's message)
     workers_desired: int = 0
     workers_current: int = 0
     workers_ready: int = 0
     recommendation: Recommendation | None = None
     deadline: datetime | None = None
     capacity: str = "spot"
-    fallback_time: datetime | None = None
+    overflow: int = 0  # on-demand overflow workers standing in for Unschedulable spot pods
+    unschedulable_time: datetime | None = None
     pending_message: str | None = None  # spot pods Pending with no fallback allowed
     selector: str = ""
 
@@ -123,6 +125,9 @@ def _conditions(o: Observation, deadline_late: bool, previous: list[Mapping[str,
     if o.spec_error:
         ready = (False, "InvalidSpec", o.spec_error)
         progressing = (False, "InvalidSpec", "fix the spec to continue")
+    elif o.api_error:
+        ready = (False, *o.api_error)
+        progressing = (o.planned, "Crawling" if o.planned else "Planning", summary)
     elif o.completed:
         ready = (True, "Completed", summary)
         progressing = (False, "Completed", "every shard is done")
@@ -144,13 +149,16 @@ def _conditions(o: Observation, deadline_late: bool, previous: list[Mapping[str,
 
     if o.spec_error:
         degraded = (True, "InvalidSpec", o.spec_error)
+    elif o.api_error:
+        degraded = (True, *o.api_error)
     elif o.backend_error:
         degraded = (True, "BackendUnavailable", o.backend_error)
     elif o.pending_message and not o.completed and not o.paused:
         degraded = (True, "SpotCapacityUnavailable", o.pending_message)
-    elif o.fallback_time is not None and not o.completed:
+    elif o.overflow and not o.completed:
         degraded = (True, "FallbackToOnDemand",
-                    f"spot pods stayed Pending; running on any capacity since {iso(o.fallback_time)}")
+                    f"{o.overflow} on-demand overflow worker(s) stand in for spot pods that are "
+                    "Unschedulable")
     elif deadline_late and not o.completed and not o.paused:
         degraded = (True, "DeadlineAtRisk", f"ETA is after the deadline; {rec}")
     else:
@@ -227,8 +235,9 @@ def compute_status(previous: Mapping[str, Any] | None, o: Observation) -> Status
         "rateBudgetCap": o.recommendation.budget_cap if o.recommendation else None,
         "deadlineWorkers": o.recommendation.deadline_workers if o.recommendation else None,
     }
-    status["scheduling"] = {"capacity": o.capacity,
-                            "fallbackTime": iso(o.fallback_time) if o.fallback_time else None}
+    status["scheduling"] = {"capacity": o.capacity, "overflow": o.overflow,
+                            "unschedulableTime": iso(o.unschedulable_time)
+                            if o.unschedulable_time else None}
     status["startTime"] = prev.get("startTime") or (iso(o.now) if o.planned else None)
     status["completionTime"] = (prev.get("completionTime") or iso(o.now)) if o.completed else None
     summary = ("no counters yet" if c is None else

@@ -258,6 +258,9 @@ class Keys:
     def limiter(self, registry: str, egress: str) -> str:
         return f"{self.prefix}rate:{registry}:{egress}"
 
+    def plan(self, marker: str) -> str:  # the operator's publish-once marker of one plan
+        return f"{self.prefix}plan:{marker}"
+
 
 def _encode(answer: Answer) -> str:
     return f"{answer.first}:{answer.last}:{int(answer.terminal)}"

@@ -21,6 +21,7 @@ import yaml
 from confluent_kafka.admin import AdminClient
 from opsupport_api import until
 from opsupport_kubelet import Kubelet, kubelet
+from whoiscrawl.operator.builders import crawl_id
 from whoiscrawl.operator.spec import parse_spec
 
 from whoiscrawl import queue
@@ -153,7 +154,8 @@ def test_a_crawl_runs_to_completed_under_the_charts_rbac(
     crawl = f"c{uuid.uuid4().hex[:6]}"
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
-    store = RedisStore(services.redis_url, crawl)
+    ident = crawl_id(namespace, crawl)
+    store = RedisStore(services.redis_url, ident)
     watched = [namespace] if mode == "namespaced" else None
     try:
         with operator_release(k8s, tmp_path, watched, shared_pool) as release:
@@ -168,20 +170,20 @@ def test_a_crawl_runs_to_completed_under_the_charts_rbac(
                 crawl_now = k8s.api.get(*WC, namespace, crawl)
                 raise AssertionError(f"{exc}\n{crawl_now}\n{runner.tail()}") from None
             wide = k8s.kubectl("get", "wc", crawl, "-n", namespace, "-o", "wide").stdout
-            figures = export_and_score(services, prefix, crawl, tmp_path / "results.jsonl")
+            figures = export_and_score(services, prefix, ident, tmp_path / "results.jsonl")
 
             k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
             until(lambda: not k8s.api.list("apps/v1", "deployments", namespace), 60, "GC of the Deployment")
             until(lambda: not k8s.api.list("v1", "pods", namespace), 60, "worker pods gone")
             until(lambda: store.progress() == Progress(), 20, "Redis keys deleted")
             listed = AdminClient({"bootstrap.servers": services.kafka_bootstrap}).list_topics(timeout=10)
-            assert not [t for t in queue.topic_names(prefix, crawl) if t in listed.topics]
+            assert not [t for t in queue.topic_names(prefix, ident) if t in listed.topics]
             events = audit_events(k8s.cluster.audit_log, release.user)
             grants = granted(k8s, release.namespace, namespace, watched is None)
             exits = list(runner.exits)
     finally:
         with contextlib.suppress(Exception):
-            queue.delete_topics(services.kafka_bootstrap, prefix, crawl)
+            queue.delete_topics(services.kafka_bootstrap, prefix, ident)
         with contextlib.suppress(Exception):
             store.delete_crawl()
 
@@ -203,7 +205,8 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
         tmp_path: Path) -> None:
     crawl = f"s{uuid.uuid4().hex[:6]}"
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
-    store = RedisStore(services.redis_url, crawl)
+    ident = crawl_id(namespace, crawl)
+    store = RedisStore(services.redis_url, ident)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     try:
         with operator_release(k8s, tmp_path, [namespace], shared_pool):
@@ -230,6 +233,6 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
             k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
     finally:
         with contextlib.suppress(Exception):
-            queue.delete_topics(services.kafka_bootstrap, prefix, crawl)
+            queue.delete_topics(services.kafka_bootstrap, prefix, ident)
         with contextlib.suppress(Exception):
             store.delete_crawl()

@@ -70,7 +70,9 @@ def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) ->
     b = LiveBackend()
     b.ensure_topics(T, 24)
     assert modules["ensure_topics"] == [("127.0.0.1:9092", "wc", "c1", 24, None)]
-    plan = b.publish_plan(T, SPEC)
+    # What publishing sends; the publish-once claim around it runs against real Redis in
+    # tests/integration/test_operator_backend.py.
+    plan = b._send_plan(T, SPEC)
     assert plan.shards == 2 and plan.addresses == 512
     assert modules["plan_shards"] == [("c1", ["41.0.0.0/8"], ["41.1.0.0/16"], "sweep", 20, 16, 0)]
     assert modules["publish_shards"][0][:3] == ("127.0.0.1:9092", "wc", "c1")

@@ -22,12 +22,11 @@ def pod(obj: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-@pytest.mark.parametrize(("capacity_type", "fallen_back", "effective"), [
-    ("spot", False, "spot"), ("spot", True, "spot"), ("on-demand", False, "on-demand"),
-    ("any", False, "spot"), ("any", True, "any"),
+@pytest.mark.parametrize(("capacity_type", "effective"), [
+    ("spot", "spot"), ("on-demand", "on-demand"), ("any", "spot"),
 ])
-def test_effective_capacity(capacity_type: str, fallen_back: bool, effective: str) -> None:
-    assert scheduling.effective_capacity(capacity_type, fallen_back) == effective
+def test_effective_capacity(capacity_type: str, effective: str) -> None:
+    assert scheduling.effective_capacity(capacity_type) == effective
 
 
 SPOT_KEYS = {"eks.amazonaws.com/capacityType", "karpenter.sh/capacity-type",
@@ -182,8 +181,23 @@ def test_hash_ignores_replicas_but_sees_config() -> None:
                                         "tolerations": [{"key": "x", "operator": "Exists"}],
                                         "priorityClassName": "low"}])
 def test_objects_are_valid_kubernetes(capacity: str, sched: dict[str, Any]) -> None:
-    for obj in builders.owned_objects(OWNER, spec_with(scheduling=sched), 2, capacity):
+    for obj in builders.owned_objects(OWNER, spec_with(scheduling=sched), 2, capacity, 1):
         kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
+def test_the_overflow_deployment_is_on_demand_and_selects_only_its_own_pods() -> None:
+    objs = builders.owned_objects(OWNER, spec_with(scheduling={"capacityType": "any"}), 4, "spot", 2)
+    main, extra = objs[-2], objs[-1]
+    assert extra["metadata"]["name"] == "demo-worker-overflow" and extra["spec"]["replicas"] == 2
+    annotations = extra["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["whoiscrawl.io/capacity"] == "on-demand"
+    assert main["spec"]["template"]["metadata"]["annotations"]["whoiscrawl.io/capacity"] == "spot"
+    mine, theirs = (d["spec"]["selector"]["matchLabels"] for d in (main, extra))
+    assert mine != theirs  # two Deployments never adopt each other's pods
+    for dep in (main, extra):  # both fleets are the crawl's worker pods
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert builders.pod_labels("demo").items() <= labels.items()
+    assert len(builders.owned_objects(OWNER, spec_with(), 4, "spot")) == 3  # no overflow (nor PDB): none
 
 
 @pytest.mark.parametrize(("image", "version"), [

@@ -25,7 +25,7 @@ async def cluster() -> Any:
 
 
 async def test_create_scale_and_complete(cluster: Cluster) -> None:
-    cluster.backend.lag_of["demo"] = 8
+    cluster.backend.lag_of["crawls.demo"] = 8
     code, body = await cluster.create("demo", SPEC)
     assert code == 201, body
     uid = body["metadata"]["uid"]
@@ -37,7 +37,7 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
         assert obj is not None, name
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
     assert cluster.get("policy/v1", "poddisruptionbudgets", "demo-worker") is None  # none by default
-    assert cluster.backend.topics == {"whoiscrawl.demo": 12}
+    assert cluster.backend.topics == {"whoiscrawl.crawls.demo": 12}
     assert len(cluster.backend.plans) == 1
     await cluster.until(lambda: cluster.condition("demo", "Ready") == ("True", "WorkersReady"))
     status = cluster.crawl("demo")["status"]
@@ -58,7 +58,7 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     await cluster.until(lambda: cluster.replicas("demo") == 4, label="back to lag-based")
 
     # Completion: every shard done, nothing lagging -> 0 workers, Completed, summary kept.
-    cluster.backend.finish("demo")
+    cluster.backend.finish("crawls.demo")
     await cluster.until(lambda: cluster.condition("demo", "Completed") == ("True", "AllShardsDone"))
     await cluster.until(lambda: cluster.replicas("demo") == 0, label="scaled to 0")
     status = cluster.crawl("demo")["status"]
@@ -68,7 +68,7 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
 
 
 async def test_pause_and_resume(cluster: Cluster) -> None:
-    cluster.backend.lag_of["p"] = 6
+    cluster.backend.lag_of["crawls.p"] = 6
     await cluster.create("p", SPEC)
     await cluster.until(lambda: cluster.replicas("p") == 3, label="3 workers")
     await cluster.patch_spec("p", {"paused": True})
@@ -84,7 +84,7 @@ async def test_pause_and_resume(cluster: Cluster) -> None:
 
 
 async def test_live_spec_edits(cluster: Cluster) -> None:
-    cluster.backend.lag_of["e"] = 20
+    cluster.backend.lag_of["crawls.e"] = 20
     await cluster.create("e", SPEC)
     await cluster.until(lambda: cluster.replicas("e") == 10, label="max 10")
 
@@ -143,7 +143,7 @@ async def test_bad_spec_is_rejected_with_condition_and_event(cluster: Cluster) -
 
 
 async def test_delete_cleans_up(cluster: Cluster) -> None:
-    cluster.backend.lag_of["d"] = 2
+    cluster.backend.lag_of["crawls.d"] = 2
     await cluster.create("d", {**SPEC, "cleanup": {"topics": "Delete"}})
     await cluster.until(lambda: cluster.replicas("d") == 1, label="1 worker")
     assert "whoiscrawl.io/cleanup" in cluster.crawl("d")["metadata"]["finalizers"]
@@ -151,7 +151,7 @@ async def test_delete_cleans_up(cluster: Cluster) -> None:
     assert code == 200
     await cluster.until(lambda: cluster.get("whoiscrawl.io/v1alpha1", "whoiscrawls", "d") is None,
                         label="crawl gone")
-    assert cluster.backend.cleanups == [("d", True, True)]
+    assert cluster.backend.cleanups == [("crawls.d", True, True)]
     for api, plural, name in [("apps/v1", "deployments", "d-worker"),
                               ("v1", "configmaps", "d-worker-config"),
                               ("policy/v1", "poddisruptionbudgets", "d-worker")]:
@@ -159,33 +159,35 @@ async def test_delete_cleans_up(cluster: Cluster) -> None:
     await cluster.until(lambda: cluster.events("CleanedUp"), label="CleanedUp event")
 
 
-async def test_spot_fallback_to_on_demand(cluster: Cluster) -> None:
-    cluster.pending_pods = True
-    cluster.backend.lag_of["s"] = 4
+async def test_spot_overflow_on_demand(cluster: Cluster) -> None:
+    cluster.pending_pods = True  # no spot capacity: spot pods stay Unschedulable
+    cluster.backend.lag_of["crawls.s"] = 4
     await cluster.create("s", {**SPEC, "scheduling": {"capacityType": "any",
                                                       "spotPendingTimeoutSeconds": 60}})
     await cluster.until(lambda: cluster.replicas("s") == 2, label="2 workers")
 
-    def capacity() -> str:
-        dep = cluster.get("apps/v1", "deployments", "s-worker")
+    def capacity(name: str) -> str:
+        dep = cluster.get("apps/v1", "deployments", name)
         return str(dep["spec"]["template"]["metadata"]["annotations"]["whoiscrawl.io/capacity"])
 
-    assert capacity() == "spot"
-    await cluster.until(lambda: len([k for k in cluster.kube.objects
-                                     if k[0].plural == "pods"]) >= 2, label="pods")
-    cluster.age_pods(120)  # Pending on spot for two minutes: past the 60 s timeout
-    await cluster.until(lambda: capacity() == "any", label="fallback")
-    dep = cluster.get("apps/v1", "deployments", "s-worker")
-    node = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
-    assert "requiredDuringSchedulingIgnoredDuringExecution" not in node
+    assert capacity("s-worker") == "spot"
+    await cluster.until(lambda: len(cluster.pods()) >= 2, label="pods")
+    cluster.age_pods(120)  # Unschedulable on spot for two minutes: past the 60 s timeout
+    # An on-demand overflow sized to the unschedulable pods; the spot fleet is left as it is.
+    await cluster.until(lambda: cluster.get("apps/v1", "deployments", "s-worker-overflow")[
+        "spec"]["replicas"] == 2, label="overflow")
+    assert capacity("s-worker-overflow") == "on-demand" and capacity("s-worker") == "spot"
+    assert cluster.replicas("s") == 2
     await cluster.until(lambda: cluster.condition("s", "Degraded") == ("True",
                                                                       "FallbackToOnDemand"))
     events = await cluster.until(lambda: cluster.events("SpotFallback"), label="event")
-    assert events[0]["type"] == "Warning"
+    assert events[0]["type"] == "Warning" and "overflow" in events[0]["message"]
+    status = cluster.crawl("s")["status"]
+    assert status["scheduling"]["overflow"] == 2
 
 
 async def test_backend_outage_keeps_workers_and_reports(cluster: Cluster) -> None:
-    cluster.backend.lag_of["o"] = 4
+    cluster.backend.lag_of["crawls.o"] = 4
     await cluster.create("o", SPEC)
     await cluster.until(lambda: cluster.replicas("o") == 2, label="2 workers")
     cluster.backend.broken = "reading Redis counters: ConnectionError: refused"

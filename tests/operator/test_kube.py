@@ -1,11 +1,15 @@
-"""The apply helper's merge patches: remove what we no longer want, leave others' metadata."""
+"""The apply helper's merge patches (remove what we no longer want, leave others' metadata); timeouts."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import kmock
 import pytest
-from whoiscrawl.operator.kube import matches, merge_diff, update_patch
+from opsupport_kmock import make
+from whoiscrawl.operator.crd import build_crd
+from whoiscrawl.operator.kube import KubeClient, KubeError, matches, merge_diff, update_patch
 
 
 @pytest.mark.parametrize(("live", "want", "patch"), [
@@ -37,3 +41,16 @@ def test_update_patch_keeps_foreign_metadata() -> None:
 ])
 def test_matches(labels: dict[str, str] | None, selector: dict[str, str], ok: bool) -> None:
     assert matches(labels, selector) == ok
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:kmock")
+async def test_a_stalled_api_call_times_out() -> None:
+    kube = make(build_crd())
+    kube.stalls[("GET", "deployments")] = 5.0  # far longer than the client waits
+    async with kube, kmock.Server(kube) as server:
+        client = KubeClient(str(server.url).rstrip("/"), timeout=0.5)
+        with pytest.raises(KubeError) as caught:
+            await asyncio.to_thread(client.get, "apps/v1", "deployments", "ns", "w")
+        assert caught.value.status == 0 and "timed out" in str(caught.value).lower()
+        # Calls without a stall answer as before.
+        assert await asyncio.to_thread(client.get, "v1", "configmaps", "ns", "none") is None

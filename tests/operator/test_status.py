@@ -52,7 +52,7 @@ def conds(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
      {"Ready": ("False", "BackendUnavailable"), "Degraded": ("True", "BackendUnavailable")}),
     ({"pending_message": "2 pods Pending"}, "Running",
      {"Degraded": ("True", "SpotCapacityUnavailable")}),
-    ({"fallback_time": T0, "capacity": "any"}, "Running",
+    ({"overflow": 2, "unschedulable_time": T0}, "Running",
      {"Degraded": ("True", "FallbackToOnDemand")}),
 ])
 def test_conditions_and_phase(kw: dict[str, Any], phase: str,

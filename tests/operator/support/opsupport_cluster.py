@@ -23,7 +23,13 @@ from whoiscrawl.operator.kube import KubeClient
 
 assert handlers.MODULES
 NS = "crawls"
+TOY_OWNER = "toy.test/deployment"  # the toy controller's pod -> Deployment link
+CAPACITY = "whoiscrawl.io/capacity"  # the pod template annotation naming its capacity
 CRAWLS = "/apis/whoiscrawl.io/v1alpha1/namespaces/crawls/whoiscrawls"
+
+
+def crawls_path(ns: str = NS) -> str:
+    return f"/apis/whoiscrawl.io/v1alpha1/namespaces/{ns}/whoiscrawls"
 
 
 def _validate(obj: dict[str, Any]) -> list[str]:
@@ -42,7 +48,7 @@ class Cluster:
     kube: RealisticKube
     url: str
     backend: Any  # a FakeBackend, or whoiscrawl.operator.backend.LiveBackend (end-to-end)
-    pending_pods: bool = False  # the toy controller leaves pods unscheduled (no spot capacity)
+    pending_pods: bool = False  # no spot capacity: the toy controller leaves spot pods Unschedulable
     ready: bool = True  # the toy controller marks pods Ready
     seen: list[dict[str, Any]] = field(default_factory=list)
 
@@ -52,29 +58,33 @@ class Cluster:
                                      headers={"Content-Type": content_type}) as resp:
             return resp.status, await resp.json()
 
-    async def create(self, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
+    async def create(self, name: str, spec: dict[str, Any], ns: str = NS) -> tuple[int, Any]:
         body = {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl",
-                "metadata": {"name": name, "namespace": NS}, "spec": spec}
-        return await self.request("POST", CRAWLS, body, "application/json")
+                "metadata": {"name": name, "namespace": ns}, "spec": spec}
+        return await self.request("POST", crawls_path(ns), body, "application/json")
 
-    async def patch_spec(self, name: str, spec: dict[str, Any]) -> tuple[int, Any]:
-        return await self.request("PATCH", f"{CRAWLS}/{name}", {"spec": spec})
+    async def patch_spec(self, name: str, spec: dict[str, Any], ns: str = NS) -> tuple[int, Any]:
+        return await self.request("PATCH", f"{crawls_path(ns)}/{name}", {"spec": spec})
 
-    def get(self, api: str, plural: str, name: str) -> dict[str, Any] | None:
-        key = (f"{api}/{plural}", NS, name)
+    async def delete(self, name: str, ns: str = NS) -> int:
+        code, _ = await self.request("DELETE", f"{crawls_path(ns)}/{name}")
+        return code
+
+    def get(self, api: str, plural: str, name: str, ns: str = NS) -> dict[str, Any] | None:
+        key = (f"{api}/{plural}", ns, name)
         try:
             obj = self.kube.objects[key]
         except KeyError:
             return None
         return None if obj.deleted else dict(obj.raw)
 
-    def crawl(self, name: str) -> dict[str, Any]:
-        obj = self.get("whoiscrawl.io/v1alpha1", "whoiscrawls", name)
+    def crawl(self, name: str, ns: str = NS) -> dict[str, Any]:
+        obj = self.get("whoiscrawl.io/v1alpha1", "whoiscrawls", name, ns)
         assert obj is not None, f"{name} is gone"
         return obj
 
-    def condition(self, name: str, ctype: str) -> tuple[str, str] | None:
-        for c in (self.crawl(name).get("status") or {}).get("conditions") or []:
+    def condition(self, name: str, ctype: str, ns: str = NS) -> tuple[str, str] | None:
+        for c in (self.crawl(name, ns).get("status") or {}).get("conditions") or []:
             if c["type"] == ctype:
                 return c["status"], c["reason"]
         return None
@@ -88,8 +98,8 @@ class Cluster:
                     out.append(raw)
         return out
 
-    def replicas(self, name: str) -> int | None:
-        dep = self.get("apps/v1", "deployments", f"{name}-worker")
+    def replicas(self, name: str, ns: str = NS) -> int | None:
+        dep = self.get("apps/v1", "deployments", f"{name}-worker", ns)
         return None if dep is None else int(dep["spec"].get("replicas", 0))
 
     async def until(self, what: Callable[[], Any], timeout: float = 8.0, label: str = "") -> Any:
@@ -114,33 +124,59 @@ class Cluster:
                     continue
                 dep = dict(obj.raw)
                 want = int(dep["spec"].get("replicas") or 0)
-                await self._pods(ns, name, dep, want)
-                ready = 0 if (self.pending_pods or not self.ready) else want
+                stuck = await self._pods(ns, name, dep, want)
+                ready = 0 if (stuck or not self.ready) else want
                 status = {"replicas": want, "readyReplicas": ready}
                 if (dep.get("status") or {}) != status:
                     await self.request("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/"
                                        f"{name}/status", {"status": status})
 
-    async def _pods(self, ns: str, name: str, dep: dict[str, Any], want: int) -> None:
-        labels = dep["spec"]["template"]["metadata"]["labels"]
+    async def _pods(self, ns: str, name: str, dep: dict[str, Any], want: int) -> bool:
+        """Pods follow `want`; spot pods stay Unschedulable while `pending_pods`. True: stuck."""
+        template = dep["spec"]["template"]["metadata"]
+        stuck = self.pending_pods and (template.get("annotations") or {}).get(CAPACITY) == "spot"
+        labels = {**template["labels"], TOY_OWNER: name}
         mine = [(key, o) for key, o in self.kube.objects.items()
-                if key[0].plural == "pods" and not o.deleted and key[2].startswith(name + "-")]
+                if key[0].plural == "pods" and not o.deleted and key[1] == ns
+                and (o.raw.get("metadata") or {}).get("labels", {}).get(TOY_OWNER) == name]
         for idx in range(len(mine), want):
             pod = {"metadata": {"name": f"{name}-{idx}", "namespace": ns, "labels": labels},
-                   "spec": {} if self.pending_pods else {"nodeName": f"node-{idx}"},
-                   "status": {"phase": "Pending" if self.pending_pods else "Running"}}
+                   "spec": {} if stuck else {"nodeName": f"node-{idx}"}}
             await self.request("POST", f"/api/v1/namespaces/{ns}/pods", pod, "application/json")
+            await self.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}-{idx}/status",
+                               {"status": _pod_status(stuck)})
         for (_r, _n, pod_name), _o in mine[want:]:
             await self.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{pod_name}")
+        return stuck
+
+    def pods(self, ns: str = NS) -> list[str]:
+        """Names of the live pods in a namespace."""
+        return [key[2] for key, obj in list(self.kube.objects.items())
+                if key[0].plural == "pods" and key[1] == ns and not obj.deleted]
 
     def age_pods(self, seconds: float) -> None:
-        """Backdate every pod's creationTimestamp (Pending "for a long time")."""
+        """Backdate every pod's creation and condition times (Unschedulable "for a long time")."""
         stamp = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
         for key, obj in list(self.kube.objects.items()):
             if key[0].plural == "pods" and not obj.deleted:
                 raw = copy.deepcopy(obj.raw)
                 raw["metadata"]["creationTimestamp"] = stamp
+                for cond in (raw.get("status") or {}).get("conditions") or []:
+                    cond["lastTransitionTime"] = stamp
                 obj["metadata"] = raw["metadata"]
+                if "status" in raw:
+                    obj["status"] = raw["status"]
+
+
+def _pod_status(stuck: bool) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    if stuck:
+        return {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "lastTransitionTime": now, "message": "0/3 nodes are available: no spot capacity"}]}
+    return {"phase": "Running", "conditions": [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+        {"type": "Ready", "status": "True", "lastTransitionTime": now}]}
 
 
 @contextlib.asynccontextmanager

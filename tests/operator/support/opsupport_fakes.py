@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from whoiscrawl.operator.backend import BackendError, Plan, Target
@@ -12,57 +14,87 @@ from whoiscrawl.operator.status import Progress
 
 @dataclass
 class FakeBackend:
-    """Progress and lag are set by the test; calls are recorded."""
+    """Progress and lag are set by the test; calls are recorded (in `calls`, in order)."""
 
     lag_of: dict[str, int] = field(default_factory=dict)
+    default_lag: int = 0  # the lag of a crawl missing from lag_of
     counters_of: dict[str, Progress] = field(default_factory=dict)
     partitions_of: int = 12
     shards_per_plan: int = 16
     addresses_per_plan: int = 1 << 20
     broken: str | None = None  # set: every call raises BackendError(broken)
+    delays: dict[str, float] = field(default_factory=dict)  # method -> seconds it takes
     topics: dict[str, int] = field(default_factory=dict)
     plans: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    markers: dict[tuple[str, str], Plan] = field(default_factory=dict)  # (crawl, marker) -> sent
     cleanups: list[tuple[str, bool, bool]] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, t.crawl)
+    on_cleanup: Callable[[Target], None] | None = None  # runs first thing in cleanup
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _check(self) -> None:
+    def _check(self, method: str, t: Target) -> None:
+        with self.lock:
+            self.calls.append((method, t.crawl))
+        if self.delays.get(method):
+            time.sleep(self.delays[method])
         if self.broken:
             raise BackendError(self.broken)
 
     def ensure_topics(self, t: Target, partitions: int) -> None:
-        self._check()
+        self._check("ensure_topics", t)
         self.topics[f"{t.prefix}{t.crawl}"] = partitions
 
-    def publish_plan(self, t: Target, spec: CrawlSpec) -> Plan:
-        self._check()
+    def publish_plan(self, t: Target, spec: CrawlSpec, marker: str = "") -> Plan:
+        with self.lock:
+            done = self.markers.get((t.crawl, marker)) if marker else None
+        if done is not None:
+            return replace(done, fresh=False)
+        self._check("publish_plan", t)
+        plan = Plan(self.shards_per_plan, self.addresses_per_plan)
         with self.lock:
             self.plans.append((t.crawl, spec.ranges))
-        return Plan(self.shards_per_plan, self.addresses_per_plan)
+            if marker:
+                self.markers[(t.crawl, marker)] = plan
+        return plan
 
     def set_totals(self, t: Target, shards: int, addresses: int) -> None:
-        self._check()
+        self._check("set_totals", t)
         with self.lock:
             old = self.counters_of.get(t.crawl, Progress())
             self.counters_of[t.crawl] = replace(old, shards_total=shards,
                                                 addresses_total=addresses)
 
     def counters(self, t: Target) -> Progress:
-        self._check()
+        self._check("counters", t)
         with self.lock:
             return self.counters_of.get(t.crawl, Progress())
 
     def lag(self, t: Target) -> int:
-        self._check()
-        return self.lag_of.get(t.crawl, 0)
+        self._check("lag", t)
+        return self.lag_of.get(t.crawl, self.default_lag)
 
     def partitions(self, t: Target) -> int:
-        self._check()
+        self._check("partitions", t)
         return self.partitions_of
 
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str:
-        self._check()
+        if self.on_cleanup is not None:
+            self.on_cleanup(t)
+        self._check("cleanup", t)
         self.cleanups.append((t.crawl, topics, redis))
+        with self.lock:
+            if topics:
+                self.topics.pop(f"{t.prefix}{t.crawl}", None)
+            if redis:
+                self.counters_of.pop(t.crawl, None)
+                self.markers = {k: v for k, v in self.markers.items() if k[0] != t.crawl}
         return f"fake cleanup topics={topics} redis={redis}"
+
+    def calls_after_cleanup(self, crawl: str) -> list[str]:
+        """Every call for `crawl` made after its cleanup (nothing may touch it then)."""
+        with self.lock:
+            mine = [m for m, c in self.calls if c == crawl]
+        return mine[mine.index("cleanup") + 1:] if "cleanup" in mine else []
 
     def finish(self, crawl: str) -> None:
         """Pretend every shard is done and the work topic is drained."""

@@ -4,12 +4,14 @@ Adds: uid, resourceVersion (optimistic concurrency: 409 on a stale merge-patch p
 when a JSON-patch `test` fails), generation bumped on spec changes only, kind/apiVersion,
 creationTimestamp, generateName, status and scale subresources split from the main resource,
 PUT, schema validation (422) and defaulting for registered resources, finalizers with
-deletionTimestamp, and background garbage collection of owned objects. Everything else (lists,
-watches, discovery) is kmock's own.
+deletionTimestamp, background garbage collection of owned objects, and injected API errors
+(`faults`: a 403 or 422 for one verb on one resource) and stalls (`stalls`: a slow answer).
+Everything else (lists, watches, discovery) is kmock's own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import itertools
@@ -52,6 +54,10 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return result
 
 
+def _verb(request: rendering.Request) -> str:
+    return str(getattr(request.method, "value", request.method)).upper()
+
+
 def _spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
@@ -63,10 +69,19 @@ class RealisticKube(k8s.KubernetesEmulator):
     validators: dict[str, Validator] = attrs.field(factory=dict)  # plural -> errors
     defaulters: dict[str, Defaulter] = attrs.field(factory=dict)  # plural -> defaulted object
     scale_paths: dict[str, tuple[str, str]] = attrs.field(factory=dict)  # plural -> (spec, status)
+    # (METHOD, plural) -> (HTTP status, message): an injected API error (admission, RBAC)
+    faults: dict[tuple[str, str], tuple[int, str]] = attrs.field(factory=dict)
+    # (METHOD, plural) -> seconds the answer takes (a half-open connection, a stuck server)
+    stalls: dict[tuple[str, str], float] = attrs.field(factory=dict)
     _rv: Any = attrs.field(factory=lambda: itertools.count(1000), init=False)
 
     # ------------------------------------------------------------------ routing
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None:
+            await asyncio.sleep(self.stalls.get((_verb(request), str(request.resource.plural)), 0))
+        fault = self._fault(request)
+        if fault is not None:
+            return await self._render_error(fault)
         mutating = request.method in (enums.method.POST, enums.method.PATCH, enums.method.PUT,
                                       enums.method.DELETE)
         if request.resource is None or not (mutating or request.subresource == "scale"):
@@ -91,6 +106,16 @@ class RealisticKube(k8s.KubernetesEmulator):
         if request.method == enums.method.DELETE and request.name:
             return self._delete(request)
         raise k8s.KubernetesError(405, "MethodNotAllowed", f"{request.method} not supported")
+
+    def _fault(self, request: rendering.Request) -> k8s.KubernetesError | None:
+        if request.resource is None or request.subresource:
+            return None
+        found = self.faults.get((_verb(request), str(request.resource.plural)))
+        if found is None:
+            return None
+        status, message = found
+        reason = {403: "Forbidden", 422: "Invalid"}.get(status, "InternalError")
+        return k8s.KubernetesError(status, reason, message)
 
     # ------------------------------------------------------------------ helpers
     def _info(self, resource: references.resource) -> references.ResourceInfo:

@@ -54,6 +54,8 @@ class ProcessRunner:
     cluster: Cluster
     deployment: str
     logdir: Path
+    namespace: str = NS
+    slot_base: int = 0  # slots (nodes, source addresses) start here: runners side by side share none
     pods: list[Pod] = field(default_factory=list)  # running, not terminating
     terminating: list[Pod] = field(default_factory=list)
     replicas_seen: list[tuple[float, int]] = field(default_factory=list)  # (s, spec.replicas)
@@ -68,7 +70,7 @@ class ProcessRunner:
             await asyncio.sleep(0.2)
 
     async def sync(self) -> None:
-        dep = self.cluster.get("apps/v1", "deployments", self.deployment)
+        dep = self.cluster.get("apps/v1", "deployments", self.deployment, self.namespace)
         want = int(dep["spec"].get("replicas") or 0) if dep else 0
         if dep and (not self.replicas_seen or self.replicas_seen[-1][1] != want):
             self.replicas_seen.append((round(time.monotonic() - self.born, 1), want))
@@ -99,17 +101,18 @@ class ProcessRunner:
         spec = dep["spec"]["template"]["spec"]
         container = spec["containers"][0]
         used = {p.slot for p in self.pods + self.terminating}
-        slot = min(set(range(len(used) + 1)) - used)
+        slot = min(set(range(self.slot_base, self.slot_base + len(used) + 1)) - used)
         name = f"{self.deployment}-{uuid.uuid4().hex[:5]}"
         labels = dep["spec"]["template"]["metadata"]["labels"]
         obj = {
-            "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
             "spec": {"nodeName": f"node-{slot}", "containers": [container]},
         }
-        await self.cluster.request("POST", f"/api/v1/namespaces/{NS}/pods", obj, "application/json")
+        pods = f"/api/v1/namespaces/{self.namespace}/pods"
+        await self.cluster.request("POST", pods, obj, "application/json")
         running = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
         await self.cluster.request(
-            "PATCH", f"/api/v1/namespaces/{NS}/pods/{name}/status", {"status": running}
+            "PATCH", f"/api/v1/namespaces/{self.namespace}/pods/{name}/status", {"status": running}
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHOISCRAWL_")}
         env.update(container_env(container, obj, self._data))
@@ -129,7 +132,7 @@ class ProcessRunner:
         self.started += 1
 
     def _data(self, plural: str, name: str) -> dict[str, str]:
-        obj = self.cluster.get("v1", plural, name)
+        obj = self.cluster.get("v1", plural, name, self.namespace)
         if obj is None:  # a kubelet would report CreateContainerConfigError
             raise LookupError(f"the pod template refers to {plural}/{name}, which does not exist")
         return decoded(plural, obj)
@@ -150,7 +153,7 @@ class ProcessRunner:
         for group in (self.pods, self.terminating):
             if pod in group:
                 group.remove(pod)
-        await self.cluster.request("DELETE", f"/api/v1/namespaces/{NS}/pods/{pod.name}")
+        await self.cluster.request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{pod.name}")
 
     async def _report(self, dep: dict[str, Any]) -> None:
         n = len(self.pods)
@@ -164,7 +167,7 @@ class ProcessRunner:
         if dep.get("status") != status:
             await self.cluster.request(
                 "PATCH",
-                f"/apis/apps/v1/namespaces/{NS}/deployments/{self.deployment}/status",
+                f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.deployment}/status",
                 {"status": status},
             )
 
@@ -197,9 +200,11 @@ class ProcessRunner:
 
 
 @contextlib.asynccontextmanager
-async def process_runner(cluster: Cluster, deployment: str, logdir: Path) -> AsyncIterator[ProcessRunner]:
+async def process_runner(
+    cluster: Cluster, deployment: str, logdir: Path, namespace: str = NS, slot_base: int = 0
+) -> AsyncIterator[ProcessRunner]:
     """Run a ProcessRunner on the test's loop; on exit no process of it is left."""
-    runner = ProcessRunner(cluster, deployment, logdir)
+    runner = ProcessRunner(cluster, deployment, logdir, namespace, slot_base)
     task = asyncio.create_task(runner.run())
     try:
         yield runner
