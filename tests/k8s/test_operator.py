@@ -48,8 +48,10 @@ class Release:
 
 
 @contextlib.contextmanager
-def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str) -> Iterator[Release]:
-    """`helm install` the chart (namespaced for `watched`, or all namespaces) and run its pods."""
+def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str,
+                     crawls_in: list[str]) -> Iterator[Release]:
+    """`helm install` the chart (namespaced for `watched`, or all namespaces) and run its pods
+    and those of the crawls in `crawls_in`."""
     ns = k8s.namespace(f"op-{uuid.uuid4().hex[:6]}")
     values = {
         "watch": {"allNamespaces": watched is None, "namespaces": watched or []},
@@ -60,7 +62,7 @@ def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str) 
     values_file.write_text(yaml.safe_dump(values))
     k8s.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(values_file))
     try:
-        with kubelet(k8s.api, tmp / "pods", {ns, *(watched or [])}) as runner:
+        with kubelet(k8s.api, tmp / "pods", {ns, *crawls_in}) as runner:
             until(lambda: runner.running(OPERATOR_SA), 60, "the operator's process")
             yield Release(ns, runner)
     finally:
@@ -158,7 +160,7 @@ def test_a_crawl_runs_to_completed_under_the_charts_rbac(
     store = RedisStore(services.redis_url, ident)
     watched = [namespace] if mode == "namespaced" else None
     try:
-        with operator_release(k8s, tmp_path, watched, shared_pool) as release:
+        with operator_release(k8s, tmp_path, watched, shared_pool, [namespace]) as release:
             runner = release.kubelet
             k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
             try:
@@ -209,7 +211,7 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
     store = RedisStore(services.redis_url, ident)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     try:
-        with operator_release(k8s, tmp_path, [namespace], shared_pool):
+        with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]):
             k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
             until(lambda: condition(k8s, namespace, crawl, "Ready") is not None, 60, "first status")
             k8s.kubectl("scale", f"wc/{crawl}", "-n", namespace, "--replicas=2")

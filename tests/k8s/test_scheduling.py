@@ -88,8 +88,9 @@ def test_one_per_node_leaves_extra_workers_pending(k8s: K8s, crd: dict, namespac
                 if any(c["type"] == "PodScheduled" and c["status"] == "False"
                        and c.get("reason") == "Unschedulable"
                        for c in (p.get("status") or {}).get("conditions") or [])]
-    assert len(until(pending, 60, "one Unschedulable pod")) == 1
-    assert len(set(bound(k8s, namespace, crawl).values())) == 2
+    until(lambda: len(pending()) == 1 and len(bound(k8s, namespace, crawl)) == 2, 60,
+          "two pods bound, one Unschedulable")
+    assert len(set(bound(k8s, namespace, crawl).values())) == 2  # on two nodes
 
 
 def evict(k8s: K8s, namespace: str, pod: str) -> None:
