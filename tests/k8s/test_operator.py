@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from whoiscrawl.dev.services import free_port
 from whoiscrawl.sim.score import score
 from whoiscrawl.store import Progress, RedisStore
 
-from .conftest import CHART, POOL, WC, K8s
+from .conftest import CHART, POOL, WC, K8s, pool_of
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.slow, pytest.mark.services]
 RELEASE = "wc"
@@ -238,3 +239,111 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
             queue.delete_topics(services.kafka_bootstrap, prefix, ident)
         with contextlib.suppress(Exception):
             store.delete_crawl()
+
+
+@dataclass
+class DeleteWatch:
+    """Samples, while a crawl is deleted, whether its data is gone and whether its workers still run."""
+
+    store: RedisStore
+    runner: Kubelet
+    namespace: str
+    samples: list[tuple[float, bool, int]] = field(default_factory=list)  # (t, data gone, workers)
+
+    def sample(self) -> None:
+        gone = self.store.progress() == Progress()
+        workers = self.runner.alive("-worker-", self.namespace)  # draining ones still write
+        self.samples.append((time.monotonic(), gone, len(workers)))
+
+    def wiped_under_running_workers(self) -> list[tuple[float, bool, int]]:
+        return [s for s in self.samples if s[1] and s[2] > 0]
+
+
+def delete_watching(k8s: K8s, namespace: str, crawl: str, watch: DeleteWatch) -> None:
+    """`kubectl delete wc` and sample until the object is gone."""
+    k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--wait=false")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and k8s.api.get(*WC, namespace, crawl) is not None:
+        watch.sample()
+        time.sleep(0.1)
+    assert k8s.api.get(*WC, namespace, crawl) is None, "the crawl was never deleted"
+    watch.sample()
+
+
+def test_same_named_crawls_in_two_namespaces_and_a_delete_mid_crawl(
+        k8s: K8s, crd: dict, shared_pool: str, services: Any, quick_sim: Simulator, namespace: str,
+        tmp_path: Path) -> None:
+    """All-namespaces operator: deleting one crawl stops its workers before its data goes, and
+    leaves its same-named twin in another namespace crawling to Completed."""
+    crawl, other = "twin", k8s.namespace(f"t-{uuid.uuid4().hex[:8]}")
+    doc = crawl_doc(crawl, services, quick_sim, shared_pool)
+    prefix = parse_spec(doc["spec"]).kafka.queue_prefix
+    keep, gone = RedisStore(services.redis_url, crawl_id(namespace, crawl)), RedisStore(
+        services.redis_url, crawl_id(other, crawl))
+    try:
+        with operator_release(k8s, tmp_path, None, shared_pool, [namespace, other]) as release:
+            for ns in (namespace, other):
+                k8s.kubectl("apply", "-n", ns, "-f", "-", stdin=yaml.safe_dump(doc))
+            until(lambda: keep.progress().lookups > 300 and gone.progress().lookups > 300, 120,
+                  "both crawls under way")
+            watch = DeleteWatch(gone, release.kubelet, other)
+            delete_watching(k8s, other, crawl, watch)
+            time.sleep(3)  # an in-flight pass of the operator must not recreate anything
+            recreated = gone.progress() != Progress()
+            listed = AdminClient({"bootstrap.servers": services.kafka_bootstrap}).list_topics(timeout=10)
+            topics_left = [t for t in queue.topic_names(prefix, crawl_id(other, crawl)) if t in listed.topics]
+            until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
+                  240, "the twin Completed")
+            figures = export_and_score(services, prefix, crawl_id(namespace, crawl), tmp_path / "r.jsonl")
+    finally:
+        for ns in (namespace, other):
+            with contextlib.suppress(Exception):
+                queue.delete_topics(services.kafka_bootstrap, prefix, crawl_id(ns, crawl))
+        for store in (keep, gone):
+            with contextlib.suppress(Exception):
+                store.delete_crawl()
+        k8s.api.delete("v1", "namespaces", None, other)
+    assert watch.samples and watch.samples[-1][1], "the deleted crawl's Redis keys were not deleted"
+    assert watch.wiped_under_running_workers() == [], "data was deleted while its workers still ran"
+    assert not recreated and topics_left == []
+    assert figures["recall_resolution"] == 1.0
+
+
+def test_with_no_spot_capacity_left_the_on_demand_overflow_takes_over(
+        k8s: K8s, crd: dict, services: Any, quick_sim: Simulator, namespace: str, tmp_path: Path) -> None:
+    """capacityType any, one worker per node, one spot node: the real scheduler leaves two spot pods
+    Unschedulable, and the operator sizes an on-demand overflow for them; the spot fleet stays."""
+    pool = f"o{uuid.uuid4().hex[:5]}"
+    pool_of(k8s, pool, {"eks": "eks"}, on_demand=3)
+    crawl = f"o{uuid.uuid4().hex[:6]}"
+    doc = crawl_doc(crawl, services, quick_sim, pool)
+    doc["spec"]["workers"].update({"min": 3, "max": 3})
+    doc["spec"]["scheduling"].update({"capacityType": "any", "onePerNode": True,
+                                      "spotPendingTimeoutSeconds": 10})
+    ident = crawl_id(namespace, crawl)
+    prefix = parse_spec(doc["spec"]).kafka.queue_prefix
+
+    def nodes_of(deployment: str) -> list[dict[str, str]]:
+        dep = k8s.api.get("apps/v1", "deployments", namespace, deployment) or {}
+        selector = ",".join(f"{k}={v}" for k, v in
+                            ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels", {}).items())
+        pods = k8s.api.list("v1", "pods", namespace, selector) if selector else []
+        return [(k8s.api.get("v1", "nodes", None, p["spec"]["nodeName"]) or {})["metadata"]["labels"]
+                for p in pods if p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")]
+
+    try:
+        with operator_release(k8s, tmp_path, [namespace], pool, [namespace]):
+            k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
+            overflow = until(lambda: len(got := nodes_of(f"{crawl}-worker-overflow")) == 2 and got, 90,
+                             "two overflow workers bound")
+            spot_nodes = nodes_of(f"{crawl}-worker")
+            spot_spec = (k8s.api.get("apps/v1", "deployments", namespace, f"{crawl}-worker") or {})["spec"]
+            k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
+    finally:
+        with contextlib.suppress(Exception):
+            queue.delete_topics(services.kafka_bootstrap, prefix, ident)
+        with contextlib.suppress(Exception):
+            RedisStore(services.redis_url, ident).delete_crawl()
+    assert all(labels.get("eks.amazonaws.com/capacityType") == "ON_DEMAND" for labels in overflow), overflow
+    assert [labels["kubernetes.io/hostname"] for labels in spot_nodes] == [f"{pool}-eks"]
+    assert spot_spec["replicas"] == 3  # the spot Deployment is kept, not flipped to on-demand

@@ -183,9 +183,15 @@ class Kubelet:
         os.killpg(running.proc.pid, signal.SIGKILL)
         return running.pod
 
-    def running(self, match: str = "") -> list[str]:
+    def running(self, match: str = "", namespace: str | None = None) -> list[str]:
+        """Pods (of a namespace) whose process runs; `alive` counts the draining ones too."""
         return [p.pod for p in list(self.processes.values())
-                if match in p.pod and p.proc.poll() is None and p.kill_at is None]
+                if match in p.pod and p.proc.poll() is None and p.kill_at is None
+                and namespace in (None, p.namespace)]
+
+    def alive(self, match: str = "", namespace: str | None = None) -> list[str]:
+        return [p.pod for p in list(self.processes.values())
+                if match in p.pod and p.proc.poll() is None and namespace in (None, p.namespace)]
 
     def stop(self) -> None:
         """SIGTERM every process, wait, SIGKILL what is left (after the sync thread has ended)."""
