@@ -122,7 +122,6 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
         "WHOISCRAWL_CRAWL": crawl,
         "WHOISCRAWL_KAFKA_BOOTSTRAP": spec.kafka.bootstrap_servers,
         "WHOISCRAWL_TOPIC_PREFIX": spec.kafka.queue_prefix,
-        "WHOISCRAWL_CONCURRENCY": str(spec.workers.concurrency),
         "WHOISCRAWL_RATE_LIMITS": spec.rate_limits_env(),
         "WHOISCRAWL_METRICS_PORT": str(spec.workers.metrics_port),
         "WHOISCRAWL_GRACE_SECONDS": str(spec.workers.grace_period_seconds),

@@ -280,7 +280,7 @@ def _recommend(spec: CrawlSpec, snap: Snapshot, completed: bool) -> scaling.Reco
     rec = scaling.recommend(scaling.ScalingInputs(
         lag=snap.lag or 0, partitions=snap.partitions, min_workers=spec.workers.min,
         max_workers=spec.workers.max, lag_threshold=spec.workers.lag_threshold,
-        replicas=spec.workers.replicas, paused=spec.paused, completed=completed,
+        replicas=spec.workers.manual_replicas, paused=spec.paused, completed=completed,
         address_budget=spec.address_budget(),
         egress_addresses=egress_addresses(spec, list(snap.pods)),
         worker_rate=spec.workers.lookups_per_second, remaining_addresses=remaining,

@@ -14,10 +14,12 @@ from whoiscrawl.operator.spec import (
     EGRESS_MODES,
     GROUP,
     KIND,
+    MANUAL_ONLY,
     NAME_PATTERN,
     PLURAL,
     REGISTRIES,
     RETAIN_DELETE,
+    SCALE_MODES,
     SHORT_NAMES,
     SINGULAR,
     STRATEGIES,
@@ -123,9 +125,11 @@ def spec_schema() -> dict[str, Any]:
     workers = _obj({
         "min": _int(w.min, 0, desc="Fewest workers while work is left."),
         "max": _int(w.max, 0, 1000, desc="Most workers."),
-        "replicas": _int(None, 0, 1000, desc="Fixed worker count (kubectl scale / HPA); unset "
-                                             "lets the operator size the fleet."),
-        "concurrency": _int(w.concurrency, 1, 10000, desc="Lookups in flight per worker."),
+        "mode": _str(w.mode, SCALE_MODES, "auto: the operator sizes the fleet from lag, rate "
+                                          "budget and deadline; manual: replicas does (kubectl "
+                                          "scale, HPA and KEDA drive it through the scale "
+                                          "subresource)."),
+        "replicas": _int(None, 0, 1000, desc="The fleet's size in manual mode (min when unset)."),
         "lookupsPerSecond": {"type": "number", "default": w.lookups_per_second,
                              "exclusiveMinimum": True, "minimum": 0,
                              "description": "Lookups/s one worker sustains when no registry "
@@ -156,7 +160,8 @@ def spec_schema() -> dict[str, Any]:
     workers["x-kubernetes-validations"] = [
         {"rule": "self.min <= self.max", "message": "workers.min must be <= workers.max"},
         {"rule": "!has(self.replicas) || self.replicas <= self.max",
-         "message": "workers.replicas must be <= workers.max"}]
+         "message": "workers.replicas must be <= workers.max"},
+        {"rule": "!has(self.replicas) || self.mode == 'manual'", "message": MANUAL_ONLY}]
     toleration = {"type": "object", "properties": {
         "key": {"type": "string"}, "operator": {"type": "string"}, "value": {"type": "string"},
         "effect": {"type": "string"}, "tolerationSeconds": {"type": "integer"}}}

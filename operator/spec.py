@@ -23,6 +23,8 @@ DEFAULT_RATES = {"arin": "10/s", "ripencc": "10/s", "apnic": "10/s", "lacnic": "
                  "afrinic": "2/s"}
 STRATEGIES = ("sweep", "sample")
 CAPACITY_TYPES = ("spot", "on-demand", "any")
+# auto: the operator sizes the fleet; manual: spec.workers.replicas does (kubectl scale, HPA, KEDA).
+SCALE_MODES = ("auto", "manual")
 EGRESS_MODES = ("node", "nat")
 RETAIN_DELETE = ("Retain", "Delete")
 DEFAULT_IMAGE = "ghcr.io/whoiscrawl/whoiscrawl:0.1.0"
@@ -75,8 +77,8 @@ class Workers:
 
     min: int = 0
     max: int = 10
-    replicas: int | None = None  # set: manual size (kubectl scale); unset: autoscale
-    concurrency: int = 30
+    mode: str = "auto"  # SCALE_MODES
+    replicas: int | None = None  # the size in manual mode (kubectl scale); min when unset
     lookups_per_second: float = 20.0  # what one worker sustains when no registry limit binds
     lag_threshold: int = 2  # work messages per worker, like KEDA's lagThreshold
     scale_down_stabilization_seconds: int = 300
@@ -89,6 +91,13 @@ class Workers:
     max_unavailable: int | str | None = None  # None: no PodDisruptionBudget (spot drains never wait)
     bootstrap_url: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def manual_replicas(self) -> int | None:
+        """The fixed size in manual mode (spec.workers.replicas, else min); None in auto mode."""
+        if self.mode != "manual":
+            return None
+        return self.min if self.replicas is None else self.replicas
 
 
 @dataclass(frozen=True)
@@ -288,6 +297,10 @@ class _Reader:
         return out
 
 
+MANUAL_ONLY = ("workers.replicas (kubectl scale, HPA, KEDA) needs workers.mode: manual; "
+               "in auto mode the operator sizes the fleet")
+
+
 def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
     p = "spec.workers"
     d = Workers()
@@ -310,9 +323,11 @@ def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
         r.fail(f"{p}.maxUnavailable", f"must be an integer or a percentage like '50%', "
                                       f"got {max_unavailable!r}")
         max_unavailable = d.max_unavailable
+    mode = r.string(raw, "mode", p, d.mode, SCALE_MODES) or d.mode
+    if replicas is not None and mode != "manual":
+        r.fail(f"{p}.replicas", MANUAL_ONLY)
     return Workers(
-        min=lo, max=hi, replicas=replicas,
-        concurrency=r.integer(raw, "concurrency", p, d.concurrency, lo=1, hi=10000),
+        min=lo, max=hi, mode=mode, replicas=replicas,
         lookups_per_second=r.number(raw, "lookupsPerSecond", p, d.lookups_per_second),
         lag_threshold=r.integer(raw, "lagThreshold", p, d.lag_threshold, lo=1),
         scale_down_stabilization_seconds=r.integer(

@@ -215,6 +215,11 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
         with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]):
             k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
             until(lambda: condition(k8s, namespace, crawl, "Ready") is not None, 60, "first status")
+            # In auto mode the operator sizes the fleet: kubectl scale is refused, and says why.
+            refused = k8s.kubectl("scale", f"wc/{crawl}", "-n", namespace, "--replicas=2", check=False)
+            assert refused.returncode != 0 and "needs workers.mode: manual" in refused.stderr, refused
+            k8s.kubectl("patch", f"wc/{crawl}", "-n", namespace, "--type=merge",
+                        "-p", '{"spec": {"workers": {"mode": "manual"}}}')
             k8s.kubectl("scale", f"wc/{crawl}", "-n", namespace, "--replicas=2")
 
             def deployment_replicas() -> int | None:

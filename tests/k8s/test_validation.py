@@ -34,7 +34,10 @@ def create(k8s: K8s, namespace: str, spec: dict[str, Any], name: str | None = No
 
 REFUSED = [
     ("min above max", {"workers": {"min": 5, "max": 2}}, "workers.min must be <= workers.max"),
-    ("replicas above max", {"workers": {"max": 2, "replicas": 3}}, "workers.replicas must be <= workers.max"),
+    ("replicas above max", {"workers": {"mode": "manual", "max": 2, "replicas": 3}},
+     "workers.replicas must be <= workers.max"),
+    ("replicas in auto mode", {"workers": {"replicas": 2}}, "workers.replicas (kubectl scale, HPA, KEDA) "
+                                                            "needs workers.mode: manual"),
     ("both redis url and secret", {"redis": {"url": "redis://r", "urlSecretRef": {"name": "s"}}},
      "set exactly one of redis.url or redis.urlSecretRef"),
     ("neither redis url nor secret", {"redis": {"url": None}},

@@ -46,7 +46,7 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     await cluster.until(lambda: cluster.events("Planned"), label="Planned event")
 
     # Scale through the spec, then through the scale subresource (kubectl scale / HPA).
-    await cluster.patch_spec("demo", {"workers": {"replicas": 2}})
+    await cluster.patch_spec("demo", {"workers": {"mode": "manual", "replicas": 2}})
     await cluster.until(lambda: cluster.replicas("demo") == 2, label="manual 2")
     code, scale = await cluster.request("PATCH", f"{CRAWLS}/demo/scale", {"spec": {"replicas": 3}})
     assert code == 200 and scale["spec"]["replicas"] == 3, scale
@@ -54,7 +54,7 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     await cluster.until(lambda: cluster.replicas("demo") == 3, label="scaled to 3")
     code, scale = await cluster.request("GET", f"{CRAWLS}/demo/scale")
     await cluster.until(lambda: cluster.crawl("demo")["status"]["replicas"] == 3)
-    await cluster.patch_spec("demo", {"workers": {"replicas": None}})
+    await cluster.patch_spec("demo", {"workers": {"mode": "auto", "replicas": None}})
     await cluster.until(lambda: cluster.replicas("demo") == 4, label="back to lag-based")
 
     # Completion: every shard done, nothing lagging -> 0 workers, Completed, summary kept.
