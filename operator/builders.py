@@ -116,6 +116,17 @@ def fits_spot_notice(grace: int) -> bool:
     return termination_grace_seconds(grace) <= SHORTEST_SPOT_NOTICE_SECONDS
 
 
+def notice_overrun(spec: CrawlSpec) -> str | None:
+    """Why the workers' grace may be cut short on spot capacity (None: it fits, or no spot)."""
+    grace = spec.workers.grace_period_seconds
+    if spec.scheduling.capacity_type == "on-demand" or fits_spot_notice(grace):
+        return None
+    return (f"terminationGracePeriodSeconds {termination_grace_seconds(grace)} s (gracePeriodSeconds "
+            f"{grace} + {TERMINATION_MARGIN_SECONDS}) exceeds the {SHORTEST_SPOT_NOTICE_SECONDS} s GKE "
+            "gives ordinary pods of a spot notice: a reclaimed worker may be killed mid-drain (its "
+            "shard resumes from the last checkpoint, so nothing is lost, but work is repeated)")
+
+
 def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
     """Worker environment that is not secret and not per pod (`crawl`: the crawl_id)."""
     data = {

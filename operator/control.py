@@ -355,7 +355,7 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
         recommendation=decision.recommendation, deadline=spec.deadline,
         capacity=decision.capacity, overflow=decision.spot.overflow,
         unschedulable_time=decision.spot.since, pending_message=decision.spot.pending_message,
-        selector=builders.selector_string(crawl.name))
+        notice_overrun=builders.notice_overrun(spec), selector=builders.selector_string(crawl.name))
     res = st.compute_status(snap.prev, obs)
     if snap.read_error is not None:  # blind: the fleet was not seen, keep what was last seen
         res.status.update({k: snap.prev[k] for k in ("workers", "replicas", "scheduling")

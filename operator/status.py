@@ -11,7 +11,7 @@ from whoiscrawl.operator.scaling import Recommendation
 
 from whoiscrawl.records import Progress
 
-CONDITION_TYPES = ("Ready", "Progressing", "Completed", "Degraded")
+CONDITION_TYPES = ("Ready", "Progressing", "Completed", "Degraded", "SpotNoticeFits")
 RATE_SMOOTHING = 0.3  # weight of the newest sample in the EWMA of the crawl rate
 # A stalled crawl's EWMA decays towards 0 without reaching it; past this the ETA is unknown
 # (and now + ETA would overflow datetime, failing every reconcile).
@@ -55,6 +55,7 @@ class Observation:
     overflow: int = 0  # on-demand overflow workers standing in for Unschedulable spot pods
     unschedulable_time: datetime | None = None
     pending_message: str | None = None  # spot pods Pending with no fallback allowed
+    notice_overrun: str | None = None  # the pods' grace is longer than the shortest spot notice
     selector: str = ""
 
 
@@ -166,9 +167,11 @@ def _conditions(o: Observation, deadline_late: bool, previous: list[Mapping[str,
 
     completed = ((True, "AllShardsDone", summary) if o.completed
                  else (False, "InProgress", "not every shard is done"))
+    notice = ((False, "GraceExceedsSpotNotice", o.notice_overrun) if o.notice_overrun
+              else (True, "GraceFitsSpotNotice", "workers drain within the shortest spot notice"))
     out = []
     for ctype, (ok, reason, message) in zip(CONDITION_TYPES,
-                                            (ready, progressing, completed, degraded),
+                                            (ready, progressing, completed, degraded, notice),
                                             strict=True):
         out.append(condition(ctype, ok, reason, message, o.generation, o.now, previous))
     return out
@@ -260,8 +263,11 @@ def transitions(old: Iterable[Mapping[str, Any]],
             continue  # "not degraded" at birth is not news
         if ctype == "Completed" and status == "False":
             continue
-        bad = (ctype == "Degraded" and status == "True") or (ctype == "Ready" and status == "False"
-                                                             and reason != "Planning")
+        bad = ((ctype == "Degraded" and status == "True")
+               or (ctype == "Ready" and status == "False" and reason != "Planning")
+               or (ctype == "SpotNoticeFits" and status == "False"))
+        if ctype == "SpotNoticeFits" and status == "True" and ctype not in before:
+            continue  # fitting at birth is not news
         kind = "Warning" if bad else "Normal"
         message = cond["message"] or f"{ctype} is {status}"
         events.append((kind, f"{ctype}{status}" if reason == "AsExpected" else reason, message))

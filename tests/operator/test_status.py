@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from whoiscrawl.operator import builders
 from whoiscrawl.operator.scaling import Recommendation
+from whoiscrawl.operator.spec import parse_spec
 from whoiscrawl.operator.status import (
     Observation,
     Progress,
@@ -154,3 +156,20 @@ def test_transitions_table() -> None:
     old = [{"type": "Degraded", "status": "True", "reason": "BackendUnavailable"}]
     new = [{"type": "Degraded", "status": "False", "reason": "AsExpected", "message": ""}]
     assert transitions(old, new) == [("Normal", "DegradedFalse", "Degraded is False")]
+
+
+def test_a_grace_longer_than_the_spot_notice_is_a_condition_and_a_warning() -> None:
+    base = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
+    assert builders.notice_overrun(parse_spec(base)) is None  # the default grace fits
+    long = parse_spec({**base, "workers": {"gracePeriodSeconds": 20}})
+    overrun = builders.notice_overrun(long)
+    assert overrun is not None and "23 s" in overrun and "15 s" in overrun
+    on_demand = parse_spec({**base, "workers": {"gracePeriodSeconds": 20},
+                            "scheduling": {"capacityType": "on-demand"}})
+    assert builders.notice_overrun(on_demand) is None  # no spot notice to fit
+    fits = compute_status({}, obs())
+    assert conds(fits.status)["SpotNoticeFits"] == ("True", "GraceFitsSpotNotice")
+    assert not [e for e in fits.events if e[1].startswith("Grace")]
+    late = compute_status(fits.status, obs(notice_overrun=overrun))
+    assert conds(late.status)["SpotNoticeFits"] == ("False", "GraceExceedsSpotNotice")
+    assert ("Warning", "GraceExceedsSpotNotice", overrun) in late.events
