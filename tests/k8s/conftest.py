@@ -123,9 +123,13 @@ def node(k8s: K8s, name: str, pool: str, zone: str, labels: dict[str, str],
 
 
 def node_ready(k8s: K8s, name: str) -> bool:
+    """Ready, and schedulable: the node-lifecycle controller has lifted its not-ready taint."""
     got = k8s.api.get("v1", "nodes", None, name) or {}
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in (got.get("status") or {}).get("conditions") or [])
+    ready = any(c["type"] == "Ready" and c["status"] == "True"
+                for c in (got.get("status") or {}).get("conditions") or [])
+    lifecycle = [t for t in (got.get("spec") or {}).get("taints") or []
+                 if t["key"].startswith("node.kubernetes.io/")]
+    return ready and not lifecycle
 
 
 def pool_of(k8s: K8s, pool: str, spot: dict[str, str], on_demand: int = 0) -> list[str]:
