@@ -15,7 +15,7 @@ from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.space import Scope
-from whoiscrawl.store import Store
+from whoiscrawl.store import LISTING_LEASE_S, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class Crawler:
     failure_pauses: tuple[float, ...] = (2.0, 10.0)  # before giving up on an address
     list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
     scope: Scope | None = None  # listed children outside it are not kept (None: keep all)
-    _listings: dict[tuple[int, int], asyncio.Future[bool]] = field(default_factory=dict)
+    listing_poll_s: float = 0.25  # how often a lane waiting for another worker's listing looks again
+    _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
 
     async def run_shard(self, shard: Shard) -> bool:
         """Walk a shard to its end (True) or until asked to stop (False; its cursor is checkpointed)."""
@@ -82,37 +83,49 @@ class Crawler:
             finally:
                 metrics.IN_FLIGHT.dec()
             self.lookups_by_registry[result.registry] += result.lookups
-            record = result.record
-            if record is None:  # the registry holds nothing here
+            if result.record is None:  # the registry holds nothing here
                 walk.skip(address)
-                await self.store.record_step(
-                    shard.shard_id,
-                    walk.cursor,
-                    None,
-                    lookups=result.lookups,
-                    rate_limited=result.rate_limited,
-                )
+                await self._step(shard, walk, None, result)
                 return
-            answer = Answer.of(record, shard.resolution)
-            if not await self._keep(record, answer) and answer.terminal:
-                metrics.WASTED.inc()
-            listable = (  # the sample strategy stays the 2016 method: no listings
-                self.list_children
-                and shard.strategy == "sweep"
-                and result.down_url
-                and worth_listing(record, shard.resolution)
-            )
-            listed = listable and await self._list(shard, walk.cursor, record, str(result.down_url))
-            if listed:
-                answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
-            walk.observe(address, answer)
-            # A parent another lane listed is stored already: this lookup found it, wasted nothing.
-            stored = None if listed and self.store.index.covers(answer.first, answer.last) else answer
-            await self.store.record_step(
-                shard.shard_id, walk.cursor, stored, lookups=result.lookups, rate_limited=result.rate_limited
-            )
+            await self._answered(shard, walk, address, result, result.record)
         finally:
             await self.store.release(address, self.owner)
+
+    async def _answered(
+        self, shard: Shard, walk: Walk, address: int, result: LookupResult, record: NetworkRecord
+    ) -> None:
+        answer = Answer.of(record, shard.resolution)
+        if not await self._keep(record, answer) and answer.terminal:
+            metrics.WASTED.inc()
+        listable = (  # the sample strategy stays the 2016 method: no listings
+            self.list_children
+            and shard.strategy == "sweep"
+            and result.down_url
+            and worth_listing(record, shard.resolution)
+        )
+        url = str(result.down_url)
+        listed = await self._list(shard, walk.checkpoint(), record, url) if listable else False
+        if listed is None:
+            # Stopping while another worker still lists this parent: observe nothing, so the walk's
+            # checkpoint still holds this probe and whoever resumes the shard makes it again.
+            await self._step(shard, walk, None, result)
+            return
+        if listed:
+            answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
+        walk.observe(address, answer)
+        # A parent listed whole is stored already (by its lister): this lookup found it, wasted nothing.
+        stored = None if listed and self.store.index.covers(answer.first, answer.last) else answer
+        await self._step(shard, walk, stored, result)
+
+    async def _step(self, shard: Shard, walk: Walk, answer: Answer | None, result: LookupResult) -> None:
+        """Checkpoint the walk after a lookup, with what it found and what it cost."""
+        await self.store.record_step(
+            shard.shard_id,
+            walk.checkpoint(),
+            answer,
+            lookups=result.lookups,
+            rate_limited=result.rate_limited,
+        )
 
     async def _keep(self, record: NetworkRecord, answer: Answer) -> bool:
         """Send a newly found block to the sink (durable before the store or a cursor moves past
@@ -124,46 +137,89 @@ class Crawler:
         metrics.BLOCKS.labels(record.registry).inc()
         return True
 
-    async def _list(self, shard: Shard, cursor: int, parent: NetworkRecord, url: str) -> bool:
+    async def _list(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
         """Ask the registry for a parent's children (RFC 9910 rdap-down), and for theirs in turn.
 
         True when every descendant is now known, so nothing inside the parent needs probing. A
         child that is a parent itself and was listed whole is stored as a leaf, so no walk probes
-        inside it. False when the list (or a part of a long one) could not be had, or another worker
-        lists this parent: the walk's grid then covers what no list did. Lanes of this process that meet
-        a parent being listed wait for that listing rather than probe inside it."""
+        inside it. False when the list (or a part of a long one) could not be had: the walk's grid
+        then covers what no list did. A parent another lane or worker lists now is waited for (or
+        its listing taken over once its owner's lease lapses), never probed inside meanwhile: a
+        probe there answers the parent, and a partly listed parent must not look known. None: the
+        crawl stops while another worker still lists it."""
         key = (parent.first, parent.last)
-        listing = self._listings.get(key)
-        if listing is None:
-            if not await self.store.first_to_list(parent.first, parent.last, self.owner):
+        while True:
+            listing = self._listings.get(key)
+            if listing is not None:
+                return await asyncio.shield(listing)
+            if self.store.index.covers(parent.first, parent.last):
+                return True  # listed whole already: a lookup in flight meanwhile answered it again
+            claim = await self.store.first_to_list(parent.first, parent.last, self.owner)
+            if claim == "partly":
                 return False
-            listing = asyncio.ensure_future(self._list_now(shard, cursor, parent, url))
-            self._listings[key] = listing
-            listing.add_done_callback(lambda _: self._listings.pop(key, None))
-        return await asyncio.shield(listing)
+            if claim == "mine":
+                listing = asyncio.ensure_future(self._list_owned(shard, checkpoint, parent, url))
+                self._listings[key] = listing
+                listing.add_done_callback(lambda _: self._listings.pop(key, None))
+                return await asyncio.shield(listing)
+            if self.stopping.is_set():
+                return None
+            await asyncio.sleep(self.listing_poll_s)
+            await self.store.sync()
 
-    async def _list_now(self, shard: Shard, cursor: int, parent: NetworkRecord, url: str) -> bool:
+    async def _list_owned(
+        self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
+    ) -> bool | None:
+        """List a parent whose lease is ours, renewing it meanwhile; store it as a leaf if whole."""
+        await self.store.sync()
+        if self.store.index.covers(parent.first, parent.last):  # the lease's last owner listed it whole
+            await self.store.listed(parent.first, parent.last, self.owner, True)
+            return True
+        renewing = asyncio.create_task(self._renew(parent))
+        try:
+            whole = await self._list_now(shard, checkpoint, parent, url)
+        finally:
+            renewing.cancel()
+        if whole:
+            leaf = Answer(parent.first, parent.last, True)
+            await self.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0)
+        await self.store.listed(parent.first, parent.last, self.owner, whole)
+        return whole
+
+    async def _renew(self, parent: NetworkRecord) -> None:
+        while True:
+            await asyncio.sleep(LISTING_LEASE_S / 3)
+            try:
+                if not await self.store.renew_listing(parent.first, parent.last, self.owner):
+                    log.warning("lost the listing lease of %s (a stall?)", parent.handle)
+            except Exception as exc:  # a Redis hiccup: the next renewal may get through
+                log.warning("renewing the listing lease of %s: %s", parent.handle, exc)
+
+    async def _list_now(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
         # A long list is fetched page by page up to the parent's last crawled address, not beyond.
         until = self.scope.last_within(parent.first, parent.last) if self.scope else None
         listing = await self.client.children(parent.registry, url, until or parent.last, parent.handle)
         self.lookups_by_registry[parent.registry] += listing.lookups
         await self.store.record_step(
-            shard.shard_id, cursor, None, lookups=listing.lookups, rate_limited=listing.rate_limited
+            shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited
         )
-        whole = listing.complete
+        whole: bool | None = listing.complete
         for child, child_url in listing.children:
             if self.scope is not None and not self.scope.overlaps(child.first, child.last):
                 continue  # a sibling of the crawled space, not asked for
             answer = Answer.of(child, shard.resolution)
             await self._keep(child, answer)
-            listable = child_url and worth_listing(child, shard.resolution)
-            if listable and await self._list(shard, cursor, child, str(child_url)):
+            inside = (child.first, child.last) != (parent.first, parent.last)  # never wait for ourselves
+            listed: bool | None = False
+            if inside and child_url and worth_listing(child, shard.resolution):
+                listed = await self._list(shard, checkpoint, child, str(child_url))
+                if listed is None:
+                    return None  # stopping: unfinished, for whoever meets the parent next
+            if listed:
                 answer = Answer(answer.first, answer.last, True)
             whole = whole and answer.terminal
             if not self.store.index.covers(answer.first, answer.last):  # nothing new to share otherwise
-                await self.store.record_step(shard.shard_id, cursor, answer, lookups=0)
-        if not whole:
-            await self.store.listed_partly(parent.first, parent.last)
+                await self.store.record_step(shard.shard_id, checkpoint, answer, lookups=0)
         return whole
 
     async def _lookup_patiently(self, address: int) -> LookupResult:
@@ -183,7 +239,7 @@ class Crawler:
         log.warning("giving up on %s for now: %s", IPAddress(address), reason)
         self.failures = [*self.failures[-99:], f"{IPAddress(address)}: {reason}"]  # the latest 100
         walk.skip(address)
-        await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=1, errors=1)
+        await self.store.record_step(shard.shard_id, walk.checkpoint(), None, lookups=1, errors=1)
 
 
 async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:
