@@ -10,8 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 from whoiscrawl.bench import Simulator, simulator
-from whoiscrawl.cli import _whois_servers
 from whoiscrawl.local import LocalCrawl, fetch_bootstrap
+from whoiscrawl.space import REGISTRIES
 
 from .conftest import TIME_SCALE
 
@@ -26,7 +26,7 @@ async def job(sim: Simulator, out: Path, resume: bool, stopping: asyncio.Event) 
         out=out,
         bootstrap=await fetch_bootstrap(sim.bootstrap_url),
         limits=sim.limits(),
-        whois_servers=_whois_servers(sim.whois),
+        whois_servers=dict.fromkeys(REGISTRIES, sim.whois),
         resume=resume,
         stopping=stopping,
     )
