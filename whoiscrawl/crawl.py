@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,7 +17,7 @@ from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.space import Scope
-from whoiscrawl.store import LISTING_LEASE_S, Store
+from whoiscrawl.store import LEASE_S, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
@@ -69,27 +71,32 @@ class Crawler:
             await asyncio.sleep(0.02)  # another worker is looking up this cell; its block will appear
             await self.store.sync()
             return
+        renew = functools.partial(self.store.renew_claim, address, self.owner)
         try:
-            await self.store.sync()  # found by someone else since we looked?
-            if self.store.index.terminal_end(address) is not None:
-                metrics.KNOWN_SKIPS.inc()
-                return
-            metrics.IN_FLIGHT.inc()
-            try:
-                result = await self._lookup_patiently(address)
-            except LookupFailed as exc:
-                await self._failed(shard, walk, address, str(exc))
-                return
-            finally:
-                metrics.IN_FLIGHT.dec()
-            self.lookups_by_registry[result.registry] += result.lookups
-            if result.record is None:  # the registry holds nothing here
-                walk.skip(address)
-                await self._step(shard, walk, None, result)
-                return
-            await self._answered(shard, walk, address, result, result.record)
+            async with self._renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24"):
+                await self._probe_claimed(shard, walk, address)
         finally:
             await self.store.release(address, self.owner)
+
+    async def _probe_claimed(self, shard: Shard, walk: Walk, address: int) -> None:
+        await self.store.sync()  # found by someone else since we looked?
+        if self.store.index.terminal_end(address) is not None:
+            metrics.KNOWN_SKIPS.inc()
+            return
+        metrics.IN_FLIGHT.inc()
+        try:
+            result = await self._lookup_patiently(address)
+        except LookupFailed as exc:
+            await self._failed(shard, walk, address, str(exc))
+            return
+        finally:
+            metrics.IN_FLIGHT.dec()
+        self.lookups_by_registry[result.registry] += result.lookups
+        if result.record is None:  # the registry holds nothing here
+            walk.skip(address)
+            await self._step(shard, walk, None, result)
+            return
+        await self._answered(shard, walk, address, result, result.record)
 
     async def _answered(
         self, shard: Shard, walk: Walk, address: int, result: LookupResult, record: NetworkRecord
@@ -175,25 +182,33 @@ class Crawler:
         if self.store.index.covers(parent.first, parent.last):  # the lease's last owner listed it whole
             await self.store.listed(parent.first, parent.last, self.owner, True)
             return True
-        renewing = asyncio.create_task(self._renew(parent))
-        try:
+        renew = functools.partial(self.store.renew_listing, parent.first, parent.last, self.owner)
+        async with self._renewing(renew, f"the listing of {parent.handle}"):
             whole = await self._list_now(shard, checkpoint, parent, url)
-        finally:
-            renewing.cancel()
         if whole:
             leaf = Answer(parent.first, parent.last, True)
             await self.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0)
         await self.store.listed(parent.first, parent.last, self.owner, whole)
         return whole
 
-    async def _renew(self, parent: NetworkRecord) -> None:
-        while True:
-            await asyncio.sleep(LISTING_LEASE_S / 3)
-            try:
-                if not await self.store.renew_listing(parent.first, parent.last, self.owner):
-                    log.warning("lost the listing lease of %s (a stall?)", parent.handle)
-            except Exception as exc:  # a Redis hiccup: the next renewal may get through
-                log.warning("renewing the listing lease of %s: %s", parent.handle, exc)
+    @contextlib.asynccontextmanager
+    async def _renewing(self, renew: Callable[[], Awaitable[bool]], what: str) -> AsyncIterator[None]:
+        """Keep a lease (a cell's claim, a listing's) while the block inside runs."""
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(LEASE_S / 3)
+                try:
+                    if not await renew():
+                        log.warning("lost the lease on %s (a stall?)", what)
+                except Exception as exc:  # a Redis hiccup: the next renewal may get through
+                    log.warning("renewing the lease on %s: %s", what, exc)
+
+        keeper = asyncio.create_task(keep())
+        try:
+            yield
+        finally:
+            keeper.cancel()
 
     async def _list_now(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
         # A long list is fetched page by page up to the parent's last crawled address, not beyond.

@@ -107,9 +107,10 @@ def _remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
     return known, index.add(answer.first, answer.last, answer.terminal)
 
 
-# A listing is a lease its owner renews while it lists (every third of it); one whose owner died
-# lapses within seconds, and whoever meets the parent next takes the listing over.
-LISTING_LEASE_S = 12.0
+# Claims on a cell and on a listing are leases their owner renews while it works (every third of
+# one); one whose owner died lapses within seconds, and whoever meets the cell or parent next takes
+# it over.
+LEASE_S = 12.0
 ListingClaim = Literal["mine", "busy", "partly"]  # ours to list; another owner's now; settled, cut
 
 
@@ -120,6 +121,7 @@ class Store(Protocol):
 
     async def sync(self) -> None: ...
     async def claim(self, address: int, owner: str) -> bool: ...
+    async def renew_claim(self, address: int, owner: str) -> bool: ...
     async def release(self, address: int, owner: str) -> None: ...
     async def first_to_list(self, first: int, last: int, owner: str) -> ListingClaim: ...
     async def renew_listing(self, first: int, last: int, owner: str) -> bool: ...
@@ -160,6 +162,9 @@ class MemoryStore:
 
     async def claim(self, address: int, owner: str) -> bool:
         return True  # one walk per region in one process: nothing to race
+
+    async def renew_claim(self, address: int, owner: str) -> bool:
+        return True
 
     async def release(self, address: int, owner: str) -> None:
         return None
@@ -355,8 +360,7 @@ class RedisStore:
 class RedisBlockStore:
     """A worker's view of the shared store: a local index kept current from the Redis block log."""
 
-    CLAIM_TTL_MS = 60_000  # longer than any one lookup with its retries; a dead owner's claim expires
-    LISTING_LEASE_MS = int(LISTING_LEASE_S * 1000)
+    LEASE_MS = int(LEASE_S * 1000)
 
     def __init__(self, url: str, crawl: str) -> None:
         self.keys = Keys(crawl)
@@ -387,8 +391,11 @@ class RedisBlockStore:
 
     async def claim(self, address: int, owner: str) -> bool:
         # Claims are per /24 cell: two workers never look up addresses of one cell at once.
-        ok = await self.client.set(self.keys.claim(address >> 8), owner, nx=True, px=self.CLAIM_TTL_MS)
+        ok = await self.client.set(self.keys.claim(address >> 8), owner, nx=True, px=self.LEASE_MS)
         return bool(ok)
+
+    async def renew_claim(self, address: int, owner: str) -> bool:
+        return bool(await self._renew(keys=[self.keys.claim(address >> 8)], args=[owner, self.LEASE_MS]))
 
     async def release(self, address: int, owner: str) -> None:
         await self._release(keys=[self.keys.claim(address >> 8)], args=[owner])
@@ -400,7 +407,7 @@ class RedisBlockStore:
         key = self.keys.listing(first, last)
         if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
             return "partly"
-        if not await self.client.set(key, owner, nx=True, px=self.LISTING_LEASE_MS):
+        if not await self.client.set(key, owner, nx=True, px=self.LEASE_MS):
             return "busy"
         # The last owner may have settled it just before its lease ended (settled, then released).
         if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
@@ -410,7 +417,7 @@ class RedisBlockStore:
 
     async def renew_listing(self, first: int, last: int, owner: str) -> bool:
         key = self.keys.listing(first, last)
-        return bool(await self._renew(keys=[key], args=[owner, self.LISTING_LEASE_MS]))
+        return bool(await self._renew(keys=[key], args=[owner, self.LEASE_MS]))
 
     async def listed(self, first: int, last: int, owner: str, whole: bool | None) -> None:
         """A listing ended: whole (its leaf is in the block log already), cut (False), or left

@@ -23,6 +23,7 @@ from .test_resume import RANGES, blocks
 # A RIPE NCC assignment whose registry lists 30 children, all smaller than the /24 grid: a probe
 # anywhere outside them answers the assignment itself.
 PARENT = "2.16.80.0/22"
+LACNIC, LACNIC_CELL = "186.0.0.0/22", int.from_bytes(bytes([186, 0, 2, 0]))  # assignments inside
 PARENT_SPAN = (int.from_bytes(bytes([2, 16, 80, 0])), int.from_bytes(bytes([2, 16, 83, 255])))
 
 
@@ -127,5 +128,22 @@ async def test_a_dead_listers_lease_lapses_and_its_listing_is_taken_over(service
             started = asyncio.get_running_loop().time()
             assert await asyncio.wait_for(run_shards(survivor, shards, 4), 60)
             print(f"taken over and done in {asyncio.get_running_loop().time() - started:.1f}s")
+    RedisStore(services.redis_url, unique_name).delete_crawl()
+    assert blocks(out) == whole
+
+
+async def test_a_dead_workers_cell_claim_lapses_within_its_lease(services, unique_name, tmp_path):
+    """A worker killed mid-lookup leaves its claim on the cell: the next lane to reach the cell
+    waits only for the claim's short lease (renewed while its owner lives), not for a minute.
+    LACNIC lists no children, so only a probe in that cell can find what it holds."""
+    out = tmp_path / "fleet.jsonl"
+    with simulator("quick", TIME_SCALE, tmp_path / "requests.jsonl") as sim:
+        whole = await local_blocks(sim, [LACNIC], tmp_path / "local.jsonl")
+        shards = planned(services, unique_name, [LACNIC])
+        dead = RedisBlockStore(services.redis_url, unique_name)
+        assert await dead.claim(LACNIC_CELL, "dead")  # and then it was SIGKILLed
+        await dead.close()
+        async with worker(services, sim, unique_name, out, "next") as survivor:
+            assert await asyncio.wait_for(run_shards(survivor, shards, 4), 40)  # claims once lasted 60 s
     RedisStore(services.redis_url, unique_name).delete_crawl()
     assert blocks(out) == whole
