@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -55,14 +56,19 @@ class Chaos:
         term = self.killed >= self.kills or (
             self.termed < self.terms and self._rng.random() < self.terms / (self.kills + self.terms)
         )
+        # A spot notice for a worker still starting kills it (no handler yet): nothing to drain there.
+        ready = [i for i in alive if b"taking shards" in (fleet.logdir / f"worker-{i}.log").read_bytes()]
+        if term and not ready:
+            return
+        victim = self._rng.choice(ready if term else listers or alive)
         if term:
-            self.drains.append(fleet.terminate(self._rng.choice(alive), timeout=fleet.grace_seconds + 30))
+            self.drains.append(fleet.terminate(victim, timeout=fleet.grace_seconds + 30))
             self.termed += 1
         else:
-            fleet.kill(self._rng.choice(listers or alive))
+            fleet.kill(victim)
             self.killed += 1
             self.listers_killed += bool(listers)
-        fleet.start(1)
+        fleet.start(1, slot=fleet.slots[victim])  # a pod restarted under its name
         self._next_at = time.monotonic() + self._rng.uniform(*self.every_s)
 
     @staticmethod
@@ -109,6 +115,7 @@ def chaos_run(
     redis_url: str,
     workdir: Path,
     chaos: Chaos | None,
+    static: bool = False,
 ) -> tuple[dict[str, Any], set[tuple[str, str]]]:
     """One fleet crawl of a fresh simulator, with chaos or without; its figures and its blocks."""
     from whoiscrawl.sim.score import score
@@ -116,7 +123,9 @@ def chaos_run(
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "requests.jsonl"
     with simulator(scenario, time_scale, log) as sim:
-        run = crawl_with_fleet(sim, kafka, redis_url, workdir, workers=workers, during=chaos, timeout=1800)
+        run = crawl_with_fleet(
+            sim, kafka, redis_url, workdir, workers=workers, during=chaos, timeout=1800, static=static
+        )
     figures = score(scenario, str(run.results), str(log), resolution=24, time_scale=time_scale)
     found, duplicates = _blocks(run.results)
     return {
@@ -132,17 +141,26 @@ def chaos_run(
 
 
 def chaos_bench(
-    scenario: str, workers: int, time_scale: float, kafka: str, redis_url: str, workdir: Path, chaos: Chaos
+    scenario: str,
+    workers: int,
+    time_scale: float,
+    kafka: str,
+    redis_url: str,
+    workdir: Path,
+    chaos: Chaos,
+    static: bool = False,
 ) -> dict[str, Any]:
     """The same crawl without chaos and with it: what chaos lost, and what it cost."""
-    calm, calm_blocks = chaos_run(scenario, workers, time_scale, kafka, redis_url, workdir / "calm", None)
-    hit, hit_blocks = chaos_run(scenario, workers, time_scale, kafka, redis_url, workdir / "chaos", chaos)
+    run = functools.partial(chaos_run, scenario, workers, time_scale, kafka, redis_url, static=static)
+    calm, calm_blocks = run(workdir / "calm", None)
+    hit, hit_blocks = run(workdir / "chaos", chaos)
     grace = Fleet.grace_seconds
     return {
         "benchmark": "chaos",
         "scenario": scenario,
         "workers": workers,
         "time_scale": time_scale,
+        "static_membership": static,
         "kills": chaos.killed,
         "listers_killed": chaos.listers_killed,
         "terms": chaos.termed,

@@ -306,6 +306,9 @@ def bench(
     ] = False,
     kills: Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")] = 20,
     terms: Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")] = 3,
+    static_membership: Annotated[
+        bool, typer.Option(help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")
+    ] = False,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; print one JSON line of
     figures per egress count, with the baselines (sample, grid alone) run beside it under "compare".
@@ -319,7 +322,9 @@ def bench(
             from whoiscrawl.chaos import Chaos, chaos_bench
 
             weather = Chaos(kills, terms)
-            figures = chaos_bench(scenario, workers, scale, kafka, redis_url, b.workdir(), weather)
+            figures = chaos_bench(
+                scenario, workers, scale, kafka, redis_url, b.workdir(), weather, static_membership
+            )
             typer.echo(json.dumps(figures))
             return
         for k in egress or [1]:
