@@ -18,6 +18,16 @@ from whoiscrawl.bench import Fleet, crawl_with_fleet, simulator
 from whoiscrawl.sim.render import LISTING_PROTOCOLS
 from whoiscrawl.store import Keys
 
+# Registries misbehaving during the chaos run (simulator fault spec, times in simulated seconds):
+# a RIPE NCC 429 storm, an APNIC ban of half the source addresses, ARIN 5xx, resets, cut and
+# malformed answers and timeouts.
+REGISTRY_WEATHER: dict[str, Any] = {
+    "seed": 14,
+    "ripencc": {"storm": {"period_s": 300, "duration_s": 60}},
+    "apnic": {"ban": {"period_s": 600, "duration_s": 60, "fraction": 0.5}},
+    "arin": {"http_5xx": 0.03, "reset": 0.02, "truncated": 0.02, "malformed": 0.02, "timeout": 0.01},
+}
+
 
 @dataclass
 class Chaos:
@@ -34,6 +44,7 @@ class Chaos:
     killed: int = 0
     termed: int = 0
     listers_killed: int = 0
+    registry_faults: bool = True  # the simulator serves REGISTRY_WEATHER meanwhile
     drains: list[tuple[int, float]] = field(default_factory=list)  # (exit code, seconds) per SIGTERM
     _rng: random.Random = field(init=False)
     _next_at: float = field(init=False, default=0.0)
@@ -94,9 +105,11 @@ def _request_figures(log: Path) -> dict[str, Any]:
     """From the simulator's log: lookups answered again for an address, and the longest silence."""
     answered: Counter[str] = Counter()
     times = []
+    faults = 0
     for line in log.open():
         entry = json.loads(line)
         times.append(float(entry["t"]))
+        faults += entry["outcome"] == "fault"
         if entry["outcome"] == "ok" and entry["protocol"] not in LISTING_PROTOCOLS:
             answered[entry["address"]] += 1
     times.sort()
@@ -104,6 +117,7 @@ def _request_figures(log: Path) -> dict[str, Any]:
     return {
         "duplicate_lookups": sum(n - 1 for n in answered.values()),
         "max_stall_s": round(max(gaps, default=0.0), 2),
+        "faults_served": faults,
     }
 
 
@@ -117,12 +131,17 @@ def chaos_run(
     chaos: Chaos | None,
     static: bool = False,
 ) -> tuple[dict[str, Any], set[tuple[str, str]]]:
-    """One fleet crawl of a fresh simulator, with chaos or without; its figures and its blocks."""
+    """One fleet crawl of a fresh simulator, with chaos (workers and registries) or without; its
+    figures and its blocks."""
     from whoiscrawl.sim.score import score
 
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "requests.jsonl"
-    with simulator(scenario, time_scale, log) as sim:
+    faults = None
+    if chaos is not None and chaos.registry_faults:
+        faults = workdir / "faults.json"
+        faults.write_text(json.dumps(REGISTRY_WEATHER))
+    with simulator(scenario, time_scale, log, faults) as sim:
         run = crawl_with_fleet(
             sim, kafka, redis_url, workdir, workers=workers, during=chaos, timeout=1800, static=static
         )
@@ -161,6 +180,7 @@ def chaos_bench(
         "workers": workers,
         "time_scale": time_scale,
         "static_membership": static,
+        "registry_faults": chaos.registry_faults,
         "kills": chaos.killed,
         "listers_killed": chaos.listers_killed,
         "terms": chaos.termed,

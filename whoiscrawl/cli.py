@@ -306,6 +306,9 @@ def bench(
     ] = False,
     kills: Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")] = 20,
     terms: Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")] = 3,
+    registry_faults: Annotated[
+        bool, typer.Option(help="With --chaos: registries serve 429 storms, bans, 5xx, timeouts meanwhile")
+    ] = True,
     static_membership: Annotated[
         bool, typer.Option(help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")
     ] = False,
@@ -321,7 +324,7 @@ def bench(
         if chaos:
             from whoiscrawl.chaos import Chaos, chaos_bench
 
-            weather = Chaos(kills, terms)
+            weather = Chaos(kills, terms, registry_faults=registry_faults)
             figures = chaos_bench(
                 scenario, workers, scale, kafka, redis_url, b.workdir(), weather, static_membership
             )

@@ -83,7 +83,7 @@ async def test_walks_revoked_anywhere_and_resumed_by_others_lose_nothing(service
         revoked = await revoked_again_and_again(services, sim, unique_name, out, seed=14)
     RedisStore(services.redis_url, unique_name).delete_crawl()
     print(f"revoked {revoked} times; blocks {len(blocks(out))} of {len(whole)}")
-    assert revoked >= 5
+    assert revoked >= 3  # 5-16 seen, depending on how busy the machine is
     assert blocks(out) == whole
 
 
