@@ -91,6 +91,8 @@ class Crawler:
             return
         finally:
             metrics.IN_FLIGHT.dec()
+        if result is None:
+            return  # stopping: the walk's checkpoint still holds this probe, for whoever resumes it
         self.lookups_by_registry[result.registry] += result.lookups
         if result.record is None:  # the registry holds nothing here
             walk.skip(address)
@@ -237,15 +239,19 @@ class Crawler:
                 await self.store.record_step(shard.shard_id, checkpoint, answer, lookups=0)
         return whole
 
-    async def _lookup_patiently(self, address: int) -> LookupResult:
+    async def _lookup_patiently(self, address: int) -> LookupResult | None:
         """A lookup that failed every way (RDAP retries, WHOIS) is tried again after a pause:
-        registries have bad minutes, and an address given up on is a block possibly lost."""
+        registries have bad minutes, and an address given up on is a block possibly lost. None:
+        the crawl stops during a pause (a drain must not sit it out); the probe is left unmade."""
         for pause in self.failure_pauses:
             try:
                 return await self.client.lookup(address)
             except LookupFailed as exc:
                 log.info("%s: %s; trying again in %.0fs", IPAddress(address), exc, pause)
-                await asyncio.sleep(pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), pause)
+                if self.stopping.is_set():
+                    return None
         return await self.client.lookup(address)
 
     async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:
