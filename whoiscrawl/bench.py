@@ -108,7 +108,11 @@ class Fleet:
     workers: int = 1  # how many workers share them (replacements take a dead worker's share)
     grace_seconds: float = 10.0
     list_children: bool = True
+    # Static membership: each worker a fixed `group.instance.id` (as a pod's name), and a worker
+    # started in a dead one's slot rejoins as that member, without a rebalance.
+    static: bool = False
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)  # the member slot of each process
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     def addresses(self, i: int) -> list[str]:
@@ -117,9 +121,14 @@ class Fleet:
         mine = [a for k, a in enumerate(pool) if k % self.workers == i % self.workers]
         return mine or [pool[i % self.egress]]
 
-    def start(self, n: int = 1) -> None:
+    def start(self, n: int = 1, slot: int | None = None) -> None:
+        """Start n workers; `slot`: in a dead worker's slot (its replacement), else new ones."""
         for _ in range(n):
             i = len(self.procs)
+            self.slots.append(len(set(self.slots)) if slot is None else slot)
+            env = dict(os.environ)
+            if self.static:
+                env["WHOISCRAWL_KAFKA_GROUP_INSTANCE_ID"] = f"{self.crawl}-worker-{self.slots[-1]}"
             cmd = [
                 sys.executable,
                 "-m",
@@ -147,7 +156,7 @@ class Fleet:
             log = (self.logdir / f"worker-{i}.log").open("wb")
             self._logs.append(log)
             self.procs.append(
-                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
             )
 
     def kill(self, i: int) -> None:
@@ -191,6 +200,7 @@ def crawl_with_fleet(
     during: Callable[[Fleet, Any], None] | None = None,
     timeout: float = 1800,
     list_children: bool = True,
+    static: bool = False,
 ) -> FleetRun:
     """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
 
@@ -207,7 +217,7 @@ def crawl_with_fleet(
     admin.set_shards_total(len(shards))
     admin.set_scope(Scope.of_shards(shards))
     fleet = Fleet(
-        crawl, kafka, redis_url, sim, workdir, egress=egress, workers=workers, list_children=list_children
+        crawl, kafka, redis_url, sim, workdir, egress, workers, list_children=list_children, static=static
     )
     started = time.monotonic()
     fleet.start(workers)

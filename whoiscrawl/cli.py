@@ -303,14 +303,35 @@ def bench(
     _json: Annotated[
         bool, typer.Option("--json", help="Accepted for scripts: JSON lines are the only output")
     ] = True,
+    chaos: Annotated[
+        bool, typer.Option(help="Crawl with and without SIGKILLs and SIGTERMs of workers; what was lost")
+    ] = False,
+    kills: Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")] = 20,
+    terms: Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")] = 3,
+    registry_faults: Annotated[
+        bool, typer.Option(help="With --chaos: registries serve 429 storms, bans, 5xx, timeouts meanwhile")
+    ] = True,
+    static_membership: Annotated[
+        bool, typer.Option(help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")
+    ] = False,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; print one JSON line of
-    figures per egress count, with the baselines (sample, grid alone) run beside it under "compare"."""
+    figures per egress count, with the baselines (sample, grid alone) run beside it under "compare".
+    With --chaos: one line, the crawl under kills and spot notices beside the same crawl without."""
     from whoiscrawl import bench as b
 
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
     with b.bench_services() as (kafka, redis_url):
+        if chaos:
+            from whoiscrawl.chaos import Chaos, chaos_bench
+
+            weather = Chaos(kills, terms, registry_faults=registry_faults)
+            figures = chaos_bench(
+                scenario, workers, scale, kafka, redis_url, b.workdir(), weather, static_membership
+            )
+            typer.echo(json.dumps(figures))
+            return
         for k in egress or [1]:
             crawl = functools.partial(
                 b.fleet_crawl,

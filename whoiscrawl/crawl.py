@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,7 +17,7 @@ from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.space import Scope
-from whoiscrawl.store import Store
+from whoiscrawl.store import LEASE_S, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ class Crawler:
     failure_pauses: tuple[float, ...] = (2.0, 10.0)  # before giving up on an address
     list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
     scope: Scope | None = None  # listed children outside it are not kept (None: keep all)
-    _listings: dict[tuple[int, int], asyncio.Future[bool]] = field(default_factory=dict)
+    listing_poll_s: float = 0.25  # how often a lane waiting for another worker's listing looks again
+    _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
 
     async def run_shard(self, shard: Shard) -> bool:
         """Walk a shard to its end (True) or until asked to stop (False; its cursor is checkpointed)."""
@@ -68,51 +71,70 @@ class Crawler:
             await asyncio.sleep(0.02)  # another worker is looking up this cell; its block will appear
             await self.store.sync()
             return
+        renew = functools.partial(self.store.renew_claim, address, self.owner)
         try:
-            await self.store.sync()  # found by someone else since we looked?
-            if self.store.index.terminal_end(address) is not None:
-                metrics.KNOWN_SKIPS.inc()
-                return
-            metrics.IN_FLIGHT.inc()
-            try:
-                result = await self._lookup_patiently(address)
-            except LookupFailed as exc:
-                await self._failed(shard, walk, address, str(exc))
-                return
-            finally:
-                metrics.IN_FLIGHT.dec()
-            self.lookups_by_registry[result.registry] += result.lookups
-            record = result.record
-            if record is None:  # the registry holds nothing here
-                walk.skip(address)
-                await self.store.record_step(
-                    shard.shard_id,
-                    walk.cursor,
-                    None,
-                    lookups=result.lookups,
-                    rate_limited=result.rate_limited,
-                )
-                return
-            answer = Answer.of(record, shard.resolution)
-            if not await self._keep(record, answer) and answer.terminal:
-                metrics.WASTED.inc()
-            listable = (  # the sample strategy stays the 2016 method: no listings
-                self.list_children
-                and shard.strategy == "sweep"
-                and result.down_url
-                and worth_listing(record, shard.resolution)
-            )
-            listed = listable and await self._list(shard, walk.cursor, record, str(result.down_url))
-            if listed:
-                answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
-            walk.observe(address, answer)
-            # A parent another lane listed is stored already: this lookup found it, wasted nothing.
-            stored = None if listed and self.store.index.covers(answer.first, answer.last) else answer
-            await self.store.record_step(
-                shard.shard_id, walk.cursor, stored, lookups=result.lookups, rate_limited=result.rate_limited
-            )
+            async with self._renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24"):
+                await self._probe_claimed(shard, walk, address)
         finally:
             await self.store.release(address, self.owner)
+
+    async def _probe_claimed(self, shard: Shard, walk: Walk, address: int) -> None:
+        await self.store.sync()  # found by someone else since we looked?
+        if self.store.index.terminal_end(address) is not None:
+            metrics.KNOWN_SKIPS.inc()
+            return
+        metrics.IN_FLIGHT.inc()
+        try:
+            result = await self._lookup_patiently(address)
+        except LookupFailed as exc:
+            await self._failed(shard, walk, address, str(exc))
+            return
+        finally:
+            metrics.IN_FLIGHT.dec()
+        if result is None:
+            return  # stopping: the walk's checkpoint still holds this probe, for whoever resumes it
+        self.lookups_by_registry[result.registry] += result.lookups
+        if result.record is None:  # the registry holds nothing here
+            walk.skip(address)
+            await self._step(shard, walk, None, result)
+            return
+        await self._answered(shard, walk, address, result, result.record)
+
+    async def _answered(
+        self, shard: Shard, walk: Walk, address: int, result: LookupResult, record: NetworkRecord
+    ) -> None:
+        answer = Answer.of(record, shard.resolution)
+        if not await self._keep(record, answer) and answer.terminal:
+            metrics.WASTED.inc()
+        listable = (  # the sample strategy stays the 2016 method: no listings
+            self.list_children
+            and shard.strategy == "sweep"
+            and result.down_url
+            and worth_listing(record, shard.resolution)
+        )
+        url = str(result.down_url)
+        listed = await self._list(shard, walk.checkpoint(), record, url) if listable else False
+        if listed is None:
+            # Stopping while another worker still lists this parent: observe nothing, so the walk's
+            # checkpoint still holds this probe and whoever resumes the shard makes it again.
+            await self._step(shard, walk, None, result)
+            return
+        if listed:
+            answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
+        walk.observe(address, answer)
+        # A parent listed whole is stored already (by its lister): this lookup found it, wasted nothing.
+        stored = None if listed and self.store.index.covers(answer.first, answer.last) else answer
+        await self._step(shard, walk, stored, result)
+
+    async def _step(self, shard: Shard, walk: Walk, answer: Answer | None, result: LookupResult) -> None:
+        """Checkpoint the walk after a lookup, with what it found and what it cost."""
+        await self.store.record_step(
+            shard.shard_id,
+            walk.checkpoint(),
+            answer,
+            lookups=result.lookups,
+            rate_limited=result.rate_limited,
+        )
 
     async def _keep(self, record: NetworkRecord, answer: Answer) -> bool:
         """Send a newly found block to the sink (durable before the store or a cursor moves past
@@ -124,57 +146,112 @@ class Crawler:
         metrics.BLOCKS.labels(record.registry).inc()
         return True
 
-    async def _list(self, shard: Shard, cursor: int, parent: NetworkRecord, url: str) -> bool:
+    async def _list(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
         """Ask the registry for a parent's children (RFC 9910 rdap-down), and for theirs in turn.
 
         True when every descendant is now known, so nothing inside the parent needs probing. A
         child that is a parent itself and was listed whole is stored as a leaf, so no walk probes
-        inside it. False when the list (or a part of a long one) could not be had, or another worker
-        lists this parent: the walk's grid then covers what no list did. Lanes of this process that meet
-        a parent being listed wait for that listing rather than probe inside it."""
+        inside it. False when the list (or a part of a long one) could not be had: the walk's grid
+        then covers what no list did. A parent another lane or worker lists now is waited for (or
+        its listing taken over once its owner's lease lapses), never probed inside meanwhile: a
+        probe there answers the parent, and a partly listed parent must not look known. None: the
+        crawl stops while another worker still lists it."""
         key = (parent.first, parent.last)
-        listing = self._listings.get(key)
-        if listing is None:
-            if not await self.store.first_to_list(parent.first, parent.last, self.owner):
+        while True:
+            listing = self._listings.get(key)
+            if listing is not None:
+                return await asyncio.shield(listing)
+            if self.store.index.covers(parent.first, parent.last):
+                return True  # listed whole already: a lookup in flight meanwhile answered it again
+            claim = await self.store.first_to_list(parent.first, parent.last, self.owner)
+            if claim == "partly":
                 return False
-            listing = asyncio.ensure_future(self._list_now(shard, cursor, parent, url))
-            self._listings[key] = listing
-            listing.add_done_callback(lambda _: self._listings.pop(key, None))
-        return await asyncio.shield(listing)
+            if claim == "mine":
+                listing = asyncio.ensure_future(self._list_owned(shard, checkpoint, parent, url))
+                self._listings[key] = listing
+                listing.add_done_callback(lambda _: self._listings.pop(key, None))
+                return await asyncio.shield(listing)
+            if self.stopping.is_set():
+                return None
+            await asyncio.sleep(self.listing_poll_s)
+            await self.store.sync()
 
-    async def _list_now(self, shard: Shard, cursor: int, parent: NetworkRecord, url: str) -> bool:
+    async def _list_owned(
+        self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
+    ) -> bool | None:
+        """List a parent whose lease is ours, renewing it meanwhile; store it as a leaf if whole."""
+        await self.store.sync()
+        if self.store.index.covers(parent.first, parent.last):  # the lease's last owner listed it whole
+            await self.store.listed(parent.first, parent.last, self.owner, True)
+            return True
+        renew = functools.partial(self.store.renew_listing, parent.first, parent.last, self.owner)
+        async with self._renewing(renew, f"the listing of {parent.handle}"):
+            whole = await self._list_now(shard, checkpoint, parent, url)
+        if whole:
+            leaf = Answer(parent.first, parent.last, True)
+            await self.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0)
+        await self.store.listed(parent.first, parent.last, self.owner, whole)
+        return whole
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, renew: Callable[[], Awaitable[bool]], what: str) -> AsyncIterator[None]:
+        """Keep a lease (a cell's claim, a listing's) while the block inside runs."""
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(LEASE_S / 3)
+                try:
+                    if not await renew():
+                        log.warning("lost the lease on %s (a stall?)", what)
+                except Exception as exc:  # a Redis hiccup: the next renewal may get through
+                    log.warning("renewing the lease on %s: %s", what, exc)
+
+        keeper = asyncio.create_task(keep())
+        try:
+            yield
+        finally:
+            keeper.cancel()
+
+    async def _list_now(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
         # A long list is fetched page by page up to the parent's last crawled address, not beyond.
         until = self.scope.last_within(parent.first, parent.last) if self.scope else None
         listing = await self.client.children(parent.registry, url, until or parent.last, parent.handle)
         self.lookups_by_registry[parent.registry] += listing.lookups
         await self.store.record_step(
-            shard.shard_id, cursor, None, lookups=listing.lookups, rate_limited=listing.rate_limited
+            shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited
         )
-        whole = listing.complete
+        whole: bool | None = listing.complete
         for child, child_url in listing.children:
             if self.scope is not None and not self.scope.overlaps(child.first, child.last):
                 continue  # a sibling of the crawled space, not asked for
             answer = Answer.of(child, shard.resolution)
             await self._keep(child, answer)
-            listable = child_url and worth_listing(child, shard.resolution)
-            if listable and await self._list(shard, cursor, child, str(child_url)):
+            inside = (child.first, child.last) != (parent.first, parent.last)  # never wait for ourselves
+            listed: bool | None = False
+            if inside and child_url and worth_listing(child, shard.resolution):
+                listed = await self._list(shard, checkpoint, child, str(child_url))
+                if listed is None:
+                    return None  # stopping: unfinished, for whoever meets the parent next
+            if listed:
                 answer = Answer(answer.first, answer.last, True)
             whole = whole and answer.terminal
             if not self.store.index.covers(answer.first, answer.last):  # nothing new to share otherwise
-                await self.store.record_step(shard.shard_id, cursor, answer, lookups=0)
-        if not whole:
-            await self.store.listed_partly(parent.first, parent.last)
+                await self.store.record_step(shard.shard_id, checkpoint, answer, lookups=0)
         return whole
 
-    async def _lookup_patiently(self, address: int) -> LookupResult:
+    async def _lookup_patiently(self, address: int) -> LookupResult | None:
         """A lookup that failed every way (RDAP retries, WHOIS) is tried again after a pause:
-        registries have bad minutes, and an address given up on is a block possibly lost."""
+        registries have bad minutes, and an address given up on is a block possibly lost. None:
+        the crawl stops during a pause (a drain must not sit it out); the probe is left unmade."""
         for pause in self.failure_pauses:
             try:
                 return await self.client.lookup(address)
             except LookupFailed as exc:
                 log.info("%s: %s; trying again in %.0fs", IPAddress(address), exc, pause)
-                await asyncio.sleep(pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), pause)
+                if self.stopping.is_set():
+                    return None
         return await self.client.lookup(address)
 
     async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:
@@ -183,7 +260,7 @@ class Crawler:
         log.warning("giving up on %s for now: %s", IPAddress(address), reason)
         self.failures = [*self.failures[-99:], f"{IPAddress(address)}: {reason}"]  # the latest 100
         walk.skip(address)
-        await self.store.record_step(shard.shard_id, walk.cursor, None, lookups=1, errors=1)
+        await self.store.record_step(shard.shard_id, walk.checkpoint(), None, lookups=1, errors=1)
 
 
 async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:

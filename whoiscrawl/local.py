@@ -75,6 +75,7 @@ class LocalCrawl:
     egresses: list[Egress] = field(default_factory=lambda: [Egress("local")])
     whois_servers: dict[str, str] = field(default_factory=dict)
     resume: bool = False
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set (as Ctrl-C does) to stop
 
     @property
     def checkpoint(self) -> Path:
@@ -115,6 +116,7 @@ class LocalCrawl:
             owner=uuid.uuid4().hex,
             list_children=self.list_children,
             scope=Scope.of_shards(shards),
+            stopping=self.stopping,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

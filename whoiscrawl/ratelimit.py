@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -147,20 +148,25 @@ class MemoryRateLimiter:
         self._tat[(registry, egress)] = tat
         return egress, wait
 
-    @asynccontextmanager
-    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
+    async def _paced(self, registry: str, egresses: Sequence[str]) -> str:
         interval = self.limits[registry].interval_ms
         while True:
             egress, wait = self._reserve(registry, egresses)
             if await sleep_until_slot(registry, wait, interval):
-                break
+                return egress
+
+    @asynccontextmanager
+    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
         cap = self.limits[registry].max_connections
         if cap is None:
-            yield egress
+            yield await self._paced(registry, egresses)
             return
-        sem = self._conns.setdefault((registry, egress), asyncio.Semaphore(cap))
-        async with sem:
-            yield egress
+        # A connection first, then the slot: lanes queued for connections must not hold slots,
+        # or they would all send the moment connections free up (a burst).
+        sems = {e: self._conns.setdefault((registry, e), asyncio.Semaphore(cap)) for e in egresses}
+        egress = next((e for e, sem in sems.items() if not sem.locked()), egresses[0])
+        async with sems[egress]:
+            yield await self._paced(registry, [egress])
 
     async def pause(self, registry: str, egress: str, seconds: float) -> None:
         until = time.monotonic() * 1000 + seconds * 1000
@@ -195,7 +201,8 @@ local old = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untilms > old then redis.call('SET', KEYS[1], tostring(untilms), 'PX', math.ceil(untilms - now) + 1000) end
 return 1
 """
-# A connection slot: a sorted set of holders scored by expiry, so a dead holder's slot comes back.
+# A connection slot: a sorted set of holders scored by expiry, so a dead holder's slot comes back;
+# a live holder renews its expiry while its request runs.
 _ACQUIRE_CONN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -207,12 +214,21 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
 end
 return 0
 """
+_RENEW_CONN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+end
+return 1
+"""
 
 
 class RedisRateLimiter:
     """The fleet's limiter: every process behind an egress address shares its budget through Redis."""
 
-    CONN_TTL_MS = 120_000
+    CONN_TTL_MS = 12_000  # renewed every third of it while held: a dead holder's slot is back soon
 
     def __init__(self, client: aioredis.Redis, crawl: str, limits: dict[str, Limit]) -> None:
         from whoiscrawl.store import Keys
@@ -223,9 +239,9 @@ class RedisRateLimiter:
         self._reserve = client.register_script(_RESERVE)
         self._pause = client.register_script(_PAUSE)
         self._acquire = client.register_script(_ACQUIRE_CONN)
+        self._renew_conn = client.register_script(_RENEW_CONN)
 
-    @asynccontextmanager
-    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
+    async def _paced(self, registry: str, egresses: Sequence[str]) -> str:
         keys = []
         for egress in egresses:
             base = self.keys.limiter(registry, egress)
@@ -233,20 +249,40 @@ class RedisRateLimiter:
         interval = self.limits[registry].interval_ms
         while True:
             index, wait = await self._reserve(keys=keys, args=[interval])
-            egress = egresses[int(index) - 1]
             if await sleep_until_slot(registry, float(wait), interval):
-                break
+                return egresses[int(index) - 1]
+
+    @asynccontextmanager
+    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
         cap = self.limits[registry].max_connections
         if cap is None:
-            yield egress
+            yield await self._paced(registry, egresses)
             return
-        slot_key, token = self.keys.limiter(registry, egress) + ":conns", uuid.uuid4().hex
-        while not await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
-            await asyncio.sleep(0.005)
+        # A connection first, then the slot: lanes queued for connections must not hold slots,
+        # or they would all send the moment connections free up (a burst).
+        egress, slot_key, token = await self._connection(registry, egresses, cap)
+        keeper = asyncio.create_task(self._keep_conn(slot_key, token))
         try:
-            yield egress
+            yield await self._paced(registry, [egress])
         finally:
+            keeper.cancel()
             await self.client.zrem(slot_key, token)
+
+    async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> tuple[str, str, str]:
+        """A connection slot on the first egress address that has one free: (egress, key, token)."""
+        token = uuid.uuid4().hex
+        while True:
+            for egress in egresses:
+                slot_key = self.keys.limiter(registry, egress) + ":conns"
+                if await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
+                    return egress, slot_key, token
+            await asyncio.sleep(0.005)
+
+    async def _keep_conn(self, slot_key: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.CONN_TTL_MS / 3000)
+            with contextlib.suppress(Exception):  # a Redis hiccup: the next renewal may get through
+                await self._renew_conn(keys=[slot_key], args=[self.CONN_TTL_MS, token])
 
     async def pause(self, registry: str, egress: str, seconds: float) -> None:
         await self._pause(keys=[self.keys.limiter(registry, egress) + ":pause"], args=[seconds * 1000])

@@ -10,7 +10,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -39,17 +39,22 @@ class KnownBlocks:
         return len(self._starts) + len(self._recent)
 
     def terminal_end(self, address: int) -> int | None:
-        best: int | None = None
+        leaf = self.leaf(address)
+        return None if leaf is None else leaf[1]
+
+    def leaf(self, address: int) -> tuple[int, int] | None:
+        """The outermost known leaf holding the address (blocks nest, so it ends last)."""
+        best: tuple[int, int] | None = None
         i = bisect_right(self._starts, address) - 1
         if i >= 0 and self._ends[i] >= address:
-            best = self._ends[i]
+            best = (self._starts[i], self._ends[i])
         recent = self._recent
         if recent:
             j = recent.bisect_right(address) - 1
             if j >= 0:
-                end = recent.peekitem(j)[1]
-                if end >= address and (best is None or end > best):
-                    best = end
+                first, end = recent.peekitem(j)
+                if end >= address and (best is None or end > best[1]):
+                    best = (first, end)
         return best
 
     def add(self, first: int, last: int, terminal: bool) -> bool:
@@ -102,6 +107,13 @@ def _remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
     return known, index.add(answer.first, answer.last, answer.terminal)
 
 
+# Claims on a cell and on a listing are leases their owner renews while it works (every third of
+# one); one whose owner died lapses within seconds, and whoever meets the cell or parent next takes
+# it over.
+LEASE_S = 12.0
+ListingClaim = Literal["mine", "busy", "partly"]  # ours to list; another owner's now; settled, cut
+
+
 class Store(Protocol):
     """What a shard walk needs from the store; in memory for one process, Redis for a fleet."""
 
@@ -109,15 +121,17 @@ class Store(Protocol):
 
     async def sync(self) -> None: ...
     async def claim(self, address: int, owner: str) -> bool: ...
+    async def renew_claim(self, address: int, owner: str) -> bool: ...
     async def release(self, address: int, owner: str) -> None: ...
-    async def first_to_list(self, first: int, last: int, owner: str) -> bool: ...
-    async def listed_partly(self, first: int, last: int) -> None: ...
-    async def cursor(self, shard_id: str) -> int | None: ...
+    async def first_to_list(self, first: int, last: int, owner: str) -> ListingClaim: ...
+    async def renew_listing(self, first: int, last: int, owner: str) -> bool: ...
+    async def listed(self, first: int, last: int, owner: str, whole: bool | None) -> None: ...
+    async def cursor(self, shard_id: str) -> str | None: ...
     async def is_done(self, shard_id: str) -> bool: ...
     async def record_step(
         self,
         shard_id: str,
-        cursor: int,
+        checkpoint: str,
         answer: Answer | None,
         *,
         lookups: int = 1,
@@ -138,9 +152,10 @@ class MemoryStore:
     checkpoint_path: Path | None = None
     index: KnownBlocks = field(default_factory=KnownBlocks)
     counters: Progress = field(default_factory=Progress)
-    cursors: dict[str, int] = field(default_factory=dict)
+    cursors: dict[str, str] = field(default_factory=dict)  # shard id -> its walk's checkpoint
     done: set[str] = field(default_factory=set)
     partly_listed: set[int] = field(default_factory=set)  # parents no listing could settle
+    listed_whole: set[int] = field(default_factory=set)  # parents listed whole: leaves the file cannot tell
 
     async def sync(self) -> None:
         return None
@@ -148,17 +163,24 @@ class MemoryStore:
     async def claim(self, address: int, owner: str) -> bool:
         return True  # one walk per region in one process: nothing to race
 
+    async def renew_claim(self, address: int, owner: str) -> bool:
+        return True
+
     async def release(self, address: int, owner: str) -> None:
         return None
 
-    async def first_to_list(self, first: int, last: int, owner: str) -> bool:
+    async def first_to_list(self, first: int, last: int, owner: str) -> ListingClaim:
         # One process: the crawler itself keeps two lanes from listing one parent at once.
-        return (first << 32 | last) not in self.partly_listed
+        return "partly" if (first << 32 | last) in self.partly_listed else "mine"
 
-    async def listed_partly(self, first: int, last: int) -> None:
-        self.partly_listed.add(first << 32 | last)
+    async def renew_listing(self, first: int, last: int, owner: str) -> bool:
+        return True
 
-    async def cursor(self, shard_id: str) -> int | None:
+    async def listed(self, first: int, last: int, owner: str, whole: bool | None) -> None:
+        if whole is not None:
+            (self.listed_whole if whole else self.partly_listed).add(first << 32 | last)
+
+    async def cursor(self, shard_id: str) -> str | None:
         return self.cursors.get(shard_id)
 
     async def is_done(self, shard_id: str) -> bool:
@@ -167,7 +189,7 @@ class MemoryStore:
     async def record_step(
         self,
         shard_id: str,
-        cursor: int,
+        checkpoint: str,
         answer: Answer | None,
         *,
         lookups: int = 1,
@@ -175,7 +197,7 @@ class MemoryStore:
         errors: int = 0,
     ) -> bool:
         known, changed = _remember(self.index, answer)
-        self.cursors[shard_id] = cursor
+        self.cursors[shard_id] = checkpoint
         c = self.counters
         c.lookups += lookups
         c.rate_limited += rate_limited
@@ -197,7 +219,13 @@ class MemoryStore:
     def save(self) -> None:
         if self.checkpoint_path is None:
             return
-        state = {"counters": asdict(self.counters), "cursors": self.cursors, "done": sorted(self.done)}
+        state = {
+            "counters": asdict(self.counters),
+            "cursors": self.cursors,
+            "done": sorted(self.done),
+            "partly_listed": sorted(self.partly_listed),
+            "listed_whole": sorted(self.listed_whole),
+        }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, self.checkpoint_path)  # atomic: a crash leaves the old or the new file
@@ -207,8 +235,12 @@ class MemoryStore:
             return False
         state = json.loads(self.checkpoint_path.read_text())
         self.counters = Progress(**state["counters"])
-        self.cursors = {k: int(v) for k, v in state["cursors"].items()}
+        self.cursors = {k: str(v) for k, v in state["cursors"].items()}  # older files: a bare cursor
         self.done = set(state["done"])
+        self.partly_listed = set(state.get("partly_listed", []))
+        self.listed_whole = set(state.get("listed_whole", []))
+        for key in self.listed_whole:
+            self.index.add(key >> 32, key & 0xFFFFFFFF, True)
         return True
 
 
@@ -267,6 +299,10 @@ def _encode(answer: Answer) -> str:
 
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
 _SHARD_DONE = """
 if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then
   redis.call('hincrby', KEYS[2], 'shards_done', 1)
@@ -327,8 +363,7 @@ class RedisStore:
 class RedisBlockStore:
     """A worker's view of the shared store: a local index kept current from the Redis block log."""
 
-    CLAIM_TTL_MS = 60_000  # longer than any one lookup with its retries; a dead owner's claim expires
-    LISTING_TTL_MS = 600_000  # a listing with its sub-listings, at the registries' own pace
+    LEASE_MS = int(LEASE_S * 1000)
 
     def __init__(self, url: str, crawl: str) -> None:
         self.keys = Keys(crawl)
@@ -336,6 +371,7 @@ class RedisBlockStore:
         self.index = KnownBlocks()
         self._last_id = "0-0"
         self._release = self.client.register_script(_RELEASE)
+        self._renew = self.client.register_script(_RENEW)
         self._shard_done = self.client.register_script(_SHARD_DONE)
         self._sync_lock = asyncio.Lock()
 
@@ -358,32 +394,49 @@ class RedisBlockStore:
 
     async def claim(self, address: int, owner: str) -> bool:
         # Claims are per /24 cell: two workers never look up addresses of one cell at once.
-        ok = await self.client.set(self.keys.claim(address >> 8), owner, nx=True, px=self.CLAIM_TTL_MS)
+        ok = await self.client.set(self.keys.claim(address >> 8), owner, nx=True, px=self.LEASE_MS)
         return bool(ok)
+
+    async def renew_claim(self, address: int, owner: str) -> bool:
+        return bool(await self._renew(keys=[self.keys.claim(address >> 8)], args=[owner, self.LEASE_MS]))
 
     async def release(self, address: int, owner: str) -> None:
         await self._release(keys=[self.keys.claim(address >> 8)], args=[owner])
 
-    async def first_to_list(self, first: int, last: int, owner: str) -> bool:
-        """Claim a parent's listing. A parent listed whole becomes a leaf, so nobody asks again; one
-        that no listing could settle (cut short) is remembered, because asking again gives the same
-        cut. A lister that dies leaves its claim to expire, and another worker lists the parent."""
+    async def first_to_list(self, first: int, last: int, owner: str) -> ListingClaim:
+        """Claim a parent's listing (a lease: `renew_listing` keeps it). A parent listed whole
+        becomes a leaf, so nobody asks again; one that no listing could settle (cut short) is
+        remembered, because asking again gives the same cut. "busy": another worker lists it now."""
+        key = self.keys.listing(first, last)
         if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
-            return False
-        ok = await self.client.set(self.keys.listing(first, last), owner, nx=True, px=self.LISTING_TTL_MS)
-        return bool(ok)
+            return "partly"
+        if not await self.client.set(key, owner, nx=True, px=self.LEASE_MS):
+            return "busy"
+        # The last owner may have settled it just before its lease ended (settled, then released).
+        if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
+            await self._release(keys=[key], args=[owner])
+            return "partly"
+        return "mine"
 
-    async def listed_partly(self, first: int, last: int) -> None:
-        await self.client.sadd(self.keys.partly_listed, f"{first}:{last}")
+    async def renew_listing(self, first: int, last: int, owner: str) -> bool:
+        key = self.keys.listing(first, last)
+        return bool(await self._renew(keys=[key], args=[owner, self.LEASE_MS]))
+
+    async def listed(self, first: int, last: int, owner: str, whole: bool | None) -> None:
+        """A listing ended: whole (its leaf is in the block log already), cut (False), or left
+        unfinished (None: for whoever meets the parent next). Ends the lease."""
+        if whole is False:
+            await self.client.sadd(self.keys.partly_listed, f"{first}:{last}")
+        await self._release(keys=[self.keys.listing(first, last)], args=[owner])
 
     async def scope(self) -> Scope | None:
         """The crawl's scope as planned (None: planned before scopes were written)."""
         value: Any = await self.client.get(self.keys.scope)
         return Scope.decode(value.decode() if isinstance(value, bytes) else value) if value else None
 
-    async def cursor(self, shard_id: str) -> int | None:
-        value = await self.client.hget(self.keys.cursors, shard_id)
-        return int(value) if value is not None else None
+    async def cursor(self, shard_id: str) -> str | None:
+        value: Any = await self.client.hget(self.keys.cursors, shard_id)
+        return value.decode() if isinstance(value, bytes) else value
 
     async def is_done(self, shard_id: str) -> bool:
         return bool(await self.client.sismember(self.keys.done, shard_id))
@@ -391,7 +444,7 @@ class RedisBlockStore:
     async def record_step(
         self,
         shard_id: str,
-        cursor: int,
+        checkpoint: str,
         answer: Answer | None,
         *,
         lookups: int = 1,
@@ -406,7 +459,7 @@ class RedisBlockStore:
                 pipe.hincrby(self.keys.counters, "blocks", 1)
         if answer is not None and answer.terminal and not changed:
             pipe.hincrby(self.keys.counters, "wasted", 1)
-        pipe.hset(self.keys.cursors, shard_id, cursor)
+        pipe.hset(self.keys.cursors, shard_id, checkpoint)
         for name, value in (("lookups", lookups), ("rate_limited", rate_limited), ("errors", errors)):
             if value:
                 pipe.hincrby(self.keys.counters, name, value)

@@ -14,6 +14,10 @@ class KnownIndex(Protocol):
         """The last address of a known leaf block holding `address`, or None."""
         ...
 
+    def leaf(self, address: int) -> tuple[int, int] | None:
+        """The outermost known leaf block holding `address` as (first, last), or None."""
+        ...
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -73,30 +77,51 @@ class SweepWalk:
     starts; and if the space just before the leaf was skipped, probe backwards from its start too.
     After a parent, do NOT jump past its end: children may follow any gap. Probe the parent's
     unknown space on the resolution grid instead, so every block at least one grid cell large is
-    found."""
+    found. The walk's whole state (forward cursor, resolved space, pending backward probes) is
+    its checkpoint: a walk resumed from it probes what the interrupted one would have."""
 
     shard: Shard
-    cursor: int = -1  # the next address of the forward walk (what a checkpoint saves)
+    cursor: int = -1  # the next address of the forward walk
     _resolved_upto: int = -1  # every address up to here has its most specific block known or probed
     # Backward probes: (address just before a leaf, the end of the resolved space it may go down to).
+    # The last one stays on the stack while it is out, so a checkpoint taken then still holds it.
     _backward: list[tuple[int, int]] = field(default_factory=list)
     _chain_floor: int | None = None  # set while a backward probe is out
 
     def __post_init__(self) -> None:
         if self.cursor < 0:
             self.cursor = self.shard.first
-        self._resolved_upto = self.cursor - 1
+        if self._resolved_upto < 0:
+            self._resolved_upto = self.cursor - 1
 
     @property
     def cell(self) -> int:
         return 1 << (32 - self.shard.resolution)
 
+    def checkpoint(self) -> str:
+        """The walk's state as text: `cursor/resolved/address:floor,...`."""
+        backward = ",".join(f"{a}:{f}" for a, f in self._backward)
+        return f"{self.cursor}/{self._resolved_upto}/{backward}"
+
+    @classmethod
+    def resumed(cls, shard: Shard, checkpoint: str) -> SweepWalk:
+        """The walk a checkpoint saved (a bare number is a cursor alone, as older versions saved)."""
+        cursor, _, rest = checkpoint.partition("/")
+        resolved, _, backward = rest.partition("/")
+        walk = cls(shard, int(cursor), _resolved_upto=int(resolved) if resolved else -1)
+        pending = (p.partition(":") for p in backward.split(",") if p)
+        walk._backward = [(int(a), int(f)) for a, _, f in pending]
+        return walk
+
     def next_address(self, known: KnownIndex) -> int | None:
         while self._backward:
-            address, floor = self._backward.pop()
-            if known.terminal_end(address) is None:
+            address, floor = self._backward[-1]
+            leaf = known.leaf(address)
+            if leaf is None:
                 self._chain_floor = floor
                 return address
+            self._backward.pop()  # found meanwhile (by any walk): go on below it, as after our own probe
+            self._push_backward(leaf[0], floor)
         self._chain_floor = None
         address = self.cursor
         while address <= self.shard.last:
@@ -109,22 +134,35 @@ class SweepWalk:
         self.cursor = address
         return None
 
+    def _push_backward(self, leaf_first: int, floor: int) -> None:
+        if floor < leaf_first - 1 and leaf_first - 1 >= self.shard.first:
+            self._backward.append((leaf_first - 1, floor))  # skipped space ends where this leaf starts
+
     def skip(self, address: int) -> None:
         """No answer for the address (a failure, or nothing registered): end a backward chain,
         or move the forward walk on by one grid cell."""
         if self._chain_floor is not None:
+            self._end_backward_probe()
             return
         self.cursor = max(self.cursor, (address // self.cell + 1) * self.cell)
         self._resolved_upto = max(self._resolved_upto, address)
 
+    def _end_backward_probe(self) -> int:
+        assert self._chain_floor is not None and self._backward
+        floor = self._chain_floor
+        self._backward.pop()
+        self._chain_floor = None
+        return floor
+
     def observe(self, address: int, answer: Answer) -> None:
-        backward = self._chain_floor is not None
-        floor = self._chain_floor if self._chain_floor is not None else self._resolved_upto
-        if answer.terminal and floor < answer.first - 1 and answer.first - 1 >= self.shard.first:
-            self._backward.append((answer.first - 1, floor))  # skipped space ends where this leaf starts
-        if backward:
+        if self._chain_floor is not None:
+            floor = self._end_backward_probe()
+            if answer.terminal:
+                self._push_backward(answer.first, floor)
             return  # the forward walk stays where it was
+        floor = self._resolved_upto
         if answer.terminal:
+            self._push_backward(answer.first, floor)
             self.cursor = max(self.cursor, answer.last + 1)
             self._resolved_upto = max(floor, answer.last)
         else:
@@ -160,6 +198,9 @@ class SampleWalk:
         self.cursor = self.shard.last + 1
         return None
 
+    def checkpoint(self) -> str:
+        return str(self.cursor)
+
     def skip(self, address: int) -> None:
         self.observe(address, Answer(address, address, True))
 
@@ -173,11 +214,11 @@ class SampleWalk:
 Walk = SweepWalk | SampleWalk
 
 
-def walk_for(shard: Shard, cursor: int | None = None) -> Walk:
-    """The walk a shard asks for, resumed at a checkpointed cursor if there is one."""
+def walk_for(shard: Shard, checkpoint: str | None = None) -> Walk:
+    """The walk a shard asks for, resumed from its checkpoint if there is one."""
     from whoiscrawl.space import sample_addresses
 
-    start = -1 if cursor is None else cursor
     if shard.strategy == "sample":
+        start = -1 if checkpoint is None else int(checkpoint.partition("/")[0])
         return SampleWalk(shard, sample_addresses(shard), start)
-    return SweepWalk(shard, start)
+    return SweepWalk(shard) if checkpoint is None else SweepWalk.resumed(shard, checkpoint)

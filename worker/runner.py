@@ -77,8 +77,8 @@ class Worker:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 10000,  # a vanished spot node's partitions move within seconds
-                "heartbeat.interval.ms": 2000,
+                "session.timeout.ms": 6000,  # the broker's least: a vanished spot node's partitions move soon
+                "heartbeat.interval.ms": 1000,
                 "max.poll.interval.ms": 600000,
                 **config.kafka_config,
             }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 from whoiscrawl.bench import crawl_with_fleet
 
 from .conftest import COVERAGE_FLOOR, score
+from .test_local_crawl import crawl_cmd
 
 
 def test_three_workers_find_every_block_at_resolution(services, quick_sim, tmp_path):
@@ -67,3 +70,27 @@ def test_sigterm_drains_within_the_grace_period(services, quick_sim, tmp_path):
     assert seconds < 10 + 2  # the fleet's --grace-seconds, plus start-up of the exit path
     assert run.finished
     assert score(Path(run.results))["recall_resolution"] == 1.0
+
+
+def fleet_blocks(results: Path) -> set[tuple[str, str]]:
+    return {(r["start_address"], r["end_address"]) for r in map(json.loads, results.open())}
+
+
+def test_the_same_crawl_finds_the_same_blocks_every_run(services, quick_sim, tmp_path):
+    """Without faults, timing decides only who finds what: every run of the fleet finds exactly
+    the blocks of the others, and of a local crawl (which one lane's order never changes)."""
+    found = []
+    for n in range(3):
+        workdir = tmp_path / f"run{n}"
+        workdir.mkdir()
+        run = crawl_with_fleet(
+            quick_sim, services.kafka_bootstrap, services.redis_url, workdir, workers=3, timeout=600
+        )
+        assert run.finished and run.progress.errors == 0
+        found.append(fleet_blocks(run.results))
+    local = tmp_path / "local.jsonl"
+    done = subprocess.run(crawl_cmd(quick_sim, local), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found.append(fleet_blocks(local))
+    print("blocks per run:", [len(f) for f in found], "in all:", len(set.intersection(*found)))
+    assert all(f == found[-1] for f in found)

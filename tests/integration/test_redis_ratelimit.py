@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import redis.asyncio as aioredis
@@ -72,5 +73,50 @@ async def test_connection_cap(services, unique_name):
 
         await asyncio.gather(*(one() for _ in range(8)))
         assert peak == 2
+    finally:
+        await client.aclose()
+
+
+async def test_lanes_queued_for_a_connection_still_send_paced(services, unique_name):
+    """Lanes that waited for a connection must not each hold a slot that passed meanwhile, or they
+    all send the moment connections free up: the burst that draws a registry's 429s."""
+    client = aioredis.Redis.from_url(services.redis_url)
+    try:
+        limiter = RedisRateLimiter(client, unique_name, {"lacnic": Limit(20.0, 1)})
+        stamps: list[float] = []
+
+        async def slow() -> None:
+            async with limiter.permit("lacnic", ["x"]):
+                await asyncio.sleep(0.6)  # a slow answer holds the only connection
+
+        async def quick() -> None:
+            async with limiter.permit("lacnic", ["x"]):
+                stamps.append(time.monotonic())
+
+        first = asyncio.create_task(slow())
+        await asyncio.sleep(0.05)
+        await asyncio.gather(first, *(quick() for _ in range(6)))
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        assert min(gaps) > 0.04  # 20/s paced at 95%: 52 ms apart
+    finally:
+        await client.aclose()
+
+
+async def test_a_dead_holders_connection_slot_comes_back_within_its_lease(services, unique_name):
+    """A process killed mid-request never gives its connection slot back; the slot is a lease its
+    holder renews, so it lapses in seconds (it once lasted two minutes, and the registry went idle)."""
+    client = aioredis.Redis.from_url(services.redis_url)
+    try:
+        live = RedisRateLimiter(client, unique_name, {"lacnic": Limit(1000.0, 1)})
+        seconds, micros = await client.time()  # what a holder killed mid-request leaves behind:
+        now_ms = seconds * 1000 + micros // 1000
+        slots = live.keys.limiter("lacnic", "x") + ":conns"
+        await client.zadd(slots, {"dead": now_ms + RedisRateLimiter.CONN_TTL_MS})
+
+        async def one() -> None:
+            async with live.permit("lacnic", ["x"]):
+                pass
+
+        await asyncio.wait_for(one(), 40)
     finally:
         await client.aclose()

@@ -11,16 +11,16 @@ async def test_blocks_reach_other_workers_and_count_once(services, unique_name):
     a = RedisBlockStore(services.redis_url, unique_name)
     b = RedisBlockStore(services.redis_url, unique_name)
     try:
-        assert await a.record_step("s1", 300, Answer(0, 255, True))
-        assert await a.record_step("s1", 600, Answer(0, 65535, False))
+        assert await a.record_step("s1", "300", Answer(0, 255, True))
+        assert await a.record_step("s1", "600/299/255:-1", Answer(0, 65535, False))
         await b.sync()
         assert b.index.terminal_end(10) == 255
         assert b.index.knows(0, 65535)
         # b looks up the same leaf again (a race): not new, counted as wasted
-        assert not await b.record_step("s2", 256, Answer(0, 255, True))
+        assert not await b.record_step("s2", "256", Answer(0, 255, True))
         progress = await a.progress()
         assert (progress.blocks, progress.lookups, progress.wasted) == (2, 3, 1)
-        assert await b.cursor("s1") == 600
+        assert await b.cursor("s1") == "600/299/255:-1"  # the walk's whole state
     finally:
         await a.close()
         await b.close()
@@ -45,7 +45,7 @@ async def test_shard_done_is_idempotent_and_admin_view_matches(services, unique_
     admin = RedisStore(services.redis_url, unique_name)
     try:
         admin.set_shards_total(2)
-        await a.record_step("s1", 5, None)
+        await a.record_step("s1", "5", None)
         await a.shard_done("s1", 65536)
         await a.shard_done("s1", 65536)  # a redelivered shard is not counted twice
         assert await a.is_done("s1") and not await a.is_done("s2")
@@ -63,14 +63,17 @@ async def test_a_parent_is_listed_by_one_worker_and_a_cut_one_never_again(servic
     b = RedisBlockStore(services.redis_url, unique_name)
     admin = RedisStore(services.redis_url, unique_name)
     try:
-        assert await a.first_to_list(0, 65535, "w1")
-        assert not await b.first_to_list(0, 65535, "w2")  # w1 is listing it
-        assert await b.first_to_list(65536, 131071, "w2")  # another parent
-        await a.listed_partly(65536, 131071)  # its list was cut short
-        admin.client.delete(admin.keys.listing(65536, 131071))  # even once the claim is gone
-        assert not await a.first_to_list(65536, 131071, "w1")
-        admin.client.delete(admin.keys.listing(0, 65535))  # w1 died: its claim expires
-        assert await b.first_to_list(0, 65535, "w2")
+        assert await a.first_to_list(0, 65535, "w1") == "mine"
+        assert await b.first_to_list(0, 65535, "w2") == "busy"  # w1 is listing it
+        assert await b.first_to_list(65536, 131071, "w2") == "mine"  # another parent
+        await b.listed(65536, 131071, "w2", False)  # its list was cut short: the lease ends with it
+        assert admin.client.get(admin.keys.listing(65536, 131071)) is None
+        assert await a.first_to_list(65536, 131071, "w1") == "partly"
+        assert await a.renew_listing(0, 65535, "w1")  # w1 lists on: its lease is renewed
+        assert not await b.renew_listing(0, 65535, "w2")  # only by its owner
+        admin.client.delete(admin.keys.listing(0, 65535))  # w1 died: its lease lapses
+        assert await b.first_to_list(0, 65535, "w2") == "mine"
+        assert not await a.renew_listing(0, 65535, "w1")
         admin.set_scope(Scope.of([(0, 99), (200, 299)]))
         scope = await b.scope()
         assert scope is not None and scope.overlaps(250, 400) and not scope.overlaps(100, 199)

@@ -82,8 +82,52 @@ def test_sweep_resumes_from_a_checkpointed_cursor_without_repeating():
         walk.observe(address, Answer(first, last, is_terminal(first, last, kind, [], 24)))
         known.add(first, last, is_terminal(first, last, kind, [], 24))
         first_probes.append(address)
-    resumed = walk_for(shard, cursor=walk.cursor)
+    resumed = walk_for(shard, walk.checkpoint())
     assert resumed.next_address(known) not in first_probes
+
+
+@pytest.mark.parametrize("stop", range(1, 40))
+def test_sweep_resumed_from_its_checkpoint_probes_what_the_whole_walk_would(stop):
+    """Stopped after any probe (or with one out, which is redone), a resumed walk still makes the
+    backward probes the interrupted one had pending: the same answers as a walk never stopped."""
+    shard = Shard("t", "s", 0, 65535, "sweep", 24)
+    _, whole = run(shard)
+    known = KnownBlocks()
+    walk = walk_for(shard)
+    answers = []
+    for n in range(stop):
+        address = walk.next_address(known)
+        if address is None:
+            break
+        if n == stop - 1:
+            break  # this probe was in flight at the interrupt: never observed
+        first, last, kind = most_specific(address)
+        answers.append((first, last, kind))
+        terminal = is_terminal(first, last, kind, [], 24)
+        known.add(first, last, terminal)
+        walk.observe(address, Answer(first, last, terminal))
+    resumed = walk_for(shard, walk.checkpoint())
+    while (address := resumed.next_address(known)) is not None:
+        first, last, kind = most_specific(address)
+        answers.append((first, last, kind))
+        terminal = is_terminal(first, last, kind, [], 24)
+        known.add(first, last, terminal)
+        resumed.observe(address, Answer(first, last, terminal))
+    assert set(answers) == set(whole)
+
+
+def test_a_pending_backward_probe_found_meanwhile_goes_on_below_the_block_found():
+    """Another walk found the block at a pending backward probe: go on below that block, as the
+    walk would after probing it itself."""
+    shard = Shard("t", "s", 0, 65535, "sweep", 24)
+    walk = walk_for(shard)
+    walk._resolved_upto = 8191
+    walk.cursor = 9216
+    known = KnownBlocks()
+    walk.observe(9216, Answer(9132, 9500, True))
+    known.add(9132, 9500, True)
+    known.add(9100, 9131, True)  # 9131's block, found by someone else
+    assert walk.next_address(known) == 9099
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,195 @@
+"""The chaos bench: a fleet crawl of the simulator while workers are SIGKILLed and SIGTERMed."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from whoiscrawl.bench import Fleet, crawl_with_fleet, simulator
+from whoiscrawl.sim.render import LISTING_PROTOCOLS
+from whoiscrawl.store import Keys
+
+# Registries misbehaving during the chaos run (simulator fault spec, times in simulated seconds):
+# a RIPE NCC 429 storm, an APNIC ban of half the source addresses, ARIN 5xx, resets, cut and
+# malformed answers and timeouts.
+REGISTRY_WEATHER: dict[str, Any] = {
+    "seed": 14,
+    "ripencc": {"storm": {"period_s": 300, "duration_s": 60}},
+    "apnic": {"ban": {"period_s": 600, "duration_s": 60, "fraction": 0.5}},
+    "arin": {"http_5xx": 0.03, "reset": 0.02, "truncated": 0.02, "malformed": 0.02, "timeout": 0.01},
+}
+
+
+@dataclass
+class Chaos:
+    """Spot weather for a fleet crawl (the `during` of `crawl_with_fleet`).
+
+    From the first seconds on, at random moments, it SIGKILLs a worker (one holding a listing
+    lease when there is one, else any) or SIGTERMs one as a spot notice, and starts a replacement
+    at once, until it has dealt every blow."""
+
+    kills: int = 20
+    terms: int = 3
+    seed: int = 14
+    every_s: tuple[float, float] = (0.5, 3.0)  # between blows
+    killed: int = 0
+    termed: int = 0
+    listers_killed: int = 0
+    registry_faults: bool = True  # the simulator serves REGISTRY_WEATHER meanwhile
+    drains: list[tuple[int, float]] = field(default_factory=list)  # (exit code, seconds) per SIGTERM
+    _rng: random.Random = field(init=False)
+    _next_at: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    @property
+    def done(self) -> bool:
+        return self.killed >= self.kills and self.termed >= self.terms
+
+    def __call__(self, fleet: Fleet, progress: Any) -> None:
+        now = time.monotonic()
+        if not self._next_at:
+            self._next_at = now + self._rng.uniform(*self.every_s)
+        alive = [i for i, proc in enumerate(fleet.procs) if proc.poll() is None]
+        if self.done or now < self._next_at or not alive:
+            return
+        listers = self._listers(fleet, alive)
+        term = self.killed >= self.kills or (
+            self.termed < self.terms and self._rng.random() < self.terms / (self.kills + self.terms)
+        )
+        # A spot notice for a worker still starting kills it (no handler yet): nothing to drain there.
+        ready = [i for i in alive if b"taking shards" in (fleet.logdir / f"worker-{i}.log").read_bytes()]
+        if term and not ready:
+            return
+        victim = self._rng.choice(ready if term else listers or alive)
+        if term:
+            self.drains.append(fleet.terminate(victim, timeout=fleet.grace_seconds + 30))
+            self.termed += 1
+        else:
+            fleet.kill(victim)
+            self.killed += 1
+            self.listers_killed += bool(listers)
+        fleet.start(1, slot=fleet.slots[victim])  # a pod restarted under its name
+        self._next_at = time.monotonic() + self._rng.uniform(*self.every_s)
+
+    @staticmethod
+    def _listers(fleet: Fleet, alive: list[int]) -> list[int]:
+        """Workers holding a listing lease now (owners are `host-pid-suffix`)."""
+        client = redis.Redis.from_url(fleet.redis_url, decode_responses=True)
+        try:
+            leases = client.scan_iter(match=Keys(fleet.crawl).prefix + "listing:*")
+            owners = [str(client.get(k) or "") for k in leases]
+        finally:
+            client.close()
+        pids = {int(o.split("-")[-2]) for o in owners if o.count("-") >= 2 and o.split("-")[-2].isdigit()}
+        return [i for i in alive if fleet.procs[i].pid in pids]
+
+
+def _blocks(results: Path) -> tuple[set[tuple[str, str]], int]:
+    """The blocks delivered to the results topic, and how many were delivered more than once."""
+    seen = Counter((r["start_address"], r["end_address"]) for r in map(json.loads, results.open()))
+    return set(seen), sum(n - 1 for n in seen.values())
+
+
+def _request_figures(log: Path) -> dict[str, Any]:
+    """From the simulator's log: lookups answered again for an address, and the longest silence."""
+    answered: Counter[str] = Counter()
+    times = []
+    faults = 0
+    for line in log.open():
+        entry = json.loads(line)
+        times.append(float(entry["t"]))
+        faults += entry["outcome"] == "fault"
+        if entry["outcome"] == "ok" and entry["protocol"] not in LISTING_PROTOCOLS:
+            answered[entry["address"]] += 1
+    times.sort()
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return {
+        "duplicate_lookups": sum(n - 1 for n in answered.values()),
+        "max_stall_s": round(max(gaps, default=0.0), 2),
+        "faults_served": faults,
+    }
+
+
+def chaos_run(
+    scenario: str,
+    workers: int,
+    time_scale: float,
+    kafka: str,
+    redis_url: str,
+    workdir: Path,
+    chaos: Chaos | None,
+    static: bool = False,
+) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+    """One fleet crawl of a fresh simulator, with chaos (workers and registries) or without; its
+    figures and its blocks."""
+    from whoiscrawl.sim.score import score
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / "requests.jsonl"
+    faults = None
+    if chaos is not None and chaos.registry_faults:
+        faults = workdir / "faults.json"
+        faults.write_text(json.dumps(REGISTRY_WEATHER))
+    with simulator(scenario, time_scale, log, faults) as sim:
+        run = crawl_with_fleet(
+            sim, kafka, redis_url, workdir, workers=workers, during=chaos, timeout=1800, static=static
+        )
+    figures = score(scenario, str(run.results), str(log), resolution=24, time_scale=time_scale)
+    found, duplicates = _blocks(run.results)
+    return {
+        "finished": run.finished,
+        "wall_s": round(run.wall_s, 2),
+        "blocks_truth": figures["blocks_truth"],
+        "blocks_found": len(found),
+        "lookups": figures["lookups"],
+        "rate_limit_violations": figures["rate_limited"],
+        "duplicate_results": duplicates,
+        **_request_figures(log),
+    }, found
+
+
+def chaos_bench(
+    scenario: str,
+    workers: int,
+    time_scale: float,
+    kafka: str,
+    redis_url: str,
+    workdir: Path,
+    chaos: Chaos,
+    static: bool = False,
+) -> dict[str, Any]:
+    """The same crawl without chaos and with it: what chaos lost, and what it cost."""
+    run = functools.partial(chaos_run, scenario, workers, time_scale, kafka, redis_url, static=static)
+    calm, calm_blocks = run(workdir / "calm", None)
+    hit, hit_blocks = run(workdir / "chaos", chaos)
+    grace = Fleet.grace_seconds
+    return {
+        "benchmark": "chaos",
+        "scenario": scenario,
+        "workers": workers,
+        "time_scale": time_scale,
+        "static_membership": static,
+        "registry_faults": chaos.registry_faults,
+        "kills": chaos.killed,
+        "listers_killed": chaos.listers_killed,
+        "terms": chaos.termed,
+        "drained_in_grace": all(code == 0 and s <= grace for code, s in chaos.drains),
+        "max_drain_s": round(max((s for _, s in chaos.drains), default=0.0), 2),
+        "broker_restarts": 0,  # not dealt yet
+        "redis_losses": 0,  # not dealt yet
+        **hit,
+        "lost": len(calm_blocks - hit_blocks),
+        "lookups_vs_no_chaos": round(hit["lookups"] / calm["lookups"], 4) if calm["lookups"] else None,
+        "no_chaos": calm,
+    }
