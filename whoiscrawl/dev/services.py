@@ -224,12 +224,28 @@ def wait_for_kafka_metadata(bootstrap: str, timeout: float) -> None:
                 for fut in futures.values():
                     with contextlib.suppress(Exception):
                         fut.result(timeout=10)
-                if "__whoiscrawl_ready" in admin.list_topics(timeout=5).topics:
+                if "__whoiscrawl_ready" in admin.list_topics(timeout=5).topics and (
+                        _coordinates_groups(bootstrap)):
                     return
         except Exception as exc:  # the admin client raises several kinds while the broker starts
             last = exc
         time.sleep(0.3)
     raise ServiceError(f"Kafka metadata not ready within {timeout:.0f}s ({last})")
+
+
+def _coordinates_groups(bootstrap: str) -> bool:
+    """A fresh broker answers metadata before it can coordinate consumer groups (NOT_COORDINATOR
+    until __consumer_offsets is up): ready only once a group's committed offsets can be read."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "__whoiscrawl_ready"})
+    try:
+        consumer.committed([TopicPartition("__whoiscrawl_ready", 0)], timeout=5)
+        return True
+    except KafkaException:
+        return False
+    finally:
+        consumer.close()
 
 
 def start_prometheus(workdir: Path) -> Service:
