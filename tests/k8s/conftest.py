@@ -158,3 +158,21 @@ def quick_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """The registry simulator's `quick` scenario, time-scaled 100x, for the crawls on this tier."""
     with simulator("quick", 100.0, tmp_path_factory.mktemp("sim") / "requests.jsonl") as sim:
         yield sim
+
+
+def blocks_of(results: Path) -> set[tuple[str, str]]:
+    """The (first, last address) of every network in a results file."""
+    return {(r["start_address"], r["end_address"]) for r in map(json.loads, results.open())}
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_blocks(quick_sim: Simulator, tmp_path_factory: pytest.TempPathFactory
+                         ) -> set[tuple[str, str]]:
+    """What a local crawl of the same simulator finds: a crawl without faults finds exactly these."""
+    out = tmp_path_factory.mktemp("local") / "results.jsonl"
+    done = subprocess.run([sys.executable, "-m", "whoiscrawl", "crawl", *quick_sim.ranges, "--out", str(out),
+                           "--bootstrap-url", quick_sim.bootstrap_url, "--rate-limits",
+                           quick_sim.rate_limits_arg(), "--whois", quick_sim.whois, "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return blocks_of(out)

@@ -31,7 +31,7 @@ from whoiscrawl.dev.services import free_port
 from whoiscrawl.sim.score import score
 from whoiscrawl.store import Progress, RedisStore
 
-from .conftest import CHART, POOL, WC, K8s, pool_of
+from .conftest import CHART, POOL, WC, K8s, blocks_of, pool_of
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.slow, pytest.mark.services]
 RELEASE = "wc"
@@ -153,7 +153,7 @@ def export_and_score(services: Any, prefix: str, crawl: str, out: Path) -> dict[
 @pytest.mark.parametrize("mode", ["namespaced", "all-namespaces"])
 def test_a_crawl_runs_to_completed_under_the_charts_rbac(
         k8s: K8s, crd: dict, shared_pool: str, services: Any, quick_sim: Simulator, namespace: str,
-        tmp_path: Path, mode: str) -> None:
+        tmp_path: Path, mode: str, uninterrupted_blocks: set[tuple[str, str]]) -> None:
     crawl = f"c{uuid.uuid4().hex[:6]}"
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
@@ -201,6 +201,10 @@ def test_a_crawl_runs_to_completed_under_the_charts_rbac(
     unused = grants - calls(events) - set(NOT_EXERCISED)
     assert unused == set(), f"the chart grants what the operator never uses: {sorted(unused)}"
     assert figures["recall_resolution"] == 1.0
+    # The worker killed mid-crawl changed nothing: exactly the blocks of an uninterrupted crawl.
+    found = blocks_of(tmp_path / "results.jsonl")
+    extra, missing = found - uninterrupted_blocks, uninterrupted_blocks - found
+    assert not extra and not missing, f"{len(extra)} extra, {len(missing)} missing blocks"
 
 
 def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
