@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import redis
 
 from whoiscrawl.bench import Fleet, crawl_with_fleet, simulator
+from whoiscrawl.dev import services
 from whoiscrawl.sim.render import LISTING_PROTOCOLS
 from whoiscrawl.store import Keys
 
@@ -35,7 +38,9 @@ class Chaos:
 
     From the first seconds on, at random moments, it SIGKILLs a worker (one holding a listing
     lease when there is one, else any) or SIGTERMs one as a spot notice, and starts a replacement
-    at once, until it has dealt every blow."""
+    at once, until it has dealt every blow. Half-way through the kills it restarts the Kafka broker
+    (`restart_broker`, when the bench owns the broker) and times the fleet's recovery: from the
+    broker answering again to the next block the broker acknowledged (counted in Redis)."""
 
     kills: int = 20
     terms: int = 3
@@ -46,6 +51,11 @@ class Chaos:
     listers_killed: int = 0
     registry_faults: bool = True  # the simulator serves REGISTRY_WEATHER meanwhile
     drains: list[tuple[int, float]] = field(default_factory=list)  # (exit code, seconds) per SIGTERM
+    broker_restarts: int = 1  # dealt only with a restart_broker
+    restart_broker: Callable[[], Any] | None = None
+    restarted: int = 0
+    recoveries: list[float] = field(default_factory=list)  # seconds, one per broker restart
+    _awaiting: tuple[float, int] | None = field(init=False, default=None)  # (broker back, blocks)
     _rng: random.Random = field(init=False)
     _next_at: float = field(init=False, default=0.0)
 
@@ -54,9 +64,26 @@ class Chaos:
 
     @property
     def done(self) -> bool:
-        return self.killed >= self.kills and self.termed >= self.terms
+        restarts = self.broker_restarts if self.restart_broker is not None else 0
+        return self.killed >= self.kills and self.termed >= self.terms and self.restarted >= restarts
+
+    def _broker_weather(self, progress: Any) -> bool:
+        """Restart the broker when due (True: this poll is spent); note when the fleet recovered."""
+        if self._awaiting is not None and progress.blocks > self._awaiting[1]:
+            self.recoveries.append(round(time.monotonic() - self._awaiting[0], 2))
+            self._awaiting = None
+        due = (self.restart_broker is not None and self.restarted < self.broker_restarts
+               and self._awaiting is None and self.killed >= self.kills // 2)
+        if due:
+            assert self.restart_broker is not None
+            self.restart_broker()
+            self.restarted += 1
+            self._awaiting = (time.monotonic(), progress.blocks)
+        return due
 
     def __call__(self, fleet: Fleet, progress: Any) -> None:
+        if self._broker_weather(progress):
+            return
         now = time.monotonic()
         if not self._next_at:
             self._next_at = now + self._rng.uniform(*self.every_s)
@@ -93,6 +120,14 @@ class Chaos:
             client.close()
         pids = {int(o.split("-")[-2]) for o in owners if o.count("-") >= 2 and o.split("-")[-2].isdigit()}
         return [i for i in alive if fleet.procs[i].pid in pids]
+
+
+@contextlib.contextmanager
+def owned_services(kafka_only: bool = False) -> Iterator[services.Services]:
+    """Kafka (and Redis) of the bench's own, so it may restart the broker under the fleet."""
+    names = ("kafka",) if kafka_only else ("redis", "kafka")
+    with services.session(services.CACHE_DIR / "chaos-services", names) as running:
+        yield running
 
 
 def _blocks(results: Path) -> tuple[set[tuple[str, str]], int]:
@@ -186,7 +221,8 @@ def chaos_bench(
         "terms": chaos.termed,
         "drained_in_grace": all(code == 0 and s <= grace for code, s in chaos.drains),
         "max_drain_s": round(max((s for _, s in chaos.drains), default=0.0), 2),
-        "broker_restarts": 0,  # not dealt yet
+        "broker_restarts": chaos.restarted,
+        "max_recovery_s": max(chaos.recoveries, default=None),
         "redis_losses": 0,  # not dealt yet
         **hit,
         "lost": len(calm_blocks - hit_blocks),

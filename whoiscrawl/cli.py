@@ -314,6 +314,9 @@ def bench(
     static_membership: Annotated[
         bool, typer.Option(help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")
     ] = False,
+    broker_restarts: Annotated[
+        int, typer.Option(help="With --chaos: Kafka broker restarts mid-crawl (on the bench's own broker)")
+    ] = 1,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; print one JSON line of
     figures per egress count, with the baselines (sample, grid alone) run beside it under "compare".
@@ -322,16 +325,18 @@ def bench(
 
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
-    with b.bench_services() as (kafka, redis_url):
-        if chaos:
-            from whoiscrawl.chaos import Chaos, chaos_bench
+    if chaos:
+        from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
+        from whoiscrawl.dev.services import restart_kafka
 
-            weather = Chaos(kills, terms, registry_faults=registry_faults)
-            figures = chaos_bench(
-                scenario, workers, scale, kafka, redis_url, b.workdir(), weather, static_membership
-            )
-            typer.echo(json.dumps(figures))
-            return
+        with owned_services() as running:
+            weather = Chaos(kills, terms, registry_faults=registry_faults, broker_restarts=broker_restarts,
+                            restart_broker=functools.partial(restart_kafka, running))
+            figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
+                                  b.workdir(), weather, static_membership)
+        typer.echo(json.dumps(figures))
+        return
+    with b.bench_services() as (kafka, redis_url):
         for k in egress or [1]:
             crawl = functools.partial(
                 b.fleet_crawl,

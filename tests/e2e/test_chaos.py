@@ -1,21 +1,28 @@
-"""The chaos bench, short: a fleet under SIGKILLs, spot notices and misbehaving registries loses nothing."""
+"""The chaos bench, short: a fleet under SIGKILLs, spot notices, a broker restart and misbehaving
+registries loses nothing."""
 
 from __future__ import annotations
 
+import functools
 import json
 
-from whoiscrawl.chaos import Chaos, chaos_bench
+from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
+from whoiscrawl.dev.services import restart_kafka
 
 from .conftest import TIME_SCALE
 
 
-def test_a_fleet_under_kills_and_spot_notices_delivers_every_block_of_a_calm_one(services, tmp_path):
-    chaos = Chaos(kills=6, terms=2, seed=14, every_s=(0.5, 2.5))
-    kafka, redis_url = services.kafka_bootstrap, services.redis_url
-    figures = chaos_bench("quick", 3, TIME_SCALE, kafka, redis_url, tmp_path, chaos)
+def test_a_fleet_under_kills_spot_notices_and_a_broker_restart_delivers_every_block_of_a_calm_one(
+        services, tmp_path):
+    with owned_services(kafka_only=True) as own:  # a broker of its own: this test restarts it
+        chaos = Chaos(kills=6, terms=2, seed=14, every_s=(0.5, 2.5),
+                      restart_broker=functools.partial(restart_kafka, own))
+        figures = chaos_bench("quick", 3, TIME_SCALE, own.kafka_bootstrap, services.redis_url, tmp_path,
+                              chaos)
     print(json.dumps(figures))
     assert figures["finished"] and figures["no_chaos"]["finished"]
     assert figures["kills"] >= 4 and figures["terms"] >= 1  # the crawl may end before the last blows
+    assert figures["broker_restarts"] == 1 and figures["max_recovery_s"] is not None  # it went on
     assert figures["faults_served"] > 0  # the registries misbehaved meanwhile
     assert figures["lost"] == 0
     assert figures["drained_in_grace"]

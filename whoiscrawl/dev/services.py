@@ -162,51 +162,62 @@ def start_redis(workdir: Path) -> Service:
     return Service("redis", proc.pid, f"redis://127.0.0.1:{port}/0", str(d), f"127.0.0.1:{port}")
 
 
-def start_kafka(workdir: Path, timeout: float = 120) -> Service:
+def _kafka_jvm(d: Path) -> list[str]:
+    """The JVM command line of a broker whose files are in d (without the main class)."""
     java = _require("java", "openjdk-17-jre-headless")
     libs = ensure_kafka_jars()
-    d = workdir / "kafka"
-    (d / "data").mkdir(parents=True, exist_ok=True)
-    port, controller_port = free_port(), free_port()
-    template = resources.files("whoiscrawl.dev").joinpath("kafka-server.properties").read_text()
-    props = d / "server.properties"
-    props.write_text(template.format(port=port, controller_port=controller_port, data=d / "data"))
     log4j = d / "log4j2.properties"
     log4j.write_text(
         "rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n"
         "appender.out.type=Console\nappender.out.name=OUT\n"
         "appender.out.layout.type=PatternLayout\nappender.out.layout.pattern=%d %p %c: %m%n\n"
     )
-    classpath = f"{libs}/*"
-    jvm = [
-        java,
-        "-Xms256m",
-        "-Xmx768m",
-        "-XX:+UseSerialGC",
-        "-XX:TieredStopAtLevel=1",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={log4j}",
-        "-cp",
-        classpath,
-    ]
-    cluster_id = uuid.uuid4().hex[:22]
-    fmt = subprocess.run(
-        [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
-        capture_output=True,
-        text=True,
-    )
-    if fmt.returncode != 0:
-        raise ServiceError(f"kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
-    proc = spawn([*jvm, "kafka.Kafka", str(props)], d / "kafka.log")
-    service = Service("kafka", proc.pid, f"127.0.0.1:{port}", str(d), str(props))
+    return [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+
+
+def _run_kafka(d: Path, props: Path, address: str, timeout: float) -> Service:
+    """Start the broker on an existing (formatted) log dir and wait until it coordinates groups."""
+    proc = spawn([*_kafka_jvm(d), "kafka.Kafka", str(props)], d / "kafka.log")
+    service = Service("kafka", proc.pid, address, str(d), str(props))
     try:
-        wait_for_port("127.0.0.1", port, timeout, proc)
+        wait_for_port("127.0.0.1", int(address.rsplit(":", 1)[1]), timeout, proc)
         wait_for_kafka_metadata(service.address, timeout)
     except ServiceError as exc:
         stop_service(service)
         tail = (d / "kafka.log").read_text(errors="replace")[-2000:]
         raise ServiceError(f"Kafka did not come up: {exc}\n{tail}") from exc
     return service
+
+
+def start_kafka(workdir: Path, timeout: float = 120) -> Service:
+    d = workdir / "kafka"
+    (d / "data").mkdir(parents=True, exist_ok=True)
+    port, controller_port = free_port(), free_port()
+    template = resources.files("whoiscrawl.dev").joinpath("kafka-server.properties").read_text()
+    props = d / "server.properties"
+    props.write_text(template.format(port=port, controller_port=controller_port, data=d / "data"))
+    cluster_id = uuid.uuid4().hex[:22]
+    fmt = subprocess.run(
+        [*_kafka_jvm(d), "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+         "-c", str(props)],
+        capture_output=True,
+        text=True,
+    )
+    if fmt.returncode != 0:
+        raise ServiceError(f"kafka storage format failed: {fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
+    return _run_kafka(d, props, f"127.0.0.1:{port}", timeout)
+
+
+def restart_kafka(running: Services, timeout: float = 120) -> Service:
+    """A broker restart: stop it (SIGTERM, as an orderly shutdown), start it on the same log dir
+    and ports; committed offsets and the compacted results survive."""
+    old = running.services["kafka"]
+    stop_service(old)
+    new = _run_kafka(Path(old.workdir), Path(old.cmdline_marker), old.address, timeout)
+    running.services["kafka"] = new
+    running.save()
+    return new
 
 
 def wait_for_kafka_metadata(bootstrap: str, timeout: float) -> None:
