@@ -76,7 +76,11 @@ CLUSTER_STATE = Path(os.environ.get("WHOISCRAWL_DEV_CLUSTER", services.CACHE_DIR
 @cluster_app.command("build")
 def cluster_build() -> None:
     """Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK (once)."""
-    typer.echo(cluster.ensure_binaries())
+    try:
+        typer.echo(cluster.ensure_binaries())
+    except services.ServiceError as exc:
+        typer.echo(f"cluster: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @cluster_app.command("up")

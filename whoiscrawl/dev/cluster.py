@@ -77,8 +77,17 @@ def _version_ldflags() -> str:
     return " ".join(["-s", "-w", *flags])
 
 
+def go_binary() -> str | None:
+    """The Go toolchain: on PATH, or where the official tarball installs it."""
+    return shutil.which("go") or next(
+        (str(p) for p in (Path("/usr/local/go/bin/go"), Path.home() / "go" / "bin" / "go") if p.exists()),
+        None)
+
+
 def _go(args: list[str], cwd: Path | None, env: dict[str, str], what: str) -> None:
-    done = subprocess.run(["go", *args], cwd=cwd, env={**os.environ, "CGO_ENABLED": "0", **env},
+    go = go_binary()
+    assert go is not None
+    done = subprocess.run([go, *args], cwd=cwd, env={**os.environ, "CGO_ENABLED": "0", **env},
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise ServiceError(f"building {what} failed:\n{(done.stdout + done.stderr)[-3000:]}")
@@ -106,8 +115,9 @@ def _build_one(name: str, target: Path, say: Say) -> None:
 
 def ensure_binaries(say: Say = _stderr) -> Path:
     """Build whatever is missing (idempotent) and return the folder holding all five binaries."""
-    if shutil.which("go") is None:
-        raise ServiceError("the control plane is built with Go: install Go 1.26 (or Debian's golang-go)")
+    if missing_binaries() and go_binary() is None:
+        raise ServiceError("the test control plane is built from the Go module proxy with Go >= 1.26: "
+                           "install it from go.dev/dl (Debian's golang-go is too old), or put `go` on PATH")
     BIN_DIR.mkdir(parents=True, exist_ok=True)
     for name in ("etcd", *K8S_COMPONENTS, "kwok"):
         target = BIN_DIR / name
