@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from whoiscrawl.dev.cli import app as dev_app
+from whoiscrawl.results.tables import bench_table, crawl_table, score_table
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -67,6 +68,19 @@ WhoisOpt = Annotated[
 ]
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON line for scripts instead of tables")]
+
+
+def _end(doc: dict, as_json: bool, tables: list) -> None:
+    """A command's last output: JSON for machines, or tables for people."""
+    from whoiscrawl.results.tables import print_tables
+
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        print_tables(*tables)
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
@@ -102,6 +116,7 @@ def crawl(
     whois: WhoisOpt = None,
     list_children: ListOpt = True,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError, fetch_bootstrap
@@ -134,7 +149,7 @@ def crawl(
     except (LocalCrawlError, LimitError, SpaceError) as exc:
         _fail(str(exc))
         return
-    typer.echo(json.dumps(summary))
+    _end(summary, as_json, [crawl_table(summary)])
     if not summary["complete"]:
         typer.secho(f"interrupted: rerun with --resume --out {out} to continue", fg="yellow", err=True)
         raise typer.Exit(130)
@@ -300,9 +315,6 @@ def bench(
     micro: Annotated[
         bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")
     ] = False,
-    _json: Annotated[
-        bool, typer.Option("--json", help="Accepted for scripts: JSON lines are the only output")
-    ] = True,
     chaos: Annotated[
         bool, typer.Option(help="Crawl with and without SIGKILLs and SIGTERMs of workers; what was lost")
     ] = False,
@@ -317,10 +329,12 @@ def bench(
     broker_restarts: Annotated[
         int, typer.Option(help="With --chaos: Kafka broker restarts mid-crawl (on the bench's own broker)")
     ] = 1,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Crawl a simulator scenario with N real workers, real Kafka and Redis; print one JSON line of
-    figures per egress count, with the baselines (sample, grid alone) run beside it under "compare".
-    With --chaos: one line, the crawl under kills and spot notices beside the same crawl without."""
+    """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
+    line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
+    "compare". With --chaos: one JSON line, the crawl under kills and spot notices beside the same
+    crawl without."""
     from whoiscrawl import bench as b
 
     scale = time_scale or SCALES.get(scenario, 100.0)
@@ -357,10 +371,11 @@ def bench(
             if strategy == "sweep" and compare_grid:
                 grid = crawl(strategy="sweep", workdir=b.workdir(), list_children=False)
                 baselines["grid_only"] = b.summary(grid)
-            typer.echo(json.dumps({**run, "compare": baselines} if baselines else run))
+            doc = {**run, "compare": baselines} if baselines else run
+            _end(doc, as_json, [bench_table(doc)])
         if micro:
-            typer.echo(json.dumps(b.index_benchmark()))
-            typer.echo(json.dumps(b.redis_memory_benchmark(redis_url)))
+            for micro_doc in (b.index_benchmark(), b.redis_memory_benchmark(redis_url)):
+                _end(micro_doc, True, [])
 
 
 @app.command()
@@ -369,6 +384,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the results go (the default folder is git-ignored)")]
     = Path(".whoiscrawl/demo/results.jsonl"),
     time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
     import tempfile
@@ -399,17 +415,9 @@ def demo(
             if display:
                 display.stop()
     figures = score(scenario, str(out), str(log), resolution=24, time_scale=time_scale)
-    typer.echo(
-        json.dumps(
-            {
-                "crawl": {
-                    k: summary[k]
-                    for k in ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out")
-                },
-                "score": figures,
-            }
-        )
-    )
+    keep = ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out")
+    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures}
+    _end(doc, as_json, [crawl_table(summary, f"Crawl of the simulator's {scenario}"), score_table(figures)])
 
 
 class ProgressDisplay:
@@ -451,7 +459,10 @@ class ProgressDisplay:
 def _register_parts() -> None:
     # Each part registers its own commands.
     from whoiscrawl.operator.cli import app as operator_app
+    from whoiscrawl.results.cli import register as register_results
     from whoiscrawl.sim.cli import app as sim_app
+
+    register_results(app)
 
     app.add_typer(sim_app, name="sim")
     app.add_typer(operator_app, name="operator")

@@ -34,6 +34,7 @@ def crawl_cmd(sim, out: Path, *extra: str) -> list[str]:
         "--whois",
         sim.whois,
         "--no-progress",
+        "--json",
         *extra,
     ]
 

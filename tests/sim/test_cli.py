@@ -68,7 +68,7 @@ def test_truth_and_score_commands(tmp_path: Path):
     keep = ("registry", "handle", "start_address", "end_address", "cidrs", "name", "country",
             "parent_handle", "type")
     res.write_text("".join(json.dumps({k: row[k] for k in keep}) + "\n" for row in rows))
-    r = runner.invoke(app, ["score", "--scenario", "quick", "--results", str(res)])
+    r = runner.invoke(app, ["score", "--scenario", "quick", "--results", str(res), "--json"])
     assert r.exit_code == 0, r.output
     figures = json.loads(r.output.strip().splitlines()[-1])
     assert figures["recall"] == 1.0 and figures["address_coverage"] == 1.0

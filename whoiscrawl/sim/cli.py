@@ -84,12 +84,17 @@ def score_cmd(
     resolution: Annotated[int, typer.Option(help="gap-probe resolution (prefix length)")] = 24,
     time_scale: Annotated[float, typer.Option("--time-scale")] = 1.0,
     seed: SeedOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON line instead of tables")] = False,
 ) -> None:
-    """Print one JSON line of figures: recall, coverage, lookups, waste, limits, utilization."""
+    """Recall, coverage, lookups, waste, limits, utilization: a table, or one JSON line (--json)."""
+    from whoiscrawl.results.tables import print_tables, score_table
     from whoiscrawl.sim import score
 
-    typer.echo(json.dumps(score.score(scenario, results, log, resolution, time_scale, seed),
-                          separators=(",", ":")))
+    figures = score.score(scenario, results, log, resolution, time_scale, seed)
+    if as_json:
+        typer.echo(json.dumps(figures, separators=(",", ":")))
+    else:
+        print_tables(score_table(figures))
 
 
 @app.command("bench-serve")

@@ -1,0 +1,181 @@
+"""Result sets: a JSONL file or a crawl's compacted topic, deduplicated by block, read as a stream."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TOPIC_PREFIX = "topic:"  # RESULTS given as topic:NAME reads crawl NAME's compacted results topic
+_CHUNK = 1 << 20  # records compared at once while deduplicating (bounds the temporary arrays)
+_TOP = np.uint64(0xFFFFFFFF)
+
+
+class ResultsError(ValueError):
+    """A result set that cannot be read; the text says which and why."""
+
+
+def ip_int(text: str) -> int:
+    """A dotted-quad IPv4 address as an integer (fast: millions of these are parsed per export)."""
+    return int.from_bytes(socket.inet_aton(text), "big")
+
+
+def ip_str(n: int) -> str:
+    return socket.inet_ntoa(int(n).to_bytes(4, "big"))
+
+
+def block_key(first: int, last: int) -> int:
+    """A block's sort and dedup key: by first address, then the larger block first (parents before
+    their children), so sorted keys walk the hierarchy top-down."""
+    return (first << 32) | (0xFFFFFFFF - last)
+
+
+def key_span(key: int) -> tuple[int, int]:
+    return key >> 32, 0xFFFFFFFF - (key & 0xFFFFFFFF)
+
+
+def parse_line(line: bytes | str) -> dict[str, Any] | None:
+    """One result record, or None for a blank or malformed line (counted, never fatal)."""
+    if not line.strip():
+        return None
+    try:
+        doc = json.loads(line)
+        doc["_first"], doc["_last"] = ip_int(doc["start_address"]), ip_int(doc["end_address"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+    if not isinstance(doc.get("registry"), str) or not isinstance(doc.get("handle"), str):
+        return None
+    return doc
+
+
+@dataclass
+class ResultSet:
+    """A JSONL result file, deduplicated by block with the latest record (the last line) winning.
+
+    Two passes over the file: the first keeps one 8-byte key per record (plus, if `seekable`, its
+    byte offset), the second streams the winners. Memory is a few bytes per record, never a record."""
+
+    path: Path
+    seekable: bool = False  # keep line offsets, to read winners in hierarchy order (`nested`)
+    records: int = 0  # valid records read (duplicates included)
+    bad_records: int = 0  # blank lines excluded
+    winners: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # positions, key order
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # winners' keys, sorted
+    _offsets: np.ndarray | None = None
+    _mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path.is_file():
+            raise ResultsError(f"{self.path} is not a results file")
+        keys, offsets = self._scan()
+        self.winners, self.keys = _dedup(keys)
+        self._offsets = np.frombuffer(offsets, np.uint64) if self.seekable else None
+
+    def _scan(self) -> tuple[np.ndarray, array]:
+        keys, offsets = array("Q"), array("Q")
+        with self.path.open("rb") as fh:
+            offset = 0
+            for line in fh:
+                doc = parse_line(line)
+                if doc is not None:
+                    keys.append(block_key(doc["_first"], doc["_last"]))
+                    if self.seekable:
+                        offsets.append(offset)
+                elif line.strip():
+                    self.bad_records += 1
+                offset += len(line)
+        self.records = len(keys)
+        return np.frombuffer(keys, np.uint64) if keys else np.zeros(0, np.uint64), offsets
+
+    @property
+    def blocks(self) -> int:
+        return len(self.winners)
+
+    def spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every unique block's first and last address, in hierarchy order (int64 arrays)."""
+        first = (self.keys >> np.uint64(32)).astype(np.int64)
+        last = (_TOP - (self.keys & _TOP)).astype(np.int64)
+        return first, last
+
+    def latest(self) -> Iterator[dict[str, Any]]:
+        """The winning record of every block, in file order (one sequential read)."""
+        if self._mask is None:
+            self._mask = np.zeros(self.records, bool)
+            self._mask[self.winners] = True
+        mask = self._mask
+        pos = 0
+        with self.path.open("rb") as fh:
+            for line in fh:
+                doc = parse_line(line)
+                if doc is None:
+                    continue
+                if mask[pos]:
+                    yield doc
+                pos += 1
+
+    def nested(self) -> Iterator[dict[str, Any]]:
+        """The winning record of every block in hierarchy order: by first address, parents first."""
+        if self._offsets is None:
+            raise ResultsError("nested() needs a ResultSet opened with seekable=True")
+        with self.path.open("rb") as fh:
+            for pos in self.winners:
+                fh.seek(int(self._offsets[pos]))
+                doc = parse_line(fh.readline())
+                assert doc is not None
+                yield doc
+
+
+def _dedup(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the last record of each key, in key order, and those keys (chunked, so the
+    temporaries stay small beside the key array and its sort order)."""
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    order = np.argsort(keys, kind="stable")  # equal keys keep file order: the last one is the latest
+    winners: list[np.ndarray] = []
+    n = len(order)
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        idx = order[start:stop]
+        run = keys[idx]
+        is_last = np.empty(len(idx), bool)
+        is_last[:-1] = run[1:] != run[:-1]
+        is_last[-1] = stop == n or run[-1] != keys[order[stop]]
+        winners.append(idx[is_last])
+    pos = np.concatenate(winners)
+    return pos, keys[pos]
+
+
+@contextlib.contextmanager
+def open_results(
+    spec: str | Path, kafka_bootstrap: str | None = None, topic_prefix: str = "whoiscrawl.",
+    seekable: bool = False,
+) -> Iterator[ResultSet]:
+    """A result set from a JSONL path or `topic:CRAWL` (that crawl's compacted results topic, copied
+    to a temporary file as it streams in, then read like a file)."""
+    text = str(spec)
+    if not text.startswith(TOPIC_PREFIX):
+        yield ResultSet(Path(text), seekable=seekable)
+        return
+    from whoiscrawl import queue
+
+    if not kafka_bootstrap:
+        raise ResultsError("topic:NAME needs --kafka-bootstrap (or WHOISCRAWL_KAFKA_BOOTSTRAP)")
+    crawl = text[len(TOPIC_PREFIX) :]
+    fd, tmp = tempfile.mkstemp(prefix=f"whoiscrawl-{crawl}-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            config = queue.kafka_config_from(os.environ)
+            for record in queue.iter_results(kafka_bootstrap, topic_prefix, crawl, config):
+                fh.write(record.to_json() + b"\n")
+        yield ResultSet(Path(tmp), seekable=seekable)
+    finally:
+        os.unlink(tmp)

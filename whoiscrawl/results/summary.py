@@ -1,0 +1,145 @@
+"""`whoiscrawl summary`: records, blocks, addresses covered and their share, by registry, country, holder."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from whoiscrawl.results.source import ResultSet
+from whoiscrawl.space import Scope, crawlable
+
+
+def scope_of(ranges: Iterable[str] | None) -> Scope:
+    """The space figures are shares of: the given ranges' crawlable part, or all allocatable IPv4
+    (IPv4 less special-purpose space and the /8s IANA keeps: `space.crawlable`)."""
+    space = crawlable(list(ranges) if ranges else ["all"])
+    return Scope.of((int(r.first), int(r.last)) for r in space.iter_ipranges())
+
+
+class ScopeCounter:
+    """How many addresses of first..last lie in a scope: O(log n) with prefix sums."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.before = [0]
+        for f, t in zip(scope.firsts, scope.lasts, strict=True):
+            self.before.append(self.before[-1] + t - f + 1)
+
+    @property
+    def size(self) -> int:
+        return self.before[-1]
+
+    def upto(self, address: int) -> int:
+        """Scope addresses below `address`."""
+        i = bisect_right(self.scope.firsts, address) - 1
+        if i < 0:
+            return 0
+        return self.before[i] + min(address, self.scope.lasts[i] + 1) - self.scope.firsts[i]
+
+    def count(self, first: int, last: int) -> int:
+        return self.upto(last + 1) - self.upto(first) if last >= first else 0
+
+
+def own_addresses(first: np.ndarray, last: np.ndarray, counter: ScopeCounter) -> np.ndarray:
+    """For blocks in hierarchy order: the scope addresses each block is the most specific block for
+    (its range less its children's). They partition the covered space, so they add up to it. A block
+    that overlaps its parent's end (real registries keep a few) is clipped to the parent."""
+    own = np.zeros(len(first), np.int64)
+    stack: list[tuple[int, int]] = []  # (last address, block number), innermost on top
+    cursor = 0
+    for i, (f, t) in enumerate(zip(first.tolist(), last.tolist(), strict=True)):
+        while stack and stack[-1][0] < f:
+            top_last, top = stack.pop()
+            own[top] += counter.count(cursor, top_last)
+            cursor = top_last + 1
+        if stack:
+            own[stack[-1][1]] += counter.count(cursor, f - 1)
+            t = min(t, stack[-1][0])
+        cursor = f
+        stack.append((t, i))
+    while stack:
+        top_last, top = stack.pop()
+        own[top] += counter.count(cursor, top_last)
+        cursor = top_last + 1
+    return own
+
+
+def holder_of(doc: dict[str, Any]) -> str:
+    return str(doc.get("registrant") or doc.get("name") or doc["handle"])
+
+
+@dataclass
+class Summary:
+    """The figures of one result set (what the 2016 post reported), ready for a table or JSON."""
+
+    records: int
+    bad_records: int
+    blocks: int
+    scope_addresses: int
+    covered: int
+    registries: dict[str, dict[str, int]]
+    countries: Counter[str]
+    holders: Counter[str]
+    holder_blocks: Counter[str]
+
+    def to_dict(self, top: int = 15) -> dict[str, Any]:
+        share = self.covered / self.scope_addresses if self.scope_addresses else None
+        return {
+            "records": self.records,
+            "bad_records": self.bad_records,
+            "blocks": self.blocks,
+            "duplicates": self.records - self.blocks,
+            "scope_addresses": self.scope_addresses,
+            "addresses_covered": self.covered,
+            "coverage": round(share, 6) if share is not None else None,
+            "by_registry": self.registries,
+            "by_country": dict(self.countries.most_common(top)),
+            "countries": len(self.countries),
+            "top_holders": [
+                {"holder": h, "addresses": n, "blocks": self.holder_blocks[h]}
+                for h, n in self.holders.most_common(top)
+            ],
+            "holders": len(self.holders),
+        }
+
+
+def summarize(results: ResultSet, scope: Scope) -> Summary:
+    """Figures of a result set opened `seekable`: addresses are counted once, for the most specific
+    block holding them, and only inside `scope`."""
+    counter = ScopeCounter(scope)
+    own = own_addresses(*results.spans(), counter).tolist()
+    registries: dict[str, dict[str, int]] = {}
+    countries: Counter[str] = Counter()
+    holders: Counter[str] = Counter()
+    holder_blocks: Counter[str] = Counter()
+    for doc, n in zip(results.nested(), own, strict=True):
+        reg = registries.setdefault(doc["registry"], {"blocks": 0, "addresses": 0})
+        reg["blocks"] += 1
+        reg["addresses"] += n
+        holder = holder_of(doc)
+        holder_blocks[holder] += 1
+        if n:
+            countries[str(doc.get("country") or "none")] += n
+            holders[holder] += n
+    return Summary(
+        records=results.records,
+        bad_records=results.bad_records,
+        blocks=results.blocks,
+        scope_addresses=counter.size,
+        covered=int(sum(own)),
+        registries=dict(sorted(registries.items())),
+        countries=countries,
+        holders=holders,
+        holder_blocks=holder_blocks,
+    )
+
+
+def in_scope(firsts: Iterable[int], scope: Scope) -> int:
+    """How many of these addresses lie in the scope (for tests and sanity checks)."""
+    return sum(1 for a in firsts if bisect_left(scope.lasts, a) < len(scope.lasts)
+               and scope.firsts[bisect_left(scope.lasts, a)] <= a)

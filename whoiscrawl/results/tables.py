@@ -1,0 +1,131 @@
+"""Rich tables a person reads in seconds: the end of crawl, demo, bench and sim score, and summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+
+
+def _n(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "-"
+
+
+def print_tables(*tables: Table | Group, console: Console | None = None) -> None:
+    out = console or Console(width=110)
+    for table in tables:
+        out.print(table)
+
+
+def figures_table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    """Two columns, figure and value."""
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, _n(value))
+    return table
+
+
+def summary_tables(doc: dict[str, Any]) -> list[Table]:
+    """`whoiscrawl summary`: headline figures, then registries, countries and holders."""
+    scope, covered = doc["scope_addresses"], doc["addresses_covered"]
+    head = figures_table("Results", [
+        ("records", doc["records"]),
+        ("unique blocks", doc["blocks"]),
+        ("duplicates dropped (latest kept)", doc["duplicates"]),
+        ("addresses covered", covered),
+        ("share of the space", _pct(covered, scope)),
+        ("space (addresses)", scope),
+        ("countries / holders", f"{doc['countries']:,} / {doc['holders']:,}"),
+    ])
+    regs = Table(title="By registry", title_justify="left")
+    for col in ("registry", "blocks", "addresses", "share of space"):
+        regs.add_column(col, justify="left" if col == "registry" else "right")
+    for name, r in doc["by_registry"].items():
+        regs.add_row(name, _n(r["blocks"]), _n(r["addresses"]), _pct(r["addresses"], scope))
+    countries = Table(title="Top countries (addresses)", title_justify="left")
+    countries.add_column("country")
+    countries.add_column("addresses", justify="right")
+    countries.add_column("share", justify="right")
+    for cc, n in doc["by_country"].items():
+        countries.add_row(cc, _n(n), _pct(n, covered))
+    holders = Table(title="Largest holders (addresses)", title_justify="left")
+    for col in ("holder", "blocks", "addresses", "share"):
+        holders.add_column(col, justify="left" if col == "holder" else "right")
+    for h in doc["top_holders"]:
+        holders.add_row(h["holder"], _n(h["blocks"]), _n(h["addresses"]), _pct(h["addresses"], covered))
+    return [head, regs, countries, holders]
+
+
+def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
+    """The end of `whoiscrawl crawl`: what it found and what it cost, per registry."""
+    lookups, blocks = summary.get("lookups") or 0, summary.get("blocks") or 0
+    head = [
+        ("complete", "yes" if summary.get("complete") else "no (interrupted)"),
+        ("blocks found", blocks),
+        ("lookups", lookups),
+        ("lookups per block", round(lookups / blocks, 3) if blocks else None),
+        ("coverage of the planned space",
+         _pct(summary.get("addresses_done") or 0, summary.get("addresses_total") or 0)),
+        ("429s / errors", f"{summary.get('rate_limited', 0)} / {summary.get('errors', 0)}"),
+        ("wall time (s)", summary.get("wall_s")),
+        ("results", summary.get("out")),
+    ]
+    per = summary.get("lookups_by_registry") or {}
+    if per:
+        head.append(("lookups by registry", "  ".join(f"{r} {n:,}" for r, n in sorted(per.items()))))
+    return figures_table(title, head)
+
+
+def score_table(figures: dict[str, Any], title: str = "Score against the simulator's truth") -> Table:
+    """`sim score`: recall and coverage, cost, per registry."""
+    table = Table(title=title, title_justify="left")
+    for col in ("registry", "truth", "found", "recall"):
+        table.add_column(col, justify="left" if col == "registry" else "right")
+    for reg, r in (figures.get("recall_by_registry") or {}).items():
+        table.add_row(reg, _n(r["truth"]), _n(r["found"]), _n(r["recall"]))
+    table.add_section()
+    table.add_row("all", _n(figures.get("blocks_truth")), _n(figures.get("blocks_found")),
+                  _n(figures.get("recall")))
+    head = figures_table("", [
+        ("address coverage", figures.get("address_coverage")),
+        ("recall of blocks >= grid", figures.get("recall_resolution")),
+        ("lookups / per block", f"{_n(figures.get('lookups'))} / {_n(figures.get('lookups_per_block'))}"),
+        ("wasted lookups (floor)",
+         f"{_n(figures.get('wasted_lookups'))} ({_n(figures.get('wasted_floor'))})"),
+        ("429s provoked", figures.get("rate_limited")),
+    ])
+    return _stack(table, head)
+
+
+def _stack(*parts: Table) -> Table:
+    grid = Table.grid(padding=(0, 4))
+    grid.add_column()
+    grid.add_column()
+    grid.add_row(*parts)
+    return grid
+
+
+def bench_table(run: dict[str, Any]) -> Table:
+    """One `whoiscrawl bench` run beside its baselines: a column each."""
+    runs = {"sweep" if run.get("strategy") == "sweep" else str(run.get("strategy")): run}
+    runs.update({name: r for name, r in (run.get("compare") or {}).items()})
+    table = Table(title=f"Bench: {run.get('workers')} workers, {run.get('egress')} egress address(es)",
+                  title_justify="left")
+    table.add_column("figure")
+    for name in runs:
+        table.add_column(name, justify="right")
+    for key in ("recall_resolution", "address_coverage", "blocks_found", "lookups", "lookups_per_block",
+                "wasted_lookups", "rate_limited", "wall_s"):
+        table.add_row(key, *(_n(r.get(key)) for r in runs.values()))
+    return table
