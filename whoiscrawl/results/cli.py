@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -57,3 +58,53 @@ def summary(
 def register(app: typer.Typer) -> None:
     """Add the result commands to the `whoiscrawl` command."""
     app.command()(summary)
+    app.command()(export)
+    app.command("bench-export")(bench_export)
+
+
+def export(
+    results: ResultsArg,
+    out: Annotated[Path, typer.Option("--out", help="File to write")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet")] = "parquet",
+    registry: Annotated[list[str] | None, typer.Option(help="Keep only this registry (repeat)")] = None,
+    country: Annotated[list[str] | None, typer.Option(help="Keep only this country code (repeat)")] = None,
+    within: Annotated[
+        list[str] | None, typer.Option("--range", help="Keep only blocks overlapping this range (repeat)")
+    ] = None,
+    kafka_bootstrap: KafkaOpt = None,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+) -> None:
+    """Write the latest record of every block, in one column schema (docs/results.md), streaming."""
+    from whoiscrawl.results.export import FORMATS, Filters
+    from whoiscrawl.results.export import export as write
+    from whoiscrawl.results.source import ResultsError, open_results
+    from whoiscrawl.space import SpaceError
+
+    if fmt not in FORMATS:
+        _fail(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
+    try:
+        keep = Filters.of(registry or [], country or [], within or [])
+        with open_results(results, kafka_bootstrap, topic_prefix) as rs:
+            rows = write(rs, fmt, out, keep)
+            doc = {"out": str(out), "format": fmt, "rows": rows, "records": rs.records, "blocks": rs.blocks}
+    except (ResultsError, SpaceError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps(doc))
+
+
+def bench_export(
+    records: Annotated[int, typer.Option(help="Synthetic records to generate (10% of them duplicates)")]
+    = 1_000_000,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help="Formats to export (repeat)")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where the files go (default: a temp dir)")] = None,
+) -> None:
+    """Generate synthetic records, export them with `whoiscrawl export` in a child process, and print
+    one JSON line per format: peak memory (max RSS) per million records, rows per second."""
+    import tempfile
+
+    from whoiscrawl.results.benchmark import export_benchmark
+
+    where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-export-"))
+    for line in export_benchmark(records, fmt or ["parquet"], where):
+        typer.echo(json.dumps(line))

@@ -17,6 +17,7 @@ import numpy as np
 
 TOPIC_PREFIX = "topic:"  # RESULTS given as topic:NAME reads crawl NAME's compacted results topic
 _CHUNK = 1 << 20  # records compared at once while deduplicating (bounds the temporary arrays)
+_SCAN_CHUNK = 1 << 16  # keys parsed before they are stored (a Python int is 32 bytes, a stored key 8)
 _TOP = np.uint64(0xFFFFFFFF)
 
 
@@ -57,31 +58,39 @@ def parse_line(line: bytes | str) -> dict[str, Any] | None:
     return doc
 
 
+_ENTRY = np.dtype([("key", "<u8"), ("pos", "<u4")])  # 12 bytes a record while deduplicating
+
+
 @dataclass
 class ResultSet:
     """A JSONL result file, deduplicated by block with the latest record (the last line) winning.
 
-    Two passes over the file: the first keeps one 8-byte key per record (plus, if `seekable`, its
-    byte offset), the second streams the winners. Memory is a few bytes per record, never a record."""
+    Two passes over the file: the first keeps 12 bytes per record (its block's key and position; with
+    `seekable`, 8 more for its byte offset), the second streams the winners. No record is kept."""
 
     path: Path
-    seekable: bool = False  # keep line offsets, to read winners in hierarchy order (`nested`)
+    seekable: bool = False  # keep keys and offsets, to read winners in hierarchy order (`nested`)
     records: int = 0  # valid records read (duplicates included)
     bad_records: int = 0  # blank lines excluded
-    winners: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # positions, key order
-    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # winners' keys, sorted
+    winners: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))  # positions, key order
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # winners' keys (seekable)
     _offsets: np.ndarray | None = None
     _mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.path.is_file():
             raise ResultsError(f"{self.path} is not a results file")
-        keys, offsets = self._scan()
-        self.winners, self.keys = _dedup(keys)
-        self._offsets = np.frombuffer(offsets, np.uint64) if self.seekable else None
+        entries, offsets = self._scan()
+        self.winners, keys = _dedup(entries, self.seekable)
+        del entries
+        if self.seekable:
+            self.keys = keys
+            self._offsets = np.frombuffer(offsets, np.uint64) if offsets else np.zeros(0, np.uint64)
 
     def _scan(self) -> tuple[np.ndarray, array]:
-        keys, offsets = array("Q"), array("Q")
+        entries = np.empty(_count_lines(self.path), _ENTRY)
+        offsets: array = array("Q")
+        keys: list[int] = []
         with self.path.open("rb") as fh:
             offset = 0
             for line in fh:
@@ -90,11 +99,20 @@ class ResultSet:
                     keys.append(block_key(doc["_first"], doc["_last"]))
                     if self.seekable:
                         offsets.append(offset)
+                    if len(keys) == _SCAN_CHUNK:
+                        self._store(entries, keys)
                 elif line.strip():
                     self.bad_records += 1
                 offset += len(line)
-        self.records = len(keys)
-        return np.frombuffer(keys, np.uint64) if keys else np.zeros(0, np.uint64), offsets
+        self._store(entries, keys)
+        return entries[: self.records], offsets
+
+    def _store(self, entries: np.ndarray, keys: list[int]) -> None:
+        n = self.records
+        entries["key"][n : n + len(keys)] = keys
+        entries["pos"][n : n + len(keys)] = np.arange(n, n + len(keys), dtype=np.uint32)
+        self.records += len(keys)
+        keys.clear()
 
     @property
     def blocks(self) -> int:
@@ -134,24 +152,30 @@ class ResultSet:
                 yield doc
 
 
-def _dedup(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the last record of each key, in key order, and those keys (chunked, so the
-    temporaries stay small beside the key array and its sort order)."""
-    if not len(keys):
-        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
-    order = np.argsort(keys, kind="stable")  # equal keys keep file order: the last one is the latest
-    winners: list[np.ndarray] = []
-    n = len(order)
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) + 1
+
+
+def _dedup(entries: np.ndarray, with_keys: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the last record of each key, in key order, and those keys. Sorted in place by
+    (key, position), so the last entry of each key is its latest record; compared a chunk at a time,
+    so the temporaries stay small beside the entries."""
+    entries.sort(order=("key", "pos"))
+    winners, keys = [], []
+    n = len(entries)
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
-        idx = order[start:stop]
-        run = keys[idx]
-        is_last = np.empty(len(idx), bool)
+        run = entries["key"][start:stop]
+        is_last = np.empty(len(run), bool)
         is_last[:-1] = run[1:] != run[:-1]
-        is_last[-1] = stop == n or run[-1] != keys[order[stop]]
-        winners.append(idx[is_last])
-    pos = np.concatenate(winners)
-    return pos, keys[pos]
+        is_last[-1] = stop == n or run[-1] != entries["key"][stop]
+        winners.append(entries["pos"][start:stop][is_last])
+        if with_keys:
+            keys.append(run[is_last])
+    if not winners:
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint64)
+    return np.concatenate(winners), np.concatenate(keys) if keys else np.zeros(0, np.uint64)
 
 
 @contextlib.contextmanager
