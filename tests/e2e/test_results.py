@@ -62,3 +62,64 @@ def test_demo_ends_with_tables_and_its_json_is_behind_a_flag(tmp_path: Path):
     assert "blocks found" in text and "address coverage" in text and "recall" in text
     assert "{" not in text  # no JSON for people
     assert len(text.splitlines()) < 30
+
+
+def map_pixel(image, address: int, size: int = 4096) -> tuple[int, int, int] | None:
+    """The colour at an address's pixel, or None where the /8 grid or its labels are drawn over it."""
+    from whoiscrawl.results.hilbert import pixel_of
+    from whoiscrawl.results.ipmap import layout
+
+    x, y = pixel_of(address, size)
+    side = size // 16
+    if x % side in (0, side - 1) or y % side in (0, side - 1) or (x % side < 60 and y % side < 36):
+        return None
+    return image.getpixel((x, y + layout(size)[0]))
+
+
+def test_map_colours_blocks_by_registry_special_space_and_unfound_space(quick_results: Path, tmp_path: Path):
+    from PIL import Image
+
+    from whoiscrawl.results.ipmap import NOT_FOUND, REGISTRY_COLOURS, SPECIAL
+    from whoiscrawl.results.source import ResultSet, ip_int
+
+    out = tmp_path / "map.png"
+    result = CliRunner().invoke(app, ["map", str(quick_results), "--out", str(out), "--by", "registry"])
+    assert result.exit_code == 0, result.output
+    image = Image.open(out).convert("RGB")
+    assert image.size[0] > 4096 and image.size[1] > 4096  # the map, its title bar and its legend
+    rs = ResultSet(quick_results, seekable=True)
+    blocks = [(d["_first"], d["_last"], d["registry"]) for d in rs.nested()]
+    # Leaves of a /24 or more: nothing later in hierarchy order starts inside them, so their pixels are
+    # theirs.
+    checked: dict[str, int] = {}
+    for i, (first, last, registry) in enumerate(blocks):
+        inner = i + 1 < len(blocks) and blocks[i + 1][0] <= last
+        if last - first + 1 < 256 or inner:
+            continue
+        colour = map_pixel(image, first)
+        if colour is not None:
+            assert colour == REGISTRY_COLOURS[registry], (first, registry)
+            checked[registry] = checked.get(registry, 0) + 1
+    assert set(checked) == set(REGISTRY_COLOURS), checked
+    # (addresses away from the grid and its labels)
+    for special in ("10.20.30.40", "10.200.0.1", "127.200.0.1", "100.64.99.1", "198.18.100.1", "240.200.0.1"):
+        assert map_pixel(image, ip_int(special)) == SPECIAL, special
+    for unfound in ("8.200.0.1", "45.200.0.1", "150.100.0.1", "201.30.0.1"):
+        assert not any(f <= ip_int(unfound) <= t for f, t, _ in blocks)
+        assert map_pixel(image, ip_int(unfound)) == NOT_FOUND, unfound
+
+
+@pytest.mark.parametrize("by", ["country", "holder", "found"])
+def test_map_modes_sizes_and_svg(quick_results: Path, tmp_path: Path, by: str):
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "map.svg"
+    result = CliRunner().invoke(app, ["map", str(quick_results), "--out", str(out), "--by", by,
+                                      "--size", "512", "--svg"])
+    assert result.exit_code == 0, result.output
+    legend = json.loads(result.output)["legend"]
+    assert legend["not found"] > 0.5 and legend["special-purpose / IANA"] > 0.1
+    assert len(legend) >= 3
+    svg = ET.parse(out).getroot()
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert "12" in texts and any(t and t.startswith("not found") for t in texts)

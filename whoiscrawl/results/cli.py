@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
     app.command()(summary)
     app.command()(export)
     app.command("bench-export")(bench_export)
+    app.command("map")(map_cmd)
 
 
 def export(
@@ -108,3 +109,32 @@ def bench_export(
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-export-"))
     for line in export_benchmark(records, fmt or ["parquet"], where):
         typer.echo(json.dumps(line))
+
+
+def map_cmd(
+    results: ResultsArg,
+    out: Annotated[Path, typer.Option("--out", help="Image to write (PNG, or SVG with --svg)")]
+    = Path("map.png"),
+    by: Annotated[str, typer.Option(help="Colour by registry, country, holder or found")] = "registry",
+    size: Annotated[int, typer.Option(help="Map side in pixels: 4096 (one per /24), 2048, 1024, 512")] = 4096,
+    svg: Annotated[bool, typer.Option("--svg", help="Write SVG (the map embedded, the rest as vectors)")]
+    = False,
+    title: Annotated[str | None, typer.Option(help="Title (default: what the map shows)")] = None,
+    kafka_bootstrap: KafkaOpt = None,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+) -> None:
+    """IPv4 on a Hilbert curve, coloured by what the crawl found, with a legend and the /8 grid."""
+    from whoiscrawl.results import ipmap
+    from whoiscrawl.results.source import ResultsError, open_results
+
+    if size not in ipmap.SIZES or by not in ipmap.MODES:
+        _fail(f"--size is one of {ipmap.SIZES} and --by one of {', '.join(ipmap.MODES)}")
+    try:
+        with open_results(results, kafka_bootstrap, topic_prefix, seekable=True) as rs:
+            picture = ipmap.render(rs, by, size, title or f"IPv4 by {by}: {Path(results).name}")
+    except ResultsError as exc:
+        _fail(str(exc))
+        return
+    (ipmap.save_svg if svg else ipmap.save_png)(picture, str(out))
+    typer.echo(json.dumps({"out": str(out), "by": by, "size": size, "blocks": rs.blocks,
+                           "legend": dict(zip(picture.legend.labels, picture.share, strict=True))}))

@@ -72,6 +72,7 @@ class ResultSet:
     seekable: bool = False  # keep keys and offsets, to read winners in hierarchy order (`nested`)
     records: int = 0  # valid records read (duplicates included)
     bad_records: int = 0  # blank lines excluded
+    blocks: int = 0  # unique blocks
     winners: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))  # positions, key order
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # winners' keys (seekable)
     _offsets: np.ndarray | None = None
@@ -81,10 +82,11 @@ class ResultSet:
         if not self.path.is_file():
             raise ResultsError(f"{self.path} is not a results file")
         entries, offsets = self._scan()
-        self.winners, keys = _dedup(entries, self.seekable)
+        self._mask = np.zeros(self.records, bool)
+        self.blocks, order = _dedup(entries, self._mask, self.seekable)
         del entries
-        if self.seekable:
-            self.keys = keys
+        if order is not None:  # latest() needs only the mask; nested() the order and the offsets
+            self.winners, self.keys = order
             self._offsets = np.frombuffer(offsets, np.uint64) if offsets else np.zeros(0, np.uint64)
 
     def _scan(self) -> tuple[np.ndarray, array]:
@@ -114,10 +116,6 @@ class ResultSet:
         self.records += len(keys)
         keys.clear()
 
-    @property
-    def blocks(self) -> int:
-        return len(self.winners)
-
     def spans(self) -> tuple[np.ndarray, np.ndarray]:
         """Every unique block's first and last address, in hierarchy order (int64 arrays)."""
         first = (self.keys >> np.uint64(32)).astype(np.int64)
@@ -126,10 +124,8 @@ class ResultSet:
 
     def latest(self) -> Iterator[dict[str, Any]]:
         """The winning record of every block, in file order (one sequential read)."""
-        if self._mask is None:
-            self._mask = np.zeros(self.records, bool)
-            self._mask[self.winners] = True
         mask = self._mask
+        assert mask is not None
         pos = 0
         with self.path.open("rb") as fh:
             for line in fh:
@@ -157,25 +153,32 @@ def _count_lines(path: Path) -> int:
         return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) + 1
 
 
-def _dedup(entries: np.ndarray, with_keys: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the last record of each key, in key order, and those keys. Sorted in place by
-    (key, position), so the last entry of each key is its latest record; compared a chunk at a time,
-    so the temporaries stay small beside the entries."""
+def _dedup(
+    entries: np.ndarray, mask: np.ndarray, with_order: bool
+) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
+    """Mark the latest record of each key in `mask`; count the keys and, if asked, return those
+    records' positions and keys in key order. Sorted in place by (key, position), so the last entry
+    of each key is its latest record; compared a chunk at a time, so temporaries stay small."""
     entries.sort(order=("key", "pos"))
     winners, keys = [], []
-    n = len(entries)
+    n, blocks = len(entries), 0
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
         run = entries["key"][start:stop]
         is_last = np.empty(len(run), bool)
         is_last[:-1] = run[1:] != run[:-1]
         is_last[-1] = stop == n or run[-1] != entries["key"][stop]
-        winners.append(entries["pos"][start:stop][is_last])
-        if with_keys:
+        pos = entries["pos"][start:stop][is_last]
+        mask[pos] = True
+        blocks += len(pos)
+        if with_order:
+            winners.append(pos)
             keys.append(run[is_last])
+    if not with_order:
+        return blocks, None
     if not winners:
-        return np.zeros(0, np.uint32), np.zeros(0, np.uint64)
-    return np.concatenate(winners), np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+        return 0, (np.zeros(0, np.uint32), np.zeros(0, np.uint64))
+    return blocks, (np.concatenate(winners), np.concatenate(keys))
 
 
 @contextlib.contextmanager
