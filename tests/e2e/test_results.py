@@ -123,3 +123,36 @@ def test_map_modes_sizes_and_svg(quick_results: Path, tmp_path: Path, by: str):
     svg = ET.parse(out).getroot()
     texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
     assert "12" in texts and any(t and t.startswith("not found") for t in texts)
+
+
+def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_path: Path):
+    from whoiscrawl.results.source import ResultSet
+
+    docs = [{k: v for k, v in d.items() if not k.startswith("_")}
+            for d in ResultSet(quick_results).latest()]
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    old.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    changed = {docs[100]["handle"]: "holder", docs[200]["handle"]: "country",
+               docs[300]["handle"]: "abuse_emails"}
+    removed = {docs[400]["handle"], docs[401]["handle"]}
+    docs[100] = {**docs[100], "registrant": "A New Holder Ltd"}
+    docs[200] = {**docs[200], "country": "ZZ"}
+    docs[300] = {**docs[300], "abuse_emails": ["abuse@elsewhere.example"]}
+    added = {**docs[0], "handle": "ADDED-1", "start_address": "9.9.9.0", "end_address": "9.9.9.255",
+             "cidrs": ["9.9.9.0/24"]}
+    kept = [d for d in docs if d["handle"] not in removed] + [added]
+    new.write_text("".join(json.dumps(d) + "\n" for d in kept))
+
+    result = CliRunner().invoke(app, ["diff", str(old), str(new), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    by_kind: dict[str, dict[str, list[str]]] = {}
+    for c in report["changes"]:
+        by_kind.setdefault(c["change"], {})[c["handle"]] = sorted(c.get("fields", {}))
+    assert by_kind["changed"] == {h: [f] for h, f in changed.items()}
+    assert set(by_kind["removed"]) == removed and set(by_kind["added"]) == {"ADDED-1"}
+    assert (report["added"], report["removed"], report["changed"]) == (1, 2, 3)
+    table = CliRunner().invoke(app, ["diff", str(old), str(new)])
+    assert "A New Holder Ltd" in table.output and "ADDED-1" in table.output
+    same = json.loads(CliRunner().invoke(app, ["diff", str(old), str(old), "--json"]).output)
+    assert same["changes"] == [] and same["old_blocks"] == same["new_blocks"] == len(docs)

@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
     app.command()(export)
     app.command("bench-export")(bench_export)
     app.command("map")(map_cmd)
+    app.command()(diff)
 
 
 def export(
@@ -138,3 +139,29 @@ def map_cmd(
     (ipmap.save_svg if svg else ipmap.save_png)(picture, str(out))
     typer.echo(json.dumps({"out": str(out), "by": by, "size": size, "blocks": rs.blocks,
                            "legend": dict(zip(picture.legend.labels, picture.share, strict=True))}))
+
+
+def diff(
+    old: Annotated[str, typer.Argument(help="The earlier results (file or topic:CRAWL)")],
+    new: Annotated[str, typer.Argument(help="The later results (file or topic:CRAWL)")],
+    limit: Annotated[int, typer.Option(help="Changes listed in the table (--json lists all)")] = 30,
+    as_json: JsonOpt = False,
+    kafka_bootstrap: KafkaOpt = None,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+) -> None:
+    """Blocks added, removed, and changed (holder, country, abuse contact, registry) from OLD to NEW."""
+    from whoiscrawl.results.diff import diff_report
+    from whoiscrawl.results.source import ResultsError, open_results
+    from whoiscrawl.results.tables import diff_tables, print_tables
+
+    try:
+        with open_results(old, kafka_bootstrap, topic_prefix, seekable=True) as a, \
+                open_results(new, kafka_bootstrap, topic_prefix, seekable=True) as b:
+            doc = diff_report(a, b, None if as_json else limit)
+    except ResultsError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        print_tables(*diff_tables(doc))

@@ -129,3 +129,28 @@ def bench_table(run: dict[str, Any]) -> Table:
                 "wasted_lookups", "rate_limited", "wall_s"):
         table.add_row(key, *(_n(r.get(key)) for r in runs.values()))
     return table
+
+
+def diff_tables(doc: dict[str, Any]) -> list[Table]:
+    """`whoiscrawl diff`: counts, then the changes listed."""
+    fields = doc["changed_fields"]
+    head = figures_table("Diff", [
+        ("blocks old / new", f"{doc['old_blocks']:,} / {doc['new_blocks']:,}"),
+        ("added", doc["added"]),
+        ("removed", doc["removed"]),
+        ("changed", doc["changed"]),
+        ("changed fields", "  ".join(f"{k} {v:,}" for k, v in fields.items() if v) or "-"),
+    ])
+    table = Table(title=f"Changes (first {len(doc['changes'])})", title_justify="left")
+    for col in ("change", "block", "handle", "what"):
+        table.add_column(col)
+    for c in doc["changes"]:
+        fields_changed = c.get("fields", {}).items()
+        what = "; ".join(f"{k}: {_short(v['old'])} -> {_short(v['new'])}" for k, v in fields_changed)
+        table.add_row(c["change"], f"{c['start_address']} - {c['end_address']}", c["handle"], what)
+    return [head, table] if doc["changes"] else [head]
+
+
+def _short(value: Any) -> str:
+    text = " ".join(value) if isinstance(value, list) else str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
