@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
     app.command("bench-export")(bench_export)
     app.command("map")(map_cmd)
     app.command()(diff)
+    app.command()(status)
 
 
 def export(
@@ -165,3 +166,56 @@ def diff(
         typer.echo(json.dumps(doc))
     else:
         print_tables(*diff_tables(doc))
+
+
+def status(
+    name: Annotated[str, typer.Argument(help="A local crawl's results file (--out) or its checkpoint")],
+    watch: Annotated[bool, typer.Option("--watch", help="Follow it live until it completes (Ctrl-C stops)")]
+    = False,
+    interval: Annotated[float, typer.Option(help="Seconds between looks with --watch")] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Progress, coverage by registry, rate and ETA of a local crawl, from its checkpoint; --watch
+    follows it (with --json: a JSON line per look)."""
+    from whoiscrawl.results.status import StatusError, report, snapshot
+    from whoiscrawl.results.tables import print_tables, status_tables
+
+    try:
+        if watch:
+            _watch(name, interval, as_json)
+            return
+        doc = report(snapshot(name))
+    except StatusError as exc:
+        _fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps(doc))
+    else:
+        print_tables(*status_tables(doc, name))
+
+
+def _watch(name: str, interval: float, as_json: bool) -> None:
+    import time
+    from contextlib import nullcontext
+
+    from rich.console import Console, Group
+    from rich.live import Live
+
+    from whoiscrawl.results.status import report, snapshot
+    from whoiscrawl.results.tables import status_tables
+
+    before, now = None, snapshot(name)
+    live = nullcontext() if as_json else Live(console=Console(width=110), auto_refresh=False)
+    with live:
+        while True:
+            doc = report(now, before)
+            if isinstance(live, Live):
+                live.update(Group(*status_tables(doc, name)), refresh=True)
+            else:
+                typer.echo(json.dumps(doc))
+            if doc["complete"]:
+                return
+            time.sleep(interval)
+            before, now = now, snapshot(name)

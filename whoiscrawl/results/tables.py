@@ -154,3 +154,25 @@ def diff_tables(doc: dict[str, Any]) -> list[Table]:
 def _short(value: Any) -> str:
     text = " ".join(value) if isinstance(value, list) else str(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+def status_tables(doc: dict[str, Any], name: str) -> list[Table]:
+    """`whoiscrawl status`: progress and ETA, then the registries."""
+    eta = doc["eta_s"]
+    head = figures_table(f"Crawl {name}", [
+        ("state", "complete" if doc["complete"] else "in progress or stopped"),
+        ("progress", _pct(doc["addresses"]["done"], doc["addresses"]["total"])),
+        ("shards", f"{doc['shards']['done']:,} / {doc['shards']['total']:,}"),
+        ("lookups / blocks", f"{doc['lookups']:,} / {doc['blocks']:,}"),
+        ("429s / errors", f"{doc['rate_limited']} / {doc['errors']}"),
+        ("addresses per second", doc["addresses_per_s"]),
+        ("ETA", "-" if eta is None else f"{eta / 60:.1f} min"),
+        ("checkpoint written", doc["updated_at"]),
+    ])
+    regs = Table(title="By registry (shards by the IANA /8 table)", title_justify="left")
+    for col in ("registry", "shards done", "shards active", "addresses walked", "records"):
+        regs.add_column(col, justify="left" if col == "registry" else "right")
+    for reg, r in doc["by_registry"].items():
+        cells = (r["shards_done"], r["shards_active"], r["addresses_done"], r["blocks"])
+        regs.add_row(reg, *(_n(c) for c in cells))
+    return [head, regs]

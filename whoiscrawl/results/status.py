@@ -1,0 +1,108 @@
+"""`whoiscrawl status`: one view of a local crawl from its checkpoint and results: progress, ETA."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from whoiscrawl.records import Progress
+from whoiscrawl.results.source import ip_int, parse_line
+from whoiscrawl.space import registry_for
+
+CHECKPOINT_SUFFIX = ".checkpoint.json"  # beside the results file, as `whoiscrawl crawl` writes it
+
+
+class StatusError(ValueError):
+    """No crawl to show: the text says what was looked for."""
+
+
+def paths_of(name: str) -> tuple[Path, Path]:
+    """(results, checkpoint) from either path."""
+    path = Path(name)
+    if path.name.endswith(CHECKPOINT_SUFFIX):
+        return path.with_name(path.name[: -len(CHECKPOINT_SUFFIX)]), path
+    return path, path.with_name(path.name + CHECKPOINT_SUFFIX)
+
+
+@dataclass
+class Snapshot:
+    """A local crawl as its files show it at one moment."""
+
+    progress: Progress
+    taken_at: float  # the checkpoint's modification time (the crawl saves it every 0.5 s)
+    started_at: float | None  # when the first result arrived
+    by_registry: dict[str, dict[str, int]]
+
+
+def snapshot(name: str) -> Snapshot:
+    results, checkpoint = paths_of(name)
+    if not checkpoint.is_file():
+        raise StatusError(f"no checkpoint {checkpoint}: is {results} a local crawl's --out?")
+    state = json.loads(checkpoint.read_text())
+    by_registry: dict[str, dict[str, int]] = {}
+    for shard_id in state.get("done", []):
+        first, last = (ip_int(a) for a in shard_id.split("-"))
+        row = _row(by_registry, first)
+        row["shards_done"] += 1
+        row["addresses_done"] += last - first + 1
+    for shard_id, cursor in state.get("cursors", {}).items():
+        first = ip_int(shard_id.split("-")[0])
+        row = _row(by_registry, first)
+        row["shards_active"] += 1
+        row["addresses_done"] += max(0, int(cursor) - first)
+    started, blocks = _results(results)
+    for registry, n in blocks.items():
+        by_registry.setdefault(registry, _empty())["blocks"] = n
+    return Snapshot(Progress(**state["counters"]), checkpoint.stat().st_mtime, started,
+                    dict(sorted(by_registry.items())))
+
+
+def _empty() -> dict[str, int]:
+    return {"shards_done": 0, "shards_active": 0, "addresses_done": 0, "blocks": 0}
+
+
+def _row(rows: dict[str, dict[str, int]], first: int) -> dict[str, int]:
+    return rows.setdefault(registry_for(first) or "iana", _empty())
+
+
+def _results(path: Path) -> tuple[float | None, Counter[str]]:
+    """When the first record arrived, and records per registry (a streaming read)."""
+    started, blocks = None, Counter[str]()
+    if path.is_file():
+        with path.open("rb") as fh:
+            for line in fh:
+                doc = parse_line(line)
+                if doc is None:
+                    continue
+                blocks[doc["registry"]] += 1
+                if started is None and doc.get("fetched_at"):
+                    started = datetime.fromisoformat(doc["fetched_at"]).timestamp()
+    return started, blocks
+
+
+def report(now: Snapshot, before: Snapshot | None = None) -> dict[str, Any]:
+    """Progress, rate and ETA: the rate between two snapshots, or since the first result."""
+    p = now.progress
+    done, total = p.addresses_done, p.addresses_total
+    rate = None
+    if before is not None and now.taken_at > before.taken_at:
+        rate = (done - before.progress.addresses_done) / (now.taken_at - before.taken_at)
+    elif now.started_at is not None and now.taken_at > now.started_at:
+        rate = done / (now.taken_at - now.started_at)
+    complete = bool(p.shards_total) and p.shards_done >= p.shards_total
+    eta = 0.0 if complete else ((total - done) / rate if rate else None)
+    return {
+        "complete": complete,
+        "progress": round(done / total, 6) if total else None,
+        "shards": {"done": p.shards_done, "total": p.shards_total},
+        "addresses": {"done": done, "total": total},
+        "lookups": p.lookups, "blocks": p.blocks, "rate_limited": p.rate_limited, "errors": p.errors,
+        "addresses_per_s": round(rate, 1) if rate is not None else None,
+        "eta_s": round(eta, 1) if eta is not None else None,
+        "updated_at": datetime.fromtimestamp(now.taken_at).isoformat(timespec="seconds"),
+        "by_registry": now.by_registry,
+    }
