@@ -1,11 +1,19 @@
 # The two commands of the README, and a few more for developers. Each one sets up what it needs.
-.PHONY: setup control-plane demo test lint unit bench services-up services-down cluster-up cluster-down clean
+.PHONY: setup control-plane demo docs-map test lint unit bench services-up services-down cluster-up cluster-down clean
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
 	.venv/bin/whoiscrawl demo
+
+# The README's map and summary: a local crawl of the simulator's `standard` scenario, drawn and summed up.
+STANDARD = .whoiscrawl/standard/results.jsonl
+docs-map: setup
+	.venv/bin/whoiscrawl demo --scenario standard --out $(STANDARD)
+	.venv/bin/whoiscrawl map $(STANDARD) --size 1024 --out docs/map-standard.png \
+		--title "A crawl of the simulator's standard scenario, by registry"
+	.venv/bin/whoiscrawl summary $(STANDARD) --top 8
 
 lint: setup
 	.venv/bin/ruff check .

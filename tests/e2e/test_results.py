@@ -69,11 +69,19 @@ def map_pixel(image, address: int, size: int = 4096) -> tuple[int, int, int] | N
     from whoiscrawl.results.hilbert import pixel_of
     from whoiscrawl.results.ipmap import layout
 
+    if under_overlay(address, size):
+        return None
+    x, y = pixel_of(address, size)
+    return image.getpixel((x, y + layout(size)[0]))
+
+
+def under_overlay(address: int, size: int = 4096) -> bool:
+    """Whether the /8 grid or a label is drawn over the address's pixel."""
+    from whoiscrawl.results.hilbert import pixel_of
+
     x, y = pixel_of(address, size)
     side = size // 16
-    if x % side in (0, side - 1) or y % side in (0, side - 1) or (x % side < 60 and y % side < 36):
-        return None
-    return image.getpixel((x, y + layout(size)[0]))
+    return x % side in (0, side - 1) or y % side in (0, side - 1) or (x % side < 60 and y % side < 36)
 
 
 def test_map_colours_blocks_by_registry_special_space_and_unfound_space(quick_results: Path, tmp_path: Path):
@@ -132,12 +140,18 @@ def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_pat
             for d in ResultSet(quick_results).latest()]
     old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
     old.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    changed = {docs[100]["handle"]: "holder", docs[200]["handle"]: "country",
-               docs[300]["handle"]: "abuse_emails"}
-    removed = {docs[400]["handle"], docs[401]["handle"]}
-    docs[100] = {**docs[100], "registrant": "A New Holder Ltd"}
-    docs[200] = {**docs[200], "country": "ZZ"}
-    docs[300] = {**docs[300], "abuse_emails": ["abuse@elsewhere.example"]}
+    old_docs = list(docs)
+    from whoiscrawl.results.source import ip_int
+
+    # blocks whose pixel no grid line or label covers, so the map --diff below can show them
+    clear = [i for i, d in enumerate(docs) if not under_overlay(ip_int(d["start_address"]))][100::100]
+    hold, land, abuse, r1, r2 = clear[:5]
+    changed = {docs[hold]["handle"]: "holder", docs[land]["handle"]: "country",
+               docs[abuse]["handle"]: "abuse_emails"}
+    removed = {docs[r1]["handle"], docs[r2]["handle"]}
+    docs[hold] = {**docs[hold], "registrant": "A New Holder Ltd"}
+    docs[land] = {**docs[land], "country": "ZZ"}
+    docs[abuse] = {**docs[abuse], "abuse_emails": ["abuse@elsewhere.example"]}
     added = {**docs[0], "handle": "ADDED-1", "start_address": "9.9.9.0", "end_address": "9.9.9.255",
              "cidrs": ["9.9.9.0/24"]}
     kept = [d for d in docs if d["handle"] not in removed] + [added]
@@ -153,6 +167,21 @@ def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_pat
     assert set(by_kind["removed"]) == removed and set(by_kind["added"]) == {"ADDED-1"}
     assert (report["added"], report["removed"], report["changed"]) == (1, 2, 3)
     table = CliRunner().invoke(app, ["diff", str(old), str(new)])
-    assert "A New Holder Ltd" in table.output and "ADDED-1" in table.output
+    assert "ADDED-1" in table.output and "holder" in table.output and "removed" in table.output
     same = json.loads(CliRunner().invoke(app, ["diff", str(old), str(old), "--json"]).output)
     assert same["changes"] == [] and same["old_blocks"] == same["new_blocks"] == len(docs)
+    # map --diff colours the same changes
+    from PIL import Image
+
+    from whoiscrawl.results.ipmap import DIFF_COLOURS
+
+    out = tmp_path / "diff.png"
+    result = CliRunner().invoke(app, ["map", "--diff", str(old), str(new), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    image = Image.open(out).convert("RGB")
+    assert map_pixel(image, ip_int("9.9.9.0")) == DIFF_COLOURS["added"]
+    kinds = {"changed": [docs[hold], docs[land], docs[abuse]],
+             "removed": [d for d in old_docs if d["handle"] in removed]}
+    for kind, blocks in kinds.items():
+        for d in blocks:
+            assert map_pixel(image, ip_int(d["start_address"])) == DIFF_COLOURS[kind], (kind, d["handle"])

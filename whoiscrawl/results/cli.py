@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -114,13 +115,16 @@ def bench_export(
 
 
 def map_cmd(
-    results: ResultsArg,
+    results: Annotated[
+        list[str], typer.Argument(help="Results (file or topic:CRAWL); with --diff, OLD and NEW")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Image to write (PNG, or SVG with --svg)")]
     = Path("map.png"),
     by: Annotated[str, typer.Option(help="Colour by registry, country, holder or found")] = "registry",
     size: Annotated[int, typer.Option(help="Map side in pixels: 4096 (one per /24), 2048, 1024, 512")] = 4096,
     svg: Annotated[bool, typer.Option("--svg", help="Write SVG (the map embedded, the rest as vectors)")]
     = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Colour what changed from OLD to NEW")] = False,
     title: Annotated[str | None, typer.Option(help="Title (default: what the map shows)")] = None,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
@@ -131,14 +135,23 @@ def map_cmd(
 
     if size not in ipmap.SIZES or by not in ipmap.MODES:
         _fail(f"--size is one of {ipmap.SIZES} and --by one of {', '.join(ipmap.MODES)}")
+    if len(results) != (2 if diff else 1):
+        _fail("give one result set, or OLD and NEW with --diff")
+    names = " -> ".join(Path(r).name for r in results)
     try:
-        with open_results(results, kafka_bootstrap, topic_prefix, seekable=True) as rs:
-            picture = ipmap.render(rs, by, size, title or f"IPv4 by {by}: {Path(results).name}")
+        with contextlib.ExitStack() as stack:
+            sets = [stack.enter_context(open_results(r, kafka_bootstrap, topic_prefix, seekable=True))
+                    for r in results]
+            if diff:
+                picture = ipmap.render_diff(sets[0], sets[1], size, title or f"IPv4 changes: {names}")
+            else:
+                picture = ipmap.render(sets[0], by, size, title or f"IPv4 by {by}: {names}")
     except ResultsError as exc:
         _fail(str(exc))
         return
     (ipmap.save_svg if svg else ipmap.save_png)(picture, str(out))
-    typer.echo(json.dumps({"out": str(out), "by": by, "size": size, "blocks": rs.blocks,
+    typer.echo(json.dumps({"out": str(out), "by": "diff" if diff else by, "size": size,
+                           "blocks": sets[-1].blocks,
                            "legend": dict(zip(picture.legend.labels, picture.share, strict=True))}))
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from whoiscrawl.results.hilbert import cell_prefix, d2xy
-from whoiscrawl.results.source import ResultSet
+from whoiscrawl.results.source import ResultSet, ip_int
 from whoiscrawl.results.summary import holder_of, scope_of
 from whoiscrawl.space import REGISTRIES
 
@@ -82,15 +82,43 @@ def paint(results: ResultSet, category: Any) -> np.ndarray:
     """One category per /24, parents first so their children paint over them, then the space no
     one may hold (special-purpose ranges, the /8s IANA keeps) over everything."""
     cells = np.zeros(1 << 24, np.uint8)
-    for doc in results.nested():
+    _paint_blocks(cells, results.nested(), category)
+    _paint_special(cells)
+    return cells
+
+
+def _paint_blocks(cells: np.ndarray, docs: Iterable[dict[str, Any]], category: Any) -> None:
+    for doc in docs:
         cells[doc["_first"] >> 8 : (doc["_last"] >> 8) + 1] = category(doc)
+
+
+def _paint_special(cells: np.ndarray) -> None:
     allocatable = scope_of(None)
     gap = 0
     for first, last in zip(allocatable.firsts, allocatable.lasts, strict=True):
         cells[gap >> 8 : first >> 8] = 1
         gap = last + 1
     cells[gap >> 8 :] = 1
-    return cells
+
+
+DIFF_COLOURS: dict[str, Rgb] = {"unchanged": (70, 90, 110), "added": (60, 200, 80),
+                                "removed": (230, 50, 50), "changed": (255, 170, 20)}
+
+
+def render_diff(old: ResultSet, new: ResultSet, size: int, title: str) -> MapImage:
+    """The blocks of NEW (unchanged), and over them what `diff` finds: added, removed, changed."""
+    from whoiscrawl.results.diff import changes
+
+    legend = Legend()
+    for kind, colour in DIFF_COLOURS.items():
+        legend.add(kind, kind, colour)
+    cells = np.zeros(1 << 24, np.uint8)
+    _paint_blocks(cells, new.nested(), lambda doc: legend.index["unchanged"])
+    for change in changes(old, new):
+        first, last = ip_int(change.start_address), ip_int(change.end_address)
+        cells[first >> 8 : (last >> 8) + 1] = legend.index[change.kind]
+    _paint_special(cells)
+    return _picture(cells, legend, size, title, f"{old.blocks:,} -> {new.blocks:,} blocks")
 
 
 def downsample(cells: np.ndarray, prefix: int) -> np.ndarray:
@@ -149,11 +177,12 @@ def render(results: ResultSet, by: str, size: int, title: str) -> MapImage:
     if by not in MODES:
         raise ValueError(f"unknown --by {by!r}: use {', '.join(MODES)}")
     legend, category = legend_for(by, results)
-    cells = paint(results, category)
-    counts = np.bincount(cells, minlength=len(legend.labels))
-    share = (counts / len(cells)).tolist()
-    subtitle = (f"{results.blocks:,} blocks · Hilbert curve, one pixel = /{cell_prefix(size)} · "
-                "squares are /8s")
+    return _picture(paint(results, category), legend, size, title, f"{results.blocks:,} blocks")
+
+
+def _picture(cells: np.ndarray, legend: Legend, size: int, title: str, blocks: str) -> MapImage:
+    share = (np.bincount(cells, minlength=len(legend.labels)) / len(cells)).tolist()
+    subtitle = f"{blocks} · Hilbert curve, one pixel = /{cell_prefix(size)} · squares are /8s"
     return MapImage(raster(cells, legend.colours, size), legend, share, title, subtitle)
 
 
