@@ -1,5 +1,5 @@
 # The two commands of the README, and a few more for developers. Each one sets up what it needs.
-.PHONY: setup control-plane demo docs-map test lint unit bench services-up services-down cluster-up cluster-down clean
+.PHONY: setup control-plane demo docs-map dashboards test lint unit bench services-up services-down cluster-up cluster-down clean
 
 setup:
 	@scripts/setup.sh
@@ -14,6 +14,10 @@ docs-map: setup
 	.venv/bin/whoiscrawl map $(STANDARD) --size 1024 --out docs/map-standard.png \
 		--title "A crawl of the simulator's standard scenario, by registry"
 	.venv/bin/whoiscrawl summary $(STANDARD) --top 8
+
+# The Grafana dashboards of the chart, from whoiscrawl/dashboards.py (a test fails when they drift).
+dashboards: setup
+	.venv/bin/whoiscrawl dashboards
 
 lint: setup
 	.venv/bin/ruff check .

@@ -111,6 +111,7 @@ class Fleet:
     # Static membership: each worker a fixed `group.instance.id` (as a pod's name), and a worker
     # started in a dead one's slot rejoins as that member, without a rebalance.
     static: bool = False
+    metrics_port: int = 0  # worker i serves /metrics on metrics_port + i (0: off)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)  # the member slot of each process
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -148,7 +149,7 @@ class Fleet:
                 "--whois",
                 self.sim.whois,
                 "--metrics-port",
-                "0",
+                str(self.metrics_port + i if self.metrics_port else 0),
                 "--grace-seconds",
                 str(self.grace_seconds),
                 "--list-children" if self.list_children else "--no-list-children",
@@ -201,6 +202,7 @@ def crawl_with_fleet(
     timeout: float = 1800,
     list_children: bool = True,
     static: bool = False,
+    metrics_port: int = 0,
 ) -> FleetRun:
     """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
 
@@ -217,7 +219,8 @@ def crawl_with_fleet(
     admin.set_shards_total(len(shards))
     admin.set_scope(Scope.of_shards(shards))
     fleet = Fleet(
-        crawl, kafka, redis_url, sim, workdir, egress, workers, list_children=list_children, static=static
+        crawl, kafka, redis_url, sim, workdir, egress, workers, list_children=list_children, static=static,
+        metrics_port=metrics_port,
     )
     started = time.monotonic()
     fleet.start(workers)

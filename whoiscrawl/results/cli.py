@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
     app.command("map")(map_cmd)
     app.command()(diff)
     app.command()(status)
+    app.command()(dashboards)
 
 
 def export(
@@ -232,3 +233,21 @@ def _watch(name: str, interval: float, as_json: bool) -> None:
                 return
             time.sleep(interval)
             before, now = now, snapshot(name)
+
+
+def dashboards(
+    check: Annotated[bool, typer.Option("--check", help="Fail if the committed JSON differs from the code")]
+    = False,
+) -> None:
+    """Generate the Grafana dashboards (grafana-foundation-sdk) into charts/whoiscrawl/dashboards/."""
+    from whoiscrawl import dashboards as boards
+
+    if check:
+        stale = [n for n, text in boards.render().items()
+                 if not (boards.CHART_DASHBOARDS / n).is_file()
+                 or (boards.CHART_DASHBOARDS / n).read_text() != text]
+        if stale:
+            _fail(f"{', '.join(stale)} differ from whoiscrawl/dashboards.py: run `whoiscrawl dashboards`")
+        return
+    for path in boards.write():
+        typer.echo(str(path))
