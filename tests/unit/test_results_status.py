@@ -68,5 +68,6 @@ def test_watch_follows_until_complete(tmp_path: Path):
 
 
 def test_status_without_a_checkpoint(tmp_path: Path):
-    result = CliRunner().invoke(app, ["status", str(tmp_path / "none.jsonl")])
-    assert result.exit_code == 2 and "no checkpoint" in result.output
+    result = CliRunner().invoke(app, ["status", str(tmp_path / "none.jsonl")],
+                                env={"KUBECONFIG": str(tmp_path / "no-kubeconfig")})
+    assert result.exit_code == 2 and "no local crawl" in result.output

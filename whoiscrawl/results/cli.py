@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -183,56 +184,85 @@ def diff(
 
 
 def status(
-    name: Annotated[str, typer.Argument(help="A local crawl's results file (--out) or its checkpoint")],
+    name: Annotated[str, typer.Argument(
+        help="A local crawl's results file (--out) or checkpoint, or the name of a WhoisCrawl")],
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="The WhoisCrawl's namespace")]
+    = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG", help="kubeconfig to use")] = None,
+    server: Annotated[str | None, typer.Option(help="API server URL without credentials (tests)")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Follow it live until it completes (Ctrl-C stops)")]
     = False,
     interval: Annotated[float, typer.Option(help="Seconds between looks with --watch")] = 2.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Progress, coverage by registry, rate and ETA of a local crawl, from its checkpoint; --watch
-    follows it (with --json: a JSON line per look)."""
-    from whoiscrawl.results.status import StatusError, report, snapshot
-    from whoiscrawl.results.tables import print_tables, status_tables
+    """Progress, rate and ETA of a local crawl (from its checkpoint: coverage by registry too) or of
+    a WhoisCrawl in the cluster (from its status: workers, conditions); --watch follows it (with
+    --json: a JSON line per look)."""
+    import os
 
+    from whoiscrawl.results.status import StatusError, paths_of
+
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = str(kubeconfig)
+    local = any(p.exists() for p in paths_of(name))
+    look = _local_look(name) if local else _cluster_look(name, namespace, server)
     try:
-        if watch:
-            _watch(name, interval, as_json)
-            return
-        doc = report(snapshot(name))
+        _follow(look, interval, as_json, watch)
     except StatusError as exc:
         _fail(str(exc))
-        return
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    if as_json:
-        typer.echo(json.dumps(doc))
-    else:
-        print_tables(*status_tables(doc, name))
 
 
-def _watch(name: str, interval: float, as_json: bool) -> None:
+def _local_look(name: str) -> Callable[[], tuple[dict, list]]:
+    from whoiscrawl.results.status import report, snapshot
+    from whoiscrawl.results.tables import status_tables
+
+    last: list = []
+
+    def look() -> tuple[dict, list]:
+        now = snapshot(name)
+        doc = report(now, last[-1] if last else None)
+        last[:] = [now]
+        return doc, status_tables(doc, name)
+
+    return look
+
+
+def _cluster_look(name: str, namespace: str, server: str | None) -> Callable[[], tuple[dict, list]]:
+    from whoiscrawl.results.status import cluster_report, fetch_crawl
+    from whoiscrawl.results.tables import cluster_status_tables
+
+    def look() -> tuple[dict, list]:
+        doc = cluster_report(fetch_crawl(name, namespace, server))
+        return doc, cluster_status_tables(doc)
+
+    return look
+
+
+def _follow(look: Callable[[], tuple[dict, list]], interval: float, as_json: bool, watch: bool) -> None:
+    """Show one look, or with `watch` look again every `interval` until the crawl completes."""
     import time
     from contextlib import nullcontext
 
     from rich.console import Console, Group
     from rich.live import Live
 
-    from whoiscrawl.results.status import report, snapshot
-    from whoiscrawl.results.tables import status_tables
+    from whoiscrawl.results.tables import print_tables
 
-    before, now = None, snapshot(name)
-    live = nullcontext() if as_json else Live(console=Console(width=110), auto_refresh=False)
+    live = Live(console=Console(width=110), auto_refresh=False) if watch and not as_json else nullcontext()
     with live:
         while True:
-            doc = report(now, before)
-            if isinstance(live, Live):
-                live.update(Group(*status_tables(doc, name)), refresh=True)
-            else:
+            doc, tables = look()
+            if as_json:
                 typer.echo(json.dumps(doc))
-            if doc["complete"]:
+            elif isinstance(live, Live):
+                live.update(Group(*tables), refresh=True)
+            else:
+                print_tables(*tables)
+            if not watch or doc["complete"]:
                 return
             time.sleep(interval)
-            before, now = now, snapshot(name)
 
 
 def dashboards(

@@ -106,3 +106,51 @@ def report(now: Snapshot, before: Snapshot | None = None) -> dict[str, Any]:
         "updated_at": datetime.fromtimestamp(now.taken_at).isoformat(timespec="seconds"),
         "by_registry": now.by_registry,
     }
+
+
+def fetch_crawl(name: str, namespace: str, server: str | None = None) -> dict[str, Any]:
+    """A WhoisCrawl resource from the Kubernetes API (kubeconfig or in-cluster credentials, or an
+    unauthenticated `server` URL)."""
+    from whoiscrawl.operator.kube import KubeClient, KubeError
+    from whoiscrawl.operator.spec import GROUP, VERSION
+
+    try:
+        crawl = KubeClient(server).get(f"{GROUP}/{VERSION}", "whoiscrawls", namespace, name)
+    except KubeError as exc:
+        raise StatusError(f"no local crawl {name}, and whoiscrawl {namespace}/{name} cannot be read: "
+                          f"{exc}") from exc
+    except Exception as exc:  # kubeconfig missing or unreadable: the kubernetes client's own errors
+        raise StatusError(f"no local crawl {name} (no checkpoint), and no Kubernetes API to ask for "
+                          f"whoiscrawl {namespace}/{name}: {exc}") from exc
+    if crawl is None:
+        raise StatusError(f"no local crawl {name}, and no whoiscrawl {name} in namespace {namespace}")
+    return crawl
+
+
+def cluster_report(crawl: dict[str, Any]) -> dict[str, Any]:
+    """The same view from a WhoisCrawl's status, as the operator writes it (no per-registry figures:
+    the operator keeps none)."""
+    st = crawl.get("status") or {}
+    meta = crawl.get("metadata") or {}
+    shards = st.get("shards") or {}
+    addresses = st.get("addresses") or {}
+    conditions = {c.get("type"): c for c in st.get("conditions") or []}
+    completed = conditions.get("Completed", {}).get("status") == "True"
+    progress = st.get("progress")
+    return {
+        "crawl": f"{meta.get('namespace')}/{meta.get('name')}",
+        "phase": st.get("phase"),
+        "complete": completed,
+        "progress": round(progress / 100, 6) if isinstance(progress, int | float) else None,
+        "shards": {"done": shards.get("done", 0), "total": shards.get("total", 0)},
+        "addresses": {"done": addresses.get("done", 0), "total": addresses.get("total", 0)},
+        "lookups": st.get("lookups", 0), "blocks": st.get("blocks", 0),
+        "rate_limited": st.get("rateLimited", 0), "errors": st.get("errors", 0),
+        "addresses_per_s": (st.get("rate") or {}).get("addressesPerSecond"),
+        "eta_s": st.get("etaSeconds"),
+        "eta": st.get("eta"),
+        "lag": st.get("lag"),
+        "workers": st.get("workers") or {},
+        "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+                       for c in st.get("conditions") or []],
+    }

@@ -176,3 +176,27 @@ def status_tables(doc: dict[str, Any], name: str) -> list[Table]:
         cells = (r["shards_done"], r["shards_active"], r["addresses_done"], r["blocks"])
         regs.add_row(reg, *(_n(c) for c in cells))
     return [head, regs]
+
+
+def cluster_status_tables(doc: dict[str, Any]) -> list[Table]:
+    """`whoiscrawl status NAME` for a WhoisCrawl: progress, workers, conditions."""
+    eta, w = doc["eta_s"], doc["workers"]
+    head = figures_table(f"WhoisCrawl {doc['crawl']}", [
+        ("phase", doc["phase"]),
+        ("progress", "-" if doc["progress"] is None else f"{100 * doc['progress']:.2f}%"),
+        ("shards", f"{doc['shards']['done']:,} / {doc['shards']['total']:,}"),
+        ("lookups / blocks", f"{doc['lookups']:,} / {doc['blocks']:,}"),
+        ("429s / errors", f"{doc['rate_limited']} / {doc['errors']}"),
+        ("addresses per second", doc["addresses_per_s"]),
+        ("ETA", "-" if eta is None else f"{eta / 60:.1f} min ({doc['eta']})"),
+        ("work lag (messages)", doc["lag"]),
+        ("workers desired / current / ready",
+         " / ".join(str(w.get(k, "-")) for k in ("desired", "current", "ready"))
+         + (f"  {w['reason']}" if w.get("reason") else "")),
+    ])
+    conditions = Table(title="Conditions", title_justify="left")
+    for col in ("type", "status", "reason", "message"):
+        conditions.add_column(col)
+    for c in doc["conditions"]:
+        conditions.add_row(*(str(c.get(k) or "") for k in ("type", "status", "reason", "message")))
+    return [head, conditions]

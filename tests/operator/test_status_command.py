@@ -1,0 +1,62 @@
+"""`whoiscrawl status NAME` reads a WhoisCrawl's status from the Kubernetes API (kmock here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import kmock
+import pytest
+from opsupport_kmock import make
+from typer.testing import CliRunner
+from whoiscrawl.operator.crd import build_crd
+from whoiscrawl.operator.kube import KubeClient
+
+from whoiscrawl.cli import app
+
+API = "whoiscrawl.io/v1alpha1"
+STATUS = {
+    "phase": "Crawling", "progress": 42.5, "shards": {"total": 400, "done": 170},
+    "addresses": {"total": 4_000_000, "done": 1_700_000}, "lookups": 9000, "blocks": 21000,
+    "rateLimited": 2, "errors": 0, "rate": {"addressesPerSecond": 1250.0, "lookupsPerSecond": 7.5},
+    "etaSeconds": 1840, "eta": "2026-12-01T12:00:00Z", "lag": 230,
+    "workers": {"desired": 4, "current": 4, "ready": 3, "reason": "lag"},
+    "conditions": [
+        {"type": "Ready", "status": "False", "reason": "WorkersStarting", "message": "3 of 4 ready"},
+        {"type": "Completed", "status": "False", "reason": "Crawling", "message": "170/400 shards"},
+    ],
+}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:kmock")
+async def test_status_of_a_whoiscrawl_in_the_cluster() -> None:
+    kube = make(build_crd())
+    async with kube, kmock.Server(kube) as server:
+        url = str(server.url).rstrip("/")
+        client = KubeClient(url)
+        body = {"apiVersion": API, "kind": "WhoisCrawl", "metadata": {"name": "ipv4", "namespace": "crawls"},
+                "spec": {"ranges": ["193.0.0.0/16"]}}
+        await asyncio.to_thread(client.create, API, "whoiscrawls", "crawls", body)
+        await asyncio.to_thread(client.patch_status, API, "whoiscrawls", "crawls", "ipv4", STATUS)
+
+        def status(*args: str) -> tuple[int, str]:
+            result = CliRunner().invoke(app, ["status", "ipv4", "-n", "crawls", "--server", url, *args])
+            return result.exit_code, result.output
+
+        code, out = await asyncio.to_thread(status, "--json")
+        assert code == 0, out
+        doc = json.loads(out)
+        assert doc["crawl"] == "crawls/ipv4" and doc["phase"] == "Crawling" and not doc["complete"]
+        assert doc["progress"] == 0.425 and doc["eta_s"] == 1840 and doc["workers"]["ready"] == 3
+        assert [c["type"] for c in doc["conditions"]] == ["Ready", "Completed"]
+        code, out = await asyncio.to_thread(status)
+        assert code == 0 and "WorkersStarting" in out and "42.50%" in out and "30.7 min" in out
+
+        done = {**STATUS, "progress": 100.0, "etaSeconds": 0,
+                "conditions": [{"type": "Completed", "status": "True", "reason": "AllShardsDone"}]}
+        await asyncio.to_thread(client.patch_status, API, "whoiscrawls", "crawls", "ipv4", done)
+        code, out = await asyncio.to_thread(status, "--watch", "--json", "--interval", "0.1")
+        assert code == 0 and json.loads(out.strip().splitlines()[-1])["complete"]
+        missing = await asyncio.to_thread(
+            lambda: CliRunner().invoke(app, ["status", "nope", "-n", "crawls", "--server", url]))
+        assert missing.exit_code == 2 and "no whoiscrawl nope" in missing.output
