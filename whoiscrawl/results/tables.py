@@ -74,7 +74,7 @@ def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
         ("complete", "yes" if summary.get("complete") else "no (interrupted)"),
         ("blocks found", blocks),
         ("lookups", lookups),
-        ("lookups per block", round(lookups / blocks, 3) if blocks else None),
+        ("lookups per block", lookups / blocks if blocks else None),
         ("coverage of the planned space",
          _pct(summary.get("addresses_done") or 0, summary.get("addresses_total") or 0)),
         ("429s / errors", f"{summary.get('rate_limited', 0)} / {summary.get('errors', 0)}"),
