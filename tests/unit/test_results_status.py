@@ -18,6 +18,9 @@ COUNTERS = {"shards_total": 4, "shards_done": 2, "lookups": 40, "blocks": 3, "ad
             "addresses_done": 2 * 65536 + 4096, "rate_limited": 1, "errors": 0, "wasted": 0}
 
 
+WALKED = (12 << 24) + (1 << 16) + 4096  # the next address the walk of 12.1.0.0/16 probes
+
+
 def crawl_files(tmp_path: Path, done: int = 2) -> Path:
     out = write(tmp_path / "crawl.jsonl", [
         record("193.0.0.0/16", fetched_at="2026-12-01T10:00:00+00:00"),
@@ -25,7 +28,8 @@ def crawl_files(tmp_path: Path, done: int = 2) -> Path:
         record("12.1.0.0/20", registry="arin", fetched_at="2026-12-01T10:00:02+00:00"),
     ])
     state = {"counters": {**COUNTERS, "shards_done": done},
-             "cursors": {} if done == 4 else {"12.1.0.0-12.1.255.255": (12 << 24) + (1 << 16) + 4096},
+             # a walk's checkpoint: cursor/resolved-up-to/backward probes owed (strategy.SweepWalk)
+             "cursors": {} if done == 4 else {"12.1.0.0-12.1.255.255": f"{WALKED}/-1/"},
              "done": ["193.0.0.0-193.0.255.255", "12.0.0.0-12.0.255.255"]}
     checkpoint = tmp_path / "crawl.jsonl.checkpoint.json"
     checkpoint.write_text(json.dumps(state))

@@ -9,9 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl.records import Progress
+from whoiscrawl.records import Progress, Shard
 from whoiscrawl.results.source import ip_int, parse_line
 from whoiscrawl.space import registry_for
+from whoiscrawl.strategy import walk_for
 
 CHECKPOINT_SUFFIX = ".checkpoint.json"  # beside the results file, as `whoiscrawl crawl` writes it
 
@@ -49,11 +50,12 @@ def snapshot(name: str) -> Snapshot:
         row = _row(by_registry, first)
         row["shards_done"] += 1
         row["addresses_done"] += last - first + 1
-    for shard_id, cursor in state.get("cursors", {}).items():
-        first = ip_int(shard_id.split("-")[0])
+    for shard_id, saved in state.get("cursors", {}).items():
+        first, last = (ip_int(a) for a in shard_id.split("-"))
+        walk = walk_for(Shard("local", shard_id, first, last), str(saved))  # read as the crawl reads it
         row = _row(by_registry, first)
         row["shards_active"] += 1
-        row["addresses_done"] += max(0, int(cursor) - first)
+        row["addresses_done"] += max(0, walk.cursor - first)
     started, blocks = _results(results)
     for registry, n in blocks.items():
         by_registry.setdefault(registry, _empty())["blocks"] = n
