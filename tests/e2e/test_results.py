@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,3 +186,27 @@ def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_pat
     for kind, blocks in kinds.items():
         for d in blocks:
             assert map_pixel(image, ip_int(d["start_address"])) == DIFF_COLOURS[kind], (kind, d["handle"])
+
+
+def test_status_follows_a_local_crawl_to_its_end(quick_sim, tmp_path: Path):
+    out = tmp_path / "crawl.jsonl"
+    checkpoint = tmp_path / "crawl.jsonl.checkpoint.json"
+    proc = subprocess.Popen(crawl_cmd(quick_sim, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+                checkpoint.exists() and json.loads(checkpoint.read_text())["cursors"]):
+            time.sleep(0.2)
+        status = [sys.executable, "-m", "whoiscrawl", "status", str(out), "--json"]
+        midway = json.loads(subprocess.run(status, capture_output=True, text=True, timeout=60).stdout)
+        assert not midway["complete"] and 0 < midway["progress"] < 1
+        assert sum(r["shards_active"] for r in midway["by_registry"].values()) > 0
+        watched = subprocess.run([*status, "--watch", "--interval", "1"], capture_output=True, text=True,
+                                 timeout=600)
+        looks = [json.loads(line) for line in watched.stdout.splitlines()]
+        assert watched.returncode == 0 and looks[-1]["complete"] and looks[-1]["eta_s"] == 0.0
+        assert len(looks) >= 2 and any(look["addresses_per_s"] for look in looks)
+    finally:
+        proc.communicate(timeout=600)
+    assert proc.returncode == 0
