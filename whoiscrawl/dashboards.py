@@ -84,6 +84,7 @@ REGISTRY_VIEW = (
 
 
 def _dashboard(uid: str, title: str, graphs: tuple[Graph, ...], variable: tuple[str, str]) -> Any:
+    # grafana-foundation-sdk is a development dependency (the test extras): imported only here
     from grafana_foundation_sdk.builders import dashboard, prometheus, timeseries
     from grafana_foundation_sdk.models.dashboard import DataSourceRef, GridPos, VariableRefresh
 

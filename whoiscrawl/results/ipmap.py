@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
+from whoiscrawl.results.diff import changes
 from whoiscrawl.results.hilbert import cell_prefix, d2xy
 from whoiscrawl.results.source import ResultSet, ip_int
-from whoiscrawl.results.summary import holder_of, scope_of
+from whoiscrawl.results.summary import ScopeCounter, holder_of, own_addresses, scope_of
 from whoiscrawl.space import REGISTRIES
 
 Rgb = tuple[int, int, int]
@@ -69,8 +74,6 @@ def legend_for(by: str, results: ResultSet) -> tuple[Legend, Any]:
 
 def _largest(results: ResultSet, key: Any, n: int) -> list[str]:
     """The n largest keys by addresses (each address for its most specific block)."""
-    from whoiscrawl.results.summary import ScopeCounter, own_addresses
-
     own = own_addresses(*results.spans(), ScopeCounter(scope_of(None))).tolist()
     sizes: Counter[str] = Counter()
     for doc, addresses in zip(results.nested(), own, strict=True):
@@ -107,8 +110,6 @@ DIFF_COLOURS: dict[str, Rgb] = {"unchanged": (70, 90, 110), "added": (60, 200, 8
 
 def render_diff(old: ResultSet, new: ResultSet, size: int, title: str) -> MapImage:
     """The blocks of NEW (unchanged), and over them what `diff` finds: added, removed, changed."""
-    from whoiscrawl.results.diff import changes
-
     legend = Legend()
     for kind, colour in DIFF_COLOURS.items():
         legend.add(kind, kind, colour)
@@ -187,15 +188,11 @@ def _picture(cells: np.ndarray, legend: Legend, size: int, title: str, blocks: s
 
 
 def _font(px: int) -> Any:
-    from PIL import ImageFont
-
     return ImageFont.load_default(size=max(8, px))
 
 
 def to_image(m: MapImage, grid: bool = True) -> Any:
     """The whole picture as a Pillow image: title, map with the /8 grid and labels, legend."""
-    from PIL import Image, ImageDraw
-
     top, panel = layout(m.size)
     canvas = Image.new("RGB", (m.size + panel, m.size + top), BACKGROUND)
     canvas.paste(Image.fromarray(m.pixels, "RGB"), (0, top))
@@ -231,12 +228,6 @@ def save_png(m: MapImage, out: str) -> None:
 
 def save_svg(m: MapImage, out: str) -> None:
     """An SVG: the map's pixels as one embedded PNG, the grid, labels, title and legend as vectors."""
-    import base64
-    import io
-    import xml.etree.ElementTree as ET
-
-    from PIL import Image
-
     top, panel = layout(m.size)
     width, height = m.size + panel, m.size + top
     svg = ET.Element("svg", xmlns="http://www.w3.org/2000/svg", width=str(width), height=str(height),
@@ -265,8 +256,6 @@ def save_svg(m: MapImage, out: str) -> None:
 
 
 def _svg_text(parent: Any, x: int, y: int, text: str, px: int, fill: str) -> None:
-    import xml.etree.ElementTree as ET
-
     attrib = {"x": str(x), "y": str(y), "fill": fill, "font-size": str(max(8, px))}
     node = ET.SubElement(parent, "text", attrib)
     node.text = text

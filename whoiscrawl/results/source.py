@@ -192,7 +192,7 @@ def open_results(
     if not text.startswith(TOPIC_PREFIX):
         yield ResultSet(Path(text), seekable=seekable)
         return
-    from whoiscrawl import queue
+    from whoiscrawl import queue  # Kafka's client, only for topic:CRAWL
 
     if not kafka_bootstrap:
         raise ResultsError("topic:NAME needs --kafka-bootstrap (or WHOISCRAWL_KAFKA_BOOTSTRAP)")

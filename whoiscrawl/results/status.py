@@ -113,7 +113,7 @@ def report(now: Snapshot, before: Snapshot | None = None) -> dict[str, Any]:
 def fetch_crawl(name: str, namespace: str, server: str | None = None) -> dict[str, Any]:
     """A WhoisCrawl resource from the Kubernetes API (kubeconfig or in-cluster credentials, or an
     unauthenticated `server` URL)."""
-    from whoiscrawl.operator.kube import KubeClient, KubeError
+    from whoiscrawl.operator.kube import KubeClient, KubeError  # the kubernetes client, only for a cluster
     from whoiscrawl.operator.spec import GROUP, VERSION
 
     try:
