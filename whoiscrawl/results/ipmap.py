@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from whoiscrawl.results.diff import changes
 from whoiscrawl.results.hilbert import cell_prefix, d2xy
 from whoiscrawl.results.source import ResultSet, ip_int
-from whoiscrawl.results.summary import ScopeCounter, holder_of, own_addresses, scope_of
+from whoiscrawl.results.summary import ScopeCounter, holder_of, own_addresses, scope_of, values
 from whoiscrawl.space import REGISTRIES
 
 Rgb = tuple[int, int, int]
@@ -74,9 +74,9 @@ def legend_for(by: str, results: ResultSet) -> tuple[Legend, Any]:
 
 def _largest(results: ResultSet, key: Any, n: int) -> list[str]:
     """The n largest keys by addresses (each address for its most specific block)."""
-    own = own_addresses(*results.spans(), ScopeCounter(scope_of(None))).tolist()
+    own = own_addresses(*results.spans(), ScopeCounter(scope_of(None)))
     sizes: Counter[str] = Counter()
-    for doc, addresses in zip(results.nested(), own, strict=True):
+    for doc, addresses in zip(results.nested(), values(own), strict=True):
         sizes[key(doc)] += addresses
     return [k for k, _ in sizes.most_common(n)]
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from array import array
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,10 +50,10 @@ def own_addresses(first: np.ndarray, last: np.ndarray, counter: ScopeCounter) ->
     """For blocks in hierarchy order: the scope addresses each block is the most specific block for
     (its range less its children's). They partition the covered space, so they add up to it. A block
     that overlaps its parent's end (real registries keep a few) is clipped to the parent."""
-    own = np.zeros(len(first), np.int64)
+    own = array("q", bytes(8 * len(first)))  # 8 bytes a block; Python ints only a chunk at a time
     stack: list[tuple[int, int]] = []  # (last address, block number), innermost on top
     cursor = 0
-    for i, (f, t) in enumerate(zip(first.tolist(), last.tolist(), strict=True)):
+    for i, (f, t) in enumerate(zip(values(first), values(last), strict=True)):
         while stack and stack[-1][0] < f:
             top_last, top = stack.pop()
             own[top] += counter.count(cursor, top_last)
@@ -66,7 +67,13 @@ def own_addresses(first: np.ndarray, last: np.ndarray, counter: ScopeCounter) ->
         top_last, top = stack.pop()
         own[top] += counter.count(cursor, top_last)
         cursor = top_last + 1
-    return own
+    return np.frombuffer(own, np.int64) if len(own) else np.zeros(0, np.int64)
+
+
+def values(arr: np.ndarray, chunk: int = 1 << 16) -> Iterator[int]:
+    """An array's values as Python ints, converted a chunk at a time."""
+    for start in range(0, len(arr), chunk):
+        yield from arr[start : start + chunk].tolist()
 
 
 def holder_of(doc: dict[str, Any]) -> str:
@@ -112,12 +119,12 @@ def summarize(results: ResultSet, scope: Scope) -> Summary:
     """Figures of a result set opened `seekable`: addresses are counted once, for the most specific
     block holding them, and only inside `scope`."""
     counter = ScopeCounter(scope)
-    own = own_addresses(*results.spans(), counter).tolist()
+    own = own_addresses(*results.spans(), counter)
     registries: dict[str, dict[str, int]] = {}
     countries: Counter[str] = Counter()
     holders: Counter[str] = Counter()
     holder_blocks: Counter[str] = Counter()
-    for doc, n in zip(results.nested(), own, strict=True):
+    for doc, n in zip(results.nested(), values(own), strict=True):
         reg = registries.setdefault(doc["registry"], {"blocks": 0, "addresses": 0})
         reg["blocks"] += 1
         reg["addresses"] += n
@@ -131,15 +138,10 @@ def summarize(results: ResultSet, scope: Scope) -> Summary:
         bad_records=results.bad_records,
         blocks=results.blocks,
         scope_addresses=counter.size,
-        covered=int(sum(own)),
+        covered=int(own.sum()),
         registries=dict(sorted(registries.items())),
         countries=countries,
         holders=holders,
         holder_blocks=holder_blocks,
     )
 
-
-def in_scope(firsts: Iterable[int], scope: Scope) -> int:
-    """How many of these addresses lie in the scope (for tests and sanity checks)."""
-    return sum(1 for a in firsts if bisect_left(scope.lasts, a) < len(scope.lasts)
-               and scope.firsts[bisect_left(scope.lasts, a)] <= a)
