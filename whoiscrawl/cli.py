@@ -69,6 +69,7 @@ WhoisOpt = Annotated[
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON line for scripts instead of tables")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or notes on stderr")]
 
 
 def _end(doc: dict, as_json: bool, tables: list) -> None:
@@ -117,6 +118,7 @@ def crawl(
     list_children: ListOpt = True,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError, fetch_bootstrap
@@ -140,7 +142,7 @@ def crawl(
             resume=resume,
             list_children=list_children,
         )
-        display = ProgressDisplay() if progress and sys.stderr.isatty() else None
+        display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
         try:
             summary = asyncio.run(job.run(display.update if display else None))
         finally:
@@ -385,6 +387,7 @@ def demo(
     = Path(".whoiscrawl/demo/results.jsonl"),
     time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
     import tempfile
@@ -398,9 +401,10 @@ def demo(
     out.unlink(missing_ok=True)
     out.with_name(out.name + ".checkpoint.json").unlink(missing_ok=True)
     log = Path(tempfile.mkdtemp(prefix="whoiscrawl-demo-")) / "requests.jsonl"
-    typer.secho(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g})", err=True)
+    note = (lambda _text: None) if quiet else functools.partial(typer.secho, err=True)
+    note(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g})")
     with b.simulator(scenario, time_scale, log) as sim:
-        typer.secho(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}", err=True)
+        note(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}")
         job = LocalCrawl(
             ranges=sim.ranges,
             out=out,
@@ -408,7 +412,7 @@ def demo(
             limits=sim.limits(),
             whois_servers=_whois_servers(sim.whois),
         )
-        display = ProgressDisplay() if sys.stderr.isatty() else None
+        display = ProgressDisplay() if not quiet and sys.stderr.isatty() else None
         try:
             summary = asyncio.run(job.run(display.update if display else None))
         finally:

@@ -63,6 +63,10 @@ def test_demo_ends_with_tables_and_its_json_is_behind_a_flag(tmp_path: Path):
     assert "blocks found" in text and "address coverage" in text and "recall" in text
     assert "{" not in text  # no JSON for people
     assert len(text.splitlines()) < 30
+    quiet = subprocess.run([*cmd, "--json", "--quiet"], capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr[-2000:]
+    doc = json.loads(quiet.stdout)
+    assert doc["crawl"]["complete"] and doc["score"]["recall_resolution"] == 1.0
 
 
 def map_pixel(image, address: int, size: int = 4096) -> tuple[int, int, int] | None:
