@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from whoiscrawl import rirs
+
 GROUP = "whoiscrawl.io"
 VERSION = "v1alpha1"
 KIND = "WhoisCrawl"
@@ -17,10 +19,9 @@ PLURAL = "whoiscrawls"
 SINGULAR = "whoiscrawl"
 SHORT_NAMES = ("wc",)
 
-REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
-# Published (or conservative) per-source-address limits; see docs/operator.md.
-DEFAULT_RATES = {"arin": "10/s", "ripencc": "10/s", "apnic": "10/s", "lacnic": "10/m",
-                 "afrinic": "2/s"}
+REGISTRIES = rirs.REGISTRIES
+# Published (or conservative) per-source-address limits (the registry catalogue); docs/operator.md.
+DEFAULT_RATES = {r.id: r.default_rate for r in rirs.CATALOGUE}
 STRATEGIES = ("sweep", "sample")
 CAPACITY_TYPES = ("spot", "on-demand", "any")
 # auto: the operator sizes the fleet; manual: spec.workers.replicas does (kubectl scale, HPA, KEDA).
@@ -63,8 +64,8 @@ def parse_rate(text: str) -> float:
 class Registry:
     """One registry's switch and per-egress-address rate limit."""
 
+    rate: str  # in the rate syntax (whoiscrawl/rates.py); defaults come from the catalogue
     enabled: bool = True
-    rate: str = "10/s"
 
     @property
     def per_second(self) -> float:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from whoiscrawl.ratelimit import Limit, format_limits
+from whoiscrawl.rates import Limit, format_limits
 
 
 @dataclass

@@ -105,7 +105,7 @@ def crawl(
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError, fetch_bootstrap
-    from whoiscrawl.ratelimit import LimitError, parse_limits
+    from whoiscrawl.rates import LimitError, parse_limits
     from whoiscrawl.space import SpaceError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -248,7 +248,7 @@ def worker(
     import socket
 
     from whoiscrawl.queue import kafka_config_from
-    from whoiscrawl.ratelimit import LimitError, parse_limits
+    from whoiscrawl.rates import LimitError, parse_limits
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

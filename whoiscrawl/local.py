@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from whoiscrawl.crawl import Crawler, run_shards
-from whoiscrawl.ratelimit import Limit, MemoryRateLimiter
+from whoiscrawl.ratelimit import MemoryRateLimiter
+from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.space import Bootstrap, Scope, plan_shards

@@ -20,7 +20,7 @@ from ipwhois.rdap import RDAP
 from ipwhois.whois import Whois
 from netaddr import AddrFormatError, IPAddress, IPRange
 
-from whoiscrawl import metrics
+from whoiscrawl import metrics, rirs
 from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.space import WHOIS_MORE_SPECIFIC, Bootstrap, registry_for
@@ -510,15 +510,6 @@ class RegistryClient:
         return record
 
 
-_WHOIS_SOURCES = {
-    "RIPE": "ripencc",
-    "APNIC": "apnic",
-    "AFRINIC": "afrinic",
-    "LACNIC": "lacnic",
-    "ARIN": "arin",
-}
-
-
 def _whois_field(text: str, *names: str) -> str | None:
     for name in names:
         match = re.search(rf"^{name}:[ \t]*(\S.*?)[ \t]*$", text, re.IGNORECASE | re.MULTILINE)
@@ -534,7 +525,7 @@ def _whois_registry(text: str, asked: str) -> str:
     if "lacnic" in text.lower() and _whois_field(text, "owner"):
         return "lacnic"
     source = (_whois_field(text, "source") or "").split("#")[0].strip().upper()
-    return _WHOIS_SOURCES.get(source, asked)
+    return rirs.by_whois_source(source) or asked
 
 
 class WhoisRateLimited(RuntimeError):

@@ -14,34 +14,15 @@ from typing import Any
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
 from netaddr.ip import iana
 
+from whoiscrawl import rirs
 from whoiscrawl.records import Shard
 
-REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
-_IANA_DESIGNATIONS = {
-    "ARIN": "arin",
-    "RIPE NCC": "ripencc",
-    "APNIC": "apnic",
-    "LACNIC": "lacnic",
-    "AFRINIC": "afrinic",
-}
-# Where the real registries answer RDAP (the bundled bootstrap snapshot uses these).
-REAL_RDAP_BASES = {
-    "arin": "https://rdap.arin.net/registry/",
-    "ripencc": "https://rdap.db.ripe.net/",
-    "apnic": "https://rdap.apnic.net/",
-    "lacnic": "https://rdap.lacnic.net/rdap/",
-    "afrinic": "https://rdap.afrinic.net/rdap/",
-}
+REGISTRIES = rirs.REGISTRIES
+# Where the real registries answer WHOIS (`--whois real`).
+REAL_WHOIS_SERVERS = {r.id: r.whois_server for r in rirs.CATALOGUE}
 # RIPE NCC's WHOIS software, which APNIC and AFRINIC run too, answers `-m <range>` (the largest
 # objects inside it): how a registry without RFC 9910 links still lists a network's children.
-WHOIS_MORE_SPECIFIC = frozenset({"ripencc", "apnic", "afrinic"})
-REAL_WHOIS_SERVERS = {
-    "arin": "whois.arin.net:43",
-    "ripencc": "whois.ripe.net:43",
-    "apnic": "whois.apnic.net:43",
-    "lacnic": "whois.lacnic.net:43",
-    "afrinic": "whois.afrinic.net:43",
-}
+WHOIS_MORE_SPECIFIC = rirs.offering(rirs.WHOIS_MORE_SPECIFIC)
 
 # IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): never queried.
 SPECIAL_PURPOSE = (
@@ -78,10 +59,7 @@ def iana_registry_by_slash8() -> dict[int, str | None]:
     table: dict[int, str | None] = {}
     for net, info in iana.IANA_INFO["IPv4"].items():
         designation = info.get("designation", "").replace("Administered by ", "")
-        registry = _IANA_DESIGNATIONS.get(designation)
-        if registry is None:
-            whois = info.get("whois", "")
-            registry = next((r for r, w in REAL_WHOIS_SERVERS.items() if whois and w.startswith(whois)), None)
+        registry = rirs.by_designation(designation) or rirs.by_whois_host(info.get("whois", ""))
         for octet in range(int(net.first) >> 24, (int(net.last) >> 24) + 1):
             table[octet] = registry
     return table

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord, Shard
 
 
@@ -43,19 +44,7 @@ def is_terminal(first: int, last: int, net_type: str | None, status: Sequence[st
     classify. Anything no larger than one grid cell is a leaf at this resolution."""
     if last - first + 1 <= 1 << (32 - resolution):
         return True
-    return _is_free(net_type, status) or _is_assignment(net_type)
-
-
-def _is_free(net_type: str | None, status: Sequence[str]) -> bool:
-    """A registry's placeholder for space it has not handed out."""
-    if "UNALLOCATED" in (net_type or "").upper():
-        return True
-    return any(s.lower() in ("reserved", "available") for s in status)
-
-
-def _is_assignment(net_type: str | None) -> bool:
-    word = (net_type or "").upper()
-    return "ASSIGN" in word and "ALLOC" not in word
+    return rirs.is_free(net_type, status) or rirs.is_assignment(net_type)
 
 
 def worth_listing(record: NetworkRecord, resolution: int) -> bool:
@@ -64,9 +53,9 @@ def worth_listing(record: NetworkRecord, resolution: int) -> bool:
     Every allocation, whatever its size: a small one is still handed out further. An assignment
     only from one grid cell up: end users sub-assign inside those, rarely inside smaller ones.
     Never a placeholder for free space."""
-    if _is_free(record.type, record.status):
+    if rirs.is_free(record.type, record.status):
         return False
-    return not _is_assignment(record.type) or record.last - record.first + 1 >= 1 << (32 - resolution)
+    return not rirs.is_assignment(record.type) or record.last - record.first + 1 >= 1 << (32 - resolution)
 
 
 @dataclass

@@ -19,7 +19,8 @@ from whoiscrawl import metrics
 from whoiscrawl.crawl import Crawler
 from whoiscrawl.local import fetch_bootstrap
 from whoiscrawl.queue import KafkaSink, group_name, topic_names
-from whoiscrawl.ratelimit import Limit, RedisRateLimiter, scaled
+from whoiscrawl.ratelimit import RedisRateLimiter
+from whoiscrawl.rates import Limit, scaled
 from whoiscrawl.records import RecordError, Shard
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.store import RedisBlockStore
