@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from whoiscrawl import rirs
+from whoiscrawl.rates import Limit, LimitError, format_limits, parse_rate
 
 GROUP = "whoiscrawl.io"
 VERSION = "v1alpha1"
@@ -34,8 +35,6 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "limits": {"memory": "512Mi"},
 }
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|m|h|d))?\s*$")
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Crawl names prefix object names, label values and topics: a short DNS label.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 TOPIC_PREFIX_PATTERN = r"^[a-zA-Z0-9._-]{1,100}$"
@@ -51,15 +50,6 @@ class SpecError(ValueError):
         super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
 
 
-def parse_rate(text: str) -> float:
-    """'10/s' -> 10.0, '10/m' -> 0.1667, '0' -> 0.0 (disabled): lookups per second."""
-    match = _RATE.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a rate like '10/s', '10/m', '600/h' or '0'")
-    value = float(match.group(1))
-    return value / _UNIT_SECONDS[match.group(2) or "s"]
-
-
 @dataclass(frozen=True)
 class Registry:
     """One registry's switch and per-egress-address rate limit."""
@@ -68,8 +58,13 @@ class Registry:
     enabled: bool = True
 
     @property
+    def limit(self) -> Limit:
+        """The limit workers get (`WHOISCRAWL_RATE_LIMITS`); a disabled registry's is 0."""
+        return parse_rate(self.rate) if self.enabled else Limit(0.0)
+
+    @property
     def per_second(self) -> float:
-        return parse_rate(self.rate) if self.enabled else 0.0
+        return self.limit.rate_per_s
 
 
 @dataclass(frozen=True)
@@ -192,8 +187,7 @@ class CrawlSpec:
 
     def rate_limits_env(self) -> str:
         """WHOISCRAWL_RATE_LIMITS: 'arin=10/s,...'; a disabled registry is 0."""
-        return ",".join(f"{name}={reg.rate if reg.enabled else '0'}"
-                        for name, reg in self.registries.items())
+        return format_limits({name: reg.limit for name, reg in self.registries.items()})
 
     def address_budget(self) -> float:
         """Lookups per second ONE egress address may make, summed over enabled registries."""
@@ -380,7 +374,7 @@ def _parse_registries(r: _Reader, raw: Mapping[str, Any]) -> dict[str, Registry]
         rate = r.string(item, "rate", p, DEFAULT_RATES[name]) or DEFAULT_RATES[name]
         try:
             parse_rate(rate)
-        except ValueError as exc:
+        except LimitError as exc:
             r.fail(f"{p}.rate", str(exc))
             rate = DEFAULT_RATES[name]
         out[name] = Registry(enabled=r.boolean(item, "enabled", p, True), rate=rate)

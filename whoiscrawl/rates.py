@@ -21,7 +21,7 @@ _GRAMMAR = (
     r"(?::(?P<conn>[0-9]+))?"
 )
 _RATE = re.compile(_GRAMMAR)
-RATE_PATTERN = "^" + re.sub(r"\?P<\w+>", "", _GRAMMAR) + "$"  # the same grammar, for JSON Schema
+RATE_PATTERN = "^" + re.sub(r"\?(P<\w+>|:)", "", _GRAMMAR) + "$"  # the same grammar, for JSON Schema
 RATE_FORM = "N[/s|m|h|d][:CONNECTIONS]"
 
 
