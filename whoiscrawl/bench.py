@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from whoiscrawl import queue
+from whoiscrawl.publish import publish_plan
 from whoiscrawl.rates import Limit, format_limits
+from whoiscrawl.space import plan_crawl
+from whoiscrawl.store import RedisStore
 
 
 @dataclass
@@ -205,17 +209,12 @@ def crawl_with_fleet(
     """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
 
     `during(fleet, progress)` is called at every poll: tests use it to kill or stop workers."""
-    from whoiscrawl import queue
-    from whoiscrawl.space import Scope, plan_shards
-    from whoiscrawl.store import RedisStore
-
     crawl = f"{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
-    shards = plan_shards(crawl, sim.ranges, [], strategy, resolution, None, samples)
-    queue.ensure_topics(kafka, "whoiscrawl.", crawl, partitions=32)
-    queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
+    plan = plan_crawl(
+        crawl=crawl, ranges=sim.ranges, strategy=strategy, resolution=resolution, samples=samples
+    )
     admin = RedisStore(redis_url, crawl)
-    admin.set_shards_total(len(shards))
-    admin.set_scope(Scope.of_shards(shards))
+    publish_plan(plan, bootstrap=kafka, prefix="whoiscrawl.", store=admin, partitions=32)
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, egress, workers, list_children=list_children, static=static
     )
@@ -238,7 +237,7 @@ def crawl_with_fleet(
     with results.open("w") as fh:
         for record in queue.iter_results(kafka, "whoiscrawl.", crawl):
             fh.write(record.to_json().decode() + "\n")
-    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(shards))
+    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards))
     queue.delete_topics(kafka, "whoiscrawl.", crawl)
     admin.delete_crawl()
     return run
@@ -410,7 +409,7 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
     """Redis memory of a crawl's block log holding `blocks` blocks."""
     import redis
 
-    from whoiscrawl.store import Keys, RedisStore, _encode
+    from whoiscrawl.store import Keys, _encode
     from whoiscrawl.strategy import Answer
 
     crawl = f"mem-{os.getpid()}"

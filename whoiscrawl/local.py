@@ -18,7 +18,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import Bootstrap, Scope, plan_shards
+from whoiscrawl.space import Bootstrap, plan_crawl
 from whoiscrawl.store import MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
@@ -90,22 +90,23 @@ class LocalCrawl:
                 f"{self.out} already holds results: add --resume to continue that "
                 "crawl, or choose another --out"
             )
-        shards = plan_shards(
-            "local",
-            self.ranges,
-            self.excludes,
-            self.strategy,
-            self.resolution,
-            self.shard_prefix,
-            self.samples,
+        plan = plan_crawl(
+            crawl="local",
+            ranges=self.ranges,
+            excludes=self.excludes,
+            strategy=self.strategy,
+            resolution=self.resolution,
+            shard_prefix=self.shard_prefix,
+            samples=self.samples,
         )
+        shards = list(plan.shards)
         store = MemoryStore(self.checkpoint)
         resumed = store.load() if self.resume else False
         for record in read_results(self.out) if resumed else []:
             answer = Answer.of(record, self.resolution)
             store.index.add(answer.first, answer.last, answer.terminal)
         store.counters.shards_total = len(shards)
-        store.counters.addresses_total = sum(s.last - s.first + 1 for s in shards)
+        store.counters.addresses_total = plan.addresses
         sink = FileSink(self.out)
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
@@ -116,7 +117,7 @@ class LocalCrawl:
             client,
             owner=uuid.uuid4().hex,
             list_children=self.list_children,
-            scope=Scope.of_shards(shards),
+            scope=plan.scope,
             stopping=self.stopping,
         )
         loop = asyncio.get_running_loop()

@@ -221,20 +221,37 @@ def auto_shard_prefix(addresses: int, target_shards: int = 256) -> int:
     return max(16, min(24, 32 - max(0, (addresses // target_shards).bit_length() - 1)))
 
 
-def plan_shards(
+@dataclass(frozen=True)
+class Plan:
+    """A crawl's work: its shards in publishing order, the addresses they hold and their scope."""
+
+    crawl: str
+    shards: tuple[Shard, ...]
+
+    @property
+    def addresses(self) -> int:
+        return sum(s.last - s.first + 1 for s in self.shards)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.of_shards(self.shards)
+
+
+def plan_crawl(
+    *,
     crawl: str,
-    ranges: list[str],
-    excludes: list[str] | None = None,
+    ranges: Iterable[str],
+    excludes: Iterable[str] = (),
     strategy: str = "sweep",
     resolution: int = 24,
     shard_prefix: int | None = None,
     samples: int = 0,
-) -> list[Shard]:
+) -> Plan:
     """Cut the crawlable space into shards aligned on /shard_prefix boundaries (chosen from the
     size of the space when not given). Each range's shards are in address order, and the ranges
     take turns: lanes that start together then start in different ranges, not side by side inside
     one network that each would pay a lookup to learn (a free /16 spans 16 shards)."""
-    space = crawlable(ranges, excludes or [])
+    space = crawlable(ranges, excludes)
     prefix = shard_prefix if shard_prefix is not None else auto_shard_prefix(space.size)
     if not 8 <= prefix <= 32 or not 8 <= resolution <= 32:
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")
@@ -254,7 +271,8 @@ def plan_shards(
             shard_id = f"{IPAddress(first)}-{IPAddress(end)}"
             shards.append(Shard(crawl, shard_id, first, end, strategy, resolution, samples))
             first = end + 1
-    return [s for turn in itertools.zip_longest(*by_range) for s in turn if s is not None]
+    turns = itertools.zip_longest(*by_range)
+    return Plan(crawl, tuple(s for turn in turns for s in turn if s is not None))
 
 
 def sample_addresses(shard: Shard) -> list[int]:
