@@ -16,11 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import redis
+
 from whoiscrawl import queue
+from whoiscrawl.blocks import KnownBlocks, encode_block
+from whoiscrawl.dev import services
+from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.rates import Limit, format_limits
+from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisStore
+from whoiscrawl.strategy import Answer
 
 
 @dataclass
@@ -282,7 +289,6 @@ def fleet_crawl(
     list_children: bool = True,
 ) -> dict[str, Any]:
     """The benchmark's one run: a fresh simulator, a fleet to completion, scored against truth."""
-    from whoiscrawl.sim.score import score
 
     log = workdir / "requests.jsonl"
     with simulator(scenario, time_scale, log) as sim:
@@ -378,8 +384,6 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
 
 def index_benchmark(blocks: int = 1_000_000, probes: int = 300_000, seed: int = 1) -> dict[str, Any]:
     """Known-block checks per second in one process with `blocks` leaves in the index."""
-    from whoiscrawl.store import KnownBlocks
-
     rng = random.Random(seed)
     idx = KnownBlocks()
     step = (1 << 32) // blocks
@@ -407,11 +411,6 @@ def index_benchmark(blocks: int = 1_000_000, probes: int = 300_000, seed: int = 
 
 def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str, Any]:
     """Redis memory of a crawl's block log holding `blocks` blocks."""
-    import redis
-
-    from whoiscrawl.store import Keys, _encode
-    from whoiscrawl.strategy import Answer
-
     crawl = f"mem-{os.getpid()}"
     client = redis.Redis.from_url(redis_url)
     before = int(client.info("memory")["used_memory"])
@@ -421,7 +420,7 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
     for start in range(0, blocks, 10_000):
         pipe = client.pipeline(transaction=False)
         for i in range(start, min(blocks, start + 10_000)):
-            pipe.xadd(key, {"b": _encode(Answer(i * step, i * step + step // 2, True))})
+            pipe.xadd(key, {"b": encode_block(Answer(i * step, i * step + step // 2, True))})
         pipe.execute()
     elapsed = time.perf_counter() - started
     used = int(client.info("memory")["used_memory"]) - before
@@ -440,8 +439,6 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
 @contextlib.contextmanager
 def bench_services() -> Iterator[tuple[str, str]]:
     """The user's Kafka and Redis if set in the environment, else fresh ones for this run."""
-    from whoiscrawl.dev import services
-
     kafka, redis_url = os.environ.get("WHOISCRAWL_KAFKA_BOOTSTRAP"), os.environ.get("WHOISCRAWL_REDIS_URL")
     if kafka and redis_url:
         yield kafka, redis_url

@@ -104,9 +104,9 @@ def crawl(
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
-    from whoiscrawl.local import LocalCrawl, LocalCrawlError, fetch_bootstrap
+    from whoiscrawl.local import LocalCrawl, LocalCrawlError
     from whoiscrawl.rates import LimitError, parse_limits
-    from whoiscrawl.space import SpaceError
+    from whoiscrawl.space import SpaceError, fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -362,8 +362,9 @@ def demo(
     import tempfile
 
     from whoiscrawl import bench as b
-    from whoiscrawl.local import LocalCrawl, fetch_bootstrap
+    from whoiscrawl.local import LocalCrawl
     from whoiscrawl.sim.score import score
+    from whoiscrawl.space import fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     out.parent.mkdir(parents=True, exist_ok=True)

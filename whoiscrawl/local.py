@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import time
 import uuid
@@ -153,22 +151,3 @@ class LocalCrawl:
             "failures": crawler.failures[:20],
             **store.counters.__dict__,
         }
-
-
-async def fetch_bootstrap(source: str | None) -> Bootstrap:
-    """The bundled snapshot, a local file, or an RFC 9224 document at a URL."""
-    if not source:
-        return Bootstrap.bundled()
-    if source.startswith(("http://", "https://")):
-        import aiohttp
-
-        try:
-            async with aiohttp.ClientSession() as session, session.get(source) as resp:
-                resp.raise_for_status()
-                return Bootstrap.from_document(json.loads(await resp.read()))
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise LocalCrawlError(f"cannot read the RDAP bootstrap at {source}: {exc}") from exc
-    path = Path(os.path.expanduser(source))
-    if not path.exists():
-        raise LocalCrawlError(f"bootstrap file {path} does not exist")
-    return Bootstrap.from_document(json.loads(path.read_text()))

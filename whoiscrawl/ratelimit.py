@@ -14,6 +14,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from whoiscrawl import metrics
+from whoiscrawl.keys import Keys
 from whoiscrawl.rates import Limit
 
 
@@ -158,8 +159,6 @@ class RedisRateLimiter:
     CONN_TTL_MS = 12_000  # renewed every third of it while held: a dead holder's slot is back soon
 
     def __init__(self, client: aioredis.Redis, crawl: str, limits: dict[str, Limit]) -> None:
-        from whoiscrawl.store import Keys
-
         self.keys = Keys(crawl)
         self.client = client
         self.limits = limits

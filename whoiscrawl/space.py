@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
 from netaddr.ip import iana
 
@@ -123,6 +126,23 @@ def bundled_bootstrap_document() -> dict[str, Any]:
     text = resources.files("whoiscrawl").joinpath("data/ipv4.json").read_text()
     doc: dict[str, Any] = json.loads(text)
     return doc
+
+
+async def fetch_bootstrap(source: str | None) -> Bootstrap:
+    """The bundled snapshot, a local file, or an RFC 9224 document at a URL."""
+    if not source:
+        return Bootstrap.bundled()
+    if source.startswith(("http://", "https://")):
+        try:
+            async with aiohttp.ClientSession() as session, session.get(source) as resp:
+                resp.raise_for_status()
+                return Bootstrap.from_document(json.loads(await resp.read()))
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise SpaceError(f"cannot read the RDAP bootstrap at {source}: {exc}") from exc
+    path = Path(os.path.expanduser(source))
+    if not path.exists():
+        raise SpaceError(f"bootstrap file {path} does not exist")
+    return Bootstrap.from_document(json.loads(path.read_text()))
 
 
 def build_bootstrap_document(bases: dict[str, str], description: str) -> dict[str, Any]:
@@ -273,17 +293,3 @@ def plan_crawl(
             first = end + 1
     turns = itertools.zip_longest(*by_range)
     return Plan(crawl, tuple(s for turn in turns for s in turn if s is not None))
-
-
-def sample_addresses(shard: Shard) -> list[int]:
-    """The sample strategy's probes: the 2016 method (hosts .1/.65/.129/.193 of every 12th /24)
-    or, when the shard asks for N samples, N addresses spread evenly over it."""
-    if shard.samples:
-        span = shard.last - shard.first + 1
-        step = max(1, span // shard.samples)
-        return [shard.first + min(span - 1, i * step + step // 2) for i in range(min(shard.samples, span))]
-    probes = []
-    for block in range(shard.first >> 8, (shard.last >> 8) + 1):
-        if block % 12 == 0:
-            probes += [a for h in (1, 65, 129, 193) if shard.first <= (a := (block << 8) + h) <= shard.last]
-    return probes

@@ -200,13 +200,25 @@ class SampleWalk:
         )
 
 
+def sample_addresses(shard: Shard) -> list[int]:
+    """The sample strategy's probes: the 2016 method (hosts .1/.65/.129/.193 of every 12th /24)
+    or, when the shard asks for N samples, N addresses spread evenly over it."""
+    if shard.samples:
+        span = shard.last - shard.first + 1
+        step = max(1, span // shard.samples)
+        return [shard.first + min(span - 1, i * step + step // 2) for i in range(min(shard.samples, span))]
+    probes = []
+    for block in range(shard.first >> 8, (shard.last >> 8) + 1):
+        if block % 12 == 0:
+            probes += [a for h in (1, 65, 129, 193) if shard.first <= (a := (block << 8) + h) <= shard.last]
+    return probes
+
+
 Walk = SweepWalk | SampleWalk
 
 
 def walk_for(shard: Shard, checkpoint: str | None = None) -> Walk:
     """The walk a shard asks for, resumed from its checkpoint if there is one."""
-    from whoiscrawl.space import sample_addresses
-
     if shard.strategy == "sample":
         start = -1 if checkpoint is None else int(checkpoint.partition("/")[0])
         return SampleWalk(shard, sample_addresses(shard), start)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from whoiscrawl.bench import Simulator, simulator
 from whoiscrawl.crawl import Crawler, run_shards
-from whoiscrawl.local import FileSink, LocalCrawl, fetch_bootstrap
+from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.records import Shard
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import REGISTRIES, plan_crawl
+from whoiscrawl.space import REGISTRIES, fetch_bootstrap, plan_crawl
 from whoiscrawl.store import RedisBlockStore, RedisStore
 
 from .conftest import TIME_SCALE
