@@ -115,14 +115,21 @@ _QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}],
 _FREE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
-def spec_schema() -> dict[str, Any]:
-    w, s, e, c = Workers(), Scheduling(), Egress(), Cleanup()
+def _registries_schema() -> dict[str, Any]:
     registries = {
         name: _obj({"enabled": _bool(True, "Query this registry at all."),
                     "rate": _str(DEFAULT_RATES[name], pattern=RATE_PATTERN,
                                  desc="Lookups allowed per egress address: N/s, N/m, N/h, N/d, "
                                       "optionally :CONNECTIONS (N/s:3); 0 disables.")})
         for name in REGISTRIES}
+    return {**_obj(registries, "Per-registry switches and rate limits."),
+            "x-kubernetes-validations": [{
+                "rule": " || ".join(f"self.{n}.enabled" for n in REGISTRIES),
+                "message": "enable at least one registry"}]}
+
+
+def _workers_schema() -> dict[str, Any]:
+    w = Workers()
     workers = _obj({
         "min": _int(w.min, 0, desc="Fewest workers while work is left."),
         "max": _int(w.max, 0, 1000, desc="Most workers."),
@@ -163,10 +170,15 @@ def spec_schema() -> dict[str, Any]:
         {"rule": "!has(self.replicas) || self.replicas <= self.max",
          "message": "workers.replicas must be <= workers.max"},
         {"rule": "!has(self.replicas) || self.mode == 'manual'", "message": MANUAL_ONLY}]
+    return workers
+
+
+def _scheduling_schema() -> dict[str, Any]:
+    s = Scheduling()
     toleration = {"type": "object", "properties": {
         "key": {"type": "string"}, "operator": {"type": "string"}, "value": {"type": "string"},
         "effect": {"type": "string"}, "tolerationSeconds": {"type": "integer"}}}
-    scheduling = _obj({
+    return _obj({
         "capacityType": _str(s.capacity_type, CAPACITY_TYPES,
                              "spot, on-demand, or any (spot first, on-demand when spot pods stay "
                              "Pending past spotPendingTimeoutSeconds)."),
@@ -180,6 +192,10 @@ def spec_schema() -> dict[str, Any]:
         "affinity": {**_FREE, "description": "Extra affinity, merged with the operator's."},
         "priorityClassName": _str(),
     }, "Where workers run.")
+
+
+def spec_schema() -> dict[str, Any]:
+    e, c = Egress(), Cleanup()
     return _obj({
         "ranges": {"type": "array", "items": _str(pattern=CIDR_PATTERN),
                    "default": ["0.0.0.0/0"], "minItems": 1,
@@ -190,12 +206,9 @@ def spec_schema() -> dict[str, Any]:
         "resolution": _int(24, 8, 32, "Gap-probe grid of the sweep, as a prefix length."),
         "shardPrefix": _int(16, 8, 28, "Shard size, as a prefix length."),
         "samples": _int(0, 0, desc="Probes per shard for the sample strategy."),
-        "registries": {**_obj(registries, "Per-registry switches and rate limits."),
-                       "x-kubernetes-validations": [{
-                           "rule": " || ".join(f"self.{n}.enabled" for n in REGISTRIES),
-                           "message": "enable at least one registry"}]},
-        "workers": workers,
-        "scheduling": scheduling,
+        "registries": _registries_schema(),
+        "workers": _workers_schema(),
+        "scheduling": _scheduling_schema(),
         "kafka": _obj({
             "bootstrapServers": _immutable(_str(desc="host:port[,host:port]"), "kafka.bootstrapServers"),
             "topicPrefix": _immutable(_str("whoiscrawl", pattern=TOPIC_PREFIX_PATTERN),

@@ -392,6 +392,54 @@ def parse_deadline(value: Any) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
+def _parse_kafka(r: _Reader, kafka_raw: Mapping[str, Any]) -> Kafka:
+    bootstrap = r.string(kafka_raw, "bootstrapServers", "spec.kafka", None)
+    if not bootstrap:
+        r.fail("spec.kafka.bootstrapServers", "is required (host:port[,host:port])")
+    prefix = r.string(kafka_raw, "topicPrefix", "spec.kafka", "whoiscrawl") or "whoiscrawl"
+    if not _TOPIC.match(prefix):
+        r.fail("spec.kafka.topicPrefix", f"{prefix!r} is not a valid Kafka topic prefix")
+    return Kafka(
+        bootstrap_servers=bootstrap or "",
+        topic_prefix=prefix,
+        partitions=r.integer(kafka_raw, "partitions", "spec.kafka", 12, lo=1, hi=10000),
+        credentials_secret=r.string(kafka_raw, "credentialsSecret", "spec.kafka", None),
+    )
+
+
+def _parse_redis(r: _Reader, redis_raw: Mapping[str, Any]) -> Redis:
+    url = r.string(redis_raw, "url", "spec.redis", None)
+    secret_raw = redis_raw.get("urlSecretRef")
+    secret = None
+    if secret_raw is not None:
+        sref = r.obj(secret_raw, "spec.redis.urlSecretRef")
+        sname = r.string(sref, "name", "spec.redis.urlSecretRef", None)
+        if not sname:
+            r.fail("spec.redis.urlSecretRef.name", "is required")
+        secret = SecretRef(name=sname or "",
+                           key=r.string(sref, "key", "spec.redis.urlSecretRef", "url") or "url")
+    if (url is None) == (secret is None):
+        r.fail("spec.redis", "set exactly one of url or urlSecretRef")
+    elif url is not None and not re.match(r"^rediss?://", url):
+        r.fail("spec.redis.url", f"must start with redis:// or rediss://, got {url!r}")
+    return Redis(url=url, url_secret=secret)
+
+
+def _parse_egress(r: _Reader, egress_raw: Mapping[str, Any]) -> Egress:
+    return Egress(
+        mode=r.string(egress_raw, "mode", "spec.egress", "node", EGRESS_MODES) or "node",
+        addresses=r.integer(egress_raw, "addresses", "spec.egress", 1, lo=1, hi=10000),
+    )
+
+
+def _parse_cleanup(r: _Reader, cleanup_raw: Mapping[str, Any]) -> Cleanup:
+    return Cleanup(
+        topics=r.string(cleanup_raw, "topics", "spec.cleanup", "Retain", RETAIN_DELETE)
+        or "Retain",
+        redis=r.string(cleanup_raw, "redis", "spec.cleanup", "Delete", RETAIN_DELETE) or "Delete",
+    )
+
+
 def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
     """Validate and default a raw `spec`; raises SpecError naming every offending field."""
     r = _Reader()
@@ -414,41 +462,10 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
     if strategy == "sample" and samples == 0:
         r.fail("spec.samples", "must be > 0 when strategy is sample")
 
-    kafka_raw = r.obj(spec.get("kafka"), "spec.kafka")
-    bootstrap = r.string(kafka_raw, "bootstrapServers", "spec.kafka", None)
-    if not bootstrap:
-        r.fail("spec.kafka.bootstrapServers", "is required (host:port[,host:port])")
-    prefix = r.string(kafka_raw, "topicPrefix", "spec.kafka", "whoiscrawl") or "whoiscrawl"
-    if not _TOPIC.match(prefix):
-        r.fail("spec.kafka.topicPrefix", f"{prefix!r} is not a valid Kafka topic prefix")
-    kafka = Kafka(
-        bootstrap_servers=bootstrap or "",
-        topic_prefix=prefix,
-        partitions=r.integer(kafka_raw, "partitions", "spec.kafka", 12, lo=1, hi=10000),
-        credentials_secret=r.string(kafka_raw, "credentialsSecret", "spec.kafka", None),
-    )
+    kafka = _parse_kafka(r, r.obj(spec.get("kafka"), "spec.kafka"))
+    redis = _parse_redis(r, r.obj(spec.get("redis"), "spec.redis"))
 
-    redis_raw = r.obj(spec.get("redis"), "spec.redis")
-    url = r.string(redis_raw, "url", "spec.redis", None)
-    secret_raw = redis_raw.get("urlSecretRef")
-    secret = None
-    if secret_raw is not None:
-        sref = r.obj(secret_raw, "spec.redis.urlSecretRef")
-        sname = r.string(sref, "name", "spec.redis.urlSecretRef", None)
-        if not sname:
-            r.fail("spec.redis.urlSecretRef.name", "is required")
-        secret = SecretRef(name=sname or "",
-                           key=r.string(sref, "key", "spec.redis.urlSecretRef", "url") or "url")
-    if (url is None) == (secret is None):
-        r.fail("spec.redis", "set exactly one of url or urlSecretRef")
-    elif url is not None and not re.match(r"^rediss?://", url):
-        r.fail("spec.redis.url", f"must start with redis:// or rediss://, got {url!r}")
-
-    egress_raw = r.obj(spec.get("egress"), "spec.egress")
-    egress = Egress(
-        mode=r.string(egress_raw, "mode", "spec.egress", "node", EGRESS_MODES) or "node",
-        addresses=r.integer(egress_raw, "addresses", "spec.egress", 1, lo=1, hi=10000),
-    )
+    egress = _parse_egress(r, r.obj(spec.get("egress"), "spec.egress"))
 
     deadline = None
     if spec.get("deadline") is not None:
@@ -457,16 +474,11 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
         except ValueError:
             r.fail("spec.deadline", f"{spec['deadline']!r} is not an RFC 3339 date-time")
 
-    cleanup_raw = r.obj(spec.get("cleanup"), "spec.cleanup")
-    cleanup = Cleanup(
-        topics=r.string(cleanup_raw, "topics", "spec.cleanup", "Retain", RETAIN_DELETE)
-        or "Retain",
-        redis=r.string(cleanup_raw, "redis", "spec.cleanup", "Delete", RETAIN_DELETE) or "Delete",
-    )
+    cleanup = _parse_cleanup(r, r.obj(spec.get("cleanup"), "spec.cleanup"))
 
     result = CrawlSpec(
         kafka=kafka,
-        redis=Redis(url=url, url_secret=secret),
+        redis=redis,
         ranges=ranges, excludes=excludes, strategy=strategy, resolution=resolution,
         shard_prefix=shard_prefix, samples=samples,
         registries=_parse_registries(r, r.obj(spec.get("registries"), "spec.registries")),

@@ -16,7 +16,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import Bootstrap, plan_crawl
+from whoiscrawl.space import Bootstrap, Plan, plan_crawl
 from whoiscrawl.store import MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
@@ -80,6 +80,18 @@ class LocalCrawl:
     def checkpoint(self) -> Path:
         return self.out.with_name(self.out.name + ".checkpoint.json")
 
+    def _open_store(self, plan: Plan) -> tuple[MemoryStore, bool]:
+        """The crawl's store (and whether it resumed): the checkpoint and the results so far when
+        resuming, and the plan's totals."""
+        store = MemoryStore(self.checkpoint)
+        resumed = store.load() if self.resume else False
+        for record in read_results(self.out) if resumed else []:
+            answer = Answer.of(record, self.resolution)
+            store.index.add(answer.first, answer.last, answer.terminal)
+        store.counters.shards_total = len(plan.shards)
+        store.counters.addresses_total = plan.addresses
+        return store, resumed
+
     async def run(
         self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
     ) -> dict[str, Any]:
@@ -89,22 +101,10 @@ class LocalCrawl:
                 "crawl, or choose another --out"
             )
         plan = plan_crawl(
-            crawl="local",
-            ranges=self.ranges,
-            excludes=self.excludes,
-            strategy=self.strategy,
-            resolution=self.resolution,
-            shard_prefix=self.shard_prefix,
-            samples=self.samples,
+            crawl="local", ranges=self.ranges, excludes=self.excludes, strategy=self.strategy,
+            resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
         )
-        shards = list(plan.shards)
-        store = MemoryStore(self.checkpoint)
-        resumed = store.load() if self.resume else False
-        for record in read_results(self.out) if resumed else []:
-            answer = Answer.of(record, self.resolution)
-            store.index.add(answer.first, answer.last, answer.terminal)
-        store.counters.shards_total = len(shards)
-        store.counters.addresses_total = plan.addresses
+        store, resumed = self._open_store(plan)
         sink = FileSink(self.out)
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
@@ -132,7 +132,7 @@ class LocalCrawl:
 
         reporter = asyncio.create_task(report())
         try:
-            complete = await run_shards(crawler, shards, self.concurrency)
+            complete = await run_shards(crawler, list(plan.shards), self.concurrency)
         finally:
             reporter.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
