@@ -29,6 +29,20 @@ def _remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
     return known, index.add(answer.first, answer.last, answer.terminal)
 
 
+def step_counts(
+    answer: Answer | None, known: bool, changed: bool, lookups: int, rate_limited: int, errors: int
+) -> dict[str, int]:
+    """What one step of a walk adds to the crawl's counters: a block is new if the index changed
+    and did not know it; a leaf answered again is a wasted lookup."""
+    return {
+        "lookups": lookups,
+        "rate_limited": rate_limited,
+        "errors": errors,
+        "blocks": int(changed and not known),
+        "wasted": int(answer is not None and answer.terminal and not changed),
+    }
+
+
 # Claims on a cell and on a listing are leases their owner renews while it works (every third of
 # one); one whose owner died lapses within seconds, and whoever meets the cell or parent next takes
 # it over.
@@ -120,12 +134,8 @@ class MemoryStore:
     ) -> bool:
         known, changed = _remember(self.index, answer)
         self.cursors[shard_id] = checkpoint
-        c = self.counters
-        c.lookups += lookups
-        c.rate_limited += rate_limited
-        c.errors += errors
-        c.blocks += int(changed and not known)
-        c.wasted += int(answer is not None and answer.terminal and not changed)
+        for name, value in step_counts(answer, known, changed, lookups, rate_limited, errors).items():
+            setattr(self.counters, name, getattr(self.counters, name) + value)
         return changed
 
     async def shard_done(self, shard_id: str, addresses: int) -> None:
@@ -327,12 +337,8 @@ class RedisBlockStore:
         pipe = self.client.pipeline(transaction=False)
         if changed and answer is not None:
             pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
-            if not known:
-                pipe.hincrby(self.keys.counters, "blocks", 1)
-        if answer is not None and answer.terminal and not changed:
-            pipe.hincrby(self.keys.counters, "wasted", 1)
         pipe.hset(self.keys.cursors, shard_id, checkpoint)
-        for name, value in (("lookups", lookups), ("rate_limited", rate_limited), ("errors", errors)):
+        for name, value in step_counts(answer, known, changed, lookups, rate_limited, errors).items():
             if value:
                 pipe.hincrby(self.keys.counters, name, value)
         await pipe.execute()
