@@ -286,20 +286,12 @@ class RegistryClient:
             metrics.LOOKUP_SECONDS.labels(registry).observe(time.monotonic() - started)
             if kind == "ok":
                 breaker.success()
-                try:
-                    result.record = self._parser.parse(payload, address, registry)
-                except MalformedAnswer as exc:
-                    metrics.LOOKUPS.labels(registry, "malformed").inc()
-                    errors.append(str(exc))
-                    await self._backoff(len(errors))
-                    continue
-                result.record.raw = payload if self.include_raw else None
-                result.down_url = down_link(payload) or self.whois_down_url(
-                    registry, result.record.first, result.record.last
-                )
-                metrics.LOOKUPS.labels(registry, "ok").inc()
-                result.registry = registry
-                return result
+                malformed = self._take_answer(result, payload, address, registry)
+                if malformed is None:
+                    return result
+                errors.append(malformed)
+                await self._backoff(len(errors))
+                continue
             if kind == "not_found":
                 breaker.success()
                 metrics.LOOKUPS.labels(registry, "not_found").inc()
@@ -334,6 +326,19 @@ class RegistryClient:
         result.record = await self._whois_fallback(address, registry, errors)
         result.registry = result.record.registry  # a transferred block answers from its holder
         return result
+
+    def _take_answer(self, result: LookupResult, doc: Any, address: int, registry: str) -> str | None:
+        """Fill the result from an RDAP answer; the reason if the answer is malformed."""
+        try:
+            record = self._parser.parse(doc, address, registry)
+        except MalformedAnswer as exc:
+            metrics.LOOKUPS.labels(registry, "malformed").inc()
+            return str(exc)
+        record.raw = doc if self.include_raw else None
+        result.record, result.registry = record, registry
+        result.down_url = down_link(doc) or self.whois_down_url(registry, record.first, record.last)
+        metrics.LOOKUPS.labels(registry, "ok").inc()
+        return None
 
     def whois_down_url(self, registry: str, first: int, last: int) -> str | None:
         """Where a registry without RFC 9910 links lists a network's children: a `whois://` URL
