@@ -1,13 +1,12 @@
 """The one adapter between the operator and the data plane (Kafka topics, the plan, Redis counters).
 
 Everything the operator asks of whoiscrawl.space / .queue / .store goes through `Backend`; unit
-tests inject a fake of this Protocol, never of Kafka or Redis. Imports are lazy so the operator
-loads even where the data plane is missing.
+tests inject a fake of this Protocol, never of Kafka or Redis. The plan is cut by
+`space.plan_crawl` and published by `publish.publish_plan`, as `whoiscrawl plan` and the bench do.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,11 @@ from typing import Any, Protocol
 
 from whoiscrawl.operator.spec import CrawlSpec
 
+from whoiscrawl import queue
+from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import Progress
+from whoiscrawl.space import plan_crawl
+from whoiscrawl.store import RedisStore
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,6 @@ class Plan:
     shards: int
     addresses: int
     fresh: bool = True  # False: published earlier (its marker was found), nothing sent now
-
-
-def _module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise BackendError(f"data plane module {name} is not available: {exc}") from exc
 
 
 class BackendError(RuntimeError):
@@ -79,7 +75,6 @@ class LiveBackend:
     """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store."""
 
     def ensure_topics(self, t: Target, partitions: int) -> None:
-        queue = _module("whoiscrawl.queue")
         self._call("creating topics", queue.ensure_topics, t.bootstrap, t.prefix, t.crawl,
                    partitions, t.config)
 
@@ -108,14 +103,14 @@ class LiveBackend:
         return plan
 
     def _send_plan(self, t: Target, spec: CrawlSpec) -> Plan:
-        queue, space = _module("whoiscrawl.queue"), _module("whoiscrawl.space")
-        shards = self._call("planning", space.plan_shards, t.crawl, list(spec.ranges),
-                            list(spec.excludes), spec.strategy, spec.resolution,
-                            spec.shard_prefix, spec.samples)
-        sent = self._call("publishing shards", queue.publish_shards, t.bootstrap, t.prefix,
-                          t.crawl, shards, t.config)
-        self._call("writing the scope", self._store(t).set_scope, space.Scope.of_shards(shards))
-        return Plan(shards=int(sent), addresses=sum(s.last - s.first + 1 for s in shards))
+        plan = self._call("planning", plan_crawl, crawl=t.crawl, ranges=spec.ranges,
+                          excludes=spec.excludes, strategy=spec.strategy,
+                          resolution=spec.resolution, shard_prefix=spec.shard_prefix,
+                          samples=spec.samples)
+        # Totals stay the caller's: a re-plan adds its totals to the earlier plans' (control.py).
+        sent = self._call("publishing the plan", publish_plan, plan, bootstrap=t.bootstrap,
+                          prefix=t.prefix, store=self._store(t), config=t.config, totals=False)
+        return Plan(shards=int(sent), addresses=plan.addresses)
 
     def set_totals(self, t: Target, shards: int, addresses: int) -> None:
         store = self._store(t)
@@ -126,17 +121,14 @@ class LiveBackend:
         return self._call("reading Redis counters", self._store(t).progress)
 
     def lag(self, t: Target) -> int:
-        queue = _module("whoiscrawl.queue")
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,
                               t.crawl, t.config))
 
     def partitions(self, t: Target) -> int:
-        queue = _module("whoiscrawl.queue")
         return int(self._call("reading partitions", queue.partition_count, t.bootstrap,
                               t.prefix, t.crawl, t.config))
 
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str:
-        queue = _module("whoiscrawl.queue")
         done = []
         if redis:
             keys = self._call("deleting Redis keys", self._store(t).delete_crawl)
@@ -147,12 +139,12 @@ class LiveBackend:
             done.append("deleted topics")
         return "; ".join(done) or "retained topics and Redis keys"
 
-    def _store(self, t: Target) -> Any:
-        return _module("whoiscrawl.store").RedisStore(t.redis_url, t.crawl)
+    def _store(self, t: Target) -> RedisStore:
+        return RedisStore(t.redis_url, t.crawl)
 
     @staticmethod
-    def _call(what: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except Exception as exc:  # the data plane raises its clients' own errors
             raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc

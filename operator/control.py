@@ -15,6 +15,7 @@ from whoiscrawl.operator.backend import Backend, BackendError, Target
 from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_data, secret_value
 from whoiscrawl.operator.spec import GROUP, PLURAL, VERSION, CrawlSpec, SpecError, parse_spec, validate_name
 
+from whoiscrawl.queue import kafka_config_from
 from whoiscrawl.records import Progress
 
 log = logging.getLogger("whoiscrawl.operator")
@@ -88,8 +89,6 @@ def target(kube: Kube, crawl: Crawl, spec: CrawlSpec) -> Target:
     kafka_config: tuple[tuple[str, str], ...] = ()
     if spec.kafka.credentials_secret:
         # The keys workers get through envFrom (WHOISCRAWL_KAFKA_SASL_USERNAME, ...), read the same way.
-        from whoiscrawl.queue import kafka_config_from
-
         data = secret_data(kube, crawl.namespace, spec.kafka.credentials_secret)
         kafka_config = tuple(sorted(kafka_config_from(data).items()))
     return Target(crawl=builders.crawl_id(crawl.namespace, crawl.name),

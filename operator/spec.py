@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from whoiscrawl import rirs
+from whoiscrawl.rates import Limit, LimitError, format_limits, parse_rate
+
 GROUP = "whoiscrawl.io"
 VERSION = "v1alpha1"
 KIND = "WhoisCrawl"
@@ -17,10 +20,9 @@ PLURAL = "whoiscrawls"
 SINGULAR = "whoiscrawl"
 SHORT_NAMES = ("wc",)
 
-REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
-# Published (or conservative) per-source-address limits; see docs/operator.md.
-DEFAULT_RATES = {"arin": "10/s", "ripencc": "10/s", "apnic": "10/s", "lacnic": "10/m",
-                 "afrinic": "2/s"}
+REGISTRIES = rirs.REGISTRIES
+# Published (or conservative) per-source-address limits (the registry catalogue); docs/operator.md.
+DEFAULT_RATES = {r.id: r.default_rate for r in rirs.CATALOGUE}
 STRATEGIES = ("sweep", "sample")
 CAPACITY_TYPES = ("spot", "on-demand", "any")
 # auto: the operator sizes the fleet; manual: spec.workers.replicas does (kubectl scale, HPA, KEDA).
@@ -33,8 +35,6 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "limits": {"memory": "512Mi"},
 }
 
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|m|h|d))?\s*$")
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Crawl names prefix object names, label values and topics: a short DNS label.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 TOPIC_PREFIX_PATTERN = r"^[a-zA-Z0-9._-]{1,100}$"
@@ -50,25 +50,21 @@ class SpecError(ValueError):
         super().__init__("; ".join(f"{path}: {msg}" for path, msg in problems))
 
 
-def parse_rate(text: str) -> float:
-    """'10/s' -> 10.0, '10/m' -> 0.1667, '0' -> 0.0 (disabled): lookups per second."""
-    match = _RATE.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a rate like '10/s', '10/m', '600/h' or '0'")
-    value = float(match.group(1))
-    return value / _UNIT_SECONDS[match.group(2) or "s"]
-
-
 @dataclass(frozen=True)
 class Registry:
     """One registry's switch and per-egress-address rate limit."""
 
+    rate: str  # in the rate syntax (whoiscrawl/rates.py); defaults come from the catalogue
     enabled: bool = True
-    rate: str = "10/s"
+
+    @property
+    def limit(self) -> Limit:
+        """The limit workers get (`WHOISCRAWL_RATE_LIMITS`); a disabled registry's is 0."""
+        return parse_rate(self.rate) if self.enabled else Limit(0.0)
 
     @property
     def per_second(self) -> float:
-        return parse_rate(self.rate) if self.enabled else 0.0
+        return self.limit.rate_per_s
 
 
 @dataclass(frozen=True)
@@ -191,8 +187,7 @@ class CrawlSpec:
 
     def rate_limits_env(self) -> str:
         """WHOISCRAWL_RATE_LIMITS: 'arin=10/s,...'; a disabled registry is 0."""
-        return ",".join(f"{name}={reg.rate if reg.enabled else '0'}"
-                        for name, reg in self.registries.items())
+        return format_limits({name: reg.limit for name, reg in self.registries.items()})
 
     def address_budget(self) -> float:
         """Lookups per second ONE egress address may make, summed over enabled registries."""
@@ -379,7 +374,7 @@ def _parse_registries(r: _Reader, raw: Mapping[str, Any]) -> dict[str, Registry]
         rate = r.string(item, "rate", p, DEFAULT_RATES[name]) or DEFAULT_RATES[name]
         try:
             parse_rate(rate)
-        except ValueError as exc:
+        except LimitError as exc:
             r.fail(f"{p}.rate", str(exc))
             rate = DEFAULT_RATES[name]
         out[name] = Registry(enabled=r.boolean(item, "enabled", p, True), rate=rate)
@@ -395,6 +390,54 @@ def parse_deadline(value: Any) -> datetime:
         text = text[:-1] + "+00:00"
     stamp = datetime.fromisoformat(text)
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _parse_kafka(r: _Reader, kafka_raw: Mapping[str, Any]) -> Kafka:
+    bootstrap = r.string(kafka_raw, "bootstrapServers", "spec.kafka", None)
+    if not bootstrap:
+        r.fail("spec.kafka.bootstrapServers", "is required (host:port[,host:port])")
+    prefix = r.string(kafka_raw, "topicPrefix", "spec.kafka", "whoiscrawl") or "whoiscrawl"
+    if not _TOPIC.match(prefix):
+        r.fail("spec.kafka.topicPrefix", f"{prefix!r} is not a valid Kafka topic prefix")
+    return Kafka(
+        bootstrap_servers=bootstrap or "",
+        topic_prefix=prefix,
+        partitions=r.integer(kafka_raw, "partitions", "spec.kafka", 12, lo=1, hi=10000),
+        credentials_secret=r.string(kafka_raw, "credentialsSecret", "spec.kafka", None),
+    )
+
+
+def _parse_redis(r: _Reader, redis_raw: Mapping[str, Any]) -> Redis:
+    url = r.string(redis_raw, "url", "spec.redis", None)
+    secret_raw = redis_raw.get("urlSecretRef")
+    secret = None
+    if secret_raw is not None:
+        sref = r.obj(secret_raw, "spec.redis.urlSecretRef")
+        sname = r.string(sref, "name", "spec.redis.urlSecretRef", None)
+        if not sname:
+            r.fail("spec.redis.urlSecretRef.name", "is required")
+        secret = SecretRef(name=sname or "",
+                           key=r.string(sref, "key", "spec.redis.urlSecretRef", "url") or "url")
+    if (url is None) == (secret is None):
+        r.fail("spec.redis", "set exactly one of url or urlSecretRef")
+    elif url is not None and not re.match(r"^rediss?://", url):
+        r.fail("spec.redis.url", f"must start with redis:// or rediss://, got {url!r}")
+    return Redis(url=url, url_secret=secret)
+
+
+def _parse_egress(r: _Reader, egress_raw: Mapping[str, Any]) -> Egress:
+    return Egress(
+        mode=r.string(egress_raw, "mode", "spec.egress", "node", EGRESS_MODES) or "node",
+        addresses=r.integer(egress_raw, "addresses", "spec.egress", 1, lo=1, hi=10000),
+    )
+
+
+def _parse_cleanup(r: _Reader, cleanup_raw: Mapping[str, Any]) -> Cleanup:
+    return Cleanup(
+        topics=r.string(cleanup_raw, "topics", "spec.cleanup", "Retain", RETAIN_DELETE)
+        or "Retain",
+        redis=r.string(cleanup_raw, "redis", "spec.cleanup", "Delete", RETAIN_DELETE) or "Delete",
+    )
 
 
 def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
@@ -419,41 +462,10 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
     if strategy == "sample" and samples == 0:
         r.fail("spec.samples", "must be > 0 when strategy is sample")
 
-    kafka_raw = r.obj(spec.get("kafka"), "spec.kafka")
-    bootstrap = r.string(kafka_raw, "bootstrapServers", "spec.kafka", None)
-    if not bootstrap:
-        r.fail("spec.kafka.bootstrapServers", "is required (host:port[,host:port])")
-    prefix = r.string(kafka_raw, "topicPrefix", "spec.kafka", "whoiscrawl") or "whoiscrawl"
-    if not _TOPIC.match(prefix):
-        r.fail("spec.kafka.topicPrefix", f"{prefix!r} is not a valid Kafka topic prefix")
-    kafka = Kafka(
-        bootstrap_servers=bootstrap or "",
-        topic_prefix=prefix,
-        partitions=r.integer(kafka_raw, "partitions", "spec.kafka", 12, lo=1, hi=10000),
-        credentials_secret=r.string(kafka_raw, "credentialsSecret", "spec.kafka", None),
-    )
+    kafka = _parse_kafka(r, r.obj(spec.get("kafka"), "spec.kafka"))
+    redis = _parse_redis(r, r.obj(spec.get("redis"), "spec.redis"))
 
-    redis_raw = r.obj(spec.get("redis"), "spec.redis")
-    url = r.string(redis_raw, "url", "spec.redis", None)
-    secret_raw = redis_raw.get("urlSecretRef")
-    secret = None
-    if secret_raw is not None:
-        sref = r.obj(secret_raw, "spec.redis.urlSecretRef")
-        sname = r.string(sref, "name", "spec.redis.urlSecretRef", None)
-        if not sname:
-            r.fail("spec.redis.urlSecretRef.name", "is required")
-        secret = SecretRef(name=sname or "",
-                           key=r.string(sref, "key", "spec.redis.urlSecretRef", "url") or "url")
-    if (url is None) == (secret is None):
-        r.fail("spec.redis", "set exactly one of url or urlSecretRef")
-    elif url is not None and not re.match(r"^rediss?://", url):
-        r.fail("spec.redis.url", f"must start with redis:// or rediss://, got {url!r}")
-
-    egress_raw = r.obj(spec.get("egress"), "spec.egress")
-    egress = Egress(
-        mode=r.string(egress_raw, "mode", "spec.egress", "node", EGRESS_MODES) or "node",
-        addresses=r.integer(egress_raw, "addresses", "spec.egress", 1, lo=1, hi=10000),
-    )
+    egress = _parse_egress(r, r.obj(spec.get("egress"), "spec.egress"))
 
     deadline = None
     if spec.get("deadline") is not None:
@@ -462,16 +474,11 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
         except ValueError:
             r.fail("spec.deadline", f"{spec['deadline']!r} is not an RFC 3339 date-time")
 
-    cleanup_raw = r.obj(spec.get("cleanup"), "spec.cleanup")
-    cleanup = Cleanup(
-        topics=r.string(cleanup_raw, "topics", "spec.cleanup", "Retain", RETAIN_DELETE)
-        or "Retain",
-        redis=r.string(cleanup_raw, "redis", "spec.cleanup", "Delete", RETAIN_DELETE) or "Delete",
-    )
+    cleanup = _parse_cleanup(r, r.obj(spec.get("cleanup"), "spec.cleanup"))
 
     result = CrawlSpec(
         kafka=kafka,
-        redis=Redis(url=url, url_secret=secret),
+        redis=redis,
         ranges=ranges, excludes=excludes, strategy=strategy, resolution=resolution,
         shard_prefix=shard_prefix, samples=samples,
         registries=_parse_registries(r, r.obj(spec.get("registries"), "spec.registries")),

@@ -16,7 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from whoiscrawl.ratelimit import Limit, format_limits
+import redis
+
+from whoiscrawl import queue
+from whoiscrawl.blocks import KnownBlocks, encode_block
+from whoiscrawl.dev import services
+from whoiscrawl.keys import Keys
+from whoiscrawl.publish import publish_plan
+from whoiscrawl.rates import Limit, format_limits
+from whoiscrawl.sim.score import score
+from whoiscrawl.space import plan_crawl
+from whoiscrawl.store import RedisStore
+from whoiscrawl.strategy import Answer
 
 
 @dataclass
@@ -207,17 +218,12 @@ def crawl_with_fleet(
     """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
 
     `during(fleet, progress)` is called at every poll: tests use it to kill or stop workers."""
-    from whoiscrawl import queue
-    from whoiscrawl.space import Scope, plan_shards
-    from whoiscrawl.store import RedisStore
-
     crawl = f"{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
-    shards = plan_shards(crawl, sim.ranges, [], strategy, resolution, None, samples)
-    queue.ensure_topics(kafka, "whoiscrawl.", crawl, partitions=32)
-    queue.publish_shards(kafka, "whoiscrawl.", crawl, shards)
+    plan = plan_crawl(
+        crawl=crawl, ranges=sim.ranges, strategy=strategy, resolution=resolution, samples=samples
+    )
     admin = RedisStore(redis_url, crawl)
-    admin.set_shards_total(len(shards))
-    admin.set_scope(Scope.of_shards(shards))
+    publish_plan(plan, bootstrap=kafka, prefix="whoiscrawl.", store=admin, partitions=32)
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, egress, workers, list_children=list_children, static=static,
         metrics_port=metrics_port,
@@ -241,7 +247,7 @@ def crawl_with_fleet(
     with results.open("w") as fh:
         for record in queue.iter_results(kafka, "whoiscrawl.", crawl):
             fh.write(record.to_json().decode() + "\n")
-    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(shards))
+    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards))
     queue.delete_topics(kafka, "whoiscrawl.", crawl)
     admin.delete_crawl()
     return run
@@ -286,7 +292,6 @@ def fleet_crawl(
     list_children: bool = True,
 ) -> dict[str, Any]:
     """The benchmark's one run: a fresh simulator, a fleet to completion, scored against truth."""
-    from whoiscrawl.sim.score import score
 
     log = workdir / "requests.jsonl"
     with simulator(scenario, time_scale, log) as sim:
@@ -382,8 +387,6 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
 
 def index_benchmark(blocks: int = 1_000_000, probes: int = 300_000, seed: int = 1) -> dict[str, Any]:
     """Known-block checks per second in one process with `blocks` leaves in the index."""
-    from whoiscrawl.store import KnownBlocks
-
     rng = random.Random(seed)
     idx = KnownBlocks()
     step = (1 << 32) // blocks
@@ -411,11 +414,6 @@ def index_benchmark(blocks: int = 1_000_000, probes: int = 300_000, seed: int = 
 
 def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str, Any]:
     """Redis memory of a crawl's block log holding `blocks` blocks."""
-    import redis
-
-    from whoiscrawl.store import Keys, RedisStore, _encode
-    from whoiscrawl.strategy import Answer
-
     crawl = f"mem-{os.getpid()}"
     client = redis.Redis.from_url(redis_url)
     before = int(client.info("memory")["used_memory"])
@@ -425,7 +423,7 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
     for start in range(0, blocks, 10_000):
         pipe = client.pipeline(transaction=False)
         for i in range(start, min(blocks, start + 10_000)):
-            pipe.xadd(key, {"b": _encode(Answer(i * step, i * step + step // 2, True))})
+            pipe.xadd(key, {"b": encode_block(Answer(i * step, i * step + step // 2, True))})
         pipe.execute()
     elapsed = time.perf_counter() - started
     used = int(client.info("memory")["used_memory"]) - before
@@ -444,8 +442,6 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
 @contextlib.contextmanager
 def bench_services() -> Iterator[tuple[str, str]]:
     """The user's Kafka and Redis if set in the environment, else fresh ones for this run."""
-    from whoiscrawl.dev import services
-
     kafka, redis_url = os.environ.get("WHOISCRAWL_KAFKA_BOOTSTRAP"), os.environ.get("WHOISCRAWL_REDIS_URL")
     if kafka and redis_url:
         yield kafka, redis_url

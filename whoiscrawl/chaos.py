@@ -18,8 +18,9 @@ import redis
 
 from whoiscrawl.bench import Fleet, crawl_with_fleet, simulator
 from whoiscrawl.dev import services
+from whoiscrawl.keys import Keys
 from whoiscrawl.sim.render import LISTING_PROTOCOLS
-from whoiscrawl.store import Keys
+from whoiscrawl.sim.score import score
 
 # Registries misbehaving during the chaos run (simulator fault spec, times in simulated seconds):
 # a RIPE NCC 429 storm, an APNIC ban of half the source addresses, ARIN 5xx, resets, cut and
@@ -168,7 +169,6 @@ def chaos_run(
 ) -> tuple[dict[str, Any], set[tuple[str, str]]]:
     """One fleet crawl of a fresh simulator, with chaos (workers and registries) or without; its
     figures and its blocks."""
-    from whoiscrawl.sim.score import score
 
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "requests.jsonl"

@@ -121,9 +121,9 @@ def crawl(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
-    from whoiscrawl.local import LocalCrawl, LocalCrawlError, fetch_bootstrap
-    from whoiscrawl.ratelimit import LimitError, parse_limits
-    from whoiscrawl.space import SpaceError
+    from whoiscrawl.local import LocalCrawl, LocalCrawlError
+    from whoiscrawl.rates import LimitError, parse_limits
+    from whoiscrawl.space import SpaceError, fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -185,11 +185,15 @@ def plan(
 ) -> None:
     """Cut the space into shards and send them to the crawl's work topic (once)."""
     from whoiscrawl import queue
-    from whoiscrawl.space import Scope, SpaceError, plan_shards
+    from whoiscrawl.publish import publish_plan
+    from whoiscrawl.space import SpaceError, plan_crawl
     from whoiscrawl.store import RedisStore
 
     try:
-        shards = plan_shards(crawl, ranges, exclude or [], strategy, resolution, shard_prefix, samples)
+        plan = plan_crawl(
+            crawl=crawl, ranges=ranges, excludes=exclude or [], strategy=strategy,
+            resolution=resolution, shard_prefix=shard_prefix, samples=samples,
+        )
     except SpaceError as exc:
         _fail(str(exc))
         return
@@ -197,22 +201,11 @@ def plan(
     if store.progress().shards_total and not force:
         typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
         return
-    config = queue.kafka_config_from(os.environ)
-    queue.ensure_topics(kafka_bootstrap, topic_prefix, crawl, partitions, config)
-    sent = queue.publish_shards(kafka_bootstrap, topic_prefix, crawl, shards, config)
-    store.set_shards_total(len(shards))
-    store.set_addresses_total(sum(s.last - s.first + 1 for s in shards))
-    store.set_scope(Scope.of_shards(shards))
-    typer.echo(
-        json.dumps(
-            {
-                "crawl": crawl,
-                "planned": True,
-                "shards": sent,
-                "addresses": sum(s.last - s.first + 1 for s in shards),
-            }
-        )
+    sent = publish_plan(
+        plan, bootstrap=kafka_bootstrap, prefix=topic_prefix, store=store,
+        config=queue.kafka_config_from(os.environ), partitions=partitions,
     )
+    typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses}))
 
 
 @app.command("rebuild-store")
@@ -265,7 +258,7 @@ def worker(
     import socket
 
     from whoiscrawl.queue import kafka_config_from
-    from whoiscrawl.ratelimit import LimitError, parse_limits
+    from whoiscrawl.rates import LimitError, parse_limits
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -393,8 +386,9 @@ def demo(
     import tempfile
 
     from whoiscrawl import bench as b
-    from whoiscrawl.local import LocalCrawl, fetch_bootstrap
+    from whoiscrawl.local import LocalCrawl
     from whoiscrawl.sim.score import score
+    from whoiscrawl.space import fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     out.parent.mkdir(parents=True, exist_ok=True)

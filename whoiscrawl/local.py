@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import time
 import uuid
@@ -14,10 +12,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from whoiscrawl.crawl import Crawler, run_shards
-from whoiscrawl.ratelimit import Limit, MemoryRateLimiter
+from whoiscrawl.ratelimit import MemoryRateLimiter
+from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import Bootstrap, Scope, plan_shards
+from whoiscrawl.space import Bootstrap, Plan, plan_crawl
 from whoiscrawl.store import MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
@@ -81,6 +80,18 @@ class LocalCrawl:
     def checkpoint(self) -> Path:
         return self.out.with_name(self.out.name + ".checkpoint.json")
 
+    def _open_store(self, plan: Plan) -> tuple[MemoryStore, bool]:
+        """The crawl's store (and whether it resumed): the checkpoint and the results so far when
+        resuming, and the plan's totals."""
+        store = MemoryStore(self.checkpoint)
+        resumed = store.load() if self.resume else False
+        for record in read_results(self.out) if resumed else []:
+            answer = Answer.of(record, self.resolution)
+            store.index.add(answer.first, answer.last, answer.terminal)
+        store.counters.shards_total = len(plan.shards)
+        store.counters.addresses_total = plan.addresses
+        return store, resumed
+
     async def run(
         self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
     ) -> dict[str, Any]:
@@ -89,22 +100,11 @@ class LocalCrawl:
                 f"{self.out} already holds results: add --resume to continue that "
                 "crawl, or choose another --out"
             )
-        shards = plan_shards(
-            "local",
-            self.ranges,
-            self.excludes,
-            self.strategy,
-            self.resolution,
-            self.shard_prefix,
-            self.samples,
+        plan = plan_crawl(
+            crawl="local", ranges=self.ranges, excludes=self.excludes, strategy=self.strategy,
+            resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
         )
-        store = MemoryStore(self.checkpoint)
-        resumed = store.load() if self.resume else False
-        for record in read_results(self.out) if resumed else []:
-            answer = Answer.of(record, self.resolution)
-            store.index.add(answer.first, answer.last, answer.terminal)
-        store.counters.shards_total = len(shards)
-        store.counters.addresses_total = sum(s.last - s.first + 1 for s in shards)
+        store, resumed = self._open_store(plan)
         sink = FileSink(self.out)
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
@@ -115,7 +115,7 @@ class LocalCrawl:
             client,
             owner=uuid.uuid4().hex,
             list_children=self.list_children,
-            scope=Scope.of_shards(shards),
+            scope=plan.scope,
             stopping=self.stopping,
         )
         loop = asyncio.get_running_loop()
@@ -132,7 +132,7 @@ class LocalCrawl:
 
         reporter = asyncio.create_task(report())
         try:
-            complete = await run_shards(crawler, shards, self.concurrency)
+            complete = await run_shards(crawler, list(plan.shards), self.concurrency)
         finally:
             reporter.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -151,22 +151,3 @@ class LocalCrawl:
             "failures": crawler.failures[:20],
             **store.counters.__dict__,
         }
-
-
-async def fetch_bootstrap(source: str | None) -> Bootstrap:
-    """The bundled snapshot, a local file, or an RFC 9224 document at a URL."""
-    if not source:
-        return Bootstrap.bundled()
-    if source.startswith(("http://", "https://")):
-        import aiohttp
-
-        try:
-            async with aiohttp.ClientSession() as session, session.get(source) as resp:
-                resp.raise_for_status()
-                return Bootstrap.from_document(json.loads(await resp.read()))
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise LocalCrawlError(f"cannot read the RDAP bootstrap at {source}: {exc}") from exc
-    path = Path(os.path.expanduser(source))
-    if not path.exists():
-        raise LocalCrawlError(f"bootstrap file {path} does not exist")
-    return Bootstrap.from_document(json.loads(path.read_text()))

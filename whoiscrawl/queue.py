@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -213,7 +214,6 @@ def iter_results(
 ) -> Iterator[NetworkRecord]:
     """Every record on the results topic, from its start to where each partition ends now (streamed,
     so a whole-IPv4 crawl's millions of records never sit in memory at once)."""
-    import uuid
 
     _, results = topic_names(prefix, crawl)
     consumer = Consumer(

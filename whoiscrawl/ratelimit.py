@@ -4,90 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import redis.asyncio as aioredis
 
 from whoiscrawl import metrics
-from whoiscrawl.space import REGISTRIES
-
-
-@dataclass(frozen=True)
-class Limit:
-    """What one source address may send one registry: a sustained rate and a connection cap."""
-
-    rate_per_s: float
-    max_connections: int | None = None
-
-    @property
-    def interval_ms(self) -> float:
-        return 1000.0 / (self.rate_per_s * SAFETY) if self.rate_per_s > 0 else float("inf")
-
-
-# The published limits, per source address (see docs/rate-limits.md): LACNIC allows about ten
-# queries a minute before a five-minute block; RIPE NCC 429s past a threshold and allows three
-# connections; AFRINIC caps daily volume; ARIN and APNIC publish no number, so stay modest.
-DEFAULT_LIMITS: dict[str, Limit] = {
-    "arin": Limit(10.0, 4),
-    "ripencc": Limit(10.0, 3),
-    "apnic": Limit(10.0, 4),
-    "lacnic": Limit(10 / 60, 1),
-    "afrinic": Limit(2.0, 2),
-}
-SAFETY = 0.95  # pace a little under the limit: network jitter can bunch requests at the registry
-
-_RATE = re.compile(
-    r"^\s*(?P<reg>[a-z]+)\s*=\s*(?P<n>[0-9.]+)\s*(?:/\s*(?P<unit>s|m|h|d))?"
-    r"(?:\s*:\s*(?P<conn>\d+))?\s*$"
-)
-_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-class LimitError(ValueError):
-    """A rate-limit setting that cannot be used; the text shows the expected form."""
-
-
-def parse_limits(text: str | None, base: dict[str, Limit] | None = None) -> dict[str, Limit]:
-    """`arin=10/s,lacnic=10/m,ripencc=8/s:3` -> limits (`:N` caps connections; 0 disables)."""
-    limits = dict(base or DEFAULT_LIMITS)
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        m = _RATE.match(part)
-        if not m or m["reg"] not in REGISTRIES:
-            raise LimitError(
-                f"bad rate limit {part.strip()!r}: expected REGISTRY=N[/s|m|h|d][:CONNECTIONS] "
-                f"with REGISTRY one of {', '.join(REGISTRIES)}"
-            )
-        rate = float(m["n"]) / _UNIT_S[m["unit"] or "s"]
-        conn = int(m["conn"]) if m["conn"] else limits[m["reg"]].max_connections
-        limits[m["reg"]] = Limit(rate, conn)
-    return limits
-
-
-def format_limits(limits: dict[str, Limit]) -> str:
-    return ",".join(
-        f"{r}={lim.rate_per_s:g}/s" + (f":{lim.max_connections}" if lim.max_connections else "")
-        for r, lim in limits.items()
-    )
-
-
-def scaled(limits: dict[str, Limit], share: float) -> dict[str, Limit]:
-    """The budget of an egress key that stands for `share` addresses (a pool of NAT gateways)."""
-    return {
-        r: replace(
-            lim,
-            rate_per_s=lim.rate_per_s * share,
-            max_connections=None if lim.max_connections is None else int(lim.max_connections * share),
-        )
-        for r, lim in limits.items()
-    }
+from whoiscrawl.keys import Keys
+from whoiscrawl.rates import Limit
 
 
 def gcra_reserve(
@@ -231,8 +159,6 @@ class RedisRateLimiter:
     CONN_TTL_MS = 12_000  # renewed every third of it while held: a dead holder's slot is back soon
 
     def __init__(self, client: aioredis.Redis, crawl: str, limits: dict[str, Limit]) -> None:
-        from whoiscrawl.store import Keys
-
         self.keys = Keys(crawl)
         self.client = client
         self.limits = limits

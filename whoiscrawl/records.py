@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+from netaddr import IPAddress
 
 RESULT_SCHEMA = "whoiscrawl.result/v1"
 SHARD_SCHEMA = "whoiscrawl.shard/v1"
@@ -94,14 +95,10 @@ class NetworkRecord:
 
     @property
     def first(self) -> int:
-        from netaddr import IPAddress
-
         return int(IPAddress(self.start_address))
 
     @property
     def last(self) -> int:
-        from netaddr import IPAddress
-
         return int(IPAddress(self.end_address))
 
     def to_dict(self) -> dict[str, Any]:

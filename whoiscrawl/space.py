@@ -4,44 +4,28 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
 from netaddr.ip import iana
 
+from whoiscrawl import rirs
 from whoiscrawl.records import Shard
 
-REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
-_IANA_DESIGNATIONS = {
-    "ARIN": "arin",
-    "RIPE NCC": "ripencc",
-    "APNIC": "apnic",
-    "LACNIC": "lacnic",
-    "AFRINIC": "afrinic",
-}
-# Where the real registries answer RDAP (the bundled bootstrap snapshot uses these).
-REAL_RDAP_BASES = {
-    "arin": "https://rdap.arin.net/registry/",
-    "ripencc": "https://rdap.db.ripe.net/",
-    "apnic": "https://rdap.apnic.net/",
-    "lacnic": "https://rdap.lacnic.net/rdap/",
-    "afrinic": "https://rdap.afrinic.net/rdap/",
-}
+REGISTRIES = rirs.REGISTRIES
+# Where the real registries answer WHOIS (`--whois real`).
+REAL_WHOIS_SERVERS = {r.id: r.whois_server for r in rirs.CATALOGUE}
 # RIPE NCC's WHOIS software, which APNIC and AFRINIC run too, answers `-m <range>` (the largest
 # objects inside it): how a registry without RFC 9910 links still lists a network's children.
-WHOIS_MORE_SPECIFIC = frozenset({"ripencc", "apnic", "afrinic"})
-REAL_WHOIS_SERVERS = {
-    "arin": "whois.arin.net:43",
-    "ripencc": "whois.ripe.net:43",
-    "apnic": "whois.apnic.net:43",
-    "lacnic": "whois.lacnic.net:43",
-    "afrinic": "whois.afrinic.net:43",
-}
+WHOIS_MORE_SPECIFIC = rirs.offering(rirs.WHOIS_MORE_SPECIFIC)
 
 # IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): never queried.
 SPECIAL_PURPOSE = (
@@ -78,10 +62,7 @@ def iana_registry_by_slash8() -> dict[int, str | None]:
     table: dict[int, str | None] = {}
     for net, info in iana.IANA_INFO["IPv4"].items():
         designation = info.get("designation", "").replace("Administered by ", "")
-        registry = _IANA_DESIGNATIONS.get(designation)
-        if registry is None:
-            whois = info.get("whois", "")
-            registry = next((r for r, w in REAL_WHOIS_SERVERS.items() if whois and w.startswith(whois)), None)
+        registry = rirs.by_designation(designation) or rirs.by_whois_host(info.get("whois", ""))
         for octet in range(int(net.first) >> 24, (int(net.last) >> 24) + 1):
             table[octet] = registry
     return table
@@ -145,6 +126,23 @@ def bundled_bootstrap_document() -> dict[str, Any]:
     text = resources.files("whoiscrawl").joinpath("data/ipv4.json").read_text()
     doc: dict[str, Any] = json.loads(text)
     return doc
+
+
+async def fetch_bootstrap(source: str | None) -> Bootstrap:
+    """The bundled snapshot, a local file, or an RFC 9224 document at a URL."""
+    if not source:
+        return Bootstrap.bundled()
+    if source.startswith(("http://", "https://")):
+        try:
+            async with aiohttp.ClientSession() as session, session.get(source) as resp:
+                resp.raise_for_status()
+                return Bootstrap.from_document(json.loads(await resp.read()))
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise SpaceError(f"cannot read the RDAP bootstrap at {source}: {exc}") from exc
+    path = Path(os.path.expanduser(source))
+    if not path.exists():
+        raise SpaceError(f"bootstrap file {path} does not exist")
+    return Bootstrap.from_document(json.loads(path.read_text()))
 
 
 def build_bootstrap_document(bases: dict[str, str], description: str) -> dict[str, Any]:
@@ -243,20 +241,37 @@ def auto_shard_prefix(addresses: int, target_shards: int = 256) -> int:
     return max(16, min(24, 32 - max(0, (addresses // target_shards).bit_length() - 1)))
 
 
-def plan_shards(
+@dataclass(frozen=True)
+class Plan:
+    """A crawl's work: its shards in publishing order, the addresses they hold and their scope."""
+
+    crawl: str
+    shards: tuple[Shard, ...]
+
+    @property
+    def addresses(self) -> int:
+        return sum(s.last - s.first + 1 for s in self.shards)
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.of_shards(self.shards)
+
+
+def plan_crawl(
+    *,
     crawl: str,
-    ranges: list[str],
-    excludes: list[str] | None = None,
+    ranges: Iterable[str],
+    excludes: Iterable[str] = (),
     strategy: str = "sweep",
     resolution: int = 24,
     shard_prefix: int | None = None,
     samples: int = 0,
-) -> list[Shard]:
+) -> Plan:
     """Cut the crawlable space into shards aligned on /shard_prefix boundaries (chosen from the
     size of the space when not given). Each range's shards are in address order, and the ranges
     take turns: lanes that start together then start in different ranges, not side by side inside
     one network that each would pay a lookup to learn (a free /16 spans 16 shards)."""
-    space = crawlable(ranges, excludes or [])
+    space = crawlable(ranges, excludes)
     prefix = shard_prefix if shard_prefix is not None else auto_shard_prefix(space.size)
     if not 8 <= prefix <= 32 or not 8 <= resolution <= 32:
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")
@@ -276,18 +291,5 @@ def plan_shards(
             shard_id = f"{IPAddress(first)}-{IPAddress(end)}"
             shards.append(Shard(crawl, shard_id, first, end, strategy, resolution, samples))
             first = end + 1
-    return [s for turn in itertools.zip_longest(*by_range) for s in turn if s is not None]
-
-
-def sample_addresses(shard: Shard) -> list[int]:
-    """The sample strategy's probes: the 2016 method (hosts .1/.65/.129/.193 of every 12th /24)
-    or, when the shard asks for N samples, N addresses spread evenly over it."""
-    if shard.samples:
-        span = shard.last - shard.first + 1
-        step = max(1, span // shard.samples)
-        return [shard.first + min(span - 1, i * step + step // 2) for i in range(min(shard.samples, span))]
-    probes = []
-    for block in range(shard.first >> 8, (shard.last >> 8) + 1):
-        if block % 12 == 0:
-            probes += [a for h in (1, 65, 129, 193) if shard.first <= (a := (block << 8) + h) <= shard.last]
-    return probes
+    turns = itertools.zip_longest(*by_range)
+    return Plan(crawl, tuple(s for turn in turns for s in turn if s is not None))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from array import array
-from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,88 +12,12 @@ from typing import Any, Literal, Protocol
 
 import redis
 import redis.asyncio as aioredis
-from sortedcontainers import SortedDict
 
+from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
+from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord, Progress
 from whoiscrawl.space import Scope
 from whoiscrawl.strategy import Answer
-
-
-class KnownBlocks:
-    """The in-process interval index of leaf blocks: is an address inside a known leaf? O(log n).
-
-    A compact sorted pair of arrays (8 bytes a block) holds the bulk; new blocks go to a small
-    sorted dict that is merged in when it grows, so inserts stay cheap and memory stays flat."""
-
-    MERGE_AT = 65536
-
-    def __init__(self) -> None:
-        self._starts = array("I")
-        self._ends = array("I")
-        self._recent: SortedDict = SortedDict()
-        self._parents: set[int] = set()  # non-leaf blocks seen, as first << 32 | last
-
-    def __len__(self) -> int:
-        return len(self._starts) + len(self._recent)
-
-    def terminal_end(self, address: int) -> int | None:
-        leaf = self.leaf(address)
-        return None if leaf is None else leaf[1]
-
-    def leaf(self, address: int) -> tuple[int, int] | None:
-        """The outermost known leaf holding the address (blocks nest, so it ends last)."""
-        best: tuple[int, int] | None = None
-        i = bisect_right(self._starts, address) - 1
-        if i >= 0 and self._ends[i] >= address:
-            best = (self._starts[i], self._ends[i])
-        recent = self._recent
-        if recent:
-            j = recent.bisect_right(address) - 1
-            if j >= 0:
-                first, end = recent.peekitem(j)
-                if end >= address and (best is None or end > best[1]):
-                    best = (first, end)
-        return best
-
-    def add(self, first: int, last: int, terminal: bool) -> bool:
-        """Remember a block; True if it was not known before."""
-        if not terminal:
-            key = first << 32 | last
-            if key in self._parents:
-                return False
-            self._parents.add(key)
-            return True
-        end = self.terminal_end(first)
-        if end is not None and end >= last:
-            return False  # inside a known leaf
-        for start in list(self._recent.irange(first, last)):
-            if self._recent[start] <= last:
-                del self._recent[start]  # the new block holds it
-        self._recent[first] = last
-        if len(self._recent) >= self.MERGE_AT:
-            self._merge()
-        return True
-
-    def _merge(self) -> None:
-        merged = sorted(
-            [*zip(self._starts, self._ends, strict=True), *self._recent.items()], key=lambda p: (p[0], -p[1])
-        )
-        starts, ends = array("I"), array("I")
-        for first, last in merged:
-            if ends and last <= ends[-1] and first >= starts[-1]:
-                continue  # nested in the previous block: the outer one already answers
-            starts.append(first)
-            ends.append(last)
-        self._starts, self._ends = starts, ends
-        self._recent.clear()
-
-    def covers(self, first: int, last: int) -> bool:
-        """Is first..last inside a known leaf?"""
-        end = self.terminal_end(first)
-        return end is not None and end >= last
-
-    def knows(self, first: int, last: int) -> bool:
-        return self.covers(first, last) or (first << 32 | last) in self._parents
 
 
 def _remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
@@ -105,6 +27,20 @@ def _remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
         return False, False
     known = index.knows(answer.first, answer.last)
     return known, index.add(answer.first, answer.last, answer.terminal)
+
+
+def step_counts(
+    answer: Answer | None, known: bool, changed: bool, lookups: int, rate_limited: int, errors: int
+) -> dict[str, int]:
+    """What one step of a walk adds to the crawl's counters: a block is new if the index changed
+    and did not know it; a leaf answered again is a wasted lookup."""
+    return {
+        "lookups": lookups,
+        "rate_limited": rate_limited,
+        "errors": errors,
+        "blocks": int(changed and not known),
+        "wasted": int(answer is not None and answer.terminal and not changed),
+    }
 
 
 # Claims on a cell and on a listing are leases their owner renews while it works (every third of
@@ -198,12 +134,8 @@ class MemoryStore:
     ) -> bool:
         known, changed = _remember(self.index, answer)
         self.cursors[shard_id] = checkpoint
-        c = self.counters
-        c.lookups += lookups
-        c.rate_limited += rate_limited
-        c.errors += errors
-        c.blocks += int(changed and not known)
-        c.wasted += int(answer is not None and answer.terminal and not changed)
+        for name, value in step_counts(answer, known, changed, lookups, rate_limited, errors).items():
+            setattr(self.counters, name, getattr(self.counters, name) + value)
         return changed
 
     async def shard_done(self, shard_id: str, addresses: int) -> None:
@@ -246,56 +178,6 @@ class MemoryStore:
 
 # --- a fleet -----------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Keys:
-    """Every Redis key of one crawl, named in one place."""
-
-    crawl: str
-
-    @property
-    def prefix(self) -> str:
-        return f"whoiscrawl:{self.crawl}:"
-
-    @property
-    def blocks(self) -> str:  # a stream: the append-only log of blocks, read incrementally by workers
-        return self.prefix + "blocks"
-
-    @property
-    def counters(self) -> str:
-        return self.prefix + "counters"
-
-    @property
-    def scope(self) -> str:
-        return self.prefix + "scope"
-
-    @property
-    def cursors(self) -> str:
-        return self.prefix + "cursors"
-
-    @property
-    def done(self) -> str:
-        return self.prefix + "done"
-
-    def claim(self, cell: int) -> str:
-        return f"{self.prefix}claim:{cell}"
-
-    def listing(self, first: int, last: int) -> str:
-        return f"{self.prefix}listing:{first}:{last}"
-
-    @property
-    def partly_listed(self) -> str:
-        return self.prefix + "partly-listed"
-
-    def limiter(self, registry: str, egress: str) -> str:
-        return f"{self.prefix}rate:{registry}:{egress}"
-
-    def plan(self, marker: str) -> str:  # the operator's publish-once marker of one plan
-        return f"{self.prefix}plan:{marker}"
-
-
-def _encode(answer: Answer) -> str:
-    return f"{answer.first}:{answer.last}:{int(answer.terminal)}"
 
 
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -344,7 +226,7 @@ class RedisStore:
             answer = Answer.of(record, resolution)
             if not seen.add(answer.first, answer.last, answer.terminal):
                 continue
-            pipe.xadd(self.keys.blocks, {"b": _encode(answer)})
+            pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
             written += 1
             if len(pipe) >= 10_000:
                 pipe.execute()
@@ -386,7 +268,7 @@ class RedisBlockStore:
                 raw: Any = await self.client.xrange(self.keys.blocks, min=low, count=20000)
                 entries: list[Any] = raw or []
                 for entry_id, data in entries:
-                    first, last, terminal = (int(x) for x in data[b"b"].split(b":"))
+                    first, last, terminal = decode_block(data[b"b"])
                     self.index.add(first, last, bool(terminal))
                     self._last_id = entry_id.decode()
                 if len(entries) < 20000:
@@ -454,13 +336,9 @@ class RedisBlockStore:
         known, changed = _remember(self.index, answer)
         pipe = self.client.pipeline(transaction=False)
         if changed and answer is not None:
-            pipe.xadd(self.keys.blocks, {"b": _encode(answer)})
-            if not known:
-                pipe.hincrby(self.keys.counters, "blocks", 1)
-        if answer is not None and answer.terminal and not changed:
-            pipe.hincrby(self.keys.counters, "wasted", 1)
+            pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
         pipe.hset(self.keys.cursors, shard_id, checkpoint)
-        for name, value in (("lookups", lookups), ("rate_limited", rate_limited), ("errors", errors)):
+        for name, value in step_counts(answer, known, changed, lookups, rate_limited, errors).items():
             if value:
                 pipe.hincrby(self.keys.counters, name, value)
         await pipe.execute()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord, Shard
 
 
@@ -43,19 +44,7 @@ def is_terminal(first: int, last: int, net_type: str | None, status: Sequence[st
     classify. Anything no larger than one grid cell is a leaf at this resolution."""
     if last - first + 1 <= 1 << (32 - resolution):
         return True
-    return _is_free(net_type, status) or _is_assignment(net_type)
-
-
-def _is_free(net_type: str | None, status: Sequence[str]) -> bool:
-    """A registry's placeholder for space it has not handed out."""
-    if "UNALLOCATED" in (net_type or "").upper():
-        return True
-    return any(s.lower() in ("reserved", "available") for s in status)
-
-
-def _is_assignment(net_type: str | None) -> bool:
-    word = (net_type or "").upper()
-    return "ASSIGN" in word and "ALLOC" not in word
+    return rirs.is_free(net_type, status) or rirs.is_assignment(net_type)
 
 
 def worth_listing(record: NetworkRecord, resolution: int) -> bool:
@@ -64,9 +53,9 @@ def worth_listing(record: NetworkRecord, resolution: int) -> bool:
     Every allocation, whatever its size: a small one is still handed out further. An assignment
     only from one grid cell up: end users sub-assign inside those, rarely inside smaller ones.
     Never a placeholder for free space."""
-    if _is_free(record.type, record.status):
+    if rirs.is_free(record.type, record.status):
         return False
-    return not _is_assignment(record.type) or record.last - record.first + 1 >= 1 << (32 - resolution)
+    return not rirs.is_assignment(record.type) or record.last - record.first + 1 >= 1 << (32 - resolution)
 
 
 @dataclass
@@ -211,13 +200,25 @@ class SampleWalk:
         )
 
 
+def sample_addresses(shard: Shard) -> list[int]:
+    """The sample strategy's probes: the 2016 method (hosts .1/.65/.129/.193 of every 12th /24)
+    or, when the shard asks for N samples, N addresses spread evenly over it."""
+    if shard.samples:
+        span = shard.last - shard.first + 1
+        step = max(1, span // shard.samples)
+        return [shard.first + min(span - 1, i * step + step // 2) for i in range(min(shard.samples, span))]
+    probes = []
+    for block in range(shard.first >> 8, (shard.last >> 8) + 1):
+        if block % 12 == 0:
+            probes += [a for h in (1, 65, 129, 193) if shard.first <= (a := (block << 8) + h) <= shard.last]
+    return probes
+
+
 Walk = SweepWalk | SampleWalk
 
 
 def walk_for(shard: Shard, checkpoint: str | None = None) -> Walk:
     """The walk a shard asks for, resumed from its checkpoint if there is one."""
-    from whoiscrawl.space import sample_addresses
-
     if shard.strategy == "sample":
         start = -1 if checkpoint is None else int(checkpoint.partition("/")[0])
         return SampleWalk(shard, sample_addresses(shard), start)

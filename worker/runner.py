@@ -17,11 +17,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from whoiscrawl import metrics
 from whoiscrawl.crawl import Crawler
-from whoiscrawl.local import fetch_bootstrap
 from whoiscrawl.queue import KafkaSink, group_name, topic_names
-from whoiscrawl.ratelimit import Limit, RedisRateLimiter, scaled
+from whoiscrawl.ratelimit import RedisRateLimiter
+from whoiscrawl.rates import Limit, scaled
 from whoiscrawl.records import RecordError, Shard
 from whoiscrawl.registry import Egress, RegistryClient
+from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store import RedisBlockStore
 
 log = logging.getLogger("whoiscrawl.worker")

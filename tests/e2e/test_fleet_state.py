@@ -10,11 +10,11 @@ from pathlib import Path
 
 from whoiscrawl.bench import Simulator, simulator
 from whoiscrawl.crawl import Crawler, run_shards
-from whoiscrawl.local import FileSink, LocalCrawl, fetch_bootstrap
+from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.records import Shard
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import REGISTRIES, Scope, plan_shards
+from whoiscrawl.space import REGISTRIES, fetch_bootstrap, plan_crawl
 from whoiscrawl.store import RedisBlockStore, RedisStore
 
 from .conftest import TIME_SCALE
@@ -44,9 +44,9 @@ async def worker(services, sim: Simulator, crawl: str, out: Path, owner: str) ->
 
 
 def planned(services, crawl: str, ranges: list[str]) -> list[Shard]:
-    shards = plan_shards(crawl, ranges, [], "sweep", 24, None, 0)
-    RedisStore(services.redis_url, crawl).set_scope(Scope.of_shards(shards))
-    return shards
+    plan = plan_crawl(crawl=crawl, ranges=ranges)
+    RedisStore(services.redis_url, crawl).set_scope(plan.scope)
+    return list(plan.shards)
 
 
 async def local_blocks(sim: Simulator, ranges: list[str], out: Path) -> set[tuple[str, str]]:

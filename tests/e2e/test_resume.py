@@ -10,8 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 from whoiscrawl.bench import Simulator, simulator
-from whoiscrawl.local import LocalCrawl, fetch_bootstrap
-from whoiscrawl.space import REGISTRIES
+from whoiscrawl.local import LocalCrawl
+from whoiscrawl.space import REGISTRIES, fetch_bootstrap
 
 from .conftest import TIME_SCALE
 

@@ -8,7 +8,8 @@ from whoiscrawl.operator.backend import PENDING, BackendError, LiveBackend, Targ
 from whoiscrawl.operator.spec import parse_spec
 
 from whoiscrawl import queue
-from whoiscrawl.store import Keys, RedisStore
+from whoiscrawl.keys import Keys
+from whoiscrawl.store import RedisStore
 
 pytestmark = pytest.mark.services
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from confluent_kafka import Consumer
 
 from whoiscrawl import queue
+from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord, Shard
-from whoiscrawl.space import plan_shards
+from whoiscrawl.space import plan_crawl
+from whoiscrawl.store import RedisStore
 
 
 def test_plan_publishes_every_shard_once_and_keeps_its_order_within_a_partition(services, unique_name):
-    shards = plan_shards(unique_name, ["8.0.0.0/14", "41.0.0.0/14"], shard_prefix=16)
+    shards = plan_crawl(crawl=unique_name, ranges=["8.0.0.0/14", "41.0.0.0/14"], shard_prefix=16).shards
     queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=4)
     queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=4)  # idempotent
     assert queue.publish_shards(services.kafka_bootstrap, "t.", unique_name, shards) == 8
@@ -59,3 +61,19 @@ async def test_sink_returns_after_the_broker_acknowledged(services, unique_name)
     got = queue.read_results(services.kafka_bootstrap, "t.", unique_name)
     assert [r.handle for r in got] == ["NET-8-8-8-0-1", "NET-8-8-8-0-1"]
     queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+def test_publish_plan_sends_shards_and_writes_totals_and_scope(services, unique_name):
+    plan = plan_crawl(crawl=unique_name, ranges=["41.0.0.0/15"], shard_prefix=16)
+    store = RedisStore(services.redis_url, unique_name)
+    try:
+        sent = publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=store,
+                            partitions=2)
+        assert sent == len(plan.shards) == 2
+        assert queue.consumer_lag(services.kafka_bootstrap, "t.", unique_name) == 2
+        progress = store.progress()
+        assert (progress.shards_total, progress.addresses_total) == (2, 2 * 65536)
+        assert store.client.get(store.keys.scope).decode() == plan.scope.encode()
+    finally:
+        store.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)

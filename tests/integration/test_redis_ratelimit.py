@@ -8,7 +8,8 @@ import time
 
 import redis.asyncio as aioredis
 
-from whoiscrawl.ratelimit import Limit, RedisRateLimiter
+from whoiscrawl.ratelimit import RedisRateLimiter
+from whoiscrawl.rates import Limit
 
 
 async def _send(limiter: RedisRateLimiter, n: int, egresses: list[str], stamps: list[tuple[float, str]]):

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import sys
 import types
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
+from whoiscrawl.operator import backend
 from whoiscrawl.operator.backend import BackendError, LiveBackend, Target
 from whoiscrawl.operator.cli import app
 from whoiscrawl.operator.spec import parse_spec
+
+from whoiscrawl import queue
+from whoiscrawl.space import plan_crawl
 
 T = Target(crawl="c1", bootstrap="127.0.0.1:9092", prefix="wc", redis_url="redis://127.0.0.1/0")
 SPEC = parse_spec({"kafka": {"bootstrapServers": "x"}, "redis": {"url": "redis://x"},
                    "ranges": ["41.0.0.0/8"], "excludes": ["41.1.0.0/16"], "resolution": 20})
 
 
-@dataclass
-class FakeShard:
-    first: int
-    last: int
-
-
 @pytest.fixture
 def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Kafka and Redis calls recorded instead of made; planning (pure) runs for real."""
     calls: dict[str, list[Any]] = {}
 
     def rec(name: str, result: Any = None) -> Any:
@@ -34,15 +32,11 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
             return result
         return fn
 
-    queue = types.ModuleType("whoiscrawl.queue")
-    queue.ensure_topics = rec("ensure_topics")  # type: ignore[attr-defined]
-    queue.publish_shards = rec("publish_shards", 2)  # type: ignore[attr-defined]
-    queue.consumer_lag = rec("consumer_lag", 7)  # type: ignore[attr-defined]
-    queue.partition_count = rec("partition_count", 12)  # type: ignore[attr-defined]
-    queue.delete_topics = rec("delete_topics")  # type: ignore[attr-defined]
-    space = types.ModuleType("whoiscrawl.space")
-    space.plan_shards = rec("plan_shards", [FakeShard(0, 255), FakeShard(256, 511)])  # type: ignore[attr-defined]
-    space.Scope = types.SimpleNamespace(of_shards=rec("scope_of", "SCOPE"))  # type: ignore[attr-defined]
+    monkeypatch.setattr(queue, "ensure_topics", rec("ensure_topics"))
+    monkeypatch.setattr(queue, "publish_shards", rec("publish_shards", 2))
+    monkeypatch.setattr(queue, "consumer_lag", rec("consumer_lag", 7))
+    monkeypatch.setattr(queue, "partition_count", rec("partition_count", 12))
+    monkeypatch.setattr(queue, "delete_topics", rec("delete_topics"))
 
     class Store:
         def __init__(self, url: str, crawl: str) -> None:
@@ -58,11 +52,7 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         set_scope = rec("set_scope")
         delete_crawl = rec("delete_crawl", 42)
 
-    store = types.ModuleType("whoiscrawl.store")
-    store.RedisStore = Store  # type: ignore[attr-defined]
-    for name, mod in (("whoiscrawl.queue", queue), ("whoiscrawl.space", space),
-                      ("whoiscrawl.store", store)):
-        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(backend, "RedisStore", Store)
     return calls
 
 
@@ -73,11 +63,12 @@ def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) ->
     # What publishing sends; the publish-once claim around it runs against real Redis in
     # tests/integration/test_operator_backend.py.
     plan = b._send_plan(T, SPEC)
-    assert plan.shards == 2 and plan.addresses == 512
-    assert modules["plan_shards"] == [("c1", ["41.0.0.0/8"], ["41.1.0.0/16"], "sweep", 20, 16, 0)]
-    assert modules["publish_shards"][0][:3] == ("127.0.0.1:9092", "wc", "c1")
-    assert modules["scope_of"] == [([FakeShard(0, 255), FakeShard(256, 511)],)]
-    assert [args[1:] for args in modules["set_scope"]] == [("SCOPE",)]  # (the store, the scope)
+    expected = plan_crawl(crawl="c1", ranges=["41.0.0.0/8"], excludes=["41.1.0.0/16"],
+                          resolution=20, shard_prefix=16)
+    assert plan.shards == 2 and plan.addresses == expected.addresses == 255 * 65536  # 2: acked
+    assert modules["publish_shards"] == [("127.0.0.1:9092", "wc", "c1", expected.shards, None)]
+    assert [args[1:] for args in modules["set_scope"]] == [(expected.scope,)]  # (the store, the scope)
+    assert "set_shards_total" not in modules  # the operator keeps its own running totals
     assert b.lag(T) == 7 and b.partitions(T) == 12
     c = b.counters(T)
     assert (c.shards_total, c.addresses_done, c.rate_limited) == (4, 256, 1)
@@ -97,7 +88,7 @@ def test_live_backend_wraps_failures(monkeypatch: pytest.MonkeyPatch,
     def boom(*_: Any) -> int:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(sys.modules["whoiscrawl.queue"], "consumer_lag", boom)
+    monkeypatch.setattr(queue, "consumer_lag", boom)
     with pytest.raises(BackendError, match="reading consumer lag: ConnectionError: broker down"):
         LiveBackend().lag(T)
 

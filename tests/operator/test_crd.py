@@ -13,6 +13,8 @@ from opsupport_crd import apply_defaults, openapi, validator
 from whoiscrawl.operator.crd import TARGETS, build_crd, render
 from whoiscrawl.operator.spec import parse_spec
 
+from whoiscrawl.rates import LimitError, parse_rate
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests/examples/crawl.yaml"
 
@@ -72,3 +74,26 @@ def test_schema_rejects_bad_values(patch: dict[str, Any], where: str) -> None:
             doc["spec"][key] = value
     errors = list(validator().iter_errors(doc))
     assert errors and any(where in "/".join(map(str, e.absolute_path)) for e in errors)
+
+
+# One rate syntax: what the CRD's pattern admits is exactly what the workers' parser reads.
+RATE_TABLE = [
+    ("10/s", True), ("10/m", True), ("600/h", True), ("5000/d", True), ("0", True), ("2.5", True),
+    ("8:3", True), ("10/s:3", True), ("0.5/m:1", True),
+    ("fast", False), ("10/x", False), ("-1/s", False), ("", False), ("/s", False), ("10/", False),
+    ("10/s:", False), ("1e3/s", False), (".5/s", False), ("10 /s", False), ("10/s:3:4", False),
+]
+
+
+@pytest.mark.parametrize(("text", "valid"), RATE_TABLE)
+def test_crd_rate_pattern_and_parser_agree(text: str, valid: bool) -> None:
+    schema = openapi()["properties"]["spec"]["properties"]["registries"]["properties"]["arin"]
+    doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["registries"] = {"arin": {"rate": text}}
+    admitted = not list(validator().iter_errors(doc))
+    try:
+        parse_rate(text)
+        parsed = True
+    except LimitError:
+        parsed = False
+    assert (admitted, parsed) == (valid, valid), schema["properties"]["rate"]["pattern"]

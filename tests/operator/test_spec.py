@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from whoiscrawl.operator.spec import SpecError, parse_rate, parse_spec, validate_name
+from whoiscrawl.operator.spec import SpecError, parse_spec, validate_name
+
+from whoiscrawl.rates import parse_rate
 
 BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
 
@@ -32,7 +34,7 @@ def test_defaults_cover_everything_but_connections() -> None:
     ("86400/d", 1.0),
 ])
 def test_parse_rate(text: str, per_second: float) -> None:
-    assert parse_rate(text) == pytest.approx(per_second)
+    assert parse_rate(text).rate_per_s == pytest.approx(per_second)
 
 
 @pytest.mark.parametrize("text", ["fast", "10/x", "-1/s", "", "/s"])

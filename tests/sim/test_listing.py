@@ -7,7 +7,8 @@ import json
 import aiohttp
 import pytest
 
-from whoiscrawl.ratelimit import Limit, MemoryRateLimiter
+from whoiscrawl.ratelimit import MemoryRateLimiter
+from whoiscrawl.rates import Limit
 from whoiscrawl.registry import MalformedAnswer, RegistryClient, parse_whois_listing
 from whoiscrawl.sim import render, score
 from whoiscrawl.sim.model import World, ip_str, range_cidrs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from whoiscrawl.store import KnownBlocks
+from whoiscrawl.blocks import KnownBlocks
 
 
 def test_lookup_add_and_nesting():

@@ -7,14 +7,8 @@ import time
 
 import pytest
 
-from whoiscrawl.ratelimit import (
-    DEFAULT_LIMITS,
-    Limit,
-    LimitError,
-    MemoryRateLimiter,
-    gcra_reserve,
-    parse_limits,
-)
+from whoiscrawl.ratelimit import MemoryRateLimiter, gcra_reserve
+from whoiscrawl.rates import DEFAULT_LIMITS, Limit, LimitError, parse_limits
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from whoiscrawl.space import (
     auto_shard_prefix,
     crawlable,
     iana_registry_by_slash8,
-    plan_shards,
+    plan_crawl,
     registry_for,
 )
 
@@ -74,8 +74,8 @@ def test_special_purpose_space_is_never_crawled():
         (["8.8.8.0/24"], [], 16, 1, "8.8.8.0", "8.8.8.255"),
     ],
 )
-def test_plan_shards(ranges, excludes, prefix, count, first, last):
-    shards = plan_shards("c", ranges, excludes, shard_prefix=prefix)
+def test_plan_crawl(ranges, excludes, prefix, count, first, last):
+    shards = plan_crawl(crawl="c", ranges=ranges, excludes=excludes, shard_prefix=prefix).shards
     assert len(shards) == count
     assert shards[0].first == ip(first) and shards[-1].last == ip(last)
     assert all(a.last + 1 <= b.first for a, b in itertools.pairwise(shards))
@@ -90,7 +90,7 @@ def test_auto_shard_prefix(addresses, prefix):
 
 
 def test_small_ranges_are_cut_for_several_lanes():
-    shards = plan_shards("c", ["8.0.0.0/12", "186.0.0.0/18"])  # ~1M addresses: /20 overall
+    shards = plan_crawl(crawl="c", ranges=["8.0.0.0/12", "186.0.0.0/18"]).shards  # ~1M addresses: /20 overall
     assert sum(1 for s in shards if s.first >> 24 == 8) == 256
     assert sum(1 for s in shards if s.first >> 24 == 186) == 16  # /22s, not four /20s
 
@@ -98,7 +98,7 @@ def test_small_ranges_are_cut_for_several_lanes():
 @pytest.mark.parametrize("bad", ["8.8.8.8/33", "nonsense", "::1/128", "9.9.9.9-1.1.1"])
 def test_bad_ranges_say_what_is_wrong(bad):
     with pytest.raises(SpaceError, match=r"only IPv4|not a CIDR"):
-        plan_shards("c", [bad])
+        plan_crawl(crawl="c", ranges=[bad])
 
 
 
@@ -137,15 +137,17 @@ def test_scope_says_where_listing_a_network_can_stop(spans, network, last):
 
 
 def test_scope_of_shards_is_the_planned_space():
-    shards = plan_shards("c", ["193.0.0.0/16", "41.0.0.0/16"], shard_prefix=20)
-    scope = Scope.of_shards(shards)
+    plan = plan_crawl(crawl="c", ranges=["193.0.0.0/16", "41.0.0.0/16"], shard_prefix=20)
+    scope = plan.scope
+    assert scope == Scope.of_shards(plan.shards) and plan.addresses == 2 * 65536
     assert len(scope.firsts) == 2  # 32 shards merge back into the two ranges
     assert scope.overlaps(int(IPAddress("193.0.255.255")), int(IPAddress("193.1.0.0")))
     assert not scope.overlaps(int(IPAddress("193.1.0.0")), int(IPAddress("193.1.0.255")))
 
 
 def test_ranges_take_turns_so_lanes_start_apart():
-    shards = plan_shards("c", ["8.0.0.0/16", "41.0.0.0/16", "193.0.0.0/17"], shard_prefix=20)
+    ranges = ["8.0.0.0/16", "41.0.0.0/16", "193.0.0.0/17"]
+    shards = plan_crawl(crawl="c", ranges=ranges, shard_prefix=20).shards
     assert [s.first >> 24 for s in shards[:6]] == [8, 41, 193, 8, 41, 193]
     for octet in (8, 41, 193):
         firsts = [s.first for s in shards if s.first >> 24 == octet]

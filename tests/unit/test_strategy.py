@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from whoiscrawl.blocks import KnownBlocks
 from whoiscrawl.records import Shard
-from whoiscrawl.space import sample_addresses
-from whoiscrawl.store import KnownBlocks
-from whoiscrawl.strategy import Answer, is_terminal, walk_for
+from whoiscrawl.strategy import Answer, is_terminal, sample_addresses, walk_for
 
 # (first, last, type) of a /16 allocation, offsets from 0: a laminar hierarchy like a registry's.
 HIERARCHY = [

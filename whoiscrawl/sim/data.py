@@ -12,16 +12,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-REGISTRIES: tuple[str, ...] = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
+from whoiscrawl import rirs
+
+REGISTRIES: tuple[str, ...] = rirs.REGISTRIES
 REG_INDEX: dict[str, int] = {r: i for i, r in enumerate(REGISTRIES)}
 IPTOCC = "iptocc==2.1.2"
-_WHOIS_TO_REG = {
-    "whois.arin.net": "arin",
-    "whois.ripe.net": "ripencc",
-    "whois.apnic.net": "apnic",
-    "whois.lacnic.net": "lacnic",
-    "whois.afrinic.net": "afrinic",
-}
 
 
 def cache_dir() -> Path:
@@ -129,6 +124,6 @@ def load_iana() -> tuple[Slash8, ...]:
     rows: dict[int, Slash8] = {}
     for key, v in iana.IANA_INFO["IPv4"].items():
         octet = int(str(key).split(".")[0])
-        rows[octet] = Slash8(octet, _WHOIS_TO_REG.get(str(v.get("whois", "")).strip()),
+        rows[octet] = Slash8(octet, rirs.by_whois_host(str(v.get("whois", "")).strip()),
                              str(v.get("designation", "")), str(v.get("status", "")))
     return tuple(rows[i] for i in range(256))

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from whoiscrawl import rirs
 from whoiscrawl.sim.data import REGISTRIES
 from whoiscrawl.sim.model import World, cidr_strs, ip_str, range_cidrs
 
@@ -17,20 +18,8 @@ BASE_PATHS: dict[str, str] = {
     "lacnic": "/lacnic/rdap/",
     "afrinic": "/afrinic/rdap/",
 }
-PORT43 = {
-    "arin": "whois.arin.net",
-    "ripencc": "whois.ripe.net",
-    "apnic": "whois.apnic.net",
-    "lacnic": "whois.lacnic.net",
-    "afrinic": "whois.afrinic.net",
-}
-RIR_NAMES = {
-    "arin": "American Registry for Internet Numbers",
-    "ripencc": "RIPE Network Coordination Centre",
-    "apnic": "Asia Pacific Network Information Centre",
-    "lacnic": "Latin American and Caribbean IP address Regional Registry",
-    "afrinic": "African Network Information Center",
-}
+PORT43 = {r.id: r.whois_host for r in rirs.CATALOGUE}
+RIR_NAMES = {r.id: r.name for r in rirs.CATALOGUE}
 RIR_HANDLES = {"arin": "ARIN", "ripencc": "ORG-NCC1-RIPE", "apnic": "APNIC-HM",
                "lacnic": "LACNIC", "afrinic": "ORG-AFNC1-AFRINIC"}
 TOS = {
@@ -262,7 +251,7 @@ _ARIN_TYPE = {"DIRECT ALLOCATION": "Direct Allocation", "DIRECT ASSIGNMENT": "Di
 
 # RIPE NCC's WHOIS software (also run by APNIC and AFRINIC) answers `-m <range>`: the largest
 # objects inside the range, RPSL objects one after another, ended by the service's closing line.
-WHOIS_MORE_SPECIFIC = frozenset({"ripencc", "apnic", "afrinic"})
+WHOIS_MORE_SPECIFIC = rirs.offering(rirs.WHOIS_MORE_SPECIFIC)
 LISTING_PROTOCOLS = frozenset({"rdap-down", "whois-m"})  # requests that list, not look up
 
 

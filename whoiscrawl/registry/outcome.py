@@ -1,0 +1,43 @@
+"""What one request to a registry came to: a small outcome type, and the two errors of the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class MalformedAnswer(ValueError):
+    """The registry answered, but not with a usable network object for the address."""
+
+
+class LookupFailed(RuntimeError):
+    """Every attempt (RDAP with retries, then WHOIS) failed; the text says why."""
+
+
+
+class Kind(Enum):
+    """How a request ended; the value is its metrics label."""
+
+    ANSWER = "ok"
+    NOT_FOUND = "not_found"
+    REDIRECT = "redirect"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "error"  # a 5xx, a reset, a timeout: worth another try
+    MALFORMED = "malformed"  # an answer, but no usable one
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's result: `value` is the parsed answer (ANSWER), the target (REDIRECT) or why it
+    failed (TRANSIENT, MALFORMED); `egress` is the address the attempt was charged to."""
+
+    kind: Kind
+    value: Any = None
+    retry_after: float = 0.0
+    egress: str = ""
+
+    @property
+    def settled(self) -> bool:
+        """An answer, a not-found or a redirect: nothing to retry."""
+        return self.kind in (Kind.ANSWER, Kind.NOT_FOUND, Kind.REDIRECT)

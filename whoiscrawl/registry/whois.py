@@ -1,0 +1,144 @@
+"""Port 43: an async WHOIS client bound to its egress address, and RPSL / ARIN text as records."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from ipwhois.net import Net
+from ipwhois.whois import Whois
+from netaddr import AddrFormatError, IPAddress, IPRange
+
+from whoiscrawl import rirs
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry.outcome import MalformedAnswer
+from whoiscrawl.registry.rdap import to_record
+
+
+def _whois_field(text: str, *names: str) -> str | None:
+    for name in names:
+        match = re.search(rf"^{name}:[ \t]*(\S.*?)[ \t]*$", text, re.IGNORECASE | re.MULTILINE)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _whois_registry(text: str, asked: str) -> str:
+    """Which registry wrote this answer: a transferred block's record comes from its new holder."""
+    if _whois_field(text, "NetRange"):
+        return "arin"
+    if "lacnic" in text.lower() and _whois_field(text, "owner"):
+        return "lacnic"
+    source = (_whois_field(text, "source") or "").split("#")[0].strip().upper()
+    return rirs.by_whois_source(source) or asked
+
+
+class WhoisRateLimited(RuntimeError):
+    """The WHOIS server refused the query for volume (RIPE-style %ERROR:201, 'limit exceeded')."""
+
+
+_WHOIS_REFUSAL = re.compile(r"%\s*ERROR:201|access denied|limit exceeded|queries exceeded", re.IGNORECASE)
+
+
+# ARIN's WHOIS spells NetType differently from its RDAP "type"; records use the RDAP words.
+_ARIN_NET_TYPES = {
+    "DIRECT ALLOCATION": "DIRECT ALLOCATION",
+    "DIRECT ASSIGNMENT": "DIRECT ASSIGNMENT",
+    "REALLOCATED": "REALLOCATION",
+    "REASSIGNED": "REASSIGNMENT",
+}
+
+
+def lookup_query(address: int, registry: str) -> str:
+    """The query for the network holding an address: ARIN's syntax wants `n + <address>`."""
+    return f"n + {IPAddress(address)}" if registry == "arin" else str(IPAddress(address))
+
+
+def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
+    """Port-43 text (any registry's format) as a record of the most specific network holding the
+    address, parsed with ipwhois; fields RDAP has and the text lacks stay empty."""
+    if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum", "NetRange"):
+        raise WhoisRateLimited(text.strip().splitlines()[0][:200])
+    registry = _whois_registry(text, asked)
+    parsed = Whois(Net(str(IPAddress(address)))).lookup(
+        response=text, is_offline=True, asn_data={"asn_registry": registry}
+    )
+    holding = []
+    for candidate in parsed.get("nets") or []:
+        first, _, last = str(candidate.get("range") or "").partition(" - ")
+        try:
+            span = IPRange(first.strip(), last.strip())
+        except (AddrFormatError, ValueError, TypeError):
+            continue
+        if span.first <= address <= span.last:
+            holding.append((span.size, span, candidate))
+    if not holding:
+        raise MalformedAnswer(f"WHOIS answer from {registry} holds no network for the address")
+    _, span, best = min(holding, key=lambda h: h[0])
+    # The handle as RDAP spells it: ARIN's NetHandle, elsewhere the inetnum itself.
+    handle = _whois_field(text, "NetHandle", "inetnum") or f"{IPAddress(span.first)} - {IPAddress(span.last)}"
+    net_type = (_whois_field(text, "status", "NetType") or "").upper() or None
+    parent = None
+    if registry == "arin":  # "Parent: NAME (NET-HANDLE)"; RPSL objects name no parent
+        net_type = _ARIN_NET_TYPES.get(net_type or "", net_type)
+        match = re.search(r"\(([^()]+)\)\s*$", _whois_field(text, "Parent") or "")
+        parent = match.group(1) if match else None
+    net_fields = {
+        "handle": handle,
+        "start_address": str(IPAddress(span.first)),
+        "end_address": str(IPAddress(span.last)),
+        "cidr": best.get("cidr"),
+        "name": best.get("name"),
+        "country": best.get("country"),
+        "type": net_type,
+        "parent_handle": parent,
+        "status": [],
+    }
+    record = to_record(net_fields, {}, address, registry, "whois")
+    emails = best.get("emails") or []
+    emails = emails if isinstance(emails, list) else str(emails).split("\n")  # ipwhois gives either
+    record.abuse_emails = sorted({str(e).strip() for e in emails if str(e).strip()})
+    record.registration_date = best.get("created")
+    record.last_changed = best.get("updated")
+    return record
+
+
+async def query(host: str, port: int, text: str, bind: str | None, timeout: float) -> str:
+    """One port-43 exchange: send the query, read the answer to the server's close."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(bind, 0) if bind else None)
+        try:
+            writer.write(f"{text}\r\n".encode())
+            await writer.drain()
+            return (await reader.read()).decode("utf-8", "replace")
+        finally:
+            writer.close()
+
+
+_RPSL_SECTION = re.compile(r"^% Information related to ", re.MULTILINE)
+_RPSL_CLOSING = re.compile(r"^% This query was served by ", re.MULTILINE)
+
+
+def parse_whois_listing(text: str, asked: str, parent_handle: str | None) -> list[NetworkRecord]:
+    """A RIPE-style `-m` answer: one record per inetnum, in address order. The server's closing
+    line must be there: without it the answer was cut, and a cut list would hide networks."""
+    if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum"):
+        raise WhoisRateLimited(text.strip().splitlines()[0][:200] if text.strip() else "refused")
+    if not _RPSL_CLOSING.search(text):
+        first_line = text.strip().splitlines()[0][:120] if text.strip() else "nothing"
+        raise MalformedAnswer(f"a WHOIS listing from {asked} without its closing line: {first_line}")
+    records = []
+    for section in _RPSL_SECTION.split(text)[1:]:
+        inetnum = _whois_field(section, "inetnum")
+        if not inetnum:
+            continue  # a section of contact objects only
+        first, _, _ = inetnum.partition(" - ")
+        try:
+            address = int(IPAddress(first.strip()))
+        except (AddrFormatError, ValueError) as exc:
+            raise MalformedAnswer(f"a listed inetnum that is no range: {inetnum!r}") from exc
+        record = parse_whois(section, address, asked)
+        record.parent_handle = record.parent_handle or parent_handle  # RPSL names no parent
+        records.append(record)
+    records.sort(key=lambda r: r.first)
+    return records

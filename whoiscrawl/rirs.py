@@ -1,0 +1,100 @@
+"""The five regional internet registries, catalogued once: names, addresses, listings, limits, statuses.
+
+Dependency-free on purpose: the space model, the rate limiter, the registry client, the operator
+and the simulator all read their registry facts from here, and nothing here reads them back.
+Sources: /work/shared/docs/registries.md (RFC 9910, the registries' published limits and WHOIS
+manuals)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# How a registry lists a network's children (one request for a whole level of the hierarchy).
+RDAP_DOWN = "rdap-down"  # RFC 9910 relation search, followed where an answer links it
+WHOIS_MORE_SPECIFIC = "-m"  # RIPE-style WHOIS: `-m <range>`, one level more specific
+WHOIS_ARIN_CHILDREN = "r >"  # ARIN's WHOIS: `r > <cidr>` (offered; the client does not use it yet)
+
+# Status words shared by every registry: a placeholder for free space, however it is spelled.
+FREE_TYPE_WORD = "UNALLOCATED"  # in an RDAP "type" / WHOIS status or NetType
+FREE_STATUSES = frozenset({"reserved", "available"})  # RDAP "status" values
+
+
+@dataclass(frozen=True)
+class Rir:
+    """One registry: what it is called, where it answers, what it offers and what it allows."""
+
+    id: str  # the crawler's name for it (records, metrics, rate-limit settings)
+    name: str  # the organisation's full name
+    iana_designation: str  # as IANA's IPv4 /8 table names it
+    rdap_base: str  # its RDAP service (RFC 9224 base URL)
+    whois_server: str  # its port-43 server, host:port
+    whois_source: str  # the `source:` word of its RPSL objects
+    listings: tuple[str, ...]  # RDAP_DOWN, WHOIS_MORE_SPECIFIC, WHOIS_ARIN_CHILDREN, or none
+    default_rate: str  # published (or conservative) per-address limit, in the rate syntax
+    default_connections: int  # simultaneous connections per address
+    allocations: tuple[str, ...]  # its "type" words for allocations (may hold children anywhere)
+    assignments: tuple[str, ...]  # its "type" words for assignments (hold end users: leaves)
+
+    @property
+    def whois_host(self) -> str:
+        return self.whois_server.rsplit(":", 1)[0]
+
+
+# Limits: LACNIC allows about ten queries a minute before a five-minute block; RIPE NCC 429s past a
+# threshold and allows three connections; AFRINIC caps daily volume; ARIN and APNIC publish no
+# number, so stay modest (docs/rate-limits.md).
+CATALOGUE: tuple[Rir, ...] = (
+    Rir("arin", "American Registry for Internet Numbers", "ARIN", "https://rdap.arin.net/registry/",
+        "whois.arin.net:43", "ARIN", (RDAP_DOWN, WHOIS_ARIN_CHILDREN), "10/s", 4,
+        ("DIRECT ALLOCATION", "REALLOCATION"), ("DIRECT ASSIGNMENT", "REASSIGNMENT")),
+    Rir("ripencc", "RIPE Network Coordination Centre", "RIPE NCC", "https://rdap.db.ripe.net/",
+        "whois.ripe.net:43", "RIPE", (RDAP_DOWN, WHOIS_MORE_SPECIFIC), "10/s", 3,
+        ("ALLOCATED PA", "SUB-ALLOCATED PA", "LIR-PARTITIONED PA", "LEGACY"),
+        ("ASSIGNED PA", "ASSIGNED PI")),
+    Rir("apnic", "Asia Pacific Network Information Centre", "APNIC", "https://rdap.apnic.net/",
+        "whois.apnic.net:43", "APNIC", (WHOIS_MORE_SPECIFIC,), "10/s", 4,
+        ("ALLOCATED PORTABLE", "ALLOCATED NON-PORTABLE"),
+        ("ASSIGNED PORTABLE", "ASSIGNED NON-PORTABLE")),
+    Rir("lacnic", "Latin American and Caribbean IP address Regional Registry", "LACNIC",
+        "https://rdap.lacnic.net/rdap/", "whois.lacnic.net:43", "LACNIC", (), "10/m", 1,
+        ("ALLOCATED",), ("ASSIGNED",)),
+    Rir("afrinic", "African Network Information Center", "AFRINIC", "https://rdap.afrinic.net/rdap/",
+        "whois.afrinic.net:43", "AFRINIC", (WHOIS_MORE_SPECIFIC,), "2/s", 2,
+        ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI")),
+)
+BY_ID: dict[str, Rir] = {r.id: r for r in CATALOGUE}
+REGISTRIES: tuple[str, ...] = tuple(r.id for r in CATALOGUE)
+
+
+def offering(method: str) -> frozenset[str]:
+    """The registries that offer a listing method."""
+    return frozenset(r.id for r in CATALOGUE if method in r.listings)
+
+
+def by_designation(designation: str) -> str | None:
+    """The registry IANA's /8 table names (`RIPE NCC` -> `ripencc`), None for anything else."""
+    return next((r.id for r in CATALOGUE if r.iana_designation == designation), None)
+
+
+def by_whois_host(host: str) -> str | None:
+    """The registry whose port-43 server this is (`whois.ripe.net` -> `ripencc`)."""
+    return next((r.id for r in CATALOGUE if host and r.whois_server.startswith(host)), None)
+
+
+def by_whois_source(source: str) -> str | None:
+    """The registry an RPSL `source:` word names (`RIPE` -> `ripencc`)."""
+    return next((r.id for r in CATALOGUE if r.whois_source == source), None)
+
+
+def is_free(net_type: str | None, status: Sequence[str]) -> bool:
+    """A registry's placeholder for space it has not handed out."""
+    if FREE_TYPE_WORD in (net_type or "").upper():
+        return True
+    return any(s.lower() in FREE_STATUSES for s in status)
+
+
+def is_assignment(net_type: str | None) -> bool:
+    """An assignment in any registry's words (`ASSIGNED PA`, ARIN `REASSIGNMENT`, WHOIS `Reassigned`)."""
+    word = (net_type or "").upper()
+    return "ASSIGN" in word and "ALLOC" not in word
