@@ -59,7 +59,7 @@ def test_every_dashboard_query_returns_data_from_a_crawl(services, quick_sim, tm
     for expr in worker_exprs:
         assert dashboards.metric_names(expr) <= served, expr
     # The operator's panels read the metrics the operator's /metrics serves (its registry, rendered
-    # here in-process: no operator runs in this test, so these are not queried for data).
+    # here in-process; test_dashboards_operator.py queries them on a running operator).
     import whoiscrawl.operator.metrics  # noqa: F401  (registers the operator's metrics)
 
     operator_served = dashboards.metric_names(generate_latest().decode())
