@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -68,6 +69,10 @@ def crawl_of(body: Mapping[str, Any]) -> Crawl:
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+# uid -> what its cleanup did. kopf may run the delete handler again after it succeeded (a
+# conflict on the patch that removes the finalizer): the data is deleted once, and only once.
+_cleaned: OrderedDict[str, str] = OrderedDict()
+CLEANED_REMEMBERED = 1000
 
 
 def lock_for(uid: str) -> threading.Lock:
@@ -415,12 +420,20 @@ def cleanup(deps: Deps, crawl: Crawl) -> str | None:
     parse names no data to delete (SpecError). Owned objects go by garbage collection.
     """
     with lock_for(crawl.uid):
+        with _locks_guard:
+            if crawl.uid in _cleaned:
+                return _cleaned[crawl.uid]
         if stop_workers(deps.kube, crawl):
             return None
         spec = parse_spec(crawl.spec)
         t = target(deps.kube, crawl, spec)
-        return deps.backend.cleanup(t, topics=spec.cleanup.topics == "Delete",
+        done = deps.backend.cleanup(t, topics=spec.cleanup.topics == "Delete",
                                     redis=spec.cleanup.redis == "Delete")
+        with _locks_guard:
+            _cleaned[crawl.uid] = done
+            while len(_cleaned) > CLEANED_REMEMBERED:
+                _cleaned.popitem(last=False)
+        return done
 
 
 def status_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
