@@ -439,6 +439,21 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
     }
 
 
+def with_baselines(crawl: Callable[..., dict[str, Any]], strategy: str, compare_sample: bool,
+                   compare_grid: bool) -> dict[str, Any]:
+    """A fleet crawl, and for a sweep the baselines beside it under "compare": the 2016 sample
+    method given as many lookups per shard, and the sweep without listings (the /24 grid alone)."""
+    run = crawl(strategy=strategy, workdir=workdir())
+    baselines: dict[str, dict[str, Any]] = {}
+    if strategy == "sweep" and compare_sample:
+        per_shard = max(1, int(run["lookups"] // run["shards"]))
+        baselines["sample_same_lookups"] = summary(crawl(strategy="sample", workdir=workdir(),
+                                                         samples=per_shard))
+    if strategy == "sweep" and compare_grid:
+        baselines["grid_only"] = summary(crawl(strategy="sweep", workdir=workdir(), list_children=False))
+    return {**run, "compare": baselines} if baselines else run
+
+
 @contextlib.contextmanager
 def bench_services() -> Iterator[tuple[str, str]]:
     """The user's Kafka and Redis if set in the environment, else fresh ones for this run."""

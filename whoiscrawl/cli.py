@@ -285,6 +285,21 @@ def worker(
     raise typer.Exit(run_worker(config))
 
 
+def _bench_chaos(scenario: str, workers: int, scale: float, kills: int, terms: int,
+                 registry_faults: bool, broker_restarts: int, static_membership: bool) -> None:
+    """`bench --chaos`: on a Kafka and Redis of its own, so it may restart the broker."""
+    from whoiscrawl import bench as b
+    from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
+    from whoiscrawl.dev.services import restart_kafka
+
+    with owned_services() as running:
+        weather = Chaos(kills, terms, registry_faults=registry_faults, broker_restarts=broker_restarts,
+                        restart_broker=functools.partial(restart_kafka, running))
+        figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
+                              b.workdir(), weather, static_membership)
+    typer.echo(json.dumps(figures))
+
+
 SCALES = {"quick": 100.0, "standard": 100.0, "full": 1.0}
 
 
@@ -335,38 +350,15 @@ def bench(
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
     if chaos:
-        from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
-        from whoiscrawl.dev.services import restart_kafka
-
-        with owned_services() as running:
-            weather = Chaos(kills, terms, registry_faults=registry_faults, broker_restarts=broker_restarts,
-                            restart_broker=functools.partial(restart_kafka, running))
-            figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
-                                  b.workdir(), weather, static_membership)
-        typer.echo(json.dumps(figures))
+        _bench_chaos(scenario, workers, scale, kills, terms, registry_faults, broker_restarts,
+                     static_membership)
         return
     with b.bench_services() as (kafka, redis_url):
         for k in egress or [1]:
-            crawl = functools.partial(
-                b.fleet_crawl,
-                scenario,
-                workers=workers,
-                egress=k,
-                resolution=resolution,
-                time_scale=scale,
-                kafka=kafka,
-                redis_url=redis_url,
-            )
-            run = crawl(strategy=strategy, workdir=b.workdir())
-            baselines: dict[str, dict] = {}
-            if strategy == "sweep" and compare_sample:
-                per_shard = max(1, int(run["lookups"] // run["shards"]))
-                sample = crawl(strategy="sample", workdir=b.workdir(), samples=per_shard)
-                baselines["sample_same_lookups"] = b.summary(sample)
-            if strategy == "sweep" and compare_grid:
-                grid = crawl(strategy="sweep", workdir=b.workdir(), list_children=False)
-                baselines["grid_only"] = b.summary(grid)
-            doc = {**run, "compare": baselines} if baselines else run
+            crawl = functools.partial(b.fleet_crawl, scenario, workers=workers, egress=k,
+                                      resolution=resolution, time_scale=scale, kafka=kafka,
+                                      redis_url=redis_url)
+            doc = b.with_baselines(crawl, strategy, compare_sample, compare_grid)
             _end(doc, as_json, [bench_table(doc)])
         if micro:
             for micro_doc in (b.index_benchmark(), b.redis_memory_benchmark(redis_url)):
