@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,15 @@ class TestServices:
     redis_url: str
     prometheus_url: str | None
     prometheus_config: Path | None
+
+    def scrape(self, port: int, job: str) -> None:
+        """Point the session's Prometheus at one /metrics port on 127.0.0.1 (every 1 s) and reload it."""
+        assert self.prometheus_config is not None and self.prometheus_url is not None
+        self.prometheus_config.write_text(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n"
+            f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
+        reload = urllib.request.Request(f"{self.prometheus_url}/-/reload", method="POST")
+        urllib.request.urlopen(reload, timeout=10).close()
 
 
 @pytest.fixture(scope="session")

@@ -31,13 +31,7 @@ def test_every_dashboard_query_returns_data_from_a_crawl(services, quick_sim, tm
                                                 for n in dashboards.metric_names(e))]
     operator_exprs = [e for e in exprs if e not in worker_exprs]
     port = free_port()
-    services.prometheus_config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        "scrape_configs:\n  - job_name: worker\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{port}']\n"
-    )
-    reload = urllib.request.Request(f"{services.prometheus_url}/-/reload", method="POST")
-    urllib.request.urlopen(reload, timeout=10).close()
+    services.scrape(port, "worker")
     seen: dict[str, list] = {}
     served: set[str] = set()
     started = time.monotonic()

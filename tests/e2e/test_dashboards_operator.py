@@ -7,7 +7,6 @@ import asyncio
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +39,13 @@ def operator_expressions() -> list[str]:
                                           for n in dashboards.metric_names(e)))
 
 
-def scrape(prometheus_url: str, config: Path, port: int) -> None:
-    config.write_text("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: operator\n"
-                      f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
-    reload = urllib.request.Request(f"{prometheus_url}/-/reload", method="POST")
-    urllib.request.urlopen(reload, timeout=10).close()
-
-
 async def test_every_operator_panel_returns_data_from_a_running_operator(services) -> None:
     exprs = operator_expressions()
     assert exprs
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1")  # what `whoiscrawl operator` serves
     try:
-        scrape(services.prometheus_url, services.prometheus_config, port)
+        services.scrape(port, "operator")
         async with running_cluster() as cluster:
             cluster.backend.lag_of["crawls.demo"] = 8
             assert (await cluster.create("demo", SPEC))[0] == 201

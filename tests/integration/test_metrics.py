@@ -30,13 +30,7 @@ def test_prometheus_scrapes_the_metrics_endpoint(services):
         assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 200
 
         metrics.LOOKUPS.labels("ripencc", "ok").inc(7)
-        services.prometheus_config.write_text(
-            "global:\n  scrape_interval: 1s\n"
-            "scrape_configs:\n  - job_name: worker\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{port}']\n"
-        )
-        req = urllib.request.Request(f"{services.prometheus_url}/-/reload", method="POST")
-        urllib.request.urlopen(req, timeout=10).close()
+        services.scrape(port, "worker")
 
         query = urllib.parse.quote('whoiscrawl_lookups_total{registry="ripencc",outcome="ok"}')
         value = None
