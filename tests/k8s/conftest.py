@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 SUPPORT = str(Path(__file__).parents[1] / "operator" / "support")
 if SUPPORT not in sys.path:
@@ -58,8 +57,9 @@ class K8s:
     def apply(self, docs: list[dict[str, Any]] | dict[str, Any], check: bool = True,
               kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
         items = docs if isinstance(docs, list) else [docs]
-        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(items), check=check,
-                            kubeconfig=kubeconfig)
+        # JSON, not PyYAML: a string such as "8215e42" goes out bare and kubectl (YAML 1.2) reads a float.
+        stream = "\n---\n".join(json.dumps(item) for item in items)
+        return self.kubectl("apply", "-f", "-", stdin=stream, check=check, kubeconfig=kubeconfig)
 
     def namespace(self, name: str) -> str:
         self.api.create("v1", "namespaces", None, {"metadata": {"name": name}})

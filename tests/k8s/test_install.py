@@ -77,3 +77,13 @@ def test_defaults_fill_an_empty_object_on_the_server(k8s: K8s, crd: dict, namesp
     assert got["spec"]["kafka"]["topicPrefix"] == "whoiscrawl"
     until(lambda: k8s.api.get("whoiscrawl.io/v1alpha1", "whoiscrawls", namespace, "minimal"), 5,
           "the crawl")
+
+
+def test_applied_objects_keep_strings_that_yaml_1_2_reads_as_numbers(k8s: K8s, crd: dict,
+                                                                      namespace: str) -> None:
+    """A hash annotation such as 8215e42 is a float to kubectl's YAML 1.2 reader (CI met one)."""
+    note = {"whoiscrawl.io/spec-hash": "8215e42", "whoiscrawl.io/plain": "0755"}
+    k8s.apply({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "numeric-looking", "namespace": namespace, "annotations": note}})
+    got = k8s.api.get("v1", "configmaps", namespace, "numeric-looking")
+    assert {k: got["metadata"]["annotations"].get(k) for k in note} == note
