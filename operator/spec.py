@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from whoiscrawl.operator.knobs import knob, knobs
+
 from whoiscrawl import rirs
-from whoiscrawl.rates import Limit, LimitError, format_limits, parse_rate
+from whoiscrawl.rates import RATE_PATTERN, Limit, LimitError, format_limits, parse_rate
 
 GROUP = "whoiscrawl.io"
 VERSION = "v1alpha1"
@@ -29,6 +30,7 @@ CAPACITY_TYPES = ("spot", "on-demand", "any")
 SCALE_MODES = ("auto", "manual")
 EGRESS_MODES = ("node", "nat")
 RETAIN_DELETE = ("Retain", "Delete")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 DEFAULT_IMAGE = "ghcr.io/whoiscrawl/whoiscrawl:0.1.0"
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -39,7 +41,15 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 TOPIC_PREFIX_PATTERN = r"^[a-zA-Z0-9._-]{1,100}$"
 _DNS_LABEL = re.compile(NAME_PATTERN)
-_TOPIC = re.compile(TOPIC_PREFIX_PATTERN)
+
+
+def rate_problem(text: str) -> str | None:
+    """Why a rate does not parse (whoiscrawl/rates.py), None if it does."""
+    try:
+        parse_rate(text)
+    except LimitError as exc:
+        return str(exc)
+    return None
 
 
 class SpecError(ValueError):
@@ -54,8 +64,11 @@ class SpecError(ValueError):
 class Registry:
     """One registry's switch and per-egress-address rate limit."""
 
-    rate: str  # in the rate syntax (whoiscrawl/rates.py); defaults come from the catalogue
-    enabled: bool = True
+    # In the rate syntax (whoiscrawl/rates.py); each registry's default comes from the catalogue.
+    rate: str = knob("rate", kind="string", required=True, pattern=RATE_PATTERN, check=rate_problem,
+                     desc="Lookups allowed per egress address: N/s, N/m, N/h, N/d, optionally "
+                          ":CONNECTIONS (N/s:3); 0 disables.")
+    enabled: bool = knob("enabled", True, desc="Query this registry at all.")
 
     @property
     def limit(self) -> Limit:
@@ -71,21 +84,33 @@ class Registry:
 class Workers:
     """Worker fleet sizing, container settings and the inputs of the scaling policy."""
 
-    min: int = 0
-    max: int = 10
-    mode: str = "auto"  # SCALE_MODES
-    replicas: int | None = None  # the size in manual mode (kubectl scale); min when unset
-    lookups_per_second: float = 20.0  # what one worker sustains when no registry limit binds
-    lag_threshold: int = 2  # work messages per worker, like KEDA's lagThreshold
-    scale_down_stabilization_seconds: int = 300
-    image: str = DEFAULT_IMAGE
-    image_pull_policy: str = "IfNotPresent"
+    min: int = knob("min", 0, lo=0, desc="Fewest workers while work is left.")
+    max: int = knob("max", 10, lo=0, hi=1000, desc="Most workers.")
+    mode: str = knob("mode", "auto", choices=SCALE_MODES,
+                     desc="auto: the operator sizes the fleet from lag, rate budget and deadline; "
+                          "manual: replicas does (kubectl scale, HPA and KEDA drive it through "
+                          "the scale subresource).")
+    replicas: int | None = knob("replicas", kind="integer", lo=0, hi=1000,
+                                desc="The fleet's size in manual mode (min when unset).")
+    lookups_per_second: float = knob("lookupsPerSecond", 20.0, above=0,
+                                     desc="Lookups/s one worker sustains when no registry limit "
+                                          "binds; sizes the rate-budget cap.")
+    lag_threshold: int = knob("lagThreshold", 2, lo=1,
+                              desc="Work messages per worker (like KEDA's lagThreshold).")
+    scale_down_stabilization_seconds: int = knob("scaleDownStabilizationSeconds", 300, lo=0,
+                                                 hi=3600)
+    image: str = knob("image", DEFAULT_IMAGE)
+    image_pull_policy: str = knob("imagePullPolicy", "IfNotPresent", choices=PULL_POLICIES)
     resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RESOURCES.items()})
-    grace_period_seconds: int = 10  # + 3 s margin: inside GKE's 15 s for ordinary pods
-    metrics_port: int = 9090
+    grace_period_seconds: int = knob(
+        "gracePeriodSeconds", 10, lo=1, hi=600,
+        desc="Drain time after SIGTERM (WHOISCRAWL_GRACE_SECONDS); the pod gets grace+3 s; keep "
+             "that <= 15 s for GKE spot notices.")
+    metrics_port: int = knob("metricsPort", 9090, lo=1024, hi=65535)
     max_unavailable: int | str | None = None  # None: no PodDisruptionBudget (spot drains never wait)
-    bootstrap_url: str | None = None
+    bootstrap_url: str | None = knob("bootstrapUrl", kind="string",
+                                     desc="RDAP bootstrap URL (WHOISCRAWL_BOOTSTRAP_URL).")
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -100,34 +125,42 @@ class Workers:
 class Scheduling:
     """Where workers run: capacity type, spread, anti-affinity and user extras."""
 
-    capacity_type: str = "spot"
-    spot_pending_timeout_seconds: int = 300
-    one_per_node: bool = False
-    spread_zones: bool = True
-    spread_instance_types: bool = True
-    max_skew: int = 1
+    capacity_type: str = knob("capacityType", "spot", choices=CAPACITY_TYPES,
+                              desc="spot, on-demand, or any (spot first, on-demand when spot pods "
+                                   "stay Pending past spotPendingTimeoutSeconds).")
+    spot_pending_timeout_seconds: int = knob("spotPendingTimeoutSeconds", 300, lo=10)
+    one_per_node: bool = knob("onePerNode", False,
+                              desc="At most one worker per node (egress diversity).")
+    spread_zones: bool = knob("spreadZones", True)
+    spread_instance_types: bool = knob("spreadInstanceTypes", True)
+    max_skew: int = knob("maxSkew", 1, lo=1)
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     affinity: Mapping[str, Any] = field(default_factory=dict)
-    priority_class_name: str | None = None
+    priority_class_name: str | None = knob("priorityClassName", kind="string")
 
 
 @dataclass(frozen=True)
 class SecretRef:
     """A key of a Secret in the crawl's namespace."""
 
-    name: str
-    key: str
+    name: str = knob("name", kind="string", required=True)
+    key: str = knob("key", "url")
 
 
 @dataclass(frozen=True)
 class Kafka:
     """Kafka connection and topic settings."""
 
-    bootstrap_servers: str
-    topic_prefix: str = "whoiscrawl"
-    partitions: int = 12
-    credentials_secret: str | None = None  # envFrom for workers (librdkafka settings)
+    bootstrap_servers: str = knob("bootstrapServers", kind="string", required=True,
+                                  immutable="kafka.bootstrapServers", desc="host:port[,host:port]")
+    topic_prefix: str = knob("topicPrefix", "whoiscrawl", pattern=TOPIC_PREFIX_PATTERN,
+                             hint="a Kafka topic prefix (1-100 of a-z A-Z 0-9 . _ -)",
+                             immutable="kafka.topicPrefix")
+    partitions: int = knob("partitions", 12, lo=1, hi=10000,
+                           desc="Partitions of the work topic (caps workers).")
+    credentials_secret: str | None = knob("credentialsSecret", kind="string",
+                                          desc="Secret whose keys become worker environment.")
 
     @property
     def queue_prefix(self) -> str:
@@ -144,7 +177,8 @@ class Kafka:
 class Redis:
     """Redis connection: a URL, or a Secret key holding it."""
 
-    url: str | None = None
+    url: str | None = knob("url", kind="string", pattern=r"^rediss?://",
+                           hint="a redis:// or rediss:// URL")
     url_secret: SecretRef | None = None
 
 
@@ -152,16 +186,20 @@ class Redis:
 class Egress:
     """How workers reach the registries: each node its own address, or N shared NAT addresses."""
 
-    mode: str = "node"
-    addresses: int = 1  # NAT gateway addresses when mode == "nat"
+    mode: str = knob("mode", "node", choices=EGRESS_MODES,
+                     desc="node: each node has its own public address; nat: the fleet shares "
+                          "`addresses` NAT IPs.")
+    addresses: int = knob("addresses", 1, lo=1, hi=10000, desc="NAT gateway addresses (mode nat).")
 
 
 @dataclass(frozen=True)
 class Cleanup:
     """What deleting the crawl removes besides the owned Kubernetes objects."""
 
-    topics: str = "Retain"
-    redis: str = "Delete"
+    topics: str = knob("topics", "Retain", choices=RETAIN_DELETE,
+                       desc="Delete the crawl's topics on delete?")
+    redis: str = knob("redis", "Delete", choices=RETAIN_DELETE,
+                      desc="Delete the crawl's Redis keys on delete?")
 
 
 @dataclass(frozen=True)
@@ -172,17 +210,18 @@ class CrawlSpec:
     redis: Redis
     ranges: tuple[str, ...] = ("0.0.0.0/0",)
     excludes: tuple[str, ...] = ()
-    strategy: str = "sweep"
-    resolution: int = 24
-    shard_prefix: int = 16
-    samples: int = 0
+    strategy: str = knob("strategy", "sweep", choices=STRATEGIES)
+    resolution: int = knob("resolution", 24, lo=8, hi=32,
+                           desc="Gap-probe grid of the sweep, as a prefix length.")
+    shard_prefix: int = knob("shardPrefix", 16, lo=8, hi=28, desc="Shard size, as a prefix length.")
+    samples: int = knob("samples", 0, lo=0, desc="Probes per shard for the sample strategy.")
     registries: Mapping[str, Registry] = field(
         default_factory=lambda: {r: Registry(rate=DEFAULT_RATES[r]) for r in REGISTRIES})
     workers: Workers = field(default_factory=Workers)
     scheduling: Scheduling = field(default_factory=Scheduling)
     egress: Egress = field(default_factory=Egress)
     deadline: datetime | None = None
-    paused: bool = False
+    paused: bool = knob("paused", False, desc="Scale workers to 0 and keep everything else.")
     cleanup: Cleanup = field(default_factory=Cleanup)
 
     def rate_limits_env(self) -> str:
@@ -197,6 +236,11 @@ class CrawlSpec:
         """What changes the planned work (a changed key means a re-plan)."""
         return (self.ranges, self.excludes, self.strategy, self.resolution, self.shard_prefix,
                 self.samples)
+
+
+# The spec's keys that are objects or lists, parsed by hand below (the scalars are knobs).
+STRUCTURED_KEYS = ("ranges", "excludes", "registries", "workers", "scheduling", "kafka", "redis",
+                   "egress", "deadline", "cleanup")
 
 
 class _Reader:
@@ -216,49 +260,25 @@ class _Reader:
             return {}
         return raw
 
-    def integer(self, raw: Mapping[str, Any], key: str, path: str, default: int,
-                lo: int | None = None, hi: int | None = None) -> int:
-        value = raw.get(key, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"{path}.{key}", f"must be an integer, got {value!r}")
-            return default
-        if lo is not None and value < lo:
-            self.fail(f"{path}.{key}", f"must be >= {lo}, got {value}")
-        if hi is not None and value > hi:
-            self.fail(f"{path}.{key}", f"must be <= {hi}, got {value}")
-        return value
-
-    def number(self, raw: Mapping[str, Any], key: str, path: str, default: float,
-               lo_exclusive: float = 0.0) -> float:
-        value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            self.fail(f"{path}.{key}", f"must be a number, got {value!r}")
-            return default
-        if value <= lo_exclusive:
-            self.fail(f"{path}.{key}", f"must be > {lo_exclusive}, got {value}")
-        return float(value)
-
-    def boolean(self, raw: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
-        value = raw.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(f"{path}.{key}", f"must be true or false, got {value!r}")
-            return default
-        return value
-
-    def string(self, raw: Mapping[str, Any], key: str, path: str, default: str | None,
-               choices: tuple[str, ...] | None = None) -> str | None:
-        value = raw.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.fail(f"{path}.{key}", f"must be a string, got {value!r}")
-            return default
-        if choices is not None and value not in choices:
-            self.fail(f"{path}.{key}", f"must be one of {', '.join(choices)}; got {value!r}")
-            return default
-        return value
+    def knobs(self, cls: type, raw: Mapping[str, Any], path: str,
+              defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every declared scalar of `cls`, read from `raw` and checked: attribute -> value."""
+        given = defaults or {}
+        out = {}
+        for attr, spec, default in knobs(cls):
+            default = given.get(attr, default)
+            value = raw.get(spec.key)
+            if value is None:
+                if spec.required and default is None:
+                    self.fail(f"{path}.{spec.key}",
+                              f"is required ({spec.desc})" if spec.desc else "is required")
+                out[attr] = default
+            elif (problem := spec.problem(value)) is not None:
+                self.fail(f"{path}.{spec.key}", problem)
+                out[attr] = default
+            else:
+                out[attr] = float(value) if spec.kind == "number" else value
+        return out
 
     def cidrs(self, raw: Mapping[str, Any], key: str, path: str,
               default: tuple[str, ...]) -> tuple[str, ...]:
@@ -294,72 +314,47 @@ class _Reader:
 
 MANUAL_ONLY = ("workers.replicas (kubectl scale, HPA, KEDA) needs workers.mode: manual; "
                "in auto mode the operator sizes the fleet")
+PERCENTAGE = re.compile(r"\d{1,3}%")
+
+
+def _max_unavailable(r: _Reader, value: Any, path: str) -> int | str | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, str) and PERCENTAGE.fullmatch(value)):
+        return value
+    r.fail(path, f"must be an integer or a percentage like '50%', got {value!r}")
+    return None
 
 
 def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
     p = "spec.workers"
-    d = Workers()
-    lo = r.integer(raw, "min", p, d.min, lo=0)
-    hi = r.integer(raw, "max", p, d.max, lo=0, hi=1000)
-    if lo > hi:
-        r.fail(f"{p}.min", f"must be <= spec.workers.max ({hi}), got {lo}")
-    replicas = raw.get("replicas")
-    if replicas is not None:
-        replicas = r.integer(raw, "replicas", p, 0, lo=0, hi=1000)
-    resources = r.obj(raw.get("resources", d.resources), f"{p}.resources")
+    values = r.knobs(Workers, raw, p)
+    if values["min"] > values["max"]:
+        r.fail(f"{p}.min", f"must be <= spec.workers.max ({values['max']}), got {values['min']}")
+    if values["replicas"] is not None and values["mode"] != "manual":
+        r.fail(f"{p}.replicas", MANUAL_ONLY)
+    resources = r.obj(raw.get("resources", Workers().resources), f"{p}.resources")
     for key in resources:
         if key not in ("requests", "limits"):
             r.fail(f"{p}.resources.{key}", "only requests and limits are allowed")
-    grace = r.integer(raw, "gracePeriodSeconds", p, d.grace_period_seconds, lo=1, hi=600)
-    max_unavailable = raw.get("maxUnavailable", d.max_unavailable)
-    if (max_unavailable is not None and (isinstance(max_unavailable, bool)
-                                        or not isinstance(max_unavailable, int | str))) or (
-            isinstance(max_unavailable, str) and not re.fullmatch(r"\d{1,3}%", max_unavailable)):
-        r.fail(f"{p}.maxUnavailable", f"must be an integer or a percentage like '50%', "
-                                      f"got {max_unavailable!r}")
-        max_unavailable = d.max_unavailable
-    mode = r.string(raw, "mode", p, d.mode, SCALE_MODES) or d.mode
-    if replicas is not None and mode != "manual":
-        r.fail(f"{p}.replicas", MANUAL_ONLY)
     return Workers(
-        min=lo, max=hi, mode=mode, replicas=replicas,
-        lookups_per_second=r.number(raw, "lookupsPerSecond", p, d.lookups_per_second),
-        lag_threshold=r.integer(raw, "lagThreshold", p, d.lag_threshold, lo=1),
-        scale_down_stabilization_seconds=r.integer(
-            raw, "scaleDownStabilizationSeconds", p, d.scale_down_stabilization_seconds, lo=0,
-            hi=3600),
-        image=r.string(raw, "image", p, d.image) or d.image,
-        image_pull_policy=r.string(raw, "imagePullPolicy", p, d.image_pull_policy,
-                                   ("Always", "IfNotPresent", "Never")) or d.image_pull_policy,
+        **values,
         resources={k: dict(v) for k, v in resources.items() if isinstance(v, Mapping)},
-        grace_period_seconds=grace,
-        metrics_port=r.integer(raw, "metricsPort", p, d.metrics_port, lo=1024, hi=65535),
-        max_unavailable=max_unavailable,
-        bootstrap_url=r.string(raw, "bootstrapUrl", p, None),
+        max_unavailable=_max_unavailable(r, raw.get("maxUnavailable"), f"{p}.maxUnavailable"),
         extra_env=r.str_map(raw, "env", p),
     )
 
 
 def _parse_scheduling(r: _Reader, raw: Mapping[str, Any]) -> Scheduling:
     p = "spec.scheduling"
-    d = Scheduling()
     tolerations = raw.get("tolerations") or []
     if not isinstance(tolerations, list) or not all(isinstance(t, Mapping) for t in tolerations):
         r.fail(f"{p}.tolerations", "must be a list of toleration objects")
         tolerations = []
     return Scheduling(
-        capacity_type=r.string(raw, "capacityType", p, d.capacity_type, CAPACITY_TYPES)
-        or d.capacity_type,
-        spot_pending_timeout_seconds=r.integer(raw, "spotPendingTimeoutSeconds", p,
-                                               d.spot_pending_timeout_seconds, lo=10),
-        one_per_node=r.boolean(raw, "onePerNode", p, d.one_per_node),
-        spread_zones=r.boolean(raw, "spreadZones", p, d.spread_zones),
-        spread_instance_types=r.boolean(raw, "spreadInstanceTypes", p, d.spread_instance_types),
-        max_skew=r.integer(raw, "maxSkew", p, d.max_skew, lo=1),
+        **r.knobs(Scheduling, raw, p),
         node_selector=r.str_map(raw, "nodeSelector", p),
         tolerations=tuple(dict(t) for t in tolerations),
         affinity=dict(r.obj(raw.get("affinity"), f"{p}.affinity")),
-        priority_class_name=r.string(raw, "priorityClassName", p, None),
     )
 
 
@@ -370,14 +365,8 @@ def _parse_registries(r: _Reader, raw: Mapping[str, Any]) -> dict[str, Registry]
             r.fail(f"spec.registries.{name}", f"unknown registry; known: {', '.join(REGISTRIES)}")
     for name in REGISTRIES:
         p = f"spec.registries.{name}"
-        item = r.obj(raw.get(name), p)
-        rate = r.string(item, "rate", p, DEFAULT_RATES[name]) or DEFAULT_RATES[name]
-        try:
-            parse_rate(rate)
-        except LimitError as exc:
-            r.fail(f"{p}.rate", str(exc))
-            rate = DEFAULT_RATES[name]
-        out[name] = Registry(enabled=r.boolean(item, "enabled", p, True), rate=rate)
+        values = r.knobs(Registry, r.obj(raw.get(name), p), p, {"rate": DEFAULT_RATES[name]})
+        out[name] = Registry(**values)
     if not any(reg.per_second > 0 for reg in out.values()):
         r.fail("spec.registries", "every registry is disabled or has rate 0: nothing to crawl")
     return out
@@ -392,101 +381,67 @@ def parse_deadline(value: Any) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def _parse_kafka(r: _Reader, kafka_raw: Mapping[str, Any]) -> Kafka:
-    bootstrap = r.string(kafka_raw, "bootstrapServers", "spec.kafka", None)
-    if not bootstrap:
-        r.fail("spec.kafka.bootstrapServers", "is required (host:port[,host:port])")
-    prefix = r.string(kafka_raw, "topicPrefix", "spec.kafka", "whoiscrawl") or "whoiscrawl"
-    if not _TOPIC.match(prefix):
-        r.fail("spec.kafka.topicPrefix", f"{prefix!r} is not a valid Kafka topic prefix")
-    return Kafka(
-        bootstrap_servers=bootstrap or "",
-        topic_prefix=prefix,
-        partitions=r.integer(kafka_raw, "partitions", "spec.kafka", 12, lo=1, hi=10000),
-        credentials_secret=r.string(kafka_raw, "credentialsSecret", "spec.kafka", None),
-    )
+def _parse_kafka(r: _Reader, raw: Mapping[str, Any]) -> Kafka:
+    values = r.knobs(Kafka, raw, "spec.kafka")
+    return Kafka(**values | {"bootstrap_servers": values["bootstrap_servers"] or ""})
 
 
-def _parse_redis(r: _Reader, redis_raw: Mapping[str, Any]) -> Redis:
-    url = r.string(redis_raw, "url", "spec.redis", None)
-    secret_raw = redis_raw.get("urlSecretRef")
+def _parse_redis(r: _Reader, raw: Mapping[str, Any]) -> Redis:
+    values = r.knobs(Redis, raw, "spec.redis")
     secret = None
-    if secret_raw is not None:
-        sref = r.obj(secret_raw, "spec.redis.urlSecretRef")
-        sname = r.string(sref, "name", "spec.redis.urlSecretRef", None)
-        if not sname:
-            r.fail("spec.redis.urlSecretRef.name", "is required")
-        secret = SecretRef(name=sname or "",
-                           key=r.string(sref, "key", "spec.redis.urlSecretRef", "url") or "url")
-    if (url is None) == (secret is None):
+    if raw.get("urlSecretRef") is not None:
+        path = "spec.redis.urlSecretRef"
+        ref = r.knobs(SecretRef, r.obj(raw["urlSecretRef"], path), path)
+        secret = SecretRef(**ref | {"name": ref["name"] or ""})
+    if (raw.get("url") is None) == (secret is None):
         r.fail("spec.redis", "set exactly one of url or urlSecretRef")
-    elif url is not None and not re.match(r"^rediss?://", url):
-        r.fail("spec.redis.url", f"must start with redis:// or rediss://, got {url!r}")
-    return Redis(url=url, url_secret=secret)
+    return Redis(**values, url_secret=secret)
 
 
-def _parse_egress(r: _Reader, egress_raw: Mapping[str, Any]) -> Egress:
-    return Egress(
-        mode=r.string(egress_raw, "mode", "spec.egress", "node", EGRESS_MODES) or "node",
-        addresses=r.integer(egress_raw, "addresses", "spec.egress", 1, lo=1, hi=10000),
-    )
+def _parse_deadline(r: _Reader, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_deadline(value)
+    except ValueError:
+        r.fail("spec.deadline", f"{value!r} is not an RFC 3339 date-time")
+        return None
 
 
-def _parse_cleanup(r: _Reader, cleanup_raw: Mapping[str, Any]) -> Cleanup:
-    return Cleanup(
-        topics=r.string(cleanup_raw, "topics", "spec.cleanup", "Retain", RETAIN_DELETE)
-        or "Retain",
-        redis=r.string(cleanup_raw, "redis", "spec.cleanup", "Delete", RETAIN_DELETE) or "Delete",
-    )
+def _parse_space(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Where and how densely to crawl: the ranges, excludes and the strategy's scalars."""
+    values = r.knobs(CrawlSpec, spec, "spec")
+    values["ranges"] = r.cidrs(spec, "ranges", "spec", ("0.0.0.0/0",))
+    if not values["ranges"]:
+        r.fail("spec.ranges", "must list at least one CIDR (omit it for all of IPv4)")
+    values["excludes"] = r.cidrs(spec, "excludes", "spec", ())
+    if values["strategy"] == "sample" and values["samples"] == 0:
+        r.fail("spec.samples", "must be > 0 when strategy is sample")
+    return values
 
 
 def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
     """Validate and default a raw `spec`; raises SpecError naming every offending field."""
     r = _Reader()
     spec = r.obj(raw, "spec")
-    known = {"ranges", "excludes", "strategy", "resolution", "shardPrefix", "samples",
-             "registries", "workers", "scheduling", "kafka", "redis", "egress", "deadline",
-             "paused", "cleanup"}
+    known = {k.key for _, k, _ in knobs(CrawlSpec)} | set(STRUCTURED_KEYS)
     for key in spec:
         if key not in known:
             r.fail(f"spec.{key}", "unknown field")
 
-    ranges = r.cidrs(spec, "ranges", "spec", ("0.0.0.0/0",))
-    if not ranges:
-        r.fail("spec.ranges", "must list at least one CIDR (omit it for all of IPv4)")
-    excludes = r.cidrs(spec, "excludes", "spec", ())
-    strategy = r.string(spec, "strategy", "spec", "sweep", STRATEGIES) or "sweep"
-    resolution = r.integer(spec, "resolution", "spec", 24, lo=8, hi=32)
-    shard_prefix = r.integer(spec, "shardPrefix", "spec", 16, lo=8, hi=28)
-    samples = r.integer(spec, "samples", "spec", 0, lo=0)
-    if strategy == "sample" and samples == 0:
-        r.fail("spec.samples", "must be > 0 when strategy is sample")
-
-    kafka = _parse_kafka(r, r.obj(spec.get("kafka"), "spec.kafka"))
-    redis = _parse_redis(r, r.obj(spec.get("redis"), "spec.redis"))
-
-    egress = _parse_egress(r, r.obj(spec.get("egress"), "spec.egress"))
-
-    deadline = None
-    if spec.get("deadline") is not None:
-        try:
-            deadline = parse_deadline(spec["deadline"])
-        except ValueError:
-            r.fail("spec.deadline", f"{spec['deadline']!r} is not an RFC 3339 date-time")
-
-    cleanup = _parse_cleanup(r, r.obj(spec.get("cleanup"), "spec.cleanup"))
+    def section(key: str) -> Mapping[str, Any]:
+        return r.obj(spec.get(key), f"spec.{key}")
 
     result = CrawlSpec(
-        kafka=kafka,
-        redis=redis,
-        ranges=ranges, excludes=excludes, strategy=strategy, resolution=resolution,
-        shard_prefix=shard_prefix, samples=samples,
-        registries=_parse_registries(r, r.obj(spec.get("registries"), "spec.registries")),
-        workers=_parse_workers(r, r.obj(spec.get("workers"), "spec.workers")),
-        scheduling=_parse_scheduling(r, r.obj(spec.get("scheduling"), "spec.scheduling")),
-        egress=egress, deadline=deadline,
-        paused=r.boolean(spec, "paused", "spec", False),
-        cleanup=cleanup,
+        **_parse_space(r, spec),
+        kafka=_parse_kafka(r, section("kafka")),
+        redis=_parse_redis(r, section("redis")),
+        registries=_parse_registries(r, section("registries")),
+        workers=_parse_workers(r, section("workers")),
+        scheduling=_parse_scheduling(r, section("scheduling")),
+        egress=Egress(**r.knobs(Egress, section("egress"), "spec.egress")),
+        deadline=_parse_deadline(r, spec.get("deadline")),
+        cleanup=Cleanup(**r.knobs(Cleanup, section("cleanup"), "spec.cleanup")),
     )
     if result.workers.replicas is not None and result.workers.replicas > result.workers.max:
         r.fail("spec.workers.replicas",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from opsupport_crd import apply_defaults, openapi, validator
 from whoiscrawl.operator.crd import TARGETS, build_crd, render
-from whoiscrawl.operator.spec import parse_spec
+from whoiscrawl.operator.spec import SpecError, parse_spec
 
 from whoiscrawl.rates import LimitError, parse_rate
 
@@ -97,3 +97,56 @@ def test_crd_rate_pattern_and_parser_agree(text: str, valid: bool) -> None:
     except LimitError:
         parsed = False
     assert (admitted, parsed) == (valid, valid), schema["properties"]["rate"]["pattern"]
+
+
+def _constrained_leaves(schema: dict[str, Any], path: tuple[str, ...] = ()
+                        ) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """Every bounded or enumerated scalar of the spec schema, by its path under spec."""
+    out = []
+    for key, sub in schema.get("properties", {}).items():
+        if sub.get("type") == "object":
+            out += _constrained_leaves(sub, (*path, key))
+        elif {"minimum", "maximum", "enum"} & set(sub):
+            out.append(((*path, key), sub))
+    return out
+
+
+def _probes(sub: dict[str, Any]) -> list[Any]:
+    if "enum" in sub:
+        return [*sub["enum"], "bogus"]
+    values: list[Any] = []
+    for bound, step in (("minimum", 1), ("maximum", -1)):
+        if bound in sub:
+            edge = sub[bound]
+            values += [edge, edge - step] if sub["type"] == "integer" else [edge, edge + 0.5,
+                                                                          edge - 0.5]
+    return values
+
+
+SPEC_LEAVES = _constrained_leaves(openapi()["properties"]["spec"])
+
+
+@pytest.mark.parametrize(("path", "sub"), SPEC_LEAVES, ids=[".".join(p) for p, _ in SPEC_LEAVES])
+def test_the_schema_and_the_parser_agree_on_every_bound_and_choice(path: tuple[str, ...],
+                                                                    sub: dict[str, Any]) -> None:
+    """Each field's bounds and choices are declared once: the CRD and the parser cannot differ."""
+    for value in _probes(sub):
+        doc: dict[str, Any] = {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl",
+                               "metadata": {"name": "c"},
+                               "spec": {"kafka": {"bootstrapServers": "k:9092"},
+                                        "redis": {"url": "redis://r"},
+                                        "workers": {"mode": "manual", "max": 1000},
+                                        "samples": 1}}
+        node = doc["spec"]
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+        where = "spec." + ".".join(path)
+        schema_refuses = any(list(e.absolute_path)[1:] == list(path)
+                             for e in validator().iter_errors(doc))
+        try:
+            parse_spec(doc["spec"])
+            parser_refuses = False
+        except SpecError as err:
+            parser_refuses = any(p == where for p, _ in err.problems)
+        assert schema_refuses == parser_refuses, (where, value, schema_refuses, parser_refuses)
