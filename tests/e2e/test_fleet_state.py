@@ -67,7 +67,9 @@ async def revoked_again_and_again(services, sim: Simulator, crawl: str, out: Pat
         for n in range(100):
             crawler = await workers.enter_async_context(worker(services, sim, crawl, out, f"w{n}"))
             walking = asyncio.create_task(run_shards(crawler, shards, 16))
-            done, _ = await asyncio.wait({walking}, timeout=rng.uniform(0.05, 0.5))
+            # The first three windows are short whatever the machine's speed: at least 3 revocations.
+            window = rng.uniform(0.05, 0.15) if n < 3 else rng.uniform(0.05, 0.5)
+            done, _ = await asyncio.wait({walking}, timeout=window)
             if done:
                 assert walking.result()
                 return n
@@ -83,7 +85,7 @@ async def test_walks_revoked_anywhere_and_resumed_by_others_lose_nothing(service
         revoked = await revoked_again_and_again(services, sim, unique_name, out, seed=14)
     RedisStore(services.redis_url, unique_name).delete_crawl()
     print(f"revoked {revoked} times; blocks {len(blocks(out))} of {len(whole)}")
-    assert revoked >= 3  # 5-16 seen, depending on how busy the machine is
+    assert revoked >= 3  # 3-16 seen, depending on how busy the machine is
     assert blocks(out) == whole
 
 
