@@ -11,6 +11,7 @@ import pycountry
 
 from whoiscrawl import delegated
 
+_RIR_CODES = frozenset({"EU", "AP"})  # codes the registries use that ISO 3166 does not assign
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -75,6 +76,8 @@ def country_code(text: str | None) -> str | None:
     words = (text or "").strip()
     if not words:
         return None
+    if words.upper() in _RIR_CODES:
+        return words.upper()
     for candidate in (words, words.split()[-1]):
         try:
             return str(pycountry.countries.lookup(candidate).alpha_2)

@@ -55,6 +55,9 @@ def truncated(doc: dict[str, Any]) -> bool:
     )
 
 
+WHOLE_SPACE = "0.0.0.0 - 255.255.255.255"  # RIPE NCC's parent of its top objects: IANA's, no network
+
+
 def to_record(
     net: dict[str, Any], people: contacts.Contacts, address: int, registry: str, source: str
 ) -> NetworkRecord:
@@ -83,8 +86,8 @@ def to_record(
         name=net.get("name"),
         country=country,
         country_source=country_source,
-        parent_handle=net.get("parent_handle"),
-        type=net.get("type"),
+        parent_handle=None if net.get("parent_handle") == WHOLE_SPACE else net.get("parent_handle"),
+        type=str(net["type"]).upper() if net.get("type") else None,  # LACNIC writes "allocated"
         status=[str(s) for s in (status if isinstance(status, list) else [status])],
         abuse_emails=people.abuse_emails,
         registrant=people.holder,

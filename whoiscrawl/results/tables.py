@@ -88,12 +88,16 @@ def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
 
 
 def score_table(figures: dict[str, Any], title: str = "Score against the simulator's truth") -> Table:
-    """`sim score`: recall and coverage, cost, per registry."""
+    """`sim score`: recall, field accuracy (holder, country, abuse e-mail), coverage, cost, per registry."""
     table = Table(title=title, title_justify="left")
-    for col in ("registry", "truth", "found", "recall"):
+    people = ("holder", "country", "abuse_email")
+    for col in ("registry", "truth", "found", "recall", *people):
         table.add_column(col, justify="left" if col == "registry" else "right")
+    accuracy = figures.get("field_accuracy") or {}
     for reg, r in (figures.get("recall_by_registry") or {}).items():
-        table.add_row(reg, _n(r["truth"]), _n(r["found"]), _n(r["recall"]))
+        right = accuracy.get(reg) or {}
+        table.add_row(reg, _n(r["truth"]), _n(r["found"]), _n(r["recall"]),
+                      *(_n(right.get(f)) for f in people))
     table.add_section()
     table.add_row("all", _n(figures.get("blocks_truth")), _n(figures.get("blocks_found")),
                   _n(figures.get("recall")))
