@@ -40,8 +40,7 @@ async def test_rdap_and_whois_parse_into_truth(registry, start_sim, world: World
         truth["handle"], truth["start_address"], truth["end_address"])
     assert record.cidrs == truth["cidrs"]
     assert (record.name, record.country, record.type) == (truth["name"], truth["country"], truth["type"])
-    # LACNIC's answers name no parent (neither real one does)
-    assert record.parent_handle == (None if registry == "lacnic" else truth["parent_handle"])
+    assert record.parent_handle == truth["parent_handle"]
     assert (record.registrant, record.abuse_emails) == (truth["registrant"], truth["abuse_emails"])
     assert record.country_source == ("holder" if registry == "arin" else "network")
 

@@ -10,7 +10,7 @@ Each registry puts the same facts in different places, as its real server does:
   registrant and at the top. The 2015 form zero-pads addresses and nests the abuse POC only.
 - APNIC: no registrant; the `descr` is a `description` remark, abuse comes from the IRT entity.
 - LACNIC: a person entity with the abuse role and the organisation (kind `org`) as registrant,
-  structured vCard addresses ending with the country code.
+  structured vCard addresses ending with the country code, a lower-case `type`.
 - AFRINIC: entities without roles (the organisation is the one of kind `org`), abuse addresses only
   in the network's remarks, no links or events.
 """
@@ -502,6 +502,8 @@ def _lacnic(f: Facts, era: str) -> dict[str, Any]:
             {"href": terms, "rel": "copyright", "value": terms},
         ],
     }
+    if f.parent:  # both captured answers are delegations, which name no parent anywhere
+        doc["parentHandle"] = f.parent
     if f.country is None:
         del doc["country"]
     return doc
