@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ def holder_entity(entities: Any) -> dict[str, Any] | None:
     return next((e for e in top if (_text(e, "kind") or "").lower() == "org" and not _roles(e)), None)
 
 
+@functools.lru_cache(maxsize=4096)
 def country_code(text: str | None) -> str | None:
     """An ISO 3166 alpha-2 code from a code or a country name (`UNITED STATES`, `Czech Republic`)."""
     words = (text or "").strip()

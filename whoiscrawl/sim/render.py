@@ -23,6 +23,8 @@ PORT43 = {r.id: r.whois_host for r in rirs.CATALOGUE}
 RIR_NAMES = {r.id: r.name for r in rirs.CATALOGUE}
 RIR_HANDLES = {"arin": "ARIN", "ripencc": "ORG-NCC1-RIPE", "apnic": "APNIC-HM",
                "lacnic": "LACNIC", "afrinic": "ORG-AFNC1-AFRINIC"}
+RIR_MAINTAINERS = {"arin": "ARIN-HM", "ripencc": "RIPE-NCC-HM-MNT", "apnic": "APNIC-HM",
+                   "lacnic": "LACNIC-HM", "afrinic": "AFRINIC-HM-MNT"}
 TOS = {
     "arin": "By using the ARIN RDAP/Whois service, you are agreeing to the RDAP/Whois Terms of Use",
     "ripencc": "This is the RIPE Database query service. The objects are in RDAP format.",
@@ -155,7 +157,7 @@ def facts(world: World, i: int, base_url: str) -> shapes.Facts:
         cidrs=[(ip_str(a), ln) for a, ln in range_cidrs(s, e)], country=country(world, i),
         parent=world.handle(p) if p >= 0 else None, registered=reg_date, changed=changed,
         org_handle=reg_h, org_name=reg_name, abuse_handle=abuse_h, abuse_email=abuse_mail,
-        maintainer=f"{RIR_HANDLES[reg]}-HM-MNT" if placeholder else f"{org.abbr}{org.n}-MNT",
+        maintainer=RIR_MAINTAINERS[reg] if placeholder else f"{org.abbr}{org.n}-MNT",
         self_url=f"{base_url}ip/{start}", up_url=up, port43=PORT43[reg], terms=TOS[reg],
         placeholder=placeholder, asn=0 if placeholder else 64512 + world.org[i] % 1000, top=p < 0)
 
