@@ -133,3 +133,46 @@ def test_arin_and_afrinic_details(world: World):
     doc = render.rdap_object(world, j, "https://rdap.example/afrinic/")
     assert not any("roles" in e for e in doc["entities"])
     assert "abuse" in doc["remarks"][0]["description"][0]
+
+
+# WHOIS text -----------------------------------------------------------------------------------
+
+WHOIS_TEMPLATES = {"ripencc": "62.239.237.1", "apnic": "210.107.73.73", "afrinic": "196.11.240.215",
+                   "arin": "74.125.225.229", "lacnic": "200.57.141.161"}
+# Attributes the simulator prints that the (2015) captures lack: today's RIPE NCC objects carry
+# `org:` and `abuse-c:`; `created:`/`last-modified:` replaced `changed:` at APNIC and AFRINIC since.
+WHOIS_EXTRAS = {"ripencc": {"org", "abuse-c"}, "apnic": {"org", "created", "last-modified"},
+                "afrinic": {"created", "last-modified"}, "arin": set(), "lacnic": set()}
+
+
+def _paragraphs(text: str) -> list[list[tuple[str, str]]]:
+    """The objects of a WHOIS answer: (attribute, value) pairs, comments left out."""
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        pairs = [tuple(x.strip() for x in line.split(":", 1)) for line in block.splitlines()
+                 if line and line[0] not in "%#" and ":" in line]
+        if pairs:
+            out.append(pairs)
+    return out
+
+
+def _classes(text: str) -> set[str]:
+    return {p[0][0].lower() for p in _paragraphs(text)}
+
+
+def _network_attributes(text: str) -> set[str]:
+    first = next(p for p in _paragraphs(text) if p[0][0].lower() in ("inetnum", "netrange"))
+    return {a.lower() for a, _ in first}
+
+
+@pytest.mark.parametrize("registry", sorted(WHOIS_TEMPLATES))
+def test_whois_text_has_the_real_objects_and_attributes(registry: str, world: World):
+    entry = json.loads((REAL / "ipwhois-tests-whois.json").read_text())[WHOIS_TEMPLATES[registry]]
+    real = entry["response"]
+    i = _object_like(world, registry, {"parentHandle": "x"} if registry != "ripencc" else {})
+    sim = render.whois_text(world, i)
+    assert _classes(sim) <= _classes(real)
+    assert _network_attributes(sim) <= _network_attributes(real) | WHOIS_EXTRAS[registry]
+    # the abuse contact where the registry prints it
+    assert ("% Abuse contact for" in sim) == ("% Abuse contact for" in real)
+    assert ("No abuse contact registered" in sim) == ("No abuse contact registered" in real)
