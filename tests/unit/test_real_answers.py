@@ -127,3 +127,15 @@ def test_country_falls_back_to_the_delegation(tmp_path: Path, monkeypatch: pytes
         assert (record.country, record.country_source) == ("ZA", "delegation")
     finally:
         delegated.configured.cache_clear()
+
+
+def test_listed_networks_in_the_older_address_forms():
+    """A relation-search answer whose networks are written as the 2015 answers were (zero-padded,
+    /32-suffixed) lists them at their real addresses."""
+    from whoiscrawl.registry.rdap import parse_listing
+
+    for address, want in (("74.125.225.229", ("74.125.0.0", "74.125.255.255")),
+                          ("62.239.237.1", ("62.239.237.0", "62.239.237.255"))):
+        doc, registry = _rdap(address)
+        children = parse_listing(RdapParser(), {"ipSearchResults": [doc]}, registry)
+        assert [(c.start_address, c.end_address) for c, _ in children] == [want]

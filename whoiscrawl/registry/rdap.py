@@ -55,6 +55,13 @@ def truncated(doc: dict[str, Any]) -> bool:
     )
 
 
+def address_of(text: str) -> int:
+    """An RDAP IPv4 address as an integer, as older answers wrote them too: zero-padded
+    (ARIN's `074.125.000.000`) or suffixed `/32` (RIPE NCC's `62.239.237.0/32`)."""
+    octets = text.strip().removesuffix("/32").split(".")
+    return int(IPAddress(".".join(str(int(octet)) for octet in octets) if len(octets) == 4 else text))
+
+
 WHOLE_SPACE = "0.0.0.0 - 255.255.255.255"  # RIPE NCC's parent of its top objects: IANA's, no network
 
 
@@ -114,7 +121,7 @@ def parse_listing(parser: RdapParser, doc: Any, registry: str) -> list[tuple[Net
         if not isinstance(item, dict):
             raise MalformedAnswer("an ipSearchResults entry that is no object")
         try:
-            first = int(IPAddress(str(item.get("startAddress"))))
+            first = address_of(str(item.get("startAddress")))
         except (AddrFormatError, ValueError) as exc:
             raise MalformedAnswer(f"a listed network without a start address: {exc}") from exc
         children.append((parser.parse(item, first, registry), down_link(item)))
