@@ -85,7 +85,7 @@ class NetworkRecord:
     type: str | None = None  # the registry's own status word: "ASSIGNED PA", "DIRECT ALLOCATION"...
     status: list[str] = field(default_factory=list)  # RDAP status values ("active", ...)
     abuse_emails: list[str] = field(default_factory=list)
-    registrant: str | None = None  # the holder: registrant of kind org, else the first registrant
+    registrant: str | None = None  # the holder: registrant of kind org, else the first (docs/results.md)
     registration_date: str | None = None
     last_changed: str | None = None
     query_address: str | None = None
