@@ -80,11 +80,12 @@ class NetworkRecord:
     cidrs: list[str]
     name: str | None = None
     country: str | None = None
+    country_source: str | None = None  # network | holder | delegation: where `country` was read
     parent_handle: str | None = None
     type: str | None = None  # the registry's own status word: "ASSIGNED PA", "DIRECT ALLOCATION"...
     status: list[str] = field(default_factory=list)  # RDAP status values ("active", ...)
     abuse_emails: list[str] = field(default_factory=list)
-    registrant: str | None = None
+    registrant: str | None = None  # the holder: registrant of kind org, else the first (docs/results.md)
     registration_date: str | None = None
     last_changed: str | None = None
     query_address: str | None = None

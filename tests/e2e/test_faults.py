@@ -52,3 +52,6 @@ def test_whois_carries_a_registry_whose_rdap_is_down(tmp_path):
     sources = Counter(r["source"] for r in records if r["registry"] == "afrinic")
     assert sources["whois"] > 0 and sources["rdap"] == 0
     assert figures["recall_resolution"] == 1.0
+    # what a person reads off AFRINIC's WHOIS (org-name, the abuse remark) is what its RDAP says
+    afrinic = figures["field_accuracy"]["afrinic"]
+    assert (afrinic["holder"], afrinic["country"], afrinic["abuse_email"]) == (1.0, 1.0, 1.0)

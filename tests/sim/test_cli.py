@@ -66,7 +66,7 @@ def test_truth_and_score_commands(tmp_path: Path):
     assert len(rows) >= 5000 and json.loads(r.output)["blocks"] == len(rows)
     res = tmp_path / "results.jsonl"
     keep = ("registry", "handle", "start_address", "end_address", "cidrs", "name", "country",
-            "parent_handle", "type")
+            "parent_handle", "type", "registrant", "abuse_emails")
     res.write_text("".join(json.dumps({k: row[k] for k in keep}) + "\n" for row in rows))
     r = runner.invoke(app, ["score", "--scenario", "quick", "--results", str(res), "--json"])
     assert r.exit_code == 0, r.output
@@ -74,3 +74,5 @@ def test_truth_and_score_commands(tmp_path: Path):
     assert figures["recall"] == 1.0 and figures["address_coverage"] == 1.0
     assert figures["recall_resolution"] == 1.0
     assert sum(figures["field_errors"].values()) == 0
+    assert all((acc["holder"], acc["country"], acc["abuse_email"]) == (1.0, 1.0, 1.0)
+               for acc in figures["field_accuracy"].values())

@@ -17,6 +17,7 @@ def result_of(rec: dict) -> dict:
         registry=rec["registry"], handle=rec["handle"], start_address=rec["start_address"],
         end_address=rec["end_address"], cidrs=rec["cidrs"], name=rec["name"],
         country=rec["country"], parent_handle=rec["parent_handle"], type=rec["type"],
+        registrant=rec["registrant"], abuse_emails=rec["abuse_emails"],
     ).to_dict()
 
 
@@ -89,6 +90,23 @@ def test_score_known_answers(tmp_path, quick, world: World):
     assert u["sources"] == 2 and u["answered"] == 3 and u["lookups_per_s"] == pytest.approx(0.75)
     assert u["allowed_per_s"] == pytest.approx(40.0)
     assert u["utilization"] == pytest.approx(0.75 / 40.0, abs=1e-4)
+
+
+def test_field_accuracy_per_registry(tmp_path, quick):
+    """Holder, country and abuse e-mail: the share of each registry's found blocks that are right."""
+    truth = list(score.truth_records(quick))
+    arin = [r for r in truth if r["registry"] == "arin" and not r["placeholder"]][:4]
+    ripe = [r for r in truth if r["registry"] == "ripencc" and not r["placeholder"]][:2]
+    rows = [result_of(r) for r in arin + ripe]
+    rows[0]["registrant"] = "Somebody Else"
+    rows[1]["abuse_emails"] = ["abuse@elsewhere.example", *rows[1]["abuse_emails"]]
+    rows[2]["country"] = None
+    out = score.score("quick", write_jsonl(tmp_path / "results.jsonl", rows))
+    assert out["field_accuracy"] == {
+        "arin": {"blocks": 4, "holder": 0.75, "country": 0.75, "abuse_email": 0.75},
+        "ripencc": {"blocks": 2, "holder": 1.0, "country": 1.0, "abuse_email": 1.0},
+    }
+    assert (out["field_errors"]["registrant"], out["field_errors"]["abuse_emails"]) == (1, 1)
 
 
 def test_score_without_log(tmp_path):

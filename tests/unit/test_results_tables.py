@@ -29,6 +29,14 @@ def test_crawl_and_score_tables():
     assert len(out.splitlines()) < 25
 
 
+def test_score_table_shows_field_accuracy_per_registry():
+    accuracy = {"arin": {"blocks": 4, "holder": 0.75, "country": 1.0, "abuse_email": 0.0}}
+    out = text(score_table({**SCORE, "field_accuracy": accuracy}))
+    assert "abuse e-mail" in out
+    rows = [line.split()[-4:] for line in out.splitlines() if "arin" in line]
+    assert rows == [["arin", "75.0%", "100%", "0%"]]
+
+
 def test_bench_table_puts_the_baselines_beside_the_run():
     run = {**SCORE, "strategy": "sweep", "workers": 3, "egress": 1, "wall_s": 40.0,
            "compare": {"sample_same_lookups": {**SCORE, "address_coverage": 0.808},

@@ -9,6 +9,7 @@ from ipwhois.rdap import RDAP
 from netaddr import AddrFormatError, IPAddress, IPRange
 
 from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import contacts
 from whoiscrawl.registry.outcome import MalformedAnswer
 
 
@@ -16,23 +17,6 @@ def _events(network: dict[str, Any], action: str) -> str | None:
     for event in network.get("events") or []:
         if event.get("action") == action:
             return str(event.get("timestamp"))
-    return None
-
-
-def _emails(objects: dict[str, Any], role: str) -> list[str]:
-    found = []
-    for obj in objects.values():
-        if role in (obj.get("roles") or []):
-            for email in (obj.get("contact") or {}).get("email") or []:
-                if email.get("value"):
-                    found.append(str(email["value"]))
-    return sorted(set(found))
-
-
-def _registrant(objects: dict[str, Any]) -> str | None:
-    for obj in objects.values():
-        if "registrant" in (obj.get("roles") or []):
-            return (obj.get("contact") or {}).get("name") or obj.get("handle")
     return None
 
 
@@ -53,7 +37,7 @@ class RdapParser:
         except Exception as exc:  # ipwhois raises bare KeyErrors/TypeErrors on broken documents
             raise MalformedAnswer(f"ipwhois could not parse the answer: {exc!r}") from exc
         net = parsed.get("network") or {}
-        return to_record(net, parsed.get("objects") or {}, address, registry, "rdap")
+        return to_record(net, contacts.of_network(doc), address, registry, "rdap")
 
 
 def down_link(doc: dict[str, Any]) -> str | None:
@@ -71,9 +55,21 @@ def truncated(doc: dict[str, Any]) -> bool:
     )
 
 
+def address_of(text: str) -> int:
+    """An RDAP IPv4 address as an integer, as older answers wrote them too: zero-padded
+    (ARIN's `074.125.000.000`) or suffixed `/32` (RIPE NCC's `62.239.237.0/32`)."""
+    octets = text.strip().removesuffix("/32").split(".")
+    return int(IPAddress(".".join(str(int(octet)) for octet in octets) if len(octets) == 4 else text))
+
+
+WHOLE_SPACE = "0.0.0.0 - 255.255.255.255"  # RIPE NCC's parent of its top objects: IANA's, no network
+
+
 def to_record(
-    net: dict[str, Any], objects: dict[str, Any], address: int, registry: str, source: str
+    net: dict[str, Any], people: contacts.Contacts, address: int, registry: str, source: str
 ) -> NetworkRecord:
+    """A record of a network's fields (ipwhois's names), its holder and abuse contacts; the
+    country is the network's, else the holder's, else the registry statistics' (`country_source`)."""
     start, end = net.get("start_address"), net.get("end_address")
     if not start or not end or not net.get("handle"):
         raise MalformedAnswer("network object without handle, startAddress or endAddress")
@@ -87,6 +83,7 @@ def to_record(
     if not cidrs:
         cidrs = [str(c) for c in IPRange(first, last).cidrs()]
     status = net.get("status") or []
+    country, country_source = contacts.resolve_country(net.get("country"), people.holder_country, first, last)
     return NetworkRecord(
         registry=registry,
         handle=str(net["handle"]),
@@ -94,12 +91,13 @@ def to_record(
         end_address=str(IPAddress(last)),
         cidrs=cidrs,
         name=net.get("name"),
-        country=net.get("country"),
-        parent_handle=net.get("parent_handle"),
-        type=net.get("type"),
+        country=country,
+        country_source=country_source,
+        parent_handle=None if net.get("parent_handle") == WHOLE_SPACE else net.get("parent_handle"),
+        type=str(net["type"]).upper() if net.get("type") else None,  # LACNIC writes "allocated"
         status=[str(s) for s in (status if isinstance(status, list) else [status])],
-        abuse_emails=_emails(objects, "abuse"),
-        registrant=_registrant(objects),
+        abuse_emails=people.abuse_emails,
+        registrant=people.holder,
         registration_date=_events(net, "registration"),
         last_changed=_events(net, "last changed"),
         query_address=str(IPAddress(address)),
@@ -123,7 +121,7 @@ def parse_listing(parser: RdapParser, doc: Any, registry: str) -> list[tuple[Net
         if not isinstance(item, dict):
             raise MalformedAnswer("an ipSearchResults entry that is no object")
         try:
-            first = int(IPAddress(str(item.get("startAddress"))))
+            first = address_of(str(item.get("startAddress")))
         except (AddrFormatError, ValueError) as exc:
             raise MalformedAnswer(f"a listed network without a start address: {exc}") from exc
         children.append((parser.parse(item, first, registry), down_link(item)))

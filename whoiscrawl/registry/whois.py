@@ -7,10 +7,11 @@ import re
 
 from ipwhois.net import Net
 from ipwhois.whois import Whois
-from netaddr import AddrFormatError, IPAddress, IPRange
+from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, cidr_abbrev_to_verbose
 
 from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import contacts
 from whoiscrawl.registry.outcome import MalformedAnswer
 from whoiscrawl.registry.rdap import to_record
 
@@ -57,6 +58,7 @@ def lookup_query(address: int, registry: str) -> str:
 def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     """Port-43 text (any registry's format) as a record of the most specific network holding the
     address, parsed with ipwhois; fields RDAP has and the text lacks stay empty."""
+    text = text.replace("\r\n", "\n")  # LACNIC ends its lines with CRLF
     if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum", "NetRange"):
         raise WhoisRateLimited(text.strip().splitlines()[0][:200])
     registry = _whois_registry(text, asked)
@@ -65,42 +67,113 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     )
     holding = []
     for candidate in parsed.get("nets") or []:
-        first, _, last = str(candidate.get("range") or "").partition(" - ")
-        try:
-            span = IPRange(first.strip(), last.strip())
-        except (AddrFormatError, ValueError, TypeError):
-            continue
-        if span.first <= address <= span.last:
+        span = _span(str(candidate.get("range") or ""))
+        if span and span.first <= address <= span.last:
             holding.append((span.size, span, candidate))
     if not holding:
         raise MalformedAnswer(f"WHOIS answer from {registry} holds no network for the address")
     _, span, best = min(holding, key=lambda h: h[0])
     # The handle as RDAP spells it: ARIN's NetHandle, elsewhere the inetnum itself.
     handle = _whois_field(text, "NetHandle", "inetnum") or f"{IPAddress(span.first)} - {IPAddress(span.last)}"
+    if "/" in handle:  # LACNIC's short CIDRs (`200.57.128/19`) as its RDAP handles spell them
+        handle = cidr_abbrev_to_verbose(handle)
     net_type = (_whois_field(text, "status", "NetType") or "").upper() or None
     parent = None
     if registry == "arin":  # "Parent: NAME (NET-HANDLE)"; RPSL objects name no parent
         net_type = _ARIN_NET_TYPES.get(net_type or "", net_type)
         match = re.search(r"\(([^()]+)\)\s*$", _whois_field(text, "Parent") or "")
         parent = match.group(1) if match else None
+    people = _people(_section(text, span), registry)
     net_fields = {
         "handle": handle,
         "start_address": str(IPAddress(span.first)),
         "end_address": str(IPAddress(span.last)),
         "cidr": best.get("cidr"),
         "name": best.get("name"),
-        "country": best.get("country"),
+        "country": None if registry == "arin" else best.get("country"),  # ARIN's is the org's
         "type": net_type,
         "parent_handle": parent,
         "status": [],
     }
-    record = to_record(net_fields, {}, address, registry, "whois")
-    emails = best.get("emails") or []
-    emails = emails if isinstance(emails, list) else str(emails).split("\n")  # ipwhois gives either
-    record.abuse_emails = sorted({str(e).strip() for e in emails if str(e).strip()})
+    record = to_record(net_fields, people, address, registry, "whois")
     record.registration_date = best.get("created")
     record.last_changed = best.get("updated")
     return record
+
+
+def _span(text: str) -> IPRange | None:
+    """A WHOIS range: `a - b`, a CIDR, or LACNIC's short CIDR (`200.57.128/19`)."""
+    first, _, last = text.partition(" - ")
+    try:
+        if last:
+            return IPRange(first.strip(), last.strip())
+        if "/" in first:
+            net = IPNetwork(cidr_abbrev_to_verbose(first.strip()))
+            return IPRange(net.first, net.last)
+    except (AddrFormatError, ValueError, TypeError):
+        return None
+    return None
+
+
+def _section(text: str, span: IPRange) -> str:
+    """The part of an answer about one network: RPSL answers repeat `% Information related to`
+    for each object they show (APNIC adds mirrored national-registry objects)."""
+    for section in _RPSL_SECTION.split(text)[1:]:
+        found = _span(_whois_field(section, "inetnum") or "")
+        if found is not None and (found.first, found.last) == (span.first, span.last):
+            return section
+    return text
+
+
+def _fields(text: str, name: str) -> list[str]:
+    pattern = rf"^{name}:[ \t]*(\S.*?)[ \t]*$"
+    return [m.strip() for m in re.findall(pattern, text, re.IGNORECASE | re.MULTILINE)]
+
+
+def _people(text: str, registry: str) -> contacts.Contacts:
+    """Holder, holder's country and abuse e-mails as a registry's WHOIS prints them."""
+    if registry == "arin":  # "Organization: Google Inc. (GOGL)"; the Org block holds the country
+        org = re.sub(r"\s*\([^()]*\)\s*$", "", _whois_field(text, "Organization") or "") or None
+        abuse = _fields(text, "OrgAbuseEmail") or _fields(text, "RAbuseEmail")
+        country = contacts.country_code(_whois_field(text, "Country"))
+        return contacts.Contacts(org, country, sorted(set(abuse)))
+    if registry == "lacnic":  # owner:, and the abuse-c handle's person object
+        handle = _whois_field(text, "abuse-c")
+        person = re.search(rf"^nic-hdl:[ \t]*{re.escape(handle)}[ \t]*$(.*?)(?:\n\s*\n|\Z)", text,
+                           re.MULTILINE | re.DOTALL | re.IGNORECASE) if handle else None
+        abuse = _fields(person.group(1), "e-mail") if person else []
+        return contacts.Contacts(_whois_field(text, "owner"), None, sorted(set(abuse)))
+    return contacts.Contacts(_rpsl_holder(text), None, _rpsl_abuse(text))
+
+
+_ABUSE_COMMENT = re.compile(r"^% Abuse contact for '[^']*' is '([^']+)'", re.MULTILINE)
+
+
+def _rpsl_abuse(text: str) -> list[str]:
+    """RIPE's "% Abuse contact for" comment, else `abuse-mailbox:` lines, else the inetnum's
+    remarks about abuse (AFRINIC: "please send abuse reports to ...")."""
+    found = _ABUSE_COMMENT.findall(text) or _fields(text, "abuse-mailbox")
+    if not found:
+        found = contacts.remark_abuse_emails(_fields(_inetnum(text), "remarks"))
+    return sorted(set(found))
+
+
+def _inetnum(text: str) -> str:
+    """The inetnum object of a section (up to its first blank line)."""
+    match = re.search(r"^inetnum:.*?(?:\n[ \t]*\n|\Z)", text, re.MULTILINE | re.DOTALL | re.IGNORECASE)
+    return match.group(0) if match else ""
+
+
+def _rpsl_holder(text: str) -> str | None:
+    """The `org-name:` of the organisation the inetnum names, else its first `descr:` line."""
+    org = _whois_field(_inetnum(text), "org")
+    if org:
+        block = re.search(rf"^organisation:[ \t]*{re.escape(org)}[ \t]*$(.*?)(?:\n[ \t]*\n|\Z)", text,
+                          re.MULTILINE | re.DOTALL | re.IGNORECASE)
+        name = _whois_field(block.group(1), "org-name") if block else None
+        if name:
+            return name
+    return _whois_field(_inetnum(text), "descr")
 
 
 async def query(host: str, port: int, text: str, bind: str | None, timeout: float) -> str:

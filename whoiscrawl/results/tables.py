@@ -16,6 +16,10 @@ def _n(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}" if value in (0.0, 1.0) else f"{value:.1%}"
+
+
 def _pct(part: float, whole: float) -> str:
     return f"{100 * part / whole:.2f}%" if whole else "-"
 
@@ -88,7 +92,8 @@ def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
 
 
 def score_table(figures: dict[str, Any], title: str = "Score against the simulator's truth") -> Table:
-    """`sim score`: recall and coverage, cost, per registry."""
+    """`sim score`: recall, coverage, cost, and the share of found blocks whose holder, country and
+    abuse e-mail are right, per registry."""
     table = Table(title=title, title_justify="left")
     for col in ("registry", "truth", "found", "recall"):
         table.add_column(col, justify="left" if col == "registry" else "right")
@@ -105,10 +110,21 @@ def score_table(figures: dict[str, Any], title: str = "Score against the simulat
          f"{_n(figures.get('wasted_lookups'))} ({_n(figures.get('wasted_floor'))})"),
         ("429s provoked", figures.get("rate_limited")),
     ])
-    return _stack(table, head)
+    return _stack(table, Group(head, _accuracy_table(figures.get("field_accuracy") or {})))
 
 
-def _stack(*parts: Table) -> Table:
+def _accuracy_table(accuracy: dict[str, Any]) -> Table:
+    """Found blocks whose holder, country and abuse e-mail equal the truth's, per registry."""
+    table = Table(title="\nright among found blocks", title_justify="left", box=None, padding=(0, 2))
+    people = {"holder": "holder", "country": "country", "abuse e-mail": "abuse_email"}
+    for col in ("registry", *people):
+        table.add_column(col, justify="left" if col == "registry" else "right")
+    for reg, right in accuracy.items():
+        table.add_row(reg, *(_share(right.get(f)) for f in people.values()))
+    return table
+
+
+def _stack(*parts: Table | Group) -> Table:
     grid = Table.grid(padding=(0, 4))
     grid.add_column()
     grid.add_column()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from whoiscrawl import rirs
+from whoiscrawl.sim import shapes
 from whoiscrawl.sim.data import REGISTRIES
 from whoiscrawl.sim.model import World, cidr_strs, ip_str, range_cidrs
 
@@ -22,6 +23,8 @@ PORT43 = {r.id: r.whois_host for r in rirs.CATALOGUE}
 RIR_NAMES = {r.id: r.name for r in rirs.CATALOGUE}
 RIR_HANDLES = {"arin": "ARIN", "ripencc": "ORG-NCC1-RIPE", "apnic": "APNIC-HM",
                "lacnic": "LACNIC", "afrinic": "ORG-AFNC1-AFRINIC"}
+RIR_MAINTAINERS = {"arin": "ARIN-HM", "ripencc": "RIPE-NCC-HM-MNT", "apnic": "APNIC-HM",
+                   "lacnic": "LACNIC-HM", "afrinic": "AFRINIC-HM-MNT"}
 TOS = {
     "arin": "By using the ARIN RDAP/Whois service, you are agreeing to the RDAP/Whois Terms of Use",
     "ripencc": "This is the RIPE Database query service. The objects are in RDAP format.",
@@ -135,69 +138,42 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
     return f"ORG-{org.abbr}{org.n}-AFRINIC", org.name, f"AR{org.n}-AFRINIC", email
 
 
-def _vcard(name: str, kind: str, email: str | None, cc: str | None) -> list[Any]:
-    props: list[Any] = [["version", {}, "text", "4.0"], ["fn", {}, "text", name],
-                        ["kind", {}, "text", kind]]
-    props.append(["adr", {"label": f"1 Example Street\n{cc or 'ZZ'}"}, "text",
-                  ["", "", "", "", "", "", ""]])
-    if email:
-        props.append(["email", {}, "text", email])
-    return ["vcard", props]
-
-
-def rdap_object(world: World, i: int, base_url: str) -> dict[str, Any]:
-    """The RFC 9083 ip network object (with cidr0) for object i."""
+def facts(world: World, i: int, base_url: str) -> shapes.Facts:
+    """What the registry holds about object i, for its answer's shape."""
     reg = REGISTRIES[world.reg[i]]
-    s, e = world.start[i], world.end[i]
-    start, end = ip_str(s), ip_str(e)
-    handle = world.handle(i)
+    s, e, p = world.start[i], world.end[i], world.parent[i]
+    start = ip_str(s)
     reg_date, changed = _events(world, i)
     reg_h, reg_name, abuse_h, abuse_mail = contacts(world, i)
-    cc = country(world, i)
     placeholder = world.typ[i] == 0
-    self_url = f"{base_url}ip/{start}"
-    doc: dict[str, Any] = {
-        "rdapConformance": ["rdap_level_0", "cidr0", "nro_rdap_profile_0"],
-        "notices": [{"title": "Terms of Service", "description": [TOS[reg]],
-                     "links": [{"value": self_url, "rel": "terms-of-service",
-                                "type": "text/html", "href": f"{base_url}help"}]}],
-        "objectClassName": "ip network",
-        "handle": handle,
-        "startAddress": start,
-        "endAddress": end,
-        "ipVersion": "v4",
-        "name": object_name(world, i),
-        "type": world.type_word(i),
-        "status": ["reserved"] if placeholder else ["active"],
-        "cidr0_cidrs": [{"v4prefix": ip_str(a), "length": ln} for a, ln in range_cidrs(s, e)],
-        "port43": PORT43[reg],
-        "events": [{"eventAction": "registration", "eventDate": f"{reg_date}T00:00:00Z"},
-                   {"eventAction": "last changed", "eventDate": f"{changed}T00:00:00Z"}],
-        "links": [{"value": self_url, "rel": "self", "type": "application/rdap+json",
-                   "href": self_url}],
-        "entities": [
-            {"objectClassName": "entity", "handle": reg_h, "roles": ["registrant"],
-             "vcardArray": _vcard(reg_name, "org", None, cc)},
-            {"objectClassName": "entity", "handle": abuse_h, "roles": ["abuse"],
-             "vcardArray": _vcard("Abuse contact", "group", abuse_mail, cc)},
-        ],
-    }
-    if cc:
-        doc["country"] = cc
-    p = world.parent[i]
+    up = None
     if p >= 0:
-        doc["parentHandle"] = world.handle(p)
         pa, pl = range_cidrs(world.start[p], world.end[p])[0]
         up = f"{base_url}ip/{ip_str(pa)}/{pl}"
-        doc["links"].append({"value": self_url, "rel": "up", "type": "application/rdap+json",
-                             "href": up})
-    if reg in SEARCH_REGISTRIES and not placeholder:
+    org = org_of(world, i)
+    return shapes.Facts(
+        registry=reg, handle=world.handle(i), start=start, end=ip_str(e), name=object_name(world, i),
+        type=world.type_word(i), status=["reserved"] if placeholder else ["active"],
+        cidrs=[(ip_str(a), ln) for a, ln in range_cidrs(s, e)], country=country(world, i),
+        parent=world.handle(p) if p >= 0 else None, registered=reg_date, changed=changed,
+        org_handle=reg_h, org_name=reg_name, abuse_handle=abuse_h, abuse_email=abuse_mail,
+        maintainer=RIR_MAINTAINERS[reg] if placeholder else f"{org.abbr}{org.n}-MNT",
+        self_url=f"{base_url}ip/{start}", up_url=up, port43=PORT43[reg], terms=TOS[reg],
+        placeholder=placeholder, asn=0 if placeholder else 64512 + world.org[i] % 1000, top=p < 0)
+
+
+def rdap_object(world: World, i: int, base_url: str, era: str = "current") -> dict[str, Any]:
+    """The ip network object for object i in its registry's shape (`shapes`), with cidr0
+    wherever the registry serves it and the relation-search link where it answers one."""
+    reg = REGISTRIES[world.reg[i]]
+    doc = shapes.rdap(facts(world, i, base_url), era)
+    if reg in SEARCH_REGISTRIES and world.typ[i] != 0 and era == "current":
         doc["rdapConformance"] += SEARCH_CONFORMANCE
-        doc["links"].append({"value": self_url, "rel": "rdap-down", "type": "application/rdap+json",
-                             "href": f"{base_url}{down_path(world, i)}"})
-    if placeholder:
-        doc["remarks"] = [{"title": "Unallocated space", "description": [
-            f"This range is not allocated or assigned by the {RIR_NAMES[reg]}."]}]
+        doc["links"].append({"value": f"{base_url}ip/{ip_str(world.start[i])}", "rel": "rdap-down",
+                             "type": "application/rdap+json", "href": f"{base_url}{down_path(world, i)}"})
+    if world.typ[i] == 0:
+        doc.setdefault("remarks", []).append({"title": "Unallocated space", "description": [
+            f"This range is not allocated or assigned by the {RIR_NAMES[reg]}."]})
     return doc
 
 
@@ -353,35 +329,43 @@ def _text(world: World, i: int) -> str:
 
 
 def _rpsl_object(world: World, i: int) -> str:
-    """One object as RIPE NCC, APNIC and AFRINIC print it, with its abuse role."""
+    """One object as RIPE NCC, APNIC and AFRINIC print it, with its abuse contact where each puts it:
+    RIPE NCC's "% Abuse contact for" comment and role `abuse-mailbox:`, APNIC's IRT object (no
+    comment), AFRINIC's remarks ("No abuse contact registered") and organisation object."""
     reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = _shown(world, i)
     src = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}[reg]
-    lines = [
-        f"% Information related to '{start} - {end}'",
-        "",
-        f"% Abuse contact for '{start} - {end}' is '{abuse_mail}'",
-        "",
-        f"inetnum:        {start} - {end}",
+    span = f"{start} - {end}"
+    comment = {"ripencc": f"% Abuse contact for '{span}' is '{abuse_mail}'",
+               "afrinic": f"% No abuse contact registered for {span}"}.get(reg)
+    abuse_link = {"ripencc": f"abuse-c:        {abuse_h}", "apnic": f"mnt-irt:        {abuse_h}",
+                  "afrinic": f"remarks:        please send abuse reports to {abuse_mail}"}[reg]
+    lines = [f"% Information related to '{span}'", ""] + ([comment, ""] if comment else []) + [
+        f"inetnum:        {span}",
         f"netname:        {name}",
         f"descr:          {reg_name}",
         f"country:        {cc}",
         f"org:            {reg_h}",
         f"admin-c:        {abuse_h}",
         f"tech-c:         {abuse_h}",
-        f"abuse-c:        {abuse_h}",
+        abuse_link,
         f"status:         {typ}",
         f"mnt-by:         {src}-HM-MNT" if world.depth[i] == 0 else f"mnt-by:         MNT-{src}",
         f"created:        {reg_date}T00:00:00Z",
         f"last-modified:  {changed}T00:00:00Z",
         f"source:         {src}",
         "",
-        "role:           Abuse contact",
-        "address:        1 Example Street",
-        f"e-mail:         {abuse_mail}",
-        f"nic-hdl:        {abuse_h}",
-        f"source:         {src}",
-        "",
     ]
     if reg == "apnic":  # APNIC still prints 'changed:' lines
-        lines.insert(16, f"changed:        hm-changed@apnic.net {changed.replace('-', '')}")
+        stamp = changed.replace("-", "")
+        lines.insert(lines.index(f"source:         {src}"), f"changed:        hm-changed@apnic.net {stamp}")
+    if reg == "afrinic":
+        lines += [f"organisation:   {reg_h}", f"org-name:       {reg_name}", "org-type:       LIR",
+                  f"country:        {cc}", "address:        1 Example Street", f"source:         {src}", ""]
+    contact = {"ripencc": ["role:           Abuse contact", f"abuse-mailbox:  {abuse_mail}"],
+               "apnic": [f"irt:            {abuse_h}", f"e-mail:         {abuse_mail}",
+                         f"abuse-mailbox:  {abuse_mail}"],
+               "afrinic": ["role:           IP Maintainer",
+                           f"e-mail:         noc@{abuse_mail.split('@')[1]}"]}[reg]
+    lines += [contact[0], "address:        1 Example Street", *contact[1:],
+              f"nic-hdl:        {abuse_h}", f"source:         {src}", ""]
     return "\n".join(lines) + "\n"

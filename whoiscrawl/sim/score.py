@@ -16,7 +16,10 @@ BUCKETS: tuple[tuple[str, int, int], ...] = (
     ("/8-/15", 8, 15), ("/16-/19", 16, 19), ("/20-/23", 20, 23), ("/24", 24, 24),
     ("/25-/32", 25, 32),
 )
-FIELDS = ("name", "country", "cidrs", "parent_handle", "type")
+FIELDS = ("name", "country", "cidrs", "parent_handle", "type", "registrant", "abuse_emails")
+# What a person reads off a record, scored per registry: holder (the `registrant` field), country,
+# abuse e-mails.
+PEOPLE_FIELDS = {"holder": "registrant", "country": "country", "abuse_email": "abuse_emails"}
 
 
 def prefix_len(size: int) -> int:
@@ -137,16 +140,7 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
     total_addr = scen.addresses()
     covered = sum(truth[i] for i in found)
 
-    field_errors: dict[str, int] = dict.fromkeys(FIELDS, 0)
-    for i, doc in found.items():
-        rec = truth_record(world, i, truth[i])
-        for f in FIELDS:
-            want, got = rec[f], doc.get(f)
-            if f == "cidrs":
-                if sorted(str(c) for c in (got or [])) != sorted(want):
-                    field_errors[f] += 1
-            elif (got or None) != (want or None):
-                field_errors[f] += 1
+    field_errors, accuracy = _fields(world, truth, found)
 
     out: dict[str, Any] = {
         "scenario": scen.name,
@@ -167,10 +161,38 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
         "blocks_truth_resolution": res_truth,
         "address_coverage": _ratio(covered, total_addr),
         "field_errors": field_errors,
+        "field_accuracy": accuracy,
     }
     out["wasted_floor"] = absence_proofs(world, truth, resolution)
     out.update(_log_figures(world, log_path, len(found), time_scale))
     return out
+
+
+def _same(field: str, want: Any, got: Any) -> bool:
+    if field in ("cidrs", "abuse_emails"):
+        return sorted(str(c) for c in (got or [])) == sorted(str(c) for c in (want or []))
+    return (got or None) == (want or None)
+
+
+def _fields(world: World, truth: dict[int, int], found: dict[int, dict[str, Any]]
+            ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """Field errors over the found blocks, and the accuracy of holder, country and abuse e-mail
+    per registry (the share of found blocks whose field equals the truth's)."""
+    errors: dict[str, int] = dict.fromkeys(FIELDS, 0)
+    right: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(PEOPLE_FIELDS, 0))
+    seen: dict[str, int] = defaultdict(int)
+    for i, doc in found.items():
+        rec = truth_record(world, i, truth[i])
+        reg = rec["registry"]
+        seen[reg] += 1
+        for f in FIELDS:
+            errors[f] += not _same(f, rec[f], doc.get(f))
+        for name, f in PEOPLE_FIELDS.items():
+            right[reg][name] += _same(f, rec[f], doc.get(f))
+    accuracy = {reg: {"blocks": seen[reg],
+                      **{name: _ratio(right[reg][name], seen[reg]) for name in PEOPLE_FIELDS}}
+                for reg in sorted(seen)}
+    return errors, accuracy
 
 
 def absence_proofs(world: World, truth: dict[int, int], resolution: int) -> int:

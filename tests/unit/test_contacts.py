@@ -1,0 +1,53 @@
+"""The holder, the holder's country and the abuse e-mails of an RDAP network, case by case."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from whoiscrawl.registry import contacts
+
+
+def entity(handle: str, roles: list[str] | None, *props: list[Any], **extra: Any) -> dict[str, Any]:
+    card = ["vcard", [["version", {}, "text", "4.0"], *props]]
+    doc: dict[str, Any] = {"handle": handle, "vcardArray": card}
+    if roles is not None:
+        doc["roles"] = roles
+    return {**doc, **extra}
+
+
+def test_the_holder_is_the_registrant_of_kind_org_else_the_first():
+    mnt = entity("X-MNT", ["registrant"], ["fn", {}, "text", "X-MNT"], ["kind", {}, "text", "individual"])
+    org = entity("ORG-X", ["registrant"], ["fn", {}, "text", "X Ltd"], ["kind", {}, "text", "org"])
+    assert contacts.of_network({"entities": [mnt, org]}).holder == "X Ltd"
+    assert contacts.of_network({"entities": [mnt]}).holder == "X-MNT"
+    no_fn = {"handle": "ORG-Y", "roles": ["registrant"]}
+    assert contacts.of_network({"entities": [no_fn]}).holder == "ORG-Y"
+    # no registrant at all: APNIC's description remark
+    doc = {"entities": [], "remarks": [{"title": "remarks", "description": ["not this"]},
+                                       {"title": "description", "description": ["Y Corp.", "more"]}]}
+    assert contacts.of_network(doc).holder == "Y Corp."
+    assert contacts.of_network({}).holder is None
+
+
+def test_the_holders_country_from_its_address():
+    label = entity("ORG-X", ["registrant"], ["kind", {}, "text", "org"],
+                   ["adr", {"label": "1 Main St\nSpringfield\nUNITED STATES"}, "text", [""] * 7])
+    structured = entity("ORG-Z", ["registrant"], ["kind", {}, "text", "org"],
+                        ["adr", {}, "text", ["", "", "Calle 1", "Rionegro", "", "001", "CO"]])
+    assert contacts.of_network({"entities": [label]}).holder_country == "US"
+    assert contacts.of_network({"entities": [structured]}).holder_country == "CO"
+    assert contacts.country_code("EU") == "EU"  # RIR codes ISO 3166 does not assign
+    assert contacts.country_code("Korea, Republic of") == "KR"
+    assert contacts.country_code("Example City") is None
+
+
+def test_abuse_emails_from_roles_types_nesting_and_remarks():
+    typed = entity("T", ["technical"], ["email", {"type": "abuse"}, "text", "typed@x.example"],
+                   ["email", {}, "text", "tech@x.example"])
+    nested = entity("ORG", ["registrant"], entities=[
+        entity("POC", ["abuse", "technical"], ["email", {}, "text", "poc@x.example"])])
+    assert contacts.abuse_emails([typed, nested]) == ["poc@x.example", "typed@x.example"]
+    remarks = [{"title": "Remark", "description": ["please send abuse reports to abuse@y.example"]},
+               {"title": "Remark", "description": ["sales: sales@y.example"]}]
+    assert contacts.abuse_emails([], remarks) == ["abuse@y.example"]
+    assert contacts.abuse_emails([typed], remarks) == ["typed@x.example"]  # remarks only as a last resort

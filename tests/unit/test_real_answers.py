@@ -1,0 +1,141 @@
+"""Every real IPv4 registry answer (shared data, real-registry) parses into what a person reads off it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netaddr import IPAddress
+
+from whoiscrawl import delegated
+from whoiscrawl.registry.contacts import resolve_country
+from whoiscrawl.registry.rdap import RdapParser
+from whoiscrawl.registry.whois import parse_whois
+
+REAL = Path("/work/shared/data/real-registry")
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="the real answers are not on this machine")
+
+
+def _rdap(address: str) -> tuple[dict[str, Any], str]:
+    single = {"86.54.11.1": "ripe-rdap-86.54.11.1-2025.json", "192.198.0.0": "arin-rdap-192.198.0.0.json"}
+    if address in single:
+        doc = json.loads((REAL / single[address]).read_text())
+        return doc, "ripencc" if address == "86.54.11.1" else "arin"
+    entry = json.loads((REAL / "ipwhois-tests-rdap.json").read_text())[address]
+    return entry["response"], entry["asn_data"]["asn_registry"]
+
+
+def _whois(address: str) -> tuple[str, str]:
+    entry = json.loads((REAL / "ipwhois-tests-whois.json").read_text())[address]
+    return entry["response"], entry["asn_data"]["asn_registry"]
+
+
+# address: (registry, handle, first, last, CIDRs, holder, country, country source, abuse e-mails)
+RDAP_EXPECTED = {
+    # 2025 RIPE NCC: three registrants (two maintainers, the org), abuse e-mail typed `abuse`;
+    # the network says DE though the organisation sits in Brno
+    "86.54.11.1": ("ripencc", "86.54.11.0 - 86.54.11.255", "86.54.11.0", "86.54.11.255",
+                   ["86.54.11.0/24"], "Whalebone, s.r.o.", "DE", "network", ["abuse@whalebone.io"]),
+    # older RIPE NCC: addresses suffixed /32, no registrant, descr as an untitled remark
+    "62.239.237.1": ("ripencc", "62.239.237.0 - 62.239.237.255", "62.239.237.0", "62.239.237.255",
+                     ["62.239.237.0/24"], "UDC", "GB", "network",
+                     ["lee.bailey-hague@bt.com", "steve.a.marshall@bt.com", "zzdnsr@bt.com"]),
+    # 2023 ARIN: no network country (the org's address says United States), abuse POC nested and top-level
+    "192.198.0.0": ("arin", "NET-192-198-0-0-1", "192.198.0.0", "192.198.3.255", ["192.198.0.0/22"],
+                    "Radio Link Internet", "US", "holder", ["daniel.petsinger@radiolinkinternet.com"]),
+    # older ARIN: zero-padded addresses, the abuse contact only inside the registrant
+    "74.125.225.229": ("arin", "NET-74-125-0-0-1", "74.125.0.0", "74.125.255.255", ["74.125.0.0/16"],
+                       "Google Inc.", "US", "holder", ["arin-contact@google.com"]),
+    # APNIC: no registrant; the holder is the first descr line (a `description` remark); IRT abuse
+    "210.107.73.73": ("apnic", "210.107.0.0 - 210.107.127.255", "210.107.0.0", "210.107.127.255",
+                      ["210.107.0.0/17"], "DACOM Corp.", "KR", "network", ["hostmaster@nic.or.kr"]),
+    # LACNIC's odd answer whose range is the queried address alone
+    "200.57.141.161": ("lacnic", "200.57.141.161", "200.57.141.161", "200.57.141.161",
+                       ["200.57.141.161/32"], "Triara.com, S.A. de C.V.", "MX", "network",
+                       ["operacion.redes@TRIARA.COM"]),
+    # AFRINIC: a range that is not one CIDR, entities without roles, abuse only in a remark
+    "196.11.240.215": ("afrinic", "196.11.239.0 - 196.11.246.255", "196.11.239.0", "196.11.246.255",
+                       ["196.11.239.0/24", "196.11.240.0/22", "196.11.244.0/23", "196.11.246.0/24"],
+                       "ORG-VSA1-AFRINIC", "ZA", "network", ["abuse@mtnbusiness.co.za"]),
+}
+
+WHOIS_EXPECTED = {
+    # "% Abuse contact for ... is 'protect@bt.com'" (not the remark's btcertcc@bt.com)
+    "62.239.237.1": ("ripencc", "62.239.237.0 - 62.239.237.255", "62.239.237.0", "62.239.237.255",
+                     ["62.239.237.0/24"], "UDC", "GB", "network", ["protect@bt.com"]),
+    # ARIN: the Country line belongs to the organisation
+    "74.125.225.229": ("arin", "NET-74-125-0-0-1", "74.125.0.0", "74.125.255.255", ["74.125.0.0/16"],
+                       "Google Inc.", "US", "holder", ["arin-contact@google.com"]),
+    # APNIC: the IRT's abuse-mailbox, not every e-mail of the answer
+    "210.107.73.73": ("apnic", "210.107.0.0 - 210.107.127.255", "210.107.0.0", "210.107.127.255",
+                      ["210.107.0.0/17"], "DACOM Corp.", "KR", "network", ["hostmaster@nic.or.kr"]),
+    # LACNIC: a short CIDR (`200.57.128/19`), the abuse-c person's e-mail
+    "200.57.141.161": ("lacnic", "200.57.128.0/19", "200.57.128.0", "200.57.159.255", ["200.57.128.0/19"],
+                       "Triara.com, S.A. de C.V.", "MX", "network", ["operacion.redes@TRIARA.COM"]),
+    # AFRINIC: the organisation's org-name; "No abuse contact registered", the remark gives one
+    "196.11.240.215": ("afrinic", "196.11.239.0 - 196.11.246.255", "196.11.239.0", "196.11.246.255",
+                       ["196.11.239.0/24", "196.11.240.0/22", "196.11.244.0/23", "196.11.246.0/24"],
+                       "MTN SA", "ZA", "network", ["abuse@mtnbusiness.co.za"]),
+}
+
+
+def _fields(record: Any) -> tuple[Any, ...]:
+    return (record.registry, record.handle, record.start_address, record.end_address, record.cidrs,
+            record.registrant, record.country, record.country_source, record.abuse_emails)
+
+
+@pytest.mark.parametrize("address", sorted(RDAP_EXPECTED))
+def test_real_rdap_answers(address: str):
+    doc, registry = _rdap(address)
+    record = RdapParser().parse(doc, int(IPAddress(address)), registry)
+    assert _fields(record) == RDAP_EXPECTED[address]
+
+
+@pytest.mark.parametrize("address", sorted(WHOIS_EXPECTED))
+def test_real_whois_answers(address: str):
+    text, registry = _whois(address)
+    record = parse_whois(text, int(IPAddress(address)), registry)
+    assert _fields(record) == WHOIS_EXPECTED[address]
+
+
+def test_every_real_ipv4_answer_has_expectations():
+    rdap = {a for a in json.loads((REAL / "ipwhois-tests-rdap.json").read_text()) if ":" not in a}
+    whois = {a for a in json.loads((REAL / "ipwhois-tests-whois.json").read_text()) if ":" not in a}
+    assert rdap | {"86.54.11.1", "192.198.0.0"} == set(RDAP_EXPECTED)
+    assert whois == set(WHOIS_EXPECTED)
+
+
+def test_country_falls_back_to_the_delegation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    stats = tmp_path / "delegated-afrinic-extended-latest"
+    stats.write_text("2|afrinic|20250101|3|19830101|20250101|+0000\n"
+                     "afrinic|ZA|ipv4|196.11.0.0|65536|19940101|allocated|F36B9F4B\n"
+                     "afrinic||ipv4|196.12.0.0|65536||available|\n")
+    monkeypatch.setenv(delegated.ENV, str(tmp_path))
+    delegated.configured.cache_clear()
+    try:
+        first, last = int(IPAddress("196.11.239.0")), int(IPAddress("196.11.246.255"))
+        assert resolve_country(None, None, first, last) == ("ZA", "delegation")
+        assert resolve_country("ZZ", "KE", first, last) == ("KE", "holder")
+        assert resolve_country("za", "KE", first, last) == ("ZA", "network")
+        free = int(IPAddress("196.12.1.0"))
+        assert resolve_country(None, None, free, free + 255) == (None, None)  # available space
+        doc, registry = _rdap("196.11.240.215")
+        del doc["country"]
+        record = RdapParser().parse(doc, int(IPAddress("196.11.240.215")), registry)
+        assert (record.country, record.country_source) == ("ZA", "delegation")
+    finally:
+        delegated.configured.cache_clear()
+
+
+def test_listed_networks_in_the_older_address_forms():
+    """A relation-search answer whose networks are written as the 2015 answers were (zero-padded,
+    /32-suffixed) lists them at their real addresses."""
+    from whoiscrawl.registry.rdap import parse_listing
+
+    for address, want in (("74.125.225.229", ("74.125.0.0", "74.125.255.255")),
+                          ("62.239.237.1", ("62.239.237.0", "62.239.237.255"))):
+        doc, registry = _rdap(address)
+        children = parse_listing(RdapParser(), {"ipSearchResults": [doc]}, registry)
+        assert [(c.start_address, c.end_address) for c, _ in children] == [want]
