@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from whoiscrawl import queue
@@ -56,9 +57,12 @@ def rebuild(
         if not mine:
             return None
         store.client.delete(store.keys.epoch)
-        shards, done, scope, resolution = plan_state(bootstrap, prefix, crawl, config, resolution)
-        blocks = store.rebuild_blocks(queue.iter_results(bootstrap, prefix, crawl, config), resolution)
-        store.restore_plan(shards, done, scope, queue.read_checkpoints(bootstrap, prefix, crawl, config))
+        with ThreadPoolExecutor(2, thread_name_prefix="rebuild") as pool:  # each read waits on Kafka
+            planned = pool.submit(plan_state, bootstrap, prefix, crawl, config, resolution)
+            checkpoints = pool.submit(queue.read_checkpoints, bootstrap, prefix, crawl, config)
+            shards, done, scope, resolution = planned.result()
+            blocks = store.rebuild_blocks(queue.iter_results(bootstrap, prefix, crawl, config), resolution)
+            store.restore_plan(shards, done, scope, checkpoints.result())
         store.client.set(store.keys.epoch, new_epoch())
     rebuilt = Rebuilt(blocks, len(shards), len(done), round(time.monotonic() - started, 2))
     log.warning("rebuilt the store of %s from its topics: %s", crawl, rebuilt)
