@@ -63,6 +63,8 @@ class Chaos:
     restart_redis: Callable[[], Any] | None = None  # Redis restarted empty
     redis_lost: int = 0
     redis_recoveries: list[float] = field(default_factory=list)  # seconds, one per Redis loss
+    # Wall-clock spans from a restart dealt to the recovery noted (end None: never noted).
+    outages: list[list[float | None]] = field(default_factory=list)
     _awaiting: tuple[float, int] | None = field(init=False, default=None)  # (broker back, blocks)
     # (Redis back empty, blocks once the store was rebuilt: None until it is)
     _rebuilding: tuple[float, int | None] | None = field(init=False, default=None)
@@ -92,27 +94,34 @@ class Chaos:
                 self._rebuilding = (lost_at, progress.blocks)
             elif rebuilt is not None and progress.blocks > rebuilt:
                 self.redis_recoveries.append(round(time.monotonic() - lost_at, 2))
+                self._outage_over()
                 self._rebuilding = None
         due = (self.restart_redis is not None and self.redis_lost < self.redis_losses
                and self._rebuilding is None and self._awaiting is None
                and self.killed >= self.kills // 4 and progress.blocks >= self.redis_after_blocks)
         if due:
             assert self.restart_redis is not None
+            self.outages.append([time.time(), None])
             self.restart_redis()
             self.redis_lost += 1
             self._rebuilding = (time.monotonic(), None)
         return due
 
+    def _outage_over(self) -> None:
+        self.outages[-1][1] = time.time()
+
     def _broker_weather(self, progress: Any) -> bool:
         """Restart the broker when due (True: this poll is spent); note when the fleet recovered."""
         if self._awaiting is not None and progress.blocks > self._awaiting[1]:
             self.recoveries.append(round(time.monotonic() - self._awaiting[0], 2))
+            self._outage_over()
             self._awaiting = None
         due = (self.restart_broker is not None and self.restarted < self.broker_restarts
                and self._awaiting is None and self._rebuilding is None
                and self.killed >= self.kills // 2)
         if due:
             assert self.restart_broker is not None
+            self.outages.append([time.time(), None])
             self.restart_broker()
             self.restarted += 1
             self._awaiting = (time.monotonic(), progress.blocks)
@@ -183,8 +192,9 @@ def _blocks(results: Path) -> tuple[set[tuple[str, str]], int]:
     return set(seen), sum(n - 1 for n in seen.values())
 
 
-def _request_figures(log: Path) -> dict[str, Any]:
-    """From the simulator's log: lookups answered again for an address, and the longest silence."""
+def _request_figures(log: Path, outages: list[list[float | None]] | None = None) -> dict[str, Any]:
+    """From the simulator's log: lookups answered again for an address, and the longest silence,
+    overall and outside the service outages (a restart dealt until the fleet recovered)."""
     answered: Counter[str] = Counter()
     times = []
     faults = 0
@@ -195,10 +205,13 @@ def _request_figures(log: Path) -> dict[str, Any]:
         if entry["outcome"] == "ok" and entry["protocol"] not in LISTING_PROTOCOLS:
             answered[entry["address"]] += 1
     times.sort()
-    gaps = [b - a for a, b in itertools.pairwise(times)]
+    gaps = list(itertools.pairwise(times))
+    spans = [(start or 0.0, float("inf") if end is None else end) for start, end in outages or []]
+    calm = [b - a for a, b in gaps if not any(a < end and b > start for start, end in spans)]
     return {
         "duplicate_lookups": sum(n - 1 for n in answered.values()),
-        "max_stall_s": round(max(gaps, default=0.0), 2),
+        "max_stall_s": round(max((b - a for a, b in gaps), default=0.0), 2),
+        "max_stall_outside_restarts_s": round(max(calm, default=0.0), 2),
         "faults_served": faults,
     }
 
@@ -236,7 +249,7 @@ def chaos_run(
         "lookups": figures["lookups"],
         "rate_limit_violations": figures["rate_limited"],
         "duplicate_results": duplicates,
-        **_request_figures(log),
+        **_request_figures(log, chaos.outages if chaos is not None else None),
     }, found
 
 
