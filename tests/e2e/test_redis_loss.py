@@ -21,5 +21,6 @@ def test_a_fleet_whose_redis_lost_everything_mid_crawl_rebuilds_it_and_loses_no_
                               chaos)
     print(json.dumps(figures))
     assert figures["finished"] and figures["no_chaos"]["finished"]
+    assert (figures["kills"], figures["terms"]) == (0, 0)  # the Redis loss alone
     assert figures["redis_losses"] == 1 and len(figures["redis_recovery_s"]) == 1  # it went on
     assert figures["lost"] == 0
