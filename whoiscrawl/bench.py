@@ -234,7 +234,8 @@ def crawl_with_fleet(
     try:
         while time.monotonic() - started < timeout:
             progress = admin.progress()
-            if progress.shards_done >= progress.shards_total:
+            # No total: Redis lost the crawl and is not rebuilt yet, not a crawl with nothing to do.
+            if progress.shards_total and progress.shards_done >= progress.shards_total:
                 finished = True
                 break
             if during:

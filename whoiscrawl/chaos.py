@@ -39,9 +39,11 @@ class Chaos:
 
     From the first seconds on, at random moments, it SIGKILLs a worker (one holding a listing
     lease when there is one, else any) or SIGTERMs one as a spot notice, and starts a replacement
-    at once, until it has dealt every blow. Half-way through the kills it restarts the Kafka broker
-    (`restart_broker`, when the bench owns the broker) and times the fleet's recovery: from the
-    broker answering again to the next block the broker acknowledged (counted in Redis)."""
+    at once, until it has dealt every blow. A quarter through the kills it restarts Redis empty
+    (`restart_redis`) and times the recovery: from Redis back to the next block found once the
+    workers rebuilt the store. Half-way through it restarts the Kafka broker (`restart_broker`,
+    when the bench owns the broker) and times the fleet's recovery: from the broker answering
+    again to the next block the broker acknowledged (counted in Redis)."""
 
     kills: int = 20
     terms: int = 3
@@ -56,7 +58,16 @@ class Chaos:
     restart_broker: Callable[[], Any] | None = None
     restarted: int = 0
     recoveries: list[float] = field(default_factory=list)  # seconds, one per broker restart
+    redis_losses: int = 1  # dealt only with a restart_redis
+    redis_after_blocks: int = 0  # and not before the crawl has found this many blocks
+    restart_redis: Callable[[], Any] | None = None  # Redis restarted empty
+    redis_lost: int = 0
+    redis_recoveries: list[float] = field(default_factory=list)  # seconds, one per Redis loss
+    # Wall-clock spans from a restart dealt to the recovery noted (end None: never noted).
+    outages: list[list[float | None]] = field(default_factory=list)
     _awaiting: tuple[float, int] | None = field(init=False, default=None)  # (broker back, blocks)
+    # (Redis back empty, blocks once the store was rebuilt: None until it is)
+    _rebuilding: tuple[float, int | None] | None = field(init=False, default=None)
     _rng: random.Random = field(init=False)
     _next_at: float = field(init=False, default=0.0)
 
@@ -66,30 +77,65 @@ class Chaos:
     @property
     def done(self) -> bool:
         restarts = self.broker_restarts if self.restart_broker is not None else 0
-        return self.killed >= self.kills and self.termed >= self.terms and self.restarted >= restarts
+        losses = self.redis_losses if self.restart_redis is not None else 0
+        return (self.killed >= self.kills and self.termed >= self.terms and self.restarted >= restarts
+                and self.redis_lost >= losses)
+
+    @property
+    def max_recovery_s(self) -> float | None:
+        return max([*self.recoveries, *self.redis_recoveries], default=None)
+
+    def _redis_weather(self, fleet: Fleet, progress: Any) -> bool:
+        """Restart Redis empty when due (True: this poll is spent); note when the fleet recovered:
+        the store rebuilt (a new epoch) and a block found after that."""
+        if self._rebuilding is not None:
+            lost_at, rebuilt = self._rebuilding
+            if rebuilt is None and _epoch(fleet) is not None:
+                self._rebuilding = (lost_at, progress.blocks)
+            elif rebuilt is not None and progress.blocks > rebuilt:
+                self.redis_recoveries.append(round(time.monotonic() - lost_at, 2))
+                self._outage_over()
+                self._rebuilding = None
+        due = (self.restart_redis is not None and self.redis_lost < self.redis_losses
+               and self._rebuilding is None and self._awaiting is None
+               and self.killed >= self.kills // 4 and progress.blocks >= self.redis_after_blocks)
+        if due:
+            assert self.restart_redis is not None
+            self.outages.append([time.time(), None])
+            self.restart_redis()
+            self.redis_lost += 1
+            self._rebuilding = (time.monotonic(), None)
+        return due
+
+    def _outage_over(self) -> None:
+        self.outages[-1][1] = time.time()
 
     def _broker_weather(self, progress: Any) -> bool:
         """Restart the broker when due (True: this poll is spent); note when the fleet recovered."""
         if self._awaiting is not None and progress.blocks > self._awaiting[1]:
             self.recoveries.append(round(time.monotonic() - self._awaiting[0], 2))
+            self._outage_over()
             self._awaiting = None
         due = (self.restart_broker is not None and self.restarted < self.broker_restarts
-               and self._awaiting is None and self.killed >= self.kills // 2)
+               and self._awaiting is None and self._rebuilding is None
+               and self.killed >= self.kills // 2)
         if due:
             assert self.restart_broker is not None
+            self.outages.append([time.time(), None])
             self.restart_broker()
             self.restarted += 1
             self._awaiting = (time.monotonic(), progress.blocks)
         return due
 
     def __call__(self, fleet: Fleet, progress: Any) -> None:
-        if self._broker_weather(progress):
+        if self._redis_weather(fleet, progress) or self._broker_weather(progress):
             return
         now = time.monotonic()
         if not self._next_at:
             self._next_at = now + self._rng.uniform(*self.every_s)
         alive = [i for i, proc in enumerate(fleet.procs) if proc.poll() is None]
-        if self.done or now < self._next_at or not alive:
+        blows_left = self.killed < self.kills or self.termed < self.terms
+        if not blows_left or now < self._next_at or not alive:
             return
         listers = self._listers(fleet, alive)
         term = self.killed >= self.kills or (
@@ -123,10 +169,19 @@ class Chaos:
         return [i for i in alive if fleet.procs[i].pid in pids]
 
 
+def _epoch(fleet: Fleet) -> str | None:
+    """The crawl's store generation (None: Redis lost it and it is not rebuilt yet)."""
+    client = redis.Redis.from_url(fleet.redis_url, decode_responses=True)
+    try:
+        value = client.get(Keys(fleet.crawl).epoch)
+        return str(value) if value is not None else None
+    finally:
+        client.close()
+
+
 @contextlib.contextmanager
-def owned_services(kafka_only: bool = False) -> Iterator[services.Services]:
-    """Kafka (and Redis) of the bench's own, so it may restart the broker under the fleet."""
-    names = ("kafka",) if kafka_only else ("redis", "kafka")
+def owned_services(names: tuple[str, ...] = ("redis", "kafka")) -> Iterator[services.Services]:
+    """Redis and Kafka (or some of them) of the bench's own, so it may restart them under the fleet."""
     with services.session(services.CACHE_DIR / "chaos-services", names) as running:
         yield running
 
@@ -137,8 +192,9 @@ def _blocks(results: Path) -> tuple[set[tuple[str, str]], int]:
     return set(seen), sum(n - 1 for n in seen.values())
 
 
-def _request_figures(log: Path) -> dict[str, Any]:
-    """From the simulator's log: lookups answered again for an address, and the longest silence."""
+def _request_figures(log: Path, outages: list[list[float | None]] | None = None) -> dict[str, Any]:
+    """From the simulator's log: lookups answered again for an address, and the longest silence,
+    overall and outside the service outages (a restart dealt until the fleet recovered)."""
     answered: Counter[str] = Counter()
     times = []
     faults = 0
@@ -149,10 +205,13 @@ def _request_figures(log: Path) -> dict[str, Any]:
         if entry["outcome"] == "ok" and entry["protocol"] not in LISTING_PROTOCOLS:
             answered[entry["address"]] += 1
     times.sort()
-    gaps = [b - a for a, b in itertools.pairwise(times)]
+    gaps = list(itertools.pairwise(times))
+    spans = [(start or 0.0, float("inf") if end is None else end) for start, end in outages or []]
+    calm = [b - a for a, b in gaps if not any(a < end and b > start for start, end in spans)]
     return {
         "duplicate_lookups": sum(n - 1 for n in answered.values()),
-        "max_stall_s": round(max(gaps, default=0.0), 2),
+        "max_stall_s": round(max((b - a for a, b in gaps), default=0.0), 2),
+        "max_stall_outside_restarts_s": round(max(calm, default=0.0), 2),
         "faults_served": faults,
     }
 
@@ -190,8 +249,12 @@ def chaos_run(
         "lookups": figures["lookups"],
         "rate_limit_violations": figures["rate_limited"],
         "duplicate_results": duplicates,
-        **_request_figures(log),
+        **_request_figures(log, chaos.outages if chaos is not None else None),
     }, found
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return round(a / b, 4) if b else None
 
 
 def chaos_bench(
@@ -222,10 +285,15 @@ def chaos_bench(
         "drained_in_grace": all(code == 0 and s <= grace for code, s in chaos.drains),
         "max_drain_s": round(max((s for _, s in chaos.drains), default=0.0), 2),
         "broker_restarts": chaos.restarted,
-        "max_recovery_s": max(chaos.recoveries, default=None),
-        "redis_losses": 0,  # not dealt yet
+        "max_recovery_s": chaos.max_recovery_s,
+        "broker_recovery_s": chaos.recoveries,
+        "redis_losses": chaos.redis_lost,
+        "redis_recovery_s": chaos.redis_recoveries,
         **hit,
         "lost": len(calm_blocks - hit_blocks),
-        "lookups_vs_no_chaos": round(hit["lookups"] / calm["lookups"], 4) if calm["lookups"] else None,
+        "lookups_vs_no_chaos": _ratio(hit["lookups"], calm["lookups"]),
+        # The registry weather's answers (5xx, resets, broken, timeouts) are retried: requests the
+        # calm run, with no faults, never makes. What chaos costs beyond them:
+        "lookups_vs_no_chaos_without_faults": _ratio(hit["lookups"] - hit["faults_served"], calm["lookups"]),
         "no_chaos": calm,
     }

@@ -214,16 +214,21 @@ def rebuild_store(
     kafka_bootstrap: KafkaOpt,
     redis_url: RedisOpt,
     topic_prefix: PrefixOpt = "whoiscrawl.",
-    resolution: Annotated[int, typer.Option(help="The crawl's gap-probe grid, as a prefix length")] = 24,
+    resolution: Annotated[
+        int, typer.Option(help="The gap-probe grid, as a prefix length, if no shard says")
+    ] = 24,
 ) -> None:
-    """Rebuild a crawl's Redis block log from its compacted results topic (after Redis lost it)."""
-    from whoiscrawl import queue
-    from whoiscrawl.store import RedisStore
+    """Rebuild a crawl's Redis state from its topics (workers do it themselves when Redis lost it)."""
+    from whoiscrawl import queue, recover
 
     config = queue.kafka_config_from(os.environ)
-    records = queue.iter_results(kafka_bootstrap, topic_prefix, crawl, config)
-    blocks = RedisStore(redis_url, crawl).rebuild_blocks(records, resolution)
-    typer.echo(json.dumps({"crawl": crawl, "blocks": blocks}))
+    owner = f"rebuild-store-{os.getpid()}"
+    rebuilt = recover.rebuild(redis_url, kafka_bootstrap, topic_prefix, crawl, owner, config, resolution)
+    if rebuilt is None:
+        typer.echo(json.dumps({"crawl": crawl, "rebuilt": False, "reason": "another process rebuilds it"}))
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"crawl": crawl, "blocks": rebuilt.blocks, "shards": rebuilt.shards,
+                           "done": rebuilt.done}))
 
 
 @app.command()
@@ -286,15 +291,17 @@ def worker(
 
 
 def _bench_chaos(scenario: str, workers: int, scale: float, kills: int, terms: int,
-                 registry_faults: bool, broker_restarts: int, static_membership: bool) -> None:
-    """`bench --chaos`: on a Kafka and Redis of its own, so it may restart the broker."""
+                 registry_faults: bool, restarts: tuple[int, int], static_membership: bool) -> None:
+    """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (restarts: of the
+    broker, of Redis with its data lost)."""
     from whoiscrawl import bench as b
     from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
-    from whoiscrawl.dev.services import restart_kafka
+    from whoiscrawl.dev.services import restart_kafka, restart_redis
 
     with owned_services() as running:
-        weather = Chaos(kills, terms, registry_faults=registry_faults, broker_restarts=broker_restarts,
-                        restart_broker=functools.partial(restart_kafka, running))
+        weather = Chaos(kills, terms, registry_faults=registry_faults, broker_restarts=restarts[0],
+                        restart_broker=functools.partial(restart_kafka, running),
+                        redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
         figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
                               b.workdir(), weather, static_membership)
     typer.echo(json.dumps(figures))
@@ -339,6 +346,9 @@ def bench(
     broker_restarts: Annotated[
         int, typer.Option(help="With --chaos: Kafka broker restarts mid-crawl (on the bench's own broker)")
     ] = 1,
+    redis_losses: Annotated[
+        int, typer.Option(help="With --chaos: Redis restarts with its data lost, mid-crawl")
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
@@ -350,8 +360,8 @@ def bench(
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
     if chaos:
-        _bench_chaos(scenario, workers, scale, kills, terms, registry_faults, broker_restarts,
-                     static_membership)
+        _bench_chaos(scenario, workers, scale, kills, terms, registry_faults,
+                     (broker_restarts, redis_losses), static_membership)
         return
     with b.bench_services() as (kafka, redis_url):
         for k in egress or [1]:

@@ -42,6 +42,14 @@ class Keys:
         return f"{self.prefix}listing:{first}:{last}"
 
     @property
+    def epoch(self) -> str:  # the store's generation: set at planning, new after each rebuild
+        return self.prefix + "epoch"
+
+    @property
+    def rebuilding(self) -> str:  # the lease of the one process rebuilding a lost store
+        return self.prefix + "rebuilding"
+
+    @property
     def partly_listed(self) -> str:
         return self.prefix + "partly-listed"
 

@@ -20,6 +20,7 @@ def publish_plan(
     """Send a plan's shards (creating the topics first when `partitions` is given) and write its
     scope, and its shard and address totals unless the caller keeps its own (the operator adds a
     re-plan's totals to the earlier ones). Returns the shards the broker acknowledged."""
+    store.mark_epoch()  # first: a worker that meets a store without one rebuilds it from the topics
     if partitions is not None:
         queue.ensure_topics(bootstrap, prefix, plan.crawl, partitions, config)
     sent = queue.publish_shards(bootstrap, prefix, plan.crawl, plan.shards, config)

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from whoiscrawl.records import NetworkRecord, Shard
+from whoiscrawl.records import NetworkRecord, RecordError, Shard
 
 DEFAULT_PARTITIONS = 32
 
@@ -32,6 +41,11 @@ def kafka_config_from(settings: Mapping[str, str]) -> dict[str, str]:
 def topic_names(prefix: str, crawl: str) -> tuple[str, str]:
     """(work, results) topic names of a crawl."""
     return f"{prefix}{crawl}.work", f"{prefix}{crawl}.results"
+
+
+def checkpoints_topic(prefix: str, crawl: str) -> str:
+    """The compacted copy of the walks' checkpoints (keyed by shard id), for rebuilding Redis."""
+    return f"{prefix}{crawl}.checkpoints"
 
 
 def group_name(prefix: str, crawl: str) -> str:
@@ -59,11 +73,11 @@ def ensure_topics(
     admin = AdminClient({"bootstrap.servers": bootstrap, **(config or {})})
     work, results = topic_names(prefix, crawl)
     existing = admin.list_topics(timeout=10).topics
+    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
     wanted = [
         NewTopic(work, partitions, 1, config={"retention.ms": "-1"}),
-        NewTopic(
-            results, partitions, 1, config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
-        ),
+        NewTopic(results, partitions, 1, config=compacted),
+        NewTopic(checkpoints_topic(prefix, crawl), partitions, 1, config=compacted),
     ]
     missing = [t for t in wanted if t.topic not in existing]
     for topic, fut in admin.create_topics(missing, operation_timeout=30).items() if missing else []:
@@ -150,7 +164,8 @@ def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str]
 
 def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
     admin = AdminClient(_client_config(bootstrap, config))
-    names = [t for t in topic_names(prefix, crawl) if t in admin.list_topics(timeout=10).topics]
+    every = (*topic_names(prefix, crawl), checkpoints_topic(prefix, crawl))
+    names = [t for t in every if t in admin.list_topics(timeout=10).topics]
     for fut in admin.delete_topics(names, operation_timeout=30).values() if names else []:
         fut.result(timeout=60)
 
@@ -209,13 +224,11 @@ class KafkaSink:
         return int(self.producer.flush(timeout))
 
 
-def iter_results(
-    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
-) -> Iterator[NetworkRecord]:
-    """Every record on the results topic, from its start to where each partition ends now (streamed,
-    so a whole-IPv4 crawl's millions of records never sit in memory at once)."""
-
-    _, results = topic_names(prefix, crawl)
+def _iter_topic(
+    bootstrap: str, topic: str, config: dict[str, str] | None = None
+) -> Iterator[Message]:
+    """Every message of a topic, from its start to where each partition ends now (streamed); none
+    if the topic does not exist."""
     consumer = Consumer(
         {
             **_client_config(bootstrap, config),
@@ -225,15 +238,17 @@ def iter_results(
         }
     )
     try:
-        topic = consumer.list_topics(results, timeout=10).topics[results]
-        if topic.error is not None:
-            raise KafkaException(topic.error)
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            if meta is not None and meta.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaException(meta.error)
+            return
         pending = set()
-        for p in topic.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(results, p), timeout=10)
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
                 pending.add(p)
-        consumer.assign([TopicPartition(results, p, OFFSET_BEGINNING) for p in sorted(pending)])
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
         while pending:
             for msg in consumer.consume(1000, 1.0):
                 err = msg.error()
@@ -242,8 +257,83 @@ def iter_results(
                         pending.discard(msg.partition())
                         continue
                     raise KafkaException(err)
-                if msg.value():
-                    yield NetworkRecord.from_json(msg.value() or b"")
+                yield msg
+    finally:
+        consumer.close()
+
+
+class CheckpointSink:
+    """Walk checkpoints to the compacted checkpoints topic, not waited for: a copy of Redis's
+    `cursors` that a rebuild of a lost Redis reads back (a tombstone once the shard is done)."""
+
+    def __init__(self, bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
+        self.topic = checkpoints_topic(prefix, crawl)
+        self.producer = Producer(
+            {**_client_config(bootstrap, config), "enable.idempotence": True, "linger.ms": 50,
+             "compression.type": "lz4"}
+        )
+
+    def put(self, shard_id: str, checkpoint: str | None) -> None:
+        with contextlib.suppress(BufferError):  # a full queue: Redis has it; only a rebuild lacks it
+            self.producer.produce(self.topic, key=shard_id.encode(),
+                                  value=checkpoint.encode() if checkpoint is not None else None)
+        self.producer.poll(0)
+
+    def close(self, timeout: float = 5) -> int:
+        return int(self.producer.flush(timeout))
+
+
+def read_checkpoints(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The latest checkpoint of every shard still being walked (shard id -> checkpoint)."""
+    latest: dict[str, str] = {}
+    for msg in _iter_topic(bootstrap, checkpoints_topic(prefix, crawl), config):
+        key = (msg.key() or b"").decode()
+        value = msg.value()
+        if value:
+            latest[key] = value.decode()
+        else:
+            latest.pop(key, None)
+    return latest
+
+
+def iter_results(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> Iterator[NetworkRecord]:
+    """Every record on the results topic, from its start to where each partition ends now (streamed,
+    so a whole-IPv4 crawl's millions of records never sit in memory at once)."""
+    _, results = topic_names(prefix, crawl)
+    for msg in _iter_topic(bootstrap, results, config):
+        if msg.value():
+            yield NetworkRecord.from_json(msg.value() or b"")
+
+
+def iter_work(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> Iterator[tuple[int, int, Shard]]:
+    """(partition, offset, shard) of every valid message on the work topic: the crawl's plans."""
+    work, _ = topic_names(prefix, crawl)
+    for msg in _iter_topic(bootstrap, work, config):
+        with contextlib.suppress(RecordError):  # a malformed one is skipped by workers too
+            yield msg.partition() or 0, msg.offset() or 0, Shard.from_json(msg.value() or b"")
+
+
+def committed_offsets(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> dict[int, int]:
+    """The worker group's committed offset of each work partition (what is before it is done)."""
+    work, _ = topic_names(prefix, crawl)
+    consumer = Consumer(
+        {**_client_config(bootstrap, config), "group.id": group_name(prefix, crawl),
+         "enable.auto.commit": False}
+    )
+    try:
+        meta = consumer.list_topics(work, timeout=10).topics.get(work)
+        if meta is None or meta.error is not None:
+            return {}
+        committed = consumer.committed([TopicPartition(work, p) for p in meta.partitions], timeout=10)
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
     finally:
         consumer.close()
 

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
-from collections.abc import Iterable
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import ExponentialBackoff
 
 from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord, Progress
 from whoiscrawl.space import Scope
-from whoiscrawl.strategy import Answer
+from whoiscrawl.strategy import Answer, worth_listing
+
+log = logging.getLogger(__name__)
 
 
 def _remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
@@ -185,7 +194,17 @@ _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+# Writes of a walk land only in the store generation (epoch) the worker reads: never in a Redis
+# that lost its data and is not rebuilt yet, where a rebuild would drop or double them.
+_RECORD_STEP = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
+if ARGV[4] ~= '' then redis.call('xadd', KEYS[2], '*', 'b', ARGV[4]) end
+redis.call('hset', KEYS[3], ARGV[2], ARGV[3])
+for i = 5, #ARGV, 2 do redis.call('hincrby', KEYS[4], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
 _SHARD_DONE = """
+if ARGV[3] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[3] then return -1 end
 if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then
   redis.call('hincrby', KEYS[2], 'shards_done', 1)
   redis.call('hincrby', KEYS[2], 'addresses_done', ARGV[2])
@@ -195,12 +214,74 @@ return 1
 """
 
 
+# Every Redis call waits out a restart (connection refused, reset) for up to ~40 s, then fails.
+REDIS_RETRIES = 45
+
+
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=1.0, base=0.05)
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 class RedisStore:
     """The crawl's state in Redis, shared by every worker; admin calls are synchronous."""
 
     def __init__(self, url: str, crawl: str) -> None:
         self.keys = Keys(crawl)
-        self.client = redis.Redis.from_url(url)
+        self.client = redis.Redis.from_url(url, retry=redis.retry.Retry(_backoff(), REDIS_RETRIES))
+
+    def mark_epoch(self) -> None:
+        """Start the store's first generation (planning does): a Redis that loses it lost the crawl."""
+        self.client.set(self.keys.epoch, new_epoch(), nx=True)
+
+    def epoch(self) -> str | None:
+        value: Any = self.client.get(self.keys.epoch)
+        return value.decode() if isinstance(value, bytes) else value
+
+    @contextlib.contextmanager
+    def rebuilding(self, owner: str) -> Iterator[bool]:
+        """The rebuild lease (True: ours, renewed while the block runs; False: someone else's)."""
+        ms = int(LEASE_S * 1000)
+        if not self.client.set(self.keys.rebuilding, owner, nx=True, px=ms):
+            yield False
+            return
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(LEASE_S / 3):
+                self.client.eval(_RENEW, 1, self.keys.rebuilding, owner, ms)
+
+        keeper = threading.Thread(target=renew, name="rebuild-lease", daemon=True)
+        keeper.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            keeper.join()
+            self.client.eval(_RELEASE, 1, self.keys.rebuilding, owner)
+
+    def restore_plan(
+        self, shards: dict[str, int], done: dict[str, int], scope: Scope | None, cursors: dict[str, str]
+    ) -> None:
+        """Totals, scope and finished shards anew (shard id -> addresses), from the work topic and
+        the committed offsets, and the walks' checkpoints of the others; the other counters stay."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.done, self.keys.cursors)
+        walking: dict[Any, Any] = {k: v for k, v in cursors.items() if k in shards and k not in done}
+        if walking:
+            pipe.hset(self.keys.cursors, mapping=walking)
+        pipe.hdel(self.keys.counters, "shards_done", "addresses_done")
+        pipe.hset(self.keys.counters, mapping={
+            "shards_total": len(shards), "addresses_total": sum(shards.values())})
+        if scope is not None:
+            pipe.set(self.keys.scope, scope.encode())
+        for shard_id, addresses in done.items():
+            pipe.eval(_SHARD_DONE, 4, self.keys.done, self.keys.counters, self.keys.cursors,
+                      self.keys.epoch, shard_id, addresses, "")
+        pipe.execute()
 
     def progress(self) -> Progress:
         return Progress.from_mapping(self.client.hgetall(self.keys.counters))
@@ -217,13 +298,18 @@ class RedisStore:
 
     def rebuild_blocks(self, records: Iterable[NetworkRecord], resolution: int = 24) -> int:
         """Write the block log anew from result records (Redis is a cache of the compacted results
-        topic); returns the blocks written. Workers' incremental reads pick the new log up as is."""
+        topic); returns the blocks written. Workers read it from its start once the epoch is new.
+        Which parents were listed whole is not on the topic: every network worth listing comes back
+        a parent (the lane that meets it next lists it again), so none looks listed when it was not."""
         seen = KnownBlocks()  # an uncompacted topic can still hold a block twice
         self.client.delete(self.keys.blocks)
         pipe = self.client.pipeline(transaction=False)
         written = 0
         for record in records:
             answer = Answer.of(record, resolution)
+            if worth_listing(record, resolution):
+                # Maybe unlisted yet, or listed part way: a parent until a listing ends again.
+                answer = Answer(answer.first, answer.last, False)
             if not seen.add(answer.first, answer.last, answer.terminal):
                 continue
             pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
@@ -247,32 +333,106 @@ class RedisBlockStore:
 
     LEASE_MS = int(LEASE_S * 1000)
 
-    def __init__(self, url: str, crawl: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        crawl: str,
+        rebuild: Callable[[], Awaitable[bool]] | None = None,
+        mirror: Callable[[str, str | None], None] | None = None,
+    ) -> None:
+        """`rebuild`: what rebuilds the store from the crawl's topics when Redis lost it (False:
+        another process holds the rebuild's lease); without it a lost store just starts anew.
+        `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done)."""
         self.keys = Keys(crawl)
-        self.client = aioredis.Redis.from_url(url)
+        retry = redis.asyncio.retry.Retry(_backoff(), REDIS_RETRIES)
+        self.client = aioredis.Redis.from_url(url, retry=retry)
         self.index = KnownBlocks()
+        self.rebuild = rebuild
+        self.mirror = mirror
+        self.losses = 0  # store generations this process saw end
+        self._done: dict[str, int] = {}  # shards this process finished: marked again after a loss
+        self._epoch: str | None = None  # the store generation this process reads and writes
         self._last_id = "0-0"
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
         self._shard_done = self.client.register_script(_SHARD_DONE)
+        self._record_step = self.client.register_script(_RECORD_STEP)
         self._sync_lock = asyncio.Lock()
+        self._recover_lock = asyncio.Lock()
 
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def _current_epoch(self) -> str | None:
+        value: Any = await self.client.get(self.keys.epoch)
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def recover(self) -> None:
+        """Follow the store's generation: a new one (rebuilt) is read from its start; none at all
+        (Redis lost its data) is rebuilt first, by one process under a lease, while the others'
+        writes wait. The local index stays: all it knows is on the results topic already."""
+        async with self._recover_lock:
+            while (epoch := await self._current_epoch()) is None:
+                if self.rebuild is None:
+                    await self.client.set(self.keys.epoch, new_epoch(), nx=True)
+                elif not await self._rebuild_once(self.rebuild):
+                    await asyncio.sleep(0.5)  # another process rebuilds it, or Kafka is away
+            if epoch != self._epoch:
+                if self._epoch is not None:
+                    self.losses += 1
+                    log.warning("the store is a new generation (%s): reading it from its start", epoch)
+                self._epoch, self._last_id = epoch, "0-0"
+                await self._mark_done_again(epoch)
+
+    async def _mark_done_again(self, epoch: str) -> None:
+        """Shards finished before a loss whose offsets the rebuild did not see committed yet."""
+        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch]
+        for shard_id, addresses in list(self._done.items()):
+            await self._shard_done(keys=keys, args=[shard_id, addresses, epoch])
+
+    @staticmethod
+    async def _rebuild_once(rebuild: Callable[[], Awaitable[bool]]) -> bool:
+        try:
+            return await rebuild()
+        except Exception as exc:  # Kafka away too, say: the next try may get through
+            log.warning("rebuilding the store failed, will try again: %s", exc)
+            return False
+
+    async def _guarded(self, write: Callable[[str], Awaitable[int]]) -> None:
+        """Run a write in our store generation; if that ended, once it is rebuilt."""
+        while True:
+            if self._epoch is None:
+                await self.recover()
+            assert self._epoch is not None
+            if await write(self._epoch) >= 0:
+                return
+            await self.recover()
+            await self.sync()
+
     async def sync(self) -> None:
-        """Read the blocks other workers logged since the last sync (all of them, the first time)."""
+        """Read the blocks other workers logged since the last sync (all of them, the first time
+        and after the store was rebuilt)."""
+        while not await self._read_log():
+            await self.recover()
+
+    async def _read_log(self) -> bool:
+        """Read the log's new entries; False if the store is not our generation (nothing read)."""
         async with self._sync_lock:
             while True:
                 low = "-" if self._last_id == "0-0" else f"({self._last_id}"
-                raw: Any = await self.client.xrange(self.keys.blocks, min=low, count=20000)
+                pipe = self.client.pipeline(transaction=True)
+                pipe.get(self.keys.epoch)
+                pipe.xrange(self.keys.blocks, min=low, count=20000)
+                epoch, raw = await pipe.execute()
+                if self._epoch is None or epoch is None or epoch.decode() != self._epoch:
+                    return False
                 entries: list[Any] = raw or []
                 for entry_id, data in entries:
                     first, last, terminal = decode_block(data[b"b"])
                     self.index.add(first, last, bool(terminal))
                     self._last_id = entry_id.decode()
                 if len(entries) < 20000:
-                    return
+                    return True
 
     async def claim(self, address: int, owner: str) -> bool:
         # Claims are per /24 cell: two workers never look up addresses of one cell at once.
@@ -334,20 +494,22 @@ class RedisBlockStore:
         errors: int = 0,
     ) -> bool:
         known, changed = _remember(self.index, answer)
-        pipe = self.client.pipeline(transaction=False)
-        if changed and answer is not None:
-            pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
-        pipe.hset(self.keys.cursors, shard_id, checkpoint)
-        for name, value in step_counts(answer, known, changed, lookups, rate_limited, errors).items():
-            if value:
-                pipe.hincrby(self.keys.counters, name, value)
-        await pipe.execute()
+        block = encode_block(answer) if changed and answer is not None else ""
+        counts = step_counts(answer, known, changed, lookups, rate_limited, errors)
+        args = [shard_id, checkpoint, block, *(x for n, v in counts.items() if v for x in (n, v))]
+        keys = [self.keys.epoch, self.keys.blocks, self.keys.cursors, self.keys.counters]
+        await self._guarded(lambda epoch: self._record_step(keys=keys, args=[epoch, *args]))
+        if self.mirror is not None:
+            self.mirror(shard_id, checkpoint)
         return changed
 
     async def shard_done(self, shard_id: str, addresses: int) -> None:
-        await self._shard_done(
-            keys=[self.keys.done, self.keys.counters, self.keys.cursors], args=[shard_id, addresses]
-        )
+        """Mark a shard finished (once, however often it is called)."""
+        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch]
+        await self._guarded(lambda epoch: self._shard_done(keys=keys, args=[shard_id, addresses, epoch]))
+        self._done[shard_id] = addresses
+        if self.mirror is not None:
+            self.mirror(shard_id, None)
 
     async def progress(self) -> Progress:
         return Progress.from_mapping(await self.client.hgetall(self.keys.counters))

@@ -15,9 +15,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from whoiscrawl import metrics
+from whoiscrawl import metrics, recover
 from whoiscrawl.crawl import Crawler
-from whoiscrawl.queue import KafkaSink, group_name, topic_names
+from whoiscrawl.queue import CheckpointSink, KafkaSink, group_name, topic_names
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.rates import Limit, scaled
 from whoiscrawl.records import RecordError, Shard
@@ -219,6 +219,24 @@ class Worker:
             metrics.CONSUMER_LAG.set(lag)
             await asyncio.sleep(10)
 
+    async def _rebuild_store(self) -> bool:
+        """Redis lost the crawl: rebuild it from the topics (False: another worker does)."""
+        cfg = self.config
+        rebuilt = await asyncio.to_thread(
+            recover.rebuild, cfg.redis_url, cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, self.owner,
+            cfg.kafka_config,
+        )
+        return rebuilt is not None
+
+    async def _watch_store(self, store: RedisBlockStore) -> None:
+        """Notice a lost store even while no lane touches it (all waiting, or none assigned)."""
+        while not self.stopping.is_set():
+            try:
+                await store.sync()
+            except Exception as exc:  # Redis away longer than its retries: look again later
+                log.warning("watching the store: %s", exc)
+            await asyncio.sleep(1.0)
+
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
         cfg = self.config
@@ -227,7 +245,8 @@ class Worker:
         server = None
         if cfg.metrics_port is not None:
             server = metrics.serve(cfg.metrics_port, lambda: self._ready and not self.stopping.is_set())
-        store = RedisBlockStore(cfg.redis_url, cfg.crawl)
+        checkpoints = CheckpointSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
+        store = RedisBlockStore(cfg.redis_url, cfg.crawl, rebuild=self._rebuild_store, mirror=checkpoints.put)
         await store.sync()
         limiter = RedisRateLimiter(store.client, cfg.crawl, scaled(cfg.limits, cfg.egress_share))
         client = RegistryClient(
@@ -249,6 +268,7 @@ class Worker:
         log.info("worker %s taking shards of %s", self.owner, self.work_topic)
         consume = asyncio.create_task(self._consume())
         lag = asyncio.create_task(self._report_lag())
+        watch = asyncio.create_task(self._watch_store(store))
         await self.stopping.wait()
         started = time.monotonic()
         log.info("stopping: finishing lookups in flight (grace %.0fs)", cfg.grace_seconds)
@@ -257,11 +277,12 @@ class Worker:
             _, pending = await asyncio.wait(lanes, timeout=cfg.grace_seconds)
             for task in pending:
                 task.cancel()
-        for task in (consume, lag):
+        for task in (consume, lag, watch):
             task.cancel()
-        await asyncio.gather(consume, lag, return_exceptions=True)
+        await asyncio.gather(consume, lag, watch, return_exceptions=True)
         left = max(1.0, cfg.grace_seconds - (time.monotonic() - started))
         undelivered = await asyncio.to_thread(sink.close, left)
+        await asyncio.to_thread(checkpoints.close, min(left, 2.0))
         await self._call(self.consumer.close)  # leaves the group: its partitions move at once
         self._kafka.shutdown(wait=True)
         await client.close()

@@ -50,6 +50,7 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         set_shards_total = rec("set_shards_total")
         set_addresses_total = rec("set_addresses_total")
         set_scope = rec("set_scope")
+        mark_epoch = rec("mark_epoch")
         delete_crawl = rec("delete_crawl", 42)
 
     monkeypatch.setattr(backend, "RedisStore", Store)

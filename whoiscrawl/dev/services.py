@@ -136,10 +136,25 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subpr
 
 
 def start_redis(workdir: Path) -> Service:
-    binary = _require("redis-server", "redis-server")
-    port = free_port()
     d = workdir / "redis"
     d.mkdir(parents=True, exist_ok=True)
+    return _run_redis(d, free_port())
+
+
+def restart_redis(running: Services, down_s: float = 1.0) -> Service:
+    """Redis restarted with its data lost (it keeps none on disk): stopped, `down_s` seconds
+    away, then started empty on the same port."""
+    old = running.services["redis"]
+    stop_service(old)
+    time.sleep(down_s)
+    new = _run_redis(Path(old.workdir), int(old.address.rsplit(":", 1)[1].split("/")[0]))
+    running.services["redis"] = new
+    running.save()
+    return new
+
+
+def _run_redis(d: Path, port: int) -> Service:
+    binary = _require("redis-server", "redis-server")
     cmd = [
         binary,
         "--bind",

@@ -1,0 +1,101 @@
+"""Redis lost a crawl's data: workers notice (the epoch is gone), one rebuilds it from the topics
+under a lease while the others' writes wait, and everyone reads the new generation from its start."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from confluent_kafka import Consumer, TopicPartition
+
+from whoiscrawl import queue, recover
+from whoiscrawl.publish import publish_plan
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.space import plan_crawl
+from whoiscrawl.store import RedisBlockStore, RedisStore
+from whoiscrawl.strategy import Answer
+
+LEAF = NetworkRecord("ripencc", "193.0.1.0 - 193.0.1.127", "193.0.1.0", "193.0.1.127", ["193.0.1.0/25"],
+                     type="ASSIGNED PA")
+PARENT = NetworkRecord("ripencc", "193.0.0.0 - 193.0.255.255", "193.0.0.0", "193.0.255.255",
+                       ["193.0.0.0/16"], type="ALLOCATED PA")
+
+
+def commit_first(services, crawl: str) -> tuple[str, int]:
+    """The worker group commits the first shard of one partition; (its id, its addresses)."""
+    for partition, offset, shard in queue.iter_work(services.kafka_bootstrap, "t.", crawl):
+        if offset == 0:
+            consumer = Consumer({"bootstrap.servers": services.kafka_bootstrap,
+                                 "group.id": queue.group_name("t.", crawl), "enable.auto.commit": False})
+            work, _ = queue.topic_names("t.", crawl)
+            consumer.commit(offsets=[TopicPartition(work, partition, 1)], asynchronous=False)
+            consumer.close()
+            return shard.shard_id, shard.last - shard.first + 1
+    raise AssertionError("no shard at offset 0")
+
+
+async def test_a_flushed_store_is_rebuilt_once_and_every_worker_goes_on(services, unique_name):
+    plan = plan_crawl(crawl=unique_name, ranges=["193.0.0.0/16", "10.0.0.0/15"])
+    admin = RedisStore(services.redis_url, unique_name)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=3)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", unique_name)
+    for record in (LEAF, PARENT):
+        await sink.emit(record)
+    assert sink.close() == 0
+    done_id, done_size = commit_first(services, unique_name)
+    rebuilds: list[bool] = []
+
+    async def rebuild(owner: str) -> bool:
+        rebuilt = await asyncio.to_thread(recover.rebuild, services.redis_url, services.kafka_bootstrap,
+                                          "t.", unique_name, owner)
+        rebuilds.append(rebuilt is not None)
+        return rebuilt is not None
+
+    walking = next(s.shard_id for s in plan.shards if s.shard_id != done_id)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", unique_name)
+    a = RedisBlockStore(services.redis_url, unique_name, rebuild=functools.partial(rebuild, "a"),
+                        mirror=checkpoints.put)
+    b = RedisBlockStore(services.redis_url, unique_name, rebuild=functools.partial(rebuild, "b"))
+    try:
+        await a.sync()
+        await b.sync()
+        assert rebuilds == []  # planned: the first generation is there
+        await a.record_step(walking, "167772416/167772415/167772159:-1", None)  # a walk's checkpoint
+        await a.record_step("s", "1", Answer(0x0A000000, 0x0A0000FF, True))
+        assert checkpoints.close() == 0
+        await b.sync()
+        assert b.index.terminal_end(0x0A000010) == 0x0A0000FF
+        old_epoch = admin.epoch()
+
+        admin.client.flushdb()  # Redis lost everything
+        assert admin.progress().shards_total == 0
+        # Both write at once: one rebuilds (under the lease), the other waits for it.
+        await asyncio.gather(
+            a.record_step("s", "2", Answer(0x0A000100, 0x0A0001FF, True)),
+            b.record_step("t", "3", None),
+        )
+        assert rebuilds.count(True) == 1
+        assert admin.epoch() not in (None, old_epoch)
+        assert (a.losses, b.losses) == (1, 1)
+
+        progress = admin.progress()
+        assert (progress.shards_total, progress.addresses_total) == (len(plan.shards), plan.addresses)
+        assert (progress.shards_done, progress.addresses_done) == (1, done_size)
+        assert admin.client.sismember(admin.keys.done, done_id)
+        assert admin.client.get(admin.keys.scope).decode() == plan.scope.encode()
+        assert await a.cursor(walking) == "167772416/167772415/167772159:-1"  # from the topic
+        assert progress.blocks == 3  # the two records on the topic, then a's block after the rebuild
+
+        fresh = RedisBlockStore(services.redis_url, unique_name)  # a worker started after
+        await fresh.sync()
+        assert fresh.index.terminal_end(LEAF.first + 9) == LEAF.last  # from the results topic
+        assert fresh.index.knows(PARENT.first, PARENT.last)
+        assert fresh.index.terminal_end(0x0A000110) == 0x0A0001FF  # written after the rebuild
+        await fresh.close()
+        await a.sync()
+        assert a.index.terminal_end(LEAF.first) == LEAF.last
+    finally:
+        await a.close()
+        await b.close()
+        admin.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
