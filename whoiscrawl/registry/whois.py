@@ -37,7 +37,10 @@ class WhoisRateLimited(RuntimeError):
     """The WHOIS server refused the query for volume (RIPE-style %ERROR:201, 'limit exceeded')."""
 
 
-_WHOIS_REFUSAL = re.compile(r"%\s*ERROR:201|access denied|limit exceeded|queries exceeded", re.IGNORECASE)
+# RIPE-style refusals: %ERROR:201 (access denied, limits), %ERROR:306 (too many connections).
+_WHOIS_REFUSAL = re.compile(
+    r"%\s*ERROR:(?:201|306)|access denied|limit exceeded|queries exceeded", re.IGNORECASE
+)
 
 
 # ARIN's WHOIS spells NetType differently from its RDAP "type"; records use the RDAP words.
@@ -142,3 +145,41 @@ def parse_whois_listing(text: str, asked: str, parent_handle: str | None) -> lis
         records.append(record)
     records.sort(key=lambda r: r.first)
     return records
+
+
+_ARIN_TERMS = re.compile(r"^# ARIN WHOIS data and services are subject to the Terms of Use", re.MULTILINE)
+_ARIN_NET = re.compile(r"^NetRange:", re.MULTILINE)
+
+
+def parse_arin_listing(text: str, first: int, last: int) -> list[NetworkRecord]:
+    """ARIN's answer to `r + > <cidr>` (every more specific network, full records) as the direct
+    children of the network first..last: the largest listed networks strictly inside it, in
+    address order. The answer ends with ARIN's terms block: without it the answer was cut."""
+    if _WHOIS_REFUSAL.search(text[:2000]) and not _ARIN_NET.search(text):
+        raise WhoisRateLimited(text.strip().splitlines()[0][:200] if text.strip() else "refused")
+    terms = list(_ARIN_TERMS.finditer(text))
+    nets = list(_ARIN_NET.finditer(text))
+    if not terms or (nets and terms[-1].start() < nets[-1].start()):
+        raise MalformedAnswer("an ARIN listing without its closing terms block")
+    records = []
+    for k, net in enumerate(nets):
+        section = text[net.start() : nets[k + 1].start() if k + 1 < len(nets) else terms[-1].start()]
+        span = _whois_field(section, "NetRange") or ""
+        a, _, b = span.partition(" - ")
+        try:
+            lo, hi = int(IPAddress(a.strip())), int(IPAddress(b.strip()))
+        except (AddrFormatError, ValueError) as exc:
+            raise MalformedAnswer(f"a listed NetRange that is no range: {span!r}") from exc
+        if first <= lo and hi <= last and (lo, hi) != (first, last):
+            records.append(parse_whois(section, lo, "arin"))
+    return outermost(records)
+
+
+def outermost(records: list[NetworkRecord]) -> list[NetworkRecord]:
+    """The records no other one holds, in address order (all levels of a hierarchy -> its top)."""
+    records.sort(key=lambda r: (r.first, -r.last))
+    out: list[NetworkRecord] = []
+    for record in records:
+        if not out or record.first > out[-1].last:
+            out.append(record)
+    return out
