@@ -285,7 +285,7 @@ class RegistryClient:
         what the list did not cover. `wanted`: the parts worth listing (the crawl's scope)."""
         tally = Tally()
         if url.startswith("whois://"):
-            listing = await self._whois_children(registry, url, parent_handle, span, tally)
+            listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally)
         else:
             listing = await self._relation_children(registry, url, parent_handle, wanted, tally)
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
@@ -312,12 +312,13 @@ class RegistryClient:
         return Listing(search.children, complete=search.complete)
 
     async def _whois_children(
-        self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None, tally: Tally
+        self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None,
+        wanted: Callable[[int, int], bool] | None, tally: Tally,
     ) -> Listing:
         where = urlsplit(url)
         server, query = f"{where.hostname}:{where.port or 43}", unquote(where.path.lstrip("/"))
         outcome = await self._attempt(
-            registry, lambda: self._whois_listing(registry, server, query, parent_handle, span),
+            registry, lambda: self._whois_listing(registry, server, query, parent_handle, span, wanted),
             tally, "listing", "wait",
         )
         if outcome.kind is not Kind.ANSWER:
@@ -371,7 +372,8 @@ class RegistryClient:
         return Outcome(Kind.ANSWER, record, egress=outcome.egress)
 
     async def _whois_listing(
-        self, registry: str, server: str, query: str, parent_handle: str | None, span: tuple[int, int] | None
+        self, registry: str, server: str, query: str, parent_handle: str | None,
+        span: tuple[int, int] | None, wanted: Callable[[int, int], bool] | None = None,
     ) -> Outcome:
         """One port-43 listing (RIPE-style `-m`, answered whole; ARIN's `r >`, every level, of which
         the direct children of `span` are kept): the children with their own listing URLs."""
@@ -381,7 +383,8 @@ class RegistryClient:
         try:
             if query.startswith("r "):
                 first, last = span or _cidr_span(query.rsplit(" ", 1)[-1])
-                children = await asyncio.to_thread(whois.parse_arin_listing, outcome.value, first, last)
+                text = outcome.value
+                children = await asyncio.to_thread(whois.parse_arin_listing, text, first, last, wanted)
                 for child in children:
                     child.parent_handle = child.parent_handle or parent_handle
             else:

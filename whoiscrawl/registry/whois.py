@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 from ipwhois.net import Net
 from ipwhois.whois import Whois
@@ -151,35 +152,38 @@ _ARIN_TERMS = re.compile(r"^# ARIN WHOIS data and services are subject to the Te
 _ARIN_NET = re.compile(r"^NetRange:", re.MULTILINE)
 
 
-def parse_arin_listing(text: str, first: int, last: int) -> list[NetworkRecord]:
+def parse_arin_listing(
+    text: str, first: int, last: int, wanted: Callable[[int, int], bool] | None = None
+) -> list[NetworkRecord]:
     """ARIN's answer to `r + > <cidr>` (every more specific network, full records) as the direct
-    children of the network first..last: the largest listed networks strictly inside it, in
-    address order. The answer ends with ARIN's terms block: without it the answer was cut."""
+    children of the network first..last: the largest listed networks strictly inside it (and
+    among them those `wanted`), in address order. The answer ends with ARIN's terms block:
+    without it the answer was cut. Only the kept records are parsed in full."""
     if _WHOIS_REFUSAL.search(text[:2000]) and not _ARIN_NET.search(text):
         raise WhoisRateLimited(text.strip().splitlines()[0][:200] if text.strip() else "refused")
     terms = list(_ARIN_TERMS.finditer(text))
     nets = list(_ARIN_NET.finditer(text))
     if not terms or (nets and terms[-1].start() < nets[-1].start()):
         raise MalformedAnswer("an ARIN listing without its closing terms block")
-    records = []
+    spans = []
     for k, net in enumerate(nets):
-        section = text[net.start() : nets[k + 1].start() if k + 1 < len(nets) else terms[-1].start()]
-        span = _whois_field(section, "NetRange") or ""
-        a, _, b = span.partition(" - ")
-        try:
-            lo, hi = int(IPAddress(a.strip())), int(IPAddress(b.strip()))
-        except (AddrFormatError, ValueError) as exc:
-            raise MalformedAnswer(f"a listed NetRange that is no range: {span!r}") from exc
+        end = nets[k + 1].start() if k + 1 < len(nets) else terms[-1].start()
+        lo, hi = _net_range(text[net.start() : text.find("\n", net.start())])
         if first <= lo and hi <= last and (lo, hi) != (first, last):
-            records.append(parse_whois(section, lo, "arin"))
-    return outermost(records)
+            spans.append((lo, hi, net.start(), end))
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    records, reached = [], -1
+    for lo, hi, a, b in spans:
+        if lo > reached:  # not inside the previous kept one: a direct child
+            reached = hi
+            if wanted is None or wanted(lo, hi):
+                records.append(parse_whois(text[a:b], lo, "arin"))
+    return records
 
 
-def outermost(records: list[NetworkRecord]) -> list[NetworkRecord]:
-    """The records no other one holds, in address order (all levels of a hierarchy -> its top)."""
-    records.sort(key=lambda r: (r.first, -r.last))
-    out: list[NetworkRecord] = []
-    for record in records:
-        if not out or record.first > out[-1].last:
-            out.append(record)
-    return out
+def _net_range(line: str) -> tuple[int, int]:
+    a, _, b = line.partition(":")[2].partition(" - ")
+    try:
+        return int(IPAddress(a.strip())), int(IPAddress(b.strip()))
+    except (AddrFormatError, ValueError) as exc:
+        raise MalformedAnswer(f"a listed NetRange that is no range: {line!r}") from exc
