@@ -292,3 +292,22 @@ def test_a_whois_listing_without_its_closing_line_is_refused(world: World, quick
     with pytest.raises(MalformedAnswer, match="closing line"):
         parse_whois_listing(text[: len(text) // 2], "afrinic", world.handle(parent))
     assert parse_whois_listing(render.whois_listing(world, [], "afrinic"), "afrinic", None) == []
+
+
+@pytest.mark.parametrize("row_limit", [1, 2, 7])
+async def test_splitting_down_to_tiny_row_limits_still_lists_every_child(
+    start_sim, world: World, quick: Scenario, row_limit: int
+):
+    """Parts that are children themselves (with children, or leaves that 404), children across a
+    split point, non-CIDR children: at a row limit of one every part meets them."""
+    sim = await start_sim(time_scale=1000, row_limit=row_limit)
+    client = await client_for(sim)
+    try:
+        for registry in ("ripencc", "arin"):
+            parent = parent_with(world, quick, registry, 30, 120)
+            url = f"{sim.base_url(registry)}ips/rirSearch1/rdap-down/{key(world, parent)}"
+            listing = await client.children(registry, url, world.handle(parent))
+            assert listing.complete
+            assert [c.handle for c, _ in listing.children] == kids_of(world, parent)
+    finally:
+        await client.close()
