@@ -87,7 +87,8 @@ class RegistryClient:
     timeout: float = 10.0
     attempts: int = 4  # tries for errors (5xx, resets, timeouts, malformed answers)
     max_pauses: int = 50  # 429s / rate-limit notices to sit out before giving up on a request
-    default_pause: float = 5.0  # seconds to pause after a 429 without Retry-After
+    default_pause: float = 5.0  # most seconds of the first pause after a 429 without Retry-After
+    max_pause: float = 300.0  # ... which doubles with every further one of a request, up to this
     backoff: float = 0.2  # first retry delay; doubles, with full jitter
     include_raw: bool = False
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
@@ -164,7 +165,8 @@ class RegistryClient:
             if outcome.kind is Kind.RATE_LIMITED:
                 tally.rate_limited += 1
                 metrics.RATE_LIMITED.labels(registry).inc()
-                await self.limiter.pause(registry, outcome.egress, outcome.retry_after or self.default_pause)
+                pause = outcome.retry_after or self._unsaid_pause(registry, tally.rate_limited)
+                await self.limiter.pause(registry, outcome.egress, pause)
                 if tally.rate_limited > self.max_pauses:
                     tally.errors.append(f"{registry} kept answering 429 ({tally.rate_limited} times)")
                     return outcome
@@ -174,6 +176,14 @@ class RegistryClient:
             await asyncio.sleep(random.uniform(0, self.backoff * 2 ** (len(tally.errors) - 1)))
             if len(tally.errors) >= self.attempts:
                 return outcome
+
+    def _unsaid_pause(self, registry: str, refusals: int) -> float:
+        """How long to pause after the n-th 429 of a request that came without Retry-After (RIPE
+        NCC's never carry one): 20 request intervals of the registry's budget (2 s at 10/s), at
+        most `default_pause`, doubling with each further refusal up to `max_pause`."""
+        limit = self.limiter.limits.get(registry)
+        first = min(self.default_pause, 20 * limit.interval_ms / 1000) if limit else self.default_pause
+        return float(min(self.max_pause, first * 2 ** max(0, refusals - 1)))
 
     # --- lookups -------------------------------------------------------------------------------
 
@@ -347,7 +357,7 @@ class RegistryClient:
         except ValueError:
             doc = None
         if resp.status == 429 or rdap.rate_limit_notice(doc):
-            pause = _retry_after(resp, self.default_pause)
+            pause = _retry_after(resp, 0.0)  # 0: the registry said not how long (RIPE NCC never does)
             return Outcome(Kind.RATE_LIMITED, retry_after=pause, egress=egress)
         if resp.status == 400 and relations.too_many_rows(doc):
             return Outcome(Kind.TOO_MANY_ROWS, egress=egress)
