@@ -311,12 +311,17 @@ class RegistryClient:
         if where is None:
             return Listing([], complete=False)
         base, _, (first, last) = where
-        search = relations.RelationSearch(
-            lambda u: self._attempt(
-                registry, functools.partial(self._request, registry, u), tally, "listing", "wait"
-            ),
-            self._parser, registry, base, parent_handle, wanted,
-        )
+        async def fetch(url: str) -> Outcome:  # each request of a split listing has its own 429 budget
+            one = Tally()
+            try:
+                return await self._attempt(
+                    registry, functools.partial(self._request, registry, url), one, "listing", "wait"
+                )
+            finally:
+                tally.lookups += one.lookups
+                tally.rate_limited += one.rate_limited
+
+        search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted)
         await search.run(first, last)
         search.children.sort(key=lambda c: c[0].first)
         return Listing(search.children, complete=search.complete)
