@@ -333,7 +333,19 @@ TARGETS = {
     "wasted_share": 0.01,  # at most, of all lookups
     "rate_limited": 0,  # at most
     "busiest_utilization": 0.85,
+    # issue 12: every registry that lists children, at every prefix size; and listings' economy
+    "listing_recall_min": 0.999,
+    "lookups_per_block": 0.5,  # at most
 }
+LISTING_REGISTRIES = ("ripencc", "apnic", "afrinic", "arin")  # LACNIC lists nothing: reported apart
+
+
+def listing_recall_min(figures: dict[str, Any]) -> float | None:
+    """The lowest recall of any listing registry in any prefix-size bucket it has networks in."""
+    cells = figures.get("recall_by_registry_prefix") or {}
+    values = [b["recall"] for r in LISTING_REGISTRIES for b in (cells.get(r) or {}).values()
+              if b.get("recall") is not None]
+    return min(values) if values else None
 
 
 def busiest_registry(utilization: dict[str, Any]) -> str | None:
@@ -352,8 +364,10 @@ def against_targets(figures: dict[str, Any]) -> dict[str, Any]:
         "wasted_share": round(figures["wasted_lookups"] / lookups, 4) if lookups else None,
         "rate_limited": figures.get("rate_limited"),
         "busiest_utilization": (figures["utilization"][busiest]["utilization"] if busiest else None),
+        "listing_recall_min": listing_recall_min(figures),
+        "lookups_per_block": figures.get("lookups_per_block"),
     }
-    at_most = {"wasted_share", "rate_limited"}
+    at_most = {"wasted_share", "rate_limited", "lookups_per_block"}
     out: dict[str, Any] = {"busiest_registry": busiest}
     for name, limit in TARGETS.items():
         value = got[name]

@@ -213,9 +213,10 @@ class Crawler:
             keeper.cancel()
 
     async def _list_now(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
-        # A long list is fetched page by page up to the parent's last crawled address, not beyond.
-        until = self.scope.last_within(parent.first, parent.last) if self.scope else None
-        listing = await self.client.children(parent.registry, url, until or parent.last, parent.handle)
+        # A list too long for one answer is split, and only the parts inside the crawl's scope listed.
+        wanted = self.scope.overlaps if self.scope else None
+        span = (parent.first, parent.last)
+        listing = await self.client.children(parent.registry, url, parent.handle, span, wanted)
         self.lookups_by_registry[parent.registry] += listing.lookups
         await self.store.record_step(
             shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited

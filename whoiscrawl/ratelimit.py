@@ -41,6 +41,8 @@ async def sleep_until_slot(registry: str, wait_ms: float, interval_ms: float) ->
 
 
 class RateLimiter(Protocol):
+    limits: dict[str, Limit]  # per registry, per egress address
+
     def permit(self, registry: str, egresses: Sequence[str]) -> AbstractAsyncContextManager[str]:
         """Wait for a slot on the egress that has the earliest one; yields that egress."""
         ...

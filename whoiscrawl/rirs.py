@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-# How a registry lists a network's children (one request for a whole level of the hierarchy).
+# How a registry lists a network's children (one request for a whole level of the hierarchy), in
+# the order the client prefers them. RFC 9910 relation search: RIPE NCC serves it; ARIN announced
+# it in 2025 (endpoint list unverified, so the client follows it only where an answer links it);
+# no evidence for APNIC, LACNIC or AFRINIC. RIPE NCC's WHOIS software (RIPE NCC, APNIC, AFRINIC)
+# answers `-m`; ARIN's its own `r >`; LACNIC's takes single addresses only.
 RDAP_DOWN = "rdap-down"  # RFC 9910 relation search, followed where an answer links it
-WHOIS_MORE_SPECIFIC = "-m"  # RIPE-style WHOIS: `-m <range>`, one level more specific
-WHOIS_ARIN_CHILDREN = "r >"  # ARIN's WHOIS: `r > <cidr>` (offered; the client does not use it yet)
+WHOIS_MORE_SPECIFIC = "-m"  # RIPE-style WHOIS: `-r -m <range>`, one level more specific
+WHOIS_ARIN_CHILDREN = "r >"  # ARIN's WHOIS: `r + > <cidr>`, every level more specific
 
 # Status words shared by every registry: a placeholder for free space, however it is spelled.
 FREE_TYPE_WORD = "UNALLOCATED"  # in an RDAP "type" / WHOIS status or NetType

@@ -15,8 +15,8 @@ from whoiscrawl.space import REGISTRIES, fetch_bootstrap
 
 from .conftest import TIME_SCALE
 
-# One range of each registry's kind: RDAP listings (RIPE NCC, APNIC), long paged ones (ARIN),
-# WHOIS -m listings (AFRINIC) and the grid alone (LACNIC).
+# One range of each registry's kind: RDAP relation search (RIPE NCC, and ARIN's long lists),
+# WHOIS -m listings (APNIC, AFRINIC) and the grid alone (LACNIC).
 RANGES = ["193.0.0.0/16", "12.0.0.0/16", "1.0.0.0/16", "41.0.0.0/16", "186.0.0.0/18"]
 
 

@@ -33,11 +33,13 @@ async def start_sim(tmp_path: Path) -> AsyncIterator[StartSim]:
     started: list[Simulator] = []
 
     async def start(time_scale: float = 1.0, faults: dict[str, Any] | None = None,
-                    latency: bool = False, limits: bool = True) -> Simulator:
+                    latency: bool = False, limits: bool = True, **options: Any) -> Simulator:
+        """`options`: further Simulator arguments (row_limit=, arin_relation_search=)."""
         scen = scenarios.get("quick")
         f = Faults.from_doc(faults or {}, time_scale=time_scale)
         sim = Simulator(scen, time_scale=time_scale, faults=f, latency=latency,
-                        limits_enabled=limits, log_path=tmp_path / f"log{len(started)}.jsonl")
+                        limits_enabled=limits, log_path=tmp_path / f"log{len(started)}.jsonl",
+                        **options)
         await sim.start()
         started.append(sim)
         return sim

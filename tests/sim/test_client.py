@@ -1,8 +1,11 @@
-"""The registry client against the simulator: the WHOIS fallback is async, retried and bound."""
+"""The registry client against the simulator: the WHOIS fallback is async, retried and bound; 429 pauses."""
 
 from __future__ import annotations
 
 import json
+import time
+
+import aiohttp
 
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
@@ -33,3 +36,22 @@ async def test_whois_answers_when_rdap_fails_from_the_egress_it_was_charged_to(
     sim.log.flush()
     logged = [json.loads(line) for line in sim.log.path.open()]
     assert [(e["protocol"], e["source"]) for e in logged] == [("whois", "127.0.0.2")]
+
+
+async def test_a_429_without_retry_after_pauses_by_the_registry_s_pace_and_doubles(start_sim, find_address):
+    """RIPE NCC's 429s say not how long: the first pause is 20 intervals of its budget (here about 40
+    ms; 2 s at the real 10/s), and doubles while the refusals go on, instead of a fixed 5 s."""
+    sim = await start_sim(faults={"ripencc": {"storm": {"period_s": 1000, "duration_s": 0.5}}})
+    addr, _ = find_address("ripencc")
+    async with aiohttp.ClientSession() as session, session.get(sim.bootstrap_url) as resp:
+        bootstrap = Bootstrap.from_document(await resp.json(content_type=None))
+    client = RegistryClient(bootstrap, MemoryRateLimiter({"ripencc": Limit(500.0)}))
+    started = time.monotonic()
+    try:
+        result = await client.lookup(ip_int(addr))
+    finally:
+        await client.close()
+    assert result.record is not None and result.rate_limited >= 3
+    assert time.monotonic() - started < 2.5
+    first = client._unsaid_pause("ripencc", 1)
+    assert first == 20 * Limit(500.0).interval_ms / 1000 and client._unsaid_pause("ripencc", 3) == 4 * first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import aiohttp
@@ -33,7 +34,8 @@ def test_limits_are_time_scaled():
     assert one["lacnic"]["rate_per_s"] == pytest.approx(10 / 60)
     assert fast["lacnic"]["block_s"] == pytest.approx(3.0)
     assert one["ripencc"]["max_connections"] == 3
-    assert one["afrinic"]["daily_cap"] and fast["afrinic"]["day_s"] == pytest.approx(864.0)
+    assert one["afrinic"]["personal_cap"] == 5000 and fast["afrinic"]["day_s"] == pytest.approx(864.0)
+    assert one["ripencc"]["personal_cap"] == 1000
 
 
 @pytest.mark.parametrize(("registry", "scale", "n"), [
@@ -46,12 +48,16 @@ async def test_token_bucket_triggers_recovers_per_source(registry, scale, n, sta
     statuses = [s for s, _, _ in got]
     burst = policy.POLICIES[registry].burst
     assert statuses.count(200) >= burst and 429 in statuses
-    limited = next(h for s, h, _ in got if s == 429)
-    assert int(limited["Retry-After"]) >= 1
+    limited, body = next((h, b) for s, h, b in got if s == 429)
+    assert body["errorCode"] == 429  # a JSON error body, RIPE NCC's too
+    if registry == "ripencc":  # RIPE NCC's 429s carry no Retry-After
+        assert "Retry-After" not in limited and "Retry-After-Ms" not in limited
+    else:
+        assert int(limited["Retry-After"]) >= 1
     # another source address has its own budget
     other = await fire(url, "127.0.0.3", 5)
     assert [s for s, _, _ in other] == [200] * 5
-    await asyncio.sleep(float(limited["Retry-After-Ms"]) / 1000 + 0.2)
+    await asyncio.sleep(float(limited.get("Retry-After-Ms", 1000)) / 1000 + 0.2)
     again = await fire(url, "127.0.0.2", 1)
     assert again[0][0] == 200
     outcomes = [line for line in _log_lines(sim) if line["source"] == "127.0.0.2"]
@@ -85,7 +91,7 @@ async def test_ripe_three_connections_per_address(start_sim):
     assert [s for s, _, _ in await fire(url, "127.0.0.2", 3)] == [200] * 3
 
 
-def test_afrinic_escalating_bans_and_daily_cap():
+def test_afrinic_escalating_bans():
     lim = Limiter(time_scale=1.0)
     t = 1000.0
     # hammer: strikes accumulate into a ban, and the next ban is longer
@@ -98,15 +104,53 @@ def test_afrinic_escalating_bans_and_daily_cap():
     for i in range(40):
         v = lim.check("afrinic", "a", t2 + i * 0.001)
     assert v.outcome == "blocked" and v.retry_after > 500  # escalated to 600 s
-    # daily cap: 20,000 lookups per day, then blocked until the day ends
+
+
+def test_afrinic_personal_data_cap_blocks_for_the_day_then_for_a_year():
+    """5,000 person-object queries a day, then a block until the day ends; the 11th block: a year."""
     lim = Limiter(time_scale=1.0)
-    cap = policy.POLICIES["afrinic"].daily_cap
-    assert cap
-    for i in range(cap):
-        assert lim.check("afrinic", "c", 10.0 + i * 0.5).allowed
-    v = lim.check("afrinic", "c", 10.0 + cap * 0.5)
+    assert policy.POLICIES["afrinic"].daily_cap is None  # lookups themselves are not capped
+    for i in range(5000):
+        assert lim.personal("afrinic", "c", 10.0 + i * 0.5, 1).allowed
+    v = lim.personal("afrinic", "c", 2600.0, 1)
     assert not v.allowed and v.outcome == "blocked"
-    assert lim.check("afrinic", "c", 10.0 + policy.DAY_S + 1).allowed
+    assert not lim.check("afrinic", "c", 2601.0).allowed  # blocked for everything
+    assert lim.check("afrinic", "c", policy.DAY_S + 11).allowed  # the next day
+    assert lim.personal("afrinic", "d", 10.0, 0).allowed  # `-r` queries serve none
+    for day in range(1, 12):  # ten more blocks ...
+        start = day * policy.DAY_S + 20
+        assert not lim.personal("afrinic", "c", start, 5001).allowed
+    assert lim.check("afrinic", "c", 12 * policy.DAY_S + 100).retry_after > 300 * policy.DAY_S
+
+
+async def test_ripe_whois_counts_personal_data_but_not_with_r(start_sim, monkeypatch):
+    monkeypatch.setitem(policy.POLICIES, "ripencc", dataclasses.replace(policy.POLICIES["ripencc"],
+                                                                          personal_cap=3))
+    sim = await start_sim(time_scale=1000.0)
+    answers = [await whois_query(sim, "127.0.0.2", f"-r {ADDR['ripencc']}") for _ in range(5)]
+    assert all("inetnum:" in a and "role:" not in a for a in answers)  # -r: no contact objects
+    answers = [await whois_query(sim, "127.0.0.2", ADDR["ripencc"]) for _ in range(4)]
+    assert all("role:" in a for a in answers[:3])
+    assert answers[3].startswith("%ERROR:201") and "personal data" in answers[3]
+    assert (await whois_query(sim, "127.0.0.2", f"-r {ADDR['ripencc']}")).startswith("%ERROR:201")
+    assert "inetnum:" in await whois_query(sim, "127.0.0.3", ADDR["ripencc"])  # per address
+
+
+async def test_ripe_whois_refuses_a_fourth_connection_with_error_306(start_sim):
+    sim = await start_sim(time_scale=1.0, latency=True,
+                          faults={"ripencc": {"latency": {"median_ms": 300, "sigma": 0}}})
+    got = await asyncio.gather(*(whois_query(sim, "127.0.0.2", f"-r {ADDR['ripencc']}") for _ in range(5)))
+    assert sum("inetnum:" in a for a in got) == 3
+    assert sum(a.startswith("%ERROR:306") for a in got) == 2
+
+
+async def whois_query(sim: Any, source: str, query: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.whois_port, local_addr=(source, 0))
+    writer.write(f"{query}\r\n".encode())
+    await writer.drain()
+    text = (await reader.read()).decode()
+    writer.close()
+    return text
 
 
 def test_lacnic_limiter_window():

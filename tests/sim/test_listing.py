@@ -1,4 +1,4 @@
-"""RFC 9910 relation search: registries that serve it list a network's children (`rdap-down`)."""
+"""Listings, server and client: RFC 9910 relation search (RIPE NCC, ARIN), WHOIS `-m` and ARIN's `r >`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import MalformedAnswer, RegistryClient, parse_whois_listing
-from whoiscrawl.sim import render, score
+from whoiscrawl.sim import relations, render, score
 from whoiscrawl.sim.model import World, ip_str, range_cidrs
 from whoiscrawl.sim.scenarios import Scenario
 from whoiscrawl.space import Bootstrap
@@ -39,13 +39,29 @@ def down(doc: dict) -> list[str]:
     return [link["href"] for link in doc["links"] if link["rel"] == "rdap-down"]
 
 
+def key(world: World, i: int) -> str:
+    return f"{ip_str(world.start[i])}%20-%20{ip_str(world.end[i])}"
+
+
+def span(world: World, i: int) -> tuple[int, int]:
+    return world.start[i], world.end[i]
+
+
+def kids_of(world: World, i: int) -> list[str]:
+    return [world.handle(c) for c in world.children(i, 10**6)]
+
+
 async def test_rdap_down_lists_every_child_in_address_order(start_sim, world: World, quick: Scenario):
     sim = await start_sim(time_scale=1000)
-    parent = parent_with(world, quick, "ripencc", 3, render.SEARCH_RESULTS_MAX)
+    parent = parent_with(world, quick, "ripencc", 3, 500)
     async with aiohttp.ClientSession() as session:
         doc = await network_doc(session, sim, world, parent)
         assert "rirSearch1" in doc["rdapConformance"]
+        rels = [link["rel"] for link in doc["links"] if "rirSearch1" in link["href"]]
+        assert rels == ["rdap-up", "rdap-up rdap-active", "rdap-down", "rdap-top", "rdap-top rdap-active",
+                        "rdap-bottom"]  # as RIPE NCC's answers link them, keyed by `a - b`
         (link,) = down(doc)
+        assert link.endswith(f"/ips/rirSearch1/rdap-down/{key(world, parent)}")
         async with session.get(link) as resp:
             assert resp.status == 200 and resp.content_type == "application/rdap+json"
             listing = await resp.json(content_type=None)
@@ -59,33 +75,56 @@ async def test_rdap_down_lists_every_child_in_address_order(start_sim, world: Wo
     assert logged[-1]["protocol"] == "rdap-down" and logged[-1]["handle"] == world.handle(parent)
 
 
-async def test_a_long_list_is_cut_with_a_truncation_notice(start_sim, world: World, quick: Scenario):
-    sim = await start_sim(time_scale=1000)
-    parent = parent_with(world, quick, "arin", render.SEARCH_RESULTS_MAX + 1, 10**9)
+async def test_above_the_row_limit_a_search_is_refused_as_too_many_rows(
+    start_sim, world: World, quick: Scenario
+):
+    sim = await start_sim(time_scale=1000, row_limit=50)
+    parent = parent_with(world, quick, "arin", 51, 10**9)
+    fits = parent_with(world, quick, "arin", 3, 50)
     async with aiohttp.ClientSession() as session:
         (link,) = down(await network_doc(session, sim, world, parent))
         async with session.get(link) as resp:
-            listing = await resp.json(content_type=None)
-    assert len(listing["ipSearchResults"]) == render.SEARCH_RESULTS_MAX
-    assert any(n.get("type") == "result set truncated due to excessive load" for n in listing["notices"])
-
-
-async def test_a_range_starting_inside_a_listed_child_lists_the_siblings_after_it(
-    start_sim, world: World, quick: Scenario
-):
-    sim = await start_sim(time_scale=1000)
-    parent = parent_with(world, quick, "arin", render.SEARCH_RESULTS_MAX + 1, 10**9)
-    kids = world.children(parent, 10**6)
-    listed = kids[render.SEARCH_RESULTS_MAX - 1]
-    rest = f"{ip_str(world.end[listed])}%20-%20{ip_str(world.end[parent])}"
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{sim.base_url('arin')}ips/rirSearch1/rdap-down/{rest}") as resp:
+            assert resp.status == 400  # no partial list, no truncation notice, no paging
+            refused = await resp.json(content_type=None)
+        (small,) = down(await network_doc(session, sim, world, fits))
+        async with session.get(small) as resp:
             assert resp.status == 200
-            page = await resp.json(content_type=None)
-        async with session.get(f"{sim.base_url('ripencc')}ips/rirSearch1/rdap-down/{rest}") as resp:
-            assert resp.status == 404  # not RIPE's space
-    want = kids[render.SEARCH_RESULTS_MAX : 2 * render.SEARCH_RESULTS_MAX]
-    assert [n["handle"] for n in page["ipSearchResults"]] == [world.handle(c) for c in want]
+            whole = await resp.json(content_type=None)
+    assert refused["title"] == "Too Many Rows" and "ipSearchResults" not in refused
+    assert len(whole["ipSearchResults"]) == world.nchildren[fits]
+    assert not any("truncated" in str(n.get("type")) for n in whole["notices"])
+
+
+async def test_relations_of_a_key_that_is_no_object(start_sim, world: World, quick: Scenario):
+    """down: the largest networks inside the key; bottom: the most specific; up, top: one network;
+    nothing: 404; `status=active` on down: 501 (RIPE NCC's server)."""
+    sim = await start_sim(time_scale=1000)
+    parent = parent_with(world, quick, "ripencc", 4, 500)
+    kids = world.children(parent, 10**6)
+    first, last = world.start[kids[1]], world.end[kids[-1]]  # from the second child to the end
+    span = f"{ip_str(first)}%20-%20{ip_str(last)}"
+    base = f"{sim.base_url('ripencc')}ips/rirSearch1/"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}rdap-down/{span}") as resp:
+            listed = [n["handle"] for n in (await resp.json(content_type=None))["ipSearchResults"]]
+        async with session.get(f"{base}rdap-bottom/{span}") as resp:
+            bottom = [n["handle"] for n in (await resp.json(content_type=None))["ipSearchResults"]]
+        async with session.get(f"{base}rdap-up/{span}") as resp:
+            up = (await resp.json(content_type=None))["handle"]
+        async with session.get(f"{base}rdap-top/{key(world, kids[1])}") as resp:
+            top = (await resp.json(content_type=None))["handle"]
+        async with session.get(f"{base}rdap-down/{span}?status=active") as resp:
+            assert resp.status == 501
+        leaf = next(c for c in kids if not world.nchildren[c])
+        async with session.get(f"{base}rdap-down/{key(world, leaf)}") as resp:
+            assert resp.status == 404  # an empty answer is 404
+    assert listed == [world.handle(c) for c in kids[1:]] and up == world.handle(parent)
+    root = parent
+    while world.parent[root] >= 0:
+        root = world.parent[root]
+    assert top == world.handle(root)
+    leaves = [world.handle(c) for c in relations.bottom(world, "ripencc", first, last, 10**6)]
+    assert bottom == leaves and set(bottom) >= {world.handle(c) for c in kids[1:] if not world.nchildren[c]}
 
 
 def test_within_a_network_s_own_range_is_its_children(world: World):
@@ -95,50 +134,120 @@ def test_within_a_network_s_own_range_is_its_children(world: World):
         assert world.within(world.start[i], world.end[i], 10**6) == world.children(i, 10**6)
 
 
+@pytest.mark.parametrize("registry", ["apnic", "lacnic", "afrinic"])
 async def test_registries_without_relation_search_neither_link_nor_answer(
-    start_sim, world: World, quick: Scenario
+    start_sim, world: World, quick: Scenario, registry: str
 ):
     sim = await start_sim(time_scale=1000)
-    parent = parent_with(world, quick, "lacnic", 1, 10**9)
+    parent = parent_with(world, quick, registry, 1, 10**9)
     async with aiohttp.ClientSession() as session:
         doc = await network_doc(session, sim, world, parent)
         assert down(doc) == [] and "rirSearch1" not in doc["rdapConformance"]
-        path = render.down_path(world, parent)
-        async with session.get(f"{sim.base_url('lacnic')}{path}") as resp:
+        assert not any("rirSearch1" in link["href"] for link in doc["links"])
+        url = f"{sim.base_url(registry)}ips/rirSearch1/rdap-down/{key(world, parent)}"
+        async with session.get(url) as resp:
             assert resp.status == 404
 
 
-async def test_the_client_follows_the_link_and_says_when_a_list_was_cut(
-    start_sim, world: World, quick: Scenario
-):
-    sim = await start_sim(time_scale=1000)
+async def test_arin_relation_search_can_be_switched_off(start_sim, world: World, quick: Scenario):
+    sim = await start_sim(time_scale=1000, arin_relation_search=False)
+    parent = parent_with(world, quick, "arin", 3, 10**9)
+    async with aiohttp.ClientSession() as session:
+        assert down(await network_doc(session, sim, world, parent)) == []
+        ripe = parent_with(world, quick, "ripencc", 3, 10**9)
+        assert down(await network_doc(session, sim, world, ripe)) != []
+    assert sim.info()["relation_search"] == {"registries": ["ripencc"], "row_limit": 10_000}
+
+
+async def client_for(sim, whois: tuple[str, ...] = ()) -> RegistryClient:
     async with aiohttp.ClientSession() as session, session.get(sim.bootstrap_url) as resp:
         bootstrap = Bootstrap.from_document(await resp.json(content_type=None))
-    client = RegistryClient(bootstrap, MemoryRateLimiter({"ripencc": Limit(500.0), "arin": Limit(500.0)}))
+    limits = {r: Limit(500.0) for r in ("arin", "ripencc", "apnic", "lacnic", "afrinic")}
+    servers = dict.fromkeys(whois, f"127.0.0.1:{sim.whois_port}")
+    return RegistryClient(bootstrap, MemoryRateLimiter(limits), whois_servers=servers)
+
+
+async def test_the_client_splits_a_search_refused_as_too_many_rows(start_sim, world: World, quick: Scenario):
+    sim = await start_sim(time_scale=1000, row_limit=20)
+    client = await client_for(sim)
     try:
-        small = parent_with(world, quick, "ripencc", 3, render.SEARCH_RESULTS_MAX)
-        big = parent_with(world, quick, "arin", render.SEARCH_RESULTS_MAX + 1, 10**9)
+        small = parent_with(world, quick, "ripencc", 3, 20)
+        big = parent_with(world, quick, "ripencc", 100, 3000)
         async with aiohttp.ClientSession() as session:
             small_link = down(await network_doc(session, sim, world, small))[0]
             big_link = down(await network_doc(session, sim, world, big))[0]
-        whole = await client.children("ripencc", small_link)
+        whole = await client.children("ripencc", small_link, world.handle(small))
         assert whole.complete and whole.lookups == 1
-        assert [c.handle for c, _ in whole.children] == [
-            world.handle(c) for c in world.children(small, 10**6)
-        ]
+        assert [c.handle for c, _ in whole.children] == kids_of(world, small)
         assert all(c.parent_handle == world.handle(small) for c, _ in whole.children)
-        cut = await client.children("arin", big_link)
-        assert not cut.complete and len(cut.children) == render.SEARCH_RESULTS_MAX
-        paged = await client.children("arin", big_link, world.end[big])
+        split = await client.children("ripencc", big_link, world.handle(big))
         everyone = world.children(big, 10**6)
-        assert paged.complete and [c.handle for c, _ in paged.children] == [world.handle(c) for c in everyone]
-        assert paged.lookups == -(-len(everyone) // render.SEARCH_RESULTS_MAX)  # one request a page
-        missing = await client.children(
-            "ripencc", small_link.replace("rdap-down/", "rdap-down/10.0.0.0/8?x=")
-        )
-        assert not missing.complete and missing.children == []
+        assert split.complete and [c.handle for c, _ in split.children] == [world.handle(c) for c in everyone]
+        assert split.lookups > len(everyone) // 20  # one per part, and a few rdap-up at the cuts
+        assert all(url and "/rdap-down/" in url for _, url in split.children)
     finally:
         await client.close()
+    sim.log.flush()
+    statuses = {json.loads(line)["status"] for line in sim.log.path.open() if '"rdap-down"' in line}
+    assert 400 in statuses
+
+
+async def test_a_listing_answered_404_has_no_children(start_sim, world: World, quick: Scenario):
+    sim = await start_sim(time_scale=1000)
+    client = await client_for(sim)
+    try:
+        leaf = next(i for i in range(len(world)) if world.registry(i) == "ripencc"
+                    and not world.nchildren[i] and not world.is_placeholder(i))
+        url = f"{sim.base_url('ripencc')}ips/rirSearch1/rdap-down/{key(world, leaf)}"
+        listing = await client.children("ripencc", url, world.handle(leaf))
+        assert listing.complete and listing.children == [] and listing.lookups == 1
+    finally:
+        await client.close()
+
+
+async def test_apnic_is_listed_by_whois_m(start_sim, world: World, quick: Scenario):
+    sim = await start_sim(time_scale=1000)
+    client = await client_for(sim, ("apnic",))
+    try:
+        parent = parent_with(world, quick, "apnic", 3, 300)
+        result = await client.lookup(world.start[parent])
+        assert result.down_url is not None and result.down_url.startswith("whois://")  # no rdap-down link
+        listing = await client.children("apnic", str(client.whois_down_url("apnic", world.start[parent],
+                                                                           world.end[parent])),
+                                        world.handle(parent), (world.start[parent], world.end[parent]))
+        assert listing.complete and listing.lookups == 1
+        assert [c.handle for c, _ in listing.children] == kids_of(world, parent)
+    finally:
+        await client.close()
+    sim.log.flush()
+    assert "whois-m" in {json.loads(line)["protocol"] for line in sim.log.path.open()}
+
+
+async def test_arin_without_relation_search_is_listed_by_r_more(start_sim, world: World, quick: Scenario):
+    """ARIN's WHOIS `r + > <cidr>` answers every level below; the client keeps the direct children."""
+    sim = await start_sim(time_scale=1000, arin_relation_search=False)
+    client = await client_for(sim, ("arin",))
+    try:
+        parent = next(
+            i for i in range(len(world)) if world.registry(i) == "arin" and 3 <= world.nchildren[i] < 300
+            and any(world.nchildren[c] for c in world.children(i, 300))
+        )
+        result = await client.lookup(world.start[parent])
+        assert result.down_url is not None and result.down_url.startswith("whois://")  # no rdap-down link
+        url = client.whois_down_url("arin", world.start[parent], world.end[parent])
+        assert url is not None and "r%20%2B%20%3E" in url
+        listing = await client.children("arin", url, world.handle(parent), span(world, parent))
+        kids = world.children(parent, 10**6)
+        assert listing.complete and listing.lookups == 1
+        assert [c.handle for c, _ in listing.children] == [world.handle(c) for c in kids]
+        for (child, _), i in zip(listing.children, kids, strict=True):
+            truth = score.truth_record(world, i, 0)
+            assert (child.type, child.parent_handle, child.cidrs) == (truth["type"], truth["parent_handle"],
+                                                                       truth["cidrs"])
+    finally:
+        await client.close()
+    sim.log.flush()
+    assert "whois-r>" in {json.loads(line)["protocol"] for line in sim.log.path.open()}
 
 
 async def test_ripe_style_whois_lists_what_rdap_does_not(start_sim, world: World, quick: Scenario):
@@ -150,10 +259,10 @@ async def test_ripe_style_whois_lists_what_rdap_does_not(start_sim, world: World
     limits = {"afrinic": Limit(500.0), "lacnic": Limit(500.0)}
     client = RegistryClient(bootstrap, MemoryRateLimiter(limits), whois_servers=whois)
     try:
-        parent = parent_with(world, quick, "afrinic", 3, 10**9)
+        parent = parent_with(world, quick, "afrinic", 3, 300)
         url = client.whois_down_url("afrinic", world.start[parent], world.end[parent])
         assert url is not None and url.startswith("whois://")
-        listing = await client.children("afrinic", url, world.end[parent], world.handle(parent))
+        listing = await client.children("afrinic", url, world.handle(parent), span(world, parent))
         kids = world.children(parent, 10**6)
         assert listing.complete and listing.lookups == 1
         assert [c.handle for c, _ in listing.children] == [world.handle(c) for c in kids]
@@ -166,8 +275,8 @@ async def test_ripe_style_whois_lists_what_rdap_does_not(start_sim, world: World
         lacnic = parent_with(world, quick, "lacnic", 1, 10**9)
         assert client.whois_down_url("lacnic", world.start[lacnic], world.end[lacnic]) is None
         refused = await client.children(  # LACNIC's server takes single addresses only
-            "lacnic", f"whois://127.0.0.1:{sim.whois_port}/{ip_str(world.start[lacnic])}%20-%20"
-            f"{ip_str(world.end[lacnic])}", world.end[lacnic])
+            "lacnic", f"whois://127.0.0.1:{sim.whois_port}/-m%20{ip_str(world.start[lacnic])}%20-%20"
+            f"{ip_str(world.end[lacnic])}", world.handle(lacnic))
         assert not refused.complete and refused.children == []
     finally:
         await client.close()
@@ -183,3 +292,22 @@ def test_a_whois_listing_without_its_closing_line_is_refused(world: World, quick
     with pytest.raises(MalformedAnswer, match="closing line"):
         parse_whois_listing(text[: len(text) // 2], "afrinic", world.handle(parent))
     assert parse_whois_listing(render.whois_listing(world, [], "afrinic"), "afrinic", None) == []
+
+
+@pytest.mark.parametrize("row_limit", [1, 2, 7])
+async def test_splitting_down_to_tiny_row_limits_still_lists_every_child(
+    start_sim, world: World, quick: Scenario, row_limit: int
+):
+    """Parts that are children themselves (with children, or leaves that 404), children across a
+    split point, non-CIDR children: at a row limit of one every part meets them."""
+    sim = await start_sim(time_scale=1000, row_limit=row_limit)
+    client = await client_for(sim)
+    try:
+        for registry in ("ripencc", "arin"):
+            parent = parent_with(world, quick, registry, 30, 120)
+            url = f"{sim.base_url(registry)}ips/rirSearch1/rdap-down/{key(world, parent)}"
+            listing = await client.children(registry, url, world.handle(parent))
+            assert listing.complete
+            assert [c.handle for c, _ in listing.children] == kids_of(world, parent)
+    finally:
+        await client.close()

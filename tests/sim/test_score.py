@@ -113,3 +113,13 @@ def test_score_without_log(tmp_path):
     res = write_jsonl(tmp_path / "r.jsonl", [])
     out = score.score("quick", res)
     assert out["blocks_found"] == 0 and out["recall"] == 0.0 and out["lookups"] is None
+
+
+def test_recall_by_registry_and_prefix_size(tmp_path, quick):
+    truth = list(score.truth_records(quick))
+    res = write_jsonl(tmp_path / "results.jsonl", [result_of(r) for r in truth if r["registry"] == "ripencc"])
+    cells = score.score("quick", res)["recall_by_registry_prefix"]
+    assert set(cells) == {r["registry"] for r in truth}
+    assert all(b["recall"] == 1.0 for b in cells["ripencc"].values())
+    assert all(b["found"] == 0 for b in cells["arin"].values())
+    assert sum(b["truth"] for reg in cells.values() for b in reg.values()) == len(truth)

@@ -33,6 +33,11 @@ def test_each_target_is_reported_with_its_value_and_whether_it_was_met():
         "wasted_floor": 30,
         "rate_limited": 0,
         "utilization": {"arin": util(900, 10, 0.8), "lacnic": util(100, 1 / 6, 0.95)},
+        "lookups_per_block": 0.4,
+        "recall_by_registry_prefix": {  # LACNIC (grid only) is not held to the listing target
+            "ripencc": {"/24": {"recall": 1.0}, "/25-/32": {"recall": 0.998}},
+            "lacnic": {"/25-/32": {"recall": 0.5}},
+        },
     }
     out = against_targets(figures)
     assert out["busiest_registry"] == "lacnic"
@@ -42,7 +47,10 @@ def test_each_target_is_reported_with_its_value_and_whether_it_was_met():
         "wasted_share": False,
         "rate_limited": True,
         "busiest_utilization": True,
+        "listing_recall_min": False,
+        "lookups_per_block": True,
     }
+    assert out["listing_recall_min"]["value"] == 0.998
     assert out["wasted_share"]["value"] == 0.044
     assert out["wasted_share"]["floor"] == 0.03  # what no complete crawl gets below
 

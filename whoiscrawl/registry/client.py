@@ -14,19 +14,19 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
-from netaddr import IPAddress
+from netaddr import IPAddress, IPNetwork, spanning_cidr
 
-from whoiscrawl import metrics
+from whoiscrawl import metrics, rirs
 from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.registry import rdap, whois
+from whoiscrawl.registry import rdap, relations, whois
 from whoiscrawl.registry.breaker import CircuitBreaker
 from whoiscrawl.registry.outcome import Kind, LookupFailed, MalformedAnswer, Outcome
-from whoiscrawl.space import WHOIS_MORE_SPECIFIC, Bootstrap, registry_for
+from whoiscrawl.space import Bootstrap, registry_for
 
 log = logging.getLogger(__name__)
 
-Child = tuple[NetworkRecord, str | None]  # a listed network with its own listing URL, if any
+Child = relations.Child  # a listed network with its own listing URL, if any
 Breaking = Literal["keep", "wait", "ignore"]  # what an attempt does with the registry's circuit breaker
 
 
@@ -50,10 +50,11 @@ class LookupResult:
 
 @dataclass
 class Listing:
-    """A network's children as its registry listed them (RFC 9910 rdap-down), in address order."""
+    """A network's children as its registry listed them (RFC 9910 rdap-down, WHOIS -m or r >), in
+    address order."""
 
     children: list[Child]
-    complete: bool  # False: all or part of it could not be had (a cut list with no way to the rest)
+    complete: bool  # False: all or part of it could not be had
     lookups: int = 0
     rate_limited: int = 0
 
@@ -86,12 +87,14 @@ class RegistryClient:
     timeout: float = 10.0
     attempts: int = 4  # tries for errors (5xx, resets, timeouts, malformed answers)
     max_pauses: int = 50  # 429s / rate-limit notices to sit out before giving up on a request
-    default_pause: float = 5.0  # seconds to pause after a 429 without Retry-After
+    default_pause: float = 5.0  # most seconds of the first pause after a 429 without Retry-After
+    max_pause: float = 300.0  # ... which doubles with every further one of a request, up to this
     backoff: float = 0.2  # first retry delay; doubles, with full jitter
     include_raw: bool = False
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
+    _unlisted: set[str] = field(default_factory=set)  # registries warned about: able to list, not listed
 
     def __post_init__(self) -> None:
         self._egress_keys = [e.key for e in self.egresses]
@@ -162,7 +165,8 @@ class RegistryClient:
             if outcome.kind is Kind.RATE_LIMITED:
                 tally.rate_limited += 1
                 metrics.RATE_LIMITED.labels(registry).inc()
-                await self.limiter.pause(registry, outcome.egress, outcome.retry_after or self.default_pause)
+                pause = outcome.retry_after or self._unsaid_pause(registry, tally.rate_limited)
+                await self.limiter.pause(registry, outcome.egress, pause)
                 if tally.rate_limited > self.max_pauses:
                     tally.errors.append(f"{registry} kept answering 429 ({tally.rate_limited} times)")
                     return outcome
@@ -172,6 +176,14 @@ class RegistryClient:
             await asyncio.sleep(random.uniform(0, self.backoff * 2 ** (len(tally.errors) - 1)))
             if len(tally.errors) >= self.attempts:
                 return outcome
+
+    def _unsaid_pause(self, registry: str, refusals: int) -> float:
+        """How long to pause after the n-th 429 of a request that came without Retry-After (RIPE
+        NCC's never carry one): 20 request intervals of the registry's budget (2 s at 10/s), at
+        most `default_pause`, doubling with each further refusal up to `max_pause`."""
+        limit = self.limiter.limits.get(registry)
+        first = min(self.default_pause, 20 * limit.interval_ms / 1000) if limit else self.default_pause
+        return float(min(self.max_pause, first * 2 ** max(0, refusals - 1)))
 
     # --- lookups -------------------------------------------------------------------------------
 
@@ -196,6 +208,8 @@ class RegistryClient:
             result.down_url = rdap.down_link(outcome.value.raw or {}) or self.whois_down_url(
                 registry, result.record.first, result.record.last
             )
+            if result.down_url is None:
+                self._no_listing(registry)
             if not self.include_raw:
                 result.record.raw = None
         elif outcome.kind is not Kind.NOT_FOUND:
@@ -238,80 +252,93 @@ class RegistryClient:
         return record
 
     def whois_down_url(self, registry: str, first: int, last: int) -> str | None:
-        """Where a registry without RFC 9910 links lists a network's children: a `whois://` URL
-        for `-m` on its range, if its WHOIS server is RIPE-style and one is configured."""
+        """Where a registry without RFC 9910 links lists a network's children, by the catalogue: a
+        `whois://server/<query>` URL for RIPE-style `-r -m <range>` or ARIN's `r + > <cidr>` (the
+        smallest CIDR holding the range), if the registry's WHOIS offers one and a server is set."""
         server = self.whois_servers.get(registry)
-        if not server or registry not in WHOIS_MORE_SPECIFIC:
+        offered = rirs.BY_ID[registry].listings if registry in rirs.BY_ID else ()
+        if not server:
             return None
-        return f"whois://{server}/{quote(f'{IPAddress(first)} - {IPAddress(last)}')}"
+        if rirs.WHOIS_MORE_SPECIFIC in offered:
+            query = f"-r -m {IPAddress(first)} - {IPAddress(last)}"
+        elif rirs.WHOIS_ARIN_CHILDREN in offered:
+            query = f"r + > {spanning_cidr([IPAddress(first), IPAddress(last)])}"
+        else:
+            return None
+        return f"whois://{server}/{quote(query)}"
+
+    def _no_listing(self, registry: str) -> None:
+        """Say (once per registry) that a registry able to list is probed on the grid instead."""
+        offered = rirs.BY_ID[registry].listings if registry in rirs.BY_ID else ()
+        if offered and registry not in self._unlisted:
+            self._unlisted.add(registry)
+            log.warning(
+                "%s lists children (%s), but its answers link no rdap-down and no WHOIS server is "
+                "configured for it: its networks are probed on the grid", registry, ", ".join(offered)
+            )
 
     # --- listings ------------------------------------------------------------------------------
 
     async def children(
-        self, registry: str, url: str, last: int | None = None, parent_handle: str | None = None
+        self,
+        registry: str,
+        url: str,
+        parent_handle: str | None = None,
+        span: tuple[int, int] | None = None,
+        wanted: Callable[[int, int], bool] | None = None,
     ) -> Listing:
-        """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m`):
-        its children, paced and retried like a lookup.
-
-        A registry that cuts a long list short is asked again for the rest of the network's range
-        (up to `last`), starting at the last child it listed: RFC 9910 `rdap-down` for a range
-        answers the largest networks strictly inside it (RIPE's `-m`), and a range that starts inside
-        a listed child holds just the siblings after it. A list that could not be had comes back
-        incomplete, never raised: the walk then probes what the list did not cover."""
-        listing = Listing([], complete=False)
-        seen: set[tuple[int, int]] = set()
-        while True:
-            page = await self._list_page(registry, url, listing, parent_handle)
-            if page is None:
-                return listing
-            children, cut = page
-            for child in children:
-                if (child[0].first, child[0].last) not in seen:
-                    seen.add((child[0].first, child[0].last))
-                    listing.children.append(child)
-            reached = max((c.last for c, _ in children), default=None)
-            if not cut or (last is not None and reached is not None and reached >= last):
-                listing.complete = True
-                return listing
-            if last is None or reached is None or "/rdap-down/" not in url:
-                return listing
-            rest = quote(f"{IPAddress(reached)} - {IPAddress(last)}")
-            next_url = f"{url[: url.index('/rdap-down/')]}/rdap-down/{rest}"
-            if next_url == url:
-                return listing  # no progress: leave the rest to the grid
-            url = next_url
-
-    async def _list_page(
-        self, registry: str, url: str, listing: Listing, parent_handle: str | None
-    ) -> tuple[list[Child], bool] | None:
-        """One listing page, RDAP `rdap-down` or (a `whois://` URL) WHOIS `-m`: (children, cut
-        short?), or None if it failed, or the registry has nothing to list there (the walk probes)."""
-        tally = Tally(rate_limited=listing.rate_limited)  # 429s count over the whole listing
+        """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m` or
+        ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
+        level; a relation search refused as too many rows (or cut short) is split and its parts
+        listed (`relations.RelationSearch`); nobody is paged by "last child". 404 is no children.
+        A list that could not be had comes back incomplete, never raised: the walk then probes
+        what the list did not cover. `wanted`: the parts worth listing (the crawl's scope)."""
+        tally = Tally()
         if url.startswith("whois://"):
-            where = urlsplit(url)
-            server, query = f"{where.hostname}:{where.port or 43}", f"-r -m {unquote(where.path.lstrip('/'))}"
-            outcome = await self._attempt(
-                registry, lambda: self._whois_request(registry, server, query, None, parent_handle),
-                tally, "listing", "wait",
-            )
+            listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally)
         else:
-            outcome = await self._attempt(
-                registry, lambda: self._rdap_page(registry, url), tally, "listing", "wait"
-            )
-        listing.lookups += tally.lookups
-        listing.rate_limited = tally.rate_limited
-        page: tuple[list[Child], bool] | None = outcome.value if outcome.kind is Kind.ANSWER else None
-        return page
+            listing = await self._relation_children(registry, url, parent_handle, wanted, tally)
+        listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
+        if not listing.complete:
+            log.warning("the listing %s at %s came back incomplete: the grid probes the rest", url, registry)
+        return listing
 
-    async def _rdap_page(self, registry: str, url: str) -> Outcome:
-        outcome = await self._request(registry, url)
+    async def _relation_children(
+        self, registry: str, url: str, parent_handle: str | None,
+        wanted: Callable[[int, int], bool] | None, tally: Tally,
+    ) -> Listing:
+        where = relations.split_url(url)
+        if where is None:
+            return Listing([], complete=False)
+        base, _, (first, last) = where
+        async def fetch(url: str) -> Outcome:  # each request of a split listing has its own 429 budget
+            one = Tally()
+            try:
+                return await self._attempt(
+                    registry, functools.partial(self._request, registry, url), one, "listing", "wait"
+                )
+            finally:
+                tally.lookups += one.lookups
+                tally.rate_limited += one.rate_limited
+
+        search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted)
+        await search.run(first, last)
+        search.children.sort(key=lambda c: c[0].first)
+        return Listing(search.children, complete=search.complete)
+
+    async def _whois_children(
+        self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None,
+        wanted: Callable[[int, int], bool] | None, tally: Tally,
+    ) -> Listing:
+        where = urlsplit(url)
+        server, query = f"{where.hostname}:{where.port or 43}", unquote(where.path.lstrip("/"))
+        outcome = await self._attempt(
+            registry, lambda: self._whois_listing(registry, server, query, parent_handle, span, wanted),
+            tally, "listing", "wait",
+        )
         if outcome.kind is not Kind.ANSWER:
-            return outcome
-        try:
-            children = rdap.parse_listing(self._parser, outcome.value, registry)
-        except MalformedAnswer as exc:
-            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
-        return Outcome(Kind.ANSWER, (children, rdap.truncated(outcome.value)), egress=outcome.egress)
+            return Listing([], complete=False)
+        return Listing(outcome.value, complete=True)
 
     # --- one request ---------------------------------------------------------------------------
 
@@ -335,8 +362,10 @@ class RegistryClient:
         except ValueError:
             doc = None
         if resp.status == 429 or rdap.rate_limit_notice(doc):
-            pause = _retry_after(resp, self.default_pause)
+            pause = _retry_after(resp, 0.0)  # 0: the registry said not how long (RIPE NCC never does)
             return Outcome(Kind.RATE_LIMITED, retry_after=pause, egress=egress)
+        if resp.status == 400 and relations.too_many_rows(doc):
+            return Outcome(Kind.TOO_MANY_ROWS, egress=egress)
         if resp.status != 200:
             return Outcome(Kind.TRANSIENT, f"HTTP {resp.status} from {url}", egress=egress)
         if doc is None:  # a broken body counts against the breaker, like a failed exchange
@@ -344,26 +373,56 @@ class RegistryClient:
             return Outcome(Kind.TRANSIENT, why, egress=egress)
         return Outcome(Kind.ANSWER, doc, egress=egress)
 
-    async def _whois_request(
-        self, registry: str, server: str, query: str, address: int | None, parent_handle: str | None = None
+    async def _whois_request(self, registry: str, server: str, query: str, address: int) -> Outcome:
+        """One port-43 lookup inside the registry's budget, bound to the egress it was charged to."""
+        outcome = await self._whois_text(registry, server, query)
+        if outcome.kind is not Kind.ANSWER:
+            return outcome
+        try:
+            record = await asyncio.to_thread(whois.parse_whois, outcome.value, address, registry)
+        except whois.WhoisRateLimited:
+            return Outcome(Kind.RATE_LIMITED, egress=outcome.egress)
+        except MalformedAnswer as exc:
+            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
+        return Outcome(Kind.ANSWER, record, egress=outcome.egress)
+
+    async def _whois_listing(
+        self, registry: str, server: str, query: str, parent_handle: str | None,
+        span: tuple[int, int] | None, wanted: Callable[[int, int], bool] | None = None,
     ) -> Outcome:
-        """One port-43 exchange inside the registry's budget, bound to the egress it was charged to:
-        the network holding `address`, or (no address) a RIPE-style `-m` listing, which such a
-        server answers whole."""
+        """One port-43 listing (RIPE-style `-m`, answered whole; ARIN's `r >`, every level, of which
+        the direct children of `span` are kept): the children with their own listing URLs."""
+        outcome = await self._whois_text(registry, server, query)
+        if outcome.kind is not Kind.ANSWER:
+            return outcome
+        try:
+            if query.startswith("r "):
+                first, last = span or _cidr_span(query.rsplit(" ", 1)[-1])
+                text = outcome.value
+                children = await asyncio.to_thread(whois.parse_arin_listing, text, first, last, wanted)
+                for child in children:
+                    child.parent_handle = child.parent_handle or parent_handle
+            else:
+                children = await asyncio.to_thread(
+                    whois.parse_whois_listing, outcome.value, registry, parent_handle
+                )
+        except whois.WhoisRateLimited:
+            return Outcome(Kind.RATE_LIMITED, egress=outcome.egress)
+        except MalformedAnswer as exc:
+            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
+        page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
+        return Outcome(Kind.ANSWER, page, egress=outcome.egress)
+
+    async def _whois_text(self, registry: str, server: str, query: str) -> Outcome:
         host, _, port = server.rpartition(":")
         async with self.limiter.permit(registry, self._egress_keys) as egress:  # WHOIS counts too
             try:
                 text = await whois.query(host, int(port), query, self._bind.get(egress), self.timeout)
             except (OSError, TimeoutError) as exc:
                 return Outcome(Kind.TRANSIENT, f"{type(exc).__name__}: {exc}", egress=egress)
-        try:
-            if address is not None:
-                record = await asyncio.to_thread(whois.parse_whois, text, address, registry)
-                return Outcome(Kind.ANSWER, record, egress=egress)
-            children = await asyncio.to_thread(whois.parse_whois_listing, text, registry, parent_handle)
-        except whois.WhoisRateLimited:
-            return Outcome(Kind.RATE_LIMITED, egress=egress)
-        except MalformedAnswer as exc:
-            return Outcome(Kind.MALFORMED, str(exc), egress=egress)
-        page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
-        return Outcome(Kind.ANSWER, (page, False), egress=egress)
+        return Outcome(Kind.ANSWER, text, egress=egress)
+
+
+def _cidr_span(cidr: str) -> tuple[int, int]:
+    net = IPNetwork(cidr)
+    return int(net.first), int(net.last)

@@ -25,6 +25,7 @@ class Kind(Enum):
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "error"  # a 5xx, a reset, a timeout: worth another try
     MALFORMED = "malformed"  # an answer, but no usable one
+    TOO_MANY_ROWS = "too_many_rows"  # a search refused for its size (RIPE NCC: HTTP 400 "Too Many Rows")
 
 
 @dataclass(frozen=True)
@@ -39,5 +40,5 @@ class Outcome:
 
     @property
     def settled(self) -> bool:
-        """An answer, a not-found or a redirect: nothing to retry."""
-        return self.kind in (Kind.ANSWER, Kind.NOT_FOUND, Kind.REDIRECT)
+        """An answer, a not-found, a redirect or a refusal for size: nothing to retry."""
+        return self.kind in (Kind.ANSWER, Kind.NOT_FOUND, Kind.REDIRECT, Kind.TOO_MANY_ROWS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 
 from ipwhois.net import Net
 from ipwhois.whois import Whois
@@ -38,7 +39,10 @@ class WhoisRateLimited(RuntimeError):
     """The WHOIS server refused the query for volume (RIPE-style %ERROR:201, 'limit exceeded')."""
 
 
-_WHOIS_REFUSAL = re.compile(r"%\s*ERROR:201|access denied|limit exceeded|queries exceeded", re.IGNORECASE)
+# RIPE-style refusals: %ERROR:201 (access denied, limits), %ERROR:306 (too many connections).
+_WHOIS_REFUSAL = re.compile(
+    r"%\s*ERROR:(?:201|306)|access denied|limit exceeded|queries exceeded", re.IGNORECASE
+)
 
 
 # ARIN's WHOIS spells NetType differently from its RDAP "type"; records use the RDAP words.
@@ -51,8 +55,13 @@ _ARIN_NET_TYPES = {
 
 
 def lookup_query(address: int, registry: str) -> str:
-    """The query for the network holding an address: ARIN's syntax wants `n + <address>`."""
-    return f"n + {IPAddress(address)}" if registry == "arin" else str(IPAddress(address))
+    """The query for the network holding an address: ARIN's syntax wants `n + <address>`; RIPE-style
+    servers get `-r` (no contact objects), which keeps the query out of their daily personal-data
+    quota (RIPE NCC 1,000, AFRINIC 5,000 a day; the abuse contact stays in a `%` comment)."""
+    if registry == "arin":
+        return f"n + {IPAddress(address)}"
+    ripe_style = rirs.WHOIS_MORE_SPECIFIC in (rirs.BY_ID[registry].listings if registry in rirs.BY_ID else ())
+    return f"-r {IPAddress(address)}" if ripe_style else str(IPAddress(address))
 
 
 def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
@@ -215,3 +224,44 @@ def parse_whois_listing(text: str, asked: str, parent_handle: str | None) -> lis
         records.append(record)
     records.sort(key=lambda r: r.first)
     return records
+
+
+_ARIN_TERMS = re.compile(r"^# ARIN WHOIS data and services are subject to the Terms of Use", re.MULTILINE)
+_ARIN_NET = re.compile(r"^NetRange:", re.MULTILINE)
+
+
+def parse_arin_listing(
+    text: str, first: int, last: int, wanted: Callable[[int, int], bool] | None = None
+) -> list[NetworkRecord]:
+    """ARIN's answer to `r + > <cidr>` (every more specific network, full records) as the direct
+    children of the network first..last: the largest listed networks strictly inside it (and
+    among them those `wanted`), in address order. The answer ends with ARIN's terms block:
+    without it the answer was cut. Only the kept records are parsed in full."""
+    if _WHOIS_REFUSAL.search(text[:2000]) and not _ARIN_NET.search(text):
+        raise WhoisRateLimited(text.strip().splitlines()[0][:200] if text.strip() else "refused")
+    terms = list(_ARIN_TERMS.finditer(text))
+    nets = list(_ARIN_NET.finditer(text))
+    if not terms or (nets and terms[-1].start() < nets[-1].start()):
+        raise MalformedAnswer("an ARIN listing without its closing terms block")
+    spans = []
+    for k, net in enumerate(nets):
+        end = nets[k + 1].start() if k + 1 < len(nets) else terms[-1].start()
+        lo, hi = _net_range(text[net.start() : text.find("\n", net.start())])
+        if first <= lo and hi <= last and (lo, hi) != (first, last):
+            spans.append((lo, hi, net.start(), end))
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    records, reached = [], -1
+    for lo, hi, a, b in spans:
+        if lo > reached:  # not inside the previous kept one: a direct child
+            reached = hi
+            if wanted is None or wanted(lo, hi):
+                records.append(parse_whois(text[a:b], lo, "arin"))
+    return records
+
+
+def _net_range(line: str) -> tuple[int, int]:
+    a, _, b = line.partition(":")[2].partition(" - ")
+    try:
+        return int(IPAddress(a.strip())), int(IPAddress(b.strip()))
+    except (AddrFormatError, ValueError) as exc:
+        raise MalformedAnswer(f"a listed NetRange that is no range: {line!r}") from exc

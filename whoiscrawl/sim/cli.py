@@ -34,8 +34,12 @@ def serve(
     limits: Annotated[bool, typer.Option("--limits/--no-limits", help="rate limits")] = True,
     latency: Annotated[bool, typer.Option("--latency/--no-latency", help="service latency")] =
         True,
-    search_limit: Annotated[int, typer.Option(help="networks per rdap-down answer before it is cut")]
-        = 500,
+    row_limit: Annotated[int, typer.Option(
+        "--row-limit", help="rows a relation search (rdap-down, rdap-bottom) may answer; more: "
+        "HTTP 400 Too Many Rows (RIPE NCC's default 10,000)")] = 10_000,
+    arin_relation_search: Annotated[bool, typer.Option(
+        "--arin-relation-search/--no-arin-relation-search",
+        help="ARIN serves RFC 9910 relation search (announced 2025, unverified)")] = True,
 ) -> None:
     """Serve RDAP + bootstrap + WHOIS; first stdout line is one JSON object describing it."""
     from whoiscrawl.sim import scenarios
@@ -47,7 +51,8 @@ def serve(
     async def run() -> None:
         sim = Simulator(scen, host=host, port=port, whois_port=whois_port, time_scale=time_scale,
                         faults=Faults.load(faults, time_scale=time_scale), log_path=log,
-                        limits_enabled=limits, latency=latency, search_limit=search_limit)
+                        limits_enabled=limits, latency=latency, row_limit=row_limit,
+                        arin_relation_search=arin_relation_search)
         await sim.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

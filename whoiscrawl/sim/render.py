@@ -41,23 +41,6 @@ _NOUN = ("River", "Net", "Link", "Wave", "Telecom", "Fiber", "Data", "Cloud", "C
 _SUFFIX = ("Ltd", "Inc.", "GmbH", "S.A.", "LLC", "B.V.", "Pty Ltd", "S.r.l.", "Co.", "AB")
 
 
-# Registries that answer RFC 9910 relation searches (`ips/rirSearch1/rdap-down/...`): RIPE NCC's
-# production answers carry the links, and ARIN and APNIC wrote the RFC. LACNIC and AFRINIC do not here.
-SEARCH_REGISTRIES = frozenset({"arin", "ripencc", "apnic"})
-SEARCH_CONFORMANCE = ["rirSearch1", "ips"]
-SEARCH_RESULTS_MAX = 500  # children per answer; more are cut, with RFC 9083's truncation notice
-
-
-def down_path(world: World, i: int) -> str:
-    """The rdap-down search path for object i: its CIDR, or (RIPE style) its range."""
-    cidrs = range_cidrs(world.start[i], world.end[i])
-    if len(cidrs) == 1:
-        arg = f"{ip_str(cidrs[0][0])}/{cidrs[0][1]}"
-    else:
-        arg = f"{ip_str(world.start[i])}%20-%20{ip_str(world.end[i])}"
-    return f"ips/rirSearch1/rdap-down/{arg}"
-
-
 @dataclass(frozen=True)
 class Org:
     """The (deterministic) organisation behind an object."""
@@ -162,40 +145,26 @@ def facts(world: World, i: int, base_url: str) -> shapes.Facts:
         placeholder=placeholder, asn=0 if placeholder else 64512 + world.org[i] % 1000, top=p < 0)
 
 
-def rdap_object(world: World, i: int, base_url: str, era: str = "current") -> dict[str, Any]:
+def rdap_object(world: World, i: int, base_url: str, era: str = "current",
+                relation_links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The ip network object for object i in its registry's shape (`shapes`), with cidr0
-    wherever the registry serves it and the relation-search link where it answers one."""
+    wherever the registry serves it; with `relation_links` (RFC 9910, from `relations.links`, for
+    a registry that serves relation search) and their conformance."""
     reg = REGISTRIES[world.reg[i]]
     doc = shapes.rdap(facts(world, i, base_url), era)
-    if reg in SEARCH_REGISTRIES and world.typ[i] != 0 and era == "current":
-        doc["rdapConformance"] += SEARCH_CONFORMANCE
-        doc["links"].append({"value": f"{base_url}ip/{ip_str(world.start[i])}", "rel": "rdap-down",
-                             "type": "application/rdap+json", "href": f"{base_url}{down_path(world, i)}"})
+    if relation_links and world.typ[i] != 0:
+        doc["rdapConformance"] += ["rirSearch1", "ips"]
+        doc["links"] += relation_links
     if world.typ[i] == 0:
         doc.setdefault("remarks", []).append({"title": "Unallocated space", "description": [
             f"This range is not allocated or assigned by the {RIR_NAMES[reg]}."]})
     return doc
 
 
-def search_bytes(world: World, children: list[int], base_url: str, reg: str, truncated: bool) -> bytes:
-    # `children` is what the server lets through: a truncated answer says how many that was.
-    """An RFC 9910 ipSearchResults answer; conformance and notices live at the top level only."""
-    results = []
-    for c in children:
-        obj = rdap_object(world, c, base_url)
-        del obj["rdapConformance"], obj["notices"]
-        results.append(obj)
-    notices: list[dict[str, Any]] = [{"title": "Terms of Service", "description": [TOS[reg]]}]
-    if truncated:
-        notices.append({"title": "Search Policy", "type": "result set truncated due to excessive load",
-                        "description": [f"Only the first {len(children)} results are shown."]})
-    doc = {"rdapConformance": ["rdap_level_0", "cidr0", "nro_rdap_profile_0", *SEARCH_CONFORMANCE],
-           "notices": notices, "ipSearchResults": results}
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def rdap_bytes(world: World, i: int, base_url: str) -> bytes:
-    return json.dumps(rdap_object(world, i, base_url), separators=(",", ":")).encode()
+def rdap_bytes(world: World, i: int, base_url: str,
+               relation_links: list[dict[str, Any]] | None = None) -> bytes:
+    return json.dumps(rdap_object(world, i, base_url, relation_links=relation_links),
+                      separators=(",", ":")).encode()
 
 
 def rdap_error(code: int, title: str, notice: bool = False, extra: str = "") -> bytes:
@@ -228,7 +197,9 @@ _ARIN_TYPE = {"DIRECT ALLOCATION": "Direct Allocation", "DIRECT ASSIGNMENT": "Di
 # RIPE NCC's WHOIS software (also run by APNIC and AFRINIC) answers `-m <range>`: the largest
 # objects inside the range, RPSL objects one after another, ended by the service's closing line.
 WHOIS_MORE_SPECIFIC = rirs.offering(rirs.WHOIS_MORE_SPECIFIC)
-LISTING_PROTOCOLS = frozenset({"rdap-down", "whois-m"})  # requests that list, not look up
+# Requests that list or relate, not look an address up (never counted as wasted re-answers).
+LISTING_PROTOCOLS = frozenset({"rdap-up", "rdap-down", "rdap-top", "rdap-bottom", "whois-m", "whois-M",
+                               "whois-r>"})
 
 
 def _rpsl_closing(reg: str) -> str:
@@ -236,19 +207,38 @@ def _rpsl_closing(reg: str) -> str:
     return f"% This query was served by the {name} Database Query Service version 1.0 (SIM)\n\n"
 
 
-def whois_text(world: World, i: int) -> str:
-    """Port-43 text for object i in its registry's format."""
+def whois_text(world: World, i: int, with_contacts: bool = True) -> str:
+    """Port-43 text for object i in its registry's format (RPSL: without contact objects when
+    `with_contacts` is False, as RIPE-style servers answer `-r`)."""
     reg = REGISTRIES[world.reg[i]]
     if reg in _RPSL_HEADER:
-        return _RPSL_HEADER[reg] + _rpsl_object(world, i) + _rpsl_closing(reg)
+        return _RPSL_HEADER[reg] + _rpsl_object(world, i, with_contacts) + _rpsl_closing(reg)
     return _text(world, i)
 
 
-def whois_listing(world: World, objects: list[int], reg: str) -> str:
-    """The answer of a RIPE-style server to `-m`: each object's RPSL text, then the closing line."""
+def whois_listing(world: World, objects: list[int], reg: str, with_contacts: bool = True) -> str:
+    """The answer of a RIPE-style server to `-m`/`-M`: each object's RPSL text, then the closing line."""
     if not objects:
         return _RPSL_HEADER[reg] + "%ERROR:101: no entries found\n\n" + _rpsl_closing(reg)
-    return _RPSL_HEADER[reg] + "".join(_rpsl_object(world, i) for i in objects) + _rpsl_closing(reg)
+    body = "".join(_rpsl_object(world, i, with_contacts) for i in objects)
+    return _RPSL_HEADER[reg] + body + _rpsl_closing(reg)
+
+
+def arin_no_match(query: str) -> str:
+    return f"{_ARIN_HEADER}No match found for {query}.\n{_ARIN_HEADER}"
+
+
+def arin_listing(world: World, objects: list[int], query: str, full: bool) -> str:
+    """ARIN's answer to `r > <cidr>`: a line per network (`OrgName NetName (Handle) first - last`),
+    or with `+` each network's full record; `No match found` for none."""
+    if not objects:
+        return arin_no_match(query)
+    if full:
+        return _ARIN_HEADER + "\n".join(_text(world, i)[len(_ARIN_HEADER): -len(_ARIN_HEADER)]
+                                         for i in objects) + _ARIN_HEADER
+    lines = [f"{contacts(world, i)[1]} {object_name(world, i)} ({world.handle(i)}) "
+             f"{ip_str(world.start[i])} - {ip_str(world.end[i])}" for i in objects]
+    return _ARIN_HEADER + "\n".join(lines) + "\n" + _ARIN_HEADER
 
 
 def _shown(world: World, i: int) -> tuple[str, ...]:
@@ -328,10 +318,11 @@ def _text(world: World, i: int) -> str:
     raise ValueError(f"{reg} writes RPSL")
 
 
-def _rpsl_object(world: World, i: int) -> str:
+def _rpsl_object(world: World, i: int, with_contacts: bool = True) -> str:
     """One object as RIPE NCC, APNIC and AFRINIC print it, with its abuse contact where each puts it:
     RIPE NCC's "% Abuse contact for" comment and role `abuse-mailbox:`, APNIC's IRT object (no
-    comment), AFRINIC's remarks ("No abuse contact registered") and organisation object."""
+    comment), AFRINIC's remarks ("No abuse contact registered") and organisation object; without
+    the referenced objects (organisation, role, IRT) when `with_contacts` is False (`-r`)."""
     reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = _shown(world, i)
     src = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}[reg]
     span = f"{start} - {end}"
@@ -358,6 +349,8 @@ def _rpsl_object(world: World, i: int) -> str:
     if reg == "apnic":  # APNIC still prints 'changed:' lines
         stamp = changed.replace("-", "")
         lines.insert(lines.index(f"source:         {src}"), f"changed:        hm-changed@apnic.net {stamp}")
+    if not with_contacts:
+        return "\n".join(lines) + "\n"
     if reg == "afrinic":
         lines += [f"organisation:   {reg_h}", f"org-name:       {reg_name}", "org-type:       LIR",
                   f"country:        {cc}", "address:        1 Example Street", f"source:         {src}", ""]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from whoiscrawl import rirs
 from whoiscrawl.sim import policy, render, scenarios
 from whoiscrawl.sim.model import World, cidr_strs, ip_int, ip_str, is_assignment
 from whoiscrawl.sim.scenarios import Scenario
@@ -124,6 +125,8 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
     res_truth = res_found = 0
     reg_truth: dict[str, int] = defaultdict(int)
     reg_found: dict[str, int] = defaultdict(int)
+    cell_truth: dict[tuple[str, str], int] = defaultdict(int)
+    cell_found: dict[tuple[str, str], int] = defaultdict(int)
     for i in truth:
         size = world.end[i] - world.start[i] + 1
         b = bucket_of(size)
@@ -131,9 +134,11 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
         b_truth[b] += 1
         reg_truth[reg] += 1
         hit = i in found
+        cell_truth[reg, b] += 1
         if hit:
             b_found[b] += 1
             reg_found[reg] += 1
+            cell_found[reg, b] += 1
         if size >= min_size:
             res_truth += 1
             res_found += hit
@@ -157,6 +162,11 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
         "recall_by_registry": {r: {"truth": reg_truth[r], "found": reg_found[r],
                                    "recall": _ratio(reg_found[r], reg_truth[r])}
                                for r in sorted(reg_truth)},
+        "recall_by_registry_prefix": {
+            r: {name: {"truth": cell_truth[r, name], "found": cell_found[r, name],
+                       "recall": _ratio(cell_found[r, name], cell_truth[r, name])}
+                for name, _, _ in BUCKETS if cell_truth[r, name]}
+            for r in sorted(reg_truth)},
         "recall_resolution": _ratio(res_found, res_truth),
         "blocks_truth_resolution": res_truth,
         "address_coverage": _ratio(covered, total_addr),
@@ -200,7 +210,7 @@ def absence_proofs(world: World, truth: dict[int, int], resolution: int) -> int:
     with no children, at a registry that lists none (neither RDAP `rdap-down` nor WHOIS `-m`),
     can be proved empty only by asking at every grid cell of it, and each answer after the first
     repeats the allocation. (Assignments and free space are not probed inside.)"""
-    listing = render.SEARCH_REGISTRIES | render.WHOIS_MORE_SPECIFIC
+    listing = {r.id for r in rirs.CATALOGUE if r.listings}  # relation search, WHOIS -m or r >
     cell = 1 << (32 - resolution)
     floor = 0
     for i, addresses in truth.items():

@@ -13,48 +13,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from aiohttp import web
 
-from whoiscrawl.sim import policy, render
+from whoiscrawl.sim import policy, relations, render, whoisq
 from whoiscrawl.sim.data import REGISTRIES, load_iana
 from whoiscrawl.sim.faults import Decision, Faults
 from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.relations import parse_ipv4, parse_span
 from whoiscrawl.sim.scenarios import Scenario
 
 RDAP_JSON = "application/rdap+json"
 _RENDER_CACHE_MAX = 60_000
-
-
-def parse_ipv4(text: str) -> int | None:
-    parts = text.split(".")
-    if len(parts) != 4:
-        return None
-    n = 0
-    for p in parts:
-        if not p.isdigit() or len(p) > 3:
-            return None
-        v = int(p)
-        if v > 255:
-            return None
-        n = (n << 8) | v
-    return n
-
-
-def parse_span(text: str) -> tuple[int, int] | None:
-    """An RFC 9910 search argument: 'a.b.c.d/len' (aligned) or 'first - last'; None if neither."""
-    text = unquote(text).strip()
-    if "/" in text:
-        addr_s, _, plen = text.partition("/")
-        first = parse_ipv4(addr_s)
-        if first is None or not plen.isdigit() or int(plen) > 32:
-            return None
-        size = 1 << (32 - int(plen))
-        return (first, first + size - 1) if first % size == 0 else None
-    a, sep, b = text.partition("-")
-    first, last = parse_ipv4(a.strip()), parse_ipv4(b.strip()) if sep else None
-    return (first, last) if first is not None and last is not None and first <= last else None
 
 
 class RequestLog:
@@ -95,7 +65,8 @@ class Simulator:
     def __init__(self, scenario: Scenario, host: str = "127.0.0.1", port: int = 0,
                  whois_port: int = 0, time_scale: float = 1.0, faults: Faults | None = None,
                  log_path: str | Path | None = None, limits_enabled: bool = True,
-                 latency: bool = True, search_limit: int = render.SEARCH_RESULTS_MAX) -> None:
+                 latency: bool = True, row_limit: int = relations.ROW_LIMIT,
+                 arin_relation_search: bool = True) -> None:
         self.scenario = scenario
         self.world: World = scenario.world()
         self.host = host
@@ -107,7 +78,8 @@ class Simulator:
         self.faults.t0 = self.t0
         self.limiter = policy.Limiter(self.time_scale, enabled=limits_enabled)
         self.latency = latency
-        self.search_limit = search_limit
+        self.row_limit = row_limit
+        self.relation_registries = relations.registries(arin_relation_search)
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix=f"whoiscrawl-sim-{scenario.name}-",
                                         suffix=".jsonl")
@@ -143,7 +115,8 @@ class Simulator:
             "limits": policy.limits(self.time_scale),
             "log": str(self.log.path),
             "time_scale": self.time_scale,
-            "rdap_down": {"registries": sorted(render.SEARCH_REGISTRIES), "limit": self.search_limit},
+            "relation_search": {"registries": sorted(self.relation_registries),
+                                "row_limit": self.row_limit},
             "rdap": {r: self.base_url(r) for r in REGISTRIES},
         }
 
@@ -163,9 +136,9 @@ class Simulator:
         for r in REGISTRIES:
             app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}", self._rdap_handler(r))
             app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}/{plen}", self._rdap_handler(r))
-            if r in render.SEARCH_REGISTRIES:
-                app.router.add_get(render.BASE_PATHS[r] + "ips/rirSearch1/rdap-down/{arg:.+}",
-                                   self._down_handler(r))
+            if r in self.relation_registries:
+                app.router.add_get(render.BASE_PATHS[r] + "ips/rirSearch1/{rel}/{arg:.+}",
+                                   self._relation_handler(r))
         app.router.add_get("/bootstrap/ipv4.json", self._bootstrap_handler)
         app.router.add_get("/sim/info", self._info_handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -218,9 +191,9 @@ class Simulator:
             return await self.rdap(request, registry)
         return handler
 
-    def _down_handler(self, registry: str) -> Any:
+    def _relation_handler(self, registry: str) -> Any:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return await self.rdap_down(request, registry)
+            return await self.relation(request, registry)
         return handler
 
     def render(self, obj: int) -> bytes:
@@ -228,7 +201,9 @@ class Simulator:
         if body is None:
             if len(self._cache) >= _RENDER_CACHE_MAX:
                 self._cache.clear()
-            body = render.rdap_bytes(self.world, obj, self.base_url(self.world.registry(obj)))
+            reg, base = self.world.registry(obj), self.base_url(self.world.registry(obj))
+            links = relations.links(self.world, obj, base) if reg in self.relation_registries else None
+            body = render.rdap_bytes(self.world, obj, base, links)
             self._cache[obj] = body
         return body
 
@@ -238,10 +213,13 @@ class Simulator:
         return self.faults.latency_s(registry, policy.POLICIES[registry].latency_ms)
 
     @staticmethod
-    def _too_many(retry: float, body: bytes) -> web.Response:
-        return web.Response(status=429, body=body, content_type=RDAP_JSON, headers={
-            "Retry-After": str(max(1, math.ceil(retry))),
-            "Retry-After-Ms": str(max(1, math.ceil(retry * 1000)))})
+    def _too_many(registry: str, retry: float, body: bytes) -> web.Response:
+        """A 429 with a JSON error body; Retry-After (and the simulator's exact Retry-After-Ms)
+        only where the registry sends it (RIPE NCC does not)."""
+        headers = {"Retry-After": str(max(1, math.ceil(retry))),
+                   "Retry-After-Ms": str(max(1, math.ceil(retry * 1000)))}
+        return web.Response(status=429, body=body, content_type=RDAP_JSON,
+                            headers=headers if policy.POLICIES[registry].retry_after else {})
 
     async def rdap(self, request: web.Request, registry: str) -> web.StreamResponse:
         addr_s = request.match_info["addr"]
@@ -273,35 +251,49 @@ class Simulator:
 
         return await self._serve(request, registry, src, now, addr_s, a, "rdap", answer)
 
-    async def rdap_down(self, request: web.Request, registry: str) -> web.StreamResponse:
-        """RFC 9910 `rdap-down`: the largest networks strictly inside the argument's range (for a
-        network's own range, its children), as RIPE's `-m` and ICANN's reference server answer."""
+    async def relation(self, request: web.Request, registry: str) -> web.StreamResponse:
+        """RFC 9910 relation search as RIPE NCC's server answers it: `rdap-up`/`rdap-top` one
+        object, `rdap-down`/`rdap-bottom` ipSearchResults, whole; an empty answer 404, more rows
+        than the limit 400 "Too Many Rows"; `?status=active` on down or bottom 501."""
         src = request.remote or "unknown"
         now = time.time()
-        span = parse_span(request.match_info["arg"])
-        if span is None:
+        rel, span = request.match_info["rel"], parse_span(request.match_info["arg"])
+        if rel not in relations.RELATIONS or span is None:
             self.log.write(now, src, registry, request.match_info["arg"][:64], "rdap-down", 400, None,
                            "not_found")
             return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
-                                extra="not an IPv4 prefix or range"), content_type=RDAP_JSON)
+                                extra="not a relation and an IPv4 prefix or range"),
+                                content_type=RDAP_JSON)
         first_s = ip_str(span[0])
+        active = request.query.get("status") == "active"
 
         def answer() -> web.Response:
-            w = self.world
-            obj = w.holding(*span)
-            t = time.time()
-            if obj < 0 or REGISTRIES[w.reg[obj]] != registry:
-                self.log.write(t, src, registry, first_s, "rdap-down", 404, None, "not_found")
-                return web.Response(status=404, body=render.rdap_error(404, "Not Found"),
-                                    content_type=RDAP_JSON)
-            kids = w.within(*span, self.search_limit + 1)
-            truncated = len(kids) > self.search_limit
-            self.log.write(t, src, registry, first_s, "rdap-down", 200, w.handle(obj), "ok")
-            body = render.search_bytes(w, kids[: self.search_limit], self.base_url(registry), registry,
-                                       truncated)
-            return web.Response(body=body, content_type=RDAP_JSON)
+            status, body, handle = self._relate(registry, rel, span, active)
+            outcome = {200: "ok", 400: "too_many_rows", 404: "not_found"}.get(status, "not_found")
+            self.log.write(time.time(), src, registry, first_s, rel, status, handle, outcome)
+            return web.Response(status=status, body=body, content_type=RDAP_JSON)
 
-        return await self._serve(request, registry, src, now, first_s, span[0], "rdap-down", answer)
+        return await self._serve(request, registry, src, now, first_s, span[0], rel, answer)
+
+    def _relate(self, registry: str, rel: str, span: tuple[int, int],
+                active: bool) -> tuple[int, bytes, str | None]:
+        """(status, body, handle logged) of one relation search."""
+        w, base = self.world, self.base_url(registry)
+        if rel in relations.SINGLE:
+            obj = (relations.up if rel == "rdap-up" else relations.top)(w, registry, *span)
+            if obj < 0:
+                return 404, render.rdap_error(404, "Not Found"), None
+            return 200, self.render(obj), w.handle(obj)
+        if active:
+            return 501, render.rdap_error(501, "Not Implemented", extra="status on " + rel), None
+        search = relations.down if rel == "rdap-down" else relations.bottom
+        found = search(w, registry, *span, self.row_limit + 1)
+        if not found:
+            return 404, render.rdap_error(404, "Not Found"), None
+        if len(found) > self.row_limit:
+            return 400, relations.too_many_rows(), None
+        exact = w.exact(*span)
+        return 200, relations.results_bytes(w, found, base, registry), w.handle(exact) if exact >= 0 else None
 
     async def _serve(self, request: web.Request, registry: str, src: str, now: float, addr_s: str,
                      a: int, protocol: str, answer: Callable[[], web.Response]) -> web.StreamResponse:
@@ -328,15 +320,15 @@ class Simulator:
         log = self.log.write
         if fault.kind in ("storm", "ban"):
             log(now, src, registry, addr_s, protocol, 429, None, "fault")
-            return self._too_many(fault.retry_after, render.rdap_error(429, "Too Many Requests"))
+            return self._too_many(registry, fault.retry_after, render.rdap_error(429, "Too Many Requests"))
         verdict = self.limiter.check(registry, src, now)
         if not verdict.allowed:
             log(now, src, registry, addr_s, protocol, 429, None, verdict.outcome)
-            return self._too_many(verdict.retry_after, render.rdap_error(
+            return self._too_many(registry, verdict.retry_after, render.rdap_error(
                 429, "Too Many Requests", notice=verdict.notice))
         if not self.limiter.acquire(registry, src, now):
             log(now, src, registry, addr_s, protocol, 429, None, "rate_limited")
-            return self._too_many(1.0 / self.time_scale, render.rdap_error(
+            return self._too_many(registry, 1.0 / self.time_scale, render.rdap_error(
                 429, "Too Many Requests", extra="too many concurrent connections"))
         return None
 
@@ -399,33 +391,37 @@ class Simulator:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def whois(self, query: str, src: str, writer: asyncio.StreamWriter) -> str | None:
-        """Answer one port-43 query as the owning registry: an address (the last IPv4-looking
-        token), or with `-m` (RIPE-style servers) the largest objects inside a prefix or range."""
+    async def whois(self, line: str, src: str, writer: asyncio.StreamWriter) -> str | None:
+        """Answer one port-43 query as the owning registry (`whoisq`: an address, RIPE-style
+        `-m`/`-M`/`-r`, ARIN's `r >`), inside its limits; None when a fault dropped the line."""
         now = time.time()
-        log = self.log.write
-        words = query.replace(",", " ").split()
-        more_specific = "-m" in words
-        span: tuple[int, int] | None = None
-        addr_s = ""
-        if more_specific:
-            span = parse_span(" ".join(w for w in words if not (w[0] == "-" and w[1:].isalpha())))
-            if span is not None:
-                addr_s = ip_str(span[0])
-        else:
-            for tok in reversed(words):
-                a = parse_ipv4(tok.split("/")[0])
-                if a is not None:
-                    span, addr_s = (a, a), tok.split("/")[0]
-                    break
-        protocol = "whois-m" if more_specific else "whois"
-        if span is None:
-            log(now, src, None, query.strip()[:64], protocol, 400, None, "not_found")
+        query = whoisq.parse(line)
+        if query is None:
+            self.log.write(now, src, None, line.strip()[:64], "whois", 400, None, "not_found")
             return "% ERROR:101: no entries found\n"
-        obj = self.world.holding(*span)
-        registry = self.world.registry(obj) if obj >= 0 else (self._iana[span[0] >> 24].registry
+        obj = self.world.holding(*query.span)
+        registry = self.world.registry(obj) if obj >= 0 else (self._iana[query.span[0] >> 24].registry
                                                              or "arin")
         fault = self.faults.decide(registry, src, now, "whois")
+        refused = self._whois_refuse(registry, src, now, query, fault)
+        if refused is not None:
+            return refused
+        try:
+            delay = self._latency(registry)
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            text = self._whois_answer(registry, src, query, obj, fault.kind is None)
+            if fault.kind is None or text.startswith("%ERROR"):
+                return text
+            return await self._whois_fault(fault, registry, src, query, obj, text, writer)
+        finally:
+            self.limiter.release(registry, src)
+
+    def _whois_refuse(self, registry: str, src: str, now: float, query: whoisq.Query,
+                      fault: Decision) -> str | None:
+        """A refusal for a fault storm or ban, the registry's limits or its connection cap (RIPE
+        NCC: `%ERROR:306`); None admits the query, which then holds a connection slot."""
+        log, addr_s, protocol = self.log.write, whoisq.first_address(query), query.protocol
         if fault.kind in ("storm", "ban"):
             log(now, src, registry, addr_s, protocol, 429, None, "fault")
             return f"%ERROR:201: access denied for {src}\n% Queries exceeded the limit.\n"
@@ -436,43 +432,50 @@ class Simulator:
                     f"% Query limit exceeded; retry after {verdict.retry_after:.3f} s.\n")
         if not self.limiter.acquire(registry, src, now):
             log(now, src, registry, addr_s, protocol, 429, None, "rate_limited")
-            return f"%ERROR:201: access denied for {src}\n% Too many connections.\n"
-        try:
-            delay = self._latency(registry)
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
-            t = time.time()
-            if more_specific and registry not in render.WHOIS_MORE_SPECIFIC:
-                log(t, src, registry, addr_s, protocol, 400, None, "not_found")
-                return "% This server accepts single ASN, IPv4 or IPv6 queries\n"
-            if obj < 0:
-                log(t, src, registry, addr_s, protocol, 404, None, "not_found")
-                return "% No entries found for the selected source(s).\n"
-            handle = self.world.handle(obj)
-            if more_specific:
-                text = render.whois_listing(self.world, self.world.within(*span, 1 << 32), registry)
-            else:
-                text = render.whois_text(self.world, obj)
-            kind = fault.kind
-            if kind is None:
-                log(t, src, registry, addr_s, protocol, 200, handle, "ok")
-                return text
-            if kind in ("reset", "timeout"):
-                log(t, src, registry, addr_s, protocol, 0 if kind == "reset" else 504, None,
-                    "fault")
-                if kind == "timeout":
-                    await asyncio.sleep(self.faults.timeout_s(registry))
-                writer.transport.abort()
-                return None
-            if kind == "http_5xx":
-                log(t, src, registry, addr_s, protocol, 503, None, "fault")
-                return "% Internal server error, please try again later.\n"
-            log(t, src, registry, addr_s, protocol, 200, handle, "fault")
-            if kind == "truncated":
-                return text[: len(text) // 3]
-            return "\x00\x1b[garbled" + text[::-1][:200]
-        finally:
-            self.limiter.release(registry, src)
+            return ("%ERROR:306: too many simultaneous connections from your IP address\n"
+                    if registry == "ripencc" else f"%ERROR:201: access denied for {src}\n"
+                    "% Too many connections.\n")
+        return None
+
+    def _whois_answer(self, registry: str, src: str, query: whoisq.Query, obj: int,
+                      log_ok: bool) -> str:
+        """The text of an admitted query; contact objects it serves count against the registry's
+        daily personal-data cap (a query that crosses it is refused, `%ERROR:201`)."""
+        t, log, addr_s, protocol = time.time(), self.log.write, whoisq.first_address(query), query.protocol
+        refusal = whoisq.refusal(query, registry)
+        if refusal is not None:
+            log(t, src, registry, addr_s, protocol, 400, None, "not_found")
+            return refusal
+        if obj < 0:
+            log(t, src, registry, addr_s, protocol, 404, None, "not_found")
+            return "% No entries found for the selected source(s).\n"
+        text, personal = whoisq.answer(self.world, query, registry, obj)
+        verdict = self.limiter.personal(registry, src, t, personal)
+        if not verdict.allowed:
+            log(t, src, registry, addr_s, protocol, 429, None, "blocked")
+            return (f"%ERROR:201: access denied for {src}\n% You have exceeded the daily limit of "
+                    "personal data sets; use -r to query without contact objects.\n")
+        if log_ok:  # a fault logs the query itself
+            log(t, src, registry, addr_s, protocol, 200, self.world.handle(obj), "ok")
+        return text
+
+    async def _whois_fault(self, fault: Decision, registry: str, src: str, query: whoisq.Query,
+                           obj: int, text: str, writer: asyncio.StreamWriter) -> str | None:
+        kind, t, log = fault.kind, time.time(), self.log.write
+        addr_s, protocol, handle = whoisq.first_address(query), query.protocol, self.world.handle(obj)
+        if kind in ("reset", "timeout"):
+            log(t, src, registry, addr_s, protocol, 0 if kind == "reset" else 504, None, "fault")
+            if kind == "timeout":
+                await asyncio.sleep(self.faults.timeout_s(registry))
+            writer.transport.abort()
+            return None
+        if kind == "http_5xx":
+            log(t, src, registry, addr_s, protocol, 503, None, "fault")
+            return "% Internal server error, please try again later.\n"
+        log(t, src, registry, addr_s, protocol, 200, handle, "fault")
+        if kind == "truncated":
+            return text[: len(text) // 3]
+        return "\x00\x1b[garbled" + text[::-1][:200]
 
 
 def describe(sim: Simulator) -> str:

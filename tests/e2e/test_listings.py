@@ -1,0 +1,67 @@
+"""Crawls listing by what each registry offers: RIPE NCC split on Too Many Rows, ARIN `r >`, APNIC `-m`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+from whoiscrawl.bench import simulator
+from whoiscrawl.sim import scenarios, score
+from whoiscrawl.sim.model import ip_int
+
+from .conftest import TIME_SCALE
+from .test_local_crawl import crawl_cmd
+
+RIPE = ["2.16.0.0/16", "31.0.0.0/16", "77.0.0.0/16", "128.0.0.0/16"]  # quick's RIPE NCC ranges
+ARIN = ["12.0.0.0/16", "24.0.0.0/16", "63.0.0.0/16"]
+APNIC = ["1.0.0.0/16", "14.0.0.0/16", "27.0.0.0/16"]
+
+
+Requests = Counter[tuple[str, str, int]]
+
+
+def crawl(tmp_path: Path, ranges: list[str], *sim_args: str) -> tuple[set[str], Requests]:
+    """Crawl some of quick's ranges: (handles found, (registry, protocol, status) of each request)."""
+    log, out = tmp_path / "requests.jsonl", tmp_path / "out.jsonl"
+    with simulator("quick", TIME_SCALE, log, extra=list(sim_args)) as sim:
+        sim.info["ranges"] = ranges
+        done = subprocess.run(crawl_cmd(sim, out), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["complete"]
+    requests = Counter((e["registry"], e["protocol"], e["status"]) for e in map(json.loads, log.open()))
+    return {json.loads(line)["handle"] for line in out.open()}, requests
+
+
+def truth(registry: str, ranges: list[str]) -> set[str]:
+    """The registry's findable networks in those ranges (each a /16)."""
+    sixteens = {ip_int(r.split("/")[0]) >> 16 for r in ranges}
+    rows = score.truth_records(scenarios.get("quick"))
+    return {r["handle"] for r in rows
+            if r["registry"] == registry and ip_int(r["start_address"]) >> 16 in sixteens}
+
+
+def test_ripe_listings_refused_as_too_many_rows_are_split_and_every_network_found(tmp_path):
+    found, requests = crawl(tmp_path, RIPE, "--row-limit", "20")
+    want = truth("ripencc", RIPE)
+    assert len(want) > 2000 and want <= found  # recall 1.0
+    assert requests["ripencc", "rdap-down", 400] > 50  # every listing above 20 rows was refused
+    assert requests["ripencc", "rdap-up", 200] > 0  # the split points moved to child edges
+    assert not any(status == 429 for _, _, status in requests)
+
+
+def test_arin_without_relation_search_is_listed_by_r_more(tmp_path):
+    found, requests = crawl(tmp_path, ARIN, "--no-arin-relation-search")
+    want = truth("arin", ARIN)
+    assert len(want) > 900 and want <= found
+    assert requests["arin", "whois-r>", 200] > 0
+    assert not any(reg == "arin" and proto.startswith("rdap-") for reg, proto, _ in requests)
+
+
+def test_apnic_is_listed_by_whois_m(tmp_path):
+    found, requests = crawl(tmp_path, APNIC)
+    want = truth("apnic", APNIC)
+    assert len(want) > 500 and want <= found
+    assert requests["apnic", "whois-m", 200] > 0
+    assert not any(reg == "apnic" and proto.startswith("rdap-") for reg, proto, _ in requests)

@@ -1,0 +1,144 @@
+"""RFC 9910 relation search, client side: a network's children by `rdap-down`, split on Too Many Rows."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+from netaddr import AddrFormatError, IPAddress, IPNetwork
+
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import rdap
+from whoiscrawl.registry.outcome import Kind, MalformedAnswer, Outcome
+
+Child = tuple[NetworkRecord, str | None]  # a listed network with its own listing URL, if any
+MARK = "/ips/rirSearch1/"
+
+
+def split_url(url: str) -> tuple[str, str, tuple[int, int]] | None:
+    """(base ending in `rirSearch1/`, relation, key span) of a relation-search URL, or None."""
+    if MARK not in url:
+        return None
+    base, _, rest = url.partition(MARK)
+    rel, _, key = rest.partition("/")
+    key = unquote(key.partition("?")[0]).strip()
+    try:
+        if "/" in key:
+            net = IPNetwork(key)
+            return f"{base}{MARK}", rel, (int(net.first), int(net.last))
+        a, _, b = key.partition("-")
+        return f"{base}{MARK}", rel, (int(IPAddress(a.strip())), int(IPAddress(b.strip())))
+    except (AddrFormatError, ValueError):
+        return None
+
+
+def too_many_rows(doc: Any) -> bool:
+    """A search refused for its size: RIPE NCC's HTTP 400 "Too Many Rows" / "The result size is too large"."""
+    if not isinstance(doc, dict):
+        return False
+    words = " ".join([str(doc.get("title", "")), *map(str, doc.get("description") or [])]).lower()
+    return "too many rows" in words or "result size is too large" in words
+
+
+def key_url(base: str, rel: str, first: int, last: int) -> str:
+    """A relation search keyed by a range, as RIPE NCC's links spell it (`a%20-%20b`)."""
+    return f"{base}{rel}/{quote(f'{IPAddress(first)} - {IPAddress(last)}')}"
+
+
+@dataclass
+class RelationSearch:
+    """The children of one network by `rdap-down`. A registry that refuses a key as too many rows
+    (RIPE NCC: HTTP 400, no partial list, no paging), or cuts an answer short, has the key split in
+    two and each part listed, recursively. A split point inside a child is moved to that child's
+    edges (found with `rdap-up`), so no child straddles a part; a part that is itself a child
+    shows up as such (its `rdap-down` lists grandchildren, or 404s for a leaf) and is kept as the
+    child. 404 is "nothing there". `wanted`: parts outside it are not listed (the crawl's scope)."""
+
+    fetch: Callable[[str], Awaitable[Outcome]]  # one request through the attempt loop
+    parser: rdap.RdapParser
+    registry: str
+    base: str
+    parent: str | None  # the listed network's handle (children name it as parentHandle)
+    wanted: Callable[[int, int], bool] | None = None
+    children: list[Child] = field(default_factory=list)
+    complete: bool = True
+
+    async def run(self, first: int, last: int) -> None:
+        await self._part(first, last, maybe_child=False)
+
+    async def _part(self, first: int, last: int, maybe_child: bool) -> None:
+        if self.wanted is not None and not self.wanted(first, last):
+            return
+        outcome = await self.fetch(key_url(self.base, "rdap-down", first, last))
+        if outcome.kind is Kind.TOO_MANY_ROWS:
+            await self._split(first, last)
+        elif outcome.kind is Kind.NOT_FOUND:
+            if maybe_child:  # empty, or a leaf child exactly this part
+                await self._keep_if_exact(first, last)
+        elif outcome.kind is not Kind.ANSWER:
+            self.complete = False
+        else:
+            await self._answered(first, last, outcome.value, maybe_child)
+
+    async def _answered(self, first: int, last: int, doc: Any, maybe_child: bool) -> None:
+        try:
+            found = rdap.parse_listing(self.parser, doc, self.registry)
+        except MalformedAnswer:
+            self.complete = False
+            return
+        if maybe_child and self.parent and found and any(c.parent_handle != self.parent for c, _ in found):
+            await self._keep_if_exact(first, last)  # the part is a child: these are its children
+        elif rdap.truncated(doc):
+            await self._split(first, last)  # a cut list is split like a refused one, never paged
+        else:
+            self.children += found
+
+    async def _split(self, first: int, last: int) -> None:
+        if first >= last:
+            self.complete = False
+            return
+        middle = first + (last - first) // 2
+        child = await self._child_across(first, last, middle)
+        if child is not None:
+            self.children.append(child)
+            parts = [(first, child[0].first - 1), (child[0].last + 1, last)]
+        else:
+            parts = [(first, middle), (middle + 1, last)]
+        for a, b in parts:
+            if a <= b:
+                await self._part(a, b, maybe_child=True)
+
+    async def _child_across(self, first: int, last: int, middle: int) -> Child | None:
+        """The child (inside first..last) holding both `middle` and `middle + 1`, if one does."""
+        found = await self._up(middle, middle + 1)
+        while found is not None and first <= found[0].first and found[0].last <= last:
+            if self.parent is None or found[0].parent_handle == self.parent:
+                return found
+            found = await self._up(found[0].first, found[0].last)
+        return None
+
+    async def _keep_if_exact(self, first: int, last: int) -> None:
+        found = await self._up(first, first)  # the most specific object holding `first`, and up
+        while found is not None and first <= found[0].first and found[0].last <= last:
+            if (found[0].first, found[0].last) == (first, last):
+                self.children.append(found)
+                return
+            found = await self._up(found[0].first, found[0].last)
+
+    async def _up(self, first: int, last: int) -> Child | None:
+        """`rdap-up` of a key: the smallest network strictly holding it (None: none, or failed)."""
+        outcome = await self.fetch(key_url(self.base, "rdap-up", first, last))
+        if outcome.kind is Kind.NOT_FOUND:
+            return None
+        if outcome.kind is not Kind.ANSWER:
+            self.complete = False
+            return None
+        try:
+            record = self.parser.parse(outcome.value, int(IPAddress(str(outcome.value["startAddress"]))),
+                                       self.registry)
+        except (MalformedAnswer, KeyError, TypeError, AddrFormatError, ValueError):
+            self.complete = False
+            return None
+        return record, rdap.down_link(outcome.value)
