@@ -39,6 +39,15 @@ class Rir:
     default_connections: int  # simultaneous connections per address
     allocations: tuple[str, ...]  # its "type" words for allocations (may hold children anywhere)
     assignments: tuple[str, ...]  # its "type" words for assignments (hold end users: leaves)
+    # Contact objects a WHOIS client may fetch a day per address (None: no published quota); where
+    # there is one, queries ask `-r` (no contact objects), which keeps them out of it.
+    personal_data_per_day: int | None = None
+
+    @property
+    def whois_flags(self) -> str:
+        """What a RIPE-style query starts with: `-r ` under a personal-data quota, else nothing
+        (APNIC has none, and `-r` would drop the IRT object that holds its abuse address)."""
+        return "-r " if self.personal_data_per_day is not None else ""
 
     @property
     def whois_host(self) -> str:
@@ -55,7 +64,7 @@ CATALOGUE: tuple[Rir, ...] = (
     Rir("ripencc", "RIPE Network Coordination Centre", "RIPE NCC", "https://rdap.db.ripe.net/",
         "whois.ripe.net:43", "RIPE", (RDAP_DOWN, WHOIS_MORE_SPECIFIC), "10/s", 3,
         ("ALLOCATED PA", "SUB-ALLOCATED PA", "LIR-PARTITIONED PA", "LEGACY"),
-        ("ASSIGNED PA", "ASSIGNED PI")),
+        ("ASSIGNED PA", "ASSIGNED PI"), personal_data_per_day=1_000),
     Rir("apnic", "Asia Pacific Network Information Centre", "APNIC", "https://rdap.apnic.net/",
         "whois.apnic.net:43", "APNIC", (WHOIS_MORE_SPECIFIC,), "10/s", 4,
         ("ALLOCATED PORTABLE", "ALLOCATED NON-PORTABLE"),
@@ -65,7 +74,8 @@ CATALOGUE: tuple[Rir, ...] = (
         ("ALLOCATED",), ("ASSIGNED",)),
     Rir("afrinic", "African Network Information Center", "AFRINIC", "https://rdap.afrinic.net/rdap/",
         "whois.afrinic.net:43", "AFRINIC", (WHOIS_MORE_SPECIFIC,), "2/s", 2,
-        ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI")),
+        ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI"),
+        personal_data_per_day=5_000),
 )
 BY_ID: dict[str, Rir] = {r.id: r for r in CATALOGUE}
 REGISTRIES: tuple[str, ...] = tuple(r.id for r in CATALOGUE)

@@ -36,7 +36,7 @@ async def network_doc(session: aiohttp.ClientSession, sim, world: World, i: int)
 
 
 def down(doc: dict) -> list[str]:
-    return [link["href"] for link in doc["links"] if link["rel"] == "rdap-down"]
+    return [link["href"] for link in doc.get("links", []) if link["rel"] == "rdap-down"]  # AFRINIC: no links
 
 
 def key(world: World, i: int) -> str:
@@ -143,7 +143,7 @@ async def test_registries_without_relation_search_neither_link_nor_answer(
     async with aiohttp.ClientSession() as session:
         doc = await network_doc(session, sim, world, parent)
         assert down(doc) == [] and "rirSearch1" not in doc["rdapConformance"]
-        assert not any("rirSearch1" in link["href"] for link in doc["links"])
+        assert not any("rirSearch1" in link["href"] for link in doc.get("links", []))
         url = f"{sim.base_url(registry)}ips/rirSearch1/rdap-down/{key(world, parent)}"
         async with session.get(url) as resp:
             assert resp.status == 404

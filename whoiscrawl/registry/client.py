@@ -253,14 +253,14 @@ class RegistryClient:
 
     def whois_down_url(self, registry: str, first: int, last: int) -> str | None:
         """Where a registry without RFC 9910 links lists a network's children, by the catalogue: a
-        `whois://server/<query>` URL for RIPE-style `-r -m <range>` or ARIN's `r + > <cidr>` (the
+        `whois://server/<query>` URL for RIPE-style `[-r] -m <range>` or ARIN's `r + > <cidr>` (the
         smallest CIDR holding the range), if the registry's WHOIS offers one and a server is set."""
         server = self.whois_servers.get(registry)
         offered = rirs.BY_ID[registry].listings if registry in rirs.BY_ID else ()
         if not server:
             return None
         if rirs.WHOIS_MORE_SPECIFIC in offered:
-            query = f"-r -m {IPAddress(first)} - {IPAddress(last)}"
+            query = f"{rirs.BY_ID[registry].whois_flags}-m {IPAddress(first)} - {IPAddress(last)}"
         elif rirs.WHOIS_ARIN_CHILDREN in offered:
             query = f"r + > {spanning_cidr([IPAddress(first), IPAddress(last)])}"
         else:

@@ -55,13 +55,13 @@ _ARIN_NET_TYPES = {
 
 
 def lookup_query(address: int, registry: str) -> str:
-    """The query for the network holding an address: ARIN's syntax wants `n + <address>`; RIPE-style
-    servers get `-r` (no contact objects), which keeps the query out of their daily personal-data
-    quota (RIPE NCC 1,000, AFRINIC 5,000 a day; the abuse contact stays in a `%` comment)."""
+    """The query for the network holding an address: ARIN's syntax wants `n + <address>`; servers
+    with a personal-data quota get `-r` (no contact objects), which keeps the query out of it
+    (RIPE NCC 1,000, AFRINIC 5,000 a day; their abuse addresses stay in a `%` comment or remarks)."""
     if registry == "arin":
         return f"n + {IPAddress(address)}"
-    ripe_style = rirs.WHOIS_MORE_SPECIFIC in (rirs.BY_ID[registry].listings if registry in rirs.BY_ID else ())
-    return f"-r {IPAddress(address)}" if ripe_style else str(IPAddress(address))
+    flags = rirs.BY_ID[registry].whois_flags if registry in rirs.BY_ID else ""
+    return f"{flags}{IPAddress(address)}"
 
 
 def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
