@@ -223,8 +223,6 @@ class Crawler:
         )
         whole: bool | None = listing.complete
         for child, child_url in listing.children:
-            if self.stopping.is_set():
-                return None  # a drain does not sit out a long list: unfinished, for whoever is next
             if self.scope is not None and not self.scope.overlaps(child.first, child.last):
                 continue  # a sibling of the crawled space, not asked for
             answer = Answer.of(child, shard.resolution)
