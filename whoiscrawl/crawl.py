@@ -45,6 +45,9 @@ class Crawler:
     list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
     scope: Scope | None = None  # listed children outside it are not kept (None: keep all)
     listing_poll_s: float = 0.25  # how often a lane waiting for another worker's listing looks again
+    # A fleet worker's drain leaves a long listing to whoever meets the parent next; a local crawl
+    # (Ctrl-C) finishes it, or every resume would list the parent from its first child again.
+    abandon_listings_on_stop: bool = False
     _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
 
     async def run_shard(self, shard: Shard) -> bool:
@@ -223,6 +226,8 @@ class Crawler:
         )
         whole: bool | None = listing.complete
         for child, child_url in listing.children:
+            if self.abandon_listings_on_stop and self.stopping.is_set():
+                return None  # a drain does not sit out a long list: unfinished, for whoever is next
             if self.scope is not None and not self.scope.overlaps(child.first, child.last):
                 continue  # a sibling of the crawled space, not asked for
             answer = Answer.of(child, shard.resolution)
