@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from whoiscrawl.operator.knobs import properties
+from whoiscrawl.operator.knobs import properties, unchanged_rule
 from whoiscrawl.operator.spec import (
     DEFAULT_RATES,
     GROUP,
@@ -60,13 +60,6 @@ def _obj(props: dict[str, Any], desc: str = "", default: bool = True,
     if required:
         out["required"] = required
     return out
-
-
-def _unchanged(field: str) -> dict[str, str]:
-    """A transition rule: changing this mid-crawl would orphan the crawl's data."""
-    return {"rule": "self == oldSelf",
-            "message": f"{field} cannot change once set (the crawl's data lives there): "
-                       "delete and recreate the crawl"}
 
 
 _QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "string"}],
@@ -130,7 +123,7 @@ def _redis_schema() -> dict[str, Any]:
     }, default=False), "x-kubernetes-validations": [
         {"rule": "has(self.url) != has(self.urlSecretRef)",
          "message": "set exactly one of redis.url or redis.urlSecretRef"},
-        _unchanged("redis")]}
+        unchanged_rule("redis")]}
 
 
 def spec_schema() -> dict[str, Any]:

@@ -86,11 +86,15 @@ class Knob:
         if self.pattern:
             out["pattern"] = self.pattern
         if self.immutable:
-            out["x-kubernetes-validations"] = [{
-                "rule": "self == oldSelf",
-                "message": f"{self.immutable} cannot change once set (the crawl's data lives there): "
-                           "delete and recreate the crawl"}]
+            out["x-kubernetes-validations"] = [unchanged_rule(self.immutable)]
         return out
+
+
+def unchanged_rule(path: str) -> dict[str, str]:
+    """A CEL transition rule: changing this mid-crawl would orphan the crawl's data."""
+    return {"rule": "self == oldSelf",
+            "message": f"{path} cannot change once set (the crawl's data lives there): "
+                       "delete and recreate the crawl"}
 
 
 def _num(value: float) -> str:
