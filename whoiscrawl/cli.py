@@ -355,7 +355,6 @@ def bench(
     line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
     "compare". With --chaos: one JSON line, the crawl under kills and spot notices beside the same
     crawl without."""
-    from whoiscrawl import bench as b
 
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
@@ -363,12 +362,21 @@ def bench(
         _bench_chaos(scenario, workers, scale, kills, terms, registry_faults,
                      (broker_restarts, redis_losses), static_membership)
         return
+    _bench_fleet(scenario, strategy, workers, egress or [1], resolution, scale,
+                 (compare_sample, compare_grid), micro, as_json)
+
+
+def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int], resolution: int,
+                 scale: float, compare: tuple[bool, bool], micro: bool, as_json: bool) -> None:
+    """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks."""
+    from whoiscrawl import bench as b
+
     with b.bench_services() as (kafka, redis_url):
-        for k in egress or [1]:
+        for k in egresses:
             crawl = functools.partial(b.fleet_crawl, scenario, workers=workers, egress=k,
                                       resolution=resolution, time_scale=scale, kafka=kafka,
                                       redis_url=redis_url)
-            doc = b.with_baselines(crawl, strategy, compare_sample, compare_grid)
+            doc = b.with_baselines(crawl, strategy, *compare)
             _end(doc, as_json, [bench_table(doc)])
         if micro:
             for micro_doc in (b.index_benchmark(), b.redis_memory_benchmark(redis_url)):

@@ -53,8 +53,42 @@ class RateLimiter(Protocol):
         ...
 
 
+class _SlotLimiter:
+    """What both limiters do alike: a connection first where the registry caps them, then a slot."""
+
+    limits: dict[str, Limit]
+
+    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
+        """Reserve the earliest slot on one of the egresses: (that egress, milliseconds to wait)."""
+        raise NotImplementedError
+
+    def _connection(
+        self, registry: str, egresses: Sequence[str], cap: int
+    ) -> AbstractAsyncContextManager[str]:
+        """Hold one of the registry's `cap` connections on one of the egresses; yields that egress."""
+        raise NotImplementedError
+
+    async def _paced(self, registry: str, egresses: Sequence[str]) -> str:
+        interval = self.limits[registry].interval_ms
+        while True:
+            egress, wait = await self._reserve_slot(registry, egresses)
+            if await sleep_until_slot(registry, wait, interval):
+                return egress
+
+    @asynccontextmanager
+    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
+        cap = self.limits[registry].max_connections
+        if cap is None:
+            yield await self._paced(registry, egresses)
+            return
+        # A connection first, then the slot: lanes queued for connections must not hold slots,
+        # or they would all send the moment connections free up (a burst).
+        async with self._connection(registry, egresses, cap) as egress:
+            yield await self._paced(registry, [egress])
+
+
 @dataclass
-class MemoryRateLimiter:
+class MemoryRateLimiter(_SlotLimiter):
     """The limiter of a single process (local mode)."""
 
     limits: dict[str, Limit]
@@ -62,7 +96,7 @@ class MemoryRateLimiter:
     _paused: dict[tuple[str, str], float] = field(default_factory=dict)
     _conns: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)
 
-    def _reserve(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
+    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
         now = time.monotonic() * 1000
         interval = self.limits[registry].interval_ms
         options = [
@@ -78,25 +112,12 @@ class MemoryRateLimiter:
         self._tat[(registry, egress)] = tat
         return egress, wait
 
-    async def _paced(self, registry: str, egresses: Sequence[str]) -> str:
-        interval = self.limits[registry].interval_ms
-        while True:
-            egress, wait = self._reserve(registry, egresses)
-            if await sleep_until_slot(registry, wait, interval):
-                return egress
-
     @asynccontextmanager
-    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
-        cap = self.limits[registry].max_connections
-        if cap is None:
-            yield await self._paced(registry, egresses)
-            return
-        # A connection first, then the slot: lanes queued for connections must not hold slots,
-        # or they would all send the moment connections free up (a burst).
+    async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> AsyncIterator[str]:
         sems = {e: self._conns.setdefault((registry, e), asyncio.Semaphore(cap)) for e in egresses}
         egress = next((e for e, sem in sems.items() if not sem.locked()), egresses[0])
         async with sems[egress]:
-            yield await self._paced(registry, [egress])
+            yield egress
 
     async def pause(self, registry: str, egress: str, seconds: float) -> None:
         until = time.monotonic() * 1000 + seconds * 1000
@@ -155,7 +176,7 @@ return 1
 """
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(_SlotLimiter):
     """The fleet's limiter: every process behind an egress address shares its budget through Redis."""
 
     CONN_TTL_MS = 12_000  # renewed every third of it while held: a dead holder's slot is back soon
@@ -169,41 +190,34 @@ class RedisRateLimiter:
         self._acquire = client.register_script(_ACQUIRE_CONN)
         self._renew_conn = client.register_script(_RENEW_CONN)
 
-    async def _paced(self, registry: str, egresses: Sequence[str]) -> str:
+    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
         keys = []
         for egress in egresses:
             base = self.keys.limiter(registry, egress)
             keys += [base, base + ":pause"]
-        interval = self.limits[registry].interval_ms
-        while True:
-            index, wait = await self._reserve(keys=keys, args=[interval])
-            if await sleep_until_slot(registry, float(wait), interval):
-                return egresses[int(index) - 1]
+        index, wait = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
+        return egresses[int(index) - 1], float(wait)
 
     @asynccontextmanager
-    async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
-        cap = self.limits[registry].max_connections
-        if cap is None:
-            yield await self._paced(registry, egresses)
-            return
-        # A connection first, then the slot: lanes queued for connections must not hold slots,
-        # or they would all send the moment connections free up (a burst).
-        egress, slot_key, token = await self._connection(registry, egresses, cap)
+    async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> AsyncIterator[str]:
+        token = uuid.uuid4().hex
+        egress, slot_key = await self._acquire_connection(registry, egresses, cap, token)
         keeper = asyncio.create_task(self._keep_conn(slot_key, token))
         try:
-            yield await self._paced(registry, [egress])
+            yield egress
         finally:
             keeper.cancel()
             await self.client.zrem(slot_key, token)
 
-    async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> tuple[str, str, str]:
-        """A connection slot on the first egress address that has one free: (egress, key, token)."""
-        token = uuid.uuid4().hex
+    async def _acquire_connection(
+        self, registry: str, egresses: Sequence[str], cap: int, token: str
+    ) -> tuple[str, str]:
+        """A connection slot on the first egress address that has one free: (egress, its key)."""
         while True:
             for egress in egresses:
                 slot_key = self.keys.limiter(registry, egress) + ":conns"
                 if await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
-                    return egress, slot_key, token
+                    return egress, slot_key
             await asyncio.sleep(0.005)
 
     async def _keep_conn(self, slot_key: str, token: str) -> None:

@@ -172,16 +172,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
+def _work_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The rows a local crawl's status and a WhoisCrawl's share: shards, lookups, errors, pace."""
+    return [
+        ("shards", f"{doc['shards']['done']:,} / {doc['shards']['total']:,}"),
+        ("lookups / blocks", f"{doc['lookups']:,} / {doc['blocks']:,}"),
+        ("429s / errors", f"{doc['rate_limited']} / {doc['errors']}"),
+        ("addresses per second", doc["addresses_per_s"]),
+    ]
+
+
 def status_tables(doc: dict[str, Any], name: str) -> list[Table]:
     """`whoiscrawl status`: progress and ETA, then the registries."""
     eta = doc["eta_s"]
     head = figures_table(f"Crawl {name}", [
         ("state", "complete" if doc["complete"] else "in progress or stopped"),
         ("progress", _pct(doc["addresses"]["done"], doc["addresses"]["total"])),
-        ("shards", f"{doc['shards']['done']:,} / {doc['shards']['total']:,}"),
-        ("lookups / blocks", f"{doc['lookups']:,} / {doc['blocks']:,}"),
-        ("429s / errors", f"{doc['rate_limited']} / {doc['errors']}"),
-        ("addresses per second", doc["addresses_per_s"]),
+        *_work_rows(doc),
         ("ETA", "-" if eta is None else f"{eta / 60:.1f} min"),
         ("checkpoint written", doc["updated_at"]),
     ])
@@ -200,10 +207,7 @@ def cluster_status_tables(doc: dict[str, Any]) -> list[Table]:
     head = figures_table(f"WhoisCrawl {doc['crawl']}", [
         ("phase", doc["phase"]),
         ("progress", "-" if doc["progress"] is None else f"{100 * doc['progress']:.2f}%"),
-        ("shards", f"{doc['shards']['done']:,} / {doc['shards']['total']:,}"),
-        ("lookups / blocks", f"{doc['lookups']:,} / {doc['blocks']:,}"),
-        ("429s / errors", f"{doc['rate_limited']} / {doc['errors']}"),
-        ("addresses per second", doc["addresses_per_s"]),
+        *_work_rows(doc),
         ("ETA", "-" if eta is None else f"{eta / 60:.1f} min ({doc['eta']})"),
         ("work lag (messages)", doc["lag"]),
         ("workers desired / current / ready",

@@ -295,6 +295,12 @@ class Simulator:
         exact = w.exact(*span)
         return 200, relations.results_bytes(w, found, base, registry), w.handle(exact) if exact >= 0 else None
 
+    async def _service_time(self, registry: str) -> None:
+        """The registry's latency for one answer (none to speak of: no sleep at all)."""
+        delay = self._latency(registry)
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+
     async def _serve(self, request: web.Request, registry: str, src: str, now: float, addr_s: str,
                      a: int, protocol: str, answer: Callable[[], web.Response]) -> web.StreamResponse:
         """Everything an RDAP request meets before its answer: injected faults, the registry's
@@ -304,9 +310,7 @@ class Simulator:
         if refused is not None:
             return refused
         try:
-            delay = self._latency(registry)
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
+            await self._service_time(registry)
             if fault.kind is not None:
                 return await self._rdap_fault(request, fault, registry, src, addr_s, a)
             return answer()
@@ -407,9 +411,7 @@ class Simulator:
         if refused is not None:
             return refused
         try:
-            delay = self._latency(registry)
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
+            await self._service_time(registry)
             text = self._whois_answer(registry, src, query, obj, fault.kind is None)
             if fault.kind is None or text.startswith("%ERROR"):
                 return text
