@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from whoiscrawl.sim import scenarios
+from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.model import ip_str
 
 
@@ -60,8 +61,6 @@ def sample_addresses(scenario: str, n: int, seed: int = 1) -> list[str]:
 
 
 def _base_for(info: dict[str, Any]) -> dict[int, str]:
-    from whoiscrawl.sim.data import load_iana
-
     rdap = info["rdap"]
     return {row.octet: rdap[row.registry] for row in load_iana() if row.registry}
 
