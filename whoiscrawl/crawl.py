@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
+import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,7 +44,9 @@ class Crawler:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     lookups_by_registry: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
-    failure_pauses: tuple[float, ...] = (2.0, 10.0)  # before giving up on an address
+    # Before an address that failed every way is asked again; the last repeats while its registry
+    # answers nothing (an outage), and the address is given up on after them if it does answer.
+    failure_pauses: tuple[float, ...] = (2.0, 10.0, 30.0)
     list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
     scope: Scope | None = None  # listed children outside it are not kept (None: keep all)
     listing_poll_s: float = 0.25  # how often a lane waiting for another worker's listing looks again
@@ -49,6 +54,7 @@ class Crawler:
     # (Ctrl-C) finishes it, or every resume would list the parent from its first child again.
     abandon_listings_on_stop: bool = False
     _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
+    _answered_at: dict[str, float] = field(default_factory=dict)  # per registry, monotonic
 
     async def run_shard(self, shard: Shard) -> bool:
         """Walk a shard to its end (True) or until asked to stop (False; its cursor is checkpointed)."""
@@ -246,19 +252,44 @@ class Crawler:
         return whole
 
     async def _lookup_patiently(self, address: int) -> LookupResult | None:
-        """A lookup that failed every way (RDAP retries, WHOIS) is tried again after a pause:
-        registries have bad minutes, and an address given up on is a block possibly lost. None:
-        the crawl stops during a pause (a drain must not sit it out); the probe is left unmade."""
-        for pause in self.failure_pauses:
+        """A lookup that failed every way (RDAP retries, WHOIS) is tried again after each pause:
+        registries have bad minutes, and an address given up on is a block possibly lost. When the
+        pauses run out the address is given up on if its registry had answered other lookups before
+        it was asked again (the fault is this address's); while the registry answers nothing the
+        last pause repeats.
+        None: the crawl stops during a pause (a drain must not sit it out); the probe stays in the
+        walk's checkpoint."""
+        started = time.monotonic()
+        for attempt in itertools.count():
+            # Up when asked: the registry answered another lookup since this address first failed.
+            up_when_asked = attempt > 0 and self._answered_since(address, started)
             try:
-                return await self.client.lookup(address)
+                result = await self.client.lookup(address)
             except LookupFailed as exc:
-                log.info("%s: %s; trying again in %.0fs", IPAddress(address), exc, pause)
+                if attempt >= len(self.failure_pauses) and up_when_asked:
+                    raise
+                pause = self.failure_pauses[min(attempt, len(self.failure_pauses) - 1)]
+                if attempt == len(self.failure_pauses):
+                    log.warning("%s: %s; its registry answers nothing: asking again every %.0fs "
+                                "until it does", IPAddress(address), exc, pause)
+                else:
+                    log.info("%s: %s; trying again in %.0fs", IPAddress(address), exc, pause)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), pause)
                 if self.stopping.is_set():
                     return None
-        return await self.client.lookup(address)
+            else:
+                self._answered_at[result.registry] = time.monotonic()
+                return result
+        raise AssertionError("unreachable")
+
+    def _answered_since(self, address: int, since: float) -> bool:
+        """Whether the registry of the address answered a lookup of ours since `since`."""
+        try:
+            registry = self.client.route(address)[0]
+        except LookupFailed:
+            return True  # no registry serves it: nothing to wait for
+        return self._answered_at.get(registry, -math.inf) > since
 
     async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:
         registry = self.client.route(address)[0] if self.client.bootstrap.base_url(address) else "none"

@@ -74,6 +74,7 @@ class LocalCrawl:
     egresses: list[Egress] = field(default_factory=lambda: [Egress("local")])
     whois_servers: dict[str, str] = field(default_factory=dict)
     resume: bool = False
+    failure_pauses: tuple[float, ...] = Crawler.failure_pauses  # before an address is asked again
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set (as Ctrl-C does) to stop
 
     @property
@@ -117,6 +118,7 @@ class LocalCrawl:
             list_children=self.list_children,
             scope=plan.scope,
             stopping=self.stopping,
+            failure_pauses=self.failure_pauses,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

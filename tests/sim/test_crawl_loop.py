@@ -3,6 +3,7 @@ redirect, a failure; each compared with the simulator's truth, so a change to th
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from netaddr import IPNetwork
 
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.rates import Limit
+from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.server import Simulator
 from whoiscrawl.space import REGISTRIES, fetch_bootstrap
 
 Block = tuple[str, str]  # first and last address
@@ -26,13 +29,14 @@ class Crawled:
     requests: Counter[tuple[str, str, str]]  # (registry, protocol, outcome) from the simulator's log
 
 
-async def crawl(start_sim, tmp_path: Path, cidr: str, faults: dict | None = None) -> Crawled:
-    sim = await start_sim(time_scale=100, faults=faults)
+async def crawl(sim: Simulator, tmp_path: Path, cidr: str, **options: Any) -> Crawled:
+    """A local crawl of one range against the simulator; `options`: further LocalCrawl fields."""
     info = sim.info()
     limits = {r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in info["limits"].items()}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "results.jsonl"
     job = LocalCrawl([cidr], out, await fetch_bootstrap(sim.bootstrap_url), limits,
-                     whois_servers=dict.fromkeys(REGISTRIES, info["whois"]))
+                     whois_servers=dict.fromkeys(REGISTRIES, info["whois"]), **options)
     doc = await job.run()
     lines = out.read_text().splitlines() if out.exists() else []
     records = {(r["start_address"], r["end_address"]): r for r in map(json.loads, lines)}
@@ -56,7 +60,7 @@ def size(block: Block) -> int:
 
 async def test_a_lanes_walk_with_a_listing_finds_every_child_in_few_lookups(start_sim, world, tmp_path):
     # A RIPE NCC assignment with 30 children smaller than the grid: one rdap-down lists them all.
-    got = await crawl(start_sim, tmp_path, "2.16.80.0/22")
+    got = await crawl(await start_sim(time_scale=100), tmp_path, "2.16.80.0/22")
     want = truth(world, "2.16.80.0/22")
     assert len(want) == 31 and got.doc["complete"]
     assert set(got.records) == set(want)
@@ -68,7 +72,7 @@ async def test_a_lanes_walk_with_a_listing_finds_every_child_in_few_lookups(star
 async def test_a_parents_gaps_answer_the_parent_where_nothing_lists_its_children(start_sim, world, tmp_path):
     # LACNIC lists nothing: the /24 grid probes the allocation; what is under a /24 and missed by
     # every grid point stays unfound (the registry gives no way to see it).
-    got = await crawl(start_sim, tmp_path, "186.0.0.0/22")
+    got = await crawl(await start_sim(time_scale=100), tmp_path, "186.0.0.0/22")
     want = truth(world, "186.0.0.0/22")
     assert got.doc["complete"] and not any(p == "rdap-down" for _r, p, _o in got.requests)
     assert set(got.records) <= set(want)
@@ -80,7 +84,7 @@ async def test_a_parents_gaps_answer_the_parent_where_nothing_lists_its_children
 
 async def test_a_redirect_is_followed_and_the_record_is_the_registry_it_led_to(start_sim, world, tmp_path):
     # 128.0/16 sits in ARIN's legacy 128/8 but is registered at the RIPE NCC.
-    got = await crawl(start_sim, tmp_path, "128.0.0.0/20")
+    got = await crawl(await start_sim(time_scale=100), tmp_path, "128.0.0.0/20")
     assert got.doc["complete"] and set(got.records) == set(truth(world, "128.0.0.0/20"))
     assert got.requests[("arin", "rdap", "redirect")] > 0
     assert {r["registry"] for r in got.records.values()} == {"ripencc"}
@@ -88,14 +92,35 @@ async def test_a_redirect_is_followed_and_the_record_is_the_registry_it_led_to(s
 
 async def test_faulty_answers_are_retried_and_lose_nothing(start_sim, world, tmp_path):
     faults = {"ripencc": {"http_5xx": 0.3, "malformed": 0.2}}
-    got = await crawl(start_sim, tmp_path, "2.16.80.0/22", faults)
+    got = await crawl(await start_sim(time_scale=100, faults=faults), tmp_path, "2.16.80.0/22")
     assert got.requests[("ripencc", "rdap", "fault")] > 0
     assert got.doc["complete"] and got.doc["errors"] == 0
     assert set(got.records) == set(truth(world, "2.16.80.0/22"))
 
 
-async def test_a_registry_failing_every_way_is_named_and_counted(start_sim, tmp_path):
-    got = await crawl(start_sim, tmp_path, "186.0.0.0/24", {"lacnic": {"http_5xx": 1.0}})
-    assert got.records == {} and got.doc["errors"] == 1
-    (failure,) = got.doc["failures"]
-    assert failure.startswith("186.0.0.0: ") and "lacnic" in failure and "503" in failure
+async def test_a_registry_down_for_a_while_is_waited_for_and_loses_nothing(start_sim, world, tmp_path):
+    # LACNIC answers nothing (every RDAP and WHOIS request a 503) for longer than an address's
+    # pauses; the lanes wait for it instead of skipping its /24s, and the crawl ends whole.
+    sim = await start_sim(time_scale=100, faults={"lacnic": {"http_5xx": 1.0}})
+    crawling = asyncio.create_task(crawl(sim, tmp_path, "186.0.0.0/22", failure_pauses=(0.2, 0.5)))
+    await asyncio.sleep(12)
+    assert not crawling.done()
+    sim.faults = Faults(time_scale=sim.time_scale, t0=sim.t0)  # LACNIC is back
+    got = await asyncio.wait_for(crawling, 60)
+    assert got.requests[("lacnic", "rdap", "fault")] > 0
+    assert got.doc["complete"] and got.doc["failures"] == [], got.doc
+    calm = await crawl(await start_sim(time_scale=100), tmp_path / "calm", "186.0.0.0/22")
+    assert set(got.records) == set(calm.records) and len(calm.records) >= 5
+
+
+async def test_an_address_answered_unusably_while_its_registry_answers_is_given_up_and_named(
+        start_sim, tmp_path):
+    # One /24 of LACNIC's answers is always broken; the rest of the registry answers.
+    faults = {"lacnic": {"malformed": 1.0, "ranges": ["186.0.1.0/24"]}}
+    got = await crawl(await start_sim(time_scale=100, faults=faults), tmp_path, "186.0.0.0/22",
+                      failure_pauses=(0.2, 0.5))
+    calm = await crawl(await start_sim(time_scale=100), tmp_path / "calm", "186.0.0.0/22")
+    assert got.doc["complete"] and got.doc["errors"] >= 1
+    failures = got.doc["failures"]
+    assert failures and all(f.startswith("186.0.1.") and "lacnic" in f for f in failures)
+    assert set(got.records) <= set(calm.records)  # at most what only the broken /24 answers is missing

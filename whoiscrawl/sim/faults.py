@@ -14,12 +14,15 @@ Rates are probabilities per lookup. `latency` replaces the policy's default serv
 duration_s, a `fraction` of source addresses (chosen by hash) answer 429 with the ban's end as
 Retry-After. `protocols` (default [rdap, whois]) limits a spec to one service: an RDAP outage
 with port 43 still answering is `{http_5xx: 1.0, protocols: [rdap]}`. `timeout_s` (default 60)
-is how long a timed-out request hangs before the connection is dropped.
+is how long a timed-out request hangs before the connection is dropped. `ranges` (CIDRs; default
+everywhere) limits a spec to requests for addresses inside them: one network whose answer is
+always broken while the rest of the registry answers is `{malformed: 1.0, ranges: [186.0.0.0/24]}`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import random
@@ -50,11 +53,17 @@ class FaultSpec:
     ban_duration_s: float = 0.0
     ban_fraction: float = 1.0
     protocols: tuple[str, ...] = ("rdap", "whois")  # which services misbehave (an RDAP-only outage)
+    ranges: tuple[tuple[int, int], ...] = ()  # (first, last) address spans it applies to; () everywhere
+
+    def applies(self, protocol: str, address: int | None) -> bool:
+        if protocol not in self.protocols:
+            return False
+        return not self.ranges or (address is not None and any(a <= address <= b for a, b in self.ranges))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FaultSpec:
         known = {"latency", "timeout", "http_5xx", "reset", "truncated", "malformed",
-                 "timeout_s", "storm", "ban", "protocols"}
+                 "timeout_s", "storm", "ban", "protocols", "ranges"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown fault keys: {sorted(unknown)}")
@@ -76,7 +85,13 @@ class FaultSpec:
             ban_duration_s=float(ban.get("duration_s", 0.0)),
             ban_fraction=float(ban.get("fraction", 1.0)),
             protocols=tuple(d.get("protocols") or ("rdap", "whois")),
+            ranges=tuple(_span(str(cidr)) for cidr in d.get("ranges") or ()),
         )
+
+
+def _span(cidr: str) -> tuple[int, int]:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return int(net.network_address), int(net.broadcast_address)
 
 
 @dataclass
@@ -139,9 +154,10 @@ class Faults:
         spec = self.specs.get(registry)
         return (spec.timeout_s if spec else 60.0) / self.x
 
-    def decide(self, registry: str, source: str, now: float, protocol: str = "rdap") -> Decision:
+    def decide(self, registry: str, source: str, now: float, protocol: str = "rdap",
+               address: int | None = None) -> Decision:
         spec = self.specs.get(registry)
-        if spec is None or protocol not in spec.protocols:
+        if spec is None or not spec.applies(protocol, address):
             return Decision()
         t = (now - self.t0) * self.x  # simulated seconds since start
         if spec.ban_period_s > 0 and spec.ban_duration_s > 0:

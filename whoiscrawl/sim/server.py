@@ -305,7 +305,7 @@ class Simulator:
                      a: int, protocol: str, answer: Callable[[], web.Response]) -> web.StreamResponse:
         """Everything an RDAP request meets before its answer: injected faults, the registry's
         limits and connection cap (429s), and service latency."""
-        fault = self.faults.decide(registry, src, now)
+        fault = self.faults.decide(registry, src, now, address=a)
         refused = self._refuse(registry, src, now, addr_s, protocol, fault)
         if refused is not None:
             return refused
@@ -406,7 +406,7 @@ class Simulator:
         obj = self.world.holding(*query.span)
         registry = self.world.registry(obj) if obj >= 0 else (self._iana[query.span[0] >> 24].registry
                                                              or "arin")
-        fault = self.faults.decide(registry, src, now, "whois")
+        fault = self.faults.decide(registry, src, now, "whois", query.span[0])
         refused = self._whois_refuse(registry, src, now, query, fault)
         if refused is not None:
             return refused
