@@ -1,8 +1,16 @@
-"""Every Redis key of one crawl, named in one place (`whoiscrawl:<crawl>:...`, docs/data-plane.md)."""
+"""Every Redis key, named in one place: a crawl's (`whoiscrawl:<crawl>:...`) and the registries' budgets
+(`whoiscrawl:budget:...`, docs/data-plane.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+def budget(registry: str, egress: str) -> str:
+    """A registry's budget behind one egress address (`[:pause|:conns]` beside it). Shared by every
+    crawl of the Redis, not one crawl's: two crawls leaving by one address must not each spend the
+    registry's whole limit."""
+    return f"whoiscrawl:budget:{registry}:{egress}"
 
 
 @dataclass(frozen=True)
@@ -52,9 +60,6 @@ class Keys:
     @property
     def partly_listed(self) -> str:
         return self.prefix + "partly-listed"
-
-    def limiter(self, registry: str, egress: str) -> str:
-        return f"{self.prefix}rate:{registry}:{egress}"
 
     def plan(self, marker: str) -> str:  # the operator's publish-once marker of one plan
         return f"{self.prefix}plan:{marker}"

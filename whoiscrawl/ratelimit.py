@@ -14,7 +14,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from whoiscrawl import metrics
-from whoiscrawl.keys import Keys
+from whoiscrawl.keys import budget
 from whoiscrawl.rates import Limit
 
 
@@ -181,8 +181,7 @@ class RedisRateLimiter(_SlotLimiter):
 
     CONN_TTL_MS = 12_000  # renewed every third of it while held: a dead holder's slot is back soon
 
-    def __init__(self, client: aioredis.Redis, crawl: str, limits: dict[str, Limit]) -> None:
-        self.keys = Keys(crawl)
+    def __init__(self, client: aioredis.Redis, limits: dict[str, Limit]) -> None:
         self.client = client
         self.limits = limits
         self._reserve = client.register_script(_RESERVE)
@@ -193,7 +192,7 @@ class RedisRateLimiter(_SlotLimiter):
     async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
         keys = []
         for egress in egresses:
-            base = self.keys.limiter(registry, egress)
+            base = budget(registry, egress)
             keys += [base, base + ":pause"]
         index, wait = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
         return egresses[int(index) - 1], float(wait)
@@ -215,7 +214,7 @@ class RedisRateLimiter(_SlotLimiter):
         """A connection slot on the first egress address that has one free: (egress, its key)."""
         while True:
             for egress in egresses:
-                slot_key = self.keys.limiter(registry, egress) + ":conns"
+                slot_key = budget(registry, egress) + ":conns"
                 if await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
                     return egress, slot_key
             await asyncio.sleep(0.005)
@@ -227,4 +226,4 @@ class RedisRateLimiter(_SlotLimiter):
                 await self._renew_conn(keys=[slot_key], args=[self.CONN_TTL_MS, token])
 
     async def pause(self, registry: str, egress: str, seconds: float) -> None:
-        await self._pause(keys=[self.keys.limiter(registry, egress) + ":pause"], args=[seconds * 1000])
+        await self._pause(keys=[budget(registry, egress) + ":pause"], args=[seconds * 1000])

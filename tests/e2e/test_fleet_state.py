@@ -31,7 +31,7 @@ PARENT_SPAN = (int.from_bytes(bytes([2, 16, 80, 0])), int.from_bytes(bytes([2, 1
 async def worker(services, sim: Simulator, crawl: str, out: Path, owner: str) -> AsyncIterator[Crawler]:
     """One fleet worker's crawler, in this process: shared state in Redis, results to a file."""
     store = RedisBlockStore(services.redis_url, crawl)
-    limiter = RedisRateLimiter(store.client, crawl, sim.limits())
+    limiter = RedisRateLimiter(store.client, sim.limits())
     whois = dict.fromkeys(REGISTRIES, sim.whois)
     client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), limiter, [Egress(owner)], whois)
     sink = FileSink(out)

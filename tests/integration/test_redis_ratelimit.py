@@ -8,6 +8,7 @@ import time
 
 import redis.asyncio as aioredis
 
+from whoiscrawl.keys import budget
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.rates import Limit
 
@@ -21,13 +22,15 @@ async def _send(limiter: RedisRateLimiter, n: int, egresses: list[str], stamps: 
 
 
 async def test_two_processes_share_one_budget(services, unique_name):
+    # Whichever crawl each works for: budgets were once keyed by crawl, and two crawls leaving by
+    # one address each spent the registry's whole limit.
     limits = {"lacnic": Limit(40.0, None)}
     clients = [aioredis.Redis.from_url(services.redis_url) for _ in range(2)]
     try:
-        limiters = [RedisRateLimiter(c, unique_name, limits) for c in clients]
+        limiters = [RedisRateLimiter(c, limits) for c in clients]
         stamps: list[tuple[float, str]] = []
         started = time.monotonic()
-        await asyncio.gather(*(_send(lim, 10, ["nat-1"], stamps) for lim in limiters))
+        await asyncio.gather(*(_send(lim, 10, [f"{unique_name}-nat"], stamps) for lim in limiters))
         elapsed = time.monotonic() - started
         # 20 requests at 40/s (paced at 95%) through one address: ~0.5 s whatever the process count.
         assert 0.42 < elapsed < 0.9
@@ -41,18 +44,18 @@ async def test_two_processes_share_one_budget(services, unique_name):
 async def test_second_address_doubles_the_budget_and_pause_holds(services, unique_name):
     client = aioredis.Redis.from_url(services.redis_url)
     try:
-        limiter = RedisRateLimiter(client, unique_name, {"lacnic": Limit(40.0, None)})
+        limiter = RedisRateLimiter(client, {"lacnic": Limit(40.0, None)})
         stamps: list[tuple[float, str]] = []
         started = time.monotonic()
-        await _send(limiter, 20, ["a", "b"], stamps)
+        await _send(limiter, 20, [f"{unique_name}-a", f"{unique_name}-b"], stamps)
         assert time.monotonic() - started < 0.4
-        assert sorted(e for _, e in stamps).count("a") == 10
+        assert sorted(e for _, e in stamps).count(f"{unique_name}-a") == 10
 
-        await limiter.pause("lacnic", "a", 0.6)
-        await limiter.pause("lacnic", "b", 0.6)
+        await limiter.pause("lacnic", f"{unique_name}-a", 0.6)
+        await limiter.pause("lacnic", f"{unique_name}-b", 0.6)
         paused_at = time.monotonic()
         stamps.clear()
-        await _send(limiter, 1, ["a", "b"], stamps)
+        await _send(limiter, 1, [f"{unique_name}-a", f"{unique_name}-b"], stamps)
         assert stamps[0][0] - paused_at > 0.55
     finally:
         await client.aclose()
@@ -61,12 +64,12 @@ async def test_second_address_doubles_the_budget_and_pause_holds(services, uniqu
 async def test_connection_cap(services, unique_name):
     client = aioredis.Redis.from_url(services.redis_url)
     try:
-        limiter = RedisRateLimiter(client, unique_name, {"ripencc": Limit(1000.0, 2)})
+        limiter = RedisRateLimiter(client, {"ripencc": Limit(1000.0, 2)})
         active = peak = 0
 
         async def one() -> None:
             nonlocal active, peak
-            async with limiter.permit("ripencc", ["x"]):
+            async with limiter.permit("ripencc", [f"{unique_name}-x"]):
                 active += 1
                 peak = max(peak, active)
                 await asyncio.sleep(0.05)
@@ -83,15 +86,15 @@ async def test_lanes_queued_for_a_connection_still_send_paced(services, unique_n
     all send the moment connections free up: the burst that draws a registry's 429s."""
     client = aioredis.Redis.from_url(services.redis_url)
     try:
-        limiter = RedisRateLimiter(client, unique_name, {"lacnic": Limit(20.0, 1)})
+        limiter = RedisRateLimiter(client, {"lacnic": Limit(20.0, 1)})
         stamps: list[float] = []
 
         async def slow() -> None:
-            async with limiter.permit("lacnic", ["x"]):
+            async with limiter.permit("lacnic", [f"{unique_name}-x"]):
                 await asyncio.sleep(0.6)  # a slow answer holds the only connection
 
         async def quick() -> None:
-            async with limiter.permit("lacnic", ["x"]):
+            async with limiter.permit("lacnic", [f"{unique_name}-x"]):
                 stamps.append(time.monotonic())
 
         first = asyncio.create_task(slow())
@@ -108,14 +111,14 @@ async def test_a_dead_holders_connection_slot_comes_back_within_its_lease(servic
     holder renews, so it lapses in seconds (it once lasted two minutes, and the registry went idle)."""
     client = aioredis.Redis.from_url(services.redis_url)
     try:
-        live = RedisRateLimiter(client, unique_name, {"lacnic": Limit(1000.0, 1)})
+        live = RedisRateLimiter(client, {"lacnic": Limit(1000.0, 1)})
         seconds, micros = await client.time()  # what a holder killed mid-request leaves behind:
         now_ms = seconds * 1000 + micros // 1000
-        slots = live.keys.limiter("lacnic", "x") + ":conns"
+        slots = budget("lacnic", f"{unique_name}-x") + ":conns"
         await client.zadd(slots, {"dead": now_ms + RedisRateLimiter.CONN_TTL_MS})
 
         async def one() -> None:
-            async with live.permit("lacnic", ["x"]):
+            async with live.permit("lacnic", [f"{unique_name}-x"]):
                 pass
 
         await asyncio.wait_for(one(), 40)
