@@ -279,7 +279,9 @@ class Crawler:
                 if self.stopping.is_set():
                     return None
             else:
-                self._answered_at[result.registry] = time.monotonic()
+                # The registry asked first and the one that answered (a transfer's holder) are up.
+                for registry in {self.client.route(address)[0], result.registry}:
+                    self._answered_at[registry] = time.monotonic()
                 return result
         raise AssertionError("unreachable")
 
