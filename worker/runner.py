@@ -98,6 +98,7 @@ class Worker:
     # Rebalance callbacks run inside consume(), on the consumer thread.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._loop is not None
+        log.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
         for tp in partitions:
             self._loop.call_soon_threadsafe(self._start_lane, tp.partition)
         consumer.incremental_assign(partitions)
@@ -107,6 +108,7 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._loop is not None
+        log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
         for tp in partitions:
             self._loop.call_soon_threadsafe(self._stop_lane, tp.partition)
         consumer.incremental_unassign(partitions)
