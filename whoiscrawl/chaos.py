@@ -65,6 +65,8 @@ class Chaos:
     redis_recoveries: list[float] = field(default_factory=list)  # seconds, one per Redis loss
     # Wall-clock spans from a restart dealt to the recovery noted (end None: never noted).
     outages: list[list[float | None]] = field(default_factory=list)
+    # What was dealt and when (wall clock), for reading beside the workers' logs: (time, event, detail).
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)
     _awaiting: tuple[float, int] | None = field(init=False, default=None)  # (broker back, blocks)
     # (Redis back empty, blocks once the store was rebuilt: None until it is)
     _rebuilding: tuple[float, int | None] | None = field(init=False, default=None)
@@ -94,6 +96,7 @@ class Chaos:
                 self._rebuilding = (lost_at, progress.blocks)
             elif rebuilt is not None and progress.blocks > rebuilt:
                 self.redis_recoveries.append(round(time.monotonic() - lost_at, 2))
+                self._note("redis-recovered", f"{self.redis_recoveries[-1]}s")
                 self._outage_over()
                 self._rebuilding = None
         due = (self.restart_redis is not None and self.redis_lost < self.redis_losses
@@ -102,10 +105,15 @@ class Chaos:
         if due:
             assert self.restart_redis is not None
             self.outages.append([time.time(), None])
+            self._note("redis-restart", "")
             self.restart_redis()
+            self._note("redis-back-empty", "")
             self.redis_lost += 1
             self._rebuilding = (time.monotonic(), None)
         return due
+
+    def _note(self, event: str, detail: str) -> None:
+        self.timeline.append((time.time(), event, detail))
 
     def _outage_over(self) -> None:
         self.outages[-1][1] = time.time()
@@ -114,6 +122,7 @@ class Chaos:
         """Restart the broker when due (True: this poll is spent); note when the fleet recovered."""
         if self._awaiting is not None and progress.blocks > self._awaiting[1]:
             self.recoveries.append(round(time.monotonic() - self._awaiting[0], 2))
+            self._note("broker-recovered", f"{self.recoveries[-1]}s")
             self._outage_over()
             self._awaiting = None
         due = (self.restart_broker is not None and self.restarted < self.broker_restarts
@@ -122,7 +131,9 @@ class Chaos:
         if due:
             assert self.restart_broker is not None
             self.outages.append([time.time(), None])
+            self._note("broker-restart", "")
             self.restart_broker()
+            self._note("broker-back", "")
             self.restarted += 1
             self._awaiting = (time.monotonic(), progress.blocks)
         return due
@@ -147,13 +158,16 @@ class Chaos:
             return
         victim = self._rng.choice(ready if term else listers or alive)
         if term:
+            self._note("sigterm", f"worker-{victim}")
             self.drains.append(fleet.terminate(victim, timeout=fleet.grace_seconds + 30))
             self.termed += 1
         else:
+            self._note("sigkill", f"worker-{victim}" + (" (lister)" if listers else ""))
             fleet.kill(victim)
             self.killed += 1
             self.listers_killed += bool(listers)
         fleet.start(1, slot=fleet.slots[victim])  # a pod restarted under its name
+        self._note("started", f"worker-{len(fleet.procs) - 1}")
         self._next_at = time.monotonic() + self._rng.uniform(*self.every_s)
 
     @staticmethod
@@ -239,6 +253,10 @@ def chaos_run(
         run = crawl_with_fleet(
             sim, kafka, redis_url, workdir, workers=workers, during=chaos, timeout=1800, static=static
         )
+    if chaos is not None:
+        with (workdir / "timeline.jsonl").open("w") as fh:
+            for t, event, detail in chaos.timeline:
+                fh.write(json.dumps({"t": t, "event": event, "detail": detail}) + "\n")
     figures = score(scenario, str(run.results), str(log), resolution=24, time_scale=time_scale)
     found, duplicates = _blocks(run.results)
     return {
@@ -274,6 +292,7 @@ def chaos_bench(
     grace = Fleet.grace_seconds
     return {
         "benchmark": "chaos",
+        "workdir": str(workdir),  # the workers' logs, the simulator's request log, chaos/timeline.jsonl
         "scenario": scenario,
         "workers": workers,
         "time_scale": time_scale,

@@ -98,6 +98,7 @@ class Worker:
     # Rebalance callbacks run inside consume(), on the consumer thread.
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._loop is not None
+        log.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
         for tp in partitions:
             self._loop.call_soon_threadsafe(self._start_lane, tp.partition)
         consumer.incremental_assign(partitions)
@@ -107,9 +108,27 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._loop is not None
+        log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
         for tp in partitions:
             self._loop.call_soon_threadsafe(self._stop_lane, tp.partition)
         consumer.incremental_unassign(partitions)
+
+    def _leave_group(self, timeout: float = 1.0) -> None:
+        """On the consumer thread, at the end of a drain: a static member (`group.instance.id`) leaves
+        the group too, so its partitions move at once rather than after the session timeout.
+
+        librdkafka never sends a static member's LeaveGroup on close (KIP-345: it expects the member
+        back under its name), only on unsubscribe once the revocation is done. A drained worker is a
+        pod going away (a spot notice, a scale-down, a rollout), and a Deployment's replacement comes
+        back under a new name; one restarted under this name joins again, as a new member."""
+        if not self.config.kafka_config.get("group.instance.id"):
+            return
+        self.consumer.unsubscribe()
+        deadline = time.monotonic() + timeout
+        # consume() serves the revocation (our _on_revoke unassigns); the LeaveGroup follows it.
+        while self.consumer.assignment() and time.monotonic() < deadline:
+            self.consumer.consume(16, 0.1)  # whatever it returns is uncommitted: redelivered
+        self.consumer.consume(1, 0.1)
 
     def _start_lane(self, partition: int) -> None:
         old = self.lanes.get(partition)
@@ -291,7 +310,10 @@ class Worker:
         left = max(1.0, cfg.grace_seconds - (time.monotonic() - started))
         undelivered = await asyncio.to_thread(sink.close, left)
         await asyncio.to_thread(checkpoints.close, min(left, 2.0))
-        await self._call(self.consumer.close)  # leaves the group: its partitions move at once
+        # What is left of the grace, for a static member's leaving (a dynamic one leaves in close()).
+        left = cfg.grace_seconds - (time.monotonic() - started)
+        await self._call(self._leave_group, min(1.0, max(0.2, left)))
+        await self._call(self.consumer.close)  # a dynamic member leaves the group here
         self._kafka.shutdown(wait=True)
         await client.close()
         await store.close()

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import subprocess
+import time
 from pathlib import Path
 
-from whoiscrawl.bench import crawl_with_fleet
+from confluent_kafka.admin import AdminClient
+
+from whoiscrawl import queue
+from whoiscrawl.bench import Fleet, crawl_with_fleet
+from whoiscrawl.publish import publish_plan
+from whoiscrawl.queue import group_name
+from whoiscrawl.space import plan_crawl
+from whoiscrawl.store import RedisStore
 
 from .conftest import COVERAGE_FLOOR, score
 from .test_local_crawl import crawl_cmd
@@ -94,3 +104,43 @@ def test_the_same_crawl_finds_the_same_blocks_every_run(services, quick_sim, tmp
     found.append(fleet_blocks(local))
     print("blocks per run:", [len(f) for f in found], "in all:", len(set.intersection(*found)))
     assert all(f == found[-1] for f in found)
+
+
+def _members(bootstrap: str, group: str) -> list[str | None]:
+    """The group.instance.id of each member the coordinator lists in the group now."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    [description] = [f.result(timeout=10) for f in admin.describe_consumer_groups([group]).values()]
+    return [m.group_instance_id for m in description.members]
+
+
+def test_a_drained_static_member_leaves_the_group(services, quick_sim, tmp_path):
+    """A worker with a group.instance.id (static membership) leaves the group when it drains, as a
+    dynamic one does: a pod going away comes back under a new name, and its partitions must not wait
+    out the session timeout (librdkafka sends no LeaveGroup on close for a static member)."""
+    crawl = f"static-{os.getpid()}-{random.randrange(1 << 30):x}"
+    plan = plan_crawl(crawl=crawl, ranges=quick_sim.ranges, strategy="sweep", resolution=24, samples=0)
+    admin = RedisStore(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="whoiscrawl.", store=admin, partitions=32)
+    fleet = Fleet(
+        crawl, services.kafka_bootstrap, services.redis_url, quick_sim, tmp_path, workers=2, static=True
+    )
+    group = group_name("whoiscrawl.", crawl)
+    both = [f"{crawl}-worker-0", f"{crawl}-worker-1"]
+    try:
+        fleet.start(2)
+        deadline = time.monotonic() + 90
+        logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+        while not all(b"assigned partitions" in log.read_bytes() for log in logs):
+            assert time.monotonic() < deadline, "the workers never got partitions"
+            time.sleep(0.2)
+        while sorted(_members(services.kafka_bootstrap, group), key=str) != both:
+            assert time.monotonic() < deadline, "the group never listed both workers"
+            time.sleep(0.2)
+        code, seconds = fleet.terminate(0, timeout=60)
+        assert code == 0 and seconds < 10 + 2
+        # A static member that did not leave stays listed for the session timeout (6 s).
+        assert _members(services.kafka_bootstrap, group) == [f"{crawl}-worker-1"]
+    finally:
+        fleet.stop()
+        queue.delete_topics(services.kafka_bootstrap, "whoiscrawl.", crawl)
+        admin.delete_crawl()
