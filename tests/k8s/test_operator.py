@@ -22,11 +22,13 @@ import yaml
 from confluent_kafka.admin import AdminClient
 from opsupport_api import until
 from opsupport_kubelet import Kubelet, kubelet
+from typer.testing import CliRunner
 from whoiscrawl.operator.builders import crawl_id
 from whoiscrawl.operator.spec import parse_spec
 
 from whoiscrawl import queue
 from whoiscrawl.bench import Simulator
+from whoiscrawl.cli import app
 from whoiscrawl.dev.services import free_port
 from whoiscrawl.sim.score import score
 from whoiscrawl.store import Progress, RedisStore
@@ -150,6 +152,14 @@ def export_and_score(services: Any, prefix: str, crawl: str, out: Path) -> dict[
     return score("quick", str(out), None, resolution=24, time_scale=100.0)
 
 
+def whoiscrawl_status(k8s: K8s, namespace: str, crawl: str) -> dict[str, Any]:
+    """What `whoiscrawl status NAME --json` says of a WhoisCrawl, through the admin kubeconfig."""
+    result = CliRunner().invoke(app, ["status", crawl, "-n", namespace, "--json",
+                                      "--kubeconfig", str(k8s.cluster.kubeconfig)])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
 @pytest.mark.parametrize("mode", ["namespaced", "all-namespaces"])
 def test_a_crawl_runs_to_completed_under_the_charts_rbac(
         k8s: K8s, crd: dict, shared_pool: str, services: Any, quick_sim: Simulator, namespace: str,
@@ -173,6 +183,7 @@ def test_a_crawl_runs_to_completed_under_the_charts_rbac(
                 crawl_now = k8s.api.get(*WC, namespace, crawl)
                 raise AssertionError(f"{exc}\n{crawl_now}\n{runner.tail()}") from None
             wide = k8s.kubectl("get", "wc", crawl, "-n", namespace, "-o", "wide").stdout
+            status = whoiscrawl_status(k8s, namespace, crawl)
             figures = export_and_score(services, prefix, ident, tmp_path / "results.jsonl")
 
             k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
@@ -195,6 +206,11 @@ def test_a_crawl_runs_to_completed_under_the_charts_rbac(
           f"killed {killed}; exits {exits}; operator calls {sorted(calls(events))}")
     assert header[:6] == ["NAME", "READY", "PROGRESS", "%", "BLOCKS", "WORKERS"]
     assert row[0] == crawl and int(row[3]) > 0, wide  # Blocks, filled in from status
+    # `whoiscrawl status NAME` reads the same status from the real API server.
+    assert status["crawl"] == f"{namespace}/{crawl}" and status["complete"] and status["progress"] == 1.0
+    assert status["blocks"] == int(row[3]) and status["shards"]["done"] == status["shards"]["total"]
+    assert {"type": "Completed", "status": "True"}.items() <= next(
+        c for c in status["conditions"] if c["type"] == "Completed").items()
     assert (killed, -9) in exits
     assert events, "the operator made no request as its service account"
     assert forbidden(events) == [], "the chart's RBAC refused the operator"
