@@ -104,13 +104,17 @@ class Chaos:
                and self.killed >= self.kills // 4 and progress.blocks >= self.redis_after_blocks)
         if due:
             assert self.restart_redis is not None
-            self.outages.append([time.time(), None])
-            self._note("redis-restart", "")
-            self.restart_redis()
-            self._note("redis-back-empty", "")
+            self._restart("redis", self.restart_redis, "redis-back-empty")
             self.redis_lost += 1
             self._rebuilding = (time.monotonic(), None)
         return due
+
+    def _restart(self, service: str, restart: Callable[[], Any], back: str) -> None:
+        """Restart a service, an outage from now until the fleet recovers, on the timeline."""
+        self.outages.append([time.time(), None])
+        self._note(f"{service}-restart", "")
+        restart()
+        self._note(back, "")
 
     def _note(self, event: str, detail: str) -> None:
         self.timeline.append((time.time(), event, detail))
@@ -130,10 +134,7 @@ class Chaos:
                and self.killed >= self.kills // 2)
         if due:
             assert self.restart_broker is not None
-            self.outages.append([time.time(), None])
-            self._note("broker-restart", "")
-            self.restart_broker()
-            self._note("broker-back", "")
+            self._restart("broker", self.restart_broker, "broker-back")
             self.restarted += 1
             self._awaiting = (time.monotonic(), progress.blocks)
         return due
