@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
@@ -69,20 +70,25 @@ class KubeClient:
     """
 
     def __init__(self, server: str | None = None,
-                 timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+                 timeout: float = REQUEST_TIMEOUT_SECONDS, kubeconfig: str | None = None) -> None:
+        """`server`: an unauthenticated URL (tests); `kubeconfig`: that file; neither: in-cluster
+        credentials, else $KUBECONFIG or ~/.kube/config."""
         self.timeout = timeout
         from kubernetes import client, config
 
+        cfg = client.Configuration()
         if server:
-            cfg = client.Configuration()
             cfg.host = server.rstrip("/")
             cfg.verify_ssl = False
+        elif kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
         else:
             try:
-                config.load_incluster_config()
+                config.load_incluster_config(client_configuration=cfg)
             except config.ConfigException:
-                config.load_kube_config()
-            cfg = client.Configuration.get_default_copy()
+                # read $KUBECONFIG now: the client's own default was fixed when it was imported
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                        client_configuration=cfg)
         self._api = client.ApiClient(cfg)
 
     def _request(self, method: str, url: str, body: Any = None,

@@ -60,3 +60,28 @@ async def test_status_of_a_whoiscrawl_in_the_cluster() -> None:
         missing = await asyncio.to_thread(
             lambda: CliRunner().invoke(app, ["status", "nope", "-n", "crawls", "--server", url]))
         assert missing.exit_code == 2 and "no whoiscrawl nope" in missing.output
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:kmock")
+async def test_status_reads_the_kubeconfig_it_is_given(tmp_path) -> None:
+    """--kubeconfig is honoured although the kubernetes client was imported before it was given (the
+    client reads $KUBECONFIG once, at import: setting the variable later was ignored)."""
+    import kubernetes  # noqa: F401  (imported first, as in a long-lived process or the test suite)
+
+    kube = make(build_crd())
+    async with kube, kmock.Server(kube) as server:
+        url = str(server.url).rstrip("/")
+        body = {"apiVersion": API, "kind": "WhoisCrawl", "metadata": {"name": "ipv4", "namespace": "crawls"},
+                "spec": {"ranges": ["193.0.0.0/16"]}}
+        await asyncio.to_thread(KubeClient(url).create, API, "whoiscrawls", "crawls", body)
+        config = tmp_path / "kubeconfig"
+        config.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": url}}],
+            "users": [{"name": "test", "user": {"token": "t"}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}]}))
+        result = await asyncio.to_thread(lambda: CliRunner().invoke(
+            app, ["status", "ipv4", "-n", "crawls", "--json", "--kubeconfig", str(config)],
+            env={"KUBECONFIG": None, "HOME": str(tmp_path)}))
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["crawl"] == "crawls/ipv4"

@@ -198,14 +198,10 @@ def status(
     """Progress, rate and ETA of a local crawl (from its checkpoint: coverage by registry too) or of
     a WhoisCrawl in the cluster (from its status: workers, conditions); --watch follows it (with
     --json: a JSON line per look)."""
-    import os
-
     from whoiscrawl.results.status import StatusError, paths_of
 
-    if kubeconfig:
-        os.environ["KUBECONFIG"] = str(kubeconfig)
     local = any(p.exists() for p in paths_of(name))
-    look = _local_look(name) if local else _cluster_look(name, namespace, server)
+    look = _local_look(name) if local else _cluster_look(name, namespace, server, kubeconfig)
     try:
         _follow(look, interval, as_json, watch)
     except StatusError as exc:
@@ -229,12 +225,14 @@ def _local_look(name: str) -> Callable[[], tuple[dict, list]]:
     return look
 
 
-def _cluster_look(name: str, namespace: str, server: str | None) -> Callable[[], tuple[dict, list]]:
+def _cluster_look(name: str, namespace: str, server: str | None,
+                  kubeconfig: Path | None) -> Callable[[], tuple[dict, list]]:
     from whoiscrawl.results.status import cluster_report, fetch_crawl
     from whoiscrawl.results.tables import cluster_status_tables
 
     def look() -> tuple[dict, list]:
-        doc = cluster_report(fetch_crawl(name, namespace, server))
+        doc = cluster_report(fetch_crawl(name, namespace, server,
+                                          str(kubeconfig) if kubeconfig else None))
         return doc, cluster_status_tables(doc)
 
     return look

@@ -110,14 +110,16 @@ def report(now: Snapshot, before: Snapshot | None = None) -> dict[str, Any]:
     }
 
 
-def fetch_crawl(name: str, namespace: str, server: str | None = None) -> dict[str, Any]:
-    """A WhoisCrawl resource from the Kubernetes API (kubeconfig or in-cluster credentials, or an
+def fetch_crawl(name: str, namespace: str, server: str | None = None,
+                kubeconfig: str | None = None) -> dict[str, Any]:
+    """A WhoisCrawl resource from the Kubernetes API (a kubeconfig or in-cluster credentials, or an
     unauthenticated `server` URL)."""
     from whoiscrawl.operator.kube import KubeClient, KubeError  # the kubernetes client, only for a cluster
     from whoiscrawl.operator.spec import GROUP, VERSION
 
     try:
-        crawl = KubeClient(server).get(f"{GROUP}/{VERSION}", "whoiscrawls", namespace, name)
+        client = KubeClient(server, kubeconfig=kubeconfig)
+        crawl = client.get(f"{GROUP}/{VERSION}", "whoiscrawls", namespace, name)
     except KubeError as exc:
         raise StatusError(f"no local crawl {name}, and whoiscrawl {namespace}/{name} cannot be read: "
                           f"{exc}") from exc
