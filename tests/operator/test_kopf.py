@@ -171,7 +171,8 @@ async def test_spot_overflow_on_demand(cluster: Cluster) -> None:
         return str(dep["spec"]["template"]["metadata"]["annotations"]["whoiscrawl.io/capacity"])
 
     assert capacity("s-worker") == "spot"
-    await cluster.until(lambda: len(cluster.pods()) >= 2, label="pods")
+    # Both pods' statuses written before they are backdated: a status written after would be new.
+    await cluster.until(lambda: len(cluster.unschedulable_pods()) >= 2, label="2 unschedulable pods")
     cluster.age_pods(120)  # Unschedulable on spot for two minutes: past the 60 s timeout
     # An on-demand overflow sized to the unschedulable pods; the spot fleet is left as it is.
     await cluster.until(lambda: cluster.get("apps/v1", "deployments", "s-worker-overflow")[

@@ -154,6 +154,14 @@ class Cluster:
         return [key[2] for key, obj in list(self.kube.objects.items())
                 if key[0].plural == "pods" and key[1] == ns and not obj.deleted]
 
+    def unschedulable_pods(self, ns: str = NS) -> list[str]:
+        """Names of the live pods whose status says Unschedulable (the toy controller creates a pod,
+        then writes its status: a separate request)."""
+        return [key[2] for key, obj in list(self.kube.objects.items())
+                if key[0].plural == "pods" and key[1] == ns and not obj.deleted
+                and any(c.get("reason") == "Unschedulable"
+                        for c in (obj.raw.get("status") or {}).get("conditions") or [])]
+
     def age_pods(self, seconds: float) -> None:
         """Backdate every pod's creation and condition times (Unschedulable "for a long time")."""
         stamp = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
