@@ -56,6 +56,10 @@ def step_counts(
 # one); one whose owner died lapses within seconds, and whoever meets the cell or parent next takes
 # it over.
 LEASE_S = 12.0
+# The rebuild's lease is shorter: while it is held every worker's writes wait, so a rebuilder killed
+# mid-way must not stop the fleet for a claim's 12 s (it did, in a chaos run). Renewed every second
+# by a thread of its own, which the rebuild's reads do not hold up.
+REBUILD_LEASE_S = 3.0
 ListingClaim = Literal["mine", "busy", "partly"]  # ours to list; another owner's now; settled, cut
 
 
@@ -244,14 +248,14 @@ class RedisStore:
     @contextlib.contextmanager
     def rebuilding(self, owner: str) -> Iterator[bool]:
         """The rebuild lease (True: ours, renewed while the block runs; False: someone else's)."""
-        ms = int(LEASE_S * 1000)
+        ms = int(REBUILD_LEASE_S * 1000)
         if not self.client.set(self.keys.rebuilding, owner, nx=True, px=ms):
             yield False
             return
         stop = threading.Event()
 
         def renew() -> None:
-            while not stop.wait(LEASE_S / 3):
+            while not stop.wait(REBUILD_LEASE_S / 3):
                 self.client.eval(_RENEW, 1, self.keys.rebuilding, owner, ms)
 
         keeper = threading.Thread(target=renew, name="rebuild-lease", daemon=True)

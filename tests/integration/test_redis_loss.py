@@ -99,3 +99,25 @@ async def test_a_flushed_store_is_rebuilt_once_and_every_worker_goes_on(services
         await b.close()
         admin.delete_crawl()
         queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+def test_a_killed_rebuilders_lease_lapses_within_seconds(services, unique_name, tmp_path):
+    """A worker SIGKILLed while it rebuilds leaves its lease behind; the others wait for it to lapse
+    before one of them rebuilds (a 12 s claim lease: 14.5 s from Redis back to the store rebuilt in
+    a chaos run, 2.5 s of it rebuilding)."""
+    import signal
+    import subprocess
+    import sys
+
+    from whoiscrawl.store import REBUILD_LEASE_S
+
+    script = ("import os, signal, sys\nfrom whoiscrawl.store import RedisStore\n"
+              "with RedisStore(sys.argv[1], sys.argv[2]).rebuilding('doomed') as mine:\n"
+              "    assert mine\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", script, services.redis_url, unique_name])
+    assert proc.returncode == -signal.SIGKILL
+    store = RedisStore(services.redis_url, unique_name)
+    left = store.client.pttl(store.keys.rebuilding)
+    assert 0 < left <= REBUILD_LEASE_S * 1000
+    with store.rebuilding("next") as mine:
+        assert not mine  # still the dead one's, until it lapses
