@@ -103,25 +103,24 @@ class SweepWalk:
         return walk
 
     def next_address(self, known: KnownIndex) -> int | None:
-        while self._backward:
-            address, floor = self._backward[-1]
-            leaf = known.leaf(address)
+        while True:
+            while self._backward:
+                address, floor = self._backward[-1]
+                leaf = known.leaf(address)
+                if leaf is None:
+                    self._chain_floor = floor
+                    return address
+                self._backward.pop()  # found meanwhile (by any walk): go on below it, as after our own probe
+                self._push_backward(leaf[0], floor)
+            self._chain_floor = None
+            if self.cursor > self.shard.last:
+                return None
+            leaf = known.leaf(self.cursor)
             if leaf is None:
-                self._chain_floor = floor
-                return address
-            self._backward.pop()  # found meanwhile (by any walk): go on below it, as after our own probe
-            self._push_backward(leaf[0], floor)
-        self._chain_floor = None
-        address = self.cursor
-        while address <= self.shard.last:
-            end = known.terminal_end(address)
-            if end is None:
-                self.cursor = address
-                return address
-            address = end + 1
-            self._resolved_upto = max(self._resolved_upto, end)
-        self.cursor = address
-        return None
+                return self.cursor
+            # Found by another walk (a lister, or this shard's last owner): skipped as if we had
+            # probed it, backward probes into the unprobed space before it included.
+            self.observe(self.cursor, Answer(leaf[0], leaf[1], True))
 
     def _push_backward(self, leaf_first: int, floor: int) -> None:
         if floor < leaf_first - 1 and leaf_first - 1 >= self.shard.first:

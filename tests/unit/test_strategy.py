@@ -188,3 +188,37 @@ def test_a_failed_backward_probe_ends_the_chain():
     assert walk.next_address(known) == 9131  # backwards into the skipped space
     walk.skip(9131)  # it failed (or nothing is registered): the chain ends there
     assert walk.next_address(known) == 9501  # not 9130, 9129, ... one failure after another
+
+
+def observe_answer(walk, known: KnownBlocks, address: int) -> tuple[int, int, str]:
+    first, last, kind = most_specific(address)
+    terminal = is_terminal(first, last, kind, [], 24)
+    known.add(first, last, terminal)
+    walk.observe(address, Answer(first, last, terminal))
+    return first, last, kind
+
+
+@pytest.mark.parametrize("behind", [1, 2, 4])
+@pytest.mark.parametrize("start", range(0, 40, 3))
+def test_a_walk_resumed_behind_another_finds_what_the_whole_walk_would(start, behind):
+    """A partition's next owner resumes a shard from the checkpoint its last owner wrote `behind`
+    probes ago, while that owner's last probes stored their blocks (a revocation acked before the
+    old lane ended, a checkpoint lost with a killed worker). Blocks the old walk stored ahead are
+    skipped as known, yet the space before them that no one probed is still probed backwards."""
+    shard = Shard("t", "s", 0, 65535, "sweep", 24)
+    _, whole = run(shard)
+    known = KnownBlocks()
+    old = walk_for(shard)
+    answers = []
+    checkpoint = old.checkpoint()
+    for n in range(start + behind):
+        address = old.next_address(known)
+        if address is None:
+            break
+        if n == start:
+            checkpoint = old.checkpoint()
+        answers.append(observe_answer(old, known, address))
+    resumed = walk_for(shard, checkpoint)
+    while (address := resumed.next_address(known)) is not None:
+        answers.append(observe_answer(resumed, known, address))
+    assert set(whole) <= set(answers)
