@@ -31,7 +31,7 @@ log = logging.getLogger("whoiscrawl.worker")
 
 # Of the grace after SIGTERM, what flushing results, checkpoints and leaving the group may take.
 CLOSE_RESERVE_S = 2.0
-LEAVE_RESERVE_S = 1.0  # of that, what leaving the group may take (a static member's LeaveGroup)
+LEAVE_RESERVE_S = 1.0  # of that, what leaving the group may take
 
 
 @dataclass
@@ -50,6 +50,24 @@ class WorkerConfig:
     grace_seconds: float = 20.0  # inside GKE's spot notice; AWS gives two minutes
     max_queued_per_partition: int = 4
     kafka_config: dict[str, str] = field(default_factory=dict)
+
+
+def group_consumer_config(config: WorkerConfig, owner: str) -> dict[str, Any]:
+    """The consumer settings of a crawl's worker group member (`owner` its client id)."""
+    return {
+        "bootstrap.servers": config.kafka_bootstrap,
+        "group.id": group_name(config.topic_prefix, config.crawl),
+        "client.id": owner,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        # KIP-848's protocol: the broker moves partitions one member at a time, so a join or a
+        # death never stops the whole group (the classic protocol's rebalance waits for every
+        # member, and under kills every 1-3 s it never finished: 30 s silences). Session timeout
+        # and heartbeat are the broker's `group.consumer.*` settings.
+        "group.protocol": "consumer",
+        "max.poll.interval.ms": 600000,
+        **config.kafka_config,
+    }
 
 
 @dataclass
@@ -76,20 +94,7 @@ class Worker:
         self.failed = False
         # Finished shards whose commit a rebalance refused, by partition; retried until they land.
         self.uncommitted: dict[int, TopicPartition] = {}
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": config.kafka_bootstrap,
-                "group.id": group_name(config.topic_prefix, config.crawl),
-                "client.id": self.owner,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                "session.timeout.ms": 6000,  # the broker's least: a vanished spot node's partitions move soon
-                "heartbeat.interval.ms": 1000,
-                "max.poll.interval.ms": 600000,
-                **config.kafka_config,
-            }
-        )
+        self.consumer = Consumer(group_consumer_config(config, self.owner))
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         # librdkafka's consumer is used from one thread only: every call goes through this executor.
@@ -114,23 +119,6 @@ class Worker:
             self._loop.call_soon_threadsafe(self._stop_lane, tp.partition)
         consumer.incremental_unassign(partitions)
 
-    def _leave_group(self, timeout: float = 1.0) -> None:
-        """On the consumer thread, at the end of a drain: a static member (`group.instance.id`) leaves
-        the group too, so its partitions move at once rather than after the session timeout.
-
-        librdkafka never sends a static member's LeaveGroup on close (KIP-345: it expects the member
-        back under its name), only on unsubscribe once the revocation is done. A drained worker is a
-        pod going away (a spot notice, a scale-down, a rollout), and a Deployment's replacement comes
-        back under a new name; one restarted under this name joins again, as a new member."""
-        if not self.config.kafka_config.get("group.instance.id"):
-            return
-        self.consumer.unsubscribe()
-        deadline = time.monotonic() + timeout
-        # consume() serves the revocation (our _on_revoke unassigns); the LeaveGroup follows it.
-        while self.consumer.assignment() and time.monotonic() < deadline:
-            self.consumer.consume(16, 0.1)  # whatever it returns is uncommitted: redelivered
-        self.consumer.consume(1, 0.1)
-
     async def _close(self, sink: KafkaSink, checkpoints: CheckpointSink, end: float) -> int:
         """Flush and leave the group by `end` (the grace's); returns the results left undelivered.
         What is left is shared in turn: the results' flush (each result is a block), then the walk
@@ -139,8 +127,9 @@ class Worker:
         flush_until = end - LEAVE_RESERVE_S
         undelivered = await asyncio.to_thread(sink.close, max(0.2, flush_until - time.monotonic()))
         await asyncio.to_thread(checkpoints.close, max(0.1, min(2.0, flush_until - time.monotonic())))
-        await self._call(self._leave_group, min(1.0, max(0.2, end - time.monotonic())))
-        await self._call(self.consumer.close)  # a dynamic member leaves the group here
+        # A dynamic member leaves the group here; a static one (`group.instance.id`) leaves for now:
+        # its partitions wait the session timeout for a replacement under its name, then move on.
+        await self._call(self.consumer.close)
         return int(undelivered)
 
     def _start_lane(self, partition: int) -> None:
