@@ -56,14 +56,15 @@ class Crawler:
     _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
     _answered_at: dict[str, float] = field(default_factory=dict)  # per registry, monotonic
 
-    async def run_shard(self, shard: Shard) -> bool:
-        """Walk a shard to its end (True) or until asked to stop (False; its cursor is checkpointed)."""
+    async def run_shard(self, shard: Shard, until: asyncio.Event | None = None) -> bool:
+        """Walk a shard to its end (True), or until the crawl stops or `until` is set (False: each
+        step is checkpointed, so the walk stops after the one in progress)."""
         if await self.store.is_done(shard.shard_id):
             return True
         walk = walk_for(shard, await self.store.cursor(shard.shard_id))
         metrics.ACTIVE_SHARDS.inc()
         try:
-            while not self.stopping.is_set():
+            while not self.stopping.is_set() and not (until and until.is_set()):
                 address = walk.next_address(self.store.index)
                 if address is None:
                     await self.store.shard_done(shard.shard_id, shard.last - shard.first + 1)
@@ -316,5 +317,9 @@ async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int
                 complete = False
                 return
 
-    await asyncio.gather(*(lane() for _ in range(max(1, concurrency))))
+    # A task group, not gather: cancelled, it returns once every lane has unwound (released its
+    # claims), not before.
+    async with asyncio.TaskGroup() as lanes:
+        for _ in range(max(1, concurrency)):
+            lanes.create_task(lane())
     return complete and not crawler.stopping.is_set()

@@ -32,6 +32,9 @@ log = logging.getLogger("whoiscrawl.worker")
 # Of the grace after SIGTERM, what flushing results, checkpoints and leaving the group may take.
 CLOSE_RESERVE_S = 2.0
 LEAVE_RESERVE_S = 1.0  # of that, what leaving the group may take
+# How long a revoked lane's walk may take to reach its next step (its lookup in flight answered and
+# checkpointed) before it is cancelled; the partition's next owner starts after it.
+REVOKE_WAIT_S = 2.0
 
 
 @dataclass
@@ -77,8 +80,9 @@ class Lane:
     partition: int
     queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
+    walk: asyncio.Task[bool] | None = None  # the shard being walked
     paused: bool = False
-    revoked: bool = False
+    revoked: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Worker:
@@ -115,8 +119,15 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         assert self._loop is not None
         log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
-        for tp in partitions:
-            self._loop.call_soon_threadsafe(self._stop_lane, tp.partition)
+        # The revocation is acked when this returns, and the partitions' next owner starts then: the
+        # lanes' walks reach their next step first, so a lookup in flight is answered, not abandoned
+        # (a request the registry still serves while the next one is sent, past its connection cap).
+        lanes = self._stop_lanes([tp.partition for tp in partitions])
+        stopped = asyncio.run_coroutine_threadsafe(lanes, self._loop)
+        try:
+            stopped.result(REVOKE_WAIT_S + 1.0)
+        except Exception as exc:  # the loop is closing, or a walk outlived its wait: cancelled meanwhile
+            log.debug("revocation: %r", exc)
         consumer.incremental_unassign(partitions)
 
     async def _close(self, sink: KafkaSink, checkpoints: CheckpointSink, end: float) -> int:
@@ -135,7 +146,7 @@ class Worker:
     def _start_lane(self, partition: int) -> None:
         old = self.lanes.get(partition)
         if old and old.task and not old.task.done():
-            old.revoked = True
+            old.revoked.set()
         lane = Lane(partition)
         lane.task = asyncio.create_task(self._run_lane(lane), name=f"lane-{partition}")
         lane.task.add_done_callback(self._lane_ended)
@@ -149,16 +160,25 @@ class Worker:
             self.failed = True
             self.stopping.set()
 
-    def _stop_lane(self, partition: int) -> None:
+    async def _stop_lanes(self, partitions: list[int]) -> None:
+        """Stop the lanes of revoked partitions; return once their walks have ended. Not the lanes
+        themselves: one whose shard just finished commits it through the consumer, whose thread
+        waits for this."""
+        walks = [lane.walk for p in partitions if (lane := self._stop_lane(p)) and lane.walk]
+        if walks:
+            await asyncio.wait(walks, timeout=REVOKE_WAIT_S + 0.5)
+
+    def _stop_lane(self, partition: int) -> Lane | None:
         # Its next owner re-reads from the committed offset, finds the shard done in Redis and
         # commits it: our pending commit is theirs now.
         self.uncommitted.pop(partition, None)
         lane = self.lanes.pop(partition, None)
         if lane:
-            lane.revoked = True  # its current lookup finishes; the new owner resumes at the cursor
+            lane.revoked.set()  # its walk stops after its current step; the next owner resumes there
+        return lane
 
     async def _run_lane(self, lane: Lane) -> None:
-        while not self.stopping.is_set() and not lane.revoked:
+        while not self.stopping.is_set() and not lane.revoked.is_set():
             try:
                 msg = await asyncio.wait_for(lane.queue.get(), timeout=0.5)
             except TimeoutError:
@@ -186,13 +206,19 @@ class Worker:
             await self._commit(self._next_offset(msg))
 
     async def _walk(self, shard: Shard, lane: Lane) -> bool:
+        """Walk a shard until it is done (True), the worker stops or the lane is revoked (False)."""
         assert self.crawler is not None
-        task = asyncio.create_task(self.crawler.run_shard(shard))
-        while not task.done():
-            await asyncio.wait({task}, timeout=0.5)
-            if lane.revoked:
-                task.cancel()  # abandons the lookup in flight; the cursor before it is checkpointed
-        return not task.cancelled() and task.result()
+        lane.walk = walk = asyncio.create_task(self.crawler.run_shard(shard, until=lane.revoked))
+        revoked = asyncio.create_task(lane.revoked.wait())
+        await asyncio.wait({walk, revoked}, return_when=asyncio.FIRST_COMPLETED)
+        revoked.cancel()
+        if not walk.done():
+            # Revoked: it stops after its current step. One still waiting then (for a registry's slot
+            # or pause, another worker's listing) is cancelled; its next owner makes that probe again.
+            await asyncio.wait({walk}, timeout=REVOKE_WAIT_S)
+            walk.cancel()
+            await asyncio.gather(walk, return_exceptions=True)
+        return not walk.cancelled() and walk.result()
 
     def _next_offset(self, msg: Message) -> TopicPartition:
         return TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)

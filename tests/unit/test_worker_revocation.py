@@ -1,0 +1,83 @@
+"""A worker's revoked lane: its lookup in flight is answered before the revocation is acked."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from confluent_kafka import TopicPartition
+from whoiscrawl.worker import runner
+from whoiscrawl.worker.runner import Lane, Worker, WorkerConfig
+
+from whoiscrawl.records import Shard
+
+SHARD = Shard("t", "s0", 0, 255, "sweep", 24)
+
+
+class Steps:
+    """A walk whose steps (a lookup and its checkpoint) take `step_s` each."""
+
+    def __init__(self, step_s: float) -> None:
+        self.step_s = step_s
+        self.started = self.finished = self.cancelled = 0
+        self.last_end = 0.0
+
+    async def run_shard(self, shard: Shard, until: asyncio.Event | None = None) -> bool:
+        while not (until and until.is_set()):
+            self.started += 1
+            try:
+                await asyncio.sleep(self.step_s)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            self.finished += 1
+            self.last_end = time.monotonic()
+        return False
+
+
+async def revoked_mid_step(step_s: float) -> tuple[Worker, Steps, float, asyncio.Task[bool]]:
+    """A worker holding partition 0 (no broker: assigned by hand), its lane walking, revoked on the
+    consumer's thread as librdkafka would, 0.1 s into a step. Returns the time the revocation was acked."""
+    config = WorkerConfig(
+        "t", "127.0.0.1:9", "redis://127.0.0.1:9", {}, metrics_port=None, kafka_config={"log_level": "0"}
+    )
+    worker = Worker(config)
+    worker._loop = asyncio.get_running_loop()
+    worker.crawler = steps = Steps(step_s)  # type: ignore[assignment]
+    tp = TopicPartition(worker.work_topic, 0)
+    worker.consumer.incremental_assign([tp])
+    lane = worker.lanes[0] = Lane(0)
+    walking = asyncio.create_task(worker._walk(SHARD, lane))
+    await asyncio.sleep(0.1)
+
+    def revoke() -> float:
+        worker._on_revoke(worker.consumer, [tp])
+        return time.monotonic()
+
+    acked = await asyncio.to_thread(revoke)
+    return worker, steps, acked, walking
+
+
+async def test_a_revoked_lane_finishes_its_step_before_the_revocation_is_acked():
+    worker, steps, acked, walking = await revoked_mid_step(0.5)
+    try:
+        assert steps.cancelled == 0, "the lookup in flight was abandoned"
+        assert steps.finished == steps.started == 1
+        assert steps.last_end <= acked, "acked while the old lane was still walking"
+        assert await walking is False  # not done: not committed, the next owner resumes it
+        assert worker.consumer.assignment() == []
+    finally:
+        worker.consumer.close()
+
+
+async def test_a_revoked_lane_stuck_in_a_step_is_cancelled_within_the_wait(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(runner, "REVOKE_WAIT_S", 0.3)
+    started = time.monotonic()
+    worker, steps, acked, walking = await revoked_mid_step(30.0)  # waiting out a registry's pause
+    try:
+        assert steps.cancelled == 1
+        assert acked - started < 2.0
+        assert await walking is False
+    finally:
+        worker.consumer.close()
