@@ -122,12 +122,14 @@ class Worker:
         # The revocation is acked when this returns, and the partitions' next owner starts then: the
         # lanes' walks reach their next step first, so a lookup in flight is answered, not abandoned
         # (a request the registry still serves while the next one is sent, past its connection cap).
-        lanes = self._stop_lanes([tp.partition for tp in partitions])
-        stopped = asyncio.run_coroutine_threadsafe(lanes, self._loop)
-        try:
-            stopped.result(REVOKE_WAIT_S + 1.0)
-        except Exception as exc:  # the loop is closing, or a walk outlived its wait: cancelled meanwhile
-            log.debug("revocation: %r", exc)
+        # A draining worker's lanes are over by now (the grace's share for them has passed).
+        if not self.stopping.is_set():
+            lanes = self._stop_lanes([tp.partition for tp in partitions])
+            stopped = asyncio.run_coroutine_threadsafe(lanes, self._loop)
+            try:
+                stopped.result(REVOKE_WAIT_S + 1.0)
+            except Exception as exc:  # a walk outlived its wait: it is cancelled meanwhile
+                log.debug("revocation: %r", exc)
         consumer.incremental_unassign(partitions)
 
     async def _close(self, sink: KafkaSink, checkpoints: CheckpointSink, end: float) -> int:
@@ -210,14 +212,16 @@ class Worker:
         assert self.crawler is not None
         lane.walk = walk = asyncio.create_task(self.crawler.run_shard(shard, until=lane.revoked))
         revoked = asyncio.create_task(lane.revoked.wait())
-        await asyncio.wait({walk, revoked}, return_when=asyncio.FIRST_COMPLETED)
-        revoked.cancel()
-        if not walk.done():
-            # Revoked: it stops after its current step. One still waiting then (for a registry's slot
-            # or pause, another worker's listing) is cancelled; its next owner makes that probe again.
-            await asyncio.wait({walk}, timeout=REVOKE_WAIT_S)
+        try:
+            await asyncio.wait({walk, revoked}, return_when=asyncio.FIRST_COMPLETED)
+            if not walk.done():
+                # Revoked: it stops after its current step. One still waiting then (for a registry's
+                # slot or pause, another worker's listing) is cancelled; its next owner probes again.
+                await asyncio.wait({walk}, timeout=REVOKE_WAIT_S)
+        finally:  # a lane cancelled (the end of a drain's grace) takes its walk with it
+            revoked.cancel()
             walk.cancel()
-            await asyncio.gather(walk, return_exceptions=True)
+        await asyncio.gather(walk, return_exceptions=True)
         return not walk.cancelled() and walk.result()
 
     def _next_offset(self, msg: Message) -> TopicPartition:

@@ -36,15 +36,21 @@ class Steps:
         return False
 
 
-async def revoked_mid_step(step_s: float) -> tuple[Worker, Steps, float, asyncio.Task[bool]]:
-    """A worker holding partition 0 (no broker: assigned by hand), its lane walking, revoked on the
-    consumer's thread as librdkafka would, 0.1 s into a step. Returns the time the revocation was acked."""
+def worker_walking(step_s: float) -> tuple[Worker, Steps]:
+    """A worker (no broker, no Redis) whose crawler's steps take `step_s`."""
     config = WorkerConfig(
         "t", "127.0.0.1:9", "redis://127.0.0.1:9", {}, metrics_port=None, kafka_config={"log_level": "0"}
     )
     worker = Worker(config)
     worker._loop = asyncio.get_running_loop()
     worker.crawler = steps = Steps(step_s)  # type: ignore[assignment]
+    return worker, steps
+
+
+async def revoked_mid_step(step_s: float) -> tuple[Worker, Steps, float, asyncio.Task[bool]]:
+    """A worker holding partition 0 (assigned by hand), its lane walking, revoked on the consumer's
+    thread as librdkafka would, 0.1 s into a step. Returns the time the revocation was acked."""
+    worker, steps = worker_walking(step_s)
     tp = TopicPartition(worker.work_topic, 0)
     worker.consumer.incremental_assign([tp])
     lane = worker.lanes[0] = Lane(0)
@@ -79,5 +85,21 @@ async def test_a_revoked_lane_stuck_in_a_step_is_cancelled_within_the_wait(monke
         assert steps.cancelled == 1
         assert acked - started < 2.0
         assert await walking is False
+    finally:
+        worker.consumer.close()
+
+
+async def test_a_lane_cancelled_at_the_end_of_a_drain_takes_its_walk_with_it():
+    """Else the walk goes on, and the revocation on leaving the group waits for it: a 10.5 s drain
+    in a 10 s grace (a chaos run)."""
+    worker, steps = worker_walking(30.0)
+    try:
+        lane = worker.lanes[0] = Lane(0)
+        walking = asyncio.create_task(worker._walk(SHARD, lane))
+        await asyncio.sleep(0.1)
+        walking.cancel()
+        await asyncio.gather(walking, return_exceptions=True)
+        await asyncio.sleep(0)
+        assert steps.cancelled == 1
     finally:
         worker.consumer.close()
