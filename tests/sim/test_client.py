@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -55,3 +56,29 @@ async def test_a_429_without_retry_after_pauses_by_the_registry_s_pace_and_doubl
     assert time.monotonic() - started < 2.5
     first = client._unsaid_pause("ripencc", 1)
     assert first == 20 * Limit(500.0).interval_ms / 1000 and client._unsaid_pause("ripencc", 3) == 4 * first
+
+
+async def test_a_lookup_cancelled_mid_request_keeps_its_connection_until_the_registry_answered(
+    start_sim, find_address
+):
+    """RIPE NCC serves 3 requests per address at once and goes on serving one whose client went
+    away. A lane cancelled while its request is at the registry (a revocation, a drain's end) must
+    not hand its connection slot to the next lookup before the answer is in: that 4th is a 429."""
+    sim = await start_sim(latency=True, faults={"ripencc": {"latency": {"median_ms": 400, "sigma": 0.01}}})
+    addr, _ = find_address("ripencc")
+    async with aiohttp.ClientSession() as session, session.get(sim.bootstrap_url) as resp:
+        bootstrap = Bootstrap.from_document(await resp.json(content_type=None))
+    client = RegistryClient(bootstrap, MemoryRateLimiter({"ripencc": Limit(500.0, max_connections=3)}))
+    try:
+        first = [asyncio.create_task(client.lookup(ip_int(addr))) for _ in range(3)]
+        await asyncio.sleep(0.15)  # all three at the registry
+        for task in first:
+            task.cancel()
+        results = await asyncio.gather(*(client.lookup(ip_int(addr)) for _ in range(3)))
+    finally:
+        await client.close()
+    assert all(task.cancelled() for task in first)
+    assert [r.rate_limited for r in results] == [0, 0, 0]
+    sim.log.flush()
+    outcomes = [json.loads(line)["outcome"] for line in sim.log.path.open()]
+    assert outcomes.count("ok") == 6 and "rate_limited" not in outcomes

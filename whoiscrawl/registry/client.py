@@ -76,6 +76,9 @@ def _retry_after(resp: aiohttp.ClientResponse, default: float) -> float:
         return default
 
 
+ABANDONED_WAIT_S = 2.0  # on close, how long requests whose caller went away may still take
+
+
 @dataclass
 class RegistryClient:
     """Looks addresses up at the registry that holds them, politely, and returns parsed records."""
@@ -95,12 +98,15 @@ class RegistryClient:
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
     _unlisted: set[str] = field(default_factory=set)  # registries warned about: able to list, not listed
+    _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
 
     def __post_init__(self) -> None:
         self._egress_keys = [e.key for e in self.egresses]
         self._bind = {e.key: e.bind for e in self.egresses}
 
     async def close(self) -> None:
+        if self._abandoned:  # let requests still at the registry end, so their slots end with them
+            await asyncio.wait(self._abandoned, timeout=ABANDONED_WAIT_S)
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
@@ -342,14 +348,43 @@ class RegistryClient:
 
     # --- one request ---------------------------------------------------------------------------
 
+    async def _sent_whole(self, registry: str, exchange: Callable[[str], Awaitable[Outcome]]) -> Outcome:
+        """Run `exchange(egress)` inside the registry's budget. A caller cancelled while it waits for
+        its permit gives the permit up; one cancelled once the request is sent only stops waiting:
+        the request runs to its end (bounded by the timeout) and holds its connection slot till
+        then, because the registry goes on serving an abandoned request and would count the next."""
+        sent = asyncio.Event()
+
+        async def permitted() -> Outcome:
+            async with self.limiter.permit(registry, self._egress_keys) as egress:
+                sent.set()
+                return await exchange(egress)
+
+        task = asyncio.create_task(permitted())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not sent.is_set():
+                task.cancel()
+            self._abandoned.add(task)
+            task.add_done_callback(self._forget)
+            raise
+
+    def _forget(self, task: asyncio.Task[Outcome]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("a request whose caller went away failed: %r", task.exception())
+
     async def _request(self, registry: str, url: str) -> Outcome:
         """One RDAP request inside the registry's budget, bound to the egress it was charged to."""
-        async with self.limiter.permit(registry, self._egress_keys) as egress:
+        async def exchange(egress: str) -> Outcome:
             try:
                 async with self._session(egress).get(url, allow_redirects=False) as resp:
                     return await self._classify(resp, url, egress)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 return Outcome(Kind.TRANSIENT, f"{type(exc).__name__}: {exc}", egress=egress)
+
+        return await self._sent_whole(registry, exchange)
 
     async def _classify(self, resp: aiohttp.ClientResponse, url: str, egress: str) -> Outcome:
         if resp.status in (301, 302, 303, 307, 308):
@@ -415,12 +450,15 @@ class RegistryClient:
 
     async def _whois_text(self, registry: str, server: str, query: str) -> Outcome:
         host, _, port = server.rpartition(":")
-        async with self.limiter.permit(registry, self._egress_keys) as egress:  # WHOIS counts too
+
+        async def exchange(egress: str) -> Outcome:  # WHOIS counts against the budget too
             try:
                 text = await whois.query(host, int(port), query, self._bind.get(egress), self.timeout)
             except (OSError, TimeoutError) as exc:
                 return Outcome(Kind.TRANSIENT, f"{type(exc).__name__}: {exc}", egress=egress)
-        return Outcome(Kind.ANSWER, text, egress=egress)
+            return Outcome(Kind.ANSWER, text, egress=egress)
+
+        return await self._sent_whole(registry, exchange)
 
 
 def _cidr_span(cidr: str) -> tuple[int, int]:
