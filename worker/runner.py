@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -23,6 +24,7 @@ from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.rates import Limit, scaled
 from whoiscrawl.records import RecordError, Shard
 from whoiscrawl.registry import Egress, RegistryClient
+from whoiscrawl.registry.client import ABANDONED_WAIT_S
 from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store import RedisBlockStore
 
@@ -35,6 +37,9 @@ LEAVE_RESERVE_S = 1.0  # of that, what leaving the group may take
 # How long a revoked lane's walk may take to reach its next step (its lookup in flight answered and
 # checkpointed) before it is cancelled; the partition's next owner starts after it.
 REVOKE_WAIT_S = 2.0
+# A loop blocked this long has its threads' stacks written to stderr: leases lapse at 12 s, and a
+# stall that cost them (a lister's relisted by another) is otherwise seen only by its effects.
+STALL_DUMP_S = 6.0
 
 
 @dataclass
@@ -293,6 +298,21 @@ class Worker:
                 log.warning("watching the store: %s", exc)
             await asyncio.sleep(1.0)
 
+    async def _watch_loop(self, stacks: IO[str] | None = None) -> None:
+        """Log how long the event loop was blocked, and dump the stacks of one blocked for long
+        (to `stacks`, stderr by default)."""
+        tick = 1.0
+        try:
+            while not self.stopping.is_set():
+                faulthandler.dump_traceback_later(STALL_DUMP_S, file=stacks or sys.stderr)
+                woke = time.monotonic()
+                await asyncio.sleep(tick)
+                late = time.monotonic() - woke - tick
+                if late > 2.0:
+                    log.warning("the event loop was blocked for %.1fs", late)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
         cfg = self.config
@@ -326,6 +346,7 @@ class Worker:
         consume = asyncio.create_task(self._consume())
         lag = asyncio.create_task(self._report_lag())
         watch = asyncio.create_task(self._watch_store(store))
+        stalls = asyncio.create_task(self._watch_loop())
         await self.stopping.wait()
         started = time.monotonic()
         log.info("stopping: finishing lookups in flight (grace %.0fs)", cfg.grace_seconds)
@@ -336,12 +357,13 @@ class Worker:
             _, pending = await asyncio.wait(lanes, timeout=max(0.5, cfg.grace_seconds - CLOSE_RESERVE_S))
             for task in pending:
                 task.cancel()
-        for task in (consume, lag, watch):
+        for task in (consume, lag, watch, stalls):
             task.cancel()
-        await asyncio.gather(consume, lag, watch, return_exceptions=True)
+        await asyncio.gather(consume, lag, watch, stalls, return_exceptions=True)
         undelivered = await self._close(sink, checkpoints, started + cfg.grace_seconds)
         self._kafka.shutdown(wait=True)
-        await client.close()
+        # A request at the registry keeps its connection slot till it ends, inside the grace.
+        await client.close(wait_s=min(ABANDONED_WAIT_S, started + cfg.grace_seconds - 0.5 - time.monotonic()))
         await store.close()
         if server:
             server.shutdown()

@@ -103,3 +103,21 @@ async def test_a_lane_cancelled_at_the_end_of_a_drain_takes_its_walk_with_it():
         assert steps.cancelled == 1
     finally:
         worker.consumer.close()
+
+
+
+async def test_a_blocked_event_loop_is_reported_with_the_stacks_of_its_threads(monkeypatch, caplog, tmp_path):
+    """A stall long enough to cost leases is logged, and its stacks are dumped while it lasts."""
+    worker, _ = worker_walking(0.1)
+    monkeypatch.setattr(runner, "STALL_DUMP_S", 1.0)
+    with (tmp_path / "stacks").open("w+") as stacks:
+        watching = asyncio.create_task(worker._watch_loop(stacks))
+        await asyncio.sleep(1.2)
+        time.sleep(3.5)  # a synchronous call blocking the loop
+        await asyncio.sleep(0.1)
+        worker.stopping.set()
+        await watching
+        stacks.seek(0)
+        dumped = stacks.read()
+    assert any("the event loop was blocked for" in r.getMessage() for r in caplog.records)
+    assert "test_a_blocked_event_loop_is_reported" in dumped

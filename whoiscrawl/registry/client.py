@@ -104,9 +104,11 @@ class RegistryClient:
         self._egress_keys = [e.key for e in self.egresses]
         self._bind = {e.key: e.bind for e in self.egresses}
 
-    async def close(self) -> None:
-        if self._abandoned:  # let requests still at the registry end, so their slots end with them
-            await asyncio.wait(self._abandoned, timeout=ABANDONED_WAIT_S)
+    async def close(self, wait_s: float = ABANDONED_WAIT_S) -> None:
+        """Close the sessions once requests whose caller went away ended (or `wait_s` passed), so
+        their connection slots end with them."""
+        if self._abandoned and wait_s > 0:
+            await asyncio.wait(self._abandoned, timeout=wait_s)
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
