@@ -127,10 +127,14 @@ class Worker:
         # The revocation is acked when this returns, and the partitions' next owner starts then: the
         # lanes' walks reach their next step first, so a lookup in flight is answered, not abandoned
         # (a request the registry still serves while the next one is sent, past its connection cap).
-        # A draining worker's lanes are over by now (the grace's share for them has passed).
-        if not self.stopping.is_set():
-            lanes = self._stop_lanes([tp.partition for tp in partitions])
-            stopped = asyncio.run_coroutine_threadsafe(lanes, self._loop)
+        # A draining worker's lanes are over by now (the grace's share for them has passed): they
+        # are only let go of, not waited for.
+        revoked = [tp.partition for tp in partitions]
+        if self.stopping.is_set():
+            for partition in revoked:
+                self._loop.call_soon_threadsafe(self._stop_lane, partition)
+        else:
+            stopped = asyncio.run_coroutine_threadsafe(self._stop_lanes(revoked), self._loop)
             try:
                 stopped.result(REVOKE_WAIT_S + 1.0)
             except Exception as exc:  # a walk outlived its wait: it is cancelled meanwhile
