@@ -77,6 +77,7 @@ def _retry_after(resp: aiohttp.ClientResponse, default: float) -> float:
 
 
 ABANDONED_WAIT_S = 2.0  # on close, how long requests whose caller went away may still take
+BIG_ANSWER_BYTES = 64 * 1024  # answers decoded on the parser's thread (a small one: on the loop)
 
 
 @dataclass
@@ -112,6 +113,7 @@ class RegistryClient:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+        self._parser.close()
 
     def _session(self, egress: str) -> aiohttp.ClientSession:
         session = self._sessions.get(egress)
@@ -230,7 +232,7 @@ class RegistryClient:
         if outcome.kind is not Kind.ANSWER:
             return outcome
         try:
-            record = self._parser.parse(outcome.value, address, registry)
+            record = await self._parser.off_loop(self._parser.parse, outcome.value, address, registry)
         except MalformedAnswer as exc:
             return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
         record.raw = outcome.value  # kept for the links; dropped unless include_raw
@@ -395,7 +397,10 @@ class RegistryClient:
             return Outcome(Kind.NOT_FOUND, egress=egress)
         body = await resp.read()
         try:
-            doc: Any = json.loads(body) if body else None
+            if len(body) > BIG_ANSWER_BYTES:  # a long listing: decoded off the event loop
+                doc: Any = await self._parser.off_loop(json.loads, body)
+            else:
+                doc = json.loads(body) if body else None
         except ValueError:
             doc = None
         if resp.status == 429 or rdap.rate_limit_notice(doc):

@@ -84,7 +84,7 @@ class RelationSearch:
 
     async def _answered(self, first: int, last: int, doc: Any, maybe_child: bool) -> None:
         try:
-            found = rdap.parse_listing(self.parser, doc, self.registry)
+            found = await self.parser.off_loop(rdap.parse_listing, self.parser, doc, self.registry)
         except MalformedAnswer:
             self.complete = False
             return
@@ -136,8 +136,8 @@ class RelationSearch:
             self.complete = False
             return None
         try:
-            record = self.parser.parse(outcome.value, int(IPAddress(str(outcome.value["startAddress"]))),
-                                       self.registry)
+            start = int(IPAddress(str(outcome.value["startAddress"])))
+            record = await self.parser.off_loop(self.parser.parse, outcome.value, start, self.registry)
         except (MalformedAnswer, KeyError, TypeError, AddrFormatError, ValueError):
             self.complete = False
             return None
