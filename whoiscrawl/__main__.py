@@ -2,4 +2,5 @@
 
 from whoiscrawl.cli import app
 
-app(prog_name="whoiscrawl")
+if __name__ == "__main__":  # not in a process the parser spawns
+    app(prog_name="whoiscrawl")

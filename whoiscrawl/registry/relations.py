@@ -83,14 +83,15 @@ class RelationSearch:
             await self._answered(first, last, outcome.value, maybe_child)
 
     async def _answered(self, first: int, last: int, doc: Any, maybe_child: bool) -> None:
-        try:
-            found = await self.parser.off_loop(rdap.parse_listing, self.parser, doc, self.registry)
-        except MalformedAnswer:
+        if not isinstance(doc, rdap.ParsedListing):  # a big one came parsed already
+            doc = await self.parser.off_loop(_parsed, self.parser, doc, self.registry)
+        if doc.malformed is not None:
             self.complete = False
             return
+        found = doc.children
         if maybe_child and self.parent and found and any(c.parent_handle != self.parent for c, _ in found):
             await self._keep_if_exact(first, last)  # the part is a child: these are its children
-        elif rdap.truncated(doc):
+        elif doc.truncated:
             await self._split(first, last)  # a cut list is split like a refused one, never paged
         else:
             self.children += found
@@ -142,3 +143,10 @@ class RelationSearch:
             self.complete = False
             return None
         return record, rdap.down_link(outcome.value)
+
+
+def _parsed(parser: rdap.RdapParser, doc: Any, registry: str) -> rdap.ParsedListing:
+    try:
+        return rdap.ParsedListing(rdap.parse_listing(parser, doc, registry), truncated=rdap.truncated(doc))
+    except MalformedAnswer as exc:
+        return rdap.ParsedListing([], malformed=str(exc))
