@@ -20,6 +20,7 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import ExponentialBackoff
 
+from whoiscrawl import redis_client
 from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord, Progress
@@ -349,7 +350,7 @@ class RedisBlockStore:
         `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done)."""
         self.keys = Keys(crawl)
         retry = redis.asyncio.retry.Retry(_backoff(), REDIS_RETRIES)
-        self.client = aioredis.Redis.from_url(url, retry=retry)
+        self.client: aioredis.Redis = redis_client.Redis.from_url(url, retry=retry)
         self.index = KnownBlocks()
         self.rebuild = rebuild
         self.mirror = mirror

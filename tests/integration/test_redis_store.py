@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from whoiscrawl.space import Scope
 from whoiscrawl.store import RedisBlockStore, RedisStore
 from whoiscrawl.strategy import Answer
@@ -81,3 +83,31 @@ async def test_a_parent_is_listed_by_one_worker_and_a_cut_one_never_again(servic
         await a.close()
         await b.close()
         admin.delete_crawl()
+
+
+async def test_a_task_cancelled_while_it_waits_on_redis_is_cancelled(services, unique_name):
+    """redis-py finishes the command and returns its answer, dropping the cancellation: a lease
+    keeper cancelled mid-renewal went on renewing a lease its holder had released."""
+    store = RedisBlockStore(services.redis_url, unique_name)
+    assert await store.claim(0x08080801, "w1")
+    ran_on = 0
+
+    async def keep_renewing() -> None:
+        nonlocal ran_on
+        while True:
+            await store.renew_claim(0x08080801, "w1")
+            await store.sync()  # a pipeline
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                ran_on += 1
+                return
+
+    try:
+        for delay_ms in range(0, 30):
+            keeper = asyncio.create_task(keep_renewing())
+            await asyncio.sleep(0.001 + delay_ms / 10_000)
+            keeper.cancel()
+            await asyncio.wait({keeper}, timeout=2)
+            assert keeper.done()
+        assert ran_on == 0
+    finally:
+        await store.close()
