@@ -16,7 +16,7 @@ from netaddr import IPAddress
 
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
-from whoiscrawl.registry import RegistryClient, relations
+from whoiscrawl.registry import RegistryClient, rdap, relations
 from whoiscrawl.registry.outcome import Kind, Outcome
 from whoiscrawl.registry.rdap import ParsedListing, RdapParser
 from whoiscrawl.space import Bootstrap
@@ -69,7 +69,6 @@ async def test_the_loop_runs_on_while_a_long_listing_is_parsed():
     _, took = await ticker.run(search.run(first, first + 255))
     assert len(search.children) == 1500 and search.complete
     assert not ticker.stood_still(took), f"the loop stood still {max(ticker.gaps):.2f}s of {took:.2f}s"
-    parser.close()
 
 
 async def test_a_listing_of_megabytes_is_decoded_and_parsed_outside_the_worker_s_process():
@@ -106,14 +105,11 @@ async def test_a_listing_of_megabytes_is_decoded_and_parsed_outside_the_worker_s
 async def test_a_big_answer_is_still_parsed_when_the_parser_s_process_was_killed():
     body = json.dumps({"ipSearchResults": [NETWORK] * 300}).encode()
     parser = RdapParser()
-    try:
-        assert len((await parser.read_big(body, "arin")).children) == 300
-        assert parser._process is not None
-        for pid in list(parser._process._processes):  # type: ignore[attr-defined]
-            os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.2)
-        again = await parser.read_big(body, "arin")  # on the thread, this once
-        assert isinstance(again, ParsedListing) and len(again.children) == 300
-        assert len((await parser.read_big(body, "arin")).children) == 300  # in a new process
-    finally:
-        parser.close()
+    assert len((await parser.read_big(body, "arin")).children) == 300
+    assert rdap._parse_process is not None
+    for pid in list(rdap._parse_process._processes):  # type: ignore[attr-defined]
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    again = await parser.read_big(body, "arin")  # on the thread, this once
+    assert isinstance(again, ParsedListing) and len(again.children) == 300
+    assert len((await parser.read_big(body, "arin")).children) == 300  # in a new process

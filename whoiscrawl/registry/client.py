@@ -113,7 +113,6 @@ class RegistryClient:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
-        self._parser.close()
 
     def _session(self, egress: str) -> aiohttp.ClientSession:
         session = self._sessions.get(egress)

@@ -33,43 +33,41 @@ def _events(network: dict[str, Any], action: str) -> str | None:
     return None
 
 
-class RdapParser:
-    """ipwhois's own RDAP parser, with one reusable Net (creating one costs ~0.4 ms of CPU).
+# Long parses leave the event loop: a listing of a thousand networks takes seconds of CPU, and on
+# the loop it stalled every request and lease of a worker (leases lapsed, listings were taken over
+# and listed twice). One thread per process parses (in turn: a parser's Net is shared state); a
+# body of megabytes is decoded and parsed in one process of its own, started with the first, since
+# decoding JSON holds the GIL throughout (1.8 s for 5,000 networks, whose records take 26 ms to
+# bring back). Both are the process's, shared by its clients: a worker started anew (a test's
+# hundred) must not wait a second for a process of its own.
+_PARSE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rdap-parse")
+_parse_process: Executor | None = None
 
-    Long parses leave the event loop: a listing of a thousand networks takes seconds of CPU, and
-    on the loop it stalled every request and lease of a worker (leases lapsed, listings were taken
-    over and listed twice). `off_loop` runs a parse on the parser's own thread (one: the Net is
-    shared state); `read_big` decodes and parses a body of megabytes in a process of its own,
-    because decoding JSON holds the GIL throughout (1.8 s for 5,000 networks, of which the parsed
-    records take 26 ms to bring back)."""
+
+class RdapParser:
+    """ipwhois's own RDAP parser, with one reusable Net (creating one costs ~0.4 ms of CPU)."""
 
     def __init__(self) -> None:
         self._rdap = RDAP(Net("1.1.1.1"))
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rdap-parse")
-        self._process: Executor | None = None  # started with the first big answer
 
     async def off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`fn(*args)` on the parser's thread (the GIL is shared, in 5 ms turns: the loop runs on)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+        """`fn(*args)` on the parse thread (the GIL is shared, in 5 ms turns: the loop runs on)."""
+        return await asyncio.get_running_loop().run_in_executor(_PARSE_THREAD, lambda: fn(*args, **kwargs))
 
     async def read_big(self, body: bytes, registry: str) -> Any:
-        """A big answer's document, decoded in the parser's process: a listing comes back parsed
-        (a `ParsedListing`); None if the body is not JSON."""
-        if self._process is None:
+        """A big answer's document, decoded in the parse process: a listing comes back parsed (a
+        `ParsedListing`); None if the body is not JSON."""
+        global _parse_process
+        if _parse_process is None:
             spawn = multiprocessing.get_context("spawn")  # forking a process with threads is unsafe
-            self._process = ProcessPoolExecutor(max_workers=1, mp_context=spawn, initializer=_deaf_to_signals)
+            _parse_process = ProcessPoolExecutor(1, mp_context=spawn, initializer=_deaf_to_signals)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._process, read_answer, body, registry)
+            return await loop.run_in_executor(_parse_process, read_answer, body, registry)
         except BrokenProcessPool:  # killed (out of memory, say): this one here, the next in a new one
-            log.warning("the RDAP parser's process died: parsing a %d-byte answer on a thread", len(body))
-            self._process = None
+            log.warning("the RDAP parse process died: parsing a %d-byte answer on a thread", len(body))
+            _parse_process = None
             return await self.off_loop(read_answer, body, registry, self)
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=False)
-        if self._process is not None:
-            self._process.shutdown(wait=False, cancel_futures=True)
 
     def parse(self, doc: dict[str, Any], address: int, registry: str) -> NetworkRecord:
         if not isinstance(doc, dict) or doc.get("objectClassName") not in (None, "ip network"):
