@@ -215,8 +215,12 @@ class RedisRateLimiter(_SlotLimiter):
         while True:
             for egress in egresses:
                 slot_key = budget(registry, egress) + ":conns"
-                if await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
-                    return egress, slot_key
+                try:
+                    if await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
+                        return egress, slot_key
+                except asyncio.CancelledError:  # taken as we were cancelled, perhaps: given back
+                    await self.client.zrem(slot_key, token)
+                    raise
             await asyncio.sleep(0.005)
 
     async def _keep_conn(self, slot_key: str, token: str) -> None:

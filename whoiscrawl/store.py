@@ -441,8 +441,17 @@ class RedisBlockStore:
 
     async def claim(self, address: int, owner: str) -> bool:
         # Claims are per /24 cell: two workers never look up addresses of one cell at once.
-        ok = await self.client.set(self.keys.claim(address >> 8), owner, nx=True, px=self.LEASE_MS)
-        return bool(ok)
+        return await self._take(self.keys.claim(address >> 8), owner)
+
+    async def _take(self, key: str, owner: str) -> bool:
+        """Take a lease if it is free. One taken as our task was cancelled is given back: Redis ran
+        the command, and the lease would keep everyone out for its whole term (seen as a crawl
+        that never finished while its workers were revoked every 0.05-0.5 s)."""
+        try:
+            return bool(await self.client.set(key, owner, nx=True, px=self.LEASE_MS))
+        except asyncio.CancelledError:
+            await self._release(keys=[key], args=[owner])
+            raise
 
     async def renew_claim(self, address: int, owner: str) -> bool:
         return bool(await self._renew(keys=[self.keys.claim(address >> 8)], args=[owner, self.LEASE_MS]))
@@ -457,10 +466,15 @@ class RedisBlockStore:
         key = self.keys.listing(first, last)
         if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
             return "partly"
-        if not await self.client.set(key, owner, nx=True, px=self.LEASE_MS):
+        if not await self._take(key, owner):
             return "busy"
-        # The last owner may have settled it just before its lease ended (settled, then released).
-        if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
+        try:
+            # The last owner may have settled it just before its lease ended (settled, then released).
+            settled = await self.client.sismember(self.keys.partly_listed, f"{first}:{last}")
+        except asyncio.CancelledError:  # cancelled meanwhile: given back
+            await self._release(keys=[key], args=[owner])
+            raise
+        if settled:
             await self._release(keys=[key], args=[owner])
             return "partly"
         return "mine"

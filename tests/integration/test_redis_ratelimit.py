@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 
 import redis.asyncio as aioredis
@@ -100,8 +99,8 @@ async def test_lanes_queued_for_a_connection_still_send_paced(services, unique_n
         first = asyncio.create_task(slow())
         await asyncio.sleep(0.05)
         await asyncio.gather(first, *(quick() for _ in range(6)))
-        gaps = [b - a for a, b in itertools.pairwise(stamps)]
-        assert min(gaps) > 0.04  # 20/s paced at 95%: 52 ms apart
+        # 20/s paced at 95%: slots 52 ms apart (one sent late makes the next gap short, not a burst)
+        assert all(t - stamps[0] > 0.052 * i - 0.02 for i, t in enumerate(stamps)), stamps
     finally:
         await client.aclose()
 

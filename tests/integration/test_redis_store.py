@@ -111,3 +111,25 @@ async def test_a_task_cancelled_while_it_waits_on_redis_is_cancelled(services, u
         assert ran_on == 0
     finally:
         await store.close()
+
+
+async def test_a_lease_taken_as_its_task_is_cancelled_is_given_back(services, unique_name):
+    """Redis runs the SET of a claim (or a listing's lease) whose task is cancelled meanwhile; kept,
+    it would shut every other worker out of the cell for the lease's 12 s."""
+    store = RedisBlockStore(services.redis_url, unique_name)
+    cancelled = 0
+    try:
+        for delay_us in range(0, 3000, 100):
+            for take, key in ((store.claim(0x08080801, "w1"), store.keys.claim(0x080808)),
+                              (store.first_to_list(1, 2, "w1"), store.keys.listing(1, 2))):
+                taking = asyncio.create_task(take)
+                await asyncio.sleep(delay_us / 1e6)
+                taking.cancel()
+                await asyncio.gather(taking, return_exceptions=True)
+                if taking.cancelled():
+                    cancelled += 1
+                    assert await store.client.get(key) is None
+                await store.client.delete(key)
+        assert cancelled > 0
+    finally:
+        await store.close()
