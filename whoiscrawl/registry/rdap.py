@@ -187,7 +187,12 @@ def read_answer(body: bytes, registry: str, parser: RdapParser | None = None) ->
         return doc
     if parser is None:
         parser = _process_parser = _process_parser or RdapParser()
-    cut, refused = truncated(doc), rate_limit_notice(doc)
+    return parsed_listing(parser, doc, registry)
+
+
+def parsed_listing(parser: RdapParser, doc: Any, registry: str) -> ParsedListing:
+    """An `ipSearchResults` answer parsed, with what its notices say (`malformed`: why it could not be)."""
+    cut, refused = (truncated(doc), rate_limit_notice(doc)) if isinstance(doc, dict) else (False, False)
     try:
         return ParsedListing(parse_listing(parser, doc, registry), cut, refused)
     except MalformedAnswer as exc:

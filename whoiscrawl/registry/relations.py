@@ -84,7 +84,7 @@ class RelationSearch:
 
     async def _answered(self, first: int, last: int, doc: Any, maybe_child: bool) -> None:
         if not isinstance(doc, rdap.ParsedListing):  # a big one came parsed already
-            doc = await self.parser.off_loop(_parsed, self.parser, doc, self.registry)
+            doc = await self.parser.off_loop(rdap.parsed_listing, self.parser, doc, self.registry)
         if doc.malformed is not None:
             self.complete = False
             return
@@ -143,10 +143,3 @@ class RelationSearch:
             self.complete = False
             return None
         return record, rdap.down_link(outcome.value)
-
-
-def _parsed(parser: rdap.RdapParser, doc: Any, registry: str) -> rdap.ParsedListing:
-    try:
-        return rdap.ParsedListing(rdap.parse_listing(parser, doc, registry), truncated=rdap.truncated(doc))
-    except MalformedAnswer as exc:
-        return rdap.ParsedListing([], malformed=str(exc))
