@@ -19,7 +19,7 @@ import redis
 from whoiscrawl.bench import Fleet, crawl_with_fleet, simulator
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
-from whoiscrawl.sim.render import LISTING_PROTOCOLS
+from whoiscrawl.sim.render import LOOKUP_PROTOCOLS
 from whoiscrawl.sim.score import score
 
 # Registries misbehaving during the chaos run (simulator fault spec, times in simulated seconds):
@@ -217,7 +217,7 @@ def _request_figures(log: Path, outages: list[list[float | None]] | None = None)
         entry = json.loads(line)
         times.append(float(entry["t"]))
         faults += entry["outcome"] == "fault"
-        if entry["outcome"] == "ok" and entry["protocol"] not in LISTING_PROTOCOLS:
+        if entry["outcome"] == "ok" and entry["protocol"] in LOOKUP_PROTOCOLS:
             answered[entry["address"]] += 1
     times.sort()
     gaps = list(itertools.pairwise(times))

@@ -12,18 +12,29 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from netaddr import IPAddress
 
 from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
-from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
+from whoiscrawl.registry import Listing, LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.space import Scope
 from whoiscrawl.store import LEASE_S, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
+
+
+Asked = TypeVar("Asked")
+
+
+class ListingUnanswered(LookupFailed):
+    """A listing the registry did not answer whole, with what it did answer."""
+
+    def __init__(self, message: str, listing: Listing, registry: str) -> None:
+        super().__init__(message, registry)
+        self.listing = listing
 
 
 class ResultSink(Protocol):
@@ -223,14 +234,9 @@ class Crawler:
             keeper.cancel()
 
     async def _list_now(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
-        # A list too long for one answer is split, and only the parts inside the crawl's scope listed.
-        wanted = self.scope.overlaps if self.scope else None
-        span = (parent.first, parent.last)
-        listing = await self.client.children(parent.registry, url, parent.handle, span, wanted)
-        self.lookups_by_registry[parent.registry] += listing.lookups
-        await self.store.record_step(
-            shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited
-        )
+        listing = await self._children(shard, checkpoint, parent, url)
+        if listing is None:
+            return None  # stopping while the registry answered nothing: for whoever is next
         whole: bool | None = listing.complete
         for child, child_url in listing.children:
             if self.abandon_listings_on_stop and self.stopping.is_set():
@@ -252,55 +258,99 @@ class Crawler:
                 await self.store.record_step(shard.shard_id, checkpoint, answer, lookups=0)
         return whole
 
+    async def _children(
+        self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
+    ) -> Listing | None:
+        """A parent's children, asked `_patiently` while its registry does not answer (a listing
+        given up on as the grid's would lose the children smaller than a cell). A list too long
+        for one answer is split, and only the parts inside the crawl's scope listed. Once given up
+        on, what it had (incomplete: the walk's grid probes the rest); None: stopping meanwhile."""
+        wanted = self.scope.overlaps if self.scope else None
+        span = (parent.first, parent.last)
+
+        async def ask() -> Listing:
+            listing = await self.client.children(parent.registry, url, parent.handle, span, wanted)
+            self.lookups_by_registry[parent.registry] += listing.lookups
+            await self.store.record_step(
+                shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited
+            )
+            if listing.unanswered:
+                raise ListingUnanswered("not answered", listing, parent.registry)
+            self._answered_at[parent.registry] = time.monotonic()
+            return listing
+
+        what = f"the listing of {parent.handle}"
+        try:
+            return await self._patiently(what, ask)
+        except ListingUnanswered as exc:  # the grid probes what it did not list
+            self._give_up(parent.registry, what, "its registry answers others, not this")
+            await self.store.record_step(shard.shard_id, checkpoint, None, lookups=0, errors=1)
+            return exc.listing
+
     async def _lookup_patiently(self, address: int) -> LookupResult | None:
-        """A lookup that failed every way (RDAP retries, WHOIS) is tried again after each pause:
-        registries have bad minutes, and an address given up on is a block possibly lost. When the
-        pauses run out the address is given up on if its registry had answered other lookups before
-        it was asked again (the fault is this address's); while the registry answers nothing the
-        last pause repeats.
-        None: the crawl stops during a pause (a drain must not sit it out); the probe stays in the
-        walk's checkpoint."""
+        """A lookup asked `_patiently`; None: the crawl stops during a pause (the probe stays in the
+        walk's checkpoint)."""
+
+        async def ask() -> LookupResult:
+            result = await self.client.lookup(address)
+            # The registry asked first and the one that answered (a transfer's holder) are up.
+            for registry in {self.client.route(address)[0], result.registry}:
+                self._answered_at[registry] = time.monotonic()
+            return result
+
+        return await self._patiently(str(IPAddress(address)), ask)
+
+    async def _patiently(self, what: str, ask: Callable[[], Awaitable[Asked]]) -> Asked | None:
+        """Ask (a lookup, a listing) again after each pause while it fails every way (the client's
+        retries, WHOIS): registries have bad minutes, and what is given up on is blocks possibly
+        lost. When the pauses run out it is given up on (LookupFailed raised) if it failed while the
+        registry that failed (a transferred block's holder, maybe) was known to answer: it answered
+        another request, or a help query, before this one was asked again. While that registry
+        answers nothing the last pause repeats.
+        None: the crawl stops during a pause (a drain must not sit it out)."""
         started = time.monotonic()
         for attempt in itertools.count():
-            # Up when asked: the registry answered another lookup since this address first failed.
-            up_when_asked = attempt > 0 and self._answered_since(address, started)
+            answered_before = dict(self._answered_at)
             try:
-                result = await self.client.lookup(address)
+                return await ask()
             except LookupFailed as exc:
-                if attempt >= len(self.failure_pauses) and up_when_asked:
-                    raise
+                failing = exc.registry
+                if attempt >= len(self.failure_pauses):
+                    if failing is None or answered_before.get(failing, -math.inf) > started:
+                        raise  # no registry serves it, or its registry answered others: it is this one
+                    if await self._answers_help(failing):
+                        continue  # up now: ask once more, and give it up if that fails
                 pause = self.failure_pauses[min(attempt, len(self.failure_pauses) - 1)]
                 if attempt == len(self.failure_pauses):
-                    log.warning("%s: %s; its registry answers nothing: asking again every %.0fs "
-                                "until it does", IPAddress(address), exc, pause)
+                    log.warning("%s: %s; %s answers nothing: asking again every %.0fs until it does",
+                                what, exc, failing, pause)
                 else:
-                    log.info("%s: %s; trying again in %.0fs", IPAddress(address), exc, pause)
+                    log.info("%s: %s; trying again in %.0fs", what, exc, pause)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), pause)
                 if self.stopping.is_set():
                     return None
-            else:
-                # The registry asked first and the one that answered (a transfer's holder) are up.
-                for registry in {self.client.route(address)[0], result.registry}:
-                    self._answered_at[registry] = time.monotonic()
-                return result
         raise AssertionError("unreachable")
 
-    def _answered_since(self, address: int, since: float) -> bool:
-        """Whether the registry of the address answered a lookup of ours since `since`."""
-        try:
-            registry = self.client.route(address)[0]
-        except LookupFailed:
-            return True  # no registry serves it: nothing to wait for
-        return self._answered_at.get(registry, -math.inf) > since
+    async def _answers_help(self, registry: str) -> bool:
+        """Ask a registry that answered none of our lookups lately whether it is up (RDAP help): a
+        lone lane's only traffic may be its broken address, which would otherwise wait forever."""
+        if self.stopping.is_set() or not await self.client.answering(registry):
+            return False
+        self._answered_at[registry] = time.monotonic()
+        return True
 
     async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:
         registry = self.client.route(address)[0] if self.client.bootstrap.base_url(address) else "none"
-        metrics.ERRORS.labels(registry).inc()
-        log.warning("giving up on %s for now: %s", IPAddress(address), reason)
-        self.failures = [*self.failures[-99:], f"{IPAddress(address)}: {reason}"]  # the latest 100
+        self._give_up(registry, str(IPAddress(address)), reason)
         walk.skip(address)
         await self.store.record_step(shard.shard_id, walk.checkpoint(), None, lookups=1, errors=1)
+
+    def _give_up(self, registry: str, what: str, reason: str) -> None:
+        """Count and name something given up on (an address, a listing), for the crawl's report."""
+        metrics.ERRORS.labels(registry).inc()
+        log.warning("giving up on %s for now: %s", what, reason)
+        self.failures = [*self.failures[-99:], f"{what}: {reason}"]  # the latest 100
 
 
 async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:

@@ -115,6 +115,10 @@ class Bootstrap:
             return self.entries[i][2]
         return None
 
+    def base_of(self, registry: str) -> str | None:
+        """The RDAP base URL of a registry (None: the bootstrap names no service of it)."""
+        return next((base for base, r in self.registry_of_base.items() if r == registry), None)
+
     def registry_of_url(self, url: str) -> str | None:
         """Which registry a URL (a redirect target, say) belongs to: the longest matching base URL."""
         matches = [b for b in self.registry_of_base if url.startswith(b)]

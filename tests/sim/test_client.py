@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from urllib.parse import unquote
 
 import aiohttp
 
@@ -37,6 +38,28 @@ async def test_whois_answers_when_rdap_fails_from_the_egress_it_was_charged_to(
     sim.log.flush()
     logged = [json.loads(line) for line in sim.log.path.open()]
     assert [(e["protocol"], e["source"]) for e in logged] == [("whois", "127.0.0.2")]
+    # Its children are listed all the same, by the registry's WHOIS (before: not at all, and the
+    # grid missed those smaller than a cell).
+    assert result.down_url is not None and result.down_url.startswith(f"whois://127.0.0.1:{sim.whois_port}/")
+    assert "-m" in unquote(result.down_url)
+
+
+async def test_a_registry_answers_help_while_it_is_up_and_not_while_it_is_down(start_sim):
+    sim = await start_sim(time_scale=1000, faults={"lacnic": {"http_5xx": 1.0, "protocols": ["rdap"]},
+                                                   "apnic": {"malformed": 1.0, "ranges": ["1.0.0.0/16"]}})
+    async with aiohttp.ClientSession() as session, session.get(sim.bootstrap_url) as resp:
+        bootstrap = Bootstrap.from_document(await resp.json(content_type=None))
+    limits = {r: Limit(500.0) for r in ("lacnic", "apnic")}
+    client = RegistryClient(bootstrap, MemoryRateLimiter(limits), backoff=0.001)
+    try:
+        assert not await client.answering("lacnic")  # its RDAP is down
+        assert await client.answering("apnic")  # one range's answers are broken, not the registry
+    finally:
+        await client.close()
+    sim.log.flush()
+    logged = [(e["registry"], e["protocol"], e["outcome"]) for e in map(json.loads, sim.log.path.open())]
+    assert logged.count(("lacnic", "help", "fault")) == client.attempts
+    assert logged.count(("apnic", "help", "ok")) == 1
 
 
 async def test_a_429_without_retry_after_pauses_by_the_registry_s_pace_and_doubles(start_sim, find_address):

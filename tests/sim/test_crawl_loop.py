@@ -29,13 +29,15 @@ class Crawled:
     requests: Counter[tuple[str, str, str]]  # (registry, protocol, outcome) from the simulator's log
 
 
-async def crawl(sim: Simulator, tmp_path: Path, cidr: str, **options: Any) -> Crawled:
-    """A local crawl of one range against the simulator; `options`: further LocalCrawl fields."""
+async def crawl(sim: Simulator, tmp_path: Path, cidr: str | list[str], **options: Any) -> Crawled:
+    """A local crawl of a range (or several) against the simulator; `options`: further LocalCrawl
+    fields."""
     info = sim.info()
     limits = {r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in info["limits"].items()}
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "results.jsonl"
-    job = LocalCrawl([cidr], out, await fetch_bootstrap(sim.bootstrap_url), limits,
+    ranges = [cidr] if isinstance(cidr, str) else cidr
+    job = LocalCrawl(ranges, out, await fetch_bootstrap(sim.bootstrap_url), limits,
                      whois_servers=dict.fromkeys(REGISTRIES, info["whois"]), **options)
     doc = await job.run()
     lines = out.read_text().splitlines() if out.exists() else []
@@ -82,6 +84,32 @@ async def test_a_parents_gaps_answer_the_parent_where_nothing_lists_its_children
     assert got.doc["lookups"] == sum(n for (_r, p, _o), n in got.requests.items() if p == "rdap")
 
 
+async def test_a_listing_cut_off_by_an_outage_is_asked_again_once_the_registry_is_back(
+        start_sim, world, tmp_path):
+    # The RIPE NCC goes down right after answering the parent (at time scale 1 its pace leaves 0.1 s
+    # before the listing): the listing waits for it, as a lookup does (before, it came back
+    # incomplete and the grid missed the 30 children smaller than a cell).
+    cidr = "2.16.80.0/22"
+    want = truth(world, cidr)
+    [parent] = [o for o in want.values() if world.nchildren[o]]
+    sim = await start_sim(time_scale=1)
+    crawling = asyncio.create_task(crawl(sim, tmp_path, cidr, failure_pauses=(0.2, 0.5)))
+    answered = f'"protocol":"rdap","status":200,"handle":{json.dumps(world.handle(parent))}'
+    while True:
+        sim.log.flush()
+        if answered in sim.log.path.read_text():
+            break
+        await asyncio.sleep(0.005)
+    sim.faults = Faults.from_doc({"ripencc": {"http_5xx": 1.0}}, time_scale=1, t0=sim.t0)
+    await asyncio.sleep(5)
+    assert not crawling.done()
+    sim.faults = Faults(time_scale=1, t0=sim.t0)  # back
+    got = await asyncio.wait_for(crawling, 60)
+    assert got.requests[("ripencc", "rdap-down", "fault")] > 0
+    assert got.doc["complete"] and got.doc["failures"] == [], got.doc
+    assert set(got.records) == set(want)
+
+
 async def test_a_redirect_is_followed_and_the_record_is_the_registry_it_led_to(start_sim, world, tmp_path):
     # 128.0/16 sits in ARIN's legacy 128/8 but is registered at the RIPE NCC.
     got = await crawl(await start_sim(time_scale=100), tmp_path, "128.0.0.0/20")
@@ -124,3 +152,34 @@ async def test_an_address_answered_unusably_while_its_registry_answers_is_given_
     failures = got.doc["failures"]
     assert failures and all(f.startswith("186.0.1.") and "lacnic" in f for f in failures)
     assert set(got.records) <= set(calm.records)  # at most what only the broken /24 answers is missing
+
+
+async def test_an_address_broken_for_good_with_no_other_traffic_is_given_up_once_its_registry_answers_help(
+        start_sim, tmp_path):
+    # The crawl's only addresses are broken: no other lookup shows that LACNIC is up, so an RDAP
+    # help query asks it (before, the lane waited for another answer forever).
+    faults = {"lacnic": {"malformed": 1.0, "ranges": ["186.0.1.0/24"]}}
+    got = await asyncio.wait_for(crawl(await start_sim(time_scale=100, faults=faults), tmp_path,
+                                       "186.0.1.0/24", failure_pauses=(0.2, 0.5)), 60)
+    assert got.doc["complete"] and got.doc["errors"] >= 1
+    assert got.doc["failures"] and all(f.startswith("186.0.1.") for f in got.doc["failures"])
+    assert got.requests[("lacnic", "help", "ok")] >= 1
+
+
+async def test_a_transferred_block_whose_holder_is_down_is_waited_for_while_the_registry_asked_first_answers(
+        start_sim, tmp_path):
+    # 128.0/16 is ARIN's by the bootstrap and the RIPE NCC's by registration. The RIPE NCC answers
+    # nothing for a while; ARIN answers its own 24/20 and redirects 128.0/22 meanwhile. The holder
+    # is the registry that failed: its addresses wait for it (before, ARIN's answers gave them up).
+    ranges = ["128.0.0.0/22", "24.0.0.0/20"]
+    sim = await start_sim(time_scale=100, faults={"ripencc": {"http_5xx": 1.0}})
+    crawling = asyncio.create_task(crawl(sim, tmp_path, ranges, failure_pauses=(0.2, 0.5)))
+    await asyncio.sleep(12)
+    assert not crawling.done()
+    sim.faults = Faults(time_scale=sim.time_scale, t0=sim.t0)  # the RIPE NCC is back
+    got = await asyncio.wait_for(crawling, 60)
+    assert got.requests[("ripencc", "rdap", "fault")] > 0 and got.requests[("ripencc", "help", "fault")] > 0
+    assert got.doc["complete"] and got.doc["failures"] == [], got.doc
+    calm = await crawl(await start_sim(time_scale=100), tmp_path / "calm", ranges)
+    assert set(got.records) == set(calm.records)
+    assert any(r["registry"] == "ripencc" for r in calm.records.values())

@@ -55,6 +55,7 @@ class Listing:
 
     children: list[Child]
     complete: bool  # False: all or part of it could not be had
+    unanswered: bool = False  # ... because the registry did not answer (a later try may get it)
     lookups: int = 0
     rate_limited: int = 0
 
@@ -208,22 +209,27 @@ class RegistryClient:
             if target is None:
                 raise LookupFailed(
                     f"{registry} redirected {IPAddress(address)} to {outcome.value}, "
-                    "which is no RDAP service of the bootstrap"
+                    "which is no RDAP service of the bootstrap", registry
                 )
             registry, url = target, outcome.value  # the answering registry's budget pays from here
         result = LookupResult(None, registry, lookups=tally.lookups, rate_limited=tally.rate_limited)
+        if outcome.kind is Kind.NOT_FOUND:
+            return result
         if outcome.kind is Kind.ANSWER:
             result.record = outcome.value
-            result.down_url = rdap.down_link(outcome.value.raw or {}) or self.whois_down_url(
-                registry, result.record.first, result.record.last
-            )
-            if result.down_url is None:
-                self._no_listing(registry)
-            if not self.include_raw:
-                result.record.raw = None
-        elif outcome.kind is not Kind.NOT_FOUND:
+        else:
             result.record = await self._whois_fallback(address, registry, tally, result)
             result.registry = result.record.registry  # a transferred block answers from its holder
+        # Where its children are listed: the RDAP answer's link, else the registry's WHOIS listing
+        # (an answer WHOIS gave while RDAP failed is listed all the same).
+        record = result.record
+        result.down_url = rdap.down_link(record.raw or {}) or self.whois_down_url(
+            result.registry, record.first, record.last
+        )
+        if result.down_url is None:
+            self._no_listing(result.registry)
+        if not self.include_raw:
+            record.raw = None
         return result
 
     async def _rdap_lookup(self, registry: str, url: str, address: int) -> Outcome:
@@ -244,7 +250,7 @@ class RegistryClient:
         server = self.whois_servers.get(registry)
         reason = "; ".join(rdap_tally.errors[-3:])
         if not server:
-            raise LookupFailed(f"RDAP failed for {IPAddress(address)} at {registry}: {reason}")
+            raise LookupFailed(f"RDAP failed for {IPAddress(address)} at {registry}: {reason}", registry)
         tally = Tally()
         query = whois.lookup_query(address, registry)
         outcome = await self._attempt(
@@ -255,7 +261,7 @@ class RegistryClient:
         if outcome.kind is not Kind.ANSWER:
             raise LookupFailed(
                 f"RDAP ({reason}) and WHOIS ({'; '.join(tally.errors[-3:])}) failed for "
-                f"{IPAddress(address)} at {registry}"
+                f"{IPAddress(address)} at {registry}", registry
             )
         record: NetworkRecord = outcome.value
         return record
@@ -286,6 +292,18 @@ class RegistryClient:
                 "configured for it: its networks are probed on the grid", registry, ", ".join(offered)
             )
 
+    async def answering(self, registry: str) -> bool:
+        """Whether a registry answers at all now: one RDAP help query (RFC 9082, `help`), paced and
+        retried like a lookup. Any settled answer (a 404 included) means the server is there; so an
+        address that failed every way meanwhile failed on its own. True where no RDAP service is
+        known to ask."""
+        base = self.bootstrap.base_of(registry)
+        if base is None:
+            return True
+        send = functools.partial(self._request, registry, base + "help")
+        outcome = await self._attempt(registry, send, Tally(), "help", "ignore")
+        return outcome.settled
+
     # --- listings ------------------------------------------------------------------------------
 
     async def children(
@@ -300,8 +318,9 @@ class RegistryClient:
         ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
         level; a relation search refused as too many rows (or cut short) is split and its parts
         listed (`relations.RelationSearch`); nobody is paged by "last child". 404 is no children.
-        A list that could not be had comes back incomplete, never raised: the walk then probes
-        what the list did not cover. `wanted`: the parts worth listing (the crawl's scope)."""
+        A list that could not be had comes back incomplete, never raised, and `unanswered` where the
+        registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
+        crawl's scope)."""
         tally = Tally()
         if url.startswith("whois://"):
             listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally)
@@ -309,7 +328,8 @@ class RegistryClient:
             listing = await self._relation_children(registry, url, parent_handle, wanted, tally)
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
         if not listing.complete:
-            log.warning("the listing %s at %s came back incomplete: the grid probes the rest", url, registry)
+            why = "the registry did not answer" if listing.unanswered else "an answer was unusable"
+            log.warning("the listing %s at %s came back incomplete: %s", url, registry, why)
         return listing
 
     async def _relation_children(
@@ -333,7 +353,7 @@ class RegistryClient:
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted)
         await search.run(first, last)
         search.children.sort(key=lambda c: c[0].first)
-        return Listing(search.children, complete=search.complete)
+        return Listing(search.children, complete=search.complete, unanswered=search.unanswered)
 
     async def _whois_children(
         self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None,
@@ -346,7 +366,7 @@ class RegistryClient:
             tally, "listing", "wait",
         )
         if outcome.kind is not Kind.ANSWER:
-            return Listing([], complete=False)
+            return Listing([], complete=False, unanswered=outcome.unanswered)
         return Listing(outcome.value, complete=True)
 
     # --- one request ---------------------------------------------------------------------------

@@ -12,8 +12,13 @@ class MalformedAnswer(ValueError):
 
 
 class LookupFailed(RuntimeError):
-    """Every attempt (RDAP with retries, then WHOIS) failed; the text says why."""
+    """Every attempt (RDAP with retries, then WHOIS) failed; the text says why, and `registry` which
+    registry failed last (a transferred block's holder, not the registry asked first; None: none
+    was asked)."""
 
+    def __init__(self, message: str, registry: str | None = None) -> None:
+        super().__init__(message)
+        self.registry = registry
 
 
 class Kind(Enum):
@@ -37,6 +42,11 @@ class Outcome:
     value: Any = None
     retry_after: float = 0.0
     egress: str = ""
+
+    @property
+    def unanswered(self) -> bool:
+        """The registry gave no answer (errors, 429s) where another try later may get one."""
+        return self.kind in (Kind.TRANSIENT, Kind.RATE_LIMITED)
 
     @property
     def settled(self) -> bool:

@@ -64,6 +64,7 @@ class RelationSearch:
     wanted: Callable[[int, int], bool] | None = None
     children: list[Child] = field(default_factory=list)
     complete: bool = True
+    unanswered: bool = False  # a request failed every try (errors, 429s): worth asking again later
 
     async def run(self, first: int, last: int) -> None:
         await self._part(first, last, maybe_child=False)
@@ -78,9 +79,13 @@ class RelationSearch:
             if maybe_child:  # empty, or a leaf child exactly this part
                 await self._keep_if_exact(first, last)
         elif outcome.kind is not Kind.ANSWER:
-            self.complete = False
+            self._failed(outcome)
         else:
             await self._answered(first, last, outcome.value, maybe_child)
+
+    def _failed(self, outcome: Outcome) -> None:
+        self.complete = False
+        self.unanswered = self.unanswered or outcome.unanswered
 
     async def _answered(self, first: int, last: int, doc: Any, maybe_child: bool) -> None:
         if not isinstance(doc, rdap.ParsedListing):  # a big one came parsed already
@@ -134,7 +139,7 @@ class RelationSearch:
         if outcome.kind is Kind.NOT_FOUND:
             return None
         if outcome.kind is not Kind.ANSWER:
-            self.complete = False
+            self._failed(outcome)
             return None
         try:
             start = int(IPAddress(str(outcome.value["startAddress"])))

@@ -167,6 +167,13 @@ def rdap_bytes(world: World, i: int, base_url: str,
                       separators=(",", ":")).encode()
 
 
+def rdap_help(registry: str) -> bytes:
+    """The answer to an RDAP `help` query (RFC 9082 3.1.6, RFC 9083 7): conformance and notices."""
+    doc = {"rdapConformance": ["rdap_level_0"],
+           "notices": [{"title": "Help", "description": [TOS[registry]]}]}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
 def rdap_error(code: int, title: str, notice: bool = False, extra: str = "") -> bytes:
     doc: dict[str, Any] = {"rdapConformance": ["rdap_level_0"], "errorCode": code,
                            "title": title, "description": [extra] if extra else []}
@@ -197,9 +204,9 @@ _ARIN_TYPE = {"DIRECT ALLOCATION": "Direct Allocation", "DIRECT ASSIGNMENT": "Di
 # RIPE NCC's WHOIS software (also run by APNIC and AFRINIC) answers `-m <range>`: the largest
 # objects inside the range, RPSL objects one after another, ended by the service's closing line.
 WHOIS_MORE_SPECIFIC = rirs.offering(rirs.WHOIS_MORE_SPECIFIC)
-# Requests that list or relate, not look an address up (never counted as wasted re-answers).
-LISTING_PROTOCOLS = frozenset({"rdap-up", "rdap-down", "rdap-top", "rdap-bottom", "whois-m", "whois-M",
-                               "whois-r>"})
+# Requests that look an address up; the others list, relate or ask for help, and re-answer nothing
+# (never counted as wasted re-answers).
+LOOKUP_PROTOCOLS = frozenset({"rdap", "whois"})
 
 
 def _rpsl_closing(reg: str) -> str:

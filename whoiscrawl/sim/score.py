@@ -246,7 +246,7 @@ def _log_figures(world: World, log_path: str | Path | None, found: int,
         if outcome in ("rate_limited", "blocked"):
             limited += 1
         # a listing answers with many networks, and re-answers none: never wasted
-        if outcome == "ok" and e.get("protocol") not in render.LISTING_PROTOCOLS:
+        if outcome == "ok" and e.get("protocol") in render.LOOKUP_PROTOCOLS:
             a = e.get("address")
             try:
                 obj = world.lookup(ip_int(str(a)))

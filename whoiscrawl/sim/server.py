@@ -10,7 +10,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,11 +134,12 @@ class Simulator:
     async def start(self) -> None:
         app = web.Application()
         for r in REGISTRIES:
-            app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}", self._rdap_handler(r))
-            app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}/{plen}", self._rdap_handler(r))
+            app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}", self._handler(self.rdap, r))
+            app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}/{plen}", self._handler(self.rdap, r))
+            app.router.add_get(render.BASE_PATHS[r] + "help", self._handler(self.help, r))
             if r in self.relation_registries:
                 app.router.add_get(render.BASE_PATHS[r] + "ips/rirSearch1/{rel}/{arg:.+}",
-                                   self._relation_handler(r))
+                                   self._handler(self.relation, r))
         app.router.add_get("/bootstrap/ipv4.json", self._bootstrap_handler)
         app.router.add_get("/sim/info", self._info_handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -186,14 +187,11 @@ class Simulator:
     async def _info_handler(self, request: web.Request) -> web.Response:
         return web.json_response(self.info())
 
-    def _rdap_handler(self, registry: str) -> Any:
+    @staticmethod
+    def _handler(serve: Callable[[web.Request, str], Awaitable[web.StreamResponse]], registry: str) -> Any:
+        """An aiohttp handler serving one registry's requests with `serve`."""
         async def handler(request: web.Request) -> web.StreamResponse:
-            return await self.rdap(request, registry)
-        return handler
-
-    def _relation_handler(self, registry: str) -> Any:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            return await self.relation(request, registry)
+            return await serve(request, registry)
         return handler
 
     def render(self, obj: int) -> bytes:
@@ -251,6 +249,17 @@ class Simulator:
 
         return await self._serve(request, registry, src, now, addr_s, a, "rdap", answer)
 
+    async def help(self, request: web.Request, registry: str) -> web.StreamResponse:
+        """RDAP `help` (RFC 9082): the registry's notices, inside its limits like any query;
+        faults for an address range spare it, a registry-wide fault or outage does not."""
+        src = request.remote or "unknown"
+
+        def answer() -> web.Response:
+            self.log.write(time.time(), src, registry, "", "help", 200, None, "ok")
+            return web.Response(body=render.rdap_help(registry), content_type=RDAP_JSON)
+
+        return await self._serve(request, registry, src, time.time(), "", None, "help", answer)
+
     async def relation(self, request: web.Request, registry: str) -> web.StreamResponse:
         """RFC 9910 relation search as RIPE NCC's server answers it: `rdap-up`/`rdap-top` one
         object, `rdap-down`/`rdap-bottom` ipSearchResults, whole; an empty answer 404, more rows
@@ -302,9 +311,10 @@ class Simulator:
             await asyncio.sleep(delay)
 
     async def _serve(self, request: web.Request, registry: str, src: str, now: float, addr_s: str,
-                     a: int, protocol: str, answer: Callable[[], web.Response]) -> web.StreamResponse:
+                     a: int | None, protocol: str, answer: Callable[[], web.Response]) -> web.StreamResponse:
         """Everything an RDAP request meets before its answer: injected faults, the registry's
-        limits and connection cap (429s), and service latency."""
+        limits and connection cap (429s), and service latency. `a`: the address asked (None: a
+        request for no address, as `help`)."""
         fault = self.faults.decide(registry, src, now, address=a)
         refused = self._refuse(registry, src, now, addr_s, protocol, fault)
         if refused is not None:
@@ -312,7 +322,7 @@ class Simulator:
         try:
             await self._service_time(registry)
             if fault.kind is not None:
-                return await self._rdap_fault(request, fault, registry, src, addr_s, a)
+                return await self._rdap_fault(request, fault, registry, src, addr_s, a, protocol)
             return answer()
         finally:
             self.limiter.release(registry, src)
@@ -349,30 +359,31 @@ class Simulator:
         return obj
 
     async def _rdap_fault(self, request: web.Request, fault: Decision, registry: str, src: str,
-                          addr_s: str, a: int) -> web.StreamResponse:
+                          addr_s: str, a: int | None, protocol: str) -> web.StreamResponse:
         kind = fault.kind
         t = time.time()
-        obj = self.world.lookup(a)
+        obj = self.world.lookup(a) if a is not None else -1
         handle = self.world.handle(obj) if obj >= 0 else None
         if kind == "http_5xx":
-            self.log.write(t, src, registry, addr_s, "rdap", 503, None, "fault")
+            self.log.write(t, src, registry, addr_s, protocol, 503, None, "fault")
             return web.Response(status=503, text="<html><body>503 Service Unavailable</body>"
                                 "</html>", content_type="text/html")
         if kind in ("reset", "timeout"):
             status = 0 if kind == "reset" else 504
-            self.log.write(t, src, registry, addr_s, "rdap", status, None, "fault")
+            self.log.write(t, src, registry, addr_s, protocol, status, None, "fault")
             if kind == "timeout":
                 await asyncio.sleep(self.faults.timeout_s(registry))
             transport = request.transport
             if transport is not None:
                 transport.abort()
             raise ConnectionResetError("simulated connection reset")
-        body = self.render(obj) if obj >= 0 else render.rdap_error(404, "Not Found")
+        body = (render.rdap_help(registry) if a is None else self.render(obj) if obj >= 0
+                else render.rdap_error(404, "Not Found"))
         if kind == "truncated":
             body = body[: max(1, len(body) // 2)]
         else:  # malformed
             body = body.replace(b'"', b"'", 7)[:-1] + b",}"
-        self.log.write(t, src, registry, addr_s, "rdap", 200, handle, "fault")
+        self.log.write(t, src, registry, addr_s, protocol, 200, handle, "fault")
         return web.Response(body=body, content_type=RDAP_JSON)
 
     # whois ---------------------------------------------------------------------------------
