@@ -38,10 +38,13 @@ class Target:
 
 @dataclass(frozen=True)
 class Plan:
-    """What publishing a plan put on the work topic."""
+    """What publishing a plan put on the work topic, and what the crawl's plans hold in all (a
+    re-plan shares the shards of the ranges it kept)."""
 
     shards: int
     addresses: int
+    shards_total: int = 0
+    addresses_total: int = 0
     fresh: bool = True  # False: published earlier (its marker was found), nothing sent now
 
 
@@ -59,8 +62,6 @@ class Backend(Protocol):
     def ensure_topics(self, t: Target, partitions: int) -> None: ...
 
     def publish_plan(self, t: Target, spec: CrawlSpec, marker: str) -> Plan: ...
-
-    def set_totals(self, t: Target, shards: int, addresses: int) -> None: ...
 
     def counters(self, t: Target) -> Progress: ...
 
@@ -92,13 +93,17 @@ class LiveBackend:
             found = self._call("reading the plan marker", client.get, key)
             if found is None or found == PENDING:
                 raise BackendError(f"plan {marker} is being published by another pass")
-            return Plan(**json.loads(found), fresh=False)
+            doc = json.loads(found)
+            doc.setdefault("shards_total", doc["shards"])  # recorded before totals were (2026-12-06)
+            doc.setdefault("addresses_total", doc["addresses"])
+            return Plan(**doc, fresh=False)
         try:
             plan = self._send_plan(t, spec)
         except BackendError:
             self._call("freeing the plan claim", client.delete, key)
             raise
-        record = json.dumps({"shards": plan.shards, "addresses": plan.addresses})
+        record = json.dumps({"shards": plan.shards, "addresses": plan.addresses,
+                             "shards_total": plan.shards_total, "addresses_total": plan.addresses_total})
         self._call("recording the plan", client.set, key, record)
         return plan
 
@@ -107,15 +112,10 @@ class LiveBackend:
                           excludes=spec.excludes, strategy=spec.strategy,
                           resolution=spec.resolution, shard_prefix=spec.shard_prefix,
                           samples=spec.samples)
-        # Totals stay the caller's: a re-plan adds its totals to the earlier plans' (control.py).
-        sent = self._call("publishing the plan", publish_plan, plan, bootstrap=t.bootstrap,
-                          prefix=t.prefix, store=self._store(t), config=t.config, totals=False)
-        return Plan(shards=int(sent), addresses=plan.addresses)
-
-    def set_totals(self, t: Target, shards: int, addresses: int) -> None:
-        store = self._store(t)
-        self._call("writing totals", store.set_shards_total, shards)
-        self._call("writing totals", store.set_addresses_total, addresses)
+        sent, (shards, addresses) = self._call("publishing the plan", publish_plan, plan,
+                                               bootstrap=t.bootstrap, prefix=t.prefix,
+                                               store=self._store(t), config=t.config)
+        return Plan(int(sent), plan.addresses, shards, addresses)
 
     def counters(self, t: Target) -> Progress:
         return self._call("reading Redis counters", self._store(t).progress)

@@ -118,8 +118,9 @@ def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str,
                 marker: str, now: datetime) -> tuple[dict[str, Any], list[Event]]:
     """Topics + the plan on the work topic, once per distinct plan (ranges, strategy, ...).
 
-    A re-plan after a live edit publishes the new plan on top; totals add up, so progress stays
-    honest (shards of the old plan already done are skipped quickly by the known-block check).
+    A re-plan after a live edit publishes the new plan on top; the totals are the union of the
+    plans' shards (a shard of a range both plans hold is one shard, done once), so progress stays
+    honest and the crawl completes (shards of the old plan already done are skipped at once).
     The backend publishes once per `marker`; a pass that finds it published computes the same
     plan and totals (both follow from the revision it read) and posts no Event.
     """
@@ -128,10 +129,8 @@ def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str,
         return dict(plan), []
     backend.ensure_topics(t, spec.kafka.partitions)
     published = backend.publish_plan(t, spec, marker)
-    shards = int(plan.get("shards", 0)) + published.shards
-    addresses = int(plan.get("addresses", 0)) + published.addresses
-    backend.set_totals(t, shards, addresses)
-    new = {"key": key, "shards": shards, "addresses": addresses, "time": st.iso(now),
+    new = {"key": key, "shards": published.shards_total, "addresses": published.addresses_total,
+           "time": st.iso(now),
            "revision": int(plan.get("revision", 0)) + 1}
     if not published.fresh:
         return new, []

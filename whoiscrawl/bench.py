@@ -62,6 +62,12 @@ class Simulator:
         return format_limits(self.limits())
 
 
+def simulator_options(row_limit: int | None = None, arin_relation_search: bool = True) -> tuple[str, ...]:
+    """`sim serve` options for the benchmark's simulator (none: the registries as they answer today)."""
+    return (*(("--row-limit", str(row_limit)) if row_limit is not None else ()),
+            *(() if arin_relation_search else ("--no-arin-relation-search",)))
+
+
 @contextlib.contextmanager
 def simulator(
     scenario: str, time_scale: float, log: Path, faults: Path | None = None, extra: list[str] | None = None
@@ -291,11 +297,13 @@ def fleet_crawl(
     workdir: Path,
     samples: int = 0,
     list_children: bool = True,
+    sim_options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The benchmark's one run: a fresh simulator, a fleet to completion, scored against truth."""
+    """The benchmark's one run: a fresh simulator (`sim_options`: its `sim serve` options), a fleet
+    to completion, scored against truth."""
 
     log = workdir / "requests.jsonl"
-    with simulator(scenario, time_scale, log) as sim:
+    with simulator(scenario, time_scale, log, extra=list(sim_options)) as sim:
         run = crawl_with_fleet(
             sim,
             kafka,
@@ -309,6 +317,7 @@ def fleet_crawl(
             list_children=list_children,
         )
         limits = sim.limits()
+        relation_search = sim.info.get("relation_search")
     figures = score(scenario, str(run.results), str(log), resolution=resolution, time_scale=time_scale)
     return {
         "strategy": strategy,
@@ -316,6 +325,7 @@ def fleet_crawl(
         "workers": workers,
         "egress": egress,
         "resolution": resolution,
+        "relation_search": relation_search,  # the simulator's: which registries, the row limit
         "finished": run.finished,
         "wall_s": round(run.wall_s, 2),
         "bound_s": round(bound_seconds(_found_by_registry(run.results), limits, egress), 2),

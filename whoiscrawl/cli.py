@@ -201,11 +201,12 @@ def plan(
     if store.progress().shards_total and not force:
         typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
         return
-    sent = publish_plan(
+    sent, (shards_total, addresses_total) = publish_plan(
         plan, bootstrap=kafka_bootstrap, prefix=topic_prefix, store=store,
         config=queue.kafka_config_from(os.environ), partitions=partitions,
     )
-    typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses}))
+    typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses,
+                           "shards_total": shards_total, "addresses_total": addresses_total}))
 
 
 @app.command("rebuild-store")
@@ -291,7 +292,8 @@ def worker(
 
 
 def _bench_chaos(scenario: str, workers: int, scale: float, kills: int, terms: int,
-                 registry_faults: bool, restarts: tuple[int, int], static_membership: bool) -> None:
+                 registry_faults: bool, restarts: tuple[int, int], static_membership: bool,
+                 sim_options: tuple[str, ...]) -> None:
     """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (restarts: of the
     broker, of Redis with its data lost)."""
     from whoiscrawl import bench as b
@@ -303,7 +305,7 @@ def _bench_chaos(scenario: str, workers: int, scale: float, kills: int, terms: i
                         restart_broker=functools.partial(restart_kafka, running),
                         redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
         figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
-                              b.workdir(), weather, static_membership)
+                              b.workdir(), weather, static_membership, sim_options)
     typer.echo(json.dumps(figures))
 
 
@@ -349,6 +351,12 @@ def bench(
     redis_losses: Annotated[
         int, typer.Option(help="With --chaos: Redis restarts with its data lost, mid-crawl")
     ] = 1,
+    row_limit: Annotated[
+        int | None, typer.Option(help="The simulator's relation-search row limit (default RIPE NCC's 10,000)")
+    ] = None,
+    arin_relation_search: Annotated[
+        bool, typer.Option(help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
@@ -358,16 +366,20 @@ def bench(
 
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
+    from whoiscrawl.bench import simulator_options
+
+    sim_options = simulator_options(row_limit, arin_relation_search)
     if chaos:
         _bench_chaos(scenario, workers, scale, kills, terms, registry_faults,
-                     (broker_restarts, redis_losses), static_membership)
+                     (broker_restarts, redis_losses), static_membership, sim_options)
         return
     _bench_fleet(scenario, strategy, workers, egress or [1], resolution, scale,
-                 (compare_sample, compare_grid), micro, as_json)
+                 (compare_sample, compare_grid), micro, as_json, sim_options)
 
 
 def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int], resolution: int,
-                 scale: float, compare: tuple[bool, bool], micro: bool, as_json: bool) -> None:
+                 scale: float, compare: tuple[bool, bool], micro: bool, as_json: bool,
+                 sim_options: tuple[str, ...]) -> None:
     """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks."""
     from whoiscrawl import bench as b
 
@@ -375,7 +387,7 @@ def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int]
         for k in egresses:
             crawl = functools.partial(b.fleet_crawl, scenario, workers=workers, egress=k,
                                       resolution=resolution, time_scale=scale, kafka=kafka,
-                                      redis_url=redis_url)
+                                      redis_url=redis_url, sim_options=sim_options)
             doc = b.with_baselines(crawl, strategy, *compare)
             _end(doc, as_json, [bench_table(doc)])
         if micro:

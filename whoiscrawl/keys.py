@@ -40,6 +40,10 @@ class Keys:
         return self.prefix + "cursors"
 
     @property
+    def planned(self) -> str:  # every shard of every plan published: shard id -> "first-last"
+        return self.prefix + "planned"
+
+    @property
     def done(self) -> str:
         return self.prefix + "done"
 

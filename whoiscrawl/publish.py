@@ -1,4 +1,4 @@
-"""Publishing a plan: its shards to the crawl's work topic, its totals and scope to Redis."""
+"""Publishing a plan: its shards to the crawl's work topic, and to the planned shards in Redis."""
 
 from __future__ import annotations
 
@@ -15,17 +15,12 @@ def publish_plan(
     store: RedisStore,
     config: dict[str, str] | None = None,
     partitions: int | None = None,
-    totals: bool = True,
-) -> int:
-    """Send a plan's shards (creating the topics first when `partitions` is given) and write its
-    scope, and its shard and address totals unless the caller keeps its own (the operator adds a
-    re-plan's totals to the earlier ones). Returns the shards the broker acknowledged."""
+) -> tuple[int, tuple[int, int]]:
+    """Send a plan's shards (creating the topics first when `partitions` is given) and add them to
+    the crawl's planned shards: on top of earlier plans, the totals and scope are the union's.
+    Returns the shards the broker acknowledged, and the shards and addresses planned in all."""
     store.mark_epoch()  # first: a worker that meets a store without one rebuilds it from the topics
     if partitions is not None:
         queue.ensure_topics(bootstrap, prefix, plan.crawl, partitions, config)
     sent = queue.publish_shards(bootstrap, prefix, plan.crawl, plan.shards, config)
-    if totals:
-        store.set_shards_total(len(plan.shards))
-        store.set_addresses_total(plan.addresses)
-    store.set_scope(plan.scope)
-    return sent
+    return sent, store.add_plan(plan.shards)

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from whoiscrawl import queue
-from whoiscrawl.space import Scope
 from whoiscrawl.store import RedisStore, new_epoch
 
 log = logging.getLogger(__name__)
@@ -26,20 +25,18 @@ class Rebuilt:
 
 def plan_state(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None, resolution: int = 24
-) -> tuple[dict[str, int], dict[str, int], Scope | None, int]:
-    """From the work topic and the group's committed offsets: every shard planned and every shard
-    committed (id -> addresses), the scope, and the shards' resolution (`resolution` when none)."""
+) -> tuple[dict[str, tuple[int, int]], dict[str, int], int]:
+    """From the work topic and the group's committed offsets: every shard planned (id -> span) and
+    every shard committed (id -> addresses), and the shards' resolution (`resolution` when none)."""
     committed = queue.committed_offsets(bootstrap, prefix, crawl, config)
-    shards: dict[str, int] = {}
+    shards: dict[str, tuple[int, int]] = {}
     done: dict[str, int] = {}
-    spans: list[tuple[int, int]] = []
     for partition, offset, shard in queue.iter_work(bootstrap, prefix, crawl, config):
-        shards[shard.shard_id] = shard.last - shard.first + 1
-        spans.append((shard.first, shard.last))
+        shards[shard.shard_id] = (shard.first, shard.last)
         resolution = shard.resolution
         if offset < committed.get(partition, 0):
-            done[shard.shard_id] = shards[shard.shard_id]
-    return shards, done, Scope.of(spans) if spans else None, resolution
+            done[shard.shard_id] = shard.last - shard.first + 1
+    return shards, done, resolution
 
 
 def rebuild(
@@ -60,9 +57,9 @@ def rebuild(
         with ThreadPoolExecutor(2, thread_name_prefix="rebuild") as pool:  # each read waits on Kafka
             planned = pool.submit(plan_state, bootstrap, prefix, crawl, config, resolution)
             checkpoints = pool.submit(queue.read_checkpoints, bootstrap, prefix, crawl, config)
-            shards, done, scope, resolution = planned.result()
+            shards, done, resolution = planned.result()
             blocks = store.rebuild_blocks(queue.iter_results(bootstrap, prefix, crawl, config), resolution)
-            store.restore_plan(shards, done, scope, checkpoints.result())
+            store.restore_plan(shards, done, checkpoints.result())
         store.client.set(store.keys.epoch, new_epoch())
     rebuilt = Rebuilt(blocks, len(shards), len(done), round(time.monotonic() - started, 2))
     log.warning("rebuilt the store of %s from its topics: %s", crawl, rebuilt)

@@ -23,7 +23,7 @@ from redis.backoff import ExponentialBackoff
 from whoiscrawl import redis_client
 from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
 from whoiscrawl.keys import Keys
-from whoiscrawl.records import NetworkRecord, Progress
+from whoiscrawl.records import NetworkRecord, Progress, Shard
 from whoiscrawl.space import Scope
 from whoiscrawl.strategy import Answer, worth_listing
 
@@ -269,37 +269,53 @@ class RedisStore:
             self.client.eval(_RELEASE, 1, self.keys.rebuilding, owner)
 
     def restore_plan(
-        self, shards: dict[str, int], done: dict[str, int], scope: Scope | None, cursors: dict[str, str]
+        self, shards: dict[str, tuple[int, int]], done: dict[str, int], cursors: dict[str, str]
     ) -> None:
-        """Totals, scope and finished shards anew (shard id -> addresses), from the work topic and
-        the committed offsets, and the walks' checkpoints of the others; the other counters stay."""
+        """The plan anew (shard id -> its span), from the work topic, with the finished shards (id
+        -> addresses) from the committed offsets and the walks' checkpoints of the others; the other
+        counters stay."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.keys.done, self.keys.cursors)
+        pipe.delete(self.keys.done, self.keys.cursors, self.keys.planned)
         walking: dict[Any, Any] = {k: v for k, v in cursors.items() if k in shards and k not in done}
         if walking:
             pipe.hset(self.keys.cursors, mapping=walking)
         pipe.hdel(self.keys.counters, "shards_done", "addresses_done")
-        pipe.hset(self.keys.counters, mapping={
-            "shards_total": len(shards), "addresses_total": sum(shards.values())})
-        if scope is not None:
-            pipe.set(self.keys.scope, scope.encode())
+        self._plan(pipe, shards)
         for shard_id, addresses in done.items():
             pipe.eval(_SHARD_DONE, 4, self.keys.done, self.keys.counters, self.keys.cursors,
                       self.keys.epoch, shard_id, addresses, "")
         pipe.execute()
 
+    def add_plan(self, shards: Iterable[Shard]) -> tuple[int, int]:
+        """Add a plan's shards to the crawl's (a re-plan publishes on top of the earlier plans and
+        shares the shards of the ranges they had in common); the totals and the scope are the
+        union's. Returns the shards and addresses planned in all."""
+        planned: dict[bytes, bytes] = self.client.hgetall(self.keys.planned)  # type: ignore[assignment]
+        spans = {}
+        for key, value in planned.items():
+            first, _, last = value.partition(b"-")
+            spans[key.decode()] = (int(first), int(last))
+        spans.update({s.shard_id: (s.first, s.last) for s in shards})
+        pipe = self.client.pipeline(transaction=False)
+        totals = self._plan(pipe, spans)
+        pipe.execute()
+        return totals
+
+    def _plan(self, pipe: Any, spans: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        """Queue the plan's shards, totals and scope on a pipeline; returns the totals."""
+        addresses = sum(b - a + 1 for a, b in spans.values())
+        if spans:
+            pipe.hset(self.keys.planned, mapping={k: f"{a}-{b}" for k, (a, b) in spans.items()})
+            pipe.set(self.keys.scope, Scope.of(spans.values()).encode())
+        pipe.hset(self.keys.counters, mapping={"shards_total": len(spans), "addresses_total": addresses})
+        return len(spans), addresses
+
     def progress(self) -> Progress:
         return Progress.from_mapping(self.client.hgetall(self.keys.counters))
-
-    def set_shards_total(self, n: int) -> None:
-        self.client.hset(self.keys.counters, "shards_total", n)
 
     def set_scope(self, scope: Scope) -> None:
         """What the crawl covers, for workers to keep listed children inside it."""
         self.client.set(self.keys.scope, scope.encode())
-
-    def set_addresses_total(self, n: int) -> None:
-        self.client.hset(self.keys.counters, "addresses_total", n)
 
     def rebuild_blocks(self, records: Iterable[NetworkRecord], resolution: int = 24) -> int:
         """Write the block log anew from result records (Redis is a cache of the compacted results

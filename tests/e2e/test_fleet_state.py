@@ -74,8 +74,9 @@ async def revoked_again_and_again(services, sim: Simulator, crawl: str, out: Pat
                 assert walking.result()
                 return n
             walking.cancel()
-            # And stopped: a cancellation can be lost below (lanes seen walking on 3 s after theirs,
-            # the cause not found), and such a lane would crawl on behind the others' backs.
+            # And stopped, as a revoked worker is (`until`, besides the cancellation): redis-py 8.1
+            # dropped cancellations (lanes walked on 3 s after theirs; `whoiscrawl/redis_client.py`
+            # re-raises them now), and a lane that missed one would crawl on behind the others' backs.
             crawler.stopping.set()
             await asyncio.gather(walking, return_exceptions=True)
     raise AssertionError("never finished")

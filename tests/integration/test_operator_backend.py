@@ -1,14 +1,19 @@
-"""The operator's LiveBackend against real Kafka and Redis: a plan is published once per marker."""
+"""The operator's LiveBackend against real Kafka and Redis: a plan is published once per marker, and
+a re-plan on top counts each shard once."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from whoiscrawl.operator.backend import PENDING, BackendError, LiveBackend, Target
+from whoiscrawl.operator.control import ensure_plan
 from whoiscrawl.operator.spec import parse_spec
 
 from whoiscrawl import queue
 from whoiscrawl.keys import Keys
+from whoiscrawl.space import Scope, plan_crawl
 from whoiscrawl.store import RedisStore
 
 pytestmark = pytest.mark.services
@@ -50,6 +55,32 @@ def test_a_plan_is_published_once_per_marker(services, unique_name):
         # The crawl's cleanup takes its markers along with its other keys.
         backend.cleanup(t, topics=True, redis=True)
         assert list(store.client.scan_iter(match=Keys(t.crawl).prefix + "*")) == []
+    finally:
+        queue.delete_topics(t.bootstrap, t.prefix, t.crawl)
+        store.delete_crawl()
+
+
+def test_a_replan_on_top_counts_each_shard_of_the_ranges_it_kept_once(services, unique_name):
+    """A live edit that adds a range re-plans on top: the kept range's shards are the same shards
+    (ids), done once. Totals that added the plans up (before: 3 of a possible 2 shards) kept the
+    crawl from ever completing."""
+    t = Target(crawl=f"ns.{unique_name}", bootstrap=services.kafka_bootstrap, prefix="t.",
+               redis_url=services.redis_url)
+    specs = [parse_spec({"ranges": ranges, "kafka": {"bootstrapServers": "x"}, "redis": {"url": "redis://x"}})
+             for ranges in (["41.0.0.0/16"], ["41.0.0.0/16", "196.0.0.0/16"])]
+    backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
+    now = datetime.now(UTC)
+    try:
+        plan, _ = ensure_plan(backend, t, specs[0], {}, "uid:first:0", now)
+        plan, events = ensure_plan(backend, t, specs[1], plan, "uid:both:1", now)
+        before, expected = (plan_crawl(crawl=t.crawl, ranges=s.ranges, strategy=s.strategy,
+                                       resolution=s.resolution, shard_prefix=s.shard_prefix) for s in specs)
+        assert [e[1] for e in events] == ["Replanned"]
+        assert sent(t) == len(before.shards) + len(expected.shards) > len(expected.shards)
+        progress = store.progress()
+        assert (progress.shards_total, progress.addresses_total) == (len(expected.shards), expected.addresses)
+        assert (plan["shards"], plan["addresses"]) == (len(expected.shards), expected.addresses)
+        assert Scope.decode(store.client.get(store.keys.scope).decode()) == expected.scope
     finally:
         queue.delete_topics(t.bootstrap, t.prefix, t.crawl)
         store.delete_crawl()

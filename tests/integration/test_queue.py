@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from confluent_kafka import Consumer
+from netaddr import IPNetwork
 
 from whoiscrawl import queue
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord, Shard
-from whoiscrawl.space import plan_crawl
+from whoiscrawl.space import Scope, plan_crawl
 from whoiscrawl.store import RedisStore
 
 
@@ -67,13 +68,20 @@ def test_publish_plan_sends_shards_and_writes_totals_and_scope(services, unique_
     plan = plan_crawl(crawl=unique_name, ranges=["41.0.0.0/15"], shard_prefix=16)
     store = RedisStore(services.redis_url, unique_name)
     try:
-        sent = publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=store,
-                            partitions=2)
-        assert sent == len(plan.shards) == 2
+        sent, totals = publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=store,
+                                    partitions=2)
+        assert sent == len(plan.shards) == 2 and totals == (2, 2 * 65536)
         assert queue.consumer_lag(services.kafka_bootstrap, "t.", unique_name) == 2
         progress = store.progress()
         assert (progress.shards_total, progress.addresses_total) == (2, 2 * 65536)
         assert store.client.get(store.keys.scope).decode() == plan.scope.encode()
+        # A plan on top: the shard both hold counts once, the scope is both plans'.
+        more = plan_crawl(crawl=unique_name, ranges=["41.1.0.0/16", "41.8.0.0/16"], shard_prefix=16)
+        sent, totals = publish_plan(more, bootstrap=services.kafka_bootstrap, prefix="t.", store=store)
+        assert sent == 2 and totals == (3, 3 * 65536)
+        union = Scope.of([(int(IPNetwork("41.0.0.0/15").first), int(IPNetwork("41.0.0.0/15").last)),
+                          (int(IPNetwork("41.8.0.0/16").first), int(IPNetwork("41.8.0.0/16").last))])
+        assert store.client.get(store.keys.scope).decode() == union.encode()
     finally:
         store.delete_crawl()
         queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from whoiscrawl.space import Scope
+from whoiscrawl.space import Scope, plan_crawl
 from whoiscrawl.store import RedisBlockStore, RedisStore
 from whoiscrawl.strategy import Answer
 
@@ -46,7 +46,7 @@ async def test_shard_done_is_idempotent_and_admin_view_matches(services, unique_
     a = RedisBlockStore(services.redis_url, unique_name)
     admin = RedisStore(services.redis_url, unique_name)
     try:
-        admin.set_shards_total(2)
+        admin.add_plan(plan_crawl(crawl=unique_name, ranges=["41.0.0.0/15"], shard_prefix=16).shards)
         await a.record_step("s1", "5", None)
         await a.shard_done("s1", 65536)
         await a.shard_done("s1", 65536)  # a redelivered shard is not counted twice

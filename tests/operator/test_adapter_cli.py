@@ -47,9 +47,7 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
                                          addresses_total=512, addresses_done=256,
                                          rate_limited=1, errors=0, wasted=0)
 
-        set_shards_total = rec("set_shards_total")
-        set_addresses_total = rec("set_addresses_total")
-        set_scope = rec("set_scope")
+        add_plan = rec("add_plan", (40, 512))
         mark_epoch = rec("mark_epoch")
         delete_crawl = rec("delete_crawl", 42)
 
@@ -67,13 +65,12 @@ def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) ->
     expected = plan_crawl(crawl="c1", ranges=["41.0.0.0/8"], excludes=["41.1.0.0/16"],
                           resolution=20, shard_prefix=16)
     assert plan.shards == 2 and plan.addresses == expected.addresses == 255 * 65536  # 2: acked
+    assert (plan.shards_total, plan.addresses_total) == (40, 512)  # the store's union of the plans
     assert modules["publish_shards"] == [("127.0.0.1:9092", "wc", "c1", expected.shards, None)]
-    assert [args[1:] for args in modules["set_scope"]] == [(expected.scope,)]  # (the store, the scope)
-    assert "set_shards_total" not in modules  # the operator keeps its own running totals
+    assert [args[1:] for args in modules["add_plan"]] == [(expected.shards,)]  # (the store, the shards)
     assert b.lag(T) == 7 and b.partitions(T) == 12
     c = b.counters(T)
     assert (c.shards_total, c.addresses_done, c.rate_limited) == (4, 256, 1)
-    b.set_totals(T, 4, 512)
     assert b.cleanup(T, topics=True, redis=True) == "deleted 42 Redis keys; deleted topics"
     assert modules["delete_topics"] == [("127.0.0.1:9092", "wc", "c1", None)]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from whoiscrawl.bench import simulator, simulator_options
 from whoiscrawl.sim import bench, data, model
 from whoiscrawl.sim.cli import app
 
@@ -76,3 +77,9 @@ def test_truth_and_score_commands(tmp_path: Path):
     assert sum(figures["field_errors"].values()) == 0
     assert all((acc["holder"], acc["country"], acc["abuse_email"]) == (1.0, 1.0, 1.0)
                for acc in figures["field_accuracy"].values())
+
+
+def test_the_benchs_simulator_serves_with_the_options_it_is_given(tmp_path: Path):
+    options = simulator_options(row_limit=500, arin_relation_search=False)
+    with simulator("quick", 100, tmp_path / "log.jsonl", extra=list(options)) as sim:
+        assert sim.info["relation_search"] == {"registries": ["ripencc"], "row_limit": 500}

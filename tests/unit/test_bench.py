@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from whoiscrawl.bench import against_targets, busiest_registry
+from whoiscrawl.bench import against_targets, busiest_registry, simulator_options
 
 
 def util(answered: int, allowed: float, utilization: float) -> dict:
@@ -59,3 +59,15 @@ def test_a_run_without_a_request_log_meets_nothing_it_cannot_show():
     out = against_targets({"recall_resolution": 0.9, "lookups": None, "rate_limited": None})
     assert out["wasted_share"]["met"] is None and out["rate_limited"]["met"] is None
     assert out["recall_resolution"]["met"] is False
+
+
+@pytest.mark.parametrize(
+    ("row_limit", "arin", "options"),
+    [
+        (None, True, ()),
+        (500, True, ("--row-limit", "500")),
+        (None, False, ("--no-arin-relation-search",)),
+    ],
+)
+def test_the_benchs_simulator_options_are_sim_serves(row_limit, arin, options):
+    assert simulator_options(row_limit, arin) == options

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from whoiscrawl.chaos import _request_figures
+from whoiscrawl.chaos import _request_figures, against_chaos_targets
 
 
 def test_a_silence_during_a_restart_counts_overall_but_not_outside_restarts(tmp_path):
@@ -17,3 +17,11 @@ def test_a_silence_during_a_restart_counts_overall_but_not_outside_restarts(tmp_
     assert figures["max_stall_outside_restarts_s"] == 9.0
     assert _request_figures(log, [[125.0, None]])["max_stall_outside_restarts_s"] == 19.0  # never over
     assert _request_figures(log)["max_stall_outside_restarts_s"] == 19.0
+
+
+def test_each_chaos_target_is_met_or_not_by_the_runs_figure():
+    figures = {"lost": 0, "drained_in_grace": False, "lookups_vs_no_chaos": 1.051, "max_stall_s": 15.0,
+               "max_recovery_s": None, "rate_limit_violations": 1}
+    met = {name: t["met"] for name, t in against_chaos_targets(figures).items()}
+    assert met == {"lost": True, "drained_in_grace": False, "lookups_vs_no_chaos": False,
+                   "max_stall_s": True, "max_recovery_s": None, "rate_limit_violations": False}

@@ -20,13 +20,14 @@ class FakeBackend:
     default_lag: int = 0  # the lag of a crawl missing from lag_of
     counters_of: dict[str, Progress] = field(default_factory=dict)
     partitions_of: int = 12
-    shards_per_plan: int = 16
-    addresses_per_plan: int = 1 << 20
+    shards_per_range: int = 16
+    addresses_per_range: int = 1 << 20
     broken: str | None = None  # set: every call raises BackendError(broken)
     delays: dict[str, float] = field(default_factory=dict)  # method -> seconds it takes
     topics: dict[str, int] = field(default_factory=dict)
     plans: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     markers: dict[tuple[str, str], Plan] = field(default_factory=dict)  # (crawl, marker) -> sent
+    planned: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # crawl -> its shards
     cleanups: list[tuple[str, bool, bool]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, t.crawl)
     on_cleanup: Callable[[Target], None] | None = None  # runs first thing in cleanup
@@ -50,19 +51,20 @@ class FakeBackend:
         if done is not None:
             return replace(done, fresh=False)
         self._check("publish_plan", t)
-        plan = Plan(self.shards_per_plan, self.addresses_per_plan)
         with self.lock:
+            # `shards_per_range` shards a range; a range of an earlier plan holds the same ones.
+            shards = self.planned.setdefault(t.crawl, set())
+            shards.update((r, i) for r in spec.ranges for i in range(self.shards_per_range))
+            per_shard = self.addresses_per_range // self.shards_per_range
+            plan = Plan(self.shards_per_range * len(spec.ranges), self.addresses_per_range * len(spec.ranges),
+                        len(shards), per_shard * len(shards))
+            old = self.counters_of.get(t.crawl, Progress())
+            self.counters_of[t.crawl] = replace(old, shards_total=plan.shards_total,
+                                                addresses_total=plan.addresses_total)
             self.plans.append((t.crawl, spec.ranges))
             if marker:
                 self.markers[(t.crawl, marker)] = plan
         return plan
-
-    def set_totals(self, t: Target, shards: int, addresses: int) -> None:
-        self._check("set_totals", t)
-        with self.lock:
-            old = self.counters_of.get(t.crawl, Progress())
-            self.counters_of[t.crawl] = replace(old, shards_total=shards,
-                                                addresses_total=addresses)
 
     def counters(self, t: Target) -> Progress:
         self._check("counters", t)
