@@ -66,6 +66,7 @@ class Crawler:
     abandon_listings_on_stop: bool = False
     _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
     _answered_at: dict[str, float] = field(default_factory=dict)  # per registry, monotonic
+    _help: dict[str, tuple[float, asyncio.Future[bool]]] = field(default_factory=dict)  # the last asked
 
     async def run_shard(self, shard: Shard, until: asyncio.Event | None = None) -> bool:
         """Walk a shard to its end (True), or until the crawl stops or `until` is set (False: each
@@ -309,6 +310,7 @@ class Crawler:
         answers nothing the last pause repeats.
         None: the crawl stops during a pause (a drain must not sit it out)."""
         started = time.monotonic()
+        helped = False  # asked again at once because its registry answered help
         for attempt in itertools.count():
             answered_before = dict(self._answered_at)
             try:
@@ -316,10 +318,11 @@ class Crawler:
             except LookupFailed as exc:
                 failing = exc.registry
                 if attempt >= len(self.failure_pauses):
-                    if failing is None or answered_before.get(failing, -math.inf) > started:
+                    if failing is None or helped or answered_before.get(failing, -math.inf) > started:
                         raise  # no registry serves it, or its registry answered others: it is this one
                     if await self._answers_help(failing):
-                        continue  # up now: ask once more, and give it up if that fails
+                        helped = True
+                        continue  # up: ask once more, and give it up if that fails
                 pause = self.failure_pauses[min(attempt, len(self.failure_pauses) - 1)]
                 if attempt == len(self.failure_pauses):
                     log.warning("%s: %s; %s answers nothing: asking again every %.0fs until it does",
@@ -334,10 +337,23 @@ class Crawler:
 
     async def _answers_help(self, registry: str) -> bool:
         """Ask a registry that answered none of our lookups lately whether it is up (RDAP help): a
-        lone lane's only traffic may be its broken address, which would otherwise wait forever."""
-        if self.stopping.is_set() or not await self.client.answering(registry):
+        lone lane's only traffic may be its broken address, which would otherwise wait forever.
+        One query a registry per last pause, whatever the number of lanes waiting: in an outage
+        every lane asks, and LACNIC allows ten requests a minute."""
+        if self.stopping.is_set():
             return False
-        self._answered_at[registry] = time.monotonic()
+        asked = self._help.get(registry)
+        if asked is None or time.monotonic() - asked[0] >= self.failure_pauses[-1]:
+            asked = (time.monotonic(), asyncio.ensure_future(self.client.answering(registry)))
+            self._help[registry] = asked
+        at, answering = asked
+        try:
+            if not await asyncio.shield(answering):
+                return False
+        except Exception as exc:  # the shared query failed outright: as if unanswered
+            log.info("asking %s for help: %r", registry, exc)
+            return False
+        self._answered_at[registry] = max(self._answered_at.get(registry, -math.inf), at)
         return True
 
     async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:

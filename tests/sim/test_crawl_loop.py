@@ -12,12 +12,16 @@ from typing import Any
 
 from netaddr import IPNetwork
 
-from whoiscrawl.local import LocalCrawl
+from whoiscrawl.crawl import Crawler
+from whoiscrawl.local import FileSink, LocalCrawl
+from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
+from whoiscrawl.registry import RegistryClient
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.space import REGISTRIES, fetch_bootstrap
+from whoiscrawl.store import MemoryStore
 
 Block = tuple[str, str]  # first and last address
 
@@ -164,6 +168,26 @@ async def test_an_address_broken_for_good_with_no_other_traffic_is_given_up_once
     assert got.doc["complete"] and got.doc["errors"] >= 1
     assert got.doc["failures"] and all(f.startswith("186.0.1.") for f in got.doc["failures"])
     assert got.requests[("lacnic", "help", "ok")] >= 1
+
+
+async def test_lanes_waiting_on_a_silent_registry_share_one_help_query(start_sim, tmp_path):
+    # Every lane of an outage asks whether the registry is up; one query answers them all for the
+    # last pause (LACNIC allows ten requests a minute, and an outage is when lanes pile up).
+    sim = await start_sim(time_scale=100)
+    limits = {"lacnic": Limit(100.0)}
+    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits))
+    crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client, "t", failure_pauses=(0.2, 0.5))
+    try:
+        assert all(await asyncio.gather(*(crawler._answers_help("lacnic") for _ in range(16))))
+        sim.log.flush()
+        asked = [e for e in map(json.loads, sim.log.path.open()) if e["protocol"] == "help"]
+        assert len(asked) == 1
+        await asyncio.sleep(0.5)  # the last pause on: asked anew
+        assert await crawler._answers_help("lacnic")
+        sim.log.flush()
+        assert sum(e["protocol"] == "help" for e in map(json.loads, sim.log.path.open())) == 2
+    finally:
+        await client.close()
 
 
 async def test_a_transferred_block_whose_holder_is_down_is_waited_for_while_the_registry_asked_first_answers(
