@@ -313,10 +313,6 @@ class RedisStore:
     def progress(self) -> Progress:
         return Progress.from_mapping(self.client.hgetall(self.keys.counters))
 
-    def set_scope(self, scope: Scope) -> None:
-        """What the crawl covers, for workers to keep listed children inside it."""
-        self.client.set(self.keys.scope, scope.encode())
-
     def rebuild_blocks(self, records: Iterable[NetworkRecord], resolution: int = 24) -> int:
         """Write the block log anew from result records (Redis is a cache of the compacted results
         topic); returns the blocks written. Workers read it from its start once the epoch is new.

@@ -45,7 +45,7 @@ async def worker(services, sim: Simulator, crawl: str, out: Path, owner: str) ->
 
 def planned(services, crawl: str, ranges: list[str]) -> list[Shard]:
     plan = plan_crawl(crawl=crawl, ranges=ranges)
-    RedisStore(services.redis_url, crawl).set_scope(plan.scope)
+    RedisStore(services.redis_url, crawl).add_plan(plan.shards)
     return list(plan.shards)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from whoiscrawl.space import Scope, plan_crawl
+from whoiscrawl.records import Shard
+from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisBlockStore, RedisStore
 from whoiscrawl.strategy import Answer
 
@@ -76,7 +77,8 @@ async def test_a_parent_is_listed_by_one_worker_and_a_cut_one_never_again(servic
         admin.client.delete(admin.keys.listing(0, 65535))  # w1 died: its lease lapses
         assert await b.first_to_list(0, 65535, "w2") == "mine"
         assert not await a.renew_listing(0, 65535, "w1")
-        admin.set_scope(Scope.of([(0, 99), (200, 299)]))
+        admin.add_plan([Shard(unique_name, "a", 0, 99, "sweep", 24, 0),
+                        Shard(unique_name, "b", 200, 299, "sweep", 24, 0)])
         scope = await b.scope()
         assert scope is not None and scope.overlaps(250, 400) and not scope.overlaps(100, 199)
     finally:
