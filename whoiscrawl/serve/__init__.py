@@ -1,0 +1,1 @@
+"""Serving the map: the interval index, lookups, MMDB export and an RDAP mirror."""
