@@ -2,8 +2,8 @@
 
 Dependency-free on purpose: the space model, the rate limiter, the registry client, the operator
 and the simulator all read their registry facts from here, and nothing here reads them back.
-Sources: /work/shared/docs/registries.md (RFC 9910, the registries' published limits and WHOIS
-manuals)."""
+Sources: RFC 9910, the registries' published limits, WHOIS manuals and download trees (docs/rate-limits.md,
+docs/sources.md)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ class Rir:
     # Contact objects a WHOIS client may fetch a day per address (None: no published quota); where
     # there is one, queries ask `-r` (no contact objects), which keeps them out of it.
     personal_data_per_day: int | None = None
+    # What it publishes (real download locations; docs/sources.md): its delegation statistics, its
+    # bulk RPSL dumps (none at ARIN: Bulk Whois needs a signed agreement) and the dumps' serial file.
+    stats_url: str = ""
+    dump_urls: tuple[str, ...] = ()
+    serial_url: str | None = None
 
     @property
     def whois_flags(self) -> str:
@@ -60,25 +65,47 @@ class Rir:
 CATALOGUE: tuple[Rir, ...] = (
     Rir("arin", "American Registry for Internet Numbers", "ARIN", "https://rdap.arin.net/registry/",
         "whois.arin.net:43", "ARIN", (RDAP_DOWN, WHOIS_ARIN_CHILDREN), "10/s", 4,
-        ("DIRECT ALLOCATION", "REALLOCATION"), ("DIRECT ASSIGNMENT", "REASSIGNMENT")),
+        ("DIRECT ALLOCATION", "REALLOCATION"), ("DIRECT ASSIGNMENT", "REASSIGNMENT"),
+        stats_url="https://ftp.arin.net/pub/stats/arin/delegated-arin-extended-latest"),
     Rir("ripencc", "RIPE Network Coordination Centre", "RIPE NCC", "https://rdap.db.ripe.net/",
         "whois.ripe.net:43", "RIPE", (RDAP_DOWN, WHOIS_MORE_SPECIFIC), "10/s", 3,
         ("ALLOCATED PA", "SUB-ALLOCATED PA", "LIR-PARTITIONED PA", "LEGACY"),
-        ("ASSIGNED PA", "ASSIGNED PI"), personal_data_per_day=1_000),
+        ("ASSIGNED PA", "ASSIGNED PI"), personal_data_per_day=1_000,
+        stats_url="https://ftp.ripe.net/pub/stats/ripencc/delegated-ripencc-extended-latest",
+        dump_urls=tuple(f"https://ftp.ripe.net/ripe/dbase/split/ripe.db.{t}.gz"
+                        for t in ("inetnum", "organisation", "role")),
+        serial_url="https://ftp.ripe.net/ripe/dbase/RIPE.CURRENTSERIAL"),
     Rir("apnic", "Asia Pacific Network Information Centre", "APNIC", "https://rdap.apnic.net/",
         "whois.apnic.net:43", "APNIC", (WHOIS_MORE_SPECIFIC,), "10/s", 4,
         ("ALLOCATED PORTABLE", "ALLOCATED NON-PORTABLE"),
-        ("ASSIGNED PORTABLE", "ASSIGNED NON-PORTABLE")),
+        ("ASSIGNED PORTABLE", "ASSIGNED NON-PORTABLE"),
+        stats_url="https://ftp.apnic.net/stats/apnic/delegated-apnic-extended-latest",
+        dump_urls=tuple(f"https://ftp.apnic.net/apnic/whois/apnic.db.{t}.gz"
+                        for t in ("inetnum", "organisation", "role", "irt")),
+        serial_url="https://ftp.apnic.net/apnic/whois/APNIC.CURRENTSERIAL"),
     Rir("lacnic", "Latin American and Caribbean IP address Regional Registry", "LACNIC",
         "https://rdap.lacnic.net/rdap/", "whois.lacnic.net:43", "LACNIC", (), "10/m", 1,
-        ("ALLOCATED",), ("ASSIGNED",)),
+        ("ALLOCATED",), ("ASSIGNED",),
+        stats_url="https://ftp.lacnic.net/pub/stats/lacnic/delegated-lacnic-extended-latest",
+        dump_urls=("https://ftp.lacnic.net/lacnic/dbase/lacnic.db.gz",)),
     Rir("afrinic", "African Network Information Center", "AFRINIC", "https://rdap.afrinic.net/rdap/",
         "whois.afrinic.net:43", "AFRINIC", (WHOIS_MORE_SPECIFIC,), "2/s", 2,
         ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI"),
-        personal_data_per_day=5_000),
+        personal_data_per_day=5_000,
+        stats_url="https://ftp.afrinic.net/pub/stats/afrinic/delegated-afrinic-extended-latest",
+        dump_urls=("https://ftp.afrinic.net/pub/dbase/afrinic.db.gz",)),
 )
 BY_ID: dict[str, Rir] = {r.id: r for r in CATALOGUE}
 REGISTRIES: tuple[str, ...] = tuple(r.id for r in CATALOGUE)
+
+
+def published_at(url: str, files_base: str | None) -> str:
+    """Where to fetch a published file: its real location, or the same host and path under a
+    mirror's base (the simulator serves `<root>/published/<host>/<path>`)."""
+    if not files_base:
+        return url
+    host_and_path = url.split("://", 1)[-1]
+    return f"{files_base.rstrip('/')}/{host_and_path}"
 
 
 def offering(method: str) -> frozenset[str]:
