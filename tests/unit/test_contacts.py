@@ -19,9 +19,13 @@ def test_the_holder_is_the_registrant_of_kind_org_else_the_first():
     mnt = entity("X-MNT", ["registrant"], ["fn", {}, "text", "X-MNT"], ["kind", {}, "text", "individual"])
     org = entity("ORG-X", ["registrant"], ["fn", {}, "text", "X Ltd"], ["kind", {}, "text", "org"])
     assert contacts.of_network({"entities": [mnt, org]}).holder == "X Ltd"
-    assert contacts.of_network({"entities": [mnt]}).holder == "X-MNT"
+    # a maintainer alone names the holder by its own name (RIPE NCC's 130.59.0.0/16: SWITCH-MNT)
+    assert contacts.of_network({"entities": [mnt]}).holder == "X"
     no_fn = {"handle": "ORG-Y", "roles": ["registrant"]}
-    assert contacts.of_network({"entities": [no_fn]}).holder == "ORG-Y"
+    assert contacts.of_network({"entities": [no_fn]}).holder == "ORG-Y"  # nameless: its handle, last
+    # a registrant without a vCard gives way to the description remark (RIPE NCC's older answers)
+    doc = {"entities": [no_fn], "remarks": [{"description": ["Y Networks"]}]}
+    assert contacts.of_network(doc).holder == "Y Networks"
     # no registrant at all: APNIC's description remark
     doc = {"entities": [], "remarks": [{"title": "remarks", "description": ["not this"]},
                                        {"title": "description", "description": ["Y Corp.", "more"]}]}
@@ -46,8 +50,27 @@ def test_abuse_emails_from_roles_types_nesting_and_remarks():
                    ["email", {}, "text", "tech@x.example"])
     nested = entity("ORG", ["registrant"], entities=[
         entity("POC", ["abuse", "technical"], ["email", {}, "text", "poc@x.example"])])
-    assert contacts.abuse_emails([typed, nested]) == ["poc@x.example", "typed@x.example"]
+    # the network's own entities before those nested in its registrant (ARIN: network POC first)
+    assert contacts.abuse_emails([typed, nested]) == ["typed@x.example"]
+    assert contacts.abuse_emails([nested]) == ["poc@x.example"]
+    # an abuse entity whose vCard marks its abuse address: that one, not every address it has
+    role = entity("AR1", ["abuse"], ["email", {}, "text", "noc@x.example"],
+                  ["email", {"type": "abuse"}, "text", "abuse@x.example"])
+    assert contacts.abuse_emails([role]) == ["abuse@x.example"]
     remarks = [{"title": "Remark", "description": ["please send abuse reports to abuse@y.example"]},
                {"title": "Remark", "description": ["sales: sales@y.example"]}]
     assert contacts.abuse_emails([], remarks) == ["abuse@y.example"]
     assert contacts.abuse_emails([typed], remarks) == ["typed@x.example"]  # remarks only as a last resort
+
+
+def test_a_national_registrys_helpdesk_gives_way_to_the_holders_own_abuse_address():
+    irt = entity("IRT-KRNIC-KR", ["abuse"], ["email", {}, "text", "hostmaster@nic.or.kr"])
+    role = entity("DB50-AP", ["technical"], ["email", {}, "text", "ipadm@x.example"],
+                  remarks=[{"title": "remarks", "description": ["If spam, send mail to abuse@x.example"]}])
+    assert contacts.abuse_emails([irt, role]) == ["abuse@x.example"]
+    assert contacts.abuse_emails([irt]) == ["hostmaster@nic.or.kr"]  # no address of its own: the helpdesk
+
+
+def test_a_lacnic_owner_handle_carries_its_country():
+    owner = entity("MX-USCV4-LACNIC", ["registrant"], ["fn", {}, "text", "Uninet S.A. de C.V."])
+    assert contacts.of_network({"entities": [owner]}).holder_country == "MX"

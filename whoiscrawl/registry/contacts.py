@@ -13,7 +13,7 @@ import pycountry
 from whoiscrawl import delegated
 
 _RIR_CODES = frozenset({"EU", "AP"})  # codes the registries use that ISO 3166 does not assign
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 @dataclass
@@ -59,17 +59,41 @@ def _types(params: Any) -> list[str]:
     return [str(t).lower() for t in (kind if isinstance(kind, list) else [kind] if kind else [])]
 
 
+def _named(entity: dict[str, Any]) -> bool:
+    """Whether an entity's vCard names it: AFRINIC gives nameless organisations their handle as `fn`."""
+    name = _text(entity, "fn")
+    return bool(name) and name != entity.get("handle")
+
+
 def holder_entity(entities: Any) -> dict[str, Any] | None:
-    """The registrant of kind `org` (RIPE NCC lists maintainers as registrants too), else the
-    first registrant, else an entity of kind `org` (AFRINIC's entities carry no roles)."""
+    """The registrant of kind `org` (RIPE NCC lists maintainers as registrants too, often without
+    a vCard), else the first registrant, else a top entity of kind `org` (AFRINIC's entities carry
+    no roles); among each, one its vCard names first."""
     top = [e for e in _list(entities) if isinstance(e, dict)]
     registrants = [e for e in top if "registrant" in _roles(e)]
-    for entity in registrants:
-        if (_text(entity, "kind") or "").lower() == "org":
-            return entity
-    if registrants:
-        return registrants[0]
-    return next((e for e in top if (_text(e, "kind") or "").lower() == "org" and not _roles(e)), None)
+    orgs = [e for e in registrants if (_text(e, "kind") or "").lower() == "org"]
+    loose = [e for e in top if (_text(e, "kind") or "").lower() == "org" and not _roles(e)]
+    for pool in (orgs, registrants, loose):
+        if pool:
+            return next((e for e in pool if _named(e)), pool[0])
+    return None
+
+
+_REGISTRY_MAINTAINER = re.compile(r"^(RIPE-NCC|AFRINIC|APNIC|LACNIC|ARIN)-", re.IGNORECASE)
+
+
+def maintainer_name(entities: Any) -> str | None:
+    """The holder as its maintainer names it, for answers that name the holder nowhere else: a
+    registrant `NAME-MNT` (not a registry's own) or an entity named `... IP Maintainer`."""
+    for entity in (e for e in _list(entities) if isinstance(e, dict)):
+        handle = str(entity.get("handle") or "")
+        own = not _REGISTRY_MAINTAINER.match(handle)
+        if "registrant" in _roles(entity) and handle.upper().endswith("-MNT") and own:
+            return handle[: -len("-MNT")]
+        match = re.match(r"(.+?)\s+(?:IP\s+)?Maintainer$", _text(entity, "fn") or "", re.IGNORECASE)
+        if match:
+            return match.group(1)
+    return None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -102,17 +126,41 @@ def vcard_country(entity: dict[str, Any]) -> str | None:
     return None
 
 
+# National registries whose helpdesk APNIC's answers give as the abuse contact of the blocks they
+# manage; the holder's own address, when the answer gives one, is in a remark.
+NATIONAL_REGISTRY_DOMAINS = ("nic.or.kr", "kisa.or.kr", "nic.ad.jp", "twnic.net", "twnic.net.tw", "vnnic.vn",
+                             "vnnic.net.vn", "cnnic.cn", "cnnic.net.cn", "idnic.net", "apjii.or.id",
+                             "irinn.in")
+
+
+def national_helpdesk(emails: Iterable[str]) -> bool:
+    """Whether every address is a national registry's (not the holder's own abuse desk)."""
+    found = [e.lower() for e in emails]
+    return bool(found) and all(e.split("@")[-1].endswith(NATIONAL_REGISTRY_DOMAINS) for e in found)
+
+
+def _entity_abuse(entity: dict[str, Any], abuse_role: bool) -> list[str]:
+    """An entity's abuse addresses: those its vCard types `abuse`, else (an abuse entity) all."""
+    emails = [(p[3].strip(), _types(p[1])) for p in _props(entity, "email") if isinstance(p[3], str)]
+    typed = [e for e, kinds in emails if "abuse" in kinds]
+    return typed or ([e for e, _ in emails] if abuse_role else [])
+
+
 def abuse_emails(entities: Any, remarks: Any = None) -> list[str]:
-    """E-mails of abuse entities at any depth and vCard e-mails typed `abuse`; failing those, the
-    addresses the network's remarks give for abuse (AFRINIC)."""
+    """The abuse addresses of an RDAP network: the network's own abuse entities before those nested
+    in its registrant (ARIN lists both: the network's contact wins); failing those, the addresses
+    the remarks give for abuse (AFRINIC), which also win over a national registry's helpdesk."""
     found: set[str] = set()
-    for entity in walk(entities):
-        abuse_role = "abuse" in _roles(entity)
-        for prop in _props(entity, "email"):
-            if isinstance(prop[3], str) and (abuse_role or "abuse" in _types(prop[1])):
-                found.add(prop[3].strip())
-    if not found:
-        found.update(remark_abuse_emails(_remark_lines(remarks)))
+    nested = [n for e in _list(entities) if isinstance(e, dict) for n in walk(e.get("entities"))]
+    for level in (_list(entities), nested):
+        for entity in (e for e in level if isinstance(e, dict)):
+            found.update(_entity_abuse(entity, "abuse" in _roles(entity)))
+        if found:
+            break
+    if not found or national_helpdesk(found):
+        lines = _remark_lines(remarks)
+        lines += [line for entity in walk(entities) for line in _remark_lines(entity.get("remarks"))]
+        found = set(remark_abuse_emails(lines)) or found
     return sorted(e for e in found if e)
 
 
@@ -122,7 +170,7 @@ def _remark_lines(remarks: Any) -> list[str]:
 
 def remark_abuse_emails(lines: Iterable[str]) -> list[str]:
     """Addresses in remark lines that speak of abuse ("please send abuse reports to ...")."""
-    return sorted({m for line in lines if "abuse" in line.lower() for m in _EMAIL.findall(line)})
+    return sorted({m for line in lines if "abuse" in line.lower() for m in EMAIL.findall(line)})
 
 
 def description(remarks: Any) -> str | None:
@@ -136,15 +184,31 @@ def description(remarks: Any) -> str | None:
     return None
 
 
+_LACNIC_OWNER = re.compile(r"^([A-Z]{2})-[A-Z0-9]+-LACNIC$")
+
+
 def of_network(doc: dict[str, Any]) -> Contacts:
     """Holder, holder's country and abuse e-mails of an RDAP ip network object."""
-    entity = holder_entity(doc.get("entities"))
-    name = (_text(entity, "fn") or entity.get("handle")) if entity else description(doc.get("remarks"))
+    entities = doc.get("entities")
+    entity = holder_entity(entities)
+    name = _text(entity, "fn") if entity and _named(entity) else None
+    name = name or description(doc.get("remarks")) or maintainer_name(entities) or _nameless_holder(entities)
+    country = vcard_country(entity) if entity else None
+    owner = _LACNIC_OWNER.match(str(entity.get("handle") or "")) if entity else None
     return Contacts(
         holder=str(name) if name else None,
-        holder_country=vcard_country(entity) if entity else None,
-        abuse_emails=abuse_emails(doc.get("entities"), doc.get("remarks")),
+        # LACNIC's owner handles, `CC-XXXX-LACNIC`, carry the country
+        holder_country=country or (country_code(owner.group(1)) if owner else None),
+        abuse_emails=abuse_emails(entities, doc.get("remarks")),
     )
+
+
+def _nameless_holder(entities: Any) -> str | None:
+    """The handle of a registrant or organisation the answer leaves nameless: better than nothing."""
+    for entity in (e for e in _list(entities) if isinstance(e, dict)):
+        if "registrant" in _roles(entity) or (_text(entity, "kind") or "").lower() == "org":
+            return str(entity.get("handle") or "") or None
+    return None
 
 
 def resolve_country(

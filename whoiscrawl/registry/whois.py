@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from typing import Any
 
 from ipwhois.net import Net
 from ipwhois.whois import Whois
@@ -66,35 +67,33 @@ def lookup_query(address: int, registry: str) -> str:
 
 def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     """Port-43 text (any registry's format) as a record of the most specific network holding the
-    address, parsed with ipwhois; fields RDAP has and the text lacks stay empty."""
-    text = text.replace("\r\n", "\n")  # LACNIC ends its lines with CRLF
+    address (`inetnum:`/`NetRange:` objects; a `route:` is no network), its fields read from that
+    network's own part of the answer with ipwhois; fields RDAP has and the text lacks stay empty."""
+    text = text.replace("\r", "")  # LACNIC ends its lines with CRLF, some recordings with CR CR LF
     if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum", "NetRange"):
         raise WhoisRateLimited(text.strip().splitlines()[0][:200])
     registry = _whois_registry(text, asked)
-    parsed = Whois(Net(str(IPAddress(address)))).lookup(
-        response=text, is_offline=True, asn_data={"asn_registry": registry}
-    )
-    holding = []
-    for candidate in parsed.get("nets") or []:
-        span = _span(str(candidate.get("range") or ""))
-        if span and span.first <= address <= span.last:
-            holding.append((span.size, span, candidate))
+    holding = [(span, written, at) for span, written, at in _networks(text) if address in span]
     if not holding:
         raise MalformedAnswer(f"WHOIS answer from {registry} holds no network for the address")
-    _, span, best = min(holding, key=lambda h: h[0])
-    # The handle as RDAP spells it: ARIN's NetHandle, elsewhere the inetnum itself.
-    handle = _whois_field(text, "NetHandle", "inetnum") or f"{IPAddress(span.first)} - {IPAddress(span.last)}"
-    if "/" in handle:  # LACNIC's short CIDRs (`200.57.128/19`) as its RDAP handles spell them
-        handle = cidr_abbrev_to_verbose(handle)
-    net_type = (_whois_field(text, "status", "NetType") or "").upper() or None
+    span, written, at = min(holding, key=lambda h: h[0].size)
+    part = _part(text, at, span, registry)
+    # Net("1.1.1.1"): ipwhois refuses to make a Net of a special-purpose address (240/4), whose
+    # WHOIS answer is a real one all the same; the address is not used to parse.
+    parsed = Whois(Net("1.1.1.1")).lookup(
+        response=part, is_offline=True, asn_data={"asn_registry": registry}, field_list=_IPWHOIS_FIELDS
+    )
+    best: dict[str, Any] = next(
+        (n for n in parsed.get("nets") or [] if _span(str(n.get("range") or "")) == span), {}
+    )
+    net_type = (_whois_field(part, "status", "NetType") or "").upper() or None
     parent = None
     if registry == "arin":  # "Parent: NAME (NET-HANDLE)"; RPSL objects name no parent
         net_type = _ARIN_NET_TYPES.get(net_type or "", net_type)
-        match = re.search(r"\(([^()]+)\)\s*$", _whois_field(text, "Parent") or "")
+        match = re.search(r"\(([^()]+)\)\s*$", _whois_field(part, "Parent") or "")
         parent = match.group(1) if match else None
-    people = _people(_section(text, span), registry)
-    net_fields = {
-        "handle": handle,
+    net_fields: dict[str, Any] = {
+        "handle": _handle(part, written, span, registry),
         "start_address": str(IPAddress(span.first)),
         "end_address": str(IPAddress(span.last)),
         "cidr": best.get("cidr"),
@@ -104,10 +103,46 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
         "parent_handle": parent,
         "status": [],
     }
-    record = to_record(net_fields, people, address, registry, "whois")
+    record = to_record(net_fields, _people(part, registry, text), address, registry, "whois")
     record.registration_date = best.get("created")
     record.last_changed = best.get("updated")
     return record
+
+
+# ipwhois's fields that records use; its `emails` pattern takes a tenth of a second per answer
+_IPWHOIS_FIELDS = ["name", "handle", "description", "country", "created", "updated"]
+_NETWORK = re.compile(r"^(?:inetnum|NetRange):[ \t]*(\S.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _networks(text: str) -> list[tuple[IPRange, str, int]]:
+    """Every network object of an answer: its span, its range as written, where it starts."""
+    found = []
+    for match in _NETWORK.finditer(text):
+        span = _span(match.group(1))
+        if span is not None:
+            found.append((span, match.group(1), match.start()))
+    return found
+
+
+def _part(text: str, at: int, span: IPRange, registry: str) -> str:
+    """The part of an answer about the network starting at `at`: ARIN's block up to the next
+    `NetRange:` (its organisation and contacts follow it), an RPSL answer's section."""
+    if registry == "arin":
+        following = _ARIN_NET.search(text, at + 1)
+        return text[at : following.start() if following else len(text)]
+    return _section(text, span)
+
+
+def _handle(part: str, written: str, span: IPRange, registry: str) -> str:
+    """The handle as RDAP spells it: ARIN's NetHandle, elsewhere the network's range itself
+    (LACNIC's short CIDRs, `200.57.128/19`, written out)."""
+    if registry == "arin":
+        handle = _whois_field(part, "NetHandle")
+        if handle:
+            return handle
+    if "/" in written:
+        return str(cidr_abbrev_to_verbose(written.strip()))
+    return f"{IPAddress(span.first)} - {IPAddress(span.last)}"
 
 
 def _span(text: str) -> IPRange | None:
@@ -139,31 +174,45 @@ def _fields(text: str, name: str) -> list[str]:
     return [m.strip() for m in re.findall(pattern, text, re.IGNORECASE | re.MULTILINE)]
 
 
-def _people(text: str, registry: str) -> contacts.Contacts:
-    """Holder, holder's country and abuse e-mails as a registry's WHOIS prints them."""
+def _people(part: str, registry: str, text: str) -> contacts.Contacts:
+    """Holder, holder's country and abuse e-mails as a registry's WHOIS prints them, read from the
+    network's own part of the answer (`text`: the whole answer, for what only it holds)."""
     if registry == "arin":  # "Organization: Google Inc. (GOGL)"; the Org block holds the country
-        org = re.sub(r"\s*\([^()]*\)\s*$", "", _whois_field(text, "Organization") or "") or None
-        abuse = _fields(text, "OrgAbuseEmail") or _fields(text, "RAbuseEmail")
-        country = contacts.country_code(_whois_field(text, "Country"))
-        return contacts.Contacts(org, country, sorted(set(abuse)))
-    if registry == "lacnic":  # owner:, and the abuse-c handle's person object
-        handle = _whois_field(text, "abuse-c")
-        person = re.search(rf"^nic-hdl:[ \t]*{re.escape(handle)}[ \t]*$(.*?)(?:\n\s*\n|\Z)", text,
+        org = re.sub(r"\s*\([^()]*\)\s*$", "", _whois_field(part, "Organization") or "")
+        # The network's own abuse contact (R...) before its organisation's
+        abuse = _fields(part, "RAbuseEmail") or _fields(part, "OrgAbuseEmail")
+        country = contacts.country_code(_whois_field(part, "Country"))
+        return contacts.Contacts(org or _whois_field(part, "OrgName"), country, sorted(set(abuse)))
+    if registry == "lacnic":  # owner:, and the abuse-c handle's person object (registro.br: nic-hdl-br)
+        handle = _whois_field(part, "abuse-c")
+        person = re.search(rf"^nic-hdl(?:-br)?:[ \t]*{re.escape(handle)}[ \t]*$(.*?)(?:\n\s*\n|\Z)", text,
                            re.MULTILINE | re.DOTALL | re.IGNORECASE) if handle else None
         abuse = _fields(person.group(1), "e-mail") if person else []
-        return contacts.Contacts(_whois_field(text, "owner"), None, sorted(set(abuse)))
-    return contacts.Contacts(_rpsl_holder(text), None, _rpsl_abuse(text))
+        # registro.br answers for Brazil alone, with no country line
+        brazil = "BR" if _REGISTRO_BR.search(text) else None
+        return contacts.Contacts(_whois_field(part, "owner"), brazil, sorted(set(abuse)))
+    return contacts.Contacts(_rpsl_holder(part), None, _rpsl_abuse(part, text))
 
 
+_REGISTRO_BR = re.compile(r"^% Copyright \(c\) Nic\.br|whois\.registro\.br", re.MULTILINE | re.IGNORECASE)
 _ABUSE_COMMENT = re.compile(r"^% Abuse contact for '[^']*' is '([^']+)'", re.MULTILINE)
 
 
-def _rpsl_abuse(text: str) -> list[str]:
-    """RIPE's "% Abuse contact for" comment, else `abuse-mailbox:` lines, else the inetnum's
-    remarks about abuse (AFRINIC: "please send abuse reports to ...")."""
-    found = _ABUSE_COMMENT.findall(text) or _fields(text, "abuse-mailbox")
+def _abuse_comment(text: str) -> list[str]:
+    """The addresses of RIPE-style "% Abuse contact for" comments (an obfuscated one is none)."""
+    return [found for found in _ABUSE_COMMENT.findall(text) if contacts.EMAIL.fullmatch(found)]
+
+
+def _rpsl_abuse(section: str, text: str) -> list[str]:
+    """The network's section's "% Abuse contact for" comment, else its `abuse-mailbox:` lines,
+    else its inetnum's remarks about abuse (AFRINIC: "please send abuse reports to ..."), else the
+    comment of a covering network's section (APNIC shows a national registry's object apart). A
+    national registry's helpdesk gives way to the holder's own address in the section's remarks."""
+    found = _abuse_comment(section) or _fields(section, "abuse-mailbox")
     if not found:
-        found = contacts.remark_abuse_emails(_fields(_inetnum(text), "remarks"))
+        found = contacts.remark_abuse_emails(_fields(_inetnum(section), "remarks")) or _abuse_comment(text)
+    if contacts.national_helpdesk(found):
+        found = contacts.remark_abuse_emails(_fields(section, "remarks")) or found
     return sorted(set(found))
 
 
