@@ -86,11 +86,7 @@ class Bootstrap:
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Bootstrap:
-        try:
-            services = doc["services"]
-            rows = [(IPNetwork(p), urls) for prefixes, urls in services for p in prefixes]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SpaceError(f"not an RFC 9224 bootstrap document: {exc}") from exc
+        rows = _service_rows(doc)
         entries = []
         votes: dict[str, dict[str, int]] = {}
         for net, urls in rows:
@@ -104,6 +100,17 @@ class Bootstrap:
         entries.sort()
         registry_of_base = {b: max(v, key=lambda r: v[r]) for b, v in votes.items()}
         return cls(tuple(e[0] for e in entries), tuple(entries), registry_of_base)
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> Bootstrap:
+        """A bootstrap from the bytes of an RFC 9224 document (SpaceError: not one)."""
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting no decoder follows
+            raise SpaceError(f"the RDAP bootstrap is not JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise SpaceError("the RDAP bootstrap is not a JSON object")
+        return cls.from_document(doc)
 
     @classmethod
     def bundled(cls) -> Bootstrap:
@@ -123,6 +130,29 @@ class Bootstrap:
         """Which registry a URL (a redirect target, say) belongs to: the longest matching base URL."""
         matches = [b for b in self.registry_of_base if url.startswith(b)]
         return self.registry_of_base[max(matches, key=len)] if matches else None
+
+
+def _service_rows(doc: Any) -> list[tuple[IPNetwork, list[str]]]:
+    """An RFC 9224 document's services as (IPv4 prefix, base URLs), or SpaceError naming what is wrong."""
+    services = doc.get("services") if isinstance(doc, dict) else None
+    if not isinstance(services, list):
+        raise SpaceError("not an RFC 9224 bootstrap document: no list of services")
+    rows = []
+    for service in services:
+        pair = isinstance(service, list) and len(service) == 2
+        if not (pair and all(isinstance(x, list) for x in service)):
+            raise SpaceError(f"not an RFC 9224 bootstrap service (two lists): {str(service)[:80]}")
+        prefixes, urls = service
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise SpaceError(f"a bootstrap service without base URLs: {str(service)[:80]}")
+        for prefix in prefixes:
+            try:
+                net = IPNetwork(str(prefix))
+            except (AddrFormatError, ValueError, TypeError) as exc:
+                raise SpaceError(f"a bootstrap prefix that is no CIDR: {str(prefix)[:40]}") from exc
+            if net.version == 4:
+                rows.append((net, urls))
+    return rows
 
 
 @cache

@@ -3,44 +3,19 @@ parsers and compared with what a person reads off it; prints the per-registry ac
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from netaddr import IPAddress
+from unitsupport_answers import DATA, LABELS, REGISTRIES, parse
 
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry.outcome import MalformedAnswer
-from whoiscrawl.registry.rdap import RdapParser
-from whoiscrawl.registry.whois import parse_whois
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-LABELS = json.loads((DATA / "real-answers" / "labels.json").read_text())
 FIELDS = ("holder", "country", "abuse", "range", "handle")
-REGISTRIES = ("afrinic", "apnic", "arin", "lacnic", "ripencc")
 FLOOR = 0.97  # the share of the corpus each field must be right for
-
-
-def answer(label: dict[str, Any]) -> Any:
-    """The answer a label is about: a file, or one address's entry of the shared ipwhois files."""
-    path, _, key = label["file"].partition("#")
-    raw = (DATA / path).read_bytes()
-    if key:
-        return json.loads(raw)[key]["response"]
-    return json.loads(raw) if label["kind"] == "rdap" else raw.decode("utf-8", "replace")
-
-
-def parse(label: dict[str, Any]) -> NetworkRecord:
-    """The answer through the client's path: `RdapParser.parse` or `whois.parse_whois`."""
-    address = int(IPAddress(label["address"]))
-    registry = label["registry"]
-    if label["kind"] == "rdap":
-        return RdapParser().parse(answer(label), address, registry)
-    return parse_whois(answer(label), address, registry)
 
 
 def _name(text: str | None) -> str:

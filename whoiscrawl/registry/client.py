@@ -434,7 +434,7 @@ class RegistryClient:
             return await self._parser.read_big(body, registry)
         try:
             return json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder follows
             return None
 
     async def _whois_request(self, registry: str, server: str, query: str, address: int) -> Outcome:

@@ -26,10 +26,16 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _objects(doc: Any, key: str) -> list[dict[str, Any]]:
+    """The objects of a document's array `key`: none where the answer has no array there."""
+    items = doc.get(key) if isinstance(doc, dict) else None
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
 def _events(network: dict[str, Any], action: str) -> str | None:
-    for event in network.get("events") or []:
-        if event.get("action") == action:
-            return str(event.get("timestamp"))
+    for event in _objects(network, "events"):
+        if event.get("action") == action and isinstance(event.get("timestamp"), str):
+            return str(event["timestamp"])
     return None
 
 
@@ -85,17 +91,15 @@ class RdapParser:
 
 def down_link(doc: dict[str, Any]) -> str | None:
     """The network's RFC 9910 `rdap-down` link (its children), if the registry serves one."""
-    for link in doc.get("links") or []:
-        if isinstance(link, dict) and str(link.get("rel", "")).split() == ["rdap-down"] and link.get("href"):
+    for link in _objects(doc, "links"):
+        if str(link.get("rel", "")).split() == ["rdap-down"] and isinstance(link.get("href"), str):
             return str(link["href"])
     return None
 
 
 def truncated(doc: dict[str, Any]) -> bool:
     """RFC 9083 section 10.2.1: a notice of type 'result set truncated due to ...'."""
-    return any(
-        "truncated" in str(n.get("type", "")).lower() for n in doc.get("notices") or [] if isinstance(n, dict)
-    )
+    return any("truncated" in str(n.get("type", "")).lower() for n in _objects(doc, "notices"))
 
 
 def address_of(text: str) -> int:
@@ -108,36 +112,52 @@ def address_of(text: str) -> int:
 WHOLE_SPACE = "0.0.0.0 - 255.255.255.255"  # RIPE NCC's parent of its top objects: IANA's, no network
 
 
+def _text(value: Any) -> str | None:
+    """A field's text; a number written for it, as text; anything else (an answer's nonsense): none."""
+    return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+
+
+def _span_of(net: dict[str, Any], address: int) -> tuple[int, int]:
+    """A network's first and last IPv4 address, which must hold the address asked for."""
+    start, end = net.get("start_address"), net.get("end_address")
+    if not start or not end or not _text(net.get("handle")):
+        raise MalformedAnswer("network object without handle, startAddress or endAddress")
+    try:
+        first, last = IPAddress(str(start)), IPAddress(str(end))
+    except (ValueError, TypeError) as exc:
+        raise MalformedAnswer(f"bad address range {start} - {end}") from exc
+    if first.version != 4 or last.version != 4:
+        raise MalformedAnswer(f"not an IPv4 range: {start} - {end}")
+    if not int(first) <= address <= int(last):
+        raise MalformedAnswer(f"answer {start} - {end} does not hold the address {IPAddress(address)}")
+    return int(first), int(last)
+
+
 def to_record(
     net: dict[str, Any], people: contacts.Contacts, address: int, registry: str, source: str
 ) -> NetworkRecord:
     """A record of a network's fields (ipwhois's names), its holder and abuse contacts; the
     country is the network's, else the holder's, else the registry statistics' (`country_source`)."""
-    start, end = net.get("start_address"), net.get("end_address")
-    if not start or not end or not net.get("handle"):
-        raise MalformedAnswer("network object without handle, startAddress or endAddress")
-    try:
-        first, last = int(IPAddress(start)), int(IPAddress(end))
-    except (ValueError, TypeError) as exc:
-        raise MalformedAnswer(f"bad address range {start} - {end}") from exc
-    if not first <= address <= last:
-        raise MalformedAnswer(f"answer {start} - {end} does not hold the address {IPAddress(address)}")
-    cidrs = [c.strip() for c in str(net.get("cidr") or "").split(",") if c.strip()]
+    first, last = _span_of(net, address)
+    cidrs = [c.strip() for c in (_text(net.get("cidr")) or "").split(",") if c.strip()]
     if not cidrs:
         cidrs = [str(c) for c in IPRange(first, last).cidrs()]
     status = net.get("status") or []
-    country, country_source = contacts.resolve_country(net.get("country"), people.holder_country, first, last)
+    country, country_source = contacts.resolve_country(
+        _text(net.get("country")), people.holder_country, first, last
+    )
+    kind = _text(net.get("type"))
     return NetworkRecord(
         registry=registry,
         handle=str(net["handle"]),
         start_address=str(IPAddress(first)),
         end_address=str(IPAddress(last)),
         cidrs=cidrs,
-        name=net.get("name"),
+        name=_text(net.get("name")),
         country=country,
         country_source=country_source,
-        parent_handle=None if net.get("parent_handle") == WHOLE_SPACE else net.get("parent_handle"),
-        type=str(net["type"]).upper() if net.get("type") else None,  # LACNIC writes "allocated"
+        parent_handle=None if net.get("parent_handle") == WHOLE_SPACE else _text(net.get("parent_handle")),
+        type=kind.upper() if kind else None,  # LACNIC writes "allocated"
         status=[str(s) for s in (status if isinstance(status, list) else [status])],
         abuse_emails=people.abuse_emails,
         registrant=people.holder,
@@ -152,8 +172,7 @@ def rate_limit_notice(doc: Any) -> bool:
     """A "Rate Limit Notice" in an answer (LACNIC's way of saying 429)."""
     if isinstance(doc, ParsedListing):
         return doc.rate_limited
-    notices = doc.get("notices") if isinstance(doc, dict) else None
-    return any("rate limit" in str(n.get("title", "")).lower() for n in notices or [] if isinstance(n, dict))
+    return any("rate limit" in str(n.get("title", "")).lower() for n in _objects(doc, "notices"))
 
 
 @dataclass
@@ -181,7 +200,7 @@ def read_answer(body: bytes, registry: str, parser: RdapParser | None = None) ->
     global _process_parser
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder follows
         return None
     if not isinstance(doc, dict) or "ipSearchResults" not in doc:
         return doc

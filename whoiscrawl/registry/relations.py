@@ -38,7 +38,9 @@ def too_many_rows(doc: Any) -> bool:
     """A search refused for its size: RIPE NCC's HTTP 400 "Too Many Rows" / "The result size is too large"."""
     if not isinstance(doc, dict):
         return False
-    words = " ".join([str(doc.get("title", "")), *map(str, doc.get("description") or [])]).lower()
+    description = doc.get("description")
+    lines = description if isinstance(description, list) else [description or ""]
+    words = " ".join([str(doc.get("title", "")), *map(str, lines)]).lower()
     return "too many rows" in words or "result size is too large" in words
 
 
