@@ -6,12 +6,14 @@ import asyncio
 import functools
 import json
 import logging
+import posixpath
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 import aiohttp
 from netaddr import IPAddress, IPNetwork, spanning_cidr
@@ -21,7 +23,7 @@ from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import rdap, relations, whois
 from whoiscrawl.registry.breaker import CircuitBreaker
-from whoiscrawl.registry.outcome import Kind, LookupFailed, MalformedAnswer, Outcome
+from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, LookupFailed, MalformedAnswer, Outcome
 from whoiscrawl.space import Bootstrap, registry_for
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,9 @@ def _retry_after(resp: aiohttp.ClientResponse, default: float) -> float:
 
 ABANDONED_WAIT_S = 2.0  # on close, how long requests whose caller went away may still take
 BIG_ANSWER_BYTES = 1 << 20  # answers decoded in the parser's process (a smaller one takes < 15 ms)
+MAX_ANSWER_BYTES = 64 << 20  # an RDAP body (a listing of 10,000 networks, RIPE NCC's most, is ~40 MB)
+MAX_REDIRECTS = 5  # redirects followed for one lookup
+_LISTED = re.compile(r"^(?:inetnum|NetRange):", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass
@@ -96,6 +101,10 @@ class RegistryClient:
     max_pause: float = 300.0  # ... which doubles with every further one of a request, up to this
     backoff: float = 0.2  # first retry delay; doubles, with full jitter
     include_raw: bool = False
+    max_answer_bytes: int = MAX_ANSWER_BYTES  # bigger RDAP bodies are refused (a malformed answer)
+    max_whois_bytes: int = whois.MAX_WHOIS_BYTES  # ... and bigger WHOIS answers
+    max_listing_rows: int = rdap.MAX_LISTING_ROWS  # ... and listings of more networks
+    max_redirects: int = MAX_REDIRECTS
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
@@ -105,6 +114,7 @@ class RegistryClient:
     def __post_init__(self) -> None:
         self._egress_keys = [e.key for e in self.egresses]
         self._bind = {e.key: e.bind for e in self.egresses}
+        self._parser.max_rows = self.max_listing_rows
 
     async def close(self, wait_s: float = ABANDONED_WAIT_S) -> None:
         """Close the sessions once requests whose caller went away ended (or `wait_s` passed), so
@@ -132,6 +142,25 @@ class RegistryClient:
             )
             self._sessions[egress] = session
         return session
+
+    def redirect_target(self, url: str, location: str) -> tuple[tuple[str, str] | None, str]:
+        """(registry, URL) a redirect from `url` leads to, if it is under an RDAP base URL the
+        bootstrap names (same scheme, host and port, its path inside the base's), else why not. So
+        a redirect reaches no other scheme, host, or private, loopback or link-local address but
+        those the configured bootstrap (the simulator's, say) names itself."""
+        target = urljoin(url, location.strip())
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None, "not an http(s) URL"
+        if parts.username or parts.password:
+            return None, "a URL with credentials"
+        path = posixpath.normpath(unquote(parts.path)) + ("/" if parts.path.endswith("/") else "")
+        for base in sorted(self.bootstrap.registry_of_base, key=len, reverse=True):
+            b = urlsplit(base)
+            same = (b.scheme, b.hostname, _port(b)) == (parts.scheme, parts.hostname, _port(parts))
+            if same and path.startswith(b.path):
+                return (self.bootstrap.registry_of_base[base], target), ""
+        return None, "no RDAP base URL of the bootstrap (another scheme, host, port or path)"
 
     def breaker(self, registry: str) -> CircuitBreaker:
         return self._breakers.setdefault(registry, CircuitBreaker())
@@ -200,18 +229,19 @@ class RegistryClient:
     async def lookup(self, address: int) -> LookupResult:
         registry, url = self.route(address)
         tally = Tally()
-        while True:
+        for redirects in range(self.max_redirects + 1):
             send = functools.partial(self._rdap_lookup, registry, url, address)
             outcome = await self._attempt(registry, send, tally, "ok", "keep")
             if outcome.kind is not Kind.REDIRECT:
                 break
-            target = self.bootstrap.registry_of_url(outcome.value)
+            if redirects == self.max_redirects:
+                why = f"{IPAddress(address)}: more than {self.max_redirects} redirects (max_redirects)"
+                raise LookupFailed(why, registry)
+            target, refusal = self.redirect_target(url, str(outcome.value))
             if target is None:
-                raise LookupFailed(
-                    f"{registry} redirected {IPAddress(address)} to {outcome.value}, "
-                    "which is no RDAP service of the bootstrap", registry
-                )
-            registry, url = target, outcome.value  # the answering registry's budget pays from here
+                why = f"{registry} redirected {IPAddress(address)} to {outcome.value}: {refusal}"
+                raise LookupFailed(why, registry)
+            registry, url = target  # the answering registry's budget pays from here
         result = LookupResult(None, registry, lookups=tally.lookups, rate_limited=tally.rate_limited)
         if outcome.kind is Kind.NOT_FOUND:
             return result
@@ -414,7 +444,10 @@ class RegistryClient:
             return Outcome(Kind.REDIRECT, resp.headers.get("Location", ""), egress=egress)
         if resp.status == 404:
             return Outcome(Kind.NOT_FOUND, egress=egress)
-        body = await resp.read()
+        body = await _read_capped(resp, self.max_answer_bytes)
+        if body is None:
+            why = f"MalformedAnswer: answer from {url} over {self.max_answer_bytes} bytes (max_answer_bytes)"
+            return Outcome(Kind.MALFORMED, why, egress=egress)
         doc = await self._decode(body, registry)
         if resp.status == 429 or rdap.rate_limit_notice(doc):
             pause = _retry_after(resp, 0.0)  # 0: the registry said not how long (RIPE NCC never does)
@@ -459,6 +492,11 @@ class RegistryClient:
         outcome = await self._whois_text(registry, server, query)
         if outcome.kind is not Kind.ANSWER:
             return outcome
+        rows = len(_LISTED.findall(outcome.value))
+        if rows > self.max_listing_rows:
+            why = f"MalformedAnswer: a WHOIS listing of {rows} networks, over {self.max_listing_rows}"
+            why += " (max_listing_rows)"
+            return Outcome(Kind.MALFORMED, why, egress=outcome.egress)
         try:
             if query.startswith("r "):
                 first, last = span or _cidr_span(query.rsplit(" ", 1)[-1])
@@ -482,12 +520,36 @@ class RegistryClient:
 
         async def exchange(egress: str) -> Outcome:  # WHOIS counts against the budget too
             try:
-                text = await whois.query(host, int(port), query, self._bind.get(egress), self.timeout)
+                bind = self._bind.get(egress)
+                text = await whois.query(host, int(port), query, bind, self.timeout, self.max_whois_bytes)
+            except AnswerTooLarge as exc:
+                return Outcome(Kind.MALFORMED, f"MalformedAnswer: {exc}", egress=egress)
             except (OSError, TimeoutError) as exc:
                 return Outcome(Kind.TRANSIENT, f"{type(exc).__name__}: {exc}", egress=egress)
             return Outcome(Kind.ANSWER, text, egress=egress)
 
         return await self._sent_whole(registry, exchange)
+
+
+def _port(url: SplitResult) -> int | None:
+    """A URL's port, its scheme's default where it names none."""
+    try:
+        return url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:  # a port that is no number
+        return None
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """A response's body, or None past `limit` bytes (read no further: a hostile server's endless
+    body costs at most that)."""
+    if resp.content_length is not None and resp.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _cidr_span(cidr: str) -> tuple[int, int]:

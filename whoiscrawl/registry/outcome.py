@@ -11,6 +11,10 @@ class MalformedAnswer(ValueError):
     """The registry answered, but not with a usable network object for the address."""
 
 
+class AnswerTooLarge(MalformedAnswer):
+    """An answer over the client's cap (bytes of a body, lines of WHOIS text, rows of a listing)."""
+
+
 class LookupFailed(RuntimeError):
     """Every attempt (RDAP with retries, then WHOIS) failed; the text says why, and `registry` which
     registry failed last (a transferred block's holder, not the registry asked first; None: none

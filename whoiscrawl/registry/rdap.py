@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import multiprocessing
@@ -19,7 +20,7 @@ from netaddr import AddrFormatError, IPAddress, IPRange
 
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import contacts
-from whoiscrawl.registry.outcome import MalformedAnswer
+from whoiscrawl.registry.outcome import AnswerTooLarge, MalformedAnswer
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -50,11 +51,16 @@ _PARSE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rdap-parse
 _parse_process: Executor | None = None
 
 
-class RdapParser:
-    """ipwhois's own RDAP parser, with one reusable Net (creating one costs ~0.4 ms of CPU)."""
+MAX_LISTING_ROWS = 20_000  # networks in one listing (RIPE NCC refuses more than 10,000 rows)
 
-    def __init__(self) -> None:
+
+class RdapParser:
+    """ipwhois's own RDAP parser, with one reusable Net (creating one costs ~0.4 ms of CPU), and the
+    most networks it takes from one listing (`max_rows`)."""
+
+    def __init__(self, max_rows: int = MAX_LISTING_ROWS) -> None:
         self._rdap = RDAP(Net("1.1.1.1"))
+        self.max_rows = max_rows
 
     async def off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """`fn(*args)` on the parse thread (the GIL is shared, in 5 ms turns: the loop runs on)."""
@@ -69,7 +75,8 @@ class RdapParser:
             _parse_process = ProcessPoolExecutor(1, mp_context=spawn, initializer=_deaf_to_signals)
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(_parse_process, read_answer, body, registry)
+            work = functools.partial(read_answer, body, registry, None, self.max_rows)
+            return await loop.run_in_executor(_parse_process, work)
         except BrokenProcessPool:  # killed (out of memory, say): this one here, the next in a new one
             log.warning("the RDAP parse process died: parsing a %d-byte answer on a thread", len(body))
             _parse_process = None
@@ -195,7 +202,9 @@ def _deaf_to_signals() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def read_answer(body: bytes, registry: str, parser: RdapParser | None = None) -> Any:
+def read_answer(
+    body: bytes, registry: str, parser: RdapParser | None = None, max_rows: int = MAX_LISTING_ROWS
+) -> Any:
     """Decode an answer (in the parser's process); a listing is parsed there too. None: not JSON."""
     global _process_parser
     try:
@@ -206,6 +215,7 @@ def read_answer(body: bytes, registry: str, parser: RdapParser | None = None) ->
         return doc
     if parser is None:
         parser = _process_parser = _process_parser or RdapParser()
+        parser.max_rows = max_rows
     return parsed_listing(parser, doc, registry)
 
 
@@ -223,6 +233,8 @@ def parse_listing(parser: RdapParser, doc: Any, registry: str) -> list[tuple[Net
     items = doc.get("ipSearchResults") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise MalformedAnswer("a listing without ipSearchResults")
+    if len(items) > parser.max_rows:
+        raise AnswerTooLarge(f"a listing of {len(items)} networks, over {parser.max_rows} (max_listing_rows)")
     children = []
     for item in items:
         if not isinstance(item, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import rdap
 from whoiscrawl.registry.outcome import Kind, MalformedAnswer, Outcome
 
+log = logging.getLogger(__name__)
 Child = tuple[NetworkRecord, str | None]  # a listed network with its own listing URL, if any
 MARK = "/ips/rirSearch1/"
 
@@ -93,6 +95,7 @@ class RelationSearch:
         if not isinstance(doc, rdap.ParsedListing):  # a big one came parsed already
             doc = await self.parser.off_loop(rdap.parsed_listing, self.parser, doc, self.registry)
         if doc.malformed is not None:
+            log.warning("a listing of %s at %s was unusable: %s", self.registry, self.base, doc.malformed)
             self.complete = False
             return
         found = doc.children

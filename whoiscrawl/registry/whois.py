@@ -14,7 +14,7 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, cidr_abbrev_
 from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import contacts
-from whoiscrawl.registry.outcome import MalformedAnswer
+from whoiscrawl.registry.outcome import AnswerTooLarge, MalformedAnswer
 from whoiscrawl.registry.rdap import to_record
 
 
@@ -234,14 +234,25 @@ def _rpsl_holder(text: str) -> str | None:
     return _whois_field(_inetnum(text), "descr")
 
 
-async def query(host: str, port: int, text: str, bind: str | None, timeout: float) -> str:
-    """One port-43 exchange: send the query, read the answer to the server's close."""
+MAX_WHOIS_BYTES = 16 << 20  # a WHOIS answer (a listing of 10,000 inetnums is ~10 MB)
+
+
+async def query(
+    host: str, port: int, text: str, bind: str | None, timeout: float, limit: int = MAX_WHOIS_BYTES
+) -> str:
+    """One port-43 exchange: send the query, read the answer to the server's close, at most `limit`
+    bytes (AnswerTooLarge: the server sent more)."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port, local_addr=(bind, 0) if bind else None)
         try:
             writer.write(f"{text}\r\n".encode())
             await writer.drain()
-            return (await reader.read()).decode("utf-8", "replace")
+            body = await reader.read(limit + 1)
+            while len(body) <= limit and (more := await reader.read(limit + 1 - len(body))):
+                body += more
+            if len(body) > limit:
+                raise AnswerTooLarge(f"a WHOIS answer from {host} over {limit} bytes (max_whois_bytes)")
+            return body.decode("utf-8", "replace")
         finally:
             writer.close()
 
