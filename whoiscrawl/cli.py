@@ -9,15 +9,53 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from whoiscrawl.dev.cli import app as dev_app
 from whoiscrawl.results.tables import bench_table, crawl_table, score_table
 
+
+class OneLineErrors(TyperGroup):
+    """Every command's failure as one line on stderr saying what to fix and a non-zero exit, never a
+    traceback: a bad argument or option (exit 2, with the command's --help to read), or an error
+    nothing caught (exit 1; WHOISCRAWL_DEBUG=1 shows its traceback)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
+        try:
+            result = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+            code = result if isinstance(result, int) else 0
+        except typer.Abort:
+            code = _say("interrupted", 130)
+        except typer.TyperException as exc:  # typer's click: a bad argument, option or command
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            message = getattr(exc, "format_message", exc.__str__)()
+            code = _say(f"{message}{where}", getattr(exc, "exit_code", 2))
+        except Exception as exc:
+            if os.environ.get("WHOISCRAWL_DEBUG"):
+                raise
+            text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            code = _say(f"{type(exc).__name__}: {text}", 1)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _say(message: str, code: int) -> int:
+    line = " ".join(str(message).split())
+    typer.secho(f"error: {line}", fg="red", err=True)
+    return code
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -92,13 +130,30 @@ def _whois_servers(whois: str | None) -> dict[str, str]:
 
     if not whois:
         return {}
-    return dict(REAL_WHOIS_SERVERS) if whois == "real" else dict.fromkeys(REGISTRIES, whois)
+    if whois == "real":
+        return dict(REAL_WHOIS_SERVERS)
+    host, _, port = whois.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        _fail(f"--whois {whois!r}: give host:port of a WHOIS server, or 'real' for the registries'")
+    return dict.fromkeys(REGISTRIES, whois)
 
 
 def _egresses(binds: list[str] | None, key: str) -> list:
+    from netaddr import AddrFormatError, IPAddress
+
     from whoiscrawl.registry import Egress
 
+    for bind in binds or []:
+        try:
+            IPAddress(bind)
+        except (AddrFormatError, ValueError):
+            _fail(f"--bind-address {bind!r} is not an IP address of this machine")
     return [Egress(b, b) for b in binds] if binds else [Egress(key)]
+
+
+def _writable(out: Path) -> None:
+    if not out.parent.is_dir():
+        _fail(f"--out {out}: the directory {out.parent} does not exist")
 
 
 @app.command()
@@ -126,6 +181,7 @@ def crawl(
     from whoiscrawl.space import SpaceError, fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    _writable(out)
     try:
         job = LocalCrawl(
             ranges=ranges,
@@ -184,6 +240,8 @@ def plan(
     force: Annotated[bool, typer.Option(help="Publish again even if this crawl was planned")] = False,
 ) -> None:
     """Cut the space into shards and send them to the crawl's work topic (once)."""
+    from redis.exceptions import RedisError
+
     from whoiscrawl import queue
     from whoiscrawl.publish import publish_plan
     from whoiscrawl.space import SpaceError, plan_crawl
@@ -197,8 +255,13 @@ def plan(
     except SpaceError as exc:
         _fail(str(exc))
         return
-    store = RedisStore(redis_url, crawl)
-    if store.progress().shards_total and not force:
+    try:
+        store = RedisStore(redis_url, crawl)
+        planned = store.progress().shards_total
+    except (RedisError, ValueError) as exc:
+        _fail(f"cannot reach Redis at --redis-url {redis_url}: {exc}")
+        return
+    if planned and not force:
         typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
         return
     sent, (shards_total, addresses_total) = publish_plan(
@@ -363,7 +426,10 @@ def bench(
     line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
     "compare". With --chaos: one JSON line, the crawl under kills and spot notices beside the same
     crawl without."""
+    from whoiscrawl.sim.scenarios import NAMES
 
+    if scenario not in NAMES:  # before any service starts
+        _fail(f"--scenario {scenario!r}: choose one of {', '.join(NAMES)}")
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
     from whoiscrawl.bench import simulator_options

@@ -170,13 +170,14 @@ async def fetch_bootstrap(source: str | None) -> Bootstrap:
         try:
             async with aiohttp.ClientSession() as session, session.get(source) as resp:
                 resp.raise_for_status()
-                return Bootstrap.from_document(json.loads(await resp.read()))
+                body = await resp.read()
         except (aiohttp.ClientError, ValueError) as exc:
             raise SpaceError(f"cannot read the RDAP bootstrap at {source}: {exc}") from exc
+        return Bootstrap.from_json(body)
     path = Path(os.path.expanduser(source))
-    if not path.exists():
+    if not path.is_file():
         raise SpaceError(f"bootstrap file {path} does not exist")
-    return Bootstrap.from_document(json.loads(path.read_text()))
+    return Bootstrap.from_json(path.read_bytes())
 
 
 def build_bootstrap_document(bases: dict[str, str], description: str) -> dict[str, Any]:

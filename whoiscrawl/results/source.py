@@ -82,6 +82,8 @@ class ResultSet:
         if not self.path.is_file():
             raise ResultsError(f"{self.path} is not a results file")
         entries, offsets = self._scan()
+        if not self.records and self.bad_records:
+            raise ResultsError(f"{self.path} holds no result records ({self.bad_records} lines are not one)")
         self._mask = np.zeros(self.records, bool)
         self.blocks, order = _dedup(entries, self._mask, self.seekable)
         del entries

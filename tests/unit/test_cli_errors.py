@@ -1,0 +1,78 @@
+"""Every command given bad arguments (a bad CIDR, a missing file, a wrong format, an unreachable URL,
+a value of the wrong type) exits non-zero with one line saying what to fix, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from whoiscrawl.cli import app
+
+# name: (arguments, a fragment of the one line); {tmp} is a scratch directory. Nothing here reaches
+# a registry or starts a service: every case fails before that (10.0.0.0/24 has no registry). An
+# unreachable Redis ends `plan` the same way ("cannot reach Redis"), after the store's 40 s of retries.
+CASES = {
+    "crawl: bad CIDR": (["crawl", "1.2.3.4/40", "--out", "{tmp}/o.jsonl"], "'1.2.3.4/40' is not a CIDR"),
+    "crawl: no ranges": (["crawl"], "Missing argument 'ranges'"),
+    "crawl: a number that is none": (["crawl", "10.0.0.0/24", "--concurrency", "many"], "'--concurrency'"),
+    "crawl: missing bootstrap file": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--bootstrap-url",
+                                       "{tmp}/none.json"], "bootstrap file {tmp}/none.json does not exist"),
+    "crawl: bootstrap not JSON": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--bootstrap-url",
+                                   "{tmp}/bad.json"], "the RDAP bootstrap is not JSON"),
+    "crawl: bootstrap no RFC 9224": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--bootstrap-url",
+                                      "{tmp}/list.json"], "not an RFC 9224 bootstrap"),
+    "crawl: unreachable bootstrap": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--bootstrap-url",
+                                      "http://127.0.0.1:1/ipv4.json"], "cannot read the RDAP bootstrap at"),
+    "crawl: bad rate limits": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl",
+                                "--rate-limits", "arin=fast"], "bad rate limit 'arin=fast'"),
+    "crawl: unknown strategy": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--strategy", "zigzag"],
+                                "unknown strategy 'zigzag'"),
+    "crawl: bad resolution": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--resolution", "40"],
+                              "prefix lengths from 8 to 32"),
+    "crawl: bad WHOIS server": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--whois", "nohostport"],
+                                "give host:port"),
+    "crawl: bad bind address": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--bind-address",
+                                 "999.1.1.1"], "'999.1.1.1' is not an IP address"),
+    "crawl: no directory for --out": (["crawl", "10.0.0.0/24", "--out", "{tmp}/no/dir/o.jsonl"],
+                                      "the directory {tmp}/no/dir does not exist"),
+    "plan: bad CIDR": (["plan", "1.2.3/99", "--crawl", "c", "--kafka-bootstrap", "127.0.0.1:1", "--redis-url",
+                        "redis://127.0.0.1:1"], "'1.2.3/99' is not a CIDR"),
+    "plan: no Redis URL": (["plan", "10.0.0.0/24", "--crawl", "c", "--kafka-bootstrap", "127.0.0.1:1",
+                            "--redis-url", "notaurl"], "cannot reach Redis at --redis-url notaurl"),
+    "worker: bad rate limits": (["worker", "--crawl", "c", "--kafka-bootstrap", "127.0.0.1:1", "--redis-url",
+                                 "redis://127.0.0.1:1", "--rate-limits", "x"], "bad rate limit 'x'"),
+    "summary: missing file": (["summary", "{tmp}/none.jsonl"], "{tmp}/none.jsonl is not a results file"),
+    "summary: wrong format": (["summary", "{tmp}/bad.json"], "holds no result records"),
+    "export: wrong format": (["export", "{tmp}/bad.json", "--out", "{tmp}/x.xml", "--format", "xml"],
+                             "unknown format 'xml'"),
+    "export: bad range": (["export", "{tmp}/bad.json", "--out", "{tmp}/x.csv", "--format", "csv",
+                           "--range", "1.2.3.4/99"], "'1.2.3.4/99' is not a CIDR"),
+    "map: missing file": (["map", "{tmp}/none.jsonl"], "is not a results file"),
+    "diff: missing file": (["diff", "{tmp}/none.jsonl", "{tmp}/none2.jsonl"], "is not a results file"),
+    "bench: unknown scenario": (["bench", "--scenario", "nosuch"], "choose one of quick, standard, full"),
+    "sim truth: unknown scenario": (["sim", "truth", "--scenario", "nosuch"], "unknown scenario 'nosuch'"),
+    "sim score: extra argument": (["sim", "score", "{tmp}/none.jsonl"], "unexpected extra argument"),
+    "no such command": (["frobnicate"], "No such command 'frobnicate'"),
+}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("cli")
+    (tmp / "bad.json").write_text("not json\n")
+    (tmp / "list.json").write_text('{"services": 5}\n')
+    return tmp
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_arguments_end_in_one_line_saying_what_to_fix(case: str, scratch: Path):
+    args, fragment = CASES[case]
+    result = CliRunner().invoke(app, [a.format(tmp=scratch) for a in args])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert fragment.format(tmp=scratch) in lines[0]
