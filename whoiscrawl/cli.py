@@ -426,10 +426,7 @@ def bench(
     line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
     "compare". With --chaos: one JSON line, the crawl under kills and spot notices beside the same
     crawl without."""
-    from whoiscrawl.sim.scenarios import NAMES
-
-    if scenario not in NAMES:  # before any service starts
-        _fail(f"--scenario {scenario!r}: choose one of {', '.join(NAMES)}")
+    _known_scenario(scenario)  # before any service starts
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
     from whoiscrawl.bench import simulator_options
@@ -441,6 +438,13 @@ def bench(
         return
     _bench_fleet(scenario, strategy, workers, egress or [1], resolution, scale,
                  (compare_sample, compare_grid), micro, as_json, sim_options)
+
+
+def _known_scenario(scenario: str) -> None:
+    from whoiscrawl.sim.scenarios import NAMES
+
+    if scenario not in NAMES:
+        _fail(f"--scenario {scenario!r}: choose one of {', '.join(NAMES)}")
 
 
 def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int], resolution: int,
