@@ -166,8 +166,9 @@ def objects(world: World, name: str) -> Iterator[Attrs]:
         found = objects_of(world, registry)
         if per_org:
             found = one_per(world, found, by_country=name == "apnic.db.irt.gz")
-        for i in found.tolist():
-            yield attrs_of(world, i)
+        for start in range(0, len(found), 1 << 16):  # a slice at a time: no list of millions
+            for i in found[start:start + (1 << 16)].tolist():
+                yield attrs_of(world, i)
 
 
 def lacnic_text(attrs: Attrs) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from whoiscrawl import rirs
@@ -58,8 +59,12 @@ class Org:
 
 
 def org_of(world: World, i: int) -> Org:
-    o = world.org[i]
-    suffixes = _LACNIC_SUFFIX if world.reg[i] == REGISTRIES.index("lacnic") else _SUFFIX
+    return _org(world.org[i], world.reg[i] == REGISTRIES.index("lacnic"))
+
+
+@lru_cache(maxsize=1 << 14)  # an object's name and contacts both ask; a dump asks millions
+def _org(o: int, lacnic: bool) -> Org:
+    suffixes = _LACNIC_SUFFIX if lacnic else _SUFFIX
     a, b, c = _ADJ[o % len(_ADJ)], _NOUN[(o // 31) % len(_NOUN)], suffixes[(o // 997) % len(suffixes)]
     abbr = (a[:3] + b[:2]).upper()
     n = o % 9973 + 1
@@ -345,7 +350,12 @@ RPSL_SOURCE = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}
 
 def rpsl_line(key: str, value: str) -> str:
     """One RPSL attribute, its value in the 17th column as RIPE NCC's software prints it."""
-    return f"{key}:".ljust(16) + value
+    return _rpsl_key(key) + value
+
+
+@lru_cache(maxsize=256)
+def _rpsl_key(key: str) -> str:
+    return f"{key}:".ljust(16)
 
 
 def rpsl_inetnum(world: World, i: int) -> list[tuple[str, str]]:
