@@ -53,8 +53,8 @@ class Rir:
     # runs RIPE NCC's software. APNIC's fork accepts any parent (APNIC-net/whois `InetnumStatus.
     # worksWithParentStatus` answers true), ARIN documents "reallocations and reassignments may
     # only be made from an allocation" but whether its database refuses them is unverified, and
-    # LACNIC's rule is unknown: none there. Objects older than a rule may still nest; the grid
-    # probes inside them anyway.
+    # LACNIC's rule is unknown: none there. Objects older than a rule may still nest: a crawl
+    # misses their children smaller than a grid cell (the grid never probes inside an assignment).
     childless: tuple[str, ...] = ()
 
     @property

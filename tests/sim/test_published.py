@@ -222,3 +222,12 @@ def test_file_faults_that_name_what_a_registry_does_not_publish_are_refused():
         Faults.from_doc({"files": {"arin": ["stale_serial"]}})
     with pytest.raises(ValueError, match="unknown fault 'gzip'"):
         Faults.from_doc({"files": {"ripencc": "gzip"}})
+
+
+def test_files_are_made_once_and_kept_for_the_next_simulator(quick, world: World):
+    # A restarted `sim serve` finds the scenario's files in the cache instead of making them again.
+    item = next(i for i in published.catalogue() if i.name == "lacnic.db.gz")
+    path = published.Files(quick, world).sound(item)
+    made = path.stat().st_mtime_ns
+    again = published.Files(quick, world).sound(item)
+    assert again == path and again.stat().st_mtime_ns == made
