@@ -97,12 +97,11 @@ def files(
         spoiled = file_faults(wanted)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    started = time.monotonic()
-    rows = Files(scenarios.get(scenario, seed)).write_all(out, spoiled)
-    for row in rows:
+    started, count, size = time.monotonic(), 0, 0
+    for row in Files(scenarios.get(scenario, seed)).write_all(out, spoiled):
         typer.echo(json.dumps(row, separators=(",", ":")))
-    typer.echo(json.dumps({"scenario": scenario, "files": len(rows), "out": str(out),
-                           "bytes": sum(int(str(r["bytes"])) for r in rows),
+        count, size = count + 1, size + int(str(row["bytes"]))
+    typer.echo(json.dumps({"scenario": scenario, "files": count, "out": str(out), "bytes": size,
                            "seconds": round(time.monotonic() - started, 1)}, separators=(",", ":")))
 
 

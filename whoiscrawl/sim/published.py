@@ -16,7 +16,7 @@ import io
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,10 +133,9 @@ class Files:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def write_all(self, out: Path, faults: FileFaults | None = None) -> list[dict[str, object]]:
-        """Every file under `out/<host>/<path>` (hard links into the cache where they can be),
-        with how long each took to make and its size."""
-        rows: list[dict[str, object]] = []
+    def write_all(self, out: Path, faults: FileFaults | None = None) -> Iterator[dict[str, object]]:
+        """Every file under `out/<host>/<path>` (hard links into the cache where they can be), one
+        at a time, with how long each took to make and its size."""
         for item in self.items.values():
             started = time.monotonic()
             source = self.path(item, faults)
@@ -148,8 +147,7 @@ class Files:
                 dest.hardlink_to(source)
             except OSError:  # another file system
                 shutil.copyfile(source, dest)
-            rows.append({"path": item.path, "bytes": dest.stat().st_size, "seconds": round(seconds, 3)})
-        return rows
+            yield {"path": item.path, "bytes": dest.stat().st_size, "seconds": round(seconds, 3)}
 
 
 def serial(scenario: Scenario, registry: str) -> int:
