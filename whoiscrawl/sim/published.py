@@ -180,8 +180,13 @@ def write_dump(world: World, item: Item, target: Path) -> None:
     with gzip.open(target, "wb", compresslevel=GZIP_LEVEL) as raw, \
             io.TextIOWrapper(raw, encoding=item.encoding, newline=newline) as fh:
         fh.write(dumps.header(item.name))
+        batch: list[str] = []  # a few thousand objects a write: gzip's and the encoder's calls cost
         for attrs in dumps.objects(world, item.name):
-            fh.write("\n" + shape(attrs))
+            batch.append("\n" + shape(attrs))
+            if len(batch) >= 4096:
+                fh.write("".join(batch))
+                batch.clear()
+        fh.write("".join(batch))
 
 
 def _spoiled(files: Files, item: Item, kinds: Iterable[str], sound: Path, target: Path) -> None:
