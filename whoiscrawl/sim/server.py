@@ -217,13 +217,13 @@ class Simulator:
         local = await asyncio.to_thread(self.files.path, item, self.faults.files)
         size = local.stat().st_size
         kind = "application/gzip" if item.name.endswith(".gz") else "text/plain; charset=" + item.encoding
+        self.log.write(time.time(), src, item.registry, path, "file", 200, None, "fault" if spoiled else "ok")
         response = web.StreamResponse(headers={"Content-Type": kind, "Content-Length": str(size)})
         await response.prepare(request)
         with open(local, "rb") as fh:
             while chunk := await asyncio.to_thread(fh.read, 1 << 20):
                 await response.write(chunk)
         await response.write_eof()
-        self.log.write(time.time(), src, item.registry, path, "file", 200, None, "fault" if spoiled else "ok")
         return response
 
     def render(self, obj: int) -> bytes:
