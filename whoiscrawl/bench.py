@@ -53,6 +53,11 @@ class Simulator:
     def log(self) -> str:
         return str(self.info["log"])
 
+    @property
+    def files_base(self) -> str:
+        """Where the simulated registries' published files are (`rirs.published_at(url, files_base)`)."""
+        return str(self.info["published"])
+
     def limits(self) -> dict[str, Limit]:
         return {
             r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in self.info["limits"].items()

@@ -51,9 +51,10 @@ def worth_listing(record: NetworkRecord, resolution: int) -> bool:
     """Is a network worth asking its registry for its children (one request, RFC 9910 rdap-down)?
 
     Every allocation, whatever its size: a small one is still handed out further. An assignment
-    only from one grid cell up: end users sub-assign inside those, rarely inside smaller ones.
-    Never a placeholder for free space."""
-    if rirs.is_free(record.type, record.status):
+    only from one grid cell up: end users sub-assign inside those, rarely inside smaller ones;
+    never one whose registry refuses children under its status (RIPE NCC's ASSIGNED PA: the
+    listing would answer 404). Never a placeholder for free space."""
+    if rirs.is_free(record.type, record.status) or rirs.is_childless(record.registry, record.type):
         return False
     return not rirs.is_assignment(record.type) or record.last - record.first + 1 >= 1 << (32 - resolution)
 

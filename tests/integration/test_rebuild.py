@@ -11,18 +11,20 @@ from whoiscrawl.cli import app
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.store import RedisBlockStore, RedisStore
 
-LEAF = NetworkRecord("ripencc", "193.0.1.0 - 193.0.1.255", "193.0.1.0", "193.0.1.255", ["193.0.1.0/24"],
-                     type="ASSIGNED PA")
+LEAF = NetworkRecord("apnic", "193.0.1.0 - 193.0.1.255", "193.0.1.0", "193.0.1.255", ["193.0.1.0/24"],
+                     type="ASSIGNED NON-PORTABLE")  # APNIC's server takes children under any status
 PARENT = NetworkRecord("ripencc", "193.0.0.0 - 193.0.255.255", "193.0.0.0", "193.0.255.255",
                        ["193.0.0.0/16"], type="ALLOCATED PA")
 SMALL = NetworkRecord("ripencc", "193.0.9.0 - 193.0.9.7", "193.0.9.0", "193.0.9.7", ["193.0.9.0/29"],
                       type="ASSIGNED PA")  # smaller than a grid cell, not worth listing: a leaf
+CHILDLESS = NetworkRecord("ripencc", "193.0.2.0 - 193.0.2.255", "193.0.2.0", "193.0.2.255", ["193.0.2.0/24"],
+                          type="ASSIGNED PA")  # RIPE NCC's server refuses children under it: a leaf
 
 
 async def test_a_wiped_block_log_is_rebuilt_from_the_results_topic(services, unique_name):
     queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=3)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", unique_name)
-    for record in (LEAF, PARENT, SMALL, LEAF):  # the leaf twice: compaction has not run yet
+    for record in (LEAF, PARENT, SMALL, CHILDLESS, LEAF):  # the leaf twice: compaction has not run yet
         await sink.emit(record)
     assert sink.close() == 0
     admin = RedisStore(services.redis_url, unique_name)
@@ -35,7 +37,7 @@ async def test_a_wiped_block_log_is_rebuilt_from_the_results_topic(services, uni
          "--kafka-bootstrap", services.kafka_bootstrap, "--redis-url", services.redis_url],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"crawl": unique_name, "blocks": 3, "shards": 0, "done": 0}
+    assert json.loads(result.output) == {"crawl": unique_name, "blocks": 4, "shards": 0, "done": 0}
 
     worker = RedisBlockStore(services.redis_url, unique_name)
     try:
@@ -44,11 +46,12 @@ async def test_a_wiped_block_log_is_rebuilt_from_the_results_topic(services, uni
         # again, listed again by whoever meets it. One not worth listing stays a leaf.
         assert worker.index.terminal_end(LEAF.first + 9) is None and worker.index.knows(LEAF.first, LEAF.last)
         assert worker.index.terminal_end(SMALL.first) == SMALL.last  # skipped without a lookup
+        assert worker.index.terminal_end(CHILDLESS.first + 9) == CHILDLESS.last
         assert worker.index.knows(PARENT.first, PARENT.last)  # never emitted twice
         assert worker.index.terminal_end(PARENT.first + 5000) is None  # its gaps are still probed
         assert worker.index.terminal_end(1) is None
         progress = await worker.progress()
-        assert (progress.blocks, progress.shards_total) == (3, 0)  # totals from the (empty) work topic
+        assert (progress.blocks, progress.shards_total) == (4, 0)  # totals from the (empty) work topic
         assert progress.lookups == 5  # what the topics cannot tell stays
     finally:
         await worker.close()

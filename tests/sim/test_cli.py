@@ -8,6 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from whoiscrawl import rirs
 from whoiscrawl.bench import simulator, simulator_options
 from whoiscrawl.sim import bench, data, model
 from whoiscrawl.sim.cli import app
@@ -83,3 +84,20 @@ def test_the_benchs_simulator_serves_with_the_options_it_is_given(tmp_path: Path
     options = simulator_options(row_limit=500, arin_relation_search=False)
     with simulator("quick", 100, tmp_path / "log.jsonl", extra=list(options)) as sim:
         assert sim.info["relation_search"] == {"registries": ["ripencc"], "row_limit": 500}
+
+
+def test_files_writes_every_published_file_at_its_real_path(tmp_path: Path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["files", "--scenario", "quick", "--out", str(tmp_path),
+                                 "--fault", "ripencc:stale_serial"])
+    assert result.exit_code == 0, result.output
+    *rows, total = map(json.loads, result.output.splitlines())
+    assert total["files"] == len(rows) and total["bytes"] == sum(r["bytes"] for r in rows)
+    for r in rirs.CATALOGUE:
+        serials = [r.serial_url] if r.serial_url else []
+        for url in (r.stats_url, r.stats_url + ".md5", *r.dump_urls, *serials):
+            assert Path(rirs.published_at(url, str(tmp_path))).stat().st_size > 0, url
+    serial = Path(rirs.published_at(rirs.BY_ID["ripencc"].serial_url or "", str(tmp_path))).read_text()
+    assert int(serial) == 39_000_001 - 100_000  # spoiled as asked
+    refused = runner.invoke(app, ["files", "--out", str(tmp_path), "--fault", "arin:truncated_gzip"])
+    assert refused.exit_code != 0 and "truncated_gzip needs a file arin does not publish" in refused.output

@@ -65,9 +65,12 @@ def size(block: Block) -> int:
 
 
 async def test_a_lanes_walk_with_a_listing_finds_every_child_in_few_lookups(start_sim, world, tmp_path):
-    # A RIPE NCC assignment with 30 children smaller than the grid: one rdap-down lists them all.
+    # A RIPE NCC aggregate (AGGREGATED-BY-LIR: its server refuses children under an ASSIGNED PA)
+    # with 30 assignments smaller than the grid: one rdap-down lists them all.
     got = await crawl(await start_sim(time_scale=100), tmp_path, "2.16.80.0/22")
     want = truth(world, "2.16.80.0/22")
+    [parent] = [o for o in want.values() if world.nchildren[o]]
+    assert world.type_word(parent) == "AGGREGATED-BY-LIR"
     assert len(want) == 31 and got.doc["complete"]
     assert set(got.records) == set(want)
     assert got.requests[("ripencc", "rdap-down", "ok")] == 1

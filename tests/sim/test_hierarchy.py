@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from whoiscrawl import rirs
 from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.model import ASSIGNMENT_TYPES, World, ip_str
 
@@ -84,3 +85,16 @@ async def test_reserved_space_not_found_and_prefix_queries(start_sim, world: Wor
     status, _, doc, _ = await fetch(f"{sim.base_url('ripencc')}ip/77.0.0.0/16")
     assert status == 200
     assert int(doc["cidr0_cidrs"][0]["length"]) <= 16
+
+
+def test_no_child_sits_under_a_status_its_registry_keeps_childless(world: World, quick):
+    # RIPE NCC's server refuses children under ASSIGNED PA, PI and ANYCAST (InetnumStatus
+    # PARENT_STATUS), and AFRINIC runs its software: sub-assignments sit under SUB-ALLOCATED PA or
+    # AGGREGATED-BY-LIR parents, and the delegations assigned PI hold none.
+    held = [i for i in range(len(world)) if world.parent[i] >= 0
+            and rirs.is_childless(world.registry(i), world.type_word(world.parent[i]))]
+    assert held == [], [(world.handle(i), world.type_word(world.parent[i])) for i in held[:5]]
+    aggregates = {world.type_word(world.parent[i]) for i in range(len(world))
+                  if world.parent[i] >= 0 and world.registry(i) == "ripencc"
+                  and world.end[i] - world.start[i] < 255}
+    assert {"AGGREGATED-BY-LIR", "SUB-ALLOCATED PA"} <= aggregates

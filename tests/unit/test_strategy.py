@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from whoiscrawl.blocks import KnownBlocks
-from whoiscrawl.records import Shard
-from whoiscrawl.strategy import Answer, is_terminal, sample_addresses, walk_for
+from whoiscrawl.records import NetworkRecord, Shard
+from whoiscrawl.strategy import Answer, is_terminal, sample_addresses, walk_for, worth_listing
 
 # (first, last, type) of a /16 allocation, offsets from 0: a laminar hierarchy like a registry's.
 HIERARCHY = [
@@ -222,3 +222,22 @@ def test_a_walk_resumed_behind_another_finds_what_the_whole_walk_would(start, be
     while (address := resumed.next_address(known)) is not None:
         answers.append(observe_answer(resumed, known, address))
     assert set(whole) <= set(answers)
+
+
+@pytest.mark.parametrize(
+    ("registry", "net_type", "worth"),
+    [
+        ("ripencc", "ASSIGNED PA", False),  # RIPE NCC's database refuses children under it
+        ("ripencc", "ASSIGNED PI", False),
+        ("afrinic", "ASSIGNED PA", False),  # AFRINIC runs RIPE NCC's software
+        ("ripencc", "AGGREGATED-BY-LIR", True),
+        ("ripencc", "SUB-ALLOCATED PA", True),
+        ("apnic", "ASSIGNED NON-PORTABLE", True),  # APNIC's server takes any parent
+        ("arin", "REASSIGNMENT", True),  # no rule found that ARIN's database enforces
+    ],
+)
+def test_listing_is_not_asked_of_a_status_its_registry_keeps_childless(registry, net_type, worth):
+    # A /22: an assignment this large used to be listed everywhere (7,806 of standard's 23,024
+    # requests were RIPE NCC listings of assignments answered 404).
+    record = NetworkRecord(registry, "h", "10.0.0.0", "10.0.3.255", ["10.0.0.0/22"], type=net_type)
+    assert worth_listing(record, 24) is worth

@@ -1,4 +1,4 @@
-"""`whoiscrawl sim`: serve, truth, score and bench-serve for the registry simulator."""
+"""`whoiscrawl sim`: serve, files, truth, score and bench-serve for the registry simulator."""
 
 from __future__ import annotations
 
@@ -66,6 +66,43 @@ def serve(
             await sim.stop()
 
     asyncio.run(run())
+
+
+@app.command()
+def files(
+    scenario: ScenarioOpt = "quick",
+    out: Annotated[Path, typer.Option("--out", help="directory to write <host>/<path> under")] =
+        Path("published"),
+    seed: SeedOpt = None,
+    fault: Annotated[list[str] | None, typer.Option(
+        "--fault", help="REGISTRY:KIND, a spoiled file (repeatable; kinds: truncated_gzip, "
+        "broken_object, wrong_encoding, record_count, md5_mismatch, stale_serial)")] = None,
+) -> None:
+    """Write what the registries publish (delegation statistics and .md5, RPSL dumps, serials),
+    from the scenario's world, at their real hosts and paths under --out; one JSON line per file
+    (path, bytes, seconds to make it: 0 once in the cache), then the totals."""
+    import time
+
+    from whoiscrawl.sim import scenarios
+    from whoiscrawl.sim.faults import file_faults
+    from whoiscrawl.sim.published import Files
+
+    wanted: dict[str, list[str]] = {}
+    for spec in fault or []:
+        registry, sep, kind = spec.partition(":")
+        if not sep:
+            raise typer.BadParameter(f"{spec!r}: write REGISTRY:KIND, e.g. ripencc:truncated_gzip")
+        wanted.setdefault(registry, []).append(kind)
+    try:
+        spoiled = file_faults(wanted)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    started, count, size = time.monotonic(), 0, 0
+    for row in Files(scenarios.get(scenario, seed)).write_all(out, spoiled):
+        typer.echo(json.dumps(row, separators=(",", ":")))
+        count, size = count + 1, size + int(str(row["bytes"]))
+    typer.echo(json.dumps({"scenario": scenario, "files": count, "out": str(out), "bytes": size,
+                           "seconds": round(time.monotonic() - started, 1)}, separators=(",", ":")))
 
 
 @app.command()

@@ -17,6 +17,13 @@ with port 43 still answering is `{http_5xx: 1.0, protocols: [rdap]}`. `timeout_s
 is how long a timed-out request hangs before the connection is dropped. `ranges` (CIDRs; default
 everywhere) limits a spec to requests for addresses inside them: one network whose answer is
 always broken while the rest of the registry answers is `{malformed: 1.0, ranges: [186.0.0.0/24]}`.
+
+`files` maps a registry to the faults of the files it publishes (`published.py` applies them):
+
+    files: {ripencc: [truncated_gzip, stale_serial], arin: [md5_mismatch]}
+
+`truncated_gzip`, `broken_object`, `wrong_encoding` hit the registry's first dump; `record_count`
+and `md5_mismatch` its delegation statistics; `stale_serial` its serial file.
 """
 
 from __future__ import annotations
@@ -30,9 +37,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from whoiscrawl import rirs
 from whoiscrawl.sim.data import REGISTRIES
 
 KINDS = ("timeout", "http_5xx", "reset", "truncated", "malformed")
+DUMP_FAULTS = ("truncated_gzip", "broken_object", "wrong_encoding")
+FILE_FAULTS = (*DUMP_FAULTS, "record_count", "md5_mismatch", "stale_serial")
+FileFaults = dict[str, frozenset[str]]
+
+
+def file_faults(doc: dict[str, Any]) -> FileFaults:
+    """The file faults of a `files` mapping (registry -> kinds), checked against what each
+    registry publishes: an error names the registry and the kind to fix."""
+    out: FileFaults = {}
+    for registry, kinds in (doc or {}).items():
+        if registry not in REGISTRIES:
+            raise ValueError(f"files: unknown registry {registry!r}; choose one of {', '.join(REGISTRIES)}")
+        wanted = [kinds] if isinstance(kinds, str) else list(kinds or ())
+        for kind in wanted:
+            if kind not in FILE_FAULTS:
+                raise ValueError(f"files.{registry}: unknown fault {kind!r}; "
+                                 f"choose from {', '.join(FILE_FAULTS)}")
+            rir = rirs.BY_ID[registry]
+            if (kind in DUMP_FAULTS and not rir.dump_urls) or (kind == "stale_serial" and not rir.serial_url):
+                raise ValueError(f"files.{registry}: {kind} needs a file {registry} does not publish")
+        out[registry] = frozenset(wanted)
+    return out
 
 
 @dataclass(frozen=True)
@@ -106,8 +136,9 @@ class Faults:
     """Decides per lookup which fault (if any) hits it."""
 
     def __init__(self, specs: dict[str, FaultSpec] | None = None, seed: int = 0,
-                 time_scale: float = 1.0, t0: float = 0.0) -> None:
+                 time_scale: float = 1.0, t0: float = 0.0, files: FileFaults | None = None) -> None:
         self.specs = specs or {}
+        self.files = files or {}  # registry -> faults of the files it publishes
         self.rng = random.Random(seed)
         self.x = float(time_scale)
         self.t0 = t0
@@ -129,6 +160,7 @@ class Faults:
     def from_doc(cls, doc: dict[str, Any], time_scale: float = 1.0, t0: float = 0.0) -> Faults:
         doc = dict(doc)
         seed = int(doc.pop("seed", 0))
+        files = file_faults(doc.pop("files", None) or {})
         default = doc.pop("*", None)
         specs: dict[str, FaultSpec] = {}
         for r in REGISTRIES:
@@ -138,7 +170,7 @@ class Faults:
                 specs[r] = FaultSpec.from_dict(merged)
         if doc:
             raise ValueError(f"unknown registries in faults: {sorted(doc)}")
-        return cls(specs, seed=seed, time_scale=time_scale, t0=t0)
+        return cls(specs, seed=seed, time_scale=time_scale, t0=t0, files=files)
 
     def latency_s(self, registry: str, default_ms: float) -> float:
         spec = self.specs.get(registry)

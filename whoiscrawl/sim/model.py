@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from whoiscrawl import rirs
 from whoiscrawl.sim import data
 from whoiscrawl.sim.data import REG_INDEX, REGISTRIES
 
-MODEL_VERSION = 4  # bump when generation changes: invalidates cached worlds
+MODEL_VERSION = 5  # bump when generation changes: invalidates cached worlds
 
 # Status words ("type" in RDAP, "status:" / "NetType:" in WHOIS), per registry.
 UNALLOCATED = "UNALLOCATED"
@@ -32,6 +33,8 @@ TYPES: tuple[str, ...] = (
     "ALLOCATED PORTABLE", "ALLOCATED NON-PORTABLE", "ASSIGNED PORTABLE", "ASSIGNED NON-PORTABLE",
     # LACNIC
     "ALLOCATED", "ASSIGNED",
+    # RIPE NCC: an LIR's aggregate of same-sized assignments (appended: earlier indices stay)
+    "AGGREGATED-BY-LIR",
 )
 T: dict[str, int] = {t: i for i, t in enumerate(TYPES)}
 ASSIGNMENT_TYPES = frozenset(
@@ -61,6 +64,9 @@ class RegStyle:
     assign_split_p: float  # chance an assignment >= /24 is partly sub-assigned
     noncidr_p: float  # chance a child spans 3..5 aligned blocks (not a single CIDR)
     empty_alloc_p: float  # chance an allocation has no registered children at all
+    # Where the registry refuses children under an assignment (`rirs.Rir.childless`), an assignment
+    # that would be partly sub-assigned is registered as one of these parents instead.
+    aggregates: tuple[str, ...] = ()
 
 
 STYLES: dict[str, RegStyle] = {
@@ -75,7 +81,7 @@ STYLES: dict[str, RegStyle] = {
         "ASSIGNED PA", (0.4, 0.85),
         {16: 0.2, 17: 0.3, 18: 0.5, 19: 1, 20: 2, 21: 3, 22: 5, 23: 6, 24: 14, 25: 4, 26: 5,
          27: 6, 28: 6, 29: 7},
-        0.12, 0.3, 0.06, 0.08),
+        0.12, 0.3, 0.06, 0.08, ("AGGREGATED-BY-LIR", "SUB-ALLOCATED PA")),
     "apnic": RegStyle(
         "ALLOCATED PORTABLE", "ASSIGNED PORTABLE", ("ALLOCATED NON-PORTABLE",),
         "ASSIGNED NON-PORTABLE", "ASSIGNED NON-PORTABLE", (0.15, 0.6),
@@ -92,7 +98,7 @@ STYLES: dict[str, RegStyle] = {
         (0.1, 0.5),
         {16: 0.5, 17: 0.5, 18: 1, 19: 2, 20: 3, 21: 4, 22: 6, 23: 6, 24: 10, 25: 2, 26: 2,
          27: 2, 28: 2, 29: 2},
-        0.15, 0.15, 0.04, 0.4),
+        0.15, 0.15, 0.04, 0.4, ("SUB-ALLOCATED PA",)),
 }
 MAX_DEPTH = 4
 CCS = ("US", "GB", "DE", "FR", "NL", "BR", "CN", "JP", "AU", "IN", "ZA", "AR", "RU", "EU")
@@ -366,12 +372,25 @@ class _Gen:
         s, e = w.start[obj], w.end[obj]
         size = e - s + 1
         if typ in ASSIGNMENT_TYPES:
-            if size >= 256 and rng.random() < style.assign_split_p:
+            if size >= 256 and rng.random() < style.assign_split_p and self._may_hold(obj, style):
                 self._sub_assign(obj, rng, style, reg)
             return
         if size < 16 or rng.random() < style.empty_alloc_p * (1.0 if size <= 65536 else 0.0):
             return
         self._alloc_children(obj, rng, style, reg)
+
+    def _may_hold(self, obj: int, style: RegStyle) -> bool:
+        """Can this assignment hold sub-assignments? Where its registry refuses children under
+        its status (RIPE NCC, AFRINIC), a delegation (ASSIGNED PI) cannot; an assignment made
+        inside an allocation becomes an aggregate parent instead (SUB-ALLOCATED PA,
+        AGGREGATED-BY-LIR), chosen from its address so the rest of the subtree stays the same."""
+        w = self.w
+        if not rirs.is_childless(REGISTRIES[w.reg[obj]], TYPES[w.typ[obj]]):
+            return True
+        if w.depth[obj] == 0 or not style.aggregates:
+            return False
+        w.typ[obj] = T[style.aggregates[(w.start[obj] >> 8) % len(style.aggregates)]]
+        return True
 
     def _child(self, parent: int, s: int, e: int, typ: int, rng: random.Random, reg: int,
                new_org: bool) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from whoiscrawl import rirs
@@ -39,6 +40,11 @@ _NOUN = ("River", "Net", "Link", "Wave", "Telecom", "Fiber", "Data", "Cloud", "C
          "Systems", "Hosting", "Broadband", "Networks", "Online", "Connect", "Digital", "Wireless",
          "Labs", "Media", "Bank", "University", "Holdings", "Energy", "Transit", "Cable")
 _SUFFIX = ("Ltd", "Inc.", "GmbH", "S.A.", "LLC", "B.V.", "Pty Ltd", "S.r.l.", "Co.", "AB")
+# LACNIC's holders are mostly Spanish- and Portuguese-speaking: some names carry letters outside
+# ASCII, which its Latin-1 dump encodes differently from the UTF-8 of its RDAP answers.
+_LACNIC_SUFFIX = ("S.A.", "Ltda.", "S.R.L.", "Telecomunicações Ltda.", "Comunicación S.A.",
+                  "Informática Ltda.", "S.A. de C.V.", "Señal Digital S.A.", "Serviços de Internet Ltda.",
+                  "E.I.R.L.")
 
 
 @dataclass(frozen=True)
@@ -49,14 +55,20 @@ class Org:
     abbr: str
     n: int
     domain: str
+    key: int  # the world's organisation number: unique, so a handle built on it names one holder
 
 
 def org_of(world: World, i: int) -> Org:
-    o = world.org[i]
-    a, b, c = _ADJ[o % len(_ADJ)], _NOUN[(o // 31) % len(_NOUN)], _SUFFIX[(o // 997) % len(_SUFFIX)]
+    return _org(world.org[i], world.reg[i] == REGISTRIES.index("lacnic"))
+
+
+@lru_cache(maxsize=1 << 14)  # an object's name and contacts both ask; a dump asks millions
+def _org(o: int, lacnic: bool) -> Org:
+    suffixes = _LACNIC_SUFFIX if lacnic else _SUFFIX
+    a, b, c = _ADJ[o % len(_ADJ)], _NOUN[(o // 31) % len(_NOUN)], suffixes[(o // 997) % len(suffixes)]
     abbr = (a[:3] + b[:2]).upper()
     n = o % 9973 + 1
-    return Org(f"{a} {b} {c}", abbr, n, f"{a}{b}{n}.example".lower())
+    return Org(f"{a} {b} {c}", abbr, n, f"{a}{b}{n}.example".lower(), o)
 
 
 def object_name(world: World, i: int) -> str:
@@ -102,7 +114,9 @@ def _events(world: World, i: int) -> tuple[str, str]:
 
 
 def contacts(world: World, i: int) -> tuple[str, str, str, str]:
-    """(registrant handle, registrant name, abuse handle, abuse email)."""
+    """(registrant handle, registrant name, abuse handle, abuse email). The handles of the RPSL
+    registries carry the organisation's key: a published dump holds one object per handle, so a
+    handle must name one holder and one abuse mailbox."""
     reg = REGISTRIES[world.reg[i]]
     if world.typ[i] == 0:
         rir = RIR_HANDLES[reg]
@@ -113,12 +127,20 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
     if reg == "arin":
         return f"{org.abbr}-{org.n}", org.name, f"ABUSE{org.n}-ARIN", email
     if reg == "ripencc":
-        return f"ORG-{org.abbr}{org.n}-RIPE", org.name, f"AR{org.n}-RIPE", email
+        return f"ORG-{org.abbr}{org.key}-RIPE", org.name, f"AR{org.key}-RIPE", email
     if reg == "apnic":
-        return f"ORG-{org.abbr}{org.n}-AP", org.name, f"IRT-{org.abbr}-{cc}", email
+        return f"ORG-{org.abbr}{org.key}-AP", org.name, f"IRT-{org.abbr}{org.key}-{cc}", email
     if reg == "lacnic":
-        return f"{cc}-{org.abbr}{org.n}-LACNIC", org.name, f"{org.abbr[:3]}{org.n}", email
-    return f"ORG-{org.abbr}{org.n}-AFRINIC", org.name, f"AR{org.n}-AFRINIC", email
+        return f"{cc}-{org.abbr}{org.key}-LACNIC", org.name, f"{org.abbr[:3]}{org.key}", email
+    return f"ORG-{org.abbr}{org.key}-AFRINIC", org.name, f"AR{org.key}-AFRINIC", email
+
+
+def maintainer(world: World, i: int) -> str:
+    """The maintainer of object i (APNIC's admin role is named after it: `<maintainer>-AP`)."""
+    if world.typ[i] == 0:
+        return RIR_MAINTAINERS[REGISTRIES[world.reg[i]]]
+    org = org_of(world, i)
+    return f"{org.abbr}{org.key}-MNT"
 
 
 def facts(world: World, i: int, base_url: str) -> shapes.Facts:
@@ -133,14 +155,13 @@ def facts(world: World, i: int, base_url: str) -> shapes.Facts:
     if p >= 0:
         pa, pl = range_cidrs(world.start[p], world.end[p])[0]
         up = f"{base_url}ip/{ip_str(pa)}/{pl}"
-    org = org_of(world, i)
     return shapes.Facts(
         registry=reg, handle=world.handle(i), start=start, end=ip_str(e), name=object_name(world, i),
         type=world.type_word(i), status=["reserved"] if placeholder else ["active"],
         cidrs=[(ip_str(a), ln) for a, ln in range_cidrs(s, e)], country=country(world, i),
         parent=world.handle(p) if p >= 0 else None, registered=reg_date, changed=changed,
         org_handle=reg_h, org_name=reg_name, abuse_handle=abuse_h, abuse_email=abuse_mail,
-        maintainer=RIR_MAINTAINERS[reg] if placeholder else f"{org.abbr}{org.n}-MNT",
+        maintainer=maintainer(world, i),
         self_url=f"{base_url}ip/{start}", up_url=up, port43=PORT43[reg], terms=TOS[reg],
         placeholder=placeholder, asn=0 if placeholder else 64512 + world.org[i] % 1000, top=p < 0)
 
@@ -248,7 +269,7 @@ def arin_listing(world: World, objects: list[int], query: str, full: bool) -> st
     return _ARIN_HEADER + "\n".join(lines) + "\n" + _ARIN_HEADER
 
 
-def _shown(world: World, i: int) -> tuple[str, ...]:
+def shown(world: World, i: int) -> tuple[str, ...]:
     """What every registry's WHOIS prints of object i: registry, first and last address, name,
     registration and change dates, registrant handle and name, abuse handle and e-mail, country,
     status word."""
@@ -258,7 +279,7 @@ def _shown(world: World, i: int) -> tuple[str, ...]:
 
 
 def _text(world: World, i: int) -> str:
-    reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = _shown(world, i)
+    reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = shown(world, i)
     s, e, p = world.start[i], world.end[i], world.parent[i]
     if reg == "arin":
         parent = f"{object_name(world, p)} ({world.handle(p)})" if p >= 0 else ""
@@ -293,24 +314,11 @@ def _text(world: World, i: int) -> str:
         ]
         return _ARIN_HEADER + "\n".join(lines) + "\n" + _ARIN_HEADER
     if reg == "lacnic":
-        cidr = cidr_strs(s, e)
-        inetnum = cidr[0] if len(cidr) == 1 else f"{start} - {end}"
         lines = [
             "% Joint Whois - whois.lacnic.net",
             "%  This server accepts single ASN, IPv4 or IPv6 queries",
             "",
-            f"inetnum:     {inetnum}",
-            f"status:      {typ.lower()}",
-            f"owner:       {reg_name}",
-            f"ownerid:     {cc}-{reg_h.split('-')[1] if '-' in reg_h else reg_h}",
-            "responsible: Network Operations",
-            "address:     1 Example Street",
-            f"country:     {cc}",
-            f"owner-c:     {abuse_h}",
-            f"tech-c:      {abuse_h}",
-            f"abuse-c:     {abuse_h}",
-            f"created:     {reg_date.replace('-', '')}",
-            f"changed:     {changed.replace('-', '')}",
+            *(f"{k}:".ljust(13) + v for k, v in lacnic_inetnum(world, i)),
             "",
             f"nic-hdl:     {abuse_h}",
             "person:      Network Operations",
@@ -325,37 +333,63 @@ def _text(world: World, i: int) -> str:
     raise ValueError(f"{reg} writes RPSL")
 
 
+def lacnic_inetnum(world: World, i: int) -> list[tuple[str, str]]:
+    """Object i's attributes as LACNIC holds them (its WHOIS answer and its dump print these): the
+    block as a CIDR (a range where it is none), the holder inline as `owner:`, dates YYYYMMDD."""
+    _reg, start, end, _name, reg_date, changed, reg_h, reg_name, abuse_h, _mail, cc, typ = shown(world, i)
+    cidr = cidr_strs(world.start[i], world.end[i])
+    return [("inetnum", cidr[0] if len(cidr) == 1 else f"{start} - {end}"), ("status", typ.lower()),
+            ("owner", reg_name), ("ownerid", f"{cc}-{reg_h.split('-')[1] if '-' in reg_h else reg_h}"),
+            ("responsible", "Network Operations"), ("address", "1 Example Street"), ("country", cc),
+            ("owner-c", abuse_h), ("tech-c", abuse_h), ("abuse-c", abuse_h),
+            ("created", reg_date.replace("-", "")), ("changed", changed.replace("-", ""))]
+
+
+RPSL_SOURCE = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}
+
+
+def rpsl_line(key: str, value: str) -> str:
+    """One RPSL attribute, its value in the 17th column as RIPE NCC's software prints it."""
+    return _rpsl_key(key) + value
+
+
+@lru_cache(maxsize=256)
+def _rpsl_key(key: str) -> str:
+    return f"{key}:".ljust(16)
+
+
+def rpsl_inetnum(world: World, i: int) -> list[tuple[str, str]]:
+    """Object i's inetnum attributes as RIPE NCC, APNIC and AFRINIC hold them (the WHOIS answer and
+    the published dumps print these): abuse by `abuse-c:` (RIPE NCC), `mnt-irt:` (APNIC) or a
+    remark (AFRINIC); APNIC's `changed:` lines, AFRINIC's `parent:`."""
+    reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = shown(world, i)
+    src = RPSL_SOURCE[reg]
+    abuse_link = {"ripencc": ("abuse-c", abuse_h), "apnic": ("mnt-irt", abuse_h),
+                  "afrinic": ("remarks", f"please send abuse reports to {abuse_mail}")}[reg]
+    admin = f"{maintainer(world, i)}-AP" if reg == "apnic" else abuse_h  # APNIC's admin role
+    attrs = [("inetnum", f"{start} - {end}"), ("netname", name), ("descr", reg_name), ("country", cc),
+             ("org", reg_h), ("admin-c", admin), ("tech-c", admin), abuse_link, ("status", typ),
+             ("mnt-by", f"{src}-HM-MNT" if world.depth[i] == 0 else f"MNT-{src}"),
+             ("created", f"{reg_date}T00:00:00Z"), ("last-modified", f"{changed}T00:00:00Z")]
+    if reg == "apnic":  # APNIC still prints 'changed:' lines
+        attrs.append(("changed", f"hm-changed@apnic.net {changed.replace('-', '')}"))
+    if reg == "afrinic" and world.parent[i] >= 0:  # AFRINIC names each object's parent
+        attrs.insert(1, ("parent", world.handle(world.parent[i])))
+    return [*attrs, ("source", src)]
+
+
 def _rpsl_object(world: World, i: int, with_contacts: bool = True) -> str:
     """One object as RIPE NCC, APNIC and AFRINIC print it, with its abuse contact where each puts it:
     RIPE NCC's "% Abuse contact for" comment and role `abuse-mailbox:`, APNIC's IRT object (no
     comment), AFRINIC's remarks ("No abuse contact registered") and organisation object; without
     the referenced objects (organisation, role, IRT) when `with_contacts` is False (`-r`)."""
-    reg, start, end, name, reg_date, changed, reg_h, reg_name, abuse_h, abuse_mail, cc, typ = _shown(world, i)
-    src = {"ripencc": "RIPE", "apnic": "APNIC", "afrinic": "AFRINIC"}[reg]
+    reg, start, end, _name, _rd, _ch, reg_h, reg_name, abuse_h, abuse_mail, cc, _typ = shown(world, i)
+    src = RPSL_SOURCE[reg]
     span = f"{start} - {end}"
     comment = {"ripencc": f"% Abuse contact for '{span}' is '{abuse_mail}'",
                "afrinic": f"% No abuse contact registered for {span}"}.get(reg)
-    abuse_link = {"ripencc": f"abuse-c:        {abuse_h}", "apnic": f"mnt-irt:        {abuse_h}",
-                  "afrinic": f"remarks:        please send abuse reports to {abuse_mail}"}[reg]
     lines = [f"% Information related to '{span}'", ""] + ([comment, ""] if comment else []) + [
-        f"inetnum:        {span}",
-        f"netname:        {name}",
-        f"descr:          {reg_name}",
-        f"country:        {cc}",
-        f"org:            {reg_h}",
-        f"admin-c:        {abuse_h}",
-        f"tech-c:         {abuse_h}",
-        abuse_link,
-        f"status:         {typ}",
-        f"mnt-by:         {src}-HM-MNT" if world.depth[i] == 0 else f"mnt-by:         MNT-{src}",
-        f"created:        {reg_date}T00:00:00Z",
-        f"last-modified:  {changed}T00:00:00Z",
-        f"source:         {src}",
-        "",
-    ]
-    if reg == "apnic":  # APNIC still prints 'changed:' lines
-        stamp = changed.replace("-", "")
-        lines.insert(lines.index(f"source:         {src}"), f"changed:        hm-changed@apnic.net {stamp}")
+        rpsl_line(k, v) for k, v in rpsl_inetnum(world, i)] + [""]
     if not with_contacts:
         return "\n".join(lines) + "\n"
     if reg == "afrinic":

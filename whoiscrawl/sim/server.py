@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from whoiscrawl.sim import policy, relations, render, whoisq
+from whoiscrawl.sim import policy, published, relations, render, whoisq
 from whoiscrawl.sim.data import REGISTRIES, load_iana
 from whoiscrawl.sim.faults import Decision, Faults
 from whoiscrawl.sim.model import World, ip_str
@@ -92,6 +92,7 @@ class Simulator:
         self._flusher: asyncio.Task[None] | None = None
         self._bootstrap = b""
         self._iana = load_iana()
+        self.files = published.Files(scenario, self.world)
 
     # addresses --------------------------------------------------------------------------
     @property
@@ -100,6 +101,11 @@ class Simulator:
 
     def base_url(self, registry: str) -> str:
         return f"{self.root}{render.BASE_PATHS[registry]}"
+
+    @property
+    def files_base(self) -> str:
+        """Where the registries' published files are: `rirs.published_at(url, files_base)`."""
+        return f"{self.root}/published"
 
     @property
     def bootstrap_url(self) -> str:
@@ -118,6 +124,8 @@ class Simulator:
             "relation_search": {"registries": sorted(self.relation_registries),
                                 "row_limit": self.row_limit},
             "rdap": {r: self.base_url(r) for r in REGISTRIES},
+            "published": self.files_base,
+            "file_faults": {r: sorted(k) for r, k in self.faults.files.items()},
         }
 
     def bootstrap_doc(self) -> dict[str, Any]:
@@ -140,6 +148,7 @@ class Simulator:
             if r in self.relation_registries:
                 app.router.add_get(render.BASE_PATHS[r] + "ips/rirSearch1/{rel}/{arg:.+}",
                                    self._handler(self.relation, r))
+        app.router.add_get("/published/{path:.+}", self.published)
         app.router.add_get("/bootstrap/ipv4.json", self._bootstrap_handler)
         app.router.add_get("/sim/info", self._info_handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -193,6 +202,29 @@ class Simulator:
         async def handler(request: web.Request) -> web.StreamResponse:
             return await serve(request, registry)
         return handler
+
+    async def published(self, request: web.Request) -> web.StreamResponse:
+        """A file a registry publishes, at its real host and path (`published.catalogue`), sound
+        or spoiled by the file faults configured; made on first request (then cached), streamed
+        as the registries' download servers send it: bytes, no Content-Encoding. Outside the rate
+        limits (download servers have none of the RDAP kind); logged with protocol `file`."""
+        src, path = request.remote or "unknown", request.match_info["path"]
+        item = self.files.items.get(path)
+        if item is None:
+            self.log.write(time.time(), src, None, path[:200], "file", 404, None, "not_found")
+            return web.Response(status=404, text=f"no such published file: {path}\n")
+        spoiled = any(published.spoils(item, k) for k in self.faults.files.get(item.registry, ()))
+        local = await asyncio.to_thread(self.files.path, item, self.faults.files)
+        size = local.stat().st_size
+        kind = "application/gzip" if item.name.endswith(".gz") else "text/plain; charset=" + item.encoding
+        self.log.write(time.time(), src, item.registry, path, "file", 200, None, "fault" if spoiled else "ok")
+        response = web.StreamResponse(headers={"Content-Type": kind, "Content-Length": str(size)})
+        await response.prepare(request)
+        with open(local, "rb") as fh:
+            while chunk := await asyncio.to_thread(fh.read, 1 << 20):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
 
     def render(self, obj: int) -> bytes:
         body = self._cache.get(obj)

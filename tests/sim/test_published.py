@@ -1,0 +1,233 @@
+"""What the simulated registries publish: delegation statistics and RPSL dumps, served at the
+catalogue's URLs, made from the same world as the RDAP and WHOIS answers, and spoiled on request."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import zlib
+from collections import Counter
+
+import aiohttp
+import pytest
+
+from whoiscrawl import rirs
+from whoiscrawl.registry.rdap import RdapParser
+from whoiscrawl.registry.whois import lookup_query, parse_whois, query
+from whoiscrawl.sim import published
+from whoiscrawl.sim.data import REG_INDEX
+from whoiscrawl.sim.dumps import lacnic_short
+from whoiscrawl.sim.faults import Faults
+from whoiscrawl.sim.model import World, ip_int, ip_str
+
+Obj = list[tuple[str, str]]
+DUMPED = ("ripencc", "apnic", "afrinic", "lacnic")
+
+
+async def fetch(sim, url: str) -> tuple[int, dict[str, str], bytes]:
+    async with aiohttp.ClientSession(auto_decompress=False) as s, \
+            s.get(rirs.published_at(url, sim.files_base)) as r:
+        return r.status, dict(r.headers), await r.read()
+
+
+def rpsl(text: str) -> list[Obj]:
+    """Objects of a dump: blank-line separated, `key: value` lines, `#` comments skipped."""
+    out: list[Obj] = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+        lines = [ln for ln in block.splitlines() if ln and not ln.startswith("#")]
+        if lines:
+            out.append([(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in lines)])
+    return out
+
+
+def first(obj: Obj, key: str) -> str | None:
+    return next((v for k, v in obj if k == key), None)
+
+
+async def dump_objects(sim, registry: str) -> dict[str, list[Obj]]:
+    """Every dump file of a registry, fetched over HTTP and parsed, by file name."""
+    encoding = "latin-1" if registry == "lacnic" else "utf-8"
+    out = {}
+    for url in rirs.BY_ID[registry].dump_urls:
+        status, _, body = await fetch(sim, url)
+        assert status == 200, url
+        out[url.rsplit("/", 1)[-1]] = rpsl(gzip.decompress(body).decode(encoding))
+    return out
+
+
+async def test_every_catalogued_file_is_served_at_its_real_path_as_bytes(start_sim):
+    sim = await start_sim(limits=False)
+    for item in published.catalogue():
+        status, headers, body = await fetch(sim, item.url)
+        assert status == 200 and body, item.url
+        assert "Content-Encoding" not in headers, "a .gz is sent as the download servers send it: bytes"
+        if item.name.endswith(".gz"):
+            assert body[:2] == b"\x1f\x8b"
+    status, _, _ = await fetch(sim, "https://ftp.ripe.net/ripe/dbase/split/ripe.db.person.gz")
+    assert status == 404  # persons are never published
+    sim.log.flush()
+    lines = sim.log.path.read_text().splitlines()
+    logged = Counter(line.split('"protocol":"')[1].split('"')[0] for line in lines)
+    assert logged["file"] == len(published.catalogue()) + 1
+
+
+async def test_statistics_are_the_worlds_delegations_with_each_registrys_quirks(start_sim, world: World):
+    sim = await start_sim(limits=False)
+    odd: list[list[str]] = []  # values that are no power of two (768, 3072 ...)
+    for r in rirs.CATALOGUE:
+        _, _, body = await fetch(sim, r.stats_url)
+        _, _, md5 = await fetch(sim, r.stats_url + ".md5")
+        name = r.stats_url.rsplit("/", 1)[-1]
+        digest = hashlib.md5(body).hexdigest()
+        assert md5.decode() == (f"{digest}  {name}\n" if r.id == "arin" else f"MD5 ({name}) = {digest}\n")
+        lines = body.decode().splitlines()
+        assert lines[0].startswith("#") is (r.id == "apnic")  # APNIC's banner
+        rows = [ln.split("|") for ln in lines if not ln.startswith("#")]
+        version, summaries = rows[0], [f for f in rows[1:] if f[-1] == "summary"]
+        records = [f for f in rows[1 + len(summaries):]]
+        assert version[1] == r.id and int(version[3]) == sum(int(f[4]) for f in summaries) == len(records)
+        ipv4 = [f for f in records if f[2] == "ipv4"]
+        assert len(ipv4) == int(next(f[4] for f in summaries if f[2] == "ipv4"))
+        free = [f for f in ipv4 if f[6] in ("available", "reserved")]
+        assert free and all(len(f) == (7 if r.id == "ripencc" else 8) for f in free)
+        assert all(f[1] == ("ZZ" if r.id == "afrinic" else "") for f in free)
+        if r.id == "arin":
+            assert all(re.fullmatch(r"[0-9a-f]{32}", f[7]) for f in ipv4 if f not in free)
+        odd += [f for f in ipv4 if int(f[4]) & (int(f[4]) - 1)]
+        # The world's delegations, exactly: its top objects of this registry.
+        held = {(ip_int(f[3]), int(f[4]), f[1]) for f in ipv4 if f[6] in ("allocated", "assigned")}
+        tops = {(world.start[i], world.end[i] - world.start[i] + 1, world.ccs[world.cc[i]])
+                for i in range(len(world)) if world.depth[i] == 0 and world.typ[i]
+                and world.reg[i] == REG_INDEX[r.id]}
+        assert held == tops
+    assert odd
+
+
+async def answers(sim, world: World, registry: str, i: int) -> tuple[object, object]:
+    """What the registry's RDAP and WHOIS say of object i, asked for an address it answers."""
+    address = next(a for a, _b, obj in world.segments(world.start[i], world.end[i]) if obj == i)
+    async with aiohttp.ClientSession() as s, s.get(f"{sim.base_url(registry)}ip/{ip_str(address)}") as r:
+        rdap = RdapParser().parse(await r.json(content_type=None), address, registry)
+    host, port = sim.info()["whois"].rsplit(":", 1)
+    text = await query(host, int(port), lookup_query(address, registry) + "\r\n", None, 60)
+    return rdap, parse_whois(text, address, registry)
+
+
+def sample(world: World, objects: list[Obj], n: int) -> list[tuple[int, Obj]]:
+    """n inetnums spread over the dump, each with its world object, among those some address answers."""
+    out = []
+    for obj in objects[:: max(1, len(objects) // (4 * n))]:
+        span = first(obj, "inetnum") or ""
+        a, _, b = span.partition(" - ")
+        low, high = (ip_int(a), ip_int(b)) if b else _cidr(span)
+        i = world.exact(low, high)
+        if any(o == i for _a, _b, o in world.segments(low, high)):
+            out.append((i, obj))
+    return out[:n]
+
+
+def _cidr(short: str) -> tuple[int, int]:
+    address, length = short.split("/")
+    first_ = ip_int(".".join((address.split(".") + ["0"] * 4)[:4]))
+    return first_, first_ + (1 << (32 - int(length))) - 1
+
+
+@pytest.mark.parametrize("registry", DUMPED)
+async def test_dumps_say_what_the_rdap_and_whois_answers_say(start_sim, world: World, registry):
+    # Holder (organisation or owner), country, status and abuse mailbox of a sample of inetnums,
+    # against the same world's RDAP and WHOIS answers, through the crawler's own parsers.
+    sim = await start_sim(limits=False)
+    files = await dump_objects(sim, registry)
+    inetnums = [o for objs in files.values() for o in objs if o[0][0] == "inetnum"]
+    orgs = {first(o, "organisation"): o for objs in files.values() for o in objs if o[0][0] == "organisation"}
+    mailboxes = {first(o, "nic-hdl") or first(o, "irt"): first(o, "abuse-mailbox")
+                 for objs in files.values() for o in objs if o[0][0] in ("role", "irt")}
+    checked = 0
+    for i, obj in sample(world, inetnums, 12):
+        rdap, whois = await answers(sim, world, registry, i)
+        holder = first(obj, "owner") if registry == "lacnic" else first(orgs[first(obj, "org")], "org-name")
+        mailbox = {"ripencc": mailboxes.get(first(obj, "abuse-c") or ""),
+                   "apnic": mailboxes.get(first(obj, "mnt-irt") or ""),
+                   "afrinic": (first(obj, "remarks") or "").rsplit(" ", 1)[-1]}.get(registry)
+        for said in (rdap, whois):
+            assert said.registrant == holder, (registry, obj)
+            assert said.country == first(obj, "country")
+            assert (said.type or "").upper() == (first(obj, "status") or "").upper()
+        assert registry == "lacnic" or rdap.abuse_emails == [mailbox]  # LACNIC's dump redacts it
+        checked += 1
+    assert checked >= 10
+
+
+async def test_dump_shapes_of_each_registry(start_sim, world: World):
+    sim = await start_sim(limits=False)
+    ripe = await dump_objects(sim, "ripencc")
+    _, _, raw = await fetch(sim, rirs.BY_ID["ripencc"].dump_urls[0])
+    assert gzip.decompress(raw).decode().startswith(
+        "#\n# The contents of this file are subject to \n# RIPE Database Terms and Conditions\n#\n")
+    for obj in ripe["ripe.db.inetnum.gz"][:50] + ripe["ripe.db.organisation.gz"][:50]:
+        remarks = [v for k, v in obj if k == "remarks"]
+        assert remarks[-6] == "* THIS OBJECT IS MODIFIED" and len(remarks) >= 7
+        assert all(v == "DUMY-RIPE" for k, v in obj if k in ("admin-c", "tech-c"))
+        assert all(v == "unread@ripe.net" for k, v in obj if k == "e-mail")
+    assert all(first(o, "abuse-mailbox") for o in ripe["ripe.db.role.gz"])  # roles only with one
+    roles = ripe["ripe.db.role.gz"]
+    assert all(first(o, "address") == f"Dummy address for {first(o, 'nic-hdl')}" for o in roles)
+    afrinic = (await dump_objects(sim, "afrinic"))["afrinic.db.gz"]
+    nested = [o for o in afrinic if o[0][0] == "inetnum" and first(o, "parent")]
+    assert nested and all(world.exact(*map(ip_int, first(o, "parent").split(" - "))) >= 0 for o in nested)
+    _, _, raw = await fetch(sim, rirs.BY_ID["lacnic"].dump_urls[0])
+    text = gzip.decompress(raw)
+    assert b"\r\n" in text and b"\n" not in text.replace(b"\r\n", b"")
+    assert "ç".encode("latin-1") in text and "ç".encode() not in text  # Latin-1
+    assert re.search(rb"inetnum:\s+\d+\.\d+/\d+\r\n", text), "short CIDRs"
+    assert b"e-mail" not in text and b"person:" not in text
+
+
+def test_lacnic_short_cidrs_drop_only_trailing_zero_octets_the_length_covers():
+    assert lacnic_short("5.183.80.0/22") == "5.183.80/22"
+    assert lacnic_short("24.232.0.0/16") == "24.232/16"
+    assert lacnic_short("10.0.0.0/23") == "10.0.0/23"
+    assert lacnic_short("200.0.0.0/8") == "200/8"
+    assert lacnic_short("186.0.0.0 - 186.0.2.255") == "186.0.0.0 - 186.0.2.255"
+
+
+async def test_file_faults_spoil_what_they_name_and_nothing_else(start_sim):
+    faults = {"files": {"ripencc": ["truncated_gzip", "stale_serial"], "lacnic": ["wrong_encoding"],
+                        "apnic": ["broken_object", "record_count"], "arin": ["md5_mismatch"]}}
+    sound, sim = await start_sim(limits=False), await start_sim(limits=False, faults=faults)
+    ripe, apnic, arin = rirs.BY_ID["ripencc"], rirs.BY_ID["apnic"], rirs.BY_ID["arin"]
+    with pytest.raises((EOFError, zlib.error)):
+        gzip.decompress((await fetch(sim, ripe.dump_urls[0]))[2])
+    assert (await fetch(sim, ripe.dump_urls[1]))[2] == (await fetch(sound, ripe.dump_urls[1]))[2]
+    serial, fresh = [int((await fetch(s, ripe.serial_url or ""))[2]) for s in (sim, sound)]
+    assert serial < fresh
+    last = rpsl(gzip.decompress((await fetch(sim, apnic.dump_urls[0]))[2]).decode())[-1]
+    assert first(last, "inetnum") == "192.0.2.0 - 192.0.2"  # a range cut short
+    assert any(k.startswith("netname ") for k, _ in last)  # a line without its colon
+    stats = (await fetch(sim, apnic.stats_url))[2].decode().splitlines()
+    rows = [ln for ln in stats if not ln.startswith("#")]
+    assert int(rows[0].split("|")[3]) == len([r for r in rows[1:] if not r.endswith("summary")]) + 7
+    md5 = (await fetch(sim, apnic.stats_url + ".md5"))[2].decode()
+    assert hashlib.md5("\n".join(stats).encode() + b"\n").hexdigest() in md5  # that fault alone
+    body, md5 = (await fetch(sim, arin.stats_url))[2], (await fetch(sim, arin.stats_url + ".md5"))[2]
+    assert hashlib.md5(body).hexdigest() not in md5.decode()
+    lacnic = gzip.decompress((await fetch(sim, rirs.BY_ID["lacnic"].dump_urls[0]))[2])
+    assert "Telecomunicações".encode() in lacnic  # UTF-8 inside LACNIC's Latin-1 file
+    assert sim.info()["file_faults"]["ripencc"] == ["stale_serial", "truncated_gzip"]
+
+
+def test_file_faults_that_name_what_a_registry_does_not_publish_are_refused():
+    with pytest.raises(ValueError, match=r"files\.arin: stale_serial needs a file arin does not publish"):
+        Faults.from_doc({"files": {"arin": ["stale_serial"]}})
+    with pytest.raises(ValueError, match="unknown fault 'gzip'"):
+        Faults.from_doc({"files": {"ripencc": "gzip"}})
+
+
+def test_files_are_made_once_and_kept_for_the_next_simulator(quick, world: World):
+    # A restarted `sim serve` finds the scenario's files in the cache instead of making them again.
+    item = next(i for i in published.catalogue() if i.name == "lacnic.db.gz")
+    path = published.Files(quick, world).sound(item)
+    made = path.stat().st_mtime_ns
+    again = published.Files(quick, world).sound(item)
+    assert again == path and again.stat().st_mtime_ns == made

@@ -1,0 +1,97 @@
+"""The delegation statistics each simulated registry publishes (`delegated-<rir>-extended-latest`).
+
+The IPv4 records are the world's delegations: every allocated and assigned record the world's top
+objects are built from, and the available and reserved ones its free-space placeholders come from
+(`data.load_delegations`, the real 2018 files). The ASN and IPv6 records, which the world does not
+model, are the real file's own. Each registry's quirks are kept (registries.md, "Published files"):
+RIPE NCC writes 7 fields for available and reserved rows, AFRINIC the country `ZZ` for them, ARIN's
+opaque-id is an MD5 hex string, APNIC opens with a comment banner, `value` is an address count that
+need not be a power of two, and the `.md5` is GNU-style at ARIN, BSD-style elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from whoiscrawl.sim import data
+from whoiscrawl.sim.model import ip_str
+
+FREE = ("available", "reserved")
+
+
+def file_name(registry: str) -> str:
+    return f"delegated-{registry}-extended-latest"
+
+
+def _real(registry: str) -> Path:
+    return data.ensure_data() / file_name(registry)
+
+
+def _header(registry: str) -> tuple[list[str], list[str], list[str]]:
+    """The real file's comment banner, version-line fields and record types in summary order."""
+    banner: list[str] = []
+    version: list[str] = []
+    types: list[str] = []
+    with open(_real(registry), encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if line.startswith("#") or not line.strip():
+                if not version:
+                    banner.append(line)
+                continue
+            fields = line.split("|")
+            if not version:
+                version = fields
+            elif fields[-1] == "summary":
+                types.append(fields[2])
+            else:
+                break
+    return banner, version, types
+
+
+def record(d: data.Delegation) -> str:
+    """One IPv4 record line, in its registry's own spelling."""
+    free = d.status in FREE
+    cc = "" if d.cc == "ZZ" else d.cc
+    if free and d.registry == "afrinic":
+        cc = "ZZ"
+    date = f"{d.date:08d}" if d.date else ("" if free else "00000000")
+    fields = [d.registry, cc, "ipv4", ip_str(d.start), str(d.count), date, d.status]
+    if not (free and d.registry == "ripencc"):
+        fields.append(d.opaque)
+    return "|".join(fields)
+
+
+def _other_records(registry: str, kind: str) -> Iterator[str]:
+    """The real file's records of one non-IPv4 type (asn, ipv6), as published."""
+    with open(_real(registry), encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            fields = line.rstrip("\n").split("|")
+            if len(fields) > 6 and fields[2] == kind and fields[1] != "*":
+                yield line.rstrip("\n")
+
+
+def _count(registry: str, kind: str) -> int:
+    return sum(1 for _ in _other_records(registry, kind))
+
+
+def lines(registry: str, records_delta: int = 0) -> Iterator[str]:
+    """The file's lines (no line ends): banner, version line, summaries, records by type.
+    `records_delta` makes the version line's record count contradict the records (a fault)."""
+    banner, version, types = _header(registry)
+    ipv4 = [d for d in data.load_delegations() if d.registry == registry]
+    counts = {kind: len(ipv4) if kind == "ipv4" else _count(registry, kind) for kind in types}
+    yield from banner
+    ver, _reg, serial, _n, start, end, offset = (version + [""] * 7)[:7]
+    yield "|".join((ver, registry, serial, str(sum(counts.values()) + records_delta), start, end, offset))
+    for kind in types:
+        yield f"{registry}|*|{kind}|*|{counts[kind]}|summary"
+    for kind in types:
+        yield from (map(record, ipv4) if kind == "ipv4" else _other_records(registry, kind))
+
+
+def md5_line(registry: str, digest: str) -> str:
+    """The `.md5` beside the file: GNU md5sum's form at ARIN, BSD's `MD5 (name) = hex` elsewhere."""
+    name = file_name(registry)
+    return f"{digest}  {name}\n" if registry == "arin" else f"MD5 ({name}) = {digest}\n"
