@@ -1,0 +1,90 @@
+"""The serving commands (`lookup`, `serve`, `bench-serve`): thin wrappers over the index."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from whoiscrawl.results.cli import KafkaOpt, PrefixOpt, ResultsArg
+
+if TYPE_CHECKING:
+    from whoiscrawl.serve.index import MapIndex
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+def open_index(results: str, kafka_bootstrap: str | None, topic_prefix: str) -> MapIndex:
+    """The index of a results file (saved beside it, reused while the file is unchanged) or of a
+    crawl's results topic (`topic:CRAWL`, built in memory)."""
+    from whoiscrawl.results.source import TOPIC_PREFIX, ResultsError, open_results
+    from whoiscrawl.serve.index import MapIndexError, build, index_path, load_or_build
+
+    started = time.perf_counter()
+    try:
+        if results.startswith(TOPIC_PREFIX):
+            with open_results(results, kafka_bootstrap, topic_prefix, seekable=True) as rs:
+                index, how = build(rs), "built"
+        else:
+            index, how = load_or_build(Path(results))
+    except (ResultsError, MapIndexError) as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    if how != "loaded":
+        where = "" if results.startswith(TOPIC_PREFIX) else f", saved as {index_path(Path(results))}"
+        typer.echo(f"note: indexed {len(index):,} networks in {time.perf_counter() - started:.1f} s "
+                   f"({how}{where})", err=True)
+    return index
+
+
+def _lines(addresses: list[str], from_file: Path | None) -> Iterator[str]:
+    """The addresses to look up: those given (`-` reads standard input), then --from's lines."""
+    for text in addresses:
+        if text == "-":
+            yield from sys.stdin
+        else:
+            yield text
+    if from_file is not None:
+        with from_file.open(encoding="utf-8", errors="replace") as fh:
+            yield from fh
+
+
+def lookup(
+    results: ResultsArg,
+    addresses: Annotated[list[str] | None, typer.Argument(
+        help="IPv4 addresses to look up; - reads them from standard input, one a line")] = None,
+    from_file: Annotated[Path | None, typer.Option("--from", help="A file of addresses, one a line")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header line")] = False,
+    kafka_bootstrap: KafkaOpt = None,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+) -> None:
+    """Who holds each address: its most specific network in the map (holder, country, registry,
+    network, handle, abuse contact, parents, source, when observed). Streams input of any size; a
+    malformed line gets an error of its own and the rest carry on."""
+    from whoiscrawl.serve.lookup import answers, write
+
+    if as_json and as_csv:
+        _fail("choose one of --json and --csv")
+    if from_file is not None and not from_file.is_file():
+        _fail(f"--from {from_file}: no such file")
+    if not addresses and from_file is None:
+        _fail("give addresses, --from FILE, or - to read standard input")
+    index = open_index(results, kafka_bootstrap, topic_prefix)
+    fmt = "json" if as_json else "csv" if as_csv else "card"
+    counts = write(answers(index, _lines(addresses or [], from_file)), fmt, sys.stdout)
+    if counts["errors"]:
+        typer.echo(f"note: {counts['errors']:,} line(s) were not IPv4 addresses (see their answers)",
+                   err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the serving commands to the `whoiscrawl` command."""
+    app.command()(lookup)
