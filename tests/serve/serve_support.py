@@ -28,11 +28,18 @@ def record(first: int, last: int, n: int, **extra: Any) -> dict[str, Any]:
     return doc
 
 
-def write_results(path: Path, spans: list[tuple[int, int]], **extra: Any) -> Path:
+def write_results(path: Path, spans: list[tuple[int, int]], registries: list[str] | None = None,
+                  **extra: Any) -> Path:
+    """Results of networks `spans` (record n for spans[n]); `registries`: each one's registry."""
     with path.open("w", encoding="utf-8") as fh:
         for n, (first, last) in enumerate(spans):
-            fh.write(json.dumps(record(first, last, n, **extra)) + "\n")
+            more = {"registry": registries[n]} if registries else {}
+            fh.write(json.dumps(record(first, last, n, **extra, **more)) + "\n")
     return path
+
+
+def ip_int(text: str) -> int:
+    return int.from_bytes(bytes(map(int, text.split("."))), "big")
 
 
 def most_specific(spans: list[tuple[int, int]], address: int) -> int | None:

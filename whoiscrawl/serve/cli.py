@@ -85,6 +85,43 @@ def lookup(
                    err=True)
 
 
+def serve(
+    results: ResultsArg,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one)")] = 8043,
+    reload_every: Annotated[float, typer.Option(
+        help="Seconds between looks at the results file: a changed file is indexed again (0: never)")]
+    = 30.0,
+    kafka_bootstrap: KafkaOpt = None,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
+) -> None:
+    """An RDAP server over the map (RFC 9082/9083 ip queries, RFC 9910 relation search, its own RFC
+    9224 bootstrap at /bootstrap/ipv4.json), a POST /batch endpoint, /metrics, /healthz and /readyz.
+    Prints one JSON line when it listens."""
+    import asyncio
+    import json
+
+    from whoiscrawl.results.source import TOPIC_PREFIX
+    from whoiscrawl.serve.server import MapServer, run
+
+    index = open_index(results, kafka_bootstrap, topic_prefix)
+    follow = None if results.startswith(TOPIC_PREFIX) else Path(results)
+    server = MapServer(index, follow, reload_every)
+
+    def ready(bound: int) -> None:
+        typer.echo(json.dumps({"url": f"http://{host}:{bound}/", "networks": len(index),
+                               "bootstrap": f"http://{host}:{bound}/bootstrap/ipv4.json"}))
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(run(server, host, port, ready))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the serving commands to the `whoiscrawl` command."""
     app.command()(lookup)
+    app.command()(serve)

@@ -47,7 +47,8 @@ def index_path(results: Path) -> Path:
     return results.with_name(results.name + ".index.npz")
 
 
-def _stamp(results: Path) -> np.ndarray:
+def stamp_of(results: Path) -> np.ndarray:
+    """What an index remembers of its results: the layout's format, the file's size and mtime."""
     st = results.stat()
     return np.array([FORMAT, st.st_size, st.st_mtime_ns], np.int64)
 
@@ -85,6 +86,7 @@ class MapIndex:
     blobs: dict[str, tuple[np.ndarray, np.ndarray]]  # field -> (UTF-8 blob, offsets)
     built_at: float = 0.0  # when the index was built (Unix seconds)
     observed: str | None = None  # the newest fetched_at of the results: the map's age
+    _owners: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.first)
@@ -98,6 +100,14 @@ class MapIndex:
         """The most specific network of each address (uint32 or int64 array), -1 where none holds it."""
         addrs = np.asarray(addresses, np.uint32)
         return self.seg_net[np.searchsorted(self.seg_start, addrs, side="right") - 1]
+
+    def owners(self) -> np.ndarray:
+        """Which networks are the most specific network of some address (own a segment)."""
+        if self._owners is None:
+            owners = np.zeros(len(self), bool)
+            owners[self.seg_net[self.seg_net >= 0]] = True
+            self._owners = owners
+        return self._owners
 
     def parents(self, net: int) -> list[int]:
         """The chain of enclosing networks, nearest first."""
@@ -264,7 +274,7 @@ def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:
     saved = index_path(path)
     if not path.is_file():
         raise MapIndexError(f"{path} is not a results file")
-    stamp = _stamp(path)
+    stamp = stamp_of(path)
     how = "built"
     if saved.is_file():
         try:
