@@ -9,6 +9,9 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from netaddr import IPRange
 from serve_support import most_specific, write_results
 from typer.testing import CliRunner
 
@@ -74,3 +77,11 @@ def test_bad_options_name_what_to_fix(results: Path, tmp_path: Path):
         assert result.exit_code == 2 and words in result.output
     result = CliRunner().invoke(app, ["lookup", str(tmp_path / "missing.jsonl"), "10.0.0.1"])
     assert result.exit_code == 2 and "not a results file" in result.output
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF))
+def test_cidr_blocks_are_netaddrs(a: int, b: int):
+    first, last = min(a, b), max(a, b)
+    want = [(int(c.first), c.prefixlen) for c in IPRange(first, last).cidrs()]
+    assert lookup_mod.cidr_blocks(first, last) == want

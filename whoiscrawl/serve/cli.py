@@ -121,7 +121,34 @@ def serve(
         _fail(f"cannot listen on {host}:{port}: {exc}")
 
 
+def bench_serve(
+    networks: Annotated[int, typer.Option(help="Synthetic networks (nested: /20s, /24s, /28s)")] = 5_000_000,
+    lookups: Annotated[int, typer.Option(help="Random addresses looked up in one batch")] = 10_000_000,
+    baseline: Annotated[int, typer.Option(help="Of those, looked up by ipaddress + bisect too")] = 200_000,
+    requests: Annotated[int, typer.Option(help="RDAP requests sent at most")] = 50_000,
+    seconds: Annotated[float, typer.Option(help="... and for at most this long")] = 30.0,
+    concurrency: Annotated[int, typer.Option(help="RDAP connections at once")] = 32,
+    mmdb: Annotated[bool, typer.Option("--mmdb/--no-mmdb", help="Write the map as an MMDB and read it")]
+    = True,
+    mmdb_lookups: Annotated[int, typer.Option(help="Random addresses looked up by maxminddb")] = 200_000,
+    workdir: Annotated[Path | None, typer.Option(help="Where the files go (default: a temp dir)")] = None,
+) -> None:
+    """Measure the map's serving on synthetic networks and print one JSON line: index build time and
+    bytes per network, batch lookups/s beside a plain ipaddress + bisect baseline, the RDAP server's
+    requests/s and p99 from 127.0.0.1, the MMDB's write time and maxminddb lookups/s."""
+    import json
+    import tempfile
+
+    from whoiscrawl.serve.benchmark import bench_serve as run_bench
+
+    where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-serve-"))
+    options = {"lookups": lookups, "baseline": min(baseline, lookups), "requests": requests,
+               "seconds": seconds, "concurrency": concurrency, "mmdb": mmdb, "mmdb_lookups": mmdb_lookups}
+    typer.echo(json.dumps(run_bench(networks, where, options)))
+
+
 def register(app: typer.Typer) -> None:
     """Add the serving commands to the `whoiscrawl` command."""
     app.command()(lookup)
     app.command()(serve)
+    app.command("bench-serve")(bench_serve)

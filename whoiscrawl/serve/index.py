@@ -26,7 +26,7 @@ import numpy as np
 from whoiscrawl.results.source import ResultSet, block_key, ip_str
 from whoiscrawl.results.summary import holder_of
 
-FORMAT = 1  # bump when the saved layout changes: an index of another format is rebuilt
+FORMAT = 2  # bump when the saved layout changes: an index of another format is rebuilt
 # The record fields a lookup answers, each stored as a code into its own string table. Lists are
 # joined with "\n" (no e-mail, status word or handle holds one).
 FIELDS = (
@@ -59,18 +59,33 @@ class Table:
 
     codes: dict[str, int] = field(default_factory=dict)
 
-    def code(self, value: Any) -> int:
-        if value is None or value == [] or value == "":
-            return NONE
-        text = "\n".join(map(str, value)) if isinstance(value, list) else str(value)
-        return self.codes.setdefault(text, len(self.codes) + 1)
+    def code_all(self, values: Iterable[Any]) -> list[int]:
+        """The codes of values (None, "" and [] are NONE; a list is its items joined)."""
+        codes, out = self.codes, []
+        for value in values:
+            if value is None or value == "" or value == []:
+                out.append(NONE)
+                continue
+            text = value if type(value) is str else (
+                "\n".join(map(str, value)) if isinstance(value, list) else str(value))
+            code = codes.get(text)
+            if code is None:
+                code = codes[text] = len(codes) + 1
+            out.append(code)
+        return out
 
     def pack(self) -> tuple[np.ndarray, np.ndarray]:
         """The strings as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is code c)."""
         raw = [b""] + [s.encode() for s in self.codes]
-        offsets = np.zeros(len(raw) + 1, np.int64)
-        np.cumsum([len(r) for r in raw], out=offsets[1:])
+        sizes = np.array([len(r) for r in raw], np.int64)
+        offsets = np.zeros(len(raw) + 1, np.uint32 if sizes.sum() < 1 << 32 else np.int64)
+        np.cumsum(sizes, out=offsets[1:])
         return np.frombuffer(b"".join(raw), np.uint8), offsets
+
+    def dtype(self) -> type[np.unsignedinteger[Any]]:
+        """The narrowest unsigned type holding every code (a registry fits a byte, a handle not)."""
+        n = len(self.codes) + 1
+        return np.uint8 if n < 1 << 8 else np.uint16 if n < 1 << 16 else np.uint32
 
 
 @dataclass
@@ -82,7 +97,7 @@ class MapIndex:
     parent: np.ndarray  # int32, -1 for a top-level network
     seg_start: np.ndarray  # uint32, sorted, seg_start[0] == 0
     seg_net: np.ndarray  # int32: the most specific network of each segment, -1 for none
-    codes: np.ndarray  # uint32 [networks, len(FIELDS)]
+    codes: dict[str, np.ndarray]  # field -> each network's code (uint8, uint16 or uint32)
     blobs: dict[str, tuple[np.ndarray, np.ndarray]]  # field -> (UTF-8 blob, offsets)
     built_at: float = 0.0  # when the index was built (Unix seconds)
     observed: str | None = None  # the newest fetched_at of the results: the map's age
@@ -93,7 +108,7 @@ class MapIndex:
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.first, self.last, self.parent, self.seg_start, self.seg_net, self.codes]
+        arrays = [self.first, self.last, self.parent, self.seg_start, self.seg_net, *self.codes.values()]
         return sum(a.nbytes for a in arrays) + sum(b.nbytes + o.nbytes for b, o in self.blobs.values())
 
     def lookup(self, addresses: np.ndarray) -> np.ndarray:
@@ -140,7 +155,7 @@ class MapIndex:
         return candidates[self.last[lo:hi] <= last]
 
     def value(self, net: int, name: str) -> str | list[str] | None:
-        code = int(self.codes[net, FIELDS.index(name)])
+        code = int(self.codes[name][net])
         if code == NONE:
             return [] if name in LISTS else None
         blob, offsets = self.blobs[name]
@@ -159,10 +174,11 @@ class MapIndex:
     def save(self, path: Path, stamp: np.ndarray) -> None:
         """Write atomically (a temporary file renamed), so a reader never sees half an index."""
         arrays = {"stamp": stamp, "first": self.first, "last": self.last, "parent": self.parent,
-                  "seg_start": self.seg_start, "seg_net": self.seg_net, "codes": self.codes,
+                  "seg_start": self.seg_start, "seg_net": self.seg_net,
                   "meta": np.array([self.built_at]), "observed": np.array([self.observed or ""])}
         for name, (blob, offsets) in self.blobs.items():
             arrays[f"blob_{name}"], arrays[f"off_{name}"] = blob, offsets
+            arrays[f"code_{name}"] = self.codes[name]
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -178,7 +194,8 @@ class MapIndex:
         try:
             with np.load(path, allow_pickle=False) as z:
                 blobs = {n: (z[f"blob_{n}"], z[f"off_{n}"]) for n in FIELDS}
-                index = cls(z["first"], z["last"], z["parent"], z["seg_start"], z["seg_net"], z["codes"],
+                codes = {n: z[f"code_{n}"] for n in FIELDS}
+                index = cls(z["first"], z["last"], z["parent"], z["seg_start"], z["seg_net"], codes,
                             blobs, float(z["meta"][0]), str(z["observed"][0]) or None)
                 stamp = z["stamp"]
             index.check()
@@ -189,12 +206,13 @@ class MapIndex:
     def check(self) -> None:
         """Consistent shapes and pointers (a damaged file that still unzips fails here, not later)."""
         n = len(self.first)
-        ok = (len(self.last) == n == len(self.parent) == len(self.codes)
-              and self.codes.shape[1:] == (len(FIELDS),) and len(self.seg_start) == len(self.seg_net) > 0
+        ok = (len(self.last) == n == len(self.parent) and len(self.seg_start) == len(self.seg_net) > 0
+              and all(len(self.codes[name]) == n for name in FIELDS)
               and int(self.seg_start[0]) == 0 and (n == 0 or int(self.seg_net.max()) < n)
               and (n == 0 or int(self.parent.max()) < n))
-        for blob, offsets in self.blobs.values():
+        for name, (blob, offsets) in self.blobs.items():
             ok = ok and len(offsets) > 0 and int(offsets[-1]) == len(blob)
+            ok = ok and (n == 0 or int(self.codes[name].max()) < len(offsets) - 1)
         if not ok:
             raise MapIndexError("index arrays are inconsistent (a damaged file)")
 
@@ -240,20 +258,18 @@ def build(results: ResultSet) -> MapIndex:
         raise MapIndexError("the index needs a ResultSet opened with seekable=True")
     first, last = (a.astype(np.uint32) for a in results.spans())
     parent, seg_start, seg_net = flatten(first, last)
-    codes = np.zeros((len(first), len(FIELDS)), np.uint32)
+    columns = {name: np.zeros(len(first), np.uint32) for name in FIELDS}
     tables = {name: Table() for name in FIELDS}
     observed = ""
     for docs in _chunks(results.latest(), _CHUNK):
         keys = np.array([block_key(d["_first"], d["_last"]) for d in docs], np.uint64)
         rows = np.searchsorted(results.keys, keys)
-        for col, name in enumerate(FIELDS):
-            table = tables[name]
-            if name == "holder":
-                codes[rows, col] = [table.code(holder_of(d)) for d in docs]
-            else:
-                codes[rows, col] = [table.code(d.get(name)) for d in docs]
+        for name in FIELDS:
+            values = map(holder_of, docs) if name == "holder" else (d.get(name) for d in docs)
+            columns[name][rows] = tables[name].code_all(values)
         observed = max([observed, *(str(d.get("fetched_at") or "") for d in docs)])
     blobs = {name: table.pack() for name, table in tables.items()}
+    codes = {name: columns[name].astype(tables[name].dtype()) for name in FIELDS}
     return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(), observed or None)
 
 

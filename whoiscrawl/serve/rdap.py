@@ -7,11 +7,10 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import numpy as np
-from netaddr import IPRange
 
 from whoiscrawl import rirs
 from whoiscrawl.serve.index import MapIndex
-from whoiscrawl.serve.lookup import parse_address
+from whoiscrawl.serve.lookup import cidr_blocks, parse_address
 from whoiscrawl.space import build_bootstrap_document
 
 CONFORMANCE = ["rdap_level_0", "cidr0", "rirSearch1", "ips"]
@@ -132,8 +131,7 @@ def network(index: MapIndex, net: int, base: str, top: bool = True) -> dict[str,
         if doc[name]:
             out[member] = doc[name]
     out["status"] = doc["status"] or ["active"]
-    out["cidr0_cidrs"] = [{"v4prefix": str(c.network), "length": c.prefixlen}
-                          for c in IPRange(first, last).cidrs()]
+    out["cidr0_cidrs"] = [{"v4prefix": _ip(a), "length": plen} for a, plen in cidr_blocks(first, last)]
     out["entities"] = _entities(doc)
     out["events"] = _events(doc)
     out["links"] = _links(base, first, last)

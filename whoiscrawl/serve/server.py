@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -21,6 +22,7 @@ from whoiscrawl.serve.lookup import BATCH, answers
 
 log = logging.getLogger(__name__)
 RDAP_TYPE = "application/rdap+json"
+CACHED_NETWORKS = 1 << 16  # rendered network objects kept (a few KB each)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -38,9 +40,20 @@ class MapServer:
     bootstrap document names), swapped for a new one when the results file changes (`reload_s`)."""
 
     def __init__(self, index: MapIndex, results: Path | None = None, reload_s: float = 0.0) -> None:
-        self.index = index
         self.results, self.reload_s = results, reload_s
         self._reloader: asyncio.Task[None] | None = None
+        self._use(index)
+
+    def _use(self, index: MapIndex) -> None:
+        """Answer from `index` from now on. Rendered networks are kept (an object is the same bytes
+        every time it is asked for, and rendering costs more than the rest of a request)."""
+        self.index = index
+
+        @functools.lru_cache(maxsize=CACHED_NETWORKS)
+        def rendered(net: int, base: str) -> bytes:
+            return json.dumps(rdap.network(index, net, base), separators=(",", ":")).encode()
+
+        self._rendered = rendered
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:
@@ -108,7 +121,7 @@ class MapServer:
         if asked and holder != asked and holder in rirs.REGISTRIES:
             moved = request.path.replace(f"/{asked}/", f"/{holder}/", 1)
             return web.Response(status=301, headers={"Location": f"{request.scheme}://{request.host}{moved}"})
-        return _json(rdap.network(self.index, net, self._base(request)))
+        return web.Response(body=self._rendered(net, self._base(request)), content_type=RDAP_TYPE)
 
     async def relation(self, request: web.Request) -> web.Response:
         """RFC 9910 relation search; 404 when nothing is related."""
@@ -172,8 +185,8 @@ class MapServer:
                 log.warning("keeping the current index: %s", exc)
                 continue
             log.info("index %s: %d networks", how, len(index))
-            self.index, seen = index, now
-            self._publish_gauges()
+            self._use(index)
+            seen = now
 
 
 def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
