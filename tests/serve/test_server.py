@@ -20,7 +20,7 @@ from whoiscrawl.rates import Limit
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.serve import lookup as lookup_mod
 from whoiscrawl.serve.index import load_or_build
-from whoiscrawl.serve.server import MapServer
+from whoiscrawl.serve.server import MapServer, file_reloader
 from whoiscrawl.space import Bootstrap
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "data" / "rdap-rfc9083.schema.json").read_text())
@@ -48,7 +48,7 @@ def results(tmp_path: Path) -> Path:
 @pytest.fixture
 async def base(results: Path) -> AsyncIterator[str]:
     index, _ = load_or_build(results)
-    server = TestServer(MapServer(index, results, reload_s=0.05).app(), host="127.0.0.1")
+    server = TestServer(MapServer(index, file_reloader(results), reload_s=0.05).app(), host="127.0.0.1")
     await server.start_server()
     yield str(server.make_url("/"))
     await server.close()

@@ -90,8 +90,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: a free one)")] = 8043,
     reload_every: Annotated[float, typer.Option(
-        help="Seconds between looks at the results file: a changed file is indexed again (0: never)")]
-    = 30.0,
+        help="Seconds between looks at the results (a file's size and time; a topic is read again "
+        "whole): changed results are indexed again (0: never)")] = 30.0,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
 ) -> None:
@@ -102,11 +102,14 @@ def serve(
     import json
 
     from whoiscrawl.results.source import TOPIC_PREFIX
-    from whoiscrawl.serve.server import MapServer, run
+    from whoiscrawl.serve.server import MapServer, file_reloader, run, topic_reloader
 
     index = open_index(results, kafka_bootstrap, topic_prefix)
-    follow = None if results.startswith(TOPIC_PREFIX) else Path(results)
-    server = MapServer(index, follow, reload_every)
+    if results.startswith(TOPIC_PREFIX):
+        reload = topic_reloader(results, kafka_bootstrap, topic_prefix)
+    else:
+        reload = file_reloader(Path(results))
+    server = MapServer(index, reload, reload_every)
 
     def ready(bound: int) -> None:
         typer.echo(json.dumps({"url": f"http://{host}:{bound}/", "networks": len(index),

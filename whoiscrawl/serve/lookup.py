@@ -41,7 +41,8 @@ def parse_address(text: str) -> tuple[int, str | None]:
 
 def cidr_blocks(first: int, last: int) -> list[tuple[int, int]]:
     """The CIDR blocks exactly covering first..last, as (first address, prefix length); arithmetic,
-    ten times faster than netaddr's, since every RDAP answer needs them."""
+    ten times faster than netaddr's, since every RDAP answer needs them. (The simulator keeps its
+    own twin, `sim.model.range_cidrs`: it reads nothing of the core but `rirs.py`.)"""
     out = []
     while first <= last:
         size = first & -first or 1 << 32  # the largest block aligned at `first`...

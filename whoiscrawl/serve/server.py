@@ -16,13 +16,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from whoiscrawl import metrics, rirs
+from whoiscrawl.results.source import ResultsError, open_results
 from whoiscrawl.serve import rdap
-from whoiscrawl.serve.index import MapIndex, MapIndexError, load_or_build, stamp_of
+from whoiscrawl.serve.index import MapIndex, MapIndexError, build, load_or_build, stamp_of
 from whoiscrawl.serve.lookup import BATCH, answers
 
 log = logging.getLogger(__name__)
 RDAP_TYPE = "application/rdap+json"
 CACHED_NETWORKS = 1 << 16  # rendered network objects kept (a few KB each)
+Reloader = Callable[[], "MapIndex | None"]  # a new index, or None while the results are unchanged
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -37,10 +39,11 @@ def _error(status: int, title: str, description: str) -> web.Response:
 
 class MapServer:
     """The index behind RDAP routes at `/` and under each registry's base (`/<registry>/`, what the
-    bootstrap document names), swapped for a new one when the results file changes (`reload_s`)."""
+    bootstrap document names). Every `reload_s` seconds `reload` (in a thread) may hand over a new
+    index (`file_reloader`, `topic_reloader`), which is answered from then on."""
 
-    def __init__(self, index: MapIndex, results: Path | None = None, reload_s: float = 0.0) -> None:
-        self.results, self.reload_s = results, reload_s
+    def __init__(self, index: MapIndex, reload: Reloader | None = None, reload_s: float = 0.0) -> None:
+        self.reload, self.reload_s = reload, reload_s
         self._reloader: asyncio.Task[None] | None = None
         self._use(index)
 
@@ -163,7 +166,7 @@ class MapServer:
         return response
 
     async def _start_reloader(self, app: web.Application) -> None:
-        if self.results is not None and self.reload_s > 0:
+        if self.reload is not None and self.reload_s > 0:
             self._reloader = asyncio.create_task(self._reload_loop())
 
     async def _stop_reloader(self, app: web.Application) -> None:
@@ -171,22 +174,49 @@ class MapServer:
             self._reloader.cancel()
 
     async def _reload_loop(self) -> None:
-        """Follow a results file a crawl is still writing: rebuild when it changes, answer meanwhile."""
-        assert self.results is not None
-        seen = stamp_of(self.results)
+        """Follow results a crawl is still writing: a new index when they changed, the old one
+        answering meanwhile (and on, if the new one cannot be had)."""
+        assert self.reload is not None
         while True:
             await asyncio.sleep(self.reload_s)
             try:
-                now = stamp_of(self.results)
-                if (now == seen).all():
-                    continue
-                index, how = await asyncio.to_thread(load_or_build, self.results)
-            except (MapIndexError, OSError, ValueError) as exc:
+                index = await asyncio.to_thread(self.reload)
+            except (MapIndexError, ResultsError, OSError, ValueError) as exc:
                 log.warning("keeping the current index: %s", exc)
                 continue
-            log.info("index %s: %d networks", how, len(index))
-            self._use(index)
-            seen = now
+            if index is not None:
+                log.info("now answering from %d networks", len(index))
+                self._use(index)
+
+
+def file_reloader(results: Path) -> Reloader:
+    """A results file's index again whenever the file's size or modification time changed."""
+    seen = [stamp_of(results)]
+
+    def reload() -> MapIndex | None:
+        now = stamp_of(results)
+        if (now == seen[0]).all():
+            return None
+        index, _ = load_or_build(results)
+        seen[0] = now
+        return index
+
+    return reload
+
+
+def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) -> Reloader:
+    """A crawl's results topic read again whole, and indexed if it holds more records than before
+    (a compacted topic only grows in records a crawl adds or changes)."""
+    seen = [-1]
+
+    def reload() -> MapIndex | None:
+        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True) as rs:
+            if rs.records == seen[0]:
+                return None
+            seen[0] = rs.records
+            return build(rs)
+
+    return reload
 
 
 def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
