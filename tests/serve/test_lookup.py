@@ -77,6 +77,8 @@ def test_bad_options_name_what_to_fix(results: Path, tmp_path: Path):
         assert result.exit_code == 2 and words in result.output
     result = CliRunner().invoke(app, ["lookup", str(tmp_path / "missing.jsonl"), "10.0.0.1"])
     assert result.exit_code == 2 and "not a results file" in result.output
+    result = CliRunner().invoke(app, ["lookup", "10.0.0.1", "10.0.0.2"])  # the results forgotten
+    assert result.exit_code == 2 and "the results file comes first" in result.output
 
 
 @settings(max_examples=300, deadline=None)

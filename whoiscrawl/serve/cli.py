@@ -26,7 +26,10 @@ def open_index(results: str, kafka_bootstrap: str | None, topic_prefix: str) -> 
     crawl's results topic (`topic:CRAWL`, built in memory)."""
     from whoiscrawl.results.source import TOPIC_PREFIX, ResultsError, open_results
     from whoiscrawl.serve.index import MapIndexError, build, index_path, load_or_build
+    from whoiscrawl.serve.lookup import parse_address
 
+    if not Path(results).exists() and parse_address(results)[1] is None:  # an address, not a file
+        _fail(f"{results} is an address: the results file comes first (whoiscrawl lookup RESULTS ADDR...)")
     started = time.perf_counter()
     try:
         if results.startswith(TOPIC_PREFIX):
