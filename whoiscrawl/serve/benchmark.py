@@ -152,7 +152,7 @@ def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]
 
 def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
     """All the figures, one JSON object. `options`: lookups, baseline, requests, seconds,
-    concurrency, mmdb (whether to write one), mmdb_lookups."""
+    concurrency, mmdb_lookups (0: no MMDB written)."""
     workdir.mkdir(parents=True, exist_ok=True)
     results = workdir / f"nested-{networks}.jsonl"
     started = time.perf_counter()
@@ -175,7 +175,7 @@ def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[s
     }
     doc |= lookup_figures(index, options["lookups"], options["baseline"])
     doc |= server_figures(results, index, options["requests"], options["seconds"], options["concurrency"])
-    if options["mmdb"]:
+    if options["mmdb_lookups"]:
         doc |= mmdb_figures(index, workdir, options["mmdb_lookups"])
     doc["targets"] = {"lookups_per_s": 5_000_000, "index_build_s_for_5M": 60,
                       "index_bytes_per_network": 200, "rdap_requests_per_s": 10_000, "rdap_p99_ms": 10,

@@ -134,9 +134,9 @@ def bench_serve(
     requests: Annotated[int, typer.Option(help="RDAP requests sent at most")] = 50_000,
     seconds: Annotated[float, typer.Option(help="... and for at most this long")] = 30.0,
     concurrency: Annotated[int, typer.Option(help="RDAP connections at once")] = 32,
-    mmdb: Annotated[bool, typer.Option("--mmdb/--no-mmdb", help="Write the map as an MMDB and read it")]
-    = True,
-    mmdb_lookups: Annotated[int, typer.Option(help="Random addresses looked up by maxminddb")] = 200_000,
+    mmdb_lookups: Annotated[int, typer.Option(
+        help="Write the map as an MMDB and look this many random addresses up with maxminddb (0: no MMDB)")]
+    = 200_000,
     workdir: Annotated[Path | None, typer.Option(help="Where the files go (default: a temp dir)")] = None,
 ) -> None:
     """Measure the map's serving on synthetic networks and print one JSON line: index build time and
@@ -149,7 +149,7 @@ def bench_serve(
 
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-serve-"))
     options = {"lookups": lookups, "baseline": min(baseline, lookups), "requests": requests,
-               "seconds": seconds, "concurrency": concurrency, "mmdb": mmdb, "mmdb_lookups": mmdb_lookups}
+               "seconds": seconds, "concurrency": concurrency, "mmdb_lookups": mmdb_lookups}
     typer.echo(json.dumps(run_bench(networks, where, options)))
 
 
