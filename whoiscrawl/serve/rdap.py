@@ -130,7 +130,8 @@ def network(index: MapIndex, net: int, base: str, top: bool = True) -> dict[str,
                          ("parentHandle", "parent_handle")):
         if doc[name]:
             out[member] = doc[name]
-    out["status"] = doc["status"] or ["active"]
+    if doc["status"]:
+        out["status"] = doc["status"]
     out["cidr0_cidrs"] = [{"v4prefix": _ip(a), "length": plen} for a, plen in cidr_blocks(first, last)]
     out["entities"] = _entities(doc)
     out["events"] = _events(doc)
