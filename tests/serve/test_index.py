@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from serve_support import most_specific, write_results
 
 from whoiscrawl.results.source import ResultSet
+from whoiscrawl.serve import index as index_mod
 from whoiscrawl.serve.index import MapIndex, MapIndexError, build, index_path, load_or_build
 
 
@@ -115,3 +118,19 @@ def test_no_results_no_networks(tmp_path: Path):
     path.write_text("")
     index, _ = load_or_build(path)
     assert len(index) == 0 and index.lookup(np.array([0, 0xFFFFFFFF], np.uint32)).tolist() == [-1, -1]
+
+
+@pytest.mark.parametrize("stride", [2, 4, 64])
+def test_the_two_level_lookup_is_the_flat_one_over_many_segments(tmp_path: Path, monkeypatch, stride: int):
+    monkeypatch.setattr(index_mod, "STRIDE", stride)
+    rng = random.Random(stride)
+    spans = sorted({_span(rng.randrange(0, 1 << 32), rng.randrange(8, 33)) for _ in range(600)})
+    index = build(ResultSet(write_results(tmp_path / "r.jsonl", spans), seekable=True))
+    assert len(index.seg_start) > 10 * stride
+    edges = [a for f, t in spans for a in (f, t, max(f - 1, 0), min(t + 1, 0xFFFFFFFF))]
+    probes = np.array([rng.randrange(0, 1 << 32) for _ in range(3000)] + edges, np.uint32)
+    got = index.lookup(probes)
+    assert np.array_equal(got, index.lookup_flat(probes))
+    for address, net in zip(probes[::7].tolist(), got[::7].tolist(), strict=True):
+        want = most_specific(spans, address)
+        assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")

@@ -35,6 +35,8 @@ FIELDS = (
 )
 LISTS = frozenset({"status", "abuse_emails"})
 NONE = 0  # code 0 of every table stands for a missing value
+STRIDE = 64  # segment starts per block of the lookup's second level (256 bytes: four cache lines)
+LOOKUP_CHUNK = 1 << 18  # addresses looked up at once
 _CHUNK = 1 << 16  # records turned into codes at once (bounds the Python objects alive)
 
 
@@ -102,6 +104,7 @@ class MapIndex:
     built_at: float = 0.0  # when the index was built (Unix seconds)
     observed: str | None = None  # the newest fetched_at of the results: the map's age
     _owners: np.ndarray | None = field(default=None, repr=False)
+    _coarse: np.ndarray | None = field(default=None, repr=False)  # every STRIDE-th segment start
 
     def __len__(self) -> int:
         return len(self.first)
@@ -112,7 +115,34 @@ class MapIndex:
         return sum(a.nbytes for a in arrays) + sum(b.nbytes + o.nbytes for b, o in self.blobs.values())
 
     def lookup(self, addresses: np.ndarray) -> np.ndarray:
-        """The most specific network of each address (uint32 or int64 array), -1 where none holds it."""
+        """The most specific network of each address (uint32 or int64 array), -1 where none holds it.
+
+        Two levels, because one `searchsorted` over millions of segments misses the CPU cache at
+        every step: first over every STRIDE-th segment start (small enough to stay cached), then
+        within that block of STRIDE starts by halving steps (each a gather within 256 bytes)."""
+        addrs = np.asarray(addresses, np.uint32)
+        out = np.empty(len(addrs), np.int32)
+        for at in range(0, len(addrs), LOOKUP_CHUNK):  # temporaries of a chunk stay in cache
+            part = addrs[at : at + LOOKUP_CHUNK]
+            out[at : at + len(part)] = self.seg_net[self._segment(part)]
+        return out
+
+    def _segment(self, addrs: np.ndarray) -> np.ndarray:
+        starts, n = self.seg_start, len(self.seg_start)
+        if self._coarse is None:
+            self._coarse = starts[::STRIDE].copy()
+        lo = (np.searchsorted(self._coarse, addrs, side="right") - 1) * STRIDE
+        step = STRIDE // 2
+        while step:
+            mid = lo + step
+            ahead = starts[np.minimum(mid, n - 1)] <= addrs
+            ahead &= mid < n
+            lo[ahead] = mid[ahead]
+            step //= 2
+        return lo
+
+    def lookup_flat(self, addresses: np.ndarray) -> np.ndarray:
+        """`lookup` by one `searchsorted` over all segment starts (the benchmark's comparison)."""
         addrs = np.asarray(addresses, np.uint32)
         return self.seg_net[np.searchsorted(self.seg_start, addrs, side="right") - 1]
 
