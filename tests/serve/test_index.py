@@ -14,7 +14,7 @@ from serve_support import most_specific, write_results
 
 from whoiscrawl.results.source import ResultSet
 from whoiscrawl.serve import index as index_mod
-from whoiscrawl.serve.index import MapIndex, MapIndexError, build, index_path, load_or_build
+from whoiscrawl.serve.index import FORMAT, MapIndex, MapIndexError, build, index_path, load_or_build, stamp_of
 
 
 # CIDR blocks are nested or disjoint, as a registry's networks are.
@@ -104,7 +104,7 @@ def test_damaged_arrays_that_still_unzip_are_refused(tmp_path: Path):
     path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF)])
     index, _ = load_or_build(path)
     index.seg_net = np.array([5], np.int32)  # points past the networks
-    index.save(index_path(path), np.zeros(3, np.int64))
+    index.save(index_path(path), stamp_of(path))
     try:
         MapIndex.load(index_path(path))
     except MapIndexError as exc:
@@ -134,3 +134,14 @@ def test_the_two_level_lookup_is_the_flat_one_over_many_segments(tmp_path: Path,
     for address, net in zip(probes[::7].tolist(), got[::7].tolist(), strict=True):
         want = most_specific(spans, address)
         assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")
+
+
+def test_an_index_of_another_layout_is_rebuilt_and_says_so(tmp_path: Path):
+    path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF)])
+    index, _ = load_or_build(path)
+    old = stamp_of(path)
+    old[0] = FORMAT - 1  # as an earlier version wrote it
+    index.save(index_path(path), old)
+    again, how = load_or_build(path)
+    assert f"it has layout {FORMAT - 1}, this version reads layout {FORMAT}" in how and len(again) == 1
+    assert load_or_build(path)[1] == "loaded"

@@ -223,12 +223,17 @@ class MapIndex:
         """An index and the stamp of the results it was built from; MapIndexError if unreadable."""
         try:
             with np.load(path, allow_pickle=False) as z:
+                if int(z["stamp"][0]) != FORMAT:
+                    raise MapIndexError(f"it has layout {int(z['stamp'][0])}, this version reads "
+                                        f"layout {FORMAT}")
                 blobs = {n: (z[f"blob_{n}"], z[f"off_{n}"]) for n in FIELDS}
                 codes = {n: z[f"code_{n}"] for n in FIELDS}
                 index = cls(z["first"], z["last"], z["parent"], z["seg_start"], z["seg_net"], codes,
                             blobs, float(z["meta"][0]), str(z["observed"][0]) or None)
                 stamp = z["stamp"]
             index.check()
+        except MapIndexError as exc:
+            raise MapIndexError(f"index {path} is unusable ({exc})") from exc
         except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
             raise MapIndexError(f"index {path} is unreadable ({type(exc).__name__}: {exc})") from exc
         return index, stamp

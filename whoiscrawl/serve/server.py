@@ -229,9 +229,8 @@ async def run(server: MapServer, host: str, port: int, ready: Callable[[int], No
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=True)
     await site.start()
-    sockets = getattr(site._server, "sockets", None) or []
     if ready:
-        ready(sockets[0].getsockname()[1] if sockets else port)
+        ready(runner.addresses[0][1] if runner.addresses else port)
     try:
         await asyncio.Event().wait()
     finally:
