@@ -10,6 +10,7 @@ command -v mvn >/dev/null || need_apt+=(maven)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v mmdblookup >/dev/null || need_apt+=(mmdb-bin)  # libmaxminddb's reader: tests read the MMDB export back with it
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

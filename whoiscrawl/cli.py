@@ -550,9 +550,11 @@ def _register_parts() -> None:
     # Each part registers its own commands.
     from whoiscrawl.operator.cli import app as operator_app
     from whoiscrawl.results.cli import register as register_results
+    from whoiscrawl.serve.cli import register as register_serve
     from whoiscrawl.sim.cli import app as sim_app
 
     register_results(app)
+    register_serve(app)
 
     app.add_typer(sim_app, name="sim")
     app.add_typer(operator_app, name="operator")

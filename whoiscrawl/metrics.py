@@ -29,6 +29,22 @@ IN_FLIGHT = Gauge("whoiscrawl_lookups_in_flight", "Lookups under way")
 SHARDS = Counter("whoiscrawl_shards_completed_total", "Shards this process finished")
 SHARD_ADDRESSES = Counter("whoiscrawl_shard_addresses_done_total", "Addresses of finished shards")
 ACTIVE_SHARDS = Gauge("whoiscrawl_shards_active", "Shards being walked now")
+SERVE_REQUESTS = Counter(
+    "whoiscrawl_serve_requests_total", "Requests the map's server answered, by route and status",
+    ["route", "status"],
+)
+SERVE_SECONDS = Histogram(
+    "whoiscrawl_serve_request_duration_seconds",
+    "Time the map's server took to answer a request",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+SERVE_NETWORKS = Gauge("whoiscrawl_serve_index_networks", "Networks in the index the server answers from")
+SERVE_INDEX_BYTES = Gauge("whoiscrawl_serve_index_bytes", "Bytes of the index's arrays")
+SERVE_MAP_OBSERVED = Gauge(
+    "whoiscrawl_serve_map_observed_timestamp_seconds",
+    "When the newest record of the map was observed (Unix time; the map's age is time() minus this)",
+)
 CONSUMER_LAG = Gauge("whoiscrawl_consumer_lag_messages", "Work messages assigned to this worker not yet done")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,18 @@ def quick_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     log = tmp_path_factory.mktemp("sim") / "requests.jsonl"
     with simulator("quick", TIME_SCALE, log) as sim:
         yield sim
+
+
+@pytest.fixture(scope="session")
+def quick_results(quick_sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The results of one local crawl of `quick` (shared by the result and serving tests)."""
+    from .test_local_crawl import crawl_cmd  # here: that module imports this one
+
+    out = tmp_path_factory.mktemp("results") / "quick.jsonl"
+    done = subprocess.run(crawl_cmd(quick_sim, out), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["complete"]
+    yield out
 
 
 def score(results: Path, log: str | None = None) -> dict:

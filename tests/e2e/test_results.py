@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ from whoiscrawl.sim import scenarios
 
 from .conftest import score
 from .test_local_crawl import crawl_cmd
-
-
-@pytest.fixture(scope="module")
-def quick_results(quick_sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The results of one local crawl of `quick`."""
-    out = tmp_path_factory.mktemp("results") / "quick.jsonl"
-    done = subprocess.run(crawl_cmd(quick_sim, out), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["complete"]
-    yield out
 
 
 def summary_json(path: Path, *extra: str) -> dict:

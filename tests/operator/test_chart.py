@@ -87,3 +87,34 @@ def test_manifests_are_rendered_from_the_chart() -> None:
     typo = subprocess.run([str(helm()), "template", "x", str(CHART), "--set", "imag.tag=1"],
                           capture_output=True, text=True, timeout=60)
     assert typo.returncode != 0 and "imag" in typo.stderr
+
+
+def test_the_maps_server_is_off_by_default_and_renders_valid_when_on() -> None:
+    assert not [d for d in docs() if d["metadata"]["name"].endswith("-serve")]
+    args = [str(helm()), "template", "w", str(CHART), "--namespace", "ns", "--set", "serve.enabled=true",
+            "--set", "serve.crawl=c1", "--set", "serve.kafkaBootstrap=kafka:9092",
+            "--set", "serve.kafkaCredentialsSecret=kafka-creds", "--set", "serve.replicas=3"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+    served = [d for d in yaml.safe_load_all(out) if d and d["metadata"]["name"] == "w-whoiscrawl-serve"]
+    assert sorted(d["kind"] for d in served) == ["Deployment", "Service"]
+    for doc in served:
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    dep = next(d for d in served if d["kind"] == "Deployment")
+    svc = next(d for d in served if d["kind"] == "Service")
+    assert dep["spec"]["replicas"] == 3
+    pod = dep["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["whoiscrawl", "serve"] and container["args"][0] == "topic:c1"
+    assert {"name": "WHOISCRAWL_KAFKA_BOOTSTRAP", "value": "kafka:9092"} in container["env"]
+    assert container["envFrom"] == [{"secretRef": {"name": "kafka-creds"}}]
+    assert {p: container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} \
+        == {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+    # Its own selector: the operator's Service and Deployment never pick its pods, nor it theirs.
+    selector = svc["spec"]["selector"]
+    assert selector == dep["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert selector["app.kubernetes.io/component"] == "serve"
+    assert svc["spec"]["ports"][0]["targetPort"] == "rdap"
+    for upto, named in ((8, "serve.crawl"), (10, "serve.kafkaBootstrap")):  # each required value named
+        missing = subprocess.run(args[:upto], capture_output=True, text=True, timeout=60)
+        assert missing.returncode != 0 and named in missing.stderr

@@ -31,13 +31,14 @@ def synthetic_records(path: Path, n: int, seed: int = 1) -> int:
                 continue
             size = 1 << rng.randrange(3, 9)
             first, address = address, address + size
-            line = _record(first, size, rng.choice(REGISTRIES), rng.choice(_COUNTRIES), i)
+            line = record_line(first, size, rng.choice(REGISTRIES), rng.choice(_COUNTRIES), i)
             fh.write(line)
             recent = [*recent[-99:], line]
     return n
 
 
-def _record(first: int, size: int, registry: str, country: str, i: int) -> str:
+def record_line(first: int, size: int, registry: str, country: str, i: int) -> str:
+    """One synthetic result record (a JSON line) of the block first..first+size-1."""
     start, end = ip_str(first), ip_str(first + size - 1)
     doc = {
         "schema": "whoiscrawl.result/v1", "registry": registry, "handle": f"{start} - {end}",

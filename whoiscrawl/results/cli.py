@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
 def export(
     results: ResultsArg,
     out: Annotated[Path, typer.Option("--out", help="File to write")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet or mmdb")] = "parquet",
     registry: Annotated[list[str] | None, typer.Option(help="Keep only this registry (repeat)")] = None,
     country: Annotated[list[str] | None, typer.Option(help="Keep only this country code (repeat)")] = None,
     within: Annotated[
@@ -80,14 +80,21 @@ def export(
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
 ) -> None:
-    """Write the latest record of every block, in one column schema (docs/results.md), streaming."""
+    """Write the latest record of every block, in one column schema (docs/results.md), streaming;
+    or, with --format mmdb, the map as a MaxMind DB: each address answers its most specific network
+    (docs/serving.md)."""
     from whoiscrawl.results.export import FORMATS, Filters
     from whoiscrawl.results.export import export as write
     from whoiscrawl.results.source import ResultsError, open_results
     from whoiscrawl.space import SpaceError
 
+    if fmt == "mmdb":
+        if registry or country or within:
+            _fail("--registry, --country and --range do not apply to --format mmdb: it holds the whole map")
+        _export_mmdb(results, out, kafka_bootstrap, topic_prefix)
+        return
     if fmt not in FORMATS:
-        _fail(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
+        _fail(f"unknown format {fmt!r}: use {', '.join(FORMATS)} or mmdb")
     try:
         keep = Filters.of(registry or [], country or [], within or [])
         with open_results(results, kafka_bootstrap, topic_prefix) as rs:
@@ -97,6 +104,23 @@ def export(
         _fail(str(exc))
         return
     typer.echo(json.dumps(doc))
+
+
+def _export_mmdb(results: str, out: Path, kafka_bootstrap: str | None, topic_prefix: str) -> None:
+    import time
+
+    from whoiscrawl.serve import mmdb
+    from whoiscrawl.serve.cli import open_index
+
+    index = open_index(results, kafka_bootstrap, topic_prefix)
+    started = time.perf_counter()
+    try:
+        networks = mmdb.write(index, out)
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc}")
+        return
+    typer.echo(json.dumps({"out": str(out), "format": "mmdb", "networks_answering": networks,
+                           "blocks": len(index), "write_s": round(time.perf_counter() - started, 2)}))
 
 
 def bench_export(

@@ -1,0 +1,147 @@
+"""The map's interval index against brute force: most specific network, parents, prefixes, saving."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from serve_support import most_specific, write_results
+
+from whoiscrawl.results.source import ResultSet
+from whoiscrawl.serve import index as index_mod
+from whoiscrawl.serve.index import FORMAT, MapIndex, MapIndexError, build, index_path, load_or_build, stamp_of
+
+
+# CIDR blocks are nested or disjoint, as a registry's networks are.
+def _span(address: int, plen: int) -> tuple[int, int]:
+    size = 1 << (32 - plen)
+    return address - address % size, address - address % size + size - 1
+
+
+cidr = st.builds(_span, st.integers(0, 0xFFFFFFFF), st.integers(0, 32))
+addresses = st.lists(st.integers(0, 0xFFFFFFFF), max_size=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(cidr, min_size=0, max_size=25, unique=True), addresses)
+def test_lookup_is_the_smallest_network_holding_the_address(tmp_path_factory, spans, extra):
+    path = write_results(tmp_path_factory.mktemp("idx") / "r.jsonl", spans)
+    index = build(ResultSet(path, seekable=True))
+    probes = set(extra) | {0, 0xFFFFFFFF}
+    for first, last in spans:  # each network's edges and the addresses just outside them
+        probes |= {first, last, max(first - 1, 0), min(last + 1, 0xFFFFFFFF)}
+    addrs = np.array(sorted(probes), np.uint32)
+    got = index.lookup(addrs)
+    for address, net in zip(addrs.tolist(), got.tolist(), strict=True):
+        want = most_specific(spans, address)
+        assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(cidr, min_size=1, max_size=25, unique=True))
+def test_parents_and_prefix_queries_follow_the_nesting(tmp_path_factory, spans):
+    path = write_results(tmp_path_factory.mktemp("idx") / "r.jsonl", spans)
+    index = build(ResultSet(path, seekable=True))
+    by_handle = {f"NET-{n}": s for n, s in enumerate(spans)}
+    for net in range(len(index)):
+        first, last = int(index.first[net]), int(index.last[net])
+        want_parents = sorted((s for s in spans if s[0] <= first and last <= s[1] and s != (first, last)),
+                              key=lambda s: s[1] - s[0])
+        assert [by_handle[str(index.value(p, "handle"))] for p in index.parents(net)] == want_parents
+        inside = {by_handle[str(index.value(i, "handle"))] for i in index.inside(first, last).tolist()}
+        assert inside == {s for s in spans if first <= s[0] and s[1] <= last}
+        assert index.exact(first, last) == net
+        assert index.containing(first, last) == net
+
+
+def test_a_network_overlapping_its_parents_end_is_clipped_to_it(tmp_path: Path):
+    # 10.0.0.0-10.0.0.255 and 10.0.0.128-10.0.1.127: registries keep a few such overlaps
+    spans = [(0x0A000000, 0x0A0000FF), (0x0A000080, 0x0A00017F)]
+    index = build(ResultSet(write_results(tmp_path / "r.jsonl", spans), seekable=True))
+    nets = index.lookup(np.array([0x0A00007F, 0x0A000080, 0x0A0000FF, 0x0A000100], np.uint32)).tolist()
+    handles = [index.value(n, "handle") if n >= 0 else None for n in nets]
+    assert handles == ["NET-0", "NET-1", "NET-1", None]
+    assert index.parents(1) == [0]
+
+
+def test_record_answers_the_fields_and_the_latest_record_wins(tmp_path: Path):
+    path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF), (0x0A010000, 0x0A0100FF)])
+    with path.open("a") as fh:  # a later record of NET-1's block, holder changed
+        fh.write(path.read_text().splitlines()[1].replace("Holder 1", "Holder Later") + "\n")
+    index = build(ResultSet(path, seekable=True))
+    doc = index.record(int(index.lookup(np.array([0x0A010001], np.uint32))[0]))
+    assert doc["holder"] == "Holder Later" and doc["handle"] == "NET-1"
+    assert doc["parents"] == ["NET-0"] and doc["parent_handle"] == "NET-0"
+    assert doc["start_address"] == "10.1.0.0" and doc["end_address"] == "10.1.0.255"
+    assert doc["abuse_emails"] == ["abuse@holder1.example"] and doc["status"] == ["active"]
+    assert doc["country"] == "US" and doc["registry"] == "arin"
+    assert index.observed == "2026-12-01T00:00:01+00:00"
+
+
+def test_the_saved_index_is_reused_rebuilt_when_the_results_change_and_after_damage(tmp_path: Path, capsys):
+    path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF)])
+    _, how = load_or_build(path)
+    assert how == "built" and index_path(path).is_file()
+    again, how = load_or_build(path)
+    assert how == "loaded" and len(again) == 1 and again.record(0)["handle"] == "NET-0"
+    write_results(path, [(0x0A000000, 0x0AFFFFFF), (0x0B000000, 0x0BFFFFFF)])
+    os.utime(path, ns=(1, 1))  # even with an old mtime, the size differs
+    changed, how = load_or_build(path)
+    assert how.startswith("rebuilt") and len(changed) == 2
+    index_path(path).write_bytes(index_path(path).read_bytes()[:200])  # cut short
+    with_damage, how = load_or_build(path)
+    assert "unreadable" in how and len(with_damage) == 2
+    assert "unreadable" in capsys.readouterr().err
+    assert load_or_build(path)[1] == "loaded"  # the rebuilt index was saved
+
+
+def test_damaged_arrays_that_still_unzip_are_refused(tmp_path: Path):
+    path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF)])
+    index, _ = load_or_build(path)
+    index.seg_net = np.array([5], np.int32)  # points past the networks
+    index.save(index_path(path), stamp_of(path))
+    try:
+        MapIndex.load(index_path(path))
+    except MapIndexError as exc:
+        assert "inconsistent" in str(exc)
+    else:
+        raise AssertionError("a damaged index loaded")
+
+
+def test_no_results_no_networks(tmp_path: Path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("")
+    index, _ = load_or_build(path)
+    assert len(index) == 0 and index.lookup(np.array([0, 0xFFFFFFFF], np.uint32)).tolist() == [-1, -1]
+
+
+@pytest.mark.parametrize("stride", [2, 4, 64])
+def test_the_two_level_lookup_is_the_flat_one_over_many_segments(tmp_path: Path, monkeypatch, stride: int):
+    monkeypatch.setattr(index_mod, "STRIDE", stride)
+    rng = random.Random(stride)
+    spans = sorted({_span(rng.randrange(0, 1 << 32), rng.randrange(8, 33)) for _ in range(600)})
+    index = build(ResultSet(write_results(tmp_path / "r.jsonl", spans), seekable=True))
+    assert len(index.seg_start) > 10 * stride
+    edges = [a for f, t in spans for a in (f, t, max(f - 1, 0), min(t + 1, 0xFFFFFFFF))]
+    probes = np.array([rng.randrange(0, 1 << 32) for _ in range(3000)] + edges, np.uint32)
+    got = index.lookup(probes)
+    assert np.array_equal(got, index.lookup_flat(probes))
+    for address, net in zip(probes[::7].tolist(), got[::7].tolist(), strict=True):
+        want = most_specific(spans, address)
+        assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")
+
+
+def test_an_index_of_another_layout_is_rebuilt_and_says_so(tmp_path: Path):
+    path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF)])
+    index, _ = load_or_build(path)
+    old = stamp_of(path)
+    old[0] = FORMAT - 1  # as an earlier version wrote it
+    index.save(index_path(path), old)
+    again, how = load_or_build(path)
+    assert f"it has layout {FORMAT - 1}, this version reads layout {FORMAT}" in how and len(again) == 1
+    assert load_or_build(path)[1] == "loaded"

@@ -1,0 +1,99 @@
+"""`export --format mmdb`: read back by maxminddb and libmaxminddb's mmdblookup, as `lookup` answers."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import maxminddb
+import pytest
+from serve_support import write_results
+from typer.testing import CliRunner
+
+from whoiscrawl.cli import app
+from whoiscrawl.results.source import ip_str
+from whoiscrawl.serve.mmdb import MmdbError, open_reader
+
+
+def nested_spans(rng: random.Random, n: int) -> list[tuple[int, int]]:
+    """n distinct CIDR blocks under 10.0.0.0/8 and 193.0.0.0/8 (nested or disjoint, as networks are)."""
+    spans: set[tuple[int, int]] = set()
+    while len(spans) < n:
+        plen = rng.randrange(8, 31)
+        size = 1 << (32 - plen)
+        base = rng.choice([0x0A000000, 0xC1000000]) + rng.randrange(0, 1 << 24)
+        spans.add((base - base % size, base - base % size + size - 1))
+    return sorted(spans)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    rng = random.Random(23)
+    spans = nested_spans(rng, 300)
+    where = tmp_path_factory.mktemp("mmdb")
+    results = write_results(where / "r.jsonl", spans)
+    out = where / "map.mmdb"
+    result = CliRunner().invoke(app, ["export", str(results), "--format", "mmdb", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    addrs = {ip_str(a) for f, t in spans for a in (f, t, max(f - 1, 0), min(t + 1, 0xFFFFFFFF))}
+    addrs |= {ip_str(rng.randrange(0, 1 << 32)) for _ in range(100)}  # mostly in no network
+    return results, out, sorted(addrs)
+
+
+def lookups(results: Path, addrs: list[str]) -> dict[str, dict]:
+    result = CliRunner().invoke(app, ["lookup", str(results), "--json", *addrs])
+    assert result.exit_code == 0, result.output
+    return {d["address"]: d for d in map(json.loads, result.stdout.splitlines())}
+
+
+def test_maxminddb_reads_every_answer_lookup_gives(exported):
+    results, out, addrs = exported
+    want = lookups(results, addrs)
+    with maxminddb.open_database(str(out)) as reader:
+        assert reader.metadata().database_type == "whoiscrawl-IPv4-Holders"
+        for address in addrs:
+            got = reader.get(address)
+            doc = want[address]
+            if not doc["found"]:
+                assert got is None, address
+                continue
+            assert isinstance(got, dict)
+            assert (got["handle"], got["holder"]) == (doc["handle"], doc["holder"])
+            assert got["network"] == doc["network"]
+            assert got["registry"] == doc["registry"] and got["abuse_emails"] == doc["abuse_emails"]
+            assert got.get("country") == doc["country"] and got["observed"] == doc["fetched_at"]
+            assert got.get("parent_handle") == doc["parent_handle"] and got["status"] == doc["status"]
+
+
+def test_libmaxminddb_mmdblookup_reads_the_same(exported):
+    mmdblookup = shutil.which("mmdblookup")
+    assert mmdblookup, "mmdblookup is missing: scripts/setup.sh installs Debian's mmdb-bin"
+    results, out, addrs = exported
+    sample = random.Random(1).sample(addrs, 40)
+    want = lookups(results, sample)
+    for address in sample:
+        done = subprocess.run([mmdblookup, "--file", str(out), "--ip", address, "handle"],
+                              capture_output=True, text=True, timeout=10)
+        if want[address]["found"]:
+            assert re.findall(r'"([^"]*)" <utf8_string>', done.stdout) == [want[address]["handle"]], address
+        else:
+            assert "Could not find an entry" in done.stderr + done.stdout, address
+
+
+def test_a_damaged_mmdb_is_refused_with_its_name(tmp_path: Path, exported):
+    _, out, _ = exported
+    bad = tmp_path / "bad.mmdb"
+    bad.write_bytes(out.read_bytes()[:-200])  # the metadata section is at the end
+    with pytest.raises(MmdbError, match=r"bad\.mmdb is not a readable MaxMind DB"):
+        open_reader(bad)
+
+
+def test_filters_do_not_apply_to_the_whole_map(exported, tmp_path: Path):
+    results, _, _ = exported
+    result = CliRunner().invoke(app, ["export", str(results), "--format", "mmdb", "--out",
+                                      str(tmp_path / "x.mmdb"), "--country", "NL"])
+    assert result.exit_code == 2 and "do not apply" in result.output

@@ -1,0 +1,189 @@
+"""`whoiscrawl bench-serve`: the index, lookups, the RDAP server and the MMDB measured, with baselines."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import ipaddress
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from whoiscrawl.results.benchmark import record_line
+from whoiscrawl.results.source import ip_str
+from whoiscrawl.serve import mmdb
+from whoiscrawl.serve.index import MapIndex, index_path, load_or_build
+
+_REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
+_COUNTRIES = ("US", "DE", "NL", "CN", "JP", "BR", "ZA")
+
+
+def nested_records(path: Path, n: int, seed: int = 1) -> int:
+    """n result records nested as registries nest them: a /20 allocation, /24 assignments inside it
+    (with gaps), and /28s inside some of those; in address order from 1.0.0.0."""
+    rng = random.Random(seed)
+    address, written = 1 << 24, 0
+    with path.open("w", encoding="utf-8") as fh:
+        while written < n:
+            registry, country = rng.choice(_REGISTRIES), rng.choice(_COUNTRIES)
+            fh.write(record_line(address, 4096, registry, country, written))
+            written += 1
+            for child in range(16):
+                if written >= n or rng.random() < 0.3:  # a gap: the allocation answers there
+                    continue
+                first = address + child * 256
+                fh.write(record_line(first, 256, registry, country, written))
+                written += 1
+                for sub in range(rng.choice((0, 0, 0, 2, 4))):
+                    if written < n:
+                        fh.write(record_line(first + sub * 32, 16, registry, country, written))
+                        written += 1
+            address += 4096
+    return written
+
+
+def lookup_figures(index: MapIndex, addresses: int, baseline: int, seed: int = 2) -> dict[str, Any]:
+    """Batch lookups/s through the index (numpy), beside plain `ipaddress` + `bisect` on the same
+    segments (a smaller sample: it is slow), from text and from integers."""
+    rng = np.random.default_rng(seed)
+    lo, hi = int(index.first.min()), int(index.last.max()) + 1
+    addrs = rng.integers(lo, hi, addresses, dtype=np.uint32)
+    started = time.perf_counter()
+    found = index.lookup(addrs)
+    numpy_s = time.perf_counter() - started
+    started = time.perf_counter()
+    flat = index.lookup_flat(addrs)
+    flat_s = time.perf_counter() - started
+    assert np.array_equal(found, flat), "the two-level and the flat lookup disagree"
+    sample = addrs[:baseline].tolist()
+    texts = [ip_str(a) for a in sample]
+    starts, nets = index.seg_start.tolist(), index.seg_net.tolist()
+    started = time.perf_counter()
+    plain = [nets[bisect.bisect_right(starts, int(ipaddress.IPv4Address(t))) - 1] for t in texts]
+    text_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ints = [nets[bisect.bisect_right(starts, a) - 1] for a in sample]
+    int_s = time.perf_counter() - started
+    assert plain == ints == found[:baseline].tolist(), "the baseline and the index disagree"
+    return {"lookups": addresses, "lookups_per_s": round(addresses / numpy_s),
+            "flat_searchsorted_lookups_per_s": round(addresses / flat_s),
+            "found_share": round(float((found >= 0).mean()), 4),
+            "baseline_lookups": baseline,
+            "baseline_ipaddress_bisect_per_s": round(baseline / text_s),
+            "baseline_bisect_int_per_s": round(baseline / int_s)}
+
+
+async def _client(host: str, port: int, paths: list[str], deadline: float, out: list[float],
+                  statuses: dict[int, int]) -> None:
+    """One keep-alive connection sending its paths one after another (a plain HTTP/1.1 client: the
+    load generator must cost less CPU than the server it measures, and aiohttp's client does not)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for path in paths:
+            if time.perf_counter() > deadline:
+                return
+            started = time.perf_counter()
+            writer.write(f"GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            out.append(time.perf_counter() - started)
+            status = int(head[9:12])
+            statuses[status] = statuses.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def _load(host: str, port: int, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+    """GET the paths (bounded by count and time) over `concurrency` connections; per-request latency."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(*(_client(host, port, paths[i::concurrency], deadline, latencies, statuses)
+                           for i in range(concurrency)))
+    wall = time.perf_counter() - started
+    ms = np.array(latencies) * 1000
+    return {"rdap_requests": len(latencies), "rdap_requests_per_s": round(len(latencies) / wall),
+            "rdap_p50_ms": round(float(np.percentile(ms, 50)), 2),
+            "rdap_p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "rdap_statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "rdap_concurrency": concurrency}
+
+
+def server_figures(results: Path, index: MapIndex, requests: int, seconds: float,
+                   concurrency: int) -> dict[str, Any]:
+    """`whoiscrawl serve` in its own process, loaded from 127.0.0.1 with /ip/<address> queries."""
+    cmd = [sys.executable, "-m", "whoiscrawl", "serve", str(results), "--port", "0", "--reload-every", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError("whoiscrawl serve did not start")
+        url = urlsplit(json.loads(line)["url"])
+        rng = np.random.default_rng(3)
+        picks = rng.integers(0, len(index), requests)
+        paths = [f"ip/{ip_str(int(index.first[i]) + 1)}" for i in picks.tolist()]
+        return asyncio.run(_load(url.hostname or "127.0.0.1", url.port or 80, paths, concurrency, seconds))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]:
+    out = workdir / "map.mmdb"
+    started = time.perf_counter()
+    written = mmdb.write(index, out)
+    write_s = time.perf_counter() - started
+    addrs = [ip_str(a) for a in np.random.default_rng(4).integers(
+        int(index.first.min()), int(index.last.max()) + 1, lookups, dtype=np.uint32).tolist()]
+    with mmdb.open_reader(out) as reader:
+        started = time.perf_counter()
+        for a in addrs:
+            reader.get(a)
+        get_s = time.perf_counter() - started
+    return {"mmdb_networks": written, "mmdb_write_s": round(write_s, 1),
+            "mmdb_mb": round(out.stat().st_size / 2**20, 1),
+            "maxminddb_lookups_per_s": round(lookups / get_s)}
+
+
+def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """All the figures, one JSON object. `options`: lookups, baseline, requests, seconds,
+    concurrency, mmdb_lookups (0: no MMDB written)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = workdir / f"nested-{networks}.jsonl"
+    started = time.perf_counter()
+    if not results.exists():
+        nested_records(results, networks)
+    generate_s = time.perf_counter() - started
+    index_path(results).unlink(missing_ok=True)
+    started = time.perf_counter()
+    index, _ = load_or_build(results)
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    load_or_build(results)
+    load_s = time.perf_counter() - started
+    doc: dict[str, Any] = {
+        "benchmark": "serve", "networks": len(index), "generate_s": round(generate_s, 1),
+        "index_build_s": round(build_s, 1), "index_load_s": round(load_s, 2),
+        "index_bytes_per_network": round(index.nbytes / len(index), 1),
+        "index_file_bytes_per_network": round(index_path(results).stat().st_size / len(index), 1),
+        "segments": len(index.seg_start),
+    }
+    doc |= lookup_figures(index, options["lookups"], options["baseline"])
+    if options["requests"]:
+        doc |= server_figures(results, index, options["requests"], options["seconds"], options["concurrency"])
+    if options["mmdb_lookups"]:
+        doc |= mmdb_figures(index, workdir, options["mmdb_lookups"])
+    doc["targets"] = {"lookups_per_s": 5_000_000, "index_build_s_for_5M": 60,
+                      "index_bytes_per_network": 200, "rdap_requests_per_s": 10_000, "rdap_p99_ms": 10,
+                      "maxminddb_lookups_per_s": 200_000}
+    return doc

@@ -1,0 +1,345 @@
+"""The map's interval index: most specific network of an address, its parents, the networks in a prefix.
+
+Networks are kept in hierarchy order (first address, then the larger first), with a parent pointer
+each. Nested networks are flattened into non-overlapping segments, each pointing at the most
+specific network holding it (or at none: a gap), so a lookup is one `numpy.searchsorted` over the
+segments' first addresses, vectorised for a batch. The fields a lookup answers are stored as codes
+into string tables (a holder or a country is kept once however many networks share it). The whole
+index is saved beside its results as one .npz, stamped with the results' size and modification time,
+so the next command loads it instead of reading the results again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from whoiscrawl.results.source import ResultSet, block_key, ip_str
+from whoiscrawl.results.summary import holder_of
+
+FORMAT = 2  # bump when the saved layout changes: an index of another format is rebuilt
+# The record fields a lookup answers, each stored as a code into its own string table. Lists are
+# joined with "\n" (no e-mail, status word or handle holds one).
+FIELDS = (
+    "registry", "handle", "name", "holder", "registrant", "country", "country_source", "type", "status",
+    "parent_handle", "abuse_emails", "registration_date", "last_changed", "source", "fetched_at", "crawl",
+)
+LISTS = frozenset({"status", "abuse_emails"})
+NONE = 0  # code 0 of every table stands for a missing value
+STRIDE = 64  # segment starts per block of the lookup's second level (256 bytes: four cache lines)
+LOOKUP_CHUNK = 1 << 18  # addresses looked up at once
+_CHUNK = 1 << 16  # records turned into codes at once (bounds the Python objects alive)
+
+
+class MapIndexError(ValueError):
+    """An index that cannot be built or read; the text says which file and why."""
+
+
+def index_path(results: Path) -> Path:
+    """Where a results file's index lives: beside it."""
+    return results.with_name(results.name + ".index.npz")
+
+
+def stamp_of(results: Path) -> np.ndarray:
+    """What an index remembers of its results: the layout's format, the file's size and mtime."""
+    st = results.stat()
+    return np.array([FORMAT, st.st_size, st.st_mtime_ns], np.int64)
+
+
+@dataclass
+class Table:
+    """Interned strings: a value's code is its position; code 0 is None."""
+
+    codes: dict[str, int] = field(default_factory=dict)
+
+    def code_all(self, values: Iterable[Any]) -> list[int]:
+        """The codes of values (None, "" and [] are NONE; a list is its items joined)."""
+        codes, out = self.codes, []
+        for value in values:
+            if value is None or value == "" or value == []:
+                out.append(NONE)
+                continue
+            text = value if type(value) is str else (
+                "\n".join(map(str, value)) if isinstance(value, list) else str(value))
+            code = codes.get(text)
+            if code is None:
+                code = codes[text] = len(codes) + 1
+            out.append(code)
+        return out
+
+    def pack(self) -> tuple[np.ndarray, np.ndarray]:
+        """The strings as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is code c)."""
+        raw = [b""] + [s.encode() for s in self.codes]
+        sizes = np.array([len(r) for r in raw], np.int64)
+        offsets = np.zeros(len(raw) + 1, np.uint32 if sizes.sum() < 1 << 32 else np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return np.frombuffer(b"".join(raw), np.uint8), offsets
+
+    def dtype(self) -> type[np.unsignedinteger[Any]]:
+        """The narrowest unsigned type holding every code (a registry fits a byte, a handle not)."""
+        n = len(self.codes) + 1
+        return np.uint8 if n < 1 << 8 else np.uint16 if n < 1 << 16 else np.uint32
+
+
+@dataclass
+class MapIndex:
+    """Networks in hierarchy order, their parents, the flat segments, and the answer fields."""
+
+    first: np.ndarray  # uint32, hierarchy order
+    last: np.ndarray  # uint32
+    parent: np.ndarray  # int32, -1 for a top-level network
+    seg_start: np.ndarray  # uint32, sorted, seg_start[0] == 0
+    seg_net: np.ndarray  # int32: the most specific network of each segment, -1 for none
+    codes: dict[str, np.ndarray]  # field -> each network's code (uint8, uint16 or uint32)
+    blobs: dict[str, tuple[np.ndarray, np.ndarray]]  # field -> (UTF-8 blob, offsets)
+    built_at: float = 0.0  # when the index was built (Unix seconds)
+    observed: str | None = None  # the newest fetched_at of the results: the map's age
+    _owners: np.ndarray | None = field(default=None, repr=False)
+    _coarse: np.ndarray | None = field(default=None, repr=False)  # every STRIDE-th segment start
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [self.first, self.last, self.parent, self.seg_start, self.seg_net, *self.codes.values()]
+        return sum(a.nbytes for a in arrays) + sum(b.nbytes + o.nbytes for b, o in self.blobs.values())
+
+    def lookup(self, addresses: np.ndarray) -> np.ndarray:
+        """The most specific network of each address (uint32 or int64 array), -1 where none holds it.
+
+        Two levels, because one `searchsorted` over millions of segments misses the CPU cache at
+        every step: first over every STRIDE-th segment start (small enough to stay cached), then
+        within that block of STRIDE starts by halving steps (each a gather within 256 bytes)."""
+        addrs = np.asarray(addresses, np.uint32)
+        out = np.empty(len(addrs), np.int32)
+        for at in range(0, len(addrs), LOOKUP_CHUNK):  # temporaries of a chunk stay in cache
+            part = addrs[at : at + LOOKUP_CHUNK]
+            out[at : at + len(part)] = self.seg_net[self._segment(part)]
+        return out
+
+    def _segment(self, addrs: np.ndarray) -> np.ndarray:
+        starts, n = self.seg_start, len(self.seg_start)
+        if self._coarse is None:
+            self._coarse = starts[::STRIDE].copy()
+        lo = (np.searchsorted(self._coarse, addrs, side="right") - 1) * STRIDE
+        step = STRIDE // 2
+        while step:
+            mid = lo + step
+            ahead = starts[np.minimum(mid, n - 1)] <= addrs
+            ahead &= mid < n
+            lo[ahead] = mid[ahead]
+            step //= 2
+        return lo
+
+    def lookup_flat(self, addresses: np.ndarray) -> np.ndarray:
+        """`lookup` by one `searchsorted` over all segment starts (the benchmark's comparison)."""
+        addrs = np.asarray(addresses, np.uint32)
+        return self.seg_net[np.searchsorted(self.seg_start, addrs, side="right") - 1]
+
+    def owners(self) -> np.ndarray:
+        """Which networks are the most specific network of some address (own a segment)."""
+        if self._owners is None:
+            owners = np.zeros(len(self), bool)
+            owners[self.seg_net[self.seg_net >= 0]] = True
+            self._owners = owners
+        return self._owners
+
+    def parents(self, net: int) -> list[int]:
+        """The chain of enclosing networks, nearest first."""
+        out: list[int] = []
+        p = int(self.parent[net])
+        while p >= 0:
+            out.append(p)
+            p = int(self.parent[p])
+        return out
+
+    def containing(self, first: int, last: int) -> int:
+        """The most specific network holding all of first..last, or -1."""
+        net = int(self.lookup(np.array([first], np.uint32))[0])
+        while net >= 0 and int(self.last[net]) < last:
+            net = int(self.parent[net])
+        return net
+
+    def exact(self, first: int, last: int) -> int:
+        """The network spanning exactly first..last, or -1."""
+        net = self.containing(first, last)
+        if net >= 0 and int(self.first[net]) == first and int(self.last[net]) == last:
+            return net
+        return -1
+
+    def inside(self, first: int, last: int) -> np.ndarray:
+        """The networks within first..last (the range's own network included), hierarchy order."""
+        lo = int(np.searchsorted(self.first, first, side="left"))
+        hi = int(np.searchsorted(self.first, last, side="right"))
+        candidates = np.arange(lo, hi)
+        return candidates[self.last[lo:hi] <= last]
+
+    def value(self, net: int, name: str) -> str | list[str] | None:
+        code = int(self.codes[name][net])
+        if code == NONE:
+            return [] if name in LISTS else None
+        blob, offsets = self.blobs[name]
+        text = blob[offsets[code] : offsets[code + 1]].tobytes().decode()
+        return text.split("\n") if name in LISTS else text
+
+    def record(self, net: int) -> dict[str, Any]:
+        """A network's fields, its range and its parents' handles (nearest first)."""
+        doc: dict[str, Any] = {name: self.value(net, name) for name in FIELDS}
+        doc["start_address"], doc["end_address"] = ip_str(self.first[net]), ip_str(self.last[net])
+        doc["parents"] = [self.value(p, "handle") for p in self.parents(net)]
+        if doc["parent_handle"] is None and doc["parents"]:
+            doc["parent_handle"] = doc["parents"][0]
+        return doc
+
+    def save(self, path: Path, stamp: np.ndarray) -> None:
+        """Write atomically (a temporary file renamed), so a reader never sees half an index."""
+        arrays = {"stamp": stamp, "first": self.first, "last": self.last, "parent": self.parent,
+                  "seg_start": self.seg_start, "seg_net": self.seg_net,
+                  "meta": np.array([self.built_at]), "observed": np.array([self.observed or ""])}
+        for name, (blob, offsets) in self.blobs.items():
+            arrays[f"blob_{name}"], arrays[f"off_{name}"] = blob, offsets
+            arrays[f"code_{name}"] = self.codes[name]
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[MapIndex, np.ndarray]:
+        """An index and the stamp of the results it was built from; MapIndexError if unreadable."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["stamp"][0]) != FORMAT:
+                    raise MapIndexError(f"it has layout {int(z['stamp'][0])}, this version reads "
+                                        f"layout {FORMAT}")
+                blobs = {n: (z[f"blob_{n}"], z[f"off_{n}"]) for n in FIELDS}
+                codes = {n: z[f"code_{n}"] for n in FIELDS}
+                index = cls(z["first"], z["last"], z["parent"], z["seg_start"], z["seg_net"], codes,
+                            blobs, float(z["meta"][0]), str(z["observed"][0]) or None)
+                stamp = z["stamp"]
+            index.check()
+        except MapIndexError as exc:
+            raise MapIndexError(f"index {path} is unusable ({exc})") from exc
+        except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as exc:
+            raise MapIndexError(f"index {path} is unreadable ({type(exc).__name__}: {exc})") from exc
+        return index, stamp
+
+    def check(self) -> None:
+        """Consistent shapes and pointers (a damaged file that still unzips fails here, not later)."""
+        n = len(self.first)
+        ok = (len(self.last) == n == len(self.parent) and len(self.seg_start) == len(self.seg_net) > 0
+              and all(len(self.codes[name]) == n for name in FIELDS)
+              and int(self.seg_start[0]) == 0 and (n == 0 or int(self.seg_net.max()) < n)
+              and (n == 0 or int(self.parent.max()) < n))
+        for name, (blob, offsets) in self.blobs.items():
+            ok = ok and len(offsets) > 0 and int(offsets[-1]) == len(blob)
+            ok = ok and (n == 0 or int(self.codes[name].max()) < len(offsets) - 1)
+        if not ok:
+            raise MapIndexError("index arrays are inconsistent (a damaged file)")
+
+
+def flatten(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parents and non-overlapping segments of networks in hierarchy order. A network overlapping
+    its parent's end (real registries keep a few) is clipped to the parent."""
+    parent = np.full(len(first), -1, np.int32)
+    starts: list[int] = []
+    nets: list[int] = []
+    stack: list[tuple[int, int]] = []  # (last address, network), innermost on top
+    cursor = 0  # the first address no segment covers yet
+
+    def close_until(address: int) -> None:
+        nonlocal cursor
+        while stack and stack[-1][0] < address:
+            top_last, top = stack.pop()
+            if cursor <= top_last:
+                starts.append(cursor)
+                nets.append(top)
+                cursor = top_last + 1
+
+    for i, (f, t) in enumerate(zip(first.tolist(), last.tolist(), strict=True)):
+        close_until(f)
+        if cursor < f:
+            starts.append(cursor)
+            nets.append(stack[-1][1] if stack else -1)
+        if stack:
+            parent[i] = stack[-1][1]
+            t = min(t, stack[-1][0])
+        cursor = f
+        stack.append((t, i))
+    close_until(1 << 32)
+    if cursor <= 0xFFFFFFFF:
+        starts.append(cursor)
+        nets.append(-1)
+    return parent, np.array(starts, np.uint32), np.array(nets, np.int32)
+
+
+def build(results: ResultSet) -> MapIndex:
+    """The index of a result set opened with seekable=True (one sequential read of its winners)."""
+    if not results.seekable:
+        raise MapIndexError("the index needs a ResultSet opened with seekable=True")
+    first, last = (a.astype(np.uint32) for a in results.spans())
+    parent, seg_start, seg_net = flatten(first, last)
+    columns = {name: np.zeros(len(first), np.uint32) for name in FIELDS}
+    tables = {name: Table() for name in FIELDS}
+    observed = ""
+    for docs in _chunks(results.latest(), _CHUNK):
+        keys = np.array([block_key(d["_first"], d["_last"]) for d in docs], np.uint64)
+        rows = np.searchsorted(results.keys, keys)
+        for name in FIELDS:
+            values = map(holder_of, docs) if name == "holder" else (d.get(name) for d in docs)
+            columns[name][rows] = tables[name].code_all(values)
+        observed = max([observed, *(str(d.get("fetched_at") or "") for d in docs)])
+    blobs = {name: table.pack() for name, table in tables.items()}
+    codes = {name: columns[name].astype(tables[name].dtype()) for name in FIELDS}
+    return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(), observed or None)
+
+
+def _chunks(docs: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:
+    """The index of a results file: the saved one if its stamp matches the file, else built (and
+    saved beside it). Returns the index and how it was had: loaded, built, or rebuilt (with why)."""
+    saved = index_path(path)
+    if not path.is_file():
+        raise MapIndexError(f"{path} is not a results file")
+    stamp = stamp_of(path)
+    how = "built"
+    if saved.is_file():
+        try:
+            index, old = MapIndex.load(saved)
+            if np.array_equal(old, stamp):
+                return index, "loaded"
+            how = "rebuilt: the results changed"
+        except MapIndexError as exc:
+            how = f"rebuilt: {exc}"
+            print(f"note: {exc}; rebuilding it", file=sys.stderr)
+    index = build(ResultSet(path, seekable=True))
+    if save:
+        try:
+            index.save(saved, stamp)
+        except OSError as exc:  # a read-only folder: answer anyway, from memory
+            print(f"note: could not save the index beside the results ({exc})", file=sys.stderr)
+    return index, how

@@ -1,0 +1,237 @@
+"""`whoiscrawl serve`: the map as an RDAP server (aiohttp), with a batch endpoint, probes and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from whoiscrawl import metrics, rirs
+from whoiscrawl.results.source import ResultsError, open_results
+from whoiscrawl.serve import rdap
+from whoiscrawl.serve.index import MapIndex, MapIndexError, build, load_or_build, stamp_of
+from whoiscrawl.serve.lookup import BATCH, answers
+
+log = logging.getLogger(__name__)
+RDAP_TYPE = "application/rdap+json"
+CACHED_NETWORKS = 1 << 16  # rendered network objects kept (a few KB each)
+Reloader = Callable[[], "MapIndex | None"]  # a new index, or None while the results are unchanged
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(), status=status,
+                        content_type=RDAP_TYPE)
+
+
+def _error(status: int, title: str, description: str) -> web.Response:
+    return _json(rdap.error(status, title, description), status)
+
+
+class MapServer:
+    """The index behind RDAP routes at `/` and under each registry's base (`/<registry>/`, what the
+    bootstrap document names). Every `reload_s` seconds `reload` (in a thread) may hand over a new
+    index (`file_reloader`, `topic_reloader`), which is answered from then on."""
+
+    def __init__(self, index: MapIndex, reload: Reloader | None = None, reload_s: float = 0.0) -> None:
+        self.reload, self.reload_s = reload, reload_s
+        self._reloader: asyncio.Task[None] | None = None
+        self._use(index)
+
+    def _use(self, index: MapIndex) -> None:
+        """Answer from `index` from now on. Rendered networks are kept (an object is the same bytes
+        every time it is asked for, and rendering costs more than the rest of a request)."""
+        self.index = index
+
+        @functools.lru_cache(maxsize=CACHED_NETWORKS)
+        def rendered(net: int, base: str) -> bytes:
+            return json.dumps(rdap.network(index, net, base), separators=(",", ":")).encode()
+
+        self._rendered = rendered
+        self._publish_gauges()
+
+    def _publish_gauges(self) -> None:
+        metrics.SERVE_NETWORKS.set(len(self.index))
+        metrics.SERVE_INDEX_BYTES.set(self.index.nbytes)
+        observed = self.index.observed
+        try:
+            metrics.SERVE_MAP_OBSERVED.set(datetime.fromisoformat(observed).timestamp() if observed else 0)
+        except ValueError:
+            metrics.SERVE_MAP_OBSERVED.set(0)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._measured])
+        for prefix in ["/", *(f"/{r}/" for r in rirs.REGISTRIES)]:
+            app.router.add_get(prefix + "ip/{key}", self.ip)
+            app.router.add_get(prefix + "ip/{key}/{plen}", self.ip)
+            app.router.add_get(prefix + "ips/rirSearch1/{rel}/{key:.+}", self.relation)
+            app.router.add_get(prefix + "help", self.help)
+        app.router.add_post("/batch", self.batch)
+        app.router.add_get("/bootstrap/ipv4.json", self.bootstrap)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.healthz)
+        app.on_startup.append(self._start_reloader)
+        app.on_cleanup.append(self._stop_reloader)
+        return app
+
+    @web.middleware
+    async def _measured(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every answer counted and timed; every failure an RDAP error object, the server serving on."""
+        started = time.perf_counter()
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        try:
+            response = await handler(request)
+        except rdap.QueryError as exc:
+            response = _error(exc.status, exc.title, exc.description)
+        except web.HTTPException as exc:  # no such route, wrong method: still an RDAP error object
+            response = _error(exc.status, exc.reason, f"{request.method} {request.path}: {exc.reason}")
+        except Exception as exc:  # a bug must not take the server down: log it, answer 500
+            log.exception("answering %s failed", request.path)
+            response = _error(500, "Internal Server Error", f"{type(exc).__name__} while answering")
+        metrics.SERVE_REQUESTS.labels(route, str(response.status)).inc()
+        metrics.SERVE_SECONDS.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    def _base(self, request: web.Request) -> str:
+        """This answer's base URL: the registry base it was asked under, else the root."""
+        path = request.path
+        registry = next((r for r in rirs.REGISTRIES if path.startswith(f"/{r}/")), None)
+        return f"{request.scheme}://{request.host}/" + (f"{registry}/" if registry else "")
+
+    async def ip(self, request: web.Request) -> web.Response:
+        """RFC 9082 `ip/<address>` and `ip/<prefix>/<len>`: the most specific network holding it. Asked
+        under another registry's base, a network redirects to its own registry's, as registries do."""
+        key = request.match_info["key"]
+        plen = request.match_info.get("plen")
+        first, last = rdap.parse_key(f"{key}/{plen}" if plen is not None else key)
+        net = self.index.containing(first, last)
+        if net < 0:
+            return _error(404, "Not Found", f"no network in the map holds {key}"
+                          + (f"/{plen}" if plen is not None else ""))
+        asked = next((r for r in rirs.REGISTRIES if request.path.startswith(f"/{r}/")), None)
+        holder = self.index.value(net, "registry")
+        if asked and holder != asked and holder in rirs.REGISTRIES:
+            moved = request.path.replace(f"/{asked}/", f"/{holder}/", 1)
+            return web.Response(status=301, headers={"Location": f"{request.scheme}://{request.host}{moved}"})
+        return web.Response(body=self._rendered(net, self._base(request)), content_type=RDAP_TYPE)
+
+    async def relation(self, request: web.Request) -> web.Response:
+        """RFC 9910 relation search; 404 when nothing is related."""
+        rel = request.match_info["rel"]
+        first, last = rdap.parse_key(request.match_info["key"])
+        nets = rdap.relation(self.index, rel, first, last)
+        if not len(nets):
+            return _error(404, "Not Found", f"no network is {rel} of {request.match_info['key']}")
+        base = self._base(request)
+        if rel in ("rdap-up", "rdap-top"):
+            return _json(rdap.network(self.index, int(nets[0]), base))
+        return _json(rdap.search_results(self.index, nets, base))
+
+    async def help(self, request: web.Request) -> web.Response:
+        return _json(rdap.help_document(self.index))
+
+    async def bootstrap(self, request: web.Request) -> web.Response:
+        return web.json_response(rdap.bootstrap(f"{request.scheme}://{request.host}/"))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def batch(self, request: web.Request) -> web.StreamResponse:
+        """Addresses one a line in, an answer a line out (JSON), in order, BATCH at a time: a body of
+        any size is read and answered in pieces, so memory stays flat."""
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        lines: list[str] = []
+        async for raw in request.content:
+            lines.append(raw.decode("utf-8", "replace"))
+            if len(lines) == BATCH:
+                await response.write(_answer_lines(self.index, lines))
+                lines = []
+        await response.write(_answer_lines(self.index, lines))
+        await response.write_eof()
+        return response
+
+    async def _start_reloader(self, app: web.Application) -> None:
+        if self.reload is not None and self.reload_s > 0:
+            self._reloader = asyncio.create_task(self._reload_loop())
+
+    async def _stop_reloader(self, app: web.Application) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+
+    async def _reload_loop(self) -> None:
+        """Follow results a crawl is still writing: a new index when they changed, the old one
+        answering meanwhile (and on, if the new one cannot be had)."""
+        assert self.reload is not None
+        while True:
+            await asyncio.sleep(self.reload_s)
+            try:
+                index = await asyncio.to_thread(self.reload)
+            except (MapIndexError, ResultsError, OSError, ValueError) as exc:
+                log.warning("keeping the current index: %s", exc)
+                continue
+            if index is not None:
+                log.info("now answering from %d networks", len(index))
+                self._use(index)
+
+
+def file_reloader(results: Path) -> Reloader:
+    """A results file's index again whenever the file's size or modification time changed."""
+    seen = [stamp_of(results)]
+
+    def reload() -> MapIndex | None:
+        now = stamp_of(results)
+        if (now == seen[0]).all():
+            return None
+        index, _ = load_or_build(results)
+        seen[0] = now
+        return index
+
+    return reload
+
+
+def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) -> Reloader:
+    """A crawl's results topic read again whole, and indexed if it holds more records than before
+    (a compacted topic only grows in records a crawl adds or changes)."""
+    seen = [-1]
+
+    def reload() -> MapIndex | None:
+        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True) as rs:
+            if rs.records == seen[0]:
+                return None
+            seen[0] = rs.records
+            return build(rs)
+
+    return reload
+
+
+def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
+    return b"".join(json.dumps(doc, separators=(",", ":")).encode() + b"\n" for doc in answers(index, lines))
+
+
+async def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
+    """Serve until cancelled; `ready(port)` once listening (port 0 picks a free one)."""
+    runner = web.AppRunner(server.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=True)
+    await site.start()
+    if ready:
+        ready(runner.addresses[0][1] if runner.addresses else port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
