@@ -76,7 +76,7 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     )
     holding = []
     for candidate in parsed.get("nets") or []:
-        span = _span(str(candidate.get("range") or ""))
+        span = span_of(str(candidate.get("range") or ""))
         if span and span.first <= address <= span.last:
             holding.append((span.size, span, candidate))
     if not holding:
@@ -110,7 +110,7 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     return record
 
 
-def _span(text: str) -> IPRange | None:
+def span_of(text: str) -> IPRange | None:
     """A WHOIS range: `a - b`, a CIDR, or LACNIC's short CIDR (`200.57.128/19`)."""
     first, _, last = text.partition(" - ")
     try:
@@ -128,7 +128,7 @@ def _section(text: str, span: IPRange) -> str:
     """The part of an answer about one network: RPSL answers repeat `% Information related to`
     for each object they show (APNIC adds mirrored national-registry objects)."""
     for section in _RPSL_SECTION.split(text)[1:]:
-        found = _span(_whois_field(section, "inetnum") or "")
+        found = span_of(_whois_field(section, "inetnum") or "")
         if found is not None and (found.first, found.last) == (span.first, span.last):
             return section
     return text
