@@ -57,6 +57,8 @@ def summary_tables(doc: dict[str, Any]) -> list[Table]:
         regs.add_column(col, justify="left" if col == "registry" else "right")
     for name, r in doc["by_registry"].items():
         regs.add_row(name, _n(r["blocks"]), _n(r["addresses"]), _pct(r["addresses"], scope))
+    for name, r in doc.get("by_source", {}).items():
+        regs.add_row(f"source: {name}", _n(r["blocks"]), _n(r["addresses"]), _pct(r["addresses"], scope))
     countries = Table(title="Top countries (addresses)", title_justify="left")
     countries.add_column("country")
     countries.add_column("addresses", justify="right")
@@ -198,6 +200,8 @@ def status_tables(doc: dict[str, Any], name: str) -> list[Table]:
     for reg, r in doc["by_registry"].items():
         cells = (r["shards_done"], r["shards_active"], r["addresses_done"], r["blocks"])
         regs.add_row(reg, *(_n(c) for c in cells))
+    for source, n in doc.get("by_source", {}).items():
+        regs.add_row(f"source: {source}", "", "", "", _n(n))
     return [head, regs]
 
 
