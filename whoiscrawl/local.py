@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import logging
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +18,14 @@ from whoiscrawl.crawl import Crawler, run_shards
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import Bootstrap, Plan, plan_crawl
+from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
+from whoiscrawl.sources import dumps, freshness
+from whoiscrawl.sources.published import RegistryDump, fetch_dumps, load_stats
+from whoiscrawl.space import Bootstrap, Plan, Scope, plan_crawl
 from whoiscrawl.store import MemoryStore, Progress
 from whoiscrawl.strategy import Answer
+
+log = logging.getLogger(__name__)
 
 
 class LocalCrawlError(RuntimeError):
@@ -76,10 +83,25 @@ class LocalCrawl:
     resume: bool = False
     failure_pauses: tuple[float, ...] = Crawler.failure_pauses  # before an address is asked again
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set (as Ctrl-C does) to stop
+    # What the registries publish, used before anything is asked live (docs/sources.md).
+    sources: frozenset[str] = frozenset({"live"})  # stats, dumps, live
+    files_base: str | None = None  # a mirror of their download trees (None: the real ones)
+    accept_dump_terms: frozenset[str] = frozenset()  # registries whose dump terms the user accepted
+    verify: float = 0.0  # share of each registry's dumped networks asked again live (freshness)
+    notes: list[str] = field(default_factory=list)  # warnings about the published files
 
     @property
     def checkpoint(self) -> Path:
         return self.out.with_name(self.out.name + ".checkpoint.json")
+
+    @property
+    def published(self) -> Path:
+        """Where the published files are downloaded to, beside the results."""
+        return self.out.with_name(self.out.name + ".published")
+
+    def _note(self, text: str) -> None:
+        log.warning("%s", text)
+        self.notes.append(text)
 
     def _open_store(self, plan: Plan) -> tuple[MemoryStore, bool]:
         """The crawl's store (and whether it resumed): the checkpoint and the results so far when
@@ -93,6 +115,22 @@ class LocalCrawl:
         store.counters.addresses_total = plan.addresses
         return store, resumed
 
+    async def _plan(self) -> tuple[Plan, Callable[[int], str | None] | None]:
+        """The plan, less the free and reserved space the statistics list, and (with them) the
+        registry that delegated each address."""
+        excludes, delegated_by = list(self.excludes), None
+        if "stats" in self.sources:
+            published = await load_stats(self.files_base, self.published)
+            for warning in published.warnings:
+                self._note(warning)
+            excludes += published.free_ranges()
+            delegated_by = published.index().registry if published.delegations else None
+        plan = plan_crawl(
+            crawl="local", ranges=self.ranges, excludes=excludes, strategy=self.strategy,
+            resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
+        )
+        return plan, delegated_by
+
     async def run(
         self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
     ) -> dict[str, Any]:
@@ -101,14 +139,12 @@ class LocalCrawl:
                 f"{self.out} already holds results: add --resume to continue that "
                 "crawl, or choose another --out"
             )
-        plan = plan_crawl(
-            crawl="local", ranges=self.ranges, excludes=self.excludes, strategy=self.strategy,
-            resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
-        )
+        plan, delegated_by = await self._plan()
         store, resumed = self._open_store(plan)
         sink = FileSink(self.out)
         client = RegistryClient(
-            self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
+            self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers,
+            delegated_by=delegated_by,
         )
         crawler = Crawler(
             store,
@@ -120,10 +156,46 @@ class LocalCrawl:
             stopping=self.stopping,
             failure_pauses=self.failure_pauses,
         )
+        started = time.monotonic()
+        seeded: dict[str, Any] = {}
+        if "dumps" in self.sources and not store.seeded:
+            seeded = await Seeding(store, sink, plan.scope, self.resolution, self.verify, self._note).run(
+                await self._dumps(), crawler
+            )
+        complete = True
+        if "live" in self.sources:
+            complete = await self._walk(crawler, store, plan, on_progress)
+        else:
+            sink.close()
+            store.save()
+            await client.close()
+        return {
+            "complete": complete,
+            "resumed": resumed,
+            "out": str(self.out),
+            "wall_s": round(time.monotonic() - started, 3),
+            "lookups_by_registry": dict(crawler.lookups_by_registry),
+            "failures": crawler.failures[:20],
+            "sources": sorted(self.sources),
+            "dumps": seeded,
+            "notes": self.notes[:20],
+            **store.counters.__dict__,
+        }
+
+    async def _dumps(self) -> list[RegistryDump]:
+        got, notes = await fetch_dumps(self.files_base, self.published, self.accept_dump_terms)
+        for note in notes:
+            self._note(note)
+        return got
+
+    async def _walk(
+        self, crawler: Crawler, store: MemoryStore, plan: Plan,
+        on_progress: Callable[[Progress, dict[str, int]], None] | None,
+    ) -> bool:
+        """Walk the plan's shards (what no file settled), saving the checkpoint as it goes."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, crawler.stopping.set)
-        started = time.monotonic()
 
         async def report() -> None:
             while True:
@@ -139,17 +211,113 @@ class LocalCrawl:
             reporter.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            sink.close()
+            assert isinstance(crawler.sink, FileSink)
+            crawler.sink.close()
             store.save()
-            await client.close()
+            await crawler.client.close()
         if on_progress:
             on_progress(store.counters, dict(crawler.lookups_by_registry))
-        return {
-            "complete": complete,
-            "resumed": resumed,
-            "out": str(self.out),
-            "wall_s": round(time.monotonic() - started, 3),
-            "lookups_by_registry": dict(crawler.lookups_by_registry),
-            "failures": crawler.failures[:20],
-            **store.counters.__dict__,
-        }
+        return complete
+
+
+@dataclass
+class Seeding:
+    """A local crawl's dumps handed to its store: records written to the results and their blocks
+    known, so the walk asks only where no dump answers; then a share of them asked again live."""
+
+    store: MemoryStore
+    sink: FileSink
+    scope: Scope
+    resolution: int
+    verify: float
+    note: Callable[[str], None]
+
+    async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
+        figures: dict[str, Any] = {}
+        for dump in got:
+            staged = dump.paths[0].with_name(f"{dump.registry}.records.jsonl")
+            try:
+                report = self._stage(dump, staged)
+            except dumps.DumpError as exc:
+                self.note(f"{dump.registry} dump not used ({exc}): crawled live")
+                continue
+            if not report.complete:
+                self.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; crawled live")
+                continue
+            for skipped in report.skipped_named[:5]:
+                self.note(f"{dump.registry} dump: skipped {skipped}")
+            sample = await self._seed(staged, report)
+            self.store.seeded[dump.registry] = dump.serial
+            figures[dump.registry] = {
+                "serial": dump.serial, "records": report.records, "skipped": report.skipped,
+                "freshness": await self._fresh(sample, crawler),
+            }
+        self.store.save()
+        return figures
+
+    def _stage(self, dump: RegistryDump, staged: Path) -> dumps.DumpReport:
+        """The dump's records inside the crawl's scope, streamed to a file: used only once the whole
+        dump read well, so a file cut off loses nothing (its registry is crawled live instead)."""
+        report, records = dump.read()
+        with staged.open("w", encoding="utf-8") as fh:
+            for record in records:
+                if self.scope.overlaps(record.first, record.last):
+                    fh.write(record.to_json().decode() + "\n")
+        return report
+
+    async def _seed(self, staged: Path, report: dumps.DumpReport) -> list[NetworkRecord]:
+        """Every staged record out and its block known. A dump holds every network of its registry,
+        so a parent's children are all known and the parent needs no probing inside (a leaf, kept
+        in `listed_whole` for a resume), except a parent holding an object that was skipped."""
+        whole = report.unplaced == 0
+        holes = sorted(report.holes)
+        step, sample = freshness.every(self.verify), []
+        with staged.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh):
+                record = NetworkRecord.from_json(line)
+                record.crawl = "local"
+                answer = Answer.of(record, self.resolution)
+                terminal = answer.terminal or (whole and not _holds(holes, record.first, record.last))
+                await self.sink.emit(record)
+                if self.store.index.add(record.first, record.last, terminal):
+                    self.store.counters.blocks += 1
+                if terminal and not answer.terminal:
+                    self.store.listed_whole.add(record.first << 32 | record.last)
+                if step and n % step == 0:
+                    sample.append(record)
+        staged.unlink()
+        return sample
+
+    async def _fresh(self, sample: list[NetworkRecord], crawler: Crawler) -> dict[str, Any]:
+        """Ask each sampled network's first address again live; a disagreement's live record is
+        written after the dump's (the latest record of a block wins)."""
+        counts: Counter[str] = Counter(asked=len(sample))
+        fields: Counter[str] = Counter()
+        for record in sample:
+            try:
+                result = await crawler.client.lookup(record.first)
+            except LookupFailed:
+                counts["failed"] += 1
+                continue
+            crawler.lookups_by_registry[result.registry] += result.lookups
+            self.store.counters.lookups += result.lookups
+            differs = freshness.disagreements(record, result.record)
+            more = freshness.filled(record, result.record)
+            fields.update(differs + more)
+            counts["disagreed" if differs else "filled" if more else "agreed"] += 1
+            live = result.record
+            if (differs or more) and live is not None:
+                live.crawl = "local"
+                await self.sink.emit(live)
+                self.store.index.add(live.first, live.last, Answer.of(live, self.resolution).terminal)
+        return {**counts, "fields": dict(fields)}
+
+
+def _holds(holes: list[tuple[int, int]], first: int, last: int) -> bool:
+    """Does first..last hold one of the (sorted) spans?"""
+    i = bisect.bisect_left(holes, (first, 0))
+    while i < len(holes) and holes[i][0] <= last:
+        if holes[i][1] <= last:
+            return True
+        i += 1
+    return False

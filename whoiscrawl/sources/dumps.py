@@ -85,12 +85,20 @@ class DumpReport:
     skipped: int = 0
     skipped_named: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # files cut off or unreadable: that registry goes live
+    holes: list[tuple[int, int]] = field(default_factory=list)  # spans of inetnums skipped: to ask live
+    unplaced: int = 0  # inetnums (or objects of no known type) skipped whose span could not be read
 
     @property
     def complete(self) -> bool:
         return not self.problems
 
-    def skip(self, where: str) -> None:
+    def skip(self, where: str, kind: str | None = "inetnum", key: str | None = None) -> None:
+        """An object left out: named, and its span kept (an inetnum's) so the crawl asks there live."""
+        if kind in ("inetnum", None):
+            try:
+                self.holes.append(rpsl.parse_range(key or ""))
+            except ValueError:
+                self.unplaced += 1
         self.skipped += 1
         if len(self.skipped_named) < 20:
             self.skipped_named.append(where)
@@ -111,7 +119,7 @@ def _objects(path: Path, report: DumpReport) -> Iterator[rpsl.RpslObject]:
     lines = DumpLines(path)
     for obj in rpsl.objects(lines):
         if isinstance(obj, rpsl.Broken):
-            report.skip(f"{path}, line {obj.line}: {obj.reason}")
+            report.skip(f"{path}, line {obj.line}: {obj.reason}", obj.kind, obj.key)
         else:
             yield obj
     if lines.problem:
@@ -140,7 +148,7 @@ def read_registry(
                     continue
                 record = to_record(registry, obj, contacts, serial, observed_at)
                 if isinstance(record, str):
-                    report.skip(f"{path}, line {obj.line}: {record}")
+                    report.skip(f"{path}, line {obj.line}: {record}", obj.kind, obj.key)
                     continue
                 report.records += 1
                 yield record

@@ -41,6 +41,8 @@ class Broken:
 
     line: int
     reason: str
+    kind: str | None = None  # its first attribute, when that much could be read
+    key: str | None = None
 
 
 def objects(lines: Iterable[str]) -> Iterator[RpslObject | Broken]:
@@ -56,7 +58,7 @@ def objects(lines: Iterable[str]) -> Iterator[RpslObject | Broken]:
         line = raw.rstrip("\r\n")
         if not line.strip():
             if attributes or broken:
-                yield Broken(start, broken) if broken else RpslObject(start, tuple(attributes))
+                yield _done(start, attributes, broken)
             attributes, broken = [], None
             continue
         if line[0] in "#%":
@@ -76,10 +78,15 @@ def objects(lines: Iterable[str]) -> Iterator[RpslObject | Broken]:
             continue
         attributes.append((found[1].lower(), _value(found[2])))
     if attributes or broken:
-        if not getattr(lines, "complete", True):
-            yield Broken(start, f"cut off: the file ends inside it (line {line_no})")
-        else:
-            yield Broken(start, broken) if broken else RpslObject(start, tuple(attributes))
+        cut = f"cut off: the file ends inside it (line {line_no})"
+        yield _done(start, attributes, broken if getattr(lines, "complete", True) else cut)
+
+
+def _done(start: int, attributes: list[tuple[str, str]], broken: str | None) -> RpslObject | Broken:
+    if broken is None:
+        return RpslObject(start, tuple(attributes))
+    kind, key = attributes[0] if attributes else (None, None)
+    return Broken(start, broken, kind, key)
 
 
 def _value(text: str) -> str:

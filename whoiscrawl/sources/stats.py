@@ -187,14 +187,15 @@ def read_path(path: str | Path, md5_text: str | None = None) -> tuple[Header, li
 
 
 class Delegations:
-    """Handed-out IPv4 delegations searchable by address: the country of the one holding a block.
-    Delegations never overlap, so one bisection finds it."""
+    """Handed-out IPv4 delegations searchable by address: the one holding a block, its country and
+    registry. Delegations never overlap, so one bisection finds it."""
 
     def __init__(self, rows: Iterable[Delegation]) -> None:
-        ordered = sorted((d.first, d.last, d.country) for d in rows if d.handed_out and d.country)
+        ordered = sorted((d.first, d.last, d.country, d.registry) for d in rows if d.handed_out)
         self._starts = [r[0] for r in ordered]
         self._ends = [r[1] for r in ordered]
         self._ccs = [r[2] for r in ordered]
+        self._registries = [r[3] for r in ordered]
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -206,12 +207,19 @@ class Delegations:
         files = sorted(f for f in p.glob("delegated-*") if f.suffix != ".md5") if p.is_dir() else [p]
         return cls(d for f in files for d in read_path(f)[1])
 
+    def _holding(self, first: int, last: int) -> int | None:
+        k = bisect.bisect_right(self._starts, first) - 1
+        return None if k < 0 or self._ends[k] < last else k
+
     def country(self, first: int, last: int) -> str | None:
         """The country of the delegation that contains first..last, None if none does."""
-        k = bisect.bisect_right(self._starts, first) - 1
-        if k < 0 or self._ends[k] < last:
-            return None
-        return self._ccs[k]
+        k = self._holding(first, last)
+        return None if k is None else self._ccs[k]
+
+    def registry(self, address: int) -> str | None:
+        """The registry that delegated the address (a transfer's new holder, not the /8's), or None."""
+        k = self._holding(address, address)
+        return None if k is None else self._registries[k]
 
 
 @cache
