@@ -68,6 +68,42 @@ WhoisOpt = Annotated[
 ]
 
 
+SourcesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sources",
+        envvar="WHOISCRAWL_SOURCES",
+        help="What to read, comma-separated: stats (delegation statistics: free space skipped, each block's "
+        "registry known), dumps (bulk RPSL dumps: RIPE NCC, APNIC, LACNIC, AFRINIC), live (RDAP/WHOIS for "
+        "the rest). Default stats,dumps,live; live alone with --bootstrap-url and no --files-base (the real "
+        "registries' files do not describe another RDAP service). docs/sources.md",
+    ),
+]
+FilesBaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--files-base",
+        envvar="WHOISCRAWL_FILES_BASE",
+        help="A mirror of the registries' download trees (URL or directory, <base>/<host>/<path>); "
+        "the simulator's is <sim root>/published/. Default: the registries' own servers",
+    ),
+]
+TermsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--accept-dump-terms",
+        envvar="WHOISCRAWL_ACCEPT_DUMP_TERMS",
+        help="Registries whose dump terms you accept (ripencc: the RIPE Database Terms and Conditions / "
+        "acceptable-use policy limit copying a significant part; afrinic: no redistribution), or 'all'. "
+        "Without it their dumps are not read and their space is crawled live",
+    ),
+]
+VerifyOpt = Annotated[
+    float,
+    typer.Option("--verify", help="Share of each registry's dumped networks asked again live (freshness)"),
+]
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON line for scripts instead of tables")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or notes on stderr")]
 
@@ -116,17 +152,27 @@ def crawl(
     bind_address: BindOpt = None,
     whois: WhoisOpt = None,
     list_children: ListOpt = True,
+    sources: SourcesOpt = None,
+    files_base: FilesBaseOpt = None,
+    accept_dump_terms: TermsOpt = None,
+    verify: VerifyOpt = 0.001,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
+    """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it.
+
+    By default it starts from what the registries publish (delegation statistics, bulk dumps) and
+    asks RDAP/WHOIS only for the rest. The RIPE NCC's and AFRINIC's dumps come with terms (an
+    acceptable-use policy; no redistribution): they are read only with --accept-dump-terms."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError
     from whoiscrawl.rates import LimitError, parse_limits
+    from whoiscrawl.sources.published import DEFAULT, SourcesError, parse_accepted, parse_sources
     from whoiscrawl.space import SpaceError, fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        chosen = sources or ("live" if bootstrap_url and not files_base else DEFAULT)
         job = LocalCrawl(
             ranges=ranges,
             out=out,
@@ -141,6 +187,10 @@ def crawl(
             whois_servers=_whois_servers(whois),
             resume=resume,
             list_children=list_children,
+            sources=parse_sources(chosen),
+            files_base=files_base,
+            accept_dump_terms=parse_accepted(accept_dump_terms),
+            verify=verify,
         )
         display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
         try:
@@ -148,7 +198,7 @@ def crawl(
         finally:
             if display:
                 display.stop()
-    except (LocalCrawlError, LimitError, SpaceError) as exc:
+    except (LocalCrawlError, LimitError, SpaceError, SourcesError) as exc:
         _fail(str(exc))
         return
     _end(summary, as_json, [crawl_table(summary)])

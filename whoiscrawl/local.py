@@ -159,9 +159,9 @@ class LocalCrawl:
         started = time.monotonic()
         seeded: dict[str, Any] = {}
         if "dumps" in self.sources and not store.seeded:
-            seeded = await Seeding(store, sink, plan.scope, self.resolution, self.verify, self._note).run(
-                await self._dumps(), crawler
-            )
+            seeding = Seeding(store, sink, plan.scope, self.resolution, self.verify, self._note,
+                              self.published)
+            seeded = await seeding.run(await self._dumps(), crawler)
         complete = True
         if "live" in self.sources:
             complete = await self._walk(crawler, store, plan, on_progress)
@@ -231,11 +231,13 @@ class Seeding:
     resolution: int
     verify: float
     note: Callable[[str], None]
+    cache: Path  # where records are staged while their dump is read
 
     async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
         figures: dict[str, Any] = {}
         for dump in got:
-            staged = dump.paths[0].with_name(f"{dump.registry}.records.jsonl")
+            self.cache.mkdir(parents=True, exist_ok=True)
+            staged = self.cache / f"{dump.registry}.records.jsonl"
             try:
                 report = self._stage(dump, staged)
             except dumps.DumpError as exc:
@@ -246,11 +248,11 @@ class Seeding:
                 continue
             for skipped in report.skipped_named[:5]:
                 self.note(f"{dump.registry} dump: skipped {skipped}")
-            sample = await self._seed(staged, report)
+            seeded, sample = await self._seed(staged, report)
             self.store.seeded[dump.registry] = dump.serial
             figures[dump.registry] = {
-                "serial": dump.serial, "records": report.records, "skipped": report.skipped,
-                "freshness": await self._fresh(sample, crawler),
+                "serial": dump.serial, "records": report.records, "in_scope": seeded,
+                "skipped": report.skipped, "freshness": await self._fresh(sample, crawler),
             }
         self.store.save()
         return figures
@@ -265,13 +267,13 @@ class Seeding:
                     fh.write(record.to_json().decode() + "\n")
         return report
 
-    async def _seed(self, staged: Path, report: dumps.DumpReport) -> list[NetworkRecord]:
+    async def _seed(self, staged: Path, report: dumps.DumpReport) -> tuple[int, list[NetworkRecord]]:
         """Every staged record out and its block known. A dump holds every network of its registry,
         so a parent's children are all known and the parent needs no probing inside (a leaf, kept
         in `listed_whole` for a resume), except a parent holding an object that was skipped."""
         whole = report.unplaced == 0
         holes = sorted(report.holes)
-        step, sample = freshness.every(self.verify), []
+        step, sample, n = freshness.every(self.verify), [], -1
         with staged.open(encoding="utf-8") as fh:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_json(line)
@@ -286,7 +288,7 @@ class Seeding:
                 if step and n % step == 0:
                     sample.append(record)
         staged.unlink()
-        return sample
+        return n + 1, sample
 
     async def _fresh(self, sample: list[NetworkRecord], crawler: Crawler) -> dict[str, Any]:
         """Ask each sampled network's first address again live; a disagreement's live record is

@@ -39,8 +39,10 @@ def test_ripe_split_files_join_organisation_and_abuse_role():
     # the object with a line that is no attribute, and the one whose range is no range: skipped, named
     assert report.skipped == 2 and report.records == 3 and report.complete
     assert any("no `attribute: value`" in s for s in report.skipped_named)
-    named = [s for s in report.skipped_named if "ripe.db.inetnum.gz, line" in s]
+    named = [s for s in report.skipped_named if "ripe.db.inetnum.gz, object at line" in s]
     assert any("'not an address range'" in s for s in named)
+    # the broken object's span is known (the crawl asks there live); the bad range's is not
+    assert report.holes == [(0xC1001000, 0xC1001FFF)] and report.unplaced == 1
 
 
 def test_apnic_abuse_from_role_else_irt():

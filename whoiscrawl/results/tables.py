@@ -90,6 +90,16 @@ def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
     per = summary.get("lookups_by_registry") or {}
     if per:
         head.append(("lookups by registry", "  ".join(f"{r} {n:,}" for r, n in sorted(per.items()))))
+    if summary.get("sources"):
+        head.append(("sources", ",".join(summary["sources"])))
+    for reg, d in (summary.get("dumps") or {}).items():
+        fresh = d.get("freshness") or {}
+        head.append((f"dump {reg}", f"{d['in_scope']:,} of {d['records']:,} records in scope "
+                     f"(serial {d.get('serial') or '-'}), "
+                     f"{d['skipped']:,} skipped; asked again {fresh.get('asked', 0):,}, "
+                     f"disagreed {fresh.get('disagreed', 0):,}"))
+    for note in summary.get("notes") or []:
+        head.append(("note", note))
     return figures_table(title, head)
 
 

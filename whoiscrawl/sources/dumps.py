@@ -119,7 +119,7 @@ def _objects(path: Path, report: DumpReport) -> Iterator[rpsl.RpslObject]:
     lines = DumpLines(path)
     for obj in rpsl.objects(lines):
         if isinstance(obj, rpsl.Broken):
-            report.skip(f"{path}, line {obj.line}: {obj.reason}", obj.kind, obj.key)
+            report.skip(f"{path}, object at line {obj.line}: {obj.reason}", obj.kind, obj.key)
         else:
             yield obj
     if lines.problem:
@@ -148,7 +148,7 @@ def read_registry(
                     continue
                 record = to_record(registry, obj, contacts, serial, observed_at)
                 if isinstance(record, str):
-                    report.skip(f"{path}, line {obj.line}: {record}", obj.kind, obj.key)
+                    report.skip(f"{path}, object at line {obj.line}: {record}", obj.kind, obj.key)
                     continue
                 report.records += 1
                 yield record
