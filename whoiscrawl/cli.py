@@ -219,9 +219,9 @@ PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOP
 @app.command()
 def plan(
     ranges: Annotated[list[str], typer.Argument(help="CIDRs or a-b ranges; 'all' = IPv4")],
-    crawl: CrawlOpt,
-    kafka_bootstrap: KafkaOpt,
-    redis_url: RedisOpt,
+    crawl: CrawlOpt = "",
+    kafka_bootstrap: KafkaOpt = "",
+    redis_url: RedisOpt = "",
     topic_prefix: PrefixOpt = "whoiscrawl.",
     strategy: Annotated[str, typer.Option(help="sweep or sample")] = "sweep",
     resolution: Annotated[int, typer.Option(help="Gap-probe grid, as a prefix length")] = 24,
@@ -232,13 +232,29 @@ def plan(
     exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
     partitions: Annotated[int, typer.Option(help="Work topic partitions (the most workers useful)")] = 32,
     force: Annotated[bool, typer.Option(help="Publish again even if this crawl was planned")] = False,
+    estimate: Annotated[bool, typer.Option(
+        help="Publish nothing: print per registry the requests the crawl needs and projected_real_hours "
+        "at the registries' real limits (Kafka and Redis not needed)")] = False,
+    egress: Annotated[int, typer.Option(help="--estimate: egress addresses the crawl sends from")] = 1,
+    sources: SourcesOpt = None,
+    files_base: FilesBaseOpt = None,
+    accept_dump_terms: TermsOpt = None,
+    verify: VerifyOpt = 0.001,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Cut the space into shards and send them to the crawl's work topic (once)."""
+    """Cut the space into shards and send them to the crawl's work topic (once); or, with --estimate,
+    say how long the crawl takes at the registries' real limits before the first request."""
     from whoiscrawl import queue
     from whoiscrawl.publish import publish_plan
     from whoiscrawl.space import SpaceError, plan_crawl
     from whoiscrawl.store import RedisStore
 
+    if estimate:
+        _estimate(ranges, exclude or [], resolution, egress, (sources, files_base, accept_dump_terms, verify),
+                  as_json)
+        return
+    if not (crawl and kafka_bootstrap and redis_url):
+        _fail("publishing a plan needs --crawl, --kafka-bootstrap and --redis-url (or add --estimate)")
     try:
         plan = plan_crawl(
             crawl=crawl, ranges=ranges, excludes=exclude or [], strategy=strategy,
@@ -257,6 +273,39 @@ def plan(
     )
     typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses,
                            "shards_total": shards_total, "addresses_total": addresses_total}))
+
+
+def _estimate(ranges: list[str], excludes: list[str], resolution: int, egress: int,
+              chosen: tuple[str | None, str | None, str | None, float], as_json: bool) -> None:
+    """`plan --estimate`: the plan's requests per registry and their real time, printed."""
+    import tempfile
+
+    from whoiscrawl.rates import projected_real_hours
+    from whoiscrawl.results.tables import estimate_table
+    from whoiscrawl.sources import published
+    from whoiscrawl.space import SpaceError, plan_crawl
+
+    sources, files_base, terms, verify = chosen
+    try:
+        picked = published.parse_sources(sources or published.DEFAULT)
+        accepted = published.parse_accepted(terms)
+        stats_plan = None
+        if "stats" in picked:
+            cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-estimate-"))
+            stats_plan = asyncio.run(published.load_stats(files_base, cache))
+            for warning in stats_plan.warnings:
+                typer.secho(f"note: {warning}", fg="yellow", err=True)
+        free = stats_plan.free_ranges() if stats_plan else []
+        plan = plan_crawl(crawl="estimate", ranges=ranges, excludes=[*excludes, *free], resolution=resolution)
+    except (SpaceError, published.SourcesError) as exc:
+        _fail(str(exc))
+        return
+    needs = published.estimate_requests(plan, stats_plan, published.dump_registries(picked, accepted), verify)
+    doc = projected_real_hours({r: n["requests"] for r, n in needs.items()}, egress)
+    for registry, row in doc["by_registry"].items():
+        row.update({k: v for k, v in needs[registry].items() if k != "requests"})
+    doc = {"sources": sorted(picked), "addresses": plan.addresses, **doc}
+    _end(doc, as_json, [estimate_table(doc)])
 
 
 @app.command("rebuild-store")

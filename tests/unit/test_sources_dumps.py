@@ -57,6 +57,7 @@ def test_afrinic_single_file_parent_and_cut_off_object():
     _, found = _read("afrinic")
     cust = found["196.11.240.0 - 196.11.247.255"]
     assert cust.parent_handle == "196.11.0.0 - 196.11.255.255"
+    assert cust.abuse_emails == ["abuse@customer.example.za"]  # from its remarks, as AFRINIC writes it
     top = found["196.11.0.0 - 196.11.255.255"]
     assert (top.registrant, top.abuse_emails) == ("Example South Africa (Pty) Ltd", ["abuse@example.co.za"])
     assert "196.12.0.0 - 196.12.7.255" in found  # complete gzip: the last object ends with the file

@@ -103,6 +103,19 @@ def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
     return figures_table(title, head)
 
 
+def estimate_table(doc: dict[str, Any], title: str = "Requests and real time") -> Table:
+    """Per registry the requests a crawl needs and the hours they take at its real published limit."""
+    table = Table(title=f"{title} (real limits, {doc['egress_addresses']} egress address(es))",
+                  title_justify="left")
+    for col in ("registry", "requests", "limit /s", "projected real hours"):
+        table.add_column(col, justify="left" if col == "registry" else "right")
+    for reg, r in doc["by_registry"].items():
+        table.add_row(reg, _n(r["requests"]), _n(r["limit_per_s"]), _n(r["projected_real_hours"]))
+    table.add_section()
+    table.add_row(f"largest: {doc['slowest_registry'] or '-'}", "", "", _n(doc["projected_real_hours"]))
+    return table
+
+
 def score_table(figures: dict[str, Any], title: str = "Score against the simulator's truth") -> Table:
     """`sim score`: recall, coverage, cost, and the share of found blocks whose holder, country and
     abuse e-mail are right, per registry."""

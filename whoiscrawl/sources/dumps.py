@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netaddr import IPRange
-
 from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry.contacts import remark_abuse_emails
 from whoiscrawl.sources import rpsl
+from whoiscrawl.sources.stats import cidrs_of, ip_str
 
 # Objects a record is joined with, by the attribute that names them.
 _CONTACTS = frozenset({"organisation", "role", "irt"})
@@ -156,13 +156,13 @@ def read_registry(
     return report, records()
 
 
-def handle_of(registry: str, first: int, last: int) -> str:
+def handle_of(registry: str, first: int, last: int, cidrs: list[str] | None = None) -> str:
     """The handle the registry's RDAP gives a network: LACNIC's CIDR, everyone else's `a - b`."""
-    rng = IPRange(first, last)
-    cidrs = rng.cidrs()
-    if registry == "lacnic" and len(cidrs) == 1:
-        return str(cidrs[0])
-    return f"{rng[0]} - {rng[-1]}"
+    if registry == "lacnic":
+        cidrs = cidrs or cidrs_of(first, last)
+        if len(cidrs) == 1:
+            return cidrs[0]
+    return f"{ip_str(first)} - {ip_str(last)}"
 
 
 def to_record(
@@ -173,7 +173,7 @@ def to_record(
         first, last = rpsl.parse_range(obj.key)
     except ValueError as exc:
         return str(exc)
-    span = IPRange(first, last)
+    cidrs = cidrs_of(first, last)
     org = obj.first("org")
     org_name, org_country = contacts.orgs.get(org, (None, None)) if org else (None, None)
     # LACNIC names the holder in the object itself; elsewhere the organisation, else the description.
@@ -181,10 +181,10 @@ def to_record(
     country = _country(obj.first("country"))
     return NetworkRecord(
         registry=registry,
-        handle=handle_of(registry, first, last),
-        start_address=str(span[0]),
-        end_address=str(span[-1]),
-        cidrs=[str(c) for c in span.cidrs()],
+        handle=handle_of(registry, first, last, cidrs),
+        start_address=ip_str(first),
+        end_address=ip_str(last),
+        cidrs=cidrs,
         name=obj.first("netname") or obj.first("ownerid"),
         country=country or org_country,
         country_source="network" if country else ("holder" if org_country else None),
@@ -211,14 +211,15 @@ def _parent(registry: str, text: str | None) -> str | None:
 
 def _abuse(obj: rpsl.RpslObject, contacts: Contacts, org: str | None) -> list[str]:
     """The object's own abuse-mailbox, else its abuse-c role's, else its organisation's abuse-c role's,
-    else its IRT's (APNIC's `mnt-irt`)."""
+    else its IRT's (APNIC's `mnt-irt`), else the addresses its remarks give for abuse (AFRINIC's
+    "please send abuse reports to ...", read as the WHOIS parser reads them)."""
     own = obj.all("abuse-mailbox")
     if own:
         return own
     for handle in (obj.first("abuse-c"), contacts.org_abuse.get(org or ""), *obj.all("mnt-irt")):
         if handle and handle in contacts.mailboxes:
             return list(contacts.mailboxes[handle])
-    return []
+    return remark_abuse_emails(obj.all("remarks"))
 
 
 def registries_with_dumps() -> tuple[str, ...]:

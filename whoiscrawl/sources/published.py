@@ -8,6 +8,8 @@ is a warning naming it; its registry is then crawled live. docs/sources.md."""
 from __future__ import annotations
 
 import contextlib
+import math
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
+from whoiscrawl.space import Plan, registry_for
 
 SOURCES = ("stats", "dumps", "live")
 DEFAULT = "stats,dumps,live"
@@ -135,3 +138,38 @@ async def fetch_dumps(
             got.append(RegistryDump(registry, [f.path for f in files], serial or None,
                                     when or datetime.now(UTC).isoformat(timespec="seconds")))
     return got, notes
+
+
+def dump_registries(sources: frozenset[str], accepted: frozenset[str]) -> frozenset[str]:
+    """The registries whose dump a crawl with these sources reads (publishes one; terms accepted
+    where it asks)."""
+    if "dumps" not in sources:
+        return frozenset()
+    return frozenset(r.id for r in rirs.CATALOGUE if r.dump_urls and (not r.dump_terms or r.id in accepted))
+
+
+def estimate_requests(
+    plan: Plan, stats_plan: StatsPlan | None, from_dumps: frozenset[str], verify: float
+) -> dict[str, dict[str, int]]:
+    """Requests a crawl of the plan needs, per registry, before it starts (docs/sources.md):
+    a registry read from its dump needs only the freshness check (`verify` of its delegations);
+    any other is walked live, at most one lookup per grid cell of its planned space (the upper
+    bound: LACNIC's, which lists nothing; registries that list children need far fewer)."""
+    index = stats_plan.index() if stats_plan and stats_plan.delegations else None
+    cells: Counter[str] = Counter()
+    for shard in plan.shards:
+        registry = (index.registry(shard.first) if index else None) or registry_for(shard.first)
+        if registry:
+            cells[registry] += max(1, (shard.last - shard.first + 1) >> (32 - shard.resolution))
+    delegations: Counter[str] = Counter()
+    scope = plan.scope
+    for d in stats_plan.delegations if stats_plan else []:
+        if d.handed_out and scope.overlaps(d.first, d.last):
+            delegations[d.registry] += 1
+    out: dict[str, dict[str, int]] = {}
+    for registry in sorted(set(cells) | set(delegations)):
+        dumped = registry in from_dumps
+        need = math.ceil(verify * delegations[registry]) if dumped else cells[registry]
+        out[registry] = {"requests": need, "grid_cells": cells[registry],
+                         "delegations": delegations[registry], "from_dump": int(dumped)}
+    return out

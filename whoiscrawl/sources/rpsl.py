@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from whoiscrawl.registry.whois import span_of
 
-_ATTRIBUTE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_-]*):(.*)$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,11 @@ def objects(lines: Iterable[str]) -> Iterator[RpslObject | Broken]:
             else:
                 broken = broken or f"line {line_no}: a continuation line with no attribute before it"
             continue
-        found = _ATTRIBUTE.match(line)
-        if found is None:
+        name, colon, value = line.partition(":")
+        if not colon or not _NAME.fullmatch(name):
             broken = broken or f"line {line_no}: no `attribute: value` ({line[:60]!r})"
             continue
-        attributes.append((found[1].lower(), _value(found[2])))
+        attributes.append((name.lower(), _value(value)))
     if attributes or broken:
         cut = f"cut off: the file ends inside it (line {line_no})"
         yield _done(start, attributes, broken if getattr(lines, "complete", True) else cut)
