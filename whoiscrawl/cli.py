@@ -98,6 +98,12 @@ TermsOpt = Annotated[
         "Without it their dumps are not read and their space is crawled live",
     ),
 ]
+FillOpt = Annotated[
+    bool,
+    typer.Option("--fill-redacted/--no-fill-redacted",
+                 help="Ask live for each dumped network lacking holder, country or abuse e-mail "
+                 "(LACNIC's dump carries no abuse addresses: one lookup a network at its 10 a minute)"),
+]
 VerifyOpt = Annotated[
     float,
     typer.Option("--verify", help="Share of each registry's dumped networks asked again live (freshness)"),
@@ -156,6 +162,7 @@ def crawl(
     files_base: FilesBaseOpt = None,
     accept_dump_terms: TermsOpt = None,
     verify: VerifyOpt = 0.001,
+    fill_redacted: FillOpt = True,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -191,6 +198,7 @@ def crawl(
             files_base=files_base,
             accept_dump_terms=parse_accepted(accept_dump_terms),
             verify=verify,
+            fill_redacted=fill_redacted,
         )
         display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
         try:

@@ -88,6 +88,7 @@ class LocalCrawl:
     files_base: str | None = None  # a mirror of their download trees (None: the real ones)
     accept_dump_terms: frozenset[str] = frozenset()  # registries whose dump terms the user accepted
     verify: float = 0.0  # share of each registry's dumped networks asked again live (freshness)
+    fill_redacted: bool = False  # ask live for each dumped network lacking holder, country or abuse e-mail
     notes: list[str] = field(default_factory=list)  # warnings about the published files
 
     @property
@@ -160,7 +161,7 @@ class LocalCrawl:
         seeded: dict[str, Any] = {}
         if "dumps" in self.sources and not store.seeded:
             seeding = Seeding(store, sink, plan.scope, self.resolution, self.verify, self._note,
-                              self.published)
+                              self.published, self.fill_redacted)
             seeded = await seeding.run(await self._dumps(), crawler)
         complete = True
         if "live" in self.sources:
@@ -232,6 +233,7 @@ class Seeding:
     verify: float
     note: Callable[[str], None]
     cache: Path  # where records are staged while their dump is read
+    fill_redacted: bool = False
 
     async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
         figures: dict[str, Any] = {}
@@ -285,14 +287,15 @@ class Seeding:
                     self.store.counters.blocks += 1
                 if terminal and not answer.terminal:
                     self.store.listed_whole.add(record.first << 32 | record.last)
-                if step and n % step == 0:
+                if (step and n % step == 0) or (self.fill_redacted and freshness.redacted(record)):
                     sample.append(record)
         staged.unlink()
         return n + 1, sample
 
     async def _fresh(self, sample: list[NetworkRecord], crawler: Crawler) -> dict[str, Any]:
-        """Ask each sampled network's first address again live; a disagreement's live record is
-        written after the dump's (the latest record of a block wins)."""
+        """Ask each sampled network's first address again live (and each one the dump left a field
+        out of, with `fill_redacted`); a disagreement's or a filled field's live record is written
+        after the dump's (the latest record of a block wins)."""
         counts: Counter[str] = Counter(asked=len(sample))
         fields: Counter[str] = Counter()
         for record in sample:
@@ -303,12 +306,11 @@ class Seeding:
                 continue
             crawler.lookups_by_registry[result.registry] += result.lookups
             self.store.counters.lookups += result.lookups
-            differs = freshness.disagreements(record, result.record)
-            more = freshness.filled(record, result.record)
-            fields.update(differs + more)
-            counts["disagreed" if differs else "filled" if more else "agreed"] += 1
             live = result.record
-            if (differs or more) and live is not None:
+            kind, changed = freshness.verdict(record, live)
+            counts[kind] += 1
+            fields.update(changed)
+            if changed and live is not None:
                 live.crawl = "local"
                 await self.sink.emit(live)
                 self.store.index.add(live.first, live.last, Answer.of(live, self.resolution).terminal)

@@ -34,16 +34,21 @@ def objects_around(world: World, cidr: str) -> list[int]:
     return sorted(found, key=lambda o: (world.start[o], -world.end[o]))
 
 
-def lacnic_dump(world: World, objs: Iterable[int], rename: int | None = None) -> bytes:
-    """LACNIC's single dump (Latin-1, CRLF, `owner:`, `parent:`) of the world's objects."""
+def lacnic_dump(
+    world: World, objs: Iterable[int], rename: int | None = None, roles: bool = True
+) -> bytes:
+    """LACNIC's single dump (Latin-1, CRLF, `owner:`, `parent:`) of the world's objects; `roles`:
+    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only)."""
     out = ["% LACNIC whois database dump", ""]
     for obj in objs:
         if world.is_placeholder(obj):
             continue
         f = facts(world, obj, "")
         holder = "Renamed Since The Dump" if obj == rename else f.org_name
-        out += [f"role: abuse of {f.org_handle}", f"nic-hdl: {f.abuse_handle}",
-                f"abuse-mailbox: {f.abuse_email}", "", f"inetnum: {f.handle}", f"status: {f.type.lower()}",
+        if roles:
+            out += [f"role: abuse of {f.org_handle}", f"nic-hdl: {f.abuse_handle}",
+                    f"abuse-mailbox: {f.abuse_email}", ""]
+        out += [f"inetnum: {f.handle}", f"status: {f.type.lower()}",
                 f"owner: {holder}",
                 f"ownerid: {f.org_handle}", f"country: {f.country or ''}", f"abuse-c: {f.abuse_handle}"]
         out += [f"parent: {f.parent}"] if f.parent else []
@@ -175,3 +180,20 @@ async def test_a_resumed_crawl_reads_no_dump_twice_and_still_asks_nothing(start_
     assert again.doc["resumed"] and again.doc["dumps"] == {}  # seeded once, remembered by the checkpoint
     assert (tmp_path / "results.jsonl").read_text().count("\n") == lines
     assert again.doc["lookups"] == first.doc["lookups"] == 0  # the dump's parents are still leaves
+
+
+async def test_fields_a_dump_leaves_out_are_asked_live(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    objs = [o for o in objects_around(world, LACNIC_CIDR) if not world.is_placeholder(o)]
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, roles=False))
+    got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
+                      sources=frozenset({"dumps", "live"}), files_base=base, fill_redacted=True)
+    fresh = got.doc["dumps"]["lacnic"]["freshness"]
+    # a parent whose first child starts where it does is answered by that child: it stays unfilled
+    parents = {int(p) for o in objs if (p := world.parent[o]) >= 0 and world.start[p] == world.start[o]}
+    assert fresh["asked"] == len(objs) and fresh["filled"] == len(objs) - len(parents)
+    assert fresh.get("child_answered", 0) == len(parents)
+    assert fresh["fields"] == {"abuse_emails": len(objs) - len(parents)}
+    for block, obj in truth(world, LACNIC_CIDR).items():
+        if not world.nchildren[obj]:
+            assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]

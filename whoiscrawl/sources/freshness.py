@@ -14,6 +14,12 @@ def every(fraction: float) -> int:
     return max(1, round(1 / min(fraction, 1.0)))
 
 
+def redacted(dumped: NetworkRecord) -> bool:
+    """A dumped network lacking a field a person reads (holder, country, abuse e-mail): LACNIC's dump
+    names an abuse contact but carries no address for it, so only a live answer gives it."""
+    return not (dumped.registrant and dumped.country and dumped.abuse_emails)
+
+
 def disagreements(dumped: NetworkRecord, live: NetworkRecord | None) -> list[str]:
     """The fields the live answer for a dumped network's first address contradicts. An answer for
     another (more specific) network says nothing about this one's fields; a field the dump left out
@@ -40,3 +46,17 @@ def filled(dumped: NetworkRecord, live: NetworkRecord | None) -> list[str]:
     pairs = (("registrant", dumped.registrant, live.registrant), ("country", dumped.country, live.country),
              ("abuse_emails", dumped.abuse_emails, live.abuse_emails))
     return [name for name, mine, theirs in pairs if not mine and theirs]
+
+
+def verdict(dumped: NetworkRecord, live: NetworkRecord | None) -> tuple[str, list[str]]:
+    """(disagreed | filled | child_answered | agreed, the fields that differ or were filled). An
+    answer about a child starting where the network does says nothing of the network itself."""
+    differs = disagreements(dumped, live)
+    if differs:
+        return "disagreed", differs
+    more = filled(dumped, live)
+    if more:
+        return "filled", more
+    assert live is not None  # no answer at all is a disagreement
+    same = (live.first, live.last) == (dumped.first, dumped.last)
+    return ("agreed" if same else "child_answered"), []
