@@ -160,8 +160,9 @@ class LocalCrawl:
         started = time.monotonic()
         seeded: dict[str, Any] = {}
         if "dumps" in self.sources and not store.seeded:
-            seeding = Seeding(store, sink, plan.scope, self.resolution, self.verify, self._note,
-                              self.published, self.fill_redacted)
+            live = "live" in self.sources  # without it nothing is asked, not even a freshness check
+            seeding = Seeding(store, sink, plan.scope, self.resolution, self.verify if live else 0.0,
+                              self._note, self.published, self.fill_redacted and live)
             seeded = await seeding.run(await self._dumps(), crawler)
         complete = True
         if "live" in self.sources:

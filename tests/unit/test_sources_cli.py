@@ -41,3 +41,5 @@ def test_a_dump_with_terms_is_read_only_once_they_are_accepted(tmp_path: Path):
     assert {r["handle"] for r in records} == {"193.0.0.0 - 193.0.7.255", "193.0.8.0 - 193.0.10.255",
                                                "193.0.9.0 - 193.0.9.255"}
     assert {r["source"] for r in records} == {"dump"} and doc["lookups"] == 0
+    # without live nothing is asked, though one network lacks a holder (--fill-redacted is on)
+    assert doc["dumps"]["ripencc"]["freshness"] == {"asked": 0, "fields": {}}
