@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from whoiscrawl import rirs
 from whoiscrawl.sim.model import World, ip_str
@@ -80,13 +81,8 @@ async def mirror(tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
     root.mkdir()
     app = web.Application()
     app.router.add_static("/", root)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield root, f"http://127.0.0.1:{port}/"
-    await runner.cleanup()
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield root, str(server.make_url("/"))
 
 
 def _int(address: str) -> int:

@@ -59,3 +59,15 @@ def test_the_table_names_the_largest(sources: str):
     result = CliRunner().invoke(app, ["plan", "200.160.0.0/19", "--estimate", "--sources", sources,
                                       "--files-base", str(PUBLISHED)])
     assert result.exit_code == 0 and "largest: lacnic" in result.output
+
+
+def test_a_bench_run_projects_its_answered_requests_onto_the_real_limits():
+    from whoiscrawl.bench import real_time
+
+    # the simulator ran LACNIC 100x faster; its 600 answered requests still take an hour for real
+    figures = {"utilization": {"lacnic": {"answered": 600, "allowed_per_s": 16.67, "sources": 2},
+                               "arin": {"answered": 36_000, "allowed_per_s": 1000.0, "sources": 2}}}
+    doc = real_time(figures, egress=2)
+    assert doc["by_registry"]["lacnic"]["projected_real_hours"] == 0.5
+    assert doc["by_registry"]["arin"]["projected_real_hours"] == 0.5
+    assert doc["egress_addresses"] == 2

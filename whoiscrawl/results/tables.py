@@ -98,9 +98,20 @@ def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
                      f"(serial {d.get('serial') or '-'}), "
                      f"{d['skipped']:,} skipped; asked again {fresh.get('asked', 0):,}, "
                      f"disagreed {fresh.get('disagreed', 0):,}"))
-    for note in summary.get("notes") or []:
-        head.append(("note", note))
+    notes = summary.get("notes") or []
+    if notes:  # one row: the first, and how many (each was a warning on stderr, and all are in --json)
+        more = f" (and {len(notes) - 1} more: --json)" if len(notes) > 1 else ""
+        head.append(("notes", f"{notes[0][:90]}{'...' if len(notes[0]) > 90 else ''}{more}"))
+    if summary.get("real_time"):
+        real = summary["real_time"]
+        head.append((f"real-limit hours, {real['egress_addresses']} egress", real_time_line(real)))
     return figures_table(title, head)
+
+
+def real_time_line(doc: dict[str, Any]) -> str:
+    """Projected real hours in one line: each registry's, then which is the largest."""
+    per = " ".join(f"{r} {v['projected_real_hours']:,.1f}" for r, v in doc["by_registry"].items())
+    return f"{per}; max {doc['slowest_registry'] or '-'}"
 
 
 def estimate_table(doc: dict[str, Any], title: str = "Requests and real time") -> Table:
