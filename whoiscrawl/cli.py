@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -137,6 +137,18 @@ def _whois_servers(whois: str | None) -> dict[str, str]:
     return dict(REAL_WHOIS_SERVERS) if whois == "real" else dict.fromkeys(REGISTRIES, whois)
 
 
+def _sources(
+    sources: str | None, files_base: str | None, terms: str | None, bootstrap_url: str | None
+) -> dict[str, Any]:
+    """A local crawl's sources: as asked, else all (live alone against another RDAP service with
+    no mirror of its files: the real registries' files do not describe it)."""
+    from whoiscrawl.sources.published import DEFAULT, parse_accepted, parse_sources
+
+    chosen = sources or ("live" if bootstrap_url and not files_base else DEFAULT)
+    return {"sources": parse_sources(chosen), "files_base": files_base,
+            "accept_dump_terms": parse_accepted(terms)}
+
+
 def _egresses(binds: list[str] | None, key: str) -> list:
     from whoiscrawl.registry import Egress
 
@@ -169,17 +181,14 @@ def crawl(
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it.
 
-    By default it starts from what the registries publish (delegation statistics, bulk dumps) and
-    asks RDAP/WHOIS only for the rest. The RIPE NCC's and AFRINIC's dumps come with terms (an
-    acceptable-use policy; no redistribution): they are read only with --accept-dump-terms."""
+    It starts from what the registries publish and asks RDAP/WHOIS for the rest (docs/sources.md)."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError
     from whoiscrawl.rates import LimitError, parse_limits
-    from whoiscrawl.sources.published import DEFAULT, SourcesError, parse_accepted, parse_sources
+    from whoiscrawl.sources.published import SourcesError
     from whoiscrawl.space import SpaceError, fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        chosen = sources or ("live" if bootstrap_url and not files_base else DEFAULT)
         job = LocalCrawl(
             ranges=ranges,
             out=out,
@@ -194,10 +203,7 @@ def crawl(
             whois_servers=_whois_servers(whois),
             resume=resume,
             list_children=list_children,
-            sources=parse_sources(chosen),
-            files_base=files_base,
-            accept_dump_terms=parse_accepted(accept_dump_terms),
-            verify=verify,
+            **_sources(sources, files_base, accept_dump_terms, bootstrap_url), verify=verify,
             fill_redacted=fill_redacted,
         )
         display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
