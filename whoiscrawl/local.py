@@ -100,7 +100,8 @@ class LocalCrawl:
         """Where the published files are downloaded to, beside the results."""
         return self.out.with_name(self.out.name + ".published")
 
-    def _note(self, text: str) -> None:
+    def note(self, text: str) -> None:
+        """A warning about the published files: logged, and kept for the crawl's summary."""
         log.warning("%s", text)
         self.notes.append(text)
 
@@ -123,7 +124,7 @@ class LocalCrawl:
         if "stats" in self.sources:
             published = await load_stats(self.files_base, self.published)
             for warning in published.warnings:
-                self._note(warning)
+                self.note(warning)
             excludes += published.free_ranges()
             delegated_by = published.index().registry if published.delegations else None
         plan = plan_crawl(
@@ -160,10 +161,7 @@ class LocalCrawl:
         started = time.monotonic()
         seeded: dict[str, Any] = {}
         if "dumps" in self.sources and not store.seeded:
-            live = "live" in self.sources  # without it nothing is asked, not even a freshness check
-            seeding = Seeding(store, sink, plan.scope, self.resolution, self.verify if live else 0.0,
-                              self._note, self.published, self.fill_redacted and live)
-            seeded = await seeding.run(await self._dumps(), crawler)
+            seeded = await Seeding(self, store, sink, plan.scope).run(await self._dumps(), crawler)
         complete = True
         if "live" in self.sources:
             complete = await self._walk(crawler, store, plan, on_progress)
@@ -187,7 +185,7 @@ class LocalCrawl:
     async def _dumps(self) -> list[RegistryDump]:
         got, notes = await fetch_dumps(self.files_base, self.published, self.accept_dump_terms)
         for note in notes:
-            self._note(note)
+            self.note(note)
         return got
 
     async def _walk(
@@ -227,14 +225,16 @@ class Seeding:
     """A local crawl's dumps handed to its store: records written to the results and their blocks
     known, so the walk asks only where no dump answers; then a share of them asked again live."""
 
+    job: LocalCrawl  # its settings: resolution, verify, fill_redacted, concurrency, where files go
     store: MemoryStore
     sink: FileSink
     scope: Scope
-    resolution: int
-    verify: float
-    note: Callable[[str], None]
-    cache: Path  # where records are staged while their dump is read
-    fill_redacted: bool = False
+
+    def __post_init__(self) -> None:
+        live = "live" in self.job.sources  # without it nothing is asked, not even a freshness check
+        self.verify = self.job.verify if live else 0.0
+        self.fill_redacted = self.job.fill_redacted and live
+        self.resolution, self.cache, self.note = self.job.resolution, self.job.published, self.job.note
 
     async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
         figures: dict[str, Any] = {}
@@ -251,11 +251,12 @@ class Seeding:
                 continue
             for skipped in report.skipped_named[:5]:
                 self.note(f"{dump.registry} dump: skipped {skipped}")
-            seeded, sample = await self._seed(staged, report)
+            recheck = self.cache / f"{dump.registry}.recheck.jsonl"
+            seeded = await self._seed(staged, report, recheck)
             self.store.seeded[dump.registry] = dump.serial
             figures[dump.registry] = {
                 "serial": dump.serial, "records": report.records, "in_scope": seeded,
-                "skipped": report.skipped, "freshness": await self._fresh(sample, crawler),
+                "skipped": report.skipped, "freshness": await self._fresh(recheck, crawler),
             }
         self.store.save()
         return figures
@@ -270,14 +271,15 @@ class Seeding:
                     fh.write(record.to_json().decode() + "\n")
         return report
 
-    async def _seed(self, staged: Path, report: dumps.DumpReport) -> tuple[int, list[NetworkRecord]]:
-        """Every staged record out and its block known. A dump holds every network of its registry,
-        so a parent's children are all known and the parent needs no probing inside (a leaf, kept
-        in `listed_whole` for a resume), except a parent holding an object that was skipped."""
+    async def _seed(self, staged: Path, report: dumps.DumpReport, recheck: Path) -> int:
+        """Every staged record out and its block known; those to ask again live written to
+        `recheck`. A dump holds every network of its registry, so a parent's children are all known
+        and the parent needs no probing inside (a leaf, kept in `listed_whole` for a resume),
+        except a parent holding an object that was skipped."""
         whole = report.unplaced == 0
         holes = sorted(report.holes)
-        step, sample, n = freshness.every(self.verify), [], -1
-        with staged.open(encoding="utf-8") as fh:
+        step, n = freshness.every(self.verify), -1
+        with staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_json(line)
                 record.crawl = "local"
@@ -289,32 +291,44 @@ class Seeding:
                 if terminal and not answer.terminal:
                     self.store.listed_whole.add(record.first << 32 | record.last)
                 if (step and n % step == 0) or (self.fill_redacted and freshness.redacted(record)):
-                    sample.append(record)
+                    again.write(line)
         staged.unlink()
-        return n + 1, sample
+        return n + 1
 
-    async def _fresh(self, sample: list[NetworkRecord], crawler: Crawler) -> dict[str, Any]:
-        """Ask each sampled network's first address again live (and each one the dump left a field
-        out of, with `fill_redacted`); a disagreement's or a filled field's live record is written
-        after the dump's (the latest record of a block wins)."""
-        counts: Counter[str] = Counter(asked=len(sample))
+    async def _fresh(self, recheck: Path, crawler: Crawler) -> dict[str, Any]:
+        """Ask each network of `recheck` again live at its first address, `concurrency` at a time (the
+        file streamed: LACNIC's dump leaves every abuse address out); a disagreement's or a filled
+        field's live record is written after the dump's (the latest record of a block wins)."""
+        counts: Counter[str] = Counter(asked=0)
         fields: Counter[str] = Counter()
-        for record in sample:
+        gate = asyncio.Semaphore(self.job.concurrency)
+
+        async def ask(record: NetworkRecord) -> None:
             try:
                 result = await crawler.client.lookup(record.first)
             except LookupFailed:
                 counts["failed"] += 1
-                continue
+                return
+            finally:
+                gate.release()
             crawler.lookups_by_registry[result.registry] += result.lookups
             self.store.counters.lookups += result.lookups
-            live = result.record
-            kind, changed = freshness.verdict(record, live)
+            kind, changed = freshness.verdict(record, result.record)
             counts[kind] += 1
             fields.update(changed)
-            if changed and live is not None:
+            if changed and result.record is not None:
+                live = result.record
                 live.crawl = "local"
                 await self.sink.emit(live)
                 self.store.index.add(live.first, live.last, Answer.of(live, self.resolution).terminal)
+
+        async with asyncio.TaskGroup() as group:
+            with recheck.open(encoding="utf-8") as fh:
+                for line in fh:
+                    await gate.acquire()  # a bounded number of records in flight: memory stays flat
+                    counts["asked"] += 1
+                    group.create_task(ask(NetworkRecord.from_json(line)))
+        recheck.unlink()
         return {**counts, "fields": dict(fields)}
 
 
