@@ -112,7 +112,8 @@ class LocalCrawl:
         resumed = store.load() if self.resume else False
         for record in read_results(self.out) if resumed else []:
             answer = Answer.of(record, self.resolution)
-            store.index.add(answer.first, answer.last, answer.terminal)
+            seeded = store.seeded.get(record.registry) if record.source == "dump" else None
+            store.index.add(answer.first, answer.last, answer.terminal or dump_leaf(record, seeded))
         store.counters.shards_total = len(plan.shards)
         store.counters.addresses_total = plan.addresses
         return store, resumed
@@ -252,8 +253,10 @@ class Seeding:
             for skipped in report.skipped_named[:5]:
                 self.note(f"{dump.registry} dump: skipped {skipped}")
             recheck = self.cache / f"{dump.registry}.recheck.jsonl"
-            seeded = await self._seed(staged, report, recheck)
-            self.store.seeded[dump.registry] = dump.serial
+            holes = [list(h) for h in sorted(report.holes)]  # as the checkpoint's JSON keeps them
+            how = {"serial": dump.serial, "whole": report.unplaced == 0, "holes": holes}
+            seeded = await self._seed(staged, how, recheck)
+            self.store.seeded[dump.registry] = how  # a resume knows its records' leaves by this
             figures[dump.registry] = {
                 "serial": dump.serial, "records": report.records, "in_scope": seeded,
                 "skipped": report.skipped, "freshness": await self._fresh(recheck, crawler),
@@ -271,25 +274,18 @@ class Seeding:
                     fh.write(record.to_json().decode() + "\n")
         return report
 
-    async def _seed(self, staged: Path, report: dumps.DumpReport, recheck: Path) -> int:
-        """Every staged record out and its block known; those to ask again live written to
-        `recheck`. A dump holds every network of its registry, so a parent's children are all known
-        and the parent needs no probing inside (a leaf, kept in `listed_whole` for a resume),
-        except a parent holding an object that was skipped."""
-        whole = report.unplaced == 0
-        holes = sorted(report.holes)
+    async def _seed(self, staged: Path, how: dict[str, Any], recheck: Path) -> int:
+        """Every staged record out and its block known (`dump_leaf`); those to ask again live
+        written to `recheck`."""
         step, n = freshness.every(self.verify), -1
         with staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_json(line)
                 record.crawl = "local"
-                answer = Answer.of(record, self.resolution)
-                terminal = answer.terminal or (whole and not _holds(holes, record.first, record.last))
+                terminal = Answer.of(record, self.resolution).terminal or dump_leaf(record, how)
                 await self.sink.emit(record)
                 if self.store.index.add(record.first, record.last, terminal):
                     self.store.counters.blocks += 1
-                if terminal and not answer.terminal:
-                    self.store.listed_whole.add(record.first << 32 | record.last)
                 if (step and n % step == 0) or (self.fill_redacted and freshness.redacted(record)):
                     again.write(line)
         staged.unlink()
@@ -332,9 +328,18 @@ class Seeding:
         return {**counts, "fields": dict(fields)}
 
 
-def _holds(holes: list[tuple[int, int]], first: int, last: int) -> bool:
-    """Does first..last hold one of the (sorted) spans?"""
-    i = bisect.bisect_left(holes, (first, 0))
+def dump_leaf(record: NetworkRecord, seeded: dict[str, Any] | None) -> bool:
+    """Is a dumped network a leaf? A dump holds every network of its registry, so a parent's
+    children are all known and nothing inside it needs probing; except a parent holding an object
+    the dump skipped (`holes`), and any parent when a skipped object's span could not be read."""
+    if not seeded or not seeded.get("whole"):
+        return False
+    return not _holds(seeded.get("holes") or [], record.first, record.last)
+
+
+def _holds(holes: list[list[int]], first: int, last: int) -> bool:
+    """Does first..last hold one of the (sorted) [first, last] spans?"""
+    i = bisect.bisect_left(holes, [first, 0])
     while i < len(holes) and holes[i][0] <= last:
         if holes[i][1] <= last:
             return True

@@ -106,7 +106,8 @@ class MemoryStore:
     done: set[str] = field(default_factory=set)
     partly_listed: set[int] = field(default_factory=set)  # parents no listing could settle
     listed_whole: set[int] = field(default_factory=set)  # parents listed whole: leaves the file cannot tell
-    seeded: dict[str, str | None] = field(default_factory=dict)  # registry -> serial of the dump seeded
+    # registry -> the dump seeded: its serial, whether whole, the spans it skipped (local.dump_leaf)
+    seeded: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def sync(self) -> None:
         return None

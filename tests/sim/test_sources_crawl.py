@@ -36,10 +36,12 @@ def objects_around(world: World, cidr: str) -> list[int]:
 
 
 def lacnic_dump(
-    world: World, objs: Iterable[int], rename: int | None = None, roles: bool = True
+    world: World, objs: Iterable[int], rename: int | None = None, roles: bool = True,
+    broken: int | None = None,
 ) -> bytes:
     """LACNIC's single dump (Latin-1, CRLF, `owner:`, `parent:`) of the world's objects; `roles`:
-    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only)."""
+    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only); `broken`: the
+    object with a line that is no attribute."""
     out = ["% LACNIC whois database dump", ""]
     for obj in objs:
         if world.is_placeholder(obj):
@@ -49,7 +51,8 @@ def lacnic_dump(
         if roles:
             out += [f"role: abuse of {f.org_handle}", f"nic-hdl: {f.abuse_handle}",
                     f"abuse-mailbox: {f.abuse_email}", ""]
-        out += [f"inetnum: {f.handle}", f"status: {f.type.lower()}",
+        out += [f"inetnum: {f.handle}"] + (["a line that is no attribute"] if obj == broken else [])
+        out += [f"status: {f.type.lower()}",
                 f"owner: {holder}",
                 f"ownerid: {f.org_handle}", f"country: {f.country or ''}", f"abuse-c: {f.abuse_handle}"]
         out += [f"parent: {f.parent}"] if f.parent else []
@@ -193,3 +196,18 @@ async def test_fields_a_dump_leaves_out_are_asked_live(start_sim, world, tmp_pat
     for block, obj in truth(world, LACNIC_CIDR).items():
         if not world.nchildren[obj]:
             assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+
+
+async def test_an_object_the_dump_breaks_is_found_live_inside_its_parent(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    want = truth(world, LACNIC_CIDR)
+    objs = objects_around(world, LACNIC_CIDR)
+    small = next(o for o in want.values() if world.parent[o] >= 0 and not world.nchildren[o])
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, broken=small))
+    got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
+                      sources=frozenset({"dumps", "live"}), files_base=base)
+    assert got.doc["dumps"]["lacnic"]["skipped"] == 1, got.doc["notes"]
+    assert any("a line that is no attribute" in n for n in got.doc["notes"])
+    block = (ip_str(world.start[small]), ip_str(world.end[small]))
+    assert got.records[block]["source"] == "rdap"  # asked live: its parent was left a parent
+    assert set(want) <= set(got.records) and lacnic_asked(got) > 0

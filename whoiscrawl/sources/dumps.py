@@ -115,14 +115,17 @@ def _split_type(path: Path) -> str | None:
     return parts[2] if len(parts) == 3 and parts[1] == "db" else None
 
 
-def _objects(path: Path, report: DumpReport) -> Iterator[rpsl.RpslObject]:
+def _objects(path: Path, report: DumpReport, again: bool = False) -> Iterator[rpsl.RpslObject]:
+    """A file's objects; what is broken or cut off reported once (`again`: a single file's second
+    read, whose first one reported it)."""
     lines = DumpLines(path)
     for obj in rpsl.objects(lines):
         if isinstance(obj, rpsl.Broken):
-            report.skip(f"{path}, object at line {obj.line}: {obj.reason}", obj.kind, obj.key)
+            if not again:
+                report.skip(f"{path}, object at line {obj.line}: {obj.reason}", obj.kind, obj.key)
         else:
             yield obj
-    if lines.problem:
+    if lines.problem and not again:
         report.problems.append(lines.problem)
 
 
@@ -143,7 +146,7 @@ def read_registry(
 
     def records() -> Iterator[NetworkRecord]:
         for path in inetnum_files:
-            for obj in _objects(path, report):
+            for obj in _objects(path, report, again=_split_type(path) is None):
                 if obj.kind != "inetnum":
                     continue
                 record = to_record(registry, obj, contacts, serial, observed_at)
