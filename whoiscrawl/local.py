@@ -284,8 +284,8 @@ class Seeding:
                 record.crawl = "local"
                 terminal = Answer.of(record, self.resolution).terminal or dump_leaf(record, how)
                 await self.sink.emit(record)
-                if self.store.index.add(record.first, record.last, terminal):
-                    self.store.counters.blocks += 1
+                self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
+                self.store.counters.blocks += 1  # a block found all the same
                 if (step and n % step == 0) or (self.fill_redacted and freshness.redacted(record)):
                     again.write(line)
         staged.unlink()

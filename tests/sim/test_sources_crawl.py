@@ -108,6 +108,7 @@ async def test_a_dump_settles_a_registry_that_lists_nothing(start_sim, world, tm
     assert got.doc["complete"] and set(want) <= set(got.records)  # recall 1.0, small blocks included
     assert lacnic_asked(got) == 0 and got.doc["lookups"] == 0
     assert got.doc["dumps"]["lacnic"]["records"] >= len(want)
+    assert got.doc["blocks"] == got.doc["dumps"]["lacnic"]["in_scope"] == len(got.records)
     for block, obj in want.items():
         f, record = facts(world, obj, ""), got.records[block]
         assert (record["source"], record["registrant"], record["country"]) == ("dump", f.org_name, f.country)
