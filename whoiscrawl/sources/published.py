@@ -66,14 +66,11 @@ class StatsPlan:
 
     def free_ranges(self) -> list[str]:
         """Available and reserved space, exactly (`a-b` ranges): nothing there to ask for."""
-        return [f"{_ip(d.first)}-{_ip(d.last)}" for d in self.delegations if not d.handed_out]
+        free = (d for d in self.delegations if not d.handed_out)
+        return [f"{stats.ip_str(d.first)}-{stats.ip_str(d.last)}" for d in free]
 
     def index(self) -> stats.Delegations:
         return stats.Delegations(self.delegations)
-
-
-def _ip(n: int) -> str:
-    return ".".join(str(n >> s & 255) for s in (24, 16, 8, 0))
 
 
 async def load_stats(
