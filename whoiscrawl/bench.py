@@ -23,7 +23,7 @@ from whoiscrawl.blocks import KnownBlocks, encode_block
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
-from whoiscrawl.rates import Limit, format_limits
+from whoiscrawl.rates import Limit, format_limits, projected_real_hours
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisStore
@@ -337,8 +337,16 @@ def fleet_crawl(
         "worker_errors": run.progress.errors,
         "shards": run.shards,
         **figures,
+        "real_time": real_time(figures, egress),
         "targets": against_targets(figures),
     }
+
+
+def real_time(figures: dict[str, Any], egress: int) -> dict[str, Any]:
+    """The run's requests per registry (those the simulator answered) at the registries' real
+    published limits, not the simulator's time-scaled ones: the projected real wall time."""
+    answered = {r: int(u["answered"]) for r, u in (figures.get("utilization") or {}).items()}
+    return projected_real_hours(answered, egress)
 
 
 # The data-plane issue's limits for a `standard` sweep at the default resolution.

@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from whoiscrawl.dev.cli import app as dev_app
-from whoiscrawl.results.tables import bench_table, crawl_table, score_table
+from whoiscrawl.results.tables import bench_table, crawl_table, estimate_table, score_table
 
 
 class OneLineErrors(TyperGroup):
@@ -106,6 +106,48 @@ WhoisOpt = Annotated[
 ]
 
 
+SourcesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sources",
+        envvar="WHOISCRAWL_SOURCES",
+        help="What to read, comma-separated: stats (delegation statistics: free space skipped, each block's "
+        "registry known), dumps (bulk RPSL dumps: RIPE NCC, APNIC, LACNIC, AFRINIC), live (RDAP/WHOIS for "
+        "the rest). Default stats,dumps,live; live alone with --bootstrap-url and no --files-base (the real "
+        "registries' files do not describe another RDAP service). docs/sources.md",
+    ),
+]
+FilesBaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--files-base",
+        envvar="WHOISCRAWL_FILES_BASE",
+        help="A mirror of the registries' download trees (URL or directory, <base>/<host>/<path>); "
+        "the simulator's is <sim root>/published/. Default: the registries' own servers",
+    ),
+]
+TermsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--accept-dump-terms",
+        envvar="WHOISCRAWL_ACCEPT_DUMP_TERMS",
+        help="Registries whose dump terms you accept (ripencc: the RIPE Database Terms and Conditions / "
+        "acceptable-use policy limit copying a significant part; afrinic: no redistribution), or 'all'. "
+        "Without it their dumps are not read and their space is crawled live",
+    ),
+]
+FillOpt = Annotated[
+    bool,
+    typer.Option("--fill-redacted/--no-fill-redacted",
+                 help="Ask live for each dumped network lacking holder, country or abuse e-mail "
+                 "(LACNIC's dump carries no abuse addresses: one lookup a network at its 10 a minute)"),
+]
+VerifyOpt = Annotated[
+    float,
+    typer.Option("--verify", help="Share of each registry's dumped networks asked again live (freshness)"),
+]
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON line for scripts instead of tables")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or notes on stderr")]
 
@@ -136,6 +178,18 @@ def _whois_servers(whois: str | None) -> dict[str, str]:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         _fail(f"--whois {whois!r}: give host:port of a WHOIS server, or 'real' for the registries'")
     return dict.fromkeys(REGISTRIES, whois)
+
+
+def _sources(
+    sources: str | None, files_base: str | None, terms: str | None, bootstrap_url: str | None
+) -> dict[str, Any]:
+    """A local crawl's sources: as asked, else all (live alone against another RDAP service with
+    no mirror of its files: the real registries' files do not describe it)."""
+    from whoiscrawl.sources.published import DEFAULT, parse_accepted, parse_sources
+
+    chosen = sources or ("live" if bootstrap_url and not files_base else DEFAULT)
+    return {"sources": parse_sources(chosen), "files_base": files_base,
+            "accept_dump_terms": parse_accepted(terms)}
 
 
 def _egresses(binds: list[str] | None, key: str) -> list:
@@ -171,13 +225,21 @@ def crawl(
     bind_address: BindOpt = None,
     whois: WhoisOpt = None,
     list_children: ListOpt = True,
+    sources: SourcesOpt = None,
+    files_base: FilesBaseOpt = None,
+    accept_dump_terms: TermsOpt = None,
+    verify: VerifyOpt = 0.001,
+    fill_redacted: FillOpt = True,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it."""
+    """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it.
+
+    It starts from what the registries publish and asks RDAP/WHOIS for the rest (docs/sources.md)."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError
     from whoiscrawl.rates import LimitError, parse_limits
+    from whoiscrawl.sources.published import SourcesError
     from whoiscrawl.space import SpaceError, fetch_bootstrap
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -197,6 +259,8 @@ def crawl(
             whois_servers=_whois_servers(whois),
             resume=resume,
             list_children=list_children,
+            **_sources(sources, files_base, accept_dump_terms, bootstrap_url), verify=verify,
+            fill_redacted=fill_redacted,
         )
         display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
         try:
@@ -204,7 +268,7 @@ def crawl(
         finally:
             if display:
                 display.stop()
-    except (LocalCrawlError, LimitError, SpaceError) as exc:
+    except (LocalCrawlError, LimitError, SpaceError, SourcesError) as exc:
         _fail(str(exc))
         return
     _end(summary, as_json, [crawl_table(summary)])
@@ -225,9 +289,9 @@ PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOP
 @app.command()
 def plan(
     ranges: Annotated[list[str], typer.Argument(help="CIDRs or a-b ranges; 'all' = IPv4")],
-    crawl: CrawlOpt,
-    kafka_bootstrap: KafkaOpt,
-    redis_url: RedisOpt,
+    crawl: CrawlOpt = "",
+    kafka_bootstrap: KafkaOpt = "",
+    redis_url: RedisOpt = "",
     topic_prefix: PrefixOpt = "whoiscrawl.",
     strategy: Annotated[str, typer.Option(help="sweep or sample")] = "sweep",
     resolution: Annotated[int, typer.Option(help="Gap-probe grid, as a prefix length")] = 24,
@@ -238,8 +302,18 @@ def plan(
     exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
     partitions: Annotated[int, typer.Option(help="Work topic partitions (the most workers useful)")] = 32,
     force: Annotated[bool, typer.Option(help="Publish again even if this crawl was planned")] = False,
+    estimate: Annotated[bool, typer.Option(
+        help="Publish nothing: print per registry the requests the crawl needs and projected_real_hours "
+        "at the registries' real limits (Kafka and Redis not needed)")] = False,
+    egress: Annotated[int, typer.Option(help="--estimate: egress addresses the crawl sends from")] = 1,
+    sources: SourcesOpt = None,
+    files_base: FilesBaseOpt = None,
+    accept_dump_terms: TermsOpt = None,
+    verify: VerifyOpt = 0.001,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Cut the space into shards and send them to the crawl's work topic (once)."""
+    """Cut the space into shards and send them to the crawl's work topic (once); or, with --estimate,
+    say how long the crawl takes at the registries' real limits before the first request."""
     from redis.exceptions import RedisError
 
     from whoiscrawl import queue
@@ -247,6 +321,12 @@ def plan(
     from whoiscrawl.space import SpaceError, plan_crawl
     from whoiscrawl.store import RedisStore
 
+    if estimate:
+        _estimate(ranges, exclude or [], resolution, egress, (sources, files_base, accept_dump_terms, verify),
+                  as_json)
+        return
+    if not (crawl and kafka_bootstrap and redis_url):
+        _fail("publishing a plan needs --crawl, --kafka-bootstrap and --redis-url (or add --estimate)")
     try:
         plan = plan_crawl(
             crawl=crawl, ranges=ranges, excludes=exclude or [], strategy=strategy,
@@ -270,6 +350,39 @@ def plan(
     )
     typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses,
                            "shards_total": shards_total, "addresses_total": addresses_total}))
+
+
+def _estimate(ranges: list[str], excludes: list[str], resolution: int, egress: int,
+              chosen: tuple[str | None, str | None, str | None, float], as_json: bool) -> None:
+    """`plan --estimate`: the plan's requests per registry and their real time, printed."""
+    import tempfile
+
+    from whoiscrawl.rates import projected_real_hours
+    from whoiscrawl.results.tables import estimate_table
+    from whoiscrawl.sources import published
+    from whoiscrawl.space import SpaceError, plan_crawl
+
+    sources, files_base, terms, verify = chosen
+    try:
+        picked = published.parse_sources(sources or published.DEFAULT)
+        accepted = published.parse_accepted(terms)
+        stats_plan = None
+        if "stats" in picked:
+            cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-estimate-"))
+            stats_plan = asyncio.run(published.load_stats(files_base, cache))
+            for warning in stats_plan.warnings:
+                typer.secho(f"note: {warning}", fg="yellow", err=True)
+        free = stats_plan.free_ranges() if stats_plan else []
+        plan = plan_crawl(crawl="estimate", ranges=ranges, excludes=[*excludes, *free], resolution=resolution)
+    except (SpaceError, published.SourcesError) as exc:
+        _fail(str(exc))
+        return
+    needs = published.estimate_requests(plan, stats_plan, published.dump_registries(picked, accepted), verify)
+    doc = projected_real_hours({r: n["requests"] for r, n in needs.items()}, egress)
+    for registry, row in doc["by_registry"].items():
+        row.update({k: v for k, v in needs[registry].items() if k != "requests"})
+    doc = {"sources": sorted(picked), "addresses": plan.addresses, **doc}
+    _end(doc, as_json, [estimate_table(doc)])
 
 
 @app.command("rebuild-store")
@@ -459,7 +572,8 @@ def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int]
                                       resolution=resolution, time_scale=scale, kafka=kafka,
                                       redis_url=redis_url, sim_options=sim_options)
             doc = b.with_baselines(crawl, strategy, *compare)
-            _end(doc, as_json, [bench_table(doc)])
+            real = estimate_table(doc["real_time"], "At the real registries' limits")
+            _end(doc, as_json, [bench_table(doc), real])
         if micro:
             for micro_doc in (b.index_benchmark(), b.redis_memory_benchmark(redis_url)):
                 _end(micro_doc, True, [])
@@ -480,9 +594,11 @@ def demo(
     from whoiscrawl import bench as b
     from whoiscrawl.local import LocalCrawl
     from whoiscrawl.sim.score import score
-    from whoiscrawl.space import fetch_bootstrap
+    from whoiscrawl.sources.published import DEFAULT, parse_sources
+    from whoiscrawl.space import REGISTRIES, fetch_bootstrap
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    # --quiet: nothing on stderr (the published files' notes are in the table and the JSON)
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(levelname)s %(message)s")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     out.with_name(out.name + ".checkpoint.json").unlink(missing_ok=True)
@@ -497,6 +613,12 @@ def demo(
             bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
             limits=sim.limits(),
             whois_servers=_whois_servers(sim.whois),
+            # what the simulator publishes, as the registries do (simulated data: no real terms apply)
+            sources=parse_sources(DEFAULT),
+            files_base=sim.files_base,
+            accept_dump_terms=frozenset(REGISTRIES),
+            verify=0.001,
+            fill_redacted=True,
         )
         display = ProgressDisplay() if not quiet and sys.stderr.isatty() else None
         try:
@@ -505,9 +627,11 @@ def demo(
             if display:
                 display.stop()
     figures = score(scenario, str(out), str(log), resolution=24, time_scale=time_scale)
-    keep = ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out")
-    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures}
-    _end(doc, as_json, [crawl_table(summary, f"Crawl of the simulator's {scenario}"), score_table(figures)])
+    keep = ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out", "sources", "dumps",
+            "notes")
+    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures, "real_time": b.real_time(figures, 1)}
+    shown = {**summary, "real_time": doc["real_time"]}
+    _end(doc, as_json, [crawl_table(shown, f"Crawl of the simulator's {scenario}"), score_table(figures)])
 
 
 class ProgressDisplay:

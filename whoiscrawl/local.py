@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import logging
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +18,14 @@ from whoiscrawl.crawl import Crawler, run_shards
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import Bootstrap, Plan, plan_crawl
+from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
+from whoiscrawl.sources import dumps, freshness
+from whoiscrawl.sources.published import RegistryDump, fetch_dumps, load_stats
+from whoiscrawl.space import Bootstrap, Plan, Scope, plan_crawl
 from whoiscrawl.store import MemoryStore, Progress
 from whoiscrawl.strategy import Answer
+
+log = logging.getLogger(__name__)
 
 
 class LocalCrawlError(RuntimeError):
@@ -76,10 +83,27 @@ class LocalCrawl:
     resume: bool = False
     failure_pauses: tuple[float, ...] = Crawler.failure_pauses  # before an address is asked again
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set (as Ctrl-C does) to stop
+    # What the registries publish, used before anything is asked live (docs/sources.md).
+    sources: frozenset[str] = frozenset({"live"})  # stats, dumps, live
+    files_base: str | None = None  # a mirror of their download trees (None: the real ones)
+    accept_dump_terms: frozenset[str] = frozenset()  # registries whose dump terms the user accepted
+    verify: float = 0.0  # share of each registry's dumped networks asked again live (freshness)
+    fill_redacted: bool = False  # ask live for each dumped network lacking holder, country or abuse e-mail
+    notes: list[str] = field(default_factory=list)  # warnings about the published files
 
     @property
     def checkpoint(self) -> Path:
         return self.out.with_name(self.out.name + ".checkpoint.json")
+
+    @property
+    def published(self) -> Path:
+        """Where the published files are downloaded to, beside the results."""
+        return self.out.with_name(self.out.name + ".published")
+
+    def note(self, text: str) -> None:
+        """A warning about the published files: logged, and kept for the crawl's summary."""
+        log.warning("%s", text)
+        self.notes.append(text)
 
     def _open_store(self, plan: Plan) -> tuple[MemoryStore, bool]:
         """The crawl's store (and whether it resumed): the checkpoint and the results so far when
@@ -88,10 +112,27 @@ class LocalCrawl:
         resumed = store.load() if self.resume else False
         for record in read_results(self.out) if resumed else []:
             answer = Answer.of(record, self.resolution)
-            store.index.add(answer.first, answer.last, answer.terminal)
+            seeded = store.seeded.get(record.registry) if record.source == "dump" else None
+            store.index.add(answer.first, answer.last, answer.terminal or dump_leaf(record, seeded))
         store.counters.shards_total = len(plan.shards)
         store.counters.addresses_total = plan.addresses
         return store, resumed
+
+    async def _plan(self) -> tuple[Plan, Callable[[int], str | None] | None]:
+        """The plan, less the free and reserved space the statistics list, and (with them) the
+        registry that delegated each address."""
+        excludes, delegated_by = list(self.excludes), None
+        if "stats" in self.sources:
+            published = await load_stats(self.files_base, self.published)
+            for warning in published.warnings:
+                self.note(warning)
+            excludes += published.free_ranges()
+            delegated_by = published.index().registry if published.delegations else None
+        plan = plan_crawl(
+            crawl="local", ranges=self.ranges, excludes=excludes, strategy=self.strategy,
+            resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
+        )
+        return plan, delegated_by
 
     async def run(
         self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
@@ -101,14 +142,12 @@ class LocalCrawl:
                 f"{self.out} already holds results: add --resume to continue that "
                 "crawl, or choose another --out"
             )
-        plan = plan_crawl(
-            crawl="local", ranges=self.ranges, excludes=self.excludes, strategy=self.strategy,
-            resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
-        )
+        plan, delegated_by = await self._plan()
         store, resumed = self._open_store(plan)
         sink = FileSink(self.out)
         client = RegistryClient(
-            self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers
+            self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers,
+            delegated_by=delegated_by,
         )
         crawler = Crawler(
             store,
@@ -120,10 +159,44 @@ class LocalCrawl:
             stopping=self.stopping,
             failure_pauses=self.failure_pauses,
         )
+        started = time.monotonic()
+        seeded: dict[str, Any] = {}
+        if "dumps" in self.sources and not store.seeded:
+            seeded = await Seeding(self, store, sink, plan.scope).run(await self._dumps(), crawler)
+        complete = True
+        if "live" in self.sources:
+            complete = await self._walk(crawler, store, plan, on_progress)
+        else:
+            sink.close()
+            store.save()
+            await client.close()
+        return {
+            "complete": complete,
+            "resumed": resumed,
+            "out": str(self.out),
+            "wall_s": round(time.monotonic() - started, 3),
+            "lookups_by_registry": dict(crawler.lookups_by_registry),
+            "failures": crawler.failures[:20],
+            "sources": sorted(self.sources),
+            "dumps": seeded,
+            "notes": self.notes[:20],
+            **store.counters.__dict__,
+        }
+
+    async def _dumps(self) -> list[RegistryDump]:
+        got, notes = await fetch_dumps(self.files_base, self.published, self.accept_dump_terms)
+        for note in notes:
+            self.note(note)
+        return got
+
+    async def _walk(
+        self, crawler: Crawler, store: MemoryStore, plan: Plan,
+        on_progress: Callable[[Progress, dict[str, int]], None] | None,
+    ) -> bool:
+        """Walk the plan's shards (what no file settled), saving the checkpoint as it goes."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, crawler.stopping.set)
-        started = time.monotonic()
 
         async def report() -> None:
             while True:
@@ -139,17 +212,136 @@ class LocalCrawl:
             reporter.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            sink.close()
+            assert isinstance(crawler.sink, FileSink)
+            crawler.sink.close()
             store.save()
-            await client.close()
+            await crawler.client.close()
         if on_progress:
             on_progress(store.counters, dict(crawler.lookups_by_registry))
-        return {
-            "complete": complete,
-            "resumed": resumed,
-            "out": str(self.out),
-            "wall_s": round(time.monotonic() - started, 3),
-            "lookups_by_registry": dict(crawler.lookups_by_registry),
-            "failures": crawler.failures[:20],
-            **store.counters.__dict__,
-        }
+        return complete
+
+
+@dataclass
+class Seeding:
+    """A local crawl's dumps handed to its store: records written to the results and their blocks
+    known, so the walk asks only where no dump answers; then a share of them asked again live."""
+
+    job: LocalCrawl  # its settings: resolution, verify, fill_redacted, concurrency, where files go
+    store: MemoryStore
+    sink: FileSink
+    scope: Scope
+
+    def __post_init__(self) -> None:
+        live = "live" in self.job.sources  # without it nothing is asked, not even a freshness check
+        self.verify = self.job.verify if live else 0.0
+        self.fill_redacted = self.job.fill_redacted and live
+        self.resolution, self.cache, self.note = self.job.resolution, self.job.published, self.job.note
+
+    async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
+        figures: dict[str, Any] = {}
+        for dump in got:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            staged = self.cache / f"{dump.registry}.records.jsonl"
+            try:
+                report = self._stage(dump, staged)
+            except dumps.DumpError as exc:
+                self.note(f"{dump.registry} dump not used ({exc}): crawled live")
+                continue
+            if not report.complete:
+                self.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; crawled live")
+                continue
+            for skipped in report.skipped_named[:5]:
+                self.note(f"{dump.registry} dump: skipped {skipped}")
+            recheck = self.cache / f"{dump.registry}.recheck.jsonl"
+            holes = [list(h) for h in sorted(report.holes)]  # as the checkpoint's JSON keeps them
+            how = {"serial": dump.serial, "whole": report.unplaced == 0, "holes": holes}
+            seeded = await self._seed(staged, how, recheck)
+            self.store.seeded[dump.registry] = how  # a resume knows its records' leaves by this
+            figures[dump.registry] = {
+                "serial": dump.serial, "records": report.records, "in_scope": seeded,
+                "skipped": report.skipped, "freshness": await self._fresh(recheck, crawler),
+            }
+        self.store.save()
+        return figures
+
+    def _stage(self, dump: RegistryDump, staged: Path) -> dumps.DumpReport:
+        """The dump's records inside the crawl's scope, streamed to a file: used only once the whole
+        dump read well, so a file cut off loses nothing (its registry is crawled live instead)."""
+        report, records = dump.read()
+        with staged.open("w", encoding="utf-8") as fh:
+            for record in records:
+                if self.scope.overlaps(record.first, record.last):
+                    fh.write(record.to_json().decode() + "\n")
+        return report
+
+    async def _seed(self, staged: Path, how: dict[str, Any], recheck: Path) -> int:
+        """Every staged record out and its block known (`dump_leaf`); those to ask again live
+        written to `recheck`."""
+        step, n = freshness.every(self.verify), -1
+        with staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
+            for n, line in enumerate(fh):
+                record = NetworkRecord.from_json(line)
+                record.crawl = "local"
+                terminal = Answer.of(record, self.resolution).terminal or dump_leaf(record, how)
+                await self.sink.emit(record)
+                self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
+                self.store.counters.blocks += 1  # a block found all the same
+                if (step and n % step == 0) or (self.fill_redacted and freshness.redacted(record)):
+                    again.write(line)
+        staged.unlink()
+        return n + 1
+
+    async def _fresh(self, recheck: Path, crawler: Crawler) -> dict[str, Any]:
+        """Ask each network of `recheck` again live at its first address, `concurrency` at a time (the
+        file streamed: LACNIC's dump leaves every abuse address out); a disagreement's or a filled
+        field's live record is written after the dump's (the latest record of a block wins)."""
+        counts: Counter[str] = Counter(asked=0)
+        fields: Counter[str] = Counter()
+        gate = asyncio.Semaphore(self.job.concurrency)
+
+        async def ask(record: NetworkRecord) -> None:
+            try:
+                result = await crawler.client.lookup(record.first)
+            except LookupFailed:
+                counts["failed"] += 1
+                return
+            finally:
+                gate.release()
+            crawler.lookups_by_registry[result.registry] += result.lookups
+            self.store.counters.lookups += result.lookups
+            kind, changed = freshness.verdict(record, result.record)
+            counts[kind] += 1
+            fields.update(changed)
+            if changed and result.record is not None:
+                live = result.record
+                live.crawl = "local"
+                await self.sink.emit(live)
+                self.store.index.add(live.first, live.last, Answer.of(live, self.resolution).terminal)
+
+        async with asyncio.TaskGroup() as group:
+            with recheck.open(encoding="utf-8") as fh:
+                for line in fh:
+                    await gate.acquire()  # a bounded number of records in flight: memory stays flat
+                    counts["asked"] += 1
+                    group.create_task(ask(NetworkRecord.from_json(line)))
+        recheck.unlink()
+        return {**counts, "fields": dict(fields)}
+
+
+def dump_leaf(record: NetworkRecord, seeded: dict[str, Any] | None) -> bool:
+    """Is a dumped network a leaf? A dump holds every network of its registry, so a parent's
+    children are all known and nothing inside it needs probing; except a parent holding an object
+    the dump skipped (`holes`), and any parent when a skipped object's span could not be read."""
+    if not seeded or not seeded.get("whole"):
+        return False
+    return not _holds(seeded.get("holes") or [], record.first, record.last)
+
+
+def _holds(holes: list[list[int]], first: int, last: int) -> bool:
+    """Does first..last hold one of the (sorted) [first, last] spans?"""
+    i = bisect.bisect_left(holes, [first, 0])
+    while i < len(holes) and holes[i][0] <= last:
+        if holes[i][1] <= last:
+            return True
+        i += 1
+    return False

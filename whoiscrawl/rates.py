@@ -6,8 +6,10 @@ docs/rate-limits.md."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 from whoiscrawl import rirs
 
@@ -102,4 +104,29 @@ def scaled(limits: dict[str, Limit], share: float) -> dict[str, Limit]:
             max_connections=None if lim.max_connections is None else int(lim.max_connections * share),
         )
         for r, lim in limits.items()
+    }
+
+
+def projected_real_hours(
+    requests: dict[str, int], egresses: int = 1, deadline_hours: float = 24.0
+) -> dict[str, Any]:
+    """How long requests take at the registries' real published limits (`DEFAULT_LIMITS`, never the
+    simulator's time-scaled ones): per registry requests / limit / egress addresses, the largest of
+    them (registries are asked in parallel, so it is the crawl's), and the egress addresses that
+    would bring it under `deadline_hours`."""
+    egresses = max(1, egresses)
+    per: dict[str, dict[str, Any]] = {}
+    for registry, n in sorted(requests.items()):
+        rate = DEFAULT_LIMITS[registry].rate_per_s
+        hours = n / rate / egresses / 3600 if rate > 0 else math.inf
+        per[registry] = {"requests": int(n), "limit_per_s": round(rate, 4),
+                         "projected_real_hours": round(hours, 2)}
+    slowest = max(per, key=lambda r: per[r]["projected_real_hours"], default=None)
+    worst = per[slowest]["projected_real_hours"] if slowest else 0.0
+    return {
+        "egress_addresses": egresses,
+        "by_registry": per,
+        "slowest_registry": slowest,
+        "projected_real_hours": worst,
+        f"egress_addresses_for_{deadline_hours:g}h": max(1, math.ceil(worst * egresses / deadline_hours)),
     }

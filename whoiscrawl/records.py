@@ -89,10 +89,17 @@ class NetworkRecord:
     registration_date: str | None = None
     last_changed: str | None = None
     query_address: str | None = None
-    source: str = "rdap"  # rdap | whois
+    source: str = "rdap"  # rdap | whois | dump | stats: where the record was read (docs/sources.md)
     crawl: str | None = None
     fetched_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    serial: str | None = None  # the published file's serial (a dump's CURRENTSERIAL, the statistics')
+    # When the registry said so: the answer's time for rdap and whois (fetched_at), a published file's date.
+    observed_at: str | None = None
     raw: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.observed_at is None:
+            self.observed_at = self.fetched_at  # a live answer (or a record older than the field)
 
     @property
     def first(self) -> int:

@@ -56,6 +56,8 @@ class Rir:
     # LACNIC's rule is unknown: none there. Objects older than a rule may still nest: a crawl
     # misses their children smaller than a grid cell (the grid never probes inside an assignment).
     childless: tuple[str, ...] = ()
+    # Terms a user must accept before the crawler reads its dumps (None: no opt-in asked).
+    dump_terms: str | None = None
 
     @property
     def whois_flags(self) -> str:
@@ -84,7 +86,9 @@ CATALOGUE: tuple[Rir, ...] = (
         stats_url="https://ftp.ripe.net/pub/stats/ripencc/delegated-ripencc-extended-latest",
         dump_urls=tuple(f"https://ftp.ripe.net/ripe/dbase/split/ripe.db.{t}.gz"
                         for t in ("inetnum", "organisation", "role")),
-        serial_url="https://ftp.ripe.net/ripe/dbase/RIPE.CURRENTSERIAL"),
+        serial_url="https://ftp.ripe.net/ripe/dbase/RIPE.CURRENTSERIAL",
+        dump_terms="the RIPE Database Terms and Conditions and acceptable-use policy (copying a significant "
+        "part is limited): https://docs.db.ripe.net/terms-conditions.html"),
     Rir("apnic", "Asia Pacific Network Information Centre", "APNIC", "https://rdap.apnic.net/",
         "whois.apnic.net:43", "APNIC", (WHOIS_MORE_SPECIFIC,), "10/s", 4,
         ("ALLOCATED PORTABLE", "ALLOCATED NON-PORTABLE"),
@@ -103,7 +107,8 @@ CATALOGUE: tuple[Rir, ...] = (
         ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI"),
         personal_data_per_day=5_000, childless=("ASSIGNED PA", "ASSIGNED PI", "ASSIGNED ANYCAST"),
         stats_url="https://ftp.afrinic.net/pub/stats/afrinic/delegated-afrinic-extended-latest",
-        dump_urls=("https://ftp.afrinic.net/pub/dbase/afrinic.db.gz",)),
+        dump_urls=("https://ftp.afrinic.net/pub/dbase/afrinic.db.gz",),
+        dump_terms="AFRINIC's bulk WHOIS terms: the dump may not be redistributed"),
 )
 BY_ID: dict[str, Rir] = {r.id: r for r in CATALOGUE}
 REGISTRIES: tuple[str, ...] = tuple(r.id for r in CATALOGUE)

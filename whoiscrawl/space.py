@@ -198,24 +198,26 @@ def build_bootstrap_document(bases: dict[str, str], description: str) -> dict[st
 
 
 def parse_ranges(texts: Iterable[str]) -> IPSet:
-    """CIDRs, `a.b.c.d-e.f.g.h` ranges or single addresses; 'all' means the whole IPv4 space."""
-    result = IPSet()
+    """CIDRs, `a.b.c.d-e.f.g.h` ranges or single addresses; 'all' means the whole IPv4 space.
+    The set is built once from all of them: adding ranges one by one is quadratic (the statistics'
+    5,387 free ranges took 132 s)."""
+    nets: list[IPNetwork] = []
     for text in texts:
         text = text.strip()
         try:
             if text in ("all", "0.0.0.0/0"):
-                result.add(IPNetwork("0.0.0.0/0"))
+                nets.append(IPNetwork("0.0.0.0/0"))
             elif "-" in text:
                 first, last = (p.strip() for p in text.split("-", 1))
-                result.add(IPRange(first, last))
+                nets.extend(IPRange(first, last).cidrs())
             else:
                 net = IPNetwork(text)
                 if net.version != 4:
                     raise SpaceError(f"{text!r}: only IPv4 is crawled")
-                result.add(net.cidr if net.cidr != net else net)
+                nets.append(net.cidr if net.cidr != net else net)
         except (AddrFormatError, ValueError, TypeError) as exc:
             raise SpaceError(f"{text!r} is not a CIDR, range or IPv4 address ({exc})") from exc
-    return result
+    return IPSet(nets)
 
 
 def crawlable(ranges: Iterable[str], excludes: Iterable[str] = ()) -> IPSet:

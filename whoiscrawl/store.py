@@ -106,6 +106,8 @@ class MemoryStore:
     done: set[str] = field(default_factory=set)
     partly_listed: set[int] = field(default_factory=set)  # parents no listing could settle
     listed_whole: set[int] = field(default_factory=set)  # parents listed whole: leaves the file cannot tell
+    # registry -> the dump seeded: its serial, whether whole, the spans it skipped (local.dump_leaf)
+    seeded: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     async def sync(self) -> None:
         return None
@@ -171,6 +173,7 @@ class MemoryStore:
             "done": sorted(self.done),
             "partly_listed": sorted(self.partly_listed),
             "listed_whole": sorted(self.listed_whole),
+            "seeded": self.seeded,
         }
         tmp = self.checkpoint_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -185,6 +188,7 @@ class MemoryStore:
         self.done = set(state["done"])
         self.partly_listed = set(state.get("partly_listed", []))
         self.listed_whole = set(state.get("listed_whole", []))
+        self.seeded = dict(state.get("seeded", {}))
         for key in self.listed_whole:
             self.index.add(key >> 32, key & 0xFFFFFFFF, True)
         return True

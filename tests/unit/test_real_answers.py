@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from netaddr import IPAddress
 
-from whoiscrawl import delegated
 from whoiscrawl.registry.contacts import resolve_country
 from whoiscrawl.registry.rdap import RdapParser
 from whoiscrawl.registry.whois import parse_whois
+from whoiscrawl.sources import stats
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real-registry"
 
@@ -112,12 +112,12 @@ def test_every_real_ipv4_answer_has_expectations():
 
 
 def test_country_falls_back_to_the_delegation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    stats = tmp_path / "delegated-afrinic-extended-latest"
-    stats.write_text("2|afrinic|20250101|3|19830101|20250101|+0000\n"
-                     "afrinic|ZA|ipv4|196.11.0.0|65536|19940101|allocated|F36B9F4B\n"
-                     "afrinic||ipv4|196.12.0.0|65536||available|\n")
-    monkeypatch.setenv(delegated.ENV, str(tmp_path))
-    delegated.configured.cache_clear()
+    path = tmp_path / "delegated-afrinic-extended-latest"
+    path.write_text("2|afrinic|20250101|2|19830101|20250101|+0000\n"
+                    "afrinic|ZA|ipv4|196.11.0.0|65536|19940101|allocated|F36B9F4B\n"
+                    "afrinic||ipv4|196.12.0.0|65536||available|\n")
+    monkeypatch.setenv(stats.ENV, str(tmp_path))
+    stats.configured.cache_clear()
     try:
         first, last = int(IPAddress("196.11.239.0")), int(IPAddress("196.11.246.255"))
         assert resolve_country(None, None, first, last) == ("ZA", "delegation")
@@ -130,7 +130,7 @@ def test_country_falls_back_to_the_delegation(tmp_path: Path, monkeypatch: pytes
         record = RdapParser().parse(doc, int(IPAddress("196.11.240.215")), registry)
         assert (record.country, record.country_source) == ("ZA", "delegation")
     finally:
-        delegated.configured.cache_clear()
+        stats.configured.cache_clear()
 
 
 def test_listed_networks_in_the_older_address_forms():

@@ -42,3 +42,17 @@ def test_bad_result_names_the_field():
     doc = RECORD.to_dict() | {"registry": "ripe"}
     with pytest.raises(RecordError, match="invalid at registry"):
         NetworkRecord.from_dict(doc)
+
+
+def test_provenance_every_record_says_where_and_when():
+    """A live answer is observed when it arrived; a dump's record keeps the file's serial and date;
+    a record written before these fields reads back with them filled, so old result sets still load."""
+    assert RECORD.source == "rdap" and RECORD.observed_at == RECORD.fetched_at
+    dumped = NetworkRecord("lacnic", "200.3.0.0/22", "200.3.0.0", "200.3.3.255", ["200.3.0.0/22"],
+                           source="dump", serial="20261206", observed_at="2026-12-06T00:00:00+00:00")
+    assert NetworkRecord.from_json(dumped.to_json()) == dumped
+    old = RECORD.to_dict()
+    del old["observed_at"], old["serial"]
+    assert NetworkRecord.from_dict(old).observed_at == RECORD.fetched_at
+    with pytest.raises(RecordError, match="invalid at source"):
+        NetworkRecord.from_dict({**RECORD.to_dict(), "source": "guess"})

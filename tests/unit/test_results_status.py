@@ -25,7 +25,7 @@ def crawl_files(tmp_path: Path, done: int = 2) -> Path:
     out = write(tmp_path / "crawl.jsonl", [
         record("193.0.0.0/16", fetched_at="2026-12-01T10:00:00+00:00"),
         record("12.0.0.0/16", registry="arin", fetched_at="2026-12-01T10:00:01+00:00"),
-        record("12.1.0.0/20", registry="arin", fetched_at="2026-12-01T10:00:02+00:00"),
+        record("12.1.0.0/20", registry="arin", fetched_at="2026-12-01T10:00:02+00:00", source="whois"),
     ])
     state = {"counters": {**COUNTERS, "shards_done": done},
              # a walk's checkpoint: cursor/resolved-up-to/backward probes owed (strategy.SweepWalk)
@@ -48,10 +48,12 @@ def test_status_of_a_crawl_in_progress(tmp_path: Path):
     arin = {"shards_done": 1, "shards_active": 1, "addresses_done": 65536 + 4096, "blocks": 2}
     assert doc["by_registry"]["arin"] == arin
     assert doc["by_registry"]["ripencc"]["shards_done"] == 1
+    assert doc["by_source"] == {"rdap": 2, "whois": 1}
     # 135,168 addresses in the 100 s since the first result: 1,351.7/s, 126,976 to go
     assert doc["addresses_per_s"] == 1351.7 and abs(doc["eta_s"] - 126976 / 1351.68) < 0.2
     table = CliRunner().invoke(app, ["status", str(tmp_path / "crawl.jsonl.checkpoint.json")])
     assert "ETA" in table.output and "1.6 min" in table.output and "arin" in table.output
+    assert "source: whois" in table.output
 
 
 def test_watch_follows_until_complete(tmp_path: Path):

@@ -36,7 +36,7 @@ def sample(tmp_path: Path) -> Path:
         record("193.0.1.0/24", registrant="Old Holder"),
         record("193.0.4.0/22", country="DE", registrant="Big Customer"),
         record("193.0.1.0/24", registrant="New Holder"),  # later: wins over Old Holder
-        record("12.0.0.0/8", registry="arin", country="US", registrant="AT&T"),
+        record("12.0.0.0/8", registry="arin", country="US", registrant="AT&T", source="dump", serial="7"),
     ], junk=True)
 
 
@@ -64,6 +64,8 @@ def test_each_address_counts_once_for_its_most_specific_block(tmp_path: Path):
     assert holders == {"AT&T": 1 << 23, "Parent LIR": 65536 - 256 - 1024, "Big Customer": 1024,
                        "New Holder": 256}
     assert doc["by_country"] == {"US": 1 << 23, "NL": 65536 - 1024, "DE": 1024}
+    assert doc["by_source"] == {"dump": {"blocks": 1, "addresses": 1 << 23},
+                                "rdap": {"blocks": 3, "addresses": 65536}}
 
 
 def test_shares_default_to_the_allocatable_space(tmp_path: Path):

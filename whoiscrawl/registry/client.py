@@ -105,6 +105,9 @@ class RegistryClient:
     max_whois_bytes: int = whois.MAX_WHOIS_BYTES  # ... and bigger WHOIS answers
     max_listing_rows: int = rdap.MAX_LISTING_ROWS  # ... and listings of more networks
     max_redirects: int = MAX_REDIRECTS
+    # The registry that delegated an address, from its statistics (`--sources stats`): asked first,
+    # so a block transferred out of its /8's registry costs no redirect. None: the bootstrap decides.
+    delegated_by: Callable[[int], str | None] | None = None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
@@ -166,6 +169,10 @@ class RegistryClient:
         return self._breakers.setdefault(registry, CircuitBreaker())
 
     def route(self, address: int) -> tuple[str, str]:
+        delegated = self.delegated_by(address) if self.delegated_by else None
+        base = self.bootstrap.base_of(delegated) if delegated else None
+        if delegated and base:
+            return delegated, f"{base}ip/{IPAddress(address)}"
         base = self.bootstrap.base_url(address)
         registry = (self.bootstrap.registry_of_url(base) if base else None) or registry_for(address)
         if base is None or registry is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pycountry
 
-from whoiscrawl import delegated
+from whoiscrawl.sources import stats
 
 _RIR_CODES = frozenset({"EU", "AP"})  # codes the registries use that ISO 3166 does not assign
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -221,6 +221,6 @@ def resolve_country(
         return code, "network"
     if holder:
         return holder, "holder"
-    stats = delegated.configured()
-    found = stats.country(first, last) if stats else None
+    delegations = stats.configured()
+    found = delegations.country(first, last) if delegations else None
     return (found, "delegation") if found else (None, None)

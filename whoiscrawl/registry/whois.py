@@ -84,7 +84,7 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
         response=part, is_offline=True, asn_data={"asn_registry": registry}, field_list=_IPWHOIS_FIELDS
     )
     best: dict[str, Any] = next(
-        (n for n in parsed.get("nets") or [] if _span(str(n.get("range") or "")) == span), {}
+        (n for n in parsed.get("nets") or [] if span_of(str(n.get("range") or "")) == span), {}
     )
     net_type = (_whois_field(part, "status", "NetType") or "").upper() or None
     parent = None
@@ -118,7 +118,7 @@ def _networks(text: str) -> list[tuple[IPRange, str, int]]:
     """Every network object of an answer: its span, its range as written, where it starts."""
     found = []
     for match in _NETWORK.finditer(text):
-        span = _span(match.group(1))
+        span = span_of(match.group(1))
         if span is not None:
             found.append((span, match.group(1), match.start()))
     return found
@@ -145,7 +145,7 @@ def _handle(part: str, written: str, span: IPRange, registry: str) -> str:
     return f"{IPAddress(span.first)} - {IPAddress(span.last)}"
 
 
-def _span(text: str) -> IPRange | None:
+def span_of(text: str) -> IPRange | None:
     """A WHOIS range: `a - b`, a CIDR, or LACNIC's short CIDR (`200.57.128/19`)."""
     first, _, last = text.partition(" - ")
     try:
@@ -163,7 +163,7 @@ def _section(text: str, span: IPRange) -> str:
     """The part of an answer about one network: RPSL answers repeat `% Information related to`
     for each object they show (APNIC adds mirrored national-registry objects)."""
     for section in _RPSL_SECTION.split(text)[1:]:
-        found = _span(_whois_field(section, "inetnum") or "")
+        found = span_of(_whois_field(section, "inetnum") or "")
         if found is not None and (found.first, found.last) == (span.first, span.last):
             return section
     return text

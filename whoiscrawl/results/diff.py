@@ -28,10 +28,11 @@ class Change:
     end_address: str
     handle: str
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (old, new)
+    source: str = "rdap"  # where the record shown was read (the new one; the old one if removed)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"change": self.kind, "start_address": self.start_address,
-                               "end_address": self.end_address, "handle": self.handle}
+                               "end_address": self.end_address, "handle": self.handle, "source": self.source}
         if self.fields:
             doc["fields"] = {k: {"old": o, "new": n} for k, (o, n) in self.fields.items()}
         return doc
@@ -66,7 +67,8 @@ def _key(doc: dict[str, Any] | None) -> int:
 
 
 def _change(kind: str, doc: dict[str, Any], fields: dict[str, tuple[Any, Any]] | None = None) -> Change:
-    return Change(kind, doc["start_address"], doc["end_address"], doc["handle"], fields or {})
+    return Change(kind, doc["start_address"], doc["end_address"], doc["handle"], fields or {},
+                  str(doc.get("source") or "rdap"))
 
 
 def diff_report(old: ResultSet, new: ResultSet, keep: int | None = None) -> dict[str, Any]:

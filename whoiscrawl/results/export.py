@@ -47,10 +47,12 @@ SCHEMA = pa.schema([
     _field("abuse_emails", _LIST, "abuse contact addresses (CSV: space-separated)", False),
     _field("registration_date", _STR, "as the registry gives it (ISO 8601 in RDAP)"),
     _field("last_changed", _STR, "as the registry gives it"),
-    _field("source", _STR, "rdap or whois", False),
+    _field("source", _STR, "where it was read: rdap, whois, dump or stats", False),
+    _field("serial", _STR, "the published file's serial (dump, stats)"),
     _field("query_address", _STR, "the address whose lookup answered this network"),
     _field("crawl", _STR, "the crawl's name"),
     _field("fetched_at", _STR, "when the answer arrived (UTC, ISO 8601)", False),
+    _field("observed_at", _STR, "when the registry said so: the answer's time, or the file's date", False),
 ])
 COLUMNS = tuple(SCHEMA.names)
 _LISTS = frozenset(f.name for f in SCHEMA if pa.types.is_list(f.type))
@@ -65,6 +67,7 @@ def row(doc: dict[str, Any]) -> dict[str, Any]:
         out[name] = [str(v) for v in out[name] or []]
     out["source"] = out["source"] or "rdap"
     out["fetched_at"] = out["fetched_at"] or ""
+    out["observed_at"] = out["observed_at"] or out["fetched_at"]
     return out
 
 

@@ -37,6 +37,7 @@ class Snapshot:
     taken_at: float  # the checkpoint's modification time (the crawl saves it every 0.5 s)
     started_at: float | None  # when the first result arrived
     by_registry: dict[str, dict[str, int]]
+    by_source: dict[str, int]  # records by where they were read: rdap, whois, dump, stats
 
 
 def snapshot(name: str) -> Snapshot:
@@ -56,11 +57,11 @@ def snapshot(name: str) -> Snapshot:
         row = _row(by_registry, first)
         row["shards_active"] += 1
         row["addresses_done"] += max(0, walk.cursor - first)
-    started, blocks = _results(results)
+    started, blocks, sources = _results(results)
     for registry, n in blocks.items():
         by_registry.setdefault(registry, _empty())["blocks"] = n
     return Snapshot(Progress(**state["counters"]), checkpoint.stat().st_mtime, started,
-                    dict(sorted(by_registry.items())))
+                    dict(sorted(by_registry.items())), dict(sorted(sources.items())))
 
 
 def _empty() -> dict[str, int]:
@@ -71,9 +72,9 @@ def _row(rows: dict[str, dict[str, int]], first: int) -> dict[str, int]:
     return rows.setdefault(registry_for(first) or "iana", _empty())
 
 
-def _results(path: Path) -> tuple[float | None, Counter[str]]:
-    """When the first record arrived, and records per registry (a streaming read)."""
-    started, blocks = None, Counter[str]()
+def _results(path: Path) -> tuple[float | None, Counter[str], Counter[str]]:
+    """When the first record arrived, and records per registry and per source (a streaming read)."""
+    started, blocks, sources = None, Counter[str](), Counter[str]()
     if path.is_file():
         with path.open("rb") as fh:
             for line in fh:
@@ -81,9 +82,10 @@ def _results(path: Path) -> tuple[float | None, Counter[str]]:
                 if doc is None:
                     continue
                 blocks[doc["registry"]] += 1
+                sources[str(doc.get("source") or "rdap")] += 1
                 if started is None and doc.get("fetched_at"):
                     started = datetime.fromisoformat(doc["fetched_at"]).timestamp()
-    return started, blocks
+    return started, blocks, sources
 
 
 def report(now: Snapshot, before: Snapshot | None = None) -> dict[str, Any]:
@@ -107,6 +109,7 @@ def report(now: Snapshot, before: Snapshot | None = None) -> dict[str, Any]:
         "eta_s": round(eta, 1) if eta is not None else None,
         "updated_at": datetime.fromtimestamp(now.taken_at).isoformat(timespec="seconds"),
         "by_registry": now.by_registry,
+        "by_source": now.by_source,
     }
 
 

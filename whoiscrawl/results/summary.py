@@ -90,6 +90,7 @@ class Summary:
     scope_addresses: int
     covered: int
     registries: dict[str, dict[str, int]]
+    sources: dict[str, dict[str, int]]  # provenance: rdap, whois, dump, stats
     countries: Counter[str]
     holders: Counter[str]
     holder_blocks: Counter[str]
@@ -105,6 +106,7 @@ class Summary:
             "addresses_covered": self.covered,
             "coverage": round(share, 6) if share is not None else None,
             "by_registry": self.registries,
+            "by_source": self.sources,
             "by_country": dict(self.countries.most_common(top)),
             "countries": len(self.countries),
             "top_holders": [
@@ -121,6 +123,7 @@ def summarize(results: ResultSet, scope: Scope) -> Summary:
     counter = ScopeCounter(scope)
     own = own_addresses(*results.spans(), counter)
     registries: dict[str, dict[str, int]] = {}
+    sources: dict[str, dict[str, int]] = {}
     countries: Counter[str] = Counter()
     holders: Counter[str] = Counter()
     holder_blocks: Counter[str] = Counter()
@@ -128,6 +131,9 @@ def summarize(results: ResultSet, scope: Scope) -> Summary:
         reg = registries.setdefault(doc["registry"], {"blocks": 0, "addresses": 0})
         reg["blocks"] += 1
         reg["addresses"] += n
+        src = sources.setdefault(str(doc.get("source") or "rdap"), {"blocks": 0, "addresses": 0})
+        src["blocks"] += 1
+        src["addresses"] += n
         holder = holder_of(doc)
         holder_blocks[holder] += 1
         if n:
@@ -140,6 +146,7 @@ def summarize(results: ResultSet, scope: Scope) -> Summary:
         scope_addresses=counter.size,
         covered=int(own.sum()),
         registries=dict(sorted(registries.items())),
+        sources=dict(sorted(sources.items())),
         countries=countries,
         holders=holders,
         holder_blocks=holder_blocks,

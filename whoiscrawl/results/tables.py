@@ -57,6 +57,8 @@ def summary_tables(doc: dict[str, Any]) -> list[Table]:
         regs.add_column(col, justify="left" if col == "registry" else "right")
     for name, r in doc["by_registry"].items():
         regs.add_row(name, _n(r["blocks"]), _n(r["addresses"]), _pct(r["addresses"], scope))
+    for name, r in doc.get("by_source", {}).items():
+        regs.add_row(f"source: {name}", _n(r["blocks"]), _n(r["addresses"]), _pct(r["addresses"], scope))
     countries = Table(title="Top countries (addresses)", title_justify="left")
     countries.add_column("country")
     countries.add_column("addresses", justify="right")
@@ -88,7 +90,41 @@ def crawl_table(summary: dict[str, Any], title: str = "Crawl") -> Table:
     per = summary.get("lookups_by_registry") or {}
     if per:
         head.append(("lookups by registry", "  ".join(f"{r} {n:,}" for r, n in sorted(per.items()))))
+    if summary.get("sources"):
+        head.append(("sources", ",".join(summary["sources"])))
+    for reg, d in (summary.get("dumps") or {}).items():
+        fresh = d.get("freshness") or {}
+        head.append((f"dump {reg}", f"{d['in_scope']:,} of {d['records']:,} records in scope "
+                     f"(serial {d.get('serial') or '-'}), "
+                     f"{d['skipped']:,} skipped; asked again {fresh.get('asked', 0):,}, "
+                     f"disagreed {fresh.get('disagreed', 0):,}"))
+    notes = summary.get("notes") or []
+    if notes:  # one row: the first, and how many (each was a warning on stderr, and all are in --json)
+        more = f" (and {len(notes) - 1} more: --json)" if len(notes) > 1 else ""
+        head.append(("notes", f"{notes[0][:90]}{'...' if len(notes[0]) > 90 else ''}{more}"))
+    if summary.get("real_time"):
+        real = summary["real_time"]
+        head.append((f"real-limit hours, {real['egress_addresses']} egress", real_time_line(real)))
     return figures_table(title, head)
+
+
+def real_time_line(doc: dict[str, Any]) -> str:
+    """Projected real hours in one line: each registry's, then which is the largest."""
+    per = " ".join(f"{r} {v['projected_real_hours']:,.1f}" for r, v in doc["by_registry"].items())
+    return f"{per}; max {doc['slowest_registry'] or '-'}"
+
+
+def estimate_table(doc: dict[str, Any], title: str = "Requests and real time") -> Table:
+    """Per registry the requests a crawl needs and the hours they take at its real published limit."""
+    table = Table(title=f"{title} (real limits, {doc['egress_addresses']} egress address(es))",
+                  title_justify="left")
+    for col in ("registry", "requests", "limit /s", "projected real hours"):
+        table.add_column(col, justify="left" if col == "registry" else "right")
+    for reg, r in doc["by_registry"].items():
+        table.add_row(reg, _n(r["requests"]), _n(r["limit_per_s"]), _n(r["projected_real_hours"]))
+    table.add_section()
+    table.add_row(f"largest: {doc['slowest_registry'] or '-'}", "", "", _n(doc["projected_real_hours"]))
+    return table
 
 
 def score_table(figures: dict[str, Any], title: str = "Score against the simulator's truth") -> Table:
@@ -198,6 +234,8 @@ def status_tables(doc: dict[str, Any], name: str) -> list[Table]:
     for reg, r in doc["by_registry"].items():
         cells = (r["shards_done"], r["shards_active"], r["addresses_done"], r["blocks"])
         regs.add_row(reg, *(_n(c) for c in cells))
+    for source, n in doc.get("by_source", {}).items():
+        regs.add_row(f"source: {source}", "", "", "", _n(n))
     return [head, regs]
 
 

@@ -1,1 +1,1 @@
-"""What the registries publish (delegation statistics, bulk dumps) read into the record schema, and what is left to ask live."""
+"""What the registries publish (delegation statistics, bulk dumps) as records; what is left to ask live."""

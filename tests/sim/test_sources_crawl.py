@@ -1,0 +1,214 @@
+"""A local crawl with the published files as sources, against the simulator: statistics and dumps
+settle what they can, the walk asks live only where they say nothing, and a bad file loses nothing.
+
+The files are written here from the simulator's world in the registries' formats, and served over
+HTTP on 127.0.0.1 as a mirror of the download trees (`--files-base`)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from whoiscrawl import rirs
+from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.render import facts
+
+from .test_crawl_loop import crawl, size, truth
+
+LACNIC_CIDR = "186.0.0.0/22"  # LACNIC lists nothing: live, the grid misses what is under a /24
+
+
+def objects_around(world: World, cidr: str) -> list[int]:
+    """Every network holding an address of the range, with all its ancestors (the allocation too)."""
+    found: set[int] = set()
+    for obj in truth(world, cidr).values():
+        while obj >= 0 and obj not in found:
+            found.add(obj)
+            obj = int(world.parent[obj])
+    return sorted(found, key=lambda o: (world.start[o], -world.end[o]))
+
+
+def lacnic_dump(
+    world: World, objs: Iterable[int], rename: int | None = None, roles: bool = True,
+    broken: int | None = None,
+) -> bytes:
+    """LACNIC's single dump (Latin-1, CRLF, `owner:`, `parent:`) of the world's objects; `roles`:
+    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only); `broken`: the
+    object with a line that is no attribute."""
+    out = ["% LACNIC whois database dump", ""]
+    for obj in objs:
+        if world.is_placeholder(obj):
+            continue
+        f = facts(world, obj, "")
+        holder = "Renamed Since The Dump" if obj == rename else f.org_name
+        if roles:
+            out += [f"role: abuse of {f.org_handle}", f"nic-hdl: {f.abuse_handle}",
+                    f"abuse-mailbox: {f.abuse_email}", ""]
+        out += [f"inetnum: {f.handle}"] + (["a line that is no attribute"] if obj == broken else [])
+        out += [f"status: {f.type.lower()}",
+                f"owner: {holder}",
+                f"ownerid: {f.org_handle}", f"country: {f.country or ''}", f"abuse-c: {f.abuse_handle}"]
+        out += [f"parent: {f.parent}"] if f.parent else []
+        out += ["created: 20100101", ""]
+    return gzip.compress("\r\n".join(out).encode("latin-1", errors="replace"))
+
+
+def stats_file(registry: str, rows: list[tuple[int, int, str, str]]) -> str:
+    """A delegation-statistics file: version line, summary, `registry|cc|ipv4|start|count|date|status|id`."""
+    lines = [f"2.3|{registry}|20261206|{len(rows)}|19870101|20261206|-0300",
+             f"{registry}|*|ipv4|*|{len(rows)}|summary"]
+    lines += [f"{registry}|{cc}|ipv4|{ip_str(first)}|{count}|20100101|{status}|x"
+              for first, count, cc, status in rows]
+    return "\n".join(lines) + "\n"
+
+
+def publish(root: Path, url: str, data: bytes, md5: bool = False) -> None:
+    path = Path(rirs.published_at(url, str(root)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if md5:
+        Path(f"{path}.md5").write_text(f"MD5 ({path.name}) = {hashlib.md5(data).hexdigest()}\n")
+
+
+@pytest.fixture
+async def mirror(tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
+    """A directory served over HTTP on 127.0.0.1, as the registries' download trees are."""
+    root = tmp_path / "published"
+    root.mkdir()
+    app = web.Application()
+    app.router.add_static("/", root)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield root, str(server.make_url("/"))
+
+
+def _int(address: str) -> int:
+    return int.from_bytes(bytes(map(int, address.split("."))))
+
+
+def lacnic_asked(got) -> int:  # type: ignore[no-untyped-def]
+    return sum(n for (r, _p, _o), n in got.requests.items() if r == "lacnic")
+
+
+async def test_a_dump_settles_a_registry_that_lists_nothing(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    want = truth(world, LACNIC_CIDR)
+    objs = objects_around(world, LACNIC_CIDR)
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs))
+    live = await crawl(await start_sim(time_scale=100), tmp_path / "live", LACNIC_CIDR)
+    assert set(want) - set(live.records), "the grid alone misses blocks under a /24 here"
+    got = await crawl(await start_sim(time_scale=100), tmp_path / "dumps", LACNIC_CIDR,
+                      sources=frozenset({"dumps", "live"}), files_base=base)
+    assert got.doc["complete"] and set(want) <= set(got.records)  # recall 1.0, small blocks included
+    assert lacnic_asked(got) == 0 and got.doc["lookups"] == 0
+    assert got.doc["dumps"]["lacnic"]["records"] >= len(want)
+    assert got.doc["blocks"] == got.doc["dumps"]["lacnic"]["in_scope"] == len(got.records)
+    for block, obj in want.items():
+        f, record = facts(world, obj, ""), got.records[block]
+        assert (record["source"], record["registrant"], record["country"]) == ("dump", f.org_name, f.country)
+        assert record["abuse_emails"] == [f.abuse_email] and record["handle"] == f.handle
+    assert any(size(b) < 256 for b in want)
+
+
+async def test_the_freshness_check_asks_again_and_counts_what_changed(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    objs = [o for o in objects_around(world, LACNIC_CIDR) if not world.is_placeholder(o)]
+    renamed = objs[-1]
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, rename=renamed))
+    got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
+                      sources=frozenset({"dumps", "live"}), files_base=base, verify=1.0)
+    fresh = got.doc["dumps"]["lacnic"]["freshness"]
+    assert fresh["asked"] == len(objs) and fresh["disagreed"] == 1 and fresh["fields"] == {"registrant": 1}
+    assert lacnic_asked(got) == len(objs)  # one lookup a network asked again, nothing else
+    block = (ip_str(world.start[renamed]), ip_str(world.end[renamed]))
+    f = facts(world, renamed, "")
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    span = f'"start_address":"{block[0]}","end_address":"{block[1]}"'
+    latest = [line for line in lines if span in line][-1]
+    assert '"source":"rdap"' in latest and f.org_name in latest  # the live record, written last, wins
+
+
+async def test_a_truncated_dump_is_named_and_its_registry_crawled_live(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    whole = lacnic_dump(world, objects_around(world, LACNIC_CIDR))
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], whole[: len(whole) // 2])
+    got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
+                      sources=frozenset({"dumps", "live"}), files_base=base)
+    assert any("lacnic.db.gz, line" in n and "crawled live" in n for n in got.doc["notes"])
+    assert got.doc["dumps"] == {} and got.doc["complete"]
+    assert all(r["source"] != "dump" for r in got.records.values())
+    assert {b for b in truth(world, LACNIC_CIDR) if size(b) >= 256} <= set(got.records)
+
+
+async def test_statistics_skip_free_space_exactly_and_route_by_the_delegating_registry(
+        start_sim, world, tmp_path, mirror):
+    # 128.0/16 sits in ARIN's legacy 128/8 but is registered at the RIPE NCC: live, ARIN is asked
+    # first and redirects; the RIPE NCC's statistics name it, so it is asked directly.
+    root, base = mirror
+    cidr = "128.0.0.0/20"
+    first = 128 << 24
+    ripe = stats_file("ripencc", [(first, 3072, "NL", "allocated"), (first + 3072, 1024, "", "available")])
+    publish(root, rirs.BY_ID["ripencc"].stats_url, ripe.encode(), md5=True)
+    publish(root, rirs.BY_ID["arin"].stats_url, b"2.3|arin|1|0|19700101|20261206|-0400\n", md5=True)
+    got = await crawl(await start_sim(time_scale=100), tmp_path, cidr,
+                      sources=frozenset({"stats", "live"}), files_base=base)
+    assert got.doc["complete"] and not any(r == "arin" for r, _p, _o in got.requests)
+    free = first + 3072
+    assert not [b for b in got.records if _int(b[0]) >= free]  # the available quarter was never asked for
+    want = {b for b in truth(world, cidr) if _int(b[0]) < free}
+    assert want <= set(got.records)
+    # the three registries with no file here: named, crawled live
+    assert sum("statistics not used" in n for n in got.doc["notes"]) == 3
+
+
+async def test_a_resumed_crawl_reads_no_dump_twice_and_still_asks_nothing(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objects_around(world, LACNIC_CIDR)))
+    options = {"sources": frozenset({"dumps", "live"}), "files_base": base}
+    first = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR, **options)
+    lines = (tmp_path / "results.jsonl").read_text().count("\n")
+    checkpoint = tmp_path / "results.jsonl.checkpoint.json"  # as if stopped before any shard was walked
+    state = json.loads(checkpoint.read_text())
+    checkpoint.write_text(json.dumps({**state, "done": [], "cursors": {}}))
+    again = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR, resume=True, **options)
+    assert again.doc["resumed"] and again.doc["dumps"] == {}  # seeded once, remembered by the checkpoint
+    assert (tmp_path / "results.jsonl").read_text().count("\n") == lines
+    assert again.doc["lookups"] == first.doc["lookups"] == 0  # the dump's parents are still leaves
+
+
+async def test_fields_a_dump_leaves_out_are_asked_live(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    objs = [o for o in objects_around(world, LACNIC_CIDR) if not world.is_placeholder(o)]
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, roles=False))
+    got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
+                      sources=frozenset({"dumps", "live"}), files_base=base, fill_redacted=True)
+    fresh = got.doc["dumps"]["lacnic"]["freshness"]
+    # a parent whose first child starts where it does is answered by that child: it stays unfilled
+    parents = {int(p) for o in objs if (p := world.parent[o]) >= 0 and world.start[p] == world.start[o]}
+    assert fresh["asked"] == len(objs) and fresh["filled"] == len(objs) - len(parents)
+    assert fresh.get("child_answered", 0) == len(parents)
+    assert fresh["fields"] == {"abuse_emails": len(objs) - len(parents)}
+    for block, obj in truth(world, LACNIC_CIDR).items():
+        if not world.nchildren[obj]:
+            assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+
+
+async def test_an_object_the_dump_breaks_is_found_live_inside_its_parent(start_sim, world, tmp_path, mirror):
+    root, base = mirror
+    want = truth(world, LACNIC_CIDR)
+    objs = objects_around(world, LACNIC_CIDR)
+    small = next(o for o in want.values() if world.parent[o] >= 0 and not world.nchildren[o])
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, broken=small))
+    got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
+                      sources=frozenset({"dumps", "live"}), files_base=base)
+    assert got.doc["dumps"]["lacnic"]["skipped"] == 1, got.doc["notes"]
+    assert any("a line that is no attribute" in n for n in got.doc["notes"])
+    block = (ip_str(world.start[small]), ip_str(world.end[small]))
+    assert got.records[block]["source"] == "rdap"  # asked live: its parent was left a parent
+    assert set(want) <= set(got.records) and lacnic_asked(got) > 0

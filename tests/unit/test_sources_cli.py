@@ -1,0 +1,45 @@
+"""`whoiscrawl crawl --sources`: the options, the dumps' opt-in, and a crawl from files alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from whoiscrawl.cli import app
+
+PUBLISHED = Path(__file__).parent.parent / "data" / "published"
+
+
+def _crawl(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    tmp_path.mkdir(exist_ok=True)
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(app, ["crawl", "193.0.0.0/20", "--out", str(out), "--json", "-q",
+                                      "--files-base", str(PUBLISHED), *extra])
+    return result.exit_code, result.output
+
+
+def test_unknown_sources_and_registries_are_refused_by_name(tmp_path: Path):
+    code, output = _crawl(tmp_path, "--sources", "stats,ftp")
+    assert code == 2 and "use one or more of stats, dumps, live" in output
+    code, output = _crawl(tmp_path, "--sources", "dumps", "--accept-dump-terms", "ripe")
+    assert code == 2 and "unknown registries ['ripe']" in output
+
+
+def test_a_dump_with_terms_is_read_only_once_they_are_accepted(tmp_path: Path):
+    code, output = _crawl(tmp_path, "--sources", "stats,dumps")
+    doc = json.loads(output)
+    assert code == 0 and doc["blocks"] == 0 and "ripencc" not in doc["dumps"]
+    assert any("needs --accept-dump-terms ripencc" in n for n in doc["notes"])
+    code, output = _crawl(tmp_path / "accepted", "--sources", "stats,dumps", "--accept-dump-terms", "ripencc",
+                          "--verify", "0")
+    doc = json.loads(output)
+    assert code == 0 and doc["dumps"]["ripencc"]["serial"] == "41234567"
+    assert doc["dumps"]["ripencc"]["in_scope"] == 3 and doc["dumps"]["apnic"]["in_scope"] == 0
+    records = [json.loads(line) for line in (tmp_path / "accepted" / "r.jsonl").read_text().splitlines()]
+    assert {r["handle"] for r in records} == {"193.0.0.0 - 193.0.7.255", "193.0.8.0 - 193.0.10.255",
+                                               "193.0.9.0 - 193.0.9.255"}
+    assert {r["source"] for r in records} == {"dump"} and doc["lookups"] == 0
+    # without live nothing is asked, though one network lacks a holder (--fill-redacted is on)
+    assert doc["dumps"]["ripencc"]["freshness"] == {"asked": 0, "fields": {}}

@@ -1,0 +1,120 @@
+"""Bulk dumps read into records: the four registries' shapes, joins by key, and broken or cut-off files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from whoiscrawl import rirs
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.sources import dumps, rpsl
+
+PUBLISHED = Path(__file__).parent.parent / "data" / "published"
+
+
+def _paths(registry: str) -> list[Path]:
+    return [Path(rirs.published_at(u, str(PUBLISHED))) for u in rirs.BY_ID[registry].dump_urls]
+
+
+def _read(
+    registry: str, paths: list[Path] | None = None
+) -> tuple[dumps.DumpReport, dict[str, NetworkRecord]]:
+    report, records = dumps.read_registry(registry, paths or _paths(registry), "42", "2026-12-06")
+    return report, {r.handle: r for r in records}
+
+
+def test_ripe_split_files_join_organisation_and_abuse_role():
+    report, found = _read("ripencc")
+    ncc = found["193.0.0.0 - 193.0.7.255"]
+    assert ncc.registrant == "Réseaux IP Européens Network Coordination Centre (RIPE NCC)"  # UTF-8
+    assert (ncc.country, ncc.type, ncc.abuse_emails) == ("NL", "ALLOCATED PA", ["abuse@ripe.net"])
+    assert (ncc.source, ncc.serial, ncc.observed_at) == ("dump", "42", "2026-12-06")
+    assert ncc.cidrs == ["193.0.0.0/21"]
+    de = found["193.0.8.0 - 193.0.10.255"]  # no abuse-c of its own: its organisation's
+    assert de.abuse_emails == ["abuse@example.de"] and de.registrant == "Example Networks GmbH"
+    assert de.cidrs == ["193.0.8.0/23", "193.0.10.0/24"]
+    assert found["193.0.9.0 - 193.0.9.255"].registrant is None  # neither organisation nor descr
+    # the object with a line that is no attribute, and the one whose range is no range: skipped, named
+    assert report.skipped == 2 and report.records == 3 and report.complete
+    assert any("no `attribute: value`" in s for s in report.skipped_named)
+    named = [s for s in report.skipped_named if "ripe.db.inetnum.gz, object at line" in s]
+    assert any("'not an address range'" in s for s in named)
+    # the broken object's span is known (the crawl asks there live); the bad range's is not
+    assert report.holes == [(0xC1001000, 0xC1001FFF)] and report.unplaced == 1
+
+
+def test_apnic_abuse_from_role_else_irt():
+    _, found = _read("apnic")
+    labs = found["1.0.0.0 - 1.0.0.255"]
+    assert (labs.registrant, labs.abuse_emails) == ("APNIC Research and Development", ["helpdesk@apnic.net"])
+    fj = found["1.0.1.0 - 1.0.3.255"]  # no organisation: its descr; no abuse-c: its IRT's mailbox
+    assert (fj.registrant, fj.abuse_emails) == ("China Telecom", ["anti-spam@chinatelecom.cn"])
+
+
+def test_afrinic_single_file_parent_and_cut_off_object():
+    _, found = _read("afrinic")
+    cust = found["196.11.240.0 - 196.11.247.255"]
+    assert cust.parent_handle == "196.11.0.0 - 196.11.255.255"
+    assert cust.abuse_emails == ["abuse@customer.example.za"]  # from its remarks, as AFRINIC writes it
+    top = found["196.11.0.0 - 196.11.255.255"]
+    assert (top.registrant, top.abuse_emails) == ("Example South Africa (Pty) Ltd", ["abuse@example.co.za"])
+    assert "196.12.0.0 - 196.12.7.255" in found  # complete gzip: the last object ends with the file
+
+
+def test_lacnic_latin1_crlf_short_cidrs_owner():
+    _, found = _read("lacnic")
+    br = found["200.160.0.0/20"]
+    assert br.registrant == "Núcleo de Informação e Coordenação do Ponto BR"
+    assert (br.name, br.type, br.country) == ("BR-NICB-LACNIC", "ALLOCATED", "BR")
+    assert br.registration_date == "19980101"
+    cust = found["200.160.2.0/23"]
+    assert cust.parent_handle == "200.160.0.0/20" and cust.type == "REASSIGNED"
+    assert found["200.3.0.0/22"].registrant == "Ejemplo Argentina S.A."
+
+
+def test_a_truncated_gzip_keeps_what_was_whole_and_names_the_file(tmp_path: Path):
+    whole = _paths("afrinic")[0].read_bytes()
+    cut = tmp_path / "afrinic.db.gz"
+    cut.write_bytes(whole[: len(whole) * 3 // 4])
+    report, found = _read("afrinic", [cut])
+    assert not report.complete
+    assert report.problems and "afrinic.db.gz, line" in report.problems[0]
+    assert "ends early" in report.problems[0]
+    assert len(found) < 3  # what came before the cut, each object whole
+    assert all(r.start_address and r.end_address for r in found.values())
+
+
+def test_a_file_that_is_not_gzip_is_refused_by_name(tmp_path: Path):
+    bad = tmp_path / "lacnic.db.gz"
+    bad.write_bytes(b"inetnum: 200.3.0/22\n")
+    with pytest.raises(dumps.DumpError, match=r"lacnic\.db\.gz: cannot be read"):
+        _read("lacnic", [bad])
+
+
+def test_objects_cut_off_at_the_end_of_a_short_read():
+    class Lines(list[str]):
+        complete = False
+
+    read = list(rpsl.objects(Lines(["inetnum: 1.0.0.0 - 1.0.0.255\n", "status: ASSIGNED PA\n", "\n",
+                                    "inetnum: 1.0.1.0 - 1.0.1.255\n", "netna"])))
+    assert isinstance(read[0], rpsl.RpslObject) and read[0].first("status") == "ASSIGNED PA"
+    assert isinstance(read[1], rpsl.Broken) and "cut off" in read[1].reason and read[1].line == 4
+
+
+def test_continuations_and_comments():
+    text = ["# banner\n", "% lacnic comment\r\n", "inetnum: 5.183.80/22\r\n", "descr: one\r\n", "+ two\r\n",
+            "\tthree\r\n", "# inside\r\n", "source: RIPE # Filtered\r\n"]
+    (obj,) = rpsl.objects(text)
+    assert isinstance(obj, rpsl.RpslObject)
+    assert obj.first("descr") == "one\ntwo\nthree" and obj.first("source") == "RIPE"
+    assert rpsl.parse_range(obj.key) == (0x05B75000, 0x05B753FF)
+
+
+def test_gzip_roundtrip_of_a_written_dump(tmp_path: Path):
+    """A dump written here the way the registries write it reads back field for field."""
+    path = tmp_path / "ripe.db.inetnum.gz"
+    path.write_bytes(gzip.compress(b"inetnum: 10.0.0.0 - 10.0.0.255\nnetname: X\ncountry: zz\n"))
+    _, found = _read("ripencc", [path])
+    assert found["10.0.0.0 - 10.0.0.255"].country is None

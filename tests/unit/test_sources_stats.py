@@ -1,0 +1,107 @@
+"""The delegation-statistics parser on fixtures in the five registries' real formats, and on bad files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from netaddr import IPAddress
+
+from whoiscrawl import rirs
+from whoiscrawl.sources import stats
+
+PUBLISHED = Path(__file__).parent.parent / "data" / "published"
+
+
+def _local(url: str) -> Path:
+    return Path(rirs.published_at(url, str(PUBLISHED)))
+
+
+def _read(registry: str) -> tuple[stats.Header, list[stats.Delegation]]:
+    path = _local(rirs.BY_ID[registry].stats_url)
+    return stats.read_path(path, Path(f"{path}.md5").read_text())
+
+
+@pytest.mark.parametrize("registry", rirs.REGISTRIES)
+def test_every_registrys_file_reads_and_checks(registry: str):
+    """Version line, summaries, md5 (GNU style at ARIN, BSD elsewhere), APNIC's banner, and only
+    IPv4 rows out."""
+    header, rows = _read(registry)
+    assert header.registry == registry
+    assert rows and all(d.registry == registry for d in rows)
+    assert sum(1 for d in rows if d.handed_out) >= 1
+
+
+def test_quirks_read_the_same_way():
+    _, ripe = _read("ripencc")
+    by_start = {str(IPAddress(d.first)): d for d in ripe}
+    # 768 addresses: not a power of two, two CIDRs
+    assert by_start["193.0.8.0"].cidrs() == ["193.0.8.0/23", "193.0.10.0/24"]
+    # RIPE NCC's 7-field rows for reserved and available space: no country, no date, no id
+    reserved = by_start["193.0.11.0"]
+    assert (reserved.status, reserved.country, reserved.date) == ("reserved", None, None)
+    assert reserved.opaque_id == ""
+    assert by_start["193.0.0.0"].country == "NL" and by_start["193.0.0.0"].date == "19930901"
+    _, afrinic = _read("afrinic")
+    free = next(d for d in afrinic if d.status == "reserved")
+    assert free.country is None  # ZZ
+    header, _ = _read("apnic")
+    assert header.start_date == "" and header.version == "2.3"
+
+
+def _bad(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "delegated-test-extended-latest"
+    path.write_text(text)
+    return path
+
+
+HEAD = "2|afrinic|20260924|2|00000000|20260924|00000\nafrinic|*|ipv4|*|2|summary\n"
+ROW1 = "afrinic|ZA|ipv4|196.11.0.0|65536|19940101|allocated|F36B9F4B\n"
+ROW2 = "afrinic|KE|ipv4|196.12.0.0|2048|20050101|allocated|F3612AB1\n"
+
+
+def test_a_truncated_file_names_the_file_and_the_count(tmp_path: Path):
+    path = _bad(tmp_path, HEAD + ROW1)
+    with pytest.raises(stats.StatsError, match=r"extended-latest, line 3: .*says 2 records.*holds 1"):
+        stats.read_path(path)
+
+
+def test_a_summary_contradicting_the_rows_is_refused(tmp_path: Path):
+    path = _bad(tmp_path, HEAD.replace("|2|summary", "|3|summary") + ROW1 + ROW2)
+    with pytest.raises(stats.StatsError, match="ipv4 summary says 3 records"):
+        stats.read_path(path)
+
+
+def test_a_broken_row_names_its_line(tmp_path: Path):
+    path = _bad(tmp_path, HEAD + ROW1 + "afrinic|KE|ipv4|196.12.0.300|2048|20050101|allocated|x\n")
+    with pytest.raises(stats.StatsError, match=r"line 4: '196.12.0.300' is not an IPv4 address"):
+        stats.read_path(path)
+    path = _bad(tmp_path, HEAD + ROW1 + "afrinic|KE|ipv4|196.12.0.0\n")
+    with pytest.raises(stats.StatsError, match=r"line 4: 4 fields"):
+        stats.read_path(path)
+
+
+def test_a_missing_version_line_is_refused(tmp_path: Path):
+    with pytest.raises(stats.StatsError, match="line 1: the first line is not a version line"):
+        stats.read_path(_bad(tmp_path, ROW1))
+
+
+def test_md5_in_both_styles_and_a_mismatch(tmp_path: Path):
+    path = _bad(tmp_path, HEAD + ROW1 + ROW2)
+    digest = hashlib.md5(path.read_bytes()).hexdigest()
+    stats.read_path(path, f"MD5 ({path.name}) = {digest}\n")
+    stats.read_path(path, f"{digest}  {path.name}\n")
+    with pytest.raises(stats.StatsError, match=r"md5 .* does not match"):
+        stats.read_path(path, f"MD5 ({path.name}) = {'0' * 32}\n")
+    with pytest.raises(stats.StatsError, match="no digest"):
+        stats.read_path(path, "nothing here\n")
+
+
+def test_delegations_answer_the_country_of_handed_out_space():
+    path = _local(rirs.BY_ID["ripencc"].stats_url)
+    found = stats.Delegations.from_path(path.parent)  # a directory: its .md5 files are not read as statistics
+    first = int(IPAddress("193.0.9.0"))
+    assert found.country(first, first + 255) == "DE"
+    free = int(IPAddress("193.0.12.0"))
+    assert found.country(free, free + 255) is None

@@ -1,0 +1,172 @@
+"""Which sources a crawl uses, and what the published files settle before anything is asked live.
+
+`stats`: every registry's delegation statistics, checked (counts, md5): free and reserved space to
+skip, and the registry that delegated each block. `dumps`: each registry's bulk dump as records,
+read only where the terms need no opt-in or the user gave it. A file that cannot be had or trusted
+is a warning naming it; its registry is then crawled live. docs/sources.md."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from whoiscrawl import rirs
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.sources import dumps, stats
+from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
+from whoiscrawl.space import Plan, registry_for
+
+SOURCES = ("stats", "dumps", "live")
+DEFAULT = "stats,dumps,live"
+
+
+class SourcesError(ValueError):
+    """Sources asked for that cannot be used; the text says what to change."""
+
+
+def parse_sources(text: str) -> frozenset[str]:
+    """`stats,dumps,live` (any of them, in any order) as a set."""
+    chosen = frozenset(s.strip() for s in text.split(",") if s.strip())
+    unknown = chosen - set(SOURCES)
+    if unknown or not chosen:
+        raise SourcesError(f"--sources {text!r}: use one or more of {', '.join(SOURCES)}, comma-separated")
+    return chosen
+
+
+def parse_accepted(text: str | None) -> frozenset[str]:
+    """The registries whose dump terms the user accepts (`ripencc,afrinic`, or `all`)."""
+    if not text:
+        return frozenset()
+    chosen = frozenset(rirs.REGISTRIES if text.strip() == "all" else (s.strip() for s in text.split(",")))
+    unknown = chosen - set(rirs.REGISTRIES)
+    if unknown:
+        raise SourcesError(f"--accept-dump-terms: unknown registries {sorted(unknown)}")
+    return chosen
+
+
+def needs_opt_in(registry: str) -> str | None:
+    """The terms to accept before a registry's dump is read, None when it asks for none."""
+    return rirs.BY_ID[registry].dump_terms
+
+
+@dataclass
+class StatsPlan:
+    """What the statistics settle: the delegations of every registry whose file was good."""
+
+    delegations: list[stats.Delegation] = field(default_factory=list)
+    serials: dict[str, str] = field(default_factory=dict)  # registry -> its file's serial
+    warnings: list[str] = field(default_factory=list)
+
+    def free_ranges(self) -> list[str]:
+        """Available and reserved space, exactly (`a-b` ranges): nothing there to ask for."""
+        free = (d for d in self.delegations if not d.handed_out)
+        return [f"{stats.ip_str(d.first)}-{stats.ip_str(d.last)}" for d in free]
+
+    def index(self) -> stats.Delegations:
+        return stats.Delegations(self.delegations)
+
+
+async def load_stats(
+    files_base: str | None, cache: Path, registries: Iterable[str] = rirs.REGISTRIES
+) -> StatsPlan:
+    """Every registry's statistics, fetched and checked; a bad one is a warning and left out."""
+    plan = StatsPlan()
+    async with aiohttp.ClientSession() as session:
+        for registry in registries:
+            url = rirs.BY_ID[registry].stats_url
+            try:
+                got = await fetch(url, files_base, cache, session)
+                md5 = await fetch_text(url + ".md5", files_base, cache, session)
+                header, rows = stats.read_path(got.path, md5)
+            except (FetchError, stats.StatsError) as exc:
+                plan.warnings.append(f"{registry} statistics not used ({exc}): its space is crawled live")
+                continue
+            plan.delegations.extend(rows)
+            plan.serials[registry] = header.serial
+    return plan
+
+
+@dataclass
+class RegistryDump:
+    """A registry's dump fetched: its files, serial and date, ready to be read as records."""
+
+    registry: str
+    paths: list[Path]
+    serial: str | None
+    observed_at: str
+
+    def read(self) -> tuple[dumps.DumpReport, Iterator[NetworkRecord]]:
+        return dumps.read_registry(self.registry, self.paths, self.serial, self.observed_at)
+
+
+async def fetch_dumps(
+    files_base: str | None, cache: Path, accepted: frozenset[str], registries: Iterable[str] = rirs.REGISTRIES
+) -> tuple[list[RegistryDump], list[str]]:
+    """Each registry's dump files on disk (those whose terms were accepted where they ask), and
+    warnings for the rest: not published (ARIN), terms not accepted, or not to be had."""
+    got: list[RegistryDump] = []
+    notes: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        for registry in registries:
+            rir = rirs.BY_ID[registry]
+            if not rir.dump_urls:
+                continue  # ARIN: no public dump; crawled live
+            if rir.dump_terms and registry not in accepted:
+                notes.append(f"{registry} dump not read: it needs --accept-dump-terms {registry} "
+                             f"({rir.dump_terms}); crawled live")
+                continue
+            try:
+                files = [await fetch(u, files_base, cache, session) for u in rir.dump_urls]
+                serial = None
+                if rir.serial_url:
+                    with contextlib.suppress(FetchError):  # the serial is provenance, not a condition
+                        serial = (await fetch_text(rir.serial_url, files_base, cache, session)).strip()
+            except FetchError as exc:
+                notes.append(f"{registry} dump not read ({exc}): crawled live")
+                continue
+            when = max((f.modified for f in files if f.modified), default=None)
+            got.append(RegistryDump(registry, [f.path for f in files], serial or None,
+                                    when or datetime.now(UTC).isoformat(timespec="seconds")))
+    return got, notes
+
+
+def dump_registries(sources: frozenset[str], accepted: frozenset[str]) -> frozenset[str]:
+    """The registries whose dump a crawl with these sources reads (publishes one; terms accepted
+    where it asks)."""
+    if "dumps" not in sources:
+        return frozenset()
+    return frozenset(r.id for r in rirs.CATALOGUE if r.dump_urls and (not r.dump_terms or r.id in accepted))
+
+
+def estimate_requests(
+    plan: Plan, stats_plan: StatsPlan | None, from_dumps: frozenset[str], verify: float
+) -> dict[str, dict[str, int]]:
+    """Requests a crawl of the plan needs, per registry, before it starts (docs/sources.md):
+    a registry read from its dump needs only the freshness check (`verify` of its delegations);
+    any other is walked live, at most one lookup per grid cell of its planned space (the upper
+    bound: LACNIC's, which lists nothing; registries that list children need far fewer)."""
+    index = stats_plan.index() if stats_plan and stats_plan.delegations else None
+    cells: Counter[str] = Counter()
+    for shard in plan.shards:
+        registry = (index.registry(shard.first) if index else None) or registry_for(shard.first)
+        if registry:
+            cells[registry] += max(1, (shard.last - shard.first + 1) >> (32 - shard.resolution))
+    delegations: Counter[str] = Counter()
+    scope = plan.scope
+    for d in stats_plan.delegations if stats_plan else []:
+        if d.handed_out and scope.overlaps(d.first, d.last):
+            delegations[d.registry] += 1
+    out: dict[str, dict[str, int]] = {}
+    for registry in sorted(set(cells) | set(delegations)):
+        dumped = registry in from_dumps
+        need = math.ceil(verify * delegations[registry]) if dumped else cells[registry]
+        out[registry] = {"requests": need, "grid_cells": cells[registry],
+                         "delegations": delegations[registry], "from_dump": int(dumped)}
+    return out
