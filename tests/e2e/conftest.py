@@ -15,6 +15,11 @@ TIME_SCALE = 100.0  # the simulator's rate limits, and the crawler's budgets, ru
 COVERAGE_FLOOR = 0.99
 # The same without listings: the /24 grid alone (measured 0.940).
 GRID_COVERAGE_FLOOR = 0.935
+# 429s a polite crawl may still see, as a share of its requests. The client paces under every
+# limit (tests/unit/test_ratelimit.py proves it from the limiter's own slots); the simulator judges
+# a request when its event loop gets to it, so a stall of its own on a busy 2-core machine can make
+# paced requests look like a burst at 100x time: 0.5% for that, no more. One rule for every e2e crawl.
+RATE_LIMITED_SHARE = 0.005
 
 
 @pytest.fixture(scope="session")
