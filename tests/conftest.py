@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,12 @@ import pytest
 from whoiscrawl.dev import services as dev_services
 
 RUN_ROOT = dev_services.CACHE_DIR / "test-services"
+
+# The operator's pass interval, once for the whole run: kopf's timer takes it when the handlers are
+# imported (operator/glue.py), so a value set by whichever test module loaded first would decide it
+# for every other. This conftest loads before any test module; the kopf-driven tests stay quick.
+assert "whoiscrawl.operator.glue" not in sys.modules, "the operator's handlers loaded before conftest"
+os.environ.setdefault("WHOISCRAWL_OPERATOR_INTERVAL", "0.4")
 
 
 @dataclass
