@@ -9,7 +9,9 @@ import pytest
 
 from whoiscrawl.bench import Simulator, simulator
 
-TIME_SCALE = 100.0  # the simulator's rate limits, and the crawler's budgets, run 100x faster
+from ..conftest import CALM_TIME_SCALE
+
+TIME_SCALE = CALM_TIME_SCALE  # the simulator's limits, and the crawler's budgets, 100x faster
 # What the sweep covers of `quick` by address with registries' rdap-down listings (measured 0.9966;
 # the rest is small networks of LACNIC and AFRINIC, which list no children, between grid points).
 COVERAGE_FLOOR = 0.99

@@ -6,47 +6,29 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+import pytest
 from netaddr import IPAddress
 
 from whoiscrawl.bench import simulator
 from whoiscrawl.space import Scope, parse_ranges
 
+from ..conftest import CalmCrawl, calm_crawl_cmd
 from .conftest import COVERAGE_FLOOR, GRID_COVERAGE_FLOOR, RATE_LIMITED_SHARE, TIME_SCALE, score
+
+pytestmark = pytest.mark.slow  # crawls of `quick`
+
 
 
 def crawl_cmd(sim, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "whoiscrawl",
-        "crawl",
-        *sim.ranges,
-        "--out",
-        str(out),
-        "--bootstrap-url",
-        sim.bootstrap_url,
-        "--rate-limits",
-        sim.rate_limits_arg(),
-        "--whois",
-        sim.whois,
-        "--no-progress",
-        "--json",
-        *extra,
-    ]
+    return calm_crawl_cmd(sim.bootstrap_url, sim.whois, sim.rate_limits_arg(), sim.ranges, out, *extra)
 
 
-def test_local_sweep_finds_every_block_at_resolution(tmp_path):
-    log = tmp_path / "requests.jsonl"
-    out = tmp_path / "out.jsonl"
-    with simulator("quick", TIME_SCALE, log) as sim:
-        done = subprocess.run(crawl_cmd(sim, out), capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-2000:]
-        ranges = sim.ranges
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+def test_local_sweep_finds_every_block_at_resolution(calm_quick: CalmCrawl):
+    """The session's calm crawl of `quick` (tests/conftest.py), judged against the truth."""
+    summary, out, log, ranges = calm_quick.summary, calm_quick.results, calm_quick.requests, calm_quick.ranges
     assert summary["complete"] and summary["errors"] == 0
     # Leaves fetched twice: only when one spans shards whose walks start at the same moment (the
     # free-space placeholder over 102.0/16 spans 16 shards). Measured 48 of 6,574 lookups.

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +17,14 @@ from whoiscrawl.sim import scenarios
 from .conftest import score
 from .test_local_crawl import crawl_cmd
 
+pytestmark = pytest.mark.slow  # crawls of `quick` (the calm one shared, the demo's, a watched one)
 
-@pytest.fixture(scope="module")
-def quick_results(quick_sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The results of one local crawl of `quick`."""
-    out = tmp_path_factory.mktemp("results") / "quick.jsonl"
-    done = subprocess.run(crawl_cmd(quick_sim, out), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["complete"]
-    yield out
+
+@pytest.fixture
+def quick_results(calm_quick) -> Path:
+    """The results of the session's calm crawl of `quick` (tests/conftest.py)."""
+    assert calm_quick.summary["complete"]
+    return calm_quick.results
 
 
 def summary_json(path: Path, *extra: str) -> dict:
