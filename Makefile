@@ -28,10 +28,11 @@ lint: setup
 control-plane: setup
 	.venv/bin/whoiscrawl dev cluster build
 
+# --durations=30: the slowest tests in CI's output, so the suite's time budget stays in view.
 test: setup control-plane
 	.venv/bin/ruff check .
 	.venv/bin/mypy
-	.venv/bin/pytest
+	.venv/bin/pytest --durations=30
 
 unit: setup
 	.venv/bin/pytest tests/unit

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -11,9 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from whoiscrawl.bench import simulator
 from whoiscrawl.dev import services as dev_services
 
 RUN_ROOT = dev_services.CACHE_DIR / "test-services"
+
+# The operator's pass interval, once for the whole run: kopf's timer takes it when the handlers are
+# imported (operator/glue.py), so a value set by whichever test module loaded first would decide it
+# for every other. This conftest loads before any test module; the kopf-driven tests stay quick.
+assert "whoiscrawl.operator.glue" not in sys.modules, "the operator's handlers loaded before conftest"
+os.environ.setdefault("WHOISCRAWL_OPERATOR_INTERVAL", "0.4")
 
 
 @dataclass
@@ -53,3 +63,41 @@ def services() -> Iterator[TestServices]:
 def unique_name() -> str:
     """A fresh name per test, so tests sharing the broker and Redis never see each other's data."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+CALM_TIME_SCALE = 100.0  # the simulator's limits, and the crawler's budgets, 100x faster
+
+
+@dataclass(frozen=True)
+class CalmCrawl:
+    """The uninterrupted local crawl of `quick`: what every crawl that must lose nothing is held to."""
+
+    results: Path  # its results, JSON lines
+    requests: Path  # the simulator's log of every request it was asked
+    summary: dict  # `whoiscrawl crawl --json`'s last line
+    ranges: list[str]
+    blocks: frozenset[tuple[str, str]]  # (first, last address) of every network found
+
+
+def calm_crawl_cmd(bootstrap_url: str, whois: str, rate_limits: str, ranges: list[str], out: Path,
+                   *extra: str) -> list[str]:
+    """`whoiscrawl crawl` of a simulator's ranges, as a user runs it (JSON summary, no progress)."""
+    return [sys.executable, "-m", "whoiscrawl", "crawl", *ranges, "--out", str(out), "--bootstrap-url",
+            bootstrap_url, "--rate-limits", rate_limits, "--whois", whois, "--no-progress", "--json",
+            *extra]
+
+
+@pytest.fixture(scope="session")
+def calm_quick(tmp_path_factory: pytest.TempPathFactory) -> CalmCrawl:
+    """One calm crawl of `quick` per session, on a simulator of its own (its request log is this
+    crawl's alone): the e2e, fleet and control-plane tiers compare with it instead of each
+    crawling `quick` again."""
+    workdir = tmp_path_factory.mktemp("calm-quick")
+    out, log = workdir / "results.jsonl", workdir / "requests.jsonl"
+    with simulator("quick", CALM_TIME_SCALE, log) as sim:
+        cmd = calm_crawl_cmd(sim.bootstrap_url, sim.whois, sim.rate_limits_arg(), sim.ranges, out)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        ranges = sim.ranges
+    assert done.returncode == 0, done.stderr[-2000:]
+    blocks = frozenset((r["start_address"], r["end_address"]) for r in map(json.loads, out.open()))
+    return CalmCrawl(out, log, json.loads(done.stdout.strip().splitlines()[-1]), ranges, blocks)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +30,9 @@ from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisStore
 from whoiscrawl.strategy import Answer
+
+# What a worker logs at the end of its drain (worker/runner.py): how long it took, by its own clock.
+DRAIN_LOGGED = re.compile(r"stopped in ([0-9.]+)s")
 
 
 @dataclass
@@ -187,11 +192,14 @@ class Fleet:
         self.procs[i].wait()
 
     def terminate(self, i: int, timeout: float = 60) -> tuple[int, float]:
-        """SIGTERM one worker; (exit code, seconds it took to drain)."""
-        started = time.monotonic()
+        """SIGTERM one worker; (exit code, seconds it took to drain by its own log: `stopped in
+        N s`, timed from the signal's handling, not from this busy machine's scheduling of us).
+        A worker that logged no drain counts as never drained (infinity)."""
         self.procs[i].send_signal(signal.SIGTERM)
         code = self.procs[i].wait(timeout)
-        return code, time.monotonic() - started
+        self._logs[i].flush()
+        drains = DRAIN_LOGGED.findall((self.logdir / f"worker-{i}.log").read_text(errors="replace"))
+        return code, float(drains[-1]) if drains else math.inf
 
     def stop(self) -> None:
         for proc in self.procs:

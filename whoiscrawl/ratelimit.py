@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +17,11 @@ import redis.asyncio as aioredis
 from whoiscrawl import metrics
 from whoiscrawl.keys import budget
 from whoiscrawl.rates import Limit
+
+# The slot a lane's current permit was granted, in ms on its limiter's clock (monotonic in memory,
+# the Redis server's TIME in Redis): the limiter's own record of when a request may go, which
+# metrics, logs and tests read rather than timing the sends themselves.
+GRANTED_SLOT_MS: ContextVar[float] = ContextVar("granted_slot_ms")
 
 
 def gcra_reserve(
@@ -58,8 +64,9 @@ class _SlotLimiter:
 
     limits: dict[str, Limit]
 
-    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
-        """Reserve the earliest slot on one of the egresses: (that egress, milliseconds to wait)."""
+    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float, float]:
+        """Reserve the earliest slot on one of the egresses: (that egress, milliseconds to wait, the
+        slot's time in ms on the limiter's clock)."""
         raise NotImplementedError
 
     def _connection(
@@ -71,8 +78,9 @@ class _SlotLimiter:
     async def _paced(self, registry: str, egresses: Sequence[str]) -> str:
         interval = self.limits[registry].interval_ms
         while True:
-            egress, wait = await self._reserve_slot(registry, egresses)
+            egress, wait, slot = await self._reserve_slot(registry, egresses)
             if await sleep_until_slot(registry, wait, interval):
+                GRANTED_SLOT_MS.set(slot)
                 return egress
 
     @asynccontextmanager
@@ -96,7 +104,7 @@ class MemoryRateLimiter(_SlotLimiter):
     _paused: dict[tuple[str, str], float] = field(default_factory=dict)
     _conns: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)
 
-    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
+    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float, float]:
         now = time.monotonic() * 1000
         interval = self.limits[registry].interval_ms
         options = [
@@ -110,7 +118,7 @@ class MemoryRateLimiter(_SlotLimiter):
         ]
         (wait, tat), egress = min(options, key=lambda o: o[0][0])
         self._tat[(registry, egress)] = tat
-        return egress, wait
+        return egress, wait, tat - interval
 
     @asynccontextmanager
     async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> AsyncIterator[str]:
@@ -142,7 +150,7 @@ for i = 1, #KEYS, 2 do
 end
 local ttl = math.ceil(best_start + interval - now) + 60000
 redis.call('SET', KEYS[best], tostring(best_start + interval), 'PX', ttl)
-return {(best + 1) / 2, tostring(best_wait)}
+return {(best + 1) / 2, tostring(best_wait), tostring(best_start)}
 """
 _PAUSE = """
 local t = redis.call('TIME')
@@ -189,13 +197,13 @@ class RedisRateLimiter(_SlotLimiter):
         self._acquire = client.register_script(_ACQUIRE_CONN)
         self._renew_conn = client.register_script(_RENEW_CONN)
 
-    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float]:
+    async def _reserve_slot(self, registry: str, egresses: Sequence[str]) -> tuple[str, float, float]:
         keys = []
         for egress in egresses:
             base = budget(registry, egress)
             keys += [base, base + ":pause"]
-        index, wait = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
-        return egresses[int(index) - 1], float(wait)
+        index, wait, start = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
+        return egresses[int(index) - 1], float(wait), float(start)
 
     @asynccontextmanager
     async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> AsyncIterator[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +9,19 @@ import pytest
 
 from whoiscrawl.bench import Simulator, simulator
 
-TIME_SCALE = 100.0  # the simulator's rate limits, and the crawler's budgets, run 100x faster
+from ..conftest import CALM_TIME_SCALE
+
+TIME_SCALE = CALM_TIME_SCALE  # the simulator's limits, and the crawler's budgets, 100x faster
 # What the sweep covers of `quick` by address with registries' rdap-down listings (measured 0.9966;
 # the rest is small networks of LACNIC and AFRINIC, which list no children, between grid points).
 COVERAGE_FLOOR = 0.99
 # The same without listings: the /24 grid alone (measured 0.940).
 GRID_COVERAGE_FLOOR = 0.935
+# 429s a polite crawl may still see, as a share of its requests. The client paces under every
+# limit (tests/unit/test_ratelimit.py proves it from the limiter's own slots); the simulator judges
+# a request when its event loop gets to it, so a stall of its own on a busy 2-core machine can make
+# paced requests look like a burst at 100x time: 0.5% for that, no more. One rule for every e2e crawl.
+RATE_LIMITED_SHARE = 0.005
 
 
 @pytest.fixture(scope="session")
@@ -27,16 +32,12 @@ def quick_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
         yield sim
 
 
-@pytest.fixture(scope="session")
-def quick_results(quick_sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The results of one local crawl of `quick` (shared by the result and serving tests)."""
-    from .test_local_crawl import crawl_cmd  # here: that module imports this one
-
-    out = tmp_path_factory.mktemp("results") / "quick.jsonl"
-    done = subprocess.run(crawl_cmd(quick_sim, out), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["complete"]
-    yield out
+@pytest.fixture
+def quick_results(calm_quick) -> Path:
+    """The results of the session's calm crawl of `quick` (tests/conftest.py), shared by the result
+    and serving tests."""
+    assert calm_quick.summary["complete"]
+    return calm_quick.results
 
 
 def score(results: Path, log: str | None = None) -> dict:

@@ -7,11 +7,15 @@ import time
 import urllib.parse
 import urllib.request
 
+import pytest
 from prometheus_client import generate_latest
 
 from whoiscrawl import dashboards
 from whoiscrawl.bench import crawl_with_fleet
 from whoiscrawl.dev.services import free_port
+
+pytestmark = pytest.mark.slow  # a fleet crawl of `quick`
+
 
 
 def _get(url: str) -> bytes:

@@ -4,7 +4,6 @@ kmock) while a crawl's progress moves."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 from prometheus_client import start_http_server
 
-os.environ.setdefault("WHOISCRAWL_OPERATOR_INTERVAL", "1")  # read when the kopf handlers load
 SUPPORT = str(Path(__file__).parents[1] / "operator" / "support")
 if SUPPORT not in sys.path:
     sys.path.insert(0, SUPPORT)

@@ -6,12 +6,15 @@ import json
 import subprocess
 from collections import Counter
 
+import pytest
 import yaml
 
 from whoiscrawl.bench import simulator
 
 from .conftest import TIME_SCALE, score
 from .test_local_crawl import crawl_cmd
+
+pytestmark = pytest.mark.slow  # crawls of `quick` with faults
 
 
 def crawl(tmp_path, faults: dict) -> tuple[dict, dict, list[dict], list[dict]]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka.admin import AdminClient
 
 from whoiscrawl import queue
@@ -19,10 +19,17 @@ from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisStore
 
 from .conftest import COVERAGE_FLOOR, score
-from .test_local_crawl import crawl_cmd
+
+pytestmark = pytest.mark.slow
 
 
-def test_three_workers_find_every_block_at_resolution(services, quick_sim, tmp_path):
+def fleet_blocks(results: Path) -> set[tuple[str, str]]:
+    return {(r["start_address"], r["end_address"]) for r in map(json.loads, results.open())}
+
+
+def test_three_workers_find_every_block_at_resolution(services, quick_sim, calm_quick, tmp_path):
+    """Without faults, timing decides only who finds what: the fleet finds exactly the blocks of
+    the session's calm local crawl (whose one lane's order never changes)."""
     run = crawl_with_fleet(
         quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path, workers=3, timeout=600
     )
@@ -31,9 +38,10 @@ def test_three_workers_find_every_block_at_resolution(services, quick_sim, tmp_p
     figures = score(run.results)
     assert figures["recall_resolution"] == 1.0
     assert figures["address_coverage"] >= COVERAGE_FLOOR
+    assert fleet_blocks(run.results) == calm_quick.blocks
 
 
-def test_sigkill_mid_shard_loses_nothing(services, quick_sim, tmp_path):
+def test_sigkill_mid_shard_loses_nothing(services, quick_sim, calm_quick, tmp_path):
     killed: list[int] = []
 
     def kill_one_busy_worker(fleet, progress):
@@ -51,59 +59,12 @@ def test_sigkill_mid_shard_loses_nothing(services, quick_sim, tmp_path):
         timeout=600,
     )
     assert killed and run.finished
-    figures = score(run.results)
-    assert figures["recall_resolution"] == 1.0
-    assert figures["address_coverage"] >= COVERAGE_FLOOR
-    # Redone work is bounded by the lookups that were in flight when it died.
+    assert fleet_blocks(run.results) == calm_quick.blocks  # exactly the calm crawl's blocks
+    # Redone work: the calm crawl's own share of leaves fetched twice (under 1%, shards whose walks
+    # meet, test_local_crawl.py) and the lookups the dead worker made after its last checkpoint,
+    # which its successor makes again; half a percent more on quick bounds those.
+    print(f"wasted {run.progress.wasted} of {run.progress.lookups} lookups")
     assert run.progress.wasted <= 0.015 * run.progress.lookups
-
-
-def test_sigterm_drains_within_the_grace_period(services, quick_sim, tmp_path):
-    drained: list[tuple[int, float]] = []
-
-    def stop_one(fleet, progress):
-        if not drained and progress.lookups > 500:
-            drained.append(fleet.terminate(0, timeout=60))
-
-    run = crawl_with_fleet(
-        quick_sim,
-        services.kafka_bootstrap,
-        services.redis_url,
-        tmp_path,
-        workers=2,
-        during=stop_one,
-        timeout=600,
-    )
-    assert drained
-    code, seconds = drained[0]
-    assert code == 0
-    assert seconds < 10 + 2  # the fleet's --grace-seconds, plus start-up of the exit path
-    assert run.finished
-    assert score(Path(run.results))["recall_resolution"] == 1.0
-
-
-def fleet_blocks(results: Path) -> set[tuple[str, str]]:
-    return {(r["start_address"], r["end_address"]) for r in map(json.loads, results.open())}
-
-
-def test_the_same_crawl_finds_the_same_blocks_every_run(services, quick_sim, tmp_path):
-    """Without faults, timing decides only who finds what: every run of the fleet finds exactly
-    the blocks of the others, and of a local crawl (which one lane's order never changes)."""
-    found = []
-    for n in range(3):
-        workdir = tmp_path / f"run{n}"
-        workdir.mkdir()
-        run = crawl_with_fleet(
-            quick_sim, services.kafka_bootstrap, services.redis_url, workdir, workers=3, timeout=600
-        )
-        assert run.finished and run.progress.errors == 0
-        found.append(fleet_blocks(run.results))
-    local = tmp_path / "local.jsonl"
-    done = subprocess.run(crawl_cmd(quick_sim, local), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    found.append(fleet_blocks(local))
-    print("blocks per run:", [len(f) for f in found], "in all:", len(set.intersection(*found)))
-    assert all(f == found[-1] for f in found)
 
 
 def _members(bootstrap: str, group: str) -> list[str | None]:
@@ -143,7 +104,8 @@ def test_a_drained_static_member_hands_its_partitions_on(services, quick_sim, tm
             assert time.monotonic() < deadline, "the group never listed both workers"
             time.sleep(0.2)
         code, seconds = fleet.terminate(0, timeout=60)
-        assert code == 0 and seconds < 10 + 2
+        # The worker's own record of its drain (its log), against the grace it was given.
+        assert code == 0 and seconds <= fleet.grace_seconds, seconds
         assert sorted(_members(services.kafka_bootstrap, group), key=str) == both  # kept for its name
         while _assigned(services.kafka_bootstrap, group) != {f"{crawl}-worker-1": 32}:
             assert time.monotonic() < deadline + 60, "the drained member's partitions never moved"

@@ -7,12 +7,16 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from whoiscrawl.bench import simulator
 from whoiscrawl.sim import scenarios, score
 from whoiscrawl.sim.model import ip_int
 
-from .conftest import TIME_SCALE
+from .conftest import RATE_LIMITED_SHARE, TIME_SCALE
 from .test_local_crawl import crawl_cmd
+
+pytestmark = pytest.mark.slow  # three partial crawls of `quick`
 
 RIPE = ["2.16.0.0/16", "31.0.0.0/16", "77.0.0.0/16", "128.0.0.0/16"]  # quick's RIPE NCC ranges
 ARIN = ["12.0.0.0/16", "24.0.0.0/16", "63.0.0.0/16"]
@@ -35,35 +39,46 @@ def crawl(tmp_path: Path, ranges: list[str], *sim_args: str) -> tuple[set[str], 
 
 
 def truth(registry: str, ranges: list[str]) -> set[str]:
-    """The registry's findable networks in those ranges (each a /16)."""
+    """The registry's findable networks in those ranges (each a /16); fails unless some of them are
+    smaller than the /24 grid, which only a listing finds: `truth <= found` then proves the listing."""
     sixteens = {ip_int(r.split("/")[0]) >> 16 for r in ranges}
-    rows = score.truth_records(scenarios.get("quick"))
-    return {r["handle"] for r in rows
-            if r["registry"] == registry and ip_int(r["start_address"]) >> 16 in sixteens}
+    rows = [r for r in score.truth_records(scenarios.get("quick"))
+            if r["registry"] == registry and ip_int(r["start_address"]) >> 16 in sixteens]
+    assert any(ip_int(r["end_address"]) - ip_int(r["start_address"]) < 255 for r in rows), registry
+    return {r["handle"] for r in rows}
+
+
+def polite(requests: Requests) -> bool:
+    """No more 429s than the simulator's own stalls explain (RATE_LIMITED_SHARE, e2e/conftest.py)."""
+    return sum(n for (_, _, status), n in requests.items() if status == 429) <= RATE_LIMITED_SHARE * sum(
+        requests.values())
 
 
 def test_ripe_listings_refused_as_too_many_rows_are_split_and_every_network_found(tmp_path):
     found, requests = crawl(tmp_path, RIPE, "--row-limit", "20")
     want = truth("ripencc", RIPE)
-    assert len(want) > 2000 and want <= found  # recall 1.0
-    assert requests["ripencc", "rdap-down", 400] > 50  # every listing above 20 rows was refused
+    assert want <= found  # recall 1.0
+    # More networks than a listing of 20 rows holds: some listings were refused, and split
+    assert len(want) > 20 and requests["ripencc", "rdap-down", 400] > 0
     assert requests["ripencc", "rdap-up", 200] > 0  # the split points moved to child edges
-    assert not any(status == 429 for _, _, status in requests)
+    assert polite(requests)
 
 
 def test_arin_without_relation_search_is_listed_by_r_more(tmp_path):
     found, requests = crawl(tmp_path, ARIN, "--no-arin-relation-search")
     want = truth("arin", ARIN)
-    assert len(want) > 900 and want <= found
+    assert want <= found
     assert requests["arin", "whois-r>", 200] > 0
+    assert polite(requests)
     assert not any(reg == "arin" and proto.startswith("rdap-") for reg, proto, _ in requests)
 
 
 def test_apnic_is_listed_by_whois_m(tmp_path):
     found, requests = crawl(tmp_path, APNIC)
     want = truth("apnic", APNIC)
-    assert len(want) > 500 and want <= found
+    assert want <= found
     assert requests["apnic", "whois-m", 200] > 0
+    assert polite(requests)
     assert not any(reg == "apnic" and proto.startswith("rdap-") for reg, proto, _ in requests)
     # APNIC has no personal-data quota, so no `-r`: its abuse address is in the IRT object that
     # `-r` would leave out (0.18 of the listed networks kept theirs with it).

@@ -17,6 +17,7 @@ from whoiscrawl.sim import scenarios
 from .conftest import score
 from .test_local_crawl import crawl_cmd
 
+pytestmark = pytest.mark.slow  # crawls of `quick` (the calm one shared, the demo's, a watched one)
 
 def summary_json(path: Path, *extra: str) -> dict:
     result = CliRunner().invoke(app, ["summary", str(path), "--json", *extra])

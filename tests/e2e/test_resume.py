@@ -9,11 +9,15 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from whoiscrawl.bench import Simulator, simulator
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.space import REGISTRIES, fetch_bootstrap
 
 from .conftest import TIME_SCALE
+
+pytestmark = pytest.mark.slow  # a crawl, then the same crawl stopped and resumed many times
 
 # One range of each registry's kind: RDAP relation search (RIPE NCC, and ARIN's long lists),
 # WHOIS -m listings (APNIC, AFRINIC) and the grid alone (LACNIC).

@@ -38,44 +38,6 @@ def test_hadolint_reports_nothing_above_info() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_the_dockerfiles_install_gives_working_operator_and_worker_commands(tmp_path: Path) -> None:
-    """Copy what the build stage copies, `python -m venv` and `pip install .`, then run both commands."""
-    src = tmp_path / "src"
-    src.mkdir()
-    copies = build_stage_copies(DOCKERFILE.read_text())
-    assert copies, "the Dockerfile's build stage copies nothing"
-    for sources, dest in copies:
-        target = src / dest
-        for source in sources:
-            path = ROOT / source
-            if path.is_dir():
-                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            else:
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target / path.name)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "."], cwd=src, env=env,
-                             capture_output=True, text=True)
-    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    for command in ("operator", "worker"):
-        # Run from elsewhere, so nothing of the checkout can be imported by accident.
-        done = subprocess.run([str(venv / "bin" / "whoiscrawl"), command, "--help"], cwd=tmp_path,
-                              capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "Usage" in done.stdout
-    # The package data the control-plane harness and the CRD generator need came along.
-    listed = subprocess.run([str(venv / "bin" / "python"), "-c",
-                             "import whoiscrawl.operator.crd as c, importlib.resources as r;"
-                             "print(c.render()[:40]);"
-                             "print(r.files('whoiscrawl.dev').joinpath('controlplane/go.mod').is_file())"],
-                            cwd=tmp_path, capture_output=True, text=True)
-    assert listed.returncode == 0 and listed.stdout.strip().endswith("True"), listed.stdout + listed.stderr
-
-
 FLOORED = ("kopf", "kubernetes")
 # What the operator needs of each at its floor: the settings it sets, the client calls it makes.
 FLOOR_CHECK = """
@@ -108,17 +70,46 @@ def declared_floors() -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_the_declared_dependency_floors_run_the_operators_calls(tmp_path: Path) -> None:
-    """pyproject's floors for kopf and kubernetes, installed exactly, do what the operator asks."""
+def test_the_dockerfiles_install_at_the_declared_floors_runs_both_commands_and_the_operators_calls(
+        tmp_path: Path) -> None:
+    """Copy what the build stage copies, `python -m venv` and `pip install .` with pyproject's floors
+    for kopf and kubernetes pinned exactly: both commands run, the package data came along, and the
+    floors do what the operator asks. One fresh venv for both (they were two installs)."""
     floors = declared_floors()
     assert set(floors) == set(FLOORED)
+    src = tmp_path / "src"
+    src.mkdir()
+    copies = build_stage_copies(DOCKERFILE.read_text())
+    assert copies, "the Dockerfile's build stage copies nothing"
+    for sources, dest in copies:
+        target = src / dest
+        for source in sources:
+            path = ROOT / source
+            if path.is_dir():
+                shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target / path.name)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pins = [f"{n}=={v}" for n, v in floors.items()]
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(ROOT), *pins],
-                             capture_output=True, text=True, env=env)
+    pins = [f"{n}=={v}" for n, v in floors.items()]
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", ".", *pins], cwd=src, env=env,
+                             capture_output=True, text=True)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    for command in ("operator", "worker"):
+        # Run from elsewhere, so nothing of the checkout can be imported by accident.
+        done = subprocess.run([str(venv / "bin" / "whoiscrawl"), command, "--help"], cwd=tmp_path,
+                              capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Usage" in done.stdout
+    # The package data the control-plane harness and the CRD generator need came along.
+    listed = subprocess.run([str(venv / "bin" / "python"), "-c",
+                             "import whoiscrawl.operator.crd as c, importlib.resources as r;"
+                             "print(c.render()[:40]);"
+                             "print(r.files('whoiscrawl.dev').joinpath('controlplane/go.mod').is_file())"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert listed.returncode == 0 and listed.stdout.strip().endswith("True"), listed.stdout + listed.stderr
     done = subprocess.run([str(venv / "bin" / "python"), "-c", FLOOR_CHECK], cwd=tmp_path,
                           capture_output=True, text=True)
     assert done.returncode == 0 and "floor ok" in done.stdout, done.stdout + done.stderr

@@ -84,3 +84,47 @@ def test_a_replan_on_top_counts_each_shard_of_the_ranges_it_kept_once(services, 
     finally:
         queue.delete_topics(t.bootstrap, t.prefix, t.crawl)
         store.delete_crawl()
+
+
+def test_the_live_backend_reads_and_cleans_up_what_kafka_and_redis_hold(services, unique_name):
+    """Each Backend call against the real broker and Redis (this test replaced one whose Kafka and
+    Redis were mocks answering canned figures): partitions, lag before any worker, the counters of
+    the published plan, and a cleanup that leaves neither topics nor keys."""
+    t = Target(crawl=f"ns.{unique_name}", bootstrap=services.kafka_bootstrap, prefix="t.",
+               redis_url=services.redis_url)
+    spec = parse_spec({"ranges": ["41.0.0.0/16"], "excludes": ["41.0.128.0/17"], "resolution": 20,
+                       "kafka": {"bootstrapServers": "x"}, "redis": {"url": "redis://x"}})
+    expected = plan_crawl(crawl=t.crawl, ranges=spec.ranges, excludes=spec.excludes,
+                          strategy=spec.strategy, resolution=spec.resolution, shard_prefix=spec.shard_prefix)
+    backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
+    try:
+        assert backend.partitions(t) == 0 and backend.lag(t) == 0  # nothing there yet
+        backend.ensure_topics(t, 3)
+        assert backend.partitions(t) == 3
+        plan = backend.publish_plan(t, spec, "uid:key:0")
+        assert expected.addresses == 2**15  # a /16 less its upper /17
+        assert (plan.shards, plan.addresses) == (len(expected.shards), expected.addresses)
+        assert backend.lag(t) == sent(t) == len(expected.shards)  # no worker has committed any
+        counters = backend.counters(t)
+        assert (counters.shards_total, counters.addresses_total) == (len(expected.shards), 2**15)
+        assert (counters.shards_done, counters.blocks) == (0, 0)
+        keys = len(list(store.client.scan_iter(match=Keys(t.crawl).prefix + "*")))
+        assert backend.cleanup(t, topics=True, redis=True) == f"deleted {keys} Redis keys; deleted topics"
+        assert backend.partitions(t) == 0
+        assert list(store.client.scan_iter(match=Keys(t.crawl).prefix + "*")) == []
+        assert backend.cleanup(t, topics=False, redis=False) == "retained topics and Redis keys"
+    finally:
+        queue.delete_topics(t.bootstrap, t.prefix, t.crawl)
+        store.delete_crawl()
+
+
+def test_the_live_backend_hands_kafka_the_credentials_and_names_what_failed(services, unique_name):
+    """The Secret's settings reach the Kafka client (an unknown one is refused by librdkafka
+    itself), and the failure comes back as a BackendError naming the step."""
+    t = Target(crawl=f"ns.{unique_name}", bootstrap=services.kafka_bootstrap, prefix="t.",
+               redis_url=services.redis_url, kafka_config=(("no.such.setting", "x"),))
+    named = r"(creating topics|reading consumer lag): .*no\.such\.setting"
+    for call in (lambda: LiveBackend().ensure_topics(t, 1), lambda: LiveBackend().lag(t)):
+        with pytest.raises(BackendError, match=named):
+            call()
+    assert queue.partition_count(t.bootstrap, t.prefix, t.crawl) == 0  # nothing was created

@@ -3,59 +3,75 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import itertools
 
 import redis.asyncio as aioredis
 
 from whoiscrawl.keys import budget
-from whoiscrawl.ratelimit import RedisRateLimiter
+from whoiscrawl.ratelimit import GRANTED_SLOT_MS, RedisRateLimiter
 from whoiscrawl.rates import Limit
 
 
-async def _send(limiter: RedisRateLimiter, n: int, egresses: list[str], stamps: list[tuple[float, str]]):
+async def _send(limiter: RedisRateLimiter, n: int, egresses: list[str], slots: list[tuple[float, str]]):
+    """n lanes through the limiter; each notes the slot it was granted (Redis's clock, ms)."""
     async def one() -> None:
         async with limiter.permit("lacnic", egresses) as egress:
-            stamps.append((time.monotonic(), egress))
+            slots.append((GRANTED_SLOT_MS.get(), egress))
 
     await asyncio.gather(*(one() for _ in range(n)))
 
 
+def spaced(slots: list[tuple[float, str]], interval_ms: float) -> bool:
+    """Every egress's granted slots at least one interval apart (Lua's %.14g rounding aside)."""
+    for egress in {e for _, e in slots}:
+        mine = sorted(t for t, e in slots if e == egress)
+        if any(b - a < interval_ms - 0.5 for a, b in itertools.pairwise(mine)):
+            return False
+    return True
+
+
+async def redis_ms(client: aioredis.Redis) -> float:
+    seconds, micros = await client.time()
+    return seconds * 1000 + micros / 1000
+
+
 async def test_two_processes_share_one_budget(services, unique_name):
-    # Whichever crawl each works for: budgets were once keyed by crawl, and two crawls leaving by
-    # one address each spent the registry's whole limit.
-    limits = {"lacnic": Limit(40.0, None)}
+    """Read from the limiter's own slots (on Redis's clock), not the sends' wall-clock gaps, which
+    a busy machine shifts. Whichever crawl each works for: budgets were once keyed by crawl, and
+    two crawls leaving by one address each spent the registry's whole limit."""
+    limit = Limit(40.0, None)
     clients = [aioredis.Redis.from_url(services.redis_url) for _ in range(2)]
     try:
-        limiters = [RedisRateLimiter(c, limits) for c in clients]
-        stamps: list[tuple[float, str]] = []
-        started = time.monotonic()
-        await asyncio.gather(*(_send(lim, 10, [f"{unique_name}-nat"], stamps) for lim in limiters))
-        elapsed = time.monotonic() - started
-        # 20 requests at 40/s (paced at 95%) through one address: ~0.5 s whatever the process count.
-        assert 0.42 < elapsed < 0.9
-        gaps = [b - a for (a, _), (b, _) in zip(sorted(stamps), sorted(stamps)[1:], strict=False)]
-        assert min(gaps) > 0.015  # never two at once, although two processes asked
+        limiters = [RedisRateLimiter(c, {"lacnic": limit}) for c in clients]
+        slots: list[tuple[float, str]] = []
+        await asyncio.gather(*(_send(lim, 10, [f"{unique_name}-nat"], slots) for lim in limiters))
+        # 20 slots through one address, one interval apart at least, although two processes asked.
+        assert len(slots) == 20 and spaced(slots, limit.interval_ms)
     finally:
         for c in clients:
             await c.aclose()
 
 
 async def test_second_address_doubles_the_budget_and_pause_holds(services, unique_name):
+    limit = Limit(40.0, None)
+    a, b = f"{unique_name}-a", f"{unique_name}-b"
     client = aioredis.Redis.from_url(services.redis_url)
     try:
-        limiter = RedisRateLimiter(client, {"lacnic": Limit(40.0, None)})
-        stamps: list[tuple[float, str]] = []
-        started = time.monotonic()
-        await _send(limiter, 20, [f"{unique_name}-a", f"{unique_name}-b"], stamps)
-        assert time.monotonic() - started < 0.4
-        assert sorted(e for _, e in stamps).count(f"{unique_name}-a") == 10
+        limiter = RedisRateLimiter(client, {"lacnic": limit})
+        slots: list[tuple[float, str]] = []
+        await _send(limiter, 20, [a, b], slots)
+        assert len(slots) == 20 and spaced(slots, limit.interval_ms)
+        # The first two lanes found both addresses idle and took one each in the same instant:
+        # each address has a budget of its own.
+        first, second = sorted(slots)[:2]
+        assert {first[1], second[1]} == {a, b} and second[0] - first[0] < limit.interval_ms
 
-        await limiter.pause("lacnic", f"{unique_name}-a", 0.6)
-        await limiter.pause("lacnic", f"{unique_name}-b", 0.6)
-        paused_at = time.monotonic()
-        stamps.clear()
-        await _send(limiter, 1, [f"{unique_name}-a", f"{unique_name}-b"], stamps)
-        assert stamps[0][0] - paused_at > 0.55
+        before = await redis_ms(client)
+        await limiter.pause("lacnic", a, 0.6)
+        await limiter.pause("lacnic", b, 0.6)
+        slots.clear()
+        await _send(limiter, 1, [a, b], slots)
+        assert slots[0][0] >= before + 600  # no slot inside the pause, on either address
     finally:
         await client.aclose()
 
@@ -85,22 +101,29 @@ async def test_lanes_queued_for_a_connection_still_send_paced(services, unique_n
     all send the moment connections free up: the burst that draws a registry's 429s."""
     client = aioredis.Redis.from_url(services.redis_url)
     try:
-        limiter = RedisRateLimiter(client, {"lacnic": Limit(20.0, 1)})
-        stamps: list[float] = []
+        limit = Limit(20.0, 1)
+        limiter = RedisRateLimiter(client, {"lacnic": limit})
+        slots: list[tuple[float, str]] = []
+        freed: list[float] = []
 
         async def slow() -> None:
             async with limiter.permit("lacnic", [f"{unique_name}-x"]):
                 await asyncio.sleep(0.6)  # a slow answer holds the only connection
+                freed.append(await redis_ms(client))  # (just before it gives the connection back)
 
         async def quick() -> None:
-            async with limiter.permit("lacnic", [f"{unique_name}-x"]):
-                stamps.append(time.monotonic())
+            async with limiter.permit("lacnic", [f"{unique_name}-x"]) as egress:
+                slots.append((GRANTED_SLOT_MS.get(), egress))
 
         first = asyncio.create_task(slow())
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(30):  # the slow lane holds the connection before the others ask
+            while not await client.exists(budget("lacnic", f"{unique_name}-x") + ":conns"):
+                await asyncio.sleep(0.005)
         await asyncio.gather(first, *(quick() for _ in range(6)))
-        # 20/s paced at 95%: slots 52 ms apart (one sent late makes the next gap short, not a burst)
-        assert all(t - stamps[0] > 0.052 * i - 0.02 for i, t in enumerate(stamps)), stamps
+        # Each queued lane took its slot once it had the connection, never one that passed while it
+        # queued, and the slots stay one interval apart (Redis's clock, the limiter's own record).
+        assert len(slots) == 6 and spaced(slots, limit.interval_ms)
+        assert all(t >= freed[0] for t, _ in slots), (freed, slots)
     finally:
         await client.aclose()
 

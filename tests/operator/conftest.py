@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 SUPPORT = str(Path(__file__).parent / "support")
 if SUPPORT not in sys.path:
     sys.path.insert(0, SUPPORT)
-
-# The kopf timer reads its interval at import: keep the kopf-driven tests quick.
-os.environ.setdefault("WHOISCRAWL_OPERATOR_INTERVAL", "0.4")

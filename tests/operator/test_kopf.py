@@ -52,8 +52,12 @@ async def test_create_scale_and_complete(cluster: Cluster) -> None:
     assert code == 200 and scale["spec"]["replicas"] == 3, scale
     assert cluster.crawl("demo")["spec"]["workers"]["replicas"] == 3
     await cluster.until(lambda: cluster.replicas("demo") == 3, label="scaled to 3")
-    code, scale = await cluster.request("GET", f"{CRAWLS}/demo/scale")
     await cluster.until(lambda: cluster.crawl("demo")["status"]["replicas"] == 3)
+    # What an HPA reads back: the replicas asked for and running, and the selector to count pods by.
+    code, scale = await cluster.request("GET", f"{CRAWLS}/demo/scale")
+    assert code == 200, scale
+    assert (scale["spec"]["replicas"], scale["status"]["replicas"]) == (3, 3), scale
+    assert scale["status"]["selector"] == cluster.crawl("demo")["status"]["selector"] != ""
     await cluster.patch_spec("demo", {"workers": {"mode": "auto", "replicas": None}})
     await cluster.until(lambda: cluster.replicas("demo") == 4, label="back to lag-based")
 

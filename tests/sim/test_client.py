@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from urllib.parse import unquote
 
 import aiohttp
@@ -62,6 +61,18 @@ async def test_a_registry_answers_help_while_it_is_up_and_not_while_it_is_down(s
     assert logged.count(("apnic", "help", "ok")) == 1
 
 
+class NotingPauses(MemoryRateLimiter):
+    """The limiter, noting each pause the client asks of it (seconds)."""
+
+    def __init__(self, limits: dict[str, Limit]) -> None:
+        super().__init__(limits)
+        self.pauses: list[float] = []
+
+    async def pause(self, registry: str, egress: str, seconds: float) -> None:
+        self.pauses.append(seconds)
+        await super().pause(registry, egress, seconds)
+
+
 async def test_a_429_without_retry_after_pauses_by_the_registry_s_pace_and_doubles(start_sim, find_address):
     """RIPE NCC's 429s say not how long: the first pause is 20 intervals of its budget (here about 40
     ms; 2 s at the real 10/s), and doubles while the refusals go on, instead of a fixed 5 s."""
@@ -69,16 +80,19 @@ async def test_a_429_without_retry_after_pauses_by_the_registry_s_pace_and_doubl
     addr, _ = find_address("ripencc")
     async with aiohttp.ClientSession() as session, session.get(sim.bootstrap_url) as resp:
         bootstrap = Bootstrap.from_document(await resp.json(content_type=None))
-    client = RegistryClient(bootstrap, MemoryRateLimiter({"ripencc": Limit(500.0)}))
-    started = time.monotonic()
+    limiter = NotingPauses({"ripencc": Limit(500.0)})
+    client = RegistryClient(bootstrap, limiter)
     try:
         result = await client.lookup(ip_int(addr))
     finally:
         await client.close()
     assert result.record is not None and result.rate_limited >= 3
-    assert time.monotonic() - started < 2.5
     first = client._unsaid_pause("ripencc", 1)
     assert first == 20 * Limit(500.0).interval_ms / 1000 and client._unsaid_pause("ripencc", 3) == 4 * first
+    # The pauses the client asked of its limiter (its own record, not the wall clock): 20 intervals,
+    # then twice as long for each refusal more, never a fixed 5 s.
+    assert limiter.pauses == [first * 2**k for k in range(len(limiter.pauses))], limiter.pauses
+    assert len(limiter.pauses) == result.rate_limited
 
 
 async def test_a_lookup_cancelled_mid_request_keeps_its_connection_until_the_registry_answered(
@@ -94,7 +108,10 @@ async def test_a_lookup_cancelled_mid_request_keeps_its_connection_until_the_reg
     client = RegistryClient(bootstrap, MemoryRateLimiter({"ripencc": Limit(500.0, max_connections=3)}))
     try:
         first = [asyncio.create_task(client.lookup(ip_int(addr))) for _ in range(3)]
-        await asyncio.sleep(0.15)  # all three at the registry
+        # All three at the registry: the simulator holds their connection slots (its own count).
+        async with asyncio.timeout(30):
+            while sum(st.inflight for (reg, _), st in sim.limiter.states.items() if reg == "ripencc") < 3:
+                await asyncio.sleep(0.005)
         for task in first:
             task.cancel()
         results = await asyncio.gather(*(client.lookup(ip_int(addr)) for _ in range(3)))

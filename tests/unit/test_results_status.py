@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -58,15 +58,14 @@ def test_status_of_a_crawl_in_progress(tmp_path: Path):
 
 def test_watch_follows_until_complete(tmp_path: Path):
     out = crawl_files(tmp_path)
-
-    def finish() -> None:
-        time.sleep(0.5)
-        crawl_files(tmp_path, done=4)
-
-    threading.Thread(target=finish, daemon=True).start()
-    result = CliRunner().invoke(app, ["status", str(out), "--watch", "--interval", "0.2", "--json"])
-    assert result.exit_code == 0, result.output
-    looks = [json.loads(line) for line in result.output.strip().splitlines()]
+    cmd = [sys.executable, "-m", "whoiscrawl", "status", str(out), "--watch", "--interval", "0.2", "--json"]
+    watch = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert watch.stdout is not None
+    first = watch.stdout.readline()  # the crawl finishes once the watch has had its first look
+    crawl_files(tmp_path, done=4)
+    rest, err = watch.communicate(timeout=60)
+    assert watch.returncode == 0, err
+    looks = [json.loads(line) for line in (first + rest).strip().splitlines()]
     assert len(looks) >= 2 and not looks[0]["complete"]
     assert looks[-1]["complete"] and looks[-1]["eta_s"] == 0.0
     table = CliRunner().invoke(app, ["status", str(out), "--watch", "--interval", "0.1"])

@@ -1,4 +1,4 @@
-"""Per-registry RDAP network shapes after the real answers (shared real-registry data): keys, entities.
+"""Per-registry RDAP network shapes after the real answers (tests/data/real-registry): keys, entities.
 
 Each registry puts the same facts in different places, as its real server does:
 - RIPE NCC (2025): several `registrant` entities (the maintainers, and the organisation of vCard
