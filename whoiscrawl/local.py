@@ -17,7 +17,7 @@ from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.space import Bootstrap, Plan, plan_crawl
-from whoiscrawl.store import MemoryStore, Progress
+from whoiscrawl.store import CheckpointError, MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
 
@@ -85,7 +85,10 @@ class LocalCrawl:
         """The crawl's store (and whether it resumed): the checkpoint and the results so far when
         resuming, and the plan's totals."""
         store = MemoryStore(self.checkpoint)
-        resumed = store.load() if self.resume else False
+        try:
+            resumed = store.load() if self.resume else False
+        except CheckpointError as exc:
+            raise LocalCrawlError(str(exc)) from exc
         for record in read_results(self.out) if resumed else []:
             answer = Answer.of(record, self.resolution)
             store.index.add(answer.first, answer.last, answer.terminal)
