@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from typing import Any
 
-from ipwhois.net import Net
-from ipwhois.whois import Whois
+from ipwhois.whois import RIR_WHOIS, Whois
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, cidr_abbrev_to_verbose
 
 from whoiscrawl import rirs
@@ -71,11 +71,8 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     if _WHOIS_REFUSAL.search(text[:2000]) and not _whois_field(text, "inetnum", "NetRange"):
         raise WhoisRateLimited(text.strip().splitlines()[0][:200])
     registry = _whois_registry(text, asked)
-    parsed = Whois(Net(str(IPAddress(address)))).lookup(
-        response=text, is_offline=True, asn_data={"asn_registry": registry}
-    )
     holding = []
-    for candidate in parsed.get("nets") or []:
+    for candidate in _ipwhois_nets(text, registry):
         span = _span(str(candidate.get("range") or ""))
         if span and span.first <= address <= span.last:
             holding.append((span.size, span, candidate))
@@ -108,6 +105,38 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     record.registration_date = best.get("created")
     record.last_changed = best.get("updated")
     return record
+
+
+class _TextWhois(Whois):
+    """ipwhois' WHOIS text parser without the `Net` it is built on: a `Net` makes a DNS resolver
+    (reading /etc/resolv.conf) and a URL opener, for text that needs neither (6-12% of a crawl of
+    all IPv4 went there)."""
+
+    def __init__(self) -> None:  # parsing text only: nothing to look up, so no Net
+        pass
+
+
+_TEXT_WHOIS = _TextWhois()
+# The fields of ipwhois' networks parse_whois reads. ipwhois parses eleven by default, `emails`
+# with a pattern that rescans the object from every line (most of a listing's parse time).
+_IPWHOIS_FIELDS = ["name", "country", "created", "updated"]
+
+
+def _ipwhois_nets(text: str, registry: str) -> list[Any]:
+    """The networks of a WHOIS answer as ipwhois' offline `Whois.lookup` reads them (range, cidr
+    and `_IPWHOIS_FIELDS`; dates as written: lookup applies no date format)."""
+    if registry == "arin":
+        nets = _TEXT_WHOIS.get_nets_arin(text)
+    elif registry == "lacnic":
+        nets = _TEXT_WHOIS.get_nets_lacnic(text)
+    else:
+        nets = _TEXT_WHOIS.get_nets_other(text)
+    patterns = RIR_WHOIS[registry]["fields"]
+    for k, net in enumerate(nets):
+        section_end = nets[k + 1]["start"] if k + 1 < len(nets) else None
+        net.update(_TEXT_WHOIS.parse_fields(text, patterns, section_end, net["end"], None, _IPWHOIS_FIELDS))
+        del net["start"], net["end"]
+    return nets
 
 
 def _span(text: str) -> IPRange | None:
@@ -148,11 +177,30 @@ def _people(text: str, registry: str) -> contacts.Contacts:
         return contacts.Contacts(org, country, sorted(set(abuse)))
     if registry == "lacnic":  # owner:, and the abuse-c handle's person object
         handle = _whois_field(text, "abuse-c")
-        person = re.search(rf"^nic-hdl:[ \t]*{re.escape(handle)}[ \t]*$(.*?)(?:\n\s*\n|\Z)", text,
-                           re.MULTILINE | re.DOTALL | re.IGNORECASE) if handle else None
-        abuse = _fields(person.group(1), "e-mail") if person else []
+        person = _object_of(text, "nic-hdl", handle, _TO_BLANK_OR_SPACE) if handle else None
+        abuse = _fields(person, "e-mail") if person is not None else []
         return contacts.Contacts(_whois_field(text, "owner"), None, sorted(set(abuse)))
     return contacts.Contacts(_rpsl_holder(text), None, _rpsl_abuse(text))
+
+
+# The rest of an object after its key line, up to a blank line (a line of spaces or tabs; or of any
+# white space, as LACNIC's person objects were read) or the end.
+_TO_BLANK = re.compile(r"(.*?)(?:\n[ \t]*\n|\Z)", re.DOTALL)
+_TO_BLANK_OR_SPACE = re.compile(r"(.*?)(?:\n\s*\n|\Z)", re.DOTALL)
+_KEY_LINES = {key: re.compile(rf"^{key}:[ \t]*(.*?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
+              for key in ("organisation", "nic-hdl")}
+
+
+def _object_of(text: str, key: str, value: str, rest: re.Pattern[str]) -> str | None:
+    """The rest of the first object whose `key:` line reads `value` (case aside): a fixed pattern
+    rather than one compiled for each value, which cost a listing a compile per object (and
+    pushed the fixed patterns out of `re`'s cache)."""
+    wanted = value.lower()
+    for line in _KEY_LINES[key].finditer(text):
+        if line.group(1).lower() == wanted:
+            found = rest.match(text, line.end())
+            return found.group(1) if found else None
+    return None
 
 
 _ABUSE_COMMENT = re.compile(r"^% Abuse contact for '[^']*' is '([^']+)'", re.MULTILINE)
@@ -177,9 +225,8 @@ def _rpsl_holder(text: str) -> str | None:
     """The `org-name:` of the organisation the inetnum names, else its first `descr:` line."""
     org = _whois_field(_inetnum(text), "org")
     if org:
-        block = re.search(rf"^organisation:[ \t]*{re.escape(org)}[ \t]*$(.*?)(?:\n[ \t]*\n|\Z)", text,
-                          re.MULTILINE | re.DOTALL | re.IGNORECASE)
-        name = _whois_field(block.group(1), "org-name") if block else None
+        block = _object_of(text, "organisation", org, _TO_BLANK)
+        name = _whois_field(block, "org-name") if block is not None else None
         if name:
             return name
     return _whois_field(_inetnum(text), "descr")
