@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import multiprocessing
 import pstats
 import resource
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,16 +149,26 @@ def profile_summary(stats: pstats.Stats, top: int = 5) -> list[dict[str, Any]]:
 
 
 class _ThreadProfiles:
-    """A profiler per thread of the crawl's thread pool (where WHOIS answers are parsed): cProfile
-    sees only the thread it was enabled in."""
+    """A profiler for every thread started while `watching` (the pools where WHOIS and RDAP
+    answers are parsed): cProfile sees only the thread it was enabled in. An answer over 1 MB is
+    parsed in a process of its own, which no profile here sees."""
 
     def __init__(self) -> None:
         self.profiles: list[cProfile.Profile] = []
 
-    def start(self) -> None:
+    def _start(self, *_event: Any) -> None:
+        # threading's profile hook: the new thread's first event swaps it for a profiler of its own.
         profile = cProfile.Profile()
         self.profiles.append(profile)
         profile.enable()
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        threading.setprofile(self._start)
+        try:
+            yield
+        finally:
+            threading.setprofile(None)
 
     def merged(self, main: cProfile.Profile) -> pstats.Stats:
         stats = pstats.Stats(main)
@@ -175,17 +186,12 @@ def crawl_slice(
     job = LocalCrawl(ranges=ranges, out=out, bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
                      limits=sim.limits(), whois_servers=dict.fromkeys(REGISTRIES, sim.whois))
     threads, main = _ThreadProfiles(), cProfile.Profile()
-
-    async def crawl() -> dict[str, Any]:
-        if profile:
-            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(initializer=threads.start))
-        return await job.run()
-
     cpu, started = time.process_time(), time.monotonic()
-    if profile:
-        main.enable()
-    summary = asyncio.run(crawl())
-    main.disable()
+    with threads.watching() if profile else contextlib.nullcontext():
+        if profile:
+            main.enable()
+        summary = asyncio.run(job.run())
+        main.disable()
     wall, cpu = time.monotonic() - started, time.process_time() - cpu
     blocks = int(summary["blocks"])
     return {
