@@ -11,6 +11,7 @@ import resource
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,8 +221,11 @@ def scale_benchmark(fractions: list[float], time_scale: float, baseline: str | N
         with simulator(scenario, time_scale, workdir / f"{scenario}-requests.jsonl") as sim:
             for _, name, ranges in (p for p in plans if p[0] == scenario):
                 out = workdir / f"{name.replace('/', '-')}.jsonl"
-                with spawn.Pool(1) as pool:
-                    run = pool.apply(crawl_slice, (name, sim.info, ranges or sim.ranges, out, profile))
+                # Not a multiprocessing.Pool: its workers are daemons, and the crawl starts a
+                # process of its own (the parser of answers over 1 MB).
+                with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+                    crawled = pool.submit(crawl_slice, name, sim.info, ranges or sim.ranges, out, profile)
+                    run = crawled.result()
                 runs.append(run)
                 yield run
     if baseline and len(runs) > 1:
