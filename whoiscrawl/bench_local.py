@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import cProfile
-import multiprocessing
+import json
 import pstats
 import resource
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ def parse_benchmark(
 # Frames of the event loop, the thread pool and the profiler's own entry: they hold everything and
 # tell nothing, so the profile summary leaves them out.
 _PLUMBING = ("asyncio/", "concurrent/futures/", "threading.py", "selectors.py", "contextvars", "<string>",
+             "_queue.SimpleQueue",
              "{built-in method builtins.exec}", "{method 'run' of '_contextvars.Context' objects}",
              "{method 'control' of 'select.epoll' objects}", "{method 'poll' of 'select.epoll' objects}")
 
@@ -159,7 +161,7 @@ class _ThreadProfiles:
 
     def _start(self, *_event: Any) -> None:
         # threading's profile hook: the new thread's first event swaps it for a profiler of its own.
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         self.profiles.append(profile)
         profile.enable()
 
@@ -186,7 +188,7 @@ def crawl_slice(
     sim = Simulator(None, sim_info)  # type: ignore[arg-type]  # started by the parent
     job = LocalCrawl(ranges=ranges, out=out, bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
                      limits=sim.limits(), whois_servers=dict.fromkeys(REGISTRIES, sim.whois))
-    threads, main = _ThreadProfiles(), cProfile.Profile()
+    threads, main = _ThreadProfiles(), cProfile.Profile(time.thread_time)  # CPU, thread by thread
     cpu, started = time.process_time(), time.monotonic()
     with threads.watching() if profile else contextlib.nullcontext():
         if profile:
@@ -214,18 +216,13 @@ def scale_benchmark(fractions: list[float], time_scale: float, baseline: str | N
     each slice of `full`, smallest first, each in a fresh process against one simulator of
     `full`. The last document compares each slice's CPU seconds per network with the baseline's."""
     runs: list[dict[str, Any]] = []
-    spawn = multiprocessing.get_context("spawn")
     plans = ([(baseline, baseline, None)] if baseline else []) + [
         ("full", f"full/{round(1 / f)}" if f < 1 else "full", slice_ranges(f)) for f in fractions]
     for scenario in dict.fromkeys(s for s, _, _ in plans):
         with simulator(scenario, time_scale, workdir / f"{scenario}-requests.jsonl") as sim:
             for _, name, ranges in (p for p in plans if p[0] == scenario):
                 out = workdir / f"{name.replace('/', '-')}.jsonl"
-                # Not a multiprocessing.Pool: its workers are daemons, and the crawl starts a
-                # process of its own (the parser of answers over 1 MB).
-                with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-                    crawled = pool.submit(crawl_slice, name, sim.info, ranges or sim.ranges, out, profile)
-                    run = crawled.result()
+                run = _crawl_in_a_process(name, sim.info, ranges or sim.ranges, out, profile)
                 runs.append(run)
                 yield run
     if baseline and len(runs) > 1:
@@ -233,3 +230,23 @@ def scale_benchmark(fractions: list[float], time_scale: float, baseline: str | N
         yield {"benchmark": "scale", "baseline": baseline, "time_scale": time_scale,
                "cpu_s_per_network_vs_baseline": {r["slice"]: round(r["cpu_s_per_network"] / base, 3)
                                                  for r in runs[1:]}}
+
+
+def _crawl_in_a_process(
+    name: str, sim_info: dict[str, Any], ranges: list[str], out: Path, profile: bool
+) -> dict[str, Any]:
+    """`crawl_slice` in a new interpreter. Not a multiprocessing child: the crawl starts a process
+    pool of its own (the parser of answers over 1 MB), which only an interpreter's own exit shuts
+    down; a multiprocessing child waits for it forever."""
+    args = json.dumps({"name": name, "sim_info": sim_info, "ranges": ranges, "out": str(out),
+                       "profile": profile})
+    done = subprocess.run([sys.executable, "-m", "whoiscrawl.bench_local"], input=args, text=True,
+                          stdout=subprocess.PIPE, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+if __name__ == "__main__":  # one slice's crawl, as _crawl_in_a_process asks for it
+    asked = json.loads(sys.stdin.read())
+    print(json.dumps(crawl_slice(asked["name"], asked["sim_info"], asked["ranges"], Path(asked["out"]),
+                                 asked["profile"])))
