@@ -579,6 +579,44 @@ def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int]
                 _end(micro_doc, True, [])
 
 
+@app.command("bench-scale")
+def bench_scale(
+    fraction: Annotated[
+        list[float] | None,
+        typer.Option(help="Slices of full, as fractions of each registry's /8s; repeat (default 1/64, 1/16)"),
+    ] = None,
+    baseline: Annotated[str, typer.Option(help="Scenario crawled whole first, to compare with ('' for none)")]
+    = "standard",
+    time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 10000.0,
+    profile: Annotated[bool, typer.Option(help="Profile each crawl (all threads); print its top 5")] = True,
+    workdir: Annotated[Path | None, typer.Option(help="Where results and logs go (default: a new temp dir)")]
+    = None,
+) -> None:
+    """Local crawls of the baseline scenario and of growing slices of `full`, one JSON line each:
+    networks/s, CPU seconds per network, peak RSS, and the profile's top five functions."""
+    import tempfile
+
+    from whoiscrawl.bench_local import scale_benchmark
+
+    logging.basicConfig(level=logging.WARNING)
+    where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-scale-"))
+    where.mkdir(parents=True, exist_ok=True)
+    for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where):
+        typer.echo(json.dumps(doc), nl=True)
+
+
+@app.command("bench-parse")
+def bench_parse(
+    scenario: Annotated[str, typer.Option(help="Simulator scenario whose answers are parsed")] = "quick",
+    rounds: Annotated[int, typer.Option(help="Times each answer is parsed")] = 1,
+) -> None:
+    """WHOIS parse rates over the simulator's answers, beside ipwhois' per-answer lookup: one JSON line."""
+    from whoiscrawl.bench_local import parse_benchmark
+    from whoiscrawl.sim import scenarios
+
+    typer.echo(json.dumps(parse_benchmark(scenarios.get(scenario).world(), rounds)))
+
+
 @app.command()
 def demo(
     scenario: Annotated[str, typer.Option(help="Simulator scenario")] = "quick",

@@ -22,7 +22,7 @@ from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
 from whoiscrawl.sources import dumps, freshness
 from whoiscrawl.sources.published import RegistryDump, fetch_dumps, load_stats
 from whoiscrawl.space import Bootstrap, Plan, Scope, plan_crawl
-from whoiscrawl.store import MemoryStore, Progress
+from whoiscrawl.store import CheckpointError, MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,10 @@ class LocalCrawl:
         """The crawl's store (and whether it resumed): the checkpoint and the results so far when
         resuming, and the plan's totals."""
         store = MemoryStore(self.checkpoint)
-        resumed = store.load() if self.resume else False
+        try:
+            resumed = store.load() if self.resume else False
+        except CheckpointError as exc:
+            raise LocalCrawlError(str(exc)) from exc
         for record in read_results(self.out) if resumed else []:
             answer = Answer.of(record, self.resolution)
             seeded = store.seeded.get(record.registry) if record.source == "dump" else None

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
 from whoiscrawl.sim import scenarios
+from whoiscrawl.store import read_checkpoint
 
 from .conftest import score
 from .test_local_crawl import crawl_cmd
@@ -190,7 +191,7 @@ def test_status_follows_a_local_crawl_to_its_end(quick_sim, tmp_path: Path):
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (
-                checkpoint.exists() and json.loads(checkpoint.read_text())["cursors"]):
+                checkpoint.exists() and read_checkpoint(checkpoint)["cursors"]):
             time.sleep(0.2)
         status = [sys.executable, "-m", "whoiscrawl", "status", str(out), "--json"]
         midway = json.loads(subprocess.run(status, capture_output=True, text=True, timeout=60).stdout)

@@ -7,8 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ipwhois.net import Net
-from ipwhois.whois import Whois
+from ipwhois.whois import RIR_WHOIS, Whois
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, cidr_abbrev_to_verbose
 
 from whoiscrawl import rirs
@@ -78,13 +77,10 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
         raise MalformedAnswer(f"WHOIS answer from {registry} holds no network for the address")
     span, written, at = min(holding, key=lambda h: h[0].size)
     part = _part(text, at, span, registry)
-    # Net("1.1.1.1"): ipwhois refuses to make a Net of a special-purpose address (240/4), whose
-    # WHOIS answer is a real one all the same; the address is not used to parse.
-    parsed = Whois(Net("1.1.1.1")).lookup(
-        response=part, is_offline=True, asn_data={"asn_registry": registry}, field_list=_IPWHOIS_FIELDS
-    )
+    # ipwhois reads the fields from the network's own part; with no Net of the address (none is
+    # needed to parse, and ipwhois refuses one of a special-purpose address such as 240/4)
     best: dict[str, Any] = next(
-        (n for n in parsed.get("nets") or [] if span_of(str(n.get("range") or "")) == span), {}
+        (n for n in _ipwhois_nets(part, registry) if span_of(str(n.get("range") or "")) == span), {}
     )
     net_type = (_whois_field(part, "status", "NetType") or "").upper() or None
     parent = None
@@ -109,8 +105,38 @@ def parse_whois(text: str, address: int, asked: str) -> NetworkRecord:
     return record
 
 
-# ipwhois's fields that records use; its `emails` pattern takes a tenth of a second per answer
+class _TextWhois(Whois):
+    """ipwhois' WHOIS text parser without the `Net` it is built on: a `Net` makes a DNS resolver
+    (reading /etc/resolv.conf) and a URL opener, for text that needs neither (6-12% of a crawl of
+    all IPv4 went there)."""
+
+    def __init__(self) -> None:  # parsing text only: nothing to look up, so no Net
+        pass
+
+
+_TEXT_WHOIS = _TextWhois()
+# The fields of ipwhois' networks parse_whois reads. ipwhois parses eleven by default, `emails`
+# with a pattern that rescans the object from every line (most of a listing's parse time).
 _IPWHOIS_FIELDS = ["name", "handle", "description", "country", "created", "updated"]
+
+
+def _ipwhois_nets(text: str, registry: str) -> list[Any]:
+    """The networks of a WHOIS answer as ipwhois' offline `Whois.lookup` reads them (range, cidr
+    and `_IPWHOIS_FIELDS`; dates as written: lookup applies no date format)."""
+    if registry == "arin":
+        nets = _TEXT_WHOIS.get_nets_arin(text)
+    elif registry == "lacnic":
+        nets = _TEXT_WHOIS.get_nets_lacnic(text)
+    else:
+        nets = _TEXT_WHOIS.get_nets_other(text)
+    patterns = RIR_WHOIS[registry]["fields"]
+    for k, net in enumerate(nets):
+        section_end = nets[k + 1]["start"] if k + 1 < len(nets) else None
+        net.update(_TEXT_WHOIS.parse_fields(text, patterns, section_end, net["end"], None, _IPWHOIS_FIELDS))
+        del net["start"], net["end"]
+    return nets
+
+
 _NETWORK = re.compile(r"^(?:inetnum|NetRange):[ \t]*(\S.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -195,6 +221,28 @@ def _people(part: str, registry: str, text: str) -> contacts.Contacts:
 
 
 _REGISTRO_BR = re.compile(r"^% Copyright \(c\) Nic\.br|whois\.registro\.br", re.MULTILINE | re.IGNORECASE)
+
+
+# The rest of an object after its key line, up to a blank line (a line of spaces or tabs; or of any
+# white space, as LACNIC's person objects were read) or the end.
+_TO_BLANK = re.compile(r"(.*?)(?:\n[ \t]*\n|\Z)", re.DOTALL)
+_TO_BLANK_OR_SPACE = re.compile(r"(.*?)(?:\n\s*\n|\Z)", re.DOTALL)
+_KEY_LINES = {key: re.compile(rf"^{key}:[ \t]*(.*?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
+              for key in ("organisation", "nic-hdl")}
+
+
+def _object_of(text: str, key: str, value: str, rest: re.Pattern[str]) -> str | None:
+    """The rest of the first object whose `key:` line reads `value` (case aside): a fixed pattern
+    rather than one compiled for each value, which cost a listing a compile per object (and
+    pushed the fixed patterns out of `re`'s cache)."""
+    wanted = value.lower()
+    for line in _KEY_LINES[key].finditer(text):
+        if line.group(1).lower() == wanted:
+            found = rest.match(text, line.end())
+            return found.group(1) if found else None
+    return None
+
+
 _ABUSE_COMMENT = re.compile(r"^% Abuse contact for '[^']*' is '([^']+)'", re.MULTILINE)
 
 
@@ -226,9 +274,8 @@ def _rpsl_holder(text: str) -> str | None:
     """The `org-name:` of the organisation the inetnum names, else its first `descr:` line."""
     org = _whois_field(_inetnum(text), "org")
     if org:
-        block = re.search(rf"^organisation:[ \t]*{re.escape(org)}[ \t]*$(.*?)(?:\n[ \t]*\n|\Z)", text,
-                          re.MULTILINE | re.DOTALL | re.IGNORECASE)
-        name = _whois_field(block.group(1), "org-name") if block else None
+        block = _object_of(text, "organisation", org, _TO_BLANK)
+        name = _whois_field(block, "org-name") if block is not None else None
         if name:
             return name
     return _whois_field(_inetnum(text), "descr")

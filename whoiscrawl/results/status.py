@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +11,7 @@ from typing import Any
 from whoiscrawl.records import Progress, Shard
 from whoiscrawl.results.source import ip_int, parse_line
 from whoiscrawl.space import registry_for
+from whoiscrawl.store import CheckpointError, read_checkpoint
 from whoiscrawl.strategy import walk_for
 
 CHECKPOINT_SUFFIX = ".checkpoint.json"  # beside the results file, as `whoiscrawl crawl` writes it
@@ -44,7 +44,10 @@ def snapshot(name: str) -> Snapshot:
     results, checkpoint = paths_of(name)
     if not checkpoint.is_file():
         raise StatusError(f"no checkpoint {checkpoint}: is {results} a local crawl's --out?")
-    state = json.loads(checkpoint.read_text())
+    try:
+        state = read_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise StatusError(str(exc)) from exc
     by_registry: dict[str, dict[str, int]] = {}
     for shard_id in state.get("done", []):
         first, last = (ip_int(a) for a in shard_id.split("-"))
