@@ -17,9 +17,11 @@ FLOORS: dict[str, float] = {
     # entry points: the CLIs (each command's CLI included) and the kopf handlers
     "whoiscrawl.cli": TOP, "whoiscrawl.__main__": TOP, "whoiscrawl.operator.cli": TOP,
     "whoiscrawl.operator.handlers": TOP, "whoiscrawl.operator.on_": TOP, "whoiscrawl.operator.glue": TOP,
-    "whoiscrawl.results.cli": TOP, "whoiscrawl.dev.cli": TOP, "whoiscrawl.sim.cli": TOP,
+    "whoiscrawl.results.cli": TOP, "whoiscrawl.serve.cli": TOP, "whoiscrawl.dev.cli": TOP,
+    "whoiscrawl.sim.cli": TOP,
     # benchmarks, and the development services beside them
-    "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench": BENCH, "whoiscrawl.dev": BENCH,
+    "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1, "whoiscrawl.bench": BENCH,
+    "whoiscrawl.dev": BENCH,
     # wiring
     "whoiscrawl.local": WIRING, "whoiscrawl.worker": WIRING,
     "whoiscrawl.operator.control": WIRING + 0.1, "whoiscrawl.operator.backend": WIRING,
@@ -37,7 +39,8 @@ FLOORS: dict[str, float] = {
     # the ground: pure models (blocks -> strategy), the operator's pure parts
     "whoiscrawl.blocks": GROUND + 0.1, "whoiscrawl.strategy": GROUND, "whoiscrawl.space": GROUND,
     "whoiscrawl.keys": GROUND, "whoiscrawl.rates": GROUND, "whoiscrawl.records": GROUND,
-    "whoiscrawl.delegated": GROUND, "whoiscrawl.metrics": GROUND, "whoiscrawl.schemas": GROUND,
+    "whoiscrawl.delegated": GROUND, "whoiscrawl.sources.stats": GROUND,  # the one statistics parser: pure
+    "whoiscrawl.metrics": GROUND, "whoiscrawl.schemas": GROUND,
     "whoiscrawl.operator": GROUND,  # spec, knobs, builders, scaling, status, crd, health, metrics, ...
     "whoiscrawl.rirs": CATALOGUE,
     # the simulator: its own tower beside the core (SIM_READS below)
@@ -46,7 +49,9 @@ FLOORS: dict[str, float] = {
 # The simulator reads only the catalogue (and the record schema) of the core; the core never
 # imports the simulator, the benchmarks, the development tools and the entry points do.
 SIM_READS = ("whoiscrawl.rirs", "whoiscrawl.records", "whoiscrawl.schemas", "whoiscrawl.sim")
-SIM_READERS = ("whoiscrawl.bench", "whoiscrawl.chaos", "whoiscrawl.dev", "whoiscrawl.sim")
+SIM_READERS = (
+    "whoiscrawl.bench", "whoiscrawl.bench_local", "whoiscrawl.chaos", "whoiscrawl.dev", "whoiscrawl.sim",
+)
 # dev/ imports nothing of the core but the simulator's data.
 DEV_READS = ("whoiscrawl.dev", "whoiscrawl.sim.data")
 
