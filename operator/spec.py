@@ -20,6 +20,9 @@ KIND = "WhoisCrawl"
 PLURAL = "whoiscrawls"
 SINGULAR = "whoiscrawl"
 SHORT_NAMES = ("wc",)
+# Set to "true" on a crawl to delete it without touching its topics and Redis keys (a way out
+# when its backend is gone for good).
+SKIP_CLEANUP_ANNOTATION = f"{GROUP}/skip-cleanup"
 
 REGISTRIES = rirs.REGISTRIES
 # Published (or conservative) per-source-address limits (the registry catalogue); docs/operator.md.
@@ -200,6 +203,17 @@ class Cleanup:
                        desc="Delete the crawl's topics on delete?")
     redis: str = knob("redis", "Delete", choices=RETAIN_DELETE,
                       desc="Delete the crawl's Redis keys on delete?")
+    timeout_seconds: int = knob(
+        "timeoutSeconds", 300, lo=0, hi=86400,
+        desc="How long deletion retries (workers still stopping, Kafka or Redis unreachable, "
+             "the Secret gone) before it gives up: a Warning Event CleanupAbandoned says what "
+             "was left, and the finalizer is dropped.")
+
+    @property
+    def deletes_data(self) -> bool:
+        """Whether deleting the crawl deletes anything outside Kubernetes (else the backend is
+        never touched, so a crawl whose Secret or backend is gone still deletes at once)."""
+        return "Delete" in (self.topics, self.redis)
 
 
 @dataclass(frozen=True)
