@@ -118,7 +118,8 @@ class LiveBackend:
         return Plan(int(sent), plan.addresses, shards, addresses)
 
     def counters(self, t: Target) -> Progress:
-        return self._call("reading Redis counters", self._store(t).progress)
+        store = self._store(t)
+        return self._call("reading Redis counters", store.progress)
 
     def lag(self, t: Target) -> int:
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,
@@ -131,7 +132,8 @@ class LiveBackend:
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str:
         done = []
         if redis:
-            keys = self._call("deleting Redis keys", self._store(t).delete_crawl)
+            store = self._store(t)
+            keys = self._call("deleting Redis keys", store.delete_crawl)
             done.append(f"deleted {keys} Redis keys")
         if topics:
             self._call("deleting topics", queue.delete_topics, t.bootstrap, t.prefix, t.crawl,
@@ -140,7 +142,9 @@ class LiveBackend:
         return "; ".join(done) or "retained topics and Redis keys"
 
     def _store(self, t: Target) -> RedisStore:
-        return RedisStore(t.redis_url, t.crawl)
+        # A malformed URL raises ValueError here: a BackendError like any other Redis problem.
+        store: RedisStore = self._call("connecting to Redis", RedisStore, t.redis_url, t.crawl)
+        return store
 
     @staticmethod
     def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -183,6 +183,16 @@ def invalid(crawl: Crawl, error: str, now: datetime) -> Result:
     return Result(res.status, res.events)
 
 
+def failed(crawl: Crawl, error: str, now: datetime) -> Result:
+    """A pass that raised: Degraded/ReconcileError with the error, retried after the interval."""
+    problem = ("ReconcileError", error)
+    obs = st.Observation(now=now, generation=crawl.generation, api_error=problem,
+                         planned=bool((crawl.status.get("plan") or {}).get("key")),
+                         selector=builders.selector_string(crawl.name))
+    res = st.compute_status(crawl.status, obs)
+    return Result(res.status, res.events, api_error=problem)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What one pass saw: the data plane (after planning) and the crawl's objects (observe)."""
@@ -391,9 +401,13 @@ def reconcile(deps: Deps, crawl: Crawl) -> Result:
         spec = parse_spec(crawl.spec)
     except SpecError as exc:
         return invalid(crawl, str(exc), deps.now())
-    snap = observe(deps, crawl, spec)
-    decision = decide(spec, snap)
-    return report(crawl, spec, snap, decision, act(deps, crawl, spec, snap, decision))
+    try:
+        snap = observe(deps, crawl, spec)
+        decision = decide(spec, snap)
+        return report(crawl, spec, snap, decision, act(deps, crawl, spec, snap, decision))
+    except Exception as exc:  # one crawl's failure is reported on it, never on the operator
+        log.exception("reconciling %s/%s failed", crawl.namespace, crawl.name)
+        return failed(crawl, f"{type(exc).__name__}: {exc}", deps.now())
 
 
 def run(deps: Deps, ref: Crawl) -> Result | None:

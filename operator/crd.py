@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes.client.models.v1_affinity import V1Affinity
 from whoiscrawl.operator.knobs import properties, unchanged_rule
 from whoiscrawl.operator.spec import (
     DEFAULT_RATES,
@@ -101,6 +102,35 @@ def _workers_schema() -> dict[str, Any]:
     return workers
 
 
+def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON Schema as a CRD's structural schema: references inlined, optional (null)
+    alternatives dropped, only types, properties, items, maps and required fields kept."""
+    if "$ref" in schema:
+        return structural(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+    if "anyOf" in schema:
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        return structural(options[0], defs) if len(options) == 1 else dict(_FREE)
+    kind = schema.get("type")
+    if kind is None:
+        return dict(_FREE)
+    out: dict[str, Any] = {"type": kind}
+    if "properties" in schema:
+        out["properties"] = {k: structural(v, defs) for k, v in schema["properties"].items()}
+    if schema.get("required"):
+        out["required"] = list(schema["required"])
+    if "items" in schema:
+        out["items"] = structural(schema["items"], defs)
+    if isinstance(schema.get("additionalProperties"), dict):
+        out["additionalProperties"] = structural(schema["additionalProperties"], defs)
+    return out
+
+
+def affinity_schema() -> dict[str, Any]:
+    """core/v1 Affinity, from the Kubernetes client's model (the same one spec.py checks with)."""
+    schema = V1Affinity.model_json_schema(by_alias=True)
+    return structural(schema, schema.get("$defs", {}))
+
+
 def _scheduling_schema() -> dict[str, Any]:
     toleration = {"type": "object", "properties": {
         "key": {"type": "string"}, "operator": {"type": "string"}, "value": {"type": "string"},
@@ -108,7 +138,8 @@ def _scheduling_schema() -> dict[str, Any]:
     return _obj(properties(Scheduling) | {
         "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
         "tolerations": {"type": "array", "items": toleration},
-        "affinity": {**_FREE, "description": "Extra affinity, merged with the operator's."},
+        "affinity": {**affinity_schema(),
+                     "description": "Extra affinity (core/v1 Affinity), merged with the operator's."},
     }, "Where workers run.")
 
 

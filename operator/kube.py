@@ -217,11 +217,20 @@ def update_patch(live: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, 
 
 
 def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, str]:
-    """Every key of a Secret, decoded."""
+    """Every text key of a Secret, decoded.
+
+    Keys whose value is not UTF-8 (a keystore such as Strimzi's `user.p12`) are left out: no
+    setting the operator reads can be one, and they must not fail the crawl's pass.
+    """
     secret = kube.get("v1", "secrets", namespace, name)
     if secret is None:
         raise KubeError(404, f"secret {namespace}/{name} not found")
-    decoded = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    decoded = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            decoded[key] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError):
+            continue
     return {**decoded, **{k: str(v) for k, v in (secret.get("stringData") or {}).items()}}
 
 
@@ -231,7 +240,10 @@ def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
         raise KubeError(404, f"secret {namespace}/{name} not found")
     data = secret.get("data") or {}
     if key in data:
-        return base64.b64decode(data[key]).decode()
+        try:
+            return base64.b64decode(data[key]).decode()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise KubeError(422, f"secret {namespace}/{name} key {key!r} is not UTF-8 text") from exc
     if key in (secret.get("stringData") or {}):
         return str(secret["stringData"][key])
     raise KubeError(404, f"secret {namespace}/{name} has no key {key!r}")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.models.v1_affinity import V1Affinity
+from pydantic import ValidationError
 from whoiscrawl.operator.knobs import knob, knobs
 
 from whoiscrawl import rirs
@@ -368,8 +370,24 @@ def _parse_scheduling(r: _Reader, raw: Mapping[str, Any]) -> Scheduling:
         **r.knobs(Scheduling, raw, p),
         node_selector=r.str_map(raw, "nodeSelector", p),
         tolerations=tuple(dict(t) for t in tolerations),
-        affinity=dict(r.obj(raw.get("affinity"), f"{p}.affinity")),
+        affinity=_parse_affinity(r, raw.get("affinity"), f"{p}.affinity"),
     )
+
+
+def _parse_affinity(r: _Reader, raw: Any, path: str) -> dict[str, Any]:
+    """A core/v1 Affinity (the Kubernetes client's own model checks its shape), else nothing:
+    a wrong shape would otherwise fail every pass when the pod template is built."""
+    value = r.obj(raw, path)
+    if not value:
+        return {}
+    try:
+        V1Affinity.model_validate(value)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"])
+            r.fail(f"{path}.{where}", err["msg"])
+        return {}
+    return dict(value)
 
 
 def _parse_registries(r: _Reader, raw: Mapping[str, Any]) -> dict[str, Registry]:
