@@ -44,6 +44,7 @@ OPERATOR_SA = f"{RELEASE}-whoiscrawl"
 class Release:
     namespace: str
     kubelet: Kubelet
+    liveness_port: int = 0  # the operator's kopf liveness endpoint on 127.0.0.1
 
     @property
     def user(self) -> str:
@@ -56,9 +57,10 @@ def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str,
     """`helm install` the chart (namespaced for `watched`, or all namespaces) and run its pods
     and those of the crawls in `crawls_in`."""
     ns = k8s.namespace(f"op-{uuid.uuid4().hex[:6]}")
+    liveness = free_port()
     values = {
         "watch": {"allNamespaces": watched is None, "namespaces": watched or []},
-        "reconcileIntervalSeconds": 1, "livenessPort": free_port(), "metrics": {"port": free_port()},
+        "reconcileIntervalSeconds": 1, "livenessPort": liveness, "metrics": {"port": free_port()},
         "nodeSelector": {POOL: pool}, "verbose": True,
     }
     values_file = tmp / "values.yaml"
@@ -67,7 +69,7 @@ def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str,
     try:
         with kubelet(k8s.api, tmp / "pods", {ns, *crawls_in}) as runner:
             until(lambda: runner.running(OPERATOR_SA), 60, "the operator's process")
-            yield Release(ns, runner)
+            yield Release(ns, runner, liveness)
     finally:
         k8s.helm("uninstall", RELEASE, "-n", ns, check=False)
         k8s.api.delete("v1", "namespaces", None, ns)
