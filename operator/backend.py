@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from whoiscrawl.operator.spec import CrawlSpec
+from whoiscrawl.operator.spec import CrawlSpec, Kafka
 
 from whoiscrawl import queue
 from whoiscrawl.publish import publish_plan
@@ -59,7 +59,7 @@ CLAIM_SECONDS = 900  # a pass that died while publishing frees its claim after t
 class Backend(Protocol):
     """What the operator needs from the data plane."""
 
-    def ensure_topics(self, t: Target, partitions: int) -> None: ...
+    def ensure_topics(self, t: Target, kafka: Kafka) -> None: ...
 
     def publish_plan(self, t: Target, spec: CrawlSpec, marker: str) -> Plan: ...
 
@@ -75,9 +75,9 @@ class Backend(Protocol):
 class LiveBackend:
     """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store."""
 
-    def ensure_topics(self, t: Target, partitions: int) -> None:
+    def ensure_topics(self, t: Target, kafka: Kafka) -> None:
         self._call("creating topics", queue.ensure_topics, t.bootstrap, t.prefix, t.crawl,
-                   partitions, t.config)
+                   kafka.partitions, t.config, kafka.replication_factor, kafka.topic_config)
 
     def publish_plan(self, t: Target, spec: CrawlSpec, marker: str) -> Plan:
         """Publish the plan once per marker: claimed with SET NX before anything is sent.

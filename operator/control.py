@@ -139,7 +139,7 @@ def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str,
     key = plan_key(spec)
     if plan.get("key") == key:
         return dict(plan), []
-    backend.ensure_topics(t, spec.kafka.partitions)
+    backend.ensure_topics(t, spec.kafka)
     published = backend.publish_plan(t, spec, marker)
     new = {"key": key, "shards": published.shards_total, "addresses": published.addresses_total,
            "time": st.iso(now),

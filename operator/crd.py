@@ -16,6 +16,7 @@ from whoiscrawl.operator.spec import (
     KIND,
     MANUAL_ONLY,
     NAME_PATTERN,
+    OWNED_TOPIC_CONFIG,
     PLURAL,
     REGISTRIES,
     SHORT_NAMES,
@@ -148,6 +149,17 @@ def _cidr_list(default: list[str], desc: str, **extra: Any) -> dict[str, Any]:
             "default": default, **extra, "description": desc}
 
 
+def _topic_config_schema() -> dict[str, Any]:
+    owned = ", ".join(f"'{k}'" for k in OWNED_TOPIC_CONFIG)
+    return {"type": "object", "additionalProperties": {"type": "string"},
+            "description": "Kafka topic settings for the crawl's topics when they are created "
+                           "(e.g. min.insync.replicas).",
+            "x-kubernetes-validations": [{
+                "rule": f"self.all(k, !(k in [{owned}]))",
+                "message": f"kafka.topicConfig may not set {', '.join(OWNED_TOPIC_CONFIG)}: "
+                           "whoiscrawl sets them (the topics need them)"}]}
+
+
 def _redis_schema() -> dict[str, Any]:
     return {**_obj(properties(Redis) | {
         "urlSecretRef": _obj(properties(SecretRef), default=False, required=["name"]),
@@ -166,7 +178,8 @@ def spec_schema() -> dict[str, Any]:
         "registries": _registries_schema(),
         "workers": _workers_schema(),
         "scheduling": _scheduling_schema(),
-        "kafka": _obj(properties(Kafka), default=False, required=["bootstrapServers"]),
+        "kafka": _obj(properties(Kafka) | {"topicConfig": _topic_config_schema()}, default=False,
+                      required=["bootstrapServers"]),
         "redis": _redis_schema(),
         "egress": _obj(properties(Egress),
                        "How workers reach the registries; registries limit per source address."),

@@ -166,6 +166,11 @@ class Kafka:
                            desc="Partitions of the work topic (caps workers).")
     credentials_secret: str | None = knob("credentialsSecret", kind="string",
                                           desc="Secret whose keys become worker environment.")
+    replication_factor: int | None = knob(
+        "replicationFactor", kind="integer", lo=1, hi=32767,
+        desc="Replicas of each of the crawl's topics, set when they are created; unset: the "
+             "broker's default.replication.factor.")
+    topic_config: Mapping[str, str] = field(default_factory=dict)  # e.g. min.insync.replicas
 
     @property
     def queue_prefix(self) -> str:
@@ -413,9 +418,18 @@ def parse_deadline(value: Any) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
+# Topic settings the crawl's topics need to work (whoiscrawl/queue.py sets them): not the user's.
+OWNED_TOPIC_CONFIG = ("cleanup.policy", "retention.ms", "min.compaction.lag.ms")
+
+
 def _parse_kafka(r: _Reader, raw: Mapping[str, Any]) -> Kafka:
     values = r.knobs(Kafka, raw, "spec.kafka")
-    return Kafka(**values | {"bootstrap_servers": values["bootstrap_servers"] or ""})
+    topic_config = r.str_map(raw, "topicConfig", "spec.kafka")
+    for key in topic_config:
+        if key in OWNED_TOPIC_CONFIG:
+            r.fail(f"spec.kafka.topicConfig.{key}", "is set by whoiscrawl (the topics need it)")
+    return Kafka(**values | {"bootstrap_servers": values["bootstrap_servers"] or ""},
+                 topic_config=topic_config)
 
 
 def _parse_redis(r: _Reader, raw: Mapping[str, Any]) -> Redis:

@@ -182,6 +182,11 @@ def plan(
     exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
     partitions: Annotated[int, typer.Option(help="Work topic partitions (the most workers useful)")] = 32,
     force: Annotated[bool, typer.Option(help="Publish again even if this crawl was planned")] = False,
+    replication_factor: Annotated[int | None, typer.Option(
+        envvar="WHOISCRAWL_TOPIC_REPLICATION_FACTOR", min=1,
+        help="Replicas of the crawl's topics (default: the broker's default.replication.factor)")] = None,
+    topic_config: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE topic setting for the crawl's topics, e.g. min.insync.replicas=2")] = None,
 ) -> None:
     """Cut the space into shards and send them to the crawl's work topic (once)."""
     from whoiscrawl import queue
@@ -201,9 +206,14 @@ def plan(
     if store.progress().shards_total and not force:
         typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
         return
+    settings = dict(item.partition("=")[::2] for item in topic_config or [])
+    if any(not k or not v for k, v in settings.items()):
+        _fail(f"--topic-config takes KEY=VALUE, got {topic_config}")
+        return
     sent, (shards_total, addresses_total) = publish_plan(
         plan, bootstrap=kafka_bootstrap, prefix=topic_prefix, store=store,
         config=queue.kafka_config_from(os.environ), partitions=partitions,
+        topics=queue.TopicSettings(replication_factor, settings),
     )
     typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses,
                            "shards_total": shards_total, "addresses_total": addresses_total}))

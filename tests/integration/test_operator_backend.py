@@ -3,6 +3,7 @@ a re-plan on top counts each shard once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -38,7 +39,7 @@ def test_a_plan_is_published_once_per_marker(services, unique_name):
                        "redis": {"url": "redis://x"}})
     backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
     try:
-        backend.ensure_topics(t, 2)
+        backend.ensure_topics(t, replace(spec.kafka, partitions=2))
         first = backend.publish_plan(t, spec, "uid:key:0")
         # A stale pass with the same marker sends nothing and learns what was sent.
         again = backend.publish_plan(t, spec, "uid:key:0")

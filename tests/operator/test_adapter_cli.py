@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from whoiscrawl.operator import backend
 from whoiscrawl.operator.backend import BackendError, LiveBackend, Target
 from whoiscrawl.operator.cli import app
-from whoiscrawl.operator.spec import parse_spec
+from whoiscrawl.operator.spec import Kafka, parse_spec
 
 from whoiscrawl import queue
 from whoiscrawl.space import plan_crawl
@@ -57,8 +57,14 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 
 def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) -> None:
     b = LiveBackend()
-    b.ensure_topics(T, 24)
-    assert modules["ensure_topics"] == [("127.0.0.1:9092", "wc", "c1", 24, None)]
+    b.ensure_topics(T, Kafka(bootstrap_servers="x", partitions=24))
+    assert modules["ensure_topics"] == [("127.0.0.1:9092", "wc", "c1", 24, None, None, {})]
+    # Replication and topic settings from the spec reach the topics' creation.
+    kafka = parse_spec({"kafka": {"bootstrapServers": "x", "replicationFactor": 3,
+                                  "topicConfig": {"min.insync.replicas": "2"}},
+                        "redis": {"url": "redis://r"}}).kafka
+    b.ensure_topics(T, kafka)
+    assert modules["ensure_topics"][-1][-3:] == (None, 3, {"min.insync.replicas": "2"})
     # What publishing sends; the publish-once claim around it runs against real Redis in
     # tests/integration/test_operator_backend.py.
     plan = b._send_plan(T, SPEC)
@@ -77,8 +83,8 @@ def test_live_backend_calls_the_documented_api(modules: dict[str, list[Any]]) ->
 
 def test_live_backend_passes_kafka_credentials(modules: dict[str, list[Any]]) -> None:
     secured = replace(T, kafka_config=(("sasl.password", "p"), ("sasl.username", "u")))
-    LiveBackend().ensure_topics(secured, 24)
-    assert modules["ensure_topics"][-1][-1] == {"sasl.password": "p", "sasl.username": "u"}
+    LiveBackend().ensure_topics(secured, Kafka(bootstrap_servers="x", partitions=24))
+    assert modules["ensure_topics"][-1][4] == {"sasl.password": "p", "sasl.username": "u"}
 
 
 def test_live_backend_wraps_failures(monkeypatch: pytest.MonkeyPatch,
