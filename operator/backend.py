@@ -8,10 +8,14 @@ tests inject a fake of this Protocol, never of Kafka or Redis. The plan is cut b
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import redis
+import redis.retry
+from redis.backoff import ExponentialBackoff
 from whoiscrawl.operator.spec import CrawlSpec, Kafka
 
 from whoiscrawl import queue
@@ -72,8 +76,33 @@ class Backend(Protocol):
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str: ...
 
 
+@dataclass(frozen=True)
+class RedisTimeouts:
+    """The operator's Redis client: a pass with Redis down must end well inside the liveness
+    window (6 intervals, 60 s), so it fails fast and is tried again next pass instead of waiting
+    out a restart as workers do (whoiscrawl.store.REDIS_RETRIES)."""
+
+    connect_seconds: float = 1.0
+    read_seconds: float = 3.0
+    retries: int = 1
+
+    def worst_case_seconds(self, calls: int = 1) -> float:
+        """How long `calls` Redis calls can take against a Redis that never answers."""
+        backoff = 1.0  # whoiscrawl.store's backoff cap, per retry
+        per_try = self.connect_seconds + self.read_seconds
+        return calls * ((self.retries + 1) * per_try + self.retries * backoff)
+
+
 class LiveBackend:
-    """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store."""
+    """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store.
+
+    One Redis client (one connection pool) per Redis URL for the operator's life, not one a call.
+    """
+
+    def __init__(self, redis_timeouts: RedisTimeouts | None = None) -> None:
+        self.redis_timeouts = redis_timeouts or RedisTimeouts()
+        self._clients: dict[str, redis.Redis] = {}
+        self._clients_lock = threading.Lock()
 
     def ensure_topics(self, t: Target, kafka: Kafka) -> None:
         self._call("creating topics", queue.ensure_topics, t.bootstrap, t.prefix, t.crawl,
@@ -143,8 +172,20 @@ class LiveBackend:
 
     def _store(self, t: Target) -> RedisStore:
         # A malformed URL raises ValueError here: a BackendError like any other Redis problem.
-        store: RedisStore = self._call("connecting to Redis", RedisStore, t.redis_url, t.crawl)
-        return store
+        client = self._call("connecting to Redis", self._client, t.redis_url)
+        return RedisStore(t.redis_url, t.crawl, client)
+
+    def _client(self, url: str) -> redis.Redis:
+        with self._clients_lock:
+            found = self._clients.get(url)
+            if found is None:
+                limits = self.redis_timeouts
+                found = redis.Redis.from_url(
+                    url, socket_connect_timeout=limits.connect_seconds,
+                    socket_timeout=limits.read_seconds,
+                    retry=redis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), limits.retries))
+                self._clients[url] = found
+            return found
 
     @staticmethod
     def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

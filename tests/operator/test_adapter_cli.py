@@ -39,7 +39,7 @@ def modules(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(queue, "delete_topics", rec("delete_topics"))
 
     class Store:
-        def __init__(self, url: str, crawl: str) -> None:
+        def __init__(self, url: str, crawl: str, client: Any = None) -> None:
             calls.setdefault("store", []).append((url, crawl))
 
         def progress(self) -> Any:
