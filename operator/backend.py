@@ -8,6 +8,7 @@ tests inject a fake of this Protocol, never of Kafka or Redis. The plan is cut b
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,15 @@ class Plan:
     shards_total: int = 0
     addresses_total: int = 0
     fresh: bool = True  # False: published earlier (its marker was found), nothing sent now
+
+
+_USERINFO = re.compile(r"(\w+://[^\s/@:]*:)[^\s@]*@")
+
+
+def redact(text: str) -> str:
+    """`scheme://user:password@` -> `scheme://user:***@`: a URL from a Secret may be echoed in
+    an error (redis-py's parse errors do), and errors go to status, Events and logs."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 class BackendError(RuntimeError):
@@ -192,4 +202,4 @@ class LiveBackend:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # the data plane raises its clients' own errors
-            raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(redact(f"{what}: {type(exc).__name__}: {exc}")) from exc

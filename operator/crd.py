@@ -16,6 +16,7 @@ from whoiscrawl.operator.spec import (
     KIND,
     MANUAL_ONLY,
     NAME_PATTERN,
+    OWNED_ENV,
     OWNED_TOPIC_CONFIG,
     PLURAL,
     REGISTRIES,
@@ -93,7 +94,12 @@ def _workers_schema() -> dict[str, Any]:
                                           "and a PDB would make a drain wait for a node that is "
                                           "going anyway."},
         "env": {"type": "object", "additionalProperties": {"type": "string"},
-                "description": "Extra environment variables for workers."},
+                "description": "Extra environment variables for workers (not those the operator "
+                               "sets from the spec).",
+                "x-kubernetes-validations": [{
+                    "rule": "self.all(k, !(k in [{}]))".format(", ".join(f"'{k}'" for k in OWNED_ENV)),
+                    "message": "workers.env may not set what the operator sets from the spec: "
+                               + ", ".join(OWNED_ENV)}]},
     }, "The worker fleet.")
     workers["x-kubernetes-validations"] = [
         {"rule": "self.min <= self.max", "message": "workers.min must be <= workers.max"},

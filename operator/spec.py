@@ -48,6 +48,26 @@ TOPIC_PREFIX_PATTERN = r"^[a-zA-Z0-9._-]{1,100}$"
 _DNS_LABEL = re.compile(NAME_PATTERN)
 
 
+# A redis:// or rediss:// URL with no password in it (a user name alone is fine).
+REDIS_URL_PATTERN = r"^rediss?://([^/@:]*@)?[^@]*$"
+# Worker environment the operator sets: workers.env may not override it (rate limits past the
+# CRD's checks, another crawl's topics or Redis keys).
+OWNED_ENV = ("WHOISCRAWL_CRAWL", "WHOISCRAWL_KAFKA_BOOTSTRAP", "WHOISCRAWL_TOPIC_PREFIX",
+             "WHOISCRAWL_RATE_LIMITS", "WHOISCRAWL_METRICS_PORT", "WHOISCRAWL_GRACE_SECONDS",
+             "WHOISCRAWL_EGRESS_SHARE", "WHOISCRAWL_EGRESS_KEY", "WHOISCRAWL_REDIS_URL",
+             "WHOISCRAWL_BOOTSTRAP_URL", "WHOISCRAWL_POD_NAME")
+
+
+def redis_url_problem(text: str) -> str | None:
+    """Why a spec's inline Redis URL is refused (never the URL itself: it may hold a password)."""
+    if not re.match(r"^rediss?://", text):
+        return "must be a redis:// or rediss:// URL"
+    if not re.match(REDIS_URL_PATTERN, text):
+        return ("holds a password, which would be readable in the worker ConfigMap: put the URL "
+                "in a Secret and set redis.urlSecretRef instead")
+    return None
+
+
 def rate_problem(text: str) -> str | None:
     """Why a rate does not parse (whoiscrawl/rates.py), None if it does."""
     try:
@@ -187,8 +207,9 @@ class Kafka:
 class Redis:
     """Redis connection: a URL, or a Secret key holding it."""
 
-    url: str | None = knob("url", kind="string", pattern=r"^rediss?://",
-                           hint="a redis:// or rediss:// URL")
+    url: str | None = knob("url", kind="string", pattern=REDIS_URL_PATTERN, check=redis_url_problem,
+                           desc="redis:// or rediss:// URL without a password (it would be "
+                                "readable in the worker ConfigMap): use urlSecretRef for one.")
     url_secret: SecretRef | None = None
 
 
@@ -361,8 +382,16 @@ def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
         **values,
         resources={k: dict(v) for k, v in resources.items() if isinstance(v, Mapping)},
         max_unavailable=_max_unavailable(r, raw.get("maxUnavailable"), f"{p}.maxUnavailable"),
-        extra_env=r.str_map(raw, "env", p),
+        extra_env=_parse_env(r, raw, p),
     )
+
+
+def _parse_env(r: _Reader, raw: Mapping[str, Any], path: str) -> dict[str, str]:
+    env = r.str_map(raw, "env", path)
+    for key in env:
+        if key in OWNED_ENV:
+            r.fail(f"{path}.env.{key}", "is set by the operator from the spec; set that field")
+    return env
 
 
 def _parse_scheduling(r: _Reader, raw: Mapping[str, Any]) -> Scheduling:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -108,3 +109,38 @@ def test_a_pass_that_raises_is_reported_on_its_crawl() -> None:
     assert "ZeroDivisionError: a bug" in degraded["message"]
     assert ("Warning", "ReconcileError", degraded["message"]) in result.events
     assert result.api_error is not None  # retried after the interval
+
+
+@pytest.mark.parametrize("url", ["redis://:hunter2@r:6379/0", "rediss://user:hunter2@r/0"])
+def test_an_inline_redis_password_is_refused_and_never_echoed(url: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({**BASE, "redis": {"url": url}})
+    assert "urlSecretRef" in str(caught.value) and "hunter2" not in str(caught.value)
+    doc = {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl", "metadata": {"name": "a"},
+           "spec": {**BASE, "redis": {"url": url}}}
+    assert list(validator().iter_errors(doc)), "the CRD accepts a password in redis.url"
+    parse_spec({**BASE, "redis": {"url": "redis://user@r:6379/0"}})  # a user name alone is fine
+
+
+def test_a_password_from_a_secret_is_redacted_in_backend_errors() -> None:
+    """A client error that echoes the URL (as redis-py's parse errors may) reaches status, Events
+    and logs only redacted."""
+    def echo() -> None:
+        raise ValueError("cannot use rediss://user:hunter2@r:x/0 or redis://:hunter2@r")
+
+    with pytest.raises(BackendError) as caught:
+        LiveBackend._call("connecting to Redis", echo)
+    assert "hunter2" not in str(caught.value)
+    assert "rediss://user:***@r:x/0" in str(caught.value) and "redis://:***@r" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["WHOISCRAWL_RATE_LIMITS", "WHOISCRAWL_TOPIC_PREFIX", "WHOISCRAWL_CRAWL"])
+def test_workers_env_may_not_set_what_the_operator_sets(key: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({**BASE, "workers": {"env": {key: "x", "WHOISCRAWL_WHOIS": "127.0.0.1:43"}}})
+    assert [p for p, _ in caught.value.problems] == [f"spec.workers.env.{key}"]
+    # Built from a spec that holds one anyway (an older operator's object), ours still win.
+    spec = parse_spec(BASE)
+    spec = replace(spec, workers=replace(spec.workers, extra_env={key: "x", "WHOISCRAWL_WHOIS": "w"}))
+    data = builders.config_data("ns.c", spec)
+    assert data[key] != "x" and data["WHOISCRAWL_WHOIS"] == "w"
