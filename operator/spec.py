@@ -48,6 +48,7 @@ TOPIC_PREFIX_PATTERN = r"^[a-zA-Z0-9._-]{1,100}$"
 _DNS_LABEL = re.compile(NAME_PATTERN)
 
 
+MAX_RANGES = 1000  # CIDRs in ranges or excludes (the plan's shards and the CRD object stay small)
 # A redis:// or rediss:// URL with no password in it (a user name alone is fine).
 REDIS_URL_PATTERN = r"^rediss?://([^/@:]*@)?[^@]*$"
 # Worker environment the operator sets: workers.env may not override it (rate limits past the
@@ -109,7 +110,7 @@ class Registry:
 class Workers:
     """Worker fleet sizing, container settings and the inputs of the scaling policy."""
 
-    min: int = knob("min", 0, lo=0, desc="Fewest workers while work is left.")
+    min: int = knob("min", 0, lo=0, hi=1000, desc="Fewest workers while work is left.")
     max: int = knob("max", 10, lo=0, hi=1000, desc="Most workers.")
     mode: str = knob("mode", "auto", choices=SCALE_MODES,
                      desc="auto: the operator sizes the fleet from lag, rate budget and deadline; "
@@ -117,10 +118,10 @@ class Workers:
                           "the scale subresource).")
     replicas: int | None = knob("replicas", kind="integer", lo=0, hi=1000,
                                 desc="The fleet's size in manual mode (min when unset).")
-    lookups_per_second: float = knob("lookupsPerSecond", 20.0, above=0,
+    lookups_per_second: float = knob("lookupsPerSecond", 20.0, above=0, hi=100000,
                                      desc="Lookups/s one worker sustains when no registry limit "
                                           "binds; sizes the rate-budget cap.")
-    lag_threshold: int = knob("lagThreshold", 2, lo=1,
+    lag_threshold: int = knob("lagThreshold", 2, lo=1, hi=1000000,
                               desc="Work messages per worker (like KEDA's lagThreshold).")
     scale_down_stabilization_seconds: int = knob("scaleDownStabilizationSeconds", 300, lo=0,
                                                  hi=3600)
@@ -153,12 +154,12 @@ class Scheduling:
     capacity_type: str = knob("capacityType", "spot", choices=CAPACITY_TYPES,
                               desc="spot, on-demand, or any (spot first, on-demand when spot pods "
                                    "stay Pending past spotPendingTimeoutSeconds).")
-    spot_pending_timeout_seconds: int = knob("spotPendingTimeoutSeconds", 300, lo=10)
+    spot_pending_timeout_seconds: int = knob("spotPendingTimeoutSeconds", 300, lo=10, hi=86400)
     one_per_node: bool = knob("onePerNode", False,
                               desc="At most one worker per node (egress diversity).")
     spread_zones: bool = knob("spreadZones", True)
     spread_instance_types: bool = knob("spreadInstanceTypes", True)
-    max_skew: int = knob("maxSkew", 1, lo=1)
+    max_skew: int = knob("maxSkew", 1, lo=1, hi=1000)
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     affinity: Mapping[str, Any] = field(default_factory=dict)
@@ -256,7 +257,7 @@ class CrawlSpec:
     resolution: int = knob("resolution", 24, lo=8, hi=32,
                            desc="Gap-probe grid of the sweep, as a prefix length.")
     shard_prefix: int = knob("shardPrefix", 16, lo=8, hi=28, desc="Shard size, as a prefix length.")
-    samples: int = knob("samples", 0, lo=0, desc="Probes per shard for the sample strategy.")
+    samples: int = knob("samples", 0, lo=0, hi=65536, desc="Probes per shard for the sample strategy.")
     registries: Mapping[str, Registry] = field(
         default_factory=lambda: {r: Registry(rate=DEFAULT_RATES[r]) for r in REGISTRIES})
     workers: Workers = field(default_factory=Workers)
@@ -329,6 +330,10 @@ class _Reader:
             return default
         if not isinstance(value, list):
             self.fail(f"{path}.{key}", "must be a list of IPv4 CIDRs")
+            return default
+        if len(value) > MAX_RANGES:
+            self.fail(f"{path}.{key}", f"lists {len(value)} CIDRs; at most {MAX_RANGES} (merge "
+                                       "adjacent ones)")
             return default
         out: list[str] = []
         for i, item in enumerate(value):

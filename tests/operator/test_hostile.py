@@ -144,3 +144,29 @@ def test_workers_env_may_not_set_what_the_operator_sets(key: str) -> None:
     spec = replace(spec, workers=replace(spec.workers, extra_env={key: "x", "WHOISCRAWL_WHOIS": "w"}))
     data = builders.config_data("ns.c", spec)
     assert data[key] != "x" and data["WHOISCRAWL_WHOIS"] == "w"
+
+
+# (a spec fragment, the field the parser names): the CRD refuses each too.
+OUT_OF_BOUNDS = [
+    ({"ranges": ["999.0.0.0/8"]}, "spec.ranges[0]"),
+    ({"ranges": ["10.256.0.0/16"]}, "spec.ranges[0]"),
+    ({"excludes": ["1.2.3.400/32"]}, "spec.excludes[0]"),
+    ({"ranges": [f"10.{i // 256}.{i % 256}.0/24" for i in range(1001)]}, "spec.ranges"),
+    ({"workers": {"min": 5000, "max": 10}}, "spec.workers.min"),
+    ({"workers": {"lagThreshold": 10**9}}, "spec.workers.lagThreshold"),
+    ({"workers": {"lookupsPerSecond": 1e9}}, "spec.workers.lookupsPerSecond"),
+    ({"scheduling": {"spotPendingTimeoutSeconds": 10**7}}, "spec.scheduling.spotPendingTimeoutSeconds"),
+    ({"scheduling": {"maxSkew": 10**6}}, "spec.scheduling.maxSkew"),
+    ({"strategy": "sample", "samples": 10**7}, "spec.samples"),
+]
+
+
+@pytest.mark.parametrize(("fragment", "path"), OUT_OF_BOUNDS)
+def test_out_of_range_values_are_refused_by_the_crd_and_the_parser(fragment: dict[str, Any],
+                                                                   path: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({**BASE, **fragment})
+    assert path in [p for p, _ in caught.value.problems], caught.value.problems
+    doc = {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl", "metadata": {"name": "a"},
+           "spec": {**BASE, **fragment}}
+    assert list(validator().iter_errors(doc)), f"the CRD accepts {str(fragment)[:80]}"
