@@ -364,7 +364,24 @@ def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
                 "scaled", "created", "updated") and snap.current != decision.desired:
             events.append(("Normal", "Scaled", f"workers {snap.current} -> {decision.desired}: "
                                                f"{decision.recommendation.message}"))
+    if spec.workers.max_unavailable is None:
+        error = error or _drop_pdb(deps.kube, crawl)
     return events, error
+
+
+def _drop_pdb(kube: Kube, crawl: Crawl) -> tuple[str, str] | None:
+    """maxUnavailable unset after it was set: our PodDisruptionBudget goes, or drains would
+    still wait on it (spot reclaims evict through the Eviction API)."""
+    name = builders.worker_name(crawl.name)
+    try:
+        live = kube.get("policy/v1", "poddisruptionbudgets", crawl.namespace, name)
+        owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+        if live is not None and any(o.get("uid") == crawl.uid for o in owners):
+            kube.delete("policy/v1", "poddisruptionbudgets", crawl.namespace, name)
+            log.info("deleted PodDisruptionBudget %s/%s: maxUnavailable unset", crawl.namespace, name)
+    except KubeError as exc:
+        return api_problem(exc, f"deleting PodDisruptionBudget {name}")
+    return None
 
 
 def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,

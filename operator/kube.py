@@ -47,6 +47,8 @@ class Kube(Protocol):
     def patch_status(self, api: str, plural: str, namespace: str, name: str,
                      status: Mapping[str, Any]) -> dict[str, Any]: ...
 
+    def delete(self, api: str, plural: str, namespace: str, name: str) -> bool: ...
+
 
 def path(api: str, plural: str, namespace: str, name: str | None = None) -> str:
     base = "/api/v1" if api == "v1" else f"/apis/{api}"
@@ -139,6 +141,10 @@ class KubeClient:
         if out is None:
             raise KubeError(404, f"{plural}/{name} not found in {namespace}")
         return out
+
+    def delete(self, api: str, plural: str, namespace: str, name: str) -> bool:
+        """Delete one object; False if it was not there."""
+        return self._request("DELETE", path(api, plural, namespace, name)) is not None
 
     def list(self, api: str, plural: str, namespace: str,
              selector: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -135,6 +135,7 @@ NOT_EXERCISED = {
     ("policy", "poddisruptionbudgets", "get"): "spec.workers.maxUnavailable",
     ("policy", "poddisruptionbudgets", "create"): "spec.workers.maxUnavailable",
     ("policy", "poddisruptionbudgets", "patch"): "spec.workers.maxUnavailable",
+    ("policy", "poddisruptionbudgets", "delete"): "spec.workers.maxUnavailable unset after set",
     ("", "configmaps", "patch"): "a spec edit (rates, env) while the crawl runs",
     ("", "serviceaccounts", "patch"): "a label change of the crawl's objects",
     ("whoiscrawl.io", "whoiscrawls/finalizers", "update"):

@@ -233,3 +233,14 @@ async def test_delete_that_deletes_no_data_never_touches_the_backend(cluster: Cl
     assert cluster.backend.cleanups == []
     done = await cluster.until(lambda: cluster.events("CleanedUp"), label="CleanedUp event")
     assert "retained topics and Redis keys" in done[0]["message"]
+
+
+async def test_unsetting_max_unavailable_deletes_the_pdb(cluster: Cluster) -> None:
+    """A PDB left behind would still hold spot drains, which the default (no PDB) exists to avoid."""
+    cluster.backend.lag_of["crawls.b"] = 2
+    await cluster.create("b", {**SPEC, "workers": {**SPEC["workers"], "maxUnavailable": 1}})
+    await cluster.until(lambda: cluster.get("policy/v1", "poddisruptionbudgets", "b-worker"), label="PDB")
+    await cluster.patch_spec("b", {"workers": {"maxUnavailable": None}})
+    await cluster.until(lambda: cluster.get("policy/v1", "poddisruptionbudgets", "b-worker") is None,
+                        label="PDB deleted")
+    assert cluster.get("apps/v1", "deployments", "b-worker") is not None
