@@ -7,7 +7,6 @@ Event, while the operator's liveness probe stays healthy and the good crawl runs
 
 from __future__ import annotations
 
-import contextlib
 import urllib.error
 import urllib.request
 import uuid
@@ -20,12 +19,10 @@ from opsupport_api import until
 from whoiscrawl.operator.builders import crawl_id
 from whoiscrawl.operator.spec import parse_spec
 
-from whoiscrawl import queue
 from whoiscrawl.bench import Simulator
-from whoiscrawl.store import RedisStore
 
 from .conftest import WC, K8s
-from .test_operator import condition, crawl_doc, operator_release
+from .test_operator import condition, crawl_doc, drop_data, operator_release
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.slow, pytest.mark.services]
 
@@ -50,7 +47,6 @@ def test_a_bad_crawl_beside_a_good_one(k8s: K8s, crd: dict, shared_pool: str, se
     shaped["spec"]["scheduling"]["affinity"] = {"nodeAffinity": {
         "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": "heavy"}]}}
     prefix, ident = parse_spec(doc["spec"]).kafka.queue_prefix, crawl_id(namespace, good)
-    store = RedisStore(services.redis_url, ident)
     bad_name = bad["metadata"]["name"]
     try:
         with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]) as release:
@@ -73,10 +69,7 @@ def test_a_bad_crawl_beside_a_good_one(k8s: K8s, crd: dict, shared_pool: str, se
             for name in (good, bad_name):
                 k8s.kubectl("delete", "wc", name, "-n", namespace, "--timeout=120s")
     finally:
-        with contextlib.suppress(Exception):
-            queue.delete_topics(services.kafka_bootstrap, prefix, ident)
-        with contextlib.suppress(Exception):
-            store.delete_crawl()
+        drop_data(services, prefix, ident)
     print(f"\nliveness probes during the crawl: {len(probes)}, non-200: {[p for p in probes if p != 200]}")
     assert refused.returncode != 0 and "nodeAffinity" in refused.stderr, refused.stderr
     assert "preferredDuringSchedulingIgnoredDuringExecution[0].preference: Required" in refused.stderr

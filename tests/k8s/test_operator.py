@@ -90,6 +90,14 @@ def crawl_doc(name: str, services: Any, sim: Simulator, pool: str) -> dict[str, 
             }}
 
 
+def drop_data(services: Any, prefix: str, ident: str) -> None:
+    """A test's crawl data gone, whatever the crawl's own cleanup did."""
+    with contextlib.suppress(Exception):
+        queue.delete_topics(services.kafka_bootstrap, prefix, ident)
+    with contextlib.suppress(Exception):
+        RedisStore(services.redis_url, ident).delete_crawl()
+
+
 def condition(k8s: K8s, ns: str, name: str, ctype: str) -> tuple[str, str] | None:
     got = k8s.api.get(*WC, ns, name) or {}
     for c in (got.get("status") or {}).get("conditions") or []:
@@ -232,7 +240,6 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
     crawl = f"s{uuid.uuid4().hex[:6]}"
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
     ident = crawl_id(namespace, crawl)
-    store = RedisStore(services.redis_url, ident)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     try:
         with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]):
@@ -263,10 +270,7 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
             assert status.get("selector"), status
             k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
     finally:
-        with contextlib.suppress(Exception):
-            queue.delete_topics(services.kafka_bootstrap, prefix, ident)
-        with contextlib.suppress(Exception):
-            store.delete_crawl()
+        drop_data(services, prefix, ident)
 
 
 @dataclass
