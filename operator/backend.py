@@ -8,11 +8,16 @@ tests inject a fake of this Protocol, never of Kafka or Redis. The plan is cut b
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from whoiscrawl.operator.spec import CrawlSpec
+import redis
+import redis.retry
+from redis.backoff import ExponentialBackoff
+from whoiscrawl.operator.spec import CrawlSpec, Kafka
 
 from whoiscrawl import queue
 from whoiscrawl.publish import publish_plan
@@ -48,6 +53,15 @@ class Plan:
     fresh: bool = True  # False: published earlier (its marker was found), nothing sent now
 
 
+_USERINFO = re.compile(r"(\w+://[^\s/@:]*:)[^\s@]*@")
+
+
+def redact(text: str) -> str:
+    """`scheme://user:password@` -> `scheme://user:***@`: a URL from a Secret may be echoed in
+    an error (redis-py's parse errors do), and errors go to status, Events and logs."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 class BackendError(RuntimeError):
     """The data plane could not be reached or refused; the message says which part."""
 
@@ -59,7 +73,7 @@ CLAIM_SECONDS = 900  # a pass that died while publishing frees its claim after t
 class Backend(Protocol):
     """What the operator needs from the data plane."""
 
-    def ensure_topics(self, t: Target, partitions: int) -> None: ...
+    def ensure_topics(self, t: Target, kafka: Kafka) -> None: ...
 
     def publish_plan(self, t: Target, spec: CrawlSpec, marker: str) -> Plan: ...
 
@@ -72,12 +86,37 @@ class Backend(Protocol):
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str: ...
 
 
-class LiveBackend:
-    """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store."""
+@dataclass(frozen=True)
+class RedisTimeouts:
+    """The operator's Redis client: a pass with Redis down must end well inside the liveness
+    window (6 intervals, 60 s), so it fails fast and is tried again next pass instead of waiting
+    out a restart as workers do (whoiscrawl.store.REDIS_RETRIES)."""
 
-    def ensure_topics(self, t: Target, partitions: int) -> None:
+    connect_seconds: float = 1.0
+    read_seconds: float = 3.0
+    retries: int = 1
+
+    def worst_case_seconds(self, calls: int = 1) -> float:
+        """How long `calls` Redis calls can take against a Redis that never answers."""
+        backoff = 1.0  # whoiscrawl.store's backoff cap, per retry
+        per_try = self.connect_seconds + self.read_seconds
+        return calls * ((self.retries + 1) * per_try + self.retries * backoff)
+
+
+class LiveBackend:
+    """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store.
+
+    One Redis client (one connection pool) per Redis URL for the operator's life, not one a call.
+    """
+
+    def __init__(self, redis_timeouts: RedisTimeouts | None = None) -> None:
+        self.redis_timeouts = redis_timeouts or RedisTimeouts()
+        self._clients: dict[str, redis.Redis] = {}
+        self._clients_lock = threading.Lock()
+
+    def ensure_topics(self, t: Target, kafka: Kafka) -> None:
         self._call("creating topics", queue.ensure_topics, t.bootstrap, t.prefix, t.crawl,
-                   partitions, t.config)
+                   kafka.partitions, t.config, kafka.replication_factor, kafka.topic_config)
 
     def publish_plan(self, t: Target, spec: CrawlSpec, marker: str) -> Plan:
         """Publish the plan once per marker: claimed with SET NX before anything is sent.
@@ -118,7 +157,8 @@ class LiveBackend:
         return Plan(int(sent), plan.addresses, shards, addresses)
 
     def counters(self, t: Target) -> Progress:
-        return self._call("reading Redis counters", self._store(t).progress)
+        store = self._store(t)
+        return self._call("reading Redis counters", store.progress)
 
     def lag(self, t: Target) -> int:
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,
@@ -131,7 +171,8 @@ class LiveBackend:
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str:
         done = []
         if redis:
-            keys = self._call("deleting Redis keys", self._store(t).delete_crawl)
+            store = self._store(t)
+            keys = self._call("deleting Redis keys", store.delete_crawl)
             done.append(f"deleted {keys} Redis keys")
         if topics:
             self._call("deleting topics", queue.delete_topics, t.bootstrap, t.prefix, t.crawl,
@@ -140,11 +181,25 @@ class LiveBackend:
         return "; ".join(done) or "retained topics and Redis keys"
 
     def _store(self, t: Target) -> RedisStore:
-        return RedisStore(t.redis_url, t.crawl)
+        # A malformed URL raises ValueError here: a BackendError like any other Redis problem.
+        client = self._call("connecting to Redis", self._client, t.redis_url)
+        return RedisStore(t.redis_url, t.crawl, client)
+
+    def _client(self, url: str) -> redis.Redis:
+        with self._clients_lock:
+            found = self._clients.get(url)
+            if found is None:
+                limits = self.redis_timeouts
+                found = redis.Redis.from_url(
+                    url, socket_connect_timeout=limits.connect_seconds,
+                    socket_timeout=limits.read_seconds,
+                    retry=redis.retry.Retry(ExponentialBackoff(cap=1.0, base=0.05), limits.retries))
+                self._clients[url] = found
+            return found
 
     @staticmethod
     def _call(what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # the data plane raises its clients' own errors
-            raise BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(redact(f"{what}: {type(exc).__name__}: {exc}")) from exc

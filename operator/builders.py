@@ -130,6 +130,7 @@ def notice_overrun(spec: CrawlSpec) -> str | None:
 def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
     """Worker environment that is not secret and not per pod (`crawl`: the crawl_id)."""
     data = {
+        **spec.workers.extra_env,  # first: the operator's own keys below always win
         "WHOISCRAWL_CRAWL": crawl,
         "WHOISCRAWL_KAFKA_BOOTSTRAP": spec.kafka.bootstrap_servers,
         "WHOISCRAWL_TOPIC_PREFIX": spec.kafka.queue_prefix,
@@ -144,7 +145,6 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
         data["WHOISCRAWL_REDIS_URL"] = spec.redis.url
     if spec.workers.bootstrap_url:
         data["WHOISCRAWL_BOOTSTRAP_URL"] = spec.workers.bootstrap_url
-    data.update(spec.workers.extra_env)
     return data
 
 

@@ -14,7 +14,17 @@ from whoiscrawl.operator import builders, scaling, scheduling, spot
 from whoiscrawl.operator import status as st
 from whoiscrawl.operator.backend import Backend, BackendError, Target
 from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_data, secret_value
-from whoiscrawl.operator.spec import GROUP, PLURAL, VERSION, CrawlSpec, SpecError, parse_spec, validate_name
+from whoiscrawl.operator.spec import (
+    GROUP,
+    PLURAL,
+    SKIP_CLEANUP_ANNOTATION,
+    VERSION,
+    Cleanup,
+    CrawlSpec,
+    SpecError,
+    parse_spec,
+    validate_name,
+)
 
 from whoiscrawl.queue import kafka_config_from
 from whoiscrawl.records import Progress
@@ -47,6 +57,7 @@ class Crawl:
     generation: int
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,7 +75,8 @@ def crawl_of(body: Mapping[str, Any]) -> Crawl:
     meta = body.get("metadata") or {}
     return Crawl(name=str(meta.get("name")), namespace=str(meta.get("namespace")),
                  uid=str(meta.get("uid")), generation=int(meta.get("generation") or 0),
-                 spec=dict(body.get("spec") or {}), status=dict(body.get("status") or {}))
+                 spec=dict(body.get("spec") or {}), status=dict(body.get("status") or {}),
+                 annotations=dict(meta.get("annotations") or {}))
 
 
 _locks: dict[str, threading.Lock] = {}
@@ -127,7 +139,7 @@ def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str,
     key = plan_key(spec)
     if plan.get("key") == key:
         return dict(plan), []
-    backend.ensure_topics(t, spec.kafka.partitions)
+    backend.ensure_topics(t, spec.kafka)
     published = backend.publish_plan(t, spec, marker)
     new = {"key": key, "shards": published.shards_total, "addresses": published.addresses_total,
            "time": st.iso(now),
@@ -169,6 +181,16 @@ def invalid(crawl: Crawl, error: str, now: datetime) -> Result:
                          selector=builders.selector_string(crawl.name))
     res = st.compute_status(crawl.status, obs)
     return Result(res.status, res.events)
+
+
+def failed(crawl: Crawl, error: str, now: datetime) -> Result:
+    """A pass that raised: Degraded/ReconcileError with the error, retried after the interval."""
+    problem = ("ReconcileError", error)
+    obs = st.Observation(now=now, generation=crawl.generation, api_error=problem,
+                         planned=bool((crawl.status.get("plan") or {}).get("key")),
+                         selector=builders.selector_string(crawl.name))
+    res = st.compute_status(crawl.status, obs)
+    return Result(res.status, res.events, api_error=problem)
 
 
 @dataclass(frozen=True)
@@ -342,7 +364,24 @@ def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
                 "scaled", "created", "updated") and snap.current != decision.desired:
             events.append(("Normal", "Scaled", f"workers {snap.current} -> {decision.desired}: "
                                                f"{decision.recommendation.message}"))
+    if spec.workers.max_unavailable is None:
+        error = error or _drop_pdb(deps.kube, crawl)
     return events, error
+
+
+def _drop_pdb(kube: Kube, crawl: Crawl) -> tuple[str, str] | None:
+    """maxUnavailable unset after it was set: our PodDisruptionBudget goes, or drains would
+    still wait on it (spot reclaims evict through the Eviction API)."""
+    name = builders.worker_name(crawl.name)
+    try:
+        live = kube.get("policy/v1", "poddisruptionbudgets", crawl.namespace, name)
+        owners = ((live or {}).get("metadata") or {}).get("ownerReferences") or []
+        if live is not None and any(o.get("uid") == crawl.uid for o in owners):
+            kube.delete("policy/v1", "poddisruptionbudgets", crawl.namespace, name)
+            log.info("deleted PodDisruptionBudget %s/%s: maxUnavailable unset", crawl.namespace, name)
+    except KubeError as exc:
+        return api_problem(exc, f"deleting PodDisruptionBudget {name}")
+    return None
 
 
 def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
@@ -379,9 +418,13 @@ def reconcile(deps: Deps, crawl: Crawl) -> Result:
         spec = parse_spec(crawl.spec)
     except SpecError as exc:
         return invalid(crawl, str(exc), deps.now())
-    snap = observe(deps, crawl, spec)
-    decision = decide(spec, snap)
-    return report(crawl, spec, snap, decision, act(deps, crawl, spec, snap, decision))
+    try:
+        snap = observe(deps, crawl, spec)
+        decision = decide(spec, snap)
+        return report(crawl, spec, snap, decision, act(deps, crawl, spec, snap, decision))
+    except Exception as exc:  # one crawl's failure is reported on it, never on the operator
+        log.exception("reconciling %s/%s failed", crawl.namespace, crawl.name)
+        return failed(crawl, f"{type(exc).__name__}: {exc}", deps.now())
 
 
 def run(deps: Deps, ref: Crawl) -> Result | None:
@@ -411,23 +454,49 @@ def stop_workers(kube: Kube, crawl: Crawl) -> int:
     return len(kube.list("v1", "pods", crawl.namespace, builders.pod_labels(crawl.name)))
 
 
+def nothing_to_delete(crawl: Crawl) -> str | None:
+    """Why deleting this crawl touches no data outside Kubernetes, None if it deletes some.
+
+    Then cleanup needs neither its Secret nor Kafka nor Redis, and never waits for them.
+    """
+    if str(crawl.annotations.get(SKIP_CLEANUP_ANNOTATION, "")).lower() == "true":
+        return f"{SKIP_CLEANUP_ANNOTATION} is true: retained topics and Redis keys"
+    try:
+        spec = parse_spec(crawl.spec)
+    except SpecError:
+        return "spec invalid: nothing to clean up"
+    if not spec.cleanup.deletes_data:
+        return "cleanup policies are Retain: retained topics and Redis keys"
+    return None
+
+
+def cleanup_timeout(crawl: Crawl) -> float:
+    """Seconds deletion may keep retrying (spec.cleanup.timeoutSeconds, else its default)."""
+    try:
+        return float(parse_spec(crawl.spec).cleanup.timeout_seconds)
+    except SpecError:
+        return float(Cleanup().timeout_seconds)
+
+
 def cleanup(deps: Deps, crawl: Crawl) -> str | None:
     """On delete: stop the workers, then delete Redis keys and topics per the cleanup policy.
 
     None while worker pods are left (call again later). Under the crawl's lock, so no pass is
-    in flight; passes after it see the deletionTimestamp and touch nothing. A spec that does not
-    parse names no data to delete (SpecError). Owned objects go by garbage collection.
+    in flight; passes after it see the deletionTimestamp and touch nothing. A crawl with no data
+    to delete (`nothing_to_delete`) returns at once. Owned objects go by garbage collection.
     """
     with lock_for(crawl.uid):
         with _locks_guard:
             if crawl.uid in _cleaned:
                 return _cleaned[crawl.uid]
-        if stop_workers(deps.kube, crawl):
-            return None
-        spec = parse_spec(crawl.spec)
-        t = target(deps.kube, crawl, spec)
-        done = deps.backend.cleanup(t, topics=spec.cleanup.topics == "Delete",
-                                    redis=spec.cleanup.redis == "Delete")
+        done = nothing_to_delete(crawl)
+        if done is None:
+            if stop_workers(deps.kube, crawl):
+                return None
+            spec = parse_spec(crawl.spec)
+            t = target(deps.kube, crawl, spec)
+            done = deps.backend.cleanup(t, topics=spec.cleanup.topics == "Delete",
+                                        redis=spec.cleanup.redis == "Delete")
         with _locks_guard:
             _cleaned[crawl.uid] = done
             while len(_cleaned) > CLEANED_REMEMBERED:

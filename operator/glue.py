@@ -43,20 +43,27 @@ def post(body: Any, events: list[control.Event]) -> None:
 def reconcile(trigger: str, memo: Any, body: Any) -> control.Result | None:
     """Run one pass (it re-reads the crawl and writes its status), post Events, count it.
 
-    A pass the API refused (a 403, a 422) is reported in status and retried after INTERVAL.
-    Passes that raise or hang leave their start in health.LIVENESS, which the probe reads.
+    A pass the API refused (a 403, a 422) or that raised is reported on the crawl and retried
+    after INTERVAL. Only a pass that hangs leaves its start in health.LIVENESS, which the probe
+    reads: one crawl's failure never restarts the operator.
     """
     crawl = control.crawl_of(body)
     started = time.monotonic()
     health.LIVENESS.started(crawl.uid, started)
     try:
         result = control.run(deps(memo), crawl)
-        health.LIVENESS.finished(crawl.uid)
-    except Exception:
+    except kopf.TemporaryError:
+        raise  # not started yet (no deps): kopf retries
+    except Exception as exc:
+        # Reading or writing this crawl failed (control.run reports what reconcile raises on the
+        # crawl itself): say so on it and retry; the operator's liveness is not this crawl's.
         metrics.RECONCILES.labels(trigger, "error").inc()
-        raise
+        health.LIVENESS.finished(crawl.uid)
+        post(body, [("Warning", "ReconcileError", f"{type(exc).__name__}: {exc}")])
+        raise kopf.TemporaryError(f"ReconcileError: {exc}", delay=INTERVAL) from exc
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+    health.LIVENESS.finished(crawl.uid)
     if result is None:  # gone, replaced or being deleted: nothing to do
         return None
     metrics.RECONCILES.labels(trigger, "error" if result.api_error else "ok").inc()

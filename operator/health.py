@@ -10,8 +10,8 @@ STALE_INTERVALS = 6  # the probe fails when a crawl's passes have not finished f
 class Liveness:
     """When each crawl's oldest unfinished pass started (monotonic seconds); thread-safe.
 
-    A pass that returns (even one that reports an API refusal in status) finishes; one that hangs
-    or raises leaves its start behind, so a crawl whose passes keep failing or never end shows.
+    A pass that returns or raises (its failure is reported on its crawl) finishes; one that hangs
+    leaves its start behind, so a crawl whose passes never end shows.
     """
 
     def __init__(self) -> None:

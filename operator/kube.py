@@ -47,6 +47,8 @@ class Kube(Protocol):
     def patch_status(self, api: str, plural: str, namespace: str, name: str,
                      status: Mapping[str, Any]) -> dict[str, Any]: ...
 
+    def delete(self, api: str, plural: str, namespace: str, name: str) -> bool: ...
+
 
 def path(api: str, plural: str, namespace: str, name: str | None = None) -> str:
     base = "/api/v1" if api == "v1" else f"/apis/{api}"
@@ -140,6 +142,10 @@ class KubeClient:
             raise KubeError(404, f"{plural}/{name} not found in {namespace}")
         return out
 
+    def delete(self, api: str, plural: str, namespace: str, name: str) -> bool:
+        """Delete one object; False if it was not there."""
+        return self._request("DELETE", path(api, plural, namespace, name)) is not None
+
     def list(self, api: str, plural: str, namespace: str,
              selector: Mapping[str, str]) -> list[dict[str, Any]]:
         query = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
@@ -217,11 +223,20 @@ def update_patch(live: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, 
 
 
 def secret_data(kube: Kube, namespace: str, name: str) -> dict[str, str]:
-    """Every key of a Secret, decoded."""
+    """Every text key of a Secret, decoded.
+
+    Keys whose value is not UTF-8 (a keystore such as Strimzi's `user.p12`) are left out: no
+    setting the operator reads can be one, and they must not fail the crawl's pass.
+    """
     secret = kube.get("v1", "secrets", namespace, name)
     if secret is None:
         raise KubeError(404, f"secret {namespace}/{name} not found")
-    decoded = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+    decoded = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            decoded[key] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError):
+            continue
     return {**decoded, **{k: str(v) for k, v in (secret.get("stringData") or {}).items()}}
 
 
@@ -231,7 +246,10 @@ def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
         raise KubeError(404, f"secret {namespace}/{name} not found")
     data = secret.get("data") or {}
     if key in data:
-        return base64.b64decode(data[key]).decode()
+        try:
+            return base64.b64decode(data[key]).decode()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise KubeError(422, f"secret {namespace}/{name} key {key!r} is not UTF-8 text") from exc
     if key in (secret.get("stringData") or {}):
         return str(secret["stringData"][key])
     raise KubeError(404, f"secret {namespace}/{name} has no key {key!r}")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.models.v1_affinity import V1Affinity
+from pydantic import ValidationError
 from whoiscrawl.operator.knobs import knob, knobs
 
 from whoiscrawl import rirs
@@ -20,6 +22,9 @@ KIND = "WhoisCrawl"
 PLURAL = "whoiscrawls"
 SINGULAR = "whoiscrawl"
 SHORT_NAMES = ("wc",)
+# Set to "true" on a crawl to delete it without touching its topics and Redis keys (a way out
+# when its backend is gone for good).
+SKIP_CLEANUP_ANNOTATION = f"{GROUP}/skip-cleanup"
 
 REGISTRIES = rirs.REGISTRIES
 # Published (or conservative) per-source-address limits (the registry catalogue); docs/operator.md.
@@ -41,6 +46,27 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 TOPIC_PREFIX_PATTERN = r"^[a-zA-Z0-9._-]{1,100}$"
 _DNS_LABEL = re.compile(NAME_PATTERN)
+
+
+MAX_RANGES = 1000  # CIDRs in ranges or excludes (the plan's shards and the CRD object stay small)
+# A redis:// or rediss:// URL with no password in it (a user name alone is fine).
+REDIS_URL_PATTERN = r"^rediss?://([^/@:]*@)?[^@]*$"
+# Worker environment the operator sets: workers.env may not override it (rate limits past the
+# CRD's checks, another crawl's topics or Redis keys).
+OWNED_ENV = ("WHOISCRAWL_CRAWL", "WHOISCRAWL_KAFKA_BOOTSTRAP", "WHOISCRAWL_TOPIC_PREFIX",
+             "WHOISCRAWL_RATE_LIMITS", "WHOISCRAWL_METRICS_PORT", "WHOISCRAWL_GRACE_SECONDS",
+             "WHOISCRAWL_EGRESS_SHARE", "WHOISCRAWL_EGRESS_KEY", "WHOISCRAWL_REDIS_URL",
+             "WHOISCRAWL_BOOTSTRAP_URL", "WHOISCRAWL_POD_NAME")
+
+
+def redis_url_problem(text: str) -> str | None:
+    """Why a spec's inline Redis URL is refused (never the URL itself: it may hold a password)."""
+    if not re.match(r"^rediss?://", text):
+        return "must be a redis:// or rediss:// URL"
+    if not re.match(REDIS_URL_PATTERN, text):
+        return ("holds a password, which would be readable in the worker ConfigMap: put the URL "
+                "in a Secret and set redis.urlSecretRef instead")
+    return None
 
 
 def rate_problem(text: str) -> str | None:
@@ -84,7 +110,7 @@ class Registry:
 class Workers:
     """Worker fleet sizing, container settings and the inputs of the scaling policy."""
 
-    min: int = knob("min", 0, lo=0, desc="Fewest workers while work is left.")
+    min: int = knob("min", 0, lo=0, hi=1000, desc="Fewest workers while work is left.")
     max: int = knob("max", 10, lo=0, hi=1000, desc="Most workers.")
     mode: str = knob("mode", "auto", choices=SCALE_MODES,
                      desc="auto: the operator sizes the fleet from lag, rate budget and deadline; "
@@ -92,10 +118,10 @@ class Workers:
                           "the scale subresource).")
     replicas: int | None = knob("replicas", kind="integer", lo=0, hi=1000,
                                 desc="The fleet's size in manual mode (min when unset).")
-    lookups_per_second: float = knob("lookupsPerSecond", 20.0, above=0,
+    lookups_per_second: float = knob("lookupsPerSecond", 20.0, above=0, hi=100000,
                                      desc="Lookups/s one worker sustains when no registry limit "
                                           "binds; sizes the rate-budget cap.")
-    lag_threshold: int = knob("lagThreshold", 2, lo=1,
+    lag_threshold: int = knob("lagThreshold", 2, lo=1, hi=1000000,
                               desc="Work messages per worker (like KEDA's lagThreshold).")
     scale_down_stabilization_seconds: int = knob("scaleDownStabilizationSeconds", 300, lo=0,
                                                  hi=3600)
@@ -128,12 +154,12 @@ class Scheduling:
     capacity_type: str = knob("capacityType", "spot", choices=CAPACITY_TYPES,
                               desc="spot, on-demand, or any (spot first, on-demand when spot pods "
                                    "stay Pending past spotPendingTimeoutSeconds).")
-    spot_pending_timeout_seconds: int = knob("spotPendingTimeoutSeconds", 300, lo=10)
+    spot_pending_timeout_seconds: int = knob("spotPendingTimeoutSeconds", 300, lo=10, hi=86400)
     one_per_node: bool = knob("onePerNode", False,
                               desc="At most one worker per node (egress diversity).")
     spread_zones: bool = knob("spreadZones", True)
     spread_instance_types: bool = knob("spreadInstanceTypes", True)
-    max_skew: int = knob("maxSkew", 1, lo=1)
+    max_skew: int = knob("maxSkew", 1, lo=1, hi=1000)
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
     affinity: Mapping[str, Any] = field(default_factory=dict)
@@ -161,6 +187,11 @@ class Kafka:
                            desc="Partitions of the work topic (caps workers).")
     credentials_secret: str | None = knob("credentialsSecret", kind="string",
                                           desc="Secret whose keys become worker environment.")
+    replication_factor: int | None = knob(
+        "replicationFactor", kind="integer", lo=1, hi=32767,
+        desc="Replicas of each of the crawl's topics, set when they are created; unset: the "
+             "broker's default.replication.factor.")
+    topic_config: Mapping[str, str] = field(default_factory=dict)  # e.g. min.insync.replicas
 
     @property
     def queue_prefix(self) -> str:
@@ -177,8 +208,9 @@ class Kafka:
 class Redis:
     """Redis connection: a URL, or a Secret key holding it."""
 
-    url: str | None = knob("url", kind="string", pattern=r"^rediss?://",
-                           hint="a redis:// or rediss:// URL")
+    url: str | None = knob("url", kind="string", pattern=REDIS_URL_PATTERN, check=redis_url_problem,
+                           desc="redis:// or rediss:// URL without a password (it would be "
+                                "readable in the worker ConfigMap): use urlSecretRef for one.")
     url_secret: SecretRef | None = None
 
 
@@ -200,6 +232,17 @@ class Cleanup:
                        desc="Delete the crawl's topics on delete?")
     redis: str = knob("redis", "Delete", choices=RETAIN_DELETE,
                       desc="Delete the crawl's Redis keys on delete?")
+    timeout_seconds: int = knob(
+        "timeoutSeconds", 300, lo=0, hi=86400,
+        desc="How long deletion retries (workers still stopping, Kafka or Redis unreachable, "
+             "the Secret gone) before it gives up: a Warning Event CleanupAbandoned says what "
+             "was left, and the finalizer is dropped.")
+
+    @property
+    def deletes_data(self) -> bool:
+        """Whether deleting the crawl deletes anything outside Kubernetes (else the backend is
+        never touched, so a crawl whose Secret or backend is gone still deletes at once)."""
+        return "Delete" in (self.topics, self.redis)
 
 
 @dataclass(frozen=True)
@@ -214,7 +257,7 @@ class CrawlSpec:
     resolution: int = knob("resolution", 24, lo=8, hi=32,
                            desc="Gap-probe grid of the sweep, as a prefix length.")
     shard_prefix: int = knob("shardPrefix", 16, lo=8, hi=28, desc="Shard size, as a prefix length.")
-    samples: int = knob("samples", 0, lo=0, desc="Probes per shard for the sample strategy.")
+    samples: int = knob("samples", 0, lo=0, hi=65536, desc="Probes per shard for the sample strategy.")
     registries: Mapping[str, Registry] = field(
         default_factory=lambda: {r: Registry(rate=DEFAULT_RATES[r]) for r in REGISTRIES})
     workers: Workers = field(default_factory=Workers)
@@ -288,6 +331,10 @@ class _Reader:
         if not isinstance(value, list):
             self.fail(f"{path}.{key}", "must be a list of IPv4 CIDRs")
             return default
+        if len(value) > MAX_RANGES:
+            self.fail(f"{path}.{key}", f"lists {len(value)} CIDRs; at most {MAX_RANGES} (merge "
+                                       "adjacent ones)")
+            return default
         out: list[str] = []
         for i, item in enumerate(value):
             try:
@@ -340,8 +387,16 @@ def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
         **values,
         resources={k: dict(v) for k, v in resources.items() if isinstance(v, Mapping)},
         max_unavailable=_max_unavailable(r, raw.get("maxUnavailable"), f"{p}.maxUnavailable"),
-        extra_env=r.str_map(raw, "env", p),
+        extra_env=_parse_env(r, raw, p),
     )
+
+
+def _parse_env(r: _Reader, raw: Mapping[str, Any], path: str) -> dict[str, str]:
+    env = r.str_map(raw, "env", path)
+    for key in env:
+        if key in OWNED_ENV:
+            r.fail(f"{path}.env.{key}", "is set by the operator from the spec; set that field")
+    return env
 
 
 def _parse_scheduling(r: _Reader, raw: Mapping[str, Any]) -> Scheduling:
@@ -354,8 +409,24 @@ def _parse_scheduling(r: _Reader, raw: Mapping[str, Any]) -> Scheduling:
         **r.knobs(Scheduling, raw, p),
         node_selector=r.str_map(raw, "nodeSelector", p),
         tolerations=tuple(dict(t) for t in tolerations),
-        affinity=dict(r.obj(raw.get("affinity"), f"{p}.affinity")),
+        affinity=_parse_affinity(r, raw.get("affinity"), f"{p}.affinity"),
     )
+
+
+def _parse_affinity(r: _Reader, raw: Any, path: str) -> dict[str, Any]:
+    """A core/v1 Affinity (the Kubernetes client's own model checks its shape), else nothing:
+    a wrong shape would otherwise fail every pass when the pod template is built."""
+    value = r.obj(raw, path)
+    if not value:
+        return {}
+    try:
+        V1Affinity.model_validate(value)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"])
+            r.fail(f"{path}.{where}", err["msg"])
+        return {}
+    return dict(value)
 
 
 def _parse_registries(r: _Reader, raw: Mapping[str, Any]) -> dict[str, Registry]:
@@ -381,9 +452,18 @@ def parse_deadline(value: Any) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
+# Topic settings the crawl's topics need to work (whoiscrawl/queue.py sets them): not the user's.
+OWNED_TOPIC_CONFIG = ("cleanup.policy", "retention.ms", "min.compaction.lag.ms")
+
+
 def _parse_kafka(r: _Reader, raw: Mapping[str, Any]) -> Kafka:
     values = r.knobs(Kafka, raw, "spec.kafka")
-    return Kafka(**values | {"bootstrap_servers": values["bootstrap_servers"] or ""})
+    topic_config = r.str_map(raw, "topicConfig", "spec.kafka")
+    for key in topic_config:
+        if key in OWNED_TOPIC_CONFIG:
+            r.fail(f"spec.kafka.topicConfig.{key}", "is set by whoiscrawl (the topics need it)")
+    return Kafka(**values | {"bootstrap_servers": values["bootstrap_servers"] or ""},
+                 topic_config=topic_config)
 
 
 def _parse_redis(r: _Reader, raw: Mapping[str, Any]) -> Redis:

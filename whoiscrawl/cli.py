@@ -311,6 +311,11 @@ def plan(
     accept_dump_terms: TermsOpt = None,
     verify: VerifyOpt = 0.001,
     as_json: JsonOpt = False,
+    replication_factor: Annotated[int | None, typer.Option(
+        envvar="WHOISCRAWL_TOPIC_REPLICATION_FACTOR", min=1,
+        help="Replicas of the crawl's topics (default: the broker's default.replication.factor)")] = None,
+    topic_config: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE topic setting for the crawl's topics, e.g. min.insync.replicas=2")] = None,
 ) -> None:
     """Cut the space into shards and send them to the crawl's work topic (once); or, with --estimate,
     say how long the crawl takes at the registries' real limits before the first request."""
@@ -344,9 +349,14 @@ def plan(
     if planned and not force:
         typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
         return
+    settings = dict(item.partition("=")[::2] for item in topic_config or [])
+    if any(not k or not v for k, v in settings.items()):
+        _fail(f"--topic-config takes KEY=VALUE, got {topic_config}")
+        return
     sent, (shards_total, addresses_total) = publish_plan(
         plan, bootstrap=kafka_bootstrap, prefix=topic_prefix, store=store,
         config=queue.kafka_config_from(os.environ), partitions=partitions,
+        topics=queue.TopicSettings(replication_factor, settings),
     )
     typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses,
                            "shards_total": shards_total, "addresses_total": addresses_total}))

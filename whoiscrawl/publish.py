@@ -15,12 +15,16 @@ def publish_plan(
     store: RedisStore,
     config: dict[str, str] | None = None,
     partitions: int | None = None,
+    topics: queue.TopicSettings | None = None,
 ) -> tuple[int, tuple[int, int]]:
     """Send a plan's shards (creating the topics first when `partitions` is given) and add them to
     the crawl's planned shards: on top of earlier plans, the totals and scope are the union's.
+    `topics` (replication, settings) applies when the topics are created here.
     Returns the shards the broker acknowledged, and the shards and addresses planned in all."""
     store.mark_epoch()  # first: a worker that meets a store without one rebuilds it from the topics
     if partitions is not None:
-        queue.ensure_topics(bootstrap, prefix, plan.crawl, partitions, config)
+        settings = topics or queue.TopicSettings()
+        queue.ensure_topics(bootstrap, prefix, plan.crawl, partitions, config,
+                            settings.replication_factor, settings.config)
     sent = queue.publish_shards(bootstrap, prefix, plan.crawl, plan.shards, config)
     return sent, store.add_plan(plan.shards)

@@ -7,6 +7,7 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
@@ -62,22 +63,43 @@ def result_key(record: NetworkRecord) -> bytes:
     return ",".join(record.cidrs).encode()
 
 
+BROKER_DEFAULT = -1  # a NewTopic replication factor of -1: the broker's default.replication.factor
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """How the crawl's topics are created: replicas (None: the broker's default) and settings."""
+
+    replication_factor: int | None = None
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
 def ensure_topics(
     bootstrap: str,
     prefix: str,
     crawl: str,
     partitions: int = DEFAULT_PARTITIONS,
     config: dict[str, str] | None = None,
+    replication_factor: int | None = None,
+    topic_config: Mapping[str, str] | None = None,
 ) -> None:
-    """Create the crawl's topics if missing: work (kept until the crawl is deleted), results (compacted)."""
+    """Create the crawl's topics if missing: work (kept until the crawl is deleted), results (compacted).
+
+    `replication_factor` None leaves it to the broker (`default.replication.factor`, KIP-464):
+    managed Kafka that requires 3 accepts the topics, and a cluster with `min.insync.replicas=2`
+    can take the publishes. `topic_config` (e.g. `min.insync.replicas`) applies to all three;
+    the settings each topic needs to work (retention, compaction) are applied over it.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap, **(config or {})})
     work, results = topic_names(prefix, crawl)
     existing = admin.list_topics(timeout=10).topics
-    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    rf = BROKER_DEFAULT if replication_factor is None else replication_factor
+    extra = dict(topic_config or {})
+    compacted = {**extra, "cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
     wanted = [
-        NewTopic(work, partitions, 1, config={"retention.ms": "-1"}),
-        NewTopic(results, partitions, 1, config=compacted),
-        NewTopic(checkpoints_topic(prefix, crawl), partitions, 1, config=compacted),
+        NewTopic(work, partitions, rf, config={**extra, "retention.ms": "-1"}),
+        NewTopic(results, partitions, rf, config=compacted),
+        NewTopic(checkpoints_topic(prefix, crawl), partitions, rf, config=compacted),
     ]
     missing = [t for t in wanted if t.topic not in existing]
     for topic, fut in admin.create_topics(missing, operation_timeout=30).items() if missing else []:

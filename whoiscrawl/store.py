@@ -358,9 +358,12 @@ def new_epoch() -> str:
 class RedisStore:
     """The crawl's state in Redis, shared by every worker; admin calls are synchronous."""
 
-    def __init__(self, url: str, crawl: str) -> None:
+    def __init__(self, url: str, crawl: str, client: redis.Redis | None = None) -> None:
+        """`client`: a shared one (the operator's, with its own timeouts); else one that waits out
+        a Redis restart (REDIS_RETRIES)."""
         self.keys = Keys(crawl)
-        self.client = redis.Redis.from_url(url, retry=redis.retry.Retry(_backoff(), REDIS_RETRIES))
+        self.client = client if client is not None else redis.Redis.from_url(
+            url, retry=redis.retry.Retry(_backoff(), REDIS_RETRIES))
 
     def mark_epoch(self) -> None:
         """Start the store's first generation (planning does): a Redis that loses it lost the crawl."""

@@ -3,6 +3,7 @@ a re-plan on top counts each shard once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -38,7 +39,7 @@ def test_a_plan_is_published_once_per_marker(services, unique_name):
                        "redis": {"url": "redis://x"}})
     backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
     try:
-        backend.ensure_topics(t, 2)
+        backend.ensure_topics(t, replace(spec.kafka, partitions=2))
         first = backend.publish_plan(t, spec, "uid:key:0")
         # A stale pass with the same marker sends nothing and learns what was sent.
         again = backend.publish_plan(t, spec, "uid:key:0")
@@ -99,7 +100,7 @@ def test_the_live_backend_reads_and_cleans_up_what_kafka_and_redis_hold(services
     backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
     try:
         assert backend.partitions(t) == 0 and backend.lag(t) == 0  # nothing there yet
-        backend.ensure_topics(t, 3)
+        backend.ensure_topics(t, replace(spec.kafka, partitions=3))
         assert backend.partitions(t) == 3
         plan = backend.publish_plan(t, spec, "uid:key:0")
         assert expected.addresses == 2**15  # a /16 less its upper /17
@@ -124,7 +125,9 @@ def test_the_live_backend_hands_kafka_the_credentials_and_names_what_failed(serv
     t = Target(crawl=f"ns.{unique_name}", bootstrap=services.kafka_bootstrap, prefix="t.",
                redis_url=services.redis_url, kafka_config=(("no.such.setting", "x"),))
     named = r"(creating topics|reading consumer lag): .*no\.such\.setting"
-    for call in (lambda: LiveBackend().ensure_topics(t, 1), lambda: LiveBackend().lag(t)):
+    kafka = replace(parse_spec({"ranges": ["41.0.0.0/16"], "kafka": {"bootstrapServers": "x"},
+                                "redis": {"url": "redis://x"}}).kafka, partitions=1)
+    for call in (lambda: LiveBackend().ensure_topics(t, kafka), lambda: LiveBackend().lag(t)):
         with pytest.raises(BackendError, match=named):
             call()
     assert queue.partition_count(t.bootstrap, t.prefix, t.crawl) == 0  # nothing was created

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer
+import pytest
+from confluent_kafka import Consumer, KafkaException
 from netaddr import IPNetwork
 
 from whoiscrawl import queue
@@ -85,3 +86,48 @@ def test_publish_plan_sends_shards_and_writes_totals_and_scope(services, unique_
     finally:
         store.delete_crawl()
         queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+def test_topics_take_the_replication_factor_and_settings_asked_for(services, unique_name):
+    """Unset, the broker's default (one broker here: 1); set, the broker is asked for exactly it:
+    two replicas on a one-broker cluster are refused by the broker, not hard-coded away."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    queue.ensure_topics(services.kafka_bootstrap, "t.", unique_name, partitions=2,
+                        topic_config={"min.insync.replicas": "1", "max.message.bytes": "2000000"})
+    admin = AdminClient({"bootstrap.servers": services.kafka_bootstrap})
+    work, results = queue.topic_names("t.", unique_name)
+    meta = admin.list_topics(work, timeout=10).topics[work]
+    assert {len(p.replicas) for p in meta.partitions.values()} == {1}
+    for topic in (work, results):
+        configs = admin.describe_configs([ConfigResource("topic", topic)])
+        found = next(iter(configs.values())).result(timeout=10)
+        assert found["max.message.bytes"].value == "2000000"
+        assert found["min.insync.replicas"].value == "1"
+    compacted = admin.describe_configs([ConfigResource("topic", results)])
+    assert next(iter(compacted.values())).result(timeout=10)["cleanup.policy"].value == "compact"
+    # The broker's own refusal is the point: the factor asked for reaches it.
+    with pytest.raises(KafkaException, match=r"(?i)replication"):
+        queue.ensure_topics(services.kafka_bootstrap, "t.", f"{unique_name}-rf2", partitions=1,
+                            replication_factor=2)
+
+
+def test_the_plan_command_creates_topics_as_asked(services, unique_name):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+    from typer.testing import CliRunner
+
+    from whoiscrawl.cli import app
+
+    args = ["plan", "41.0.0.0/16", "--crawl", unique_name, "--kafka-bootstrap", services.kafka_bootstrap,
+            "--redis-url", services.redis_url, "--topic-prefix", "t.", "--partitions", "2"]
+    runner = CliRunner()
+    refused = runner.invoke(app, [*args, "--topic-config", "min.insync.replicas"])
+    assert refused.exit_code == 2 and "KEY=VALUE" in refused.output
+    too_many = runner.invoke(app, [*args, "--replication-factor", "2"])
+    assert too_many.exit_code != 0 and "replication" in str(too_many.exception).lower()
+    done = runner.invoke(app, [*args, "--topic-config", "max.message.bytes=2000000"])
+    assert done.exit_code == 0, done.output
+    work, _ = queue.topic_names("t.", unique_name)
+    admin = AdminClient({"bootstrap.servers": services.kafka_bootstrap})
+    found = next(iter(admin.describe_configs([ConfigResource("topic", work)]).values())).result(timeout=10)
+    assert found["max.message.bytes"].value == "2000000"

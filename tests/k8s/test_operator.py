@@ -44,6 +44,7 @@ OPERATOR_SA = f"{RELEASE}-whoiscrawl"
 class Release:
     namespace: str
     kubelet: Kubelet
+    liveness_port: int = 0  # the operator's kopf liveness endpoint on 127.0.0.1
 
     @property
     def user(self) -> str:
@@ -56,9 +57,10 @@ def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str,
     """`helm install` the chart (namespaced for `watched`, or all namespaces) and run its pods
     and those of the crawls in `crawls_in`."""
     ns = k8s.namespace(f"op-{uuid.uuid4().hex[:6]}")
+    liveness = free_port()
     values = {
         "watch": {"allNamespaces": watched is None, "namespaces": watched or []},
-        "reconcileIntervalSeconds": 1, "livenessPort": free_port(), "metrics": {"port": free_port()},
+        "reconcileIntervalSeconds": 1, "livenessPort": liveness, "metrics": {"port": free_port()},
         "nodeSelector": {POOL: pool}, "verbose": True,
     }
     values_file = tmp / "values.yaml"
@@ -67,7 +69,7 @@ def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str,
     try:
         with kubelet(k8s.api, tmp / "pods", {ns, *crawls_in}) as runner:
             until(lambda: runner.running(OPERATOR_SA), 60, "the operator's process")
-            yield Release(ns, runner)
+            yield Release(ns, runner, liveness)
     finally:
         k8s.helm("uninstall", RELEASE, "-n", ns, check=False)
         k8s.api.delete("v1", "namespaces", None, ns)
@@ -86,6 +88,14 @@ def crawl_doc(name: str, services: Any, sim: Simulator, pool: str) -> dict[str, 
                 "scheduling": {"nodeSelector": {POOL: pool}},
                 "cleanup": {"topics": "Delete", "redis": "Delete"},
             }}
+
+
+def drop_data(services: Any, prefix: str, ident: str) -> None:
+    """A test's crawl data gone, whatever the crawl's own cleanup did."""
+    with contextlib.suppress(Exception):
+        queue.delete_topics(services.kafka_bootstrap, prefix, ident)
+    with contextlib.suppress(Exception):
+        RedisStore(services.redis_url, ident).delete_crawl()
 
 
 def condition(k8s: K8s, ns: str, name: str, ctype: str) -> tuple[str, str] | None:
@@ -133,6 +143,7 @@ NOT_EXERCISED = {
     ("policy", "poddisruptionbudgets", "get"): "spec.workers.maxUnavailable",
     ("policy", "poddisruptionbudgets", "create"): "spec.workers.maxUnavailable",
     ("policy", "poddisruptionbudgets", "patch"): "spec.workers.maxUnavailable",
+    ("policy", "poddisruptionbudgets", "delete"): "spec.workers.maxUnavailable unset after set",
     ("", "configmaps", "patch"): "a spec edit (rates, env) while the crawl runs",
     ("", "serviceaccounts", "patch"): "a label change of the crawl's objects",
     ("whoiscrawl.io", "whoiscrawls/finalizers", "update"):
@@ -229,7 +240,6 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
     crawl = f"s{uuid.uuid4().hex[:6]}"
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
     ident = crawl_id(namespace, crawl)
-    store = RedisStore(services.redis_url, ident)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     try:
         with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]):
@@ -260,10 +270,7 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
             assert status.get("selector"), status
             k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
     finally:
-        with contextlib.suppress(Exception):
-            queue.delete_topics(services.kafka_bootstrap, prefix, ident)
-        with contextlib.suppress(Exception):
-            store.delete_crawl()
+        drop_data(services, prefix, ident)
 
 
 @dataclass

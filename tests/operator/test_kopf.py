@@ -201,3 +201,50 @@ async def test_backend_outage_keeps_workers_and_reports(cluster: Cluster) -> Non
     assert cluster.replicas("o") == 2  # blind: never scale on missing data
     cluster.backend.broken = None
     await cluster.until(lambda: cluster.condition("o", "Degraded") == ("False", "AsExpected"))
+
+
+async def test_delete_with_the_backend_down_gives_up_after_the_timeout(cluster: Cluster) -> None:
+    """Kafka or Redis gone for good: deletion retries for cleanup.timeoutSeconds, then says so
+    in a Warning Event and drops the finalizer."""
+    await cluster.create("h", {**SPEC, "cleanup": {"topics": "Delete", "timeoutSeconds": 1}})
+    await cluster.until(lambda: cluster.get("apps/v1", "deployments", "h-worker"), label="workers")
+    cluster.backend.broken = "deleting topics: KafkaException: broker down"
+    assert await cluster.delete("h") == 200
+    await cluster.until(lambda: cluster.get("whoiscrawl.io/v1alpha1", "whoiscrawls", "h") is None,
+                        timeout=30, label="crawl gone")
+    abandoned = cluster.events("CleanupAbandoned")
+    assert abandoned and abandoned[0]["type"] == "Warning", cluster.events()
+    assert "broker down" in abandoned[0]["message"]
+    assert cluster.events("CleanupFailed")  # it did retry first
+
+
+@pytest.mark.parametrize("how", ["retain", "annotation"])
+async def test_delete_that_deletes_no_data_never_touches_the_backend(cluster: Cluster,
+                                                                      how: str) -> None:
+    """Both policies Retain, or the skip-cleanup annotation: nothing to delete outside Kubernetes,
+    so a broken backend (or a missing Secret) cannot hold the deletion."""
+    cleanup = {"topics": "Retain", "redis": "Retain" if how == "retain" else "Delete"}
+    await cluster.create("r", {**SPEC, "cleanup": cleanup})
+    await cluster.until(lambda: cluster.get("apps/v1", "deployments", "r-worker"), label="workers")
+    if how == "annotation":
+        code, _ = await cluster.request("PATCH", f"{CRAWLS}/r", {"metadata": {"annotations": {
+            "whoiscrawl.io/skip-cleanup": "true"}}})
+        assert code == 200
+    cluster.backend.broken = "every call fails"
+    assert await cluster.delete("r") == 200
+    await cluster.until(lambda: cluster.get("whoiscrawl.io/v1alpha1", "whoiscrawls", "r") is None,
+                        label="crawl gone")
+    assert cluster.backend.cleanups == []
+    done = await cluster.until(lambda: cluster.events("CleanedUp"), label="CleanedUp event")
+    assert "retained topics and Redis keys" in done[0]["message"]
+
+
+async def test_unsetting_max_unavailable_deletes_the_pdb(cluster: Cluster) -> None:
+    """A PDB left behind would still hold spot drains, which the default (no PDB) exists to avoid."""
+    cluster.backend.lag_of["crawls.b"] = 2
+    await cluster.create("b", {**SPEC, "workers": {**SPEC["workers"], "maxUnavailable": 1}})
+    await cluster.until(lambda: cluster.get("policy/v1", "poddisruptionbudgets", "b-worker"), label="PDB")
+    await cluster.patch_spec("b", {"workers": {"maxUnavailable": None}})
+    await cluster.until(lambda: cluster.get("policy/v1", "poddisruptionbudgets", "b-worker") is None,
+                        label="PDB deleted")
+    assert cluster.get("apps/v1", "deployments", "b-worker") is not None

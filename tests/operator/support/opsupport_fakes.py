@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from whoiscrawl.operator.backend import BackendError, Plan, Target
-from whoiscrawl.operator.spec import CrawlSpec
+from whoiscrawl.operator.spec import CrawlSpec, Kafka
 from whoiscrawl.operator.status import Progress
 
 
@@ -41,9 +41,9 @@ class FakeBackend:
         if self.broken:
             raise BackendError(self.broken)
 
-    def ensure_topics(self, t: Target, partitions: int) -> None:
+    def ensure_topics(self, t: Target, kafka: Kafka) -> None:
         self._check("ensure_topics", t)
-        self.topics[f"{t.prefix}{t.crawl}"] = partitions
+        self.topics[f"{t.prefix}{t.crawl}"] = kafka.partitions
 
     def publish_plan(self, t: Target, spec: CrawlSpec, marker: str = "") -> Plan:
         with self.lock:
