@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from whoiscrawl import rirs
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.render import facts
+from whoiscrawl.store import read_checkpoint
 
 from .test_crawl_loop import crawl, size, truth
 
@@ -174,8 +175,8 @@ async def test_a_resumed_crawl_reads_no_dump_twice_and_still_asks_nothing(start_
     first = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR, **options)
     lines = (tmp_path / "results.jsonl").read_text().count("\n")
     checkpoint = tmp_path / "results.jsonl.checkpoint.json"  # as if stopped before any shard was walked
-    state = json.loads(checkpoint.read_text())
-    checkpoint.write_text(json.dumps({**state, "done": [], "cursors": {}}))
+    state = read_checkpoint(checkpoint)  # the snapshot with its journal applied, written back as one
+    checkpoint.write_text(json.dumps({**state, "done": [], "cursors": {}}) + "\n")
     again = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR, resume=True, **options)
     assert again.doc["resumed"] and again.doc["dumps"] == {}  # seeded once, remembered by the checkpoint
     assert (tmp_path / "results.jsonl").read_text().count("\n") == lines
