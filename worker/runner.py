@@ -328,7 +328,7 @@ class Worker:
         checkpoints = CheckpointSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         store = RedisBlockStore(cfg.redis_url, cfg.crawl, rebuild=self._rebuild_store, mirror=checkpoints.put)
         await store.sync()
-        limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share))
+        limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share), self.owner)
         client = RegistryClient(
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers
         )
