@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import logging
 import os
@@ -37,6 +38,10 @@ LEAVE_RESERVE_S = 1.0  # of that, what leaving the group may take
 # How long a revoked lane's walk may take to reach its next step (its lookup in flight answered and
 # checkpointed) before it is cancelled; the partition's next owner starts after it.
 REVOKE_WAIT_S = 2.0
+# How long a lane whose shard another worker took over waits for its partition's revocation before
+# walking the shard again: a member that stalled past its session is fenced by the broker within
+# its heartbeat, and revoked on its next poll.
+SHARD_TAKEN_WAIT_S = 30.0
 # A loop blocked this long has its threads' stacks written to stderr: leases lapse at 12 s, and a
 # stall that cost them (a lister's relisted by another) is otherwise seen only by its effects.
 STALL_DUMP_S = 6.0
@@ -212,6 +217,8 @@ class Worker:
                 await self._commit(self._next_offset(msg))
                 continue
             done = await self._walk(shard, lane)
+            while not done and not (self.stopping.is_set() or lane.revoked.is_set()):
+                done = await self._walk_again(shard, lane)
             if not done:
                 return  # stopped or revoked: not committed, so whoever owns it next redoes the rest
             await self._commit(self._next_offset(msg))
@@ -232,6 +239,17 @@ class Worker:
             walk.cancel()
         await asyncio.gather(walk, return_exceptions=True)
         return not walk.cancelled() and walk.result()
+
+    async def _walk_again(self, shard: Shard, lane: Lane) -> bool:
+        """A walk that ended neither done nor stopped: another worker took the shard over while we
+        stalled (Kafka moved the partition). Our revocation is on its way; if it does not come,
+        the partition is ours after all (the other's walk ended), and the shard is walked again
+        from its checkpoint (or found done, and committed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.revoked.wait(), SHARD_TAKEN_WAIT_S)
+        if self.stopping.is_set() or lane.revoked.is_set():
+            return False
+        return await self._walk(shard, lane)
 
     def _next_offset(self, msg: Message) -> TopicPartition:
         return TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
