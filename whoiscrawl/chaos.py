@@ -167,7 +167,10 @@ class Chaos:
         running = [i for i, proc in enumerate(fleet.procs) if proc.poll() is None and i not in self.frozen]
         if self.paused >= self.pauses or now < self._next_pause_at or len(running) < 2:
             return
-        holders = self._listers(fleet, running) + self._slot_holders(fleet, running)
+        try:
+            holders = self._listers(fleet, running) + self._slot_holders(fleet, running)
+        except redis.RedisError:  # Redis restarting (the bench's own weather): any worker will do
+            holders = []
         victim = self._rng.choice(holders or running)
         seconds = self._rng.uniform(*self.pause_s)
         _signal(fleet, victim, signal.SIGSTOP)
