@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+import json
+from collections.abc import Callable
 from pathlib import Path
 
-from whoiscrawl.bench import Simulator, simulator
-from whoiscrawl.crawl import Crawler, run_shards
+from whoiscrawl.bench import simulator
+from whoiscrawl.crawl import run_shards
 from whoiscrawl.local import FileSink
-from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.records import NetworkRecord, Shard
-from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import REGISTRIES, fetch_bootstrap
+from whoiscrawl.registry import Egress
 from whoiscrawl.store import RedisBlockStore, RedisStore
 
 from .conftest import TIME_SCALE
-from .test_fleet_state import PARENT, PARENT_SPAN, local_blocks, planned
+from .test_fleet_state import PARENT, PARENT_SPAN, local_blocks, planned, worker
 from .test_resume import blocks
 
 
@@ -37,27 +35,6 @@ class FrozenSink(FileSink):
             self.frozen.set()
             await self.thawed.wait()
         await super().emit(record)
-
-
-@contextlib.asynccontextmanager
-async def worker(
-    services, sim: Simulator, crawl: str, sink: FileSink, owner: str,
-    mirror: Callable[[str, str | None], None] | None = None, lease_ms: int | None = None,
-) -> AsyncIterator[Crawler]:
-    """One fleet worker's crawler in this process; `lease_ms`: its leases lapse that soon (its
-    renewals come every 4 s: a stall)."""
-    store = RedisBlockStore(services.redis_url, crawl, mirror=mirror)
-    if lease_ms is not None:
-        store.LEASE_MS = lease_ms
-    limiter = RedisRateLimiter(store.client, sim.limits(), owner)
-    whois = dict.fromkeys(REGISTRIES, sim.whois)
-    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), limiter, [Egress(owner)], whois)
-    try:
-        yield Crawler(store, sink, client, owner, crawl, scope=await store.scope())
-    finally:
-        sink.close()
-        await client.close()
-        await store.close()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -89,8 +66,8 @@ async def test_a_former_owners_checkpoint_is_refused(services, unique_name, tmp_
     with simulator("quick", TIME_SCALE, tmp_path / "requests.jsonl") as sim:
         frozen_sink = FrozenSink(tmp_path / "a.jsonl", lambda _, before: before == 1)
         async with (
-            worker(services, sim, unique_name, frozen_sink, "a", mirror("a"), lease_ms=300) as a,
-            worker(services, sim, unique_name, FileSink(tmp_path / "b.jsonl"), "b", mirror("b")) as b,
+            worker(services, sim, unique_name, frozen_sink, "a", mirror=mirror("a"), lease_ms=300) as a,
+            worker(services, sim, unique_name, tmp_path / "b.jsonl", "b", mirror=mirror("b")) as b,
         ):
             a_stop, b_stop = asyncio.Event(), asyncio.Event()
             walking_a = asyncio.create_task(a.run_shard(shard, until=a_stop))
@@ -156,3 +133,32 @@ async def test_a_listing_whose_lease_was_taken_over_stops_at_once(services, uniq
         await other.close()
     admin.delete_crawl()
     assert blocks(out) == whole
+
+
+
+
+async def test_two_crawls_through_one_address_keep_the_registry_limit(services, unique_name, tmp_path):
+    """Two crawls at once leaving by one source address share the registries' budgets behind it
+    (issue 25 thought them keyed per crawl, each spending the whole limit; they are keyed by
+    registry and egress address since 2026-12-01): the simulator counts no request over a limit."""
+    log = tmp_path / "requests.jsonl"
+    ranges = ["186.0.0.0/20", "193.0.0.0/20"]  # LACNIC (1 connection, 10/m) and RIPE NCC (3)
+    with simulator("quick", TIME_SCALE, log) as sim:
+        async def crawl(name: str) -> bool:
+            shards = planned(services, name, ranges)
+            nat = Egress("one-nat", "127.0.10.1")
+            async with worker(services, sim, name, tmp_path / f"{name}.jsonl", name, egress=nat) as crawler:
+                return await run_shards(crawler, shards, 8)
+
+        names = (f"{unique_name}-a", f"{unique_name}-b")
+        done = await asyncio.wait_for(asyncio.gather(*(crawl(n) for n in names)), 120)
+    for name in names:
+        RedisStore(services.redis_url, name).delete_crawl()
+    entries = [json.loads(line) for line in log.open()]
+    assert all(done)
+    assert {e["source"] for e in entries} == {"127.0.10.1"}
+    both = {e["registry"] for e in entries}
+    assert {"lacnic", "ripencc"} <= both
+    over = [e for e in entries if e["outcome"] in ("rate_limited", "blocked")]
+    print(f"{len(entries)} requests from one address for two crawls, {len(over)} over a limit")
+    assert not over
