@@ -211,7 +211,7 @@ class Crawler:
             if claim == "mine":
                 listing = asyncio.ensure_future(self._list_owned(shard, checkpoint, parent, url))
                 self._listings[key] = listing
-                listing.add_done_callback(lambda _: self._listings.pop(key, None))
+                listing.add_done_callback(functools.partial(self._listing_ended, key))
                 try:
                     return await asyncio.shield(listing)
                 except LeaseLost as lost:
@@ -225,6 +225,14 @@ class Crawler:
                 return None
             await asyncio.sleep(self.listing_poll_s)
             await self.store.sync()
+
+    def _listing_ended(self, key: tuple[int, int], listing: asyncio.Future[bool | None]) -> None:
+        """Forget a listing that ended. One stopped because its lease was lost may have nobody left
+        waiting for it (the lane that started it moved on): its LeaseLost is expected, not an error."""
+        self._listings.pop(key, None)
+        exc = None if listing.cancelled() else listing.exception()
+        if exc is not None and not isinstance(exc, LeaseLost):
+            log.error("the listing of %d-%d failed", *key, exc_info=exc)
 
     async def _list_owned(
         self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
