@@ -113,6 +113,7 @@ def simulator(
 def _stop(proc: subprocess.Popen[Any], grace: float) -> int:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # one the chaos bench paused handles no SIGTERM
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(grace)

@@ -1,4 +1,4 @@
-"""The chaos bench: a fleet crawl of the simulator while workers are SIGKILLed and SIGTERMed."""
+"""The chaos bench: a fleet crawl of the simulator while workers are SIGKILLed, SIGTERMed and paused."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import random
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -43,10 +45,21 @@ class Chaos:
     (`restart_redis`) and times the recovery: from Redis back to the next block found once the
     workers rebuilt the store. Half-way through it restarts the Kafka broker (`restart_broker`,
     when the bench owns the broker) and times the fleet's recovery: from the broker answering
-    again to the next block the broker acknowledged (counted in Redis)."""
+    again to the next block the broker acknowledged (counted in Redis).
+
+    With `pauses`, it also SIGSTOPs a worker now and then (one holding a listing lease or a
+    connection slot when there is one, never the last one running) for `pause_s`, longer than its
+    leases, then SIGCONTs it: a worker frozen (a long GC, a VM migrated, a container frozen) that
+    wakes and carries on."""
 
     kills: int = 20
     terms: int = 3
+    pauses: int = 0
+    pause_s: tuple[float, float] = (15.0, 40.0)
+    pause_every_s: tuple[float, float] = (2.0, 8.0)
+    paused: int = 0  # pauses dealt
+    frozen: dict[int, float] = field(default_factory=dict)  # worker -> when it is SIGCONTed (monotonic)
+    crashes: list[str] = field(default_factory=list)  # workers that died of nothing we dealt
     seed: int = 14
     every_s: tuple[float, float] = (0.5, 3.0)  # between blows
     killed: int = 0
@@ -72,6 +85,8 @@ class Chaos:
     _rebuilding: tuple[float, int | None] | None = field(init=False, default=None)
     _rng: random.Random = field(init=False)
     _next_at: float = field(init=False, default=0.0)
+    _next_pause_at: float = field(init=False, default=0.0)
+    _dealt: set[int] = field(init=False, default_factory=set)  # workers we killed or stopped
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -81,7 +96,7 @@ class Chaos:
         restarts = self.broker_restarts if self.restart_broker is not None else 0
         losses = self.redis_losses if self.restart_redis is not None else 0
         return (self.killed >= self.kills and self.termed >= self.terms and self.restarted >= restarts
-                and self.redis_lost >= losses)
+                and self.redis_lost >= losses and self.paused >= self.pauses and not self.frozen)
 
     @property
     def max_recovery_s(self) -> float | None:
@@ -139,13 +154,49 @@ class Chaos:
             self._awaiting = (time.monotonic(), progress.blocks)
         return due
 
+    def _pause_weather(self, fleet: Fleet) -> None:
+        """SIGCONT the workers whose pause is over; SIGSTOP one when a pause is due."""
+        now = time.monotonic()
+        for i, until in list(self.frozen.items()):
+            if now >= until or fleet.procs[i].poll() is not None:
+                _signal(fleet, i, signal.SIGCONT)
+                del self.frozen[i]
+                self._note("sigcont", f"worker-{i}")
+        if not self._next_pause_at:
+            self._next_pause_at = now + self._rng.uniform(*self.pause_every_s)
+        running = [i for i, proc in enumerate(fleet.procs) if proc.poll() is None and i not in self.frozen]
+        if self.paused >= self.pauses or now < self._next_pause_at or len(running) < 2:
+            return
+        try:
+            holders = self._listers(fleet, running) + self._slot_holders(fleet, running)
+        except redis.RedisError:  # Redis restarting (the bench's own weather): any worker will do
+            holders = []
+        victim = self._rng.choice(holders or running)
+        seconds = self._rng.uniform(*self.pause_s)
+        _signal(fleet, victim, signal.SIGSTOP)
+        self.frozen[victim] = now + seconds
+        self.paused += 1
+        held = " (a lease holder)" if holders else ""
+        self._note("sigstop", f"worker-{victim} for {seconds:.0f}s{held}")
+        self._next_pause_at = now + self._rng.uniform(*self.pause_every_s)
+
+    def _crashed(self, fleet: Fleet) -> None:
+        """Note workers that died of something we did not deal (a SIGSEGV, a bug's exit)."""
+        for i, proc in enumerate(fleet.procs):
+            if i not in self._dealt and proc.poll() is not None:
+                self._dealt.add(i)
+                self.crashes.append(f"worker-{i}: {proc.returncode}")
+                self._note("crashed", self.crashes[-1])
+
     def __call__(self, fleet: Fleet, progress: Any) -> None:
+        self._crashed(fleet)
+        self._pause_weather(fleet)
         if self._redis_weather(fleet, progress) or self._broker_weather(progress):
             return
         now = time.monotonic()
         if not self._next_at:
             self._next_at = now + self._rng.uniform(*self.every_s)
-        alive = [i for i, proc in enumerate(fleet.procs) if proc.poll() is None]
+        alive = [i for i, proc in enumerate(fleet.procs) if proc.poll() is None and i not in self.frozen]
         blows_left = self.killed < self.kills or self.termed < self.terms
         if not blows_left or now < self._next_at or not alive:
             return
@@ -158,6 +209,7 @@ class Chaos:
         if term and not ready:
             return
         victim = self._rng.choice(ready if term else listers or alive)
+        self._dealt.add(victim)
         if term:
             self._note("sigterm", f"worker-{victim}")
             self.drains.append(fleet.terminate(victim, timeout=fleet.grace_seconds + 30))
@@ -173,15 +225,38 @@ class Chaos:
 
     @staticmethod
     def _listers(fleet: Fleet, alive: list[int]) -> list[int]:
-        """Workers holding a listing lease now (owners are `host-pid-suffix`)."""
+        """Workers holding a listing lease now (held as `<token>/<owner>/<nonce>`)."""
         client = redis.Redis.from_url(fleet.redis_url, decode_responses=True)
         try:
             leases = client.scan_iter(match=Keys(fleet.crawl).prefix + "listing:*")
-            owners = [str(client.get(k) or "") for k in leases]
+            holders = [str(client.get(k) or "") for k in leases]
         finally:
             client.close()
-        pids = {int(o.split("-")[-2]) for o in owners if o.count("-") >= 2 and o.split("-")[-2].isdigit()}
-        return [i for i in alive if fleet.procs[i].pid in pids]
+        return _holding(fleet, alive, holders)
+
+    @staticmethod
+    def _slot_holders(fleet: Fleet, alive: list[int]) -> list[int]:
+        """Workers holding a registry connection slot now (`<token>/<owner>/<nonce>` in each zset)."""
+        client = redis.Redis.from_url(fleet.redis_url, decode_responses=True)
+        try:
+            holders = [str(h) for key in client.scan_iter(match="whoiscrawl:budget:*:conns")
+                       for h in client.zrange(key, 0, -1)]
+        finally:
+            client.close()
+        return _holding(fleet, alive, holders)
+
+
+def _holding(fleet: Fleet, alive: list[int], holders: list[str]) -> list[int]:
+    """The workers among `alive` named in lease holders (`<token>/<host>-<pid>-<suffix>/<nonce>`)."""
+    owners = [h.split("/")[1] if h.count("/") >= 2 else h for h in holders]
+    pids = {int(o.split("-")[-2]) for o in owners if o.count("-") >= 2 and o.split("-")[-2].isdigit()}
+    return [i for i in alive if fleet.procs[i].pid in pids]
+
+
+def _signal(fleet: Fleet, i: int, sig: signal.Signals) -> None:
+    """Signal worker i's process group (the worker and any parser process of its own)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(fleet.procs[i].pid, sig)
 
 
 def _epoch(fleet: Fleet) -> str | None:
@@ -272,6 +347,8 @@ def chaos_run(
         # fault (a 5xx, a reset, a broken answer, a storm's 429) is asked again, one lookup still.
         "lookups": figures["lookups"] - requests["faults_served"],
         "rate_limit_violations": figures["rate_limited"],
+        "stale_writes_refused": run.progress.stale_writes_refused,
+        "checkpoints_backwards": run.progress.checkpoints_backwards,
         "duplicate_results": duplicates,
         **requests,
     }, found
@@ -310,6 +387,8 @@ def chaos_bench(
         "kills": chaos.killed,
         "listers_killed": chaos.listers_killed,
         "terms": chaos.termed,
+        "pauses": chaos.paused,
+        "worker_crashes": len(chaos.crashes),
         "drained_in_grace": all(code == 0 and s <= grace for code, s in chaos.drains),
         "max_drain_s": round(max((s for _, s in chaos.drains), default=0.0), 2),
         "broker_restarts": chaos.restarted,
@@ -335,6 +414,9 @@ CHAOS_TARGETS: dict[str, Any] = {
     "max_stall_s": 15.0,
     "max_recovery_s": 30.0,
     "rate_limit_violations": 0,
+    # issue 27: workers paused and woken
+    "checkpoints_backwards": 0,
+    "worker_crashes": 0,
 }
 
 

@@ -477,17 +477,18 @@ def worker(
     raise typer.Exit(run_worker(config))
 
 
-def _bench_chaos(scenario: str, workers: int, scale: float, kills: int, terms: int,
+def _bench_chaos(scenario: str, workers: int, scale: float, blows: tuple[int, int, int],
                  registry_faults: bool, restarts: tuple[int, int], static_membership: bool,
                  sim_options: tuple[str, ...]) -> None:
-    """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (restarts: of the
-    broker, of Redis with its data lost)."""
+    """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (blows: kills,
+    terms, pauses of workers; restarts: of the broker, of Redis with its data lost)."""
     from whoiscrawl import bench as b
     from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
     from whoiscrawl.dev.services import restart_kafka, restart_redis
 
+    kills, terms, pauses = blows
     with owned_services() as running:
-        weather = Chaos(kills, terms, registry_faults=registry_faults, broker_restarts=restarts[0],
+        weather = Chaos(kills, terms, pauses, registry_faults=registry_faults, broker_restarts=restarts[0],
                         restart_broker=functools.partial(restart_kafka, running),
                         redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
         figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
@@ -525,6 +526,9 @@ def bench(
     ] = False,
     kills: Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")] = 20,
     terms: Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")] = 3,
+    pauses: Annotated[
+        int, typer.Option(help="With --chaos: workers SIGSTOPped 15-40 s, then resumed (lease holders first)")
+    ] = 0,
     registry_faults: Annotated[
         bool, typer.Option(help="With --chaos: registries serve 429 storms, bans, 5xx, timeouts meanwhile")
     ] = True,
@@ -547,16 +551,16 @@ def bench(
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
     line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
-    "compare". With --chaos: one JSON line, the crawl under kills and spot notices beside the same
-    crawl without."""
-    _known_scenario(scenario)  # before any service starts
+    "compare". With --chaos: one JSON line, the crawl under kills, spot notices and pauses beside the
+    same crawl without."""
+
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
     from whoiscrawl.bench import simulator_options
 
     sim_options = simulator_options(row_limit, arin_relation_search)
     if chaos:
-        _bench_chaos(scenario, workers, scale, kills, terms, registry_faults,
+        _bench_chaos(scenario, workers, scale, (kills, terms, pauses), registry_faults,
                      (broker_restarts, redis_losses), static_membership, sim_options)
         return
     _bench_fleet(scenario, strategy, workers, egress or [1], resolution, scale,

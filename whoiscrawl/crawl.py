@@ -20,7 +20,7 @@ from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import Listing, LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.space import Scope
-from whoiscrawl.store import LEASE_S, Store
+from whoiscrawl.store import LEASE_S, Lease, LeaseLost, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class Crawler:
         step is checkpointed, so the walk stops after the one in progress)."""
         if await self.store.is_done(shard.shard_id):
             return True
+        await self.store.take_shard(shard.shard_id, self.owner)  # a former owner's writes stop here
         walk = walk_for(shard, await self.store.cursor(shard.shard_id))
         metrics.ACTIVE_SHARDS.inc()
         try:
@@ -85,6 +86,13 @@ class Crawler:
                     return True
                 await self._probe(shard, walk, address)
             return False
+        except LeaseLost as lost:
+            if lost.lease is not None:
+                raise
+            # We stalled while the shard passed to another walk (Kafka moved its partition): its
+            # checkpoint is that walk's now, and ours were refused. Stop; our revocation is coming.
+            log.warning("shard %s is walked by another worker now (a stall?): leaving it", shard.shard_id)
+            return False
         finally:
             metrics.ACTIVE_SHARDS.dec()
 
@@ -95,8 +103,14 @@ class Crawler:
             return
         renew = functools.partial(self.store.renew_claim, address, self.owner)
         try:
-            async with self._renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24"):
+            async with self._renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24", Lease.cell(address)):
                 await self._probe_claimed(shard, walk, address)
+        except LeaseLost as lost:
+            if lost.lease != Lease.cell(address):
+                raise
+            # Its lookup stopped and its step refused: the walk meets the address again, and the
+            # cell's new owner's block (or its claim) is what it finds there.
+            log.warning("%s: dropping the probe of %s", lost, IPAddress(address))
         finally:
             await self.store.release(address, self.owner)
 
@@ -118,7 +132,7 @@ class Crawler:
         self.lookups_by_registry[result.registry] += result.lookups
         if result.record is None:  # the registry holds nothing here
             walk.skip(address)
-            await self._step(shard, walk, None, result)
+            await self._step(shard, walk, None, result, address)
             return
         await self._answered(shard, walk, address, result, result.record)
 
@@ -139,23 +153,27 @@ class Crawler:
         if listed is None:
             # Stopping while another worker still lists this parent: observe nothing, so the walk's
             # checkpoint still holds this probe and whoever resumes the shard makes it again.
-            await self._step(shard, walk, None, result)
+            await self._step(shard, walk, None, result, address)
             return
         if listed:
             answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
         walk.observe(address, answer)
         # A parent listed whole is stored already (by its lister): this lookup found it, wasted nothing.
         stored = None if listed and self.store.index.covers(answer.first, answer.last) else answer
-        await self._step(shard, walk, stored, result)
+        await self._step(shard, walk, stored, result, address)
 
-    async def _step(self, shard: Shard, walk: Walk, answer: Answer | None, result: LookupResult) -> None:
-        """Checkpoint the walk after a lookup, with what it found and what it cost."""
+    async def _step(
+        self, shard: Shard, walk: Walk, answer: Answer | None, result: LookupResult, address: int
+    ) -> None:
+        """Checkpoint the walk after a lookup, with what it found and what it cost (under the
+        address's cell claim)."""
         await self.store.record_step(
             shard.shard_id,
             walk.checkpoint(),
             answer,
             lookups=result.lookups,
             rate_limited=result.rate_limited,
+            under=Lease.cell(address),
         )
 
     async def _keep(self, record: NetworkRecord, answer: Answer) -> bool:
@@ -182,7 +200,9 @@ class Crawler:
         while True:
             listing = self._listings.get(key)
             if listing is not None:
-                return await asyncio.shield(listing)
+                with contextlib.suppress(LeaseLost):  # the lister lane asks again, and so do we
+                    return await asyncio.shield(listing)
+                continue
             if self.store.index.covers(parent.first, parent.last):
                 return True  # listed whole already: a lookup in flight meanwhile answered it again
             claim = await self.store.first_to_list(parent.first, parent.last, self.owner)
@@ -191,12 +211,28 @@ class Crawler:
             if claim == "mine":
                 listing = asyncio.ensure_future(self._list_owned(shard, checkpoint, parent, url))
                 self._listings[key] = listing
-                listing.add_done_callback(lambda _: self._listings.pop(key, None))
-                return await asyncio.shield(listing)
+                listing.add_done_callback(functools.partial(self._listing_ended, key))
+                try:
+                    return await asyncio.shield(listing)
+                except LeaseLost as lost:
+                    if lost.lease != Lease.listing(*key):
+                        raise
+                    # We stalled and another worker lists it now: stopped, its writes dropped;
+                    # taken again (or waited for) before going on.
+                    log.warning("%s (a stall?): stopped listing %s, asking for it again", lost, parent.handle)
+                    continue
             if self.stopping.is_set():
                 return None
             await asyncio.sleep(self.listing_poll_s)
             await self.store.sync()
+
+    def _listing_ended(self, key: tuple[int, int], listing: asyncio.Future[bool | None]) -> None:
+        """Forget a listing that ended. One stopped because its lease was lost may have nobody left
+        waiting for it (the lane that started it moved on): its LeaseLost is expected, not an error."""
+        self._listings.pop(key, None)
+        exc = None if listing.cancelled() else listing.exception()
+        if exc is not None and not isinstance(exc, LeaseLost):
+            log.error("the listing of %d-%d failed", *key, exc_info=exc)
 
     async def _list_owned(
         self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
@@ -207,30 +243,44 @@ class Crawler:
             await self.store.listed(parent.first, parent.last, self.owner, True)
             return True
         renew = functools.partial(self.store.renew_listing, parent.first, parent.last, self.owner)
-        async with self._renewing(renew, f"the listing of {parent.handle}"):
+        lease = Lease.listing(parent.first, parent.last)
+        async with self._renewing(renew, f"the listing of {parent.handle}", lease):
             whole = await self._list_now(shard, checkpoint, parent, url)
         if whole:
             leaf = Answer(parent.first, parent.last, True)
-            await self.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0)
+            await self.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease)
         await self.store.listed(parent.first, parent.last, self.owner, whole)
         return whole
 
     @contextlib.asynccontextmanager
-    async def _renewing(self, renew: Callable[[], Awaitable[bool]], what: str) -> AsyncIterator[None]:
-        """Keep a lease (a cell's claim, a listing's) while the block inside runs."""
+    async def _renewing(
+        self, renew: Callable[[], Awaitable[bool]], what: str, lease: Lease
+    ) -> AsyncIterator[None]:
+        """Keep a lease (a cell's claim, a listing's) while the block inside runs. A renewal that
+        finds it another's (we stalled past it) stops the block at once: LeaseLost."""
+        body = asyncio.current_task()
+        lost = False
 
         async def keep() -> None:
+            nonlocal lost
             while True:
                 await asyncio.sleep(LEASE_S / 3)
                 try:
                     if not await renew():
-                        log.warning("lost the lease on %s (a stall?)", what)
+                        lost = True
+                        if body is not None:
+                            body.cancel()
+                        return
                 except Exception as exc:  # a Redis hiccup: the next renewal may get through
                     log.warning("renewing the lease on %s: %s", what, exc)
 
         keeper = asyncio.create_task(keep())
         try:
             yield
+        except asyncio.CancelledError:
+            if lost and body is not None and body.uncancel() == 0:  # ours alone, not the caller's
+                raise LeaseLost(what, lease) from None
+            raise
         finally:
             keeper.cancel()
 
@@ -256,7 +306,8 @@ class Crawler:
                 answer = Answer(answer.first, answer.last, True)
             whole = whole and answer.terminal
             if not self.store.index.covers(answer.first, answer.last):  # nothing new to share otherwise
-                await self.store.record_step(shard.shard_id, checkpoint, answer, lookups=0)
+                await self.store.record_step(shard.shard_id, checkpoint, answer, lookups=0,
+                                             under=Lease.listing(parent.first, parent.last))
         return whole
 
     async def _children(
@@ -268,12 +319,14 @@ class Crawler:
         on, what it had (incomplete: the walk's grid probes the rest); None: stopping meanwhile."""
         wanted = self.scope.overlaps if self.scope else None
         span = (parent.first, parent.last)
+        lease = Lease.listing(*span)
 
         async def ask() -> Listing:
             listing = await self.client.children(parent.registry, url, parent.handle, span, wanted)
             self.lookups_by_registry[parent.registry] += listing.lookups
             await self.store.record_step(
-                shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited
+                shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited,
+                under=lease,
             )
             if listing.unanswered:
                 raise ListingUnanswered("not answered", listing, parent.registry)
@@ -285,7 +338,7 @@ class Crawler:
             return await self._patiently(what, ask)
         except ListingUnanswered as exc:  # the grid probes what it did not list
             self._give_up(parent.registry, what, "its registry answers others, not this")
-            await self.store.record_step(shard.shard_id, checkpoint, None, lookups=0, errors=1)
+            await self.store.record_step(shard.shard_id, checkpoint, None, lookups=0, errors=1, under=lease)
             return exc.listing
 
     async def _lookup_patiently(self, address: int) -> LookupResult | None:
@@ -360,7 +413,9 @@ class Crawler:
         registry = self.client.route(address)[0] if self.client.bootstrap.base_url(address) else "none"
         self._give_up(registry, str(IPAddress(address)), reason)
         walk.skip(address)
-        await self.store.record_step(shard.shard_id, walk.checkpoint(), None, lookups=1, errors=1)
+        await self.store.record_step(
+            shard.shard_id, walk.checkpoint(), None, lookups=1, errors=1, under=Lease.cell(address)
+        )
 
     def _give_up(self, registry: str, what: str, reason: str) -> None:
         """Count and name something given up on (an address, a listing), for the crawl's report."""

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 
 def budget(registry: str, egress: str) -> str:
-    """A registry's budget behind one egress address (`[:pause|:conns]` beside it). Shared by every
-    crawl of the Redis, not one crawl's: two crawls leaving by one address must not each spend the
-    registry's whole limit."""
+    """A registry's budget behind one egress address (`[:pause|:conns|:fence]` beside it). Shared by
+    every crawl of the Redis, not one crawl's: two crawls leaving by one address must not each spend
+    the registry's whole limit."""
     return f"whoiscrawl:budget:{registry}:{egress}"
 
 
@@ -46,6 +46,14 @@ class Keys:
     @property
     def done(self) -> str:
         return self.prefix + "done"
+
+    @property
+    def fence(self) -> str:  # the counter every lease's fencing token is drawn from (it only grows)
+        return self.prefix + "fence"
+
+    @property
+    def owners(self) -> str:  # shard id -> the fencing token of the walk that owns it now
+        return self.prefix + "owners"
 
     def claim(self, cell: int) -> str:
         return f"{self.prefix}claim:{cell}"

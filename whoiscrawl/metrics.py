@@ -24,6 +24,16 @@ LOOKUP_SECONDS = Histogram(
 KNOWN_SKIPS = Counter("whoiscrawl_known_block_skips_total", "Probes skipped because a known block held them")
 BLOCKS = Counter("whoiscrawl_blocks_discovered_total", "New blocks this process discovered", ["registry"])
 WASTED = Counter("whoiscrawl_wasted_lookups_total", "Lookups answered with a leaf block already known")
+CONN_SLOTS_LOST = Counter(
+    "whoiscrawl_connection_slots_lost_total",
+    "Connection slots found lapsed (a stall) before their request was sent, and taken anew",
+    ["registry"],
+)
+STALE_WRITES = Counter(
+    "whoiscrawl_stale_writes_refused_total",
+    "Writes refused because the lease they were made under had passed to another holder",
+    ["lease"],
+)
 ERRORS = Counter("whoiscrawl_lookup_failures_total", "Addresses no attempt could look up", ["registry"])
 IN_FLIGHT = Gauge("whoiscrawl_lookups_in_flight", "Lookups under way")
 SHARDS = Counter("whoiscrawl_shards_completed_total", "Shards this process finished")

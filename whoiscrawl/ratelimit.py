@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
 from whoiscrawl import metrics
 from whoiscrawl.keys import budget
 from whoiscrawl.rates import Limit
+
+log = logging.getLogger(__name__)
 
 # The slot a lane's current permit was granted, in ms on its limiter's clock (monotonic in memory,
 # the Redis server's TIME in Redis): the limiter's own record of when a request may go, which
@@ -59,6 +61,18 @@ class RateLimiter(Protocol):
         ...
 
 
+@dataclass
+class ConnectionSlot:
+    """One of a registry's connections behind an egress address, held while a request runs."""
+
+    egress: str
+    held: Callable[[], Awaitable[bool]]  # still ours? (a lease lapsed during a stall is not)
+
+
+async def _always() -> bool:
+    return True
+
+
 class _SlotLimiter:
     """What both limiters do alike: a connection first where the registry caps them, then a slot."""
 
@@ -71,8 +85,8 @@ class _SlotLimiter:
 
     def _connection(
         self, registry: str, egresses: Sequence[str], cap: int
-    ) -> AbstractAsyncContextManager[str]:
-        """Hold one of the registry's `cap` connections on one of the egresses; yields that egress."""
+    ) -> AbstractAsyncContextManager[ConnectionSlot]:
+        """Hold one of the registry's `cap` connections on one of the egresses."""
         raise NotImplementedError
 
     async def _paced(self, registry: str, egresses: Sequence[str]) -> str:
@@ -83,6 +97,19 @@ class _SlotLimiter:
                 GRANTED_SLOT_MS.set(slot)
                 return egress
 
+    async def _paced_on(self, registry: str, slot: ConnectionSlot) -> bool:
+        """Wait for a pacing slot on a held connection's egress; False if the connection slot was
+        lost meanwhile. Both are checked after any pause: a pacing slot is only good when it is
+        used at once, and a connection slot lapsed while its holder was frozen may be another's."""
+        interval = self.limits[registry].interval_ms
+        while True:
+            await self._paced(registry, [slot.egress])
+            woke = time.monotonic()
+            if not await slot.held():
+                return False
+            if time.monotonic() - woke <= max(interval, 5.0) / 1000:
+                return True  # else a pause during the check: the pacing slot has passed, a new one
+
     @asynccontextmanager
     async def permit(self, registry: str, egresses: Sequence[str]) -> AsyncIterator[str]:
         cap = self.limits[registry].max_connections
@@ -91,8 +118,14 @@ class _SlotLimiter:
             return
         # A connection first, then the slot: lanes queued for connections must not hold slots,
         # or they would all send the moment connections free up (a burst).
-        async with self._connection(registry, egresses, cap) as egress:
-            yield await self._paced(registry, [egress])
+        while True:
+            async with self._connection(registry, egresses, cap) as slot:
+                if await self._paced_on(registry, slot):
+                    yield slot.egress
+                    return
+            metrics.CONN_SLOTS_LOST.labels(registry).inc()
+            log.warning("the %s connection slot on %s lapsed before its request was sent (a stall?): "
+                        "taking one anew", registry, slot.egress)
 
 
 @dataclass
@@ -121,11 +154,13 @@ class MemoryRateLimiter(_SlotLimiter):
         return egress, wait, tat - interval
 
     @asynccontextmanager
-    async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> AsyncIterator[str]:
+    async def _connection(
+        self, registry: str, egresses: Sequence[str], cap: int
+    ) -> AsyncIterator[ConnectionSlot]:
         sems = {e: self._conns.setdefault((registry, e), asyncio.Semaphore(cap)) for e in egresses}
         egress = next((e for e, sem in sems.items() if not sem.locked()), egresses[0])
         async with sems[egress]:
-            yield egress
+            yield ConnectionSlot(egress, _always)  # one process: nothing lapses
 
     async def pause(self, registry: str, egress: str, seconds: float) -> None:
         until = time.monotonic() * 1000 + seconds * 1000
@@ -161,26 +196,31 @@ if untilms > old then redis.call('SET', KEYS[1], tostring(untilms), 'PX', math.c
 return 1
 """
 # A connection slot: a sorted set of holders scored by expiry, so a dead holder's slot comes back;
-# a live holder renews its expiry while its request runs.
+# a live holder renews its expiry while its request runs. Each holder is a fencing token (a counter
+# that only grows, KEYS[2]) and its owner: `<token>/<owner>`. Returns the holder, or nil.
 _ACQUIRE_CONN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+  local holder = redis.call('INCR', KEYS[2]) .. '/' .. ARGV[3]
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), holder)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-  return 1
+  return holder
 end
-return 0
+return false
 """
+# Renewed only while still held: a slot that lapsed was dropped by the next holder's acquire
+# (it counts live holders only), and may be that holder's now. 0: gone.
 _RENEW_CONN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
   redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+  return 1
 end
-return 1
+return 0
 """
 
 
@@ -189,9 +229,11 @@ class RedisRateLimiter(_SlotLimiter):
 
     CONN_TTL_MS = 12_000  # renewed every third of it while held: a dead holder's slot is back soon
 
-    def __init__(self, client: aioredis.Redis, limits: dict[str, Limit]) -> None:
+    def __init__(self, client: aioredis.Redis, limits: dict[str, Limit], owner: str = "") -> None:
+        """`owner`: this process, named in the connection slots it holds (`<token>/<owner>/<nonce>`)."""
         self.client = client
         self.limits = limits
+        self.owner = owner
         self._reserve = client.register_script(_RESERVE)
         self._pause = client.register_script(_PAUSE)
         self._acquire = client.register_script(_ACQUIRE_CONN)
@@ -206,36 +248,55 @@ class RedisRateLimiter(_SlotLimiter):
         return egresses[int(index) - 1], float(wait), float(start)
 
     @asynccontextmanager
-    async def _connection(self, registry: str, egresses: Sequence[str], cap: int) -> AsyncIterator[str]:
-        token = uuid.uuid4().hex
-        egress, slot_key = await self._acquire_connection(registry, egresses, cap, token)
-        keeper = asyncio.create_task(self._keep_conn(slot_key, token))
+    async def _connection(
+        self, registry: str, egresses: Sequence[str], cap: int
+    ) -> AsyncIterator[ConnectionSlot]:
+        egress, slot_key, holder = await self._acquire_connection(registry, egresses, cap)
+        lost = asyncio.Event()
+
+        async def held() -> bool:
+            return not lost.is_set() and bool(await self._renew_conn(
+                keys=[slot_key], args=[self.CONN_TTL_MS, holder]))
+
+        keeper = asyncio.create_task(self._keep_conn(slot_key, holder, lost))
         try:
-            yield egress
+            yield ConnectionSlot(egress, held)
         finally:
             keeper.cancel()
-            await self.client.zrem(slot_key, token)
+            await self.client.zrem(slot_key, holder)  # ours only: another holder is another member
 
     async def _acquire_connection(
-        self, registry: str, egresses: Sequence[str], cap: int, token: str
-    ) -> tuple[str, str]:
-        """A connection slot on the first egress address that has one free: (egress, its key)."""
+        self, registry: str, egresses: Sequence[str], cap: int
+    ) -> tuple[str, str, str]:
+        """A connection slot on the first egress address that has one free: (egress, its key, the
+        holder we are in it)."""
+        name = f"{self.owner}/{uuid.uuid4().hex[:8]}"  # the token is prefixed in Redis
         while True:
             for egress in egresses:
                 slot_key = budget(registry, egress) + ":conns"
+                keys = [slot_key, budget(registry, egress) + ":fence"]
                 try:
-                    if await self._acquire(keys=[slot_key], args=[cap, self.CONN_TTL_MS, token]):
-                        return egress, slot_key
+                    holder = await self._acquire(keys=keys, args=[cap, self.CONN_TTL_MS, name])
                 except asyncio.CancelledError:  # taken as we were cancelled, perhaps: given back
-                    await self.client.zrem(slot_key, token)
+                    held: Any = await self.client.zrange(slot_key, 0, -1)
+                    mine = [h for h in held if h.decode().endswith("/" + name)]
+                    if mine:
+                        await self.client.zrem(slot_key, *mine)
                     raise
+                if holder:
+                    return egress, slot_key, holder.decode() if isinstance(holder, bytes) else str(holder)
             await asyncio.sleep(0.005)
 
-    async def _keep_conn(self, slot_key: str, token: str) -> None:
+    async def _keep_conn(self, slot_key: str, holder: str, lost: asyncio.Event) -> None:
         while True:
             await asyncio.sleep(self.CONN_TTL_MS / 3000)
-            with contextlib.suppress(Exception):  # a Redis hiccup: the next renewal may get through
-                await self._renew_conn(keys=[slot_key], args=[self.CONN_TTL_MS, token])
+            try:
+                renewed = await self._renew_conn(keys=[slot_key], args=[self.CONN_TTL_MS, holder])
+            except Exception:  # a Redis hiccup: the next renewal may get through
+                continue
+            if not renewed:  # lapsed (a stall): a request not sent yet must not go on it
+                lost.set()
+                return
 
     async def pause(self, registry: str, egress: str, seconds: float) -> None:
         await self._pause(keys=[budget(registry, egress) + ":pause"], args=[seconds * 1000])

@@ -145,6 +145,10 @@ class Progress:
     rate_limited: int = 0
     errors: int = 0
     wasted: int = 0  # lookups answered with a leaf this crawl already had (a race or a redo)
+    # Writes made under a lease that had passed to another holder (a stalled worker's), refused;
+    # and checkpoints that moved a shard's cursor back (a former owner's: none once fenced).
+    stale_writes_refused: int = 0
+    checkpoints_backwards: int = 0
 
     @classmethod
     def from_mapping(cls, raw: dict[Any, Any]) -> Progress:

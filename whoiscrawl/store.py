@@ -20,7 +20,7 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import ExponentialBackoff
 
-from whoiscrawl import redis_client
+from whoiscrawl import metrics, redis_client
 from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord, Progress, Shard
@@ -64,12 +64,39 @@ REBUILD_LEASE_S = 3.0
 ListingClaim = Literal["mine", "busy", "partly"]  # ours to list; another owner's now; settled, cut
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A lease a write is made under: a /24 cell's claim (`first` the cell) or a parent's listing."""
+
+    kind: Literal["cell", "listing"]
+    first: int
+    last: int = 0
+
+    @classmethod
+    def cell(cls, address: int) -> Lease:
+        return cls("cell", address >> 8)
+
+    @classmethod
+    def listing(cls, first: int, last: int) -> Lease:
+        return cls("listing", first, last)
+
+
+class LeaseLost(Exception):
+    """A lease passed to another holder while we worked under it (we stalled past it): the work
+    under it stops, and what it would have written is refused. `lease` None: the shard's walk."""
+
+    def __init__(self, what: str, lease: Lease | None) -> None:
+        super().__init__(f"lost the lease on {what}")
+        self.lease = lease
+
+
 class Store(Protocol):
     """What a shard walk needs from the store; in memory for one process, Redis for a fleet."""
 
     index: KnownBlocks
 
     async def sync(self) -> None: ...
+    async def take_shard(self, shard_id: str, owner: str) -> None: ...
     async def claim(self, address: int, owner: str) -> bool: ...
     async def renew_claim(self, address: int, owner: str) -> bool: ...
     async def release(self, address: int, owner: str) -> None: ...
@@ -87,6 +114,7 @@ class Store(Protocol):
         lookups: int = 1,
         rate_limited: int = 0,
         errors: int = 0,
+        under: Lease | None = None,
     ) -> bool: ...
     async def shard_done(self, shard_id: str, addresses: int) -> None: ...
     async def progress(self) -> Progress: ...
@@ -186,6 +214,9 @@ class MemoryStore:
     async def sync(self) -> None:
         return None
 
+    async def take_shard(self, shard_id: str, owner: str) -> None:
+        return None  # one process walks each shard once at a time: nothing to fence
+
     async def claim(self, address: int, owner: str) -> bool:
         return True  # one walk per region in one process: nothing to race
 
@@ -227,6 +258,7 @@ class MemoryStore:
         lookups: int = 1,
         rate_limited: int = 0,
         errors: int = 0,
+        under: Lease | None = None,
     ) -> bool:
         known, changed = _remember(self.index, answer)
         self.cursors[shard_id] = checkpoint
@@ -323,15 +355,72 @@ _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
+# Fencing: every lease (a cell's claim, a listing's, a shard's walk) is held as `<token>/<holder>`,
+# the token drawn from a counter that only grows (KEYS[2]). A write under a lease is checked against
+# it in the same script, so one made by a holder that stalled while the lease passed on is refused.
+_TAKE = """
+local holder = redis.call('incr', KEYS[2]) .. '/' .. ARGV[1]
+if redis.call('set', KEYS[1], holder, 'NX', 'PX', ARGV[2]) then return holder end
+return false
+"""
+# A lease taken as its taker was cancelled: its holder's name (ARGV[1]) is known, not its token.
+_GIVE_BACK = """
+local held = redis.call('get', KEYS[1])
+if held and string.sub(held, -#ARGV[1] - 1) == '/' .. ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+# A shard's walk: the latest to start it owns it (Kafka gave it the partition); after a store
+# generation ended, only if nobody took it meanwhile (ARGV[3] '1').
+_TAKE_SHARD = """
+local holder = redis.call('incr', KEYS[1]) .. '/' .. ARGV[2]
+if ARGV[3] == '1' then
+  if redis.call('hsetnx', KEYS[2], ARGV[1], holder) == 0 then return false end
+else
+  redis.call('hset', KEYS[2], ARGV[1], holder)
+end
+return holder
+"""
 # Writes of a walk land only in the store generation (epoch) the worker reads: never in a Redis
-# that lost its data and is not rebuilt yet, where a rebuild would drop or double them.
+# that lost its data and is not rebuilt yet, where a rebuild would drop or double them (-1).
+# Fenced: a write made under a lease it no longer holds (a cell's claim, a listing's) is refused
+# whole (3: its lookups still counted); a checkpoint is taken only while the walk owns its shard (not
+# done, its token current): else the block found is kept, the checkpoint refused (2).
 _RECORD_STEP = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
+if ARGV[6] ~= '' and redis.call('get', KEYS[7]) ~= ARGV[6] then
+  for i = 7, #ARGV, 2 do
+    if ARGV[i] ~= 'blocks' and ARGV[i] ~= 'wasted' then
+      redis.call('hincrby', KEYS[4], ARGV[i], ARGV[i + 1])
+    end
+  end
+  redis.call('hincrby', KEYS[4], 'stale_writes_refused', 1)
+  return 3
+end
 if ARGV[4] ~= '' then redis.call('xadd', KEYS[2], '*', 'b', ARGV[4]) end
+for i = 7, #ARGV, 2 do redis.call('hincrby', KEYS[4], ARGV[i], ARGV[i + 1]) end
+if redis.call('sismember', KEYS[6], ARGV[2]) == 1
+   or (ARGV[5] ~= '' and redis.call('hget', KEYS[5], ARGV[2]) ~= ARGV[5]) then
+  redis.call('hincrby', KEYS[4], 'stale_writes_refused', 1)
+  return 2
+end
+local old = redis.call('hget', KEYS[3], ARGV[2])
+if old and tonumber(string.match(old, '^%d+')) > tonumber(string.match(ARGV[3], '^%d+')) then
+  redis.call('hincrby', KEYS[4], 'checkpoints_backwards', 1)
+end
 redis.call('hset', KEYS[3], ARGV[2], ARGV[3])
-for i = 5, #ARGV, 2 do redis.call('hincrby', KEYS[4], ARGV[i], ARGV[i + 1]) end
 return 1
 """
+# A listing ends (under its lease, else refused: 0): cut short, it is remembered as partly listed.
+_LISTED = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+  redis.call('hincrby', KEYS[3], 'stale_writes_refused', 1)
+  return 0
+end
+if ARGV[2] == '0' then redis.call('sadd', KEYS[2], ARGV[3]) end
+redis.call('del', KEYS[1])
+return 1
+"""
+# A finished shard: its checkpoint and its owner go with it.
 _SHARD_DONE = """
 if ARGV[3] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[3] then return -1 end
 if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then
@@ -339,6 +428,7 @@ if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then
   redis.call('hincrby', KEYS[2], 'addresses_done', ARGV[2])
 end
 redis.call('hdel', KEYS[3], ARGV[1])
+redis.call('hdel', KEYS[5], ARGV[1])
 return 1
 """
 
@@ -349,6 +439,10 @@ REDIS_RETRIES = 45
 
 def _backoff() -> ExponentialBackoff:
     return ExponentialBackoff(cap=1.0, base=0.05)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def new_epoch() -> str:
@@ -409,8 +503,8 @@ class RedisStore:
         pipe.hdel(self.keys.counters, "shards_done", "addresses_done")
         self._plan(pipe, shards)
         for shard_id, addresses in done.items():
-            pipe.eval(_SHARD_DONE, 4, self.keys.done, self.keys.counters, self.keys.cursors,
-                      self.keys.epoch, shard_id, addresses, "")
+            pipe.eval(_SHARD_DONE, 5, self.keys.done, self.keys.counters, self.keys.cursors,
+                      self.keys.epoch, self.keys.owners, shard_id, addresses, "")
         pipe.execute()
 
     def add_plan(self, shards: Iterable[Shard]) -> tuple[int, int]:
@@ -499,8 +593,14 @@ class RedisBlockStore:
         self._last_id = "0-0"
         self._release = self.client.register_script(_RELEASE)
         self._renew = self.client.register_script(_RENEW)
+        self._take_lease = self.client.register_script(_TAKE)
+        self._give_back = self.client.register_script(_GIVE_BACK)
+        self._take_shard = self.client.register_script(_TAKE_SHARD)
+        self._listed = self.client.register_script(_LISTED)
         self._shard_done = self.client.register_script(_SHARD_DONE)
         self._record_step = self.client.register_script(_RECORD_STEP)
+        self._held: dict[str, str] = {}  # lease key -> our holder in it, `<token>/<owner>/<nonce>`
+        self._shards: dict[str, str] = {}  # shard id -> our holder of its walk ("": lost)
         self._sync_lock = asyncio.Lock()
         self._recover_lock = asyncio.Lock()
 
@@ -522,15 +622,29 @@ class RedisBlockStore:
                 elif not await self._rebuild_once(self.rebuild):
                     await asyncio.sleep(0.5)  # another process rebuilds it, or Kafka is away
             if epoch != self._epoch:
-                if self._epoch is not None:
+                ended = self._epoch is not None
+                if ended:
                     self.losses += 1
                     log.warning("the store is a new generation (%s): reading it from its start", epoch)
                 self._epoch, self._last_id = epoch, "0-0"
                 await self._mark_done_again(epoch)
+                if ended:
+                    await self._own_again()
+
+    async def _own_again(self) -> None:
+        """The walks this process had in the generation that ended stay ours unless another took
+        them meanwhile (it may have: we could have stalled through the loss)."""
+        for shard_id, ours in list(self._shards.items()):
+            now: Any = await self.client.hget(self.keys.owners, shard_id)
+            if ours and now is not None and _text(now) == ours:
+                continue  # the generation ended, its data did not (a rebuild by hand)
+            holder = await self._take_shard(
+                keys=[self.keys.fence, self.keys.owners], args=[shard_id, self._name(), "1"])
+            self._shards[shard_id] = _text(holder) if holder else ""
 
     async def _mark_done_again(self, epoch: str) -> None:
         """Shards finished before a loss whose offsets the rebuild did not see committed yet."""
-        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch]
+        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
         for shard_id, addresses in list(self._done.items()):
             await self._shard_done(keys=keys, args=[shard_id, addresses, epoch])
 
@@ -542,14 +656,14 @@ class RedisBlockStore:
             log.warning("rebuilding the store failed, will try again: %s", exc)
             return False
 
-    async def _guarded(self, write: Callable[[str], Awaitable[int]]) -> None:
-        """Run a write in our store generation; if that ended, once it is rebuilt."""
+    async def _guarded(self, write: Callable[[str], Awaitable[int]]) -> int:
+        """Run a write in our store generation; if that ended, once it is rebuilt. Its answer."""
         while True:
             if self._epoch is None:
                 await self.recover()
             assert self._epoch is not None
-            if await write(self._epoch) >= 0:
-                return
+            if (done := int(await write(self._epoch))) >= 0:
+                return done
             await self.recover()
             await self.sync()
 
@@ -578,25 +692,55 @@ class RedisBlockStore:
                 if len(entries) < 20000:
                     return True
 
+    async def take_shard(self, shard_id: str, owner: str) -> None:
+        """Own a shard's walk from now: a walk of it elsewhere (a worker that stalled while Kafka
+        gave its partition to us) has its checkpoints refused from now on."""
+        holder = await self._take_shard(keys=[self.keys.fence, self.keys.owners], args=[shard_id, owner, "0"])
+        self._shards[shard_id] = _text(holder)
+
+    def _name(self) -> str:
+        """A holder's name for the shards' re-owning after a loss: this store's, unique."""
+        return f"store-{id(self):x}"
+
     async def claim(self, address: int, owner: str) -> bool:
         # Claims are per /24 cell: two workers never look up addresses of one cell at once.
         return await self._take(self.keys.claim(address >> 8), owner)
 
     async def _take(self, key: str, owner: str) -> bool:
-        """Take a lease if it is free. One taken as our task was cancelled is given back: Redis ran
-        the command, and the lease would keep everyone out for its whole term (seen as a crawl
-        that never finished while its workers were revoked every 0.05-0.5 s)."""
+        """Take a lease if it is free, with a new fencing token. One taken as our task was cancelled
+        is given back: Redis ran the command, and the lease would keep everyone out for its whole
+        term (seen as a crawl that never finished while its workers were revoked every 0.05-0.5 s)."""
+        name = f"{owner}/{uuid.uuid4().hex[:8]}"
         try:
-            return bool(await self.client.set(key, owner, nx=True, px=self.LEASE_MS))
+            holder = await self._take_lease(keys=[key, self.keys.fence], args=[name, self.LEASE_MS])
         except asyncio.CancelledError:
-            await self._release(keys=[key], args=[owner])
+            await self._give_back(keys=[key], args=[name])
             raise
+        if not holder:
+            return False
+        self._held[key] = _text(holder)
+        return True
+
+    def _holder(self, key: str, owner: str) -> str | None:
+        """Our holder in a lease, if `owner` took it (`<token>/<owner>/<nonce>`)."""
+        holder = self._held.get(key)
+        return holder if holder is not None and holder.split("/", 1)[1].rsplit("/", 1)[0] == owner else None
+
+    async def _renew_held(self, key: str, owner: str) -> bool:
+        holder = self._holder(key, owner)
+        return holder is not None and bool(await self._renew(keys=[key], args=[holder, self.LEASE_MS]))
+
+    async def _let_go(self, key: str, owner: str) -> None:
+        holder = self._holder(key, owner)
+        if holder is not None:
+            del self._held[key]
+            await self._release(keys=[key], args=[holder])
 
     async def renew_claim(self, address: int, owner: str) -> bool:
-        return bool(await self._renew(keys=[self.keys.claim(address >> 8)], args=[owner, self.LEASE_MS]))
+        return await self._renew_held(self.keys.claim(address >> 8), owner)
 
     async def release(self, address: int, owner: str) -> None:
-        await self._release(keys=[self.keys.claim(address >> 8)], args=[owner])
+        await self._let_go(self.keys.claim(address >> 8), owner)
 
     async def first_to_list(self, first: int, last: int, owner: str) -> ListingClaim:
         """Claim a parent's listing (a lease: `renew_listing` keeps it). A parent listed whole
@@ -611,23 +755,29 @@ class RedisBlockStore:
             # The last owner may have settled it just before its lease ended (settled, then released).
             settled = await self.client.sismember(self.keys.partly_listed, f"{first}:{last}")
         except asyncio.CancelledError:  # cancelled meanwhile: given back
-            await self._release(keys=[key], args=[owner])
+            await self._let_go(key, owner)
             raise
         if settled:
-            await self._release(keys=[key], args=[owner])
+            await self._let_go(key, owner)
             return "partly"
         return "mine"
 
     async def renew_listing(self, first: int, last: int, owner: str) -> bool:
-        key = self.keys.listing(first, last)
-        return bool(await self._renew(keys=[key], args=[owner, self.LEASE_MS]))
+        return await self._renew_held(self.keys.listing(first, last), owner)
 
     async def listed(self, first: int, last: int, owner: str, whole: bool | None) -> None:
         """A listing ended: whole (its leaf is in the block log already), cut (False), or left
-        unfinished (None: for whoever meets the parent next). Ends the lease."""
-        if whole is False:
-            await self.client.sadd(self.keys.partly_listed, f"{first}:{last}")
-        await self._release(keys=[self.keys.listing(first, last)], args=[owner])
+        unfinished (None: for whoever meets the parent next). Ends the lease; LeaseLost if it was
+        another's by then (a cut is then not recorded: the listing's new owner settles it)."""
+        key = self.keys.listing(first, last)
+        holder = self._holder(key, owner)
+        if holder is not None:
+            del self._held[key]
+        keys = [key, self.keys.partly_listed, self.keys.counters]
+        mark = {True: "1", False: "0", None: ""}[whole]
+        if holder is None or not await self._listed(keys=keys, args=[holder, mark, f"{first}:{last}"]):
+            metrics.STALE_WRITES.labels("listing").inc()
+            raise LeaseLost(f"the listing of {first}-{last}", Lease.listing(first, last))
 
     async def scope(self) -> Scope | None:
         """The crawl's scope as planned (None: planned before scopes were written)."""
@@ -650,21 +800,45 @@ class RedisBlockStore:
         lookups: int = 1,
         rate_limited: int = 0,
         errors: int = 0,
+        under: Lease | None = None,
     ) -> bool:
         known, changed = _remember(self.index, answer)
         block = encode_block(answer) if changed and answer is not None else ""
         counts = step_counts(answer, known, changed, lookups, rate_limited, errors)
-        args = [shard_id, checkpoint, block, *(x for n, v in counts.items() if v for x in (n, v))]
-        keys = [self.keys.epoch, self.keys.blocks, self.keys.cursors, self.keys.counters]
-        await self._guarded(lambda epoch: self._record_step(keys=keys, args=[epoch, *args]))
+        lease_key = self._lease_key(under) if under is not None else self.keys.epoch
+        held = self._held.get(lease_key, "-") if under is not None else ""  # "-": held by nobody
+        # A walk's write is checked against its shard's owner ("-": lost); one outside a walk (an
+        # admin's, a test's) is not.
+        owned = (self._shards[shard_id] or "-") if shard_id in self._shards else ""
+        counted = (x for n, v in counts.items() if v for x in (n, v))
+        args = [shard_id, checkpoint, block, owned, held, *counted]
+        keys = [self.keys.epoch, self.keys.blocks, self.keys.cursors, self.keys.counters,
+                self.keys.owners, self.keys.done, lease_key]
+        code = await self._guarded(lambda epoch: self._record_step(keys=keys, args=[epoch, *args]))
+        if code == 3 and under is not None:
+            metrics.STALE_WRITES.labels(under.kind).inc()
+            raise LeaseLost(str(under), under)
+        if code == 2:
+            metrics.STALE_WRITES.labels("shard").inc()
+            if under is None or under.kind != "listing":
+                raise LeaseLost(f"shard {shard_id}", None)
+            # A listing goes on under its own lease (its blocks are kept; the walk that started it
+            # has lost its shard, whose checkpoint is another's now).
+            return changed
         if self.mirror is not None:
             self.mirror(shard_id, checkpoint)
         return changed
 
+    def _lease_key(self, lease: Lease) -> str:
+        if lease.kind == "cell":
+            return self.keys.claim(lease.first)
+        return self.keys.listing(lease.first, lease.last)
+
     async def shard_done(self, shard_id: str, addresses: int) -> None:
-        """Mark a shard finished (once, however often it is called)."""
-        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch]
+        """Mark a shard finished (once, however often it is called); its checkpoint goes with it."""
+        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
         await self._guarded(lambda epoch: self._shard_done(keys=keys, args=[shard_id, addresses, epoch]))
+        self._shards.pop(shard_id, None)
         self._done[shard_id] = addresses
         if self.mirror is not None:
             self.mirror(shard_id, None)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import faulthandler
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +39,11 @@ LEAVE_RESERVE_S = 1.0  # of that, what leaving the group may take
 # How long a revoked lane's walk may take to reach its next step (its lookup in flight answered and
 # checkpointed) before it is cancelled; the partition's next owner starts after it.
 REVOKE_WAIT_S = 2.0
-# A loop blocked this long has its threads' stacks written to stderr: leases lapse at 12 s, and a
+# How long a lane whose shard another worker took over waits for its partition's revocation before
+# walking the shard again: a member that stalled past its session is fenced by the broker within
+# its heartbeat, and revoked on its next poll.
+SHARD_TAKEN_WAIT_S = 30.0
+# A loop blocked this long has its thread's stack written to stderr: leases lapse at 12 s, and a
 # stall that cost them (a lister's relisted by another) is otherwise seen only by its effects.
 STALL_DUMP_S = 6.0
 
@@ -212,6 +218,8 @@ class Worker:
                 await self._commit(self._next_offset(msg))
                 continue
             done = await self._walk(shard, lane)
+            while not done and not (self.stopping.is_set() or lane.revoked.is_set()):
+                done = await self._walk_again(shard, lane)
             if not done:
                 return  # stopped or revoked: not committed, so whoever owns it next redoes the rest
             await self._commit(self._next_offset(msg))
@@ -232,6 +240,17 @@ class Worker:
             walk.cancel()
         await asyncio.gather(walk, return_exceptions=True)
         return not walk.cancelled() and walk.result()
+
+    async def _walk_again(self, shard: Shard, lane: Lane) -> bool:
+        """A walk that ended neither done nor stopped: another worker took the shard over while we
+        stalled (Kafka moved the partition). Our revocation is on its way; if it does not come,
+        the partition is ours after all (the other's walk ended), and the shard is walked again
+        from its checkpoint (or found done, and committed)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.revoked.wait(), SHARD_TAKEN_WAIT_S)
+        if self.stopping.is_set() or lane.revoked.is_set():
+            return False
+        return await self._walk(shard, lane)
 
     def _next_offset(self, msg: Message) -> TopicPartition:
         return TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
@@ -303,19 +322,29 @@ class Worker:
             await asyncio.sleep(1.0)
 
     async def _watch_loop(self, stacks: IO[str] | None = None) -> None:
-        """Log how long the event loop was blocked, and dump the stacks of one blocked for long
-        (to `stacks`, stderr by default)."""
+        """Log how long the event loop was blocked, and write the stack of one blocked for long (to
+        `stacks`, stderr by default). The stack is the loop's thread's alone, taken by a watchdog
+        thread holding the GIL (`sys._current_frames`), while the loop's thread cannot run Python:
+        never every thread's from outside the GIL, as `faulthandler.dump_traceback_later` did while
+        those threads ran (a worker died of it, SIGSEGV in CPython's `dump_frame`, 0.27 s after
+        waking from a pause)."""
         tick = 1.0
+        beat = [time.monotonic()]  # when the loop last ran: written by the loop, read by the watchdog
+        done = threading.Event()
+        watchdog = threading.Thread(
+            target=_watchdog, args=(threading.get_ident(), beat, done, stacks or sys.stderr),
+            name="loop-watchdog", daemon=True,
+        )
+        watchdog.start()
         try:
             while not self.stopping.is_set():
-                faulthandler.dump_traceback_later(STALL_DUMP_S, file=stacks or sys.stderr)
-                woke = time.monotonic()
+                woke = beat[0] = time.monotonic()
                 await asyncio.sleep(tick)
                 late = time.monotonic() - woke - tick
                 if late > 2.0:
                     log.warning("the event loop was blocked for %.1fs", late)
         finally:
-            faulthandler.cancel_dump_traceback_later()
+            done.set()
 
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
@@ -328,7 +357,7 @@ class Worker:
         checkpoints = CheckpointSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         store = RedisBlockStore(cfg.redis_url, cfg.crawl, rebuild=self._rebuild_store, mirror=checkpoints.put)
         await store.sync()
-        limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share))
+        limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share), self.owner)
         client = RegistryClient(
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers
         )
@@ -375,6 +404,21 @@ class Worker:
         return 0 if undelivered == 0 and not self.failed else 1
 
     crawler: Crawler | None = None
+
+
+def _watchdog(loop_thread: int, beat: list[float], done: threading.Event, out: IO[str]) -> None:
+    """Write the loop thread's stack once per stall that lasts `STALL_DUMP_S`."""
+    reported = None
+    while not done.wait(0.5):
+        since = beat[0]
+        blocked = time.monotonic() - since
+        if blocked < STALL_DUMP_S or since == reported:
+            continue
+        reported = since
+        frame = sys._current_frames().get(loop_thread)
+        where = "".join(traceback.format_stack(frame)) if frame is not None else "(gone)\n"
+        out.write(f"the event loop has been blocked for {blocked:.1f}s, in:\n{where}")
+        out.flush()
 
 
 def run_worker(config: WorkerConfig) -> NoReturn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from whoiscrawl.bench import Simulator, simulator
@@ -29,13 +29,22 @@ PARENT_SPAN = (int.from_bytes(bytes([63, 0, 28, 0])), int.from_bytes(bytes([63, 
 
 
 @contextlib.asynccontextmanager
-async def worker(services, sim: Simulator, crawl: str, out: Path, owner: str) -> AsyncIterator[Crawler]:
-    """One fleet worker's crawler, in this process: shared state in Redis, results to a file."""
-    store = RedisBlockStore(services.redis_url, crawl)
-    limiter = RedisRateLimiter(store.client, sim.limits())
+async def worker(
+    services, sim: Simulator, crawl: str, out: Path | FileSink, owner: str, *, egress: Egress | None = None,
+    mirror: Callable[[str, str | None], None] | None = None, lease_ms: int | None = None,
+) -> AsyncIterator[Crawler]:
+    """One fleet worker's crawler, in this process: shared state in Redis, results to a file (or a
+    sink of the test's). `lease_ms`: its leases lapse that soon, though renewed only every 4 s (a
+    stall); `mirror`: where its store copies each checkpoint it takes."""
+    store = RedisBlockStore(services.redis_url, crawl, mirror=mirror)
+    if lease_ms is not None:
+        store.LEASE_MS = lease_ms
+    limiter = RedisRateLimiter(store.client, sim.limits(), owner)
     whois = dict.fromkeys(REGISTRIES, sim.whois)
-    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), limiter, [Egress(owner)], whois)
-    sink = FileSink(out)
+    client = RegistryClient(
+        await fetch_bootstrap(sim.bootstrap_url), limiter, [egress or Egress(owner)], whois
+    )
+    sink = out if isinstance(out, FileSink) else FileSink(out)
     try:
         yield Crawler(store, sink, client, owner, crawl, scope=await store.scope())
     finally:

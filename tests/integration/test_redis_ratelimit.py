@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
+import time
 
 import redis.asyncio as aioredis
 
@@ -144,5 +146,47 @@ async def test_a_dead_holders_connection_slot_comes_back_within_its_lease(servic
                 pass
 
         await asyncio.wait_for(one(), 40)
+    finally:
+        await client.aclose()
+
+
+async def test_a_slot_lapsed_while_its_holder_was_frozen_is_not_sent_on(services, unique_name):
+    """A process frozen past its connection slot's lease (SIGSTOP, a long GC, a VM migrated) renews
+    nothing meanwhile; another process takes the lapsed slot. On waking it must not send beside that
+    holder (a RIPE NCC 4th connection in a chaos run): it finds the slot gone and waits for one."""
+    limits = {"ripencc": Limit(5.0, 1)}
+    nat = f"{unique_name}-nat"
+    client = aioredis.Redis.from_url(services.redis_url)
+    spans: dict[str, tuple[float, float]] = {}
+
+    async def hold(limiter: RedisRateLimiter, name: str, seconds: float) -> None:
+        async with limiter.permit("ripencc", [nat]):
+            started = time.monotonic()
+            await asyncio.sleep(seconds)
+            spans[name] = (started, time.monotonic())
+
+    def other_process() -> None:  # its own loop and connection: a second worker
+        async def run() -> None:
+            other = aioredis.Redis.from_url(services.redis_url)
+            try:
+                await hold(RedisRateLimiter(other, limits), "other", 1.0)
+            finally:
+                await other.aclose()
+
+        asyncio.run(run())
+
+    try:
+        frozen = RedisRateLimiter(client, limits)
+        frozen.CONN_TTL_MS = 400
+        await frozen._reserve_slot("ripencc", [nat])  # its pacing slot is 0.2 s away: it holds its
+        first = asyncio.create_task(hold(frozen, "frozen", 0.05))  # connection while it waits
+        await asyncio.sleep(0.05)
+        assert await client.zcard(budget("ripencc", nat) + ":conns") == 1
+        other = threading.Thread(target=other_process)
+        other.start()
+        time.sleep(1.0)  # the frozen process: its loop runs nothing, its 0.4 s lease lapses
+        await first
+        other.join()
+        assert spans["frozen"][0] >= spans["other"][1], spans  # never both at the registry at once
     finally:
         await client.aclose()

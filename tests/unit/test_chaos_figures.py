@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from whoiscrawl.chaos import _request_figures, against_chaos_targets
+from whoiscrawl.chaos import _holding, _request_figures, against_chaos_targets
 
 
 def test_a_silence_during_a_restart_counts_overall_but_not_outside_restarts(tmp_path):
@@ -24,4 +24,22 @@ def test_each_chaos_target_is_met_or_not_by_the_runs_figure():
                "max_recovery_s": None, "rate_limit_violations": 1}
     met = {name: t["met"] for name, t in against_chaos_targets(figures).items()}
     assert met == {"lost": True, "drained_in_grace": False, "lookups_vs_no_chaos": False,
-                   "max_stall_s": True, "max_recovery_s": None, "rate_limit_violations": False}
+                   "max_stall_s": True, "max_recovery_s": None, "rate_limit_violations": False,
+                   "checkpoints_backwards": None, "worker_crashes": None}
+    paused = {**figures, "checkpoints_backwards": 2, "worker_crashes": 0}
+    met = {name: t["met"] for name, t in against_chaos_targets(paused).items()}
+    assert (met["checkpoints_backwards"], met["worker_crashes"]) == (False, True)
+
+
+def test_lease_holders_are_read_from_their_fencing_tokens():
+    """The bench pauses lease holders first: `<token>/<host>-<pid>-<suffix>/<nonce>` names them."""
+
+    class Proc:
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+
+    class Procs:
+        procs = [Proc(101), Proc(202), Proc(303)]
+
+    holders = ["17/node-a-202-1f2e3d/9a8b7c6d", "18/node-b-303-aaaaaa/0011aa22", "junk"]
+    assert _holding(Procs(), [0, 1], holders) == [1]  # 303 is not among the live ones asked about

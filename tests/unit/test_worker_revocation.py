@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -106,8 +107,8 @@ async def test_a_lane_cancelled_at_the_end_of_a_drain_takes_its_walk_with_it():
 
 
 
-async def test_a_blocked_event_loop_is_reported_with_the_stacks_of_its_threads(monkeypatch, caplog, tmp_path):
-    """A stall long enough to cost leases is logged, and its stacks are dumped while it lasts."""
+async def test_a_blocked_event_loop_is_reported_with_the_stack_of_its_thread(monkeypatch, caplog, tmp_path):
+    """A stall long enough to cost leases is logged, and its stack is written while it lasts."""
     worker, _ = worker_walking(0.1)
     monkeypatch.setattr(runner, "STALL_DUMP_S", 1.0)
     with (tmp_path / "stacks").open("w+") as stacks:
@@ -121,3 +122,35 @@ async def test_a_blocked_event_loop_is_reported_with_the_stacks_of_its_threads(m
         dumped = stacks.read()
     assert any("the event loop was blocked for" in r.getMessage() for r in caplog.records)
     assert "test_a_blocked_event_loop_is_reported" in dumped
+
+
+def busy_elsewhere(stop: threading.Event) -> None:
+    """Another thread running Python meanwhile (a parse, the Kafka client's callbacks)."""
+    while not stop.is_set():
+        sum(range(1000))
+
+
+async def test_the_stall_watchdog_reads_no_running_threads_stack(monkeypatch, tmp_path):
+    """The watchdog writes the blocked loop's stack only: walking the frames of threads that run
+    meanwhile is not safe (a worker died of SIGSEGV in CPython's dump_frame, from faulthandler's
+    dump of every thread, 0.27 s after waking from a pause)."""
+    worker, _ = worker_walking(0.1)
+    monkeypatch.setattr(runner, "STALL_DUMP_S", 1.0)
+    stop = threading.Event()
+    other = threading.Thread(target=busy_elsewhere, args=(stop,), name="busy-elsewhere")
+    other.start()
+    try:
+        with (tmp_path / "stacks").open("w+") as stacks:
+            watching = asyncio.create_task(worker._watch_loop(stacks))
+            await asyncio.sleep(0.1)
+            time.sleep(2.5)  # a synchronous call blocking the loop
+            worker.stopping.set()
+            await watching
+            stacks.seek(0)
+            dumped = stacks.read()
+    finally:
+        stop.set()
+        other.join()
+        worker.consumer.close()
+    assert "test_the_stall_watchdog_reads_no_running_threads_stack" in dumped  # the loop's own
+    assert "busy_elsewhere" not in dumped, dumped
