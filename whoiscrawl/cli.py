@@ -553,7 +553,7 @@ def bench(
     line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
     "compare". With --chaos: one JSON line, the crawl under kills, spot notices and pauses beside the
     same crawl without."""
-
+    _known_scenario(scenario)  # before any service starts
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
     from whoiscrawl.bench import simulator_options
