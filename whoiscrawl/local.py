@@ -20,8 +20,8 @@ from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
 from whoiscrawl.sources import dumps, freshness
-from whoiscrawl.sources.published import RegistryDump, fetch_dumps, load_stats
-from whoiscrawl.space import Bootstrap, Plan, Scope, plan_crawl
+from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
+from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
 from whoiscrawl.store import CheckpointError, MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
@@ -121,21 +121,32 @@ class LocalCrawl:
         store.counters.addresses_total = plan.addresses
         return store, resumed
 
-    async def _plan(self) -> tuple[Plan, Callable[[int], str | None] | None]:
-        """The plan, less the free and reserved space the statistics list, and (with them) the
-        registry that delegated each address."""
-        excludes, delegated_by = list(self.excludes), None
+    async def _plan(self) -> tuple[Plan, StatsPlan | None]:
+        """The plan, less the free and reserved space the statistics list (and the statistics)."""
+        excludes, published = list(self.excludes), None
         if "stats" in self.sources:
             published = await load_stats(self.files_base, self.published)
             for warning in published.warnings:
                 self.note(warning)
             excludes += published.free_ranges()
-            delegated_by = published.index().registry if published.delegations else None
         plan = plan_crawl(
             crawl="local", ranges=self.ranges, excludes=excludes, strategy=self.strategy,
             resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
         )
-        return plan, delegated_by
+        return plan, published
+
+    def _asked_scope(self) -> Scope:
+        """The space the user asked for (the plan's scope leaves the free space out)."""
+        return Scope.of((c.first, c.last) for c in crawlable(self.ranges, self.excludes).iter_cidrs())
+
+    @staticmethod
+    async def _free_space(published: StatsPlan, scope: Scope, store: MemoryStore, sink: FileSink) -> None:
+        """The free and reserved space of the statistics in the results, once (not on a resume)."""
+        for record in published.free_records(scope):
+            record.crawl = "local"
+            await sink.emit(record)
+            if store.index.add(record.first, record.last, True):
+                store.counters.blocks += 1
 
     async def run(
         self, on_progress: Callable[[Progress, dict[str, int]], None] | None = None
@@ -145,9 +156,12 @@ class LocalCrawl:
                 f"{self.out} already holds results: add --resume to continue that "
                 "crawl, or choose another --out"
             )
-        plan, delegated_by = await self._plan()
+        plan, published = await self._plan()
         store, resumed = self._open_store(plan)
         sink = FileSink(self.out)
+        delegated_by = published.index().registry if published and published.delegations else None
+        if published and not resumed:
+            await self._free_space(published, self._asked_scope(), store, sink)
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers,
             delegated_by=delegated_by,

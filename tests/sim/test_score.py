@@ -109,6 +109,16 @@ def test_field_accuracy_per_registry(tmp_path, quick):
     assert (out["field_errors"]["registrant"], out["field_errors"]["abuse_emails"]) == (1, 1)
 
 
+def test_a_block_recorded_twice_is_scored_by_its_latest_record(tmp_path, quick):
+    """As every reader of results does (results/source.py): a dump's record without an abuse
+    address, then the live answer that filled it in, is the live one."""
+    truth = [r for r in score.truth_records(quick) if r["registry"] == "lacnic" and not r["placeholder"]]
+    live = result_of(truth[0])
+    dumped = {**live, "abuse_emails": [], "source": "dump"}
+    out = score.score("quick", write_jsonl(tmp_path / "results.jsonl", [dumped, live]))
+    assert out["field_accuracy"]["lacnic"] == {"blocks": 1, "holder": 1.0, "country": 1.0, "abuse_email": 1.0}
+
+
 def test_score_without_log(tmp_path):
     res = write_jsonl(tmp_path / "r.jsonl", [])
     out = score.score("quick", res)

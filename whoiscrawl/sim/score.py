@@ -116,7 +116,7 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
         if k is None:
             bad_records += 1
             continue
-        results.setdefault(k, doc)
+        results[k] = doc  # the latest record of a block wins, as in every reader of results
     found = {by_key[k]: doc for k, doc in results.items() if k in by_key}
 
     min_size = 1 << (32 - resolution)

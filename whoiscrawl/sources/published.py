@@ -21,7 +21,7 @@ from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
-from whoiscrawl.space import Plan, registry_for
+from whoiscrawl.space import Plan, Scope, registry_for
 
 SOURCES = ("stats", "dumps", "live")
 DEFAULT = "stats,dumps,live"
@@ -68,6 +68,30 @@ class StatsPlan:
         """Available and reserved space, exactly (`a-b` ranges): nothing there to ask for."""
         free = (d for d in self.delegations if not d.handed_out)
         return [f"{stats.ip_str(d.first)}-{stats.ip_str(d.last)}" for d in free]
+
+    def free_records(self, scope: Scope) -> Iterator[NetworkRecord]:
+        """Free and reserved space in the scope as records (`source: stats`), adjacent rows of one
+        registry and status joined: the map says what no one holds, as the registries' RDAP
+        placeholders do, without a request."""
+        rows = sorted((d for d in self.delegations if not d.handed_out), key=lambda d: d.first)
+        run: list[stats.Delegation] = []
+        for row in [*rows, None]:
+            if run and (row is None or row.first != run[-1].last + 1
+                        or (row.registry, row.status) != (run[0].registry, run[0].status)):
+                if scope.overlaps(run[0].first, run[-1].last):
+                    yield self._free_record(run[0], run[-1].last)
+                run = []
+            if row is not None:
+                run.append(row)
+
+    def _free_record(self, row: stats.Delegation, last: int) -> NetworkRecord:
+        first_s, last_s = stats.ip_str(row.first), stats.ip_str(last)
+        return NetworkRecord(
+            registry=row.registry, handle=f"{first_s} - {last_s}", start_address=first_s,
+            end_address=last_s, cidrs=stats.cidrs_of(row.first, last), type=rirs.FREE_TYPE_WORD,
+            status=[row.status], registrant=rirs.BY_ID[row.registry].name, source="stats",
+            serial=self.serials.get(row.registry),
+        )
 
     def index(self) -> stats.Delegations:
         return stats.Delegations(self.delegations)
