@@ -103,6 +103,7 @@ class RegistryClient:
     include_raw: bool = False
     max_answer_bytes: int = MAX_ANSWER_BYTES  # bigger RDAP bodies are refused (a malformed answer)
     max_whois_bytes: int = whois.MAX_WHOIS_BYTES  # ... and bigger WHOIS answers
+    max_arin_listing_bytes: int = whois.MAX_ARIN_LISTING_BYTES  # ... but ARIN's `r >`, every level
     max_listing_rows: int = rdap.MAX_LISTING_ROWS  # ... and listings of more networks
     max_redirects: int = MAX_REDIRECTS
     # The registry that delegated an address, from its statistics (`--sources stats`): asked first,
@@ -496,22 +497,23 @@ class RegistryClient:
     ) -> Outcome:
         """One port-43 listing (RIPE-style `-m`, answered whole; ARIN's `r >`, every level, of which
         the direct children of `span` are kept): the children with their own listing URLs."""
-        outcome = await self._whois_text(registry, server, query)
+        limit = self.max_arin_listing_bytes if query.startswith("r ") else self.max_whois_bytes
+        outcome = await self._whois_text(registry, server, query, limit)
         if outcome.kind is not Kind.ANSWER:
             return outcome
-        rows = len(_LISTED.findall(outcome.value))
-        if rows > self.max_listing_rows:
-            why = f"MalformedAnswer: a WHOIS listing of {rows} networks, over {self.max_listing_rows}"
-            why += " (max_listing_rows)"
-            return Outcome(Kind.MALFORMED, why, egress=outcome.egress)
+        # ARIN's `r >` lists every level below (its 12/8: tens of thousands of networks) of which
+        # only the direct children are kept: the cap counts those; a `-m` answer is one level.
+        arin = query.startswith("r ")
+        rows = None if arin else len(_LISTED.findall(outcome.value))
         try:
-            if query.startswith("r "):
+            if arin:
                 first, last = span or _cidr_span(query.rsplit(" ", 1)[-1])
                 text = outcome.value
                 children = await asyncio.to_thread(whois.parse_arin_listing, text, first, last, wanted)
                 for child in children:
                     child.parent_handle = child.parent_handle or parent_handle
-            else:
+                rows = len(children)
+            elif rows is not None and rows <= self.max_listing_rows:
                 children = await asyncio.to_thread(
                     whois.parse_whois_listing, outcome.value, registry, parent_handle
                 )
@@ -519,16 +521,20 @@ class RegistryClient:
             return Outcome(Kind.RATE_LIMITED, egress=outcome.egress)
         except MalformedAnswer as exc:
             return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
+        if rows is not None and rows > self.max_listing_rows:
+            why = f"MalformedAnswer: a WHOIS listing of {rows} networks, over {self.max_listing_rows}"
+            return Outcome(Kind.MALFORMED, why + " (max_listing_rows)", egress=outcome.egress)
         page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
         return Outcome(Kind.ANSWER, page, egress=outcome.egress)
 
-    async def _whois_text(self, registry: str, server: str, query: str) -> Outcome:
+    async def _whois_text(self, registry: str, server: str, query: str, limit: int | None = None) -> Outcome:
         host, _, port = server.rpartition(":")
+        limit = limit or self.max_whois_bytes
 
         async def exchange(egress: str) -> Outcome:  # WHOIS counts against the budget too
             try:
                 bind = self._bind.get(egress)
-                text = await whois.query(host, int(port), query, bind, self.timeout, self.max_whois_bytes)
+                text = await whois.query(host, int(port), query, bind, self.timeout, limit)
             except AnswerTooLarge as exc:
                 return Outcome(Kind.MALFORMED, f"MalformedAnswer: {exc}", egress=egress)
             except (OSError, TimeoutError) as exc:

@@ -282,6 +282,9 @@ def _rpsl_holder(text: str) -> str | None:
 
 
 MAX_WHOIS_BYTES = 16 << 20  # a WHOIS answer (a listing of 10,000 inetnums is ~10 MB)
+# ARIN's `r > <cidr>` answers every level below, full records (~600 bytes a network): a /8 such as
+# 12/8 (52,000 networks in the simulator's standard) is tens of MB.
+MAX_ARIN_LISTING_BYTES = 256 << 20
 
 
 async def query(
