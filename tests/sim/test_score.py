@@ -49,7 +49,9 @@ def test_score_known_answers(tmp_path, quick, world: World):
     rows.append(rows[0])  # duplicates count once
     wrong = dict(result_of(truth[10]), name="NOT-THE-NAME")
     rows.append(wrong)
-    rows.append(dict(rows[1], handle="NET-NOPE-1"))  # not a truth block
+    other = "arin" if rows[1]["registry"] != "arin" else "apnic"
+    rows.append(dict(rows[1], handle="NET-NOPE-1", registry=other))  # not a truth block: a block is its
+    # range at its registry (its handle is an attribute: a published file may spell it otherwise)
     res = write_jsonl(tmp_path / "results.jsonl", rows)
     t0 = 1000.0
     log = [

@@ -92,10 +92,12 @@ def _read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                 yield doc
 
 
-def _key(doc: dict[str, Any]) -> tuple[str, str, int, int] | None:
+def _key(doc: dict[str, Any]) -> tuple[str, int, int] | None:
+    """A block is its range at its registry. Not its handle: a published file spells none (the
+    statistics' free space) or its own, where the RDAP answer has another (ARIN's `NET-...`)."""
     try:
-        return (str(doc["registry"]), str(doc["handle"]), ip_int(doc["start_address"]),
-                ip_int(doc["end_address"]))
+        str(doc["handle"])  # every record has one all the same
+        return (str(doc["registry"]), ip_int(doc["start_address"]), ip_int(doc["end_address"]))
     except (KeyError, ValueError, TypeError):
         return None
 
@@ -106,10 +108,10 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
     scen = scenarios.get(scenario_name, seed)
     world = scen.world()
     truth = scen.truth()
-    by_key: dict[tuple[str, str, int, int], int] = {
-        (world.registry(i), world.handle(i), world.start[i], world.end[i]): i for i in truth}
+    by_key: dict[tuple[str, int, int], int] = {
+        (world.registry(i), world.start[i], world.end[i]): i for i in truth}
 
-    results: dict[tuple[str, str, int, int], dict[str, Any]] = {}
+    results: dict[tuple[str, int, int], dict[str, Any]] = {}
     bad_records = 0
     for doc in _read_jsonl(results_path):
         k = _key(doc)

@@ -71,25 +71,24 @@ class StatsPlan:
 
     def free_records(self, scope: Scope) -> Iterator[NetworkRecord]:
         """Free and reserved space in the scope as records (`source: stats`), adjacent rows of one
-        registry and status joined: the map says what no one holds, as the registries' RDAP
-        placeholders do, without a request."""
+        registry joined (available and reserved alike, as one RDAP placeholder spans both): the map
+        says what no one holds, as the registries' placeholders do, without a request."""
         rows = sorted((d for d in self.delegations if not d.handed_out), key=lambda d: d.first)
         run: list[stats.Delegation] = []
         for row in [*rows, None]:
-            if run and (row is None or row.first != run[-1].last + 1
-                        or (row.registry, row.status) != (run[0].registry, run[0].status)):
+            if run and (row is None or row.first != run[-1].last + 1 or row.registry != run[0].registry):
                 if scope.overlaps(run[0].first, run[-1].last):
-                    yield self._free_record(run[0], run[-1].last)
+                    yield self._free_record(run[0], run[-1].last, sorted({r.status for r in run}))
                 run = []
             if row is not None:
                 run.append(row)
 
-    def _free_record(self, row: stats.Delegation, last: int) -> NetworkRecord:
+    def _free_record(self, row: stats.Delegation, last: int, statuses: list[str]) -> NetworkRecord:
         first_s, last_s = stats.ip_str(row.first), stats.ip_str(last)
         return NetworkRecord(
             registry=row.registry, handle=f"{first_s} - {last_s}", start_address=first_s,
             end_address=last_s, cidrs=stats.cidrs_of(row.first, last), type=rirs.FREE_TYPE_WORD,
-            status=[row.status], registrant=rirs.BY_ID[row.registry].name, source="stats",
+            status=statuses, registrant=rirs.BY_ID[row.registry].name, source="stats",
             serial=self.serials.get(row.registry),
         )
 
