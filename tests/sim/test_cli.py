@@ -18,7 +18,7 @@ from whoiscrawl.sim.cli import app
 def test_ensure_data_is_idempotent():
     d = data.ensure_data()
     assert d == data.ensure_data()
-    for r in data.REGISTRIES:
+    for r in rirs.REGISTRIES:
         assert (d / f"delegated-{r}-extended-latest").stat().st_size > 100_000
     assert len(data.load_delegations()) > 190_000
 
