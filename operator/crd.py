@@ -11,7 +11,6 @@ import yaml
 from kubernetes.client.models.v1_affinity import V1Affinity
 from whoiscrawl.operator.knobs import properties, unchanged_rule
 from whoiscrawl.operator.spec import (
-    DEFAULT_RATES,
     GROUP,
     KIND,
     MANUAL_ONLY,
@@ -20,7 +19,6 @@ from whoiscrawl.operator.spec import (
     OWNED_ENV,
     OWNED_TOPIC_CONFIG,
     PLURAL,
-    REGISTRIES,
     SHORT_NAMES,
     SINGULAR,
     VERSION,
@@ -34,6 +32,8 @@ from whoiscrawl.operator.spec import (
     SecretRef,
     Workers,
 )
+
+from whoiscrawl import rirs
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILE = f"{CRD_NAME}.yaml"
@@ -73,11 +73,11 @@ _FREE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
 def _registries_schema() -> dict[str, Any]:
-    registries = {name: _obj(properties(Registry, {"rate": DEFAULT_RATES[name]}))
-                  for name in REGISTRIES}
+    registries = {name: _obj(properties(Registry, {"rate": rirs.BY_ID[name].default_rate}))
+                  for name in rirs.REGISTRIES}
     return {**_obj(registries, "Per-registry switches and rate limits."),
             "x-kubernetes-validations": [{
-                "rule": " || ".join(f"self.{n}.enabled" for n in REGISTRIES),
+                "rule": " || ".join(f"self.{n}.enabled" for n in rirs.REGISTRIES),
                 "message": "enable at least one registry"}]}
 
 

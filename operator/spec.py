@@ -26,9 +26,6 @@ SHORT_NAMES = ("wc",)
 # when its backend is gone for good).
 SKIP_CLEANUP_ANNOTATION = f"{GROUP}/skip-cleanup"
 
-REGISTRIES = rirs.REGISTRIES
-# Published (or conservative) per-source-address limits (the registry catalogue); docs/operator.md.
-DEFAULT_RATES = {r.id: r.default_rate for r in rirs.CATALOGUE}
 STRATEGIES = ("sweep", "sample")
 CAPACITY_TYPES = ("spot", "on-demand", "any")
 # auto: the operator sizes the fleet; manual: spec.workers.replicas does (kubectl scale, HPA, KEDA).
@@ -259,7 +256,7 @@ class CrawlSpec:
     shard_prefix: int = knob("shardPrefix", 16, lo=8, hi=28, desc="Shard size, as a prefix length.")
     samples: int = knob("samples", 0, lo=0, hi=65536, desc="Probes per shard for the sample strategy.")
     registries: Mapping[str, Registry] = field(
-        default_factory=lambda: {r: Registry(rate=DEFAULT_RATES[r]) for r in REGISTRIES})
+        default_factory=lambda: {r: Registry(rate=rirs.BY_ID[r].default_rate) for r in rirs.REGISTRIES})
     workers: Workers = field(default_factory=Workers)
     scheduling: Scheduling = field(default_factory=Scheduling)
     egress: Egress = field(default_factory=Egress)
@@ -432,11 +429,11 @@ def _parse_affinity(r: _Reader, raw: Any, path: str) -> dict[str, Any]:
 def _parse_registries(r: _Reader, raw: Mapping[str, Any]) -> dict[str, Registry]:
     out = {}
     for name in raw:
-        if name not in REGISTRIES:
-            r.fail(f"spec.registries.{name}", f"unknown registry; known: {', '.join(REGISTRIES)}")
-    for name in REGISTRIES:
+        if name not in rirs.REGISTRIES:
+            r.fail(f"spec.registries.{name}", f"unknown registry; known: {', '.join(rirs.REGISTRIES)}")
+    for name in rirs.REGISTRIES:
         p = f"spec.registries.{name}"
-        values = r.knobs(Registry, r.obj(raw.get(name), p), p, {"rate": DEFAULT_RATES[name]})
+        values = r.knobs(Registry, r.obj(raw.get(name), p), p, {"rate": rirs.BY_ID[name].default_rate})
         out[name] = Registry(**values)
     if not any(reg.per_second > 0 for reg in out.values()):
         r.fail("spec.registries", "every registry is disabled or has rate 0: nothing to crawl")

@@ -26,6 +26,7 @@ from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.rates import Limit, format_limits, projected_real_hours
+from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisStore
@@ -289,13 +290,12 @@ def bound_seconds(found_by_registry: dict[str, int], limits: dict[str, Limit], e
 def _found_by_registry(results: Path) -> dict[str, int]:
     seen: set[tuple[str, str]] = set()
     counts: dict[str, int] = {}
-    with results.open() as fh:
-        for line in fh:
-            doc = json.loads(line)
-            key = (doc["registry"], doc["handle"])
+    with results.open("rb") as fh:
+        for rec in map(NetworkRecord.from_json, fh):
+            key = (rec.registry, rec.handle)
             if key not in seen:
                 seen.add(key)
-                counts[doc["registry"]] = counts.get(doc["registry"], 0) + 1
+                counts[rec.registry] = counts.get(rec.registry, 0) + 1
     return counts
 
 

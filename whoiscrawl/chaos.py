@@ -21,6 +21,7 @@ import redis
 from whoiscrawl.bench import Fleet, crawl_with_fleet, simulator
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
+from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sim.render import LOOKUP_PROTOCOLS
 from whoiscrawl.sim.score import score
 
@@ -278,7 +279,8 @@ def owned_services(names: tuple[str, ...] = ("redis", "kafka")) -> Iterator[serv
 
 def _blocks(results: Path) -> tuple[set[tuple[str, str]], int]:
     """The blocks delivered to the results topic, and how many were delivered more than once."""
-    seen = Counter((r["start_address"], r["end_address"]) for r in map(json.loads, results.open()))
+    with results.open("rb") as fh:
+        seen = Counter((r.start_address, r.end_address) for r in map(NetworkRecord.from_json, fh))
     return set(seen), sum(n - 1 for n in seen.values())
 
 

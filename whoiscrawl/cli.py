@@ -168,12 +168,12 @@ def _fail(message: str) -> None:
 
 
 def _whois_servers(whois: str | None) -> dict[str, str]:
-    from whoiscrawl.space import REAL_WHOIS_SERVERS, REGISTRIES
+    from whoiscrawl.rirs import CATALOGUE, REGISTRIES
 
     if not whois:
         return {}
-    if whois == "real":
-        return dict(REAL_WHOIS_SERVERS)
+    if whois == "real":  # where the real registries answer WHOIS
+        return {r.id: r.whois_server for r in CATALOGUE}
     host, _, port = whois.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         _fail(f"--whois {whois!r}: give host:port of a WHOIS server, or 'real' for the registries'")
@@ -645,9 +645,10 @@ def demo(
 
     from whoiscrawl import bench as b
     from whoiscrawl.local import LocalCrawl
+    from whoiscrawl.rirs import REGISTRIES
     from whoiscrawl.sim.score import score
     from whoiscrawl.sources.published import DEFAULT, parse_sources
-    from whoiscrawl.space import REGISTRIES, fetch_bootstrap
+    from whoiscrawl.space import fetch_bootstrap
 
     # --quiet: nothing on stderr (the published files' notes are in the table and the JSON)
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(levelname)s %(message)s")

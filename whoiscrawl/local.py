@@ -19,7 +19,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
-from whoiscrawl.sources import dumps, freshness
+from whoiscrawl.sources import dumps, freshness, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
 from whoiscrawl.store import CheckpointError, MemoryStore, Progress
@@ -164,7 +164,7 @@ class LocalCrawl:
             await self._free_space(published, self._asked_scope(), store, sink)
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers,
-            delegated_by=delegated_by,
+            delegated_by=delegated_by, delegation_country=stats.configured_country(),
         )
         crawler = Crawler(
             store,

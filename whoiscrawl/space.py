@@ -20,13 +20,6 @@ from netaddr.ip import iana
 from whoiscrawl import rirs
 from whoiscrawl.records import Shard
 
-REGISTRIES = rirs.REGISTRIES
-# Where the real registries answer WHOIS (`--whois real`).
-REAL_WHOIS_SERVERS = {r.id: r.whois_server for r in rirs.CATALOGUE}
-# RIPE NCC's WHOIS software, which APNIC and AFRINIC run too, answers `-m <range>` (the largest
-# objects inside it): how a registry without RFC 9910 links still lists a network's children.
-WHOIS_MORE_SPECIFIC = rirs.offering(rirs.WHOIS_MORE_SPECIFIC)
-
 # IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): never queried.
 SPECIAL_PURPOSE = (
     "0.0.0.0/8",

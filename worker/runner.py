@@ -27,6 +27,7 @@ from whoiscrawl.rates import Limit, scaled
 from whoiscrawl.records import RecordError, Shard
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.registry.client import ABANDONED_WAIT_S
+from whoiscrawl.sources import stats
 from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store import RedisBlockStore
 
@@ -359,7 +360,8 @@ class Worker:
         await store.sync()
         limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share), self.owner)
         client = RegistryClient(
-            await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers
+            await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers,
+            delegation_country=stats.configured_country(),
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         scope = await store.scope()

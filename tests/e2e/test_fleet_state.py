@@ -14,7 +14,8 @@ from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.records import Shard
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.space import REGISTRIES, fetch_bootstrap, plan_crawl
+from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.space import fetch_bootstrap, plan_crawl
 from whoiscrawl.store import RedisBlockStore, RedisStore
 
 from .conftest import TIME_SCALE

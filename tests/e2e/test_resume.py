@@ -13,7 +13,8 @@ import pytest
 
 from whoiscrawl.bench import Simulator, simulator
 from whoiscrawl.local import LocalCrawl
-from whoiscrawl.space import REGISTRIES, fetch_bootstrap
+from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.space import fetch_bootstrap
 
 from .conftest import TIME_SCALE
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from whoiscrawl import rirs
 from whoiscrawl.bench import simulator, simulator_options
+from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sim import bench, data, model
 from whoiscrawl.sim.cli import app
 
@@ -17,7 +18,7 @@ from whoiscrawl.sim.cli import app
 def test_ensure_data_is_idempotent():
     d = data.ensure_data()
     assert d == data.ensure_data()
-    for r in data.REGISTRIES:
+    for r in rirs.REGISTRIES:
         assert (d / f"delegated-{r}-extended-latest").stat().st_size > 100_000
     assert len(data.load_delegations()) > 190_000
 
@@ -69,7 +70,8 @@ def test_truth_and_score_commands(tmp_path: Path):
     res = tmp_path / "results.jsonl"
     keep = ("registry", "handle", "start_address", "end_address", "cidrs", "name", "country",
             "parent_handle", "type", "registrant", "abuse_emails")
-    res.write_text("".join(json.dumps({k: row[k] for k in keep}) + "\n" for row in rows))
+    # results as a crawl writes them: the scorer reads them through the one record reader
+    res.write_bytes(b"".join(NetworkRecord(**{k: row[k] for k in keep}).to_json() + b"\n" for row in rows))
     r = runner.invoke(app, ["score", "--scenario", "quick", "--results", str(res), "--json"])
     assert r.exit_code == 0, r.output
     figures = json.loads(r.output.strip().splitlines()[-1])

@@ -17,10 +17,11 @@ from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import RegistryClient
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.server import Simulator
-from whoiscrawl.space import REGISTRIES, fetch_bootstrap
+from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store import MemoryStore
 
 Block = tuple[str, str]  # first and last address

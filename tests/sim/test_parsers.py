@@ -11,7 +11,7 @@ from ipwhois.rdap import RDAP
 from ipwhois.whois import Whois
 
 from whoiscrawl.registry import RdapParser
-from whoiscrawl.sim.data import REGISTRIES
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim.model import World, ip_int
 from whoiscrawl.sim.score import truth_record
 

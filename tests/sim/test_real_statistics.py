@@ -3,9 +3,9 @@ parser's checks, and `sim/data.py` and `sources/stats.py` read the same IPv4 del
 
 from __future__ import annotations
 
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim.data import ensure_data, load_delegations
 from whoiscrawl.sources import stats
-from whoiscrawl.space import REGISTRIES
 
 
 def test_the_real_files_read_and_agree_with_the_simulators_reading():

@@ -135,3 +135,13 @@ def test_recall_by_registry_and_prefix_size(tmp_path, quick):
     assert all(b["recall"] == 1.0 for b in cells["ripencc"].values())
     assert all(b["found"] == 0 for b in cells["arin"].values())
     assert sum(b["truth"] for reg in cells.values() for b in reg.values()) == len(truth)
+
+
+def test_a_line_the_record_reader_refuses_is_a_bad_record(tmp_path, quick):
+    """The scorer reads results through NetworkRecord.from_json: a line that is not JSON, or a record
+    off the schema (an unknown registry), is counted as bad, and the rest is still scored."""
+    good = result_of(next(iter(score.truth_records(quick))))
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(good) + "\n{not json\n" + json.dumps({**good, "registry": "nowhere"}) + "\n\n")
+    out = score.score("quick", path)
+    assert (out["blocks_found"], out["bad_records"]) == (1, 2)

@@ -113,6 +113,8 @@ def _why(module: str, name: str) -> str | None:
         return "the simulator reads only rirs, records and schemas of the core"
     if _within(module, ("whoiscrawl.dev",)) and not entry and not _within(name, DEV_READS):
         return "dev/ imports nothing of the core but the simulator's data"
+    if _within(module, ("whoiscrawl.results",)) and not entry and _within(name, ("whoiscrawl.operator",)):
+        return "results import nothing of the operator: the CLI picks a backend and passes it down"
     if not _within(name, ("whoiscrawl.sim",)) and _floor(name) > _floor(module):
         return f"floor {_floor(module):g} imports floor {_floor(name):g}"
     return None

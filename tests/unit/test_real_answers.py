@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from netaddr import IPAddress
 
-from whoiscrawl.registry.contacts import resolve_country
+from whoiscrawl.registry.contacts import fill_country, resolve_country
 from whoiscrawl.registry.rdap import RdapParser
 from whoiscrawl.registry.whois import parse_whois
 from whoiscrawl.sources import stats
@@ -113,25 +113,35 @@ def test_every_real_ipv4_answer_has_expectations():
 
 
 def test_country_falls_back_to_the_delegation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The parser reads no global: the client fills a record without a country from the delegation
+    (`fill_country`, given `country_of` explicitly); $WHOISCRAWL_DELEGATED is read where the client
+    is built (`stats.configured_country`)."""
     path = tmp_path / "delegated-afrinic-extended-latest"
     path.write_text("2|afrinic|20250101|2|19830101|20250101|+0000\n"
                     "afrinic|ZA|ipv4|196.11.0.0|65536|19940101|allocated|F36B9F4B\n"
                     "afrinic||ipv4|196.12.0.0|65536||available|\n")
+    assert resolve_country("ZZ", "KE") == ("KE", "holder")
+    assert resolve_country("za", "KE") == ("ZA", "network")
+    assert resolve_country(None, None) == (None, None)
     monkeypatch.setenv(stats.ENV, str(tmp_path))
     stats.configured.cache_clear()
     try:
-        first, last = int(IPAddress("196.11.239.0")), int(IPAddress("196.11.246.255"))
-        assert resolve_country(None, None, first, last) == ("ZA", "delegation")
-        assert resolve_country("ZZ", "KE", first, last) == ("KE", "holder")
-        assert resolve_country("za", "KE", first, last) == ("ZA", "network")
-        free = int(IPAddress("196.12.1.0"))
-        assert resolve_country(None, None, free, free + 255) == (None, None)  # available space
         doc, registry = _rdap("196.11.240.215")
         del doc["country"]
         record = RdapParser().parse(doc, int(IPAddress("196.11.240.215")), registry)
-        assert (record.country, record.country_source) == ("ZA", "delegation")
+        assert (record.country, record.country_source) == (None, None)  # the environment unread
+        country_of = stats.configured_country()
+        assert country_of is not None
+        assert (fill_country(record, country_of).country, record.country_source) == ("ZA", "delegation")
+        free = int(IPAddress("196.12.1.0"))
+        assert country_of(free, free + 255) is None  # available space
+        kept = RdapParser().parse(_rdap("196.11.240.215")[0], int(IPAddress("196.11.240.215")), registry)
+        assert fill_country(kept, country_of).country_source != "delegation"  # the answer's stands
     finally:
         stats.configured.cache_clear()
+    monkeypatch.delenv(stats.ENV)
+    assert stats.configured_country() is None
+    stats.configured.cache_clear()
 
 
 def test_listed_networks_in_the_older_address_forms():

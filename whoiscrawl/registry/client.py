@@ -21,7 +21,7 @@ from netaddr import IPAddress, IPNetwork, spanning_cidr
 from whoiscrawl import metrics, rirs
 from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.registry import rdap, relations, whois
+from whoiscrawl.registry import contacts, rdap, relations, whois
 from whoiscrawl.registry.breaker import CircuitBreaker
 from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, LookupFailed, MalformedAnswer, Outcome
 from whoiscrawl.space import Bootstrap, registry_for
@@ -109,6 +109,9 @@ class RegistryClient:
     # The registry that delegated an address, from its statistics (`--sources stats`): asked first,
     # so a block transferred out of its /8's registry costs no redirect. None: the bootstrap decides.
     delegated_by: Callable[[int], str | None] | None = None
+    # The country of a block an answer names none for, from the statistics ($WHOISCRAWL_DELEGATED,
+    # read by who builds the client). None: such records stay without a country.
+    delegation_country: contacts.CountryOf | None = None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
@@ -258,6 +261,7 @@ class RegistryClient:
         else:
             result.record = await self._whois_fallback(address, registry, tally, result)
             result.registry = result.record.registry  # a transferred block answers from its holder
+        contacts.fill_country(result.record, self.delegation_country)
         # Where its children are listed: the RDAP answer's link, else the registry's WHOIS listing
         # (an answer WHOIS gave while RDAP failed is listed all the same).
         record = result.record
@@ -365,6 +369,8 @@ class RegistryClient:
         else:
             listing = await self._relation_children(registry, url, parent_handle, wanted, tally)
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
+        for record, _ in listing.children:
+            contacts.fill_country(record, self.delegation_country)
         if not listing.complete:
             why = "the registry did not answer" if listing.unanswered else "an answer was unusable"
             log.warning("the listing %s at %s came back incomplete: %s", url, registry, why)

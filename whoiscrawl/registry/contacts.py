@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pycountry
 
-from whoiscrawl.sources import stats
+from whoiscrawl.records import NetworkRecord
 
 _RIR_CODES = frozenset({"EU", "AP"})  # codes the registries use that ISO 3166 does not assign
+# The country of the delegation holding first..last in the registry statistics, None if none does
+# (`sources.stats.Delegations.country`).
+CountryOf = Callable[[int, int], str | None]
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -211,16 +214,22 @@ def _nameless_holder(entities: Any) -> str | None:
     return None
 
 
-def resolve_country(
-    network: str | None, holder: str | None, first: int, last: int
-) -> tuple[str | None, str | None]:
-    """(country, where it came from): the network's, else the holder's address, else the country of
-    the delegation that contains the block in the registry statistics ($WHOISCRAWL_DELEGATED)."""
+def resolve_country(network: str | None, holder: str | None) -> tuple[str | None, str | None]:
+    """(country, where it came from) of an answer: the network's, else the holder's address
+    (`fill_country` adds the delegation's where the answer names none)."""
     code = (network or "").strip().upper()
     if code and code != "ZZ":
         return code, "network"
     if holder:
         return holder, "holder"
-    delegations = stats.configured()
-    found = delegations.country(first, last) if delegations else None
-    return (found, "delegation") if found else (None, None)
+    return None, None
+
+
+def fill_country(record: NetworkRecord, country_of: CountryOf | None) -> NetworkRecord:
+    """The record, its country (if the answer named none) that of the delegation holding the block
+    in the registry statistics: `country_of` is given by who builds the client, never read here."""
+    if record.country is None and country_of is not None:
+        found = country_of(record.first, record.last)
+        if found:
+            record.country, record.country_source = found, "delegation"
+    return record

@@ -144,15 +144,14 @@ def to_record(
     net: dict[str, Any], people: contacts.Contacts, address: int, registry: str, source: str
 ) -> NetworkRecord:
     """A record of a network's fields (ipwhois's names), its holder and abuse contacts; the
-    country is the network's, else the holder's, else the registry statistics' (`country_source`)."""
+    country is the network's, else the holder's (`country_source`); the client adds the
+    registry statistics' (`contacts.fill_country`)."""
     first, last = _span_of(net, address)
     cidrs = [c.strip() for c in (_text(net.get("cidr")) or "").split(",") if c.strip()]
     if not cidrs:
         cidrs = [str(c) for c in IPRange(first, last).cidrs()]
     status = net.get("status") or []
-    country, country_source = contacts.resolve_country(
-        _text(net.get("country")), people.holder_country, first, last
-    )
+    country, country_source = contacts.resolve_country(_text(net.get("country")), people.holder_country)
     kind = _text(net.get("type"))
     return NetworkRecord(
         registry=registry,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from whoiscrawl.results.source import ip_str
-from whoiscrawl.space import REGISTRIES
+from whoiscrawl.rirs import REGISTRIES
 
 _COUNTRIES = ("US", "DE", "NL", "CN", "JP", "BR", "ZA", "RU", "FR", "GB", "IN", "AU")
 

@@ -254,12 +254,34 @@ def _cluster_look(name: str, namespace: str, server: str | None,
     from whoiscrawl.results.status import cluster_report, fetch_crawl
     from whoiscrawl.results.tables import cluster_status_tables
 
+    read = _kube_reader(server, str(kubeconfig) if kubeconfig else None)
+
     def look() -> tuple[dict, list]:
-        doc = cluster_report(fetch_crawl(name, namespace, server,
-                                          str(kubeconfig) if kubeconfig else None))
+        doc = cluster_report(fetch_crawl(name, namespace, read))
         return doc, cluster_status_tables(doc)
 
     return look
+
+
+def _kube_reader(server: str | None, kubeconfig: str | None) -> Callable[[str, str], dict | None]:
+    """The status command's cluster backend: WhoisCrawl resources from the Kubernetes API (a
+    kubeconfig or in-cluster credentials, or an unauthenticated `server` URL), a client per look."""
+    from whoiscrawl.operator.kube import KubeClient, KubeError  # the kubernetes client, only for a cluster
+    from whoiscrawl.operator.spec import GROUP, VERSION
+    from whoiscrawl.results.status import StatusError
+
+    def read(namespace: str, name: str) -> dict | None:
+        try:
+            client = KubeClient(server, kubeconfig=kubeconfig)
+            return client.get(f"{GROUP}/{VERSION}", "whoiscrawls", namespace, name)
+        except KubeError as exc:
+            raise StatusError(f"no local crawl {name}, and whoiscrawl {namespace}/{name} cannot be read: "
+                              f"{exc}") from exc
+        except Exception as exc:  # kubeconfig missing or unreadable: the kubernetes client's own errors
+            raise StatusError(f"no local crawl {name} (no checkpoint), and no Kubernetes API to ask for "
+                              f"whoiscrawl {namespace}/{name}: {exc}") from exc
+
+    return read
 
 
 def _follow(look: Callable[[], tuple[dict, list]], interval: float, as_json: bool, watch: bool) -> None:

@@ -17,7 +17,7 @@ from whoiscrawl.results.diff import changes
 from whoiscrawl.results.hilbert import cell_prefix, d2xy
 from whoiscrawl.results.source import ResultSet, ip_int
 from whoiscrawl.results.summary import ScopeCounter, holder_of, own_addresses, scope_of, values
-from whoiscrawl.space import REGISTRIES
+from whoiscrawl.rirs import REGISTRIES
 
 Rgb = tuple[int, int, int]
 MODES = ("registry", "country", "holder", "found")

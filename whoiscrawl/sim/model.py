@@ -16,8 +16,9 @@ from functools import cache
 from pathlib import Path
 
 from whoiscrawl import rirs
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import data
-from whoiscrawl.sim.data import REG_INDEX, REGISTRIES
+from whoiscrawl.sim.data import REG_INDEX
 
 MODEL_VERSION = 5  # bump when generation changes: invalidates cached worlds
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from whoiscrawl.sim.data import REGISTRIES
+from whoiscrawl.rirs import REGISTRIES
 
 
 @dataclass(frozen=True)

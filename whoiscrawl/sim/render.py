@@ -9,8 +9,8 @@ from functools import lru_cache
 from typing import Any
 
 from whoiscrawl import rirs
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import shapes
-from whoiscrawl.sim.data import REGISTRIES
 from whoiscrawl.sim.model import World, cidr_strs, ip_str, range_cidrs
 
 BASE_PATHS: dict[str, str] = {

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from whoiscrawl import rirs
+from whoiscrawl.records import NetworkRecord, RecordError
 from whoiscrawl.sim import policy, render, scenarios
 from whoiscrawl.sim.model import World, cidr_strs, ip_int, ip_str, is_assignment
 from whoiscrawl.sim.scenarios import Scenario
@@ -92,6 +93,19 @@ def _read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                 yield doc
 
 
+def _read_results(path: str | Path) -> Iterator[dict[str, Any] | None]:
+    """A results file's records through the one record reader (records.py), None for a line it
+    refuses (counted as a bad record); blank lines skipped."""
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                yield NetworkRecord.from_json(line).to_dict()
+            except RecordError:
+                yield None
+
+
 def _key(doc: dict[str, Any]) -> tuple[str, int, int] | None:
     """A block is its range at its registry. Not its handle: a published file spells none (the
     statistics' free space) or its own, where the RDAP answer has another (ARIN's `NET-...`)."""
@@ -113,9 +127,8 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
 
     results: dict[tuple[str, int, int], dict[str, Any]] = {}
     bad_records = 0
-    for doc in _read_jsonl(results_path):
-        k = _key(doc)
-        if k is None:
+    for doc in _read_results(results_path):
+        if doc is None or (k := _key(doc)) is None:
             bad_records += 1
             continue
         results[k] = doc  # the latest record of a block wins, as in every reader of results

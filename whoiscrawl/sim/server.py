@@ -16,8 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import policy, published, relations, render, whoisq
-from whoiscrawl.sim.data import REGISTRIES, load_iana
+from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.faults import Decision, Faults
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.relations import parse_ipv4, parse_span

@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -243,3 +243,10 @@ def configured() -> Delegations | None:
     """The statistics named by $WHOISCRAWL_DELEGATED, read once; None when it is not set."""
     where = os.environ.get(ENV)
     return Delegations.from_path(where) if where else None
+
+
+def configured_country() -> Callable[[int, int], str | None] | None:
+    """The country of a block's delegation in the statistics named by $WHOISCRAWL_DELEGATED (read at
+    the edge, where a registry client is built), None when it is not set."""
+    delegations = configured()
+    return delegations.country if delegations else None
