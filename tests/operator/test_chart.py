@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
+from prometheus_client import REGISTRY
+from whoiscrawl.operator import metrics as operator_metrics  # noqa: F401  (whoiscrawl_operator_*)
 
+from whoiscrawl import metrics as worker_metrics  # noqa: F401  (registers whoiscrawl_*)
 from whoiscrawl.dev import tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,3 +123,26 @@ def test_the_maps_server_is_off_by_default_and_renders_valid_when_on() -> None:
     for upto, named in ((8, "serve.crawl"), (10, "serve.kafkaBootstrap")):  # each required value named
         missing = subprocess.run(args[:upto], capture_output=True, text=True, timeout=60)
         assert missing.returncode != 0 and named in missing.stderr
+
+
+def test_alert_rules_load_in_promtool_and_read_exported_metrics(tmp_path: Path) -> None:
+    """The PrometheusRule (off by default) renders, promtool loads it, and every metric it reads exists."""
+    assert not [d for d in docs() if d["kind"] == "PrometheusRule"]
+    out = subprocess.run([helm(), "template", "w", str(CHART), "--namespace", "ns",
+                          "--set", "metrics.prometheusRule.enabled=true"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    rule = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "PrometheusRule")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: apt-get install prometheus (Debian ships /usr/bin/promtool)"
+    checked = subprocess.run([promtool, "check", "rules", str(path)],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(rules) == {"WhoisCrawlOperatorDown", "WhoisCrawlReconcileErrors", "WhoisCrawlDegraded",
+                          "WhoisCrawlStalled", "WhoisCrawlRateLimited"}
+    exported = {m.name for m in REGISTRY.collect()} | {f"{m.name}_total" for m in REGISTRY.collect()}
+    read = {name for expr in rules.values() for name in re.findall(r"\bwhoiscrawl_[a-z_]+", expr)}
+    assert read and read <= exported, read - exported
+    assert 'job="w-whoiscrawl"' in rules["WhoisCrawlOperatorDown"]
