@@ -12,7 +12,9 @@ from typing import Any
 import kubernetes_validate
 import yaml
 from prometheus_client import REGISTRY
+from whoiscrawl.operator import builders
 from whoiscrawl.operator import metrics as operator_metrics  # noqa: F401  (whoiscrawl_operator_*)
+from whoiscrawl.operator.spec import parse_spec
 
 from whoiscrawl import metrics as worker_metrics  # noqa: F401  (registers whoiscrawl_*)
 from whoiscrawl.dev import tools
@@ -146,3 +148,30 @@ def test_alert_rules_load_in_promtool_and_read_exported_metrics(tmp_path: Path) 
     read = {name for expr in rules.values() for name in re.findall(r"\bwhoiscrawl_[a-z_]+", expr)}
     assert read and read <= exported, read - exported
     assert 'job="w-whoiscrawl"' in rules["WhoisCrawlOperatorDown"]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels and In expressions) against a pod's labels."""
+    exprs = selector.get("matchExpressions", [])
+    assert all(e["operator"] == "In" for e in exprs)
+    return (selector.get("matchLabels", {}).items() <= labels.items()
+            and all(labels.get(e["key"]) in e["values"] for e in exprs))
+
+
+def test_the_pod_monitor_scrapes_spot_and_overflow_workers_keeping_their_labels() -> None:
+    out = subprocess.run([helm(), "template", "w", str(CHART), "--namespace", "ns",
+                          "--set", "metrics.podMonitor.enabled=true",
+                          "--set", "metrics.serviceMonitor.enabled=true"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    monitors = {d["kind"]: d for d in yaml.safe_load_all(out) if d and d["kind"].endswith("Monitor")}
+    pm = monitors["PodMonitor"]
+    owner = builders.Owner("c1", "ns", "uid-1", "0.1.0")
+    spec = parse_spec({"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}})
+    for overflow in (False, True):
+        template = builders.deployment(owner, spec, 1, "spot", overflow=overflow)["spec"]["template"]
+        assert selects(pm["spec"]["selector"], template["metadata"]["labels"]), overflow
+        ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        assert {e["port"] for e in pm["spec"]["podMetricsEndpoints"]} <= ports
+    # The workers' crawl label and the operator's namespace label (the crawl's) win over the target's.
+    assert all(e["honorLabels"] for e in pm["spec"]["podMetricsEndpoints"])
+    assert all(e["honorLabels"] for e in monitors["ServiceMonitor"]["spec"]["endpoints"])
