@@ -12,7 +12,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 from prometheus_client import REGISTRY
-from whoiscrawl.operator import builders
+from whoiscrawl.operator import builders, crd
 from whoiscrawl.operator import metrics as operator_metrics  # noqa: F401  (whoiscrawl_operator_*)
 from whoiscrawl.operator.spec import parse_spec
 
@@ -84,8 +84,8 @@ def test_rbac_covers_what_the_operator_does() -> None:
 
 def test_manifests_are_rendered_from_the_chart() -> None:
     out = subprocess.run([str(helm()), "template", "whoiscrawl", str(CHART), "--namespace",
-                          "whoiscrawl-system"], capture_output=True, text=True, check=True,
-                         timeout=60).stdout
+                          "whoiscrawl-system", "--set", "crds.install=false"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
     namespace, *rendered = [d for d in yaml.safe_load_all(RENDERED.read_text()) if d]
     # Plain manifests carry the namespace helm install --create-namespace would make.
     assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {
@@ -175,3 +175,29 @@ def test_the_pod_monitor_scrapes_spot_and_overflow_workers_keeping_their_labels(
     # The workers' crawl label and the operator's namespace label (the crawl's) win over the target's.
     assert all(e["honorLabels"] for e in pm["spec"]["podMetricsEndpoints"])
     assert all(e["honorLabels"] for e in monitors["ServiceMonitor"]["spec"]["endpoints"])
+
+
+def test_the_chart_templates_the_crd_so_helm_upgrade_upgrades_it() -> None:
+    """crds.install (on by default): the generated CRD is a release object, kept on uninstall; off,
+    no CRD. Nothing in crds/, which Helm installs once and never upgrades."""
+    assert not (CHART / "crds").exists()
+
+    def crds(*sets: str) -> list[dict[str, Any]]:
+        args = [helm(), "template", "w", str(CHART), "--namespace", "ns"]
+        out = subprocess.run(args + [a for s in sets for a in ("--set", s)], capture_output=True,
+                             text=True, check=True, timeout=60).stdout
+        return [d for d in yaml.safe_load_all(out) if d and d["kind"] == "CustomResourceDefinition"]
+
+    [templated] = crds()
+    want = crd.build_crd()
+    meta = templated.pop("metadata")
+    assert templated == {k: v for k, v in want.items() if k != "metadata"}
+    assert meta["name"] == want["metadata"]["name"]
+    assert want["metadata"]["labels"].items() <= meta["labels"].items()
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}
+    kubernetes_validate.validate({**templated, "metadata": meta}, "1.37.0", strict=True)
+    assert "annotations" not in crds("crds.keep=false")[0]["metadata"]
+    assert crds("crds.install=false") == []
+    # The plain manifests leave the CRD to manifests/crds/ (deleting them must not delete crawls).
+    assert not [d for d in docs() if d["kind"] == "CustomResourceDefinition"]
