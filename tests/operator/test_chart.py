@@ -133,12 +133,11 @@ def test_alert_rules_load_in_promtool_and_read_exported_metrics(tmp_path: Path) 
     out = subprocess.run([helm(), "template", "w", str(CHART), "--namespace", "ns",
                           "--set", "metrics.prometheusRule.enabled=true"],
                          capture_output=True, text=True, check=True, timeout=60).stdout
-    rule = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "PrometheusRule")
+    rendered = [d for d in yaml.safe_load_all(out) if d]
+    rule = next(d for d in rendered if d["kind"] == "PrometheusRule")
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool missing: apt-get install prometheus (Debian ships /usr/bin/promtool)"
-    checked = subprocess.run([promtool, "check", "rules", str(path)],
+    checked = subprocess.run([promtool(), "check", "rules", str(path)],
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     rules = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
@@ -147,7 +146,67 @@ def test_alert_rules_load_in_promtool_and_read_exported_metrics(tmp_path: Path) 
     exported = {m.name for m in REGISTRY.collect()} | {f"{m.name}_total" for m in REGISTRY.collect()}
     read = {name for expr in rules.values() for name in re.findall(r"\bwhoiscrawl_[a-z_]+", expr)}
     assert read and read <= exported, read - exported
-    assert 'job="w-whoiscrawl"' in rules["WhoisCrawlOperatorDown"]
+    # The ServiceMonitor's job is the metrics Service's name.
+    service = next(d for d in rendered
+                   if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
+    assert f'job="{service["metadata"]["name"]}"' in rules["WhoisCrawlOperatorDown"]
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    assert found, "promtool missing: apt-get install prometheus (Debian ships /usr/bin/promtool)"
+    return found
+
+
+# promtool unit tests of the rendered alerts: each fires on its story and stays quiet on a healthy
+# crawl (c2). Series: one sample a minute.
+ALERT_SERIES = [
+    {"series": 'up{job="w-whoiscrawl-metrics", namespace="ns"}', "values": "0x120"},
+    {"series": 'whoiscrawl_operator_reconciles_total{trigger="timer", result="error"}', "values": "0+10x120"},
+    {"series": 'whoiscrawl_operator_crawl_condition{namespace="a", crawl="c1", type="Degraded"}',
+     "values": "1x120"},
+    {"series": 'whoiscrawl_operator_crawl_condition{namespace="a", crawl="c2", type="Degraded"}',
+     "values": "0x120"},
+    {"series": 'whoiscrawl_operator_crawl_progress_ratio{namespace="a", crawl="c1"}', "values": "0.5x120"},
+    {"series": 'whoiscrawl_operator_crawl_progress_ratio{namespace="a", crawl="c2"}',
+     "values": "0+0.001x120"},
+    {"series": 'whoiscrawl_operator_workers_desired{namespace="a", crawl="c1"}', "values": "2x120"},
+    {"series": 'whoiscrawl_operator_workers_desired{namespace="a", crawl="c2"}', "values": "2x120"},
+    {"series": 'whoiscrawl_rate_limited_total{namespace="a", crawl="c1", registry="arin", pod="p1"}',
+     "values": "0+60x120"},
+    {"series": 'whoiscrawl_rate_limited_total{namespace="a", crawl="c2", registry="ripe", pod="p2"}',
+     "values": "0+1x120"},
+]
+C1 = {"namespace": "a", "crawl": "c1"}
+FIRING = {
+    "WhoisCrawlOperatorDown": [{"severity": "critical"}],  # absent() of a comparison keeps no labels
+    "WhoisCrawlReconcileErrors": [{"severity": "warning"}],
+    "WhoisCrawlDegraded": [{"severity": "warning", "type": "Degraded", **C1}],
+    "WhoisCrawlStalled": [{"severity": "warning", **C1}],
+    "WhoisCrawlRateLimited": [{"severity": "warning", "registry": "arin", **C1}],
+}
+
+
+def test_each_alert_fires_on_its_story_and_not_on_a_healthy_crawl(tmp_path: Path) -> None:
+    out = subprocess.run([helm(), "template", "w", str(CHART), "--namespace", "ns",
+                          "--set", "metrics.prometheusRule.enabled=true"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    rule = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "PrometheusRule")
+    for group in rule["spec"]["groups"]:  # promtool compares annotations too: checked above
+        for r in group["rules"]:
+            r.pop("annotations")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": ALERT_SERIES,
+        "alert_rule_test": [{"eval_time": "100m", "alertname": name,
+                             "exp_alerts": [{"exp_labels": labels} for labels in firing]}
+                            for name, firing in FIRING.items()]
+        + [{"eval_time": "3m", "alertname": name} for name in FIRING],  # nothing fires at once
+    }]}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    ran = subprocess.run([promtool(), "test", "rules", "tests.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
