@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 LOOKUPS = Counter(
     "whoiscrawl_lookups_total", "Registry lookups by registry and outcome", ["registry", "outcome"]
@@ -68,36 +58,13 @@ SERVE_MAP_OBSERVED = Gauge(
 CONSUMER_LAG = Gauge("whoiscrawl_consumer_lag_messages", "Work messages assigned to this worker not yet done")
 
 
-class _ConstantLabels(Collector):
-    """The default registry's samples with constant labels added (a metric's own labels win)."""
-
-    def __init__(self, labels: Mapping[str, str]) -> None:
-        self.labels = dict(labels)
-
-    def collect(self) -> Iterator[Metric]:
-        for family in REGISTRY.collect():  # fresh Metric objects each time: safe to rewrite
-            family.samples = [s._replace(labels={**self.labels, **s.labels}) for s in family.samples]
-            yield family
-
-
-def exposition(labels: Mapping[str, str] | None = None) -> bytes:
-    """The /metrics page; `labels` (a worker's crawl) go on every sample, so dashboards filter by them."""
-    if not labels:
-        return generate_latest()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ConstantLabels(labels))
-    return generate_latest(registry)
-
-
-def serve(port: int, ready: Callable[[], bool], host: str = "0.0.0.0",
-          labels: Mapping[str, str] | None = None) -> ThreadingHTTPServer:
-    """/metrics (with `labels` on every sample), /healthz (the process answers) and /readyz (it is
-    taking work), in a thread."""
+def serve(port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """/metrics, /healthz (the process answers) and /readyz (it is taking work), in a thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
-                body, ctype, code = exposition(labels), CONTENT_TYPE_LATEST, 200
+                body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
             elif self.path.startswith("/healthz"):
                 body, ctype, code = b"ok\n", "text/plain", 200
             elif self.path.startswith("/readyz"):

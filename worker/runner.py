@@ -353,8 +353,7 @@ class Worker:
             self._loop.add_signal_handler(sig, self.stopping.set)
         server = None
         if cfg.metrics_port is not None:
-            server = metrics.serve(cfg.metrics_port, lambda: self._ready and not self.stopping.is_set(),
-                                   labels={"crawl": cfg.crawl})
+            server = metrics.serve(cfg.metrics_port, lambda: self._ready and not self.stopping.is_set())
         checkpoints = CheckpointSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         store = RedisBlockStore(cfg.redis_url, cfg.crawl, rebuild=self._rebuild_store, mirror=checkpoints.put)
         await store.sync()

@@ -231,7 +231,13 @@ def test_the_pod_monitor_scrapes_spot_and_overflow_workers_keeping_their_labels(
         assert selects(pm["spec"]["selector"], template["metadata"]["labels"]), overflow
         ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
         assert {e["port"] for e in pm["spec"]["podMetricsEndpoints"]} <= ports
-    # The workers' crawl label and the operator's namespace label (the crawl's) win over the target's.
+    # Every worker sample gets its crawl's name as `crawl` (the operator's label, the dashboards'
+    # $crawl), from the pod label Prometheus exposes with non-alphanumerics as underscores.
+    meta = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", builders.CRAWL_LABEL)
+    assert template["metadata"]["labels"][builders.CRAWL_LABEL] == "c1"
+    for endpoint in pm["spec"]["podMetricsEndpoints"]:
+        assert {"sourceLabels": [meta], "targetLabel": "crawl"} in endpoint["relabelings"]
+    # The operator's namespace label (the crawl's) wins over the target's.
     assert all(e["honorLabels"] for e in pm["spec"]["podMetricsEndpoints"])
     assert all(e["honorLabels"] for e in monitors["ServiceMonitor"]["spec"]["endpoints"])
 
