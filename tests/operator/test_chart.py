@@ -160,23 +160,22 @@ def promtool() -> str:
 
 # promtool unit tests of the rendered alerts: each fires on its story and stays quiet on a healthy
 # crawl (c2). Series: one sample a minute.
-ALERT_SERIES = [
-    {"series": 'up{job="w-whoiscrawl-metrics", namespace="ns"}', "values": "0x120"},
-    {"series": 'whoiscrawl_operator_reconciles_total{trigger="timer", result="error"}', "values": "0+10x120"},
-    {"series": 'whoiscrawl_operator_crawl_condition{namespace="a", crawl="c1", type="Degraded"}',
-     "values": "1x120"},
-    {"series": 'whoiscrawl_operator_crawl_condition{namespace="a", crawl="c2", type="Degraded"}',
-     "values": "0x120"},
-    {"series": 'whoiscrawl_operator_crawl_progress_ratio{namespace="a", crawl="c1"}', "values": "0.5x120"},
-    {"series": 'whoiscrawl_operator_crawl_progress_ratio{namespace="a", crawl="c2"}',
-     "values": "0+0.001x120"},
-    {"series": 'whoiscrawl_operator_workers_desired{namespace="a", crawl="c1"}', "values": "2x120"},
-    {"series": 'whoiscrawl_operator_workers_desired{namespace="a", crawl="c2"}', "values": "2x120"},
-    {"series": 'whoiscrawl_rate_limited_total{namespace="a", crawl="c1", registry="arin", pod="p1"}',
-     "values": "0+60x120"},
-    {"series": 'whoiscrawl_rate_limited_total{namespace="a", crawl="c2", registry="ripe", pod="p2"}',
-     "values": "0+1x120"},
-]
+COND = "whoiscrawl_operator_crawl_condition"
+PROG = "whoiscrawl_operator_crawl_progress_ratio"
+WANT = "whoiscrawl_operator_workers_desired"
+LIMITED = "whoiscrawl_rate_limited_total"
+ALERT_SERIES = [{"series": series, "values": values} for series, values in (
+    ('up{job="w-whoiscrawl-metrics", namespace="ns"}', "0x120"),
+    ('whoiscrawl_operator_reconciles_total{trigger="timer", result="error"}', "0+10x120"),
+    (COND + '{namespace="a", crawl="c1", type="Degraded"}', "1x120"),
+    (COND + '{namespace="a", crawl="c2", type="Degraded"}', "0x120"),
+    (PROG + '{namespace="a", crawl="c1"}', "0.5x120"),
+    (PROG + '{namespace="a", crawl="c2"}', "0+0.001x120"),
+    (WANT + '{namespace="a", crawl="c1"}', "2x120"),
+    (WANT + '{namespace="a", crawl="c2"}', "2x120"),
+    (LIMITED + '{namespace="a", crawl="c1", registry="arin", pod="p1"}', "0+60x120"),
+    (LIMITED + '{namespace="a", crawl="c2", registry="ripe", pod="p2"}', "0+1x120"),
+)]
 C1 = {"namespace": "a", "crawl": "c1"}
 FIRING = {
     "WhoisCrawlOperatorDown": [{"severity": "critical"}],  # absent() of a comparison keeps no labels
