@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
+from whoiscrawl.operator.status import CONDITION_TYPES
 
 RECONCILES = Counter("whoiscrawl_operator_reconciles_total",
                      "Reconcile passes, by trigger and result", ["trigger", "result"])
@@ -19,6 +20,9 @@ PROGRESS = Gauge("whoiscrawl_operator_crawl_progress_ratio",
                  "Share of a crawl's addresses covered (0..1)", ["namespace", "crawl"])
 LAG = Gauge("whoiscrawl_operator_work_lag_messages",
             "Work messages not yet committed by a crawl's workers", ["namespace", "crawl"])
+CONDITION = Gauge("whoiscrawl_operator_crawl_condition",
+                  "1 while a crawl's condition of this type is True, else 0 (alerts read Degraded)",
+                  ["namespace", "crawl", "type"])
 EVENTS = Counter("whoiscrawl_operator_events_total",
                  "Kubernetes Events posted, by type and reason", ["type", "reason"])
 
@@ -32,6 +36,9 @@ def observe(namespace: str, crawl: str, status: dict[str, object]) -> None:
     progress = status.get("progress")
     if isinstance(progress, int | float):
         PROGRESS.labels(namespace, crawl).set(float(progress) / 100.0)
+    for cond in status.get("conditions") or []:  # type: ignore[attr-defined]
+        if isinstance(cond, dict) and cond.get("type"):
+            CONDITION.labels(namespace, crawl, cond["type"]).set(1.0 if cond.get("status") == "True" else 0.0)
     lag = status.get("lag")
     if isinstance(lag, int):
         LAG.labels(namespace, crawl).set(lag)
@@ -41,3 +48,6 @@ def forget(namespace: str, crawl: str) -> None:
     for gauge in (WORKERS_DESIRED, WORKERS_READY, PROGRESS, LAG):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, crawl)
+    for ctype in CONDITION_TYPES:
+        with contextlib.suppress(KeyError):
+            CONDITION.remove(namespace, crawl, ctype)

@@ -26,7 +26,7 @@ from whoiscrawl.dev.services import CACHE_DIR  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 CHART = ROOT / "charts" / "whoiscrawl"
-CRD_FILE = CHART / "crds" / "whoiscrawls.whoiscrawl.io.yaml"
+CRD_FILE = ROOT / "manifests" / "crds" / "whoiscrawls.whoiscrawl.io.yaml"  # the plain copy
 RUN_ROOT = CACHE_DIR / "test-cluster"
 WC = ("whoiscrawl.io/v1alpha1", "whoiscrawls")
 

@@ -38,15 +38,18 @@ def test_the_plain_manifests_install_on_a_fresh_cluster(k8s: K8s, crd: dict) -> 
 def test_helm_installs_the_chart(k8s: K8s, crd: dict) -> None:
     release, ns = f"wc{uuid.uuid4().hex[:4]}", f"helm-{uuid.uuid4().hex[:6]}"
     before = crd_version(k8s)
+    # crds.install=false: the cluster's CRD is the `crd` fixture's, shared by every test (a second
+    # owner would be refused by helm); tests/operator/test_chart.py checks the templated CRD.
     out = k8s.helm("install", release, str(CHART), "-n", ns, "--create-namespace",
-                   "--set", "watch.allNamespaces=false", "--set", f"watch.namespaces={{{ns}}}").stdout
+                   "--set", "crds.install=false", "--set", "watch.allNamespaces=false",
+                   "--set", f"watch.namespaces={{{ns}}}").stdout
     try:
         assert "STATUS: deployed" in out
         listed = json.loads(k8s.helm("list", "-n", ns, "-o", "json").stdout)
         assert [r["status"] for r in listed if r["name"] == release] == ["deployed"]
         assert k8s.api.list("rbac.authorization.k8s.io/v1", "roles", ns)
-        # The chart's CRD lives in crds/, outside the release: its manifest holds no CRD (uninstall
-        # must not delete every crawl), and the installed CRD's spec was left as it was.
+        # With crds.install=false the release holds no CRD, and the installed CRD's spec was left
+        # as it was.
         manifest = k8s.helm("get", "manifest", release, "-n", ns).stdout
         kinds = {d.get("kind") for d in yaml.safe_load_all(manifest) if d}
         assert "Deployment" in kinds and "CustomResourceDefinition" not in kinds, kinds

@@ -62,6 +62,7 @@ def operator_release(k8s: K8s, tmp: Path, watched: list[str] | None, pool: str,
         "watch": {"allNamespaces": watched is None, "namespaces": watched or []},
         "reconcileIntervalSeconds": 1, "livenessPort": liveness, "metrics": {"port": free_port()},
         "nodeSelector": {POOL: pool}, "verbose": True,
+        "crds": {"install": False},  # the `crd` fixture owns the cluster's CRD, shared by every test
     }
     values_file = tmp / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
+from prometheus_client import REGISTRY
+from whoiscrawl.operator import builders, crd
+from whoiscrawl.operator import metrics as operator_metrics  # noqa: F401  (whoiscrawl_operator_*)
+from whoiscrawl.operator.spec import parse_spec
 
+from whoiscrawl import metrics as worker_metrics  # noqa: F401  (registers whoiscrawl_*)
 from whoiscrawl.dev import tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,8 +84,8 @@ def test_rbac_covers_what_the_operator_does() -> None:
 
 def test_manifests_are_rendered_from_the_chart() -> None:
     out = subprocess.run([str(helm()), "template", "whoiscrawl", str(CHART), "--namespace",
-                          "whoiscrawl-system"], capture_output=True, text=True, check=True,
-                         timeout=60).stdout
+                          "whoiscrawl-system", "--set", "crds.install=false"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
     namespace, *rendered = [d for d in yaml.safe_load_all(RENDERED.read_text()) if d]
     # Plain manifests carry the namespace helm install --create-namespace would make.
     assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {
@@ -118,3 +125,143 @@ def test_the_maps_server_is_off_by_default_and_renders_valid_when_on() -> None:
     for upto, named in ((8, "serve.crawl"), (10, "serve.kafkaBootstrap")):  # each required value named
         missing = subprocess.run(args[:upto], capture_output=True, text=True, timeout=60)
         assert missing.returncode != 0 and named in missing.stderr
+
+
+def test_alert_rules_load_in_promtool_and_read_exported_metrics(tmp_path: Path) -> None:
+    """The PrometheusRule (off by default) renders, promtool loads it, and every metric it reads exists."""
+    assert not [d for d in docs() if d["kind"] == "PrometheusRule"]
+    out = subprocess.run([helm(), "template", "w", str(CHART), "--namespace", "ns",
+                          "--set", "metrics.prometheusRule.enabled=true"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    rendered = [d for d in yaml.safe_load_all(out) if d]
+    rule = next(d for d in rendered if d["kind"] == "PrometheusRule")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    checked = subprocess.run([promtool(), "check", "rules", str(path)],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(rules) == {"WhoisCrawlOperatorDown", "WhoisCrawlReconcileErrors", "WhoisCrawlDegraded",
+                          "WhoisCrawlStalled", "WhoisCrawlRateLimited"}
+    exported = {m.name for m in REGISTRY.collect()} | {f"{m.name}_total" for m in REGISTRY.collect()}
+    read = {name for expr in rules.values() for name in re.findall(r"\bwhoiscrawl_[a-z_]+", expr)}
+    assert read and read <= exported, read - exported
+    # The ServiceMonitor's job is the metrics Service's name.
+    service = next(d for d in rendered
+                   if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
+    assert f'job="{service["metadata"]["name"]}"' in rules["WhoisCrawlOperatorDown"]
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    assert found, "promtool missing: apt-get install prometheus (Debian ships /usr/bin/promtool)"
+    return found
+
+
+# promtool unit tests of the rendered alerts: each fires on its story and stays quiet on a healthy
+# crawl (c2). Series: one sample a minute.
+COND = "whoiscrawl_operator_crawl_condition"
+PROG = "whoiscrawl_operator_crawl_progress_ratio"
+WANT = "whoiscrawl_operator_workers_desired"
+LIMITED = "whoiscrawl_rate_limited_total"
+ALERT_SERIES = [{"series": series, "values": values} for series, values in (
+    ('up{job="w-whoiscrawl-metrics", namespace="ns"}', "0x120"),
+    ('whoiscrawl_operator_reconciles_total{trigger="timer", result="error"}', "0+10x120"),
+    (COND + '{namespace="a", crawl="c1", type="Degraded"}', "1x120"),
+    (COND + '{namespace="a", crawl="c2", type="Degraded"}', "0x120"),
+    (PROG + '{namespace="a", crawl="c1"}', "0.5x120"),
+    (PROG + '{namespace="a", crawl="c2"}', "0+0.001x120"),
+    (WANT + '{namespace="a", crawl="c1"}', "2x120"),
+    (WANT + '{namespace="a", crawl="c2"}', "2x120"),
+    (LIMITED + '{namespace="a", crawl="c1", registry="arin", pod="p1"}', "0+60x120"),
+    (LIMITED + '{namespace="a", crawl="c2", registry="ripe", pod="p2"}', "0+1x120"),
+)]
+C1 = {"namespace": "a", "crawl": "c1"}
+FIRING = {
+    "WhoisCrawlOperatorDown": [{"severity": "critical"}],  # absent() of a comparison keeps no labels
+    "WhoisCrawlReconcileErrors": [{"severity": "warning"}],
+    "WhoisCrawlDegraded": [{"severity": "warning", "type": "Degraded", **C1}],
+    "WhoisCrawlStalled": [{"severity": "warning", **C1}],
+    "WhoisCrawlRateLimited": [{"severity": "warning", "registry": "arin", **C1}],
+}
+
+
+def test_each_alert_fires_on_its_story_and_not_on_a_healthy_crawl(tmp_path: Path) -> None:
+    out = subprocess.run([helm(), "template", "w", str(CHART), "--namespace", "ns",
+                          "--set", "metrics.prometheusRule.enabled=true"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    rule = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "PrometheusRule")
+    for group in rule["spec"]["groups"]:  # promtool compares annotations too: checked above
+        for r in group["rules"]:
+            r.pop("annotations")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": ALERT_SERIES,
+        "alert_rule_test": [{"eval_time": "100m", "alertname": name,
+                             "exp_alerts": [{"exp_labels": labels} for labels in firing]}
+                            for name, firing in FIRING.items()]
+        + [{"eval_time": "3m", "alertname": name} for name in FIRING],  # nothing fires at once
+    }]}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    ran = subprocess.run([promtool(), "test", "rules", "tests.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels and In expressions) against a pod's labels."""
+    exprs = selector.get("matchExpressions", [])
+    assert all(e["operator"] == "In" for e in exprs)
+    return (selector.get("matchLabels", {}).items() <= labels.items()
+            and all(labels.get(e["key"]) in e["values"] for e in exprs))
+
+
+def test_the_pod_monitor_scrapes_spot_and_overflow_workers_keeping_their_labels() -> None:
+    out = subprocess.run([helm(), "template", "w", str(CHART), "--namespace", "ns",
+                          "--set", "metrics.podMonitor.enabled=true",
+                          "--set", "metrics.serviceMonitor.enabled=true"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    monitors = {d["kind"]: d for d in yaml.safe_load_all(out) if d and d["kind"].endswith("Monitor")}
+    pm = monitors["PodMonitor"]
+    owner = builders.Owner("c1", "ns", "uid-1", "0.1.0")
+    spec = parse_spec({"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}})
+    for overflow in (False, True):
+        template = builders.deployment(owner, spec, 1, "spot", overflow=overflow)["spec"]["template"]
+        assert selects(pm["spec"]["selector"], template["metadata"]["labels"]), overflow
+        ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        assert {e["port"] for e in pm["spec"]["podMetricsEndpoints"]} <= ports
+    # Every worker sample gets its crawl's name as `crawl` (the operator's label, the dashboards'
+    # $crawl), from the pod label Prometheus exposes with non-alphanumerics as underscores.
+    meta = "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", builders.CRAWL_LABEL)
+    assert template["metadata"]["labels"][builders.CRAWL_LABEL] == "c1"
+    for endpoint in pm["spec"]["podMetricsEndpoints"]:
+        assert {"sourceLabels": [meta], "targetLabel": "crawl"} in endpoint["relabelings"]
+    # The operator's namespace label (the crawl's) wins over the target's.
+    assert all(e["honorLabels"] for e in pm["spec"]["podMetricsEndpoints"])
+    assert all(e["honorLabels"] for e in monitors["ServiceMonitor"]["spec"]["endpoints"])
+
+
+def test_the_chart_templates_the_crd_so_helm_upgrade_upgrades_it() -> None:
+    """crds.install (on by default): the generated CRD is a release object, kept on uninstall; off,
+    no CRD. Nothing in crds/, which Helm installs once and never upgrades."""
+    assert not (CHART / "crds").exists()
+
+    def crds(*sets: str) -> list[dict[str, Any]]:
+        args = [helm(), "template", "w", str(CHART), "--namespace", "ns"]
+        out = subprocess.run(args + [a for s in sets for a in ("--set", s)], capture_output=True,
+                             text=True, check=True, timeout=60).stdout
+        return [d for d in yaml.safe_load_all(out) if d and d["kind"] == "CustomResourceDefinition"]
+
+    [templated] = crds()
+    want = crd.build_crd()
+    meta = templated.pop("metadata")
+    assert templated == {k: v for k, v in want.items() if k != "metadata"}
+    assert meta["name"] == want["metadata"]["name"]
+    assert want["metadata"]["labels"].items() <= meta["labels"].items()
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert meta["annotations"] == {"helm.sh/resource-policy": "keep"}
+    kubernetes_validate.validate({**templated, "metadata": meta}, "1.37.0", strict=True)
+    assert "annotations" not in crds("crds.keep=false")[0]["metadata"]
+    assert crds("crds.install=false") == []
+    # The plain manifests leave the CRD to manifests/crds/ (deleting them must not delete crawls).
+    assert not [d for d in docs() if d["kind"] == "CustomResourceDefinition"]

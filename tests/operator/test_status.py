@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from whoiscrawl.operator import builders
+from prometheus_client import REGISTRY
+from whoiscrawl.operator import builders, metrics
 from whoiscrawl.operator.scaling import Recommendation
 from whoiscrawl.operator.spec import parse_spec
 from whoiscrawl.operator.status import (
@@ -173,3 +174,19 @@ def test_a_grace_longer_than_the_spot_notice_is_a_condition_and_a_warning() -> N
     late = compute_status(fits.status, obs(notice_overrun=overrun))
     assert conds(late.status)["SpotNoticeFits"] == ("False", "GraceExceedsSpotNotice")
     assert ("Warning", "GraceExceedsSpotNotice", overrun) in late.events
+
+
+def test_conditions_are_exported_for_alerts_and_forgotten_with_the_crawl() -> None:
+    """whoiscrawl_operator_crawl_condition carries each condition (the Degraded alert reads it)."""
+    status = compute_status(None, obs(backend_error="redis down")).status
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    metrics.observe("ns1", "c1", status)
+
+    def value(ctype: str) -> float | None:
+        return REGISTRY.get_sample_value("whoiscrawl_operator_crawl_condition",
+                                         {"namespace": "ns1", "crawl": "c1", "type": ctype})
+
+    assert value("Degraded") == (1.0 if degraded["status"] == "True" else 0.0) == 1.0
+    assert value("Completed") == 0.0
+    metrics.forget("ns1", "c1")
+    assert value("Degraded") is None

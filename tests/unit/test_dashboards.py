@@ -27,3 +27,12 @@ def test_every_panel_has_a_query_and_the_overview_covers_the_issue():
     for text in boards.values():
         assert all(p["targets"] for p in json.loads(text)["panels"])
         assert all(dashboards.metric_names(e) for e in dashboards.expressions(text))
+
+
+def test_the_overview_filters_every_crawl_series_by_the_crawl_variable():
+    """Workers label their samples with their crawl: the overview's $crawl narrows worker panels too."""
+    overview = dashboards.render()["whoiscrawl.json"]
+    unfiltered = [e for e in dashboards.expressions(overview)
+                  if "whoiscrawl_operator_events_total" not in e  # cluster-wide Events carry no crawl
+                  and "$crawl" not in e]
+    assert not unfiltered
