@@ -14,6 +14,7 @@ from whoiscrawl.operator.spec import (
     GROUP,
     KIND,
     MANUAL_ONLY,
+    MAX_ENV,
     MAX_RANGES,
     NAME_PATTERN,
     OWNED_ENV,
@@ -95,7 +96,9 @@ def _workers_schema() -> dict[str, Any]:
                                           "NTH, EKS node groups) evict through the Eviction API, "
                                           "and a PDB would make a drain wait for a node that is "
                                           "going anyway."},
-        "env": {"type": "object", "additionalProperties": {"type": "string"},
+        # maxProperties bounds the CEL rule's cost: unbounded, the API server refuses the CRD
+        # ("estimated rule cost exceeds budget")
+        "env": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": MAX_ENV,
                 "description": "Extra environment variables for workers (not those the operator "
                                "sets from the spec).",
                 "x-kubernetes-validations": [{

@@ -50,6 +50,7 @@ MAX_RANGES = 1000  # CIDRs in ranges or excludes (the plan's shards and the CRD 
 REDIS_URL_PATTERN = r"^rediss?://([^/@:]*@)?[^@]*$"
 # Worker environment the operator sets: workers.env may not override it (rate limits past the
 # CRD's checks, another crawl's topics or Redis keys).
+MAX_ENV = 64  # workers.env entries (the CRD's maxProperties, which bounds its CEL rule's cost)
 OWNED_ENV = ("WHOISCRAWL_CRAWL", "WHOISCRAWL_KAFKA_BOOTSTRAP", "WHOISCRAWL_TOPIC_PREFIX",
              "WHOISCRAWL_RATE_LIMITS", "WHOISCRAWL_METRICS_PORT", "WHOISCRAWL_GRACE_SECONDS",
              "WHOISCRAWL_EGRESS_SHARE", "WHOISCRAWL_EGRESS_KEY", "WHOISCRAWL_REDIS_URL",
@@ -390,6 +391,8 @@ def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
 
 def _parse_env(r: _Reader, raw: Mapping[str, Any], path: str) -> dict[str, str]:
     env = r.str_map(raw, "env", path)
+    if len(env) > MAX_ENV:
+        r.fail(f"{path}.env", f"holds {len(env)} variables, at most {MAX_ENV}")
     for key in env:
         if key in OWNED_ENV:
             r.fail(f"{path}.env.{key}", "is set by the operator from the spec; set that field")

@@ -32,7 +32,7 @@ def quick_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
         yield sim
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def quick_results(calm_quick) -> Path:
     """The results of the session's calm crawl of `quick` (tests/conftest.py), shared by the result
     and serving tests."""

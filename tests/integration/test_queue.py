@@ -124,7 +124,7 @@ def test_the_plan_command_creates_topics_as_asked(services, unique_name):
     refused = runner.invoke(app, [*args, "--topic-config", "min.insync.replicas"])
     assert refused.exit_code == 2 and "KEY=VALUE" in refused.output
     too_many = runner.invoke(app, [*args, "--replication-factor", "2"])
-    assert too_many.exit_code != 0 and "replication" in str(too_many.exception).lower()
+    assert too_many.exit_code != 0 and "replication" in too_many.output.lower()  # one line, no traceback
     done = runner.invoke(app, [*args, "--topic-config", "max.message.bytes=2000000"])
     assert done.exit_code == 0, done.output
     work, _ = queue.topic_names("t.", unique_name)
