@@ -30,7 +30,8 @@ def test_unknown_sources_and_registries_are_refused_by_name(tmp_path: Path):
 def test_a_dump_with_terms_is_read_only_once_they_are_accepted(tmp_path: Path):
     code, output = _crawl(tmp_path, "--sources", "stats,dumps")
     doc = json.loads(output)
-    assert code == 0 and doc["blocks"] == 0 and "ripencc" not in doc["dumps"]
+    # no dump read: the one block is the statistics' free space (193.0.11.0/24 reserved, 12.0/22 available)
+    assert code == 0 and doc["blocks"] == 1 and "ripencc" not in doc["dumps"]
     assert any("needs --accept-dump-terms ripencc" in n for n in doc["notes"])
     code, output = _crawl(tmp_path / "accepted", "--sources", "stats,dumps", "--accept-dump-terms", "ripencc",
                           "--verify", "0")
@@ -38,8 +39,10 @@ def test_a_dump_with_terms_is_read_only_once_they_are_accepted(tmp_path: Path):
     assert code == 0 and doc["dumps"]["ripencc"]["serial"] == "41234567"
     assert doc["dumps"]["ripencc"]["in_scope"] == 3 and doc["dumps"]["apnic"]["in_scope"] == 0
     records = [json.loads(line) for line in (tmp_path / "accepted" / "r.jsonl").read_text().splitlines()]
-    assert {r["handle"] for r in records} == {"193.0.0.0 - 193.0.7.255", "193.0.8.0 - 193.0.10.255",
-                                               "193.0.9.0 - 193.0.9.255"}
-    assert {r["source"] for r in records} == {"dump"} and doc["lookups"] == 0
+    assert {r["handle"] for r in records if r["source"] == "dump"} == {
+        "193.0.0.0 - 193.0.7.255", "193.0.8.0 - 193.0.10.255", "193.0.9.0 - 193.0.9.255"}
+    free = [(r["start_address"], r["end_address"]) for r in records if r["source"] == "stats"]
+    assert free == [("193.0.11.0", "193.0.15.255")]
+    assert {r["source"] for r in records} == {"dump", "stats"} and doc["lookups"] == 0
     # without live nothing is asked, though one network lacks a holder (--fill-redacted is on)
     assert doc["dumps"]["ripencc"]["freshness"] == {"asked": 0, "fields": {}}
