@@ -657,8 +657,8 @@ def demo(
     out.with_name(out.name + ".checkpoint.json").unlink(missing_ok=True)
     log = Path(tempfile.mkdtemp(prefix="whoiscrawl-demo-")) / "requests.jsonl"
     note = (lambda _text: None) if quiet else functools.partial(typer.secho, err=True)
-    note(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g})")
-    with b.simulator(scenario, time_scale, log) as sim:
+    note(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g}) and its published files")
+    with b.simulator(scenario, time_scale, log, extra=["--prepare-files"]) as sim:
         note(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}")
         job = LocalCrawl(
             ranges=sim.ranges,

@@ -20,6 +20,8 @@ from whoiscrawl.sim.data import REG_INDEX
 from whoiscrawl.sim.dumps import lacnic_short
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_int, ip_str
+from whoiscrawl.sources.fetch import FetchError
+from whoiscrawl.sources.fetch import fetch as fetch_file
 
 Obj = list[tuple[str, str]]
 DUMPED = ("ripencc", "apnic", "afrinic", "lacnic")
@@ -231,3 +233,25 @@ def test_files_are_made_once_and_kept_for_the_next_simulator(quick, world: World
     made = path.stat().st_mtime_ns
     again = published.Files(quick, world).sound(item)
     assert again == path and again.stat().st_mtime_ns == made
+
+
+async def test_a_dropped_download_is_asked_again_and_arrives_whole(start_sim, tmp_path):
+    sim = await start_sim(limits=False, faults={"files": {"lacnic": ["dropped_download"]}})
+    sound = await start_sim(limits=False)
+    url = rirs.BY_ID["lacnic"].dump_urls[0]
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        with pytest.raises(FetchError, match=r"lacnic\.db\.gz") as dropped:
+            await fetch_file(url, sim.files_base, tmp_path / "impatient", session, pauses=())
+        assert dropped.value.transient
+        assert not list((tmp_path / "impatient").rglob("*.part"))  # half a file is not left behind
+        got = await fetch_file(url, sim.files_base, tmp_path / "patient", session, pauses=(0.01,))
+    assert got.path.read_bytes() == (await fetch(sound, url))[2]
+
+
+async def test_a_missing_file_is_not_asked_again(start_sim, tmp_path):
+    sim = await start_sim(limits=False)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(FetchError, match="HTTP 404") as missing:
+            await fetch_file("https://ftp.ripe.net/ripe/dbase/split/ripe.db.person.gz", sim.files_base,
+                             tmp_path, session, pauses=(60.0,))
+    assert not missing.value.transient

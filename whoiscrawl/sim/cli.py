@@ -40,6 +40,9 @@ def serve(
     arin_relation_search: Annotated[bool, typer.Option(
         "--arin-relation-search/--no-arin-relation-search",
         help="ARIN serves RFC 9910 relation search (announced 2025, unverified)")] = True,
+    prepare_files: Annotated[bool, typer.Option(
+        "--prepare-files/--no-prepare-files", help="make every published file before serving, as "
+        "the registries' files exist before anyone asks (cached; minutes the first time on full)")] = False,
 ) -> None:
     """Serve RDAP + bootstrap + WHOIS; first stdout line is one JSON object describing it."""
     from whoiscrawl.sim import scenarios
@@ -53,6 +56,8 @@ def serve(
                         faults=Faults.load(faults, time_scale=time_scale), log_path=log,
                         limits_enabled=limits, latency=latency, row_limit=row_limit,
                         arin_relation_search=arin_relation_search)
+        if prepare_files:
+            await asyncio.to_thread(sim.files.prepare, sim.faults.files)
         await sim.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

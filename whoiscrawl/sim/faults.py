@@ -23,7 +23,9 @@ always broken while the rest of the registry answers is `{malformed: 1.0, ranges
     files: {ripencc: [truncated_gzip, stale_serial], arin: [md5_mismatch]}
 
 `truncated_gzip`, `broken_object`, `wrong_encoding` hit the registry's first dump; `record_count`
-and `md5_mismatch` its delegation statistics; `stale_serial` its serial file.
+and `md5_mismatch` its delegation statistics; `stale_serial` its serial file. `dropped_download`
+spoils no byte: the first dump's download is cut halfway on every other attempt from an address
+(long transfers from the registries' servers do drop).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from whoiscrawl.rirs import REGISTRIES
 
 KINDS = ("timeout", "http_5xx", "reset", "truncated", "malformed")
 DUMP_FAULTS = ("truncated_gzip", "broken_object", "wrong_encoding")
-FILE_FAULTS = (*DUMP_FAULTS, "record_count", "md5_mismatch", "stale_serial")
+TRANSFER_FAULTS = ("dropped_download",)
+FILE_FAULTS = (*DUMP_FAULTS, "record_count", "md5_mismatch", "stale_serial", *TRANSFER_FAULTS)
 FileFaults = dict[str, frozenset[str]]
 
 
@@ -59,7 +62,8 @@ def file_faults(doc: dict[str, Any]) -> FileFaults:
                 raise ValueError(f"files.{registry}: unknown fault {kind!r}; "
                                  f"choose from {', '.join(FILE_FAULTS)}")
             rir = rirs.BY_ID[registry]
-            if (kind in DUMP_FAULTS and not rir.dump_urls) or (kind == "stale_serial" and not rir.serial_url):
+            dumped = kind in (*DUMP_FAULTS, *TRANSFER_FAULTS)
+            if (dumped and not rir.dump_urls) or (kind == "stale_serial" and not rir.serial_url):
                 raise ValueError(f"files.{registry}: {kind} needs a file {registry} does not publish")
         out[registry] = frozenset(wanted)
     return out

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from whoiscrawl import rirs
 from whoiscrawl.sim import data, dumps, stats
-from whoiscrawl.sim.faults import DUMP_FAULTS, FileFaults
+from whoiscrawl.sim.faults import DUMP_FAULTS, TRANSFER_FAULTS, FileFaults
 from whoiscrawl.sim.model import MODEL_VERSION, World
 from whoiscrawl.sim.scenarios import Scenario
 
@@ -68,7 +68,9 @@ def catalogue() -> list[Item]:
 def spoils(item: Item, kind: str) -> bool:
     """Does a file fault spoil this file? Dump faults the registry's first dump; `record_count`
     the statistics and their `.md5` (the md5 of the spoiled file: that fault alone); `md5_mismatch`
-    the `.md5`; `stale_serial` the serial file."""
+    the `.md5`; `stale_serial` the serial file. A transfer fault spoils no file's bytes."""
+    if kind in TRANSFER_FAULTS:
+        return False
     if kind in DUMP_FAULTS:
         return item.url == rirs.BY_ID[item.registry].dump_urls[0]
     return item.kind in {"record_count": ("stats", "md5"), "md5_mismatch": ("md5",),
@@ -132,6 +134,12 @@ class Files:
             tmp.replace(target)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def prepare(self, faults: FileFaults | None = None) -> None:
+        """Every file made now, as the registries' files exist before anyone asks: a crawl then
+        waits on no file being written (`full`'s RIPE NCC dump takes minutes the first time)."""
+        for item in self.items.values():
+            self.path(item, faults)
 
     def write_all(self, out: Path, faults: FileFaults | None = None) -> Iterator[dict[str, object]]:
         """Every file under `out/<host>/<path>` (hard links into the cache where they can be), one

@@ -16,11 +16,12 @@ from typing import Any
 
 from aiohttp import web
 
-from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.rirs import BY_ID, REGISTRIES
 from whoiscrawl.sim import policy, published, relations, render, whoisq
 from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.faults import Decision, Faults
 from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.published import Item as FileItem
 from whoiscrawl.sim.relations import parse_ipv4, parse_span
 from whoiscrawl.sim.scenarios import Scenario
 
@@ -94,6 +95,7 @@ class Simulator:
         self._bootstrap = b""
         self._iana = load_iana()
         self.files = published.Files(scenario, self.world)
+        self._downloads: dict[tuple[str, str], int] = {}  # attempts per (address, file): dropped_download
 
     # addresses --------------------------------------------------------------------------
     @property
@@ -221,11 +223,25 @@ class Simulator:
         self.log.write(time.time(), src, item.registry, path, "file", 200, None, "fault" if spoiled else "ok")
         response = web.StreamResponse(headers={"Content-Type": kind, "Content-Length": str(size)})
         await response.prepare(request)
+        cut_at = size // 2 if self._drops(item, src) else None
         with open(local, "rb") as fh:
-            while chunk := await asyncio.to_thread(fh.read, 1 << 20):
+            while chunk := await asyncio.to_thread(fh.read, 1 << 20 if cut_at is None else cut_at):
                 await response.write(chunk)
+                if cut_at is not None:  # the transfer dropped halfway: the client holds half a file
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
         await response.write_eof()
         return response
+
+    def _drops(self, item: FileItem, src: str) -> bool:
+        """Is this download of `item` from `src` cut (`dropped_download`: every other attempt)?"""
+        if "dropped_download" not in self.faults.files.get(item.registry, ()) or \
+                item.url != BY_ID[item.registry].dump_urls[0]:
+            return False
+        key = (src, item.path)
+        self._downloads[key] = self._downloads.get(key, 0) + 1
+        return self._downloads[key] % 2 == 1
 
     def render(self, obj: int) -> bytes:
         body = self._cache.get(obj)
