@@ -293,3 +293,19 @@ def _atomic(path: Path, write: Any) -> None:
 
 def _brief(cidrs: list[str]) -> str:
     return ", ".join(cidrs[:3]) + (f" and {len(cidrs) - 3} more" if len(cidrs) > 3 else "")
+
+
+def results_for(results: str | None, history: Path | None, at: str | None) -> str:
+    """What a command reads: RESULTS, or with `--history DIR` the generation current on `--at`
+    (the newest without it), rebuilt as a results file. The two ways exclude each other."""
+    if history is None:
+        if at is not None:
+            raise HistoryError("--at needs --history DIR: the store of dated generations to answer from")
+        if results is None:
+            raise HistoryError("give a results file, or --history DIR (and --at DATE)")
+        return results
+    if results is not None:
+        raise HistoryError(f"give either a results file ({results}) or --history {history}, not both")
+    store = Store.open(history)
+    day = parse_date(at, "--at") if at is not None else Day.max
+    return str(map_at(store, day))

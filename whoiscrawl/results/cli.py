@@ -13,12 +13,18 @@ import typer
 ResultsArg = Annotated[
     str, typer.Argument(help="A results JSONL file, or topic:CRAWL for that crawl's compacted results topic")
 ]
+OptionalResultsArg = Annotated[str | None, typer.Argument(
+    help="A results JSONL file, or topic:CRAWL for that crawl's compacted results topic (or --history)")]
 KafkaOpt = Annotated[
     str | None,
     typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP", help="Kafka, for topic:CRAWL"),
 ]
 PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOPIC_PREFIX")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object instead of tables")]
+HistoryOpt = Annotated[Path | None, typer.Option(
+    "--history", help="Answer from this store of dated generations (`whoiscrawl history`), not RESULTS")]
+AtOpt = Annotated[str | None, typer.Option(
+    "--at", help="With --history: the map as of this date (YYYY-MM-DD); default the newest")]
 ScopeOpt = Annotated[
     list[str] | None,
     typer.Option("--scope", help="Ranges the shares are of (repeat); default: all allocatable IPv4"),
@@ -69,8 +75,8 @@ def register(app: typer.Typer) -> None:
 
 
 def export(
-    results: ResultsArg,
     out: Annotated[Path, typer.Option("--out", help="File to write")],
+    results: OptionalResultsArg = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet or mmdb")] = "parquet",
     registry: Annotated[list[str] | None, typer.Option(help="Keep only this registry (repeat)")] = None,
     country: Annotated[list[str] | None, typer.Option(help="Keep only this country code (repeat)")] = None,
@@ -79,14 +85,23 @@ def export(
     ] = None,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: HistoryOpt = None,
+    at: AtOpt = None,
 ) -> None:
     """Write the latest record of every block, in one column schema (docs/results.md), streaming;
     or, with --format mmdb, the map as a MaxMind DB: each address answers its most specific network
-    (docs/serving.md)."""
+    (docs/serving.md). With --history DIR --at DATE: the map as it stood on DATE (docs/history.md)."""
+    from whoiscrawl.history.store import HistoryError, results_for
     from whoiscrawl.results.export import FORMATS, Filters
     from whoiscrawl.results.export import export as write
     from whoiscrawl.results.source import ResultsError, open_results
     from whoiscrawl.space import SpaceError
+
+    try:
+        results = results_for(results, history, at)
+    except HistoryError as exc:
+        _fail(str(exc))
+        return
 
     if fmt == "mmdb":
         if registry or country or within:
