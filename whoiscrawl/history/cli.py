@@ -94,6 +94,31 @@ def prune_cmd(
                            "bytes": kept.bytes()}))
 
 
+def changes(
+    since: Annotated[str, typer.Option(
+        "--since", help="Changes of the generations after this date (YYYY-MM-DD)")],
+    history: HistoryOpt,
+    until: Annotated[str | None, typer.Option("--until", help="... up to this date (default: all)")] = None,
+) -> None:
+    """The change feed: every block added, removed, changed or transferred in the generations dated
+    after --since, oldest first, one JSON object a line (date, kind, registry, range, start and end
+    address, handle, fields old/new, from/to of a transfer, source)."""
+    import sys
+
+    from whoiscrawl.history.feed import feed
+    from whoiscrawl.history.store import HistoryError, Store, parse_date
+
+    try:
+        store = Store.open(history)
+        lines = feed(store, parse_date(since, "--since"), parse_date(until, "--until") if until else None)
+        out = sys.stdout
+        for doc in lines:
+            out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    except HistoryError as exc:
+        _fail(str(exc))
+
+
 def register(main: typer.Typer) -> None:
     """Add the history commands to the `whoiscrawl` command."""
     main.add_typer(app, name="history")
+    main.command()(changes)

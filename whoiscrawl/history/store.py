@@ -258,6 +258,11 @@ def _read(path: Path) -> Iterator[dict[str, Any]]:
                            "damaged") from exc
 
 
+def read_changes(path: Path) -> Iterator[dict[str, Any]]:
+    """A change set's lines, as written (the new record under `record`)."""
+    return _read(path)
+
+
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if not k.startswith("_")}
 
@@ -293,6 +298,17 @@ def _atomic(path: Path, write: Any) -> None:
 
 def _brief(cidrs: list[str]) -> str:
     return ", ".join(cidrs[:3]) + (f" and {len(cidrs) - 3} more" if len(cidrs) > 3 else "")
+
+
+def day_before(store: Store, day: date) -> tuple[Path, Path]:
+    """The maps of the generation current on `day` and of the one before it (`map --diff`: that
+    day's changes)."""
+    gen = store.at(day)
+    at = store.generations.index(gen)
+    if at == 0:
+        raise HistoryError(f"{gen.date} is the first generation of {store.path}: no day before it to "
+                           "compare with; give a later --at")
+    return map_at(store, store.generations[at - 1].day), map_at(store, gen.day)
 
 
 def results_for(results: str | None, history: Path | None, at: str | None) -> str:

@@ -157,8 +157,8 @@ def bench_export(
 
 def map_cmd(
     results: Annotated[
-        list[str], typer.Argument(help="Results (file or topic:CRAWL); with --diff, OLD and NEW")
-    ],
+        list[str] | None, typer.Argument(help="Results (file or topic:CRAWL); with --diff, OLD and NEW")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Image to write (PNG, or SVG with --svg)")]
     = Path("map.png"),
     by: Annotated[str, typer.Option(help="Colour by registry, country, holder or found")] = "registry",
@@ -169,13 +169,18 @@ def map_cmd(
     title: Annotated[str | None, typer.Option(help="Title (default: what the map shows)")] = None,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: HistoryOpt = None,
+    at: AtOpt = None,
 ) -> None:
-    """IPv4 on a Hilbert curve, coloured by what the crawl found, with a legend and the /8 grid."""
+    """IPv4 on a Hilbert curve, coloured by what the crawl found, with a legend and the /8 grid.
+    With --history DIR --at DATE: the map of that date, or with --diff that day's changes (from
+    the generation before)."""
     from whoiscrawl.results import ipmap
     from whoiscrawl.results.source import ResultsError, open_results
 
     if size not in ipmap.SIZES or by not in ipmap.MODES:
         _fail(f"--size is one of {ipmap.SIZES} and --by one of {', '.join(ipmap.MODES)}")
+    results = _history_maps(results or [], history, at, diff)
     if len(results) != (2 if diff else 1):
         _fail("give one result set, or OLD and NEW with --diff")
     names = " -> ".join(Path(r).name for r in results)
@@ -194,6 +199,29 @@ def map_cmd(
     typer.echo(json.dumps({"out": str(out), "by": "diff" if diff else by, "size": size,
                            "blocks": sets[-1].blocks,
                            "legend": dict(zip(picture.legend.labels, picture.share, strict=True))}))
+
+
+def _history_maps(results: list[str], history: Path | None, at: str | None, diff: bool) -> list[str]:
+    """The maps `map` draws: those given, or with --history the one of --at (with --diff, it and
+    the generation before)."""
+    from datetime import date
+
+    from whoiscrawl.history.store import HistoryError, Store, day_before, parse_date, results_for
+
+    if history is None:
+        if at is not None:
+            _fail("--at needs --history DIR: the store of dated generations to draw from")
+        return results
+    if results:
+        _fail(f"give either result sets ({' '.join(results)}) or --history {history}, not both")
+    try:
+        if not diff:
+            return [results_for(None, history, at)]
+        day = parse_date(at, "--at") if at else date.max
+        return [str(p) for p in day_before(Store.open(history), day)]
+    except HistoryError as exc:
+        _fail(str(exc))
+    return []
 
 
 def diff(
