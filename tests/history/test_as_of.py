@@ -9,10 +9,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from history_support import Days
+from serve_support import get
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
@@ -97,11 +97,6 @@ async def mirror(week: tuple[Days, Path]) -> AsyncIterator[str]:
     await server.close()
 
 
-async def _get(url: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as resp:
-        return resp.status, await resp.json(content_type=None)
-
-
 def _holder(doc: dict[str, Any]) -> str | None:
     for entity in doc.get("entities", []):
         if "registrant" in entity["roles"]:
@@ -115,7 +110,7 @@ async def test_a_mirror_without_history_refuses_at(week: tuple[Days, Path]):
     server = TestServer(MapServer(index).app(), host="127.0.0.1")
     await server.start_server()
     try:
-        status, doc = await _get(f"{server.make_url('/')}ip/90.0.0.1?at=2026-12-01")
+        status, doc = await get(f"{server.make_url('/')}ip/90.0.0.1?at=2026-12-01")
     finally:
         await server.close()
     assert status == 400 and "keeps no history" in doc["description"][0]
@@ -132,16 +127,16 @@ async def test_the_rdap_mirror_answers_at_a_date(week: tuple[Days, Path], mirror
     assert changed
     start, holders = next(iter(changed.items()))
     for day, want in zip(days.dates, holders, strict=True):
-        status, doc = await _get(f"{mirror}ip/{start}?at={day}")
+        status, doc = await get(f"{mirror}ip/{start}?at={day}")
         assert status == 200 and _holder(doc) == want, (day, doc)
         assert any(n["title"] == "As of" and str(day) in n["description"][0] for n in doc["notices"])
-    status, doc = await _get(f"{mirror}ip/{start}")  # no ?at: the current map
+    status, doc = await get(f"{mirror}ip/{start}")  # no ?at: the current map
     assert status == 200 and _holder(doc) == holders[-1]
-    status, doc = await _get(f"{mirror}ips/rirSearch1/rdap-up/{start}%2F24?at={days.dates[0]}")
+    status, doc = await get(f"{mirror}ips/rirSearch1/rdap-up/{start}%2F24?at={days.dates[0]}")
     a, b, *_ = start.split(".")
     assert status == 200 and doc["startAddress"] == f"{a}.{b}.0.0"  # its /16 parent
     assert doc["notices"][-1]["title"] == "As of"
     for query, code, says in [("at=2026-11-30", 404, "the history held begins 2026-12-01"),
                               ("at=soon", 400, "not a date")]:
-        status, doc = await _get(f"{mirror}ip/{start}?{query}")
+        status, doc = await get(f"{mirror}ip/{start}?{query}")
         assert (status, doc["errorCode"]) == (code, code) and says in doc["description"][0], doc
