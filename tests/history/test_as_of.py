@@ -71,6 +71,15 @@ def test_export_at_writes_the_map_of_that_day(week: tuple[Days, Path], tmp_path:
         (d["registry"], d["start_address"], d["registrant"]) for d in ResultSet(days.maps[1]).latest()}
 
 
+def test_summary_at_sums_up_the_map_of_that_day(week: tuple[Days, Path]):
+    days, store = week
+    for day, map_file in zip(days.dates, days.maps, strict=True):
+        at = CliRunner().invoke(app, ["summary", "--history", str(store), "--at", str(day), "--json"])
+        own = CliRunner().invoke(app, ["summary", str(map_file), "--json"])
+        assert at.exit_code == own.exit_code == 0, at.output
+        assert json.loads(at.output) == json.loads(own.output), day
+
+
 @pytest.mark.parametrize(("args", "says"), [
     (["lookup", "--history", "{store}", "--at", "2026-11-30", "90.0.0.1"],
      "2026-11-30 is before the first generation"),

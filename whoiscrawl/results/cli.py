@@ -37,24 +37,29 @@ def _fail(message: str) -> None:
 
 
 def summary(
-    results: ResultsArg,
+    results: OptionalResultsArg = None,
     scope: ScopeOpt = None,
     top: Annotated[int, typer.Option(help="Countries and holders listed")] = 15,
     as_json: JsonOpt = False,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: HistoryOpt = None,
+    at: AtOpt = None,
 ) -> None:
     """Records, unique blocks, addresses covered and their share of the space, per registry and
-    country, and the largest holders (each address counted once, for its most specific block)."""
+    country, and the largest holders (each address counted once, for its most specific block).
+    With --history DIR --at DATE: of the map as it stood on DATE."""
+    from whoiscrawl.history.store import HistoryError, results_for
     from whoiscrawl.results.source import ResultsError, open_results
     from whoiscrawl.results.summary import scope_of, summarize
     from whoiscrawl.results.tables import print_tables, summary_tables
     from whoiscrawl.space import SpaceError
 
     try:
+        results = results_for(results, history, at)
         with open_results(results, kafka_bootstrap, topic_prefix, seekable=True) as rs:
             doc = summarize(rs, scope_of(scope)).to_dict(top)
-    except (ResultsError, SpaceError) as exc:
+    except (ResultsError, SpaceError, HistoryError) as exc:
         _fail(str(exc))
         return
     if as_json:
