@@ -84,6 +84,7 @@ def test_summary_at_sums_up_the_map_of_that_day(week: tuple[Days, Path]):
     (["lookup", "--history", "{store}", "--at", "2026-11-30", "90.0.0.1"],
      "2026-11-30 is before the first generation"),
     (["lookup", "{map}", "--at", "2026-12-02", "90.0.0.1"], "--at needs --history DIR"),
+    (["lookup", "{map}", "90.0.0.1", "--history", "{store}"], "not both"),
     (["lookup", "--history", "{store}", "--at", "yesterday", "90.0.0.1"], "--at 'yesterday' is not a date"),
     (["export", "--history", "{store}", "{map}", "--out", "{map}.csv", "--format", "csv"], "not both"),
     (["export", "--out", "{map}.csv", "--format", "csv"], "give a results file, or --history DIR"),

@@ -92,3 +92,13 @@ def test_prune_keeps_the_newest_generations_each_as_it_was(week: tuple[Days, Pat
         store.at(date(2026, 12, 4))
     with pytest.raises(HistoryError, match="keep at least 1"):
         prune(path, keep=0)
+
+
+def test_a_damaged_change_set_is_named(week: tuple[Days, Path]):
+    _, path = week
+    store = Store.open(path)
+    damaged = path / store.generations[3].file
+    damaged.write_bytes(damaged.read_bytes()[:200])  # cut short
+    assert facts_of(store.records(store.generations[2]))  # the generations before it still rebuild
+    with pytest.raises(HistoryError, match=rf"{damaged.name} is unreadable .*the store is damaged"):
+        list(store.records(store.generations[5]))

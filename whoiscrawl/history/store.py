@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -94,7 +94,8 @@ class Store:
                 raise
             raise HistoryError(f"{manifest} is unreadable ({type(exc).__name__}: {exc})") from exc
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Write the manifest (atomically: the last step of every change to the store)."""
         doc = {"format": FORMAT, "scope": self.scope, "generations": [asdict(g) for g in self.generations]}
         _atomic(self.path / MANIFEST, lambda fh: fh.write(json.dumps(doc, indent=1).encode()))
 
@@ -111,9 +112,9 @@ class Store:
     def records(self, gen: Generation) -> Iterator[dict[str, Any]]:
         """A generation's map, every block's record in hierarchy order (`parse_line`'s dicts)."""
         upto = self.generations.index(gen)
-        stream: Iterator[dict[str, Any]] = _read(self.path / self.generations[0].file)
+        stream: Iterator[dict[str, Any]] = _read(self.path / self.generations[0].file, parse_line)
         for later in self.generations[1 : upto + 1]:
-            stream = apply(stream, _read(self.path / later.file))
+            stream = apply(stream, read_changes(self.path / later.file))
         return stream
 
     def bytes(self) -> int:
@@ -151,7 +152,7 @@ def add(store_dir: Path, map_path: Path, day: date, scope: Iterable[str] | None 
         _atomic(store.path / gen.file, lambda fh: _write_changes(fh, changes, counts))
         gen.counts = {kind: counts[kind] for kind in KINDS}
     store.generations.append(gen)
-    store._save()
+    store.save()
     return gen
 
 
@@ -172,7 +173,7 @@ def prune(store_dir: Path, keep: int) -> list[Generation]:
         kept[0] = full
     old_files = {g.file for g in store.generations} - {g.file for g in kept}
     store.generations = kept
-    store._save()
+    store.save()
     for name in old_files:
         (store.path / name).unlink(missing_ok=True)
     for g in gone:
@@ -245,13 +246,14 @@ def _span(doc: dict[str, Any]) -> tuple[int, int]:
     return ip_int(doc["start_address"]), ip_int(doc["end_address"])
 
 
-def _read(path: Path) -> Iterator[dict[str, Any]]:
+def _read(path: Path, parse: Callable[[bytes], dict[str, Any] | None]) -> Iterator[dict[str, Any]]:
+    """A stored file's lines, each parsed; a line that is none (a damaged file) is an error."""
     try:
         with gzip.open(path, "rb") as fh:
             for line in fh:
-                doc = json.loads(line)
-                if "change" not in doc:
-                    doc = parse_line(line)
+                doc = parse(line)
+                if doc is None:
+                    raise ValueError(f"a line is no record: {line[:80]!r}")
                 yield doc
     except (OSError, EOFError, ValueError) as exc:
         raise HistoryError(f"{path} is unreadable ({type(exc).__name__}: {exc}): the store is "
@@ -260,7 +262,7 @@ def _read(path: Path) -> Iterator[dict[str, Any]]:
 
 def read_changes(path: Path) -> Iterator[dict[str, Any]]:
     """A change set's lines, as written (the new record under `record`)."""
-    return _read(path)
+    return _read(path, json.loads)
 
 
 def _clean(doc: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +287,7 @@ def _write_changes(fh: IO[bytes], changes: Iterable[Change], counts: Counter[str
             out.write(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
 
 
-def _atomic(path: Path, write: Any) -> None:
+def _atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -80,6 +80,8 @@ def lookup(
     from whoiscrawl.serve.lookup import answers, write
 
     if history is not None and results is not None:  # no results file: the first argument is an address
+        if Path(results).exists():
+            _fail(f"give either a results file ({results}) or --history {history}, not both")
         addresses, results = [results, *(addresses or [])], None
     try:
         results = results_for(results, history, at)
