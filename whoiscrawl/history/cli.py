@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from whoiscrawl.results.cli import KafkaOpt, PrefixOpt
+
 app = typer.Typer(no_args_is_help=True, help="Dated generations of a map: add, list, prune (docs/history.md)")
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="The history store (a folder)")]
@@ -21,22 +23,27 @@ def _fail(message: str) -> None:
 
 @app.command("add")
 def add_cmd(
-    map_file: Annotated[Path, typer.Argument(metavar="MAP", help="A results JSONL file: the map of DATE")],
+    map_file: Annotated[str, typer.Argument(
+        metavar="MAP", help="The map of DATE: a results JSONL file, or topic:CRAWL (its results topic)")],
     day: Annotated[str, typer.Option("--date", help="The map's date, YYYY-MM-DD (after the newest kept)")],
     store: StoreOpt,
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", help="The ranges the map covers (repeat); default all IPv4; every generation's the same")]
     = None,
+    kafka_bootstrap: KafkaOpt = None,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
 ) -> None:
     """Keep MAP as the store's generation of DATE: the first whole, each later one as its change set
     from the one before. Prints the generation as one JSON line."""
     from dataclasses import asdict
+    from functools import partial
 
     from whoiscrawl.history.store import HistoryError, add, parse_date
-    from whoiscrawl.results.source import ResultsError
+    from whoiscrawl.results.source import ResultsError, open_results
 
+    opener = partial(open_results, kafka_bootstrap=kafka_bootstrap, topic_prefix=topic_prefix, seekable=True)
     try:
-        gen = add(store, map_file, parse_date(day), scope)
+        gen = add(store, map_file, parse_date(day), scope, opener)
     except (HistoryError, ResultsError) as exc:
         _fail(str(exc))
         return

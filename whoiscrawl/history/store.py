@@ -11,6 +11,7 @@ manifest last: a refused or interrupted `add` or `prune` leaves the store as it 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -30,6 +31,7 @@ MANIFEST = "history.json"
 FORMAT = 1
 CACHE = "cache"  # generations rebuilt as JSONL for the index (serve/index.py saves its own beside)
 _LEVEL = 6  # gzip: within a few % of 9's size, several times faster
+Opener = Callable[[str], "contextlib.AbstractContextManager[ResultSet]"]  # a map's name to its result set
 Day = date  # a generation's `date` field (its text) shadows the type inside the class
 
 
@@ -123,10 +125,12 @@ class Store:
         return sum(f.stat().st_size for f in files if f.is_file())
 
 
-def add(store_dir: Path, map_path: Path, day: date, scope: Iterable[str] | None = None) -> Generation:
+def add(store_dir: Path, map_path: Path | str, day: date, scope: Iterable[str] | None = None,
+        opener: Opener | None = None) -> Generation:
     """Keep a map as the store's generation of `day`: whole if it is the first, else as the change
     set from the newest one. A date not after the newest, or another scope: HistoryError, nothing
-    written."""
+    written (and the map not read). `opener` reads `map_path` (default: a results file;
+    `results.source.open_results` reads a crawl's topic too)."""
     store = Store.open(store_dir, create=True)
     cidrs = scope_cidrs(scope)
     if store.generations:
@@ -137,22 +141,30 @@ def add(store_dir: Path, map_path: Path, day: date, scope: Iterable[str] | None 
         if cidrs != store.scope:
             raise HistoryError(f"{map_path} is of another scope than {store_dir} "
                                f"({_brief(cidrs)} against {_brief(store.scope)}): nothing was written")
-    results = ResultSet(map_path, seekable=True)
-    store.path.mkdir(parents=True, exist_ok=True)
-    if not store.generations:
-        gen = Generation(day.isoformat(), "full", f"{day}.full.jsonl.gz", results.blocks,
-                         source=str(map_path))
-        _atomic(store.path / gen.file, lambda fh: _write_records(fh, results.nested()))
-        store.scope = cidrs
-    else:
-        counts: Counter[str] = Counter()
-        changes = classify(store.records(store.generations[-1]), results.nested())
-        gen = Generation(day.isoformat(), "changes", f"{day}.changes.jsonl.gz", results.blocks,
-                         source=str(map_path))
-        _atomic(store.path / gen.file, lambda fh: _write_changes(fh, changes, counts))
-        gen.counts = {kind: counts[kind] for kind in KINDS}
+    with (opener or _open_file)(str(map_path)) as results:
+        gen = _keep(store, results, day, str(map_path))
+    store.scope = store.scope or cidrs
     store.generations.append(gen)
     store.save()
+    return gen
+
+
+def _open_file(path: str) -> contextlib.AbstractContextManager[ResultSet]:
+    return contextlib.nullcontext(ResultSet(Path(path), seekable=True))
+
+
+def _keep(store: Store, results: ResultSet, day: date, source: str) -> Generation:
+    """Write a map's generation file: the map whole, or its change set from the newest generation."""
+    store.path.mkdir(parents=True, exist_ok=True)
+    if not store.generations:
+        gen = Generation(day.isoformat(), "full", f"{day}.full.jsonl.gz", results.blocks, source=source)
+        _atomic(store.path / gen.file, lambda fh: _write_records(fh, results.nested()))
+        return gen
+    counts: Counter[str] = Counter()
+    changes = classify(store.records(store.generations[-1]), results.nested())
+    gen = Generation(day.isoformat(), "changes", f"{day}.changes.jsonl.gz", results.blocks, source=source)
+    _atomic(store.path / gen.file, lambda fh: _write_changes(fh, changes, counts))
+    gen.counts = {kind: counts[kind] for kind in KINDS}
     return gen
 
 
