@@ -106,23 +106,40 @@ def changes(
         "--since", help="Changes of the generations after this date (YYYY-MM-DD)")],
     history: HistoryOpt,
     until: Annotated[str | None, typer.Option("--until", help="... up to this date (default: all)")] = None,
+    publish: Annotated[str | None, typer.Option(
+        "--publish", metavar="CRAWL", help="Put the feed on CRAWL's change-feed topic "
+        "(<prefix>CRAWL.changes): the generations not on it yet")] = None,
+    kafka_bootstrap: KafkaOpt = None,
+    topic_prefix: PrefixOpt = "whoiscrawl.",
 ) -> None:
     """The change feed: every block added, removed, changed or transferred in the generations dated
     after --since, oldest first, one JSON object a line (date, kind, registry, range, start and end
-    address, handle, fields old/new, from/to of a transfer, source)."""
+    address, handle, fields old/new, from/to of a transfer, source); with --publish, onto Kafka."""
+    import os
     import sys
 
-    from whoiscrawl.history.feed import feed
-    from whoiscrawl.history.store import HistoryError, Store, parse_date
+    from confluent_kafka import KafkaException
 
+    from whoiscrawl.history import feed
+    from whoiscrawl.history.store import HistoryError, Store, parse_date
+    from whoiscrawl.queue import kafka_config_from
+
+    if publish and not kafka_bootstrap:
+        _fail("--publish needs --kafka-bootstrap (or WHOISCRAWL_KAFKA_BOOTSTRAP)")
     try:
         store = Store.open(history)
-        lines = feed(store, parse_date(since, "--since"), parse_date(until, "--until") if until else None)
-        out = sys.stdout
+        start, end = parse_date(since, "--since"), parse_date(until, "--until") if until else None
+        lines = feed.feed(store, start, end)  # checks the dates before anything is published
+        if publish and kafka_bootstrap:
+            kafka = feed.Kafka(kafka_bootstrap, publish, topic_prefix, kafka_config_from(os.environ))
+            typer.echo(json.dumps(feed.publish(store, start, end, kafka)))
+            return
         for doc in lines:
-            out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+            sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
     except HistoryError as exc:
         _fail(str(exc))
+    except KafkaException as exc:
+        _fail(f"publishing to Kafka at {kafka_bootstrap} failed: {exc}")
 
 
 def register(main: typer.Typer) -> None:
