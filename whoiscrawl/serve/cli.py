@@ -15,6 +15,7 @@ from whoiscrawl.results.cli import AtOpt, HistoryOpt, KafkaOpt, OptionalResultsA
 
 if TYPE_CHECKING:
     from whoiscrawl.serve.index import MapIndex
+    from whoiscrawl.serve.server import Reloader
 
 
 def _fail(message: str) -> None:
@@ -124,16 +125,7 @@ def serve(
     import json
 
     from whoiscrawl.history.store import HistoryError, Store, results_for
-    from whoiscrawl.results.source import TOPIC_PREFIX
-    from whoiscrawl.serve.server import (
-        MapServer,
-        Reloader,
-        file_reloader,
-        history_as_of,
-        history_reloader,
-        run,
-        topic_reloader,
-    )
+    from whoiscrawl.serve.server import MapServer, history_as_of, run
 
     try:
         if history is not None:
@@ -143,13 +135,7 @@ def serve(
         _fail(str(exc))
         return
     index = open_index(current, kafka_bootstrap, topic_prefix)
-    reload: Reloader
-    if results is None and history is not None:
-        reload = history_reloader(history)
-    elif current.startswith(TOPIC_PREFIX):
-        reload = topic_reloader(current, kafka_bootstrap, topic_prefix)
-    else:
-        reload = file_reloader(Path(current))
+    reload = _reloader(current if results is not None else None, history, kafka_bootstrap, topic_prefix)
     server = MapServer(index, reload, reload_every, history_as_of(history) if history else None)
 
     def ready(bound: int) -> None:
@@ -163,6 +149,21 @@ def serve(
         pass
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc}")
+
+
+def _reloader(results: str | None, history: Path | None, kafka_bootstrap: str | None,
+              topic_prefix: str) -> Reloader:
+    """What the server looks at for a newer map: the results file or topic, else the history's
+    newest generation."""
+    from whoiscrawl.results.source import TOPIC_PREFIX
+    from whoiscrawl.serve.server import file_reloader, history_reloader, topic_reloader
+
+    if results is None:
+        assert history is not None
+        return history_reloader(history)
+    if results.startswith(TOPIC_PREFIX):
+        return topic_reloader(results, kafka_bootstrap, topic_prefix)
+    return file_reloader(Path(results))
 
 
 def bench_serve(
