@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from history_support import Days
@@ -140,6 +141,12 @@ async def test_the_rdap_mirror_answers_at_a_date(week: tuple[Days, Path], mirror
         status, doc = await get(f"{mirror}ip/{start}?at={day}")
         assert status == 200 and _holder(doc) == want, (day, doc)
         assert any(n["title"] == "As of" and str(day) in n["description"][0] for n in doc["notices"])
+    held_by = maps[0][start]["registry"]
+    asked = next(r for r in ("arin", "apnic") if r != held_by)
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{mirror}{asked}/ip/{start}?at={days.dates[0]}", allow_redirects=False) as resp:
+        assert resp.status == 301  # to the registry holding it then, still as of that date
+        assert resp.headers["Location"].endswith(f"/{held_by}/ip/{start}?at={days.dates[0]}")
     status, doc = await get(f"{mirror}ip/{start}")  # no ?at: the current map
     assert status == 200 and _holder(doc) == holders[-1]
     status, doc = await get(f"{mirror}ips/rirSearch1/rdap-up/{start}%2F24?at={days.dates[0]}")

@@ -73,6 +73,8 @@ def test_the_feed_on_a_topic_once_in_order_a_generation_cut_short_again_whole(se
         {"date": "2026-12-04", "kind": "transferred", "to": {"holder": "D"}}).encode())])
     again = json.loads(runner.invoke(app, publish).output)
     assert (again["generations"], again["published"]) == (["2026-12-04"], 2)
+    ns = [d.get("n") for d in queue.iter_changes(services.kafka_bootstrap, "t.", unique_name)]
+    assert ns == [0, None, 0, None, None, 0, None]  # the generation published again begins at 0
     assert on_topic() == [("2026-12-02", "transferred", "B"), ("2026-12-02", "generation", None),
                           ("2026-12-03", "transferred", "C"), ("2026-12-03", "generation", None),
                           ("2026-12-04", "transferred", "D"),  # the one cut short ...

@@ -85,7 +85,7 @@ def _messages(store: Store, day: str) -> Iterator[tuple[bytes, bytes]]:
     gen = next(g for g in store.generations if g.date == day)
     n = 0
     for change in read_changes(store.path / gen.file):
-        doc = line(day, change)
+        doc = {**line(day, change), "n": n}  # its place in the generation: 0 begins it (again)
         n += 1
         yield f"{doc['registry']} {doc['range']}".encode(), json.dumps(doc, separators=(",", ":")).encode()
     yield f"generation {day}".encode(), json.dumps({"date": day, "kind": "generation", "changes": n}).encode()
