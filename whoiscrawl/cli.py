@@ -725,6 +725,7 @@ class ProgressDisplay:
 
 def _register_parts() -> None:
     # Each part registers its own commands.
+    from whoiscrawl.history.cli import register as register_history
     from whoiscrawl.operator.cli import app as operator_app
     from whoiscrawl.results.cli import register as register_results
     from whoiscrawl.serve.cli import register as register_serve
@@ -732,6 +733,7 @@ def _register_parts() -> None:
 
     register_results(app)
     register_serve(app)
+    register_history(app)
 
     app.add_typer(sim_app, name="sim")
     app.add_typer(operator_app, name="operator")

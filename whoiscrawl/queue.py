@@ -1,12 +1,13 @@
-"""Kafka: the work and results topics of a crawl, publishing shards, lag, and a broker-acked sink."""
+"""Kafka: the work, results and change-feed topics of a crawl, publishing, lag, and a broker-acked sink."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,12 @@ def topic_names(prefix: str, crawl: str) -> tuple[str, str]:
 def checkpoints_topic(prefix: str, crawl: str) -> str:
     """The compacted copy of the walks' checkpoints (keyed by shard id), for rebuilding Redis."""
     return f"{prefix}{crawl}.checkpoints"
+
+
+def changes_topic(prefix: str, crawl: str) -> str:
+    """The change feed of a crawl's generations (`whoiscrawl changes --publish`): one partition, so
+    a consumer reads the changes in the order they were kept."""
+    return f"{prefix}{crawl}.changes"
 
 
 def group_name(prefix: str, crawl: str) -> str:
@@ -101,8 +108,25 @@ def ensure_topics(
         NewTopic(results, partitions, rf, config=compacted),
         NewTopic(checkpoints_topic(prefix, crawl), partitions, rf, config=compacted),
     ]
-    missing = [t for t in wanted if t.topic not in existing]
-    for topic, fut in admin.create_topics(missing, operation_timeout=30).items() if missing else []:
+    _create(admin, [t for t in wanted if t.topic not in existing])
+
+
+def ensure_changes_topic(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None,
+    replication_factor: int | None = None,
+) -> str:
+    """Create the crawl's change-feed topic if missing (one partition; the broker's retention)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(config or {})})
+    topic = changes_topic(prefix, crawl)
+    if topic not in admin.list_topics(timeout=10).topics:
+        rf = BROKER_DEFAULT if replication_factor is None else replication_factor
+        _create(admin, [NewTopic(topic, 1, rf)])
+    return topic
+
+
+def _create(admin: AdminClient, topics: list[NewTopic]) -> None:
+    """Create topics, one created meanwhile by another process being no error."""
+    for topic, fut in admin.create_topics(topics, operation_timeout=30).items() if topics else []:
         try:
             fut.result(timeout=60)
         except KafkaException as exc:
@@ -120,6 +144,15 @@ def publish_shards(
 ) -> int:
     """Send the plan to the work topic; returns how many the broker acknowledged."""
     work, _ = topic_names(prefix, crawl)
+    return publish(bootstrap, work, ((shard_key(s), s.to_json()) for s in shards), config, "shards")
+
+
+def publish(
+    bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]], config: dict[str, str] | None = None,
+    what: str = "messages",
+) -> int:
+    """Send keyed messages to a topic and wait for every acknowledgement: their count, or
+    KafkaException naming how many of `what` got through."""
     producer = Producer(
         {
             **_client_config(bootstrap, config),
@@ -138,17 +171,19 @@ def publish_shards(
         else:
             failures.append(str(err))
 
-    for shard in shards:
+    sent = 0
+    for key, value in messages:
         while True:
             try:
-                producer.produce(work, key=shard_key(shard), value=shard.to_json(), on_delivery=delivered)
+                producer.produce(topic, key=key, value=value, on_delivery=delivered)
                 break
             except BufferError:
                 producer.poll(0.1)
+        sent += 1
         producer.poll(0)
     producer.flush(120)
-    if failures or acked != len(shards):
-        raise KafkaException(f"published {acked} of {len(shards)} shards: {failures[:3]}")
+    if failures or acked != sent:
+        raise KafkaException(f"published {acked} of {sent} {what}: {failures[:3]}")
     return acked
 
 
@@ -329,6 +364,38 @@ def iter_results(
     for msg in _iter_topic(bootstrap, results, config):
         if msg.value():
             yield NetworkRecord.from_json(msg.value() or b"")
+
+
+def iter_changes(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every change on a crawl's change-feed topic, in the order published (a feed line each)."""
+    for msg in _iter_topic(bootstrap, changes_topic(prefix, crawl), config):
+        if msg.value():
+            yield json.loads(msg.value() or b"{}")
+
+
+def last_change(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> dict[str, Any] | None:
+    """The newest change on the change-feed topic (what was published last), or None."""
+    topic = changes_topic(prefix, crawl)
+    consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"feed-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        if high <= low:
+            return None
+        consumer.assign([TopicPartition(topic, 0, high - 1)])
+        for _ in range(30):  # the broker answers within a few polls; a minute at most
+            msg = consumer.poll(2.0)
+            if msg is not None and msg.error() is None and msg.value():
+                return dict(json.loads(msg.value() or b"{}"))
+            if msg is not None and msg.error() is not None:
+                raise KafkaException(msg.error())
+        raise KafkaException(f"could not read the newest message of {topic}")
+    finally:
+        consumer.close()
 
 
 def iter_work(

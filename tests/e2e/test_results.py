@@ -144,8 +144,7 @@ def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_pat
     # blocks whose pixel no grid line or label covers, so the map --diff below can show them
     clear = [i for i, d in enumerate(docs) if not under_overlay(ip_int(d["start_address"]))][100::100]
     hold, land, abuse, r1, r2 = clear[:5]
-    changed = {docs[hold]["handle"]: "holder", docs[land]["handle"]: "country",
-               docs[abuse]["handle"]: "abuse_emails"}
+    changed = {docs[land]["handle"]: "country", docs[abuse]["handle"]: "abuse_emails"}
     removed = {docs[r1]["handle"], docs[r2]["handle"]}
     docs[hold] = {**docs[hold], "registrant": "A New Holder Ltd"}
     docs[land] = {**docs[land], "country": "ZZ"}
@@ -162,8 +161,9 @@ def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_pat
     for c in report["changes"]:
         by_kind.setdefault(c["change"], {})[c["handle"]] = sorted(c.get("fields", {}))
     assert by_kind["changed"] == {h: [f] for h, f in changed.items()}
+    assert by_kind["transferred"] == {docs[hold]["handle"]: ["holder"]}  # a new holder: a transfer
     assert set(by_kind["removed"]) == removed and set(by_kind["added"]) == {"ADDED-1"}
-    assert (report["added"], report["removed"], report["changed"]) == (1, 2, 3)
+    assert (report["added"], report["removed"], report["changed"], report["transferred"]) == (1, 2, 2, 1)
     table = CliRunner().invoke(app, ["diff", str(old), str(new)])
     assert "ADDED-1" in table.output and "holder" in table.output and "removed" in table.output
     same = json.loads(CliRunner().invoke(app, ["diff", str(old), str(old), "--json"]).output)
@@ -178,7 +178,7 @@ def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_pat
     assert result.exit_code == 0, result.output
     image = Image.open(out).convert("RGB")
     assert map_pixel(image, ip_int("9.9.9.0")) == DIFF_COLOURS["added"]
-    kinds = {"changed": [docs[hold], docs[land], docs[abuse]],
+    kinds = {"changed": [docs[land], docs[abuse]], "transferred": [docs[hold]],
              "removed": [d for d in old_docs if d["handle"] in removed]}
     for kind, blocks in kinds.items():
         for d in blocks:

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from whoiscrawl.results.source import ip_str
 
 
@@ -36,6 +38,12 @@ def write_results(path: Path, spans: list[tuple[int, int]], registries: list[str
             more = {"registry": registries[n]} if registries else {}
             fh.write(json.dumps(record(first, last, n, **extra, **more)) + "\n")
     return path
+
+
+async def get(url: str) -> tuple[int, Any]:
+    """An RDAP answer from a test server: its status and JSON (redirects not followed)."""
+    async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as resp:
+        return resp.status, await resp.json(content_type=None)
 
 
 def ip_int(text: str) -> int:

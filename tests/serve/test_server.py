@@ -13,7 +13,7 @@ import aiohttp
 import jsonschema
 import pytest
 from aiohttp.test_utils import TestServer
-from serve_support import ip_int, write_results
+from serve_support import get, ip_int, write_results
 
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
@@ -52,11 +52,6 @@ async def base(results: Path) -> AsyncIterator[str]:
     await server.start_server()
     yield str(server.make_url("/"))
     await server.close()
-
-
-async def get(url: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as resp:
-        return resp.status, await resp.json(content_type=None)
 
 
 def valid(doc: Any) -> Any:

@@ -17,7 +17,8 @@ FLOORS: dict[str, float] = {
     # entry points: the CLIs (each command's CLI included) and the kopf handlers
     "whoiscrawl.cli": TOP, "whoiscrawl.__main__": TOP, "whoiscrawl.operator.cli": TOP,
     "whoiscrawl.operator.handlers": TOP, "whoiscrawl.operator.on_": TOP, "whoiscrawl.operator.glue": TOP,
-    "whoiscrawl.results.cli": TOP, "whoiscrawl.serve.cli": TOP, "whoiscrawl.dev.cli": TOP,
+    "whoiscrawl.results.cli": TOP, "whoiscrawl.serve.cli": TOP, "whoiscrawl.history.cli": TOP,
+    "whoiscrawl.dev.cli": TOP,
     "whoiscrawl.sim.cli": TOP,
     # benchmarks, and the development services beside them
     "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1, "whoiscrawl.bench": BENCH,
@@ -28,6 +29,7 @@ FLOORS: dict[str, float] = {
     # the middle: the loop, publishing, recovery, sources, serving, results
     "whoiscrawl.crawl": MIDDLE, "whoiscrawl.publish": MIDDLE, "whoiscrawl.recover": MIDDLE,
     "whoiscrawl.sources": MIDDLE, "whoiscrawl.serve": MIDDLE + 0.1, "whoiscrawl.results": MIDDLE,
+    "whoiscrawl.history": MIDDLE + 0.05,  # above results (it reads and diffs maps), below serve
     "whoiscrawl.dashboards": MIDDLE,
     # I/O: registries (client -> relations, whois -> rdap -> contacts, outcome), Redis, Kafka, budgets
     "whoiscrawl.registry": IO + 0.4, "whoiscrawl.registry.client": IO + 0.4,

@@ -13,12 +13,18 @@ import typer
 ResultsArg = Annotated[
     str, typer.Argument(help="A results JSONL file, or topic:CRAWL for that crawl's compacted results topic")
 ]
+OptionalResultsArg = Annotated[str | None, typer.Argument(
+    help="A results JSONL file, or topic:CRAWL for that crawl's compacted results topic (or --history)")]
 KafkaOpt = Annotated[
     str | None,
     typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP", help="Kafka, for topic:CRAWL"),
 ]
 PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOPIC_PREFIX")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object instead of tables")]
+HistoryOpt = Annotated[Path | None, typer.Option(
+    "--history", help="Answer from this store of dated generations (`whoiscrawl history`), not RESULTS")]
+AtOpt = Annotated[str | None, typer.Option(
+    "--at", help="With --history: the map as of this date (YYYY-MM-DD); default the newest")]
 ScopeOpt = Annotated[
     list[str] | None,
     typer.Option("--scope", help="Ranges the shares are of (repeat); default: all allocatable IPv4"),
@@ -31,24 +37,29 @@ def _fail(message: str) -> None:
 
 
 def summary(
-    results: ResultsArg,
+    results: OptionalResultsArg = None,
     scope: ScopeOpt = None,
     top: Annotated[int, typer.Option(help="Countries and holders listed")] = 15,
     as_json: JsonOpt = False,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: HistoryOpt = None,
+    at: AtOpt = None,
 ) -> None:
     """Records, unique blocks, addresses covered and their share of the space, per registry and
-    country, and the largest holders (each address counted once, for its most specific block)."""
+    country, and the largest holders (each address counted once, for its most specific block).
+    With --history DIR --at DATE: of the map as it stood on DATE."""
+    from whoiscrawl.history.store import HistoryError, results_for
     from whoiscrawl.results.source import ResultsError, open_results
     from whoiscrawl.results.summary import scope_of, summarize
     from whoiscrawl.results.tables import print_tables, summary_tables
     from whoiscrawl.space import SpaceError
 
     try:
+        results = results_for(results, history, at)
         with open_results(results, kafka_bootstrap, topic_prefix, seekable=True) as rs:
             doc = summarize(rs, scope_of(scope)).to_dict(top)
-    except (ResultsError, SpaceError) as exc:
+    except (ResultsError, SpaceError, HistoryError) as exc:
         _fail(str(exc))
         return
     if as_json:
@@ -69,8 +80,8 @@ def register(app: typer.Typer) -> None:
 
 
 def export(
-    results: ResultsArg,
     out: Annotated[Path, typer.Option("--out", help="File to write")],
+    results: OptionalResultsArg = None,
     fmt: Annotated[str, typer.Option("--format", help="jsonl, csv, parquet or mmdb")] = "parquet",
     registry: Annotated[list[str] | None, typer.Option(help="Keep only this registry (repeat)")] = None,
     country: Annotated[list[str] | None, typer.Option(help="Keep only this country code (repeat)")] = None,
@@ -79,14 +90,23 @@ def export(
     ] = None,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: HistoryOpt = None,
+    at: AtOpt = None,
 ) -> None:
     """Write the latest record of every block, in one column schema (docs/results.md), streaming;
     or, with --format mmdb, the map as a MaxMind DB: each address answers its most specific network
-    (docs/serving.md)."""
+    (docs/serving.md). With --history DIR --at DATE: the map as it stood on DATE (docs/history.md)."""
+    from whoiscrawl.history.store import HistoryError, results_for
     from whoiscrawl.results.export import FORMATS, Filters
     from whoiscrawl.results.export import export as write
     from whoiscrawl.results.source import ResultsError, open_results
     from whoiscrawl.space import SpaceError
+
+    try:
+        results = results_for(results, history, at)
+    except HistoryError as exc:
+        _fail(str(exc))
+        return
 
     if fmt == "mmdb":
         if registry or country or within:
@@ -142,8 +162,8 @@ def bench_export(
 
 def map_cmd(
     results: Annotated[
-        list[str], typer.Argument(help="Results (file or topic:CRAWL); with --diff, OLD and NEW")
-    ],
+        list[str] | None, typer.Argument(help="Results (file or topic:CRAWL); with --diff, OLD and NEW")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Image to write (PNG, or SVG with --svg)")]
     = Path("map.png"),
     by: Annotated[str, typer.Option(help="Colour by registry, country, holder or found")] = "registry",
@@ -154,13 +174,18 @@ def map_cmd(
     title: Annotated[str | None, typer.Option(help="Title (default: what the map shows)")] = None,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: HistoryOpt = None,
+    at: AtOpt = None,
 ) -> None:
-    """IPv4 on a Hilbert curve, coloured by what the crawl found, with a legend and the /8 grid."""
+    """IPv4 on a Hilbert curve, coloured by what the crawl found, with a legend and the /8 grid.
+    With --history DIR --at DATE: the map of that date, or with --diff that day's changes (from
+    the generation before)."""
     from whoiscrawl.results import ipmap
     from whoiscrawl.results.source import ResultsError, open_results
 
     if size not in ipmap.SIZES or by not in ipmap.MODES:
         _fail(f"--size is one of {ipmap.SIZES} and --by one of {', '.join(ipmap.MODES)}")
+    results = _history_maps(results or [], history, at, diff)
     if len(results) != (2 if diff else 1):
         _fail("give one result set, or OLD and NEW with --diff")
     names = " -> ".join(Path(r).name for r in results)
@@ -179,6 +204,29 @@ def map_cmd(
     typer.echo(json.dumps({"out": str(out), "by": "diff" if diff else by, "size": size,
                            "blocks": sets[-1].blocks,
                            "legend": dict(zip(picture.legend.labels, picture.share, strict=True))}))
+
+
+def _history_maps(results: list[str], history: Path | None, at: str | None, diff: bool) -> list[str]:
+    """The maps `map` draws: those given, or with --history the one of --at (with --diff, it and
+    the generation before)."""
+    from datetime import date
+
+    from whoiscrawl.history.store import HistoryError, Store, day_before, parse_date, results_for
+
+    if history is None:
+        if at is not None:
+            _fail("--at needs --history DIR: the store of dated generations to draw from")
+        return results
+    if results:
+        _fail(f"give either result sets ({' '.join(results)}) or --history {history}, not both")
+    try:
+        if not diff:
+            return [results_for(None, history, at)]
+        day = parse_date(at, "--at") if at else date.max
+        return [str(p) for p in day_before(Store.open(history), day)]
+    except HistoryError as exc:
+        _fail(str(exc))
+    return []
 
 
 def diff(

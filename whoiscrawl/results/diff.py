@@ -1,74 +1,138 @@
-"""`whoiscrawl diff`: blocks added, removed, and changed (holder, country, abuse contact, registry)."""
+"""The difference of two maps: blocks added, removed, changed (which fields) and transferred (from -> to)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
-from whoiscrawl.results.source import ResultSet, block_key
+from whoiscrawl.results.source import ResultsError, ResultSet, block_key
 from whoiscrawl.results.summary import holder_of
 
-FIELDS = ("holder", "country", "abuse_emails", "registry")
+KINDS = ("added", "removed", "changed", "transferred")
+# What is compared of one block. Not its handle (a published file and an RDAP answer spell it
+# differently), nor when or where it was read (fetched_at, serial, source change every crawl).
+FIELDS = ("registry", "holder", "country", "abuse_emails", "name", "type")
+OWNER = ("registry", "holder")  # a change of either is a transfer (between registries, or holders)
 
 
 def facts(doc: dict[str, Any]) -> dict[str, Any]:
     """What a diff compares of one block."""
-    return {"holder": holder_of(doc), "country": doc.get("country"),
-            "abuse_emails": sorted(doc.get("abuse_emails") or []), "registry": doc["registry"]}
+    return {"registry": doc["registry"], "holder": holder_of(doc), "country": doc.get("country"),
+            "abuse_emails": sorted(doc.get("abuse_emails") or []), "name": doc.get("name"),
+            "type": doc.get("type")}
 
 
 @dataclass
 class Change:
-    """One block that differs between the two result sets."""
+    """One block that differs between the two maps. A block is its range at its registry (as the
+    scorer keys it); a range that moved to another registry is one `transferred`, not two changes."""
 
-    kind: str  # added | removed | changed
+    kind: str  # added | removed | changed | transferred
     start_address: str
     end_address: str
     handle: str
+    registry: str  # the new record's (the old one's if removed)
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (old, new)
     source: str = "rdap"  # where the record shown was read (the new one; the old one if removed)
+    record: dict[str, Any] | None = field(default=None, repr=False)  # that record, whole
 
     def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"change": self.kind, "start_address": self.start_address,
-                               "end_address": self.end_address, "handle": self.handle, "source": self.source}
+        doc: dict[str, Any] = {"change": self.kind, "registry": self.registry,
+                               "start_address": self.start_address, "end_address": self.end_address,
+                               "handle": self.handle, "source": self.source}
         if self.fields:
             doc["fields"] = {k: {"old": o, "new": n} for k, (o, n) in self.fields.items()}
+        if self.kind == "transferred":
+            was, now = ({k: self.fields[k][i] if k in self.fields else self._same(k) for k in OWNER}
+                        for i in (0, 1))
+            doc["from"], doc["to"] = was, now
         return doc
 
+    def _same(self, name: str) -> Any:
+        assert self.record is not None
+        return facts(self.record)[name]
 
-def changes(old: ResultSet, new: ResultSet) -> Iterator[Change]:
-    """A merge of the two sets in hierarchy order (both opened `seekable`): streaming, one block of
-    each in memory at a time."""
-    a, b = old.nested(), new.nested()
+
+def classify(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -> Iterator[Change]:
+    """The changes from map `old` to map `new`, each an iterable of records as `parse_line` reads
+    them, in hierarchy order (`ResultSet.nested()`): a streaming merge, one range of each in memory.
+    Input out of that order is refused (ResultsError), since a merge of it would be wrong."""
+    a, b = _ranges(old, "old"), _ranges(new, "new")
     x, y = next(a, None), next(b, None)
     while x is not None or y is not None:
-        kx, ky = _key(x), _key(y)
+        kx, ky = (x[0] if x else 1 << 64), (y[0] if y else 1 << 64)  # past every key when done
         if kx < ky:
             assert x is not None
-            yield _change("removed", x)
+            yield from (_change("removed", doc) for doc in x[1])
             x = next(a, None)
         elif ky < kx:
             assert y is not None
-            yield _change("added", y)
+            yield from (_change("added", doc) for doc in y[1])
             y = next(b, None)
         else:
             assert x is not None and y is not None
-            was, now = facts(x), facts(y)
-            diff = {k: (was[k], now[k]) for k in FIELDS if was[k] != now[k]}
-            if diff:
-                yield _change("changed", y, diff)
+            yield from _one_range(x[1], y[1])
             x, y = next(a, None), next(b, None)
 
 
-def _key(doc: dict[str, Any] | None) -> int:
-    return block_key(doc["_first"], doc["_last"]) if doc is not None else 1 << 64  # past every key
+def _ranges(docs: Iterable[dict[str, Any]], side: str) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """The records grouped by range (key), each group's records by registry."""
+    key, group = -1, list[dict[str, Any]]()
+    for doc in docs:
+        k = block_key(doc["_first"], doc["_last"])
+        if k < key:
+            raise ResultsError(f"the {side} map is not in hierarchy order at {doc['start_address']} - "
+                               f"{doc['end_address']} (read it with ResultSet(..., seekable=True).nested())")
+        if k != key and group:
+            yield key, sorted(group, key=lambda d: d["registry"])
+            group = []
+        key = k
+        group.append(doc)
+    if group:
+        yield key, sorted(group, key=lambda d: d["registry"])
+
+
+def _one_range(was: list[dict[str, Any]], now: list[dict[str, Any]]) -> Iterator[Change]:
+    """One range in both maps: the same registry on both sides is compared; what is left pairs up
+    as transfers between registries, and past those, added or removed."""
+    olds = {d["registry"]: d for d in was}
+    news = {d["registry"]: d for d in now}
+    for registry in sorted(olds.keys() & news.keys()):
+        change = _compare(olds[registry], news[registry])
+        if change is not None:
+            yield change
+    gone = [olds[r] for r in sorted(olds.keys() - news.keys())]
+    came = [news[r] for r in sorted(news.keys() - olds.keys())]
+    for x, y in zip_longest(gone, came):
+        if x is None:
+            yield _change("added", y)
+        elif y is None:
+            yield _change("removed", x)
+        else:
+            change = _compare(x, y)
+            assert change is not None  # the registries differ
+            yield change
+
+
+def _compare(x: dict[str, Any], y: dict[str, Any]) -> Change | None:
+    was, now = facts(x), facts(y)
+    diff = {k: (was[k], now[k]) for k in FIELDS if was[k] != now[k]}
+    if not diff:
+        return None
+    return _change("transferred" if diff.keys() & set(OWNER) else "changed", y, diff)
 
 
 def _change(kind: str, doc: dict[str, Any], fields: dict[str, tuple[Any, Any]] | None = None) -> Change:
-    return Change(kind, doc["start_address"], doc["end_address"], doc["handle"], fields or {},
-                  str(doc.get("source") or "rdap"))
+    return Change(kind, doc["start_address"], doc["end_address"], doc["handle"], doc["registry"],
+                  fields or {}, str(doc.get("source") or "rdap"), doc)
+
+
+def changes(old: ResultSet, new: ResultSet) -> Iterator[Change]:
+    """The changes between two result sets (both opened `seekable`), streaming."""
+    return classify(old.nested(), new.nested())
 
 
 def diff_report(old: ResultSet, new: ResultSet, keep: int | None = None) -> dict[str, Any]:
@@ -83,7 +147,7 @@ def diff_report(old: ResultSet, new: ResultSet, keep: int | None = None) -> dict
             listed.append(change.to_dict())
     return {
         "old_blocks": old.blocks, "new_blocks": new.blocks,
-        "added": kinds["added"], "removed": kinds["removed"], "changed": kinds["changed"],
+        **{kind: kinds[kind] for kind in KINDS},
         "changed_fields": {f: by_field[f] for f in FIELDS},
         "changes": listed,
     }

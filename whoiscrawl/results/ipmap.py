@@ -105,11 +105,13 @@ def _paint_special(cells: np.ndarray) -> None:
 
 
 DIFF_COLOURS: dict[str, Rgb] = {"unchanged": (70, 90, 110), "added": (60, 200, 80),
-                                "removed": (230, 50, 50), "changed": (255, 170, 20)}
+                                "removed": (230, 50, 50), "changed": (255, 170, 20),
+                                "transferred": (60, 160, 255)}
 
 
 def render_diff(old: ResultSet, new: ResultSet, size: int, title: str) -> MapImage:
-    """The blocks of NEW (unchanged), and over them what `diff` finds: added, removed, changed."""
+    """The blocks of NEW (unchanged), and over them what `diff` finds: added, removed,
+    changed, transferred."""
     legend = Legend()
     for kind, colour in DIFF_COLOURS.items():
         legend.add(kind, kind, colour)

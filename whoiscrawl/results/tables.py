@@ -191,6 +191,7 @@ def diff_tables(doc: dict[str, Any]) -> list[Table]:
         ("added", doc["added"]),
         ("removed", doc["removed"]),
         ("changed", doc["changed"]),
+        ("transferred", doc["transferred"]),
         ("changed fields", "  ".join(f"{k} {v:,}" for k, v in fields.items() if v) or "-"),
     ])
     table = Table(title=f"Changes (first {len(doc['changes'])})", title_justify="left")

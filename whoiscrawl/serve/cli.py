@@ -5,15 +5,17 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from whoiscrawl.results.cli import KafkaOpt, PrefixOpt, ResultsArg
+from whoiscrawl.results.cli import AtOpt, HistoryOpt, KafkaOpt, OptionalResultsArg, PrefixOpt
 
 if TYPE_CHECKING:
     from whoiscrawl.serve.index import MapIndex
+    from whoiscrawl.serve.server import Reloader
 
 
 def _fail(message: str) -> None:
@@ -60,7 +62,7 @@ def _lines(addresses: list[str], from_file: Path | None) -> Iterator[str]:
 
 
 def lookup(
-    results: ResultsArg,
+    results: OptionalResultsArg = None,
     addresses: Annotated[list[str] | None, typer.Argument(
         help="IPv4 addresses to look up; - reads them from standard input, one a line")] = None,
     from_file: Annotated[Path | None, typer.Option("--from", help="A file of addresses, one a line")] = None,
@@ -68,11 +70,25 @@ def lookup(
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header line")] = False,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: HistoryOpt = None,
+    at: AtOpt = None,
 ) -> None:
     """Who holds each address: its most specific network in the map (holder, country, registry,
     network, handle, abuse contact, parents, source, when observed). Streams input of any size; a
-    malformed line gets an error of its own and the rest carry on."""
+    malformed line gets an error of its own and the rest carry on. With --history DIR [--at DATE]
+    there is no RESULTS: every argument is an address, answered as the map stood on DATE."""
+    from whoiscrawl.history.store import HistoryError, results_for
     from whoiscrawl.serve.lookup import answers, write
+
+    if history is not None and results is not None:  # no results file: the first argument is an address
+        if Path(results).exists():
+            _fail(f"give either a results file ({results}) or --history {history}, not both")
+        addresses, results = [results, *(addresses or [])], None
+    try:
+        results = results_for(results, history, at)
+    except HistoryError as exc:
+        _fail(str(exc))
+        return
 
     if as_json and as_csv:
         _fail("choose one of --json and --csv")
@@ -89,7 +105,7 @@ def lookup(
 
 
 def serve(
-    results: ResultsArg,
+    results: OptionalResultsArg = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0: a free one)")] = 8043,
     reload_every: Annotated[float, typer.Option(
@@ -97,22 +113,30 @@ def serve(
         "whole): changed results are indexed again (0: never)")] = 30.0,
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
+    history: Annotated[Path | None, typer.Option(
+        "--history", help="A store of dated generations (`whoiscrawl history`): answers ?at=DATE, and "
+        "without RESULTS the newest generation answers the rest")] = None,
 ) -> None:
     """An RDAP server over the map (RFC 9082/9083 ip queries, RFC 9910 relation search, its own RFC
-    9224 bootstrap at /bootstrap/ipv4.json), a POST /batch endpoint, /metrics, /healthz and /readyz.
-    Prints one JSON line when it listens."""
+    9224 bootstrap at /bootstrap/ipv4.json), a POST /batch endpoint, /metrics, /healthz and /readyz;
+    with --history, any ip or relation query with ?at=DATE answers as the map stood then. Prints
+    one JSON line when it listens."""
     import asyncio
     import json
 
-    from whoiscrawl.results.source import TOPIC_PREFIX
-    from whoiscrawl.serve.server import MapServer, file_reloader, run, topic_reloader
+    from whoiscrawl.history.store import HistoryError, Store, results_for
+    from whoiscrawl.serve.server import MapServer, history_as_of, run
 
-    index = open_index(results, kafka_bootstrap, topic_prefix)
-    if results.startswith(TOPIC_PREFIX):
-        reload = topic_reloader(results, kafka_bootstrap, topic_prefix)
-    else:
-        reload = file_reloader(Path(results))
-    server = MapServer(index, reload, reload_every)
+    try:
+        if history is not None:
+            Store.open(history).at(date.max)  # a readable store holding a generation, or say why not
+        current = results if results is not None else results_for(None, history, None)
+    except HistoryError as exc:
+        _fail(str(exc))
+        return
+    index = open_index(current, kafka_bootstrap, topic_prefix)
+    reload = _reloader(current if results is not None else None, history, kafka_bootstrap, topic_prefix)
+    server = MapServer(index, reload, reload_every, history_as_of(history) if history else None)
 
     def ready(bound: int) -> None:
         typer.echo(json.dumps({"url": f"http://{host}:{bound}/", "networks": len(index),
@@ -125,6 +149,21 @@ def serve(
         pass
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc}")
+
+
+def _reloader(results: str | None, history: Path | None, kafka_bootstrap: str | None,
+              topic_prefix: str) -> Reloader:
+    """What the server looks at for a newer map: the results file or topic, else the history's
+    newest generation."""
+    from whoiscrawl.results.source import TOPIC_PREFIX
+    from whoiscrawl.serve.server import file_reloader, history_reloader, topic_reloader
+
+    if results is None:
+        assert history is not None
+        return history_reloader(history)
+    if results.startswith(TOPIC_PREFIX):
+        return topic_reloader(results, kafka_bootstrap, topic_prefix)
+    return file_reloader(Path(results))
 
 
 def bench_serve(

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from whoiscrawl import metrics, rirs
+from whoiscrawl.history.store import HistoryError, Store, map_at
 from whoiscrawl.results.source import ResultsError, open_results
 from whoiscrawl.serve import rdap
 from whoiscrawl.serve.index import MapIndex, MapIndexError, build, load_or_build, stamp_of
@@ -26,6 +27,8 @@ RDAP_TYPE = "application/rdap+json"
 CACHED_NETWORKS = 1 << 16  # rendered network objects kept (a few KB each)
 Reloader = Callable[[], "MapIndex | None"]  # a new index, or None while the results are unchanged
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AsOf = Callable[[date], "tuple[MapIndex, str]"]  # the index current on a date, and its generation's date
+GENERATIONS_KEPT = 4  # indexes of past generations kept in memory (a ?at= query loads its own)
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
@@ -42,8 +45,9 @@ class MapServer:
     bootstrap document names). Every `reload_s` seconds `reload` (in a thread) may hand over a new
     index (`file_reloader`, `topic_reloader`), which is answered from then on."""
 
-    def __init__(self, index: MapIndex, reload: Reloader | None = None, reload_s: float = 0.0) -> None:
-        self.reload, self.reload_s = reload, reload_s
+    def __init__(self, index: MapIndex, reload: Reloader | None = None, reload_s: float = 0.0,
+                 as_of: AsOf | None = None) -> None:
+        self.reload, self.reload_s, self.as_of = reload, reload_s, as_of
         self._reloader: asyncio.Task[None] | None = None
         self._use(index)
 
@@ -109,34 +113,63 @@ class MapServer:
         registry = next((r for r in rirs.REGISTRIES if path.startswith(f"/{r}/")), None)
         return f"{request.scheme}://{request.host}/" + (f"{registry}/" if registry else "")
 
+    async def _index(self, request: web.Request) -> tuple[MapIndex, dict[str, Any] | None]:
+        """The index a query is answered from: the current one, or with `?at=DATE` the generation
+        current on that date (and a notice saying which)."""
+        text = request.query.get("at")
+        if text is None:
+            return self.index, None
+        if self.as_of is None:
+            raise rdap.QueryError(400, "Bad Request", "this mirror keeps no history: ?at= needs a server "
+                                  "started with --history DIR")
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise rdap.QueryError(400, "Bad Request", f"at={text!r} is not a date: give YYYY-MM-DD") from None
+        index, generation = await asyncio.to_thread(self.as_of, day)
+        return index, {"title": "As of", "description": [
+            f"Answered from the map of {generation}, the generation current on {day}."]}
+
     async def ip(self, request: web.Request) -> web.Response:
         """RFC 9082 `ip/<address>` and `ip/<prefix>/<len>`: the most specific network holding it. Asked
         under another registry's base, a network redirects to its own registry's, as registries do."""
         key = request.match_info["key"]
         plen = request.match_info.get("plen")
         first, last = rdap.parse_key(f"{key}/{plen}" if plen is not None else key)
-        net = self.index.containing(first, last)
+        index, as_of = await self._index(request)
+        net = index.containing(first, last)
         if net < 0:
             return _error(404, "Not Found", f"no network in the map holds {key}"
                           + (f"/{plen}" if plen is not None else ""))
         asked = next((r for r in rirs.REGISTRIES if request.path.startswith(f"/{r}/")), None)
-        holder = self.index.value(net, "registry")
+        holder = index.value(net, "registry")
         if asked and holder != asked and holder in rirs.REGISTRIES:
             moved = request.path.replace(f"/{asked}/", f"/{holder}/", 1)
-            return web.Response(status=301, headers={"Location": f"{request.scheme}://{request.host}{moved}"})
-        return web.Response(body=self._rendered(net, self._base(request)), content_type=RDAP_TYPE)
+            query = f"?{request.query_string}" if request.query_string else ""
+            return web.Response(status=301, headers={
+                "Location": f"{request.scheme}://{request.host}{moved}{query}"})
+        if as_of is None:
+            return web.Response(body=self._rendered(net, self._base(request)), content_type=RDAP_TYPE)
+        doc = rdap.network(index, net, self._base(request))
+        doc["notices"].append(as_of)
+        return _json(doc)
 
     async def relation(self, request: web.Request) -> web.Response:
         """RFC 9910 relation search; 404 when nothing is related."""
         rel = request.match_info["rel"]
         first, last = rdap.parse_key(request.match_info["key"])
-        nets = rdap.relation(self.index, rel, first, last)
+        index, as_of = await self._index(request)
+        nets = rdap.relation(index, rel, first, last)
         if not len(nets):
             return _error(404, "Not Found", f"no network is {rel} of {request.match_info['key']}")
         base = self._base(request)
         if rel in ("rdap-up", "rdap-top"):
-            return _json(rdap.network(self.index, int(nets[0]), base))
-        return _json(rdap.search_results(self.index, nets, base))
+            doc = rdap.network(index, int(nets[0]), base)
+        else:
+            doc = rdap.search_results(index, nets, base)
+        if as_of is not None:
+            doc["notices"].append(as_of)
+        return _json(doc)
 
     async def help(self, request: web.Request) -> web.Response:
         return _json(rdap.help_document(self.index))
@@ -199,6 +232,45 @@ def file_reloader(results: Path) -> Reloader:
             return None
         index, _ = load_or_build(results)
         seen[0] = now
+        return index
+
+    return reload
+
+
+def history_as_of(store_dir: Path) -> AsOf:
+    """The index of the generation current on a date, from a history store (read again at each
+    query, so generations added or pruned meanwhile count); the last few kept in memory."""
+
+    @functools.lru_cache(maxsize=GENERATIONS_KEPT)
+    def of_generation(generation: str, rebuilt: Path) -> MapIndex:
+        return load_or_build(rebuilt)[0]
+
+    def as_of(day: date) -> tuple[MapIndex, str]:
+        try:
+            store = Store.open(store_dir)
+            if store.generations and day < store.generations[0].day:
+                raise rdap.QueryError(404, "Not Found", f"no map as of {day}: the history held begins "
+                                      f"{store.generations[0].date}")
+            generation = store.at(day).date
+            return of_generation(generation, map_at(store, day)), generation
+        except HistoryError as exc:
+            log.warning("cannot answer as of %s: %s", day, exc)
+            raise rdap.QueryError(503, "Service Unavailable", f"the history cannot be read ({day})") from exc
+
+    return as_of
+
+
+def history_reloader(store_dir: Path) -> Reloader:
+    """The newest generation's index whenever a newer generation was added."""
+    seen = [Store.open(store_dir).at(date.max).date]
+
+    def reload() -> MapIndex | None:
+        store = Store.open(store_dir)
+        newest = store.at(date.max)
+        if newest.date == seen[0]:
+            return None
+        index, _ = load_or_build(map_at(store, newest.day))
+        seen[0] = newest.date
         return index
 
     return reload

@@ -1,0 +1,72 @@
+"""The change feed: `whoiscrawl changes --since` lists, a JSON line each, exactly the changes made."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from history_support import Days
+from typer.testing import CliRunner
+
+from whoiscrawl.cli import app
+from whoiscrawl.history.store import add
+
+KIND_OF = {"holder": "transferred", "registry": "transferred", "country": "changed", "abuse": "changed",
+           "removed": "removed", "added": "added"}
+
+
+def _week(tmp_path: Path) -> tuple[Days, Path, list[Counter[str]]]:
+    """Four days; what the generator changed each day (after the first), by the feed's kinds."""
+    days, store, made = Days(tmp_path, blocks=600, rate=0.03), tmp_path / "store", []
+    for n in range(4):
+        if n:
+            counts: Counter[str] = Counter()
+            for what, k in days.change().items():
+                counts[KIND_OF[what]] += k
+            made.append(counts)
+        add(store, days.write_day(), days.dates[-1])
+    return days, store, made
+
+
+def _changes(*args: str) -> list[dict]:
+    result = CliRunner().invoke(app, ["changes", *args])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_the_feed_lists_exactly_each_days_changes(tmp_path: Path):
+    days, store, made = _week(tmp_path)
+    lines = _changes("--since", str(days.dates[0]), "--history", str(store))
+    for day, want in zip(days.dates[1:], made, strict=True):
+        assert Counter(d["kind"] for d in lines if d["date"] == str(day)) == want, day
+    moved = [d for d in lines if d["kind"] == "transferred" and "registry" in d["fields"]]
+    assert moved and all(d["from"]["registry"] == d["fields"]["registry"]["old"] != d["to"]["registry"]
+                         for d in moved)
+    changed = [d for d in lines if d["kind"] == "changed"]
+    assert all(set(d["fields"]) <= {"country", "abuse_emails"} for d in changed)
+    first = lines[0]
+    assert list(first)[:5] == ["date", "kind", "registry", "range", "start_address"]
+    assert first["range"] == f"{first['start_address']} - {first['end_address']}"
+    later = _changes("--since", str(days.dates[1]), "--until", str(days.dates[2]), "--history", str(store))
+    assert {d["date"] for d in later} == {str(days.dates[2])}
+    assert _changes("--since", str(days.dates[-1]), "--history", str(store)) == []
+
+
+def test_a_date_before_the_history_is_refused(tmp_path: Path):
+    _, store, _ = _week(tmp_path)
+    result = CliRunner().invoke(app, ["changes", "--since", "2026-11-01", "--history", str(store)])
+    assert result.exit_code == 2
+    assert "--since 2026-11-01 is before the first generation" in result.output
+
+
+def test_map_diff_draws_a_days_changes_from_the_history(tmp_path: Path):
+    days, store, _ = _week(tmp_path)
+    out = tmp_path / "day.png"
+    result = CliRunner().invoke(app, ["map", "--diff", "--history", str(store), "--at", str(days.dates[2]),
+                                      "--size", "512", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    legend = json.loads(result.output)["legend"]
+    assert all(legend.get(kind, 0) > 0 for kind in ("added", "removed", "changed", "transferred")), legend
+    first = CliRunner().invoke(app, ["map", "--diff", "--history", str(store), "--at", str(days.dates[0])])
+    assert first.exit_code == 2 and "no day before it" in first.output
