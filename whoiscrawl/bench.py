@@ -27,6 +27,7 @@ from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.rates import Limit, format_limits, projected_real_hours
 from whoiscrawl.records import NetworkRecord
+from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, env_name
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisStore
@@ -158,7 +159,7 @@ class Fleet:
             self.slots.append(len(set(self.slots)) if slot is None else slot)
             env = dict(os.environ)
             if self.static:
-                env["WHOISCRAWL_KAFKA_GROUP_INSTANCE_ID"] = f"{self.crawl}-worker-{self.slots[-1]}"
+                env[KAFKA_PROPERTY_PREFIX + "GROUP_INSTANCE_ID"] = f"{self.crawl}-worker-{self.slots[-1]}"
             cmd = [
                 sys.executable,
                 "-m",
@@ -504,7 +505,7 @@ def with_baselines(crawl: Callable[..., dict[str, Any]], strategy: str, compare_
 @contextlib.contextmanager
 def bench_services() -> Iterator[tuple[str, str]]:
     """The user's Kafka and Redis if set in the environment, else fresh ones for this run."""
-    kafka, redis_url = os.environ.get("WHOISCRAWL_KAFKA_BOOTSTRAP"), os.environ.get("WHOISCRAWL_REDIS_URL")
+    kafka, redis_url = os.environ.get(env_name("kafka_bootstrap")), os.environ.get(env_name("redis_url"))
     if kafka and redis_url:
         yield kafka, redis_url
         return

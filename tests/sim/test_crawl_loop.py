@@ -18,6 +18,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.server import Simulator
@@ -35,15 +36,16 @@ class Crawled:
 
 
 async def crawl(sim: Simulator, tmp_path: Path, cidr: str | list[str], **options: Any) -> Crawled:
-    """A local crawl of a range (or several) against the simulator; `options`: further LocalCrawl
-    fields."""
+    """A local crawl of a range (or several) against the simulator; `options`: its CrawlSettings,
+    or LocalCrawl's `resume` and `stopping`."""
     info = sim.info()
     limits = {r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in info["limits"].items()}
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "results.jsonl"
     ranges = [cidr] if isinstance(cidr, str) else cidr
-    job = LocalCrawl(ranges, out, await fetch_bootstrap(sim.bootstrap_url), limits,
-                     whois_servers=dict.fromkeys(REGISTRIES, info["whois"]), **options)
+    run = {k: options.pop(k) for k in ("resume", "stopping") if k in options}
+    settings = CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, info["whois"]), **options)
+    job = LocalCrawl(ranges, out, await fetch_bootstrap(sim.bootstrap_url), limits, settings, **run)
     doc = await job.run()
     lines = out.read_text().splitlines() if out.exists() else []
     records = {(r["start_address"], r["end_address"]): r for r in map(json.loads, lines)}

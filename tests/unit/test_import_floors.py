@@ -41,6 +41,7 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.keys": GROUND, "whoiscrawl.rates": GROUND, "whoiscrawl.records": GROUND,
     "whoiscrawl.delegated": GROUND, "whoiscrawl.sources.stats": GROUND,  # the one statistics parser: pure
     "whoiscrawl.metrics": GROUND, "whoiscrawl.schemas": GROUND,
+    "whoiscrawl.settings": GROUND,  # the settings contract: imports nothing of ours
     "whoiscrawl.operator": GROUND,  # spec, knobs, builders, scaling, status, crd, health, metrics, ...
     "whoiscrawl.rirs": CATALOGUE,
     # the simulator: its own tower beside the core (SIM_READS below)

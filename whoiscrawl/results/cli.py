@@ -10,14 +10,16 @@ from typing import Annotated
 
 import typer
 
+from whoiscrawl.settings import env_name
+
 ResultsArg = Annotated[
     str, typer.Argument(help="A results JSONL file, or topic:CRAWL for that crawl's compacted results topic")
 ]
 KafkaOpt = Annotated[
     str | None,
-    typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP", help="Kafka, for topic:CRAWL"),
+    typer.Option("--kafka-bootstrap", envvar=env_name("kafka_bootstrap"), help="Kafka, for topic:CRAWL"),
 ]
-PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOPIC_PREFIX")]
+PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar=env_name("topic_prefix"))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object instead of tables")]
 ScopeOpt = Annotated[
     list[str] | None,
