@@ -488,8 +488,9 @@ def bench(
         _bench_chaos(scenario, workers, scale, (kills, terms, pauses), registry_faults,
                      (broker_restarts, redis_losses), static_membership, sim_options)
         return
-    _bench_fleet(scenario, strategy, workers, egress or [1], resolution, scale,
-                 (compare_sample, compare_grid), micro, as_json, sim_options)
+    settings = CrawlSettings(strategy=strategy, resolution=resolution)
+    _bench_fleet(scenario, settings, workers, egress or [1], scale, (compare_sample, compare_grid),
+                 (micro, as_json), sim_options)
 
 
 def _known_scenario(scenario: str) -> None:
@@ -499,18 +500,19 @@ def _known_scenario(scenario: str) -> None:
         _fail(f"--scenario {scenario!r}: choose one of {', '.join(NAMES)}")
 
 
-def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int], resolution: int,
-                 scale: float, compare: tuple[bool, bool], micro: bool, as_json: bool,
-                 sim_options: tuple[str, ...]) -> None:
-    """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks."""
+def _bench_fleet(scenario: str, settings: CrawlSettings, workers: int, egresses: list[int], scale: float,
+                 compare: tuple[bool, bool], output: tuple[bool, bool], sim_options: tuple[str, ...]) -> None:
+    """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks
+    (`output`: whether to run them, and JSON rather than tables)."""
     from whoiscrawl import bench as b
 
+    micro, as_json = output
     with b.bench_services() as (kafka, redis_url):
         for k in egresses:
-            crawl = functools.partial(b.fleet_crawl, scenario, workers=workers, egress=k,
-                                      resolution=resolution, time_scale=scale, kafka=kafka,
-                                      redis_url=redis_url, sim_options=sim_options)
-            doc = b.with_baselines(crawl, strategy, *compare)
+            crawl = functools.partial(b.fleet_crawl, scenario, shape=b.FleetShape(workers, k),
+                                      time_scale=scale, kafka=kafka, redis_url=redis_url,
+                                      sim_options=sim_options)
+            doc = b.with_baselines(crawl, settings, *compare)
             real = estimate_table(doc["real_time"], "At the real registries' limits")
             _end(doc, as_json, [bench_table(doc), real])
         if micro:
