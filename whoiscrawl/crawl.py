@@ -5,28 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
-import math
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from netaddr import IPAddress
 
 from whoiscrawl import metrics
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import Listing, LookupFailed, LookupResult, RegistryClient
+from whoiscrawl.registry.patience import Patience
 from whoiscrawl.space import Scope
 from whoiscrawl.store import LEASE_S, Lease, LeaseLost, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
-
-
-Asked = TypeVar("Asked")
 
 
 class ListingUnanswered(LookupFailed):
@@ -54,7 +49,6 @@ class Crawler:
     crawl: str = "local"
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     lookups_by_registry: Counter[str] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
     # Before an address that failed every way is asked again; the last repeats while its registry
     # answers nothing (an outage), and the address is given up on after them if it does answer.
     failure_pauses: tuple[float, ...] = (2.0, 10.0, 30.0)
@@ -65,8 +59,16 @@ class Crawler:
     # (Ctrl-C) finishes it, or every resume would list the parent from its first child again.
     abandon_listings_on_stop: bool = False
     _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
-    _answered_at: dict[str, float] = field(default_factory=dict)  # per registry, monotonic
-    _help: dict[str, tuple[float, asyncio.Future[bool]]] = field(default_factory=dict)  # the last asked
+    # The failure policy (registry/patience.py): pauses, help queries, what was given up on.
+    patience: Patience = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.patience = Patience(self.client.answering, self.stopping, self.failure_pauses)
+
+    @property
+    def failures(self) -> list[str]:
+        """What was given up on, named (the latest 100)."""
+        return self.patience.failures
 
     async def run_shard(self, shard: Shard, until: asyncio.Event | None = None) -> bool:
         """Walk a shard to its end (True), or until the crawl stops or `until` is set (False: each
@@ -313,10 +315,11 @@ class Crawler:
     async def _children(
         self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
     ) -> Listing | None:
-        """A parent's children, asked `_patiently` while its registry does not answer (a listing
-        given up on as the grid's would lose the children smaller than a cell). A list too long
-        for one answer is split, and only the parts inside the crawl's scope listed. Once given up
-        on, what it had (incomplete: the walk's grid probes the rest); None: stopping meanwhile."""
+        """A parent's children, asked patiently (registry/patience.py) while its registry does not
+        answer (a listing given up on as the grid's would lose the children smaller than a cell). A
+        list too long for one answer is split, and only the parts inside the crawl's scope listed.
+        Once given up on, what it had (incomplete: the walk's grid probes the rest); None: stopping
+        meanwhile."""
         wanted = self.scope.overlaps if self.scope else None
         span = (parent.first, parent.last)
         lease = Lease.listing(*span)
@@ -330,98 +333,36 @@ class Crawler:
             )
             if listing.unanswered:
                 raise ListingUnanswered("not answered", listing, parent.registry)
-            self._answered_at[parent.registry] = time.monotonic()
+            self.patience.answered(parent.registry)
             return listing
 
         what = f"the listing of {parent.handle}"
         try:
-            return await self._patiently(what, ask)
+            return await self.patience.ask(what, ask)
         except ListingUnanswered as exc:  # the grid probes what it did not list
-            self._give_up(parent.registry, what, "its registry answers others, not this")
+            self.patience.give_up(parent.registry, what, "its registry answers others, not this")
             await self.store.record_step(shard.shard_id, checkpoint, None, lookups=0, errors=1, under=lease)
             return exc.listing
 
     async def _lookup_patiently(self, address: int) -> LookupResult | None:
-        """A lookup asked `_patiently`; None: the crawl stops during a pause (the probe stays in the
-        walk's checkpoint)."""
+        """A lookup asked patiently (registry/patience.py); None: the crawl stops during a pause (the
+        probe stays in the walk's checkpoint)."""
 
         async def ask() -> LookupResult:
             result = await self.client.lookup(address)
             # The registry asked first and the one that answered (a transfer's holder) are up.
-            for registry in {self.client.route(address)[0], result.registry}:
-                self._answered_at[registry] = time.monotonic()
+            self.patience.answered(*{self.client.route(address)[0], result.registry})
             return result
 
-        return await self._patiently(str(IPAddress(address)), ask)
-
-    async def _patiently(self, what: str, ask: Callable[[], Awaitable[Asked]]) -> Asked | None:
-        """Ask (a lookup, a listing) again after each pause while it fails every way (the client's
-        retries, WHOIS): registries have bad minutes, and what is given up on is blocks possibly
-        lost. When the pauses run out it is given up on (LookupFailed raised) if it failed while the
-        registry that failed (a transferred block's holder, maybe) was known to answer: it answered
-        another request, or a help query, before this one was asked again. While that registry
-        answers nothing the last pause repeats.
-        None: the crawl stops during a pause (a drain must not sit it out)."""
-        started = time.monotonic()
-        helped = False  # asked again at once because its registry answered help
-        for attempt in itertools.count():
-            answered_before = dict(self._answered_at)
-            try:
-                return await ask()
-            except LookupFailed as exc:
-                failing = exc.registry
-                if attempt >= len(self.failure_pauses):
-                    if failing is None or helped or answered_before.get(failing, -math.inf) > started:
-                        raise  # no registry serves it, or its registry answered others: it is this one
-                    if await self._answers_help(failing):
-                        helped = True
-                        continue  # up: ask once more, and give it up if that fails
-                pause = self.failure_pauses[min(attempt, len(self.failure_pauses) - 1)]
-                if attempt == len(self.failure_pauses):
-                    log.warning("%s: %s; %s answers nothing: asking again every %.0fs until it does",
-                                what, exc, failing, pause)
-                else:
-                    log.info("%s: %s; trying again in %.0fs", what, exc, pause)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), pause)
-                if self.stopping.is_set():
-                    return None
-        raise AssertionError("unreachable")
-
-    async def _answers_help(self, registry: str) -> bool:
-        """Ask a registry that answered none of our lookups lately whether it is up (RDAP help): a
-        lone lane's only traffic may be its broken address, which would otherwise wait forever.
-        One query a registry per last pause, whatever the number of lanes waiting: in an outage
-        every lane asks, and LACNIC allows ten requests a minute."""
-        if self.stopping.is_set():
-            return False
-        asked = self._help.get(registry)
-        if asked is None or time.monotonic() - asked[0] >= self.failure_pauses[-1]:
-            asked = (time.monotonic(), asyncio.ensure_future(self.client.answering(registry)))
-            self._help[registry] = asked
-        at, answering = asked
-        try:
-            if not await asyncio.shield(answering):
-                return False
-        except Exception as exc:  # the shared query failed outright: as if unanswered
-            log.info("asking %s for help: %r", registry, exc)
-            return False
-        self._answered_at[registry] = max(self._answered_at.get(registry, -math.inf), at)
-        return True
+        return await self.patience.ask(str(IPAddress(address)), ask)
 
     async def _failed(self, shard: Shard, walk: Walk, address: int, reason: str) -> None:
         registry = self.client.route(address)[0] if self.client.bootstrap.base_url(address) else "none"
-        self._give_up(registry, str(IPAddress(address)), reason)
+        self.patience.give_up(registry, str(IPAddress(address)), reason)
         walk.skip(address)
         await self.store.record_step(
             shard.shard_id, walk.checkpoint(), None, lookups=1, errors=1, under=Lease.cell(address)
         )
-
-    def _give_up(self, registry: str, what: str, reason: str) -> None:
-        """Count and name something given up on (an address, a listing), for the crawl's report."""
-        metrics.ERRORS.labels(registry).inc()
-        log.warning("giving up on %s for now: %s", what, reason)
-        self.failures = [*self.failures[-99:], f"{what}: {reason}"]  # the latest 100
 
 
 async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:

@@ -201,12 +201,12 @@ async def test_lanes_waiting_on_a_silent_registry_share_one_help_query(start_sim
     client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits))
     crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client, "t", failure_pauses=(0.2, 0.5))
     try:
-        assert all(await asyncio.gather(*(crawler._answers_help("lacnic") for _ in range(16))))
+        assert all(await asyncio.gather(*(crawler.patience.answers_help("lacnic") for _ in range(16))))
         sim.log.flush()
         asked = [e for e in map(json.loads, sim.log.path.open()) if e["protocol"] == "help"]
         assert len(asked) == 1
         await asyncio.sleep(0.5)  # the last pause on: asked anew
-        assert await crawler._answers_help("lacnic")
+        assert await crawler.patience.answers_help("lacnic")
         sim.log.flush()
         assert sum(e["protocol"] == "help" for e in map(json.loads, sim.log.path.open())) == 2
     finally:
