@@ -26,7 +26,8 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.local": WIRING, "whoiscrawl.worker": WIRING,
     "whoiscrawl.operator.control": WIRING + 0.1, "whoiscrawl.operator.backend": WIRING,
     # the middle: the loop, publishing, recovery, sources, serving, results
-    "whoiscrawl.crawl": MIDDLE, "whoiscrawl.publish": MIDDLE, "whoiscrawl.recover": MIDDLE,
+    "whoiscrawl.crawl": MIDDLE, "whoiscrawl.listing": MIDDLE, "whoiscrawl.publish": MIDDLE,
+    "whoiscrawl.recover": MIDDLE,
     "whoiscrawl.sources": MIDDLE, "whoiscrawl.serve": MIDDLE + 0.1, "whoiscrawl.results": MIDDLE,
     "whoiscrawl.dashboards": MIDDLE,
     # I/O: registries (client -> relations, whois -> rdap -> contacts, outcome), Redis, Kafka, budgets
