@@ -17,7 +17,7 @@ from whoiscrawl import metrics
 from whoiscrawl.listing import Listings
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
-from whoiscrawl.registry.patience import Patience
+from whoiscrawl.registry.patience import PAUSES, Patience
 from whoiscrawl.space import Scope
 from whoiscrawl.store import LEASE_S, Lease, LeaseLost, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
@@ -46,7 +46,7 @@ class Crawler:
     lookups_by_registry: Counter[str] = field(default_factory=Counter)
     # Before an address that failed every way is asked again; the last repeats while its registry
     # answers nothing (an outage), and the address is given up on after them if it does answer.
-    failure_pauses: tuple[float, ...] = (2.0, 10.0, 30.0)
+    failure_pauses: tuple[float, ...] = PAUSES
     list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
     scope: Scope | None = None  # listed children outside it are not kept (None: keep all)
     listing_poll_s: float = 0.25  # how often a lane waiting for another worker's listing looks again

@@ -28,6 +28,8 @@ log = logging.getLogger("whoiscrawl.crawl")  # the crawl loop's log, as before t
 Asked = TypeVar("Asked")
 GIVE_UP = "give up"
 ASK_HELP = "ask help"
+# Before what failed every way is asked again; the last repeats while its registry answers nothing.
+PAUSES = (2.0, 10.0, 30.0)
 
 
 def next_move(attempt: int, pauses: tuple[float, ...], failing: str | None, helped: bool,
@@ -50,7 +52,7 @@ class Patience:
 
     answering: Callable[[str], Awaitable[bool]]  # one RDAP help query (RegistryClient.answering)
     stopping: asyncio.Event
-    pauses: tuple[float, ...] = (2.0, 10.0, 30.0)
+    pauses: tuple[float, ...] = PAUSES
     failures: list[str] = field(default_factory=list)  # the latest 100 given up on, named
     answered_at: dict[str, float] = field(default_factory=dict)  # per registry, monotonic
     _help: dict[str, tuple[float, asyncio.Future[bool]]] = field(default_factory=dict)  # the last asked
