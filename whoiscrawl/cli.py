@@ -488,9 +488,8 @@ def bench(
         _bench_chaos(scenario, workers, scale, (kills, terms, pauses), registry_faults,
                      (broker_restarts, redis_losses), static_membership, sim_options)
         return
-    settings = CrawlSettings(strategy=strategy, resolution=resolution)
-    _bench_fleet(scenario, settings, workers, egress or [1], scale, (compare_sample, compare_grid),
-                 (micro, as_json), sim_options)
+    _bench_fleet(scenario, CrawlSettings(strategy=strategy, resolution=resolution), workers, egress or [1],
+                 scale, (compare_sample, compare_grid), (micro, as_json), sim_options)
 
 
 def _known_scenario(scenario: str) -> None:
