@@ -11,6 +11,8 @@ from typing import Any
 from whoiscrawl.operator import scheduling
 from whoiscrawl.operator.spec import GROUP, KIND, VERSION, CrawlSpec
 
+from whoiscrawl.settings import env_name, worker_env
+
 APP_NAME = "whoiscrawl"
 COMPONENT = "worker"
 COMPONENT_LABEL = "app.kubernetes.io/component"
@@ -128,24 +130,24 @@ def notice_overrun(spec: CrawlSpec) -> str | None:
 
 
 def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
-    """Worker environment that is not secret and not per pod (`crawl`: the crawl_id)."""
-    data = {
+    """Worker environment that is not secret and not per pod (`crawl`: the crawl_id), written
+    through the settings contract (whoiscrawl/settings.py: what the worker reads)."""
+    nat = spec.egress.mode == "nat"
+    return {
         **spec.workers.extra_env,  # first: the operator's own keys below always win
-        "WHOISCRAWL_CRAWL": crawl,
-        "WHOISCRAWL_KAFKA_BOOTSTRAP": spec.kafka.bootstrap_servers,
-        "WHOISCRAWL_TOPIC_PREFIX": spec.kafka.queue_prefix,
-        "WHOISCRAWL_RATE_LIMITS": spec.rate_limits_env(),
-        "WHOISCRAWL_METRICS_PORT": str(spec.workers.metrics_port),
-        "WHOISCRAWL_GRACE_SECONDS": str(spec.workers.grace_period_seconds),
-        "WHOISCRAWL_EGRESS_SHARE": str(spec.egress.addresses if spec.egress.mode == "nat" else 1),
+        **worker_env(
+            crawl=crawl,
+            kafka_bootstrap=spec.kafka.bootstrap_servers,
+            topic_prefix=spec.kafka.queue_prefix,
+            rate_limits=spec.rate_limits_env(),
+            metrics_port=spec.workers.metrics_port,
+            grace_seconds=spec.workers.grace_period_seconds,
+            egress_share=spec.egress.addresses if nat else 1,
+            egress_key="nat" if nat else None,
+            redis_url=spec.redis.url or None,
+            bootstrap_url=spec.workers.bootstrap_url or None,
+        ),
     }
-    if spec.egress.mode == "nat":
-        data["WHOISCRAWL_EGRESS_KEY"] = "nat"
-    if spec.redis.url:
-        data["WHOISCRAWL_REDIS_URL"] = spec.redis.url
-    if spec.workers.bootstrap_url:
-        data["WHOISCRAWL_BOOTSTRAP_URL"] = spec.workers.bootstrap_url
-    return data
 
 
 def config_map(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
@@ -173,14 +175,14 @@ def pod_disruption_budget(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
 
 def _env(spec: CrawlSpec) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
-        {"name": "WHOISCRAWL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": env_name("pod_name"), "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     if spec.egress.mode == "node":
         # Each node egresses from its own public address: the node IS the rate-limit key.
-        env.append({"name": "WHOISCRAWL_EGRESS_KEY",
+        env.append({"name": env_name("egress_key"),
                     "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
     if spec.redis.url_secret is not None:
-        env.append({"name": "WHOISCRAWL_REDIS_URL", "valueFrom": {"secretKeyRef": {
+        env.append({"name": env_name("redis_url"), "valueFrom": {"secretKeyRef": {
             "name": spec.redis.url_secret.name, "key": spec.redis.url_secret.key}}})
     return env
 

@@ -2,7 +2,9 @@
 
 A scalar field of the WhoisCrawl spec is a dataclass field whose metadata holds a Knob. The
 parser (spec.py) reads and checks it from the Knob, the CRD (crd.py) writes its schema from the
-same Knob, so a bound, a choice or a default can never differ between the two.
+same Knob, so a bound, a choice or a default can never differ between the two. A field that is a
+crawl knob of the settings contract (whoiscrawl/settings.py) takes its Knob from that Setting
+(`setting_knob`), so the CLI, the local crawl and the CRD share one default, bound and help.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from whoiscrawl.settings import SETTINGS
 
 KNOB = "whoiscrawl.knob"
 KINDS = {bool: "boolean", int: "integer", float: "number", str: "string"}
@@ -107,6 +111,15 @@ def knob(key: str, default: Any = None, *, kind: str | None = None, **options: A
     if spec.required:
         return dataclasses.field(metadata={KNOB: spec})
     return dataclasses.field(default=default, metadata={KNOB: spec})
+
+
+def setting_knob(name: str) -> Any:
+    """A spec field for a crawl knob of the settings contract: key (camelCase), default, bounds,
+    choices and help all the Setting's."""
+    setting = SETTINGS[name]
+    key = setting.name.split("_")[0] + "".join(w.title() for w in setting.name.split("_")[1:])
+    return knob(key, setting.default, lo=setting.lo, hi=setting.hi, choices=setting.choices,
+                desc=setting.help)
 
 
 def knobs(cls: type) -> list[tuple[str, Knob, Any]]:

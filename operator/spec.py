@@ -11,10 +11,11 @@ from typing import Any
 
 from kubernetes.client.models.v1_affinity import V1Affinity
 from pydantic import ValidationError
-from whoiscrawl.operator.knobs import knob, knobs
+from whoiscrawl.operator.knobs import knob, knobs, setting_knob
 
 from whoiscrawl import rirs
 from whoiscrawl.rates import RATE_PATTERN, Limit, LimitError, format_limits, parse_rate
+from whoiscrawl.settings import OPERATOR_ENV
 
 GROUP = "whoiscrawl.io"
 VERSION = "v1alpha1"
@@ -26,7 +27,6 @@ SHORT_NAMES = ("wc",)
 # when its backend is gone for good).
 SKIP_CLEANUP_ANNOTATION = f"{GROUP}/skip-cleanup"
 
-STRATEGIES = ("sweep", "sample")
 CAPACITY_TYPES = ("spot", "on-demand", "any")
 # auto: the operator sizes the fleet; manual: spec.workers.replicas does (kubectl scale, HPA, KEDA).
 SCALE_MODES = ("auto", "manual")
@@ -48,13 +48,11 @@ _DNS_LABEL = re.compile(NAME_PATTERN)
 MAX_RANGES = 1000  # CIDRs in ranges or excludes (the plan's shards and the CRD object stay small)
 # A redis:// or rediss:// URL with no password in it (a user name alone is fine).
 REDIS_URL_PATTERN = r"^rediss?://([^/@:]*@)?[^@]*$"
-# Worker environment the operator sets: workers.env may not override it (rate limits past the
-# CRD's checks, another crawl's topics or Redis keys).
+# Worker environment the operator sets (the settings contract's operator -> worker variables):
+# workers.env may not override it (rate limits past the CRD's checks, another crawl's topics or
+# Redis keys).
 MAX_ENV = 64  # workers.env entries (the CRD's maxProperties, which bounds its CEL rule's cost)
-OWNED_ENV = ("WHOISCRAWL_CRAWL", "WHOISCRAWL_KAFKA_BOOTSTRAP", "WHOISCRAWL_TOPIC_PREFIX",
-             "WHOISCRAWL_RATE_LIMITS", "WHOISCRAWL_METRICS_PORT", "WHOISCRAWL_GRACE_SECONDS",
-             "WHOISCRAWL_EGRESS_SHARE", "WHOISCRAWL_EGRESS_KEY", "WHOISCRAWL_REDIS_URL",
-             "WHOISCRAWL_BOOTSTRAP_URL", "WHOISCRAWL_POD_NAME")
+OWNED_ENV = OPERATOR_ENV
 
 
 def redis_url_problem(text: str) -> str | None:
@@ -251,11 +249,10 @@ class CrawlSpec:
     redis: Redis
     ranges: tuple[str, ...] = ("0.0.0.0/0",)
     excludes: tuple[str, ...] = ()
-    strategy: str = knob("strategy", "sweep", choices=STRATEGIES)
-    resolution: int = knob("resolution", 24, lo=8, hi=32,
-                           desc="Gap-probe grid of the sweep, as a prefix length.")
+    strategy: str = setting_knob("strategy")
+    resolution: int = setting_knob("resolution")
     shard_prefix: int = knob("shardPrefix", 16, lo=8, hi=28, desc="Shard size, as a prefix length.")
-    samples: int = knob("samples", 0, lo=0, hi=65536, desc="Probes per shard for the sample strategy.")
+    samples: int = setting_knob("samples")
     registries: Mapping[str, Registry] = field(
         default_factory=lambda: {r: Registry(rate=rirs.BY_ID[r].default_rate) for r in rirs.REGISTRIES})
     workers: Workers = field(default_factory=Workers)

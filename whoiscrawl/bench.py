@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.rates import Limit, format_limits, projected_real_hours
 from whoiscrawl.records import NetworkRecord
+from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisStore
@@ -158,7 +160,7 @@ class Fleet:
             self.slots.append(len(set(self.slots)) if slot is None else slot)
             env = dict(os.environ)
             if self.static:
-                env["WHOISCRAWL_KAFKA_GROUP_INSTANCE_ID"] = f"{self.crawl}-worker-{self.slots[-1]}"
+                env[KAFKA_PROPERTY_PREFIX + "GROUP_INSTANCE_ID"] = f"{self.crawl}-worker-{self.slots[-1]}"
             cmd = [
                 sys.executable,
                 "-m",
@@ -210,6 +212,20 @@ class Fleet:
             log.close()
 
 
+@dataclass(frozen=True)
+class FleetShape:
+    """A bench fleet: how many workers, the source addresses they share, how they join the group."""
+
+    workers: int = 3
+    egress: int = 1  # distinct source addresses the fleet shares
+    static: bool = False  # each worker a fixed group.instance.id (Fleet.static)
+    metrics_port: int = 0  # worker i serves /metrics on metrics_port + i (0: off)
+
+
+SWEEP = CrawlSettings()  # a sweep at the contract's defaults
+THREE_WORKERS = FleetShape()
+
+
 @dataclass
 class FleetRun:
     crawl: str
@@ -225,32 +241,28 @@ def crawl_with_fleet(
     kafka: str,
     redis_url: str,
     workdir: Path,
-    strategy: str = "sweep",
-    workers: int = 3,
-    egress: int = 1,
-    resolution: int = 24,
-    samples: int = 0,
+    settings: CrawlSettings = SWEEP,
+    shape: FleetShape = THREE_WORKERS,
     during: Callable[[Fleet, Any], None] | None = None,
     timeout: float = 1800,
-    list_children: bool = True,
-    static: bool = False,
-    metrics_port: int = 0,
 ) -> FleetRun:
-    """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
+    """Plan the simulator's ranges (`settings`: strategy, resolution, samples, listings), run the
+    fleet's real workers until every shard is done, export the results.
 
     `during(fleet, progress)` is called at every poll: tests use it to kill or stop workers."""
-    crawl = f"{strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
+    crawl = f"{settings.strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
     plan = plan_crawl(
-        crawl=crawl, ranges=sim.ranges, strategy=strategy, resolution=resolution, samples=samples
+        crawl=crawl, ranges=sim.ranges, strategy=settings.strategy, resolution=settings.resolution,
+        samples=settings.samples,
     )
     admin = RedisStore(redis_url, crawl)
     publish_plan(plan, bootstrap=kafka, prefix="whoiscrawl.", store=admin, partitions=32)
     fleet = Fleet(
-        crawl, kafka, redis_url, sim, workdir, egress, workers, list_children=list_children, static=static,
-        metrics_port=metrics_port,
+        crawl, kafka, redis_url, sim, workdir, shape.egress, shape.workers,
+        list_children=settings.list_children, static=shape.static, metrics_port=shape.metrics_port,
     )
     started = time.monotonic()
-    fleet.start(workers)
+    fleet.start(shape.workers)
     finished = False
     try:
         while time.monotonic() - started < timeout:
@@ -301,42 +313,28 @@ def _found_by_registry(results: Path) -> dict[str, int]:
 
 def fleet_crawl(
     scenario: str,
-    strategy: str,
-    workers: int,
-    egress: int,
-    resolution: int,
+    settings: CrawlSettings,
+    shape: FleetShape,
     time_scale: float,
     kafka: str,
     redis_url: str,
     workdir: Path,
-    samples: int = 0,
-    list_children: bool = True,
     sim_options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The benchmark's one run: a fresh simulator (`sim_options`: its `sim serve` options), a fleet
     to completion, scored against truth."""
 
     log = workdir / "requests.jsonl"
+    egress, resolution = shape.egress, settings.resolution
     with simulator(scenario, time_scale, log, extra=list(sim_options)) as sim:
-        run = crawl_with_fleet(
-            sim,
-            kafka,
-            redis_url,
-            workdir,
-            strategy,
-            workers,
-            egress,
-            resolution,
-            samples,
-            list_children=list_children,
-        )
+        run = crawl_with_fleet(sim, kafka, redis_url, workdir, settings, shape)
         limits = sim.limits()
         relation_search = sim.info.get("relation_search")
     figures = score(scenario, str(run.results), str(log), resolution=resolution, time_scale=time_scale)
     return {
-        "strategy": strategy,
-        "list_children": list_children and strategy == "sweep",
-        "workers": workers,
+        "strategy": settings.strategy,
+        "list_children": settings.list_children and settings.strategy == "sweep",
+        "workers": shape.workers,
         "egress": egress,
         "resolution": resolution,
         "relation_search": relation_search,  # the simulator's: which registries, the row limit
@@ -486,25 +484,27 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
     }
 
 
-def with_baselines(crawl: Callable[..., dict[str, Any]], strategy: str, compare_sample: bool,
+def with_baselines(crawl: Callable[..., dict[str, Any]], settings: CrawlSettings, compare_sample: bool,
                    compare_grid: bool) -> dict[str, Any]:
     """A fleet crawl, and for a sweep the baselines beside it under "compare": the 2016 sample
     method given as many lookups per shard, and the sweep without listings (the /24 grid alone)."""
-    run = crawl(strategy=strategy, workdir=workdir())
+    run = crawl(settings=settings, workdir=workdir())
     baselines: dict[str, dict[str, Any]] = {}
-    if strategy == "sweep" and compare_sample:
+    sweep = settings.strategy == "sweep"
+    if sweep and compare_sample:
         per_shard = max(1, int(run["lookups"] // run["shards"]))
-        baselines["sample_same_lookups"] = summary(crawl(strategy="sample", workdir=workdir(),
-                                                         samples=per_shard))
-    if strategy == "sweep" and compare_grid:
-        baselines["grid_only"] = summary(crawl(strategy="sweep", workdir=workdir(), list_children=False))
+        sample = dataclasses.replace(settings, strategy="sample", samples=per_shard)
+        baselines["sample_same_lookups"] = summary(crawl(settings=sample, workdir=workdir()))
+    if sweep and compare_grid:
+        grid = dataclasses.replace(settings, list_children=False)
+        baselines["grid_only"] = summary(crawl(settings=grid, workdir=workdir()))
     return {**run, "compare": baselines} if baselines else run
 
 
 @contextlib.contextmanager
 def bench_services() -> Iterator[tuple[str, str]]:
     """The user's Kafka and Redis if set in the environment, else fresh ones for this run."""
-    kafka, redis_url = os.environ.get("WHOISCRAWL_KAFKA_BOOTSTRAP"), os.environ.get("WHOISCRAWL_REDIS_URL")
+    kafka, redis_url = os.environ.get(env_name("kafka_bootstrap")), os.environ.get(env_name("redis_url"))
     if kafka and redis_url:
         yield kafka, redis_url
         return

@@ -24,6 +24,7 @@ from whoiscrawl.bench import Simulator, simulator
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.registry import whois
 from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim import data, render, whoisq
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.space import fetch_bootstrap
@@ -187,8 +188,8 @@ def crawl_slice(
     """One local crawl of `ranges` (in a process of its own: its CPU time and peak RSS are the
     crawl's), with its figures and, if `profile`, the profile summary of every thread."""
     sim = Simulator(None, sim_info)  # type: ignore[arg-type]  # started by the parent
-    job = LocalCrawl(ranges=ranges, out=out, bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
-                     limits=sim.limits(), whois_servers=dict.fromkeys(REGISTRIES, sim.whois))
+    job = LocalCrawl(ranges, out, asyncio.run(fetch_bootstrap(sim.bootstrap_url)), sim.limits(),
+                     CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, sim.whois)))
     threads, main = _ThreadProfiles(), cProfile.Profile(time.thread_time)  # CPU, thread by thread
     cpu, started = time.process_time(), time.monotonic()
     with threads.watching() if profile else contextlib.nullcontext():

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from whoiscrawl.bench import Fleet, crawl_with_fleet, simulator
+from whoiscrawl.bench import Fleet, FleetShape, crawl_with_fleet, simulator
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord
@@ -329,9 +329,8 @@ def chaos_run(
         faults = workdir / "faults.json"
         faults.write_text(json.dumps(REGISTRY_WEATHER))
     with simulator(scenario, time_scale, log, faults, list(sim_options)) as sim:
-        run = crawl_with_fleet(
-            sim, kafka, redis_url, workdir, workers=workers, during=chaos, timeout=1800, static=static
-        )
+        shape = FleetShape(workers, static=static)
+        run = crawl_with_fleet(sim, kafka, redis_url, workdir, shape=shape, during=chaos, timeout=1800)
     if chaos is not None:
         with (workdir / "timeline.jsonl").open("w") as fh:
             for t, event, detail in chaos.timeline:

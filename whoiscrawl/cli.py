@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from typer.core import TyperGroup
 
 from whoiscrawl.dev.cli import app as dev_app
 from whoiscrawl.results.tables import bench_table, crawl_table, estimate_table, score_table
+from whoiscrawl.settings import SETTINGS, CrawlSettings
 
 
 class OneLineErrors(TyperGroup):
@@ -63,89 +65,57 @@ app = typer.Typer(
 )
 app.add_typer(dev_app, name="dev")
 
-BootstrapOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--bootstrap-url",
-        envvar="WHOISCRAWL_BOOTSTRAP_URL",
-        help="RFC 9224 ipv4.json (URL or file); default: the bundled IANA snapshot (the real registries)",
-    ),
-]
-RatesOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--rate-limits",
-        envvar="WHOISCRAWL_RATE_LIMITS",
-        help="Per-registry budgets per egress address, e.g. 'arin=10/s,lacnic=10/m,ripencc=8/s:3'",
-    ),
-]
-BindOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--bind-address",
-        envvar="WHOISCRAWL_BIND_ADDRESS",
-        help="Local source address to send from; repeat (or space-separate) to use several egress addresses",
-    ),
-]
-ListOpt = Annotated[
-    bool,
-    typer.Option(
-        "--list-children/--no-list-children",
-        envvar="WHOISCRAWL_LIST_CHILDREN",
-        help="Ask registries that offer it (RFC 9910 rdap-down) for a parent's children instead of "
-        "probing its gaps on the grid",
-    ),
-]
-WhoisOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--whois",
-        envvar="WHOISCRAWL_WHOIS",
-        help="host:port of a port-43 WHOIS server to fall back to for every registry ('real' for theirs)",
-    ),
-]
+def option(name: str, **extra: Any) -> Any:
+    """A crawl knob's CLI option, from the settings contract (whoiscrawl/settings.py): its names,
+    its variable and its help declared once there (its bounds are checked where the value is used,
+    in the library's words)."""
+    setting = SETTINGS[name]
+    return typer.Option(*setting.option, envvar=setting.env_name if setting.env else None, help=setting.help,
+                        **extra)
 
 
-SourcesOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--sources",
-        envvar="WHOISCRAWL_SOURCES",
-        help="What to read, comma-separated: stats (delegation statistics: free space skipped, each block's "
-        "registry known), dumps (bulk RPSL dumps: RIPE NCC, APNIC, LACNIC, AFRINIC), live (RDAP/WHOIS for "
-        "the rest). Default stats,dumps,live; live alone with --bootstrap-url and no --files-base (the real "
-        "registries' files do not describe another RDAP service). docs/sources.md",
-    ),
-]
-FilesBaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--files-base",
-        envvar="WHOISCRAWL_FILES_BASE",
-        help="A mirror of the registries' download trees (URL or directory, <base>/<host>/<path>); "
-        "the simulator's is <sim root>/published/. Default: the registries' own servers",
-    ),
-]
-TermsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--accept-dump-terms",
-        envvar="WHOISCRAWL_ACCEPT_DUMP_TERMS",
-        help="Registries whose dump terms you accept (ripencc: the RIPE Database Terms and Conditions / "
-        "acceptable-use policy limit copying a significant part; afrinic: no redistribution), or 'all'. "
-        "Without it their dumps are not read and their space is crawled live",
-    ),
-]
-FillOpt = Annotated[
-    bool,
-    typer.Option("--fill-redacted/--no-fill-redacted",
-                 help="Ask live for each dumped network lacking holder, country or abuse e-mail "
-                 "(LACNIC's dump carries no abuse addresses: one lookup a network at its 10 a minute)"),
-]
-VerifyOpt = Annotated[
-    float,
-    typer.Option("--verify", help="Share of each registry's dumped networks asked again live (freshness)"),
-]
+DEFAULT = {name: setting.default for name, setting in SETTINGS.items()}
+# The worker's options: every variable it reads, as the contract declares them.
+WORKER_OPTIONS = tuple(name for name, setting in SETTINGS.items() if setting.worker and setting.cli)
+
+
+def settings_options(*names: str, required: tuple[str, ...] = (),
+                     bounded: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Any]:
+    """A command whose knobs the settings contract declares: their options (`option`) are added to
+    the command's own, and it gets their values as one mapping, `given`, not a parameter each
+    (`required`: options without a default; `bounded`: the CLI itself refuses a value out of the
+    setting's bounds)."""
+
+    def wrap(fn: Callable[..., Any]) -> Any:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "given"]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                   default=inspect.Parameter.empty if name in required else DEFAULT[name],
+                                   annotation=Annotated[_value_type(name, name in required),
+                                                        option(name, **_bounds(name, name in bounded))])
+                 for name in names]
+
+        @functools.wraps(fn)
+        def command(**values: Any) -> Any:
+            given = {name: values.pop(name) for name in names}
+            return fn(**values, given=given)
+
+        command.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in (*own, *added)}
+        return command
+
+    return wrap
+
+
+def _bounds(name: str, bounded: bool) -> dict[str, Any]:
+    setting = SETTINGS[name]
+    return {"min": setting.lo, "max": setting.hi} if bounded else {}
+
+
+def _value_type(name: str, required: bool) -> Any:
+    """The Python type of a setting's option value (a list: a repeated option)."""
+    setting = SETTINGS[name]
+    kind: Any = list[str] if setting.kind is list else setting.kind
+    return kind | None if setting.optional and not required else kind
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON line for scripts instead of tables")]
@@ -192,6 +162,17 @@ def _sources(
             "accept_dump_terms": parse_accepted(terms)}
 
 
+def _crawl_settings(given: dict[str, Any]) -> CrawlSettings:
+    """A local crawl's settings from the options given (`crawl`'s)."""
+    return CrawlSettings(
+        strategy=given["strategy"], resolution=given["resolution"], samples=given["samples"],
+        excludes=tuple(given["exclude"] or ()), concurrency=given["concurrency"],
+        list_children=given["list_children"], whois_servers=_whois_servers(given["whois"]),
+        **_sources(given["sources"], given["files_base"], given["accept_dump_terms"], given["bootstrap_url"]),
+        verify=given["verify"], fill_redacted=given["fill_redacted"],
+    )
+
+
 def _egresses(binds: list[str] | None, key: str) -> list:
     from netaddr import AddrFormatError, IPAddress
 
@@ -210,26 +191,19 @@ def _writable(out: Path) -> None:
         _fail(f"--out {out}: the directory {out.parent} does not exist")
 
 
+# The crawl knobs of `crawl` (its own options aside), as the settings contract declares them.
+CRAWL_OPTIONS = ("strategy", "resolution", "samples", "exclude", "concurrency", "bootstrap_url",
+                 "rate_limits", "bind_address", "whois", "list_children", "sources", "files_base",
+                 "accept_dump_terms", "verify", "fill_redacted")
+
+
 @app.command()
+@settings_options(*CRAWL_OPTIONS)
 def crawl(
     ranges: Annotated[list[str], typer.Argument(help="CIDRs or a-b ranges to crawl; 'all' = IPv4")],
+    given: dict[str, Any],
     out: Annotated[Path, typer.Option(help="Results, one JSON record a line")] = Path("whois.jsonl"),
-    strategy: Annotated[str, typer.Option(help="sweep (complete) or sample (the 2016 method)")] = "sweep",
-    resolution: Annotated[int, typer.Option(help="Gap-probe grid inside parents, as a prefix length")] = 24,
-    samples: Annotated[int, typer.Option(help="sample: probes per /16 shard (0: the 2016 density)")] = 0,
-    exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the crawl whose results are in --out")] = False,
-    concurrency: Annotated[int, typer.Option(help="Shards walked at once")] = 64,
-    bootstrap_url: BootstrapOpt = None,
-    rate_limits: RatesOpt = None,
-    bind_address: BindOpt = None,
-    whois: WhoisOpt = None,
-    list_children: ListOpt = True,
-    sources: SourcesOpt = None,
-    files_base: FilesBaseOpt = None,
-    accept_dump_terms: TermsOpt = None,
-    verify: VerifyOpt = 0.001,
-    fill_redacted: FillOpt = True,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -245,23 +219,9 @@ def crawl(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     _writable(out)
     try:
-        job = LocalCrawl(
-            ranges=ranges,
-            out=out,
-            bootstrap=asyncio.run(fetch_bootstrap(bootstrap_url)),
-            limits=parse_limits(rate_limits),
-            excludes=exclude or [],
-            strategy=strategy,
-            resolution=resolution,
-            samples=samples,
-            concurrency=concurrency,
-            egresses=_egresses(bind_address, "local"),
-            whois_servers=_whois_servers(whois),
-            resume=resume,
-            list_children=list_children,
-            **_sources(sources, files_base, accept_dump_terms, bootstrap_url), verify=verify,
-            fill_redacted=fill_redacted,
-        )
+        bootstrap = asyncio.run(fetch_bootstrap(given["bootstrap_url"]))
+        job = LocalCrawl(ranges, out, bootstrap, parse_limits(given["rate_limits"]), _crawl_settings(given),
+                         egresses=_egresses(given["bind_address"], "local"), resume=resume)
         display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
         try:
             summary = asyncio.run(job.run(display.update if display else None))
@@ -277,43 +237,30 @@ def crawl(
         raise typer.Exit(130)
 
 
-KafkaOpt = Annotated[
-    str,
-    typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers"),
-]
-RedisOpt = Annotated[str, typer.Option("--redis-url", envvar="WHOISCRAWL_REDIS_URL", help="Redis URL")]
-CrawlOpt = Annotated[str, typer.Option("--crawl", envvar="WHOISCRAWL_CRAWL", help="Crawl name")]
-PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOPIC_PREFIX")]
+KafkaOpt = Annotated[str, option("kafka_bootstrap")]
+RedisOpt = Annotated[str, option("redis_url")]
+CrawlOpt = Annotated[str, option("crawl")]
+PrefixOpt = Annotated[str, option("topic_prefix")]
+
+
+# The crawl knobs of `plan` (its own options aside).
+PLAN_OPTIONS = ("crawl", "kafka_bootstrap", "redis_url", "topic_prefix", "strategy", "resolution", "samples",
+                "shard_prefix", "exclude", "sources", "files_base", "accept_dump_terms", "verify",
+                "topic_replication_factor")
 
 
 @app.command()
+@settings_options(*PLAN_OPTIONS, bounded=("topic_replication_factor",))
 def plan(
     ranges: Annotated[list[str], typer.Argument(help="CIDRs or a-b ranges; 'all' = IPv4")],
-    crawl: CrawlOpt = "",
-    kafka_bootstrap: KafkaOpt = "",
-    redis_url: RedisOpt = "",
-    topic_prefix: PrefixOpt = "whoiscrawl.",
-    strategy: Annotated[str, typer.Option(help="sweep or sample")] = "sweep",
-    resolution: Annotated[int, typer.Option(help="Gap-probe grid, as a prefix length")] = 24,
-    samples: Annotated[int, typer.Option(help="sample: probes per shard (0: 2016 density)")] = 0,
-    shard_prefix: Annotated[
-        int | None, typer.Option(help="Shard size, as a prefix length (default: /16-/24, 256+ shards)")
-    ] = None,
-    exclude: Annotated[list[str] | None, typer.Option(help="Ranges to leave out")] = None,
+    given: dict[str, Any],
     partitions: Annotated[int, typer.Option(help="Work topic partitions (the most workers useful)")] = 32,
     force: Annotated[bool, typer.Option(help="Publish again even if this crawl was planned")] = False,
     estimate: Annotated[bool, typer.Option(
         help="Publish nothing: print per registry the requests the crawl needs and projected_real_hours "
         "at the registries' real limits (Kafka and Redis not needed)")] = False,
     egress: Annotated[int, typer.Option(help="--estimate: egress addresses the crawl sends from")] = 1,
-    sources: SourcesOpt = None,
-    files_base: FilesBaseOpt = None,
-    accept_dump_terms: TermsOpt = None,
-    verify: VerifyOpt = 0.001,
     as_json: JsonOpt = False,
-    replication_factor: Annotated[int | None, typer.Option(
-        envvar="WHOISCRAWL_TOPIC_REPLICATION_FACTOR", min=1,
-        help="Replicas of the crawl's topics (default: the broker's default.replication.factor)")] = None,
     topic_config: Annotated[list[str] | None, typer.Option(
         help="KEY=VALUE topic setting for the crawl's topics, e.g. min.insync.replicas=2")] = None,
 ) -> None:
@@ -327,15 +274,15 @@ def plan(
     from whoiscrawl.store import RedisStore
 
     if estimate:
-        _estimate(ranges, exclude or [], resolution, egress, (sources, files_base, accept_dump_terms, verify),
-                  as_json)
+        _estimate(ranges, egress, given, as_json)
         return
+    crawl, kafka_bootstrap, redis_url = given["crawl"], given["kafka_bootstrap"], given["redis_url"]
     if not (crawl and kafka_bootstrap and redis_url):
         _fail("publishing a plan needs --crawl, --kafka-bootstrap and --redis-url (or add --estimate)")
     try:
         plan = plan_crawl(
-            crawl=crawl, ranges=ranges, excludes=exclude or [], strategy=strategy,
-            resolution=resolution, shard_prefix=shard_prefix, samples=samples,
+            crawl=crawl, ranges=ranges, excludes=given["exclude"] or [], strategy=given["strategy"],
+            resolution=given["resolution"], shard_prefix=given["shard_prefix"], samples=given["samples"],
         )
     except SpaceError as exc:
         _fail(str(exc))
@@ -354,16 +301,15 @@ def plan(
         _fail(f"--topic-config takes KEY=VALUE, got {topic_config}")
         return
     sent, (shards_total, addresses_total) = publish_plan(
-        plan, bootstrap=kafka_bootstrap, prefix=topic_prefix, store=store,
+        plan, bootstrap=kafka_bootstrap, prefix=given["topic_prefix"], store=store,
         config=queue.kafka_config_from(os.environ), partitions=partitions,
-        topics=queue.TopicSettings(replication_factor, settings),
+        topics=queue.TopicSettings(given["topic_replication_factor"], settings),
     )
     typer.echo(json.dumps({"crawl": crawl, "planned": True, "shards": sent, "addresses": plan.addresses,
                            "shards_total": shards_total, "addresses_total": addresses_total}))
 
 
-def _estimate(ranges: list[str], excludes: list[str], resolution: int, egress: int,
-              chosen: tuple[str | None, str | None, str | None, float], as_json: bool) -> None:
+def _estimate(ranges: list[str], egress: int, given: dict[str, Any], as_json: bool) -> None:
     """`plan --estimate`: the plan's requests per registry and their real time, printed."""
     import tempfile
 
@@ -372,7 +318,9 @@ def _estimate(ranges: list[str], excludes: list[str], resolution: int, egress: i
     from whoiscrawl.sources import published
     from whoiscrawl.space import SpaceError, plan_crawl
 
-    sources, files_base, terms, verify = chosen
+    sources, files_base, terms, verify = (given[k] for k in ("sources", "files_base", "accept_dump_terms",
+                                                             "verify"))
+    excludes, resolution = given["exclude"] or [], given["resolution"]
     try:
         picked = published.parse_sources(sources or published.DEFAULT)
         accepted = published.parse_accepted(terms)
@@ -400,7 +348,7 @@ def rebuild_store(
     crawl: CrawlOpt,
     kafka_bootstrap: KafkaOpt,
     redis_url: RedisOpt,
-    topic_prefix: PrefixOpt = "whoiscrawl.",
+    topic_prefix: PrefixOpt = DEFAULT["topic_prefix"],
     resolution: Annotated[
         int, typer.Option(help="The gap-probe grid, as a prefix length, if no shard says")
     ] = 24,
@@ -419,33 +367,8 @@ def rebuild_store(
 
 
 @app.command()
-def worker(
-    crawl: CrawlOpt,
-    kafka_bootstrap: KafkaOpt,
-    redis_url: RedisOpt,
-    topic_prefix: PrefixOpt = "whoiscrawl.",
-    bootstrap_url: BootstrapOpt = None,
-    rate_limits: RatesOpt = None,
-    bind_address: BindOpt = None,
-    whois: WhoisOpt = None,
-    list_children: ListOpt = True,
-    egress_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="WHOISCRAWL_EGRESS_KEY",
-            help="Name of the public address this worker egresses from (default: host name)",
-        ),
-    ] = None,
-    egress_share: Annotated[
-        float, typer.Option(envvar="WHOISCRAWL_EGRESS_SHARE", help="Addresses behind the egress key")
-    ] = 1.0,
-    metrics_port: Annotated[
-        int, typer.Option(envvar="WHOISCRAWL_METRICS_PORT", help="/metrics, /healthz, /readyz; 0 = off")
-    ] = 9090,
-    grace_seconds: Annotated[
-        float, typer.Option(envvar="WHOISCRAWL_GRACE_SECONDS", help="Drain time after SIGTERM")
-    ] = 20.0,
-) -> None:
+@settings_options(*WORKER_OPTIONS, required=("crawl", "kafka_bootstrap", "redis_url"))
+def worker(given: dict[str, Any]) -> None:
     """Take shards from the crawl's work topic until stopped (what the operator runs in pods)."""
     import socket
 
@@ -455,24 +378,26 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        limits = parse_limits(rate_limits)
+        limits = parse_limits(given["rate_limits"])
     except LimitError as exc:
         _fail(str(exc))
         return
+    name = given["pod_name"] or socket.gethostname()  # in a pod the host name is the pod's
     config = WorkerConfig(
-        crawl=crawl,
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
+        crawl=given["crawl"],
+        kafka_bootstrap=given["kafka_bootstrap"],
+        redis_url=given["redis_url"],
         limits=limits,
-        topic_prefix=topic_prefix,
-        bootstrap_url=bootstrap_url,
-        egresses=_egresses(bind_address, egress_key or socket.gethostname()),
-        egress_share=egress_share,
-        whois_servers=_whois_servers(whois),
-        list_children=list_children,
-        metrics_port=metrics_port or None,
-        grace_seconds=grace_seconds,
+        topic_prefix=given["topic_prefix"],
+        bootstrap_url=given["bootstrap_url"],
+        egresses=_egresses(given["bind_address"], given["egress_key"] or socket.gethostname()),
+        egress_share=given["egress_share"],
+        whois_servers=_whois_servers(given["whois"]),
+        list_children=given["list_children"],
+        metrics_port=given["metrics_port"] or None,
+        grace_seconds=given["grace_seconds"],
         kafka_config=kafka_config_from(os.environ),
+        name=name,
     )
     raise typer.Exit(run_worker(config))
 
@@ -502,7 +427,7 @@ SCALES = {"quick": 100.0, "standard": 100.0, "full": 1.0}
 @app.command()
 def bench(
     scenario: Annotated[str, typer.Option(help="Simulator scenario: quick, standard")] = "quick",
-    strategy: Annotated[str, typer.Option(help="sweep or sample")] = "sweep",
+    strategy: Annotated[str, option("strategy")] = DEFAULT["strategy"],
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
     egress: Annotated[
         list[int] | None,
@@ -510,7 +435,7 @@ def bench(
             help="Distinct source addresses; repeat (--egress 1 --egress 2 --egress 4) for a scaling series"
         ),
     ] = None,
-    resolution: Annotated[int, typer.Option(help="Gap-probe grid, as a prefix length")] = 24,
+    resolution: Annotated[int, option("resolution")] = DEFAULT["resolution"],
     time_scale: Annotated[float | None, typer.Option(help="Simulator speed-up of its rate limits")] = None,
     compare_sample: Annotated[
         bool, typer.Option(help="After a sweep, run sample with the same number of lookups and report both")
@@ -563,8 +488,8 @@ def bench(
         _bench_chaos(scenario, workers, scale, (kills, terms, pauses), registry_faults,
                      (broker_restarts, redis_losses), static_membership, sim_options)
         return
-    _bench_fleet(scenario, strategy, workers, egress or [1], resolution, scale,
-                 (compare_sample, compare_grid), micro, as_json, sim_options)
+    _bench_fleet(scenario, CrawlSettings(strategy=strategy, resolution=resolution), workers, egress or [1],
+                 scale, (compare_sample, compare_grid), (micro, as_json), sim_options)
 
 
 def _known_scenario(scenario: str) -> None:
@@ -574,18 +499,19 @@ def _known_scenario(scenario: str) -> None:
         _fail(f"--scenario {scenario!r}: choose one of {', '.join(NAMES)}")
 
 
-def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int], resolution: int,
-                 scale: float, compare: tuple[bool, bool], micro: bool, as_json: bool,
-                 sim_options: tuple[str, ...]) -> None:
-    """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks."""
+def _bench_fleet(scenario: str, settings: CrawlSettings, workers: int, egresses: list[int], scale: float,
+                 compare: tuple[bool, bool], output: tuple[bool, bool], sim_options: tuple[str, ...]) -> None:
+    """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks
+    (`output`: whether to run them, and JSON rather than tables)."""
     from whoiscrawl import bench as b
 
+    micro, as_json = output
     with b.bench_services() as (kafka, redis_url):
         for k in egresses:
-            crawl = functools.partial(b.fleet_crawl, scenario, workers=workers, egress=k,
-                                      resolution=resolution, time_scale=scale, kafka=kafka,
-                                      redis_url=redis_url, sim_options=sim_options)
-            doc = b.with_baselines(crawl, strategy, *compare)
+            crawl = functools.partial(b.fleet_crawl, scenario, shape=b.FleetShape(workers, k),
+                                      time_scale=scale, kafka=kafka, redis_url=redis_url,
+                                      sim_options=sim_options)
+            doc = b.with_baselines(crawl, settings, *compare)
             real = estimate_table(doc["real_time"], "At the real registries' limits")
             _end(doc, as_json, [bench_table(doc), real])
         if micro:
@@ -646,8 +572,9 @@ def demo(
     from whoiscrawl import bench as b
     from whoiscrawl.local import LocalCrawl
     from whoiscrawl.rirs import REGISTRIES
+    from whoiscrawl.settings import CrawlSettings
     from whoiscrawl.sim.score import score
-    from whoiscrawl.sources.published import DEFAULT, parse_sources
+    from whoiscrawl.sources import published
     from whoiscrawl.space import fetch_bootstrap
 
     # --quiet: nothing on stderr (the published files' notes are in the table and the JSON)
@@ -660,19 +587,15 @@ def demo(
     note(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g}) and its published files")
     with b.simulator(scenario, time_scale, log, extra=["--prepare-files"]) as sim:
         note(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}")
-        job = LocalCrawl(
-            ranges=sim.ranges,
-            out=out,
-            bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
-            limits=sim.limits(),
+        settings = CrawlSettings(
             whois_servers=_whois_servers(sim.whois),
             # what the simulator publishes, as the registries do (simulated data: no real terms apply)
-            sources=parse_sources(DEFAULT),
-            files_base=sim.files_base,
-            accept_dump_terms=frozenset(REGISTRIES),
-            verify=0.001,
-            fill_redacted=True,
+            sources=published.parse_sources(published.DEFAULT), files_base=sim.files_base,
+            accept_dump_terms=frozenset(REGISTRIES), verify=DEFAULT["verify"],
+            fill_redacted=DEFAULT["fill_redacted"],
         )
+        bootstrap = asyncio.run(fetch_bootstrap(sim.bootstrap_url))
+        job = LocalCrawl(sim.ranges, out, bootstrap, sim.limits(), settings)
         display = ProgressDisplay() if not quiet and sys.stderr.isatty() else None
         try:
             summary = asyncio.run(job.run(display.update if display else None))

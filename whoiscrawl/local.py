@@ -19,6 +19,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
+from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import dumps, freshness, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
@@ -71,25 +72,11 @@ class LocalCrawl:
     out: Path
     bootstrap: Bootstrap
     limits: dict[str, Limit]
-    excludes: list[str] = field(default_factory=list)
-    strategy: str = "sweep"
-    resolution: int = 24
-    samples: int = 0
-    shard_prefix: int | None = None  # automatic
-    concurrency: int = 64
-    list_children: bool = True  # follow registries' rdap-down links (RFC 9910) where they give one
+    settings: CrawlSettings = field(default_factory=CrawlSettings)  # the crawl's knobs
     egresses: list[Egress] = field(default_factory=lambda: [Egress("local")])
-    whois_servers: dict[str, str] = field(default_factory=dict)
     resume: bool = False
-    failure_pauses: tuple[float, ...] = Crawler.failure_pauses  # before an address is asked again
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set (as Ctrl-C does) to stop
-    # What the registries publish, used before anything is asked live (docs/sources.md).
-    sources: frozenset[str] = frozenset({"live"})  # stats, dumps, live
-    files_base: str | None = None  # a mirror of their download trees (None: the real ones)
-    accept_dump_terms: frozenset[str] = frozenset()  # registries whose dump terms the user accepted
-    verify: float = 0.0  # share of each registry's dumped networks asked again live (freshness)
-    fill_redacted: bool = False  # ask live for each dumped network lacking holder, country or abuse e-mail
-    notes: list[str] = field(default_factory=list)  # warnings about the published files
+    notes: list[str] = field(default_factory=list, init=False)  # warnings about the published files
 
     @property
     def checkpoint(self) -> Path:
@@ -114,7 +101,7 @@ class LocalCrawl:
         except CheckpointError as exc:
             raise LocalCrawlError(str(exc)) from exc
         for record in read_results(self.out) if resumed else []:
-            answer = Answer.of(record, self.resolution)
+            answer = Answer.of(record, self.settings.resolution)
             seeded = store.seeded.get(record.registry) if record.source == "dump" else None
             store.index.add(answer.first, answer.last, answer.terminal or dump_leaf(record, seeded))
         store.counters.shards_total = len(plan.shards)
@@ -123,21 +110,23 @@ class LocalCrawl:
 
     async def _plan(self) -> tuple[Plan, StatsPlan | None]:
         """The plan, less the free and reserved space the statistics list (and the statistics)."""
-        excludes, published = list(self.excludes), None
-        if "stats" in self.sources:
-            published = await load_stats(self.files_base, self.published)
+        chosen = self.settings
+        excludes, published = list(chosen.excludes), None
+        if "stats" in chosen.sources:
+            published = await load_stats(chosen.files_base, self.published)
             for warning in published.warnings:
                 self.note(warning)
             excludes += published.free_ranges()
         plan = plan_crawl(
-            crawl="local", ranges=self.ranges, excludes=excludes, strategy=self.strategy,
-            resolution=self.resolution, shard_prefix=self.shard_prefix, samples=self.samples,
+            crawl="local", ranges=self.ranges, excludes=excludes, strategy=chosen.strategy,
+            resolution=chosen.resolution, shard_prefix=chosen.shard_prefix, samples=chosen.samples,
         )
         return plan, published
 
     def _asked_scope(self) -> Scope:
         """The space the user asked for (the plan's scope leaves the free space out)."""
-        return Scope.of((c.first, c.last) for c in crawlable(self.ranges, self.excludes).iter_cidrs())
+        asked = crawlable(self.ranges, list(self.settings.excludes))
+        return Scope.of((c.first, c.last) for c in asked.iter_cidrs())
 
     @staticmethod
     async def _free_space(published: StatsPlan, scope: Scope, store: MemoryStore, sink: FileSink) -> None:
@@ -162,8 +151,9 @@ class LocalCrawl:
         delegated_by = published.index().registry if published and published.delegations else None
         if published and not resumed:
             await self._free_space(published, self._asked_scope(), store, sink)
+        chosen = self.settings
         client = RegistryClient(
-            self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, self.whois_servers,
+            self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, dict(chosen.whois_servers),
             delegated_by=delegated_by, delegation_country=stats.configured_country(),
         )
         crawler = Crawler(
@@ -171,17 +161,17 @@ class LocalCrawl:
             sink,
             client,
             owner=uuid.uuid4().hex,
-            list_children=self.list_children,
+            list_children=chosen.list_children,
             scope=plan.scope,
             stopping=self.stopping,
-            failure_pauses=self.failure_pauses,
+            failure_pauses=Crawler.failure_pauses if chosen.failure_pauses is None else chosen.failure_pauses,
         )
         started = time.monotonic()
         seeded: dict[str, Any] = {}
-        if "dumps" in self.sources and not store.seeded:
+        if "dumps" in chosen.sources and not store.seeded:
             seeded = await Seeding(self, store, sink, plan.scope).run(await self._dumps(), crawler)
         complete = True
-        if "live" in self.sources:
+        if "live" in chosen.sources:
             complete = await self._walk(crawler, store, plan, on_progress)
         else:
             sink.close()
@@ -194,14 +184,15 @@ class LocalCrawl:
             "wall_s": round(time.monotonic() - started, 3),
             "lookups_by_registry": dict(crawler.lookups_by_registry),
             "failures": crawler.failures[:20],
-            "sources": sorted(self.sources),
+            "sources": sorted(chosen.sources),
             "dumps": seeded,
             "notes": self.notes[:20],
             **store.counters.__dict__,
         }
 
     async def _dumps(self) -> list[RegistryDump]:
-        got, notes = await fetch_dumps(self.files_base, self.published, self.accept_dump_terms)
+        chosen = self.settings
+        got, notes = await fetch_dumps(chosen.files_base, self.published, chosen.accept_dump_terms)
         for note in notes:
             self.note(note)
         return got
@@ -224,7 +215,7 @@ class LocalCrawl:
 
         reporter = asyncio.create_task(report())
         try:
-            complete = await run_shards(crawler, list(plan.shards), self.concurrency)
+            complete = await run_shards(crawler, list(plan.shards), self.settings.concurrency)
         finally:
             reporter.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -249,10 +240,11 @@ class Seeding:
     scope: Scope
 
     def __post_init__(self) -> None:
-        live = "live" in self.job.sources  # without it nothing is asked, not even a freshness check
-        self.verify = self.job.verify if live else 0.0
-        self.fill_redacted = self.job.fill_redacted and live
-        self.resolution, self.cache, self.note = self.job.resolution, self.job.published, self.job.note
+        chosen = self.job.settings
+        live = "live" in chosen.sources  # without it nothing is asked, not even a freshness check
+        self.verify = chosen.verify if live else 0.0
+        self.fill_redacted = chosen.fill_redacted and live
+        self.resolution, self.cache, self.note = chosen.resolution, self.job.published, self.job.note
 
     async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
         figures: dict[str, Any] = {}
@@ -314,7 +306,7 @@ class Seeding:
         field's live record is written after the dump's (the latest record of a block wins)."""
         counts: Counter[str] = Counter(asked=0)
         fields: Counter[str] = Counter()
-        gate = asyncio.Semaphore(self.job.concurrency)
+        gate = asyncio.Semaphore(self.job.settings.concurrency)
 
         async def ask(record: NetworkRecord) -> None:
             try:

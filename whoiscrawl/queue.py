@@ -23,11 +23,12 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from whoiscrawl.records import NetworkRecord, RecordError, Shard
+from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, env_name
 
 DEFAULT_PARTITIONS = 32
 
 
-KAFKA_ENV_PREFIX = "WHOISCRAWL_KAFKA_"
+KAFKA_ENV_PREFIX = KAFKA_PROPERTY_PREFIX
 
 
 def kafka_config_from(settings: Mapping[str, str]) -> dict[str, str]:
@@ -36,7 +37,7 @@ def kafka_config_from(settings: Mapping[str, str]) -> dict[str, str]:
     return {
         key[len(KAFKA_ENV_PREFIX) :].lower().replace("_", "."): value
         for key, value in settings.items()
-        if key.startswith(KAFKA_ENV_PREFIX) and key != KAFKA_ENV_PREFIX + "BOOTSTRAP"
+        if key.startswith(KAFKA_ENV_PREFIX) and key != env_name("kafka_bootstrap")
     }
 
 

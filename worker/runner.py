@@ -65,6 +65,7 @@ class WorkerConfig:
     grace_seconds: float = 20.0  # inside GKE's spot notice; AWS gives two minutes
     max_queued_per_partition: int = 4
     kafka_config: dict[str, str] = field(default_factory=dict)
+    name: str = field(default_factory=socket.gethostname)  # this member's: its pod's ($WHOISCRAWL_POD_NAME)
 
 
 def group_consumer_config(config: WorkerConfig, owner: str) -> dict[str, Any]:
@@ -100,7 +101,7 @@ class Lane:
 class Worker:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.owner = f"{config.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.work_topic, _ = topic_names(config.topic_prefix, config.crawl)
         self.lanes: dict[int, Lane] = {}
         self.stopping = asyncio.Event()

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from whoiscrawl import dashboards
-from whoiscrawl.bench import crawl_with_fleet
+from whoiscrawl.bench import FleetShape, crawl_with_fleet
 from whoiscrawl.dev.services import free_port
 
 pytestmark = pytest.mark.slow  # a fleet crawl of `quick`
@@ -50,8 +50,8 @@ def test_every_dashboard_query_returns_data_from_a_crawl(services, quick_sim, tm
                 time.sleep(1)
             seen[expr] = result
 
-    run = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path, workers=1,
-                           timeout=600, during=during, metrics_port=port)
+    run = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path,
+                           shape=FleetShape(workers=1, metrics_port=port), timeout=600, during=during)
     assert run.finished and seen, "the crawl ended before the queries ran"
     assert [e for e, result in seen.items() if not result] == []
     for expr in worker_exprs:

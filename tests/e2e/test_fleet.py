@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from whoiscrawl import queue
-from whoiscrawl.bench import Fleet, crawl_with_fleet
+from whoiscrawl.bench import Fleet, FleetShape, crawl_with_fleet
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.queue import group_name
 from whoiscrawl.space import plan_crawl
@@ -31,7 +31,8 @@ def test_three_workers_find_every_block_at_resolution(services, quick_sim, calm_
     """Without faults, timing decides only who finds what: the fleet finds exactly the blocks of
     the session's calm local crawl (whose one lane's order never changes)."""
     run = crawl_with_fleet(
-        quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path, workers=3, timeout=600
+        quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path, shape=FleetShape(workers=3),
+        timeout=600,
     )
     assert run.finished
     assert run.progress.errors == 0
@@ -54,7 +55,7 @@ def test_sigkill_mid_shard_loses_nothing(services, quick_sim, calm_quick, tmp_pa
         services.kafka_bootstrap,
         services.redis_url,
         tmp_path,
-        workers=3,
+        shape=FleetShape(workers=3),
         during=kill_one_busy_worker,
         timeout=600,
     )

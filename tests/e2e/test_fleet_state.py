@@ -15,6 +15,7 @@ from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.records import Shard
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.space import fetch_bootstrap, plan_crawl
 from whoiscrawl.store import RedisBlockStore, RedisStore
 
@@ -63,7 +64,8 @@ def planned(services, crawl: str, ranges: list[str]) -> list[Shard]:
 async def local_blocks(sim: Simulator, ranges: list[str], out: Path) -> set[tuple[str, str]]:
     """What a local crawl of the ranges finds, never interrupted."""
     whois = dict.fromkeys(REGISTRIES, sim.whois)
-    job = LocalCrawl(ranges, out, await fetch_bootstrap(sim.bootstrap_url), sim.limits(), whois_servers=whois)
+    job = LocalCrawl(ranges, out, await fetch_bootstrap(sim.bootstrap_url), sim.limits(),
+                     CrawlSettings(whois_servers=whois))
     assert (await job.run())["complete"]
     return blocks(out)
 

@@ -14,6 +14,7 @@ import pytest
 from whoiscrawl.bench import Simulator, simulator
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.space import fetch_bootstrap
 
 from .conftest import TIME_SCALE
@@ -31,7 +32,7 @@ async def job(sim: Simulator, out: Path, resume: bool, stopping: asyncio.Event) 
         out=out,
         bootstrap=await fetch_bootstrap(sim.bootstrap_url),
         limits=sim.limits(),
-        whois_servers=dict.fromkeys(REGISTRIES, sim.whois),
+        settings=CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, sim.whois)),
         resume=resume,
         stopping=stopping,
     )

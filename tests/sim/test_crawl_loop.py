@@ -18,6 +18,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.server import Simulator
@@ -35,15 +36,16 @@ class Crawled:
 
 
 async def crawl(sim: Simulator, tmp_path: Path, cidr: str | list[str], **options: Any) -> Crawled:
-    """A local crawl of a range (or several) against the simulator; `options`: further LocalCrawl
-    fields."""
+    """A local crawl of a range (or several) against the simulator; `options`: its CrawlSettings,
+    or LocalCrawl's `resume` and `stopping`."""
     info = sim.info()
     limits = {r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in info["limits"].items()}
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "results.jsonl"
     ranges = [cidr] if isinstance(cidr, str) else cidr
-    job = LocalCrawl(ranges, out, await fetch_bootstrap(sim.bootstrap_url), limits,
-                     whois_servers=dict.fromkeys(REGISTRIES, info["whois"]), **options)
+    run = {k: options.pop(k) for k in ("resume", "stopping") if k in options}
+    settings = CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, info["whois"]), **options)
+    job = LocalCrawl(ranges, out, await fetch_bootstrap(sim.bootstrap_url), limits, settings, **run)
     doc = await job.run()
     lines = out.read_text().splitlines() if out.exists() else []
     records = {(r["start_address"], r["end_address"]): r for r in map(json.loads, lines)}
@@ -199,12 +201,12 @@ async def test_lanes_waiting_on_a_silent_registry_share_one_help_query(start_sim
     client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits))
     crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client, "t", failure_pauses=(0.2, 0.5))
     try:
-        assert all(await asyncio.gather(*(crawler._answers_help("lacnic") for _ in range(16))))
+        assert all(await asyncio.gather(*(crawler.patience.answers_help("lacnic") for _ in range(16))))
         sim.log.flush()
         asked = [e for e in map(json.loads, sim.log.path.open()) if e["protocol"] == "help"]
         assert len(asked) == 1
         await asyncio.sleep(0.5)  # the last pause on: asked anew
-        assert await crawler._answers_help("lacnic")
+        assert await crawler.patience.answers_help("lacnic")
         sim.log.flush()
         assert sum(e["protocol"] == "help" for e in map(json.loads, sim.log.path.open())) == 2
     finally:

@@ -27,7 +27,8 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.local": WIRING, "whoiscrawl.worker": WIRING,
     "whoiscrawl.operator.control": WIRING + 0.1, "whoiscrawl.operator.backend": WIRING,
     # the middle: the loop, publishing, recovery, sources, serving, results
-    "whoiscrawl.crawl": MIDDLE, "whoiscrawl.publish": MIDDLE, "whoiscrawl.recover": MIDDLE,
+    "whoiscrawl.crawl": MIDDLE, "whoiscrawl.listing": MIDDLE, "whoiscrawl.publish": MIDDLE,
+    "whoiscrawl.recover": MIDDLE,
     "whoiscrawl.sources": MIDDLE, "whoiscrawl.serve": MIDDLE + 0.1, "whoiscrawl.results": MIDDLE,
     "whoiscrawl.history": MIDDLE + 0.05,  # above results (it reads and diffs maps), below serve
     "whoiscrawl.dashboards": MIDDLE,
@@ -43,6 +44,7 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.keys": GROUND, "whoiscrawl.rates": GROUND, "whoiscrawl.records": GROUND,
     "whoiscrawl.delegated": GROUND, "whoiscrawl.sources.stats": GROUND,  # the one statistics parser: pure
     "whoiscrawl.metrics": GROUND, "whoiscrawl.schemas": GROUND,
+    "whoiscrawl.settings": GROUND,  # the settings contract: imports nothing of ours
     "whoiscrawl.operator": GROUND,  # spec, knobs, builders, scaling, status, crd, health, metrics, ...
     "whoiscrawl.rirs": CATALOGUE,
     # the simulator: its own tower beside the core (SIM_READS below)

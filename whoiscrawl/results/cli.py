@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from whoiscrawl.settings import env_name
+
 ResultsArg = Annotated[
     str, typer.Argument(help="A results JSONL file, or topic:CRAWL for that crawl's compacted results topic")
 ]
@@ -17,9 +19,9 @@ OptionalResultsArg = Annotated[str | None, typer.Argument(
     help="A results JSONL file, or topic:CRAWL for that crawl's compacted results topic (or --history)")]
 KafkaOpt = Annotated[
     str | None,
-    typer.Option("--kafka-bootstrap", envvar="WHOISCRAWL_KAFKA_BOOTSTRAP", help="Kafka, for topic:CRAWL"),
+    typer.Option("--kafka-bootstrap", envvar=env_name("kafka_bootstrap"), help="Kafka, for topic:CRAWL"),
 ]
-PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar="WHOISCRAWL_TOPIC_PREFIX")]
+PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar=env_name("topic_prefix"))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object instead of tables")]
 HistoryOpt = Annotated[Path | None, typer.Option(
     "--history", help="Answer from this store of dated generations (`whoiscrawl history`), not RESULTS")]

@@ -19,8 +19,9 @@ from functools import cache
 from pathlib import Path
 
 from whoiscrawl import rirs
+from whoiscrawl.settings import env_name
 
-ENV = "WHOISCRAWL_DELEGATED"  # a directory of delegated-*-extended-latest files (or one file)
+ENV = env_name("delegated")  # a directory of delegated-*-extended-latest files (or one file)
 HANDED_OUT = frozenset({"allocated", "assigned"})  # available/reserved space has no holder, no country
 STATUSES = HANDED_OUT | {"available", "reserved"}
 # BSD style (`MD5 (name) = hex`, four registries) and GNU style (`hex  name`, ARIN).
