@@ -583,7 +583,7 @@ class RedisBlockStore:
         `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done)."""
         self.keys = Keys(crawl)
         retry = redis.asyncio.retry.Retry(_backoff(), REDIS_RETRIES)
-        self.client: aioredis.Redis = redis_client.Redis.from_url(url, retry=retry)
+        self.client: aioredis.Redis = redis_client.pooled(url, retry=retry)
         self.index = KnownBlocks()
         self.rebuild = rebuild
         self.mirror = mirror

@@ -190,3 +190,31 @@ async def test_a_slot_lapsed_while_its_holder_was_frozen_is_not_sent_on(services
         assert spans["frozen"][0] >= spans["other"][1], spans  # never both at the registry at once
     finally:
         await client.aclose()
+
+
+async def test_lanes_wait_for_their_permits_while_the_redis_pool_is_exhausted(services, unique_name):
+    """More lanes asking at once than the client's pool has connections: redis-py's pool fails the
+    extra commands (MaxConnectionsError, which killed a worker waking from a pause as its lanes gave
+    back their slots at once). Each lane waits for its permit instead; none fails, and never more
+    hold a connection slot at once than the registry allows."""
+    pool = aioredis.ConnectionPool.from_url(services.redis_url, max_connections=2)
+    client = aioredis.Redis(connection_pool=pool)
+    limiter = RedisRateLimiter(client, {"ripencc": Limit(1000.0, 3)}, "w")
+    holding = most = 0
+    slots: list[tuple[float, str]] = []
+
+    async def one() -> None:
+        nonlocal holding, most
+        async with limiter.permit("ripencc", [f"{unique_name}-nat"]) as egress:
+            slots.append((GRANTED_SLOT_MS.get(), egress))
+            holding += 1
+            most = max(most, holding)
+            await asyncio.sleep(0.01)
+            holding -= 1
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(20))), 60)
+        assert len(slots) == 20 and spaced(slots, limiter.limits["ripencc"].interval_ms)
+        assert 1 <= most <= 3
+    finally:
+        await client.aclose()
