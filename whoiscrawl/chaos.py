@@ -93,6 +93,11 @@ class Chaos:
         self._rng = random.Random(self.seed)
 
     @property
+    def drained_in_grace(self) -> bool:
+        """Every SIGTERMed worker exited cleanly within its grace (as it logged its drain)."""
+        return all(code == 0 and s <= Fleet.grace_seconds for code, s in self.drains)
+
+    @property
     def done(self) -> bool:
         restarts = self.broker_restarts if self.restart_broker is not None else 0
         losses = self.redis_losses if self.restart_redis is not None else 0
@@ -375,7 +380,6 @@ def chaos_bench(
                             sim_options=sim_options)
     calm, calm_blocks = run(workdir / "calm", None)
     hit, hit_blocks = run(workdir / "chaos", chaos)
-    grace = Fleet.grace_seconds
     figures = {
         "benchmark": "chaos",
         "workdir": str(workdir),  # the workers' logs, the simulator's request log, chaos/timeline.jsonl
@@ -390,7 +394,7 @@ def chaos_bench(
         "terms": chaos.termed,
         "pauses": chaos.paused,
         "worker_crashes": len(chaos.crashes),
-        "drained_in_grace": all(code == 0 and s <= grace for code, s in chaos.drains),
+        "drained_in_grace": chaos.drained_in_grace,
         "max_drain_s": round(max((s for _, s in chaos.drains), default=0.0), 2),
         "broker_restarts": chaos.restarted,
         "max_recovery_s": chaos.max_recovery_s,

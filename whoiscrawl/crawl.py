@@ -84,6 +84,7 @@ class Crawler:
             log.warning("shard %s is walked by another worker now (a stall?): leaving it", shard.shard_id)
             return False
         finally:
+            self.store.leave_shard(shard.shard_id)  # unless done: a listing it started writes no checkpoint
             metrics.ACTIVE_SHARDS.dec()
 
     async def keep(self, record: NetworkRecord, answer: Answer) -> bool:

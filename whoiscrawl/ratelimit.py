@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -17,6 +19,7 @@ import redis.asyncio as aioredis
 from whoiscrawl import metrics
 from whoiscrawl.keys import budget
 from whoiscrawl.rates import Limit
+from whoiscrawl.redis_client import TRANSIENT, until_answered
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +228,9 @@ return 0
 
 
 class RedisRateLimiter(_SlotLimiter):
-    """The fleet's limiter: every process behind an egress address shares its budget through Redis."""
+    """The fleet's limiter: every process behind an egress address shares its budget through Redis.
+    Redis failing (away, restarting, the pool's connections all busy) makes a lane wait for its
+    permit, asked again with backoff (`until_answered`), never fail nor send without one."""
 
     CONN_TTL_MS = 12_000  # renewed every third of it while held: a dead holder's slot is back soon
 
@@ -244,7 +249,9 @@ class RedisRateLimiter(_SlotLimiter):
         for egress in egresses:
             base = budget(registry, egress)
             keys += [base, base + ":pause"]
-        index, wait, start = await self._reserve(keys=keys, args=[self.limits[registry].interval_ms])
+        interval = self.limits[registry].interval_ms
+        index, wait, start = await until_answered(
+            f"a {registry} pacing slot", lambda: self._reserve(keys=keys, args=[interval]))
         return egresses[int(index) - 1], float(wait), float(start)
 
     @asynccontextmanager
@@ -255,15 +262,26 @@ class RedisRateLimiter(_SlotLimiter):
         lost = asyncio.Event()
 
         async def held() -> bool:
-            return not lost.is_set() and bool(await self._renew_conn(
-                keys=[slot_key], args=[self.CONN_TTL_MS, holder]))
+            return not lost.is_set() and bool(await until_answered(
+                f"the {registry} connection slot", lambda: self._renew_conn(
+                    keys=[slot_key], args=[self.CONN_TTL_MS, holder])))
 
         keeper = asyncio.create_task(self._keep_conn(slot_key, holder, lost))
         try:
             yield ConnectionSlot(egress, held)
         finally:
             keeper.cancel()
-            await self.client.zrem(slot_key, holder)  # ours only: another holder is another member
+            await self._give_back(slot_key, holder)
+
+    async def _give_back(self, slot_key: str, holder: str) -> None:
+        """End our connection slot (ours only: another holder is another member). Asked again while
+        Redis fails, but no longer than the slot's lease: by then it has lapsed by itself."""
+        try:
+            await until_answered("giving a connection slot back", lambda: self.client.zrem(slot_key, holder),
+                                 give_up_s=self.CONN_TTL_MS / 1000)
+        except TRANSIENT as exc:
+            log.warning("a connection slot was not given back (%r): it lapses within %d s",
+                        exc, self.CONN_TTL_MS // 1000)
 
     async def _acquire_connection(
         self, registry: str, egresses: Sequence[str], cap: int
@@ -276,12 +294,14 @@ class RedisRateLimiter(_SlotLimiter):
                 slot_key = budget(registry, egress) + ":conns"
                 keys = [slot_key, budget(registry, egress) + ":fence"]
                 try:
-                    holder = await self._acquire(keys=keys, args=[cap, self.CONN_TTL_MS, name])
+                    acquire = functools.partial(self._acquire, keys=keys, args=[cap, self.CONN_TTL_MS, name])
+                    holder = await until_answered(f"a {registry} connection slot", acquire)
                 except asyncio.CancelledError:  # taken as we were cancelled, perhaps: given back
-                    held: Any = await self.client.zrange(slot_key, 0, -1)
-                    mine = [h for h in held if h.decode().endswith("/" + name)]
-                    if mine:
-                        await self.client.zrem(slot_key, *mine)
+                    with contextlib.suppress(*TRANSIENT):  # else it lapses within its lease
+                        held: Any = await self.client.zrange(slot_key, 0, -1)
+                        mine = [h for h in held if h.decode().endswith("/" + name)]
+                        if mine:
+                            await self.client.zrem(slot_key, *mine)
                     raise
                 if holder:
                     return egress, slot_key, holder.decode() if isinstance(holder, bytes) else str(holder)
@@ -299,4 +319,5 @@ class RedisRateLimiter(_SlotLimiter):
                 return
 
     async def pause(self, registry: str, egress: str, seconds: float) -> None:
-        await self._pause(keys=[budget(registry, egress) + ":pause"], args=[seconds * 1000])
+        key = budget(registry, egress) + ":pause"
+        await until_answered(f"a {registry} pause", lambda: self._pause(keys=[key], args=[seconds * 1000]))

@@ -97,6 +97,7 @@ class Store(Protocol):
 
     async def sync(self) -> None: ...
     async def take_shard(self, shard_id: str, owner: str) -> None: ...
+    def leave_shard(self, shard_id: str) -> None: ...
     async def claim(self, address: int, owner: str) -> bool: ...
     async def renew_claim(self, address: int, owner: str) -> bool: ...
     async def release(self, address: int, owner: str) -> None: ...
@@ -216,6 +217,9 @@ class MemoryStore:
 
     async def take_shard(self, shard_id: str, owner: str) -> None:
         return None  # one process walks each shard once at a time: nothing to fence
+
+    def leave_shard(self, shard_id: str) -> None:
+        return None
 
     async def claim(self, address: int, owner: str) -> bool:
         return True  # one walk per region in one process: nothing to race
@@ -384,7 +388,8 @@ return holder
 # that lost its data and is not rebuilt yet, where a rebuild would drop or double them (-1).
 # Fenced: a write made under a lease it no longer holds (a cell's claim, a listing's) is refused
 # whole (3: its lookups still counted); a checkpoint is taken only while the walk owns its shard (not
-# done, its token current): else the block found is kept, the checkpoint refused (2).
+# done, its token current): else the block found is kept, the checkpoint refused (2). A step with no
+# checkpoint (a listing going on after the walk that started it ended here) writes none.
 _RECORD_STEP = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
 if ARGV[6] ~= '' and redis.call('get', KEYS[7]) ~= ARGV[6] then
@@ -398,6 +403,7 @@ if ARGV[6] ~= '' and redis.call('get', KEYS[7]) ~= ARGV[6] then
 end
 if ARGV[4] ~= '' then redis.call('xadd', KEYS[2], '*', 'b', ARGV[4]) end
 for i = 7, #ARGV, 2 do redis.call('hincrby', KEYS[4], ARGV[i], ARGV[i + 1]) end
+if ARGV[3] == '' then return 1 end
 if redis.call('sismember', KEYS[6], ARGV[2]) == 1
    or (ARGV[5] ~= '' and redis.call('hget', KEYS[5], ARGV[2]) ~= ARGV[5]) then
   redis.call('hincrby', KEYS[4], 'stale_writes_refused', 1)
@@ -583,7 +589,7 @@ class RedisBlockStore:
         `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done)."""
         self.keys = Keys(crawl)
         retry = redis.asyncio.retry.Retry(_backoff(), REDIS_RETRIES)
-        self.client: aioredis.Redis = redis_client.Redis.from_url(url, retry=retry)
+        self.client: aioredis.Redis = redis_client.pooled(url, retry=retry)
         self.index = KnownBlocks()
         self.rebuild = rebuild
         self.mirror = mirror
@@ -601,6 +607,7 @@ class RedisBlockStore:
         self._record_step = self.client.register_script(_RECORD_STEP)
         self._held: dict[str, str] = {}  # lease key -> our holder in it, `<token>/<owner>/<nonce>`
         self._shards: dict[str, str] = {}  # shard id -> our holder of its walk ("": lost)
+        self._left: set[str] = set()  # shards whose walk here ended unfinished: no checkpoints from us
         self._sync_lock = asyncio.Lock()
         self._recover_lock = asyncio.Lock()
 
@@ -635,6 +642,8 @@ class RedisBlockStore:
         """The walks this process had in the generation that ended stay ours unless another took
         them meanwhile (it may have: we could have stalled through the loss)."""
         for shard_id, ours in list(self._shards.items()):
+            if shard_id in self._left:
+                continue  # walked elsewhere now, perhaps: whoever walks it takes it
             now: Any = await self.client.hget(self.keys.owners, shard_id)
             if ours and now is not None and _text(now) == ours:
                 continue  # the generation ended, its data did not (a rebuild by hand)
@@ -697,6 +706,16 @@ class RedisBlockStore:
         gave its partition to us) has its checkpoints refused from now on."""
         holder = await self._take_shard(keys=[self.keys.fence, self.keys.owners], args=[shard_id, owner, "0"])
         self._shards[shard_id] = _text(holder)
+        self._left.discard(shard_id)
+
+    def leave_shard(self, shard_id: str) -> None:
+        """Our walk of a shard ended unfinished (revoked, stopped, taken over). A listing it started
+        may go on under its own lease: its steps write their blocks, never the walk's checkpoint,
+        which is the shard's next walk's to write. (Each of them was refused, and counted as a
+        stale write: 16,614 in a calm run of `standard`, from listings of walks revoked in the
+        start-up rebalance.)"""
+        if shard_id in self._shards:
+            self._left.add(shard_id)
 
     def _name(self) -> str:
         """A holder's name for the shards' re-owning after a loss: this store's, unique."""
@@ -803,6 +822,8 @@ class RedisBlockStore:
         under: Lease | None = None,
     ) -> bool:
         known, changed = _remember(self.index, answer)
+        if shard_id in self._left:
+            checkpoint = ""  # the walk ended here: its checkpoint is not ours to write (leave_shard)
         block = encode_block(answer) if changed and answer is not None else ""
         counts = step_counts(answer, known, changed, lookups, rate_limited, errors)
         lease_key = self._lease_key(under) if under is not None else self.keys.epoch
@@ -823,9 +844,10 @@ class RedisBlockStore:
             if under is None or under.kind != "listing":
                 raise LeaseLost(f"shard {shard_id}", None)
             # A listing goes on under its own lease (its blocks are kept; the walk that started it
-            # has lost its shard, whose checkpoint is another's now).
+            # has lost its shard, whose checkpoint is another's now: its next steps write none).
+            self._left.add(shard_id)
             return changed
-        if self.mirror is not None:
+        if self.mirror is not None and checkpoint:
             self.mirror(shard_id, checkpoint)
         return changed
 
@@ -839,6 +861,7 @@ class RedisBlockStore:
         keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
         await self._guarded(lambda epoch: self._shard_done(keys=keys, args=[shard_id, addresses, epoch]))
         self._shards.pop(shard_id, None)
+        self._left.discard(shard_id)
         self._done[shard_id] = addresses
         if self.mirror is not None:
             self.mirror(shard_id, None)

@@ -25,6 +25,7 @@ from whoiscrawl.queue import CheckpointSink, KafkaSink, group_name, topic_names
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.rates import Limit, scaled
 from whoiscrawl.records import RecordError, Shard
+from whoiscrawl.redis_client import TRANSIENT
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.registry.client import ABANDONED_WAIT_S
 from whoiscrawl.sources import stats
@@ -227,7 +228,26 @@ class Worker:
             await self._commit(self._next_offset(msg))
 
     async def _walk(self, shard: Shard, lane: Lane) -> bool:
-        """Walk a shard until it is done (True), the worker stops or the lane is revoked (False)."""
+        """Walk a shard until it is done (True), the worker stops or the lane is revoked (False).
+        Redis failing under the walk (away longer than its commands' retries) is weather, not a bug:
+        the lane pauses (0.5 s, doubling to 10 s) and walks the shard again from its checkpoint; the
+        worker and its other lanes go on."""
+        pause = 0.5
+        while True:
+            try:
+                return await self._walk_once(shard, lane)
+            except TRANSIENT as exc:
+                log.warning("lane %d: Redis failed under shard %s (%r): walking it again in %.1fs",
+                            lane.partition, shard.shard_id, exc, pause)
+            waits = [asyncio.ensure_future(event.wait()) for event in (self.stopping, lane.revoked)]
+            await asyncio.wait(waits, timeout=pause)
+            for wait in waits:
+                wait.cancel()
+            if self.stopping.is_set() or lane.revoked.is_set():
+                return False
+            pause = min(10.0, pause * 2)
+
+    async def _walk_once(self, shard: Shard, lane: Lane) -> bool:
         assert self.crawler is not None
         lane.walk = walk = asyncio.create_task(self.crawler.run_shard(shard, until=lane.revoked))
         revoked = asyncio.create_task(lane.revoked.wait())

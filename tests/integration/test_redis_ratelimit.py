@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -83,13 +84,18 @@ async def test_connection_cap(services, unique_name):
     try:
         limiter = RedisRateLimiter(client, {"ripencc": Limit(1000.0, 2)})
         active = peak = 0
+        two = asyncio.Event()  # two lanes held connections at once (a fixed hold raced a busy machine)
 
         async def one() -> None:
             nonlocal active, peak
             async with limiter.permit("ripencc", [f"{unique_name}-x"]):
                 active += 1
                 peak = max(peak, active)
-                await asyncio.sleep(0.05)
+                if active == 2:
+                    two.set()
+                with contextlib.suppress(TimeoutError):  # a cap of 1 would never set it
+                    await asyncio.wait_for(two.wait(), 5)
+                await asyncio.sleep(0.01)  # a third lane would enter now, were the cap not kept
                 active -= 1
 
         await asyncio.gather(*(one() for _ in range(8)))
@@ -159,9 +165,14 @@ async def test_a_slot_lapsed_while_its_holder_was_frozen_is_not_sent_on(services
     client = aioredis.Redis.from_url(services.redis_url)
     spans: dict[str, tuple[float, float]] = {}
 
-    async def hold(limiter: RedisRateLimiter, name: str, seconds: float) -> None:
+    other_holds = threading.Event()
+
+    async def hold(limiter: RedisRateLimiter, name: str, seconds: float,
+                   holding: threading.Event | None = None) -> None:
         async with limiter.permit("ripencc", [nat]):
             started = time.monotonic()
+            if holding is not None:
+                holding.set()
             await asyncio.sleep(seconds)
             spans[name] = (started, time.monotonic())
 
@@ -169,7 +180,7 @@ async def test_a_slot_lapsed_while_its_holder_was_frozen_is_not_sent_on(services
         async def run() -> None:
             other = aioredis.Redis.from_url(services.redis_url)
             try:
-                await hold(RedisRateLimiter(other, limits), "other", 1.0)
+                await hold(RedisRateLimiter(other, limits), "other", 1.0, other_holds)
             finally:
                 await other.aclose()
 
@@ -178,15 +189,47 @@ async def test_a_slot_lapsed_while_its_holder_was_frozen_is_not_sent_on(services
     try:
         frozen = RedisRateLimiter(client, limits)
         frozen.CONN_TTL_MS = 400
-        await frozen._reserve_slot("ripencc", [nat])  # its pacing slot is 0.2 s away: it holds its
-        first = asyncio.create_task(hold(frozen, "frozen", 0.05))  # connection while it waits
-        await asyncio.sleep(0.05)
-        assert await client.zcard(budget("ripencc", nat) + ":conns") == 1
+        for _ in range(5):  # its pacing slot is 1 s away: it holds its connection while it waits
+            await frozen._reserve_slot("ripencc", [nat])
+        first = asyncio.create_task(hold(frozen, "frozen", 0.05))
+        async with asyncio.timeout(10):
+            while await client.zcard(budget("ripencc", nat) + ":conns") != 1:
+                await asyncio.sleep(0.005)
         other = threading.Thread(target=other_process)
         other.start()
-        time.sleep(1.0)  # the frozen process: its loop runs nothing, its 0.4 s lease lapses
+        # The frozen process: its loop runs nothing (its 0.4 s lease lapses) until the other holds
+        # the slot (a fixed 1 s freeze raced the other's start on a busy machine).
+        assert other_holds.wait(30)
         await first
         other.join()
         assert spans["frozen"][0] >= spans["other"][1], spans  # never both at the registry at once
+    finally:
+        await client.aclose()
+
+
+async def test_lanes_wait_for_their_permits_while_the_redis_pool_is_exhausted(services, unique_name):
+    """More lanes asking at once than the client's pool has connections: redis-py's pool fails the
+    extra commands (MaxConnectionsError, which killed a worker waking from a pause as its lanes gave
+    back their slots at once). Each lane waits for its permit instead; none fails, and never more
+    hold a connection slot at once than the registry allows."""
+    pool = aioredis.ConnectionPool.from_url(services.redis_url, max_connections=2)
+    client = aioredis.Redis(connection_pool=pool)
+    limiter = RedisRateLimiter(client, {"ripencc": Limit(1000.0, 3)}, "w")
+    holding = most = 0
+    slots: list[tuple[float, str]] = []
+
+    async def one() -> None:
+        nonlocal holding, most
+        async with limiter.permit("ripencc", [f"{unique_name}-nat"]) as egress:
+            slots.append((GRANTED_SLOT_MS.get(), egress))
+            holding += 1
+            most = max(most, holding)
+            await asyncio.sleep(0.01)
+            holding -= 1
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(20))), 60)
+        assert len(slots) == 20 and spaced(slots, limiter.limits["ripencc"].interval_ms)
+        assert 1 <= most <= 3
     finally:
         await client.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from whoiscrawl import redis_client
 from whoiscrawl.records import Shard
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store import RedisBlockStore, RedisStore
@@ -133,5 +134,18 @@ async def test_a_lease_taken_as_its_task_is_cancelled_is_given_back(services, un
                     assert await store.client.get(key) is None
                 await store.client.delete(key)
         assert cancelled > 0
+    finally:
+        await store.close()
+
+
+async def test_the_workers_client_waits_for_a_free_connection_rather_than_fail(services, unique_name):
+    """More commands at once than the worker's pool holds (a worker waking from a pause: its lanes'
+    probes cancelled, their leases given back, renewed and synced at once) wait for a connection;
+    redis-py's own pool failed the 101st (MaxConnectionsError) and stopped the worker."""
+    store = RedisBlockStore(services.redis_url, unique_name)
+    n = 2 * redis_client.POOL_CONNECTIONS  # each command below holds its connection 0.2 s
+    try:
+        waits = (store.client.blpop([f"{unique_name}:nothing"], timeout=0.2) for _ in range(n))
+        assert await asyncio.wait_for(asyncio.gather(*waits), 30) == [None] * n
     finally:
         await store.close()

@@ -7,7 +7,8 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
+from redis.exceptions import MaxConnectionsError
 from whoiscrawl.worker import runner
 from whoiscrawl.worker.runner import Lane, Worker, WorkerConfig
 
@@ -105,6 +106,51 @@ async def test_a_lane_cancelled_at_the_end_of_a_drain_takes_its_walk_with_it():
     finally:
         worker.consumer.close()
 
+
+
+class FailingOnce(Steps):
+    """A walk whose first attempt ends in `error` (its shard then walked again, and done)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(0.0)
+        self.error = error
+
+    async def run_shard(self, shard: Shard, until: asyncio.Event | None = None) -> bool:
+        self.started += 1
+        if self.started == 1:
+            raise self.error
+        return True
+
+
+async def test_a_walk_that_redis_failed_is_walked_again_and_the_worker_goes_on(monkeypatch):
+    """Redis failing under a walk (its pool exhausted, as on a worker waking from a pause, or away
+    longer than its commands' retries) is weather: the lane walks the shard again; the worker and
+    its other lanes go on (the lane's error once stopped the worker)."""
+    worker, _ = worker_walking(0.0)
+    worker.crawler = walk = FailingOnce(MaxConnectionsError("Too many connections"))  # type: ignore[assignment]
+    try:
+        lane = worker.lanes[0] = Lane(0)
+        assert await asyncio.wait_for(worker._walk(SHARD, lane), 10) is True
+        assert walk.started == 2 and not worker.stopping.is_set()
+    finally:
+        worker.consumer.close()
+
+
+async def test_a_lanes_bug_stops_the_worker_loudly(caplog):
+    """Any other error is a bug: the worker stops (exit 1, so it is restarted), saying which lane
+    failed and how, rather than sit on a partition nobody walks."""
+    worker, _ = worker_walking(0.0)
+    worker.crawler = FailingOnce(KeyError("a bug"))  # type: ignore[assignment]
+    try:
+        worker._start_lane(0)
+        worker.lanes[0].queue.put_nowait(Message(topic=worker.work_topic, partition=0, value=SHARD.to_json()))
+        await asyncio.wait_for(worker.stopping.wait(), 10)
+        assert worker.failed
+        [failed] = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert "lane-0 failed" in failed.getMessage()
+        assert failed.exc_info and isinstance(failed.exc_info[1], KeyError)
+    finally:
+        worker.consumer.close()
 
 
 async def test_a_blocked_event_loop_is_reported_with_the_stack_of_its_thread(monkeypatch, caplog, tmp_path):
