@@ -169,11 +169,11 @@ class _Day:
         if i < 0:
             return
         half = (w.end[i] - w.start[i] + 1) // 2
+        self.note("split", i, f"into two /{33 - half.bit_length()}")  # the span it had: both halves
         end, w.end[i], w.date[i] = w.end[i], w.start[i] + half - 1, self.today
         twin = w.add(w.start[i] + half, end, w.parent[i], w.reg[i], w.typ[i], w.cc[i], self.today, w.depth[i],
                      self.new_org())
         self.used.add(twin)
-        self.note("split", i, f"into {ip_str(w.start[i])}/{33 - half.bit_length()} and its twin")
 
     def merged(self, pool: list[int], after: dict[int, int]) -> None:
         w = self.w
@@ -232,7 +232,7 @@ class _Day:
             org = w.org[i]
             w.names[org] = org_name(self.new_org(), w.registry(i) == "lacnic")
             w.touched[org] = self.today
-            self.note("renamed", i, w.names[org])
+            self._holds(pool, org, "renamed", w.names[org])
 
     def abuse(self, pool: list[int]) -> None:
         w = self.w
@@ -241,7 +241,13 @@ class _Day:
             org = w.org[i]
             w.abuse[org] = w.abuse.get(org, 0) + 1
             w.touched[org] = self.today
-            self.note("abuse", i)
+            self._holds(pool, org, "abuse")
+
+    def _holds(self, pool: list[int], org: int, kind: str, detail: str = "") -> None:
+        """A change of a holder noted at each network it holds (a holder may hold several)."""
+        for j in pool:
+            if self.w.org[j] == org and j not in self.gone:
+                self.note(kind, j, detail)
 
     def _subtree(self, i: int) -> list[int]:
         """i and every object nested in it (objects are sorted parents first, by start)."""

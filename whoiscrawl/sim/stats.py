@@ -114,8 +114,9 @@ def dated(registry: str, serial: str, end: str, day: int) -> tuple[str, str]:
         serial = str(int(serial) + day * 86_400)
     elif registry == "arin":
         serial = str(int(serial) + day * 86_400_000)
-    else:
-        serial = when.strftime("%Y%m%d")
+    else:  # a date, not always the end date (APNIC's is the day after it)
+        moved = datetime.datetime.strptime(serial, "%Y%m%d") + datetime.timedelta(days=day)
+        serial = moved.strftime("%Y%m%d")
     return serial, when.strftime("%Y%m%d")
 
 
