@@ -231,12 +231,17 @@ def crawl(
     verify: VerifyOpt = 0.001,
     fill_redacted: FillOpt = True,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
+    refresh: Annotated[Path | None, typer.Option(
+        help="A previous map (results of a crawl or refresh of the same ranges) to bring to the newest "
+        "published files: only what changed is asked live; the new map goes to --out, the change set beside "
+        "it (OUT.changes.jsonl). docs/refresh.md")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it.
 
-    It starts from what the registries publish and asks RDAP/WHOIS for the rest (docs/sources.md)."""
+    It starts from what the registries publish and asks RDAP/WHOIS for the rest (docs/sources.md);
+    with --refresh, it brings a previous map up to date instead (docs/refresh.md)."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError
     from whoiscrawl.rates import LimitError, parse_limits
     from whoiscrawl.sources.published import SourcesError
@@ -262,6 +267,9 @@ def crawl(
             **_sources(sources, files_base, accept_dump_terms, bootstrap_url), verify=verify,
             fill_redacted=fill_redacted,
         )
+        if refresh is not None:
+            _refresh(job, refresh, as_json)
+            return
         display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
         try:
             summary = asyncio.run(job.run(display.update if display else None))
@@ -274,6 +282,25 @@ def crawl(
     _end(summary, as_json, [crawl_table(summary)])
     if not summary["complete"]:
         typer.secho(f"interrupted: rerun with --resume --out {out} to continue", fg="yellow", err=True)
+        raise typer.Exit(130)
+
+
+def _refresh(job: Any, previous: Path, as_json: bool) -> None:
+    """`crawl --refresh PREVIOUS`: the new map, its change set, and a line of figures."""
+    from whoiscrawl.refresh import Refresh
+
+    if not previous.is_file():
+        _fail(f"--refresh {previous}: no such results file")
+    summary = asyncio.run(Refresh(job, previous).run())
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        changes = summary["changes"]
+        typer.echo(f"refreshed {previous} into {summary['out']}: {summary['lookups']} lookups; "
+                   f"{changes['added']} added, {changes['removed']} removed, {changes['changed']} changed")
+    if not summary["complete"]:
+        typer.secho("interrupted: the new map is incomplete; refresh again into another --out", fg="yellow",
+                    err=True)
         raise typer.Exit(130)
 
 

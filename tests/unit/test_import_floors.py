@@ -23,7 +23,7 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1, "whoiscrawl.bench": BENCH,
     "whoiscrawl.dev": BENCH,
     # wiring
-    "whoiscrawl.local": WIRING, "whoiscrawl.worker": WIRING,
+    "whoiscrawl.local": WIRING, "whoiscrawl.refresh": WIRING + 0.1, "whoiscrawl.worker": WIRING,
     "whoiscrawl.operator.control": WIRING + 0.1, "whoiscrawl.operator.backend": WIRING,
     # the middle: the loop, publishing, recovery, sources, serving, results
     "whoiscrawl.crawl": MIDDLE, "whoiscrawl.publish": MIDDLE, "whoiscrawl.recover": MIDDLE,
