@@ -294,14 +294,14 @@ def _refresh(job: Any, previous: Path, as_json: bool) -> None:
     summary = asyncio.run(Refresh(job, previous).run())
     if as_json:
         typer.echo(json.dumps(summary))
-    else:
-        changes = summary["changes"]
+    if not summary["complete"]:
+        typer.secho(f"interrupted: rerun with --resume --out {summary['out']} to finish the refresh",
+                    fg="yellow", err=True)
+        raise typer.Exit(130)
+    changes = summary["changes"]
+    if not as_json:
         typer.echo(f"refreshed {previous} into {summary['out']}: {summary['lookups']} lookups; "
                    f"{changes['added']} added, {changes['removed']} removed, {changes['changed']} changed")
-    if not summary["complete"]:
-        typer.secho("interrupted: the new map is incomplete; refresh again into another --out", fg="yellow",
-                    err=True)
-        raise typer.Exit(130)
 
 
 KafkaOpt = Annotated[
@@ -644,6 +644,22 @@ def bench_scale(
     where.mkdir(parents=True, exist_ok=True)
     for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where):
         typer.echo(json.dumps(doc), nl=True)
+
+
+@app.command("bench-refresh")
+def bench_refresh(
+    scenario: Annotated[str, typer.Option(help="Simulator scenario")] = "standard",
+    days: Annotated[int, typer.Option(min=1, help="Simulated days, a refresh each")] = 3,
+    time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
+) -> None:
+    """A first crawl of the scenario from its files, then a refresh a day as its world changes: one
+    JSON line each, a day's requests and wall time beside the first crawl's (docs/refresh.md)."""
+    from whoiscrawl.bench_refresh import run
+
+    _known_scenario(scenario)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
+    for line in run(scenario, days, time_scale):
+        typer.echo(json.dumps(line, separators=(",", ":")))
 
 
 @app.command("bench-parse")

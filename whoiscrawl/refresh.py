@@ -114,6 +114,9 @@ class Refresh:
         walk = await self._from_stats(old, published, prev, scope, dumped, sink)
         sink.close()
         summary = await self._live(walk, published, scope)
+        if not summary["complete"]:  # no manifest: the map is no map yet; --resume finishes it
+            return {"refreshed": str(self.previous), "out": str(job.out), **summary,
+                    "counts": dict(self.counts), "walked": walk, "changes": None, "notes": job.notes[:20]}
         rows = sorted(manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
         made = max(published.end_dates.values(), default="")
         manifest.Manifest(old.scope, self._serials(published, dumps), rows, made).write(job.out)
@@ -127,8 +130,11 @@ class Refresh:
         job = self.job
         if job.out.resolve() == self.previous.resolve():
             raise RefreshError(f"--out {job.out} is the map being refreshed: write the new one elsewhere")
-        if job.out.exists() and job.out.stat().st_size:
-            raise RefreshError(f"{job.out} already holds results: choose another --out")
+        if manifest.path_of(job.out).exists():
+            raise RefreshError(f"{job.out} already holds a complete map: choose another --out")
+        if job.out.exists() and job.out.stat().st_size and not job.resume:
+            raise RefreshError(f"{job.out} holds an unfinished refresh: add --resume to finish it, or choose "
+                               "another --out")
         try:
             old = manifest.Manifest.read(self.previous)
         except manifest.ManifestError as exc:
@@ -138,6 +144,9 @@ class Refresh:
             raise RefreshError(f"{self.previous} maps {_brief(old.scope)}, not {_brief(asked)}: refresh it "
                                "with the ranges (and --exclude) it was crawled with, or crawl the new scope "
                                "anew")
+        # Resumed: what the files settle is written again (no request), the walk goes on from its
+        # checkpoint, the networks to ask again are asked again.
+        job.out.unlink(missing_ok=True)
         return old
 
     async def _files(self, old: manifest.Manifest) -> tuple[StatsPlan, list[RegistryDump]]:
@@ -217,6 +226,9 @@ class Refresh:
                              sources=frozenset({"live"}), resume=part.exists(), stopping=job.stopping)
             done = await sub.run()
             complete, lookups = bool(done["complete"]), Counter(done["lookups_by_registry"])
+            if not complete:  # the walk's records and checkpoint stay for --resume
+                return {"complete": False, "lookups": sum(lookups.values()),
+                        "lookups_by_registry": dict(lookups)}
             with job.out.open("a", encoding="utf-8") as fh, part.open(encoding="utf-8") as walked:
                 shutil.copyfileobj(walked, fh)
             part.unlink()

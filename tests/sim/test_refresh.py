@@ -4,6 +4,7 @@ is refused before anything is written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.rates import Limit
-from whoiscrawl.refresh import Refresh, RefreshError, change_set_path
+from whoiscrawl.refresh import PROVENANCE, Refresh, RefreshError, change_set_path
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim.churn import Change
 from whoiscrawl.sim.model import ip_int
@@ -60,7 +61,10 @@ async def test_each_days_refresh_is_that_days_truth_for_a_few_percent_of_the_req
     first_requests, unseen = requests(sim), []
     assert score(sim.scenario, previous)["recall"] == 1.0
     for day in (1, 2, 3):
-        unseen += hidden(sim.advance(1) and sim.scenario.changes())
+        sim.advance(1)
+        unseen += hidden(sim.scenario.changes())
+        if day == 1:
+            resumed = await _interrupted_and_resumed(sim, previous, tmp_path / "day1-resumed.jsonl")
         before, out = requests(sim), tmp_path / f"day{day}.jsonl"
         summary = await Refresh(await job(sim, out), previous).run()
         cost = requests(sim) - before
@@ -71,9 +75,42 @@ async def test_each_days_refresh_is_that_days_truth_for_a_few_percent_of_the_req
             assert figures["field_accuracy"][registry]["holder"] == 1.0, (day, registry)
             assert figures["field_accuracy"][registry]["country"] == 1.0, (day, registry)
         _arin_differs_only_where_no_file_tells(sim, out, unseen)
+        if day == 1:  # a refresh interrupted in its walk and resumed ends with the same map
+            assert _map(resumed) == _map(out)
         counted = sum(summary["changes"][kind] for kind in ("added", "removed", "changed"))
         assert counted == len(change_set_path(out).read_text().splitlines()) > 0
         previous = out
+
+
+async def _interrupted_and_resumed(sim: Simulator, previous: Path, out: Path) -> Path:
+    """A refresh stopped (as Ctrl-C stops it) once its walk of the changed delegations wrote its
+    first record, then resumed; the map it ends with."""
+    stopped = await job(sim, out)
+    walk = out.with_name(out.name + ".walk.jsonl")
+
+    async def stop_in_the_walk() -> None:
+        while not (walk.exists() and walk.stat().st_size):
+            await asyncio.sleep(0)
+        stopped.stopping.set()
+
+    stopper = asyncio.create_task(stop_in_the_walk())
+    first = await Refresh(stopped, previous).run()
+    await stopper
+    assert not first["complete"] and not manifest.path_of(out).exists()
+    again = await job(sim, out)
+    again.resume = True
+    assert (await Refresh(again, previous).run())["complete"]
+    return out
+
+
+def _map(path: Path) -> dict[tuple[str, str, str], dict[str, object]]:
+    """A map's latest record of each block, without where and when it was read."""
+    latest = {}
+    for line in path.read_text().splitlines():
+        doc = json.loads(line)
+        latest[doc["registry"], doc["start_address"], doc["end_address"]] = {
+            k: v for k, v in doc.items() if k not in PROVENANCE}
+    return latest
 
 
 def _arin_differs_only_where_no_file_tells(sim: Simulator, out: Path, unseen: list[tuple[int, int]]) -> None:
@@ -137,6 +174,11 @@ async def test_a_refresh_of_another_scope_is_refused_and_writes_nothing(
     new.out = previous
     with pytest.raises(RefreshError, match="is the map being refreshed"):
         await Refresh(new, previous).run()
+    new.out = tmp_path / "maps" / "unfinished.jsonl"
+    new.out.write_text("{}\n")
+    with pytest.raises(RefreshError, match="holds an unfinished refresh: add --resume to finish it"):
+        await Refresh(new, previous).run()
+    new.out.unlink()
     manifest.path_of(previous).unlink()
     new.out = tmp_path / "maps" / "new.jsonl"
     with pytest.raises(RefreshError, match=re.escape("has no previous.jsonl.map.json beside it")):

@@ -20,7 +20,8 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.results.cli": TOP, "whoiscrawl.serve.cli": TOP, "whoiscrawl.dev.cli": TOP,
     "whoiscrawl.sim.cli": TOP,
     # benchmarks, and the development services beside them
-    "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1, "whoiscrawl.bench": BENCH,
+    "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1,
+    "whoiscrawl.bench_refresh": BENCH + 0.1, "whoiscrawl.bench": BENCH,
     "whoiscrawl.dev": BENCH,
     # wiring
     "whoiscrawl.local": WIRING, "whoiscrawl.refresh": WIRING + 0.1, "whoiscrawl.worker": WIRING,
@@ -50,7 +51,8 @@ FLOORS: dict[str, float] = {
 # imports the simulator, the benchmarks, the development tools and the entry points do.
 SIM_READS = ("whoiscrawl.rirs", "whoiscrawl.records", "whoiscrawl.schemas", "whoiscrawl.sim")
 SIM_READERS = (
-    "whoiscrawl.bench", "whoiscrawl.bench_local", "whoiscrawl.chaos", "whoiscrawl.dev", "whoiscrawl.sim",
+    "whoiscrawl.bench", "whoiscrawl.bench_local", "whoiscrawl.bench_refresh", "whoiscrawl.chaos",
+    "whoiscrawl.dev", "whoiscrawl.sim",
 )
 # dev/ imports nothing of the core but the simulator's data.
 DEV_READS = ("whoiscrawl.dev", "whoiscrawl.sim.data")
