@@ -197,14 +197,13 @@ class Refresh:
         now = {manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last)}
         changed: set[manifest.Row] = set()
         for registry in {r[0] for r in old.rows} | {r[0] for r in now}:
-            if registry in dumped:
-                continue
-            before = old.rows_of(registry)
-            after = {r for r in now if r[0] == registry} if registry in published.serials else set()
-            changed |= (before ^ after) if registry in published.serials else before
+            if registry in dumped or registry not in published.serials:
+                continue  # no statistics to compare (a warning says why): its networks kept unchecked
+            changed |= old.rows_of(registry) ^ {r for r in now if r[0] == registry}
         spans = Scope.of(sorted((r[1], r[1] + r[2] - 1) for r in changed))
         for key, record in prev.latest.items():
-            if key[0] in dumped or record.source == "stats" or spans.overlaps(key[1], key[2]):
+            fresh_stats = record.source == "stats" and key[0] in published.serials  # written anew above
+            if key[0] in dumped or fresh_stats or spans.overlaps(key[1], key[2]):
                 continue
             self.counts[f"{key[0]}_kept"] += 1
             self.kept.append(record)

@@ -13,13 +13,15 @@ import pytest
 
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.rates import Limit
+from whoiscrawl.records import NetworkRecord
 from whoiscrawl.refresh import PROVENANCE, Refresh, RefreshError, change_set_path
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim.churn import Change
-from whoiscrawl.sim.model import ip_int
+from whoiscrawl.sim.model import ip_int, ip_str
 from whoiscrawl.sim.score import score, truth_records
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.sources import manifest
+from whoiscrawl.sources.stats import read_path
 from whoiscrawl.space import fetch_bootstrap
 
 from .conftest import StartSim
@@ -183,3 +185,29 @@ async def test_a_refresh_of_another_scope_is_refused_and_writes_nothing(
     new.out = tmp_path / "maps" / "new.jsonl"
     with pytest.raises(RefreshError, match=re.escape("has no previous.jsonl.map.json beside it")):
         await Refresh(new, previous).run()
+
+
+async def test_a_registry_whose_new_statistics_are_unusable_keeps_its_networks(
+        start_sim: StartSim, tmp_path: Path) -> None:
+    sim = await start_sim(latency=False, limits=False, faults={"files": {"arin": ["record_count"]}})
+    w, at = sim.world, ip_int("24.0.0.0")
+    kept = w.lookup(at)
+    while w.parent[kept] >= 0:  # the delegation itself
+        kept = w.parent[kept]
+    previous = tmp_path / "maps" / "previous.jsonl"
+    previous.parent.mkdir()
+    record = NetworkRecord(registry="arin", handle=w.handle(kept), start_address=ip_str(w.start[kept]),
+                           end_address=ip_str(w.end[kept]), cidrs=["24.0.0.0/12"],
+                           registrant="Kept From Before")
+    previous.write_bytes(record.to_json() + b"\n")
+    sound = sim.files.sound(sim.files.items["ftp.arin.net/pub/stats/arin/delegated-arin-extended-latest"])
+    rows = [manifest.row_of(d) for d in read_path(sound)[1]
+            if d.first <= w.end[kept] and w.start[kept] <= d.last]
+    manifest.Manifest(scope=["24.0.0.0/16"], rows=rows).write(previous)  # as the crawl before read them
+    new = await job(sim, tmp_path / "maps" / "new.jsonl", ["24.0.0.0/16"])
+    new.verify = 0.0
+    summary = await Refresh(new, previous).run()
+    assert any("arin statistics not used" in note for note in summary["notes"])
+    assert summary["walked"] == [] and summary["counts"]["arin_kept"] == 1
+    written = [json.loads(line) for line in new.out.read_text().splitlines()]
+    assert [r["registrant"] for r in written if r["registry"] == "arin"] == ["Kept From Before"]
