@@ -28,6 +28,15 @@ def requests(log: str) -> int:
         return sum(1 for line in fh if '"protocol":"file"' not in line)
 
 
+def settled(log: str, since: int, at_least: int, wait_s: float = 15.0) -> int:
+    """Requests logged since `since`, once the simulator's log (written every second) holds at
+    least the `at_least` the crawler counted, or `wait_s` passed."""
+    deadline = time.monotonic() + wait_s
+    while (n := requests(log) - since) < at_least and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return n
+
+
 def _job(sim: bench.Simulator, out: Path) -> LocalCrawl:
     return LocalCrawl(ranges=sim.ranges, out=out, bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
                       limits=sim.limits(), whois_servers=dict.fromkeys(REGISTRIES, sim.whois),
@@ -62,14 +71,15 @@ def run(scenario: str, days: int, time_scale: float) -> Iterator[dict[str, Any]]
     with bench.simulator(scenario, time_scale, work / "requests.jsonl") as sim:
         previous, started = work / "day0.jsonl", time.monotonic()
         first = asyncio.run(_job(sim, previous).run())
-        base = {"requests": requests(sim.log), "wall_s": round(time.monotonic() - started, 1)}
+        wall = round(time.monotonic() - started, 1)
+        base = {"requests": settled(sim.log, 0, int(first["lookups"])), "wall_s": wall}
         yield {"scenario": scenario, "day": 0, "first_crawl": base, "complete": first["complete"],
                **_figures(scenario, 0, previous), "workdir": str(work)}
         for day in range(1, days + 1):
             changes, before = _advance(sim), requests(sim.log)
             out, started = work / f"day{day}.jsonl", time.monotonic()
             summary = asyncio.run(Refresh(_job(sim, out), previous).run())
-            wall, asked = time.monotonic() - started, requests(sim.log) - before
+            wall, asked = time.monotonic() - started, settled(sim.log, before, int(summary["lookups"]))
             yield {"scenario": scenario, "day": day, "simulated_changes": changes, "requests": asked,
                    "wall_s": round(wall, 1), "requests_vs_first": round(asked / max(base["requests"], 1), 4),
                    "wall_vs_first": round(wall / max(base["wall_s"], 1e-3), 4), "first_crawl": base,
