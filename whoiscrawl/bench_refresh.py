@@ -17,6 +17,7 @@ from whoiscrawl.local import LocalCrawl
 from whoiscrawl.refresh import Refresh
 from whoiscrawl.rirs import REGISTRIES, published_at
 from whoiscrawl.sim import scenarios
+from whoiscrawl.sim.churn import Churn
 from whoiscrawl.sim.published import catalogue
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import fetch_bootstrap
@@ -58,23 +59,24 @@ def _advance(sim: bench.Simulator) -> int:
     return made
 
 
-def _figures(name: str, day: int, out: Path) -> dict[str, Any]:
-    f = score(scenarios.get(name, day=day), out)
+def _figures(name: str, day: int, out: Path, churn: str | None) -> dict[str, Any]:
+    f = score(scenarios.get(name, day=day, churn=Churn.parse(churn) if churn else None), out)
     return {"recall": f["recall"],
             "recall_by_registry": {r: v["recall"] for r, v in f["recall_by_registry"].items()},
             "holder_by_registry": {r: v["holder"] for r, v in f["field_accuracy"].items()}}
 
 
-def run(scenario: str, days: int, time_scale: float) -> Iterator[dict[str, Any]]:
-    """One JSON-able line for the first crawl, then one a day."""
+def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -> Iterator[dict[str, Any]]:
+    """One JSON-able line for the first crawl, then one a day (`churn`: `sim serve --churn`)."""
     work = Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-refresh-"))
-    with bench.simulator(scenario, time_scale, work / "requests.jsonl") as sim:
+    extra = ["--churn", churn] if churn else []
+    with bench.simulator(scenario, time_scale, work / "requests.jsonl", extra=extra) as sim:
         previous, started = work / "day0.jsonl", time.monotonic()
         first = asyncio.run(_job(sim, previous).run())
         wall = round(time.monotonic() - started, 1)
         base = {"requests": settled(sim.log, 0, int(first["lookups"])), "wall_s": wall}
-        yield {"scenario": scenario, "day": 0, "first_crawl": base, "complete": first["complete"],
-               **_figures(scenario, 0, previous), "workdir": str(work)}
+        yield {"scenario": scenario, "day": 0, "churn": churn, "first_crawl": base,
+               "complete": first["complete"], **_figures(scenario, 0, previous, churn), "workdir": str(work)}
         for day in range(1, days + 1):
             changes, before = _advance(sim), requests(sim.log)
             out, started = work / f"day{day}.jsonl", time.monotonic()
@@ -84,5 +86,5 @@ def run(scenario: str, days: int, time_scale: float) -> Iterator[dict[str, Any]]
                    "wall_s": round(wall, 1), "requests_vs_first": round(asked / max(base["requests"], 1), 4),
                    "wall_vs_first": round(wall / max(base["wall_s"], 1e-3), 4), "first_crawl": base,
                    "change_set": {k: summary["changes"][k] for k in ("added", "removed", "changed")},
-                   **_figures(scenario, day, out)}
+                   **_figures(scenario, day, out, churn)}
             previous = out

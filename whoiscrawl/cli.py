@@ -651,14 +651,20 @@ def bench_refresh(
     scenario: Annotated[str, typer.Option(help="Simulator scenario")] = "standard",
     days: Annotated[int, typer.Option(min=1, help="Simulated days, a refresh each")] = 3,
     time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
+    churn: Annotated[str | None, typer.Option(help="What changes a day, as `sim serve --churn`")] = None,
 ) -> None:
     """A first crawl of the scenario from its files, then a refresh a day as its world changes: one
     JSON line each, a day's requests and wall time beside the first crawl's (docs/refresh.md)."""
     from whoiscrawl.bench_refresh import run
+    from whoiscrawl.sim.churn import Churn
 
     _known_scenario(scenario)
+    try:
+        Churn.parse(churn or "0.01")
+    except ValueError as exc:
+        _fail(str(exc))
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
-    for line in run(scenario, days, time_scale):
+    for line in run(scenario, days, time_scale, churn):
         typer.echo(json.dumps(line, separators=(",", ":")))
 
 
