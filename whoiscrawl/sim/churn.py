@@ -33,18 +33,22 @@ FIRST_DAY = datetime.date(2018, 10, 13)  # day 0: the date of the real 2018 stat
 KINDS = ("added", "removed", "reassigned", "split", "merged", "transferred", "moved", "renamed", "abuse")
 
 
+CHURN_VERSION = 2  # bump when a day's changes change: invalidates the cached files of later days
+
+
 @dataclass(frozen=True)
 class Churn:
-    """Changes a day, each a share of the scenario's findable networks (at least one of each kind).
-    The defaults change about 1.4% of the networks a day."""
+    """Changes a day, each a share of the scenario's findable networks, or (`transferred`, `moved`)
+    of its delegations; at least one of each kind. The defaults change about 1.3% of the networks
+    a day."""
 
     added: float = 0.003  # a new assignment in free space of an allocation
     removed: float = 0.002  # an assignment returned (its parent answers its space again)
     reassigned: float = 0.002  # an assignment returned and made again to another holder
     split: float = 0.0015  # a network cut in two halves
     merged: float = 0.0015  # two neighbouring networks of one parent joined
-    transferred: float = 0.001  # a delegation (and what its holder holds under it) to another holder
-    moved: float = 0.0005  # a delegation transferred to another registry (inter-RIR transfer)
+    transferred: float = 0.002  # of delegations: one (and what its holder holds under it) to another holder
+    moved: float = 0.0005  # of delegations: one transferred to another registry (inter-RIR transfer)
     renamed: float = 0.001  # a holder renamed (its handle stays)
     abuse: float = 0.001  # a holder's abuse contact replaced (a new role, a new mailbox)
 
@@ -278,8 +282,10 @@ def advance(w: World, day: int, churn: Churn, intervals: list[tuple[int, int]]) 
     truth = findable(d.w, intervals)
     pool = sorted(i for i in truth if not d.w.is_placeholder(i))
     after = _next_siblings(d.w, pool)
+    delegations = sum(1 for i in pool if d.w.depth[i] == 0)
     for kind in KINDS:
-        for _ in range(max(1, round(getattr(churn, kind) * len(pool)))):
+        share = len(pool) if kind not in ("transferred", "moved") else delegations
+        for _ in range(max(1, round(getattr(churn, kind) * share))):
             if kind == "merged":
                 d.merged(pool, after)
             else:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from whoiscrawl import rirs
 from whoiscrawl.sim import data, dumps, stats
+from whoiscrawl.sim.churn import CHURN_VERSION
 from whoiscrawl.sim.faults import DUMP_FAULTS, FileFaults
 from whoiscrawl.sim.model import MODEL_VERSION, World
 from whoiscrawl.sim.scenarios import Scenario
@@ -84,7 +85,8 @@ class Files:
         self._world = world
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        changed = (scenario.churn,) if scenario.day else ()  # day 0: the first world, whatever changes later
+        # day 0: the first world, whatever changes later
+        changed = (CHURN_VERSION, scenario.churn) if scenario.day else ()
         key = hashlib.sha1(repr((FILES_VERSION, MODEL_VERSION, scenario.seed, scenario.generate_all,
                                  tuple(scenario.ranges), *changed)).encode()).hexdigest()[:12]
         day = f"-day{scenario.day}" if scenario.day else ""
