@@ -205,12 +205,17 @@ def crawl(
     out: Annotated[Path, typer.Option(help="Results, one JSON record a line")] = Path("whois.jsonl"),
     resume: Annotated[bool, typer.Option(help="Continue the crawl whose results are in --out")] = False,
     progress: Annotated[bool, typer.Option(help="Live progress display")] = True,
+    refresh: Annotated[Path | None, typer.Option(
+        help="A previous map (results of a crawl or refresh of the same ranges) to bring to the newest "
+        "published files: only what changed is asked live; the new map goes to --out, the change set beside "
+        "it (OUT.changes.jsonl). docs/refresh.md")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Run a whole crawl in this process, with no Kafka or Redis; Ctrl-C and --resume continue it.
 
-    It starts from what the registries publish and asks RDAP/WHOIS for the rest (docs/sources.md)."""
+    It starts from what the registries publish and asks RDAP/WHOIS for the rest (docs/sources.md);
+    with --refresh, it brings a previous map up to date instead (docs/refresh.md)."""
     from whoiscrawl.local import LocalCrawl, LocalCrawlError
     from whoiscrawl.rates import LimitError, parse_limits
     from whoiscrawl.sources.published import SourcesError
@@ -222,6 +227,9 @@ def crawl(
         bootstrap = asyncio.run(fetch_bootstrap(given["bootstrap_url"]))
         job = LocalCrawl(ranges, out, bootstrap, parse_limits(given["rate_limits"]), _crawl_settings(given),
                          egresses=_egresses(given["bind_address"], "local"), resume=resume)
+        if refresh is not None:
+            _refresh(job, refresh, as_json)
+            return
         display = ProgressDisplay() if progress and not quiet and sys.stderr.isatty() else None
         try:
             summary = asyncio.run(job.run(display.update if display else None))
@@ -247,6 +255,25 @@ PrefixOpt = Annotated[str, option("topic_prefix")]
 PLAN_OPTIONS = ("crawl", "kafka_bootstrap", "redis_url", "topic_prefix", "strategy", "resolution", "samples",
                 "shard_prefix", "exclude", "sources", "files_base", "accept_dump_terms", "verify",
                 "topic_replication_factor")
+
+
+def _refresh(job: Any, previous: Path, as_json: bool) -> None:
+    """`crawl --refresh PREVIOUS`: the new map, its change set, and a line of figures."""
+    from whoiscrawl.refresh import Refresh
+
+    if not previous.is_file():
+        _fail(f"--refresh {previous}: no such results file")
+    summary = asyncio.run(Refresh(job, previous).run())
+    if as_json:
+        typer.echo(json.dumps(summary))
+    if not summary["complete"]:
+        typer.secho(f"interrupted: rerun with --resume --out {summary['out']} to finish the refresh",
+                    fg="yellow", err=True)
+        raise typer.Exit(130)
+    changes = summary["changes"]
+    if not as_json:
+        typer.echo(f"refreshed {previous} into {summary['out']}: {summary['lookups']} lookups; "
+                   f"{changes['added']} added, {changes['removed']} removed, {changes['changed']} changed")
 
 
 @app.command()
@@ -543,6 +570,28 @@ def bench_scale(
     where.mkdir(parents=True, exist_ok=True)
     for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where):
         typer.echo(json.dumps(doc), nl=True)
+
+
+@app.command("bench-refresh")
+def bench_refresh(
+    scenario: Annotated[str, typer.Option(help="Simulator scenario")] = "standard",
+    days: Annotated[int, typer.Option(min=1, help="Simulated days, a refresh each")] = 3,
+    time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
+    churn: Annotated[str | None, typer.Option(help="What changes a day, as `sim serve --churn`")] = None,
+) -> None:
+    """A first crawl of the scenario from its files, then a refresh a day as its world changes: one
+    JSON line each, a day's requests and wall time beside the first crawl's (docs/refresh.md)."""
+    from whoiscrawl.bench_refresh import run
+    from whoiscrawl.sim.churn import Churn
+
+    _known_scenario(scenario)
+    try:
+        Churn.parse(churn or "0.01")
+    except ValueError as exc:
+        _fail(str(exc))
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
+    for line in run(scenario, days, time_scale, churn):
+        typer.echo(json.dumps(line, separators=(",", ":")))
 
 
 @app.command("bench-parse")

@@ -20,7 +20,7 @@ from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
 from whoiscrawl.settings import CrawlSettings
-from whoiscrawl.sources import dumps, freshness, stats
+from whoiscrawl.sources import dumps, freshness, manifest, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
 from whoiscrawl.store import CheckpointError, MemoryStore, Progress
@@ -128,6 +128,19 @@ class LocalCrawl:
         asked = crawlable(self.ranges, list(self.settings.excludes))
         return Scope.of((c.first, c.last) for c in asked.iter_cidrs())
 
+    def manifest(self, published: StatsPlan, store: MemoryStore) -> manifest.Manifest:
+        """What this map was made from (`sources/manifest.py`): its scope, the files' serials, the
+        statistics' rows in scope; a refresh compares newer files with it."""
+        scope = self._asked_scope()
+        serials = {r: {"stats": s} for r, s in published.serials.items()}
+        for registry, how in store.seeded.items():
+            if how.get("serial"):
+                serials.setdefault(registry, {})["dump"] = str(how["serial"])
+        rows = sorted(manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
+        asked = scoped(self.ranges, list(self.settings.excludes))
+        return manifest.Manifest(scope=asked, serials=serials, rows=rows,
+                                 made=max(published.end_dates.values(), default=""))
+
     @staticmethod
     async def _free_space(published: StatsPlan, scope: Scope, store: MemoryStore, sink: FileSink) -> None:
         """The free and reserved space of the statistics in the results, once (not on a resume)."""
@@ -177,6 +190,8 @@ class LocalCrawl:
             sink.close()
             store.save()
             await client.close()
+        if complete and published is not None:
+            self.manifest(published, store).write(self.out)
         return {
             "complete": complete,
             "resumed": resumed,
@@ -268,7 +283,7 @@ class Seeding:
             self.store.seeded[dump.registry] = how  # a resume knows its records' leaves by this
             figures[dump.registry] = {
                 "serial": dump.serial, "records": report.records, "in_scope": seeded,
-                "skipped": report.skipped, "freshness": await self._fresh(recheck, crawler),
+                "skipped": report.skipped, "freshness": await self.fresh(recheck, crawler),
             }
         self.store.save()
         return figures
@@ -300,7 +315,7 @@ class Seeding:
         staged.unlink()
         return n + 1
 
-    async def _fresh(self, recheck: Path, crawler: Crawler) -> dict[str, Any]:
+    async def fresh(self, recheck: Path, crawler: Crawler) -> dict[str, Any]:
         """Ask each network of `recheck` again live at its first address, `concurrency` at a time (the
         file streamed: LACNIC's dump leaves every abuse address out); a disagreement's or a filled
         field's live record is written after the dump's (the latest record of a block wins)."""
@@ -335,6 +350,11 @@ class Seeding:
                     group.create_task(ask(NetworkRecord.from_json(line)))
         recheck.unlink()
         return {**counts, "fields": dict(fields)}
+
+
+def scoped(ranges: list[str], excludes: list[str]) -> list[str]:
+    """The crawlable space of ranges less excludes, as CIDRs: two maps of one space say the same."""
+    return [str(c) for c in crawlable(ranges, excludes).iter_cidrs()]
 
 
 def dump_leaf(record: NetworkRecord, seeded: dict[str, Any] | None) -> bool:

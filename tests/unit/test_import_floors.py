@@ -21,10 +21,11 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.dev.cli": TOP,
     "whoiscrawl.sim.cli": TOP,
     # benchmarks, and the development services beside them
-    "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1, "whoiscrawl.bench": BENCH,
+    "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1,
+    "whoiscrawl.bench_refresh": BENCH + 0.1, "whoiscrawl.bench": BENCH,
     "whoiscrawl.dev": BENCH,
     # wiring
-    "whoiscrawl.local": WIRING, "whoiscrawl.worker": WIRING,
+    "whoiscrawl.local": WIRING, "whoiscrawl.refresh": WIRING + 0.1, "whoiscrawl.worker": WIRING,
     "whoiscrawl.operator.control": WIRING + 0.1, "whoiscrawl.operator.backend": WIRING,
     # the middle: the loop, publishing, recovery, sources, serving, results
     "whoiscrawl.crawl": MIDDLE, "whoiscrawl.listing": MIDDLE, "whoiscrawl.publish": MIDDLE,
@@ -54,7 +55,8 @@ FLOORS: dict[str, float] = {
 # imports the simulator, the benchmarks, the development tools and the entry points do.
 SIM_READS = ("whoiscrawl.rirs", "whoiscrawl.records", "whoiscrawl.schemas", "whoiscrawl.sim")
 SIM_READERS = (
-    "whoiscrawl.bench", "whoiscrawl.bench_local", "whoiscrawl.chaos", "whoiscrawl.dev", "whoiscrawl.sim",
+    "whoiscrawl.bench", "whoiscrawl.bench_local", "whoiscrawl.bench_refresh", "whoiscrawl.chaos",
+    "whoiscrawl.dev", "whoiscrawl.sim",
 )
 # dev/ imports nothing of the core but the simulator's data.
 DEV_READS = ("whoiscrawl.dev", "whoiscrawl.sim.data")

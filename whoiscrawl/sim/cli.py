@@ -16,6 +16,22 @@ app = typer.Typer(help="The registry simulator: five RIRs' RDAP and WHOIS over r
 
 ScenarioOpt = Annotated[str, typer.Option("--scenario", help="quick | standard | full")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="generation seed (default 1)")]
+DayOpt = Annotated[int, typer.Option("--day", min=0, help="the world this many days after the first (it "
+                                     "changes every day: docs/simulator.md)")]
+ChurnOpt = Annotated[str | None, typer.Option(
+    "--churn", help="what changes a day: a share of the networks (0.02) or KIND=SHARE pairs (added, "
+    "removed, reassigned, split, merged, transferred, moved, renamed, abuse); default about 1.4%")]
+
+
+def _scenario(name: str, seed: int | None, day: int = 0, churn: str | None = None) -> object:
+    """The scenario asked for, on its day, or a bad-parameter error naming what to fix."""
+    from whoiscrawl.sim import scenarios
+    from whoiscrawl.sim.churn import Churn
+
+    try:
+        return scenarios.get(name, seed, day, Churn.parse(churn) if churn else None)
+    except (KeyError, ValueError) as exc:
+        raise typer.BadParameter(str(exc.args[0] if exc.args else exc)) from exc
 
 
 @app.command()
@@ -43,13 +59,17 @@ def serve(
     prepare_files: Annotated[bool, typer.Option(
         "--prepare-files/--no-prepare-files", help="make every published file before serving, as "
         "the registries' files exist before anyone asks (cached; minutes the first time on full)")] = False,
+    day: DayOpt = 0,
+    churn: ChurnOpt = None,
 ) -> None:
-    """Serve RDAP + bootstrap + WHOIS; first stdout line is one JSON object describing it."""
-    from whoiscrawl.sim import scenarios
+    """Serve RDAP + bootstrap + WHOIS; first stdout line is one JSON object describing it.
+    `POST /sim/advance?days=N` moves the served world N days on."""
     from whoiscrawl.sim.faults import Faults
+    from whoiscrawl.sim.scenarios import Scenario
     from whoiscrawl.sim.server import Simulator, describe
 
-    scen = scenarios.get(scenario, seed)
+    scen = _scenario(scenario, seed, day, churn)
+    assert isinstance(scen, Scenario)
 
     async def run() -> None:
         sim = Simulator(scen, host=host, port=port, whois_port=whois_port, time_scale=time_scale,
@@ -82,6 +102,8 @@ def files(
     fault: Annotated[list[str] | None, typer.Option(
         "--fault", help="REGISTRY:KIND, a spoiled file (repeatable; kinds: truncated_gzip, "
         "broken_object, wrong_encoding, record_count, md5_mismatch, stale_serial)")] = None,
+    day: DayOpt = 0,
+    churn: ChurnOpt = None,
 ) -> None:
     """Write what the registries publish (delegation statistics and .md5, RPSL dumps, serials),
     from the scenario's world, at their real hosts and paths under --out; one JSON line per file
@@ -103,10 +125,12 @@ def files(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     started, count, size = time.monotonic(), 0, 0
-    for row in Files(scenarios.get(scenario, seed)).write_all(out, spoiled):
+    scen = _scenario(scenario, seed, day, churn)
+    assert isinstance(scen, scenarios.Scenario)
+    for row in Files(scen).write_all(out, spoiled):
         typer.echo(json.dumps(row, separators=(",", ":")))
         count, size = count + 1, size + int(str(row["bytes"]))
-    typer.echo(json.dumps({"scenario": scenario, "files": count, "out": str(out), "bytes": size,
+    typer.echo(json.dumps({"scenario": scenario, "day": day, "files": count, "out": str(out), "bytes": size,
                            "seconds": round(time.monotonic() - started, 1)}, separators=(",", ":")))
 
 
@@ -114,12 +138,20 @@ def files(
 def truth(scenario: ScenarioOpt = "quick",
           out: Annotated[Path, typer.Option("--out", help="JSONL file to write")] =
               Path("truth.jsonl"),
-          seed: SeedOpt = None) -> None:
-    """Write the ground-truth (findable) blocks of a scenario as JSONL."""
-    from whoiscrawl.sim import scenarios, score
+          seed: SeedOpt = None, day: DayOpt = 0, churn: ChurnOpt = None,
+          changes: Annotated[Path | None, typer.Option(
+              "--changes", help="also write the day's changes (JSONL, one a line)")] = None) -> None:
+    """Write the ground-truth (findable) blocks of a scenario (on --day) as JSONL."""
+    from whoiscrawl.sim import score
+    from whoiscrawl.sim.scenarios import Scenario
 
-    n = score.write_truth(scenarios.get(scenario, seed), out)
-    typer.echo(json.dumps({"scenario": scenario, "blocks": n, "out": str(out)}))
+    scen = _scenario(scenario, seed, day, churn)
+    assert isinstance(scen, Scenario)
+    n = score.write_truth(scen, out)
+    if changes is not None:
+        changes.write_text("".join(json.dumps(c.to_dict()) + "\n" for c in scen.changes()), encoding="utf-8")
+    typer.echo(json.dumps({"scenario": scenario, "day": day, "blocks": n, "out": str(out),
+                           "changes": len(scen.changes())}))
 
 
 @app.command("score")
@@ -132,12 +164,18 @@ def score_cmd(
     time_scale: Annotated[float, typer.Option("--time-scale")] = 1.0,
     seed: SeedOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON line instead of tables")] = False,
+    day: DayOpt = 0,
+    churn: ChurnOpt = None,
 ) -> None:
-    """Recall, coverage, lookups, waste, limits, utilization: a table, or one JSON line (--json)."""
+    """Recall, coverage, lookups, waste, limits, utilization: a table, or one JSON line (--json);
+    against the truth of --day."""
     from whoiscrawl.results.tables import print_tables, score_table
     from whoiscrawl.sim import score
+    from whoiscrawl.sim.scenarios import Scenario
 
-    figures = score.score(scenario, results, log, resolution, time_scale, seed)
+    scen = _scenario(scenario, seed, day, churn)
+    assert isinstance(scen, Scenario)
+    figures = score.score(scen, results, log, resolution, time_scale, seed)
     if as_json:
         typer.echo(json.dumps(figures, separators=(",", ":")))
     else:

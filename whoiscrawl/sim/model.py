@@ -102,6 +102,7 @@ STYLES: dict[str, RegStyle] = {
         0.15, 0.15, 0.04, 0.4, ("SUB-ALLOCATED PA",)),
 }
 MAX_DEPTH = 4
+UNDATED = 19930101  # a delegation whose statistics row has no date: registered before the records
 CCS = ("US", "GB", "DE", "FR", "NL", "BR", "CN", "JP", "AU", "IN", "ZA", "AR", "RU", "EU")
 
 
@@ -159,6 +160,11 @@ class World:
         self.seg_start = array("I")
         self.seg_obj = array("i")
         self.nchildren = array("I")
+        # A changing world's holders (`churn.py`), by organisation number: a new name (the handle
+        # stays), a new abuse contact (its generation), the date either was made.
+        self.names: dict[int, str] = {}
+        self.abuse: dict[int, int] = {}
+        self.touched: dict[int, int] = {}
 
     # building -------------------------------------------------------------------------
     def cc_index(self, cc: str) -> int:
@@ -312,6 +318,7 @@ class World:
         payload: dict[str, object] = {name: getattr(self, name).tobytes() for name in _ARRAYS}
         payload["ccs"] = self.ccs
         payload["seed"] = self.seed
+        payload["holders"] = (self.names, self.abuse, self.touched)
         return zlib.compress(pickle.dumps(payload, protocol=5), 3)
 
     @classmethod
@@ -324,6 +331,7 @@ class World:
             setattr(w, name, arr)
         w.ccs = list(payload["ccs"])
         w._ccidx = {c: i for i, c in enumerate(w.ccs)}
+        w.names, w.abuse, w.touched = payload.get("holders", ({}, {}, {}))
         return w
 
 
@@ -545,7 +553,7 @@ def build_world(seed: int, ranges: Iterable[tuple[int, int]] | None) -> World:
         reg = REG_INDEX[d.registry]
         org = int(hashlib.blake2b(d.opaque.encode() or repr(d.start).encode(),
                                   digest_size=4).hexdigest(), 16)
-        date = d.date or 19930101
+        date = d.date or UNDATED
         obj = w.add(d.start, d.end, -1, reg, _top_type(d, legacy8), w.cc_index(d.cc), date, 0,
                     org)
         if touches_any(d.start, d.end):

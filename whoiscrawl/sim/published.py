@@ -22,6 +22,7 @@ from pathlib import Path
 
 from whoiscrawl import rirs
 from whoiscrawl.sim import data, dumps, stats
+from whoiscrawl.sim.churn import CHURN_VERSION
 from whoiscrawl.sim.faults import DUMP_FAULTS, TRANSFER_FAULTS, FileFaults
 from whoiscrawl.sim.model import MODEL_VERSION, World
 from whoiscrawl.sim.scenarios import Scenario
@@ -29,6 +30,7 @@ from whoiscrawl.sim.scenarios import Scenario
 FILES_VERSION = 1  # bump when a file's content changes: invalidates the cache
 GZIP_LEVEL = 6  # gzip's own default (what `gzip file` writes)
 SERIAL_BASE = {"ripencc": 39_000_000, "apnic": 13_000_000}  # where the serials count from
+UPDATES_A_DAY = 40_000  # how far a dump's serial moves a day (one a database update)
 STALE_BY = 100_000  # how far a stale serial lags
 
 
@@ -85,9 +87,12 @@ class Files:
         self._world = world
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # day 0: the first world, whatever changes later
+        changed = (CHURN_VERSION, scenario.churn) if scenario.day else ()
         key = hashlib.sha1(repr((FILES_VERSION, MODEL_VERSION, scenario.seed, scenario.generate_all,
-                                 tuple(scenario.ranges))).encode()).hexdigest()[:12]
-        self.root = data.cache_dir() / "sim-published" / f"{scenario.name}-{scenario.seed}-{key}"
+                                 tuple(scenario.ranges), *changed)).encode()).hexdigest()[:12]
+        day = f"-day{scenario.day}" if scenario.day else ""
+        self.root = data.cache_dir() / "sim-published" / f"{scenario.name}-{scenario.seed}-{key}{day}"
         self.items = {i.path: i for i in catalogue()}
 
     @property
@@ -95,6 +100,11 @@ class Files:
         if self._world is None:
             self._world = self.scenario.world()
         return self._world
+
+    @property
+    def edition(self) -> tuple[World, int] | None:
+        """The changed world and its day, for the statistics (None: the real files' own rows)."""
+        return (self.world, self.scenario.day) if self.scenario.day else None
 
     def _lock(self, path: str) -> threading.Lock:
         with self._guard:
@@ -125,7 +135,8 @@ class Files:
         tmp = target.with_name(f".{target.name}.{time.time_ns()}.tmp")
         try:
             if item.kind in ("stats", "md5"):
-                write_stats(item.registry, target.with_name(stats.file_name(item.registry)))
+                named = target.with_name(stats.file_name(item.registry))
+                write_stats(item.registry, named, edition=self.edition)
                 return
             if item.kind == "dump":
                 write_dump(self.world, item, tmp)
@@ -159,17 +170,19 @@ class Files:
 
 
 def serial(scenario: Scenario, registry: str) -> int:
-    """The dumps' serial: the same for a world every time it is written."""
-    return SERIAL_BASE[registry] + scenario.seed
+    """The dumps' serial: the same for a world every time it is written, higher each day."""
+    return SERIAL_BASE[registry] + scenario.seed + scenario.day * UPDATES_A_DAY
 
 
-def write_stats(registry: str, target: Path, records_delta: int = 0) -> None:
-    """The delegation statistics and their `.md5` beside them, the md5 of what was written."""
+def write_stats(registry: str, target: Path, records_delta: int = 0,
+                edition: tuple[World, int] | None = None) -> None:
+    """The delegation statistics and their `.md5` beside them, the md5 of what was written; of a
+    changed world's day where `edition` gives one."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{time.time_ns()}.tmp")
     digest = hashlib.md5()
     with open(tmp, "wb") as fh:
-        for line in stats.lines(registry, records_delta):
+        for line in stats.lines(registry, records_delta, *(edition or (None, 0))):
             raw = (line + "\n").encode("utf-8")
             digest.update(raw)
             fh.write(raw)
@@ -201,7 +214,8 @@ def _spoiled(files: Files, item: Item, kinds: Iterable[str], sound: Path, target
     """Write the faulty variant of a file: objects appended before a truncation cuts the file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if "record_count" in kinds:  # the version line promises more records than follow
-        write_stats(item.registry, target.with_name(stats.file_name(item.registry)), records_delta=7)
+        write_stats(item.registry, target.with_name(stats.file_name(item.registry)), records_delta=7,
+                    edition=files.edition)
     else:
         shutil.copyfile(sound, target)
     for kind in sorted(kinds, key=lambda k: k == "truncated_gzip"):

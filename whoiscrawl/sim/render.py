@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -59,7 +59,15 @@ class Org:
 
 
 def org_of(world: World, i: int) -> Org:
-    return _org(world.org[i], world.reg[i] == REGISTRIES.index("lacnic"))
+    """The holder of object i, under its new name where it was renamed (its handle stays)."""
+    o = world.org[i]
+    org = _org(o, world.reg[i] == REGISTRIES.index("lacnic"))
+    return replace(org, name=world.names[o]) if o in world.names else org
+
+
+def org_name(o: int, lacnic: bool) -> str:
+    """The name organisation number o is born with."""
+    return _org(o, lacnic).name
 
 
 @lru_cache(maxsize=1 << 14)  # an object's name and contacts both ask; a dump asks millions
@@ -110,6 +118,9 @@ def _events(world: World, i: int) -> tuple[str, str]:
     changed_year = min(2018, d // 10000 + bump % 6)
     changed = _date(changed_year * 10000 + (d % 10000), bump)
     changed = max(changed, reg_date)
+    touched = world.touched.get(world.org[i])  # its holder renamed or its abuse contact replaced
+    if touched:
+        changed = max(changed, f"{touched // 10000:04d}-{touched // 100 % 100:02d}-{touched % 100:02d}")
     return reg_date, changed
 
 
@@ -123,16 +134,19 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
         return rir, RIR_NAMES[reg], f"ABUSE-{rir}", f"abuse@{PORT43[reg].removeprefix('whois.')}"
     org = org_of(world, i)
     cc = country(world, i) or "ZZ"
-    email = f"abuse@{org.domain}"
+    # A replaced abuse contact is a new role (or IRT) with a new mailbox: its handle and address
+    # carry the generation.
+    gen = world.abuse.get(org.key, 0)
+    email, g = (f"abuse{gen}@{org.domain}", f"G{gen}") if gen else (f"abuse@{org.domain}", "")
     if reg == "arin":
-        return f"{org.abbr}-{org.n}", org.name, f"ABUSE{org.n}-ARIN", email
+        return f"{org.abbr}-{org.n}", org.name, f"ABUSE{org.n}{g}-ARIN", email
     if reg == "ripencc":
-        return f"ORG-{org.abbr}{org.key}-RIPE", org.name, f"AR{org.key}-RIPE", email
+        return f"ORG-{org.abbr}{org.key}-RIPE", org.name, f"AR{org.key}{g}-RIPE", email
     if reg == "apnic":
-        return f"ORG-{org.abbr}{org.key}-AP", org.name, f"IRT-{org.abbr}{org.key}-{cc}", email
+        return f"ORG-{org.abbr}{org.key}-AP", org.name, f"IRT-{org.abbr}{org.key}{g}-{cc}", email
     if reg == "lacnic":
-        return f"{cc}-{org.abbr}{org.key}-LACNIC", org.name, f"{org.abbr[:3]}{org.key}", email
-    return f"ORG-{org.abbr}{org.key}-AFRINIC", org.name, f"AR{org.key}-AFRINIC", email
+        return f"{cc}-{org.abbr}{org.key}-LACNIC", org.name, f"{org.abbr[:3]}{org.key}{g}", email
+    return f"ORG-{org.abbr}{org.key}-AFRINIC", org.name, f"AR{org.key}{g}-AFRINIC", email
 
 
 def maintainer(world: World, i: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from whoiscrawl.sim import data
+from whoiscrawl.sim.churn import Change, Churn, advance
 from whoiscrawl.sim.model import World, findable, parse_cidr, world_for
 
 DEFAULT_SEED = 1
@@ -58,14 +59,35 @@ class Scenario:
     ranges: list[str] = field(default_factory=list)
     seed: int = DEFAULT_SEED
     generate_all: bool = False  # generate sub-objects under every delegation (the full scenario)
+    day: int = 0  # the world as it stands this many days after the first (`churn.py`)
+    churn: Churn = field(default_factory=Churn)  # how much changes a day
 
     @property
     def intervals(self) -> list[tuple[int, int]]:
         return sorted(parse_cidr(c) for c in self.ranges)
 
     def world(self) -> World:
-        key = None if self.generate_all else tuple(self.intervals)
-        return world_for(self.seed, key, self.name)
+        return self._days()[0]
+
+    def changes(self) -> list[Change]:
+        """What changed from the day before to this one (none on day 0)."""
+        return self._days()[1]
+
+    def _days(self) -> tuple[World, list[Change]]:
+        key = (self.name, self.seed, self.generate_all, tuple(self.ranges), self.churn)
+        days = _DAYS.setdefault(key, [])
+        if not days:
+            ranges = None if self.generate_all else tuple(self.intervals)
+            days.append((world_for(self.seed, ranges, self.name), []))
+        while len(days) <= self.day:
+            days.append(advance(days[-1][0], len(days), self.churn, self.intervals))
+        return days[self.day]
+
+    def on_day(self, day: int) -> Scenario:
+        """The same scenario's world `day` days after the first."""
+        if day < 0:
+            raise ValueError(f"day {day}: days count from 0, the first")
+        return self if day == self.day else replace(self, day=day)
 
     def truth(self) -> dict[int, int]:
         """Findable objects (index into world()) -> number of crawled addresses they answer."""
@@ -79,10 +101,12 @@ class Scenario:
 
 
 _TRUTH: dict[tuple[object, ...], dict[int, int]] = {}
+# Each scenario's worlds by day (with each day's changes), made in order and kept.
+_DAYS: dict[tuple[object, ...], list[tuple[World, list[Change]]]] = {}
 
 
 def _truth(s: Scenario) -> dict[int, int]:
-    key = (s.name, s.seed, s.generate_all, tuple(s.ranges))
+    key = (s.name, s.seed, s.generate_all, tuple(s.ranges), s.day, s.churn)
     if key not in _TRUTH:
         _TRUTH[key] = findable(s.world(), s.intervals)
     return _TRUTH[key]
@@ -95,8 +119,8 @@ def _full_ranges() -> list[str]:
 NAMES = ("quick", "standard", "full")
 
 
-def get(name: str, seed: int | None = None) -> Scenario:
-    """The scenario called name (quick | standard | full)."""
+def get(name: str, seed: int | None = None, day: int = 0, churn: Churn | None = None) -> Scenario:
+    """The scenario called name (quick | standard | full), on day `day` of its changing world."""
     if name == "quick":
         s = Scenario("quick", list(_QUICK))
     elif name == "standard":
@@ -105,4 +129,7 @@ def get(name: str, seed: int | None = None) -> Scenario:
         s = Scenario("full", _full_ranges(), generate_all=True)
     else:
         raise KeyError(f"unknown scenario {name!r}; choose one of {', '.join(NAMES)}")
-    return s.with_seed(seed)
+    s = s.with_seed(seed)
+    if churn is not None:
+        s = replace(s, churn=churn)
+    return s.on_day(day)

@@ -116,10 +116,11 @@ def _key(doc: dict[str, Any]) -> tuple[str, int, int] | None:
         return None
 
 
-def score(scenario_name: str, results_path: str | Path, log_path: str | Path | None = None,
+def score(scenario: str | Scenario, results_path: str | Path, log_path: str | Path | None = None,
           resolution: int = 24, time_scale: float = 1.0, seed: int | None = None) -> dict[str, Any]:
-    """Compare a crawl's results file (and the simulator's request log) with the ground truth."""
-    scen = scenarios.get(scenario_name, seed)
+    """Compare a crawl's results file (and the simulator's request log) with the ground truth of a
+    scenario (by name: its first day; a `Scenario`: its own day)."""
+    scen = scenarios.get(scenario, seed) if isinstance(scenario, str) else scenario.with_seed(seed)
     world = scen.world()
     truth = scen.truth()
     by_key: dict[tuple[str, int, int], int] = {
@@ -165,6 +166,7 @@ def score(scenario_name: str, results_path: str | Path, log_path: str | Path | N
     out: dict[str, Any] = {
         "scenario": scen.name,
         "seed": scen.seed,
+        "day": scen.day,
         "resolution": resolution,
         "blocks_truth": len(truth),
         "blocks_found": len(found),

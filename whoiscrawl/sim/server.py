@@ -97,6 +97,24 @@ class Simulator:
         self.files = published.Files(scenario, self.world)
         self._downloads: dict[tuple[str, str], int] = {}  # attempts per (address, file): dropped_download
 
+    @property
+    def day(self) -> int:
+        return self.scenario.day
+
+    def advance(self, days: int = 1) -> list[dict[str, Any]]:
+        """Move the registries `days` days on (`churn.py`): every later answer and published file is
+        of the new day's world; returns the changes made, a dict each."""
+        if days < 0:
+            raise ValueError(f"advance by {days} days: the simulated world only moves forward")
+        made: list[dict[str, Any]] = []
+        for _ in range(days):
+            self.scenario = self.scenario.on_day(self.scenario.day + 1)
+            made += [c.to_dict() for c in self.scenario.changes()]
+        self.world = self.scenario.world()
+        self.files = published.Files(self.scenario, self.world)
+        self._cache.clear()
+        return made
+
     # addresses --------------------------------------------------------------------------
     @property
     def root(self) -> str:
@@ -120,6 +138,7 @@ class Simulator:
             "whois": f"{self.host}:{self.whois_port}",
             "scenario": self.scenario.name,
             "seed": self.scenario.seed,
+            "day": self.scenario.day,
             "ranges": list(self.scenario.ranges),
             "limits": policy.limits(self.time_scale),
             "log": str(self.log.path),
@@ -154,6 +173,7 @@ class Simulator:
         app.router.add_get("/published/{path:.+}", self.published)
         app.router.add_get("/bootstrap/ipv4.json", self._bootstrap_handler)
         app.router.add_get("/sim/info", self._info_handler)
+        app.router.add_post("/sim/advance", self._advance_handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -198,6 +218,14 @@ class Simulator:
 
     async def _info_handler(self, request: web.Request) -> web.Response:
         return web.json_response(self.info())
+
+    async def _advance_handler(self, request: web.Request) -> web.Response:
+        """`POST /sim/advance?days=N` (default 1): the world N days on; the day and its changes."""
+        days = request.query.get("days", "1")
+        if not days.isdigit():
+            return web.json_response({"error": f"days={days!r}: give a whole number of days"}, status=400)
+        made = await asyncio.to_thread(self.advance, int(days))
+        return web.json_response({"day": self.scenario.day, "changes": made})
 
     @staticmethod
     def _handler(serve: Callable[[web.Request, str], Awaitable[web.StreamResponse]], registry: str) -> Any:

@@ -62,6 +62,7 @@ class StatsPlan:
 
     delegations: list[stats.Delegation] = field(default_factory=list)
     serials: dict[str, str] = field(default_factory=dict)  # registry -> its file's serial
+    end_dates: dict[str, str] = field(default_factory=dict)  # registry -> its file's end date (YYYYMMDD)
     warnings: list[str] = field(default_factory=list)
 
     def free_ranges(self) -> list[str]:
@@ -113,6 +114,7 @@ async def load_stats(
                 continue
             plan.delegations.extend(rows)
             plan.serials[registry] = header.serial
+            plan.end_dates[registry] = header.end_date
     return plan
 
 

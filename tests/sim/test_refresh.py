@@ -1,0 +1,214 @@
+"""Refresh by difference against the simulator's changing world: each day's refreshed map is that
+day's truth wherever the files tell, for a small share of the first crawl's requests; bad input
+is refused before anything is written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from whoiscrawl.local import LocalCrawl
+from whoiscrawl.rates import Limit
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.refresh import PROVENANCE, Refresh, RefreshError, change_set_path
+from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.settings import CrawlSettings
+from whoiscrawl.sim.churn import Change
+from whoiscrawl.sim.model import ip_int, ip_str
+from whoiscrawl.sim.score import score, truth_records
+from whoiscrawl.sim.server import Simulator
+from whoiscrawl.sources import manifest
+from whoiscrawl.sources.stats import read_path
+from whoiscrawl.space import fetch_bootstrap
+
+from .conftest import StartSim
+
+DUMPED = ("ripencc", "apnic", "lacnic", "afrinic")  # registries whose dumps tell every change
+FILES_SHOW_AT_ARIN = ("transferred", "moved")  # ARIN's changes its statistics show (it has no dump)
+
+
+async def job(sim: Simulator, out: Path, ranges: list[str] | None = None) -> LocalCrawl:
+    """A crawl (or refresh) of the simulator's scenario from its published files, as the demo runs it."""
+    info = sim.info()
+    limits = {r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in info["limits"].items()}
+    bootstrap = await fetch_bootstrap(sim.bootstrap_url)
+    settings = CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, info["whois"]),
+                             files_base=sim.files_base, sources=frozenset({"stats", "dumps", "live"}),
+                             accept_dump_terms=frozenset(REGISTRIES), verify=0.001, fill_redacted=True)
+    return LocalCrawl(ranges or list(sim.scenario.ranges), out, bootstrap, limits, settings)
+
+
+def requests(sim: Simulator) -> int:
+    """Requests the registries were sent so far (RDAP, WHOIS, listings; not file downloads)."""
+    sim.log.flush()
+    return sum(1 for line in sim.log.path.read_text().splitlines() if json.loads(line)["protocol"] != "file")
+
+
+def hidden(changes: list[Change]) -> list[tuple[int, int]]:
+    """Spans of ARIN changes no published file shows (ARIN has no dump; its statistics show only
+    a delegation's transfer)."""
+    return [(c.first, c.last) for c in changes if c.registry == "arin" and c.kind not in FILES_SHOW_AT_ARIN]
+
+
+@pytest.mark.slow
+async def test_each_days_refresh_is_that_days_truth_for_a_few_percent_of_the_requests(
+        start_sim: StartSim, tmp_path: Path) -> None:
+    sim = await start_sim(time_scale=100)
+    previous = tmp_path / "day0.jsonl"
+    first = await (await job(sim, previous)).run()
+    assert first["complete"]
+    first_requests, unseen = requests(sim), []
+    assert score(sim.scenario, previous)["recall"] == 1.0
+    for day in (1, 2, 3):
+        sim.advance(1)
+        unseen += hidden(sim.scenario.changes())
+        if day == 1:
+            resumed = await _interrupted_and_resumed(sim, previous, tmp_path / "day1-resumed.jsonl")
+        before, out = requests(sim), tmp_path / f"day{day}.jsonl"
+        summary = await Refresh(await job(sim, out), previous).run()
+        cost = requests(sim) - before
+        assert cost <= 0.1 * first_requests, (day, cost, first_requests)
+        figures = score(sim.scenario, out)
+        for registry in DUMPED:  # what the dumps tell is that day's truth
+            assert figures["recall_by_registry"][registry]["recall"] == 1.0, (day, registry)
+            assert figures["field_accuracy"][registry]["holder"] == 1.0, (day, registry)
+            assert figures["field_accuracy"][registry]["country"] == 1.0, (day, registry)
+        _arin_differs_only_where_no_file_tells(sim, out, unseen)
+        if day == 1:  # a refresh interrupted in its walk and resumed ends with the same map
+            assert _map(resumed) == _map(out)
+        counted = sum(summary["changes"][kind] for kind in ("added", "removed", "changed"))
+        assert counted == len(change_set_path(out).read_text().splitlines()) > 0
+        previous = out
+
+
+async def _interrupted_and_resumed(sim: Simulator, previous: Path, out: Path) -> Path:
+    """A refresh stopped (as Ctrl-C stops it) once its walk of the changed delegations wrote its
+    first record, then resumed; the map it ends with."""
+    stopped = await job(sim, out)
+    walk = out.with_name(out.name + ".walk.jsonl")
+
+    async def stop_in_the_walk() -> None:
+        while not (walk.exists() and walk.stat().st_size):
+            await asyncio.sleep(0)
+        stopped.stopping.set()
+
+    stopper = asyncio.create_task(stop_in_the_walk())
+    first = await Refresh(stopped, previous).run()
+    await stopper
+    assert not first["complete"] and not manifest.path_of(out).exists()
+    again = await job(sim, out)
+    again.resume = True
+    assert (await Refresh(again, previous).run())["complete"]
+    return out
+
+
+def _map(path: Path) -> dict[tuple[str, str, str], dict[str, object]]:
+    """A map's latest record of each block, without where and when it was read."""
+    latest = {}
+    for line in path.read_text().splitlines():
+        doc = json.loads(line)
+        latest[doc["registry"], doc["start_address"], doc["end_address"]] = {
+            k: v for k, v in doc.items() if k not in PROVENANCE}
+    return latest
+
+
+def _arin_differs_only_where_no_file_tells(sim: Simulator, out: Path, unseen: list[tuple[int, int]]) -> None:
+    """Every ARIN network of the truth the map lacks, or holds with another holder or abuse
+    address, lies where an ARIN change no file shows was made (so a fresh crawl alone would see it)."""
+    found = {}
+    for line in out.read_text().splitlines():
+        doc = json.loads(line)
+        found[doc["registry"], ip_int(doc["start_address"]), ip_int(doc["end_address"])] = doc
+    for rec in truth_records(sim.scenario):
+        if rec["registry"] != "arin":
+            continue
+        first, last = ip_int(rec["start_address"]), ip_int(rec["end_address"])
+        doc = found.get(("arin", first, last))
+        if doc is not None and doc["registrant"] == rec["registrant"]:
+            continue
+        assert any(a <= last and first <= b for a, b in unseen), (rec["start_address"], rec["end_address"])
+
+
+async def previous_map(maps: Path, scope: list[str], serials: dict[str, dict[str, str]]) -> Path:
+    """A previous map of one record, with its manifest (what a crawl beside it was made from)."""
+    maps.mkdir(exist_ok=True)
+    path = maps / "previous.jsonl"
+    path.write_text(json.dumps({"schema": 1, "registry": "ripencc", "handle": "193.0.0.0 - 193.0.7.255",
+                                "start_address": "193.0.0.0", "end_address": "193.0.7.255",
+                                "cidrs": ["193.0.0.0/21"]}) + "\n")
+    manifest.Manifest(scope=scope, serials=serials).write(path)
+    return path
+
+
+def untouched(previous: Path, before: bytes, out: Path) -> None:
+    """The previous map as it was, and nothing else beside it: no new map, no downloads."""
+    assert previous.read_bytes() == before and not out.exists()
+    beside = sorted(p.name for p in previous.parent.iterdir())
+    assert beside == [previous.name, manifest.path_of(previous).name]
+
+
+async def test_a_refresh_whose_files_went_backwards_is_refused_and_writes_nothing(
+        start_sim: StartSim, tmp_path: Path) -> None:
+    sim = await start_sim(latency=False, limits=False)
+    new = await job(sim, tmp_path / "maps" / "new.jsonl", ["193.0.0.0/16"])
+    serial = sim.files.path(sim.files.items["ftp.ripe.net/ripe/dbase/RIPE.CURRENTSERIAL"]).read_text()
+    ahead = str(int(serial) + 1)
+    previous = await previous_map(tmp_path / "maps", ["193.0.0.0/16"], {"ripencc": {"dump": ahead}})
+    before = previous.read_bytes()
+    refused = f"ripencc dump serial {int(serial)} is older than the previous map's {ahead}: the files went"
+    with pytest.raises(RefreshError, match=refused):
+        await Refresh(new, previous).run()
+    untouched(previous, before, new.out)
+
+
+async def test_a_refresh_of_another_scope_is_refused_and_writes_nothing(
+        start_sim: StartSim, tmp_path: Path) -> None:
+    sim = await start_sim(latency=False, limits=False)
+    new = await job(sim, tmp_path / "maps" / "new.jsonl", ["193.0.0.0/16"])
+    previous = await previous_map(tmp_path / "maps", ["193.0.0.0/15"], {})
+    before = previous.read_bytes()
+    with pytest.raises(RefreshError, match=re.escape("maps 193.0.0.0/15, not 193.0.0.0/16")):
+        await Refresh(new, previous).run()
+    untouched(previous, before, new.out)
+    new.out = previous
+    with pytest.raises(RefreshError, match="is the map being refreshed"):
+        await Refresh(new, previous).run()
+    new.out = tmp_path / "maps" / "unfinished.jsonl"
+    new.out.write_text("{}\n")
+    with pytest.raises(RefreshError, match="holds an unfinished refresh: add --resume to finish it"):
+        await Refresh(new, previous).run()
+    new.out.unlink()
+    manifest.path_of(previous).unlink()
+    new.out = tmp_path / "maps" / "new.jsonl"
+    with pytest.raises(RefreshError, match=re.escape("has no previous.jsonl.map.json beside it")):
+        await Refresh(new, previous).run()
+
+
+async def test_a_registry_whose_new_statistics_are_unusable_keeps_its_networks(
+        start_sim: StartSim, tmp_path: Path) -> None:
+    sim = await start_sim(latency=False, limits=False, faults={"files": {"arin": ["record_count"]}})
+    w, at = sim.world, ip_int("24.0.0.0")
+    kept = w.lookup(at)
+    while w.parent[kept] >= 0:  # the delegation itself
+        kept = w.parent[kept]
+    previous = tmp_path / "maps" / "previous.jsonl"
+    previous.parent.mkdir()
+    record = NetworkRecord(registry="arin", handle=w.handle(kept), start_address=ip_str(w.start[kept]),
+                           end_address=ip_str(w.end[kept]), cidrs=["24.0.0.0/12"],
+                           registrant="Kept From Before")
+    previous.write_bytes(record.to_json() + b"\n")
+    sound = sim.files.sound(sim.files.items["ftp.arin.net/pub/stats/arin/delegated-arin-extended-latest"])
+    rows = [manifest.row_of(d) for d in read_path(sound)[1]
+            if d.first <= w.end[kept] and w.start[kept] <= d.last]
+    manifest.Manifest(scope=["24.0.0.0/16"], rows=rows).write(previous)  # as the crawl before read them
+    new = await job(sim, tmp_path / "maps" / "new.jsonl", ["24.0.0.0/16"])
+    new.verify = 0.0
+    summary = await Refresh(new, previous).run()
+    assert any("arin statistics not used" in note for note in summary["notes"])
+    assert summary["walked"] == [] and summary["counts"]["arin_kept"] == 1
+    written = [json.loads(line) for line in new.out.read_text().splitlines()]
+    assert [r["registrant"] for r in written if r["registry"] == "arin"] == ["Kept From Before"]

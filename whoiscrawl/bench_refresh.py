@@ -1,0 +1,92 @@
+"""`whoiscrawl bench-refresh`: a first crawl of a scenario from its files, then a refresh a day for
+several simulated days, each day's requests and wall time beside the first crawl's (JSON lines)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from whoiscrawl import bench
+from whoiscrawl.local import LocalCrawl
+from whoiscrawl.refresh import Refresh
+from whoiscrawl.rirs import REGISTRIES, published_at
+from whoiscrawl.settings import CrawlSettings
+from whoiscrawl.sim import scenarios
+from whoiscrawl.sim.churn import Churn
+from whoiscrawl.sim.published import catalogue
+from whoiscrawl.sim.score import score
+from whoiscrawl.space import fetch_bootstrap
+
+
+def requests(log: str) -> int:
+    """Requests the simulated registries were sent (file downloads left out), from their log."""
+    with open(log, encoding="utf-8") as fh:
+        return sum(1 for line in fh if '"protocol":"file"' not in line)
+
+
+def settled(log: str, since: int, at_least: int, wait_s: float = 15.0) -> int:
+    """Requests logged since `since`, once the simulator's log (written every second) holds at
+    least the `at_least` the crawler counted, or `wait_s` passed."""
+    deadline = time.monotonic() + wait_s
+    while (n := requests(log) - since) < at_least and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return n
+
+
+def _job(sim: bench.Simulator, out: Path) -> LocalCrawl:
+    settings = CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, sim.whois),
+                             sources=frozenset({"stats", "dumps", "live"}), files_base=sim.files_base,
+                             accept_dump_terms=frozenset(REGISTRIES), verify=0.001, fill_redacted=True)
+    return LocalCrawl(ranges=sim.ranges, out=out, bootstrap=asyncio.run(fetch_bootstrap(sim.bootstrap_url)),
+                      limits=sim.limits(), settings=settings)
+
+
+def _advance(sim: bench.Simulator) -> int:
+    """The simulator a day on, its new files made before the refresh is timed (a mirror has them
+    ready; making them is the simulator's cost, not the refresh's); the changes it made."""
+    root = sim.files_base.removesuffix("/published")
+    ask = urllib.request.Request(f"{root}/sim/advance", method="POST")
+    with urllib.request.urlopen(ask, timeout=600) as r:
+        made = len(json.load(r)["changes"])
+    for item in catalogue():
+        with urllib.request.urlopen(published_at(item.url, sim.files_base), timeout=600) as r:
+            while r.read(1 << 20):
+                pass
+    return made
+
+
+def _figures(name: str, day: int, out: Path, churn: str | None) -> dict[str, Any]:
+    f = score(scenarios.get(name, day=day, churn=Churn.parse(churn) if churn else None), out)
+    return {"recall": f["recall"],
+            "recall_by_registry": {r: v["recall"] for r, v in f["recall_by_registry"].items()},
+            "holder_by_registry": {r: v["holder"] for r, v in f["field_accuracy"].items()}}
+
+
+def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -> Iterator[dict[str, Any]]:
+    """One JSON-able line for the first crawl, then one a day (`churn`: `sim serve --churn`)."""
+    work = Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-refresh-"))
+    extra = ["--churn", churn] if churn else []
+    with bench.simulator(scenario, time_scale, work / "requests.jsonl", extra=extra) as sim:
+        previous, started = work / "day0.jsonl", time.monotonic()
+        first = asyncio.run(_job(sim, previous).run())
+        wall = round(time.monotonic() - started, 1)
+        base = {"requests": settled(sim.log, 0, int(first["lookups"])), "wall_s": wall}
+        yield {"scenario": scenario, "day": 0, "churn": churn, "first_crawl": base,
+               "complete": first["complete"], **_figures(scenario, 0, previous, churn), "workdir": str(work)}
+        for day in range(1, days + 1):
+            changes, before = _advance(sim), requests(sim.log)
+            out, started = work / f"day{day}.jsonl", time.monotonic()
+            summary = asyncio.run(Refresh(_job(sim, out), previous).run())
+            wall, asked = time.monotonic() - started, settled(sim.log, before, int(summary["lookups"]))
+            yield {"scenario": scenario, "day": day, "simulated_changes": changes, "requests": asked,
+                   "wall_s": round(wall, 1), "requests_vs_first": round(asked / max(base["requests"], 1), 4),
+                   "wall_vs_first": round(wall / max(base["wall_s"], 1e-3), 4), "first_crawl": base,
+                   "change_set": {k: summary["changes"][k] for k in ("added", "removed", "changed")},
+                   **_figures(scenario, day, out, churn)}
+            previous = out

@@ -1,0 +1,297 @@
+"""Refresh by difference (`whoiscrawl crawl --refresh PREVIOUS`): a previous map brought to the
+registries' newest published files, asking live only what the files cannot tell (docs/refresh.md).
+
+- Free space: from the new statistics, as a crawl writes it.
+- A registry read from its dump (RIPE NCC, APNIC, LACNIC, AFRINIC): each network of the new dump
+  against the same network of the previous dump; unchanged, the previous record is kept (with what
+  was asked live for it); new or changed, the dump's record (and, where the dump leaves out a field,
+  one live lookup for it); networks the new dump no longer holds are gone.
+- Any other registry (ARIN: no dump): the statistics' difference. Each delegation whose row is new
+  or changed (date, status, country, registry) is walked live again, as a crawl walks it; every
+  other network of the previous map is kept.
+- A freshness sample (`--verify`) of the networks kept is asked again live.
+The new map gets its own manifest and the change set from the previous map (`write_change_set`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netaddr import IPRange, IPSet
+
+from whoiscrawl.crawl import Crawler
+from whoiscrawl.local import FileSink, LocalCrawl, LocalCrawlError, Seeding, read_results, scoped
+from whoiscrawl.ratelimit import MemoryRateLimiter
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import RegistryClient
+from whoiscrawl.results.diff import diff_report
+from whoiscrawl.results.source import ResultSet
+from whoiscrawl.sources import freshness, manifest, stats
+from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
+from whoiscrawl.space import Scope
+from whoiscrawl.store import MemoryStore
+
+Key = tuple[str, int, int]  # a block: its registry and range
+# Where a record was read and when: two reads of one unchanged network differ only in these.
+PROVENANCE = frozenset({"fetched_at", "observed_at", "serial", "crawl", "raw", "query_address"})
+
+
+class RefreshError(LocalCrawlError):
+    """A refresh that cannot be made as asked; nothing was written. The text says what to change."""
+
+
+def write_change_set(old: Path, new: Path, path: Path) -> dict[str, Any]:
+    """The changes from map `old` to map `new`, one JSON line each, and their counts (the one place
+    a refresh's change set is made: today `whoiscrawl diff`'s comparison)."""
+    report = diff_report(ResultSet(old, seekable=True), ResultSet(new, seekable=True))
+    with path.open("w", encoding="utf-8") as fh:
+        for change in report.pop("changes"):
+            fh.write(json.dumps(change, separators=(",", ":")) + "\n")
+    return report
+
+
+@dataclass
+class Previous:
+    """The previous map: the latest record of each block, and the last record its dump gave."""
+
+    latest: dict[Key, NetworkRecord] = field(default_factory=dict)
+    dumped: dict[Key, NetworkRecord] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> Previous:
+        prev = cls()
+        for record in read_results(path):
+            key = (record.registry, record.first, record.last)
+            prev.latest[key] = record
+            if record.source == "dump":
+                prev.dumped[key] = record
+        return prev
+
+
+def same(a: NetworkRecord, b: NetworkRecord) -> bool:
+    """One network read twice, unchanged (its provenance aside)?"""
+    x, y = a.to_dict(), b.to_dict()
+    return all(x[k] == y[k] for k in x.keys() | y.keys() if k not in PROVENANCE)
+
+
+@dataclass
+class Refresh:
+    """A refresh of `previous` into `job.out`, with the job's settings (ranges, files, limits)."""
+
+    job: LocalCrawl
+    previous: Path
+    counts: Counter[str] = field(default_factory=Counter)
+    recheck: list[NetworkRecord] = field(default_factory=list)  # to ask again live
+    kept: list[NetworkRecord] = field(default_factory=list)  # networks unchanged (the sample's pool)
+
+    async def run(self) -> dict[str, Any]:
+        job = self.job
+        old = self._check()
+        made_dir = not job.published.exists()
+        try:
+            published, dumps = await self._files(old)
+        except RefreshError:
+            if made_dir:
+                shutil.rmtree(job.published, ignore_errors=True)
+            raise
+        prev = Previous.read(self.previous)
+        scope = Scope.of((c.first, c.last) for c in IPSet(old.scope).iter_cidrs())
+        sink = FileSink(job.out)
+        for record in published.free_records(scope):
+            record.crawl = "local"
+            await sink.emit(record)
+        walked: set[str] = set()
+        for dump in dumps:
+            if not await self._from_dump(dump, prev, scope, sink):
+                walked.add(dump.registry)
+        dumped = {d.registry for d in dumps} - walked
+        walk = await self._from_stats(old, published, prev, scope, dumped, sink)
+        sink.close()
+        summary = await self._live(walk, published, scope)
+        if not summary["complete"]:  # no manifest: the map is no map yet; --resume finishes it
+            return {"refreshed": str(self.previous), "out": str(job.out), **summary,
+                    "counts": dict(self.counts), "walked": walk, "changes": None, "notes": job.notes[:20]}
+        rows = sorted(manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
+        made = max(published.end_dates.values(), default="")
+        manifest.Manifest(old.scope, self._serials(published, dumps), rows, made).write(job.out)
+        changes = write_change_set(self.previous, job.out, change_set_path(job.out))
+        return {"refreshed": str(self.previous), "out": str(job.out), "complete": summary.pop("complete"),
+                "counts": dict(self.counts), "walked": walk, **summary, "changes": changes,
+                "notes": job.notes[:20]}
+
+    def _check(self) -> manifest.Manifest:
+        """The previous map's manifest, for this scope; the new map's place free."""
+        job = self.job
+        if job.out.resolve() == self.previous.resolve():
+            raise RefreshError(f"--out {job.out} is the map being refreshed: write the new one elsewhere")
+        if manifest.path_of(job.out).exists():
+            raise RefreshError(f"{job.out} already holds a complete map: choose another --out")
+        if job.out.exists() and job.out.stat().st_size and not job.resume:
+            raise RefreshError(f"{job.out} holds an unfinished refresh: add --resume to finish it, or choose "
+                               "another --out")
+        try:
+            old = manifest.Manifest.read(self.previous)
+        except manifest.ManifestError as exc:
+            raise RefreshError(str(exc)) from exc
+        asked = scoped(job.ranges, list(job.settings.excludes))
+        if asked != old.scope:
+            raise RefreshError(f"{self.previous} maps {_brief(old.scope)}, not {_brief(asked)}: refresh it "
+                               "with the ranges (and --exclude) it was crawled with, or crawl the new scope "
+                               "anew")
+        # Resumed: what the files settle is written again (no request), the walk goes on from its
+        # checkpoint, the networks to ask again are asked again.
+        job.out.unlink(missing_ok=True)
+        return old
+
+    async def _files(self, old: manifest.Manifest) -> tuple[StatsPlan, list[RegistryDump]]:
+        """The newest statistics and dumps, none older than the previous map's."""
+        job = self.job
+        published = await load_stats(job.settings.files_base, job.published)
+        for warning in published.warnings:
+            job.note(warning)
+        _forward("statistics", "stats", published.serials, old)
+        chosen = job.settings
+        dumps, notes = await fetch_dumps(chosen.files_base, job.published, chosen.accept_dump_terms)
+        for note in notes:
+            job.note(note)
+        _forward("dump", "dump", {d.registry: d.serial or "" for d in dumps}, old)
+        return published, dumps
+
+    async def _from_dump(self, dump: RegistryDump, prev: Previous, scope: Scope, sink: FileSink) -> bool:
+        """A registry's networks from its new dump against the previous one (False: the dump could
+        not be read whole, and the registry is refreshed from the statistics instead)."""
+        report, records = dump.read()
+        fresh = [r for r in records if scope.overlaps(r.first, r.last)]
+        if not report.complete:
+            self.job.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; refreshed live")
+            return False
+        seen: set[Key] = set()
+        for record in fresh:
+            key = (record.registry, record.first, record.last)
+            seen.add(key)
+            before, record.crawl = prev.dumped.get(key), "local"
+            await sink.emit(record)  # the new dump's record: its serial (the next refresh compares it)
+            if before is not None and same(before, record):
+                self.counts[f"{dump.registry}_unchanged"] += 1
+                self.kept.append(prev.latest[key])
+                if prev.latest[key] is not before:  # what was asked live for it still holds: after it
+                    await sink.emit(prev.latest[key])
+                continue
+            self.counts[f"{dump.registry}_{'changed' if key in prev.latest else 'added'}"] += 1
+            if self.job.settings.fill_redacted and freshness.redacted(record):
+                self.recheck.append(record)
+        gone = [k for k in prev.latest if k[0] == dump.registry and k not in seen
+                and prev.latest[k].source != "stats"]
+        self.counts[f"{dump.registry}_removed"] += len(gone)
+        return True
+
+    async def _from_stats(self, old: manifest.Manifest, published: StatsPlan, prev: Previous, scope: Scope,
+                          dumped: set[str], sink: FileSink) -> list[str]:
+        """Registries without a dump read: the previous networks outside every delegation whose
+        statistics row changed are kept; the changed delegations (in scope) are to be walked."""
+        now = {manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last)}
+        changed: set[manifest.Row] = set()
+        for registry in {r[0] for r in old.rows} | {r[0] for r in now}:
+            if registry in dumped or registry not in published.serials:
+                continue  # no statistics to compare (a warning says why): its networks kept unchecked
+            changed |= old.rows_of(registry) ^ {r for r in now if r[0] == registry}
+        spans = Scope.of(sorted((r[1], r[1] + r[2] - 1) for r in changed))
+        for key, record in prev.latest.items():
+            fresh_stats = record.source == "stats" and key[0] in published.serials  # written anew above
+            if key[0] in dumped or fresh_stats or spans.overlaps(key[1], key[2]):
+                continue
+            self.counts[f"{key[0]}_kept"] += 1
+            self.kept.append(record)
+            await sink.emit(record)
+        inside = IPSet(old.scope) & IPSet(IPRange(r[1], r[1] + r[2] - 1) for r in changed
+                                          if r in now)
+        self.counts["delegations_changed"] = len(changed)
+        return [str(c) for c in inside.iter_cidrs()]
+
+    async def _live(self, walk: list[str], published: StatsPlan, scope: Scope) -> dict[str, Any]:
+        """The changed delegations walked live (a crawl of just them), then the networks to ask
+        again: fields a new dump left out, and the freshness sample of those kept."""
+        job, lookups, complete = self.job, Counter[str](), True
+        if walk:
+            part = job.out.with_name(job.out.name + ".walk.jsonl")
+            live_only = dataclasses.replace(job.settings, sources=frozenset({"live"}), excludes=())
+            sub = LocalCrawl(ranges=walk, out=part, bootstrap=job.bootstrap, limits=job.limits,
+                             settings=live_only, egresses=job.egresses, resume=part.exists(),
+                             stopping=job.stopping)
+            done = await sub.run()
+            complete, lookups = bool(done["complete"]), Counter(done["lookups_by_registry"])
+            if not complete:  # the walk's records and checkpoint stay for --resume
+                return {"complete": False, "lookups": sum(lookups.values()),
+                        "lookups_by_registry": dict(lookups)}
+            with job.out.open("a", encoding="utf-8") as fh, part.open(encoding="utf-8") as walked:
+                shutil.copyfileobj(walked, fh)
+            part.unlink()
+            sub.checkpoint.unlink(missing_ok=True)
+        step = freshness.every(job.settings.verify)
+        sample = [r for n, r in enumerate(self.kept) if step and n % step == 0]
+        asked = await self._ask_again(self.recheck + sample, published, scope)
+        lookups.update(asked.pop("lookups_by_registry"))
+        return {"complete": complete, "lookups": sum(lookups.values()), "lookups_by_registry": dict(lookups),
+                "asked_again": asked}
+
+    async def _ask_again(self, records: list[NetworkRecord], published: StatsPlan,
+                         scope: Scope) -> dict[str, Any]:
+        """Each record asked again live at its first address (`Seeding.fresh`: a changed answer is
+        written after it, and the latest record of a block wins)."""
+        job = self.job
+        if not records:
+            return {"lookups_by_registry": {}}
+        recheck = job.out.with_name(job.out.name + ".recheck.jsonl")
+        recheck.write_text("".join(r.to_json().decode() + "\n" for r in records), encoding="utf-8")
+        sink = FileSink(job.out)
+        delegated = published.index().registry if published.delegations else None
+        client = RegistryClient(job.bootstrap, MemoryRateLimiter(job.limits), job.egresses,
+                                dict(job.settings.whois_servers),
+                                delegated_by=delegated, delegation_country=stats.configured_country())
+        store = MemoryStore(job.out.with_name(job.out.name + ".recheck.checkpoint.json"))
+        crawler = Crawler(store, sink, client, owner=uuid.uuid4().hex, scope=scope, stopping=job.stopping)
+        try:
+            figures = await Seeding(job, store, sink, scope).fresh(recheck, crawler)
+        finally:
+            sink.close()
+            await client.close()
+        return {**figures, "lookups_by_registry": dict(crawler.lookups_by_registry)}
+
+    @staticmethod
+    def _serials(published: StatsPlan, dumps: list[RegistryDump]) -> dict[str, dict[str, str]]:
+        serials = {r: {"stats": s} for r, s in published.serials.items()}
+        for d in dumps:
+            if d.serial:
+                serials.setdefault(d.registry, {})["dump"] = d.serial
+        return serials
+
+
+def change_set_path(out: Path) -> Path:
+    return out.with_name(out.name + ".changes.jsonl")
+
+
+def _forward(what: str, kind: str, serials: dict[str, str], old: manifest.Manifest) -> None:
+    """Refuse files older than the previous map's (a serial that went backwards)."""
+    for registry, serial in serials.items():
+        was = old.serials.get(registry, {}).get(kind)
+        if was and serial and _older(serial, was):
+            raise RefreshError(f"{registry} {what} serial {serial} is older than the previous map's {was}: "
+                               "the files went backwards; point --files-base at the registries' current "
+                               "files")
+
+
+def _older(new: str, old: str) -> bool:
+    if new.isdigit() and old.isdigit():
+        return int(new) < int(old)
+    return new < old
+
+
+def _brief(scope: list[str]) -> str:
+    return ", ".join(scope[:3]) + (f" and {len(scope) - 3} more" if len(scope) > 3 else "")
