@@ -392,8 +392,9 @@ def worker(given: dict[str, Any]) -> None:
         bootstrap_url=given["bootstrap_url"],
         egresses=_egresses(given["bind_address"], given["egress_key"] or socket.gethostname()),
         egress_share=given["egress_share"],
-        whois_servers=_whois_servers(given["whois"]),
-        list_children=given["list_children"],
+        settings=CrawlSettings(
+            list_children=given["list_children"], whois_servers=_whois_servers(given["whois"])
+        ),
         metrics_port=given["metrics_port"] or None,
         grace_seconds=given["grace_seconds"],
         kafka_config=kafka_config_from(os.environ),

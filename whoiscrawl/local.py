@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from whoiscrawl.crawl import Crawler, run_shards
+from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
@@ -157,14 +157,7 @@ class LocalCrawl:
             delegated_by=delegated_by, delegation_country=stats.configured_country(),
         )
         crawler = Crawler(
-            store,
-            sink,
-            client,
-            owner=uuid.uuid4().hex,
-            list_children=chosen.list_children,
-            scope=plan.scope,
-            stopping=self.stopping,
-            failure_pauses=Crawler.failure_pauses if chosen.failure_pauses is None else chosen.failure_pauses,
+            store, sink, client, Member(uuid.uuid4().hex), chosen, scope=plan.scope, stopping=self.stopping
         )
         started = time.monotonic()
         seeded: dict[str, Any] = {}

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from whoiscrawl.bench import Simulator, simulator
-from whoiscrawl.crawl import Crawler, run_shards
+from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.records import Shard
@@ -48,7 +48,7 @@ async def worker(
     )
     sink = out if isinstance(out, FileSink) else FileSink(out)
     try:
-        yield Crawler(store, sink, client, owner, crawl, scope=await store.scope())
+        yield Crawler(store, sink, client, Member(owner, crawl), scope=await store.scope())
     finally:
         sink.close()
         await client.close()

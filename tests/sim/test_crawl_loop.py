@@ -12,7 +12,7 @@ from typing import Any
 
 from netaddr import IPNetwork
 
-from whoiscrawl.crawl import Crawler
+from whoiscrawl.crawl import Crawler, Member
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
@@ -199,7 +199,8 @@ async def test_lanes_waiting_on_a_silent_registry_share_one_help_query(start_sim
     sim = await start_sim(time_scale=100)
     limits = {"lacnic": Limit(100.0)}
     client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits))
-    crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client, "t", failure_pauses=(0.2, 0.5))
+    crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client, Member("t"),
+                      CrawlSettings(failure_pauses=(0.2, 0.5)))
     try:
         assert all(await asyncio.gather(*(crawler.patience.answers_help("lacnic") for _ in range(16))))
         sim.log.flush()
