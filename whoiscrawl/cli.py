@@ -271,7 +271,7 @@ def plan(
     from whoiscrawl import queue
     from whoiscrawl.publish import publish_plan
     from whoiscrawl.space import SpaceError, plan_crawl
-    from whoiscrawl.store import RedisStore
+    from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
     if estimate:
         _estimate(ranges, egress, given, as_json)
@@ -288,7 +288,7 @@ def plan(
         _fail(str(exc))
         return
     try:
-        store = RedisStore(redis_url, crawl)
+        store = RedisCrawlAdmin(redis_url, crawl)
         planned = store.progress().shards_total
     except (RedisError, ValueError) as exc:
         _fail(f"cannot reach Redis at --redis-url {redis_url}: {exc}")

@@ -23,7 +23,8 @@ from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import dumps, freshness, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
-from whoiscrawl.store import CheckpointError, MemoryStore, Progress
+from whoiscrawl.store import Progress
+from whoiscrawl.store.memory import CheckpointError, MemoryStore
 from whoiscrawl.strategy import Answer
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from whoiscrawl.registry.client import ABANDONED_WAIT_S
 from whoiscrawl.settings import SETTINGS, CrawlSettings
 from whoiscrawl.sources import stats
 from whoiscrawl.space import fetch_bootstrap
-from whoiscrawl.store import RedisBlockStore
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 log = logging.getLogger("whoiscrawl.worker")
 

@@ -23,7 +23,7 @@ from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.space import fetch_bootstrap
-from whoiscrawl.store import MemoryStore
+from whoiscrawl.store.memory import MemoryStore
 
 Block = tuple[str, str]  # first and last address
 
