@@ -23,7 +23,7 @@ from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import dumps, freshness, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
-from whoiscrawl.store import Progress
+from whoiscrawl.store import Progress, resumed_block
 from whoiscrawl.store.memory import CheckpointError, MemoryStore
 from whoiscrawl.strategy import Answer
 
@@ -102,9 +102,9 @@ class LocalCrawl:
         except CheckpointError as exc:
             raise LocalCrawlError(str(exc)) from exc
         for record in read_results(self.out) if resumed else []:
-            answer = Answer.of(record, self.settings.resolution)
             seeded = store.seeded.get(record.registry) if record.source == "dump" else None
-            store.index.add(answer.first, answer.last, answer.terminal or dump_leaf(record, seeded))
+            answer = resumed_block(record, self.settings.resolution, dump_leaf(record, seeded))
+            store.index.add(answer.first, answer.last, answer.terminal)
         store.counters.shards_total = len(plan.shards)
         store.counters.addresses_total = plan.addresses
         return store, resumed

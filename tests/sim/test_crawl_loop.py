@@ -26,6 +26,7 @@ from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store.memory import MemoryStore
 
 Block = tuple[str, str]  # first and last address
+PARENT = "63.0.28.0/22"  # an ARIN reassignment listing 22 sub-assignments under the grid
 
 
 @dataclass
@@ -135,6 +136,31 @@ async def test_a_listing_cut_off_by_an_outage_is_asked_again_once_the_registry_i
     assert got.requests[("ripencc", "rdap-down", "fault")] > 0
     assert got.doc["complete"] and got.doc["failures"] == [], got.doc
     assert set(got.records) == set(want)
+
+
+async def test_a_crawl_stopped_while_listing_an_assignment_lists_it_on_resume(start_sim, world, tmp_path):
+    # An ARIN reassignment of a /22 (a leaf by its type, worth listing: its 22 sub-assignments are
+    # all under the grid) is in the results once answered, before its listing ends. Stopped while
+    # the listing waits out an outage, the resumed crawl must list it again (before, the resume read
+    # the assignment back as a leaf, skipped the probe inside it, and the children were never asked).
+    want = truth(world, PARENT)
+    [parent] = [o for o in want.values() if world.nchildren[o]]
+    sim = await start_sim(time_scale=1)
+    stopping = asyncio.Event()
+    crawling = asyncio.create_task(crawl(sim, tmp_path, PARENT, failure_pauses=(0.2, 0.5), stopping=stopping))
+    answered = f'"protocol":"rdap","status":200,"handle":{json.dumps(world.handle(parent))}'
+    async with asyncio.timeout(30):
+        while answered not in sim.log.path.read_text():
+            sim.log.flush()
+            await asyncio.sleep(0.005)
+    sim.faults = Faults.from_doc({"arin": {"http_5xx": 1.0}}, time_scale=1, t0=sim.t0)
+    await until_logged(sim, "arin", "rdap-down", "fault")
+    stopping.set()
+    stopped = await asyncio.wait_for(crawling, 30)
+    assert not stopped.doc["complete"] and len(stopped.records) < len(want)
+    sim.faults = Faults(time_scale=1, t0=sim.t0)  # back
+    got = await asyncio.wait_for(crawl(sim, tmp_path, PARENT, resume=True), 60)
+    assert got.doc["complete"] and set(got.records) == set(want)
 
 
 async def test_a_redirect_is_followed_and_the_record_is_the_registry_it_led_to(start_sim, world, tmp_path):

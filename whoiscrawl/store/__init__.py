@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from whoiscrawl.blocks import KnownBlocks
-from whoiscrawl.records import Progress
-from whoiscrawl.strategy import Answer
+from whoiscrawl.records import NetworkRecord, Progress
+from whoiscrawl.strategy import Answer, worth_listing
 
 
 def remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
@@ -19,6 +19,19 @@ def remember(index: KnownBlocks, answer: Answer | None) -> tuple[bool, bool]:
         return False, False
     known = index.knows(answer.first, answer.last)
     return known, index.add(answer.first, answer.last, answer.terminal)
+
+
+def resumed_block(record: NetworkRecord, resolution: int, leaf: bool = False) -> Answer:
+    """A result record's block as a store resumed or rebuilt from results knows it: the one rule of
+    a local resume and a fleet's rebuild. The results do not say which listings ended, so a network
+    worth listing is a parent again (the lane that meets it next lists it again; a parent listed
+    whole is the checkpoint's to say), unless `leaf`: its caller knows nothing inside needs asking
+    (a network of a dump seeded whole)."""
+    answer = Answer.of(record, resolution)
+    if leaf or not worth_listing(record, resolution):
+        return Answer(answer.first, answer.last, answer.terminal or leaf)
+    # Maybe unlisted yet, or listed part way: a parent until a listing ends again.
+    return Answer(answer.first, answer.last, False)
 
 
 def step_counts(

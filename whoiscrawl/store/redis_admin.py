@@ -16,9 +16,8 @@ from whoiscrawl.blocks import KnownBlocks, encode_block
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord, Progress, Shard
 from whoiscrawl.space import Scope
-from whoiscrawl.store import REBUILD_LEASE_S
+from whoiscrawl.store import REBUILD_LEASE_S, resumed_block
 from whoiscrawl.store.redis_scripts import _RELEASE, _RENEW, _SHARD_DONE, REDIS_RETRIES, _backoff, new_epoch
-from whoiscrawl.strategy import Answer, worth_listing
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +117,7 @@ class RedisCrawlAdmin:
         pipe = self.client.pipeline(transaction=False)
         written = 0
         for record in records:
-            answer = Answer.of(record, resolution)
-            if worth_listing(record, resolution):
-                # Maybe unlisted yet, or listed part way: a parent until a listing ends again.
-                answer = Answer(answer.first, answer.last, False)
+            answer = resumed_block(record, resolution)
             if not seen.add(answer.first, answer.last, answer.terminal):
                 continue
             pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
