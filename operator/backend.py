@@ -23,7 +23,7 @@ from whoiscrawl import queue
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import Progress
 from whoiscrawl.space import plan_crawl
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Backend(Protocol):
 class RedisTimeouts:
     """The operator's Redis client: a pass with Redis down must end well inside the liveness
     window (6 intervals, 60 s), so it fails fast and is tried again next pass instead of waiting
-    out a restart as workers do (whoiscrawl.store.REDIS_RETRIES)."""
+    out a restart as workers do (whoiscrawl.store.redis_scripts.REDIS_RETRIES)."""
 
     connect_seconds: float = 1.0
     read_seconds: float = 3.0
@@ -180,10 +180,10 @@ class LiveBackend:
             done.append("deleted topics")
         return "; ".join(done) or "retained topics and Redis keys"
 
-    def _store(self, t: Target) -> RedisStore:
+    def _store(self, t: Target) -> RedisCrawlAdmin:
         # A malformed URL raises ValueError here: a BackendError like any other Redis problem.
         client = self._call("connecting to Redis", self._client, t.redis_url)
-        return RedisStore(t.redis_url, t.crawl, client)
+        return RedisCrawlAdmin(t.redis_url, t.crawl, client)
 
     def _client(self, url: str) -> redis.Redis:
         with self._clients_lock:

@@ -31,7 +31,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.strategy import Answer
 
 # What a worker logs at the end of its drain (worker/runner.py): how long it took, by its own clock.
@@ -255,7 +255,7 @@ def crawl_with_fleet(
         crawl=crawl, ranges=sim.ranges, strategy=settings.strategy, resolution=settings.resolution,
         samples=settings.samples,
     )
-    admin = RedisStore(redis_url, crawl)
+    admin = RedisCrawlAdmin(redis_url, crawl)
     publish_plan(plan, bootstrap=kafka, prefix="whoiscrawl.", store=admin, partitions=32)
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, shape.egress, shape.workers,
@@ -472,7 +472,7 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
         pipe.execute()
     elapsed = time.perf_counter() - started
     used = int(client.info("memory")["used_memory"]) - before
-    RedisStore(redis_url, crawl).delete_crawl()
+    RedisCrawlAdmin(redis_url, crawl).delete_crawl()
     return {
         "benchmark": "redis_block_memory",
         "blocks": blocks,

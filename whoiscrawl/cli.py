@@ -298,7 +298,7 @@ def plan(
     from whoiscrawl import queue
     from whoiscrawl.publish import publish_plan
     from whoiscrawl.space import SpaceError, plan_crawl
-    from whoiscrawl.store import RedisStore
+    from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
     if estimate:
         _estimate(ranges, egress, given, as_json)
@@ -315,7 +315,7 @@ def plan(
         _fail(str(exc))
         return
     try:
-        store = RedisStore(redis_url, crawl)
+        store = RedisCrawlAdmin(redis_url, crawl)
         planned = store.progress().shards_total
     except (RedisError, ValueError) as exc:
         _fail(f"cannot reach Redis at --redis-url {redis_url}: {exc}")
@@ -419,8 +419,9 @@ def worker(given: dict[str, Any]) -> None:
         bootstrap_url=given["bootstrap_url"],
         egresses=_egresses(given["bind_address"], given["egress_key"] or socket.gethostname()),
         egress_share=given["egress_share"],
-        whois_servers=_whois_servers(given["whois"]),
-        list_children=given["list_children"],
+        settings=CrawlSettings(
+            list_children=given["list_children"], whois_servers=_whois_servers(given["whois"])
+        ),
         metrics_port=given["metrics_port"] or None,
         grace_seconds=given["grace_seconds"],
         kafka_config=kafka_config_from(os.environ),

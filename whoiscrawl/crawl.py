@@ -8,7 +8,7 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Protocol
 
 from netaddr import IPAddress
@@ -18,6 +18,7 @@ from whoiscrawl.listing import Listings
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.registry.patience import PAUSES, Patience
+from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.space import Scope
 from whoiscrawl.store import LEASE_S, Lease, LeaseLost, Store
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
@@ -31,34 +32,49 @@ class ResultSink(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Member:
+    """This process as one of a crawl's walkers: the name its claims and leases carry, the crawl's
+    name its records carry, and whether its stop leaves long listings to the others."""
+
+    owner: str  # this process, for claims
+    crawl: str = "local"
+    # A fleet worker's drain leaves a long listing to whoever meets the parent next; a local crawl
+    # (Ctrl-C) finishes it, or every resume would list the parent from its first child again.
+    abandon_listings_on_stop: bool = False
+
+
 @dataclass
 class Crawler:
     """Walks shards one lookup at a time; many shards run at once, each in its own lane (a
     ShardLane). The crawler holds what its lanes share: store, sink, client, the failure policy
-    (registry/patience.py) and the listings (listing.py)."""
+    (registry/patience.py) and the listings (listing.py). Its crawl knobs are the settings'
+    (`list_children`, and `failure_pauses`: None is the failure policy's own)."""
 
     store: Store
     sink: ResultSink
     client: RegistryClient
-    owner: str  # this process, for claims
-    crawl: str = "local"
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    lookups_by_registry: Counter[str] = field(default_factory=Counter)
-    # Before an address that failed every way is asked again; the last repeats while its registry
-    # answers nothing (an outage), and the address is given up on after them if it does answer.
-    failure_pauses: tuple[float, ...] = PAUSES
-    list_children: bool = True  # follow registries' rdap-down links instead of probing parents' gaps
+    member: InitVar[Member]
+    settings: CrawlSettings = field(default_factory=CrawlSettings)
     scope: Scope | None = None  # listed children outside it are not kept (None: keep all)
-    listing_poll_s: float = 0.25  # how often a lane waiting for another worker's listing looks again
-    # A fleet worker's drain leaves a long listing to whoever meets the parent next; a local crawl
-    # (Ctrl-C) finishes it, or every resume would list the parent from its first child again.
-    abandon_listings_on_stop: bool = False
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    owner: str = field(init=False)  # the member's, read by lanes and listings
+    crawl: str = field(init=False)
+    abandon_listings_on_stop: bool = field(init=False)
+    lookups_by_registry: Counter[str] = field(init=False, default_factory=Counter)
+    # How often a lane waiting for another worker's listing looks again.
+    listing_poll_s: float = field(init=False, default=0.25)
     # The failure policy (registry/patience.py): pauses, help queries, what was given up on.
     patience: Patience = field(init=False)
     listings: Listings = field(init=False)  # the parents this process lists (listing.py)
 
-    def __post_init__(self) -> None:
-        self.patience = Patience(self.client.answering, self.stopping, self.failure_pauses)
+    def __post_init__(self, member: Member) -> None:
+        self.owner, self.crawl = member.owner, member.crawl
+        self.abandon_listings_on_stop = member.abandon_listings_on_stop
+        # Before an address that failed every way is asked again; the last repeats while its registry
+        # answers nothing (an outage), and the address is given up on after them if it does answer.
+        pauses = PAUSES if self.settings.failure_pauses is None else self.settings.failure_pauses
+        self.patience = Patience(self.client.answering, self.stopping, pauses)
         self.listings = Listings(self)
 
     @property
@@ -217,7 +233,7 @@ class ShardLane:
         if not await crawler.keep(record, answer) and answer.terminal:
             metrics.WASTED.inc()
         listable = (  # the sample strategy stays the 2016 method: no listings
-            crawler.list_children
+            crawler.settings.list_children
             and self.shard.strategy == "sweep"
             and result.down_url
             and worth_listing(record, self.resolution)

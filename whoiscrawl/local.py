@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from whoiscrawl.crawl import Crawler, run_shards
+from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
@@ -23,7 +23,8 @@ from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import dumps, freshness, manifest, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
-from whoiscrawl.store import CheckpointError, MemoryStore, Progress
+from whoiscrawl.store import Progress, resumed_block
+from whoiscrawl.store.memory import CheckpointError, MemoryStore
 from whoiscrawl.strategy import Answer
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,9 @@ class LocalCrawl:
         except CheckpointError as exc:
             raise LocalCrawlError(str(exc)) from exc
         for record in read_results(self.out) if resumed else []:
-            answer = Answer.of(record, self.settings.resolution)
             seeded = store.seeded.get(record.registry) if record.source == "dump" else None
-            store.index.add(answer.first, answer.last, answer.terminal or dump_leaf(record, seeded))
+            answer = resumed_block(record, self.settings.resolution, dump_leaf(record, seeded))
+            store.index.add(answer.first, answer.last, answer.terminal)
         store.counters.shards_total = len(plan.shards)
         store.counters.addresses_total = plan.addresses
         return store, resumed
@@ -170,14 +171,7 @@ class LocalCrawl:
             delegated_by=delegated_by, delegation_country=stats.configured_country(),
         )
         crawler = Crawler(
-            store,
-            sink,
-            client,
-            owner=uuid.uuid4().hex,
-            list_children=chosen.list_children,
-            scope=plan.scope,
-            stopping=self.stopping,
-            failure_pauses=Crawler.failure_pauses if chosen.failure_pauses is None else chosen.failure_pauses,
+            store, sink, client, Member(uuid.uuid4().hex), chosen, scope=plan.scope, stopping=self.stopping
         )
         started = time.monotonic()
         seeded: dict[str, Any] = {}

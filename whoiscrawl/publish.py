@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from whoiscrawl import queue
 from whoiscrawl.space import Plan
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 
 def publish_plan(
@@ -12,7 +12,7 @@ def publish_plan(
     *,
     bootstrap: str,
     prefix: str,
-    store: RedisStore,
+    store: RedisCrawlAdmin,
     config: dict[str, str] | None = None,
     partitions: int | None = None,
     topics: queue.TopicSettings | None = None,

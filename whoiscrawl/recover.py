@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from whoiscrawl import queue
-from whoiscrawl.store import RedisStore, new_epoch
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_scripts import new_epoch
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def rebuild(
     totals, scope and finished shards from the work topic and the committed offsets, and
     the walks' checkpoints from the checkpoints topic. Forgotten: which parents were listed (listed
     again), the lookup and error counts before the loss."""
-    store = RedisStore(redis_url, crawl)
+    store = RedisCrawlAdmin(redis_url, crawl)
     started = time.monotonic()
     with store.rebuilding(owner) as mine:
         if not mine:

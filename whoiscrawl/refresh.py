@@ -26,7 +26,7 @@ from typing import Any
 
 from netaddr import IPRange, IPSet
 
-from whoiscrawl.crawl import Crawler
+from whoiscrawl.crawl import Crawler, Member
 from whoiscrawl.local import FileSink, LocalCrawl, LocalCrawlError, Seeding, read_results, scoped
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.records import NetworkRecord
@@ -36,7 +36,7 @@ from whoiscrawl.results.source import ResultSet
 from whoiscrawl.sources import freshness, manifest, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Scope
-from whoiscrawl.store import MemoryStore
+from whoiscrawl.store.memory import MemoryStore
 
 Key = tuple[str, int, int]  # a block: its registry and range
 # Where a record was read and when: two reads of one unchanged network differ only in these.
@@ -256,7 +256,8 @@ class Refresh:
                                 dict(job.settings.whois_servers),
                                 delegated_by=delegated, delegation_country=stats.configured_country())
         store = MemoryStore(job.out.with_name(job.out.name + ".recheck.checkpoint.json"))
-        crawler = Crawler(store, sink, client, owner=uuid.uuid4().hex, scope=scope, stopping=job.stopping)
+        crawler = Crawler(store, sink, client, Member(uuid.uuid4().hex), job.settings, scope=scope,
+                          stopping=job.stopping)
         try:
             figures = await Seeding(job, store, sink, scope).fresh(recheck, crawler)
         finally:

@@ -20,7 +20,7 @@ from typing import IO, Any, NoReturn
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from whoiscrawl import metrics, recover
-from whoiscrawl.crawl import Crawler
+from whoiscrawl.crawl import Crawler, Member
 from whoiscrawl.queue import CheckpointSink, KafkaSink, group_name, topic_names
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.rates import Limit, scaled
@@ -28,9 +28,10 @@ from whoiscrawl.records import RecordError, Shard
 from whoiscrawl.redis_client import TRANSIENT
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.registry.client import ABANDONED_WAIT_S
+from whoiscrawl.settings import SETTINGS, CrawlSettings
 from whoiscrawl.sources import stats
 from whoiscrawl.space import fetch_bootstrap
-from whoiscrawl.store import RedisBlockStore
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 log = logging.getLogger("whoiscrawl.worker")
 
@@ -52,18 +53,21 @@ STALL_DUMP_S = 6.0
 
 @dataclass
 class WorkerConfig:
+    """A fleet worker's configuration: where it runs (Kafka, Redis, its egress) beside the crawl's
+    knobs, which are the settings contract's (`settings`: whois servers, rdap-down listing); the
+    defaults are the contract's (whoiscrawl/settings.py)."""
+
     crawl: str
     kafka_bootstrap: str
     redis_url: str
     limits: dict[str, Limit]
-    topic_prefix: str = "whoiscrawl."
-    bootstrap_url: str | None = None
+    topic_prefix: str = SETTINGS["topic_prefix"].default
+    bootstrap_url: str | None = SETTINGS["bootstrap_url"].default
     egresses: list[Egress] = field(default_factory=lambda: [Egress(socket.gethostname())])
-    egress_share: float = 1.0  # addresses behind one egress key (a NAT gateway pool)
-    whois_servers: dict[str, str] = field(default_factory=dict)
-    list_children: bool = True  # follow registries' rdap-down links (RFC 9910) where they give one
-    metrics_port: int | None = 9090
-    grace_seconds: float = 20.0  # inside GKE's spot notice; AWS gives two minutes
+    egress_share: float = SETTINGS["egress_share"].default  # addresses behind one egress key (a NAT pool)
+    settings: CrawlSettings = field(default_factory=CrawlSettings)
+    metrics_port: int | None = SETTINGS["metrics_port"].default
+    grace_seconds: float = SETTINGS["grace_seconds"].default  # inside GKE's spot notice; AWS gives 2 min
     max_queued_per_partition: int = 4
     kafka_config: dict[str, str] = field(default_factory=dict)
     name: str = field(default_factory=socket.gethostname)  # this member's: its pod's ($WHOISCRAWL_POD_NAME)
@@ -381,22 +385,13 @@ class Worker:
         await store.sync()
         limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share), self.owner)
         client = RegistryClient(
-            await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, cfg.whois_servers,
+            await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, dict(cfg.settings.whois_servers),
             delegation_country=stats.configured_country(),
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         scope = await store.scope()
-        self.crawler = Crawler(
-            store,
-            sink,
-            client,
-            self.owner,
-            cfg.crawl,
-            stopping=self.stopping,
-            list_children=cfg.list_children,
-            scope=scope,
-            abandon_listings_on_stop=True,
-        )
+        member = Member(self.owner, cfg.crawl, abandon_listings_on_stop=True)
+        self.crawler = Crawler(store, sink, client, member, cfg.settings, scope=scope, stopping=self.stopping)
         self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("worker %s taking shards of %s", self.owner, self.work_topic)
         consume = asyncio.create_task(self._consume())

@@ -13,7 +13,8 @@ from whoiscrawl.crawl import run_shards
 from whoiscrawl.local import FileSink
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import Egress
-from whoiscrawl.store import RedisBlockStore, RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 from .conftest import TIME_SCALE
 from .test_fleet_state import PARENT, PARENT_SPAN, local_blocks, planned, worker
@@ -53,7 +54,7 @@ async def test_a_former_owners_checkpoint_is_refused(services, unique_name, tmp_
     writes its step: a checkpoint behind the new owner's. It is refused and counted, and the frozen
     walk stops; the shard's cursor never moves back (it went back 32-63 times a chaos run)."""
     shard = Shard(unique_name, "lacnic-0", *LACNIC_SHARD, "sweep", 24)
-    admin = RedisStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
     admin.add_plan([shard])
     written: list[tuple[str, int]] = []  # (who, cursor) of every checkpoint the store took, in order
 
@@ -92,7 +93,7 @@ async def test_a_former_owners_checkpoint_is_refused(services, unique_name, tmp_
     assert progress.stale_writes_refused >= 1 and progress.checkpoints_backwards == 0
 
 
-def await_cursor(admin: RedisStore, shard_id: str) -> int:
+def await_cursor(admin: RedisCrawlAdmin, shard_id: str) -> int:
     value = admin.client.hget(admin.keys.cursors, shard_id)
     assert isinstance(value, bytes)
     return int(value.decode().split("/")[0])
@@ -115,7 +116,7 @@ async def test_a_listing_whose_lease_was_taken_over_stops_at_once(services, uniq
 
         sink = FrozenSink(out, third_child)
         other = RedisBlockStore(services.redis_url, unique_name)
-        admin = RedisStore(services.redis_url, unique_name)
+        admin = RedisCrawlAdmin(services.redis_url, unique_name)
         async with worker(services, sim, unique_name, sink, "a", lease_ms=300) as a:
             walking = asyncio.create_task(run_shards(a, shards, 1))  # one lane: the lister alone
             await asyncio.wait_for(sink.frozen.wait(), 20)
@@ -147,7 +148,7 @@ async def test_a_listing_going_on_after_its_walk_was_revoked_writes_no_stale_che
     listing's steps write their blocks and not the ended walk's checkpoint. Each such step was
     refused and counted as a stale write before (16,614 in a calm run of standard, 48 in one of
     quick, every one a listing's step under a shard its walk had left in the rebalance)."""
-    admin = RedisStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
     with simulator("quick", TIME_SCALE, tmp_path / "requests.jsonl") as sim:
         whole = await local_blocks(sim, [PARENT], tmp_path / "local.jsonl")
         shards = planned(services, unique_name, [PARENT])
@@ -199,7 +200,7 @@ async def test_two_crawls_through_one_address_keep_the_registry_limit(services, 
         names = (f"{unique_name}-a", f"{unique_name}-b")
         done = await asyncio.wait_for(asyncio.gather(*(crawl(n) for n in names)), 120)
     for name in names:
-        RedisStore(services.redis_url, name).delete_crawl()
+        RedisCrawlAdmin(services.redis_url, name).delete_crawl()
     entries = [json.loads(line) for line in log.open()]
     assert all(done)
     assert {e["source"] for e in entries} == {"127.0.10.1"}

@@ -16,7 +16,7 @@ from whoiscrawl.bench import Fleet, FleetShape, crawl_with_fleet
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.queue import group_name
 from whoiscrawl.space import plan_crawl
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 from .conftest import COVERAGE_FLOOR, score
 
@@ -87,7 +87,7 @@ def test_a_drained_static_member_hands_its_partitions_on(services, quick_sim, tm
     rebalance with static members stranded 5 of 32 partitions in a chaos run)."""
     crawl = f"static-{os.getpid()}-{random.randrange(1 << 30):x}"
     plan = plan_crawl(crawl=crawl, ranges=quick_sim.ranges, strategy="sweep", resolution=24, samples=0)
-    admin = RedisStore(services.redis_url, crawl)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="whoiscrawl.", store=admin, partitions=32)
     fleet = Fleet(
         crawl, services.kafka_bootstrap, services.redis_url, quick_sim, tmp_path, workers=2, static=True

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from whoiscrawl.bench import Simulator, simulator
-from whoiscrawl.crawl import Crawler, run_shards
+from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.records import Shard
@@ -17,7 +17,8 @@ from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.space import fetch_bootstrap, plan_crawl
-from whoiscrawl.store import RedisBlockStore, RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 from .conftest import TIME_SCALE
 from .test_resume import RANGES, blocks
@@ -48,7 +49,7 @@ async def worker(
     )
     sink = out if isinstance(out, FileSink) else FileSink(out)
     try:
-        yield Crawler(store, sink, client, owner, crawl, scope=await store.scope())
+        yield Crawler(store, sink, client, Member(owner, crawl), scope=await store.scope())
     finally:
         sink.close()
         await client.close()
@@ -57,7 +58,7 @@ async def worker(
 
 def planned(services, crawl: str, ranges: list[str]) -> list[Shard]:
     plan = plan_crawl(crawl=crawl, ranges=ranges)
-    RedisStore(services.redis_url, crawl).add_plan(plan.shards)
+    RedisCrawlAdmin(services.redis_url, crawl).add_plan(plan.shards)
     return list(plan.shards)
 
 
@@ -100,7 +101,7 @@ async def test_walks_revoked_anywhere_and_resumed_by_others_lose_nothing(service
         whole = await local_blocks(sim, RANGES, tmp_path / "local.jsonl")
         out = tmp_path / "fleet.jsonl"
         revoked = await revoked_again_and_again(services, sim, unique_name, out, seed=14)
-    RedisStore(services.redis_url, unique_name).delete_crawl()
+    RedisCrawlAdmin(services.redis_url, unique_name).delete_crawl()
     print(f"revoked {revoked} times; blocks {len(blocks(out))} of {len(whole)}")
     assert revoked >= 3  # 3-16 seen, depending on how busy the machine is
     assert blocks(out) == whole
@@ -112,7 +113,7 @@ async def test_a_parent_being_listed_is_waited_for_and_never_stored_as_a_leaf(
     """Another worker lists the assignment (its lease alive) while a lane probes inside it: the
     probe answers the assignment, a leaf by its type. Stored so, the lister would take its other
     children for known; the lane waits instead, and takes the listing over when it is given up."""
-    admin = RedisStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
     lease = admin.keys.listing(*PARENT_SPAN)
     out = tmp_path / "fleet.jsonl"
     with simulator("quick", TIME_SCALE, tmp_path / "requests.jsonl") as sim:
@@ -147,7 +148,7 @@ async def test_a_dead_listers_lease_lapses_and_its_listing_is_taken_over(service
             started = asyncio.get_running_loop().time()
             assert await asyncio.wait_for(run_shards(survivor, shards, 4), 60)
             print(f"taken over and done in {asyncio.get_running_loop().time() - started:.1f}s")
-    RedisStore(services.redis_url, unique_name).delete_crawl()
+    RedisCrawlAdmin(services.redis_url, unique_name).delete_crawl()
     assert blocks(out) == whole
 
 
@@ -164,5 +165,5 @@ async def test_a_dead_workers_cell_claim_lapses_within_its_lease(services, uniqu
         await dead.close()
         async with worker(services, sim, unique_name, out, "next") as survivor:
             assert await asyncio.wait_for(run_shards(survivor, shards, 4), 40)  # claims once lasted 60 s
-    RedisStore(services.redis_url, unique_name).delete_crawl()
+    RedisCrawlAdmin(services.redis_url, unique_name).delete_crawl()
     assert blocks(out) == whole

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
 from whoiscrawl.sim import scenarios
-from whoiscrawl.store import read_checkpoint
+from whoiscrawl.store.memory import read_checkpoint
 
 from .conftest import score
 from .test_local_crawl import crawl_cmd

@@ -15,7 +15,7 @@ from whoiscrawl.operator.spec import parse_spec
 from whoiscrawl import queue
 from whoiscrawl.keys import Keys
 from whoiscrawl.space import Scope, plan_crawl
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 pytestmark = pytest.mark.services
 
@@ -37,7 +37,7 @@ def test_a_plan_is_published_once_per_marker(services, unique_name):
                redis_url=services.redis_url)
     spec = parse_spec({"ranges": ["41.0.0.0/16"], "kafka": {"bootstrapServers": "x"},
                        "redis": {"url": "redis://x"}})
-    backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
+    backend, store = LiveBackend(), RedisCrawlAdmin(services.redis_url, t.crawl)
     try:
         backend.ensure_topics(t, replace(spec.kafka, partitions=2))
         first = backend.publish_plan(t, spec, "uid:key:0")
@@ -69,7 +69,7 @@ def test_a_replan_on_top_counts_each_shard_of_the_ranges_it_kept_once(services, 
                redis_url=services.redis_url)
     specs = [parse_spec({"ranges": ranges, "kafka": {"bootstrapServers": "x"}, "redis": {"url": "redis://x"}})
              for ranges in (["41.0.0.0/16"], ["41.0.0.0/16", "196.0.0.0/16"])]
-    backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
+    backend, store = LiveBackend(), RedisCrawlAdmin(services.redis_url, t.crawl)
     now = datetime.now(UTC)
     try:
         plan, _ = ensure_plan(backend, t, specs[0], {}, "uid:first:0", now)
@@ -97,7 +97,7 @@ def test_the_live_backend_reads_and_cleans_up_what_kafka_and_redis_hold(services
                        "kafka": {"bootstrapServers": "x"}, "redis": {"url": "redis://x"}})
     expected = plan_crawl(crawl=t.crawl, ranges=spec.ranges, excludes=spec.excludes,
                           strategy=spec.strategy, resolution=spec.resolution, shard_prefix=spec.shard_prefix)
-    backend, store = LiveBackend(), RedisStore(services.redis_url, t.crawl)
+    backend, store = LiveBackend(), RedisCrawlAdmin(services.redis_url, t.crawl)
     try:
         assert backend.partitions(t) == 0 and backend.lag(t) == 0  # nothing there yet
         backend.ensure_topics(t, replace(spec.kafka, partitions=3))

@@ -10,7 +10,7 @@ from whoiscrawl import queue
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.space import Scope, plan_crawl
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 
 def test_plan_publishes_every_shard_once_and_keeps_its_order_within_a_partition(services, unique_name):
@@ -67,7 +67,7 @@ async def test_sink_returns_after_the_broker_acknowledged(services, unique_name)
 
 def test_publish_plan_sends_shards_and_writes_totals_and_scope(services, unique_name):
     plan = plan_crawl(crawl=unique_name, ranges=["41.0.0.0/15"], shard_prefix=16)
-    store = RedisStore(services.redis_url, unique_name)
+    store = RedisCrawlAdmin(services.redis_url, unique_name)
     try:
         sent, totals = publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=store,
                                     partitions=2)

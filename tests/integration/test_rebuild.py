@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from whoiscrawl import queue
 from whoiscrawl.cli import app
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.store import RedisBlockStore, RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 LEAF = NetworkRecord("apnic", "193.0.1.0 - 193.0.1.255", "193.0.1.0", "193.0.1.255", ["193.0.1.0/24"],
                      type="ASSIGNED NON-PORTABLE")  # APNIC's server takes children under any status
@@ -27,7 +28,7 @@ async def test_a_wiped_block_log_is_rebuilt_from_the_results_topic(services, uni
     for record in (LEAF, PARENT, SMALL, CHILDLESS, LEAF):  # the leaf twice: compaction has not run yet
         await sink.emit(record)
     assert sink.close() == 0
-    admin = RedisStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
     admin.client.hset(admin.keys.counters, mapping={"shards_total": 7, "lookups": 5})
     admin.client.xadd(admin.keys.blocks, {"b": "1:2:1"})  # a stale log is replaced, not extended
 

@@ -16,7 +16,9 @@ from whoiscrawl import queue, recover
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.space import plan_crawl
-from whoiscrawl.store import REBUILD_LEASE_S, RedisBlockStore, RedisStore
+from whoiscrawl.store import REBUILD_LEASE_S
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 from whoiscrawl.strategy import Answer
 
 LEAF = NetworkRecord("ripencc", "193.0.1.0 - 193.0.1.127", "193.0.1.0", "193.0.1.127", ["193.0.1.0/25"],
@@ -40,7 +42,7 @@ def commit_first(services, crawl: str) -> tuple[str, int]:
 
 async def test_a_flushed_store_is_rebuilt_once_and_every_worker_goes_on(services, unique_name):
     plan = plan_crawl(crawl=unique_name, ranges=["193.0.0.0/16", "10.0.0.0/15"])
-    admin = RedisStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=3)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", unique_name)
     for record in (LEAF, PARENT):
@@ -108,12 +110,12 @@ async def test_a_flushed_store_is_rebuilt_once_and_every_worker_goes_on(services
 def test_a_killed_rebuilders_lease_lapses_within_seconds(services, unique_name):
     """A worker SIGKILLed while it rebuilds leaves its lease behind; the others wait for it to lapse
     (REBUILD_LEASE_S, never renewed by the dead), then one of them takes it and rebuilds."""
-    script = ("import os, signal, sys\nfrom whoiscrawl.store import RedisStore\n"
-              "with RedisStore(sys.argv[1], sys.argv[2]).rebuilding('doomed') as mine:\n"
+    script = ("import os, signal, sys\nfrom whoiscrawl.store.redis_admin import RedisCrawlAdmin\n"
+              "with RedisCrawlAdmin(sys.argv[1], sys.argv[2]).rebuilding('doomed') as mine:\n"
               "    assert mine\n    os.kill(os.getpid(), signal.SIGKILL)\n")
     proc = subprocess.run([sys.executable, "-c", script, services.redis_url, unique_name])
     assert proc.returncode == -signal.SIGKILL
-    store = RedisStore(services.redis_url, unique_name)
+    store = RedisCrawlAdmin(services.redis_url, unique_name)
     left = store.client.pttl(store.keys.rebuilding)
     assert 0 < left <= REBUILD_LEASE_S * 1000
     with store.rebuilding("next") as mine:

@@ -7,7 +7,8 @@ import asyncio
 from whoiscrawl import redis_client
 from whoiscrawl.records import Shard
 from whoiscrawl.space import plan_crawl
-from whoiscrawl.store import RedisBlockStore, RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 from whoiscrawl.strategy import Answer
 
 
@@ -46,7 +47,7 @@ async def test_claims_exclude_each_other_and_release(services, unique_name):
 
 async def test_shard_done_is_idempotent_and_admin_view_matches(services, unique_name):
     a = RedisBlockStore(services.redis_url, unique_name)
-    admin = RedisStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
     try:
         admin.add_plan(plan_crawl(crawl=unique_name, ranges=["41.0.0.0/15"], shard_prefix=16).shards)
         await a.record_step("s1", "5", None)
@@ -65,7 +66,7 @@ async def test_shard_done_is_idempotent_and_admin_view_matches(services, unique_
 async def test_a_parent_is_listed_by_one_worker_and_a_cut_one_never_again(services, unique_name):
     a = RedisBlockStore(services.redis_url, unique_name)
     b = RedisBlockStore(services.redis_url, unique_name)
-    admin = RedisStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
     try:
         assert await a.first_to_list(0, 65535, "w1") == "mine"
         assert await b.first_to_list(0, 65535, "w2") == "busy"  # w1 is listing it

@@ -33,7 +33,8 @@ from whoiscrawl.bench import Simulator
 from whoiscrawl.cli import app
 from whoiscrawl.dev.services import free_port
 from whoiscrawl.sim.score import score
-from whoiscrawl.store import Progress, RedisStore
+from whoiscrawl.store import Progress
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 from .conftest import CHART, POOL, WC, K8s, blocks_of, pool_of
 
@@ -107,7 +108,7 @@ def drop_data(services: Any, prefix: str, ident: str) -> None:
     with contextlib.suppress(Exception):
         queue.delete_topics(services.kafka_bootstrap, prefix, ident)
     with contextlib.suppress(Exception):
-        RedisStore(services.redis_url, ident).delete_crawl()
+        RedisCrawlAdmin(services.redis_url, ident).delete_crawl()
 
 
 def condition(k8s: K8s, ns: str, name: str, ctype: str) -> tuple[str, str] | None:
@@ -202,7 +203,7 @@ def test_a_crawl_runs_to_completed_under_the_charts_rbac(
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     ident = crawl_id(namespace, crawl)
-    store = RedisStore(services.redis_url, ident)
+    store = RedisCrawlAdmin(services.redis_url, ident)
     try:
         with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]) as release:
             runner = release.kubelet
@@ -294,7 +295,7 @@ def test_kubectl_scale_drives_the_workers_through_the_scale_subresource(
 class DeleteWatch:
     """Samples, while a crawl is deleted, whether its data is gone and whether its workers still run."""
 
-    store: RedisStore
+    store: RedisCrawlAdmin
     runner: Kubelet
     namespace: str
     samples: list[tuple[float, bool, int]] = field(default_factory=list)  # (t, data gone, workers)
@@ -328,7 +329,7 @@ def test_same_named_crawls_in_two_namespaces_and_a_delete_mid_crawl(
     crawl, other = "twin", k8s.namespace(f"t-{uuid.uuid4().hex[:8]}")
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
-    keep, gone = RedisStore(services.redis_url, crawl_id(namespace, crawl)), RedisStore(
+    keep, gone = RedisCrawlAdmin(services.redis_url, crawl_id(namespace, crawl)), RedisCrawlAdmin(
         services.redis_url, crawl_id(other, crawl))
     try:
         with operator_release(k8s, tmp_path, None, shared_pool, [namespace, other]) as release:
@@ -398,7 +399,7 @@ def test_with_no_spot_capacity_left_the_on_demand_overflow_takes_over(
         with contextlib.suppress(Exception):
             queue.delete_topics(services.kafka_bootstrap, prefix, ident)
         with contextlib.suppress(Exception):
-            RedisStore(services.redis_url, ident).delete_crawl()
+            RedisCrawlAdmin(services.redis_url, ident).delete_crawl()
     assert all(labels.get("eks.amazonaws.com/capacityType") == "ON_DEMAND" for labels in overflow), overflow
     assert [labels["kubernetes.io/hostname"] for labels in spot_nodes] == [f"{pool}-eks"]
     assert spot_spec["replicas"] == 3  # the spot Deployment is kept, not flipped to on-demand

@@ -12,7 +12,7 @@ from typing import Any
 
 from netaddr import IPNetwork
 
-from whoiscrawl.crawl import Crawler
+from whoiscrawl.crawl import Crawler, Member
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
@@ -23,9 +23,10 @@ from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.space import fetch_bootstrap
-from whoiscrawl.store import MemoryStore
+from whoiscrawl.store.memory import MemoryStore
 
 Block = tuple[str, str]  # first and last address
+PARENT = "63.0.28.0/22"  # an ARIN reassignment listing 22 sub-assignments under the grid
 
 
 @dataclass
@@ -137,6 +138,31 @@ async def test_a_listing_cut_off_by_an_outage_is_asked_again_once_the_registry_i
     assert set(got.records) == set(want)
 
 
+async def test_a_crawl_stopped_while_listing_an_assignment_lists_it_on_resume(start_sim, world, tmp_path):
+    # An ARIN reassignment of a /22 (a leaf by its type, worth listing: its 22 sub-assignments are
+    # all under the grid) is in the results once answered, before its listing ends. Stopped while
+    # the listing waits out an outage, the resumed crawl must list it again (before, the resume read
+    # the assignment back as a leaf, skipped the probe inside it, and the children were never asked).
+    want = truth(world, PARENT)
+    [parent] = [o for o in want.values() if world.nchildren[o]]
+    sim = await start_sim(time_scale=1)
+    stopping = asyncio.Event()
+    crawling = asyncio.create_task(crawl(sim, tmp_path, PARENT, failure_pauses=(0.2, 0.5), stopping=stopping))
+    answered = f'"protocol":"rdap","status":200,"handle":{json.dumps(world.handle(parent))}'
+    async with asyncio.timeout(30):
+        while answered not in sim.log.path.read_text():
+            sim.log.flush()
+            await asyncio.sleep(0.005)
+    sim.faults = Faults.from_doc({"arin": {"http_5xx": 1.0}}, time_scale=1, t0=sim.t0)
+    await until_logged(sim, "arin", "rdap-down", "fault")
+    stopping.set()
+    stopped = await asyncio.wait_for(crawling, 30)
+    assert not stopped.doc["complete"] and len(stopped.records) < len(want)
+    sim.faults = Faults(time_scale=1, t0=sim.t0)  # back
+    got = await asyncio.wait_for(crawl(sim, tmp_path, PARENT, resume=True), 60)
+    assert got.doc["complete"] and set(got.records) == set(want)
+
+
 async def test_a_redirect_is_followed_and_the_record_is_the_registry_it_led_to(start_sim, world, tmp_path):
     # 128.0/16 sits in ARIN's legacy 128/8 but is registered at the RIPE NCC.
     got = await crawl(await start_sim(time_scale=100), tmp_path, "128.0.0.0/20")
@@ -199,7 +225,8 @@ async def test_lanes_waiting_on_a_silent_registry_share_one_help_query(start_sim
     sim = await start_sim(time_scale=100)
     limits = {"lacnic": Limit(100.0)}
     client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits))
-    crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client, "t", failure_pauses=(0.2, 0.5))
+    crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client, Member("t"),
+                      CrawlSettings(failure_pauses=(0.2, 0.5)))
     try:
         assert all(await asyncio.gather(*(crawler.patience.answers_help("lacnic") for _ in range(16))))
         sim.log.flush()

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from whoiscrawl import rirs
 from whoiscrawl.sim.model import World, ip_str
 from whoiscrawl.sim.render import facts
-from whoiscrawl.store import read_checkpoint
+from whoiscrawl.store.memory import read_checkpoint
 
 from .test_crawl_loop import crawl, size, truth
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl.store import CheckpointError, MemoryStore, read_checkpoint
+from whoiscrawl.store.memory import CheckpointError, MemoryStore, read_checkpoint
 from whoiscrawl.strategy import Answer
 
 IO_COUNTERS = Path("/proc/thread-self/io")

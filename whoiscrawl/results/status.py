@@ -12,7 +12,7 @@ from typing import Any
 from whoiscrawl.records import Progress, Shard
 from whoiscrawl.results.source import ip_int, parse_line
 from whoiscrawl.space import registry_for
-from whoiscrawl.store import CheckpointError, read_checkpoint
+from whoiscrawl.store.memory import CheckpointError, read_checkpoint
 from whoiscrawl.strategy import walk_for
 
 CHECKPOINT_SUFFIX = ".checkpoint.json"  # beside the results file, as `whoiscrawl crawl` writes it

@@ -1,0 +1,136 @@
+"""A crawl's state in Redis administered (synchronous): its plan, epoch, rebuild, counters, deletion."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import redis
+import redis.asyncio.retry
+import redis.retry
+
+from whoiscrawl.blocks import KnownBlocks, encode_block
+from whoiscrawl.keys import Keys
+from whoiscrawl.records import NetworkRecord, Progress, Shard
+from whoiscrawl.space import Scope
+from whoiscrawl.store import REBUILD_LEASE_S, resumed_block
+from whoiscrawl.store.redis_scripts import _RELEASE, _RENEW, _SHARD_DONE, REDIS_RETRIES, _backoff, new_epoch
+
+log = logging.getLogger(__name__)
+
+
+class RedisCrawlAdmin:
+    """The crawl's state in Redis, shared by every worker; admin calls are synchronous."""
+
+    def __init__(self, url: str, crawl: str, client: redis.Redis | None = None) -> None:
+        """`client`: a shared one (the operator's, with its own timeouts); else one that waits out
+        a Redis restart (REDIS_RETRIES)."""
+        self.keys = Keys(crawl)
+        self.client = client if client is not None else redis.Redis.from_url(
+            url, retry=redis.retry.Retry(_backoff(), REDIS_RETRIES))
+
+    def mark_epoch(self) -> None:
+        """Start the store's first generation (planning does): a Redis that loses it lost the crawl."""
+        self.client.set(self.keys.epoch, new_epoch(), nx=True)
+
+    def epoch(self) -> str | None:
+        value: Any = self.client.get(self.keys.epoch)
+        return value.decode() if isinstance(value, bytes) else value
+
+    @contextlib.contextmanager
+    def rebuilding(self, owner: str) -> Iterator[bool]:
+        """The rebuild lease (True: ours, renewed while the block runs; False: someone else's)."""
+        ms = int(REBUILD_LEASE_S * 1000)
+        if not self.client.set(self.keys.rebuilding, owner, nx=True, px=ms):
+            yield False
+            return
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(REBUILD_LEASE_S / 3):
+                self.client.eval(_RENEW, 1, self.keys.rebuilding, owner, ms)
+
+        keeper = threading.Thread(target=renew, name="rebuild-lease", daemon=True)
+        keeper.start()
+        try:
+            yield True
+        finally:
+            stop.set()
+            keeper.join()
+            self.client.eval(_RELEASE, 1, self.keys.rebuilding, owner)
+
+    def restore_plan(
+        self, shards: dict[str, tuple[int, int]], done: dict[str, int], cursors: dict[str, str]
+    ) -> None:
+        """The plan anew (shard id -> its span), from the work topic, with the finished shards (id
+        -> addresses) from the committed offsets and the walks' checkpoints of the others; the other
+        counters stay."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.keys.done, self.keys.cursors, self.keys.planned)
+        walking: dict[Any, Any] = {k: v for k, v in cursors.items() if k in shards and k not in done}
+        if walking:
+            pipe.hset(self.keys.cursors, mapping=walking)
+        pipe.hdel(self.keys.counters, "shards_done", "addresses_done")
+        self._plan(pipe, shards)
+        for shard_id, addresses in done.items():
+            pipe.eval(_SHARD_DONE, 5, self.keys.done, self.keys.counters, self.keys.cursors,
+                      self.keys.epoch, self.keys.owners, shard_id, addresses, "")
+        pipe.execute()
+
+    def add_plan(self, shards: Iterable[Shard]) -> tuple[int, int]:
+        """Add a plan's shards to the crawl's (a re-plan publishes on top of the earlier plans and
+        shares the shards of the ranges they had in common); the totals and the scope are the
+        union's. Returns the shards and addresses planned in all."""
+        planned: dict[bytes, bytes] = self.client.hgetall(self.keys.planned)  # type: ignore[assignment]
+        spans = {}
+        for key, value in planned.items():
+            first, _, last = value.partition(b"-")
+            spans[key.decode()] = (int(first), int(last))
+        spans.update({s.shard_id: (s.first, s.last) for s in shards})
+        pipe = self.client.pipeline(transaction=False)
+        totals = self._plan(pipe, spans)
+        pipe.execute()
+        return totals
+
+    def _plan(self, pipe: Any, spans: dict[str, tuple[int, int]]) -> tuple[int, int]:
+        """Queue the plan's shards, totals and scope on a pipeline; returns the totals."""
+        addresses = sum(b - a + 1 for a, b in spans.values())
+        if spans:
+            pipe.hset(self.keys.planned, mapping={k: f"{a}-{b}" for k, (a, b) in spans.items()})
+            pipe.set(self.keys.scope, Scope.of(spans.values()).encode())
+        pipe.hset(self.keys.counters, mapping={"shards_total": len(spans), "addresses_total": addresses})
+        return len(spans), addresses
+
+    def progress(self) -> Progress:
+        return Progress.from_mapping(self.client.hgetall(self.keys.counters))
+
+    def rebuild_blocks(self, records: Iterable[NetworkRecord], resolution: int = 24) -> int:
+        """Write the block log anew from result records (Redis is a cache of the compacted results
+        topic); returns the blocks written. Workers read it from its start once the epoch is new.
+        Which parents were listed whole is not on the topic: every network worth listing comes back
+        a parent (the lane that meets it next lists it again), so none looks listed when it was not."""
+        seen = KnownBlocks()  # an uncompacted topic can still hold a block twice
+        self.client.delete(self.keys.blocks)
+        pipe = self.client.pipeline(transaction=False)
+        written = 0
+        for record in records:
+            answer = resumed_block(record, resolution)
+            if not seen.add(answer.first, answer.last, answer.terminal):
+                continue
+            pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
+            written += 1
+            if len(pipe) >= 10_000:
+                pipe.execute()
+        pipe.hset(self.keys.counters, "blocks", written)
+        pipe.execute()
+        return written
+
+    def delete_crawl(self) -> int:
+        names = list(self.client.scan_iter(match=self.keys.prefix + "*", count=1000))
+        return int(self.client.delete(*names)) if names else 0
+
+    def used_memory(self) -> int:
+        return int(self.client.info("memory")["used_memory"])

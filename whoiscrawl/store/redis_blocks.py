@@ -1,0 +1,336 @@
+"""The store of a fleet: a worker's view of the crawl's shared state in Redis (implements Store)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.retry
+import redis.retry
+
+from whoiscrawl import metrics, redis_client
+from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
+from whoiscrawl.keys import Keys
+from whoiscrawl.records import Progress
+from whoiscrawl.space import Scope
+from whoiscrawl.store import LEASE_S, Lease, LeaseLost, ListingClaim, remember, step_counts
+from whoiscrawl.store.redis_scripts import (
+    _GIVE_BACK,
+    _LISTED,
+    _RECORD_STEP,
+    _RELEASE,
+    _RENEW,
+    _SHARD_DONE,
+    _TAKE,
+    _TAKE_SHARD,
+    REDIS_RETRIES,
+    _backoff,
+    _text,
+    new_epoch,
+)
+from whoiscrawl.strategy import Answer
+
+log = logging.getLogger(__name__)
+
+
+class RedisBlockStore:
+    """A worker's view of the shared store: a local index kept current from the Redis block log."""
+
+    LEASE_MS = int(LEASE_S * 1000)
+
+    def __init__(
+        self,
+        url: str,
+        crawl: str,
+        rebuild: Callable[[], Awaitable[bool]] | None = None,
+        mirror: Callable[[str, str | None], None] | None = None,
+    ) -> None:
+        """`rebuild`: what rebuilds the store from the crawl's topics when Redis lost it (False:
+        another process holds the rebuild's lease); without it a lost store just starts anew.
+        `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done)."""
+        self.keys = Keys(crawl)
+        retry = redis.asyncio.retry.Retry(_backoff(), REDIS_RETRIES)
+        self.client: aioredis.Redis = redis_client.pooled(url, retry=retry)
+        self.index = KnownBlocks()
+        self.rebuild = rebuild
+        self.mirror = mirror
+        self.losses = 0  # store generations this process saw end
+        self._done: dict[str, int] = {}  # shards this process finished: marked again after a loss
+        self._epoch: str | None = None  # the store generation this process reads and writes
+        self._last_id = "0-0"
+        self._release = self.client.register_script(_RELEASE)
+        self._renew = self.client.register_script(_RENEW)
+        self._take_lease = self.client.register_script(_TAKE)
+        self._give_back = self.client.register_script(_GIVE_BACK)
+        self._take_shard = self.client.register_script(_TAKE_SHARD)
+        self._listed = self.client.register_script(_LISTED)
+        self._shard_done = self.client.register_script(_SHARD_DONE)
+        self._record_step = self.client.register_script(_RECORD_STEP)
+        self._held: dict[str, str] = {}  # lease key -> our holder in it, `<token>/<owner>/<nonce>`
+        self._shards: dict[str, str] = {}  # shard id -> our holder of its walk ("": lost)
+        self._left: set[str] = set()  # shards whose walk here ended unfinished: no checkpoints from us
+        self._sync_lock = asyncio.Lock()
+        self._recover_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _current_epoch(self) -> str | None:
+        value: Any = await self.client.get(self.keys.epoch)
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def recover(self) -> None:
+        """Follow the store's generation: a new one (rebuilt) is read from its start; none at all
+        (Redis lost its data) is rebuilt first, by one process under a lease, while the others'
+        writes wait. The local index stays: all it knows is on the results topic already."""
+        async with self._recover_lock:
+            while (epoch := await self._current_epoch()) is None:
+                if self.rebuild is None:
+                    await self.client.set(self.keys.epoch, new_epoch(), nx=True)
+                elif not await self._rebuild_once(self.rebuild):
+                    await asyncio.sleep(0.5)  # another process rebuilds it, or Kafka is away
+            if epoch != self._epoch:
+                ended = self._epoch is not None
+                if ended:
+                    self.losses += 1
+                    log.warning("the store is a new generation (%s): reading it from its start", epoch)
+                self._epoch, self._last_id = epoch, "0-0"
+                await self._mark_done_again(epoch)
+                if ended:
+                    await self._own_again()
+
+    async def _own_again(self) -> None:
+        """The walks this process had in the generation that ended stay ours unless another took
+        them meanwhile (it may have: we could have stalled through the loss)."""
+        for shard_id, ours in list(self._shards.items()):
+            if shard_id in self._left:
+                continue  # walked elsewhere now, perhaps: whoever walks it takes it
+            now: Any = await self.client.hget(self.keys.owners, shard_id)
+            if ours and now is not None and _text(now) == ours:
+                continue  # the generation ended, its data did not (a rebuild by hand)
+            holder = await self._take_shard(
+                keys=[self.keys.fence, self.keys.owners], args=[shard_id, self._name(), "1"])
+            self._shards[shard_id] = _text(holder) if holder else ""
+
+    async def _mark_done_again(self, epoch: str) -> None:
+        """Shards finished before a loss whose offsets the rebuild did not see committed yet."""
+        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
+        for shard_id, addresses in list(self._done.items()):
+            await self._shard_done(keys=keys, args=[shard_id, addresses, epoch])
+
+    @staticmethod
+    async def _rebuild_once(rebuild: Callable[[], Awaitable[bool]]) -> bool:
+        try:
+            return await rebuild()
+        except Exception as exc:  # Kafka away too, say: the next try may get through
+            log.warning("rebuilding the store failed, will try again: %s", exc)
+            return False
+
+    async def _guarded(self, write: Callable[[str], Awaitable[int]]) -> int:
+        """Run a write in our store generation; if that ended, once it is rebuilt. Its answer."""
+        while True:
+            if self._epoch is None:
+                await self.recover()
+            assert self._epoch is not None
+            if (done := int(await write(self._epoch))) >= 0:
+                return done
+            await self.recover()
+            await self.sync()
+
+    async def sync(self) -> None:
+        """Read the blocks other workers logged since the last sync (all of them, the first time
+        and after the store was rebuilt)."""
+        while not await self._read_log():
+            await self.recover()
+
+    async def _read_log(self) -> bool:
+        """Read the log's new entries; False if the store is not our generation (nothing read)."""
+        async with self._sync_lock:
+            while True:
+                low = "-" if self._last_id == "0-0" else f"({self._last_id}"
+                pipe = self.client.pipeline(transaction=True)
+                pipe.get(self.keys.epoch)
+                pipe.xrange(self.keys.blocks, min=low, count=20000)
+                epoch, raw = await pipe.execute()
+                if self._epoch is None or epoch is None or epoch.decode() != self._epoch:
+                    return False
+                entries: list[Any] = raw or []
+                for entry_id, data in entries:
+                    first, last, terminal = decode_block(data[b"b"])
+                    self.index.add(first, last, bool(terminal))
+                    self._last_id = entry_id.decode()
+                if len(entries) < 20000:
+                    return True
+
+    async def take_shard(self, shard_id: str, owner: str) -> None:
+        """Own a shard's walk from now: a walk of it elsewhere (a worker that stalled while Kafka
+        gave its partition to us) has its checkpoints refused from now on."""
+        holder = await self._take_shard(keys=[self.keys.fence, self.keys.owners], args=[shard_id, owner, "0"])
+        self._shards[shard_id] = _text(holder)
+        self._left.discard(shard_id)
+
+    def leave_shard(self, shard_id: str) -> None:
+        """Our walk of a shard ended unfinished (revoked, stopped, taken over). A listing it started
+        may go on under its own lease: its steps write their blocks, never the walk's checkpoint,
+        which is the shard's next walk's to write. (Each of them was refused, and counted as a
+        stale write: 16,614 in a calm run of `standard`, from listings of walks revoked in the
+        start-up rebalance.)"""
+        if shard_id in self._shards:
+            self._left.add(shard_id)
+
+    def _name(self) -> str:
+        """A holder's name for the shards' re-owning after a loss: this store's, unique."""
+        return f"store-{id(self):x}"
+
+    async def claim(self, address: int, owner: str) -> bool:
+        # Claims are per /24 cell: two workers never look up addresses of one cell at once.
+        return await self._take(self.keys.claim(address >> 8), owner)
+
+    async def _take(self, key: str, owner: str) -> bool:
+        """Take a lease if it is free, with a new fencing token. One taken as our task was cancelled
+        is given back: Redis ran the command, and the lease would keep everyone out for its whole
+        term (seen as a crawl that never finished while its workers were revoked every 0.05-0.5 s)."""
+        name = f"{owner}/{uuid.uuid4().hex[:8]}"
+        try:
+            holder = await self._take_lease(keys=[key, self.keys.fence], args=[name, self.LEASE_MS])
+        except asyncio.CancelledError:
+            await self._give_back(keys=[key], args=[name])
+            raise
+        if not holder:
+            return False
+        self._held[key] = _text(holder)
+        return True
+
+    def _holder(self, key: str, owner: str) -> str | None:
+        """Our holder in a lease, if `owner` took it (`<token>/<owner>/<nonce>`)."""
+        holder = self._held.get(key)
+        return holder if holder is not None and holder.split("/", 1)[1].rsplit("/", 1)[0] == owner else None
+
+    async def _renew_held(self, key: str, owner: str) -> bool:
+        holder = self._holder(key, owner)
+        return holder is not None and bool(await self._renew(keys=[key], args=[holder, self.LEASE_MS]))
+
+    async def _let_go(self, key: str, owner: str) -> None:
+        holder = self._holder(key, owner)
+        if holder is not None:
+            del self._held[key]
+            await self._release(keys=[key], args=[holder])
+
+    async def renew_claim(self, address: int, owner: str) -> bool:
+        return await self._renew_held(self.keys.claim(address >> 8), owner)
+
+    async def release(self, address: int, owner: str) -> None:
+        await self._let_go(self.keys.claim(address >> 8), owner)
+
+    async def first_to_list(self, first: int, last: int, owner: str) -> ListingClaim:
+        """Claim a parent's listing (a lease: `renew_listing` keeps it). A parent listed whole
+        becomes a leaf, so nobody asks again; one that no listing could settle (cut short) is
+        remembered, because asking again gives the same cut. "busy": another worker lists it now."""
+        key = self.keys.listing(first, last)
+        if await self.client.sismember(self.keys.partly_listed, f"{first}:{last}"):
+            return "partly"
+        if not await self._take(key, owner):
+            return "busy"
+        try:
+            # The last owner may have settled it just before its lease ended (settled, then released).
+            settled = await self.client.sismember(self.keys.partly_listed, f"{first}:{last}")
+        except asyncio.CancelledError:  # cancelled meanwhile: given back
+            await self._let_go(key, owner)
+            raise
+        if settled:
+            await self._let_go(key, owner)
+            return "partly"
+        return "mine"
+
+    async def renew_listing(self, first: int, last: int, owner: str) -> bool:
+        return await self._renew_held(self.keys.listing(first, last), owner)
+
+    async def listed(self, first: int, last: int, owner: str, whole: bool | None) -> None:
+        """A listing ended: whole (its leaf is in the block log already), cut (False), or left
+        unfinished (None: for whoever meets the parent next). Ends the lease; LeaseLost if it was
+        another's by then (a cut is then not recorded: the listing's new owner settles it)."""
+        key = self.keys.listing(first, last)
+        holder = self._holder(key, owner)
+        if holder is not None:
+            del self._held[key]
+        keys = [key, self.keys.partly_listed, self.keys.counters]
+        mark = {True: "1", False: "0", None: ""}[whole]
+        if holder is None or not await self._listed(keys=keys, args=[holder, mark, f"{first}:{last}"]):
+            metrics.STALE_WRITES.labels("listing").inc()
+            raise LeaseLost(f"the listing of {first}-{last}", Lease.listing(first, last))
+
+    async def scope(self) -> Scope | None:
+        """The crawl's scope as planned (None: planned before scopes were written)."""
+        value: Any = await self.client.get(self.keys.scope)
+        return Scope.decode(value.decode() if isinstance(value, bytes) else value) if value else None
+
+    async def cursor(self, shard_id: str) -> str | None:
+        value: Any = await self.client.hget(self.keys.cursors, shard_id)
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def is_done(self, shard_id: str) -> bool:
+        return bool(await self.client.sismember(self.keys.done, shard_id))
+
+    async def record_step(
+        self,
+        shard_id: str,
+        checkpoint: str,
+        answer: Answer | None,
+        *,
+        lookups: int = 1,
+        rate_limited: int = 0,
+        errors: int = 0,
+        under: Lease | None = None,
+    ) -> bool:
+        known, changed = remember(self.index, answer)
+        if shard_id in self._left:
+            checkpoint = ""  # the walk ended here: its checkpoint is not ours to write (leave_shard)
+        block = encode_block(answer) if changed and answer is not None else ""
+        counts = step_counts(answer, known, changed, lookups, rate_limited, errors)
+        lease_key = self._lease_key(under) if under is not None else self.keys.epoch
+        held = self._held.get(lease_key, "-") if under is not None else ""  # "-": held by nobody
+        # A walk's write is checked against its shard's owner ("-": lost); one outside a walk (an
+        # admin's, a test's) is not.
+        owned = (self._shards[shard_id] or "-") if shard_id in self._shards else ""
+        counted = (x for n, v in counts.items() if v for x in (n, v))
+        args = [shard_id, checkpoint, block, owned, held, *counted]
+        keys = [self.keys.epoch, self.keys.blocks, self.keys.cursors, self.keys.counters,
+                self.keys.owners, self.keys.done, lease_key]
+        code = await self._guarded(lambda epoch: self._record_step(keys=keys, args=[epoch, *args]))
+        if code == 3 and under is not None:
+            metrics.STALE_WRITES.labels(under.kind).inc()
+            raise LeaseLost(str(under), under)
+        if code == 2:
+            metrics.STALE_WRITES.labels("shard").inc()
+            if under is None or under.kind != "listing":
+                raise LeaseLost(f"shard {shard_id}", None)
+            # A listing goes on under its own lease (its blocks are kept; the walk that started it
+            # has lost its shard, whose checkpoint is another's now: its next steps write none).
+            self._left.add(shard_id)
+            return changed
+        if self.mirror is not None and checkpoint:
+            self.mirror(shard_id, checkpoint)
+        return changed
+
+    def _lease_key(self, lease: Lease) -> str:
+        if lease.kind == "cell":
+            return self.keys.claim(lease.first)
+        return self.keys.listing(lease.first, lease.last)
+
+    async def shard_done(self, shard_id: str, addresses: int) -> None:
+        """Mark a shard finished (once, however often it is called); its checkpoint goes with it."""
+        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
+        await self._guarded(lambda epoch: self._shard_done(keys=keys, args=[shard_id, addresses, epoch]))
+        self._shards.pop(shard_id, None)
+        self._left.discard(shard_id)
+        self._done[shard_id] = addresses
+        if self.mirror is not None:
+            self.mirror(shard_id, None)
+
+    async def progress(self) -> Progress:
+        return Progress.from_mapping(await self.client.hgetall(self.keys.counters))
