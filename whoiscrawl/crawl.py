@@ -357,24 +357,28 @@ class Crawler:
     async def _patiently(self, what: str, ask: Callable[[], Awaitable[Asked]]) -> Asked | None:
         """Ask (a lookup, a listing) again after each pause while it fails every way (the client's
         retries, WHOIS): registries have bad minutes, and what is given up on is blocks possibly
-        lost. When the pauses run out it is given up on (LookupFailed raised) if it failed while the
-        registry that failed (a transferred block's holder, maybe) was known to answer: it answered
-        another request, or a help query, before this one was asked again. While that registry
-        answers nothing the last pause repeats.
+        lost. When the pauses run out it is asked once more at once if the registry that failed (a
+        transferred block's holder, maybe) is known to answer: it answered another request since
+        this one's last ask began, or a help query asked since then; and given up on (LookupFailed
+        raised) if that fails too. An answer from before that ask is no evidence: the registry may
+        have gone down since (before, an answer given just before a RIPE NCC outage gave up the
+        lanes asking during it, and one given as it came back gave up the asks failing till then).
+        While that registry answers nothing the last pause repeats.
         None: the crawl stops during a pause (a drain must not sit it out)."""
-        started = time.monotonic()
-        helped = False  # asked again at once because its registry answered help
+        once_more = False  # asked again at once because its registry was known to answer
         for attempt in itertools.count():
-            answered_before = dict(self._answered_at)
+            asked_at = time.monotonic()
             try:
                 return await ask()
             except LookupFailed as exc:
                 failing = exc.registry
                 if attempt >= len(self.failure_pauses):
-                    if failing is None or helped or answered_before.get(failing, -math.inf) > started:
-                        raise  # no registry serves it, or its registry answered others: it is this one
-                    if await self._answers_help(failing):
-                        helped = True
+                    if failing is None or once_more:
+                        raise  # no registry serves it, or its registry answers others: it is this one
+                    if self._answered_at.get(failing, -math.inf) > asked_at or await self._answers_help(
+                        failing, asked_at
+                    ):
+                        once_more = True
                         continue  # up: ask once more, and give it up if that fails
                 pause = self.failure_pauses[min(attempt, len(self.failure_pauses) - 1)]
                 if attempt == len(self.failure_pauses):
@@ -388,15 +392,18 @@ class Crawler:
                     return None
         raise AssertionError("unreachable")
 
-    async def _answers_help(self, registry: str) -> bool:
+    async def _answers_help(self, registry: str, since: float) -> bool:
         """Ask a registry that answered none of our lookups lately whether it is up (RDAP help): a
         lone lane's only traffic may be its broken address, which would otherwise wait forever.
-        One query a registry per last pause, whatever the number of lanes waiting: in an outage
-        every lane asks, and LACNIC allows ten requests a minute."""
+        Only a query asked `since` (the failed ask began) tells; one asked before is shared, but
+        answers False. One query a registry per last pause, whatever the number of lanes waiting:
+        in an outage every lane asks, and LACNIC allows ten requests a minute."""
         if self.stopping.is_set():
             return False
         asked = self._help.get(registry)
-        if asked is None or time.monotonic() - asked[0] >= self.failure_pauses[-1]:
+        if asked is not None and asked[0] < since and time.monotonic() - asked[0] < self.failure_pauses[-1]:
+            return False  # asked lately, but before this failed: the next pause asks again
+        if asked is None or asked[0] < since:
             asked = (time.monotonic(), asyncio.ensure_future(self.client.answering(registry)))
             self._help[registry] = asked
         at, answering = asked
