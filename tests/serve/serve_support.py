@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl.results.source import ip_str
+from whoiscrawl.ipv4 import ip_str
 
 
 def record(first: int, last: int, n: int, **extra: Any) -> dict[str, Any]:
@@ -36,10 +36,6 @@ def write_results(path: Path, spans: list[tuple[int, int]], registries: list[str
             more = {"registry": registries[n]} if registries else {}
             fh.write(json.dumps(record(first, last, n, **extra, **more)) + "\n")
     return path
-
-
-def ip_int(text: str) -> int:
-    return int.from_bytes(bytes(map(int, text.split("."))), "big")
 
 
 def most_specific(spans: list[tuple[int, int]], address: int) -> int | None:

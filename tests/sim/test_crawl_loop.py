@@ -15,13 +15,14 @@ import pytest
 from netaddr import IPNetwork
 
 from whoiscrawl.crawl import Crawler
+from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim.faults import Faults
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store import MemoryStore
@@ -77,7 +78,7 @@ def truth(world: World, cidr: str) -> dict[Block, int]:
 
 
 def size(block: Block) -> int:
-    first, last = (int.from_bytes(bytes(map(int, a.split(".")))) for a in block)
+    first, last = (ip_int(a) for a in block)
     return last - first + 1
 
 

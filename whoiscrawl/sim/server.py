@@ -16,12 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import policy, published, relations, render, whoisq
 from whoiscrawl.sim.arrival import BACKLOG, Arrivals, InOrder
 from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.faults import Decision, Faults
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.relations import parse_ipv4, parse_span
 from whoiscrawl.sim.scenarios import Scenario
 
@@ -537,4 +538,4 @@ def describe(sim: Simulator) -> str:
     return json.dumps(sim.info(), separators=(",", ":"))
 
 
-__all__ = ["RequestLog", "Simulator", "describe", "ip_str", "parse_ipv4"]
+__all__ = ["RequestLog", "Simulator", "describe", "parse_ipv4"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.sim import data
-from whoiscrawl.sim.model import ip_str
 
 FREE = ("available", "reserved")
 
