@@ -60,6 +60,9 @@ def test_demo_ends_with_tables_and_its_json_is_behind_a_flag(tmp_path: Path):
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr[-2000:]
     doc = json.loads(quiet.stdout)
     assert doc["crawl"]["complete"] and doc["score"]["recall_resolution"] == 1.0
+    # Polite: not one 429 in the simulator's log (before 2026-12-06 its stalled loop counted ARIN
+    # requests when it read them, not when they arrived, and 9-37 were refused a run)
+    assert doc["score"]["rate_limited"] == 0 and doc["crawl"]["rate_limited"] == 0
 
 
 def map_pixel(image, address: int, size: int = 4096) -> tuple[int, int, int] | None:

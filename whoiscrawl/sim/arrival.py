@@ -94,9 +94,9 @@ class _Stamped(socket.socket):
         return n
 
     def _note(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        # A read without a stamp arrived now, as far as anyone knows: never an earlier request's stamp
         stamp = _stamp(ancillary)
-        if stamp is not None:
-            self.arrivals.latest[self.peer] = stamp
+        self.arrivals.latest[self.peer] = time.time() if stamp is None else stamp
 
     def close(self) -> None:
         self.arrivals.latest.pop(self.peer, None)
@@ -104,9 +104,13 @@ class _Stamped(socket.socket):
 
 
 class InOrder:
-    """Requests read in one turn of the loop let on in the order they arrived: each waits for its
-    turn (one turn of the loop), and turns are given out earliest arrival first, so the limits,
-    counting each request as it is let on, see them as they came."""
+    """Requests read in a few turns of the loop let on in the order they arrived: each waits for its
+    turn, and turns are given out earliest arrival first, so the limits, counting each request as it
+    is let on, see them as they came. The wait is `TURNS` turns of the loop: a connection accepted
+    in a turn is read some turns later than those already open, and what it carried may have
+    arrived first."""
+
+    TURNS = 4  # accepted, its transport made, its reader added, read: then its handler asks
 
     def __init__(self) -> None:
         self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -114,13 +118,16 @@ class InOrder:
 
     async def turn(self, arrived: float) -> None:
         loop = asyncio.get_running_loop()
-        if not self._waiting:  # runs after every request read in this turn has asked for its own
-            loop.call_soon(self._let_on)
+        if not self._waiting:  # the first to wait starts the count of turns
+            loop.call_soon(self._let_on, self.TURNS)
         future: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._waiting, (arrived, next(self._numbers), future))
         await future
 
-    def _let_on(self) -> None:
+    def _let_on(self, turns: int) -> None:
+        if turns > 1:
+            asyncio.get_running_loop().call_soon(self._let_on, turns - 1)
+            return
         while self._waiting:
             future = heapq.heappop(self._waiting)[2]
             if not future.done():  # a request whose client went away meanwhile is cancelled
