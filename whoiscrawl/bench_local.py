@@ -21,12 +21,13 @@ from ipwhois.net import Net
 from ipwhois.whois import Whois
 
 from whoiscrawl.bench import Simulator, simulator
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.registry import whois
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim import data, render, whoisq
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.space import fetch_bootstrap
 
 

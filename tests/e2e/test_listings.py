@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from whoiscrawl.bench import simulator
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.sim import scenarios, score
-from whoiscrawl.sim.model import ip_int
 
 from .conftest import RATE_LIMITED_SHARE, TIME_SCALE
 from .test_local_crawl import crawl_cmd

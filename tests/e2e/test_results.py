@@ -60,6 +60,9 @@ def test_demo_ends_with_tables_and_its_json_is_behind_a_flag(tmp_path: Path):
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr[-2000:]
     doc = json.loads(quiet.stdout)
     assert doc["crawl"]["complete"] and doc["score"]["recall_resolution"] == 1.0
+    # Polite: not one 429 in the simulator's log (before 2026-12-06 its stalled loop counted ARIN
+    # requests when it read them, not when they arrived, and 9-37 were refused a run)
+    assert doc["score"]["rate_limited"] == 0 and doc["crawl"]["rate_limited"] == 0
 
 
 def map_pixel(image, address: int, size: int = 4096) -> tuple[int, int, int] | None:
@@ -85,8 +88,9 @@ def under_overlay(address: int, size: int = 4096) -> bool:
 def test_map_colours_blocks_by_registry_special_space_and_unfound_space(quick_results: Path, tmp_path: Path):
     from PIL import Image
 
+    from whoiscrawl.ipv4 import ip_int
     from whoiscrawl.results.ipmap import NOT_FOUND, REGISTRY_COLOURS, SPECIAL
-    from whoiscrawl.results.source import ResultSet, ip_int
+    from whoiscrawl.results.source import ResultSet
 
     out = tmp_path / "map.png"
     result = CliRunner().invoke(app, ["map", str(quick_results), "--out", str(out), "--by", "registry"])
@@ -139,7 +143,7 @@ def test_diff_names_exactly_the_blocks_that_changed(quick_results: Path, tmp_pat
     old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
     old.write_text("".join(json.dumps(d) + "\n" for d in docs))
     old_docs = list(docs)
-    from whoiscrawl.results.source import ip_int
+    from whoiscrawl.ipv4 import ip_int
 
     # blocks whose pixel no grid line or label covers, so the map --diff below can show them
     clear = [i for i, d in enumerate(docs) if not under_overlay(ip_int(d["start_address"]))][100::100]

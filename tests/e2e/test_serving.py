@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
-from whoiscrawl.results.source import ResultSet, ip_int, ip_str
+from whoiscrawl.ipv4 import ip_int, ip_str
+from whoiscrawl.results.source import ResultSet
 from whoiscrawl.results.summary import holder_of
 from whoiscrawl.serve.index import load_or_build
 from whoiscrawl.serve.server import MapServer

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl.results.source import ip_str
+from whoiscrawl.ipv4 import ip_str
 
 REGISTRIES = ("ripencc", "arin", "apnic", "lacnic", "afrinic")
 COUNTRIES = ("NL", "DE", "US", "JP", "BR", "ZA", "FR", "GB")

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from whoiscrawl.history.store import apply
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.results.diff import classify, facts
-from whoiscrawl.results.source import block_key, ip_str, parse_line
+from whoiscrawl.results.source import block_key, parse_line
 
 REGISTRIES = ("arin", "ripencc", "apnic")
 # blocks inside 10.0.0.0/16: a /16, /20s and /24s, so ranges nest and share first addresses

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from whoiscrawl.results.source import ip_str
+from whoiscrawl.ipv4 import ip_str
 
 
 def record(first: int, last: int, n: int, **extra: Any) -> dict[str, Any]:
@@ -44,10 +44,6 @@ async def get(url: str) -> tuple[int, Any]:
     """An RDAP answer from a test server: its status and JSON (redirects not followed)."""
     async with aiohttp.ClientSession() as session, session.get(url, allow_redirects=False) as resp:
         return resp.status, await resp.json(content_type=None)
-
-
-def ip_int(text: str) -> int:
-    return int.from_bytes(bytes(map(int, text.split("."))), "big")
 
 
 def most_specific(spans: list[tuple[int, int]], address: int) -> int | None:

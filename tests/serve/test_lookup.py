@@ -9,14 +9,11 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from netaddr import IPRange
 from serve_support import most_specific, write_results
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
-from whoiscrawl.results.source import ip_str
+from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.serve import lookup as lookup_mod
 
 SPANS = [(0x0A000000, 0x0AFFFFFF), (0x0A010000, 0x0A0100FF), (0xC1000000, 0xC10007FF)]
@@ -65,7 +62,7 @@ def test_a_file_streams_in_batches_in_input_order_and_agrees_with_brute_force(re
     rows = list(csv.DictReader(io.StringIO(run(str(results), "--from", str(tmp_path / "in.txt"), "--csv"))))
     assert [r["address"] for r in rows] == addrs
     for r in rows:
-        want = most_specific(SPANS, int.from_bytes(bytes(map(int, r["address"].split("."))), "big"))
+        want = most_specific(SPANS, ip_int(r["address"]))
         assert r["handle"] == ("" if want is None else f"NET-{want}")
 
 
@@ -81,9 +78,3 @@ def test_bad_options_name_what_to_fix(results: Path, tmp_path: Path):
     assert result.exit_code == 2 and "the results file comes first" in result.output
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF))
-def test_cidr_blocks_are_netaddrs(a: int, b: int):
-    first, last = min(a, b), max(a, b)
-    want = [(int(c.first), c.prefixlen) for c in IPRange(first, last).cidrs()]
-    assert lookup_mod.cidr_blocks(first, last) == want

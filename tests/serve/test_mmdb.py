@@ -15,7 +15,7 @@ from serve_support import write_results
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
-from whoiscrawl.results.source import ip_str
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.serve.mmdb import MmdbError, open_reader
 
 

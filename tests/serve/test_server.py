@@ -13,8 +13,9 @@ import aiohttp
 import jsonschema
 import pytest
 from aiohttp.test_utils import TestServer
-from serve_support import get, ip_int, write_results
+from serve_support import get, write_results
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import RegistryClient

@@ -60,13 +60,13 @@ def find_address(world: World, quick: Scenario) -> FindAddress:
 
 def _find(world: World, scen: Scenario, registry: str, *, noncidr: bool = False,
           with_parent: bool = False) -> tuple[str, int]:
-    from whoiscrawl.sim.model import ip_str, range_cidrs
+    from whoiscrawl.ipv4 import cidr_blocks, ip_str
 
     for first, last in scen.intervals:
         for a, _b, obj in world.segments(first, last):
             if obj < 0 or world.registry(obj) != registry or world.is_placeholder(obj):
                 continue
-            if noncidr and len(range_cidrs(world.start[obj], world.end[obj])) < 2:
+            if noncidr and len(cidr_blocks(world.start[obj], world.end[obj])) < 2:
                 continue
             if with_parent and world.parent[obj] < 0:
                 continue

@@ -9,9 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.sim import churn, render, scenarios
 from whoiscrawl.sim import stats as sim_stats
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.scenarios import Scenario
 from whoiscrawl.sources import stats
 from whoiscrawl.sources.stats import read_path

@@ -8,10 +8,11 @@ from urllib.parse import unquote
 
 import aiohttp
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import Egress, RegistryClient
-from whoiscrawl.sim.model import World, ip_int
+from whoiscrawl.sim.model import World
 from whoiscrawl.space import Bootstrap
 
 

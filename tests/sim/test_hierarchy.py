@@ -5,8 +5,9 @@ from __future__ import annotations
 import aiohttp
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.sim.data import load_iana
-from whoiscrawl.sim.model import ASSIGNMENT_TYPES, World, ip_str
+from whoiscrawl.sim.model import ASSIGNMENT_TYPES, World
 
 
 async def fetch(url: str, follow: bool = False):
@@ -38,7 +39,7 @@ async def test_free_space_answers_placeholder(start_sim, world: World):
         status, _, doc, _ = await fetch(f"{sim.base_url(reg)}ip/{addr}")
         assert status == 200
         assert doc["status"] == ["reserved"] and doc["type"] == "UNALLOCATED"
-        obj = world.lookup(int.from_bytes(bytes(map(int, addr.split(".")))))
+        obj = world.lookup(ip_int(addr))
         assert doc["startAddress"] == ip_str(world.start[obj])
         # covers exactly the free range: the neighbours are registered, or another /8
         for n in (world.start[obj] - 1, world.end[obj] + 1):

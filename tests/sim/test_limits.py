@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
+import threading
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 
 from whoiscrawl.sim import policy
+from whoiscrawl.sim.arrival import InOrder
 from whoiscrawl.sim.policy import Limiter
 
 ADDR = {"arin": "24.0.1.1", "ripencc": "77.0.1.1", "apnic": "1.0.1.1", "lacnic": "186.0.1.1",
@@ -151,6 +155,62 @@ async def whois_query(sim: Any, source: str, query: str) -> str:
     text = (await reader.read()).decode()
     writer.close()
     return text
+
+
+@pytest.mark.parametrize("protocol", ["rdap", "whois"])
+async def test_requests_are_counted_as_they_arrive_not_when_a_stalled_server_reads_them(protocol, start_sim):
+    # ARIN at x10: 150/s after a burst of 30. The simulator's loop is stalled (as by rendering a huge
+    # listing) while 45 requests arrive 10 ms apart (100/s, within the limit) from one address and 45
+    # at once from another. Counted when they arrive, as a registry counts them, the paced ones all
+    # pass and the burst is refused past what the bucket held; counted when the loop got to them (as
+    # before), the paced ones looked like a burst too and a third were refused.
+    sim = await start_sim(time_scale=10.0)
+    limit = policy.limits(10.0)["arin"]
+    port = sim.port if protocol == "rdap" else sim.whois_port
+    ask = (f"GET /arin/registry/ip/{ADDR['arin']} HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"
+           if protocol == "rdap" else f"{ADDR['arin']}\r\n").encode()
+    sent: dict[str, list[tuple[float, socket.socket]]] = {"127.0.0.2": [], "127.0.0.3": []}
+
+    def send(source: str, gap_s: float) -> None:
+        for _ in range(45):
+            conn = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
+            conn.sendall(ask)
+            sent[source].append((time.time(), conn))
+            time.sleep(gap_s)
+
+    senders = [threading.Thread(target=send, args=args) for args in (("127.0.0.2", 0.01), ("127.0.0.3", 0.0))]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()  # the stall: the simulator's loop (this test's) serves nothing meanwhile
+    await asyncio.gather(*(asyncio.to_thread(_read_all, c) for conns in sent.values() for _t, c in conns))
+    logged = _log_lines(sim)
+    passed = {src: sum(x["status"] == 200 for x in logged if x["source"] == src) for src in sent}
+    assert passed["127.0.0.2"] == 45
+    burst = [t for t, _c in sent["127.0.0.3"]]  # sent within a few ms: the bucket and what refilled
+    assert passed["127.0.0.3"] <= limit["burst"] + limit["rate_per_s"] * (burst[-1] - burst[0]) + 1
+
+
+async def test_requests_read_in_one_turn_are_let_on_in_the_order_they_arrived():
+    # After a stall the loop reads every queued request in one turn, in its sockets' order, not
+    # the requests' (new connections come after those already open): counted in that order, the
+    # bucket would see the later ones first and charge the earlier ones nothing refilled.
+    order, let_on = InOrder(), []
+
+    async def request(arrived: float) -> None:
+        await order.turn(arrived)
+        let_on.append(arrived)
+
+    await asyncio.gather(*(request(t) for t in (3.0, 1.0, 4.0, 2.0)))
+    assert let_on == [1.0, 2.0, 3.0, 4.0]
+    await request(0.5)  # alone in its turn: let on at once
+    assert let_on[-1] == 0.5
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    with conn:
+        conn.settimeout(30)
+        return b"".join(iter(lambda: conn.recv(65536), b""))
 
 
 def test_lacnic_limiter_window():

@@ -7,11 +7,12 @@ import json
 import aiohttp
 import pytest
 
+from whoiscrawl.ipv4 import cidr_blocks, ip_str
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.registry import MalformedAnswer, RegistryClient, parse_whois_listing
 from whoiscrawl.sim import relations, render, score
-from whoiscrawl.sim.model import World, ip_str, range_cidrs
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.scenarios import Scenario
 from whoiscrawl.space import Bootstrap
 
@@ -22,13 +23,13 @@ def parent_with(world: World, quick: Scenario, registry: str, low: int, high: in
         for _a, _b, obj in world.segments(first, last):
             p = world.parent[obj] if obj >= 0 else -1
             fits = p >= 0 and world.registry(p) == registry and low <= world.nchildren[p] <= high
-            if fits and len(range_cidrs(world.start[p], world.end[p])) == 1:
+            if fits and len(cidr_blocks(world.start[p], world.end[p])) == 1:
                 return p
     raise LookupError(registry)
 
 
 async def network_doc(session: aiohttp.ClientSession, sim, world: World, i: int) -> dict:
-    ((address, length),) = range_cidrs(world.start[i], world.end[i])
+    ((address, length),) = cidr_blocks(world.start[i], world.end[i])
     registry = world.registry(i)
     async with session.get(f"{sim.base_url(registry)}ip/{ip_str(address)}/{length}") as resp:
         assert resp.status == 200

@@ -10,9 +10,10 @@ from ipwhois.net import Net
 from ipwhois.rdap import RDAP
 from ipwhois.whois import Whois
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.registry import RdapParser
 from whoiscrawl.rirs import REGISTRIES
-from whoiscrawl.sim.model import World, ip_int
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.score import truth_record
 
 

@@ -13,13 +13,14 @@ import aiohttp
 import pytest
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.registry.rdap import RdapParser
 from whoiscrawl.registry.whois import lookup_query, parse_whois, query
 from whoiscrawl.sim import published
 from whoiscrawl.sim.data import REG_INDEX
 from whoiscrawl.sim.dumps import lacnic_short
 from whoiscrawl.sim.faults import Faults
-from whoiscrawl.sim.model import World, ip_int, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.sources.fetch import FetchError
 from whoiscrawl.sources.fetch import fetch as fetch_file
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
@@ -18,7 +19,6 @@ from whoiscrawl.refresh import PROVENANCE, Refresh, RefreshError, change_set_pat
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim.churn import Change
-from whoiscrawl.sim.model import ip_int, ip_str
 from whoiscrawl.sim.score import score, truth_records
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.sources import manifest

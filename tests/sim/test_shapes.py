@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.registry import RdapParser
 from whoiscrawl.sim import render
-from whoiscrawl.sim.model import World, ip_int
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.score import truth_record
 
 # Real answers kept with the tests (provenance: CONTRIBUTING.md, "Test data"); missing ones fail.

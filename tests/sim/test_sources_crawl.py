@@ -17,7 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from whoiscrawl import rirs
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.ipv4 import ip_int, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.render import facts
 from whoiscrawl.store.memory import read_checkpoint
 
@@ -89,10 +90,6 @@ async def mirror(tmp_path: Path) -> AsyncIterator[tuple[Path, str]]:
         yield root, str(server.make_url("/"))
 
 
-def _int(address: str) -> int:
-    return int.from_bytes(bytes(map(int, address.split("."))))
-
-
 def lacnic_asked(got) -> int:  # type: ignore[no-untyped-def]
     return sum(n for (r, _p, _o), n in got.requests.items() if r == "lacnic")
 
@@ -162,10 +159,10 @@ async def test_statistics_skip_free_space_exactly_and_route_by_the_delegating_re
     assert got.doc["complete"] and not any(r == "arin" for r, _p, _o in got.requests)
     free = first + 3072
     # the available quarter was never asked for: the statistics' own record of it is all there is
-    in_free = [got.records[b] for b in got.records if _int(b[0]) >= free]
+    in_free = [got.records[b] for b in got.records if ip_int(b[0]) >= free]
     assert [(r["source"], r["status"], r["start_address"], r["end_address"]) for r in in_free] == [
         ("stats", ["available"], ip_str(free), ip_str(free + 1023))]
-    want = {b for b in truth(world, cidr) if _int(b[0]) < free}
+    want = {b for b in truth(world, cidr) if ip_int(b[0]) < free}
     assert want <= set(got.records)
     # the three registries with no file here: named, crawled live
     assert sum("statistics not used" in n for n in got.doc["notes"]) == 3

@@ -47,13 +47,16 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.metrics": GROUND, "whoiscrawl.schemas": GROUND,
     "whoiscrawl.settings": GROUND,  # the settings contract: imports nothing of ours
     "whoiscrawl.operator": GROUND,  # spec, knobs, builders, scaling, status, crd, health, metrics, ...
-    "whoiscrawl.rirs": CATALOGUE,
+    "whoiscrawl.rirs": CATALOGUE, "whoiscrawl.ipv4": CATALOGUE,  # both import nothing of ours
     # the simulator: its own tower beside the core (SIM_READS below)
     "whoiscrawl.sim": BENCH,
 }
-# The simulator reads only the catalogue (and the record schema) of the core; the core never
-# imports the simulator, the benchmarks, the development tools and the entry points do.
-SIM_READS = ("whoiscrawl.rirs", "whoiscrawl.records", "whoiscrawl.schemas", "whoiscrawl.sim")
+# The simulator reads only the catalogue, the address arithmetic (and the record schema) of the
+# core; the core never imports the simulator, the benchmarks, the development tools and the entry
+# points do.
+SIM_READS = (
+    "whoiscrawl.rirs", "whoiscrawl.ipv4", "whoiscrawl.records", "whoiscrawl.schemas", "whoiscrawl.sim",
+)
 SIM_READERS = (
     "whoiscrawl.bench", "whoiscrawl.bench_local", "whoiscrawl.bench_refresh", "whoiscrawl.chaos",
     "whoiscrawl.dev", "whoiscrawl.sim",
@@ -116,7 +119,7 @@ def _why(module: str, name: str) -> str | None:
     if _within(name, ("whoiscrawl.sim",)) and not entry and not _within(module, SIM_READERS):
         return "the core never imports the simulator"
     if _within(module, ("whoiscrawl.sim",)) and not entry and not _within(name, SIM_READS):
-        return "the simulator reads only rirs, records and schemas of the core"
+        return "the simulator reads only rirs, ipv4, records and schemas of the core"
     if _within(module, ("whoiscrawl.dev",)) and not entry and not _within(name, DEV_READS):
         return "dev/ imports nothing of the core but the simulator's data"
     if _within(module, ("whoiscrawl.results",)) and not entry and _within(name, ("whoiscrawl.operator",)):

@@ -9,24 +9,25 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from whoiscrawl.registry import LookupFailed
-from whoiscrawl.registry.patience import ASK_HELP, GIVE_UP, Patience, next_move
+from whoiscrawl.registry.patience import ASK_AGAIN, ASK_HELP, GIVE_UP, Patience, next_move
 
 PAUSES = (2.0, 10.0, 30.0)
 
 
-@pytest.mark.parametrize(("attempt", "failing", "helped", "answered_since", "move"), [
+@pytest.mark.parametrize(("attempt", "failing", "once_more", "answered_since", "move"), [
     (0, "arin", False, False, 2.0),  # the pauses first, whatever happened
     (1, "arin", False, True, 10.0),
     (2, None, False, False, 30.0),
     (3, None, False, False, GIVE_UP),  # no registry serves it
-    (3, "arin", False, True, GIVE_UP),  # its registry answered others meanwhile: it is this one
+    (3, "arin", False, True, ASK_AGAIN),  # its registry answered others since this ask began: once more
+    (4, "arin", True, True, GIVE_UP),  # asked once more, and it failed again: it is this one
     (3, "arin", True, False, GIVE_UP),  # its registry answered help, and it failed once more
     (3, "arin", False, False, ASK_HELP),  # its registry answered nothing: is it up?
     (7, "lacnic", False, False, ASK_HELP),  # an outage: asked again every last pause
 ])
-def test_next_move(attempt: int, failing: str | None, helped: bool, answered_since: bool,
+def test_next_move(attempt: int, failing: str | None, once_more: bool, answered_since: bool,
                    move: float | str) -> None:
-    assert next_move(attempt, PAUSES, failing, helped, answered_since) == move
+    assert next_move(attempt, PAUSES, failing, once_more, answered_since) == move
 
 
 def scripted(outcomes: list[str], registry: str = "arin") -> tuple[Callable[[], Awaitable[str]], list[int]]:
@@ -73,7 +74,7 @@ async def test_a_registry_failing_is_asked_again_then_helped_then_given_up(
     assert (asked[0], len(helped)) == (asks, helps)
 
 
-async def test_a_registry_that_answered_others_meanwhile_is_given_up_on_without_help() -> None:
+async def test_a_registry_answering_others_meanwhile_is_asked_once_more_then_given_up_unhelped() -> None:
     policy, helped = patience(help_answers=True)
 
     async def ask() -> str:
@@ -96,7 +97,7 @@ async def test_stopping_during_a_pause_returns_none() -> None:
 
 async def test_lanes_waiting_on_one_registry_share_one_help_query() -> None:
     policy, helped = patience(help_answers=True, pauses=(0.0, 60.0))  # one query per last pause
-    assert all(await asyncio.gather(*(policy.answers_help("lacnic") for _ in range(16))))
+    assert all(await asyncio.gather(*(policy.answers_help("lacnic", 0.0) for _ in range(16))))
     assert helped == ["lacnic"]
 
 

@@ -23,8 +23,9 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.results.diff import KINDS, Change, classify
-from whoiscrawl.results.source import ResultSet, block_key, ip_int, parse_line
+from whoiscrawl.results.source import ResultSet, block_key, parse_line
 from whoiscrawl.space import SpaceError, crawlable
 
 MANIFEST = "history.json"

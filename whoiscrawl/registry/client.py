@@ -193,23 +193,32 @@ class RegistryClient:
         malformed answer backs off and tries again, up to `attempts`. Returns the last failure when
         they run out. `breaker`: an RDAP lookup keeps the registry's circuit breaker, and skips to
         WHOIS (a failure returned at once) while it is open and WHOIS is configured; a listing waits
-        while it is open; the WHOIS fallback, which a tripped breaker sends here, ignores it."""
+        while it is open; the WHOIS fallback, which a tripped breaker sends here, ignores it. Once
+        its cooldown is over the next request that meets it goes as its probe (`CircuitBreaker`)."""
         circuit = self.breaker(registry)
         while True:
             if breaker == "keep" and circuit.is_open and registry in self.whois_servers:
                 tally.errors.append(f"{registry} RDAP circuit open")
                 return Outcome(Kind.TRANSIENT, tally.errors[-1])
-            if breaker != "ignore":
-                await circuit.wait()
+            probe = await circuit.wait() if breaker != "ignore" else False
             tally.lookups += 1
             started = time.monotonic()
-            outcome = await send()
+            try:
+                outcome = await send()
+            except BaseException:
+                if probe:
+                    circuit.probed(None)  # cancelled: the next request probes
+                raise
             metrics.LOOKUP_SECONDS.labels(registry).observe(time.monotonic() - started)
             metrics.LOOKUPS.labels(registry, ok if outcome.kind is Kind.ANSWER else outcome.kind.value).inc()
-            if breaker == "keep" and outcome.kind is Kind.TRANSIENT:
+            # an answer, even a malformed one, says the registry is answering; a 429 says nothing
+            answering = None if outcome.kind is Kind.RATE_LIMITED else outcome.kind is not Kind.TRANSIENT
+            if breaker == "keep" and answering:
+                circuit.success()
+            elif breaker == "keep" and answering is False:
                 circuit.failure()
-            elif breaker == "keep" and outcome.kind is not Kind.RATE_LIMITED:
-                circuit.success()  # an answer, even a malformed one: the registry is answering
+            if probe:
+                circuit.probed(answering)
             if outcome.settled:
                 return outcome
             if outcome.kind is Kind.RATE_LIMITED:

@@ -3,9 +3,12 @@ attempt loop, which retries one request over seconds).
 
 A lookup or a listing that failed every way (the client's retries, WHOIS) is asked again after
 each pause: registries have bad minutes, and what is given up on is blocks possibly lost. When the
-pauses run out it is given up on if its registry was known to answer meanwhile (it answered another
-request, or a help query, before this one was asked again); while that registry answers nothing
-the last pause repeats. `next_move` is the rule (pure, table-tested); `Patience` applies it.
+pauses run out it is asked once more at once if its registry is known to answer (it answered
+another request since this one's last ask began, or a help query asked since then), and given up
+on if that fails too; an answer from before that ask is no evidence (the registry may have gone
+down since: an answer given just before a RIPE NCC outage once gave up the lanes asking during it).
+While that registry answers nothing the last pause repeats. `next_move` is the rule (pure,
+table-tested); `Patience` applies it.
 """
 
 from __future__ import annotations
@@ -27,22 +30,24 @@ log = logging.getLogger("whoiscrawl.crawl")  # the crawl loop's log, as before t
 
 Asked = TypeVar("Asked")
 GIVE_UP = "give up"
+ASK_AGAIN = "ask again"
 ASK_HELP = "ask help"
 # Before what failed every way is asked again; the last repeats while its registry answers nothing.
 PAUSES = (2.0, 10.0, 30.0)
 
 
-def next_move(attempt: int, pauses: tuple[float, ...], failing: str | None, helped: bool,
+def next_move(attempt: int, pauses: tuple[float, ...], failing: str | None, asked_once_more: bool,
               answered_since: bool) -> float | str:
     """What follows the `attempt`-th failure (0-based): a pause before asking again, or once the
-    pauses ran out, GIVE_UP (no registry serves it, `failing` None; its registry answered help
-    already, `helped`; or it answered others since this was first asked, `answered_since`: then it
-    is this one), else ASK_HELP (up: ask once more; down: pause the last pause, again and again)."""
+    pauses ran out, GIVE_UP (no registry serves it, `failing` None; or it was asked once more
+    already because its registry answered, `asked_once_more`: then it is this one), ASK_AGAIN at
+    once (its registry answered others since this ask began, `answered_since`), else ASK_HELP
+    (up: ask once more; down: pause the last pause, again and again)."""
     if attempt < len(pauses):
         return pauses[attempt]
-    if failing is None or helped or answered_since:
+    if failing is None or asked_once_more:
         return GIVE_UP
-    return ASK_HELP
+    return ASK_AGAIN if answered_since else ASK_HELP
 
 
 @dataclass
@@ -67,20 +72,20 @@ class Patience:
         """Ask (a lookup, a listing) again after each pause while it fails every way (LookupFailed),
         until `next_move` gives it up (LookupFailed raised).
         None: the crawl stops during a pause (a drain must not sit it out)."""
-        started = time.monotonic()
-        helped = False  # asked again at once because its registry answered help
+        once_more = False  # asked again at once because its registry was known to answer
         for attempt in itertools.count():
-            answered_before = dict(self.answered_at)
+            asked_at = time.monotonic()
             try:
                 return await ask()
             except LookupFailed as exc:
                 failing = exc.registry
-                since = answered_before.get(failing, -math.inf) > started if failing else False
-                move = next_move(attempt, self.pauses, failing, helped, since)
+                since = self.answered_at.get(failing, -math.inf) > asked_at if failing else False
+                move = next_move(attempt, self.pauses, failing, once_more, since)
                 if move == GIVE_UP:
                     raise
-                if move == ASK_HELP and failing is not None and await self.answers_help(failing):
-                    helped = True
+                if move == ASK_AGAIN or (move == ASK_HELP and failing is not None
+                                         and await self.answers_help(failing, asked_at)):
+                    once_more = True
                     continue  # up: ask once more, and give it up if that fails
                 pause = self.pauses[min(attempt, len(self.pauses) - 1)]
                 if attempt == len(self.pauses):
@@ -94,15 +99,18 @@ class Patience:
                     return None
         raise AssertionError("unreachable")
 
-    async def answers_help(self, registry: str) -> bool:
+    async def answers_help(self, registry: str, since: float) -> bool:
         """Ask a registry that answered none of our lookups lately whether it is up (RDAP help): a
         lone lane's only traffic may be its broken address, which would otherwise wait forever.
-        One query a registry per last pause, whatever the number of lanes waiting: in an outage
-        every lane asks, and LACNIC allows ten requests a minute."""
+        Only a query asked `since` (the failed ask began) tells; one asked before is shared, but
+        answers False. One query a registry per last pause, whatever the number of lanes waiting:
+        in an outage every lane asks, and LACNIC allows ten requests a minute."""
         if self.stopping.is_set():
             return False
         asked = self._help.get(registry)
-        if asked is None or time.monotonic() - asked[0] >= self.pauses[-1]:
+        if asked is not None and asked[0] < since and time.monotonic() - asked[0] < self.pauses[-1]:
+            return False  # asked lately, but before this failed: the next pause asks again
+        if asked is None or asked[0] < since:
             asked = (time.monotonic(), asyncio.ensure_future(self.answering(registry)))
             self._help[registry] = asked
         at, answering = asked

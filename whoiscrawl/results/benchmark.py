@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl.results.source import ip_str
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.rirs import REGISTRIES
 
 _COUNTRIES = ("US", "DE", "NL", "CN", "JP", "BR", "ZA", "RU", "FR", "GB", "IN", "AU")

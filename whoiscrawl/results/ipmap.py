@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.results.diff import changes
 from whoiscrawl.results.hilbert import cell_prefix, d2xy
-from whoiscrawl.results.source import ResultSet, ip_int
+from whoiscrawl.results.source import ResultSet
 from whoiscrawl.results.summary import ScopeCounter, holder_of, own_addresses, scope_of, values
 from whoiscrawl.rirs import REGISTRIES
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -15,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from whoiscrawl.ipv4 import ip_int
+
 TOPIC_PREFIX = "topic:"  # RESULTS given as topic:NAME reads crawl NAME's compacted results topic
 _CHUNK = 1 << 20  # records compared at once while deduplicating (bounds the temporary arrays)
 _SCAN_CHUNK = 1 << 16  # keys parsed before they are stored (a Python int is 32 bytes, a stored key 8)
@@ -23,15 +24,6 @@ _TOP = np.uint64(0xFFFFFFFF)
 
 class ResultsError(ValueError):
     """A result set that cannot be read; the text says which and why."""
-
-
-def ip_int(text: str) -> int:
-    """A dotted-quad IPv4 address as an integer (fast: millions of these are parsed per export)."""
-    return int.from_bytes(socket.inet_aton(text), "big")
-
-
-def ip_str(n: int) -> str:
-    return socket.inet_ntoa(int(n).to_bytes(4, "big"))
 
 
 def block_key(first: int, last: int) -> int:
@@ -51,7 +43,7 @@ def parse_line(line: bytes | str) -> dict[str, Any] | None:
     try:
         doc = json.loads(line)
         doc["_first"], doc["_last"] = ip_int(doc["start_address"]), ip_int(doc["end_address"])
-    except (ValueError, KeyError, TypeError, OSError):
+    except (ValueError, KeyError, TypeError):
         return None
     if not isinstance(doc.get("registry"), str) or not isinstance(doc.get("handle"), str):
         return None

@@ -9,8 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.records import Progress, Shard
-from whoiscrawl.results.source import ip_int, parse_line
+from whoiscrawl.results.source import parse_line
 from whoiscrawl.space import registry_for
 from whoiscrawl.store.memory import CheckpointError, read_checkpoint
 from whoiscrawl.strategy import walk_for

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.results.benchmark import record_line
-from whoiscrawl.results.source import ip_str
 from whoiscrawl.serve import mmdb
 from whoiscrawl.serve.index import MapIndex, index_path, load_or_build
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from whoiscrawl.results.source import ResultSet, block_key, ip_str
+from whoiscrawl.ipv4 import ip_str
+from whoiscrawl.results.source import ResultSet, block_key
 from whoiscrawl.results.summary import holder_of
 
 FORMAT = 2  # bump when the saved layout changes: an index of another format is rebuilt

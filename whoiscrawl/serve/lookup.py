@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
 
-from whoiscrawl.results.source import ip_str
+from whoiscrawl.ipv4 import cidrs, ip_int
 from whoiscrawl.serve.index import MapIndex
 
 BATCH = 1 << 16  # addresses parsed and looked up at once: memory stays flat for input of any size
@@ -32,29 +31,11 @@ def parse_address(text: str) -> tuple[int, str | None]:
     if ":" in text:
         return -1, f"{text!r} is an IPv6 address: the map covers IPv4 only"
     try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"), None
-    except OSError:
+        return ip_int(text), None
+    except ValueError:
         if "/" in text:
             return -1, f"{text!r} is a prefix: give one address (a dotted quad such as 192.0.2.1)"
         return -1, f"{text!r} is not an IPv4 address: give a dotted quad such as 192.0.2.1"
-
-
-def cidr_blocks(first: int, last: int) -> list[tuple[int, int]]:
-    """The CIDR blocks exactly covering first..last, as (first address, prefix length); arithmetic,
-    ten times faster than netaddr's, since every RDAP answer needs them. (The simulator keeps its
-    own twin, `sim.model.range_cidrs`: it reads nothing of the core but `rirs.py`.)"""
-    out = []
-    while first <= last:
-        size = first & -first or 1 << 32  # the largest block aligned at `first`...
-        while first + size - 1 > last:  # ... that ends within the range
-            size >>= 1
-        out.append((first, 33 - size.bit_length()))
-        first += size
-    return out
-
-
-def cidrs(first: int, last: int) -> list[str]:
-    return [f"{ip_str(a)}/{plen}" for a, plen in cidr_blocks(first, last)]
 
 
 def answer(index: MapIndex, address: str, net: int) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any
 from mmdb_writer import MMDBWriter
 from netaddr import IPNetwork, IPSet
 
+from whoiscrawl.ipv4 import cidrs
 from whoiscrawl.serve.index import MapIndex
-from whoiscrawl.serve.lookup import cidrs
 
 DATABASE_TYPE = "whoiscrawl-IPv4-Holders"
 # A record's fields as MMDB keys (MMDB has no null: a missing value is left out).

@@ -9,8 +9,9 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidr_blocks, ip_str
 from whoiscrawl.serve.index import MapIndex
-from whoiscrawl.serve.lookup import cidr_blocks, parse_address
+from whoiscrawl.serve.lookup import parse_address
 from whoiscrawl.space import build_bootstrap_document
 
 CONFORMANCE = ["rdap_level_0", "cidr0", "rirSearch1", "ips"]
@@ -48,7 +49,7 @@ def parse_key(text: str) -> tuple[int, int]:
         size = 1 << (32 - int(plen))
         if first % size:
             raise QueryError(400, "Bad Request", f"{text!r}: the address has bits set past the prefix "
-                             f"length (the prefix is {_ip(first - first % size)}/{plen})")
+                             f"length (the prefix is {ip_str(first - first % size)}/{plen})")
         return first, first + size - 1
     if "-" in text:
         a, _, b = text.partition("-")
@@ -67,10 +68,6 @@ def _address(text: str) -> int:
     if ":" in text:
         raise QueryError(404, "Not Found", f"{why} (this mirror holds no IPv6 networks)")
     raise QueryError(400, "Bad Request", why)
-
-
-def _ip(n: int) -> str:
-    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
 
 
 def _date(text: str | None) -> str | None:
@@ -110,8 +107,8 @@ def _events(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _links(base: str, first: int, last: int) -> list[dict[str, Any]]:
-    self_url = f"{base}ip/{_ip(first)}"
-    key = quote(f"{_ip(first)} - {_ip(last)}")
+    self_url = f"{base}ip/{ip_str(first)}"
+    key = quote(f"{ip_str(first)} - {ip_str(last)}")
     links = [{"value": self_url, "rel": "self", "href": self_url, "type": "application/rdap+json"}]
     links += [{"value": self_url, "rel": rel, "href": f"{base}ips/rirSearch1/{rel}/{key}",
                "type": "application/rdap+json"} for rel in RELATIONS]
@@ -124,15 +121,15 @@ def network(index: MapIndex, net: int, base: str, top: bool = True) -> dict[str,
     doc = index.record(net)
     first, last = int(index.first[net]), int(index.last[net])
     out: dict[str, Any] = {"rdapConformance": CONFORMANCE} if top else {}
-    out |= {"objectClassName": "ip network", "handle": doc["handle"], "startAddress": _ip(first),
-            "endAddress": _ip(last), "ipVersion": "v4"}
+    out |= {"objectClassName": "ip network", "handle": doc["handle"], "startAddress": ip_str(first),
+            "endAddress": ip_str(last), "ipVersion": "v4"}
     for member, name in (("name", "name"), ("type", "type"), ("country", "country"),
                          ("parentHandle", "parent_handle")):
         if doc[name]:
             out[member] = doc[name]
     if doc["status"]:
         out["status"] = doc["status"]
-    out["cidr0_cidrs"] = [{"v4prefix": _ip(a), "length": plen} for a, plen in cidr_blocks(first, last)]
+    out["cidr0_cidrs"] = [{"v4prefix": ip_str(a), "length": plen} for a, plen in cidr_blocks(first, last)]
     out["entities"] = _entities(doc)
     out["events"] = _events(doc)
     out["links"] = _links(base, first, last)

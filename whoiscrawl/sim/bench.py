@@ -15,9 +15,9 @@ from typing import Any
 
 import aiohttp
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.sim import scenarios
 from whoiscrawl.sim.data import load_iana
-from whoiscrawl.sim.model import ip_str
 
 
 def start_server(scenario: str, extra: list[str] | None = None,

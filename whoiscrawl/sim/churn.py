@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidr_blocks, ip_str
 from whoiscrawl.sim.model import (
     ASSIGNMENT_TYPES,
     STYLES,
@@ -24,8 +25,6 @@ from whoiscrawl.sim.model import (
     World,
     _rng,
     findable,
-    ip_str,
-    range_cidrs,
 )
 from whoiscrawl.sim.render import org_name
 
@@ -168,7 +167,7 @@ class _Day:
 
     def split(self, pool: list[int]) -> None:
         w = self.w
-        i = self.pick(pool, lambda j: self.leaf(j) and len(range_cidrs(w.start[j], w.end[j])) == 1
+        i = self.pick(pool, lambda j: self.leaf(j) and len(cidr_blocks(w.start[j], w.end[j])) == 1
                       and w.end[j] - w.start[j] >= 15)
         if i < 0:
             return
@@ -184,7 +183,7 @@ class _Day:
 
         def joinable(j: int) -> bool:
             k = after.get(j, -1)
-            union = range_cidrs(w.start[j], w.end[k]) if k >= 0 else []
+            union = cidr_blocks(w.start[j], w.end[k]) if k >= 0 else []
             return (self.leaf(j) and k >= 0 and k not in self.used and self.leaf(k) and w.reg[k] == w.reg[j]
                     and (len(union) == 1 or w.registry(j) != "lacnic"))
 
@@ -268,7 +267,7 @@ def _aligned(gaps: list[tuple[int, int]], rng: random.Random) -> tuple[int, int]
     one of the gaps, or None."""
     rng.shuffle(gaps)
     for a, b in gaps:
-        for first, plen in range_cidrs(a, b):
+        for first, plen in cidr_blocks(a, b):
             size = 1 << (32 - plen)
             if size >= 8:
                 size = min(size, 256)

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidr_blocks, ip_str
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import data
 from whoiscrawl.sim.data import REG_INDEX
@@ -104,30 +105,6 @@ STYLES: dict[str, RegStyle] = {
 MAX_DEPTH = 4
 UNDATED = 19930101  # a delegation whose statistics row has no date: registered before the records
 CCS = ("US", "GB", "DE", "FR", "NL", "BR", "CN", "JP", "AU", "IN", "ZA", "AR", "RU", "EU")
-
-
-def ip_str(n: int) -> str:
-    return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
-
-
-def ip_int(s: str) -> int:
-    return int(ipaddress.IPv4Address(s))
-
-
-def range_cidrs(first: int, last: int) -> list[tuple[int, int]]:
-    """The CIDRs (address, prefix length) exactly covering first..last."""
-    out: list[tuple[int, int]] = []
-    while first <= last:
-        size = first & -first if first else 1 << 32
-        while size > last - first + 1:
-            size >>= 1
-        out.append((first, 33 - size.bit_length()))
-        first += size
-    return out
-
-
-def cidr_strs(first: int, last: int) -> list[str]:
-    return [f"{ip_str(a)}/{ln}" for a, ln in range_cidrs(first, last)]
 
 
 def parse_cidr(text: str) -> tuple[int, int]:
@@ -344,7 +321,7 @@ def object_handle(reg: int, start: int, end: int, depth: int, placeholder: bool)
     if reg == 0:  # arin
         return f"NET-{ip_str(start).replace('.', '-')}-{0 if placeholder else depth + 1}"
     if reg == 3:  # lacnic: its database holds CIDR blocks; the handle is the prefix
-        cidrs = range_cidrs(start, end)
+        cidrs = cidr_blocks(start, end)
         if len(cidrs) == 1:
             return f"{ip_str(start)}/{cidrs[0][1]}"
     return f"{ip_str(start)} - {ip_str(end)}"
@@ -560,7 +537,7 @@ def build_world(seed: int, ranges: Iterable[tuple[int, int]] | None) -> World:
             gen.subtree(obj, _rng(seed, d.start, reg), STYLES[d.registry], reg)
     for a, b, reg in _free_runs():
         if reg == REG_INDEX["lacnic"]:
-            pieces = [(x, x + (1 << (32 - ln)) - 1) for x, ln in range_cidrs(a, b)]
+            pieces = [(x, x + (1 << (32 - ln)) - 1) for x, ln in cidr_blocks(a, b)]
         else:
             pieces = [(a, b)]
         for x, y in pieces:

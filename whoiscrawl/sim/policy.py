@@ -129,8 +129,10 @@ class Limiter:
         if now < st.blocked_until:
             return Verdict(False, st.blocked_until - now, "blocked", p.rate_limit_notice)
         rate = p.rate_per_s * x
-        st.tokens = min(float(p.burst), st.tokens + (now - st.last) * rate)
-        st.last = now
+        # Requests are counted at their arrival, and one read a little after another may have
+        # arrived a little before it: time never runs backwards in the bucket.
+        st.tokens = min(float(p.burst), st.tokens + max(0.0, now - st.last) * rate)
+        st.last = max(st.last, now)
         if p.daily_cap is not None and st.day_count >= p.daily_cap:
             st.blocked_until = st.day_start + DAY_S / x
             return Verdict(False, st.blocked_until - now, "blocked")

@@ -7,8 +7,9 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.sim import render
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 
 RELATIONS = ("rdap-up", "rdap-down", "rdap-top", "rdap-bottom")
 SINGLE = frozenset({"rdap-up", "rdap-top"})  # answer one object; down and bottom answer ipSearchResults

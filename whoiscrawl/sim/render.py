@@ -9,9 +9,10 @@ from functools import lru_cache
 from typing import Any
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidr_blocks, cidrs, ip_str
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import shapes
-from whoiscrawl.sim.model import World, cidr_strs, ip_str, range_cidrs
+from whoiscrawl.sim.model import World
 
 BASE_PATHS: dict[str, str] = {
     "arin": "/arin/registry/",
@@ -167,12 +168,12 @@ def facts(world: World, i: int, base_url: str) -> shapes.Facts:
     placeholder = world.typ[i] == 0
     up = None
     if p >= 0:
-        pa, pl = range_cidrs(world.start[p], world.end[p])[0]
+        pa, pl = cidr_blocks(world.start[p], world.end[p])[0]
         up = f"{base_url}ip/{ip_str(pa)}/{pl}"
     return shapes.Facts(
         registry=reg, handle=world.handle(i), start=start, end=ip_str(e), name=object_name(world, i),
         type=world.type_word(i), status=["reserved"] if placeholder else ["active"],
-        cidrs=[(ip_str(a), ln) for a, ln in range_cidrs(s, e)], country=country(world, i),
+        cidrs=[(ip_str(a), ln) for a, ln in cidr_blocks(s, e)], country=country(world, i),
         parent=world.handle(p) if p >= 0 else None, registered=reg_date, changed=changed,
         org_handle=reg_h, org_name=reg_name, abuse_handle=abuse_h, abuse_email=abuse_mail,
         maintainer=maintainer(world, i),
@@ -299,7 +300,7 @@ def _text(world: World, i: int) -> str:
         parent = f"{object_name(world, p)} ({world.handle(p)})" if p >= 0 else ""
         lines = [
             f"NetRange:       {start} - {end}",
-            f"CIDR:           {', '.join(cidr_strs(s, e))}",
+            f"CIDR:           {', '.join(cidrs(s, e))}",
             f"NetName:        {name}",
             f"NetHandle:      {world.handle(i)}",
             f"Parent:         {parent}",
@@ -351,7 +352,7 @@ def lacnic_inetnum(world: World, i: int) -> list[tuple[str, str]]:
     """Object i's attributes as LACNIC holds them (its WHOIS answer and its dump print these): the
     block as a CIDR (a range where it is none), the holder inline as `owner:`, dates YYYYMMDD."""
     _reg, start, end, _name, reg_date, changed, reg_h, reg_name, abuse_h, _mail, cc, typ = shown(world, i)
-    cidr = cidr_strs(world.start[i], world.end[i])
+    cidr = cidrs(world.start[i], world.end[i])
     return [("inetnum", cidr[0] if len(cidr) == 1 else f"{start} - {end}"), ("status", typ.lower()),
             ("owner", reg_name), ("ownerid", f"{cc}-{reg_h.split('-')[1] if '-' in reg_h else reg_h}"),
             ("responsible", "Network Operations"), ("address", "1 Example Street"), ("country", cc),

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidrs, ip_int, ip_str
 from whoiscrawl.records import NetworkRecord, RecordError
 from whoiscrawl.sim import policy, render, scenarios
-from whoiscrawl.sim.model import World, cidr_strs, ip_int, ip_str, is_assignment
+from whoiscrawl.sim.model import World, is_assignment
 from whoiscrawl.sim.scenarios import Scenario
 
 BUCKETS: tuple[tuple[str, int, int], ...] = (
@@ -46,7 +47,7 @@ def truth_record(world: World, i: int, addresses: int) -> dict[str, Any]:
         "handle": world.handle(i),
         "start_address": ip_str(s),
         "end_address": ip_str(e),
-        "cidrs": cidr_strs(s, e),
+        "cidrs": cidrs(s, e),
         "name": render.object_name(world, i),
         "country": render.country(world, i),
         "parent_handle": world.handle(p) if p >= 0 else None,

@@ -16,11 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.rirs import BY_ID, REGISTRIES
 from whoiscrawl.sim import policy, published, relations, render, whoisq
+from whoiscrawl.sim.arrival import BACKLOG, Arrivals, InOrder
 from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.faults import Decision, Faults
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.published import Item as FileItem
 from whoiscrawl.sim.relations import parse_ipv4, parse_span
 from whoiscrawl.sim.scenarios import Scenario
@@ -96,6 +98,8 @@ class Simulator:
         self._iana = load_iana()
         self.files = published.Files(scenario, self.world)
         self._downloads: dict[tuple[str, str], int] = {}  # attempts per (address, file): dropped_download
+        self.arrivals = Arrivals()  # when each request's bytes came: what the limits count
+        self.in_order = InOrder()  # ... and in that order, however the loop read them
 
     @property
     def day(self) -> int:
@@ -176,13 +180,12 @@ class Simulator:
         app.router.add_post("/sim/advance", self._advance_handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        rdap_sock = self.arrivals.listen(self.host, self.port)
+        await web.SockSite(self._runner, rdap_sock, backlog=BACKLOG).start()
+        self.port = rdap_sock.getsockname()[1]
         self._bootstrap = json.dumps(self.bootstrap_doc(), indent=1).encode()
-        self._whois = await asyncio.start_server(self._whois_conn, self.host, self.whois_port)
+        self._whois = await asyncio.start_server(self._whois_conn, sock=self.arrivals.listen(
+            self.host, self.whois_port), backlog=BACKLOG)
         self.whois_port = self._whois.sockets[0].getsockname()[1]
         self._flusher = asyncio.create_task(self._flush_loop())
         logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -271,6 +274,11 @@ class Simulator:
         self._downloads[key] = self._downloads.get(key, 0) + 1
         return self._downloads[key] % 2 == 1
 
+    def _arrived(self, request: web.Request) -> float:
+        """When the request came (`arrival`): a registry counts it then, not when it gets to it."""
+        transport = request.transport
+        return self.arrivals.of(transport.get_extra_info("peername") if transport else None)
+
     def render(self, obj: int) -> bytes:
         body = self._cache.get(obj)
         if body is None:
@@ -299,7 +307,7 @@ class Simulator:
     async def rdap(self, request: web.Request, registry: str) -> web.StreamResponse:
         addr_s = request.match_info["addr"]
         src = request.remote or "unknown"
-        now = time.time()
+        now = self._arrived(request)
         a = parse_ipv4(addr_s)
         if a is None:
             self.log.write(now, src, registry, addr_s, "rdap", 400, None, "not_found")
@@ -335,14 +343,14 @@ class Simulator:
             self.log.write(time.time(), src, registry, "", "help", 200, None, "ok")
             return web.Response(body=render.rdap_help(registry), content_type=RDAP_JSON)
 
-        return await self._serve(request, registry, src, time.time(), "", None, "help", answer)
+        return await self._serve(request, registry, src, self._arrived(request), "", None, "help", answer)
 
     async def relation(self, request: web.Request, registry: str) -> web.StreamResponse:
         """RFC 9910 relation search as RIPE NCC's server answers it: `rdap-up`/`rdap-top` one
         object, `rdap-down`/`rdap-bottom` ipSearchResults, whole; an empty answer 404, more rows
         than the limit 400 "Too Many Rows"; `?status=active` on down or bottom 501."""
         src = request.remote or "unknown"
-        now = time.time()
+        now = self._arrived(request)
         rel, span = request.match_info["rel"], parse_span(request.match_info["arg"])
         if rel not in relations.RELATIONS or span is None:
             self.log.write(now, src, registry, request.match_info["arg"][:64], "rdap-down", 400, None,
@@ -392,6 +400,7 @@ class Simulator:
         """Everything an RDAP request meets before its answer: injected faults, the registry's
         limits and connection cap (429s), and service latency. `a`: the address asked (None: a
         request for no address, as `help`)."""
+        await self.in_order.turn(now)
         fault = self.faults.decide(registry, src, now, address=a)
         refused = self._refuse(registry, src, now, addr_s, protocol, fault)
         if refused is not None:
@@ -473,7 +482,7 @@ class Simulator:
                 line = await asyncio.wait_for(reader.readline(), 30)
             except (TimeoutError, ConnectionError):
                 return
-            text = await self.whois(line.decode("latin-1", "replace"), src, writer)
+            text = await self.whois(line.decode("latin-1", "replace"), src, writer, self.arrivals.of(peer))
             if text is not None:
                 writer.write(text.encode())
                 await writer.drain()
@@ -483,10 +492,9 @@ class Simulator:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def whois(self, line: str, src: str, writer: asyncio.StreamWriter) -> str | None:
-        """Answer one port-43 query as the owning registry (`whoisq`: an address, RIPE-style
-        `-m`/`-M`/`-r`, ARIN's `r >`), inside its limits; None when a fault dropped the line."""
-        now = time.time()
+    async def whois(self, line: str, src: str, writer: asyncio.StreamWriter, now: float) -> str | None:
+        """Answer one port-43 query that arrived at `now` as the owning registry (`whoisq`: an address,
+        RIPE-style `-m`/`-M`/`-r`, ARIN's `r >`), inside its limits; None when a fault dropped the line."""
         query = whoisq.parse(line)
         if query is None:
             self.log.write(now, src, None, line.strip()[:64], "whois", 400, None, "not_found")
@@ -494,6 +502,7 @@ class Simulator:
         obj = self.world.holding(*query.span)
         registry = self.world.registry(obj) if obj >= 0 else (self._iana[query.span[0] >> 24].registry
                                                              or "arin")
+        await self.in_order.turn(now)
         fault = self.faults.decide(registry, src, now, "whois", query.span[0])
         refused = self._whois_refuse(registry, src, now, query, fault)
         if refused is not None:
@@ -573,4 +582,4 @@ def describe(sim: Simulator) -> str:
     return json.dumps(sim.info(), separators=(",", ":"))
 
 
-__all__ = ["RequestLog", "Simulator", "describe", "ip_str", "parse_ipv4"]
+__all__ = ["RequestLog", "Simulator", "describe", "parse_ipv4"]

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.sim import data, model
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 
 FREE = ("available", "reserved")
 

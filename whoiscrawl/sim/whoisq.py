@@ -6,8 +6,9 @@ import bisect
 from dataclasses import dataclass
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.sim import relations, render
-from whoiscrawl.sim.model import World, ip_str
+from whoiscrawl.sim.model import World
 from whoiscrawl.sim.relations import parse_ipv4, parse_span
 
 RIPE_STYLE = rirs.offering(rirs.WHOIS_MORE_SPECIFIC)  # RIPE NCC's software: RIPE NCC, APNIC, AFRINIC

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from whoiscrawl import rirs
+from whoiscrawl import ipv4, rirs
+from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry.contacts import remark_abuse_emails
 from whoiscrawl.sources import rpsl
-from whoiscrawl.sources.stats import cidrs_of, ip_str
 
 # Objects a record is joined with, by the attribute that names them.
 _CONTACTS = frozenset({"organisation", "role", "irt"})
@@ -162,7 +162,7 @@ def read_registry(
 def handle_of(registry: str, first: int, last: int, cidrs: list[str] | None = None) -> str:
     """The handle the registry's RDAP gives a network: LACNIC's CIDR, everyone else's `a - b`."""
     if registry == "lacnic":
-        cidrs = cidrs or cidrs_of(first, last)
+        cidrs = cidrs or ipv4.cidrs(first, last)
         if len(cidrs) == 1:
             return cidrs[0]
     return f"{ip_str(first)} - {ip_str(last)}"
@@ -176,7 +176,7 @@ def to_record(
         first, last = rpsl.parse_range(obj.key)
     except ValueError as exc:
         return str(exc)
-    cidrs = cidrs_of(first, last)
+    cidrs = ipv4.cidrs(first, last)
     org = obj.first("org")
     org_name, org_country = contacts.orgs.get(org, (None, None)) if org else (None, None)
     # LACNIC names the holder in the object itself; elsewhere the organisation, else the description.

@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidrs, ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
@@ -68,7 +69,7 @@ class StatsPlan:
     def free_ranges(self) -> list[str]:
         """Available and reserved space, exactly (`a-b` ranges): nothing there to ask for."""
         free = (d for d in self.delegations if not d.handed_out)
-        return [f"{stats.ip_str(d.first)}-{stats.ip_str(d.last)}" for d in free]
+        return [f"{ip_str(d.first)}-{ip_str(d.last)}" for d in free]
 
     def free_records(self, scope: Scope) -> Iterator[NetworkRecord]:
         """Free and reserved space in the scope as records (`source: stats`), adjacent rows of one
@@ -85,10 +86,10 @@ class StatsPlan:
                 run.append(row)
 
     def _free_record(self, row: stats.Delegation, last: int, statuses: list[str]) -> NetworkRecord:
-        first_s, last_s = stats.ip_str(row.first), stats.ip_str(last)
+        first_s, last_s = ip_str(row.first), ip_str(last)
         return NetworkRecord(
             registry=row.registry, handle=f"{first_s} - {last_s}", start_address=first_s,
-            end_address=last_s, cidrs=stats.cidrs_of(row.first, last), type=rirs.FREE_TYPE_WORD,
+            end_address=last_s, cidrs=cidrs(row.first, last), type=rirs.FREE_TYPE_WORD,
             status=statuses, registrant=rirs.BY_ID[row.registry].name, source="stats",
             serial=self.serials.get(row.registry),
         )

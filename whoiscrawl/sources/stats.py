@@ -12,13 +12,13 @@ import hashlib
 import ipaddress
 import os
 import re
-import socket
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidrs
 from whoiscrawl.settings import env_name
 
 ENV = env_name("delegated")  # a directory of delegated-*-extended-latest files (or one file)
@@ -68,24 +68,7 @@ class Delegation:
 
     def cidrs(self) -> list[str]:
         """The CIDRs the row covers (768 addresses are a /23 and a /24)."""
-        return cidrs_of(self.first, self.last)
-
-
-def ip_str(address: int) -> str:
-    return socket.inet_ntoa(address.to_bytes(4, "big"))
-
-
-def cidrs_of(first: int, last: int) -> list[str]:
-    """The CIDRs exactly covering first..last, largest aligned block first (integer arithmetic:
-    dumps hold millions of ranges, and netaddr's objects cost ~50 us each)."""
-    out = []
-    while first <= last:
-        size = first & -first if first else 1 << 32
-        while size > last - first + 1:
-            size >>= 1
-        out.append(f"{ip_str(first)}/{33 - size.bit_length()}")
-        first += size
-    return out
+        return cidrs(self.first, self.last)
 
 
 @dataclass

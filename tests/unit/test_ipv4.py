@@ -1,0 +1,40 @@
+"""The one home of IPv4 address arithmetic, held to the standard library's `ipaddress`."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from whoiscrawl.ipv4 import cidr_blocks, cidrs, ip_int, ip_str
+
+ADDRESSES = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ADDRESSES, ADDRESSES)
+def test_the_cidrs_of_a_range_are_those_ipaddress_summarizes(a: int, b: int):
+    first, last = min(a, b), max(a, b)
+    want = list(ipaddress.summarize_address_range(ipaddress.IPv4Address(first), ipaddress.IPv4Address(last)))
+    assert cidr_blocks(first, last) == [(int(n.network_address), n.prefixlen) for n in want]
+    assert cidrs(first, last) == [str(n) for n in want]
+
+
+@given(ADDRESSES)
+def test_addresses_go_to_text_and_back_as_ipaddress_writes_them(address: int):
+    assert ip_str(address) == str(ipaddress.IPv4Address(address))
+    assert ip_int(ip_str(address)) == address
+
+
+def test_the_whole_space_and_a_three_cell_range():
+    assert cidrs(0, 2**32 - 1) == ["0.0.0.0/0"]
+    assert cidrs(ip_int("10.0.2.0"), ip_int("10.0.4.255")) == ["10.0.2.0/23", "10.0.4.0/24"]
+
+
+@pytest.mark.parametrize("text", ["10.1", "010.1.2.3", "0x0a.1.2.3", "1.2.3.256", " 1.2.3.4", "1.2.3.4 ",
+                                  "::1"])
+def test_only_a_dotted_quad_is_an_address(text: str):
+    with pytest.raises(ValueError, match="not an IPv4 address"):
+        ip_int(text)

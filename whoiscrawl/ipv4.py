@@ -1,0 +1,44 @@
+"""IPv4 address arithmetic, once: dotted quads to integers and back, and the CIDRs covering a range.
+
+Integers throughout: the dumps, the results and the serving index handle millions of ranges, and
+every RDAP answer served needs its CIDRs. The standard library's `ipaddress` is the reference the
+tests hold this to; its `summarize_address_range` costs ~17x this arithmetic (12 us against 0.7 us
+for a range of three /24s and more, measured 2026-12-06). Imports nothing of ours: the simulator
+reads it too.
+"""
+
+from __future__ import annotations
+
+import socket
+
+
+def ip_int(text: str) -> int:
+    """A dotted quad as an integer; ValueError for anything else (short forms such as `10.1`, hex,
+    leading zeros, spaces: what `inet_aton` would take silently)."""
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        raise ValueError(f"{text!r} is not an IPv4 address (a dotted quad such as 192.0.2.1)") from None
+
+
+def ip_str(address: int) -> str:
+    """An integer as a dotted quad."""
+    return socket.inet_ntoa(int(address).to_bytes(4, "big"))
+
+
+def cidr_blocks(first: int, last: int) -> list[tuple[int, int]]:
+    """The CIDR blocks exactly covering first..last, largest aligned block first, as (first
+    address, prefix length): 768 addresses from a /23 boundary are a /23 and a /24."""
+    first, last, out = int(first), int(last), []  # numpy's integers have no bit_length
+    while first <= last:
+        size = first & -first or 1 << 32  # the largest block aligned at `first`...
+        while size > last - first + 1:  # ... that ends within the range
+            size >>= 1
+        out.append((first, 33 - size.bit_length()))
+        first += size
+    return out
+
+
+def cidrs(first: int, last: int) -> list[str]:
+    """The CIDRs exactly covering first..last, as text (`192.0.2.0/24`)."""
+    return [f"{ip_str(a)}/{length}" for a, length in cidr_blocks(first, last)]
