@@ -18,7 +18,7 @@ import redis
 import redis.asyncio as aioredis
 import redis.asyncio.retry
 import redis.retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 
 from whoiscrawl import metrics, redis_client
 from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
@@ -439,6 +439,22 @@ REDIS_RETRIES = 45
 
 def _backoff() -> ExponentialBackoff:
     return ExponentialBackoff(cap=1.0, base=0.05)
+
+
+# A command (plan, rebuild-store) meets a Redis that is down or silent in seconds, not after the
+# retries a worker waits out a restart with (~40 s refused; for ever on a port that never answers).
+REACH_TIMEOUT_S = 3.0
+
+
+def reach(url: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Return once a Redis at `url` answers a PING: one try, connect and answer each bounded by
+    `timeout` seconds; else redis-py's error (ValueError for a URL that is none)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                  retry=redis.retry.Retry(NoBackoff(), 0))
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 def _text(value: Any) -> str:
