@@ -8,7 +8,6 @@ tests inject a fake of this Protocol, never of Kafka or Redis. The plan is cut b
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from whoiscrawl.operator.spec import CrawlSpec, Kafka
 from whoiscrawl import queue
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import Progress
+from whoiscrawl.secrets import redact
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
@@ -51,15 +51,6 @@ class Plan:
     shards_total: int = 0
     addresses_total: int = 0
     fresh: bool = True  # False: published earlier (its marker was found), nothing sent now
-
-
-_USERINFO = re.compile(r"(\w+://[^\s/@:]*:)[^\s@]*@")
-
-
-def redact(text: str) -> str:
-    """`scheme://user:password@` -> `scheme://user:***@`: a URL from a Secret may be echoed in
-    an error (redis-py's parse errors do), and errors go to status, Events and logs."""
-    return _USERINFO.sub(r"\1***@", text)
 
 
 class BackendError(RuntimeError):

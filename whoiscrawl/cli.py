@@ -137,6 +137,20 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _reach_redis(url: str) -> None:
+    """End the command in one line unless a Redis answers at `url` in one bounded try: a Redis down
+    or silent is said at once, not after the retries a store waits out a restart with."""
+    from redis.exceptions import RedisError
+
+    from whoiscrawl.secrets import redact
+    from whoiscrawl.store.redis_admin import REACH_TIMEOUT_S, reach
+
+    try:
+        reach(url)
+    except (RedisError, ValueError) as exc:
+        _fail(redact(f"cannot reach Redis at --redis-url {url} (within {REACH_TIMEOUT_S:.0f} s): {exc}"))
+
+
 def _whois_servers(whois: str | None) -> dict[str, str]:
     from whoiscrawl.rirs import CATALOGUE, REGISTRIES
 
@@ -297,6 +311,7 @@ def plan(
 
     from whoiscrawl import queue
     from whoiscrawl.publish import publish_plan
+    from whoiscrawl.secrets import redact
     from whoiscrawl.space import SpaceError, plan_crawl
     from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
@@ -314,11 +329,12 @@ def plan(
     except SpaceError as exc:
         _fail(str(exc))
         return
+    _reach_redis(redis_url)
     try:
         store = RedisCrawlAdmin(redis_url, crawl)
         planned = store.progress().shards_total
     except (RedisError, ValueError) as exc:
-        _fail(f"cannot reach Redis at --redis-url {redis_url}: {exc}")
+        _fail(redact(f"cannot reach Redis at --redis-url {redis_url}: {exc}"))
         return
     if planned and not force:
         typer.echo(json.dumps({"crawl": crawl, "planned": False, "reason": "already planned"}))
@@ -383,6 +399,7 @@ def rebuild_store(
     """Rebuild a crawl's Redis state from its topics (workers do it themselves when Redis lost it)."""
     from whoiscrawl import queue, recover
 
+    _reach_redis(redis_url)
     config = queue.kafka_config_from(os.environ)
     owner = f"rebuild-store-{os.getpid()}"
     rebuilt = recover.rebuild(redis_url, kafka_bootstrap, topic_prefix, crawl, owner, config, resolution)

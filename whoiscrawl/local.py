@@ -17,7 +17,7 @@ from typing import IO, Any
 from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
-from whoiscrawl.records import NetworkRecord
+from whoiscrawl.records import DeadLetter, NetworkRecord
 from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import dumps, freshness, manifest, stats
@@ -36,13 +36,14 @@ class LocalCrawlError(RuntimeError):
 
 @dataclass
 class FileSink:
-    """Results as JSON lines; each line is written through before the crawl moves past it."""
+    """Results (or dead letters) as JSON lines; each line is written through before the crawl moves
+    past it. The file is made at the first line."""
 
     path: Path
     _file: IO[str] | None = None
     count: int = 0
 
-    async def emit(self, record: NetworkRecord) -> None:
+    async def emit(self, record: NetworkRecord | DeadLetter) -> None:
         if self._file is None:
             self._file = self.path.open("a", encoding="utf-8")
         self._file.write(record.to_json().decode() + "\n")
@@ -82,6 +83,11 @@ class LocalCrawl:
     @property
     def checkpoint(self) -> Path:
         return self.out.with_name(self.out.name + ".checkpoint.json")
+
+    @property
+    def dead_letters(self) -> Path:
+        """Where answers no parser could read are kept, with their context (made at the first)."""
+        return self.out.with_name(self.out.name + ".deadletters.jsonl")
 
     @property
     def published(self) -> Path:
@@ -166,9 +172,10 @@ class LocalCrawl:
         if published and not resumed:
             await self._free_space(published, self._asked_scope(), store, sink)
         chosen = self.settings
+        letters = FileSink(self.dead_letters)
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, dict(chosen.whois_servers),
-            delegated_by=delegated_by, delegation_country=stats.configured_country(),
+            delegated_by=delegated_by, delegation_country=stats.configured_country(), dead_letters=letters,
         )
         crawler = Crawler(
             store, sink, client, Member(uuid.uuid4().hex), chosen, scope=plan.scope, stopping=self.stopping
@@ -186,6 +193,7 @@ class LocalCrawl:
             await client.close()
         if complete and published is not None:
             self.manifest(published, store).write(self.out)
+        letters.close()
         return {
             "complete": complete,
             "resumed": resumed,
@@ -193,6 +201,9 @@ class LocalCrawl:
             "wall_s": round(time.monotonic() - started, 3),
             "lookups_by_registry": dict(crawler.lookups_by_registry),
             "failures": crawler.failures[:20],
+            # answers no parser could read this run, kept in `dead_letters_file` (appended to on a resume)
+            "dead_letters": letters.count,
+            "dead_letters_file": str(self.dead_letters),
             "sources": sorted(chosen.sources),
             "dumps": seeded,
             "notes": self.notes[:20],

@@ -34,6 +34,11 @@ STALE_WRITES = Counter(
     "Writes refused because the lease they were made under had passed to another holder",
     ["lease"],
 )
+DEAD_LETTERS = Counter(
+    "whoiscrawl_dead_letters_total",
+    "Answers (kind answer) and work messages (kind work) that could not be read, kept as dead letters",
+    ["kind", "registry"],
+)
 ERRORS = Counter("whoiscrawl_lookup_failures_total", "Addresses no attempt could look up", ["registry"])
 IN_FLIGHT = Gauge("whoiscrawl_lookups_in_flight", "Lookups under way")
 SHARDS = Counter("whoiscrawl_shards_completed_total", "Shards this process finished")

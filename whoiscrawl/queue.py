@@ -22,7 +22,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from whoiscrawl.records import NetworkRecord, RecordError, Shard
+from whoiscrawl.records import DeadLetter, NetworkRecord, RecordError, Shard
 from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, env_name
 
 DEFAULT_PARTITIONS = 32
@@ -57,6 +57,12 @@ def changes_topic(prefix: str, crawl: str) -> str:
     return f"{prefix}{crawl}.changes"
 
 
+def dead_letter_topic(prefix: str, crawl: str) -> str:
+    """What the crawl received and could not read (answers, work messages), with its context: kept
+    until the crawl is deleted, one partition (they are few), keyed by registry."""
+    return f"{prefix}{crawl}.deadletters"
+
+
 def group_name(prefix: str, crawl: str) -> str:
     return f"{prefix}{crawl}.workers"
 
@@ -66,8 +72,11 @@ def shard_key(shard: Shard) -> bytes:
     return shard.shard_id.encode()
 
 
-def result_key(record: NetworkRecord) -> bytes:
-    # The block's CIDRs name it exactly: compaction keeps the latest record of each block.
+def result_key(record: NetworkRecord | DeadLetter) -> bytes:
+    # The block's CIDRs name it exactly: compaction keeps the latest record of each block. A dead
+    # letter's: its registry (or "work").
+    if isinstance(record, DeadLetter):
+        return (record.registry or record.kind).encode()
     return ",".join(record.cidrs).encode()
 
 
@@ -108,6 +117,7 @@ def ensure_topics(
         NewTopic(work, partitions, rf, config={**extra, "retention.ms": "-1"}),
         NewTopic(results, partitions, rf, config=compacted),
         NewTopic(checkpoints_topic(prefix, crawl), partitions, rf, config=compacted),
+        NewTopic(dead_letter_topic(prefix, crawl), 1, rf, config={**extra, "retention.ms": "-1"}),
     ]
     _create(admin, [t for t in wanted if t.topic not in existing])
 
@@ -222,17 +232,19 @@ def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str]
 
 def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
     admin = AdminClient(_client_config(bootstrap, config))
-    every = (*topic_names(prefix, crawl), checkpoints_topic(prefix, crawl))
+    every = (*topic_names(prefix, crawl), checkpoints_topic(prefix, crawl), dead_letter_topic(prefix, crawl))
     names = [t for t in every if t in admin.list_topics(timeout=10).topics]
     for fut in admin.delete_topics(names, operation_timeout=30).values() if names else []:
         fut.result(timeout=60)
 
 
 class KafkaSink:
-    """Results to the compacted results topic; `emit` returns once the broker acknowledged the record."""
+    """Results to the compacted results topic (or dead letters to theirs: `topic`); `emit` returns
+    once the broker acknowledged the record."""
 
-    def __init__(self, bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
-        _, self.topic = topic_names(prefix, crawl)
+    def __init__(self, bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None,
+                 topic: str | None = None) -> None:
+        self.topic = topic or topic_names(prefix, crawl)[1]
         self.producer = Producer(
             {
                 **_client_config(bootstrap, config),
@@ -250,7 +262,7 @@ class KafkaSink:
         while self._running:
             self.producer.poll(0.05)
 
-    async def emit(self, record: NetworkRecord) -> None:
+    async def emit(self, record: NetworkRecord | DeadLetter) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
@@ -407,6 +419,14 @@ def iter_work(
     for msg in _iter_topic(bootstrap, work, config):
         with contextlib.suppress(RecordError):  # a malformed one is skipped by workers too
             yield msg.partition() or 0, msg.offset() or 0, Shard.from_json(msg.value() or b"")
+
+
+def iter_dead_letters(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> Iterator[DeadLetter]:
+    """Every dead letter of a crawl, oldest first (streamed)."""
+    for msg in _iter_topic(bootstrap, dead_letter_topic(prefix, crawl), config):
+        yield DeadLetter.from_json(msg.value() or b"")
 
 
 def committed_offsets(

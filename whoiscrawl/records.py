@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -14,6 +15,9 @@ from netaddr import IPAddress
 
 RESULT_SCHEMA = "whoiscrawl.result/v1"
 SHARD_SCHEMA = "whoiscrawl.shard/v1"
+DEAD_LETTER_SCHEMA = "whoiscrawl.deadletter/v1"
+# Of what a dead letter keeps of its bytes: enough to see what broke, small beside Kafka's 1 MB messages.
+DEAD_LETTER_BYTES = 64 << 10
 
 
 class RecordError(ValueError):
@@ -44,6 +48,10 @@ def parse(name: str, raw: bytes | str) -> dict[str, Any]:
         raise RecordError(f"{name} message is not a JSON object")
     validate(name, doc)
     return doc
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ class NetworkRecord:
     query_address: str | None = None
     source: str = "rdap"  # rdap | whois | dump | stats: where the record was read (docs/sources.md)
     crawl: str | None = None
-    fetched_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    fetched_at: str = field(default_factory=_now)
     serial: str | None = None  # the published file's serial (a dump's CURRENTSERIAL, the statistics')
     # When the registry said so: the answer's time for rdap and whois (fetched_at), a published file's date.
     observed_at: str | None = None
@@ -130,6 +138,48 @@ class NetworkRecord:
     @classmethod
     def _from_valid(cls, doc: dict[str, Any]) -> NetworkRecord:
         return cls(**{k: v for k, v in doc.items() if k != "schema"})
+
+
+@dataclass
+class DeadLetter:
+    """Something the crawl received and could not read, kept with its context (docs/data-plane.md):
+    a registry's answer the parsers refused (malformed, over a cap, hostile; `kind` answer) or a
+    work message that does not match its schema (`kind` work). `body`: its first DEAD_LETTER_BYTES."""
+
+    kind: str  # answer | work
+    reason: str
+    asked: str  # the RDAP URL or whois://server/query; a work message's topic[partition]@offset
+    body: str  # the bytes as text, or base64 where they are not UTF-8 (`encoding`)
+    encoding: str = "utf-8"  # utf-8 | base64
+    size: int = 0  # bytes received (an answer over a cap is read no further than the cap)
+    truncated: bool = False  # `body` holds only the first bytes, or the answer was cut at a cap
+    registry: str | None = None
+    crawl: str | None = None
+    at: str = field(default_factory=_now)
+
+    @classmethod
+    def of(cls, kind: str, reason: str, asked: str, raw: bytes, registry: str | None = None,
+           whole: bool = True) -> DeadLetter:
+        """A letter of `raw` bytes (`whole` False: what was read of an answer cut at a cap)."""
+        kept = raw[:DEAD_LETTER_BYTES]
+        try:
+            body, encoding = kept.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+        return cls(kind, reason, asked, body, encoding, len(raw), len(kept) < len(raw) or not whole, registry)
+
+    def raw(self) -> bytes:
+        """The bytes kept, as received."""
+        return base64.b64decode(self.body) if self.encoding == "base64" else self.body.encode("utf-8")
+
+    def to_json(self) -> bytes:
+        return json.dumps({"schema": DEAD_LETTER_SCHEMA, **asdict(self)}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeadLetter:
+        doc = parse("deadletter", raw)
+        doc.pop("schema")
+        return cls(**doc)
 
 
 @dataclass

@@ -21,10 +21,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from whoiscrawl import metrics, recover
 from whoiscrawl.crawl import Crawler, Member
-from whoiscrawl.queue import CheckpointSink, KafkaSink, group_name, topic_names
+from whoiscrawl.queue import CheckpointSink, KafkaSink, dead_letter_topic, group_name, topic_names
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.rates import Limit, scaled
-from whoiscrawl.records import RecordError, Shard
+from whoiscrawl.records import DeadLetter, RecordError, Shard
 from whoiscrawl.redis_client import TRANSIENT
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.registry.client import ABANDONED_WAIT_S
@@ -161,6 +161,8 @@ class Worker:
         remainder, one after the other: a drain of 12.4 s in a 10 s grace."""
         flush_until = end - LEAVE_RESERVE_S
         undelivered = await asyncio.to_thread(sink.close, max(0.2, flush_until - time.monotonic()))
+        if self.letters is not None:  # each was acknowledged when it was sent: nothing should be left
+            await asyncio.to_thread(self.letters.close, max(0.1, min(1.0, flush_until - time.monotonic())))
         await asyncio.to_thread(checkpoints.close, max(0.1, min(2.0, flush_until - time.monotonic())))
         # A dynamic member leaves the group here; a static one (`group.instance.id`) leaves for now:
         # its partitions wait the session timeout for a replacement under its name, then move on.
@@ -215,13 +217,7 @@ class Worker:
             try:
                 shard = Shard.from_json(msg.value() or b"")
             except RecordError as exc:
-                log.error(
-                    "skipping a malformed work message at %s[%d]@%d: %s",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                    exc,
-                )
+                await self._dead_letter(msg, str(exc))
                 await self._commit(self._next_offset(msg))
                 continue
             done = await self._walk(shard, lane)
@@ -277,6 +273,20 @@ class Worker:
         if self.stopping.is_set() or lane.revoked.is_set():
             return False
         return await self._walk(shard, lane)
+
+    async def _dead_letter(self, msg: Message, reason: str) -> None:
+        """A work message that does not match its schema: kept on the dead-letter topic with where
+        it was and why (acknowledged before it is committed past), counted; the lane goes on."""
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        log.error("skipping a malformed work message at %s, kept as a dead letter: %s", where, reason)
+        metrics.DEAD_LETTERS.labels("work", "none").inc()
+        letter = DeadLetter.of("work", reason, where, msg.value() or b"")
+        letter.crawl = self.config.crawl
+        if self.letters is not None:
+            try:
+                await self.letters.emit(letter)
+            except Exception as exc:  # the crawl goes on without it; the log has it
+                log.error("a dead letter could not be kept (%r): %s", exc, letter.to_json()[:2000].decode())
 
     def _next_offset(self, msg: Message) -> TopicPartition:
         return TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
@@ -384,9 +394,11 @@ class Worker:
         store = RedisBlockStore(cfg.redis_url, cfg.crawl, rebuild=self._rebuild_store, mirror=checkpoints.put)
         await store.sync()
         limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share), self.owner)
+        self.letters = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config,
+                                 topic=dead_letter_topic(cfg.topic_prefix, cfg.crawl))
         client = RegistryClient(
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, dict(cfg.settings.whois_servers),
-            delegation_country=stats.configured_country(),
+            delegation_country=stats.configured_country(), dead_letters=self.letters,
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         scope = await store.scope()
@@ -422,6 +434,7 @@ class Worker:
         return 0 if undelivered == 0 and not self.failed else 1
 
     crawler: Crawler | None = None
+    letters: KafkaSink | None = None  # the crawl's dead-letter topic
 
 
 def _watchdog(loop_thread: int, beat: list[float], done: threading.Event, out: IO[str]) -> None:

@@ -4,21 +4,26 @@ redirect, a failure; each compared with the simulator's truth, so a change to th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
-from netaddr import IPNetwork
+from netaddr import IPAddress, IPNetwork
+from prometheus_client import REGISTRY
 
 from whoiscrawl.crawl import Crawler, Member
 from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
+from whoiscrawl.records import DeadLetter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
@@ -207,6 +212,36 @@ async def test_an_address_answered_unusably_while_its_registry_answers_is_given_
     failures = got.doc["failures"]
     assert failures and all(f.startswith("186.0.1.") and "lacnic" in f for f in failures)
     assert set(got.records) <= set(calm.records)  # at most what only the broken /24 answers is missing
+
+
+async def test_every_answer_no_parser_reads_is_kept_as_a_dead_letter_and_the_crawl_goes_on(
+        start_sim, tmp_path):
+    # LACNIC answers one /24 with broken JSON (RDAP) and garbled text (WHOIS): each such answer the
+    # simulator logged is in the crawl's dead-letter file with what was asked, why, and its bytes.
+    faults = {"lacnic": {"malformed": 1.0, "ranges": ["186.0.1.0/24"]}}
+    counted = functools.partial(REGISTRY.get_sample_value, "whoiscrawl_dead_letters_total",
+                                {"kind": "answer", "registry": "lacnic"})
+    before = counted() or 0.0
+    sim = await start_sim(time_scale=100, faults=faults)
+    got = await crawl(sim, tmp_path, "186.0.0.0/23", failure_pauses=(0.2, 0.5))
+    assert got.doc["complete"] and got.doc["errors"] >= 1  # given up and named, as before
+    kept = Path(got.doc["dead_letters_file"]).read_text().splitlines()
+    letters = [DeadLetter.from_json(line) for line in kept]
+    served = [e for e in map(json.loads, Path(sim.info()["log"]).read_text().splitlines())
+              if e["outcome"] == "fault"]
+    assert len(letters) == len(served) == got.doc["dead_letters"] == counted() - before > 0
+    assert {e["protocol"] for e in served} >= {"rdap", "whois"}
+    broken = IPNetwork("186.0.1.0/24")
+    for letter in letters:
+        assert (letter.kind, letter.registry, letter.truncated) == ("answer", "lacnic", False)
+        asked = re.search(r"186\.0\.\d+\.\d+", unquote(letter.asked))
+        assert asked and IPAddress(asked.group()) in broken, letter.asked
+        if letter.asked.startswith("whois://"):
+            assert letter.raw().startswith(b"\x00\x1b[garbled") and "no network" in letter.reason
+        else:
+            assert b"'" in letter.raw() and "not JSON" in letter.reason
+            with pytest.raises(ValueError):
+                json.loads(letter.raw())
 
 
 async def test_an_address_broken_for_good_with_no_other_traffic_is_given_up_once_its_registry_answers_help(

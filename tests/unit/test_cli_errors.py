@@ -3,6 +3,12 @@ a value of the wrong type) exits non-zero with one line saying what to fix, neve
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,8 +17,8 @@ from typer.testing import CliRunner
 from whoiscrawl.cli import app
 
 # name: (arguments, a fragment of the one line); {tmp} is a scratch directory. Nothing here reaches
-# a registry or starts a service: every case fails before that (10.0.0.0/24 has no registry). An
-# unreachable Redis ends `plan` the same way ("cannot reach Redis"), after the store's 40 s of retries.
+# a registry or starts a service: every case fails before that (10.0.0.0/24 has no registry). A Redis
+# that is down ends `plan` at its first refusal (`test_plan_meets_a_silent_redis_in_one_try`).
 CASES = {
     "crawl: bad CIDR": (["crawl", "1.2.3.4/40", "--out", "{tmp}/o.jsonl"], "'1.2.3.4/40' is not a CIDR"),
     "crawl: no ranges": (["crawl"], "Missing argument 'ranges'"),
@@ -48,6 +54,13 @@ CASES = {
                         "redis://127.0.0.1:1"], "'1.2.3/99' is not a CIDR"),
     "plan: no Redis URL": (["plan", "10.0.0.0/24", "--crawl", "c", "--kafka-bootstrap", "127.0.0.1:1",
                             "--redis-url", "notaurl"], "cannot reach Redis at --redis-url notaurl"),
+    "plan: Redis down, its password unsaid": (
+        ["plan", "10.0.0.0/24", "--crawl", "c", "--kafka-bootstrap", "127.0.0.1:1", "--redis-url",
+         "redis://:hunter2@127.0.0.1:1/0"], "cannot reach Redis at --redis-url redis://:***@127.0.0.1:1/0"),
+    "status: missing file": (["status", "{tmp}/none.jsonl"],
+                             "no local crawl at {tmp}/none.jsonl: neither {tmp}/none.jsonl nor"),
+    "status: missing checkpoint": (["status", "{tmp}/none.jsonl.checkpoint.json"],
+                                   "no local crawl at {tmp}/none.jsonl.checkpoint.json"),
     "worker: bad rate limits": (["worker", "--crawl", "c", "--kafka-bootstrap", "127.0.0.1:1", "--redis-url",
                                  "redis://127.0.0.1:1", "--rate-limits", "x"], "bad rate limit 'x'"),
     "summary: missing file": (["summary", "{tmp}/none.jsonl"], "{tmp}/none.jsonl is not a results file"),
@@ -98,3 +111,46 @@ def test_bad_arguments_end_in_one_line_saying_what_to_fix(case: str, scratch: Pa
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert fragment.format(tmp=scratch) in lines[0]
+
+
+@contextlib.contextmanager
+def dead_end(answer: bool) -> Iterator[tuple[str, list[int]]]:
+    """A port where no Redis answers: each connection is counted, then dropped at once (`answer`
+    False: held open in silence, as a hung server or a firewall's black hole does)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                accepted.append(1)
+                if answer:
+                    conn.close()
+                else:
+                    held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0", accepted
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+@pytest.mark.parametrize("answer", [True, False], ids=["drops", "silent"])
+def test_plan_meets_a_redis_that_does_not_answer_in_one_try(answer: bool):
+    # Before: the store's client retried 45 times (~42 s) on a dropped connection, and waited for
+    # ever on a silent one. Now one connection, bounded by REACH_TIMEOUT_S, and one line.
+    with dead_end(answer) as (url, accepted):
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("whoiscrawl")), "plan", "10.0.0.0/24", "--crawl", "c",
+             "--kafka-bootstrap", "127.0.0.1:1", "--redis-url", url],
+            capture_output=True, text=True, timeout=120,  # a guard against the old wait for ever
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: cannot reach Redis at --redis-url {url}")
+    assert done.stderr.count("\n") == 1
+    assert len(accepted) == 1

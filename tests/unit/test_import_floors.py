@@ -44,7 +44,7 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.blocks": GROUND + 0.1, "whoiscrawl.strategy": GROUND, "whoiscrawl.space": GROUND,
     "whoiscrawl.keys": GROUND, "whoiscrawl.rates": GROUND, "whoiscrawl.records": GROUND,
     "whoiscrawl.delegated": GROUND, "whoiscrawl.sources.stats": GROUND,  # the one statistics parser: pure
-    "whoiscrawl.metrics": GROUND, "whoiscrawl.schemas": GROUND,
+    "whoiscrawl.metrics": GROUND, "whoiscrawl.schemas": GROUND, "whoiscrawl.secrets": GROUND,
     "whoiscrawl.settings": GROUND,  # the settings contract: imports nothing of ours
     "whoiscrawl.operator": GROUND,  # spec, knobs, builders, scaling, status, crd, health, metrics, ...
     "whoiscrawl.rirs": CATALOGUE, "whoiscrawl.ipv4": CATALOGUE,  # both import nothing of ours

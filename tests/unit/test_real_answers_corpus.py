@@ -137,6 +137,9 @@ CLASSES = {
     "IANA referral first": "real-answers/afrinic/homework-196.239.239.239.txt",
     # go-whois obfuscated the abuse comment: the abuse-mailbox, not the mangled comment
     "mangled abuse comment": "real-answers/ripencc/go-whois-80.20.134.1.txt",
+    # a RIPE NCC organisation without a vCard and a descr that is where the network is ("Zurich,
+    # Switzerland"): the place was taken for the holder; its maintainer (SWITCH-MNT) names it
+    "RIPE descr a place, RDAP": "real-answers/ripencc/whoisit-130.59.31.80.json",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from whoiscrawl.records import NetworkRecord, RecordError, Shard
+from whoiscrawl.records import DEAD_LETTER_BYTES, DeadLetter, NetworkRecord, RecordError, Shard
 
 RECORD = NetworkRecord("ripencc", "193.0.0.0 - 193.0.7.255", "193.0.0.0", "193.0.7.255", ["193.0.0.0/21"])
 
@@ -56,3 +56,17 @@ def test_provenance_every_record_says_where_and_when():
     assert NetworkRecord.from_dict(old).observed_at == RECORD.fetched_at
     with pytest.raises(RecordError, match="invalid at source"):
         NetworkRecord.from_dict({**RECORD.to_dict(), "source": "guess"})
+
+
+@pytest.mark.parametrize("raw", [b'{"handle": "NET-1",', "h\u00e9llo\u202e\x00".encode(),
+                                 b"\xff\xfe\x00" * 40_000])
+def test_a_dead_letter_keeps_the_bytes_as_received_up_to_its_bound(raw: bytes):
+    """Text stays readable, other bytes go as base64; past DEAD_LETTER_BYTES only the first are kept,
+    said so, with the size received; what comes back from the JSON is the same bytes."""
+    letter = DeadLetter.of("answer", "not JSON", "https://rdap.lacnic.net/rdap/ip/186.0.3.1", raw, "lacnic")
+    back = DeadLetter.from_json(letter.to_json())
+    assert back == letter and back.raw() == raw[:DEAD_LETTER_BYTES]
+    assert (back.size, back.truncated) == (len(raw), len(raw) > DEAD_LETTER_BYTES)
+    assert back.encoding == ("utf-8" if raw.isascii() or raw.startswith(b"h") else "base64")
+    with pytest.raises(RecordError, match="invalid at kind"):
+        DeadLetter.from_json(letter.to_json().replace(b'"answer"', b'"guess"'))

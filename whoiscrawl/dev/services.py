@@ -153,14 +153,14 @@ def restart_redis(running: Services, down_s: float = 1.0) -> Service:
     return new
 
 
-def _run_redis(d: Path, port: int) -> Service:
+def _run_redis(d: Path, port: int, tls: tuple[str, ...] = (), url: str | None = None) -> Service:
+    """Redis on `port`; `tls`: further options (TLS on that port, ACL users), `url` then its URL."""
     binary = _require("redis-server", "redis-server")
     cmd = [
         binary,
         "--bind",
         "127.0.0.1",
-        "--port",
-        str(port),
+        *(("--port", "0", "--tls-port", str(port)) if tls else ("--port", str(port))),
         "--save",
         "",
         "--appendonly",
@@ -171,10 +171,11 @@ def _run_redis(d: Path, port: int) -> Service:
         "no",
         "--protected-mode",
         "no",
+        *tls,
     ]
     proc = spawn(cmd, d / "redis.log")
     wait_for_port("127.0.0.1", port, 20, proc)
-    return Service("redis", proc.pid, f"redis://127.0.0.1:{port}/0", str(d), f"127.0.0.1:{port}")
+    return Service("redis", proc.pid, url or f"redis://127.0.0.1:{port}/0", str(d), f"127.0.0.1:{port}")
 
 
 def _kafka_jvm(d: Path) -> list[str]:
@@ -205,17 +206,20 @@ def _run_kafka(d: Path, props: Path, address: str, timeout: float) -> Service:
     return service
 
 
-def start_kafka(workdir: Path, timeout: float = 120) -> Service:
+def start_kafka(workdir: Path, timeout: float = 120, extra: str = "", users: tuple[str, ...] = ()) -> Service:
+    """A broker on a PLAINTEXT port; `extra`: properties over the template's (`{port}`,
+    `{controller_port}` filled in), `users`: SCRAM credentials made with the storage
+    (`SCRAM-SHA-512=[name=...,password=...]`)."""
     d = workdir / "kafka"
     (d / "data").mkdir(parents=True, exist_ok=True)
     port, controller_port = free_port(), free_port()
-    template = resources.files("whoiscrawl.dev").joinpath("kafka-server.properties").read_text()
+    template = resources.files("whoiscrawl.dev").joinpath("kafka-server.properties").read_text() + extra
     props = d / "server.properties"
     props.write_text(template.format(port=port, controller_port=controller_port, data=d / "data"))
     cluster_id = uuid.uuid4().hex[:22]
     fmt = subprocess.run(
         [*_kafka_jvm(d), "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-         "-c", str(props)],
+         "-c", str(props), *(arg for user in users for arg in ("--add-scram", user))],
         capture_output=True,
         text=True,
     )

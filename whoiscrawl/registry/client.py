@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 import aiohttp
@@ -20,10 +20,10 @@ from netaddr import IPAddress, IPNetwork, spanning_cidr
 
 from whoiscrawl import metrics, rirs
 from whoiscrawl.ratelimit import RateLimiter
-from whoiscrawl.records import NetworkRecord
+from whoiscrawl.records import DeadLetter, NetworkRecord
 from whoiscrawl.registry import contacts, rdap, relations, whois
 from whoiscrawl.registry.breaker import CircuitBreaker
-from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, LookupFailed, MalformedAnswer, Outcome
+from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, LookupFailed, MalformedAnswer, Outcome, Received
 from whoiscrawl.space import Bootstrap, registry_for
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,12 @@ class Egress:
 
     key: str
     bind: str | None = None
+
+
+class DeadLetterSink(Protocol):
+    async def emit(self, letter: DeadLetter) -> None:
+        """Return once the letter is kept (broker-acknowledged, or written to the file)."""
+        ...
 
 
 @dataclass
@@ -112,6 +118,9 @@ class RegistryClient:
     # The country of a block an answer names none for, from the statistics ($WHOISCRAWL_DELEGATED,
     # read by who builds the client). None: such records stay without a country.
     delegation_country: contacts.CountryOf | None = None
+    # Where answers no parser could read are kept with their context (the crawl's dead-letter topic
+    # or file); None: only counted and logged.
+    dead_letters: DeadLetterSink | None = None
     _sessions: dict[str, aiohttp.ClientSession] = field(default_factory=dict)
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
@@ -209,6 +218,8 @@ class RegistryClient:
                 if probe:
                     circuit.probed(None)  # cancelled: the next request probes
                 raise
+            if outcome.unreadable:
+                await self._dead_letter(registry, outcome)
             metrics.LOOKUP_SECONDS.labels(registry).observe(time.monotonic() - started)
             metrics.LOOKUPS.labels(registry, ok if outcome.kind is Kind.ANSWER else outcome.kind.value).inc()
             # an answer, even a malformed one, says the registry is answering; a 429 says nothing
@@ -235,6 +246,22 @@ class RegistryClient:
             await asyncio.sleep(random.uniform(0, self.backoff * 2 ** (len(tally.errors) - 1)))
             if len(tally.errors) >= self.attempts:
                 return outcome
+
+    async def _dead_letter(self, registry: str, outcome: Outcome) -> None:
+        """Keep an answer no parser could read, with what was asked and why, where the crawl keeps
+        them, and count it; the attempt loop then goes on as for any failure (retried, WHOIS, given
+        up and named). A letter that cannot be kept is logged whole: never lost silently."""
+        received = outcome.received or Received("", b"")
+        letter = DeadLetter.of("answer", str(outcome.value), received.asked, received.body, registry,
+                               received.whole)
+        metrics.DEAD_LETTERS.labels("answer", registry).inc()
+        log.warning("an answer from %s could not be read, kept as a dead letter: %s", registry, letter.reason)
+        if self.dead_letters is None:
+            return
+        try:
+            await self.dead_letters.emit(letter)
+        except Exception as exc:  # the crawl goes on without it; the log has it
+            log.error("a dead letter could not be kept (%r): %s", exc, letter.to_json()[:2000].decode())
 
     def _unsaid_pause(self, registry: str, refusals: int) -> float:
         """How long to pause after the n-th 429 of a request that came without Retry-After (RIPE
@@ -290,7 +317,7 @@ class RegistryClient:
         try:
             record = await self._parser.off_loop(self._parser.parse, outcome.value, address, registry)
         except MalformedAnswer as exc:
-            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
+            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress, received=outcome.received)
         record.raw = outcome.value  # kept for the links; dropped unless include_raw
         return Outcome(Kind.ANSWER, record, egress=outcome.egress)
 
@@ -403,7 +430,8 @@ class RegistryClient:
                 tally.lookups += one.lookups
                 tally.rate_limited += one.rate_limited
 
-        search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted)
+        search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
+                                          functools.partial(self._dead_letter, registry))
         await search.run(first, last)
         search.children.sort(key=lambda c: c[0].first)
         return Listing(search.children, complete=search.complete, unanswered=search.unanswered)
@@ -467,10 +495,11 @@ class RegistryClient:
             return Outcome(Kind.REDIRECT, resp.headers.get("Location", ""), egress=egress)
         if resp.status == 404:
             return Outcome(Kind.NOT_FOUND, egress=egress)
-        body = await _read_capped(resp, self.max_answer_bytes)
-        if body is None:
+        body, whole = await _read_capped(resp, self.max_answer_bytes)
+        received = Received(url, body, whole)
+        if not whole:
             why = f"MalformedAnswer: answer from {url} over {self.max_answer_bytes} bytes (max_answer_bytes)"
-            return Outcome(Kind.MALFORMED, why, egress=egress)
+            return Outcome(Kind.MALFORMED, why, egress=egress, received=received)
         doc = await self._decode(body, registry)
         if resp.status == 429 or rdap.rate_limit_notice(doc):
             pause = _retry_after(resp, 0.0)  # 0: the registry said not how long (RIPE NCC never does)
@@ -481,8 +510,8 @@ class RegistryClient:
             return Outcome(Kind.TRANSIENT, f"HTTP {resp.status} from {url}", egress=egress)
         if doc is None:  # a broken body counts against the breaker, like a failed exchange
             why = f"MalformedAnswer: answer from {url} is not JSON ({len(body)} bytes)"
-            return Outcome(Kind.TRANSIENT, why, egress=egress)
-        return Outcome(Kind.ANSWER, doc, egress=egress)
+            return Outcome(Kind.TRANSIENT, why, egress=egress, received=received)
+        return Outcome(Kind.ANSWER, doc, egress=egress, received=received)
 
     async def _decode(self, body: bytes, registry: str) -> Any:
         """An answer's JSON document (None: not JSON); a long listing's, parsed off this process."""
@@ -503,7 +532,7 @@ class RegistryClient:
         except whois.WhoisRateLimited:
             return Outcome(Kind.RATE_LIMITED, egress=outcome.egress)
         except MalformedAnswer as exc:
-            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
+            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress, received=outcome.received)
         return Outcome(Kind.ANSWER, record, egress=outcome.egress)
 
     async def _whois_listing(
@@ -535,10 +564,11 @@ class RegistryClient:
         except whois.WhoisRateLimited:
             return Outcome(Kind.RATE_LIMITED, egress=outcome.egress)
         except MalformedAnswer as exc:
-            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress)
+            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress, received=outcome.received)
         if rows is not None and rows > self.max_listing_rows:
             why = f"MalformedAnswer: a WHOIS listing of {rows} networks, over {self.max_listing_rows}"
-            return Outcome(Kind.MALFORMED, why + " (max_listing_rows)", egress=outcome.egress)
+            return Outcome(Kind.MALFORMED, why + " (max_listing_rows)", egress=outcome.egress,
+                           received=outcome.received)
         page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
         return Outcome(Kind.ANSWER, page, egress=outcome.egress)
 
@@ -546,15 +576,19 @@ class RegistryClient:
         host, _, port = server.rpartition(":")
         limit = limit or self.max_whois_bytes
 
+        asked = f"whois://{server}/{quote(query)}"
+
         async def exchange(egress: str) -> Outcome:  # WHOIS counts against the budget too
             try:
                 bind = self._bind.get(egress)
-                text = await whois.query(host, int(port), query, bind, self.timeout, limit)
+                body = await whois.query(host, int(port), query, bind, self.timeout, limit)
             except AnswerTooLarge as exc:
-                return Outcome(Kind.MALFORMED, f"MalformedAnswer: {exc}", egress=egress)
+                return Outcome(Kind.MALFORMED, f"MalformedAnswer: {exc}", egress=egress,
+                               received=Received(asked, exc.partial, whole=False))
             except (OSError, TimeoutError) as exc:
                 return Outcome(Kind.TRANSIENT, f"{type(exc).__name__}: {exc}", egress=egress)
-            return Outcome(Kind.ANSWER, text, egress=egress)
+            text = body.decode("utf-8", "replace")
+            return Outcome(Kind.ANSWER, text, egress=egress, received=Received(asked, body))
 
         return await self._sent_whole(registry, exchange)
 
@@ -567,17 +601,18 @@ def _port(url: SplitResult) -> int | None:
         return None
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """A response's body, or None past `limit` bytes (read no further: a hostile server's endless
-    body costs at most that)."""
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """A response's body and True, or what was read of it and False past `limit` bytes (read no
+    further: a hostile server's endless body costs at most that; one that says it is longer is
+    not read at all)."""
     if resp.content_length is not None and resp.content_length > limit:
-        return None
+        return b"", False
     body = bytearray()
     async for chunk in resp.content.iter_chunked(1 << 16):
         body += chunk
         if len(body) > limit:
-            return None
-    return bytes(body)
+            return bytes(body), False
+    return bytes(body), True
 
 
 def _cidr_span(cidr: str) -> tuple[int, int]:

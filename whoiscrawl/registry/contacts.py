@@ -176,14 +176,31 @@ def remark_abuse_emails(lines: Iterable[str]) -> list[str]:
     return sorted({m for line in lines if "abuse" in line.lower() for m in EMAIL.findall(line)})
 
 
+_PLACE = re.compile(r"^[^\W\d_]+(?:[ -][^\W\d_]+)?,\s*([^,]{4,})$")
+
+
+def a_place(line: str) -> bool:
+    """Whether a `descr:` line is where the network is, not who holds it: a town of one or two
+    words and a country's name ("Zurich, Switzerland"), as RIPE NCC holders often describe it."""
+    match = _PLACE.match(line.strip())
+    if not match:
+        return False
+    try:
+        pycountry.countries.lookup(match.group(1).strip())  # the whole part a country's name
+    except LookupError:
+        return False
+    return True
+
+
 def description(remarks: Any) -> str | None:
     """The first `description` remark line (APNIC titles it, older RIPE NCC answers leave it
-    untitled): the `descr:` of a network that names no registrant."""
+    untitled) that is not a place: the `descr:` of a network that names no registrant."""
     for remark in _list(remarks):
         if isinstance(remark, dict) and str(remark.get("title", "description")).lower() == "description":
             lines = [str(x).strip() for x in _list(remark.get("description")) if str(x).strip()]
-            if lines:
-                return lines[0]
+            for line in lines:
+                if not a_place(line):
+                    return line
     return None
 
 

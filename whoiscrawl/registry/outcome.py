@@ -12,7 +12,12 @@ class MalformedAnswer(ValueError):
 
 
 class AnswerTooLarge(MalformedAnswer):
-    """An answer over the client's cap (bytes of a body, lines of WHOIS text, rows of a listing)."""
+    """An answer over the client's cap (bytes of a body, lines of WHOIS text, rows of a listing);
+    `partial`: what was read of it (the cap's worth, for its dead letter)."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class LookupFailed(RuntimeError):
@@ -38,14 +43,31 @@ class Kind(Enum):
 
 
 @dataclass(frozen=True)
+class Received:
+    """An answer as it came: what was asked (an RDAP URL, `whois://server/query`) and its bytes, as
+    far as they were read (`whole` False: cut at the client's cap)."""
+
+    asked: str
+    body: bytes
+    whole: bool = True
+
+
+@dataclass(frozen=True)
 class Outcome:
     """One attempt's result: `value` is the parsed answer (ANSWER), the target (REDIRECT) or why it
-    failed (TRANSIENT, MALFORMED); `egress` is the address the attempt was charged to."""
+    failed (TRANSIENT, MALFORMED); `egress` is the address the attempt was charged to; `received`
+    the answer's bytes, where the registry answered with a body the parsers read or refused."""
 
     kind: Kind
     value: Any = None
     retry_after: float = 0.0
     egress: str = ""
+    received: Received | None = None
+
+    @property
+    def unreadable(self) -> bool:
+        """An answer came, and no parser could read it (a dead letter): not JSON, malformed, too big."""
+        return self.received is not None and self.kind in (Kind.TRANSIENT, Kind.MALFORMED)
 
     @property
     def unanswered(self) -> bool:

@@ -66,6 +66,8 @@ class RelationSearch:
     base: str
     parent: str | None  # the listed network's handle (children name it as parentHandle)
     wanted: Callable[[int, int], bool] | None = None
+    # An answer no parser could read, with why (the client's dead letters); None: dropped.
+    unreadable: Callable[[Outcome], Awaitable[None]] | None = None
     children: list[Child] = field(default_factory=list)
     complete: bool = True
     unanswered: bool = False  # a request failed every try (errors, 429s): worth asking again later
@@ -85,18 +87,26 @@ class RelationSearch:
         elif outcome.kind is not Kind.ANSWER:
             self._failed(outcome)
         else:
-            await self._answered(first, last, outcome.value, maybe_child)
+            await self._answered(first, last, outcome, maybe_child)
 
     def _failed(self, outcome: Outcome) -> None:
         self.complete = False
         self.unanswered = self.unanswered or outcome.unanswered
 
-    async def _answered(self, first: int, last: int, doc: Any, maybe_child: bool) -> None:
+    async def _refused(self, outcome: Outcome, why: str) -> None:
+        """An answer the parsers refused: the search is incomplete, and the answer kept."""
+        self.complete = False
+        if self.unreadable is not None:
+            refused = Outcome(Kind.MALFORMED, why, egress=outcome.egress, received=outcome.received)
+            await self.unreadable(refused)
+
+    async def _answered(self, first: int, last: int, outcome: Outcome, maybe_child: bool) -> None:
+        doc = outcome.value
         if not isinstance(doc, rdap.ParsedListing):  # a big one came parsed already
             doc = await self.parser.off_loop(rdap.parsed_listing, self.parser, doc, self.registry)
         if doc.malformed is not None:
             log.warning("a listing of %s at %s was unusable: %s", self.registry, self.base, doc.malformed)
-            self.complete = False
+            await self._refused(outcome, f"MalformedAnswer: {doc.malformed}")
             return
         found = doc.children
         if maybe_child and self.parent and found and any(c.parent_handle != self.parent for c, _ in found):
@@ -149,7 +159,7 @@ class RelationSearch:
         try:
             start = int(IPAddress(str(outcome.value["startAddress"])))
             record = await self.parser.off_loop(self.parser.parse, outcome.value, start, self.registry)
-        except (MalformedAnswer, KeyError, TypeError, AddrFormatError, ValueError):
-            self.complete = False
+        except (MalformedAnswer, KeyError, TypeError, AddrFormatError, ValueError) as exc:
+            await self._refused(outcome, f"MalformedAnswer: an rdap-up answer: {exc!r}")
             return None
         return record, rdap.down_link(outcome.value)

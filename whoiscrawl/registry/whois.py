@@ -289,9 +289,9 @@ MAX_ARIN_LISTING_BYTES = 256 << 20
 
 async def query(
     host: str, port: int, text: str, bind: str | None, timeout: float, limit: int = MAX_WHOIS_BYTES
-) -> str:
-    """One port-43 exchange: send the query, read the answer to the server's close, at most `limit`
-    bytes (AnswerTooLarge: the server sent more)."""
+) -> bytes:
+    """One port-43 exchange: send the query, read the answer's bytes to the server's close, at most
+    `limit` of them (AnswerTooLarge, with what was read: the server sent more)."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port, local_addr=(bind, 0) if bind else None)
         try:
@@ -301,8 +301,8 @@ async def query(
             while len(body) <= limit and (more := await reader.read(limit + 1 - len(body))):
                 body += more
             if len(body) > limit:
-                raise AnswerTooLarge(f"a WHOIS answer from {host} over {limit} bytes (max_whois_bytes)")
-            return body.decode("utf-8", "replace")
+                raise AnswerTooLarge(f"a WHOIS answer from {host} over {limit} bytes (max_whois_bytes)", body)
+            return body
         finally:
             writer.close()
 

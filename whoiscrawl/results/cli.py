@@ -272,9 +272,15 @@ def status(
     """Progress, rate and ETA of a local crawl (from its checkpoint: coverage by registry too) or of
     a WhoisCrawl in the cluster (from its status: workers, conditions); --watch follows it (with
     --json: a JSON line per look)."""
+    import re
+
+    from whoiscrawl.operator.spec import NAME_PATTERN
     from whoiscrawl.results.status import StatusError, paths_of
 
     local = any(p.exists() for p in paths_of(name))
+    if not local and not re.match(NAME_PATTERN, name):  # a path (no WhoisCrawl is named so): not found
+        results, checkpoint = paths_of(name)
+        _fail(f"no local crawl at {name}: neither {results} nor its checkpoint {checkpoint} exists")
     look = _local_look(name) if local else _cluster_look(name, namespace, server, kubeconfig)
     try:
         _follow(look, interval, as_json, watch)

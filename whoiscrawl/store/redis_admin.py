@@ -11,6 +11,7 @@ from typing import Any
 import redis
 import redis.asyncio.retry
 import redis.retry
+from redis.backoff import NoBackoff
 
 from whoiscrawl.blocks import KnownBlocks, encode_block
 from whoiscrawl.keys import Keys
@@ -20,6 +21,22 @@ from whoiscrawl.store import REBUILD_LEASE_S, resumed_block
 from whoiscrawl.store.redis_scripts import _RELEASE, _RENEW, _SHARD_DONE, REDIS_RETRIES, _backoff, new_epoch
 
 log = logging.getLogger(__name__)
+
+
+# A command (plan, rebuild-store) meets a Redis that is down or silent in seconds, not after the
+# retries a worker waits out a restart with (~40 s refused; for ever on a port that never answers).
+REACH_TIMEOUT_S = 3.0
+
+
+def reach(url: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Return once a Redis at `url` answers a PING: one try, connect and answer each bounded by
+    `timeout` seconds; else redis-py's error (ValueError for a URL that is none)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                  retry=redis.retry.Retry(NoBackoff(), 0))
+    try:
+        client.ping()
+    finally:
+        client.close()
 
 
 class RedisCrawlAdmin:
