@@ -138,6 +138,7 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
         "WHOISCRAWL_METRICS_PORT": str(spec.workers.metrics_port),
         "WHOISCRAWL_GRACE_SECONDS": str(spec.workers.grace_period_seconds),
         "WHOISCRAWL_EGRESS_SHARE": str(spec.egress.addresses if spec.egress.mode == "nat" else 1),
+        **spec.sources.env(),
     }
     if spec.egress.mode == "nat":
         data["WHOISCRAWL_EGRESS_KEY"] = "nat"

@@ -141,6 +141,7 @@ class Fleet:
     # started in a dead one's slot rejoins as that member, without a rebalance.
     static: bool = False
     metrics_port: int = 0  # worker i serves /metrics on metrics_port + i (0: off)
+    sources: str = "live"  # the workers' --sources: with files, the simulator's (every dump's terms accepted)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)  # the member slot of each process
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -182,6 +183,10 @@ class Fleet:
                 "--grace-seconds",
                 str(self.grace_seconds),
                 "--list-children" if self.list_children else "--no-list-children",
+                "--sources",
+                self.sources,
+                *(("--files-base", self.sim.files_base, "--accept-dump-terms", "all")
+                  if self.sources != "live" else ()),
             ]
             log = (self.logdir / f"worker-{i}.log").open("wb")
             self._logs.append(log)
@@ -235,6 +240,7 @@ def crawl_with_fleet(
     list_children: bool = True,
     static: bool = False,
     metrics_port: int = 0,
+    sources: str = "live",
 ) -> FleetRun:
     """Plan the simulator's ranges, run N real workers until every shard is done, export the results.
 
@@ -247,7 +253,7 @@ def crawl_with_fleet(
     publish_plan(plan, bootstrap=kafka, prefix="whoiscrawl.", store=admin, partitions=32)
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, egress, workers, list_children=list_children, static=static,
-        metrics_port=metrics_port,
+        metrics_port=metrics_port, sources=sources,
     )
     started = time.monotonic()
     fleet.start(workers)
@@ -312,9 +318,10 @@ def fleet_crawl(
     samples: int = 0,
     list_children: bool = True,
     sim_options: tuple[str, ...] = (),
+    sources: str = "live",
 ) -> dict[str, Any]:
     """The benchmark's one run: a fresh simulator (`sim_options`: its `sim serve` options), a fleet
-    to completion, scored against truth."""
+    (its workers' `sources`) to completion, scored against truth."""
 
     log = workdir / "requests.jsonl"
     with simulator(scenario, time_scale, log, extra=list(sim_options)) as sim:
@@ -329,12 +336,14 @@ def fleet_crawl(
             resolution,
             samples,
             list_children=list_children,
+            sources=sources,
         )
         limits = sim.limits()
         relation_search = sim.info.get("relation_search")
     figures = score(scenario, str(run.results), str(log), resolution=resolution, time_scale=time_scale)
     return {
         "strategy": strategy,
+        "sources": sources,
         "list_children": list_children and strategy == "sweep",
         "workers": workers,
         "egress": egress,
@@ -413,6 +422,7 @@ def against_targets(figures: dict[str, Any]) -> dict[str, Any]:
 
 SUMMARY = (
     "strategy",
+    "sources",
     "list_children",
     "wall_s",
     "bound_s",
@@ -424,6 +434,7 @@ SUMMARY = (
     "wasted_lookups",
     "lookups_per_block",
     "rate_limited",
+    "real_time",
 )
 
 
@@ -489,7 +500,8 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
 def with_baselines(crawl: Callable[..., dict[str, Any]], strategy: str, compare_sample: bool,
                    compare_grid: bool) -> dict[str, Any]:
     """A fleet crawl, and for a sweep the baselines beside it under "compare": the 2016 sample
-    method given as many lookups per shard, and the sweep without listings (the /24 grid alone)."""
+    method given as many lookups per shard, and the sweep without listings (the /24 grid alone);
+    for a crawl from the published files, the same crawl live only."""
     run = crawl(strategy=strategy, workdir=workdir())
     baselines: dict[str, dict[str, Any]] = {}
     if strategy == "sweep" and compare_sample:
@@ -498,6 +510,8 @@ def with_baselines(crawl: Callable[..., dict[str, Any]], strategy: str, compare_
                                                          samples=per_shard))
     if strategy == "sweep" and compare_grid:
         baselines["grid_only"] = summary(crawl(strategy="sweep", workdir=workdir(), list_children=False))
+    if run.get("sources", "live") != "live":  # today's crawl, from no file
+        baselines["live_only"] = summary(crawl(strategy=strategy, workdir=workdir(), sources="live"))
     return {**run, "compare": baselines} if baselines else run
 
 

@@ -138,13 +138,14 @@ TermsOpt = Annotated[
 ]
 FillOpt = Annotated[
     bool,
-    typer.Option("--fill-redacted/--no-fill-redacted",
+    typer.Option("--fill-redacted/--no-fill-redacted", envvar="WHOISCRAWL_FILL_REDACTED",
                  help="Ask live for each dumped network lacking holder, country or abuse e-mail "
                  "(LACNIC's dump carries no abuse addresses: one lookup a network at its 10 a minute)"),
 ]
 VerifyOpt = Annotated[
     float,
-    typer.Option("--verify", help="Share of each registry's dumped networks asked again live (freshness)"),
+    typer.Option("--verify", envvar="WHOISCRAWL_VERIFY",
+                 help="Share of each registry's dumped networks asked again live (freshness)"),
 ]
 
 
@@ -183,8 +184,8 @@ def _whois_servers(whois: str | None) -> dict[str, str]:
 def _sources(
     sources: str | None, files_base: str | None, terms: str | None, bootstrap_url: str | None
 ) -> dict[str, Any]:
-    """A local crawl's sources: as asked, else all (live alone against another RDAP service with
-    no mirror of its files: the real registries' files do not describe it)."""
+    """A crawl's sources (local, or a worker's): as asked, else all (live alone against another RDAP
+    service with no mirror of its files: the real registries' files do not describe it)."""
     from whoiscrawl.sources.published import DEFAULT, parse_accepted, parse_sources
 
     chosen = sources or ("live" if bootstrap_url and not files_base else DEFAULT)
@@ -445,20 +446,33 @@ def worker(
     grace_seconds: Annotated[
         float, typer.Option(envvar="WHOISCRAWL_GRACE_SECONDS", help="Drain time after SIGTERM")
     ] = 20.0,
+    sources: SourcesOpt = None,
+    files_base: FilesBaseOpt = None,
+    accept_dump_terms: TermsOpt = None,
+    verify: VerifyOpt = 0.001,
+    fill_redacted: FillOpt = True,
 ) -> None:
-    """Take shards from the crawl's work topic until stopped (what the operator runs in pods)."""
+    """Take shards from the crawl's work topic until stopped (what the operator runs in pods).
+
+    The crawl's published files (--sources) are loaded first, once for the whole fleet."""
     import socket
 
     from whoiscrawl.queue import kafka_config_from
     from whoiscrawl.rates import LimitError, parse_limits
+    from whoiscrawl.sources.published import SourcesError, SourcesSettings
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         limits = parse_limits(rate_limits)
-    except LimitError as exc:
+        chosen = SourcesSettings(**_sources(sources, files_base, accept_dump_terms, bootstrap_url),
+                                 verify=verify, fill_redacted=fill_redacted)
+    except (LimitError, SourcesError) as exc:
         _fail(str(exc))
         return
+    if "live" not in chosen.sources:
+        _fail(f"--sources {sources}: a fleet crawls live what the files lack (add live); for the files "
+              "alone run `whoiscrawl crawl --sources stats,dumps`")
     config = WorkerConfig(
         crawl=crawl,
         kafka_bootstrap=kafka_bootstrap,
@@ -473,6 +487,7 @@ def worker(
         metrics_port=metrics_port or None,
         grace_seconds=grace_seconds,
         kafka_config=kafka_config_from(os.environ),
+        sources=chosen,
     )
     raise typer.Exit(run_worker(config))
 
@@ -547,6 +562,9 @@ def bench(
     arin_relation_search: Annotated[
         bool, typer.Option(help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")
     ] = True,
+    sources: Annotated[str, typer.Option(
+        help="The workers' --sources: live (today's crawl), or e.g. stats,dumps,live to start from the "
+        "simulator's published files (every dump's terms accepted)")] = "live",
     as_json: JsonOpt = False,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
@@ -564,7 +582,7 @@ def bench(
                      (broker_restarts, redis_losses), static_membership, sim_options)
         return
     _bench_fleet(scenario, strategy, workers, egress or [1], resolution, scale,
-                 (compare_sample, compare_grid), micro, as_json, sim_options)
+                 (compare_sample, compare_grid), micro, as_json, (sim_options, sources))
 
 
 def _known_scenario(scenario: str) -> None:
@@ -576,15 +594,22 @@ def _known_scenario(scenario: str) -> None:
 
 def _bench_fleet(scenario: str, strategy: str, workers: int, egresses: list[int], resolution: int,
                  scale: float, compare: tuple[bool, bool], micro: bool, as_json: bool,
-                 sim_options: tuple[str, ...]) -> None:
-    """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks."""
+                 fleet: tuple[tuple[str, ...], str]) -> None:
+    """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks.
+    `fleet`: the simulator's options, and the workers' sources."""
     from whoiscrawl import bench as b
+    from whoiscrawl.sources.published import SourcesError, parse_sources
 
+    sim_options, sources = fleet
+    try:
+        parse_sources(sources)
+    except SourcesError as exc:
+        _fail(str(exc))
     with b.bench_services() as (kafka, redis_url):
         for k in egresses:
             crawl = functools.partial(b.fleet_crawl, scenario, workers=workers, egress=k,
                                       resolution=resolution, time_scale=scale, kafka=kafka,
-                                      redis_url=redis_url, sim_options=sim_options)
+                                      redis_url=redis_url, sim_options=sim_options, sources=sources)
             doc = b.with_baselines(crawl, strategy, *compare)
             real = estimate_table(doc["real_time"], "At the real registries' limits")
             _end(doc, as_json, [bench_table(doc), real])

@@ -103,7 +103,7 @@ class Crawler:
             return
         renew = functools.partial(self.store.renew_claim, address, self.owner)
         try:
-            async with self._renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24", Lease.cell(address)):
+            async with renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24", Lease.cell(address)):
                 await self._probe_claimed(shard, walk, address)
         except LeaseLost as lost:
             if lost.lease != Lease.cell(address):
@@ -244,45 +244,13 @@ class Crawler:
             return True
         renew = functools.partial(self.store.renew_listing, parent.first, parent.last, self.owner)
         lease = Lease.listing(parent.first, parent.last)
-        async with self._renewing(renew, f"the listing of {parent.handle}", lease):
+        async with renewing(renew, f"the listing of {parent.handle}", lease):
             whole = await self._list_now(shard, checkpoint, parent, url)
         if whole:
             leaf = Answer(parent.first, parent.last, True)
             await self.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease)
         await self.store.listed(parent.first, parent.last, self.owner, whole)
         return whole
-
-    @contextlib.asynccontextmanager
-    async def _renewing(
-        self, renew: Callable[[], Awaitable[bool]], what: str, lease: Lease
-    ) -> AsyncIterator[None]:
-        """Keep a lease (a cell's claim, a listing's) while the block inside runs. A renewal that
-        finds it another's (we stalled past it) stops the block at once: LeaseLost."""
-        body = asyncio.current_task()
-        lost = False
-
-        async def keep() -> None:
-            nonlocal lost
-            while True:
-                await asyncio.sleep(LEASE_S / 3)
-                try:
-                    if not await renew():
-                        lost = True
-                        if body is not None:
-                            body.cancel()
-                        return
-                except Exception as exc:  # a Redis hiccup: the next renewal may get through
-                    log.warning("renewing the lease on %s: %s", what, exc)
-
-        keeper = asyncio.create_task(keep())
-        try:
-            yield
-        except asyncio.CancelledError:
-            if lost and body is not None and body.uncancel() == 0:  # ours alone, not the caller's
-                raise LeaseLost(what, lease) from None
-            raise
-        finally:
-            keeper.cancel()
 
     async def _list_now(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
         listing = await self._children(shard, checkpoint, parent, url)
@@ -422,6 +390,39 @@ class Crawler:
         metrics.ERRORS.labels(registry).inc()
         log.warning("giving up on %s for now: %s", what, reason)
         self.failures = [*self.failures[-99:], f"{what}: {reason}"]  # the latest 100
+
+
+@contextlib.asynccontextmanager
+async def renewing(
+    renew: Callable[[], Awaitable[bool]], what: str, lease: Lease
+) -> AsyncIterator[None]:
+    """Keep a lease (a cell's claim, a listing's) while the block inside runs. A renewal that
+    finds it another's (we stalled past it) stops the block at once: LeaseLost."""
+    body = asyncio.current_task()
+    lost = False
+
+    async def keep() -> None:
+        nonlocal lost
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            try:
+                if not await renew():
+                    lost = True
+                    if body is not None:
+                        body.cancel()
+                    return
+            except Exception as exc:  # a Redis hiccup: the next renewal may get through
+                log.warning("renewing the lease on %s: %s", what, exc)
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if lost and body is not None and body.uncancel() == 0:  # ours alone, not the caller's
+            raise LeaseLost(what, lease) from None
+        raise
+    finally:
+        keeper.cancel()
 
 
 async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:

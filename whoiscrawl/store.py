@@ -68,7 +68,7 @@ ListingClaim = Literal["mine", "busy", "partly"]  # ours to list; another owner'
 class Lease:
     """A lease a write is made under: a /24 cell's claim (`first` the cell) or a parent's listing."""
 
-    kind: Literal["cell", "listing"]
+    kind: Literal["cell", "listing", "sources"]
     first: int
     last: int = 0
 
@@ -79,6 +79,10 @@ class Lease:
     @classmethod
     def listing(cls, first: int, last: int) -> Lease:
         return cls("listing", first, last)
+
+    @classmethod
+    def sources(cls) -> Lease:
+        return cls("sources", 0)
 
 
 class LeaseLost(Exception):
@@ -207,7 +211,7 @@ class MemoryStore:
     done: set[str] = field(default_factory=set)
     partly_listed: set[int] = field(default_factory=set)  # parents no listing could settle
     listed_whole: set[int] = field(default_factory=set)  # parents listed whole: leaves the file cannot tell
-    # registry -> the dump seeded: its serial, whether whole, the spans it skipped (local.dump_leaf)
+    # registry -> the dump seeded: its serial, whether whole, the spans it skipped (sources/seed.dump_leaf)
     seeded: dict[str, dict[str, Any]] = field(default_factory=dict)
     _journal: _Journal = field(default_factory=_Journal, repr=False)
 
@@ -420,6 +424,22 @@ if ARGV[2] == '0' then redis.call('sadd', KEYS[2], ARGV[3]) end
 redis.call('del', KEYS[1])
 return 1
 """
+# A batch of the published files' load (worker/sources.py), under its lease (else refused: 0): its
+# blocks to the log, its progress fields set (ARGV[3] of them, pairs) and cleared (ARGV[4] names),
+# its counts added (ARGV[5] pairs), all at once. Only in the store generation the loader reads (-1).
+_SOURCES_WRITE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('get', KEYS[2]) ~= ARGV[2] then
+  redis.call('hincrby', KEYS[5], 'stale_writes_refused', 1)
+  return 0
+end
+local i = 6
+for _ = 1, tonumber(ARGV[3]) do redis.call('hset', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2 end
+for _ = 1, tonumber(ARGV[4]) do redis.call('hdel', KEYS[4], ARGV[i]); i = i + 1 end
+for _ = 1, tonumber(ARGV[5]) do redis.call('hincrby', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2 end
+for j = i, #ARGV do redis.call('xadd', KEYS[3], '*', 'b', ARGV[j]) end
+return 1
+"""
 # A finished shard: its checkpoint and its owner go with it.
 _SHARD_DONE = """
 if ARGV[3] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[3] then return -1 end
@@ -599,6 +619,7 @@ class RedisBlockStore:
         self._listed = self.client.register_script(_LISTED)
         self._shard_done = self.client.register_script(_SHARD_DONE)
         self._record_step = self.client.register_script(_RECORD_STEP)
+        self._sources_write = self.client.register_script(_SOURCES_WRITE)
         self._held: dict[str, str] = {}  # lease key -> our holder in it, `<token>/<owner>/<nonce>`
         self._shards: dict[str, str] = {}  # shard id -> our holder of its walk ("": lost)
         self._sync_lock = asyncio.Lock()
@@ -845,3 +866,42 @@ class RedisBlockStore:
 
     async def progress(self) -> Progress:
         return Progress.from_mapping(await self.client.hgetall(self.keys.counters))
+
+    # The published files' load (worker/sources.py): one worker at a time, under a lease.
+    async def take_sources(self, owner: str) -> bool:
+        return await self._take(self.keys.sources_lease, owner)
+
+    async def renew_sources(self, owner: str) -> bool:
+        return await self._renew_held(self.keys.sources_lease, owner)
+
+    async def release_sources(self, owner: str) -> None:
+        await self._let_go(self.keys.sources_lease, owner)
+
+    async def sources_state(self) -> dict[str, str]:
+        """The load's progress as its loaders wrote it (field -> JSON text)."""
+        raw: dict[Any, Any] = await self.client.hgetall(self.keys.sources)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def sources_write(
+        self, owner: str, answers: Iterable[Answer] = (), *, fields: dict[str, str] | None = None,
+        clear: Iterable[str] = (), lookups: int = 0,
+    ) -> None:
+        """One step of the load, fenced by its lease: the blocks of records the broker acknowledged
+        to the log (and the local index), progress `fields` set, `clear`ed ones dropped. LeaseLost:
+        another worker loads the files now (we stalled past the lease)."""
+        blocks, new = [], 0
+        for answer in answers:
+            known, changed = _remember(self.index, answer)
+            if changed:
+                blocks.append(encode_block(answer))
+                new += not known
+        pairs = [x for kv in (fields or {}).items() for x in kv]
+        dropped = list(clear)
+        counts = [x for kv in (("blocks", new), ("lookups", lookups)) if kv[1] for x in kv]
+        holder = self._held.get(self.keys.sources_lease, "-")
+        args = [holder, len(pairs) // 2, len(dropped), len(counts) // 2, *pairs, *dropped, *counts, *blocks]
+        keys = [self.keys.epoch, self.keys.sources_lease, self.keys.blocks, self.keys.sources,
+                self.keys.counters]
+        if not await self._guarded(lambda epoch: self._sources_write(keys=keys, args=[epoch, *args])):
+            metrics.STALE_WRITES.labels("sources").inc()
+            raise LeaseLost("the published files' load", Lease.sources())

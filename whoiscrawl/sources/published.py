@@ -23,7 +23,7 @@ from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
 from whoiscrawl.space import Plan, Scope, registry_for
 
-SOURCES = ("stats", "dumps", "live")
+SOURCES = rirs.SOURCES
 DEFAULT = "stats,dumps,live"
 
 
@@ -49,6 +49,22 @@ def parse_accepted(text: str | None) -> frozenset[str]:
     if unknown:
         raise SourcesError(f"--accept-dump-terms: unknown registries {sorted(unknown)}")
     return chosen
+
+
+@dataclass(frozen=True)
+class SourcesSettings:
+    """A fleet crawl's sources, as its workers are given them (`whoiscrawl worker --sources ...`,
+    the WhoisCrawl's `spec.sources`)."""
+
+    sources: frozenset[str]
+    files_base: str | None = None  # a mirror of the registries' download trees (None: theirs)
+    accept_dump_terms: frozenset[str] = frozenset()
+    verify: float = 0.0  # share of each registry's dumped networks asked again live
+    fill_redacted: bool = False  # ask live for each dumped network lacking holder, country or abuse
+
+    @property
+    def loads_files(self) -> bool:
+        return bool(self.sources & {"stats", "dumps"})
 
 
 def needs_opt_in(registry: str) -> str | None:
