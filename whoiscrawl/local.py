@@ -18,12 +18,21 @@ from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import Egress, LookupResult, RegistryClient
 from whoiscrawl.sources import dumps, freshness, seed, stats
-from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
+from whoiscrawl.sources.published import (
+    RegistryDump,
+    StatsPlan,
+    fetch_dumps,
+    load_stats,
+    stale_note,
+    went_back,
+)
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
 from whoiscrawl.store import CheckpointError, MemoryStore, Progress
 from whoiscrawl.strategy import Answer
 
 log = logging.getLogger(__name__)
+
+STATS = "stats"  # the checkpoint's `seeded` entry of the statistics used (the others: a dump each)
 
 
 class LocalCrawlError(RuntimeError):
@@ -156,6 +165,8 @@ class LocalCrawl:
             )
         plan, published = await self._plan()
         store, resumed = self._open_store(plan)
+        if published:
+            self._same_statistics(published, store, resumed)
         sink = FileSink(self.out)
         delegated_by = published.index().registry if published and published.delegations else None
         if published and not resumed:
@@ -176,7 +187,7 @@ class LocalCrawl:
         )
         started = time.monotonic()
         seeded: dict[str, Any] = {}
-        if "dumps" in self.sources and not store.seeded:
+        if "dumps" in self.sources and not set(store.seeded) - {STATS}:
             seeded = await Seeding(self, store, sink, plan.scope).run(await self._dumps(), crawler)
         complete = True
         if "live" in self.sources:
@@ -197,6 +208,16 @@ class LocalCrawl:
             "notes": self.notes[:20],
             **store.counters.__dict__,
         }
+
+    @staticmethod
+    def _same_statistics(published: StatsPlan, store: MemoryStore, resumed: bool) -> None:
+        """Remember the statistics' serials; on a resume, refuse statistics older than those the
+        crawl used (its plan and free space came from them), before anything is written."""
+        used = store.seeded.get(STATS, {}).get("serials", {}) if resumed else {}
+        for registry, serial in published.serials.items():
+            if went_back(used.get(registry), serial):
+                raise LocalCrawlError(stale_note(f"{registry} statistics", used[registry], serial))
+        store.seeded[STATS] = {"serials": {**used, **published.serials}}
 
     async def _dumps(self) -> list[RegistryDump]:
         got, notes = await fetch_dumps(self.files_base, self.published, self.accept_dump_terms)

@@ -31,6 +31,8 @@ from whoiscrawl.sources.published import (
     SourcesSettings,
     StatsPlan,
     fetch_dumps,
+    stale_note,
+    went_back,
 )
 from whoiscrawl.space import Scope
 from whoiscrawl.store import Lease, LeaseLost, RedisBlockStore
@@ -132,6 +134,8 @@ class FleetLoad:
         used = []
         for item in items:
             done = json.loads(state.get(f"item:{item.name}", "null"))
+            if self._stale(item, done):
+                continue
             used.append(item)
             same = bool(done) and done["serials"] == item.serials
             sent = same and done.get("sent")  # whole, by a loader before
@@ -185,6 +189,16 @@ class FleetLoad:
         figures = {"serial": dump.serial, "records": report.records, "skipped": report.skipped}
         return Item(f"dump:{dump.registry}", {dump.registry: dump.serial or ""}, staged,
                     seed.leaf_rule(dump, report), figures)
+
+    def _stale(self, item: Item, done: dict[str, Any] | None) -> bool:
+        """Is a file older than the one this crawl already loaded from? Then it is refused, named,
+        and nothing of it written: what the crawl has stays."""
+        used = (done or {}).get("serials", {})
+        back = [r for r, serial in item.serials.items() if went_back(used.get(r), serial)]
+        for registry in back:
+            what = f"{registry} {'statistics' if item.how is None else 'dump'}"
+            self.note(stale_note(what, used[registry], item.serials[registry]))
+        return bool(back)
 
     async def _send(self, item: Item, start: int, inflight: dict[str, Any] | None) -> bool:
         """The item's records from `start` to the results topic and their blocks to the log, a batch

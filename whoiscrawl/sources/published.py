@@ -67,6 +67,24 @@ class SourcesSettings:
         return bool(self.sources & {"stats", "dumps"})
 
 
+def went_back(used: str | None, now: str | None) -> bool:
+    """Is a published file's serial (or date) older than the one the crawl already used? Serials
+    compare as numbers where both are (RIPE.CURRENTSERIAL, the statistics' serial), else as text
+    (dates: YYYYMMDD, ISO 8601)."""
+    if not used or not now:
+        return False
+    if used.isdigit() and now.isdigit():
+        return int(now) < int(used)
+    return now < used
+
+
+def stale_note(what: str, used: str, now: str) -> str:
+    """The message refusing a file older than the one the crawl already used."""
+    return (f"{what}: serial {now} is older than {used}, which this crawl already used: refused (a "
+            f"stale mirror? point --files-base at one as new as {used}); nothing of it was written, "
+            "and what the crawl has stays")
+
+
 def needs_opt_in(registry: str) -> str | None:
     """The terms to accept before a registry's dump is read, None when it asks for none."""
     return rirs.BY_ID[registry].dump_terms
