@@ -193,6 +193,22 @@ def _sources(
             "accept_dump_terms": parse_accepted(terms)}
 
 
+def _fleet_sources(sources: str | None, files_base: str | None, terms: str | None, bootstrap_url: str | None,
+                   asked: tuple[float, bool]) -> Any:
+    """A worker's sources (`asked`: --verify, --fill-redacted); a fleet needs live."""
+    from whoiscrawl.sources.published import SourcesError, SourcesSettings
+
+    try:
+        chosen = SourcesSettings(**_sources(sources, files_base, terms, bootstrap_url), verify=asked[0],
+                                 fill_redacted=asked[1])
+    except SourcesError as exc:
+        _fail(str(exc))
+    if "live" not in chosen.sources:
+        _fail(f"--sources {sources}: a fleet crawls live what the files lack (add live); for the files "
+              "alone run `whoiscrawl crawl --sources stats,dumps`")
+    return chosen
+
+
 def _egresses(binds: list[str] | None, key: str) -> list:
     from netaddr import AddrFormatError, IPAddress
 
@@ -459,20 +475,15 @@ def worker(
 
     from whoiscrawl.queue import kafka_config_from
     from whoiscrawl.rates import LimitError, parse_limits
-    from whoiscrawl.sources.published import SourcesError, SourcesSettings
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    chosen = _fleet_sources(sources, files_base, accept_dump_terms, bootstrap_url, (verify, fill_redacted))
     try:
         limits = parse_limits(rate_limits)
-        chosen = SourcesSettings(**_sources(sources, files_base, accept_dump_terms, bootstrap_url),
-                                 verify=verify, fill_redacted=fill_redacted)
-    except (LimitError, SourcesError) as exc:
+    except LimitError as exc:
         _fail(str(exc))
         return
-    if "live" not in chosen.sources:
-        _fail(f"--sources {sources}: a fleet crawls live what the files lack (add live); for the files "
-              "alone run `whoiscrawl crawl --sources stats,dumps`")
     config = WorkerConfig(
         crawl=crawl,
         kafka_bootstrap=kafka_bootstrap,

@@ -377,17 +377,8 @@ class Worker:
         loaded = await self._files_loaded(store, sink, client, published, cache)
         shutil.rmtree(cache, ignore_errors=True)
         scope = await store.scope()
-        self.crawler = Crawler(
-            store,
-            sink,
-            client,
-            self.owner,
-            cfg.crawl,
-            stopping=self.stopping,
-            list_children=cfg.list_children,
-            scope=scope,
-            abandon_listings_on_stop=True,
-        )
+        self.crawler = Crawler(store, sink, client, self.owner, cfg.crawl, stopping=self.stopping,
+                               list_children=cfg.list_children, scope=scope, abandon_listings_on_stop=True)
         if loaded:  # else stopping before the files were loaded: no shard is walked without them
             self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("worker %s taking shards of %s", self.owner, self.work_topic)
