@@ -147,6 +147,7 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
             redis_url=spec.redis.url or None,
             bootstrap_url=spec.workers.bootstrap_url or None,
         ),
+        **spec.sources.env(),
     }
 
 

@@ -31,6 +31,7 @@ from whoiscrawl.operator.spec import (
     Registry,
     Scheduling,
     SecretRef,
+    Sources,
     Workers,
 )
 
@@ -194,6 +195,9 @@ def spec_schema() -> dict[str, Any]:
         "redis": _redis_schema(),
         "egress": _obj(properties(Egress),
                        "How workers reach the registries; registries limit per source address."),
+        "sources": _obj(properties(Sources),
+                        "What the registries publish (statistics, dumps), loaded once before the "
+                        "live crawl of what they lack."),
         "deadline": {"type": "string", "format": "date-time",
                      "description": "Finish by this time: the fleet is sized to meet it."},
         "cleanup": _obj(properties(Cleanup)),

@@ -220,6 +220,57 @@ class Egress:
     addresses: int = knob("addresses", 1, lo=1, hi=10000, desc="NAT gateway addresses (mode nat).")
 
 
+def _listing(names: tuple[str, ...]) -> str:
+    """A regular expression for a comma-separated list of some of `names`."""
+    one = "|".join(names)
+    return f"({one})(,({one}))*"
+
+
+SOURCES_PATTERN = f"^{_listing(rirs.SOURCES)}$"
+TERMS_PATTERN = f"^(all|{_listing(rirs.REGISTRIES)})$"
+
+
+def sources_problem(text: str) -> str | None:
+    """Why a fleet's sources are refused (a fleet crawls live what the files lack), None if fine."""
+    if not re.match(SOURCES_PATTERN, text):
+        return f"must be one or more of {', '.join(rirs.SOURCES)}, comma-separated; got {text!r}"
+    if "live" not in text.split(","):
+        return f"must include live (a fleet crawls live what the files lack); got {text!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the registries publish, read once per crawl before anything is asked live
+    (docs/sources.md); the workers' --sources, --files-base, --accept-dump-terms, --verify."""
+
+    use: str | None = knob("use", kind="string", pattern=SOURCES_PATTERN, check=sources_problem,
+                           desc="stats, dumps and live, comma-separated (live required); unset: "
+                                "stats,dumps,live, or live alone with workers.bootstrapUrl and no "
+                                "filesBase (the real registries' files describe no other service).")
+    files_base: str | None = knob("filesBase", kind="string",
+                                  desc="A mirror of the registries' download trees "
+                                       "(<base>/<host>/<path>); unset: the registries' own servers.")
+    accept_dump_terms: str | None = knob(
+        "acceptDumpTerms", kind="string", pattern=TERMS_PATTERN,
+        hint="registries, comma-separated, or all",
+        desc="Registries whose dump terms you accept (ripencc: the RIPE Database terms and "
+             "acceptable-use policy; afrinic: no redistribution), or all; without, their space "
+             "is crawled live.")
+    verify: float = knob("verify", 0.001, lo=0, hi=1,
+                         desc="Share of each registry's dumped networks asked again live.")
+    fill_redacted: bool = knob("fillRedacted", True,
+                               desc="Ask live for each dumped network lacking holder, country or "
+                                    "abuse e-mail.")
+
+    def env(self) -> dict[str, str]:
+        """The workers' environment for these settings (unset ones left to the worker's default)."""
+        given = {"WHOISCRAWL_SOURCES": self.use, "WHOISCRAWL_FILES_BASE": self.files_base,
+                 "WHOISCRAWL_ACCEPT_DUMP_TERMS": self.accept_dump_terms}
+        return {**{k: v for k, v in given.items() if v}, "WHOISCRAWL_VERIFY": str(self.verify),
+                "WHOISCRAWL_FILL_REDACTED": str(self.fill_redacted).lower()}
+
+
 @dataclass(frozen=True)
 class Cleanup:
     """What deleting the crawl removes besides the owned Kubernetes objects."""
@@ -258,6 +309,7 @@ class CrawlSpec:
     workers: Workers = field(default_factory=Workers)
     scheduling: Scheduling = field(default_factory=Scheduling)
     egress: Egress = field(default_factory=Egress)
+    sources: Sources = field(default_factory=Sources)
     deadline: datetime | None = None
     paused: bool = knob("paused", False, desc="Scale workers to 0 and keep everything else.")
     cleanup: Cleanup = field(default_factory=Cleanup)
@@ -278,7 +330,7 @@ class CrawlSpec:
 
 # The spec's keys that are objects or lists, parsed by hand below (the scalars are knobs).
 STRUCTURED_KEYS = ("ranges", "excludes", "registries", "workers", "scheduling", "kafka", "redis",
-                   "egress", "deadline", "cleanup")
+                   "egress", "sources", "deadline", "cleanup")
 
 
 class _Reader:
@@ -517,6 +569,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
         workers=_parse_workers(r, section("workers")),
         scheduling=_parse_scheduling(r, section("scheduling")),
         egress=Egress(**r.knobs(Egress, section("egress"), "spec.egress")),
+        sources=Sources(**r.knobs(Sources, section("sources"), "spec.sources")),
         deadline=_parse_deadline(r, spec.get("deadline")),
         cleanup=Cleanup(**r.knobs(Cleanup, section("cleanup"), "spec.cleanup")),
     )

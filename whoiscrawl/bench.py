@@ -28,6 +28,7 @@ from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.rates import Limit, format_limits, projected_real_hours
 from whoiscrawl.records import NetworkRecord
+from whoiscrawl.rirs import SOURCES
 from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
@@ -143,6 +144,7 @@ class Fleet:
     # started in a dead one's slot rejoins as that member, without a rebalance.
     static: bool = False
     metrics_port: int = 0  # worker i serves /metrics on metrics_port + i (0: off)
+    sources: str = "live"  # the workers' --sources: with files, the simulator's (every dump's terms accepted)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)  # the member slot of each process
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -184,6 +186,10 @@ class Fleet:
                 "--grace-seconds",
                 str(self.grace_seconds),
                 "--list-children" if self.list_children else "--no-list-children",
+                "--sources",
+                self.sources,
+                *(("--files-base", self.sim.files_base, "--accept-dump-terms", "all")
+                  if self.sources != "live" else ()),
             ]
             log = (self.logdir / f"worker-{i}.log").open("wb")
             self._logs.append(log)
@@ -223,6 +229,12 @@ class FleetShape:
 
 
 SWEEP = CrawlSettings()  # a sweep at the contract's defaults
+LIVE_ONLY = frozenset({"live"})
+
+
+def sources_text(sources: frozenset[str]) -> str:
+    """A crawl's sources as the workers' --sources option spells them (`stats,dumps,live`)."""
+    return ",".join(s for s in SOURCES if s in sources)
 THREE_WORKERS = FleetShape()
 
 
@@ -260,6 +272,7 @@ def crawl_with_fleet(
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, shape.egress, shape.workers,
         list_children=settings.list_children, static=shape.static, metrics_port=shape.metrics_port,
+        sources=sources_text(settings.sources),
     )
     started = time.monotonic()
     fleet.start(shape.workers)
@@ -322,7 +335,7 @@ def fleet_crawl(
     sim_options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The benchmark's one run: a fresh simulator (`sim_options`: its `sim serve` options), a fleet
-    to completion, scored against truth."""
+    (its workers reading `settings.sources`) to completion, scored against truth."""
 
     log = workdir / "requests.jsonl"
     egress, resolution = shape.egress, settings.resolution
@@ -333,6 +346,7 @@ def fleet_crawl(
     figures = score(scenario, str(run.results), str(log), resolution=resolution, time_scale=time_scale)
     return {
         "strategy": settings.strategy,
+        "sources": sources_text(settings.sources),
         "list_children": settings.list_children and settings.strategy == "sweep",
         "workers": shape.workers,
         "egress": egress,
@@ -411,6 +425,7 @@ def against_targets(figures: dict[str, Any]) -> dict[str, Any]:
 
 SUMMARY = (
     "strategy",
+    "sources",
     "list_children",
     "wall_s",
     "bound_s",
@@ -422,6 +437,7 @@ SUMMARY = (
     "wasted_lookups",
     "lookups_per_block",
     "rate_limited",
+    "real_time",
 )
 
 
@@ -487,7 +503,8 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
 def with_baselines(crawl: Callable[..., dict[str, Any]], settings: CrawlSettings, compare_sample: bool,
                    compare_grid: bool) -> dict[str, Any]:
     """A fleet crawl, and for a sweep the baselines beside it under "compare": the 2016 sample
-    method given as many lookups per shard, and the sweep without listings (the /24 grid alone)."""
+    method given as many lookups per shard, and the sweep without listings (the /24 grid alone);
+    for a crawl from the published files, the same crawl live only."""
     run = crawl(settings=settings, workdir=workdir())
     baselines: dict[str, dict[str, Any]] = {}
     sweep = settings.strategy == "sweep"
@@ -498,6 +515,9 @@ def with_baselines(crawl: Callable[..., dict[str, Any]], settings: CrawlSettings
     if sweep and compare_grid:
         grid = dataclasses.replace(settings, list_children=False)
         baselines["grid_only"] = summary(crawl(settings=grid, workdir=workdir()))
+    if settings.sources != LIVE_ONLY:  # today's crawl, from no file
+        live = dataclasses.replace(settings, sources=LIVE_ONLY)
+        baselines["live_only"] = summary(crawl(settings=live, workdir=workdir()))
     return {**run, "compare": baselines} if baselines else run
 
 

@@ -167,8 +167,8 @@ def _whois_servers(whois: str | None) -> dict[str, str]:
 def _sources(
     sources: str | None, files_base: str | None, terms: str | None, bootstrap_url: str | None
 ) -> dict[str, Any]:
-    """A local crawl's sources: as asked, else all (live alone against another RDAP service with
-    no mirror of its files: the real registries' files do not describe it)."""
+    """A crawl's sources (local, or a worker's): as asked, else all (live alone against another RDAP
+    service with no mirror of its files: the real registries' files do not describe it)."""
     from whoiscrawl.sources.published import DEFAULT, parse_accepted, parse_sources
 
     chosen = sources or ("live" if bootstrap_url and not files_base else DEFAULT)
@@ -185,6 +185,22 @@ def _crawl_settings(given: dict[str, Any]) -> CrawlSettings:
         **_sources(given["sources"], given["files_base"], given["accept_dump_terms"], given["bootstrap_url"]),
         verify=given["verify"], fill_redacted=given["fill_redacted"],
     )
+
+
+def _fleet_sources(sources: str | None, files_base: str | None, terms: str | None, bootstrap_url: str | None,
+                   asked: tuple[float, bool]) -> Any:
+    """A worker's sources (`asked`: --verify, --fill-redacted); a fleet needs live."""
+    from whoiscrawl.sources.published import SourcesError, SourcesSettings
+
+    try:
+        chosen = SourcesSettings(**_sources(sources, files_base, terms, bootstrap_url), verify=asked[0],
+                                 fill_redacted=asked[1])
+    except SourcesError as exc:
+        _fail(str(exc))
+    if "live" not in chosen.sources:
+        _fail(f"--sources {sources}: a fleet crawls live what the files lack (add live); for the files "
+              "alone run `whoiscrawl crawl --sources stats,dumps`")
+    return chosen
 
 
 def _egresses(binds: list[str] | None, key: str) -> list:
@@ -413,7 +429,9 @@ def rebuild_store(
 @app.command()
 @settings_options(*WORKER_OPTIONS, required=("crawl", "kafka_bootstrap", "redis_url"))
 def worker(given: dict[str, Any]) -> None:
-    """Take shards from the crawl's work topic until stopped (what the operator runs in pods)."""
+    """Take shards from the crawl's work topic until stopped (what the operator runs in pods).
+
+    The crawl's published files (--sources) are loaded first, once for the whole fleet."""
     import socket
 
     from whoiscrawl.queue import kafka_config_from
@@ -421,6 +439,8 @@ def worker(given: dict[str, Any]) -> None:
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    chosen = _fleet_sources(given["sources"], given["files_base"], given["accept_dump_terms"],
+                            given["bootstrap_url"], (given["verify"], given["fill_redacted"]))
     try:
         limits = parse_limits(given["rate_limits"])
     except LimitError as exc:
@@ -443,6 +463,7 @@ def worker(given: dict[str, Any]) -> None:
         grace_seconds=given["grace_seconds"],
         kafka_config=kafka_config_from(os.environ),
         name=name,
+        sources=chosen,
     )
     raise typer.Exit(run_worker(config))
 
@@ -517,6 +538,9 @@ def bench(
     arin_relation_search: Annotated[
         bool, typer.Option(help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")
     ] = True,
+    sources: Annotated[str, typer.Option(
+        help="The workers' --sources: live (today's crawl), or e.g. stats,dumps,live to start from the "
+        "simulator's published files (every dump's terms accepted)")] = "live",
     as_json: JsonOpt = False,
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
@@ -533,8 +557,15 @@ def bench(
         _bench_chaos(scenario, workers, scale, (kills, terms, pauses), registry_faults,
                      (broker_restarts, redis_losses), static_membership, sim_options)
         return
-    _bench_fleet(scenario, CrawlSettings(strategy=strategy, resolution=resolution), workers, egress or [1],
-                 scale, (compare_sample, compare_grid), (micro, as_json), sim_options)
+    from whoiscrawl.sources.published import SourcesError, parse_sources
+
+    try:
+        chosen = parse_sources(sources)
+    except SourcesError as exc:
+        _fail(str(exc))
+        return
+    _bench_fleet(scenario, CrawlSettings(strategy=strategy, resolution=resolution, sources=chosen), workers,
+                 egress or [1], scale, (compare_sample, compare_grid), (micro, as_json), sim_options)
 
 
 def _known_scenario(scenario: str) -> None:

@@ -8,6 +8,7 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import InitVar, dataclass, field
 from typing import Protocol
 
@@ -113,37 +114,10 @@ class Crawler:
         metrics.BLOCKS.labels(record.registry).inc()
         return True
 
-    @contextlib.asynccontextmanager
-    async def renewing(
-        self, renew: Callable[[], Awaitable[bool]], what: str, lease: Lease
-    ) -> AsyncIterator[None]:
-        """Keep a lease (a cell's claim, a listing's) while the block inside runs. A renewal that
-        finds it another's (we stalled past it) stops the block at once: LeaseLost."""
-        body = asyncio.current_task()
-        lost = False
-
-        async def keep() -> None:
-            nonlocal lost
-            while True:
-                await asyncio.sleep(LEASE_S / 3)
-                try:
-                    if not await renew():
-                        lost = True
-                        if body is not None:
-                            body.cancel()
-                        return
-                except Exception as exc:  # a Redis hiccup: the next renewal may get through
-                    log.warning("renewing the lease on %s: %s", what, exc)
-
-        keeper = asyncio.create_task(keep())
-        try:
-            yield
-        except asyncio.CancelledError:
-            if lost and body is not None and body.uncancel() == 0:  # ours alone, not the caller's
-                raise LeaseLost(what, lease) from None
-            raise
-        finally:
-            keeper.cancel()
+    def renewing(self, renew: Callable[[], Awaitable[bool]], what: str,
+                 lease: Lease) -> AbstractAsyncContextManager[None]:
+        """The lease kept while the block inside runs (`renewing`, the listings' host's way)."""
+        return renewing(renew, what, lease)
 
     async def _lookup_patiently(self, address: int) -> LookupResult | None:
         """A lookup asked patiently (registry/patience.py); None: the crawl stops during a pause (the
@@ -273,6 +247,39 @@ class ShardLane:
         await self.crawler.store.record_step(
             self.shard.shard_id, self.walk.checkpoint(), None, lookups=1, errors=1, under=Lease.cell(address)
         )
+
+
+@contextlib.asynccontextmanager
+async def renewing(
+    renew: Callable[[], Awaitable[bool]], what: str, lease: Lease
+) -> AsyncIterator[None]:
+    """Keep a lease (a cell's claim, a listing's) while the block inside runs. A renewal that
+    finds it another's (we stalled past it) stops the block at once: LeaseLost."""
+    body = asyncio.current_task()
+    lost = False
+
+    async def keep() -> None:
+        nonlocal lost
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            try:
+                if not await renew():
+                    lost = True
+                    if body is not None:
+                        body.cancel()
+                    return
+            except Exception as exc:  # a Redis hiccup: the next renewal may get through
+                log.warning("renewing the lease on %s: %s", what, exc)
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if lost and body is not None and body.uncancel() == 0:  # ours alone, not the caller's
+            raise LeaseLost(what, lease) from None
+        raise
+    finally:
+        keeper.cancel()
 
 
 async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:

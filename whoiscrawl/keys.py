@@ -73,5 +73,13 @@ class Keys:
     def partly_listed(self) -> str:
         return self.prefix + "partly-listed"
 
+    @property
+    def sources(self) -> str:  # the published files' load: each file's serial and records written, done
+        return self.prefix + "sources"
+
+    @property
+    def sources_lease(self) -> str:  # the lease of the one worker loading the published files
+        return self.prefix + "sources:lease"
+
     def plan(self, marker: str) -> str:  # the operator's publish-once marker of one plan
         return f"{self.prefix}plan:{marker}"

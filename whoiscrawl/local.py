@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import signal
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +16,25 @@ from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import DeadLetter, NetworkRecord
-from whoiscrawl.registry import Egress, LookupFailed, RegistryClient
+from whoiscrawl.registry import Egress, LookupResult, RegistryClient
 from whoiscrawl.settings import CrawlSettings
-from whoiscrawl.sources import dumps, freshness, manifest, stats
-from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
+from whoiscrawl.sources import dumps, freshness, manifest, seed, stats
+from whoiscrawl.sources.published import (
+    RegistryDump,
+    StatsPlan,
+    fetch_dumps,
+    load_stats,
+    stale_note,
+    went_back,
+)
 from whoiscrawl.space import Bootstrap, Plan, Scope, crawlable, plan_crawl
 from whoiscrawl.store import Progress, resumed_block
 from whoiscrawl.store.memory import CheckpointError, MemoryStore
 from whoiscrawl.strategy import Answer
 
 log = logging.getLogger(__name__)
+
+STATS = "stats"  # the checkpoint's `seeded` entry of the statistics used (the others: a dump each)
 
 
 class LocalCrawlError(RuntimeError):
@@ -109,7 +116,7 @@ class LocalCrawl:
             raise LocalCrawlError(str(exc)) from exc
         for record in read_results(self.out) if resumed else []:
             seeded = store.seeded.get(record.registry) if record.source == "dump" else None
-            answer = resumed_block(record, self.settings.resolution, dump_leaf(record, seeded))
+            answer = resumed_block(record, self.settings.resolution, seed.dump_leaf(record, seeded))
             store.index.add(answer.first, answer.last, answer.terminal)
         store.counters.shards_total = len(plan.shards)
         store.counters.addresses_total = plan.addresses
@@ -167,6 +174,8 @@ class LocalCrawl:
             )
         plan, published = await self._plan()
         store, resumed = self._open_store(plan)
+        if published:
+            self._same_statistics(published, store, resumed)
         sink = FileSink(self.out)
         delegated_by = published.index().registry if published and published.delegations else None
         if published and not resumed:
@@ -182,7 +191,7 @@ class LocalCrawl:
         )
         started = time.monotonic()
         seeded: dict[str, Any] = {}
-        if "dumps" in chosen.sources and not store.seeded:
+        if "dumps" in chosen.sources and not set(store.seeded) - {STATS}:
             seeded = await Seeding(self, store, sink, plan.scope).run(await self._dumps(), crawler)
         complete = True
         if "live" in chosen.sources:
@@ -209,6 +218,16 @@ class LocalCrawl:
             "notes": self.notes[:20],
             **store.counters.__dict__,
         }
+
+    @staticmethod
+    def _same_statistics(published: StatsPlan, store: MemoryStore, resumed: bool) -> None:
+        """Remember the statistics' serials; on a resume, refuse statistics older than those the
+        crawl used (its plan and free space came from them), before anything is written."""
+        used = store.seeded.get(STATS, {}).get("serials", {}) if resumed else {}
+        for registry, serial in published.serials.items():
+            if went_back(used.get(registry), serial):
+                raise LocalCrawlError(stale_note(f"{registry} statistics", used[registry], serial))
+        store.seeded[STATS] = {"serials": {**used, **published.serials}}
 
     async def _dumps(self) -> list[RegistryDump]:
         chosen = self.settings
@@ -272,7 +291,7 @@ class Seeding:
             self.cache.mkdir(parents=True, exist_ok=True)
             staged = self.cache / f"{dump.registry}.records.jsonl"
             try:
-                report = self._stage(dump, staged)
+                report = seed.stage(dump, self.scope, staged)
             except dumps.DumpError as exc:
                 self.note(f"{dump.registry} dump not used ({exc}): crawled live")
                 continue
@@ -282,8 +301,7 @@ class Seeding:
             for skipped in report.skipped_named[:5]:
                 self.note(f"{dump.registry} dump: skipped {skipped}")
             recheck = self.cache / f"{dump.registry}.recheck.jsonl"
-            holes = [list(h) for h in sorted(report.holes)]  # as the checkpoint's JSON keeps them
-            how = {"serial": dump.serial, "whole": report.unplaced == 0, "holes": holes}
+            how = seed.leaf_rule(dump, report)
             seeded = await self._seed(staged, how, recheck)
             self.store.seeded[dump.registry] = how  # a resume knows its records' leaves by this
             figures[dump.registry] = {
@@ -293,16 +311,6 @@ class Seeding:
         self.store.save()
         return figures
 
-    def _stage(self, dump: RegistryDump, staged: Path) -> dumps.DumpReport:
-        """The dump's records inside the crawl's scope, streamed to a file: used only once the whole
-        dump read well, so a file cut off loses nothing (its registry is crawled live instead)."""
-        report, records = dump.read()
-        with staged.open("w", encoding="utf-8") as fh:
-            for record in records:
-                if self.scope.overlaps(record.first, record.last):
-                    fh.write(record.to_json().decode() + "\n")
-        return report
-
     async def _seed(self, staged: Path, how: dict[str, Any], recheck: Path) -> int:
         """Every staged record out and its block known (`dump_leaf`); those to ask again live
         written to `recheck`."""
@@ -311,71 +319,33 @@ class Seeding:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_json(line)
                 record.crawl = "local"
-                terminal = Answer.of(record, self.resolution).terminal or dump_leaf(record, how)
+                terminal = Answer.of(record, self.resolution).terminal or seed.dump_leaf(record, how)
                 await self.sink.emit(record)
                 self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
                 self.store.counters.blocks += 1  # a block found all the same
-                if (step and n % step == 0) or (self.fill_redacted and freshness.redacted(record)):
+                if seed.to_ask(record, n, step, self.fill_redacted):
                     again.write(line)
         staged.unlink()
         return n + 1
 
     async def fresh(self, recheck: Path, crawler: Crawler) -> dict[str, Any]:
-        """Ask each network of `recheck` again live at its first address, `concurrency` at a time (the
-        file streamed: LACNIC's dump leaves every abuse address out); a disagreement's or a filled
-        field's live record is written after the dump's (the latest record of a block wins)."""
-        counts: Counter[str] = Counter(asked=0)
-        fields: Counter[str] = Counter()
-        gate = asyncio.Semaphore(self.job.settings.concurrency)
+        """Ask the networks of `recheck` again live (`seed.ask_again`); what disagrees or fills a
+        field is written after the dump's record and known to the walk."""
 
-        async def ask(record: NetworkRecord) -> None:
-            try:
-                result = await crawler.client.lookup(record.first)
-            except LookupFailed:
-                counts["failed"] += 1
-                return
-            finally:
-                gate.release()
+        async def asked(result: LookupResult) -> None:
             crawler.lookups_by_registry[result.registry] += result.lookups
             self.store.counters.lookups += result.lookups
-            kind, changed = freshness.verdict(record, result.record)
-            counts[kind] += 1
-            fields.update(changed)
-            if changed and result.record is not None:
-                live = result.record
-                live.crawl = "local"
-                await self.sink.emit(live)
-                self.store.index.add(live.first, live.last, Answer.of(live, self.resolution).terminal)
 
-        async with asyncio.TaskGroup() as group:
-            with recheck.open(encoding="utf-8") as fh:
-                for line in fh:
-                    await gate.acquire()  # a bounded number of records in flight: memory stays flat
-                    counts["asked"] += 1
-                    group.create_task(ask(NetworkRecord.from_json(line)))
+        async def changed(live: NetworkRecord) -> None:
+            live.crawl = "local"
+            await self.sink.emit(live)
+            self.store.index.add(live.first, live.last, Answer.of(live, self.resolution).terminal)
+
+        counts = await seed.ask_again(recheck, crawler.client, self.job.settings.concurrency, changed, asked)
         recheck.unlink()
-        return {**counts, "fields": dict(fields)}
+        return counts
 
 
 def scoped(ranges: list[str], excludes: list[str]) -> list[str]:
     """The crawlable space of ranges less excludes, as CIDRs: two maps of one space say the same."""
     return [str(c) for c in crawlable(ranges, excludes).iter_cidrs()]
-
-
-def dump_leaf(record: NetworkRecord, seeded: dict[str, Any] | None) -> bool:
-    """Is a dumped network a leaf? A dump holds every network of its registry, so a parent's
-    children are all known and nothing inside it needs probing; except a parent holding an object
-    the dump skipped (`holes`), and any parent when a skipped object's span could not be read."""
-    if not seeded or not seeded.get("whole"):
-        return False
-    return not _holds(seeded.get("holes") or [], record.first, record.last)
-
-
-def _holds(holes: list[list[int]], first: int, last: int) -> bool:
-    """Does first..last hold one of the (sorted) [first, last] spans?"""
-    i = bisect.bisect_left(holes, [first, 0])
-    while i < len(holes) and holes[i][0] <= last:
-        if holes[i][1] <= last:
-            return True
-        i += 1
-    return False

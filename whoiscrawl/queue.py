@@ -295,10 +295,10 @@ class KafkaSink:
 
 
 def _iter_topic(
-    bootstrap: str, topic: str, config: dict[str, str] | None = None
+    bootstrap: str, topic: str, config: dict[str, str] | None = None, since: Mapping[int, int] | None = None
 ) -> Iterator[Message]:
-    """Every message of a topic, from its start to where each partition ends now (streamed); none
-    if the topic does not exist."""
+    """Every message of a topic, from its start (or each partition's offset in `since`) to where
+    each partition ends now (streamed); none if the topic does not exist."""
     consumer = Consumer(
         {
             **_client_config(bootstrap, config),
@@ -313,12 +313,13 @@ def _iter_topic(
             if meta is not None and meta.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise KafkaException(meta.error)
             return
-        pending = set()
+        pending, start = set(), {}
         for p in meta.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
+            start[p] = OFFSET_BEGINNING if since is None else max(low, since.get(p, 0))
+            if high > (low if since is None else start[p]):
                 pending.add(p)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
+        consumer.assign([TopicPartition(topic, p, start[p]) for p in sorted(pending)])
         while pending:
             for msg in consumer.consume(1000, 1.0):
                 err = msg.error()
@@ -409,6 +410,31 @@ def last_change(
         raise KafkaException(f"could not read the newest message of {topic}")
     finally:
         consumer.close()
+
+
+def results_ends(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> dict[int, int]:
+    """Where each partition of the crawl's results topic ends now (its high watermark)."""
+    _, results = topic_names(prefix, crawl)
+    consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"ends-{uuid.uuid4().hex}"})
+    try:
+        meta = consumer.list_topics(results, timeout=10).topics.get(results)
+        if meta is None or meta.error is not None:
+            return {}
+        return {p: consumer.get_watermark_offsets(TopicPartition(results, p), timeout=10)[1]
+                for p in meta.partitions}
+    finally:
+        consumer.close()
+
+
+def results_since(
+    bootstrap: str, prefix: str, crawl: str, since: Mapping[int, int], config: dict[str, str] | None = None
+) -> set[tuple[bytes, bytes]]:
+    """(key, value) of every message on the results topic after the offsets `since` (from
+    `results_ends`): what a process that died after them delivered."""
+    _, results = topic_names(prefix, crawl)
+    return {(msg.key() or b"", msg.value() or b"") for msg in _iter_topic(bootstrap, results, config, since)}
 
 
 def iter_work(

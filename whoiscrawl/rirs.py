@@ -112,6 +112,9 @@ CATALOGUE: tuple[Rir, ...] = (
 )
 BY_ID: dict[str, Rir] = {r.id: r for r in CATALOGUE}
 REGISTRIES: tuple[str, ...] = tuple(r.id for r in CATALOGUE)
+# What a crawl can read of the registries: their delegation statistics, their bulk dumps, and their
+# live RDAP/WHOIS services (docs/sources.md).
+SOURCES: tuple[str, ...] = ("stats", "dumps", "live")
 
 
 def published_at(url: str, files_base: str | None) -> str:

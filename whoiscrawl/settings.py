@@ -122,19 +122,19 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
        "skipped, each block's registry known), dumps (bulk RPSL dumps: RIPE NCC, APNIC, LACNIC, AFRINIC), "
        "live (RDAP/WHOIS for the rest). Default stats,dumps,live; live alone with --bootstrap-url and no "
        "--files-base (the real registries' files do not describe another RDAP service). docs/sources.md",
-       optional=True),
+       optional=True, crd="sources.use", **_FLEET),
     _s("files_base", str, None, "A mirror of the registries' download trees (URL or directory, "
        "<base>/<host>/<path>); the simulator's is <sim root>/published/. Default: the registries' own "
-       "servers", optional=True),
+       "servers", optional=True, crd="sources.filesBase", **_FLEET),
     _s("accept_dump_terms", str, None, "Registries whose dump terms you accept (ripencc: the RIPE Database "
        "Terms and Conditions / acceptable-use policy limit copying a significant part; afrinic: no "
        "redistribution), or 'all'. Without it their dumps are not read and their space is crawled live",
-       optional=True),
+       optional=True, crd="sources.acceptDumpTerms", **_FLEET),
     _s("verify", float, 0.001, "Share of each registry's dumped networks asked again live (freshness)",
-       env=False, lo=0.0, hi=1.0),
+       lo=0.0, hi=1.0, crd="sources.verify", **_FLEET),
     _s("fill_redacted", bool, True, "Ask live for each dumped network lacking holder, country or abuse "
        "e-mail (LACNIC's dump carries no abuse addresses: one lookup a network at its 10 a minute)",
-       env=False),
+       crd="sources.fillRedacted", **_FLEET),
 )}
 # What the fleet worker reads from its environment, and what the operator writes there.
 WORKER_ENV = tuple(s.env_name for s in SETTINGS.values() if s.worker)

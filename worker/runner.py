@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from whoiscrawl.worker.sources import FleetLoad, Results
 
 from whoiscrawl import metrics, recover
 from whoiscrawl.crawl import Crawler, Member
@@ -30,6 +35,7 @@ from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.registry.client import ABANDONED_WAIT_S
 from whoiscrawl.settings import SETTINGS, CrawlSettings
 from whoiscrawl.sources import stats
+from whoiscrawl.sources.published import SourcesSettings, StatsPlan, load_stats
 from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
@@ -71,6 +77,7 @@ class WorkerConfig:
     max_queued_per_partition: int = 4
     kafka_config: dict[str, str] = field(default_factory=dict)
     name: str = field(default_factory=socket.gethostname)  # this member's: its pod's ($WHOISCRAWL_POD_NAME)
+    sources: SourcesSettings | None = None  # the published files, loaded once per crawl (None: live)
 
 
 def group_consumer_config(config: WorkerConfig, owner: str) -> dict[str, Any]:
@@ -396,15 +403,21 @@ class Worker:
         limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share), self.owner)
         self.letters = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config,
                                  topic=dead_letter_topic(cfg.topic_prefix, cfg.crawl))
+        cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-sources-"))
+        published = await self._statistics(cache)
         client = RegistryClient(
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, dict(cfg.settings.whois_servers),
+            delegated_by=published.index().registry if published and published.delegations else None,
             delegation_country=stats.configured_country(), dead_letters=self.letters,
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
+        loaded = await self._files_loaded(store, sink, client, published, cache)
+        shutil.rmtree(cache, ignore_errors=True)
         scope = await store.scope()
         member = Member(self.owner, cfg.crawl, abandon_listings_on_stop=True)
         self.crawler = Crawler(store, sink, client, member, cfg.settings, scope=scope, stopping=self.stopping)
-        self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        if loaded:  # else stopping before the files were loaded: no shard is walked without them
+            self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("worker %s taking shards of %s", self.owner, self.work_topic)
         consume = asyncio.create_task(self._consume())
         lag = asyncio.create_task(self._report_lag())
@@ -435,6 +448,31 @@ class Worker:
 
     crawler: Crawler | None = None
     letters: KafkaSink | None = None  # the crawl's dead-letter topic
+
+    async def _statistics(self, cache: Path) -> StatsPlan | None:
+        """The delegation statistics, when the crawl reads them: each worker routes its lookups by
+        them (the load writes their free space once)."""
+        settings = self.config.sources
+        if settings is None or "stats" not in settings.sources:
+            return None
+        return await load_stats(settings.files_base, cache)
+
+    async def _files_loaded(
+        self, store: RedisBlockStore, sink: KafkaSink, client: RegistryClient, published: StatsPlan | None,
+        cache: Path,
+    ) -> bool:
+        """Wait until the crawl's published files are loaded, loading them if no other worker is
+        (worker/sources.py); False: stopping first. True at once for a crawl that reads none."""
+        cfg = self.config
+        if cfg.sources is None or not cfg.sources.loads_files:
+            return True
+        results = Results(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
+        load = FleetLoad(cfg.sources, store, sink, results, client, self.owner, cache, stats=published,
+                         stopping=self.stopping)
+        figures = await load.ready()
+        if figures is not None:
+            log.info("the published files are loaded: %s", json.dumps(figures)[:2000])
+        return figures is not None
 
 
 def _watchdog(loop_thread: int, beat: list[float], done: threading.Event, out: IO[str]) -> None:

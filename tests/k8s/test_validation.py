@@ -54,6 +54,8 @@ REFUSED = [
     ("no kafka", {"kafka": None}, "spec.kafka: Required value"),
     ("a bad topic prefix", {"kafka": {"topicPrefix": "no spaces"}}, "spec.kafka.topicPrefix"),
     ("a redis url of another scheme", {"redis": {"url": "http://r"}}, "spec.redis.url"),
+    ("a source that is none", {"sources": {"use": "stats,ftp,live"}}, "spec.sources.use"),
+    ("terms of no registry", {"sources": {"acceptDumpTerms": "ripe"}}, "spec.sources.acceptDumpTerms"),
 ]
 
 

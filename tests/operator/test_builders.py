@@ -7,7 +7,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from whoiscrawl.operator import builders, scheduling
-from whoiscrawl.operator.spec import parse_spec
+from whoiscrawl.operator.spec import SpecError, parse_spec
 
 OWNER = builders.Owner("demo", "crawls", "uid-1", "0.1.0")
 BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
@@ -206,3 +206,27 @@ def test_the_overflow_deployment_is_on_demand_and_selects_only_its_own_pods() ->
 ])
 def test_image_version(image: str, version: str) -> None:
     assert builders.image_version(image) == version
+
+
+def test_the_sources_reach_the_workers_as_their_options() -> None:
+    """spec.sources becomes the workers' --sources, --files-base, --accept-dump-terms, --verify and
+    --fill-redacted (their environment); unset ones are left to the worker's default."""
+    data = builders.config_data("demo", spec_with())
+    assert "WHOISCRAWL_SOURCES" not in data and "WHOISCRAWL_FILES_BASE" not in data
+    assert (data["WHOISCRAWL_VERIFY"], data["WHOISCRAWL_FILL_REDACTED"]) == ("0.001", "true")
+    spec = spec_with(sources={"use": "stats,dumps,live", "filesBase": "http://mirror/", "verify": 0.01,
+                              "acceptDumpTerms": "ripencc,afrinic", "fillRedacted": False})
+    data = builders.config_data("demo", spec)
+    assert data["WHOISCRAWL_SOURCES"] == "stats,dumps,live"
+    assert data["WHOISCRAWL_FILES_BASE"] == "http://mirror/"
+    assert data["WHOISCRAWL_ACCEPT_DUMP_TERMS"] == "ripencc,afrinic"
+    assert (data["WHOISCRAWL_VERIFY"], data["WHOISCRAWL_FILL_REDACTED"]) == ("0.01", "false")
+
+
+def test_a_fleet_without_live_is_refused() -> None:
+    """The files alone are the local crawl's (`whoiscrawl crawl --sources stats,dumps`): a fleet
+    crawls live what they lack."""
+    with pytest.raises(SpecError) as caught:
+        spec_with(sources={"use": "stats,dumps"})
+    assert [p for p, _ in caught.value.problems] == ["spec.sources.use"]
+    assert "must include live" in str(caught.value)

@@ -158,6 +158,9 @@ OUT_OF_BOUNDS = [
     ({"scheduling": {"spotPendingTimeoutSeconds": 10**7}}, "spec.scheduling.spotPendingTimeoutSeconds"),
     ({"scheduling": {"maxSkew": 10**6}}, "spec.scheduling.maxSkew"),
     ({"strategy": "sample", "samples": 10**7}, "spec.samples"),
+    ({"sources": {"use": "stats,bogus,live"}}, "spec.sources.use"),
+    ({"sources": {"acceptDumpTerms": "ripe"}}, "spec.sources.acceptDumpTerms"),
+    ({"sources": {"verify": 2}}, "spec.sources.verify"),
 ]
 
 

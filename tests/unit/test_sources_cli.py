@@ -46,3 +46,28 @@ def test_a_dump_with_terms_is_read_only_once_they_are_accepted(tmp_path: Path):
     assert {r["source"] for r in records} == {"dump", "stats"} and doc["lookups"] == 0
     # without live nothing is asked, though one network lacks a holder (--fill-redacted is on)
     assert doc["dumps"]["ripencc"]["freshness"] == {"asked": 0, "fields": {}}
+
+
+def test_a_resume_refuses_statistics_older_than_the_crawl_used(tmp_path: Path):
+    """The plan and the free space came from the statistics a crawl read first: on --resume, an
+    older file (a mirror behind) is refused by name, and nothing of the crawl is written."""
+    import hashlib
+    import shutil
+
+    files = tmp_path / "published"
+    shutil.copytree(PUBLISHED, files)
+    out = tmp_path / "r.jsonl"
+    args = ["crawl", "193.0.0.0/20", "--out", str(out), "--json", "-q", "--files-base", str(files),
+            "--sources", "stats"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0  # the same files: fine
+    stats = files / "ftp.ripe.net/pub/stats/ripencc/delegated-ripencc-extended-latest"
+    text = stats.read_text().replace("2|ripencc|1790287199|", "2|ripencc|1790287100|", 1)
+    stats.write_text(text)
+    Path(f"{stats}.md5").write_text(f"MD5 ({stats.name}) = {hashlib.md5(text.encode()).hexdigest()}\n")
+    before = (out.read_bytes(), Path(f"{out}.checkpoint.json").read_bytes())
+    result = CliRunner().invoke(app, [*args, "--resume"])
+    assert result.exit_code == 2
+    assert "ripencc statistics: serial 1790287100 is older than 1790287199, which this crawl already used" \
+        in " ".join(result.output.split())
+    assert (out.read_bytes(), Path(f"{out}.checkpoint.json").read_bytes()) == before  # nothing overwritten

@@ -24,7 +24,7 @@ from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
 from whoiscrawl.space import Plan, Scope, registry_for
 
-SOURCES = ("stats", "dumps", "live")
+SOURCES = rirs.SOURCES
 DEFAULT = "stats,dumps,live"
 
 
@@ -50,6 +50,40 @@ def parse_accepted(text: str | None) -> frozenset[str]:
     if unknown:
         raise SourcesError(f"--accept-dump-terms: unknown registries {sorted(unknown)}")
     return chosen
+
+
+@dataclass(frozen=True)
+class SourcesSettings:
+    """A fleet crawl's sources, as its workers are given them (`whoiscrawl worker --sources ...`,
+    the WhoisCrawl's `spec.sources`)."""
+
+    sources: frozenset[str]
+    files_base: str | None = None  # a mirror of the registries' download trees (None: theirs)
+    accept_dump_terms: frozenset[str] = frozenset()
+    verify: float = 0.0  # share of each registry's dumped networks asked again live
+    fill_redacted: bool = False  # ask live for each dumped network lacking holder, country or abuse
+
+    @property
+    def loads_files(self) -> bool:
+        return bool(self.sources & {"stats", "dumps"})
+
+
+def went_back(used: str | None, now: str | None) -> bool:
+    """Is a published file's serial (or date) older than the one the crawl already used? Serials
+    compare as numbers where both are (RIPE.CURRENTSERIAL, the statistics' serial), else as text
+    (dates: YYYYMMDD, ISO 8601)."""
+    if not used or not now:
+        return False
+    if used.isdigit() and now.isdigit():
+        return int(now) < int(used)
+    return now < used
+
+
+def stale_note(what: str, used: str, now: str) -> str:
+    """The message refusing a file older than the one the crawl already used."""
+    return (f"{what}: serial {now} is older than {used}, which this crawl already used: refused (a "
+            f"stale mirror? point --files-base at one as new as {used}); nothing of it was written, "
+            "and what the crawl has stays")
 
 
 def needs_opt_in(registry: str) -> str | None:

@@ -63,7 +63,7 @@ ListingClaim = Literal["mine", "busy", "partly"]  # ours to list; another owner'
 class Lease:
     """A lease a write is made under: a /24 cell's claim (`first` the cell) or a parent's listing."""
 
-    kind: Literal["cell", "listing"]
+    kind: Literal["cell", "listing", "sources"]
     first: int
     last: int = 0
 
@@ -74,6 +74,10 @@ class Lease:
     @classmethod
     def listing(cls, first: int, last: int) -> Lease:
         return cls("listing", first, last)
+
+    @classmethod
+    def sources(cls) -> Lease:
+        return cls("sources", 0)
 
 
 class LeaseLost(Exception):

@@ -103,7 +103,7 @@ class MemoryStore:
     done: set[str] = field(default_factory=set)
     partly_listed: set[int] = field(default_factory=set)  # parents no listing could settle
     listed_whole: set[int] = field(default_factory=set)  # parents listed whole: leaves the file cannot tell
-    # registry -> the dump seeded: its serial, whether whole, the spans it skipped (local.dump_leaf)
+    # registry -> the dump seeded: its serial, whether whole, the spans it skipped (sources/seed.dump_leaf)
     seeded: dict[str, dict[str, Any]] = field(default_factory=dict)
     _journal: _Journal = field(default_factory=_Journal, repr=False)
 

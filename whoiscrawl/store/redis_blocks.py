@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import redis
@@ -26,6 +26,7 @@ from whoiscrawl.store.redis_scripts import (
     _RELEASE,
     _RENEW,
     _SHARD_DONE,
+    _SOURCES_WRITE,
     _TAKE,
     _TAKE_SHARD,
     REDIS_RETRIES,
@@ -71,6 +72,7 @@ class RedisBlockStore:
         self._listed = self.client.register_script(_LISTED)
         self._shard_done = self.client.register_script(_SHARD_DONE)
         self._record_step = self.client.register_script(_RECORD_STEP)
+        self._sources_write = self.client.register_script(_SOURCES_WRITE)
         self._held: dict[str, str] = {}  # lease key -> our holder in it, `<token>/<owner>/<nonce>`
         self._shards: dict[str, str] = {}  # shard id -> our holder of its walk ("": lost)
         self._left: set[str] = set()  # shards whose walk here ended unfinished: no checkpoints from us
@@ -334,3 +336,42 @@ class RedisBlockStore:
 
     async def progress(self) -> Progress:
         return Progress.from_mapping(await self.client.hgetall(self.keys.counters))
+
+    # The published files' load (worker/sources.py): one worker at a time, under a lease.
+    async def take_sources(self, owner: str) -> bool:
+        return await self._take(self.keys.sources_lease, owner)
+
+    async def renew_sources(self, owner: str) -> bool:
+        return await self._renew_held(self.keys.sources_lease, owner)
+
+    async def release_sources(self, owner: str) -> None:
+        await self._let_go(self.keys.sources_lease, owner)
+
+    async def sources_state(self) -> dict[str, str]:
+        """The load's progress as its loaders wrote it (field -> JSON text)."""
+        raw: dict[Any, Any] = await self.client.hgetall(self.keys.sources)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def sources_write(
+        self, owner: str, answers: Iterable[Answer] = (), *, fields: dict[str, str] | None = None,
+        clear: Iterable[str] = (), lookups: int = 0,
+    ) -> None:
+        """One step of the load, fenced by its lease: the blocks of records the broker acknowledged
+        to the log (and the local index), progress `fields` set, `clear`ed ones dropped. LeaseLost:
+        another worker loads the files now (we stalled past the lease)."""
+        blocks, new = [], 0
+        for answer in answers:
+            known, changed = remember(self.index, answer)
+            if changed:
+                blocks.append(encode_block(answer))
+                new += not known
+        pairs = [x for kv in (fields or {}).items() for x in kv]
+        dropped = list(clear)
+        counts = [x for kv in (("blocks", new), ("lookups", lookups)) if kv[1] for x in kv]
+        holder = self._held.get(self.keys.sources_lease, "-")
+        args = [holder, len(pairs) // 2, len(dropped), len(counts) // 2, *pairs, *dropped, *counts, *blocks]
+        keys = [self.keys.epoch, self.keys.sources_lease, self.keys.blocks, self.keys.sources,
+                self.keys.counters]
+        if not await self._guarded(lambda epoch: self._sources_write(keys=keys, args=[epoch, *args])):
+            metrics.STALE_WRITES.labels("sources").inc()
+            raise LeaseLost("the published files' load", Lease.sources())

@@ -84,6 +84,22 @@ if ARGV[2] == '0' then redis.call('sadd', KEYS[2], ARGV[3]) end
 redis.call('del', KEYS[1])
 return 1
 """
+# A batch of the published files' load (worker/sources.py), under its lease (else refused: 0): its
+# blocks to the log, its progress fields set (ARGV[3] of them, pairs) and cleared (ARGV[4] names),
+# its counts added (ARGV[5] pairs), all at once. Only in the store generation the loader reads (-1).
+_SOURCES_WRITE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('get', KEYS[2]) ~= ARGV[2] then
+  redis.call('hincrby', KEYS[5], 'stale_writes_refused', 1)
+  return 0
+end
+local i = 6
+for _ = 1, tonumber(ARGV[3]) do redis.call('hset', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2 end
+for _ = 1, tonumber(ARGV[4]) do redis.call('hdel', KEYS[4], ARGV[i]); i = i + 1 end
+for _ = 1, tonumber(ARGV[5]) do redis.call('hincrby', KEYS[5], ARGV[i], ARGV[i + 1]); i = i + 2 end
+for j = i, #ARGV do redis.call('xadd', KEYS[3], '*', 'b', ARGV[j]) end
+return 1
+"""
 # A finished shard: its checkpoint and its owner go with it.
 _SHARD_DONE = """
 if ARGV[3] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[3] then return -1 end

@@ -1,0 +1,83 @@
+"""The fleet's load of the published files (worker/sources.py) on real Redis and Kafka, from the small
+files in the registries' formats under tests/data/published: a file older than the one the crawl
+already used is refused by name, and nothing the crawl has is overwritten."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from whoiscrawl.worker.sources import FleetLoad, Results
+
+from whoiscrawl import queue
+from whoiscrawl.keys import Keys
+from whoiscrawl.publish import publish_plan
+from whoiscrawl.ratelimit import MemoryRateLimiter
+from whoiscrawl.registry import RegistryClient
+from whoiscrawl.sources.published import SourcesSettings, load_stats
+from whoiscrawl.space import fetch_bootstrap, plan_crawl
+from whoiscrawl.store import RedisBlockStore, RedisStore
+
+PUBLISHED = Path(__file__).parent.parent / "data" / "published"
+SETTINGS = SourcesSettings(frozenset({"stats", "dumps", "live"}), str(PUBLISHED), frozenset({"ripencc"}))
+RIPE_DUMP_SERIAL = "41234567"  # RIPE.CURRENTSERIAL of the files
+RIPE_STATS_SERIAL = "1790287199"  # the version line of delegated-ripencc-extended-latest
+
+
+async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> tuple[dict, dict[str, str]]:
+    """Plan 193.0.0.0/20, write what an earlier loader recorded (`used`: item -> its progress), load
+    the files; (the load's figures, its progress in Redis afterwards)."""
+    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
+    admin = RedisStore(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    for name, progress in used.items():
+        admin.client.hset(Keys(crawl).sources, f"item:{name}", json.dumps(progress))
+    store = RedisBlockStore(services.redis_url, crawl)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
+    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
+    stats = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
+                     f"test-{crawl}", tmp_path / crawl, stats=stats)
+    try:
+        figures = await load.ready()
+    finally:
+        assert sink.close() == 0
+        await store.close()
+        await client.close()
+    assert figures is not None
+    return figures, await _state(services, crawl)
+
+
+async def _state(services, crawl: str) -> dict[str, str]:
+    raw = RedisStore(services.redis_url, crawl).client.hgetall(Keys(crawl).sources)
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _sent(services, crawl: str) -> set[tuple[str, str]]:
+    """(registry, source) of every record the load sent to the results topic."""
+    return {(r.registry, r.source or "") for r in queue.iter_results(services.kafka_bootstrap, "t.", crawl)}
+
+
+async def test_files_older_than_the_crawl_used_are_refused_and_nothing_is_overwritten(
+    services, unique_name, tmp_path
+):
+    fresh, _ = await _load(services, f"{unique_name}-a", tmp_path, {})
+    assert {("ripencc", "dump"), ("ripencc", "stats")} <= _sent(services, f"{unique_name}-a")
+    assert fresh["dumps"]["ripencc"]["serial"] == RIPE_DUMP_SERIAL
+    assert not [n for n in fresh["notes"] if "older than" in n]
+
+    # A loader before this one used newer files, then died: this mirror is behind it.
+    used = {"dump:ripencc": {"serials": {"ripencc": "41234568"}, "count": 1},
+            "stats:ripencc": {"serials": {"ripencc": "1790287200"}, "count": 1}}
+    crawl = f"{unique_name}-b"
+    figures, state = await _load(services, crawl, tmp_path, used)
+    assert any(n.startswith(f"ripencc dump: serial {RIPE_DUMP_SERIAL} is older than 41234568, which this "
+                            "crawl already used: refused") for n in figures["notes"]), figures["notes"]
+    assert any(n.startswith(f"ripencc statistics: serial {RIPE_STATS_SERIAL} is older than 1790287200")
+               for n in figures["notes"]), figures["notes"]
+    assert {name: json.loads(state[f"item:{name}"]) for name in used} == used  # nothing overwritten
+    assert not {r for r in _sent(services, crawl) if r[0] == "ripencc"}  # nothing of them sent
+    assert "done" in state  # the rest loaded: ripencc's space is crawled live
+    for name in ("a", "b"):
+        queue.delete_topics(services.kafka_bootstrap, "t.", f"{unique_name}-{name}")
+        RedisStore(services.redis_url, f"{unique_name}-{name}").delete_crawl()

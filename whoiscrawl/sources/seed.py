@@ -1,0 +1,99 @@
+"""Seeding a crawl from a dump, for the local crawl and the fleet alike: the records in scope staged,
+which of them are leaves, and the networks asked again live (the freshness check)."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
+from whoiscrawl.sources import dumps, freshness
+from whoiscrawl.sources.published import RegistryDump
+from whoiscrawl.space import Scope
+
+
+def stage(dump: RegistryDump, scope: Scope | None, staged: Path) -> dumps.DumpReport:
+    """The dump's records inside the crawl's scope, streamed to a file: used only once the whole
+    dump read well, so a file cut off loses nothing (its registry is crawled live instead)."""
+    report, records = dump.read()
+    with staged.open("w", encoding="utf-8") as fh:
+        for record in records:
+            if scope is None or scope.overlaps(record.first, record.last):
+                fh.write(record.to_json().decode() + "\n")
+    return report
+
+
+def leaf_rule(dump: RegistryDump, report: dumps.DumpReport) -> dict[str, Any]:
+    """What `dump_leaf` needs of a dump read well: its serial, whether every skipped object's span
+    was read, and those spans (as JSON keeps them)."""
+    holes = [list(h) for h in sorted(report.holes)]
+    return {"serial": dump.serial, "whole": report.unplaced == 0, "holes": holes}
+
+
+def dump_leaf(record: NetworkRecord, seeded: dict[str, Any] | None) -> bool:
+    """Is a dumped network a leaf? A dump holds every network of its registry, so a parent's
+    children are all known and nothing inside it needs probing; except a parent holding an object
+    the dump skipped (`holes`), and any parent when a skipped object's span could not be read."""
+    if not seeded or not seeded.get("whole"):
+        return False
+    return not _holds(seeded.get("holes") or [], record.first, record.last)
+
+
+def _holds(holes: list[list[int]], first: int, last: int) -> bool:
+    """Does first..last hold one of the (sorted) [first, last] spans?"""
+    i = bisect.bisect_left(holes, [first, 0])
+    while i < len(holes) and holes[i][0] <= last:
+        if holes[i][1] <= last:
+            return True
+        i += 1
+    return False
+
+
+def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> bool:
+    """Is the n-th dumped network asked again live: one in `step` (the freshness sample), and with
+    `fill_redacted` every one lacking holder, country or abuse e-mail."""
+    return bool(step and n % step == 0) or (fill_redacted and freshness.redacted(record))
+
+
+async def ask_again(
+    recheck: Path,
+    client: RegistryClient,
+    concurrency: int,
+    changed: Callable[[NetworkRecord], Awaitable[None]],
+    asked: Callable[[LookupResult], Awaitable[None]],
+) -> dict[str, Any]:
+    """Ask each network of `recheck` (JSON lines) again live at its first address, `concurrency` at
+    a time (the file streamed: LACNIC's dump leaves every abuse address out). `asked(result)` counts
+    each answer's lookups; `changed(live)` gets each live record that disagrees with the dump or
+    fills a field it lacks, to be written after the dump's (the latest record of a block wins)."""
+    counts: Counter[str] = Counter(asked=0)
+    fields: Counter[str] = Counter()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def ask(record: NetworkRecord) -> None:
+        try:
+            result = await client.lookup(record.first)
+        except LookupFailed:
+            counts["failed"] += 1
+            return
+        finally:
+            gate.release()
+        await asked(result)
+        kind, differs = freshness.verdict(record, result.record)
+        counts[kind] += 1
+        fields.update(differs)
+        if differs and result.record is not None:
+            await changed(result.record)
+
+    async with asyncio.TaskGroup() as group:
+        with recheck.open(encoding="utf-8") as fh:
+            for line in fh:
+                await gate.acquire()  # a bounded number of records in flight: memory stays flat
+                counts["asked"] += 1
+                group.create_task(ask(NetworkRecord.from_json(line)))
+    return {**counts, "fields": dict(fields)}

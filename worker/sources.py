@@ -1,0 +1,290 @@
+"""The published files in a fleet crawl: loaded once, by whichever worker holds the load's lease,
+before any shard is walked (docs/sources.md).
+
+Each item (a registry's free space from its statistics; a registry's dump) is staged to disk,
+then sent to the results topic in batches. Before a batch, where the results topic ends is noted
+in Redis; once the broker has acknowledged the batch, its blocks go to the block log and the
+item's count moves on, in one write fenced by the lease. A loader that dies mid-batch leaves the
+note: the next reads what the results topic got since and sends only the rest. Killing a loader
+loses nothing and sends nothing twice. A dump's parents become leaves only once the whole dump is
+sent (a load cut short leaves them parents, walked live)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from whoiscrawl import queue
+from whoiscrawl.crawl import ResultSink, renewing
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import LookupResult, RegistryClient
+from whoiscrawl.sources import dumps, freshness, seed
+from whoiscrawl.sources.published import (
+    RegistryDump,
+    SourcesSettings,
+    StatsPlan,
+    fetch_dumps,
+    stale_note,
+    went_back,
+)
+from whoiscrawl.space import Scope
+from whoiscrawl.store import Lease, LeaseLost
+from whoiscrawl.store.redis_blocks import RedisBlockStore
+from whoiscrawl.strategy import Answer
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # records a batch: sent, acknowledged, then logged as blocks in one write
+WAIT_S = 0.5  # how often a worker waiting for another's load looks again
+
+
+@dataclass(frozen=True)
+class Results:
+    """The crawl's results topic, as the load reads it back."""
+
+    bootstrap: str
+    prefix: str
+    crawl: str
+    config: dict[str, str] = field(default_factory=dict)
+
+    def ends(self) -> dict[int, int]:
+        return queue.results_ends(self.bootstrap, self.prefix, self.crawl, self.config)
+
+    def since(self, marks: dict[int, int]) -> set[tuple[bytes, bytes]]:
+        return queue.results_since(self.bootstrap, self.prefix, self.crawl, marks, self.config)
+
+
+@dataclass
+class Item:
+    """One thing the load sends: a registry's dump, or its statistics' free space, staged to disk."""
+
+    name: str  # "stats:<registry>" or "dump:<registry>"
+    serials: dict[str, str]  # registry -> the serial of the file it came from
+    staged: Path
+    how: dict[str, Any] | None = None  # a dump's leaf rule (seed.leaf_rule); None: statistics
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FleetLoad:
+    """One worker's part in loading the crawl's published files (`ready`)."""
+
+    settings: SourcesSettings
+    store: RedisBlockStore
+    sink: ResultSink
+    results: Results
+    client: RegistryClient  # the freshness check's lookups
+    owner: str
+    cache: Path  # where files are downloaded and staged
+    stats: StatsPlan | None = None  # the statistics, fetched already (the worker routes by them)
+    resolution: int = 24
+    concurrency: int = 16
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        log.warning("%s", text)
+        self.notes.append(text)
+
+    async def ready(self) -> dict[str, Any] | None:
+        """Return once the files are loaded (by this worker or another) and their blocks known:
+        the load's figures. None: the worker stops first."""
+        while not self.stopping.is_set():
+            state = await self.store.sources_state()
+            if "done" in state:
+                await self.store.sync()
+                done: dict[str, Any] = json.loads(state["done"])
+                return done
+            if await self.store.take_sources(self.owner):
+                try:
+                    renew = functools.partial(self.store.renew_sources, self.owner)
+                    async with renewing(renew, "the published files' load", Lease.sources()):
+                        await self._load(state)
+                except LeaseLost as lost:
+                    log.warning("%s (a stall?): another worker loads the files now", lost)
+                finally:
+                    await self.store.release_sources(self.owner)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), WAIT_S)
+        return None
+
+    async def _load(self, state: dict[str, str]) -> None:
+        """Every item sent (from where the last loader stopped), then the freshness check."""
+        await self.store.sync()
+        scope = await self.store.scope()
+        self.cache.mkdir(parents=True, exist_ok=True)
+        # Staging reads whole files: in a thread, or the loop could not renew the lease meanwhile.
+        items = await asyncio.to_thread(self._free_space, self.stats, scope) if self.stats else []
+        if "dumps" in self.settings.sources:
+            settings = self.settings
+            got, notes = await fetch_dumps(settings.files_base, self.cache, settings.accept_dump_terms)
+            for text in notes:
+                self.note(text)
+            for dump in got:
+                if (item := await asyncio.to_thread(self._stage, dump, scope)) is not None:
+                    items.append(item)
+        inflight = json.loads(state.get("inflight", "null"))
+        used = []
+        for item in items:
+            done = json.loads(state.get(f"item:{item.name}", "null"))
+            if self._stale(item, done):
+                continue
+            used.append(item)
+            same = bool(done) and done["serials"] == item.serials
+            sent = same and done.get("sent")  # whole, by a loader before
+            if not sent and not await self._send(item, done["count"] if same else 0, inflight):
+                return  # stopping: the next loader carries on from here
+            if item.how is not None:
+                await self._leaves(item)  # again after a loader that died past it: the same leaves
+        if self.stopping.is_set():
+            return
+        figures: dict[str, Any] = {}
+        for item in used:
+            if item.how is not None:
+                figures[item.name.split(":", 1)[1]] = {**item.figures, "freshness": await self._fresh(item)}
+        loaded = {"sources": sorted(self.settings.sources), "dumps": figures, "notes": self.notes[:20],
+                  "serials": {i.name: i.serials for i in used}}
+        await self.store.sources_write(self.owner, fields={"done": json.dumps(loaded)})
+
+    def _free_space(self, stats: StatsPlan, scope: Scope | None) -> list[Item]:
+        """The statistics' free and reserved space in the scope, as records, staged: one item a
+        registry (each file's serial is its own)."""
+        for warning in stats.warnings:
+            self.note(warning)
+        items: dict[str, Item] = {}
+        files: dict[str, Any] = {}
+        try:
+            for record in stats.free_records(scope or Scope.of([(0, (1 << 32) - 1)])):
+                registry = record.registry
+                if registry not in items:
+                    staged = self.cache / f"stats-{registry}.records.jsonl"
+                    items[registry] = Item(f"stats:{registry}", {registry: stats.serials[registry]}, staged)
+                    files[registry] = staged.open("w", encoding="utf-8")
+                files[registry].write(record.to_json().decode() + "\n")
+        finally:
+            for fh in files.values():
+                fh.close()
+        return [items[r] for r in sorted(items)]
+
+    def _stage(self, dump: RegistryDump, scope: Scope | None) -> Item | None:
+        """A dump's records in scope staged, if it read well (else a note: crawled live)."""
+        staged = self.cache / f"{dump.registry}.records.jsonl"
+        try:
+            report = seed.stage(dump, scope, staged)
+        except dumps.DumpError as exc:
+            self.note(f"{dump.registry} dump not used ({exc}): crawled live")
+            return None
+        if not report.complete:
+            self.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; crawled live")
+            return None
+        for skipped in report.skipped_named[:5]:
+            self.note(f"{dump.registry} dump: skipped {skipped}")
+        figures = {"serial": dump.serial, "records": report.records, "skipped": report.skipped}
+        return Item(f"dump:{dump.registry}", {dump.registry: dump.serial or ""}, staged,
+                    seed.leaf_rule(dump, report), figures)
+
+    def _stale(self, item: Item, done: dict[str, Any] | None) -> bool:
+        """Is a file older than the one this crawl already loaded from? Then it is refused, named,
+        and nothing of it written: what the crawl has stays."""
+        used = (done or {}).get("serials", {})
+        back = [r for r, serial in item.serials.items() if went_back(used.get(r), serial)]
+        for registry in back:
+            what = f"{registry} {'statistics' if item.how is None else 'dump'}"
+            self.note(stale_note(what, used[registry], item.serials[registry]))
+        return bool(back)
+
+    async def _send(self, item: Item, start: int, inflight: dict[str, Any] | None) -> bool:
+        """The item's records from `start` to the results topic and their blocks to the log, a batch
+        at a time; False: stopping part way."""
+        n = start
+        with item.staged.open(encoding="utf-8") as fh:
+            lines = itertools.islice(fh, start, None)
+            while batch := list(itertools.islice(lines, BATCH)):
+                if self.stopping.is_set():
+                    return False
+                records = [NetworkRecord.from_json(line) for line in batch]
+                for record in records:
+                    record.crawl = self.results.crawl
+                await self._send_batch(item, n, records, inflight)
+                n += len(records)
+                item.figures["in_scope"] = n
+        progress = {"serials": item.serials, "count": n, "sent": True}
+        await self.store.sources_write(self.owner, fields={f"item:{item.name}": json.dumps(progress)})
+        item.figures["in_scope"] = n
+        return True
+
+    async def _send_batch(
+        self, item: Item, n: int, records: list[NetworkRecord], inflight: dict[str, Any] | None
+    ) -> None:
+        """One batch: where the results topic ends noted first, then sent, then logged. The batch a
+        dead loader was sending (`inflight`) is sent only where the topic lacks it."""
+        delivered: set[tuple[bytes, bytes]] = set()
+        if inflight and inflight["item"] == item.name and inflight["from"] == n:
+            marks = {int(p): o for p, o in inflight["marks"].items()}
+            delivered = await asyncio.to_thread(self.results.since, marks)
+        else:
+            ends = await asyncio.to_thread(self.results.ends)
+            note = {"item": item.name, "from": n, "marks": ends}
+            await self.store.sources_write(self.owner, fields={"inflight": json.dumps(note)})
+        await asyncio.gather(*(self.sink.emit(r) for r in records
+                               if (queue.result_key(r), r.to_json()) not in delivered))
+        progress = {"serials": item.serials, "count": n + len(records)}
+        await self.store.sources_write(
+            self.owner, [Answer.of(r, self.resolution) for r in records],
+            fields={f"item:{item.name}": json.dumps(progress)}, clear=["inflight"],
+        )
+
+    def _recheck(self, item: Item) -> Path:
+        return self.cache / f"{item.name.split(':', 1)[1]}.recheck.jsonl"
+
+    async def _leaves(self, item: Item) -> None:
+        """A dump sent whole: its parents are leaves now (`seed.dump_leaf`), and the networks to ask
+        again live are written to its recheck file."""
+        assert item.how is not None
+        live = "live" in self.settings.sources
+        step = freshness.every(self.settings.verify) if live else 0
+        leaves: list[Answer] = []
+        recheck, n = self._recheck(item), -1
+        with item.staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
+            for n, line in enumerate(fh):
+                record = NetworkRecord.from_json(line)
+                if not Answer.of(record, self.resolution).terminal and seed.dump_leaf(record, item.how):
+                    leaves.append(Answer(record.first, record.last, True))
+                if seed.to_ask(record, n, step, self.settings.fill_redacted and live):
+                    again.write(line)
+                if len(leaves) >= BATCH:
+                    await self.store.sources_write(self.owner, leaves)
+                    leaves = []
+                elif n % BATCH == 0:
+                    await asyncio.sleep(0)  # the lease's renewal runs meanwhile
+        item.figures["in_scope"] = n + 1
+        progress = {"serials": item.serials, "count": item.figures["in_scope"], "sent": True, "leafed": True}
+        await self.store.sources_write(self.owner, leaves, fields={f"item:{item.name}": json.dumps(progress)})
+        item.staged.unlink()
+
+    async def _fresh(self, item: Item) -> dict[str, Any]:
+        """The freshness check of a dump (`seed.ask_again`); redone whole by a loader that takes
+        over during it (a dump sent whole before has no recheck file here: not asked)."""
+        recheck = self._recheck(item)
+        if not recheck.exists():
+            return {}
+
+        async def asked(result: LookupResult) -> None:
+            await self.store.sources_write(self.owner, lookups=result.lookups)
+
+        async def changed(live: NetworkRecord) -> None:
+            live.crawl = self.results.crawl
+            await self.sink.emit(live)
+            await self.store.sources_write(self.owner, [Answer.of(live, self.resolution)])
+
+        counts = await seed.ask_again(recheck, self.client, self.concurrency, changed, asked)
+        recheck.unlink()
+        return counts
