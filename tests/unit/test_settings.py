@@ -22,7 +22,9 @@ BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}}
 SPECS = [
     {**BASE, "redis": {"url": "redis://r"}, "egress": {"mode": "nat", "addresses": 3},
      "workers": {"bootstrapUrl": "http://127.0.0.1:1/ipv4.json", "gracePeriodSeconds": 7,
-                 "metricsPort": 9100}},
+                 "metricsPort": 9100},
+     "sources": {"use": "stats,dumps,live", "filesBase": "http://127.0.0.1:1/published",
+                 "acceptDumpTerms": "all", "verify": 0.01, "fillRedacted": False}},
     {**BASE, "redis": {"urlSecretRef": {"name": "r", "key": "u"}}, "egress": {"mode": "node"}},
 ]
 

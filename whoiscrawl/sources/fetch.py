@@ -76,7 +76,10 @@ async def _download(where: str, path: Path, session: aiohttp.ClientSession) -> F
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     fh.write(chunk)
             modified = resp.headers.get("Last-Modified")
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except aiohttp.ClientConnectorError as exc:  # no server there (or no such name): said at once
+        part.unlink(missing_ok=True)
+        raise FetchError(f"{where}: {exc!r}") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:  # a transfer dropped, a server slow: may pass
         part.unlink(missing_ok=True)
         raise FetchError(f"{where}: {exc!r}", transient=True) from exc
     except OSError as exc:  # the cache's disk: nothing asking again would mend
