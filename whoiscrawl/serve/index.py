@@ -16,14 +16,14 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from whoiscrawl.results.source import ResultSet, block_key, ip_str
+from whoiscrawl.results.source import ResultSet, ip_str
 from whoiscrawl.results.summary import holder_of
 
 FORMAT = 2  # bump when the saved layout changes: an index of another format is rebuilt
@@ -37,7 +37,7 @@ LISTS = frozenset({"status", "abuse_emails"})
 NONE = 0  # code 0 of every table stands for a missing value
 STRIDE = 64  # segment starts per block of the lookup's second level (256 bytes: four cache lines)
 LOOKUP_CHUNK = 1 << 18  # addresses looked up at once
-_CHUNK = 1 << 16  # records turned into codes at once (bounds the Python objects alive)
+_CHUNK = 1 << 14  # records turned into codes at once (bounds the Python objects alive)
 
 
 class MapIndexError(ValueError):
@@ -57,37 +57,79 @@ def stamp_of(results: Path) -> np.ndarray:
 
 @dataclass
 class Table:
-    """Interned strings: a value's code is its position; code 0 is None."""
+    """Interned strings: a value's code is its place in `strings` (from 1); code 0 is None."""
 
-    codes: dict[str, int] = field(default_factory=dict)
+    codes: dict[Any, int] = field(default_factory=lambda: {None: NONE, "": NONE})
+    strings: list[str] = field(default_factory=list)
 
     def code_all(self, values: Iterable[Any]) -> list[int]:
         """The codes of values (None, "" and [] are NONE; a list is its items joined)."""
-        codes, out = self.codes, []
-        for value in values:
-            if value is None or value == "" or value == []:
-                out.append(NONE)
-                continue
-            text = value if type(value) is str else (
-                "\n".join(map(str, value)) if isinstance(value, list) else str(value))
-            code = codes.get(text)
-            if code is None:
-                code = codes[text] = len(codes) + 1
-            out.append(code)
+        get, new = self.codes.get, self._new
+        out: list[int] = []
+        append = out.append
+        for value in values:  # the build's inner loop: a string or None is one dict lookup
+            code = get(value) if value is None or type(value) is str else None
+            append(new(value) if code is None else code)
         return out
 
-    def pack(self) -> tuple[np.ndarray, np.ndarray]:
-        """The strings as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is code c)."""
-        raw = [b""] + [s.encode() for s in self.codes]
+    def _new(self, value: Any) -> int:
+        text = "\n".join(map(str, value)) if isinstance(value, list) else str(value)
+        code = self.codes.get(text)
+        if code is None:
+            self.strings.append(text)
+            code = self.codes[text] = len(self.strings)
+        return code
+
+    def pack(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The strings `column` uses as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is
+        code c), and `column` coded into them in the narrowest unsigned type: strings only
+        superseded records held are dropped."""
+        used = np.zeros(len(self.strings) + 1, bool)
+        used[column] = True
+        used[NONE] = True
+        recode = (np.cumsum(used) - 1).astype(np.uint32)
+        kept = [self.strings[c - 1].encode() for c in np.flatnonzero(used[1:]) + 1]
+        raw = [b"", *kept]
         sizes = np.array([len(r) for r in raw], np.int64)
         offsets = np.zeros(len(raw) + 1, np.uint32 if sizes.sum() < 1 << 32 else np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        return np.frombuffer(b"".join(raw), np.uint8), offsets
+        n = len(raw)
+        dtype = np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.uint32
+        return np.frombuffer(b"".join(raw), np.uint8), offsets, recode[column].astype(dtype)
 
-    def dtype(self) -> type[np.unsignedinteger[Any]]:
-        """The narrowest unsigned type holding every code (a registry fits a byte, a handle not)."""
-        n = len(self.codes) + 1
-        return np.uint8 if n < 1 << 8 else np.uint16 if n < 1 << 16 else np.uint32
+
+@dataclass
+class Columns:
+    """Every record's answer fields, coded as the result set's one read streams the records past
+    (a ResultSet's `each`); the winners' rows are picked once the read has deduplicated them."""
+
+    tables: dict[str, Table] = field(default_factory=lambda: {name: Table() for name in FIELDS})
+    parts: list[np.ndarray] = field(default_factory=list)  # (records, FIELDS) codes, file order
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    observed: str = ""  # the newest fetched_at seen
+
+    def __call__(self, position: int, doc: dict[str, Any]) -> None:
+        self.pending.append(doc)
+        if len(self.pending) == _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        docs, self.pending = self.pending, []
+        if not docs:
+            return
+        part = np.empty((len(docs), len(FIELDS)), np.uint32)
+        for j, name in enumerate(FIELDS):
+            values = map(holder_of, docs) if name == "holder" else [d.get(name) for d in docs]
+            part[:, j] = self.tables[name].code_all(values)
+        self.observed = max([self.observed, *(str(d.get("fetched_at") or "") for d in docs)])
+        self.parts.append(part)
+
+    def of(self, positions: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per field: (blob, offsets, codes) of the records at these positions, in their order."""
+        self.flush()
+        rows = np.concatenate(self.parts) if self.parts else np.zeros((0, len(FIELDS)), np.uint32)
+        picked = rows[positions]
+        return {name: self.tables[name].pack(picked[:, j]) for j, name in enumerate(FIELDS)}
 
 
 @dataclass
@@ -287,36 +329,23 @@ def flatten(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return parent, np.array(starts, np.uint32), np.array(nets, np.int32)
 
 
-def build(results: ResultSet) -> MapIndex:
-    """The index of a result set opened with seekable=True (one sequential read of its winners)."""
+def build(results: ResultSet, columns: Columns) -> MapIndex:
+    """The index of a result set opened with seekable=True and `each=columns` (its one read)."""
     if not results.seekable:
         raise MapIndexError("the index needs a ResultSet opened with seekable=True")
     first, last = (a.astype(np.uint32) for a in results.spans())
     parent, seg_start, seg_net = flatten(first, last)
-    columns = {name: np.zeros(len(first), np.uint32) for name in FIELDS}
-    tables = {name: Table() for name in FIELDS}
-    observed = ""
-    for docs in _chunks(results.latest(), _CHUNK):
-        keys = np.array([block_key(d["_first"], d["_last"]) for d in docs], np.uint64)
-        rows = np.searchsorted(results.keys, keys)
-        for name in FIELDS:
-            values = map(holder_of, docs) if name == "holder" else (d.get(name) for d in docs)
-            columns[name][rows] = tables[name].code_all(values)
-        observed = max([observed, *(str(d.get("fetched_at") or "") for d in docs)])
-    blobs = {name: table.pack() for name, table in tables.items()}
-    codes = {name: columns[name].astype(tables[name].dtype()) for name in FIELDS}
-    return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(), observed or None)
+    fields = columns.of(results.winners)  # winners are in hierarchy order, as first and last
+    blobs = {name: (blob, offsets) for name, (blob, offsets, _) in fields.items()}
+    codes = {name: code for name, (_, _, code) in fields.items()}
+    return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(),
+                    columns.observed or None)
 
 
-def _chunks(docs: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def build_file(path: Path) -> MapIndex:
+    """The index of a results file, read once."""
+    columns = Columns()
+    return build(ResultSet(path, seekable=True, each=columns), columns)
 
 
 def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:
@@ -336,7 +365,7 @@ def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:
         except MapIndexError as exc:
             how = f"rebuilt: {exc}"
             print(f"note: {exc}; rebuilding it", file=sys.stderr)
-    index = build(ResultSet(path, seekable=True))
+    index = build_file(path)
     if save:
         try:
             index.save(saved, stamp)

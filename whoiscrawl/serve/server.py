@@ -19,7 +19,7 @@ from whoiscrawl import metrics, rirs
 from whoiscrawl.history.store import HistoryError, Store, map_at
 from whoiscrawl.results.source import ResultsError, open_results
 from whoiscrawl.serve import rdap
-from whoiscrawl.serve.index import MapIndex, MapIndexError, build, load_or_build, stamp_of
+from whoiscrawl.serve.index import Columns, MapIndex, MapIndexError, build, load_or_build, stamp_of
 from whoiscrawl.serve.lookup import BATCH, answers
 
 log = logging.getLogger(__name__)
@@ -282,11 +282,12 @@ def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) ->
     seen = [-1]
 
     def reload() -> MapIndex | None:
-        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True) as rs:
+        columns = Columns()
+        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True, each=columns) as rs:
             if rs.records == seen[0]:
                 return None
             seen[0] = rs.records
-            return build(rs)
+            return build(rs, columns)
 
     return reload
 
