@@ -117,12 +117,13 @@ def serve(
     history: Annotated[Path | None, typer.Option(
         "--history", help="A store of dated generations (`whoiscrawl history`): answers ?at=DATE, and "
         "without RESULTS the newest generation answers the rest")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Processes answering from one listening socket (forked after the index is loaded)")] = 1,
 ) -> None:
     """An RDAP server over the map (RFC 9082/9083 ip queries, RFC 9910 relation search, its own RFC
     9224 bootstrap at /bootstrap/ipv4.json), a POST /batch endpoint, /metrics, /healthz and /readyz;
     with --history, any ip or relation query with ?at=DATE answers as the map stood then. Prints
     one JSON line when it listens."""
-    import asyncio
     import json
 
     from whoiscrawl.history.store import HistoryError, Store, results_for
@@ -145,7 +146,7 @@ def serve(
         sys.stdout.flush()
 
     try:
-        asyncio.run(run(server, host, port, ready))
+        run(server, host, port, ready, workers)
     except KeyboardInterrupt:
         pass
     except OSError as exc:

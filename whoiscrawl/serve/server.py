@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import os
+import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -296,15 +300,47 @@ def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
     return b"".join(json.dumps(doc, separators=(",", ":")).encode() + b"\n" for doc in answers(index, lines))
 
 
-async def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
-    """Serve until cancelled; `ready(port)` once listening (port 0 picks a free one)."""
+def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None,
+        workers: int = 1) -> None:
+    """Serve until interrupted; `ready(port)` once listening (port 0 picks a free one). With
+    workers > 1 the process forks after the index is loaded (the children share its pages) and every
+    process accepts from the one listening socket: aiohttp answers on one core per process."""
+    sock = socket.create_server((host, port), backlog=4096)
+    children: list[int] = []
+    signal.signal(signal.SIGTERM, _interrupted)  # stop as on ^C: the workers are stopped too
+    try:
+        for _ in range(workers - 1):
+            pid = os.fork()
+            if pid == 0:  # a worker: serve until the parent is gone or it is told to stop
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # a terminal's ^C goes to the parent's care
+                try:
+                    asyncio.run(_serve_on(server, sock, None, parent=os.getppid()))
+                finally:
+                    os._exit(0)
+            children.append(pid)
+        asyncio.run(_serve_on(server, sock, ready))
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        sock.close()
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+async def _serve_on(server: MapServer, sock: socket.socket, ready: Callable[[int], None] | None,
+                    parent: int | None = None) -> None:
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=True)
-    await site.start()
+    await web.SockSite(runner, sock).start()
     if ready:
-        ready(runner.addresses[0][1] if runner.addresses else port)
+        ready(sock.getsockname()[1])
     try:
-        await asyncio.Event().wait()
+        while parent is None or os.getppid() == parent:  # a worker outlives no parent
+            await asyncio.sleep(1.0)
     finally:
         await runner.cleanup()
