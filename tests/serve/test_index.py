@@ -46,6 +46,7 @@ def test_lookup_is_the_smallest_network_holding_the_address(tmp_path_factory, sp
         probes |= {first, last, max(first - 1, 0), min(last + 1, 0xFFFFFFFF)}
     addrs = np.array(sorted(probes), np.uint32)
     got = index.lookup(addrs)
+    assert [index.lookup_one(a) for a in addrs.tolist()] == got.tolist()
     for address, net in zip(addrs.tolist(), got.tolist(), strict=True):
         want = most_specific(spans, address)
         assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")
@@ -158,6 +159,7 @@ def test_the_two_level_lookup_is_the_flat_one_over_many_segments(tmp_path: Path,
     probes = np.array([rng.randrange(0, 1 << 32) for _ in range(3000)] + edges, np.uint32)
     got = index.lookup(probes)
     assert np.array_equal(got, index.lookup_flat(probes))
+    assert [index.lookup_one(a) for a in probes.tolist()] == got.tolist()
     for address, net in zip(probes[::7].tolist(), got[::7].tolist(), strict=True):
         want = most_specific(spans, address)
         assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")

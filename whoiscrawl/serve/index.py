@@ -11,6 +11,7 @@ so the next command loads it instead of reading the results again.
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import tempfile
@@ -229,9 +230,19 @@ class MapIndex:
             p = int(self.parent[p])
         return out
 
+    def lookup_one(self, address: int) -> int:
+        """`lookup` of one address without building arrays (an RDAP query asks one): the bucket's
+        segments are bisected in place."""
+        table, shift = self.buckets()
+        bucket = address >> shift
+        seg, end = int(table[bucket]), int(table[bucket + 1])
+        if seg != end:
+            seg = bisect.bisect_right(self.seg_start, address, seg, end + 1) - 1
+        return int(self.seg_net[seg])
+
     def containing(self, first: int, last: int) -> int:
         """The most specific network holding all of first..last, or -1."""
-        net = int(self.lookup(np.array([first], np.uint32))[0])
+        net = self.lookup_one(first)
         while net >= 0 and int(self.last[net]) < last:
             net = int(self.parent[net])
         return net
