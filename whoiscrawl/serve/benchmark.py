@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import ipaddress
 import json
+import os
 import random
 import subprocess
 import sys
@@ -84,25 +85,56 @@ def lookup_figures(index: MapIndex, addresses: int, baseline: int, seed: int = 2
             "baseline_bisect_int_per_s": round(baseline / int_s)}
 
 
+class _Client(asyncio.Protocol):
+    """One keep-alive connection sending its paths one after another, the next as the last answer
+    is in (a bare protocol: the load generator must cost less CPU than the server it measures, and
+    aiohttp's client, or asyncio's streams, cost more)."""
+
+    def __init__(self, host: str, paths: list[str], deadline: float, out: list[float],
+                 statuses: dict[int, int]) -> None:
+        self.requests = [f"GET /{p} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for p in paths]
+        self.deadline, self.out, self.statuses = deadline, out, statuses
+        self.buf, self.sent, self.at = b"", 0, 0.0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._next()
+
+    def _next(self) -> None:
+        if self.sent == len(self.requests) or time.perf_counter() > self.deadline:
+            self.transport.close()
+            return
+        self.at = time.perf_counter()
+        self.transport.write(self.requests[self.sent])  # type: ignore[attr-defined]
+        self.sent += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end].lower()
+        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+        if len(self.buf) < end + 4 + length:
+            return
+        self.out.append(time.perf_counter() - self.at)
+        status = int(head[9:12])
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.buf = self.buf[end + 4 + length :]
+        self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
 async def _client(host: str, port: int, paths: list[str], deadline: float, out: list[float],
                   statuses: dict[int, int]) -> None:
-    """One keep-alive connection sending its paths one after another (a plain HTTP/1.1 client: the
-    load generator must cost less CPU than the server it measures, and aiohttp's client does not)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        for path in paths:
-            if time.perf_counter() > deadline:
-                return
-            started = time.perf_counter()
-            writer.write(f"GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            out.append(time.perf_counter() - started)
-            status = int(head[9:12])
-            statuses[status] = statuses.get(status, 0) + 1
-    finally:
-        writer.close()
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(
+        lambda: _Client(host, paths, deadline, out, statuses), host, port)
+    await client.done
 
 
 async def _load(host: str, port: int, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
@@ -122,10 +154,12 @@ async def _load(host: str, port: int, paths: list[str], concurrency: int, second
             "rdap_concurrency": concurrency}
 
 
-def server_figures(results: Path, index: MapIndex, requests: int, seconds: float,
-                   concurrency: int) -> dict[str, Any]:
-    """`whoiscrawl serve` in its own process, loaded from 127.0.0.1 with /ip/<address> queries."""
-    cmd = [sys.executable, "-m", "whoiscrawl", "serve", str(results), "--port", "0", "--reload-every", "0"]
+def server_figures(results: Path, index: MapIndex, options: dict[str, Any]) -> dict[str, Any]:
+    """`whoiscrawl serve --workers N` in its own processes, loaded from 127.0.0.1 with /ip/<address>
+    queries (bounded by count and time) by one process here."""
+    requests, seconds, concurrency = options["requests"], options["seconds"], options["concurrency"]
+    cmd = [sys.executable, "-m", "whoiscrawl", "serve", str(results), "--port", "0", "--reload-every", "0",
+           "--workers", str(options["workers"])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
@@ -136,7 +170,8 @@ def server_figures(results: Path, index: MapIndex, requests: int, seconds: float
         rng = np.random.default_rng(3)
         picks = rng.integers(0, len(index), requests)
         paths = [f"ip/{ip_str(int(index.first[i]) + 1)}" for i in picks.tolist()]
-        return asyncio.run(_load(url.hostname or "127.0.0.1", url.port or 80, paths, concurrency, seconds))
+        figures = asyncio.run(_load(url.hostname or "127.0.0.1", url.port or 80, paths, concurrency, seconds))
+        return figures | {"rdap_server_workers": options["workers"], "load_average_1m": os.getloadavg()[0]}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -161,7 +196,7 @@ def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]
 
 def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
     """All the figures, one JSON object. `options`: lookups, baseline, requests, seconds,
-    concurrency, mmdb_lookups (0: no MMDB written)."""
+    concurrency, workers (the server's), mmdb_lookups (0: no MMDB written)."""
     workdir.mkdir(parents=True, exist_ok=True)
     results = workdir / f"nested-{networks}.jsonl"
     started = time.perf_counter()
@@ -184,7 +219,7 @@ def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[s
     }
     doc |= lookup_figures(index, options["lookups"], options["baseline"])
     if options["requests"]:
-        doc |= server_figures(results, index, options["requests"], options["seconds"], options["concurrency"])
+        doc |= server_figures(results, index, options)
     if options["mmdb_lookups"]:
         doc |= mmdb_figures(index, workdir, options["mmdb_lookups"])
     doc["targets"] = {"lookups_per_s": 5_000_000, "index_build_s_for_5M": 60,

@@ -175,6 +175,7 @@ def bench_serve(
     requests: Annotated[int, typer.Option(help="RDAP requests sent at most")] = 50_000,
     seconds: Annotated[float, typer.Option(help="... and for at most this long")] = 30.0,
     concurrency: Annotated[int, typer.Option(help="RDAP connections at once")] = 32,
+    workers: Annotated[int, typer.Option(help="The RDAP server's processes (serve --workers)")] = 1,
     mmdb_lookups: Annotated[int, typer.Option(
         help="Write the map as an MMDB and look this many random addresses up with maxminddb (0: no MMDB)")]
     = 200_000,
@@ -190,7 +191,8 @@ def bench_serve(
 
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-serve-"))
     options = {"lookups": lookups, "baseline": min(baseline, lookups), "requests": requests,
-               "seconds": seconds, "concurrency": concurrency, "mmdb_lookups": mmdb_lookups}
+               "seconds": seconds, "concurrency": concurrency, "workers": workers,
+               "mmdb_lookups": mmdb_lookups}
     typer.echo(json.dumps(run_bench(networks, where, options)))
 
 
