@@ -24,7 +24,8 @@ def test_nested_records_nest_and_leave_gaps(tmp_path: Path):
 def test_bench_serve_prints_one_json_line_of_figures(tmp_path: Path):
     result = CliRunner().invoke(app, [
         "bench-serve", "--networks", "3000", "--lookups", "50000", "--baseline", "5000", "--requests", "300",
-        "--seconds", "20", "--concurrency", "4", "--workers", "2", "--mmdb-lookups", "2000", "--workdir", str(tmp_path)])
+        "--seconds", "20", "--concurrency", "4", "--workers", "2", "--mmdb-lookups", "2000",
+        "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["networks"] == 3000 and doc["lookups"] == 50000 and doc["found_share"] > 0.5

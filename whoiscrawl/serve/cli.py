@@ -79,7 +79,7 @@ def lookup(
     malformed line gets an error of its own and the rest carry on. With --history DIR [--at DATE]
     there is no RESULTS: every argument is an address, answered as the map stood on DATE."""
     from whoiscrawl.history.store import HistoryError, results_for
-    from whoiscrawl.serve.lookup import answers, write
+    from whoiscrawl.serve.lookup import write
 
     if history is not None and results is not None:  # no results file: the first argument is an address
         if Path(results).exists():
@@ -99,7 +99,7 @@ def lookup(
         _fail("give addresses, --from FILE, or - to read standard input")
     index = open_index(results, kafka_bootstrap, topic_prefix)
     fmt = "json" if as_json else "csv" if as_csv else "card"
-    counts = write(answers(index, _lines(addresses or [], from_file)), fmt, sys.stdout)
+    counts = write(index, _lines(addresses or [], from_file), fmt, sys.stdout)
     if counts["errors"]:
         typer.echo(f"note: {counts['errors']:,} line(s) were not IPv4 addresses (see their answers)",
                    err=True)
