@@ -33,5 +33,5 @@ def test_bench_serve_prints_one_json_line_of_figures(tmp_path: Path):
     assert doc["rdap_p99_ms"] >= doc["rdap_p50_ms"] > 0 and doc["rdap_server_workers"] == 2
     assert 0 < doc["mmdb_networks"] <= 3000 and doc["maxminddb_lookups_per_s"] > 0
     keys = ("lookups_per_s", "baseline_ipaddress_bisect_per_s", "index_build_s", "index_bytes_per_network",
-            "mmdb_write_s", "targets")
+            "mmdb_write_s", "targets", "parse_many_per_s", "lookup_json_lines_per_s")
     assert all(key in doc for key in keys)

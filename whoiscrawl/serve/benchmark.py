@@ -19,7 +19,7 @@ import numpy as np
 
 from whoiscrawl.results.benchmark import record_line
 from whoiscrawl.results.source import ip_str
-from whoiscrawl.serve import mmdb
+from whoiscrawl.serve import lookup, mmdb
 from whoiscrawl.serve.index import MapIndex, index_path, load_or_build
 
 _REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
@@ -50,7 +50,8 @@ def nested_records(path: Path, n: int, seed: int = 1) -> int:
     return written
 
 
-def lookup_figures(index: MapIndex, addresses: int, baseline: int, seed: int = 2) -> dict[str, Any]:
+def lookup_figures(index: MapIndex, addresses: int, baseline: int, text_lookups: int,
+                   seed: int = 2) -> dict[str, Any]:
     """Batch lookups/s through the index (numpy), beside plain `ipaddress` + `bisect` on the same
     segments (a smaller sample: it is slow), from text and from integers."""
     rng = np.random.default_rng(seed)
@@ -82,7 +83,22 @@ def lookup_figures(index: MapIndex, addresses: int, baseline: int, seed: int = 2
             "found_share": round(float((found >= 0).mean()), 4),
             "baseline_lookups": baseline,
             "baseline_ipaddress_bisect_per_s": round(baseline / text_s),
-            "baseline_bisect_int_per_s": round(baseline / int_s)}
+            "baseline_bisect_int_per_s": round(baseline / int_s)} | text_figures(index, addrs[:text_lookups])
+
+
+def text_figures(index: MapIndex, addrs: np.ndarray) -> dict[str, Any]:
+    """What `lookup --from FILE --json` does past reading the file: address texts parsed together,
+    and parsed, looked up and written as JSON lines (to /dev/null)."""
+    texts = [ip_str(a) for a in addrs.tolist()]
+    started = time.perf_counter()
+    lookup.parse_many(texts)
+    parse_s = time.perf_counter() - started
+    started = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        lookup.write(index, texts, "json", sink)
+    write_s = time.perf_counter() - started
+    return {"text_lookups": len(texts), "parse_many_per_s": round(len(texts) / parse_s),
+            "lookup_json_lines_per_s": round(len(texts) / write_s)}
 
 
 class _Client(asyncio.Protocol):
@@ -195,7 +211,7 @@ def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]
 
 
 def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
-    """All the figures, one JSON object. `options`: lookups, baseline, requests, seconds,
+    """All the figures, one JSON object. `options`: lookups, baseline, text_lookups, requests, seconds,
     concurrency, workers (the server's), mmdb_lookups (0: no MMDB written)."""
     workdir.mkdir(parents=True, exist_ok=True)
     results = workdir / f"nested-{networks}.jsonl"
@@ -217,7 +233,7 @@ def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[s
         "index_file_bytes_per_network": round(index_path(results).stat().st_size / len(index), 1),
         "segments": len(index.seg_start),
     }
-    doc |= lookup_figures(index, options["lookups"], options["baseline"])
+    doc |= lookup_figures(index, options["lookups"], options["baseline"], options["text_lookups"])
     if options["requests"]:
         doc |= server_figures(results, index, options)
     if options["mmdb_lookups"]:

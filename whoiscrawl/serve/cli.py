@@ -172,6 +172,8 @@ def bench_serve(
     networks: Annotated[int, typer.Option(help="Synthetic networks (nested: /20s, /24s, /28s)")] = 5_000_000,
     lookups: Annotated[int, typer.Option(help="Random addresses looked up in one batch")] = 10_000_000,
     baseline: Annotated[int, typer.Option(help="Of those, looked up by ipaddress + bisect too")] = 200_000,
+    text_lookups: Annotated[int, typer.Option(
+        help="Of those, parsed from text and written as JSON answers (lookup --from's path)")] = 1_000_000,
     requests: Annotated[int, typer.Option(help="RDAP requests sent at most")] = 50_000,
     seconds: Annotated[float, typer.Option(help="... and for at most this long")] = 30.0,
     concurrency: Annotated[int, typer.Option(help="RDAP connections at once")] = 32,
@@ -190,7 +192,8 @@ def bench_serve(
     from whoiscrawl.serve.benchmark import bench_serve as run_bench
 
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-serve-"))
-    options = {"lookups": lookups, "baseline": min(baseline, lookups), "requests": requests,
+    options = {"lookups": lookups, "baseline": min(baseline, lookups), "text_lookups": text_lookups,
+               "requests": requests,
                "seconds": seconds, "concurrency": concurrency, "workers": workers,
                "mmdb_lookups": mmdb_lookups}
     typer.echo(json.dumps(run_bench(networks, where, options)))
