@@ -193,6 +193,28 @@ def server_figures(results: Path, index: MapIndex, options: dict[str, Any]) -> d
         proc.wait(timeout=30)
 
 
+def batch_figures(results: Path, index: MapIndex, workdir: Path, lines: int) -> dict[str, Any]:
+    """`whoiscrawl lookup RESULTS --from FILE --json` over `lines` random addresses (a child process,
+    its output thrown away): lines/s and the child's peak memory, beside the index's own size."""
+    path = workdir / f"addresses-{lines}.txt"
+    if not path.exists():
+        rng = np.random.default_rng(5)
+        with path.open("w") as fh:
+            for at in range(0, lines, 1 << 20):
+                chunk = rng.integers(int(index.first.min()), int(index.last.max()) + 1,
+                                     min(1 << 20, lines - at), dtype=np.uint32)
+                fh.write("\n".join(ip_str(a) for a in chunk.tolist()) + "\n")
+    cmd = [sys.executable, "-m", "whoiscrawl", "lookup", str(results), "--from", str(path), "--json"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status:
+        raise RuntimeError(f"whoiscrawl lookup --from exited with {status}")
+    return {"batch_lines": lines, "batch_lookup_json_lines_per_s": round(lines / wall),
+            "batch_peak_rss_mb": round(usage.ru_maxrss / 1024), "index_mb": round(index.nbytes / 2**20)}
+
+
 def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]:
     out = workdir / "map.mmdb"
     started = time.perf_counter()
@@ -212,7 +234,8 @@ def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]
 
 def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
     """All the figures, one JSON object. `options`: lookups, baseline, text_lookups, requests, seconds,
-    concurrency, workers (the server's), mmdb_lookups (0: no MMDB written)."""
+    concurrency, workers (the server's), batch_lines (lookup --from; 0: none), mmdb_lookups (0: no MMDB
+    written)."""
     workdir.mkdir(parents=True, exist_ok=True)
     results = workdir / f"nested-{networks}.jsonl"
     started = time.perf_counter()
@@ -236,6 +259,8 @@ def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[s
     doc |= lookup_figures(index, options["lookups"], options["baseline"], options["text_lookups"])
     if options["requests"]:
         doc |= server_figures(results, index, options)
+    if options["batch_lines"]:
+        doc |= batch_figures(results, index, workdir, options["batch_lines"])
     if options["mmdb_lookups"]:
         doc |= mmdb_figures(index, workdir, options["mmdb_lookups"])
     doc["targets"] = {"lookups_per_s": 5_000_000, "index_build_s_for_5M": 60,

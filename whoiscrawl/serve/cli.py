@@ -178,6 +178,8 @@ def bench_serve(
     seconds: Annotated[float, typer.Option(help="... and for at most this long")] = 30.0,
     concurrency: Annotated[int, typer.Option(help="RDAP connections at once")] = 32,
     workers: Annotated[int, typer.Option(help="The RDAP server's processes (serve --workers)")] = 1,
+    batch_lines: Annotated[int, typer.Option(
+        help="Addresses in a file given to lookup --from --json (its speed and peak memory; 0: none)")] = 0,
     mmdb_lookups: Annotated[int, typer.Option(
         help="Write the map as an MMDB and look this many random addresses up with maxminddb (0: no MMDB)")]
     = 200_000,
@@ -194,7 +196,7 @@ def bench_serve(
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-serve-"))
     options = {"lookups": lookups, "baseline": min(baseline, lookups), "text_lookups": text_lookups,
                "requests": requests,
-               "seconds": seconds, "concurrency": concurrency, "workers": workers,
+               "seconds": seconds, "concurrency": concurrency, "workers": workers, "batch_lines": batch_lines,
                "mmdb_lookups": mmdb_lookups}
     typer.echo(json.dumps(run_bench(networks, where, options)))
 
