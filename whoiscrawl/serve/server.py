@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from whoiscrawl.history.store import HistoryError, Store, map_at
 from whoiscrawl.results.source import ResultsError, open_results
 from whoiscrawl.serve import rdap
 from whoiscrawl.serve.index import Columns, MapIndex, MapIndexError, build, load_or_build, stamp_of
-from whoiscrawl.serve.lookup import BATCH, answers
+from whoiscrawl.serve.lookup import BATCH, write
 
 log = logging.getLogger(__name__)
 RDAP_TYPE = "application/rdap+json"
@@ -297,7 +298,9 @@ def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) ->
 
 
 def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
-    return b"".join(json.dumps(doc, separators=(",", ":")).encode() + b"\n" for doc in answers(index, lines))
+    buf = io.StringIO()
+    write(index, lines, "json", buf)
+    return buf.getvalue().encode()
 
 
 def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None,
