@@ -111,19 +111,3 @@ def test_networks_rendered_once_write_what_each_answer_renders_to(results: Path,
             want.write(lookup_mod.card(doc))
     assert out.getvalue() == want.getvalue()
 
-
-quad_like = st.one_of(
-    st.tuples(*[st.integers(0, 300)] * 4).map(lambda q: ".".join(map(str, q))),
-    st.text(alphabet="0123456789.:/ax", min_size=1, max_size=18),
-    st.lists(st.sampled_from(["0", "00", "01", "7", "255", "256", "1000", ""]), min_size=3, max_size=5)
-    .map(".".join))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(quad_like, max_size=40))
-def test_addresses_parsed_together_are_what_the_one_parser_says(texts):
-    addrs, ok = lookup_mod.parse_many(texts)
-    for text, address, good in zip(texts, addrs.tolist(), ok.tolist(), strict=True):
-        n, error = lookup_mod.parse_address(text)
-        assert good == (error is None), text
-        assert address == max(n, 0), text

@@ -89,42 +89,12 @@ def _batches(lines: Iterable[str]) -> Iterator[list[str]]:
 
 
 def _looked_up(index: MapIndex, texts: list[str]) -> Iterator[tuple[str, str | None, int]]:
-    """(text, error or None, network or -1) per address text, looked up as one batch."""
-    addrs, ok = parse_many(texts)
-    errors: list[str | None] = [None] * len(texts)
-    for i in np.flatnonzero(~ok).tolist():  # said by the one parser, in its words
-        errors[i] = parse_address(texts[i])[1]
-    nets = index.lookup(addrs).tolist()
-    return zip(texts, errors, nets, strict=True)
-
-
-def parse_many(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Dotted quads parsed together (numpy over the texts' bytes, a column of characters at a time):
-    the addresses (uint32, 0 where not one) and which texts are one, as `parse_address` decides
-    (four decimal octets to 255, no leading zeros)."""
-    if not texts:
-        return np.zeros(0, np.uint32), np.zeros(0, bool)
-    raw = "\n".join(texts).encode("utf-8", "replace") + b"\n"
-    buf = np.frombuffer(raw + bytes(16), np.uint8)
-    ends = np.flatnonzero(buf[: len(raw)] == 10)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    lengths = ends - starts
-    chars = buf[starts[:, None] + np.arange(16)].astype(np.int64)  # past a text's end: masked below
-    inside = np.arange(16) < lengths[:, None]
-    digit = inside & (chars >= 48) & (chars <= 57)
-    dot = inside & (chars == 46)
-    ok = (lengths >= 7) & (lengths <= 15) & (digit | dot | ~inside).all(1) & (dot.sum(1) == 3)
-    value = np.zeros(len(texts), np.int64)
-    octet, places = np.zeros_like(value), np.zeros_like(value)
-    for col in range(16):
-        d, ends_octet = digit[:, col], dot[:, col] | (col == lengths)
-        ok &= ~(d & (places == 1) & (octet == 0))  # a leading zero ("01")
-        octet = np.where(d, octet * 10 + chars[:, col] - 48, octet)
-        places += d
-        ok &= ~(ends_octet & ((places == 0) | (octet > 255)))
-        value = np.where(ends_octet, value * 256 + octet, value)
-        octet[ends_octet], places[ends_octet] = 0, 0
-    return np.where(ok, value, 0).astype(np.uint32), ok
+    """(text, error or None, network or -1) per address text, looked up as one batch. (Parsing the
+    texts together in numpy, a column of characters at a time, was tried: 365k/s against this
+    loop's 581k/s over 65,536 addresses, so the loop stays.)"""
+    parsed = [parse_address(t) for t in texts]
+    nets = index.lookup(np.array([max(n, 0) for n, _ in parsed], np.uint32)).tolist() if texts else []
+    return zip(texts, (e for _, e in parsed), nets, strict=True)
 
 
 def write(index: MapIndex, lines: Iterable[str], fmt: str, out: IO[str]) -> dict[str, int]:
