@@ -66,7 +66,7 @@ def lookup_figures(index: MapIndex, addresses: int, baseline: int, text_lookups:
     started = time.perf_counter()
     flat = index.lookup_flat(addrs)
     flat_s = time.perf_counter() - started
-    assert np.array_equal(found, flat), "the two-level and the flat lookup disagree"
+    assert np.array_equal(found, flat), "the bucketed and the flat lookup disagree"
     sample = addrs[:baseline].tolist()
     texts = [ip_str(a) for a in sample]
     starts, nets = index.seg_start.tolist(), index.seg_net.tolist()
@@ -79,6 +79,7 @@ def lookup_figures(index: MapIndex, addresses: int, baseline: int, text_lookups:
     assert plain == ints == found[:baseline].tolist(), "the baseline and the index disagree"
     return {"lookups": addresses, "lookups_per_s": round(addresses / numpy_s),
             "lookup_table_s": round(table_s, 2),
+            "lookup_table_bytes_per_network": round(index.buckets()[0].nbytes / len(index), 1),
             "flat_searchsorted_lookups_per_s": round(addresses / flat_s),
             "found_share": round(float((found >= 0).mean()), 4),
             "baseline_lookups": baseline,

@@ -36,7 +36,6 @@ FIELDS = (
 )
 LISTS = frozenset({"status", "abuse_emails"})
 NONE = 0  # code 0 of every table stands for a missing value
-STRIDE = 64  # segment starts per block of the lookup's second level (256 bytes: four cache lines)
 LOOKUP_CHUNK = 1 << 18  # addresses looked up at once
 _CHUNK = 1 << 14  # records turned into codes at once (bounds the Python objects alive)
 
@@ -147,8 +146,7 @@ class MapIndex:
     built_at: float = 0.0  # when the index was built (Unix seconds)
     observed: str | None = None  # the newest fetched_at of the results: the map's age
     _owners: np.ndarray | None = field(default=None, repr=False)
-    _coarse: np.ndarray | None = field(default=None, repr=False)  # every STRIDE-th segment start
-    _buckets: tuple[np.ndarray, int] | None = field(default=None, repr=False)
+    _buckets: tuple[np.ndarray, int, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.first)
@@ -162,51 +160,43 @@ class MapIndex:
         """The most specific network of each address (uint32 or int64 array), -1 where none holds it.
 
         A table over the addresses' top bits (`buckets`) gives the segment holding each bucket's
-        first address; an address whose bucket no segment starts inside is answered by that segment
-        alone (two gathers), the rest by `_segment`'s search."""
+        first address and the next bucket's: an address whose bucket no other segment starts in is
+        answered by it (two gathers), the rest by halving steps between the two, as many as the
+        fullest bucket needs (a few: buckets are /24s or smaller on a large map)."""
         addrs = np.asarray(addresses, np.uint32)
         out = np.empty(len(addrs), np.int32)
-        table, shift = self.buckets()
+        table, shift, steps = self.buckets()
+        starts = self.seg_start
         for at in range(0, len(addrs), LOOKUP_CHUNK):  # temporaries of a chunk stay in cache
             part = addrs[at : at + LOOKUP_CHUNK]
             bucket = part >> np.uint32(shift)
-            seg = table[bucket]
-            split = seg != table[bucket + 1]  # a segment starts inside the bucket: search it
-            if split.any():
-                seg[split] = self._segment(part[split])
+            seg, end = table[bucket], table[bucket + 1]
+            split = np.flatnonzero(seg != end)
+            if len(split):
+                wanted, lo, hi = part[split], seg[split], end[split]
+                for _ in range(steps):  # the last segment of lo..hi starting at or before the address
+                    mid = (lo + hi + 1) >> 1
+                    ahead = starts[mid] <= wanted
+                    lo = np.where(ahead, mid, lo)
+                    hi = np.where(ahead, hi, mid - 1)
+                seg[split] = lo
             out[at : at + len(part)] = self.seg_net[seg]
         return out
 
-    def buckets(self) -> tuple[np.ndarray, int]:
+    def buckets(self) -> tuple[np.ndarray, int, int]:
         """For each of 2**bits buckets of the address space (and one past the end), the segment
-        holding its first address; bits grows with the segments (2 buckets a segment, at most 2**24:
-        64 MiB, 13 bytes a network at 5M, computed on first use, never saved)."""
+        holding its first address; the shift to an address's bucket; the halving steps the fullest
+        bucket needs. bits grows with the segments (16 buckets a segment, at most 2**24: 64 MiB,
+        made on first use, never saved)."""
         if self._buckets is None:
-            bits = int(min(24, max(8, np.ceil(np.log2(max(len(self.seg_start), 1))) + 1)))
+            bits = int(min(24, max(8, np.ceil(np.log2(max(len(self.seg_start), 1))) + 4)))
             # segment i starts at or before bucket k's first address from k = ceil(start / size) on
             size = np.int64(1 << (32 - bits))
             since = (self.seg_start.astype(np.int64) + size - 1) // size
-            table = np.cumsum(np.bincount(since, minlength=(1 << bits) + 1)) - 1
-            self._buckets = (table.astype(np.int32), 32 - bits)
+            table = (np.cumsum(np.bincount(since, minlength=(1 << bits) + 1)) - 1).astype(np.int32)
+            widest = int(np.diff(table).max()) if len(table) > 1 else 0
+            self._buckets = (table, 32 - bits, widest.bit_length())
         return self._buckets
-
-    def _segment(self, addrs: np.ndarray) -> np.ndarray:
-        """The segment of each address in two levels, because one `searchsorted` over millions of
-        segments misses the CPU cache at every step: first over every STRIDE-th segment start
-        (small enough to stay cached), then within that block of STRIDE starts by halving steps
-        (each a gather within 256 bytes)."""
-        starts, n = self.seg_start, len(self.seg_start)
-        if self._coarse is None:
-            self._coarse = starts[::STRIDE].copy()
-        lo = (np.searchsorted(self._coarse, addrs, side="right") - 1) * STRIDE
-        step = STRIDE // 2
-        while step:
-            mid = lo + step
-            ahead = starts[np.minimum(mid, n - 1)] <= addrs
-            ahead &= mid < n
-            lo[ahead] = mid[ahead]
-            step //= 2
-        return lo
 
     def lookup_flat(self, addresses: np.ndarray) -> np.ndarray:
         """`lookup` by one `searchsorted` over all segment starts (the benchmark's comparison)."""
@@ -233,7 +223,7 @@ class MapIndex:
     def lookup_one(self, address: int) -> int:
         """`lookup` of one address without building arrays (an RDAP query asks one): the bucket's
         segments are bisected in place."""
-        table, shift = self.buckets()
+        table, shift, _ = self.buckets()
         bucket = address >> shift
         seg, end = int(table[bucket]), int(table[bucket + 1])
         if seg != end:
