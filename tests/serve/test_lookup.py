@@ -104,7 +104,7 @@ def test_networks_rendered_once_write_what_each_answer_renders_to(results: Path,
         writer.writeheader()
     for doc in lookup_mod.answers(index, lines):  # each answer rendered whole, as the plain way
         if fmt == "json":
-            want.write(json.dumps(doc, separators=(",", ":")) + "\n")
+            want.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n")
         elif fmt == "csv":
             writer.writerow({k: " ".join(v) if isinstance(v, list) else v for k, v in doc.items()})
         else:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import io
-import json
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -37,7 +37,7 @@ GENERATIONS_KEPT = 4  # indexes of past generations kept in memory (a ?at= query
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(), status=status,
+    return web.Response(body=orjson.dumps(doc), status=status,
                         content_type=RDAP_TYPE)
 
 
@@ -63,7 +63,7 @@ class MapServer:
 
         @functools.lru_cache(maxsize=CACHED_NETWORKS)
         def rendered(net: int, base: str) -> bytes:
-            return json.dumps(rdap.network(index, net, base), separators=(",", ":")).encode()
+            return orjson.dumps(rdap.network(index, net, base))
 
         self._rendered = rendered
         self._publish_gauges()
