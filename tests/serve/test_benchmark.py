@@ -24,13 +24,16 @@ def test_nested_records_nest_and_leave_gaps(tmp_path: Path):
 def test_bench_serve_prints_one_json_line_of_figures(tmp_path: Path):
     result = CliRunner().invoke(app, [
         "bench-serve", "--networks", "3000", "--lookups", "50000", "--baseline", "5000", "--requests", "300",
-        "--seconds", "20", "--concurrency", "4", "--mmdb-lookups", "2000", "--workdir", str(tmp_path)])
+        "--seconds", "20", "--concurrency", "4", "--workers", "2", "--batch-lines", "3000",
+        "--mmdb-lookups", "2000",
+        "--workdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["networks"] == 3000 and doc["lookups"] == 50000 and doc["found_share"] > 0.5
     assert doc["rdap_requests"] == 300 and doc["rdap_statuses"] == {"200": 300}
-    assert doc["rdap_p99_ms"] >= doc["rdap_p50_ms"] > 0
+    assert doc["rdap_p99_ms"] >= doc["rdap_p50_ms"] > 0 and doc["rdap_server_workers"] == 2
+    assert doc["batch_lines"] == 3000 and doc["batch_peak_rss_mb"] > 0
     assert 0 < doc["mmdb_networks"] <= 3000 and doc["maxminddb_lookups_per_s"] > 0
     keys = ("lookups_per_s", "baseline_ipaddress_bisect_per_s", "index_build_s", "index_bytes_per_network",
-            "mmdb_write_s", "targets")
+            "mmdb_write_s", "targets", "lookup_json_lines_per_s")
     assert all(key in doc for key in keys)

@@ -12,9 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from serve_support import most_specific, write_results
 
-from whoiscrawl.results.source import ResultSet
-from whoiscrawl.serve import index as index_mod
-from whoiscrawl.serve.index import FORMAT, MapIndex, MapIndexError, build, index_path, load_or_build, stamp_of
+from whoiscrawl.results import source
+from whoiscrawl.results.source import parse_line
+from whoiscrawl.serve.index import (
+    FORMAT,
+    MapIndex,
+    MapIndexError,
+    build_file,
+    index_path,
+    load_or_build,
+    stamp_of,
+)
 
 
 # CIDR blocks are nested or disjoint, as a registry's networks are.
@@ -31,12 +39,13 @@ addresses = st.lists(st.integers(0, 0xFFFFFFFF), max_size=20)
 @given(st.lists(cidr, min_size=0, max_size=25, unique=True), addresses)
 def test_lookup_is_the_smallest_network_holding_the_address(tmp_path_factory, spans, extra):
     path = write_results(tmp_path_factory.mktemp("idx") / "r.jsonl", spans)
-    index = build(ResultSet(path, seekable=True))
+    index = build_file(path)
     probes = set(extra) | {0, 0xFFFFFFFF}
     for first, last in spans:  # each network's edges and the addresses just outside them
         probes |= {first, last, max(first - 1, 0), min(last + 1, 0xFFFFFFFF)}
     addrs = np.array(sorted(probes), np.uint32)
     got = index.lookup(addrs)
+    assert [index.lookup_one(a) for a in addrs.tolist()] == got.tolist()
     for address, net in zip(addrs.tolist(), got.tolist(), strict=True):
         want = most_specific(spans, address)
         assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")
@@ -46,7 +55,7 @@ def test_lookup_is_the_smallest_network_holding_the_address(tmp_path_factory, sp
 @given(st.lists(cidr, min_size=1, max_size=25, unique=True))
 def test_parents_and_prefix_queries_follow_the_nesting(tmp_path_factory, spans):
     path = write_results(tmp_path_factory.mktemp("idx") / "r.jsonl", spans)
-    index = build(ResultSet(path, seekable=True))
+    index = build_file(path)
     by_handle = {f"NET-{n}": s for n, s in enumerate(spans)}
     for net in range(len(index)):
         first, last = int(index.first[net]), int(index.last[net])
@@ -62,7 +71,7 @@ def test_parents_and_prefix_queries_follow_the_nesting(tmp_path_factory, spans):
 def test_a_network_overlapping_its_parents_end_is_clipped_to_it(tmp_path: Path):
     # 10.0.0.0-10.0.0.255 and 10.0.0.128-10.0.1.127: registries keep a few such overlaps
     spans = [(0x0A000000, 0x0A0000FF), (0x0A000080, 0x0A00017F)]
-    index = build(ResultSet(write_results(tmp_path / "r.jsonl", spans), seekable=True))
+    index = build_file(write_results(tmp_path / "r.jsonl", spans))
     nets = index.lookup(np.array([0x0A00007F, 0x0A000080, 0x0A0000FF, 0x0A000100], np.uint32)).tolist()
     handles = [index.value(n, "handle") if n >= 0 else None for n in nets]
     assert handles == ["NET-0", "NET-1", "NET-1", None]
@@ -73,7 +82,7 @@ def test_record_answers_the_fields_and_the_latest_record_wins(tmp_path: Path):
     path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF), (0x0A010000, 0x0A0100FF)])
     with path.open("a") as fh:  # a later record of NET-1's block, holder changed
         fh.write(path.read_text().splitlines()[1].replace("Holder 1", "Holder Later") + "\n")
-    index = build(ResultSet(path, seekable=True))
+    index = build_file(path)
     doc = index.record(int(index.lookup(np.array([0x0A010001], np.uint32))[0]))
     assert doc["holder"] == "Holder Later" and doc["handle"] == "NET-1"
     assert doc["parents"] == ["NET-0"] and doc["parent_handle"] == "NET-0"
@@ -81,6 +90,24 @@ def test_record_answers_the_fields_and_the_latest_record_wins(tmp_path: Path):
     assert doc["abuse_emails"] == ["abuse@holder1.example"] and doc["status"] == ["active"]
     assert doc["country"] == "US" and doc["registry"] == "arin"
     assert index.observed == "2026-12-01T00:00:01+00:00"
+
+
+def test_the_build_decodes_each_line_once_and_keeps_no_superseded_value(tmp_path: Path, monkeypatch):
+    path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF), (0x0A010000, 0x0A0100FF)])
+    with path.open("a") as fh:  # NET-1 again, holder changed: "Holder 1" is superseded
+        fh.write(path.read_text().splitlines()[1].replace("Holder 1", "Holder Later") + "\n")
+    decoded: list[bytes | str] = []
+
+    def counting(line: bytes | str) -> dict | None:
+        decoded.append(line)
+        return parse_line(line)
+
+    monkeypatch.setattr(source, "parse_line", counting)
+    index = build_file(path)
+    assert len(decoded) == 3  # one decode a line (twice before: the scan, then the winners again)
+    holders = index.blobs["holder"][0].tobytes().decode()
+    assert "Holder Later" in holders and "Holder 1" not in holders
+    assert [index.value(n, "holder") for n in range(len(index))] == ["Holder 0", "Holder Later"]
 
 
 def test_the_saved_index_is_reused_rebuilt_when_the_results_change_and_after_damage(tmp_path: Path, capsys):
@@ -120,17 +147,18 @@ def test_no_results_no_networks(tmp_path: Path):
     assert len(index) == 0 and index.lookup(np.array([0, 0xFFFFFFFF], np.uint32)).tolist() == [-1, -1]
 
 
-@pytest.mark.parametrize("stride", [2, 4, 64])
-def test_the_two_level_lookup_is_the_flat_one_over_many_segments(tmp_path: Path, monkeypatch, stride: int):
-    monkeypatch.setattr(index_mod, "STRIDE", stride)
-    rng = random.Random(stride)
+@pytest.mark.parametrize("seed", [2, 4, 64])
+def test_the_bucketed_lookup_is_the_flat_one_over_many_segments(tmp_path: Path, seed: int):
+    rng = random.Random(seed)
     spans = sorted({_span(rng.randrange(0, 1 << 32), rng.randrange(8, 33)) for _ in range(600)})
-    index = build(ResultSet(write_results(tmp_path / "r.jsonl", spans), seekable=True))
-    assert len(index.seg_start) > 10 * stride
+    index = build_file(write_results(tmp_path / "r.jsonl", spans))
+    table, _, steps = index.buckets()
+    assert steps >= 2 and (table[1:] == table[:-1]).any()  # buckets searched and buckets answered at once
     edges = [a for f, t in spans for a in (f, t, max(f - 1, 0), min(t + 1, 0xFFFFFFFF))]
     probes = np.array([rng.randrange(0, 1 << 32) for _ in range(3000)] + edges, np.uint32)
     got = index.lookup(probes)
     assert np.array_equal(got, index.lookup_flat(probes))
+    assert [index.lookup_one(a) for a in probes.tolist()] == got.tolist()
     for address, net in zip(probes[::7].tolist(), got[::7].tolist(), strict=True):
         want = most_specific(spans, address)
         assert (None if net < 0 else index.value(net, "handle")) == (None if want is None else f"NET-{want}")

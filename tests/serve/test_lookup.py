@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from whoiscrawl.cli import app
 from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.serve import lookup as lookup_mod
+from whoiscrawl.serve.index import load_or_build
 
 SPANS = [(0x0A000000, 0x0AFFFFFF), (0x0A010000, 0x0A0100FF), (0xC1000000, 0xC10007FF)]
 
@@ -77,4 +78,25 @@ def test_bad_options_name_what_to_fix(results: Path, tmp_path: Path):
     result = CliRunner().invoke(app, ["lookup", "10.0.0.1", "10.0.0.2"])  # the results forgotten
     assert result.exit_code == 2 and "the results file comes first" in result.output
 
+
+@pytest.mark.parametrize("fmt", lookup_mod.FORMATS)
+def test_networks_rendered_once_write_what_each_answer_renders_to(results: Path, fmt: str):
+    index, _ = load_or_build(results)
+    lines = ["10.1.0.5", "10.1.0.9", "8.8.8.8", "::1", "10.0.0.1", "10.1.0.5", "1.2.3.4/24",
+             "193.0.7.255"] * 3
+    out = io.StringIO()
+    counts = lookup_mod.write(index, lines, fmt, out)
+    assert counts == {"found": 15, "not_found": 3, "errors": 6}
+    want = io.StringIO()
+    writer = csv.DictWriter(want, lookup_mod.CSV_COLUMNS, extrasaction="ignore")
+    if fmt == "csv":
+        writer.writeheader()
+    for doc in lookup_mod.answers(index, lines):  # each answer rendered whole, as the plain way
+        if fmt == "json":
+            want.write(json.dumps(doc, separators=(",", ":"), ensure_ascii=False) + "\n")
+        elif fmt == "csv":
+            writer.writerow({k: " ".join(v) if isinstance(v, list) else v for k, v in doc.items()})
+        else:
+            want.write(lookup_mod.card(doc))
+    assert out.getvalue() == want.getvalue()
 

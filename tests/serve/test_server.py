@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -183,3 +186,31 @@ async def test_a_changed_results_file_is_served_once_reindexed(base: str, result
             break
         await asyncio.sleep(0.05)
     assert status == 200 and doc["handle"] == "NET-NEW"
+
+
+def test_workers_answer_from_one_socket_and_stop_with_the_server(results: Path):
+    """`serve --workers 3`: two forked workers beside the first process answer on its port; a SIGTERM
+    to the server stops them all."""
+    proc = subprocess.Popen([sys.executable, "-m", "whoiscrawl", "serve", str(results), "--port", "0",
+                             "--reload-every", "0", "--workers", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        url = json.loads(proc.stdout.readline())["url"]
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2
+        statuses = asyncio.run(_many(url, 60))  # over new connections, so the accepts spread
+        assert statuses == [(200, "NET-2")] * 60
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+               for pid in children)
+
+
+async def _many(url: str, n: int) -> list[tuple[int, str]]:
+    async def one() -> tuple[int, str]:
+        status, doc = await get(f"{url}ip/193.0.6.139")
+        return status, doc["handle"]
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))

@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import ipaddress
 import json
+import os
 import random
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.results.benchmark import record_line
-from whoiscrawl.serve import mmdb
+from whoiscrawl.serve import lookup, mmdb
 from whoiscrawl.serve.index import MapIndex, index_path, load_or_build
 
 _REGISTRIES = ("arin", "ripencc", "apnic", "lacnic", "afrinic")
@@ -49,19 +50,23 @@ def nested_records(path: Path, n: int, seed: int = 1) -> int:
     return written
 
 
-def lookup_figures(index: MapIndex, addresses: int, baseline: int, seed: int = 2) -> dict[str, Any]:
+def lookup_figures(index: MapIndex, addresses: int, baseline: int, text_lookups: int,
+                   seed: int = 2) -> dict[str, Any]:
     """Batch lookups/s through the index (numpy), beside plain `ipaddress` + `bisect` on the same
     segments (a smaller sample: it is slow), from text and from integers."""
     rng = np.random.default_rng(seed)
     lo, hi = int(index.first.min()), int(index.last.max()) + 1
     addrs = rng.integers(lo, hi, addresses, dtype=np.uint32)
     started = time.perf_counter()
+    index.buckets()  # made once per index, on its first lookup
+    table_s = time.perf_counter() - started
+    started = time.perf_counter()
     found = index.lookup(addrs)
     numpy_s = time.perf_counter() - started
     started = time.perf_counter()
     flat = index.lookup_flat(addrs)
     flat_s = time.perf_counter() - started
-    assert np.array_equal(found, flat), "the two-level and the flat lookup disagree"
+    assert np.array_equal(found, flat), "the bucketed and the flat lookup disagree"
     sample = addrs[:baseline].tolist()
     texts = [ip_str(a) for a in sample]
     starts, nets = index.seg_start.tolist(), index.seg_net.tolist()
@@ -73,32 +78,76 @@ def lookup_figures(index: MapIndex, addresses: int, baseline: int, seed: int = 2
     int_s = time.perf_counter() - started
     assert plain == ints == found[:baseline].tolist(), "the baseline and the index disagree"
     return {"lookups": addresses, "lookups_per_s": round(addresses / numpy_s),
+            "lookup_table_s": round(table_s, 2),
+            "lookup_table_bytes_per_network": round(index.buckets()[0].nbytes / len(index), 1),
             "flat_searchsorted_lookups_per_s": round(addresses / flat_s),
             "found_share": round(float((found >= 0).mean()), 4),
             "baseline_lookups": baseline,
             "baseline_ipaddress_bisect_per_s": round(baseline / text_s),
-            "baseline_bisect_int_per_s": round(baseline / int_s)}
+            "baseline_bisect_int_per_s": round(baseline / int_s)} | text_figures(index, addrs[:text_lookups])
+
+
+def text_figures(index: MapIndex, addrs: np.ndarray) -> dict[str, Any]:
+    """What `lookup --from FILE --json` does past reading the file: address texts parsed, looked up
+    and written as JSON lines (to /dev/null)."""
+    texts = [ip_str(a) for a in addrs.tolist()]
+    started = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        lookup.write(index, texts, "json", sink)
+    write_s = time.perf_counter() - started
+    return {"text_lookups": len(texts), "lookup_json_lines_per_s": round(len(texts) / write_s)}
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection sending its paths one after another, the next as the last answer
+    is in (a bare protocol: the load generator must cost less CPU than the server it measures, and
+    aiohttp's client, or asyncio's streams, cost more)."""
+
+    def __init__(self, host: str, paths: list[str], deadline: float, out: list[float],
+                 statuses: dict[int, int]) -> None:
+        self.requests = [f"GET /{p} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for p in paths]
+        self.deadline, self.out, self.statuses = deadline, out, statuses
+        self.buf, self.sent, self.at = b"", 0, 0.0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._next()
+
+    def _next(self) -> None:
+        if self.sent == len(self.requests) or time.perf_counter() > self.deadline:
+            self.transport.close()
+            return
+        self.at = time.perf_counter()
+        self.transport.write(self.requests[self.sent])  # type: ignore[attr-defined]
+        self.sent += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end].lower()
+        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+        if len(self.buf) < end + 4 + length:
+            return
+        self.out.append(time.perf_counter() - self.at)
+        status = int(head[9:12])
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        self.buf = self.buf[end + 4 + length :]
+        self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 async def _client(host: str, port: int, paths: list[str], deadline: float, out: list[float],
                   statuses: dict[int, int]) -> None:
-    """One keep-alive connection sending its paths one after another (a plain HTTP/1.1 client: the
-    load generator must cost less CPU than the server it measures, and aiohttp's client does not)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        for path in paths:
-            if time.perf_counter() > deadline:
-                return
-            started = time.perf_counter()
-            writer.write(f"GET /{path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            await reader.readexactly(length)
-            out.append(time.perf_counter() - started)
-            status = int(head[9:12])
-            statuses[status] = statuses.get(status, 0) + 1
-    finally:
-        writer.close()
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(
+        lambda: _Client(host, paths, deadline, out, statuses), host, port)
+    await client.done
 
 
 async def _load(host: str, port: int, paths: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
@@ -118,10 +167,12 @@ async def _load(host: str, port: int, paths: list[str], concurrency: int, second
             "rdap_concurrency": concurrency}
 
 
-def server_figures(results: Path, index: MapIndex, requests: int, seconds: float,
-                   concurrency: int) -> dict[str, Any]:
-    """`whoiscrawl serve` in its own process, loaded from 127.0.0.1 with /ip/<address> queries."""
-    cmd = [sys.executable, "-m", "whoiscrawl", "serve", str(results), "--port", "0", "--reload-every", "0"]
+def server_figures(results: Path, index: MapIndex, options: dict[str, Any]) -> dict[str, Any]:
+    """`whoiscrawl serve --workers N` in its own processes, loaded from 127.0.0.1 with /ip/<address>
+    queries (bounded by count and time) by one process here."""
+    requests, seconds, concurrency = options["requests"], options["seconds"], options["concurrency"]
+    cmd = [sys.executable, "-m", "whoiscrawl", "serve", str(results), "--port", "0", "--reload-every", "0",
+           "--workers", str(options["workers"])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
@@ -132,10 +183,33 @@ def server_figures(results: Path, index: MapIndex, requests: int, seconds: float
         rng = np.random.default_rng(3)
         picks = rng.integers(0, len(index), requests)
         paths = [f"ip/{ip_str(int(index.first[i]) + 1)}" for i in picks.tolist()]
-        return asyncio.run(_load(url.hostname or "127.0.0.1", url.port or 80, paths, concurrency, seconds))
+        figures = asyncio.run(_load(url.hostname or "127.0.0.1", url.port or 80, paths, concurrency, seconds))
+        return figures | {"rdap_server_workers": options["workers"], "load_average_1m": os.getloadavg()[0]}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def batch_figures(results: Path, index: MapIndex, workdir: Path, lines: int) -> dict[str, Any]:
+    """`whoiscrawl lookup RESULTS --from FILE --json` over `lines` random addresses (a child process,
+    its output thrown away): lines/s and the child's peak memory, beside the index's own size."""
+    path = workdir / f"addresses-{lines}.txt"
+    if not path.exists():
+        rng = np.random.default_rng(5)
+        with path.open("w") as fh:
+            for at in range(0, lines, 1 << 20):
+                chunk = rng.integers(int(index.first.min()), int(index.last.max()) + 1,
+                                     min(1 << 20, lines - at), dtype=np.uint32)
+                fh.write("\n".join(ip_str(a) for a in chunk.tolist()) + "\n")
+    cmd = [sys.executable, "-m", "whoiscrawl", "lookup", str(results), "--from", str(path), "--json"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status:
+        raise RuntimeError(f"whoiscrawl lookup --from exited with {status}")
+    return {"batch_lines": lines, "batch_lookup_json_lines_per_s": round(lines / wall),
+            "batch_peak_rss_mb": round(usage.ru_maxrss / 1024), "index_mb": round(index.nbytes / 2**20)}
 
 
 def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]:
@@ -156,8 +230,9 @@ def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]
 
 
 def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
-    """All the figures, one JSON object. `options`: lookups, baseline, requests, seconds,
-    concurrency, mmdb_lookups (0: no MMDB written)."""
+    """All the figures, one JSON object. `options`: lookups, baseline, text_lookups, requests, seconds,
+    concurrency, workers (the server's), batch_lines (lookup --from; 0: none), mmdb_lookups (0: no MMDB
+    written)."""
     workdir.mkdir(parents=True, exist_ok=True)
     results = workdir / f"nested-{networks}.jsonl"
     started = time.perf_counter()
@@ -178,9 +253,11 @@ def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[s
         "index_file_bytes_per_network": round(index_path(results).stat().st_size / len(index), 1),
         "segments": len(index.seg_start),
     }
-    doc |= lookup_figures(index, options["lookups"], options["baseline"])
+    doc |= lookup_figures(index, options["lookups"], options["baseline"], options["text_lookups"])
     if options["requests"]:
-        doc |= server_figures(results, index, options["requests"], options["seconds"], options["concurrency"])
+        doc |= server_figures(results, index, options)
+    if options["batch_lines"]:
+        doc |= batch_figures(results, index, workdir, options["batch_lines"])
     if options["mmdb_lookups"]:
         doc |= mmdb_figures(index, workdir, options["mmdb_lookups"])
     doc["targets"] = {"lookups_per_s": 5_000_000, "index_build_s_for_5M": 60,

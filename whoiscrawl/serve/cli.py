@@ -27,7 +27,7 @@ def open_index(results: str, kafka_bootstrap: str | None, topic_prefix: str) -> 
     """The index of a results file (saved beside it, reused while the file is unchanged) or of a
     crawl's results topic (`topic:CRAWL`, built in memory)."""
     from whoiscrawl.results.source import TOPIC_PREFIX, ResultsError, open_results
-    from whoiscrawl.serve.index import MapIndexError, build, index_path, load_or_build
+    from whoiscrawl.serve.index import Columns, MapIndexError, build, index_path, load_or_build
     from whoiscrawl.serve.lookup import parse_address
 
     if not Path(results).exists() and parse_address(results)[1] is None:  # an address, not a file
@@ -35,8 +35,9 @@ def open_index(results: str, kafka_bootstrap: str | None, topic_prefix: str) -> 
     started = time.perf_counter()
     try:
         if results.startswith(TOPIC_PREFIX):
-            with open_results(results, kafka_bootstrap, topic_prefix, seekable=True) as rs:
-                index, how = build(rs), "built"
+            columns = Columns()
+            with open_results(results, kafka_bootstrap, topic_prefix, seekable=True, each=columns) as rs:
+                index, how = build(rs, columns), "built"
         else:
             index, how = load_or_build(Path(results))
     except (ResultsError, MapIndexError) as exc:
@@ -78,7 +79,7 @@ def lookup(
     malformed line gets an error of its own and the rest carry on. With --history DIR [--at DATE]
     there is no RESULTS: every argument is an address, answered as the map stood on DATE."""
     from whoiscrawl.history.store import HistoryError, results_for
-    from whoiscrawl.serve.lookup import answers, write
+    from whoiscrawl.serve.lookup import write
 
     if history is not None and results is not None:  # no results file: the first argument is an address
         if Path(results).exists():
@@ -98,7 +99,7 @@ def lookup(
         _fail("give addresses, --from FILE, or - to read standard input")
     index = open_index(results, kafka_bootstrap, topic_prefix)
     fmt = "json" if as_json else "csv" if as_csv else "card"
-    counts = write(answers(index, _lines(addresses or [], from_file)), fmt, sys.stdout)
+    counts = write(index, _lines(addresses or [], from_file), fmt, sys.stdout)
     if counts["errors"]:
         typer.echo(f"note: {counts['errors']:,} line(s) were not IPv4 addresses (see their answers)",
                    err=True)
@@ -116,12 +117,13 @@ def serve(
     history: Annotated[Path | None, typer.Option(
         "--history", help="A store of dated generations (`whoiscrawl history`): answers ?at=DATE, and "
         "without RESULTS the newest generation answers the rest")] = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Processes answering from one listening socket (forked after the index is loaded)")] = 1,
 ) -> None:
     """An RDAP server over the map (RFC 9082/9083 ip queries, RFC 9910 relation search, its own RFC
     9224 bootstrap at /bootstrap/ipv4.json), a POST /batch endpoint, /metrics, /healthz and /readyz;
     with --history, any ip or relation query with ?at=DATE answers as the map stood then. Prints
     one JSON line when it listens."""
-    import asyncio
     import json
 
     from whoiscrawl.history.store import HistoryError, Store, results_for
@@ -144,7 +146,7 @@ def serve(
         sys.stdout.flush()
 
     try:
-        asyncio.run(run(server, host, port, ready))
+        run(server, host, port, ready, workers)
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -170,9 +172,14 @@ def bench_serve(
     networks: Annotated[int, typer.Option(help="Synthetic networks (nested: /20s, /24s, /28s)")] = 5_000_000,
     lookups: Annotated[int, typer.Option(help="Random addresses looked up in one batch")] = 10_000_000,
     baseline: Annotated[int, typer.Option(help="Of those, looked up by ipaddress + bisect too")] = 200_000,
+    text_lookups: Annotated[int, typer.Option(
+        help="Of those, parsed from text and written as JSON answers (lookup --from's path)")] = 1_000_000,
     requests: Annotated[int, typer.Option(help="RDAP requests sent at most")] = 50_000,
     seconds: Annotated[float, typer.Option(help="... and for at most this long")] = 30.0,
     concurrency: Annotated[int, typer.Option(help="RDAP connections at once")] = 32,
+    workers: Annotated[int, typer.Option(help="The RDAP server's processes (serve --workers)")] = 1,
+    batch_lines: Annotated[int, typer.Option(
+        help="Addresses in a file given to lookup --from --json (its speed and peak memory; 0: none)")] = 0,
     mmdb_lookups: Annotated[int, typer.Option(
         help="Write the map as an MMDB and look this many random addresses up with maxminddb (0: no MMDB)")]
     = 200_000,
@@ -187,8 +194,10 @@ def bench_serve(
     from whoiscrawl.serve.benchmark import bench_serve as run_bench
 
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-serve-"))
-    options = {"lookups": lookups, "baseline": min(baseline, lookups), "requests": requests,
-               "seconds": seconds, "concurrency": concurrency, "mmdb_lookups": mmdb_lookups}
+    options = {"lookups": lookups, "baseline": min(baseline, lookups), "text_lookups": text_lookups,
+               "requests": requests,
+               "seconds": seconds, "concurrency": concurrency, "workers": workers, "batch_lines": batch_lines,
+               "mmdb_lookups": mmdb_lookups}
     typer.echo(json.dumps(run_bench(networks, where, options)))
 
 

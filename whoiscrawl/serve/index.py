@@ -11,12 +11,13 @@ so the next command loads it instead of reading the results again.
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from whoiscrawl.ipv4 import ip_str
-from whoiscrawl.results.source import ResultSet, block_key
+from whoiscrawl.results.source import ResultSet
 from whoiscrawl.results.summary import holder_of
 
 FORMAT = 2  # bump when the saved layout changes: an index of another format is rebuilt
@@ -36,9 +37,8 @@ FIELDS = (
 )
 LISTS = frozenset({"status", "abuse_emails"})
 NONE = 0  # code 0 of every table stands for a missing value
-STRIDE = 64  # segment starts per block of the lookup's second level (256 bytes: four cache lines)
 LOOKUP_CHUNK = 1 << 18  # addresses looked up at once
-_CHUNK = 1 << 16  # records turned into codes at once (bounds the Python objects alive)
+_CHUNK = 1 << 14  # records turned into codes at once (bounds the Python objects alive)
 
 
 class MapIndexError(ValueError):
@@ -58,37 +58,79 @@ def stamp_of(results: Path) -> np.ndarray:
 
 @dataclass
 class Table:
-    """Interned strings: a value's code is its position; code 0 is None."""
+    """Interned strings: a value's code is its place in `strings` (from 1); code 0 is None."""
 
-    codes: dict[str, int] = field(default_factory=dict)
+    codes: dict[Any, int] = field(default_factory=lambda: {None: NONE, "": NONE})
+    strings: list[str] = field(default_factory=list)
 
     def code_all(self, values: Iterable[Any]) -> list[int]:
         """The codes of values (None, "" and [] are NONE; a list is its items joined)."""
-        codes, out = self.codes, []
-        for value in values:
-            if value is None or value == "" or value == []:
-                out.append(NONE)
-                continue
-            text = value if type(value) is str else (
-                "\n".join(map(str, value)) if isinstance(value, list) else str(value))
-            code = codes.get(text)
-            if code is None:
-                code = codes[text] = len(codes) + 1
-            out.append(code)
+        get, new = self.codes.get, self._new
+        out: list[int] = []
+        append = out.append
+        for value in values:  # the build's inner loop: a string or None is one dict lookup
+            code = get(value) if value is None or type(value) is str else None
+            append(new(value) if code is None else code)
         return out
 
-    def pack(self) -> tuple[np.ndarray, np.ndarray]:
-        """The strings as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is code c)."""
-        raw = [b""] + [s.encode() for s in self.codes]
+    def _new(self, value: Any) -> int:
+        text = "\n".join(map(str, value)) if isinstance(value, list) else str(value)
+        code = self.codes.get(text)
+        if code is None:
+            self.strings.append(text)
+            code = self.codes[text] = len(self.strings)
+        return code
+
+    def pack(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The strings `column` uses as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is
+        code c), and `column` coded into them in the narrowest unsigned type: strings only
+        superseded records held are dropped."""
+        used = np.zeros(len(self.strings) + 1, bool)
+        used[column] = True
+        used[NONE] = True
+        recode = (np.cumsum(used) - 1).astype(np.uint32)
+        kept = [self.strings[c - 1].encode() for c in np.flatnonzero(used[1:]) + 1]
+        raw = [b"", *kept]
         sizes = np.array([len(r) for r in raw], np.int64)
         offsets = np.zeros(len(raw) + 1, np.uint32 if sizes.sum() < 1 << 32 else np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        return np.frombuffer(b"".join(raw), np.uint8), offsets
+        n = len(raw)
+        dtype = np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.uint32
+        return np.frombuffer(b"".join(raw), np.uint8), offsets, recode[column].astype(dtype)
 
-    def dtype(self) -> type[np.unsignedinteger[Any]]:
-        """The narrowest unsigned type holding every code (a registry fits a byte, a handle not)."""
-        n = len(self.codes) + 1
-        return np.uint8 if n < 1 << 8 else np.uint16 if n < 1 << 16 else np.uint32
+
+@dataclass
+class Columns:
+    """Every record's answer fields, coded as the result set's one read streams the records past
+    (a ResultSet's `each`); the winners' rows are picked once the read has deduplicated them."""
+
+    tables: dict[str, Table] = field(default_factory=lambda: {name: Table() for name in FIELDS})
+    parts: list[np.ndarray] = field(default_factory=list)  # (records, FIELDS) codes, file order
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    observed: str = ""  # the newest fetched_at seen
+
+    def __call__(self, position: int, doc: dict[str, Any]) -> None:
+        self.pending.append(doc)
+        if len(self.pending) == _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        docs, self.pending = self.pending, []
+        if not docs:
+            return
+        part = np.empty((len(docs), len(FIELDS)), np.uint32)
+        for j, name in enumerate(FIELDS):
+            values = map(holder_of, docs) if name == "holder" else [d.get(name) for d in docs]
+            part[:, j] = self.tables[name].code_all(values)
+        self.observed = max([self.observed, *(str(d.get("fetched_at") or "") for d in docs)])
+        self.parts.append(part)
+
+    def of(self, positions: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per field: (blob, offsets, codes) of the records at these positions, in their order."""
+        self.flush()
+        rows = np.concatenate(self.parts) if self.parts else np.zeros((0, len(FIELDS)), np.uint32)
+        picked = rows[positions]
+        return {name: self.tables[name].pack(picked[:, j]) for j, name in enumerate(FIELDS)}
 
 
 @dataclass
@@ -105,7 +147,7 @@ class MapIndex:
     built_at: float = 0.0  # when the index was built (Unix seconds)
     observed: str | None = None  # the newest fetched_at of the results: the map's age
     _owners: np.ndarray | None = field(default=None, repr=False)
-    _coarse: np.ndarray | None = field(default=None, repr=False)  # every STRIDE-th segment start
+    _buckets: tuple[np.ndarray, int, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.first)
@@ -118,29 +160,44 @@ class MapIndex:
     def lookup(self, addresses: np.ndarray) -> np.ndarray:
         """The most specific network of each address (uint32 or int64 array), -1 where none holds it.
 
-        Two levels, because one `searchsorted` over millions of segments misses the CPU cache at
-        every step: first over every STRIDE-th segment start (small enough to stay cached), then
-        within that block of STRIDE starts by halving steps (each a gather within 256 bytes)."""
+        A table over the addresses' top bits (`buckets`) gives the segment holding each bucket's
+        first address and the next bucket's: an address whose bucket no other segment starts in is
+        answered by it (two gathers), the rest by halving steps between the two, as many as the
+        fullest bucket needs (a few: buckets are /24s or smaller on a large map)."""
         addrs = np.asarray(addresses, np.uint32)
         out = np.empty(len(addrs), np.int32)
+        table, shift, steps = self.buckets()
+        starts = self.seg_start
         for at in range(0, len(addrs), LOOKUP_CHUNK):  # temporaries of a chunk stay in cache
             part = addrs[at : at + LOOKUP_CHUNK]
-            out[at : at + len(part)] = self.seg_net[self._segment(part)]
+            bucket = part >> np.uint32(shift)
+            seg, end = table[bucket], table[bucket + 1]
+            split = np.flatnonzero(seg != end)
+            if len(split):
+                wanted, lo, hi = part[split], seg[split], end[split]
+                for _ in range(steps):  # the last segment of lo..hi starting at or before the address
+                    mid = (lo + hi + 1) >> 1
+                    ahead = starts[mid] <= wanted
+                    lo = np.where(ahead, mid, lo)
+                    hi = np.where(ahead, hi, mid - 1)
+                seg[split] = lo
+            out[at : at + len(part)] = self.seg_net[seg]
         return out
 
-    def _segment(self, addrs: np.ndarray) -> np.ndarray:
-        starts, n = self.seg_start, len(self.seg_start)
-        if self._coarse is None:
-            self._coarse = starts[::STRIDE].copy()
-        lo = (np.searchsorted(self._coarse, addrs, side="right") - 1) * STRIDE
-        step = STRIDE // 2
-        while step:
-            mid = lo + step
-            ahead = starts[np.minimum(mid, n - 1)] <= addrs
-            ahead &= mid < n
-            lo[ahead] = mid[ahead]
-            step //= 2
-        return lo
+    def buckets(self) -> tuple[np.ndarray, int, int]:
+        """For each of 2**bits buckets of the address space (and one past the end), the segment
+        holding its first address; the shift to an address's bucket; the halving steps the fullest
+        bucket needs. bits grows with the segments (16 buckets a segment, at most 2**24: 64 MiB,
+        made on first use, never saved)."""
+        if self._buckets is None:
+            bits = int(min(24, max(8, np.ceil(np.log2(max(len(self.seg_start), 1))) + 4)))
+            # segment i starts at or before bucket k's first address from k = ceil(start / size) on
+            size = np.int64(1 << (32 - bits))
+            since = (self.seg_start.astype(np.int64) + size - 1) // size
+            table = (np.cumsum(np.bincount(since, minlength=(1 << bits) + 1)) - 1).astype(np.int32)
+            widest = int(np.diff(table).max()) if len(table) > 1 else 0
+            self._buckets = (table, 32 - bits, widest.bit_length())
+        return self._buckets
 
     def lookup_flat(self, addresses: np.ndarray) -> np.ndarray:
         """`lookup` by one `searchsorted` over all segment starts (the benchmark's comparison)."""
@@ -164,9 +221,19 @@ class MapIndex:
             p = int(self.parent[p])
         return out
 
+    def lookup_one(self, address: int) -> int:
+        """`lookup` of one address without building arrays (an RDAP query asks one): the bucket's
+        segments are bisected in place."""
+        table, shift, _ = self.buckets()
+        bucket = address >> shift
+        seg, end = int(table[bucket]), int(table[bucket + 1])
+        if seg != end:
+            seg = bisect.bisect_right(self.seg_start, address, seg, end + 1) - 1
+        return int(self.seg_net[seg])
+
     def containing(self, first: int, last: int) -> int:
         """The most specific network holding all of first..last, or -1."""
-        net = int(self.lookup(np.array([first], np.uint32))[0])
+        net = self.lookup_one(first)
         while net >= 0 and int(self.last[net]) < last:
             net = int(self.parent[net])
         return net
@@ -288,36 +355,23 @@ def flatten(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return parent, np.array(starts, np.uint32), np.array(nets, np.int32)
 
 
-def build(results: ResultSet) -> MapIndex:
-    """The index of a result set opened with seekable=True (one sequential read of its winners)."""
+def build(results: ResultSet, columns: Columns) -> MapIndex:
+    """The index of a result set opened with seekable=True and `each=columns` (its one read)."""
     if not results.seekable:
         raise MapIndexError("the index needs a ResultSet opened with seekable=True")
     first, last = (a.astype(np.uint32) for a in results.spans())
     parent, seg_start, seg_net = flatten(first, last)
-    columns = {name: np.zeros(len(first), np.uint32) for name in FIELDS}
-    tables = {name: Table() for name in FIELDS}
-    observed = ""
-    for docs in _chunks(results.latest(), _CHUNK):
-        keys = np.array([block_key(d["_first"], d["_last"]) for d in docs], np.uint64)
-        rows = np.searchsorted(results.keys, keys)
-        for name in FIELDS:
-            values = map(holder_of, docs) if name == "holder" else (d.get(name) for d in docs)
-            columns[name][rows] = tables[name].code_all(values)
-        observed = max([observed, *(str(d.get("fetched_at") or "") for d in docs)])
-    blobs = {name: table.pack() for name, table in tables.items()}
-    codes = {name: columns[name].astype(tables[name].dtype()) for name in FIELDS}
-    return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(), observed or None)
+    fields = columns.of(results.winners)  # winners are in hierarchy order, as first and last
+    blobs = {name: (blob, offsets) for name, (blob, offsets, _) in fields.items()}
+    codes = {name: code for name, (_, _, code) in fields.items()}
+    return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(),
+                    columns.observed or None)
 
 
-def _chunks(docs: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def build_file(path: Path) -> MapIndex:
+    """The index of a results file, read once."""
+    columns = Columns()
+    return build(ResultSet(path, seekable=True, each=columns), columns)
 
 
 def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:
@@ -337,7 +391,7 @@ def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:
         except MapIndexError as exc:
             how = f"rebuilt: {exc}"
             print(f"note: {exc}; rebuilding it", file=sys.stderr)
-    index = build(ResultSet(path, seekable=True))
+    index = build_file(path)
     if save:
         try:
             index.save(saved, stamp)

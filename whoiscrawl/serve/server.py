@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import json
+import io
 import logging
+import os
+import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,8 +24,8 @@ from whoiscrawl import metrics, rirs
 from whoiscrawl.history.store import HistoryError, Store, map_at
 from whoiscrawl.results.source import ResultsError, open_results
 from whoiscrawl.serve import rdap
-from whoiscrawl.serve.index import MapIndex, MapIndexError, build, load_or_build, stamp_of
-from whoiscrawl.serve.lookup import BATCH, answers
+from whoiscrawl.serve.index import Columns, MapIndex, MapIndexError, build, load_or_build, stamp_of
+from whoiscrawl.serve.lookup import BATCH, write
 
 log = logging.getLogger(__name__)
 RDAP_TYPE = "application/rdap+json"
@@ -32,7 +37,7 @@ GENERATIONS_KEPT = 4  # indexes of past generations kept in memory (a ?at= query
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(), status=status,
+    return web.Response(body=orjson.dumps(doc), status=status,
                         content_type=RDAP_TYPE)
 
 
@@ -58,7 +63,7 @@ class MapServer:
 
         @functools.lru_cache(maxsize=CACHED_NETWORKS)
         def rendered(net: int, base: str) -> bytes:
-            return json.dumps(rdap.network(index, net, base), separators=(",", ":")).encode()
+            return orjson.dumps(rdap.network(index, net, base))
 
         self._rendered = rendered
         self._publish_gauges()
@@ -282,28 +287,63 @@ def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) ->
     seen = [-1]
 
     def reload() -> MapIndex | None:
-        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True) as rs:
+        columns = Columns()
+        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True, each=columns) as rs:
             if rs.records == seen[0]:
                 return None
             seen[0] = rs.records
-            return build(rs)
+            return build(rs, columns)
 
     return reload
 
 
 def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
-    return b"".join(json.dumps(doc, separators=(",", ":")).encode() + b"\n" for doc in answers(index, lines))
+    buf = io.StringIO()
+    write(index, lines, "json", buf)
+    return buf.getvalue().encode()
 
 
-async def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
-    """Serve until cancelled; `ready(port)` once listening (port 0 picks a free one)."""
+def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None,
+        workers: int = 1) -> None:
+    """Serve until interrupted; `ready(port)` once listening (port 0 picks a free one). With
+    workers > 1 the process forks after the index is loaded (the children share its pages) and every
+    process accepts from the one listening socket: aiohttp answers on one core per process."""
+    sock = socket.create_server((host, port), backlog=4096)
+    children: list[int] = []
+    signal.signal(signal.SIGTERM, _interrupted)  # stop as on ^C: the workers are stopped too
+    try:
+        for _ in range(workers - 1):
+            pid = os.fork()
+            if pid == 0:  # a worker: serve until the parent is gone or it is told to stop
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # a terminal's ^C goes to the parent's care
+                try:
+                    asyncio.run(_serve_on(server, sock, None, parent=os.getppid()))
+                finally:
+                    os._exit(0)
+            children.append(pid)
+        asyncio.run(_serve_on(server, sock, ready))
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+        sock.close()
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+async def _serve_on(server: MapServer, sock: socket.socket, ready: Callable[[int], None] | None,
+                    parent: int | None = None) -> None:
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=True)
-    await site.start()
+    await web.SockSite(runner, sock).start()
     if ready:
-        ready(runner.addresses[0][1] if runner.addresses else port)
+        ready(sock.getsockname()[1])
     try:
-        await asyncio.Event().wait()
+        while parent is None or os.getppid() == parent:  # a worker outlives no parent
+            await asyncio.sleep(1.0)
     finally:
         await runner.cleanup()
