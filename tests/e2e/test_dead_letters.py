@@ -22,7 +22,7 @@ from whoiscrawl.bench import Fleet, simulator
 from whoiscrawl.dev.services import free_port
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.space import plan_crawl
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 from .conftest import TIME_SCALE
 
@@ -43,7 +43,7 @@ def test_a_worker_keeps_what_it_cannot_read_on_the_dead_letter_topic_and_goes_on
     spec.write_text(yaml.safe_dump({"lacnic": {"malformed": 1.0, "ranges": [BROKEN]}}))
     crawl = f"dead-{os.getpid()}-{random.randrange(1 << 30):x}"
     kafka, prefix, port = services.kafka_bootstrap, "whoiscrawl.", free_port()
-    admin = RedisStore(services.redis_url, crawl)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
     try:
         with simulator("quick", TIME_SCALE, log, faults=spec) as sim:
             # One partition: a message that is no shard, then the plan's shards behind it.

@@ -19,7 +19,7 @@ from whoiscrawl import queue
 from whoiscrawl.bench import simulator
 from whoiscrawl.dev import secure
 from whoiscrawl.dev.services import free_port
-from whoiscrawl.store import RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 from ..conftest import RUN_ROOT
 from .conftest import TIME_SCALE
@@ -54,7 +54,7 @@ def test_a_crawl_through_sasl_and_tls_shows_no_secret(secured: secure.Secured, t
     crawl = f"secret-{os.getpid()}-{random.randrange(1 << 30):x}"
     env = {**secured.env, "WHOISCRAWL_CRAWL": crawl}
     shown: dict[str, str] = {}  # where -> what it showed
-    store = RedisStore(secured.redis_url, crawl)
+    store = RedisCrawlAdmin(secured.redis_url, crawl)
     with simulator("quick", TIME_SCALE, tmp_path / "requests.jsonl") as sim:
         sim_env = {"WHOISCRAWL_BOOTSTRAP_URL": sim.bootstrap_url, "WHOISCRAWL_WHOIS": sim.whois,
                    "WHOISCRAWL_RATE_LIMITS": sim.rate_limits_arg()}
@@ -94,7 +94,7 @@ def test_a_crawl_through_sasl_and_tls_shows_no_secret(secured: secure.Secured, t
     shown["results topic"] = "\n".join(r.to_json().decode() for r in results)
     queue.delete_topics(secured.kafka_bootstrap, "whoiscrawl.", crawl, config)
     store.delete_crawl()
-    RedisStore(secured.redis_url, f"{crawl}-x").delete_crawl()
+    RedisCrawlAdmin(secured.redis_url, f"{crawl}-x").delete_crawl()
     for secret in (*secured.secrets, "Wr0ng-redis-pw", "Wr0ng-kafka-pw"):
         leaks = [where for where, text in shown.items() if secret in text]
         assert not leaks, f"a secret shown in: {leaks}"

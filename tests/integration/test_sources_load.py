@@ -16,7 +16,8 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.sources.published import SourcesSettings, load_stats
 from whoiscrawl.space import fetch_bootstrap, plan_crawl
-from whoiscrawl.store import RedisBlockStore, RedisStore
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 PUBLISHED = Path(__file__).parent.parent / "data" / "published"
 SETTINGS = SourcesSettings(frozenset({"stats", "dumps", "live"}), str(PUBLISHED), frozenset({"ripencc"}))
@@ -28,7 +29,7 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
     """Plan 193.0.0.0/20, write what an earlier loader recorded (`used`: item -> its progress), load
     the files; (the load's figures, its progress in Redis afterwards)."""
     plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
-    admin = RedisStore(services.redis_url, crawl)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
     for name, progress in used.items():
         admin.client.hset(Keys(crawl).sources, f"item:{name}", json.dumps(progress))
@@ -49,7 +50,7 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
 
 
 async def _state(services, crawl: str) -> dict[str, str]:
-    raw = RedisStore(services.redis_url, crawl).client.hgetall(Keys(crawl).sources)
+    raw = RedisCrawlAdmin(services.redis_url, crawl).client.hgetall(Keys(crawl).sources)
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
@@ -80,4 +81,4 @@ async def test_files_older_than_the_crawl_used_are_refused_and_nothing_is_overwr
     assert "done" in state  # the rest loaded: ripencc's space is crawled live
     for name in ("a", "b"):
         queue.delete_topics(services.kafka_bootstrap, "t.", f"{unique_name}-{name}")
-        RedisStore(services.redis_url, f"{unique_name}-{name}").delete_crawl()
+        RedisCrawlAdmin(services.redis_url, f"{unique_name}-{name}").delete_crawl()
