@@ -4,6 +4,7 @@ sends nothing twice (real workers, Kafka, Redis; docs/sources.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,14 +15,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from whoiscrawl.bench import Fleet, FleetRun, crawl_with_fleet
+from whoiscrawl.bench import SWEEP, Fleet, FleetRun, crawl_with_fleet
 from whoiscrawl.keys import Keys
 
 from .conftest import score
 
 pytestmark = pytest.mark.slow
 
-FILES = "stats,dumps,live"
+FROM_FILES = dataclasses.replace(SWEEP, sources=frozenset({"stats", "dumps", "live"}))
 
 
 def blocks(results: Path) -> set[tuple[str, str]]:
@@ -39,7 +40,7 @@ def from_files(results: Path) -> Counter[tuple[str, str, str]]:
 def files_run(services, quick_sim, tmp_path_factory) -> FleetRun:
     """A calm fleet crawl of `quick` from the simulator's published files."""
     run = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url,
-                           tmp_path_factory.mktemp("files"), workers=3, timeout=600, sources=FILES)
+                           tmp_path_factory.mktemp("files"), FROM_FILES, timeout=600)
     assert run.finished
     return run
 
@@ -51,7 +52,7 @@ def test_the_fleet_from_the_files_finds_what_the_local_crawl_does_for_far_fewer_
     same fleet crawling live alone (both counted by the crawl's own counters, in this run)."""
     (tmp_path / "live").mkdir()
     live = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path / "live",
-                            workers=3, timeout=600, sources="live")
+                            SWEEP, timeout=600)
     out = tmp_path / "local.jsonl"
     cmd = [sys.executable, "-m", "whoiscrawl", "crawl", *quick_sim.ranges, "--out", str(out),
            "--bootstrap-url", quick_sim.bootstrap_url, "--rate-limits", quick_sim.rate_limits_arg(),
@@ -103,8 +104,8 @@ def test_a_loader_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
             time.sleep(0.005)
         raise AssertionError("no load was seen under way")
 
-    run = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path, workers=3,
-                           timeout=600, sources=FILES, during=kill_the_loader)
+    run = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path, FROM_FILES,
+                           timeout=600, during=kill_the_loader)
     assert killed and "done" not in killed[0], killed
     assert run.finished
     assert blocks(run.results) == blocks(files_run.results)

@@ -5,6 +5,7 @@ is refused before anything is written."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -206,7 +207,7 @@ async def test_a_registry_whose_new_statistics_are_unusable_keeps_its_networks(
             if d.first <= w.end[kept] and w.start[kept] <= d.last]
     manifest.Manifest(scope=["24.0.0.0/16"], rows=rows).write(previous)  # as the crawl before read them
     new = await job(sim, tmp_path / "maps" / "new.jsonl", ["24.0.0.0/16"])
-    new.verify = 0.0
+    new.settings = dataclasses.replace(new.settings, verify=0.0)
     summary = await Refresh(new, previous).run()
     assert any("arin statistics not used" in note for note in summary["notes"])
     assert summary["walked"] == [] and summary["counts"]["arin_kept"] == 1
