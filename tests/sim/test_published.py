@@ -113,8 +113,8 @@ async def answers(sim, world: World, registry: str, i: int) -> tuple[object, obj
     async with aiohttp.ClientSession() as s, s.get(f"{sim.base_url(registry)}ip/{ip_str(address)}") as r:
         rdap = RdapParser().parse(await r.json(content_type=None), address, registry)
     host, port = sim.info()["whois"].rsplit(":", 1)
-    text = await query(host, int(port), lookup_query(address, registry) + "\r\n", None, 60)
-    return rdap, parse_whois(text, address, registry)
+    body = await query(host, int(port), lookup_query(address, registry) + "\r\n", None, 60)
+    return rdap, parse_whois(body.decode("utf-8", "replace"), address, registry)
 
 
 def sample(world: World, objects: list[Obj], n: int) -> list[tuple[int, Obj]]:
