@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterable
 from dataclasses import InitVar, dataclass, field
 from typing import Protocol
 
@@ -21,7 +19,7 @@ from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.registry.patience import PAUSES, Patience
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.space import Scope
-from whoiscrawl.store import LEASE_S, Lease, LeaseLost, Store
+from whoiscrawl.store import Lease, LeaseLost, Store, renewing
 from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
@@ -114,11 +112,6 @@ class Crawler:
         metrics.BLOCKS.labels(record.registry).inc()
         return True
 
-    def renewing(self, renew: Callable[[], Awaitable[bool]], what: str,
-                 lease: Lease) -> AbstractAsyncContextManager[None]:
-        """The lease kept while the block inside runs (`renewing`, the listings' host's way)."""
-        return renewing(renew, what, lease)
-
     async def _lookup_patiently(self, address: int) -> LookupResult | None:
         """A lookup asked patiently (registry/patience.py); None: the crawl stops during a pause (the
         probe stays in the walk's checkpoint)."""
@@ -166,7 +159,7 @@ class ShardLane:
             return
         renew = functools.partial(store.renew_claim, address, owner)
         try:
-            async with self.crawler.renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24",
+            async with renewing(renew, f"cell {IPAddress(address >> 8 << 8)}/24",
                                               Lease.cell(address)):
                 await self._probe_claimed(address)
         except LeaseLost as lost:
@@ -247,39 +240,6 @@ class ShardLane:
         await self.crawler.store.record_step(
             self.shard.shard_id, self.walk.checkpoint(), None, lookups=1, errors=1, under=Lease.cell(address)
         )
-
-
-@contextlib.asynccontextmanager
-async def renewing(
-    renew: Callable[[], Awaitable[bool]], what: str, lease: Lease
-) -> AsyncIterator[None]:
-    """Keep a lease (a cell's claim, a listing's) while the block inside runs. A renewal that
-    finds it another's (we stalled past it) stops the block at once: LeaseLost."""
-    body = asyncio.current_task()
-    lost = False
-
-    async def keep() -> None:
-        nonlocal lost
-        while True:
-            await asyncio.sleep(LEASE_S / 3)
-            try:
-                if not await renew():
-                    lost = True
-                    if body is not None:
-                        body.cancel()
-                    return
-            except Exception as exc:  # a Redis hiccup: the next renewal may get through
-                log.warning("renewing the lease on %s: %s", what, exc)
-
-    keeper = asyncio.create_task(keep())
-    try:
-        yield
-    except asyncio.CancelledError:
-        if lost and body is not None and body.uncancel() == 0:  # ours alone, not the caller's
-            raise LeaseLost(what, lease) from None
-        raise
-    finally:
-        keeper.cancel()
 
 
 async def run_shards(crawler: Crawler, shards: Iterable[Shard], concurrency: int) -> bool:

@@ -13,8 +13,6 @@ import contextlib
 import functools
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,7 +20,7 @@ from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import Listing, LookupFailed, RegistryClient
 from whoiscrawl.registry.patience import Patience
 from whoiscrawl.space import Scope
-from whoiscrawl.store import Lease, LeaseLost, Store
+from whoiscrawl.store import Lease, LeaseLost, Store, renewing
 from whoiscrawl.strategy import Answer, worth_listing
 
 log = logging.getLogger("whoiscrawl.crawl")  # the crawl loop's log, as before listings had a home
@@ -51,8 +49,6 @@ class ListingHost(Protocol):
 
     async def keep(self, record: NetworkRecord, answer: Answer) -> bool: ...
 
-    def renewing(self, renew: Callable[[], Awaitable[bool]], what: str,
-                 lease: Lease) -> AbstractAsyncContextManager[None]: ...
 
 
 @dataclass
@@ -120,7 +116,7 @@ class Listings:
             return True
         renew = functools.partial(self.host.store.renew_listing, parent.first, parent.last, self.host.owner)
         lease = Lease.listing(parent.first, parent.last)
-        async with self.host.renewing(renew, f"the listing of {parent.handle}", lease):
+        async with renewing(renew, f"the listing of {parent.handle}", lease):
             whole = await self._list_now(shard, checkpoint, parent, url)
         if whole:
             leaf = Answer(parent.first, parent.last, True)

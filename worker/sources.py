@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from whoiscrawl import queue
-from whoiscrawl.crawl import ResultSink, renewing
+from whoiscrawl.crawl import ResultSink
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
 from whoiscrawl.sources import dumps, freshness, seed
@@ -35,7 +35,7 @@ from whoiscrawl.sources.published import (
     went_back,
 )
 from whoiscrawl.space import Scope
-from whoiscrawl.store import Lease, LeaseLost
+from whoiscrawl.store import Lease, LeaseLost, renewing
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 from whoiscrawl.strategy import Answer
 

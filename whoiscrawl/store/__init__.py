@@ -4,6 +4,10 @@ planned, rebuilt, deleted)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -118,3 +122,39 @@ class Store(Protocol):
     ) -> bool: ...
     async def shard_done(self, shard_id: str, addresses: int) -> None: ...
     async def progress(self) -> Progress: ...
+
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def renewing(
+    renew: Callable[[], Awaitable[bool]], what: str, lease: Lease
+) -> AsyncIterator[None]:
+    """Keep a lease (a cell's claim, a listing's) while the block inside runs. A renewal that
+    finds it another's (we stalled past it) stops the block at once: LeaseLost."""
+    body = asyncio.current_task()
+    lost = False
+
+    async def keep() -> None:
+        nonlocal lost
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            try:
+                if not await renew():
+                    lost = True
+                    if body is not None:
+                        body.cancel()
+                    return
+            except Exception as exc:  # a Redis hiccup: the next renewal may get through
+                log.warning("renewing the lease on %s: %s", what, exc)
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if lost and body is not None and body.uncancel() == 0:  # ours alone, not the caller's
+            raise LeaseLost(what, lease) from None
+        raise
+    finally:
+        keeper.cancel()
