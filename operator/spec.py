@@ -31,6 +31,16 @@ CAPACITY_TYPES = ("spot", "on-demand", "any")
 # auto: the operator sizes the fleet; manual: spec.workers.replicas does (kubectl scale, HPA, KEDA).
 SCALE_MODES = ("auto", "manual")
 EGRESS_MODES = ("node", "nat")
+# (label, value) that marks a spot node, one per platform; any ONE of them makes a node spot.
+# scheduling.spotLabels replaces them (other node-group labels, kops, on-prem pools).
+DEFAULT_SPOT_LABELS: dict[str, str] = {
+    "eks.amazonaws.com/capacityType": "SPOT",  # EKS managed node groups
+    "karpenter.sh/capacity-type": "spot",  # Karpenter (EKS and others)
+    "cloud.google.com/gke-spot": "true",  # GKE Spot VMs
+    "cloud.google.com/gke-preemptible": "true",  # GKE preemptible VMs (older)
+    "kubernetes.azure.com/scalesetpriority": "spot",  # AKS spot node pools
+}
+MAX_SPOT_LABELS = 16
 RETAIN_DELETE = ("Retain", "Delete")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 DEFAULT_IMAGE = "ghcr.io/whoiscrawl/whoiscrawl:0.1.0"
@@ -149,9 +159,12 @@ class Workers:
 class Scheduling:
     """Where workers run: capacity type, spread, anti-affinity and user extras."""
 
-    capacity_type: str = knob("capacityType", "spot", choices=CAPACITY_TYPES,
-                              desc="spot, on-demand, or any (spot first, on-demand when spot pods "
-                                   "stay Pending past spotPendingTimeoutSeconds).")
+    # any by default: spot alone leaves pods Pending forever where no node carries a spot label
+    # (on-prem, kind, other node-group labels); any falls back to on-demand.
+    capacity_type: str = knob("capacityType", "any", choices=CAPACITY_TYPES,
+                              desc="any (spot first, on-demand when spot pods stay Pending past "
+                                   "spotPendingTimeoutSeconds), spot (never on-demand), or "
+                                   "on-demand.")
     spot_pending_timeout_seconds: int = knob("spotPendingTimeoutSeconds", 300, lo=10, hi=86400)
     one_per_node: bool = knob("onePerNode", False,
                               desc="At most one worker per node (egress diversity).")
@@ -162,6 +175,7 @@ class Scheduling:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     affinity: Mapping[str, Any] = field(default_factory=dict)
     priority_class_name: str | None = knob("priorityClassName", kind="string")
+    spot_labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SPOT_LABELS))
 
 
 @dataclass(frozen=True)
@@ -216,10 +230,16 @@ class Redis:
 class Egress:
     """How workers reach the registries: each node its own address, or N shared NAT addresses."""
 
-    mode: str = knob("mode", "node", choices=EGRESS_MODES,
-                     desc="node: each node has its own public address; nat: the fleet shares "
-                          "`addresses` NAT IPs.")
-    addresses: int = knob("addresses", 1, lo=1, hi=10000, desc="NAT gateway addresses (mode nat).")
+    # nat with one address by default: behind Cloud NAT or a NAT gateway every node leaves by
+    # the same address, and node mode would give N nodes N budgets, N times a registry's limit.
+    mode: str = knob("mode", "nat", choices=EGRESS_MODES,
+                     desc="nat: the whole fleet shares `addresses` public IPs (one budget); node: "
+                          "each node has its own public address (only where that is true: N nodes "
+                          "behind one NAT would send N times a registry's limit).")
+    addresses: int = knob("addresses", 1, lo=1, hi=10000,
+                          desc="Public NAT addresses (mode nat). More than 1 only if the NAT spreads "
+                               "connections evenly over them: the budget is this many times a "
+                               "registry's per-address limit.")
 
 
 @dataclass(frozen=True)
@@ -407,10 +427,23 @@ def _parse_scheduling(r: _Reader, raw: Mapping[str, Any]) -> Scheduling:
         tolerations = []
     return Scheduling(
         **r.knobs(Scheduling, raw, p),
+        spot_labels=_parse_spot_labels(r, raw, p),
         node_selector=r.str_map(raw, "nodeSelector", p),
         tolerations=tuple(dict(t) for t in tolerations),
         affinity=_parse_affinity(r, raw.get("affinity"), f"{p}.affinity"),
     )
+
+
+def _parse_spot_labels(r: _Reader, raw: Mapping[str, Any], path: str) -> dict[str, str]:
+    if raw.get("spotLabels") is None:
+        return dict(DEFAULT_SPOT_LABELS)
+    labels = r.str_map(raw, "spotLabels", path)
+    if not labels and isinstance(raw.get("spotLabels"), Mapping):
+        r.fail(f"{path}.spotLabels", "must name at least one label (key: value) of spot nodes; "
+                                     "omit it for the EKS, Karpenter, GKE and AKS ones")
+    if len(labels) > MAX_SPOT_LABELS:
+        r.fail(f"{path}.spotLabels", f"holds {len(labels)} labels, at most {MAX_SPOT_LABELS}")
+    return labels
 
 
 def _parse_affinity(r: _Reader, raw: Any, path: str) -> dict[str, Any]:

@@ -78,7 +78,8 @@ def test_decide_reports_fallback_and_planning() -> None:
     assert back.spot.overflow == 0 and [e[1] for e in back.events] == ["SpotRestored"]
     paused = {**raw, "paused": True}
     assert decide(parse_spec(paused), snapshot(paused, pods=(STUCK,))).spot.overflow == 0
-    stuck = decide(parse_spec(RAW), snapshot(RAW, pods=(STUCK,)))
+    spot_only = {**RAW, "scheduling": {"capacityType": "spot"}}
+    stuck = decide(parse_spec(spot_only), snapshot(spot_only, pods=(STUCK,)))
     assert stuck.spot.pending_message and "Unschedulable on spot" in stuck.spot.pending_message
     assert not decide(parse_spec(RAW), snapshot(RAW, planned=False)).planned
 
