@@ -112,3 +112,15 @@ def test_a_crawls_data_is_deleted_once_however_often_kopf_runs_the_delete_handle
     again = control.cleanup(deps, crawl)
     assert first is not None and again == first
     assert backend.cleanups == [("ns.gone", True, True)]
+
+
+def test_decide_names_why_the_workers_cannot_run() -> None:
+    """A quota refusing the worker pods, as the Deployment controller reports it."""
+    refused = {"metadata": {"name": "w", "namespace": "crawls"}, "spec": {"replicas": 3},
+               "status": {"conditions": [{"type": "ReplicaFailure", "status": "True",
+                                          "reason": "FailedCreate",
+                                          "message": "exceeded quota: q, limited: pods=0"}]}}
+    got = decide(parse_spec(RAW), snapshot(RAW, deployment=refused))
+    assert got.workload is not None and got.workload[0] == "PodsNotCreated"
+    assert "exceeded quota: q" in got.workload[1]
+    assert decide(parse_spec(RAW), snapshot(RAW)).workload is None
