@@ -45,6 +45,7 @@ class Deps:
     kube: Kube
     backend: Backend
     now: Callable[[], datetime] = utcnow
+    worker_image: str | None = None  # for crawls that name none ($WHOISCRAWL_WORKER_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -427,7 +428,7 @@ def reconcile(deps: Deps, crawl: Crawl) -> Result:
     if name_problem:
         return invalid(crawl, name_problem, deps.now())
     try:
-        spec = parse_spec(crawl.spec)
+        spec = parse_spec(crawl.spec, deps.worker_image)
     except SpecError as exc:
         return invalid(crawl, str(exc), deps.now())
     try:

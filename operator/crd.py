@@ -85,7 +85,7 @@ def _registries_schema() -> dict[str, Any]:
 
 def _workers_schema() -> dict[str, Any]:
     resources = {k: dict(v) for k, v in Workers().resources.items()}
-    workers = _obj(properties(Workers) | {
+    workers = _obj(properties(Workers, {"image": None}) | {  # the operator's image by default
         "resources": {"type": "object", "default": resources,
                       "properties": {"requests": {"type": "object",
                                                   "additionalProperties": _QUANTITY},

@@ -43,6 +43,8 @@ DEFAULT_SPOT_LABELS: dict[str, str] = {
 MAX_SPOT_LABELS = 16
 RETAIN_DELETE = ("Retain", "Delete")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+# The worker image when neither the spec nor the operator ($WHOISCRAWL_WORKER_IMAGE, which the
+# chart sets from its values) names one: a plain `whoiscrawl operator` outside the chart.
 DEFAULT_IMAGE = "ghcr.io/whoiscrawl/whoiscrawl:0.1.0"
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -133,7 +135,11 @@ class Workers:
                               desc="Work messages per worker (like KEDA's lagThreshold).")
     scale_down_stabilization_seconds: int = knob("scaleDownStabilizationSeconds", 300, lo=0,
                                                  hi=3600)
-    image: str = knob("image", DEFAULT_IMAGE)
+    # No default in the CRD: a stored default would pin every crawl to the image of the CRD it
+    # was created under, so operator upgrades would never roll the workers.
+    image: str = knob("image", DEFAULT_IMAGE,
+                      desc="Worker image. Unset: the operator's (the chart's workerImage, else "
+                           "its own image), so upgrading the operator rolls the workers.")
     image_pull_policy: str = knob("imagePullPolicy", "IfNotPresent", choices=PULL_POLICIES)
     resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RESOURCES.items()})
@@ -390,9 +396,9 @@ def _max_unavailable(r: _Reader, value: Any, path: str) -> int | str | None:
     return None
 
 
-def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
+def _parse_workers(r: _Reader, raw: Mapping[str, Any], image: str | None) -> Workers:
     p = "spec.workers"
-    values = r.knobs(Workers, raw, p)
+    values = r.knobs(Workers, raw, p, {"image": image} if image else None)
     if values["min"] > values["max"]:
         r.fail(f"{p}.min", f"must be <= spec.workers.max ({values['max']}), got {values['min']}")
     if values["replicas"] is not None and values["mode"] != "manual":
@@ -533,8 +539,11 @@ def _parse_space(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
-    """Validate and default a raw `spec`; raises SpecError naming every offending field."""
+def parse_spec(raw: Mapping[str, Any] | None, worker_image: str | None = None) -> CrawlSpec:
+    """Validate and default a raw `spec`; raises SpecError naming every offending field.
+
+    `worker_image`: the operator's default worker image (else DEFAULT_IMAGE).
+    """
     r = _Reader()
     spec = r.obj(raw, "spec")
     known = {k.key for _, k, _ in knobs(CrawlSpec)} | set(STRUCTURED_KEYS)
@@ -550,7 +559,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
         kafka=_parse_kafka(r, section("kafka")),
         redis=_parse_redis(r, section("redis")),
         registries=_parse_registries(r, section("registries")),
-        workers=_parse_workers(r, section("workers")),
+        workers=_parse_workers(r, section("workers"), worker_image),
         scheduling=_parse_scheduling(r, section("scheduling")),
         egress=Egress(**r.knobs(Egress, section("egress"), "spec.egress")),
         deadline=_parse_deadline(r, spec.get("deadline")),

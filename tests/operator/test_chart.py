@@ -265,3 +265,38 @@ def test_the_chart_templates_the_crd_so_helm_upgrade_upgrades_it() -> None:
     assert crds("crds.install=false") == []
     # The plain manifests leave the CRD to manifests/crds/ (deleting them must not delete crawls).
     assert not [d for d in docs() if d["kind"] == "CustomResourceDefinition"]
+
+
+def _worker_image_env(*sets: str) -> str:
+    args = [helm(), "template", "w", str(CHART), "--namespace", "ns"]
+    for item in sets:
+        args += ["--set", item]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+    dep = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"
+               and d["metadata"]["name"] == "w-whoiscrawl")
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return str(env["WHOISCRAWL_WORKER_IMAGE"])
+
+
+def test_the_worker_image_comes_from_the_charts_values() -> None:
+    """The operator's own image by default (so `helm upgrade` to a new tag rolls the workers),
+    a mirror when workerImage names one; never the CRD's (it has no default for it)."""
+    app = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert _worker_image_env() == f"ghcr.io/whoiscrawl/whoiscrawl:{app}"
+    assert _worker_image_env("image.repository=mirror.local/wc", "image.tag=2.0.0") == \
+        "mirror.local/wc:2.0.0"
+    assert _worker_image_env("workerImage=airgap.local/whoiscrawl@sha256:" + "a" * 64) == \
+        "airgap.local/whoiscrawl@sha256:" + "a" * 64
+    workers = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "spec"]["properties"]["workers"]
+    assert "default" not in workers["properties"]["image"] and "image" not in workers["default"]
+    minimal = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
+    owner = builders.Owner("c", "ns", "uid")
+
+    def image(raw: dict[str, Any]) -> str:
+        spec = parse_spec(raw, "mirror.local/wc:2.0.0")
+        pod = builders.deployment(owner, spec, 1, "spot")["spec"]["template"]["spec"]
+        return str(pod["containers"][0]["image"])
+
+    assert image(minimal) == "mirror.local/wc:2.0.0"
+    assert image({**minimal, "workers": {"image": "mine:1"}}) == "mine:1"  # the spec's own wins
