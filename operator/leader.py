@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -38,27 +38,22 @@ class Timing:
     retry_seconds: float = 2.0
 
 
-def _time(text: Any) -> datetime | None:
-    try:
-        stamp = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-
-
 def _micro(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # a Lease's MicroTime
 
 
-def verdict(spec: Mapping[str, Any] | None, me: str, now: datetime) -> str:
-    """What a candidate may do with a Lease's spec: renew (ours), take (free or expired), wait."""
+def verdict(spec: Mapping[str, Any] | None, me: str, unchanged_for: float) -> str:
+    """What a candidate may do with a Lease's spec: renew (ours), take (free, or its record has
+    not changed for its whole duration as this candidate saw it), or wait.
+
+    Like client-go, expiry is judged on the candidate's own clock (how long it has seen the same
+    record), never by comparing the holder's renewTime with it: clocks of two nodes may differ.
+    """
     spec = spec or {}
     holder = spec.get("holderIdentity") or ""
     if holder == me:
         return "renew"
-    renewed = _time(spec.get("renewTime"))
-    duration = float(spec.get("leaseDurationSeconds") or 0)
-    if not holder or renewed is None or renewed + timedelta(seconds=duration) < now:
+    if not holder or unchanged_for >= float(spec.get("leaseDurationSeconds") or 0):
         return "take"
     return "wait"
 
@@ -85,6 +80,13 @@ class Elector:
         self.kube, self.namespace, self.name, self.me = kube, namespace, name, me
         self.timing = timing or Timing()
         self.now = now
+        self._seen: tuple[Any, float] | None = None  # the record last read, and since when
+
+    def _unchanged_for(self, spec: Mapping[str, Any]) -> float:
+        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("acquireTime"))
+        if self._seen is None or self._seen[0] != record:
+            self._seen = (record, time.monotonic())
+        return time.monotonic() - self._seen[1]
 
     def attempt(self) -> str:
         """One attempt to take or renew the Lease: "held", "other" (a live rival holds it) or
@@ -98,7 +100,7 @@ class Elector:
                     "spec": claimed(None, self.me, now, self.timing.lease_seconds)})
                 return "held"
             spec = live.get("spec") or {}
-            if verdict(spec, self.me, now) == "wait":
+            if verdict(spec, self.me, self._unchanged_for(spec)) == "wait":
                 return "other"
             # The resourceVersion read is a precondition: a rival's write in between is a 409.
             self.kube.patch(API, PLURAL, self.namespace, self.name, {

@@ -15,20 +15,20 @@ def at(seconds_ago: float) -> str:
     return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@pytest.mark.parametrize(("spec", "want"), [
-    (None, "take"),  # no Lease yet
-    ({}, "take"),
-    ({"holderIdentity": "me", "renewTime": at(1), "leaseDurationSeconds": 15}, "renew"),
-    ({"holderIdentity": "me", "renewTime": at(60), "leaseDurationSeconds": 15}, "renew"),
-    ({"holderIdentity": "rival", "renewTime": at(5), "leaseDurationSeconds": 15}, "wait"),
-    ({"holderIdentity": "rival", "renewTime": at(14.9), "leaseDurationSeconds": 15}, "wait"),
-    ({"holderIdentity": "rival", "renewTime": at(15.1), "leaseDurationSeconds": 15}, "take"),
-    ({"holderIdentity": "rival", "leaseDurationSeconds": 15}, "take"),  # never renewed
-    ({"holderIdentity": "", "renewTime": at(1), "leaseDurationSeconds": 15}, "take"),  # released
-    ({"holderIdentity": "rival", "renewTime": "garbage", "leaseDurationSeconds": 15}, "take"),
+@pytest.mark.parametrize(("spec", "unchanged_for", "want"), [
+    (None, 0.0, "take"),  # no Lease yet
+    ({}, 0.0, "take"),
+    ({"holderIdentity": "me", "renewTime": at(1), "leaseDurationSeconds": 15}, 0.0, "renew"),
+    ({"holderIdentity": "me", "renewTime": at(60), "leaseDurationSeconds": 15}, 60.0, "renew"),
+    ({"holderIdentity": "rival", "renewTime": at(5), "leaseDurationSeconds": 15}, 5.0, "wait"),
+    ({"holderIdentity": "rival", "renewTime": at(1), "leaseDurationSeconds": 15}, 14.9, "wait"),
+    ({"holderIdentity": "rival", "renewTime": at(1), "leaseDurationSeconds": 15}, 15.0, "take"),
+    # A renewTime far in the past but just seen changing (a rival's clock behind ours): wait.
+    ({"holderIdentity": "rival", "renewTime": at(3600), "leaseDurationSeconds": 15}, 0.0, "wait"),
+    ({"holderIdentity": "", "renewTime": at(1), "leaseDurationSeconds": 15}, 0.0, "take"),  # released
 ])
-def test_verdict(spec: dict[str, Any] | None, want: str) -> None:
-    assert verdict(spec, "me", NOW) == want
+def test_verdict(spec: dict[str, Any] | None, unchanged_for: float, want: str) -> None:
+    assert verdict(spec, "me", unchanged_for) == want
 
 
 def test_taking_counts_a_transition_and_renewing_keeps_the_acquire_time() -> None:
