@@ -1,6 +1,8 @@
 """DRAFT, not collected (rename to test_upgrade.py once it has passed): its first run on the real
-control plane failed only on `kubectl patch --validate` (no such flag), since replaced by an API patch
-and not run again.
+control plane failed on `kubectl patch --validate` (no such flag, replaced by an API patch); the
+second at `helm upgrade`: helm's server-side apply conflicts with field manager "kubectl" on
+.spec.versions of the CRD the session applied with `kubectl apply --server-side` (adoption of a
+hand-applied CRD needs the conflict forced, or docs/operator.md's adoption steps are incomplete).
 
 `helm upgrade` to a chart whose CRD has a new field and whose image is new, on a real API server.
 
