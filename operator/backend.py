@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,8 +59,35 @@ class BackendError(RuntimeError):
     """The data plane could not be reached or refused; the message says which part."""
 
 
-PENDING = b"publishing"
-CLAIM_SECONDS = 900  # a pass that died while publishing frees its claim after this long
+PENDING = b"publishing"  # a claim's value starts so; the rest is its holder's token
+# A claim lives this long unless its pass renews it (every third of it, while it publishes): an
+# operator that dies mid-publish stalls the crawl for at most this, not the 15 minutes a long
+# unrenewed claim did, and a publish slower than it keeps its claim.
+CLAIM_SECONDS = 30.0
+_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then "
+          "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end")
+
+
+@contextmanager
+def renewed(client: redis.Redis, key: str, token: bytes, seconds: float) -> Iterator[None]:
+    """Keep extending `key` while it still holds `token`, every third of `seconds`, until the
+    block ends (a thread: the publish it guards is blocking)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(seconds / 3):
+            try:
+                if not client.eval(_RENEW, 1, key, token, int(seconds * 1000)):
+                    return  # lost (expired and taken): the holder's record will say so
+            except redis.RedisError:
+                continue  # Redis away for a moment: the claim lasts `seconds` meanwhile
+    thread = threading.Thread(target=renew, name="plan-claim", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class Backend(Protocol):
@@ -100,8 +129,10 @@ class LiveBackend:
     One Redis client (one connection pool) per Redis URL for the operator's life, not one a call.
     """
 
-    def __init__(self, redis_timeouts: RedisTimeouts | None = None) -> None:
+    def __init__(self, redis_timeouts: RedisTimeouts | None = None,
+                 claim_seconds: float = CLAIM_SECONDS) -> None:
         self.redis_timeouts = redis_timeouts or RedisTimeouts()
+        self.claim_seconds = claim_seconds
         self._clients: dict[str, redis.Redis] = {}
         self._clients_lock = threading.Lock()
 
@@ -118,17 +149,20 @@ class LiveBackend:
         """
         store = self._store(t)
         client, key = store.client, store.keys.plan(marker)
+        token = PENDING + b":" + uuid.uuid4().hex.encode()
+        ttl = int(self.claim_seconds * 1000)
         if not self._call("claiming the plan",
-                          lambda: client.set(key, PENDING, nx=True, ex=CLAIM_SECONDS)):
+                          lambda: client.set(key, token, nx=True, px=ttl)):
             found = self._call("reading the plan marker", client.get, key)
-            if found is None or found == PENDING:
+            if found is None or found.startswith(PENDING):
                 raise BackendError(f"plan {marker} is being published by another pass")
             doc = json.loads(found)
             doc.setdefault("shards_total", doc["shards"])  # recorded before totals were (2026-12-06)
             doc.setdefault("addresses_total", doc["addresses"])
             return Plan(**doc, fresh=False)
         try:
-            plan = self._send_plan(t, spec)
+            with renewed(client, key, token, self.claim_seconds):
+                plan = self._send_plan(t, spec)
         except BackendError:
             self._call("freeing the plan claim", client.delete, key)
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -21,6 +22,10 @@ def run(
     = 8080,
     metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")] = 9090,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    leader_lease: Annotated[str, typer.Option(
+        envvar="WHOISCRAWL_LEADER_LEASE",
+        help="NAMESPACE/NAME of a coordination.k8s.io Lease: reconcile only while holding it "
+             "(several replicas, one active). Empty: no election.")] = "",
 ) -> None:
     """Watch WhoisCrawl objects and run, scale and finish their crawls."""
     if bool(namespace) == all_namespaces:
@@ -34,7 +39,12 @@ def run(
     assert handlers.MODULES  # importing registered the handlers
     if metrics_port:
         start_http_server(metrics_port)
+    if leader_lease:
+        from whoiscrawl.operator import leader
+        from whoiscrawl.operator.kube import KubeClient
+
+        leader.lead(leader_lease, liveness_port, KubeClient(os.environ.get("WHOISCRAWL_KUBE_SERVER")))
     liveness = f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None
-    # One replica (the chart uses Recreate): no peering needed, so no peering CRD either.
+    # One active operator: the Lease above, or one replica (Recreate); no kopf peering CRD.
     asyncio.run(kopf.operator(clusterwide=all_namespaces, namespaces=namespace or (),
                               liveness_endpoint=liveness, standalone=True))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from whoiscrawl.operator import builders, scaling, scheduling, spot
+from whoiscrawl.operator import builders, failures, scaling, scheduling, spot
 from whoiscrawl.operator import status as st
 from whoiscrawl.operator.backend import Backend, BackendError, Target
 from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_data, secret_value
@@ -45,6 +45,7 @@ class Deps:
     kube: Kube
     backend: Backend
     now: Callable[[], datetime] = utcnow
+    worker_image: str | None = None  # for crawls that name none ($WHOISCRAWL_WORKER_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,7 @@ class Decision:
     recommendation: scaling.Recommendation
     stable: scaling.Stabilized
     events: tuple[Event, ...] = ()
+    workload: tuple[str, str] | None = None  # why the workers cannot run (failures.problem)
 
     @property
     def desired(self) -> int:
@@ -336,7 +338,17 @@ def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
         spot_decision = replace(spot_decision, overflow=0)
     return Decision(planned=planned, completed=completed,
                     capacity=scheduling.effective_capacity(spec.scheduling.capacity_type),
-                    spot=spot_decision, recommendation=rec, stable=stable, events=tuple(events))
+                    spot=spot_decision, recommendation=rec, stable=stable, events=tuple(events),
+                    workload=failures.problem(fleet_of(spec, snap), snap.now))
+
+
+def fleet_of(spec: CrawlSpec, snap: Snapshot) -> failures.Fleet:
+    """The workers as failures.problem reads them."""
+    namespace = str(((snap.deployment or {}).get("metadata") or {}).get("namespace") or "")
+    return failures.Fleet(
+        deployments=tuple(d for d in (snap.deployment, snap.overflow_deployment) if d),
+        pods=snap.pods, image=spec.workers.image, capacity_type=spec.scheduling.capacity_type,
+        pending_timeout_seconds=spec.scheduling.spot_pending_timeout_seconds, namespace=namespace)
 
 
 def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
@@ -397,6 +409,7 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
         recommendation=decision.recommendation, deadline=spec.deadline,
         capacity=decision.capacity, overflow=decision.spot.overflow,
         unschedulable_time=decision.spot.since, pending_message=decision.spot.pending_message,
+        workload_problem=decision.workload,
         notice_overrun=builders.notice_overrun(spec), selector=builders.selector_string(crawl.name))
     res = st.compute_status(snap.prev, obs)
     if snap.read_error is not None:  # blind: the fleet was not seen, keep what was last seen
@@ -415,7 +428,7 @@ def reconcile(deps: Deps, crawl: Crawl) -> Result:
     if name_problem:
         return invalid(crawl, name_problem, deps.now())
     try:
-        spec = parse_spec(crawl.spec)
+        spec = parse_spec(crawl.spec, deps.worker_image)
     except SpecError as exc:
         return invalid(crawl, str(exc), deps.now())
     try:

@@ -16,6 +16,7 @@ from whoiscrawl.operator.spec import (
     MANUAL_ONLY,
     MAX_ENV,
     MAX_RANGES,
+    MAX_SPOT_LABELS,
     NAME_PATTERN,
     OWNED_ENV,
     OWNED_TOPIC_CONFIG,
@@ -85,7 +86,7 @@ def _registries_schema() -> dict[str, Any]:
 
 def _workers_schema() -> dict[str, Any]:
     resources = {k: dict(v) for k, v in Workers().resources.items()}
-    workers = _obj(properties(Workers) | {
+    workers = _obj(properties(Workers, {"image": None}) | {  # the operator's image by default
         "resources": {"type": "object", "default": resources,
                       "properties": {"requests": {"type": "object",
                                                   "additionalProperties": _QUANTITY},
@@ -150,6 +151,11 @@ def _scheduling_schema() -> dict[str, Any]:
         "effect": {"type": "string"}, "tolerationSeconds": {"type": "integer"}}}
     return _obj(properties(Scheduling) | {
         "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+        "spotLabels": {"type": "object", "additionalProperties": {"type": "string"},
+                       "minProperties": 1, "maxProperties": MAX_SPOT_LABELS,
+                       "description": "Node labels (key: value) that mark spot nodes; any one "
+                                      "makes a node spot. Unset: the EKS, Karpenter, GKE and AKS "
+                                      "ones."},
         "tolerations": {"type": "array", "items": toleration},
         "affinity": {**affinity_schema(),
                      "description": "Extra affinity (core/v1 Affinity), merged with the operator's."},

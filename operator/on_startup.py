@@ -13,6 +13,9 @@ from whoiscrawl.operator.kube import KubeClient
 from whoiscrawl.operator.spec import GROUP
 
 SERVER_ENV = "WHOISCRAWL_KUBE_SERVER"  # talk to this API server (tests: kmock), no auth
+# The image of workers whose crawl names none: the chart sets it from its values (workerImage,
+# else the operator's own image), so `helm upgrade` to a new image rolls every such crawl's workers.
+WORKER_IMAGE_ENV = "WHOISCRAWL_WORKER_IMAGE"
 
 
 @kopf.on.startup()
@@ -32,7 +35,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.connect_timeout = 10
     if getattr(memo, "deps", None) is None:
         server = getattr(memo, "kube_server", None) or os.environ.get(SERVER_ENV)
-        memo.deps = control.Deps(kube=KubeClient(server), backend=LiveBackend())
+        memo.deps = control.Deps(kube=KubeClient(server), backend=LiveBackend(),
+                                 worker_image=os.environ.get(WORKER_IMAGE_ENV) or None)
 
 
 @kopf.on.login()

@@ -6,16 +6,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from whoiscrawl.operator.spec import Scheduling
+from whoiscrawl.operator.spec import DEFAULT_SPOT_LABELS, Scheduling
 
-# (label, value) that marks a spot node, one per platform. Any ONE of them makes a node spot.
-SPOT_LABELS: tuple[tuple[str, str], ...] = (
-    ("eks.amazonaws.com/capacityType", "SPOT"),  # EKS managed node groups
-    ("karpenter.sh/capacity-type", "spot"),  # Karpenter (EKS and others)
-    ("cloud.google.com/gke-spot", "true"),  # GKE Spot VMs
-    ("cloud.google.com/gke-preemptible", "true"),  # GKE preemptible VMs (older)
-    ("kubernetes.azure.com/scalesetpriority", "spot"),  # AKS spot node pools
-)
 # Taints some platforms put on spot nodes; workers must tolerate them to land there.
 SPOT_TOLERATIONS: tuple[dict[str, str], ...] = (
     {"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal", "value": "spot",
@@ -37,15 +29,15 @@ def effective_capacity(capacity_type: str) -> str:
     return "spot" if capacity_type == "any" else capacity_type
 
 
-def _spot_terms() -> list[dict[str, Any]]:
+def _spot_terms(spot_labels: Mapping[str, str]) -> list[dict[str, Any]]:
     return [{"matchExpressions": [{"key": k, "operator": "In", "values": [v]}]}
-            for k, v in SPOT_LABELS]
+            for k, v in spot_labels.items()]
 
 
-def _on_demand_term() -> dict[str, Any]:
+def _on_demand_term(spot_labels: Mapping[str, str]) -> dict[str, Any]:
     # NotIn also matches nodes without the label: every non-spot node qualifies.
     return {"matchExpressions": [{"key": k, "operator": "NotIn", "values": [v]}
-                                 for k, v in SPOT_LABELS]}
+                                 for k, v in spot_labels.items()]}
 
 
 def _and_terms(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -62,19 +54,20 @@ def _and_terms(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list
     return out
 
 
-def node_affinity(capacity: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def node_affinity(capacity: str, extra: Mapping[str, Any] | None = None,
+                  spot_labels: Mapping[str, str] = DEFAULT_SPOT_LABELS) -> dict[str, Any]:
     """Node affinity for an effective capacity, merged with the user's own nodeAffinity."""
     extra = dict(extra or {})
     user_required = list((extra.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
                          .get("nodeSelectorTerms", []))
     preferred = list(extra.get("preferredDuringSchedulingIgnoredDuringExecution", []))
     if capacity == "spot":
-        required = _and_terms(_spot_terms(), user_required)
+        required = _and_terms(_spot_terms(spot_labels), user_required)
     elif capacity == "on-demand":
-        required = _and_terms([_on_demand_term()], user_required)
+        required = _and_terms([_on_demand_term(spot_labels)], user_required)
     else:  # any: spot preferred, anything allowed
         required = user_required
-        preferred = [{"weight": 100, "preference": t} for t in _spot_terms()] + preferred
+        preferred = [{"weight": 100, "preference": t} for t in _spot_terms(spot_labels)] + preferred
     out: dict[str, Any] = {}
     if required:
         out["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": required}
@@ -112,7 +105,7 @@ def affinity(capacity: str, selector: Mapping[str, str], sched: Scheduling) -> d
     """The pod's whole `affinity`: node (capacity + user), pod anti-affinity (+ user), podAffinity."""
     user = dict(sched.affinity)
     out: dict[str, Any] = {}
-    node = node_affinity(capacity, user.get("nodeAffinity"))
+    node = node_affinity(capacity, user.get("nodeAffinity"), sched.spot_labels)
     if node:
         out["nodeAffinity"] = node
     anti = pod_anti_affinity(selector, sched.one_per_node)

@@ -31,8 +31,20 @@ CAPACITY_TYPES = ("spot", "on-demand", "any")
 # auto: the operator sizes the fleet; manual: spec.workers.replicas does (kubectl scale, HPA, KEDA).
 SCALE_MODES = ("auto", "manual")
 EGRESS_MODES = ("node", "nat")
+# (label, value) that marks a spot node, one per platform; any ONE of them makes a node spot.
+# scheduling.spotLabels replaces them (other node-group labels, kops, on-prem pools).
+DEFAULT_SPOT_LABELS: dict[str, str] = {
+    "eks.amazonaws.com/capacityType": "SPOT",  # EKS managed node groups
+    "karpenter.sh/capacity-type": "spot",  # Karpenter (EKS and others)
+    "cloud.google.com/gke-spot": "true",  # GKE Spot VMs
+    "cloud.google.com/gke-preemptible": "true",  # GKE preemptible VMs (older)
+    "kubernetes.azure.com/scalesetpriority": "spot",  # AKS spot node pools
+}
+MAX_SPOT_LABELS = 16
 RETAIN_DELETE = ("Retain", "Delete")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+# The worker image when neither the spec nor the operator ($WHOISCRAWL_WORKER_IMAGE, which the
+# chart sets from its values) names one: a plain `whoiscrawl operator` outside the chart.
 DEFAULT_IMAGE = "ghcr.io/whoiscrawl/whoiscrawl:0.1.0"
 DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
@@ -121,7 +133,11 @@ class Workers:
                               desc="Work messages per worker (like KEDA's lagThreshold).")
     scale_down_stabilization_seconds: int = knob("scaleDownStabilizationSeconds", 300, lo=0,
                                                  hi=3600)
-    image: str = knob("image", DEFAULT_IMAGE)
+    # No default in the CRD: a stored default would pin every crawl to the image of the CRD it
+    # was created under, so operator upgrades would never roll the workers.
+    image: str = knob("image", DEFAULT_IMAGE,
+                      desc="Worker image. Unset: the operator's (the chart's workerImage, else "
+                           "its own image), so upgrading the operator rolls the workers.")
     image_pull_policy: str = knob("imagePullPolicy", "IfNotPresent", choices=PULL_POLICIES)
     resources: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_RESOURCES.items()})
@@ -147,9 +163,12 @@ class Workers:
 class Scheduling:
     """Where workers run: capacity type, spread, anti-affinity and user extras."""
 
-    capacity_type: str = knob("capacityType", "spot", choices=CAPACITY_TYPES,
-                              desc="spot, on-demand, or any (spot first, on-demand when spot pods "
-                                   "stay Pending past spotPendingTimeoutSeconds).")
+    # any by default: spot alone leaves pods Pending forever where no node carries a spot label
+    # (on-prem, kind, other node-group labels); any falls back to on-demand.
+    capacity_type: str = knob("capacityType", "any", choices=CAPACITY_TYPES,
+                              desc="any (spot first, on-demand when spot pods stay Pending past "
+                                   "spotPendingTimeoutSeconds), spot (never on-demand), or "
+                                   "on-demand.")
     spot_pending_timeout_seconds: int = knob("spotPendingTimeoutSeconds", 300, lo=10, hi=86400)
     one_per_node: bool = knob("onePerNode", False,
                               desc="At most one worker per node (egress diversity).")
@@ -160,6 +179,7 @@ class Scheduling:
     tolerations: tuple[Mapping[str, Any], ...] = ()
     affinity: Mapping[str, Any] = field(default_factory=dict)
     priority_class_name: str | None = knob("priorityClassName", kind="string")
+    spot_labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SPOT_LABELS))
 
 
 @dataclass(frozen=True)
@@ -214,10 +234,16 @@ class Redis:
 class Egress:
     """How workers reach the registries: each node its own address, or N shared NAT addresses."""
 
-    mode: str = knob("mode", "node", choices=EGRESS_MODES,
-                     desc="node: each node has its own public address; nat: the fleet shares "
-                          "`addresses` NAT IPs.")
-    addresses: int = knob("addresses", 1, lo=1, hi=10000, desc="NAT gateway addresses (mode nat).")
+    # nat with one address by default: behind Cloud NAT or a NAT gateway every node leaves by
+    # the same address, and node mode would give N nodes N budgets, N times a registry's limit.
+    mode: str = knob("mode", "nat", choices=EGRESS_MODES,
+                     desc="nat: the whole fleet shares `addresses` public IPs (one budget); node: "
+                          "each node has its own public address (only where that is true: N nodes "
+                          "behind one NAT would send N times a registry's limit).")
+    addresses: int = knob("addresses", 1, lo=1, hi=10000,
+                          desc="Public NAT addresses (mode nat). More than 1 only if the NAT spreads "
+                               "connections evenly over them: the budget is this many times a "
+                               "registry's per-address limit.")
 
 
 def _listing(names: tuple[str, ...]) -> str:
@@ -419,9 +445,9 @@ def _max_unavailable(r: _Reader, value: Any, path: str) -> int | str | None:
     return None
 
 
-def _parse_workers(r: _Reader, raw: Mapping[str, Any]) -> Workers:
+def _parse_workers(r: _Reader, raw: Mapping[str, Any], image: str | None) -> Workers:
     p = "spec.workers"
-    values = r.knobs(Workers, raw, p)
+    values = r.knobs(Workers, raw, p, {"image": image} if image else None)
     if values["min"] > values["max"]:
         r.fail(f"{p}.min", f"must be <= spec.workers.max ({values['max']}), got {values['min']}")
     if values["replicas"] is not None and values["mode"] != "manual":
@@ -456,10 +482,23 @@ def _parse_scheduling(r: _Reader, raw: Mapping[str, Any]) -> Scheduling:
         tolerations = []
     return Scheduling(
         **r.knobs(Scheduling, raw, p),
+        spot_labels=_parse_spot_labels(r, raw, p),
         node_selector=r.str_map(raw, "nodeSelector", p),
         tolerations=tuple(dict(t) for t in tolerations),
         affinity=_parse_affinity(r, raw.get("affinity"), f"{p}.affinity"),
     )
+
+
+def _parse_spot_labels(r: _Reader, raw: Mapping[str, Any], path: str) -> dict[str, str]:
+    if raw.get("spotLabels") is None:
+        return dict(DEFAULT_SPOT_LABELS)
+    labels = r.str_map(raw, "spotLabels", path)
+    if not labels and isinstance(raw.get("spotLabels"), Mapping):
+        r.fail(f"{path}.spotLabels", "must name at least one label (key: value) of spot nodes; "
+                                     "omit it for the EKS, Karpenter, GKE and AKS ones")
+    if len(labels) > MAX_SPOT_LABELS:
+        r.fail(f"{path}.spotLabels", f"holds {len(labels)} labels, at most {MAX_SPOT_LABELS}")
+    return labels
 
 
 def _parse_affinity(r: _Reader, raw: Any, path: str) -> dict[str, Any]:
@@ -549,8 +588,11 @@ def _parse_space(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
-    """Validate and default a raw `spec`; raises SpecError naming every offending field."""
+def parse_spec(raw: Mapping[str, Any] | None, worker_image: str | None = None) -> CrawlSpec:
+    """Validate and default a raw `spec`; raises SpecError naming every offending field.
+
+    `worker_image`: the operator's default worker image (else DEFAULT_IMAGE).
+    """
     r = _Reader()
     spec = r.obj(raw, "spec")
     known = {k.key for _, k, _ in knobs(CrawlSpec)} | set(STRUCTURED_KEYS)
@@ -566,7 +608,7 @@ def parse_spec(raw: Mapping[str, Any] | None) -> CrawlSpec:
         kafka=_parse_kafka(r, section("kafka")),
         redis=_parse_redis(r, section("redis")),
         registries=_parse_registries(r, section("registries")),
-        workers=_parse_workers(r, section("workers")),
+        workers=_parse_workers(r, section("workers"), worker_image),
         scheduling=_parse_scheduling(r, section("scheduling")),
         egress=Egress(**r.knobs(Egress, section("egress"), "spec.egress")),
         sources=Sources(**r.knobs(Sources, section("sources"), "spec.sources")),

@@ -24,6 +24,23 @@ class PodView:
     terminating: bool = False
     unschedulable_since: datetime | None = None  # PodScheduled=False, reason Unschedulable
     overflow: bool = False  # a pod of the on-demand overflow Deployment
+    unschedulable_message: str = ""  # the scheduler's why (PodScheduled's message)
+    waiting: tuple[str, str] | None = None  # a container's (reason, message) while it waits
+    restarts: int = 0  # of the worker container
+    last_exit: str = ""  # how its last run ended: "exit code 1 (Error)"
+
+
+def _container(status: Mapping[str, Any]) -> tuple[tuple[str, str] | None, int, str]:
+    """(waiting reason and message, restarts, last exit) of the worker's container."""
+    for c in status.get("containerStatuses") or []:
+        state = c.get("state") or {}
+        waiting = state.get("waiting")
+        ended = (c.get("lastState") or {}).get("terminated") or {}
+        last = (f"exit code {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})"
+                if ended else "")
+        return ((str(waiting.get("reason") or ""), str(waiting.get("message") or ""))
+                if waiting else None), int(c.get("restartCount") or 0), last
+    return None, 0, ""
 
 
 def pod_view(raw: Mapping[str, Any]) -> PodView:
@@ -34,6 +51,7 @@ def pod_view(raw: Mapping[str, Any]) -> PodView:
     sched = conds.get("PodScheduled") or {}
     created = parse_time(meta.get("creationTimestamp"))
     unschedulable = sched.get("status") == "False" and sched.get("reason") == "Unschedulable"
+    waiting, restarts, last_exit = _container(status)
     return PodView(
         name=str(meta.get("name", "")),
         phase=str(status.get("phase") or "Pending"),
@@ -45,6 +63,8 @@ def pod_view(raw: Mapping[str, Any]) -> PodView:
         unschedulable_since=(parse_time(sched.get("lastTransitionTime")) or created)
         if unschedulable else None,
         overflow=(meta.get("labels") or {}).get(COMPONENT_LABEL) == OVERFLOW_COMPONENT,
+        unschedulable_message=str(sched.get("message") or "") if unschedulable else "",
+        waiting=waiting, restarts=restarts, last_exit=last_exit,
     )
 
 

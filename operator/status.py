@@ -55,6 +55,7 @@ class Observation:
     overflow: int = 0  # on-demand overflow workers standing in for Unschedulable spot pods
     unschedulable_time: datetime | None = None
     pending_message: str | None = None  # spot pods Pending with no fallback allowed
+    workload_problem: tuple[str, str] | None = None  # why workers cannot run (failures.problem)
     notice_overrun: str | None = None  # the pods' grace is longer than the shortest spot notice
     selector: str = ""
 
@@ -145,7 +146,9 @@ def _conditions(o: Observation, deadline_late: bool, previous: list[Mapping[str,
         ready = (True, "WorkersReady", f"{o.workers_ready}/{o.workers_desired} workers ready")
         progressing = (True, "Crawling", f"{summary}; {rec}")
     else:
-        ready = (False, "WorkersNotReady", f"{o.workers_ready}/{o.workers_desired} workers ready")
+        why = f": {o.workload_problem[1]}" if o.workload_problem else ""
+        ready = (False, "WorkersNotReady",
+                 f"{o.workers_ready}/{o.workers_desired} workers ready{why}")
         progressing = (True, "Crawling", f"{summary}; {rec}")
 
     if o.spec_error:
@@ -154,6 +157,8 @@ def _conditions(o: Observation, deadline_late: bool, previous: list[Mapping[str,
         degraded = (True, *o.api_error)
     elif o.backend_error:
         degraded = (True, "BackendUnavailable", o.backend_error)
+    elif o.workload_problem and not o.completed and not o.paused:
+        degraded = (True, *o.workload_problem)
     elif o.pending_message and not o.completed and not o.paused:
         degraded = (True, "SpotCapacityUnavailable", o.pending_message)
     elif o.overflow and not o.completed:

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.services,
               pytest.mark.filterwarnings("ignore::DeprecationWarning:kmock")]
 SPEC: dict[str, Any] = {"ranges": ["41.0.0.0/8"], "kafka": {"bootstrapServers": "127.0.0.1:9092"},
                         "redis": {"url": "redis://127.0.0.1:6379/0"},
+                        # a rate budget of 13 workers (the default, one NAT address, caps at 2)
+                        "egress": {"mode": "nat", "addresses": 10},
                         "workers": {"max": 10, "lagThreshold": 2, "scaleDownStabilizationSeconds": 0}}
 
 

@@ -3,12 +3,14 @@ a re-plan on top counts each shard once."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from whoiscrawl.operator.backend import PENDING, BackendError, LiveBackend, Target
+from whoiscrawl.operator.backend import CLAIM_SECONDS, PENDING, BackendError, LiveBackend, Target
 from whoiscrawl.operator.control import ensure_plan
 from whoiscrawl.operator.spec import parse_spec
 
@@ -131,3 +133,47 @@ def test_the_live_backend_hands_kafka_the_credentials_and_names_what_failed(serv
         with pytest.raises(BackendError, match=named):
             call()
     assert queue.partition_count(t.bootstrap, t.prefix, t.crawl) == 0  # nothing was created
+
+
+class _Dies(BaseException):
+    """An operator killed mid-publish: nothing after it runs, its claim is never freed."""
+
+
+def test_a_plan_claim_is_renewed_while_publishing_and_short_once_its_pass_is_gone(
+        services, unique_name):
+    """A publish slower than its claim keeps it (renewed), so no other pass publishes the plan
+    twice; a pass that dies mid-publish leaves a claim that frees within CLAIM_SECONDS (it was
+    900 s: the crawl stalled 15 minutes after an operator died publishing)."""
+    t = Target(crawl=f"ns.{unique_name}", bootstrap=services.kafka_bootstrap, prefix="t.",
+               redis_url=services.redis_url)
+    spec = parse_spec({"ranges": ["41.0.0.0/16"], "kafka": {"bootstrapServers": "x"},
+                       "redis": {"url": "redis://x"}})
+    store, others = RedisCrawlAdmin(services.redis_url, t.crawl), []
+
+    class Slow(LiveBackend):
+        def _send_plan(self, t: Target, spec: Any) -> Any:
+            time.sleep(self.claim_seconds * 2.5)  # a publish that outlasts its claim
+            try:
+                LiveBackend().publish_plan(t, spec, "uid:key:0")
+            except BackendError as exc:
+                others.append(str(exc))
+            return super()._send_plan(t, spec)
+
+    class Dying(LiveBackend):
+        def _send_plan(self, t: Target, spec: Any) -> Any:
+            raise _Dies
+
+    try:
+        LiveBackend().ensure_topics(t, replace(spec.kafka, partitions=2))
+        first = Slow(claim_seconds=1.0).publish_plan(t, spec, "uid:key:0")
+        assert first.fresh and first.shards > 0
+        assert others and "being published by another pass" in others[0], others
+        assert sent(t) == first.shards  # once
+
+        with pytest.raises(_Dies):
+            Dying().publish_plan(t, spec, "uid:key:1")
+        left = store.client.pttl(Keys(t.crawl).plan("uid:key:1"))
+        assert 0 < left <= CLAIM_SECONDS * 1000, left
+    finally:
+        queue.delete_topics(t.bootstrap, t.prefix, t.crawl)
+        store.delete_crawl()

@@ -84,8 +84,11 @@ def k8s() -> Iterator[K8s]:
 def crd(k8s: K8s) -> dict[str, Any]:
     """The chart's CRD, installed and established."""
     k8s.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    k8s.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                "crd/whoiscrawls.whoiscrawl.io")
+    # Polled, not `kubectl wait`: that fails at once while the CRD has no status conditions yet.
+    until(lambda: any(c["type"] == "Established" and c["status"] == "True" for c in (
+        (k8s.api.get("apiextensions.k8s.io/v1", "customresourcedefinitions", None,
+                     "whoiscrawls.whoiscrawl.io") or {}).get("status") or {}).get("conditions") or []),
+          60, "the CRD Established")
     return json.loads(k8s.kubectl("get", "crd", "whoiscrawls.whoiscrawl.io", "-o", "json").stdout)
 
 

@@ -146,6 +146,7 @@ def granted(k8s: K8s, release_ns: str, watched: str, cluster_wide: bool) -> set[
     roles = [k8s.api.get(rbac, "clusterroles", None, f"{OPERATOR_SA}-discovery")]
     roles.append(k8s.api.get(rbac, "clusterroles", None, OPERATOR_SA) if cluster_wide
                  else k8s.api.get(rbac, "roles", watched, OPERATOR_SA))
+    roles.append(k8s.api.get(rbac, "roles", release_ns, f"{OPERATOR_SA}-leader"))  # the Lease
     return {(g, r, v) for role in roles for rule in (role or {}).get("rules", [])
             for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
 

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from opsupport_api import ApiError, until
 from whoiscrawl.operator import builders
-from whoiscrawl.operator.scheduling import SPOT_LABELS
-from whoiscrawl.operator.spec import parse_spec
+from whoiscrawl.operator.spec import DEFAULT_SPOT_LABELS, parse_spec
 
-from .conftest import POOL, WC, K8s, pool_of
+from .conftest import ON_DEMAND, POOL, WC, K8s, node, node_ready, pool_of
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -52,7 +51,7 @@ def placed(k8s: K8s, namespace: str, crawl: str, count: int, avoid: frozenset[st
 
 
 def is_spot(labels: dict[str, str]) -> bool:
-    return any(labels.get(k) == v for k, v in SPOT_LABELS)
+    return any(labels.get(k) == v for k, v in DEFAULT_SPOT_LABELS.items())
 
 
 def test_spot_workers_land_on_every_platforms_spot_nodes_across_zones(k8s: K8s, crd: dict,
@@ -75,6 +74,22 @@ def test_on_demand_workers_never_land_on_spot(k8s: K8s, crd: dict, namespace: st
     crawl, _ = owned_fleet(k8s, namespace, pool, "on-demand", replicas=4)
     nodes = placed(k8s, namespace, crawl, 4)
     assert not any(is_spot(labels) for labels in nodes.values()), nodes
+
+
+def test_spot_labels_of_another_node_group_are_the_ones_used(k8s: K8s, crd: dict,
+                                                              namespace: str) -> None:
+    """A spot pool labelled as none of the five platforms do (kops' lifecycle label): with
+    `spotLabels` naming it, spot workers land there and never on the on-demand node."""
+    pool = f"p{uuid.uuid4().hex[:5]}"
+    kops = {"node.kubernetes.io/lifecycle": "spot"}
+    names = [node(k8s, f"{pool}-kops", pool, "zone-a", kops),
+             node(k8s, f"{pool}-od0", pool, "zone-b", ON_DEMAND)]
+    for name in names:
+        until(lambda n=name: node_ready(k8s, n), 30, f"node {name} Ready")
+    crawl, _ = owned_fleet(k8s, namespace, pool, "spot", replicas=2,
+                           scheduling={"spotLabels": kops})
+    hosts = {labels["kubernetes.io/hostname"] for labels in placed(k8s, namespace, crawl, 2).values()}
+    assert hosts == {f"{pool}-kops"}, hosts
 
 
 def test_one_per_node_leaves_extra_workers_pending(k8s: K8s, crd: dict, namespace: str) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kubernetes_validate
 import pytest
-from whoiscrawl.operator import builders, scheduling
+from whoiscrawl.operator import builders, control, scaling, scheduling, spot
 from whoiscrawl.operator.spec import SpecError, parse_spec
+from whoiscrawl.operator.spot import PodView
 
 OWNER = builders.Owner("demo", "crawls", "uid-1", "0.1.0")
+NOW = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
 BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
 
 
@@ -128,6 +133,54 @@ def test_egress_identity(egress: dict[str, Any], key_in_config: str | None, shar
     env = env_of(builders.deployment(OWNER, spec, 1, "spot"))
     assert (env.get("WHOISCRAWL_EGRESS_KEY") == {"fieldRef": {"fieldPath": "spec.nodeName"}}) \
         == node_field
+
+
+def test_defaults_keep_a_fleet_behind_one_nat_address_within_one_registry_limit() -> None:
+    """Behind Cloud NAT or a NAT gateway every node leaves by one address: with no egress stated,
+    every worker of every node shares ONE budget (key `nat`, share 1) and the rate-budget cap counts
+    one address, however many nodes the pods are on (node mode gave each node its own budget)."""
+    spec = spec_with()
+    data = builders.config_data("demo", spec)
+    assert (data.get("WHOISCRAWL_EGRESS_KEY"), data["WHOISCRAWL_EGRESS_SHARE"]) == ("nat", "1")
+    assert "WHOISCRAWL_EGRESS_KEY" not in env_of(builders.deployment(OWNER, spec, 1, "spot"))
+    pods = [PodView(f"w{i}", "Running", None, True, True, f"node-{i}") for i in range(12)]
+    assert control.egress_addresses(spec, pods) == 1
+    cap = scaling.budget_cap(spec.address_budget(), control.egress_addresses(spec, pods),
+                             spec.workers.lookups_per_second)
+    assert cap == math.ceil(spec.address_budget() / spec.workers.lookups_per_second)
+
+
+def test_default_capacity_falls_back_to_on_demand_where_no_node_is_spot() -> None:
+    """On-prem, kind or other node-group labels: no node is spot, the spot pods stay Unschedulable.
+    The default (`any`) sizes on-demand overflow for them; `spot` alone had no way out."""
+    spec = spec_with()
+    stuck = PodView("w0", "Pending", NOW, False, False, None,
+                    unschedulable_since=NOW - timedelta(seconds=spec.scheduling
+                                                        .spot_pending_timeout_seconds))
+    got = spot.decide(spec.scheduling.capacity_type, [stuck], NOW,
+                      spec.scheduling.spot_pending_timeout_seconds)
+    assert got.overflow == 1 and got.pending_message is None
+
+
+@pytest.mark.parametrize(("capacity", "operator"), [("spot", "In"), ("on-demand", "NotIn")])
+def test_spot_labels_are_the_users_when_given(capacity: str, operator: str) -> None:
+    kops = {"node.kubernetes.io/lifecycle": "spot"}
+    p = pod(builders.deployment(OWNER, spec_with(scheduling={"spotLabels": kops}), 1, capacity))
+    terms = p["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"]
+    assert [e for t in terms for e in t["matchExpressions"]] == [
+        {"key": "node.kubernetes.io/lifecycle", "operator": operator, "values": ["spot"]}]
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    ({}, "spec.scheduling.spotLabels: must name at least one label"),
+    ({f"k{i}": "spot" for i in range(17)}, "spec.scheduling.spotLabels: holds 17 labels, at most 16"),
+    ({"k": 1}, "spec.scheduling.spotLabels.k: must be a string"),
+    (["karpenter.sh/capacity-type"], "spec.scheduling.spotLabels: must be an object"),
+])
+def test_bad_spot_labels_are_named(labels: Any, message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        spec_with(scheduling={"spotLabels": labels})
 
 
 def test_worker_config_and_secrets() -> None:

@@ -49,7 +49,8 @@ def test_rendered_manifests_are_valid_and_complete() -> None:
     for doc in docs():
         kubernetes_validate.validate(doc, "1.37.0", strict=True)
     dep = next(d for d in docs() if d["kind"] == "Deployment")
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    # One active operator: replicas wait on the Lease, so an upgrade's new pod may start first.
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["whoiscrawl", "operator"]
     # Namespaced by default (the release's own namespace): no cluster-wide Secret reads.
@@ -265,3 +266,66 @@ def test_the_chart_templates_the_crd_so_helm_upgrade_upgrades_it() -> None:
     assert crds("crds.install=false") == []
     # The plain manifests leave the CRD to manifests/crds/ (deleting them must not delete crawls).
     assert not [d for d in docs() if d["kind"] == "CustomResourceDefinition"]
+
+
+def _worker_image_env(*sets: str) -> str:
+    args = [helm(), "template", "w", str(CHART), "--namespace", "ns"]
+    for item in sets:
+        args += ["--set", item]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout
+    dep = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"
+               and d["metadata"]["name"] == "w-whoiscrawl")
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return str(env["WHOISCRAWL_WORKER_IMAGE"])
+
+
+def test_the_worker_image_comes_from_the_charts_values() -> None:
+    """The operator's own image by default (so `helm upgrade` to a new tag rolls the workers),
+    a mirror when workerImage names one; never the CRD's (it has no default for it)."""
+    app = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert _worker_image_env() == f"ghcr.io/whoiscrawl/whoiscrawl:{app}"
+    assert _worker_image_env("image.repository=mirror.local/wc", "image.tag=2.0.0") == \
+        "mirror.local/wc:2.0.0"
+    assert _worker_image_env("workerImage=airgap.local/whoiscrawl@sha256:" + "a" * 64) == \
+        "airgap.local/whoiscrawl@sha256:" + "a" * 64
+    workers = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "spec"]["properties"]["workers"]
+    assert "default" not in workers["properties"]["image"] and "image" not in workers["default"]
+    minimal = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"}}
+    owner = builders.Owner("c", "ns", "uid")
+
+    def image(raw: dict[str, Any]) -> str:
+        spec = parse_spec(raw, "mirror.local/wc:2.0.0")
+        pod = builders.deployment(owner, spec, 1, "spot")["spec"]["template"]["spec"]
+        return str(pod["containers"][0]["image"])
+
+    assert image(minimal) == "mirror.local/wc:2.0.0"
+    assert image({**minimal, "workers": {"image": "mine:1"}}) == "mine:1"  # the spec's own wins
+
+
+def test_leader_election_lease_env_and_rbac() -> None:
+    """On by default: the Lease named in the env, a Role for it alone; off: one replica, Recreate,
+    and more replicas refused."""
+    def render(*sets: str) -> subprocess.CompletedProcess[str]:
+        args = [helm(), "template", "w", str(CHART), "--namespace", "ns"]
+        for item in sets:
+            args += ["--set", item]
+        return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+    out = [d for d in yaml.safe_load_all(render("replicas=2").stdout) if d]
+    dep = next(d for d in out if d["kind"] == "Deployment" and d["metadata"]["name"] == "w-whoiscrawl")
+    env = {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert dep["spec"]["replicas"] == 2
+    assert env["WHOISCRAWL_LEADER_LEASE"]["value"] == "ns/w-whoiscrawl-leader"
+    role = next(d for d in out if d["kind"] == "Role" and d["metadata"]["name"] == "w-whoiscrawl-leader")
+    assert role["metadata"]["namespace"] == "ns"
+    assert {(tuple(r["verbs"]), tuple(r.get("resourceNames", ()))) for r in role["rules"]} == {
+        (("create",), ()), (("get", "patch"), ("w-whoiscrawl-leader",))}
+    off = [d for d in yaml.safe_load_all(render("leaderElection.enabled=false").stdout) if d]
+    dep = next(d for d in off if d["kind"] == "Deployment" and d["metadata"]["name"] == "w-whoiscrawl")
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    assert "WHOISCRAWL_LEADER_LEASE" not in {e["name"] for e in dep["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert not [d for d in off if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader")]
+    refused = render("leaderElection.enabled=false", "replicas=2")
+    assert refused.returncode != 0 and "needs leaderElection.enabled" in refused.stderr

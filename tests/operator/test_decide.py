@@ -78,7 +78,8 @@ def test_decide_reports_fallback_and_planning() -> None:
     assert back.spot.overflow == 0 and [e[1] for e in back.events] == ["SpotRestored"]
     paused = {**raw, "paused": True}
     assert decide(parse_spec(paused), snapshot(paused, pods=(STUCK,))).spot.overflow == 0
-    stuck = decide(parse_spec(RAW), snapshot(RAW, pods=(STUCK,)))
+    spot_only = {**RAW, "scheduling": {"capacityType": "spot"}}
+    stuck = decide(parse_spec(spot_only), snapshot(spot_only, pods=(STUCK,)))
     assert stuck.spot.pending_message and "Unschedulable on spot" in stuck.spot.pending_message
     assert not decide(parse_spec(RAW), snapshot(RAW, planned=False)).planned
 
@@ -111,3 +112,15 @@ def test_a_crawls_data_is_deleted_once_however_often_kopf_runs_the_delete_handle
     again = control.cleanup(deps, crawl)
     assert first is not None and again == first
     assert backend.cleanups == [("ns.gone", True, True)]
+
+
+def test_decide_names_why_the_workers_cannot_run() -> None:
+    """A quota refusing the worker pods, as the Deployment controller reports it."""
+    refused = {"metadata": {"name": "w", "namespace": "crawls"}, "spec": {"replicas": 3},
+               "status": {"conditions": [{"type": "ReplicaFailure", "status": "True",
+                                          "reason": "FailedCreate",
+                                          "message": "exceeded quota: q, limited: pods=0"}]}}
+    got = decide(parse_spec(RAW), snapshot(RAW, deployment=refused))
+    assert got.workload is not None and got.workload[0] == "PodsNotCreated"
+    assert "exceeded quota: q" in got.workload[1]
+    assert decide(parse_spec(RAW), snapshot(RAW)).workload is None

@@ -15,6 +15,7 @@ SPEC: dict[str, Any] = {
     "ranges": ["41.0.0.0/8"],
     "kafka": {"bootstrapServers": "127.0.0.1:9092"},
     "redis": {"url": "redis://127.0.0.1:6379/0"},
+    "egress": {"mode": "nat", "addresses": 10},  # a rate budget of 13 workers: not the cap here
     "workers": {"max": 10, "lagThreshold": 2, "scaleDownStabilizationSeconds": 0},
 }
 OTHER = "other"

@@ -24,8 +24,9 @@ def test_defaults_cover_everything_but_connections() -> None:
     assert s.ranges == ("0.0.0.0/0",)
     assert s.strategy == "sweep" and s.resolution == 24 and s.shard_prefix == 16
     assert s.workers.min == 0 and s.workers.max == 10 and s.workers.replicas is None
-    assert s.scheduling.capacity_type == "spot" and not s.scheduling.one_per_node
-    assert s.egress.mode == "node" and s.cleanup.topics == "Retain" and s.cleanup.redis == "Delete"
+    assert s.scheduling.capacity_type == "any" and not s.scheduling.one_per_node
+    assert (s.egress.mode, s.egress.addresses) == ("nat", 1)
+    assert s.cleanup.topics == "Retain" and s.cleanup.redis == "Delete"
     assert s.rate_limits_env() == "arin=10/s,ripencc=10/s,apnic=10/s,lacnic=10/m,afrinic=2/s"
 
 

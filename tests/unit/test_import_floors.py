@@ -39,7 +39,7 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.registry.rdap": IO + 0.2, "whoiscrawl.registry.contacts": IO + 0.1,
     "whoiscrawl.registry.outcome": IO + 0.1, "whoiscrawl.registry.breaker": IO + 0.1,
     "whoiscrawl.store": IO, "whoiscrawl.queue": IO, "whoiscrawl.ratelimit": IO,
-    "whoiscrawl.redis_client": IO, "whoiscrawl.operator.kube": IO,
+    "whoiscrawl.redis_client": IO, "whoiscrawl.operator.kube": IO, "whoiscrawl.operator.leader": IO,
     # the ground: pure models (blocks -> strategy), the operator's pure parts
     "whoiscrawl.blocks": GROUND + 0.1, "whoiscrawl.strategy": GROUND, "whoiscrawl.space": GROUND,
     "whoiscrawl.keys": GROUND, "whoiscrawl.rates": GROUND, "whoiscrawl.records": GROUND,
