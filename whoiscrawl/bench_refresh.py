@@ -8,6 +8,7 @@ import json
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from whoiscrawl import bench
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.refresh import Refresh
+from whoiscrawl.results.diff import KINDS
 from whoiscrawl.rirs import REGISTRIES, published_at
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim import scenarios
@@ -28,6 +30,18 @@ def requests(log: str) -> int:
     """Requests the simulated registries were sent (file downloads left out), from their log."""
     with open(log, encoding="utf-8") as fh:
         return sum(1 for line in fh if '"protocol":"file"' not in line)
+
+
+def breakdown(log: str, since: int) -> dict[str, int]:
+    """Requests logged after the first `since` (file downloads left out), by registry, kind (`rdap`,
+    `whois`, `rdap-down`: a listing) and answer (`ok`, `rate_limited`...): where the requests went."""
+    counts: Counter[str] = Counter()
+    with open(log, encoding="utf-8") as fh:
+        asked = (json.loads(line) for line in fh if '"protocol":"file"' not in line)
+        for n, doc in enumerate(asked):
+            if n >= since:
+                counts[f"{doc['registry']} {doc['protocol']} {doc['outcome']}"] += 1
+    return dict(sorted(counts.items()))
 
 
 def settled(log: str, since: int, at_least: int, wait_s: float = 15.0) -> int:
@@ -76,7 +90,8 @@ def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -
         previous, started = work / "day0.jsonl", time.monotonic()
         first = asyncio.run(_job(sim, previous).run())
         wall = round(time.monotonic() - started, 1)
-        base = {"requests": settled(sim.log, 0, int(first["lookups"])), "wall_s": wall}
+        base: dict[str, Any] = {"requests": settled(sim.log, 0, int(first["lookups"])), "wall_s": wall,
+                                "by_registry_kind": breakdown(sim.log, 0)}
         yield {"scenario": scenario, "day": 0, "churn": churn, "first_crawl": base,
                "complete": first["complete"], **_figures(scenario, 0, previous, churn), "workdir": str(work)}
         for day in range(1, days + 1):
@@ -87,6 +102,8 @@ def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -
             yield {"scenario": scenario, "day": day, "simulated_changes": changes, "requests": asked,
                    "wall_s": round(wall, 1), "requests_vs_first": round(asked / max(base["requests"], 1), 4),
                    "wall_vs_first": round(wall / max(base["wall_s"], 1e-3), 4), "first_crawl": base,
-                   "change_set": {k: summary["changes"][k] for k in ("added", "removed", "changed")},
+                   "change_set": {k: summary["changes"][k] for k in KINDS},
+                   "by_registry_kind": breakdown(sim.log, before), "asked_again": summary.get("asked_again"),
+                   "lookups_by_registry": summary["lookups_by_registry"], "phases_s": summary.get("phases_s"),
                    **_figures(scenario, day, out, churn)}
             previous = out

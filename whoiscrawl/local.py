@@ -315,7 +315,9 @@ class Seeding:
         """Every staged record out and its block known (`dump_leaf`); those to ask again live
         written to `recheck`."""
         step, n = freshness.every(self.verify), -1
-        with staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
+        spans: list[tuple[int, int]] = []
+        ask = recheck.with_name(recheck.name + ".unaimed")
+        with staged.open(encoding="utf-8") as fh, ask.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_json(line)
                 record.crawl = "local"
@@ -323,8 +325,14 @@ class Seeding:
                 await self.sink.emit(record)
                 self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
                 self.store.counters.blocks += 1  # a block found all the same
+                spans.append((record.first, record.last))
                 if seed.to_ask(record, n, step, self.fill_redacted):
                     again.write(line)
+        own = seed.own_addresses(spans)  # each is asked where it answers itself, not a child
+        with ask.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
+            for record in seed.aimed(map(NetworkRecord.from_json, fh), own):
+                again.write(record.to_json().decode() + "\n")
+        ask.unlink()
         staged.unlink()
         return n + 1
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.results.diff import diff_report
 from whoiscrawl.results.source import ResultSet
-from whoiscrawl.sources import freshness, manifest, stats
+from whoiscrawl.sources import freshness, manifest, seed, stats
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Scope
 from whoiscrawl.store.memory import MemoryStore
@@ -90,9 +91,10 @@ class Refresh:
     counts: Counter[str] = field(default_factory=Counter)
     recheck: list[NetworkRecord] = field(default_factory=list)  # to ask again live
     kept: list[NetworkRecord] = field(default_factory=list)  # networks unchanged (the sample's pool)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds each part took
 
     async def run(self) -> dict[str, Any]:
-        job = self.job
+        job, clock = self.job, time.monotonic()
         old = self._check()
         made_dir = not job.published.exists()
         try:
@@ -101,7 +103,9 @@ class Refresh:
             if made_dir:
                 shutil.rmtree(job.published, ignore_errors=True)
             raise
+        clock = self._took("files", clock)
         prev = Previous.read(self.previous)
+        clock = self._took("previous", clock)
         scope = Scope.of((c.first, c.last) for c in IPSet(old.scope).iter_cidrs())
         sink = FileSink(job.out)
         for record in published.free_records(scope):
@@ -112,9 +116,12 @@ class Refresh:
             if not await self._from_dump(dump, prev, scope, sink):
                 walked.add(dump.registry)
         dumped = {d.registry for d in dumps} - walked
+        clock = self._took("dumps", clock)
         walk = await self._from_stats(old, published, prev, scope, dumped, sink)
         sink.close()
+        clock = self._took("statistics", clock)
         summary = await self._live(walk, published, scope)
+        clock = self._took("live", clock)
         if not summary["complete"]:  # no manifest: the map is no map yet; --resume finishes it
             return {"refreshed": str(self.previous), "out": str(job.out), **summary,
                     "counts": dict(self.counts), "walked": walk, "changes": None, "notes": job.notes[:20]}
@@ -122,9 +129,16 @@ class Refresh:
         made = max(published.end_dates.values(), default="")
         manifest.Manifest(old.scope, self._serials(published, dumps), rows, made).write(job.out)
         changes = write_change_set(self.previous, job.out, change_set_path(job.out))
+        self._took("change_set", clock)
         return {"refreshed": str(self.previous), "out": str(job.out), "complete": summary.pop("complete"),
                 "counts": dict(self.counts), "walked": walk, **summary, "changes": changes,
-                "notes": job.notes[:20]}
+                "phases_s": self.phases, "notes": job.notes[:20]}
+
+    def _took(self, phase: str, since: float) -> float:
+        """The time since `since` kept as the phase's (the summary's `phases_s`); now."""
+        now = time.monotonic()
+        self.phases[phase] = round(now - since, 2)
+        return now
 
     def _check(self) -> manifest.Manifest:
         """The previous map's manifest, for this scope; the new map's place free."""
@@ -173,6 +187,7 @@ class Refresh:
             self.job.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; refreshed live")
             return False
         seen: set[Key] = set()
+        recheck: list[NetworkRecord] = []
         for record in fresh:
             key = (record.registry, record.first, record.last)
             seen.add(key)
@@ -183,10 +198,13 @@ class Refresh:
                 self.kept.append(prev.latest[key])
                 if prev.latest[key] is not before:  # what was asked live for it still holds: after it
                     await sink.emit(prev.latest[key])
+                elif self.job.settings.fill_redacted and freshness.redacted(before):
+                    recheck.append(record)  # never filled (its children covered it whole): maybe now
                 continue
             self.counts[f"{dump.registry}_{'changed' if key in prev.latest else 'added'}"] += 1
             if self.job.settings.fill_redacted and freshness.redacted(record):
-                self.recheck.append(record)
+                recheck.append(record)
+        self.recheck += seed.aimed(recheck, seed.own_addresses([(r.first, r.last) for r in fresh]))
         gone = [k for k in prev.latest if k[0] == dump.registry and k not in seen
                 and prev.latest[k].source != "stats"]
         self.counts[f"{dump.registry}_removed"] += len(gone)

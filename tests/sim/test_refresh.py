@@ -79,8 +79,10 @@ async def test_each_days_refresh_is_that_days_truth_for_a_few_percent_of_the_req
             assert figures["field_accuracy"][registry]["holder"] == 1.0, (day, registry)
             assert figures["field_accuracy"][registry]["country"] == 1.0, (day, registry)
         _arin_differs_only_where_no_file_tells(sim, out, unseen)
-        if day == 1:  # a refresh interrupted in its walk and resumed ends with the same map
+        if day == 1:  # a refresh interrupted in its walk and resumed ends with the same map and feed
             assert _map(resumed) == _map(out)
+            assert sorted(change_set_path(resumed).read_text().splitlines()) == sorted(
+                change_set_path(out).read_text().splitlines())
         counted = sum(summary["changes"][kind] for kind in ("added", "removed", "changed", "transferred"))
         assert counted == len(change_set_path(out).read_text().splitlines()) > 0
         previous = out

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.sources import dumps, freshness
@@ -54,6 +55,44 @@ def _holds(holes: list[list[int]], first: int, last: int) -> bool:
     return False
 
 
+def own_addresses(spans: list[tuple[int, int]]) -> dict[tuple[int, int], int | None]:
+    """For each network of one registry (its span), the first address it answers for itself: the
+    first not inside one of its children; None where its children cover it whole (a lookup
+    anywhere in it answers a child). Asked at its first address instead, a parent whose first
+    child starts there is never answered itself (LACNIC's parents kept their abuse address unfilled)."""
+    own: dict[tuple[int, int], int | None] = {}
+    open_: list[list[int]] = []  # the enclosing networks: [first, last, next address no child covers]
+
+    def close(net: list[int]) -> None:
+        first, last, cursor = net
+        own.setdefault((first, last), cursor if cursor <= last else None)
+
+    for first, last in sorted(set(spans), key=lambda s: (s[0], -s[1])):
+        while open_ and open_[-1][1] < first:
+            close(open_.pop())
+        if open_:
+            parent = open_[-1]
+            if first > parent[2]:  # a gap before this child: the parent answers there
+                own.setdefault((parent[0], parent[1]), parent[2])
+            parent[2] = max(parent[2], last + 1)
+        open_.append([first, last, first])
+    for net in reversed(open_):
+        close(net)
+    return own
+
+
+def aimed(records: Iterable[NetworkRecord], own: dict[tuple[int, int], int | None]
+          ) -> Iterator[NetworkRecord]:
+    """The networks to ask again, each with the address it answers for itself as `query_address`;
+    one its children cover whole is left out (no lookup answers it: asking would only re-read a
+    child). `own`: `own_addresses` of the registry's networks."""
+    for record in records:
+        at = own.get((record.first, record.last), record.first)
+        if at is not None:
+            record.query_address = ip_str(at)
+            yield record
+
+
 def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> bool:
     """Is the n-th dumped network asked again live: one in `step` (the freshness sample), and with
     `fill_redacted` every one lacking holder, country or abuse e-mail."""
@@ -67,8 +106,9 @@ async def ask_again(
     changed: Callable[[NetworkRecord], Awaitable[None]],
     asked: Callable[[LookupResult], Awaitable[None]],
 ) -> dict[str, Any]:
-    """Ask each network of `recheck` (JSON lines) again live at its first address, `concurrency` at
-    a time (the file streamed: LACNIC's dump leaves every abuse address out). `asked(result)` counts
+    """Ask each network of `recheck` (JSON lines) again live at its `query_address` (`aimed`), else
+    at its first address, `concurrency` at a time (the file streamed: LACNIC's dump leaves every
+    abuse address out). `asked(result)` counts
     each answer's lookups; `changed(live)` gets each live record that disagrees with the dump or
     fills a field it lacks, to be written after the dump's (the latest record of a block wins)."""
     counts: Counter[str] = Counter(asked=0)
@@ -76,8 +116,9 @@ async def ask_again(
     gate = asyncio.Semaphore(concurrency)
 
     async def ask(record: NetworkRecord) -> None:
+        at = ip_int(record.query_address) if record.query_address else record.first  # `aimed`
         try:
-            result = await client.lookup(record.first)
+            result = await client.lookup(at)
         except LookupFailed:
             counts["failed"] += 1
             return
