@@ -3,16 +3,19 @@ where the client asks for them (the entity's `self` link, else RFC 9082's path).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import aiohttp
 
 from whoiscrawl.ratelimit import MemoryRateLimiter
+from whoiscrawl.rates import Limit
 from whoiscrawl.registry import RegistryClient, contacts
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import entities, render
 from whoiscrawl.sim.model import World
-from whoiscrawl.space import Bootstrap
+from whoiscrawl.space import Bootstrap, fetch_bootstrap
 
 REAL_ENTITY = Path(__file__).parents[1] / "data" / "real-answers" / "afrinic" / "entities" / \
     "20c-rdap-WOL-AFRINIC.json"  # a real AFRINIC entity answer (20c/rdap's test data)
@@ -81,3 +84,26 @@ def test_the_client_follows_a_self_link_only_under_a_bootstrap_base():
     odd = contacts.EntityRef("ORG-X/1?-AFRINIC")
     assert client.entity_url("afrinic", asked, odd) == ("afrinic", f"{BASE}entity/ORG-X%2F1%3F-AFRINIC")
     assert client.entity_url("arin", asked, odd) is None  # no RDAP base for it in the bootstrap
+
+
+async def test_lookups_of_one_nameless_holder_at_once_ask_its_entity_once(start_sim, world: World):
+    """Three networks of one nameless organisation looked up at once: one entity request, counted in
+    the lookups of the one that made it, and all three records name the holder."""
+    sim = await start_sim(time_scale=1000)
+    held: dict[int, list[int]] = {}
+    for i in range(len(world)):
+        if render.nameless(world, i) and world.lookup(world.start[i]) == i:
+            held.setdefault(world.org[i], []).append(i)
+    objects = next(v for v in held.values() if len(v) >= 3)[:3]
+    limits = {r: Limit(500.0) for r in REGISTRIES}
+    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits))
+    try:
+        results = await asyncio.gather(*(client.lookup(world.start[i]) for i in objects))
+    finally:
+        await client.close()
+    name = render.org_of(world, objects[0]).name
+    assert [r.record.registrant for r in results if r.record] == [name] * 3
+    assert sum(r.lookups for r in results) == 3 + 1
+    sim.log.flush()
+    logged = [e["protocol"] for e in map(json.loads, sim.log.path.open())]
+    assert logged.count("entity") == 1 and logged.count("rdap") == 3
