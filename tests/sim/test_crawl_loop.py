@@ -27,6 +27,7 @@ from whoiscrawl.records import DeadLetter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
+from whoiscrawl.sim import render
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World
 from whoiscrawl.sim.server import Simulator
@@ -300,3 +301,27 @@ async def test_a_transferred_block_whose_holder_is_down_is_waited_for_while_the_
     calm = await crawl(await start_sim(time_scale=100), tmp_path / "calm", ranges)
     assert set(got.records) == set(calm.records)
     assert any(r["registry"] == "ripencc" for r in calm.records.values())
+
+
+async def test_a_holder_named_only_by_handle_is_named_by_its_entity_answer_once(
+        start_sim, tmp_path, world: World):
+    """AFRINIC networks whose RDAP answers name their organisation only by its handle (the vCard
+    `fn` the handle, as AFRINIC's answer for 196.216.2.0/23): the crawl asks each organisation's own
+    entity answer once, through AFRINIC's budget, and every record names its holder as the
+    simulator's world does (before: the handle)."""
+    cidr = "41.1.0.0/16"
+    sim = await start_sim(time_scale=100)
+    got = await crawl(sim, tmp_path, cidr)
+    first, last = int(IPNetwork(cidr).first), int(IPNetwork(cidr).last)
+    nameless = {(ip_str(world.start[i]), ip_str(world.end[i])): i for i in range(len(world))
+                if render.nameless(world, i) and world.start[i] <= last and world.end[i] >= first}
+    by_rdap = {b: i for b, i in nameless.items() if got.records.get(b, {}).get("source") == "rdap"}
+    assert len(by_rdap) >= 3, "the range holds networks whose answers name their holder by handle"
+    for block, i in nameless.items():
+        assert got.records[block]["registrant"] == render.org_of(world, i).name, block
+    sim.log.flush()
+    asked = Counter(e["address"] for e in map(json.loads, sim.log.path.open()) if e["protocol"] == "entity")
+    assert set(asked) == {render.contacts(world, i)[0] for i in by_rdap.values()}  # only those
+    assert set(asked.values()) == {1}  # once per distinct handle, however many networks it holds
+    assert got.requests[("afrinic", "entity", "ok")] == len(asked)
+    assert got.doc["complete"], got.doc

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from whoiscrawl.registry import contacts
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "real-answers"
 
 
 def entity(handle: str, roles: list[str] | None, *props: list[Any], **extra: Any) -> dict[str, Any]:
@@ -74,3 +78,36 @@ def test_a_national_registrys_helpdesk_gives_way_to_the_holders_own_abuse_addres
 def test_a_lacnic_owner_handle_carries_its_country():
     owner = entity("MX-USCV4-LACNIC", ["registrant"], ["fn", {}, "text", "Uninet S.A. de C.V."])
     assert contacts.of_network({"entities": [owner]}).holder_country == "MX"
+
+
+def test_a_holder_named_only_by_handle_is_to_be_asked_for_by_its_self_link():
+    """The holder entity the answer does not name (no vCard, or `fn` its handle: AFRINIC), with its
+    own `self` link where the answer gives one; a named holder or a maintainer is asked for not."""
+    link = {"rel": "self", "href": "https://rdap.afrinic.net/rdap/entity/ORG-X1-AFRINIC"}
+    nameless = entity("ORG-X1-AFRINIC", None, ["kind", {}, "text", "org"],
+                      ["fn", {}, "text", "ORG-X1-AFRINIC"], links=[{"rel": "related", "href": "x"}, link])
+    assert contacts.unnamed_holder({"entities": [nameless]}) == contacts.EntityRef(
+        "ORG-X1-AFRINIC", link["href"])
+    no_card = {"handle": "ORG-Y1-RIPE", "roles": ["registrant"]}
+    assert contacts.unnamed_holder({"entities": [no_card]}) == contacts.EntityRef("ORG-Y1-RIPE", None)
+    named = entity("ORG-Z", ["registrant"], ["fn", {}, "text", "Z Ltd"], ["kind", {}, "text", "org"])
+    mnt = {"handle": "Z-MNT", "roles": ["registrant"]}
+    assert contacts.unnamed_holder({"entities": [named]}) is None
+    assert contacts.unnamed_holder({"entities": [mnt]}) is None
+    assert contacts.unnamed_holder({"entities": "nonsense"}) is None and contacts.unnamed_holder([]) is None
+    # a bare "IP Maintainer" (AFRINIC's role) names nobody: the handle, not "IP", meanwhile
+    role = entity("AR1-AFRINIC", None, ["kind", {}, "text", "group"], ["fn", {}, "text", "IP Maintainer"])
+    assert contacts.of_network({"entities": [role, nameless]}).holder == "ORG-X1-AFRINIC"
+
+
+def test_an_entity_answer_names_the_entity_asked_for():
+    """A real AFRINIC entity answer (20c/rdap's WOL-AFRINIC): its own vCard's `fn`, for its own
+    handle only (not a nested entity's, not another's); an answer that is no entity names nobody."""
+    wol = json.loads((REAL / "afrinic" / "entities" / "20c-rdap-WOL-AFRINIC.json").read_text())
+    assert contacts.entity_name(wol, "WOL-AFRINIC") == "Workonline NOC"
+    assert contacts.entity_name(wol, "wol-afrinic") == "Workonline NOC"  # handles are case-blind
+    assert contacts.entity_name(wol, "ORG-WCL1-AFRINIC") is None
+    assert contacts.entity_name({**wol, "objectClassName": "ip network"}, "WOL-AFRINIC") is None
+    same = entity("ORG-X1-AFRINIC", None, ["fn", {}, "text", "ORG-X1-AFRINIC"], objectClassName="entity")
+    assert contacts.entity_name(same, "ORG-X1-AFRINIC") is None  # still only its handle
+    assert contacts.entity_name({"errorCode": 404}, "WOL-AFRINIC") is None

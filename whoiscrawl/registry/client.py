@@ -126,6 +126,8 @@ class RegistryClient:
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
     _unlisted: set[str] = field(default_factory=set)  # registries warned about: able to list, not listed
     _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
+    # Holders named by their entity's own answer, per (registry, handle): asked once per client.
+    _holder_names: dict[tuple[str, str], asyncio.Task[str | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._egress_keys = [e.key for e in self.egresses]
@@ -135,6 +137,8 @@ class RegistryClient:
     async def close(self, wait_s: float = ABANDONED_WAIT_S) -> None:
         """Close the sessions once requests whose caller went away ended (or `wait_s` passed), so
         their connection slots end with them."""
+        for task in self._holder_names.values():
+            task.cancel()  # a name nobody waits for any more
         if self._abandoned and wait_s > 0:
             await asyncio.wait(self._abandoned, timeout=wait_s)
         for session in self._sessions.values():
@@ -294,6 +298,7 @@ class RegistryClient:
             return result
         if outcome.kind is Kind.ANSWER:
             result.record = outcome.value
+            await self._name_holder(result.record, registry, url, result)
         else:
             result.record = await self._whois_fallback(address, registry, tally, result)
             result.registry = result.record.registry  # a transferred block answers from its holder
@@ -320,6 +325,59 @@ class RegistryClient:
             return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress, received=outcome.received)
         record.raw = outcome.value  # kept for the links; dropped unless include_raw
         return Outcome(Kind.ANSWER, record, egress=outcome.egress)
+
+    def entity_url(self, registry: str, url: str, ref: contacts.EntityRef) -> tuple[str, str] | None:
+        """(registry, URL) of an entity's own answer, named in the answer from `url`: its `self`
+        link where that is under an RDAP base URL the bootstrap names (as a redirect must be),
+        else RFC 9082's `entity/<handle>` under the registry's base (AFRINIC's older answers link
+        nothing); None where the registry has no RDAP base."""
+        if ref.link:
+            target, refusal = self.redirect_target(url, ref.link)
+            if target is not None:
+                return target
+            log.info("the self link %s of %s is not followed: %s", ref.link, ref.handle, refusal)
+        base = self.bootstrap.base_of(registry)
+        return (registry, f"{base}entity/{quote(ref.handle, safe='')}") if base else None
+
+    async def _name_holder(
+        self, record: NetworkRecord, registry: str, url: str, result: LookupResult
+    ) -> None:
+        """Name a holder the answer gives only by handle (`contacts.unnamed_holder`) from its
+        entity's own answer: one request per distinct handle per client (concurrent lookups of
+        the same holder wait for the one), through the registry's budget and attempt loop, its
+        cost counted in `result`. Where that answer names nobody, the record keeps what the
+        network's answer gave."""
+        ref = contacts.unnamed_holder(record.raw)
+        if ref is None:
+            return
+        key = (registry, ref.handle.casefold())
+        task = self._holder_names.get(key)
+        if task is None:
+            tally = Tally()
+            task = self._holder_names[key] = asyncio.create_task(self._ask_entity(registry, url, ref, tally))
+            try:
+                name = await asyncio.shield(task)
+            finally:
+                result.lookups += tally.lookups
+                result.rate_limited += tally.rate_limited
+        else:
+            name = await asyncio.shield(task)
+        if name:
+            record.registrant = name
+
+    async def _ask_entity(self, registry: str, url: str, ref: contacts.EntityRef, tally: Tally) -> str | None:
+        """The name the entity's own answer gives it, None if it gives none or cannot be had."""
+        where = self.entity_url(registry, url, ref)
+        if where is None:
+            return None
+        owner, entity_url = where
+        try:
+            send = functools.partial(self._request, owner, entity_url)
+            outcome = await self._attempt(owner, send, tally, "entity", "keep")
+        except Exception as exc:  # the holder stays as the network's answer gave it
+            log.warning("the entity %s at %s could not be asked: %r", ref.handle, owner, exc)
+            return None
+        return contacts.entity_name(outcome.value, ref.handle) if outcome.kind is Kind.ANSWER else None
 
     async def _whois_fallback(
         self, address: int, registry: str, rdap_tally: Tally, result: LookupResult

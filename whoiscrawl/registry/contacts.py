@@ -94,7 +94,7 @@ def maintainer_name(entities: Any) -> str | None:
         if "registrant" in _roles(entity) and handle.upper().endswith("-MNT") and own:
             return handle[: -len("-MNT")]
         match = re.match(r"(.+?)\s+(?:IP\s+)?Maintainer$", _text(entity, "fn") or "", re.IGNORECASE)
-        if match:
+        if match and match.group(1).upper() != "IP":  # a bare "IP Maintainer" names nobody
             return match.group(1)
     return None
 
@@ -221,6 +221,48 @@ def of_network(doc: dict[str, Any]) -> Contacts:
         holder_country=country or (country_code(owner.group(1)) if owner else None),
         abuse_emails=abuse_emails(entities, doc.get("remarks")),
     )
+
+
+@dataclass(frozen=True)
+class EntityRef:
+    """An entity an answer names only by its handle, and its own `self` link if the answer gives one."""
+
+    handle: str
+    link: str | None = None
+
+
+def self_link(entity: dict[str, Any]) -> str | None:
+    """An entity's link of relation `self` (RFC 9083 4.2: its own answer, `.../entity/<handle>`)."""
+    for link in _list(entity.get("links")):
+        if isinstance(link, dict) and str(link.get("rel", "")).split() == ["self"]:
+            href = link.get("href")
+            return href if isinstance(href, str) and href.strip() else None
+    return None
+
+
+def unnamed_holder(doc: Any) -> EntityRef | None:
+    """The holder entity of an RDAP network answer that its vCard does not name (no vCard, or an
+    `fn` that is only the handle: AFRINIC's organisations), to be named by the entity's own answer
+    (`entity_name`); None where the holder is named, is a maintainer (`-MNT`, no organisation), or
+    there is none. Whatever `of_network` made of the answer meanwhile (a description, a maintainer's
+    name, the handle) is a guess: the entity's answer is the registry's word."""
+    entity = holder_entity(doc.get("entities")) if isinstance(doc, dict) else None
+    if entity is None or _named(entity):
+        return None
+    handle = entity.get("handle")
+    if not isinstance(handle, str) or not handle.strip() or handle.strip().upper().endswith("-MNT"):
+        return None
+    return EntityRef(handle.strip(), self_link(entity))
+
+
+def entity_name(doc: Any, handle: str) -> str | None:
+    """The name an RDAP entity answer (`/entity/<handle>`) gives the entity `handle`: its vCard's
+    `fn`, unless that is the handle again; None for any other answer (another entity's, an error)."""
+    if not isinstance(doc, dict) or doc.get("objectClassName") != "entity":
+        return None
+    if str(doc.get("handle") or "").casefold() != handle.casefold() or not _named(doc):
+        return None
+    return _text(doc, "fn")
 
 
 def _nameless_holder(entities: Any) -> str | None:

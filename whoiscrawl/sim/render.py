@@ -150,6 +150,18 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
     return f"ORG-{org.abbr}{org.key}-AFRINIC", org.name, f"AR{org.key}{g}-AFRINIC", email
 
 
+# One AFRINIC organisation in NAMELESS_EVERY is named by its networks' RDAP answers only by its
+# handle (the vCard `fn` the handle, as AFRINIC's answer for 196.216.2.0/23 in 2014); its entity's
+# own answer, `/entity/<handle>` (`entities.py`), names it. WHOIS and the dump name it as always.
+NAMELESS_EVERY = 16
+
+
+def nameless(world: World, i: int) -> bool:
+    """Whether object i's RDAP answer names its holder only by the holder's handle."""
+    return (world.reg[i] == REGISTRIES.index("afrinic") and world.typ[i] != 0
+            and world.org[i] % NAMELESS_EVERY == NAMELESS_EVERY - 1)
+
+
 def maintainer(world: World, i: int) -> str:
     """The maintainer of object i (APNIC's admin role is named after it: `<maintainer>-AP`)."""
     if world.typ[i] == 0:
@@ -178,7 +190,8 @@ def facts(world: World, i: int, base_url: str) -> shapes.Facts:
         org_handle=reg_h, org_name=reg_name, abuse_handle=abuse_h, abuse_email=abuse_mail,
         maintainer=maintainer(world, i),
         self_url=f"{base_url}ip/{start}", up_url=up, port43=PORT43[reg], terms=TOS[reg],
-        placeholder=placeholder, asn=0 if placeholder else 64512 + world.org[i] % 1000, top=p < 0)
+        placeholder=placeholder, asn=0 if placeholder else 64512 + world.org[i] % 1000, top=p < 0,
+        org_named=not nameless(world, i))
 
 
 def rdap_object(world: World, i: int, base_url: str, era: str = "current",

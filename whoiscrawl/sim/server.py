@@ -18,7 +18,7 @@ from aiohttp import web
 
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.rirs import BY_ID, REGISTRIES
-from whoiscrawl.sim import policy, published, relations, render, whoisq
+from whoiscrawl.sim import entities, policy, published, relations, render, whoisq
 from whoiscrawl.sim.arrival import BACKLOG, Arrivals, InOrder
 from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.faults import Decision, Faults
@@ -171,6 +171,7 @@ class Simulator:
             app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}", self._handler(self.rdap, r))
             app.router.add_get(render.BASE_PATHS[r] + "ip/{addr}/{plen}", self._handler(self.rdap, r))
             app.router.add_get(render.BASE_PATHS[r] + "help", self._handler(self.help, r))
+            app.router.add_get(render.BASE_PATHS[r] + "entity/{handle}", self._handler(self.entity, r))
             if r in self.relation_registries:
                 app.router.add_get(render.BASE_PATHS[r] + "ips/rirSearch1/{rel}/{arg:.+}",
                                    self._handler(self.relation, r))
@@ -344,6 +345,22 @@ class Simulator:
             return web.Response(body=render.rdap_help(registry), content_type=RDAP_JSON)
 
         return await self._serve(request, registry, src, self._arrived(request), "", None, "help", answer)
+
+    async def entity(self, request: web.Request, registry: str) -> web.StreamResponse:
+        """RDAP entity lookup (RFC 9082 3.1.5): an organisation of the world by its handle
+        (`entities.py`), 404 for any other; inside the registry's limits like any query."""
+        src, handle = request.remote or "unknown", request.match_info["handle"]
+
+        def answer() -> web.Response:
+            body = entities.entity_bytes(self.world, registry, handle, self.base_url(registry))
+            status = 404 if body is None else 200
+            self.log.write(time.time(), src, registry, handle[:64], "entity", status,
+                           None if body is None else handle, "not_found" if body is None else "ok")
+            return web.Response(status=status, body=body or render.rdap_error(404, "Not Found"),
+                                content_type=RDAP_JSON)
+
+        return await self._serve(request, registry, src, self._arrived(request), handle[:64], None,
+                                 "entity", answer)
 
     async def relation(self, request: web.Request, registry: str) -> web.StreamResponse:
         """RFC 9910 relation search as RIPE NCC's server answers it: `rdap-up`/`rdap-top` one

@@ -53,6 +53,9 @@ class Facts:
     placeholder: bool
     asn: int
     top: bool  # a delegation itself (the registry's own maintainer holds it too)
+    # False: the answer names its holder only by handle (AFRINIC's vCard `fn` the handle, as its
+    # 2014 answers did); the entity's own answer (`entities.py`) names it
+    org_named: bool = True
 
 
 def country_name(cc: str | None) -> str:
@@ -536,7 +539,7 @@ def _afrinic(f: Facts, era: str) -> dict[str, Any]:
         None,
         _card(
             ["kind", {}, "text", "org"],
-            ["fn", {}, "text", f.org_name],
+            ["fn", {}, "text", f.org_name if f.org_named else f.org_handle],
             ["tel", {"type": "work"}, "uri", "tel:+000000000"],
             ["email", {"type": "work"}, "text", f"info@{f.abuse_email.split('@')[1]}"],
             adr,

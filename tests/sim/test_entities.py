@@ -1,0 +1,109 @@
+"""RDAP entity answers: the simulator's (`/entity/<handle>`, shaped after a real AFRINIC one) and
+where the client asks for them (the entity's `self` link, else RFC 9082's path)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+
+from whoiscrawl.ratelimit import MemoryRateLimiter
+from whoiscrawl.rates import Limit
+from whoiscrawl.registry import RegistryClient, contacts
+from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.sim import entities, render
+from whoiscrawl.sim.model import World
+from whoiscrawl.space import Bootstrap, fetch_bootstrap
+
+REAL_ENTITY = Path(__file__).parents[1] / "data" / "real-answers" / "afrinic" / "entities" / \
+    "20c-rdap-WOL-AFRINIC.json"  # a real AFRINIC entity answer (20c/rdap's test data)
+BASE = "https://rdap.example/afrinic/rdap/"
+
+
+def _nameless(world: World) -> int:
+    return next(i for i in range(len(world)) if render.nameless(world, i))
+
+
+def test_a_nameless_holders_entity_answer_names_it_in_the_shape_of_afrinics(world: World):
+    i = _nameless(world)
+    handle = render.contacts(world, i)[0]
+    network = render.rdap_object(world, i, BASE)
+    org = next(e for e in network["entities"] if e["handle"] == handle)
+    assert contacts.entity_name({**org, "objectClassName": "entity"}, handle) is None  # fn: the handle
+    assert contacts.unnamed_holder(network) == contacts.EntityRef(handle, None)  # no links (2014 shape)
+    doc = entities.entity_object(world, "afrinic", handle, BASE)
+    assert doc is not None and contacts.entity_name(doc, handle) == render.org_of(world, i).name
+    real = json.loads(REAL_ENTITY.read_text())
+    assert set(doc) == set(real) - {"entities"}  # an organisation's answer nests no contacts here
+    url = f"{BASE}entity/{handle}"
+    assert doc["links"] == [{"value": url, "rel": "self", "href": url}]
+    assert [p[0] for p in doc["vcardArray"][1]] == [p[0] for p in real["vcardArray"][1]]
+    assert doc["rdapConformance"] == real["rdapConformance"]
+
+
+def test_only_the_worlds_organisations_are_answered(world: World):
+    i = _nameless(world)
+    handle = render.contacts(world, i)[0]
+    key = str(world.org[i])
+    assert entities.entity_object(world, "afrinic", handle.replace(key, str(int(key) + 1)), BASE) is None
+    other_abbr = "ORG-ZZZZZ" + handle.removeprefix("ORG-")[5:]
+    assert entities.entity_object(world, "afrinic", other_abbr, BASE) is None
+    assert entities.entity_object(world, "ripencc", handle, BASE) is None  # another registry's handle
+    assert entities.entity_object(world, "arin", "ARIN", BASE) is not None  # the registry's own
+    assert entities.entity_object(world, "afrinic", "AR1-AFRINIC", BASE) is None
+
+
+async def test_the_simulator_serves_entities_within_the_registrys_limits(start_sim, world: World):
+    sim = await start_sim(time_scale=1000)
+    handle = render.contacts(world, _nameless(world))[0]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{sim.base_url('afrinic')}entity/{handle}") as resp:
+            assert resp.status == 200
+            doc = json.loads(await resp.read())
+        async with session.get(f"{sim.base_url('afrinic')}entity/NOBODY-AFRINIC") as resp:
+            assert resp.status == 404
+    assert doc["links"][0]["href"] == f"{sim.base_url('afrinic')}entity/{handle}"
+    sim.log.flush()
+    logged = [(e["protocol"], e["status"], e["outcome"]) for e in map(json.loads, sim.log.path.open())]
+    assert logged == [("entity", 200, "ok"), ("entity", 404, "not_found")]
+
+
+def test_the_client_follows_a_self_link_only_under_a_bootstrap_base():
+    bootstrap = Bootstrap.from_document({"services": [[["41.0.0.0/8"], [BASE]]]})
+    client = RegistryClient(bootstrap, MemoryRateLimiter({}))
+    asked = f"{BASE}ip/41.1.1.1"
+    own = contacts.EntityRef("ORG-X1-AFRINIC", f"{BASE}entity/ORG-X1-AFRINIC")
+    assert client.entity_url("afrinic", asked, own) == ("afrinic", own.link)
+    # a link elsewhere (another host, a private address) is not followed: RFC 9082's path instead
+    for hostile in ("http://169.254.169.254/latest/meta-data", "https://evil.example/entity/X", "file:///etc/passwd"):
+        ref = contacts.EntityRef("ORG-X1-AFRINIC", hostile)
+        assert client.entity_url("afrinic", asked, ref) == ("afrinic", f"{BASE}entity/ORG-X1-AFRINIC")
+    # a handle with characters of its own is quoted into the path
+    odd = contacts.EntityRef("ORG-X/1?-AFRINIC")
+    assert client.entity_url("afrinic", asked, odd) == ("afrinic", f"{BASE}entity/ORG-X%2F1%3F-AFRINIC")
+    assert client.entity_url("arin", asked, odd) is None  # no RDAP base for it in the bootstrap
+
+
+async def test_lookups_of_one_nameless_holder_at_once_ask_its_entity_once(start_sim, world: World):
+    """Three networks of one nameless organisation looked up at once: one entity request, counted in
+    the lookups of the one that made it, and all three records name the holder."""
+    sim = await start_sim(time_scale=1000)
+    held: dict[int, list[int]] = {}
+    for i in range(len(world)):
+        if render.nameless(world, i) and world.lookup(world.start[i]) == i:
+            held.setdefault(world.org[i], []).append(i)
+    objects = next(v for v in held.values() if len(v) >= 3)[:3]
+    limits = {r: Limit(500.0) for r in REGISTRIES}
+    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits))
+    try:
+        results = await asyncio.gather(*(client.lookup(world.start[i]) for i in objects))
+    finally:
+        await client.close()
+    name = render.org_of(world, objects[0]).name
+    assert [r.record.registrant for r in results if r.record] == [name] * 3
+    assert sum(r.lookups for r in results) == 3 + 1
+    sim.log.flush()
+    logged = [e["protocol"] for e in map(json.loads, sim.log.path.open())]
+    assert logged.count("entity") == 1 and logged.count("rdap") == 3
