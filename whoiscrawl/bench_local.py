@@ -25,9 +25,10 @@ from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.registry import whois
 from whoiscrawl.rirs import REGISTRIES
-from whoiscrawl.settings import CrawlSettings
+from whoiscrawl.settings import SETTINGS, CrawlSettings
 from whoiscrawl.sim import data, render, whoisq
 from whoiscrawl.sim.model import World
+from whoiscrawl.sources import published
 from whoiscrawl.space import fetch_bootstrap
 
 
@@ -184,13 +185,18 @@ class _ThreadProfiles:
 
 
 def crawl_slice(
-    name: str, sim_info: dict[str, Any], ranges: list[str], out: Path, profile: bool
+    name: str, sim_info: dict[str, Any], ranges: list[str], out: Path, profile: bool, sources: str = "live"
 ) -> dict[str, Any]:
     """One local crawl of `ranges` (in a process of its own: its CPU time and peak RSS are the
-    crawl's), with its figures and, if `profile`, the profile summary of every thread."""
+    crawl's), with its figures and, if `profile`, the profile summary of every thread. `sources`
+    other than live: the simulator's published files read first, as `whoiscrawl demo` reads them."""
     sim = Simulator(None, sim_info)  # type: ignore[arg-type]  # started by the parent
-    job = LocalCrawl(ranges, out, asyncio.run(fetch_bootstrap(sim.bootstrap_url)), sim.limits(),
-                     CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, sim.whois)))
+    files = {} if sources == "live" else {  # simulated data: no real terms apply
+        "files_base": sim.files_base, "accept_dump_terms": frozenset(REGISTRIES),
+        "verify": SETTINGS["verify"].default, "fill_redacted": SETTINGS["fill_redacted"].default}
+    chosen = CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, sim.whois),
+                           sources=published.parse_sources(sources), **files)
+    job = LocalCrawl(ranges, out, asyncio.run(fetch_bootstrap(sim.bootstrap_url)), sim.limits(), chosen)
     threads, main = _ThreadProfiles(), cProfile.Profile(time.thread_time)  # CPU, thread by thread
     cpu, started = time.process_time(), time.monotonic()
     with threads.watching() if profile else contextlib.nullcontext():
@@ -201,7 +207,7 @@ def crawl_slice(
     wall, cpu = time.monotonic() - started, time.process_time() - cpu
     blocks = int(summary["blocks"])
     return {
-        "slice": name, "ranges": len(ranges),
+        "slice": name, "sources": sources, "ranges": len(ranges),
         "addresses": sum(1 << (32 - int(r.split("/")[1])) for r in ranges),
         "complete": summary["complete"], "networks": blocks, "lookups": summary["lookups"],
         "wall_s": round(wall, 1), "networks_per_s": round(blocks / wall, 1),
@@ -214,18 +220,20 @@ def crawl_slice(
 
 
 def scale_benchmark(fractions: list[float], time_scale: float, baseline: str | None, profile: bool,
-                    workdir: Path) -> Iterator[dict[str, Any]]:
+                    workdir: Path, sources: str = "live") -> Iterator[dict[str, Any]]:
     """Local crawls, one JSON document each: `baseline` (a scenario, e.g. standard) whole, then
     each slice of `full`, smallest first, each in a fresh process against one simulator of
-    `full`. The last document compares each slice's CPU seconds per network with the baseline's."""
+    `full`, with `sources` (the files made before the crawls start). The last document compares
+    each slice's CPU seconds per network with the baseline's."""
     runs: list[dict[str, Any]] = []
     plans = ([(baseline, baseline, None)] if baseline else []) + [
         ("full", f"full/{round(1 / f)}" if f < 1 else "full", slice_ranges(f)) for f in fractions]
     for scenario in dict.fromkeys(s for s, _, _ in plans):
-        with simulator(scenario, time_scale, workdir / f"{scenario}-requests.jsonl") as sim:
+        extra = [] if sources == "live" else ["--prepare-files"]
+        with simulator(scenario, time_scale, workdir / f"{scenario}-requests.jsonl", extra=extra) as sim:
             for _, name, ranges in (p for p in plans if p[0] == scenario):
                 out = workdir / f"{name.replace('/', '-')}.jsonl"
-                run = _crawl_in_a_process(name, sim.info, ranges or sim.ranges, out, profile)
+                run = _crawl_in_a_process(name, sim.info, ranges or sim.ranges, out, profile, sources)
                 runs.append(run)
                 yield run
     if baseline and len(runs) > 1:
@@ -236,13 +244,13 @@ def scale_benchmark(fractions: list[float], time_scale: float, baseline: str | N
 
 
 def _crawl_in_a_process(
-    name: str, sim_info: dict[str, Any], ranges: list[str], out: Path, profile: bool
+    name: str, sim_info: dict[str, Any], ranges: list[str], out: Path, profile: bool, sources: str
 ) -> dict[str, Any]:
     """`crawl_slice` in a new interpreter. Not a multiprocessing child: the crawl starts a process
     pool of its own (the parser of answers over 1 MB), which only an interpreter's own exit shuts
     down; a multiprocessing child waits for it forever."""
     args = json.dumps({"name": name, "sim_info": sim_info, "ranges": ranges, "out": str(out),
-                       "profile": profile})
+                       "profile": profile, "sources": sources})
     done = subprocess.run([sys.executable, "-m", "whoiscrawl.bench_local"], input=args, text=True,
                           stdout=subprocess.PIPE, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -252,4 +260,4 @@ def _crawl_in_a_process(
 if __name__ == "__main__":  # one slice's crawl, as _crawl_in_a_process asks for it
     asked = json.loads(sys.stdin.read())
     print(json.dumps(crawl_slice(asked["name"], asked["sim_info"], asked["ranges"], Path(asked["out"]),
-                                 asked["profile"])))
+                                 asked["profile"], asked["sources"])))

@@ -607,6 +607,8 @@ def bench_scale(
     profile: Annotated[bool, typer.Option(help="Profile each crawl (all threads); print its top 5")] = True,
     workdir: Annotated[Path | None, typer.Option(help="Where results and logs go (default: a new temp dir)")]
     = None,
+    sources: Annotated[str, typer.Option(help="What each crawl reads: live (today's walk) or, as the "
+                                         "demo, stats,dumps,live (the simulator's files first)")] = "live",
 ) -> None:
     """Local crawls of the baseline scenario and of growing slices of `full`, one JSON line each:
     networks/s, CPU seconds per network, peak RSS, and the profile's top five functions."""
@@ -617,7 +619,14 @@ def bench_scale(
     logging.basicConfig(level=logging.WARNING)
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-scale-"))
     where.mkdir(parents=True, exist_ok=True)
-    for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where):
+    from whoiscrawl.sources.published import SourcesError, parse_sources
+
+    try:
+        parse_sources(sources)
+    except SourcesError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sources") from exc
+    for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where,
+                               sources):
         typer.echo(json.dumps(doc), nl=True)
 
 

@@ -42,3 +42,13 @@ def test_the_profile_summary_names_the_work_of_every_thread_not_the_loops_plumbi
     assert len(top) == 5 and times == sorted(times, reverse=True)
     assert "spin" in top[0]["function"] and top[0]["calls"] == 2
     assert not any("asyncio/" in r["function"] or "threading.py" in r["function"] for r in top)
+
+
+def test_sources_other_than_the_three_are_refused_before_any_simulator_starts(tmp_path):
+    from typer.testing import CliRunner
+
+    from whoiscrawl.cli import app
+
+    result = CliRunner().invoke(app, ["bench-scale", "--sources", "stats,ftp", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2 and "use one or more of stats, dumps, live" in result.output
+    assert not list(tmp_path.iterdir())

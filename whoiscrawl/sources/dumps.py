@@ -1,15 +1,17 @@
 """Bulk RPSL dumps read into the record schema: split files joined by key, single files in two passes.
 
-Memory stays bounded: organisations, abuse roles and IRTs (small) are held in memory; inetnums are
-streamed, one record out per object read. RIPE NCC and APNIC publish one file per object type,
-AFRINIC and LACNIC one file with everything (read twice: first its contacts, then its inetnums).
-Formats and terms: docs/sources.md."""
+Memory stays bounded: organisations, abuse roles and IRTs go to an sqlite3 index on disk (a dump
+may hold as many of them as inetnums); inetnums are streamed, one record out per object read.
+RIPE NCC and APNIC publish one file per object type, AFRINIC and LACNIC one file with everything
+(read twice: first its contacts, then its inetnums). Formats and terms: docs/sources.md."""
 
 from __future__ import annotations
 
 import gzip
+import sqlite3
+import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,24 +57,64 @@ class DumpLines:
             self.problem = f"{self.path}, line {self.line_no}: the file ends early ({exc})"
 
 
-@dataclass
 class Contacts:
-    """A registry's organisations (name, country), abuse roles' and IRTs' mailboxes, by handle."""
+    """A registry's organisations (name, country, abuse-c) and abuse roles' and IRTs' mailboxes, by
+    handle, in an sqlite3 file of their own: a dump may hold as many organisations and roles as
+    inetnums (millions in RIPE NCC's), so they are never all in memory; the page cache is bounded
+    (`CACHE_KIB`). Rows are streamed in as the files are read, indexed once, then looked up per
+    inetnum; a handle given twice is the later object's, as the file reads. `close()` removes it."""
 
-    orgs: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-    org_abuse: dict[str, str] = field(default_factory=dict)  # organisation -> its abuse-c
-    mailboxes: dict[str, list[str]] = field(default_factory=dict)  # role nic-hdl or irt name -> mailboxes
+    CACHE_KIB = 32 * 1024
 
-    def add(self, obj: rpsl.RpslObject) -> None:
+    def __init__(self, workdir: Path | None = None) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="dump-contacts-", dir=workdir)
+        # One reader at a time, but not always on the thread that made it (the fleet stages in one).
+        self._db = sqlite3.connect(Path(self._dir.name) / "contacts.sqlite", check_same_thread=False)
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", f"cache_size = -{self.CACHE_KIB}"):
+            self._db.execute(f"PRAGMA {pragma}")  # a scratch index: rebuilt from the files if lost
+        self._db.execute("CREATE TABLE contact (kind TEXT, handle TEXT, name TEXT, country TEXT, extra TEXT)")
+
+    def load(self, objects: Iterable[rpsl.RpslObject]) -> None:
+        """Every organisation, role and IRT of `objects` kept (the rest passed over), streamed."""
+        with self._db:
+            self._db.executemany("INSERT INTO contact VALUES (?, ?, ?, ?, ?)",
+                                 (row for obj in objects if (row := self._row(obj)) is not None))
+
+    @staticmethod
+    def _row(obj: rpsl.RpslObject) -> tuple[str, str, str | None, str | None, str | None] | None:
+        """("org", handle, name, country, abuse-c) or ("box", handle, None, None, mailboxes)."""
         if obj.kind == "organisation":
-            self.orgs[obj.key] = (obj.first("org-name") or obj.key, _country(obj.first("country")))
-            if obj.first("abuse-c"):
-                self.org_abuse[obj.key] = str(obj.first("abuse-c"))
-        elif obj.kind in ("role", "irt"):
+            return "org", obj.key, obj.first("org-name") or obj.key, _country(obj.first("country")), \
+                obj.first("abuse-c")
+        if obj.kind in ("role", "irt"):
             boxes = [m for word in _EMAIL_WORDS for m in obj.all(word)]
             handle = obj.first("nic-hdl") if obj.kind == "role" else obj.key
             if boxes and handle:
-                self.mailboxes[handle] = boxes
+                return "box", handle, None, None, "\n".join(boxes)
+        return None
+
+    def index(self) -> None:
+        """Made once every file's contacts are in: sorting them once costs less than keeping an
+        index while rows arrive in no order."""
+        self._db.execute("CREATE INDEX contact_handle ON contact (kind, handle)")
+
+    def _latest(self, kind: str, handle: str) -> tuple[str | None, str | None, str | None] | None:
+        row = self._db.execute("SELECT name, country, extra FROM contact WHERE kind = ? AND handle = ? "
+                               "ORDER BY rowid DESC LIMIT 1", (kind, handle)).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def org(self, handle: str) -> tuple[str | None, str | None, str | None]:
+        """An organisation's name, country and abuse-c; (None, None, None) when the dump has none."""
+        return self._latest("org", handle) or (None, None, None)
+
+    def mailboxes(self, handle: str) -> list[str]:
+        """A role's or IRT's abuse mailboxes, [] when the dump has none for the handle."""
+        found = self._latest("box", handle)
+        return found[2].split("\n") if found and found[2] else []
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
 
 
 @dataclass
@@ -130,31 +172,39 @@ def _objects(path: Path, report: DumpReport, again: bool = False) -> Iterator[rp
 
 
 def read_registry(
-    registry: str, paths: list[Path], serial: str | None, observed_at: str | None = None
+    registry: str, paths: list[Path], serial: str | None, observed_at: str | None = None,
+    workdir: Path | None = None,
 ) -> tuple[DumpReport, Iterator[NetworkRecord]]:
     """A registry's dump files as records: first every file's contacts (split files of other types,
-    or the single file's first pass), then its inetnums streamed. Iterate the records through
-    before reading the report's `problems`."""
+    or the single file's first pass) into an index on disk (under `workdir`, else the system's
+    temporary directory), then its inetnums streamed. Iterate the records through before reading
+    the report's `problems`; the index is removed once they are (or when the iterator is closed)."""
     report = DumpReport(registry, serial)
-    contacts = Contacts()
-    for path in paths:
-        if _split_type(path) not in ("inetnum",):
-            for obj in _objects(path, report):
-                if obj.kind in _CONTACTS:
-                    contacts.add(obj)
+    contacts = Contacts(workdir)
+    try:
+        for path in paths:
+            if _split_type(path) not in ("inetnum",):
+                contacts.load(_objects(path, report))
+        contacts.index()
+    except BaseException:
+        contacts.close()
+        raise
     inetnum_files = [p for p in paths if _split_type(p) in ("inetnum", None)]
 
     def records() -> Iterator[NetworkRecord]:
-        for path in inetnum_files:
-            for obj in _objects(path, report, again=_split_type(path) is None):
-                if obj.kind != "inetnum":
-                    continue
-                record = to_record(registry, obj, contacts, serial, observed_at)
-                if isinstance(record, str):
-                    report.skip(f"{path}, object at line {obj.line}: {record}", obj.kind, obj.key)
-                    continue
-                report.records += 1
-                yield record
+        try:
+            for path in inetnum_files:
+                for obj in _objects(path, report, again=_split_type(path) is None):
+                    if obj.kind != "inetnum":
+                        continue
+                    record = to_record(registry, obj, contacts, serial, observed_at)
+                    if isinstance(record, str):
+                        report.skip(f"{path}, object at line {obj.line}: {record}", obj.kind, obj.key)
+                        continue
+                    report.records += 1
+                    yield record
+        finally:
+            contacts.close()
 
     return report, records()
 
@@ -178,7 +228,7 @@ def to_record(
         return str(exc)
     cidrs = ipv4.cidrs(first, last)
     org = obj.first("org")
-    org_name, org_country = contacts.orgs.get(org, (None, None)) if org else (None, None)
+    org_name, org_country, org_abuse = contacts.org(org) if org else (None, None, None)
     # LACNIC names the holder in the object itself; elsewhere the organisation, else the description.
     holder = obj.first("owner") or org_name or (obj.first("descr") or "").split("\n")[0] or None
     country = _country(obj.first("country"))
@@ -194,7 +244,7 @@ def to_record(
         parent_handle=_parent(registry, obj.first("parent")),
         type=(obj.first("status") or "").upper() or None,
         status=["active"],
-        abuse_emails=_abuse(obj, contacts, org),
+        abuse_emails=_abuse(obj, contacts, org_abuse),
         registrant=holder,
         registration_date=obj.first("created"),
         last_changed=obj.first("last-modified") or obj.first("changed"),
@@ -212,16 +262,16 @@ def _parent(registry: str, text: str | None) -> str | None:
         return None
 
 
-def _abuse(obj: rpsl.RpslObject, contacts: Contacts, org: str | None) -> list[str]:
+def _abuse(obj: rpsl.RpslObject, contacts: Contacts, org_abuse: str | None) -> list[str]:
     """The object's own abuse-mailbox, else its abuse-c role's, else its organisation's abuse-c role's,
     else its IRT's (APNIC's `mnt-irt`), else the addresses its remarks give for abuse (AFRINIC's
     "please send abuse reports to ...", read as the WHOIS parser reads them)."""
     own = obj.all("abuse-mailbox")
     if own:
         return own
-    for handle in (obj.first("abuse-c"), contacts.org_abuse.get(org or ""), *obj.all("mnt-irt")):
-        if handle and handle in contacts.mailboxes:
-            return list(contacts.mailboxes[handle])
+    for handle in (obj.first("abuse-c"), org_abuse, *obj.all("mnt-irt")):
+        if handle and (boxes := contacts.mailboxes(handle)):
+            return boxes
     return remark_abuse_emails(obj.all("remarks"))
 
 

@@ -162,8 +162,9 @@ class RegistryDump:
     serial: str | None
     observed_at: str
 
-    def read(self) -> tuple[dumps.DumpReport, Iterator[NetworkRecord]]:
-        return dumps.read_registry(self.registry, self.paths, self.serial, self.observed_at)
+    def read(self, workdir: Path | None = None) -> tuple[dumps.DumpReport, Iterator[NetworkRecord]]:
+        """Its records streamed (`dumps.read_registry`; its contacts' index on disk under `workdir`)."""
+        return dumps.read_registry(self.registry, self.paths, self.serial, self.observed_at, workdir)
 
 
 async def fetch_dumps(

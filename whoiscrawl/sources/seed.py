@@ -20,8 +20,9 @@ from whoiscrawl.space import Scope
 
 def stage(dump: RegistryDump, scope: Scope | None, staged: Path) -> dumps.DumpReport:
     """The dump's records inside the crawl's scope, streamed to a file: used only once the whole
-    dump read well, so a file cut off loses nothing (its registry is crawled live instead)."""
-    report, records = dump.read()
+    dump read well, so a file cut off loses nothing (its registry is crawled live instead). The
+    dump's contacts are indexed on disk beside `staged` while it is read."""
+    report, records = dump.read(staged.parent)
     with staged.open("w", encoding="utf-8") as fh:
         for record in records:
             if scope is None or scope.overlaps(record.first, record.last):
