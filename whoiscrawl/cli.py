@@ -473,8 +473,8 @@ def _bench_chaos(scenario: str, workers: int, scale: float, blows: tuple[int, in
                  sim_options: tuple[str, ...]) -> None:
     """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (blows: kills,
     terms, pauses of workers; restarts: of the broker, of Redis with its data lost)."""
-    from whoiscrawl import bench as b
-    from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
+    from whoiscrawl.bench import fleet as b
+    from whoiscrawl.bench.chaos import Chaos, chaos_bench, owned_services
     from whoiscrawl.dev.services import restart_kafka, restart_redis
 
     kills, terms, pauses = blows
@@ -550,7 +550,7 @@ def bench(
     _known_scenario(scenario)  # before any service starts
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
-    from whoiscrawl.bench import simulator_options
+    from whoiscrawl.bench.fleet import simulator_options
 
     sim_options = simulator_options(row_limit, arin_relation_search)
     if chaos:
@@ -579,7 +579,7 @@ def _bench_fleet(scenario: str, settings: CrawlSettings, workers: int, egresses:
                  compare: tuple[bool, bool], output: tuple[bool, bool], sim_options: tuple[str, ...]) -> None:
     """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks
     (`output`: whether to run them, and JSON rather than tables)."""
-    from whoiscrawl import bench as b
+    from whoiscrawl.bench import fleet as b
 
     micro, as_json = output
     with b.bench_services() as (kafka, redis_url):
@@ -612,7 +612,7 @@ def bench_scale(
     networks/s, CPU seconds per network, peak RSS, and the profile's top five functions."""
     import tempfile
 
-    from whoiscrawl.bench_local import scale_benchmark
+    from whoiscrawl.bench.local import scale_benchmark
 
     logging.basicConfig(level=logging.WARNING)
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-scale-"))
@@ -630,7 +630,7 @@ def bench_refresh(
 ) -> None:
     """A first crawl of the scenario from its files, then a refresh a day as its world changes: one
     JSON line each, a day's requests and wall time beside the first crawl's (docs/refresh.md)."""
-    from whoiscrawl.bench_refresh import run
+    from whoiscrawl.bench.refresh import run
     from whoiscrawl.sim.churn import Churn
 
     _known_scenario(scenario)
@@ -649,7 +649,7 @@ def bench_parse(
     rounds: Annotated[int, typer.Option(help="Times each answer is parsed")] = 1,
 ) -> None:
     """WHOIS parse rates over the simulator's answers, beside ipwhois' per-answer lookup: one JSON line."""
-    from whoiscrawl.bench_local import parse_benchmark
+    from whoiscrawl.bench.local import parse_benchmark
     from whoiscrawl.sim import scenarios
 
     typer.echo(json.dumps(parse_benchmark(scenarios.get(scenario).world(), rounds)))
@@ -667,7 +667,7 @@ def demo(
     """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
     import tempfile
 
-    from whoiscrawl import bench as b
+    from whoiscrawl.bench import fleet as b
     from whoiscrawl.local import LocalCrawl
     from whoiscrawl.rirs import REGISTRIES
     from whoiscrawl.settings import CrawlSettings

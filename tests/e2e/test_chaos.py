@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from whoiscrawl.chaos import Chaos, chaos_run, owned_services
+from whoiscrawl.bench.chaos import Chaos, chaos_run, owned_services
 from whoiscrawl.dev.services import restart_kafka, restart_redis
 
 from .conftest import RATE_LIMITED_SHARE, TIME_SCALE

@@ -9,9 +9,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from whoiscrawl import rirs
-from whoiscrawl.bench import simulator, simulator_options
+from whoiscrawl.bench.fleet import simulator, simulator_options
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.sim import bench, data, model
+from whoiscrawl.bench import sim as bench
+from whoiscrawl.sim import data, model
 from whoiscrawl.sim.cli import app
 
 

@@ -192,7 +192,7 @@ def bench_serve(
     protocol: Annotated[str, typer.Option(help="rdap | whois")] = "rdap",
 ) -> None:
     """Start `sim serve` in a subprocess, fire lookups from a few addresses, print lookups/s."""
-    from whoiscrawl.sim import bench
+    from whoiscrawl.bench import sim as bench
 
     result = bench.run(scenario, requests, concurrency, sources, max_seconds, protocol)
     typer.echo(json.dumps(result, separators=(",", ":")))

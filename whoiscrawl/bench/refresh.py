@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl import bench
+from whoiscrawl.bench import fleet as bench
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.refresh import Refresh
 from whoiscrawl.rirs import REGISTRIES, published_at

@@ -20,7 +20,7 @@ from typing import Any
 from ipwhois.net import Net
 from ipwhois.whois import Whois
 
-from whoiscrawl.bench import Simulator, simulator
+from whoiscrawl.bench.fleet import Simulator, simulator
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.registry import whois
@@ -243,7 +243,7 @@ def _crawl_in_a_process(
     down; a multiprocessing child waits for it forever."""
     args = json.dumps({"name": name, "sim_info": sim_info, "ranges": ranges, "out": str(out),
                        "profile": profile})
-    done = subprocess.run([sys.executable, "-m", "whoiscrawl.bench_local"], input=args, text=True,
+    done = subprocess.run([sys.executable, "-m", "whoiscrawl.bench.local"], input=args, text=True,
                           stdout=subprocess.PIPE, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result

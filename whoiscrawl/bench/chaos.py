@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from whoiscrawl.bench import Fleet, FleetShape, crawl_with_fleet, simulator
+from whoiscrawl.bench.fleet import Fleet, FleetShape, crawl_with_fleet, simulator
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord
