@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -20,6 +20,9 @@ from typer.core import TyperGroup
 from whoiscrawl.dev.cli import app as dev_app
 from whoiscrawl.results.tables import bench_table, crawl_table, estimate_table, score_table
 from whoiscrawl.settings import SETTINGS, CrawlSettings
+
+if TYPE_CHECKING:  # the bench's modules load only when a bench runs
+    from whoiscrawl.bench.chaos import ChaosPlan
 
 
 class OneLineErrors(TyperGroup):
@@ -468,13 +471,12 @@ def worker(given: dict[str, Any]) -> None:
     raise typer.Exit(run_worker(config))
 
 
-def _bench_chaos(scenario: str, workers: int, scale: float, blows: tuple[int, int, int],
-                 registry_faults: bool, restarts: tuple[int, int], static_membership: bool,
-                 sim_options: tuple[str, ...]) -> None:
+def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: bool,
+                 restarts: tuple[int, int]) -> None:
     """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (blows: kills,
     terms, pauses of workers; restarts: of the broker, of Redis with its data lost)."""
-    from whoiscrawl.bench import fleet as b
     from whoiscrawl.bench.chaos import Chaos, chaos_bench, owned_services
+    from whoiscrawl.bench.common import work_folder
     from whoiscrawl.dev.services import restart_kafka, restart_redis
 
     kills, terms, pauses = blows
@@ -482,8 +484,7 @@ def _bench_chaos(scenario: str, workers: int, scale: float, blows: tuple[int, in
         weather = Chaos(kills, terms, pauses, registry_faults=registry_faults, broker_restarts=restarts[0],
                         restart_broker=functools.partial(restart_kafka, running),
                         redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
-        figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
-                              b.workdir(), weather, static_membership, sim_options)
+        figures = chaos_bench(plan, running.kafka_bootstrap, running.redis_url, work_folder(), weather)
     typer.echo(json.dumps(figures))
 
 
@@ -550,12 +551,14 @@ def bench(
     _known_scenario(scenario)  # before any service starts
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
-    from whoiscrawl.bench.fleet import simulator_options
+    from whoiscrawl.bench.common import simulator_options
 
     sim_options = simulator_options(row_limit, arin_relation_search)
     if chaos:
-        _bench_chaos(scenario, workers, scale, (kills, terms, pauses), registry_faults,
-                     (broker_restarts, redis_losses), static_membership, sim_options)
+        from whoiscrawl.bench.chaos import ChaosPlan
+
+        plan = ChaosPlan(scenario, workers, scale, static_membership, sim_options)
+        _bench_chaos(plan, (kills, terms, pauses), registry_faults, (broker_restarts, redis_losses))
         return
     from whoiscrawl.sources.published import SourcesError, parse_sources
 
@@ -610,12 +613,11 @@ def bench_scale(
 ) -> None:
     """Local crawls of the baseline scenario and of growing slices of `full`, one JSON line each:
     networks/s, CPU seconds per network, peak RSS, and the profile's top five functions."""
-    import tempfile
-
+    from whoiscrawl.bench.common import work_folder
     from whoiscrawl.bench.local import scale_benchmark
 
     logging.basicConfig(level=logging.WARNING)
-    where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-scale-"))
+    where = workdir or work_folder("scale")
     where.mkdir(parents=True, exist_ok=True)
     for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where):
         typer.echo(json.dumps(doc), nl=True)
@@ -667,7 +669,8 @@ def demo(
     """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
     import tempfile
 
-    from whoiscrawl.bench import fleet as b
+    from whoiscrawl.bench.common import simulator
+    from whoiscrawl.bench.fleet import real_time
     from whoiscrawl.local import LocalCrawl
     from whoiscrawl.rirs import REGISTRIES
     from whoiscrawl.settings import CrawlSettings
@@ -683,7 +686,7 @@ def demo(
     log = Path(tempfile.mkdtemp(prefix="whoiscrawl-demo-")) / "requests.jsonl"
     note = (lambda _text: None) if quiet else functools.partial(typer.secho, err=True)
     note(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g}) and its published files")
-    with b.simulator(scenario, time_scale, log, extra=["--prepare-files"]) as sim:
+    with simulator(scenario, time_scale, log, extra=["--prepare-files"]) as sim:
         note(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}")
         settings = CrawlSettings(
             whois_servers=_whois_servers(sim.whois),
@@ -703,7 +706,7 @@ def demo(
     figures = score(scenario, str(out), str(log), resolution=24, time_scale=time_scale)
     keep = ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out", "sources", "dumps",
             "notes")
-    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures, "real_time": b.real_time(figures, 1)}
+    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures, "real_time": real_time(figures, 1)}
     shown = {**summary, "real_time": doc["real_time"]}
     _end(doc, as_json, [crawl_table(shown, f"Crawl of the simulator's {scenario}"), score_table(figures)])
 

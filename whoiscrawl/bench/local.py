@@ -20,7 +20,7 @@ from typing import Any
 from ipwhois.net import Net
 from ipwhois.whois import Whois
 
-from whoiscrawl.bench.fleet import Simulator, simulator
+from whoiscrawl.bench.common import Simulator, rate, simulator
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.registry import whois
@@ -76,12 +76,6 @@ def ipwhois_lookup(text: str, address: int, registry: str) -> dict[str, Any]:
     return result
 
 
-def _rate(count: int, run: Any) -> float:
-    started = time.perf_counter()
-    run()
-    return round(count / (time.perf_counter() - started), 1)
-
-
 def parse_benchmark(
     world: World, rounds: int = 1, per_registry: int = 40, lookups_per_registry: int = 200
 ) -> dict[str, Any]:
@@ -111,10 +105,10 @@ def parse_benchmark(
         "benchmark": "whois_parse",
         "listings": len(corpus.listings) * rounds,
         "listed_objects": objects,
-        "listed_objects_per_s": _rate(objects, listings),
+        "listed_objects_per_s": rate(objects, listings),
         "lookups": n,
-        "lookups_per_s": _rate(n, lookups),
-        "baseline_ipwhois_lookups_per_s": _rate(n, baseline),
+        "lookups_per_s": rate(n, lookups),
+        "baseline_ipwhois_lookups_per_s": rate(n, baseline),
     }
 
 
