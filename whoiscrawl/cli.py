@@ -491,58 +491,60 @@ def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: 
 SCALES = {"quick": 100.0, "standard": 100.0, "full": 1.0}
 
 
+# `bench`'s own options, declared here so that the command reads as its list of parameters.
+EgressOpt = Annotated[list[int] | None, typer.Option(
+    help="Distinct source addresses; repeat (--egress 1 --egress 2 --egress 4) for a scaling series")]
+CompareSampleOpt = Annotated[bool, typer.Option(
+    help="After a sweep, run sample with the same number of lookups and report both")]
+CompareGridOpt = Annotated[bool, typer.Option(
+    help="After a sweep, run it again without listings (the /24 grid alone)")]
+MicroOpt = Annotated[bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")]
+ChaosOpt = Annotated[bool, typer.Option(
+    help="Crawl with and without SIGKILLs and SIGTERMs of workers; what was lost")]
+KillsOpt = Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")]
+TermsOpt = Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")]
+PausesOpt = Annotated[int, typer.Option(
+    help="With --chaos: workers SIGSTOPped 15-40 s, then resumed (lease holders first)")]
+RegistryFaultsOpt = Annotated[bool, typer.Option(
+    help="With --chaos: registries serve 429 storms, bans, 5xx, timeouts meanwhile")]
+StaticOpt = Annotated[bool, typer.Option(
+    help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")]
+BrokerRestartsOpt = Annotated[int, typer.Option(
+    help="With --chaos: Kafka broker restarts mid-crawl (on the bench's own broker)")]
+RedisLossesOpt = Annotated[int, typer.Option(
+    help="With --chaos: Redis restarts with its data lost, mid-crawl")]
+RowLimitOpt = Annotated[int | None, typer.Option(
+    help="The simulator's relation-search row limit (default RIPE NCC's 10,000)")]
+ArinSearchOpt = Annotated[bool, typer.Option(
+    help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")]
+BenchSourcesOpt = Annotated[str, typer.Option(
+    help="The workers' --sources: live (today's crawl), or e.g. stats,dumps,live to start from the "
+    "simulator's published files (every dump's terms accepted)")]
+
+
 @app.command()
 def bench(
     scenario: Annotated[str, typer.Option(help="Simulator scenario: quick, standard")] = "quick",
     strategy: Annotated[str, option("strategy")] = DEFAULT["strategy"],
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
-    egress: Annotated[
-        list[int] | None,
-        typer.Option(
-            help="Distinct source addresses; repeat (--egress 1 --egress 2 --egress 4) for a scaling series"
-        ),
-    ] = None,
+    egress: EgressOpt = None,
     resolution: Annotated[int, option("resolution")] = DEFAULT["resolution"],
     time_scale: Annotated[float | None, typer.Option(help="Simulator speed-up of its rate limits")] = None,
-    compare_sample: Annotated[
-        bool, typer.Option(help="After a sweep, run sample with the same number of lookups and report both")
-    ] = True,
-    compare_grid: Annotated[
-        bool, typer.Option(help="After a sweep, run it again without listings (the /24 grid alone)")
-    ] = True,
-    micro: Annotated[
-        bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")
-    ] = False,
-    chaos: Annotated[
-        bool, typer.Option(help="Crawl with and without SIGKILLs and SIGTERMs of workers; what was lost")
-    ] = False,
-    kills: Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")] = 20,
-    terms: Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")] = 3,
-    pauses: Annotated[
-        int, typer.Option(help="With --chaos: workers SIGSTOPped 15-40 s, then resumed (lease holders first)")
-    ] = 0,
-    registry_faults: Annotated[
-        bool, typer.Option(help="With --chaos: registries serve 429 storms, bans, 5xx, timeouts meanwhile")
-    ] = True,
-    static_membership: Annotated[
-        bool, typer.Option(help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")
-    ] = False,
-    broker_restarts: Annotated[
-        int, typer.Option(help="With --chaos: Kafka broker restarts mid-crawl (on the bench's own broker)")
-    ] = 1,
-    redis_losses: Annotated[
-        int, typer.Option(help="With --chaos: Redis restarts with its data lost, mid-crawl")
-    ] = 1,
-    row_limit: Annotated[
-        int | None, typer.Option(help="The simulator's relation-search row limit (default RIPE NCC's 10,000)")
-    ] = None,
-    arin_relation_search: Annotated[
-        bool, typer.Option(help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")
-    ] = True,
-    sources: Annotated[str, typer.Option(
-        help="The workers' --sources: live (today's crawl), or e.g. stats,dumps,live to start from the "
-        "simulator's published files (every dump's terms accepted)")] = "live",
-    as_json: JsonOpt = False,
+    compare_sample: CompareSampleOpt = True,
+    compare_grid: CompareGridOpt = True,
+    micro: MicroOpt = False,
+    chaos: ChaosOpt = False,
+    kills: KillsOpt = 20,
+    terms: TermsOpt = 3,
+    pauses: PausesOpt = 0,
+    registry_faults: RegistryFaultsOpt = True,
+    static_membership: StaticOpt = False,
+    broker_restarts: BrokerRestartsOpt = 1,
+    redis_losses: RedisLossesOpt = 1,
+    row_limit: RowLimitOpt = None,
+    arin_relation_search: ArinSearchOpt = True,
+    sources: BenchSourcesOpt = "live",
+    as_json: JsonOpt = False
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
     line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
