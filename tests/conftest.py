@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl.bench import simulator
+from whoiscrawl.bench.common import simulator
 from whoiscrawl.dev import services as dev_services
 
 RUN_ROOT = dev_services.CACHE_DIR / "test-services"

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -20,6 +20,9 @@ from typer.core import TyperGroup
 from whoiscrawl.dev.cli import app as dev_app
 from whoiscrawl.results.tables import bench_table, crawl_table, estimate_table, score_table
 from whoiscrawl.settings import SETTINGS, CrawlSettings
+
+if TYPE_CHECKING:  # the bench's modules load only when a bench runs
+    from whoiscrawl.bench.chaos import ChaosPlan
 
 
 class OneLineErrors(TyperGroup):
@@ -468,13 +471,12 @@ def worker(given: dict[str, Any]) -> None:
     raise typer.Exit(run_worker(config))
 
 
-def _bench_chaos(scenario: str, workers: int, scale: float, blows: tuple[int, int, int],
-                 registry_faults: bool, restarts: tuple[int, int], static_membership: bool,
-                 sim_options: tuple[str, ...]) -> None:
+def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: bool,
+                 restarts: tuple[int, int]) -> None:
     """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (blows: kills,
     terms, pauses of workers; restarts: of the broker, of Redis with its data lost)."""
-    from whoiscrawl import bench as b
-    from whoiscrawl.chaos import Chaos, chaos_bench, owned_services
+    from whoiscrawl.bench.chaos import Chaos, chaos_bench, owned_services
+    from whoiscrawl.bench.common import work_folder
     from whoiscrawl.dev.services import restart_kafka, restart_redis
 
     kills, terms, pauses = blows
@@ -482,12 +484,42 @@ def _bench_chaos(scenario: str, workers: int, scale: float, blows: tuple[int, in
         weather = Chaos(kills, terms, pauses, registry_faults=registry_faults, broker_restarts=restarts[0],
                         restart_broker=functools.partial(restart_kafka, running),
                         redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
-        figures = chaos_bench(scenario, workers, scale, running.kafka_bootstrap, running.redis_url,
-                              b.workdir(), weather, static_membership, sim_options)
+        figures = chaos_bench(plan, running.kafka_bootstrap, running.redis_url, work_folder(), weather)
     typer.echo(json.dumps(figures))
 
 
 SCALES = {"quick": 100.0, "standard": 100.0, "full": 1.0}
+
+
+# `bench`'s own options, declared here so that the command reads as its list of parameters.
+EgressOpt = Annotated[list[int] | None, typer.Option(
+    help="Distinct source addresses; repeat (--egress 1 --egress 2 --egress 4) for a scaling series")]
+CompareSampleOpt = Annotated[bool, typer.Option(
+    help="After a sweep, run sample with the same number of lookups and report both")]
+CompareGridOpt = Annotated[bool, typer.Option(
+    help="After a sweep, run it again without listings (the /24 grid alone)")]
+MicroOpt = Annotated[bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")]
+ChaosOpt = Annotated[bool, typer.Option(
+    help="Crawl with and without SIGKILLs and SIGTERMs of workers; what was lost")]
+KillsOpt = Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")]
+TermsOpt = Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")]
+PausesOpt = Annotated[int, typer.Option(
+    help="With --chaos: workers SIGSTOPped 15-40 s, then resumed (lease holders first)")]
+RegistryFaultsOpt = Annotated[bool, typer.Option(
+    help="With --chaos: registries serve 429 storms, bans, 5xx, timeouts meanwhile")]
+StaticOpt = Annotated[bool, typer.Option(
+    help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")]
+BrokerRestartsOpt = Annotated[int, typer.Option(
+    help="With --chaos: Kafka broker restarts mid-crawl (on the bench's own broker)")]
+RedisLossesOpt = Annotated[int, typer.Option(
+    help="With --chaos: Redis restarts with its data lost, mid-crawl")]
+RowLimitOpt = Annotated[int | None, typer.Option(
+    help="The simulator's relation-search row limit (default RIPE NCC's 10,000)")]
+ArinSearchOpt = Annotated[bool, typer.Option(
+    help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")]
+BenchSourcesOpt = Annotated[str, typer.Option(
+    help="The workers' --sources: live (today's crawl), or e.g. stats,dumps,live to start from the "
+    "simulator's published files (every dump's terms accepted)")]
 
 
 @app.command()
@@ -495,53 +527,24 @@ def bench(
     scenario: Annotated[str, typer.Option(help="Simulator scenario: quick, standard")] = "quick",
     strategy: Annotated[str, option("strategy")] = DEFAULT["strategy"],
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
-    egress: Annotated[
-        list[int] | None,
-        typer.Option(
-            help="Distinct source addresses; repeat (--egress 1 --egress 2 --egress 4) for a scaling series"
-        ),
-    ] = None,
+    egress: EgressOpt = None,
     resolution: Annotated[int, option("resolution")] = DEFAULT["resolution"],
     time_scale: Annotated[float | None, typer.Option(help="Simulator speed-up of its rate limits")] = None,
-    compare_sample: Annotated[
-        bool, typer.Option(help="After a sweep, run sample with the same number of lookups and report both")
-    ] = True,
-    compare_grid: Annotated[
-        bool, typer.Option(help="After a sweep, run it again without listings (the /24 grid alone)")
-    ] = True,
-    micro: Annotated[
-        bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")
-    ] = False,
-    chaos: Annotated[
-        bool, typer.Option(help="Crawl with and without SIGKILLs and SIGTERMs of workers; what was lost")
-    ] = False,
-    kills: Annotated[int, typer.Option(help="With --chaos: workers SIGKILLed (listers first)")] = 20,
-    terms: Annotated[int, typer.Option(help="With --chaos: workers SIGTERMed (spot notices)")] = 3,
-    pauses: Annotated[
-        int, typer.Option(help="With --chaos: workers SIGSTOPped 15-40 s, then resumed (lease holders first)")
-    ] = 0,
-    registry_faults: Annotated[
-        bool, typer.Option(help="With --chaos: registries serve 429 storms, bans, 5xx, timeouts meanwhile")
-    ] = True,
-    static_membership: Annotated[
-        bool, typer.Option(help="Workers keep a group.instance.id per slot; replacements rejoin as the dead")
-    ] = False,
-    broker_restarts: Annotated[
-        int, typer.Option(help="With --chaos: Kafka broker restarts mid-crawl (on the bench's own broker)")
-    ] = 1,
-    redis_losses: Annotated[
-        int, typer.Option(help="With --chaos: Redis restarts with its data lost, mid-crawl")
-    ] = 1,
-    row_limit: Annotated[
-        int | None, typer.Option(help="The simulator's relation-search row limit (default RIPE NCC's 10,000)")
-    ] = None,
-    arin_relation_search: Annotated[
-        bool, typer.Option(help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")
-    ] = True,
-    sources: Annotated[str, typer.Option(
-        help="The workers' --sources: live (today's crawl), or e.g. stats,dumps,live to start from the "
-        "simulator's published files (every dump's terms accepted)")] = "live",
-    as_json: JsonOpt = False,
+    compare_sample: CompareSampleOpt = True,
+    compare_grid: CompareGridOpt = True,
+    micro: MicroOpt = False,
+    chaos: ChaosOpt = False,
+    kills: KillsOpt = 20,
+    terms: TermsOpt = 3,
+    pauses: PausesOpt = 0,
+    registry_faults: RegistryFaultsOpt = True,
+    static_membership: StaticOpt = False,
+    broker_restarts: BrokerRestartsOpt = 1,
+    redis_losses: RedisLossesOpt = 1,
+    row_limit: RowLimitOpt = None,
+    arin_relation_search: ArinSearchOpt = True,
+    sources: BenchSourcesOpt = "live",
+    as_json: JsonOpt = False
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
     line) of figures per egress count, with the baselines (sample, grid alone) run beside it under
@@ -550,12 +553,14 @@ def bench(
     _known_scenario(scenario)  # before any service starts
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
-    from whoiscrawl.bench import simulator_options
+    from whoiscrawl.bench.common import simulator_options
 
     sim_options = simulator_options(row_limit, arin_relation_search)
     if chaos:
-        _bench_chaos(scenario, workers, scale, (kills, terms, pauses), registry_faults,
-                     (broker_restarts, redis_losses), static_membership, sim_options)
+        from whoiscrawl.bench.chaos import ChaosPlan
+
+        plan = ChaosPlan(scenario, workers, scale, static_membership, sim_options)
+        _bench_chaos(plan, (kills, terms, pauses), registry_faults, (broker_restarts, redis_losses))
         return
     from whoiscrawl.sources.published import SourcesError, parse_sources
 
@@ -579,7 +584,7 @@ def _bench_fleet(scenario: str, settings: CrawlSettings, workers: int, egresses:
                  compare: tuple[bool, bool], output: tuple[bool, bool], sim_options: tuple[str, ...]) -> None:
     """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks
     (`output`: whether to run them, and JSON rather than tables)."""
-    from whoiscrawl import bench as b
+    from whoiscrawl.bench import fleet as b
 
     micro, as_json = output
     with b.bench_services() as (kafka, redis_url):
@@ -612,12 +617,11 @@ def bench_scale(
 ) -> None:
     """Local crawls of the baseline scenario and of growing slices of `full`, one JSON line each:
     networks/s, CPU seconds per network, peak RSS, and the profile's top five functions."""
-    import tempfile
-
-    from whoiscrawl.bench_local import scale_benchmark
+    from whoiscrawl.bench.common import work_folder
+    from whoiscrawl.bench.local import scale_benchmark
 
     logging.basicConfig(level=logging.WARNING)
-    where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-scale-"))
+    where = workdir or work_folder("scale")
     where.mkdir(parents=True, exist_ok=True)
     from whoiscrawl.sources.published import SourcesError, parse_sources
 
@@ -639,7 +643,7 @@ def bench_refresh(
 ) -> None:
     """A first crawl of the scenario from its files, then a refresh a day as its world changes: one
     JSON line each, a day's requests and wall time beside the first crawl's (docs/refresh.md)."""
-    from whoiscrawl.bench_refresh import run
+    from whoiscrawl.bench.refresh import run
     from whoiscrawl.sim.churn import Churn
 
     _known_scenario(scenario)
@@ -658,7 +662,7 @@ def bench_parse(
     rounds: Annotated[int, typer.Option(help="Times each answer is parsed")] = 1,
 ) -> None:
     """WHOIS parse rates over the simulator's answers, beside ipwhois' per-answer lookup: one JSON line."""
-    from whoiscrawl.bench_local import parse_benchmark
+    from whoiscrawl.bench.local import parse_benchmark
     from whoiscrawl.sim import scenarios
 
     typer.echo(json.dumps(parse_benchmark(scenarios.get(scenario).world(), rounds)))
@@ -676,7 +680,8 @@ def demo(
     """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
     import tempfile
 
-    from whoiscrawl import bench as b
+    from whoiscrawl.bench.common import simulator
+    from whoiscrawl.bench.fleet import real_time
     from whoiscrawl.local import LocalCrawl
     from whoiscrawl.rirs import REGISTRIES
     from whoiscrawl.settings import CrawlSettings
@@ -692,7 +697,7 @@ def demo(
     log = Path(tempfile.mkdtemp(prefix="whoiscrawl-demo-")) / "requests.jsonl"
     note = (lambda _text: None) if quiet else functools.partial(typer.secho, err=True)
     note(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g}) and its published files")
-    with b.simulator(scenario, time_scale, log, extra=["--prepare-files"]) as sim:
+    with simulator(scenario, time_scale, log, extra=["--prepare-files"]) as sim:
         note(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}")
         settings = CrawlSettings(
             whois_servers=_whois_servers(sim.whois),
@@ -712,7 +717,7 @@ def demo(
     figures = score(scenario, str(out), str(log), resolution=24, time_scale=time_scale)
     keep = ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out", "sources", "dumps",
             "notes")
-    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures, "real_time": b.real_time(figures, 1)}
+    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures, "real_time": real_time(figures, 1)}
     shown = {**summary, "real_time": doc["real_time"]}
     _end(doc, as_json, [crawl_table(shown, f"Crawl of the simulator's {scenario}"), score_table(figures)])
 

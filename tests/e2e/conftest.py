@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl.bench import Simulator, simulator
+from whoiscrawl.bench.common import Simulator, simulator
 
 from ..conftest import CALM_TIME_SCALE
 

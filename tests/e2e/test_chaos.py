@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from whoiscrawl.chaos import Chaos, chaos_run, owned_services
+from whoiscrawl.bench.chaos import Chaos, ChaosPlan, chaos_run, owned_services
 from whoiscrawl.dev.services import restart_kafka, restart_redis
 
 from .conftest import RATE_LIMITED_SHARE, TIME_SCALE
@@ -23,8 +23,8 @@ def test_a_fleet_under_kills_spot_notices_and_lost_services_delivers_every_block
                       restart_broker=functools.partial(restart_kafka, own),
                       restart_redis=functools.partial(restart_redis, own))
         # The calm crawl is the session's (calm_quick): the same blocks as a calm fleet's, crawled once.
-        figures, found = chaos_run("quick", 3, TIME_SCALE, own.kafka_bootstrap, own.redis_url, tmp_path,
-                                   chaos)
+        figures, found = chaos_run(ChaosPlan("quick", 3, TIME_SCALE), own.kafka_bootstrap, own.redis_url,
+                                   tmp_path, chaos)
     lost = calm_quick.blocks - found
     print(json.dumps({**figures, "lost": len(lost), "kills": chaos.killed, "terms": chaos.termed,
                       "drains": chaos.drains, "recoveries": [chaos.recoveries, chaos.redis_recoveries]}))

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from whoiscrawl import dashboards
-from whoiscrawl.bench import FleetShape, crawl_with_fleet
+from whoiscrawl.bench.fleet import FleetShape, crawl_with_fleet
 from whoiscrawl.dev.services import free_port
 
 pytestmark = pytest.mark.slow  # a fleet crawl of `quick`

@@ -18,7 +18,8 @@ from confluent_kafka import Producer
 from netaddr import IPAddress, IPNetwork
 
 from whoiscrawl import queue
-from whoiscrawl.bench import Fleet, simulator
+from whoiscrawl.bench.common import simulator
+from whoiscrawl.bench.fleet import Fleet
 from whoiscrawl.dev.services import free_port
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.space import plan_crawl

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 import yaml
 
-from whoiscrawl.bench import simulator
+from whoiscrawl.bench.common import simulator
 
 from .conftest import TIME_SCALE, score
 from .test_local_crawl import crawl_cmd

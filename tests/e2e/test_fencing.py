@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl.bench import simulator
+from whoiscrawl.bench.common import simulator
 from whoiscrawl.crawl import run_shards
 from whoiscrawl.local import FileSink
 from whoiscrawl.records import NetworkRecord, Shard

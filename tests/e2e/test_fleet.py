@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from whoiscrawl import queue
-from whoiscrawl.bench import Fleet, FleetShape, crawl_with_fleet
+from whoiscrawl.bench.fleet import Fleet, FleetShape, crawl_with_fleet
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.queue import group_name
 from whoiscrawl.space import plan_crawl

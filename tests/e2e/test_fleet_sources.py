@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from whoiscrawl.bench import SWEEP, Fleet, FleetRun, crawl_with_fleet
+from whoiscrawl.bench.fleet import SWEEP, Fleet, FleetRun, crawl_with_fleet
 from whoiscrawl.keys import Keys
 
 from .conftest import score

@@ -8,7 +8,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from whoiscrawl.bench import Simulator, simulator
+from whoiscrawl.bench.common import Simulator, simulator
 from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import RedisRateLimiter

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl.bench import simulator
+from whoiscrawl.bench.common import simulator
 from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.sim import scenarios, score
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from netaddr import IPAddress
 
-from whoiscrawl.bench import simulator
+from whoiscrawl.bench.common import simulator
 from whoiscrawl.space import Scope, parse_ranges
 
 from ..conftest import CalmCrawl, calm_crawl_cmd

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from whoiscrawl.bench import Simulator, simulator
+from whoiscrawl.bench.common import Simulator, simulator
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from whoiscrawl import queue
-from whoiscrawl.bench import simulator
+from whoiscrawl.bench.common import simulator
 from whoiscrawl.dev import secure
 from whoiscrawl.dev.services import free_port
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin

@@ -19,7 +19,7 @@ if SUPPORT not in sys.path:
 
 from opsupport_api import Api, until  # noqa: E402
 
-from whoiscrawl.bench import Simulator, simulator  # noqa: E402
+from whoiscrawl.bench.common import Simulator, simulator  # noqa: E402
 from whoiscrawl.dev import cluster as control_plane  # noqa: E402
 from whoiscrawl.dev import tools  # noqa: E402
 from whoiscrawl.dev.services import CACHE_DIR  # noqa: E402

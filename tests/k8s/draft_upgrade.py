@@ -26,7 +26,7 @@ from opsupport_kubelet import kubelet
 from whoiscrawl.operator.builders import crawl_id, worker_name
 from whoiscrawl.operator.crd import CRD_FILE, CRD_NAME
 
-from whoiscrawl.bench import Simulator
+from whoiscrawl.bench.common import Simulator
 from whoiscrawl.dev.services import free_port
 
 from .conftest import CHART, POOL, WC, K8s

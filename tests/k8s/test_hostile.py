@@ -19,7 +19,7 @@ from opsupport_api import until
 from whoiscrawl.operator.builders import crawl_id
 from whoiscrawl.operator.spec import parse_spec
 
-from whoiscrawl.bench import Simulator
+from whoiscrawl.bench.common import Simulator
 
 from .conftest import WC, K8s
 from .test_operator import condition, crawl_doc, drop_data, operator_release

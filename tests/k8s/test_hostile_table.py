@@ -20,7 +20,7 @@ from opsupport_api import until
 from whoiscrawl.operator.builders import crawl_id
 from whoiscrawl.operator.spec import parse_spec
 
-from whoiscrawl.bench import Simulator
+from whoiscrawl.bench.common import Simulator
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 from .conftest import WC, K8s

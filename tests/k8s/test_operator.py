@@ -29,7 +29,7 @@ from whoiscrawl.operator.builders import crawl_id
 from whoiscrawl.operator.spec import parse_spec
 
 from whoiscrawl import queue
-from whoiscrawl.bench import Simulator
+from whoiscrawl.bench.common import Simulator
 from whoiscrawl.cli import app
 from whoiscrawl.dev.services import free_port
 from whoiscrawl.sim.score import score

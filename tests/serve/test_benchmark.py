@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from whoiscrawl.bench.serve import nested_records
 from whoiscrawl.cli import app
 from whoiscrawl.results.source import ResultSet
-from whoiscrawl.serve.benchmark import nested_records
 
 
 def test_nested_records_nest_and_leave_gaps(tmp_path: Path):

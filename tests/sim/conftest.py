@@ -12,7 +12,7 @@ from whoiscrawl.sim import scenarios
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World
 from whoiscrawl.sim.scenarios import Scenario
-from whoiscrawl.sim.server import Simulator
+from whoiscrawl.sim.server import SimConfig, Simulator
 
 StartSim = Callable[..., Awaitable[Simulator]]
 
@@ -34,12 +34,12 @@ async def start_sim(tmp_path: Path) -> AsyncIterator[StartSim]:
 
     async def start(time_scale: float = 1.0, faults: dict[str, Any] | None = None,
                     latency: bool = False, limits: bool = True, **options: Any) -> Simulator:
-        """`options`: further Simulator arguments (row_limit=, arin_relation_search=)."""
+        """`options`: further SimConfig fields (row_limit=, arin_relation_search=)."""
         scen = scenarios.get("quick")
         f = Faults.from_doc(faults or {}, time_scale=time_scale)
-        sim = Simulator(scen, time_scale=time_scale, faults=f, latency=latency,
-                        limits_enabled=limits, log_path=tmp_path / f"log{len(started)}.jsonl",
-                        **options)
+        sim = Simulator(scen, SimConfig(time_scale=time_scale, faults=f, latency=latency,
+                                        limits_enabled=limits, log_path=tmp_path / f"log{len(started)}.jsonl",
+                                        **options))
         await sim.start()
         started.append(sim)
         return sim

@@ -9,9 +9,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from whoiscrawl import rirs
-from whoiscrawl.bench import simulator, simulator_options
+from whoiscrawl.bench.common import simulator, simulator_options
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.sim import bench, data, model
+from whoiscrawl.sim import data, model
 from whoiscrawl.sim.cli import app
 
 
@@ -40,9 +40,8 @@ def test_generation_is_deterministic():
 
 def test_serve_first_line_and_clean_exit(tmp_path: Path):
     log = tmp_path / "log.jsonl"
-    proc, info = bench.start_server("quick", ["--time-scale", "100", "--log", str(log),
-                                              "--no-latency"])
-    try:
+    with simulator("quick", 100, log, extra=["--no-latency"]) as sim:
+        info = sim.info
         assert set(info) >= {"bootstrap_url", "whois", "scenario", "ranges", "limits", "log",
                              "time_scale"}
         assert info["scenario"] == "quick" and info["log"] == str(log)
@@ -51,9 +50,7 @@ def test_serve_first_line_and_clean_exit(tmp_path: Path):
         base = next(urls[0] for prefixes, urls in boot["services"] if "77.0.0.0/8" in prefixes)
         doc = json.load(urllib.request.urlopen(f"{base}ip/77.0.1.1", timeout=10))
         assert doc["objectClassName"] == "ip network"
-    finally:
-        rc = bench.stop_server(proc)
-    assert rc == 0
+    assert sim.proc.returncode == 0
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert lines and lines[-1]["handle"] == doc["handle"] and lines[-1]["outcome"] == "ok"
     assert set(lines[-1]) == {"t", "source", "registry", "address", "protocol", "status",

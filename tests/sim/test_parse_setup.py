@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from ipwhois.net import Net
 
-from whoiscrawl.bench_local import ipwhois_lookup, parse_benchmark, whois_corpus
+from whoiscrawl.bench.local import ipwhois_lookup, parse_benchmark, whois_corpus
 from whoiscrawl.registry import whois
 from whoiscrawl.sim.model import World
 

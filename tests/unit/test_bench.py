@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from whoiscrawl.bench import against_targets, busiest_registry, simulator_options
+from whoiscrawl.bench.common import simulator_options
+from whoiscrawl.bench.fleet import against_targets, busiest_registry
 
 
 def util(answered: int, allowed: float, utilization: float) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 
-from whoiscrawl.bench_local import _ThreadProfiles, profile_summary, slice_ranges
+from whoiscrawl.bench.local import _ThreadProfiles, profile_summary, slice_ranges
 from whoiscrawl.sim import scenarios
 from whoiscrawl.space import registry_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from whoiscrawl.chaos import _holding, _request_figures, against_chaos_targets
+from whoiscrawl.bench.chaos import _holding, _request_figures, against_chaos_targets
 
 
 def test_a_silence_during_a_restart_counts_overall_but_not_outside_restarts(tmp_path):

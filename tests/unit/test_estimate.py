@@ -62,7 +62,7 @@ def test_the_table_names_the_largest(sources: str):
 
 
 def test_a_bench_run_projects_its_answered_requests_onto_the_real_limits():
-    from whoiscrawl.bench import real_time
+    from whoiscrawl.bench.fleet import real_time
 
     # the simulator ran LACNIC 100x faster; its 600 answered requests still take an hour for real
     figures = {"utilization": {"lacnic": {"answered": 600, "allowed_per_s": 16.67, "sources": 2},

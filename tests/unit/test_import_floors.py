@@ -12,7 +12,7 @@ PACKAGES = {"whoiscrawl": "whoiscrawl", "operator": "whoiscrawl.operator", "work
 
 TOP, BENCH, WIRING, MIDDLE, IO, GROUND, CATALOGUE = 7, 6, 5, 4, 3, 2, 1
 # Module (or package prefix) -> floor; the longest prefix wins. A tenth orders a chain the docs
-# state within one floor ("chaos.py -> bench.py": chaos imports bench, never the reverse).
+# state within one floor ("bench/chaos.py -> bench/fleet.py": chaos imports the fleet, never the reverse).
 FLOORS: dict[str, float] = {
     # entry points: the CLIs (each command's CLI included) and the kopf handlers
     "whoiscrawl.cli": TOP, "whoiscrawl.__main__": TOP, "whoiscrawl.operator.cli": TOP,
@@ -21,8 +21,9 @@ FLOORS: dict[str, float] = {
     "whoiscrawl.dev.cli": TOP,
     "whoiscrawl.sim.cli": TOP,
     # benchmarks, and the development services beside them
-    "whoiscrawl.chaos": BENCH + 0.1, "whoiscrawl.bench_local": BENCH + 0.1,
-    "whoiscrawl.bench_refresh": BENCH + 0.1, "whoiscrawl.bench": BENCH,
+    "whoiscrawl.bench": BENCH, "whoiscrawl.bench.fleet": BENCH + 0.05, "whoiscrawl.bench.serve": BENCH + 0.05,
+    "whoiscrawl.bench.chaos": BENCH + 0.1, "whoiscrawl.bench.local": BENCH + 0.1,
+    "whoiscrawl.bench.refresh": BENCH + 0.1,
     "whoiscrawl.dev": BENCH,
     # wiring
     "whoiscrawl.local": WIRING, "whoiscrawl.refresh": WIRING + 0.1, "whoiscrawl.worker": WIRING,
@@ -58,8 +59,7 @@ SIM_READS = (
     "whoiscrawl.rirs", "whoiscrawl.ipv4", "whoiscrawl.records", "whoiscrawl.schemas", "whoiscrawl.sim",
 )
 SIM_READERS = (
-    "whoiscrawl.bench", "whoiscrawl.bench_local", "whoiscrawl.bench_refresh", "whoiscrawl.chaos",
-    "whoiscrawl.dev", "whoiscrawl.sim",
+    "whoiscrawl.bench", "whoiscrawl.dev", "whoiscrawl.sim",
 )
 # dev/ imports nothing of the core but the simulator's data.
 DEV_READS = ("whoiscrawl.dev", "whoiscrawl.sim.data")

@@ -155,7 +155,7 @@ def bench_export(
     one JSON line per format: peak memory (max RSS) per million records, rows per second."""
     import tempfile
 
-    from whoiscrawl.results.benchmark import export_benchmark
+    from whoiscrawl.bench.export import export_benchmark
 
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-export-"))
     for line in export_benchmark(records, fmt or ["parquet"], where):

@@ -191,7 +191,7 @@ def bench_serve(
     import json
     import tempfile
 
-    from whoiscrawl.serve.benchmark import bench_serve as run_bench
+    from whoiscrawl.bench.serve import bench_serve as run_bench
 
     where = workdir or Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-serve-"))
     options = {"lookups": lookups, "baseline": min(baseline, lookups), "text_lookups": text_lookups,

@@ -66,16 +66,16 @@ def serve(
     `POST /sim/advance?days=N` moves the served world N days on."""
     from whoiscrawl.sim.faults import Faults
     from whoiscrawl.sim.scenarios import Scenario
-    from whoiscrawl.sim.server import Simulator, describe
+    from whoiscrawl.sim.server import SimConfig, Simulator, describe
 
     scen = _scenario(scenario, seed, day, churn)
     assert isinstance(scen, Scenario)
 
     async def run() -> None:
-        sim = Simulator(scen, host=host, port=port, whois_port=whois_port, time_scale=time_scale,
-                        faults=Faults.load(faults, time_scale=time_scale), log_path=log,
-                        limits_enabled=limits, latency=latency, row_limit=row_limit,
-                        arin_relation_search=arin_relation_search)
+        sim = Simulator(scen, SimConfig(host=host, port=port, whois_port=whois_port, time_scale=time_scale,
+                                        faults=Faults.load(faults, time_scale=time_scale), log_path=log,
+                                        limits_enabled=limits, latency=latency, row_limit=row_limit,
+                                        arin_relation_search=arin_relation_search))
         if prepare_files:
             await asyncio.to_thread(sim.files.prepare, sim.faults.files)
         await sim.start()
@@ -192,7 +192,7 @@ def bench_serve(
     protocol: Annotated[str, typer.Option(help="rdap | whois")] = "rdap",
 ) -> None:
     """Start `sim serve` in a subprocess, fire lookups from a few addresses, print lookups/s."""
-    from whoiscrawl.sim import bench
+    from whoiscrawl.bench import sim as bench
 
     result = bench.run(scenario, requests, concurrency, sources, max_seconds, protocol)
     typer.echo(json.dumps(result, separators=(",", ":")))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from whoiscrawl import bench
+from whoiscrawl.bench.common import Simulator, simulator, work_folder
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.refresh import Refresh
 from whoiscrawl.results.diff import KINDS
@@ -53,7 +52,7 @@ def settled(log: str, since: int, at_least: int, wait_s: float = 15.0) -> int:
     return n
 
 
-def _job(sim: bench.Simulator, out: Path) -> LocalCrawl:
+def _job(sim: Simulator, out: Path) -> LocalCrawl:
     settings = CrawlSettings(whois_servers=dict.fromkeys(REGISTRIES, sim.whois),
                              sources=frozenset({"stats", "dumps", "live"}), files_base=sim.files_base,
                              accept_dump_terms=frozenset(REGISTRIES), verify=0.001, fill_redacted=True)
@@ -61,7 +60,7 @@ def _job(sim: bench.Simulator, out: Path) -> LocalCrawl:
                       limits=sim.limits(), settings=settings)
 
 
-def _advance(sim: bench.Simulator) -> int:
+def _advance(sim: Simulator) -> int:
     """The simulator a day on, its new files made before the refresh is timed (a mirror has them
     ready; making them is the simulator's cost, not the refresh's); the changes it made."""
     root = sim.files_base.removesuffix("/published")
@@ -84,9 +83,9 @@ def _figures(name: str, day: int, out: Path, churn: str | None) -> dict[str, Any
 
 def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -> Iterator[dict[str, Any]]:
     """One JSON-able line for the first crawl, then one a day (`churn`: `sim serve --churn`)."""
-    work = Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-refresh-"))
+    work = work_folder("refresh")
     extra = ["--churn", churn] if churn else []
-    with bench.simulator(scenario, time_scale, work / "requests.jsonl", extra=extra) as sim:
+    with simulator(scenario, time_scale, work / "requests.jsonl", extra=extra) as sim:
         previous, started = work / "day0.jsonl", time.monotonic()
         first = asyncio.run(_job(sim, previous).run())
         wall = round(time.monotonic() - started, 1)

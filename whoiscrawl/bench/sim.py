@@ -3,51 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
+import shutil
 import time
 from typing import Any
 
 import aiohttp
 
+from whoiscrawl.bench.common import simulator, work_folder
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.sim import scenarios
 from whoiscrawl.sim.data import load_iana
-
-
-def start_server(scenario: str, extra: list[str] | None = None,
-                 timeout: float = 120.0) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Run `whoiscrawl sim serve` as a child process; return it and its first-line info."""
-    cmd = [sys.executable, "-c", "from whoiscrawl.cli import app; app()", "sim", "serve",
-           "--scenario", scenario, *(extra or [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    assert proc.stdout is not None
-    deadline = time.time() + timeout
-    line = ""
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if line or proc.poll() is not None:
-            break
-    if not line:
-        stop_server(proc)
-        raise RuntimeError("sim serve did not start")
-    return proc, json.loads(line)
-
-
-def stop_server(proc: subprocess.Popen[str]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    return proc.returncode
 
 
 def sample_addresses(scenario: str, n: int, seed: int = 1) -> list[str]:
@@ -115,16 +81,15 @@ async def _fire(info: dict[str, Any], addrs: list[str], concurrency: int, source
 def run(scenario: str = "standard", requests: int = 20_000, concurrency: int = 64,
         sources: int = 4, max_seconds: float = 60.0, protocol: str = "rdap") -> dict[str, Any]:
     """Benchmark one `sim serve` process (limits and latency off) and return the figures."""
-    t = time.time()
-    proc, info = start_server(scenario, ["--no-limits", "--no-latency", "--time-scale", "1000"])
-    startup = time.time() - t
+    work, t = work_folder("sim"), time.time()
     try:
-        addrs = sample_addresses(scenario, requests)
-        result = asyncio.run(_fire(info, addrs, concurrency, sources, max_seconds, protocol))
+        log, extra = work / "requests.jsonl", ["--no-limits", "--no-latency"]
+        with simulator(scenario, 1000.0, log, extra=extra) as sim:
+            startup = time.time() - t
+            addrs = sample_addresses(scenario, requests)
+            result = asyncio.run(_fire(sim.info, addrs, concurrency, sources, max_seconds, protocol))
     finally:
-        stop_server(proc)
-        with contextlib.suppress(OSError):
-            os.unlink(info["log"])
+        shutil.rmtree(work, ignore_errors=True)  # the request log: nothing here reads it
     result.update({"scenario": scenario, "protocol": protocol, "concurrency": concurrency,
                    "sources": sources, "server_startup_s": round(startup, 2)})
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import json
 import os
@@ -18,7 +17,8 @@ from typing import Any
 
 import redis
 
-from whoiscrawl.bench import Fleet, FleetShape, crawl_with_fleet, simulator
+from whoiscrawl.bench.common import simulator
+from whoiscrawl.bench.fleet import Fleet, FleetShape, crawl_with_fleet
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord
@@ -313,19 +313,23 @@ def _request_figures(log: Path, outages: list[list[float | None]] | None = None)
     }
 
 
+@dataclass(frozen=True)
+class ChaosPlan:
+    """What the chaos bench crawls, with chaos and without: a scenario at a time scale, by a fleet
+    of `workers` (`static`: each a fixed group.instance.id), on a simulator started with `sim_options`."""
+
+    scenario: str
+    workers: int
+    time_scale: float
+    static: bool = False
+    sim_options: tuple[str, ...] = ()
+
+
 def chaos_run(
-    scenario: str,
-    workers: int,
-    time_scale: float,
-    kafka: str,
-    redis_url: str,
-    workdir: Path,
-    chaos: Chaos | None,
-    static: bool = False,
-    sim_options: tuple[str, ...] = (),
+    plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chaos: Chaos | None
 ) -> tuple[dict[str, Any], set[tuple[str, str]]]:
-    """One fleet crawl of a fresh simulator (`sim_options`: its `sim serve` options), with chaos
-    (workers and registries) or without; its figures and its blocks."""
+    """One fleet crawl of a fresh simulator, with chaos (workers and registries) or without; its
+    figures and its blocks."""
 
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "requests.jsonl"
@@ -333,14 +337,14 @@ def chaos_run(
     if chaos is not None and chaos.registry_faults:
         faults = workdir / "faults.json"
         faults.write_text(json.dumps(REGISTRY_WEATHER))
-    with simulator(scenario, time_scale, log, faults, list(sim_options)) as sim:
-        shape = FleetShape(workers, static=static)
+    with simulator(plan.scenario, plan.time_scale, log, faults, list(plan.sim_options)) as sim:
+        shape = FleetShape(plan.workers, static=plan.static)
         run = crawl_with_fleet(sim, kafka, redis_url, workdir, shape=shape, during=chaos, timeout=1800)
     if chaos is not None:
         with (workdir / "timeline.jsonl").open("w") as fh:
             for t, event, detail in chaos.timeline:
                 fh.write(json.dumps({"t": t, "event": event, "detail": detail}) + "\n")
-    figures = score(scenario, str(run.results), str(log), resolution=24, time_scale=time_scale)
+    figures = score(plan.scenario, str(run.results), str(log), resolution=24, time_scale=plan.time_scale)
     found, duplicates = _blocks(run.results)
     requests = _request_figures(log, chaos.outages if chaos is not None else None)
     return {
@@ -364,30 +368,18 @@ def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
 
 
-def chaos_bench(
-    scenario: str,
-    workers: int,
-    time_scale: float,
-    kafka: str,
-    redis_url: str,
-    workdir: Path,
-    chaos: Chaos,
-    static: bool = False,
-    sim_options: tuple[str, ...] = (),
-) -> dict[str, Any]:
+def chaos_bench(plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chaos: Chaos) -> dict[str, Any]:
     """The same crawl without chaos and with it: what chaos lost, and what it cost."""
-    run = functools.partial(chaos_run, scenario, workers, time_scale, kafka, redis_url, static=static,
-                            sim_options=sim_options)
-    calm, calm_blocks = run(workdir / "calm", None)
-    hit, hit_blocks = run(workdir / "chaos", chaos)
+    calm, calm_blocks = chaos_run(plan, kafka, redis_url, workdir / "calm", None)
+    hit, hit_blocks = chaos_run(plan, kafka, redis_url, workdir / "chaos", chaos)
     figures = {
         "benchmark": "chaos",
         "workdir": str(workdir),  # the workers' logs, the simulator's request log, chaos/timeline.jsonl
-        "scenario": scenario,
-        "workers": workers,
-        "time_scale": time_scale,
-        "static_membership": static,
-        "sim_options": list(sim_options),
+        "scenario": plan.scenario,
+        "workers": plan.workers,
+        "time_scale": plan.time_scale,
+        "static_membership": plan.static,
+        "sim_options": list(plan.sim_options),
         "registry_faults": chaos.registry_faults,
         "kills": chaos.killed,
         "listers_killed": chaos.listers_killed,

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from whoiscrawl.bench.export import record_line
 from whoiscrawl.ipv4 import ip_str
-from whoiscrawl.results.benchmark import record_line
 from whoiscrawl.serve import lookup, mmdb
 from whoiscrawl.serve.index import MapIndex, index_path, load_or_build
 

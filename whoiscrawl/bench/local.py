@@ -20,7 +20,7 @@ from typing import Any
 from ipwhois.net import Net
 from ipwhois.whois import Whois
 
-from whoiscrawl.bench import Simulator, simulator
+from whoiscrawl.bench.common import Simulator, rate, simulator
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.registry import whois
@@ -77,12 +77,6 @@ def ipwhois_lookup(text: str, address: int, registry: str) -> dict[str, Any]:
     return result
 
 
-def _rate(count: int, run: Any) -> float:
-    started = time.perf_counter()
-    run()
-    return round(count / (time.perf_counter() - started), 1)
-
-
 def parse_benchmark(
     world: World, rounds: int = 1, per_registry: int = 40, lookups_per_registry: int = 200
 ) -> dict[str, Any]:
@@ -112,10 +106,10 @@ def parse_benchmark(
         "benchmark": "whois_parse",
         "listings": len(corpus.listings) * rounds,
         "listed_objects": objects,
-        "listed_objects_per_s": _rate(objects, listings),
+        "listed_objects_per_s": rate(objects, listings),
         "lookups": n,
-        "lookups_per_s": _rate(n, lookups),
-        "baseline_ipwhois_lookups_per_s": _rate(n, baseline),
+        "lookups_per_s": rate(n, lookups),
+        "baseline_ipwhois_lookups_per_s": rate(n, baseline),
     }
 
 
@@ -251,7 +245,7 @@ def _crawl_in_a_process(
     down; a multiprocessing child waits for it forever."""
     args = json.dumps({"name": name, "sim_info": sim_info, "ranges": ranges, "out": str(out),
                        "profile": profile, "sources": sources})
-    done = subprocess.run([sys.executable, "-m", "whoiscrawl.bench_local"], input=args, text=True,
+    done = subprocess.run([sys.executable, "-m", "whoiscrawl.bench.local"], input=args, text=True,
                           stdout=subprocess.PIPE, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
@@ -12,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,11 +20,12 @@ from typing import IO, Any
 import redis
 
 from whoiscrawl import queue
+from whoiscrawl.bench.common import Simulator, simulator, stop, work_folder
 from whoiscrawl.blocks import KnownBlocks, encode_block
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
-from whoiscrawl.rates import Limit, format_limits, projected_real_hours
+from whoiscrawl.rates import Limit, projected_real_hours
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.rirs import SOURCES
 from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
@@ -37,94 +36,6 @@ from whoiscrawl.strategy import Answer
 
 # What a worker logs at the end of its drain (worker/runner.py): how long it took, by its own clock.
 DRAIN_LOGGED = re.compile(r"stopped in ([0-9.]+)s")
-
-
-@dataclass
-class Simulator:
-    """A running `whoiscrawl sim serve` process and what it announced on its first line."""
-
-    proc: subprocess.Popen[str]
-    info: dict[str, Any]
-
-    @property
-    def bootstrap_url(self) -> str:
-        return str(self.info["bootstrap_url"])
-
-    @property
-    def whois(self) -> str:
-        return str(self.info["whois"])
-
-    @property
-    def ranges(self) -> list[str]:
-        return list(self.info["ranges"])
-
-    @property
-    def log(self) -> str:
-        return str(self.info["log"])
-
-    @property
-    def files_base(self) -> str:
-        """Where the simulated registries' published files are (`rirs.published_at(url, files_base)`)."""
-        return str(self.info["published"])
-
-    def limits(self) -> dict[str, Limit]:
-        return {
-            r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in self.info["limits"].items()
-        }
-
-    def rate_limits_arg(self) -> str:
-        return format_limits(self.limits())
-
-
-def simulator_options(row_limit: int | None = None, arin_relation_search: bool = True) -> tuple[str, ...]:
-    """`sim serve` options for the benchmark's simulator (none: the registries as they answer today)."""
-    return (*(("--row-limit", str(row_limit)) if row_limit is not None else ()),
-            *(() if arin_relation_search else ("--no-arin-relation-search",)))
-
-
-@contextlib.contextmanager
-def simulator(
-    scenario: str, time_scale: float, log: Path, faults: Path | None = None, extra: list[str] | None = None
-) -> Iterator[Simulator]:
-    """Start the registry simulator in its own process (it must not share a GIL with the crawler)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "whoiscrawl",
-        "sim",
-        "serve",
-        "--scenario",
-        scenario,
-        "--time-scale",
-        str(time_scale),
-        "--log",
-        str(log),
-        *(extra or []),
-    ]
-    if faults:
-        cmd += ["--faults", str(faults)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the simulator exited ({proc.wait()}) before announcing itself")
-        yield Simulator(proc, json.loads(line))
-    finally:
-        _stop(proc, 15)
-
-
-def _stop(proc: subprocess.Popen[Any], grace: float) -> int:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGCONT)  # one the chaos bench paused handles no SIGTERM
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return int(proc.returncode)
 
 
 @dataclass
@@ -213,7 +124,7 @@ class Fleet:
 
     def stop(self) -> None:
         for proc in self.procs:
-            _stop(proc, self.grace_seconds + 10)
+            stop(proc, self.grace_seconds + 10)
         for log in self._logs:
             log.close()
 
@@ -505,19 +416,19 @@ def with_baselines(crawl: Callable[..., dict[str, Any]], settings: CrawlSettings
     """A fleet crawl, and for a sweep the baselines beside it under "compare": the 2016 sample
     method given as many lookups per shard, and the sweep without listings (the /24 grid alone);
     for a crawl from the published files, the same crawl live only."""
-    run = crawl(settings=settings, workdir=workdir())
+    run = crawl(settings=settings, workdir=work_folder())
     baselines: dict[str, dict[str, Any]] = {}
     sweep = settings.strategy == "sweep"
     if sweep and compare_sample:
         per_shard = max(1, int(run["lookups"] // run["shards"]))
         sample = dataclasses.replace(settings, strategy="sample", samples=per_shard)
-        baselines["sample_same_lookups"] = summary(crawl(settings=sample, workdir=workdir()))
+        baselines["sample_same_lookups"] = summary(crawl(settings=sample, workdir=work_folder()))
     if sweep and compare_grid:
         grid = dataclasses.replace(settings, list_children=False)
-        baselines["grid_only"] = summary(crawl(settings=grid, workdir=workdir()))
+        baselines["grid_only"] = summary(crawl(settings=grid, workdir=work_folder()))
     if settings.sources != LIVE_ONLY:  # today's crawl, from no file
         live = dataclasses.replace(settings, sources=LIVE_ONLY)
-        baselines["live_only"] = summary(crawl(settings=live, workdir=workdir()))
+        baselines["live_only"] = summary(crawl(settings=live, workdir=work_folder()))
     return {**run, "compare": baselines} if baselines else run
 
 
@@ -530,7 +441,3 @@ def bench_services() -> Iterator[tuple[str, str]]:
         return
     with services.session(services.CACHE_DIR / "bench-services", ("redis", "kafka")) as running:
         yield running.kafka_bootstrap, running.redis_url
-
-
-def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="whoiscrawl-bench-"))

@@ -1,0 +1,118 @@
+"""What the benchmarks share: the simulator in a process of its own, a fresh work folder, a rate."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from whoiscrawl.rates import Limit, format_limits
+
+
+@dataclass
+class Simulator:
+    """A running `whoiscrawl sim serve` process and what it announced on its first line."""
+
+    proc: subprocess.Popen[str]
+    info: dict[str, Any]
+
+    @property
+    def bootstrap_url(self) -> str:
+        return str(self.info["bootstrap_url"])
+
+    @property
+    def whois(self) -> str:
+        return str(self.info["whois"])
+
+    @property
+    def ranges(self) -> list[str]:
+        return list(self.info["ranges"])
+
+    @property
+    def log(self) -> str:
+        return str(self.info["log"])
+
+    @property
+    def files_base(self) -> str:
+        """Where the simulated registries' published files are (`rirs.published_at(url, files_base)`)."""
+        return str(self.info["published"])
+
+    def limits(self) -> dict[str, Limit]:
+        return {
+            r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in self.info["limits"].items()
+        }
+
+    def rate_limits_arg(self) -> str:
+        return format_limits(self.limits())
+
+
+def simulator_options(row_limit: int | None = None, arin_relation_search: bool = True) -> tuple[str, ...]:
+    """`sim serve` options for the benchmark's simulator (none: the registries as they answer today)."""
+    return (*(("--row-limit", str(row_limit)) if row_limit is not None else ()),
+            *(() if arin_relation_search else ("--no-arin-relation-search",)))
+
+
+@contextlib.contextmanager
+def simulator(
+    scenario: str, time_scale: float, log: Path, faults: Path | None = None, extra: list[str] | None = None
+) -> Iterator[Simulator]:
+    """Start the registry simulator in its own process (it must not share a GIL with the crawler)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "whoiscrawl",
+        "sim",
+        "serve",
+        "--scenario",
+        scenario,
+        "--time-scale",
+        str(time_scale),
+        "--log",
+        str(log),
+        *(extra or []),
+    ]
+    if faults:
+        cmd += ["--faults", str(faults)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the simulator exited ({proc.wait()}) before announcing itself")
+        yield Simulator(proc, json.loads(line))
+    finally:
+        stop(proc, 15)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float) -> int:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # one the chaos bench paused handles no SIGTERM
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return int(proc.returncode)
+
+
+def work_folder(kind: str = "") -> Path:
+    """A new folder under the system's temporary one for a run's results and logs (kept: read it after)."""
+    return Path(tempfile.mkdtemp(prefix=f"whoiscrawl-bench-{kind + '-' if kind else ''}"))
+
+
+def rate(count: int, run: Callable[[], Any]) -> float:
+    """`count` things done by `run`, per second of its wall time."""
+    started = time.perf_counter()
+    run()
+    return round(count / (time.perf_counter() - started), 1)
