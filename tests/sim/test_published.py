@@ -8,12 +8,14 @@ import hashlib
 import re
 import zlib
 from collections import Counter
+from dataclasses import replace
 
 import aiohttp
 import pytest
 
 from whoiscrawl import rirs
 from whoiscrawl.ipv4 import ip_int, ip_str
+from whoiscrawl.registry.contacts import entity_name, unnamed_holder
 from whoiscrawl.registry.rdap import RdapParser
 from whoiscrawl.registry.whois import lookup_query, parse_whois, query
 from whoiscrawl.sim import published
@@ -110,8 +112,14 @@ async def test_statistics_are_the_worlds_delegations_with_each_registrys_quirks(
 async def answers(sim, world: World, registry: str, i: int) -> tuple[object, object]:
     """What the registry's RDAP and WHOIS say of object i, asked for an address it answers."""
     address = next(a for a, _b, obj in world.segments(world.start[i], world.end[i]) if obj == i)
-    async with aiohttp.ClientSession() as s, s.get(f"{sim.base_url(registry)}ip/{ip_str(address)}") as r:
-        rdap = RdapParser().parse(await r.json(content_type=None), address, registry)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{sim.base_url(registry)}ip/{ip_str(address)}") as r:
+            doc = await r.json(content_type=None)
+        rdap = RdapParser().parse(doc, address, registry)
+        if (nameless := unnamed_holder(doc)) is not None:  # named by its entity, as the client asks
+            async with s.get(f"{sim.base_url(registry)}entity/{nameless.handle}") as r:
+                name = entity_name(await r.json(content_type=None), nameless.handle)
+            rdap = replace(rdap, registrant=name)
     host, port = sim.info()["whois"].rsplit(":", 1)
     body = await query(host, int(port), lookup_query(address, registry) + "\r\n", None, 60)
     return rdap, parse_whois(body.decode("utf-8", "replace"), address, registry)
