@@ -86,8 +86,9 @@ class Crawler:
         step is checkpointed, so the walk stops after the one in progress)."""
         if await self.store.is_done(shard.shard_id):
             return True
-        await self.store.take_shard(shard.shard_id, self.owner)  # a former owner's writes stop here
-        lane = ShardLane(self, shard, walk_for(shard, await self.store.cursor(shard.shard_id)))
+        # A token of this walk's own: a former owner's writes stop here, even an older walk of it here.
+        token = await self.store.take_shard(shard.shard_id, self.owner)
+        lane = ShardLane(self, shard, walk_for(shard, await self.store.cursor(shard.shard_id)), token)
         metrics.ACTIVE_SHARDS.inc()
         try:
             return await lane.walk_on(until)
@@ -99,7 +100,7 @@ class Crawler:
             log.warning("shard %s is walked by another worker now (a stall?): leaving it", shard.shard_id)
             return False
         finally:
-            self.store.leave_shard(shard.shard_id)  # unless done: a listing it started writes no checkpoint
+            self.store.leave_shard(token)  # unless done: a listing it started writes no checkpoint
             metrics.ACTIVE_SHARDS.dec()
 
     async def keep(self, record: NetworkRecord, answer: Answer) -> bool:
@@ -127,12 +128,14 @@ class Crawler:
 
 @dataclass
 class ShardLane:
-    """One lane's shard as it is walked: the shard, its walk and the resolution its answers are
-    read at, bound once; the process's parts (store, client, listings, patience) are the crawler's."""
+    """One lane's shard as it is walked: the shard, its walk, the walk's fencing token (which each
+    of its writes carries) and the resolution its answers are read at, bound once; the process's
+    parts (store, client, listings, patience) are the crawler's."""
 
     crawler: Crawler
     shard: Shard
     walk: Walk
+    token: str
 
     @property
     def resolution(self) -> int:
@@ -207,7 +210,8 @@ class ShardLane:
         )
         url = str(result.down_url)
         listings = crawler.listings
-        listed = await listings.list(self.shard, walk.checkpoint(), record, url) if listable else False
+        listed = (await listings.list(self.shard, self.token, walk.checkpoint(), record, url)
+                  if listable else False)
         if listed is None:
             # Stopping while another worker still lists this parent: observe nothing, so the walk's
             # checkpoint still holds this probe and whoever resumes the shard makes it again.
@@ -230,6 +234,7 @@ class ShardLane:
             lookups=result.lookups,
             rate_limited=result.rate_limited,
             under=Lease.cell(address),
+            walk=self.token,
         )
 
     async def _failed(self, address: int, reason: str) -> None:
@@ -238,7 +243,8 @@ class ShardLane:
         self.crawler.patience.give_up(registry, str(IPAddress(address)), reason)
         self.walk.skip(address)
         await self.crawler.store.record_step(
-            self.shard.shard_id, self.walk.checkpoint(), None, lookups=1, errors=1, under=Lease.cell(address)
+            self.shard.shard_id, self.walk.checkpoint(), None, lookups=1, errors=1, under=Lease.cell(address),
+            walk=self.token,
         )
 
 

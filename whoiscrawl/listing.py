@@ -58,8 +58,11 @@ class Listings:
     host: ListingHost
     _listings: dict[tuple[int, int], asyncio.Future[bool | None]] = field(default_factory=dict)
 
-    async def list(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
-        """Ask the registry for a parent's children (RFC 9910 rdap-down), and for theirs in turn.
+    async def list(
+        self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, url: str
+    ) -> bool | None:
+        """Ask the registry for a parent's children (RFC 9910 rdap-down), and for theirs in turn,
+        for the walk (`walk` its fencing token) whose checkpoint its steps carry.
 
         True when every descendant is now known, so nothing inside the parent needs probing. A
         child that is a parent itself and was listed whole is stored as a leaf, so no walk probes
@@ -81,7 +84,7 @@ class Listings:
             if claim == "partly":
                 return False
             if claim == "mine":
-                listing = asyncio.ensure_future(self._list_owned(shard, checkpoint, parent, url))
+                listing = asyncio.ensure_future(self._list_owned(shard, walk, checkpoint, parent, url))
                 self._listings[key] = listing
                 listing.add_done_callback(functools.partial(self._listing_ended, key))
                 try:
@@ -107,7 +110,7 @@ class Listings:
             log.error("the listing of %d-%d failed", *key, exc_info=exc)
 
     async def _list_owned(
-        self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
+        self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, url: str
     ) -> bool | None:
         """List a parent whose lease is ours, renewing it meanwhile; store it as a leaf if whole."""
         await self.host.store.sync()
@@ -117,15 +120,18 @@ class Listings:
         renew = functools.partial(self.host.store.renew_listing, parent.first, parent.last, self.host.owner)
         lease = Lease.listing(parent.first, parent.last)
         async with renewing(renew, f"the listing of {parent.handle}", lease):
-            whole = await self._list_now(shard, checkpoint, parent, url)
+            whole = await self._list_now(shard, walk, checkpoint, parent, url)
         if whole:
             leaf = Answer(parent.first, parent.last, True)
-            await self.host.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease)
+            await self.host.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease,
+                                              walk=walk)
         await self.host.store.listed(parent.first, parent.last, self.host.owner, whole)
         return whole
 
-    async def _list_now(self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str) -> bool | None:
-        listing = await self._children(shard, checkpoint, parent, url)
+    async def _list_now(
+        self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, url: str
+    ) -> bool | None:
+        listing = await self._children(shard, walk, checkpoint, parent, url)
         if listing is None:
             return None  # stopping while the registry answered nothing: for whoever is next
         whole: bool | None = listing.complete
@@ -139,7 +145,7 @@ class Listings:
             inside = (child.first, child.last) != (parent.first, parent.last)  # never wait for ourselves
             listed: bool | None = False
             if inside and child_url and worth_listing(child, shard.resolution):
-                listed = await self.list(shard, checkpoint, child, str(child_url))
+                listed = await self.list(shard, walk, checkpoint, child, str(child_url))
                 if listed is None:
                     return None  # stopping: unfinished, for whoever meets the parent next
             if listed:
@@ -147,11 +153,11 @@ class Listings:
             whole = whole and answer.terminal
             if not self.host.store.index.covers(answer.first, answer.last):  # nothing new to share otherwise
                 await self.host.store.record_step(shard.shard_id, checkpoint, answer, lookups=0,
-                                             under=Lease.listing(parent.first, parent.last))
+                                                  under=Lease.listing(parent.first, parent.last), walk=walk)
         return whole
 
     async def _children(
-        self, shard: Shard, checkpoint: str, parent: NetworkRecord, url: str
+        self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, url: str
     ) -> Listing | None:
         """A parent's children, asked patiently (registry/patience.py) while its registry does not
         answer (a listing given up on as the grid's would lose the children smaller than a cell). A
@@ -167,7 +173,7 @@ class Listings:
             self.host.lookups_by_registry[parent.registry] += listing.lookups
             await self.host.store.record_step(
                 shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited,
-                under=lease,
+                under=lease, walk=walk,
             )
             if listing.unanswered:
                 raise ListingUnanswered("not answered", listing, parent.registry)
@@ -180,5 +186,5 @@ class Listings:
         except ListingUnanswered as exc:  # the grid probes what it did not list
             self.host.patience.give_up(parent.registry, what, "its registry answers others, not this")
             await self.host.store.record_step(shard.shard_id, checkpoint, None, lookups=0, errors=1,
-                                              under=lease)
+                                              under=lease, walk=walk)
             return exc.listing

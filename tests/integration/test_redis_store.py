@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from whoiscrawl import redis_client
 from whoiscrawl.records import Shard
 from whoiscrawl.space import plan_crawl
+from whoiscrawl.store import Lease, LeaseLost
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 from whoiscrawl.strategy import Answer
@@ -87,6 +90,60 @@ async def test_a_parent_is_listed_by_one_worker_and_a_cut_one_never_again(servic
         await a.close()
         await b.close()
         admin.delete_crawl()
+
+
+async def test_a_shard_taken_back_by_its_own_worker_fences_the_older_walk(services, unique_name):
+    """Each walk of a shard has its own fencing token, even one this same worker takes back (its
+    partition revoked and given back to it in a rebalance) while its older walk still winds down:
+    the older walk's lane (in its last step) and its listing (going on under its own lease) had
+    their checkpoints taken as the newer walk's, its ownership being per worker and shard; and the
+    older lane leaving after the newer walk began dropped every checkpoint of the newer one."""
+    store = RedisBlockStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    listing = Lease.listing(0, 65535)
+    try:
+        older = await store.take_shard("s", "a")
+        assert await store.first_to_list(0, 65535, "a") == "mine"  # the older walk's listing
+        assert await store.claim(256, "a")
+        await store.record_step("s", "100", None, walk=older)
+        newer = await store.take_shard("s", "a")  # the partition came back to this worker
+        await store.record_step("s", "300", None, walk=newer)
+        with pytest.raises(LeaseLost):  # the older lane's last step: its walk stops
+            await store.record_step("s", "200", None, under=Lease.cell(256), walk=older)
+        # Its listing goes on: its block is kept, its checkpoint refused (and none from now on).
+        assert await store.record_step("s", "100", Answer(0, 255, True), lookups=0, under=listing, walk=older)
+        assert await store.cursor("s") == "300"
+        store.leave_shard(older)  # the older lane unwinds after the newer walk began
+        await store.record_step("s", "400", None, walk=newer)
+        assert await store.record_step("s", "100", Answer(256, 511, True), lookups=0, under=listing,
+                                       walk=older)
+        assert await store.cursor("s") == "400"
+        progress = admin.progress()
+        assert (progress.blocks, progress.stale_writes_refused, progress.checkpoints_backwards) == (2, 2, 0)
+    finally:
+        admin.delete_crawl()
+        await store.close()
+
+
+async def test_after_a_store_loss_only_the_newest_walk_of_a_shard_here_owns_it(services, unique_name):
+    """Redis lost the crawl's state while two walks of a shard were under way here (the older
+    winding down): the walks are owned again under new tokens, the newer one only, and its first
+    write after the loss is taken (it carried the token from before the loss, and was refused)."""
+    store = RedisBlockStore(services.redis_url, unique_name)
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    try:
+        older = await store.take_shard("s", "a")
+        newer = await store.take_shard("s", "a")
+        await store.record_step("s", "100", None, walk=newer)
+        admin.client.delete(admin.keys.epoch, admin.keys.owners, admin.keys.cursors)  # Redis lost it
+        await store.record_step("s", "200", None, walk=newer)
+        assert await store.cursor("s") == "200"
+        with pytest.raises(LeaseLost):
+            await store.record_step("s", "150", None, walk=older)
+        assert await store.cursor("s") == "200" and store.losses == 1
+    finally:
+        admin.delete_crawl()
+        await store.close()
 
 
 async def test_a_task_cancelled_while_it_waits_on_redis_is_cancelled(services, unique_name):

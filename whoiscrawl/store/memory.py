@@ -3,16 +3,18 @@ saved to a JSON-lines checkpoint file."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from whoiscrawl.blocks import KnownBlocks
 from whoiscrawl.records import Progress
-from whoiscrawl.store import Lease, ListingClaim, remember, step_counts
+from whoiscrawl.store import Lease, LeaseLost, ListingClaim, remember, step_counts
 from whoiscrawl.strategy import Answer
 
 log = logging.getLogger(__name__)
@@ -106,15 +108,21 @@ class MemoryStore:
     # registry -> the dump seeded: its serial, whether whole, the spans it skipped (sources/seed.dump_leaf)
     seeded: dict[str, dict[str, Any]] = field(default_factory=dict)
     _journal: _Journal = field(default_factory=_Journal, repr=False)
+    # Walks fenced as a fleet's are (store/__init__.Store), though a local crawl walks each shard once.
+    _walks: dict[str, str] = field(default_factory=dict, repr=False)  # walk under way -> its shard
+    _owners: dict[str, str] = field(default_factory=dict, repr=False)  # shard -> its newest walk
+    _tokens: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     async def sync(self) -> None:
         return None
 
-    async def take_shard(self, shard_id: str, owner: str) -> None:
-        return None  # one process walks each shard once at a time: nothing to fence
+    async def take_shard(self, shard_id: str, owner: str) -> str:
+        walk = f"{next(self._tokens)}/{owner}"
+        self._walks[walk], self._owners[shard_id] = shard_id, walk
+        return walk
 
-    def leave_shard(self, shard_id: str) -> None:
-        return None
+    def leave_shard(self, walk: str) -> None:
+        self._walks.pop(walk, None)
 
     async def claim(self, address: int, owner: str) -> bool:
         return True  # one walk per region in one process: nothing to race
@@ -158,12 +166,24 @@ class MemoryStore:
         rate_limited: int = 0,
         errors: int = 0,
         under: Lease | None = None,
+        walk: str | None = None,
     ) -> bool:
         known, changed = remember(self.index, answer)
-        self.cursors[shard_id] = checkpoint
-        self._journal.cursors.add(shard_id)
+        # As in Redis: an ended walk writes no checkpoint; one whose shard was taken again (or
+        # finished) has its checkpoint refused, and stops unless it is a listing's step.
+        ended = walk is not None and walk not in self._walks
+        refused = not ended and walk is not None and (
+            self._owners.get(shard_id) != walk or shard_id in self.done)
+        if not (ended or refused):
+            self.cursors[shard_id] = checkpoint
+            self._journal.cursors.add(shard_id)
         for name, value in step_counts(answer, known, changed, lookups, rate_limited, errors).items():
             setattr(self.counters, name, getattr(self.counters, name) + value)
+        if refused:
+            self.counters.stale_writes_refused += 1
+            if under is None or under.kind != "listing":
+                raise LeaseLost(f"shard {shard_id}", None)
+            self._walks.pop(walk or "", None)  # its listing goes on, writing no checkpoint
         return changed
 
     async def shard_done(self, shard_id: str, addresses: int) -> None:
@@ -174,6 +194,9 @@ class MemoryStore:
             self.counters.addresses_done += addresses
         if self.cursors.pop(shard_id, None) is not None:
             self._journal.cursors.add(shard_id)
+        for walk in [w for w, s in self._walks.items() if s == shard_id]:
+            del self._walks[walk]  # a done shard has no checkpoint left to write
+        self._owners.pop(shard_id, None)
 
     async def progress(self) -> Progress:
         return self.counters

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -37,6 +38,15 @@ from whoiscrawl.store.redis_scripts import (
 from whoiscrawl.strategy import Answer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Walk:
+    """A walk of a shard under way in this process: its shard, and its holder in the shard's owners
+    now (its token as taken; a new one after a store generation ended; "" lost meanwhile)."""
+
+    shard_id: str
+    holder: str
 
 
 class RedisBlockStore:
@@ -74,8 +84,8 @@ class RedisBlockStore:
         self._record_step = self.client.register_script(_RECORD_STEP)
         self._sources_write = self.client.register_script(_SOURCES_WRITE)
         self._held: dict[str, str] = {}  # lease key -> our holder in it, `<token>/<owner>/<nonce>`
-        self._shards: dict[str, str] = {}  # shard id -> our holder of its walk ("": lost)
-        self._left: set[str] = set()  # shards whose walk here ended unfinished: no checkpoints from us
+        # Our walks under way, by their token: one that ended here unfinished is not among them.
+        self._walks: dict[str, _Walk] = {}
         self._sync_lock = asyncio.Lock()
         self._recover_lock = asyncio.Lock()
 
@@ -108,16 +118,19 @@ class RedisBlockStore:
 
     async def _own_again(self) -> None:
         """The walks this process had in the generation that ended stay ours unless another took
-        them meanwhile (it may have: we could have stalled through the loss)."""
-        for shard_id, ours in list(self._shards.items()):
-            if shard_id in self._left:
-                continue  # walked elsewhere now, perhaps: whoever walks it takes it
-            now: Any = await self.client.hget(self.keys.owners, shard_id)
-            if ours and now is not None and _text(now) == ours:
+        them meanwhile (it may have: we could have stalled through the loss). Of two walks of one
+        shard here (taken back while the older one still wound down) only the newer one."""
+        newest = {walk.shard_id: token for token, walk in self._walks.items()}  # in the order taken
+        for token, walk in list(self._walks.items()):
+            if newest[walk.shard_id] != token:
+                walk.holder = ""
+                continue
+            now: Any = await self.client.hget(self.keys.owners, walk.shard_id)
+            if walk.holder and now is not None and _text(now) == walk.holder:
                 continue  # the generation ended, its data did not (a rebuild by hand)
             holder = await self._take_shard(
-                keys=[self.keys.fence, self.keys.owners], args=[shard_id, self._name(), "1"])
-            self._shards[shard_id] = _text(holder) if holder else ""
+                keys=[self.keys.fence, self.keys.owners], args=[walk.shard_id, self._name(), "1"])
+            walk.holder = _text(holder) if holder else ""
 
     async def _mark_done_again(self, epoch: str) -> None:
         """Shards finished before a loss whose offsets the rebuild did not see committed yet."""
@@ -169,21 +182,23 @@ class RedisBlockStore:
                 if len(entries) < 20000:
                     return True
 
-    async def take_shard(self, shard_id: str, owner: str) -> None:
-        """Own a shard's walk from now: a walk of it elsewhere (a worker that stalled while Kafka
-        gave its partition to us) has its checkpoints refused from now on."""
+    async def take_shard(self, shard_id: str, owner: str) -> str:
+        """Own a shard's walk from now; its token, which each write of the walk carries. Any other
+        walk of it (a worker that stalled while Kafka gave its partition to us, or an older walk
+        of it in this process, still winding down when the partition came back) has its
+        checkpoints refused from now on."""
         holder = await self._take_shard(keys=[self.keys.fence, self.keys.owners], args=[shard_id, owner, "0"])
-        self._shards[shard_id] = _text(holder)
-        self._left.discard(shard_id)
+        walk = _text(holder)
+        self._walks[walk] = _Walk(shard_id, walk)
+        return walk
 
-    def leave_shard(self, shard_id: str) -> None:
-        """Our walk of a shard ended unfinished (revoked, stopped, taken over). A listing it started
-        may go on under its own lease: its steps write their blocks, never the walk's checkpoint,
-        which is the shard's next walk's to write. (Each of them was refused, and counted as a
-        stale write: 16,614 in a calm run of `standard`, from listings of walks revoked in the
-        start-up rebalance.)"""
-        if shard_id in self._shards:
-            self._left.add(shard_id)
+    def leave_shard(self, walk: str) -> None:
+        """A walk ended unfinished (revoked, stopped, taken over). A listing it started may go on
+        under its own lease: its steps write their blocks, never the walk's checkpoint, which is
+        the shard's next walk's to write. (Each of them was refused, and counted as a stale write:
+        16,614 in a calm run of `standard`, from listings of walks revoked in the start-up
+        rebalance.) A newer walk of the shard here keeps its own token, and its checkpoints."""
+        self._walks.pop(walk, None)
 
     def _name(self) -> str:
         """A holder's name for the shards' re-owning after a loss: this store's, unique."""
@@ -288,22 +303,25 @@ class RedisBlockStore:
         rate_limited: int = 0,
         errors: int = 0,
         under: Lease | None = None,
+        walk: str | None = None,
     ) -> bool:
         known, changed = remember(self.index, answer)
-        if shard_id in self._left:
-            checkpoint = ""  # the walk ended here: its checkpoint is not ours to write (leave_shard)
         block = encode_block(answer) if changed and answer is not None else ""
         counts = step_counts(answer, known, changed, lookups, rate_limited, errors)
         lease_key = self._lease_key(under) if under is not None else self.keys.epoch
         held = self._held.get(lease_key, "-") if under is not None else ""  # "-": held by nobody
-        # A walk's write is checked against its shard's owner ("-": lost); one outside a walk (an
-        # admin's, a test's) is not.
-        owned = (self._shards[shard_id] or "-") if shard_id in self._shards else ""
-        counted = (x for n, v in counts.items() if v for x in (n, v))
-        args = [shard_id, checkpoint, block, owned, held, *counted]
+        counted = [x for n, v in counts.items() if v for x in (n, v)]
         keys = [self.keys.epoch, self.keys.blocks, self.keys.cursors, self.keys.counters,
                 self.keys.owners, self.keys.done, lease_key]
-        code = await self._guarded(lambda epoch: self._record_step(keys=keys, args=[epoch, *args]))
+        written = checkpoint
+
+        async def attempt(epoch: str) -> int:
+            nonlocal written
+            written, owned = self._walk_fence(walk, checkpoint)
+            return int(await self._record_step(
+                keys=keys, args=[epoch, shard_id, written, block, owned, held, *counted]))
+
+        code = await self._guarded(attempt)
         if code == 3 and under is not None:
             metrics.STALE_WRITES.labels(under.kind).inc()
             raise LeaseLost(str(under), under)
@@ -313,11 +331,23 @@ class RedisBlockStore:
                 raise LeaseLost(f"shard {shard_id}", None)
             # A listing goes on under its own lease (its blocks are kept; the walk that started it
             # has lost its shard, whose checkpoint is another's now: its next steps write none).
-            self._left.add(shard_id)
+            self._walks.pop(walk or "", None)
             return changed
-        if self.mirror is not None and checkpoint:
-            self.mirror(shard_id, checkpoint)
+        if self.mirror is not None and written:
+            self.mirror(shard_id, written)
         return changed
+
+    def _walk_fence(self, walk: str | None, checkpoint: str) -> tuple[str, str]:
+        """A walk's step as fenced now: the checkpoint it may write ("": none, the walk ended here,
+        leave_shard) and the walk's token to check against the shard's owner ("-": lost; "": not
+        checked, a write outside a walk, an admin's or a test's). Read at each try of the write: a
+        store generation that ended re-owns a walk under a new token, and its first write after a
+        loss was refused with the old one."""
+        if walk is None:
+            return checkpoint, ""
+        if (ours := self._walks.get(walk)) is None:
+            return "", ""
+        return checkpoint, ours.holder or "-"
 
     def _lease_key(self, lease: Lease) -> str:
         if lease.kind == "cell":
@@ -328,8 +358,8 @@ class RedisBlockStore:
         """Mark a shard finished (once, however often it is called); its checkpoint goes with it."""
         keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
         await self._guarded(lambda epoch: self._shard_done(keys=keys, args=[shard_id, addresses, epoch]))
-        self._shards.pop(shard_id, None)
-        self._left.discard(shard_id)
+        for token in [t for t, w in self._walks.items() if w.shard_id == shard_id]:
+            del self._walks[token]  # a done shard has no checkpoint left to write
         self._done[shard_id] = addresses
         if self.mirror is not None:
             self.mirror(shard_id, None)

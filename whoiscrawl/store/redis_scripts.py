@@ -32,7 +32,8 @@ if held and string.sub(held, -#ARGV[1] - 1) == '/' .. ARGV[1] then return redis.
 return 0
 """
 # A shard's walk: the latest to start it owns it (Kafka gave it the partition); after a store
-# generation ended, only if nobody took it meanwhile (ARGV[3] '1').
+# generation ended, only if nobody took it meanwhile (ARGV[3] '1'). Each take is a new token, also a
+# take-back by the process that walked it before: its older walk's writes carry the older token.
 _TAKE_SHARD = """
 local holder = redis.call('incr', KEYS[1]) .. '/' .. ARGV[2]
 if ARGV[3] == '1' then
@@ -46,8 +47,9 @@ return holder
 # that lost its data and is not rebuilt yet, where a rebuild would drop or double them (-1).
 # Fenced: a write made under a lease it no longer holds (a cell's claim, a listing's) is refused
 # whole (3: its lookups still counted); a checkpoint is taken only while the walk owns its shard (not
-# done, its token current): else the block found is kept, the checkpoint refused (2). A step with no
-# checkpoint (a listing going on after the walk that started it ended here) writes none.
+# done, the walk's own token ARGV[5] the owner's): else the block found is kept, the checkpoint
+# refused (2). A step with no checkpoint (a listing going on after the walk that started it ended
+# here) writes none.
 _RECORD_STEP = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
 if ARGV[6] ~= '' and redis.call('get', KEYS[7]) ~= ARGV[6] then
