@@ -22,9 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from whoiscrawl import metrics, rirs
 from whoiscrawl.history.store import HistoryError, Store, map_at
-from whoiscrawl.results.source import ResultsError, open_results
+from whoiscrawl.results.source import ResultsError, read_latest, results_file
 from whoiscrawl.serve import rdap
-from whoiscrawl.serve.index import Columns, MapIndex, MapIndexError, build, load_or_build, stamp_of
+from whoiscrawl.serve.index import READ, MapIndex, MapIndexError, build, load_or_build, stamp_of
 from whoiscrawl.serve.lookup import BATCH, write
 
 log = logging.getLogger(__name__)
@@ -287,12 +287,12 @@ def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) ->
     seen = [-1]
 
     def reload() -> MapIndex | None:
-        columns = Columns()
-        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True, each=columns) as rs:
-            if rs.records == seen[0]:
-                return None
-            seen[0] = rs.records
-            return build(rs, columns)
+        with results_file(spec, kafka_bootstrap, topic_prefix) as path:
+            latest = read_latest(path, READ)
+        if latest.records == seen[0]:
+            return None
+        seen[0] = latest.records
+        return build(latest)
 
     return reload
 
