@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import tempfile
 from array import array
@@ -29,6 +28,7 @@ _READ_BYTES = 1 << 25  # lines the columnar read parses at once (bounds its temp
 # A dotted quad as `ip_int` takes one: four decimal numbers 0 to 255, none with a leading zero.
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _QUAD = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
+_ONE_THREAD = pajson.ReadOptions(use_threads=False)
 _REQUIRED = ("start_address", "end_address", "registry", "handle")  # what makes a line a record
 
 
@@ -178,10 +178,11 @@ def arrow_schema(names: Sequence[str]) -> pa.Schema:
 
 @dataclass
 class LatestColumns:
-    """The latest record of every block as columns (`read_latest`), a row a block, hierarchy order."""
+    """Every record read as columns (`read_latest`), and which rows are the latest of each block."""
 
-    table: pa.Table  # the fields asked for
-    first: np.ndarray  # uint32: each row's first address
+    table: pa.Table  # the fields asked for, of every record read (superseded ones too), file order
+    rows: np.ndarray  # the latest record of each block: its row in `table`, in hierarchy order
+    first: np.ndarray  # uint32: each block's first address, in hierarchy order
     last: np.ndarray  # uint32
     records: int  # valid records read (duplicates included)
     bad_records: int  # non-blank lines that are no record
@@ -217,32 +218,32 @@ def read_latest(path: Path, fields: Sequence[str]) -> LatestColumns:
     assert order is not None
     winners, latest = order
     table = pa.concat_tables(parts) if parts else schema.empty_table().select(list(fields))
-    return LatestColumns(table.take(winners), (latest >> np.uint64(32)).astype(np.uint32),
+    return LatestColumns(table, winners, (latest >> np.uint64(32)).astype(np.uint32),
                          (_TOP - (latest & _TOP)).astype(np.uint32), records, bad, newest or None)
 
 
-def _line_runs(path: Path) -> Iterator[bytes]:
-    """The file's bytes in runs of whole lines, about _READ_BYTES each."""
-    carry = b""
+def _line_runs(path: Path) -> Iterator[bytes | memoryview]:
+    """The file's bytes in runs of whole lines, about _READ_BYTES each (a line cut by the end of a
+    run is read again with the next, so no run is copied)."""
     with path.open("rb") as fh:
-        while chunk := fh.read(_READ_BYTES):
-            cut = chunk.rfind(b"\n")
-            if cut < 0:
-                carry += chunk
-                continue
-            yield carry + chunk[: cut + 1]
-            carry = chunk[cut + 1 :]
-    if carry.strip():
-        yield carry
+        while run := fh.read(_READ_BYTES):
+            cut = run.rfind(b"\n") + 1
+            if 0 < cut < len(run):
+                fh.seek(cut - len(run), os.SEEK_CUR)
+                yield memoryview(run)[:cut]
+            elif cut == 0 and len(run) == _READ_BYTES:  # a line longer than a run: read on to its end
+                yield run + fh.readline()
+            else:
+                yield run
 
 
-def _parse_run(run: bytes, schema: pa.Schema) -> tuple[pa.Table, int]:
+def _parse_run(run: bytes | memoryview, schema: pa.Schema) -> tuple[pa.Table, int]:
     """A run of lines as a table of `schema` and how many non-blank lines were refused."""
     options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    try:
-        return pajson.read_json(io.BytesIO(run), parse_options=options), 0
+    try:  # one thread: on 2 shared cores pyarrow's threads made a run slower, not faster (docs/serving.md)
+        return pajson.read_json(pa.BufferReader(pa.py_buffer(run)), _ONE_THREAD, options), 0
     except pa.ArrowInvalid:  # a line that is no JSON object, or a field of another type
-        lines = run.split(b"\n")
+        lines = bytes(run).split(b"\n")
         docs = [doc for doc in map(parse_line, lines) if doc is not None]
         refused = sum(1 for line in lines if line.strip()) - len(docs)
         rows = [_conformed(doc, schema) for doc in docs]

@@ -72,6 +72,7 @@ class MapIndex:
     observed: str | None = None  # the newest fetched_at of the results: the map's age
     _owners: np.ndarray | None = field(default=None, repr=False)
     _buckets: tuple[np.ndarray, int, int] | None = field(default=None, repr=False)
+    _views: dict[str, tuple[memoryview, np.ndarray]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.first)
@@ -177,12 +178,19 @@ class MapIndex:
         return candidates[self.last[lo:hi] <= last]
 
     def value(self, net: int, name: str) -> str | list[str] | None:
-        code = int(self.codes[name][net])
+        """One field of one network (an RDAP answer asks for a dozen: `item` and a memoryview slice
+        are the cheapest reads of a numpy array and a blob from Python)."""
+        code = self.codes[name].item(net)
         if code == NONE:
             return [] if name in LISTS else None
-        blob, offsets = self.blobs[name]
-        text = blob[offsets[code] : offsets[code + 1]].tobytes().decode()
+        blob, offsets = self._texts()[name]
+        text = str(blob[offsets.item(code) : offsets.item(code + 1)], "utf-8")
         return text.split("\n") if name in LISTS else text
+
+    def _texts(self) -> dict[str, tuple[memoryview, np.ndarray]]:
+        if self._views is None:
+            self._views = {name: (blob.data, offsets) for name, (blob, offsets) in self.blobs.items()}
+        return self._views
 
     def record(self, net: int) -> dict[str, Any]:
         """A network's fields, its range and its parents' handles (nearest first)."""
@@ -358,27 +366,36 @@ def flatten_by_stack(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, n
     return parent, np.array(starts, np.uint32), np.array(nets, np.int32)
 
 
-def pack(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A column of strings (a list of strings: its items joined by "\n") as a string table: its
-    distinct values as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is code c, code 0 the
-    missing value: null, "" or []), and the column coded into it in the narrowest unsigned type."""
+def pack(column: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The values at `rows` of a column of strings (a list of strings: its items joined by "\n")
+    as a string table: the distinct values those rows use as one UTF-8 blob and offsets
+    (offsets[c]..offsets[c+1] is code c, code 0 the missing value: null, "" or []), and the rows
+    coded into it in the narrowest unsigned type. Values only other rows hold are dropped."""
     if pa.types.is_list(column.type):
         column = pc.binary_join(column, "\n")
-    text = column.cast(pa.large_string())
-    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.large_string()), text)
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    coded = pc.dictionary_encode(text)  # distinct values in first-seen order; nulls stay null
-    strings = coded.dictionary
-    at = np.frombuffer(strings.buffers()[1], np.int64)[strings.offset : strings.offset + len(strings) + 1]
-    data = strings.buffers()[2]
+    coded = pc.dictionary_encode(column)  # one dictionary for all chunks, first-seen order
+    strings = coded.chunk(0).dictionary if coded.num_chunks else pa.array([], pa.string())
+    every = np.concatenate([np.zeros(0, np.int64), *(
+        pc.fill_null(pc.add(chunk.indices, 1), 0).to_numpy(zero_copy_only=False) for chunk in coded.chunks)])
+    codes = every[rows]
+    used = np.zeros(len(strings) + 1, bool)
+    used[codes] = True
+    empty = pc.index(strings, "").as_py()
+    if empty >= 0:  # "" and [] are missing values
+        used[empty + 1] = False
+    used[NONE] = True
+    recode = np.cumsum(used) - 1
+    recode[empty + 1 if empty >= 0 else NONE] = NONE
+    kept = strings.filter(pa.array(used[1:]))
+    wide = np.int64 if pa.types.is_large_string(kept.type) else np.int32
+    at = np.frombuffer(kept.buffers()[1], wide)[kept.offset : kept.offset + len(kept) + 1]
+    data = kept.buffers()[2]
     blob = np.frombuffer(data, np.uint8)[at[0] : at[-1]] if data is not None else np.zeros(0, np.uint8)
-    offsets = np.zeros(len(strings) + 2, np.uint32 if len(blob) < 1 << 32 else np.int64)
+    offsets = np.zeros(len(kept) + 2, np.uint32 if len(blob) < 1 << 32 else np.int64)
     offsets[1:] = at - at[0]
-    n = len(strings) + 1
+    n = len(kept) + 1
     dtype = np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.uint32
-    codes = pc.fill_null(pc.add(coded.indices, 1), 0).to_numpy(zero_copy_only=False).astype(dtype)
-    return blob, offsets, codes
+    return blob, offsets, recode[codes].astype(dtype)
 
 
 def build(latest: LatestColumns) -> MapIndex:
@@ -391,7 +408,8 @@ def build(latest: LatestColumns) -> MapIndex:
     parent, seg_start, seg_net = flatten(latest.first, latest.last)
     codes, blobs = {}, {}
     for field_name in FIELDS:
-        blob, offsets, codes[field_name] = pack(holder if field_name == "holder" else table[field_name])
+        column = holder if field_name == "holder" else table[field_name]
+        blob, offsets, codes[field_name] = pack(column, latest.rows)
         blobs[field_name] = (blob, offsets)
     return MapIndex(latest.first, latest.last, parent, seg_start, seg_net, codes, blobs, time.time(),
                     latest.newest)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -70,8 +71,10 @@ def _address(text: str) -> int:
     raise QueryError(400, "Bad Request", why)
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _date(text: str | None) -> str | None:
-    """An event date as RFC 3339 needs it, or None where the registry's text is no date."""
+    """An event date as RFC 3339 needs it, or None where the registry's text is no date (kept:
+    networks share their dates, and parsing one costs more than the rest of an event)."""
     if not text:
         return None
     try:
@@ -84,31 +87,31 @@ def _card(*props: list[Any]) -> list[Any]:
     return ["vcard", [["version", {}, "text", "4.0"], *props]]
 
 
-def _entities(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def _entities(registrant: str | None, emails: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    if doc["registrant"]:
+    if registrant:
         out.append({"objectClassName": "entity", "roles": ["registrant"], "vcardArray": _card(
-            ["fn", {}, "text", doc["registrant"]], ["kind", {}, "text", "org"])})
-    if doc["abuse_emails"]:
-        emails = [["email", {"type": "work"}, "text", e] for e in doc["abuse_emails"]]
+            ["fn", {}, "text", registrant], ["kind", {}, "text", "org"])})
+    if emails:
+        cards = [["email", {"type": "work"}, "text", e] for e in emails]
         out.append({"objectClassName": "entity", "roles": ["abuse"], "vcardArray": _card(
-            ["fn", {}, "text", "Abuse contact"], ["kind", {}, "text", "group"], *emails)})
+            ["fn", {}, "text", "Abuse contact"], ["kind", {}, "text", "group"], *cards)})
     return out
 
 
-def _events(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def _events(index: MapIndex, net: int) -> list[dict[str, Any]]:
     out = []
     for action, name in (("registration", "registration_date"), ("last changed", "last_changed"),
                          ("last update of RDAP database", "fetched_at")):
-        when = _date(doc[name])
+        when = _date(index.value(net, name))  # type: ignore[arg-type]  # a date field is no list
         if when:
             out.append({"eventAction": action, "eventDate": when})
     return out
 
 
-def _links(base: str, first: int, last: int) -> list[dict[str, Any]]:
-    self_url = f"{base}ip/{ip_str(first)}"
-    key = quote(f"{ip_str(first)} - {ip_str(last)}")
+def _links(base: str, start: str, end: str) -> list[dict[str, Any]]:
+    self_url = f"{base}ip/{start}"
+    key = f"{start}%20-%20{end}"  # quote("a - b"): a dotted quad needs no escaping, the spaces do
     links = [{"value": self_url, "rel": "self", "href": self_url, "type": "application/rdap+json"}]
     links += [{"value": self_url, "rel": rel, "href": f"{base}ips/rirSearch1/{rel}/{key}",
                "type": "application/rdap+json"} for rel in RELATIONS]
@@ -117,24 +120,32 @@ def _links(base: str, first: int, last: int) -> list[dict[str, Any]]:
 
 def network(index: MapIndex, net: int, base: str, top: bool = True) -> dict[str, Any]:
     """An RFC 9083 ip network object (with cidr0's prefixes and RFC 9910's relation links); `top`:
-    a whole answer (conformance and notices), else a member of search results."""
-    doc = index.record(net)
-    first, last = int(index.first[net]), int(index.last[net])
+    a whole answer (conformance and notices), else a member of search results. Reads only the
+    fields it shows (an uncached answer is most of a request's work)."""
+    value = index.value
+    first, last = index.first.item(net), index.last.item(net)
+    start, end = ip_str(first), ip_str(last)
     out: dict[str, Any] = {"rdapConformance": CONFORMANCE} if top else {}
-    out |= {"objectClassName": "ip network", "handle": doc["handle"], "startAddress": ip_str(first),
-            "endAddress": ip_str(last), "ipVersion": "v4"}
+    out |= {"objectClassName": "ip network", "handle": value(net, "handle"), "startAddress": start,
+            "endAddress": end, "ipVersion": "v4"}
+    parent = index.parent.item(net)
     for member, name in (("name", "name"), ("type", "type"), ("country", "country"),
                          ("parentHandle", "parent_handle")):
-        if doc[name]:
-            out[member] = doc[name]
-    if doc["status"]:
-        out["status"] = doc["status"]
+        text = value(net, name)
+        if name == "parent_handle" and not text and parent >= 0:  # as `MapIndex.record` names it
+            text = value(parent, "handle")
+        if text:
+            out[member] = text
+    status = value(net, "status")
+    if status:
+        out["status"] = status
     out["cidr0_cidrs"] = [{"v4prefix": ip_str(a), "length": plen} for a, plen in cidr_blocks(first, last)]
-    out["entities"] = _entities(doc)
-    out["events"] = _events(doc)
-    out["links"] = _links(base, first, last)
+    out["entities"] = _entities(value(net, "registrant"), value(net, "abuse_emails"))  # type: ignore[arg-type]
+    out["events"] = _events(index, net)
+    out["links"] = _links(base, start, end)
     out["remarks"] = [{"title": "Source", "description": [
-        f"Registry: {doc['registry']}; read over {doc['source'] or 'rdap'}; observed {doc['fetched_at']}"]}]
+        f"Registry: {value(net, 'registry')}; read over {value(net, 'source') or 'rdap'}; "
+        f"observed {value(net, 'fetched_at')}"]}]
     if top:
         out["notices"] = [MIRROR_NOTICE]
     return out

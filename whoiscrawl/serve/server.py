@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -54,6 +55,7 @@ class MapServer:
                  as_of: AsOf | None = None) -> None:
         self.reload, self.reload_s, self.as_of = reload, reload_s, as_of
         self._reloader: asyncio.Task[None] | None = None
+        self._meters: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._use(index)
 
     def _use(self, index: MapIndex) -> None:
@@ -66,6 +68,7 @@ class MapServer:
             return orjson.dumps(rdap.network(index, net, base))
 
         self._rendered = rendered
+        index.buckets()  # made now, not by the first query
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:
@@ -108,8 +111,13 @@ class MapServer:
         except Exception as exc:  # a bug must not take the server down: log it, answer 500
             log.exception("answering %s failed", request.path)
             response = _error(500, "Internal Server Error", f"{type(exc).__name__} while answering")
-        metrics.SERVE_REQUESTS.labels(route, str(response.status)).inc()
-        metrics.SERVE_SECONDS.labels(route).observe(time.perf_counter() - started)
+        meters = self._meters.get((route, response.status))
+        if meters is None:  # a metric's labelled child looked up once per route and status, not per request
+            meters = self._meters[route, response.status] = (
+                metrics.SERVE_REQUESTS.labels(route, str(response.status)),
+                metrics.SERVE_SECONDS.labels(route))
+        meters[0].inc()
+        meters[1].observe(time.perf_counter() - started)
         return response
 
     def _base(self, request: web.Request) -> str:
@@ -318,11 +326,11 @@ def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | 
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)  # a terminal's ^C goes to the parent's care
                 try:
-                    asyncio.run(_serve_on(server, sock, None, parent=os.getppid()))
+                    uvloop.run(_serve_on(server, sock, None, parent=os.getppid()))
                 finally:
                     os._exit(0)
             children.append(pid)
-        asyncio.run(_serve_on(server, sock, ready))
+        uvloop.run(_serve_on(server, sock, ready))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
