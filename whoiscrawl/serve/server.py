@@ -314,29 +314,41 @@ def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
 def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None,
         workers: int = 1) -> None:
     """Serve until interrupted; `ready(port)` once listening (port 0 picks a free one). With
-    workers > 1 the process forks after the index is loaded (the children share its pages) and every
-    process accepts from the one listening socket: aiohttp answers on one core per process."""
-    sock = socket.create_server((host, port), backlog=4096)
+    workers > 1 the process forks after the index is loaded (the children share its pages), each
+    process with a listening socket of its own on the one port (SO_REUSEPORT: the kernel spreads new
+    connections over them evenly, where processes accepting from one socket take them as they wake,
+    so a burst of connections could land on one): aiohttp answers on one core per process."""
+    socks = [socket.create_server((host, port), backlog=4096, reuse_port=workers > 1)]
+    socks += [socket.create_server((host, socks[0].getsockname()[1]), backlog=4096, reuse_port=True)
+              for _ in range(workers - 1)]
     children: list[int] = []
     signal.signal(signal.SIGTERM, _interrupted)  # stop as on ^C: the workers are stopped too
     try:
-        for _ in range(workers - 1):
+        for sock in socks[1:]:
             pid = os.fork()
             if pid == 0:  # a worker: serve until the parent is gone or it is told to stop
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)  # a terminal's ^C goes to the parent's care
-                try:
-                    uvloop.run(_serve_on(server, sock, None, parent=os.getppid()))
-                finally:
-                    os._exit(0)
+                _work(server, sock, [other for other in socks if other is not sock])
             children.append(pid)
-        uvloop.run(_serve_on(server, sock, ready))
+            sock.close()  # the worker's: a socket no process accepts on would hold its share
+        uvloop.run(_serve_on(server, socks[0], ready))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             os.waitpid(pid, 0)
-        sock.close()
+        socks[0].close()
+
+
+def _work(server: MapServer, sock: socket.socket, others: list[socket.socket]) -> None:
+    """A forked worker: answer on its own socket until the parent is gone or it is told to stop."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a terminal's ^C goes to the parent's care
+    for other in others:
+        other.close()
+    try:
+        uvloop.run(_serve_on(server, sock, None, parent=os.getppid()))
+    finally:
+        os._exit(0)
 
 
 def _interrupted(signum: int, frame: Any) -> None:
