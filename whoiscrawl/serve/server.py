@@ -129,7 +129,7 @@ class MapServer:
     async def _index(self, request: web.Request) -> tuple[MapIndex, dict[str, Any] | None]:
         """The index a query is answered from: the current one, or with `?at=DATE` the generation
         current on that date (and a notice saying which)."""
-        text = request.query.get("at")
+        text = request.query.get("at") if request.query_string else None  # parse no query there is none of
         if text is None:
             return self.index, None
         if self.as_of is None:
