@@ -187,6 +187,20 @@ class MapIndex:
         text = str(blob[offsets.item(code) : offsets.item(code + 1)], "utf-8")
         return text.split("\n") if name in LISTS else text
 
+    def texts(self, net: int, names: tuple[str, ...]) -> list[str | None]:
+        """Fields of one network that are strings, not lists (`value` of each, in one call: an RDAP
+        answer reads a dozen)."""
+        views, codes = self._texts(), self.codes
+        out: list[str | None] = []
+        for name in names:
+            code = codes[name].item(net)
+            if code == NONE:
+                out.append(None)
+            else:
+                blob, offsets = views[name]
+                out.append(str(blob[offsets.item(code) : offsets.item(code + 1)], "utf-8"))
+        return out
+
     def _texts(self) -> dict[str, tuple[memoryview, np.ndarray]]:
         if self._views is None:
             self._views = {name: (blob.data, offsets) for name, (blob, offsets) in self.blobs.items()}

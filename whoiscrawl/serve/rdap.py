@@ -18,6 +18,9 @@ from whoiscrawl.space import build_bootstrap_document
 CONFORMANCE = ["rdap_level_0", "cidr0", "rirSearch1", "ips"]
 RELATIONS = ("rdap-up", "rdap-down", "rdap-top", "rdap-bottom")
 ROW_LIMIT = 10_000  # networks a relation search answers at most (RIPE NCC's own limit); more: truncated
+# The string fields an ip network object shows, read at once (`network`).
+_SHOWN = ("handle", "name", "type", "country", "parent_handle", "registrant", "registration_date",
+          "last_changed", "fetched_at", "registry", "source")
 MIRROR_NOTICE = {
     "title": "whoiscrawl mirror",
     "description": ["Answered from a map whoiscrawl collected from the registries' own records; the "
@@ -99,11 +102,11 @@ def _entities(registrant: str | None, emails: list[str]) -> list[dict[str, Any]]
     return out
 
 
-def _events(index: MapIndex, net: int) -> list[dict[str, Any]]:
+def _events(registered: str | None, changed: str | None, fetched: str | None) -> list[dict[str, Any]]:
     out = []
-    for action, name in (("registration", "registration_date"), ("last changed", "last_changed"),
-                         ("last update of RDAP database", "fetched_at")):
-        when = _date(index.value(net, name))  # type: ignore[arg-type]  # a date field is no list
+    for action, text in (("registration", registered), ("last changed", changed),
+                         ("last update of RDAP database", fetched)):
+        when = _date(text)
         if when:
             out.append({"eventAction": action, "eventDate": when})
     return out
@@ -122,30 +125,29 @@ def network(index: MapIndex, net: int, base: str, top: bool = True) -> dict[str,
     """An RFC 9083 ip network object (with cidr0's prefixes and RFC 9910's relation links); `top`:
     a whole answer (conformance and notices), else a member of search results. Reads only the
     fields it shows (an uncached answer is most of a request's work)."""
-    value = index.value
+    (handle, name, kind, country, parent_handle, registrant, registered, changed, fetched, registry,
+     source) = index.texts(net, _SHOWN)
     first, last = index.first.item(net), index.last.item(net)
     start, end = ip_str(first), ip_str(last)
     out: dict[str, Any] = {"rdapConformance": CONFORMANCE} if top else {}
-    out |= {"objectClassName": "ip network", "handle": value(net, "handle"), "startAddress": start,
-            "endAddress": end, "ipVersion": "v4"}
+    out |= {"objectClassName": "ip network", "handle": handle, "startAddress": start, "endAddress": end,
+            "ipVersion": "v4"}
     parent = index.parent.item(net)
-    for member, name in (("name", "name"), ("type", "type"), ("country", "country"),
-                         ("parentHandle", "parent_handle")):
-        text = value(net, name)
-        if name == "parent_handle" and not text and parent >= 0:  # as `MapIndex.record` names it
-            text = value(parent, "handle")
+    if not parent_handle and parent >= 0:  # as `MapIndex.record` names it
+        parent_handle = index.texts(parent, ("handle",))[0]
+    shown = (("name", name), ("type", kind), ("country", country), ("parentHandle", parent_handle))
+    for member, text in shown:
         if text:
             out[member] = text
-    status = value(net, "status")
+    status = index.value(net, "status")
     if status:
         out["status"] = status
     out["cidr0_cidrs"] = [{"v4prefix": ip_str(a), "length": plen} for a, plen in cidr_blocks(first, last)]
-    out["entities"] = _entities(value(net, "registrant"), value(net, "abuse_emails"))  # type: ignore[arg-type]
-    out["events"] = _events(index, net)
+    out["entities"] = _entities(registrant, index.value(net, "abuse_emails"))  # type: ignore[arg-type]
+    out["events"] = _events(registered, changed, fetched)
     out["links"] = _links(base, start, end)
     out["remarks"] = [{"title": "Source", "description": [
-        f"Registry: {value(net, 'registry')}; read over {value(net, 'source') or 'rdap'}; "
-        f"observed {value(net, 'fetched_at')}"]}]
+        f"Registry: {registry}; read over {source or 'rdap'}; observed {fetched}"]}]
     if top:
         out["notices"] = [MIRROR_NOTICE]
     return out

@@ -37,6 +37,14 @@ AsOf = Callable[[date], "tuple[MapIndex, str]"]  # the index current on a date, 
 GENERATIONS_KEPT = 4  # indexes of past generations kept in memory (a ?at= query loads its own)
 
 
+_BASES = {f"/{r}/": r for r in rirs.REGISTRIES}
+
+
+def _asked(path: str) -> str | None:
+    """The registry whose base a path is under (`/ripencc/ip/...`), or None (the root)."""
+    return _BASES.get(path[: path.find("/", 1) + 1])
+
+
 def _json(doc: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(doc), status=status,
                         content_type=RDAP_TYPE)
@@ -122,8 +130,7 @@ class MapServer:
 
     def _base(self, request: web.Request) -> str:
         """This answer's base URL: the registry base it was asked under, else the root."""
-        path = request.path
-        registry = next((r for r in rirs.REGISTRIES if path.startswith(f"/{r}/")), None)
+        registry = _asked(request.path)
         return f"{request.scheme}://{request.host}/" + (f"{registry}/" if registry else "")
 
     async def _index(self, request: web.Request) -> tuple[MapIndex, dict[str, Any] | None]:
@@ -154,7 +161,7 @@ class MapServer:
         if net < 0:
             return _error(404, "Not Found", f"no network in the map holds {key}"
                           + (f"/{plen}" if plen is not None else ""))
-        asked = next((r for r in rirs.REGISTRIES if request.path.startswith(f"/{r}/")), None)
+        asked = _asked(request.path)
         holder = index.value(net, "registry")
         if asked and holder != asked and holder in rirs.REGISTRIES:
             moved = request.path.replace(f"/{asked}/", f"/{holder}/", 1)
