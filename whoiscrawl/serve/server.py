@@ -364,13 +364,19 @@ def _interrupted(signum: int, frame: Any) -> None:
 
 async def _serve_on(server: MapServer, sock: socket.socket, ready: Callable[[int], None] | None,
                     parent: int | None = None) -> None:
+    stop = asyncio.Event()
+    if parent is None:  # SIGTERM and ^C stop the first process (and it its workers) through the loop:
+        # uvloop runs a Python signal handler only when Python code next runs, which may be never
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     if ready:
         ready(sock.getsockname()[1])
     try:
-        while parent is None or os.getppid() == parent:  # a worker outlives no parent
-            await asyncio.sleep(1.0)
+        while not stop.is_set() and (parent is None or os.getppid() == parent):  # no orphaned worker
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
     finally:
         await runner.cleanup()
