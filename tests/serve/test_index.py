@@ -235,3 +235,15 @@ def test_an_index_of_another_layout_is_rebuilt_and_says_so(tmp_path: Path):
     again, how = load_or_build(path)
     assert f"it has layout {FORMAT - 1}, this version reads layout {FORMAT}" in how and len(again) == 1
     assert load_or_build(path)[1] == "loaded"
+
+
+def test_runs_of_lines_cut_anywhere_lose_no_record(tmp_path: Path, monkeypatch):
+    spans = [(0x0A000000 + 256 * n, 0x0A0000FF + 256 * n) for n in range(40)]
+    path = write_results(tmp_path / "r.jsonl", spans)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # the last line without its newline
+    whole = build_file(path)
+    for size in (7, 300, 1000):  # runs shorter than a line, about one, a few
+        monkeypatch.setattr(source, "_READ_BYTES", size)
+        index = build_file(path)
+        assert len(index) == 40 and np.array_equal(index.first, whole.first)
+        assert [index.value(n, "handle") for n in range(40)] == [f"NET-{n}" for n in range(40)]
