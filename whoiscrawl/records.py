@@ -30,6 +30,11 @@ def _validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(text))
 
 
+def schema_of(name: str) -> dict[str, Any]:
+    """A record's JSON Schema (`whoiscrawl/schemas/<name>.schema.json`): the one statement of its fields."""
+    return dict(_validator(name).schema)
+
+
 def validate(name: str, doc: dict[str, Any]) -> None:
     errors = sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.path))
     if errors:

@@ -32,6 +32,8 @@ def test_bench_serve_prints_one_json_line_of_figures(tmp_path: Path):
     assert doc["networks"] == 3000 and doc["lookups"] == 50000 and doc["found_share"] > 0.5
     assert doc["rdap_requests"] == 300 and doc["rdap_statuses"] == {"200": 300}
     assert doc["rdap_p99_ms"] >= doc["rdap_p50_ms"] > 0 and doc["rdap_server_workers"] == 2
+    # what the generator and the server (its processes) spent, measured apart: the cores are shared
+    assert doc["rdap_server_cpu_us_per_request"] > 0 and doc["rdap_generator_cpu_share"] > 0
     assert doc["batch_lines"] == 3000 and doc["batch_peak_rss_mb"] > 0
     assert 0 < doc["mmdb_networks"] <= 3000 and doc["maxminddb_lookups_per_s"] > 0
     keys = ("lookups_per_s", "baseline_ipaddress_bisect_per_s", "index_build_s", "index_bytes_per_network",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -13,12 +14,17 @@ from hypothesis import strategies as st
 from serve_support import most_specific, write_results
 
 from whoiscrawl.results import source
-from whoiscrawl.results.source import parse_line
+from whoiscrawl.results.summary import holder_of
+from whoiscrawl.serve.benchmark import nested_records
 from whoiscrawl.serve.index import (
+    FIELDS,
     FORMAT,
+    LISTS,
     MapIndex,
     MapIndexError,
     build_file,
+    flatten,
+    flatten_by_stack,
     index_path,
     load_or_build,
     stamp_of,
@@ -92,22 +98,78 @@ def test_record_answers_the_fields_and_the_latest_record_wins(tmp_path: Path):
     assert index.observed == "2026-12-01T00:00:01+00:00"
 
 
-def test_the_build_decodes_each_line_once_and_keeps_no_superseded_value(tmp_path: Path, monkeypatch):
+def test_the_build_reads_columns_and_keeps_no_superseded_value(tmp_path: Path, monkeypatch):
     path = write_results(tmp_path / "r.jsonl", [(0x0A000000, 0x0AFFFFFF), (0x0A010000, 0x0A0100FF)])
     with path.open("a") as fh:  # NET-1 again, holder changed: "Holder 1" is superseded
         fh.write(path.read_text().splitlines()[1].replace("Holder 1", "Holder Later") + "\n")
-    decoded: list[bytes | str] = []
 
-    def counting(line: bytes | str) -> dict | None:
-        decoded.append(line)
-        return parse_line(line)
+    def decoded_one_by_one(line: bytes | str) -> None:
+        raise AssertionError("a clean file is read as columns, not a record at a time")
 
-    monkeypatch.setattr(source, "parse_line", counting)
+    monkeypatch.setattr(source, "parse_line", decoded_one_by_one)
     index = build_file(path)
-    assert len(decoded) == 3  # one decode a line (twice before: the scan, then the winners again)
     holders = index.blobs["holder"][0].tobytes().decode()
     assert "Holder Later" in holders and "Holder 1" not in holders
     assert [index.value(n, "holder") for n in range(len(index))] == ["Holder 0", "Holder Later"]
+
+
+def _as_the_reader_reads_them(path: Path) -> list[dict]:
+    """Every field the index answers, per network, as the record-at-a-time reader (`ResultSet`)
+    gives the latest records in hierarchy order."""
+    docs = list(source.ResultSet(path, seekable=True).nested())
+    out = []
+    for doc in docs:
+        want = {name: doc.get(name) or None for name in FIELDS if name != "holder"}
+        for name in LISTS:
+            want[name] = [str(v) for v in doc.get(name) or []]
+        want["holder"] = holder_of(doc)
+        out.append(want | {"first": doc["_first"], "last": doc["_last"]})
+    return out
+
+
+def test_lines_that_are_no_record_cost_only_themselves(tmp_path: Path):
+    spans = [(0x0A000000, 0x0AFFFFFF), (0x0A010000, 0x0A0100FF), (0x0B000000, 0x0B0000FF)]
+    path = write_results(tmp_path / "r.jsonl", spans)
+    lines = path.read_text().splitlines()
+    odd = json.loads(lines[2]) | {"country": 31, "status": "active", "name": ["A", "B"]}  # other types
+    path.write_text("\n".join([
+        lines[0], "", "not json", '{"registry": "arin"}', "[1, 2]",
+        lines[1].replace('"10.1.0.0"', '"10.1.0.00"'),  # a leading zero: no dotted quad
+        lines[1], json.dumps(odd), "   ",
+    ]) + "\n")
+    index = build_file(path)
+    assert len(index) == 3
+    want = _as_the_reader_reads_them(path)
+    assert [(int(f), int(t)) for f, t in zip(index.first, index.last, strict=True)] == \
+        [(doc["first"], doc["last"]) for doc in want]
+    for net in (0, 1):  # the third is the record with fields of other types
+        assert {name: index.value(net, name) for name in FIELDS} == {name: want[net][name] for name in FIELDS}
+    assert index.value(2, "country") == "31" and index.value(2, "status") == ["active"]
+    assert index.value(2, "name") == "A\nB"
+
+
+def test_the_columns_read_answers_what_the_record_reader_reads(tmp_path: Path):
+    path = tmp_path / "r.jsonl"
+    nested_records(path, 3000)
+    with path.open("a") as fh:  # later records of some blocks, holders changed
+        for line in path.read_text().splitlines()[::97]:
+            fh.write(line.replace('"Holder ', '"Later Holder ').replace('"bench"', '"again"') + "\n")
+    index = build_file(path)
+    want = _as_the_reader_reads_them(path)
+    assert len(index) == len(want)
+    for net, doc in enumerate(want):
+        assert (int(index.first[net]), int(index.last[net])) == (doc["first"], doc["last"])
+        assert {name: index.value(net, name) for name in FIELDS} == {name: doc[name] for name in FIELDS}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 1 << 20)), max_size=40, unique=True))
+def test_flattening_in_numpy_is_the_stack_walk_overlaps_and_all(spans):
+    spans = sorted({(f, min(f + size, 0xFFFFFFFF)) for f, size in spans}, key=lambda s: (s[0], -s[1]))
+    first = np.array([s[0] for s in spans], np.uint32)
+    last = np.array([s[1] for s in spans], np.uint32)
+    for got, want in zip(flatten(first, last), flatten_by_stack(first, last), strict=True):
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()
 
 
 def test_the_saved_index_is_reused_rebuilt_when_the_results_change_and_after_damage(tmp_path: Path, capsys):
@@ -173,3 +235,15 @@ def test_an_index_of_another_layout_is_rebuilt_and_says_so(tmp_path: Path):
     again, how = load_or_build(path)
     assert f"it has layout {FORMAT - 1}, this version reads layout {FORMAT}" in how and len(again) == 1
     assert load_or_build(path)[1] == "loaded"
+
+
+def test_runs_of_lines_cut_anywhere_lose_no_record(tmp_path: Path, monkeypatch):
+    spans = [(0x0A000000 + 256 * n, 0x0A0000FF + 256 * n) for n in range(40)]
+    path = write_results(tmp_path / "r.jsonl", spans)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # the last line without its newline
+    whole = build_file(path)
+    for size in (7, 300, 1000):  # runs shorter than a line, about one, a few
+        monkeypatch.setattr(source, "_READ_BYTES", size)
+        index = build_file(path)
+        assert len(index) == 40 and np.array_equal(index.first, whole.first)
+        assert [index.value(n, "handle") for n in range(40)] == [f"NET-{n}" for n in range(40)]

@@ -199,6 +199,7 @@ def test_workers_answer_from_one_socket_and_stop_with_the_server(results: Path):
         url = json.loads(proc.stdout.readline())["url"]
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         assert len(children) == 2
+        assert _listening(int(url.rsplit(":", 1)[1].strip("/"))) == 3  # a socket each (SO_REUSEPORT)
         statuses = asyncio.run(_many(url, 60))  # over new connections, so the accepts spread
         assert statuses == [(200, "NET-2")] * 60
     finally:
@@ -206,6 +207,12 @@ def test_workers_answer_from_one_socket_and_stop_with_the_server(results: Path):
         assert proc.wait(timeout=30) == 0
     assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
                for pid in children)
+
+
+def _listening(port: int) -> int:
+    """Listening TCP sockets on a port of 127.0.0.1 (/proc/net/tcp: state 0A is LISTEN)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for row in rows if row[1] == f"0100007F:{port:04X}" and row[3] == "0A")
 
 
 async def _many(url: str, n: int) -> list[tuple[int, str]]:

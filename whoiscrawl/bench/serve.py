@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+import uvloop
 
 from whoiscrawl.bench.export import record_line
 from whoiscrawl.ipv4 import ip_str
@@ -170,7 +172,7 @@ async def _load(host: str, port: int, paths: list[str], concurrency: int, second
 def server_figures(results: Path, index: MapIndex, options: dict[str, Any]) -> dict[str, Any]:
     """`whoiscrawl serve --workers N` in its own processes, loaded from 127.0.0.1 with /ip/<address>
     queries (bounded by count and time) by one process here."""
-    requests, seconds, concurrency = options["requests"], options["seconds"], options["concurrency"]
+    requests = options["requests"]
     cmd = [sys.executable, "-m", "whoiscrawl", "serve", str(results), "--port", "0", "--reload-every", "0",
            "--workers", str(options["workers"])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -183,11 +185,37 @@ def server_figures(results: Path, index: MapIndex, options: dict[str, Any]) -> d
         rng = np.random.default_rng(3)
         picks = rng.integers(0, len(index), requests)
         paths = [f"ip/{ip_str(int(index.first[i]) + 1)}" for i in picks.tolist()]
-        figures = asyncio.run(_load(url.hostname or "127.0.0.1", url.port or 80, paths, concurrency, seconds))
+        figures = _measured_load(proc.pid, url.hostname or "127.0.0.1", url.port or 80, paths, options)
         return figures | {"rdap_server_workers": options["workers"], "load_average_1m": os.getloadavg()[0]}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _measured_load(pid: int, host: str, port: int, paths: list[str],
+                   options: dict[str, Any]) -> dict[str, Any]:
+    """`_load`'s figures and the CPU the generator (this process) and the server (`pid` and its
+    workers) spent meanwhile: the generator shares the 2 cores, so this says what was measured."""
+    before, server_before = resource.getrusage(resource.RUSAGE_SELF), _cpu_s(pid)
+    started = time.perf_counter()
+    figures = uvloop.run(_load(host, port, paths, options["concurrency"], options["seconds"]))  # lighter
+    wall, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+    generator = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    server = _cpu_s(pid) - server_before
+    answered = max(figures["rdap_requests"], 1)
+    return figures | {"rdap_generator_cpu_share": round(generator / wall, 2),
+                      "rdap_server_cpu_share": round(server / wall, 2),
+                      "rdap_server_cpu_us_per_request": round(server / answered * 1e6)}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds a process and its children (serve's workers) have used so far (Linux /proc)."""
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    ticks = 0
+    for each in pids:
+        stat = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(stat[11]) + int(stat[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def batch_figures(results: Path, index: MapIndex, workdir: Path, lines: int) -> dict[str, Any]:

@@ -6,20 +6,30 @@ import contextlib
 import os
 import tempfile
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 
+from whoiscrawl import records as record_schemas
 from whoiscrawl.ipv4 import ip_int
 
 TOPIC_PREFIX = "topic:"  # RESULTS given as topic:NAME reads crawl NAME's compacted results topic
 _CHUNK = 1 << 20  # records compared at once while deduplicating (bounds the temporary arrays)
 _SCAN_CHUNK = 1 << 16  # keys parsed before they are stored (a Python int is 32 bytes, a stored key 8)
 _TOP = np.uint64(0xFFFFFFFF)
+_READ_BYTES = 1 << 25  # lines the columnar read parses at once (bounds its temporaries)
+# A dotted quad as `ip_int` takes one: four decimal numbers 0 to 255, none with a leading zero.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_QUAD = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
+_ONE_THREAD = pajson.ReadOptions(use_threads=False)
+_REQUIRED = ("start_address", "end_address", "registry", "handle")  # what makes a line a record
 
 
 class ResultsError(ValueError):
@@ -30,6 +40,11 @@ def block_key(first: int, last: int) -> int:
     """A block's sort and dedup key: by first address, then the larger block first (parents before
     their children), so sorted keys walk the hierarchy top-down."""
     return (first << 32) | (0xFFFFFFFF - last)
+
+
+def block_keys(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """`block_key` of arrays of first and last addresses (uint64)."""
+    return (first.astype(np.uint64) << np.uint64(32)) | (_TOP - last.astype(np.uint64))
 
 
 def key_span(key: int) -> tuple[int, int]:
@@ -67,9 +82,6 @@ class ResultSet:
     blocks: int = 0  # unique blocks
     winners: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))  # positions, key order
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # winners' keys (seekable)
-    # Called with (position, record) for every valid record as the one read streams past, so a
-    # caller that wants every record (the serving index) decodes each line once, not twice.
-    each: Callable[[int, dict[str, Any]], None] | None = None
     _offsets: np.ndarray | None = None
     _mask: np.ndarray | None = None
 
@@ -95,8 +107,6 @@ class ResultSet:
             for line in fh:
                 doc = parse_line(line)
                 if doc is not None:
-                    if self.each is not None:
-                        self.each(self.records + len(keys), doc)
                     keys.append(block_key(doc["_first"], doc["_last"]))
                     if self.seekable:
                         offsets.append(offset)
@@ -147,6 +157,134 @@ class ResultSet:
                 yield doc
 
 
+def arrow_schema(names: Sequence[str]) -> pa.Schema:
+    """Arrow types for these result-record fields, read from the record's one JSON Schema
+    (`schemas/result.schema.json`): a string (nullable, or one of an enum) is a string, an array of
+    strings a list of strings."""
+    properties = record_schemas.schema_of("result")["properties"]
+    fields = []
+    for name in names:
+        spec = properties.get(name)
+        if spec is None:
+            raise ResultsError(f"{name!r} is not a field of a result record")
+        if spec.get("type") == "array" and spec.get("items", {}).get("type") == "string":
+            fields.append(pa.field(name, pa.list_(pa.string())))
+        elif "enum" in spec or "const" in spec or spec.get("type") in ("string", ["string", "null"]):
+            fields.append(pa.field(name, pa.string()))
+        else:
+            raise ResultsError(f"result field {name!r} is neither a string nor a list of strings")
+    return pa.schema(fields)
+
+
+@dataclass
+class LatestColumns:
+    """Every record read as columns (`read_latest`), and which rows are the latest of each block."""
+
+    table: pa.Table  # the fields asked for, of every record read (superseded ones too), file order
+    rows: np.ndarray  # the latest record of each block: its row in `table`, in hierarchy order
+    first: np.ndarray  # uint32: each block's first address, in hierarchy order
+    last: np.ndarray  # uint32
+    records: int  # valid records read (duplicates included)
+    bad_records: int  # non-blank lines that are no record
+    newest: str | None  # the greatest fetched_at of any record read: the map's age
+
+
+def read_latest(path: Path, fields: Sequence[str]) -> LatestColumns:
+    """`fields` of the latest record of every block of a JSONL result file, the same records and
+    the same rule as ResultSet (a line is a record as `parse_line` says; the last line of a block
+    wins), but read as columns: pyarrow's JSON reader parses a run of lines at once, typed by the
+    record's JSON Schema, and only the fields asked for (and the block's) are kept. A run holding
+    a line pyarrow refuses (not JSON, a field of another type) is read again a line at a time."""
+    if not path.is_file():
+        raise ResultsError(f"{path} is not a results file")
+    schema = arrow_schema(list(dict.fromkeys([*_REQUIRED, "fetched_at", *fields])))
+    parts: list[pa.Table] = []
+    keys: list[np.ndarray] = []
+    bad, newest = 0, ""
+    for run in _line_runs(path):
+        table, refused = _parse_run(run, schema)
+        table, first, last, dropped = _records_of(table)
+        bad += refused + dropped
+        keys.append(block_keys(first, last))
+        parts.append(table.select(list(fields)))
+        newest = max(newest, pc.max(table["fetched_at"]).as_py() or "")
+    records = sum(part.num_rows for part in parts)
+    if not records and bad:
+        raise ResultsError(f"{path} holds no result records ({bad} lines are not one)")
+    entries = np.empty(records, _ENTRY)
+    entries["key"] = np.concatenate(keys) if keys else 0
+    entries["pos"] = np.arange(records, dtype=np.uint32)
+    _, order = _dedup(entries, np.zeros(records, bool), True)
+    assert order is not None
+    winners, latest = order
+    table = pa.concat_tables(parts) if parts else schema.empty_table().select(list(fields))
+    return LatestColumns(table, winners, (latest >> np.uint64(32)).astype(np.uint32),
+                         (_TOP - (latest & _TOP)).astype(np.uint32), records, bad, newest or None)
+
+
+def _line_runs(path: Path) -> Iterator[bytes | memoryview]:
+    """The file's bytes in runs of whole lines, about _READ_BYTES each (a line cut by the end of a
+    run is read again with the next, so no run is copied)."""
+    with path.open("rb") as fh:
+        while run := fh.read(_READ_BYTES):
+            cut = run.rfind(b"\n") + 1
+            if 0 < cut < len(run):
+                fh.seek(cut - len(run), os.SEEK_CUR)
+                yield memoryview(run)[:cut]
+            elif cut == 0 and len(run) == _READ_BYTES:  # a line longer than a run: read on to its end
+                yield run + fh.readline()
+            else:
+                yield run
+
+
+def _parse_run(run: bytes | memoryview, schema: pa.Schema) -> tuple[pa.Table, int]:
+    """A run of lines as a table of `schema` and how many non-blank lines were refused."""
+    options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:  # one thread: on 2 shared cores pyarrow's threads made a run slower, not faster (docs/serving.md)
+        return pajson.read_json(pa.BufferReader(pa.py_buffer(run)), _ONE_THREAD, options), 0
+    except pa.ArrowInvalid:  # a line that is no JSON object, or a field of another type
+        lines = bytes(run).split(b"\n")
+        docs = [doc for doc in map(parse_line, lines) if doc is not None]
+        refused = sum(1 for line in lines if line.strip()) - len(docs)
+        rows = [_conformed(doc, schema) for doc in docs]
+        return pa.Table.from_pylist(rows, schema) if rows else schema.empty_table(), refused
+
+
+def _conformed(doc: dict[str, Any], schema: pa.Schema) -> dict[str, Any]:
+    """A record `parse_line` took, its fields as `schema` types them (a value of another JSON type
+    as its text, a list in a string field joined by newlines), so the run loses no record."""
+    out: dict[str, Any] = {}
+    for f in schema:
+        value = doc.get(f.name)
+        if value is None:
+            out[f.name] = None
+        elif pa.types.is_list(f.type):
+            out[f.name] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        else:
+            out[f.name] = "\n".join(map(str, value)) if isinstance(value, list) else str(value)
+    return out
+
+
+def _records_of(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray, int]:
+    """The rows that are records (dotted-quad addresses, a registry and a handle: `parse_line`'s
+    rule), their first and last addresses, and how many rows were not."""
+    ok = pc.and_(pc.match_substring_regex(table["start_address"], _QUAD),
+                 pc.match_substring_regex(table["end_address"], _QUAD))
+    ok = pc.fill_null(pc.and_(ok, pc.and_(pc.is_valid(table["registry"]), pc.is_valid(table["handle"]))),
+                      False)
+    dropped = table.num_rows - int(pc.sum(ok).as_py() or 0)
+    if dropped:
+        table = table.filter(ok)
+    return table, _addresses(table["start_address"]), _addresses(table["end_address"]), dropped
+
+
+def _addresses(column: pa.ChunkedArray) -> np.ndarray:
+    """Dotted quads (checked) as uint32."""
+    octets = pc.list_flatten(pc.split_pattern(column, ".")).cast(pa.uint32()).to_numpy()
+    q = octets.reshape(-1, 4)
+    return (q[:, 0] << 24 | q[:, 1] << 16 | q[:, 2] << 8 | q[:, 3]).astype(np.uint32)
+
+
 def _count_lines(path: Path) -> int:
     with path.open("rb") as fh:
         return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) + 1
@@ -181,15 +319,13 @@ def _dedup(
 
 
 @contextlib.contextmanager
-def open_results(
-    spec: str | Path, kafka_bootstrap: str | None = None, topic_prefix: str = "whoiscrawl.",
-    seekable: bool = False, each: Callable[[int, dict[str, Any]], None] | None = None,
-) -> Iterator[ResultSet]:
-    """A result set from a JSONL path or `topic:CRAWL` (that crawl's compacted results topic, copied
-    to a temporary file as it streams in, then read like a file); `each` as ResultSet's."""
+def results_file(spec: str | Path, kafka_bootstrap: str | None = None,
+                 topic_prefix: str = "whoiscrawl.") -> Iterator[Path]:
+    """The JSONL file of a result set: a path as given, or `topic:CRAWL` (that crawl's compacted
+    results topic) copied to a temporary file as it streams in, removed afterwards."""
     text = str(spec)
     if not text.startswith(TOPIC_PREFIX):
-        yield ResultSet(Path(text), seekable=seekable, each=each)
+        yield Path(text)
         return
     from whoiscrawl import queue  # Kafka's client, only for topic:CRAWL
 
@@ -202,6 +338,16 @@ def open_results(
             config = queue.kafka_config_from(os.environ)
             for record in queue.iter_results(kafka_bootstrap, topic_prefix, crawl, config):
                 fh.write(record.to_json() + b"\n")
-        yield ResultSet(Path(tmp), seekable=seekable, each=each)
+        yield Path(tmp)
     finally:
         os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def open_results(
+    spec: str | Path, kafka_bootstrap: str | None = None, topic_prefix: str = "whoiscrawl.",
+    seekable: bool = False,
+) -> Iterator[ResultSet]:
+    """A result set from a JSONL path or `topic:CRAWL` (`results_file`)."""
+    with results_file(spec, kafka_bootstrap, topic_prefix) as path:
+        yield ResultSet(path, seekable=seekable)

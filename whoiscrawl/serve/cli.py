@@ -26,8 +26,8 @@ def _fail(message: str) -> None:
 def open_index(results: str, kafka_bootstrap: str | None, topic_prefix: str) -> MapIndex:
     """The index of a results file (saved beside it, reused while the file is unchanged) or of a
     crawl's results topic (`topic:CRAWL`, built in memory)."""
-    from whoiscrawl.results.source import TOPIC_PREFIX, ResultsError, open_results
-    from whoiscrawl.serve.index import Columns, MapIndexError, build, index_path, load_or_build
+    from whoiscrawl.results.source import TOPIC_PREFIX, ResultsError, results_file
+    from whoiscrawl.serve.index import MapIndexError, build_file, index_path, load_or_build
     from whoiscrawl.serve.lookup import parse_address
 
     if not Path(results).exists() and parse_address(results)[1] is None:  # an address, not a file
@@ -35,9 +35,8 @@ def open_index(results: str, kafka_bootstrap: str | None, topic_prefix: str) -> 
     started = time.perf_counter()
     try:
         if results.startswith(TOPIC_PREFIX):
-            columns = Columns()
-            with open_results(results, kafka_bootstrap, topic_prefix, seekable=True, each=columns) as rs:
-                index, how = build(rs, columns), "built"
+            with results_file(results, kafka_bootstrap, topic_prefix) as path:
+                index, how = build_file(path), "built"
         else:
             index, how = load_or_build(Path(results))
     except (ResultsError, MapIndexError) as exc:

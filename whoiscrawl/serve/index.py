@@ -17,16 +17,16 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from whoiscrawl.ipv4 import ip_str
-from whoiscrawl.results.source import ResultSet
-from whoiscrawl.results.summary import holder_of
+from whoiscrawl.results.source import LatestColumns, read_latest
 
 FORMAT = 2  # bump when the saved layout changes: an index of another format is rebuilt
 # The record fields a lookup answers, each stored as a code into its own string table. Lists are
@@ -38,7 +38,8 @@ FIELDS = (
 LISTS = frozenset({"status", "abuse_emails"})
 NONE = 0  # code 0 of every table stands for a missing value
 LOOKUP_CHUNK = 1 << 18  # addresses looked up at once
-_CHUNK = 1 << 14  # records turned into codes at once (bounds the Python objects alive)
+READ = tuple(name for name in FIELDS if name != "holder")  # the record fields the index reads
+NESTING_ROUNDS = 8  # clipping passes `flatten` tries in numpy before it walks the stack
 
 
 class MapIndexError(ValueError):
@@ -57,83 +58,6 @@ def stamp_of(results: Path) -> np.ndarray:
 
 
 @dataclass
-class Table:
-    """Interned strings: a value's code is its place in `strings` (from 1); code 0 is None."""
-
-    codes: dict[Any, int] = field(default_factory=lambda: {None: NONE, "": NONE})
-    strings: list[str] = field(default_factory=list)
-
-    def code_all(self, values: Iterable[Any]) -> list[int]:
-        """The codes of values (None, "" and [] are NONE; a list is its items joined)."""
-        get, new = self.codes.get, self._new
-        out: list[int] = []
-        append = out.append
-        for value in values:  # the build's inner loop: a string or None is one dict lookup
-            code = get(value) if value is None or type(value) is str else None
-            append(new(value) if code is None else code)
-        return out
-
-    def _new(self, value: Any) -> int:
-        text = "\n".join(map(str, value)) if isinstance(value, list) else str(value)
-        code = self.codes.get(text)
-        if code is None:
-            self.strings.append(text)
-            code = self.codes[text] = len(self.strings)
-        return code
-
-    def pack(self, column: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The strings `column` uses as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is
-        code c), and `column` coded into them in the narrowest unsigned type: strings only
-        superseded records held are dropped."""
-        used = np.zeros(len(self.strings) + 1, bool)
-        used[column] = True
-        used[NONE] = True
-        recode = (np.cumsum(used) - 1).astype(np.uint32)
-        kept = [self.strings[c - 1].encode() for c in np.flatnonzero(used[1:]) + 1]
-        raw = [b"", *kept]
-        sizes = np.array([len(r) for r in raw], np.int64)
-        offsets = np.zeros(len(raw) + 1, np.uint32 if sizes.sum() < 1 << 32 else np.int64)
-        np.cumsum(sizes, out=offsets[1:])
-        n = len(raw)
-        dtype = np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.uint32
-        return np.frombuffer(b"".join(raw), np.uint8), offsets, recode[column].astype(dtype)
-
-
-@dataclass
-class Columns:
-    """Every record's answer fields, coded as the result set's one read streams the records past
-    (a ResultSet's `each`); the winners' rows are picked once the read has deduplicated them."""
-
-    tables: dict[str, Table] = field(default_factory=lambda: {name: Table() for name in FIELDS})
-    parts: list[np.ndarray] = field(default_factory=list)  # (records, FIELDS) codes, file order
-    pending: list[dict[str, Any]] = field(default_factory=list)
-    observed: str = ""  # the newest fetched_at seen
-
-    def __call__(self, position: int, doc: dict[str, Any]) -> None:
-        self.pending.append(doc)
-        if len(self.pending) == _CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        docs, self.pending = self.pending, []
-        if not docs:
-            return
-        part = np.empty((len(docs), len(FIELDS)), np.uint32)
-        for j, name in enumerate(FIELDS):
-            values = map(holder_of, docs) if name == "holder" else [d.get(name) for d in docs]
-            part[:, j] = self.tables[name].code_all(values)
-        self.observed = max([self.observed, *(str(d.get("fetched_at") or "") for d in docs)])
-        self.parts.append(part)
-
-    def of(self, positions: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per field: (blob, offsets, codes) of the records at these positions, in their order."""
-        self.flush()
-        rows = np.concatenate(self.parts) if self.parts else np.zeros((0, len(FIELDS)), np.uint32)
-        picked = rows[positions]
-        return {name: self.tables[name].pack(picked[:, j]) for j, name in enumerate(FIELDS)}
-
-
-@dataclass
 class MapIndex:
     """Networks in hierarchy order, their parents, the flat segments, and the answer fields."""
 
@@ -148,6 +72,7 @@ class MapIndex:
     observed: str | None = None  # the newest fetched_at of the results: the map's age
     _owners: np.ndarray | None = field(default=None, repr=False)
     _buckets: tuple[np.ndarray, int, int] | None = field(default=None, repr=False)
+    _views: dict[str, tuple[memoryview, np.ndarray]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.first)
@@ -253,12 +178,33 @@ class MapIndex:
         return candidates[self.last[lo:hi] <= last]
 
     def value(self, net: int, name: str) -> str | list[str] | None:
-        code = int(self.codes[name][net])
+        """One field of one network (an RDAP answer asks for a dozen: `item` and a memoryview slice
+        are the cheapest reads of a numpy array and a blob from Python)."""
+        code = self.codes[name].item(net)
         if code == NONE:
             return [] if name in LISTS else None
-        blob, offsets = self.blobs[name]
-        text = blob[offsets[code] : offsets[code + 1]].tobytes().decode()
+        blob, offsets = self._texts()[name]
+        text = str(blob[offsets.item(code) : offsets.item(code + 1)], "utf-8")
         return text.split("\n") if name in LISTS else text
+
+    def texts(self, net: int, names: tuple[str, ...]) -> list[str | None]:
+        """Fields of one network that are strings, not lists (`value` of each, in one call: an RDAP
+        answer reads a dozen)."""
+        views, codes = self._texts(), self.codes
+        out: list[str | None] = []
+        for name in names:
+            code = codes[name].item(net)
+            if code == NONE:
+                out.append(None)
+            else:
+                blob, offsets = views[name]
+                out.append(str(blob[offsets.item(code) : offsets.item(code + 1)], "utf-8"))
+        return out
+
+    def _texts(self) -> dict[str, tuple[memoryview, np.ndarray]]:
+        if self._views is None:
+            self._views = {name: (blob.data, offsets) for name, (blob, offsets) in self.blobs.items()}
+        return self._views
 
     def record(self, net: int) -> dict[str, Any]:
         """A network's fields, its range and its parents' handles (nearest first)."""
@@ -321,8 +267,87 @@ class MapIndex:
 
 
 def flatten(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parents and non-overlapping segments of networks in hierarchy order. A network overlapping
-    its parent's end (real registries keep a few) is clipped to the parent."""
+    """Parents and non-overlapping segments of networks in hierarchy order (parents, then segment
+    starts and their most specific networks). A network overlapping its parent's end (real
+    registries keep a few) is clipped to the parent. In numpy (`_nesting`, `_segments`); a family
+    whose clipping does not settle in NESTING_ROUNDS is walked by the stack instead."""
+    nesting = _nesting(first.astype(np.int64), last.astype(np.int64))
+    if nesting is None:
+        return flatten_by_stack(first, last)
+    parent, clipped, levels = nesting
+    return parent, *_segments(first.astype(np.int64), clipped, parent, levels)
+
+
+def _levels(depth: np.ndarray) -> list[np.ndarray]:
+    """The networks at each depth, each level in hierarchy order."""
+    order = np.argsort(depth, kind="stable")
+    bounds = np.searchsorted(depth[order], np.arange(int(depth.max(initial=0)) + 2))
+    return [order[bounds[d] : bounds[d + 1]] for d in range(len(bounds) - 1)]
+
+
+def _nesting(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
+    """Each network's parent (the last network before it ending at or after its first address),
+    its last address clipped to its parent's, and the networks by depth; None if the clipping
+    does not settle.
+
+    A network's depth is how many networks before it end at or after its first address (one
+    searchsorted); in a laminar family those are its ancestors, and its parent is the last network
+    before it one level up. Clipping to the parents so found may change which end where, so it is
+    repeated until the clipped ends are those it starts from: then each network lies inside its
+    parent, the family is laminar, and the parents are the ones the stack walk finds."""
+    n = len(first)
+    index = np.arange(n)
+    clipped = last
+    for _ in range(NESTING_ROUNDS):
+        depth = index - np.searchsorted(np.sort(clipped), first, side="left")
+        levels = _levels(depth)
+        parent = np.full(n, -1, np.int32)
+        again = last.copy()
+        for d in range(1, len(levels)):
+            at, up = levels[d], levels[d - 1]
+            k = np.searchsorted(up, at) - 1
+            if len(at) and int(k.min()) < 0:  # no network one level up before it: not laminar yet
+                return None
+            parent[at] = up[k]
+            again[at] = np.maximum(np.minimum(again[at], again[parent[at]]), first[at])
+        if np.array_equal(again, clipped):
+            inside = (parent < 0) | (clipped <= clipped[parent])
+            return (parent, clipped, levels) if bool(inside.all()) else None
+        clipped = again
+    return None
+
+
+def _segments(first: np.ndarray, clipped: np.ndarray, parent: np.ndarray,
+              levels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The maximal runs of the address space with one most specific network (-1: none), given
+    laminar networks: a run starts where a network starts (the last network starting there, the
+    innermost, holds it) or just past where one ends (the outermost network ending there gives way
+    to its parent), a start winning over an end at the same address."""
+    n = len(first)
+    starts = np.flatnonzero(np.append(first[1:] != first[:-1], True)) if n else np.zeros(0, np.int64)
+    depth = np.empty(n, np.int64)
+    for d, at in enumerate(levels):
+        depth[at] = d
+    ends = np.flatnonzero(clipped < 0xFFFFFFFF)
+    # one key per candidate: address, then kind (0 start, 1 end, 2 the space's first address),
+    # then, among ends at one address, the outermost first
+    keys = np.concatenate([
+        (first[starts].astype(np.uint64) << np.uint64(26)),
+        ((clipped[ends] + 1).astype(np.uint64) << np.uint64(26)) | np.uint64(1 << 24)
+        | depth[ends].astype(np.uint64),
+        np.array([2 << 24], np.uint64)])
+    nets = np.concatenate([starts, parent[ends], [-1]]).astype(np.int32)
+    order = np.argsort(keys)
+    address = (keys[order] >> np.uint64(26)).astype(np.int64)
+    nets = nets[order]
+    keep = np.append(True, address[1:] != address[:-1])  # the first candidate at each address
+    address, nets = address[keep], nets[keep]
+    keep = np.append(True, nets[1:] != nets[:-1])  # runs: a network that goes on is one run
+    return address[keep].astype(np.uint32), nets[keep]
+
+
+def flatten_by_stack(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`flatten` by a walk with a stack of open networks, a network at a time (the reference)."""
     parent = np.full(len(first), -1, np.int32)
     starts: list[int] = []
     nets: list[int] = []
@@ -355,23 +380,58 @@ def flatten(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return parent, np.array(starts, np.uint32), np.array(nets, np.int32)
 
 
-def build(results: ResultSet, columns: Columns) -> MapIndex:
-    """The index of a result set opened with seekable=True and `each=columns` (its one read)."""
-    if not results.seekable:
-        raise MapIndexError("the index needs a ResultSet opened with seekable=True")
-    first, last = (a.astype(np.uint32) for a in results.spans())
-    parent, seg_start, seg_net = flatten(first, last)
-    fields = columns.of(results.winners)  # winners are in hierarchy order, as first and last
-    blobs = {name: (blob, offsets) for name, (blob, offsets, _) in fields.items()}
-    codes = {name: code for name, (_, _, code) in fields.items()}
-    return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(),
-                    columns.observed or None)
+def pack(column: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The values at `rows` of a column of strings (a list of strings: its items joined by "\n")
+    as a string table: the distinct values those rows use as one UTF-8 blob and offsets
+    (offsets[c]..offsets[c+1] is code c, code 0 the missing value: null, "" or []), and the rows
+    coded into it in the narrowest unsigned type. Values only other rows hold are dropped."""
+    if pa.types.is_list(column.type):
+        column = pc.binary_join(column, "\n")
+    coded = pc.dictionary_encode(column)  # one dictionary for all chunks, first-seen order
+    strings = coded.chunk(0).dictionary if coded.num_chunks else pa.array([], pa.string())
+    every = np.concatenate([np.zeros(0, np.int64), *(
+        pc.fill_null(pc.add(chunk.indices, 1), 0).to_numpy(zero_copy_only=False) for chunk in coded.chunks)])
+    codes = every[rows]
+    used = np.zeros(len(strings) + 1, bool)
+    used[codes] = True
+    empty = pc.index(strings, "").as_py()
+    if empty >= 0:  # "" and [] are missing values
+        used[empty + 1] = False
+    used[NONE] = True
+    recode = np.cumsum(used) - 1
+    recode[empty + 1 if empty >= 0 else NONE] = NONE
+    kept = strings.filter(pa.array(used[1:]))
+    wide = np.int64 if pa.types.is_large_string(kept.type) else np.int32
+    at = np.frombuffer(kept.buffers()[1], wide)[kept.offset : kept.offset + len(kept) + 1]
+    data = kept.buffers()[2]
+    blob = np.frombuffer(data, np.uint8)[at[0] : at[-1]] if data is not None else np.zeros(0, np.uint8)
+    offsets = np.zeros(len(kept) + 2, np.uint32 if len(blob) < 1 << 32 else np.int64)
+    offsets[1:] = at - at[0]
+    n = len(kept) + 1
+    dtype = np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.uint32
+    return blob, offsets, recode[codes].astype(dtype)
+
+
+def build(latest: LatestColumns) -> MapIndex:
+    """The index of a result set's latest records, read as columns (`results.source.read_latest`
+    with READ): spans flattened, each answer field packed into a string table."""
+    table = latest.table
+    absent = pa.scalar(None, pa.string())
+    registrant, name = (pc.if_else(pc.equal(table[f], ""), absent, table[f]) for f in ("registrant", "name"))
+    holder = pc.coalesce(registrant, name, table["handle"])  # as `summary` names holders
+    parent, seg_start, seg_net = flatten(latest.first, latest.last)
+    codes, blobs = {}, {}
+    for field_name in FIELDS:
+        column = holder if field_name == "holder" else table[field_name]
+        blob, offsets, codes[field_name] = pack(column, latest.rows)
+        blobs[field_name] = (blob, offsets)
+    return MapIndex(latest.first, latest.last, parent, seg_start, seg_net, codes, blobs, time.time(),
+                    latest.newest)
 
 
 def build_file(path: Path) -> MapIndex:
-    """The index of a results file, read once."""
-    columns = Columns()
-    return build(ResultSet(path, seekable=True, each=columns), columns)
+    """The index of a results file, read once, as columns."""
+    return build(read_latest(path, READ))
 
 
 def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:

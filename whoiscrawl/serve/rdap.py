@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from whoiscrawl.space import build_bootstrap_document
 CONFORMANCE = ["rdap_level_0", "cidr0", "rirSearch1", "ips"]
 RELATIONS = ("rdap-up", "rdap-down", "rdap-top", "rdap-bottom")
 ROW_LIMIT = 10_000  # networks a relation search answers at most (RIPE NCC's own limit); more: truncated
+# The string fields an ip network object shows, read at once (`network`).
+_SHOWN = ("handle", "name", "type", "country", "parent_handle", "registrant", "registration_date",
+          "last_changed", "fetched_at", "registry", "source")
 MIRROR_NOTICE = {
     "title": "whoiscrawl mirror",
     "description": ["Answered from a map whoiscrawl collected from the registries' own records; the "
@@ -70,8 +74,10 @@ def _address(text: str) -> int:
     raise QueryError(400, "Bad Request", why)
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def _date(text: str | None) -> str | None:
-    """An event date as RFC 3339 needs it, or None where the registry's text is no date."""
+    """An event date as RFC 3339 needs it, or None where the registry's text is no date (kept:
+    networks share their dates, and parsing one costs more than the rest of an event)."""
     if not text:
         return None
     try:
@@ -84,31 +90,31 @@ def _card(*props: list[Any]) -> list[Any]:
     return ["vcard", [["version", {}, "text", "4.0"], *props]]
 
 
-def _entities(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def _entities(registrant: str | None, emails: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    if doc["registrant"]:
+    if registrant:
         out.append({"objectClassName": "entity", "roles": ["registrant"], "vcardArray": _card(
-            ["fn", {}, "text", doc["registrant"]], ["kind", {}, "text", "org"])})
-    if doc["abuse_emails"]:
-        emails = [["email", {"type": "work"}, "text", e] for e in doc["abuse_emails"]]
+            ["fn", {}, "text", registrant], ["kind", {}, "text", "org"])})
+    if emails:
+        cards = [["email", {"type": "work"}, "text", e] for e in emails]
         out.append({"objectClassName": "entity", "roles": ["abuse"], "vcardArray": _card(
-            ["fn", {}, "text", "Abuse contact"], ["kind", {}, "text", "group"], *emails)})
+            ["fn", {}, "text", "Abuse contact"], ["kind", {}, "text", "group"], *cards)})
     return out
 
 
-def _events(doc: dict[str, Any]) -> list[dict[str, Any]]:
+def _events(registered: str | None, changed: str | None, fetched: str | None) -> list[dict[str, Any]]:
     out = []
-    for action, name in (("registration", "registration_date"), ("last changed", "last_changed"),
-                         ("last update of RDAP database", "fetched_at")):
-        when = _date(doc[name])
+    for action, text in (("registration", registered), ("last changed", changed),
+                         ("last update of RDAP database", fetched)):
+        when = _date(text)
         if when:
             out.append({"eventAction": action, "eventDate": when})
     return out
 
 
-def _links(base: str, first: int, last: int) -> list[dict[str, Any]]:
-    self_url = f"{base}ip/{ip_str(first)}"
-    key = quote(f"{ip_str(first)} - {ip_str(last)}")
+def _links(base: str, start: str, end: str) -> list[dict[str, Any]]:
+    self_url = f"{base}ip/{start}"
+    key = f"{start}%20-%20{end}"  # quote("a - b"): a dotted quad needs no escaping, the spaces do
     links = [{"value": self_url, "rel": "self", "href": self_url, "type": "application/rdap+json"}]
     links += [{"value": self_url, "rel": rel, "href": f"{base}ips/rirSearch1/{rel}/{key}",
                "type": "application/rdap+json"} for rel in RELATIONS]
@@ -117,24 +123,31 @@ def _links(base: str, first: int, last: int) -> list[dict[str, Any]]:
 
 def network(index: MapIndex, net: int, base: str, top: bool = True) -> dict[str, Any]:
     """An RFC 9083 ip network object (with cidr0's prefixes and RFC 9910's relation links); `top`:
-    a whole answer (conformance and notices), else a member of search results."""
-    doc = index.record(net)
-    first, last = int(index.first[net]), int(index.last[net])
+    a whole answer (conformance and notices), else a member of search results. Reads only the
+    fields it shows (an uncached answer is most of a request's work)."""
+    (handle, name, kind, country, parent_handle, registrant, registered, changed, fetched, registry,
+     source) = index.texts(net, _SHOWN)
+    first, last = index.first.item(net), index.last.item(net)
+    start, end = ip_str(first), ip_str(last)
     out: dict[str, Any] = {"rdapConformance": CONFORMANCE} if top else {}
-    out |= {"objectClassName": "ip network", "handle": doc["handle"], "startAddress": ip_str(first),
-            "endAddress": ip_str(last), "ipVersion": "v4"}
-    for member, name in (("name", "name"), ("type", "type"), ("country", "country"),
-                         ("parentHandle", "parent_handle")):
-        if doc[name]:
-            out[member] = doc[name]
-    if doc["status"]:
-        out["status"] = doc["status"]
+    out |= {"objectClassName": "ip network", "handle": handle, "startAddress": start, "endAddress": end,
+            "ipVersion": "v4"}
+    parent = index.parent.item(net)
+    if not parent_handle and parent >= 0:  # as `MapIndex.record` names it
+        parent_handle = index.texts(parent, ("handle",))[0]
+    shown = (("name", name), ("type", kind), ("country", country), ("parentHandle", parent_handle))
+    for member, text in shown:
+        if text:
+            out[member] = text
+    status = index.value(net, "status")
+    if status:
+        out["status"] = status
     out["cidr0_cidrs"] = [{"v4prefix": ip_str(a), "length": plen} for a, plen in cidr_blocks(first, last)]
-    out["entities"] = _entities(doc)
-    out["events"] = _events(doc)
-    out["links"] = _links(base, first, last)
+    out["entities"] = _entities(registrant, index.value(net, "abuse_emails"))  # type: ignore[arg-type]
+    out["events"] = _events(registered, changed, fetched)
+    out["links"] = _links(base, start, end)
     out["remarks"] = [{"title": "Source", "description": [
-        f"Registry: {doc['registry']}; read over {doc['source'] or 'rdap'}; observed {doc['fetched_at']}"]}]
+        f"Registry: {registry}; read over {source or 'rdap'}; observed {fetched}"]}]
     if top:
         out["notices"] = [MIRROR_NOTICE]
     return out

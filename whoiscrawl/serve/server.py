@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from whoiscrawl import metrics, rirs
 from whoiscrawl.history.store import HistoryError, Store, map_at
-from whoiscrawl.results.source import ResultsError, open_results
+from whoiscrawl.results.source import ResultsError, read_latest, results_file
 from whoiscrawl.serve import rdap
-from whoiscrawl.serve.index import Columns, MapIndex, MapIndexError, build, load_or_build, stamp_of
+from whoiscrawl.serve.index import READ, MapIndex, MapIndexError, build, load_or_build, stamp_of
 from whoiscrawl.serve.lookup import BATCH, write
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,14 @@ Reloader = Callable[[], "MapIndex | None"]  # a new index, or None while the res
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AsOf = Callable[[date], "tuple[MapIndex, str]"]  # the index current on a date, and its generation's date
 GENERATIONS_KEPT = 4  # indexes of past generations kept in memory (a ?at= query loads its own)
+
+
+_BASES = {f"/{r}/": r for r in rirs.REGISTRIES}
+
+
+def _asked(path: str) -> str | None:
+    """The registry whose base a path is under (`/ripencc/ip/...`), or None (the root)."""
+    return _BASES.get(path[: path.find("/", 1) + 1])
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
@@ -54,6 +63,7 @@ class MapServer:
                  as_of: AsOf | None = None) -> None:
         self.reload, self.reload_s, self.as_of = reload, reload_s, as_of
         self._reloader: asyncio.Task[None] | None = None
+        self._meters: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._use(index)
 
     def _use(self, index: MapIndex) -> None:
@@ -66,6 +76,7 @@ class MapServer:
             return orjson.dumps(rdap.network(index, net, base))
 
         self._rendered = rendered
+        index.buckets()  # made now, not by the first query
         self._publish_gauges()
 
     def _publish_gauges(self) -> None:
@@ -108,20 +119,24 @@ class MapServer:
         except Exception as exc:  # a bug must not take the server down: log it, answer 500
             log.exception("answering %s failed", request.path)
             response = _error(500, "Internal Server Error", f"{type(exc).__name__} while answering")
-        metrics.SERVE_REQUESTS.labels(route, str(response.status)).inc()
-        metrics.SERVE_SECONDS.labels(route).observe(time.perf_counter() - started)
+        meters = self._meters.get((route, response.status))
+        if meters is None:  # a metric's labelled child looked up once per route and status, not per request
+            meters = self._meters[route, response.status] = (
+                metrics.SERVE_REQUESTS.labels(route, str(response.status)),
+                metrics.SERVE_SECONDS.labels(route))
+        meters[0].inc()
+        meters[1].observe(time.perf_counter() - started)
         return response
 
     def _base(self, request: web.Request) -> str:
         """This answer's base URL: the registry base it was asked under, else the root."""
-        path = request.path
-        registry = next((r for r in rirs.REGISTRIES if path.startswith(f"/{r}/")), None)
+        registry = _asked(request.path)
         return f"{request.scheme}://{request.host}/" + (f"{registry}/" if registry else "")
 
     async def _index(self, request: web.Request) -> tuple[MapIndex, dict[str, Any] | None]:
         """The index a query is answered from: the current one, or with `?at=DATE` the generation
         current on that date (and a notice saying which)."""
-        text = request.query.get("at")
+        text = request.query.get("at") if request.query_string else None  # parse no query there is none of
         if text is None:
             return self.index, None
         if self.as_of is None:
@@ -146,7 +161,7 @@ class MapServer:
         if net < 0:
             return _error(404, "Not Found", f"no network in the map holds {key}"
                           + (f"/{plen}" if plen is not None else ""))
-        asked = next((r for r in rirs.REGISTRIES if request.path.startswith(f"/{r}/")), None)
+        asked = _asked(request.path)
         holder = index.value(net, "registry")
         if asked and holder != asked and holder in rirs.REGISTRIES:
             moved = request.path.replace(f"/{asked}/", f"/{holder}/", 1)
@@ -287,12 +302,12 @@ def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) ->
     seen = [-1]
 
     def reload() -> MapIndex | None:
-        columns = Columns()
-        with open_results(spec, kafka_bootstrap, topic_prefix, seekable=True, each=columns) as rs:
-            if rs.records == seen[0]:
-                return None
-            seen[0] = rs.records
-            return build(rs, columns)
+        with results_file(spec, kafka_bootstrap, topic_prefix) as path:
+            latest = read_latest(path, READ)
+        if latest.records == seen[0]:
+            return None
+        seen[0] = latest.records
+        return build(latest)
 
     return reload
 
@@ -306,29 +321,41 @@ def _answer_lines(index: MapIndex, lines: list[str]) -> bytes:
 def run(server: MapServer, host: str, port: int, ready: Callable[[int], None] | None = None,
         workers: int = 1) -> None:
     """Serve until interrupted; `ready(port)` once listening (port 0 picks a free one). With
-    workers > 1 the process forks after the index is loaded (the children share its pages) and every
-    process accepts from the one listening socket: aiohttp answers on one core per process."""
-    sock = socket.create_server((host, port), backlog=4096)
+    workers > 1 the process forks after the index is loaded (the children share its pages), each
+    process with a listening socket of its own on the one port (SO_REUSEPORT: the kernel spreads new
+    connections over them evenly, where processes accepting from one socket take them as they wake,
+    so a burst of connections could land on one): aiohttp answers on one core per process."""
+    socks = [socket.create_server((host, port), backlog=4096, reuse_port=workers > 1)]
+    socks += [socket.create_server((host, socks[0].getsockname()[1]), backlog=4096, reuse_port=True)
+              for _ in range(workers - 1)]
     children: list[int] = []
     signal.signal(signal.SIGTERM, _interrupted)  # stop as on ^C: the workers are stopped too
     try:
-        for _ in range(workers - 1):
+        for sock in socks[1:]:
             pid = os.fork()
             if pid == 0:  # a worker: serve until the parent is gone or it is told to stop
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)  # a terminal's ^C goes to the parent's care
-                try:
-                    asyncio.run(_serve_on(server, sock, None, parent=os.getppid()))
-                finally:
-                    os._exit(0)
+                _work(server, sock, [other for other in socks if other is not sock])
             children.append(pid)
-        asyncio.run(_serve_on(server, sock, ready))
+            sock.close()  # the worker's: a socket no process accepts on would hold its share
+        uvloop.run(_serve_on(server, socks[0], ready))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             os.waitpid(pid, 0)
-        sock.close()
+        socks[0].close()
+
+
+def _work(server: MapServer, sock: socket.socket, others: list[socket.socket]) -> None:
+    """A forked worker: answer on its own socket until the parent is gone or it is told to stop."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a terminal's ^C goes to the parent's care
+    for other in others:
+        other.close()
+    try:
+        uvloop.run(_serve_on(server, sock, None, parent=os.getppid()))
+    finally:
+        os._exit(0)
 
 
 def _interrupted(signum: int, frame: Any) -> None:
@@ -337,13 +364,19 @@ def _interrupted(signum: int, frame: Any) -> None:
 
 async def _serve_on(server: MapServer, sock: socket.socket, ready: Callable[[int], None] | None,
                     parent: int | None = None) -> None:
+    stop = asyncio.Event()
+    if parent is None:  # SIGTERM and ^C stop the first process (and it its workers) through the loop:
+        # uvloop runs a Python signal handler only when Python code next runs, which may be never
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     runner = web.AppRunner(server.app(), access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
     if ready:
         ready(sock.getsockname()[1])
     try:
-        while parent is None or os.getppid() == parent:  # a worker outlives no parent
-            await asyncio.sleep(1.0)
+        while not stop.is_set() and (parent is None or os.getppid() == parent):  # no orphaned worker
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
     finally:
         await runner.cleanup()
