@@ -126,6 +126,9 @@ class RegistryClient:
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
     _unlisted: set[str] = field(default_factory=set)  # registries warned about: able to list, not listed
     _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
+    # Requests that ended (answered, refused or failed): a lane in a long listing or a registry's
+    # outage is turning, not stuck (the fleet worker's liveness reads it, through Crawler.progress).
+    requests: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._egress_keys = [e.key for e in self.egresses]
@@ -218,6 +221,7 @@ class RegistryClient:
                 if probe:
                     circuit.probed(None)  # cancelled: the next request probes
                 raise
+            self.requests += 1
             if outcome.unreadable:
                 await self._dead_letter(registry, outcome)
             metrics.LOOKUP_SECONDS.labels(registry).observe(time.monotonic() - started)
