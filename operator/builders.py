@@ -169,7 +169,8 @@ def pod_disruption_budget(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": _meta(owner, worker_name(owner.name)),
         "spec": {"maxUnavailable": spec.workers.max_unavailable,
-                 "selector": {"matchLabels": selector_labels(owner.name)},
+                 # Spot and overflow pods alike: a drain of on-demand nodes is held to it too.
+                 "selector": {"matchLabels": pod_labels(owner.name)},
                  "unhealthyPodEvictionPolicy": "AlwaysAllow"},
     })
 

@@ -61,6 +61,9 @@ class Crawler:
     crawl: str = field(init=False)
     abandon_listings_on_stop: bool = field(init=False)
     lookups_by_registry: Counter[str] = field(init=False, default_factory=Counter)
+    # Probes ended and looks at another worker's listing: with the client's requests, the lanes'
+    # `progress`.
+    steps: int = field(init=False, default=0)
     # How often a lane waiting for another worker's listing looks again.
     listing_poll_s: float = field(init=False, default=0.25)
     # The failure policy (registry/patience.py): pauses, help queries, what was given up on.
@@ -75,6 +78,12 @@ class Crawler:
         pauses = PAUSES if self.settings.failure_pauses is None else self.settings.failure_pauses
         self.patience = Patience(self.client.answering, self.stopping, pauses)
         self.listings = Listings(self)
+
+    @property
+    def progress(self) -> int:
+        """Grows while any lane moves (a probe ended, a request ended, another worker's listing
+        looked at): read by the fleet worker's liveness (worker/health.py)."""
+        return self.steps + self.client.requests
 
     @property
     def failures(self) -> list[str]:
@@ -152,6 +161,7 @@ class ShardLane:
                 metrics.SHARD_ADDRESSES.inc(shard.last - shard.first + 1)
                 return True
             await self._probe(address)
+            crawler.steps += 1
         return False
 
     async def _probe(self, address: int) -> None:

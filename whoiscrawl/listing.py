@@ -45,6 +45,7 @@ class ListingHost(Protocol):
     patience: Patience
     lookups_by_registry: Counter[str]
     listing_poll_s: float  # how often a lane waiting for another worker's listing looks again
+    steps: int  # the lanes' steps (a look at another worker's listing is one: Crawler.progress)
     abandon_listings_on_stop: bool  # a fleet worker's drain leaves a long listing to the next
 
     async def keep(self, record: NetworkRecord, answer: Answer) -> bool: ...
@@ -100,6 +101,7 @@ class Listings:
                 return None
             await asyncio.sleep(self.host.listing_poll_s)
             await self.host.store.sync()
+            self.host.steps += 1
 
     def _listing_ended(self, key: tuple[int, int], listing: asyncio.Future[bool | None]) -> None:
         """Forget a listing that ended. One stopped because its lease was lost may have nobody left

@@ -63,15 +63,23 @@ SERVE_MAP_OBSERVED = Gauge(
 CONSUMER_LAG = Gauge("whoiscrawl_consumer_lag_messages", "Work messages assigned to this worker not yet done")
 
 
-def serve(port: int, ready: Callable[[], bool], host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """/metrics, /healthz (the process answers) and /readyz (it is taking work), in a thread."""
+def _never_stuck() -> str | None:
+    return None
+
+
+def serve(port: int, ready: Callable[[], bool], host: str = "0.0.0.0",
+          stuck: Callable[[], str | None] = _never_stuck) -> ThreadingHTTPServer:
+    """/metrics, /healthz (503 with the reason while `stuck` names one: the liveness probe
+    restarts the process) and /readyz (it is taking work), in a thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
                 body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
             elif self.path.startswith("/healthz"):
-                body, ctype, code = b"ok\n", "text/plain", 200
+                why = stuck()
+                body, ctype, code = (f"stuck: {why}\n".encode() if why else b"ok\n"), "text/plain", \
+                    503 if why else 200
             elif self.path.startswith("/readyz"):
                 ok = ready()
                 body, ctype, code = (b"ready\n" if ok else b"not ready\n"), "text/plain", 200 if ok else 503

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from whoiscrawl.worker.health import STUCK_AFTER_S, Liveness
 from whoiscrawl.worker.sources import FleetLoad, Results
 
 from whoiscrawl import metrics, recover
@@ -78,6 +79,7 @@ class WorkerConfig:
     kafka_config: dict[str, str] = field(default_factory=dict)
     name: str = field(default_factory=socket.gethostname)  # this member's: its pod's ($WHOISCRAWL_POD_NAME)
     sources: SourcesSettings | None = None  # the published files, loaded once per crawl (None: live)
+    stuck_after: float = STUCK_AFTER_S  # /healthz fails once the worker has not moved this long
 
 
 def group_consumer_config(config: WorkerConfig, owner: str) -> dict[str, Any]:
@@ -124,6 +126,7 @@ class Worker:
         # Finished shards whose commit a rebalance refused, by partition; retried until they land.
         self.uncommitted: dict[int, TopicPartition] = {}
         self.consumer = Consumer(group_consumer_config(config, self.owner))
+        self.liveness = Liveness(config.stuck_after)
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         # librdkafka's consumer is used from one thread only: every call goes through this executor.
@@ -313,6 +316,7 @@ class Worker:
     async def _consume(self) -> None:
         while not self.stopping.is_set():
             msgs = await self._call(self.consumer.consume, 64, 0.2)
+            self.liveness.polled()
             self._ready = True
             for msg in msgs:
                 err = msg.error()
@@ -379,8 +383,10 @@ class Worker:
             name="loop-watchdog", daemon=True,
         )
         watchdog.start()
+        self.liveness.arm()
         try:
             while not self.stopping.is_set():
+                self._tick()
                 woke = beat[0] = time.monotonic()
                 await asyncio.sleep(tick)
                 late = time.monotonic() - woke - tick
@@ -389,6 +395,11 @@ class Worker:
         finally:
             done.set()
 
+    def _tick(self) -> None:
+        """Tell the liveness the loop ran, whether work is in hand and how far the lanes got."""
+        busy = any(lane.queue.qsize() or (lane.walk and not lane.walk.done()) for lane in self.lanes.values())
+        self.liveness.tick(busy, self.crawler.progress if self.crawler else 0)
+
     async def run(self) -> int:
         self._loop = asyncio.get_running_loop()
         cfg = self.config
@@ -396,7 +407,8 @@ class Worker:
             self._loop.add_signal_handler(sig, self.stopping.set)
         server = None
         if cfg.metrics_port is not None:
-            server = metrics.serve(cfg.metrics_port, lambda: self._ready and not self.stopping.is_set())
+            server = metrics.serve(cfg.metrics_port, lambda: self._ready and not self.stopping.is_set(),
+                                   stuck=self.liveness.stuck)
         checkpoints = CheckpointSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         store = RedisBlockStore(cfg.redis_url, cfg.crawl, rebuild=self._rebuild_store, mirror=checkpoints.put)
         await store.sync()

@@ -66,6 +66,27 @@ async def test_shard_done_is_idempotent_and_admin_view_matches(services, unique_
         await a.close()
 
 
+def _calls(admin: RedisCrawlAdmin, command: str) -> int:
+    return int((admin.client.info("commandstats").get(f"cmdstat_{command}") or {}).get("calls", 0))
+
+
+def test_deleting_a_crawl_unlinks_its_keys_in_batches_and_leaves_the_others(services, unique_name):
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    other = RedisCrawlAdmin(services.redis_url, f"{unique_name}-other")
+    try:
+        keys = [f"{admin.keys.prefix}cursor:{i}" for i in range(1200)]
+        admin.client.mset(dict.fromkeys(keys, "1"))
+        other.client.set(f"{other.keys.prefix}cursor:0", "1")
+        dels, unlinks = _calls(admin, "del"), _calls(admin, "unlink")
+        assert admin.delete_crawl() == 1200
+        assert admin.client.exists(*keys[:100]) == 0
+        assert other.client.exists(f"{other.keys.prefix}cursor:0") == 1
+        # No one command over every key: ceil(1200 / DELETE_BATCH) UNLINKs, no DEL.
+        assert (_calls(admin, "del") - dels, _calls(admin, "unlink") - unlinks) == (0, 3)
+    finally:
+        other.delete_crawl()
+
+
 async def test_a_parent_is_listed_by_one_worker_and_a_cut_one_never_again(services, unique_name):
     a = RedisBlockStore(services.redis_url, unique_name)
     b = RedisBlockStore(services.redis_url, unique_name)

@@ -9,8 +9,6 @@ before and after the table) and the operator's process never exits and its liven
 from __future__ import annotations
 
 import copy
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,17 +22,10 @@ from whoiscrawl.bench.common import Simulator
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 from .conftest import WC, K8s
+from .test_hostile import healthz
 from .test_operator import crawl_doc, drop_data, operator_release
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow, pytest.mark.services]
-
-
-def healthz(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:

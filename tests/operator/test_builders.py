@@ -114,6 +114,11 @@ def test_no_fixed_uids_and_no_pdb_by_default() -> None:
     with_pdb = builders.owned_objects(OWNER, spec_with(workers={"maxUnavailable": "50%"}), 1, "spot")
     pdb = next(o for o in with_pdb if o["kind"] == "PodDisruptionBudget")
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    # It covers the overflow's on-demand pods as well as the spot ones.
+    overflow = builders.owned_objects(OWNER, spec_with(workers={"maxUnavailable": "50%"}), 1, "any", 2)
+    pods = [o["spec"]["template"]["metadata"]["labels"] for o in overflow if o["kind"] == "Deployment"]
+    assert len(pods) == 2 and all(pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+                                  for labels in pods)
 
 
 def env_of(obj: dict[str, Any]) -> dict[str, Any]:

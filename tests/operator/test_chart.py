@@ -88,9 +88,11 @@ def test_manifests_are_rendered_from_the_chart() -> None:
                           "whoiscrawl-system", "--set", "crds.install=false"],
                          capture_output=True, text=True, check=True, timeout=60).stdout
     namespace, *rendered = [d for d in yaml.safe_load_all(RENDERED.read_text()) if d]
-    # Plain manifests carry the namespace helm install --create-namespace would make.
+    # Plain manifests carry the namespace helm install --create-namespace would make, enforcing the
+    # restricted Pod Security Standard (tests/k8s/draft_pod_security.py, a draft, is to admit our pods there).
     assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": "whoiscrawl-system", "labels": {"app.kubernetes.io/part-of": "whoiscrawl"}}}
+        "name": "whoiscrawl-system", "labels": {"app.kubernetes.io/part-of": "whoiscrawl",
+                                                "pod-security.kubernetes.io/enforce": "restricted"}}}
     assert rendered == [d for d in yaml.safe_load_all(out) if d], "stale manifests: run charts/render.sh"
     typo = subprocess.run([str(helm()), "template", "x", str(CHART), "--set", "imag.tag=1"],
                           capture_output=True, text=True, timeout=60)
@@ -329,3 +331,36 @@ def test_leader_election_lease_env_and_rbac() -> None:
     assert not [d for d in off if d["kind"] == "Role" and d["metadata"]["name"].endswith("-leader")]
     refused = render("leaderElection.enabled=false", "replicas=2")
     assert refused.returncode != 0 and "needs leaderElection.enabled" in refused.stderr
+
+
+def test_an_operator_not_given_its_own_service_account_must_name_one() -> None:
+    """create: false with no name would run the operator as the namespace's `default` account."""
+    refused = subprocess.run([helm(), "template", "r", str(CHART), "--set", "serviceAccount.create=false"],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "/serviceAccount/name" in refused.stderr, refused.stderr
+    named = subprocess.run([helm(), "template", "r", str(CHART), "--set", "serviceAccount.create=false",
+                            "--set", "serviceAccount.name=ops"], capture_output=True, text=True, check=True)
+    pods = [d for d in yaml.safe_load_all(named.stdout) if d and d["kind"] == "Deployment"]
+    assert pods[0]["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def _allowed_images(*sets: str) -> list[list[str]]:
+    args = [a for s in sets for a in ("--set", s)]
+    out = subprocess.run([helm(), "template", "r", str(CHART), "-n", "sys", *args], capture_output=True,
+                         text=True, check=True).stdout
+    policies = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "ValidatingAdmissionPolicy"]
+    return [yaml.safe_load(next(v["expression"] for v in p["spec"]["variables"] if v["name"] == "allowed")
+                           .replace("'", '"')) for p in policies]
+
+
+def test_the_admission_policies_allow_the_charts_own_images_unless_told_otherwise() -> None:
+    """Both policies (crawl images; the operator's worker Deployments) allow the chart's image
+    repository and workerImage's (a registry port and a digest are not taken for a tag)."""
+    repo = "ghcr.io/whoiscrawl/whoiscrawl"
+    assert _allowed_images() == [[f"{repo}:", f"{repo}@"]] * 2
+    mirror = "mirror.local:5000/wc/whoiscrawl"
+    assert _allowed_images(f"workerImage={mirror}@sha256:{'a' * 64}")[0] == \
+        [f"{repo}:", f"{repo}@", f"{mirror}:", f"{mirror}@"]
+    assert _allowed_images("admissionPolicy.imagePrefixes={registry.example/team/}") == \
+        [["registry.example/team/"]] * 2
+    assert _allowed_images("admissionPolicy.enabled=false") == []

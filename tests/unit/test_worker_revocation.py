@@ -22,6 +22,7 @@ class Steps:
 
     def __init__(self, step_s: float) -> None:
         self.step_s = step_s
+        self.progress = 0  # what the worker's liveness reads of a crawler (not counted here)
         self.started = self.finished = self.cancelled = 0
         self.last_end = 0.0
 

@@ -128,6 +128,9 @@ class RegistryClient:
     _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
     # Holders named by their entity's own answer, per (registry, handle): asked once per client.
     _holder_names: dict[tuple[str, str], asyncio.Task[str | None]] = field(default_factory=dict)
+    # Requests that ended (answered, refused or failed): a lane in a long listing or a registry's
+    # outage is turning, not stuck (the fleet worker's liveness reads it, through Crawler.progress).
+    requests: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._egress_keys = [e.key for e in self.egresses]
@@ -222,6 +225,7 @@ class RegistryClient:
                 if probe:
                     circuit.probed(None)  # cancelled: the next request probes
                 raise
+            self.requests += 1
             if outcome.unreadable:
                 await self._dead_letter(registry, outcome)
             metrics.LOOKUP_SECONDS.labels(registry).observe(time.monotonic() - started)

@@ -52,3 +52,12 @@ app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | qu
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{/* A list of strings as CEL string literals, comma-separated (single quotes escaped). */}}
+{{- define "whoiscrawl.celStrings" -}}
+{{- $out := list -}}
+{{- range . -}}
+{{- $out = append $out (printf "'%s'" (replace "'" "\\'" .)) -}}
+{{- end -}}
+{{- join ", " $out -}}
+{{- end -}}
