@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from serve_support import most_specific, write_results
 
+from whoiscrawl.bench.serve import nested_records
 from whoiscrawl.results import source
 from whoiscrawl.results.summary import holder_of
-from whoiscrawl.serve.benchmark import nested_records
 from whoiscrawl.serve.index import (
     FIELDS,
     FORMAT,
