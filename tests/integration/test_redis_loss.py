@@ -198,3 +198,35 @@ def test_an_unfinished_crawl_says_which_shards_are_left_and_why(services, unique
     finally:
         admin.delete_crawl()
         queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+async def test_a_shard_found_done_is_marked_done_again_after_a_loss(services, unique_name):
+    """A lane that finds its shard done (another worker finished it, then died before it could mark
+    it again) commits it next: if Redis loses the crawl before that commit reaches the rebuild's
+    reading, the rebuild forgets the shard, and only the lane's process knows it was done."""
+    plan = plan_crawl(crawl=unique_name, ranges=["193.0.0.0/16", "10.0.0.0/15"])
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=3)
+    shard = plan.shards[0]
+
+    async def rebuild() -> bool:
+        return await asyncio.to_thread(recover.rebuild, services.redis_url, services.kafka_bootstrap,
+                                       "t.", unique_name, "b") is not None
+
+    finisher = RedisBlockStore(services.redis_url, unique_name)
+    lane = RedisBlockStore(services.redis_url, unique_name, rebuild=rebuild)
+    try:
+        await finisher.sync()
+        await finisher.shard_done(shard.shard_id, shard.last - shard.first + 1)
+        await finisher.close()  # it dies
+        await lane.sync()
+        assert await lane.is_done(shard.shard_id)  # its lane commits the offset next, too late
+        admin.delete_crawl()  # Redis lost the crawl before the rebuild saw that commit
+        await lane.sync()  # meets the loss: rebuilt, then its done shards marked again
+        assert admin.client.sismember(admin.keys.done, shard.shard_id)
+        progress = admin.progress()
+        assert (progress.shards_done, progress.addresses_done) == (1, shard.last - shard.first + 1)
+    finally:
+        await lane.close()
+        admin.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
