@@ -188,6 +188,7 @@ def test_an_unfinished_crawl_says_which_shards_are_left_and_why(services, unique
         admin.client.hset(admin.keys.owners, walking.shard_id, "7/w")
         admin.client.hset(admin.keys.cursors, walking.shard_id, "cp")
         admin.client.set(admin.keys.listing(walking.first, walking.first + 255), "8/w/n")
+        admin.client.set(admin.keys.claim(walking.first >> 8), "9/w/m")
         left = {v["shard"]: v for v in unfinished_shards(admin, services.kafka_bootstrap, "t.", unique_name)}
         assert len(left) == len(plan.shards)
         assert left[committed_id]["committed"] is True
@@ -195,6 +196,7 @@ def test_an_unfinished_crawl_says_which_shards_are_left_and_why(services, unique
         assert (view["first"], view["last"], view["owner"], view["checkpoint"], view["committed"]) == (
             walking.first, walking.last, "7/w", "cp", False)
         assert view["listings"] == [{"first": walking.first, "last": walking.first + 255, "holder": "8/w/n"}]
+        assert view["claims"] == [{"first": walking.first, "holder": "9/w/m"}]
     finally:
         admin.delete_crawl()
         queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)

@@ -174,16 +174,21 @@ class RedisCrawlAdmin:
 
     def unfinished(self, limit: int = 20) -> list[dict[str, Any]]:
         """The store's view of the planned shards not done (the first `limit`, by id): each one's
-        span, owner (`<token>/<holder>`), checkpoint, and the listing leases held inside it. For a
+        span, owner (`<token>/<holder>`), checkpoint, and the listing leases and cell claims held
+        inside it (a lane stuck under one keeps renewing it, and every other lane waits). For a
         crawl that did not finish: what is left, and who holds it."""
         raw: Any = self.client.hgetall(self.keys.planned)
         planned = {_text(k): _text(v) for k, v in raw.items()}
         members: Any = self.client.smembers(self.keys.done)
         done = {_text(m) for m in members}
-        listings = []
+        listings = []  # (first, last, holder) of each listing lease, and of each cell claim (a /24)
         for key in self.client.scan_iter(match=self.keys.prefix + "listing:*", count=1000):
             _, low, high = _text(key).rsplit(":", 2)
             listings.append((int(low), int(high), _text(self.client.get(key))))
+        claims = []
+        for key in self.client.scan_iter(match=self.keys.prefix + "claim:*", count=1000):
+            cell = int(_text(key).rsplit(":", 1)[1])
+            claims.append((cell << 8, (cell << 8) + 255, _text(self.client.get(key))))
         out = []
         for shard_id in sorted(set(planned) - done)[:limit]:
             low, _, high = planned[shard_id].partition("-")
@@ -196,6 +201,7 @@ class RedisCrawlAdmin:
                 "checkpoint": None if cursor is None else _text(cursor),
                 "listings": [{"first": a, "last": b, "holder": h}
                              for a, b, h in listings if a <= last and b >= first],
+                "claims": [{"first": a, "holder": h} for a, _, h in claims if first <= a <= last],
             })
         return out
 
