@@ -53,6 +53,7 @@ def rebuild(
     started = time.monotonic()
     with store.rebuilding(owner) as mine:
         if not mine or not store.end_generation(owner):
+            store.client.close()
             return None
         with ThreadPoolExecutor(2, thread_name_prefix="rebuild") as pool:  # each read waits on Kafka
             planned = pool.submit(plan_state, bootstrap, prefix, crawl, config, resolution)
