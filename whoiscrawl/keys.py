@@ -69,6 +69,9 @@ class Keys:
     def rebuilding(self) -> str:  # the lease of the one process rebuilding a lost store
         return self.prefix + "rebuilding"
 
+    def staged(self, owner: str, name: str) -> str:  # a rebuild's `name` key, written before it lands
+        return f"{self.prefix}rebuild:{owner}:{name}"
+
     @property
     def partly_listed(self) -> str:
         return self.prefix + "partly-listed"

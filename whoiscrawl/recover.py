@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from whoiscrawl import queue
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
-from whoiscrawl.store.redis_scripts import new_epoch
 
 log = logging.getLogger(__name__)
 
@@ -44,24 +43,30 @@ def rebuild(
     redis_url: str, bootstrap: str, prefix: str, crawl: str, owner: str,
     config: dict[str, str] | None = None, resolution: int = 24,
 ) -> Rebuilt | None:
-    """Rebuild the store under its lease (None: another process holds it): end the store's
-    generation (workers' writes wait), write the block log from the compacted results topic, the
-    totals, scope and finished shards from the work topic and the committed offsets, and
-    the walks' checkpoints from the checkpoints topic. Forgotten: which parents were listed (listed
+    """Rebuild the store under its lease (None: another process holds it, or took it over while
+    this one stalled): end the store's generation (workers' writes wait), stage the block log from
+    the compacted results topic, the totals, scope and finished shards from the work topic and the
+    committed offsets, and the walks' checkpoints from the checkpoints topic, then land them all at
+    once, under the lease. Forgotten: which parents were listed (listed
     again), the lookup and error counts before the loss."""
     store = RedisCrawlAdmin(redis_url, crawl)
     started = time.monotonic()
     with store.rebuilding(owner) as mine:
-        if not mine:
+        if not mine or not store.end_generation(owner):
+            store.client.close()
             return None
-        store.client.delete(store.keys.epoch)
         with ThreadPoolExecutor(2, thread_name_prefix="rebuild") as pool:  # each read waits on Kafka
             planned = pool.submit(plan_state, bootstrap, prefix, crawl, config, resolution)
             checkpoints = pool.submit(queue.read_checkpoints, bootstrap, prefix, crawl, config)
             shards, done, resolution = planned.result()
-            blocks = store.rebuild_blocks(queue.iter_results(bootstrap, prefix, crawl, config), resolution)
-            store.restore_plan(shards, done, checkpoints.result())
-        store.client.set(store.keys.epoch, new_epoch())
+            results = queue.iter_results(bootstrap, prefix, crawl, config)
+            blocks = store.stage_blocks(owner, results, resolution)
+            landed = store.restore_plan(owner, shards, done, checkpoints.result(), blocks)
+        if not landed:
+            log.warning("the rebuild of %s outlived its lease (a stall?): another process rebuilt it; "
+                        "this one is dropped", crawl)
+            store.client.close()
+            return None
     rebuilt = Rebuilt(blocks, len(shards), len(done), round(time.monotonic() - started, 2))
     log.warning("rebuilt the store of %s from its topics: %s", crawl, rebuilt)
     store.client.close()

@@ -8,11 +8,14 @@ import functools
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import Consumer, TopicPartition
 
 from whoiscrawl import queue, recover
+from whoiscrawl.bench import unfinished_shards
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.space import plan_crawl
@@ -129,3 +132,103 @@ def test_a_killed_rebuilders_lease_lapses_within_seconds(services, unique_name):
         assert mine  # lapsed: the next worker rebuilds
         assert store.client.get(store.keys.rebuilding) == b"next"
     assert store.client.get(store.keys.rebuilding) is None  # given back when done
+
+
+def test_a_rebuild_that_outlived_its_lease_writes_nothing(services, unique_name, monkeypatch):
+    """A rebuilder frozen after it read the topics (SIGSTOPped, a long GC) past its lease: another
+    rebuilt the store meanwhile, from a shard committed since. The frozen one wakes with its stale
+    reading: its plan must not land, or that shard is forgotten as done while its offset is
+    committed, and the crawl never finishes (a chaos run of `standard` did that: 1800 s, unfinished)."""
+    plan = plan_crawl(crawl=unique_name, ranges=["193.0.0.0/16", "10.0.0.0/15"])
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=3)
+    read, wake = threading.Event(), threading.Event()
+    reading = recover.plan_state
+
+    def frozen_after_reading(*args: object, **kwargs: object) -> object:
+        state = reading(*args, **kwargs)  # type: ignore[arg-type]
+        read.set()
+        assert wake.wait(60)
+        return state
+
+    monkeypatch.setattr(recover, "plan_state", frozen_after_reading)
+    admin.delete_crawl()  # Redis lost the crawl
+    stale = ThreadPoolExecutor(1).submit(
+        recover.rebuild, services.redis_url, services.kafka_bootstrap, "t.", unique_name, "stale")
+    try:
+        assert read.wait(60)
+        admin.client.delete(admin.keys.rebuilding)  # its lease lapsed while it was frozen
+        done_id, _ = commit_first(services, unique_name)  # a shard finished meanwhile
+        monkeypatch.setattr(recover, "plan_state", reading)
+        fresh = recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", unique_name, "next")
+        assert fresh is not None and fresh.done == 1
+        epoch = admin.epoch()
+        wake.set()
+        assert stale.result(60) is None  # its lease was lost: nothing written
+        assert admin.epoch() == epoch
+        assert admin.client.sismember(admin.keys.done, done_id)
+        assert admin.progress().shards_done == 1
+        assert not list(admin.client.scan_iter(match=admin.keys.prefix + "rebuild:*"))  # no staging left
+    finally:
+        wake.set()
+        admin.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+def test_an_unfinished_crawl_says_which_shards_are_left_and_why(services, unique_name):
+    """The bench's account of a crawl that did not finish: each shard not done, with its owner,
+    checkpoint and listings held, and whether its work message was committed past (then nobody
+    reads it again: the crawl cannot finish)."""
+    plan = plan_crawl(crawl=unique_name, ranges=["193.0.0.0/20"])  # 16 shards: all of them shown
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=3)
+    try:
+        committed_id, _ = commit_first(services, unique_name)  # committed, but not done in the store
+        walking = next(s for s in plan.shards if s.shard_id != committed_id)
+        admin.client.hset(admin.keys.owners, walking.shard_id, "7/w")
+        admin.client.hset(admin.keys.cursors, walking.shard_id, "cp")
+        admin.client.set(admin.keys.listing(walking.first, walking.first + 255), "8/w/n")
+        admin.client.set(admin.keys.claim(walking.first >> 8), "9/w/m")
+        left = {v["shard"]: v for v in unfinished_shards(admin, services.kafka_bootstrap, "t.", unique_name)}
+        assert len(left) == len(plan.shards)
+        assert left[committed_id]["committed"] is True
+        view = left[walking.shard_id]
+        assert (view["first"], view["last"], view["owner"], view["checkpoint"], view["committed"]) == (
+            walking.first, walking.last, "7/w", "cp", False)
+        assert view["listings"] == [{"first": walking.first, "last": walking.first + 255, "holder": "8/w/n"}]
+        assert view["claims"] == [{"first": walking.first, "holder": "9/w/m"}]
+    finally:
+        admin.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+async def test_a_shard_found_done_is_marked_done_again_after_a_loss(services, unique_name):
+    """A lane that finds its shard done (another worker finished it, then died before it could mark
+    it again) commits it next: if Redis loses the crawl before that commit reaches the rebuild's
+    reading, the rebuild forgets the shard, and only the lane's process knows it was done."""
+    plan = plan_crawl(crawl=unique_name, ranges=["193.0.0.0/16", "10.0.0.0/15"])
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=3)
+    shard = plan.shards[0]
+
+    async def rebuild() -> bool:
+        return await asyncio.to_thread(recover.rebuild, services.redis_url, services.kafka_bootstrap,
+                                       "t.", unique_name, "b") is not None
+
+    finisher = RedisBlockStore(services.redis_url, unique_name)
+    lane = RedisBlockStore(services.redis_url, unique_name, rebuild=rebuild)
+    try:
+        await finisher.sync()
+        await finisher.shard_done(shard.shard_id, shard.last - shard.first + 1)
+        await finisher.close()  # it dies
+        await lane.sync()
+        assert await lane.is_done(shard.shard_id)  # its lane commits the offset next, too late
+        admin.delete_crawl()  # Redis lost the crawl before the rebuild saw that commit
+        await lane.sync()  # meets the loss: rebuilt, then its done shards marked again
+        assert admin.client.sismember(admin.keys.done, shard.shard_id)
+        progress = admin.progress()
+        assert (progress.shards_done, progress.addresses_done) == (1, shard.last - shard.first + 1)
+    finally:
+        await lane.close()
+        admin.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)

@@ -349,6 +349,8 @@ def chaos_run(
     requests = _request_figures(log, chaos.outages if chaos is not None else None)
     return {
         "finished": run.finished,
+        "shards_not_done": run.progress.shards_total - run.progress.shards_done,
+        "unfinished_shards": run.unfinished,  # the store's view of them (the first few), when unfinished
         "wall_s": round(run.wall_s, 2),
         "blocks_truth": figures["blocks_truth"],
         "blocks_found": len(found),
@@ -405,6 +407,7 @@ def chaos_bench(plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chao
 
 # The chaos issue's limits (#14), each figure's worst allowed value.
 CHAOS_TARGETS: dict[str, Any] = {
+    "finished": True,  # every shard counted done before the timeout
     "lost": 0,
     "drained_in_grace": True,
     "lookups_vs_no_chaos": 1.05,

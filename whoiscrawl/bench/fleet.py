@@ -157,6 +157,26 @@ class FleetRun:
     finished: bool
     progress: Any  # whoiscrawl.records.Progress
     shards: int
+    # Unfinished: the store's view of the shards not done (the first UNFINISHED_SHOWN), each with
+    # its work message's place and whether the worker group committed past it.
+    unfinished: list[dict[str, Any]] = field(default_factory=list)
+
+
+UNFINISHED_SHOWN = 20
+
+
+def unfinished_shards(admin: RedisCrawlAdmin, kafka: str, prefix: str, crawl: str) -> list[dict[str, Any]]:
+    """Why a crawl did not finish, read before it is deleted: each shard not done in the store
+    (span, owner, checkpoint, listings held) with its work message's partition and offset, and
+    whether the group's committed offset is past it (committed yet not done: a shard nobody reads
+    again, so the crawl cannot finish)."""
+    left = {view["shard"]: view for view in admin.unfinished(UNFINISHED_SHOWN)}
+    committed = queue.committed_offsets(kafka, prefix, crawl)
+    for partition, offset, shard in queue.iter_work(kafka, prefix, crawl):
+        if shard.shard_id in left:
+            left[shard.shard_id].update(
+                partition=partition, offset=offset, committed=offset < committed.get(partition, 0))
+    return list(left.values())
 
 
 def crawl_with_fleet(
@@ -205,7 +225,8 @@ def crawl_with_fleet(
     with results.open("w") as fh:
         for record in queue.iter_results(kafka, "whoiscrawl.", crawl):
             fh.write(record.to_json().decode() + "\n")
-    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards))
+    unfinished = [] if finished else unfinished_shards(admin, kafka, "whoiscrawl.", crawl)
+    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished)
     queue.delete_topics(kafka, "whoiscrawl.", crawl)
     admin.delete_crawl()
     return run

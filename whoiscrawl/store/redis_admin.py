@@ -18,7 +18,16 @@ from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord, Progress, Shard
 from whoiscrawl.space import Scope
 from whoiscrawl.store import REBUILD_LEASE_S, resumed_block
-from whoiscrawl.store.redis_scripts import _RELEASE, _RENEW, _SHARD_DONE, REDIS_RETRIES, _backoff, new_epoch
+from whoiscrawl.store.redis_scripts import (
+    _END_GENERATION,
+    _REBUILT,
+    _RELEASE,
+    _RENEW,
+    REDIS_RETRIES,
+    _backoff,
+    _text,
+    new_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +89,40 @@ class RedisCrawlAdmin:
             keeper.join()
             self.client.eval(_RELEASE, 1, self.keys.rebuilding, owner)
 
+    def end_generation(self, owner: str) -> bool:
+        """End the store's generation (every worker's writes wait for the next), under the rebuild's
+        lease `owner` holds; False: the lease is another's (ours lapsed while we stalled)."""
+        return bool(self.client.eval(_END_GENERATION, 2, self.keys.rebuilding, self.keys.epoch, owner))
+
     def restore_plan(
-        self, shards: dict[str, tuple[int, int]], done: dict[str, int], cursors: dict[str, str]
-    ) -> None:
-        """The plan anew (shard id -> its span), from the work topic, with the finished shards (id
-        -> addresses) from the committed offsets and the walks' checkpoints of the others; the other
-        counters stay."""
+        self, owner: str, shards: dict[str, tuple[int, int]], done: dict[str, int], cursors: dict[str, str],
+        blocks: int,
+    ) -> bool:
+        """Land a rebuild, `owner` holding its lease: the plan anew (shard id -> its span) from the
+        work topic, with the finished shards (id -> addresses) from the committed offsets, the
+        walks' checkpoints of the others and the block log staged (`stage_blocks`, `blocks` of
+        them); the other counters stay. All at once and only under the lease: False (nothing
+        written) if it passed to another process, whose reading of the topics is newer."""
+        staged = {name: self.keys.staged(owner, name) for name in ("done", "cursors", "planned")}
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(self.keys.done, self.keys.cursors, self.keys.planned)
+        pipe.delete(*staged.values())
         walking: dict[Any, Any] = {k: v for k, v in cursors.items() if k in shards and k not in done}
         if walking:
-            pipe.hset(self.keys.cursors, mapping=walking)
-        pipe.hdel(self.keys.counters, "shards_done", "addresses_done")
-        self._plan(pipe, shards)
-        for shard_id, addresses in done.items():
-            pipe.eval(_SHARD_DONE, 5, self.keys.done, self.keys.counters, self.keys.cursors,
-                      self.keys.epoch, self.keys.owners, shard_id, addresses, "")
+            pipe.hset(staged["cursors"], mapping=walking)
+        if done:
+            pipe.sadd(staged["done"], *done)
+        if shards:
+            pipe.hset(staged["planned"], mapping={k: f"{a}-{b}" for k, (a, b) in shards.items()})
         pipe.execute()
+        addresses = sum(b - a + 1 for a, b in shards.values())
+        counters = {"shards_total": len(shards), "addresses_total": addresses,
+                    "shards_done": len(done), "addresses_done": sum(done.values()), "blocks": blocks}
+        scope = Scope.of(shards.values()).encode() if shards else ""
+        keys = [self.keys.rebuilding, self.keys.epoch, self.keys.counters, self.keys.scope,
+                self.keys.blocks, self.keys.staged(owner, "blocks"), self.keys.done, staged["done"],
+                self.keys.cursors, staged["cursors"], self.keys.planned, staged["planned"]]
+        counted = [x for pair in counters.items() for x in pair]
+        return bool(self.client.eval(_REBUILT, len(keys), *keys, owner, new_epoch(), scope, *counted))
 
     def add_plan(self, shards: Iterable[Shard]) -> tuple[int, int]:
         """Add a plan's shards to the crawl's (a re-plan publishes on top of the earlier plans and
@@ -125,26 +151,60 @@ class RedisCrawlAdmin:
     def progress(self) -> Progress:
         return Progress.from_mapping(self.client.hgetall(self.keys.counters))
 
-    def rebuild_blocks(self, records: Iterable[NetworkRecord], resolution: int = 24) -> int:
+    def stage_blocks(self, owner: str, records: Iterable[NetworkRecord], resolution: int = 24) -> int:
         """Write the block log anew from result records (Redis is a cache of the compacted results
-        topic); returns the blocks written. Workers read it from its start once the epoch is new.
-        Which parents were listed whole is not on the topic: every network worth listing comes back
-        a parent (the lane that meets it next lists it again), so none looks listed when it was not."""
+        topic), staged for the rebuild `owner` lands (`restore_plan`); returns the blocks written.
+        Workers read it from its start once the epoch is new. Which parents were listed whole is
+        not on the topic: every network worth listing comes back a parent (the lane that meets it
+        next lists it again), so none looks listed when it was not."""
         seen = KnownBlocks()  # an uncompacted topic can still hold a block twice
-        self.client.delete(self.keys.blocks)
+        staged = self.keys.staged(owner, "blocks")
+        self.client.delete(staged)
         pipe = self.client.pipeline(transaction=False)
         written = 0
         for record in records:
             answer = resumed_block(record, resolution)
             if not seen.add(answer.first, answer.last, answer.terminal):
                 continue
-            pipe.xadd(self.keys.blocks, {"b": encode_block(answer)})
+            pipe.xadd(staged, {"b": encode_block(answer)})
             written += 1
             if len(pipe) >= 10_000:
                 pipe.execute()
-        pipe.hset(self.keys.counters, "blocks", written)
         pipe.execute()
         return written
+
+    def unfinished(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The store's view of the planned shards not done (the first `limit`, by id): each one's
+        span, owner (`<token>/<holder>`), checkpoint, and the listing leases and cell claims held
+        inside it (a lane stuck under one keeps renewing it, and every other lane waits). For a
+        crawl that did not finish: what is left, and who holds it."""
+        raw: Any = self.client.hgetall(self.keys.planned)
+        planned = {_text(k): _text(v) for k, v in raw.items()}
+        members: Any = self.client.smembers(self.keys.done)
+        done = {_text(m) for m in members}
+        listings = []  # (first, last, holder) of each listing lease, and of each cell claim (a /24)
+        for key in self.client.scan_iter(match=self.keys.prefix + "listing:*", count=1000):
+            _, low, high = _text(key).rsplit(":", 2)
+            listings.append((int(low), int(high), _text(self.client.get(key))))
+        claims = []
+        for key in self.client.scan_iter(match=self.keys.prefix + "claim:*", count=1000):
+            cell = int(_text(key).rsplit(":", 1)[1])
+            claims.append((cell << 8, (cell << 8) + 255, _text(self.client.get(key))))
+        out = []
+        for shard_id in sorted(set(planned) - done)[:limit]:
+            low, _, high = planned[shard_id].partition("-")
+            first, last = int(low), int(high)
+            owner: Any = self.client.hget(self.keys.owners, shard_id)
+            cursor: Any = self.client.hget(self.keys.cursors, shard_id)
+            out.append({
+                "shard": shard_id, "first": first, "last": last,
+                "owner": None if owner is None else _text(owner),
+                "checkpoint": None if cursor is None else _text(cursor),
+                "listings": [{"first": a, "last": b, "holder": h}
+                             for a, b, h in listings if a <= last and b >= first],
+                "claims": [{"first": a, "holder": h} for a, _, h in claims if first <= a <= last],
+            })
+        return out
 
     def delete_crawl(self) -> int:
         """Delete every key of the crawl; returns how many. UNLINKed in batches as SCAN finds them:

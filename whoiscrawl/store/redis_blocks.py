@@ -291,7 +291,17 @@ class RedisBlockStore:
         return value.decode() if isinstance(value, bytes) else value
 
     async def is_done(self, shard_id: str) -> bool:
-        return bool(await self.client.sismember(self.keys.done, shard_id))
+        """Whether a shard is done. One found done is remembered as if this process had finished it
+        (marked done again after a loss): its lane commits its offset next, and should Redis lose
+        the crawl before that commit reaches a rebuild's reading, the rebuild forgets it, and its
+        message is never read again (a crawl that cannot finish)."""
+        if not await self.client.sismember(self.keys.done, shard_id):
+            return False
+        span: Any = await self.client.hget(self.keys.planned, shard_id)
+        if span is not None:
+            first, _, last = _text(span).partition("-")
+            self._done.setdefault(shard_id, int(last) - int(first) + 1)
+        return True
 
     async def record_step(
         self,

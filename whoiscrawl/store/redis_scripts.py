@@ -102,6 +102,32 @@ for _ = 1, tonumber(ARGV[5]) do redis.call('hincrby', KEYS[5], ARGV[i], ARGV[i +
 for j = i, #ARGV do redis.call('xadd', KEYS[3], '*', 'b', ARGV[j]) end
 return 1
 """
+# A rebuild ends the store's generation, and lands, only under its lease (ARGV[1] its holder): a
+# rebuilder frozen past it (SIGSTOPped, a long GC) wakes with a reading of the topics older than the
+# rebuild that took over, and its plan would forget the shards finished since (their offsets
+# committed, never walked again: a crawl that never finished). Refused: 0, its staged keys dropped.
+_END_GENERATION = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[2])
+return 1
+"""
+# Lands a rebuild: each staged key (KEYS[5..], pairs: real, staged) replaces its real key (or
+# deletes it: nothing staged), the scope (ARGV[3], '' none) and counters (ARGV[4..], pairs) are
+# set, then the new generation (ARGV[2]); all at once, under the lease (KEYS[1]).
+_REBUILT = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then
+  for i = 5, #KEYS, 2 do redis.call('del', KEYS[i + 1]) end
+  return 0
+end
+for i = 5, #KEYS, 2 do
+  if redis.call('exists', KEYS[i + 1]) == 1 then redis.call('rename', KEYS[i + 1], KEYS[i])
+  else redis.call('del', KEYS[i]) end
+end
+if ARGV[3] ~= '' then redis.call('set', KEYS[4], ARGV[3]) end
+for i = 4, #ARGV, 2 do redis.call('hset', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('set', KEYS[2], ARGV[2])
+return 1
+"""
 # A finished shard: its checkpoint and its owner go with it.
 _SHARD_DONE = """
 if ARGV[3] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[3] then return -1 end
