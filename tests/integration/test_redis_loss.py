@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from confluent_kafka import Consumer, TopicPartition
 
 from whoiscrawl import queue, recover
-from whoiscrawl.bench import unfinished_shards
+from whoiscrawl.bench.fleet import unfinished_shards
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.space import plan_crawl
