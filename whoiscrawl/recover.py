@@ -6,6 +6,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from whoiscrawl import queue
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
@@ -47,8 +48,9 @@ def rebuild(
     """Rebuild the store under its lease (None: another process holds it): end the store's
     generation (workers' writes wait), write the block log from the compacted results topic, the
     totals, scope and finished shards from the work topic and the committed offsets, and
-    the walks' checkpoints from the checkpoints topic. Forgotten: which parents were listed (listed
-    again), the lookup and error counts before the loss."""
+    the walks' checkpoints and the published files' load's progress from the checkpoints topic.
+    Forgotten: which parents were listed (listed again; a dump's parents made leaves are parents
+    again, walked live), the lookup and error counts before the loss."""
     store = RedisCrawlAdmin(redis_url, crawl)
     started = time.monotonic()
     with store.rebuilding(owner) as mine:
@@ -61,6 +63,9 @@ def rebuild(
             shards, done, resolution = planned.result()
             blocks = store.rebuild_blocks(queue.iter_results(bootstrap, prefix, crawl, config), resolution)
             store.restore_plan(shards, done, checkpoints.result())
+            progress: dict[Any, Any] = queue.sources_progress(checkpoints.result())
+            if progress:  # the files' load goes on from there: nothing of it sent twice
+                store.client.hset(store.keys.sources, mapping=progress)
         store.client.set(store.keys.epoch, new_epoch())
     rebuilt = Rebuilt(blocks, len(shards), len(done), round(time.monotonic() - started, 2))
     log.warning("rebuilt the store of %s from its topics: %s", crawl, rebuilt)

@@ -5,11 +5,12 @@ already used is refused by name, and nothing the crawl has is overwritten."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from whoiscrawl.worker.sources import FleetLoad, Results
 
-from whoiscrawl import queue
+from whoiscrawl import queue, recover
 from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.ratelimit import MemoryRateLimiter
@@ -33,12 +34,21 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
     for name, progress in used.items():
         admin.client.hset(Keys(crawl).sources, f"item:{name}", json.dumps(progress))
+    figures, state, _ = await _loader(services, crawl, tmp_path, "test")
+    return figures, state
+
+
+async def _loader(services, crawl: str, tmp_path: Path, owner: str,
+                  checkpoints: queue.CheckpointSink | None = None) -> tuple[dict, dict[str, str], set[str]]:
+    """One worker's load of the planned crawl's files (copying its progress to `checkpoints`, as a
+    worker does); (the load's figures, its progress in Redis afterwards, the registries whose
+    statistics the worker may not route by)."""
     store = RedisBlockStore(services.redis_url, crawl)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
     client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
     stats = await load_stats(SETTINGS.files_base, tmp_path / "stats")
     load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
-                     f"test-{crawl}", tmp_path / crawl, stats=stats)
+                     f"{owner}-{crawl}", tmp_path / owner / crawl, stats=stats, checkpoints=checkpoints)
     try:
         figures = await load.ready()
     finally:
@@ -46,7 +56,7 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
         await store.close()
         await client.close()
     assert figures is not None
-    return figures, await _state(services, crawl)
+    return figures, await _state(services, crawl), load.stale
 
 
 async def _state(services, crawl: str) -> dict[str, str]:
@@ -79,6 +89,43 @@ async def test_files_older_than_the_crawl_used_are_refused_and_nothing_is_overwr
     assert {name: json.loads(state[f"item:{name}"]) for name in used} == used  # nothing overwritten
     assert not {r for r in _sent(services, crawl) if r[0] == "ripencc"}  # nothing of them sent
     assert "done" in state  # the rest loaded: ripencc's space is crawled live
+    # A worker whose statistics are those of the stale mirror routes none of ripencc's lookups by
+    # them (before: it routed by them unchecked; only the load refused them).
+    _, _, stale = await _loader(services, crawl, tmp_path, "late")
+    assert stale == {"ripencc"}
     for name in ("a", "b"):
         queue.delete_topics(services.kafka_bootstrap, "t.", f"{unique_name}-{name}")
         RedisCrawlAdmin(services.redis_url, f"{unique_name}-{name}").delete_crawl()
+
+
+def _keys(services, crawl: str) -> Counter[bytes]:
+    """How often each block is on the results topic (compaction has not run in a test's seconds)."""
+    return Counter(queue.result_key(r) for r in queue.iter_results(services.kafka_bootstrap, "t.", crawl))
+
+
+async def test_a_redis_lost_after_the_load_is_rebuilt_with_its_progress_and_nothing_is_sent_twice(
+    services, unique_name, tmp_path
+):
+    """Redis loses the crawl once a worker loaded the files; the rebuild from the topics restores
+    the load's progress (copied to the checkpoints topic), so the next worker's load sends nothing
+    again (before: it loaded every file again, and every record was twice on the results topic)."""
+    crawl = unique_name
+    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
+    try:
+        figures, state, _ = await _loader(services, crawl, tmp_path, "first", checkpoints)
+        sent = _keys(services, crawl)
+        assert sent and set(sent.values()) == {1}
+        admin.delete_crawl()  # Redis lost the crawl
+        assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
+        assert await _state(services, crawl) == state  # the load's progress, as the loader left it
+        again, _, _ = await _loader(services, crawl, tmp_path, "second", checkpoints)
+        assert again == figures
+        after = _keys(services, crawl)
+        assert after == sent  # nothing twice
+    finally:
+        assert checkpoints.close() == 0
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        admin.delete_crawl()
