@@ -1,13 +1,17 @@
 """The fleet's load of the published files (worker/sources.py) on real Redis and Kafka, from the small
 files in the registries' formats under tests/data/published: a file older than the one the crawl
-already used is refused by name, and nothing the crawl has is overwritten."""
+already used is refused by name, nothing the crawl has is overwritten, a worker routes no lookup by
+such statistics, and a Redis rebuilt after the load goes on from its progress."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
+from ipaddress import IPv4Address
 from pathlib import Path
 
+from whoiscrawl.worker.runner import Worker, WorkerConfig
 from whoiscrawl.worker.sources import FleetLoad, Results
 
 from whoiscrawl import queue, recover
@@ -16,6 +20,7 @@ from whoiscrawl.publish import publish_plan
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.sources.published import SourcesSettings, load_stats
+from whoiscrawl.sources.stats import Delegation
 from whoiscrawl.space import fetch_bootstrap, plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
@@ -129,3 +134,42 @@ async def test_a_redis_lost_after_the_load_is_rebuilt_with_its_progress_and_noth
         assert checkpoints.close() == 0
         queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
         admin.delete_crawl()
+
+
+async def test_a_worker_whose_statistics_are_older_than_the_crawl_used_routes_that_registry_by_the_bootstrap(
+    services, unique_name, tmp_path
+):
+    """The worker (`Worker._files_loaded`, as `Worker.run` calls it) drops the routing of the
+    registries whose statistics the load found stale: their lookups go where the bootstrap says,
+    the others' still by their statistics (before, it routed by stale statistics unchecked)."""
+    crawl = unique_name
+    newer = {"stats:ripencc": {"serials": {"ripencc": "1790287200"}, "count": 1}}  # a loader's before
+    await _load(services, crawl, tmp_path, newer)
+    # The stale ripencc statistics also name 41.0.0.0/24 theirs (the bootstrap: AFRINIC's), so a
+    # worker routing by them would send its lookup to the wrong registry.
+    moved = int(IPv4Address("41.0.0.0"))
+    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    published = replace(published, delegations=[
+        *published.delegations, Delegation("ripencc", "ZA", moved, 256, "20200101", "allocated")])
+    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}),
+                            delegated_by=published.index().registry)
+    assert client.route(moved + 1)[0] == "ripencc"  # by the statistics
+    worker = Worker(WorkerConfig(crawl, services.kafka_bootstrap, services.redis_url, {}, topic_prefix="t.",
+                                 sources=SETTINGS, kafka_config={"log_level": "0"}))
+    store = RedisBlockStore(services.redis_url, crawl)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
+    try:
+        assert await worker._files_loaded(store, sink, client, published, tmp_path / "worker", checkpoints)
+        assert client.route(moved + 1)[0] == "afrinic"  # by the bootstrap
+        assert client.delegated_by is not None
+        assert client.delegated_by(int(IPv4Address("1.0.1.1"))) == "apnic"  # fresh: still by the statistics
+    finally:
+        worker.consumer.close()
+        worker._kafka.shutdown(wait=True)
+        assert sink.close() == 0
+        await store.close()
+        await client.close()
+        assert checkpoints.close() == 0
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        RedisCrawlAdmin(services.redis_url, crawl).delete_crawl()
