@@ -47,8 +47,12 @@ def topic_names(prefix: str, crawl: str) -> tuple[str, str]:
 
 
 def checkpoints_topic(prefix: str, crawl: str) -> str:
-    """The compacted copy of the walks' checkpoints (keyed by shard id), for rebuilding Redis."""
+    """The compacted copy of the walks' checkpoints (keyed by shard id) and of the published files'
+    load's progress (keyed `SOURCES_KEY` + its field), for rebuilding Redis."""
     return f"{prefix}{crawl}.checkpoints"
+
+
+SOURCES_KEY = "sources:"  # the checkpoints topic's keys of the load's progress (no shard id has it)
 
 
 def changes_topic(prefix: str, crawl: str) -> str:
@@ -350,6 +354,18 @@ class CheckpointSink:
                                   value=checkpoint.encode() if checkpoint is not None else None)
         self.producer.poll(0)
 
+    def put_now(self, fields: Mapping[str, str | None], timeout: float = 10, wait: bool = True) -> None:
+        """The load's progress fields (None: dropped), delivered before this returns (with everything
+        put before them) unless not `wait`ed for: the load sends no record its copy here does not
+        account for. Raises KafkaException if the broker did not take them in `timeout` s."""
+        for name, value in fields.items():
+            self.producer.produce(self.topic, key=(SOURCES_KEY + name).encode(),
+                                  value=value.encode() if value is not None else None)
+        if not wait:
+            self.producer.poll(0)
+        elif self.producer.flush(timeout):
+            raise KafkaException(f"the load's progress was not copied to {self.topic} in {timeout} s")
+
     def close(self, timeout: float = 5) -> int:
         return int(self.producer.flush(timeout))
 
@@ -357,7 +373,8 @@ class CheckpointSink:
 def read_checkpoints(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """The latest checkpoint of every shard still being walked (shard id -> checkpoint)."""
+    """The latest checkpoint of every shard still being walked (shard id -> checkpoint), and the
+    load's progress fields (`SOURCES_KEY` + field -> value; `sources_progress` picks them)."""
     latest: dict[str, str] = {}
     for msg in _iter_topic(bootstrap, checkpoints_topic(prefix, crawl), config):
         key = (msg.key() or b"").decode()
@@ -367,6 +384,11 @@ def read_checkpoints(
         else:
             latest.pop(key, None)
     return latest
+
+
+def sources_progress(checkpoints: Mapping[str, str]) -> dict[str, str]:
+    """The published files' load's progress among the checkpoints read back (field -> JSON text)."""
+    return {k[len(SOURCES_KEY):]: v for k, v in checkpoints.items() if k.startswith(SOURCES_KEY)}
 
 
 def iter_results(

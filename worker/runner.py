@@ -423,7 +423,7 @@ class Worker:
             delegation_country=stats.configured_country(), dead_letters=self.letters,
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
-        loaded = await self._files_loaded(store, sink, client, published, cache)
+        loaded = await self._files_loaded(store, sink, client, published, cache, checkpoints)
         shutil.rmtree(cache, ignore_errors=True)
         scope = await store.scope()
         member = Member(self.owner, cfg.crawl, abandon_listings_on_stop=True)
@@ -471,7 +471,7 @@ class Worker:
 
     async def _files_loaded(
         self, store: RedisBlockStore, sink: KafkaSink, client: RegistryClient, published: StatsPlan | None,
-        cache: Path,
+        cache: Path, checkpoints: CheckpointSink,
     ) -> bool:
         """Wait until the crawl's published files are loaded, loading them if no other worker is
         (worker/sources.py); False: stopping first. True at once for a crawl that reads none."""
@@ -480,10 +480,13 @@ class Worker:
             return True
         results = Results(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         load = FleetLoad(cfg.sources, store, sink, results, client, self.owner, cache, stats=published,
-                         stopping=self.stopping)
+                         checkpoints=checkpoints, stopping=self.stopping)
         figures = await load.ready()
         if figures is not None:
             log.info("the published files are loaded: %s", json.dumps(figures)[:2000])
+        if published is not None and load.stale:  # older than the crawl's: routed by the bootstrap
+            kept = published.without(load.stale)
+            client.delegated_by = kept.index().registry if kept.delegations else None
         return figures is not None
 
 

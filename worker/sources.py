@@ -6,8 +6,10 @@ then sent to the results topic in batches. Before a batch, where the results top
 in Redis; once the broker has acknowledged the batch, its blocks go to the block log and the
 item's count moves on, in one write fenced by the lease. A loader that dies mid-batch leaves the
 note: the next reads what the results topic got since and sends only the rest. Killing a loader
-loses nothing and sends nothing twice. A dump's parents become leaves only once the whole dump is
-sent (a load cut short leaves them parents, walked live)."""
+loses nothing and sends nothing twice. Each progress write is copied to the checkpoints topic
+before the load goes on, so a Redis that loses the crawl is rebuilt with it: the next loader goes
+on from there (before, it loaded the files again and sent every record twice). A dump's parents
+become leaves only once the whole dump is sent (a load cut short leaves them parents, walked live)."""
 
 from __future__ import annotations
 
@@ -84,10 +86,15 @@ class FleetLoad:
     owner: str
     cache: Path  # where files are downloaded and staged
     stats: StatsPlan | None = None  # the statistics, fetched already (the worker routes by them)
+    # Where the load's progress is copied, for a rebuild of a lost Redis (None: Redis alone)
+    checkpoints: queue.CheckpointSink | None = None
     resolution: int = 24
     concurrency: int = 16
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     notes: list[str] = field(default_factory=list)
+    # Registries whose statistics here (`stats`) are older than those the crawl's load used: not
+    # routed by (`stale_routing`)
+    stale: set[str] = field(default_factory=set)
 
     def note(self, text: str) -> None:
         log.warning("%s", text)
@@ -101,6 +108,7 @@ class FleetLoad:
             if "done" in state:
                 await self.store.sync()
                 done: dict[str, Any] = json.loads(state["done"])
+                self.stale = self.stale_routing(state)
                 return done
             if await self.store.take_sources(self.owner):
                 try:
@@ -152,7 +160,22 @@ class FleetLoad:
                 figures[item.name.split(":", 1)[1]] = {**item.figures, "freshness": await self._fresh(item)}
         loaded = {"sources": sorted(self.settings.sources), "dumps": figures, "notes": self.notes[:20],
                   "serials": {i.name: i.serials for i in used}}
-        await self.store.sources_write(self.owner, fields={"done": json.dumps(loaded)})
+        await self._write(fields={"done": json.dumps(loaded)})
+
+    async def _write(
+        self, answers: list[Answer] | None = None, *, fields: dict[str, str] | None = None,
+        clear: tuple[str, ...] = (), wait: bool = True,
+    ) -> None:
+        """One step of the load in Redis (`sources_write`, fenced by the lease), its progress then
+        copied to the checkpoints topic and delivered before the load goes on: a Redis lost at any
+        moment is rebuilt with the load's progress (`recover.rebuild`), and the next loader sends
+        nothing the topic has (before, it loaded every file again: every record twice). A batch's
+        count needs no wait (`wait` False): until the next batch's note delivers it, the rebuilt
+        progress holds this batch's note, whose records the next loader finds on the topic."""
+        await self.store.sources_write(self.owner, answers or (), fields=fields, clear=clear)
+        if self.checkpoints is not None and (fields or clear):
+            copy: dict[str, str | None] = {**dict.fromkeys(clear), **(fields or {})}
+            await asyncio.to_thread(self.checkpoints.put_now, copy, wait=wait)
 
     def _free_space(self, stats: StatsPlan, scope: Scope | None) -> list[Item]:
         """The statistics' free and reserved space in the scope, as records, staged: one item a
@@ -191,6 +214,19 @@ class FleetLoad:
         return Item(f"dump:{dump.registry}", {dump.registry: dump.serial or ""}, staged,
                     seed.leaf_rule(dump, report), figures)
 
+    def stale_routing(self, state: dict[str, str]) -> set[str]:
+        """The registries whose statistics this worker read (to route its lookups by) are older
+        than those the crawl's load used (its progress, `state`), each noted: like a file the load
+        refuses, they are not used, and the worker routes those registries' lookups by the
+        bootstrap (before, a worker on a stale mirror routed by them unchecked)."""
+        stale: set[str] = set()
+        for registry, serial in (self.stats.serials if self.stats else {}).items():
+            used = (json.loads(state.get(f"item:stats:{registry}", "null")) or {}).get("serials", {})
+            if went_back(used.get(registry), serial):
+                self.note(stale_note(f"{registry} statistics (routing)", used[registry], serial))
+                stale.add(registry)
+        return stale
+
     def _stale(self, item: Item, done: dict[str, Any] | None) -> bool:
         """Is a file older than the one this crawl already loaded from? Then it is refused, named,
         and nothing of it written: what the crawl has stays."""
@@ -217,7 +253,7 @@ class FleetLoad:
                 n += len(records)
                 item.figures["in_scope"] = n
         progress = {"serials": item.serials, "count": n, "sent": True}
-        await self.store.sources_write(self.owner, fields={f"item:{item.name}": json.dumps(progress)})
+        await self._write(fields={f"item:{item.name}": json.dumps(progress)})
         item.figures["in_scope"] = n
         return True
 
@@ -233,14 +269,12 @@ class FleetLoad:
         else:
             ends = await asyncio.to_thread(self.results.ends)
             note = {"item": item.name, "from": n, "marks": ends}
-            await self.store.sources_write(self.owner, fields={"inflight": json.dumps(note)})
+            await self._write(fields={"inflight": json.dumps(note)})
         await asyncio.gather(*(self.sink.emit(r) for r in records
                                if (queue.result_key(r), r.to_json()) not in delivered))
         progress = {"serials": item.serials, "count": n + len(records)}
-        await self.store.sources_write(
-            self.owner, [Answer.of(r, self.resolution) for r in records],
-            fields={f"item:{item.name}": json.dumps(progress)}, clear=["inflight"],
-        )
+        await self._write([Answer.of(r, self.resolution) for r in records],
+                          fields={f"item:{item.name}": json.dumps(progress)}, clear=("inflight",), wait=False)
 
     def _recheck(self, item: Item) -> Path:
         return self.cache / f"{item.name.split(':', 1)[1]}.recheck.jsonl"
@@ -267,7 +301,7 @@ class FleetLoad:
                     await asyncio.sleep(0)  # the lease's renewal runs meanwhile
         item.figures["in_scope"] = n + 1
         progress = {"serials": item.serials, "count": item.figures["in_scope"], "sent": True, "leafed": True}
-        await self.store.sources_write(self.owner, leaves, fields={f"item:{item.name}": json.dumps(progress)})
+        await self._write(leaves, fields={f"item:{item.name}": json.dumps(progress)})
         item.staged.unlink()
 
     async def _fresh(self, item: Item) -> dict[str, Any]:

@@ -1,20 +1,26 @@
 """The fleet's load of the published files (worker/sources.py) on real Redis and Kafka, from the small
 files in the registries' formats under tests/data/published: a file older than the one the crawl
-already used is refused by name, and nothing the crawl has is overwritten."""
+already used is refused by name, nothing the crawl has is overwritten, a worker routes no lookup by
+such statistics, and a Redis rebuilt after the load goes on from its progress."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from dataclasses import replace
+from ipaddress import IPv4Address
 from pathlib import Path
 
+from whoiscrawl.worker.runner import Worker, WorkerConfig
 from whoiscrawl.worker.sources import FleetLoad, Results
 
-from whoiscrawl import queue
+from whoiscrawl import queue, recover
 from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.sources.published import SourcesSettings, load_stats
+from whoiscrawl.sources.stats import Delegation
 from whoiscrawl.space import fetch_bootstrap, plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
@@ -33,12 +39,21 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
     for name, progress in used.items():
         admin.client.hset(Keys(crawl).sources, f"item:{name}", json.dumps(progress))
+    figures, state, _ = await _loader(services, crawl, tmp_path, "test")
+    return figures, state
+
+
+async def _loader(services, crawl: str, tmp_path: Path, owner: str,
+                  checkpoints: queue.CheckpointSink | None = None) -> tuple[dict, dict[str, str], set[str]]:
+    """One worker's load of the planned crawl's files (copying its progress to `checkpoints`, as a
+    worker does); (the load's figures, its progress in Redis afterwards, the registries whose
+    statistics the worker may not route by)."""
     store = RedisBlockStore(services.redis_url, crawl)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
     client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
     stats = await load_stats(SETTINGS.files_base, tmp_path / "stats")
     load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
-                     f"test-{crawl}", tmp_path / crawl, stats=stats)
+                     f"{owner}-{crawl}", tmp_path / owner / crawl, stats=stats, checkpoints=checkpoints)
     try:
         figures = await load.ready()
     finally:
@@ -46,7 +61,7 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
         await store.close()
         await client.close()
     assert figures is not None
-    return figures, await _state(services, crawl)
+    return figures, await _state(services, crawl), load.stale
 
 
 async def _state(services, crawl: str) -> dict[str, str]:
@@ -79,6 +94,82 @@ async def test_files_older_than_the_crawl_used_are_refused_and_nothing_is_overwr
     assert {name: json.loads(state[f"item:{name}"]) for name in used} == used  # nothing overwritten
     assert not {r for r in _sent(services, crawl) if r[0] == "ripencc"}  # nothing of them sent
     assert "done" in state  # the rest loaded: ripencc's space is crawled live
+    # A worker whose statistics are those of the stale mirror routes none of ripencc's lookups by
+    # them (before: it routed by them unchecked; only the load refused them).
+    _, _, stale = await _loader(services, crawl, tmp_path, "late")
+    assert stale == {"ripencc"}
     for name in ("a", "b"):
         queue.delete_topics(services.kafka_bootstrap, "t.", f"{unique_name}-{name}")
         RedisCrawlAdmin(services.redis_url, f"{unique_name}-{name}").delete_crawl()
+
+
+def _keys(services, crawl: str) -> Counter[bytes]:
+    """How often each block is on the results topic (compaction has not run in a test's seconds)."""
+    return Counter(queue.result_key(r) for r in queue.iter_results(services.kafka_bootstrap, "t.", crawl))
+
+
+async def test_a_redis_lost_after_the_load_is_rebuilt_with_its_progress_and_nothing_is_sent_twice(
+    services, unique_name, tmp_path
+):
+    """Redis loses the crawl once a worker loaded the files; the rebuild from the topics restores
+    the load's progress (copied to the checkpoints topic), so the next worker's load sends nothing
+    again (before: it loaded every file again, and every record was twice on the results topic)."""
+    crawl = unique_name
+    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
+    try:
+        figures, state, _ = await _loader(services, crawl, tmp_path, "first", checkpoints)
+        sent = _keys(services, crawl)
+        assert sent and set(sent.values()) == {1}
+        admin.delete_crawl()  # Redis lost the crawl
+        assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
+        assert await _state(services, crawl) == state  # the load's progress, as the loader left it
+        again, _, _ = await _loader(services, crawl, tmp_path, "second", checkpoints)
+        assert again == figures
+        after = _keys(services, crawl)
+        assert after == sent  # nothing twice
+    finally:
+        assert checkpoints.close() == 0
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        admin.delete_crawl()
+
+
+async def test_a_worker_whose_statistics_are_older_than_the_crawl_used_routes_that_registry_by_the_bootstrap(
+    services, unique_name, tmp_path
+):
+    """The worker (`Worker._files_loaded`, as `Worker.run` calls it) drops the routing of the
+    registries whose statistics the load found stale: their lookups go where the bootstrap says,
+    the others' still by their statistics (before, it routed by stale statistics unchecked)."""
+    crawl = unique_name
+    newer = {"stats:ripencc": {"serials": {"ripencc": "1790287200"}, "count": 1}}  # a loader's before
+    await _load(services, crawl, tmp_path, newer)
+    # The stale ripencc statistics also name 41.0.0.0/24 theirs (the bootstrap: AFRINIC's), so a
+    # worker routing by them would send its lookup to the wrong registry.
+    moved = int(IPv4Address("41.0.0.0"))
+    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    published = replace(published, delegations=[
+        *published.delegations, Delegation("ripencc", "ZA", moved, 256, "20200101", "allocated")])
+    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}),
+                            delegated_by=published.index().registry)
+    assert client.route(moved + 1)[0] == "ripencc"  # by the statistics
+    worker = Worker(WorkerConfig(crawl, services.kafka_bootstrap, services.redis_url, {}, topic_prefix="t.",
+                                 sources=SETTINGS, kafka_config={"log_level": "0"}))
+    store = RedisBlockStore(services.redis_url, crawl)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
+    try:
+        assert await worker._files_loaded(store, sink, client, published, tmp_path / "worker", checkpoints)
+        assert client.route(moved + 1)[0] == "afrinic"  # by the bootstrap
+        assert client.delegated_by is not None
+        assert client.delegated_by(int(IPv4Address("1.0.1.1"))) == "apnic"  # fresh: still by the statistics
+    finally:
+        worker.consumer.close()
+        worker._kafka.shutdown(wait=True)
+        assert sink.close() == 0
+        await store.close()
+        await client.close()
+        assert checkpoints.close() == 0
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        RedisCrawlAdmin(services.redis_url, crawl).delete_crawl()

@@ -131,6 +131,13 @@ class StatsPlan:
     def index(self) -> stats.Delegations:
         return stats.Delegations(self.delegations)
 
+    def without(self, registries: Iterable[str]) -> StatsPlan:
+        """These statistics but those of `registries` (refused: older than the crawl used)."""
+        gone = set(registries)
+        return StatsPlan([d for d in self.delegations if d.registry not in gone],
+                         {r: s for r, s in self.serials.items() if r not in gone},
+                         {r: d for r, d in self.end_dates.items() if r not in gone}, list(self.warnings))
+
 
 async def load_stats(
     files_base: str | None, cache: Path, registries: Iterable[str] = rirs.REGISTRIES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import redis
@@ -96,14 +96,14 @@ class RedisCrawlAdmin:
 
     def restore_plan(
         self, owner: str, shards: dict[str, tuple[int, int]], done: dict[str, int], cursors: dict[str, str],
-        blocks: int,
+        blocks: int, progress: Mapping[str, str] | None = None,
     ) -> bool:
         """Land a rebuild, `owner` holding its lease: the plan anew (shard id -> its span) from the
         work topic, with the finished shards (id -> addresses) from the committed offsets, the
-        walks' checkpoints of the others and the block log staged (`stage_blocks`, `blocks` of
-        them); the other counters stay. All at once and only under the lease: False (nothing
+        walks' checkpoints of the others, the published files' load's `progress` and the block log
+        staged (`stage_blocks`, `blocks` of them); the other counters stay. All at once and only under the lease: False (nothing
         written) if it passed to another process, whose reading of the topics is newer."""
-        staged = {name: self.keys.staged(owner, name) for name in ("done", "cursors", "planned")}
+        staged = {name: self.keys.staged(owner, name) for name in ("done", "cursors", "planned", "sources")}
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(*staged.values())
         walking: dict[Any, Any] = {k: v for k, v in cursors.items() if k in shards and k not in done}
@@ -113,6 +113,8 @@ class RedisCrawlAdmin:
             pipe.sadd(staged["done"], *done)
         if shards:
             pipe.hset(staged["planned"], mapping={k: f"{a}-{b}" for k, (a, b) in shards.items()})
+        if progress:
+            pipe.hset(staged["sources"], mapping=dict(progress))
         pipe.execute()
         addresses = sum(b - a + 1 for a, b in shards.values())
         counters = {"shards_total": len(shards), "addresses_total": addresses,
@@ -120,7 +122,8 @@ class RedisCrawlAdmin:
         scope = Scope.of(shards.values()).encode() if shards else ""
         keys = [self.keys.rebuilding, self.keys.epoch, self.keys.counters, self.keys.scope,
                 self.keys.blocks, self.keys.staged(owner, "blocks"), self.keys.done, staged["done"],
-                self.keys.cursors, staged["cursors"], self.keys.planned, staged["planned"]]
+                self.keys.cursors, staged["cursors"], self.keys.planned, staged["planned"],
+                self.keys.sources, staged["sources"]]
         counted = [x for pair in counters.items() for x in pair]
         return bool(self.client.eval(_REBUILT, len(keys), *keys, owner, new_epoch(), scope, *counted))
 
