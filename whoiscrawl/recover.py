@@ -6,7 +6,6 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from whoiscrawl import queue
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin

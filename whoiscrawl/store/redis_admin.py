@@ -101,8 +101,9 @@ class RedisCrawlAdmin:
         """Land a rebuild, `owner` holding its lease: the plan anew (shard id -> its span) from the
         work topic, with the finished shards (id -> addresses) from the committed offsets, the
         walks' checkpoints of the others, the published files' load's `progress` and the block log
-        staged (`stage_blocks`, `blocks` of them); the other counters stay. All at once and only under the lease: False (nothing
-        written) if it passed to another process, whose reading of the topics is newer."""
+        staged (`stage_blocks`, `blocks` of them); the other counters stay. All at once and only
+        under the lease: False (nothing written) if it passed to another process, whose reading of
+        the topics is newer."""
         staged = {name: self.keys.staged(owner, name) for name in ("done", "cursors", "planned", "sources")}
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(*staged.values())
@@ -114,7 +115,7 @@ class RedisCrawlAdmin:
         if shards:
             pipe.hset(staged["planned"], mapping={k: f"{a}-{b}" for k, (a, b) in shards.items()})
         if progress:
-            pipe.hset(staged["sources"], mapping=dict(progress))
+            pipe.hset(staged["sources"], mapping=dict[Any, Any](progress))
         pipe.execute()
         addresses = sum(b - a + 1 for a, b in shards.values())
         counters = {"shards_total": len(shards), "addresses_total": addresses,
