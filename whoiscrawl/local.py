@@ -295,17 +295,11 @@ class Seeding:
         self.store.save()
         return figures
 
-    async def _one(self, dump: RegistryDump, staged: Path, report: dumps.DumpReport | dumps.DumpError,
+    async def _one(self, dump: RegistryDump, staged: Path, got: dumps.DumpReport | dumps.DumpError,
                    crawler: Crawler) -> dict[str, Any] | None:
         """One dump staged: seeded and its sample asked again, or a note why not (crawled live)."""
-        if isinstance(report, dumps.DumpError):
-            self.note(f"{dump.registry} dump not used ({report}): crawled live")
+        if (report := seed.usable(dump, got, self.note)) is None:
             return None
-        if not report.complete:
-            self.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; crawled live")
-            return None
-        for skipped in report.skipped_named[:5]:
-            self.note(f"{dump.registry} dump: skipped {skipped}")
         recheck = self.cache / f"{dump.registry}.recheck.jsonl"
         how = seed.leaf_rule(dump, report)
         seeded = await self._seed(staged, how, recheck)

@@ -36,7 +36,6 @@ from whoiscrawl.registry import RegistryClient
 from whoiscrawl.results.diff import diff_report
 from whoiscrawl.results.source import ResultSet
 from whoiscrawl.sources import freshness, manifest, seed, stats
-from whoiscrawl.sources.dumps import DumpError
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Scope
 from whoiscrawl.store.memory import MemoryStore
@@ -199,9 +198,7 @@ class Refresh:
         async with contextlib.aclosing(seed.staged_all(dumps, scope, self.job.published)) as stagings:
             async for dump, staged, report in stagings:
                 try:
-                    if isinstance(report, DumpError) or not report.complete:
-                        why = report if isinstance(report, DumpError) else "; ".join(report.problems)
-                        self.job.note(f"{dump.registry} dump not used: {why}; refreshed live")
+                    if seed.usable(dump, report, self.job.note, "refreshed live") is None:
                         continue
                     await self._from_dump(dump.registry, staged, prev, sink)
                     dumped.add(dump.registry)

@@ -176,18 +176,12 @@ class FleetLoad:
         return [items[r] for r in sorted(items)]
 
     def _staged(
-        self, dump: RegistryDump, staged: Path, report: dumps.DumpReport | dumps.DumpError
+        self, dump: RegistryDump, staged: Path, got: dumps.DumpReport | dumps.DumpError
     ) -> Item | None:
         """A dump's records in scope staged (`seed.staged_all`), if it read well (else a note:
         crawled live)."""
-        if isinstance(report, dumps.DumpError):
-            self.note(f"{dump.registry} dump not used ({report}): crawled live")
+        if (report := seed.usable(dump, got, self.note)) is None:
             return None
-        if not report.complete:
-            self.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; crawled live")
-            return None
-        for skipped in report.skipped_named[:5]:
-            self.note(f"{dump.registry} dump: skipped {skipped}")
         figures = {"serial": dump.serial, "records": report.records, "skipped": report.skipped}
         return Item(f"dump:{dump.registry}", {dump.registry: dump.serial or ""}, staged,
                     seed.leaf_rule(dump, report), figures)

@@ -114,6 +114,21 @@ async def staged_all(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def usable(dump: RegistryDump, report: dumps.DumpReport | dumps.DumpError, note: Callable[[str], None],
+           instead: str = "crawled live") -> dumps.DumpReport | None:
+    """A staging's report if the dump read well, its first skipped objects noted; else None and a
+    note why not, and what is done `instead`."""
+    if isinstance(report, dumps.DumpError):
+        note(f"{dump.registry} dump not used ({report}): {instead}")
+        return None
+    if not report.complete:
+        note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; {instead}")
+        return None
+    for skipped in report.skipped_named[:5]:
+        note(f"{dump.registry} dump: skipped {skipped}")
+    return report
+
+
 def leaf_rule(dump: RegistryDump, report: dumps.DumpReport) -> dict[str, Any]:
     """What `dump_leaf` needs of a dump read well: its serial, whether every skipped object's span
     was read, and those spans (as JSON keeps them)."""
