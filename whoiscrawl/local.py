@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -287,29 +288,24 @@ class Seeding:
 
     async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
         figures: dict[str, Any] = {}
-        for dump in got:
-            self.cache.mkdir(parents=True, exist_ok=True)
-            staged = self.cache / f"{dump.registry}.records.jsonl"
-            try:
-                report = seed.stage(dump, self.scope, staged)
-            except dumps.DumpError as exc:
-                self.note(f"{dump.registry} dump not used ({exc}): crawled live")
-                continue
-            if not report.complete:
-                self.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; crawled live")
-                continue
-            for skipped in report.skipped_named[:5]:
-                self.note(f"{dump.registry} dump: skipped {skipped}")
-            recheck = self.cache / f"{dump.registry}.recheck.jsonl"
-            how = seed.leaf_rule(dump, report)
-            seeded = await self._seed(staged, how, recheck)
-            self.store.seeded[dump.registry] = how  # a resume knows its records' leaves by this
-            figures[dump.registry] = {
-                "serial": dump.serial, "records": report.records, "in_scope": seeded,
-                "skipped": report.skipped, "freshness": await self.fresh(recheck, crawler),
-            }
+        async with contextlib.aclosing(seed.staged_all(got, self.scope, self.cache)) as stagings:
+            async for dump, staged, report in stagings:
+                if (done := await self._one(dump, staged, report, crawler)) is not None:
+                    figures[dump.registry] = done
         self.store.save()
         return figures
+
+    async def _one(self, dump: RegistryDump, staged: Path, got: dumps.DumpReport | dumps.DumpError,
+                   crawler: Crawler) -> dict[str, Any] | None:
+        """One dump staged: seeded and its sample asked again, or a note why not (crawled live)."""
+        if (report := seed.usable(dump, got, self.note)) is None:
+            return None
+        recheck = self.cache / f"{dump.registry}.recheck.jsonl"
+        how = seed.leaf_rule(dump, report)
+        seeded = await self._seed(staged, how, recheck)
+        self.store.seeded[dump.registry] = how  # a resume knows its records' leaves by this
+        return {"serial": dump.serial, "records": report.records, "in_scope": seeded,
+                "skipped": report.skipped, "freshness": await self.fresh(recheck, crawler)}
 
     async def _seed(self, staged: Path, how: dict[str, Any], recheck: Path) -> int:
         """Every staged record out and its block known (`dump_leaf`); those to ask again live

@@ -15,6 +15,7 @@ The new map gets its own manifest and the change set from the previous map (`wri
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -76,6 +77,21 @@ class Previous:
         return prev
 
 
+def _spans_about(staged: Path, records: list[NetworkRecord]) -> list[tuple[int, int]]:
+    """The spans of the staged networks reaching into one of `records`: theirs and their children's,
+    all `seed.own_addresses` needs to place them (the rest of the dump is not held)."""
+    if not records:
+        return []
+    about = Scope.of((r.first, r.last) for r in records)
+    spans = []
+    with staged.open(encoding="utf-8") as fh:
+        for line in fh:
+            record = NetworkRecord.from_json(line)
+            if about.overlaps(record.first, record.last):
+                spans.append((record.first, record.last))
+    return spans
+
+
 def same(a: NetworkRecord, b: NetworkRecord) -> bool:
     """One network read twice, unchanged (its provenance aside)?"""
     x, y = a.to_dict(), b.to_dict()
@@ -111,11 +127,7 @@ class Refresh:
         for record in published.free_records(scope):
             record.crawl = "local"
             await sink.emit(record)
-        walked: set[str] = set()
-        for dump in dumps:
-            if not await self._from_dump(dump, prev, scope, sink):
-                walked.add(dump.registry)
-        dumped = {d.registry for d in dumps} - walked
+        dumped = await self._from_dumps(dumps, prev, scope, sink)
         clock = self._took("dumps", clock)
         walk = await self._from_stats(old, published, prev, scope, dumped, sink)
         sink.close()
@@ -178,37 +190,50 @@ class Refresh:
         _forward("dump", "dump", {d.registry: d.serial or "" for d in dumps}, old)
         return published, dumps
 
-    async def _from_dump(self, dump: RegistryDump, prev: Previous, scope: Scope, sink: FileSink) -> bool:
-        """A registry's networks from its new dump against the previous one (False: the dump could
-        not be read whole, and the registry is refreshed from the statistics instead)."""
-        report, records = dump.read()
-        fresh = [r for r in records if scope.overlaps(r.first, r.last)]
-        if not report.complete:
-            self.job.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; refreshed live")
-            return False
-        seen: set[Key] = set()
+    async def _from_dumps(self, dumps: list[RegistryDump], prev: Previous, scope: Scope,
+                          sink: FileSink) -> set[str]:
+        """The registries read from their new dumps (each staged as a crawl stages it, in a process
+        of its own: `seed.staged_all`); the others are refreshed from the statistics instead."""
+        dumped: set[str] = set()
+        async with contextlib.aclosing(seed.staged_all(dumps, scope, self.job.published)) as stagings:
+            async for dump, staged, report in stagings:
+                try:
+                    if seed.usable(dump, report, self.job.note, "refreshed live") is None:
+                        continue
+                    await self._from_dump(dump.registry, staged, prev, sink)
+                    dumped.add(dump.registry)
+                finally:
+                    staged.unlink(missing_ok=True)
+        return dumped
+
+    async def _from_dump(self, registry: str, staged: Path, prev: Previous, sink: FileSink) -> None:
+        """A registry's networks from its new dump (staged, streamed: never all in memory) against
+        the previous one."""
+        seen: set[Key] = set()  # of the previous map's networks only: the dump's others are not held
         recheck: list[NetworkRecord] = []
-        for record in fresh:
-            key = (record.registry, record.first, record.last)
-            seen.add(key)
-            before, record.crawl = prev.dumped.get(key), "local"
-            await sink.emit(record)  # the new dump's record: its serial (the next refresh compares it)
-            if before is not None and same(before, record):
-                self.counts[f"{dump.registry}_unchanged"] += 1
-                self.kept.append(prev.latest[key])
-                if prev.latest[key] is not before:  # what was asked live for it still holds: after it
-                    await sink.emit(prev.latest[key])
-                elif self.job.settings.fill_redacted and freshness.redacted(before):
-                    recheck.append(record)  # never filled (its children covered it whole): maybe now
-                continue
-            self.counts[f"{dump.registry}_{'changed' if key in prev.latest else 'added'}"] += 1
-            if self.job.settings.fill_redacted and freshness.redacted(record):
-                recheck.append(record)
-        self.recheck += seed.aimed(recheck, seed.own_addresses([(r.first, r.last) for r in fresh]))
-        gone = [k for k in prev.latest if k[0] == dump.registry and k not in seen
+        with staged.open(encoding="utf-8") as fh:
+            for line in fh:
+                record = NetworkRecord.from_json(line)
+                key = (record.registry, record.first, record.last)
+                before, record.crawl = prev.dumped.get(key), "local"
+                await sink.emit(record)  # the new dump's record: its serial (the next refresh compares it)
+                if key in prev.latest:
+                    seen.add(key)
+                if before is not None and same(before, record):
+                    self.counts[f"{registry}_unchanged"] += 1
+                    self.kept.append(prev.latest[key])
+                    if prev.latest[key] is not before:  # what was asked live for it still holds: after it
+                        await sink.emit(prev.latest[key])
+                    elif self.job.settings.fill_redacted and freshness.redacted(before):
+                        recheck.append(record)  # never filled (its children covered it whole): maybe now
+                    continue
+                self.counts[f"{registry}_{'changed' if key in prev.latest else 'added'}"] += 1
+                if self.job.settings.fill_redacted and freshness.redacted(record):
+                    recheck.append(record)
+        self.recheck += seed.aimed(recheck, seed.own_addresses(_spans_about(staged, recheck)))
+        gone = [k for k in prev.latest if k[0] == registry and k not in seen
                 and prev.latest[k].source != "stats"]
-        self.counts[f"{dump.registry}_removed"] += len(gone)
-        return True
+        self.counts[f"{registry}_removed"] += len(gone)
 
     async def _from_stats(self, old: manifest.Manifest, published: StatsPlan, prev: Previous, scope: Scope,
                           dumped: set[str], sink: FileSink) -> list[str]:

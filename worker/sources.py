@@ -136,9 +136,10 @@ class FleetLoad:
             got, notes = await fetch_dumps(settings.files_base, self.cache, settings.accept_dump_terms)
             for text in notes:
                 self.note(text)
-            for dump in got:
-                if (item := await asyncio.to_thread(self._stage, dump, scope)) is not None:
-                    items.append(item)
+            async with contextlib.aclosing(seed.staged_all(got, scope, self.cache)) as stagings:
+                async for dump, staged, report in stagings:  # in processes of their own
+                    if (item := self._staged(dump, staged, report)) is not None:
+                        items.append(item)
         inflight = json.loads(state.get("inflight", "null"))
         used = []
         for item in items:
@@ -197,19 +198,13 @@ class FleetLoad:
                 fh.close()
         return [items[r] for r in sorted(items)]
 
-    def _stage(self, dump: RegistryDump, scope: Scope | None) -> Item | None:
-        """A dump's records in scope staged, if it read well (else a note: crawled live)."""
-        staged = self.cache / f"{dump.registry}.records.jsonl"
-        try:
-            report = seed.stage(dump, scope, staged)
-        except dumps.DumpError as exc:
-            self.note(f"{dump.registry} dump not used ({exc}): crawled live")
+    def _staged(
+        self, dump: RegistryDump, staged: Path, got: dumps.DumpReport | dumps.DumpError
+    ) -> Item | None:
+        """A dump's records in scope staged (`seed.staged_all`), if it read well (else a note:
+        crawled live)."""
+        if (report := seed.usable(dump, got, self.note)) is None:
             return None
-        if not report.complete:
-            self.note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; crawled live")
-            return None
-        for skipped in report.skipped_named[:5]:
-            self.note(f"{dump.registry} dump: skipped {skipped}")
         figures = {"serial": dump.serial, "records": report.records, "skipped": report.skipped}
         return Item(f"dump:{dump.registry}", {dump.registry: dump.serial or ""}, staged,
                     seed.leaf_rule(dump, report), figures)

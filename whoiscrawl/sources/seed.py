@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import multiprocessing
+import os
+import signal
+import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,100 @@ def stage(dump: RegistryDump, scope: Scope | None, staged: Path) -> dumps.DumpRe
         for record in records:
             if scope is None or scope.overlaps(record.first, record.last):
                 fh.write(record.to_json().decode() + "\n")
+    return report
+
+
+def cores() -> int:
+    """How many stagings run at once: one a core this process may use (the loop itself mostly
+    waits on them meanwhile)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+async def stage_apart(dump: RegistryDump, scope: Scope | None, staged: Path) -> dumps.DumpReport:
+    """`stage` in a process of its own: reading a dump is minutes of CPU (RIPE NCC's in `full`),
+    which on the loop's thread would stall everything else (progress, leases, Ctrl-C) and on
+    another thread still hold the GIL. Cancelled (Ctrl-C), the process is stopped at once and its
+    contacts' index removed; nothing was used of a staging not finished, so a resume stages again.
+    A `DumpError` is raised here as in `stage`."""
+    context = multiprocessing.get_context("forkserver")  # never fork a process running threads
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=_stage_child, args=(dump, scope, staged, writer), daemon=True)
+    child.start()
+    writer.close()
+    try:
+        got = await asyncio.to_thread(_receive, reader, dump.registry)
+    except BaseException:
+        child.terminate()  # SIGTERM: its `finally`s run (the index removed), then it exits
+        child.join()
+        raise
+    finally:
+        reader.close()
+    child.join()
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+def _receive(reader: Connection, registry: str) -> dumps.DumpReport | BaseException:
+    """What a staging process sent: its report or the exception it raised."""
+    try:
+        got: dumps.DumpReport | BaseException = reader.recv()
+    except EOFError:
+        return RuntimeError(f"staging {registry}'s dump stopped without an answer (killed?)")
+    return got
+
+
+def _stage_child(dump: RegistryDump, scope: Scope | None, staged: Path, writer: Connection) -> None:
+    """A staging process: Ctrl-C is the parent's to act on; SIGTERM unwinds (`finally`s run)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    try:
+        got: dumps.DumpReport | BaseException = stage(dump, scope, staged)
+    except Exception as exc:
+        got = exc
+    writer.send(got)
+    writer.close()
+
+
+async def staged_all(
+    got: list[RegistryDump], scope: Scope | None, cache: Path
+) -> AsyncGenerator[tuple[RegistryDump, Path, dumps.DumpReport | dumps.DumpError], None]:
+    """Each dump staged (`stage_apart`) under `cache`, as many at once as there are `cores`, and
+    yielded in order with its staged file and its report (or why it could not be read)."""
+    gate = asyncio.Semaphore(cores())
+
+    async def one(dump: RegistryDump) -> tuple[Path, dumps.DumpReport | dumps.DumpError]:
+        async with gate:
+            staged = cache / f"{dump.registry}.records.jsonl"
+            try:
+                return staged, await stage_apart(dump, scope, staged)
+            except dumps.DumpError as exc:
+                return staged, exc
+
+    cache.mkdir(parents=True, exist_ok=True)
+    tasks = [asyncio.create_task(one(dump)) for dump in got]
+    try:
+        for dump, task in zip(got, tasks, strict=True):
+            staged, report = await task
+            yield dump, staged, report
+    finally:  # stopped part way: the stagings still running are stopped too
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def usable(dump: RegistryDump, report: dumps.DumpReport | dumps.DumpError, note: Callable[[str], None],
+           instead: str = "crawled live") -> dumps.DumpReport | None:
+    """A staging's report if the dump read well, its first skipped objects noted; else None and a
+    note why not, and what is done `instead`."""
+    if isinstance(report, dumps.DumpError):
+        note(f"{dump.registry} dump not used ({report}): {instead}")
+        return None
+    if not report.complete:
+        note(f"{dump.registry} dump not used: {'; '.join(report.problems)}; {instead}")
+        return None
+    for skipped in report.skipped_named[:5]:
+        note(f"{dump.registry} dump: skipped {skipped}")
     return report
 
 
