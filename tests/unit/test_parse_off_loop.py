@@ -6,7 +6,10 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +110,41 @@ async def test_a_big_answer_is_still_parsed_when_the_parser_s_process_was_killed
     again = await parser.read_big(body, "arin")  # on the thread, this once
     assert isinstance(again, ParsedListing) and len(again.children) == 300
     assert len((await parser.read_big(body, "arin")).children) == 300  # in a new process
+
+
+_STARTS_A_PARSE_PROCESS = """
+import asyncio, json, sys
+from whoiscrawl.registry import rdap
+async def main():
+    await rdap.RdapParser().read_big(json.dumps({"objectClassName": "ip network"}).encode(), "arin")
+    print(*rdap._parse_process._processes, flush=True)
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_parse_process_ends_with_a_parent_killed_outright():
+    """A worker SIGKILLed (a chaos bench, the OOM killer) left its parse process behind, deaf to
+    SIGTERM, waiting forever: 29 such orphans after a day's chaos runs."""
+    parent = subprocess.Popen([sys.executable, "-c", _STARTS_A_PARSE_PROCESS], stdout=subprocess.PIPE,
+                              text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.kill()
+    parent.wait()
+    for _ in range(200):  # the kernel signals it at once; this waits for it to be reaped
+        if not _alive(child):
+            break
+        time.sleep(0.05)
+    gone = not _alive(child)
+    if not gone:
+        os.kill(child, signal.SIGKILL)
+    assert gone, "the parse process outlived its killed parent"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import json
 import logging
 import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -72,7 +75,8 @@ class RdapParser:
         global _parse_process
         if _parse_process is None:
             spawn = multiprocessing.get_context("spawn")  # forking a process with threads is unsafe
-            _parse_process = ProcessPoolExecutor(1, mp_context=spawn, initializer=_deaf_to_signals)
+            _parse_process = ProcessPoolExecutor(1, mp_context=spawn, initializer=_a_child_of,
+                                                 initargs=(os.getpid(),))
         loop = asyncio.get_running_loop()
         try:
             work = functools.partial(read_answer, body, registry, None, self.max_rows)
@@ -195,10 +199,19 @@ class ParsedListing:
 _process_parser: RdapParser | None = None
 
 
-def _deaf_to_signals() -> None:
-    """The parser's process leaves signals to its parent (Ctrl-C reaches the whole process group)."""
+def _a_child_of(parent: int) -> None:
+    """The parser's process leaves signals to its parent (Ctrl-C reaches the whole process group)
+    and ends with it: a parent SIGKILLed (a chaos bench, the OOM killer, a local crawl killed)
+    left it waiting forever on its call queue, deaf to SIGTERM (found as orphans of killed workers)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above: nobody left to serve
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def read_answer(
