@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,46 +124,10 @@ def score(scenario: str | Scenario, results_path: str | Path, log_path: str | Pa
     scen = scenarios.get(scenario, seed) if isinstance(scenario, str) else scenario.with_seed(seed)
     world = scen.world()
     truth = scen.truth()
-    by_key: dict[tuple[str, int, int], int] = {
-        (world.registry(i), world.start[i], world.end[i]): i for i in truth}
-
-    results: dict[tuple[str, int, int], dict[str, Any]] = {}
-    bad_records = 0
-    for doc in _read_results(results_path):
-        if doc is None or (k := _key(doc)) is None:
-            bad_records += 1
-            continue
-        results[k] = doc  # the latest record of a block wins, as in every reader of results
+    results, bad_records = _latest_by_block(results_path)
+    by_key = {(world.registry(i), world.start[i], world.end[i]): i for i in truth}
     found = {by_key[k]: doc for k, doc in results.items() if k in by_key}
-
-    min_size = 1 << (32 - resolution)
-    b_truth: dict[str, int] = defaultdict(int)
-    b_found: dict[str, int] = defaultdict(int)
-    res_truth = res_found = 0
-    reg_truth: dict[str, int] = defaultdict(int)
-    reg_found: dict[str, int] = defaultdict(int)
-    cell_truth: dict[tuple[str, str], int] = defaultdict(int)
-    cell_found: dict[tuple[str, str], int] = defaultdict(int)
-    for i in truth:
-        size = world.end[i] - world.start[i] + 1
-        b = bucket_of(size)
-        reg = world.registry(i)
-        b_truth[b] += 1
-        reg_truth[reg] += 1
-        hit = i in found
-        cell_truth[reg, b] += 1
-        if hit:
-            b_found[b] += 1
-            reg_found[reg] += 1
-            cell_found[reg, b] += 1
-        if size >= min_size:
-            res_truth += 1
-            res_found += hit
-    total_addr = scen.addresses()
-    covered = sum(truth[i] for i in found)
-
     field_errors, accuracy = _fields(world, truth, found)
-
     out: dict[str, Any] = {
         "scenario": scen.name,
         "seed": scen.seed,
@@ -174,26 +138,58 @@ def score(scenario: str | Scenario, results_path: str | Path, log_path: str | Pa
         "blocks_extra": len(results) - len(found),
         "bad_records": bad_records,
         "recall": _ratio(len(found), len(truth)),
-        "recall_by_prefix": {name: {"truth": b_truth[name], "found": b_found[name],
-                                    "recall": _ratio(b_found[name], b_truth[name])}
-                             for name, _, _ in BUCKETS},
-        "recall_by_registry": {r: {"truth": reg_truth[r], "found": reg_found[r],
-                                   "recall": _ratio(reg_found[r], reg_truth[r])}
-                               for r in sorted(reg_truth)},
-        "recall_by_registry_prefix": {
-            r: {name: {"truth": cell_truth[r, name], "found": cell_found[r, name],
-                       "recall": _ratio(cell_found[r, name], cell_truth[r, name])}
-                for name, _, _ in BUCKETS if cell_truth[r, name]}
-            for r in sorted(reg_truth)},
-        "recall_resolution": _ratio(res_found, res_truth),
-        "blocks_truth_resolution": res_truth,
-        "address_coverage": _ratio(covered, total_addr),
+        **_recalls(world, truth, found, resolution),
+        "address_coverage": _ratio(sum(truth[i] for i in found), scen.addresses()),
         "field_errors": field_errors,
         "field_accuracy": accuracy,
     }
     out["wasted_floor"] = absence_proofs(world, truth, resolution)
     out.update(_log_figures(world, log_path, len(found), time_scale))
     return out
+
+
+def _latest_by_block(results_path: str | Path) -> tuple[dict[tuple[str, int, int], dict[str, Any]], int]:
+    """The results' records by block (the latest record of a block wins, as in every reader of
+    results) and how many lines were no record."""
+    results: dict[tuple[str, int, int], dict[str, Any]] = {}
+    bad_records = 0
+    for doc in _read_results(results_path):
+        if doc is None or (k := _key(doc)) is None:
+            bad_records += 1
+            continue
+        results[k] = doc
+    return results, bad_records
+
+
+def _recalls(world: World, truth: dict[int, int], found: dict[int, Any], resolution: int) -> dict[str, Any]:
+    """Recall by prefix size, by registry, by both, and over the networks the resolution can see."""
+    min_size = 1 << (32 - resolution)
+    in_truth: Counter[tuple[str, str]] = Counter()  # (registry, prefix bucket) -> networks
+    in_found: Counter[tuple[str, str]] = Counter()
+    res_truth = res_found = 0
+    for i in truth:
+        size = world.end[i] - world.start[i] + 1
+        cell = (world.registry(i), bucket_of(size))
+        in_truth[cell] += 1
+        in_found[cell] += i in found
+        if size >= min_size:
+            res_truth += 1
+            res_found += i in found
+
+    def recall(cells: list[tuple[str, str]]) -> dict[str, Any]:
+        t, f = sum(in_truth[c] for c in cells), sum(in_found[c] for c in cells)
+        return {"truth": t, "found": f, "recall": _ratio(f, t)}
+
+    registries = sorted({r for r, _ in in_truth})
+    return {
+        "recall_by_prefix": {name: recall([c for c in in_truth if c[1] == name]) for name, _, _ in BUCKETS},
+        "recall_by_registry": {r: recall([c for c in in_truth if c[0] == r]) for r in registries},
+        "recall_by_registry_prefix": {
+            r: {name: recall([(r, name)]) for name, _, _ in BUCKETS if in_truth[r, name]}
+            for r in registries},
+        "recall_resolution": _ratio(res_found, res_truth),
+        "blocks_truth_resolution": res_truth,
+    }
 
 
 def _same(field: str, want: Any, got: Any) -> bool:
