@@ -178,7 +178,7 @@ class LocalCrawl:
         if published:
             self._same_statistics(published, store, resumed)
         sink = FileSink(self.out)
-        delegated_by = published.index().registry if published and published.delegations else None
+        delegated_by = published.router() if published else None
         if published and not resumed:
             await self._free_space(published, self._asked_scope(), store, sink)
         chosen = self.settings

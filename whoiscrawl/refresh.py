@@ -294,7 +294,7 @@ class Refresh:
         recheck = job.out.with_name(job.out.name + ".recheck.jsonl")
         recheck.write_text("".join(r.to_json().decode() + "\n" for r in records), encoding="utf-8")
         sink = FileSink(job.out)
-        delegated = published.index().registry if published.delegations else None
+        delegated = published.router()
         client = RegistryClient(job.bootstrap, MemoryRateLimiter(job.limits), job.egresses,
                                 dict(job.settings.whois_servers),
                                 delegated_by=delegated, delegation_country=stats.configured_country())

@@ -419,7 +419,7 @@ class Worker:
         published = await self._statistics(cache)
         client = RegistryClient(
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, dict(cfg.settings.whois_servers),
-            delegated_by=published.index().registry if published and published.delegations else None,
+            delegated_by=published.router() if published else None,
             delegation_country=stats.configured_country(), dead_letters=self.letters,
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
@@ -486,7 +486,7 @@ class Worker:
             log.info("the published files are loaded: %s", json.dumps(figures)[:2000])
         if published is not None and load.stale:  # older than the crawl's: routed by the bootstrap
             kept = published.without(load.stale)
-            client.delegated_by = kept.index().registry if kept.delegations else None
+            client.delegated_by = kept.router()
         return figures is not None
 
 

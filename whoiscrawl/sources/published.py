@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,6 +130,11 @@ class StatsPlan:
 
     def index(self) -> stats.Delegations:
         return stats.Delegations(self.delegations)
+
+    def router(self) -> Callable[[int], str | None] | None:
+        """Which registry delegated an address, by these statistics (the client's `delegated_by`);
+        None with no delegations: the bootstrap routes alone."""
+        return self.index().registry if self.delegations else None
 
     def without(self, registries: Iterable[str]) -> StatsPlan:
         """These statistics but those of `registries` (refused: older than the crawl used)."""
