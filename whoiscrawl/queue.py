@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -140,7 +141,9 @@ def ensure_changes_topic(
 
 
 def _create(admin: AdminClient, topics: list[NewTopic]) -> None:
-    """Create topics, one created meanwhile by another process being no error."""
+    """Create topics, one created meanwhile by another process being no error, and return once the
+    broker's metadata lists them: the controller acknowledges a creation before the brokers' metadata
+    caches hold it, and a caller reading partitions straight after saw none (a flaky 0 for 3)."""
     for topic, fut in admin.create_topics(topics, operation_timeout=30).items() if topics else []:
         try:
             fut.result(timeout=60)
@@ -148,6 +151,19 @@ def _create(admin: AdminClient, topics: list[NewTopic]) -> None:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
         del topic
+    _await_listed(admin, {t.topic: t.num_partitions for t in topics})
+
+
+def _await_listed(admin: AdminClient, partitions: Mapping[str, int], timeout: float = 30.0) -> None:
+    """Wait until the metadata lists each topic with all its partitions (bounded: a broker that
+    never lists them is reported by the next call that needs them)."""
+    deadline = time.monotonic() + timeout
+    while partitions and time.monotonic() < deadline:
+        listed = admin.list_topics(timeout=10).topics
+        if all(name in listed and listed[name].error is None and len(listed[name].partitions) >= n
+               for name, n in partitions.items()):
+            return
+        time.sleep(0.1)
 
 
 def _client_config(bootstrap: str, config: dict[str, str] | None) -> dict[str, Any]:
