@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from whoiscrawl import queue
 from whoiscrawl.cli import app
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.store.redis_admin import RedisCrawlAdmin
+from whoiscrawl.store.redis_admin import STAGED_TTL_S, RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 LEAF = NetworkRecord("apnic", "193.0.1.0 - 193.0.1.255", "193.0.1.0", "193.0.1.255", ["193.0.1.0/24"],
@@ -58,3 +58,22 @@ async def test_a_wiped_block_log_is_rebuilt_from_the_results_topic(services, uni
         await worker.close()
         admin.delete_crawl()
         queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+def test_staged_rebuild_keys_expire_and_landed_ones_do_not(services, unique_name):
+    """Staged keys expire (a rebuilder killed between staging and landing left them for the life of
+    the crawl: a whole block log); the landed state does not inherit their expiry."""
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    try:
+        assert admin.stage_blocks("killed", [LEAF, PARENT]) == 2
+        staged = admin.keys.staged("killed", "blocks")
+        assert 0 < admin.client.ttl(staged) <= STAGED_TTL_S
+
+        owner = "lands"
+        admin.client.set(admin.keys.rebuilding, owner)  # the lease, as the rebuild holds it
+        admin.stage_blocks(owner, [LEAF])
+        assert admin.restore_plan(owner, {"s1": (1, 2)}, {"s1": 2}, {}, blocks=1, progress={"f": "1"})
+        for key in (admin.keys.blocks, admin.keys.done, admin.keys.planned, admin.keys.sources):
+            assert admin.client.exists(key) and admin.client.ttl(key) == -1, key
+    finally:
+        admin.delete_crawl()

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # retries a worker waits out a restart with (~40 s refused; for ever on a port that never answers).
 REACH_TIMEOUT_S = 3.0
 DELETE_BATCH = 500  # keys per UNLINK when a crawl is deleted
+# A rebuild's staged keys outlive a rebuilder killed before it lands them by this much, then go (a
+# block log staged for `full` is ~11M entries); far beyond any rebuild, whose lease lapses in seconds.
+STAGED_TTL_S = 6 * 3600
 
 
 def reach(url: str, timeout: float = REACH_TIMEOUT_S) -> None:
@@ -116,6 +119,8 @@ class RedisCrawlAdmin:
             pipe.hset(staged["planned"], mapping={k: f"{a}-{b}" for k, (a, b) in shards.items()})
         if progress:
             pipe.hset(staged["sources"], mapping=dict[Any, Any](progress))
+        for key in staged.values():
+            pipe.expire(key, STAGED_TTL_S)
         pipe.execute()
         addresses = sum(b - a + 1 for a, b in shards.values())
         counters = {"shards_total": len(shards), "addresses_total": addresses,
@@ -173,7 +178,9 @@ class RedisCrawlAdmin:
             pipe.xadd(staged, {"b": encode_block(answer)})
             written += 1
             if len(pipe) >= 10_000:
+                pipe.expire(staged, STAGED_TTL_S)
                 pipe.execute()
+        pipe.expire(staged, STAGED_TTL_S)
         pipe.execute()
         return written
 

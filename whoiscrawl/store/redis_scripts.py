@@ -120,7 +120,9 @@ if redis.call('get', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 for i = 5, #KEYS, 2 do
-  if redis.call('exists', KEYS[i + 1]) == 1 then redis.call('rename', KEYS[i + 1], KEYS[i])
+  if redis.call('exists', KEYS[i + 1]) == 1 then
+    redis.call('rename', KEYS[i + 1], KEYS[i])
+    redis.call('persist', KEYS[i])  -- the staged key's expiry is not the landed state's
   else redis.call('del', KEYS[i]) end
 end
 if ARGV[3] ~= '' then redis.call('set', KEYS[4], ARGV[3]) end
