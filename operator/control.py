@@ -468,6 +468,7 @@ def schedule_status(snap: Snapshot) -> dict[str, Any]:
     assert snap.step is not None
     sched = dict(snap.prev.get("schedule") or {})
     sched.setdefault("generation", 1)
+    sched.setdefault("since", st.iso(snap.now))  # slots count from here (generations.State)
     sched["nextScheduleTime"] = st.iso(snap.step.next_time) if snap.step.next_time else None
     sched["state"] = snap.step.reason
     if snap.generations is not None:

@@ -4,7 +4,10 @@ CronJob's semantics, as platform engineers know them: `spec.schedule` in cron sy
 or @hourly, @daily ...) read in `spec.timeZone` (UTC when unset); `spec.suspend` starts nothing
 new; a generation still running when its next time comes is not doubled (concurrencyPolicy
 Forbid); slots missed while the operator was down, or while a generation ran, run once, not once
-each. The first generation is the crawl itself, anchored at its start.
+each. The first generation is the crawl itself; slots count from the first pass that saw the
+schedule (`status.schedule.since`: the crawl's creation, or when a schedule was added to it), as a
+CronJob's count from its creation, so adding a schedule to a crawl finished long ago waits for
+the next slot.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class State:
 
     generation: int = 1
     last_schedule: datetime | None = None
-    started: datetime | None = None  # the current generation's startTime
+    since: datetime | None = None  # the first pass that saw the schedule (None: this one)
     completed: bool = False  # the current generation is Completed
 
     @classmethod
@@ -103,18 +106,16 @@ class State:
                    for c in status.get("conditions") or [])
         return cls(generation=max(1, int(sched.get("generation") or 1)),
                    last_schedule=parse_time(sched.get("lastScheduleTime")),
-                   started=parse_time(status.get("startTime")), completed=done)
+                   since=parse_time(sched.get("since")), completed=done)
 
 
 def step(schedule: Schedule, state: State, now: datetime) -> Step:
     """Whether this pass starts the next generation, and when the next slot is (pure).
 
-    The slots counted are those after the last one answered (else after the first generation's
-    start); however many were missed, the newest starts one generation.
+    The slots counted are those after the last one answered (else after the schedule was first
+    seen); however many were missed, the newest starts one generation.
     """
-    anchor = state.last_schedule or state.started
-    if anchor is None:
-        return Step(None, None, None, "NotStarted")
+    anchor = state.last_schedule or state.since or now
     if schedule.suspend:
         return Step(None, None, None, "Suspended")
     slot, next_time = schedule.latest_at(now), schedule.next_after(now)

@@ -75,10 +75,12 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
 
     last = began["lastGeneration"]
     print(f"\nschedule {began}\ngeneration 2: {gen2}")
-    # The slot answered is the newest whole minute after generation 1 started, and its result kept.
-    slot, gen1_start = parse_time(began["lastScheduleTime"]), parse_time(last["startTime"])
-    assert slot is not None and gen1_start is not None and slot.second == 0
-    assert gen1_start < slot <= gen1_start + timedelta(minutes=5)
+    # The slot answered is a whole minute after the schedule was first seen (the crawl's first
+    # pass) and after generation 1 completed, and generation 1's result is kept.
+    slot, seen = parse_time(began["lastScheduleTime"]), parse_time(began["since"])
+    done = parse_time(last["completionTime"])
+    assert slot is not None and seen is not None and done is not None and slot.second == 0
+    assert seen < slot <= seen + timedelta(minutes=5) and slot - done < timedelta(minutes=1)
     assert last["result"] == "Completed" and last["generation"] == 1 and last["blocks"] > 0
     assert began["generations"] == [2]  # keep 1: generation 1's data went when 2 started
     assert {"GenerationStarted", "GenerationsPruned"} <= reasons, reasons

@@ -20,45 +20,45 @@ def at(text: str) -> datetime:
 
 EVERY_MINUTE = Schedule("* * * * *")
 AMSTERDAM_3AM = Schedule("0 3 * * *", "Europe/Amsterdam")
-STARTED = at("2026-01-01T10:00:30")
+SEEN = at("2026-01-01T10:00:30")
 
 
 @pytest.mark.parametrize(("schedule", "state", "now", "start", "slot", "reason", "next_time"), [
-    # the first generation is the crawl itself: slots count from its start
-    (EVERY_MINUTE, State(1, None, STARTED, completed=True), at("2026-01-01T10:00:50"),
+    # the first generation is the crawl itself: slots count from the first pass that saw the schedule
+    (EVERY_MINUTE, State(1, None, SEEN, completed=True), at("2026-01-01T10:00:50"),
      None, None, "NotDue", at("2026-01-01T10:01:00")),
     # three slots passed (the operator was down): one generation, for the newest
-    (EVERY_MINUTE, State(1, None, STARTED, completed=True), at("2026-01-01T10:03:10"),
+    (EVERY_MINUTE, State(1, None, SEEN, completed=True), at("2026-01-01T10:03:10"),
      2, at("2026-01-01T10:03:00"), "Scheduled", at("2026-01-01T10:04:00")),
     # exactly on a slot: that slot
-    (EVERY_MINUTE, State(1, None, STARTED, completed=True), at("2026-01-01T10:03:00"),
+    (EVERY_MINUTE, State(1, None, SEEN, completed=True), at("2026-01-01T10:03:00"),
      2, at("2026-01-01T10:03:00"), "Scheduled", at("2026-01-01T10:04:00")),
     # Forbid: the generation still running is not doubled
-    (EVERY_MINUTE, State(3, at("2026-01-01T10:03:00"), STARTED, completed=False),
+    (EVERY_MINUTE, State(3, at("2026-01-01T10:03:00"), SEEN, completed=False),
      at("2026-01-01T10:07:10"), None, None, "GenerationRunning", at("2026-01-01T10:08:00")),
     # ... and once it completes, the slots it ran through start one generation
-    (EVERY_MINUTE, State(3, at("2026-01-01T10:03:00"), STARTED, completed=True),
+    (EVERY_MINUTE, State(3, at("2026-01-01T10:03:00"), SEEN, completed=True),
      at("2026-01-01T10:07:10"), 4, at("2026-01-01T10:07:00"), "Scheduled", at("2026-01-01T10:08:00")),
     # the slot already answered is not answered again
-    (EVERY_MINUTE, State(4, at("2026-01-01T10:07:00"), STARTED, completed=True),
+    (EVERY_MINUTE, State(4, at("2026-01-01T10:07:00"), SEEN, completed=True),
      at("2026-01-01T10:07:40"), None, None, "NotDue", at("2026-01-01T10:08:00")),
     # read in the time zone: 03:00 in Amsterdam is 02:00 UTC in winter
-    (AMSTERDAM_3AM, State(2, at("2026-01-01T02:00:00"), STARTED, completed=True),
+    (AMSTERDAM_3AM, State(2, at("2026-01-01T02:00:00"), SEEN, completed=True),
      at("2026-01-01T20:00:00"), None, None, "NotDue", at("2026-01-02T02:00:00")),
     # four days with the operator down: one generation, for the newest slot
-    (AMSTERDAM_3AM, State(2, at("2026-01-01T02:00:00"), STARTED, completed=True),
+    (AMSTERDAM_3AM, State(2, at("2026-01-01T02:00:00"), SEEN, completed=True),
      at("2026-01-05T10:00:00"), 3, at("2026-01-05T02:00:00"), "Scheduled", at("2026-01-06T02:00:00")),
     # ... and 01:00 UTC in summer
-    (AMSTERDAM_3AM, State(2, at("2026-07-01T01:00:00"), STARTED, completed=True),
+    (AMSTERDAM_3AM, State(2, at("2026-07-01T01:00:00"), SEEN, completed=True),
      at("2026-07-02T01:30:00"), 3, at("2026-07-02T01:00:00"), "Scheduled", at("2026-07-03T01:00:00")),
-    (Schedule("@hourly"), State(1, None, STARTED, completed=True), at("2026-01-01T11:00:01"),
+    (Schedule("@hourly"), State(1, None, SEEN, completed=True), at("2026-01-01T11:00:01"),
      2, at("2026-01-01T11:00:00"), "Scheduled", at("2026-01-01T12:00:00")),
     # suspend: nothing new starts, and no next time is promised
-    (Schedule("* * * * *", suspend=True), State(1, None, STARTED, completed=True),
+    (Schedule("* * * * *", suspend=True), State(1, None, SEEN, completed=True),
      at("2026-01-01T10:03:10"), None, None, "Suspended", None),
-    # not yet planned: no start time to count from
-    (EVERY_MINUTE, State(1, None, None, completed=False), at("2026-01-01T10:03:10"),
-     None, None, "NotStarted", None),
+    # the first pass to see the schedule (a new crawl, or one finished long ago): the next slot
+    (EVERY_MINUTE, State(1, None, None, completed=True), at("2026-01-01T10:03:10"),
+     None, None, "NotDue", at("2026-01-01T10:04:00")),
 ])
 def test_step(schedule: Schedule, state: State, now: datetime, start: int | None,
               slot: datetime | None, reason: str, next_time: datetime | None) -> None:
@@ -114,14 +114,15 @@ def crawl_with(status: dict[str, Any]) -> control.Crawl:
 
 
 def test_a_due_pass_starts_the_next_generation_from_a_clean_slate() -> None:
-    crawl, s = control.scheduled(crawl_with(COMPLETED_STATUS), parse_spec(SCHEDULED),
-                                 at("2026-01-01T10:03:10"))
+    status = COMPLETED_STATUS | {"schedule": {"since": "2026-01-01T10:00:30Z"}}
+    crawl, s = control.scheduled(crawl_with(status), parse_spec(SCHEDULED), at("2026-01-01T10:03:10"))
     assert s is not None and s.start == 2
     assert control.generation_of(crawl) == 2
     assert not {"plan", "blocks", "lookups", "startTime", "completionTime", "shards"} & set(crawl.status)
     assert [c["type"] for c in crawl.status["conditions"]] == ["Ready"]
     assert crawl.status["schedule"] == {
-        "generation": 2, "lastScheduleTime": "2026-01-01T10:03:00Z", "generations": [1, 2],
+        "since": "2026-01-01T10:00:30Z", "generation": 2, "lastScheduleTime": "2026-01-01T10:03:00Z",
+        "generations": [1, 2],
         "lastGeneration": {"generation": 1, "result": "Completed", "startTime": "2026-01-01T10:00:30Z",
                            "completionTime": "2026-01-01T10:02:00Z", "blocks": 5923, "lookups": 851,
                            "addresses": 100}}
@@ -131,6 +132,21 @@ def test_a_due_pass_starts_the_next_generation_from_a_clean_slate() -> None:
         builders.Owner("demo", "ns", "u-1", generation=2), parse_spec(SCHEDULED), 1, "spot", None)
         if o["kind"] == "ConfigMap")
     assert config["data"]["WHOISCRAWL_CRAWL"] == "ns.demo.g2"
+
+
+def test_slots_count_from_the_first_pass_that_saw_the_schedule() -> None:
+    """A schedule added to a crawl finished long ago waits for its next slot, as a new CronJob."""
+    spec = parse_spec(SCHEDULED)
+    backend = FakeBackend()
+    deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-03-01T10:03:10"))  # type: ignore[arg-type]
+    finished = COMPLETED_STATUS | {"plan": {"key": control.plan_key(spec), "revision": 1}}
+    crawl, s = control.scheduled(crawl_with(finished), spec, deps.now())
+    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
+                            **control._data_plane(deps, crawl, spec, deps.now()))
+    sched = control.report(crawl, spec, snap, control.decide(spec, snap), ([], None)).status["schedule"]
+    assert (sched["generation"], sched["since"], sched["state"], sched["nextScheduleTime"]) == (
+        1, "2026-03-01T10:03:10Z", "NotDue", "2026-03-01T10:04:00Z")
+    assert backend.plans == []  # generation 1's plan is in status: nothing new published
 
 
 def test_a_crawl_without_a_schedule_runs_once() -> None:
@@ -165,7 +181,8 @@ def test_the_pass_that_starts_a_generation_plans_it_prunes_and_reports_it() -> N
 def test_a_running_generation_reports_its_next_time_and_starts_nothing() -> None:
     spec = parse_spec(SCHEDULED)
     status = {"startTime": "2026-01-01T10:00:30Z", "plan": {"key": control.plan_key(spec)},
-              "schedule": {"generation": 2, "generations": [1, 2]}}
+              "schedule": {"generation": 2, "generations": [1, 2],
+                           "lastScheduleTime": "2026-01-01T10:03:00Z"}}
     backend = FakeBackend(counters_of={"ns.demo.g2": Progress(shards_total=16, shards_done=3)}, default_lag=5)
     deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-01-01T10:05:10"))  # type: ignore[arg-type]
     crawl, s = control.scheduled(crawl_with(status), spec, deps.now())
