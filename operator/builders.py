@@ -35,14 +35,18 @@ class Owner:
     namespace: str
     uid: str
     version: str = ""  # app version label, from the image tag
+    generation: int = 1  # a scheduled crawl's generation (operator/generations.py)
 
 
-def crawl_id(namespace: str, name: str) -> str:
+def crawl_id(namespace: str, name: str, generation: int = 1) -> str:
     """The crawl's identity in Kafka (topics, consumer group) and Redis (key prefix).
 
     Both parts are DNS labels (no dots), so two crawls of one name in two namespaces never meet.
+    A scheduled crawl's later generations are `<namespace>.<name>.g<N>`: each its own topics and
+    keys (a generation crawls afresh from the newest files), and no crawl's name holds a dot.
     """
-    return f"{namespace}.{name}"
+    base = f"{namespace}.{name}"
+    return base if generation <= 1 else f"{base}.g{generation}"
 
 
 def worker_name(crawl: str) -> str:
@@ -154,7 +158,7 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
 def config_map(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
     return with_hash({"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": _meta(owner, config_name(owner.name)),
-                      "data": config_data(crawl_id(owner.namespace, owner.name), spec)})
+                      "data": config_data(crawl_id(owner.namespace, owner.name, owner.generation), spec)})
 
 
 def service_account(owner: Owner) -> dict[str, Any]:
@@ -255,7 +259,7 @@ def deployment(owner: Owner, spec: CrawlSpec, replicas: int, capacity: str,
                overflow: bool = False) -> dict[str, Any]:
     """The worker Deployment, or (`overflow`) its on-demand overflow. `replicas` is NOT part of
     the desired hash (patched on its own)."""
-    cfg_hash = stable_hash(config_data(crawl_id(owner.namespace, owner.name), spec))
+    cfg_hash = stable_hash(config_data(crawl_id(owner.namespace, owner.name, owner.generation), spec))
     component = OVERFLOW_COMPONENT if overflow else COMPONENT
     name = overflow_name(owner.name) if overflow else worker_name(owner.name)
     obj: dict[str, Any] = {

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from whoiscrawl.operator import builders, failures, scaling, scheduling, spot
+from whoiscrawl.operator import builders, failures, generations, scaling, scheduling, spot
 from whoiscrawl.operator import status as st
 from whoiscrawl.operator.backend import Backend, BackendError, Target
 from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_data, secret_value
@@ -99,7 +99,13 @@ def forget(uid: str) -> None:
         _locks.pop(uid, None)
 
 
-def target(kube: Kube, crawl: Crawl, spec: CrawlSpec) -> Target:
+def generation_of(crawl: Crawl) -> int:
+    """The crawl's current generation (1 unless its schedule started later ones)."""
+    return generations.State.of(crawl.status).generation
+
+
+def target(kube: Kube, crawl: Crawl, spec: CrawlSpec, generation: int | None = None) -> Target:
+    """Where the crawl's data lives (its current generation's, unless `generation` is given)."""
     url = spec.redis.url
     if url is None and spec.redis.url_secret is not None:
         ref = spec.redis.url_secret
@@ -109,7 +115,8 @@ def target(kube: Kube, crawl: Crawl, spec: CrawlSpec) -> Target:
         # The keys workers get through envFrom (WHOISCRAWL_KAFKA_SASL_USERNAME, ...), read the same way.
         data = secret_data(kube, crawl.namespace, spec.kafka.credentials_secret)
         kafka_config = tuple(sorted(kafka_config_from(data).items()))
-    return Target(crawl=builders.crawl_id(crawl.namespace, crawl.name),
+    gen = generation_of(crawl) if generation is None else generation
+    return Target(crawl=builders.crawl_id(crawl.namespace, crawl.name, gen),
                   bootstrap=spec.kafka.bootstrap_servers,
                   prefix=spec.kafka.queue_prefix, redis_url=url or "", kafka_config=kafka_config)
 
@@ -210,6 +217,9 @@ class Snapshot:
     deployment: Mapping[str, Any] | None = None
     overflow_deployment: Mapping[str, Any] | None = None
     read_error: tuple[str, str] | None = None  # a pod or Deployment read the API refused
+    step: generations.Step | None = None  # the schedule's verdict (None: the crawl runs once)
+    generations: tuple[int, ...] | None = None  # generations with data, after pruning (None: unread)
+    pruned: tuple[int, ...] = ()
 
     @property
     def current(self) -> int:
@@ -243,6 +253,28 @@ def api_problem(exc: KubeError, what: str) -> tuple[str, str]:
     return ("Forbidden" if exc.status == 403 else "ApplyFailed"), f"{what}: {exc.message}"
 
 
+def scheduled(crawl: Crawl, spec: CrawlSpec, now: datetime) -> tuple[Crawl, generations.Step | None]:
+    """The crawl as this pass sees it: its next generation started when the schedule says so
+    (pure). A pass whose status write fails starts the same generation again: its plan's marker
+    makes that publish once."""
+    schedule = spec.schedule_of()
+    if schedule is None:
+        return crawl, None
+    step = generations.step(schedule, generations.State.of(crawl.status), now)
+    if step.start is None:
+        return crawl, step
+    return replace(crawl, status=generations.started_status(crawl.status, step)), step
+
+
+def prune(deps: Deps, crawl: Crawl, spec: CrawlSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Delete the topics and Redis keys of generations beyond `history.keep`: (kept, deleted)."""
+    kept = generations.kept(crawl.status, generation_of(crawl))
+    old = generations.to_prune(kept, spec.history.keep)
+    for gen in old:
+        deps.backend.cleanup(target(deps.kube, crawl, spec, gen), topics=True, redis=True)
+    return tuple(g for g in kept if g not in old), tuple(old)
+
+
 def _data_plane(deps: Deps, crawl: Crawl, spec: CrawlSpec, now: datetime) -> dict[str, Any]:
     """Plan (topics + shards, once per plan) and read progress, lag and partitions."""
     plan = dict(crawl.status.get("plan") or {})
@@ -255,6 +287,8 @@ def _data_plane(deps: Deps, crawl: Crawl, spec: CrawlSpec, now: datetime) -> dic
         out["counters"] = deps.backend.counters(t)
         out["lag"] = deps.backend.lag(t)
         out["partitions"] = deps.backend.partitions(t) or spec.kafka.partitions
+        if spec.schedule is not None:
+            out["generations"], out["pruned"] = prune(deps, crawl, spec)
     except (BackendError, KubeError) as exc:
         out["backend_error"] = str(exc)
     return out
@@ -263,6 +297,7 @@ def _data_plane(deps: Deps, crawl: Crawl, spec: CrawlSpec, now: datetime) -> dic
 def observe(deps: Deps, crawl: Crawl, spec: CrawlSpec) -> Snapshot:
     """Everything one pass needs to read; API refusals become `read_error`, not exceptions."""
     now = deps.now()
+    crawl, step = scheduled(crawl, spec, now)
     data = _data_plane(deps, crawl, spec, now)
     found: dict[str, Any] = {}
     try:
@@ -274,7 +309,7 @@ def observe(deps: Deps, crawl: Crawl, spec: CrawlSpec) -> Snapshot:
                                                      builders.overflow_name(crawl.name))
     except KubeError as exc:
         found = {"read_error": api_problem(exc, "reading worker pods and Deployments")}
-    return Snapshot(now=now, prev=crawl.status, **found, **data)
+    return Snapshot(now=now, prev=crawl.status, step=step, **found, **data)
 
 
 def _spot(spec: CrawlSpec, snap: Snapshot) -> tuple[spot.SpotDecision, list[Event]]:
@@ -359,7 +394,8 @@ def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
         return events, snap.read_error  # blind: change nothing
     error = None
     owner = builders.Owner(crawl.name, crawl.namespace, crawl.uid,
-                           builders.image_version(spec.workers.image))
+                           builders.image_version(spec.workers.image),
+                           generations.State.of(snap.prev).generation)
     has_overflow = spec.scheduling.capacity_type == "any" or snap.overflow_deployment is not None
     for obj in builders.owned_objects(owner, spec, decision.desired, decision.capacity,
                                       decision.spot.overflow if has_overflow else None):
@@ -418,8 +454,41 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
     res.status["plan"] = dict(snap.plan) or None
     res.status["scaling"] = {"history": _history_raw(decision.stable.history),
                              "heldBack": decision.stable.held_back}
-    return Result(res.status, [*snap.plan_events, *decision.events, *events, *res.events],
-                  decision.desired, api_error)
+    if snap.step is not None:
+        res.status["schedule"] = schedule_status(snap)
+    if snap.step is not None and snap.step.start is not None:
+        # Fields of the finished generation this one has none of yet: removed by the merge patch.
+        res.status.update({k: None for k in generations.PER_GENERATION if k not in res.status})
+    return Result(res.status, [*snap.plan_events, *decision.events, *schedule_events(snap), *events,
+                               *res.events], decision.desired, api_error)
+
+
+def schedule_status(snap: Snapshot) -> dict[str, Any]:
+    """`status.schedule`: the generation, its slot, the next one, the last result, what is kept."""
+    assert snap.step is not None
+    sched = dict(snap.prev.get("schedule") or {})
+    sched.setdefault("generation", 1)
+    sched.setdefault("since", st.iso(snap.now))  # slots count from here (generations.State)
+    sched["nextScheduleTime"] = st.iso(snap.step.next_time) if snap.step.next_time else None
+    sched["state"] = snap.step.reason
+    if snap.generations is not None:
+        sched["generations"] = list(snap.generations)
+    return sched
+
+
+def schedule_events(snap: Snapshot) -> list[Event]:
+    """A generation started, older ones deleted."""
+    out: list[Event] = []
+    step = snap.step
+    if step is not None and step.start is not None and step.scheduled_for is not None:
+        out.append(("Normal", "GenerationStarted",
+                    f"generation {step.start} (scheduled for {st.iso(step.scheduled_for)}): the "
+                    "crawl again from the registries' newest files"))
+    if snap.pruned:
+        out.append(("Normal", "GenerationsPruned",
+                    "deleted the topics and Redis keys of generation(s) "
+                    f"{', '.join(map(str, snap.pruned))} (spec.history.keep)"))
+    return out
 
 
 def reconcile(deps: Deps, crawl: Crawl) -> Result:
@@ -507,9 +576,11 @@ def cleanup(deps: Deps, crawl: Crawl) -> str | None:
             if stop_workers(deps.kube, crawl):
                 return None
             spec = parse_spec(crawl.spec)
-            t = target(deps.kube, crawl, spec)
-            done = deps.backend.cleanup(t, topics=spec.cleanup.topics == "Delete",
-                                        redis=spec.cleanup.redis == "Delete")
+            done = "; ".join(
+                deps.backend.cleanup(target(deps.kube, crawl, spec, gen),
+                                     topics=spec.cleanup.topics == "Delete",
+                                     redis=spec.cleanup.redis == "Delete")
+                for gen in generations.kept(crawl.status, generation_of(crawl)))
         with _locks_guard:
             _cleaned[crawl.uid] = done
             while len(_cleaned) > CLEANED_REMEMBERED:

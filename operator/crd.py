@@ -27,6 +27,7 @@ from whoiscrawl.operator.spec import (
     Cleanup,
     CrawlSpec,
     Egress,
+    History,
     Kafka,
     Redis,
     Registry,
@@ -207,6 +208,7 @@ def spec_schema() -> dict[str, Any]:
         "deadline": {"type": "string", "format": "date-time",
                      "description": "Finish by this time: the fleet is sized to meet it."},
         "cleanup": _obj(properties(Cleanup)),
+        "history": _obj(properties(History), "What a scheduled crawl keeps of its generations."),
     }, default=False, required=["kafka", "redis"]) | {"x-kubernetes-validations": [
         {"rule": "self.strategy != 'sample' || self.samples > 0",
          "message": "samples must be > 0 when strategy is sample", "fieldPath": ".samples"}]}
@@ -241,6 +243,7 @@ def status_schema() -> dict[str, Any]:
         "rate": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         "sample": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         "scaling": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "schedule": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
     }}
 
 
@@ -258,6 +261,10 @@ def printer_columns() -> list[dict[str, Any]]:
         col("Blocks", ".status.blocks", "integer"),
         col("Workers", ".status.workers.ready", "integer", desc="Ready workers"),
         col("Age", ".metadata.creationTimestamp", "date"),
+        col("Generation", ".status.schedule.generation", "integer", 1,
+            "The scheduled crawl's generation (spec.schedule)"),
+        col("Next", ".status.schedule.nextScheduleTime", "string", 1,
+            "When the next generation is due (UTC)"),
         col("Phase", ".status.phase", "string", 1),
         col("Desired", ".status.workers.desired", "integer", 1),
         col("Shards", ".status.shards.done", "integer", 1, "Shards done"),

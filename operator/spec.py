@@ -11,6 +11,13 @@ from typing import Any
 
 from kubernetes.client.models.v1_affinity import V1Affinity
 from pydantic import ValidationError
+from whoiscrawl.operator.generations import (
+    SCHEDULE_PATTERN,
+    TIME_ZONE_PATTERN,
+    Schedule,
+    schedule_problem,
+    time_zone_problem,
+)
 from whoiscrawl.operator.knobs import knob, knobs, setting_knob
 
 from whoiscrawl import rirs
@@ -319,6 +326,15 @@ class Cleanup:
 
 
 @dataclass(frozen=True)
+class History:
+    """How many generations of a scheduled crawl keep their data (docs/operator.md, Schedule)."""
+
+    keep: int = knob("keep", 3, lo=1, hi=100,
+                     desc="Generations whose topics and Redis keys are kept; when a new one "
+                          "starts, older ones are deleted (like a CronJob's successfulJobsHistoryLimit).")
+
+
+@dataclass(frozen=True)
 class CrawlSpec:
     """The whole, defaulted spec."""
 
@@ -339,6 +355,24 @@ class CrawlSpec:
     deadline: datetime | None = None
     paused: bool = knob("paused", False, desc="Scale workers to 0 and keep everything else.")
     cleanup: Cleanup = field(default_factory=Cleanup)
+    schedule: str | None = knob(
+        "schedule", kind="string", pattern=SCHEDULE_PATTERN, check=schedule_problem,
+        hint="five cron fields or a macro such as @daily",
+        desc="Crawl again on this schedule (cron: five fields, or @hourly, @daily ...): when a "
+             "finished generation's next time comes, the next generation starts; one still "
+             "running is not doubled, and times missed run once.")
+    time_zone: str | None = knob("timeZone", kind="string", pattern=TIME_ZONE_PATTERN,
+                                 check=time_zone_problem,
+                                 desc="The IANA time zone the schedule is read in; unset: UTC.")
+    suspend: bool = knob("suspend", False,
+                         desc="Start no new generation (the one running goes on).")
+    history: History = field(default_factory=History)
+
+    def schedule_of(self) -> Schedule | None:
+        """The crawl's schedule, None when it runs once."""
+        if self.schedule is None:
+            return None
+        return Schedule(self.schedule, self.time_zone, self.suspend)
 
     def rate_limits_env(self) -> str:
         """WHOISCRAWL_RATE_LIMITS: 'arin=10/s,...'; a disabled registry is 0."""
@@ -356,7 +390,7 @@ class CrawlSpec:
 
 # The spec's keys that are objects or lists, parsed by hand below (the scalars are knobs).
 STRUCTURED_KEYS = ("ranges", "excludes", "registries", "workers", "scheduling", "kafka", "redis",
-                   "egress", "sources", "deadline", "cleanup")
+                   "egress", "sources", "deadline", "cleanup", "history")
 
 
 class _Reader:
@@ -614,6 +648,7 @@ def parse_spec(raw: Mapping[str, Any] | None, worker_image: str | None = None) -
         sources=Sources(**r.knobs(Sources, section("sources"), "spec.sources")),
         deadline=_parse_deadline(r, spec.get("deadline")),
         cleanup=Cleanup(**r.knobs(Cleanup, section("cleanup"), "spec.cleanup")),
+        history=History(**r.knobs(History, section("history"), "spec.history")),
     )
     if result.workers.replicas is not None and result.workers.replicas > result.workers.max:
         r.fail("spec.workers.replicas",

@@ -87,6 +87,10 @@ REFUSED: list[tuple[str, dict[str, Any], list[str]]] = [
     ("no addresses", {"egress.addresses": 0}, ["spec.egress.addresses"]),
     ("cleanup maybe", {"cleanup.topics": "Maybe"}, ["spec.cleanup.topics", "Unsupported"]),
     ("deadline words", {"deadline": "tomorrow"}, ["spec.deadline"]),
+    ("schedule in words", {"schedule": "every night"}, ["spec.schedule", "should match"]),
+    ("schedule with seconds", {"schedule": "0 0 3 * * *"}, ["spec.schedule", "should match"]),
+    ("time zone a path", {"schedule": "0 3 * * *", "timeZone": "../etc/passwd"}, ["spec.timeZone"]),
+    ("keep no generation", {"schedule": "0 3 * * *", "history.keep": 0}, ["spec.history.keep"]),
 ]
 
 
@@ -140,6 +144,9 @@ def test_hostile_specs_are_refused_or_reported_and_nothing_else_suffers(
                                   "scheduling.nodeSelector": {"whoiscrawl.test/pool": "none"}},
          "WorkersUnschedulable"),
         ("r-quota", quota_ns, {}, "PodsNotCreated"),
+        # the CRD checks a schedule's shape, the operator its values
+        ("r-cron", namespace, {"schedule": "61 3 * * *"}, "InvalidSpec"),
+        ("r-zone", namespace, {"schedule": "0 3 * * *", "timeZone": "Mars/Olympus"}, "InvalidSpec"),
     ]
     idents = [crawl_id(ns, name) for name, ns, _, _ in reported] + [crawl_id(namespace, good)]
     prefix = parse_spec(base["spec"]).kafka.queue_prefix

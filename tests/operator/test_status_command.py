@@ -21,6 +21,10 @@ STATUS = {
     "rateLimited": 2, "errors": 0, "rate": {"addressesPerSecond": 1250.0, "lookupsPerSecond": 7.5},
     "etaSeconds": 1840, "eta": "2026-12-01T12:00:00Z", "lag": 230,
     "workers": {"desired": 4, "current": 4, "ready": 3, "reason": "lag"},
+    "schedule": {"generation": 3, "state": "GenerationRunning", "lastScheduleTime": "2026-12-01T03:00:00Z",
+                 "nextScheduleTime": "2026-12-02T03:00:00Z", "generations": [2, 3],
+                 "lastGeneration": {"generation": 2, "result": "Completed", "blocks": 20950,
+                                    "lookups": 8800, "completionTime": "2026-11-30T09:12:00Z"}},
     "conditions": [
         {"type": "Ready", "status": "False", "reason": "WorkersStarting", "message": "3 of 4 ready"},
         {"type": "Completed", "status": "False", "reason": "Crawling", "message": "170/400 shards"},
@@ -49,8 +53,10 @@ async def test_status_of_a_whoiscrawl_in_the_cluster() -> None:
         assert doc["crawl"] == "crawls/ipv4" and doc["phase"] == "Crawling" and not doc["complete"]
         assert doc["progress"] == 0.425 and doc["eta_s"] == 1840 and doc["workers"]["ready"] == 3
         assert [c["type"] for c in doc["conditions"]] == ["Ready", "Completed"]
+        assert doc["schedule"]["generation"] == 3 and doc["schedule"]["lastGeneration"]["blocks"] == 20950
         code, out = await asyncio.to_thread(status)
         assert code == 0 and "WorkersStarting" in out and "42.50%" in out and "30.7 min" in out
+        assert "GenerationRunning" in out and "2026-12-02T03:00:00Z" in out and "20950 blocks" in out
 
         done = {**STATUS, "progress": 100.0, "etaSeconds": 0,
                 "conditions": [{"type": "Completed", "status": "True", "reason": "AllShardsDone"}]}

@@ -155,6 +155,7 @@ def cluster_report(crawl: dict[str, Any]) -> dict[str, Any]:
         "eta": st.get("eta"),
         "lag": st.get("lag"),
         "workers": st.get("workers") or {},
+        "schedule": st.get("schedule"),  # a scheduled crawl's generation, slots, last result
         "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
                        for c in st.get("conditions") or []],
     }

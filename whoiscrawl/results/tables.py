@@ -240,6 +240,19 @@ def status_tables(doc: dict[str, Any], name: str) -> list[Table]:
     return [head, regs]
 
 
+def _schedule_rows(sched: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """A scheduled crawl's generation, its slots and the last generation's result."""
+    if not sched:
+        return []
+    last = sched.get("lastGeneration") or {}
+    return [("generation", f"{sched.get('generation', 1)}  ({sched.get('state') or '-'})"),
+            ("last / next schedule", f"{sched.get('lastScheduleTime') or '-'} / "
+                                     f"{sched.get('nextScheduleTime') or '-'}"),
+            ("last generation", f"{last['generation']}: {last.get('result')}, {last.get('blocks')} "
+                                f"blocks, {last.get('lookups')} lookups, done {last.get('completionTime')}"
+             if last else "-")]
+
+
 def cluster_status_tables(doc: dict[str, Any]) -> list[Table]:
     """`whoiscrawl status NAME` for a WhoisCrawl: progress, workers, conditions."""
     eta, w = doc["eta_s"], doc["workers"]
@@ -252,6 +265,7 @@ def cluster_status_tables(doc: dict[str, Any]) -> list[Table]:
         ("workers desired / current / ready",
          " / ".join(str(w.get(k, "-")) for k in ("desired", "current", "ready"))
          + (f"  {w['reason']}" if w.get("reason") else "")),
+        *_schedule_rows(doc.get("schedule")),
     ])
     conditions = Table(title="Conditions", title_justify="left")
     for col in ("type", "status", "reason", "message"):

@@ -1,0 +1,160 @@
+"""A scheduled crawl's generations: when the next one is due, and what starts it (pure).
+
+CronJob's semantics, as platform engineers know them: `spec.schedule` in cron syntax (five fields,
+or @hourly, @daily ...) read in `spec.timeZone` (UTC when unset); `spec.suspend` starts nothing
+new; a generation still running when its next time comes is not doubled (concurrencyPolicy
+Forbid); slots missed while the operator was down, or while a generation ran, run once, not once
+each. The first generation is the crawl itself; slots count from the first pass that saw the
+schedule (`status.schedule.since`: the crawl's creation, or when a schedule was added to it), as a
+CronJob's count from its creation, so adding a schedule to a crawl finished long ago waits for
+the next slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from whoiscrawl.operator.status import iso, parse_time
+
+MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# The CRD's check of an expression's shape (five fields or a macro); spec.py checks its values.
+SCHEDULE_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+( +\S+){4})$"
+TIME_ZONE_PATTERN = r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
+# Status fields a new generation starts without: its plan, counters, rate and times are its own.
+PER_GENERATION = ("plan", "shards", "addresses", "lookups", "blocks", "rateLimited", "errors",
+                  "progress", "rate", "sample", "eta", "etaSeconds", "lag", "startTime",
+                  "completionTime", "scaling")
+
+
+def schedule_problem(text: str) -> str | None:
+    """Why a cron expression is refused (CronJob's five fields, or a macro), None if fine."""
+    expr = text.strip()
+    if expr.startswith("@"):
+        if expr not in MACROS:
+            return f"must be five cron fields or one of {', '.join(MACROS)}; got {text!r}"
+        return None
+    if len(expr.split()) != 5:
+        return (f"must be five cron fields (minute hour day-of-month month day-of-week, e.g. "
+                f"'0 3 * * *'), got {len(expr.split())} in {text!r}")
+    if not croniter.is_valid(expr):
+        return f"{text!r} is not a valid cron expression (e.g. '0 3 * * *': 03:00 every day)"
+    return None
+
+
+def time_zone_problem(text: str) -> str | None:
+    """Why a time zone is refused (an IANA name such as Europe/Amsterdam), None if fine."""
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{text!r} is not an IANA time zone name (e.g. Europe/Amsterdam, America/New_York, UTC)"
+    return None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A crawl's schedule, checked (spec.py) before it gets here."""
+
+    expression: str
+    time_zone: str | None = None
+    suspend: bool = False
+
+    def _zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone or "UTC")
+
+    def next_after(self, t: datetime) -> datetime:
+        """The first slot strictly after `t`."""
+        nxt: datetime = croniter(self.expression, t.astimezone(self._zone())).get_next(datetime)
+        return nxt
+
+    def latest_at(self, t: datetime) -> datetime:
+        """The last slot at or before `t`."""
+        local = t.astimezone(self._zone())
+        if croniter.match(self.expression, local) and local.second == 0 and not local.microsecond:
+            return local
+        prev: datetime = croniter(self.expression, local).get_prev(datetime)
+        return prev
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a pass does about the schedule: start generation `start` (else None), and the status."""
+
+    start: int | None
+    scheduled_for: datetime | None  # the slot the new generation answers (lastScheduleTime)
+    next_time: datetime | None  # nextScheduleTime (None while suspended)
+    reason: str  # why nothing starts, or Scheduled
+
+
+@dataclass(frozen=True)
+class State:
+    """The schedule's state as status keeps it (`status.schedule`)."""
+
+    generation: int = 1
+    last_schedule: datetime | None = None
+    since: datetime | None = None  # the first pass that saw the schedule (None: this one)
+    completed: bool = False  # the current generation is Completed
+
+    @classmethod
+    def of(cls, status: Mapping[str, Any]) -> State:
+        sched = status.get("schedule") or {}
+        done = any(c.get("type") == "Completed" and c.get("status") == "True"
+                   for c in status.get("conditions") or [])
+        return cls(generation=max(1, int(sched.get("generation") or 1)),
+                   last_schedule=parse_time(sched.get("lastScheduleTime")),
+                   since=parse_time(sched.get("since")), completed=done)
+
+
+def step(schedule: Schedule, state: State, now: datetime) -> Step:
+    """Whether this pass starts the next generation, and when the next slot is (pure).
+
+    The slots counted are those after the last one answered (else after the schedule was first
+    seen); however many were missed, the newest starts one generation.
+    """
+    anchor = state.last_schedule or state.since or now
+    if schedule.suspend:
+        return Step(None, None, None, "Suspended")
+    slot, next_time = schedule.latest_at(now), schedule.next_after(now)
+    if slot <= anchor:
+        return Step(None, None, next_time, "NotDue")
+    if not state.completed:
+        # Forbid: the running generation is not doubled; the slot runs once it completes.
+        return Step(None, None, next_time, "GenerationRunning")
+    return Step(state.generation + 1, slot, next_time, "Scheduled")
+
+
+def kept(status: Mapping[str, Any], generation: int) -> list[int]:
+    """The generations whose data (topics, Redis keys) exist: those status lists, and `generation`."""
+    listed = (status.get("schedule") or {}).get("generations") or []
+    return sorted({int(g) for g in listed if isinstance(g, int) and g >= 1} | {generation})
+
+
+def to_prune(generations: list[int], keep: int) -> list[int]:
+    """The generations beyond the newest `keep`, oldest first."""
+    return sorted(generations)[:-keep] if keep < len(generations) else []
+
+
+def last_result(status: Mapping[str, Any], generation: int) -> dict[str, Any]:
+    """The finished generation's result as status keeps it once the next one starts."""
+    return {"generation": generation, "result": "Completed",
+            "startTime": status.get("startTime"), "completionTime": status.get("completionTime"),
+            "blocks": status.get("blocks"), "lookups": status.get("lookups"),
+            "addresses": (status.get("addresses") or {}).get("done")}
+
+
+def started_status(status: Mapping[str, Any], s: Step) -> dict[str, Any]:
+    """The status a new generation starts from: the previous one's fields of its own dropped,
+    its result kept as `schedule.lastGeneration`."""
+    assert s.start is not None and s.scheduled_for is not None
+    sched = dict(status.get("schedule") or {})
+    sched.update({"generation": s.start, "lastScheduleTime": iso(s.scheduled_for),
+                  "lastGeneration": last_result(status, s.start - 1),
+                  "generations": sorted({*kept(status, s.start - 1), s.start})})
+    out = {k: v for k, v in status.items() if k not in PER_GENERATION}
+    # The finished generation's Completed is not the new one's (its own pass sets it again).
+    out["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "Completed"]
+    return out | {"schedule": sched}

@@ -1,0 +1,212 @@
+"""Tables of a scheduled crawl's generations: the next time, due or not, what a pass starts (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from opsupport_fakes import FakeBackend
+from whoiscrawl.operator import builders, control, generations
+from whoiscrawl.operator.generations import Schedule, State, step
+from whoiscrawl.operator.spec import SpecError, parse_spec
+
+from whoiscrawl.records import Progress
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+EVERY_MINUTE = Schedule("* * * * *")
+AMSTERDAM_3AM = Schedule("0 3 * * *", "Europe/Amsterdam")
+SEEN = at("2026-01-01T10:00:30")
+
+
+@pytest.mark.parametrize(("schedule", "state", "now", "start", "slot", "reason", "next_time"), [
+    # the first generation is the crawl itself: slots count from the first pass that saw the schedule
+    (EVERY_MINUTE, State(1, None, SEEN, completed=True), at("2026-01-01T10:00:50"),
+     None, None, "NotDue", at("2026-01-01T10:01:00")),
+    # three slots passed (the operator was down): one generation, for the newest
+    (EVERY_MINUTE, State(1, None, SEEN, completed=True), at("2026-01-01T10:03:10"),
+     2, at("2026-01-01T10:03:00"), "Scheduled", at("2026-01-01T10:04:00")),
+    # exactly on a slot: that slot
+    (EVERY_MINUTE, State(1, None, SEEN, completed=True), at("2026-01-01T10:03:00"),
+     2, at("2026-01-01T10:03:00"), "Scheduled", at("2026-01-01T10:04:00")),
+    # Forbid: the generation still running is not doubled
+    (EVERY_MINUTE, State(3, at("2026-01-01T10:03:00"), SEEN, completed=False),
+     at("2026-01-01T10:07:10"), None, None, "GenerationRunning", at("2026-01-01T10:08:00")),
+    # ... and once it completes, the slots it ran through start one generation
+    (EVERY_MINUTE, State(3, at("2026-01-01T10:03:00"), SEEN, completed=True),
+     at("2026-01-01T10:07:10"), 4, at("2026-01-01T10:07:00"), "Scheduled", at("2026-01-01T10:08:00")),
+    # the slot already answered is not answered again
+    (EVERY_MINUTE, State(4, at("2026-01-01T10:07:00"), SEEN, completed=True),
+     at("2026-01-01T10:07:40"), None, None, "NotDue", at("2026-01-01T10:08:00")),
+    # read in the time zone: 03:00 in Amsterdam is 02:00 UTC in winter
+    (AMSTERDAM_3AM, State(2, at("2026-01-01T02:00:00"), SEEN, completed=True),
+     at("2026-01-01T20:00:00"), None, None, "NotDue", at("2026-01-02T02:00:00")),
+    # four days with the operator down: one generation, for the newest slot
+    (AMSTERDAM_3AM, State(2, at("2026-01-01T02:00:00"), SEEN, completed=True),
+     at("2026-01-05T10:00:00"), 3, at("2026-01-05T02:00:00"), "Scheduled", at("2026-01-06T02:00:00")),
+    # ... and 01:00 UTC in summer
+    (AMSTERDAM_3AM, State(2, at("2026-07-01T01:00:00"), SEEN, completed=True),
+     at("2026-07-02T01:30:00"), 3, at("2026-07-02T01:00:00"), "Scheduled", at("2026-07-03T01:00:00")),
+    (Schedule("@hourly"), State(1, None, SEEN, completed=True), at("2026-01-01T11:00:01"),
+     2, at("2026-01-01T11:00:00"), "Scheduled", at("2026-01-01T12:00:00")),
+    # suspend: nothing new starts, and no next time is promised
+    (Schedule("* * * * *", suspend=True), State(1, None, SEEN, completed=True),
+     at("2026-01-01T10:03:10"), None, None, "Suspended", None),
+    # the first pass to see the schedule (a new crawl, or one finished long ago): the next slot
+    (EVERY_MINUTE, State(1, None, None, completed=True), at("2026-01-01T10:03:10"),
+     None, None, "NotDue", at("2026-01-01T10:04:00")),
+])
+def test_step(schedule: Schedule, state: State, now: datetime, start: int | None,
+              slot: datetime | None, reason: str, next_time: datetime | None) -> None:
+    got = step(schedule, state, now)
+    assert (got.start, got.scheduled_for, got.reason, got.next_time) == (start, slot, reason, next_time)
+
+
+BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r/0"}}
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"schedule": "0 3 * * *"}, None),
+    ({"schedule": "@daily", "timeZone": "America/New_York", "suspend": True}, None),
+    ({"schedule": "*/15 1-5 * * MON-FRI", "history": {"keep": 7}}, None),
+    ({"schedule": "61 3 * * *"}, "spec.schedule: '61 3 * * *' is not a valid cron expression"),
+    ({"schedule": "0 0 3 * * *"}, "spec.schedule: must be five cron fields"),
+    ({"schedule": "@reboot"}, "spec.schedule: must be five cron fields or one of @yearly"),
+    ({"schedule": 3}, "spec.schedule: must be a string"),
+    ({"schedule": "0 3 * * *", "timeZone": "Mars/Olympus"}, "spec.timeZone: 'Mars/Olympus' is not an IANA"),
+    ({"schedule": "0 3 * * *", "timeZone": "../../etc/passwd"}, "spec.timeZone: '../../etc/passwd'"),
+    ({"history": {"keep": 0}}, "spec.history.keep: must be >= 1"),
+])
+def test_the_spec_names_a_bad_schedule(fields: dict[str, Any], problem: str | None) -> None:
+    if problem is None:
+        assert parse_spec(BASE | fields).schedule_of() is not None
+        return
+    with pytest.raises(SpecError) as caught:
+        parse_spec(BASE | fields)
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(("kept", "keep", "pruned"), [
+    ([1], 3, []), ([1, 2, 3], 3, []), ([1, 2, 3, 4], 3, [1]), ([2, 5, 6, 7, 8], 2, [2, 5, 6]),
+    ([4, 5], 1, [4]),
+])
+def test_generations_beyond_keep_are_pruned_oldest_first(kept: list[int], keep: int,
+                                                         pruned: list[int]) -> None:
+    assert generations.to_prune(kept, keep) == pruned
+
+
+COMPLETED_STATUS: dict[str, Any] = {
+    "phase": "Completed", "startTime": "2026-01-01T10:00:30Z", "completionTime": "2026-01-01T10:02:00Z",
+    "blocks": 5923, "lookups": 851, "addresses": {"total": 100, "done": 100}, "progress": 100.0,
+    "plan": {"key": "k", "revision": 1}, "shards": {"total": 16, "done": 16}, "lag": 0,
+    "conditions": [{"type": "Completed", "status": "True", "reason": "AllShardsDone"},
+                   {"type": "Ready", "status": "True", "reason": "Completed"}]}
+SCHEDULED = BASE | {"schedule": "* * * * *", "history": {"keep": 2}}
+
+
+def crawl_with(status: dict[str, Any]) -> control.Crawl:
+    return control.Crawl(name="demo", namespace="ns", uid="u-1", generation=1, spec=SCHEDULED,
+                         status=status)
+
+
+def test_a_due_pass_starts_the_next_generation_from_a_clean_slate() -> None:
+    status = COMPLETED_STATUS | {"schedule": {"since": "2026-01-01T10:00:30Z"}}
+    crawl, s = control.scheduled(crawl_with(status), parse_spec(SCHEDULED), at("2026-01-01T10:03:10"))
+    assert s is not None and s.start == 2
+    assert control.generation_of(crawl) == 2
+    assert not {"plan", "blocks", "lookups", "startTime", "completionTime", "shards"} & set(crawl.status)
+    assert [c["type"] for c in crawl.status["conditions"]] == ["Ready"]
+    assert crawl.status["schedule"] == {
+        "since": "2026-01-01T10:00:30Z", "generation": 2, "lastScheduleTime": "2026-01-01T10:03:00Z",
+        "generations": [1, 2],
+        "lastGeneration": {"generation": 1, "result": "Completed", "startTime": "2026-01-01T10:00:30Z",
+                           "completionTime": "2026-01-01T10:02:00Z", "blocks": 5923, "lookups": 851,
+                           "addresses": 100}}
+    # the next generation's data is its own: topics, consumer group, Redis keys, workers' crawl
+    assert control.target(None, crawl, parse_spec(SCHEDULED)).crawl == "ns.demo.g2"  # type: ignore[arg-type]
+    config = next(o for o in builders.owned_objects(
+        builders.Owner("demo", "ns", "u-1", generation=2), parse_spec(SCHEDULED), 1, "spot", None)
+        if o["kind"] == "ConfigMap")
+    assert config["data"]["WHOISCRAWL_CRAWL"] == "ns.demo.g2"
+
+
+def test_slots_count_from_the_first_pass_that_saw_the_schedule() -> None:
+    """A schedule added to a crawl finished long ago waits for its next slot, as a new CronJob."""
+    spec = parse_spec(SCHEDULED)
+    backend = FakeBackend()
+    deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-03-01T10:03:10"))  # type: ignore[arg-type]
+    finished = COMPLETED_STATUS | {"plan": {"key": control.plan_key(spec), "revision": 1}}
+    crawl, s = control.scheduled(crawl_with(finished), spec, deps.now())
+    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
+                            **control._data_plane(deps, crawl, spec, deps.now()))
+    sched = control.report(crawl, spec, snap, control.decide(spec, snap), ([], None)).status["schedule"]
+    assert (sched["generation"], sched["since"], sched["state"], sched["nextScheduleTime"]) == (
+        1, "2026-03-01T10:03:10Z", "NotDue", "2026-03-01T10:04:00Z")
+    assert backend.plans == []  # generation 1's plan is in status: nothing new published
+
+
+def test_a_crawl_without_a_schedule_runs_once() -> None:
+    raw = crawl_with(COMPLETED_STATUS)
+    crawl, s = control.scheduled(raw, parse_spec(BASE), at("2026-01-02T10:00:00"))
+    assert (crawl, s) == (raw, None)
+    assert control.target(None, crawl, parse_spec(BASE)).crawl == "ns.demo"  # type: ignore[arg-type]
+
+
+def test_the_pass_that_starts_a_generation_plans_it_prunes_and_reports_it() -> None:
+    """Generation 3 starts with keep 2: generation 1's data goes; status and Events say so."""
+    spec = parse_spec(SCHEDULED)
+    status = COMPLETED_STATUS | {"schedule": {"generation": 2, "generations": [1, 2],
+                                              "lastScheduleTime": "2026-01-01T10:03:00Z"}}
+    backend = FakeBackend()
+    deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-01-01T10:05:10"))  # type: ignore[arg-type]
+    crawl, s = control.scheduled(crawl_with(status), spec, deps.now())
+    data = control._data_plane(deps, crawl, spec, deps.now())
+    assert backend.cleanups == [("ns.demo", True, True)]  # generation 1: topics and keys
+    assert backend.plans == [("ns.demo.g3", spec.ranges)]
+    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s, **data)
+    result = control.report(crawl, spec, snap, control.decide(spec, snap), ([], None))
+    sched = result.status["schedule"]
+    assert (sched["generation"], sched["generations"], sched["nextScheduleTime"], sched["state"]) == (
+        3, [2, 3], "2026-01-01T10:06:00Z", "Scheduled")
+    assert sched["lastGeneration"]["generation"] == 2
+    assert result.status["completionTime"] is None and result.status["phase"] == "Running"
+    reasons = [e[1] for e in result.events]
+    assert "GenerationStarted" in reasons and "GenerationsPruned" in reasons
+
+
+def test_a_running_generation_reports_its_next_time_and_starts_nothing() -> None:
+    spec = parse_spec(SCHEDULED)
+    status = {"startTime": "2026-01-01T10:00:30Z", "plan": {"key": control.plan_key(spec)},
+              "schedule": {"generation": 2, "generations": [1, 2],
+                           "lastScheduleTime": "2026-01-01T10:03:00Z"}}
+    backend = FakeBackend(counters_of={"ns.demo.g2": Progress(shards_total=16, shards_done=3)}, default_lag=5)
+    deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-01-01T10:05:10"))  # type: ignore[arg-type]
+    crawl, s = control.scheduled(crawl_with(status), spec, deps.now())
+    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
+                            **control._data_plane(deps, crawl, spec, deps.now()))
+    result = control.report(crawl, spec, snap, control.decide(spec, snap), ([], None))
+    assert backend.plans == [] and backend.cleanups == []
+    assert result.status["schedule"]["state"] == "GenerationRunning"
+    assert result.status["schedule"]["nextScheduleTime"] == "2026-01-01T10:06:00Z"
+    assert result.status["shards"] == {"total": 16, "done": 3}  # generation 2's own counters
+
+
+class NoWorkersLeft:
+    def get(self, *_: Any) -> None:
+        return None
+
+    def list(self, *_: Any) -> list[dict[str, Any]]:
+        return []
+
+
+def test_deleting_a_scheduled_crawl_deletes_every_generation_kept() -> None:
+    crawl = control.Crawl(name="demo", namespace="ns", uid="u-gens", generation=1,
+                          spec=SCHEDULED | {"cleanup": {"topics": "Delete"}},
+                          status={"schedule": {"generation": 3, "generations": [2, 3]}})
+    backend = FakeBackend()
+    control.cleanup(control.Deps(kube=NoWorkersLeft(), backend=backend), crawl)  # type: ignore[arg-type]
+    assert backend.cleanups == [("ns.demo.g2", True, True), ("ns.demo.g3", True, True)]
