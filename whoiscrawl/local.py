@@ -317,13 +317,14 @@ class Seeding:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_json(line)
                 record.crawl = "local"
+                if (asking := seed.to_ask(record, n, step, self.fill_redacted)) is not None:
+                    again.write(asking.to_json().decode() + "\n")
+                record.raw = None  # what the dump left unresolved is the fill's to ask, not a result
                 terminal = Answer.of(record, self.resolution).terminal or seed.dump_leaf(record, how)
                 await self.sink.emit(record)
                 self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
                 self.store.counters.blocks += 1  # a block found all the same
                 spans.append((record.first, record.last))
-                if seed.to_ask(record, n, step, self.fill_redacted):
-                    again.write(line)
         own = seed.own_addresses(spans)  # each is asked where it answers itself, not a child
         with ask.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
             for record in seed.aimed(map(NetworkRecord.from_json, fh), own):

@@ -39,11 +39,12 @@ def objects_around(world: World, cidr: str) -> list[int]:
 
 def lacnic_dump(
     world: World, objs: Iterable[int], rename: int | None = None, roles: bool = True,
-    broken: int | None = None,
+    broken: int | None = None, handles: bool = True, unknown_contact: int | None = None,
 ) -> bytes:
     """LACNIC's single dump (Latin-1, CRLF, `owner:`, `parent:`) of the world's objects; `roles`:
-    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only); `broken`: the
-    object with a line that is no attribute."""
+    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only); `handles`: each
+    object names its `abuse-c:` (a dump redacting those too: False); `unknown_contact`: the object
+    naming a contact the registry does not know; `broken`: the object with a line that is no attribute."""
     out = ["% LACNIC whois database dump", ""]
     for obj in objs:
         if world.is_placeholder(obj):
@@ -56,7 +57,9 @@ def lacnic_dump(
         out += [f"inetnum: {f.handle}"] + (["a line that is no attribute"] if obj == broken else [])
         out += [f"status: {f.type.lower()}",
                 f"owner: {holder}",
-                f"ownerid: {f.org_handle}", f"country: {f.country or ''}", f"abuse-c: {f.abuse_handle}"]
+                f"ownerid: {f.org_handle}", f"country: {f.country or ''}"]
+        contact = "NOSUCH1" if obj == unknown_contact else f.abuse_handle
+        out += [f"abuse-c: {contact}"] if handles else []
         out += [f"parent: {f.parent}"] if f.parent else []
         out += ["created: 20100101", ""]
     return gzip.compress("\r\n".join(out).encode("latin-1", errors="replace"))
@@ -186,7 +189,8 @@ async def test_a_resumed_crawl_reads_no_dump_twice_and_still_asks_nothing(start_
 async def test_fields_a_dump_leaves_out_are_asked_live(start_sim, world, tmp_path, mirror):
     root, base = mirror
     objs = [o for o in objects_around(world, LACNIC_CIDR) if not world.is_placeholder(o)]
-    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, roles=False))
+    # no contact named either: each network is asked
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, roles=False, handles=False))
     got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
                       sources=frozenset({"dumps", "live"}), files_base=base, fill_redacted=True)
     fresh = got.doc["dumps"]["lacnic"]["freshness"]
@@ -198,6 +202,31 @@ async def test_fields_a_dump_leaves_out_are_asked_live(start_sim, world, tmp_pat
     assert fresh["fields"] == {"abuse_emails": len(objs)}
     for block, obj in truth(world, LACNIC_CIDR).items():
         assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+
+
+async def test_abuse_contacts_a_dump_names_by_handle_are_asked_once_each(start_sim, world, tmp_path, mirror):
+    # LACNIC's dump names each network's `abuse-c:` without its address; its RDAP answers the
+    # contact's own entity (`entity/<handle>`): one request per contact fills every network naming it
+    root, base = mirror
+    cidr = "200.192.232.0/22"  # four delegations of one holder, who names one abuse contact
+    objs = [o for o in objects_around(world, cidr) if not world.is_placeholder(o)]
+    odd = objs[-1]  # names a contact LACNIC does not know: that network is asked itself
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0],
+            lacnic_dump(world, objs, roles=False, unknown_contact=odd))
+    got = await crawl(await start_sim(time_scale=100), tmp_path, cidr,
+                      sources=frozenset({"dumps", "live"}), files_base=base, fill_redacted=True)
+    handles = {facts(world, o, "").abuse_handle for o in objs if o != odd}
+    assert len(handles) < len(objs) - 1  # a contact shared by several networks
+    assert got.requests[("lacnic", "entity", "ok")] == len(handles)
+    fresh = got.doc["dumps"]["lacnic"]["freshness"]
+    assert fresh["asked"] == fresh["filled"] == len(objs) and fresh["by_contact"] == len(objs) - 1
+    assert fresh["contacts_asked"] == len(handles) + 1 and fresh["contact_unanswered"] == 1
+    assert got.requests[("lacnic", "entity", "not_found")] == 1
+    assert got.requests[("lacnic", "rdap", "ok")] == 1  # the odd network, asked where it answers
+    assert lacnic_asked(got) == len(handles) + 2 == got.doc["lookups"]
+    for block, obj in truth(world, cidr).items():
+        assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+        assert "raw" not in got.records[block]
 
 
 async def test_an_object_the_dump_breaks_is_found_live_inside_its_parent(start_sim, world, tmp_path, mirror):
@@ -213,3 +242,4 @@ async def test_an_object_the_dump_breaks_is_found_live_inside_its_parent(start_s
     block = (ip_str(world.start[small]), ip_str(world.end[small]))
     assert got.records[block]["source"] == "rdap"  # asked live: its parent was left a parent
     assert set(want) <= set(got.records) and lacnic_asked(got) > 0
+

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -185,18 +186,29 @@ def aimed(records: Iterable[NetworkRecord], own: dict[tuple[int, int], int | Non
           ) -> Iterator[NetworkRecord]:
     """The networks to ask again, each with the address it answers for itself as `query_address`;
     one its children cover whole is left out (no lookup answers it: asking would only re-read a
-    child). `own`: `own_addresses` of the registry's networks."""
+    child), unless its abuse contact is asked by handle (`dumps.unresolved_abuse`: no address
+    needed). `own`: `own_addresses` of the registry's networks."""
     for record in records:
         at = own.get((record.first, record.last), record.first)
         if at is not None:
             record.query_address = ip_str(at)
             yield record
+        elif dumps.unresolved_abuse(record):
+            yield record
 
 
-def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> bool:
-    """Is the n-th dumped network asked again live: one in `step` (the freshness sample), and with
-    `fill_redacted` every one lacking holder, country or abuse e-mail."""
-    return bool(step and n % step == 0) or (fill_redacted and freshness.redacted(record))
+def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> NetworkRecord | None:
+    """The n-th dumped network as it is to be asked again live, None if it is not: one in `step`
+    (the freshness sample: asked as a network, whatever its dump names), and with `fill_redacted`
+    every one lacking holder, country or abuse e-mail (one naming only its abuse contact's handle
+    keeps it, for the contact to be asked once for every network naming it)."""
+    if step and n % step == 0:
+        return replace(record, raw=None)
+    if fill_redacted and freshness.redacted(record):
+        if record.registrant and record.country and dumps.unresolved_abuse(record):
+            return replace(record)
+        return replace(record, raw=None)
+    return None
 
 
 async def ask_again(
@@ -206,11 +218,13 @@ async def ask_again(
     changed: Callable[[NetworkRecord], Awaitable[None]],
     asked: Callable[[LookupResult], Awaitable[None]],
 ) -> dict[str, Any]:
-    """Ask each network of `recheck` (JSON lines) again live at its `query_address` (`aimed`), else
-    at its first address, `concurrency` at a time (the file streamed: LACNIC's dump leaves every
-    abuse address out). `asked(result)` counts
-    each answer's lookups; `changed(live)` gets each live record that disagrees with the dump or
-    fills a field it lacks, to be written after the dump's (the latest record of a block wins)."""
+    """Ask each network of `recheck` (JSON lines, `to_ask`) again live, `concurrency` at a time (the
+    file streamed: LACNIC's dump leaves every abuse address out): one naming its abuse contact by
+    handle only is filled from the contact's entity, asked once per handle (`contact_emails`; a
+    contact that gives no address: the network is asked instead); any other at its `query_address`
+    (`aimed`), else at its first address. `asked(result)` counts each answer's lookups;
+    `changed(live)` gets each record that disagrees with the dump or fills a field it lacks, to be
+    written after the dump's (the latest record of a block wins)."""
     counts: Counter[str] = Counter(asked=0)
     fields: Counter[str] = Counter()
     gate = asyncio.Semaphore(concurrency)
@@ -222,8 +236,6 @@ async def ask_again(
         except LookupFailed:
             counts["failed"] += 1
             return
-        finally:
-            gate.release()
         await asked(result)
         kind, differs = freshness.verdict(record, result.record)
         counts[kind] += 1
@@ -231,10 +243,31 @@ async def ask_again(
         if differs and result.record is not None:
             await changed(result.record)
 
+    async def by_contact(record: NetworkRecord, handle: str) -> None:
+        emails, cost = await client.contact_emails(record.registry, handle)
+        await asked(cost)
+        counts["contacts_asked"] += int(cost.lookups > 0)
+        if not emails:
+            counts["contact_unanswered"] += 1
+            await ask(record)
+            return
+        record.abuse_emails, record.raw, record.query_address = emails, None, None
+        counts["filled"] += 1
+        counts["by_contact"] += 1
+        fields["abuse_emails"] += 1
+        await changed(record)
+
+    async def one(record: NetworkRecord) -> None:
+        try:
+            handle = dumps.unresolved_abuse(record)
+            await (by_contact(record, handle) if handle else ask(record))
+        finally:
+            gate.release()
+
     async with asyncio.TaskGroup() as group:
         with recheck.open(encoding="utf-8") as fh:
             for line in fh:
                 await gate.acquire()  # a bounded number of records in flight: memory stays flat
                 counts["asked"] += 1
-                group.create_task(ask(NetworkRecord.from_json(line)))
+                group.create_task(one(NetworkRecord.from_json(line)))
     return {**counts, "fields": dict(fields)}
