@@ -217,6 +217,8 @@ async def ask_again(
     concurrency: int,
     changed: Callable[[NetworkRecord], Awaitable[None]],
     asked: Callable[[LookupResult], Awaitable[None]],
+    start: int = 0,
+    through: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Ask each network of `recheck` (JSON lines, `to_ask`) again live, `concurrency` at a time (the
     file streamed: LACNIC's dump leaves every abuse address out): one naming its abuse contact by
@@ -224,10 +226,13 @@ async def ask_again(
     contact that gives no address: the network is asked instead); any other at its `query_address`
     (`aimed`), else at its first address. `asked(result)` counts each answer's lookups;
     `changed(live)` gets each record that disagrees with the dump or fills a field it lacks, to be
-    written after the dump's (the latest record of a block wins)."""
+    written after the dump's (the latest record of a block wins). A resume starts at line `start`;
+    `through(n)` hears each time the first n lines are all answered (they finish out of order)."""
     counts: Counter[str] = Counter(asked=0)
     fields: Counter[str] = Counter()
     gate = asyncio.Semaphore(concurrency)
+    ended: set[int] = set()  # lines answered past `mark`
+    mark = start
 
     async def ask(record: NetworkRecord) -> None:
         at = ip_int(record.query_address) if record.query_address else record.first  # `aimed`
@@ -257,17 +262,26 @@ async def ask_again(
         fields["abuse_emails"] += 1
         await changed(record)
 
-    async def one(record: NetworkRecord) -> None:
+    async def one(n: int, record: NetworkRecord) -> None:
+        nonlocal mark
         try:
             handle = dumps.unresolved_abuse(record)
             await (by_contact(record, handle) if handle else ask(record))
         finally:
             gate.release()
+        ended.add(n)
+        while mark in ended:
+            ended.remove(mark)
+            mark += 1
+        if through:
+            through(mark)
 
     async with asyncio.TaskGroup() as group:
         with recheck.open(encoding="utf-8") as fh:
-            for line in fh:
+            for n, line in enumerate(fh):
+                if n < start:
+                    continue  # answered before the crawl was stopped
                 await gate.acquire()  # a bounded number of records in flight: memory stays flat
                 counts["asked"] += 1
-                group.create_task(one(NetworkRecord.from_json(line)))
+                group.create_task(one(n, NetworkRecord.from_json(line)))
     return {**counts, "fields": dict(fields)}
