@@ -11,7 +11,7 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -211,6 +211,58 @@ def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> Net
     return None
 
 
+@dataclass
+class _Asking:
+    """One pass of `ask_again`: what it asks through, where answers go, what it counted."""
+
+    client: RegistryClient
+    changed: Callable[[NetworkRecord], Awaitable[None]]
+    asked: Callable[[LookupResult], Awaitable[None]]
+    through: Callable[[int], None] | None
+    mark: int  # the lines before it all answered
+    counts: Counter[str] = field(default_factory=lambda: Counter(asked=0))
+    fields: Counter[str] = field(default_factory=Counter)
+    ended: set[int] = field(default_factory=set)  # lines answered past `mark`
+
+    async def network(self, record: NetworkRecord) -> None:
+        """The network asked at its `query_address` (`aimed`), else at its first address."""
+        at = ip_int(record.query_address) if record.query_address else record.first
+        try:
+            result = await self.client.lookup(at)
+        except LookupFailed:
+            self.counts["failed"] += 1
+            return
+        await self.asked(result)
+        kind, differs = freshness.verdict(record, result.record)
+        self.counts[kind] += 1
+        self.fields.update(differs)
+        if differs and result.record is not None:
+            await self.changed(result.record)
+
+    async def contact(self, record: NetworkRecord, handle: str) -> None:
+        """The network's abuse addresses from its contact's entity; none given: the network asked."""
+        emails, cost = await self.client.contact_emails(record.registry, handle)
+        await self.asked(cost)
+        self.counts["contacts_asked"] += int(cost.lookups > 0)
+        if not emails:
+            self.counts["contact_unanswered"] += 1
+            await self.network(record)
+            return
+        record.abuse_emails, record.raw, record.query_address = emails, None, None
+        self.counts.update(("filled", "by_contact"))
+        self.fields["abuse_emails"] += 1
+        await self.changed(record)
+
+    def answered(self, n: int) -> None:
+        """Line n answered: the mark moves past every line answered in a row."""
+        self.ended.add(n)
+        while self.mark in self.ended:
+            self.ended.remove(self.mark)
+            self.mark += 1
+        if self.through:
+            self.through(self.mark)
+
+
 async def ask_again(
     recheck: Path,
     client: RegistryClient,
@@ -228,53 +280,16 @@ async def ask_again(
     `changed(live)` gets each record that disagrees with the dump or fills a field it lacks, to be
     written after the dump's (the latest record of a block wins). A resume starts at line `start`;
     `through(n)` hears each time the first n lines are all answered (they finish out of order)."""
-    counts: Counter[str] = Counter(asked=0)
-    fields: Counter[str] = Counter()
+    pass_ = _Asking(client, changed, asked, through, start)
     gate = asyncio.Semaphore(concurrency)
-    ended: set[int] = set()  # lines answered past `mark`
-    mark = start
-
-    async def ask(record: NetworkRecord) -> None:
-        at = ip_int(record.query_address) if record.query_address else record.first  # `aimed`
-        try:
-            result = await client.lookup(at)
-        except LookupFailed:
-            counts["failed"] += 1
-            return
-        await asked(result)
-        kind, differs = freshness.verdict(record, result.record)
-        counts[kind] += 1
-        fields.update(differs)
-        if differs and result.record is not None:
-            await changed(result.record)
-
-    async def by_contact(record: NetworkRecord, handle: str) -> None:
-        emails, cost = await client.contact_emails(record.registry, handle)
-        await asked(cost)
-        counts["contacts_asked"] += int(cost.lookups > 0)
-        if not emails:
-            counts["contact_unanswered"] += 1
-            await ask(record)
-            return
-        record.abuse_emails, record.raw, record.query_address = emails, None, None
-        counts["filled"] += 1
-        counts["by_contact"] += 1
-        fields["abuse_emails"] += 1
-        await changed(record)
 
     async def one(n: int, record: NetworkRecord) -> None:
-        nonlocal mark
         try:
             handle = dumps.unresolved_abuse(record)
-            await (by_contact(record, handle) if handle else ask(record))
+            await (pass_.contact(record, handle) if handle else pass_.network(record))
         finally:
             gate.release()
-        ended.add(n)
-        while mark in ended:
-            ended.remove(mark)
-            mark += 1
-        if through:
-            through(mark)
+        pass_.answered(n)
 
     async with asyncio.TaskGroup() as group:
         with recheck.open(encoding="utf-8") as fh:
@@ -282,6 +297,6 @@ async def ask_again(
                 if n < start:
                     continue  # answered before the crawl was stopped
                 await gate.acquire()  # a bounded number of records in flight: memory stays flat
-                counts["asked"] += 1
+                pass_.counts["asked"] += 1
                 group.create_task(one(n, NetworkRecord.from_json(line)))
-    return {**counts, "fields": dict(fields)}
+    return {**pass_.counts, "fields": dict(pass_.fields)}
