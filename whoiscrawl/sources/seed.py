@@ -248,10 +248,9 @@ class _Asking:
             self.counts["contact_unanswered"] += 1
             await self.network(record)
             return
-        record.abuse_emails, record.raw, record.query_address = emails, None, None
         self.counts.update(("filled", "by_contact"))
         self.fields["abuse_emails"] += 1
-        await self.changed(record)
+        await self.changed(filled_by_contact(record, emails))
 
     def answered(self, n: int) -> None:
         """Line n answered: the mark moves past every line answered in a row."""
@@ -261,6 +260,19 @@ class _Asking:
             self.mark += 1
         if self.through:
             self.through(self.mark)
+
+
+def filled_by_contact(dumped: NetworkRecord, emails: list[str]) -> NetworkRecord:
+    """A dumped network with its abuse addresses from its contact's entity: a live record (`rdap`,
+    observed now, no serial), as a network's own answer filling them would be, so the dump's
+    record stays the dump's (a refresh compares the next dump with it, `refresh.Previous`)."""
+    kept = {k: v for k, v in dumped.to_dict().items() if k not in _NOT_KEPT}
+    return NetworkRecord(**{**kept, "abuse_emails": emails, "source": "rdap"})
+
+
+# What a record filled from a contact does not keep of the dump's: the dump's provenance (and the
+# unresolved handle, `raw`); `fetched_at` and `observed_at` are the contact's answer's.
+_NOT_KEPT = frozenset({"schema", "serial", "fetched_at", "observed_at", "raw", "query_address"})
 
 
 async def ask_again(
