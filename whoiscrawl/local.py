@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +38,8 @@ from whoiscrawl.strategy import Answer
 log = logging.getLogger(__name__)
 
 STATS = "stats"  # the checkpoint's `seeded` entry of the statistics used (the others: a dump each)
+# ... and of what the files wrote: {"free": the free space written, "done": every dump seeded}
+SOURCES = "sources"
 
 
 class LocalCrawlError(RuntimeError):
@@ -62,6 +66,25 @@ class FileSink:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class Written:
+    """The blocks a resumed crawl's results already hold from the files (free space, dumps): an
+    interrupted seeding is done again writing only what the results lack. Kept as a sorted array
+    (8 bytes a block), only while the seeding is unfinished."""
+
+    def __init__(self, keys: Iterable[int] = ()) -> None:
+        self._keys = array("Q", sorted(keys))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, record: object) -> bool:
+        if not isinstance(record, NetworkRecord):
+            return False
+        key = record.first << 32 | record.last
+        at = bisect.bisect_left(self._keys, key)
+        return at < len(self._keys) and self._keys[at] == key
 
 
 def read_results(path: Path) -> list[NetworkRecord]:
@@ -107,21 +130,27 @@ class LocalCrawl:
         log.warning("%s", text)
         self.notes.append(text)
 
-    def _open_store(self, plan: Plan) -> tuple[MemoryStore, bool]:
+    def _open_store(self, plan: Plan) -> tuple[MemoryStore, bool, Written]:
         """The crawl's store (and whether it resumed): the checkpoint and the results so far when
-        resuming, and the plan's totals."""
+        resuming (results without a checkpoint too: stopped before its first save), the plan's
+        totals, and the blocks the files wrote already if their seeding was cut short."""
         store = MemoryStore(self.checkpoint)
         try:
             resumed = store.load() if self.resume else False
         except CheckpointError as exc:
             raise LocalCrawlError(str(exc)) from exc
+        resumed = resumed or (self.resume and self.out.exists())
+        pending = resumed and not seeding_done(store.seeded)
+        written: list[int] = []
         for record in read_results(self.out) if resumed else []:
             seeded = store.seeded.get(record.registry) if record.source == "dump" else None
             answer = resumed_block(record, self.settings.resolution, seed.dump_leaf(record, seeded))
             store.index.add(answer.first, answer.last, answer.terminal)
+            if pending and record.source in ("stats", "dump"):
+                written.append(record.first << 32 | record.last)
         store.counters.shards_total = len(plan.shards)
         store.counters.addresses_total = plan.addresses
-        return store, resumed
+        return store, resumed, Written(written)
 
     async def _plan(self) -> tuple[Plan, StatsPlan | None]:
         """The plan, less the free and reserved space the statistics list (and the statistics)."""
@@ -157,9 +186,14 @@ class LocalCrawl:
                                  made=max(published.end_dates.values(), default=""))
 
     @staticmethod
-    async def _free_space(published: StatsPlan, scope: Scope, store: MemoryStore, sink: FileSink) -> None:
-        """The free and reserved space of the statistics in the results, once (not on a resume)."""
+    async def _free_space(
+        published: StatsPlan, scope: Scope, store: MemoryStore, sink: FileSink, written: Written
+    ) -> None:
+        """The free and reserved space of the statistics in the results, once: a resume writes
+        only what the results lack (`written`)."""
         for record in published.free_records(scope):
+            if record in written:
+                continue
             record.crawl = "local"
             await sink.emit(record)
             if store.index.add(record.first, record.last, True):
@@ -174,13 +208,11 @@ class LocalCrawl:
                 "crawl, or choose another --out"
             )
         plan, published = await self._plan()
-        store, resumed = self._open_store(plan)
+        store, resumed, written = self._open_store(plan)
         if published:
             self._same_statistics(published, store, resumed)
         sink = FileSink(self.out)
         delegated_by = published.router() if published else None
-        if published and not resumed:
-            await self._free_space(published, self._asked_scope(), store, sink)
         chosen = self.settings
         letters = FileSink(self.dead_letters)
         client = RegistryClient(
@@ -191,9 +223,7 @@ class LocalCrawl:
             store, sink, client, Member(uuid.uuid4().hex), chosen, scope=plan.scope, stopping=self.stopping
         )
         started = time.monotonic()
-        seeded: dict[str, Any] = {}
-        if "dumps" in chosen.sources and not set(store.seeded) - {STATS}:
-            seeded = await Seeding(self, store, sink, plan.scope).run(await self._dumps(), crawler)
+        seeded = await self._files(published, store, written, crawler, plan.scope)
         complete = True
         if "live" in chosen.sources:
             complete = await self._walk(crawler, store, plan, on_progress)
@@ -219,6 +249,40 @@ class LocalCrawl:
             "notes": self.notes[:20],
             **store.counters.__dict__,
         }
+
+    async def _files(self, published: StatsPlan | None, store: MemoryStore, written: Written,
+                     crawler: Crawler, scope: Scope) -> dict[str, Any]:
+        """What the files settle, written once a crawl: the free space, then each dump seeded and
+        its networks asked again. Each step is marked in the checkpoint (saved as it ends, and
+        when stopped part way: Ctrl-C cancels it here), so a resume does only what is left; what a
+        cut-short step wrote is in `written` and is not written again."""
+        if seeding_done(store.seeded):
+            return {}
+        sources = store.seeded.setdefault(SOURCES, {})
+        assert isinstance(crawler.sink, FileSink)
+
+        async def saving() -> None:  # a crawl killed meanwhile resumes from the last save
+            while True:
+                await asyncio.sleep(0.5)
+                store.save()
+
+        saver = asyncio.create_task(saving())
+        try:
+            if published and not sources.get("free"):
+                await self._free_space(published, self._asked_scope(), store, crawler.sink, written)
+                sources["free"] = True
+                store.save()
+            seeded: dict[str, Any] = {}
+            if "dumps" in self.settings.sources:
+                seeding = Seeding(self, store, crawler.sink, scope, written)
+                seeded = await seeding.left_over(crawler)
+                fresh = [d for d in await self._dumps() if d.registry not in store.seeded]
+                seeded |= await seeding.run(fresh, crawler)
+            sources["done"] = True
+            return seeded
+        finally:
+            saver.cancel()
+            store.save()
 
     @staticmethod
     def _same_statistics(published: StatsPlan, store: MemoryStore, resumed: bool) -> None:
@@ -278,6 +342,7 @@ class Seeding:
     store: MemoryStore
     sink: FileSink
     scope: Scope
+    written: Written = field(default_factory=Written)  # what an earlier, cut-short seeding wrote
 
     def __post_init__(self) -> None:
         chosen = self.job.settings
@@ -300,12 +365,26 @@ class Seeding:
         """One dump staged: seeded and its sample asked again, or a note why not (crawled live)."""
         if (report := seed.usable(dump, got, self.note)) is None:
             return None
-        recheck = self.cache / f"{dump.registry}.recheck.jsonl"
+        recheck = self.recheck(dump.registry)
         how = seed.leaf_rule(dump, report)
         seeded = await self._seed(staged, how, recheck)
         self.store.seeded[dump.registry] = how  # a resume knows its records' leaves by this
+        self.store.save()  # seeded: a resume goes on with its networks asked again (`left_over`)
         return {"serial": dump.serial, "records": report.records, "in_scope": seeded,
-                "skipped": report.skipped, "freshness": await self.fresh(recheck, crawler)}
+                "skipped": report.skipped, "freshness": await self.fresh(recheck, crawler, how)}
+
+    def recheck(self, registry: str) -> Path:
+        """The networks of a registry's dump to ask again live, until they all were."""
+        return self.cache / f"{registry}.recheck.jsonl"
+
+    async def left_over(self, crawler: Crawler) -> dict[str, Any]:
+        """The networks to ask again that a crawl stopped part way left (their dump was seeded):
+        asked from the first not answered before (`asked` in the dump's entry)."""
+        figures: dict[str, Any] = {}
+        for registry, how in list(self.store.seeded.items()):
+            if registry not in (STATS, SOURCES) and self.recheck(registry).exists():
+                figures[registry] = {"freshness": await self.fresh(self.recheck(registry), crawler, how)}
+        return figures
 
     async def _seed(self, staged: Path, how: dict[str, Any], recheck: Path) -> int:
         """Every staged record out and its block known (`dump_leaf`); those to ask again live
@@ -317,13 +396,15 @@ class Seeding:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_json(line)
                 record.crawl = "local"
+                if (asking := seed.to_ask(record, n, step, self.fill_redacted)) is not None:
+                    again.write(asking.to_json().decode() + "\n")
+                record.raw = None  # what the dump left unresolved is the fill's to ask, not a result
                 terminal = Answer.of(record, self.resolution).terminal or seed.dump_leaf(record, how)
-                await self.sink.emit(record)
+                if record not in self.written:  # written before this crawl was stopped part way
+                    await self.sink.emit(record)
+                    self.store.counters.blocks += 1  # a block found all the same
                 self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
-                self.store.counters.blocks += 1  # a block found all the same
                 spans.append((record.first, record.last))
-                if seed.to_ask(record, n, step, self.fill_redacted):
-                    again.write(line)
         own = seed.own_addresses(spans)  # each is asked where it answers itself, not a child
         with ask.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
             for record in seed.aimed(map(NetworkRecord.from_json, fh), own):
@@ -332,9 +413,17 @@ class Seeding:
         staged.unlink()
         return n + 1
 
-    async def fresh(self, recheck: Path, crawler: Crawler) -> dict[str, Any]:
+    async def fresh(
+        self, recheck: Path, crawler: Crawler, how: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Ask the networks of `recheck` again live (`seed.ask_again`); what disagrees or fills a
-        field is written after the dump's record and known to the walk."""
+        field is written after the dump's record and known to the walk. `how`: the dump's entry in
+        the checkpoint, whose `asked` (the networks before it all answered) a resume starts from;
+        the few answered past it when the crawl stopped are asked again."""
+        how = how if how is not None else {}
+
+        def through(n: int) -> None:
+            how["asked"] = n
 
         async def asked(result: LookupResult) -> None:
             crawler.lookups_by_registry[result.registry] += result.lookups
@@ -345,9 +434,18 @@ class Seeding:
             await self.sink.emit(live)
             self.store.index.add(live.first, live.last, Answer.of(live, self.resolution).terminal)
 
-        counts = await seed.ask_again(recheck, crawler.client, self.job.settings.concurrency, changed, asked)
+        counts = await seed.ask_again(recheck, crawler.client, self.job.settings.concurrency, changed, asked,
+                                      start=how.get("asked", 0), through=through)
         recheck.unlink()
         return counts
+
+
+def seeding_done(seeded: dict[str, Any]) -> bool:
+    """Did the files' seeding end (`SOURCES`)? A checkpoint older than the mark ended it once it
+    names a dump seeded (it saved nothing before)."""
+    if SOURCES in seeded:
+        return bool(seeded[SOURCES].get("done"))
+    return bool(set(seeded) - {STATS})
 
 
 def scoped(ranges: list[str], excludes: list[str]) -> list[str]:

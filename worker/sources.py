@@ -244,6 +244,7 @@ class FleetLoad:
                 records = [NetworkRecord.from_json(line) for line in batch]
                 for record in records:
                     record.crawl = self.results.crawl
+                    record.raw = None  # what the dump left unresolved is the fill's to ask (`_leaves`)
                 await self._send_batch(item, n, records, inflight)
                 n += len(records)
                 item.figures["in_scope"] = n
@@ -287,8 +288,8 @@ class FleetLoad:
                 record = NetworkRecord.from_json(line)
                 if not Answer.of(record, self.resolution).terminal and seed.dump_leaf(record, item.how):
                     leaves.append(Answer(record.first, record.last, True))
-                if seed.to_ask(record, n, step, self.settings.fill_redacted and live):
-                    again.write(line)
+                if (asking := seed.to_ask(record, n, step, self.settings.fill_redacted and live)) is not None:
+                    again.write(asking.to_json().decode() + "\n")
                 if len(leaves) >= BATCH:
                     await self.store.sources_write(self.owner, leaves)
                     leaves = []

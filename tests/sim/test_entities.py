@@ -107,3 +107,23 @@ async def test_lookups_of_one_nameless_holder_at_once_ask_its_entity_once(start_
     sim.log.flush()
     logged = [e["protocol"] for e in map(json.loads, sim.log.path.open())]
     assert logged.count("entity") == 1 and logged.count("rdap") == 3
+
+
+def test_a_lacnic_contact_a_network_links_to_is_answered_with_the_networks_vcard(world: World):
+    # LACNIC's captured answer names its abuse contact (RYT2) by handle and links `entity/RYT2`
+    # (tests/data/real-registry/ipwhois-tests-rdap.json, 200.57.141.161); its dump and WHOIS name
+    # the same handle as `abuse-c:`: the contact's own answer gives the address
+    lacnic = REGISTRIES.index("lacnic")
+    i = next(i for i in range(len(world)) if world.reg[i] == lacnic and world.typ[i] != 0)
+    _h, _name, handle, email = render.contacts(world, i)
+    base = "https://rdap.example/lacnic/rdap/"
+    network = render.rdap_object(world, i, base)
+    abuse = next(e for e in network["entities"] if "abuse" in e.get("roles", []))
+    assert abuse["handle"] == handle and abuse["links"][0]["href"] == f"{base}entity/{handle}"
+    doc = entities.entity_object(world, "lacnic", handle, base)
+    assert doc is not None and doc["vcardArray"] == abuse["vcardArray"] and "roles" not in doc
+    assert contacts.entity_emails(doc, handle) == [email]
+    assert contacts.entity_emails(doc, "OTHER1") == []  # an answer about another contact gives nothing
+    assert ("abuse-c", handle) in render.lacnic_inetnum(world, i)  # the dump's and WHOIS's attribute
+    assert entities.entity_object(world, "lacnic", handle[:3] + "999999", base) is None
+    assert entities.entity_object(world, "lacnic", f"{handle}G7", base) is None  # not its generation

@@ -6,9 +6,12 @@ HTTP on 127.0.0.1 as a mirror of the download trees (`--files-base`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from whoiscrawl.sim.model import World
 from whoiscrawl.sim.render import facts
 from whoiscrawl.store.memory import read_checkpoint
 
-from .test_crawl_loop import crawl, size, truth
+from .test_crawl_loop import crawl, size, truth, until_logged
 
 LACNIC_CIDR = "186.0.0.0/22"  # LACNIC lists nothing: live, the grid misses what is under a /24
 
@@ -39,11 +42,12 @@ def objects_around(world: World, cidr: str) -> list[int]:
 
 def lacnic_dump(
     world: World, objs: Iterable[int], rename: int | None = None, roles: bool = True,
-    broken: int | None = None,
+    broken: int | None = None, handles: bool = True, unknown_contact: int | None = None,
 ) -> bytes:
     """LACNIC's single dump (Latin-1, CRLF, `owner:`, `parent:`) of the world's objects; `roles`:
-    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only); `broken`: the
-    object with a line that is no attribute."""
+    with the abuse contacts' mailboxes (LACNIC's own dump names the handle only); `handles`: each
+    object names its `abuse-c:` (a dump redacting those too: False); `unknown_contact`: the object
+    naming a contact the registry does not know; `broken`: the object with a line that is no attribute."""
     out = ["% LACNIC whois database dump", ""]
     for obj in objs:
         if world.is_placeholder(obj):
@@ -56,7 +60,9 @@ def lacnic_dump(
         out += [f"inetnum: {f.handle}"] + (["a line that is no attribute"] if obj == broken else [])
         out += [f"status: {f.type.lower()}",
                 f"owner: {holder}",
-                f"ownerid: {f.org_handle}", f"country: {f.country or ''}", f"abuse-c: {f.abuse_handle}"]
+                f"ownerid: {f.org_handle}", f"country: {f.country or ''}"]
+        contact = "NOSUCH1" if obj == unknown_contact else f.abuse_handle
+        out += [f"abuse-c: {contact}"] if handles else []
         out += [f"parent: {f.parent}"] if f.parent else []
         out += ["created: 20100101", ""]
     return gzip.compress("\r\n".join(out).encode("latin-1", errors="replace"))
@@ -186,7 +192,8 @@ async def test_a_resumed_crawl_reads_no_dump_twice_and_still_asks_nothing(start_
 async def test_fields_a_dump_leaves_out_are_asked_live(start_sim, world, tmp_path, mirror):
     root, base = mirror
     objs = [o for o in objects_around(world, LACNIC_CIDR) if not world.is_placeholder(o)]
-    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, roles=False))
+    # no contact named either: each network is asked
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, roles=False, handles=False))
     got = await crawl(await start_sim(time_scale=100), tmp_path, LACNIC_CIDR,
                       sources=frozenset({"dumps", "live"}), files_base=base, fill_redacted=True)
     fresh = got.doc["dumps"]["lacnic"]["freshness"]
@@ -198,6 +205,31 @@ async def test_fields_a_dump_leaves_out_are_asked_live(start_sim, world, tmp_pat
     assert fresh["fields"] == {"abuse_emails": len(objs)}
     for block, obj in truth(world, LACNIC_CIDR).items():
         assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+
+
+async def test_abuse_contacts_a_dump_names_by_handle_are_asked_once_each(start_sim, world, tmp_path, mirror):
+    # LACNIC's dump names each network's `abuse-c:` without its address; its RDAP answers the
+    # contact's own entity (`entity/<handle>`): one request per contact fills every network naming it
+    root, base = mirror
+    cidr = "200.192.232.0/22"  # four delegations of one holder, who names one abuse contact
+    objs = [o for o in objects_around(world, cidr) if not world.is_placeholder(o)]
+    odd = objs[-1]  # names a contact LACNIC does not know: that network is asked itself
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0],
+            lacnic_dump(world, objs, roles=False, unknown_contact=odd))
+    got = await crawl(await start_sim(time_scale=100), tmp_path, cidr,
+                      sources=frozenset({"dumps", "live"}), files_base=base, fill_redacted=True)
+    handles = {facts(world, o, "").abuse_handle for o in objs if o != odd}
+    assert len(handles) < len(objs) - 1  # a contact shared by several networks
+    assert got.requests[("lacnic", "entity", "ok")] == len(handles)
+    fresh = got.doc["dumps"]["lacnic"]["freshness"]
+    assert fresh["asked"] == fresh["filled"] == len(objs) and fresh["by_contact"] == len(objs) - 1
+    assert fresh["contacts_asked"] == len(handles) + 1 and fresh["contact_unanswered"] == 1
+    assert got.requests[("lacnic", "entity", "not_found")] == 1
+    assert got.requests[("lacnic", "rdap", "ok")] == 1  # the odd network, asked where it answers
+    assert lacnic_asked(got) == len(handles) + 2 == got.doc["lookups"]
+    for block, obj in truth(world, cidr).items():
+        assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+        assert "raw" not in got.records[block]
 
 
 async def test_an_object_the_dump_breaks_is_found_live_inside_its_parent(start_sim, world, tmp_path, mirror):
@@ -213,3 +245,69 @@ async def test_an_object_the_dump_breaks_is_found_live_inside_its_parent(start_s
     block = (ip_str(world.start[small]), ip_str(world.end[small]))
     assert got.records[block]["source"] == "rdap"  # asked live: its parent was left a parent
     assert set(want) <= set(got.records) and lacnic_asked(got) > 0
+
+
+async def test_a_crawl_stopped_while_seeding_writes_nothing_twice_on_resume(start_sim, world, tmp_path):
+    # Ctrl-C (the crawl's task cancelled) after the free space was written, while the dump is
+    # being fetched: `--resume` writes only what the results lack
+    root = tmp_path / "published"
+    first = ip_int("186.0.0.0")
+    lacnic = stats_file("lacnic", [(first, 1024, "BR", "allocated"), (first + 1024, 1024, "", "available")])
+    publish(root, rirs.BY_ID["lacnic"].stats_url, lacnic.encode(), md5=True)
+    dump_url = rirs.BY_ID["lacnic"].dump_urls[0]
+    publish(root, dump_url, lacnic_dump(world, objects_around(world, LACNIC_CIDR)))
+    asked, release = asyncio.Event(), asyncio.Event()
+
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        asked.set()
+        await release.wait()  # the first crawl is stopped meanwhile
+        return web.FileResponse(Path(rirs.published_at(dump_url, str(root))))
+
+    app = web.Application()
+    app.router.add_get("/" + dump_url.split("://", 1)[1], stalled)
+    app.router.add_static("/", root)
+    options = {"sources": frozenset({"stats", "dumps", "live"}), "verify": 0.0}
+    sim = await start_sim(time_scale=100)
+    async with TestServer(app, host="127.0.0.1") as server:
+        base = str(server.make_url("/"))
+        first_run = crawl(sim, tmp_path / "crawl", "186.0.0.0/21", files_base=base, **options)
+        stopped = asyncio.create_task(first_run)
+        await asyncio.wait_for(asked.wait(), 30)
+        stopped.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopped
+        out = tmp_path / "crawl" / "results.jsonl"
+        assert [json.loads(line)["source"] for line in out.read_text().splitlines()] == ["stats"]
+        release.set()
+        again = await crawl(sim, tmp_path / "crawl", "186.0.0.0/21", files_base=base, resume=True, **options)
+    written = Counter((r["source"], r["start_address"], r["end_address"])
+                      for r in map(json.loads, out.read_text().splitlines()))
+    assert {k: n for k, n in written.items() if n > 1} == {}  # each record once
+    assert again.doc["complete"] and again.doc["resumed"]
+    assert sum(n for (source, *_), n in written.items() if source == "stats") == 1
+    dumped = sum(n for (source, *_), n in written.items() if source == "dump")
+    assert dumped == again.doc["dumps"]["lacnic"]["in_scope"] > 0
+
+
+async def test_a_crawl_stopped_while_filling_goes_on_from_where_it_was(start_sim, world, tmp_path, mirror):
+    # stopped once the fill asked its first contact: the resume seeds nothing again and asks only
+    # what was left (and the few in flight when it stopped)
+    root, base = mirror
+    objs = [o for o in objects_around(world, LACNIC_CIDR) if not world.is_placeholder(o)]
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], lacnic_dump(world, objs, roles=False))
+    options = {"sources": frozenset({"dumps", "live"}), "files_base": base, "fill_redacted": True,
+               "verify": 0.0, "concurrency": 1}
+    sim = await start_sim(time_scale=10)  # LACNIC: 100 a minute, the fill takes seconds
+    stopped = asyncio.create_task(crawl(sim, tmp_path, LACNIC_CIDR, **options))
+    await until_logged(sim, "lacnic", "entity", "ok", times=2)  # the first answered
+    stopped.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stopped
+    again = await crawl(sim, tmp_path, LACNIC_CIDR, resume=True, **options)
+    left = again.doc["dumps"]["lacnic"]["freshness"]
+    assert 0 < left["asked"] < len(objs) and again.doc["dumps"].keys() == {"lacnic"}
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    seeded = Counter((r["start_address"], r["end_address"]) for r in records if not r["abuse_emails"])
+    assert set(seeded.values()) == {1} and len(seeded) == len(objs)  # the dump's records once
+    for block, obj in truth(world, LACNIC_CIDR).items():
+        assert again.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]

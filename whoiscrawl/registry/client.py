@@ -128,6 +128,10 @@ class RegistryClient:
     _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
     # Holders named by their entity's own answer, per (registry, handle): asked once per client.
     _holder_names: dict[tuple[str, str], asyncio.Task[str | None]] = field(default_factory=dict)
+    # Abuse contacts' addresses from their entity's own answer, per (registry, handle): asked once
+    # per client.
+    _contact_emails: dict[tuple[str, str], asyncio.Task[tuple[list[str], Tally]]] = field(
+        default_factory=dict)
     # Requests that ended (answered, refused or failed): a lane in a long listing or a registry's
     # outage is turning, not stuck (the fleet worker's liveness reads it, through Crawler.progress).
     requests: int = field(default=0, init=False)
@@ -382,6 +386,36 @@ class RegistryClient:
             log.warning("the entity %s at %s could not be asked: %r", ref.handle, owner, exc)
             return None
         return contacts.entity_name(outcome.value, ref.handle) if outcome.kind is Kind.ANSWER else None
+
+    async def contact_emails(self, registry: str, handle: str) -> tuple[list[str], LookupResult]:
+        """The e-mail addresses of the contact `handle` (a network's abuse contact a dump names
+        without its address: LACNIC's `abuse-c:`) from its entity's own answer, RFC 9082's
+        `entity/<handle>` under the registry's base; asked once per (registry, handle) per client
+        through the registry's budget and attempt loop (concurrent callers wait for the one). Returns
+        the addresses ([] if the answer gives none or cannot be had) and, for the first caller only,
+        what asking cost (a `LookupResult` without a record; `lookups` 0 for the others)."""
+        key = (registry, handle.casefold())
+        task = self._contact_emails.get(key)
+        first = task is None
+        if task is None:
+            task = self._contact_emails[key] = asyncio.create_task(self._ask_contact(registry, handle))
+        emails, tally = await asyncio.shield(task)
+        cost = LookupResult(None, registry, tally.lookups if first else 0, tally.rate_limited if first else 0)
+        return list(emails), cost
+
+    async def _ask_contact(self, registry: str, handle: str) -> tuple[list[str], Tally]:
+        """One contact asked (`contact_emails`): its addresses and what asking cost."""
+        tally, where = Tally(), self.entity_url(registry, "", contacts.EntityRef(handle))
+        if where is None:
+            return [], tally
+        owner, url = where
+        try:
+            send = functools.partial(self._request, owner, url)
+            outcome = await self._attempt(owner, send, tally, "entity", "keep")
+        except Exception as exc:  # the network keeps what the dump gave
+            log.warning("the contact %s at %s could not be asked: %r", handle, owner, exc)
+            return [], tally
+        return (contacts.entity_emails(outcome.value, handle) if outcome.kind is Kind.ANSWER else []), tally
 
     async def _whois_fallback(
         self, address: int, registry: str, rdap_tally: Tally, result: LookupResult

@@ -265,6 +265,18 @@ def entity_name(doc: Any, handle: str) -> str | None:
     return _text(doc, "fn")
 
 
+def entity_emails(doc: Any, handle: str) -> list[str]:
+    """The e-mail addresses an RDAP entity answer (`/entity/<handle>`) gives the contact `handle`,
+    asked as a network's abuse contact: those its vCard types `abuse`, else all (LACNIC's contacts
+    type none: the role `abuse` is the network's relation to them, named in the network's answer
+    only); [] for any other answer (another entity's, an error)."""
+    if not isinstance(doc, dict) or doc.get("objectClassName") != "entity":
+        return []
+    if str(doc.get("handle") or "").casefold() != handle.casefold():
+        return []
+    return sorted(set(_entity_abuse(doc, abuse_role=True)))
+
+
 def _nameless_holder(entities: Any) -> str | None:
     """The handle of a registrant or organisation the answer leaves nameless: better than nothing."""
     for entity in (e for e in _list(entities) if isinstance(e, dict)):

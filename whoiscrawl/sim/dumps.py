@@ -13,8 +13,9 @@ their RDAP and WHOIS answers (registries.md, "Published files").
 - AFRINIC: one `afrinic.db.gz`, inetnums (each naming its `parent:`) then organisations; the abuse
   address is the inetnum's remark, as in its answers.
 - LACNIC: one `lacnic.db.gz` in its own shape: Latin-1, CRLF line ends, short CIDRs
-  (`5.183.80/22`), the holder inline (`owner:`, `ownerid:`, `responsible:`), dates YYYYMMDD, no
-  contact objects (the abuse address is redacted: ask RDAP for it).
+  (`5.183.80/22`), the holder inline (`owner:`, `ownerid:`, `responsible:`), the contacts by handle
+  (`owner-c:`, `tech-c:`, `abuse-c:`, as its WHOIS prints them), dates YYYYMMDD, no contact objects
+  (the abuse address is redacted: RDAP answers `entity/<abuse-c>` with it, `entities.py`).
 ARIN publishes no dump. Free-space placeholders are not registry objects and are left out.
 """
 

@@ -24,6 +24,12 @@ _ORG_HANDLES = {
 }
 
 
+# LACNIC's contact handles (`render.contacts`: the organisation's abbreviation cut to three letters,
+# its number, `G<n>` once its abuse contact was replaced), the persons its answers name as abuse,
+# administrative and technical contacts; its captured answer links each to `entity/<handle>`.
+_LACNIC_CONTACT = re.compile(r"^([A-Z]{3})(\d+)(?:G\d+)?$")
+
+
 class Organisations:
     """One object each organisation holds at a registry, by organisation number: sorted arrays of
     a registry's registered objects, made on the first entity query for it (one pass over the
@@ -78,26 +84,19 @@ def _holder(world: World, registry: str, handle: str) -> tuple[str, str | None, 
     return org.name, render.country(world, obj), org.domain
 
 
-def entity_object(world: World, registry: str, handle: str, base_url: str) -> dict[str, Any] | None:
-    """The registry's answer to `entity/<handle>` for an organisation of the world, None (404) for
-    any other handle. The shape is AFRINIC's real entity answer's (20c/rdap's recorded WOL-AFRINIC,
-    in tests/data/real-answers/afrinic/entities/): conformance, notices, a `self` link, the vCard
-    of kind `org` whose `fn` is the organisation's name (whatever its networks' answers show)."""
-    holder = _holder(world, registry, handle)
-    if holder is None:
+def _lacnic_contact(world: World, handle: str) -> list[Any] | None:
+    """The vCard of a LACNIC contact handle of the world (its current one: a replaced contact's
+    old handle names nobody), None for any other handle."""
+    match = _LACNIC_CONTACT.match(handle)
+    obj = organisations(world).object_of("lacnic", int(match.group(2))) if match else -1
+    if obj < 0:
         return None
-    name, country, domain = holder
+    _h, name, contact, email = render.contacts(world, obj)
+    return shapes.lacnic_contact_card(name, render.country(world, obj), email) if contact == handle else None
+
+
+def _entity_doc(registry: str, handle: str, base_url: str, card: list[Any]) -> dict[str, Any]:
     url = f"{base_url}entity/{handle}"
-    label = f"1 Example Street\nExample City\n{shapes.country_name(country)}".rstrip()
-    lines = label.split("\n")
-    card = ["vcard", [
-        ["version", {}, "text", "4.0"],
-        ["kind", {}, "text", "org"],
-        ["fn", {}, "text", name],
-        ["tel", {"type": "work"}, "text", "tel:+000000000"],
-        ["email", {}, "text", f"info@{domain}"],
-        ["adr", {"label": label}, "text", lines + [""] * (7 - len(lines))],
-    ]]
     notices: list[dict[str, Any]] = [{"title": "Terms and Conditions", "description": [render.TOS[registry]]}]
     if registry == "afrinic":
         notices.insert(0, {"title": "ABOUT", "description": ["This is the AfriNIC RDAP server."]})
@@ -112,6 +111,33 @@ def entity_object(world: World, registry: str, handle: str, base_url: str) -> di
         "vcardArray": card,
         "objectClassName": "entity",
     }
+
+
+def entity_object(world: World, registry: str, handle: str, base_url: str) -> dict[str, Any] | None:
+    """The registry's answer to `entity/<handle>` for an organisation of the world (and at LACNIC
+    for a contact its networks name, `RYT2` in its captured answer), None (404) for any other
+    handle. The shape is AFRINIC's real entity answer's (20c/rdap's recorded WOL-AFRINIC, in
+    tests/data/real-answers/afrinic/entities/): conformance, notices, a `self` link, the vCard of
+    kind `org` whose `fn` is the organisation's name (whatever its networks' answers show); a
+    LACNIC contact's vCard is the one its networks' answers carry, without their roles (a role is
+    the contact's relation to a network, not the contact's own)."""
+    if registry == "lacnic" and (card := _lacnic_contact(world, handle)) is not None:
+        return _entity_doc(registry, handle, base_url, card)
+    holder = _holder(world, registry, handle)
+    if holder is None:
+        return None
+    name, country, domain = holder
+    label = f"1 Example Street\nExample City\n{shapes.country_name(country)}".rstrip()
+    lines = label.split("\n")
+    card = ["vcard", [
+        ["version", {}, "text", "4.0"],
+        ["kind", {}, "text", "org"],
+        ["fn", {}, "text", name],
+        ["tel", {"type": "work"}, "text", "tel:+000000000"],
+        ["email", {}, "text", f"info@{domain}"],
+        ["adr", {"label": label}, "text", lines + [""] * (7 - len(lines))],
+    ]]
+    return _entity_doc(registry, handle, base_url, card)
 
 
 def entity_bytes(world: World, registry: str, handle: str, base_url: str) -> bytes | None:

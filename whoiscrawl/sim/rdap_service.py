@@ -131,8 +131,8 @@ class RdapService:
         return await self._serve(request, asked, self._arrived(request), None, answer)
 
     async def entity(self, request: web.Request, registry: str) -> web.StreamResponse:
-        """RDAP entity lookup (RFC 9082 3.1.5): an organisation of the world by its handle
-        (`entities.py`), 404 for any other; inside the registry's limits like any query."""
+        """RDAP entity lookup (RFC 9082 3.1.5): an organisation of the world by its handle (and a
+        LACNIC contact, `entities.py`), 404 for any other; inside the registry's limits like any query."""
         handle = request.match_info["handle"]
         asked = Asked(registry, request.remote or "unknown", handle[:64], "entity")
         sim = self.sim

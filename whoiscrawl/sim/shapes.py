@@ -450,17 +450,27 @@ def _apnic(f: Facts, era: str) -> dict[str, Any]:
 # LACNIC -----------------------------------------------------------------------------------------
 
 
-def _lacnic(f: Facts, era: str) -> dict[str, Any]:
-    base = f.self_url.split("/ip/")[0]
-    adr = ["adr", {}, "text", ["", "", "1 Example Street", "Example City", "", "00000", f.country or ""]]
-    person_card = _card(
+def _lacnic_adr(country: str | None) -> list[Any]:
+    return ["adr", {}, "text", ["", "", "1 Example Street", "Example City", "", "00000", country or ""]]
+
+
+def lacnic_contact_card(org_name: str, country: str | None, email: str) -> list[Any]:
+    """The vCard of a LACNIC contact (a person handle, as `RYT2` in the captured answer): the same
+    in a network's answer and in the contact's own (`entity/<handle>`, `entities.py`)."""
+    return _card(
         ["fn", {}, "text", "Network Operations"],
         ["kind", {}, "text", "individual"],
-        adr,
+        _lacnic_adr(country),
         ["tel", {"type": "voice"}, "text", "00 0000000"],
-        ["email", {}, "text", f.abuse_email],
-        ["org", {}, "text", f.org_name],
+        ["email", {}, "text", email],
+        ["org", {}, "text", org_name],
     )
+
+
+def _lacnic(f: Facts, era: str) -> dict[str, Any]:
+    base = f.self_url.split("/ip/")[0]
+    adr = _lacnic_adr(f.country)
+    person_card = lacnic_contact_card(f.org_name, f.country, f.abuse_email)
     links = [
         {"href": f"{base}/entity/{f.abuse_handle}", "rel": "self", "value": f"{base}/entity/{f.abuse_handle}"}
     ]

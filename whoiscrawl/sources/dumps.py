@@ -26,6 +26,12 @@ _CONTACTS = frozenset({"organisation", "role", "irt"})
 _EMAIL_WORDS = ("abuse-mailbox",)
 
 
+# A dumped record's `raw`, where the dump names its abuse contact by handle without the contact's
+# address (LACNIC's `abuse-c:`, as its WHOIS prints it): {"abuse-c": [handles]}, for the fill
+# (`seed.ask_again`) to ask the contact's entity once per handle. Dropped before the record is written.
+UNRESOLVED = "abuse-c"
+
+
 class DumpError(ValueError):
     """A dump that cannot be read at all (missing, not gzip); the text names the file."""
 
@@ -232,6 +238,8 @@ def to_record(
     # LACNIC names the holder in the object itself; elsewhere the organisation, else the description.
     holder = obj.first("owner") or org_name or (obj.first("descr") or "").split("\n")[0] or None
     country = _country(obj.first("country"))
+    abuse = _abuse(obj, contacts, org_abuse)
+    unresolved = [] if abuse else obj.all("abuse-c")
     return NetworkRecord(
         registry=registry,
         handle=handle_of(registry, first, last, cidrs),
@@ -244,14 +252,21 @@ def to_record(
         parent_handle=_parent(registry, obj.first("parent")),
         type=(obj.first("status") or "").upper() or None,
         status=["active"],
-        abuse_emails=_abuse(obj, contacts, org_abuse),
+        abuse_emails=abuse,
         registrant=holder,
         registration_date=obj.first("created"),
         last_changed=obj.first("last-modified") or obj.first("changed"),
         source="dump",
         serial=serial,
         observed_at=observed_at,
+        raw={UNRESOLVED: unresolved} if unresolved else None,
     )
+
+
+def unresolved_abuse(record: NetworkRecord) -> str | None:
+    """The abuse contact a dumped record names by handle only (`UNRESOLVED`), None if none."""
+    handles = (record.raw or {}).get(UNRESOLVED) or []
+    return str(handles[0]) if handles else None
 
 
 def _parent(registry: str, text: str | None) -> str | None:

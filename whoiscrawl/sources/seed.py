@@ -11,6 +11,7 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -185,18 +186,93 @@ def aimed(records: Iterable[NetworkRecord], own: dict[tuple[int, int], int | Non
           ) -> Iterator[NetworkRecord]:
     """The networks to ask again, each with the address it answers for itself as `query_address`;
     one its children cover whole is left out (no lookup answers it: asking would only re-read a
-    child). `own`: `own_addresses` of the registry's networks."""
+    child), unless its abuse contact is asked by handle (`dumps.unresolved_abuse`: no address
+    needed). `own`: `own_addresses` of the registry's networks."""
     for record in records:
         at = own.get((record.first, record.last), record.first)
         if at is not None:
             record.query_address = ip_str(at)
             yield record
+        elif dumps.unresolved_abuse(record):
+            yield record
 
 
-def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> bool:
-    """Is the n-th dumped network asked again live: one in `step` (the freshness sample), and with
-    `fill_redacted` every one lacking holder, country or abuse e-mail."""
-    return bool(step and n % step == 0) or (fill_redacted and freshness.redacted(record))
+def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> NetworkRecord | None:
+    """The n-th dumped network as it is to be asked again live, None if it is not: one in `step`
+    (the freshness sample: asked as a network, whatever its dump names), and with `fill_redacted`
+    every one lacking holder, country or abuse e-mail (one naming only its abuse contact's handle
+    keeps it, for the contact to be asked once for every network naming it)."""
+    if step and n % step == 0:
+        return replace(record, raw=None)
+    if fill_redacted and freshness.redacted(record):
+        if record.registrant and record.country and dumps.unresolved_abuse(record):
+            return replace(record)
+        return replace(record, raw=None)
+    return None
+
+
+@dataclass
+class _Asking:
+    """One pass of `ask_again`: what it asks through, where answers go, what it counted."""
+
+    client: RegistryClient
+    changed: Callable[[NetworkRecord], Awaitable[None]]
+    asked: Callable[[LookupResult], Awaitable[None]]
+    through: Callable[[int], None] | None
+    mark: int  # the lines before it all answered
+    counts: Counter[str] = field(default_factory=lambda: Counter(asked=0))
+    fields: Counter[str] = field(default_factory=Counter)
+    ended: set[int] = field(default_factory=set)  # lines answered past `mark`
+
+    async def network(self, record: NetworkRecord) -> None:
+        """The network asked at its `query_address` (`aimed`), else at its first address."""
+        at = ip_int(record.query_address) if record.query_address else record.first
+        try:
+            result = await self.client.lookup(at)
+        except LookupFailed:
+            self.counts["failed"] += 1
+            return
+        await self.asked(result)
+        kind, differs = freshness.verdict(record, result.record)
+        self.counts[kind] += 1
+        self.fields.update(differs)
+        if differs and result.record is not None:
+            await self.changed(result.record)
+
+    async def contact(self, record: NetworkRecord, handle: str) -> None:
+        """The network's abuse addresses from its contact's entity; none given: the network asked."""
+        emails, cost = await self.client.contact_emails(record.registry, handle)
+        await self.asked(cost)
+        self.counts["contacts_asked"] += int(cost.lookups > 0)
+        if not emails:
+            self.counts["contact_unanswered"] += 1
+            await self.network(record)
+            return
+        self.counts.update(("filled", "by_contact"))
+        self.fields["abuse_emails"] += 1
+        await self.changed(filled_by_contact(record, emails))
+
+    def answered(self, n: int) -> None:
+        """Line n answered: the mark moves past every line answered in a row."""
+        self.ended.add(n)
+        while self.mark in self.ended:
+            self.ended.remove(self.mark)
+            self.mark += 1
+        if self.through:
+            self.through(self.mark)
+
+
+def filled_by_contact(dumped: NetworkRecord, emails: list[str]) -> NetworkRecord:
+    """A dumped network with its abuse addresses from its contact's entity: a live record (`rdap`,
+    observed now, no serial), as a network's own answer filling them would be, so the dump's
+    record stays the dump's (a refresh compares the next dump with it, `refresh.Previous`)."""
+    kept = {k: v for k, v in dumped.to_dict().items() if k not in _NOT_KEPT}
+    return NetworkRecord(**{**kept, "abuse_emails": emails, "source": "rdap"})
+
+
+# What a record filled from a contact does not keep of the dump's: the dump's provenance (and the
+# unresolved handle, `raw`); `fetched_at` and `observed_at` are the contact's answer's.
+_NOT_KEPT = frozenset({"schema", "serial", "fetched_at", "observed_at", "raw", "query_address"})
 
 
 async def ask_again(
@@ -205,36 +281,34 @@ async def ask_again(
     concurrency: int,
     changed: Callable[[NetworkRecord], Awaitable[None]],
     asked: Callable[[LookupResult], Awaitable[None]],
+    start: int = 0,
+    through: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Ask each network of `recheck` (JSON lines) again live at its `query_address` (`aimed`), else
-    at its first address, `concurrency` at a time (the file streamed: LACNIC's dump leaves every
-    abuse address out). `asked(result)` counts
-    each answer's lookups; `changed(live)` gets each live record that disagrees with the dump or
-    fills a field it lacks, to be written after the dump's (the latest record of a block wins)."""
-    counts: Counter[str] = Counter(asked=0)
-    fields: Counter[str] = Counter()
+    """Ask each network of `recheck` (JSON lines, `to_ask`) again live, `concurrency` at a time (the
+    file streamed: LACNIC's dump leaves every abuse address out): one naming its abuse contact by
+    handle only is filled from the contact's entity, asked once per handle (`contact_emails`; a
+    contact that gives no address: the network is asked instead); any other at its `query_address`
+    (`aimed`), else at its first address. `asked(result)` counts each answer's lookups;
+    `changed(live)` gets each record that disagrees with the dump or fills a field it lacks, to be
+    written after the dump's (the latest record of a block wins). A resume starts at line `start`;
+    `through(n)` hears each time the first n lines are all answered (they finish out of order)."""
+    pass_ = _Asking(client, changed, asked, through, start)
     gate = asyncio.Semaphore(concurrency)
 
-    async def ask(record: NetworkRecord) -> None:
-        at = ip_int(record.query_address) if record.query_address else record.first  # `aimed`
+    async def one(n: int, record: NetworkRecord) -> None:
         try:
-            result = await client.lookup(at)
-        except LookupFailed:
-            counts["failed"] += 1
-            return
+            handle = dumps.unresolved_abuse(record)
+            await (pass_.contact(record, handle) if handle else pass_.network(record))
         finally:
             gate.release()
-        await asked(result)
-        kind, differs = freshness.verdict(record, result.record)
-        counts[kind] += 1
-        fields.update(differs)
-        if differs and result.record is not None:
-            await changed(result.record)
+        pass_.answered(n)
 
     async with asyncio.TaskGroup() as group:
         with recheck.open(encoding="utf-8") as fh:
-            for line in fh:
+            for n, line in enumerate(fh):
+                if n < start:
+                    continue  # answered before the crawl was stopped
                 await gate.acquire()  # a bounded number of records in flight: memory stays flat
-                counts["asked"] += 1
-                group.create_task(ask(NetworkRecord.from_json(line)))
-    return {**counts, "fields": dict(fields)}
+                pass_.counts["asked"] += 1
+                group.create_task(one(n, NetworkRecord.from_json(line)))
+    return {**pass_.counts, "fields": dict(pass_.fields)}
