@@ -10,10 +10,12 @@ import signal
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from whoiscrawl.crawl import Crawler, Member, run_shards
 from whoiscrawl.ratelimit import MemoryRateLimiter
@@ -74,7 +76,7 @@ class Written:
     (8 bytes a block), only while the seeding is unfinished."""
 
     def __init__(self, keys: Iterable[int] = ()) -> None:
-        self._keys = array("Q", sorted(keys))
+        self._keys = array("Q", np.sort(np.fromiter(keys, np.uint64)).tobytes())
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -87,14 +89,13 @@ class Written:
         return at < len(self._keys) and self._keys[at] == key
 
 
-def read_results(path: Path) -> list[NetworkRecord]:
-    records = []
+def read_results(path: Path) -> Iterator[NetworkRecord]:
+    """A results file's records, streamed (a resume of `full` reads 11M of them)."""
     if path.exists():
         with path.open(encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():
-                    records.append(NetworkRecord.from_json(line))
-    return records
+                    yield NetworkRecord.from_json(line)
 
 
 @dataclass
@@ -141,7 +142,7 @@ class LocalCrawl:
             raise LocalCrawlError(str(exc)) from exc
         resumed = resumed or (self.resume and self.out.exists())
         pending = resumed and not seeding_done(store.seeded)
-        written: list[int] = []
+        written = array("Q")  # 8 bytes a block: a cut-short seeding of `full` left 11M
         for record in read_results(self.out) if resumed else []:
             seeded = store.seeded.get(record.registry) if record.source == "dump" else None
             answer = resumed_block(record, self.settings.resolution, seed.dump_leaf(record, seeded))
@@ -390,7 +391,7 @@ class Seeding:
         """Every staged record out and its block known (`dump_leaf`); those to ask again live
         written to `recheck`."""
         step, n = freshness.every(self.verify), -1
-        spans: list[tuple[int, int]] = []
+        spans, asked = seed.SpanLog(), seed.SpanLog()
         ask = recheck.with_name(recheck.name + ".unaimed")
         with staged.open(encoding="utf-8") as fh, ask.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
@@ -398,14 +399,15 @@ class Seeding:
                 record.crawl = "local"
                 if (asking := seed.to_ask(record, n, step, self.fill_redacted)) is not None:
                     again.write(asking.to_json().decode() + "\n")
+                    asked.add(record.first, record.last)
                 record.raw = None  # what the dump left unresolved is the fill's to ask, not a result
                 terminal = Answer.of(record, self.resolution).terminal or seed.dump_leaf(record, how)
                 if record not in self.written:  # written before this crawl was stopped part way
                     await self.sink.emit(record)
                     self.store.counters.blocks += 1  # a block found all the same
                 self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
-                spans.append((record.first, record.last))
-        own = seed.own_addresses(spans)  # each is asked where it answers itself, not a child
+                spans.add(record.first, record.last)
+        own = seed.own_addresses(spans.about(asked))  # each asked where it answers itself, not a child
         with ask.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
             for record in seed.aimed(map(NetworkRecord.from_json, fh), own):
                 again.write(record.to_json().decode() + "\n")
