@@ -12,7 +12,7 @@ python="${PYTHON:-$root/.venv/bin/python}"
   echo "# No CRD here: deleting these manifests must not delete it, and every crawl with it."
   # helm install --create-namespace makes the release namespace; plain manifests must carry it.
   printf -- '---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: whoiscrawl-system\n'
-  # The restricted Pod Security Standard enforced: the operator's pod meets it (tests/k8s/draft_pod_security.py, a draft).
+  # The restricted Pod Security Standard enforced: the operator's pod meets it (tests/k8s/test_pod_security.py).
   printf '  labels:\n    app.kubernetes.io/part-of: whoiscrawl\n    pod-security.kubernetes.io/enforce: restricted\n'
   "$helm" template whoiscrawl "$root/charts/whoiscrawl" --namespace whoiscrawl-system --set crds.install=false
 } > "$root/manifests/whoiscrawl.yaml"

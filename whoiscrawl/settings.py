@@ -182,3 +182,5 @@ class CrawlSettings:
     verify: float = 0.0  # share of each registry's dumped networks asked again live (freshness)
     fill_redacted: bool = False  # ask live for each dumped network lacking holder, country or abuse
     failure_pauses: tuple[float, ...] | None = None  # before an address is asked again (None: the crawler's)
+    # A fleet's topics (the benches publish the plan): None, the broker's default.replication.factor.
+    topic_replication_factor: int | None = SETTINGS["topic_replication_factor"].default

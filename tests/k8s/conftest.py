@@ -61,8 +61,8 @@ class K8s:
         stream = "\n---\n".join(json.dumps(item) for item in items)
         return self.kubectl("apply", "-f", "-", stdin=stream, check=check, kubeconfig=kubeconfig)
 
-    def namespace(self, name: str) -> str:
-        self.api.create("v1", "namespaces", None, {"metadata": {"name": name}})
+    def namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
+        self.api.create("v1", "namespaces", None, {"metadata": {"name": name, "labels": labels or {}}})
         # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
         until(lambda: self.api.get("v1", "serviceaccounts", name, "default"), 30, f"{name}/default SA")
         return name

@@ -89,7 +89,7 @@ def test_manifests_are_rendered_from_the_chart() -> None:
                          capture_output=True, text=True, check=True, timeout=60).stdout
     namespace, *rendered = [d for d in yaml.safe_load_all(RENDERED.read_text()) if d]
     # Plain manifests carry the namespace helm install --create-namespace would make, enforcing the
-    # restricted Pod Security Standard (tests/k8s/draft_pod_security.py, a draft, is to admit our pods there).
+    # restricted Pod Security Standard (tests/k8s/test_pod_security.py admits our pods there).
     assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": "whoiscrawl-system", "labels": {"app.kubernetes.io/part-of": "whoiscrawl",
                                                 "pod-security.kubernetes.io/enforce": "restricted"}}}

@@ -189,7 +189,8 @@ def crawl_with_fleet(
     during: Callable[[Fleet, Any], None] | None = None,
     timeout: float = 1800,
 ) -> FleetRun:
-    """Plan the simulator's ranges (`settings`: strategy, resolution, samples, listings), run the
+    """Plan the simulator's ranges (`settings`: strategy, resolution, samples, listings, the
+    topics' replicas), run the
     fleet's real workers until every shard is done, export the results.
 
     `during(fleet, progress)` is called at every poll: tests use it to kill or stop workers."""
@@ -199,7 +200,8 @@ def crawl_with_fleet(
         samples=settings.samples,
     )
     admin = RedisCrawlAdmin(redis_url, crawl)
-    publish_plan(plan, bootstrap=kafka, prefix="whoiscrawl.", store=admin, partitions=32)
+    publish_plan(plan, bootstrap=kafka, prefix="whoiscrawl.", store=admin, partitions=32,
+                 topics=queue.TopicSettings(settings.topic_replication_factor))
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, shape.egress, shape.workers,
         list_children=settings.list_children, static=shape.static, metrics_port=shape.metrics_port,

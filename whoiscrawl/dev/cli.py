@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -30,9 +31,15 @@ def install() -> None:
 
 
 @services_app.command("up")
-def up() -> None:
+def up(brokers: Annotated[int, typer.Option(
+        min=1, help="Kafka's nodes: 1, or 3 or more for a KRaft cluster (one controller quorum, "
+        "min.insync.replicas=2) that keeps replicated topics writable with a node lost")] = 1) -> None:
     """Start Kafka, Redis and Prometheus (if not running) and print their addresses as JSON."""
-    running = services.start(STATE)
+    try:
+        running = services.start(STATE, brokers=brokers)
+    except services.ServiceError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(
         json.dumps(
             {

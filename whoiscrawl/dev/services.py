@@ -42,8 +42,14 @@ class Services:
     services: dict[str, Service] = field(default_factory=dict)
 
     @property
+    def brokers(self) -> list[Service]:
+        """The Kafka broker (`kafka`) or each node of a cluster (`kafka-1`, `kafka-2`, ...)."""
+        return [s for n, s in self.services.items() if n.partition("-")[0] == "kafka"]
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return self.services["kafka"].address
+        """Every broker's address, comma-separated as clients take a bootstrap list."""
+        return ",".join(s.address for s in self.brokers)
 
     @property
     def redis_url(self) -> str:
@@ -178,7 +184,13 @@ def _run_redis(d: Path, port: int, tls: tuple[str, ...] = (), url: str | None = 
     return Service("redis", proc.pid, url or f"redis://127.0.0.1:{port}/0", str(d), f"127.0.0.1:{port}")
 
 
-def _kafka_jvm(d: Path) -> list[str]:
+SINGLE_HEAP = ("-Xms256m", "-Xmx768m")
+# Three brokers on a 2-core machine shared with the crawl they carry: small heaps (a test's topics
+# are a few hundred small partitions).
+CLUSTER_HEAP = ("-Xms64m", "-Xmx320m")
+
+
+def _kafka_jvm(d: Path, heap: tuple[str, ...] = SINGLE_HEAP) -> list[str]:
     """The JVM command line of a broker whose files are in d (without the main class)."""
     java = _require("java", "openjdk-17-jre-headless")
     libs = ensure_kafka_jars()
@@ -188,7 +200,7 @@ def _kafka_jvm(d: Path) -> list[str]:
         "appender.out.type=Console\nappender.out.name=OUT\n"
         "appender.out.layout.type=PatternLayout\nappender.out.layout.pattern=%d %p %c: %m%n\n"
     )
-    return [java, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+    return [java, *heap, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
 
 
@@ -196,14 +208,23 @@ def _run_kafka(d: Path, props: Path, address: str, timeout: float) -> Service:
     """Start the broker on an existing (formatted) log dir and wait until it coordinates groups."""
     proc = spawn([*_kafka_jvm(d), "kafka.Kafka", str(props)], d / "kafka.log")
     service = Service("kafka", proc.pid, address, str(d), str(props))
-    try:
-        wait_for_port("127.0.0.1", int(address.rsplit(":", 1)[1]), timeout, proc)
-        wait_for_kafka_metadata(service.address, timeout)
-    except ServiceError as exc:
-        stop_service(service)
-        tail = (d / "kafka.log").read_text(errors="replace")[-2000:]
-        raise ServiceError(f"Kafka did not come up: {exc}\n{tail}") from exc
+    _await_kafka([service], [proc], timeout)
     return service
+
+
+def _await_kafka(nodes: list[Service], procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """Wait until every node's port is open and, through all of them, the cluster lists every
+    node and coordinates groups; else stop them all and say why, with the logs' tails."""
+    try:
+        for node, proc in zip(nodes, procs, strict=True):
+            wait_for_port("127.0.0.1", int(node.address.rsplit(":", 1)[1]), timeout, proc)
+        wait_for_kafka_metadata(",".join(n.address for n in nodes), timeout, brokers=len(nodes))
+    except ServiceError as exc:
+        for node in nodes:
+            stop_service(node)
+        tails = "".join(f"\n{n.name}: " + Path(n.workdir, "kafka.log").read_text(errors="replace")[-1500:]
+                        for n in nodes)
+        raise ServiceError(f"Kafka did not come up: {exc}{tails}") from exc
 
 
 def start_kafka(workdir: Path, timeout: float = 120, extra: str = "", users: tuple[str, ...] = ()) -> Service:
@@ -228,6 +249,59 @@ def start_kafka(workdir: Path, timeout: float = 120, extra: str = "", users: tup
     return _run_kafka(d, props, f"127.0.0.1:{port}", timeout)
 
 
+# A cluster's nodes over the single broker's template: a static quorum of every node (each both
+# broker and controller: one JVM per node), and internal topics replicated as a production cluster's.
+CLUSTER_PROPERTIES = """
+node.id={node}
+controller.quorum.bootstrap.servers=
+controller.quorum.voters={voters}
+default.replication.factor={brokers}
+min.insync.replicas=2
+offsets.topic.replication.factor={brokers}
+transaction.state.log.replication.factor={brokers}
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor={brokers}
+share.coordinator.state.topic.min.isr=2
+"""
+
+
+def _check_brokers(brokers: int) -> None:
+    if brokers < 1 or brokers == 2:
+        raise ServiceError(f"Kafka takes 1 broker, or 3 or more for a cluster (min.insync.replicas=2 "
+                           f"with a node lost), got {brokers}")
+
+
+def start_kafka_cluster(workdir: Path, brokers: int = 3, timeout: float = 180) -> list[Service]:
+    """`brokers` KRaft nodes on 127.0.0.1 (`kafka-1`, ...), one controller quorum of all of them,
+    `min.insync.replicas=2`: a cluster that keeps taking acks=all writes with one node lost."""
+    _check_brokers(brokers)
+    ports = [(free_port(), free_port()) for _ in range(brokers)]
+    voters = ",".join(f"{i}@127.0.0.1:{c}" for i, (_, c) in enumerate(ports, 1))
+    template = resources.files("whoiscrawl.dev").joinpath("kafka-server.properties").read_text()
+    cluster_id, nodes, formats = uuid.uuid4().hex[:22], [], []
+    for i, (port, controller_port) in enumerate(ports, 1):
+        d = workdir / f"kafka-{i}"
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        props = d / "server.properties"
+        props.write_text(template.format(port=port, controller_port=controller_port, data=d / "data")
+                         + CLUSTER_PROPERTIES.format(node=i, voters=voters, brokers=brokers))
+        nodes.append(Service(f"kafka-{i}", 0, f"127.0.0.1:{port}", str(d), str(props)))
+        formats.append(subprocess.Popen(  # the formats at once: a JVM start each
+            [*_kafka_jvm(d, CLUSTER_HEAP), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(props)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    for fmt in formats:
+        out = fmt.communicate()[0].decode(errors="replace")
+        if fmt.returncode != 0:
+            raise ServiceError(f"kafka storage format failed: {out[-1500:]}")
+    # Every node at once: the quorum elects a leader only once a majority is up.
+    procs = [spawn([*_kafka_jvm(Path(n.workdir), CLUSTER_HEAP), "kafka.Kafka", n.cmdline_marker],
+                   Path(n.workdir) / "kafka.log") for n in nodes]
+    for node, proc in zip(nodes, procs, strict=True):
+        node.pid = proc.pid
+    _await_kafka(nodes, procs, timeout)
+    return nodes
+
+
 def restart_kafka(running: Services, timeout: float = 120) -> Service:
     """A broker restart: stop it (SIGTERM, as an orderly shutdown), start it on the same log dir
     and ports; committed offsets and the compacted results survive."""
@@ -239,8 +313,9 @@ def restart_kafka(running: Services, timeout: float = 120) -> Service:
     return new
 
 
-def wait_for_kafka_metadata(bootstrap: str, timeout: float) -> None:
-    """The port opens before the broker is usable; wait until it answers metadata and creates a topic."""
+def wait_for_kafka_metadata(bootstrap: str, timeout: float, brokers: int = 1) -> None:
+    """The port opens before the broker is usable; wait until it answers metadata listing
+    `brokers` brokers and creates a topic."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -249,7 +324,7 @@ def wait_for_kafka_metadata(bootstrap: str, timeout: float) -> None:
     while time.monotonic() < deadline:
         try:
             md = admin.list_topics(timeout=2)
-            if md.brokers:
+            if len(md.brokers) >= brokers:
                 futures = admin.create_topics([NewTopic("__whoiscrawl_ready", 1, 1)], operation_timeout=5)
                 for fut in futures.values():
                     with contextlib.suppress(Exception):
@@ -301,19 +376,36 @@ def start_prometheus(workdir: Path) -> Service:
 STARTERS = {"redis": start_redis, "kafka": start_kafka, "prometheus": start_prometheus}
 
 
-def start(workdir: str | Path, names: tuple[str, ...] = ("redis", "kafka", "prometheus")) -> Services:
+def start(workdir: str | Path, names: tuple[str, ...] = ("redis", "kafka", "prometheus"),
+          brokers: int = 1) -> Services:
+    """Start the named services not running yet; `brokers` above 1: Kafka as a cluster of that
+    many nodes (`start_kafka_cluster`), started afresh unless every node is up."""
+    _check_brokers(brokers)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     running = Services.load(workdir)
     try:
         for name in names:
-            if name not in running.services or not alive(running.services[name]):
+            if name == "kafka" and brokers > 1:
+                _start_cluster(running, workdir, brokers)
+            elif name not in running.services or not alive(running.services[name]):
                 running.services[name] = STARTERS[name](workdir)
-                running.save()
+            running.save()
     except BaseException:
         stop(running)
         raise
     return running
+
+
+def _start_cluster(running: Services, workdir: Path, brokers: int) -> None:
+    nodes = running.brokers
+    if len(nodes) == brokers and all(alive(n) for n in nodes):
+        return
+    for node in nodes:  # a single broker, or a cluster with a node down: a fresh cluster instead
+        stop_service(node)
+        del running.services[node.name]
+    for node in start_kafka_cluster(workdir, brokers):
+        running.services[node.name] = node
 
 
 # --- stop and reap ----------------------------------------------------------------------------
@@ -325,6 +417,15 @@ def alive(service: Service) -> bool:
     except OSError:
         return False
     return service.cmdline_marker in cmdline
+
+
+def kill(service: Service) -> None:
+    """A crash: SIGKILL, no orderly shutdown (a broker lost with whatever it had not flushed)."""
+    if alive(service):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(service.pid, 0)
 
 
 def stop_service(service: Service, grace: float = 10) -> None:
@@ -368,14 +469,16 @@ def reap_stale(root: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def session(root: Path, names: tuple[str, ...] = ("redis", "kafka", "prometheus")) -> Iterator[Services]:
-    """Start services in a fresh directory under root, owned by this process; stop them after."""
+def session(root: Path, names: tuple[str, ...] = ("redis", "kafka", "prometheus"),
+            brokers: int = 1) -> Iterator[Services]:
+    """Start services in a fresh directory under root, owned by this process; stop them after.
+    `brokers`: Kafka's nodes (above 1, a cluster: `start`)."""
     root.mkdir(parents=True, exist_ok=True)
     reap_stale(root)
     workdir = root / f"run-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     workdir.mkdir()
     (workdir / "owner.pid").write_text(str(os.getpid()))
-    running = start(workdir, names)
+    running = start(workdir, names, brokers)
     try:
         yield running
     finally:
