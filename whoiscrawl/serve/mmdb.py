@@ -134,14 +134,17 @@ def tree(first: np.ndarray, length: np.ndarray, leaf: np.ndarray) -> np.ndarray:
 def tree_bytes(records: np.ndarray, size: int) -> bytes:
     """The nodes as the file stores them: two records of 24, 28 or 32 bits each, big-endian (28: the
     left record's top nibble, then the right's, in the middle byte)."""
-    left, right = records[:, 0].astype(np.uint32), records[:, 1].astype(np.uint32)
     if size == 32:
-        return np.stack([left, right], axis=1).astype(">u4").tobytes()
+        return records.astype(">u4").tobytes()
+    left, right = records[:, 0], records[:, 1]
     cols = [left >> 16, left >> 8, left]
     if size == 28:
         cols.append(((left >> 24) & 0xF) << 4 | (right >> 24) & 0xF)
     cols += [right >> 16, right >> 8, right]
-    return (np.stack(cols, axis=1) & 0xFF).astype(np.uint8).tobytes()
+    out = np.empty((len(records), len(cols)), np.uint8)  # a byte a column: no wide temporaries
+    for i, col in enumerate(cols):
+        out[:, i] = col & 0xFF
+    return out.tobytes()
 
 
 class _Data:
