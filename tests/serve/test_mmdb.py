@@ -8,15 +8,19 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import maxminddb
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from serve_support import write_results
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
-from whoiscrawl.ipv4 import ip_str
-from whoiscrawl.serve.mmdb import MmdbError, open_reader
+from whoiscrawl.ipv4 import cidr_blocks, ip_str
+from whoiscrawl.serve.mmdb import MmdbError, _pointer, cidr_split, open_reader
 
 
 def nested_spans(rng: random.Random, n: int) -> list[tuple[int, int]]:
@@ -97,3 +101,41 @@ def test_filters_do_not_apply_to_the_whole_map(exported, tmp_path: Path):
     result = CliRunner().invoke(app, ["export", str(results), "--format", "mmdb", "--out",
                                       str(tmp_path / "x.mmdb"), "--country", "NL"])
     assert result.exit_code == 2 and "do not apply" in result.output
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), min_size=1, max_size=8))
+def test_ranges_split_into_the_cidrs_cidr_blocks_gives(pairs: list[tuple[int, int]]):
+    ranges = sorted((min(a, b), max(a, b)) for a, b in pairs)
+    first, length, which = cidr_split(np.array([f for f, _ in ranges]), np.array([t + 1 for _, t in ranges]))
+    for i, (f, t) in enumerate(ranges):
+        # the whole space is two /1s (a record at the tree's root would be no record)
+        want = [(0, 1), (1 << 31, 1)] if (f, t) == (0, 2**32 - 1) else cidr_blocks(f, t)
+        assert sorted(zip(first[which == i].tolist(), length[which == i].tolist(), strict=True)) == want
+    assert np.all(np.diff(first) >= 0)
+
+
+@pytest.mark.parametrize("spans", [
+    [(0, 2**32 - 1)],  # one network holds everything
+    [(0, 0), (2**32 - 1, 2**32 - 1), (0x0A000000, 0x0AFFFFFF)],  # the first and last address, a /8
+    [(0x01000000, 0x01000000 + 767)],  # a /23 and a /24: a range no one CIDR is
+])
+def test_the_mmdb_answers_at_the_ends_of_the_space(tmp_path: Path, spans: list[tuple[int, int]]):
+    results = write_results(tmp_path / "r.jsonl", spans)
+    out = tmp_path / "map.mmdb"
+    result = CliRunner().invoke(app, ["export", str(results), "--format", "mmdb", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    addrs = sorted({ip_str(a) for f, t in spans for a in (f, t, max(f - 1, 0), min(t + 1, 2**32 - 1))})
+    want = lookups(results, addrs)
+    with maxminddb.open_database(str(out)) as reader:
+        for address in addrs:
+            got: Any = reader.get(address)
+            assert (got["handle"] if got else None) == want[address].get("handle"), address
+
+
+def test_pointers_are_encoded_as_mmdb_writer_encodes_them():
+    from mmdb_writer import Encoder
+
+    encoder = Encoder()
+    for offset in (0, 2047, 2048, 526335, 526336, 134744063, 134744064, 2**32 - 1):
+        assert _pointer(offset) == encoder._encode_pointer(offset), offset

@@ -431,7 +431,15 @@ def build(latest: LatestColumns) -> MapIndex:
 
 def build_file(path: Path) -> MapIndex:
     """The index of a results file, read once, as columns."""
-    return build(read_latest(path, READ))
+    return released(build(read_latest(path, READ)))
+
+
+def released(index: MapIndex) -> MapIndex:
+    """`index`, once arrow's allocator has handed back the pages the results' columns held (call it
+    when they are garbage). mimalloc keeps freed pages for reuse, and a server or a lookup asks for
+    none again: 1M networks, 642 MB resident after the build, 297 MB after this (2026-12-07)."""
+    pa.default_memory_pool().release_unused()
+    return index
 
 
 def load_or_build(path: Path, save: bool = True) -> tuple[MapIndex, str]:

@@ -25,7 +25,7 @@ from whoiscrawl import metrics, rirs
 from whoiscrawl.history.store import HistoryError, Store, map_at
 from whoiscrawl.results.source import ResultsError, read_latest, results_file
 from whoiscrawl.serve import rdap
-from whoiscrawl.serve.index import READ, MapIndex, MapIndexError, build, load_or_build, stamp_of
+from whoiscrawl.serve.index import READ, MapIndex, MapIndexError, build, load_or_build, released, stamp_of
 from whoiscrawl.serve.lookup import BATCH, write
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,9 @@ def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) ->
         if latest.records == seen[0]:
             return None
         seen[0] = latest.records
-        return build(latest)
+        index = build(latest)
+        del latest  # its columns are garbage: `released` hands their pages back
+        return released(index)
 
     return reload
 
