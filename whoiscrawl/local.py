@@ -354,7 +354,9 @@ class Seeding:
 
     async def run(self, got: list[RegistryDump], crawler: Crawler) -> dict[str, Any]:
         figures: dict[str, Any] = {}
-        async with contextlib.aclosing(seed.staged_all(got, self.scope, self.cache)) as stagings:
+        # each read's digest kept beside the files: a refresh of this map parses only what changed
+        stagings = seed.staged_all(got, self.scope, self.cache, digests=True)
+        async with contextlib.aclosing(stagings):
             async for dump, staged, report in stagings:
                 if (done := await self._one(dump, staged, report, crawler)) is not None:
                     figures[dump.registry] = done

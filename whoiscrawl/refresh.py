@@ -22,20 +22,21 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from netaddr import IPRange, IPSet
 
 from whoiscrawl.crawl import Crawler, Member
-from whoiscrawl.local import FileSink, LocalCrawl, LocalCrawlError, Seeding, read_results, scoped
+from whoiscrawl.local import FileSink, LocalCrawl, LocalCrawlError, Seeding, scoped
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.results.diff import diff_report
 from whoiscrawl.results.source import ResultSet
-from whoiscrawl.sources import freshness, manifest, seed, stats
+from whoiscrawl.sources import changed, digest, freshness, manifest, seed, stats
+from whoiscrawl.sources.dumps import DumpReport
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Scope
 from whoiscrawl.store.memory import MemoryStore
@@ -61,20 +62,39 @@ def write_change_set(old: Path, new: Path, path: Path) -> dict[str, Any]:
 
 @dataclass
 class Previous:
-    """The previous map: the latest record of each block, and the last record its dump gave."""
+    """The previous map: the latest record of each block, the last record its dump gave, and of
+    which reads (serial, date) each registry's dumped records are."""
 
     latest: dict[Key, NetworkRecord] = field(default_factory=dict)
     dumped: dict[Key, NetworkRecord] = field(default_factory=dict)
+    reads: dict[str, set[tuple[str | None, str | None]]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> Previous:
+        """The map at `path`, a complete one (its manifest was checked): its records read as ours
+        (`from_own_json`: no schema check per record)."""
         prev = cls()
-        for record in read_results(path):
-            key = (record.registry, record.first, record.last)
-            prev.latest[key] = record
-            if record.source == "dump":
-                prev.dumped[key] = record
+        with path.open("rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                record = NetworkRecord.from_own_json(line)
+                key = (record.registry, record.first, record.last)
+                prev.latest[key] = record
+                if record.source == "dump":
+                    prev.dumped[key] = record
+                    prev.reads.setdefault(record.registry, set()).add((record.serial, record.observed_at))
         return prev
+
+    def reuse(self, registry: str, published: Path) -> changed.Reuse | None:
+        """What a read of `registry`'s new dump may take from the previous one: its digest beside
+        the previous map's files, if every dumped record of the map is of one read."""
+        path, reads = digest.path_of(published, registry), self.reads.get(registry, set())
+        if not path.exists() or len(reads) != 1:
+            return None
+        (serial, observed_at), = reads
+        held = {(k[1], k[2]) for k in self.dumped if k[0] == registry}
+        return changed.Reuse(path, serial, observed_at, held)
 
 
 def _spans_about(staged: Path, records: list[NetworkRecord]) -> list[tuple[int, int]]:
@@ -86,7 +106,7 @@ def _spans_about(staged: Path, records: list[NetworkRecord]) -> list[tuple[int, 
     spans = []
     with staged.open(encoding="utf-8") as fh:
         for line in fh:
-            record = NetworkRecord.from_json(line)
+            record = seed.staged_record(line)
             if about.overlaps(record.first, record.last):
                 spans.append((record.first, record.last))
     return spans
@@ -195,31 +215,48 @@ class Refresh:
         """The registries read from their new dumps (each staged as a crawl stages it, in a process
         of its own: `seed.staged_all`); the others are refreshed from the statistics instead."""
         dumped: set[str] = set()
-        async with contextlib.aclosing(seed.staged_all(dumps, scope, self.job.published)) as stagings:
+        before = self.previous.with_name(self.previous.name + ".published")  # the previous map's files
+        reuse = {d.registry: r for d in dumps if (r := prev.reuse(d.registry, before)) is not None}
+        stagings = seed.staged_all(dumps, scope, self.job.published, digests=True, reuse=reuse)
+        async with contextlib.aclosing(stagings):
             async for dump, staged, report in stagings:
                 try:
-                    if seed.usable(dump, report, self.job.note, "refreshed live") is None:
+                    if (read := seed.usable(dump, report, self.job.note, "refreshed live")) is None:
                         continue
-                    await self._from_dump(dump.registry, staged, prev, sink)
+                    self._read_how(dump.registry, read, dump.registry in reuse)
+                    await self._from_dump(dump, staged, prev, sink)
                     dumped.add(dump.registry)
                 finally:
                     staged.unlink(missing_ok=True)
         return dumped
 
-    async def _from_dump(self, registry: str, staged: Path, prev: Previous, sink: FileSink) -> None:
+    def _read_how(self, registry: str, report: DumpReport, offered: bool) -> None:
+        """How the dump was read, in the counts: networks taken from the previous read unparsed;
+        a note where the previous read's digest could not be used (the dump was read whole)."""
+        self.counts[f"{registry}_not_parsed"] += report.reused
+        if offered and report.digest_problem:
+            self.job.note(f"{registry} dump read whole: the previous read's digest was not used "
+                          f"({report.digest_problem})")
+
+    async def _from_dump(self, dump: RegistryDump, staged: Path, prev: Previous, sink: FileSink) -> None:
         """A registry's networks from its new dump (staged, streamed: never all in memory) against
         the previous one."""
+        registry = dump.registry
         seen: set[Key] = set()  # of the previous map's networks only: the dump's others are not held
         recheck: list[NetworkRecord] = []
         with staged.open(encoding="utf-8") as fh:
             for line in fh:
-                record = NetworkRecord.from_json(line)
-                key = (record.registry, record.first, record.last)
-                before, record.crawl = prev.dumped.get(key), "local"
-                await sink.emit(record)  # the new dump's record: its serial (the next refresh compares it)
+                got = seed.staged_record(line)
+                key = (registry, got.first, got.last)
+                before = prev.dumped.get(key)
+                record = _dumped(got, before, dump)
+                record.crawl = "local"
+                # the new dump's record: its serial (the next refresh compares it); what the dump left
+                # unresolved (`raw`) is the fill's to ask, not a result
+                await sink.emit(replace(record, raw=None) if record.raw else record)
                 if key in prev.latest:
                     seen.add(key)
-                if before is not None and same(before, record):
+                if before is not None and (isinstance(got, changed.Unchanged) or same(before, record)):
                     self.counts[f"{registry}_unchanged"] += 1
                     self.kept.append(prev.latest[key])
                     if prev.latest[key] is not before:  # what was asked live for it still holds: after it
@@ -315,6 +352,17 @@ class Refresh:
             if d.serial:
                 serials.setdefault(d.registry, {})["dump"] = d.serial
         return serials
+
+
+def _dumped(got: NetworkRecord | changed.Unchanged, before: NetworkRecord | None,
+            dump: RegistryDump) -> NetworkRecord:
+    """A staged network's record: the new dump's, or for one unchanged since the previous read
+    (not parsed), the previous read's, read again from the new files."""
+    if isinstance(got, changed.Unchanged):
+        if before is None:  # `Reuse.held`: only what the previous map holds is taken unparsed
+            raise AssertionError(f"{dump.registry} {got}: unchanged but not in the previous map")
+        return before.read_again(dump.serial, dump.observed_at)
+    return got
 
 
 def change_set_path(out: Path) -> Path:

@@ -19,7 +19,7 @@ from whoiscrawl import ipv4, rirs
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry.contacts import remark_abuse_emails
-from whoiscrawl.sources import rpsl
+from whoiscrawl.sources import digest, rpsl
 
 # Objects a record is joined with, by the attribute that names them.
 _CONTACTS = frozenset({"organisation", "role", "irt"})
@@ -37,27 +37,29 @@ class DumpError(ValueError):
 
 
 @dataclass
-class DumpLines:
-    """A dump's lines as text, gzip or not: UTF-8 where a line is, else Latin-1 (LACNIC's); CRLF
-    tolerated. A truncated gzip ends the lines early and leaves `complete` False and `problem` said."""
+class DumpBlocks:
+    """A dump's bytes in blocks, gzip or not. A truncated gzip ends the blocks early (what came
+    before the cut included) and leaves `complete` False and `problem` said; a file that is no
+    dump at all is a DumpError naming it."""
 
     path: Path
     complete: bool = True
     problem: str | None = None
-    line_no: int = 0
+    line_no: int = 0  # lines read so far
 
-    def __iter__(self) -> Iterator[str]:
-        opener = gzip.open if self.path.name.endswith(".gz") else open
+    BLOCK = 1 << 16  # bounded: what reading holds stays small whatever the file
+
+    def __iter__(self) -> Iterator[bytes]:
+        gzipped = self.path.name.endswith(".gz")
+        read = False
         try:
-            with opener(self.path, "rb") as fh:
-                for raw in fh:
-                    self.line_no += 1
-                    try:
-                        yield raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        yield raw.decode("latin-1")
+            with gzip.open(self.path, "rb") if gzipped else open(self.path, "rb") as fh:
+                while block := fh.read1(self.BLOCK):  # up to the cut, where a gzip ends early
+                    read = True
+                    self.line_no += block.count(b"\n")
+                    yield block
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-            if self.line_no == 0 and not isinstance(exc, EOFError):
+            if not read and not isinstance(exc, EOFError):
                 raise DumpError(f"{self.path}: cannot be read as a dump ({exc})") from exc
             self.complete = False
             self.problem = f"{self.path}, line {self.line_no}: the file ends early ({exc})"
@@ -85,6 +87,15 @@ class Contacts:
         with self._db:
             self._db.executemany("INSERT INTO contact VALUES (?, ?, ?, ?, ?)",
                                  (row for obj in objects if (row := self._row(obj)) is not None))
+
+    @staticmethod
+    def key_of(obj: rpsl.RpslObject) -> str | None:
+        """The key a contact is looked up by: `org:` and an organisation's handle, `box:` and a role's
+        nic-hdl or an IRT's name (`_row`'s handles); None for any other object."""
+        if obj.kind == "organisation":
+            return f"org:{obj.key}"
+        handle = obj.first("nic-hdl") if obj.kind == "role" else obj.key if obj.kind == "irt" else None
+        return f"box:{handle}" if handle else None
 
     @staticmethod
     def _row(obj: rpsl.RpslObject) -> tuple[str, str, str | None, str | None, str | None] | None:
@@ -135,6 +146,8 @@ class DumpReport:
     problems: list[str] = field(default_factory=list)  # files cut off or unreadable: that registry goes live
     holes: list[tuple[int, int]] = field(default_factory=list)  # spans of inetnums skipped: to ask live
     unplaced: int = 0  # inetnums (or objects of no known type) skipped whose span could not be read
+    reused: int = 0  # networks in scope unchanged since the previous read, not parsed (`changed`)
+    digest_problem: str | None = None  # why the previous read's digest was not used, if it was not
 
     @property
     def complete(self) -> bool:
@@ -163,56 +176,140 @@ def _split_type(path: Path) -> str | None:
     return parts[2] if len(parts) == 3 and parts[1] == "db" else None
 
 
-def _objects(path: Path, report: DumpReport, again: bool = False) -> Iterator[rpsl.RpslObject]:
-    """A file's objects; what is broken or cut off reported once (`again`: a single file's second
-    read, whose first one reported it)."""
-    lines = DumpLines(path)
-    for obj in rpsl.objects(lines):
+@dataclass(frozen=True)
+class Text:
+    """One text of a dump (`rpsl.texts`): its hash, its objects read well, and whether none was broken."""
+
+    hash: str
+    line: int
+    objects: list[rpsl.RpslObject]
+    clean: bool
+
+    @property
+    def single(self) -> rpsl.RpslObject | None:
+        """Its one object, when it is one object read well (what a digest keeps)."""
+        return self.objects[0] if self.clean and len(self.objects) == 1 else None
+
+
+def texts_of(path: Path, report: DumpReport, again: bool = False) -> Iterator[tuple[int, bytes, bool]]:
+    """A file's texts (`rpsl.texts`), each with whether the file is known whole up to it; a cut
+    reported once (`again`: a single file's second read, whose first one reported it)."""
+    blocks = DumpBlocks(path)
+    for line, text, last in rpsl.texts(blocks):
+        yield line, text, not last or blocks.complete
+    if blocks.problem and not again:
+        report.problems.append(blocks.problem)
+
+
+def read_text(path: Path, line: int, text: bytes, whole: bool, report: DumpReport | None) -> Text:
+    """A text parsed; what is broken reported (to `report`, unless None: already reported)."""
+    found, clean = [], True
+    for obj in rpsl.parse_text(text, line, whole):
         if isinstance(obj, rpsl.Broken):
-            if not again:
+            clean = False
+            if report is not None:
                 report.skip(f"{path}, object at line {obj.line}: {obj.reason}", obj.kind, obj.key)
         else:
-            yield obj
-    if lines.problem and not again:
-        report.problems.append(lines.problem)
+            found.append(obj)
+    return Text(digest.fingerprint(text), line, found, clean)
+
+
+def _parsed(path: Path, report: DumpReport, again: bool = False) -> Iterator[Text]:
+    for line, text, whole in texts_of(path, report, again):
+        yield read_text(path, line, text, whole, None if again else report)
+
+
+def contact_files(paths: list[Path]) -> list[Path]:
+    """The files read for contacts: split files of other types than inetnum, or the single file."""
+    return [p for p in paths if _split_type(p) not in ("inetnum",)]
+
+
+def network_files(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """The files read for networks, each with whether it is read a second time (a single file)."""
+    return [(p, _split_type(p) is None) for p in paths if _split_type(p) in ("inetnum", None)]
+
+
+def _contact_objects(paths: list[Path], report: DumpReport,
+                     kept: digest.Writer | None) -> Iterator[rpsl.RpslObject]:
+    """The objects of every file read for contacts (split files of other types, or the single file's
+    first pass), each text's contact keys kept in the digest."""
+    for path in contact_files(paths):
+        for text in _parsed(path, report):
+            if kept is not None:
+                kept.contacts(text.hash, keys_of(text.objects), text.clean)
+            yield from text.objects
+
+
+def keys_of(objects: Iterable[rpsl.RpslObject]) -> list[str]:
+    return [key for obj in objects if (key := Contacts.key_of(obj)) is not None]
 
 
 def read_registry(
     registry: str, paths: list[Path], serial: str | None, observed_at: str | None = None,
-    workdir: Path | None = None,
+    workdir: Path | None = None, digest_to: Path | None = None,
 ) -> tuple[DumpReport, Iterator[NetworkRecord]]:
     """A registry's dump files as records: first every file's contacts (split files of other types,
     or the single file's first pass) into an index on disk (under `workdir`, else the system's
     temporary directory), then its inetnums streamed. Iterate the records through before reading
-    the report's `problems`; the index is removed once they are (or when the iterator is closed)."""
+    the report's `problems`; the index is removed once they are (or when the iterator is closed).
+    With `digest_to`, what each object's text gave is written there as it is read (`digest`),
+    kept only once the dump read through whole."""
     report = DumpReport(registry, serial)
     contacts = Contacts(workdir)
+    kept = digest.Writer(digest_to, registry, serial, observed_at) if digest_to else None
     try:
-        for path in paths:
-            if _split_type(path) not in ("inetnum",):
-                contacts.load(_objects(path, report))
+        contacts.load(_contact_objects(paths, report, kept))
         contacts.index()
     except BaseException:
         contacts.close()
+        if kept is not None:
+            kept.discard()
         raise
-    inetnum_files = [p for p in paths if _split_type(p) in ("inetnum", None)]
 
     def records() -> Iterator[NetworkRecord]:
+        done = False
         try:
-            for path in inetnum_files:
-                for obj in _objects(path, report, again=_split_type(path) is None):
-                    if obj.kind != "inetnum":
-                        continue
-                    record = to_record(registry, obj, contacts, serial, observed_at)
-                    if isinstance(record, str):
-                        report.skip(f"{path}, object at line {obj.line}: {record}", obj.kind, obj.key)
-                        continue
-                    report.records += 1
-                    yield record
+            for path, again in network_files(paths):
+                for text in _parsed(path, report, again):
+                    yield from networks_of(path, text, Reading(registry, contacts, serial, observed_at),
+                                         report, kept)
+            done = report.complete
         finally:
             contacts.close()
+            if kept is not None:
+                kept.commit() if done else kept.discard()
 
     return report, records()
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What every network of one read is read with: its registry, contacts and provenance."""
+
+    registry: str
+    contacts: Contacts
+    serial: str | None
+    observed_at: str | None
+
+
+def networks_of(path: Path, text: Text, reading: Reading, report: DumpReport,
+              kept: digest.Writer | None) -> Iterator[NetworkRecord]:
+    """The records of one text's inetnums (others passed over); what it gave kept in the digest
+    where it is one object read well."""
+    for obj in text.objects:
+        if obj.kind != "inetnum":
+            if kept is not None and text.single is not None:
+                kept.other(text.hash)
+            continue
+        record, joined = _network(reading, obj)
+        if isinstance(record, str):
+            report.skip(f"{path}, object at line {obj.line}: {record}", obj.kind, obj.key)
+            continue
+        report.records += 1
+        if kept is not None and text.single is not None:
+            span = ipv4.ip_int(record.start_address), ipv4.ip_int(record.end_address)
+            kept.network(text.hash, *span, joined)
+        yield record
 
 
 def handle_of(registry: str, first: int, last: int, cidrs: list[str] | None = None) -> str:
@@ -228,13 +325,22 @@ def to_record(
     registry: str, obj: rpsl.RpslObject, contacts: Contacts, serial: str | None, observed_at: str | None
 ) -> NetworkRecord | str:
     """An inetnum as a record, joined with its organisation and abuse contacts; a string saying why not."""
+    return _network(Reading(registry, contacts, serial, observed_at), obj)[0]
+
+
+def _network(reading: Reading, obj: rpsl.RpslObject) -> tuple[NetworkRecord | str, list[str]]:
+    """`to_record`, and the keys of the contacts it was joined with (`Contacts.key_of`): a change
+    in any of them reads it again."""
     try:
         first, last = rpsl.parse_range(obj.key)
     except ValueError as exc:
-        return str(exc)
+        return str(exc), []
+    registry, contacts = reading.registry, reading.contacts
     cidrs = ipv4.cidrs(first, last)
     org = obj.first("org")
     org_name, org_country, org_abuse = contacts.org(org) if org else (None, None, None)
+    joined = [f"org:{org}"] if org else []
+    joined += [f"box:{h}" for h in (obj.first("abuse-c"), org_abuse, *obj.all("mnt-irt")) if h]
     # LACNIC names the holder in the object itself; elsewhere the organisation, else the description.
     holder = obj.first("owner") or org_name or (obj.first("descr") or "").split("\n")[0] or None
     country = _country(obj.first("country"))
@@ -257,10 +363,10 @@ def to_record(
         registration_date=obj.first("created"),
         last_changed=obj.first("last-modified") or obj.first("changed"),
         source="dump",
-        serial=serial,
-        observed_at=observed_at,
+        serial=reading.serial,
+        observed_at=reading.observed_at,
         raw={UNRESOLVED: unresolved} if unresolved else None,
-    )
+    ), joined
 
 
 def unresolved_abuse(record: NetworkRecord) -> str | None:

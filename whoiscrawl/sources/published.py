@@ -174,9 +174,12 @@ class RegistryDump:
     serial: str | None
     observed_at: str
 
-    def read(self, workdir: Path | None = None) -> tuple[dumps.DumpReport, Iterator[NetworkRecord]]:
-        """Its records streamed (`dumps.read_registry`; its contacts' index on disk under `workdir`)."""
-        return dumps.read_registry(self.registry, self.paths, self.serial, self.observed_at, workdir)
+    def read(self, workdir: Path | None = None, digest_to: Path | None = None
+             ) -> tuple[dumps.DumpReport, Iterator[NetworkRecord]]:
+        """Its records streamed (`dumps.read_registry`; its contacts' index on disk under `workdir`,
+        its digest written to `digest_to`)."""
+        return dumps.read_registry(self.registry, self.paths, self.serial, self.observed_at, workdir,
+                                   digest_to)
 
 
 async def fetch_dumps(

@@ -45,16 +45,16 @@ class Broken:
     key: str | None = None
 
 
-def objects(lines: Iterable[str]) -> Iterator[RpslObject | Broken]:
+def objects(lines: Iterable[str], first_line: int = 1) -> Iterator[RpslObject | Broken]:
     """The objects of a dump, in order. Blank lines separate objects; `#` and `%` lines are comments;
     a line starting with `+`, a space or a tab continues the attribute before it. When `lines` says
     it ended early (a `complete` attribute, False after a truncated download), its last object is
-    reported cut off."""
+    reported cut off. `first_line`: the number of the first of `lines` in its file."""
     attributes: list[tuple[str, str]] = []
     start = 0
     broken: str | None = None
     line_no = 0
-    for line_no, raw in enumerate(lines, 1):
+    for line_no, raw in enumerate(lines, first_line):
         line = raw.rstrip("\r\n")
         if not line.strip():
             if attributes or broken:
@@ -101,3 +101,53 @@ def parse_range(text: str) -> tuple[int, int]:
     if found is None:
         raise ValueError(f"{text.strip()!r} is not an address range or CIDR")
     return int(found.first), int(found.last)
+
+
+# A line that ends an object: nothing on it but spaces and tabs (`objects` ends one on any white space).
+_BLANK = re.compile(rb"^[ \t\r\x0b\x0c]*\n", re.MULTILINE)
+
+
+def texts(blocks: Iterable[bytes]) -> Iterator[tuple[int, bytes, bool]]:
+    """The objects' texts of a dump read in blocks of bytes, unparsed: each run of lines between
+    blank ones, the number of its first line, and whether it is the last (it may be cut off).
+    Blank lines split as `objects` splits them, so a text is one object, or several where a line
+    of other white space separates them; the same text reads the same, wherever the blocks end."""
+    rest, line = b"", 1
+    for block in blocks:
+        buf = rest + block
+        end = buf.rfind(b"\n") + 1  # complete lines only: a blank one may straddle two blocks
+        start = 0
+        for blank in _BLANK.finditer(buf, 0, end):
+            if blank.start() > start:
+                yield line, buf[start:blank.start()], False
+                line += buf.count(b"\n", start, blank.start())
+            line, start = line + 1, blank.end()
+        rest = buf[start:]
+    if rest.strip():
+        yield line, rest, True
+
+
+def parse_text(text: bytes, line: int, complete: bool = True) -> list[RpslObject | Broken]:
+    """The objects of one text of `texts` starting on line `line` (each line read as UTF-8, else
+    Latin-1, as a dump's lines are read); `complete` False when the file ended inside it."""
+    text = text.removesuffix(b"\n")  # its last line's end, not a blank line after it
+    try:  # a newline is never inside a UTF-8 character: the whole text at once where it is UTF-8
+        lines = text.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        lines = [_decoded(raw) for raw in text.split(b"\n")]
+    return list(objects(_Lines(lines, complete), line))
+
+
+def _decoded(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+class _Lines(list[str]):
+    """Lines that know whether their file ended early (`objects` reads `complete`)."""
+
+    def __init__(self, lines: list[str], complete: bool) -> None:
+        super().__init__(lines)
+        self.complete = complete

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import multiprocessing
 import os
 import signal
 import sys
 from array import array
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -22,21 +23,49 @@ import numpy as np
 from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
-from whoiscrawl.sources import dumps, freshness
+from whoiscrawl.sources import changed, digest, dumps, freshness
 from whoiscrawl.sources.published import RegistryDump
 from whoiscrawl.space import Scope
 
 
-def stage(dump: RegistryDump, scope: Scope | None, staged: Path) -> dumps.DumpReport:
+def stage(dump: RegistryDump, scope: Scope | None, staged: Path, digest_to: Path | None = None,
+          reuse: changed.Reuse | None = None) -> dumps.DumpReport:
     """The dump's records inside the crawl's scope, streamed to a file: used only once the whole
     dump read well, so a file cut off loses nothing (its registry is crawled live instead). The
-    dump's contacts are indexed on disk beside `staged` while it is read."""
-    report, records = dump.read(staged.parent)
+    dump's contacts are indexed on disk beside `staged` while it is read, its digest written to
+    `digest_to`. With `reuse` (a refresh), each network unchanged since the previous read is staged
+    as `[first,last]` (`changed.Unchanged`, `staged_record`) unparsed; a digest that cannot be used
+    is said in the report (`digest_problem`) and the dump read whole."""
+    records: Iterator[NetworkRecord | changed.Unchanged] | None = None
+    problem = None
+    if reuse is not None and digest_to is not None:
+        try:
+            before = reuse.load(dump.registry)
+        except digest.DigestError as exc:
+            problem = str(exc)
+        else:
+            report, records = changed.read_changed(dump, before, reuse.held, digest_to, staged.parent, scope)
+    if records is None:
+        report, records = dump.read(staged.parent, digest_to)
+    report.digest_problem = problem
     with staged.open("w", encoding="utf-8") as fh:
         for record in records:
-            if scope is None or scope.overlaps(record.first, record.last):
+            if scope is not None and not scope.overlaps(record.first, record.last):
+                continue
+            if isinstance(record, changed.Unchanged):
+                report.reused += 1
+                fh.write(f"[{record.first},{record.last}]\n")
+            else:
                 fh.write(record.to_json().decode() + "\n")
     return report
+
+
+def staged_record(line: str) -> NetworkRecord | changed.Unchanged:
+    """A line `stage` wrote: a record, or a network unchanged since the previous read."""
+    if line.startswith("["):
+        first, last = json.loads(line)
+        return changed.Unchanged(first, last)
+    return NetworkRecord.from_json(line)
 
 
 def cores() -> int:
@@ -45,7 +74,8 @@ def cores() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-async def stage_apart(dump: RegistryDump, scope: Scope | None, staged: Path) -> dumps.DumpReport:
+async def stage_apart(dump: RegistryDump, scope: Scope | None, staged: Path, digest_to: Path | None = None,
+                      reuse: changed.Reuse | None = None) -> dumps.DumpReport:
     """`stage` in a process of its own: reading a dump is minutes of CPU (RIPE NCC's in `full`),
     which on the loop's thread would stall everything else (progress, leases, Ctrl-C) and on
     another thread still hold the GIL. Cancelled (Ctrl-C), the process is stopped at once and its
@@ -53,7 +83,8 @@ async def stage_apart(dump: RegistryDump, scope: Scope | None, staged: Path) -> 
     A `DumpError` is raised here as in `stage`."""
     context = multiprocessing.get_context("forkserver")  # never fork a process running threads
     reader, writer = context.Pipe(duplex=False)
-    child = context.Process(target=_stage_child, args=(dump, scope, staged, writer), daemon=True)
+    child = context.Process(target=_stage_child, args=(dump, scope, staged, writer, digest_to, reuse),
+                            daemon=True)
     child.start()
     writer.close()
     try:
@@ -79,12 +110,13 @@ def _receive(reader: Connection, registry: str) -> dumps.DumpReport | BaseExcept
     return got
 
 
-def _stage_child(dump: RegistryDump, scope: Scope | None, staged: Path, writer: Connection) -> None:
+def _stage_child(dump: RegistryDump, scope: Scope | None, staged: Path, writer: Connection,
+                 digest_to: Path | None, reuse: changed.Reuse | None) -> None:
     """A staging process: Ctrl-C is the parent's to act on; SIGTERM unwinds (`finally`s run)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
-        got: dumps.DumpReport | BaseException = stage(dump, scope, staged)
+        got: dumps.DumpReport | BaseException = stage(dump, scope, staged, digest_to, reuse)
     except Exception as exc:
         got = exc
     writer.send(got)
@@ -92,17 +124,21 @@ def _stage_child(dump: RegistryDump, scope: Scope | None, staged: Path, writer: 
 
 
 async def staged_all(
-    got: list[RegistryDump], scope: Scope | None, cache: Path
+    got: list[RegistryDump], scope: Scope | None, cache: Path, digests: bool = False,
+    reuse: Mapping[str, changed.Reuse] | None = None,
 ) -> AsyncGenerator[tuple[RegistryDump, Path, dumps.DumpReport | dumps.DumpError], None]:
     """Each dump staged (`stage_apart`) under `cache`, as many at once as there are `cores`, and
-    yielded in order with its staged file and its report (or why it could not be read)."""
+    yielded in order with its staged file and its report (or why it could not be read). With
+    `digests`, each read's digest is kept under `cache` (`digest.path_of`), and a registry in
+    `reuse` is read against its previous read (`stage`)."""
     gate = asyncio.Semaphore(cores())
 
     async def one(dump: RegistryDump) -> tuple[Path, dumps.DumpReport | dumps.DumpError]:
         async with gate:
             staged = cache / f"{dump.registry}.records.jsonl"
             try:
-                return staged, await stage_apart(dump, scope, staged)
+                kept = digest.path_of(cache, dump.registry) if digests else None
+                return staged, await stage_apart(dump, scope, staged, kept, (reuse or {}).get(dump.registry))
             except dumps.DumpError as exc:
                 return staged, exc
 

@@ -1,0 +1,117 @@
+"""A dump read against the previous read's digest: only what changed is parsed, and the networks are
+those a whole read gives (added, removed, edited, joined with a changed contact, edited only where
+no field is read); a cut-off dump or an unusable digest falls back as a whole read does."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.sources import changed, digest, dumps, seed
+from whoiscrawl.sources.published import RegistryDump
+from whoiscrawl.space import Scope
+
+PROVENANCE = ("fetched_at", "serial", "observed_at")
+
+
+def _inetnum(n: int, extra: str = "") -> str:
+    return (f"inetnum: 10.0.{n}.0 - 10.0.{n}.255\nnetname: NET-{n}\norg: ORG-{n}\nstatus: ASSIGNED PA\n"
+            f"mnt-by: MNT-{n}\n{extra}")
+
+
+def _world(where: Path, nets: dict[int, str], orgs: dict[int, str], roles: dict[int, str]) -> list[Path]:
+    """A RIPE NCC split dump: inetnum n joined with organisation n, whose abuse-c is role n."""
+    where.mkdir()
+    texts = {"organisation": [f"organisation: ORG-{n}\norg-name: {name}\ncountry: nl\nabuse-c: AR{n}\n"
+                              for n, name in orgs.items()],
+             "role": [f"role: Abuse {n}\nabuse-mailbox: {box}\nnic-hdl: AR{n}\n" for n, box in roles.items()],
+             "inetnum": list(nets.values())}
+    paths = []
+    for kind in ("organisation", "role", "inetnum"):
+        paths.append(where / f"ripe.db.{kind}.gz")
+        paths[-1].write_bytes(gzip.compress(("# terms\n\n" + "\n".join(texts[kind])).encode()))
+    return paths
+
+
+def _fields(record: NetworkRecord) -> dict[str, object]:
+    return {k: v for k, v in record.to_dict().items() if k not in PROVENANCE}
+
+
+def _day0(tmp_path: Path) -> tuple[RegistryDump, dict[tuple[int, int], NetworkRecord], Path]:
+    nets = {n: _inetnum(n) for n in range(6)}
+    orgs, roles = {n: f"Holder {n}" for n in range(6)}, {n: f"abuse{n}@example.nl" for n in range(6)}
+    dump = RegistryDump("ripencc", _world(tmp_path / "day0", nets, orgs, roles), "1", "2026-12-06")
+    kept = tmp_path / "day0.digest.jsonl.gz"
+    report, records = dumps.read_registry("ripencc", dump.paths, "1", "2026-12-06", tmp_path, kept)
+    before = {(r.first, r.last): r for r in records}
+    assert report.complete and len(before) == 6 and kept.exists()
+    return dump, before, kept
+
+
+def _day1(tmp_path: Path) -> RegistryDump:
+    nets = {n: _inetnum(n) for n in (0, 1, 2, 3, 5)}  # 4 removed
+    nets[1] = _inetnum(1).replace("NET-1", "NET-1-EDITED")  # edited
+    nets[2] = _inetnum(2).replace("MNT-2", "MNT-OTHER")  # edited where no field is read
+    nets[6] = _inetnum(6)  # added
+    orgs = {n: f"Holder {n}" for n in range(7)} | {3: "Renamed 3"}  # 3's text the same, its holder not
+    roles = {n: f"abuse{n}@example.nl" for n in range(7)} | {5: "new5@example.nl"}  # via the org's abuse-c
+    return RegistryDump("ripencc", _world(tmp_path / "day1", nets, orgs, roles), "2", "2026-12-07")
+
+
+def test_only_what_changed_is_parsed_and_the_networks_are_a_whole_reads(tmp_path: Path):
+    _, before, kept = _day0(tmp_path)
+    dump1, day1 = _day1(tmp_path), tmp_path / "day1.digest.jsonl.gz"
+    reuse = changed.Reuse(kept, "1", "2026-12-06", set(before))
+    report, got = changed.read_changed(dump1, reuse.load("ripencc"), reuse.held, day1, tmp_path)
+    items = list(got)
+    unchanged = {(i.first, i.last) for i in items if isinstance(i, changed.Unchanged)}
+    assert unchanged == {(0x0A000000, 0x0A0000FF)}  # network 0 alone: text and contacts the same
+    read = {(i.first, i.last): before[(i.first, i.last)] if isinstance(i, changed.Unchanged) else i
+            for i in items}
+    _, whole = dumps.read_registry("ripencc", dump1.paths, "2", "2026-12-07", tmp_path)
+    assert {k: _fields(r) for k, r in read.items()} == {(r.first, r.last): _fields(r) for r in whole}
+    assert report.complete and report.records == 6
+    assert read[(0x0A000300, 0x0A0003FF)].registrant == "Renamed 3"
+    assert read[(0x0A000500, 0x0A0005FF)].abuse_emails == ["new5@example.nl"]
+    assert _fields(read[(0x0A000200, 0x0A0002FF)]) == _fields(before[(0x0A000200, 0x0A0002FF)])
+    assert (0x0A000400, 0x0A0004FF) not in read and (0x0A000600, 0x0A0006FF) in read
+    # the next day reads against this one: nothing changed, nothing parsed
+    again = changed.read_changed(dump1, digest.Digest.load(day1), set(read),
+                                 tmp_path / "day2.digest.jsonl.gz", tmp_path)[1]
+    assert all(isinstance(i, changed.Unchanged) for i in again)
+
+
+def test_staged_against_the_previous_read_unchanged_networks_are_spans(tmp_path: Path):
+    _, before, kept = _day0(tmp_path)
+    dump1, staged = _day1(tmp_path), tmp_path / "ripencc.records.jsonl"
+    report = seed.stage(dump1, Scope.of([(0, (1 << 32) - 1)]), staged, tmp_path / "new.digest.jsonl.gz",
+                        changed.Reuse(kept, "1", "2026-12-06", set(before)))
+    lines = [seed.staged_record(line) for line in staged.read_text().splitlines()]
+    assert report.reused == 1 and report.digest_problem is None
+    assert sum(isinstance(r, changed.Unchanged) for r in lines) == 1 and len(lines) == 6
+
+
+def test_a_digest_of_another_read_or_broken_falls_back_to_a_whole_read(tmp_path: Path):
+    _, before, kept = _day0(tmp_path)
+    dump1, staged = _day1(tmp_path), tmp_path / "ripencc.records.jsonl"
+    for reuse, said in [(changed.Reuse(kept, "0", "2026-12-05", set(before)), "another read"),
+                        (changed.Reuse(tmp_path / "day0", "1", "2026-12-06", set(before)), "cannot be read")]:
+        report = seed.stage(dump1, None, staged, tmp_path / "new.digest.jsonl.gz", reuse)
+        assert report.digest_problem and said in report.digest_problem
+        assert report.reused == 0 and len(staged.read_text().splitlines()) == 6
+
+
+def test_a_cut_off_dump_is_not_used_and_keeps_no_digest(tmp_path: Path):
+    _, before, kept = _day0(tmp_path)
+    dump1 = _day1(tmp_path)
+    whole = dump1.paths[2].read_bytes()
+    dump1.paths[2].write_bytes(whole[: len(whole) // 2])
+    new_digest = tmp_path / "new.digest.jsonl.gz"
+    report = seed.stage(dump1, None, tmp_path / "staged.jsonl", new_digest,
+                        changed.Reuse(kept, "1", "2026-12-06", set(before)))
+    assert not report.complete and "ripe.db.inetnum.gz, line" in report.problems[0]
+    assert "ends early" in report.problems[0]
+    notes: list[str] = []
+    assert seed.usable(dump1, report, notes.append, "refreshed live") is None
+    assert "refreshed live" in notes[0] and not new_digest.exists()
