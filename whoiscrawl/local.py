@@ -95,7 +95,7 @@ def read_results(path: Path) -> Iterator[NetworkRecord]:
         with path.open(encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():
-                    yield NetworkRecord.from_json(line)
+                    yield NetworkRecord.from_own_json(line)
 
 
 @dataclass
@@ -397,7 +397,7 @@ class Seeding:
         ask = recheck.with_name(recheck.name + ".unaimed")
         with staged.open(encoding="utf-8") as fh, ask.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
-                record = NetworkRecord.from_json(line)
+                record = NetworkRecord.from_own_json(line)
                 record.crawl = "local"
                 if (asking := seed.to_ask(record, n, step, self.fill_redacted)) is not None:
                     again.write(asking.to_json().decode() + "\n")
@@ -411,7 +411,7 @@ class Seeding:
                 spans.add(record.first, record.last)
         own = seed.own_addresses(spans.about(asked))  # each asked where it answers itself, not a child
         with ask.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
-            for record in seed.aimed(map(NetworkRecord.from_json, fh), own):
+            for record in seed.aimed(map(NetworkRecord.from_own_json, fh), own):
                 again.write(record.to_json().decode() + "\n")
         ask.unlink()
         staged.unlink()

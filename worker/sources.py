@@ -241,7 +241,7 @@ class FleetLoad:
             while batch := list(itertools.islice(lines, BATCH)):
                 if self.stopping.is_set():
                     return False
-                records = [NetworkRecord.from_json(line) for line in batch]
+                records = [NetworkRecord.from_own_json(line) for line in batch]
                 for record in records:
                     record.crawl = self.results.crawl
                     record.raw = None  # what the dump left unresolved is the fill's to ask (`_leaves`)
@@ -285,7 +285,7 @@ class FleetLoad:
         recheck, n = self._recheck(item), -1
         with item.staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
-                record = NetworkRecord.from_json(line)
+                record = NetworkRecord.from_own_json(line)
                 if not Answer.of(record, self.resolution).terminal and seed.dump_leaf(record, item.how):
                     leaves.append(Answer(record.first, record.last, True))
                 if (asking := seed.to_ask(record, n, step, self.settings.fill_redacted and live)) is not None:

@@ -65,7 +65,7 @@ def staged_record(line: str) -> NetworkRecord | changed.Unchanged:
     if line.startswith("["):
         first, last = json.loads(line)
         return changed.Unchanged(first, last)
-    return NetworkRecord.from_json(line)
+    return NetworkRecord.from_own_json(line)
 
 
 def cores() -> int:
@@ -378,5 +378,5 @@ async def ask_again(
                     continue  # answered before the crawl was stopped
                 await gate.acquire()  # a bounded number of records in flight: memory stays flat
                 pass_.counts["asked"] += 1
-                group.create_task(one(n, NetworkRecord.from_json(line)))
+                group.create_task(one(n, NetworkRecord.from_own_json(line)))
     return {**pass_.counts, "fields": dict(pass_.fields)}
