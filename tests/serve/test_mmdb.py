@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from maxminddb.decoder import Decoder
 from serve_support import write_results
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
 from whoiscrawl.ipv4 import cidr_blocks, ip_str
-from whoiscrawl.serve.mmdb import MmdbError, _pointer, cidr_split, open_reader
+from whoiscrawl.serve.mmdb import MmdbError, _pointer, _value, cidr_split, open_reader
 
 
 def nested_spans(rng: random.Random, n: int) -> list[tuple[int, int]]:
@@ -139,3 +140,14 @@ def test_pointers_are_encoded_as_mmdb_writer_encodes_them():
     encoder = Encoder()
     for offset in (0, 2047, 2048, 526335, 526336, 134744063, 134744064, 2**32 - 1):
         assert _pointer(offset) == encoder._encode_pointer(offset), offset
+
+
+@pytest.mark.parametrize("n", [1, 28, 29, 30, 284, 285, 300])
+def test_lists_and_strings_of_any_size_read_back(n: int):
+    """A network with 29 abuse addresses or more was written as bad data (and 256 or more failed
+    the export): the size's extra bytes were left out."""
+    items = [f"abuse{i}@x.example" for i in range(n)]
+    assert Decoder(_value("\n".join(items).encode(), True)).decode(0)[0] == items
+    for size in (n, n + 65536):
+        text = "x" * size
+        assert Decoder(_value(text.encode(), False)).decode(0)[0] == text

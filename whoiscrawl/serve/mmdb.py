@@ -43,24 +43,32 @@ class MmdbError(ValueError):
     """An MMDB file that cannot be read; the text says which and why."""
 
 
+def _size(n: int) -> tuple[int, bytes]:
+    """A size as the control byte's 5 bits and the bytes after it (the spec: under 29 in the bits;
+    then 29, 30 or 31 with 1, 2 or 3 bytes more, each past the last's range)."""
+    if n < 29:
+        return n, b""
+    if n < 285:
+        return 29, bytes((n - 29,))
+    if n < 65821:
+        return 30, (n - 285).to_bytes(2, "big")
+    return 31, (n - 65821).to_bytes(3, "big")
+
+
 def _string(data: bytes) -> bytes:
     """An MMDB UTF-8 string (type 2): control byte(s) with its length, then the bytes."""
-    n = len(data)
-    if n < 29:
-        return bytes((0x40 | n,)) + data
-    if n < 285:
-        return bytes((0x5D, n - 29)) + data
-    if n < 65821:
-        return bytes((0x5E,)) + (n - 285).to_bytes(2, "big") + data
-    return bytes((0x5F,)) + (n - 65821).to_bytes(3, "big") + data
+    code, more = _size(len(data))
+    return bytes((0x40 | code,)) + more + data
 
 
 def _value(text: bytes, is_list: bool) -> bytes:
-    """A table value as MMDB: a string, or for a list field an array (extended type 11) of strings."""
+    """A table value as MMDB: a string, or for a list field an array (extended type 11: type bits 0,
+    then 11 - 7, then the size's bytes) of strings."""
     if not is_list:
         return _string(text)
     items = text.split(b"\n")
-    return bytes((len(items), 0x04)) + b"".join(map(_string, items))  # fewer than 29 items
+    code, more = _size(len(items))
+    return bytes((code, 0x04)) + more + b"".join(map(_string, items))
 
 
 def _pointer(offset: int) -> bytes:
