@@ -97,21 +97,6 @@ class Previous:
         return changed.Reuse(path, serial, observed_at, held)
 
 
-def _spans_about(staged: Path, records: list[NetworkRecord]) -> list[tuple[int, int]]:
-    """The spans of the staged networks reaching into one of `records`: theirs and their children's,
-    all `seed.own_addresses` needs to place them (the rest of the dump is not held)."""
-    if not records:
-        return []
-    about = Scope.of((r.first, r.last) for r in records)
-    spans = []
-    with staged.open(encoding="utf-8") as fh:
-        for line in fh:
-            record = seed.staged_record(line)
-            if about.overlaps(record.first, record.last):
-                spans.append((record.first, record.last))
-    return spans
-
-
 def same(a: NetworkRecord, b: NetworkRecord) -> bool:
     """One network read twice, unchanged (its provenance aside)?"""
     x, y = a.to_dict(), b.to_dict()
@@ -244,9 +229,11 @@ class Refresh:
         registry = dump.registry
         seen: set[Key] = set()  # of the previous map's networks only: the dump's others are not held
         recheck: list[NetworkRecord] = []
+        spans = seed.SpanLog()  # every staged network's: what places the rechecked (`own_addresses`)
         with staged.open(encoding="utf-8") as fh:
             for line in fh:
                 got = seed.staged_record(line)
+                spans.add(got.first, got.last)
                 key = (registry, got.first, got.last)
                 before = prev.dumped.get(key)
                 record = _dumped(got, before, dump)
@@ -267,7 +254,10 @@ class Refresh:
                 self.counts[f"{registry}_{'changed' if key in prev.latest else 'added'}"] += 1
                 if self.job.settings.fill_redacted and freshness.redacted(record):
                     recheck.append(record)
-        self.recheck += seed.aimed(recheck, seed.own_addresses(_spans_about(staged, recheck)))
+        asked = seed.SpanLog()
+        for record in recheck:
+            asked.add(record.first, record.last)
+        self.recheck += seed.aimed(recheck, seed.own_addresses(spans.about(asked)))
         gone = [k for k in prev.latest if k[0] == registry and k not in seen
                 and prev.latest[k].source != "stats"]
         self.counts[f"{registry}_removed"] += len(gone)
