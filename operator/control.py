@@ -13,7 +13,13 @@ from typing import Any
 from whoiscrawl.operator import builders, failures, generations, scaling, scheduling, spot
 from whoiscrawl.operator import status as st
 from whoiscrawl.operator.backend import Backend, BackendError, Target
-from whoiscrawl.operator.kube import Kube, KubeError, apply, secret_data, secret_value
+from whoiscrawl.operator.kube import (
+    Kube,
+    KubeError,
+    apply,
+    secret_data,
+    secret_value,
+)
 from whoiscrawl.operator.spec import (
     GROUP,
     PLURAL,
@@ -218,8 +224,6 @@ class Snapshot:
     overflow_deployment: Mapping[str, Any] | None = None
     read_error: tuple[str, str] | None = None  # a pod or Deployment read the API refused
     step: generations.Step | None = None  # the schedule's verdict (None: the crawl runs once)
-    generations: tuple[int, ...] | None = None  # generations with data, after pruning (None: unread)
-    pruned: tuple[int, ...] = ()
 
     @property
     def current(self) -> int:
@@ -242,10 +246,21 @@ class Decision:
     stable: scaling.Stabilized
     events: tuple[Event, ...] = ()
     workload: tuple[str, str] | None = None  # why the workers cannot run (failures.problem)
+    generations: tuple[int, ...] | None = None  # a scheduled crawl's generations with data
+    prune: tuple[int, ...] = ()  # of those, the ones past spec.history.keep: act deletes them
 
     @property
     def desired(self) -> int:
         return self.stable.workers
+
+
+@dataclass
+class Applied:
+    """What `act` did: its Events, the API's refusal (if any), the generations it deleted."""
+
+    events: list[Event] = field(default_factory=list)
+    api_error: tuple[str, str] | None = None
+    pruned: tuple[int, ...] = ()
 
 
 def api_problem(exc: KubeError, what: str) -> tuple[str, str]:
@@ -266,13 +281,19 @@ def scheduled(crawl: Crawl, spec: CrawlSpec, now: datetime) -> tuple[Crawl, gene
     return replace(crawl, status=generations.started_status(crawl.status, step)), step
 
 
-def prune(deps: Deps, crawl: Crawl, spec: CrawlSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Delete the topics and Redis keys of generations beyond `history.keep`: (kept, deleted)."""
-    kept = generations.kept(crawl.status, generation_of(crawl))
-    old = generations.to_prune(kept, spec.history.keep)
+def prune(deps: Deps, crawl: Crawl, spec: CrawlSpec, old: tuple[int, ...]) -> tuple[int, ...]:
+    """Delete the topics and Redis keys of generations `old` (past `history.keep`): those deleted.
+    One the data plane refuses stays listed in status, and the next pass tries it again."""
+    done = []
     for gen in old:
-        deps.backend.cleanup(target(deps.kube, crawl, spec, gen), topics=True, redis=True)
-    return tuple(g for g in kept if g not in old), tuple(old)
+        try:
+            deps.backend.cleanup(target(deps.kube, crawl, spec, gen), topics=True, redis=True)
+        except (BackendError, KubeError) as exc:
+            log.warning("pruning generation %d of %s/%s failed (tried again next pass): %s",
+                        gen, crawl.namespace, crawl.name, exc)
+            continue
+        done.append(gen)
+    return tuple(done)
 
 
 def _data_plane(deps: Deps, crawl: Crawl, spec: CrawlSpec, now: datetime) -> dict[str, Any]:
@@ -287,8 +308,6 @@ def _data_plane(deps: Deps, crawl: Crawl, spec: CrawlSpec, now: datetime) -> dic
         out["counters"] = deps.backend.counters(t)
         out["lag"] = deps.backend.lag(t)
         out["partitions"] = deps.backend.partitions(t) or spec.kafka.partitions
-        if spec.schedule is not None:
-            out["generations"], out["pruned"] = prune(deps, crawl, spec)
     except (BackendError, KubeError) as exc:
         out["backend_error"] = str(exc)
     return out
@@ -371,10 +390,23 @@ def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
                                    spec.workers.scale_down_stabilization_seconds)
     if completed or spec.paused:
         spot_decision = replace(spot_decision, overflow=0)
+    kept, prune = _generations(spec, snap)
     return Decision(planned=planned, completed=completed,
                     capacity=scheduling.effective_capacity(spec.scheduling.capacity_type),
                     spot=spot_decision, recommendation=rec, stable=stable, events=tuple(events),
-                    workload=failures.problem(fleet_of(spec, snap), snap.now))
+                    workload=failures.problem(fleet_of(spec, snap), snap.now),
+                    generations=kept, prune=prune)
+
+
+def _generations(spec: CrawlSpec, snap: Snapshot) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
+    """A scheduled crawl's generations with data, and those past `history.keep` to delete (none
+    while the data plane is unreachable: the deletes would fail too)."""
+    if spec.schedule is None:
+        return None, ()
+    kept = generations.kept(snap.prev, generations.State.of(snap.prev).generation)
+    if snap.backend_error is not None:
+        return tuple(kept), ()
+    return tuple(kept), tuple(generations.to_prune(kept, spec.history.keep))
 
 
 def fleet_of(spec: CrawlSpec, snap: Snapshot) -> failures.Fleet:
@@ -386,12 +418,12 @@ def fleet_of(spec: CrawlSpec, snap: Snapshot) -> failures.Fleet:
         pending_timeout_seconds=spec.scheduling.spot_pending_timeout_seconds, namespace=namespace)
 
 
-def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
-        decision: Decision) -> tuple[list[Event], tuple[str, str] | None]:
-    """Apply the owned objects one by one; an object the API refuses does not stop the rest."""
+def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision) -> Applied:
+    """Apply the owned objects one by one (an object the API refuses does not stop the rest),
+    then delete the generations past `history.keep`."""
     events: list[Event] = []
     if snap.read_error is not None:
-        return events, snap.read_error  # blind: change nothing
+        return Applied(events, snap.read_error)  # blind: change nothing
     error = None
     owner = builders.Owner(crawl.name, crawl.namespace, crawl.uid,
                            builders.image_version(spec.workers.image),
@@ -414,7 +446,7 @@ def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
                                                f"{decision.recommendation.message}"))
     if spec.workers.max_unavailable is None:
         error = error or _drop_pdb(deps.kube, crawl)
-    return events, error
+    return Applied(events, error, prune(deps, crawl, spec, decision.prune))
 
 
 def _drop_pdb(kube: Kube, crawl: Crawl) -> tuple[str, str] | None:
@@ -433,9 +465,9 @@ def _drop_pdb(kube: Kube, crawl: Crawl) -> tuple[str, str] | None:
 
 
 def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
-           applied: tuple[list[Event], tuple[str, str] | None]) -> Result:
+           applied: Applied) -> Result:
     """The status and Events of one pass (pure)."""
-    events, api_error = applied
+    events, api_error = applied.events, applied.api_error
     obs = st.Observation(
         now=snap.now, generation=crawl.generation, counters=snap.counters, lag=snap.lag,
         planned=decision.planned, completed=decision.completed, paused=spec.paused,
@@ -455,15 +487,16 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
     res.status["scaling"] = {"history": _history_raw(decision.stable.history),
                              "heldBack": decision.stable.held_back}
     if snap.step is not None:
-        res.status["schedule"] = schedule_status(snap)
+        res.status["schedule"] = schedule_status(snap, decision, applied.pruned)
     if snap.step is not None and snap.step.start is not None:
         # Fields of the finished generation this one has none of yet: removed by the merge patch.
         res.status.update({k: None for k in generations.PER_GENERATION if k not in res.status})
-    return Result(res.status, [*snap.plan_events, *decision.events, *schedule_events(snap), *events,
-                               *res.events], decision.desired, api_error)
+    return Result(res.status, [*snap.plan_events, *decision.events,
+                               *schedule_events(snap, spec, applied.pruned), *events, *res.events],
+                  decision.desired, api_error)
 
 
-def schedule_status(snap: Snapshot) -> dict[str, Any]:
+def schedule_status(snap: Snapshot, decision: Decision, pruned: tuple[int, ...]) -> dict[str, Any]:
     """`status.schedule`: the generation, its slot, the next one, the last result, what is kept."""
     assert snap.step is not None
     sched = dict(snap.prev.get("schedule") or {})
@@ -471,23 +504,30 @@ def schedule_status(snap: Snapshot) -> dict[str, Any]:
     sched.setdefault("since", st.iso(snap.now))  # slots count from here (generations.State)
     sched["nextScheduleTime"] = st.iso(snap.step.next_time) if snap.step.next_time else None
     sched["state"] = snap.step.reason
-    if snap.generations is not None:
-        sched["generations"] = list(snap.generations)
+    if snap.step.missed is not None:
+        sched["lastMissedTime"] = st.iso(snap.step.missed)
+    if decision.generations is not None:
+        sched["generations"] = [g for g in decision.generations if g not in pruned]
     return sched
 
 
-def schedule_events(snap: Snapshot) -> list[Event]:
-    """A generation started, older ones deleted."""
+def schedule_events(snap: Snapshot, spec: CrawlSpec, pruned: tuple[int, ...]) -> list[Event]:
+    """A generation started, a slot skipped as too late, older generations deleted."""
     out: list[Event] = []
     step = snap.step
     if step is not None and step.start is not None and step.scheduled_for is not None:
         out.append(("Normal", "GenerationStarted",
                     f"generation {step.start} (scheduled for {st.iso(step.scheduled_for)}): the "
                     "crawl again from the registries' newest files"))
-    if snap.pruned:
+    if step is not None and step.missed is not None:
+        out.append(("Warning", "MissSchedule",
+                    f"skipped the slot {st.iso(step.missed)}: missed by more than "
+                    f"spec.startingDeadlineSeconds ({spec.starting_deadline_seconds} s); the next "
+                    f"is {st.iso(step.next_time) if step.next_time else 'none'}"))
+    if pruned:
         out.append(("Normal", "GenerationsPruned",
                     "deleted the topics and Redis keys of generation(s) "
-                    f"{', '.join(map(str, snap.pruned))} (spec.history.keep)"))
+                    f"{', '.join(map(str, pruned))} (spec.history.keep)"))
     return out
 
 

@@ -4,7 +4,9 @@ CronJob's semantics, as platform engineers know them: `spec.schedule` in cron sy
 or @hourly, @daily ...) read in `spec.timeZone` (UTC when unset); `spec.suspend` starts nothing
 new; a generation still running when its next time comes is not doubled (concurrencyPolicy
 Forbid); slots missed while the operator was down, or while a generation ran, run once, not once
-each. The first generation is the crawl itself; slots count from the first pass that saw the
+each; with `spec.startingDeadlineSeconds`, a slot missed by more than that is skipped (a
+Warning Event `MissSchedule`, as a CronJob posts) rather than run late. The first generation is
+the crawl itself; slots count from the first pass that saw the
 schedule (`status.schedule.since`: the crawl's creation, or when a schedule was added to it), as a
 CronJob's count from its creation, so adding a schedule to a crawl finished long ago waits for
 the next slot.
@@ -62,6 +64,7 @@ class Schedule:
     expression: str
     time_zone: str | None = None
     suspend: bool = False
+    starting_deadline_seconds: int | None = None  # a slot later than this is skipped (None: never)
 
     def _zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone or "UTC")
@@ -88,6 +91,7 @@ class Step:
     scheduled_for: datetime | None  # the slot the new generation answers (lastScheduleTime)
     next_time: datetime | None  # nextScheduleTime (None while suspended)
     reason: str  # why nothing starts, or Scheduled
+    missed: datetime | None = None  # a slot skipped: past startingDeadlineSeconds (lastMissedTime)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class State:
     last_schedule: datetime | None = None
     since: datetime | None = None  # the first pass that saw the schedule (None: this one)
     completed: bool = False  # the current generation is Completed
+    last_missed: datetime | None = None  # the last slot skipped as too late
 
     @classmethod
     def of(cls, status: Mapping[str, Any]) -> State:
@@ -106,21 +111,28 @@ class State:
                    for c in status.get("conditions") or [])
         return cls(generation=max(1, int(sched.get("generation") or 1)),
                    last_schedule=parse_time(sched.get("lastScheduleTime")),
-                   since=parse_time(sched.get("since")), completed=done)
+                   since=parse_time(sched.get("since")), completed=done,
+                   last_missed=parse_time(sched.get("lastMissedTime")))
 
 
 def step(schedule: Schedule, state: State, now: datetime) -> Step:
     """Whether this pass starts the next generation, and when the next slot is (pure).
 
-    The slots counted are those after the last one answered (else after the schedule was first
-    seen); however many were missed, the newest starts one generation.
+    The slots counted are those after the last one answered or skipped (else after the schedule
+    was first seen); however many were missed, the newest starts one generation. With a starting
+    deadline, the newest slot passed by more than it is skipped (CronJob's tooLate, checked before
+    concurrency as CronJob does): recorded as missed, so it is reported once and never run.
     """
-    anchor = state.last_schedule or state.since or now
+    answered = [t for t in (state.last_schedule, state.last_missed) if t is not None]
+    anchor = max(answered) if answered else (state.since or now)
     if schedule.suspend:
         return Step(None, None, None, "Suspended")
     slot, next_time = schedule.latest_at(now), schedule.next_after(now)
     if slot <= anchor:
         return Step(None, None, next_time, "NotDue")
+    deadline = schedule.starting_deadline_seconds
+    if deadline is not None and (now - slot).total_seconds() > deadline:
+        return Step(None, None, next_time, "MissedSchedule", missed=slot)
     if not state.completed:
         # Forbid: the running generation is not doubled; the slot runs once it completes.
         return Step(None, None, next_time, "GenerationRunning")

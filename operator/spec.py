@@ -366,13 +366,19 @@ class CrawlSpec:
                                  desc="The IANA time zone the schedule is read in; unset: UTC.")
     suspend: bool = knob("suspend", False,
                          desc="Start no new generation (the one running goes on).")
+    starting_deadline_seconds: int | None = knob(
+        "startingDeadlineSeconds", kind="integer", lo=0, hi=31_536_000,
+        desc="A scheduled time missed by more than this many seconds (the operator down, the "
+             "previous generation still running) is skipped with a Warning Event MissSchedule "
+             "instead of run late, as a CronJob's; unset: run late, once. Keep it above the "
+             "operator's interval (10 s).")
     history: History = field(default_factory=History)
 
     def schedule_of(self) -> Schedule | None:
         """The crawl's schedule, None when it runs once."""
         if self.schedule is None:
             return None
-        return Schedule(self.schedule, self.time_zone, self.suspend)
+        return Schedule(self.schedule, self.time_zone, self.suspend, self.starting_deadline_seconds)
 
     def rate_limits_env(self) -> str:
         """WHOISCRAWL_RATE_LIMITS: 'arin=10/s,...'; a disabled registry is 0."""

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from opsupport_fakes import FakeBackend
 from whoiscrawl.operator import builders, control, generations
+from whoiscrawl.operator.backend import BackendError
 from whoiscrawl.operator.generations import Schedule, State, step
 from whoiscrawl.operator.spec import SpecError, parse_spec
 
@@ -66,6 +67,49 @@ def test_step(schedule: Schedule, state: State, now: datetime, start: int | None
     assert (got.start, got.scheduled_for, got.reason, got.next_time) == (start, slot, reason, next_time)
 
 
+NIGHTLY_1H = Schedule("0 3 * * *", starting_deadline_seconds=3600)
+MINUTE_60S = Schedule("* * * * *", starting_deadline_seconds=60)
+
+
+@pytest.mark.parametrize(("schedule", "state", "now", "start", "reason", "missed"), [
+    # within the deadline: run late, once
+    (MINUTE_60S, State(1, None, SEEN, completed=True), at("2026-01-01T10:03:10"), 2, "Scheduled", None),
+    (NIGHTLY_1H, State(2, at("2026-01-01T03:00:00"), SEEN, completed=True), at("2026-01-05T03:30:00"),
+     3, "Scheduled", None),
+    # the operator down for days: the newest slot is 7 hours late, past the hour: skipped
+    (NIGHTLY_1H, State(2, at("2026-01-01T03:00:00"), SEEN, completed=True), at("2026-01-05T10:00:00"),
+     None, "MissedSchedule", at("2026-01-05T03:00:00")),
+    # ... and reported once: the skipped slot is answered
+    (NIGHTLY_1H, State(2, at("2026-01-01T03:00:00"), SEEN, True, at("2026-01-05T03:00:00")),
+     at("2026-01-05T10:00:10"), None, "NotDue", None),
+    # ... the next slot runs as usual
+    (NIGHTLY_1H, State(2, at("2026-01-01T03:00:00"), SEEN, True, at("2026-01-05T03:00:00")),
+     at("2026-01-06T03:00:20"), 3, "Scheduled", None),
+    # Forbid: a slot passed within the deadline while a generation runs waits for it ...
+    (MINUTE_60S, State(3, at("2026-01-01T10:03:00"), SEEN, completed=False), at("2026-01-01T10:07:30"),
+     None, "GenerationRunning", None),
+    # ... and starts when it completes within the deadline
+    (MINUTE_60S, State(3, at("2026-01-01T10:03:00"), SEEN, completed=True), at("2026-01-01T10:08:59"),
+     4, "Scheduled", None),
+    # past the deadline, running or not, the slot is skipped (CronJob checks tooLate first)
+    (Schedule("0 * * * *", starting_deadline_seconds=60), State(3, at("2026-01-01T09:00:00"), SEEN),
+     at("2026-01-01T10:05:00"), None, "MissedSchedule", at("2026-01-01T10:00:00")),
+    # a deadline of 0: only a pass on the slot itself starts it
+    (Schedule("* * * * *", starting_deadline_seconds=0), State(1, None, SEEN, completed=True),
+     at("2026-01-01T10:03:00"), 2, "Scheduled", None),
+    (Schedule("* * * * *", starting_deadline_seconds=0), State(1, None, SEEN, completed=True),
+     at("2026-01-01T10:03:01"), None, "MissedSchedule", at("2026-01-01T10:03:00")),
+    # suspended: nothing is started, nothing reported missed
+    (Schedule("* * * * *", suspend=True, starting_deadline_seconds=0), State(1, None, SEEN, completed=True),
+     at("2026-01-01T10:03:10"), None, "Suspended", None),
+])
+def test_a_slot_missed_by_more_than_the_starting_deadline_is_skipped(
+        schedule: Schedule, state: State, now: datetime, start: int | None, reason: str,
+        missed: datetime | None) -> None:
+    got = step(schedule, state, now)
+    assert (got.start, got.reason, got.missed) == (start, reason, missed)
+
+
 BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r/0"}}
 
 
@@ -80,6 +124,10 @@ BASE: dict[str, Any] = {"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url"
     ({"schedule": "0 3 * * *", "timeZone": "Mars/Olympus"}, "spec.timeZone: 'Mars/Olympus' is not an IANA"),
     ({"schedule": "0 3 * * *", "timeZone": "../../etc/passwd"}, "spec.timeZone: '../../etc/passwd'"),
     ({"history": {"keep": 0}}, "spec.history.keep: must be >= 1"),
+    ({"schedule": "0 3 * * *", "startingDeadlineSeconds": 600}, None),
+    ({"schedule": "0 3 * * *", "startingDeadlineSeconds": -1}, "spec.startingDeadlineSeconds: must be >= 0"),
+    ({"schedule": "0 3 * * *", "startingDeadlineSeconds": "1h"},
+     "spec.startingDeadlineSeconds: must be an integer"),
 ])
 def test_the_spec_names_a_bad_schedule(fields: dict[str, Any], problem: str | None) -> None:
     if problem is None:
@@ -143,7 +191,8 @@ def test_slots_count_from_the_first_pass_that_saw_the_schedule() -> None:
     crawl, s = control.scheduled(crawl_with(finished), spec, deps.now())
     snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
                             **control._data_plane(deps, crawl, spec, deps.now()))
-    sched = control.report(crawl, spec, snap, control.decide(spec, snap), ([], None)).status["schedule"]
+    result = control.report(crawl, spec, snap, control.decide(spec, snap), control.Applied())
+    sched = result.status["schedule"]
     assert (sched["generation"], sched["since"], sched["state"], sched["nextScheduleTime"]) == (
         1, "2026-03-01T10:03:10Z", "NotDue", "2026-03-01T10:04:00Z")
     assert backend.plans == []  # generation 1's plan is in status: nothing new published
@@ -157,18 +206,23 @@ def test_a_crawl_without_a_schedule_runs_once() -> None:
 
 
 def test_the_pass_that_starts_a_generation_plans_it_prunes_and_reports_it() -> None:
-    """Generation 3 starts with keep 2: generation 1's data goes; status and Events say so."""
+    """Generation 3 starts with keep 2: generation 1's data goes, in the act phase (after the
+    pass's reads, as its other writes); status and Events say so."""
     spec = parse_spec(SCHEDULED)
     status = COMPLETED_STATUS | {"schedule": {"generation": 2, "generations": [1, 2],
                                               "lastScheduleTime": "2026-01-01T10:03:00Z"}}
     backend = FakeBackend()
     deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-01-01T10:05:10"))  # type: ignore[arg-type]
     crawl, s = control.scheduled(crawl_with(status), spec, deps.now())
-    data = control._data_plane(deps, crawl, spec, deps.now())
-    assert backend.cleanups == [("ns.demo", True, True)]  # generation 1: topics and keys
+    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
+                            **control._data_plane(deps, crawl, spec, deps.now()))
+    assert backend.cleanups == []  # the read phase deletes nothing
     assert backend.plans == [("ns.demo.g3", spec.ranges)]
-    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s, **data)
-    result = control.report(crawl, spec, snap, control.decide(spec, snap), ([], None))
+    decision = control.decide(spec, snap)
+    assert (decision.generations, decision.prune) == ((1, 2, 3), (1,))
+    pruned = control.prune(deps, crawl, spec, decision.prune)
+    assert backend.cleanups == [("ns.demo", True, True)]  # generation 1: topics and keys
+    result = control.report(crawl, spec, snap, decision, control.Applied(pruned=pruned))
     sched = result.status["schedule"]
     assert (sched["generation"], sched["generations"], sched["nextScheduleTime"], sched["state"]) == (
         3, [2, 3], "2026-01-01T10:06:00Z", "Scheduled")
@@ -176,6 +230,26 @@ def test_the_pass_that_starts_a_generation_plans_it_prunes_and_reports_it() -> N
     assert result.status["completionTime"] is None and result.status["phase"] == "Running"
     reasons = [e[1] for e in result.events]
     assert "GenerationStarted" in reasons and "GenerationsPruned" in reasons
+
+
+def test_a_generation_the_data_plane_would_not_delete_stays_listed_for_the_next_pass() -> None:
+    spec = parse_spec(SCHEDULED)
+    status = {"schedule": {"generation": 3, "generations": [1, 2, 3]}}
+
+    def refuse(t: Any) -> None:
+        raise BackendError("redis: connection refused")
+
+    backend = FakeBackend(on_cleanup=refuse)
+    deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-01-01T10:05:10"))  # type: ignore[arg-type]
+    crawl, s = control.scheduled(crawl_with(status), spec, deps.now())
+    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
+                            **control._data_plane(deps, crawl, spec, deps.now()))
+    decision = control.decide(spec, snap)
+    assert decision.prune == (1,)
+    pruned = control.prune(deps, crawl, spec, decision.prune)
+    result = control.report(crawl, spec, snap, decision, control.Applied(pruned=pruned))
+    assert pruned == () and result.status["schedule"]["generations"] == [1, 2, 3]
+    assert "GenerationsPruned" not in [e[1] for e in result.events]
 
 
 def test_a_running_generation_reports_its_next_time_and_starts_nothing() -> None:
@@ -188,7 +262,7 @@ def test_a_running_generation_reports_its_next_time_and_starts_nothing() -> None
     crawl, s = control.scheduled(crawl_with(status), spec, deps.now())
     snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
                             **control._data_plane(deps, crawl, spec, deps.now()))
-    result = control.report(crawl, spec, snap, control.decide(spec, snap), ([], None))
+    result = control.report(crawl, spec, snap, control.decide(spec, snap), control.Applied())
     assert backend.plans == [] and backend.cleanups == []
     assert result.status["schedule"]["state"] == "GenerationRunning"
     assert result.status["schedule"]["nextScheduleTime"] == "2026-01-01T10:06:00Z"
@@ -210,3 +284,27 @@ def test_deleting_a_scheduled_crawl_deletes_every_generation_kept() -> None:
     backend = FakeBackend()
     control.cleanup(control.Deps(kube=NoWorkersLeft(), backend=backend), crawl)  # type: ignore[arg-type]
     assert backend.cleanups == [("ns.demo.g2", True, True), ("ns.demo.g3", True, True)]
+
+
+def test_a_skipped_slot_is_reported_once_and_recorded() -> None:
+    """The pass that finds the slot too late posts one Warning MissSchedule and records the slot
+    (status.schedule.lastMissedTime); the next pass, reading that status, posts nothing."""
+    spec = parse_spec(SCHEDULED | {"schedule": "0 3 * * *", "startingDeadlineSeconds": 3600})
+    status = COMPLETED_STATUS | {"plan": {"key": control.plan_key(spec), "revision": 1},
+                                 "schedule": {"generation": 2, "generations": [1, 2],
+                                              "lastScheduleTime": "2026-01-01T03:00:00Z"}}
+    backend = FakeBackend(default_lag=0)
+    reasons, now = [], at("2026-01-05T10:00:00")
+    for _ in range(2):
+        deps = control.Deps(kube=None, backend=backend, now=lambda: now)  # type: ignore[arg-type]
+        crawl, s = control.scheduled(crawl_with(status), spec, now)
+        snap = control.Snapshot(now=now, prev=crawl.status, step=s,
+                                **control._data_plane(deps, crawl, spec, now))
+        result = control.report(crawl, spec, snap, control.decide(spec, snap), control.Applied())
+        reasons.append([e[1] for e in result.events if e[1] in ("MissSchedule", "GenerationStarted")])
+        status = result.status
+    assert reasons == [["MissSchedule"], []]
+    sched = status["schedule"]
+    assert (sched["generation"], sched["lastMissedTime"], sched["state"], sched["nextScheduleTime"]) == (
+        2, "2026-01-05T03:00:00Z", "NotDue", "2026-01-06T03:00:00Z")
+    assert backend.plans == []  # nothing started
