@@ -17,6 +17,7 @@ from whoiscrawl.operator.kube import (
     Kube,
     KubeError,
     apply,
+    merge_patched,
     secret_data,
     secret_value,
 )
@@ -563,8 +564,24 @@ def run(deps: Deps, ref: Crawl) -> Result | None:
         crawl = crawl_of(live)
         result = reconcile(deps, crawl)
         if status_changed(crawl.status, result.status):
-            deps.kube.patch_status(API, PLURAL, crawl.namespace, crawl.name, result.status)
+            write_status(deps.kube, crawl, result.status)
         return result
+
+
+def write_status(kube: Kube, crawl: Crawl, status: Mapping[str, Any]) -> None:
+    """Merge-patch the crawl's status. A write whose reply is an error is read back: if the API
+    holds it (etcd's "request timed out" after a commit), it was written and the pass's Events are
+    posted; else the error stands and the next pass does it again. So a generation's start is
+    announced once: by the pass whose start the API holds (before, a start whose reply was lost was
+    never announced, and a start refused was announced by the pass that redid it)."""
+    try:
+        kube.patch_status(API, PLURAL, crawl.namespace, crawl.name, status)
+    except KubeError:
+        held = (kube.get(API, PLURAL, crawl.namespace, crawl.name) or {}).get("status")
+        if held is None or merge_patched(held, status) != held:
+            raise
+        log.warning("the status write of %s/%s answered an error but landed", crawl.namespace,
+                    crawl.name)
 
 
 def stop_workers(kube: Kube, crawl: Crawl) -> int:

@@ -204,6 +204,19 @@ def merge_diff(live: Any, want: Any) -> Any:
     return out
 
 
+def merge_patched(target: Any, patch: Any) -> Any:
+    """RFC 7386: `target` with the merge patch `patch` applied (what the API server makes of it)."""
+    if not isinstance(patch, Mapping):
+        return patch
+    out = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patched(out.get(key), value)
+    return out
+
+
 def update_patch(live: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, Any]:
     """Our fields only: the whole body below metadata, and our own labels/annotations/owners.
 

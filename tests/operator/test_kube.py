@@ -9,7 +9,14 @@ import kmock
 import pytest
 from opsupport_kmock import make
 from whoiscrawl.operator.crd import build_crd
-from whoiscrawl.operator.kube import KubeClient, KubeError, matches, merge_diff, update_patch
+from whoiscrawl.operator.kube import (
+    KubeClient,
+    KubeError,
+    matches,
+    merge_diff,
+    merge_patched,
+    update_patch,
+)
 
 
 @pytest.mark.parametrize(("live", "want", "patch"), [
@@ -22,6 +29,19 @@ from whoiscrawl.operator.kube import KubeClient, KubeError, matches, merge_diff,
 ])
 def test_merge_diff(live: dict[str, Any], want: dict[str, Any], patch: dict[str, Any]) -> None:
     assert merge_diff(live, want) == patch
+
+
+@pytest.mark.parametrize(("live", "want"), [
+    ({"a": 1}, {"a": 1}), ({"a": 1}, {"a": 2}), ({"a": {"x": 1, "y": 2}}, {"a": {"x": 1}}),
+    ({"a": [1, 2]}, {"a": [1]}), ({}, {"a": {"b": 1}}), ({"a": {"b": 1}}, {}),
+    ({"a": 1, "b": {"c": None}}, {"b": {"d": 2}}),
+])
+def test_merge_patched_applies_the_patch_merge_diff_makes(live: dict[str, Any], want: dict[str, Any]) -> None:
+    """What the API server makes of a merge patch (RFC 7386): the status read back after a write
+    whose reply was lost is compared with it (control.write_status)."""
+    assert merge_patched(live, merge_diff(live, want)) == want
+    patch = {"a": {"b": None, "d": 3}, "e": None}
+    assert merge_patched({"a": {"b": 1, "c": 2}}, patch) == {"a": {"c": 2, "d": 3}}
 
 
 def test_update_patch_keeps_foreign_metadata() -> None:

@@ -188,18 +188,22 @@ def _pod_status(stuck: bool) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def running_cluster(backend: Any = None, toy_controller: bool = True) -> AsyncIterator[Cluster]:
+async def running_cluster(backend: Any = None, toy_controller: bool = True,
+                          now: Callable[[], datetime] | None = None) -> AsyncIterator[Cluster]:
     """kmock serves on the test's loop; kopf runs on its own loop in a thread, like in a pod.
 
     `backend` replaces the FakeBackend; without `toy_controller` nothing acts on Deployments
-    (the end-to-end test brings its own process runner).
+    (the end-to-end test brings its own process runner); `now` is the operator's clock (a
+    schedule's slots come when the test says).
     """
     kube = make(build_crd(), _validate, _default)
     async with kube, kmock.Server(kube) as server:
         url = str(server.url).rstrip("/")
         cluster = Cluster(kube, url, FakeBackend() if backend is None else backend)
-        memo = kopf.Memo(deps=control.Deps(kube=KubeClient(url), backend=cluster.backend),
-                         kube_server=url)
+        deps = control.Deps(kube=KubeClient(url), backend=cluster.backend)
+        if now is not None:
+            deps.now = now
+        memo = kopf.Memo(deps=deps, kube_server=url)
         stop, ready = threading.Event(), threading.Event()
 
         def run() -> None:

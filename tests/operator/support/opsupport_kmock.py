@@ -69,8 +69,13 @@ class RealisticKube(k8s.KubernetesEmulator):
     validators: dict[str, Validator] = attrs.field(factory=dict)  # plural -> errors
     defaulters: dict[str, Defaulter] = attrs.field(factory=dict)  # plural -> defaulted object
     scale_paths: dict[str, tuple[str, str]] = attrs.field(factory=dict)  # plural -> (spec, status)
-    # (METHOD, plural) -> (HTTP status, message): an injected API error (admission, RBAC)
+    # (METHOD, plural) -> (HTTP status, message): an injected API error (admission, RBAC);
+    # a subresource as "plural/sub" (e.g. ("PATCH", "whoiscrawls/status"): a status write refused)
     faults: dict[tuple[str, str], tuple[int, str]] = attrs.field(factory=dict)
+    # (METHOD, plural or plural/sub) -> (HTTP status, message): the change is made, then this error
+    # answered (etcd's "request timed out" after a commit: the caller cannot tell it landed)
+    lost_replies: dict[tuple[str, str], tuple[int, str]] = attrs.field(factory=dict)
+    answered: list[tuple[str, str]] = attrs.field(factory=list)  # each fault or lost reply given
     # (METHOD, plural) -> seconds the answer takes (a half-open connection, a stuck server)
     stalls: dict[tuple[str, str], float] = attrs.field(factory=dict)
     _rv: Any = attrs.field(factory=lambda: itertools.count(1000), init=False)
@@ -93,6 +98,9 @@ class RealisticKube(k8s.KubernetesEmulator):
                     await self._buses[resource].put(event)
         except k8s.KubernetesError as exc:
             return await self._render_error(exc)
+        lost = self._fault(request, self.lost_replies)
+        if lost is not None:
+            return await self._render_error(lost)
         return aiohttp.web.json_response(body, status=status)
 
     def _mutate(self, request: rendering.Request) -> tuple[int, Any, list[tuple[Any, Any]]]:
@@ -107,12 +115,17 @@ class RealisticKube(k8s.KubernetesEmulator):
             return self._delete(request)
         raise k8s.KubernetesError(405, "MethodNotAllowed", f"{request.method} not supported")
 
-    def _fault(self, request: rendering.Request) -> k8s.KubernetesError | None:
-        if request.resource is None or request.subresource:
+    def _fault(self, request: rendering.Request,
+               table: dict[tuple[str, str], tuple[int, str]] | None = None) -> k8s.KubernetesError | None:
+        if request.resource is None or request.subresource == "scale":
             return None
-        found = self.faults.get((_verb(request), str(request.resource.plural)))
+        plural = str(request.resource.plural)
+        if request.subresource:
+            plural = f"{plural}/{request.subresource}"
+        found = (self.faults if table is None else table).get((_verb(request), plural))
         if found is None:
             return None
+        self.answered.append((_verb(request), plural))
         status, message = found
         reason = {403: "Forbidden", 422: "Invalid"}.get(status, "InternalError")
         return k8s.KubernetesError(status, reason, message)
