@@ -6,18 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from opsupport_cluster import NS, Cluster, running_cluster
+from opsupport_cluster import MINIMAL_SPEC, NS, Cluster, running_cluster
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:kmock")]
 
-SPEC: dict[str, Any] = {
-    "ranges": ["41.0.0.0/8"],
-    "kafka": {"bootstrapServers": "127.0.0.1:9092"},
-    "redis": {"url": "redis://127.0.0.1:6379/0"},
-    "schedule": "* * * * *",
-    "history": {"keep": 3},
-}
+SPEC: dict[str, Any] = MINIMAL_SPEC | {"schedule": "* * * * *", "history": {"keep": 3}}
 STATUS_WRITE = ("PATCH", "whoiscrawls/status")
 
 

@@ -26,6 +26,9 @@ NS = "crawls"
 TOY_OWNER = "toy.test/deployment"  # the toy controller's pod -> Deployment link
 CAPACITY = "whoiscrawl.io/capacity"  # the pod template annotation naming its capacity
 CRAWLS = "/apis/whoiscrawl.io/v1alpha1/namespaces/crawls/whoiscrawls"
+# The fewest fields a crawl needs (the backend is a fake: the addresses are never dialled).
+MINIMAL_SPEC: dict[str, Any] = {"ranges": ["41.0.0.0/8"], "kafka": {"bootstrapServers": "127.0.0.1:9092"},
+                                "redis": {"url": "redis://127.0.0.1:6379/0"}}
 
 
 def crawls_path(ns: str = NS) -> str:
