@@ -149,7 +149,9 @@ def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str,
     plans' shards (a shard of a range both plans hold is one shard, done once), so progress stays
     honest and the crawl completes (shards of the old plan already done are skipped at once).
     The backend publishes once per `marker`; a pass that finds it published computes the same
-    plan and totals (both follow from the revision it read) and posts no Event.
+    plan and totals (both follow from the revision it read) and sends nothing. It still posts the
+    Event: the status it read lacks this plan (else this returns at once), so the pass that
+    published never wrote its status, and its Events were never posted (`run`, `write_status`).
     """
     key = plan_key(spec)
     if plan.get("key") == key:
@@ -159,11 +161,11 @@ def ensure_plan(backend: Backend, t: Target, spec: CrawlSpec, plan: Mapping[str,
     new = {"key": key, "shards": published.shards_total, "addresses": published.addresses_total,
            "time": st.iso(now),
            "revision": int(plan.get("revision", 0)) + 1}
-    if not published.fresh:
-        return new, []
     verb = "Replanned" if plan.get("key") else "Planned"
     msg = (f"published {published.shards} shards ({published.addresses} addresses) to "
            f"{t.prefix}{t.crawl}.work")
+    if not published.fresh:
+        msg += " (by an earlier pass whose status was not written)"
     return new, [("Normal", verb, msg)]
 
 

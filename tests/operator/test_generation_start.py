@@ -64,3 +64,5 @@ async def test_a_generation_start_is_announced_once_when_its_status_write_fails(
         started = cluster.events("GenerationStarted")
         assert len(started) == 1, [e["message"] for e in started]
         assert [c for c, _ in cluster.backend.plans] == [f"{NS}.gen", f"{NS}.gen.g2"]
+        planned = [e["message"] for e in cluster.events("Planned")]
+        assert len([m for m in planned if f"{NS}.gen.g2.work" in m]) == 1, planned
