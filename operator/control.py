@@ -393,7 +393,7 @@ def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
                                    spec.workers.scale_down_stabilization_seconds)
     if completed or spec.paused:
         spot_decision = replace(spot_decision, overflow=0)
-    kept, prune = _generations(spec, snap)
+    kept, prune = _generations(spec, snap, completed)
     return Decision(planned=planned, completed=completed,
                     capacity=scheduling.effective_capacity(spec.scheduling.capacity_type),
                     spot=spot_decision, recommendation=rec, stable=stable, events=tuple(events),
@@ -401,15 +401,18 @@ def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
                     generations=kept, prune=prune)
 
 
-def _generations(spec: CrawlSpec, snap: Snapshot) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
-    """A scheduled crawl's generations with data, and those past `history.keep` to delete (none
-    while the data plane is unreachable: the deletes would fail too)."""
+def _generations(spec: CrawlSpec, snap: Snapshot,
+                 completed: bool) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
+    """A scheduled crawl's generations with data, and the completed ones past `history.keep` to
+    delete (none while the data plane is unreachable: the deletes would fail too)."""
     if spec.schedule is None:
         return None, ()
-    kept = generations.kept(snap.prev, generations.State.of(snap.prev).generation)
+    current = generations.State.of(snap.prev).generation
+    kept = generations.kept(snap.prev, current)
     if snap.backend_error is not None:
         return tuple(kept), ()
-    return tuple(kept), tuple(generations.to_prune(kept, spec.history.keep))
+    running = None if completed else current
+    return tuple(kept), tuple(generations.to_prune(kept, spec.history.keep, running))
 
 
 def fleet_of(spec: CrawlSpec, snap: Snapshot) -> failures.Fleet:

@@ -145,9 +145,12 @@ def kept(status: Mapping[str, Any], generation: int) -> list[int]:
     return sorted({int(g) for g in listed if isinstance(g, int) and g >= 1} | {generation})
 
 
-def to_prune(generations: list[int], keep: int) -> list[int]:
-    """The generations beyond the newest `keep`, oldest first."""
-    return sorted(generations)[:-keep] if keep < len(generations) else []
+def to_prune(generations: list[int], keep: int, running: int | None = None) -> list[int]:
+    """The completed generations beyond the newest `keep`, oldest first. The generation `running`
+    (not yet Completed) is not counted, as a CronJob's history limit counts finished Jobs only: the
+    newest complete map is never deleted while the one to replace it is still being made."""
+    done = sorted(g for g in generations if g != running)
+    return done[:-keep] if keep < len(done) else []
 
 
 def last_result(status: Mapping[str, Any], generation: int) -> dict[str, Any]:

@@ -330,8 +330,9 @@ class History:
     """How many generations of a scheduled crawl keep their data (docs/operator.md, Schedule)."""
 
     keep: int = knob("keep", 3, lo=1, hi=100,
-                     desc="Generations whose topics and Redis keys are kept; when a new one "
-                          "starts, older ones are deleted (like a CronJob's successfulJobsHistoryLimit).")
+                     desc="Completed generations whose topics and Redis keys are kept (the one "
+                          "running is not counted, as a CronJob's successfulJobsHistoryLimit counts "
+                          "finished Jobs); older ones are deleted.")
 
 
 @dataclass(frozen=True)

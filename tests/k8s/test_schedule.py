@@ -2,8 +2,9 @@
 
 The chart's operator (namespaced RBAC) and real workers crawl a small range of `quick` once; with
 `schedule: "* * * * *"` the first slot after it completed starts generation 2, into data of its
-own, the first generation's data pruned (`history.keep: 1`); generation 2 crawls to Completed, and
-deleting the crawl deletes what generation 2 kept. No sleeps: each step waits on the crawl's status.
+own; generation 1's data (the one complete map) is kept while generation 2 runs and pruned once it
+completes (`history.keep: 1`); deleting the crawl deletes what generation 2 kept. No sleeps: each
+step waits on the crawl's status.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
                       "generation 1 Completed")
                 began = until(lambda: schedule_of(k8s, namespace, crawl).get("generation") == 2
                               and schedule_of(k8s, namespace, crawl), 90, "generation 2 started")
+                # generation 1's map is still there while generation 2 runs
+                while_running = RedisCrawlAdmin(services.redis_url, first).progress()
                 until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
                       150, "generation 2 Completed")
+                until(lambda: schedule_of(k8s, namespace, crawl).get("generations") == [2], 60,
+                      "generation 1 pruned once generation 2 completed")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{k8s.api.get(*WC, namespace, crawl)}\n"
                                      f"{release.kubelet.tail()}") from None
@@ -82,7 +87,8 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
     assert slot is not None and seen is not None and done is not None and slot.second == 0
     assert seen < slot <= seen + timedelta(minutes=5) and slot - done < timedelta(minutes=1)
     assert last["result"] == "Completed" and last["generation"] == 1 and last["blocks"] > 0
-    assert began["generations"] == [2]  # keep 1: generation 1's data went when 2 started
+    # keep 1 counts completed generations: generation 1's data stayed while 2 ran, went after
+    assert began["generations"] == [1, 2] and while_running.blocks > 0
     assert {"GenerationStarted", "GenerationsPruned"} <= reasons, reasons
     # Generation 2 crawled into its own data, to the end, and its workers were told so.
     assert config["data"]["WHOISCRAWL_CRAWL"] == second

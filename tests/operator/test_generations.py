@@ -138,13 +138,15 @@ def test_the_spec_names_a_bad_schedule(fields: dict[str, Any], problem: str | No
     assert problem in str(caught.value)
 
 
-@pytest.mark.parametrize(("kept", "keep", "pruned"), [
-    ([1], 3, []), ([1, 2, 3], 3, []), ([1, 2, 3, 4], 3, [1]), ([2, 5, 6, 7, 8], 2, [2, 5, 6]),
-    ([4, 5], 1, [4]),
+@pytest.mark.parametrize(("kept", "keep", "running", "pruned"), [
+    ([1], 3, None, []), ([1, 2, 3], 3, None, []), ([1, 2, 3, 4], 3, None, [1]),
+    ([2, 5, 6, 7, 8], 2, None, [2, 5, 6]), ([4, 5], 1, None, [4]),
+    # the generation running is not counted: the newest complete map stays until it completes
+    ([4, 5], 1, 5, []), ([1, 2, 3, 4], 3, 4, []), ([1, 2, 3, 4], 2, 4, [1]), ([1], 1, 1, []),
 ])
-def test_generations_beyond_keep_are_pruned_oldest_first(kept: list[int], keep: int,
-                                                         pruned: list[int]) -> None:
-    assert generations.to_prune(kept, keep) == pruned
+def test_completed_generations_beyond_keep_are_pruned_oldest_first(
+        kept: list[int], keep: int, running: int | None, pruned: list[int]) -> None:
+    assert generations.to_prune(kept, keep, running) == pruned
 
 
 COMPLETED_STATUS: dict[str, Any] = {
@@ -206,10 +208,11 @@ def test_a_crawl_without_a_schedule_runs_once() -> None:
 
 
 def test_the_pass_that_starts_a_generation_plans_it_prunes_and_reports_it() -> None:
-    """Generation 3 starts with keep 2: generation 1's data goes, in the act phase (after the
-    pass's reads, as its other writes); status and Events say so."""
+    """Generation 4 starts with keep 2: generation 1's data goes (2 and 3 are the two complete
+    maps kept while 4 runs), in the act phase (after the pass's reads, as its other writes);
+    status and Events say so."""
     spec = parse_spec(SCHEDULED)
-    status = COMPLETED_STATUS | {"schedule": {"generation": 2, "generations": [1, 2],
+    status = COMPLETED_STATUS | {"schedule": {"generation": 3, "generations": [1, 2, 3],
                                               "lastScheduleTime": "2026-01-01T10:03:00Z"}}
     backend = FakeBackend()
     deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-01-01T10:05:10"))  # type: ignore[arg-type]
@@ -217,16 +220,16 @@ def test_the_pass_that_starts_a_generation_plans_it_prunes_and_reports_it() -> N
     snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
                             **control._data_plane(deps, crawl, spec, deps.now()))
     assert backend.cleanups == []  # the read phase deletes nothing
-    assert backend.plans == [("ns.demo.g3", spec.ranges)]
+    assert backend.plans == [("ns.demo.g4", spec.ranges)]
     decision = control.decide(spec, snap)
-    assert (decision.generations, decision.prune) == ((1, 2, 3), (1,))
+    assert (decision.generations, decision.prune) == ((1, 2, 3, 4), (1,))
     pruned = control.prune(deps, crawl, spec, decision.prune)
     assert backend.cleanups == [("ns.demo", True, True)]  # generation 1: topics and keys
     result = control.report(crawl, spec, snap, decision, control.Applied(pruned=pruned))
     sched = result.status["schedule"]
     assert (sched["generation"], sched["generations"], sched["nextScheduleTime"], sched["state"]) == (
-        3, [2, 3], "2026-01-01T10:06:00Z", "Scheduled")
-    assert sched["lastGeneration"]["generation"] == 2
+        4, [2, 3, 4], "2026-01-01T10:06:00Z", "Scheduled")
+    assert sched["lastGeneration"]["generation"] == 3
     assert result.status["completionTime"] is None and result.status["phase"] == "Running"
     reasons = [e[1] for e in result.events]
     assert "GenerationStarted" in reasons and "GenerationsPruned" in reasons
@@ -234,7 +237,7 @@ def test_the_pass_that_starts_a_generation_plans_it_prunes_and_reports_it() -> N
 
 def test_a_generation_the_data_plane_would_not_delete_stays_listed_for_the_next_pass() -> None:
     spec = parse_spec(SCHEDULED)
-    status = {"schedule": {"generation": 3, "generations": [1, 2, 3]}}
+    status = {"schedule": {"generation": 4, "generations": [1, 2, 3, 4]}}
 
     def refuse(t: Any) -> None:
         raise BackendError("redis: connection refused")
@@ -248,7 +251,7 @@ def test_a_generation_the_data_plane_would_not_delete_stays_listed_for_the_next_
     assert decision.prune == (1,)
     pruned = control.prune(deps, crawl, spec, decision.prune)
     result = control.report(crawl, spec, snap, decision, control.Applied(pruned=pruned))
-    assert pruned == () and result.status["schedule"]["generations"] == [1, 2, 3]
+    assert pruned == () and result.status["schedule"]["generations"] == [1, 2, 3, 4]
     assert "GenerationsPruned" not in [e[1] for e in result.events]
 
 
@@ -308,3 +311,27 @@ def test_a_skipped_slot_is_reported_once_and_recorded() -> None:
     assert (sched["generation"], sched["lastMissedTime"], sched["state"], sched["nextScheduleTime"]) == (
         2, "2026-01-05T03:00:00Z", "NotDue", "2026-01-06T03:00:00Z")
     assert backend.plans == []  # nothing started
+
+
+@pytest.mark.parametrize(("finished", "pruned", "listed"), [(False, (), [1, 2]), (True, (1,), [2])])
+def test_with_keep_1_the_last_complete_map_stays_until_the_next_completes(
+        finished: bool, pruned: tuple[int, ...], listed: list[int]) -> None:
+    """keep 1: generation 1 (the only complete map) is kept while generation 2 runs, and deleted
+    by the pass that sees generation 2 complete (before, by the pass that started generation 2)."""
+    spec = parse_spec(SCHEDULED | {"history": {"keep": 1}})
+    status = {"plan": {"key": control.plan_key(spec), "revision": 1},
+              "schedule": {"generation": 2, "generations": [1, 2],
+                           "lastScheduleTime": "2026-01-01T10:03:00Z"}}
+    backend = FakeBackend(counters_of={"ns.demo.g2": Progress(shards_total=16, shards_done=3)}, default_lag=5)
+    if finished:
+        backend.finish("ns.demo.g2")
+    deps = control.Deps(kube=None, backend=backend, now=lambda: at("2026-01-01T10:03:30"))  # type: ignore[arg-type]
+    crawl, s = control.scheduled(crawl_with(status), spec, deps.now())
+    snap = control.Snapshot(now=deps.now(), prev=crawl.status, step=s,
+                            **control._data_plane(deps, crawl, spec, deps.now()))
+    decision = control.decide(spec, snap)
+    assert (decision.completed, decision.prune) == (finished, pruned)
+    done = control.prune(deps, crawl, spec, decision.prune)
+    result = control.report(crawl, spec, snap, decision, control.Applied(pruned=done))
+    assert result.status["schedule"]["generations"] == listed
+    assert backend.cleanups == [("ns.demo", True, True)] * len(pruned)
