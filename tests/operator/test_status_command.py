@@ -23,6 +23,7 @@ STATUS = {
     "workers": {"desired": 4, "current": 4, "ready": 3, "reason": "lag"},
     "schedule": {"generation": 3, "state": "GenerationRunning", "lastScheduleTime": "2026-12-01T03:00:00Z",
                  "nextScheduleTime": "2026-12-02T03:00:00Z", "generations": [2, 3],
+                 "lastMissedTime": "2026-11-29T03:00:00Z",
                  "lastGeneration": {"generation": 2, "result": "Completed", "blocks": 20950,
                                     "lookups": 8800, "completionTime": "2026-11-30T09:12:00Z"}},
     "conditions": [
@@ -57,6 +58,7 @@ async def test_status_of_a_whoiscrawl_in_the_cluster() -> None:
         code, out = await asyncio.to_thread(status)
         assert code == 0 and "WorkersStarting" in out and "42.50%" in out and "30.7 min" in out
         assert "GenerationRunning" in out and "2026-12-02T03:00:00Z" in out and "20950 blocks" in out
+        assert "last skipped (too late)" in out and "2026-11-29T03:00:00Z" in out
 
         done = {**STATUS, "progress": 100.0, "etaSeconds": 0,
                 "conditions": [{"type": "Completed", "status": "True", "reason": "AllShardsDone"}]}

@@ -248,6 +248,7 @@ def _schedule_rows(sched: dict[str, Any] | None) -> list[tuple[str, Any]]:
     return [("generation", f"{sched.get('generation', 1)}  ({sched.get('state') or '-'})"),
             ("last / next schedule", f"{sched.get('lastScheduleTime') or '-'} / "
                                      f"{sched.get('nextScheduleTime') or '-'}"),
+            *([("last skipped (too late)", sched["lastMissedTime"])] if sched.get("lastMissedTime") else []),
             ("last generation", f"{last['generation']}: {last.get('result')}, {last.get('blocks')} "
                                 f"blocks, {last.get('lookups')} lookups, done {last.get('completionTime')}"
              if last else "-")]
