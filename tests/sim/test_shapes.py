@@ -136,6 +136,21 @@ def test_arin_and_afrinic_details(world: World):
     assert "abuse" in doc["remarks"][0]["description"][0]
 
 
+def _org_fn(doc: dict[str, Any]) -> str:
+    org = next(e for e in doc["entities"] if "registrant" in e["roles"] and _kind(e) == "org")
+    return str(next(p[3] for p in org["vcardArray"][1] if p[0] == "fn"))
+
+
+def test_lacnic_names_a_network_by_its_holder(world: World):
+    """LACNIC keeps no netname: its answer's `name` is the holder's, as in the captured
+    200.57.141.161 ("Triara.com, S.A. de C.V."), and so is the simulator's."""
+    real = _real("lacnic", "current")
+    assert real["name"] == _org_fn(real) == "Triara.com, S.A. de C.V."
+    i = _object_like(world, "lacnic", real)
+    doc = render.rdap_object(world, i, "https://rdap.example/lacnic/")
+    assert doc["name"] == _org_fn(doc) == truth_record(world, i, 1)["name"]
+
+
 # WHOIS text -----------------------------------------------------------------------------------
 
 WHOIS_TEMPLATES = {"ripencc": "62.239.237.1", "apnic": "210.107.73.73", "afrinic": "196.11.240.215",

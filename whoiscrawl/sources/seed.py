@@ -318,7 +318,7 @@ class _Asking:
             return
         self.counts.update(("filled", "by_contact"))
         self.fields["abuse_emails"] += 1
-        await self.changed(filled_by_contact(record, emails))
+        await self.changed(filled_by_contact(record, emails, handle))
 
     def answered(self, n: int) -> None:
         """Line n answered: the mark moves past every line answered in a row."""
@@ -330,17 +330,12 @@ class _Asking:
             self.through(self.mark)
 
 
-def filled_by_contact(dumped: NetworkRecord, emails: list[str]) -> NetworkRecord:
-    """A dumped network with its abuse addresses from its contact's entity: a live record (`rdap`,
-    observed now, no serial), as a network's own answer filling them would be, so the dump's
-    record stays the dump's (a refresh compares the next dump with it, `refresh.Previous`)."""
-    kept = {k: v for k, v in dumped.to_dict().items() if k not in _NOT_KEPT}
-    return NetworkRecord(**{**kept, "abuse_emails": emails, "source": "rdap"})
-
-
-# What a record filled from a contact does not keep of the dump's: the dump's provenance (and the
-# unresolved handle, `raw`); `fetched_at` and `observed_at` are the contact's answer's.
-_NOT_KEPT = frozenset({"schema", "serial", "fetched_at", "observed_at", "raw", "query_address"})
+def filled_by_contact(dumped: NetworkRecord, emails: list[str], handle: str) -> NetworkRecord:
+    """A dumped network with its abuse addresses from its contact `handle`'s RDAP entity: still the
+    dump's record (source, serial, observed_at: every other field is the dump's), its `filled`
+    naming the one field the contact's answer gave, and when. The network itself was not asked.
+    A refresh tells it from the dump's own record by `filled` (`refresh.Previous`)."""
+    return replace(dumped, raw=None, query_address=None).with_filled("abuse_emails", emails, "rdap", handle)
 
 
 async def ask_again(
