@@ -136,7 +136,7 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
     reg = REGISTRIES[world.reg[i]]
     if world.typ[i] == 0:
         rir = RIR_HANDLES[reg]
-        return rir, RIR_NAMES[reg], f"ABUSE-{rir}", f"abuse@{PORT43[reg].removeprefix('whois.')}"
+        return rir, RIR_NAMES[reg], f"ABUSE-{rir}", rirs.BY_ID[reg].abuse_mailbox
     org = org_of(world, i)
     cc = country(world, i) or "ZZ"
     # A replaced abuse contact is a new role (or IRT) with a new mailbox: its handle and address

@@ -120,11 +120,15 @@ class StatsPlan:
                 run.append(row)
 
     def _free_record(self, row: stats.Delegation, last: int, statuses: list[str]) -> NetworkRecord:
+        """Free space as the registry's placeholder answers it: held by the registry, its mailbox
+        the abuse contact (`rirs.Rir.abuse_mailbox`), so a map from the files and one from live
+        answers say the same of it."""
         first_s, last_s = ip_str(row.first), ip_str(last)
+        rir = rirs.BY_ID[row.registry]
         return NetworkRecord(
             registry=row.registry, handle=f"{first_s} - {last_s}", start_address=first_s,
             end_address=last_s, cidrs=cidrs(row.first, last), type=rirs.FREE_TYPE_WORD,
-            status=statuses, registrant=rirs.BY_ID[row.registry].name, source="stats",
+            status=statuses, registrant=rir.name, abuse_emails=[rir.abuse_mailbox], source="stats",
             serial=self.serials.get(row.registry),
         )
 
