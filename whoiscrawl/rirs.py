@@ -65,6 +65,9 @@ class Rir:
     # 196.216.2.0/23 names abuse@afrinic.net (IRT-AFRINIC-IT); ARIN's 240.0.0.0/4 names IANA's
     # abuse@iana.org. ARIN's, RIPE NCC's and LACNIC's own for free space: unverified.
     abuse_mailbox: str = ""
+    # Its dump names a network's abuse contact by handle only, without an address (LACNIC's,
+    # "highly redacted": no contact objects): the fill asks each contact's entity live.
+    dump_redacts_abuse: bool = False
 
     @property
     def whois_flags(self) -> str:
@@ -112,7 +115,7 @@ CATALOGUE: tuple[Rir, ...] = (
         ("ALLOCATED",), ("ASSIGNED",),
         stats_url="https://ftp.lacnic.net/pub/stats/lacnic/delegated-lacnic-extended-latest",
         dump_urls=("https://ftp.lacnic.net/lacnic/dbase/lacnic.db.gz",),
-        abuse_mailbox="abuse@lacnic.net"),
+        abuse_mailbox="abuse@lacnic.net", dump_redacts_abuse=True),
     Rir("afrinic", "African Network Information Center", "AFRINIC", "https://rdap.afrinic.net/rdap/",
         "whois.afrinic.net:43", "AFRINIC", (WHOIS_MORE_SPECIFIC,), "2/s", 2,
         ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI"),

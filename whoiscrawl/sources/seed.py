@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from whoiscrawl import rirs
 from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.sources import changed, digest, dumps, freshness
-from whoiscrawl.sources.published import RegistryDump
+from whoiscrawl.sources.published import RegistryDump, fetch_dumps
 from whoiscrawl.space import Scope
 
 
@@ -277,6 +278,37 @@ def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> Net
             return replace(record)
         return replace(record, raw=None)
     return None
+
+
+def fill_count(records: Iterable[NetworkRecord], scope: Scope) -> int:
+    """The fill's lookups for a dump's records in `scope` (`to_ask` with `fill_redacted`): one per
+    distinct abuse contact named without an address (`RegistryClient.contact_emails` asks each once),
+    one per other network lacking a field (asked itself)."""
+    contacts: set[str] = set()
+    networks = 0
+    for record in records:
+        if not scope.overlaps(record.first, record.last) or (asked := to_ask(record, 1, 0, True)) is None:
+            continue
+        handle = dumps.unresolved_abuse(asked)
+        if handle:
+            contacts.add(handle.casefold())
+        else:
+            networks += 1
+    return len(contacts) + networks
+
+
+async def fill_lookups(files_base: str | None, cache: Path, registries: Iterable[str], scope: Scope
+                       ) -> tuple[dict[str, int], list[str]]:
+    """`plan --estimate`: the fill's lookups per registry whose dump leaves abuse addresses out
+    (`rirs.Rir.dump_redacts_abuse`: LACNIC), counted from its dump, fetched and streamed
+    (`fill_count`); and notes for a dump not to be had (its fill then not counted)."""
+    wanted = [r for r in registries if rirs.BY_ID[r].dump_redacts_abuse]
+    got, notes = await fetch_dumps(files_base, cache, frozenset(wanted), wanted) if wanted else ([], [])
+    lookups = {}
+    for dump in got:
+        _report, records = dump.read(cache)
+        lookups[dump.registry] = fill_count(records, scope)
+    return lookups, [f"{n} (its fill's lookups not counted)" for n in notes]
 
 
 @dataclass
