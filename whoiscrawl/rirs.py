@@ -24,6 +24,29 @@ FREE_TYPE_WORD = "UNALLOCATED"  # in an RDAP "type" / WHOIS status or NetType
 FREE_STATUSES = frozenset({"reserved", "available"})  # RDAP "status" values
 
 
+# IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): no registry's to hand out, never
+# queried (`space.plan_crawl`), never a registry's free space (the simulator's placeholders).
+SPECIAL_PURPOSE = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.31.196.0/24",
+    "192.52.193.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "192.175.48.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+
 @dataclass(frozen=True)
 class Rir:
     """One registry: what it is called, where it answers, what it offers and what it allows."""
