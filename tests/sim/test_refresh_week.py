@@ -126,6 +126,7 @@ def assert_lookup_at_is_each_days_truth(history: Path, worlds: list[World], trut
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~7 min alone; 714 s on a machine shared with five helpers (2026-12-07)
 async def test_a_week_refreshed_is_each_days_truth_its_feed_and_its_history(
         start_sim: StartSim, tmp_path: Path) -> None:
     sim = await start_sim(time_scale=1000)
