@@ -287,7 +287,7 @@ PrefixOpt = Annotated[str, option("topic_prefix")]
 # The crawl knobs of `plan` (its own options aside).
 PLAN_OPTIONS = ("crawl", "kafka_bootstrap", "redis_url", "topic_prefix", "strategy", "resolution", "samples",
                 "shard_prefix", "exclude", "sources", "files_base", "accept_dump_terms", "verify",
-                "topic_replication_factor")
+                "fill_redacted", "topic_replication_factor")
 
 
 def _refresh(job: Any, previous: Path, as_json: bool) -> None:
@@ -377,18 +377,18 @@ def _estimate(ranges: list[str], egress: int, given: dict[str, Any], as_json: bo
 
     from whoiscrawl.rates import projected_real_hours
     from whoiscrawl.results.tables import estimate_table
-    from whoiscrawl.sources import published
+    from whoiscrawl.sources import published, seed
     from whoiscrawl.space import SpaceError, plan_crawl
 
     sources, files_base, terms, verify = (given[k] for k in ("sources", "files_base", "accept_dump_terms",
                                                              "verify"))
+    cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-estimate-"))
     excludes, resolution = given["exclude"] or [], given["resolution"]
     try:
         picked = published.parse_sources(sources or published.DEFAULT)
         accepted = published.parse_accepted(terms)
         stats_plan = None
         if "stats" in picked:
-            cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-estimate-"))
             stats_plan = asyncio.run(published.load_stats(files_base, cache))
             for warning in stats_plan.warnings:
                 typer.secho(f"note: {warning}", fg="yellow", err=True)
@@ -397,7 +397,12 @@ def _estimate(ranges: list[str], egress: int, given: dict[str, Any], as_json: bo
     except (SpaceError, published.SourcesError) as exc:
         _fail(str(exc))
         return
-    needs = published.estimate_requests(plan, stats_plan, published.dump_registries(picked, accepted), verify)
+    from_dumps = published.dump_registries(picked, accepted)
+    fills, notes = asyncio.run(seed.fill_lookups(files_base, cache, from_dumps, plan.scope)) if given[
+        "fill_redacted"] else ({}, [])
+    for note in notes:
+        typer.secho(f"note: {note}", fg="yellow", err=True)
+    needs = published.estimate_requests(plan, stats_plan, from_dumps, verify, fills)
     doc = projected_real_hours({r: n["requests"] for r, n in needs.items()}, egress)
     for registry, row in doc["by_registry"].items():
         row.update({k: v for k, v in needs[registry].items() if k != "requests"})

@@ -110,6 +110,11 @@ class NetworkRecord:
     # When the registry said so: the answer's time for rdap and whois (fetched_at), a published file's date.
     observed_at: str | None = None
     raw: dict[str, Any] | None = None
+    # Fields read elsewhere than `source` says, each with where and when: a dumped network whose
+    # abuse addresses its contact's RDAP entity gave (`seed.filled_by_contact`) is
+    # {"abuse_emails": {"source": "rdap", "observed_at": ..., "entity": handle}}; None: every field
+    # is the `source`'s (docs/sources.md, Provenance)
+    filled: dict[str, dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if self.observed_at is None:
@@ -125,20 +130,23 @@ class NetworkRecord:
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"schema": RESULT_SCHEMA, **asdict(self)}
-        if doc["raw"] is None:
-            del doc["raw"]
-        return doc
+        return _without_none(doc)
 
     def to_json(self) -> bytes:
         # `to_dict`'s fields, not copied (`asdict` copies every list: most of the time of writing a map)
         doc = {"schema": RESULT_SCHEMA, **{name: getattr(self, name) for name in _RESULT_FIELDS}}
-        if doc["raw"] is None:
-            del doc["raw"]
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return json.dumps(_without_none(doc), separators=(",", ":")).encode()
 
     def read_again(self, serial: str | None, observed_at: str | None) -> NetworkRecord:
         """This network read again, unchanged, from newer files: its fields, their provenance."""
         return replace(self, serial=serial, observed_at=observed_at, fetched_at=_now())
+
+    def with_filled(self, name: str, value: Any, source: str, entity: str) -> NetworkRecord:
+        """This record with field `name` read now from `source` (asking `entity`), every other field
+        still its `source`'s, and `filled` saying which is which."""
+        at = _now()
+        filled = {**(self.filled or {}), name: {"source": source, "observed_at": at, "entity": entity}}
+        return replace(self, **{name: value}, filled=filled, fetched_at=at)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> NetworkRecord:
@@ -168,6 +176,16 @@ class NetworkRecord:
 
 
 _RESULT_FIELDS = tuple(f.name for f in fields(NetworkRecord))
+# Fields a record leaves out rather than writing null: most records have neither (a map stays as
+# it was written before them).
+_OMITTED_IF_NONE = ("raw", "filled")
+
+
+def _without_none(doc: dict[str, Any]) -> dict[str, Any]:
+    for name in _OMITTED_IF_NONE:
+        if doc[name] is None:
+            del doc[name]
+    return doc
 
 
 @dataclass

@@ -81,7 +81,7 @@ class Previous:
                 record = NetworkRecord.from_own_json(line)
                 key = (record.registry, record.first, record.last)
                 prev.latest[key] = record
-                if record.source == "dump":
+                if record.source == "dump" and record.filled is None:  # not a field filled live after
                     prev.dumped[key] = record
                     prev.reads.setdefault(record.registry, set()).add((record.serial, record.observed_at))
         return prev
@@ -95,6 +95,14 @@ class Previous:
         (serial, observed_at), = reads
         held = {(k[1], k[2]) for k in self.dumped if k[0] == registry}
         return changed.Reuse(path, serial, observed_at, held)
+
+
+def _still(kept: NetworkRecord, dumped: NetworkRecord) -> NetworkRecord:
+    """A record asked live for a network its new dump gives unchanged, kept: one that is the
+    dump's but a field filled live (`filled`) is of the new dump's read now."""
+    if kept.source == "dump" and kept.filled is not None:
+        return kept.read_again(dumped.serial, dumped.observed_at)
+    return kept
 
 
 def same(a: NetworkRecord, b: NetworkRecord) -> bool:
@@ -247,7 +255,7 @@ class Refresh:
                     self.counts[f"{registry}_unchanged"] += 1
                     self.kept.append(prev.latest[key])
                     if prev.latest[key] is not before:  # what was asked live for it still holds: after it
-                        await sink.emit(prev.latest[key])
+                        await sink.emit(_still(prev.latest[key], record))
                     elif self.job.settings.fill_redacted and freshness.redacted(before):
                         recheck.append(record)  # never filled (its children covered it whole): maybe now
                     continue

@@ -24,6 +24,29 @@ FREE_TYPE_WORD = "UNALLOCATED"  # in an RDAP "type" / WHOIS status or NetType
 FREE_STATUSES = frozenset({"reserved", "available"})  # RDAP "status" values
 
 
+# IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): no registry's to hand out, never
+# queried (`space.plan_crawl`), never a registry's free space (the simulator's placeholders).
+SPECIAL_PURPOSE = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.31.196.0/24",
+    "192.52.193.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "192.175.48.0/24",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+
 @dataclass(frozen=True)
 class Rir:
     """One registry: what it is called, where it answers, what it offers and what it allows."""
@@ -58,6 +81,16 @@ class Rir:
     childless: tuple[str, ...] = ()
     # Terms a user must accept before the crawler reads its dumps (None: no opt-in asked).
     dump_terms: str | None = None
+    # The mailbox its answers name as abuse contact of space it holds but has handed to no one (its
+    # placeholders for free and reserved space), with a remark that it operates no network there.
+    # Real: APNIC's IANA-NETBLOCK-45 names IRT-APNIC-AP, helpdesk@apnic.net ("We do not operate the
+    # referring network and are unable to investigate complaints of network abuse"); AFRINIC's own
+    # 196.216.2.0/23 names abuse@afrinic.net (IRT-AFRINIC-IT); ARIN's 240.0.0.0/4 names IANA's
+    # abuse@iana.org. ARIN's, RIPE NCC's and LACNIC's own for free space: unverified.
+    abuse_mailbox: str = ""
+    # Its dump names a network's abuse contact by handle only, without an address (LACNIC's,
+    # "highly redacted": no contact objects): the fill asks each contact's entity live.
+    dump_redacts_abuse: bool = False
 
     @property
     def whois_flags(self) -> str:
@@ -77,7 +110,8 @@ CATALOGUE: tuple[Rir, ...] = (
     Rir("arin", "American Registry for Internet Numbers", "ARIN", "https://rdap.arin.net/registry/",
         "whois.arin.net:43", "ARIN", (RDAP_DOWN, WHOIS_ARIN_CHILDREN), "10/s", 4,
         ("DIRECT ALLOCATION", "REALLOCATION"), ("DIRECT ASSIGNMENT", "REASSIGNMENT"),
-        stats_url="https://ftp.arin.net/pub/stats/arin/delegated-arin-extended-latest"),
+        stats_url="https://ftp.arin.net/pub/stats/arin/delegated-arin-extended-latest",
+        abuse_mailbox="abuse@arin.net"),
     Rir("ripencc", "RIPE Network Coordination Centre", "RIPE NCC", "https://rdap.db.ripe.net/",
         "whois.ripe.net:43", "RIPE", (RDAP_DOWN, WHOIS_MORE_SPECIFIC), "10/s", 3,
         ("ALLOCATED PA", "SUB-ALLOCATED PA", "LIR-PARTITIONED PA", "AGGREGATED-BY-LIR", "LEGACY"),
@@ -88,7 +122,8 @@ CATALOGUE: tuple[Rir, ...] = (
                         for t in ("inetnum", "organisation", "role")),
         serial_url="https://ftp.ripe.net/ripe/dbase/RIPE.CURRENTSERIAL",
         dump_terms="the RIPE Database Terms and Conditions and acceptable-use policy (copying a significant "
-        "part is limited): https://docs.db.ripe.net/terms-conditions.html"),
+        "part is limited): https://docs.db.ripe.net/terms-conditions.html",
+        abuse_mailbox="abuse@ripe.net"),
     Rir("apnic", "Asia Pacific Network Information Centre", "APNIC", "https://rdap.apnic.net/",
         "whois.apnic.net:43", "APNIC", (WHOIS_MORE_SPECIFIC,), "10/s", 4,
         ("ALLOCATED PORTABLE", "ALLOCATED NON-PORTABLE"),
@@ -96,19 +131,22 @@ CATALOGUE: tuple[Rir, ...] = (
         stats_url="https://ftp.apnic.net/stats/apnic/delegated-apnic-extended-latest",
         dump_urls=tuple(f"https://ftp.apnic.net/apnic/whois/apnic.db.{t}.gz"
                         for t in ("inetnum", "organisation", "role", "irt")),
-        serial_url="https://ftp.apnic.net/apnic/whois/APNIC.CURRENTSERIAL"),
+        serial_url="https://ftp.apnic.net/apnic/whois/APNIC.CURRENTSERIAL",
+        abuse_mailbox="helpdesk@apnic.net"),
     Rir("lacnic", "Latin American and Caribbean IP address Regional Registry", "LACNIC",
         "https://rdap.lacnic.net/rdap/", "whois.lacnic.net:43", "LACNIC", (), "10/m", 1,
         ("ALLOCATED",), ("ASSIGNED",),
         stats_url="https://ftp.lacnic.net/pub/stats/lacnic/delegated-lacnic-extended-latest",
-        dump_urls=("https://ftp.lacnic.net/lacnic/dbase/lacnic.db.gz",)),
+        dump_urls=("https://ftp.lacnic.net/lacnic/dbase/lacnic.db.gz",),
+        abuse_mailbox="abuse@lacnic.net", dump_redacts_abuse=True),
     Rir("afrinic", "African Network Information Center", "AFRINIC", "https://rdap.afrinic.net/rdap/",
         "whois.afrinic.net:43", "AFRINIC", (WHOIS_MORE_SPECIFIC,), "2/s", 2,
         ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI"),
         personal_data_per_day=5_000, childless=("ASSIGNED PA", "ASSIGNED PI", "ASSIGNED ANYCAST"),
         stats_url="https://ftp.afrinic.net/pub/stats/afrinic/delegated-afrinic-extended-latest",
         dump_urls=("https://ftp.afrinic.net/pub/dbase/afrinic.db.gz",),
-        dump_terms="AFRINIC's bulk WHOIS terms: the dump may not be redistributed"),
+        dump_terms="AFRINIC's bulk WHOIS terms: the dump may not be redistributed",
+        abuse_mailbox="abuse@afrinic.net"),
 )
 BY_ID: dict[str, Rir] = {r.id: r for r in CATALOGUE}
 REGISTRIES: tuple[str, ...] = tuple(r.id for r in CATALOGUE)

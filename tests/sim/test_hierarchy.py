@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import aiohttp
+from netaddr import IPRange, IPSet
 
 from whoiscrawl import rirs
 from whoiscrawl.ipv4 import ip_int, ip_str
+from whoiscrawl.sim import model
 from whoiscrawl.sim.data import load_iana
 from whoiscrawl.sim.model import ASSIGNMENT_TYPES, World
 
@@ -99,3 +101,15 @@ def test_no_child_sits_under_a_status_its_registry_keeps_childless(world: World,
                   if world.parent[i] >= 0 and world.registry(i) == "ripencc"
                   and world.end[i] - world.start[i] < 255}
     assert {"AGGREGATED-BY-LIR", "SUB-ALLOCATED PA"} <= aggregates
+
+
+def test_free_space_is_never_special_purpose_space():
+    """IANA's special-purpose ranges are no registry's free space: a placeholder spanning them is a
+    block no crawl finds (none asks there). standard's one ARIN miss was 192.0.0.0 - 192.0.2.255,
+    the free 192.0.1.0/24 merged with 192.0.0.0/24 and 192.0.2.0/24 (TEST-NET-1); ARIN's statistics
+    list 192.0.1.0/24 alone, reserved, and so does the placeholder now."""
+    special = IPSet(rirs.SPECIAL_PURPOSE)
+    runs = model._free_runs()
+    assert not any(special & IPSet(IPRange(a, b)) for a, b, _reg in runs)
+    a, b, reg = next(r for r in runs if r[0] <= ip_int("192.0.1.1") <= r[1])
+    assert (ip_str(a), ip_str(b), rirs.REGISTRIES[reg]) == ("192.0.1.0", "192.0.1.255", "arin")

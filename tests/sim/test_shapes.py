@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 
+from whoiscrawl import rirs
 from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.registry import RdapParser
 from whoiscrawl.sim import render
 from whoiscrawl.sim.model import World
 from whoiscrawl.sim.score import truth_record
+from whoiscrawl.sources.published import StatsPlan
+from whoiscrawl.sources.stats import Delegation
+from whoiscrawl.space import Scope
 
 # Real answers kept with the tests (provenance: CONTRIBUTING.md, "Test data"); missing ones fail.
 REAL = Path(__file__).parents[1] / "data" / "real-registry"
@@ -134,6 +138,39 @@ def test_arin_and_afrinic_details(world: World):
     doc = render.rdap_object(world, j, "https://rdap.example/afrinic/")
     assert not any("roles" in e for e in doc["entities"])
     assert "abuse" in doc["remarks"][0]["description"][0]
+
+
+def _org_fn(doc: dict[str, Any]) -> str:
+    org = next(e for e in doc["entities"] if "registrant" in e["roles"] and _kind(e) == "org")
+    return str(next(p[3] for p in org["vcardArray"][1] if p[0] == "fn"))
+
+
+def test_lacnic_names_a_network_by_its_holder(world: World):
+    """LACNIC keeps no netname: its answer's `name` is the holder's, as in the captured
+    200.57.141.161 ("Triara.com, S.A. de C.V."), and so is the simulator's."""
+    real = _real("lacnic", "current")
+    assert real["name"] == _org_fn(real) == "Triara.com, S.A. de C.V."
+    i = _object_like(world, "lacnic", real)
+    doc = render.rdap_object(world, i, "https://rdap.example/lacnic/")
+    assert doc["name"] == _org_fn(doc) == truth_record(world, i, 1)["name"]
+
+
+@pytest.mark.parametrize("registry", rirs.REGISTRIES)
+def test_free_space_from_the_statistics_says_what_the_placeholder_answers(registry: str, world: World):
+    """Free space written from the statistics (never asked) and the registry's placeholder answer for
+    it (asked) name the same holder and abuse mailbox, the registry's own (`rirs.Rir.abuse_mailbox`):
+    the map says the same of it whichever source it came from."""
+    i = next(i for i in range(len(world)) if world.registry(i) == registry and world.is_placeholder(i))
+    first, last = world.start[i], world.end[i]
+    answer = render.rdap_object(world, i, f"https://rdap.example/{registry}/")
+    live = RdapParser().parse(answer, first, registry)
+    row = Delegation(registry, None, first, last - first + 1, None, "available")
+    plan = StatsPlan([row], {registry: "1"})
+    (written,) = plan.free_records(Scope.of([(first, last)]))
+    assert (written.source, written.start_address, written.end_address) == ("stats", live.start_address,
+                                                                          live.end_address)
+    assert (written.registrant, written.abuse_emails) == (live.registrant, live.abuse_emails)
+    assert written.abuse_emails == [rirs.BY_ID[registry].abuse_mailbox]
 
 
 # WHOIS text -----------------------------------------------------------------------------------

@@ -228,8 +228,17 @@ async def test_abuse_contacts_a_dump_names_by_handle_are_asked_once_each(start_s
     assert got.requests[("lacnic", "rdap", "ok")] == 1  # the odd network, asked where it answers
     assert lacnic_asked(got) == len(handles) + 2 == got.doc["lookups"]
     for block, obj in truth(world, cidr).items():
-        assert got.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
-        assert "raw" not in got.records[block]
+        record, f = got.records[block], facts(world, obj, "")
+        assert record["abuse_emails"] == [f.abuse_email]
+        assert "raw" not in record
+        if obj == odd:  # asked itself: all of it the network's RDAP answer
+            assert record["source"] == "rdap" and "filled" not in record
+            continue
+        # the dump's record (its name the holder's, as LACNIC's RDAP names it), but the one field
+        # its contact's entity gave, said so
+        assert (record["source"], record["name"], record["registrant"]) == ("dump", f.org_name, f.org_name)
+        assert {k: {**v, "observed_at": "-"} for k, v in record["filled"].items()} == {
+            "abuse_emails": {"source": "rdap", "observed_at": "-", "entity": f.abuse_handle}}
 
 
 async def test_an_object_the_dump_breaks_is_found_live_inside_its_parent(start_sim, world, tmp_path, mirror):

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.rates import projected_real_hours
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.sources import dumps, seed
+from whoiscrawl.space import Scope
 
 PUBLISHED = Path(__file__).parent.parent / "data" / "published"
 
@@ -36,9 +42,35 @@ def test_plan_estimate_live_walks_the_grid_and_a_dump_leaves_only_the_freshness_
     live = _estimate("200.160.0.0/19", "--sources", "live")
     assert live["by_registry"]["lacnic"]["requests"] == 32  # a /19 is 32 /24 cells: LACNIC lists nothing
     assert live["by_registry"]["lacnic"]["projected_real_hours"] == round(32 / (10 / 60) / 3600, 2)
-    files = _estimate("200.160.0.0/19", "--verify", "1")
+    files = _estimate("200.160.0.0/19", "--verify", "1", "--no-fill-redacted")
     lacnic = files["by_registry"]["lacnic"]
     assert (lacnic["from_dump"], lacnic["delegations"], lacnic["requests"]) == (1, 1, 1)
+
+
+def test_plan_estimate_counts_the_fills_lookups_from_the_dump():
+    """LACNIC's dump leaves abuse addresses out: the fill asks each contact once, and a network
+    naming none itself. The bundled dump, in 200.160.0.0/19: 200.160/20 names NIB (one entity
+    lookup), 200.160.2.0/23 names no contact (asked itself); the freshness sample adds one."""
+    lacnic = _estimate("200.160.0.0/19", "--verify", "1")["by_registry"]["lacnic"]
+    assert (lacnic["fill_lookups"], lacnic["requests"]) == (2, 1 + 2)
+    assert lacnic["projected_real_hours"] == round(3 / (10 / 60) / 3600, 2)
+    ripe = _estimate("193.0.0.0/21", "--verify", "1")["by_registry"]["ripencc"]
+    assert ripe["fill_lookups"] == 0  # its dump has its roles' mailboxes: nothing to fill
+
+
+def _dumped(first: str, last: str, handle: str | None, **fields: Any) -> NetworkRecord:
+    record = NetworkRecord("lacnic", first, first, last, [first], registrant="Holder", country="BR",
+                           source="dump", raw={dumps.UNRESOLVED: [handle]} if handle else None)
+    return dataclasses.replace(record, **fields)
+
+
+def test_the_fill_is_counted_one_lookup_per_contact_not_per_network():
+    records = [_dumped("200.0.0.0", "200.0.0.255", "ABC1"), _dumped("200.0.1.0", "200.0.1.255", "abc1"),
+               _dumped("200.0.2.0", "200.0.2.255", "XYZ9"),
+               _dumped("200.0.3.0", "200.0.3.255", None),  # names no contact: asked itself
+               _dumped("200.0.4.0", "200.0.4.255", None, abuse_emails=["a@b.example"]),  # nothing lacking
+               _dumped("201.0.0.0", "201.0.0.255", "OUT7")]  # outside the scope
+    assert seed.fill_count(records, Scope.of([(ip_int("200.0.0.0"), ip_int("200.0.255.255"))])) == 3
 
 
 def test_plan_estimate_skips_free_space_the_statistics_list():

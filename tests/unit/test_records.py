@@ -58,6 +58,24 @@ def test_provenance_every_record_says_where_and_when():
         NetworkRecord.from_dict({**RECORD.to_dict(), "source": "guess"})
 
 
+
+def test_a_field_filled_live_says_so_and_the_rest_stays_the_files():
+    """A dumped network whose abuse addresses its contact's entity gave: still the dump's record
+    (source, serial, date), `filled` naming the field, where, when and whom it asked; a record
+    without one writes no `filled` at all."""
+    dumped = NetworkRecord("lacnic", "200.3.0.0/22", "200.3.0.0", "200.3.3.255", ["200.3.0.0/22"],
+                           source="dump", serial="20261206", observed_at="2026-12-06T00:00:00+00:00")
+    assert "filled" not in dumped.to_dict() and b'"filled"' not in dumped.to_json()
+    filled = dumped.with_filled("abuse_emails", ["abuse@example.net"], "rdap", "ABC12")
+    assert (filled.source, filled.serial, filled.observed_at) == ("dump", dumped.serial, dumped.observed_at)
+    assert filled.abuse_emails == ["abuse@example.net"] and dumped.abuse_emails == []
+    assert filled.filled == {"abuse_emails": {"source": "rdap", "observed_at": filled.fetched_at,
+                                              "entity": "ABC12"}}
+    line = filled.to_json()
+    assert NetworkRecord.from_json(line) == filled == NetworkRecord.from_own_json(line)
+    with pytest.raises(RecordError, match="filled"):
+        NetworkRecord.from_dict({**filled.to_dict(), "filled": {"abuse_emails": {"source": "guess"}}})
+
 @pytest.mark.parametrize("raw", [b'{"handle": "NET-1",', "h\u00e9llo\u202e\x00".encode(),
                                  b"\xff\xfe\x00" * 40_000])
 def test_a_dead_letter_keeps_the_bytes_as_received_up_to_its_bound(raw: bytes):

@@ -21,7 +21,7 @@ from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import data
 from whoiscrawl.sim.data import REG_INDEX
 
-MODEL_VERSION = 5  # bump when generation changes: invalidates cached worlds
+MODEL_VERSION = 6  # bump when generation changes: invalidates cached worlds
 
 # Status words ("type" in RDAP, "status:" / "NetType:" in WHOIS), per registry.
 UNALLOCATED = "UNALLOCATED"
@@ -456,8 +456,31 @@ def _top_type(d: data.Delegation, legacy8: bool) -> int:
     return T[style.top_alloc] if d.status == "allocated" else T[style.top_assign]
 
 
+# IANA's special-purpose ranges (`rirs.SPECIAL_PURPOSE`), as (first, last): no registry's free space.
+# Real ARIN answers 192.0.2.0/24 with its own object (TEST-NET-1, NetType IANA Special Use); a
+# placeholder spanning it and the free 192.0.1.0/24 beside it was a block no crawl could find (it
+# asks no special-purpose address, and the statistics list 192.0.1.0/24 alone).
+_SPECIAL = sorted((int(n.network_address), int(n.broadcast_address))
+                  for n in map(ipaddress.IPv4Network, rirs.SPECIAL_PURPOSE))
+
+
+def _not_special(a: int, b: int) -> list[tuple[int, int]]:
+    """a..b less the special-purpose ranges."""
+    out, p = [], a
+    for lo, hi in _SPECIAL:
+        if hi < p or lo > b:
+            continue
+        if lo > p:
+            out.append((p, lo - 1))
+        p = max(p, hi + 1)
+    if p <= b:
+        out.append((p, b))
+    return out
+
+
 def _free_runs() -> list[tuple[int, int, int]]:
-    """(first, last, registry index) of free space: not delegated, inside an RIR's /8s."""
+    """(first, last, registry index) of free space: not delegated, inside an RIR's /8s, not
+    special-purpose."""
     iana = data.load_iana()
     dels = data.load_delegations()
     out: list[tuple[int, int, int]] = []
@@ -482,7 +505,7 @@ def _free_runs() -> list[tuple[int, int, int]]:
         if p <= hi:
             pieces.append((p, hi))
         # split each free piece by which registry lists it as available/reserved
-        for a, b in pieces:
+        for a, b in (part for piece in pieces for part in _not_special(*piece)):
             q = a
             while fk < len(free_reg_by_range) and free_reg_by_range[fk][1] < a:
                 fk += 1

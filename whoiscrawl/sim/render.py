@@ -81,7 +81,9 @@ def _org(o: int, lacnic: bool) -> Org:
 
 
 def object_name(world: World, i: int) -> str:
-    """The network name (NetName / netname)."""
+    """The network name (NetName / netname). LACNIC keeps none: its RDAP answers the holder's name
+    as the network's `name` (the captured 200.57.141.161: "Triara.com, S.A. de C.V.", its WHOIS's
+    `owner:`; tests/data/real-registry)."""
     reg = REGISTRIES[world.reg[i]]
     s = world.start[i]
     if world.typ[i] == 0:
@@ -89,6 +91,8 @@ def object_name(world: World, i: int) -> str:
                 "apnic": "APNIC-UNALLOCATED", "lacnic": "LACNIC-UNALLOCATED",
                 "afrinic": "AFRINIC-UNALLOCATED"}[reg]
     org = org_of(world, i)
+    if reg == "lacnic":
+        return org.name
     tag = hashlib.blake2b(f"{world.seed}:{s}:{world.end[i]}".encode(), digest_size=2).hexdigest()
     if reg == "arin":
         return f"{org.abbr}-{tag.upper()}" if world.depth[i] else f"{org.abbr}-{org.n}"
@@ -132,7 +136,7 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
     reg = REGISTRIES[world.reg[i]]
     if world.typ[i] == 0:
         rir = RIR_HANDLES[reg]
-        return rir, RIR_NAMES[reg], f"ABUSE-{rir}", f"abuse@{PORT43[reg].removeprefix('whois.')}"
+        return rir, RIR_NAMES[reg], f"ABUSE-{rir}", rirs.BY_ID[reg].abuse_mailbox
     org = org_of(world, i)
     cc = country(world, i) or "ZZ"
     # A replaced abuse contact is a new role (or IRT) with a new mailbox: its handle and address

@@ -352,7 +352,8 @@ def _network(reading: Reading, obj: rpsl.RpslObject) -> tuple[NetworkRecord | st
         start_address=ip_str(first),
         end_address=ip_str(last),
         cidrs=cidrs,
-        name=obj.first("netname") or obj.first("ownerid"),
+        # LACNIC writes no netname: its RDAP names a network by its holder, the dump's `owner:`
+        name=obj.first("netname") or obj.first("owner") or obj.first("ownerid"),
         country=country or org_country,
         country_source="network" if country else ("holder" if org_country else None),
         parent_handle=_parent(registry, obj.first("parent")),

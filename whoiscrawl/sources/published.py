@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,11 +120,15 @@ class StatsPlan:
                 run.append(row)
 
     def _free_record(self, row: stats.Delegation, last: int, statuses: list[str]) -> NetworkRecord:
+        """Free space as the registry's placeholder answers it: held by the registry, its mailbox
+        the abuse contact (`rirs.Rir.abuse_mailbox`), so a map from the files and one from live
+        answers say the same of it."""
         first_s, last_s = ip_str(row.first), ip_str(last)
+        rir = rirs.BY_ID[row.registry]
         return NetworkRecord(
             registry=row.registry, handle=f"{first_s} - {last_s}", start_address=first_s,
             end_address=last_s, cidrs=cidrs(row.first, last), type=rirs.FREE_TYPE_WORD,
-            status=statuses, registrant=rirs.BY_ID[row.registry].name, source="stats",
+            status=statuses, registrant=rir.name, abuse_emails=[rir.abuse_mailbox], source="stats",
             serial=self.serials.get(row.registry),
         )
 
@@ -222,12 +226,15 @@ def dump_registries(sources: frozenset[str], accepted: frozenset[str]) -> frozen
 
 
 def estimate_requests(
-    plan: Plan, stats_plan: StatsPlan | None, from_dumps: frozenset[str], verify: float
+    plan: Plan, stats_plan: StatsPlan | None, from_dumps: frozenset[str], verify: float,
+    fills: Mapping[str, int] | None = None,
 ) -> dict[str, dict[str, int]]:
     """Requests a crawl of the plan needs, per registry, before it starts (docs/sources.md):
-    a registry read from its dump needs only the freshness check (`verify` of its delegations);
+    a registry read from its dump needs the freshness check (`verify` of its delegations) and the
+    fill's lookups counted from its dump (`fills`, `seed.fill_lookups`: LACNIC's abuse contacts);
     any other is walked live, at most one lookup per grid cell of its planned space (the upper
     bound: LACNIC's, which lists nothing; registries that list children need far fewer)."""
+    fills = fills or {}
     index = stats_plan.index() if stats_plan and stats_plan.delegations else None
     cells: Counter[str] = Counter()
     for shard in plan.shards:
@@ -242,7 +249,9 @@ def estimate_requests(
     out: dict[str, dict[str, int]] = {}
     for registry in sorted(set(cells) | set(delegations)):
         dumped = registry in from_dumps
-        need = math.ceil(verify * delegations[registry]) if dumped else cells[registry]
+        fill = fills.get(registry, 0) if dumped else 0
+        need = math.ceil(verify * delegations[registry]) + fill if dumped else cells[registry]
         out[registry] = {"requests": need, "grid_cells": cells[registry],
-                         "delegations": delegations[registry], "from_dump": int(dumped)}
+                         "delegations": delegations[registry], "from_dump": int(dumped),
+                         "fill_lookups": fill}
     return out

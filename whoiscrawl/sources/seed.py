@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from whoiscrawl import rirs
 from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.sources import changed, digest, dumps, freshness
-from whoiscrawl.sources.published import RegistryDump
+from whoiscrawl.sources.published import RegistryDump, fetch_dumps
 from whoiscrawl.space import Scope
 
 
@@ -279,6 +280,37 @@ def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> Net
     return None
 
 
+def fill_count(records: Iterable[NetworkRecord], scope: Scope) -> int:
+    """The fill's lookups for a dump's records in `scope` (`to_ask` with `fill_redacted`): one per
+    distinct abuse contact named without an address (`RegistryClient.contact_emails` asks each once),
+    one per other network lacking a field (asked itself)."""
+    contacts: set[str] = set()
+    networks = 0
+    for record in records:
+        if not scope.overlaps(record.first, record.last) or (asked := to_ask(record, 1, 0, True)) is None:
+            continue
+        handle = dumps.unresolved_abuse(asked)
+        if handle:
+            contacts.add(handle.casefold())
+        else:
+            networks += 1
+    return len(contacts) + networks
+
+
+async def fill_lookups(files_base: str | None, cache: Path, registries: Iterable[str], scope: Scope
+                       ) -> tuple[dict[str, int], list[str]]:
+    """`plan --estimate`: the fill's lookups per registry whose dump leaves abuse addresses out
+    (`rirs.Rir.dump_redacts_abuse`: LACNIC), counted from its dump, fetched and streamed
+    (`fill_count`); and notes for a dump not to be had (its fill then not counted)."""
+    wanted = [r for r in registries if rirs.BY_ID[r].dump_redacts_abuse]
+    got, notes = await fetch_dumps(files_base, cache, frozenset(wanted), wanted) if wanted else ([], [])
+    lookups = {}
+    for dump in got:
+        _report, records = dump.read(cache)
+        lookups[dump.registry] = fill_count(records, scope)
+    return lookups, [f"{n} (its fill's lookups not counted)" for n in notes]
+
+
 @dataclass
 class _Asking:
     """One pass of `ask_again`: what it asks through, where answers go, what it counted."""
@@ -318,7 +350,7 @@ class _Asking:
             return
         self.counts.update(("filled", "by_contact"))
         self.fields["abuse_emails"] += 1
-        await self.changed(filled_by_contact(record, emails))
+        await self.changed(filled_by_contact(record, emails, handle))
 
     def answered(self, n: int) -> None:
         """Line n answered: the mark moves past every line answered in a row."""
@@ -330,17 +362,12 @@ class _Asking:
             self.through(self.mark)
 
 
-def filled_by_contact(dumped: NetworkRecord, emails: list[str]) -> NetworkRecord:
-    """A dumped network with its abuse addresses from its contact's entity: a live record (`rdap`,
-    observed now, no serial), as a network's own answer filling them would be, so the dump's
-    record stays the dump's (a refresh compares the next dump with it, `refresh.Previous`)."""
-    kept = {k: v for k, v in dumped.to_dict().items() if k not in _NOT_KEPT}
-    return NetworkRecord(**{**kept, "abuse_emails": emails, "source": "rdap"})
-
-
-# What a record filled from a contact does not keep of the dump's: the dump's provenance (and the
-# unresolved handle, `raw`); `fetched_at` and `observed_at` are the contact's answer's.
-_NOT_KEPT = frozenset({"schema", "serial", "fetched_at", "observed_at", "raw", "query_address"})
+def filled_by_contact(dumped: NetworkRecord, emails: list[str], handle: str) -> NetworkRecord:
+    """A dumped network with its abuse addresses from its contact `handle`'s RDAP entity: still the
+    dump's record (source, serial, observed_at: every other field is the dump's), its `filled`
+    naming the one field the contact's answer gave, and when. The network itself was not asked.
+    A refresh tells it from the dump's own record by `filled` (`refresh.Previous`)."""
+    return replace(dumped, raw=None, query_address=None).with_filled("abuse_emails", emails, "rdap", handle)
 
 
 async def ask_again(
