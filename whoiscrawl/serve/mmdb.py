@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,7 +37,7 @@ MMDB_FIELDS = (
 )
 INLINE = ("network", "start_address", "end_address", "handle", "name", "parent_handle")  # per network
 SEPARATOR = b"\x00" * 16  # between the search tree and the data section
-SPLIT_CHUNK = 1 << 20  # ranges split into CIDRs at once
+SPLIT_CHUNK = 1 << 18  # ranges split into CIDRs at once (their temporaries: ~100 bytes a range)
 
 
 class MmdbError(ValueError):
@@ -208,7 +208,7 @@ def _records(index: MapIndex, data: _Data, nets: np.ndarray) -> np.ndarray:
     handle_of, name_of, parent_of = (_texts(index, n) for n in ("handle", "name", "parent_handle"))
     k = data.keys
     offsets = np.empty(len(nets), np.int64)
-    for i, net in enumerate(nets.tolist()):
+    for i, net in enumerate(_ints(nets)):
         first, last, up = index.first.item(net), index.last.item(net), index.parent.item(net)
         parts = [k["network"], _string(" ".join(cidrs(first, last)).encode()),
                  k["start_address"], _string(ip_str(first).encode()),
@@ -223,6 +223,13 @@ def _records(index: MapIndex, data: _Data, nets: np.ndarray) -> np.ndarray:
                 parts += (pointer, pointers[code])
         offsets[i] = data.add(bytes((0xE0 | len(parts) // 2,)) + b"".join(parts))
     return offsets
+
+
+def _ints(values: np.ndarray, chunk: int = 1 << 16) -> Iterator[int]:
+    """An array's values as Python ints, a chunk at a time (a list of millions of ints is 36 bytes
+    each)."""
+    for at in range(0, len(values), chunk):
+        yield from values[at : at + chunk].tolist()
 
 
 def write(index: MapIndex, out: Path) -> int:
