@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestServer
 from typer.testing import CliRunner
 
 from whoiscrawl.bench.common import simulator
+from whoiscrawl.bench.serve import most_specific
 from whoiscrawl.cli import app
 from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.results.source import ResultSet
@@ -51,20 +52,6 @@ class Probes:
     addrs: list[str]  # sorted by address
     want: dict[str, Answer]  # the results' most specific network, by brute force over their records
     truth_share: float  # of the probes, those the crawl answers with the truth's own network
-
-
-def most_specific(first: np.ndarray, last: np.ndarray, probes: np.ndarray) -> np.ndarray:
-    """For each sorted probe address, the smallest of the spans holding it (the first given among
-    equal ones), -1 for none: spans painted over the probes, largest first, so the smallest stays.
-    Apart from the index on purpose: the oracle the served answers are judged by."""
-    size, at = last - first, np.arange(len(first))
-    order = np.lexsort((-at, -size))  # largest first; among equal sizes the first given last
-    lo = np.searchsorted(probes, first[order], "left")
-    hi = np.searchsorted(probes, last[order], "right")
-    out = np.full(len(probes), -1, np.int64)
-    for net, a, b in zip(order.tolist(), lo.tolist(), hi.tolist(), strict=True):
-        out[a:b] = net
-    return out
 
 
 def answers_of(docs: list[dict], probes: np.ndarray) -> list[Answer]:

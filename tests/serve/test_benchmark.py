@@ -7,9 +7,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from whoiscrawl.bench.serve import nested_records
+from whoiscrawl.bench.serve import check_figures, nested_records
 from whoiscrawl.cli import app
 from whoiscrawl.results.source import ResultSet
+from whoiscrawl.serve import mmdb
+from whoiscrawl.serve.index import load_or_build
 
 
 def test_nested_records_nest_and_leave_gaps(tmp_path: Path):
@@ -39,3 +41,17 @@ def test_bench_serve_prints_one_json_line_of_figures(tmp_path: Path):
     keys = ("lookups_per_s", "baseline_ipaddress_bisect_per_s", "index_build_s", "index_bytes_per_network",
             "mmdb_write_s", "targets", "lookup_json_lines_per_s")
     assert all(key in doc for key in keys)
+
+
+def test_the_check_holds_served_answers_to_the_results_own(tmp_path: Path):
+    """The check agrees with a map's own results and finds another map's answers wrong."""
+    ours, other = tmp_path / "ours.jsonl", tmp_path / "other.jsonl"
+    nested_records(ours, 400)
+    nested_records(other, 400, seed=2)  # the same layout nearly, other holders and gaps
+    index, _ = load_or_build(ours)
+    mmdb.write(index, tmp_path / "ours.mmdb")
+    same = check_figures(ours, index, tmp_path / "ours.mmdb", 2000, 10)
+    assert same["check_held"] >= 80 and same["check_probes"] > 2000  # every 10th network: 40, both ends
+    assert same["check_lookup"]["wrong"] == same["check_mmdb"]["wrong"] == 0
+    wrong = check_figures(other, index, tmp_path / "ours.mmdb", 2000, 10)
+    assert wrong["check_lookup"]["wrong"] > 0 and wrong["check_mmdb"]["wrong"] > 0

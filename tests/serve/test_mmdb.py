@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import maxminddb
 import numpy as np
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
 from whoiscrawl.ipv4 import cidr_blocks, ip_str
+from whoiscrawl.serve import mmdb
 from whoiscrawl.serve.mmdb import MmdbError, _pointer, _value, cidr_split, open_reader
 
 
@@ -114,6 +116,18 @@ def test_ranges_split_into_the_cidrs_cidr_blocks_gives(pairs: list[tuple[int, in
         want = [(0, 1), (1 << 31, 1)] if (f, t) == (0, 2**32 - 1) else cidr_blocks(f, t)
         assert sorted(zip(first[which == i].tolist(), length[which == i].tolist(), strict=True)) == want
     assert np.all(np.diff(first) >= 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**32), min_size=2, max_size=16, unique=True), st.integers(1, 3))
+def test_ranges_split_a_few_at_a_time_are_split_at_once(points: list[int], chunk: int):
+    points.sort()  # sorted disjoint ranges, as the index's segments are
+    first, end = np.array(points[:-1], np.int64), np.array(points[1:], np.int64)
+    whole = cidr_split(first, end)
+    with patch.object(mmdb, "SPLIT_CHUNK", chunk):
+        pieces = cidr_split(first, end)
+    for got, want in zip(pieces, whole, strict=True):
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()
 
 
 @pytest.mark.parametrize("spans", [

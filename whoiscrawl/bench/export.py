@@ -65,7 +65,8 @@ def export_benchmark(records: int, formats: list[str], workdir: Path) -> Iterato
         out = workdir / f"export.{fmt}"
         cmd = [sys.executable, "-m", "whoiscrawl", "export", str(source), "--format", fmt, "--out", str(out)]
         started = time.perf_counter()
-        rows, peak_mb = _run_measured(cmd)
+        done, peak_mb = run_measured(cmd)
+        rows = int(done["rows"])
         elapsed = time.perf_counter() - started
         yield {
             "benchmark": "export", "format": fmt, "records": records, "rows": rows,
@@ -79,8 +80,9 @@ def export_benchmark(records: int, formats: list[str], workdir: Path) -> Iterato
         out.unlink()
 
 
-def _run_measured(cmd: list[str]) -> tuple[int, float]:
-    """Run an export; its rows written and its own peak resident set in MB (Linux: ru_maxrss in KiB)."""
+def run_measured(cmd: list[str]) -> tuple[dict[str, Any], float]:
+    """Run a command that prints one JSON line; that line and the command's own peak resident set
+    in MB (Linux: ru_maxrss in KiB)."""
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
@@ -90,5 +92,5 @@ def _run_measured(cmd: list[str]) -> tuple[int, float]:
         proc.stdout.close()
         if proc.returncode:
             err.seek(0)
-            raise RuntimeError(f"export failed ({proc.returncode}): {err.read().decode()[-2000:]}")
-    return int(json.loads(out)["rows"]), usage.ru_maxrss / 1024
+            raise RuntimeError(f"{cmd[1:4]} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
+    return json.loads(out.splitlines()[-1]), usage.ru_maxrss / 1024

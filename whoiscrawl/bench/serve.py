@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import io
 import ipaddress
 import json
 import os
@@ -19,8 +20,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import uvloop
 
-from whoiscrawl.bench.export import record_line
+from whoiscrawl.bench.export import record_line, run_measured
 from whoiscrawl.ipv4 import ip_str
+from whoiscrawl.results.source import ResultSet
+from whoiscrawl.results.summary import holder_of
 from whoiscrawl.serve import lookup, mmdb
 from whoiscrawl.serve.index import MapIndex, index_path, load_or_build
 
@@ -240,55 +243,157 @@ def batch_figures(results: Path, index: MapIndex, workdir: Path, lines: int) -> 
             "batch_peak_rss_mb": round(usage.ru_maxrss / 1024), "index_mb": round(index.nbytes / 2**20)}
 
 
-def mmdb_figures(index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]:
+def mmdb_figures(results: Path, index: MapIndex, workdir: Path, lookups: int) -> dict[str, Any]:
+    """`whoiscrawl export RESULTS --format mmdb` in its own process (the index saved: loaded, not
+    built), its write time and peak memory; then `maxminddb` lookups/s at random addresses."""
     out = workdir / "map.mmdb"
-    started = time.perf_counter()
-    written = mmdb.write(index, out)
-    write_s = time.perf_counter() - started
-    addrs = [ip_str(a) for a in np.random.default_rng(4).integers(
-        int(index.first.min()), int(index.last.max()) + 1, lookups, dtype=np.uint32).tolist()]
+    done, peak_mb = run_measured([sys.executable, "-m", "whoiscrawl", "export", str(results),
+                                  "--format", "mmdb", "--out", str(out)])
     with mmdb.open_reader(out) as reader:
+        meta = reader.metadata()
+        addrs = [ip_str(a) for a in np.random.default_rng(4).integers(
+            int(index.first.min()), int(index.last.max()) + 1, lookups, dtype=np.uint32).tolist()]
         started = time.perf_counter()
         for a in addrs:
             reader.get(a)
         get_s = time.perf_counter() - started
-    return {"mmdb_networks": written, "mmdb_write_s": round(write_s, 1),
-            "mmdb_mb": round(out.stat().st_size / 2**20, 1),
-            "maxminddb_lookups_per_s": round(lookups / get_s)}
+    return {"mmdb_networks": done["networks_answering"], "mmdb_write_s": done["write_s"],
+            "mmdb_export_peak_rss_mb": round(peak_mb), "mmdb_mb": round(out.stat().st_size / 2**20, 1),
+            "mmdb_nodes": meta.node_count, "maxminddb_lookups_per_s": round(lookups / get_s)}
+
+
+# The index built (or loaded) by `load_or_build` in a process of its own: its peak memory is the build's.
+_INDEX = ("import json, sys, time; from pathlib import Path; "
+          "from whoiscrawl.serve.index import load_or_build; "
+          "t = time.perf_counter(); index, how = load_or_build(Path(sys.argv[1])); "
+          "print(json.dumps({'how': how, 'networks': len(index), 's': time.perf_counter() - t, "
+          "'bytes': index.nbytes}))")
+
+
+def index_figures(results: Path) -> dict[str, Any]:
+    """The index built from the results in a child process (its time and peak memory), then loaded
+    from the saved file in another (the baseline: the interpreter, the imports and the index alone),
+    so the build's own overhead is the difference."""
+    index_path(results).unlink(missing_ok=True)
+    built, build_mb = run_measured([sys.executable, "-c", _INDEX, str(results)])
+    loaded, load_mb = run_measured([sys.executable, "-c", _INDEX, str(results)])
+    assert built["how"] == "built" and loaded["how"] == "loaded", (built, loaded)
+    n = max(built["networks"], 1)
+    return {"networks": built["networks"], "index_build_s": round(built["s"], 1),
+            "index_build_peak_rss_mb": round(build_mb), "index_load_s": round(loaded["s"], 2),
+            "index_loaded_peak_rss_mb": round(load_mb),
+            "index_build_overhead_bytes_per_network": round((build_mb - load_mb) * 2**20 / n, 1),
+            "index_bytes_per_network": round(built["bytes"] / n, 1),
+            "index_file_bytes_per_network": round(index_path(results).stat().st_size / n, 1)}
+
+
+def _results_for(networks: int, workdir: Path, given: Path | None) -> tuple[Path, float]:
+    """The results measured: a given file linked into the work folder (its index is saved beside the
+    link, not beside the file), else `networks` synthetic nested networks (generated once)."""
+    if given is not None:
+        link = workdir / given.name
+        if link.resolve() != given.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(given.resolve())
+        return link, 0.0
+    results = workdir / f"nested-{networks}.jsonl"
+    started = time.perf_counter()
+    if not results.exists():
+        nested_records(results, networks)
+    return results, time.perf_counter() - started
 
 
 def bench_serve(networks: int, workdir: Path, options: dict[str, Any]) -> dict[str, Any]:
     """All the figures, one JSON object. `options`: lookups, baseline, text_lookups, requests, seconds,
     concurrency, workers (the server's), batch_lines (lookup --from; 0: none), mmdb_lookups (0: no MMDB
-    written)."""
+    written), results (a results file to use instead of `networks` synthetic ones; None), check and
+    check_every (the served answers checked against the results at `check` random addresses and every
+    `check_every`th network's first and last; 0: no check; needs the MMDB)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    results = workdir / f"nested-{networks}.jsonl"
-    started = time.perf_counter()
-    if not results.exists():
-        nested_records(results, networks)
-    generate_s = time.perf_counter() - started
-    index_path(results).unlink(missing_ok=True)
-    started = time.perf_counter()
+    results, generate_s = _results_for(networks, workdir, options.get("results"))
+    doc: dict[str, Any] = {"benchmark": "serve", "generate_s": round(generate_s, 1),
+                           "results_mb": round(results.stat().st_size / 2**20)} | index_figures(results)
     index, _ = load_or_build(results)
-    build_s = time.perf_counter() - started
-    started = time.perf_counter()
-    load_or_build(results)
-    load_s = time.perf_counter() - started
-    doc: dict[str, Any] = {
-        "benchmark": "serve", "networks": len(index), "generate_s": round(generate_s, 1),
-        "index_build_s": round(build_s, 1), "index_load_s": round(load_s, 2),
-        "index_bytes_per_network": round(index.nbytes / len(index), 1),
-        "index_file_bytes_per_network": round(index_path(results).stat().st_size / len(index), 1),
-        "segments": len(index.seg_start),
-    }
+    doc["segments"] = len(index.seg_start)
     doc |= lookup_figures(index, options["lookups"], options["baseline"], options["text_lookups"])
     if options["requests"]:
         doc |= server_figures(results, index, options)
     if options["batch_lines"]:
         doc |= batch_figures(results, index, workdir, options["batch_lines"])
     if options["mmdb_lookups"]:
-        doc |= mmdb_figures(index, workdir, options["mmdb_lookups"])
+        doc |= mmdb_figures(results, index, workdir, options["mmdb_lookups"])
+        if options.get("check"):
+            doc |= check_figures(results, index, workdir / "map.mmdb", options["check"],
+                                 options["check_every"])
     doc["targets"] = {"lookups_per_s": 5_000_000, "index_build_s_for_5M": 60,
                       "index_bytes_per_network": 200, "rdap_requests_per_s": 10_000, "rdap_p99_ms": 10,
                       "maxminddb_lookups_per_s": 200_000}
     return doc
+
+
+Answer = tuple[str, str, str, str] | None  # (start, end, handle, holder) of the most specific network
+
+
+def most_specific(first: np.ndarray, last: np.ndarray, probes: np.ndarray) -> np.ndarray:
+    """For each sorted probe address, the smallest of the spans holding it (the first given among
+    equal ones), -1 for none: spans painted over the probes, largest first, so the smallest stays.
+    Apart from the index on purpose: the oracle the served answers are judged by."""
+    size, at = last - first, np.arange(len(first))
+    order = np.lexsort((-at, -size))  # largest first; among equal sizes the first given last
+    lo = np.searchsorted(probes, first[order], "left")
+    hi = np.searchsorted(probes, last[order], "right")
+    out = np.full(len(probes), -1, np.int64)
+    for net, a, b in zip(order.tolist(), lo.tolist(), hi.tolist(), strict=True):
+        if a < b:
+            out[a:b] = net
+    return out
+
+
+def _wanted(results: Path, addresses: int, every: int) -> tuple[np.ndarray, list[Answer]]:
+    """The probes (random addresses over all IPv4, every `every`th network's first and last
+    address) and the results' answer at each: the smallest latest record holding it, found from
+    the records' spans (`ResultSet`, a record at a time) and only those records read."""
+    rs = ResultSet(results, seekable=True)
+    first, last = rs.spans()
+    random_ones = np.random.default_rng(6).integers(0, 1 << 32, addresses, dtype=np.int64)
+    probes = np.unique(np.concatenate([random_ones, first[::every], last[::every]]))
+    best = most_specific(first, last, probes)
+    held = np.unique(best[best >= 0]).tolist()
+    docs = dict(zip(held, rs.records_at(held), strict=True))
+    return probes, [None if b < 0 else _answer(docs[b]) for b in best.tolist()]
+
+
+def _answer(doc: dict[str, Any]) -> Answer:
+    """A result record's answer (its holder as `summary` names holders)."""
+    return (doc["start_address"], doc["end_address"], doc["handle"], holder_of(doc))
+
+
+def _served(doc: Any) -> Answer:
+    """A served answer (a `lookup --json` object, an MMDB record)."""
+    return (doc["start_address"], doc["end_address"], doc["handle"], doc["holder"])
+
+
+def _disagreeing(texts: list[str], got: list[Answer], want: list[Answer]) -> dict[str, Any]:
+    wrong = [(t, g, w) for t, g, w in zip(texts, got, want, strict=True) if g != w]
+    return {"wrong": len(wrong), "examples": wrong[:5]}
+
+
+def check_figures(results: Path, index: MapIndex, mmdb_file: Path, addresses: int,
+                  every: int) -> dict[str, Any]:
+    """The served answers against the results at a sample of probes: `lookup --json`'s (the index)
+    and the MMDB's (maxminddb) network range, handle and holder at each, beside the results' own
+    most specific record (`_wanted`). For a results file of any size (the sample of `full`)."""
+    started = time.perf_counter()
+    probes, want = _wanted(results, addresses, every)
+    texts = [ip_str(p) for p in probes.tolist()]
+    oracle_s = time.perf_counter() - started
+    buf = io.StringIO()
+    lookup.write(index, texts, "json", buf)
+    docs = [json.loads(line) for line in buf.getvalue().splitlines()]
+    by_lookup = [_served(d) if d["found"] else None for d in docs]
+    with mmdb.open_reader(mmdb_file) as reader:
+        by_mmdb = [None if d is None else _served(d) for d in map(reader.get, texts)]
+    return {"check_probes": len(texts), "check_held": sum(w is not None for w in want),
+            "check_oracle_s": round(oracle_s, 1),
+            "check_lookup": _disagreeing(texts, by_lookup, want),
+            "check_mmdb": _disagreeing(texts, by_mmdb, want)}

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,11 +147,16 @@ class ResultSet:
 
     def nested(self) -> Iterator[dict[str, Any]]:
         """The winning record of every block in hierarchy order: by first address, parents first."""
+        return self.records_at(range(len(self.winners)))
+
+    def records_at(self, blocks: Iterable[int]) -> Iterator[dict[str, Any]]:
+        """The winning records of these blocks (positions in hierarchy order, as `spans` gives them),
+        each read where it lies in the file."""
         if self._offsets is None:
-            raise ResultsError("nested() needs a ResultSet opened with seekable=True")
+            raise ResultsError("reading records by block needs a ResultSet opened with seekable=True")
         with self.path.open("rb") as fh:
-            for pos in self.winners:
-                fh.seek(int(self._offsets[pos]))
+            for block in blocks:
+                fh.seek(int(self._offsets[self.winners[block]]))
                 doc = parse_line(fh.readline())
                 assert doc is not None
                 yield doc
@@ -176,50 +181,55 @@ def arrow_schema(names: Sequence[str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-@dataclass
-class LatestColumns:
-    """Every record read as columns (`read_latest`), and which rows are the latest of each block."""
+class ColumnReader:
+    """A JSONL result file read as columns a run of lines at a time, with the same records and the
+    same rule as ResultSet (a line is a record as `parse_line` says; the last line of a block wins):
+    `runs()` yields each run's records (the fields asked for, file order), and afterwards `latest()`
+    says which of them are the latest of each block. pyarrow's JSON reader parses a run at once,
+    typed by the record's JSON Schema, keeping only the fields asked for (and the block's); a run
+    holding a line pyarrow refuses (not JSON, a field of another type) is read again a line at a
+    time. Nothing of a run is kept but its blocks' keys (8 bytes a record): a reader that needs the
+    runs' values keeps what it wants of them."""
 
-    table: pa.Table  # the fields asked for, of every record read (superseded ones too), file order
-    rows: np.ndarray  # the latest record of each block: its row in `table`, in hierarchy order
-    first: np.ndarray  # uint32: each block's first address, in hierarchy order
-    last: np.ndarray  # uint32
-    records: int  # valid records read (duplicates included)
-    bad_records: int  # non-blank lines that are no record
-    newest: str | None  # the greatest fetched_at of any record read: the map's age
+    def __init__(self, path: Path, fields: Sequence[str]) -> None:
+        if not path.is_file():
+            raise ResultsError(f"{path} is not a results file")
+        self.path, self.fields = path, list(fields)
+        self.schema = arrow_schema(list(dict.fromkeys([*_REQUIRED, "fetched_at", *fields])))
+        self.records = 0  # valid records read (duplicates included)
+        self.bad_records = 0  # non-blank lines that are no record
+        self.newest: str | None = None  # the greatest fetched_at of any record read: the map's age
+        self._keys: list[np.ndarray] = []
 
+    def runs(self) -> Iterator[pa.Table]:
+        """Each run's records, the fields asked for, in file order (a run may hold none)."""
+        newest = ""
+        for run in _line_runs(self.path):
+            table, refused = _parse_run(run, self.schema)
+            del run
+            table, first, last, dropped = _records_of(table)
+            self.bad_records += refused + dropped
+            self.records += table.num_rows
+            self._keys.append(block_keys(first, last))
+            newest = max(newest, pc.max(table["fetched_at"]).as_py() or "")
+            self.newest = newest or None
+            yield table.select(self.fields)
+        if not self.records and self.bad_records:
+            raise ResultsError(f"{self.path} holds no result records ({self.bad_records} lines are not one)")
 
-def read_latest(path: Path, fields: Sequence[str]) -> LatestColumns:
-    """`fields` of the latest record of every block of a JSONL result file, the same records and
-    the same rule as ResultSet (a line is a record as `parse_line` says; the last line of a block
-    wins), but read as columns: pyarrow's JSON reader parses a run of lines at once, typed by the
-    record's JSON Schema, and only the fields asked for (and the block's) are kept. A run holding
-    a line pyarrow refuses (not JSON, a field of another type) is read again a line at a time."""
-    if not path.is_file():
-        raise ResultsError(f"{path} is not a results file")
-    schema = arrow_schema(list(dict.fromkeys([*_REQUIRED, "fetched_at", *fields])))
-    parts: list[pa.Table] = []
-    keys: list[np.ndarray] = []
-    bad, newest = 0, ""
-    for run in _line_runs(path):
-        table, refused = _parse_run(run, schema)
-        table, first, last, dropped = _records_of(table)
-        bad += refused + dropped
-        keys.append(block_keys(first, last))
-        parts.append(table.select(list(fields)))
-        newest = max(newest, pc.max(table["fetched_at"]).as_py() or "")
-    records = sum(part.num_rows for part in parts)
-    if not records and bad:
-        raise ResultsError(f"{path} holds no result records ({bad} lines are not one)")
-    entries = np.empty(records, _ENTRY)
-    entries["key"] = np.concatenate(keys) if keys else 0
-    entries["pos"] = np.arange(records, dtype=np.uint32)
-    _, order = _dedup(entries, np.zeros(records, bool), True)
-    assert order is not None
-    winners, latest = order
-    table = pa.concat_tables(parts) if parts else schema.empty_table().select(list(fields))
-    return LatestColumns(table, winners, (latest >> np.uint64(32)).astype(np.uint32),
-                         (_TOP - (latest & _TOP)).astype(np.uint32), records, bad, newest or None)
+    def latest(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """After `runs`: the latest record of each block (its position among the records read, file
+        order) and its first and last address (uint32), in hierarchy order."""
+        entries = np.empty(self.records, _ENTRY)
+        entries["key"] = np.concatenate(self._keys) if self._keys else 0
+        self._keys = []
+        entries["pos"] = np.arange(self.records, dtype=np.uint32)
+        _, order = _dedup(entries, np.zeros(self.records, bool), True)
+        del entries
+        assert order is not None
+        winners, latest = order
+        first = (latest >> np.uint64(32)).astype(np.uint32)
+        return winners, first, (_TOP - (latest & _TOP)).astype(np.uint32)
 
 
 def _line_runs(path: Path) -> Iterator[bytes | memoryview]:

@@ -183,10 +183,19 @@ def bench_serve(
         help="Write the map as an MMDB and look this many random addresses up with maxminddb (0: no MMDB)")]
     = 200_000,
     workdir: Annotated[Path | None, typer.Option(help="Where the files go (default: a temp dir)")] = None,
+    results: Annotated[Path | None, typer.Option(
+        help="Measure this results file instead of synthetic networks (linked into --workdir, its index "
+        "saved there)")] = None,
+    check: Annotated[int, typer.Option(
+        help="Check lookup and the MMDB against the results at this many random addresses (0: none)")] = 0,
+    check_every: Annotated[int, typer.Option(
+        help="... and at every Nth network's first and last address")] = 1000,
 ) -> None:
-    """Measure the map's serving on synthetic networks and print one JSON line: index build time and
-    bytes per network, batch lookups/s beside a plain ipaddress + bisect baseline, the RDAP server's
-    requests/s and p99 from 127.0.0.1, the MMDB's write time and maxminddb lookups/s."""
+    """Measure the map's serving on synthetic networks (or --results FILE) and print one JSON line:
+    index build time, peak memory (beside the saved index loaded) and bytes per network, batch
+    lookups/s beside a plain ipaddress + bisect baseline, the RDAP server's requests/s and p99 from
+    127.0.0.1, the MMDB's write time, peak memory and maxminddb lookups/s; with --check, lookup and
+    the MMDB against the results' own most specific record at a sample of addresses."""
     import json
     import tempfile
 
@@ -196,7 +205,11 @@ def bench_serve(
     options = {"lookups": lookups, "baseline": min(baseline, lookups), "text_lookups": text_lookups,
                "requests": requests,
                "seconds": seconds, "concurrency": concurrency, "workers": workers, "batch_lines": batch_lines,
-               "mmdb_lookups": mmdb_lookups}
+               "mmdb_lookups": mmdb_lookups, "results": results, "check": check, "check_every": check_every}
+    if results is not None and not results.is_file():
+        _fail(f"{results} is not a results file")
+    if check and not mmdb_lookups:
+        _fail("--check reads the MMDB too: give --mmdb-lookups above 0")
     typer.echo(json.dumps(run_bench(networks, where, options)))
 
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from whoiscrawl.ipv4 import ip_str
-from whoiscrawl.results.source import LatestColumns, read_latest
+from whoiscrawl.results.source import ColumnReader
 
 FORMAT = 2  # bump when the saved layout changes: an index of another format is rebuilt
 # The record fields a lookup answers, each stored as a code into its own string table. Lists are
@@ -40,6 +40,7 @@ NONE = 0  # code 0 of every table stands for a missing value
 LOOKUP_CHUNK = 1 << 18  # addresses looked up at once
 READ = tuple(name for name in FIELDS if name != "holder")  # the record fields the index reads
 NESTING_ROUNDS = 8  # clipping passes `flatten` tries in numpy before it walks the stack
+FLATTEN_CHUNK = 1 << 19  # networks `flatten` takes at once, at the least (its temporaries: ~100 bytes each)
 
 
 class MapIndexError(ValueError):
@@ -269,8 +270,46 @@ class MapIndex:
 def flatten(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parents and non-overlapping segments of networks in hierarchy order (parents, then segment
     starts and their most specific networks). A network overlapping its parent's end (real
-    registries keep a few) is clipped to the parent. In numpy (`_nesting`, `_segments`); a family
-    whose clipping does not settle in NESTING_ROUNDS is walked by the stack instead."""
+    registries keep a few) is clipped to the parent. The networks are flattened FLATTEN_CHUNK or so
+    at a time, cut only where no network spans the cut (`_cuts`), so the temporaries stay bounded
+    however large the map; the pieces' segments are joined where they meet."""
+    parents: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    nets: list[np.ndarray] = []
+    cuts = _cuts(first, last)
+    for a, b in zip(cuts, [*cuts[1:], len(first)], strict=True):
+        parent, seg_start, seg_net = _flatten(first[a:b], last[a:b])
+        parent[parent >= 0] += a
+        seg_net[seg_net >= 0] += a
+        if a:  # a later piece's first segment is the space's first address, nobody's: the last one's
+            seg_start, seg_net = seg_start[1:], seg_net[1:]
+            if int(starts[-1][-1]) == int(seg_start[0]):  # the last piece's gap is empty: it ends there
+                starts[-1], nets[-1] = starts[-1][:-1], nets[-1][:-1]
+        parents.append(parent)
+        starts.append(seg_start)
+        nets.append(seg_net)
+    if len(cuts) == 1:
+        return parents[0], starts[0], nets[0]
+    return np.concatenate(parents), np.concatenate(starts), np.concatenate(nets)
+
+
+def _cuts(first: np.ndarray, last: np.ndarray) -> list[int]:
+    """Where the networks (hierarchy order) may be cut into pieces of FLATTEN_CHUNK or more: before a
+    network no earlier one reaches (so no family is cut); [0] for one piece."""
+    if len(first) <= FLATTEN_CHUNK:
+        return [0]
+    reach = np.maximum.accumulate(last)
+    free = np.flatnonzero(reach[:-1] < first[1:]) + 1
+    del reach
+    cuts = [0]
+    while (at := int(np.searchsorted(free, cuts[-1] + FLATTEN_CHUNK))) < len(free):
+        cuts.append(int(free[at]))
+    return cuts
+
+
+def _flatten(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`flatten` of one piece: in numpy (`_nesting`, `_segments`); a family whose clipping does not
+    settle in NESTING_ROUNDS is walked by the stack instead."""
     nesting = _nesting(first.astype(np.int64), last.astype(np.int64))
     if nesting is None:
         return flatten_by_stack(first, last)
@@ -380,58 +419,164 @@ def flatten_by_stack(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, n
     return parent, np.array(starts, np.uint32), np.array(nets, np.int32)
 
 
-def pack(column: pa.ChunkedArray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The values at `rows` of a column of strings (a list of strings: its items joined by "\n")
-    as a string table: the distinct values those rows use as one UTF-8 blob and offsets
-    (offsets[c]..offsets[c+1] is code c, code 0 the missing value: null, "" or []), and the rows
-    coded into it in the narrowest unsigned type. Values only other rows hold are dropped."""
-    if pa.types.is_list(column.type):
-        column = pc.binary_join(column, "\n")
-    coded = pc.dictionary_encode(column)  # one dictionary for all chunks, first-seen order
-    strings = coded.chunk(0).dictionary if coded.num_chunks else pa.array([], pa.string())
-    every = np.concatenate([np.zeros(0, np.int64), *(
-        pc.fill_null(pc.add(chunk.indices, 1), 0).to_numpy(zero_copy_only=False) for chunk in coded.chunks)])
-    codes = every[rows]
-    used = np.zeros(len(strings) + 1, bool)
-    used[codes] = True
-    empty = pc.index(strings, "").as_py()
-    if empty >= 0:  # "" and [] are missing values
-        used[empty + 1] = False
-    used[NONE] = True
-    recode = np.cumsum(used) - 1
-    recode[empty + 1 if empty >= 0 else NONE] = NONE
-    kept = strings.filter(pa.array(used[1:]))
-    wide = np.int64 if pa.types.is_large_string(kept.type) else np.int32
-    at = np.frombuffer(kept.buffers()[1], wide)[kept.offset : kept.offset + len(kept) + 1]
-    data = kept.buffers()[2]
-    blob = np.frombuffer(data, np.uint8)[at[0] : at[-1]] if data is not None else np.zeros(0, np.uint8)
-    offsets = np.zeros(len(kept) + 2, np.uint32 if len(blob) < 1 << 32 else np.int64)
-    offsets[1:] = at - at[0]
-    n = len(kept) + 1
-    dtype = np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.uint32
-    return blob, offsets, recode[codes].astype(dtype)
+def _narrow(n: int) -> type[np.unsignedinteger[Any]]:
+    """The narrowest unsigned type holding codes 0..n-1."""
+    return np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.uint32
 
 
-def build(latest: LatestColumns) -> MapIndex:
-    """The index of a result set's latest records, read as columns (`results.source.read_latest`
-    with READ): spans flattened, each answer field packed into a string table."""
-    table = latest.table
+class StringTable:
+    """One answer field's string table built as the runs of records are read: the distinct values
+    seen so far, kept in chunks (each chunk's values new to the chunks before it: a value's code is
+    its place in them, from 1; 0 is no value), and each record's code.
+
+    A run's column is dictionary-encoded on its own; its dictionary waits with the others
+    (`pending`) until they hold more values than a quarter of the table (and MERGE_AT). Then they are
+    deduplicated together, looked up in each chunk (`index_in`), and the values no chunk holds
+    become a new chunk; the waiting runs' codes are turned into the table's. So a value shared by
+    many runs is kept once, what waits is at most a quarter more than the table, and a merge copies
+    only the new values (the table is hashed again a chunk at a time, about ten times at 5M
+    networks, never copied)."""
+
+    MERGE_AT = 1 << 18  # waiting values that start a merge, at the least
+
+    def __init__(self) -> None:
+        self.chunks: list[pa.Array] = []
+        self.size = 0  # values in the chunks
+        self.pending: list[tuple[pa.Array, np.ndarray]] = []  # (a run's dictionary, its records' local codes)
+        self.waiting = 0
+        self.codes: list[np.ndarray] = []  # each merged run's records' codes into the table (0: none)
+
+    def add(self, column: pa.ChunkedArray) -> None:
+        """A run's values (a list of strings: its items joined by "\n"), in record order."""
+        if pa.types.is_list(column.type):
+            column = pc.binary_join(column, "\n")
+        coded = pc.dictionary_encode(column.combine_chunks())
+        local = pc.fill_null(pc.add(coded.indices, 1), 0).to_numpy(zero_copy_only=False)
+        self.pending.append((coded.dictionary, local.astype(_narrow(len(coded.dictionary) + 1))))
+        self.waiting += len(coded.dictionary)
+        if self.waiting > max(self.size >> 2, self.MERGE_AT):
+            self.merge()
+
+    def merge(self) -> None:
+        """The waiting dictionaries merged into the table, their runs' codes turned into its codes."""
+        if not self.pending:
+            return
+        coded = pc.dictionary_encode(pa.concat_arrays([d for d, _ in self.pending]))
+        unique, at = coded.dictionary, coded.indices.to_numpy(zero_copy_only=False)
+        del coded
+        code = np.full(len(unique), -1, np.int64)  # each waiting value's code in the table, from 0
+        base = 0
+        for chunk in self.chunks:
+            found = pc.fill_null(pc.index_in(unique, value_set=chunk), -1).to_numpy(zero_copy_only=False)
+            code = np.where(found >= 0, found + base, code)
+            base += len(chunk)
+        new = code < 0
+        if new.any():
+            self.chunks.append(unique.filter(pa.array(new)))  # a copy of the new values alone
+            code[new] = self.size + np.arange(int(new.sum()))
+            self.size += len(self.chunks[-1])
+        del unique
+        wide, base = _narrow(self.size + 1), 0
+        for dictionary, local in self.pending:
+            table = np.zeros(len(dictionary) + 1, wide)
+            table[1:] = code[at[base : base + len(dictionary)]] + 1
+            self.codes.append(table[local])
+            base += len(dictionary)
+        self.pending, self.waiting = [], 0
+
+    def pack(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The table of the values `rows` (records, in the order wanted) hold: the distinct values
+        as one UTF-8 blob and offsets (offsets[c]..offsets[c+1] is code c, code 0 the missing value:
+        null, "" or []), and the rows coded into it in the narrowest unsigned type. Values only
+        other records held are dropped. The table is emptied as it is packed."""
+        self.merge()
+        every = np.concatenate(self.codes) if self.codes else np.zeros(0, np.uint8)
+        self.codes = []
+        codes = every[rows]
+        del every
+        used = np.zeros(self.size + 1, bool)
+        used[codes] = True
+        empty = self._code_of("")
+        if empty:  # "" and [] are missing values
+            used[empty] = False
+        used[NONE] = True
+        recode = np.cumsum(used) - 1
+        recode[empty] = NONE
+        blob, offsets = self._kept(used[1:])
+        return blob, offsets, recode[codes].astype(_narrow(len(offsets) - 1))
+
+    def _code_of(self, text: str) -> int:
+        """A value's code (0: not in the table)."""
+        base = 0
+        for chunk in self.chunks:
+            if (at := pc.index(chunk, text).as_py()) >= 0:
+                return base + at + 1
+            base += len(chunk)
+        return NONE
+
+    def _kept(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The values `keep` marks, in code order, as a blob and offsets (a leading 0 for code 0),
+        copied a chunk at a time into arrays made once (each chunk let go as it is copied)."""
+        total, base = 0, 0
+        for chunk in self.chunks:
+            at, _ = _buffers(chunk)
+            total += int(np.diff(at)[keep[base : base + len(chunk)]].sum())
+            base += len(chunk)
+        blob = np.empty(total, np.uint8)
+        offsets = np.zeros(int(keep.sum()) + 2, np.uint32 if total < 1 << 32 else np.int64)
+        base, n, pos = 0, 1, 0
+        while self.chunks:
+            chunk = self.chunks.pop(0)
+            kept = chunk.filter(pa.array(keep[base : base + len(chunk)]))
+            base += len(chunk)
+            del chunk
+            at, data = _buffers(kept)
+            blob[pos : pos + at[-1] - at[0]] = data[at[0] : at[-1]]
+            offsets[n : n + len(kept) + 1] = at - at[0] + pos
+            n, pos = n + len(kept), pos + int(at[-1] - at[0])
+        self.size = 0
+        return blob, offsets
+
+
+def _buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (one past each value) and its data, as numpy views."""
+    if not len(strings):
+        return np.zeros(1, np.int64), np.zeros(0, np.uint8)
+    wide = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    at = np.frombuffer(strings.buffers()[1], wide)[strings.offset : strings.offset + len(strings) + 1]
+    data = strings.buffers()[2]
+    return at, np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+
+
+def _holder(table: pa.Table) -> pa.ChunkedArray:
+    """The holder as `summary` names holders: the registrant, else the name, else the handle."""
     absent = pa.scalar(None, pa.string())
     registrant, name = (pc.if_else(pc.equal(table[f], ""), absent, table[f]) for f in ("registrant", "name"))
-    holder = pc.coalesce(registrant, name, table["handle"])  # as `summary` names holders
-    parent, seg_start, seg_net = flatten(latest.first, latest.last)
+    return pc.coalesce(registrant, name, table["handle"])
+
+
+def build(reader: ColumnReader) -> MapIndex:
+    """The index of a result set's latest records, read as columns a run at a time
+    (`results.source.ColumnReader` with READ): each run's fields added to their string tables and
+    dropped, then the spans flattened and each table packed with the latest records' values."""
+    tables = {name: StringTable() for name in FIELDS}
+    for run in reader.runs():
+        for name in FIELDS:
+            tables[name].add(_holder(run) if name == "holder" else run[name])
+        del run
+        pa.default_memory_pool().release_unused()  # the run's columns: hand their pages back now
+    rows, first, last = reader.latest()
+    parent, seg_start, seg_net = flatten(first, last)
     codes, blobs = {}, {}
-    for field_name in FIELDS:
-        column = holder if field_name == "holder" else table[field_name]
-        blob, offsets, codes[field_name] = pack(column, latest.rows)
-        blobs[field_name] = (blob, offsets)
-    return MapIndex(latest.first, latest.last, parent, seg_start, seg_net, codes, blobs, time.time(),
-                    latest.newest)
+    for name in FIELDS:
+        blob, offsets, codes[name] = tables.pop(name).pack(rows)
+        blobs[name] = (blob, offsets)
+    return MapIndex(first, last, parent, seg_start, seg_net, codes, blobs, time.time(), reader.newest)
 
 
 def build_file(path: Path) -> MapIndex:
     """The index of a results file, read once, as columns."""
-    return released(build(read_latest(path, READ)))
+    return released(build(ColumnReader(path, READ)))
 
 
 def released(index: MapIndex) -> MapIndex:

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +37,7 @@ MMDB_FIELDS = (
 )
 INLINE = ("network", "start_address", "end_address", "handle", "name", "parent_handle")  # per network
 SEPARATOR = b"\x00" * 16  # between the search tree and the data section
+SPLIT_CHUNK = 1 << 18  # ranges split into CIDRs at once (their temporaries: ~100 bytes a range)
 
 
 class MmdbError(ValueError):
@@ -86,72 +87,88 @@ def _pointer(offset: int) -> bytes:
 
 
 def cidr_split(first: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CIDR blocks exactly covering each range first..end-1 (int64 arrays), as
-    `ipv4.cidr_blocks` makes them a range at a time: (block's first address, prefix length, which
-    range), sorted by address; the whole space is two /1s. Each pass takes every range's largest
-    aligned block at its start."""
-    at, which = first.astype(np.int64), np.arange(len(first))
+    """The CIDR blocks exactly covering each range first..end-1, as `ipv4.cidr_blocks` makes them a
+    range at a time: (block's first address as uint32, prefix length as uint8, which range as
+    int64), sorted by address when the ranges are sorted and disjoint (as the index's segments are);
+    the whole space is two /1s. SPLIT_CHUNK ranges are split at a time, so the temporaries stay
+    bounded however many there are."""
+    parts = [_split(first[at : at + SPLIT_CHUNK], end[at : at + SPLIT_CHUNK], at)
+             for at in range(0, len(first), SPLIT_CHUNK)]
+    if not parts:
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    f, ln, r = zip(*parts, strict=True)
+    return np.concatenate(f), np.concatenate(ln), np.concatenate(r)
+
+
+def _split(first: np.ndarray, end: np.ndarray, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`cidr_split` of some ranges (the first being range `offset`), sorted by address. Each pass
+    takes every range's largest aligned block at its start."""
+    at, which = first.astype(np.int64), np.arange(offset, offset + len(first))
     stop = end.astype(np.int64)
     firsts, lengths, ranges = [], [], []
     while len(at):
         aligned = np.where(at == 0, np.int64(1) << 31, at & -at)  # /1 at most: the root holds no data
         fits = np.int64(1) << (np.frexp((stop - at).astype(np.float64))[1].astype(np.int64) - 1)
         size = np.minimum(aligned, fits)
-        firsts.append(at)
-        lengths.append(33 - np.frexp(size.astype(np.float64))[1].astype(np.int64))
+        firsts.append(at.astype(np.uint32))
+        lengths.append((33 - np.frexp(size.astype(np.float64))[1]).astype(np.uint8))
         ranges.append(which)
         at = at + size
         more = at < stop
         at, stop, which = at[more], stop[more], which[more]
-    if not firsts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     f, ln, r = np.concatenate(firsts), np.concatenate(lengths), np.concatenate(ranges)
     order = np.argsort(f, kind="stable")
     return f[order], ln[order], r[order]
 
 
-def tree(first: np.ndarray, length: np.ndarray, leaf: np.ndarray) -> np.ndarray:
-    """The search tree over sorted disjoint CIDRs (prefix lengths 1 to 32), whose records point at
-    `leaf` (each CIDR's record's offset in the data section): an (nodes, 2) array of left and right
-    record values, node 0 the root, nodes numbered a depth at a time; an empty branch is the node
-    count (no data)."""
-    levels = [np.zeros(1, np.int64)]  # each depth's node prefixes, sorted
+def tree_levels(first: np.ndarray, length: np.ndarray) -> list[np.ndarray]:
+    """The search tree's nodes over sorted disjoint CIDRs (prefix lengths 1 to 32): at each depth 0
+    to 31, the prefixes of that length (uint32, sorted) of the CIDRs longer than it (the CIDRs are
+    sorted, so a depth's distinct prefixes are found by comparing neighbours). Nodes are numbered
+    a depth at a time, node 0 the root."""
+    levels = [np.zeros(1, np.uint32)]
     for depth in range(1, 32):
-        deeper = first[length > depth] >> (32 - depth)
+        deeper = first[length > depth] >> np.uint32(32 - depth)
         levels.append(deeper[np.append(True, deeper[1:] != deeper[:-1])] if len(deeper) else deeper)
-    base = np.cumsum([0] + [len(p) for p in levels])
-    count = int(base[-1])
-    records = []
-    for depth, prefixes in enumerate(levels):
-        children = np.stack([prefixes << 1, (prefixes << 1) | 1], axis=1).ravel()
-        out = np.full(len(children), count, np.int64)
-        if depth + 1 < 32:
-            below = levels[depth + 1]
-            at = np.minimum(np.searchsorted(below, children), max(len(below) - 1, 0))
-            is_node = below[at] == children if len(below) else np.zeros(len(children), bool)
-            out[is_node] = base[depth + 1] + at[is_node]
-        mine = length == depth + 1
-        prefix, value = first[mine] >> (31 - depth), leaf[mine]
-        at = np.minimum(np.searchsorted(prefix, children), max(len(prefix) - 1, 0))
-        is_leaf = prefix[at] == children if len(prefix) else np.zeros(len(children), bool)
-        out[is_leaf] = count + len(SEPARATOR) + value[at[is_leaf]]
-        records.append(out.reshape(-1, 2))
-    return np.concatenate(records)
+    return levels
+
+
+def level_records(levels: list[np.ndarray], depth: int, first: np.ndarray, length: np.ndarray,
+                  leaf: np.ndarray) -> np.ndarray:
+    """The left and right records of the nodes at `depth` (an (n, 2) array): the number of the
+    child node, or the data-section pointer of the CIDR ending there (`leaf`: each CIDR's record's
+    offset in the data section, past the tree and the separator), or the node count (no data)."""
+    count = sum(len(level) for level in levels)
+    base = sum(len(level) for level in levels[: depth + 1])  # the first node one depth down
+    prefixes = levels[depth].astype(np.int64)
+    children = np.stack([prefixes << 1, (prefixes << 1) | 1], axis=1).ravel()
+    out = np.full(len(children), count, np.int64)
+    if depth + 1 < 32:
+        below = levels[depth + 1]
+        at = np.minimum(np.searchsorted(below, children), max(len(below) - 1, 0))
+        is_node = below[at] == children if len(below) else np.zeros(len(children), bool)
+        out[is_node] = base + at[is_node]
+    mine = length == depth + 1
+    prefix, value = first[mine] >> np.uint32(31 - depth), leaf[mine]
+    at = np.minimum(np.searchsorted(prefix, children), max(len(prefix) - 1, 0))
+    is_leaf = prefix[at] == children if len(prefix) else np.zeros(len(children), bool)
+    out[is_leaf] = count + len(SEPARATOR) + value[at[is_leaf]]
+    return out.reshape(-1, 2)
 
 
 def tree_bytes(records: np.ndarray, size: int) -> bytes:
-    """The nodes as the file stores them: two records of 24, 28 or 32 bits each, big-endian (28: the
-    left record's top nibble, then the right's, in the middle byte)."""
+    """Nodes as the file stores them: two records of 24, 28 or 32 bits each, big-endian (28: the
+    left record's top nibble, then the right's, in the middle byte). Made a byte column at a time
+    (no wide temporaries)."""
     if size == 32:
         return records.astype(">u4").tobytes()
     left, right = records[:, 0], records[:, 1]
-    cols = [left >> 16, left >> 8, left]
+    out = np.empty((len(records), size // 4), np.uint8)  # 6 or 7 bytes a node
+    for i, shift in enumerate((16, 8, 0)):
+        out[:, i] = (left >> shift) & 0xFF
+        out[:, i - 3] = (right >> shift) & 0xFF
     if size == 28:
-        cols.append(((left >> 24) & 0xF) << 4 | (right >> 24) & 0xF)
-    cols += [right >> 16, right >> 8, right]
-    out = np.empty((len(records), len(cols)), np.uint8)  # a byte a column: no wide temporaries
-    for i, col in enumerate(cols):
-        out[:, i] = col & 0xFF
+        out[:, 3] = ((left >> 24) & 0xF) << 4 | (right >> 24) & 0xF
     return out.tobytes()
 
 
@@ -191,7 +208,7 @@ def _records(index: MapIndex, data: _Data, nets: np.ndarray) -> np.ndarray:
     handle_of, name_of, parent_of = (_texts(index, n) for n in ("handle", "name", "parent_handle"))
     k = data.keys
     offsets = np.empty(len(nets), np.int64)
-    for i, net in enumerate(nets.tolist()):
+    for i, net in enumerate(_ints(nets)):
         first, last, up = index.first.item(net), index.last.item(net), index.parent.item(net)
         parts = [k["network"], _string(" ".join(cidrs(first, last)).encode()),
                  k["start_address"], _string(ip_str(first).encode()),
@@ -208,6 +225,13 @@ def _records(index: MapIndex, data: _Data, nets: np.ndarray) -> np.ndarray:
     return offsets
 
 
+def _ints(values: np.ndarray, chunk: int = 1 << 16) -> Iterator[int]:
+    """An array's values as Python ints, a chunk at a time (a list of millions of ints is 36 bytes
+    each)."""
+    for at in range(0, len(values), chunk):
+        yield from values[at : at + chunk].tolist()
+
+
 def write(index: MapIndex, out: Path) -> int:
     """Write the index as an MMDB (atomically: a temporary file renamed); returns the networks in it
     (those that are the most specific network of some address)."""
@@ -221,17 +245,21 @@ def write(index: MapIndex, out: Path) -> int:
             data = _Data(section)
             record_at = _records(index, data, nets)
             first, length, which = cidr_split(starts[held], ends[held])
+            del starts, ends
             leaf = record_at[np.searchsorted(nets, index.seg_net[held][which])]
-            records = tree(first, length, leaf)
-            size = next((s for s in (24, 28, 32) if len(records) + len(SEPARATOR) + data.size < 1 << s), 0)
+            del which
+            levels = tree_levels(first, length)
+            nodes = sum(len(level) for level in levels)
+            size = next((s for s in (24, 28, 32) if nodes + len(SEPARATOR) + data.size < 1 << s), 0)
             if not size:
                 raise MmdbError(f"{out}: the map is too large for an MMDB ({data.size:,} bytes of data)")
-            fh.write(tree_bytes(records, size))
+            for depth in range(32):  # written a depth at a time: only one depth's records in memory
+                fh.write(tree_bytes(level_records(levels, depth, first, length, leaf), size))
             fh.write(SEPARATOR)
             section.seek(0)
             shutil.copyfileobj(section, fh, 1 << 24)
             fh.write(METADATA_MAGIC)
-            fh.write(Encoder(cache=False).encode_meta(_metadata(len(records), size)))
+            fh.write(Encoder(cache=False).encode_meta(_metadata(nodes, size)))
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

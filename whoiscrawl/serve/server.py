@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from whoiscrawl import metrics, rirs
 from whoiscrawl.history.store import HistoryError, Store, map_at
-from whoiscrawl.results.source import ResultsError, read_latest, results_file
+from whoiscrawl.results.source import ColumnReader, ResultsError, results_file
 from whoiscrawl.serve import rdap
 from whoiscrawl.serve.index import READ, MapIndex, MapIndexError, build, load_or_build, released, stamp_of
 from whoiscrawl.serve.lookup import BATCH, write
@@ -303,13 +303,12 @@ def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) ->
 
     def reload() -> MapIndex | None:
         with results_file(spec, kafka_bootstrap, topic_prefix) as path:
-            latest = read_latest(path, READ)
-        if latest.records == seen[0]:
+            reader = ColumnReader(path, READ)
+            index = released(build(reader))  # the parse is most of the cost: building as it reads
+        if reader.records == seen[0]:
             return None
-        seen[0] = latest.records
-        index = build(latest)
-        del latest  # its columns are garbage: `released` hands their pages back
-        return released(index)
+        seen[0] = reader.records
+        return index
 
     return reload
 
