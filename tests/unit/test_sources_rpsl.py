@@ -30,16 +30,9 @@ def _line_by_line(text: bytes, line: int, complete: bool) -> list[rpsl.RpslObjec
         pass
 
     raw = text.removesuffix(b"\n").split(b"\n")
-    lines = Lines(_decoded(r) for r in raw)
+    lines = Lines(rpsl.decoded(r) for r in raw)
     lines.complete = complete  # type: ignore[attr-defined]
     return list(rpsl.objects(lines, line))
-
-
-def _decoded(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 @settings(max_examples=600, deadline=None)

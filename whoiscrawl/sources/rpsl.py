@@ -151,7 +151,7 @@ def parse_text(text: bytes, line: int, complete: bool = True) -> list[RpslObject
     try:  # a newline is never inside a UTF-8 character: the whole text at once where it is UTF-8
         read = text.decode("utf-8")
     except UnicodeDecodeError:
-        read = "\n".join(_decoded(raw) for raw in text.split(b"\n"))
+        read = "\n".join(decoded(raw) for raw in text.split(b"\n"))
     plain = _plain(read, line) if complete else None
     return [plain] if plain is not None else list(objects(_Lines(read.split("\n"), complete), line))
 
@@ -178,7 +178,8 @@ def _plain(text: str, line: int) -> RpslObject | None:
     return RpslObject(line, tuple([(name, value) for name, value in zip(named, read, strict=True)]))
 
 
-def _decoded(raw: bytes) -> str:
+def decoded(raw: bytes) -> str:
+    """A dump's line as text: UTF-8, else Latin-1 (LACNIC's)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
