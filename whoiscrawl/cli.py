@@ -673,6 +673,20 @@ def bench_parse(
     typer.echo(json.dumps(parse_benchmark(scenarios.get(scenario).world(), rounds)))
 
 
+@app.command("bench-staging")
+def bench_staging(
+    scenario: Annotated[str, typer.Option(help="Simulator scenario whose dumps are staged")] = "standard",
+    rounds: Annotated[int, typer.Option(min=1, help="Times each parse path reads the texts (best kept)")] = 2,
+) -> None:
+    """Each registry's dump staged as a crawl stages it (objects/s, CPU per object), with the RPSL
+    reader's line-by-line path beside its bulk path on the same texts: a JSON line each, then totals."""
+    from whoiscrawl.bench.staging import run
+
+    _known_scenario(scenario)
+    for line in run(scenario, rounds):
+        typer.echo(json.dumps(line, separators=(",", ":")))
+
+
 @app.command()
 def demo(
     scenario: Annotated[str, typer.Option(help="Simulator scenario")] = "quick",

@@ -13,7 +13,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import numpy as np
 
@@ -345,6 +345,10 @@ class Seeding:
     scope: Scope
     written: Written = field(default_factory=Written)  # what an earlier, cut-short seeding wrote
 
+    # Records seeded between two turns given to the loop: a stop (Ctrl-C cancels the crawl's task)
+    # takes effect at the next turn, not after the dump's last record (millions in `full`).
+    TURN: ClassVar[int] = 256
+
     def __post_init__(self) -> None:
         chosen = self.job.settings
         live = "live" in chosen.sources  # without it nothing is asked, not even a freshness check
@@ -409,10 +413,14 @@ class Seeding:
                     self.store.counters.blocks += 1  # a block found all the same
                 self.store.index.add(record.first, record.last, terminal)  # False inside a leaf parent
                 spans.add(record.first, record.last)
+                if n % self.TURN == self.TURN - 1:
+                    await asyncio.sleep(0)  # a stop raises here: the dump is not marked seeded (`_one`)
         own = seed.own_addresses(spans.about(asked))  # each asked where it answers itself, not a child
         with ask.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
-            for record in seed.aimed(map(NetworkRecord.from_own_json, fh), own):
+            for k, record in enumerate(seed.aimed(map(NetworkRecord.from_own_json, fh), own)):
                 again.write(record.to_json().decode() + "\n")
+                if k % self.TURN == self.TURN - 1:
+                    await asyncio.sleep(0)
         ask.unlink()
         staged.unlink()
         return n + 1

@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from whoiscrawl import rirs
 from whoiscrawl.ipv4 import ip_int, ip_str
+from whoiscrawl.local import Seeding
 from whoiscrawl.sim.model import World
 from whoiscrawl.sim.render import facts
 from whoiscrawl.store.memory import read_checkpoint
@@ -320,3 +321,41 @@ async def test_a_crawl_stopped_while_filling_goes_on_from_where_it_was(start_sim
     assert set(seeded.values()) == {1} and len(seeded) == len(objs)  # the dump's records once
     for block, obj in truth(world, LACNIC_CIDR).items():
         assert again.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+
+
+def many_inetnums(count: int) -> bytes:
+    """LACNIC's dump of `count` /24s from 186.0.0.0, each its own network."""
+    out = ["% LACNIC whois database dump", ""]
+    for n in range(count):
+        out += [f"inetnum: 186.{n >> 8}.{n & 255}/24", "status: assigned", f"owner: Holder {n}",
+                f"ownerid: BR-H{n}", "country: BR", "created: 20100101", ""]
+    return gzip.compress("\r\n".join(out).encode("latin-1"))
+
+
+async def test_a_stop_while_seeding_takes_effect_before_the_dump_is_all_written(start_sim, tmp_path, mirror):
+    # Ctrl-C (the crawl's task cancelled) once the first dumped record is written: the seeding
+    # stops there, not after the dump's last record; the resume writes the rest, each once
+    root, base = mirror
+    count = 3 * Seeding.TURN
+    publish(root, rirs.BY_ID["lacnic"].dump_urls[0], many_inetnums(count))
+    options = {"sources": frozenset({"dumps"}), "files_base": base, "verify": 0.0}
+    out = tmp_path / "results.jsonl"
+    sim = await start_sim(time_scale=100)
+    stopped = asyncio.create_task(crawl(sim, tmp_path, "186.0.0.0/12", **options))
+
+    def dumped() -> int:
+        lines = out.read_text().splitlines() if out.exists() else []
+        return sum(json.loads(line)["source"] == "dump" for line in lines)
+
+    async with asyncio.timeout(60):
+        while not dumped() and not stopped.done():
+            await asyncio.sleep(0)  # a turn as soon as the seeding gives one
+    stopped.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stopped
+    assert 0 < dumped() < count  # the stop took effect part way
+    again = await crawl(sim, tmp_path, "186.0.0.0/12", resume=True, **options)
+    records = map(json.loads, out.read_text().splitlines())
+    written = Counter((r["start_address"], r["end_address"]) for r in records)
+    assert len(written) == count and set(written.values()) == {1}  # each record once
+    assert again.doc["complete"] and again.doc["dumps"]["lacnic"]["in_scope"] == count

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import multiprocessing
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -257,3 +258,29 @@ async def test_a_refresh_reads_a_dump_in_no_more_memory_for_ten_times_the_networ
         assert dumped == {"ripencc"} and refresh.counts["ripencc_added"] == n and sink.count == n
         assert not refresh.recheck and not list(out.parent.glob("*.published/*.records.jsonl"))
     assert peaks[1] < peaks[0] + 256 * 1024, peaks
+
+
+async def test_each_staging_is_yielded_as_soon_as_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A registry's dump is seeded while a bigger one listed before it still stages (in `full`
+    they waited for RIPE NCC's ~40 min): the first dump here is a pipe that is written only once
+    the second dump's staging was yielded; yielded in list order, that would never be."""
+    monkeypatch.setattr(seed, "cores", lambda: 2)
+    pipe = tmp_path / "slow" / "ripe.db.inetnum"  # a split file: read once
+    pipe.parent.mkdir()
+    os.mkfifo(pipe)
+    slow = RegistryDump("ripencc", [pipe], "1", "2026-12-07")
+    quick = RegistryDump("apnic", _ripe_split(tmp_path / "dump", 3), "1", "2026-12-07")
+
+    def feed() -> None:
+        with pipe.open("wb") as fh:
+            fh.write(b"inetnum: 10.9.0.0 - 10.9.0.255\nnetname: SLOW\n")
+
+    order = []
+    async with asyncio.timeout(30):
+        stagings = seed.staged_all([slow, quick], None, tmp_path / "cache")
+        async for dump, _staged, report in stagings:
+            order.append(dump.registry)
+            assert isinstance(report, dumps.DumpReport) and report.complete
+            if dump is quick:
+                await asyncio.to_thread(feed)
+    assert order == ["apnic", "ripencc"]

@@ -128,27 +128,29 @@ async def staged_all(
     got: list[RegistryDump], scope: Scope | None, cache: Path, digests: bool = False,
     reuse: Mapping[str, changed.Reuse] | None = None,
 ) -> AsyncGenerator[tuple[RegistryDump, Path, dumps.DumpReport | dumps.DumpError], None]:
-    """Each dump staged (`stage_apart`) under `cache`, as many at once as there are `cores`, and
-    yielded in order with its staged file and its report (or why it could not be read). With
-    `digests`, each read's digest is kept under `cache` (`digest.path_of`), and a registry in
-    `reuse` is read against its previous read (`stage`)."""
+    """Each dump staged (`stage_apart`) under `cache`, as many at once as there are `cores` (started
+    in `got`'s order), and yielded as soon as its staging ends, with its staged file and its report
+    (or why it could not be read): a registry is seeded while a bigger one still stages (in `full`,
+    APNIC's, LACNIC's and AFRINIC's beside RIPE NCC's, not after it). With `digests`, each read's
+    digest is kept under `cache` (`digest.path_of`), and a registry in `reuse` is read against its
+    previous read (`stage`)."""
     gate = asyncio.Semaphore(cores())
 
-    async def one(dump: RegistryDump) -> tuple[Path, dumps.DumpReport | dumps.DumpError]:
+    async def one(dump: RegistryDump) -> tuple[RegistryDump, Path, dumps.DumpReport | dumps.DumpError]:
         async with gate:
             staged = cache / f"{dump.registry}.records.jsonl"
             try:
                 kept = digest.path_of(cache, dump.registry) if digests else None
-                return staged, await stage_apart(dump, scope, staged, kept, (reuse or {}).get(dump.registry))
+                against = (reuse or {}).get(dump.registry)
+                return dump, staged, await stage_apart(dump, scope, staged, kept, against)
             except dumps.DumpError as exc:
-                return staged, exc
+                return dump, staged, exc
 
     cache.mkdir(parents=True, exist_ok=True)
     tasks = [asyncio.create_task(one(dump)) for dump in got]
     try:
-        for dump, task in zip(got, tasks, strict=True):
-            staged, report = await task
-            yield dump, staged, report
+        for ended in asyncio.as_completed(tasks):
+            yield await ended
     finally:  # stopped part way: the stagings still running are stopped too
         for task in tasks:
             task.cancel()
