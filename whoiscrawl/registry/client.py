@@ -23,6 +23,7 @@ from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import DeadLetter, NetworkRecord
 from whoiscrawl.registry import contacts, rdap, relations, whois
 from whoiscrawl.registry.breaker import CircuitBreaker
+from whoiscrawl.registry.once import Once
 from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, LookupFailed, MalformedAnswer, Outcome, Received
 from whoiscrawl.space import Bootstrap, registry_for
 
@@ -126,12 +127,10 @@ class RegistryClient:
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
     _unlisted: set[str] = field(default_factory=set)  # registries warned about: able to list, not listed
     _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
-    # Holders named by their entity's own answer, per (registry, handle): asked once per client.
-    _holder_names: dict[tuple[str, str], asyncio.Task[str | None]] = field(default_factory=dict)
-    # Abuse contacts' addresses from their entity's own answer, per (registry, handle): asked once
-    # per client.
-    _contact_emails: dict[tuple[str, str], asyncio.Task[tuple[list[str], Tally]]] = field(
-        default_factory=dict)
+    # Holders named by their entity's own answer, and abuse contacts' addresses from theirs, per
+    # (registry, handle): asked once per client.
+    _holder_names: Once[tuple[str, str], str | None] = field(default_factory=Once)
+    _contact_emails: Once[tuple[str, str], tuple[str, ...]] = field(default_factory=Once)
     # Requests that ended (answered, refused or failed): a lane in a long listing or a registry's
     # outage is turning, not stuck (the fleet worker's liveness reads it, through Crawler.progress).
     requests: int = field(default=0, init=False)
@@ -144,8 +143,8 @@ class RegistryClient:
     async def close(self, wait_s: float = ABANDONED_WAIT_S) -> None:
         """Close the sessions once requests whose caller went away ended (or `wait_s` passed), so
         their connection slots end with them."""
-        for task in self._holder_names.values():
-            task.cancel()  # a name nobody waits for any more
+        self._holder_names.cancel()  # names and addresses nobody waits for any more
+        self._contact_emails.cancel()
         if self._abandoned and wait_s > 0:
             await asyncio.wait(self._abandoned, timeout=wait_s)
         for session in self._sessions.values():
@@ -358,18 +357,12 @@ class RegistryClient:
         ref = contacts.unnamed_holder(record.raw)
         if ref is None:
             return
-        key = (registry, ref.handle.casefold())
-        task = self._holder_names.get(key)
-        if task is None:
-            tally = Tally()
-            task = self._holder_names[key] = asyncio.create_task(self._ask_entity(registry, url, ref, tally))
-            try:
-                name = await asyncio.shield(task)
-            finally:
-                result.lookups += tally.lookups
-                result.rate_limited += tally.rate_limited
-        else:
-            name = await asyncio.shield(task)
+        key, tally = (registry, ref.handle.casefold()), Tally()
+        try:
+            name = await self._holder_names.get(key, lambda: self._ask_entity(registry, url, ref, tally))
+        finally:  # what asking cost, counted by the caller that asked (the others' tallies stay 0)
+            result.lookups += tally.lookups
+            result.rate_limited += tally.rate_limited
         if name:
             record.registrant = name
 
@@ -394,28 +387,24 @@ class RegistryClient:
         through the registry's budget and attempt loop (concurrent callers wait for the one). Returns
         the addresses ([] if the answer gives none or cannot be had) and, for the first caller only,
         what asking cost (a `LookupResult` without a record; `lookups` 0 for the others)."""
-        key = (registry, handle.casefold())
-        task = self._contact_emails.get(key)
-        first = task is None
-        if task is None:
-            task = self._contact_emails[key] = asyncio.create_task(self._ask_contact(registry, handle))
-        emails, tally = await asyncio.shield(task)
-        cost = LookupResult(None, registry, tally.lookups if first else 0, tally.rate_limited if first else 0)
-        return list(emails), cost
+        tally = Tally()
+        emails = await self._contact_emails.get((registry, handle.casefold()),
+                                                lambda: self._ask_contact(registry, handle, tally))
+        return list(emails), LookupResult(None, registry, tally.lookups, tally.rate_limited)
 
-    async def _ask_contact(self, registry: str, handle: str) -> tuple[list[str], Tally]:
-        """One contact asked (`contact_emails`): its addresses and what asking cost."""
-        tally, where = Tally(), self.entity_url(registry, "", contacts.EntityRef(handle))
+    async def _ask_contact(self, registry: str, handle: str, tally: Tally) -> tuple[str, ...]:
+        """One contact asked (`contact_emails`): its addresses; what asking cost goes in `tally`."""
+        where = self.entity_url(registry, "", contacts.EntityRef(handle))
         if where is None:
-            return [], tally
+            return ()
         owner, url = where
         try:
             send = functools.partial(self._request, owner, url)
             outcome = await self._attempt(owner, send, tally, "entity", "keep")
         except Exception as exc:  # the network keeps what the dump gave
             log.warning("the contact %s at %s could not be asked: %r", handle, owner, exc)
-            return [], tally
-        return (contacts.entity_emails(outcome.value, handle) if outcome.kind is Kind.ANSWER else []), tally
+            return ()
+        return tuple(contacts.entity_emails(outcome.value, handle)) if outcome.kind is Kind.ANSWER else ()
 
     async def _whois_fallback(
         self, address: int, registry: str, rdap_tally: Tally, result: LookupResult
