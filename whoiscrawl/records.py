@@ -12,7 +12,8 @@ from typing import Any
 
 import jsonschema
 import orjson
-from netaddr import IPAddress
+
+from whoiscrawl.ipv4 import ip_int
 
 RESULT_SCHEMA = "whoiscrawl.result/v1"
 SHARD_SCHEMA = "whoiscrawl.shard/v1"
@@ -117,11 +118,11 @@ class NetworkRecord:
 
     @property
     def first(self) -> int:
-        return int(IPAddress(self.start_address))
+        return ip_int(self.start_address)
 
     @property
     def last(self) -> int:
-        return int(IPAddress(self.end_address))
+        return ip_int(self.end_address)
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"schema": RESULT_SCHEMA, **asdict(self)}

@@ -42,7 +42,7 @@ def _day0(tmp_path: Path) -> tuple[RegistryDump, dict[tuple[int, int], NetworkRe
     nets = {n: _inetnum(n) for n in range(6)}
     orgs, roles = {n: f"Holder {n}" for n in range(6)}, {n: f"abuse{n}@example.nl" for n in range(6)}
     dump = RegistryDump("ripencc", _world(tmp_path / "day0", nets, orgs, roles), "1", "2026-12-06")
-    kept = tmp_path / "day0.digest.jsonl.gz"
+    kept = tmp_path / "day0.digest.npz"
     report, records = dumps.read_registry("ripencc", dump.paths, "1", "2026-12-06", tmp_path, kept)
     before = {(r.first, r.last): r for r in records}
     assert report.complete and len(before) == 6 and kept.exists()
@@ -61,7 +61,7 @@ def _day1(tmp_path: Path) -> RegistryDump:
 
 def test_only_what_changed_is_parsed_and_the_networks_are_a_whole_reads(tmp_path: Path):
     _, before, kept = _day0(tmp_path)
-    dump1, day1 = _day1(tmp_path), tmp_path / "day1.digest.jsonl.gz"
+    dump1, day1 = _day1(tmp_path), tmp_path / "day1.digest.npz"
     reuse = changed.Reuse(kept, "1", "2026-12-06", set(before))
     report, got = changed.read_changed(dump1, reuse.load("ripencc"), reuse.held, day1, tmp_path)
     items = list(got)
@@ -78,14 +78,14 @@ def test_only_what_changed_is_parsed_and_the_networks_are_a_whole_reads(tmp_path
     assert (0x0A000400, 0x0A0004FF) not in read and (0x0A000600, 0x0A0006FF) in read
     # the next day reads against this one: nothing changed, nothing parsed
     again = changed.read_changed(dump1, digest.Digest.load(day1), set(read),
-                                 tmp_path / "day2.digest.jsonl.gz", tmp_path)[1]
+                                 tmp_path / "day2.digest.npz", tmp_path)[1]
     assert all(isinstance(i, changed.Unchanged) for i in again)
 
 
 def test_staged_against_the_previous_read_unchanged_networks_are_spans(tmp_path: Path):
     _, before, kept = _day0(tmp_path)
     dump1, staged = _day1(tmp_path), tmp_path / "ripencc.records.jsonl"
-    report = seed.stage(dump1, Scope.of([(0, (1 << 32) - 1)]), staged, tmp_path / "new.digest.jsonl.gz",
+    report = seed.stage(dump1, Scope.of([(0, (1 << 32) - 1)]), staged, tmp_path / "new.digest.npz",
                         changed.Reuse(kept, "1", "2026-12-06", set(before)))
     lines = [seed.staged_record(line) for line in staged.read_text().splitlines()]
     assert report.reused == 1 and report.digest_problem is None
@@ -97,7 +97,7 @@ def test_a_digest_of_another_read_or_broken_falls_back_to_a_whole_read(tmp_path:
     dump1, staged = _day1(tmp_path), tmp_path / "ripencc.records.jsonl"
     for reuse, said in [(changed.Reuse(kept, "0", "2026-12-05", set(before)), "another read"),
                         (changed.Reuse(tmp_path / "day0", "1", "2026-12-06", set(before)), "cannot be read")]:
-        report = seed.stage(dump1, None, staged, tmp_path / "new.digest.jsonl.gz", reuse)
+        report = seed.stage(dump1, None, staged, tmp_path / "new.digest.npz", reuse)
         assert report.digest_problem and said in report.digest_problem
         assert report.reused == 0 and len(staged.read_text().splitlines()) == 6
 
@@ -107,7 +107,7 @@ def test_a_cut_off_dump_is_not_used_and_keeps_no_digest(tmp_path: Path):
     dump1 = _day1(tmp_path)
     whole = dump1.paths[2].read_bytes()
     dump1.paths[2].write_bytes(whole[: len(whole) // 2])
-    new_digest = tmp_path / "new.digest.jsonl.gz"
+    new_digest = tmp_path / "new.digest.npz"
     report = seed.stage(dump1, None, tmp_path / "staged.jsonl", new_digest,
                         changed.Reuse(kept, "1", "2026-12-06", set(before)))
     assert not report.complete and "ripe.db.inetnum.gz, line" in report.problems[0]
