@@ -115,3 +115,41 @@ def test_a_cut_off_dump_is_not_used_and_keeps_no_digest(tmp_path: Path):
     notes: list[str] = []
     assert seed.usable(dump1, report, notes.append, "refreshed live") is None
     assert "refreshed live" in notes[0] and not new_digest.exists()
+
+
+def _nets(got: digest.Digest) -> set[tuple[int, int, int, int, tuple[int, ...]]]:
+    lists = got.networks
+    return {(int(lists.hashes[i]), int(got.kind[i]), int(got.firsts[i]), int(got.lasts[i]),
+             tuple(lists.keys[lists.offsets[i]:lists.offsets[i + 1]].tolist()))
+            for i in range(len(lists.hashes))}
+
+
+def test_the_digest_written_against_the_previous_read_is_a_whole_reads(tmp_path: Path):
+    _, before, kept = _day0(tmp_path)
+    dump1, day1 = _day1(tmp_path), tmp_path / "day1.digest.npz"
+    items = list(changed.read_changed(dump1, digest.Digest.load(kept), set(before), day1, tmp_path)[1])
+    assert any(isinstance(i, changed.Unchanged) for i in items)
+    whole = tmp_path / "whole.digest.npz"
+    list(dumps.read_registry("ripencc", dump1.paths, "2", "2026-12-07", tmp_path, whole)[1])
+    a, b = digest.Digest.load(day1), digest.Digest.load(whole)
+    for got, want in [(a.contacts, b.contacts), (a.rows, b.rows)]:
+        assert all((getattr(got, f) == getattr(want, f)).all() for f in ("hashes", "offsets", "keys"))
+    assert (a.clean == b.clean).all() and _nets(a) == _nets(b)
+
+
+def test_a_contact_given_twice_whose_texts_swap_places_reads_its_networks_again(tmp_path: Path):
+    """A handle given twice is the later object's: the same two texts in the other order change it."""
+    def world(where: Path, names: list[str]) -> RegistryDump:
+        where.mkdir()
+        orgs = "\n".join(f"organisation: ORG-1\norg-name: {name}\ncountry: nl\n" for name in names)
+        for kind, text in [("organisation", orgs), ("role", ""), ("inetnum", _inetnum(1))]:
+            (where / f"ripe.db.{kind}.gz").write_bytes(gzip.compress(("# terms\n\n" + text).encode()))
+        kinds = ("organisation", "role", "inetnum")
+        return RegistryDump("ripencc", [where / f"ripe.db.{k}.gz" for k in kinds], "1", "2026-12-06")
+    day0, kept = world(tmp_path / "day0", ["Holder A", "Holder B"]), tmp_path / "day0.digest.npz"
+    (was,) = dumps.read_registry("ripencc", day0.paths, "1", "2026-12-06", tmp_path, kept)[1]
+    assert was.registrant == "Holder B"
+    day1 = world(tmp_path / "day1", ["Holder B", "Holder A"])
+    (got,) = changed.read_changed(day1, digest.Digest.load(kept), {(was.first, was.last)},
+                                  tmp_path / "day1.digest.npz", tmp_path)[1]
+    assert isinstance(got, NetworkRecord) and got.registrant == "Holder A"

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import digest, dumps, rpsl
@@ -58,7 +59,7 @@ class _Read:
     workdir: Path | None = None  # where the contacts' index goes
     scope: Scope | None = None  # the networks staged: one outside needs no record from the previous map
     now: digest.Lists | None = None  # this read's contact texts, in file order, and their keys
-    per_file: list[int] = field(default_factory=list)  # how many contact texts each contact file holds
+    rows: digest.Lists | None = None  # ... and the rows they gave
 
     def contacts_changed(self) -> np.ndarray:
         """Every contact text hashed (parsed only when new, or broken before: reported again);
@@ -71,11 +72,11 @@ class _Read:
                 sum_ = digest.number(text)
                 if sum_ not in known:
                     read = dumps.read_text(path, line, text, whole, self.report)
-                    parsed[len(hashes)] = (dumps.keys_of(read.objects), read.clean)
+                    parsed[len(hashes)] = _Parsed(dumps.keys_of(read.objects), read.clean,
+                                                  dumps.Contacts.rows_of(read.objects))
                 hashes.append(sum_)
-            self.per_file.append(len(hashes) - sum(self.per_file))
-        self.now, clean = _contact_texts(before, np.frombuffer(hashes, np.uint64), parsed)
-        self.kept.set_contacts(self.now, clean)
+        self.now, clean, self.rows = _contact_texts(before, np.frombuffer(hashes, np.uint64), parsed)
+        self.kept.set_contacts(self.now, clean, self.rows)
         return digest.changed_keys(before.contacts, self.now)
 
     def networks(self, changed: np.ndarray) -> tuple[list[Unchanged | tuple[Path, dumps.Text]], set[str]]:
@@ -128,55 +129,61 @@ class _Read:
         wanted = {digest.key_number(k): k for k in named}
         loaded: set[int] = set()
         while todo := wanted.keys() - loaded:
-            contacts.load(self._objects(todo))
+            contacts.load_rows(self._rows_of(todo))
             loaded |= todo
             for key in todo:
                 if wanted[key].startswith("org:") and (abuse := contacts.org(wanted[key][4:])[2]):
                     wanted.setdefault(digest.key_number(f"box:{abuse}"), f"box:{abuse}")
         return contacts
 
-    def _objects(self, todo: set[int]) -> Iterator[rpsl.RpslObject]:
-        """The objects keyed `todo`, from the texts holding them (`now`): only those texts parsed,
-        a file holding none of them not read, a file read no further than its last."""
-        assert self.now is not None
+    def _rows_of(self, todo: set[int]) -> Iterator[list[str | None]]:
+        """The contact rows keyed `todo`, in file order, from the texts holding them (this read's
+        rows, kept with its digest: no text read again)."""
+        assert self.now is not None and self.rows is not None
         hit = np.isin(self.now.keys, np.fromiter(todo, np.uint64, len(todo)))
-        texts = np.unique(digest.owners(self.now.offsets)[hit]).tolist()
-        start = 0
-        for path, count in zip(dumps.contact_files(self.paths), self.per_file, strict=True):
-            want = {n - start for n in texts if start <= n < start + count}
-            start += count
-            if not want:
-                continue
-            last = max(want)
-            for n, (line, text, whole) in enumerate(dumps.texts_of(path, self.report, again=True)):
-                if n in want:
-                    read = dumps.read_text(path, line, text, whole, None)
-                    yield from (obj for obj in read.objects
-                                if (key := dumps.Contacts.key_of(obj)) and digest.key_number(key) in todo)
-                if n >= last:
-                    break
+        for text in np.unique(digest.owners(self.now.offsets)[hit]).tolist():
+            yield from (row for row in self.rows.rows(text)
+                        if digest.key_number(f"{row[0]}:{row[1]}") in todo)
 
 
-def _contact_texts(before: digest.Digest, hashes: np.ndarray, parsed: dict[int, tuple[list[str], bool]]
-                   ) -> tuple[digest.Lists, np.ndarray]:
+@dataclass(frozen=True)
+class _Parsed:
+    """A contact text parsed: its keys, whether it was read clean, the rows it gave."""
+
+    keys: list[str]
+    clean: bool
+    rows: list[dumps.Row]
+
+
+def _contact_texts(before: digest.Digest, hashes: np.ndarray, parsed: dict[int, _Parsed]
+                   ) -> tuple[digest.Lists, np.ndarray, digest.Lists]:
     """This read's contact texts (`hashes`, file order) with their keys: those `parsed`, and every
-    other's as `before` (read clean) had them; and whether each is clean."""
+    other's as `before` (read clean) had them; whether each is clean; their rows."""
     new = np.fromiter(parsed, np.int64, len(parsed))
     known = np.ones(len(hashes), dtype=bool)
     known[new] = False
     clean_before = np.flatnonzero(before.clean)
     by_hash = clean_before[np.argsort(before.contacts.hashes[clean_before], kind="stable")]
     at = np.searchsorted(before.contacts.hashes[by_hash], hashes[known])
-    sizes = [len(keys) for keys, _ in parsed.values()]
-    offsets = np.zeros(len(parsed) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    keys = np.fromiter((digest.key_number(k) for keys, _ in parsed.values() for k in keys), np.uint64,
-                       int(offsets[-1]))
-    lists = digest.Lists.placed(len(hashes), [(np.flatnonzero(known), before.contacts.take(by_hash[at])),
-                                              (new, digest.Lists(hashes[new], offsets, keys))])
+    old = by_hash[at]
+    keys = np.fromiter((digest.key_number(k) for p in parsed.values() for k in p.keys), np.uint64)
+    rows = [orjson.dumps(p.rows) for p in parsed.values()]
+    lists = digest.Lists.placed(len(hashes), [
+        (np.flatnonzero(known), before.contacts.take(old)),
+        (new, digest.Lists(hashes[new], _offsets([len(p.keys) for p in parsed.values()]), keys))])
+    made = np.frombuffer(b"".join(rows), np.uint8)
+    row_lists = digest.Lists.placed(len(hashes), [
+        (np.flatnonzero(known), before.rows.take(old)),
+        (new, digest.Lists(hashes[new], _offsets([len(r) for r in rows]), made))])
     clean = known.copy()
-    clean[new] = [c for _, c in parsed.values()]
-    return lists, clean
+    clean[new] = [p.clean for p in parsed.values()]
+    return lists, clean, row_lists
+
+
+def _offsets(sizes: list[int]) -> np.ndarray:
+    got = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=got[1:])
+    return got
 
 
 def _span(first: int, last: int) -> int:

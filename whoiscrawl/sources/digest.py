@@ -13,11 +13,12 @@ import hashlib
 import json
 import zipfile
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 VERSION = 2
 
@@ -55,13 +56,23 @@ def owners(offsets: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
 
 
+def runs(which: np.ndarray) -> list[tuple[int, int]]:
+    """`which` cut where it stops counting up by one: (start, end) of each run. A read's texts are
+    mostly the previous read's in the same order, so a few runs copy a registry's whole digest."""
+    if not len(which):
+        return []
+    cuts = (np.flatnonzero(np.diff(which) != 1) + 1).tolist()
+    return list(zip([0, *cuts], [*cuts, len(which)], strict=True))
+
+
 def gather(offsets: np.ndarray, flat: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lists `which` of (offsets, flat), in that order: their own offsets and flat items."""
-    counts = np.diff(offsets)[which]
     got = np.zeros(len(which) + 1, dtype=np.int64)
-    np.cumsum(counts, out=got[1:])
-    starts = np.repeat(offsets[which] - got[:-1], counts)
-    return got, flat[starts + np.arange(got[-1], dtype=np.int64)]
+    np.cumsum(np.diff(offsets)[which], out=got[1:])
+    out = np.empty(got[-1], dtype=flat.dtype)
+    for start, end in runs(which):
+        out[got[start]:got[end]] = flat[offsets[which[start]]:offsets[which[end - 1] + 1]]
+    return got, out
 
 
 @dataclass
@@ -71,7 +82,7 @@ class Lists:
 
     hashes: np.ndarray  # uint64, one a text
     offsets: np.ndarray  # int64, one more than texts: text i's keys are keys[offsets[i]:offsets[i + 1]]
-    keys: np.ndarray  # uint64
+    keys: np.ndarray  # uint64 (or, for a text's contact rows, the bytes of their JSON: uint8)
 
     def take(self, which: np.ndarray) -> Lists:
         offsets, keys = gather(self.offsets, self.keys, which)
@@ -87,10 +98,11 @@ class Lists:
             hashes[where] = lists.hashes
         offsets = np.zeros(count + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        keys = np.zeros(offsets[-1], dtype=np.uint64)
+        keys = np.zeros(offsets[-1], dtype=parts[0][1].keys.dtype if parts else np.uint64)
         for where, lists in parts:
-            at = np.repeat(offsets[where] - lists.offsets[:-1], np.diff(lists.offsets))
-            keys[at + np.arange(lists.offsets[-1])] = lists.keys
+            for start, end in runs(where):
+                keys[offsets[where[start]]:offsets[where[end - 1] + 1]] = lists.keys[
+                    lists.offsets[start]:lists.offsets[end]]
         return Lists(hashes, offsets, keys)
 
     @staticmethod
@@ -100,7 +112,11 @@ class Lists:
         offsets = np.concatenate([np.zeros(1, np.int64)] + [p.offsets[1:] + end for p, end in zip(parts, ends,
                                                                                                   strict=True)])
         return Lists(np.concatenate([p.hashes for p in parts]).astype(np.uint64), offsets.astype(np.int64),
-                     np.concatenate([p.keys for p in parts]).astype(np.uint64))
+                     np.concatenate([p.keys for p in parts]).astype(parts[0].keys.dtype))
+
+    def rows(self, text: int) -> list[list[str | None]]:
+        """A text's contact rows (`dumps.Contacts.rows_of`), where `keys` holds their JSON."""
+        return list(orjson.loads(self.keys[self.offsets[text]:self.offsets[text + 1]].tobytes()))
 
 
 @dataclass
@@ -113,6 +129,7 @@ class Digest:
     observed_at: str | None
     contacts: Lists
     clean: np.ndarray  # bool, a contact text each
+    rows: Lists  # each contact text's rows as `dumps.Contacts` keeps them (JSON): read without the text
     networks: Lists  # keys: the contacts joined
     kind: np.ndarray  # uint8, NETWORK or OTHER, a text each
     firsts: np.ndarray  # uint32 (0 for OTHER)
@@ -128,6 +145,7 @@ class Digest:
                     raise DigestError(f"{path}: not a version {VERSION} digest")
                 return cls(head["registry"], head["serial"], head["observed_at"],
                            Lists(got["c_hash"], got["c_off"], got["c_keys"]), got["c_clean"],
+                           Lists(got["c_hash"], got["r_off"], got["r_json"]),
                            Lists(got["n_hash"], got["n_off"], got["n_keys"]), got["n_kind"], got["n_first"],
                            got["n_last"])
         except DigestError:
@@ -177,14 +195,20 @@ class Writer:
         self.path = path
         self._head = {"version": VERSION, "registry": registry, "serial": serial, "observed_at": observed_at}
         self._contacts, self._networks = _Part(), _Part()
+        self._rows, self._row_ends = bytearray(), array("q", [0])
+        self._all_rows: Lists | None = None
         self._clean, self._kind = array("B"), array("B")
         self._firsts, self._lasts = array("I"), array("I")
         self._taken: list[tuple[Lists, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def contacts(self, text: str | int, keys: Iterable[str], clean: bool) -> None:
-        """A text read for contacts: the keys of those it holds; `clean`: nothing in it was broken."""
+    def contacts(self, text: str | int, keys: Iterable[str], clean: bool, rows: Sequence[Sequence[str | None]]
+                 ) -> None:
+        """A text read for contacts: the keys of those it holds; `clean`: nothing in it was broken;
+        the rows they gave (`dumps.Contacts.rows_of`)."""
         self._contacts.add(text, keys)
         self._clean.append(clean)
+        self._rows += orjson.dumps(rows)
+        self._row_ends.append(len(self._rows))
 
     def network(self, text: str | int, first: int, last: int, joined: Iterable[str]) -> None:
         self._networks.add(text, joined)
@@ -198,10 +222,11 @@ class Writer:
         self._firsts.append(0)
         self._lasts.append(0)
 
-    def set_contacts(self, lists: Lists, clean: np.ndarray) -> None:
+    def set_contacts(self, lists: Lists, clean: np.ndarray, rows: Lists) -> None:
         """Every contact text at once (a refresh's, known in arrays), in place of `contacts`."""
         self._contacts = _Part(lists)
         self._clean = array("B", clean.astype(np.uint8).tobytes())
+        self._all_rows = rows
 
     def take(self, before: Digest, which: np.ndarray) -> None:
         """Texts `which` of the files read for networks, as `before` had them (unchanged)."""
@@ -215,6 +240,7 @@ class Writer:
             "head": np.frombuffer(json.dumps(self._head).encode(), dtype=np.uint8),
             **_named("c", self._contacts.lists()),
             "c_clean": np.frombuffer(self._clean, np.uint8).astype(bool),
+            **self._rows_kept(),
             **_named("n", Lists.join(parts)),
             "n_kind": np.concatenate([np.frombuffer(self._kind, np.uint8)] + [t[1] for t in self._taken]),
             "n_first": np.concatenate([np.frombuffer(self._firsts, np.uint32)] + [t[2] for t in self._taken]),
@@ -224,6 +250,12 @@ class Writer:
         with part.open("wb") as fh:
             np.savez(fh, allow_pickle=False, **arrays)
         part.replace(self.path)
+
+    def _rows_kept(self) -> dict[str, np.ndarray]:
+        if self._all_rows is not None:
+            return {"r_off": self._all_rows.offsets, "r_json": self._all_rows.keys}
+        return {"r_off": np.frombuffer(self._row_ends, np.int64),
+                "r_json": np.frombuffer(bytes(self._rows), np.uint8)}
 
     def discard(self) -> None:
         self.path.with_name(self.path.name + ".part").unlink(missing_ok=True)
