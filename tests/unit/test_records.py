@@ -88,3 +88,16 @@ def test_a_dead_letter_keeps_the_bytes_as_received_up_to_its_bound(raw: bytes):
     assert back.encoding == ("utf-8" if raw.isascii() or raw.startswith(b"h") else "base64")
     with pytest.raises(RecordError, match="invalid at kind"):
         DeadLetter.from_json(letter.to_json().replace(b'"answer"', b'"guess"'))
+
+
+def test_a_record_of_our_own_file_reads_back_as_written():
+    """`from_own_json` (a map's records, no schema check) gives the record written, raw or not,
+    observed_at unset or not, and refuses another schema."""
+    for record in (RECORD, NetworkRecord("lacnic", "h", "200.0.0.0", "200.0.0.255", ["200.0.0.0/24"],
+                                          raw={"abuse-c": ["X"]}, observed_at="2026-12-07", serial="1")):
+        back = NetworkRecord.from_own_json(record.to_json())
+        assert back == record and back.to_json() == record.to_json()
+    unset = RECORD.to_dict() | {"observed_at": None}
+    assert NetworkRecord.from_own_json(json.dumps(unset)).observed_at == RECORD.fetched_at
+    with pytest.raises(RecordError, match="schema"):
+        NetworkRecord.from_own_json(json.dumps(RECORD.to_dict() | {"schema": "other/v9"}))
