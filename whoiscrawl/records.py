@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -12,7 +14,8 @@ from typing import Any
 
 import jsonschema
 import orjson
-from netaddr import IPAddress
+
+from whoiscrawl.ipv4 import ip_int
 
 RESULT_SCHEMA = "whoiscrawl.result/v1"
 SHARD_SCHEMA = "whoiscrawl.shard/v1"
@@ -122,11 +125,11 @@ class NetworkRecord:
 
     @property
     def first(self) -> int:
-        return int(IPAddress(self.start_address))
+        return ip_int(self.start_address)
 
     @property
     def last(self) -> int:
-        return int(IPAddress(self.end_address))
+        return ip_int(self.end_address)
 
     def to_dict(self) -> dict[str, Any]:
         doc = {"schema": RESULT_SCHEMA, **asdict(self)}
@@ -135,11 +138,21 @@ class NetworkRecord:
     def to_json(self) -> bytes:
         # `to_dict`'s fields, not copied (`asdict` copies every list: most of the time of writing a map)
         doc = {"schema": RESULT_SCHEMA, **{name: getattr(self, name) for name in _RESULT_FIELDS}}
-        return json.dumps(_without_none(doc), separators=(",", ":")).encode()
+        doc = _without_none(doc)
+        if "raw" not in doc:
+            # orjson's bytes are json.dumps's (a tenth of its time) for strings, lists and nulls of
+            # printable ASCII; json.dumps writes \u escapes for DEL and beyond, orjson UTF-8.
+            with contextlib.suppress(orjson.JSONEncodeError):  # a lone surrogate: json.dumps escapes it
+                fast = orjson.dumps(doc)
+                if fast.isascii() and b"\x7f" not in fast:
+                    return fast
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     def read_again(self, serial: str | None, observed_at: str | None) -> NetworkRecord:
         """This network read again, unchanged, from newer files: its fields, their provenance."""
-        return replace(self, serial=serial, observed_at=observed_at, fetched_at=_now())
+        again = copy.copy(self)  # `replace` runs __init__ again: most of the time of a refresh's copy
+        again.serial, again.observed_at, again.fetched_at = serial, observed_at, _now()
+        return again
 
     def with_filled(self, name: str, value: Any, source: str, entity: str) -> NetworkRecord:
         """This record with field `name` read now from `source` (asking `entity`), every other field
@@ -166,6 +179,10 @@ class NetworkRecord:
             doc = orjson.loads(raw)
             if doc.pop("schema") != RESULT_SCHEMA:
                 raise ValueError(f"schema is not {RESULT_SCHEMA}")
+            if doc.keys() == _WRITTEN and doc["observed_at"] is not None:  # as `to_json` writes it
+                record = object.__new__(cls)  # no default or check left for __init__: half the time
+                record.__dict__.update(doc, raw=None, filled=None)
+                return record
             return cls(**doc)
         except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"result record unreadable: {exc}") from exc
@@ -179,6 +196,7 @@ _RESULT_FIELDS = tuple(f.name for f in fields(NetworkRecord))
 # Fields a record leaves out rather than writing null: most records have neither (a map stays as
 # it was written before them).
 _OMITTED_IF_NONE = ("raw", "filled")
+_WRITTEN = frozenset(_RESULT_FIELDS) - set(_OMITTED_IF_NONE)  # a usual record's JSON, its schema read
 
 
 def _without_none(doc: dict[str, Any]) -> dict[str, Any]:

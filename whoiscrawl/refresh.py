@@ -136,7 +136,7 @@ class Refresh:
         prev = Previous.read(self.previous)
         clock = self._took("previous", clock)
         scope = Scope.of((c.first, c.last) for c in IPSet(old.scope).iter_cidrs())
-        sink = FileSink(job.out)
+        sink = FileSink(job.out, each=False)  # what the files settle: a resume writes it again whole
         for record in published.free_records(scope):
             record.crawl = "local"
             await sink.emit(record)

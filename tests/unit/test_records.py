@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from whoiscrawl.records import DEAD_LETTER_BYTES, DeadLetter, NetworkRecord, RecordError, Shard
 
 RECORD = NetworkRecord("ripencc", "193.0.0.0 - 193.0.7.255", "193.0.0.0", "193.0.7.255", ["193.0.0.0/21"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(codec=None, categories=None)), st.lists(st.text(max_size=8), max_size=3),
+       st.one_of(st.none(), st.text(max_size=3)))
+def test_a_records_json_is_the_standard_librarys_whatever_its_text(name: str, emails: list[str],
+                                                                     country: str | None):
+    """A map written fast (orjson where its bytes are the same) reads and diffs as it always did:
+    printable ASCII, control characters, DEL, accents, emoji, surrogates."""
+    record = NetworkRecord("ripencc", "193.0.0.0 - 193.0.7.255", "193.0.0.0", "193.0.7.255", ["193.0.0.0/21"],
+                           name=name, country=country, abuse_emails=emails, registrant=name[::-1])
+    assert record.to_json() == json.dumps(record.to_dict(), separators=(",", ":")).encode()
+    lone = NetworkRecord("ripencc", "h", "193.0.0.0", "193.0.7.255", ["193.0.0.0/21"], name="\ud800")
+    assert lone.to_json() == json.dumps(lone.to_dict(), separators=(",", ":")).encode()
 
 
 def test_round_trips():
@@ -88,3 +106,16 @@ def test_a_dead_letter_keeps_the_bytes_as_received_up_to_its_bound(raw: bytes):
     assert back.encoding == ("utf-8" if raw.isascii() or raw.startswith(b"h") else "base64")
     with pytest.raises(RecordError, match="invalid at kind"):
         DeadLetter.from_json(letter.to_json().replace(b'"answer"', b'"guess"'))
+
+
+def test_a_record_of_our_own_file_reads_back_as_written():
+    """`from_own_json` (a map's records, no schema check) gives the record written, raw or not,
+    observed_at unset or not, and refuses another schema."""
+    for record in (RECORD, NetworkRecord("lacnic", "h", "200.0.0.0", "200.0.0.255", ["200.0.0.0/24"],
+                                          raw={"abuse-c": ["X"]}, observed_at="2026-12-07", serial="1")):
+        back = NetworkRecord.from_own_json(record.to_json())
+        assert back == record and back.to_json() == record.to_json()
+    unset = RECORD.to_dict() | {"observed_at": None}
+    assert NetworkRecord.from_own_json(json.dumps(unset)).observed_at == RECORD.fetched_at
+    with pytest.raises(RecordError, match="schema"):
+        NetworkRecord.from_own_json(json.dumps(RECORD.to_dict() | {"schema": "other/v9"}))

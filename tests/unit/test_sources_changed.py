@@ -42,7 +42,7 @@ def _day0(tmp_path: Path) -> tuple[RegistryDump, dict[tuple[int, int], NetworkRe
     nets = {n: _inetnum(n) for n in range(6)}
     orgs, roles = {n: f"Holder {n}" for n in range(6)}, {n: f"abuse{n}@example.nl" for n in range(6)}
     dump = RegistryDump("ripencc", _world(tmp_path / "day0", nets, orgs, roles), "1", "2026-12-06")
-    kept = tmp_path / "day0.digest.jsonl.gz"
+    kept = tmp_path / "day0.digest.npz"
     report, records = dumps.read_registry("ripencc", dump.paths, "1", "2026-12-06", tmp_path, kept)
     before = {(r.first, r.last): r for r in records}
     assert report.complete and len(before) == 6 and kept.exists()
@@ -61,7 +61,7 @@ def _day1(tmp_path: Path) -> RegistryDump:
 
 def test_only_what_changed_is_parsed_and_the_networks_are_a_whole_reads(tmp_path: Path):
     _, before, kept = _day0(tmp_path)
-    dump1, day1 = _day1(tmp_path), tmp_path / "day1.digest.jsonl.gz"
+    dump1, day1 = _day1(tmp_path), tmp_path / "day1.digest.npz"
     reuse = changed.Reuse(kept, "1", "2026-12-06", set(before))
     report, got = changed.read_changed(dump1, reuse.load("ripencc"), reuse.held, day1, tmp_path)
     items = list(got)
@@ -78,14 +78,14 @@ def test_only_what_changed_is_parsed_and_the_networks_are_a_whole_reads(tmp_path
     assert (0x0A000400, 0x0A0004FF) not in read and (0x0A000600, 0x0A0006FF) in read
     # the next day reads against this one: nothing changed, nothing parsed
     again = changed.read_changed(dump1, digest.Digest.load(day1), set(read),
-                                 tmp_path / "day2.digest.jsonl.gz", tmp_path)[1]
+                                 tmp_path / "day2.digest.npz", tmp_path)[1]
     assert all(isinstance(i, changed.Unchanged) for i in again)
 
 
 def test_staged_against_the_previous_read_unchanged_networks_are_spans(tmp_path: Path):
     _, before, kept = _day0(tmp_path)
     dump1, staged = _day1(tmp_path), tmp_path / "ripencc.records.jsonl"
-    report = seed.stage(dump1, Scope.of([(0, (1 << 32) - 1)]), staged, tmp_path / "new.digest.jsonl.gz",
+    report = seed.stage(dump1, Scope.of([(0, (1 << 32) - 1)]), staged, tmp_path / "new.digest.npz",
                         changed.Reuse(kept, "1", "2026-12-06", set(before)))
     lines = [seed.staged_record(line) for line in staged.read_text().splitlines()]
     assert report.reused == 1 and report.digest_problem is None
@@ -97,7 +97,7 @@ def test_a_digest_of_another_read_or_broken_falls_back_to_a_whole_read(tmp_path:
     dump1, staged = _day1(tmp_path), tmp_path / "ripencc.records.jsonl"
     for reuse, said in [(changed.Reuse(kept, "0", "2026-12-05", set(before)), "another read"),
                         (changed.Reuse(tmp_path / "day0", "1", "2026-12-06", set(before)), "cannot be read")]:
-        report = seed.stage(dump1, None, staged, tmp_path / "new.digest.jsonl.gz", reuse)
+        report = seed.stage(dump1, None, staged, tmp_path / "new.digest.npz", reuse)
         assert report.digest_problem and said in report.digest_problem
         assert report.reused == 0 and len(staged.read_text().splitlines()) == 6
 
@@ -107,7 +107,7 @@ def test_a_cut_off_dump_is_not_used_and_keeps_no_digest(tmp_path: Path):
     dump1 = _day1(tmp_path)
     whole = dump1.paths[2].read_bytes()
     dump1.paths[2].write_bytes(whole[: len(whole) // 2])
-    new_digest = tmp_path / "new.digest.jsonl.gz"
+    new_digest = tmp_path / "new.digest.npz"
     report = seed.stage(dump1, None, tmp_path / "staged.jsonl", new_digest,
                         changed.Reuse(kept, "1", "2026-12-06", set(before)))
     assert not report.complete and "ripe.db.inetnum.gz, line" in report.problems[0]
@@ -115,3 +115,41 @@ def test_a_cut_off_dump_is_not_used_and_keeps_no_digest(tmp_path: Path):
     notes: list[str] = []
     assert seed.usable(dump1, report, notes.append, "refreshed live") is None
     assert "refreshed live" in notes[0] and not new_digest.exists()
+
+
+def _nets(got: digest.Digest) -> set[tuple[int, int, int, int, tuple[int, ...]]]:
+    lists = got.networks
+    return {(int(lists.hashes[i]), int(got.kind[i]), int(got.firsts[i]), int(got.lasts[i]),
+             tuple(lists.keys[lists.offsets[i]:lists.offsets[i + 1]].tolist()))
+            for i in range(len(lists.hashes))}
+
+
+def test_the_digest_written_against_the_previous_read_is_a_whole_reads(tmp_path: Path):
+    _, before, kept = _day0(tmp_path)
+    dump1, day1 = _day1(tmp_path), tmp_path / "day1.digest.npz"
+    items = list(changed.read_changed(dump1, digest.Digest.load(kept), set(before), day1, tmp_path)[1])
+    assert any(isinstance(i, changed.Unchanged) for i in items)
+    whole = tmp_path / "whole.digest.npz"
+    list(dumps.read_registry("ripencc", dump1.paths, "2", "2026-12-07", tmp_path, whole)[1])
+    a, b = digest.Digest.load(day1), digest.Digest.load(whole)
+    for got, want in [(a.contacts, b.contacts), (a.rows, b.rows)]:
+        assert all((getattr(got, f) == getattr(want, f)).all() for f in ("hashes", "offsets", "keys"))
+    assert (a.clean == b.clean).all() and _nets(a) == _nets(b)
+
+
+def test_a_contact_given_twice_whose_texts_swap_places_reads_its_networks_again(tmp_path: Path):
+    """A handle given twice is the later object's: the same two texts in the other order change it."""
+    def world(where: Path, names: list[str]) -> RegistryDump:
+        where.mkdir()
+        orgs = "\n".join(f"organisation: ORG-1\norg-name: {name}\ncountry: nl\n" for name in names)
+        for kind, text in [("organisation", orgs), ("role", ""), ("inetnum", _inetnum(1))]:
+            (where / f"ripe.db.{kind}.gz").write_bytes(gzip.compress(("# terms\n\n" + text).encode()))
+        kinds = ("organisation", "role", "inetnum")
+        return RegistryDump("ripencc", [where / f"ripe.db.{k}.gz" for k in kinds], "1", "2026-12-06")
+    day0, kept = world(tmp_path / "day0", ["Holder A", "Holder B"]), tmp_path / "day0.digest.npz"
+    (was,) = dumps.read_registry("ripencc", day0.paths, "1", "2026-12-06", tmp_path, kept)[1]
+    assert was.registrant == "Holder B"
+    day1 = world(tmp_path / "day1", ["Holder B", "Holder A"])
+    (got,) = changed.read_changed(day1, digest.Digest.load(kept), {(was.first, was.last)},
+                                  tmp_path / "day1.digest.npz", tmp_path)[1]
+    assert isinstance(got, NetworkRecord) and got.registrant == "Holder A"

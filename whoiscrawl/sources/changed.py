@@ -5,10 +5,13 @@ where parsing every object is minutes; the networks given are those a whole read
 
 from __future__ import annotations
 
-from collections import defaultdict
+from array import array
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import orjson
 
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import digest, dumps, rpsl
@@ -46,7 +49,7 @@ class Reuse:
 
 @dataclass
 class _Read:
-    """One read against `before`: the texts' contact keys found so far, the digest written."""
+    """One read against `before`: this read's contact texts (hashes and keys), the digest written."""
 
     paths: list[Path]
     before: digest.Digest
@@ -55,74 +58,147 @@ class _Read:
     kept: digest.Writer
     workdir: Path | None = None  # where the contacts' index goes
     scope: Scope | None = None  # the networks staged: one outside needs no record from the previous map
-    keys: dict[str, list[str]] = field(default_factory=dict)  # this read's texts -> their contact keys
+    now: digest.Lists | None = None  # this read's contact texts, in file order, and their keys
+    rows: digest.Lists | None = None  # ... and the rows they gave
 
-    def contacts_changed(self) -> set[str]:
+    def contacts_changed(self) -> np.ndarray:
         """Every contact text hashed (parsed only when new, or broken before: reported again);
-        the contact keys whose texts are not the previous read's."""
-        state: dict[str, list[str]] = defaultdict(list)
+        the contact keys (`digest.key_number`) whose texts are not the previous read's."""
+        before = self.before
+        known = set(before.contacts.hashes[before.clean].tolist())
+        hashes, parsed = array("Q"), {}
         for path in dumps.contact_files(self.paths):
             for line, text, whole in dumps.texts_of(path, self.report):
-                sum_ = digest.fingerprint(text)
-                known = self.before.contacts.get(sum_)
-                if known is not None and known[1]:
-                    keys, clean = list(known[0]), True
-                else:
+                sum_ = digest.number(text)
+                if sum_ not in known:
                     read = dumps.read_text(path, line, text, whole, self.report)
-                    keys, clean = dumps.keys_of(read.objects), read.clean
-                self.keys[sum_] = keys
-                self.kept.contacts(sum_, keys, clean)
-                for key in keys:
-                    state[key].append(sum_)
-        return self.before.changed(state)
+                    parsed[len(hashes)] = _Parsed(dumps.keys_of(read.objects), read.clean,
+                                                  dumps.Contacts.rows_of(read.objects))
+                hashes.append(sum_)
+        self.now, clean, self.rows = _contact_texts(before, np.frombuffer(hashes, np.uint64), parsed)
+        self.kept.set_contacts(self.now, clean, self.rows)
+        return digest.changed_keys(before.contacts, self.now)
 
-    def networks(self, changed: set[str]) -> tuple[list[Unchanged | tuple[Path, dumps.Text]], set[str]]:
+    def networks(self, changed: np.ndarray) -> tuple[list[Unchanged | tuple[Path, dumps.Text]], set[str]]:
         """In file order, each network unchanged, or each text to read again (new, edited, joined
         with a changed contact, broken before); and the contact keys those texts name."""
+        before = self.before
+        reusable = self._same(changed)
+        same = dict(zip(before.networks.hashes[reusable].tolist(), np.flatnonzero(reusable).tolist(),
+                        strict=True))
+        others = set(before.networks.hashes[before.kind == digest.OTHER].tolist())
+        firsts, lasts = before.firsts.tolist(), before.lasts.tolist()
         found: list[Unchanged | tuple[Path, dumps.Text]] = []
         named: set[str] = set()
+        taken = array("q")
         for path, again in dumps.network_files(self.paths):
             for line, text, whole in dumps.texts_of(path, self.report, again):
-                sum_ = digest.fingerprint(text)
-                was = self.before.found.get(sum_)
-                if was == digest.OTHER:
+                sum_ = digest.number(text)
+                if (i := same.get(sum_)) is not None:
+                    taken.append(i)
+                    found.append(Unchanged(firsts[i], lasts[i]))
+                elif sum_ in others:
                     self.kept.other(sum_)
-                elif isinstance(was, digest.Network) and self._same(was, changed):
-                    self.kept.network(sum_, was.first, was.last, was.joined)
-                    self.report.records += 1
-                    found.append(Unchanged(was.first, was.last))
                 else:
                     read = dumps.read_text(path, line, text, whole, None if again else self.report)
                     found.append((path, read))
                     named |= {k for obj in read.objects if obj.kind == "inetnum" for k in _names(obj)}
+        self.report.records += len(taken)
+        self.kept.take(before, np.frombuffer(taken, np.int64))
         return found, named
 
-    def _same(self, was: digest.Network, changed: set[str]) -> bool:
-        span = (was.first, was.last)
-        outside = self.scope is not None and not self.scope.overlaps(*span)  # staged by no one
-        held = span in self.held or outside
-        return held and span not in self.before.twice and changed.isdisjoint(was.joined)
+    def _same(self, changed: np.ndarray) -> np.ndarray:
+        """Which of `before`'s texts gave a network that may be taken as it was: its span held by
+        the previous map (or outside the scope: staged by no one), given by no other text, joined
+        with no changed contact."""
+        before = self.before
+        span = _spans(before.firsts, before.lasts)
+        held = np.isin(span, np.fromiter((_span(*s) for s in self.held), np.uint64, len(self.held)))
+        if self.scope is not None:
+            held |= ~_overlapping(self.scope, before.firsts, before.lasts)
+        touched = np.isin(before.networks.keys, changed)
+        joined_changed = np.bincount(digest.owners(before.networks.offsets)[touched],
+                                     minlength=len(span)) > 0
+        return (before.kind == digest.NETWORK) & held & ~before.twice() & ~joined_changed
 
     def contacts(self, named: set[str]) -> dumps.Contacts:
         """The contacts `named` (and the abuse-c of each organisation among them), each read from
         every text holding it, in file order: looked up as a whole read looks them up."""
         contacts = dumps.Contacts(self.workdir)
         contacts.index()  # before the rows: an organisation's abuse-c is looked up between loads
-        loaded: set[str] = set()
-        while wanted := named - loaded:
-            contacts.load(self._objects(wanted))
-            loaded |= wanted
-            named |= {f"box:{abuse}" for k in wanted if k.startswith("org:")
-                      if (abuse := contacts.org(k.removeprefix("org:"))[2])}
+        wanted = {digest.key_number(k): k for k in named}
+        loaded: set[int] = set()
+        while todo := wanted.keys() - loaded:
+            contacts.load_rows(self._rows_of(todo))
+            loaded |= todo
+            for key in todo:
+                if wanted[key].startswith("org:") and (abuse := contacts.org(wanted[key][4:])[2]):
+                    wanted.setdefault(digest.key_number(f"box:{abuse}"), f"box:{abuse}")
         return contacts
 
-    def _objects(self, wanted: set[str]) -> Iterator[rpsl.RpslObject]:
-        for path in dumps.contact_files(self.paths):
-            for line, text, whole in dumps.texts_of(path, self.report, again=True):
-                if wanted.isdisjoint(self.keys.get(digest.fingerprint(text), ())):
-                    continue
-                read = dumps.read_text(path, line, text, whole, None)
-                yield from (obj for obj in read.objects if dumps.Contacts.key_of(obj) in wanted)
+    def _rows_of(self, todo: set[int]) -> Iterator[list[str | None]]:
+        """The contact rows keyed `todo`, in file order, from the texts holding them (this read's
+        rows, kept with its digest: no text read again)."""
+        assert self.now is not None and self.rows is not None
+        hit = np.isin(self.now.keys, np.fromiter(todo, np.uint64, len(todo)))
+        for text in np.unique(digest.owners(self.now.offsets)[hit]).tolist():
+            yield from (row for row in self.rows.rows(text)
+                        if digest.key_number(f"{row[0]}:{row[1]}") in todo)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A contact text parsed: its keys, whether it was read clean, the rows it gave."""
+
+    keys: list[str]
+    clean: bool
+    rows: list[dumps.Row]
+
+
+def _contact_texts(before: digest.Digest, hashes: np.ndarray, parsed: dict[int, _Parsed]
+                   ) -> tuple[digest.Lists, np.ndarray, digest.Lists]:
+    """This read's contact texts (`hashes`, file order) with their keys: those `parsed`, and every
+    other's as `before` (read clean) had them; whether each is clean; their rows."""
+    new = np.fromiter(parsed, np.int64, len(parsed))
+    known = np.ones(len(hashes), dtype=bool)
+    known[new] = False
+    clean_before = np.flatnonzero(before.clean)
+    by_hash = clean_before[np.argsort(before.contacts.hashes[clean_before], kind="stable")]
+    at = np.searchsorted(before.contacts.hashes[by_hash], hashes[known])
+    old = by_hash[at]
+    keys = np.fromiter((digest.key_number(k) for p in parsed.values() for k in p.keys), np.uint64)
+    rows = [orjson.dumps(p.rows) for p in parsed.values()]
+    lists = digest.Lists.placed(len(hashes), [
+        (np.flatnonzero(known), before.contacts.take(old)),
+        (new, digest.Lists(hashes[new], _offsets([len(p.keys) for p in parsed.values()]), keys))])
+    made = np.frombuffer(b"".join(rows), np.uint8)
+    row_lists = digest.Lists.placed(len(hashes), [
+        (np.flatnonzero(known), before.rows.take(old)),
+        (new, digest.Lists(hashes[new], _offsets([len(r) for r in rows]), made))])
+    clean = known.copy()
+    clean[new] = [p.clean for p in parsed.values()]
+    return lists, clean, row_lists
+
+
+def _offsets(sizes: list[int]) -> np.ndarray:
+    got = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=got[1:])
+    return got
+
+
+def _span(first: int, last: int) -> int:
+    return first << 32 | last
+
+
+def _spans(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    return firsts.astype(np.uint64) << np.uint64(32) | lasts.astype(np.uint64)
+
+
+def _overlapping(scope: Scope, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    """`scope.overlaps` of each span, at once."""
+    starts, ends = np.asarray(scope.firsts, dtype=np.int64), np.asarray(scope.lasts, dtype=np.int64)
+    at = np.searchsorted(starts, lasts.astype(np.int64), side="right") - 1
+    return (at >= 0) & (ends[np.maximum(at, 0)] >= firsts.astype(np.int64)) if len(starts) else at < -1
 
 
 def _names(obj: rpsl.RpslObject) -> set[str]:

@@ -11,7 +11,7 @@ import gzip
 import sqlite3
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,9 @@ class DumpBlocks:
             self.problem = f"{self.path}, line {self.line_no}: the file ends early ({exc})"
 
 
+Row = tuple[str, str, str | None, str | None, str | None]  # a contact: kind, handle, name, country, extra
+
+
 class Contacts:
     """A registry's organisations (name, country, abuse-c) and abuse roles' and IRTs' mailboxes, by
     handle, in an sqlite3 file of their own: a dump may hold as many organisations and roles as
@@ -88,6 +91,17 @@ class Contacts:
             self._db.executemany("INSERT INTO contact VALUES (?, ?, ?, ?, ?)",
                                  (row for obj in objects if (row := self._row(obj)) is not None))
 
+    def load_rows(self, rows: Iterable[Sequence[str | None]]) -> None:
+        """Rows made before (`rows_of`, kept in a digest), streamed in as `load` puts them."""
+        with self._db:
+            self._db.executemany("INSERT INTO contact VALUES (?, ?, ?, ?, ?)", rows)
+
+    @staticmethod
+    def rows_of(objects: Iterable[rpsl.RpslObject]) -> list[Row]:
+        """The rows `load` keeps of `objects`: a refresh's digest holds them, to look contacts up
+        without reading their texts again."""
+        return [row for obj in objects if (row := Contacts._row(obj)) is not None]
+
     @staticmethod
     def key_of(obj: rpsl.RpslObject) -> str | None:
         """The key a contact is looked up by: `org:` and an organisation's handle, `box:` and a role's
@@ -98,7 +112,7 @@ class Contacts:
         return f"box:{handle}" if handle else None
 
     @staticmethod
-    def _row(obj: rpsl.RpslObject) -> tuple[str, str, str | None, str | None, str | None] | None:
+    def _row(obj: rpsl.RpslObject) -> Row | None:
         """("org", handle, name, country, abuse-c) or ("box", handle, None, None, mailboxes)."""
         if obj.kind == "organisation":
             return "org", obj.key, obj.first("org-name") or obj.key, _country(obj.first("country")), \
@@ -236,7 +250,7 @@ def _contact_objects(paths: list[Path], report: DumpReport,
     for path in contact_files(paths):
         for text in _parsed(path, report):
             if kept is not None:
-                kept.contacts(text.hash, keys_of(text.objects), text.clean)
+                kept.contacts(text.hash, keys_of(text.objects), text.clean, Contacts.rows_of(text.objects))
             yield from text.objects
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from whoiscrawl import rirs
-from whoiscrawl.ipv4 import cidrs
+from whoiscrawl.ipv4 import cidrs, ip_int
 from whoiscrawl.settings import env_name
 
 ENV = env_name("delegated")  # a directory of delegated-*-extended-latest files (or one file)
@@ -133,7 +132,7 @@ class StatsFile:
         if status not in STATUSES:
             raise self._error(f"unknown status {status!r}")
         try:
-            first = int(ipaddress.IPv4Address(start))
+            first = ip_int(start)
         except ValueError:
             raise self._error(f"{start!r} is not an IPv4 address") from None
         count = self._int(value, "address count")
