@@ -247,15 +247,21 @@ def score(scenario: str | Scenario, results_path: str | Path, log_path: str | Pa
     return out
 
 
+def buckets_of(size: np.ndarray) -> np.ndarray:
+    """`bucket_of` of an array of sizes, as positions in BUCKETS."""
+    plen = 33 - np.frexp(size.astype(np.float64))[1]  # frexp's exponent: size's bit length, exact
+    bucket = np.where(plen < BUCKETS[0][1], 0, len(BUCKETS) - 1)
+    for b, (_, lo, hi) in enumerate(BUCKETS):
+        bucket[(plen >= lo) & (plen <= hi)] = b
+    return bucket
+
+
 def _cells(world: World, truth: _Truth, where: np.ndarray) -> Counter[tuple[str, str]]:
     """(registry, prefix bucket) -> truth blocks among `where` (a mask over the truth)."""
     idx = truth.idx[where]
     size = (np.frombuffer(world.end, np.uint32)[idx].astype(np.int64)
             - np.frombuffer(world.start, np.uint32)[idx] + 1)
-    plen = 33 - np.frexp(size.astype(np.float64))[1]  # frexp's exponent: size's bit length, exact
-    bucket = np.where(plen < BUCKETS[0][1], 0, len(BUCKETS) - 1)
-    for b, (_, lo, hi) in enumerate(BUCKETS):
-        bucket[(plen >= lo) & (plen <= hi)] = b
+    bucket = buckets_of(size)
     reg = np.frombuffer(world.reg, np.uint8)[idx]
     counts = np.bincount(reg.astype(np.int64) * len(BUCKETS) + bucket,
                          minlength=len(REGISTRIES) * len(BUCKETS))
