@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sim import policy, scenarios, score
-from whoiscrawl.sim.model import World
+from whoiscrawl.sim.model import World, findable
 
 
 def result_of(rec: dict) -> dict:
@@ -145,3 +148,43 @@ def test_a_line_the_record_reader_refuses_is_a_bad_record(tmp_path, quick):
     path.write_text(json.dumps(good) + "\n{not json\n" + json.dumps({**good, "registry": "nowhere"}) + "\n\n")
     out = score.score("quick", path)
     assert (out["blocks_found"], out["bad_records"]) == (1, 2)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 255, 256, 257, 511, 512, 4095, 4096, 65535, 65536, 1 << 24,
+                                  (1 << 24) + 1, (1 << 25) - 1, 1 << 25, (1 << 32) - 1, 1 << 32])
+def test_buckets_of_an_array_are_bucket_of_each_size(size):
+    """The scorer buckets the truth's sizes at once; each bucket is the one `bucket_of` names
+    (around every power of two a bucket's edge sits on)."""
+    got = score.buckets_of(np.array([size], np.int64))[0]
+    assert score.BUCKETS[got][0] == score.bucket_of(size)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 0xFFFFFFFF), st.integers(0, 1 << 22)), min_size=1, max_size=4))
+def test_findable_sums_what_segments_gives_one_by_one(world, spans):
+    """`findable` over the index's arrays: for any ranges, each object's addresses are the sum of
+    its clipped segments, as `World.segments` yields them, in the order they first appear."""
+    ranges = [(a, min(a + n, 0xFFFFFFFF)) for a, n in spans]
+    want: dict[int, int] = {}
+    for first, last in ranges:
+        for a, b, obj in world.segments(first, last):
+            if obj >= 0:
+                want[obj] = want.get(obj, 0) + b - a + 1
+    got = findable(world, ranges)
+    assert got == want and list(got) == list(want)
+
+
+def test_records_read_in_chunks_keep_the_latest_of_a_block_and_count_an_extra_once(
+        tmp_path, quick, monkeypatch):
+    """The results are streamed a chunk at a time: a block's later record wins over one in an
+    earlier chunk, and a block outside the truth met in two chunks is one extra block."""
+    monkeypatch.setattr(score, "CHUNK", 2)
+    truth = [r for r in score.truth_records(quick) if not r["placeholder"]]
+    right, other = result_of(truth[0]), result_of(truth[1])
+    extra = dict(result_of(truth[2]), start_address="203.0.113.0", end_address="203.0.113.255")
+    rows = [dict(right, name="WRONG"), extra, other, "", right, extra, extra]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join((json.dumps(r) if r else "") + "\n" for r in rows))
+    out = score.score("quick", path)
+    assert (out["blocks_found"], out["blocks_extra"], out["bad_records"]) == (2, 1, 0)
+    assert sum(out["field_errors"].values()) == 0

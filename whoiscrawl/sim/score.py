@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from whoiscrawl import rirs
 from whoiscrawl.ipv4 import cidrs, ip_int, ip_str
 from whoiscrawl.records import NetworkRecord, RecordError
+from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import policy, render, scenarios
-from whoiscrawl.sim.model import World, is_assignment
+from whoiscrawl.sim.model import ASSIGNMENT_TYPES, World
 from whoiscrawl.sim.scenarios import Scenario
 
 BUCKETS: tuple[tuple[str, int, int], ...] = (
@@ -38,23 +41,37 @@ def bucket_of(size: int) -> str:
     return BUCKETS[0][0] if plen < 8 else BUCKETS[-1][0]
 
 
-def truth_record(world: World, i: int, addresses: int) -> dict[str, Any]:
+def compared(world: World, i: int) -> dict[str, Any]:
+    """Object i's fields the scorer compares with a record (FIELDS), as the registry answers them."""
     p = world.parent[i]
-    s, e = world.start[i], world.end[i]
     _, registrant, _, abuse = render.contacts(world, i)
+    return {
+        "name": render.object_name(world, i),
+        "country": render.country(world, i),
+        "cidrs": cidrs(world.start[i], world.end[i]),
+        "parent_handle": world.handle(p) if p >= 0 else None,
+        "type": world.type_word(i),
+        "registrant": registrant,
+        "abuse_emails": [abuse],
+    }
+
+
+def truth_record(world: World, i: int, addresses: int) -> dict[str, Any]:
+    s, e = world.start[i], world.end[i]
+    f = compared(world, i)
     return {
         "registry": world.registry(i),
         "handle": world.handle(i),
         "start_address": ip_str(s),
         "end_address": ip_str(e),
-        "cidrs": cidrs(s, e),
-        "name": render.object_name(world, i),
-        "country": render.country(world, i),
-        "parent_handle": world.handle(p) if p >= 0 else None,
-        "type": world.type_word(i),
+        "cidrs": f["cidrs"],
+        "name": f["name"],
+        "country": f["country"],
+        "parent_handle": f["parent_handle"],
+        "type": f["type"],
         "status": ["reserved"] if world.is_placeholder(i) else ["active"],
-        "abuse_emails": [abuse],
-        "registrant": registrant,
+        "abuse_emails": f["abuse_emails"],
+        "registrant": f["registrant"],
         "size": e - s + 1,
         "prefix_len": prefix_len(e - s + 1),
         "leaf": world.nchildren[i] == 0,
@@ -94,87 +111,173 @@ def _read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                 yield doc
 
 
-def _read_results(path: str | Path) -> Iterator[dict[str, Any] | None]:
-    """A results file's records through the one record reader (records.py), None for a line it
-    refuses (counted as a bad record); blank lines skipped."""
-    with open(path, "rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                yield NetworkRecord.from_json(line).to_dict()
-            except RecordError:
-                yield None
+CHUNK = 1 << 16  # result lines read and matched at a time: memory bounded by it, not by the map
+_REG = {r: n for n, r in enumerate(REGISTRIES)}
 
 
-def _key(doc: dict[str, Any]) -> tuple[str, int, int] | None:
-    """A block is its range at its registry. Not its handle: a published file spells none (the
-    statistics' free space) or its own, where the RDAP answer has another (ARIN's `NET-...`)."""
+def _record(line: bytes) -> tuple[NetworkRecord, int, int, int] | None:
+    """A results line as (record, registry index, first, last), or None where it is no record: not
+    the one record reader's (`NetworkRecord.from_own_json`, a file the crawl wrote), or a registry,
+    handle or address no record has. A block is its range at its registry. Not its handle: a
+    published file spells none (the statistics' free space) or its own, where the RDAP answer has
+    another (ARIN's `NET-...`)."""
     try:
-        str(doc["handle"])  # every record has one all the same
-        return (str(doc["registry"]), ip_int(doc["start_address"]), ip_int(doc["end_address"]))
-    except (KeyError, ValueError, TypeError):
+        rec = NetworkRecord.from_own_json(line)
+        if rec.registry not in _REG or not isinstance(rec.handle, str) or not rec.handle:
+            return None
+        return rec, _REG[rec.registry], ip_int(rec.start_address), ip_int(rec.end_address)
+    except (RecordError, ValueError, TypeError):
         return None
+
+
+class _Truth:
+    """The truth's blocks as arrays: per registry, their (first, last) keys sorted, to find the
+    truth block of a chunk of records at once."""
+
+    def __init__(self, world: World, truth: dict[int, int]) -> None:
+        self.idx = np.fromiter(truth, np.int64, len(truth))
+        self.addresses = np.fromiter(truth.values(), np.int64, len(truth))
+        reg = np.frombuffer(world.reg, np.uint8)[self.idx]
+        key = _span_keys(np.frombuffer(world.start, np.uint32)[self.idx],
+                         np.frombuffer(world.end, np.uint32)[self.idx])
+        self.sorted: list[tuple[np.ndarray, np.ndarray]] = []  # per registry: keys, positions
+        for r in range(len(REGISTRIES)):
+            at = np.flatnonzero(reg == r)
+            order = np.argsort(key[at], kind="stable")
+            self.sorted.append((key[at][order], at[order]))
+
+    def positions(self, reg: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Position in the truth of each (registry, key), -1 where none."""
+        out = np.full(len(key), -1, np.int64)
+        for r, (keys, at) in enumerate(self.sorted):
+            mine = np.flatnonzero(reg == r)
+            if not len(mine) or not len(keys):
+                continue
+            k = np.minimum(np.searchsorted(keys, key[mine]), len(keys) - 1)
+            hit = keys[k] == key[mine]
+            out[mine[hit]] = at[k[hit]]
+        return out
+
+
+def _span_keys(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    return (first.astype(np.uint64) << np.uint64(32)) | last.astype(np.uint64)
+
+
+class _Found:
+    """The results read against the truth, streamed: for each truth block whether a record found
+    it and which of FIELDS its latest record got right (a bit each), the distinct blocks outside
+    the truth, and the lines that were no record."""
+
+    def __init__(self, world: World, truth: _Truth) -> None:
+        self.world, self.truth = world, truth
+        self.found = np.zeros(len(truth.idx), bool)
+        self.right = np.zeros(len(truth.idx), np.uint8)  # bit j: FIELDS[j] equals the truth's
+        self.extra: list[np.ndarray] = []  # (registry << 64 | key) of blocks outside the truth, as pairs
+        self.bad = 0
+
+    def read(self, path: str | Path) -> None:
+        chunk: list[tuple[NetworkRecord, int, int, int]] = []
+        with open(path, "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                got = _record(line)
+                if got is None:
+                    self.bad += 1
+                    continue
+                chunk.append(got)
+                if len(chunk) >= CHUNK:
+                    self._match(chunk)
+                    chunk = []
+        self._match(chunk)
+
+    def _match(self, chunk: list[tuple[NetworkRecord, int, int, int]]) -> None:
+        if not chunk:
+            return
+        reg = np.fromiter((c[1] for c in chunk), np.uint8, len(chunk))
+        key = _span_keys(np.fromiter((c[2] for c in chunk), np.uint32, len(chunk)),
+                         np.fromiter((c[3] for c in chunk), np.uint32, len(chunk)))
+        pos = self.truth.positions(reg, key)
+        for (rec, *_), p in zip(chunk, pos.tolist(), strict=True):
+            if p >= 0:  # in file order: the latest record of a block is the one that stays
+                self.found[p] = True
+                self.right[p] = _right_bits(self.world, int(self.truth.idx[p]), rec)
+        out = pos < 0
+        pairs = np.unique(np.stack([reg[out].astype(np.uint64), key[out]], axis=1), axis=0)
+        self.extra = [np.unique(np.concatenate([*self.extra, pairs]), axis=0)] if len(pairs) else self.extra
+
+    def extras(self) -> int:
+        return len(self.extra[0]) if self.extra else 0
+
+
+def _right_bits(world: World, i: int, rec: NetworkRecord) -> int:
+    want = compared(world, i)
+    return sum(_same(f, want[f], getattr(rec, f)) << j for j, f in enumerate(FIELDS))
 
 
 def score(scenario: str | Scenario, results_path: str | Path, log_path: str | Path | None = None,
           resolution: int = 24, time_scale: float = 1.0, seed: int | None = None) -> dict[str, Any]:
     """Compare a crawl's results file (and the simulator's request log) with the ground truth of a
-    scenario (by name: its first day; a `Scenario`: its own day)."""
+    scenario (by name: its first day; a `Scenario`: its own day). The results are streamed: memory
+    grows with the truth's blocks (a few bytes each) and a chunk of records, not with the file."""
     scen = scenarios.get(scenario, seed) if isinstance(scenario, str) else scenario.with_seed(seed)
     world = scen.world()
-    truth = scen.truth()
-    results, bad_records = _latest_by_block(results_path)
-    by_key = {(world.registry(i), world.start[i], world.end[i]): i for i in truth}
-    found = {by_key[k]: doc for k, doc in results.items() if k in by_key}
-    field_errors, accuracy = _fields(world, truth, found)
+    truth = _Truth(world, scen.truth())
+    got = _Found(world, truth)
+    got.read(results_path)
+    found = int(got.found.sum())
+    field_errors, accuracy = _fields(world, truth, got)
     out: dict[str, Any] = {
         "scenario": scen.name,
         "seed": scen.seed,
         "day": scen.day,
         "resolution": resolution,
-        "blocks_truth": len(truth),
-        "blocks_found": len(found),
-        "blocks_extra": len(results) - len(found),
-        "bad_records": bad_records,
-        "recall": _ratio(len(found), len(truth)),
-        **_recalls(world, truth, found, resolution),
-        "address_coverage": _ratio(sum(truth[i] for i in found), scen.addresses()),
+        "blocks_truth": len(truth.idx),
+        "blocks_found": found,
+        "blocks_extra": got.extras(),
+        "bad_records": got.bad,
+        "recall": _ratio(found, len(truth.idx)),
+        **_recalls(world, truth, got.found, resolution),
+        "address_coverage": _ratio(int(truth.addresses[got.found].sum()), scen.addresses()),
         "field_errors": field_errors,
         "field_accuracy": accuracy,
     }
-    out["wasted_floor"] = absence_proofs(world, truth, resolution)
-    out.update(_log_figures(world, log_path, len(found), time_scale))
+    out["wasted_floor"] = absence_proofs(world, scen.truth(), resolution)
+    out.update(_log_figures(world, log_path, found, time_scale))
     return out
 
 
-def _latest_by_block(results_path: str | Path) -> tuple[dict[tuple[str, int, int], dict[str, Any]], int]:
-    """The results' records by block (the latest record of a block wins, as in every reader of
-    results) and how many lines were no record."""
-    results: dict[tuple[str, int, int], dict[str, Any]] = {}
-    bad_records = 0
-    for doc in _read_results(results_path):
-        if doc is None or (k := _key(doc)) is None:
-            bad_records += 1
-            continue
-        results[k] = doc
-    return results, bad_records
+def buckets_of(size: np.ndarray) -> np.ndarray:
+    """`bucket_of` of an array of sizes, as positions in BUCKETS."""
+    plen = 33 - np.frexp(size.astype(np.float64))[1]  # frexp's exponent: size's bit length, exact
+    bucket = np.where(plen < BUCKETS[0][1], 0, len(BUCKETS) - 1)
+    for b, (_, lo, hi) in enumerate(BUCKETS):
+        bucket[(plen >= lo) & (plen <= hi)] = b
+    return bucket
 
 
-def _recalls(world: World, truth: dict[int, int], found: dict[int, Any], resolution: int) -> dict[str, Any]:
+def _cells(world: World, truth: _Truth, where: np.ndarray) -> Counter[tuple[str, str]]:
+    """(registry, prefix bucket) -> truth blocks among `where` (a mask over the truth)."""
+    idx = truth.idx[where]
+    size = (np.frombuffer(world.end, np.uint32)[idx].astype(np.int64)
+            - np.frombuffer(world.start, np.uint32)[idx] + 1)
+    bucket = buckets_of(size)
+    reg = np.frombuffer(world.reg, np.uint8)[idx]
+    counts = np.bincount(reg.astype(np.int64) * len(BUCKETS) + bucket,
+                         minlength=len(REGISTRIES) * len(BUCKETS))
+    return Counter({(REGISTRIES[c // len(BUCKETS)], BUCKETS[c % len(BUCKETS)][0]): int(n)
+                    for c, n in enumerate(counts.tolist()) if n})
+
+
+def _recalls(world: World, truth: _Truth, found: np.ndarray, resolution: int) -> dict[str, Any]:
     """Recall by prefix size, by registry, by both, and over the networks the resolution can see."""
     min_size = 1 << (32 - resolution)
-    in_truth: Counter[tuple[str, str]] = Counter()  # (registry, prefix bucket) -> networks
-    in_found: Counter[tuple[str, str]] = Counter()
-    res_truth = res_found = 0
-    for i in truth:
-        size = world.end[i] - world.start[i] + 1
-        cell = (world.registry(i), bucket_of(size))
-        in_truth[cell] += 1
-        in_found[cell] += i in found
-        if size >= min_size:
-            res_truth += 1
-            res_found += i in found
+    in_truth = _cells(world, truth, np.ones(len(found), bool))
+    in_found = _cells(world, truth, found)
+    size = (np.frombuffer(world.end, np.uint32)[truth.idx].astype(np.int64)
+            - np.frombuffer(world.start, np.uint32)[truth.idx] + 1)
+    seen = size >= min_size
+    res_truth, res_found = int(seen.sum()), int((seen & found).sum())
 
     def recall(cells: list[tuple[str, str]]) -> dict[str, Any]:
         t, f = sum(in_truth[c] for c in cells), sum(in_found[c] for c in cells)
@@ -198,24 +301,19 @@ def _same(field: str, want: Any, got: Any) -> bool:
     return (got or None) == (want or None)
 
 
-def _fields(world: World, truth: dict[int, int], found: dict[int, dict[str, Any]]
-            ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+def _fields(world: World, truth: _Truth, got: _Found) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
     """Field errors over the found blocks, and the accuracy of holder, country and abuse e-mail
     per registry (the share of found blocks whose field equals the truth's)."""
-    errors: dict[str, int] = dict.fromkeys(FIELDS, 0)
-    right: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(PEOPLE_FIELDS, 0))
-    seen: dict[str, int] = defaultdict(int)
-    for i, doc in found.items():
-        rec = truth_record(world, i, truth[i])
-        reg = rec["registry"]
-        seen[reg] += 1
-        for f in FIELDS:
-            errors[f] += not _same(f, rec[f], doc.get(f))
-        for name, f in PEOPLE_FIELDS.items():
-            right[reg][name] += _same(f, rec[f], doc.get(f))
-    accuracy = {reg: {"blocks": seen[reg],
-                      **{name: _ratio(right[reg][name], seen[reg]) for name in PEOPLE_FIELDS}}
-                for reg in sorted(seen)}
+    right = got.right[got.found]
+    reg = np.frombuffer(world.reg, np.uint8)[truth.idx[got.found]]
+    ok = {f: (right >> j) & 1 for j, f in enumerate(FIELDS)}
+    errors = {f: int(len(right) - ok[f].sum()) for f in FIELDS}
+    accuracy: dict[str, dict[str, Any]] = {}
+    for r in sorted({REGISTRIES[n] for n in np.unique(reg).tolist()}):
+        mine = reg == _REG[r]
+        seen = int(mine.sum())
+        accuracy[r] = {"blocks": seen, **{name: _ratio(int(ok[f][mine].sum()), seen)
+                                          for name, f in PEOPLE_FIELDS.items()}}
     return errors, accuracy
 
 
@@ -224,15 +322,16 @@ def absence_proofs(world: World, truth: dict[int, int], resolution: int) -> int:
     with no children, at a registry that lists none (neither RDAP `rdap-down` nor WHOIS `-m`),
     can be proved empty only by asking at every grid cell of it, and each answer after the first
     repeats the allocation. (Assignments and free space are not probed inside.)"""
-    listing = {r.id for r in rirs.CATALOGUE if r.listings}  # relation search, WHOIS -m or r >
+    # registries that list children: relation search, WHOIS -m or r >
+    listing = [REGISTRIES.index(r.id) for r in rirs.CATALOGUE if r.listings]
     cell = 1 << (32 - resolution)
-    floor = 0
-    for i, addresses in truth.items():
-        if world.nchildren[i] or world.is_placeholder(i) or is_assignment(world.type_word(i)):
-            continue
-        if world.registry(i) not in listing:
-            floor += max(addresses // cell - 1, 0)
-    return floor
+    idx = np.fromiter(truth, np.int64, len(truth))
+    addresses = np.fromiter(truth.values(), np.int64, len(truth))
+    typ = np.frombuffer(world.typ, np.uint8)[idx]
+    probed = ((np.frombuffer(world.nchildren, np.uint32)[idx] == 0) & (typ != 0)
+              & ~np.isin(typ, list(ASSIGNMENT_TYPES))
+              & ~np.isin(np.frombuffer(world.reg, np.uint8)[idx], listing))
+    return int(np.maximum(addresses[probed] // cell - 1, 0).sum())
 
 
 def _ratio(a: int | float, b: int | float) -> float | None:
