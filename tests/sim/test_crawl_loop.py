@@ -316,7 +316,10 @@ async def test_a_holder_named_only_by_handle_is_named_by_its_entity_answer_once(
     nameless = {(ip_str(world.start[i]), ip_str(world.end[i])): i for i in range(len(world))
                 if render.nameless(world, i) and world.start[i] <= last and world.end[i] >= first}
     by_rdap = {b: i for b, i in nameless.items() if got.records.get(b, {}).get("source") == "rdap"}
-    assert len(by_rdap) >= 3, "the range holds networks whose answers name their holder by handle"
+    # which nameless networks are read from a WHOIS listing and which asked by RDAP depends on the
+    # order answers arrive in (3 of 7 here, 2 in a loaded run): at least one asked by RDAP is what
+    # this needs (one holder of several networks asked once: test_entities)
+    assert by_rdap, "the range holds networks whose answers name their holder by handle"
     for block, i in nameless.items():
         assert got.records[block]["registrant"] == render.org_of(world, i).name, block
     sim.log.flush()

@@ -119,6 +119,8 @@ def _map(path: Path) -> dict[tuple[str, str, str], dict[str, object]]:
         doc = json.loads(line)
         latest[doc["registry"], doc["start_address"], doc["end_address"]] = {
             k: v for k, v in doc.items() if k not in PROVENANCE}
+        for filled in doc.get("filled", {}).values():  # when a field was filled is provenance too
+            filled.pop("observed_at")
     return latest
 
 
