@@ -119,3 +119,16 @@ def test_a_record_of_our_own_file_reads_back_as_written():
     assert NetworkRecord.from_own_json(json.dumps(unset)).observed_at == RECORD.fetched_at
     with pytest.raises(RecordError, match="schema"):
         NetworkRecord.from_own_json(json.dumps(RECORD.to_dict() | {"schema": "other/v9"}))
+
+
+def test_a_record_read_back_fast_has_no_filled_field_and_a_filled_one_keeps_its_label():
+    # a line omits `raw` and `filled` when None, and `from_own_json` skips __init__ on a usual line
+    plain = NetworkRecord(registry="lacnic", handle="200.0.0.0/24", start_address="200.0.0.0",
+                          end_address="200.0.0.255", cidrs=["200.0.0.0/24"], source="dump",
+                          observed_at="2026-01-01T00:00:00Z")
+    filled = plain.with_filled("abuse_emails", ["abuse@example.net"], "rdap", "AB1-LACNIC")
+    for record in (plain, filled):
+        again = NetworkRecord.from_own_json(record.to_json())
+        assert again == record and again.raw is None
+    assert NetworkRecord.from_own_json(plain.to_json()).filled is None
+    assert NetworkRecord.from_own_json(filled.to_json()).filled == filled.filled
