@@ -29,14 +29,9 @@ class DigestError(ValueError):
     """A digest that cannot be used (missing, cut off, another version); the text says which file."""
 
 
-def fingerprint(text: bytes) -> str:
-    """An object's text as a short hash (64 bits: a collision in a registry's millions of objects
-    is about one chance in 10^6); `number`'s, in hexadecimal."""
-    return hashlib.blake2b(text, digest_size=8).hexdigest()
-
-
 def number(text: bytes) -> int:
-    """`fingerprint` as the integer the digest keeps."""
+    """An object's text as the short hash the digest keeps (64 bits: a collision in a registry's
+    millions of objects is about one chance in 10^6)."""
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
@@ -201,7 +196,7 @@ class Writer:
         self._firsts, self._lasts = array("I"), array("I")
         self._taken: list[tuple[Lists, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def contacts(self, text: str | int, keys: Iterable[str], clean: bool, rows: Sequence[Sequence[str | None]]
+    def contacts(self, text: int, keys: Iterable[str], clean: bool, rows: Sequence[Sequence[str | None]]
                  ) -> None:
         """A text read for contacts: the keys of those it holds; `clean`: nothing in it was broken;
         the rows they gave (`dumps.Contacts.rows_of`)."""
@@ -210,13 +205,13 @@ class Writer:
         self._rows += orjson.dumps(rows)
         self._row_ends.append(len(self._rows))
 
-    def network(self, text: str | int, first: int, last: int, joined: Iterable[str]) -> None:
+    def network(self, text: int, first: int, last: int, joined: Iterable[str]) -> None:
         self._networks.add(text, joined)
         self._kind.append(NETWORK)
         self._firsts.append(first)
         self._lasts.append(last)
 
-    def other(self, text: str | int) -> None:
+    def other(self, text: int) -> None:
         self._networks.add(text, ())
         self._kind.append(OTHER)
         self._firsts.append(0)
@@ -272,8 +267,8 @@ class _Part:
         self._whole = whole
         self._hashes, self._keys, self._offsets = array("Q"), array("Q"), array("q", [0])
 
-    def add(self, text: str | int, keys: Iterable[str]) -> None:
-        self._hashes.append(int(text, 16) if isinstance(text, str) else text)
+    def add(self, text: int, keys: Iterable[str]) -> None:
+        self._hashes.append(text)
         self._keys.extend(key_number(k) for k in keys)
         self._offsets.append(len(self._keys))
 

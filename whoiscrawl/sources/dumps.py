@@ -194,7 +194,7 @@ def _split_type(path: Path) -> str | None:
 class Text:
     """One text of a dump (`rpsl.texts`): its hash, its objects read well, and whether none was broken."""
 
-    hash: str
+    hash: int  # `digest.number`
     line: int
     objects: list[rpsl.RpslObject]
     clean: bool
@@ -225,7 +225,7 @@ def read_text(path: Path, line: int, text: bytes, whole: bool, report: DumpRepor
                 report.skip(f"{path}, object at line {obj.line}: {obj.reason}", obj.kind, obj.key)
         else:
             found.append(obj)
-    return Text(digest.fingerprint(text), line, found, clean)
+    return Text(digest.number(text), line, found, clean)
 
 
 def _parsed(path: Path, report: DumpReport, again: bool = False) -> Iterator[Text]:
