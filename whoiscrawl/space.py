@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, IPSet
 from netaddr.ip import iana
 
@@ -226,6 +227,14 @@ class Scope:
     def overlaps(self, first: int, last: int) -> bool:
         i = bisect_right(self.firsts, last) - 1
         return i >= 0 and self.lasts[i] >= first
+
+    def overlapping(self, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+        """`overlaps` of many spans at once (a bool each): millions of a dump's networks."""
+        if not self.firsts:
+            return np.zeros(len(firsts), dtype=bool)
+        starts, ends = np.asarray(self.firsts, dtype=np.int64), np.asarray(self.lasts, dtype=np.int64)
+        at = np.searchsorted(starts, lasts.astype(np.int64), side="right") - 1  # the last starting in it
+        return (at >= 0) & (ends[np.maximum(at, 0)] >= firsts.astype(np.int64))
 
     def last_within(self, first: int, last: int) -> int | None:
         """The last crawled address in first..last (None: none is): where listing it can stop."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from netaddr import IPAddress
 
 from whoiscrawl.space import (
@@ -159,3 +162,12 @@ def test_ranges_take_turns_so_lanes_start_apart():
         firsts = [s.first for s in shards if s.first >> 24 == octet]
         assert firsts == sorted(firsts)  # each range still in address order
     assert [s.first >> 24 for s in shards[-16:]] == [8, 41] * 8  # the shorter range ran out first
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 40)), max_size=6),
+       st.lists(st.tuples(st.integers(0, 340), st.integers(0, 40)), max_size=30))
+def test_overlapping_is_overlaps_of_each_span(scope_spans, spans):
+    scope = Scope.of((a, a + n) for a, n in scope_spans)
+    firsts = np.array([a for a, _ in spans], dtype=np.uint32)
+    lasts = np.array([a + n for a, n in spans], dtype=np.uint32)
+    assert scope.overlapping(firsts, lasts).tolist() == [scope.overlaps(a, a + n) for a, n in spans]

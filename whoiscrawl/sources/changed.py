@@ -115,7 +115,7 @@ class _Read:
         span = _spans(before.firsts, before.lasts)
         held = np.isin(span, np.fromiter((_span(*s) for s in self.held), np.uint64, len(self.held)))
         if self.scope is not None:
-            held |= ~_overlapping(self.scope, before.firsts, before.lasts)
+            held |= ~self.scope.overlapping(before.firsts, before.lasts)
         touched = np.isin(before.networks.keys, changed)
         joined_changed = np.bincount(digest.owners(before.networks.offsets)[touched],
                                      minlength=len(span)) > 0
@@ -192,13 +192,6 @@ def _span(first: int, last: int) -> int:
 
 def _spans(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
     return firsts.astype(np.uint64) << np.uint64(32) | lasts.astype(np.uint64)
-
-
-def _overlapping(scope: Scope, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
-    """`scope.overlaps` of each span, at once."""
-    starts, ends = np.asarray(scope.firsts, dtype=np.int64), np.asarray(scope.lasts, dtype=np.int64)
-    at = np.searchsorted(starts, lasts.astype(np.int64), side="right") - 1
-    return (at >= 0) & (ends[np.maximum(at, 0)] >= firsts.astype(np.int64)) if len(starts) else at < -1
 
 
 def _names(obj: rpsl.RpslObject) -> set[str]:

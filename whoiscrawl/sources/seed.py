@@ -220,10 +220,8 @@ class SpanLog:
         if not asked or not self:
             return []
         scope = Scope.of(zip(asked._firsts, asked._lasts, strict=True))
-        starts, ends = np.asarray(scope.firsts, dtype=np.int64), np.asarray(scope.lasts, dtype=np.int64)
         firsts, lasts = np.frombuffer(self._firsts, np.uint32), np.frombuffer(self._lasts, np.uint32)
-        at = np.searchsorted(starts, lasts, side="right") - 1  # the last asked interval starting in it
-        near = (at >= 0) & (ends[np.maximum(at, 0)] >= firsts)
+        near = scope.overlapping(firsts, lasts)
         return list(zip(firsts[near].tolist(), lasts[near].tolist(), strict=True))
 
 
