@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import socket
 
+import numpy as np
+
 
 def ip_int(text: str) -> int:
     """A dotted quad as an integer; ValueError for anything else (short forms such as `10.1`, hex,
@@ -24,6 +26,12 @@ def ip_int(text: str) -> int:
 def ip_str(address: int) -> str:
     """An integer as a dotted quad."""
     return socket.inet_ntoa(int(address).to_bytes(4, "big"))
+
+
+def span_keys(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    """Spans as one uint64 each, `first << 32 | last`: equal where the spans are, ordered by first
+    then last (to find, sort or count many spans at once)."""
+    return firsts.astype(np.uint64) << np.uint64(32) | lasts.astype(np.uint64)
 
 
 def cidr_blocks(first: int, last: int) -> list[tuple[int, int]]:

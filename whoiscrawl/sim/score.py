@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from whoiscrawl import rirs
-from whoiscrawl.ipv4 import cidrs, ip_int, ip_str
+from whoiscrawl.ipv4 import cidrs, ip_int, ip_str, span_keys
 from whoiscrawl.records import NetworkRecord, RecordError
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import policy, render, scenarios
@@ -138,7 +138,7 @@ class _Truth:
         self.idx = np.fromiter(truth, np.int64, len(truth))
         self.addresses = np.fromiter(truth.values(), np.int64, len(truth))
         reg = np.frombuffer(world.reg, np.uint8)[self.idx]
-        key = _span_keys(np.frombuffer(world.start, np.uint32)[self.idx],
+        key = span_keys(np.frombuffer(world.start, np.uint32)[self.idx],
                          np.frombuffer(world.end, np.uint32)[self.idx])
         self.sorted: list[tuple[np.ndarray, np.ndarray]] = []  # per registry: keys, positions
         for r in range(len(REGISTRIES)):
@@ -157,10 +157,6 @@ class _Truth:
             hit = keys[k] == key[mine]
             out[mine[hit]] = at[k[hit]]
         return out
-
-
-def _span_keys(first: np.ndarray, last: np.ndarray) -> np.ndarray:
-    return (first.astype(np.uint64) << np.uint64(32)) | last.astype(np.uint64)
 
 
 class _Found:
@@ -195,7 +191,7 @@ class _Found:
         if not chunk:
             return
         reg = np.fromiter((c[1] for c in chunk), np.uint8, len(chunk))
-        key = _span_keys(np.fromiter((c[2] for c in chunk), np.uint32, len(chunk)),
+        key = span_keys(np.fromiter((c[2] for c in chunk), np.uint32, len(chunk)),
                          np.fromiter((c[3] for c in chunk), np.uint32, len(chunk)))
         pos = self.truth.positions(reg, key)
         for (rec, *_), p in zip(chunk, pos.tolist(), strict=True):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from whoiscrawl.ipv4 import span_keys
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import digest, dumps, rpsl
 from whoiscrawl.sources.published import RegistryDump
@@ -112,8 +113,9 @@ class _Read:
         the previous map (or outside the scope: staged by no one), given by no other text, joined
         with no changed contact."""
         before = self.before
-        span = _spans(before.firsts, before.lasts)
-        held = np.isin(span, np.fromiter((_span(*s) for s in self.held), np.uint64, len(self.held)))
+        span = span_keys(before.firsts, before.lasts)
+        held_keys = np.fromiter((first << 32 | last for first, last in self.held), np.uint64, len(self.held))
+        held = np.isin(span, held_keys)
         if self.scope is not None:
             held |= ~self.scope.overlapping(before.firsts, before.lasts)
         touched = np.isin(before.networks.keys, changed)
@@ -184,14 +186,6 @@ def _offsets(sizes: list[int]) -> np.ndarray:
     got = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=got[1:])
     return got
-
-
-def _span(first: int, last: int) -> int:
-    return first << 32 | last
-
-
-def _spans(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
-    return firsts.astype(np.uint64) << np.uint64(32) | lasts.astype(np.uint64)
 
 
 def _names(obj: rpsl.RpslObject) -> set[str]:

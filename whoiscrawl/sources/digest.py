@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from whoiscrawl.ipv4 import span_keys
+
 VERSION = 2
 
 OTHER, NETWORK = 0, 1  # what a text of the files read for networks gave: passed over, or a network
@@ -151,7 +153,7 @@ class Digest:
     def twice(self) -> np.ndarray:
         """For each text, whether it gave a span another text gave too (read again, never reused)."""
         net = self.kind == NETWORK
-        span = self.firsts[net].astype(np.uint64) << np.uint64(32) | self.lasts[net].astype(np.uint64)
+        span = span_keys(self.firsts[net], self.lasts[net])
         _, inverse, counts = np.unique(span, return_inverse=True, return_counts=True)
         out = np.zeros(len(net), dtype=bool)
         out[net] = counts[inverse] > 1
