@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sim import policy, scenarios, score
 from whoiscrawl.sim.model import World, findable
@@ -188,3 +189,18 @@ def test_records_read_in_chunks_keep_the_latest_of_a_block_and_count_an_extra_on
     out = score.score("quick", path)
     assert (out["blocks_found"], out["blocks_extra"], out["bad_records"]) == (2, 1, 0)
     assert sum(out["field_errors"].values()) == 0
+
+
+def _range(rec: dict) -> str:
+    return f"{rec['start_address']}-{rec['end_address']}"
+
+
+def test_the_score_names_the_blocks_missed_first_by_address(tmp_path, quick):
+    """Where the gaps are, not only how many: the missed blocks by address, each with its status
+    and parent, at most MISSED_SHOWN."""
+    truth = sorted(score.truth_records(quick), key=lambda r: (ip_int(r["start_address"]), -r["size"]))
+    res = write_jsonl(tmp_path / "results.jsonl", [result_of(r) for r in truth[1:]])
+    assert [m["range"] for m in score.score("quick", res)["missed"]] == [_range(truth[0])]
+    everything_missed = score.score("quick", write_jsonl(tmp_path / "none.jsonl", []))["missed"]
+    assert [m["range"] for m in everything_missed] == [_range(r) for r in truth[:score.MISSED_SHOWN]]
+    assert {m["registry"] for m in everything_missed} <= {r["registry"] for r in truth}

@@ -15,7 +15,7 @@ from whoiscrawl.ipv4 import cidrs, ip_int, ip_str, span_keys
 from whoiscrawl.records import NetworkRecord, RecordError
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import policy, render, scenarios
-from whoiscrawl.sim.model import ASSIGNMENT_TYPES, World
+from whoiscrawl.sim.model import ASSIGNMENT_TYPES, TYPES, World
 from whoiscrawl.sim.scenarios import Scenario
 
 BUCKETS: tuple[tuple[str, int, int], ...] = (
@@ -237,10 +237,27 @@ def score(scenario: str | Scenario, results_path: str | Path, log_path: str | Pa
         "address_coverage": _ratio(int(truth.addresses[got.found].sum()), scen.addresses()),
         "field_errors": field_errors,
         "field_accuracy": accuracy,
+        "missed": missed(world, truth.idx[~got.found]),
     }
     out["wasted_floor"] = absence_proofs(world, scen.truth(), resolution)
     out.update(_log_figures(world, log_path, found, time_scale))
     return out
+
+
+MISSED_SHOWN = 20  # missed blocks named in the score: enough to see a pattern, a line each
+
+
+def missed(world: World, idx: np.ndarray) -> list[dict[str, Any]]:
+    """The first MISSED_SHOWN truth blocks no record found (by address), each with its registry,
+    status and parent: where a crawl's gaps are, not only how many."""
+    def span(i: int) -> str:
+        return f"{ip_str(world.start[i])}-{ip_str(world.end[i])}"
+
+    start = np.frombuffer(world.start, np.uint32)[idx]
+    end = np.frombuffer(world.end, np.uint32)[idx].astype(np.int64)
+    first = idx[np.lexsort((-end, start))[:MISSED_SHOWN]].tolist()
+    return [{"registry": REGISTRIES[world.reg[i]], "range": span(i), "status": TYPES[world.typ[i]],
+             "parent": span(world.parent[i]) if world.parent[i] >= 0 else None} for i in first]
 
 
 def buckets_of(size: np.ndarray) -> np.ndarray:
