@@ -152,3 +152,31 @@ def test_lacnic_blocks_an_isp_registers_mostly_name_the_isps_contacts(world: Wor
     _o, _n, own_handle, own_email = render.contacts(world, own)
     own_doc = entities.entity_object(world, "lacnic", own_handle, base)
     assert contacts.entity_emails(own_doc, own_handle) == [own_email]
+
+
+async def test_a_contact_a_network_answer_embedded_is_not_asked_again(start_sim, world: World):
+    """LACNIC's network answers carry their abuse contact's vCard: once a network naming a contact
+    was looked up, the fill's `contact_emails` for that handle costs nothing; another contact is
+    asked (one `entity` request)."""
+    sim = await start_sim(time_scale=1000)
+    lacnic = REGISTRIES.index("lacnic")
+    nets = [i for i in range(len(world)) if world.reg[i] == lacnic and world.typ[i] != 0
+            and world.lookup(world.start[i]) == i]
+    first = nets[0]
+    other = next(i for i in nets if render.contacts(world, i)[2] != render.contacts(world, first)[2])
+    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url),
+                            MemoryRateLimiter({r: Limit(500.0) for r in REGISTRIES}))
+    try:
+        looked = await client.lookup(world.start[first])
+        _o, _n, handle, email = render.contacts(world, first)
+        emails, cost = await client.contact_emails("lacnic", handle)
+        _o, _n, other_handle, other_email = render.contacts(world, other)
+        other_emails, other_cost = await client.contact_emails("lacnic", other_handle)
+    finally:
+        await client.close()
+    assert looked.record is not None and looked.record.abuse_emails == [email]
+    assert (emails, cost.lookups) == ([email], 0)
+    assert (other_emails, other_cost.lookups) == ([other_email], 1)
+    sim.log.flush()
+    logged = [e["protocol"] for e in map(json.loads, sim.log.path.open())]
+    assert logged.count("entity") == 1 and logged[-1] == "entity"  # the other contact's alone

@@ -305,6 +305,8 @@ class RegistryClient:
             return result
         if outcome.kind is Kind.ANSWER:
             result.record = outcome.value
+            for handle, emails in contacts.named_abuse_contacts(result.record.raw).items():
+                self._contact_emails.know((registry, handle), tuple(emails))  # not asked again
             await self._name_holder(result.record, registry, url, result)
         else:
             result.record = await self._whois_fallback(address, registry, tally, result)
@@ -386,7 +388,9 @@ class RegistryClient:
         `entity/<handle>` under the registry's base; asked once per (registry, handle) per client
         through the registry's budget and attempt loop (concurrent callers wait for the one). Returns
         the addresses ([] if the answer gives none or cannot be had) and, for the first caller only,
-        what asking cost (a `LookupResult` without a record; `lookups` 0 for the others)."""
+        what asking cost (a `LookupResult` without a record; `lookups` 0 for the others). A contact
+        a network's answer to this client embedded with its addresses is not asked at all
+        (`lookup`, `contacts.named_abuse_contacts`)."""
         tally = Tally()
         emails = await self._contact_emails.get((registry, handle.casefold()),
                                                 lambda: self._ask_contact(registry, handle, tally))
