@@ -119,6 +119,9 @@ class LocalCrawl:
     resume: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set (as Ctrl-C does) to stop
     notes: list[str] = field(default_factory=list, init=False)  # warnings about the published files
+    # (registry, handle) -> addresses of the contacts this crawl's fill asked before it was stopped
+    # (its filled records in the results): a resume does not ask them again
+    contacts_known: dict[tuple[str, str], list[str]] = field(default_factory=dict, init=False)
 
     @property
     def checkpoint(self) -> Path:
@@ -157,6 +160,8 @@ class LocalCrawl:
             store.index.add(answer.first, answer.last, answer.terminal)
             if pending and record.source in ("stats", "dump"):
                 written.append(record.first << 32 | record.last)
+            if (contact := (record.filled or {}).get("abuse_emails", {}).get("entity")) is not None:
+                self.contacts_known[record.registry, contact] = record.abuse_emails
         store.counters.shards_total = len(plan.shards)
         store.counters.addresses_total = plan.addresses
         return store, resumed, Written(written)
@@ -228,6 +233,8 @@ class LocalCrawl:
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, dict(chosen.whois_servers),
             delegated_by=delegated_by, delegation_country=stats.configured_country(), dead_letters=letters,
         )
+        for (registry, contact), emails in self.contacts_known.items():
+            client.know_contact(registry, contact, emails)
         crawler = Crawler(
             store, sink, client, Member(uuid.uuid4().hex), chosen, scope=plan.scope, stopping=self.stopping
         )

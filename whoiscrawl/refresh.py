@@ -36,7 +36,7 @@ from whoiscrawl.registry import RegistryClient
 from whoiscrawl.results.diff import diff_report
 from whoiscrawl.results.source import ResultSet
 from whoiscrawl.sources import changed, digest, freshness, manifest, seed, stats
-from whoiscrawl.sources.dumps import DumpReport
+from whoiscrawl.sources.dumps import DumpReport, unresolved_abuse
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
 from whoiscrawl.space import Scope
 from whoiscrawl.store.memory import MemoryStore
@@ -103,6 +103,16 @@ def _still(kept: NetworkRecord, dumped: NetworkRecord) -> NetworkRecord:
     if kept.source == "dump" and kept.filled is not None:
         return kept.read_again(dumped.serial, dumped.observed_at)
     return kept
+
+
+def contact_replaced(kept: NetworkRecord, dumped: NetworkRecord) -> bool:
+    """Does the new dump name another abuse contact for a network whose address was filled from
+    its contact (`kept.filled`)? The dump's records carry the handle only while staged (`raw`), so
+    `same` cannot see it: a LACNIC customer's block names its ISP's contact, and the ISP replacing
+    it changes nothing else of the block."""
+    entity = ((kept.filled or {}).get("abuse_emails") or {}).get("entity")
+    named = unresolved_abuse(dumped)
+    return entity is not None and named is not None and named.casefold() != entity.casefold()
 
 
 def same(a: NetworkRecord, b: NetworkRecord) -> bool:
@@ -251,7 +261,8 @@ class Refresh:
                 await sink.emit(replace(record, raw=None) if record.raw else record)
                 if key in prev.latest:
                     seen.add(key)
-                if before is not None and (isinstance(got, changed.Unchanged) or same(before, record)):
+                if before is not None and (isinstance(got, changed.Unchanged) or same(before, record)) \
+                        and not contact_replaced(prev.latest[key], record):
                     self.counts[f"{registry}_unchanged"] += 1
                     self.kept.append(prev.latest[key])
                     if prev.latest[key] is not before:  # what was asked live for it still holds: after it

@@ -127,3 +127,56 @@ def test_a_lacnic_contact_a_network_links_to_is_answered_with_the_networks_vcard
     assert ("abuse-c", handle) in render.lacnic_inetnum(world, i)  # the dump's and WHOIS's attribute
     assert entities.entity_object(world, "lacnic", handle[:3] + "999999", base) is None
     assert entities.entity_object(world, "lacnic", f"{handle}G7", base) is None  # not its generation
+
+
+def test_lacnic_blocks_an_isp_registers_mostly_name_the_isps_contacts(world: World):
+    # LACNIC: the customer's block has the customer's own `owner:`/`ownerid:` and, mostly, the
+    # registering ISP's contacts (the real 200.68.34.56/29, CL-AAPS3-LACNIC, names the ISP's OTE as
+    # owner-c, tech-c and abuse-c: tests/data/real-answers/lacnic/go-whois-200.68.34.57.txt)
+    lacnic, base = REGISTRIES.index("lacnic"), "https://rdap.example/lacnic/rdap/"
+    subs = [i for i in range(len(world)) if world.reg[i] == lacnic and world.parent[i] >= 0]
+    shared = [i for i in subs if render.contacts(world, i)[2] == render.contacts(world, world.parent[i])[2]]
+    assert len(subs) >= 50 and 0.6 <= len(shared) / len(subs) <= 0.9, (len(shared), len(subs))
+    i = shared[0]
+    isp = world.contact_holder(i)
+    owner_id, _name, handle, email = render.contacts(world, i)
+    assert owner_id != render.contacts(world, isp)[0]  # a holder of its own
+    assert (handle, email) == render.contacts(world, isp)[2:]
+    abuse = next(e for e in render.rdap_object(world, i, base)["entities"] if "abuse" in e["roles"])
+    doc = entities.entity_object(world, "lacnic", handle, base)
+    assert doc is not None and doc["vcardArray"] == abuse["vcardArray"]
+    assert contacts.entity_emails(doc, handle) == [email]
+    assert ["org", {}, "text", render.org_of(world, isp).name] in doc["vcardArray"][1]
+    # a block with contacts of its own names them, and LACNIC answers its handle
+    own = next(j for j in subs if world.contact_holder(j) == j)
+    _o, _n, own_handle, own_email = render.contacts(world, own)
+    own_doc = entities.entity_object(world, "lacnic", own_handle, base)
+    assert contacts.entity_emails(own_doc, own_handle) == [own_email]
+
+
+async def test_a_contact_a_network_answer_embedded_is_not_asked_again(start_sim, world: World):
+    """LACNIC's network answers carry their abuse contact's vCard: once a network naming a contact
+    was looked up, the fill's `contact_emails` for that handle costs nothing; another contact is
+    asked (one `entity` request)."""
+    sim = await start_sim(time_scale=1000)
+    lacnic = REGISTRIES.index("lacnic")
+    nets = [i for i in range(len(world)) if world.reg[i] == lacnic and world.typ[i] != 0
+            and world.lookup(world.start[i]) == i]
+    first = nets[0]
+    other = next(i for i in nets if render.contacts(world, i)[2] != render.contacts(world, first)[2])
+    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url),
+                            MemoryRateLimiter({r: Limit(500.0) for r in REGISTRIES}))
+    try:
+        looked = await client.lookup(world.start[first])
+        _o, _n, handle, email = render.contacts(world, first)
+        emails, cost = await client.contact_emails("lacnic", handle)
+        _o, _n, other_handle, other_email = render.contacts(world, other)
+        other_emails, other_cost = await client.contact_emails("lacnic", other_handle)
+    finally:
+        await client.close()
+    assert looked.record is not None and looked.record.abuse_emails == [email]
+    assert (emails, cost.lookups) == ([email], 0)
+    assert (other_emails, other_cost.lookups) == ([other_email], 1)
+    sim.log.flush()
+    logged = [e["protocol"] for e in map(json.loads, sim.log.path.open())]
+    assert logged.count("entity") == 1 and logged[-1] == "entity"  # the other contact's alone

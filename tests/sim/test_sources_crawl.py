@@ -321,6 +321,14 @@ async def test_a_crawl_stopped_while_filling_goes_on_from_where_it_was(start_sim
     assert set(seeded.values()) == {1} and len(seeded) == len(objs)  # the dump's records once
     for block, obj in truth(world, LACNIC_CIDR).items():
         assert again.records[block]["abuse_emails"] == [facts(world, obj, "").abuse_email]
+    # the ISP's contact the first network names (and blocks after the stop name again) was asked
+    # before the stop, its record written: the resume knows it from the results and does not ask it
+    isp = facts(world, objs[0], "").abuse_handle
+    assert sum(facts(world, o, "").abuse_handle == isp for o in objs) > 2
+    sim.log.flush()
+    asked = [e["handle"] for e in map(json.loads, sim.log.path.read_text().splitlines())
+             if (e["registry"], e["protocol"]) == ("lacnic", "entity")]
+    assert asked.count(isp) == 1, asked
 
 
 def many_inetnums(count: int) -> bytes:

@@ -111,3 +111,20 @@ def test_an_entity_answer_names_the_entity_asked_for():
     same = entity("ORG-X1-AFRINIC", None, ["fn", {}, "text", "ORG-X1-AFRINIC"], objectClassName="entity")
     assert contacts.entity_name(same, "ORG-X1-AFRINIC") is None  # still only its handle
     assert contacts.entity_name({"errorCode": 404}, "WOL-AFRINIC") is None
+
+
+def test_the_abuse_contacts_a_network_answer_embeds_are_what_their_own_answers_give():
+    # LACNIC's captured answer for 200.57.141.161 embeds its abuse contact RYT2's vCard (the person
+    # object its `entity/RYT2` answers): its address is known without asking
+    answers = json.loads((REAL.parent / "real-registry" / "ipwhois-tests-rdap.json").read_text())
+    triara = answers["200.57.141.161"]["response"]
+    assert contacts.named_abuse_contacts(triara) == {"ryt2": ["operacion.redes@TRIARA.COM"]}
+    # nicinfo's recorded 201.127.0.0/16 names GEC10 without a vCard: nothing known, it is asked
+    uninet = json.loads((REAL / "lacnic" / "nicinfo-201.127.0.1.json").read_text())
+    assert contacts.named_abuse_contacts(uninet) == {}
+    # a technical or administrative contact is no abuse contact; an abuse contact typed addresses win
+    tech = entity("T1", ["technical"], ["email", {}, "text", "noc@x.example"])
+    typed = entity("A1", ["abuse"], ["email", {}, "text", "noc@x.example"],
+                   ["email", {"type": "abuse"}, "text", "abuse@x.example"])
+    assert contacts.named_abuse_contacts({"entities": [tech, typed]}) == {"a1": ["abuse@x.example"]}
+    assert contacts.named_abuse_contacts(None) == {}

@@ -7,6 +7,7 @@ import gzip
 import multiprocessing
 import os
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,43 @@ async def test_each_staging_is_yielded_as_soon_as_it_ends(tmp_path: Path, monkey
             if dump is quick:
                 await asyncio.to_thread(feed)
     assert order == ["apnic", "ripencc"]
+
+
+def _lacnic_blocks(path: Path, contacts: list[str]) -> Path:
+    """LACNIC's dump of one /24 a contact for each of `contacts`, from 200.0.0.0."""
+    out = ["% LACNIC whois database dump", ""]
+    for n, contact in enumerate(contacts):
+        out += [f"inetnum: 200.0.{n}/24", "status: reallocated", f"owner: Customer {n}",
+                f"ownerid: BR-C{n}-LACNIC", "country: BR", f"owner-c: {contact}", f"abuse-c: {contact}",
+                "created: 20100101", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress("\r\n".join(out).encode("latin-1")))
+    return path
+
+
+async def test_a_refresh_fills_again_a_block_whose_dump_names_another_abuse_contact(tmp_path: Path):
+    """A LACNIC customer's block names its ISP's contact; the ISP replacing that contact (a new
+    handle) changes nothing else of the block: the refresh must not keep the address the old contact
+    gave (it did: the dump's records compared equal, the handle being kept only while staged)."""
+    old_path = _lacnic_blocks(tmp_path / "old" / "lacnic.db.gz", ["ISP1", "ISP1", "OWN7"])
+    old = RegistryDump("lacnic", [old_path], None, "2026-12-06")
+    prev = Previous()
+    for record in dumps.read_registry("lacnic", old.paths, None, "2026-12-06")[1]:
+        key, dumped = (record.registry, record.first, record.last), replace(record, raw=None)
+        prev.dumped[key] = dumped
+        prev.latest[key] = seed.filled_by_contact(dumped, [f"noc@{dumps.unresolved_abuse(record)}.example"],
+                                                  str(dumps.unresolved_abuse(record)))
+    new_path = _lacnic_blocks(tmp_path / "new" / "lacnic.db.gz", ["ISP1G1", "ISP1G1", "OWN7"])
+    out = tmp_path / "new.jsonl"
+    job = LocalCrawl(["200.0.0.0/16"], out, Bootstrap((), (), {}), {}, CrawlSettings(fill_redacted=True))
+    refresh, sink = Refresh(job, tmp_path / "old.jsonl"), FileSink(out)
+    try:
+        dumped = await refresh._from_dumps([RegistryDump("lacnic", [new_path], None, "2026-12-07")], prev,
+                                           Scope.of([(0, (1 << 32) - 1)]), sink)
+    finally:
+        sink.close()
+    assert dumped == {"lacnic"}
+    assert (refresh.counts["lacnic_changed"], refresh.counts["lacnic_unchanged"]) == (2, 1)
+    assert sorted(dumps.unresolved_abuse(r) or "" for r in refresh.recheck) == ["ISP1G1", "ISP1G1"]
+    kept = [r for r in map(NetworkRecord.from_own_json, out.read_text().splitlines()) if r.filled]
+    assert [(r.start_address, r.abuse_emails) for r in kept] == [("200.0.2.0", ["noc@OWN7.example"])]

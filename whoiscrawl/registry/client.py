@@ -305,6 +305,8 @@ class RegistryClient:
             return result
         if outcome.kind is Kind.ANSWER:
             result.record = outcome.value
+            for handle, emails in contacts.named_abuse_contacts(result.record.raw).items():
+                self.know_contact(registry, handle, emails)  # not asked again
             await self._name_holder(result.record, registry, url, result)
         else:
             result.record = await self._whois_fallback(address, registry, tally, result)
@@ -380,13 +382,21 @@ class RegistryClient:
             return None
         return contacts.entity_name(outcome.value, ref.handle) if outcome.kind is Kind.ANSWER else None
 
+    def know_contact(self, registry: str, handle: str, emails: list[str]) -> None:
+        """The addresses of contact `handle`, learnt from another answer of this crawl (a network's
+        answer embedding the contact, the fill's record before a stop): `contact_emails` gives them
+        unasked. One already asked keeps what its own answer gave."""
+        if emails:
+            self._contact_emails.know((registry, handle.casefold()), tuple(emails))
+
     async def contact_emails(self, registry: str, handle: str) -> tuple[list[str], LookupResult]:
         """The e-mail addresses of the contact `handle` (a network's abuse contact a dump names
         without its address: LACNIC's `abuse-c:`) from its entity's own answer, RFC 9082's
         `entity/<handle>` under the registry's base; asked once per (registry, handle) per client
         through the registry's budget and attempt loop (concurrent callers wait for the one). Returns
         the addresses ([] if the answer gives none or cannot be had) and, for the first caller only,
-        what asking cost (a `LookupResult` without a record; `lookups` 0 for the others)."""
+        what asking cost (a `LookupResult` without a record; `lookups` 0 for the others). A contact
+        known already (`know_contact`) is not asked at all."""
         tally = Tally()
         emails = await self._contact_emails.get((registry, handle.casefold()),
                                                 lambda: self._ask_contact(registry, handle, tally))

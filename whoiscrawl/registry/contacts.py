@@ -277,6 +277,24 @@ def entity_emails(doc: Any, handle: str) -> list[str]:
     return sorted(set(_entity_abuse(doc, abuse_role=True)))
 
 
+def named_abuse_contacts(doc: Any) -> dict[str, list[str]]:
+    """The abuse contacts an RDAP network answer embeds with their addresses, by handle (casefolded):
+    what each one's own entity answer gives (`entity_emails`: LACNIC's answers carry the contact's
+    vCard, the same person object), so a contact a dump names without its address need not be asked
+    once a network naming it was (`RegistryClient.contact_emails`). A contact without an address in
+    the answer (no vCard, as nicinfo's recorded 201.127.0.0/16 names GEC10) is left out."""
+    if not isinstance(doc, dict):
+        return {}
+    found: dict[str, list[str]] = {}
+    for entity in walk(doc.get("entities")):
+        handle = entity.get("handle")
+        if "abuse" in _roles(entity) and isinstance(handle, str) and handle.strip():
+            emails = sorted(set(_entity_abuse(entity, abuse_role=True)))
+            if emails:
+                found.setdefault(handle.strip().casefold(), emails)
+    return found
+
+
 def _nameless_holder(entities: Any) -> str | None:
     """The handle of a registrant or organisation the answer leaves nameless: better than nothing."""
     for entity in (e for e in _list(entities) if isinstance(e, dict)):

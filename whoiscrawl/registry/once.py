@@ -27,6 +27,12 @@ class Once(Generic[K, V]):
         """Has a caller asked for `key` (answered, or in flight)?"""
         return key in self._kept or key in self._running
 
+    def know(self, key: K, value: V) -> None:
+        """`value` for `key`, learnt without asking (another answer gave it): a later caller gets it
+        unasked. One asked or in flight already is left as its own answer gives it."""
+        if key not in self._kept and key not in self._running:
+            self._kept[key] = value
+
     async def get(self, key: K, ask: Callable[[], Awaitable[V]]) -> V:
         """The value for `key`: kept, awaited from the request in flight, or `ask()`ed now."""
         if key in self._kept:

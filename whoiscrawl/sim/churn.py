@@ -238,18 +238,23 @@ class _Day:
             self._holds(pool, org, "renamed", w.names[org])
 
     def abuse(self, pool: list[int]) -> None:
+        """The abuse contact of a network's contact holder replaced (`World.contact_holder`: at
+        LACNIC perhaps the ISP that registered it), noted at every network naming it."""
         w = self.w
         i = self.pick(pool, lambda j: True)
         if i >= 0:
-            org = w.org[i]
+            org = w.org[w.contact_holder(i)]
             w.abuse[org] = w.abuse.get(org, 0) + 1
             w.touched[org] = self.today
-            self._holds(pool, org, "abuse")
+            self._holds(pool, org, "abuse", of=lambda j: w.org[w.contact_holder(j)])
 
-    def _holds(self, pool: list[int], org: int, kind: str, detail: str = "") -> None:
-        """A change of a holder noted at each network it holds (a holder may hold several)."""
+    def _holds(self, pool: list[int], org: int, kind: str, detail: str = "",
+               of: Callable[[int], int] | None = None) -> None:
+        """A change of a holder noted at each network it holds (a holder may hold several), or
+        with `of` at each whose `of(network)` it is."""
+        of = of or self.w.org.__getitem__
         for j in pool:
-            if self.w.org[j] == org and j not in self.gone:
+            if of(j) == org and j not in self.gone:
                 self.note(kind, j, detail)
 
     def _subtree(self, i: int) -> list[int]:

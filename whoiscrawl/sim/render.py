@@ -139,10 +139,12 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
         return rir, RIR_NAMES[reg], f"ABUSE-{rir}", rirs.BY_ID[reg].abuse_mailbox
     org = org_of(world, i)
     cc = country(world, i) or "ZZ"
+    # The abuse contact is its holder's, or (LACNIC) the registering holder's: `World.contact_holder`.
     # A replaced abuse contact is a new role (or IRT) with a new mailbox: its handle and address
     # carry the generation.
-    gen = world.abuse.get(org.key, 0)
-    email, g = (f"abuse{gen}@{org.domain}", f"G{gen}") if gen else (f"abuse@{org.domain}", "")
+    who = org if (h := world.contact_holder(i)) == i else org_of(world, h)
+    gen = world.abuse.get(who.key, 0)
+    email, g = (f"abuse{gen}@{who.domain}", f"G{gen}") if gen else (f"abuse@{who.domain}", "")
     if reg == "arin":
         return f"{org.abbr}-{org.n}", org.name, f"ABUSE{org.n}{g}-ARIN", email
     if reg == "ripencc":
@@ -150,7 +152,7 @@ def contacts(world: World, i: int) -> tuple[str, str, str, str]:
     if reg == "apnic":
         return f"ORG-{org.abbr}{org.key}-AP", org.name, f"IRT-{org.abbr}{org.key}{g}-{cc}", email
     if reg == "lacnic":
-        return f"{cc}-{org.abbr}{org.key}-LACNIC", org.name, f"{org.abbr[:3]}{org.key}{g}", email
+        return f"{cc}-{org.abbr}{org.key}-LACNIC", org.name, f"{who.abbr[:3]}{who.key}{g}", email
     return f"ORG-{org.abbr}{org.key}-AFRINIC", org.name, f"AR{org.key}{g}-AFRINIC", email
 
 
@@ -182,6 +184,7 @@ def facts(world: World, i: int, base_url: str) -> shapes.Facts:
     reg_date, changed = _events(world, i)
     reg_h, reg_name, abuse_h, abuse_mail = contacts(world, i)
     placeholder = world.typ[i] == 0
+    contact = world.contact_holder(i)  # whose contacts it names (LACNIC: perhaps the registering ISP's)
     up = None
     if p >= 0:
         pa, pl = cidr_blocks(world.start[p], world.end[p])[0]
@@ -192,6 +195,7 @@ def facts(world: World, i: int, base_url: str) -> shapes.Facts:
         cidrs=[(ip_str(a), ln) for a, ln in cidr_blocks(s, e)], country=country(world, i),
         parent=world.handle(p) if p >= 0 else None, registered=reg_date, changed=changed,
         org_handle=reg_h, org_name=reg_name, abuse_handle=abuse_h, abuse_email=abuse_mail,
+        abuse_org=org_of(world, contact).name, abuse_country=country(world, contact),
         maintainer=maintainer(world, i),
         self_url=f"{base_url}ip/{start}", up_url=up, port43=PORT43[reg], terms=TOS[reg],
         placeholder=placeholder, asn=0 if placeholder else 64512 + world.org[i] % 1000, top=p < 0,

@@ -56,6 +56,11 @@ class Facts:
     # False: the answer names its holder only by handle (AFRINIC's vCard `fn` the handle, as its
     # 2014 answers did); the entity's own answer (`entities.py`) names it
     org_named: bool = True
+    # The abuse contact's holder (LACNIC: perhaps the one that registered the block rather than the
+    # block's, `World.contact_holder`) and its country, as the contact's vCard gives them; None: the
+    # network's holder and country
+    abuse_org: str | None = None
+    abuse_country: str | None = None
 
 
 def country_name(cc: str | None) -> str:
@@ -470,7 +475,8 @@ def lacnic_contact_card(org_name: str, country: str | None, email: str) -> list[
 def _lacnic(f: Facts, era: str) -> dict[str, Any]:
     base = f.self_url.split("/ip/")[0]
     adr = _lacnic_adr(f.country)
-    person_card = lacnic_contact_card(f.org_name, f.country, f.abuse_email)
+    contact_org, contact_cc = (f.abuse_org, f.abuse_country) if f.abuse_org else (f.org_name, f.country)
+    person_card = lacnic_contact_card(contact_org, contact_cc, f.abuse_email)
     links = [
         {"href": f"{base}/entity/{f.abuse_handle}", "rel": "self", "value": f"{base}/entity/{f.abuse_handle}"}
     ]
