@@ -54,11 +54,11 @@ def blocks(out: Path) -> set[tuple[str, str]]:
 
 
 def listings(log: Path) -> Counter[tuple[str, str, str]]:
-    """Listing requests answered (RDAP rdap-down, WHOIS -m) by what they asked for. One refused
-    (a 429 the simulator's own stalls can draw, see test_local_crawl.py) is asked again: not a
-    second listing."""
+    """Listing requests answered (RDAP rdap-bottom and rdap-down, WHOIS -m) by what they asked for.
+    One refused (a 429 the simulator's own stalls can draw, see test_local_crawl.py) is asked again:
+    not a second listing."""
     asked = [json.loads(line) for line in log.open()]
-    kinds = ("rdap-down", "whois-m")
+    kinds = ("rdap-bottom", "rdap-down", "whois-m")
     answered = (r for r in asked if r["protocol"] in kinds and r["outcome"] == "ok")
     return Counter((r["protocol"], r["address"], str(r["handle"])) for r in answered)
 

@@ -67,6 +67,8 @@ class Listing:
     unanswered: bool = False  # ... because the registry did not answer (a later try may get it)
     lookups: int = 0
     rate_limited: int = 0
+    # Every level below the parent (RFC 9910 `rdap-bottom`): no child needs listing again.
+    deep: bool = False
 
 
 @dataclass
@@ -126,6 +128,7 @@ class RegistryClient:
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
     _unlisted: set[str] = field(default_factory=set)  # registries warned about: able to list, not listed
+    _bottomless: set[str] = field(default_factory=set)  # registries whose rdap-bottom answered 501
     _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
     # Holders named by their entity's own answer, and abuse contacts' addresses from theirs, per
     # (registry, handle): asked once per client.
@@ -476,11 +479,14 @@ class RegistryClient:
         parent_handle: str | None = None,
         span: tuple[int, int] | None = None,
         wanted: Callable[[int, int], bool] | None = None,
+        deep: bool = False,
     ) -> Listing:
         """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m` or
         ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
         level; a relation search refused as too many rows (or cut short) is split and its parts
         listed (`relations.RelationSearch`); nobody is paged by "last child". 404 is no children.
+        `deep`: a relation search asks the whole subtree first, by one `rdap-bottom` of the same key
+        (`Listing.deep` says whether it came so), unless the registry answered that 501 before.
         A list that could not be had comes back incomplete, never raised, and `unanswered` where the
         registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
         crawl's scope)."""
@@ -488,7 +494,8 @@ class RegistryClient:
         if url.startswith("whois://"):
             listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally)
         else:
-            listing = await self._relation_children(registry, url, parent_handle, wanted, tally)
+            deep = deep and registry not in self._bottomless
+            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep)
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
         for record, _ in listing.children:
             contacts.fill_country(record, self.delegation_country)
@@ -499,7 +506,7 @@ class RegistryClient:
 
     async def _relation_children(
         self, registry: str, url: str, parent_handle: str | None,
-        wanted: Callable[[int, int], bool] | None, tally: Tally,
+        wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
     ) -> Listing:
         where = relations.split_url(url)
         if where is None:
@@ -517,9 +524,13 @@ class RegistryClient:
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
                                           functools.partial(self._dead_letter, registry))
-        await search.run(first, last)
-        search.children.sort(key=lambda c: c[0].first)
-        return Listing(search.children, complete=search.complete, unanswered=search.unanswered)
+        await search.run(first, last, deep)
+        if search.bottom_unserved:
+            log.info("%s does not implement rdap-bottom (501): listed by rdap-down from now", registry)
+            self._bottomless.add(registry)
+        search.children.sort(key=lambda c: (c[0].first, -c[0].last))  # a parent before its children
+        return Listing(search.children, complete=search.complete, unanswered=search.unanswered,
+                       deep=search.deep)
 
     async def _whois_children(
         self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None,
@@ -591,6 +602,8 @@ class RegistryClient:
             return Outcome(Kind.RATE_LIMITED, retry_after=pause, egress=egress)
         if resp.status == 400 and relations.too_many_rows(doc):
             return Outcome(Kind.TOO_MANY_ROWS, egress=egress)
+        if resp.status == 501:
+            return Outcome(Kind.NOT_IMPLEMENTED, f"HTTP 501 from {url}", egress=egress)
         if resp.status != 200:
             return Outcome(Kind.TRANSIENT, f"HTTP {resp.status} from {url}", egress=egress)
         if doc is None:  # a broken body counts against the breaker, like a failed exchange

@@ -1,4 +1,5 @@
-"""RFC 9910 relation search, client side: a network's children by `rdap-down`, split on Too Many Rows."""
+"""RFC 9910 relation search, client side: a network's whole subtree by `rdap-bottom`, else its
+children by `rdap-down`, split on Too Many Rows."""
 
 from __future__ import annotations
 
@@ -46,6 +47,23 @@ def too_many_rows(doc: Any) -> bool:
     return "too many rows" in words or "result size is too large" in words
 
 
+def bottom_settles(kind: Kind, truncated: bool) -> str:
+    """What an `rdap-bottom` answer for a network's own range settles. `whole`: every most specific
+    network inside it, all levels (RIPE NCC's server: the leaves, and each parent its children do
+    not fill: everything some address answers with), so nothing inside is listed again; `empty`:
+    404, nothing inside; `unanswered`: errors or 429s every try, the listing is asked again later
+    as any listing the registry did not answer; `unserved`: 501, the registry does not implement it
+    (asked no more); `down`: refused for its size, cut short or unreadable: its direct children are
+    listed by `rdap-down` instead (split as needed), and each of them the same way."""
+    if kind is Kind.NOT_FOUND:
+        return "empty"
+    if kind is Kind.ANSWER and not truncated:
+        return "whole"
+    if kind in (Kind.TRANSIENT, Kind.RATE_LIMITED):
+        return "unanswered"
+    return "unserved" if kind is Kind.NOT_IMPLEMENTED else "down"
+
+
 def key_url(base: str, rel: str, first: int, last: int) -> str:
     """A relation search keyed by a range, as RIPE NCC's links spell it (`a%20-%20b`)."""
     return f"{base}{rel}/{quote(f'{IPAddress(first)} - {IPAddress(last)}')}"
@@ -53,7 +71,8 @@ def key_url(base: str, rel: str, first: int, last: int) -> str:
 
 @dataclass
 class RelationSearch:
-    """The children of one network by `rdap-down`. A registry that refuses a key as too many rows
+    """The children of one network by `rdap-down` (with `deep`, first its whole subtree by one
+    `rdap-bottom`: `bottom_settles`). A registry that refuses a key as too many rows
     (RIPE NCC: HTTP 400, no partial list, no paging), or cuts an answer short, has the key split in
     two and each part listed, recursively. A split point inside a child is moved to that child's
     edges (found with `rdap-up`), so no child straddles a part; a part that is itself a child
@@ -71,9 +90,34 @@ class RelationSearch:
     children: list[Child] = field(default_factory=list)
     complete: bool = True
     unanswered: bool = False  # a request failed every try (errors, 429s): worth asking again later
+    deep: bool = False  # the children are the whole subtree (rdap-bottom), not one level
+    bottom_unserved: bool = False  # rdap-bottom answered 501: the registry does not implement it
 
-    async def run(self, first: int, last: int) -> None:
+    async def run(self, first: int, last: int, deep: bool = False) -> None:
+        """List the key's children; `deep`: first ask its whole subtree at once (`rdap-bottom`)."""
+        if deep and await self._bottom(first, last):
+            return
         await self._part(first, last, maybe_child=False)
+
+    async def _bottom(self, first: int, last: int) -> bool:
+        """The subtree of first..last by one `rdap-bottom`; True where that settled the listing
+        (`bottom_settles`: whole, empty or unanswered), False where `rdap-down` lists it instead."""
+        outcome = await self.fetch(key_url(self.base, "rdap-bottom", first, last))
+        doc = outcome.value
+        if outcome.kind is Kind.ANSWER and not isinstance(doc, rdap.ParsedListing):
+            doc = await self.parser.off_loop(rdap.parsed_listing, self.parser, doc, self.registry)
+        cut = isinstance(doc, rdap.ParsedListing) and (doc.truncated or doc.malformed is not None)
+        verdict = bottom_settles(outcome.kind, cut)
+        if isinstance(doc, rdap.ParsedListing) and doc.malformed is not None:  # kept; listed by rdap-down
+            await self._keep_unreadable(outcome, f"MalformedAnswer: {doc.malformed}")
+        self.bottom_unserved = verdict == "unserved"
+        if verdict == "unanswered":
+            self._failed(outcome)
+            return True
+        if verdict == "whole" and isinstance(doc, rdap.ParsedListing):
+            self.children += doc.children
+        self.deep = verdict in ("whole", "empty")
+        return self.deep
 
     async def _part(self, first: int, last: int, maybe_child: bool) -> None:
         if self.wanted is not None and not self.wanted(first, last):
@@ -96,6 +140,9 @@ class RelationSearch:
     async def _refused(self, outcome: Outcome, why: str) -> None:
         """An answer the parsers refused: the search is incomplete, and the answer kept."""
         self.complete = False
+        await self._keep_unreadable(outcome, why)
+
+    async def _keep_unreadable(self, outcome: Outcome, why: str) -> None:
         if self.unreadable is not None:
             refused = Outcome(Kind.MALFORMED, why, egress=outcome.egress, received=outcome.received)
             await self.unreadable(refused)
