@@ -163,23 +163,21 @@ class Listings:
     async def _keep_subtree(
         self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, listing: Listing
     ) -> bool | None:
-        """A parent's whole subtree, listed at once (`rdap-bottom`): each network in scope kept, then
-        each stored as a leaf, the innermost first so each counts as a block found (kept before any
-        is stored: the store takes a network inside a stored leaf for known, and `keep` would drop
-        its record). None: stopping meanwhile."""
-        scope, kept = self.host.scope, []
-        for child, _ in listing.children:
+        """A parent's whole subtree, listed at once (`rdap-bottom`): each network in scope kept and
+        stored as a leaf at once (other lanes skip it from then on), the innermost first: once a
+        parent is stored the store takes what is inside it for known, and `keep` would drop its
+        record. None: stopping meanwhile."""
+        scope, lease = self.host.scope, Lease.listing(parent.first, parent.last)
+        for child, _ in reversed(listing.children):  # in address order, a parent before its children
             if self.host.abandon_listings_on_stop and self.host.stopping.is_set():
                 return None  # a drain does not sit out a long list: unfinished, for whoever is next
             if scope is not None and not scope.overlaps(child.first, child.last):
                 continue  # a sibling of the crawled space, not asked for
             leaf = Answer(child.first, child.last, True)  # its own children are in the list too
             await self.host.keep(child, leaf)
-            kept.append(leaf)
-        lease = Lease.listing(parent.first, parent.last)
-        for leaf in reversed(kept):  # kept in address order, a parent before its children
-            await self.host.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease,
-                                              walk=walk)
+            if not self.host.store.index.covers(leaf.first, leaf.last):  # known whole already (listed)
+                await self.host.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease,
+                                                  walk=walk)
         return listing.complete
 
     async def _children(

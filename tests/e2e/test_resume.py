@@ -15,6 +15,7 @@ from whoiscrawl.bench.common import Simulator, simulator
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
+from whoiscrawl.sim import scenarios
 from whoiscrawl.space import fetch_bootstrap
 
 from .conftest import TIME_SCALE
@@ -82,5 +83,15 @@ def test_a_crawl_stopped_anywhere_and_resumed_ends_with_the_uninterrupted_blocks
     print(f"listing requests {sum(listings(log_whole).values())} whole / {sum(asked.values())} resumed")
     assert blocks(parts) == blocks(whole)
     assert [k for k, n in asked.items() if n > 1] == []  # no parent listed twice
-    assert sum(asked.values()) == sum(listings(log_whole).values())
+    # What is listed besides depends on the order lanes meet networks: one met by a lookup before
+    # its parent was listed whole (rdap-bottom) is listed on its own too. So a listing only one run
+    # asked is of a network inside one both runs listed whole; nothing else differs.
+    whole_asked, world = listings(log_whole), scenarios.get("quick").world()
+    span = {world.handle(i): (world.start[i], world.end[i]) for i in range(len(world))}
+    both = [span[h] for _p, _a, h in set(asked) & set(whole_asked) if h in span]
+    for _p, _a, h in set(asked) ^ set(whole_asked):
+        if h not in span:
+            continue  # a part of a split listing (its key is no network)
+        first, last = span[h]
+        assert any(a <= first and last <= b and (a, b) != (first, last) for a, b in both), h
     assert stops >= 5
