@@ -173,7 +173,10 @@ class Listings:
                 return None  # a drain does not sit out a long list: unfinished, for whoever is next
             if scope is not None and not scope.overlaps(child.first, child.last):
                 continue  # a sibling of the crawled space, not asked for
-            leaf = Answer(child.first, child.last, True)  # its own children are in the list too
+            # its own children are in the list too; where a part of it was not had, only what its
+            # type says is a leaf is one (the grid probes the rest)
+            leaf = Answer.of(child, shard.resolution)
+            leaf = Answer(leaf.first, leaf.last, leaf.terminal or listing.complete)
             await self.host.keep(child, leaf)
             if not self.host.store.index.covers(leaf.first, leaf.last):  # known whole already (listed)
                 await self.host.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease,

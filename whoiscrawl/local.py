@@ -227,6 +227,7 @@ class LocalCrawl:
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, dict(chosen.whois_servers),
             delegated_by=delegated_by, delegation_country=stats.configured_country(), dead_letters=letters,
+            delegation_at=published.starts() if published else None,
         )
         crawler = Crawler(
             store, sink, client, Member(uuid.uuid4().hex), chosen, scope=plan.scope, stopping=self.stopping

@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 
+from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import rdap, relations
 from whoiscrawl.registry.outcome import Kind, Outcome
 
-TWO = [("child-a", None), ("child-b", None)]  # what a parsed answer lists (opaque to the search)
+TWO = [(NetworkRecord("arin", f"NET-{n}", f"12.0.{n}.0", f"12.0.{n}.255", [], parent_handle="NET-1"), None)
+       for n in (0, 3)]  # what a parsed answer lists
 BASE = "https://r.example/ips/rirSearch1/"
 BOTH = ["rdap-bottom", "rdap-down"]
 
@@ -17,8 +19,8 @@ BOTH = ["rdap-bottom", "rdap-down"]
 @pytest.mark.parametrize(("kind", "truncated", "settles"), [
     (Kind.ANSWER, False, "whole"),  # every most specific network below: nothing listed again
     (Kind.NOT_FOUND, False, "empty"),  # RFC 9910: an empty result is 404
-    (Kind.ANSWER, True, "down"),  # cut short (RFC 9083 truncated notice): listed level by level
-    (Kind.TOO_MANY_ROWS, False, "down"),  # RIPE NCC's 400 over its row limit: rdap-down splits
+    (Kind.ANSWER, True, "split"),  # cut short (RFC 9083 truncated notice): asked in two parts
+    (Kind.TOO_MANY_ROWS, False, "split"),  # RIPE NCC's 400 over its row limit: the same
     (Kind.NOT_IMPLEMENTED, False, "unserved"),  # 501: not asked of that registry again
     (Kind.TRANSIENT, False, "unanswered"),  # asked again later, as any listing not answered
     (Kind.RATE_LIMITED, False, "unanswered"),
@@ -31,9 +33,7 @@ def test_what_an_rdap_bottom_answer_settles(kind: Kind, truncated: bool, settles
 @pytest.mark.parametrize(("bottom", "asked", "deep", "children", "unserved"), [
     (Outcome(Kind.ANSWER, rdap.ParsedListing(list(TWO))), ["rdap-bottom"], True, TWO, False),
     (Outcome(Kind.NOT_FOUND), ["rdap-bottom"], True, [], False),
-    (Outcome(Kind.ANSWER, rdap.ParsedListing(list(TWO), truncated=True)), BOTH, False, [], False),
     (Outcome(Kind.ANSWER, rdap.ParsedListing([], malformed="no ipSearchResults")), BOTH, False, [], False),
-    (Outcome(Kind.TOO_MANY_ROWS), BOTH, False, [], False),
     (Outcome(Kind.NOT_IMPLEMENTED, "HTTP 501"), BOTH, False, [], True),
     (Outcome(Kind.TRANSIENT, "HTTP 503"), ["rdap-bottom"], False, [], False),  # incomplete: asked again
 ])
@@ -58,6 +58,27 @@ async def test_a_deep_search_asks_the_subtree_once_else_lists_by_rdap_down(
     assert search.unanswered == (bottom.kind is Kind.TRANSIENT)
     refused = isinstance(bottom.value, rdap.ParsedListing) and bottom.value.malformed is not None
     assert len(unreadable) == int(refused)  # an answer no parser read is kept as a dead letter
+
+
+@pytest.mark.parametrize("refused", [Outcome(Kind.TOO_MANY_ROWS),
+                                     Outcome(Kind.ANSWER, rdap.ParsedListing(list(TWO), truncated=True))])
+async def test_a_subtree_too_long_for_one_answer_is_asked_in_halves(refused: Outcome):
+    first, last = 0x0C000000, 0x0C0003FF
+    middle = first + (last - first) // 2
+    halves = {relations.key_url(BASE, "rdap-bottom", first, middle): [TWO[0]],
+              relations.key_url(BASE, "rdap-bottom", middle + 1, last): [TWO[1]]}
+    sent: list[str] = []
+
+    async def fetch(url: str) -> Outcome:
+        sent.append(url.split("/rirSearch1/", 1)[1].split("/", 1)[0])
+        if url in halves:
+            return Outcome(Kind.ANSWER, rdap.ParsedListing(halves[url]))
+        return refused if sent[-1] == "rdap-bottom" else Outcome(Kind.NOT_FOUND)  # rdap-up: no child across
+
+    search = relations.RelationSearch(fetch, rdap.RdapParser(), "arin", BASE, "NET-1")
+    await search.run(first, last, deep=True)
+    assert search.deep and search.complete and search.children == TWO
+    assert sent == ["rdap-bottom", "rdap-up", "rdap-bottom", "rdap-bottom"]  # the whole, the cut, two halves
 
 
 async def test_without_deep_only_rdap_down_is_asked():

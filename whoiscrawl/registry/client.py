@@ -19,6 +19,7 @@ import aiohttp
 from netaddr import IPAddress, IPNetwork, spanning_cidr
 
 from whoiscrawl import metrics, rirs
+from whoiscrawl.ipv4 import cidr_blocks
 from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import DeadLetter, NetworkRecord
 from whoiscrawl.registry import contacts, rdap, relations, whois
@@ -55,6 +56,7 @@ class LookupResult:
     lookups: int = 1
     rate_limited: int = 0
     down_url: str | None = None  # where the registry lists the network's children (RFC 9910), if it does
+    prefix: bool = False  # asked for a delegation's prefix, not the address alone (`lookup_key`)
 
 
 @dataclass
@@ -118,6 +120,9 @@ class RegistryClient:
     # The registry that delegated an address, from its statistics (`--sources stats`): asked first,
     # so a block transferred out of its /8's registry costs no redirect. None: the bootstrap decides.
     delegated_by: Callable[[int], str | None] | None = None
+    # The delegation starting at an address, from the same statistics: a lookup asked `whole` there
+    # asks for the delegation's prefix (`lookup_key`). None: every lookup asks for its address.
+    delegation_at: Callable[[int], tuple[int, int] | None] | None = None
     # The country of a block an answer names none for, from the statistics ($WHOISCRAWL_DELEGATED,
     # read by who builds the client). None: such records stay without a country.
     delegation_country: contacts.CountryOf | None = None
@@ -194,16 +199,18 @@ class RegistryClient:
     def breaker(self, registry: str) -> CircuitBreaker:
         return self._breakers.setdefault(registry, CircuitBreaker())
 
-    def route(self, address: int) -> tuple[str, str]:
+    def route(self, address: int, key: str | None = None) -> tuple[str, str]:
+        """(registry, URL) of a lookup of the address (or of `key`, a prefix starting there)."""
+        key = key or str(IPAddress(address))
         delegated = self.delegated_by(address) if self.delegated_by else None
         base = self.bootstrap.base_of(delegated) if delegated else None
         if delegated and base:
-            return delegated, f"{base}ip/{IPAddress(address)}"
+            return delegated, f"{base}ip/{key}"
         base = self.bootstrap.base_url(address)
         registry = (self.bootstrap.registry_of_url(base) if base else None) or registry_for(address)
         if base is None or registry is None:
             raise LookupFailed(f"no RDAP service in the bootstrap for {IPAddress(address)}")
-        return registry, f"{base}ip/{IPAddress(address)}"
+        return registry, f"{base}ip/{key}"
 
     # --- the one attempt loop ------------------------------------------------------------------
 
@@ -287,8 +294,16 @@ class RegistryClient:
 
     # --- lookups -------------------------------------------------------------------------------
 
-    async def lookup(self, address: int) -> LookupResult:
-        registry, url = self.route(address)
+    async def lookup(self, address: int, whole: int = 0) -> LookupResult:
+        """The network holding the address. `whole`: where a delegation of at least that many
+        addresses starts at the address, at a registry that lists a network's whole subtree (RFC
+        9910), the most specific network holding all of its first prefix (RFC 9082 `ip/<prefix>`):
+        the delegation itself, not the network below it that starts there (`lookup_key`)."""
+        delegation = self.delegation_at(address) if whole and self.delegation_at else None
+        if delegation and (self.delegated_by(address) if self.delegated_by else None) not in _SUBTREES:
+            delegation = None
+        key = lookup_key(address, delegation, whole)
+        registry, url = self.route(address, key)
         tally = Tally()
         for redirects in range(self.max_redirects + 1):
             send = functools.partial(self._rdap_lookup, registry, url, address)
@@ -303,7 +318,8 @@ class RegistryClient:
                 why = f"{registry} redirected {IPAddress(address)} to {outcome.value}: {refusal}"
                 raise LookupFailed(why, registry)
             registry, url = target  # the answering registry's budget pays from here
-        result = LookupResult(None, registry, lookups=tally.lookups, rate_limited=tally.rate_limited)
+        result = LookupResult(None, registry, lookups=tally.lookups, rate_limited=tally.rate_limited,
+                              prefix="/" in key and outcome.kind in (Kind.ANSWER, Kind.NOT_FOUND))
         if outcome.kind is Kind.NOT_FOUND:
             return result
         if outcome.kind is Kind.ANSWER:
@@ -689,6 +705,20 @@ class RegistryClient:
             return Outcome(Kind.ANSWER, text, egress=egress, received=Received(asked, body))
 
         return await self._sent_whole(registry, exchange)
+
+
+_SUBTREES = rirs.offering(rirs.RDAP_DOWN)  # whose relation search lists a whole subtree (rdap-bottom)
+
+
+def lookup_key(address: int, delegation: tuple[int, int] | None, smallest: int = 1) -> str:
+    """What a lookup asks for (RFC 9082 `ip/<key>`): the address, or, where a delegation of at
+    least `smallest` addresses starts at it, the delegation's first prefix (all of it when it is
+    one CIDR), whose most specific holder is the delegation rather than a network below it that
+    starts at the same address."""
+    if delegation is None or delegation[0] != address or delegation[1] - address + 1 < max(smallest, 2):
+        return str(IPAddress(address))
+    first, length = cidr_blocks(*delegation)[0]
+    return f"{IPAddress(first)}/{length}"
 
 
 def _port(url: SplitResult) -> int | None:

@@ -47,18 +47,21 @@ def too_many_rows(doc: Any) -> bool:
     return "too many rows" in words or "result size is too large" in words
 
 
-def bottom_settles(kind: Kind, truncated: bool) -> str:
-    """What an `rdap-bottom` answer for a network's own range settles. `whole`: every most specific
-    network inside it, all levels (RIPE NCC's server: the leaves, and each parent its children do
-    not fill: everything some address answers with), so nothing inside is listed again; `empty`:
-    404, nothing inside; `unanswered`: errors or 429s every try, the listing is asked again later
-    as any listing the registry did not answer; `unserved`: 501, the registry does not implement it
-    (asked no more); `down`: refused for its size, cut short or unreadable: its direct children are
-    listed by `rdap-down` instead (split as needed), and each of them the same way."""
+def bottom_settles(kind: Kind, truncated: bool = False, unreadable: bool = False) -> str:
+    """What an `rdap-bottom` answer for a range settles. `whole`: every most specific network
+    inside it, all levels (RIPE NCC's server: the leaves, and each parent its children do not fill:
+    everything some address answers with), so nothing inside is listed again; `empty`: 404,
+    nothing inside; `split`: refused for its size (400 Too Many Rows) or cut short (a truncation
+    notice): the range is split in two and each part asked the same way; `unanswered`: errors or
+    429s every try, the listing is asked again later as any listing the registry did not answer;
+    `unserved`: 501, the registry does not implement it (asked no more); `down`: an answer no
+    parser reads: its direct children are listed by `rdap-down` instead, each of them the same way."""
     if kind is Kind.NOT_FOUND:
         return "empty"
-    if kind is Kind.ANSWER and not truncated:
-        return "whole"
+    if kind is Kind.ANSWER and not unreadable:
+        return "split" if truncated else "whole"
+    if kind is Kind.TOO_MANY_ROWS:
+        return "split"
     if kind in (Kind.TRANSIENT, Kind.RATE_LIMITED):
         return "unanswered"
     return "unserved" if kind is Kind.NOT_IMPLEMENTED else "down"
@@ -100,24 +103,71 @@ class RelationSearch:
         await self._part(first, last, maybe_child=False)
 
     async def _bottom(self, first: int, last: int) -> bool:
-        """The subtree of first..last by one `rdap-bottom`; True where that settled the listing
-        (`bottom_settles`: whole, empty or unanswered), False where `rdap-down` lists it instead."""
+        """The subtree of first..last by `rdap-bottom`; True where that settled the listing
+        (`bottom_settles`: anything but `down` and `unserved`), False where `rdap-down` lists it."""
+        verdict, found = await self._bottom_answer(first, last)
+        self.bottom_unserved = verdict == "unserved"
+        self.deep = verdict in ("whole", "empty", "split")
+        if verdict == "split":
+            await self._bottom_split(first, last)
+        self.children += found
+        return verdict not in ("down", "unserved")
+
+    async def _bottom_answer(self, first: int, last: int) -> tuple[str, list[Child]]:
+        """One `rdap-bottom` of a range: what it settles, and the networks it answered (`whole`)."""
         outcome = await self.fetch(key_url(self.base, "rdap-bottom", first, last))
         doc = outcome.value
         if outcome.kind is Kind.ANSWER and not isinstance(doc, rdap.ParsedListing):
             doc = await self.parser.off_loop(rdap.parsed_listing, self.parser, doc, self.registry)
-        cut = isinstance(doc, rdap.ParsedListing) and (doc.truncated or doc.malformed is not None)
-        verdict = bottom_settles(outcome.kind, cut)
-        if isinstance(doc, rdap.ParsedListing) and doc.malformed is not None:  # kept; listed by rdap-down
-            await self._keep_unreadable(outcome, f"MalformedAnswer: {doc.malformed}")
-        self.bottom_unserved = verdict == "unserved"
+        parsed = doc if isinstance(doc, rdap.ParsedListing) else None
+        if parsed is not None and parsed.malformed is not None:  # kept; listed by rdap-down
+            await self._keep_unreadable(outcome, f"MalformedAnswer: {parsed.malformed}")
+        verdict = bottom_settles(outcome.kind, bool(parsed and parsed.truncated),
+                                 bool(parsed and parsed.malformed is not None))
         if verdict == "unanswered":
             self._failed(outcome)
-            return True
-        if verdict == "whole" and isinstance(doc, rdap.ParsedListing):
-            self.children += doc.children
-        self.deep = verdict in ("whole", "empty")
-        return self.deep
+        return verdict, parsed.children if verdict == "whole" and parsed else []
+
+    async def _bottom_split(self, first: int, last: int) -> None:
+        """A subtree too long for one answer, in parts: split in the middle, or at the edges of the
+        child holding the middle (`_child_across`: nothing inside the parent straddles a cut then),
+        that child's own subtree asked as a network's, each part as a range."""
+        if first >= last:
+            self.complete = False
+            return
+        middle = first + (last - first) // 2
+        child = await self._child_across(first, last, middle)
+        parts = [(first, middle), (middle + 1, last)]
+        if child is not None:
+            self.children.append(child)
+            await self._subtree(child)
+            parts = [(first, child[0].first - 1), (child[0].last + 1, last)]
+        for a, b in parts:
+            if a <= b and (self.wanted is None or self.wanted(a, b)):
+                await self._bottom_part(a, b)
+
+    async def _bottom_part(self, first: int, last: int) -> None:
+        verdict, found = await self._bottom_answer(first, last)
+        if verdict == "split":
+            await self._bottom_split(first, last)
+        elif verdict in ("down", "unserved"):
+            self.complete = False  # a part no rdap-bottom settles: the walk's grid probes it
+        self.children += found
+        # A part a network spans exactly is not inside itself: that network's children name it.
+        named = {c.parent_handle for c, _ in found} - {c.handle for c, _ in found} - {self.parent}
+        if verdict == "empty" or named:
+            await self._keep_if_exact(first, last)
+
+    async def _subtree(self, child: Child) -> None:
+        """A child's own subtree, asked as its registry's listing of it is (`run`, deep)."""
+        if not child[0].last > child[0].first:
+            return
+        sub = RelationSearch(self.fetch, self.parser, self.registry, self.base, child[0].handle, self.wanted,
+                             self.unreadable)
+        await sub.run(child[0].first, child[0].last, deep=True)
+        self.children += sub.children
+        self.complete = self.complete and sub.complete and sub.deep
+        self.unanswered = self.unanswered or sub.unanswered
 
     async def _part(self, first: int, last: int, maybe_child: bool) -> None:
         if self.wanted is not None and not self.wanted(first, last):
