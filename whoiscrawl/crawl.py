@@ -242,8 +242,8 @@ class ShardLane:
         if listed:
             answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
         elif result.prefix:  # the delegation, not listed whole: the address is asked again on its own
-            self._asked_whole.add(address)
-            await self._step(answer, result, address)
+            self._asked_whole.add(address)  # (stored as a parent: as a leaf the walk would skip it)
+            await self._step(Answer(answer.first, answer.last, False), result, address)
             return
         walk.observe(address, answer)
         # A parent listed whole is stored already (by its lister): this lookup found it, wasted nothing.
