@@ -20,7 +20,7 @@ from whoiscrawl.registry.patience import PAUSES, Patience
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.space import Scope
 from whoiscrawl.store import Lease, LeaseLost, Store, renewing
-from whoiscrawl.strategy import Answer, Walk, walk_for, worth_listing
+from whoiscrawl.strategy import Answer, SweepWalk, Walk, walk_for, worth_listing
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +122,12 @@ class Crawler:
         metrics.BLOCKS.labels(record.registry).inc()
         return True
 
-    async def _lookup_patiently(self, address: int) -> LookupResult | None:
+    async def _lookup_patiently(self, address: int, whole: int = 0) -> LookupResult | None:
         """A lookup asked patiently (registry/patience.py); None: the crawl stops during a pause (the
-        probe stays in the walk's checkpoint)."""
+        probe stays in the walk's checkpoint). `whole`: of a delegation starting there, its prefix."""
 
         async def ask() -> LookupResult:
-            result = await self.client.lookup(address)
+            result = await self.client.lookup(address, whole)
             # The registry asked first and the one that answered (a transfer's holder) are up.
             self.patience.answered(*{self.client.route(address)[0], result.registry})
             return result
@@ -145,6 +145,9 @@ class ShardLane:
     shard: Shard
     walk: Walk
     token: str
+    # Addresses a delegation starts at whose prefix was asked and not listed whole: probed again as
+    # addresses (the network below the delegation starting there is then found as before).
+    _asked_whole: set[int] = field(default_factory=set)
 
     @property
     def resolution(self) -> int:
@@ -191,8 +194,13 @@ class ShardLane:
             metrics.KNOWN_SKIPS.inc()
             return
         metrics.IN_FLIGHT.inc()
+        # Where listings are followed, a delegation of a grid cell or more (one worth listing) is asked
+        # for as a whole before anything below it: its children would be met first at its first
+        # address, each worth listing listed on its own.
+        sweep = self.walk if crawler.settings.list_children and isinstance(self.walk, SweepWalk) else None
+        whole = sweep.cell if sweep and address not in self._asked_whole else 0
         try:
-            result = await crawler._lookup_patiently(address)
+            result = await crawler._lookup_patiently(address, whole)
         except LookupFailed as exc:
             await self._failed(address, str(exc))
             return
@@ -201,6 +209,10 @@ class ShardLane:
         if result is None:
             return  # stopping: the walk's checkpoint still holds this probe, for whoever resumes it
         crawler.lookups_by_registry[result.registry] += result.lookups
+        if result.prefix and result.record is None:  # nothing holds the whole prefix: ask the address
+            self._asked_whole.add(address)
+            await self._step(None, result, address)
+            return
         if result.record is None:  # the registry holds nothing here
             self.walk.skip(address)
             await self._step(None, result, address)
@@ -229,6 +241,10 @@ class ShardLane:
             return
         if listed:
             answer = Answer(answer.first, answer.last, True)  # every child known: a leaf now
+        elif result.prefix:  # the delegation, not listed whole: the address is asked again on its own
+            self._asked_whole.add(address)  # (stored as a parent: as a leaf the walk would skip it)
+            await self._step(Answer(answer.first, answer.last, False), result, address)
+            return
         walk.observe(address, answer)
         # A parent listed whole is stored already (by its lister): this lookup found it, wasted nothing.
         stored = None if listed and crawler.store.index.covers(answer.first, answer.last) else answer

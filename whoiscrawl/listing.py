@@ -136,6 +136,8 @@ class Listings:
         listing = await self._children(shard, walk, checkpoint, parent, url)
         if listing is None:
             return None  # stopping while the registry answered nothing: for whoever is next
+        if listing.deep:
+            return await self._keep_subtree(shard, walk, checkpoint, parent, listing)
         whole: bool | None = listing.complete
         for child, child_url in listing.children:
             if self.host.abandon_listings_on_stop and self.host.stopping.is_set():
@@ -158,6 +160,29 @@ class Listings:
                                                   under=Lease.listing(parent.first, parent.last), walk=walk)
         return whole
 
+    async def _keep_subtree(
+        self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, listing: Listing
+    ) -> bool | None:
+        """A parent's whole subtree, listed at once (`rdap-bottom`): each network in scope kept and
+        stored as a leaf at once (other lanes skip it from then on), the innermost first: once a
+        parent is stored the store takes what is inside it for known, and `keep` would drop its
+        record. None: stopping meanwhile."""
+        scope, lease = self.host.scope, Lease.listing(parent.first, parent.last)
+        for child, _ in reversed(listing.children):  # in address order, a parent before its children
+            if self.host.abandon_listings_on_stop and self.host.stopping.is_set():
+                return None  # a drain does not sit out a long list: unfinished, for whoever is next
+            if scope is not None and not scope.overlaps(child.first, child.last):
+                continue  # a sibling of the crawled space, not asked for
+            # its own children are in the list too; where a part of it was not had, only what its
+            # type says is a leaf is one (the grid probes the rest)
+            leaf = Answer.of(child, shard.resolution)
+            leaf = Answer(leaf.first, leaf.last, leaf.terminal or listing.complete)
+            await self.host.keep(child, leaf)
+            if not self.host.store.index.covers(leaf.first, leaf.last):  # known whole already (listed)
+                await self.host.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease,
+                                                  walk=walk)
+        return listing.complete
+
     async def _children(
         self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, url: str
     ) -> Listing | None:
@@ -171,7 +196,8 @@ class Listings:
         lease = Lease.listing(*span)
 
         async def ask() -> Listing:
-            listing = await self.host.client.children(parent.registry, url, parent.handle, span, wanted)
+            listing = await self.host.client.children(parent.registry, url, parent.handle, span, wanted,
+                                                      deep=True)
             self.host.lookups_by_registry[parent.registry] += listing.lookups
             await self.host.store.record_step(
                 shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited,

@@ -343,7 +343,8 @@ class Refresh:
         delegated = published.router()
         client = RegistryClient(job.bootstrap, MemoryRateLimiter(job.limits), job.egresses,
                                 dict(job.settings.whois_servers),
-                                delegated_by=delegated, delegation_country=stats.configured_country())
+                                delegated_by=delegated, delegation_country=stats.configured_country(),
+                                delegation_at=published.starts())
         store = MemoryStore(job.out.with_name(job.out.name + ".recheck.checkpoint.json"))
         crawler = Crawler(store, sink, client, Member(uuid.uuid4().hex), job.settings, scope=scope,
                           stopping=job.stopping)

@@ -59,7 +59,7 @@ def test_ripe_listings_refused_as_too_many_rows_are_split_and_every_network_foun
     want = truth("ripencc", RIPE)
     assert want <= found  # recall 1.0
     # More networks than a listing of 20 rows holds: some listings were refused, and split
-    assert len(want) > 20 and requests["ripencc", "rdap-down", 400] > 0
+    assert len(want) > 20 and requests["ripencc", "rdap-bottom", 400] > 0  # a subtree, asked in parts
     assert requests["ripencc", "rdap-up", 200] > 0  # the split points moved to child edges
     assert polite(requests)
 

@@ -44,7 +44,9 @@ def test_local_sweep_finds_every_block_at_resolution(calm_quick: CalmCrawl):
     recall = {reg: f["recall"] for reg, f in figures["recall_by_registry"].items()}
     assert all(recall[reg] >= 0.99 for reg in ("arin", "ripencc", "apnic", "afrinic")), recall
     listed = {(e["registry"], e["protocol"]) for e in map(json.loads, log.open()) if e["protocol"] != "rdap"}
-    wanted = {("afrinic", "whois-m"), ("apnic", "whois-m"), ("ripencc", "rdap-down"), ("arin", "rdap-down")}
+    # (RDAP: a parent's whole subtree by one rdap-bottom, its children by rdap-down where that is too long)
+    wanted = {("afrinic", "whois-m"), ("apnic", "whois-m"), ("ripencc", "rdap-bottom"),
+              ("arin", "rdap-bottom")}
     assert wanted <= listed
     assert not any(reg in ("apnic", "afrinic", "lacnic") and p.startswith("rdap-") for reg, p in listed)
     # ... and keep only those inside the crawled ranges, though a parent straddling a range's
@@ -79,7 +81,8 @@ def test_the_grid_alone_still_finds_every_block_at_resolution_with_more_lookups(
     assert figures["recall_resolution"] == 1.0
     assert GRID_COVERAGE_FLOOR <= figures["address_coverage"] < COVERAGE_FLOOR
     assert figures["outcomes"].get("ok", 0) > 0
-    listings = sum(1 for line in log.open() if '"protocol":"rdap-down"' in line or '"whois-m"' in line)
+    listings = sum(1 for line in log.open() if '"protocol":"rdap-down"' in line or '"whois-m"' in line
+                   or '"protocol":"rdap-bottom"' in line)
     assert listings == 0
     # Proving gaps empty one grid cell at a time: well over one lookup a block (measured 2.3).
     assert figures["lookups_per_block"] > 1.5
@@ -94,7 +97,8 @@ def test_sample_stays_the_2016_method(tmp_path):
             crawl_cmd(sim, out, "--strategy", "sample"), capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, done.stderr[-2000:]
-    assert not any('"protocol":"rdap-down"' in line for line in log.open())
+    assert not any('"protocol":"rdap-down"' in line or '"protocol":"rdap-bottom"' in line
+                   for line in log.open())
     figures = score(out, str(log))
     assert 0 < figures["recall_resolution"] < 1.0
     assert figures["address_coverage"] < GRID_COVERAGE_FLOOR

@@ -27,7 +27,7 @@ from whoiscrawl.records import DeadLetter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
-from whoiscrawl.sim import render
+from whoiscrawl.sim import render, score
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World
 from whoiscrawl.sim.server import Simulator
@@ -93,16 +93,42 @@ def size(block: Block) -> int:
 
 async def test_a_lanes_walk_with_a_listing_finds_every_child_in_few_lookups(start_sim, world, tmp_path):
     # A RIPE NCC aggregate (AGGREGATED-BY-LIR: its server refuses children under an ASSIGNED PA)
-    # with 30 assignments smaller than the grid: one rdap-down lists them all.
+    # with 30 assignments smaller than the grid: one rdap-bottom lists them all.
     got = await crawl(await start_sim(time_scale=100), tmp_path, "2.16.80.0/22")
     want = truth(world, "2.16.80.0/22")
     [parent] = [o for o in want.values() if world.nchildren[o]]
     assert world.type_word(parent) == "AGGREGATED-BY-LIR"
     assert len(want) == 31 and got.doc["complete"]
     assert set(got.records) == set(want)
-    assert got.requests[("ripencc", "rdap-down", "ok")] == 1
+    assert got.requests[("ripencc", "rdap-bottom", "ok")] == 1
     assert got.doc["lookups"] < len(want) / 2  # the listing, not a probe per child
     assert all(r["registry"] == "ripencc" and r["handle"] for r in got.records.values())
+
+
+# ARIN networks whose subtrees go two levels down and hold a network worth listing that has no
+# children: a REALLOCATION under 12/8 (12 networks below it) and a DIRECT ALLOCATION (3).
+DEEP_ARIN = ["12.0.156.0/22", "192.12.36.0/22"]
+
+
+async def test_a_parent_s_whole_subtree_is_listed_by_one_request(start_sim, world, tmp_path):
+    # One rdap-bottom per parent the walk meets: every level below it, with each network's fields,
+    # in one answer. Before, each level was listed by rdap-down on its own, and every allocation and
+    # /24-or-larger assignment in it was asked for children, answered 404 where it had none.
+    sim = await start_sim(time_scale=100)
+    got = await crawl(sim, tmp_path, DEEP_ARIN)
+    want = {b: o for cidr in DEEP_ARIN for b, o in truth(world, cidr).items()}
+    assert got.doc["complete"] and set(got.records) == set(want)
+    assert got.doc["blocks"] == len(want)  # each network listed counts as a block found
+    asked = [json.loads(line) for line in Path(sim.info()["log"]).read_text().splitlines()]
+    # where each network a lookup answered starts (a listing is keyed by its network's range)
+    met = {ip_str(world.start[world.lookup(ip_int(e["address"]))]) for e in asked if e["protocol"] == "rdap"}
+    listed = [e["address"] for e in asked if e["protocol"].startswith("rdap-")]
+    assert got.requests[("arin", "rdap-bottom", "ok")] == len(DEEP_ARIN)  # each parent's subtree at once
+    assert listed and set(listed) <= met and len(listed) == len(set(listed))  # only what lookups met, once
+    for block, obj in want.items():  # holder, country and abuse e-mail as the registry answers them
+        truth_fields, got_fields = score.compared(world, obj), got.records[block]
+        for f in ("registrant", "country", "abuse_emails"):
+            assert score._same(f, truth_fields[f], got_fields[f]), (block, f)
 
 
 async def test_a_parents_gaps_answer_the_parent_where_nothing_lists_its_children(start_sim, world, tmp_path):
@@ -141,7 +167,7 @@ async def test_an_outage_right_after_a_parent_answered_loses_nothing_and_its_lis
     assert not crawling.done()
     sim.faults = Faults(time_scale=1, t0=sim.t0)  # back
     got = await asyncio.wait_for(crawling, 60)
-    assert got.requests[("ripencc", "rdap-down", "fault")] > 0
+    assert got.requests[("ripencc", "rdap-bottom", "fault")] > 0  # the listing, asked again
     assert got.doc["complete"] and got.doc["failures"] == [], got.doc
     assert set(got.records) == set(want)
 
@@ -162,7 +188,7 @@ async def test_a_crawl_stopped_while_listing_an_assignment_lists_it_on_resume(st
             sim.log.flush()
             await asyncio.sleep(0.005)
     sim.faults = Faults.from_doc({"arin": {"http_5xx": 1.0}}, time_scale=1, t0=sim.t0)
-    await until_logged(sim, "arin", "rdap-down", "fault")
+    await until_logged(sim, "arin", "rdap-bottom", "fault")
     stopping.set()
     stopped = await asyncio.wait_for(crawling, 30)
     assert not stopped.doc["complete"] and len(stopped.records) < len(want)

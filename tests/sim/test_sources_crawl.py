@@ -367,3 +367,23 @@ async def test_a_stop_while_seeding_takes_effect_before_the_dump_is_all_written(
     written = Counter((r["start_address"], r["end_address"]) for r in records)
     assert len(written) == count and set(written.values()) == {1}  # each record once
     assert again.doc["complete"] and again.doc["dumps"]["lacnic"]["in_scope"] == count
+
+
+async def test_a_delegation_is_asked_for_whole_before_anything_inside_it(start_sim, world, tmp_path, mirror):
+    # ARIN's 192.12.20.0/23 (a DIRECT ASSIGNMENT, 10 networks below it, one starting at its first
+    # address): by its statistics' row the lane asks `ip/192.12.20.0/23`, whose most specific
+    # holder is the delegation, and lists its subtree at once. Before, the probe of its first
+    # address met the network below it first, and each network met so was listed on its own.
+    root, base = mirror
+    cidr, first = "192.12.20.0/23", ip_int("192.12.20.0")
+    assert world.lookup(first) != world.exact(first, first + 511)  # a network below starts there
+    publish(root, rirs.BY_ID["arin"].stats_url, stats_file("arin", [(first, 512, "US", "assigned")]).encode(),
+            md5=True)
+    got = await crawl(await start_sim(time_scale=100), tmp_path, cidr,
+                      sources=frozenset({"stats", "live"}), files_base=base)
+    assert got.doc["complete"] and set(got.records) == set(truth(world, cidr))
+    asked = {(p, o): n for (r, p, o), n in got.requests.items() if r == "arin"}
+    # the delegation (a second shard's lane may meet something of it before it is listed), then
+    # everything below it by one listing
+    assert set(asked) == {("rdap", "ok"), ("rdap-bottom", "ok")} and asked["rdap", "ok"] <= 2
+    assert asked["rdap-bottom", "ok"] == 1

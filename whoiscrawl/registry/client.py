@@ -19,6 +19,7 @@ import aiohttp
 from netaddr import IPAddress, IPNetwork, spanning_cidr
 
 from whoiscrawl import metrics, rirs
+from whoiscrawl.ipv4 import cidr_blocks
 from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import DeadLetter, NetworkRecord
 from whoiscrawl.registry import contacts, rdap, relations, whois
@@ -55,6 +56,7 @@ class LookupResult:
     lookups: int = 1
     rate_limited: int = 0
     down_url: str | None = None  # where the registry lists the network's children (RFC 9910), if it does
+    prefix: bool = False  # asked for a delegation's prefix, not the address alone (`lookup_key`)
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Listing:
     unanswered: bool = False  # ... because the registry did not answer (a later try may get it)
     lookups: int = 0
     rate_limited: int = 0
+    # Every level below the parent (RFC 9910 `rdap-bottom`): no child needs listing again.
+    deep: bool = False
 
 
 @dataclass
@@ -116,6 +120,9 @@ class RegistryClient:
     # The registry that delegated an address, from its statistics (`--sources stats`): asked first,
     # so a block transferred out of its /8's registry costs no redirect. None: the bootstrap decides.
     delegated_by: Callable[[int], str | None] | None = None
+    # The delegation starting at an address, from the same statistics: a lookup asked `whole` there
+    # asks for the delegation's prefix (`lookup_key`). None: every lookup asks for its address.
+    delegation_at: Callable[[int], tuple[int, int] | None] | None = None
     # The country of a block an answer names none for, from the statistics ($WHOISCRAWL_DELEGATED,
     # read by who builds the client). None: such records stay without a country.
     delegation_country: contacts.CountryOf | None = None
@@ -126,6 +133,7 @@ class RegistryClient:
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     _parser: rdap.RdapParser = field(default_factory=rdap.RdapParser)
     _unlisted: set[str] = field(default_factory=set)  # registries warned about: able to list, not listed
+    _bottomless: set[str] = field(default_factory=set)  # registries whose rdap-bottom answered 501
     _abandoned: set[asyncio.Task[Outcome]] = field(default_factory=set)  # sent, their caller gone
     # Holders named by their entity's own answer, and abuse contacts' addresses from theirs, per
     # (registry, handle): asked once per client.
@@ -191,16 +199,18 @@ class RegistryClient:
     def breaker(self, registry: str) -> CircuitBreaker:
         return self._breakers.setdefault(registry, CircuitBreaker())
 
-    def route(self, address: int) -> tuple[str, str]:
+    def route(self, address: int, key: str | None = None) -> tuple[str, str]:
+        """(registry, URL) of a lookup of the address (or of `key`, a prefix starting there)."""
+        key = key or str(IPAddress(address))
         delegated = self.delegated_by(address) if self.delegated_by else None
         base = self.bootstrap.base_of(delegated) if delegated else None
         if delegated and base:
-            return delegated, f"{base}ip/{IPAddress(address)}"
+            return delegated, f"{base}ip/{key}"
         base = self.bootstrap.base_url(address)
         registry = (self.bootstrap.registry_of_url(base) if base else None) or registry_for(address)
         if base is None or registry is None:
             raise LookupFailed(f"no RDAP service in the bootstrap for {IPAddress(address)}")
-        return registry, f"{base}ip/{IPAddress(address)}"
+        return registry, f"{base}ip/{key}"
 
     # --- the one attempt loop ------------------------------------------------------------------
 
@@ -284,8 +294,16 @@ class RegistryClient:
 
     # --- lookups -------------------------------------------------------------------------------
 
-    async def lookup(self, address: int) -> LookupResult:
-        registry, url = self.route(address)
+    async def lookup(self, address: int, whole: int = 0) -> LookupResult:
+        """The network holding the address. `whole`: where a delegation of at least that many
+        addresses starts at the address, at a registry that lists a network's whole subtree (RFC
+        9910), the most specific network holding all of its first prefix (RFC 9082 `ip/<prefix>`):
+        the delegation itself, not the network below it that starts there (`lookup_key`)."""
+        delegation = self.delegation_at(address) if whole and self.delegation_at else None
+        if delegation and (self.delegated_by(address) if self.delegated_by else None) not in _SUBTREES:
+            delegation = None
+        key = lookup_key(address, delegation, whole)
+        registry, url = self.route(address, key)
         tally = Tally()
         for redirects in range(self.max_redirects + 1):
             send = functools.partial(self._rdap_lookup, registry, url, address)
@@ -300,7 +318,8 @@ class RegistryClient:
                 why = f"{registry} redirected {IPAddress(address)} to {outcome.value}: {refusal}"
                 raise LookupFailed(why, registry)
             registry, url = target  # the answering registry's budget pays from here
-        result = LookupResult(None, registry, lookups=tally.lookups, rate_limited=tally.rate_limited)
+        result = LookupResult(None, registry, lookups=tally.lookups, rate_limited=tally.rate_limited,
+                              prefix="/" in key and outcome.kind in (Kind.ANSWER, Kind.NOT_FOUND))
         if outcome.kind is Kind.NOT_FOUND:
             return result
         if outcome.kind is Kind.ANSWER:
@@ -486,11 +505,14 @@ class RegistryClient:
         parent_handle: str | None = None,
         span: tuple[int, int] | None = None,
         wanted: Callable[[int, int], bool] | None = None,
+        deep: bool = False,
     ) -> Listing:
         """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m` or
         ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
         level; a relation search refused as too many rows (or cut short) is split and its parts
         listed (`relations.RelationSearch`); nobody is paged by "last child". 404 is no children.
+        `deep`: a relation search asks the whole subtree first, by one `rdap-bottom` of the same key
+        (`Listing.deep` says whether it came so), unless the registry answered that 501 before.
         A list that could not be had comes back incomplete, never raised, and `unanswered` where the
         registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
         crawl's scope)."""
@@ -498,7 +520,8 @@ class RegistryClient:
         if url.startswith("whois://"):
             listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally)
         else:
-            listing = await self._relation_children(registry, url, parent_handle, wanted, tally)
+            deep = deep and registry not in self._bottomless
+            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep)
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
         for record, _ in listing.children:
             contacts.fill_country(record, self.delegation_country)
@@ -509,7 +532,7 @@ class RegistryClient:
 
     async def _relation_children(
         self, registry: str, url: str, parent_handle: str | None,
-        wanted: Callable[[int, int], bool] | None, tally: Tally,
+        wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
     ) -> Listing:
         where = relations.split_url(url)
         if where is None:
@@ -527,9 +550,13 @@ class RegistryClient:
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
                                           functools.partial(self._dead_letter, registry))
-        await search.run(first, last)
-        search.children.sort(key=lambda c: c[0].first)
-        return Listing(search.children, complete=search.complete, unanswered=search.unanswered)
+        await search.run(first, last, deep)
+        if search.bottom_unserved:
+            log.info("%s does not implement rdap-bottom (501): listed by rdap-down from now", registry)
+            self._bottomless.add(registry)
+        search.children.sort(key=lambda c: (c[0].first, -c[0].last))  # a parent before its children
+        return Listing(search.children, complete=search.complete, unanswered=search.unanswered,
+                       deep=search.deep)
 
     async def _whois_children(
         self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None,
@@ -601,6 +628,8 @@ class RegistryClient:
             return Outcome(Kind.RATE_LIMITED, retry_after=pause, egress=egress)
         if resp.status == 400 and relations.too_many_rows(doc):
             return Outcome(Kind.TOO_MANY_ROWS, egress=egress)
+        if resp.status == 501:
+            return Outcome(Kind.NOT_IMPLEMENTED, f"HTTP 501 from {url}", egress=egress)
         if resp.status != 200:
             return Outcome(Kind.TRANSIENT, f"HTTP {resp.status} from {url}", egress=egress)
         if doc is None:  # a broken body counts against the breaker, like a failed exchange
@@ -686,6 +715,20 @@ class RegistryClient:
             return Outcome(Kind.ANSWER, text, egress=egress, received=Received(asked, body))
 
         return await self._sent_whole(registry, exchange)
+
+
+_SUBTREES = rirs.offering(rirs.RDAP_DOWN)  # whose relation search lists a whole subtree (rdap-bottom)
+
+
+def lookup_key(address: int, delegation: tuple[int, int] | None, smallest: int = 1) -> str:
+    """What a lookup asks for (RFC 9082 `ip/<key>`): the address, or, where a delegation of at
+    least `smallest` addresses starts at it, the delegation's first prefix (all of it when it is
+    one CIDR), whose most specific holder is the delegation rather than a network below it that
+    starts at the same address."""
+    if delegation is None or delegation[0] != address or delegation[1] - address + 1 < max(smallest, 2):
+        return str(IPAddress(address))
+    first, length = cidr_blocks(*delegation)[0]
+    return f"{IPAddress(first)}/{length}"
 
 
 def _port(url: SplitResult) -> int | None:

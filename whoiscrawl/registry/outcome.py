@@ -40,6 +40,12 @@ class Kind(Enum):
     TRANSIENT = "error"  # a 5xx, a reset, a timeout: worth another try
     MALFORMED = "malformed"  # an answer, but no usable one
     TOO_MANY_ROWS = "too_many_rows"  # a search refused for its size (RIPE NCC: HTTP 400 "Too Many Rows")
+    # HTTP 501: the server does not implement that query (RFC 9083 error codes; RIPE NCC answers it for
+    # `status` on down or bottom): asking again gets the same, so it is settled, never retried.
+    NOT_IMPLEMENTED = "not_implemented"
+
+
+SETTLED = frozenset({Kind.ANSWER, Kind.NOT_FOUND, Kind.REDIRECT, Kind.TOO_MANY_ROWS, Kind.NOT_IMPLEMENTED})
 
 
 @dataclass(frozen=True)
@@ -76,5 +82,6 @@ class Outcome:
 
     @property
     def settled(self) -> bool:
-        """An answer, a not-found, a redirect or a refusal for size: nothing to retry."""
-        return self.kind in (Kind.ANSWER, Kind.NOT_FOUND, Kind.REDIRECT, Kind.TOO_MANY_ROWS)
+        """An answer, a not-found, a redirect, a refusal for size or a query not implemented: nothing
+        to retry."""
+        return self.kind in SETTLED

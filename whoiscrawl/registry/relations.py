@@ -1,4 +1,5 @@
-"""RFC 9910 relation search, client side: a network's children by `rdap-down`, split on Too Many Rows."""
+"""RFC 9910 relation search, client side: a network's whole subtree by `rdap-bottom`, else its
+children by `rdap-down`, split on Too Many Rows."""
 
 from __future__ import annotations
 
@@ -46,6 +47,26 @@ def too_many_rows(doc: Any) -> bool:
     return "too many rows" in words or "result size is too large" in words
 
 
+def bottom_settles(kind: Kind, truncated: bool = False, unreadable: bool = False) -> str:
+    """What an `rdap-bottom` answer for a range settles. `whole`: every most specific network
+    inside it, all levels (RIPE NCC's server: the leaves, and each parent its children do not fill:
+    everything some address answers with), so nothing inside is listed again; `empty`: 404,
+    nothing inside; `split`: refused for its size (400 Too Many Rows) or cut short (a truncation
+    notice): the range is split in two and each part asked the same way; `unanswered`: errors or
+    429s every try, the listing is asked again later as any listing the registry did not answer;
+    `unserved`: 501, the registry does not implement it (asked no more); `down`: an answer no
+    parser reads: its direct children are listed by `rdap-down` instead, each of them the same way."""
+    if kind is Kind.NOT_FOUND:
+        return "empty"
+    if kind is Kind.ANSWER and not unreadable:
+        return "split" if truncated else "whole"
+    if kind is Kind.TOO_MANY_ROWS:
+        return "split"
+    if kind in (Kind.TRANSIENT, Kind.RATE_LIMITED):
+        return "unanswered"
+    return "unserved" if kind is Kind.NOT_IMPLEMENTED else "down"
+
+
 def key_url(base: str, rel: str, first: int, last: int) -> str:
     """A relation search keyed by a range, as RIPE NCC's links spell it (`a%20-%20b`)."""
     return f"{base}{rel}/{quote(f'{IPAddress(first)} - {IPAddress(last)}')}"
@@ -53,7 +74,8 @@ def key_url(base: str, rel: str, first: int, last: int) -> str:
 
 @dataclass
 class RelationSearch:
-    """The children of one network by `rdap-down`. A registry that refuses a key as too many rows
+    """The children of one network by `rdap-down` (with `deep`, first its whole subtree by one
+    `rdap-bottom`: `bottom_settles`). A registry that refuses a key as too many rows
     (RIPE NCC: HTTP 400, no partial list, no paging), or cuts an answer short, has the key split in
     two and each part listed, recursively. A split point inside a child is moved to that child's
     edges (found with `rdap-up`), so no child straddles a part; a part that is itself a child
@@ -71,9 +93,81 @@ class RelationSearch:
     children: list[Child] = field(default_factory=list)
     complete: bool = True
     unanswered: bool = False  # a request failed every try (errors, 429s): worth asking again later
+    deep: bool = False  # the children are the whole subtree (rdap-bottom), not one level
+    bottom_unserved: bool = False  # rdap-bottom answered 501: the registry does not implement it
 
-    async def run(self, first: int, last: int) -> None:
+    async def run(self, first: int, last: int, deep: bool = False) -> None:
+        """List the key's children; `deep`: first ask its whole subtree at once (`rdap-bottom`)."""
+        if deep and await self._bottom(first, last):
+            return
         await self._part(first, last, maybe_child=False)
+
+    async def _bottom(self, first: int, last: int) -> bool:
+        """The subtree of first..last by `rdap-bottom`; True where that settled the listing
+        (`bottom_settles`: anything but `down` and `unserved`), False where `rdap-down` lists it."""
+        verdict, found = await self._bottom_answer(first, last)
+        self.bottom_unserved = verdict == "unserved"
+        self.deep = verdict in ("whole", "empty", "split")
+        if verdict == "split":
+            await self._bottom_split(first, last)
+        self.children += found
+        return verdict not in ("down", "unserved")
+
+    async def _bottom_answer(self, first: int, last: int) -> tuple[str, list[Child]]:
+        """One `rdap-bottom` of a range: what it settles, and the networks it answered (`whole`)."""
+        outcome = await self.fetch(key_url(self.base, "rdap-bottom", first, last))
+        doc = outcome.value
+        if outcome.kind is Kind.ANSWER and not isinstance(doc, rdap.ParsedListing):
+            doc = await self.parser.off_loop(rdap.parsed_listing, self.parser, doc, self.registry)
+        parsed = doc if isinstance(doc, rdap.ParsedListing) else None
+        if parsed is not None and parsed.malformed is not None:  # kept; listed by rdap-down
+            await self._keep_unreadable(outcome, f"MalformedAnswer: {parsed.malformed}")
+        verdict = bottom_settles(outcome.kind, bool(parsed and parsed.truncated),
+                                 bool(parsed and parsed.malformed is not None))
+        if verdict == "unanswered":
+            self._failed(outcome)
+        return verdict, parsed.children if verdict == "whole" and parsed else []
+
+    async def _bottom_split(self, first: int, last: int) -> None:
+        """A subtree too long for one answer, in parts: split in the middle, or at the edges of the
+        child holding the middle (`_child_across`: nothing inside the parent straddles a cut then),
+        that child's own subtree asked as a network's, each part as a range."""
+        if first >= last:
+            self.complete = False
+            return
+        middle = first + (last - first) // 2
+        child = await self._child_across(first, last, middle)
+        parts = [(first, middle), (middle + 1, last)]
+        if child is not None:
+            self.children.append(child)
+            await self._subtree(child)
+            parts = [(first, child[0].first - 1), (child[0].last + 1, last)]
+        for a, b in parts:
+            if a <= b and (self.wanted is None or self.wanted(a, b)):
+                await self._bottom_part(a, b)
+
+    async def _bottom_part(self, first: int, last: int) -> None:
+        verdict, found = await self._bottom_answer(first, last)
+        if verdict == "split":
+            await self._bottom_split(first, last)
+        elif verdict in ("down", "unserved"):
+            self.complete = False  # a part no rdap-bottom settles: the walk's grid probes it
+        self.children += found
+        # A part a network spans exactly is not inside itself: that network's children name it.
+        named = {c.parent_handle for c, _ in found} - {c.handle for c, _ in found} - {self.parent}
+        if verdict == "empty" or named:
+            await self._keep_if_exact(first, last)
+
+    async def _subtree(self, child: Child) -> None:
+        """A child's own subtree, asked as its registry's listing of it is (`run`, deep)."""
+        if not child[0].last > child[0].first:
+            return
+        sub = RelationSearch(self.fetch, self.parser, self.registry, self.base, child[0].handle, self.wanted,
+                             self.unreadable)
+        await sub.run(child[0].first, child[0].last, deep=True)
+        self.children += sub.children
+        self.complete = self.complete and sub.complete and sub.deep
+        self.unanswered = self.unanswered or sub.unanswered
 
     async def _part(self, first: int, last: int, maybe_child: bool) -> None:
         if self.wanted is not None and not self.wanted(first, last):
@@ -96,6 +190,9 @@ class RelationSearch:
     async def _refused(self, outcome: Outcome, why: str) -> None:
         """An answer the parsers refused: the search is incomplete, and the answer kept."""
         self.complete = False
+        await self._keep_unreadable(outcome, why)
+
+    async def _keep_unreadable(self, outcome: Outcome, why: str) -> None:
         if self.unreadable is not None:
             refused = Outcome(Kind.MALFORMED, why, egress=outcome.egress, received=outcome.received)
             await self.unreadable(refused)

@@ -220,6 +220,11 @@ class Delegations:
         k = self._holding(address, address)
         return None if k is None else self._registries[k]
 
+    def starting_at(self, address: int) -> tuple[int, int] | None:
+        """The delegation whose first address this is, as (first, last), or None."""
+        k = self._holding(address, address)
+        return None if k is None or self._starts[k] != address else (address, self._ends[k])
+
 
 @cache
 def configured() -> Delegations | None:

@@ -1,0 +1,93 @@
+"""RFC 9910 relation search, client side: what an `rdap-bottom` answer settles, else `rdap-down`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.registry import rdap, relations
+from whoiscrawl.registry.outcome import Kind, Outcome
+
+TWO = [(NetworkRecord("arin", f"NET-{n}", f"12.0.{n}.0", f"12.0.{n}.255", [], parent_handle="NET-1"), None)
+       for n in (0, 3)]  # what a parsed answer lists
+BASE = "https://r.example/ips/rirSearch1/"
+BOTH = ["rdap-bottom", "rdap-down"]
+
+
+@pytest.mark.parametrize(("kind", "truncated", "settles"), [
+    (Kind.ANSWER, False, "whole"),  # every most specific network below: nothing listed again
+    (Kind.NOT_FOUND, False, "empty"),  # RFC 9910: an empty result is 404
+    (Kind.ANSWER, True, "split"),  # cut short (RFC 9083 truncated notice): asked in two parts
+    (Kind.TOO_MANY_ROWS, False, "split"),  # RIPE NCC's 400 over its row limit: the same
+    (Kind.NOT_IMPLEMENTED, False, "unserved"),  # 501: not asked of that registry again
+    (Kind.TRANSIENT, False, "unanswered"),  # asked again later, as any listing not answered
+    (Kind.RATE_LIMITED, False, "unanswered"),
+    (Kind.MALFORMED, False, "down"),  # an answer no parser reads: listed level by level
+])
+def test_what_an_rdap_bottom_answer_settles(kind: Kind, truncated: bool, settles: str):
+    assert relations.bottom_settles(kind, truncated) == settles
+
+
+@pytest.mark.parametrize(("bottom", "asked", "deep", "children", "unserved"), [
+    (Outcome(Kind.ANSWER, rdap.ParsedListing(list(TWO))), ["rdap-bottom"], True, TWO, False),
+    (Outcome(Kind.NOT_FOUND), ["rdap-bottom"], True, [], False),
+    (Outcome(Kind.ANSWER, rdap.ParsedListing([], malformed="no ipSearchResults")), BOTH, False, [], False),
+    (Outcome(Kind.NOT_IMPLEMENTED, "HTTP 501"), BOTH, False, [], True),
+    (Outcome(Kind.TRANSIENT, "HTTP 503"), ["rdap-bottom"], False, [], False),  # incomplete: asked again
+])
+async def test_a_deep_search_asks_the_subtree_once_else_lists_by_rdap_down(
+    bottom: Outcome, asked: list[str], deep: bool, children: list[Any], unserved: bool
+):
+    sent: list[str] = []
+    unreadable: list[Outcome] = []
+
+    async def fetch(url: str) -> Outcome:
+        rel = url.split("/rirSearch1/", 1)[1].split("/", 1)[0]
+        sent.append(rel)
+        return bottom if rel == "rdap-bottom" else Outcome(Kind.NOT_FOUND)  # rdap-down: no children
+
+    async def keep(outcome: Outcome) -> None:
+        unreadable.append(outcome)
+
+    search = relations.RelationSearch(fetch, rdap.RdapParser(), "arin", BASE, "NET-1", unreadable=keep)
+    await search.run(0x0C000000, 0x0C0003FF, deep=True)
+    assert (sent, search.deep, search.children, search.bottom_unserved) == (asked, deep, children, unserved)
+    assert search.complete == (bottom.kind is not Kind.TRANSIENT)  # nothing lost: complete, or asked again
+    assert search.unanswered == (bottom.kind is Kind.TRANSIENT)
+    refused = isinstance(bottom.value, rdap.ParsedListing) and bottom.value.malformed is not None
+    assert len(unreadable) == int(refused)  # an answer no parser read is kept as a dead letter
+
+
+@pytest.mark.parametrize("refused", [Outcome(Kind.TOO_MANY_ROWS),
+                                     Outcome(Kind.ANSWER, rdap.ParsedListing(list(TWO), truncated=True))])
+async def test_a_subtree_too_long_for_one_answer_is_asked_in_halves(refused: Outcome):
+    first, last = 0x0C000000, 0x0C0003FF
+    middle = first + (last - first) // 2
+    halves = {relations.key_url(BASE, "rdap-bottom", first, middle): [TWO[0]],
+              relations.key_url(BASE, "rdap-bottom", middle + 1, last): [TWO[1]]}
+    sent: list[str] = []
+
+    async def fetch(url: str) -> Outcome:
+        sent.append(url.split("/rirSearch1/", 1)[1].split("/", 1)[0])
+        if url in halves:
+            return Outcome(Kind.ANSWER, rdap.ParsedListing(halves[url]))
+        return refused if sent[-1] == "rdap-bottom" else Outcome(Kind.NOT_FOUND)  # rdap-up: no child across
+
+    search = relations.RelationSearch(fetch, rdap.RdapParser(), "arin", BASE, "NET-1")
+    await search.run(first, last, deep=True)
+    assert search.deep and search.complete and search.children == TWO
+    assert sent == ["rdap-bottom", "rdap-up", "rdap-bottom", "rdap-bottom"]  # the whole, the cut, two halves
+
+
+async def test_without_deep_only_rdap_down_is_asked():
+    sent: list[str] = []
+
+    async def fetch(url: str) -> Outcome:
+        sent.append(url.split("/rirSearch1/", 1)[1].split("/", 1)[0])
+        return Outcome(Kind.NOT_FOUND)
+
+    search = relations.RelationSearch(fetch, rdap.RdapParser(), "ripencc", BASE, None)
+    await search.run(0, 255)
+    assert sent == ["rdap-down"] and not search.deep
