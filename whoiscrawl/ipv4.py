@@ -50,3 +50,22 @@ def cidr_blocks(first: int, last: int) -> list[tuple[int, int]]:
 def cidrs(first: int, last: int) -> list[str]:
     """The CIDRs exactly covering first..last, as text (`192.0.2.0/24`)."""
     return [f"{ip_str(a)}/{length}" for a, length in cidr_blocks(first, last)]
+
+
+def enclosing(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    """For each span firsts[i]..lasts[i] of a nested family (a registry's networks: any two are
+    disjoint or one holds the other), the position of the smallest other span holding it whole,
+    its parent as the registry's RDAP `parentHandle` names it; -1 where none does. A span given
+    twice is not its own parent. One pass over the spans sorted by first, the longer first."""
+    parent = np.full(len(firsts), -1, np.int64)
+    lo, hi = firsts.tolist(), lasts.tolist()
+    stack: list[int] = []  # the spans still open at this first, outermost first
+    for i in np.lexsort((-np.asarray(lasts, np.int64), np.asarray(firsts, np.int64))).tolist():
+        while stack and hi[stack[-1]] < lo[i]:
+            stack.pop()
+        for j in reversed(stack):  # the innermost open span holding i, not i itself again
+            if hi[j] >= hi[i] and (lo[j], hi[j]) != (lo[i], hi[i]):
+                parent[i] = j
+                break
+        stack.append(i)
+    return parent
