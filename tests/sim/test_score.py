@@ -188,3 +188,13 @@ def test_records_read_in_chunks_keep_the_latest_of_a_block_and_count_an_extra_on
     out = score.score("quick", path)
     assert (out["blocks_found"], out["blocks_extra"], out["bad_records"]) == (2, 1, 0)
     assert sum(out["field_errors"].values()) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 40)), max_size=30), max_size=12))
+def test_extra_blocks_met_over_many_chunks_are_counted_once_each(chunks: list[list[tuple[int, int]]]):
+    distinct = score.Distinct()
+    for chunk in chunks:
+        distinct.add(np.array([r for r, _ in chunk], np.uint8), np.array([k for _, k in chunk], np.uint64))
+    assert len(distinct) == len({pair for chunk in chunks for pair in chunk})
+    assert len(distinct) == len({pair for chunk in chunks for pair in chunk})  # counting merges nothing twice
