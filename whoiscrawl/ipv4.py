@@ -50,3 +50,28 @@ def cidr_blocks(first: int, last: int) -> list[tuple[int, int]]:
 def cidrs(first: int, last: int) -> list[str]:
     """The CIDRs exactly covering first..last, as text (`192.0.2.0/24`)."""
     return [f"{ip_str(a)}/{length}" for a, length in cidr_blocks(first, last)]
+
+
+def enclosing(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    """For each span firsts[i]..lasts[i] of a nested family (a registry's networks: any two are
+    disjoint or one holds the other), the position of the smallest other span holding it whole,
+    its parent as the registry's RDAP `parentHandle` names it; -1 where none does. A span given
+    twice is not its own parent. Over arrays, a few numbers a span (RIPE NCC's 6M inetnums in
+    `full`): sorted by first, the longer first, a span's holders are the spans before it not ended
+    by its first, as many as its depth; its parent is the last span before it one level up."""
+    spans, first_at, inverse = np.unique(span_keys(np.asarray(firsts), np.asarray(lasts)),
+                                         return_index=True, return_inverse=True)  # by first, then last
+    last = (spans & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    order = np.lexsort((-last, spans >> np.uint64(32))).astype(np.int32)  # position in the walk -> span
+    depth = np.searchsorted(np.sort(last), (spans >> np.uint64(32))[order].astype(np.int64), side="left")
+    del last
+    depth = (np.arange(len(order), dtype=np.int64) - depth).astype(np.int32)
+    parent_at = np.full(len(order), -1, np.int32)  # by position in the walk
+    for level in range(1, int(depth.max(initial=0)) + 1):
+        mine, above = np.flatnonzero(depth == level), np.flatnonzero(depth == level - 1)
+        parent_at[mine] = above[np.searchsorted(above, mine) - 1]
+    del depth
+    parent = np.full(len(spans), -1, np.int64)  # by distinct span: its parent's first position
+    has = parent_at >= 0
+    parent[order[has]] = first_at[order[parent_at[has]]]
+    return parent[inverse.ravel()]

@@ -7,7 +7,7 @@ import json
 import os
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -56,6 +56,15 @@ class Bootstrap:
     starts: tuple[int, ...]
     entries: tuple[tuple[int, int, str], ...]  # (first, last, base_url), sorted, non-overlapping
     registry_of_base: dict[str, str]
+    # registry -> its base URL (the first in `registry_of_base` naming it): asked per lookup, a
+    # walk over every base was ~5.8% of the crawler's CPU in `full`'s live part
+    _base_of_registry: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        bases: dict[str, str] = {}
+        for base, registry in self.registry_of_base.items():
+            bases.setdefault(registry, base)
+        object.__setattr__(self, "_base_of_registry", bases)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> Bootstrap:
@@ -97,7 +106,7 @@ class Bootstrap:
 
     def base_of(self, registry: str) -> str | None:
         """The RDAP base URL of a registry (None: the bootstrap names no service of it)."""
-        return next((base for base, r in self.registry_of_base.items() if r == registry), None)
+        return self._base_of_registry.get(registry)
 
     def registry_of_url(self, url: str) -> str | None:
         """Which registry a URL (a redirect target, say) belongs to: the longest matching base URL."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from opsupport_fakes import FakeBackend
+from opsupport_fakes import EmptyKube, FakeBackend
 from whoiscrawl.operator import control
 from whoiscrawl.operator.control import Snapshot, decide, plan_key
 from whoiscrawl.operator.spec import parse_spec
@@ -91,23 +91,13 @@ def test_decide_holds_a_scale_down_within_the_stabilization_window() -> None:
     assert got.desired == 6 and got.stable.held_back
 
 
-class NoWorkersLeft:
-    """A Kube with no worker Deployment and no pods left: all cleanup needs to see."""
-
-    def get(self, api: str, plural: str, namespace: str, name: str) -> None:
-        return None
-
-    def list(self, api: str, plural: str, namespace: str, selector: Any) -> list[dict[str, Any]]:
-        return []
-
-
 def test_a_crawls_data_is_deleted_once_however_often_kopf_runs_the_delete_handler() -> None:
     """kopf ran the handler twice in one CI run (a conflict on the finalizer patch, we think)."""
     backend = FakeBackend()
     crawl = control.Crawl(name="gone", namespace="ns", uid="u-cleaned-once", generation=1,
                           spec={"kafka": {"bootstrapServers": "k:9092"}, "redis": {"url": "redis://r"},
                                 "cleanup": {"topics": "Delete"}}, status={})
-    deps = control.Deps(kube=NoWorkersLeft(), backend=backend)  # type: ignore[arg-type]
+    deps = control.Deps(kube=EmptyKube(), backend=backend)  # type: ignore[arg-type]
     first = control.cleanup(deps, crawl)
     again = control.cleanup(deps, crawl)
     assert first is not None and again == first

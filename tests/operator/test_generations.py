@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from opsupport_fakes import FakeBackend
+from opsupport_fakes import EmptyKube, FakeBackend
 from whoiscrawl.operator import builders, control, generations
 from whoiscrawl.operator.backend import BackendError
 from whoiscrawl.operator.generations import Schedule, State, step
@@ -272,20 +272,12 @@ def test_a_running_generation_reports_its_next_time_and_starts_nothing() -> None
     assert result.status["shards"] == {"total": 16, "done": 3}  # generation 2's own counters
 
 
-class NoWorkersLeft:
-    def get(self, *_: Any) -> None:
-        return None
-
-    def list(self, *_: Any) -> list[dict[str, Any]]:
-        return []
-
-
 def test_deleting_a_scheduled_crawl_deletes_every_generation_kept() -> None:
     crawl = control.Crawl(name="demo", namespace="ns", uid="u-gens", generation=1,
                           spec=SCHEDULED | {"cleanup": {"topics": "Delete"}},
                           status={"schedule": {"generation": 3, "generations": [2, 3]}})
     backend = FakeBackend()
-    control.cleanup(control.Deps(kube=NoWorkersLeft(), backend=backend), crawl)  # type: ignore[arg-type]
+    control.cleanup(control.Deps(kube=EmptyKube(), backend=backend), crawl)  # type: ignore[arg-type]
     assert backend.cleanups == [("ns.demo.g2", True, True), ("ns.demo.g3", True, True)]
 
 

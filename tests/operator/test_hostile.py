@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from opsupport_crd import validator
-from opsupport_fakes import FakeBackend
+from opsupport_fakes import EmptyKube, FakeBackend
 from whoiscrawl.operator import builders, control
 from whoiscrawl.operator.backend import BackendError, LiveBackend, Target
 from whoiscrawl.operator.kube import secret_data
@@ -92,17 +92,9 @@ class Broken(FakeBackend):
         raise ZeroDivisionError("a bug")
 
 
-class NoObjects:
-    def get(self, *args: Any) -> None:
-        return None
-
-    def list(self, *args: Any) -> list[dict[str, Any]]:
-        return []
-
-
 def test_a_pass_that_raises_is_reported_on_its_crawl() -> None:
     crawl = control.Crawl(name="c", namespace="ns", uid="u-raises", generation=3, spec=BASE, status={})
-    deps = control.Deps(kube=NoObjects(), backend=Broken())  # type: ignore[arg-type]
+    deps = control.Deps(kube=EmptyKube(), backend=Broken())  # type: ignore[arg-type]
     result = control.reconcile(deps, crawl)
     degraded = next(c for c in result.status["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ReconcileError")

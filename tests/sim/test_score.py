@@ -204,3 +204,13 @@ def test_the_score_names_the_blocks_missed_first_by_address(tmp_path, quick):
     everything_missed = score.score("quick", write_jsonl(tmp_path / "none.jsonl", []))["missed"]
     assert [m["range"] for m in everything_missed] == [_range(r) for r in truth[:score.MISSED_SHOWN]]
     assert {m["registry"] for m in everything_missed} <= {r["registry"] for r in truth}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 40)), max_size=30), max_size=12))
+def test_extra_blocks_met_over_many_chunks_are_counted_once_each(chunks: list[list[tuple[int, int]]]):
+    distinct = score.Distinct()
+    for chunk in chunks:
+        distinct.add(np.array([r for r, _ in chunk], np.uint8), np.array([k for _, k in chunk], np.uint64))
+    assert len(distinct) == len({pair for chunk in chunks for pair in chunk})
+    assert len(distinct) == len({pair for chunk in chunks for pair in chunk})  # counting merges nothing twice

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whoiscrawl.ipv4 import cidr_blocks, cidrs, ip_int, ip_str
+from whoiscrawl.ipv4 import cidr_blocks, cidrs, enclosing, ip_int, ip_str
 
 ADDRESSES = st.integers(0, 2**32 - 1)
 
@@ -38,3 +39,19 @@ def test_the_whole_space_and_a_three_cell_range():
 def test_only_a_dotted_quad_is_an_address(text: str):
     with pytest.raises(ValueError, match="not an IPv4 address"):
         ip_int(text)
+
+
+# CIDR blocks of a small corner of the space, repeats allowed: any two are disjoint or nested, as a
+# registry's networks are.
+BLOCKS = st.lists(st.tuples(st.integers(0, 255), st.integers(24, 32)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(BLOCKS)
+def test_a_spans_parent_is_the_smallest_other_span_holding_it(blocks: list[tuple[int, int]]):
+    spans = [(a & -(1 << (32 - n)), (a & -(1 << (32 - n))) + (1 << (32 - n)) - 1) for a, n in blocks]
+    got = enclosing(np.array([s[0] for s in spans], np.uint32), np.array([s[1] for s in spans], np.uint32))
+    for i, (first, last) in enumerate(spans):
+        holding = [s for s in spans if s[0] <= first and last <= s[1] and s != (first, last)]
+        want = min(holding, key=lambda s: s[1] - s[0], default=None)
+        assert (spans[got[i]] if got[i] >= 0 else None) == want

@@ -7,6 +7,10 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import changed, digest, dumps, seed
 from whoiscrawl.sources.published import RegistryDump
@@ -153,3 +157,19 @@ def test_a_contact_given_twice_whose_texts_swap_places_reads_its_networks_again(
     (got,) = changed.read_changed(day1, digest.Digest.load(kept), {(was.first, was.last)},
                                   tmp_path / "day1.digest.npz", tmp_path)[1]
     assert isinstance(got, NetworkRecord) and got.registrant == "Holder A"
+
+
+@given(st.lists(st.lists(st.integers(0, 2**63)), max_size=12), st.data())
+def test_flat_lists_made_taken_and_placed_are_the_lists(lists: list[list[int]], data: st.DataObject):
+    # one home for a flat list's offsets (`digest.offsets_of`): what the digest keeps, what a read
+    # against it takes of it and what it places are each the lists themselves
+    flat = digest.Lists(np.arange(len(lists), dtype=np.uint64), digest.offsets_of([len(k) for k in lists]),
+                        np.array([k for keys in lists for k in keys], np.uint64))
+    assert digest.owners(flat.offsets).tolist() == [i for i, keys in enumerate(lists) for _ in keys]
+    which = np.array(data.draw(st.lists(st.integers(0, max(0, len(lists) - 1)), max_size=len(lists)))
+                     if lists else [], np.int64)
+    taken = flat.take(which)
+    assert [taken.keys[taken.offsets[n]:taken.offsets[n + 1]].tolist() for n in range(len(which))] == \
+        [lists[i] for i in which.tolist()]
+    back = digest.Lists.placed(len(lists), [(np.arange(len(lists)), flat)])
+    assert back.offsets.tolist() == flat.offsets.tolist() and back.keys.tolist() == flat.keys.tolist()

@@ -132,6 +132,37 @@ def test_gzip_roundtrip_of_a_written_dump(tmp_path: Path):
     assert found["10.0.0.0 - 10.0.0.255"].country is None
 
 
+def _staged(tmp_path: Path, inetnums: list[str]) -> dict[str, NetworkRecord]:
+    path = tmp_path / "ripe.db.inetnum.gz"
+    path.write_bytes(gzip.compress("\n".join(inetnums).encode()))
+    staged = tmp_path / "staged.jsonl"
+    seed.stage(RegistryDump("ripencc", [path], "1", None), None, staged)
+    return {r.handle: r for r in map(NetworkRecord.from_own_json, staged.read_text().splitlines())}
+
+
+def test_a_staged_network_names_its_closest_holder_as_parent_whatever_the_dumps_order(tmp_path: Path):
+    # RIPE NCC's inetnums name no parent; RDAP's `parentHandle` is the closest network holding one.
+    # A dump need not list parents first; a broken object between a network and its holder leaves
+    # the network's parent unnamed rather than named wrong.
+    found = _staged(tmp_path, [
+        "inetnum: 10.0.1.0 - 10.0.1.127\nstatus: ASSIGNED PA\n",  # before its holders
+        "inetnum: 10.0.1.0 - 10.0.1.255\nstatus: SUB-ALLOCATED PA\n",
+        "inetnum: 10.0.0.0 - 10.0.255.255\nstatus: ALLOCATED PA\n",
+        "inetnum: 10.0.8.0 - 10.0.8.255\nstatus: ASSIGNED PA\n",  # inside the broken one below
+        "inetnum: 10.0.8.0 - 10.0.15.255\nthis line breaks the object\n",
+        "inetnum: 10.0.1.0 - 10.0.1.127\nstatus: ASSIGNED PA\n",  # given twice: not its own parent
+    ])
+    assert found["10.0.1.0 - 10.0.1.127"].parent_handle == "10.0.1.0 - 10.0.1.255"
+    assert found["10.0.1.0 - 10.0.1.255"].parent_handle == "10.0.0.0 - 10.0.255.255"
+    assert found["10.0.0.0 - 10.0.255.255"].parent_handle is None
+    assert found["10.0.8.0 - 10.0.8.255"].parent_handle is None
+    assert not list(tmp_path.glob("*.unparented"))
+    # an object whose span cannot be read could hold any of them: no parent is named from the dump
+    found = _staged(tmp_path, ["inetnum: 10.0.1.0 - 10.0.1.255\n", "inetnum: 10.0.0.0 - 10.0.255.255\n",
+                               "inetnum: not a range\n"])
+    assert found["10.0.1.0 - 10.0.1.255"].parent_handle is None
+
+
 def _ripe_split(where: Path, networks: int) -> list[Path]:
     """A RIPE NCC split dump of `networks` /24s, each with an organisation and an abuse role of its
     own (as the simulator's `full` has: as many organisations and roles as inetnums)."""

@@ -63,6 +63,26 @@ def test_bundled_bootstrap_routes_every_registry():
     assert boot.registry_of_url("https://rdap.db.ripe.net/ip/2.2.2.2") == "ripencc"
 
 
+REGISTRY_IDS = st.sampled_from(["arin", "ripencc", "apnic", "lacnic", "afrinic", "iana"])
+
+
+@given(st.dictionaries(st.sampled_from([f"https://rdap{n}.example/" for n in range(8)]), REGISTRY_IDS),
+       REGISTRY_IDS)
+def test_a_registrys_base_is_the_first_base_naming_it(registry_of_base: dict[str, str], registry: str):
+    # the walk `base_of` was before its table: the first base, in the document's order, of the registry
+    boot = Bootstrap((), (), registry_of_base)
+    assert boot.base_of(registry) == next((b for b, r in registry_of_base.items() if r == registry), None)
+
+
+def test_bundled_bootstrap_names_each_registrys_base():
+    boot = Bootstrap.bundled()
+    assert {r: boot.base_of(r) for r in ("arin", "ripencc", "apnic", "lacnic", "afrinic")} == {
+        "arin": "https://rdap.arin.net/registry/", "ripencc": "https://rdap.db.ripe.net/",
+        "apnic": "https://rdap.apnic.net/", "lacnic": "https://rdap.lacnic.net/rdap/",
+        "afrinic": "https://rdap.afrinic.net/rdap/"}
+    assert boot.base_of("nobody") is None
+
+
 def test_bootstrap_rejects_garbage():
     with pytest.raises(SpaceError, match="RFC 9224"):
         Bootstrap.from_document({"services": "nope"})

@@ -159,6 +159,32 @@ class _Truth:
         return out
 
 
+class Distinct:
+    """Distinct spans per registry (`span_keys`), added a chunk at a time. A registry's new spans
+    wait and are merged into its sorted distinct ones only once they outnumber them, so each span
+    is sorted a few times in all, not once per chunk: merging every chunk re-sorted every extra
+    block so far each time (1.2M extras met over 60 chunks: 29 s)."""
+
+    def __init__(self) -> None:
+        self.kept = [np.zeros(0, np.uint64) for _ in REGISTRIES]
+        self.waiting: list[list[np.ndarray]] = [[] for _ in REGISTRIES]
+
+    def add(self, reg: np.ndarray, key: np.ndarray) -> None:
+        for r in np.unique(reg).tolist():
+            self.waiting[r].append(key[reg == r])
+            if sum(len(k) for k in self.waiting[r]) > len(self.kept[r]):
+                self._merge(r)
+
+    def _merge(self, r: int) -> None:
+        self.kept[r] = np.unique(np.concatenate([self.kept[r], *self.waiting[r]]))
+        self.waiting[r] = []
+
+    def __len__(self) -> int:
+        for r in range(len(REGISTRIES)):
+            self._merge(r)
+        return sum(len(k) for k in self.kept)
+
+
 class _Found:
     """The results read against the truth, streamed: for each truth block whether a record found
     it and which of FIELDS its latest record got right (a bit each), the distinct blocks outside
@@ -168,7 +194,7 @@ class _Found:
         self.world, self.truth = world, truth
         self.found = np.zeros(len(truth.idx), bool)
         self.right = np.zeros(len(truth.idx), np.uint8)  # bit j: FIELDS[j] equals the truth's
-        self.extra: list[np.ndarray] = []  # (registry << 64 | key) of blocks outside the truth, as pairs
+        self.extra = Distinct()  # the blocks outside the truth
         self.bad = 0
 
     def read(self, path: str | Path) -> None:
@@ -199,11 +225,10 @@ class _Found:
                 self.found[p] = True
                 self.right[p] = _right_bits(self.world, int(self.truth.idx[p]), rec)
         out = pos < 0
-        pairs = np.unique(np.stack([reg[out].astype(np.uint64), key[out]], axis=1), axis=0)
-        self.extra = [np.unique(np.concatenate([*self.extra, pairs]), axis=0)] if len(pairs) else self.extra
+        self.extra.add(reg[out], key[out])
 
     def extras(self) -> int:
-        return len(self.extra[0]) if self.extra else 0
+        return len(self.extra)
 
 
 def _right_bits(world: World, i: int, rec: NetworkRecord) -> int:

@@ -172,20 +172,14 @@ def _contact_texts(before: digest.Digest, hashes: np.ndarray, parsed: dict[int, 
     rows = [orjson.dumps(p.rows) for p in parsed.values()]
     lists = digest.Lists.placed(len(hashes), [
         (np.flatnonzero(known), before.contacts.take(old)),
-        (new, digest.Lists(hashes[new], _offsets([len(p.keys) for p in parsed.values()]), keys))])
+        (new, digest.Lists(hashes[new], digest.offsets_of([len(p.keys) for p in parsed.values()]), keys))])
     made = np.frombuffer(b"".join(rows), np.uint8)
     row_lists = digest.Lists.placed(len(hashes), [
         (np.flatnonzero(known), before.rows.take(old)),
-        (new, digest.Lists(hashes[new], _offsets([len(r) for r in rows]), made))])
+        (new, digest.Lists(hashes[new], digest.offsets_of([len(r) for r in rows]), made))])
     clean = known.copy()
     clean[new] = [p.clean for p in parsed.values()]
     return lists, clean, row_lists
-
-
-def _offsets(sizes: list[int]) -> np.ndarray:
-    got = np.zeros(len(sizes) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=got[1:])
-    return got
 
 
 def _names(obj: rpsl.RpslObject) -> set[str]:

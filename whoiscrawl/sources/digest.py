@@ -47,6 +47,14 @@ def path_of(folder: Path, registry: str) -> Path:
     return folder / f"{registry}.digest.npz"
 
 
+def offsets_of(sizes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The offsets of lists of these sizes kept flat (list i is flat[offsets[i]:offsets[i + 1]]):
+    `owners`' other way round."""
+    got = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=got[1:])
+    return got
+
+
 def owners(offsets: np.ndarray) -> np.ndarray:
     """For lists kept flat with `offsets` (list i is flat[offsets[i]:offsets[i + 1]]), the list
     each flat item belongs to."""
@@ -64,8 +72,7 @@ def runs(which: np.ndarray) -> list[tuple[int, int]]:
 
 def gather(offsets: np.ndarray, flat: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lists `which` of (offsets, flat), in that order: their own offsets and flat items."""
-    got = np.zeros(len(which) + 1, dtype=np.int64)
-    np.cumsum(np.diff(offsets)[which], out=got[1:])
+    got = offsets_of(np.diff(offsets)[which])
     out = np.empty(got[-1], dtype=flat.dtype)
     for start, end in runs(which):
         out[got[start]:got[end]] = flat[offsets[which[start]]:offsets[which[end - 1] + 1]]
@@ -93,8 +100,7 @@ class Lists:
         for where, lists in parts:
             sizes[where] = np.diff(lists.offsets)
             hashes[where] = lists.hashes
-        offsets = np.zeros(count + 1, dtype=np.int64)
-        np.cumsum(sizes, out=offsets[1:])
+        offsets = offsets_of(sizes)
         keys = np.zeros(offsets[-1], dtype=parts[0][1].keys.dtype if parts else np.uint64)
         for where, lists in parts:
             for start, end in runs(where):

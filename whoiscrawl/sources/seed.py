@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from whoiscrawl import rirs
-from whoiscrawl.ipv4 import ip_int, ip_str
+from whoiscrawl.ipv4 import enclosing, ip_int, ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.sources import changed, digest, dumps, freshness
@@ -49,16 +49,44 @@ def stage(dump: RegistryDump, scope: Scope | None, staged: Path, digest_to: Path
     if records is None:
         report, records = dump.read(staged.parent, digest_to)
     report.digest_problem = problem
-    with staged.open("w", encoding="utf-8") as fh:
-        for record in records:
-            if scope is not None and not scope.overlaps(record.first, record.last):
-                continue
-            if isinstance(record, changed.Unchanged):
-                report.reused += 1
-                fh.write(f"[{record.first},{record.last}]\n")
-            else:
-                fh.write(record.to_json().decode() + "\n")
+    spans = SpanLog()
+    unparented = staged.with_name(staged.name + ".unparented")
+    try:
+        with unparented.open("w", encoding="utf-8") as fh:
+            for record in records:
+                if scope is not None and not scope.overlaps(record.first, record.last):
+                    continue
+                spans.add(record.first, record.last)
+                if isinstance(record, changed.Unchanged):
+                    report.reused += 1
+                    fh.write(f"[{record.first},{record.last}]\n")
+                else:
+                    fh.write(record.to_json().decode() + "\n")
+        name_parents(unparented, staged, dump.registry, spans, report)
+    finally:
+        unparented.unlink(missing_ok=True)
     return report
+
+
+def name_parents(lines: Path, out: Path, registry: str, spans: SpanLog, report: dumps.DumpReport) -> None:
+    """`lines` (staged records, `spans` theirs in order) to `out`, each record the dump names no
+    parent of given the one its registry's RDAP names (`parentHandle`): the closest network of the
+    dump holding it. RIPE NCC's and APNIC's inetnums carry no `parent:`; the dump holds every
+    network, so the parent is the one around it. Not where a skipped object may sit between them
+    (a hole inside the parent holding the record, or any skipped object whose span is unknown):
+    there the parent is left unnamed rather than named wrong. A network unchanged since the previous
+    read (a refresh) keeps the record that read gave it, its parent included."""
+    parents = spans.parents(report.holes) if not report.unplaced else np.full(len(spans), -1)
+    firsts, lasts = spans.firsts(), spans.lasts()
+    with lines.open(encoding="utf-8") as fh, out.open("w", encoding="utf-8") as to:
+        for n, line in enumerate(fh):
+            p = int(parents[n])
+            if p >= 0 and not line.startswith("["):
+                record = NetworkRecord.from_own_json(line)
+                if record.parent_handle is None:
+                    record.parent_handle = dumps.handle_of(registry, int(firsts[p]), int(lasts[p]))
+                    line = record.to_json().decode() + "\n"
+            to.write(line)
 
 
 def staged_record(line: str) -> NetworkRecord | changed.Unchanged:
@@ -213,6 +241,21 @@ class SpanLog:
         self._firsts.append(first)
         self._lasts.append(last)
 
+    def firsts(self) -> np.ndarray:
+        return np.frombuffer(self._firsts, np.uint32)
+
+    def lasts(self) -> np.ndarray:
+        return np.frombuffer(self._lasts, np.uint32)
+
+    def parents(self, unknown: Iterable[tuple[int, int]] = ()) -> np.ndarray:
+        """Each span's parent, its position (`ipv4.enclosing`); -1 where none, and where the
+        closest span holding it is one of `unknown` (no position of ours: a skipped object's)."""
+        holes = np.array(list(unknown), np.uint32).reshape(-1, 2)
+        firsts = np.concatenate([self.firsts(), holes[:, 0]])
+        parent = enclosing(firsts, np.concatenate([self.lasts(), holes[:, 1]]))[:len(self)]
+        parent[parent >= len(self)] = -1
+        return parent
+
     def about(self, asked: SpanLog) -> list[tuple[int, int]]:
         """The spans reaching into one of `asked`'s: theirs, their parents' and their children's,
         all `own_addresses` needs to place them (a network's own address depends on its children
@@ -220,7 +263,7 @@ class SpanLog:
         if not asked or not self:
             return []
         scope = Scope.of(zip(asked._firsts, asked._lasts, strict=True))
-        firsts, lasts = np.frombuffer(self._firsts, np.uint32), np.frombuffer(self._lasts, np.uint32)
+        firsts, lasts = self.firsts(), self.lasts()
         near = scope.overlapping(firsts, lasts)
         return list(zip(firsts[near].tolist(), lasts[near].tolist(), strict=True))
 

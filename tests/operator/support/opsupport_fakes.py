@@ -6,10 +6,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from whoiscrawl.operator.backend import BackendError, Plan, Target
 from whoiscrawl.operator.spec import CrawlSpec, Kafka
 from whoiscrawl.operator.status import Progress
+
+
+class EmptyKube:
+    """A Kube with no objects at all (no worker Deployment, no pods left): all cleanup needs to see."""
+
+    def get(self, *_: Any) -> None:
+        return None
+
+    def list(self, *_: Any) -> list[dict[str, Any]]:
+        return []
 
 
 @dataclass
