@@ -10,10 +10,12 @@ operations, never an object per text (the JSON lines it replaced took seconds to
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import tempfile
 import zipfile
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,15 +110,6 @@ class Lists:
                     lists.offsets[start]:lists.offsets[end]]
         return Lists(hashes, offsets, keys)
 
-    @staticmethod
-    def join(parts: list[Lists]) -> Lists:
-        """Parts one after another."""
-        ends = np.cumsum([0] + [len(p.keys) for p in parts[:-1]])
-        offsets = np.concatenate([np.zeros(1, np.int64)] + [p.offsets[1:] + end for p, end in zip(parts, ends,
-                                                                                                  strict=True)])
-        return Lists(np.concatenate([p.hashes for p in parts]).astype(np.uint64), offsets.astype(np.int64),
-                     np.concatenate([p.keys for p in parts]).astype(parts[0].keys.dtype))
-
     def rows(self, text: int) -> list[list[str | None]]:
         """A text's contact rows (`dumps.Contacts.rows_of`), where `keys` holds their JSON."""
         return list(orjson.loads(self.keys[self.offsets[text]:self.offsets[text + 1]].tobytes()))
@@ -191,97 +184,168 @@ def _key_rows(lists: Lists) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class Writer:
-    """A digest made as a dump is read (kept in arrays: a few numbers a text), written under a
-    temporary name by `commit` and renamed (a read cut short leaves none)."""
+    """A digest made as a dump is read, written under a temporary name by `commit` and renamed (a
+    read cut short leaves none). Its columns are appended to files of their own (`_Spool`) as the
+    texts are read, and `commit` copies them into the `.npz` a block at a time: what it holds is a
+    few buffers, whatever the dump (held in arrays, RIPE NCC's ~6M inetnums and as many contacts
+    took the staging process of `full` past 1.3 GB)."""
 
     def __init__(self, path: Path, registry: str, serial: str | None, observed_at: str | None) -> None:
         self.path = path
         self._head = {"version": VERSION, "registry": registry, "serial": serial, "observed_at": observed_at}
-        self._contacts, self._networks = _Part(), _Part()
-        self._rows, self._row_ends = bytearray(), array("q", [0])
-        self._all_rows: Lists | None = None
-        self._clean, self._kind = array("B"), array("B")
-        self._firsts, self._lasts = array("I"), array("I")
-        self._taken: list[tuple[Lists, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._dir = tempfile.TemporaryDirectory(prefix=f".{path.name}-", dir=path.parent)
+        folder = Path(self._dir.name)
+        self._contacts = {name: _Spool(folder / name, code) for name, code in _CONTACT_COLUMNS.items()}
+        # the texts read here, then those taken from the previous read: written in that order
+        self._own, self._taken = ({name: _Spool(folder / f"{part}.{name}", code)
+                                   for name, code in _NETWORK_COLUMNS.items()} for part in ("own", "taken"))
 
     def contacts(self, text: int, keys: Iterable[str], clean: bool, rows: Sequence[Sequence[str | None]]
                  ) -> None:
         """A text read for contacts: the keys of those it holds; `clean`: nothing in it was broken;
         the rows they gave (`dumps.Contacts.rows_of`)."""
-        self._contacts.add(text, keys)
-        self._clean.append(clean)
-        self._rows += orjson.dumps(rows)
-        self._row_ends.append(len(self._rows))
+        c = self._contacts
+        c["c_hash"].append(text)
+        c["c_size"].append(c["c_keys"].extend([key_number(k) for k in keys]))
+        c["c_clean"].append(clean)
+        c["r_size"].append(c["r_json"].extend(orjson.dumps(rows)))
 
     def network(self, text: int, first: int, last: int, joined: Iterable[str]) -> None:
-        self._networks.add(text, joined)
-        self._kind.append(NETWORK)
-        self._firsts.append(first)
-        self._lasts.append(last)
+        self._add(text, NETWORK, first, last, [key_number(k) for k in joined])
 
     def other(self, text: int) -> None:
-        self._networks.add(text, ())
-        self._kind.append(OTHER)
-        self._firsts.append(0)
-        self._lasts.append(0)
+        self._add(text, OTHER, 0, 0, [])
+
+    def _add(self, text: int, kind: int, first: int, last: int, keys: list[int]) -> None:
+        own = self._own
+        own["n_hash"].append(text)
+        own["n_size"].append(own["n_keys"].extend(keys))
+        own["n_kind"].append(kind)
+        own["n_first"].append(first)
+        own["n_last"].append(last)
 
     def set_contacts(self, lists: Lists, clean: np.ndarray, rows: Lists) -> None:
         """Every contact text at once (a refresh's, known in arrays), in place of `contacts`."""
-        self._contacts = _Part(lists)
-        self._clean = array("B", clean.astype(np.uint8).tobytes())
-        self._all_rows = rows
+        c = self._contacts
+        for name, values in (("c_hash", lists.hashes), ("c_size", np.diff(lists.offsets)),
+                             ("c_keys", lists.keys), ("c_clean", clean), ("r_size", np.diff(rows.offsets)),
+                             ("r_json", rows.keys)):
+            c[name].write(values)
 
     def take(self, before: Digest, which: np.ndarray) -> None:
         """Texts `which` of the files read for networks, as `before` had them (unchanged)."""
-        self._taken.append((before.networks.take(which), before.kind[which], before.firsts[which],
-                            before.lasts[which], which))
+        got = before.networks.take(which)
+        for name, values in (("n_hash", got.hashes), ("n_size", np.diff(got.offsets)), ("n_keys", got.keys),
+                             ("n_kind", before.kind[which]), ("n_first", before.firsts[which]),
+                             ("n_last", before.lasts[which])):
+            self._taken[name].write(values)
 
     def commit(self) -> None:
-        own = self._networks.lists()
-        parts = [own] + [t[0] for t in self._taken]
-        arrays = {
-            "head": np.frombuffer(json.dumps(self._head).encode(), dtype=np.uint8),
-            **_named("c", self._contacts.lists()),
-            "c_clean": np.frombuffer(self._clean, np.uint8).astype(bool),
-            **self._rows_kept(),
-            **_named("n", Lists.join(parts)),
-            "n_kind": np.concatenate([np.frombuffer(self._kind, np.uint8)] + [t[1] for t in self._taken]),
-            "n_first": np.concatenate([np.frombuffer(self._firsts, np.uint32)] + [t[2] for t in self._taken]),
-            "n_last": np.concatenate([np.frombuffer(self._lasts, np.uint32)] + [t[3] for t in self._taken]),
-        }
+        """The columns copied into the `.npz` (`np.load` reads it as `np.savez` wrote it), renamed."""
+        c, parts = self._contacts, (self._own, self._taken)
         part = self.path.with_name(self.path.name + ".part")
-        with part.open("wb") as fh:
-            np.savez(fh, allow_pickle=False, **arrays)
-        part.replace(self.path)
-
-    def _rows_kept(self) -> dict[str, np.ndarray]:
-        if self._all_rows is not None:
-            return {"r_off": self._all_rows.offsets, "r_json": self._all_rows.keys}
-        return {"r_off": np.frombuffer(self._row_ends, np.int64),
-                "r_json": np.frombuffer(bytes(self._rows), np.uint8)}
+        head = json.dumps(self._head).encode()
+        try:
+            with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED, allowZip64=True) as out:
+                _member(out, "head", np.dtype(np.uint8), len(head), [head])
+                for name, dtype in (("c_hash", np.uint64), ("c_keys", np.uint64), ("c_clean", np.bool_),
+                                    ("r_json", np.uint8)):
+                    _member(out, name, np.dtype(dtype), len(c[name]), c[name].blocks())
+                for name, sizes in (("c_off", [c["c_size"]]), ("r_off", [c["r_size"]]),
+                                    ("n_off", [p["n_size"] for p in parts])):
+                    _member(out, name, np.dtype(np.int64), sum(map(len, sizes)) + 1, _ends(sizes))
+                for name, code in _NETWORK_COLUMNS.items():
+                    if name != "n_size":
+                        _member(out, name, np.dtype(code), sum(len(p[name]) for p in parts),
+                                itertools.chain.from_iterable(p[name].blocks() for p in parts))
+            part.replace(self.path)
+        finally:
+            self.discard()  # the spools; and the part, where it was not renamed (a disk full)
 
     def discard(self) -> None:
+        """The part written and the spools removed (a read cut short, or committed)."""
         self.path.with_name(self.path.name + ".part").unlink(missing_ok=True)
+        for spools in (self._contacts, self._own, self._taken):
+            for spool in spools.values():
+                spool.close()
+        self._dir.cleanup()
 
 
-def _named(prefix: str, lists: Lists) -> dict[str, np.ndarray]:
-    return {f"{prefix}_hash": lists.hashes, f"{prefix}_off": lists.offsets, f"{prefix}_keys": lists.keys}
+# Each column `Writer` spools, by its name in the `.npz` (a `_size` column is written as offsets,
+# `_off`), with the `array` type code its numbers are kept as (`c_clean`: 0 or 1, read as bool).
+_CONTACT_COLUMNS = {"c_hash": "Q", "c_size": "Q", "c_keys": "Q", "c_clean": "B", "r_size": "Q", "r_json": "B"}
+_NETWORK_COLUMNS = {"n_hash": "Q", "n_size": "Q", "n_keys": "Q", "n_kind": "B", "n_first": "I", "n_last": "I"}
 
 
-class _Part:
-    """Texts added one at a time (hash, keys), or all at once (`Lists`)."""
+class _Spool:
+    """A column of numbers appended to a file of its own, a buffer at a time: `Writer` holds the
+    buffer, never the column."""
 
-    def __init__(self, whole: Lists | None = None) -> None:
-        self._whole = whole
-        self._hashes, self._keys, self._offsets = array("Q"), array("Q"), array("q", [0])
+    BUFFER = 1 << 10  # numbers (or bytes) kept before they are written: 8 kB at most a column
+    BLOCK = 1 << 16  # bytes read back at a time (a multiple of every item size)
 
-    def add(self, text: int, keys: Iterable[str]) -> None:
-        self._hashes.append(text)
-        self._keys.extend(key_number(k) for k in keys)
-        self._offsets.append(len(self._keys))
+    def __init__(self, path: Path, code: str) -> None:
+        self.path, self.dtype = path, np.dtype(code)
+        self._buffer = array(code)
+        self._written = 0
+        self._fh = path.open("wb")
 
-    def lists(self) -> Lists:
-        if self._whole is not None:
-            return self._whole
-        return Lists(np.frombuffer(self._hashes, np.uint64), np.frombuffer(self._offsets, np.int64),
-                     np.frombuffer(self._keys, np.uint64))
+    def __len__(self) -> int:
+        return self._written + len(self._buffer)
+
+    def append(self, value: int) -> None:
+        self._buffer.append(value)
+        if len(self._buffer) >= self.BUFFER:
+            self._flush()
+
+    def extend(self, values: list[int] | bytes) -> int:
+        """`values` appended (bytes: for a column of bytes); how many."""
+        self._buffer.frombytes(values) if isinstance(values, bytes) else self._buffer.extend(values)
+        if len(self._buffer) >= self.BUFFER:
+            self._flush()
+        return len(values)
+
+    def write(self, values: np.ndarray) -> None:
+        """Many numbers at once (converted to the column's type)."""
+        self._flush()
+        self._fh.write(np.ascontiguousarray(values, dtype=self.dtype).data)
+        self._written += len(values)
+
+    def _flush(self) -> None:
+        self._buffer.tofile(self._fh)
+        self._written += len(self._buffer)
+        del self._buffer[:]
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._flush()
+            self._fh.close()
+
+    def blocks(self) -> Iterator[bytes]:
+        """The column's bytes, a block at a time (the file closed: nothing more is appended)."""
+        self.close()
+        with self.path.open("rb") as fh:
+            while block := fh.read(self.BLOCK):
+                yield block
+
+
+def _ends(sizes: list[_Spool]) -> Iterator[bytes]:
+    """Offsets (`Lists.offsets`) of lists whose sizes are `sizes`' columns one after another."""
+    yield np.zeros(1, dtype=np.int64).tobytes()
+    end = 0
+    for spool in sizes:
+        for block in spool.blocks():
+            ends = np.cumsum(np.frombuffer(block, spool.dtype), dtype=np.int64) + end
+            end = int(ends[-1])
+            yield ends.tobytes()
+
+
+def _member(out: zipfile.ZipFile, name: str, dtype: np.dtype, count: int, blocks: Iterable[bytes]
+            ) -> None:
+    """A one-dimensional array `name` of `count` items written into `out` as `np.savez` writes it
+    (an `.npy` header, then the bytes), its bytes streamed from `blocks`."""
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (count,)}
+    with out.open(f"{name}.npy", "w", force_zip64=True) as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for block in blocks:
+            fh.write(block)
