@@ -15,6 +15,7 @@ The new map gets its own manifest and the change set from the previous map (`wri
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -239,7 +240,9 @@ class Refresh:
         recheck: list[NetworkRecord] = []
         spans = seed.SpanLog()  # every staged network's: what places the rechecked (`own_addresses`)
         with staged.open(encoding="utf-8") as fh:
-            for line in fh:
+            for n, line in enumerate(fh):
+                if n and n % Seeding.TURN == 0:  # a turn for Ctrl-C (the task cancelled): it stops here,
+                    await asyncio.sleep(0)  # not after the dump's last network; no manifest: not done
                 got = seed.staged_record(line)
                 spans.add(got.first, got.last)
                 key = (registry, got.first, got.last)
