@@ -126,6 +126,7 @@ class Refresh:
     async def run(self) -> dict[str, Any]:
         job, clock = self.job, time.monotonic()
         old = self._check()
+        seed.prepare_staging()  # the dumps' stagings' process loads while the files are fetched
         made_dir = not job.published.exists()
         try:
             published, dumps = await self._files(old)
