@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import shutil
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,22 @@ class Previous:
         return changed.Reuse(path, serial, observed_at, held)
 
 
+@contextlib.contextmanager
+def _held_apart() -> Iterator[None]:
+    """Python's cyclic collector paused while the previous map is read, and what the process holds
+    then left out of its later passes (`gc.freeze`, until the refresh ends): the map's hundred
+    thousand records (five containers each, no cycle) were traversed again by every pass, each
+    finding nothing: over half of reading the map (docs/refresh.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def _still(kept: NetworkRecord, dumped: NetworkRecord) -> NetworkRecord:
     """A record asked live for a network its new dump gives unchanged, kept: one that is the
     dump's but a field filled live (`filled`) is of the new dump's read now."""
@@ -124,6 +142,12 @@ class Refresh:
     phases: dict[str, float] = field(default_factory=dict)  # seconds each part took
 
     async def run(self) -> dict[str, Any]:
+        try:
+            return await self._run()
+        finally:
+            gc.unfreeze()  # what `_held_apart` left out of the collector's passes is in them again
+
+    async def _run(self) -> dict[str, Any]:
         job, clock = self.job, time.monotonic()
         old = self._check()
         seed.prepare_staging()  # the dumps' stagings' process loads while the files are fetched
@@ -135,7 +159,8 @@ class Refresh:
                 shutil.rmtree(job.published, ignore_errors=True)
             raise
         clock = self._took("files", clock)
-        prev = Previous.read(self.previous)
+        with _held_apart():
+            prev = Previous.read(self.previous)
         clock = self._took("previous", clock)
         scope = Scope.of((c.first, c.last) for c in IPSet(old.scope).iter_cidrs())
         sink = FileSink(job.out, each=False)  # what the files settle: a resume writes it again whole

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import re
 from pathlib import Path
@@ -257,6 +258,7 @@ async def test_a_refresh_stopped_while_reading_a_dump_stops_there_and_resumes_to
     with pytest.raises(asyncio.CancelledError):
         await running
     assert 0 < stopped.counts["lacnic_added"] < count  # the stop took effect part way
+    assert gc.get_freeze_count() == 0  # what the refresh kept from the collector's passes is back in them
     assert not manifest.path_of(out).exists()
     resumed = await (await refresh(out, resume=True)).run()
     assert resumed["complete"] and resumed["counts"]["lacnic_added"] == count
