@@ -53,10 +53,12 @@ class RefreshError(LocalCrawlError):
     """A refresh that cannot be made as asked; nothing was written. The text says what to change."""
 
 
-def write_change_set(old: Path, new: Path, path: Path) -> dict[str, Any]:
+def write_change_set(old: Path, new: Path, path: Path, old_read: ResultSet | None = None) -> dict[str, Any]:
     """The changes from map `old` to map `new`, one JSON line each, and their counts (the one place
-    a refresh's change set is made: today `whoiscrawl diff`'s comparison)."""
-    report = diff_report(ResultSet(old, seekable=True), ResultSet(new, seekable=True))
+    a refresh's change set is made: today `whoiscrawl diff`'s comparison); `old_read`: `old` read
+    already (`ResultSet(old, seekable=True)`)."""
+    report = diff_report(ResultSet(old, seekable=True) if old_read is None else old_read,
+                         ResultSet(new, seekable=True))
     with path.open("w", encoding="utf-8") as fh:
         for change in report.pop("changes"):
             fh.write(json.dumps(change, separators=(",", ":")) + "\n")
@@ -167,6 +169,8 @@ class Refresh:
         for record in published.free_records(scope):
             record.crawl = "local"
             await sink.emit(record)
+        # the previous map's blocks found for the change set meanwhile: the loop mostly waits on the stagings
+        indexed = asyncio.create_task(asyncio.to_thread(ResultSet, self.previous, seekable=True))
         dumped = await self._from_dumps(dumps, prev, scope, sink)
         clock = self._took("dumps", clock)
         walk = await self._from_stats(old, published, prev, scope, dumped, sink)
@@ -180,7 +184,7 @@ class Refresh:
         rows = sorted(manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
         made = max(published.end_dates.values(), default="")
         manifest.Manifest(old.scope, self._serials(published, dumps), rows, made).write(job.out)
-        changes = write_change_set(self.previous, job.out, change_set_path(job.out))
+        changes = write_change_set(self.previous, job.out, change_set_path(job.out), await indexed)
         self._took("change_set", clock)
         return {"refreshed": str(self.previous), "out": str(job.out), "complete": summary.pop("complete"),
                 "counts": dict(self.counts), "walked": walk, **summary, "changes": changes,
