@@ -98,7 +98,7 @@ async def stage_apart(dump: RegistryDump, scope: Scope | None, staged: Path, dig
     prepare_staging()
     reader, writer = _STAGING.Pipe(duplex=False)
     child = _STAGING.Process(target=_stage_child, args=(dump, scope, staged, writer, digest_to, reuse),
-                            daemon=True)
+                             daemon=True)
     child.start()
     writer.close()
     try:
