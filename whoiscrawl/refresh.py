@@ -15,13 +15,16 @@ The new map gets its own manifest and the change set from the previous map (`wri
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import shutil
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -50,10 +53,12 @@ class RefreshError(LocalCrawlError):
     """A refresh that cannot be made as asked; nothing was written. The text says what to change."""
 
 
-def write_change_set(old: Path, new: Path, path: Path) -> dict[str, Any]:
+def write_change_set(old: Path, new: Path, path: Path, old_read: ResultSet | None = None) -> dict[str, Any]:
     """The changes from map `old` to map `new`, one JSON line each, and their counts (the one place
-    a refresh's change set is made: today `whoiscrawl diff`'s comparison)."""
-    report = diff_report(ResultSet(old, seekable=True), ResultSet(new, seekable=True))
+    a refresh's change set is made: today `whoiscrawl diff`'s comparison); `old_read`: `old` read
+    already (`ResultSet(old, seekable=True)`)."""
+    report = diff_report(ResultSet(old, seekable=True) if old_read is None else old_read,
+                         ResultSet(new, seekable=True))
     with path.open("w", encoding="utf-8") as fh:
         for change in report.pop("changes"):
             fh.write(json.dumps(change, separators=(",", ":")) + "\n")
@@ -97,6 +102,22 @@ class Previous:
         return changed.Reuse(path, serial, observed_at, held)
 
 
+@contextlib.contextmanager
+def _held_apart() -> Iterator[None]:
+    """Python's cyclic collector paused while the previous map is read, and what the process holds
+    then left out of its later passes (`gc.freeze`, until the refresh ends): the map's hundred
+    thousand records (five containers each, no cycle) were traversed again by every pass, each
+    finding nothing: over half of reading the map (docs/refresh.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def _still(kept: NetworkRecord, dumped: NetworkRecord) -> NetworkRecord:
     """A record asked live for a network its new dump gives unchanged, kept: one that is the
     dump's but a field filled live (`filled`) is of the new dump's read now."""
@@ -133,8 +154,15 @@ class Refresh:
     phases: dict[str, float] = field(default_factory=dict)  # seconds each part took
 
     async def run(self) -> dict[str, Any]:
+        try:
+            return await self._run()
+        finally:
+            gc.unfreeze()  # what `_held_apart` left out of the collector's passes is in them again
+
+    async def _run(self) -> dict[str, Any]:
         job, clock = self.job, time.monotonic()
         old = self._check()
+        seed.prepare_staging()  # the dumps' stagings' process loads while the files are fetched
         made_dir = not job.published.exists()
         try:
             published, dumps = await self._files(old)
@@ -143,13 +171,16 @@ class Refresh:
                 shutil.rmtree(job.published, ignore_errors=True)
             raise
         clock = self._took("files", clock)
-        prev = Previous.read(self.previous)
+        with _held_apart():
+            prev = Previous.read(self.previous)
         clock = self._took("previous", clock)
         scope = Scope.of((c.first, c.last) for c in IPSet(old.scope).iter_cidrs())
         sink = FileSink(job.out, each=False)  # what the files settle: a resume writes it again whole
         for record in published.free_records(scope):
             record.crawl = "local"
             await sink.emit(record)
+        # the previous map's blocks found for the change set meanwhile: the loop mostly waits on the stagings
+        indexed = asyncio.create_task(asyncio.to_thread(ResultSet, self.previous, seekable=True))
         dumped = await self._from_dumps(dumps, prev, scope, sink)
         clock = self._took("dumps", clock)
         walk = await self._from_stats(old, published, prev, scope, dumped, sink)
@@ -163,7 +194,7 @@ class Refresh:
         rows = sorted(manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
         made = max(published.end_dates.values(), default="")
         manifest.Manifest(old.scope, self._serials(published, dumps), rows, made).write(job.out)
-        changes = write_change_set(self.previous, job.out, change_set_path(job.out))
+        changes = write_change_set(self.previous, job.out, change_set_path(job.out), await indexed)
         self._took("change_set", clock)
         return {"refreshed": str(self.previous), "out": str(job.out), "complete": summary.pop("complete"),
                 "counts": dict(self.counts), "walked": walk, **summary, "changes": changes,
@@ -249,7 +280,9 @@ class Refresh:
         recheck: list[NetworkRecord] = []
         spans = seed.SpanLog()  # every staged network's: what places the rechecked (`own_addresses`)
         with staged.open(encoding="utf-8") as fh:
-            for line in fh:
+            for n, line in enumerate(fh):
+                if n and n % Seeding.TURN == 0:  # a turn for Ctrl-C (the task cancelled): it stops here,
+                    await asyncio.sleep(0)  # not after the dump's last network; no manifest: not done
                 got = seed.staged_record(line)
                 spans.add(got.first, got.last)
                 key = (registry, got.first, got.last)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import re
 from pathlib import Path
@@ -13,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from whoiscrawl.ipv4 import ip_int, ip_str
-from whoiscrawl.local import LocalCrawl
+from whoiscrawl.local import LocalCrawl, Seeding
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.refresh import PROVENANCE, Refresh, RefreshError, change_set_path
-from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.rirs import BY_ID, REGISTRIES
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim.churn import Change
 from whoiscrawl.sim.score import score, truth_records
@@ -28,6 +29,8 @@ from whoiscrawl.sources.stats import read_path
 from whoiscrawl.space import fetch_bootstrap
 
 from .conftest import StartSim
+from .test_sources_crawl import many_inetnums, publish
+from .test_sources_crawl import mirror as mirror  # a fixture
 
 DUMPED = ("ripencc", "apnic", "lacnic", "afrinic")  # registries whose dumps tell every change
 FILES_SHOW_AT_ARIN = ("transferred", "moved")  # ARIN's changes its statistics show (it has no dump)
@@ -220,3 +223,48 @@ async def test_a_registry_whose_new_statistics_are_unusable_keeps_its_networks(
     assert summary["walked"] == [] and summary["counts"]["arin_kept"] == 1
     written = [json.loads(line) for line in new.out.read_text().splitlines()]
     assert [r["registrant"] for r in written if r["registry"] == "arin"] == ["Kept From Before"]
+
+
+async def test_a_refresh_stopped_while_reading_a_dump_stops_there_and_resumes_to_the_same_map(
+        start_sim: StartSim, tmp_path: Path, mirror: tuple[Path, str]) -> None:
+    # Ctrl-C (the refresh's task cancelled) once it has taken the first of a dump's networks: it
+    # stops within `Seeding.TURN` of them, not after the dump's last; no manifest is written, and the
+    # resume ends with the map of a refresh never stopped
+    root, base = mirror
+    count = 3 * Seeding.TURN
+    publish(root, BY_ID["lacnic"].dump_urls[0], many_inetnums(count))
+    sim = await start_sim(latency=False, limits=False)
+    previous = tmp_path / "maps" / "previous.jsonl"  # one network, gone from the new dump
+    previous.parent.mkdir()
+    gone = NetworkRecord(registry="lacnic", handle="186.8.0.0/16", start_address="186.8.0.0",
+                         end_address="186.8.255.255", cidrs=["186.8.0.0/16"], registrant="Gone Since")
+    previous.write_bytes(gone.to_json() + b"\n")
+    manifest.Manifest(scope=["186.0.0.0/12"]).write(previous)
+
+    async def refresh(out: Path, resume: bool = False) -> Refresh:
+        new = await job(sim, out, ["186.0.0.0/12"])
+        new.settings = dataclasses.replace(new.settings, files_base=base, verify=0.0, fill_redacted=False,
+                                           sources=frozenset({"stats", "dumps"}))
+        new.resume = resume
+        return Refresh(new, previous)
+
+    out = tmp_path / "maps" / "stopped.jsonl"
+    stopped = await refresh(out)
+    running = asyncio.create_task(stopped.run())
+    async with asyncio.timeout(60):
+        while not stopped.counts["lacnic_added"] and not running.done():
+            await asyncio.sleep(0)  # a turn as soon as the refresh gives one
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert 0 < stopped.counts["lacnic_added"] < count  # the stop took effect part way
+    assert gc.get_freeze_count() == 0  # what the refresh kept from the collector's passes is back in them
+    assert not manifest.path_of(out).exists()
+    resumed = await (await refresh(out, resume=True)).run()
+    assert resumed["complete"] and resumed["counts"]["lacnic_added"] == count
+    assert resumed["changes"]["added"] == count and resumed["changes"]["removed"] == 1
+    whole = tmp_path / "maps" / "whole.jsonl"
+    assert (await (await refresh(whole)).run())["complete"]
+    assert _map(out) == _map(whole) and len(_map(out)) == count
+    assert sorted(change_set_path(out).read_text().splitlines()) == sorted(
+        change_set_path(whole).read_text().splitlines())

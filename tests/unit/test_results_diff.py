@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from whoiscrawl.results.diff import classify, diff_report
+from whoiscrawl.results.diff import changes, classify, diff_report, facts, same_facts
 from whoiscrawl.results.source import ResultsError, ResultSet, parse_line
 
 from .test_results_summary import record, write
@@ -78,3 +81,57 @@ def test_a_transfer_says_from_and_to():
 def test_input_out_of_hierarchy_order_is_refused():
     with pytest.raises(ResultsError, match=r"new map is not in hierarchy order at 193\.0\.0\.0"):
         list(classify([], [_doc("193.0.1.0/24"), _doc("193.0.0.0/24")]))
+
+
+_LINE = record("193.0.1.0/24").to_json()
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    (_LINE, record("193.0.1.0/24", fetched_at="2030-01-01", serial="9", source="dump").to_json(), True),
+    (_LINE, record("193.0.1.0/24", country="DE").to_json(), False),
+    # a key `facts` reads after provenance begins (JSON's last one wins): not told from the bytes
+    (_LINE, _LINE[:-1] + b',"registrant":"Newco"}', False),
+    # where provenance seems to begin is inside a field: what follows is no record's rest
+    (b'{"registry":"ripencc","handle":"h","abuse_emails":[{"x":0,"query_address":0}],"country":"NL"}',
+     b'{"registry":"ripencc","handle":"h","abuse_emails":[{"x":0,"query_address":0}],"country":"DE"}', False),
+    (b'{"registry":"ripencc","handle":"h"}', b'{"registry":"ripencc","handle":"h"}', False),  # no provenance
+], ids=["provenance only", "a fact", "a fact after", "inside a field", "no provenance"])
+def test_same_facts_is_told_from_bytes_only_where_they_settle_it(a: bytes, b: bytes, same: bool):
+    assert same_facts(a, b) is same
+    if same:
+        assert facts(orjson.loads(a)) == facts(orjson.loads(b))
+
+
+_CIDRS = ["193.0.0.0/23", "193.0.0.0/24", "193.0.1.0/24", "12.0.0.0/8"]
+_VALUES = {"country": ["NL", "DE"], "fetched_at": ["a", "b"], "registrant": ["A", "B"], "serial": [None, "1"]}
+
+
+@st.composite
+def _map_lines(draw: st.DrawFn) -> list[bytes]:
+    """Lines of a map: records of a few ranges with a few values each, some with provenance only
+    changed, some written with their keys in another order or a fact after provenance."""
+    lines = []
+    for _ in range(draw(st.integers(0, 8))):
+        pick = {name: draw(st.sampled_from(values)) for name, values in _VALUES.items()}
+        cidr, registry = draw(st.sampled_from(_CIDRS)), draw(st.sampled_from(["ripencc", "arin"]))
+        doc = record(cidr, registry, **pick).to_dict()
+        shape = draw(st.sampled_from(["ours", "shuffled", "fact after"]))
+        if shape == "shuffled":
+            doc = dict(draw(st.permutations(list(doc.items()))))
+        line = orjson.dumps(doc)
+        if shape == "fact after":
+            line = line[:-1] + b',"country":"' + draw(st.sampled_from([b"NL", b"FR"])) + b'"}'
+        lines.append(line)
+    return lines
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_map_lines(), _map_lines())
+def test_changes_are_those_of_every_block_parsed(tmp_path: Path, old: list[bytes], new: list[bytes]):
+    paths = []
+    for name, lines in (("old", old), ("new", new)):
+        (tmp_path / name).write_bytes(b"".join(line + b"\n" for line in lines) or b"\n")
+        paths.append(tmp_path / name)
+    a, b = (ResultSet(p, seekable=True) for p in paths)
+    every = [c.to_dict() for c in classify(a.nested(), b.nested())]
+    assert [c.to_dict() for c in changes(a, b)] == every

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +57,33 @@ def test_a_dump_reads_the_same_wherever_its_blocks_end(lines: list[bytes], size:
     got = [obj for at, text, last in rpsl.texts(blocks) for obj in rpsl.parse_text(text, at, True)]
     want = [obj for at, text, last in rpsl.texts([data]) for obj in _line_by_line(text, at, True)]
     assert got == want
+
+
+def _texts_by_line_start(blocks: list[bytes]) -> list[tuple[int, bytes, bool]]:
+    """The split before its fast search: a blank line found by `^` (MULTILINE) at every line start."""
+    blank_line = re.compile(rb"^[ \t\r\x0b\x0c]*\n", re.MULTILINE)
+    out, rest, line = [], b"", 1
+    for block in blocks:
+        buf = rest + block
+        end, start = buf.rfind(b"\n") + 1, 0
+        for blank in blank_line.finditer(buf, 0, end):
+            if blank.start() > start:
+                out.append((line, buf[start:blank.start()], False))
+                line += buf.count(b"\n", start, blank.start())
+            line, start = line + 1, blank.end()
+        rest = buf[start:]
+    return out + ([(line, rest, True)] if rest.strip() else [])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"inetnum: 1.0.0.0 - 1.0.0.255", b"descr: x", b"+ more", b" \t", b"\r",
+                                 b"", b"\x0b\x0c", b"\xa0", b"% note", b" x"]), max_size=30),
+       st.integers(1, 64), st.booleans())
+@example([b"", b"", b" ", b"descr: x", b"", b"\r", b""], 1, True)  # blank lines at a block's start, in a row
+def test_texts_are_split_where_the_line_start_search_split_them(lines: list[bytes], size: int, newline: bool):
+    data = b"\n".join(lines) + (b"\n" if newline else b"")
+    blocks = [data[i:i + size] for i in range(0, len(data), size)]
+    assert list(rpsl.texts(blocks)) == _texts_by_line_start(blocks)
 
 
 _OCTETS = st.one_of(st.integers(0, 255).map(str), st.sampled_from(["01", "256", "00", "1e1", ""]))

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
+import numpy as np
+import orjson
+
 from whoiscrawl.results.source import ResultsError, ResultSet, block_key
 from whoiscrawl.results.summary import holder_of
 
@@ -131,8 +134,40 @@ def _change(kind: str, doc: dict[str, Any], fields: dict[str, tuple[Any, Any]] |
 
 
 def changes(old: ResultSet, new: ResultSet) -> Iterator[Change]:
-    """The changes between two result sets (both opened `seekable`), streaming."""
-    return classify(old.nested(), new.nested())
+    """The changes between two result sets (both opened `seekable`), streaming. A block whose two
+    winning lines give the same facts by their bytes (`same_facts`) is passed over unparsed: a
+    refresh's map is mostly its previous map's records read again."""
+    both, in_old, in_new = np.intersect1d(old.keys, new.keys, assume_unique=True, return_indices=True)
+    same = np.fromiter(map(same_facts, old.lines_at(in_old), new.lines_at(in_new)), bool, len(both))
+    return classify(old.records_at(_without(len(old.keys), in_old[same])),
+                    new.records_at(_without(len(new.keys), in_new[same])))
+
+
+# Where a record's provenance begins as `NetworkRecord.to_json` writes it: every key `facts` reads
+# (`FACT_KEYS`) comes before it.
+_PROVENANCE = b',"query_address":'
+FACT_KEYS = frozenset({"registry", "registrant", "name", "handle", "country", "abuse_emails", "type"})
+
+
+def same_facts(a: bytes, b: bytes) -> bool:
+    """Do two records' lines give the same `facts`, told from their bytes? True where they are the
+    same up to where provenance begins, and what follows is the rest of the record (not the inside
+    of a field) with no key `facts` reads (JSON's last key would win); False is "not known": parse."""
+    cut = a.find(_PROVENANCE)
+    if cut < 0 or a[:cut] != b[:cut] or not b.startswith(_PROVENANCE, cut):
+        return False
+    try:
+        rests = [orjson.loads(b"{" + line[cut + 1:]) for line in (a, b)]
+    except orjson.JSONDecodeError:  # the cut inside a field: what follows closes more than the record
+        return False
+    return all(isinstance(rest, dict) and not rest.keys() & FACT_KEYS for rest in rests)
+
+
+def _without(count: int, dropped: np.ndarray) -> np.ndarray:
+    """Positions 0..count-1 but `dropped`, in order."""
+    keep = np.ones(count, dtype=bool)
+    keep[dropped] = False
+    return np.flatnonzero(keep)
 
 
 def diff_report(old: ResultSet, new: ResultSet, keep: int | None = None) -> dict[str, Any]:

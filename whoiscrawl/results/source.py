@@ -152,14 +152,19 @@ class ResultSet:
     def records_at(self, blocks: Iterable[int]) -> Iterator[dict[str, Any]]:
         """The winning records of these blocks (positions in hierarchy order, as `spans` gives them),
         each read where it lies in the file."""
+        for line in self.lines_at(blocks):
+            doc = parse_line(line)
+            assert doc is not None
+            yield doc
+
+    def lines_at(self, blocks: Iterable[int]) -> Iterator[bytes]:
+        """`records_at`'s lines, unparsed."""
         if self._offsets is None:
             raise ResultsError("reading records by block needs a ResultSet opened with seekable=True")
         with self.path.open("rb") as fh:
             for block in blocks:
                 fh.seek(int(self._offsets[self.winners[block]]))
-                doc = parse_line(fh.readline())
-                assert doc is not None
-                yield doc
+                yield fh.readline()
 
 
 def arrow_schema(names: Sequence[str]) -> pa.Schema:

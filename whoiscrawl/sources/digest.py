@@ -9,7 +9,6 @@ operations, never an object per text (the JSON lines it replaced took seconds to
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import tempfile
@@ -21,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import xxhash
 
 from whoiscrawl.ipv4 import span_keys
 
-VERSION = 2
+VERSION = 3  # 3: texts hashed by xxh3 (2: blake2b; its digests are not read)
 
 OTHER, NETWORK = 0, 1  # what a text of the files read for networks gave: passed over, or a network
 
@@ -34,9 +34,10 @@ class DigestError(ValueError):
 
 
 def number(text: bytes) -> int:
-    """An object's text as the short hash the digest keeps (64 bits: a collision in a registry's
-    millions of objects is about one chance in 10^6)."""
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+    """An object's text as the short hash the digest keeps (xxh3, 64 bits: a collision in a
+    registry's millions of objects is about one chance in 10^6; blake2b's was ~8x the time, 0.5 s of
+    CPU for RIPE NCC's 332 MB on `standard`)."""
+    return xxhash.xxh3_64_intdigest(text)
 
 
 def key_number(key: str) -> int:

@@ -121,7 +121,19 @@ def parse_range(text: str) -> tuple[int, int]:
 
 
 # A line that ends an object: nothing on it but spaces and tabs (`objects` ends one on any white space).
-_BLANK = re.compile(rb"^[ \t\r\x0b\x0c]*\n", re.MULTILINE)
+# Found from the newline before it (`_AFTER`, the blank line itself left to the lookahead, so the next
+# one can start there): a pattern that starts with a literal is searched for in C, where one starting
+# with `^` (MULTILINE) is tried at every byte, half of a dump's split. `_FIRST`: one at a block's start.
+_AFTER = re.compile(rb"\n[ \t\r\x0b\x0c]*(?=\n)")
+_FIRST = re.compile(rb"[ \t\r\x0b\x0c]*\n")
+
+
+def _blanks(buf: bytes, end: int) -> Iterator[tuple[int, int]]:
+    """Where each blank line of `buf[:end]` starts and ends (its newline included); `buf` starts a line."""
+    if first := _FIRST.match(buf, 0, end):
+        yield 0, first.end()
+    for blank in _AFTER.finditer(buf, 0, end):
+        yield blank.start() + 1, blank.end() + 1
 
 
 def texts(blocks: Iterable[bytes]) -> Iterator[tuple[int, bytes, bool]]:
@@ -134,11 +146,11 @@ def texts(blocks: Iterable[bytes]) -> Iterator[tuple[int, bytes, bool]]:
         buf = rest + block
         end = buf.rfind(b"\n") + 1  # complete lines only: a blank one may straddle two blocks
         start = 0
-        for blank in _BLANK.finditer(buf, 0, end):
-            if blank.start() > start:
-                yield line, buf[start:blank.start()], False
-                line += buf.count(b"\n", start, blank.start())
-            line, start = line + 1, blank.end()
+        for blank, after in _blanks(buf, end):
+            if blank > start:
+                yield line, buf[start:blank], False
+                line += buf.count(b"\n", start, blank)
+            line, start = line + 1, after
         rest = buf[start:]
     if rest.strip():
         yield line, rest, True
