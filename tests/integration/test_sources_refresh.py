@@ -168,7 +168,8 @@ async def test_a_generation_carries_what_did_not_change_and_a_killed_carry_ends_
     finally:
         await store.close()
     # The manifest kept for the next generation.
-    assert json.loads((await _state(services, killed))["done"])["manifest"]["scope"] == ["23.128.0.0/21", "193.0.0.0/20"]
+    manifest = json.loads((await _state(services, killed))["done"])["manifest"]
+    assert manifest["scope"] == ["23.128.0.0/21", "193.0.0.0/20"]
 
 
 async def test_a_previous_generation_that_cannot_be_refreshed_from_is_refused_and_crawled_anew(
