@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from whoiscrawl.operator.backend import LiveBackend, Target
 from whoiscrawl.worker import sources
 from whoiscrawl.worker.sources import FleetLoad, Results
 
@@ -170,6 +171,9 @@ async def test_a_generation_carries_what_did_not_change_and_a_killed_carry_ends_
     # The manifest kept for the next generation.
     manifest = json.loads((await _state(services, killed))["done"])["manifest"]
     assert manifest["scope"] == ["23.128.0.0/21", "193.0.0.0/20"]
+    # The operator reads what the load did (status.refresh).
+    target = Target(killed, services.kafka_bootstrap, "t.", services.redis_url)
+    assert LiveBackend().refresh(target) == figures["refresh"]
 
 
 async def test_a_previous_generation_that_cannot_be_refreshed_from_is_refused_and_crawled_anew(
