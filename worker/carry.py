@@ -82,10 +82,14 @@ def read_manifest(crawl: str, state: dict[str, str]) -> manifest.Manifest:
 
 
 def check(crawl: str, old: manifest.Manifest, scope: Scope | None, now: dict[str, dict[str, str]]) -> None:
-    """Refused: the previous generation maps another scope, or its files are newer than those now
-    (`now`: registry -> {"stats"|"dump": serial})."""
+    """Refused: the previous generation maps another scope, it or this one read no statistics (the
+    local refresh needs them too: `map.json` is written only by a crawl that read them), or its
+    files are newer than those now (`now`: registry -> {"stats"|"dump": serial})."""
     if old.scope != cidrs(scope):
         raise Refused(f"{crawl} mapped another scope (the crawl's ranges or excludes changed since)")
+    for who, serials in ((crawl, old.serials), ("this generation", now)):
+        if not any("stats" in kinds for kinds in serials.values()):  # nothing would say what changed
+            raise Refused(f"{who} read no delegation statistics (sources.use without stats)")
     for registry, kinds in now.items():
         for kind, serial in kinds.items():
             was = old.serials.get(registry, {}).get(kind)

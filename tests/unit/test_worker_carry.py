@@ -74,7 +74,12 @@ def test_another_scope_or_files_older_than_the_previous_generations_are_refused(
     with pytest.raises(carry.Refused, match="another scope"):
         carry.check("ns.wc", old, narrower, {})
     with pytest.raises(carry.Refused, match="ripencc's dump serial 41234567, newer than 41234566 now"):
-        carry.check("ns.wc", old, SCOPE, {"ripencc": {"dump": "41234566"}})
+        carry.check("ns.wc", old, SCOPE, {"arin": {"stats": "20261208"}, "ripencc": {"dump": "41234566"}})
+    with pytest.raises(carry.Refused, match="this generation read no delegation statistics"):
+        carry.check("ns.wc", old, SCOPE, {"ripencc": {"dump": "41234567"}})
+    dumps_only = carry.made_by(SCOPE, None, {"ripencc": {"dump": "41234567"}})
+    with pytest.raises(carry.Refused, match=r"ns\.wc read no delegation statistics"):
+        carry.check("ns.wc", dumps_only, SCOPE, {"arin": {"stats": "20261208"}})
 
 
 def test_a_previous_results_topic_holding_nothing_is_refused():
