@@ -151,6 +151,29 @@ class FleetLoad:
         scope = await self.store.scope()
         self.cache.mkdir(parents=True, exist_ok=True)
         old = await self._previous()
+        # a file older than this crawl used is refused, not compared with the previous generation
+        used = [i for i in await self._stage(scope) if not self._stale(i, _done(state, i))]
+        if old is not None:
+            try:  # reads the previous map and every staged dump: in a thread
+                carried = await asyncio.to_thread(self._carry, old, used, scope)
+            except carry.Refused as why:
+                self._refused(str(why))
+            else:
+                used += [i for i in carried if not self._stale(i, _done(state, i))]
+        inflight = json.loads(state.get("inflight", "null"))
+        for item in used:
+            done = _done(state, item)
+            same = bool(done) and done["serials"] == item.serials
+            sent = same and done.get("sent")  # whole, by a loader before
+            if not sent and not await self._send(item, done["count"] if same else 0, inflight):
+                return  # stopping: the next loader carries on from here
+            if item.how is not None:
+                await self._leaves(item)  # again after a loader that died past it: the same leaves
+        if not self.stopping.is_set():
+            await self._finish(used, scope)
+
+    async def _stage(self, scope: Scope | None) -> list[Item]:
+        """The statistics' free space and the dumps in scope, staged (as items to send)."""
         # Staging reads whole files: in a thread, or the loop could not renew the lease meanwhile.
         items = await asyncio.to_thread(self._free_space, self.stats, scope) if self.stats else []
         if "dumps" in self.settings.sources:
@@ -162,26 +185,10 @@ class FleetLoad:
                 async for dump, staged, report in stagings:  # in processes of their own
                     if (item := self._staged(dump, staged, report)) is not None:
                         items.append(item)
-        if old is not None:
-            try:  # reads the previous map and every staged dump: in a thread
-                items += await asyncio.to_thread(self._carry, old, items, scope)
-            except carry.Refused as why:
-                self._refused(str(why))
-        inflight = json.loads(state.get("inflight", "null"))
-        used = []
-        for item in items:
-            done = json.loads(state.get(f"item:{item.name}", "null"))
-            if self._stale(item, done):
-                continue
-            used.append(item)
-            same = bool(done) and done["serials"] == item.serials
-            sent = same and done.get("sent")  # whole, by a loader before
-            if not sent and not await self._send(item, done["count"] if same else 0, inflight):
-                return  # stopping: the next loader carries on from here
-            if item.how is not None:
-                await self._leaves(item)  # again after a loader that died past it: the same leaves
-        if self.stopping.is_set():
-            return
+        return items
+
+    async def _finish(self, used: list[Item], scope: Scope | None) -> None:
+        """Every item sent: the freshness checks, then `done` with the load's figures and manifest."""
         figures: dict[str, Any] = {}
         for item in used:
             if item.how is not None:
@@ -424,3 +431,8 @@ def _serials(items: list[Item]) -> dict[str, dict[str, str]]:
             for registry, serial in item.serials.items():
                 serials.setdefault(registry, {})[item.kind] = serial
     return serials
+
+
+def _done(state: dict[str, str], item: Item) -> Any:
+    """An item's progress as the load's state holds it (a JSON object; None: never sent)."""
+    return json.loads(state.get(f"item:{item.name}", "null"))
