@@ -1,16 +1,20 @@
 """The fleet's manifest (worker/carry.py): kept in fields of bounded size beside the load's `done`,
-read back whole; a previous generation that cannot be refreshed from is refused with its reason."""
+read back whole; a previous generation that cannot be refreshed from is refused with its reason;
+what is carried is the same bytes whichever loader stages it."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from whoiscrawl.worker import carry
 
 from whoiscrawl.ipv4 import ip_int
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.sources.difference import Previous
 from whoiscrawl.sources.manifest import Manifest
-from whoiscrawl.sources.published import StatsPlan
+from whoiscrawl.sources.published import RegistryDump, StatsPlan
 from whoiscrawl.sources.stats import Delegation
 from whoiscrawl.space import Scope
 
@@ -85,3 +89,27 @@ def test_another_scope_or_files_older_than_the_previous_generations_are_refused(
 def test_a_previous_results_topic_holding_nothing_is_refused():
     with pytest.raises(carry.Refused, match="holds no record"):
         carry.previous_map("ns.wc", iter([]))
+
+
+def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it():
+    """What a dumped network kept live is carried with the previous generation's `fetched_at` (it
+    was not fetched again), dated to the new dump's read: a loader taking over stages the same bytes,
+    so the batch a killed loader had in flight is sent only where the topic lacks it."""
+    dumped = NetworkRecord("ripencc", "NET-1", "193.0.0.0", "193.0.0.255", ["193.0.0.0/24"],
+                           registrant="Holder", country="NL", source="dump", serial="41234566", crawl="ns.wc",
+                           fetched_at="2026-12-06T00:00:00+00:00")
+    filled = dumped.with_filled("abuse_emails", ["noc@example.net"], "rdap", "AB1-RIPE")
+    filled.fetched_at = "2026-12-06T01:00:00+00:00"
+    prev = Previous.of_lines([dumped.to_json(), filled.to_json()])
+    new = RegistryDump("ripencc", [], "41234567", "2026-12-07T00:00:00Z")
+    staged = replace(dumped, serial="41234567", observed_at=new.observed_at, fetched_at="2026-12-07T09:00Z")
+    stagings = []
+    for _ in range(2):
+        carried = carry.Carried()
+        carry.from_dump(carried, new, iter([staged.to_json().decode()]), prev)
+        stagings.append([r.to_json() for r in carried.records["ripencc"]])
+    assert stagings[0] == stagings[1]
+    [again] = carried.records["ripencc"]
+    assert (again.fetched_at, again.serial) == (filled.fetched_at, "41234567")
+    assert again.abuse_emails == ["noc@example.net"]
+    assert carried.kept_live == {"ripencc": {(dumped.first, dumped.last)}}  # its fill not asked again
