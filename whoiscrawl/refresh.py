@@ -38,7 +38,7 @@ from whoiscrawl.results.source import ResultSet
 from whoiscrawl.sources import freshness, manifest, seed, stats
 from whoiscrawl.sources.difference import Key, Previous, compare_dumped, removed, stats_difference
 from whoiscrawl.sources.dumps import DumpReport
-from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
+from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats, went_back
 from whoiscrawl.space import Scope
 from whoiscrawl.store.memory import MemoryStore
 
@@ -292,16 +292,10 @@ def _forward(what: str, kind: str, serials: dict[str, str], old: manifest.Manife
     """Refuse files older than the previous map's (a serial that went backwards)."""
     for registry, serial in serials.items():
         was = old.serials.get(registry, {}).get(kind)
-        if was and serial and _older(serial, was):
+        if went_back(was, serial):
             raise RefreshError(f"{registry} {what} serial {serial} is older than the previous map's {was}: "
                                "the files went backwards; point --files-base at the registries' current "
                                "files")
-
-
-def _older(new: str, old: str) -> bool:
-    if new.isdigit() and old.isdigit():
-        return int(new) < int(old)
-    return new < old
 
 
 def _brief(scope: list[str]) -> str:
