@@ -116,6 +116,7 @@ class FleetLoad:
     stale: set[str] = field(default_factory=set)
     previous: str | None = None  # the previous generation's crawl, refreshed by difference (None: none)
     refresh: dict[str, Any] = field(default_factory=dict)  # what the refresh did, or why it was refused
+    refused: set[str] = field(default_factory=set)  # registries whose statistics the load refused (stale)
 
     def note(self, text: str) -> None:
         log.warning("%s", text)
@@ -152,7 +153,9 @@ class FleetLoad:
         self.cache.mkdir(parents=True, exist_ok=True)
         old = await self._previous()
         # a file older than this crawl used is refused, not compared with the previous generation
-        used = [i for i in await self._stage(scope) if not self._stale(i, _done(state, i))]
+        staged = await self._stage(scope)
+        used = [i for i in staged if not self._stale(i, _done(state, i))]
+        self.refused = {r for i in staged if i.kind == "stats" and i not in used for r in i.serials}
         if old is not None:
             try:  # reads the previous map and every staged dump: in a thread
                 carried = await asyncio.to_thread(self._carry, old, used, scope)
@@ -195,7 +198,7 @@ class FleetLoad:
                 figures[item.name.split(":", 1)[1]] = {**item.figures, "freshness": await self._fresh(item)}
             elif item.kind == "carried" and (asked := await self._fresh(item)):
                 self.refresh.setdefault("asked", {})[item.name.split(":", 1)[1]] = asked
-        made = carry.made_by(scope, self.stats, _serials(used))
+        made = carry.made_by(scope, self.stats, self._serials(used))
         header, rows = carry.manifest_fields(made)
         loaded = {"sources": sorted(self.settings.sources), "dumps": figures, "notes": self.notes[:20],
                   "serials": {i.name: i.serials for i in used}, "manifest": header,
@@ -213,6 +216,18 @@ class FleetLoad:
             self._refused(str(why))
             return None
 
+    def _serials(self, items: list[Item]) -> dict[str, dict[str, str]]:
+        """registry -> {"stats": serial, "dump": serial} of the files the load used (a manifest's):
+        every registry's statistics read, whether or not it has free space in scope (an item), but
+        those refused as older than this crawl used; the dumps sent."""
+        stats = self.stats.serials.items() if self.stats else []
+        serials = {r: {"stats": s} for r, s in stats if r not in self.refused}
+        for item in items:
+            if item.kind == "dump":
+                for registry, serial in item.serials.items():
+                    serials.setdefault(registry, {})["dump"] = serial
+        return serials
+
     def _refused(self, why: str) -> None:
         self.note(f"not a refresh of {self.previous}: {why}; this generation crawls anew")
         self.refresh = {"previous": self.previous, "refused": why}
@@ -221,7 +236,7 @@ class FleetLoad:
         """The previous generation's networks the new files leave unchanged, staged as one item a
         registry (`carried:<registry>`); Refused (nothing carried) if it cannot be refreshed from."""
         assert self.previous is not None
-        serials = _serials(items)
+        serials = self._serials(items)
         carry.check(self.previous, old, scope, serials)
         prev = carry.previous_map(self.previous, self.results.of(self.previous))
         carried = carry.Carried()
@@ -423,14 +438,6 @@ class FleetLoad:
         return counts
 
 
-def _serials(items: list[Item]) -> dict[str, dict[str, str]]:
-    """registry -> {"stats": serial, "dump": serial} of the files the items came from (a manifest's)."""
-    serials: dict[str, dict[str, str]] = {}
-    for item in items:
-        if item.kind in ("stats", "dump"):
-            for registry, serial in item.serials.items():
-                serials.setdefault(registry, {})[item.kind] = serial
-    return serials
 
 
 def _done(state: dict[str, str], item: Item) -> Any:

@@ -172,6 +172,9 @@ async def test_a_generation_carries_what_did_not_change_and_a_killed_carry_ends_
     # The manifest kept for the next generation.
     manifest = json.loads((await _state(services, killed))["done"])["manifest"]
     assert manifest["scope"] == ["23.128.0.0/21", "193.0.0.0/20"]
+    # every registry's statistics read, free space in scope or not (APNIC's, LACNIC's, AFRINIC's none)
+    assert {r for r, kinds in manifest["serials"].items() if "stats" in kinds} == {
+        "afrinic", "apnic", "arin", "lacnic", "ripencc"}
     # The operator reads what the load did (status.refresh).
     target = Target(killed, services.kafka_bootstrap, "t.", services.redis_url)
     assert LiveBackend().refresh(target) == figures["refresh"]
