@@ -99,6 +99,8 @@ class Backend(Protocol):
 
     def counters(self, t: Target) -> Progress: ...
 
+    def refresh(self, t: Target) -> dict[str, Any] | None: ...
+
     def lag(self, t: Target) -> int: ...
 
     def partitions(self, t: Target) -> int: ...
@@ -184,6 +186,13 @@ class LiveBackend:
     def counters(self, t: Target) -> Progress:
         store = self._store(t)
         return self._call("reading Redis counters", store.progress)
+
+    def refresh(self, t: Target) -> dict[str, Any] | None:
+        """What the generation's load did as a refresh of the previous one (worker/carry.py), or
+        why it was refused; None before the load is done, or for a load that refreshed none."""
+        store = self._store(t)
+        loaded = self._call("reading the load's figures", store.loaded)
+        return (loaded or {}).get("refresh")
 
     def lag(self, t: Target) -> int:
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,

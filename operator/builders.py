@@ -133,9 +133,10 @@ def notice_overrun(spec: CrawlSpec) -> str | None:
             "shard resumes from the last checkpoint, so nothing is lost, but work is repeated)")
 
 
-def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
-    """Worker environment that is not secret and not per pod (`crawl`: the crawl_id), written
-    through the settings contract (whoiscrawl/settings.py: what the worker reads)."""
+def config_data(crawl: str, spec: CrawlSpec, previous: str | None = None) -> dict[str, str]:
+    """Worker environment that is not secret and not per pod (`crawl`: the crawl_id; `previous`:
+    the previous generation's, which the load refreshes by difference), written through the
+    settings contract (whoiscrawl/settings.py: what the worker reads)."""
     nat = spec.egress.mode == "nat"
     return {
         **spec.workers.extra_env,  # first: the operator's own keys below always win
@@ -150,6 +151,7 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
             egress_key="nat" if nat else None,
             redis_url=spec.redis.url or None,
             bootstrap_url=spec.workers.bootstrap_url or None,
+            previous=previous,
         ),
         **spec.sources.env(),
     }
@@ -158,7 +160,14 @@ def config_data(crawl: str, spec: CrawlSpec) -> dict[str, str]:
 def config_map(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
     return with_hash({"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": _meta(owner, config_name(owner.name)),
-                      "data": config_data(crawl_id(owner.namespace, owner.name, owner.generation), spec)})
+                      "data": config_data(crawl_id(owner.namespace, owner.name, owner.generation), spec,
+                                          previous_crawl(owner))})
+
+
+def previous_crawl(owner: Owner) -> str | None:
+    """The generation a scheduled crawl's generation N > 1 refreshes: N-1's crawl (its data kept
+    while N runs: `history.keep` counts completed generations only)."""
+    return crawl_id(owner.namespace, owner.name, owner.generation - 1) if owner.generation > 1 else None
 
 
 def service_account(owner: Owner) -> dict[str, Any]:

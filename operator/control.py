@@ -227,6 +227,7 @@ class Snapshot:
     overflow_deployment: Mapping[str, Any] | None = None
     read_error: tuple[str, str] | None = None  # a pod or Deployment read the API refused
     step: generations.Step | None = None  # the schedule's verdict (None: the crawl runs once)
+    refresh: Mapping[str, Any] | None = None  # the load's refresh of the previous generation (None: none)
 
     @property
     def current(self) -> int:
@@ -309,6 +310,7 @@ def _data_plane(deps: Deps, crawl: Crawl, spec: CrawlSpec, now: datetime) -> dic
                                           plan_marker(crawl, plan, spec), now)
         out["plan_events"] = tuple(events)
         out["counters"] = deps.backend.counters(t)
+        out["refresh"] = deps.backend.refresh(t)
         out["lag"] = deps.backend.lag(t)
         out["partitions"] = deps.backend.partitions(t) or spec.kafka.partitions
     except (BackendError, KubeError) as exc:
@@ -494,11 +496,16 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
                              "heldBack": decision.stable.held_back}
     if snap.step is not None:
         res.status["schedule"] = schedule_status(snap, decision, applied.pruned)
+    refresh_events: list[Event] = []
+    if snap.refresh is not None:
+        res.status["refresh"] = st.refresh_status(snap.refresh)
+        refresh_events = st.refresh_events(snap.prev.get("refresh"), res.status["refresh"])
     if snap.step is not None and snap.step.start is not None:
         # Fields of the finished generation this one has none of yet: removed by the merge patch.
         res.status.update({k: None for k in generations.PER_GENERATION if k not in res.status})
     return Result(res.status, [*snap.plan_events, *decision.events,
-                               *schedule_events(snap, spec, applied.pruned), *events, *res.events],
+                               *schedule_events(snap, spec, applied.pruned), *refresh_events, *events,
+                               *res.events],
                   decision.desired, api_error)
 
 
@@ -523,8 +530,9 @@ def schedule_events(snap: Snapshot, spec: CrawlSpec, pruned: tuple[int, ...]) ->
     step = snap.step
     if step is not None and step.start is not None and step.scheduled_for is not None:
         out.append(("Normal", "GenerationStarted",
-                    f"generation {step.start} (scheduled for {st.iso(step.scheduled_for)}): the "
-                    "crawl again from the registries' newest files"))
+                    f"generation {step.start} (scheduled for {st.iso(step.scheduled_for)}): a refresh "
+                    f"of generation {step.start - 1} from the registries' newest files (what they leave "
+                    "unchanged is carried, not asked again; status.refresh)"))
     if step is not None and step.missed is not None:
         out.append(("Warning", "MissSchedule",
                     f"skipped the slot {st.iso(step.missed)}: missed by more than "

@@ -30,7 +30,7 @@ TIME_ZONE_PATTERN = r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$"
 # Status fields a new generation starts without: its plan, counters, rate and times are its own.
 PER_GENERATION = ("plan", "shards", "addresses", "lookups", "blocks", "rateLimited", "errors",
                   "progress", "rate", "sample", "eta", "etaSeconds", "lag", "startTime",
-                  "completionTime", "scaling")
+                  "completionTime", "scaling", "refresh")
 
 
 def schedule_problem(text: str) -> str | None:

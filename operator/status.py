@@ -279,6 +279,37 @@ def transitions(old: Iterable[Mapping[str, Any]],
     return events
 
 
+REFRESH_KINDS = ("carried", "unchanged", "changed", "added", "removed", "delegations_changed")
+
+
+def refresh_status(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """`status.refresh`: the generation refreshed from (`previous`), and either why that was refused
+    (`refused`: it crawls anew) or what the load carried, and what changed, in all and per registry;
+    `asked`: the networks carried that were asked again live (the freshness sample)."""
+    out: dict[str, Any] = {"previous": figures.get("previous")}
+    if figures.get("refused"):
+        return out | {"refused": figures["refused"]}
+    by_registry = {r: dict(f) for r, f in (figures.get("by_registry") or {}).items()}
+    for registry, asked in (figures.get("asked") or {}).items():
+        by_registry.setdefault(registry, {})["asked"] = int(asked.get("asked") or 0)
+    totals = {k: sum(int(f.get(k) or 0) for f in by_registry.values()) for k in (*REFRESH_KINDS, "asked")}
+    return out | {_camel(k): v for k, v in totals.items()} | {"byRegistry": {
+        r: {_camel(k): v for k, v in f.items()} for r, f in sorted(by_registry.items())}}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def refresh_events(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """A Warning Event the first pass that sees a generation's refresh refused (it crawls anew)."""
+    if not now.get("refused") or (before or {}).get("refused") == now["refused"]:
+        return []
+    return [("Warning", "RefreshRefused", f"not a refresh of {now.get('previous')}: {now['refused']}; "
+             "this generation crawls anew (a first crawl's requests)")]
+
+
 def strip_volatile(status: Mapping[str, Any]) -> dict[str, Any]:
     """Status minus what changes every round by itself, to decide whether a patch is needed."""
     out = {k: v for k, v in status.items() if k not in ("sample", "eta", "etaSeconds", "rate")}

@@ -472,6 +472,7 @@ def worker(given: dict[str, Any]) -> None:
         kafka_config=kafka_config_from(os.environ),
         name=name,
         sources=chosen,
+        previous=given["previous"] or None,
     )
     raise typer.Exit(run_worker(config))
 

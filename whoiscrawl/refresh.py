@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from netaddr import IPRange, IPSet
+from netaddr import IPSet
 
 from whoiscrawl.crawl import Crawler, Member
 from whoiscrawl.local import FileSink, LocalCrawl, LocalCrawlError, Seeding, scoped
@@ -38,15 +38,12 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.results.diff import diff_report
 from whoiscrawl.results.source import ResultSet
-from whoiscrawl.sources import changed, digest, freshness, manifest, seed, stats
-from whoiscrawl.sources.dumps import DumpReport, unresolved_abuse
-from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats
+from whoiscrawl.sources import freshness, manifest, seed, stats
+from whoiscrawl.sources.difference import Key, Previous, compare_dumped, removed, stats_difference
+from whoiscrawl.sources.dumps import DumpReport
+from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats, went_back
 from whoiscrawl.space import Scope
 from whoiscrawl.store.memory import MemoryStore
-
-Key = tuple[str, int, int]  # a block: its registry and range
-# Where a record was read and when: two reads of one unchanged network differ only in these.
-PROVENANCE = frozenset({"fetched_at", "observed_at", "serial", "crawl", "raw", "query_address"})
 
 
 class RefreshError(LocalCrawlError):
@@ -65,43 +62,6 @@ def write_change_set(old: Path, new: Path, path: Path, old_read: ResultSet | Non
     return report
 
 
-@dataclass
-class Previous:
-    """The previous map: the latest record of each block, the last record its dump gave, and of
-    which reads (serial, date) each registry's dumped records are."""
-
-    latest: dict[Key, NetworkRecord] = field(default_factory=dict)
-    dumped: dict[Key, NetworkRecord] = field(default_factory=dict)
-    reads: dict[str, set[tuple[str | None, str | None]]] = field(default_factory=dict)
-
-    @classmethod
-    def read(cls, path: Path) -> Previous:
-        """The map at `path`, a complete one (its manifest was checked): its records read as ours
-        (`from_own_json`: no schema check per record)."""
-        prev = cls()
-        with path.open("rb") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                record = NetworkRecord.from_own_json(line)
-                key = (record.registry, record.first, record.last)
-                prev.latest[key] = record
-                if record.source == "dump" and record.filled is None:  # not a field filled live after
-                    prev.dumped[key] = record
-                    prev.reads.setdefault(record.registry, set()).add((record.serial, record.observed_at))
-        return prev
-
-    def reuse(self, registry: str, published: Path) -> changed.Reuse | None:
-        """What a read of `registry`'s new dump may take from the previous one: its digest beside
-        the previous map's files, if every dumped record of the map is of one read."""
-        path, reads = digest.path_of(published, registry), self.reads.get(registry, set())
-        if not path.exists() or len(reads) != 1:
-            return None
-        (serial, observed_at), = reads
-        held = {(k[1], k[2]) for k in self.dumped if k[0] == registry}
-        return changed.Reuse(path, serial, observed_at, held)
-
-
 @contextlib.contextmanager
 def _held_apart() -> Iterator[None]:
     """Python's cyclic collector paused while the previous map is read, and what the process holds
@@ -116,30 +76,6 @@ def _held_apart() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
-
-
-def _still(kept: NetworkRecord, dumped: NetworkRecord) -> NetworkRecord:
-    """A record asked live for a network its new dump gives unchanged, kept: one that is the
-    dump's but a field filled live (`filled`) is of the new dump's read now."""
-    if kept.source == "dump" and kept.filled is not None:
-        return kept.read_again(dumped.serial, dumped.observed_at)
-    return kept
-
-
-def contact_replaced(kept: NetworkRecord, dumped: NetworkRecord) -> bool:
-    """Does the new dump name another abuse contact for a network whose address was filled from
-    its contact (`kept.filled`)? The dump's records carry the handle only while staged (`raw`), so
-    `same` cannot see it: a LACNIC customer's block names its ISP's contact, and the ISP replacing
-    it changes nothing else of the block."""
-    entity = ((kept.filled or {}).get("abuse_emails") or {}).get("entity")
-    named = unresolved_abuse(dumped)
-    return entity is not None and named is not None and named.casefold() != entity.casefold()
-
-
-def same(a: NetworkRecord, b: NetworkRecord) -> bool:
-    """One network read twice, unchanged (its provenance aside)?"""
-    x, y = a.to_dict(), b.to_dict()
-    return all(x[k] == y[k] for k in x.keys() | y.keys() if k not in PROVENANCE)
 
 
 @dataclass
@@ -285,57 +221,42 @@ class Refresh:
                     await asyncio.sleep(0)  # not after the dump's last network; no manifest: not done
                 got = seed.staged_record(line)
                 spans.add(got.first, got.last)
-                key = (registry, got.first, got.last)
-                before = prev.dumped.get(key)
-                record = _dumped(got, before, dump)
+                compared = compare_dumped(got, prev, dump)
+                record, key = compared.record, compared.key
                 record.crawl = "local"
                 # the new dump's record: its serial (the next refresh compares it); what the dump left
                 # unresolved (`raw`) is the fill's to ask, not a result
                 await sink.emit(replace(record, raw=None) if record.raw else record)
                 if key in prev.latest:
                     seen.add(key)
-                if before is not None and (isinstance(got, changed.Unchanged) or same(before, record)) \
-                        and not contact_replaced(prev.latest[key], record):
-                    self.counts[f"{registry}_unchanged"] += 1
-                    self.kept.append(prev.latest[key])
-                    if prev.latest[key] is not before:  # what was asked live for it still holds: after it
-                        await sink.emit(_still(prev.latest[key], record))
-                    elif self.job.settings.fill_redacted and freshness.redacted(before):
-                        recheck.append(record)  # never filled (its children covered it whole): maybe now
-                    continue
-                self.counts[f"{registry}_{'changed' if key in prev.latest else 'added'}"] += 1
-                if self.job.settings.fill_redacted and freshness.redacted(record):
+                self.counts[f"{registry}_{compared.kind}"] += 1
+                if compared.kept is not None:
+                    self.kept.append(compared.kept)
+                if compared.after is not None:  # what was asked live for it still holds: after it
+                    await sink.emit(compared.after)
+                elif self.job.settings.fill_redacted and freshness.redacted(record):
+                    # new, changed, or never filled (its children covered it whole): maybe now
                     recheck.append(record)
         asked = seed.SpanLog()
         for record in recheck:
             asked.add(record.first, record.last)
         self.recheck += seed.aimed(recheck, seed.own_addresses(spans.about(asked)))
-        gone = [k for k in prev.latest if k[0] == registry and k not in seen
-                and prev.latest[k].source != "stats"]
-        self.counts[f"{registry}_removed"] += len(gone)
+        self.counts[f"{registry}_removed"] += len(removed(prev, registry, seen))
 
     async def _from_stats(self, old: manifest.Manifest, published: StatsPlan, prev: Previous, scope: Scope,
                           dumped: set[str], sink: FileSink) -> list[str]:
         """Registries without a dump read: the previous networks outside every delegation whose
         statistics row changed are kept; the changed delegations (in scope) are to be walked."""
-        now = {manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last)}
-        changed: set[manifest.Row] = set()
-        for registry in {r[0] for r in old.rows} | {r[0] for r in now}:
-            if registry in dumped or registry not in published.serials:
-                continue  # no statistics to compare (a warning says why): its networks kept unchecked
-            changed |= old.rows_of(registry) ^ {r for r in now if r[0] == registry}
-        spans = Scope.of(sorted((r[1], r[1] + r[2] - 1) for r in changed))
+        now = (manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
+        difference = stats_difference(old.rows, now, dumped, published.serials)
         for key, record in prev.latest.items():
-            fresh_stats = record.source == "stats" and key[0] in published.serials  # written anew above
-            if key[0] in dumped or fresh_stats or spans.overlaps(key[1], key[2]):
+            if not difference.keeps(key, record):
                 continue
             self.counts[f"{key[0]}_kept"] += 1
             self.kept.append(record)
             await sink.emit(record)
-        inside = IPSet(old.scope) & IPSet(IPRange(r[1], r[1] + r[2] - 1) for r in changed
-                                          if r in now)
-        self.counts["delegations_changed"] = len(changed)
-        return [str(c) for c in inside.iter_cidrs()]
+        self.counts["delegations_changed"] = len(difference.changed)
+        return difference.walk(old.scope)
 
     async def _live(self, walk: list[str], published: StatsPlan, scope: Scope) -> dict[str, Any]:
         """The changed delegations walked live (a crawl of just them), then the networks to ask
@@ -397,17 +318,6 @@ class Refresh:
         return serials
 
 
-def _dumped(got: NetworkRecord | changed.Unchanged, before: NetworkRecord | None,
-            dump: RegistryDump) -> NetworkRecord:
-    """A staged network's record: the new dump's, or for one unchanged since the previous read
-    (not parsed), the previous read's, read again from the new files."""
-    if isinstance(got, changed.Unchanged):
-        if before is None:  # `Reuse.held`: only what the previous map holds is taken unparsed
-            raise AssertionError(f"{dump.registry} {got}: unchanged but not in the previous map")
-        return before.read_again(dump.serial, dump.observed_at)
-    return got
-
-
 def change_set_path(out: Path) -> Path:
     return out.with_name(out.name + ".changes.jsonl")
 
@@ -416,16 +326,10 @@ def _forward(what: str, kind: str, serials: dict[str, str], old: manifest.Manife
     """Refuse files older than the previous map's (a serial that went backwards)."""
     for registry, serial in serials.items():
         was = old.serials.get(registry, {}).get(kind)
-        if was and serial and _older(serial, was):
+        if went_back(was, serial):
             raise RefreshError(f"{registry} {what} serial {serial} is older than the previous map's {was}: "
                                "the files went backwards; point --files-base at the registries' current "
                                "files")
-
-
-def _older(new: str, old: str) -> bool:
-    if new.isdigit() and old.isdigit():
-        return int(new) < int(old)
-    return new < old
 
 
 def _brief(scope: list[str]) -> str:

@@ -92,6 +92,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
        "(the real registries)", optional=True, crd="workers.bootstrapUrl", **_FLEET),
     _s("pod_name", str, None, "This worker's name in its group (default: the host name, a pod's own)",
        optional=True, crd="metadata.name", **_FLEET),
+    _s("previous", str, None, "The previous generation's crawl, refreshed by difference instead of crawled "
+       "anew (its load's manifest and results topic; the operator names generation N-1 for N > 1)",
+       optional=True, crd="metadata.name", **_FLEET),
     # Read by the worker (and the local crawl), never written by the operator.
     _s("bind_address", list, None, "Local source address to send from; repeat (or space-separate) to use "
        "several egress addresses", optional=True, worker=True),

@@ -79,6 +79,7 @@ class WorkerConfig:
     kafka_config: dict[str, str] = field(default_factory=dict)
     name: str = field(default_factory=socket.gethostname)  # this member's: its pod's ($WHOISCRAWL_POD_NAME)
     sources: SourcesSettings | None = None  # the published files, loaded once per crawl (None: live)
+    previous: str | None = None  # the previous generation's crawl, refreshed by difference (None: crawl anew)
     stuck_after: float = STUCK_AFTER_S  # /healthz fails once the worker has not moved this long
 
 
@@ -481,7 +482,7 @@ class Worker:
             return True
         results = Results(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         load = FleetLoad(cfg.sources, store, sink, results, client, self.owner, cache, stats=published,
-                         checkpoints=checkpoints, stopping=self.stopping)
+                         checkpoints=checkpoints, stopping=self.stopping, previous=cfg.previous)
         figures = await load.ready()
         if figures is not None:
             log.info("the published files are loaded: %s", json.dumps(figures)[:2000])

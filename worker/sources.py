@@ -9,7 +9,12 @@ note: the next reads what the results topic got since and sends only the rest. K
 loses nothing and sends nothing twice. Each progress write is copied to the checkpoints topic
 before the load goes on, so a Redis that loses the crawl is rebuilt with it: the next loader goes
 on from there (before, it loaded the files again and sent every record twice). A dump's parents
-become leaves only once the whole dump is sent (a load cut short leaves them parents, walked live)."""
+become leaves only once the whole dump is sent (a load cut short leaves them parents, walked live).
+
+A generation given the previous one (`previous`, `WHOISCRAWL_PREVIOUS`) refreshes it by difference
+(worker/carry.py): what the previous map holds that the newer files leave unchanged is sent as one
+more item a registry (`carried:<registry>`), logged as leaves, so no walk asks it again. The `done`
+write keeps the load's manifest (its scope, serials and statistics rows) for the next generation."""
 
 from __future__ import annotations
 
@@ -19,15 +24,19 @@ import functools
 import itertools
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from whoiscrawl.worker import carry
 
 from whoiscrawl import queue
 from whoiscrawl.crawl import ResultSink
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
-from whoiscrawl.sources import dumps, freshness, seed
+from whoiscrawl.sources import dumps, freshness, manifest, seed
+from whoiscrawl.sources.difference import stats_difference
 from whoiscrawl.sources.published import (
     RegistryDump,
     SourcesSettings,
@@ -62,16 +71,26 @@ class Results:
     def since(self, marks: dict[int, int]) -> set[tuple[bytes, bytes]]:
         return queue.results_since(self.bootstrap, self.prefix, self.crawl, marks, self.config)
 
+    def of(self, crawl: str) -> Iterator[bytes]:
+        """Every record of another crawl's results topic (a previous generation's), as written."""
+        return queue.iter_result_values(self.bootstrap, self.prefix, crawl, self.config)
+
 
 @dataclass
 class Item:
     """One thing the load sends: a registry's dump, or its statistics' free space, staged to disk."""
 
-    name: str  # "stats:<registry>" or "dump:<registry>"
+    name: str  # "stats:<registry>", "dump:<registry>" or "carried:<registry>"
     serials: dict[str, str]  # registry -> the serial of the file it came from
     staged: Path
     how: dict[str, Any] | None = None  # a dump's leaf rule (seed.leaf_rule); None: statistics
     figures: dict[str, Any] = field(default_factory=dict)
+    dump: RegistryDump | None = None  # a dump's: what a refresh compares with the previous map
+    kept_live: set[tuple[int, int]] = field(default_factory=set)  # a dump's networks whose fill is carried
+
+    @property
+    def kind(self) -> str:
+        return self.name.split(":", 1)[0]
 
 
 @dataclass
@@ -95,6 +114,9 @@ class FleetLoad:
     # Registries whose statistics here (`stats`) are older than those the crawl's load used: not
     # routed by (`stale_routing`)
     stale: set[str] = field(default_factory=set)
+    previous: str | None = None  # the previous generation's crawl, refreshed by difference (None: none)
+    refresh: dict[str, Any] = field(default_factory=dict)  # what the refresh did, or why it was refused
+    refused: set[str] = field(default_factory=set)  # registries whose statistics the load refused (stale)
 
     def note(self, text: str) -> None:
         log.warning("%s", text)
@@ -129,6 +151,32 @@ class FleetLoad:
         await self.store.sync()
         scope = await self.store.scope()
         self.cache.mkdir(parents=True, exist_ok=True)
+        old = await self._previous()
+        # a file older than this crawl used is refused, not compared with the previous generation
+        staged = await self._stage(scope)
+        used = [i for i in staged if not self._stale(i, _done(state, i))]
+        self.refused = {r for i in staged if i.kind == "stats" and i not in used for r in i.serials}
+        if old is not None:
+            try:  # reads the previous map and every staged dump: in a thread
+                carried = await asyncio.to_thread(self._carry, old, used, scope)
+            except carry.Refused as why:
+                self._refused(str(why))
+            else:
+                used += [i for i in carried if not self._stale(i, _done(state, i))]
+        inflight = json.loads(state.get("inflight", "null"))
+        for item in used:
+            done = _done(state, item)
+            same = bool(done) and done["serials"] == item.serials
+            sent = same and done.get("sent")  # whole, by a loader before
+            if not sent and not await self._send(item, done["count"] if same else 0, inflight):
+                return  # stopping: the next loader carries on from here
+            if item.how is not None:
+                await self._leaves(item)  # again after a loader that died past it: the same leaves
+        if not self.stopping.is_set():
+            await self._finish(used, scope)
+
+    async def _stage(self, scope: Scope | None) -> list[Item]:
+        """The statistics' free space and the dumps in scope, staged (as items to send)."""
         # Staging reads whole files: in a thread, or the loop could not renew the lease meanwhile.
         items = await asyncio.to_thread(self._free_space, self.stats, scope) if self.stats else []
         if "dumps" in self.settings.sources:
@@ -140,28 +188,92 @@ class FleetLoad:
                 async for dump, staged, report in stagings:  # in processes of their own
                     if (item := self._staged(dump, staged, report)) is not None:
                         items.append(item)
-        inflight = json.loads(state.get("inflight", "null"))
-        used = []
-        for item in items:
-            done = json.loads(state.get(f"item:{item.name}", "null"))
-            if self._stale(item, done):
-                continue
-            used.append(item)
-            same = bool(done) and done["serials"] == item.serials
-            sent = same and done.get("sent")  # whole, by a loader before
-            if not sent and not await self._send(item, done["count"] if same else 0, inflight):
-                return  # stopping: the next loader carries on from here
-            if item.how is not None:
-                await self._leaves(item)  # again after a loader that died past it: the same leaves
-        if self.stopping.is_set():
-            return
+        return items
+
+    async def _finish(self, used: list[Item], scope: Scope | None) -> None:
+        """Every item sent: the freshness checks, then `done` with the load's figures and manifest."""
         figures: dict[str, Any] = {}
         for item in used:
             if item.how is not None:
                 figures[item.name.split(":", 1)[1]] = {**item.figures, "freshness": await self._fresh(item)}
+            elif item.kind == "carried" and (asked := await self._fresh(item)):
+                self.refresh.setdefault("asked", {})[item.name.split(":", 1)[1]] = asked
+        made = carry.made_by(scope, self.stats, self._serials(used))
+        header, rows = carry.manifest_fields(made)
         loaded = {"sources": sorted(self.settings.sources), "dumps": figures, "notes": self.notes[:20],
-                  "serials": {i.name: i.serials for i in used}}
-        await self._write(fields={"done": json.dumps(loaded)})
+                  "serials": {i.name: i.serials for i in used}, "manifest": header,
+                  **({"refresh": self.refresh} if self.refresh else {})}
+        # the manifest's rows and `done` in one write: a finished load always has its whole manifest
+        await self._write(fields={**rows, "done": json.dumps(loaded)})
+
+    async def _previous(self) -> manifest.Manifest | None:
+        """The previous generation's manifest, if this load refreshes one it can (else a note why not)."""
+        if not self.previous:
+            return None
+        try:
+            return carry.read_manifest(self.previous, await self.store.sources_state(self.previous))
+        except carry.Refused as why:
+            self._refused(str(why))
+            return None
+
+    def _serials(self, items: list[Item]) -> dict[str, dict[str, str]]:
+        """registry -> {"stats": serial, "dump": serial} of the files the load used (a manifest's):
+        every registry's statistics read, whether or not it has free space in scope (an item), but
+        those refused as older than this crawl used; the dumps sent."""
+        stats = self.stats.serials.items() if self.stats else []
+        serials = {r: {"stats": s} for r, s in stats if r not in self.refused}
+        for item in items:
+            if item.kind == "dump":
+                for registry, serial in item.serials.items():
+                    serials.setdefault(registry, {})["dump"] = serial
+        return serials
+
+    def _refused(self, why: str) -> None:
+        self.note(f"not a refresh of {self.previous}: {why}; this generation crawls anew")
+        self.refresh = {"previous": self.previous, "refused": why}
+
+    def _carry(self, old: manifest.Manifest, items: list[Item], scope: Scope | None) -> list[Item]:
+        """The previous generation's networks the new files leave unchanged, staged as one item a
+        registry (`carried:<registry>`); Refused (nothing carried) if it cannot be refreshed from."""
+        assert self.previous is not None
+        serials = self._serials(items)
+        carry.check(self.previous, old, scope, serials)
+        prev = carry.previous_map(self.previous, self.results.of(self.previous))
+        carried = carry.Carried()
+        for item in items:
+            if item.dump is not None:
+                with item.staged.open(encoding="utf-8") as fh:
+                    carry.from_dump(carried, item.dump, fh, prev)
+                item.kept_live = carried.kept_live.get(item.dump.registry, set())
+        made = carry.made_by(scope, self.stats, serials)
+        dumped = {i.dump.registry for i in items if i.dump is not None}
+        fresh = {r for r, s in serials.items() if "stats" in s}
+        difference = stats_difference(old.rows, made.rows, dumped, fresh)
+        step = freshness.every(self.settings.verify) if "live" in self.settings.sources else 0
+        sample: dict[str, list[NetworkRecord]] = {}
+        kept = itertools.count()
+
+        def offer(record: NetworkRecord) -> None:  # the freshness sample of the networks kept
+            if step and next(kept) % step == 0:
+                sample.setdefault(record.registry, []).append(record)
+
+        carry.from_stats(carried, difference, prev, offer)
+        self.refresh = {"previous": self.previous, "by_registry": carried.figures()}
+        return [self._carried(registry, records, sample.get(registry, []), serials.get(registry, {}))
+                for registry, records in sorted(carried.records.items())]
+
+    def _carried(self, registry: str, records: list[NetworkRecord], sample: list[NetworkRecord],
+                 serials: dict[str, str]) -> Item:
+        """A registry's carried networks staged, and its freshness sample as its recheck file."""
+        serial = serials.get("dump") or serials.get("stats") or ""
+        staged = self.cache / f"carried-{registry}.records.jsonl"
+        item = Item(f"carried:{registry}", {registry: serial}, staged)
+        with item.staged.open("w", encoding="utf-8") as fh:
+            fh.writelines(r.to_json().decode() + "\n" for r in records)
+        if sample:
+            with self._recheck(item).open("w", encoding="utf-8") as fh:
+                fh.writelines(replace(r, raw=None).to_json().decode() + "\n" for r in sample)
+        return item
 
     async def _write(
         self, answers: list[Answer] | None = None, *, fields: dict[str, str] | None = None,
@@ -207,7 +319,7 @@ class FleetLoad:
             return None
         figures = {"serial": dump.serial, "records": report.records, "skipped": report.skipped}
         return Item(f"dump:{dump.registry}", {dump.registry: dump.serial or ""}, staged,
-                    seed.leaf_rule(dump, report), figures)
+                    seed.leaf_rule(dump, report), figures, dump)
 
     def stale_routing(self, state: dict[str, str]) -> set[str]:
         """The registries whose statistics this worker read (to route its lookups by) are older
@@ -269,11 +381,14 @@ class FleetLoad:
         await asyncio.gather(*(self.sink.emit(r) for r in records
                                if (queue.result_key(r), r.to_json()) not in delivered))
         progress = {"serials": item.serials, "count": n + len(records)}
-        await self._write([Answer.of(r, self.resolution) for r in records],
+        # what is carried is known whole (its children carried too, or none): no walk probes inside it
+        leaves = item.kind == "carried"
+        await self._write([Answer(r.first, r.last, True) if leaves else Answer.of(r, self.resolution)
+                           for r in records],
                           fields={f"item:{item.name}": json.dumps(progress)}, clear=("inflight",), wait=False)
 
     def _recheck(self, item: Item) -> Path:
-        return self.cache / f"{item.name.split(':', 1)[1]}.recheck.jsonl"
+        return self.cache / f"{item.name.replace(':', '-')}.recheck.jsonl"
 
     async def _leaves(self, item: Item) -> None:
         """A dump sent whole: its parents are leaves now (`seed.dump_leaf`), and the networks to ask
@@ -281,6 +396,7 @@ class FleetLoad:
         assert item.how is not None
         live = "live" in self.settings.sources
         step = freshness.every(self.settings.verify) if live else 0
+        fill_redacted = self.settings.fill_redacted and live
         leaves: list[Answer] = []
         recheck, n = self._recheck(item), -1
         with item.staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
@@ -288,7 +404,9 @@ class FleetLoad:
                 record = NetworkRecord.from_own_json(line)
                 if not Answer.of(record, self.resolution).terminal and seed.dump_leaf(record, item.how):
                     leaves.append(Answer(record.first, record.last, True))
-                if (asking := seed.to_ask(record, n, step, self.settings.fill_redacted and live)) is not None:
+                # a fill the refresh carries (its network unchanged) is not asked again
+                fill = fill_redacted and (record.first, record.last) not in item.kept_live
+                if (asking := seed.to_ask(record, n, step, fill)) is not None:
                     again.write(asking.to_json().decode() + "\n")
                 if len(leaves) >= BATCH:
                     await self.store.sources_write(self.owner, leaves)
@@ -318,3 +436,10 @@ class FleetLoad:
         counts = await seed.ask_again(recheck, self.client, self.concurrency, changed, asked)
         recheck.unlink()
         return counts
+
+
+
+
+def _done(state: dict[str, str], item: Item) -> Any:
+    """An item's progress as the load's state holds it (a JSON object; None: never sent)."""
+    return json.loads(state.get(f"item:{item.name}", "null"))

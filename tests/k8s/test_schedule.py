@@ -1,10 +1,12 @@
 """A scheduled WhoisCrawl on a real control plane: its next generation starts when its slot comes.
 
-The chart's operator (namespaced RBAC) and real workers crawl a small range of `quick` once; with
+The chart's operator (namespaced RBAC) and real workers crawl two small ranges of `quick` once
+from the simulator's published files (RIPE NCC's from its dump, ARIN's live); with
 `schedule: "* * * * *"` the first slot after it completed starts generation 2, into data of its
-own; generation 1's data (the one complete map) is kept while generation 2 runs and pruned once it
-completes (`history.keep: 1`); deleting the crawl deletes what generation 2 kept. No sleeps: each
-step waits on the crawl's status.
+own, as a refresh of generation 1 (the files unchanged: ARIN's networks carried, not asked again,
+so generation 2 makes fewer lookups); generation 1's data (the one complete map) is kept while
+generation 2 runs and pruned once it completes (`history.keep: 1`); deleting the crawl deletes what
+generation 2 kept. No sleeps: each step waits on the crawl's status.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
         tmp_path: Path) -> None:
     crawl = f"n{uuid.uuid4().hex[:6]}"
     doc = crawl_doc(crawl, services, quick_sim, shared_pool)
-    doc["spec"] |= {"ranges": ["193.0.0.0/20"], "schedule": "* * * * *", "history": {"keep": 1}}
+    doc["spec"] |= {"ranges": ["193.0.0.0/20", "24.0.0.0/20"], "schedule": "* * * * *",
+                    "history": {"keep": 1},
+                    "sources": {"filesBase": quick_sim.files_base, "acceptDumpTerms": "all"}}
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     first, second = crawl_id(namespace, crawl), crawl_id(namespace, crawl, 2)
     try:
@@ -92,6 +96,13 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
     assert {"GenerationStarted", "GenerationsPruned"} <= reasons, reasons
     # Generation 2 crawled into its own data, to the end, and its workers were told so.
     assert config["data"]["WHOISCRAWL_CRAWL"] == second
+    # ... as a refresh of generation 1: what the unchanged files leave as it was is carried
+    assert config["data"]["WHOISCRAWL_PREVIOUS"] == first
+    refresh = status.get("refresh") or {}
+    print(f"refresh {refresh}\ngeneration 1 lookups {last['lookups']}, generation 2 {gen2.lookups}")
+    assert refresh.get("previous") == first and not refresh.get("refused"), refresh
+    assert refresh["carried"] > 0 and refresh["byRegistry"]["arin"]["carried"] > 0
+    assert gen2.lookups < last["lookups"]
     assert gen2.blocks > 0 and gen2.shards_done == gen2.shards_total > 0
     assert gen1 == Progress() and not [t for t in queue.topic_names(prefix, first) if t in topics]
     assert [t for t in queue.topic_names(prefix, second) if t in topics]

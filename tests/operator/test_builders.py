@@ -288,3 +288,13 @@ def test_a_fleet_without_live_is_refused() -> None:
         spec_with(sources={"use": "stats,dumps"})
     assert [p for p, _ in caught.value.problems] == ["spec.sources.use"]
     assert "must include live" in str(caught.value)
+
+
+def test_a_later_generation_is_told_the_previous_one_to_refresh() -> None:
+    """Generation N > 1's workers get WHOISCRAWL_PREVIOUS, generation N-1's crawl (the settings
+    contract's); the first generation crawls anew."""
+    spec = spec_with()
+    first = builders.config_map(builders.Owner("demo", "ns", "u"), spec)["data"]
+    third = builders.config_map(builders.Owner("demo", "ns", "u", generation=3), spec)["data"]
+    assert "WHOISCRAWL_PREVIOUS" not in first and first["WHOISCRAWL_CRAWL"] == "ns.demo"
+    assert (third["WHOISCRAWL_CRAWL"], third["WHOISCRAWL_PREVIOUS"]) == ("ns.demo.g3", "ns.demo.g2")

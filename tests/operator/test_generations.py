@@ -327,3 +327,52 @@ def test_with_keep_1_the_last_complete_map_stays_until_the_next_completes(
     result = control.report(crawl, spec, snap, decision, control.Applied(pruned=done))
     assert result.status["schedule"]["generations"] == listed
     assert backend.cleanups == [("ns.demo", True, True)] * len(pruned)
+
+
+def _pass(backend: FakeBackend, status: dict[str, Any], now: datetime) -> control.Result:
+    """One pass of the scheduled crawl (observe's data plane, decide, report), the backend's figures."""
+    spec = parse_spec(SCHEDULED)
+    deps = control.Deps(kube=None, backend=backend, now=lambda: now)  # type: ignore[arg-type]
+    crawl, s = control.scheduled(crawl_with(status), spec, now)
+    snap = control.Snapshot(now=now, prev=crawl.status, step=s, **control._data_plane(deps, crawl, spec, now))
+    return control.report(crawl, spec, snap, control.decide(spec, snap), control.Applied())
+
+
+def test_a_generation_says_it_refreshes_the_previous_one_and_status_shows_what_its_load_carried() -> None:
+    status = COMPLETED_STATUS | {"schedule": {"generation": 3, "generations": [1, 2, 3],
+                                              "lastScheduleTime": "2026-01-01T10:03:00Z"}}
+    backend = FakeBackend()
+    started = _pass(backend, status, at("2026-01-01T10:05:10"))
+    [message] = [e[2] for e in started.events if e[1] == "GenerationStarted"]
+    assert "a refresh of generation 3 from the registries' newest files" in message
+    assert started.status.get("refresh") is None  # its load not done yet (the last one's removed)
+
+    backend.refresh_of["ns.demo.g4"] = {"previous": "ns.demo.g3", "by_registry": {
+        "arin": {"carried": 900, "delegations_changed": 2},
+        "lacnic": {"carried": 40, "unchanged": 300, "changed": 3, "added": 1, "removed": 2}},
+        "asked": {"arin": {"asked": 1, "agreed": 1}}}
+    running = _pass(backend, started.status, at("2026-01-01T10:05:20"))
+    refresh = running.status["refresh"]
+    assert refresh["previous"] == "ns.demo.g3"
+    totals = [refresh[k] for k in ("carried", "changed", "added", "removed", "asked")]
+    assert totals == [940, 3, 1, 2, 1]
+    assert refresh["byRegistry"]["arin"] == {"carried": 900, "delegationsChanged": 2, "asked": 1}
+    assert not [e for e in running.events if e[1] == "RefreshRefused"]
+
+
+def test_a_refused_refresh_is_one_warning_and_the_next_generation_starts_without_it() -> None:
+    status = COMPLETED_STATUS | {"schedule": {"generation": 3, "generations": [1, 2, 3],
+                                              "lastScheduleTime": "2026-01-01T10:03:00Z"}}
+    backend = FakeBackend()
+    backend.refresh_of["ns.demo.g4"] = {"previous": "ns.demo.g3",
+                                        "refused": "ns.demo.g3 mapped another scope"}
+    first = _pass(backend, status, at("2026-01-01T10:05:10"))
+    assert first.status["refresh"] == {"previous": "ns.demo.g3", "refused": "ns.demo.g3 mapped another scope"}
+    [warning] = [e for e in first.events if e[1] == "RefreshRefused"]
+    assert warning[0] == "Warning" and "this generation crawls anew" in warning[2]
+    again = _pass(backend, first.status, at("2026-01-01T10:05:20"))
+    assert not [e for e in again.events if e[1] == "RefreshRefused"]  # said once
+    # generation 5 starts: generation 4's refresh is not its own
+    done = again.status | COMPLETED_STATUS
+    assert "refresh" not in generations.started_status(done, generations.Step(
+        start=5, scheduled_for=at("2026-01-01T10:06:00"), next_time=None, reason="Scheduled"))

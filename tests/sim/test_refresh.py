@@ -17,13 +17,14 @@ from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.local import LocalCrawl, Seeding
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.refresh import PROVENANCE, Refresh, RefreshError, change_set_path
+from whoiscrawl.refresh import Refresh, RefreshError, change_set_path
 from whoiscrawl.rirs import BY_ID, REGISTRIES
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim.churn import Change
 from whoiscrawl.sim.score import score, truth_records
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.sources import manifest
+from whoiscrawl.sources.difference import PROVENANCE
 from whoiscrawl.sources.dumps import UNRESOLVED
 from whoiscrawl.sources.stats import read_path
 from whoiscrawl.space import fetch_bootstrap

@@ -3,6 +3,7 @@ what the operator writes into a worker's environment is what the worker reads, a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -39,7 +40,8 @@ def operator_writes(spec: CrawlSpec) -> dict[str, Any]:
     deployment = builders.deployment(OWNER, spec, 1, "spot")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     per_pod = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
-    return {**builders.config_data("demo", spec), **per_pod}
+    later = builders.config_data("demo.g2", spec, builders.previous_crawl(replace(OWNER, generation=2)))
+    return {**builders.config_data("demo", spec), **later, **per_pod}
 
 
 def worker_reads() -> set[str]:

@@ -15,9 +15,10 @@ import pytest
 from whoiscrawl import ipv4, rirs
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.refresh import Previous, Refresh
+from whoiscrawl.refresh import Refresh
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import digest, dumps, rpsl, seed
+from whoiscrawl.sources.difference import Previous
 from whoiscrawl.sources.published import RegistryDump
 from whoiscrawl.space import Bootstrap, Scope
 

@@ -426,7 +426,7 @@ def filled_by_contact(dumped: NetworkRecord, emails: list[str], handle: str) -> 
     """A dumped network with its abuse addresses from its contact `handle`'s RDAP entity: still the
     dump's record (source, serial, observed_at: every other field is the dump's), its `filled`
     naming the one field the contact's answer gave, and when. The network itself was not asked.
-    A refresh tells it from the dump's own record by `filled` (`refresh.Previous`)."""
+    A refresh tells it from the dump's own record by `filled` (`difference.Previous`)."""
     return replace(dumped, raw=None, query_address=None).with_filled("abuse_emails", emails, "rdap", handle)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -156,6 +157,11 @@ class RedisCrawlAdmin:
             pipe.set(self.keys.scope, Scope.of(spans.values()).encode())
         pipe.hset(self.keys.counters, mapping={"shards_total": len(spans), "addresses_total": addresses})
         return len(spans), addresses
+
+    def loaded(self) -> dict[str, Any] | None:
+        """The published files' load's figures once it is done (worker/sources.py, `done`); None before."""
+        done = self.client.hget(self.keys.sources, "done")
+        return json.loads(done) if done else None
 
     def progress(self) -> Progress:
         return Progress.from_mapping(self.client.hgetall(self.keys.counters))

@@ -387,9 +387,10 @@ class RedisBlockStore:
     async def release_sources(self, owner: str) -> None:
         await self._let_go(self.keys.sources_lease, owner)
 
-    async def sources_state(self) -> dict[str, str]:
-        """The load's progress as its loaders wrote it (field -> JSON text)."""
-        raw: dict[Any, Any] = await self.client.hgetall(self.keys.sources)
+    async def sources_state(self, crawl: str | None = None) -> dict[str, str]:
+        """The load's progress as its loaders wrote it (field -> JSON text); of another crawl on the
+        same Redis (`crawl`: a previous generation's, which a refresh reads) if named."""
+        raw: dict[Any, Any] = await self.client.hgetall(Keys(crawl).sources if crawl else self.keys.sources)
         return {_text(k): _text(v) for k, v in raw.items()}
 
     async def sources_write(

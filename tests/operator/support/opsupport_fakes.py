@@ -30,6 +30,7 @@ class FakeBackend:
     lag_of: dict[str, int] = field(default_factory=dict)
     default_lag: int = 0  # the lag of a crawl missing from lag_of
     counters_of: dict[str, Progress] = field(default_factory=dict)
+    refresh_of: dict[str, dict[str, Any]] = field(default_factory=dict)  # the loads' refresh figures
     partitions_of: int = 12
     shards_per_range: int = 16
     addresses_per_range: int = 1 << 20
@@ -81,6 +82,10 @@ class FakeBackend:
         self._check("counters", t)
         with self.lock:
             return self.counters_of.get(t.crawl, Progress())
+
+    def refresh(self, t: Target) -> dict[str, Any] | None:
+        self._check("refresh", t)
+        return self.refresh_of.get(t.crawl)
 
     def lag(self, t: Target) -> int:
         self._check("lag", t)

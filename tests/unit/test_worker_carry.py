@@ -1,0 +1,115 @@
+"""The fleet's manifest (worker/carry.py): kept in fields of bounded size beside the load's `done`,
+read back whole; a previous generation that cannot be refreshed from is refused with its reason;
+what is carried is the same bytes whichever loader stages it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from whoiscrawl.worker import carry
+
+from whoiscrawl.ipv4 import ip_int
+from whoiscrawl.records import NetworkRecord
+from whoiscrawl.sources.difference import Previous
+from whoiscrawl.sources.manifest import Manifest
+from whoiscrawl.sources.published import RegistryDump, StatsPlan
+from whoiscrawl.sources.stats import Delegation
+from whoiscrawl.space import Scope
+
+SCOPE = Scope.of([(ip_int("23.128.0.0"), ip_int("23.128.7.255")),
+                  (ip_int("193.0.0.0"), ip_int("193.0.15.255"))])
+
+
+def _stats(rows: int) -> StatsPlan:
+    delegations = [Delegation("arin", "US", ip_int("23.128.0.0") + 256 * n, 256, "20190101", "assigned")
+                   for n in range(rows)]
+    delegations.append(Delegation("arin", "US", ip_int("8.0.0.0"), 256, "20190101", "assigned"))  # outside
+    return StatsPlan(delegations, {"arin": "20261207"}, {"arin": "20261207"})
+
+
+def _state(made: Manifest) -> dict[str, str]:
+    header, rows = carry.manifest_fields(made)
+    return {**rows, "done": json.dumps({"manifest": header})}
+
+
+def test_a_manifest_is_kept_in_fields_of_bounded_size_and_read_back_whole(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(carry, "MANIFEST_ROWS", 2)
+    made = carry.made_by(SCOPE, _stats(5), {"arin": {"stats": "20261207"}})
+    assert len(made.rows) == 5  # in scope only
+    assert made.scope == ["23.128.0.0/21", "193.0.0.0/20"]
+    state = _state(made)
+    fields = [k for k in state if k.startswith(carry.ROWS_FIELD)]
+    assert len(fields) == 3 and all(len(json.loads(state[k])) <= 2 for k in fields)
+    assert carry.read_manifest("ns.wc", state) == made
+
+
+def test_a_whole_ipv4_manifest_is_never_one_message():
+    """250,000 rows (about the five registries' IPv4 rows): no field near Kafka's 1 MB default."""
+    rows = [("ripencc", n * 256, 256, "20200101", "allocated", "NL") for n in range(250_000)]
+    header, fields = carry.manifest_fields(Manifest(["0.0.0.0/0"], {}, rows))  # type: ignore[arg-type]
+    assert header["row_fields"] == len(fields) == 125
+    assert max(len(v) for v in fields.values()) < 200_000
+    assert len(json.dumps(header)) < 1000
+
+
+@pytest.mark.parametrize(("state", "why"), [
+    ({}, "has no finished load"),
+    ({"done": json.dumps({"sources": ["stats"]})}, "kept no manifest"),
+])
+def test_a_previous_generation_without_a_manifest_is_refused(state, why):
+    with pytest.raises(carry.Refused, match=why):
+        carry.read_manifest("ns.wc", state)
+
+
+def test_a_manifest_missing_a_field_of_rows_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(carry, "MANIFEST_ROWS", 2)
+    state = _state(carry.made_by(SCOPE, _stats(5), {"arin": {"stats": "20261207"}}))
+    del state[f"{carry.ROWS_FIELD}1"]
+    with pytest.raises(carry.Refused, match="lacks its rows' field 1"):
+        carry.read_manifest("ns.wc", state)
+
+
+def test_another_scope_or_files_older_than_the_previous_generations_are_refused():
+    old = carry.made_by(SCOPE, _stats(2), {"arin": {"stats": "20261207"}, "ripencc": {"dump": "41234567"}})
+    carry.check("ns.wc", old, SCOPE, {"arin": {"stats": "20261208"}, "ripencc": {"dump": "41234567"}})
+    narrower = Scope.of([(ip_int("193.0.0.0"), ip_int("193.0.15.255"))])
+    with pytest.raises(carry.Refused, match="another scope"):
+        carry.check("ns.wc", old, narrower, {})
+    with pytest.raises(carry.Refused, match="ripencc's dump serial 41234567, newer than 41234566 now"):
+        carry.check("ns.wc", old, SCOPE, {"arin": {"stats": "20261208"}, "ripencc": {"dump": "41234566"}})
+    with pytest.raises(carry.Refused, match="this generation read no delegation statistics"):
+        carry.check("ns.wc", old, SCOPE, {"ripencc": {"dump": "41234567"}})
+    dumps_only = carry.made_by(SCOPE, None, {"ripencc": {"dump": "41234567"}})
+    with pytest.raises(carry.Refused, match=r"ns\.wc read no delegation statistics"):
+        carry.check("ns.wc", dumps_only, SCOPE, {"arin": {"stats": "20261208"}})
+
+
+def test_a_previous_results_topic_holding_nothing_is_refused():
+    with pytest.raises(carry.Refused, match="holds no record"):
+        carry.previous_map("ns.wc", iter([]))
+
+
+def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it():
+    """What a dumped network kept live is carried with the previous generation's `fetched_at` (it
+    was not fetched again), dated to the new dump's read: a loader taking over stages the same bytes,
+    so the batch a killed loader had in flight is sent only where the topic lacks it."""
+    dumped = NetworkRecord("ripencc", "NET-1", "193.0.0.0", "193.0.0.255", ["193.0.0.0/24"],
+                           registrant="Holder", country="NL", source="dump", serial="41234566", crawl="ns.wc",
+                           fetched_at="2026-12-06T00:00:00+00:00")
+    filled = dumped.with_filled("abuse_emails", ["noc@example.net"], "rdap", "AB1-RIPE")
+    filled.fetched_at = "2026-12-06T01:00:00+00:00"
+    prev = Previous.of_lines([dumped.to_json(), filled.to_json()])
+    new = RegistryDump("ripencc", [], "41234567", "2026-12-07T00:00:00Z")
+    staged = replace(dumped, serial="41234567", observed_at=new.observed_at, fetched_at="2026-12-07T09:00Z")
+    stagings = []
+    for _ in range(2):
+        carried = carry.Carried()
+        carry.from_dump(carried, new, iter([staged.to_json().decode()]), prev)
+        stagings.append([r.to_json() for r in carried.records["ripencc"]])
+    assert stagings[0] == stagings[1]
+    [again] = carried.records["ripencc"]
+    assert (again.fetched_at, again.serial) == (filled.fetched_at, "41234567")
+    assert again.abuse_emails == ["noc@example.net"]
+    assert carried.kept_live == {"ripencc": {(dumped.first, dumped.last)}}  # its fill not asked again
