@@ -36,7 +36,7 @@ from whoiscrawl.crawl import ResultSink
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
 from whoiscrawl.sources import dumps, freshness, manifest, seed
-from whoiscrawl.sources.difference import stats_difference
+from whoiscrawl.sources.difference import PROVENANCE, stats_difference
 from whoiscrawl.sources.published import (
     RegistryDump,
     SourcesSettings,
@@ -74,6 +74,15 @@ class Results:
     def of(self, crawl: str) -> Iterator[bytes]:
         """Every record of another crawl's results topic (a previous generation's), as written."""
         return queue.iter_result_values(self.bootstrap, self.prefix, crawl, self.config)
+
+
+def _facts(raw: bytes) -> bytes:
+    """A record as a resumed batch tells it delivered: every field but when and by whom it was read
+    (`PROVENANCE`). The loader taking over reads the same files at another time (a dump served
+    without the same Last-Modified is dated by its fetch), so its copy of a delivered record differs
+    in those alone: exact bytes sent it twice."""
+    doc = json.loads(raw)
+    return json.dumps({k: v for k, v in doc.items() if k not in PROVENANCE}, sort_keys=True).encode()
 
 
 @dataclass
@@ -373,13 +382,14 @@ class FleetLoad:
         delivered: set[tuple[bytes, bytes]] = set()
         if inflight and inflight["item"] == item.name and inflight["from"] == n:
             marks = {int(p): o for p, o in inflight["marks"].items()}
-            delivered = await asyncio.to_thread(self.results.since, marks)
+            got = await asyncio.to_thread(self.results.since, marks)
+            delivered = {(key, _facts(raw)) for key, raw in got}
         else:
             ends = await asyncio.to_thread(self.results.ends)
             note = {"item": item.name, "from": n, "marks": ends}
             await self._write(fields={"inflight": json.dumps(note)})
         await asyncio.gather(*(self.sink.emit(r) for r in records
-                               if (queue.result_key(r), r.to_json()) not in delivered))
+                               if (queue.result_key(r), _facts(r.to_json())) not in delivered))
         progress = {"serials": item.serials, "count": n + len(records)}
         # what is carried is known whole (its children carried too, or none): no walk probes inside it
         leaves = item.kind == "carried"
