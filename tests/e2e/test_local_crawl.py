@@ -31,8 +31,10 @@ def test_local_sweep_finds_every_block_at_resolution(calm_quick: CalmCrawl):
     summary, out, log, ranges = calm_quick.summary, calm_quick.results, calm_quick.requests, calm_quick.ranges
     assert summary["complete"] and summary["errors"] == 0
     # Leaves fetched twice: only when one spans shards whose walks start at the same moment (the
-    # free-space placeholder over 102.0/16 spans 16 shards). Measured 48 of 6,574 lookups.
-    assert summary["wasted"] <= 0.01 * summary["lookups"]
+    # free-space placeholder over 102.0/16 spans 16 shards). Measured 48 of 6,574 lookups; 18-21 of
+    # ~1,900 once ARIN's subtrees were listed whole (2026-12-07): a count the shards' boundaries set,
+    # which fewer lookups do not shrink, so the share doubled with nothing repeated more.
+    assert summary["wasted"] <= 0.02 * summary["lookups"]
     figures = score(out, str(log))
     assert figures["recall_resolution"] == 1.0
     assert figures["address_coverage"] >= COVERAGE_FLOOR
@@ -137,5 +139,6 @@ def test_interrupted_crawl_resumes_without_losing_or_repeating(tmp_path):
     assert figures["recall_resolution"] == 1.0
     assert figures["address_coverage"] >= COVERAGE_FLOOR
     # Resuming repeats at most the lookups in flight at the interrupt, on top of the shard-boundary
-    # repeats above: the crawler's own count of leaves fetched again stays under 1%.
-    assert summary["wasted"] <= 0.01 * summary["lookups"]
+    # repeats above (2% of lookups, see the sweep above): the crawler's own count of leaves
+    # fetched again.
+    assert summary["wasted"] <= 0.02 * summary["lookups"]
