@@ -388,8 +388,10 @@ class FleetLoad:
             ends = await asyncio.to_thread(self.results.ends)
             note = {"item": item.name, "from": n, "marks": ends}
             await self._write(fields={"inflight": json.dumps(note)})
-        await asyncio.gather(*(self.sink.emit(r) for r in records
-                               if (queue.result_key(r), _facts(r.to_json())) not in delivered))
+        unsent = records
+        if delivered:  # only a batch a dead loader was sending: compared, not every batch
+            unsent = [r for r in records if (queue.result_key(r), _facts(r.to_json())) not in delivered]
+        await asyncio.gather(*(self.sink.emit(r) for r in unsent))
         progress = {"serials": item.serials, "count": n + len(records)}
         # what is carried is known whole (its children carried too, or none): no walk probes inside it
         leaves = item.kind == "carried"
