@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -10,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -694,29 +695,57 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the results go (the default folder is git-ignored)")]
     = Path(".whoiscrawl/demo/results.jsonl"),
     time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
+    log: Annotated[Path | None, typer.Option(
+        help="Keep the simulator's request log (JSON lines) here, replaced as --out is; without it, a "
+             "temporary file deleted once the crawl is scored")] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """The main job on embedded defaults: a local crawl of the bundled simulator, scored against truth."""
-    import tempfile
-
-    from whoiscrawl.bench.common import simulator
     from whoiscrawl.bench.fleet import real_time
-    from whoiscrawl.local import LocalCrawl
-    from whoiscrawl.rirs import REGISTRIES
-    from whoiscrawl.settings import CrawlSettings
     from whoiscrawl.sim.score import score
-    from whoiscrawl.sources import published
-    from whoiscrawl.space import fetch_bootstrap
 
     # --quiet: nothing on stderr (the published files' notes are in the table and the JSON)
     logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="%(levelname)s %(message)s")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     out.with_name(out.name + ".checkpoint.json").unlink(missing_ok=True)
-    log = Path(tempfile.mkdtemp(prefix="whoiscrawl-demo-")) / "requests.jsonl"
     note = (lambda _text: None) if quiet else functools.partial(typer.secho, err=True)
     note(f"starting the registry simulator ({scenario}, rate limits x{time_scale:g}) and its published files")
+    with _request_log(log) as requests:
+        summary = _demo_crawl(scenario, out, time_scale, requests, note, quiet)
+        figures = score(scenario, str(out), str(requests), resolution=24, time_scale=time_scale)
+    keep = ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out", "sources", "dumps",
+            "notes")
+    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures, "real_time": real_time(figures, 1)}
+    shown = {**summary, "real_time": doc["real_time"]}
+    _end(doc, as_json, [crawl_table(shown, f"Crawl of the simulator's {scenario}"), score_table(figures)])
+
+
+@contextlib.contextmanager
+def _request_log(keep: Path | None) -> Iterator[Path]:
+    """Where the demo's simulator logs its requests: `keep`, emptied first, else a file in a
+    temporary folder deleted after (the demo leaves behind only what it says it writes)."""
+    if keep is not None:
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.unlink(missing_ok=True)  # the simulator appends: an old log would be scored with this crawl
+        yield keep
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="whoiscrawl-demo-") as folder:
+        yield Path(folder) / "requests.jsonl"
+
+
+def _demo_crawl(scenario: str, out: Path, time_scale: float, log: Path, note: Callable[[str], object],
+                quiet: bool) -> dict[str, Any]:
+    """The demo's crawl of the simulator (started here, its requests logged to `log`): its summary."""
+    from whoiscrawl.bench.common import simulator
+    from whoiscrawl.local import LocalCrawl
+    from whoiscrawl.rirs import REGISTRIES
+    from whoiscrawl.sources import published
+    from whoiscrawl.space import fetch_bootstrap
+
     with simulator(scenario, time_scale, log, extra=["--prepare-files"]) as sim:
         note(f"crawling {len(sim.ranges)} ranges through {sim.bootstrap_url}")
         settings = CrawlSettings(
@@ -730,16 +759,10 @@ def demo(
         job = LocalCrawl(sim.ranges, out, bootstrap, sim.limits(), settings)
         display = ProgressDisplay() if not quiet and sys.stderr.isatty() else None
         try:
-            summary = asyncio.run(job.run(display.update if display else None))
+            return asyncio.run(job.run(display.update if display else None))
         finally:
             if display:
                 display.stop()
-    figures = score(scenario, str(out), str(log), resolution=24, time_scale=time_scale)
-    keep = ("complete", "wall_s", "lookups", "blocks", "errors", "rate_limited", "out", "sources", "dumps",
-            "notes")
-    doc = {"crawl": {k: summary[k] for k in keep}, "score": figures, "real_time": real_time(figures, 1)}
-    shown = {**summary, "real_time": doc["real_time"]}
-    _end(doc, as_json, [crawl_table(shown, f"Crawl of the simulator's {scenario}"), score_table(figures)])
 
 
 class ProgressDisplay:

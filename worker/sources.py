@@ -36,7 +36,7 @@ from whoiscrawl.crawl import ResultSink
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
 from whoiscrawl.sources import dumps, freshness, manifest, seed
-from whoiscrawl.sources.difference import PROVENANCE, stats_difference
+from whoiscrawl.sources.difference import facts, stats_difference
 from whoiscrawl.sources.published import (
     RegistryDump,
     SourcesSettings,
@@ -78,11 +78,10 @@ class Results:
 
 def _facts(raw: bytes) -> bytes:
     """A record as a resumed batch tells it delivered: every field but when and by whom it was read
-    (`PROVENANCE`). The loader taking over reads the same files at another time (a dump served
+    (`difference.facts`). The loader taking over reads the same files at another time (a dump served
     without the same Last-Modified is dated by its fetch), so its copy of a delivered record differs
-    in those alone: exact bytes sent it twice."""
-    doc = json.loads(raw)
-    return json.dumps({k: v for k, v in doc.items() if k not in PROVENANCE}, sort_keys=True).encode()
+    in those alone: exact bytes sent it twice. Hashable, to look each record of the batch up."""
+    return json.dumps(facts(json.loads(raw)), sort_keys=True).encode()
 
 
 @dataclass

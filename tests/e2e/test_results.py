@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -46,19 +47,29 @@ def test_summary_coverage_agrees_with_the_score(quick_results: Path, tmp_path: P
 
 
 def test_demo_ends_with_tables_and_its_json_is_behind_a_flag(tmp_path: Path):
-    out = tmp_path / "demo.jsonl"
+    out, temp = tmp_path / "demo.jsonl", tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}  # what the demo leaves in the temporary folder, seen
     cmd = [sys.executable, "-m", "whoiscrawl", "demo", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+    # the simulator's request log is deleted once scored (before 2026-12-07 every demo left its
+    # whoiscrawl-demo-* folder in /tmp); nothing else is left there either
+    assert sorted(p.name for p in temp.iterdir()) == []
     text = done.stdout
     assert "blocks found" in text and "address coverage" in text and "recall" in text
     assert "{" not in text  # no JSON for people
     # two short tables: the crawl's (with a row for the sources and one per registry dump read,
     # wrapped over two lines) and the score's; a page, not a log
     assert len(text.splitlines()) < 40
-    quiet = subprocess.run([*cmd, "--json", "--quiet"], capture_output=True, text=True, timeout=600)
+    log = tmp_path / "kept" / "requests.jsonl"  # ... unless asked to keep it
+    quiet = subprocess.run([*cmd, "--json", "--quiet", "--log", str(log)], capture_output=True, text=True,
+                           timeout=600, env=env)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr[-2000:]
+    assert sorted(p.name for p in temp.iterdir()) == []
     doc = json.loads(quiet.stdout)
+    kept = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(kept) >= doc["crawl"]["lookups"] > 0  # every lookup, and the published files fetched
     assert doc["crawl"]["complete"] and doc["score"]["recall_resolution"] == 1.0
     # Polite: not one 429 in the simulator's log (before 2026-12-06 its stalled loop counted ARIN
     # requests when it read them, not when they arrived, and 9-37 were refused a run)

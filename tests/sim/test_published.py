@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import shutil
 import zlib
 from collections import Counter
 from dataclasses import replace
@@ -19,11 +20,11 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry.contacts import entity_name, unnamed_holder
 from whoiscrawl.registry.rdap import RdapParser
 from whoiscrawl.registry.whois import lookup_query, parse_whois, query
-from whoiscrawl.sim import published
+from whoiscrawl.sim import data, published
 from whoiscrawl.sim.data import REG_INDEX
 from whoiscrawl.sim.dumps import lacnic_short
 from whoiscrawl.sim.faults import Faults
-from whoiscrawl.sim.model import World
+from whoiscrawl.sim.model import MODEL_VERSION, World, world_for
 from whoiscrawl.sim.score import compared
 from whoiscrawl.sources import seed
 from whoiscrawl.sources.fetch import FetchError
@@ -271,6 +272,46 @@ def test_files_are_made_once_and_kept_for_the_next_simulator(quick, world: World
     made = path.stat().st_mtime_ns
     again = published.Files(quick, world).sound(item)
     assert again == path and again.stat().st_mtime_ns == made
+
+
+def test_files_of_other_generator_versions_are_deleted_when_this_versions_are_made(quick, world: World,
+                                                                                 tmp_path, monkeypatch):
+    # `full`'s files are 1.2 GB: each MODEL_VERSION's used to stay in the cache for good. The first
+    # file of a version deletes the scenario's files of every other version (as `world_for` does
+    # worlds), days and changed worlds of this version kept, other scenarios and seeds untouched.
+    monkeypatch.setenv("WHOISCRAWL_CACHE", str(tmp_path))
+    files = published.Files(quick, world)
+    this = files.root.name.removeprefix(f"quick-{quick.seed}-").split("-")[0]
+    assert this == f"v{MODEL_VERSION}.{published.FILES_VERSION}"
+    older = [f"quick-{quick.seed}-0123456789ab", f"quick-{quick.seed}-0123456789ab-day2",  # before versions
+             f"quick-{quick.seed}-v{MODEL_VERSION - 1}.{published.FILES_VERSION}-0123456789ab",
+             f"quick-{quick.seed}-v{MODEL_VERSION}.{published.FILES_VERSION + 1}-0123456789ab-day1"]
+    kept = [f"quick-{quick.seed}-{this}-0123456789ab-day3", f"quick-{quick.seed + 10}-0123456789ab",
+            f"standard-{quick.seed}-0123456789ab"]
+    for name in older + kept:
+        (files.root.parent / name / "ftp.ripe.net").mkdir(parents=True)
+    stray = files.root.parent / f".quick-{quick.seed}-old.tmp"  # not an entry: no stem of ours
+    stray.touch()
+    item = next(i for i in published.catalogue() if i.kind == "serial")
+    assert files.sound(item).is_file()
+    assert sorted(p.name for p in files.root.parent.iterdir()) == sorted([files.root.name, stray.name, *kept])
+
+
+def test_a_world_built_deletes_the_worlds_of_other_model_versions(tmp_path, monkeypatch):
+    # The same rule as the published files' (`data.prune_other_versions`), for worlds: a world's
+    # key hashes MODEL_VERSION, so another key of its scenario and seed is another version's.
+    allocations = data.ensure_data()  # the real allocations a world is built from, in this cache too
+    monkeypatch.setenv("WHOISCRAWL_CACHE", str(tmp_path))
+    shutil.copytree(allocations, data.data_dir())
+    worlds = tmp_path / "sim-worlds"
+    worlds.mkdir()
+    older, kept = worlds / "tiny-1-0123456789abcdef.bin", [worlds / "tiny-12-0123456789abcdef.bin",
+                                                           worlds / "quick-1-0123456789abcdef.bin"]
+    for path in (older, *kept):
+        path.write_bytes(b"")
+    world_for(1, ((ip_int("193.0.0.0"), ip_int("193.0.255.255")),), "tiny")
+    assert sorted(worlds.iterdir()) == sorted([*kept, *worlds.glob("tiny-1-*.bin")])
+    assert not older.exists() and len(list(worlds.glob("tiny-1-*.bin"))) == 1
 
 
 async def test_a_dropped_download_is_asked_again_and_arrives_whole(start_sim, tmp_path):

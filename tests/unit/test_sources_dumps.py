@@ -11,6 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from whoiscrawl import ipv4, rirs
 from whoiscrawl.local import FileSink, LocalCrawl
@@ -162,6 +164,22 @@ def test_a_staged_network_names_its_closest_holder_as_parent_whatever_the_dumps_
     found = _staged(tmp_path, ["inetnum: 10.0.1.0 - 10.0.1.255\n", "inetnum: 10.0.0.0 - 10.0.255.255\n",
                                "inetnum: not a range\n"])
     assert found["10.0.1.0 - 10.0.1.255"].parent_handle is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(st.characters(codec=None, categories=None)), st.just('x","parent_handle":null,"y')),
+       st.one_of(st.none(), st.text(max_size=8)), st.booleans(), st.sampled_from(["ripencc", "lacnic"]))
+def test_a_parent_written_into_a_staged_line_is_the_record_written_with_it(
+        name: str, parent: str | None, raw: bool, registry: str):
+    # `seed.with_parent` writes the parent into a staged line rather than reading it and writing it
+    # again: the same bytes, whatever text comes before the key (a name holding the key itself) or
+    # after it (`raw`), on both of `to_json`'s paths (orjson, json.dumps); a parent named is kept.
+    nested = {"parent_handle": None} if raw else None
+    record = NetworkRecord(registry, "h", "193.0.0.0", "193.0.7.255", ["193.0.0.0/21"], name=name,
+                           registrant=name, parent_handle=parent, raw=nested)
+    handle = dumps.handle_of(registry, 0x0A000000, 0x0A0000FF if registry == "lacnic" else 0x0A00017F)
+    want = replace(record, parent_handle=handle if parent is None else parent).to_json().decode() + "\n"
+    assert seed.with_parent(record.to_json().decode() + "\n", handle) == want
 
 
 def _ripe_split(where: Path, networks: int) -> list[Path]:

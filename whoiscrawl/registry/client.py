@@ -199,10 +199,16 @@ class RegistryClient:
     def breaker(self, registry: str) -> CircuitBreaker:
         return self._breakers.setdefault(registry, CircuitBreaker())
 
+    def delegated(self, address: int) -> str | None:
+        """The registry the statistics say delegated the address (None: unknown, or not asked)."""
+        return self.delegated_by(address) if self.delegated_by else None
+
     def route(self, address: int, key: str | None = None) -> tuple[str, str]:
         """(registry, URL) of a lookup of the address (or of `key`, a prefix starting there)."""
-        key = key or str(IPAddress(address))
-        delegated = self.delegated_by(address) if self.delegated_by else None
+        return self._route(address, key or str(IPAddress(address)), self.delegated(address))
+
+    def _route(self, address: int, key: str, delegated: str | None) -> tuple[str, str]:
+        """`route`, the registry that delegated the address already asked."""
         base = self.bootstrap.base_of(delegated) if delegated else None
         if delegated and base:
             return delegated, f"{base}ip/{key}"
@@ -299,11 +305,11 @@ class RegistryClient:
         addresses starts at the address, at a registry that lists a network's whole subtree (RFC
         9910), the most specific network holding all of its first prefix (RFC 9082 `ip/<prefix>`):
         the delegation itself, not the network below it that starts there (`lookup_key`)."""
-        delegation = self.delegation_at(address) if whole and self.delegation_at else None
-        if delegation and (self.delegated_by(address) if self.delegated_by else None) not in _SUBTREES:
-            delegation = None
+        delegated = self.delegated(address)  # asked once: the prefix asked and the route depend on it
+        subtree = whole and delegated in _SUBTREES
+        delegation = self.delegation_at(address) if subtree and self.delegation_at else None
         key = lookup_key(address, delegation, whole)
-        registry, url = self.route(address, key)
+        registry, url = self._route(address, key, delegated)
         tally = Tally()
         for redirects in range(self.max_redirects + 1):
             send = functools.partial(self._rdap_lookup, registry, url, address)

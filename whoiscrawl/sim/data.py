@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,21 @@ IPTOCC = "iptocc==2.1.2"
 def cache_dir() -> Path:
     """The whoiscrawl cache directory ($WHOISCRAWL_CACHE or ~/.cache/whoiscrawl)."""
     return Path(os.environ.get("WHOISCRAWL_CACHE", Path.home() / ".cache" / "whoiscrawl"))
+
+
+def prune_other_versions(entry: Path, stem: str, version: str) -> None:
+    """Make room for `entry`, which the cache is about to hold for `stem` (a scenario and its
+    seed): delete what older (or newer) makers left beside it for the same stem, every
+    `<stem>-*` there not named `<stem>-<version>...`, files and folders. `version` names what this
+    maker writes now (a world's key, hashing `MODEL_VERSION`; the published files' versions):
+    each kind keeps its own entries of the current version and no more."""
+    for old in entry.parent.glob(f"{stem}-*"):
+        if old.name.startswith(f"{stem}-{version}"):
+            continue
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)  # another process may be removing it too
+        else:
+            old.unlink(missing_ok=True)
 
 
 def data_dir() -> Path:

@@ -609,8 +609,7 @@ def world_for(seed: int, ranges_key: tuple[tuple[int, int], ...] | None, name: s
             path.unlink(missing_ok=True)
     w = build_world(seed, ranges_key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for old in path.parent.glob(f"{name}-{seed}-*.bin"):  # worlds of older model versions
-        old.unlink(missing_ok=True)
+    data.prune_other_versions(path, f"{name}-{seed}", key)  # worlds of older model versions
     tmp = Path(f"{path}.{time.time_ns()}.tmp")
     tmp.write_bytes(w.dumps())
     tmp.replace(path)

@@ -4,8 +4,8 @@ Every file is at the host and path of its real URL in the catalogue (`rirs.Rir.s
 `dump_urls`, `serial_url`, and the statistics' `.md5`), so `rirs.published_at(url, base)` finds it
 under the simulator's `<root>/published` or under a directory `sim files` wrote. Files are written
 streaming (a gzip writer fed one object at a time) into `$WHOISCRAWL_CACHE/sim-published/`, keyed
-by scenario, seed and generator version, and renamed into place when whole. Faulty variants
-(`faults.FILE_FAULTS`) are derived from the sound files beside them.
+by scenario, seed and generator version (other versions' files deleted), and renamed into place
+when whole. Faulty variants (`faults.FILE_FAULTS`) are derived from the sound files beside them.
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ class Files:
         key = hashlib.sha1(repr((FILES_VERSION, MODEL_VERSION, scenario.seed, scenario.generate_all,
                                  tuple(scenario.ranges), *changed)).encode()).hexdigest()[:12]
         day = f"-day{scenario.day}" if scenario.day else ""
-        self.root = data.cache_dir() / "sim-published" / f"{scenario.name}-{scenario.seed}-{key}{day}"
+        # the versions in the name: what another version left is told apart, and deleted (`_generate`)
+        self._stem, self._version = f"{scenario.name}-{scenario.seed}", f"v{MODEL_VERSION}.{FILES_VERSION}-"
+        self.root = data.cache_dir() / "sim-published" / f"{self._stem}-{self._version}{key}{day}"
         self.items = {i.path: i for i in catalogue()}
 
     @property
@@ -131,6 +133,9 @@ class Files:
         return target
 
     def _generate(self, item: Item, target: Path) -> None:
+        if not self.root.exists():  # the first file of this version: older versions' go (1.2 GB on `full`)
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            data.prune_other_versions(self.root, self._stem, self._version)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{time.time_ns()}.tmp")
         try:

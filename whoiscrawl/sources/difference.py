@@ -12,9 +12,10 @@ against a registry's newer files (docs/refresh.md). Pure: it reads records, it w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from netaddr import IPRange, IPSet
 
@@ -80,10 +81,15 @@ def _still(kept: NetworkRecord, dumped: NetworkRecord) -> NetworkRecord:
     return kept
 
 
+def facts(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's fields (its `to_dict`, or its JSON read) but its provenance: what two reads of one
+    unchanged network share."""
+    return {k: v for k, v in doc.items() if k not in PROVENANCE}
+
+
 def same(a: NetworkRecord, b: NetworkRecord) -> bool:
     """One network read twice, unchanged (its provenance aside)?"""
-    x, y = a.to_dict(), b.to_dict()
-    return all(x[k] == y[k] for k in x.keys() | y.keys() if k not in PROVENANCE)
+    return facts(a.to_dict()) == facts(b.to_dict())
 
 
 @dataclass(frozen=True)
