@@ -21,6 +21,7 @@ from redis.backoff import ExponentialBackoff
 from whoiscrawl.operator.spec import CrawlSpec, Kafka
 
 from whoiscrawl import queue
+from whoiscrawl.history import feed as change_feed
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import Progress
 from whoiscrawl.secrets import redact
@@ -101,11 +102,16 @@ class Backend(Protocol):
 
     def refresh(self, t: Target) -> dict[str, Any] | None: ...
 
+    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
+                        day: str) -> dict[str, Any]: ...
+
     def lag(self, t: Target) -> int: ...
 
     def partitions(self, t: Target) -> int: ...
 
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str: ...
+
+    def delete_changes(self, t: Target) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,15 @@ class LiveBackend:
         loaded = self._call("reading the load's figures", store.loaded)
         return (loaded or {}).get("refresh")
 
+    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
+                        day: str) -> dict[str, Any]:
+        """Generation `generation`'s change feed (crawl `after`'s map against `before`'s) on crawl
+        `feed`'s change-feed topic, unless it is there already (`history.feed.publish_generation`)."""
+        kafka = change_feed.Kafka(after.bootstrap, feed, after.prefix, after.config or {})
+        return dict(self._call(f"publishing generation {generation}'s change feed",
+                               change_feed.publish_generation, kafka, generation, day, before.crawl,
+                               after.crawl))
+
     def lag(self, t: Target) -> int:
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,
                               t.crawl, t.config))
@@ -213,6 +228,12 @@ class LiveBackend:
                        t.config)
             done.append("deleted topics")
         return "; ".join(done) or "retained topics and Redis keys"
+
+    def delete_changes(self, t: Target) -> str:
+        """Delete crawl `t`'s change-feed topic (a scheduled crawl's, with the crawl)."""
+        self._call("deleting the change-feed topic", queue.delete_topics, t.bootstrap, t.prefix, t.crawl,
+                   t.config, changes=True)
+        return f"deleted {queue.changes_topic(t.prefix, t.crawl)}"
 
     def _store(self, t: Target) -> RedisCrawlAdmin:
         # A malformed URL raises ValueError here: a BackendError like any other Redis problem.
