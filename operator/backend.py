@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
@@ -103,7 +103,7 @@ class Backend(Protocol):
     def refresh(self, t: Target) -> dict[str, Any] | None: ...
 
     def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
-                        day: str) -> dict[str, Any]: ...
+                        day: str) -> dict[str, Any] | None: ...
 
     def lag(self, t: Target) -> int: ...
 
@@ -131,6 +131,31 @@ class RedisTimeouts:
         return calls * ((self.retries + 1) * per_try + self.retries * backoff)
 
 
+# How long a pass waits for a change feed it starts before leaving it to run on (a fraction of the
+# liveness window; a two-/20 map's takes well under a second).
+FEED_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class _Job:
+    """A change feed being published off the pass: done, with its answer or its error."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: BackendError | None = None
+
+    def run(self, slot: threading.Semaphore, publish: Callable[[], Any]) -> None:
+        try:
+            with slot:
+                self.result = dict(publish())
+        except BackendError as exc:
+            self.error = exc
+        except Exception as exc:  # a bug must not leave the job undone forever: the pass reports it
+            self.error = BackendError(redact(f"publishing the change feed: {type(exc).__name__}: {exc}"))
+        finally:
+            self.done.set()
+
+
 class LiveBackend:
     """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store.
 
@@ -138,9 +163,13 @@ class LiveBackend:
     """
 
     def __init__(self, redis_timeouts: RedisTimeouts | None = None,
-                 claim_seconds: float = CLAIM_SECONDS) -> None:
+                 claim_seconds: float = CLAIM_SECONDS, feed_wait_seconds: float = FEED_WAIT_SECONDS) -> None:
         self.redis_timeouts = redis_timeouts or RedisTimeouts()
         self.claim_seconds = claim_seconds
+        self.feed_wait_seconds = feed_wait_seconds
+        self._feeds: dict[tuple[str, str, int], _Job] = {}  # change feeds being published
+        self._feeds_lock = threading.Lock()
+        self._feed_slot = threading.Semaphore(1)
         self._clients: dict[str, redis.Redis] = {}
         self._clients_lock = threading.Lock()
 
@@ -201,13 +230,32 @@ class LiveBackend:
         return (loaded or {}).get("refresh")
 
     def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
-                        day: str) -> dict[str, Any]:
+                        day: str) -> dict[str, Any] | None:
         """Generation `generation`'s change feed (crawl `after`'s map against `before`'s) on crawl
-        `feed`'s change-feed topic, unless it is there already (`history.feed.publish_generation`)."""
-        kafka = change_feed.Kafka(after.bootstrap, feed, after.prefix, after.config or {})
-        return dict(self._call(f"publishing generation {generation}'s change feed",
-                               change_feed.publish_generation, kafka, generation, day, before.crawl,
-                               after.crawl))
+        `feed`'s change-feed topic, unless it is there already (`history.feed.publish_generation`).
+
+        Off the pass: the first call starts it in a thread of its own and waits up to
+        `feed_wait_seconds` (a small map's is done by then); a call that finds it still running
+        returns None at once, the call that finds it done returns its answer or raises its error
+        (BackendError). So a whole-IPv4 map, read and compared for minutes, never holds a pass.
+        One feed at a time: each reads two maps."""
+        key = (after.bootstrap, f"{after.prefix}{feed}", generation)
+        with self._feeds_lock:
+            job = self._feeds.get(key)
+            if job is None:
+                kafka = change_feed.Kafka(after.bootstrap, feed, after.prefix, after.config or {})
+                job = self._feeds[key] = _Job()
+                threading.Thread(target=job.run, name=f"change-feed-{generation}", daemon=True, args=(
+                    self._feed_slot, lambda: self._call(f"publishing generation {generation}'s change feed",
+                                                        change_feed.publish_generation, kafka, generation,
+                                                        day, before.crawl, after.crawl))).start()
+        if not job.done.wait(self.feed_wait_seconds):
+            return None
+        with self._feeds_lock:
+            self._feeds.pop(key, None)
+        if job.error is not None:
+            raise job.error
+        return dict(job.result or {})
 
     def lag(self, t: Target) -> int:
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,

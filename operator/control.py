@@ -477,7 +477,8 @@ def publish_feed(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
                  generation: int | None) -> tuple[dict[str, Any] | None, str | None]:
     """Publish generation `generation`'s change feed (its map against the one before) on the crawl's
     change-feed topic, `<prefix><namespace>.<name>.changes`: (what was published, None) or
-    (None, why not; tried again next pass, the generations it needs kept until then)."""
+    (None, why not; tried again next pass, the generations it needs kept until then); (None, None)
+    while it is still being published (the backend publishes off the pass)."""
     if generation is None:
         return None, None
     try:

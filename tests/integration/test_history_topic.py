@@ -6,6 +6,7 @@ import json
 
 import pytest
 from typer.testing import CliRunner
+from whoiscrawl.operator.backend import BackendError, LiveBackend, Target
 
 from whoiscrawl import queue
 from whoiscrawl.cli import app
@@ -118,3 +119,21 @@ async def test_a_fleet_generations_feed_once_whole_and_again_whole_when_cut_shor
                         (3, "added", 0), (3, "generation", None)]
     with pytest.raises(HistoryError, match="holds no record"):  # the previous generation's data gone
         feed.publish_generation(kafka, 4, "2026-12-09", f"{unique_name}.gone", g2)
+
+
+async def test_the_operators_backend_publishes_a_feed_off_the_pass(services, unique_name):
+    """A pass that starts a feed it cannot wait for gets None, and a later one its answer (or its
+    error), so a large map's never holds a pass; the publish itself is `publish_generation`'s."""
+    bootstrap, g1, g2 = services.kafka_bootstrap, unique_name, f"{unique_name}.g2"
+    await _generation(bootstrap, g1, _net("193.0.1.0/24", "193.0.1.0", "193.0.1.255", registrant="Old"))
+    await _generation(bootstrap, g2, _net("193.0.1.0/24", "193.0.1.0", "193.0.1.255", registrant="New"))
+    backend = LiveBackend(feed_wait_seconds=0)
+    before, after = (Target(crawl=c, bootstrap=bootstrap, prefix="t.", redis_url="") for c in (g1, g2))
+    assert backend.publish_changes(before, after, unique_name, 2, "2026-12-07") is None  # started
+    backend.feed_wait_seconds = 30  # the next pass finds the same job (waiting on it, here) ...
+    done = backend.publish_changes(before, after, unique_name, 2, "2026-12-07")
+    assert done is not None and (done["published"], done["already_on_topic"]) == (2, False)  # ... once
+    assert done["counts"]["transferred"] == 1
+    gone = Target(crawl=f"{unique_name}.gone", bootstrap=bootstrap, prefix="t.", redis_url="")
+    with pytest.raises(BackendError, match="holds no record"):  # its error, at the call that finds it done
+        backend.publish_changes(gone, after, unique_name, 3, "2026-12-08")

@@ -503,3 +503,18 @@ def test_feed_day(generation: int, day: str) -> None:
     status = {"schedule": {"generation": 3, "lastScheduleTime": "2026-01-03T00:00:00Z",
                            "lastGeneration": {"generation": 2, "startTime": "2026-01-02T00:00:10Z"}}}
     assert generations.feed_day(status, generation, at("2026-01-04T10:00:00")) == day
+
+
+def test_a_change_feed_still_being_published_holds_what_it_needs_and_says_nothing_yet() -> None:
+    """The backend publishes off the pass: a pass that finds it running prunes nothing it needs."""
+
+    class Slow(FakeBackend):
+        def publish_changes(self, *args: Any) -> dict[str, Any] | None:
+            self._check("publish_changes", args[1])
+            return None
+
+    backend = Slow(counters_of={"ns.demo.g2": ALL_DONE}, default_lag=0)
+    running = _settled(backend, GENERATION_2_RUNNING, at("2026-01-01T10:03:30"))
+    assert backend.cleanups == [] and running.status["schedule"]["generations"] == [1, 2]
+    assert "changes" not in running.status["schedule"]
+    assert not {"ChangesPublished", "ChangeFeedFailed"} & {e[1] for e in running.events}
