@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
@@ -21,6 +21,7 @@ from redis.backoff import ExponentialBackoff
 from whoiscrawl.operator.spec import CrawlSpec, Kafka
 
 from whoiscrawl import queue
+from whoiscrawl.history import feed as change_feed
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import Progress
 from whoiscrawl.secrets import redact
@@ -101,11 +102,16 @@ class Backend(Protocol):
 
     def refresh(self, t: Target) -> dict[str, Any] | None: ...
 
+    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
+                        day: str) -> dict[str, Any] | None: ...
+
     def lag(self, t: Target) -> int: ...
 
     def partitions(self, t: Target) -> int: ...
 
     def cleanup(self, t: Target, topics: bool, redis: bool) -> str: ...
+
+    def delete_changes(self, t: Target) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,31 @@ class RedisTimeouts:
         return calls * ((self.retries + 1) * per_try + self.retries * backoff)
 
 
+# How long a pass waits for a change feed it starts before leaving it to run on (a fraction of the
+# liveness window; a two-/20 map's takes well under a second).
+FEED_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class _Job:
+    """A change feed being published off the pass: done, with its answer or its error."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: dict[str, Any] | None = None
+    error: BackendError | None = None
+
+    def run(self, slot: threading.Semaphore, publish: Callable[[], Any]) -> None:
+        try:
+            with slot:
+                self.result = dict(publish())
+        except BackendError as exc:
+            self.error = exc
+        except Exception as exc:  # a bug must not leave the job undone forever: the pass reports it
+            self.error = BackendError(redact(f"publishing the change feed: {type(exc).__name__}: {exc}"))
+        finally:
+            self.done.set()
+
+
 class LiveBackend:
     """The real data plane: whoiscrawl.space, whoiscrawl.queue and whoiscrawl.store.
 
@@ -132,9 +163,13 @@ class LiveBackend:
     """
 
     def __init__(self, redis_timeouts: RedisTimeouts | None = None,
-                 claim_seconds: float = CLAIM_SECONDS) -> None:
+                 claim_seconds: float = CLAIM_SECONDS, feed_wait_seconds: float = FEED_WAIT_SECONDS) -> None:
         self.redis_timeouts = redis_timeouts or RedisTimeouts()
         self.claim_seconds = claim_seconds
+        self.feed_wait_seconds = feed_wait_seconds
+        self._feeds: dict[tuple[str, str, int], _Job] = {}  # change feeds being published
+        self._feeds_lock = threading.Lock()
+        self._feed_slot = threading.Semaphore(1)
         self._clients: dict[str, redis.Redis] = {}
         self._clients_lock = threading.Lock()
 
@@ -194,6 +229,34 @@ class LiveBackend:
         loaded = self._call("reading the load's figures", store.loaded)
         return (loaded or {}).get("refresh")
 
+    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
+                        day: str) -> dict[str, Any] | None:
+        """Generation `generation`'s change feed (crawl `after`'s map against `before`'s) on crawl
+        `feed`'s change-feed topic, unless it is there already (`history.feed.publish_generation`).
+
+        Off the pass: the first call starts it in a thread of its own and waits up to
+        `feed_wait_seconds` (a small map's is done by then); a call that finds it still running
+        returns None at once, the call that finds it done returns its answer or raises its error
+        (BackendError). So a whole-IPv4 map, read and compared for minutes, never holds a pass.
+        One feed at a time: each reads two maps."""
+        key = (after.bootstrap, f"{after.prefix}{feed}", generation)
+        with self._feeds_lock:
+            job = self._feeds.get(key)
+            if job is None:
+                kafka = change_feed.Kafka(after.bootstrap, feed, after.prefix, after.config or {})
+                job = self._feeds[key] = _Job()
+                threading.Thread(target=job.run, name=f"change-feed-{generation}", daemon=True, args=(
+                    self._feed_slot, lambda: self._call(f"publishing generation {generation}'s change feed",
+                                                        change_feed.publish_generation, kafka, generation,
+                                                        day, before.crawl, after.crawl))).start()
+        if not job.done.wait(self.feed_wait_seconds):
+            return None
+        with self._feeds_lock:
+            self._feeds.pop(key, None)
+        if job.error is not None:
+            raise job.error
+        return dict(job.result or {})
+
     def lag(self, t: Target) -> int:
         return int(self._call("reading consumer lag", queue.consumer_lag, t.bootstrap, t.prefix,
                               t.crawl, t.config))
@@ -213,6 +276,12 @@ class LiveBackend:
                        t.config)
             done.append("deleted topics")
         return "; ".join(done) or "retained topics and Redis keys"
+
+    def delete_changes(self, t: Target) -> str:
+        """Delete crawl `t`'s change-feed topic (a scheduled crawl's, with the crawl)."""
+        self._call("deleting the change-feed topic", queue.delete_topics, t.bootstrap, t.prefix, t.crawl,
+                   t.config, changes=True)
+        return f"deleted {queue.changes_topic(t.prefix, t.crawl)}"
 
     def _store(self, t: Target) -> RedisCrawlAdmin:
         # A malformed URL raises ValueError here: a BackendError like any other Redis problem.

@@ -252,6 +252,7 @@ class Decision:
     workload: tuple[str, str] | None = None  # why the workers cannot run (failures.problem)
     generations: tuple[int, ...] | None = None  # a scheduled crawl's generations with data
     prune: tuple[int, ...] = ()  # of those, the ones past spec.history.keep: act deletes them
+    feed: int | None = None  # the generation whose change feed act publishes (generations.feed_due)
 
     @property
     def desired(self) -> int:
@@ -265,6 +266,7 @@ class Applied:
     events: list[Event] = field(default_factory=list)
     api_error: tuple[str, str] | None = None
     pruned: tuple[int, ...] = ()
+    feed: dict[str, Any] | None = None  # the change feed published (Backend.publish_changes' answer)
 
 
 def api_problem(exc: KubeError, what: str) -> tuple[str, str]:
@@ -396,11 +398,14 @@ def decide(spec: CrawlSpec, snap: Snapshot) -> Decision:
     if completed or spec.paused:
         spot_decision = replace(spot_decision, overflow=0)
     kept, prune = _generations(spec, snap, completed)
+    feed = None
+    if kept is not None and snap.backend_error is None:
+        feed = generations.feed_due(snap.prev, completed, list(kept))
     return Decision(planned=planned, completed=completed,
                     capacity=scheduling.effective_capacity(spec.scheduling.capacity_type),
                     spot=spot_decision, recommendation=rec, stable=stable, events=tuple(events),
                     workload=failures.problem(fleet_of(spec, snap), snap.now),
-                    generations=kept, prune=prune)
+                    generations=kept, prune=prune, feed=feed)
 
 
 def _generations(spec: CrawlSpec, snap: Snapshot,
@@ -454,7 +459,39 @@ def act(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Dec
                                                f"{decision.recommendation.message}"))
     if spec.workers.max_unavailable is None:
         error = error or _drop_pdb(deps.kube, crawl)
-    return Applied(events, error, prune(deps, crawl, spec, decision.prune))
+    applied = settle_generations(deps, crawl, spec, snap, decision)
+    return replace(applied, events=events + applied.events, api_error=error)
+
+
+def settle_generations(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
+                       decision: Decision) -> Applied:
+    """A scheduled crawl's writes about its generations, in order: the change feed due published,
+    then the generations past `history.keep` deleted, less those a feed not yet out still needs."""
+    feed, problem = publish_feed(deps, crawl, spec, snap, decision.feed)
+    events: list[Event] = [("Warning", "ChangeFeedFailed", problem)] if problem is not None else []
+    held = generations.held_for_feed(list(decision.prune), decision.feed, feed is not None)
+    return Applied(events, pruned=prune(deps, crawl, spec, tuple(held)), feed=feed)
+
+
+def publish_feed(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
+                 generation: int | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Publish generation `generation`'s change feed (its map against the one before) on the crawl's
+    change-feed topic, `<prefix><namespace>.<name>.changes`: (what was published, None) or
+    (None, why not; tried again next pass, the generations it needs kept until then); (None, None)
+    while it is still being published (the backend publishes off the pass)."""
+    if generation is None:
+        return None, None
+    try:
+        feed = deps.backend.publish_changes(
+            target(deps.kube, crawl, spec, generation - 1), target(deps.kube, crawl, spec, generation),
+            builders.crawl_id(crawl.namespace, crawl.name), generation,
+            generations.feed_day(snap.prev, generation, snap.now))
+    except (BackendError, KubeError) as exc:
+        log.warning("publishing generation %d's change feed of %s/%s failed (tried again next pass): %s",
+                    generation, crawl.namespace, crawl.name, exc)
+        return None, (f"generation {generation}'s change feed was not published ({exc}); tried again "
+                      f"next pass, generation {generation - 1}'s data kept until then")
+    return feed, None
 
 
 def _drop_pdb(kube: Kube, crawl: Crawl) -> tuple[str, str] | None:
@@ -495,7 +532,7 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
     res.status["scaling"] = {"history": _history_raw(decision.stable.history),
                              "heldBack": decision.stable.held_back}
     if snap.step is not None:
-        res.status["schedule"] = schedule_status(snap, decision, applied.pruned)
+        res.status["schedule"] = schedule_status(snap, decision, applied.pruned, applied.feed)
     refresh_events: list[Event] = []
     if snap.refresh is not None:
         res.status["refresh"] = st.refresh_status(snap.refresh)
@@ -504,12 +541,13 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
         # Fields of the finished generation this one has none of yet: removed by the merge patch.
         res.status.update({k: None for k in generations.PER_GENERATION if k not in res.status})
     return Result(res.status, [*snap.plan_events, *decision.events,
-                               *schedule_events(snap, spec, applied.pruned), *refresh_events, *events,
-                               *res.events],
+                               *schedule_events(snap, spec, applied.pruned, applied.feed), *refresh_events,
+                               *events, *res.events],
                   decision.desired, api_error)
 
 
-def schedule_status(snap: Snapshot, decision: Decision, pruned: tuple[int, ...]) -> dict[str, Any]:
+def schedule_status(snap: Snapshot, decision: Decision, pruned: tuple[int, ...],
+                    feed: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`status.schedule`: the generation, its slot, the next one, the last result, what is kept."""
     assert snap.step is not None
     sched = dict(snap.prev.get("schedule") or {})
@@ -521,23 +559,36 @@ def schedule_status(snap: Snapshot, decision: Decision, pruned: tuple[int, ...])
         sched["lastMissedTime"] = st.iso(snap.step.missed)
     if decision.generations is not None:
         sched["generations"] = [g for g in decision.generations if g not in pruned]
+    if feed is not None:
+        sched["changes"] = {"generation": feed["generation"], "topic": feed["topic"],
+                            "counts": feed["counts"], "published": feed["published"]}
     return sched
 
 
-def schedule_events(snap: Snapshot, spec: CrawlSpec, pruned: tuple[int, ...]) -> list[Event]:
-    """A generation started, a slot skipped as too late, older generations deleted."""
+def schedule_events(snap: Snapshot, spec: CrawlSpec, pruned: tuple[int, ...],
+                    feed: Mapping[str, Any] | None = None) -> list[Event]:
+    """A generation started, a slot skipped as too late, a change feed published, older generations
+    deleted."""
     out: list[Event] = []
     step = snap.step
     if step is not None and step.start is not None and step.scheduled_for is not None:
+        # Said before its load has read anything: whether it can refresh is known only then.
         out.append(("Normal", "GenerationStarted",
-                    f"generation {step.start} (scheduled for {st.iso(step.scheduled_for)}): a refresh "
-                    f"of generation {step.start - 1} from the registries' newest files (what they leave "
-                    "unchanged is carried, not asked again; status.refresh)"))
+                    f"generation {step.start} (scheduled for {st.iso(step.scheduled_for)}): refreshes "
+                    f"generation {step.start - 1} from the registries' newest files if its load can (what "
+                    "they leave unchanged is carried, not asked again), else crawls anew; status.refresh "
+                    "says which"))
     if step is not None and step.missed is not None:
         out.append(("Warning", "MissSchedule",
                     f"skipped the slot {st.iso(step.missed)}: missed by more than "
                     f"spec.startingDeadlineSeconds ({spec.starting_deadline_seconds} s); the next "
                     f"is {st.iso(step.next_time) if step.next_time else 'none'}"))
+    if feed is not None:
+        counts = ", ".join(f"{n} {kind}" for kind, n in feed["counts"].items())
+        where = "was on" if feed["already_on_topic"] else "published on"
+        out.append(("Normal", "ChangesPublished",
+                    f"generation {feed['generation']}'s change feed against generation "
+                    f"{feed['generation'] - 1} {where} {feed['topic']}: {counts or 'its counts unknown'}"))
     if pruned:
         out.append(("Normal", "GenerationsPruned",
                     "deleted the topics and Redis keys of generation(s) "
@@ -651,6 +702,8 @@ def cleanup(deps: Deps, crawl: Crawl) -> str | None:
                                      topics=spec.cleanup.topics == "Delete",
                                      redis=spec.cleanup.redis == "Delete")
                 for gen in generations.kept(crawl.status, generation_of(crawl)))
+            if spec.schedule is not None and spec.cleanup.topics == "Delete":  # the generations' feed
+                done += "; " + deps.backend.delete_changes(target(deps.kube, crawl, spec, 1))
         with _locks_guard:
             _cleaned[crawl.uid] = done
             while len(_cleaned) > CLEANED_REMEMBERED:

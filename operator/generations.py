@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -153,12 +153,53 @@ def to_prune(generations: list[int], keep: int, running: int | None = None) -> l
     return done[:-keep] if keep < len(done) else []
 
 
+def feed_due(status: Mapping[str, Any], completed: bool, kept_generations: list[int]) -> int | None:
+    """The generation whose change feed this pass publishes (docs/operator.md, A generation's
+    change feed), or None. The feeds go out in order, one a pass: the one after the last published
+    (`schedule.changes.generation`; with none yet, the newest completed), once it is completed (the
+    current generation when Completed, else the one before it) and > 1. Its data and its
+    predecessor's are held from pruning until it is out (`held_for_feed`), so a publish that fails
+    is tried again next pass and a generation started meanwhile loses none. Only if they are gone
+    anyway (pruned before this rule, or deleted by hand) is the newest completed one published."""
+    current = State.of(status).generation
+    newest = current if completed else current - 1
+    last = ((status.get("schedule") or {}).get("changes") or {}).get("generation")
+    due = newest if not isinstance(last, int) else last + 1
+    if newest < 2 or due > newest:
+        return None
+    if due - 1 not in kept_generations or due not in kept_generations:
+        due = newest  # those between are gone: their changes cannot be told
+    return due if due - 1 in kept_generations else None
+
+
+def held_for_feed(prune: list[int], due: int | None, published: bool) -> list[int]:
+    """The generations to delete, less those a change feed still needs: the due generation and its
+    predecessor, and every later one (if it was published this pass, its predecessor is free)."""
+    if due is None:
+        return prune
+    return [g for g in prune if g < (due if published else due - 1)]
+
+
+def feed_day(status: Mapping[str, Any], generation: int, now: datetime) -> str:
+    """The date generation `generation`'s feed lines carry: the day (UTC) of the slot it answered
+    (the current one's), or of its start (the one before it, published while the next runs)."""
+    sched = status.get("schedule") or {}
+    if generation == State.of(status).generation:
+        when = parse_time(sched.get("lastScheduleTime"))
+    else:
+        when = parse_time((sched.get("lastGeneration") or {}).get("startTime"))
+    return (when or now).astimezone(UTC).date().isoformat()
+
+
 def last_result(status: Mapping[str, Any], generation: int) -> dict[str, Any]:
-    """The finished generation's result as status keeps it once the next one starts."""
+    """The finished generation's result as status keeps it once the next one starts (with its
+    change feed's counts, once published)."""
+    feed = (status.get("schedule") or {}).get("changes") or {}
     return {"generation": generation, "result": "Completed",
             "startTime": status.get("startTime"), "completionTime": status.get("completionTime"),
             "blocks": status.get("blocks"), "lookups": status.get("lookups"),
-            "addresses": (status.get("addresses") or {}).get("done")}
+            "addresses": (status.get("addresses") or {}).get("done"),
+            **({"changes": feed.get("counts")} if feed.get("generation") == generation else {})}
 
 
 def started_status(status: Mapping[str, Any], s: Step) -> dict[str, Any]:

@@ -250,9 +250,13 @@ def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str]
         consumer.close()
 
 
-def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
+def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None,
+                  changes: bool = False) -> None:
+    """Delete a crawl's topics; its change-feed topic only with `changes` (a scheduled crawl's feed
+    outlives the generation whose crawl id names it: it goes with the crawl)."""
     admin = AdminClient(_client_config(bootstrap, config))
-    every = (*topic_names(prefix, crawl), checkpoints_topic(prefix, crawl), dead_letter_topic(prefix, crawl))
+    every = (*topic_names(prefix, crawl), checkpoints_topic(prefix, crawl), dead_letter_topic(prefix, crawl),
+             *([changes_topic(prefix, crawl)] if changes else []))
     names = [t for t in every if t in admin.list_topics(timeout=10).topics]
     for fut in admin.delete_topics(names, operation_timeout=30).values() if names else []:
         fut.result(timeout=60)

@@ -6,10 +6,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from history_support import Days
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
+from whoiscrawl.history.feed import generation_on_topic, messages
 from whoiscrawl.history.store import add
 
 KIND_OF = {"holder": "transferred", "registry": "transferred", "country": "changed", "abuse": "changed",
@@ -70,3 +72,34 @@ def test_map_diff_draws_a_days_changes_from_the_history(tmp_path: Path):
     assert all(legend.get(kind, 0) > 0 for kind in ("added", "removed", "changed", "transferred")), legend
     first = CliRunner().invoke(app, ["map", "--diff", "--history", str(store), "--at", str(days.dates[0])])
     assert first.exit_code == 2 and "no day before it" in first.output
+
+
+def _line(generation: int, kind: str) -> dict:
+    return {"date": "2026-12-07", "kind": kind, "generation": generation}
+
+
+@pytest.mark.parametrize(("last", "generation", "on_topic"), [
+    (None, 2, False),  # an empty topic
+    ({"date": "2026-12-07", "kind": "generation", "changes": 3}, 2, False),  # a store's, not a fleet's
+    (_line(1, "generation"), 2, False),  # the one before is whole: this one is not there yet
+    (_line(2, "transferred"), 2, False),  # cut short (a publisher died): published again whole
+    (_line(2, "generation"), 2, True),  # whole: not again
+    (_line(3, "added"), 2, True),  # a later one began: this one went before it
+    (_line(3, "generation"), 2, True),
+])
+def test_the_marker_rule_of_a_fleets_generation(last: dict | None, generation: int, on_topic: bool):
+    assert generation_on_topic(last, generation) is on_topic
+
+
+def test_a_generations_messages_end_with_its_marker_and_counts():
+    change = {"change": "changed", "registry": "ripencc", "start_address": "193.0.0.0",
+              "end_address": "193.0.0.255", "handle": "N", "source": "dump",
+              "fields": {"country": {"old": "NL", "new": "DE"}}}
+    counts: Counter[str] = Counter()
+    head = {"date": "2026-12-07", "generation": 2}
+    sent = [json.loads(v) for _, v in messages(head, [change, change], counts)]
+    assert [(d["kind"], d.get("n"), d["generation"]) for d in sent] == [
+        ("changed", 0, 2), ("changed", 1, 2), ("generation", None, 2)]
+    assert sent[0]["range"] == "193.0.0.0 - 193.0.0.255" and sent[0]["fields"]["country"]["new"] == "DE"
+    assert sent[-1] == {"date": "2026-12-07", "kind": "generation", "generation": 2, "changes": 2,
+                        "counts": {"added": 0, "removed": 0, "changed": 2, "transferred": 0}}

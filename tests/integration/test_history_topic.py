@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
+from whoiscrawl.operator.backend import BackendError, LiveBackend, Target
 
 from whoiscrawl import queue
 from whoiscrawl.cli import app
+from whoiscrawl.history import feed
+from whoiscrawl.history.store import HistoryError
 from whoiscrawl.records import NetworkRecord
 
 
@@ -79,3 +83,57 @@ def test_the_feed_on_a_topic_once_in_order_a_generation_cut_short_again_whole(se
                           ("2026-12-03", "transferred", "C"), ("2026-12-03", "generation", None),
                           ("2026-12-04", "transferred", "D"),  # the one cut short ...
                           ("2026-12-04", "transferred", "D"), ("2026-12-04", "generation", None)]  # ... whole
+
+
+async def _generation(bootstrap: str, crawl: str, *records: NetworkRecord) -> None:
+    queue.ensure_topics(bootstrap, "t.", crawl, partitions=3)
+    sink = queue.KafkaSink(bootstrap, "t.", crawl)
+    for record in records:
+        await sink.emit(record)
+    assert sink.close() == 0
+
+
+async def test_a_fleet_generations_feed_once_whole_and_again_whole_when_cut_short(services, unique_name):
+    """`publish_generation` (the operator's): generation 2's map against generation 1's, each a
+    crawl's results topic, on the crawl's change-feed topic; not again once there; cut short, again."""
+    bootstrap, g1, g2 = services.kafka_bootstrap, unique_name, f"{unique_name}.g2"
+    parent = _net("193.0.0.0/16", "193.0.0.0", "193.0.255.255", registrant="Parent LIR")
+    held = ("193.0.1.0/24", "193.0.1.0", "193.0.1.255")
+    await _generation(bootstrap, g1, parent, _net(*held, registrant="Old"))
+    await _generation(bootstrap, g2, parent, _net(*held, registrant="New"),
+                      _net("193.0.2.0/24", "193.0.2.0", "193.0.2.255", registrant="Newcomer"))
+    kafka = feed.Kafka(bootstrap, unique_name, "t.")
+    first = feed.publish_generation(kafka, 2, "2026-12-07", g1, g2)
+    counts = {"added": 1, "removed": 0, "changed": 0, "transferred": 1}
+    assert (first["published"], first["counts"], first["already_on_topic"]) == (3, counts, False)
+    again = feed.publish_generation(kafka, 2, "2026-12-07", g1, g2)  # an operator restarted before its status
+    assert (again["published"], again["counts"], again["already_on_topic"]) == (0, counts, True)
+    topic = queue.changes_topic("t.", unique_name)
+    queue.publish(bootstrap, topic, [(b"k", json.dumps(  # generation 3's publisher died mid-way
+        {"date": "2026-12-08", "kind": "added", "generation": 3, "n": 0}).encode())])
+    third = feed.publish_generation(kafka, 3, "2026-12-08", g2, g2)  # unchanged: its marker alone
+    assert (third["published"], third["already_on_topic"]) == (1, False)
+    on_topic = [(d["generation"], d["kind"], d.get("n"))
+                for d in queue.iter_changes(bootstrap, "t.", unique_name)]
+    assert on_topic == [(2, "transferred", 0), (2, "added", 1), (2, "generation", None),
+                        (3, "added", 0), (3, "generation", None)]
+    with pytest.raises(HistoryError, match="holds no record"):  # the previous generation's data gone
+        feed.publish_generation(kafka, 4, "2026-12-09", f"{unique_name}.gone", g2)
+
+
+async def test_the_operators_backend_publishes_a_feed_off_the_pass(services, unique_name):
+    """A pass that starts a feed it cannot wait for gets None, and a later one its answer (or its
+    error), so a large map's never holds a pass; the publish itself is `publish_generation`'s."""
+    bootstrap, g1, g2 = services.kafka_bootstrap, unique_name, f"{unique_name}.g2"
+    await _generation(bootstrap, g1, _net("193.0.1.0/24", "193.0.1.0", "193.0.1.255", registrant="Old"))
+    await _generation(bootstrap, g2, _net("193.0.1.0/24", "193.0.1.0", "193.0.1.255", registrant="New"))
+    backend = LiveBackend(feed_wait_seconds=0)
+    before, after = (Target(crawl=c, bootstrap=bootstrap, prefix="t.", redis_url="") for c in (g1, g2))
+    assert backend.publish_changes(before, after, unique_name, 2, "2026-12-07") is None  # started
+    backend.feed_wait_seconds = 30  # the next pass finds the same job (waiting on it, here) ...
+    done = backend.publish_changes(before, after, unique_name, 2, "2026-12-07")
+    assert done is not None and (done["published"], done["already_on_topic"]) == (2, False)  # ... once
+    assert done["counts"]["transferred"] == 1
+    gone = Target(crawl=f"{unique_name}.gone", bootstrap=bootstrap, prefix="t.", redis_url="")
+    with pytest.raises(BackendError, match="holds no record"):  # its error, at the call that finds it done
+        backend.publish_changes(gone, after, unique_name, 3, "2026-12-08")

@@ -1,17 +1,23 @@
 """A scheduled WhoisCrawl on a real control plane: its next generation starts when its slot comes.
 
 The chart's operator (namespaced RBAC) and real workers crawl two small ranges of `quick` once
-from the simulator's published files (RIPE NCC's from its dump, ARIN's live); with
-`schedule: "* * * * *"` the first slot after it completed starts generation 2, into data of its
-own, as a refresh of generation 1 (the files unchanged: ARIN's networks carried, not asked again,
-so generation 2 makes fewer lookups); generation 1's data (the one complete map) is kept while
-generation 2 runs and pruned once it completes (`history.keep: 1`); deleting the crawl deletes what
-generation 2 kept. No sleeps: each step waits on the crawl's status.
+from the simulator's published files (RIPE NCC's from its dump, ARIN's live); the world then moves
+a day on (the simulator's churn, 20% of the networks, so the ranges change), and with
+`schedule: "* * * * *"` (suspended until the day moved) the next slot starts generation 2, into
+data of its own, as a refresh of generation 1 (ARIN's networks carried, not asked again, so
+generation 2 makes fewer lookups); when it completes, its change feed against generation 1 is on
+the crawl's change-feed topic and equals the truth's difference of the two days in those ranges;
+generation 1's data (the one complete map) is kept while generation 2 runs and pruned once it
+completes and its feed is out (`history.keep: 1`); deleting the crawl deletes what generation 2
+kept and the feed. No sleeps: each step waits on the crawl's status.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,13 @@ from whoiscrawl.operator.spec import parse_spec
 from whoiscrawl.operator.status import parse_time
 
 from whoiscrawl import queue
-from whoiscrawl.bench.common import Simulator
+from whoiscrawl.bench.common import Simulator, simulator
+from whoiscrawl.bench.refresh import advance
+from whoiscrawl.ipv4 import ip_int
+from whoiscrawl.results.diff import KINDS, classify
+from whoiscrawl.sim import scenarios
+from whoiscrawl.sim.churn import Churn
+from whoiscrawl.sim.score import truth_records
 from whoiscrawl.store import Progress
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
@@ -35,27 +47,73 @@ from .test_operator import audit_events, condition, crawl_doc, drop_data, forbid
 pytestmark = [pytest.mark.timeout(420), pytest.mark.slow, pytest.mark.services]
 
 
+RANGES = ["193.0.0.0/20", "24.0.0.0/20"]  # RIPE NCC's from its dump, ARIN's live
+CHURN = "0.2"  # of the networks a day: the two /20s change (11 changes, all RIPE NCC's, on day 1)
+FILES_SHOW_AT_ARIN = ("transferred", "moved")  # ARIN's changes its statistics show (it has no dump)
+
+
+@pytest.fixture
+def churning_sim(tmp_path: Path) -> Iterator[Simulator]:
+    """`quick` on a simulator of its own: this test moves its world a day on (the session's stays)."""
+    with simulator("quick", 100.0, tmp_path / "requests.jsonl", extra=["--churn", CHURN]) as sim:
+        yield sim
+
+
+def truth_difference(day: int) -> tuple[Counter[tuple[str, ...]], list[tuple[int, int]]]:
+    """What changed from day-1 to `day` in RANGES, by the one classifier over the days' truths
+    (the findable networks), less ARIN's changes no published file shows (docs/refresh.md); and
+    the spans of those."""
+    spans = [(ip_int(c.split("/")[0]), ip_int(c.split("/")[0]) + (1 << (32 - int(c.split("/")[1]))) - 1)
+             for c in RANGES]
+
+    def truth(on: int) -> list[dict[str, Any]]:
+        scen = scenarios.get("quick", None, on, Churn.parse(CHURN))
+        out = []
+        for doc in truth_records(scen):
+            first, last = ip_int(doc["start_address"]), ip_int(doc["end_address"])
+            if any(a <= first and last <= b for a, b in spans):
+                out.append(doc | {"_first": first, "_last": last, "source": "rdap"})
+        return out
+
+    hidden = [(c.first, c.last) for c in scenarios.get("quick", None, day, Churn.parse(CHURN)).changes()
+              if c.registry == "arin" and c.kind not in FILES_SHOW_AT_ARIN]
+    return kinds([c.to_dict() for c in classify(truth(day - 1), truth(day))], hidden), hidden
+
+
+def kinds(changes: list[dict[str, Any]], hidden: list[tuple[int, int]]) -> Counter[tuple[str, ...]]:
+    """Each change as (kind, registry, range, fields changed), outside the `hidden` spans."""
+    out: Counter[tuple[str, ...]] = Counter()
+    for c in changes:
+        first, last = ip_int(c["start_address"]), ip_int(c["end_address"])
+        if not any(a <= last and first <= b for a, b in hidden):
+            out[c.get("change") or c["kind"], c["registry"], c["start_address"], c["end_address"],
+                *sorted(c.get("fields", {}))] += 1
+    return out
+
+
 def schedule_of(k8s: K8s, namespace: str, crawl: str) -> dict[str, Any]:
     return ((k8s.api.get(*WC, namespace, crawl) or {}).get("status") or {}).get("schedule") or {}
 
 
 def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
-        k8s: K8s, crd: dict, shared_pool: str, services: Any, quick_sim: Simulator, namespace: str,
+        k8s: K8s, crd: dict, shared_pool: str, services: Any, churning_sim: Simulator, namespace: str,
         tmp_path: Path) -> None:
     crawl = f"n{uuid.uuid4().hex[:6]}"
-    doc = crawl_doc(crawl, services, quick_sim, shared_pool)
-    doc["spec"] |= {"ranges": ["193.0.0.0/20", "24.0.0.0/20"], "schedule": "* * * * *",
+    doc = crawl_doc(crawl, services, churning_sim, shared_pool)
+    doc["spec"] |= {"ranges": RANGES, "schedule": "* * * * *", "suspend": True,
                     "history": {"keep": 1},
-                    "sources": {"filesBase": quick_sim.files_base, "acceptDumpTerms": "all"}}
+                    "sources": {"filesBase": churning_sim.files_base, "acceptDumpTerms": "all"}}
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     first, second = crawl_id(namespace, crawl), crawl_id(namespace, crawl, 2)
     try:
         with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]) as release:
             k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
             try:
-                until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone")
-                      or schedule_of(k8s, namespace, crawl).get("generation") == 2, 150,
-                      "generation 1 Completed")
+                until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
+                      150, "generation 1 Completed")
+                assert advance(churning_sim) > 0  # the registries' next day, before generation 2 reads it
+                k8s.kubectl("patch", "wc", crawl, "-n", namespace, "--type=merge", "-p",
+                            '{"spec": {"suspend": false}}')
                 began = until(lambda: schedule_of(k8s, namespace, crawl).get("generation") == 2
                               and schedule_of(k8s, namespace, crawl), 90, "generation 2 started")
                 # generation 1's map is still there while generation 2 runs
@@ -63,10 +121,11 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
                 until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
                       150, "generation 2 Completed")
                 until(lambda: schedule_of(k8s, namespace, crawl).get("generations") == [2], 60,
-                      "generation 1 pruned once generation 2 completed")
+                      "generation 1 pruned once generation 2 completed and its feed was out")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{k8s.api.get(*WC, namespace, crawl)}\n"
                                      f"{release.kubelet.tail()}") from None
+            feed = list(queue.iter_changes(services.kafka_bootstrap, prefix, first))
             config = k8s.api.get("v1", "configmaps", namespace, f"{crawl}-worker-config") or {}
             gen2 = RedisCrawlAdmin(services.redis_url, second).progress()
             gen1 = RedisCrawlAdmin(services.redis_url, first).progress()
@@ -77,10 +136,15 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
             k8s.kubectl("delete", "wc", crawl, "-n", namespace, "--timeout=120s")
             until(lambda: RedisCrawlAdmin(services.redis_url, second).progress() == Progress(), 30,
                   "generation 2's Redis keys deleted with the crawl")
+            feed_topic = queue.changes_topic(prefix, first)
+            until(lambda: feed_topic not in AdminClient({"bootstrap.servers": services.kafka_bootstrap})
+                  .list_topics(timeout=10).topics, 30, "the change-feed topic deleted with the crawl")
             refused = forbidden(audit_events(k8s.cluster.audit_log, release.user))
     finally:
         drop_data(services, prefix, first)
         drop_data(services, prefix, second)
+        with contextlib.suppress(Exception):
+            queue.delete_topics(services.kafka_bootstrap, prefix, first, changes=True)
 
     last = began["lastGeneration"]
     print(f"\nschedule {began}\ngeneration 2: {gen2}")
@@ -108,3 +172,17 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
     assert [t for t in queue.topic_names(prefix, second) if t in topics]
     assert status["schedule"]["generation"] == 2 and status["schedule"]["nextScheduleTime"]
     assert refused == [], "the chart's RBAC refused the operator"
+    # Generation 2's change feed against generation 1: on the crawl's change-feed topic, once, whole
+    # (its marker last), and what the truth says changed between the two days in these ranges.
+    print(f"feed {feed}")
+    *lines, marker = feed
+    assert [d["kind"] for d in feed].count("generation") == 1 and marker["kind"] == "generation"
+    assert marker["generation"] == 2 and marker["changes"] == len(lines) > 0
+    assert [d["n"] for d in lines] == list(range(len(lines))) and {d["generation"] for d in lines} == {2}
+    truth, hidden = truth_difference(1)
+    assert kinds(lines, hidden) == truth, (kinds(lines, hidden), truth)
+    counted = Counter(d["kind"] for d in lines)
+    published = status["schedule"]["changes"]
+    assert published["generation"] == 2 and published["topic"] == feed_topic
+    assert published["counts"] == marker["counts"] == {k: counted[k] for k in KINDS}
+    assert "ChangesPublished" in reasons

@@ -277,8 +277,10 @@ def test_deleting_a_scheduled_crawl_deletes_every_generation_kept() -> None:
                           spec=SCHEDULED | {"cleanup": {"topics": "Delete"}},
                           status={"schedule": {"generation": 3, "generations": [2, 3]}})
     backend = FakeBackend()
-    control.cleanup(control.Deps(kube=EmptyKube(), backend=backend), crawl)  # type: ignore[arg-type]
+    done = control.cleanup(control.Deps(kube=EmptyKube(), backend=backend), crawl)  # type: ignore[arg-type]
     assert backend.cleanups == [("ns.demo.g2", True, True), ("ns.demo.g3", True, True)]
+    # ... and the change feed of its generations, named by the crawl (generation 1's id)
+    assert ("delete_changes", "ns.demo") in backend.calls and "ns.demo.changes" in str(done)
 
 
 def test_a_skipped_slot_is_reported_once_and_recorded() -> None:
@@ -344,7 +346,9 @@ def test_a_generation_says_it_refreshes_the_previous_one_and_status_shows_what_i
     backend = FakeBackend()
     started = _pass(backend, status, at("2026-01-01T10:05:10"))
     [message] = [e[2] for e in started.events if e[1] == "GenerationStarted"]
-    assert "a refresh of generation 3 from the registries' newest files" in message
+    # said before its load read anything: a refresh if it can be one, which status.refresh tells
+    assert "refreshes generation 3 from the registries' newest files if its load can" in message
+    assert "else crawls anew; status.refresh says which" in message
     assert started.status.get("refresh") is None  # its load not done yet (the last one's removed)
 
     backend.refresh_of["ns.demo.g4"] = {"previous": "ns.demo.g3", "by_registry": {
@@ -368,6 +372,9 @@ def test_a_refused_refresh_is_one_warning_and_the_next_generation_starts_without
                                         "refused": "ns.demo.g3 mapped another scope"}
     first = _pass(backend, status, at("2026-01-01T10:05:10"))
     assert first.status["refresh"] == {"previous": "ns.demo.g3", "refused": "ns.demo.g3 mapped another scope"}
+    # the start's Event did not promise the refresh its Warning then refuses
+    [started] = [e[2] for e in first.events if e[1] == "GenerationStarted"]
+    assert "a refresh of generation 3" not in started and "else crawls anew" in started, started
     [warning] = [e for e in first.events if e[1] == "RefreshRefused"]
     assert warning[0] == "Warning" and "this generation crawls anew" in warning[2]
     again = _pass(backend, first.status, at("2026-01-01T10:05:20"))
@@ -376,3 +383,138 @@ def test_a_refused_refresh_is_one_warning_and_the_next_generation_starts_without
     done = again.status | COMPLETED_STATUS
     assert "refresh" not in generations.started_status(done, generations.Step(
         start=5, scheduled_for=at("2026-01-01T10:06:00"), next_time=None, reason="Scheduled"))
+
+
+DONE, RUNNING = True, False
+
+
+@pytest.mark.parametrize(("generation", "completed", "kept", "published", "due"), [
+    # the first generation is the crawl itself: nothing to compare it with
+    (1, DONE, [1], None, None),
+    # generation 2 running: generation 1 is the newest complete, and it has no predecessor
+    (2, RUNNING, [1, 2], None, None),
+    # generation 2 completed: its feed, against generation 1
+    (2, DONE, [1, 2], None, 2),
+    # ... once: status holds it as published
+    (2, DONE, [1, 2], 2, None),
+    # generation 3 started before 2's feed went out (it failed): 2's first, while 3 runs
+    (3, RUNNING, [1, 2, 3], 1, 2),
+    (3, RUNNING, [1, 2, 3], None, 2),
+    # then in order, one a pass: 3's once 3 completes
+    (3, DONE, [1, 2, 3], 1, 2),
+    (3, DONE, [1, 2, 3], 2, 3),
+    # the generations between were deleted (before this rule, or by hand): the newest completed
+    (5, DONE, [4, 5], 2, 5),
+    # the one before it is gone too: its changes cannot be told
+    (5, DONE, [5], 2, None),
+    (5, DONE, [5], None, None),
+])
+def test_feed_due(generation: int, completed: bool, kept: list[int], published: int | None,
+                  due: int | None) -> None:
+    status = {"schedule": {"generation": generation,
+                           **({"changes": {"generation": published}} if published else {})}}
+    assert generations.feed_due(status, completed, kept) == due
+
+
+@pytest.mark.parametrize(("prune", "due", "published", "deleted"), [
+    ([1], None, False, [1]),
+    ([1], 2, True, [1]),  # 2's feed is out: 1 goes
+    ([1], 2, False, []),  # not yet: 1 (what 2 is compared with) stays
+    ([1, 2], 2, False, []),  # 3 started meanwhile: 2 and 1 both stay for 2's feed
+    ([1, 2], 2, True, [1]),  # 2's out: 3's feed needs 2
+    ([1, 2, 3], 3, False, [1]),
+])
+def test_held_for_feed(prune: list[int], due: int | None, published: bool, deleted: list[int]) -> None:
+    assert generations.held_for_feed(prune, due, published) == deleted
+
+
+KEEP_1 = parse_spec(SCHEDULED | {"history": {"keep": 1}})
+GENERATION_2_RUNNING: dict[str, Any] = {
+    "plan": {"key": control.plan_key(KEEP_1), "revision": 1},
+    "schedule": {"generation": 2, "generations": [1, 2], "lastScheduleTime": "2026-01-01T10:03:00Z"}}
+ALL_DONE = Progress(shards_total=16, shards_done=16)
+
+
+def _settled(backend: FakeBackend, status: dict[str, Any], now: datetime) -> control.Result:
+    """One pass of a keep-1 scheduled crawl with its generation writes (feed, prune) done as act does."""
+    spec = KEEP_1
+    deps = control.Deps(kube=None, backend=backend, now=lambda: now)  # type: ignore[arg-type]
+    crawl, s = control.scheduled(crawl_with(status), spec, now)
+    snap = control.Snapshot(now=now, prev=crawl.status, step=s, **control._data_plane(deps, crawl, spec, now))
+    decision = control.decide(spec, snap)
+    return control.report(crawl, spec, snap, decision, control.settle_generations(deps, crawl, spec, snap,
+                                                                                   decision))
+
+
+def test_a_completed_generations_change_feed_is_published_once_then_its_predecessor_pruned() -> None:
+    status = GENERATION_2_RUNNING
+    backend = FakeBackend(counters_of={"ns.demo.g2": ALL_DONE}, default_lag=0)
+    first = _settled(backend, status, at("2026-01-01T10:03:30"))
+    assert backend.feeds == {("ns.demo", 2): backend.feed_counts}  # on <prefix>ns.demo.changes
+    sched = first.status["schedule"]
+    assert sched["changes"] == {"generation": 2, "topic": "whoiscrawl.ns.demo.changes",
+                                "counts": backend.feed_counts, "published": 4}
+    assert sched["generations"] == [2] and backend.cleanups == [("ns.demo", True, True)]
+    [published] = [e for e in first.events if e[1] == "ChangesPublished"]
+    assert published[0] == "Normal" and "1 added, 0 removed, 2 changed, 0 transferred" in published[2]
+    again = _settled(backend, first.status, at("2026-01-01T10:03:40"))
+    assert [m for m, _ in backend.calls].count("publish_changes") == 1  # status holds it: not again
+    assert "ChangesPublished" not in [e[1] for e in again.events]
+    # the next generation carries the counts in lastGeneration once it starts
+    started = _settled(backend, again.status, at("2026-01-01T10:04:10"))
+    assert started.status["schedule"]["lastGeneration"]["changes"] == backend.feed_counts
+
+
+def test_a_change_feed_that_fails_is_a_warning_keeps_what_it_needs_and_is_tried_again() -> None:
+    status = GENERATION_2_RUNNING
+
+    class FeedDown(FakeBackend):
+        down = True
+
+        def publish_changes(self, *args: Any) -> dict[str, Any]:
+            if self.down:
+                raise BackendError("publishing generation 2's change feed: KafkaException: broker down")
+            return super().publish_changes(*args)
+
+    backend = FeedDown(counters_of={"ns.demo.g2": ALL_DONE}, default_lag=0)
+    failed = _settled(backend, status, at("2026-01-01T10:03:30"))
+    [warning] = [e for e in failed.events if e[1] == "ChangeFeedFailed"]
+    assert warning[0] == "Warning" and "broker down" in warning[2] and "tried again next pass" in warning[2]
+    assert "changes" not in failed.status["schedule"]
+    assert failed.status["schedule"]["generations"] == [1, 2] and backend.cleanups == []  # 1 kept for it
+    # generation 3 starts meanwhile: 2's feed is still due, and 1 and 2 are kept for it
+    running = _settled(backend, failed.status | {"conditions": COMPLETED_STATUS["conditions"]},
+                       at("2026-01-01T10:04:10"))
+    assert running.status["schedule"]["generation"] == 3
+    assert running.status["schedule"]["generations"] == [1, 2, 3] and backend.cleanups == []
+    backend.down = False
+    recovered = _settled(backend, running.status, at("2026-01-01T10:04:20"))
+    assert recovered.status["schedule"]["changes"]["generation"] == 2
+    assert backend.feeds == {("ns.demo", 2): backend.feed_counts}
+    assert recovered.status["schedule"]["generations"] == [2, 3]
+    assert backend.cleanups == [("ns.demo", True, True)]
+
+
+@pytest.mark.parametrize(("generation", "day"), [
+    (3, "2026-01-03"),  # the current generation's: its slot's day
+    (2, "2026-01-02"),  # the one before, published while 3 runs: its start's day
+])
+def test_feed_day(generation: int, day: str) -> None:
+    status = {"schedule": {"generation": 3, "lastScheduleTime": "2026-01-03T00:00:00Z",
+                           "lastGeneration": {"generation": 2, "startTime": "2026-01-02T00:00:10Z"}}}
+    assert generations.feed_day(status, generation, at("2026-01-04T10:00:00")) == day
+
+
+def test_a_change_feed_still_being_published_holds_what_it_needs_and_says_nothing_yet() -> None:
+    """The backend publishes off the pass: a pass that finds it running prunes nothing it needs."""
+
+    class Slow(FakeBackend):
+        def publish_changes(self, *args: Any) -> dict[str, Any] | None:
+            self._check("publish_changes", args[1])
+            return None
+
+    backend = Slow(counters_of={"ns.demo.g2": ALL_DONE}, default_lag=0)
+    running = _settled(backend, GENERATION_2_RUNNING, at("2026-01-01T10:03:30"))
+    assert backend.cleanups == [] and running.status["schedule"]["generations"] == [1, 2]
+    assert "changes" not in running.status["schedule"]
+    assert not {"ChangesPublished", "ChangeFeedFailed"} & {e[1] for e in running.events}

@@ -60,7 +60,7 @@ def _job(sim: Simulator, out: Path) -> LocalCrawl:
                       limits=sim.limits(), settings=settings)
 
 
-def _advance(sim: Simulator) -> int:
+def advance(sim: Simulator) -> int:
     """The simulator a day on, its new files made before the refresh is timed (a mirror has them
     ready; making them is the simulator's cost, not the refresh's); the changes it made."""
     root = sim.files_base.removesuffix("/published")
@@ -94,7 +94,7 @@ def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -
         yield {"scenario": scenario, "day": 0, "churn": churn, "first_crawl": base,
                "complete": first["complete"], **_figures(scenario, 0, previous, churn), "workdir": str(work)}
         for day in range(1, days + 1):
-            changes, before = _advance(sim), requests(sim.log)
+            changes, before = advance(sim), requests(sim.log)
             out, started = work / f"day{day}.jsonl", time.monotonic()
             summary = asyncio.run(Refresh(_job(sim, out), previous).run())
             wall, asked = time.monotonic() - started, settled(sim.log, before, int(summary["lookups"]))

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 
 from whoiscrawl import queue
 from whoiscrawl.history.store import HistoryError, Store, read_changes
+from whoiscrawl.results.diff import KINDS, classify
+from whoiscrawl.results.source import TOPIC_PREFIX, open_results
 
 # A feed line's members, in order: the generation's date, the kind, the block, then what changed.
 MEMBERS = ("date", "kind", "registry", "range", "start_address", "end_address", "handle", "fields", "from",
            "to", "source")
+MARKER = "generation"  # the kind of the line that closes a generation on the topic
 
 
 @dataclass(frozen=True)
@@ -67,25 +72,83 @@ def publish(store: Store, since: date, until: date | None, kafka: Kafka) -> dict
     one cut short (a crash, a broker gone) is published again whole: at least once, in order."""
     _check(store, since, until)
     topic = queue.ensure_changes_topic(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
-    last = queue.last_change(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
+    newest = reached(queue.last_change(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config), "date")
     done = None
-    if last is not None:  # the newest generation on the topic: complete if its marker came last
-        done = date.fromisoformat(last["date"]) - (timedelta(0) if last["kind"] == "generation" else
-                                                   timedelta(days=1))
+    if newest is not None:
+        day, whole = date.fromisoformat(str(newest[0])), newest[1]
+        done = day if whole else day - timedelta(days=1)
     after = max(since, done) if done is not None else since
     dates = [g.date for g in store.generations[1:] if g.day > after and (until is None or g.day <= until)]
     published = 0
-    for day in dates:
-        published += queue.publish(kafka.bootstrap, topic, _messages(store, day), kafka.config, "changes")
+    for day_text in dates:
+        gen = next(g for g in store.generations if g.date == day_text)
+        published += queue.publish(kafka.bootstrap, topic, messages({"date": day_text},
+                                   read_changes(store.path / gen.file), Counter()), kafka.config, "changes")
     return {"topic": topic, "generations": dates, "published": published,
             "already_on_topic": str(done) if done is not None else None}
 
 
-def _messages(store: Store, day: str) -> Iterator[tuple[bytes, bytes]]:
-    gen = next(g for g in store.generations if g.date == day)
+def reached(last: Mapping[str, Any] | None, key: str) -> tuple[Any, bool] | None:
+    """The marker rule, read off the newest message of a change-feed topic: the newest generation
+    on it (its `key`: `date` for a store's, `generation` for a fleet's) and whether it is whole (its
+    marker came last). One cut short is published again whole; one whole is not published again.
+    None: nothing of ours on the topic (empty, or its newest message lacks `key`)."""
+    if last is None or last.get(key) is None:
+        return None
+    return last[key], last.get("kind") == MARKER
+
+
+def messages(head: Mapping[str, Any], changes: Iterable[Mapping[str, Any]],
+             counts: Counter[str]) -> Iterator[tuple[bytes, bytes]]:
+    """One generation's feed as keyed messages: each change a feed line (`line`) with `head`'s other
+    members (a fleet's `generation`) and `n`, its place in the generation (0 begins it, again if it
+    is published again); then the marker `{date, kind: "generation", changes, counts}` with `head`.
+    `counts` is filled by kind as the changes go by."""
+    day, extra = str(head["date"]), {k: v for k, v in head.items() if k != "date"}
     n = 0
-    for change in read_changes(store.path / gen.file):
-        doc = {**line(day, change), "n": n}  # its place in the generation: 0 begins it (again)
+    for change in changes:
+        doc = {**line(day, dict(change)), **extra, "n": n}
+        counts[doc["kind"]] += 1
         n += 1
         yield f"{doc['registry']} {doc['range']}".encode(), json.dumps(doc, separators=(",", ":")).encode()
-    yield f"generation {day}".encode(), json.dumps({"date": day, "kind": "generation", "changes": n}).encode()
+    marker = {"date": day, "kind": MARKER, **extra, "changes": n,
+              "counts": {kind: counts[kind] for kind in KINDS}}
+    yield f"{MARKER} {day}".encode(), json.dumps(marker).encode()
+
+
+def publish_generation(kafka: Kafka, generation: int, day: str, before: str, after: str) -> dict[str, Any]:
+    """A fleet generation's change feed: crawl `after`'s map (its compacted results topic) against
+    crawl `before`'s, the one classifier's changes (`results.diff.classify`), published on
+    `kafka.crawl`'s change-feed topic with `generation` in every line and in the marker, unless the
+    marker rule finds it there already. Returns `{topic, generation, published, counts,
+    already_on_topic}` (the counts read back from its marker when it was there). A previous map
+    that holds no record (its data gone) is a HistoryError: nothing is published."""
+    topic = queue.ensure_changes_topic(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
+    last = queue.last_change(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
+    if generation_on_topic(last, generation):
+        held = dict((last or {}).get("counts") or {}) if (last or {}).get("generation") == generation else {}
+        return {"topic": topic, "generation": generation, "published": 0, "counts": held,
+                "already_on_topic": True}
+    opened = partial(open_results, kafka_bootstrap=kafka.bootstrap, topic_prefix=kafka.prefix,
+                     seekable=True, kafka_config=kafka.config)
+    counts: Counter[str] = Counter()
+    with opened(f"{TOPIC_PREFIX}{before}") as old, opened(f"{TOPIC_PREFIX}{after}") as new:
+        if not old.blocks:
+            raise HistoryError(f"{before}'s results topic holds no record (its data gone): generation "
+                               f"{generation}'s changes cannot be told")
+        changes = (c.to_dict() for c in classify(old.nested(), new.nested()))
+        sent = queue.publish(kafka.bootstrap, topic, messages({"date": day, "generation": generation},
+                             changes, counts), kafka.config, "changes")
+    return {"topic": topic, "generation": generation, "published": sent,
+            "counts": {kind: counts[kind] for kind in KINDS}, "already_on_topic": False}
+
+
+def generation_on_topic(last: Mapping[str, Any] | None, generation: int) -> bool:
+    """Is a fleet's generation whole on its change-feed topic, by the marker rule (`reached`) read
+    off the topic's newest message? Yes if that is its marker or anything of a later generation;
+    no if it is a change of it (cut short: published again whole), of an earlier one, or none."""
+    newest = reached(last, "generation")
+    if newest is None:
+        return False
+    on, whole = int(newest[0]), newest[1]
+    return on > generation or (on == generation and whole)

@@ -334,10 +334,12 @@ def _dedup(
 
 
 @contextlib.contextmanager
-def results_file(spec: str | Path, kafka_bootstrap: str | None = None,
-                 topic_prefix: str = "whoiscrawl.") -> Iterator[Path]:
+def results_file(spec: str | Path, kafka_bootstrap: str | None = None, topic_prefix: str = "whoiscrawl.",
+                 kafka_config: dict[str, str] | None = None) -> Iterator[Path]:
     """The JSONL file of a result set: a path as given, or `topic:CRAWL` (that crawl's compacted
-    results topic) copied to a temporary file as it streams in, removed afterwards."""
+    results topic) copied to a temporary file as it streams in, removed afterwards. Kafka's client
+    settings are `kafka_config` (the operator's, from a crawl's credentials Secret), else the
+    environment's `WHOISCRAWL_KAFKA_*`."""
     text = str(spec)
     if not text.startswith(TOPIC_PREFIX):
         yield Path(text)
@@ -350,7 +352,7 @@ def results_file(spec: str | Path, kafka_bootstrap: str | None = None,
     fd, tmp = tempfile.mkstemp(prefix=f"whoiscrawl-{crawl}-", suffix=".jsonl")
     try:
         with os.fdopen(fd, "wb") as fh:
-            config = queue.kafka_config_from(os.environ)
+            config = queue.kafka_config_from(os.environ) if kafka_config is None else kafka_config
             for record in queue.iter_results(kafka_bootstrap, topic_prefix, crawl, config):
                 fh.write(record.to_json() + b"\n")
         yield Path(tmp)
@@ -361,8 +363,8 @@ def results_file(spec: str | Path, kafka_bootstrap: str | None = None,
 @contextlib.contextmanager
 def open_results(
     spec: str | Path, kafka_bootstrap: str | None = None, topic_prefix: str = "whoiscrawl.",
-    seekable: bool = False,
+    seekable: bool = False, kafka_config: dict[str, str] | None = None,
 ) -> Iterator[ResultSet]:
     """A result set from a JSONL path or `topic:CRAWL` (`results_file`)."""
-    with results_file(spec, kafka_bootstrap, topic_prefix) as path:
+    with results_file(spec, kafka_bootstrap, topic_prefix, kafka_config) as path:
         yield ResultSet(path, seekable=seekable)

@@ -41,6 +41,9 @@ class FakeBackend:
     markers: dict[tuple[str, str], Plan] = field(default_factory=dict)  # (crawl, marker) -> sent
     planned: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # crawl -> its shards
     cleanups: list[tuple[str, bool, bool]] = field(default_factory=list)
+    feeds: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)  # on the topic: counts
+    feed_counts: dict[str, int] = field(default_factory=lambda: {"added": 1, "removed": 0, "changed": 2,
+                                                                 "transferred": 0})
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, t.crawl)
     on_cleanup: Callable[[Target], None] | None = None  # runs first thing in cleanup
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,6 +90,19 @@ class FakeBackend:
         self._check("refresh", t)
         return self.refresh_of.get(t.crawl)
 
+    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
+                        day: str) -> dict[str, Any]:
+        """Records what went on `feed`'s topic; a generation already there is not sent again."""
+        self._check("publish_changes", after)
+        topic = f"{after.prefix}{feed}.changes"
+        with self.lock:
+            if (feed, generation) in self.feeds:
+                return {"topic": topic, "generation": generation, "published": 0,
+                        "counts": self.feeds[(feed, generation)], "already_on_topic": True}
+            self.feeds[(feed, generation)] = dict(self.feed_counts)
+        return {"topic": topic, "generation": generation, "published": sum(self.feed_counts.values()) + 1,
+                "counts": dict(self.feed_counts), "already_on_topic": False}
+
     def lag(self, t: Target) -> int:
         self._check("lag", t)
         return self.lag_of.get(t.crawl, self.default_lag)
@@ -107,6 +123,12 @@ class FakeBackend:
                 self.counters_of.pop(t.crawl, None)
                 self.markers = {k: v for k, v in self.markers.items() if k[0] != t.crawl}
         return f"fake cleanup topics={topics} redis={redis}"
+
+    def delete_changes(self, t: Target) -> str:
+        self._check("delete_changes", t)
+        with self.lock:
+            self.feeds = {k: v for k, v in self.feeds.items() if k[0] != t.crawl}
+        return f"fake deleted {t.prefix}{t.crawl}.changes"
 
     def calls_after_cleanup(self, crawl: str) -> list[str]:
         """Every call for `crawl` made after its cleanup (nothing may touch it then)."""
