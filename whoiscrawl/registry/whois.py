@@ -348,8 +348,9 @@ _ARIN_LIMITED = re.compile(r"^#[^\n]*\b(?:limit|truncat|exceed)", re.IGNORECASE 
 ARIN_LISTING_LIMIT = rirs.BY_ID["arin"].whois_listing_limit
 
 
-class ListingLimited(RuntimeError):
-    """A listing the server cut at its cap: never the whole list (`ArinListing` asks it in parts)."""
+class ListingLimited(MalformedAnswer):
+    """A listing the server cut at its cap, read as a whole one: unusable as the list, as an answer
+    over a cap of the client's is (`ArinListing` asks it in parts instead)."""
 
 
 @dataclass(frozen=True)
