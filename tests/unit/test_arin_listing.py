@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 import pytest
 from hypothesis import given, settings
@@ -84,7 +85,10 @@ def laminar(rng: random.Random, lo: int, hi: int, depth: int) -> list[Span]:
     return out
 
 
-def server(networks: list[Span], cap: int, rng: random.Random, containing: bool) -> tuple[list[str], object]:
+Ask = Callable[[str], Awaitable[Outcome]]
+
+
+def server(networks: list[Span], cap: int, rng: random.Random, containing: bool) -> tuple[list[str], Ask]:
     """ARIN's port 43 over `networks`: `r + >` every network strictly inside the CIDR (with
     `containing`, also those holding it, as ARIN's documentation says it may show them), in an
     order of its own, cut at `cap` with a notice; `r + <` every network holding the CIDR."""
@@ -128,3 +132,23 @@ def test_a_listing_cut_at_any_cap_is_asked_in_parts_and_finds_every_child(
     # the cost: a cut answer's two halves, and the holders of each cut's addresses asked once
     cut, holders = walk.limited, sum(" < " in q for q in asked)
     assert holders <= (cut + 1 if cut else 0) and len(asked) <= 1 + 2 * cut + holders
+
+
+def test_holders_that_do_not_name_the_parent_leave_the_listing_incomplete():
+    # A server that does not take `r <` as ARIN documents it (no match, or not the parent that
+    # holds the address): what lies across the cut is unknown, so the walk's grid must probe it.
+    base = ip_int("10.0.0.0")
+    parent = (base, base + 255)
+    networks = [parent, *[(base + 16 * k, base + 16 * k + 15) for k in range(16)]]
+    _asked, capped = server(networks, 4, random.Random(1), containing=False)
+
+    async def ask(query: str) -> Outcome:
+        if " < " in query:
+            no_match = f"{TERMS}No match found for {query}.\n{TERMS}"
+            return Outcome(Kind.ANSWER, whois.read_arin_listing(no_match))
+        return await capped(query)
+
+    walk = whois.ArinListing(ask, *parent)
+    asyncio.run(walk.run("10.0.0.0/24"))
+    assert walk.limited and not walk.complete
+    assert [(c.first, c.last) for c in walk.children()] == networks[1:]  # the halves still listed all

@@ -458,7 +458,10 @@ class ArinListing:
             if self.first <= address <= self.last and address not in self._held:
                 self._held.add(address)
                 held = await self._query(f"r + < {IPAddress(address)}/32")
-                self.complete = self.complete and not (held and held.limited)
+                # the parent holds the address: an answer without it, or cut, is no list of holders
+                whole = held is not None and not held.limited and any(
+                    lo <= self.first and self.last <= hi for lo, hi, _, _ in held.nets)
+                self.complete = self.complete and whole
         for half in halves:
             a, b = max(half, self.first), min(half + (1 << (31 - plen)) - 1, self.last)
             if a <= b and (self.wanted is None or self.wanted(a, b)):
