@@ -100,6 +100,10 @@ class Rir:
     # the 256th result" (ARIN, arin-consult, 2007-03); Whois-RWS lists carry
     # `<limitExceeded limit="256">`, true when cut. Port 43's wording of the cut: unverified.
     whois_listing_limit: int | None = None
+    # Its networks are CIDR blocks, each named by its CIDR (LACNIC: RDAP handles like
+    # `200.68.34.56/29`, `inetnum: 5.183.80/22` in its dump), free space included: a statistics row
+    # spanning several CIDRs is several of its placeholders, not one.
+    cidr_objects: bool = False
 
     @property
     def whois_flags(self) -> str:
@@ -147,7 +151,7 @@ CATALOGUE: tuple[Rir, ...] = (
         ("ALLOCATED",), ("ASSIGNED",),
         stats_url="https://ftp.lacnic.net/pub/stats/lacnic/delegated-lacnic-extended-latest",
         dump_urls=("https://ftp.lacnic.net/lacnic/dbase/lacnic.db.gz",),
-        abuse_mailbox="abuse@lacnic.net", dump_redacts_abuse=True),
+        abuse_mailbox="abuse@lacnic.net", dump_redacts_abuse=True, cidr_objects=True),
     Rir("afrinic", "African Network Information Center", "AFRINIC", "https://rdap.afrinic.net/rdap/",
         "whois.afrinic.net:43", "AFRINIC", (WHOIS_MORE_SPECIFIC,), "2/s", 2,
         ("ALLOCATED PA", "SUB-ALLOCATED PA"), ("ASSIGNED PA", "ASSIGNED PI"),

@@ -99,7 +99,7 @@ class RdapService:
             return web.Response(status=400, body=render.rdap_error(400, "Bad Request",
                                 extra="not an IPv4 address"), content_type=RDAP_JSON)
 
-        def answer() -> web.Response:
+        async def answer() -> web.Response:
             obj = sim.world.lookup(a)
             plen = request.match_info.get("plen")
             if plen is not None and obj >= 0:
@@ -124,7 +124,7 @@ class RdapService:
         faults for an address range spare it, a registry-wide fault or outage does not."""
         asked = Asked(registry, request.remote or "unknown", "", "help")
 
-        def answer() -> web.Response:
+        async def answer() -> web.Response:
             self.sim.log.note(time.time(), asked, 200, None, "ok")
             return web.Response(body=render.rdap_help(registry), content_type=RDAP_JSON)
 
@@ -137,7 +137,7 @@ class RdapService:
         asked = Asked(registry, request.remote or "unknown", handle[:64], "entity")
         sim = self.sim
 
-        def answer() -> web.Response:
+        async def answer() -> web.Response:
             body = entities.entity_bytes(sim.world, registry, handle, sim.base_url(registry))
             status = 404 if body is None else 200
             sim.log.note(time.time(), asked, status, None if body is None else handle,
@@ -162,8 +162,12 @@ class RdapService:
         asked = Asked(registry, src, ip_str(span[0]), rel)
         active = request.query.get("status") == "active"
 
-        def answer() -> web.Response:
-            status, body, handle = self._relate(registry, rel, span, active)
+        async def answer() -> web.Response:
+            # A subtree's rows (tens of MB at a /11) are rendered off the loop: a registry serving
+            # one large search goes on reading everyone's requests (rendered on the loop, one held
+            # the simulator for 2-8 s, and requests counted after it out of their arrival order
+            # drew the demo's ARIN 429s).
+            status, body, handle = await asyncio.to_thread(self._relate, registry, rel, span, active)
             outcome = {200: "ok", 400: "too_many_rows", 404: "not_found"}.get(status, "not_found")
             log.note(time.time(), asked, status, handle, outcome)
             return web.Response(status=status, body=body, content_type=RDAP_JSON)
@@ -192,7 +196,7 @@ class RdapService:
         return 200, relations.results_bytes(w, found, base, registry), w.handle(exact) if exact >= 0 else None
 
     async def _serve(self, request: web.Request, asked: Asked, now: float, a: int | None,
-                     answer: Callable[[], web.Response]) -> web.StreamResponse:
+                     answer: Callable[[], Awaitable[web.Response]]) -> web.StreamResponse:
         """Everything an RDAP request meets before its answer (`admission.py`: injected faults,
         the registry's limits and connection cap, service latency), then its answer or its fault.
         `a`: the address asked (None: a request for no address, as `help`)."""
@@ -205,7 +209,7 @@ class RdapService:
             await gate.service_time(registry)
             if fault.kind is not None:
                 return await rdap_fault(self.sim, request, fault, asked, a)
-            return answer()
+            return await answer()
         finally:
             gate.release(registry, asked.source)
 

@@ -327,8 +327,9 @@ def networks_of(path: Path, text: Text, reading: Reading, report: DumpReport,
 
 
 def handle_of(registry: str, first: int, last: int, cidrs: list[str] | None = None) -> str:
-    """The handle the registry's RDAP gives a network: LACNIC's CIDR, everyone else's `a - b`."""
-    if registry == "lacnic":
+    """The handle the registry's RDAP gives a network: its CIDR where the registry's objects are
+    CIDRs (`rirs.Rir.cidr_objects`: LACNIC), everyone else's `a - b`."""
+    if rirs.BY_ID[registry].cidr_objects:
         cidrs = cidrs or ipv4.cidrs(first, last)
         if len(cidrs) == 1:
             return cidrs[0]

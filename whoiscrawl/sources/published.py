@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from whoiscrawl import rirs
-from whoiscrawl.ipv4 import cidrs, ip_str
+from whoiscrawl.ipv4 import cidr_blocks, cidrs, ip_str
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
@@ -114,23 +114,29 @@ class StatsPlan:
         for row in [*rows, None]:
             if run and (row is None or row.first != run[-1].last + 1 or row.registry != run[0].registry):
                 if scope.overlaps(run[0].first, run[-1].last):
-                    yield self._free_record(run[0], run[-1].last, sorted({r.status for r in run}))
+                    yield from self._free_records(run[0], run[-1].last, sorted({r.status for r in run}))
                 run = []
             if row is not None:
                 run.append(row)
 
-    def _free_record(self, row: stats.Delegation, last: int, statuses: list[str]) -> NetworkRecord:
-        """Free space as the registry's placeholder answers it: held by the registry, its mailbox
+    def _free_records(self, row: stats.Delegation, last: int, statuses: list[str]) -> Iterator[NetworkRecord]:
+        """Free space as the registry's placeholders answer it: held by the registry, its mailbox
         the abuse contact (`rirs.Rir.abuse_mailbox`), so a map from the files and one from live
-        answers say the same of it."""
-        first_s, last_s = ip_str(row.first), ip_str(last)
+        answers say the same of it; one placeholder a CIDR where its objects are CIDRs
+        (`rirs.Rir.cidr_objects`), else one for the run."""
         rir = rirs.BY_ID[row.registry]
-        return NetworkRecord(
-            registry=row.registry, handle=f"{first_s} - {last_s}", start_address=first_s,
-            end_address=last_s, cidrs=cidrs(row.first, last), type=rirs.FREE_TYPE_WORD,
-            status=statuses, registrant=rir.name, abuse_emails=[rir.abuse_mailbox], source="stats",
-            serial=self.serials.get(row.registry),
-        )
+        spans = [(row.first, last)]
+        if rir.cidr_objects:
+            spans = [(a, a + (1 << (32 - length)) - 1) for a, length in cidr_blocks(row.first, last)]
+        for first, end in spans:
+            first_s, last_s = ip_str(first), ip_str(end)
+            blocks = cidrs(first, end)
+            yield NetworkRecord(
+                registry=row.registry, handle=dumps.handle_of(row.registry, first, end, blocks),
+                start_address=first_s, end_address=last_s, cidrs=blocks, type=rirs.FREE_TYPE_WORD,
+                status=statuses, registrant=rir.name, abuse_emails=[rir.abuse_mailbox], source="stats",
+                serial=self.serials.get(row.registry),
+            )
 
     def index(self) -> stats.Delegations:
         return stats.Delegations(self.delegations)
