@@ -524,6 +524,8 @@ RowLimitOpt = Annotated[int | None, typer.Option(
     help="The simulator's relation-search row limit (default RIPE NCC's 10,000)")]
 ArinSearchOpt = Annotated[bool, typer.Option(
     help="The simulator's ARIN answers RFC 9910 relation search (else WHOIS r > only)")]
+ArinLimitOpt = Annotated[int | None, typer.Option(
+    help="Networks the simulator's ARIN WHOIS `r >` answers at most (default ARIN's 256; 0: no cap)")]
 BenchSourcesOpt = Annotated[str, typer.Option(
     help="The workers' --sources: live (today's crawl), or e.g. stats,dumps,live to start from the "
     "simulator's published files (every dump's terms accepted)")]
@@ -550,6 +552,7 @@ def bench(
     redis_losses: RedisLossesOpt = 1,
     row_limit: RowLimitOpt = None,
     arin_relation_search: ArinSearchOpt = True,
+    arin_listing_limit: ArinLimitOpt = None,
     sources: BenchSourcesOpt = "live",
     as_json: JsonOpt = False
 ) -> None:
@@ -562,7 +565,7 @@ def bench(
     logging.basicConfig(level=logging.WARNING)
     from whoiscrawl.bench.common import simulator_options
 
-    sim_options = simulator_options(row_limit, arin_relation_search)
+    sim_options = simulator_options(row_limit, arin_relation_search, arin_listing_limit)
     if chaos:
         from whoiscrawl.bench.chaos import ChaosPlan
 

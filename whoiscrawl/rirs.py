@@ -18,6 +18,9 @@ from dataclasses import dataclass
 RDAP_DOWN = "rdap-down"  # RFC 9910 relation search, followed where an answer links it
 WHOIS_MORE_SPECIFIC = "-m"  # RIPE-style WHOIS: `-r -m <range>`, one level more specific
 WHOIS_ARIN_CHILDREN = "r >"  # ARIN's WHOIS: `r + > <cidr>`, every level more specific
+# ARIN's WHOIS also answers `r + < <cidr>`: every network holding all of the CIDR, its own included
+# (ARIN's Whois-RWS API documentation: "`<` to obtain records up the hierarchy"; the hierarchy
+# flags apply to CIDR queries). A listing split in parts asks it at each cut (`whois.ArinListing`).
 
 # Status words shared by every registry: a placeholder for free space, however it is spelled.
 FREE_TYPE_WORD = "UNALLOCATED"  # in an RDAP "type" / WHOIS status or NetType
@@ -91,6 +94,12 @@ class Rir:
     # Its dump names a network's abuse contact by handle only, without an address (LACNIC's,
     # "highly redacted": no contact objects): the fill asks each contact's entity live.
     dump_redacts_abuse: bool = False
+    # Most networks one WHOIS listing answers; a listing that matched more is cut there and says so
+    # (None: no cap known). ARIN: "the ARIN WHOIS query limit of 256 results has been in place since
+    # ARIN's inception ... queries that return more than 256 results will stop displaying data after
+    # the 256th result" (ARIN, arin-consult, 2007-03); Whois-RWS lists carry
+    # `<limitExceeded limit="256">`, true when cut. Port 43's wording of the cut: unverified.
+    whois_listing_limit: int | None = None
     # Its networks are CIDR blocks, each named by its CIDR (LACNIC: RDAP handles like
     # `200.68.34.56/29`, `inetnum: 5.183.80/22` in its dump), free space included: a statistics row
     # spanning several CIDRs is several of its placeholders, not one.
@@ -115,7 +124,7 @@ CATALOGUE: tuple[Rir, ...] = (
         "whois.arin.net:43", "ARIN", (RDAP_DOWN, WHOIS_ARIN_CHILDREN), "10/s", 4,
         ("DIRECT ALLOCATION", "REALLOCATION"), ("DIRECT ASSIGNMENT", "REASSIGNMENT"),
         stats_url="https://ftp.arin.net/pub/stats/arin/delegated-arin-extended-latest",
-        abuse_mailbox="abuse@arin.net"),
+        abuse_mailbox="abuse@arin.net", whois_listing_limit=256),
     Rir("ripencc", "RIPE Network Coordination Centre", "RIPE NCC", "https://rdap.db.ripe.net/",
         "whois.ripe.net:43", "RIPE", (RDAP_DOWN, WHOIS_MORE_SPECIFIC), "10/s", 3,
         ("ALLOCATED PA", "SUB-ALLOCATED PA", "LIR-PARTITIONED PA", "AGGREGATED-BY-LIR", "LEGACY"),

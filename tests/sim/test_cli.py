@@ -80,9 +80,10 @@ def test_truth_and_score_commands(tmp_path: Path):
 
 
 def test_the_benchs_simulator_serves_with_the_options_it_is_given(tmp_path: Path):
-    options = simulator_options(row_limit=500, arin_relation_search=False)
+    options = simulator_options(row_limit=500, arin_relation_search=False, arin_listing_limit=0)
     with simulator("quick", 100, tmp_path / "log.jsonl", extra=list(options)) as sim:
         assert sim.info["relation_search"] == {"registries": ["ripencc"], "row_limit": 500}
+        assert sim.info["whois_listing_limit"] == {"arin": 0}
 
 
 def test_files_writes_every_published_file_at_its_real_path(tmp_path: Path):

@@ -131,6 +131,26 @@ async def test_a_parent_s_whole_subtree_is_listed_by_one_request(start_sim, worl
             assert score._same(f, truth_fields[f], got_fields[f]), (block, f)
 
 
+# An ARIN range under 12/8 (a legacy delegation of ~75,000 networks), in which a REALLOCATION
+# spanning two CIDRs (12.117.152.0-12.117.175.255) has a child across the middle of the /18 its
+# `r >` asks for (12.117.158.0-12.117.160.127): what no half of that /18 lists.
+CUT_ARIN = "12.117.128.0/18"
+
+
+async def test_arins_listings_cut_at_its_limit_are_asked_in_parts_and_the_crawl_misses_nothing(
+    start_sim, world, tmp_path
+):
+    # ARIN without relation search, its `r >` answers cut at 8 networks (ARIN's 256 at a tiny
+    # scale): a cut answer never stands for the list (the parent would become a leaf, its unlisted
+    # children never probed). Every cut one is asked in halves, each cut's holders by `r <`.
+    sim = await start_sim(time_scale=100, arin_relation_search=False, arin_listing_limit=8)
+    got = await crawl(sim, tmp_path, CUT_ARIN)
+    want = truth(world, CUT_ARIN)
+    assert got.doc["complete"] and set(want) <= set(got.records)  # ARIN's recall 1.0
+    assert got.requests[("arin", "whois-r>", "limited")] >= 10 and got.requests[("arin", "whois-r<", "ok")]
+    assert got.doc["lookups"] == sum(got.requests.values())
+
+
 async def test_a_parents_gaps_answer_the_parent_where_nothing_lists_its_children(start_sim, world, tmp_path):
     # LACNIC lists nothing: the /24 grid probes the allocation; what is under a /24 and missed by
     # every grid point stays unfound (the registry gives no way to see it).

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 from collections import Counter
 
 import aiohttp
 import pytest
+from netaddr import IPAddress, spanning_cidr
 
 from whoiscrawl.ipv4 import cidr_blocks, ip_int, ip_str
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
-from whoiscrawl.registry import MalformedAnswer, RegistryClient, parse_whois_listing
-from whoiscrawl.sim import relations, render, score
+from whoiscrawl.registry import MalformedAnswer, RegistryClient, parse_whois_listing, whois
+from whoiscrawl.sim import relations, render, score, whoisq
 from whoiscrawl.sim.model import World
 from whoiscrawl.sim.scenarios import Scenario
 from whoiscrawl.space import Bootstrap
@@ -277,6 +279,71 @@ async def test_arin_without_relation_search_is_listed_by_r_more(start_sim, world
         await client.close()
     sim.log.flush()
     assert "whois-r>" in {json.loads(line)["protocol"] for line in sim.log.path.open()}
+
+
+def arin_parent_to_cut(world: World, cap: int) -> int:
+    """An ARIN REALLOCATION (from 12/8 on: its legacy /8 is dense) with 3 to 10 times `cap`
+    networks below it, a child of which straddles the middle of the CIDR `r >` asks for it, or
+    spans a half of it exactly: what no half's `r >` can show."""
+    for i in range(bisect.bisect_left(world.start, ip_int("12.0.0.0")), len(world)):
+        if world.registry(i) != "arin" or world.type_word(i) != "REALLOCATION" or world.is_placeholder(i):
+            continue
+        if not 3 * cap <= len(whoisq.inside(world, "arin", *span(world, i))) <= 10 * cap:
+            continue
+        net = spanning_cidr([IPAddress(world.start[i]), IPAddress(world.end[i])])
+        middle = int(net.first) + net.size // 2
+        halves = {(int(net.first), middle - 1), (middle, int(net.last))}
+        if any(world.start[c] < middle <= world.end[c] or span(world, c) in halves
+               for c in world.children(i, 10**6)):
+            return i
+    raise LookupError("arin")
+
+
+async def test_arins_r_more_stops_at_its_limit_and_says_so(start_sim, world: World):
+    """ARIN's `r >` answers at most its limit (256; 8 here) and says it was cut, before its terms
+    block; `r <` answers every network holding the CIDR, the CIDR's own included. The request log
+    says which answers were cut (`limited`)."""
+    sim = await start_sim(time_scale=1000, arin_relation_search=False, arin_listing_limit=8)
+    parent = arin_parent_to_cut(world, 8)
+    cidr = str(spanning_cidr([IPAddress(world.start[parent]), IPAddress(world.end[parent])]))
+    port = ("127.0.0.1", sim.whois_port)
+    cut = (await whois.query(*port, f"r + > {cidr}", None, 10)).decode()
+    assert cut.count("NetRange:") == 8 and "# Results limited to 8 networks" in cut
+    assert cut.rindex("Results limited") > cut.rindex("NetRange:") and cut.rstrip().endswith("#")
+    assert whois.read_arin_listing(cut).limited
+    child = world.children(parent, 1)[0]
+    holders = (await whois.query(*port, f"r + < {ip_str(world.start[child])}/32", None, 10)).decode()
+    chain = whoisq.holding(world, "arin", world.start[child], world.start[child])
+    assert {parent, child} <= set(chain) and holders.count("NetRange:") == len(chain)
+    assert not whois.read_arin_listing(holders).limited
+    sim.log.flush()
+    logged = [json.loads(line) for line in sim.log.path.open()]
+    assert [(e["protocol"], e["outcome"]) for e in logged] == [("whois-r>", "limited"), ("whois-r<", "ok")]
+    assert sim.info()["whois_listing_limit"] == {"arin": 8}
+    default = await start_sim(time_scale=1000)
+    assert default.info()["whois_listing_limit"] == {"arin": 256}  # ARIN's own
+
+
+async def test_the_client_lists_a_parent_whose_r_more_is_cut_in_parts(start_sim, world: World):
+    """A cut `r >` answer is never the list: the client asks the CIDR's halves, and the holders of
+    each cut's addresses (`r <`), until no answer is cut, and finds every child: those straddling
+    a cut and those spanning a half exactly included."""
+    sim = await start_sim(time_scale=1000, arin_relation_search=False, arin_listing_limit=8)
+    client = await client_for(sim, ("arin",))
+    parent = arin_parent_to_cut(world, 8)
+    try:
+        url = client.whois_down_url("arin", world.start[parent], world.end[parent])
+        assert url is not None
+        listing = await client.children("arin", url, world.handle(parent), span(world, parent))
+        assert listing.complete and [c.handle for c, _ in listing.children] == kids_of(world, parent)
+        assert all(c.parent_handle == world.handle(parent) for c, _ in listing.children)
+        assert listing.lookups > 3
+    finally:
+        await client.close()
+    sim.log.flush()
+    asked = Counter((e["protocol"], e["outcome"]) for e in map(json.loads, sim.log.path.open()))
+    assert asked[("whois-r>", "limited")] >= 1 and asked[("whois-r<", "ok")] >= 1
+    assert sum(asked.values()) == listing.lookups
 
 
 async def test_ripe_style_whois_lists_what_rdap_does_not(start_sim, world: World, quick: Scenario):

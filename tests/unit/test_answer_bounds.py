@@ -180,7 +180,7 @@ async def test_a_whois_listing_of_more_rows_than_the_cap_is_refused():
     limiter = MemoryRateLimiter({"ripencc": Limit(1000.0)})
     client = RegistryClient(Bootstrap.from_document({"services": []}), limiter, max_listing_rows=10)
     try:
-        outcome = await client._whois_listing("ripencc", f"127.0.0.1:{port}", "-r -m 10.0.0.0/16", None, None)
+        outcome = await client._whois_listing("ripencc", f"127.0.0.1:{port}", "-r -m 10.0.0.0/16", None)
     finally:
         server.close()
         await server.wait_closed()

@@ -72,3 +72,7 @@ def test_a_run_without_a_request_log_meets_nothing_it_cannot_show():
 )
 def test_the_benchs_simulator_options_are_sim_serves(row_limit, arin, options):
     assert simulator_options(row_limit, arin) == options
+
+
+def test_the_benchs_arin_listing_limit_is_sim_serves():
+    assert simulator_options(None, False, 0) == ("--no-arin-relation-search", "--arin-listing-limit", "0")

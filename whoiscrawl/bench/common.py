@@ -55,10 +55,12 @@ class Simulator:
         return format_limits(self.limits())
 
 
-def simulator_options(row_limit: int | None = None, arin_relation_search: bool = True) -> tuple[str, ...]:
+def simulator_options(row_limit: int | None = None, arin_relation_search: bool = True,
+                      arin_listing_limit: int | None = None) -> tuple[str, ...]:
     """`sim serve` options for the benchmark's simulator (none: the registries as they answer today)."""
     return (*(("--row-limit", str(row_limit)) if row_limit is not None else ()),
-            *(() if arin_relation_search else ("--no-arin-relation-search",)))
+            *(() if arin_relation_search else ("--no-arin-relation-search",)),
+            *(("--arin-listing-limit", str(arin_listing_limit)) if arin_listing_limit is not None else ()))
 
 
 @contextlib.contextmanager

@@ -277,6 +277,7 @@ def fleet_crawl(
         run = crawl_with_fleet(sim, kafka, redis_url, workdir, settings, shape)
         limits = sim.limits()
         relation_search = sim.info.get("relation_search")
+        listing_limit = sim.info.get("whois_listing_limit")
     figures = score(scenario, str(run.results), str(log), resolution=resolution, time_scale=time_scale)
     return {
         "strategy": settings.strategy,
@@ -286,6 +287,7 @@ def fleet_crawl(
         "egress": egress,
         "resolution": resolution,
         "relation_search": relation_search,  # the simulator's: which registries, the row limit
+        "whois_listing_limit": listing_limit,  # the simulator's: networks an ARIN `r >` answers
         "finished": run.finished,
         "wall_s": round(run.wall_s, 2),
         "bound_s": round(bound_seconds(_found_by_registry(run.results), limits, egress), 2),

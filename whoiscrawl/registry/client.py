@@ -570,13 +570,51 @@ class RegistryClient:
     ) -> Listing:
         where = urlsplit(url)
         server, query = f"{where.hostname}:{where.port or 43}", unquote(where.path.lstrip("/"))
+        if query.startswith("r "):
+            return await self._arin_children(registry, server, query, parent_handle, span, wanted, tally)
         outcome = await self._attempt(
-            registry, lambda: self._whois_listing(registry, server, query, parent_handle, span, wanted),
+            registry, lambda: self._whois_listing(registry, server, query, parent_handle),
             tally, "listing", "wait",
         )
         if outcome.kind is not Kind.ANSWER:
             return Listing([], complete=False, unanswered=outcome.unanswered)
         return Listing(outcome.value, complete=True)
+
+    async def _arin_children(
+        self, registry: str, server: str, query: str, parent_handle: str | None,
+        span: tuple[int, int] | None, wanted: Callable[[int, int], bool] | None, tally: Tally,
+    ) -> Listing:
+        """ARIN's `r + > <cidr>` listing of a parent: every level below, asked in parts where an
+        answer comes back cut at ARIN's cap (`whois.ArinListing`); its direct children, each with
+        its own listing URL. Incomplete where a part could not be had."""
+        async def ask(text: str) -> Outcome:  # each query of a split listing has its own 429 budget
+            one = Tally()
+            try:
+                send = functools.partial(self._arin_query, registry, server, text)
+                return await self._attempt(registry, send, one, "listing", "wait")
+            finally:
+                tally.lookups += one.lookups
+                tally.rate_limited += one.rate_limited
+
+        cidr = query.rsplit(" ", 1)[-1]
+        first, last = span or _cidr_span(cidr)
+        walk = whois.ArinListing(ask, first, last, wanted)
+        await walk.run(cidr)
+        if walk.limited:
+            log.info("%s cut %d answers of %s at its limit: asked in parts", registry, walk.limited, query)
+        try:
+            children = await asyncio.to_thread(walk.children)
+        except MalformedAnswer as exc:
+            log.warning("an ARIN listing of %s was unusable: %s", query, exc)
+            return Listing([], complete=False)
+        if len(children) > self.max_listing_rows:
+            log.warning("an ARIN listing of %s: %d children, over %d (max_listing_rows)", query,
+                        len(children), self.max_listing_rows)
+            return Listing([], complete=False)
+        for child in children:
+            child.parent_handle = child.parent_handle or parent_handle
+        page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
+        return Listing(page, complete=walk.complete, unanswered=walk.unanswered)
 
     # --- one request ---------------------------------------------------------------------------
 
@@ -666,41 +704,42 @@ class RegistryClient:
         return Outcome(Kind.ANSWER, record, egress=outcome.egress)
 
     async def _whois_listing(
-        self, registry: str, server: str, query: str, parent_handle: str | None,
-        span: tuple[int, int] | None, wanted: Callable[[int, int], bool] | None = None,
+        self, registry: str, server: str, query: str, parent_handle: str | None
     ) -> Outcome:
-        """One port-43 listing (RIPE-style `-m`, answered whole; ARIN's `r >`, every level, of which
-        the direct children of `span` are kept): the children with their own listing URLs."""
-        limit = self.max_arin_listing_bytes if query.startswith("r ") else self.max_whois_bytes
-        outcome = await self._whois_text(registry, server, query, limit)
+        """One RIPE-style port-43 listing (`-m`, one level, answered whole): the children with
+        their own listing URLs."""
+        outcome = await self._whois_text(registry, server, query)
         if outcome.kind is not Kind.ANSWER:
             return outcome
-        # ARIN's `r >` lists every level below (its 12/8: tens of thousands of networks) of which
-        # only the direct children are kept: the cap counts those; a `-m` answer is one level.
-        arin = query.startswith("r ")
-        rows = None if arin else len(_LISTED.findall(outcome.value))
+        rows = len(_LISTED.findall(outcome.value))
+        if rows > self.max_listing_rows:
+            why = f"MalformedAnswer: a WHOIS listing of {rows} networks, over {self.max_listing_rows}"
+            return Outcome(Kind.MALFORMED, why + " (max_listing_rows)", egress=outcome.egress,
+                           received=outcome.received)
         try:
-            if arin:
-                first, last = span or _cidr_span(query.rsplit(" ", 1)[-1])
-                text = outcome.value
-                children = await asyncio.to_thread(whois.parse_arin_listing, text, first, last, wanted)
-                for child in children:
-                    child.parent_handle = child.parent_handle or parent_handle
-                rows = len(children)
-            elif rows is not None and rows <= self.max_listing_rows:
-                children = await asyncio.to_thread(
-                    whois.parse_whois_listing, outcome.value, registry, parent_handle
-                )
+            children = await asyncio.to_thread(
+                whois.parse_whois_listing, outcome.value, registry, parent_handle
+            )
         except whois.WhoisRateLimited:
             return Outcome(Kind.RATE_LIMITED, egress=outcome.egress)
         except MalformedAnswer as exc:
             return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress, received=outcome.received)
-        if rows is not None and rows > self.max_listing_rows:
-            why = f"MalformedAnswer: a WHOIS listing of {rows} networks, over {self.max_listing_rows}"
-            return Outcome(Kind.MALFORMED, why + " (max_listing_rows)", egress=outcome.egress,
-                           received=outcome.received)
         page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
         return Outcome(Kind.ANSWER, page, egress=outcome.egress)
+
+    async def _arin_query(self, registry: str, server: str, query: str) -> Outcome:
+        """One ARIN listing query (`r + >` or `r + <`) read (`whois.read_arin_listing`): located,
+        not parsed, whether cut at ARIN's cap or whole."""
+        outcome = await self._whois_text(registry, server, query, self.max_arin_listing_bytes)
+        if outcome.kind is not Kind.ANSWER:
+            return outcome
+        try:
+            answer = await asyncio.to_thread(whois.read_arin_listing, outcome.value)
+        except whois.WhoisRateLimited:
+            return Outcome(Kind.RATE_LIMITED, egress=outcome.egress)
+        except MalformedAnswer as exc:
+            return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress, received=outcome.received)
+        return Outcome(Kind.ANSWER, answer, egress=outcome.egress)
 
     async def _whois_text(self, registry: str, server: str, query: str, limit: int | None = None) -> Outcome:
         host, _, port = server.rpartition(":")

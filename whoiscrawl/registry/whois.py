@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ipwhois.whois import RIR_WHOIS, Whois
@@ -13,7 +14,7 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork, IPRange, cidr_abbrev_
 from whoiscrawl import rirs
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import contacts
-from whoiscrawl.registry.outcome import AnswerTooLarge, MalformedAnswer
+from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, MalformedAnswer, Outcome
 from whoiscrawl.registry.rdap import to_record
 
 
@@ -338,35 +339,148 @@ def parse_whois_listing(text: str, asked: str, parent_handle: str | None) -> lis
 
 _ARIN_TERMS = re.compile(r"^# ARIN WHOIS data and services are subject to the Terms of Use", re.MULTILINE)
 _ARIN_NET = re.compile(r"^NetRange:", re.MULTILINE)
+# A listing cut at ARIN's cap says so in a `#` comment (Whois-RWS: `<limitExceeded>true`); its
+# port-43 wording is unverified, so any comment line naming a limit, a truncation or an excess is
+# taken for it (ARIN's other comments: terms, "results may also be obtained via", ambiguous query).
+_ARIN_LIMITED = re.compile(r"^#[^\n]*\b(?:limit|truncat|exceed)", re.IGNORECASE | re.MULTILINE)
+# An answer listing exactly the cap's number of networks is taken for a cut one too, notice or not
+# (ARIN's "stop displaying data after the 256th result"): a whole one that size costs one split.
+ARIN_LISTING_LIMIT = rirs.BY_ID["arin"].whois_listing_limit
 
 
-def parse_arin_listing(
-    text: str, first: int, last: int, wanted: Callable[[int, int], bool] | None = None
-) -> list[NetworkRecord]:
-    """ARIN's answer to `r + > <cidr>` (every more specific network, full records) as the direct
-    children of the network first..last: the largest listed networks strictly inside it (and
-    among them those `wanted`), in address order. The answer ends with ARIN's terms block:
-    without it the answer was cut. Only the kept records are parsed in full."""
+class ListingLimited(MalformedAnswer):
+    """A listing the server cut at its cap, read as a whole one: unusable as the list, as an answer
+    over a cap of the client's is (`ArinListing` asks it in parts instead)."""
+
+
+@dataclass(frozen=True)
+class ArinAnswer:
+    """One ARIN `r + >` or `r + <` answer, read: each listed network's first and last address and
+    where its record lies in the text; `limited`: the server cut it at its cap."""
+
+    text: str
+    nets: tuple[tuple[int, int, int, int], ...]  # (first, last, start, end) of each record
+    limited: bool
+
+
+def read_arin_listing(text: str) -> ArinAnswer:
+    """ARIN's answer to `r + > <cidr>` (every more specific network, full records) or `r + < <cidr>`
+    (every network holding it). It ends with ARIN's terms block: without it the answer was cut in
+    transit (MalformedAnswer); a refusal is WhoisRateLimited. Records are located, not parsed."""
     if _WHOIS_REFUSAL.search(text[:2000]) and not _ARIN_NET.search(text):
         raise WhoisRateLimited(text.strip().splitlines()[0][:200] if text.strip() else "refused")
     terms = list(_ARIN_TERMS.finditer(text))
     nets = list(_ARIN_NET.finditer(text))
     if not terms or (nets and terms[-1].start() < nets[-1].start()):
         raise MalformedAnswer("an ARIN listing without its closing terms block")
+    notice = _ARIN_LIMITED.search(text, nets[-1].start()) if nets else _ARIN_LIMITED.search(text)
+    close = notice.start() if notice and notice.start() < terms[-1].start() else terms[-1].start()
     spans = []
     for k, net in enumerate(nets):
-        end = nets[k + 1].start() if k + 1 < len(nets) else terms[-1].start()
+        end = nets[k + 1].start() if k + 1 < len(nets) else close
         lo, hi = _net_range(text[net.start() : text.find("\n", net.start())])
-        if first <= lo and hi <= last and (lo, hi) != (first, last):
-            spans.append((lo, hi, net.start(), end))
-    spans.sort(key=lambda s: (s[0], -s[1]))
+        spans.append((lo, hi, net.start(), end))
+    limited = notice is not None or len(nets) == ARIN_LISTING_LIMIT
+    return ArinAnswer(text, tuple(spans), limited)
+
+
+Listed = tuple[ArinAnswer, int]  # a network's record: the answer and its index there
+
+
+def arin_children(
+    listed: dict[tuple[int, int], Listed], wanted: Callable[[int, int], bool] | None = None
+) -> list[NetworkRecord]:
+    """The direct children among networks listed inside a parent, by span: the largest ones, none
+    inside another (and among them those `wanted`), in address order. Only these are parsed."""
     records, reached = [], -1
-    for lo, hi, a, b in spans:
+    for lo, hi in sorted(listed, key=lambda s: (s[0], -s[1])):
         if lo > reached:  # not inside the previous kept one: a direct child
             reached = hi
             if wanted is None or wanted(lo, hi):
-                records.append(parse_whois(text[a:b], lo, "arin"))
+                answer, k = listed[(lo, hi)]
+                _, _, a, b = answer.nets[k]
+                records.append(parse_whois(answer.text[a:b], lo, "arin"))
     return records
+
+
+def inside(answer: ArinAnswer, first: int, last: int) -> dict[tuple[int, int], Listed]:
+    """The networks of an answer strictly inside first..last, by span."""
+    return {(lo, hi): (answer, k) for k, (lo, hi, _, _) in enumerate(answer.nets)
+            if first <= lo and hi <= last and (lo, hi) != (first, last)}
+
+
+def parse_arin_listing(
+    text: str, first: int, last: int, wanted: Callable[[int, int], bool] | None = None
+) -> list[NetworkRecord]:
+    """One whole ARIN `r + >` answer as the direct children of the network first..last
+    (`arin_children`). A cut one (`ArinAnswer.limited`) is refused: ListingLimited."""
+    answer = read_arin_listing(text)
+    if answer.limited:
+        raise ListingLimited(f"an ARIN listing cut at its limit ({len(answer.nets)} networks)")
+    return arin_children(inside(answer, first, last), wanted)
+
+
+@dataclass
+class ArinListing:
+    """ARIN's `r + > <cidr>` listing of the networks strictly inside first..last, whole however
+    long. An answer cut at the server's cap is never taken for the whole list: its CIDR is split
+    in halves, each asked the same way, recursively. The networks no half can show (one spanning
+    a half exactly, one straddling the cut: `r >` lists what is strictly inside the CIDR asked)
+    all hold the half's first address, so each such address is asked once, `r + < <address>/32`
+    (every network holding it), and what of it lies inside the parent kept. Nothing is assumed of
+    the order the server lists in. `wanted`: halves outside it are not asked (the crawl's scope)."""
+
+    ask: Callable[[str], Awaitable[Outcome]]  # one query through the attempt loop: an ArinAnswer
+    first: int
+    last: int
+    wanted: Callable[[int, int], bool] | None = None
+    listed: dict[tuple[int, int], Listed] = field(default_factory=dict)
+    complete: bool = True
+    unanswered: bool = False  # a query failed every try (errors, 429s): worth asking again later
+    limited: int = 0  # answers cut at the cap, each split
+    _held: set[int] = field(default_factory=set)  # addresses whose holders were asked
+
+    async def run(self, cidr: str) -> None:
+        """List the parent by `r + > <cidr>` (the smallest CIDR holding it), in parts if cut."""
+        net = IPNetwork(cidr)
+        await self._part(int(net.first), net.prefixlen)
+
+    async def _part(self, base: int, plen: int) -> None:
+        answer = await self._query(f"r + > {IPAddress(base)}/{plen}")
+        if answer is None or not answer.limited:
+            return
+        self.limited += 1
+        if plen >= 32:
+            self.complete = False
+            return
+        halves = (base, base + (1 << (31 - plen)))
+        for address in halves:
+            if self.first <= address <= self.last and address not in self._held:
+                self._held.add(address)
+                held = await self._query(f"r + < {IPAddress(address)}/32")
+                # the parent holds the address: an answer without it, or cut, is no list of holders
+                whole = held is not None and not held.limited and any(
+                    lo <= self.first and self.last <= hi for lo, hi, _, _ in held.nets)
+                self.complete = self.complete and whole
+        for half in halves:
+            a, b = max(half, self.first), min(half + (1 << (31 - plen)) - 1, self.last)
+            if a <= b and (self.wanted is None or self.wanted(a, b)):
+                await self._part(half, plen + 1)
+
+    async def _query(self, query: str) -> ArinAnswer | None:
+        outcome = await self.ask(query)
+        if outcome.kind is not Kind.ANSWER:
+            self.complete = False
+            self.unanswered = self.unanswered or outcome.unanswered
+            return None
+        answer: ArinAnswer = outcome.value
+        for span, at in inside(answer, self.first, self.last).items():
+            self.listed.setdefault(span, at)
+        return answer
+
+    def children(self) -> list[NetworkRecord]:
+        """The parent's direct children among what was listed (`arin_children`)."""
+        return arin_children(self.listed, self.wanted)
 
 
 def _net_range(line: str) -> tuple[int, int]:

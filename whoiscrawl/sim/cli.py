@@ -56,6 +56,9 @@ def serve(
     arin_relation_search: Annotated[bool, typer.Option(
         "--arin-relation-search/--no-arin-relation-search",
         help="ARIN serves RFC 9910 relation search (announced 2025, unverified)")] = True,
+    arin_listing_limit: Annotated[int, typer.Option(
+        "--arin-listing-limit", min=0, help="networks an ARIN WHOIS `r >` answers at most; more: cut "
+        "there, with a notice (ARIN's 256; 0: no cap)")] = 256,
     prepare_files: Annotated[bool, typer.Option(
         "--prepare-files/--no-prepare-files", help="make every published file before serving, as "
         "the registries' files exist before anyone asks (cached; minutes the first time on full)")] = False,
@@ -75,7 +78,8 @@ def serve(
         sim = Simulator(scen, SimConfig(host=host, port=port, whois_port=whois_port, time_scale=time_scale,
                                         faults=Faults.load(faults, time_scale=time_scale), log_path=log,
                                         limits_enabled=limits, latency=latency, row_limit=row_limit,
-                                        arin_relation_search=arin_relation_search))
+                                        arin_relation_search=arin_relation_search,
+                                        arin_listing_limit=arin_listing_limit))
         if prepare_files:
             await asyncio.to_thread(sim.files.prepare, sim.faults.files)
         await sim.start()

@@ -32,6 +32,7 @@ class Served(Protocol):
     gate: Admission
     row_limit: int
     relation_registries: frozenset[str]
+    arin_listing_limit: int  # most networks an ARIN `r >` answers (0: no cap)
 
     def base_url(self, registry: str) -> str: ...
 

@@ -292,17 +292,25 @@ def arin_no_match(query: str) -> str:
     return f"{_ARIN_HEADER}No match found for {query}.\n{_ARIN_HEADER}"
 
 
-def arin_listing(world: World, objects: list[int], query: str, full: bool) -> str:
-    """ARIN's answer to `r > <cidr>`: a line per network (`OrgName NetName (Handle) first - last`),
-    or with `+` each network's full record; `No match found` for none."""
+def arin_limit_notice(limit: int) -> str:
+    """What ARIN's port 43 prints under a listing cut at its limit: the wording is the simulator's
+    own (unverified; Whois-RWS says `<limitExceeded limit="256">true</limitExceeded>`)."""
+    return f"\n#\n# Results limited to {limit} networks: the query matched more.\n#\n"
+
+
+def arin_listing(world: World, objects: list[int], query: str, full: bool, limited: int | None = None) -> str:
+    """ARIN's answer to `r > <cidr>` (or `r < <cidr>`): a line per network (`OrgName NetName
+    (Handle) first - last`), or with `+` each network's full record; `No match found` for none;
+    `limited`: the cap the objects were cut at, said before the closing terms block."""
     if not objects:
         return arin_no_match(query)
+    notice = arin_limit_notice(limited) if limited else ""
     if full:
         return _ARIN_HEADER + "\n".join(_text(world, i)[len(_ARIN_HEADER): -len(_ARIN_HEADER)]
-                                         for i in objects) + _ARIN_HEADER
+                                         for i in objects) + notice + _ARIN_HEADER
     lines = [f"{contacts(world, i)[1]} {object_name(world, i)} ({world.handle(i)}) "
              f"{ip_str(world.start[i])} - {ip_str(world.end[i])}" for i in objects]
-    return _ARIN_HEADER + "\n".join(lines) + "\n" + _ARIN_HEADER
+    return _ARIN_HEADER + "\n".join(lines) + "\n" + notice + _ARIN_HEADER
 
 
 def shown(world: World, i: int) -> tuple[str, ...]:

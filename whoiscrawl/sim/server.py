@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from whoiscrawl.rirs import REGISTRIES
+from whoiscrawl.rirs import BY_ID, REGISTRIES
 from whoiscrawl.sim import policy, published, relations, render
 from whoiscrawl.sim.admission import Admission
 from whoiscrawl.sim.arrival import BACKLOG
@@ -35,13 +35,15 @@ from whoiscrawl.sim.scenarios import Scenario
 from whoiscrawl.sim.whois_service import WhoisService
 
 _RENDER_CACHE_MAX = 60_000
+ARIN_LISTING_LIMIT = BY_ID["arin"].whois_listing_limit or 0
 
 
 @dataclass(frozen=True)
 class SimConfig:
     """How a simulator serves its scenario: where (ports 0: any free one), how fast its policies
     run (`time_scale`), its faults, its request log (None: a temporary file), whether its limits
-    and service latency apply, and its relation search (row limit, ARIN's or not)."""
+    and service latency apply, its relation search (row limit, ARIN's or not), and the most networks
+    an ARIN WHOIS listing answers (ARIN's 256; 0: no cap)."""
 
     host: str = "127.0.0.1"
     port: int = 0
@@ -53,6 +55,7 @@ class SimConfig:
     latency: bool = True
     row_limit: int = relations.ROW_LIMIT
     arin_relation_search: bool = True
+    arin_listing_limit: int = ARIN_LISTING_LIMIT
 
 
 class Simulator:
@@ -69,6 +72,7 @@ class Simulator:
         self.gate = Admission(faults, self.time_scale, config.limits_enabled, config.latency)
         self.row_limit = config.row_limit
         self.relation_registries = relations.registries(config.arin_relation_search)
+        self.arin_listing_limit = config.arin_listing_limit
         log_path = config.log_path
         if log_path is None:
             fd, log_path = tempfile.mkstemp(prefix=f"whoiscrawl-sim-{scenario.name}-", suffix=".jsonl")
@@ -146,6 +150,7 @@ class Simulator:
             "time_scale": self.time_scale,
             "relation_search": {"registries": sorted(self.relation_registries),
                                 "row_limit": self.row_limit},
+            "whois_listing_limit": {"arin": self.arin_listing_limit},
             "rdap": {r: self.base_url(r) for r in REGISTRIES},
             "published": self.files_base,
             "file_faults": {r: sorted(k) for r, k in self.faults.files.items()},

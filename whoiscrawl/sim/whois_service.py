@@ -1,5 +1,5 @@
 """The simulator's port-43 layer: each registry's WHOIS (an address, RIPE-style `-m`/`-M`/`-r`,
-ARIN's `r >`), answered as the owning registry behind the policy layer (`admission.py`)."""
+ARIN's `r >` and `r <`), answered as the owning registry behind the policy layer (`admission.py`)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ class WhoisService:
             sim.log.write(now, src, None, line.strip()[:64], "whois", 400, None, "not_found")
             return "% ERROR:101: no entries found\n"
         obj = sim.world.holding(*query.span)
+        if query.kind == "r<":  # up the hierarchy: answered by the registry of the outermost holder
+            while obj >= 0 and sim.world.parent[obj] >= 0:
+                obj = sim.world.parent[obj]
         registry = (sim.world.registry(obj) if obj >= 0
                     else self.iana[query.span[0] >> 24].registry or "arin")
         asked = Asked(registry, src, whoisq.first_address(query), query.protocol)
@@ -81,7 +84,8 @@ class WhoisService:
 
     def _answer(self, asked: Asked, query: whoisq.Query, obj: int, log_ok: bool) -> str:
         """The text of an admitted query; contact objects it serves count against the registry's
-        daily personal-data cap (a query that crosses it is refused, `%ERROR:201`)."""
+        daily personal-data cap (a query that crosses it is refused, `%ERROR:201`). An ARIN listing
+        cut at its cap (`arin_listing_limit`) is logged `limited`."""
         sim, t, registry, src = self.sim, time.time(), asked.registry, asked.source
         refusal = whoisq.refusal(query, registry)
         if refusal is not None:
@@ -90,12 +94,12 @@ class WhoisService:
         if obj < 0:
             sim.log.note(t, asked, 404, None, "not_found")
             return "% No entries found for the selected source(s).\n"
-        text, personal = whoisq.answer(sim.world, query, registry, obj)
+        text, personal, limited = whoisq.answer(sim.world, query, registry, obj, sim.arin_listing_limit)
         verdict = sim.gate.limiter.personal(registry, src, t, personal)
         if not verdict.allowed:
             sim.log.note(t, asked, 429, None, "blocked")
             return (f"%ERROR:201: access denied for {src}\n% You have exceeded the daily limit of "
                     "personal data sets; use -r to query without contact objects.\n")
         if log_ok:  # a fault logs the query itself
-            sim.log.note(t, asked, 200, sim.world.handle(obj), "ok")
+            sim.log.note(t, asked, 200, sim.world.handle(obj), "limited" if limited else "ok")
         return text
