@@ -191,7 +191,8 @@ def _free_run(world: World, registry: str) -> list[tuple[int, int]]:
 def test_free_space_from_the_statistics_is_written_as_its_placeholders(registry: str, world: World):
     """A statistics row of free space spanning several CIDRs is written as the placeholders the
     registry answers for it: LACNIC's one a CIDR, named by it (its objects are CIDRs), the others'
-    one for the row. Written as one block, LACNIC's were blocks no map had (`full`: 20 of 57 missed seen so)."""
+    one for the row. Written as one block, LACNIC's were blocks no map had (`full`: 20 of 57 missed
+    seen so)."""
     run = _free_run(world, registry)
     if not run:
         pytest.skip(f"no free run of {registry} over several CIDRs in this world")
