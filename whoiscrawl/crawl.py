@@ -129,7 +129,7 @@ class Crawler:
         async def ask() -> LookupResult:
             result = await self.client.lookup(address, whole)
             # The registry asked first and the one that answered (a transfer's holder) are up.
-            self.patience.answered(*{self.client.route(address)[0], result.registry})
+            self.patience.answered(*{result.asked or result.registry, result.registry})
             return result
 
         return await self.patience.ask(str(IPAddress(address)), ask)

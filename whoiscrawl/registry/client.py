@@ -57,6 +57,7 @@ class LookupResult:
     rate_limited: int = 0
     down_url: str | None = None  # where the registry lists the network's children (RFC 9910), if it does
     prefix: bool = False  # asked for a delegation's prefix, not the address alone (`lookup_key`)
+    asked: str = ""  # the registry asked first (`registry` answered: another after a redirect)
 
 
 @dataclass
@@ -310,7 +311,7 @@ class RegistryClient:
         delegation = self.delegation_at(address) if subtree and self.delegation_at else None
         key = lookup_key(address, delegation, whole)
         registry, url = self._route(address, key, delegated)
-        tally = Tally()
+        asked, tally = registry, Tally()
         for redirects in range(self.max_redirects + 1):
             send = functools.partial(self._rdap_lookup, registry, url, address)
             outcome = await self._attempt(registry, send, tally, "ok", "keep")
@@ -325,7 +326,8 @@ class RegistryClient:
                 raise LookupFailed(why, registry)
             registry, url = target  # the answering registry's budget pays from here
         result = LookupResult(None, registry, lookups=tally.lookups, rate_limited=tally.rate_limited,
-                              prefix="/" in key and outcome.kind in (Kind.ANSWER, Kind.NOT_FOUND))
+                              prefix="/" in key and outcome.kind in (Kind.ANSWER, Kind.NOT_FOUND),
+                              asked=asked)
         if outcome.kind is Kind.NOT_FOUND:
             return result
         if outcome.kind is Kind.ANSWER:
