@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -136,7 +136,7 @@ def _end(doc: dict, as_json: bool, tables: list) -> None:
         print_tables(*tables)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
 
@@ -376,14 +376,19 @@ def _estimate(ranges: list[str], egress: int, given: dict[str, Any], as_json: bo
     """`plan --estimate`: the plan's requests per registry and their real time, printed."""
     import tempfile
 
+    with tempfile.TemporaryDirectory(prefix="whoiscrawl-estimate-") as files:  # the files read
+        doc = _estimated(ranges, egress, given, Path(files))
+    _end(doc, as_json, [estimate_table(doc)])
+
+
+def _estimated(ranges: list[str], egress: int, given: dict[str, Any], cache: Path) -> dict[str, Any]:
+    """The estimate's figures, the published files read into `cache`."""
     from whoiscrawl.rates import projected_real_hours
-    from whoiscrawl.results.tables import estimate_table
     from whoiscrawl.sources import published, seed
     from whoiscrawl.space import SpaceError, plan_crawl
 
     sources, files_base, terms, verify = (given[k] for k in ("sources", "files_base", "accept_dump_terms",
                                                              "verify"))
-    cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-estimate-"))
     excludes, resolution = given["exclude"] or [], given["resolution"]
     try:
         picked = published.parse_sources(sources or published.DEFAULT)
@@ -397,7 +402,6 @@ def _estimate(ranges: list[str], egress: int, given: dict[str, Any], as_json: bo
         plan = plan_crawl(crawl="estimate", ranges=ranges, excludes=[*excludes, *free], resolution=resolution)
     except (SpaceError, published.SourcesError) as exc:
         _fail(str(exc))
-        return
     from_dumps = published.dump_registries(picked, accepted)
     fills, notes = asyncio.run(seed.fill_lookups(files_base, cache, from_dumps, plan.scope)) if given[
         "fill_redacted"] else ({}, [])
@@ -407,8 +411,7 @@ def _estimate(ranges: list[str], egress: int, given: dict[str, Any], as_json: bo
     doc = projected_real_hours({r: n["requests"] for r, n in needs.items()}, egress)
     for registry, row in doc["by_registry"].items():
         row.update({k: v for k, v in needs[registry].items() if k != "requests"})
-    doc = {"sources": sorted(picked), "addresses": plan.addresses, **doc}
-    _end(doc, as_json, [estimate_table(doc)])
+    return {"sources": sorted(picked), "addresses": plan.addresses, **doc}
 
 
 @app.command("rebuild-store")

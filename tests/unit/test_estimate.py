@@ -103,3 +103,11 @@ def test_a_bench_run_projects_its_answered_requests_onto_the_real_limits():
     assert doc["by_registry"]["lacnic"]["projected_real_hours"] == 0.5
     assert doc["by_registry"]["arin"]["projected_real_hours"] == 0.5
     assert doc["egress_addresses"] == 2
+
+
+def test_plan_estimate_leaves_no_files_behind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the files it reads go
+    assert _estimate("200.160.0.0/19")["by_registry"]["lacnic"]["requests"] > 0
+    assert list(tmp_path.iterdir()) == []
