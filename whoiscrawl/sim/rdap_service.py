@@ -7,6 +7,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +45,11 @@ class RdapService:
     def __init__(self, sim: Served) -> None:
         self.sim = sim
         self.downloads = Downloads()
+        # Large relation searches render here, one at a time, off the loop (`relation`): in parallel
+        # threads they shared the GIL and all finished late (four ARIN /11s at once: all at 44 s,
+        # past a client's timeout, each asked again and rendered anew) where one after another the
+        # first is answered in one render's time.
+        self.searches = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relation-search")
 
     def routes(self, app: web.Application) -> None:
         for r in REGISTRIES:
@@ -163,11 +169,12 @@ class RdapService:
         active = request.query.get("status") == "active"
 
         async def answer() -> web.Response:
-            # A subtree's rows (tens of MB at a /11) are rendered off the loop: a registry serving
-            # one large search goes on reading everyone's requests (rendered on the loop, one held
-            # the simulator for 2-8 s, and requests counted after it out of their arrival order
-            # drew the demo's ARIN 429s).
-            status, body, handle = await asyncio.to_thread(self._relate, registry, rel, span, active)
+            # A subtree's rows (tens of MB at a /11) are rendered off the loop (`searches`): a
+            # registry serving one large search goes on reading everyone's requests (rendered on the
+            # loop, one held the simulator for 2-8 s, and requests counted after it out of their
+            # arrival order drew the demo's ARIN 429s).
+            status, body, handle = await asyncio.get_running_loop().run_in_executor(
+                self.searches, self._relate, registry, rel, span, active)
             outcome = {200: "ok", 400: "too_many_rows", 404: "not_found"}.get(status, "not_found")
             log.note(time.time(), asked, status, handle, outcome)
             return web.Response(status=status, body=body, content_type=RDAP_JSON)

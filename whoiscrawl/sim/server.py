@@ -196,6 +196,7 @@ class Simulator:
                 await asyncio.wait_for(self._whois.wait_closed(), 2)
         if self._runner is not None:
             await self._runner.cleanup()
+        self.rdap.searches.shutdown(wait=False, cancel_futures=True)
         self.log.close()
 
     async def __aenter__(self) -> Simulator:
