@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import json
 import shutil
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ from whoiscrawl.registry import RegistryClient
 from whoiscrawl.results.diff import diff_report
 from whoiscrawl.results.source import ResultSet
 from whoiscrawl.sources import freshness, manifest, seed, stats
-from whoiscrawl.sources.difference import Key, Previous, compare_dumped, removed, stats_difference
+from whoiscrawl.sources.difference import Previous, Seen, compare_dumped, removed, stats_difference
 from whoiscrawl.sources.dumps import DumpReport
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats, went_back
 from whoiscrawl.space import Scope
@@ -62,22 +60,6 @@ def write_change_set(old: Path, new: Path, path: Path, old_read: ResultSet | Non
     return report
 
 
-@contextlib.contextmanager
-def _held_apart() -> Iterator[None]:
-    """Python's cyclic collector paused while the previous map is read, and what the process holds
-    then left out of its later passes (`gc.freeze`, until the refresh ends): the map's hundred
-    thousand records (five containers each, no cycle) were traversed again by every pass, each
-    finding nothing: over half of reading the map (docs/refresh.md)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
-
-
 @dataclass
 class Refresh:
     """A refresh of `previous` into `job.out`, with the job's settings (ranges, files, limits)."""
@@ -86,16 +68,12 @@ class Refresh:
     previous: Path
     counts: Counter[str] = field(default_factory=Counter)
     recheck: list[NetworkRecord] = field(default_factory=list)  # to ask again live
-    kept: list[NetworkRecord] = field(default_factory=list)  # networks unchanged (the sample's pool)
+    # the freshness sample: every `--verify`-th network kept (unchanged), of `kept` so far
+    sample: list[NetworkRecord] = field(default_factory=list)
+    kept: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds each part took
 
     async def run(self) -> dict[str, Any]:
-        try:
-            return await self._run()
-        finally:
-            gc.unfreeze()  # what `_held_apart` left out of the collector's passes is in them again
-
-    async def _run(self) -> dict[str, Any]:
         job, clock = self.job, time.monotonic()
         old = self._check()
         seed.prepare_staging()  # the dumps' stagings' process loads while the files are fetched
@@ -107,8 +85,13 @@ class Refresh:
                 shutil.rmtree(job.published, ignore_errors=True)
             raise
         clock = self._took("files", clock)
-        with _held_apart():
-            prev = Previous.read(self.previous)
+        with Previous.read(self.previous) as prev:  # held compactly: records read back when needed
+            return await self._refresh(old, published, dumps, prev, clock)
+
+    async def _refresh(self, old: manifest.Manifest, published: StatsPlan, dumps: list[RegistryDump],
+                       prev: Previous, clock: float) -> dict[str, Any]:
+        """The refresh once the files are fetched and the previous map read."""
+        job = self.job
         clock = self._took("previous", clock)
         scope = Scope.of((c.first, c.last) for c in IPSet(old.scope).iter_cidrs())
         sink = FileSink(job.out, each=False)  # what the files settle: a resume writes it again whole
@@ -212,7 +195,7 @@ class Refresh:
         """A registry's networks from its new dump (staged, streamed: never all in memory) against
         the previous one."""
         registry = dump.registry
-        seen: set[Key] = set()  # of the previous map's networks only: the dump's others are not held
+        seen = Seen(prev)  # of the previous map's networks only: the dump's others are not held
         recheck: list[NetworkRecord] = []
         spans = seed.SpanLog()  # every staged network's: what places the rechecked (`own_addresses`)
         with staged.open(encoding="utf-8") as fh:
@@ -222,16 +205,16 @@ class Refresh:
                 got = seed.staged_record(line)
                 spans.add(got.first, got.last)
                 compared = compare_dumped(got, prev, dump)
-                record, key = compared.record, compared.key
+                record = compared.record
                 record.crawl = "local"
                 # the new dump's record: its serial (the next refresh compares it); what the dump left
                 # unresolved (`raw`) is the fill's to ask, not a result
                 await sink.emit(replace(record, raw=None) if record.raw else record)
-                if key in prev.latest:
-                    seen.add(key)
+                if compared.at >= 0:
+                    seen.add(compared.at)
                 self.counts[f"{registry}_{compared.kind}"] += 1
-                if compared.kept is not None:
-                    self.kept.append(compared.kept)
+                if compared.kept is not None and self._sampled():
+                    self.sample.append(compared.kept)
                 if compared.after is not None:  # what was asked live for it still holds: after it
                     await sink.emit(compared.after)
                 elif self.job.settings.fill_redacted and freshness.redacted(record):
@@ -249,12 +232,14 @@ class Refresh:
         statistics row changed are kept; the changed delegations (in scope) are to be walked."""
         now = (manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
         difference = stats_difference(old.rows, now, dumped, published.serials)
-        for key, record in prev.latest.items():
-            if not difference.keeps(key, record):
+        for at in prev.positions():  # in the map's order
+            key = prev.key(at)
+            if not difference.keeps(key, prev.free(at)):
                 continue
             self.counts[f"{key[0]}_kept"] += 1
-            self.kept.append(record)
-            await sink.emit(record)
+            if self._sampled():
+                self.sample.append(prev.record(at))
+            sink.write(prev.line(at).decode())  # as the previous map holds it (`to_json`'s bytes)
         self.counts["delegations_changed"] = len(difference.changed)
         return difference.walk(old.scope)
 
@@ -277,12 +262,16 @@ class Refresh:
                 shutil.copyfileobj(walked, fh)
             part.unlink()
             sub.checkpoint.unlink(missing_ok=True)
-        step = freshness.every(job.settings.verify)
-        sample = [r for n, r in enumerate(self.kept) if step and n % step == 0]
-        asked = await self._ask_again(self.recheck + sample, published, scope)
+        asked = await self._ask_again(self.recheck + self.sample, published, scope)
         lookups.update(asked.pop("lookups_by_registry"))
         return {"complete": complete, "lookups": sum(lookups.values()), "lookups_by_registry": dict(lookups),
                 "asked_again": asked}
+
+    def _sampled(self) -> bool:
+        """Is the next network kept (`kept` counts them) one of the freshness sample's?"""
+        step, n = freshness.every(self.job.settings.verify), self.kept
+        self.kept += 1
+        return bool(step) and n % step == 0
 
     async def _ask_again(self, records: list[NetworkRecord], published: StatsPlan,
                          scope: Scope) -> dict[str, Any]:

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from netaddr import IPRange, IPSet
 
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import manifest, seed
-from whoiscrawl.sources.difference import Key, Previous, StatsDifference, compare_dumped, removed
+from whoiscrawl.sources.difference import Previous, Seen, StatsDifference, compare_dumped, removed
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, went_back
 from whoiscrawl.space import Scope
 
@@ -98,25 +99,40 @@ def check(crawl: str, old: manifest.Manifest, scope: Scope | None, now: dict[str
                               "files went backwards (a stale mirror?)")
 
 
-def previous_map(crawl: str, lines: Iterable[bytes]) -> Previous:
-    """The previous generation's map from its results topic's lines; Refused if it holds none."""
-    prev = Previous.of_lines(lines)
-    if not prev.latest:
+def previous_map(crawl: str, lines: Iterable[bytes], spool: Path | None = None) -> Previous:
+    """The previous generation's map from its results topic's lines, spooled to a file in `spool`
+    (deleted at its `close`: a whole-IPv4 map is GBs) and held compactly; Refused if it holds none."""
+    prev = Previous.of_lines(lines, spool)
+    if not len(prev):
+        prev.close()
         raise Refused(f"{crawl}'s results topic holds no record (its data gone)")
     return prev
 
 
 @dataclass
 class Carried:
-    """What a load carries from the previous generation: records a registry, and the counts."""
+    """What a load carries from the previous generation: its records a file a registry (written as
+    they come: millions in a whole-IPv4 map), its freshness sample, and the counts."""
 
-    records: dict[str, list[NetworkRecord]] = field(default_factory=dict)
+    cache: Path  # where each registry's file is written (`path`)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (registry, kind) -> networks
     kept_live: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # fills carried: not asked
+    sample: dict[str, list[NetworkRecord]] = field(default_factory=dict)  # to ask again, a registry
+    files: dict[str, IO[bytes]] = field(default_factory=dict)
 
-    def add(self, registry: str, record: NetworkRecord) -> None:
-        self.records.setdefault(registry, []).append(record)
+    def path(self, registry: str) -> Path:
+        return self.cache / f"carried-{registry}.records.jsonl"
+
+    def add(self, registry: str, line: bytes) -> None:
+        """A record carried, as JSON (`to_json`'s bytes)."""
+        if (fh := self.files.get(registry)) is None:
+            fh = self.files[registry] = self.path(registry).open("wb")
+        fh.write(line + b"\n")
         self.counts[(registry, "carried")] += 1
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
 
     def figures(self) -> dict[str, dict[str, int]]:
         """registry -> {carried, unchanged, changed, added, removed, delegations_changed}, for the
@@ -130,29 +146,32 @@ class Carried:
 def from_dump(carried: Carried, dump: RegistryDump, staged: Iterator[str], prev: Previous) -> None:
     """A registry's new dump (its staged lines) against the previous map: what was asked live for its
     unchanged networks is carried (the fill not asked again); the dump's item sends the rest."""
-    registry, seen = dump.registry, set[Key]()
+    registry, seen = dump.registry, Seen(prev)
     for line in staged:
         compared = compare_dumped(seed.staged_record(line), prev, dump)
-        if compared.key in prev.latest:
-            seen.add(compared.key)
+        if compared.at >= 0:
+            seen.add(compared.at)
         carried.counts[(registry, compared.kind)] += 1
         if compared.after is not None and compared.kept is not None:
             # carried, not fetched: the same bytes whichever loader writes it (a resumed batch is
             # sent only where the topic lacks it)
             compared.after.fetched_at = compared.kept.fetched_at
-            carried.add(registry, compared.after)
+            carried.add(registry, compared.after.to_json())
             carried.kept_live.setdefault(registry, set()).add((compared.record.first, compared.record.last))
     carried.counts[(registry, "removed")] += len(removed(prev, registry, seen))
 
 
-def from_stats(carried: Carried, difference: StatsDifference, prev: Previous,
-               sample: Callable[[NetworkRecord], None]) -> None:
+def from_stats(carried: Carried, difference: StatsDifference, prev: Previous, step: int) -> None:
     """The previous networks no changed delegation row covers, carried in address order (the same
-    order whichever loader stages them); each offered to the freshness `sample`."""
-    for key in sorted(prev.latest):
-        record = prev.latest[key]
-        if difference.keeps(key, record):
-            carried.add(key[0], record)
-            sample(record)
+    order whichever loader stages them), as the previous map holds them; every `step`-th of them
+    (none if 0) in the freshness sample."""
+    kept = 0
+    for at in prev.positions(by_key=True):
+        key = prev.key(at)
+        if difference.keeps(key, prev.free(at)):
+            carried.add(key[0], prev.line(at))
+            if step and kept % step == 0:
+                carried.sample.setdefault(key[0], []).append(prev.record(at))
+            kept += 1
     for row in difference.changed:
         carried.counts[(row[0], "delegations_changed")] += 1

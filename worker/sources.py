@@ -246,38 +246,30 @@ class FleetLoad:
         assert self.previous is not None
         serials = self._serials(items)
         carry.check(self.previous, old, scope, serials)
-        prev = carry.previous_map(self.previous, self.results.of(self.previous))
-        carried = carry.Carried()
-        for item in items:
-            if item.dump is not None:
-                with item.staged.open(encoding="utf-8") as fh:
-                    carry.from_dump(carried, item.dump, fh, prev)
-                item.kept_live = carried.kept_live.get(item.dump.registry, set())
-        made = carry.made_by(scope, self.stats, serials)
-        dumped = {i.dump.registry for i in items if i.dump is not None}
-        fresh = {r for r, s in serials.items() if "stats" in s}
-        difference = stats_difference(old.rows, made.rows, dumped, fresh)
-        step = freshness.every(self.settings.verify) if "live" in self.settings.sources else 0
-        sample: dict[str, list[NetworkRecord]] = {}
-        kept = itertools.count()
-
-        def offer(record: NetworkRecord) -> None:  # the freshness sample of the networks kept
-            if step and next(kept) % step == 0:
-                sample.setdefault(record.registry, []).append(record)
-
-        carry.from_stats(carried, difference, prev, offer)
+        carried = carry.Carried(self.cache)  # spooled there, read back, deleted: a map of GBs
+        with carry.previous_map(self.previous, self.results.of(self.previous), self.cache) as prev, \
+                contextlib.closing(carried):
+            for item in items:
+                if item.dump is not None:
+                    with item.staged.open(encoding="utf-8") as fh:
+                        carry.from_dump(carried, item.dump, fh, prev)
+                    item.kept_live = carried.kept_live.get(item.dump.registry, set())
+            made = carry.made_by(scope, self.stats, serials)
+            dumped = {i.dump.registry for i in items if i.dump is not None}
+            fresh = {r for r, s in serials.items() if "stats" in s}
+            difference = stats_difference(old.rows, made.rows, dumped, fresh)
+            step = freshness.every(self.settings.verify) if "live" in self.settings.sources else 0
+            carry.from_stats(carried, difference, prev, step)
         self.refresh = {"previous": self.previous, "by_registry": carried.figures()}
-        return [self._carried(registry, records, sample.get(registry, []), serials.get(registry, {}))
-                for registry, records in sorted(carried.records.items())]
+        return [self._carried(registry, carried.path(registry), carried.sample.get(registry, []),
+                              serials.get(registry, {})) for registry in sorted(carried.files)]
 
-    def _carried(self, registry: str, records: list[NetworkRecord], sample: list[NetworkRecord],
+    def _carried(self, registry: str, staged: Path, sample: list[NetworkRecord],
                  serials: dict[str, str]) -> Item:
-        """A registry's carried networks staged, and its freshness sample as its recheck file."""
+        """A registry's carried networks (staged by `carry.Carried`), and its freshness sample as its
+        recheck file."""
         serial = serials.get("dump") or serials.get("stats") or ""
-        staged = self.cache / f"carried-{registry}.records.jsonl"
         item = Item(f"carried:{registry}", {registry: serial}, staged)
-        with item.staged.open("w", encoding="utf-8") as fh:
-            fh.writelines(r.to_json().decode() + "\n" for r in records)
         if sample:
             with self._recheck(item).open("w", encoding="utf-8") as fh:
                 fh.writelines(replace(r, raw=None).to_json().decode() + "\n" for r in sample)

@@ -376,12 +376,12 @@ async def test_a_refresh_fills_again_a_block_whose_dump_names_another_abuse_cont
     gave (it did: the dump's records compared equal, the handle being kept only while staged)."""
     old_path = _lacnic_blocks(tmp_path / "old" / "lacnic.db.gz", ["ISP1", "ISP1", "OWN7"])
     old = RegistryDump("lacnic", [old_path], None, "2026-12-06")
-    prev = Previous()
+    lines = []
     for record in dumps.read_registry("lacnic", old.paths, None, "2026-12-06")[1]:
-        key, dumped = (record.registry, record.first, record.last), replace(record, raw=None)
-        prev.dumped[key] = dumped
-        prev.latest[key] = seed.filled_by_contact(dumped, [f"noc@{dumps.unresolved_abuse(record)}.example"],
-                                                  str(dumps.unresolved_abuse(record)))
+        dumped, contact = replace(record, raw=None), str(dumps.unresolved_abuse(record))
+        filled = seed.filled_by_contact(dumped, [f"noc@{contact}.example"], contact)
+        lines += [dumped.to_json(), filled.to_json()]
+    prev = Previous.of_lines(lines, tmp_path)
     new_path = _lacnic_blocks(tmp_path / "new" / "lacnic.db.gz", ["ISP1G1", "ISP1G1", "OWN7"])
     out = tmp_path / "new.jsonl"
     job = LocalCrawl(["200.0.0.0/16"], out, Bootstrap((), (), {}), {}, CrawlSettings(fill_redacted=True))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from whoiscrawl.worker import carry
@@ -91,7 +92,7 @@ def test_a_previous_results_topic_holding_nothing_is_refused():
         carry.previous_map("ns.wc", iter([]))
 
 
-def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it():
+def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it(tmp_path: Path):
     """What a dumped network kept live is carried with the previous generation's `fetched_at` (it
     was not fetched again), dated to the new dump's read: a loader taking over stages the same bytes,
     so the batch a killed loader had in flight is sent only where the topic lacks it."""
@@ -104,12 +105,14 @@ def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it():
     new = RegistryDump("ripencc", [], "41234567", "2026-12-07T00:00:00Z")
     staged = replace(dumped, serial="41234567", observed_at=new.observed_at, fetched_at="2026-12-07T09:00Z")
     stagings = []
-    for _ in range(2):
-        carried = carry.Carried()
+    for n in range(2):
+        (tmp_path / str(n)).mkdir()
+        carried = carry.Carried(tmp_path / str(n))
         carry.from_dump(carried, new, iter([staged.to_json().decode()]), prev)
-        stagings.append([r.to_json() for r in carried.records["ripencc"]])
+        carried.close()
+        stagings.append(carried.path("ripencc").read_bytes().splitlines())
     assert stagings[0] == stagings[1]
-    [again] = carried.records["ripencc"]
+    [again] = map(NetworkRecord.from_own_json, stagings[1])
     assert (again.fetched_at, again.serial) == (filled.fetched_at, "41234567")
     assert again.abuse_emails == ["noc@example.net"]
     assert carried.kept_live == {"ripencc": {(dumped.first, dumped.last)}}  # its fill not asked again

@@ -19,6 +19,10 @@ from whoiscrawl.sources import digest, dumps, rpsl
 from whoiscrawl.sources.published import RegistryDump
 from whoiscrawl.space import Scope
 
+# The spans the previous map holds from a read: (first, last) pairs, or their `span_keys` (a uint64
+# each: the previous map's own, `difference.Previous.reuse`, for RIPE NCC's millions of networks).
+Held = Collection[tuple[int, int]] | np.ndarray
+
 
 @dataclass(frozen=True)
 class Unchanged:
@@ -37,7 +41,7 @@ class Reuse:
     path: Path
     serial: str | None
     observed_at: str | None
-    held: Collection[tuple[int, int]]
+    held: Held
 
     def load(self, registry: str) -> digest.Digest:
         """The digest, if it is this registry's and of the read the previous map holds; else DigestError."""
@@ -54,7 +58,7 @@ class _Read:
 
     paths: list[Path]
     before: digest.Digest
-    held: Collection[tuple[int, int]]
+    held: Held
     report: dumps.DumpReport
     kept: digest.Writer
     workdir: Path | None = None  # where the contacts' index goes
@@ -114,7 +118,8 @@ class _Read:
         with no changed contact."""
         before = self.before
         span = span_keys(before.firsts, before.lasts)
-        held_keys = np.fromiter((first << 32 | last for first, last in self.held), np.uint64, len(self.held))
+        held_keys = self.held if isinstance(self.held, np.ndarray) else \
+            np.fromiter((first << 32 | last for first, last in self.held), np.uint64, len(self.held))
         held = np.isin(span, held_keys)
         if self.scope is not None:
             held |= ~self.scope.overlapping(before.firsts, before.lasts)
@@ -190,7 +195,7 @@ def _names(obj: rpsl.RpslObject) -> set[str]:
 
 
 def read_changed(
-    dump: RegistryDump, before: digest.Digest, held: Collection[tuple[int, int]], digest_to: Path,
+    dump: RegistryDump, before: digest.Digest, held: Held, digest_to: Path,
     workdir: Path | None = None, scope: Scope | None = None,
 ) -> tuple[dumps.DumpReport, Iterator[NetworkRecord | Unchanged]]:
     """A registry's dump as `dumps.read_registry` reads it, but each network whose text and contacts
