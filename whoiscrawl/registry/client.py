@@ -770,7 +770,7 @@ class RegistryClient:
         return await self._sent_whole(registry, exchange)
 
 
-_SUBTREES = rirs.offering(rirs.RDAP_DOWN)  # whose relation search lists a whole subtree (rdap-bottom)
+_SUBTREES = rirs.offering(rirs.RDAP_DOWN)  # whose listings give a whole subtree (rdap-bottom; ARIN's r >)
 
 
 def lookup_key(address: int, delegation: tuple[int, int] | None, smallest: int = 1) -> str:
