@@ -163,10 +163,11 @@ class Listings:
     async def _keep_subtree(
         self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, listing: Listing
     ) -> bool | None:
-        """A parent's whole subtree, listed at once (`rdap-bottom`): each network in scope kept and
-        stored as a leaf at once (other lanes skip it from then on), the innermost first: once a
-        parent is stored the store takes what is inside it for known, and `keep` would drop its
-        record. None: stopping meanwhile."""
+        """A parent's whole subtree, listed at once (`rdap-bottom`; ARIN's `r >`, whole or completed
+        by its parts: `whois.ArinListing`): each network in scope kept and stored as a leaf at once
+        (other lanes skip it from then on), the innermost first: once a parent is stored the store
+        takes what is inside it for known, and `keep` would drop its record. None: stopping
+        meanwhile."""
         scope, lease = self.host.scope, Lease.listing(parent.first, parent.last)
         for child, _ in reversed(listing.children):  # in address order, a parent before its children
             if self.host.abandon_listings_on_stop and self.host.stopping.is_set():

@@ -151,6 +151,34 @@ async def test_arins_listings_cut_at_its_limit_are_asked_in_parts_and_the_crawl_
     assert got.doc["lookups"] == sum(got.requests.values())
 
 
+# ARIN's two delegations in `quick` with networks two levels below them (DIRECT ALLOCATIONs: a
+# REALLOCATION with 3 reassignments and one more; a REALLOCATION with one, and a /24 assignment).
+WHOLE_ARIN = ["192.12.34.0/23", "192.12.36.0/22"]
+
+
+async def test_arins_r_more_answer_is_a_whole_subtree_and_nothing_in_it_is_listed_again(
+    start_sim, world, tmp_path
+):
+    # ARIN without relation search, `r >` cut at 2 networks. An answer whole, or cut and completed
+    # by its halves and `r <`, names every network below the delegation, so it is kept as an
+    # `rdap-bottom` answer is: a lookup and a listing per delegation (its first prefix asked, from
+    # the statistics), and the cut parts. Before, each child worth listing was asked `r >` again.
+    sim = await start_sim(time_scale=100, arin_relation_search=False, arin_listing_limit=2)
+    # one lane, in address order: lanes at once could meet a network below a delegation first
+    got = await crawl(sim, tmp_path, WHOLE_ARIN, sources=frozenset({"stats", "live"}),
+                      files_base=sim.files_base, concurrency=1)
+    want = {b: o for cidr in WHOLE_ARIN for b, o in truth(world, cidr).items()}
+    assert got.doc["complete"] and set(want) <= set(got.records)  # ARIN's recall 1.0
+    delegations = len(WHOLE_ARIN)
+    cut = got.requests[("arin", "whois-r>", "limited")]
+    listed = got.requests[("arin", "whois-r>", "ok")] + cut
+    assert cut and got.requests[("arin", "whois-r<", "ok")] <= 2 * cut
+    assert got.requests[("arin", "rdap", "ok")] == delegations  # nothing below one met by a lookup
+    assert listed == delegations + 2 * cut  # each delegation listed once, and each cut answer's halves
+    asked = sum(n for (r, p, _o), n in got.requests.items() if r == "arin" and p != "file")  # no statistics
+    assert asked <= 2 * delegations + 4 * cut
+
+
 async def test_a_parents_gaps_answer_the_parent_where_nothing_lists_its_children(start_sim, world, tmp_path):
     # LACNIC lists nothing: the /24 grid probes the allocation; what is under a /24 and missed by
     # every grid point stays unfound (the registry gives no way to see it).

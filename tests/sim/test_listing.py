@@ -346,6 +346,31 @@ async def test_the_client_lists_a_parent_whose_r_more_is_cut_in_parts(start_sim,
     assert sum(asked.values()) == listing.lookups
 
 
+async def test_an_arin_listing_asked_deep_is_the_parents_whole_subtree(start_sim, world: World):
+    """Asked `deep` (as the crawler's listings are), ARIN's `r >`, cut and completed by its parts,
+    is every network below the parent, all levels, a parent before its children, each naming its
+    own parent (`Listing.deep`: the crawler lists none of them again); a subtree over
+    `max_listing_rows` is one level, as asked without `deep`."""
+    sim = await start_sim(time_scale=1000, arin_relation_search=False, arin_listing_limit=8)
+    client = await client_for(sim, ("arin",))
+    parent = arin_parent_to_cut(world, 8)
+    below = whoisq.inside(world, "arin", *span(world, parent))
+    assert len(below) > len(world.children(parent, 10**6))  # networks two levels below it too
+    try:
+        url = client.whois_down_url("arin", world.start[parent], world.end[parent])
+        assert url is not None
+        listing = await client.children("arin", url, world.handle(parent), span(world, parent), deep=True)
+        assert listing.deep and listing.complete
+        assert [c.handle for c, _ in listing.children] == [world.handle(i) for i in below]
+        parents = [world.handle(world.parent[i]) for i in below]
+        assert [c.parent_handle for c, _ in listing.children] == parents
+        client.max_listing_rows = len(below) - 1
+        one = await client.children("arin", url, world.handle(parent), span(world, parent), deep=True)
+        assert not one.deep and one.complete and [c.handle for c, _ in one.children] == kids_of(world, parent)
+    finally:
+        await client.close()
+
+
 async def test_ripe_style_whois_lists_what_rdap_does_not(start_sim, world: World, quick: Scenario):
     """AFRINIC serves no RFC 9910 links here; its WHOIS (RIPE NCC's software) answers `-m`."""
     sim = await start_sim(time_scale=1000)

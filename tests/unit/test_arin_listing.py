@@ -129,6 +129,14 @@ def test_a_listing_cut_at_any_cap_is_asked_in_parts_and_finds_every_child(
     assert walk.complete
     assert [(c.first, c.last) for c in walk.children()] == direct
     assert set(walk.listed) == set(networks) - {parent}  # every level below, too
+    # ... which is the whole subtree, a parent before its children; a network whose record names
+    # no parent (this server's `Parent:` is blank) is given the smallest listed one holding it
+    subtree = walk.subtree(handle(parent))
+    below = sorted(set(networks) - {parent}, key=lambda s: (s[0], -s[1]))
+    assert [(r.first, r.last) for r in subtree] == below
+    for r in subtree:
+        holders = [o for o in networks if o[0] <= r.first and r.last <= o[1] and o != (r.first, r.last)]
+        assert r.parent_handle == handle(min(holders, key=lambda o: o[1] - o[0]))
     # the cost: a cut answer's two halves, and the holders of each cut's addresses asked once
     cut, holders = walk.limited, sum(" < " in q for q in asked)
     assert holders <= (cut + 1 if cut else 0) and len(asked) <= 1 + 2 * cut + holders

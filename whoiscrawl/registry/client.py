@@ -70,7 +70,7 @@ class Listing:
     unanswered: bool = False  # ... because the registry did not answer (a later try may get it)
     lookups: int = 0
     rate_limited: int = 0
-    # Every level below the parent (RFC 9910 `rdap-bottom`): no child needs listing again.
+    # Every level below the parent (RFC 9910 `rdap-bottom`, ARIN's `r >`): no child needs listing again.
     deep: bool = False
 
 
@@ -520,13 +520,14 @@ class RegistryClient:
         level; a relation search refused as too many rows (or cut short) is split and its parts
         listed (`relations.RelationSearch`); nobody is paged by "last child". 404 is no children.
         `deep`: a relation search asks the whole subtree first, by one `rdap-bottom` of the same key
-        (`Listing.deep` says whether it came so), unless the registry answered that 501 before.
+        (`Listing.deep` says whether it came so), unless the registry answered that 501 before;
+        ARIN's `r >` answers every level anyway, and with `deep` all of them are the listing.
         A list that could not be had comes back incomplete, never raised, and `unanswered` where the
         registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
         crawl's scope)."""
         tally = Tally()
         if url.startswith("whois://"):
-            listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally)
+            listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally, deep)
         else:
             deep = deep and registry not in self._bottomless
             listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep)
@@ -568,12 +569,11 @@ class RegistryClient:
 
     async def _whois_children(
         self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None,
-        wanted: Callable[[int, int], bool] | None, tally: Tally,
+        wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
     ) -> Listing:
-        where = urlsplit(url)
-        server, query = f"{where.hostname}:{where.port or 43}", unquote(where.path.lstrip("/"))
+        server, query = _whois_query(url)
         if query.startswith("r "):
-            return await self._arin_children(registry, server, query, parent_handle, span, wanted, tally)
+            return await self._arin_children(registry, url, parent_handle, span, wanted, tally, deep)
         outcome = await self._attempt(
             registry, lambda: self._whois_listing(registry, server, query, parent_handle),
             tally, "listing", "wait",
@@ -583,12 +583,16 @@ class RegistryClient:
         return Listing(outcome.value, complete=True)
 
     async def _arin_children(
-        self, registry: str, server: str, query: str, parent_handle: str | None,
-        span: tuple[int, int] | None, wanted: Callable[[int, int], bool] | None, tally: Tally,
+        self, registry: str, url: str, parent_handle: str | None, span: tuple[int, int] | None,
+        wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
     ) -> Listing:
         """ARIN's `r + > <cidr>` listing of a parent: every level below, asked in parts where an
-        answer comes back cut at ARIN's cap (`whois.ArinListing`); its direct children, each with
-        its own listing URL. Incomplete where a part could not be had."""
+        answer comes back cut at ARIN's cap (`whois.ArinListing`). With `deep`, all of it: the
+        subtree, as an `rdap-bottom` answer is (`Listing.deep`), unless it holds more networks than
+        `max_listing_rows`; else its direct children, each with its own listing URL. Incomplete
+        where a part could not be had."""
+        server, query = _whois_query(url)
+
         async def ask(text: str) -> Outcome:  # each query of a split listing has its own 429 budget
             one = Tally()
             try:
@@ -604,8 +608,10 @@ class RegistryClient:
         await walk.run(cidr)
         if walk.limited:
             log.info("%s cut %d answers of %s at its limit: asked in parts", registry, walk.limited, query)
+        deep = deep and len(walk.listed) <= self.max_listing_rows  # else one level, as it fits
         try:
-            children = await asyncio.to_thread(walk.children)
+            parse = functools.partial(walk.subtree, parent_handle) if deep else walk.children
+            children = await asyncio.to_thread(parse)
         except MalformedAnswer as exc:
             log.warning("an ARIN listing of %s was unusable: %s", query, exc)
             return Listing([], complete=False)
@@ -616,7 +622,7 @@ class RegistryClient:
         for child in children:
             child.parent_handle = child.parent_handle or parent_handle
         page = [(child, self.whois_down_url(registry, child.first, child.last)) for child in children]
-        return Listing(page, complete=walk.complete, unanswered=walk.unanswered)
+        return Listing(page, complete=walk.complete, unanswered=walk.unanswered, deep=deep)
 
     # --- one request ---------------------------------------------------------------------------
 
@@ -764,7 +770,7 @@ class RegistryClient:
         return await self._sent_whole(registry, exchange)
 
 
-_SUBTREES = rirs.offering(rirs.RDAP_DOWN)  # whose relation search lists a whole subtree (rdap-bottom)
+_SUBTREES = rirs.offering(rirs.RDAP_DOWN)  # whose listings give a whole subtree (rdap-bottom; ARIN's r >)
 
 
 def lookup_key(address: int, delegation: tuple[int, int] | None, smallest: int = 1) -> str:
@@ -798,6 +804,12 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes,
         if len(body) > limit:
             return bytes(body), False
     return bytes(body), True
+
+
+def _whois_query(url: str) -> tuple[str, str]:
+    """(host:port, query) of a `whois://` listing URL."""
+    where = urlsplit(url)
+    return f"{where.hostname}:{where.port or 43}", unquote(where.path.lstrip("/"))
 
 
 def _cidr_span(cidr: str) -> tuple[int, int]:

@@ -397,10 +397,35 @@ def arin_children(
         if lo > reached:  # not inside the previous kept one: a direct child
             reached = hi
             if wanted is None or wanted(lo, hi):
-                answer, k = listed[(lo, hi)]
-                _, _, a, b = answer.nets[k]
-                records.append(parse_whois(answer.text[a:b], lo, "arin"))
+                records.append(_parse_listed(listed[(lo, hi)], lo))
     return records
+
+
+def arin_subtree(
+    listed: dict[tuple[int, int], Listed], parent_handle: str | None,
+    wanted: Callable[[int, int], bool] | None = None,
+) -> list[NetworkRecord]:
+    """Every network listed inside a parent, all levels (those `wanted`), a parent before its
+    children. One without a `Parent:` line is given the smallest listed network holding it (else
+    the parent, `parent_handle`)."""
+    records: list[NetworkRecord] = []
+    holders: list[NetworkRecord] = []  # the networks holding the one at hand, innermost last
+    for lo, hi in sorted(listed, key=lambda s: (s[0], -s[1])):
+        while holders and holders[-1].last < lo:
+            holders.pop()
+        if wanted is not None and not wanted(lo, hi):
+            continue  # outside the crawl's scope: not parsed (nothing inside it is wanted either)
+        record = _parse_listed(listed[(lo, hi)], lo)
+        record.parent_handle = record.parent_handle or (holders[-1].handle if holders else parent_handle)
+        records.append(record)
+        holders.append(record)
+    return records
+
+
+def _parse_listed(listed: Listed, first: int) -> NetworkRecord:
+    answer, k = listed
+    _, _, a, b = answer.nets[k]
+    return parse_whois(answer.text[a:b], first, "arin")
 
 
 def inside(answer: ArinAnswer, first: int, last: int) -> dict[tuple[int, int], Listed]:
@@ -481,6 +506,11 @@ class ArinListing:
     def children(self) -> list[NetworkRecord]:
         """The parent's direct children among what was listed (`arin_children`)."""
         return arin_children(self.listed, self.wanted)
+
+    def subtree(self, parent_handle: str | None) -> list[NetworkRecord]:
+        """Every network listed inside the parent, all levels (`arin_subtree`): once `complete`,
+        its whole subtree, as an `rdap-bottom` answer is."""
+        return arin_subtree(self.listed, parent_handle, self.wanted)
 
 
 def _net_range(line: str) -> tuple[int, int]:
