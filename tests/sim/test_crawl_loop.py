@@ -398,7 +398,10 @@ async def test_a_holder_named_only_by_handle_is_named_by_its_entity_answer_once(
         assert got.records[block]["registrant"] == render.org_of(world, i).name, block
     sim.log.flush()
     asked = Counter(e["address"] for e in map(json.loads, sim.log.path.open()) if e["protocol"] == "entity")
-    assert set(asked) == {render.contacts(world, i)[0] for i in by_rdap.values()}  # only those
+    # every holder of a network kept from its RDAP answer, and no holder but of a nameless network
+    # (one asked by RDAP may be kept from a listing that came after: a rehearsal under load, 2026-12-07)
+    holders = {render.contacts(world, i)[0] for i in nameless.values()}
+    assert {render.contacts(world, i)[0] for i in by_rdap.values()} <= set(asked) <= holders
     assert set(asked.values()) == {1}  # once per distinct handle, however many networks it holds
     assert got.requests[("afrinic", "entity", "ok")] == len(asked)
     assert got.doc["complete"], got.doc
