@@ -1,6 +1,7 @@
 """The refresh's decision, one home for its two callers (the local `whoiscrawl crawl --refresh`,
 whoiscrawl/refresh.py, and the fleet's load of a generation, worker/sources.py): a previous map
-against a registry's newer files (docs/refresh.md). Pure: it reads records, it writes nothing.
+against a registry's newer files (docs/refresh.md). It writes nothing of the map: it reads records
+(a streamed previous map spooled to a temporary file, `Previous.of_lines`, to read them back).
 
 - A registry read from its dump: each network of the new dump against the same network of the
   previous dump (`compare_dumped`): unchanged, the previous record is kept with what was asked
@@ -206,6 +207,14 @@ class Previous:
         return None if start < 0 else \
             NetworkRecord.from_own_json(self._read(start, int(self._dumped_len[at])))
 
+    def has_dumped(self, at: int) -> bool:
+        """Does the map hold a record its dump gave for the block?"""
+        return bool(self._dumped_at[at] >= 0)
+
+    def dumped_count(self) -> int:
+        """How many blocks the map holds a record of their dump for."""
+        return int(np.count_nonzero(self._dumped_at >= 0))
+
     def latest_is_dumped(self, at: int) -> bool:
         """Is the block's latest record the one its dump gave (nothing asked live after it)?"""
         return bool(self._dumped_at[at] == self._latest_at[at])
@@ -284,15 +293,15 @@ class _Records(Mapping[Key, NetworkRecord]):
 
     def __contains__(self, key: object) -> bool:
         at = self._prev.find(key) if isinstance(key, tuple) else -1
-        return at >= 0 and (not self._dumped or self._prev._dumped_at[at] >= 0)
+        return at >= 0 and (not self._dumped or self._prev.has_dumped(at))
 
     def __iter__(self) -> Iterator[Key]:
         for at in self._prev.positions():
-            if not self._dumped or self._prev._dumped_at[at] >= 0:
+            if not self._dumped or self._prev.has_dumped(at):
                 yield self._prev.key(at)
 
     def __len__(self) -> int:
-        return len(self._prev) if not self._dumped else int(np.count_nonzero(self._prev._dumped_at >= 0))
+        return len(self._prev) if not self._dumped else self._prev.dumped_count()
 
 
 class Seen:
