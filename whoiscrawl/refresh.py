@@ -271,7 +271,7 @@ class Refresh:
         """Is the next network kept (`kept` counts them) one of the freshness sample's?"""
         step, n = freshness.every(self.job.settings.verify), self.kept
         self.kept += 1
-        return bool(step) and n % step == 0
+        return freshness.sampled(n, step)
 
     async def _ask_again(self, records: list[NetworkRecord], published: StatsPlan,
                          scope: Scope) -> dict[str, Any]:

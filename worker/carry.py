@@ -19,7 +19,7 @@ from typing import IO, Any
 from netaddr import IPRange, IPSet
 
 from whoiscrawl.records import NetworkRecord
-from whoiscrawl.sources import manifest, seed
+from whoiscrawl.sources import freshness, manifest, seed
 from whoiscrawl.sources.difference import Previous, Seen, StatsDifference, compare_dumped, removed
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, went_back
 from whoiscrawl.space import Scope
@@ -170,7 +170,7 @@ def from_stats(carried: Carried, difference: StatsDifference, prev: Previous, st
         key = prev.key(at)
         if difference.keeps(key, prev.free(at)):
             carried.add(key[0], prev.line(at))
-            if step and kept % step == 0:
+            if freshness.sampled(kept, step):
                 carried.sample.setdefault(key[0], []).append(prev.record(at))
             kept += 1
     for row in difference.changed:

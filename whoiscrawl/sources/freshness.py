@@ -14,6 +14,11 @@ def every(fraction: float) -> int:
     return max(1, round(1 / min(fraction, 1.0)))
 
 
+def sampled(n: int, step: int) -> bool:
+    """Is the n-th network (from 0) of the freshness sample, one in `step` (`every`; 0: none)?"""
+    return bool(step) and n % step == 0
+
+
 def redacted(dumped: NetworkRecord) -> bool:
     """A dumped network lacking a field a person reads (holder, country, abuse e-mail): LACNIC's dump
     names an abuse contact but carries no address for it, so only a live answer gives it."""

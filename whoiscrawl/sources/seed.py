@@ -343,7 +343,7 @@ def to_ask(record: NetworkRecord, n: int, step: int, fill_redacted: bool) -> Net
     (the freshness sample: asked as a network, whatever its dump names), and with `fill_redacted`
     every one lacking holder, country or abuse e-mail (one naming only its abuse contact's handle
     keeps it, for the contact to be asked once for every network naming it)."""
-    if step and n % step == 0:
+    if freshness.sampled(n, step):
         return replace(record, raw=None)
     if fill_redacted and freshness.redacted(record):
         if record.registrant and record.country and dumps.unresolved_abuse(record):
