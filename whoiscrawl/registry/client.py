@@ -547,15 +547,8 @@ class RegistryClient:
         if where is None:
             return Listing([], complete=False)
         base, _, (first, last) = where
-        async def fetch(url: str) -> Outcome:  # each request of a split listing has its own 429 budget
-            one = Tally()
-            try:
-                return await self._attempt(
-                    registry, functools.partial(self._request, registry, url), one, "listing", "wait"
-                )
-            finally:
-                tally.lookups += one.lookups
-                tally.rate_limited += one.rate_limited
+        def fetch(url: str) -> Awaitable[Outcome]:
+            return self._listing_part(registry, functools.partial(self._request, registry, url), tally)
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
                                           functools.partial(self._dead_letter, registry))
@@ -593,14 +586,9 @@ class RegistryClient:
         where a part could not be had."""
         server, query = _whois_query(url)
 
-        async def ask(text: str) -> Outcome:  # each query of a split listing has its own 429 budget
-            one = Tally()
-            try:
-                send = functools.partial(self._arin_query, registry, server, text)
-                return await self._attempt(registry, send, one, "listing", "wait")
-            finally:
-                tally.lookups += one.lookups
-                tally.rate_limited += one.rate_limited
+        def ask(text: str) -> Awaitable[Outcome]:
+            send = functools.partial(self._arin_query, registry, server, text)
+            return self._listing_part(registry, send, tally)
 
         cidr = query.rsplit(" ", 1)[-1]
         first, last = span or _cidr_span(cidr)
@@ -625,6 +613,18 @@ class RegistryClient:
         return Listing(page, complete=walk.complete, unanswered=walk.unanswered, deep=deep)
 
     # --- one request ---------------------------------------------------------------------------
+
+    async def _listing_part(
+        self, registry: str, send: Callable[[], Awaitable[Outcome]], tally: Tally
+    ) -> Outcome:
+        """One request of a listing asked in parts, sent until it settles with a 429 budget of its
+        own (a split listing asks many), counted into the listing's `tally`."""
+        one = Tally()
+        try:
+            return await self._attempt(registry, send, one, "listing", "wait")
+        finally:
+            tally.lookups += one.lookups
+            tally.rate_limited += one.rate_limited
 
     async def _sent_whole(self, registry: str, exchange: Callable[[str], Awaitable[Outcome]]) -> Outcome:
         """Run `exchange(egress)` inside the registry's budget. A caller cancelled while it waits for
