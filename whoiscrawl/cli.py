@@ -399,7 +399,8 @@ def _estimated(ranges: list[str], egress: int, given: dict[str, Any], cache: Pat
             for warning in stats_plan.warnings:
                 typer.secho(f"note: {warning}", fg="yellow", err=True)
         free = stats_plan.free_ranges() if stats_plan else []
-        plan = plan_crawl(crawl="estimate", ranges=ranges, excludes=[*excludes, *free], resolution=resolution)
+        plan = plan_crawl(crawl="estimate", ranges=ranges, excludes=[*excludes, *free], resolution=resolution,
+                          delegated=stats_plan.special_delegations() if stats_plan else [])
     except (SpaceError, published.SourcesError) as exc:
         _fail(str(exc))
     from_dumps = published.dump_registries(picked, accepted)

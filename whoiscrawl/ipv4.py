@@ -10,6 +10,7 @@ reads it too.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -75,3 +76,18 @@ def enclosing(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
     has = parent_at >= 0
     parent[order[has]] = first_at[order[parent_at[has]]]
     return parent[inverse.ravel()]
+
+
+def less(first: int, last: int, holes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """first..last less the (first, last) spans `holes` (sorted, disjoint): the pieces left, in
+    order (free space less IANA's special-purpose ranges, `rirs.SPECIAL_SPANS`)."""
+    out, at = [], first
+    for lo, hi in holes:
+        if hi < at or lo > last:
+            continue
+        if lo > at:
+            out.append((at, lo - 1))
+        at = max(at, hi + 1)
+    if at <= last:
+        out.append((at, last))
+    return out

@@ -167,17 +167,20 @@ class LocalCrawl:
         return store, resumed, Written(written)
 
     async def _plan(self) -> tuple[Plan, StatsPlan | None]:
-        """The plan, less the free and reserved space the statistics list (and the statistics)."""
+        """The plan, less the free and reserved space the statistics list, with the special-purpose
+        space they list as delegated (and the statistics)."""
         chosen = self.settings
-        excludes, published = list(chosen.excludes), None
+        excludes, published, delegated = list(chosen.excludes), None, []
         if "stats" in chosen.sources:
             published = await load_stats(chosen.files_base, self.published)
             for warning in published.warnings:
                 self.note(warning)
             excludes += published.free_ranges()
+            delegated = published.special_delegations()
         plan = plan_crawl(
             crawl="local", ranges=self.ranges, excludes=excludes, strategy=chosen.strategy,
             resolution=chosen.resolution, shard_prefix=chosen.shard_prefix, samples=chosen.samples,
+            delegated=delegated,
         )
         return plan, published
 

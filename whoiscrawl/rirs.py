@@ -7,6 +7,7 @@ docs/sources.md)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,8 +28,11 @@ FREE_TYPE_WORD = "UNALLOCATED"  # in an RDAP "type" / WHOIS status or NetType
 FREE_STATUSES = frozenset({"reserved", "available"})  # RDAP "status" values
 
 
-# IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): no registry's to hand out, never
-# queried (`space.plan_crawl`), never a registry's free space (the simulator's placeholders).
+# IANA IPv4 Special-Purpose Address Registry (RFC 6890 and updates): never probed blind
+# (`space.plan_crawl`), never a registry's free space (the simulator's placeholders, the statistics'
+# free rows as records: `sources.published.StatsPlan.free_records`). A few are delegated all the same
+# and a registry publishes them: ARIN's 192.175.48.0/24 (NET-192-175-48-0-1, AS112, RFC 7534) is an
+# `assigned` row of its statistics; a crawl that read them asks such a delegation (`space.crawlable`).
 SPECIAL_PURPOSE = (
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -49,6 +53,10 @@ SPECIAL_PURPOSE = (
     "224.0.0.0/4",
     "240.0.0.0/4",
 )
+# The same ranges as (first, last) integers, ascending: to cut them out of a span (`ipv4.less`).
+SPECIAL_SPANS = tuple(sorted((int(n.network_address), int(n.broadcast_address))
+                             for n in map(ipaddress.IPv4Network, SPECIAL_PURPOSE)))
+
 
 @dataclass(frozen=True)
 class Rir:

@@ -202,9 +202,13 @@ def parse_ranges(texts: Iterable[str]) -> IPSet:
     return IPSet(nets)
 
 
-def crawlable(ranges: Iterable[str], excludes: Iterable[str] = ()) -> IPSet:
-    """The addresses to crawl: ranges less excludes, special-purpose space and IANA-held /8s."""
-    space = parse_ranges(ranges) - parse_ranges(excludes) - IPSet(SPECIAL_PURPOSE)
+def crawlable(ranges: Iterable[str], excludes: Iterable[str] = (), delegated: Iterable[str] = ()) -> IPSet:
+    """The addresses to crawl: ranges less excludes, special-purpose space and IANA-held /8s.
+    Special-purpose space is never probed blind, but a delegation a registry's statistics list in it
+    (`delegated`: `StatsPlan.special_delegations`, such as ARIN's AS112 block 192.175.48.0/24) is a
+    network the registry holds and answers: it stays in the crawl."""
+    special = IPSet(SPECIAL_PURPOSE) - parse_ranges(delegated)
+    space = parse_ranges(ranges) - parse_ranges(excludes) - special
     unassigned = [f"{o}.0.0.0/8" for o, r in iana_registry_by_slash8().items() if r is None]
     return space - IPSet(unassigned)
 
@@ -293,12 +297,14 @@ def plan_crawl(
     resolution: int = 24,
     shard_prefix: int | None = None,
     samples: int = 0,
+    delegated: Iterable[str] = (),
 ) -> Plan:
-    """Cut the crawlable space into shards aligned on /shard_prefix boundaries (chosen from the
+    """Cut the crawlable space (`crawlable`: `delegated` the special-purpose space a registry's
+    statistics list as delegated) into shards aligned on /shard_prefix boundaries (chosen from the
     size of the space when not given). Each range's shards are in address order, and the ranges
     take turns: lanes that start together then start in different ranges, not side by side inside
     one network that each would pay a lookup to learn (a free /16 spans 16 shards)."""
-    space = crawlable(ranges, excludes)
+    space = crawlable(ranges, excludes, delegated)
     prefix = shard_prefix if shard_prefix is not None else auto_shard_prefix(space.size)
     if not 8 <= prefix <= 32 or not 8 <= resolution <= 32:
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")

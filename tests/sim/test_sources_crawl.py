@@ -387,3 +387,32 @@ async def test_a_delegation_is_asked_for_whole_before_anything_inside_it(start_s
     # everything below it by one listing
     assert set(asked) == {("rdap", "ok"), ("rdap-bottom", "ok")} and asked["rdap", "ok"] <= 2
     assert asked["rdap-bottom", "ok"] == 1
+
+
+# Beside IANA's special-purpose ranges: ARIN's AS112 block 192.175.48.0/24 (special-purpose, yet a
+# DIRECT ASSIGNMENT its statistics list), and APNIC's reserved 198.51.99.0/24 and 198.51.101.0/24 on
+# either side of TEST-NET-2 198.51.100.0/24, which APNIC's statistics list reserved too.
+BESIDE_SPECIAL = ["192.175.48.0/20", "198.51.96.0/20"]
+
+
+async def test_special_purpose_space_is_asked_only_where_a_registry_delegated_it(start_sim, world, tmp_path):
+    # `full` missed these three. The crawl left ARIN's delegation unasked (its plan drops all
+    # special-purpose space), and wrote APNIC's three reserved rows as one block spanning TEST-NET-2
+    # where APNIC's placeholders are the two /24s beside it.
+    sim = await start_sim(time_scale=100)
+    got = await crawl(sim, tmp_path, BESIDE_SPECIAL, sources=frozenset({"stats", "live"}),
+                      files_base=sim.files_base)
+    want = {b: o for cidr in BESIDE_SPECIAL for b, o in truth(world, cidr).items()}
+    assert {("192.175.48.0", "192.175.48.255"), ("198.51.99.0", "198.51.99.255"),
+            ("198.51.101.0", "198.51.101.255")} <= set(want)
+    assert got.doc["complete"] and set(got.records) == set(want)
+    as112 = got.records["192.175.48.0", "192.175.48.255"]
+    assert (as112["registry"], as112["source"]) == ("arin", "rdap")
+    for block in ("198.51.99.0", "198.51.99.255"), ("198.51.101.0", "198.51.101.255"):
+        assert (got.records[block]["registry"], got.records[block]["source"]) == ("apnic", "stats")
+    # no other special-purpose address was asked: TEST-NET-2 is no one's to probe
+    sim.log.flush()
+    asked = [json.loads(line) for line in Path(sim.info()["log"]).read_text().splitlines()]
+    special = [e["address"] for e in asked if e["protocol"] != "file" and
+               any(a <= ip_int(e["address"].split()[0].split("/")[0]) <= b for a, b in rirs.SPECIAL_SPANS)]
+    assert special and all(a.startswith("192.175.48.") for a in special)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from netaddr import IPRange, IPSet
 
-from whoiscrawl.ipv4 import cidr_blocks, cidrs, enclosing, ip_int, ip_str
+from whoiscrawl import rirs
+from whoiscrawl.ipv4 import cidr_blocks, cidrs, enclosing, ip_int, ip_str, less
 
 ADDRESSES = st.integers(0, 2**32 - 1)
 
@@ -55,3 +58,14 @@ def test_a_spans_parent_is_the_smallest_other_span_holding_it(blocks: list[tuple
         holding = [s for s in spans if s[0] <= first and last <= s[1] and s != (first, last)]
         want = min(holding, key=lambda s: s[1] - s[0], default=None)
         assert (spans[got[i]] if got[i] >= 0 else None) == want
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(ADDRESSES, ADDRESSES)
+def test_a_span_less_the_special_purpose_ranges_is_what_netaddr_leaves(a: int, b: int):
+    first, last = min(a, b), max(a, b)
+    want = IPSet(IPRange(first, last)) - IPSet(rirs.SPECIAL_PURPOSE)
+    pieces = less(first, last, rirs.SPECIAL_SPANS)
+    assert all(p[1] + 1 < q[0] for p, q in itertools.pairwise(pieces))  # apart, in order
+    assert [(int(r.first), int(r.last)) for r in want.iter_ipranges()] == pieces

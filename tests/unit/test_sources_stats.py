@@ -142,3 +142,27 @@ def test_free_space_becomes_one_stats_record_a_run_of_adjacent_rows_of_one_regis
     assert got[0].cidrs == ["102.0.0.0/10", "102.64.0.0/13", "102.72.0.0/24"]
     assert got[0].type == rirs.FREE_TYPE_WORD
     assert got[0].serial == "20261206" and got[0].registrant == rirs.BY_ID["afrinic"].name
+
+
+def test_free_space_beside_a_special_purpose_range_is_two_records_not_one_spanning_it():
+    # APNIC lists 198.51.99.0, TEST-NET-2 198.51.100.0 and 198.51.101.0 (each a /24) reserved: its
+    # placeholders are the two /24s on either side; TEST-NET-2 is IANA's, no registry's free space.
+    # Joined across it, the map had one block 198.51.99.0-198.51.101.255 no registry answers.
+    from whoiscrawl.sources.published import StatsPlan
+    from whoiscrawl.space import Scope
+
+    base = int(IPAddress("198.51.99.0"))
+    rows = [stats.Delegation("apnic", None, base + 256 * k, 256, None, "reserved") for k in range(3)]
+    got = list(StatsPlan(rows, {"apnic": "1"}).free_records(Scope.of([(base, base + 3 * 256 - 1)])))
+    assert [(r.start_address, r.end_address) for r in got] == [
+        ("198.51.99.0", "198.51.99.255"), ("198.51.101.0", "198.51.101.255")]
+
+
+def test_only_delegations_reaching_into_special_purpose_space_are_named_for_the_plan():
+    from whoiscrawl.sources.published import StatsPlan
+
+    rows = [stats.Delegation("arin", "US", int(IPAddress("192.175.48.0")), 256, "19960105", "assigned"),
+            stats.Delegation("arin", "US", int(IPAddress("192.175.49.0")), 256, "20150716", "assigned"),
+            stats.Delegation("apnic", None, int(IPAddress("198.51.100.0")), 256, None, "reserved")]
+    # ARIN's AS112 block, delegated; its neighbour is no special-purpose space, TEST-NET-2 no delegation
+    assert StatsPlan(rows).special_delegations() == ["192.175.48.0-192.175.48.255"]

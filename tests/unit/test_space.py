@@ -94,6 +94,18 @@ def test_special_purpose_space_is_never_crawled():
     assert crawlable(["127.0.0.0/8", "192.168.0.0/16", "224.0.0.0/3"]).size == 0
 
 
+def test_special_purpose_space_a_registry_delegated_is_crawled_and_no_more():
+    # ARIN's AS112 block (NET-192-175-48-0-1), an `assigned` row of its statistics: a network the
+    # registry answers, so a crawl that read the statistics asks it; TEST-NET-2 stays out.
+    ranges, as112 = ["192.175.0.0/16", "198.51.100.0/24"], "192.175.48.0-192.175.48.255"
+    assert IPAddress("192.175.48.1") not in crawlable(ranges)
+    space = crawlable(ranges, delegated=[as112])
+    assert IPAddress("192.175.48.1") in space and space.size == 1 << 16
+    assert IPAddress("192.175.48.1") not in crawlable(ranges, excludes=["192.175.48.0/24"], delegated=[as112])
+    shards = plan_crawl(crawl="c", ranges=ranges, delegated=[as112]).shards
+    assert sum(s.last - s.first + 1 for s in shards) == 1 << 16
+
+
 @pytest.mark.parametrize(
     ("ranges", "excludes", "prefix", "count", "first", "last"),
     [

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from whoiscrawl import rirs
-from whoiscrawl.ipv4 import cidr_blocks, ip_str
+from whoiscrawl.ipv4 import cidr_blocks, ip_str, less
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.sim import data
 from whoiscrawl.sim.data import REG_INDEX
@@ -484,26 +484,13 @@ def _top_type(d: data.Delegation, legacy8: bool) -> int:
     return T[style.top_alloc] if d.status == "allocated" else T[style.top_assign]
 
 
-# IANA's special-purpose ranges (`rirs.SPECIAL_PURPOSE`), as (first, last): no registry's free space.
+# IANA's special-purpose ranges (`rirs.SPECIAL_SPANS`) are no registry's free space.
 # Real ARIN answers 192.0.2.0/24 with its own object (TEST-NET-1, NetType IANA Special Use); a
 # placeholder spanning it and the free 192.0.1.0/24 beside it was a block no crawl could find (it
 # asks no special-purpose address, and the statistics list 192.0.1.0/24 alone).
-_SPECIAL = sorted((int(n.network_address), int(n.broadcast_address))
-                  for n in map(ipaddress.IPv4Network, rirs.SPECIAL_PURPOSE))
-
-
 def _not_special(a: int, b: int) -> list[tuple[int, int]]:
     """a..b less the special-purpose ranges."""
-    out, p = [], a
-    for lo, hi in _SPECIAL:
-        if hi < p or lo > b:
-            continue
-        if lo > p:
-            out.append((p, lo - 1))
-        p = max(p, hi + 1)
-    if p <= b:
-        out.append((p, b))
-    return out
+    return less(a, b, rirs.SPECIAL_SPANS)
 
 
 def _free_runs() -> list[tuple[int, int, int]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 
 from whoiscrawl import rirs
-from whoiscrawl.ipv4 import cidr_blocks, cidrs, ip_str
+from whoiscrawl.ipv4 import cidr_blocks, cidrs, ip_str, less
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
@@ -105,37 +105,51 @@ class StatsPlan:
         free = (d for d in self.delegations if not d.handed_out)
         return [f"{ip_str(d.first)}-{ip_str(d.last)}" for d in free]
 
+    def special_delegations(self) -> list[str]:
+        """The delegations (`a-b` ranges) reaching into IANA's special-purpose space: a registry
+        holds and answers them (ARIN's 192.175.48.0/24, AS112), so a crawl asks them
+        (`space.crawlable`), though it probes no other special-purpose address."""
+        special = Scope.of(rirs.SPECIAL_SPANS)
+        held = (d for d in self.delegations if d.handed_out and special.overlaps(d.first, d.last))
+        return [f"{ip_str(d.first)}-{ip_str(d.last)}" for d in held]
+
     def free_records(self, scope: Scope) -> Iterator[NetworkRecord]:
         """Free and reserved space in the scope as records (`source: stats`), adjacent rows of one
         registry joined (available and reserved alike, as one RDAP placeholder spans both): the map
-        says what no one holds, as the registries' placeholders do, without a request."""
+        says what no one holds, as the registries' placeholders do, without a request. IANA's
+        special-purpose ranges are cut out first (`rirs.SPECIAL_SPANS`): a registry's row there
+        (APNIC lists TEST-NET-2 198.51.100.0/24 reserved) is no free space of its, and the rows on
+        either side of it are two placeholders, not one spanning it."""
         rows = sorted((d for d in self.delegations if not d.handed_out), key=lambda d: d.first)
-        run: list[stats.Delegation] = []
-        for row in [*rows, None]:
-            if run and (row is None or row.first != run[-1].last + 1 or row.registry != run[0].registry):
-                if scope.overlaps(run[0].first, run[-1].last):
-                    yield from self._free_records(run[0], run[-1].last, sorted({r.status for r in run}))
+        special = rirs.SPECIAL_SPANS
+        pieces = ((a, b, d.registry, d.status) for d in rows for a, b in less(d.first, d.last, special))
+        run: list[tuple[int, int, str, str]] = []
+        for piece in [*pieces, None]:
+            if run and (piece is None or piece[0] != run[-1][1] + 1 or piece[2] != run[0][2]):
+                first, last, registry = run[0][0], run[-1][1], run[0][2]
+                if scope.overlaps(first, last):
+                    yield from self._free_records(registry, first, last, sorted({p[3] for p in run}))
                 run = []
-            if row is not None:
-                run.append(row)
+            if piece is not None:
+                run.append(piece)
 
-    def _free_records(self, row: stats.Delegation, last: int, statuses: list[str]) -> Iterator[NetworkRecord]:
+    def _free_records(self, registry: str, first: int, last: int, statuses: list[str]
+                      ) -> Iterator[NetworkRecord]:
         """Free space as the registry's placeholders answer it: held by the registry, its mailbox
         the abuse contact (`rirs.Rir.abuse_mailbox`), so a map from the files and one from live
         answers say the same of it; one placeholder a CIDR where its objects are CIDRs
         (`rirs.Rir.cidr_objects`), else one for the run."""
-        rir = rirs.BY_ID[row.registry]
-        spans = [(row.first, last)]
+        rir = rirs.BY_ID[registry]
+        spans = [(first, last)]
         if rir.cidr_objects:
-            spans = [(a, a + (1 << (32 - length)) - 1) for a, length in cidr_blocks(row.first, last)]
-        for first, end in spans:
-            first_s, last_s = ip_str(first), ip_str(end)
-            blocks = cidrs(first, end)
+            spans = [(a, a + (1 << (32 - length)) - 1) for a, length in cidr_blocks(first, last)]
+        for start, end in spans:
+            blocks = cidrs(start, end)
             yield NetworkRecord(
-                registry=row.registry, handle=dumps.handle_of(row.registry, first, end, blocks),
-                start_address=first_s, end_address=last_s, cidrs=blocks, type=rirs.FREE_TYPE_WORD,
+                registry=registry, handle=dumps.handle_of(registry, start, end, blocks),
+                start_address=ip_str(start), end_address=ip_str(end), cidrs=blocks, type=rirs.FREE_TYPE_WORD,
                 status=statuses, registrant=rir.name, abuse_emails=[rir.abuse_mailbox], source="stats",
-                serial=self.serials.get(row.registry),
+                serial=self.serials.get(registry),
             )
 
     def index(self) -> stats.Delegations:
