@@ -188,6 +188,7 @@ def _crawl_settings(given: dict[str, Any]) -> CrawlSettings:
         list_children=given["list_children"], whois_servers=_whois_servers(given["whois"]),
         **_sources(given["sources"], given["files_base"], given["accept_dump_terms"], given["bootstrap_url"]),
         verify=given["verify"], fill_redacted=given["fill_redacted"],
+        lookup_timeout=given["lookup_timeout"], listing_timeout=given["listing_timeout"],
     )
 
 
@@ -228,11 +229,12 @@ def _writable(out: Path) -> None:
 # The crawl knobs of `crawl` (its own options aside), as the settings contract declares them.
 CRAWL_OPTIONS = ("strategy", "resolution", "samples", "exclude", "concurrency", "bootstrap_url",
                  "rate_limits", "bind_address", "whois", "list_children", "sources", "files_base",
-                 "accept_dump_terms", "verify", "fill_redacted")
+                 "accept_dump_terms", "verify", "fill_redacted", "lookup_timeout", "listing_timeout")
+TIMEOUTS = ("lookup_timeout", "listing_timeout")  # refused out of bounds by the CLI itself
 
 
 @app.command()
-@settings_options(*CRAWL_OPTIONS)
+@settings_options(*CRAWL_OPTIONS, bounded=TIMEOUTS)
 def crawl(
     ranges: Annotated[list[str], typer.Argument(help="CIDRs or a-b ranges to crawl; 'all' = IPv4")],
     given: dict[str, Any],
@@ -440,7 +442,7 @@ def rebuild_store(
 
 
 @app.command()
-@settings_options(*WORKER_OPTIONS, required=("crawl", "kafka_bootstrap", "redis_url"))
+@settings_options(*WORKER_OPTIONS, required=("crawl", "kafka_bootstrap", "redis_url"), bounded=TIMEOUTS)
 def worker(given: dict[str, Any]) -> None:
     """Take shards from the crawl's work topic until stopped (what the operator runs in pods).
 
@@ -470,7 +472,8 @@ def worker(given: dict[str, Any]) -> None:
         egresses=_egresses(given["bind_address"], given["egress_key"] or socket.gethostname()),
         egress_share=given["egress_share"],
         settings=CrawlSettings(
-            list_children=given["list_children"], whois_servers=_whois_servers(given["whois"])
+            list_children=given["list_children"], whois_servers=_whois_servers(given["whois"]),
+            lookup_timeout=given["lookup_timeout"], listing_timeout=given["listing_timeout"],
         ),
         metrics_port=given["metrics_port"] or None,
         grace_seconds=given["grace_seconds"],

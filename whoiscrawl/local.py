@@ -236,6 +236,7 @@ class LocalCrawl:
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, dict(chosen.whois_servers),
             delegated_by=delegated_by, delegation_country=stats.configured_country(), dead_letters=letters,
             delegation_at=published.starts() if published else None,
+            timeout=chosen.lookup_timeout, listing_timeout=chosen.listing_timeout,
         )
         for (registry, contact), emails in self.contacts_known.items():
             client.know_contact(registry, contact, emails)

@@ -102,6 +102,14 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
        "('real' for theirs)", optional=True, worker=True),
     _s("list_children", bool, True, "Ask registries that offer it (RFC 9910 rdap-down) for a parent's "
        "children instead of probing its gaps on the grid", worker=True),
+    # How long one request may take before it is asked again (docs/rate-limits.md, Timeouts): a
+    # listing answers up to a registry's 10,000 rows (RIPE NCC's relation search, ~40 MB), far more
+    # than a lookup's one network, so it has its own.
+    _s("lookup_timeout", float, 10.0, "Seconds one lookup (RDAP or WHOIS, an entity's too) may take before "
+       "it is asked again", lo=0.1, hi=3600.0, worker=True),
+    _s("listing_timeout", float, 120.0, "Seconds one listing request (an RFC 9910 relation search, WHOIS -m, "
+       "ARIN's r >) may take before it is asked again: a registry's 10,000-row search takes far longer "
+       "than a lookup", lo=0.1, hi=3600.0, worker=True),
     _s("delegated", str, None, "Delegation statistics (a directory of delegated-*-extended-latest files, "
        "or one file) giving a block's country where an answer names none", cli=False, optional=True,
        worker=True),
@@ -178,6 +186,8 @@ class CrawlSettings:
     concurrency: int = SETTINGS["concurrency"].default
     list_children: bool = SETTINGS["list_children"].default  # follow rdap-down links (RFC 9910)
     whois_servers: Mapping[str, str] = field(default_factory=dict)  # registry -> host:port
+    lookup_timeout: float = SETTINGS["lookup_timeout"].default  # seconds a lookup may take
+    listing_timeout: float = SETTINGS["listing_timeout"].default  # ... and a listing request
     # What the registries publish, used before anything is asked live (docs/sources.md).
     sources: frozenset[str] = frozenset({"live"})  # stats, dumps, live
     files_base: str | None = SETTINGS["files_base"].default  # a mirror of their trees (None: theirs)

@@ -423,6 +423,7 @@ class Worker:
             delegated_by=published.router() if published else None,
             delegation_at=published.starts() if published else None,
             delegation_country=stats.configured_country(), dead_letters=self.letters,
+            timeout=cfg.settings.lookup_timeout, listing_timeout=cfg.settings.listing_timeout,
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
         loaded = await self._files_loaded(store, sink, client, published, cache, checkpoints)

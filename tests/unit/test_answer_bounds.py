@@ -1,10 +1,12 @@
 """Bounds on what a registry (or something posing as one) can make the client read or follow: RDAP
-body size, WHOIS text size, rows per listing, redirects only to the bootstrap's RDAP bases. Each
-refusal against a tiny server on 127.0.0.1, with the failure's reason."""
+body size, WHOIS text size, rows per listing, redirects only to the bootstrap's RDAP bases, the time
+a lookup and a listing may take. Each refusal against a tiny server on 127.0.0.1, with the failure's
+reason."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -166,24 +168,34 @@ async def test_a_listing_of_more_rows_than_the_cap_is_refused(serve: Callable[..
         await roomy.close()
 
 
-async def test_a_whois_listing_of_more_rows_than_the_cap_is_refused():
-    rows = "".join(f"\ninetnum: 10.0.{i}.0 - 10.0.{i}.255\nsource: RIPE\n" for i in range(30))
+CLOSING = b"\n% This query was served by the RIPE Database Query Service\n"
 
+
+@contextlib.asynccontextmanager
+async def whois_server(text: str, delay_s: float = 0.0) -> AsyncIterator[str]:
+    """A RIPE-style port-43 server on 127.0.0.1 answering any query with `text` (and the closing
+    line) after `delay_s`: its host:port."""
     async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readline()
-        writer.write(rows.encode() + b"\n% This query was served by the RIPE Database Query Service\n")
+        await asyncio.sleep(delay_s)
+        writer.write(text.encode() + CLOSING)
         await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(talk, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    limiter = MemoryRateLimiter({"ripencc": Limit(1000.0)})
-    client = RegistryClient(Bootstrap.from_document({"services": []}), limiter, max_listing_rows=10)
     try:
-        outcome = await client._whois_listing("ripencc", f"127.0.0.1:{port}", "-r -m 10.0.0.0/16", None)
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_whois_listing_of_more_rows_than_the_cap_is_refused():
+    rows = "".join(f"\ninetnum: 10.0.{i}.0 - 10.0.{i}.255\nsource: RIPE\n" for i in range(30))
+    limiter = MemoryRateLimiter({"ripencc": Limit(1000.0)})
+    client = RegistryClient(Bootstrap.from_document({"services": []}), limiter, max_listing_rows=10)
+    async with whois_server(rows) as server:
+        outcome = await client._whois_listing("ripencc", server, "-r -m 10.0.0.0/16", None)
     assert outcome.kind is Kind.MALFORMED and "a WHOIS listing of 30 networks, over 10" in outcome.value
 
 
@@ -241,3 +253,46 @@ async def test_a_redirect_within_the_base_is_followed_and_a_loop_is_cut(serve: C
     finally:
         await client.close()
     assert len(looping.seen) == 4
+
+
+SLOW_S = 0.6  # how long the tiny registry takes to answer a listing: past the lookups' bound below
+
+
+async def slow_listing(_: web.Request) -> web.Response:
+    await asyncio.sleep(SLOW_S)
+    return web.json_response({"ipSearchResults": [NETWORK] * 3}, content_type="application/rdap+json")
+
+
+async def test_a_listing_has_its_own_time_bound_apart_from_a_lookup_s(serve: Callable[..., Any]):
+    # A relation search of 10,000 rows takes a registry far longer than a lookup: bound by a
+    # lookup's seconds, it failed at every try and came back incomplete.
+    registry = await serve({"/a/ips/rirSearch1/": slow_listing, "/a/ip/": answer})
+    url = f"{registry.base}ips/rirSearch1/rdap-down/192.198.0.0%20-%20192.198.3.255"
+    client = client_of(registry, timeout=SLOW_S / 3, listing_timeout=SLOW_S * 10)
+    try:
+        assert (await client.lookup(ADDRESS)).record is not None  # a quick answer within the lookup's
+        listing = await client.children("arin", url)
+    finally:
+        await client.close()
+    assert listing.complete and len(listing.children) == 3
+    hurried = client_of(registry, timeout=SLOW_S / 3, listing_timeout=SLOW_S / 3)
+    try:
+        cut = await hurried.children("arin", url)
+    finally:
+        await hurried.close()
+    assert not cut.complete and cut.unanswered  # the bound is the listing's own
+
+
+async def test_a_whois_listing_has_the_listing_s_time_bound():
+    rows = "% This is the RIPE Database query service.\n" + "".join(
+        f"\n% Information related to '10.0.{i}.0 - 10.0.{i}.255'\n\ninetnum: 10.0.{i}.0 - 10.0.{i}.255\n"
+        f"netname: NET-{i}\ncountry: NL\nsource: RIPE\n" for i in range(3))
+    limiter = MemoryRateLimiter({"ripencc": Limit(1000.0)})
+    bootstrap = Bootstrap.from_document({"services": []})
+    patient = RegistryClient(bootstrap, limiter, timeout=SLOW_S / 3, listing_timeout=SLOW_S * 10)
+    hurried = RegistryClient(bootstrap, limiter, timeout=SLOW_S / 3, listing_timeout=SLOW_S / 3)
+    async with whois_server(rows, delay_s=SLOW_S) as server:
+        answered = await patient._whois_listing("ripencc", server, "-r -m 10.0.0.0/16", None)
+        cut = await hurried._whois_listing("ripencc", server, "-r -m 10.0.0.0/16", None)
+    assert answered.kind is Kind.ANSWER and len(answered.value) == 3
+    assert cut.kind is Kind.TRANSIENT and "TimeoutError" in cut.value

@@ -41,6 +41,8 @@ CASES = {
                                 "give host:port"),
     "crawl: bad bind address": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--bind-address",
                                  "999.1.1.1"], "'999.1.1.1' is not an IP address"),
+    "crawl: a listing timeout of none": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl",
+                                          "--listing-timeout", "0"], "Invalid value for '--listing-timeout'"),
     "crawl: no directory for --out": (["crawl", "10.0.0.0/24", "--out", "{tmp}/no/dir/o.jsonl"],
                                       "the directory {tmp}/no/dir does not exist"),
     "crawl --refresh: no previous map": (["crawl", "10.0.0.0/24", "--out", "{tmp}/o.jsonl", "--refresh",

@@ -60,8 +60,8 @@ def test_every_variable_the_operator_writes_is_one_the_worker_reads_and_back() -
     assert worker_reads() == set(WORKER_ENV)
     assert set(OPERATOR_ENV) <= set(WORKER_ENV)
     # What the worker reads and the operator does not write is the user's, through workers.env.
-    assert set(WORKER_ENV) - set(OPERATOR_ENV) == {env_name(n) for n in ("bind_address", "whois",
-                                                                           "list_children", "delegated")}
+    assert set(WORKER_ENV) - set(OPERATOR_ENV) == {env_name(n) for n in (
+        "bind_address", "whois", "list_children", "delegated", "lookup_timeout", "listing_timeout")}
 
 
 def test_the_worker_parses_what_the_operator_wrote(monkeypatch: pytest.MonkeyPatch) -> None:

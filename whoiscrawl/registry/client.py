@@ -26,6 +26,7 @@ from whoiscrawl.registry import contacts, rdap, relations, whois
 from whoiscrawl.registry.breaker import CircuitBreaker
 from whoiscrawl.registry.once import Once
 from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, LookupFailed, MalformedAnswer, Outcome, Received
+from whoiscrawl.settings import SETTINGS
 from whoiscrawl.space import Bootstrap, registry_for
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ class RegistryClient:
     limiter: RateLimiter
     egresses: Sequence[Egress] = (Egress("default"),)
     whois_servers: dict[str, str] = field(default_factory=dict)  # registry -> host:port; {} = none
-    timeout: float = 10.0
+    timeout: float = SETTINGS["lookup_timeout"].default  # seconds one lookup may take
+    listing_timeout: float = SETTINGS["listing_timeout"].default  # ... and one request of a listing
     attempts: int = 4  # tries for errors (5xx, resets, timeouts, malformed answers)
     max_pauses: int = 50  # 429s / rate-limit notices to sit out before giving up on a request
     default_pause: float = 5.0  # most seconds of the first pause after a 429 without Retry-After
@@ -548,7 +550,8 @@ class RegistryClient:
             return Listing([], complete=False)
         base, _, (first, last) = where
         def fetch(url: str) -> Awaitable[Outcome]:
-            return self._listing_part(registry, functools.partial(self._request, registry, url), tally)
+            send = functools.partial(self._request, registry, url, self.listing_timeout)
+            return self._listing_part(registry, send, tally)
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
                                           functools.partial(self._dead_letter, registry))
@@ -653,11 +656,14 @@ class RegistryClient:
         if not task.cancelled() and task.exception() is not None:
             log.debug("a request whose caller went away failed: %r", task.exception())
 
-    async def _request(self, registry: str, url: str) -> Outcome:
-        """One RDAP request inside the registry's budget, bound to the egress it was charged to."""
+    async def _request(self, registry: str, url: str, timeout: float | None = None) -> Outcome:
+        """One RDAP request inside the registry's budget, bound to the egress it was charged to,
+        given `timeout` seconds (a listing's, `listing_timeout`), else a lookup's (`timeout`)."""
+        bound = aiohttp.ClientTimeout(total=self.timeout if timeout is None else timeout)
+
         async def exchange(egress: str) -> Outcome:
             try:
-                async with self._session(egress).get(url, allow_redirects=False) as resp:
+                async with self._session(egress).get(url, allow_redirects=False, timeout=bound) as resp:
                     return await self._classify(resp, registry, url, egress)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 return Outcome(Kind.TRANSIENT, f"{type(exc).__name__}: {exc}", egress=egress)
@@ -716,7 +722,7 @@ class RegistryClient:
     ) -> Outcome:
         """One RIPE-style port-43 listing (`-m`, one level, answered whole): the children with
         their own listing URLs."""
-        outcome = await self._whois_text(registry, server, query)
+        outcome = await self._whois_text(registry, server, query, timeout=self.listing_timeout)
         if outcome.kind is not Kind.ANSWER:
             return outcome
         rows = len(_LISTED.findall(outcome.value))
@@ -738,7 +744,8 @@ class RegistryClient:
     async def _arin_query(self, registry: str, server: str, query: str) -> Outcome:
         """One ARIN listing query (`r + >` or `r + <`) read (`whois.read_arin_listing`): located,
         not parsed, whether cut at ARIN's cap or whole."""
-        outcome = await self._whois_text(registry, server, query, self.max_arin_listing_bytes)
+        outcome = await self._whois_text(registry, server, query, self.max_arin_listing_bytes,
+                                         self.listing_timeout)
         if outcome.kind is not Kind.ANSWER:
             return outcome
         try:
@@ -749,16 +756,20 @@ class RegistryClient:
             return Outcome(Kind.MALFORMED, str(exc), egress=outcome.egress, received=outcome.received)
         return Outcome(Kind.ANSWER, answer, egress=outcome.egress)
 
-    async def _whois_text(self, registry: str, server: str, query: str, limit: int | None = None) -> Outcome:
+    async def _whois_text(self, registry: str, server: str, query: str, limit: int | None = None,
+                          timeout: float | None = None) -> Outcome:
+        """One port-43 exchange inside the registry's budget: its text, read up to `limit` bytes
+        (`max_whois_bytes`) within `timeout` seconds (a lookup's, `timeout`, unless given)."""
         host, _, port = server.rpartition(":")
         limit = limit or self.max_whois_bytes
+        seconds = self.timeout if timeout is None else timeout
 
         asked = f"whois://{server}/{quote(query)}"
 
         async def exchange(egress: str) -> Outcome:  # WHOIS counts against the budget too
             try:
                 bind = self._bind.get(egress)
-                body = await whois.query(host, int(port), query, bind, self.timeout, limit)
+                body = await whois.query(host, int(port), query, bind, seconds, limit)
             except AnswerTooLarge as exc:
                 return Outcome(Kind.MALFORMED, f"MalformedAnswer: {exc}", egress=egress,
                                received=Received(asked, exc.partial, whole=False))
