@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -416,18 +415,7 @@ class Worker:
         limiter = RedisRateLimiter(store.client, scaled(cfg.limits, cfg.egress_share), self.owner)
         self.letters = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config,
                                  topic=dead_letter_topic(cfg.topic_prefix, cfg.crawl))
-        cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-sources-"))
-        published = await self._statistics(cache)
-        client = RegistryClient(
-            await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, dict(cfg.settings.whois_servers),
-            delegated_by=published.router() if published else None,
-            delegation_at=published.starts() if published else None,
-            delegation_country=stats.configured_country(), dead_letters=self.letters,
-            timeout=cfg.settings.lookup_timeout, listing_timeout=cfg.settings.listing_timeout,
-        )
-        sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
-        loaded = await self._files_loaded(store, sink, client, published, cache, checkpoints)
-        shutil.rmtree(cache, ignore_errors=True)
+        client, sink, loaded = await self._prepared(store, limiter, checkpoints)
         scope = await store.scope()
         member = Member(self.owner, cfg.crawl, abandon_listings_on_stop=True)
         self.crawler = Crawler(store, sink, client, member, cfg.settings, scope=scope, stopping=self.stopping)
@@ -463,6 +451,27 @@ class Worker:
 
     crawler: Crawler | None = None
     letters: KafkaSink | None = None  # the crawl's dead-letter topic
+
+    async def _prepared(self, store: RedisBlockStore, limiter: RedisRateLimiter, checkpoints: CheckpointSink
+                        ) -> tuple[RegistryClient, KafkaSink, bool]:
+        """The registry client, the results' sink, and whether the crawl's published files are
+        loaded (False: stopping first). What they download goes to a folder of its own, removed
+        once they are loaded, or as soon as anything before fails (a bootstrap that cannot be read,
+        a statistics fetch cut short): a worker restarted over and over leaves none behind."""
+        cfg = self.config
+        with tempfile.TemporaryDirectory(prefix="whoiscrawl-sources-", ignore_cleanup_errors=True) as folder:
+            cache = Path(folder)
+            published = await self._statistics(cache)
+            client = RegistryClient(
+                await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses,
+                dict(cfg.settings.whois_servers), delegated_by=published.router() if published else None,
+                delegation_at=published.starts() if published else None,
+                delegation_country=stats.configured_country(), dead_letters=self.letters,
+                timeout=cfg.settings.lookup_timeout, listing_timeout=cfg.settings.listing_timeout,
+            )
+            sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
+            loaded = await self._files_loaded(store, sink, client, published, cache, checkpoints)
+        return client, sink, loaded
 
     async def _statistics(self, cache: Path) -> StatsPlan | None:
         """The delegation statistics, when the crawl reads them: each worker routes its lookups by

@@ -6,11 +6,13 @@ such statistics, and a Redis rebuilt after the load goes on from its progress.""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
 from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
 from whoiscrawl.worker.runner import Worker, WorkerConfig
 from whoiscrawl.worker.sources import FleetLoad, Results
 
@@ -21,7 +23,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.sources.published import SourcesSettings, load_stats
 from whoiscrawl.sources.stats import Delegation
-from whoiscrawl.space import fetch_bootstrap, plan_crawl
+from whoiscrawl.space import SpaceError, fetch_bootstrap, plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
@@ -173,3 +175,20 @@ async def test_a_worker_whose_statistics_are_older_than_the_crawl_used_routes_th
         assert checkpoints.close() == 0
         queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
         RedisCrawlAdmin(services.redis_url, crawl).delete_crawl()
+
+
+async def test_a_worker_failing_before_its_load_leaves_no_download_folder(services, tmp_path, monkeypatch):
+    # The worker's download folder (`whoiscrawl-sources-*`) was removed only after the load: a
+    # worker that could not read its bootstrap (restarted over and over, in a pod) left one a start.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    missing = tmp_path / "none.json"
+    worker = Worker(WorkerConfig("folder", services.kafka_bootstrap, services.redis_url, {},
+                                 topic_prefix="t.", bootstrap_url=str(missing), sources=SETTINGS,
+                                 metrics_port=None, kafka_config={"log_level": "0"}))
+    try:
+        with pytest.raises(SpaceError, match="does not exist"):
+            await worker.run()
+    finally:
+        worker.consumer.close()
+        worker._kafka.shutdown(wait=True)
+    assert not list(tmp_path.glob("whoiscrawl-sources-*"))
