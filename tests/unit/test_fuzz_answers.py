@@ -27,9 +27,11 @@ from whoiscrawl.registry.rdap import (
 )
 from whoiscrawl.registry.whois import (
     WhoisRateLimited,
-    parse_arin_listing,
+    arin_subtree,
+    inside,
     parse_whois,
     parse_whois_listing,
+    read_arin_listing,
 )
 from whoiscrawl.space import Bootstrap, SpaceError, bundled_bootstrap_document
 
@@ -217,8 +219,8 @@ def test_whois_listings_survive(data: st.DataObject):
     text = _mutate_text(data, text)
     DOCUMENTS["whois listing"] += 1
     try:
-        if arin:
-            records = parse_arin_listing(text, 0, 2**32 - 1)
+        if arin:  # as the client reads an `r >` answer: located, then every network parsed
+            records = arin_subtree(inside(read_arin_listing(text), 0, 2**32 - 1), "PARENT")
         else:
             records = parse_whois_listing(text, labels[0]["registry"], "PARENT")
     except (MalformedAnswer, WhoisRateLimited) as exc:

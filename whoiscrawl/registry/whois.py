@@ -348,11 +348,6 @@ _ARIN_LIMITED = re.compile(r"^#[^\n]*\b(?:limit|truncat|exceed)", re.IGNORECASE 
 ARIN_LISTING_LIMIT = rirs.BY_ID["arin"].whois_listing_limit
 
 
-class ListingLimited(MalformedAnswer):
-    """A listing the server cut at its cap, read as a whole one: unusable as the list, as an answer
-    over a cap of the client's is (`ArinListing` asks it in parts instead)."""
-
-
 @dataclass(frozen=True)
 class ArinAnswer:
     """One ARIN `r + >` or `r + <` answer, read: each listed network's first and last address and
@@ -432,17 +427,6 @@ def inside(answer: ArinAnswer, first: int, last: int) -> dict[tuple[int, int], L
     """The networks of an answer strictly inside first..last, by span."""
     return {(lo, hi): (answer, k) for k, (lo, hi, _, _) in enumerate(answer.nets)
             if first <= lo and hi <= last and (lo, hi) != (first, last)}
-
-
-def parse_arin_listing(
-    text: str, first: int, last: int, wanted: Callable[[int, int], bool] | None = None
-) -> list[NetworkRecord]:
-    """One whole ARIN `r + >` answer as the direct children of the network first..last
-    (`arin_children`). A cut one (`ArinAnswer.limited`) is refused: ListingLimited."""
-    answer = read_arin_listing(text)
-    if answer.limited:
-        raise ListingLimited(f"an ARIN listing cut at its limit ({len(answer.nets)} networks)")
-    return arin_children(inside(answer, first, last), wanted)
 
 
 @dataclass
