@@ -36,6 +36,10 @@ class Keys:
         return self.prefix + "scope"
 
     @property
+    def special(self) -> str:  # special-purpose space the plans withheld: span id -> a shard's JSON
+        return self.prefix + "special"
+
+    @property
     def cursors(self) -> str:
         return self.prefix + "cursors"
 

@@ -27,4 +27,4 @@ def publish_plan(
         queue.ensure_topics(bootstrap, prefix, plan.crawl, partitions, config,
                             settings.replication_factor, settings.config)
     sent = queue.publish_shards(bootstrap, prefix, plan.crawl, plan.shards, config)
-    return sent, store.add_plan(plan.shards)
+    return sent, store.add_plan(plan.shards, plan.special)

@@ -278,6 +278,10 @@ class Plan:
 
     crawl: str
     shards: tuple[Shard, ...]
+    # The special-purpose space of the ranges (less excludes) left out of the shards, a shard-shaped
+    # span each (never walked as such): a fleet's loader, which reads the statistics the operator
+    # plans without, adds the delegations they list there (`special_shards`, worker/sources.py).
+    special: tuple[Shard, ...] = ()
 
     @property
     def addresses(self) -> int:
@@ -305,6 +309,7 @@ def plan_crawl(
     take turns: lanes that start together then start in different ranges, not side by side inside
     one network that each would pay a lookup to learn (a free /16 spans 16 shards)."""
     space = crawlable(ranges, excludes, delegated)
+    withheld = crawlable(ranges, excludes, SPECIAL_PURPOSE) - space
     prefix = shard_prefix if shard_prefix is not None else auto_shard_prefix(space.size)
     if not 8 <= prefix <= 32 or not 8 <= resolution <= 32:
         raise SpaceError("shard_prefix and resolution must be prefix lengths from 8 to 32")
@@ -325,4 +330,21 @@ def plan_crawl(
             shards.append(Shard(crawl, shard_id, first, end, strategy, resolution, samples))
             first = end + 1
     turns = itertools.zip_longest(*by_range)
-    return Plan(crawl, tuple(s for turn in turns for s in turn if s is not None))
+    special = tuple(Shard(crawl, f"{r[0]}-{r[-1]}", int(r.first), int(r.last), strategy, resolution, samples)
+                    for r in withheld.iter_ipranges())
+    return Plan(crawl, tuple(s for turn in turns for s in turn if s is not None), special)
+
+
+def special_shards(withheld: Iterable[Shard], delegated: Iterable[str]) -> tuple[Shard, ...]:
+    """The shards of the delegations a registry's statistics list in special-purpose space
+    (`delegated`: `StatsPlan.special_delegations`) where a plan withheld it (`Plan.special`), each
+    with the withheld span's strategy, resolution and samples: what a crawl that read the
+    statistics after the plan was made (a fleet's loader) adds to it. Nothing else of special space."""
+    listed = parse_ranges(delegated)
+    out: list[Shard] = []
+    for span in withheld:
+        inside = [str(c) for c in (listed & IPSet(IPRange(span.first, span.last))).iter_cidrs()]
+        if inside:
+            out += plan_crawl(crawl=span.crawl, ranges=inside, delegated=inside, strategy=span.strategy,
+                              resolution=span.resolution, samples=span.samples).shards
+    return tuple(out)

@@ -33,6 +33,7 @@ from whoiscrawl.worker import carry
 
 from whoiscrawl import queue
 from whoiscrawl.crawl import ResultSink
+from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
 from whoiscrawl.sources import dumps, freshness, manifest, seed
@@ -45,8 +46,9 @@ from whoiscrawl.sources.published import (
     stale_note,
     went_back,
 )
-from whoiscrawl.space import Scope
+from whoiscrawl.space import Plan, Scope, special_shards
 from whoiscrawl.store import Lease, LeaseLost, renewing
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 from whoiscrawl.strategy import Answer
 
@@ -155,8 +157,11 @@ class FleetLoad:
         return None
 
     async def _load(self, state: dict[str, str]) -> None:
-        """Every item sent (from where the last loader stopped), then the freshness check."""
+        """The delegations in special-purpose space planned, every item sent (from where the last
+        loader stopped), then the freshness check."""
         await self.store.sync()
+        if self.stats is not None and "special" not in state:
+            await self._plan_special()
         scope = await self.store.scope()
         self.cache.mkdir(parents=True, exist_ok=True)
         old = await self._previous()
@@ -182,6 +187,26 @@ class FleetLoad:
                 await self._leaves(item)  # again after a loader that died past it: the same leaves
         if not self.stopping.is_set():
             await self._finish(used, scope)
+
+    async def _plan_special(self) -> None:
+        """The delegations the statistics list in special-purpose space the plan withheld (ARIN's
+        AS112 block 192.175.48.0/24): the operator plans without the statistics, so they are
+        planned here, before any shard is walked, as a plan is published (`publish_plan`: the work
+        topic, then the planned shards, totals and scope). Their ids are the load's progress: a
+        loader after this one plans them no more (one killed before that publishes them again, with
+        the same ids: counted once, walked once)."""
+        assert self.stats is not None
+        shards = special_shards(await self.store.special(), self.stats.special_delegations())
+        if shards:
+            admin, results = RedisCrawlAdmin(self.store.url, self.results.crawl), self.results
+            plan = Plan(results.crawl, shards)
+            try:
+                await asyncio.to_thread(publish_plan, plan, bootstrap=results.bootstrap,
+                                        prefix=results.prefix, store=admin, config=results.config)
+            finally:
+                admin.client.close()
+            log.info("planned %d shards of special-purpose space the statistics list delegated", len(shards))
+        await self._write(fields={"special": json.dumps([s.shard_id for s in shards])})
 
     async def _stage(self, scope: Scope | None) -> list[Item]:
         """The statistics' free space and the dumps in scope, staged (as items to send)."""

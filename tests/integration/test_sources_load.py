@@ -192,3 +192,53 @@ async def test_a_worker_failing_before_its_load_leaves_no_download_folder(servic
         worker.consumer.close()
         worker._kafka.shutdown(wait=True)
     assert not list(tmp_path.glob("whoiscrawl-sources-*"))
+
+
+async def test_a_delegation_the_statistics_list_in_special_purpose_space_is_planned_by_the_load(
+    services, unique_name, tmp_path
+):
+    """The operator plans without the statistics, so a fleet crawl left ARIN's AS112 block
+    192.175.48.0/24 (special-purpose, yet an `assigned` row of ARIN's statistics, NET-192-175-48-0-1)
+    out where a local crawl asks it. The load plans it before any shard is walked: its shard on the
+    work topic and in the plan's totals and scope (a rebuilt Redis keeps it); TEST-NET-1, special
+    and no registry's delegation, stays out."""
+    crawl = unique_name
+    plan = plan_crawl(crawl=crawl, ranges=["192.175.48.0/22", "192.0.2.0/24"], strategy="sweep",
+                      resolution=24, samples=0)
+    assert {(s.first, s.last) for s in plan.special} == {
+        (int(IPv4Address("192.0.2.0")), int(IPv4Address("192.0.2.255"))),
+        (int(IPv4Address("192.175.48.0")), int(IPv4Address("192.175.48.255")))}
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    as112 = int(IPv4Address("192.175.48.0"))
+    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    published = replace(published, delegations=[
+        *published.delegations, Delegation("arin", "US", as112, 256, "19960105", "assigned")])
+    store = RedisBlockStore(services.redis_url, crawl)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
+    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
+    load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
+                     f"load-{crawl}", tmp_path / "load", stats=published, checkpoints=checkpoints)
+    try:
+        assert await load.ready() is not None
+        work = [s for _, _, s in queue.iter_work(services.kafka_bootstrap, "t.", crawl)]
+        added = [s for s in work if s not in plan.shards]
+        assert [(s.shard_id, s.strategy, s.resolution) for s in added] == [
+            ("192.175.48.0-192.175.48.255", "sweep", 24)]
+        totals = admin.progress()
+        assert (totals.shards_total, totals.addresses_total) == (len(plan.shards) + 1, plan.addresses + 256)
+        scope = await store.scope()
+        assert scope is not None and scope.overlaps(as112, as112 + 255)
+        test_net_1 = int(IPv4Address("192.0.2.0"))
+        assert not scope.overlaps(test_net_1, test_net_1 + 255)
+        admin.delete_crawl()  # Redis lost the crawl: the rebuild reads the plan from the work topic
+        assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
+        assert admin.progress().shards_total == len(plan.shards) + 1
+    finally:
+        assert sink.close() == 0
+        assert checkpoints.close() == 0
+        await store.close()
+        await client.close()
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        admin.delete_crawl()

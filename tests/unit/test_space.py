@@ -19,6 +19,7 @@ from whoiscrawl.space import (
     iana_registry_by_slash8,
     plan_crawl,
     registry_for,
+    special_shards,
 )
 
 
@@ -104,6 +105,22 @@ def test_special_purpose_space_a_registry_delegated_is_crawled_and_no_more():
     assert IPAddress("192.175.48.1") not in crawlable(ranges, excludes=["192.175.48.0/24"], delegated=[as112])
     shards = plan_crawl(crawl="c", ranges=ranges, delegated=[as112]).shards
     assert sum(s.last - s.first + 1 for s in shards) == 1 << 16
+
+
+def test_a_plan_withholds_special_purpose_space_and_a_loader_plans_only_what_the_statistics_list_there():
+    # A fleet's operator plans without the statistics: the plan keeps the special-purpose space of
+    # its ranges apart (`Plan.special`), and the loader, which reads them, plans ARIN's AS112 block
+    # alone, with the plan's strategy and grid; TEST-NET-1 beside it is no one's delegation.
+    ranges, as112 = ["192.175.48.0/22", "192.0.2.0/24"], "192.175.48.0-192.175.48.255"
+    plan = plan_crawl(crawl="c", ranges=ranges, strategy="sample", resolution=26, samples=3)
+    assert sorted(s.shard_id for s in plan.special) == ["192.0.2.0-192.0.2.255", as112]
+    assert not plan.scope.overlaps(ip("192.175.48.1"), ip("192.175.48.1"))
+    [shard] = special_shards(plan.special, [as112, "192.175.49.0-192.175.49.255"])
+    assert (shard.crawl, shard.shard_id, shard.strategy, shard.resolution, shard.samples) == (
+        "c", as112, "sample", 26, 3)
+    assert special_shards(plan.special, []) == ()
+    excluded = plan_crawl(crawl="c", ranges=ranges, excludes=["192.175.48.0/24"])
+    assert special_shards(excluded.special, [as112]) == ()
 
 
 @pytest.mark.parametrize(

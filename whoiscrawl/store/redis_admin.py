@@ -134,10 +134,12 @@ class RedisCrawlAdmin:
         counted = [x for pair in counters.items() for x in pair]
         return bool(self.client.eval(_REBUILT, len(keys), *keys, owner, new_epoch(), scope, *counted))
 
-    def add_plan(self, shards: Iterable[Shard]) -> tuple[int, int]:
+    def add_plan(self, shards: Iterable[Shard], special: Iterable[Shard] = ()) -> tuple[int, int]:
         """Add a plan's shards to the crawl's (a re-plan publishes on top of the earlier plans and
         shares the shards of the ranges they had in common); the totals and the scope are the
-        union's. Returns the shards and addresses planned in all."""
+        union's. `special`: the special-purpose space it withheld (`Plan.special`), kept for the
+        loader that plans the delegations the statistics list there. Returns the shards and
+        addresses planned in all."""
         planned: dict[bytes, bytes] = self.client.hgetall(self.keys.planned)  # type: ignore[assignment]
         spans = {}
         for key, value in planned.items():
@@ -146,6 +148,8 @@ class RedisCrawlAdmin:
         spans.update({s.shard_id: (s.first, s.last) for s in shards})
         pipe = self.client.pipeline(transaction=False)
         totals = self._plan(pipe, spans)
+        if withheld := {s.shard_id: s.to_json() for s in special}:
+            pipe.hset(self.keys.special, mapping=dict[Any, Any](withheld))
         pipe.execute()
         return totals
 

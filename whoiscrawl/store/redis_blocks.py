@@ -17,7 +17,7 @@ import redis.retry
 from whoiscrawl import metrics, redis_client
 from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
 from whoiscrawl.keys import Keys
-from whoiscrawl.records import Progress
+from whoiscrawl.records import Progress, Shard
 from whoiscrawl.space import Scope
 from whoiscrawl.store import LEASE_S, Lease, LeaseLost, ListingClaim, remember, step_counts
 from whoiscrawl.store.redis_scripts import (
@@ -65,6 +65,7 @@ class RedisBlockStore:
         another process holds the rebuild's lease); without it a lost store just starts anew.
         `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done)."""
         self.keys = Keys(crawl)
+        self.url = url  # the plan is added to through it (`RedisCrawlAdmin`): a fleet's loader
         retry = redis.asyncio.retry.Retry(_backoff(), REDIS_RETRIES)
         self.client: aioredis.Redis = redis_client.pooled(url, retry=retry)
         self.index = KnownBlocks()
@@ -285,6 +286,11 @@ class RedisBlockStore:
         """The crawl's scope as planned (None: planned before scopes were written)."""
         value: Any = await self.client.get(self.keys.scope)
         return Scope.decode(value.decode() if isinstance(value, bytes) else value) if value else None
+
+    async def special(self) -> list[Shard]:
+        """The special-purpose space the crawl's plans withheld (`Plan.special`), a shard-shaped span each."""
+        raw: Any = await self.client.hvals(self.keys.special)
+        return [Shard.from_json(value) for value in raw]
 
     async def cursor(self, shard_id: str) -> str | None:
         value: Any = await self.client.hget(self.keys.cursors, shard_id)
