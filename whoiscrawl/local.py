@@ -118,6 +118,9 @@ class LocalCrawl:
     egresses: list[Egress] = field(default_factory=lambda: [Egress("local")])
     resume: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)  # set (as Ctrl-C does) to stop
+    # Special-purpose space to plan as delegated though this crawl reads no statistics: a refresh's
+    # walk of what changed (the refresh read them: `StatsPlan.special_delegations`)
+    delegated: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list, init=False)  # warnings about the published files
     # (registry, handle) -> addresses of the contacts this crawl's fill asked before it was stopped
     # (its filled records in the results): a resume does not ask them again
@@ -170,13 +173,13 @@ class LocalCrawl:
         """The plan, less the free and reserved space the statistics list, with the special-purpose
         space they list as delegated (and the statistics)."""
         chosen = self.settings
-        excludes, published, delegated = list(chosen.excludes), None, []
+        excludes, published, delegated = list(chosen.excludes), None, list(self.delegated)
         if "stats" in chosen.sources:
             published = await load_stats(chosen.files_base, self.published)
             for warning in published.warnings:
                 self.note(warning)
             excludes += published.free_ranges()
-            delegated = published.special_delegations()
+            delegated += published.special_delegations()
         plan = plan_crawl(
             crawl="local", ranges=self.ranges, excludes=excludes, strategy=chosen.strategy,
             resolution=chosen.resolution, shard_prefix=chosen.shard_prefix, samples=chosen.samples,
@@ -184,15 +187,17 @@ class LocalCrawl:
         )
         return plan, published
 
-    def _asked_scope(self) -> Scope:
-        """The space the user asked for (the plan's scope leaves the free space out)."""
-        asked = crawlable(self.ranges, list(self.settings.excludes))
+    def _asked_scope(self, delegated: Iterable[str] = ()) -> Scope:
+        """The space the user asked for (the plan's scope leaves the free space out), with the
+        special-purpose space the statistics list delegated in it (`delegated`)."""
+        asked = crawlable(self.ranges, list(self.settings.excludes), delegated)
         return Scope.of((c.first, c.last) for c in asked.iter_cidrs())
 
     def manifest(self, published: StatsPlan, store: MemoryStore) -> manifest.Manifest:
         """What this map was made from (`sources/manifest.py`): its scope, the files' serials, the
-        statistics' rows in scope; a refresh compares newer files with it."""
-        scope = self._asked_scope()
+        statistics' rows in scope, a delegation they list in special-purpose space included (its
+        change is seen on refresh); a refresh compares newer files with it."""
+        scope = self._asked_scope(published.special_delegations())
         serials = {r: {"stats": s} for r, s in published.serials.items()}
         for registry, how in store.seeded.items():
             if how.get("serial"):
@@ -480,6 +485,7 @@ def seeding_done(seeded: dict[str, Any]) -> bool:
     return bool(set(seeded) - {STATS})
 
 
-def scoped(ranges: list[str], excludes: list[str]) -> list[str]:
-    """The crawlable space of ranges less excludes, as CIDRs: two maps of one space say the same."""
-    return [str(c) for c in crawlable(ranges, excludes).iter_cidrs()]
+def scoped(ranges: list[str], excludes: list[str], delegated: Iterable[str] = ()) -> list[str]:
+    """The crawlable space of ranges less excludes (with the special-purpose space the statistics
+    list delegated in them, `delegated`), as CIDRs: two maps of one space say the same."""
+    return [str(c) for c in crawlable(ranges, excludes, delegated).iter_cidrs()]

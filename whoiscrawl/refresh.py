@@ -37,7 +37,14 @@ from whoiscrawl.registry import RegistryClient
 from whoiscrawl.results.diff import diff_report
 from whoiscrawl.results.source import ResultSet
 from whoiscrawl.sources import freshness, manifest, seed, stats
-from whoiscrawl.sources.difference import Previous, Seen, compare_dumped, removed, stats_difference
+from whoiscrawl.sources.difference import (
+    Previous,
+    Seen,
+    StatsDifference,
+    compare_dumped,
+    removed,
+    stats_difference,
+)
 from whoiscrawl.sources.dumps import DumpReport
 from whoiscrawl.sources.published import RegistryDump, StatsPlan, fetch_dumps, load_stats, went_back
 from whoiscrawl.space import Scope
@@ -93,7 +100,11 @@ class Refresh:
         """The refresh once the files are fetched and the previous map read."""
         job = self.job
         clock = self._took("previous", clock)
-        scope = Scope.of((c.first, c.last) for c in IPSet(old.scope).iter_cidrs())
+        # the previous map's scope (`_check`), with the delegations the statistics list in its
+        # special-purpose space: their rows compared too (before, a change of ARIN's AS112 block
+        # was never seen, its previous record kept)
+        asked = scoped(job.ranges, list(job.settings.excludes), published.special_delegations())
+        scope = Scope.of((c.first, c.last) for c in IPSet(asked).iter_cidrs())
         sink = FileSink(job.out, each=False)  # what the files settle: a resume writes it again whole
         for record in published.free_records(scope):
             record.crawl = "local"
@@ -102,7 +113,7 @@ class Refresh:
         indexed = asyncio.create_task(asyncio.to_thread(ResultSet, self.previous, seekable=True))
         dumped = await self._from_dumps(dumps, prev, scope, sink)
         clock = self._took("dumps", clock)
-        walk = await self._from_stats(old, published, prev, scope, dumped, sink)
+        walk = (await self._from_stats(old, published, prev, scope, dumped, sink)).walk(asked)
         sink.close()
         clock = self._took("statistics", clock)
         summary = await self._live(walk, published, scope)
@@ -227,9 +238,9 @@ class Refresh:
         self.counts[f"{registry}_removed"] += len(removed(prev, registry, seen))
 
     async def _from_stats(self, old: manifest.Manifest, published: StatsPlan, prev: Previous, scope: Scope,
-                          dumped: set[str], sink: FileSink) -> list[str]:
+                          dumped: set[str], sink: FileSink) -> StatsDifference:
         """Registries without a dump read: the previous networks outside every delegation whose
-        statistics row changed are kept; the changed delegations (in scope) are to be walked."""
+        statistics row changed are kept; the changed delegations (`walk`: in scope) are to be walked."""
         now = (manifest.row_of(d) for d in published.delegations if scope.overlaps(d.first, d.last))
         difference = stats_difference(old.rows, now, dumped, published.serials)
         for at in prev.positions():  # in the map's order
@@ -241,7 +252,7 @@ class Refresh:
                 self.sample.append(prev.record(at))
             sink.write(prev.line(at).decode())  # as the previous map holds it (`to_json`'s bytes)
         self.counts["delegations_changed"] = len(difference.changed)
-        return difference.walk(old.scope)
+        return difference
 
     async def _live(self, walk: list[str], published: StatsPlan, scope: Scope) -> dict[str, Any]:
         """The changed delegations walked live (a crawl of just them), then the networks to ask
@@ -252,7 +263,7 @@ class Refresh:
             live_only = dataclasses.replace(job.settings, sources=frozenset({"live"}), excludes=())
             sub = LocalCrawl(ranges=walk, out=part, bootstrap=job.bootstrap, limits=job.limits,
                              settings=live_only, egresses=job.egresses, resume=part.exists(),
-                             stopping=job.stopping)
+                             stopping=job.stopping, delegated=published.special_delegations())
             done = await sub.run()
             complete, lookups = bool(done["complete"]), Counter(done["lookups_by_registry"])
             if not complete:  # the walk's records and checkpoint stay for --resume

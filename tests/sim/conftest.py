@@ -33,9 +33,11 @@ async def start_sim(tmp_path: Path) -> AsyncIterator[StartSim]:
     started: list[Simulator] = []
 
     async def start(time_scale: float = 1.0, faults: dict[str, Any] | None = None,
-                    latency: bool = False, limits: bool = True, **options: Any) -> Simulator:
-        """`options`: further SimConfig fields (row_limit=, arin_relation_search=)."""
-        scen = scenarios.get("quick")
+                    latency: bool = False, limits: bool = True, scenario: Scenario | None = None,
+                    **options: Any) -> Simulator:
+        """`scenario`: another than `quick`; `options`: further SimConfig fields (row_limit=,
+        arin_relation_search=)."""
+        scen = scenario or scenarios.get("quick")
         f = Faults.from_doc(faults or {}, time_scale=time_scale)
         sim = Simulator(scen, SimConfig(time_scale=time_scale, faults=f, latency=latency,
                                         limits_enabled=limits, log_path=tmp_path / f"log{len(started)}.jsonl",

@@ -21,6 +21,7 @@ from whoiscrawl.refresh import Refresh, RefreshError, change_set_path
 from whoiscrawl.rirs import BY_ID, REGISTRIES
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sim.churn import Change
+from whoiscrawl.sim.scenarios import Scenario
 from whoiscrawl.sim.score import score, truth_records
 from whoiscrawl.sim.server import Simulator
 from whoiscrawl.sources import manifest
@@ -269,3 +270,32 @@ async def test_a_refresh_stopped_while_reading_a_dump_stops_there_and_resumes_to
     assert _map(out) == _map(whole) and len(_map(out)) == count
     assert sorted(change_set_path(out).read_text().splitlines()) == sorted(
         change_set_path(whole).read_text().splitlines())
+
+
+async def test_a_change_of_a_delegation_in_special_purpose_space_is_seen_on_refresh(
+        start_sim: StartSim, tmp_path: Path) -> None:
+    # ARIN's AS112 block 192.175.48.0/24, special-purpose yet an `assigned` row of ARIN's statistics,
+    # is transferred to another holder on day 1 (its row re-dated). A crawl asks it, but the map's
+    # manifest left its row out (its scope was the crawlable space, special-purpose space cut out),
+    # so the refresh never compared it and kept the previous holder.
+    as112 = Scenario("as112", ["192.175.48.0/24"])  # what the day's changes touch: AS112 alone
+    sim = await start_sim(time_scale=100, scenario=as112)
+    ranges, block = ["192.175.48.0/22"], ("arin", "192.175.48.0", "192.175.48.255")
+
+    async def stats_live(out: Path) -> LocalCrawl:  # ARIN has no dump: what it shows is its statistics
+        crawl = await job(sim, out, ranges)
+        crawl.settings = dataclasses.replace(crawl.settings, sources=frozenset({"stats", "live"}),
+                                             accept_dump_terms=frozenset())
+        return crawl
+
+    previous = tmp_path / "day0.jsonl"
+    assert (await (await stats_live(previous)).run())["complete"]
+    sim.advance(1)
+    assert [(c.kind, ip_str(c.first)) for c in sim.scenario.changes()] == [("transferred", "192.175.48.0")]
+    out = tmp_path / "day1.jsonl"
+    summary = await Refresh(await stats_live(out), previous).run()
+    assert summary["complete"] and summary["counts"]["delegations_changed"] == 2  # its row then and now
+    [now] = [r for r in truth_records(sim.scenario) if r["start_address"] == block[1]]
+    before, after = _map(previous)[block], _map(out)[block]
+    assert before["registrant"] != now["registrant"] == after["registrant"]
+    assert summary["changes"]["transferred"] + summary["changes"]["changed"] >= 1
