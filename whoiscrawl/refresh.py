@@ -168,7 +168,10 @@ class Refresh:
             job.note(warning)
         _forward("statistics", "stats", published.serials, old)
         chosen = job.settings
-        dumps, notes = await fetch_dumps(chosen.files_base, job.published, chosen.accept_dump_terms)
+        dumps: list[RegistryDump] = []
+        notes: list[str] = []
+        if "dumps" in chosen.sources:  # else every registry by the statistics' difference, as crawled
+            dumps, notes = await fetch_dumps(chosen.files_base, job.published, chosen.accept_dump_terms)
         for note in notes:
             job.note(note)
         _forward("dump", "dump", {d.registry: d.serial or "" for d in dumps}, old)

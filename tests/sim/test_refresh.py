@@ -227,6 +227,33 @@ async def test_a_registry_whose_new_statistics_are_unusable_keeps_its_networks(
     assert [r["registrant"] for r in written if r["registry"] == "arin"] == ["Kept From Before"]
 
 
+async def test_a_refresh_whose_sources_leave_out_the_dumps_reads_none(
+        start_sim: StartSim, tmp_path: Path) -> None:
+    # `--sources stats,live` (the options are the crawl's, docs/refresh.md): every dump was read
+    # whole all the same, and a map of the statistics and live answers became one of the dumps (the
+    # previous RIPE NCC network compared with RIPE NCC's dump), at most of the refresh's time.
+    sim = await start_sim(latency=False, limits=False)
+    kept = ("ripencc", "193.0.0.0", "193.0.7.255")
+    previous = tmp_path / "maps" / "previous.jsonl"
+    previous.parent.mkdir()
+    record = NetworkRecord(registry="ripencc", handle="193.0.0.0 - 193.0.7.255", start_address=kept[1],
+                           end_address=kept[2], cidrs=["193.0.0.0/21"])
+    previous.write_bytes(record.to_json() + b"\n")
+    sound = sim.files.sound(sim.files.items[BY_ID["ripencc"].stats_url.split("://", 1)[1]])
+    first, last = ip_int(kept[1]), ip_int(kept[2])
+    rows = [manifest.row_of(d) for d in read_path(sound)[1] if d.first <= last and first <= d.last]
+    manifest.Manifest(scope=["193.0.0.0/21"], rows=rows).write(previous)  # as the crawl before read them
+    new = await job(sim, tmp_path / "maps" / "new.jsonl", ["193.0.0.0/21"])
+    new.settings = dataclasses.replace(new.settings, sources=frozenset({"stats", "live"}), verify=0.0)
+    summary = await Refresh(new, previous).run()
+    assert summary["complete"] and summary["walked"] == [] and summary["counts"]["ripencc_kept"] == 1
+    assert set(_map(new.out)) == {kept}
+    sim.log.flush()
+    dumps = {url.split("://", 1)[1] for r in REGISTRIES for url in BY_ID[r].dump_urls}
+    fetched = [json.loads(line)["address"] for line in sim.log.path.read_text().splitlines()]
+    assert not [path for path in fetched if any(path.endswith(d) for d in dumps)]
+
+
 async def test_a_refresh_stopped_while_reading_a_dump_stops_there_and_resumes_to_the_same_map(
         start_sim: StartSim, tmp_path: Path, mirror: tuple[Path, str]) -> None:
     # Ctrl-C (the refresh's task cancelled) once it has taken the first of a dump's networks: it
