@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.sources.difference import PROVENANCE, Previous
 from whoiscrawl.sources.published import SourcesSettings, load_stats
+from whoiscrawl.sources.stats import Delegation
 from whoiscrawl.space import fetch_bootstrap, plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
@@ -50,10 +52,11 @@ def _load(services, crawl: str, tmp_path: Path, owner: str, previous: str | None
                      f"{owner}-{crawl}", tmp_path / owner / crawl, checkpoints=checkpoints, previous=previous)
 
 
-async def _ready(load: FleetLoad, tmp_path: Path) -> dict:
-    """The load run to its end (its statistics read as a worker reads them)."""
+async def _ready(load: FleetLoad, tmp_path: Path, rows: tuple[Delegation, ...] = ()) -> dict:
+    """The load run to its end (its statistics read as a worker reads them, with `rows` more)."""
     load.client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
-    load.stats = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    load.stats = replace(published, delegations=[*published.delegations, *rows])
     try:
         figures = await load.ready()
     finally:
@@ -205,3 +208,34 @@ async def test_a_previous_generation_that_cannot_be_refreshed_from_is_refused_an
         records = queue.iter_results(services.kafka_bootstrap, "t.", crawl)
         carried = [r for r in records if r.registry == "arin" and r.source == "rdap"]
         assert not carried  # nothing of the previous generation
+
+
+# ARIN's AS112 block: special-purpose space, yet an `assigned` row of ARIN's statistics
+AS112 = Delegation("arin", "US", ip_int("192.175.48.0"), 256, "19960105", "assigned")
+
+
+async def test_a_delegation_in_special_purpose_space_is_carried_only_while_its_row_is_unchanged(
+    services, crawls, tmp_path
+):
+    """Each generation's load plans AS112 (docs/sources.md, The fleet), so its scope and manifest
+    hold it: re-dated in the next generation's statistics (a transfer), its previous record is not
+    carried (its shard is walked live); unchanged, it is. Before, no fleet planned it, its row was
+    in no manifest, and a refresh carried its record whatever changed."""
+    ranges = ["192.175.48.0/22"]
+    first = crawls("g1")
+    _plan(services, first, ranges)
+    await _ready(_load(services, first, tmp_path, "first"), tmp_path, (AS112,))
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", first)
+    await sink.emit(NetworkRecord("arin", "NET-192-175-48-0-1", "192.175.48.0", "192.175.48.255",
+                                  ["192.175.48.0/24"], type="DIRECT ASSIGNMENT", registrant="AS112 Project",
+                                  country="US", source="rdap", crawl=first))  # what its walker asked
+    assert sink.close() == 0
+    for tag, date, carried in (("same", AS112.date, True), ("transferred", "20181014", False)):
+        crawl = crawls(tag)
+        _plan(services, crawl, ranges)
+        load = _load(services, crawl, tmp_path, tag, first)
+        figures = await _ready(load, tmp_path, (replace(AS112, date=date),))
+        assert "refused" not in figures["refresh"], figures["refresh"]
+        sent = [r.start_address for r in queue.iter_results(services.kafka_bootstrap, "t.", crawl)
+                if r.source == "rdap"]
+        assert sent == (["192.175.48.0"] if carried else []), tag

@@ -311,8 +311,7 @@ async def test_a_change_of_a_delegation_in_special_purpose_space_is_seen_on_refr
 
     async def stats_live(out: Path) -> LocalCrawl:  # ARIN has no dump: what it shows is its statistics
         crawl = await job(sim, out, ranges)
-        crawl.settings = dataclasses.replace(crawl.settings, sources=frozenset({"stats", "live"}),
-                                             accept_dump_terms=frozenset())
+        crawl.settings = dataclasses.replace(crawl.settings, sources=frozenset({"stats", "live"}))
         return crawl
 
     previous = tmp_path / "day0.jsonl"
