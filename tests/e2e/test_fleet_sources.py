@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from whoiscrawl.bench.fleet import SWEEP, Fleet, FleetRun, crawl_with_fleet
+from whoiscrawl.bench.common import Simulator
+from whoiscrawl.bench.fleet import SWEEP, Fleet, FleetRun, FleetShape, crawl_with_fleet
 from whoiscrawl.keys import Keys
 
 from .conftest import score
@@ -111,3 +112,23 @@ def test_a_loader_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     assert run.finished
     assert blocks(run.results) == blocks(files_run.results)
     assert from_files(run.results) == from_files(files_run.results)  # nothing lost, nothing twice
+
+
+def test_a_fleet_asks_the_delegation_the_statistics_list_in_special_purpose_space_and_nothing_else_there(
+    services, quick_sim, tmp_path
+):
+    """Real workers from the statistics: ARIN's AS112 block 192.175.48.0/24 (special-purpose, an
+    `assigned` row of ARIN's statistics) is planned by the load and walked (before, the operator's
+    plan left it out and no fleet asked it); TEST-NET-1 beside it in the ranges is asked nothing."""
+    scope = ["192.175.48.0/22", "192.0.2.0/24"]
+    sim = Simulator(quick_sim.proc, {**quick_sim.info, "ranges": scope})
+    stats_live = dataclasses.replace(SWEEP, sources=frozenset({"stats", "live"}))
+    run = crawl_with_fleet(sim, services.kafka_bootstrap, services.redis_url, tmp_path, stats_live,
+                           FleetShape(workers=1), timeout=300)
+    assert run.finished and run.progress.shards_total == run.shards + 1  # the load's shard, walked
+    records = {(r["start_address"], r["end_address"]): r for r in map(json.loads, run.results.open())}
+    as112 = records["192.175.48.0", "192.175.48.255"]
+    assert (as112["registry"], as112["source"]) == ("arin", "rdap")
+    asked = [json.loads(line)["address"] for line in Path(quick_sim.log).read_text().splitlines()]
+    assert any(a.startswith("192.175.48.") for a in asked)
+    assert not [a for a in asked if a.startswith("192.0.2.")]
