@@ -228,7 +228,7 @@ class ShardLane:
         """The answer a former walk of the shard had for this address and kept, cut off (killed,
         paused past its leases, drained, revoked) while it waited for a listing before writing its
         step: the probe its checkpoint still holds, so only a walk's first probe can be one. Asked
-        again, each was a duplicate lookup (a chaos run of quick: 40 of 58, some asked by four walks
+        again, each was a duplicate lookup (a chaos run of quick: 52 of 58, some asked by four walks
         in turn)."""
         if not self._first_probe or not self.crawler.settings.list_children:
             return None

@@ -204,7 +204,7 @@ async def test_a_walk_cut_off_while_its_parent_is_listed_leaves_no_lookup_to_ask
     moves on (a kill, a pause past its leases, a drain or a revocation leave the same: the probe
     never reached the walk's checkpoint). The shard's next walk meets the address again: it reads
     the answer the store kept, takes the listing over, and asks the registry nothing twice. Before,
-    it looked the address up again to learn the parent (40 of 58 duplicate lookups of a chaos run
+    it looked the address up again to learn the parent (52 of 58 duplicate lookups of a chaos run
     of quick were such probes, some asked by four walks in turn)."""
     log = tmp_path / "requests.jsonl"
     admin = RedisCrawlAdmin(services.redis_url, unique_name)
