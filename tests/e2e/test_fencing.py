@@ -142,6 +142,19 @@ async def test_a_listing_whose_lease_was_taken_over_stops_at_once(services, uniq
 
 
 
+def frozen_while_listing(out: Path) -> FrozenSink:
+    """A sink that freezes its worker as it delivers the assignment's second child: the worker lists
+    the parent its probe answered, and its walk's step past that probe is not written yet."""
+    listed: list[int] = []  # results delivered before the assignment: its children follow
+
+    def second_child(record: NetworkRecord, before: int) -> bool:
+        if (record.first, record.last) == PARENT_SPAN:
+            listed.append(before)
+        return bool(listed) and before == listed[0] + 2
+
+    return FrozenSink(out, second_child)
+
+
 async def test_a_listing_going_on_after_its_walk_was_revoked_writes_no_stale_checkpoint(
     services, unique_name, tmp_path
 ):
@@ -156,14 +169,7 @@ async def test_a_listing_going_on_after_its_walk_was_revoked_writes_no_stale_che
         whole = await local_blocks(sim, [PARENT], tmp_path / "local.jsonl")
         shards = planned(services, unique_name, [PARENT])
         shard = next(s for s in shards if s.first <= PARENT_SPAN[0] <= s.last)
-        listed: list[int] = []  # results delivered before the assignment: its children follow
-
-        def second_child(record: NetworkRecord, before: int) -> bool:
-            if (record.first, record.last) == PARENT_SPAN:
-                listed.append(before)
-            return bool(listed) and before == listed[0] + 2
-
-        sink = FrozenSink(tmp_path / "a.jsonl", second_child)
+        sink = frozen_while_listing(tmp_path / "a.jsonl")
         async with (
             worker(services, sim, unique_name, sink, "a") as a,
             worker(services, sim, unique_name, tmp_path / "b.jsonl", "b") as b,
@@ -212,14 +218,7 @@ async def test_a_walk_cut_off_while_its_parent_is_listed_leaves_no_lookup_to_ask
         whole = await local_blocks(sim, [PARENT], tmp_path / "local.jsonl")
         shards = planned(services, unique_name, [PARENT])
         shard = next(s for s in shards if s.first <= PARENT_SPAN[0] <= s.last)
-        listed: list[int] = []  # results delivered before the parent: its children follow
-
-        def second_child(record: NetworkRecord, before: int) -> bool:
-            if (record.first, record.last) == PARENT_SPAN:
-                listed.append(before)
-            return bool(listed) and before == listed[0] + 2
-
-        sink = FrozenSink(tmp_path / "a.jsonl", second_child)
+        sink = frozen_while_listing(tmp_path / "a.jsonl")
         since = time.time()
         async with (
             worker(services, sim, unique_name, sink, "a", lease_ms=300) as a,
