@@ -148,6 +148,7 @@ class ShardLane:
     # Addresses a delegation starts at whose prefix was asked and not listed whole: probed again as
     # addresses (the network below the delegation starting there is then found as before).
     _asked_whole: set[int] = field(default_factory=set)
+    _first_probe: bool = True  # the one probe a former walk of the shard may have left answered
 
     @property
     def resolution(self) -> int:
@@ -193,6 +194,10 @@ class ShardLane:
         if crawler.store.index.terminal_end(address) is not None:
             metrics.KNOWN_SKIPS.inc()
             return
+        kept = await self._kept_answer(address)
+        if kept is not None and kept.record is not None:
+            await self._answered(address, kept, kept.record, kept=True)
+            return
         metrics.IN_FLIGHT.inc()
         # Where listings are followed, a delegation of a grid cell or more (one worth listing) is asked
         # for as a whole before anything below it: its children would be met first at its first
@@ -219,10 +224,30 @@ class ShardLane:
             return
         await self._answered(address, result, result.record)
 
-    async def _answered(self, address: int, result: LookupResult, record: NetworkRecord) -> None:
-        crawler, walk = self.crawler, self.walk
+    async def _kept_answer(self, address: int) -> LookupResult | None:
+        """The answer a former walk of the shard had for this address and kept, cut off (killed,
+        paused past its leases, drained, revoked) while it waited for a listing before writing its
+        step: the probe its checkpoint still holds, so only a walk's first probe can be one. Asked
+        again, each was a duplicate lookup (a chaos run of quick: 52 of 58, some asked by four walks
+        in turn)."""
+        if not self._first_probe or not self.crawler.settings.list_children:
+            return None
+        self._first_probe = False
+        text = await self.crawler.store.kept_answer(address)
+        if text is None:
+            return None
+        log.info("%s: answered for a former walk of shard %s, not asked again", IPAddress(address),
+                 self.shard.shard_id)
+        return LookupResult.from_kept(text)
+
+    async def _answered(self, address: int, result: LookupResult, record: NetworkRecord,
+                        kept: bool = False) -> None:
+        """A probe's answer (`kept`: a former walk's, its record delivered by it): the parent it
+        names listed, then the walk's step. While the listing is waited for, the answer is kept in
+        the store, for the shard's next walk should this one be cut off before its step."""
+        crawler = self.crawler
         answer = Answer.of(record, self.resolution)
-        if not await crawler.keep(record, answer) and answer.terminal:
+        if not kept and not await crawler.keep(record, answer) and answer.terminal:
             metrics.WASTED.inc()
         listable = (  # the sample strategy stays the 2016 method: no listings
             crawler.settings.list_children
@@ -230,13 +255,25 @@ class ShardLane:
             and result.down_url
             and worth_listing(record, self.resolution)
         )
+        if not listable:
+            await self._after_listing(address, result, answer, False)
+            return
+        if not kept:
+            await crawler.store.keep_answer(address, result.kept())
         url = str(result.down_url)
-        listings = crawler.listings
-        listed = (await listings.list(self.shard, self.token, walk.checkpoint(), record, url)
-                  if listable else False)
+        listed = await crawler.listings.list(self.shard, self.token, self.walk.checkpoint(), record, url)
+        await self._after_listing(address, result, answer, listed)
+        if listed is not None:  # stepped past it (a step refused raises): nothing left for another walk
+            await crawler.store.forget_answer(address)
+
+    async def _after_listing(self, address: int, result: LookupResult, answer: Answer,
+                             listed: bool | None) -> None:
+        """The walk's step after a probe's answer and its listing (`listed`: whole, not, or None:
+        stopping while another worker still lists it)."""
+        crawler, walk = self.crawler, self.walk
         if listed is None:
             # Stopping while another worker still lists this parent: observe nothing, so the walk's
-            # checkpoint still holds this probe and whoever resumes the shard makes it again.
+            # checkpoint still holds this probe, and whoever resumes the shard reads its kept answer.
             await self._step(None, result, address)
             return
         if listed:

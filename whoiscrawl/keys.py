@@ -81,6 +81,10 @@ class Keys:
         return self.prefix + "partly-listed"
 
     @property
+    def kept_answers(self) -> str:  # address -> a probe's answer, kept until its step is written
+        return self.prefix + "kept-answers"
+
+    @property
     def sources(self) -> str:  # the published files' load: each file's serial and records written, done
         return self.prefix + "sources"
 

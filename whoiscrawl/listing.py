@@ -71,7 +71,8 @@ class Listings:
         then covers what no list did. A parent another lane or worker lists now is waited for (or
         its listing taken over once its owner's lease lapses), never probed inside meanwhile: a
         probe there answers the parent, and a partly listed parent must not look known. None: the
-        crawl stops while another worker still lists it."""
+        crawl stops while another worker still lists it, or a fleet worker's drain before it is
+        asked (the drain would leave it unfinished)."""
         key = (parent.first, parent.last)
         while True:
             listing = self._listings.get(key)
@@ -81,6 +82,10 @@ class Listings:
                 continue
             if self.host.store.index.covers(parent.first, parent.last):
                 return True  # listed whole already: a lookup in flight meanwhile answered it again
+            if self.host.abandon_listings_on_stop and self.host.stopping.is_set():
+                # A drain would leave the listing before its first child: not asked at all (its answer
+                # was thrown away, and the parent's next lister asked again).
+                return None
             claim = await self.host.store.first_to_list(parent.first, parent.last, self.host.owner)
             if claim == "partly":
                 return False

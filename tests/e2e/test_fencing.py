@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from whoiscrawl.crawl import run_shards
 from whoiscrawl.local import FileSink
 from whoiscrawl.records import NetworkRecord, Shard
 from whoiscrawl.registry import Egress
+from whoiscrawl.sim.render import LOOKUP_PROTOCOLS
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
@@ -139,6 +142,19 @@ async def test_a_listing_whose_lease_was_taken_over_stops_at_once(services, uniq
 
 
 
+def frozen_while_listing(out: Path) -> FrozenSink:
+    """A sink that freezes its worker as it delivers the assignment's second child: the worker lists
+    the parent its probe answered, and its walk's step past that probe is not written yet."""
+    listed: list[int] = []  # results delivered before the assignment: its children follow
+
+    def second_child(record: NetworkRecord, before: int) -> bool:
+        if (record.first, record.last) == PARENT_SPAN:
+            listed.append(before)
+        return bool(listed) and before == listed[0] + 2
+
+    return FrozenSink(out, second_child)
+
+
 async def test_a_listing_going_on_after_its_walk_was_revoked_writes_no_stale_checkpoint(
     services, unique_name, tmp_path
 ):
@@ -153,14 +169,7 @@ async def test_a_listing_going_on_after_its_walk_was_revoked_writes_no_stale_che
         whole = await local_blocks(sim, [PARENT], tmp_path / "local.jsonl")
         shards = planned(services, unique_name, [PARENT])
         shard = next(s for s in shards if s.first <= PARENT_SPAN[0] <= s.last)
-        listed: list[int] = []  # results delivered before the assignment: its children follow
-
-        def second_child(record: NetworkRecord, before: int) -> bool:
-            if (record.first, record.last) == PARENT_SPAN:
-                listed.append(before)
-            return bool(listed) and before == listed[0] + 2
-
-        sink = FrozenSink(tmp_path / "a.jsonl", second_child)
+        sink = frozen_while_listing(tmp_path / "a.jsonl")
         async with (
             worker(services, sim, unique_name, sink, "a") as a,
             worker(services, sim, unique_name, tmp_path / "b.jsonl", "b") as b,
@@ -181,6 +190,51 @@ async def test_a_listing_going_on_after_its_walk_was_revoked_writes_no_stale_che
         progress = admin.progress()
     admin.delete_crawl()
     assert progress.stale_writes_refused == 0 and progress.checkpoints_backwards == 0
+    assert blocks(tmp_path / "a.jsonl") | blocks(tmp_path / "b.jsonl") == whole
+
+
+def answered_twice(log: Path, since: float) -> dict[str, int]:
+    """Addresses the simulator answered more than once by lookup (RDAP, WHOIS) since a moment, as the
+    chaos bench counts its duplicate lookups."""
+    answered = Counter(
+        entry["address"] for entry in map(json.loads, log.open())
+        if entry["t"] >= since and entry["outcome"] == "ok" and entry["protocol"] in LOOKUP_PROTOCOLS
+    )
+    return {address: n for address, n in answered.items() if n > 1}
+
+
+async def test_a_walk_cut_off_while_its_parent_is_listed_leaves_no_lookup_to_ask_again(
+    services, unique_name, tmp_path
+):
+    """A worker whose probe answered a parent stalls while it lists the parent, and its shard
+    moves on (a kill, a pause past its leases, a drain or a revocation leave the same: the probe
+    never reached the walk's checkpoint). The shard's next walk meets the address again: it reads
+    the answer the store kept, takes the listing over, and asks the registry nothing twice. Before,
+    it looked the address up again to learn the parent (52 of 58 duplicate lookups of a chaos run
+    of quick were such probes, some asked by four walks in turn)."""
+    log = tmp_path / "requests.jsonl"
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    with simulator("quick", TIME_SCALE, log) as sim:
+        whole = await local_blocks(sim, [PARENT], tmp_path / "local.jsonl")
+        shards = planned(services, unique_name, [PARENT])
+        shard = next(s for s in shards if s.first <= PARENT_SPAN[0] <= s.last)
+        sink = frozen_while_listing(tmp_path / "a.jsonl")
+        since = time.time()
+        async with (
+            worker(services, sim, unique_name, sink, "a", lease_ms=300) as a,
+            worker(services, sim, unique_name, tmp_path / "b.jsonl", "b") as b,
+        ):
+            walking_a = asyncio.create_task(a.run_shard(shard))
+            await asyncio.wait_for(sink.frozen.wait(), 20)  # a lists the parent its probe answered
+            walking_a.cancel()  # and its shard moves on; its leases lapse
+            await asyncio.gather(walking_a, return_exceptions=True)
+            assert await asyncio.wait_for(run_shards(b, shards, 4), 60)  # the shards' next owner
+            sink.thawed.set()  # a wakes: its listing's next write is refused, and it stops
+            await until(lambda: admin.progress().stale_writes_refused >= 1)
+        kept = admin.client.hlen(admin.keys.kept_answers)
+    admin.delete_crawl()
+    assert answered_twice(log, since) == {}
+    assert kept == 0  # each answer kept was forgotten once its step was written
     assert blocks(tmp_path / "a.jsonl") | blocks(tmp_path / "b.jsonl") == whole
 
 

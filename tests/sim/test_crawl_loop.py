@@ -23,7 +23,7 @@ from whoiscrawl.ipv4 import ip_int, ip_str
 from whoiscrawl.local import FileSink, LocalCrawl
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
-from whoiscrawl.records import DeadLetter
+from whoiscrawl.records import DeadLetter, Shard
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.rirs import REGISTRIES
 from whoiscrawl.settings import CrawlSettings
@@ -243,6 +243,31 @@ async def test_a_crawl_stopped_while_listing_an_assignment_lists_it_on_resume(st
     sim.faults = Faults(time_scale=1, t0=sim.t0)  # back
     got = await asyncio.wait_for(crawl(sim, tmp_path, PARENT, resume=True), 60)
     assert got.doc["complete"] and set(got.records) == set(want)
+
+
+async def test_a_draining_fleet_worker_asks_for_no_listing_it_would_leave(start_sim, tmp_path):
+    """A fleet worker told to stop (a spot notice) leaves a long listing to whoever meets the parent
+    next. A listing a lane would start then (its lookup in flight answered the parent) is not asked
+    at all: before, its request was sent, its answer thrown away before the first child, and the
+    parent's next lister asked again (2 such in a chaos run of quick)."""
+    sim = await start_sim(time_scale=100)
+    info = sim.info()
+    limits = {r: Limit(float(v["rate_per_s"]), v.get("max_connections")) for r, v in info["limits"].items()}
+    client = RegistryClient(await fetch_bootstrap(sim.bootstrap_url), MemoryRateLimiter(limits),
+                            whois_servers=dict.fromkeys(REGISTRIES, info["whois"]))
+    crawler = Crawler(MemoryStore(), FileSink(tmp_path / "out.jsonl"), client,
+                      Member("t", abandon_listings_on_stop=True))
+    net = IPNetwork(PARENT)
+    try:
+        answered = await client.lookup(int(net.first))
+        assert answered.record is not None and answered.down_url  # the reassignment, worth listing
+        crawler.stopping.set()  # SIGTERM
+        asked = client.requests
+        shard = Shard("t", "s", int(net.first), int(net.last))
+        assert await crawler.listings.list(shard, "w", "", answered.record, answered.down_url) is None
+        assert client.requests == asked
+    finally:
+        await client.close()
 
 
 async def test_a_redirect_is_followed_and_the_record_is_the_registry_it_led_to(start_sim, world, tmp_path):

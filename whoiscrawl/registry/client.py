@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
@@ -59,6 +60,21 @@ class LookupResult:
     down_url: str | None = None  # where the registry lists the network's children (RFC 9910), if it does
     prefix: bool = False  # asked for a delegation's prefix, not the address alone (`lookup_key`)
     asked: str = ""  # the registry asked first (`registry` answered: another after a redirect)
+
+    def kept(self) -> str:
+        """The answer as a store keeps it for the probe's next walk (crawl.py): JSON, without the
+        raw answer and what it cost (asked once, it costs nothing again)."""
+        record = dataclasses.replace(self.record, raw=None).to_json().decode() if self.record else None
+        return json.dumps({"record": record, "registry": self.registry, "down_url": self.down_url,
+                           "prefix": self.prefix, "asked": self.asked})
+
+    @classmethod
+    def from_kept(cls, text: str) -> LookupResult:
+        """A result `kept` read back, costing no lookup."""
+        doc = json.loads(text)
+        record = NetworkRecord.from_json(doc["record"]) if doc["record"] else None
+        return cls(record, doc["registry"], lookups=0, down_url=doc["down_url"], prefix=doc["prefix"],
+                   asked=doc["asked"])
 
 
 @dataclass

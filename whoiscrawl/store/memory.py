@@ -112,6 +112,8 @@ class MemoryStore:
     _walks: dict[str, str] = field(default_factory=dict, repr=False)  # walk under way -> its shard
     _owners: dict[str, str] = field(default_factory=dict, repr=False)  # shard -> its newest walk
     _tokens: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+    # Probes' answers kept until their step is written (not saved: a resumed crawl asks again)
+    _kept: dict[int, str] = field(default_factory=dict, repr=False)
 
     async def sync(self) -> None:
         return None
@@ -149,6 +151,15 @@ class MemoryStore:
         if key not in kept:
             kept.add(key)
             journal.append(key)
+
+    async def keep_answer(self, address: int, answer: str) -> None:
+        self._kept[address] = answer
+
+    async def kept_answer(self, address: int) -> str | None:
+        return self._kept.get(address)
+
+    async def forget_answer(self, address: int) -> None:
+        self._kept.pop(address, None)
 
     async def cursor(self, shard_id: str) -> str | None:
         return self.cursors.get(shard_id)

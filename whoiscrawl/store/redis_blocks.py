@@ -282,6 +282,20 @@ class RedisBlockStore:
             metrics.STALE_WRITES.labels("listing").inc()
             raise LeaseLost(f"the listing of {first}-{last}", Lease.listing(first, last))
 
+    async def keep_answer(self, address: int, answer: str) -> None:
+        """Keep a probe's answer until its step is written (`forget_answer`): a walk cut off while it
+        waits (for a listing) leaves it to the shard's next walk, which reads it (`kept_answer`)
+        rather than ask the registry again. One never forgotten (the block became known another
+        way, and the address is not probed again) goes with the crawl's keys."""
+        await self.client.hset(self.keys.kept_answers, str(address), answer)
+
+    async def kept_answer(self, address: int) -> str | None:
+        value: Any = await self.client.hget(self.keys.kept_answers, str(address))
+        return None if value is None else _text(value)
+
+    async def forget_answer(self, address: int) -> None:
+        await self.client.hdel(self.keys.kept_answers, str(address))
+
     async def scope(self) -> Scope | None:
         """The crawl's scope as planned (None: planned before scopes were written)."""
         value: Any = await self.client.get(self.keys.scope)
