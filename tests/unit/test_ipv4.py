@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whoiscrawl.ipv4 import cidr_blocks, cidrs, enclosing, ip_int, ip_str
+from whoiscrawl.ipv4 import Spans, cidr_blocks, cidrs, enclosing, ip_int, ip_str
 
 ADDRESSES = st.integers(0, 2**32 - 1)
 
@@ -55,3 +55,20 @@ def test_a_spans_parent_is_the_smallest_other_span_holding_it(blocks: list[tuple
         holding = [s for s in spans if s[0] <= first and last <= s[1] and s != (first, last)]
         want = min(holding, key=lambda s: s[1] - s[0], default=None)
         assert (spans[got[i]] if got[i] >= 0 else None) == want
+
+
+_SPAN = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+
+
+@given(st.lists(_SPAN), st.lists(_SPAN), st.lists(_SPAN))
+def test_spans_answer_as_a_set_of_tuples(first: list[tuple[int, int]], later: list[tuple[int, int]],
+                                         asked: list[tuple[int, int]]):
+    spans, want = Spans(first), set(first)
+    for span in later[: len(later) // 2]:
+        spans.add(*span)
+        want.add(span)
+    assert len(spans) == len(want) and all((span in spans) == (span in want) for span in asked + first)
+    for span in later[len(later) // 2:]:  # added after a question: asked again
+        spans.add(*span)
+        want.add(span)
+    assert len(spans) == len(want) and all((span in spans) == (span in want) for span in asked + later)
