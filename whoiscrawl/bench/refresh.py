@@ -104,5 +104,6 @@ def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -
                    "change_set": {k: summary["changes"][k] for k in KINDS},
                    "by_registry_kind": breakdown(sim.log, before), "asked_again": summary.get("asked_again"),
                    "lookups_by_registry": summary["lookups_by_registry"], "phases_s": summary.get("phases_s"),
+                   "staging_rss_mb": summary.get("staging_rss_mb"),
                    **_figures(scenario, day, out, churn)}
             previous = out
