@@ -657,10 +657,15 @@ def bench_refresh(
     days: Annotated[int, typer.Option(min=1, help="Simulated days, a refresh each")] = 3,
     time_scale: Annotated[float, typer.Option(help="Simulator speed-up of its rate limits")] = 100.0,
     churn: Annotated[str | None, typer.Option(help="What changes a day, as `sim serve --churn`")] = None,
+    fleet: Annotated[int, typer.Option(min=0, help=(
+        "Crawl with this many real workers (Kafka and Redis: the environment's, else the bench's "
+        "own), a generation a day refreshing the one before, as the operator runs a scheduled crawl; "
+        "0: the local crawl"))] = 0,
 ) -> None:
     """A first crawl of the scenario from its files, then a refresh a day as its world changes: one
     JSON line each, a day's requests and wall time beside the first crawl's (docs/refresh.md)."""
-    from whoiscrawl.bench.refresh import run
+    from whoiscrawl.bench.fleet import FleetShape
+    from whoiscrawl.bench.refresh import run, run_fleet
     from whoiscrawl.sim.churn import Churn
 
     _known_scenario(scenario)
@@ -669,7 +674,9 @@ def bench_refresh(
     except ValueError as exc:
         _fail(str(exc))
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
-    for line in run(scenario, days, time_scale, churn):
+    lines = run_fleet(scenario, days, time_scale, churn, FleetShape(workers=fleet)) if fleet else \
+        run(scenario, days, time_scale, churn)
+    for line in lines:
         typer.echo(json.dumps(line, separators=(",", ":")))
 
 

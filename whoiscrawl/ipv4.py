@@ -10,6 +10,7 @@ reads it too.
 from __future__ import annotations
 
 import socket
+from array import array
 from collections.abc import Iterable
 
 import numpy as np
@@ -33,6 +34,33 @@ def span_keys(firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
     """Spans as one uint64 each, `first << 32 | last`: equal where the spans are, ordered by first
     then last (to find, sort or count many spans at once)."""
     return firsts.astype(np.uint64) << np.uint64(32) | lasts.astype(np.uint64)
+
+
+class Spans:
+    """A set of spans (first, last), 8 bytes each (`span_keys`, sorted; a set of tuples held ~170 a
+    span): added to one at a time, asked with `in`."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]] = ()) -> None:
+        self._keys = np.zeros(0, dtype=np.uint64)  # sorted, each once
+        self._added = array("Q", (first << 32 | last for first, last in spans))  # since the last question
+
+    def add(self, first: int, last: int) -> None:
+        self._added.append(first << 32 | last)
+
+    def __contains__(self, span: tuple[int, int]) -> bool:
+        keys = self._sorted()
+        key = span[0] << 32 | span[1]
+        at = int(np.searchsorted(keys, np.uint64(key)))
+        return at < len(keys) and int(keys[at]) == key
+
+    def __len__(self) -> int:
+        return len(self._sorted())
+
+    def _sorted(self) -> np.ndarray:
+        if self._added:
+            self._keys = np.union1d(self._keys, np.frombuffer(self._added, np.uint64))
+            self._added = array("Q")
+        return self._keys
 
 
 def cidr_blocks(first: int, last: int) -> list[tuple[int, int]]:

@@ -79,6 +79,8 @@ class Refresh:
     sample: list[NetworkRecord] = field(default_factory=list)
     kept: int = 0
     phases: dict[str, float] = field(default_factory=dict)  # seconds each part took
+    # each dump's staging process: its resident memory (MB) at its start and at its peak
+    staging_rss_mb: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     async def run(self) -> dict[str, Any]:
         job, clock = self.job, time.monotonic()
@@ -128,7 +130,7 @@ class Refresh:
         self._took("change_set", clock)
         return {"refreshed": str(self.previous), "out": str(job.out), "complete": summary.pop("complete"),
                 "counts": dict(self.counts), "walked": walk, **summary, "changes": changes,
-                "phases_s": self.phases, "notes": job.notes[:20]}
+                "phases_s": self.phases, "staging_rss_mb": self.staging_rss_mb, "notes": job.notes[:20]}
 
     def _took(self, phase: str, since: float) -> float:
         """The time since `since` kept as the phase's (the summary's `phases_s`); now."""
@@ -201,6 +203,8 @@ class Refresh:
         """How the dump was read, in the counts: networks taken from the previous read unparsed;
         a note where the previous read's digest could not be used (the dump was read whole)."""
         self.counts[f"{registry}_not_parsed"] += report.reused
+        if report.rss_mb is not None:
+            self.staging_rss_mb[registry] = report.rss_mb
         if offered and report.digest_problem:
             self.job.note(f"{registry} dump read whole: the previous read's digest was not used "
                           f"({report.digest_problem})")

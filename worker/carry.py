@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from netaddr import IPRange, IPSet
 
+from whoiscrawl.ipv4 import Spans
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sources import freshness, manifest, seed
 from whoiscrawl.sources.difference import Previous, Seen, StatsDifference, compare_dumped, removed
@@ -116,7 +117,7 @@ class Carried:
 
     cache: Path  # where each registry's file is written (`path`)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (registry, kind) -> networks
-    kept_live: dict[str, set[tuple[int, int]]] = field(default_factory=dict)  # fills carried: not asked
+    kept_live: dict[str, Spans] = field(default_factory=dict)  # fills carried: not asked
     sample: dict[str, list[NetworkRecord]] = field(default_factory=dict)  # to ask again, a registry
     files: dict[str, IO[bytes]] = field(default_factory=dict)
 
@@ -157,7 +158,7 @@ def from_dump(carried: Carried, dump: RegistryDump, staged: Iterator[str], prev:
             # sent only where the topic lacks it)
             compared.after.fetched_at = compared.kept.fetched_at
             carried.add(registry, compared.after.to_json())
-            carried.kept_live.setdefault(registry, set()).add((compared.record.first, compared.record.last))
+            carried.kept_live.setdefault(registry, Spans()).add(compared.record.first, compared.record.last)
     carried.counts[(registry, "removed")] += len(removed(prev, registry, seen))
 
 

@@ -33,6 +33,7 @@ from whoiscrawl.worker import carry
 
 from whoiscrawl import queue
 from whoiscrawl.crawl import ResultSink
+from whoiscrawl.ipv4 import Spans
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
@@ -96,7 +97,7 @@ class Item:
     how: dict[str, Any] | None = None  # a dump's leaf rule (seed.leaf_rule); None: statistics
     figures: dict[str, Any] = field(default_factory=dict)
     dump: RegistryDump | None = None  # a dump's: what a refresh compares with the previous map
-    kept_live: set[tuple[int, int]] = field(default_factory=set)  # a dump's networks whose fill is carried
+    kept_live: Spans = field(default_factory=Spans)  # a dump's networks whose fill is carried
 
     @property
     def kind(self) -> str:
@@ -278,7 +279,7 @@ class FleetLoad:
                 if item.dump is not None:
                     with item.staged.open(encoding="utf-8") as fh:
                         carry.from_dump(carried, item.dump, fh, prev)
-                    item.kept_live = carried.kept_live.get(item.dump.registry, set())
+                    item.kept_live = carried.kept_live.get(item.dump.registry, Spans())
             made = carry.made_by(scope, self.stats, serials)
             dumped = {i.dump.registry for i in items if i.dump is not None}
             fresh = {r for r, s in serials.items() if "stats" in s}

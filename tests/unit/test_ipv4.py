@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from netaddr import IPRange, IPSet
 
 from whoiscrawl import rirs
-from whoiscrawl.ipv4 import cidr_blocks, cidrs, enclosing, ip_int, ip_str, less
+from whoiscrawl.ipv4 import Spans, cidr_blocks, cidrs, enclosing, ip_int, ip_str, less
 
 ADDRESSES = st.integers(0, 2**32 - 1)
 
@@ -69,3 +69,20 @@ def test_a_span_less_the_special_purpose_ranges_is_what_netaddr_leaves(a: int, b
     pieces = less(first, last, rirs.SPECIAL_SPANS)
     assert all(p[1] + 1 < q[0] for p, q in itertools.pairwise(pieces))  # apart, in order
     assert [(int(r.first), int(r.last)) for r in want.iter_ipranges()] == pieces
+
+
+_SPAN = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
+
+
+@given(st.lists(_SPAN), st.lists(_SPAN), st.lists(_SPAN))
+def test_spans_answer_as_a_set_of_tuples(first: list[tuple[int, int]], later: list[tuple[int, int]],
+                                         asked: list[tuple[int, int]]):
+    spans, want = Spans(first), set(first)
+    for span in later[: len(later) // 2]:
+        spans.add(*span)
+        want.add(span)
+    assert len(spans) == len(want) and all((span in spans) == (span in want) for span in asked + first)
+    for span in later[len(later) // 2:]:  # added after a question: asked again
+        spans.add(*span)
+        want.add(span)
+    assert len(spans) == len(want) and all((span in spans) == (span in want) for span in asked + later)

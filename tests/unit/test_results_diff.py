@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -135,3 +136,41 @@ def test_changes_are_those_of_every_block_parsed(tmp_path: Path, old: list[bytes
     a, b = (ResultSet(p, seekable=True) for p in paths)
     every = [c.to_dict() for c in classify(a.nested(), b.nested())]
     assert [c.to_dict() for c in changes(a, b)] == every
+
+
+def test_two_maps_opened_to_compare_hold_a_few_dozen_bytes_a_block(tmp_path: Path):
+    """Measured, not timed: what opening a map in hierarchy order (`seekable`, as a diff and the
+    operator's change feed open both maps) allocates at its peak. Its lines were counted in reads of
+    16 MB, two of them at once: 33 MB at the peak of any map over 16 MB, whatever its blocks."""
+    path = write(tmp_path / "map.jsonl", [record(f"10.{i >> 8}.{i & 255}.0/24", name="x" * 3_000)
+                                          for i in range(4_000)])
+    tracemalloc.start()
+    try:
+        opened = ResultSet(path, seekable=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert opened.blocks == 4_000 and path.stat().st_size > 12_000_000
+    assert peak < 4_000_000, peak
+
+
+def test_a_map_opened_spilled_keeps_a_byte_a_record_and_reads_the_same(tmp_path: Path):
+    """`spill` (the operator's change feed: two whole maps beside its other work) keeps a map's index
+    in temporary files mapped into memory: what stays in the process's own memory is a byte a
+    record; the blocks, their order and their winning records are those of the index held."""
+    lines = [record(f"10.{i >> 8}.{i & 255}.0/24", registrant=f"holder {i}") for i in range(6_000)]
+    lines += [record(f"10.{i >> 8}.{i & 255}.0/24", registrant=f"later {i}") for i in range(0, 6_000, 7)]
+    path = write(tmp_path / "map.jsonl", lines)
+
+    def held(spill: bool) -> tuple[ResultSet, int]:
+        tracemalloc.start()
+        try:
+            return ResultSet(path, seekable=True, spill=spill), tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    (spilled, spilled_held), (kept, kept_held) = held(True), held(False)
+    assert kept_held / kept.records > 15 and spilled_held / spilled.records < 4  # a byte and its objects
+    assert spilled.blocks == kept.blocks == 6_000 and (spilled.keys == kept.keys).all()
+    assert list(spilled.nested()) == list(kept.nested()) and list(spilled.latest()) == list(kept.latest())
+    assert next(d for d in spilled.nested() if d["start_address"] == "10.0.7.0")["registrant"] == "later 7"

@@ -286,6 +286,7 @@ async def test_staging_runs_apart_and_the_loop_keeps_turning(tmp_path: Path):
     assert seen > 0
     assert report.records == 2_000 and report.complete
     assert len(staged.read_text().splitlines()) == 2_000
+    assert report.rss_mb is not None and 0 < report.rss_mb[0] <= report.rss_mb[1]  # the process's own
 
 
 async def test_a_staging_stopped_part_way_leaves_nothing_and_stages_again(tmp_path: Path):

@@ -56,6 +56,7 @@ class Fleet:
     static: bool = False
     metrics_port: int = 0  # worker i serves /metrics on metrics_port + i (0: off)
     sources: str = "live"  # the workers' --sources: with files, the simulator's (every dump's terms accepted)
+    previous: str | None = None  # the workers' --previous: the generation this crawl refreshes
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)  # the member slot of each process
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -101,6 +102,7 @@ class Fleet:
                 self.sources,
                 *(("--files-base", self.sim.files_base, "--accept-dump-terms", "all")
                   if self.sources != "live" else ()),
+                *(("--previous", self.previous) if self.previous else ()),
             ]
             log = (self.logdir / f"worker-{i}.log").open("wb")
             self._logs.append(log)
@@ -191,9 +193,29 @@ def crawl_with_fleet(
 ) -> FleetRun:
     """Plan the simulator's ranges (`settings`: strategy, resolution, samples, listings, the
     topics' replicas), run the
-    fleet's real workers until every shard is done, export the results.
+    fleet's real workers until every shard is done, export the results; the crawl's topics and
+    Redis keys deleted after.
 
     `during(fleet, progress)` is called at every poll: tests use it to kill or stop workers."""
+    run = generation(sim, (kafka, redis_url), workdir, settings, shape, None, during, timeout)
+    forget((kafka, redis_url), run.crawl)
+    return run
+
+
+def generation(
+    sim: Simulator,
+    data: tuple[str, str],
+    workdir: Path,
+    settings: CrawlSettings = SWEEP,
+    shape: FleetShape = THREE_WORKERS,
+    previous: str | None = None,
+    during: Callable[[Fleet, Any], None] | None = None,
+    timeout: float = 1800,
+) -> FleetRun:
+    """`crawl_with_fleet`'s crawl (`data`: Kafka's bootstrap and Redis' URL), its topics and Redis
+    keys kept (`forget` them): a scheduled crawl's generation, which the next refreshes; with
+    `previous`, a refresh of that one's (the workers' `--previous`, as the operator runs them)."""
+    kafka, redis_url = data
     crawl = f"{settings.strategy}-{os.getpid()}-{random.randrange(1 << 30):x}"
     plan = plan_crawl(
         crawl=crawl, ranges=sim.ranges, strategy=settings.strategy, resolution=settings.resolution,
@@ -205,7 +227,7 @@ def crawl_with_fleet(
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, shape.egress, shape.workers,
         list_children=settings.list_children, static=shape.static, metrics_port=shape.metrics_port,
-        sources=sources_text(settings.sources),
+        sources=sources_text(settings.sources), previous=previous,
     )
     started = time.monotonic()
     fleet.start(shape.workers)
@@ -228,10 +250,13 @@ def crawl_with_fleet(
         for record in queue.iter_results(kafka, "whoiscrawl.", crawl):
             fh.write(record.to_json().decode() + "\n")
     unfinished = [] if finished else unfinished_shards(admin, kafka, "whoiscrawl.", crawl)
-    run = FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished)
-    queue.delete_topics(kafka, "whoiscrawl.", crawl)
-    admin.delete_crawl()
-    return run
+    return FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished)
+
+
+def forget(data: tuple[str, str], crawl: str) -> None:
+    """A crawl's topics and Redis keys deleted (`data`: Kafka's bootstrap and Redis' URL)."""
+    queue.delete_topics(data[0], "whoiscrawl.", crawl)
+    RedisCrawlAdmin(data[1], crawl).delete_crawl()
 
 
 def bound_seconds(found_by_registry: dict[str, int], limits: dict[str, Limit], egress: int) -> float:

@@ -1,5 +1,6 @@
 """`whoiscrawl bench-refresh`: a first crawl of a scenario from its files, then a refresh a day for
-several simulated days, each day's requests and wall time beside the first crawl's (JSON lines)."""
+several simulated days, each day's requests and wall time beside the first crawl's (JSON lines); the
+local crawl's (`run`), or a fleet's (`run_fleet`: real workers, Kafka and Redis, a generation a day)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from whoiscrawl.bench.common import Simulator, simulator, work_folder
+from whoiscrawl.bench.fleet import (
+    SWEEP,
+    THREE_WORKERS,
+    FleetRun,
+    FleetShape,
+    bench_services,
+    forget,
+    generation,
+)
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.refresh import Refresh
 from whoiscrawl.results.diff import KINDS
@@ -23,6 +34,7 @@ from whoiscrawl.sim.churn import Churn
 from whoiscrawl.sim.published import catalogue
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import fetch_bootstrap
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 
 def requests(log: str) -> int:
@@ -104,5 +116,61 @@ def run(scenario: str, days: int, time_scale: float, churn: str | None = None) -
                    "change_set": {k: summary["changes"][k] for k in KINDS},
                    "by_registry_kind": breakdown(sim.log, before), "asked_again": summary.get("asked_again"),
                    "lookups_by_registry": summary["lookups_by_registry"], "phases_s": summary.get("phases_s"),
+                   "staging_rss_mb": summary.get("staging_rss_mb"),
                    **_figures(scenario, day, out, churn)}
             previous = out
+
+
+FROM_FILES = frozenset({"stats", "dumps", "live"})
+
+
+def run_fleet(scenario: str, days: int, time_scale: float, churn: str | None = None,
+              shape: FleetShape = THREE_WORKERS, ranges: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """`run`'s lines for a fleet: generation 1 crawled by real workers from the scenario's files (the
+    bench's Kafka and Redis), then each day a generation refreshing the one before (`worker
+    --previous`, as the operator runs a scheduled crawl's), its load's `refresh` figures beside;
+    `ranges`: a part of the scenario's (recall is then of the whole scenario's truth)."""
+    work = work_folder("refresh-fleet")
+    settings = replace(SWEEP, sources=FROM_FILES)
+    extra, log = ["--churn", churn] if churn else [], work / "requests.jsonl"
+    with bench_services() as data, simulator(scenario, time_scale, log, extra=extra) as sim:
+        sim = Simulator(sim.proc, {**sim.info, "ranges": ranges}) if ranges else sim
+        kept: list[str] = []
+        try:
+            first = generation(sim, data, _folder(work, 1), settings, shape)
+            kept.append(first.crawl)
+            base: dict[str, Any] = {"requests": settled(sim.log, 0, first.progress.lookups),
+                                    "wall_s": round(first.wall_s, 1), "finished": first.finished,
+                                    "by_registry_kind": breakdown(sim.log, 0)}
+            yield {"scenario": scenario, "fleet": shape.workers, "day": 0, "churn": churn,
+                   "first_crawl": base, **_figures(scenario, 0, first.results, churn), "workdir": str(work)}
+            for day in range(1, days + 1):
+                changes, before = advance(sim), requests(sim.log)
+                run = generation(sim, data, _folder(work, day + 1), settings, shape, previous=kept[-1])
+                kept.append(run.crawl)
+                yield _fleet_day(scenario, day, churn, (changes, before), run, base, sim, data[1])
+                forget(data, kept.pop(0))  # the previous generation, once refreshed from
+        finally:
+            for crawl in kept:
+                forget(data, crawl)
+
+
+def _folder(work: Path, generation_number: int) -> Path:
+    folder = work / f"g{generation_number}"
+    folder.mkdir()
+    return folder
+
+
+def _fleet_day(scenario: str, day: int, churn: str | None, made: tuple[int, int], run: FleetRun,
+               base: dict[str, Any], sim: Simulator, redis_url: str) -> dict[str, Any]:
+    """A day's line of `run_fleet`: `made` the simulator's changes that day and its log's length
+    before the generation ran."""
+    changes, before = made
+    asked = settled(sim.log, before, run.progress.lookups)
+    loaded = RedisCrawlAdmin(redis_url, run.crawl).loaded() or {}
+    return {"scenario": scenario, "day": day, "simulated_changes": changes, "requests": asked,
+            "wall_s": round(run.wall_s, 1), "finished": run.finished,
+            "requests_vs_first": round(asked / max(base["requests"], 1), 4),
+            "wall_vs_first": round(run.wall_s / max(base["wall_s"], 1e-3), 4), "first_crawl": base,
+            "refresh": loaded.get("refresh"), "by_registry_kind": breakdown(sim.log, before),
+            **_figures(scenario, day, run.results, churn)}

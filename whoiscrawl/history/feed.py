@@ -130,7 +130,7 @@ def publish_generation(kafka: Kafka, generation: int, day: str, before: str, aft
         return {"topic": topic, "generation": generation, "published": 0, "counts": held,
                 "already_on_topic": True}
     opened = partial(open_results, kafka_bootstrap=kafka.bootstrap, topic_prefix=kafka.prefix,
-                     seekable=True, kafka_config=kafka.config)
+                     seekable=True, kafka_config=kafka.config, spill=True)
     counts: Counter[str] = Counter()
     with opened(f"{TOPIC_PREFIX}{before}") as old, opened(f"{TOPIC_PREFIX}{after}") as new:
         if not old.blocks:

@@ -25,6 +25,7 @@ _CHUNK = 1 << 20  # records compared at once while deduplicating (bounds the tem
 _SCAN_CHUNK = 1 << 16  # keys parsed before they are stored (a Python int is 32 bytes, a stored key 8)
 _TOP = np.uint64(0xFFFFFFFF)
 _READ_BYTES = 1 << 25  # lines the columnar read parses at once (bounds its temporaries)
+_COUNT_BYTES = 1 << 20  # bytes read at a time to count a file's lines
 # A dotted quad as `ip_int` takes one: four decimal numbers 0 to 255, none with a leading zero.
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _QUAD = rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$"
@@ -73,10 +74,15 @@ class ResultSet:
     """A JSONL result file, deduplicated by block with the latest record (the last line) winning.
 
     Two passes over the file: the first keeps 12 bytes per record (its block's key and position; with
-    `seekable`, 8 more for its byte offset), the second streams the winners. No record is kept."""
+    `seekable`, 8 more for its byte offset), the second streams the winners. No record is kept.
+    With `spill`, those are kept in temporary files mapped into memory (pages the system may drop
+    and read again), not in the process's own memory: a byte a record is left there (`_mask`).
+    For a reader that holds whole-IPv4 maps beside other work (the operator's change feed opens two:
+    ~21 bytes a block each, ~0.5 GB for two of `full`'s 11M blocks, past the operator's limit)."""
 
     path: Path
     seekable: bool = False  # keep keys and offsets, to read winners in hierarchy order (`nested`)
+    spill: bool = False  # keep them in temporary files mapped into memory
     records: int = 0  # valid records read (duplicates included)
     bad_records: int = 0  # blank lines excluded
     blocks: int = 0  # unique blocks
@@ -92,38 +98,42 @@ class ResultSet:
         if not self.records and self.bad_records:
             raise ResultsError(f"{self.path} holds no result records ({self.bad_records} lines are not one)")
         self._mask = np.zeros(self.records, bool)
-        self.blocks, order = _dedup(entries, self._mask, self.seekable)
+        self.blocks, order = _dedup(entries, self._mask, self.seekable, self.spill)
         del entries
         if order is not None:  # latest() needs only the mask; nested() the order and the offsets
             self.winners, self.keys = order
-            self._offsets = np.frombuffer(offsets, np.uint64) if offsets else np.zeros(0, np.uint64)
+            self._offsets = offsets
 
-    def _scan(self) -> tuple[np.ndarray, array]:
-        entries = np.empty(_count_lines(self.path), _ENTRY)
-        offsets: array = array("Q")
+    def _scan(self) -> tuple[np.ndarray, np.ndarray | None]:
+        lines = _count_lines(self.path)
+        entries = _array(lines, _ENTRY, self.spill)
+        offsets = _array(lines, np.dtype(np.uint64), self.spill) if self.seekable else None
         keys: list[int] = []
+        at: array = array("Q")
         with self.path.open("rb") as fh:
             offset = 0
             for line in fh:
                 doc = parse_line(line)
                 if doc is not None:
                     keys.append(block_key(doc["_first"], doc["_last"]))
-                    if self.seekable:
-                        offsets.append(offset)
+                    at.append(offset)
                     if len(keys) == _SCAN_CHUNK:
-                        self._store(entries, keys)
+                        self._store(entries, offsets, keys, at)
                 elif line.strip():
                     self.bad_records += 1
                 offset += len(line)
-        self._store(entries, keys)
-        return entries[: self.records], offsets
+        self._store(entries, offsets, keys, at)
+        return entries[: self.records], None if offsets is None else offsets[: self.records]
 
-    def _store(self, entries: np.ndarray, keys: list[int]) -> None:
+    def _store(self, entries: np.ndarray, offsets: np.ndarray | None, keys: list[int], at: array) -> None:
         n = self.records
         entries["key"][n : n + len(keys)] = keys
         entries["pos"][n : n + len(keys)] = np.arange(n, n + len(keys), dtype=np.uint32)
+        if offsets is not None:
+            offsets[n : n + len(keys)] = np.frombuffer(at, np.uint64)
         self.records += len(keys)
         keys.clear()
+        del at[:]
 
     def spans(self) -> tuple[np.ndarray, np.ndarray]:
         """Every unique block's first and last address, in hierarchy order (int64 arrays)."""
@@ -301,18 +311,36 @@ def _addresses(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def _count_lines(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b"")) + 1
+    """One more than the file's newlines, counted a block at a time in one buffer: read 16 MB at a
+    time, the count took 33 MB at its peak, the most of opening a results file (the operator's change
+    feed opens two at once)."""
+    buffer = bytearray(_COUNT_BYTES)
+    lines = 1
+    with path.open("rb", buffering=0) as fh:
+        while got := fh.readinto(buffer):
+            lines += buffer.count(b"\n", 0, got)
+    return lines
+
+
+def _array(count: int, dtype: np.dtype, spill: bool) -> np.ndarray:
+    """An array of `count` items, uninitialised: in the process's memory, or with `spill` in an
+    anonymous temporary file mapped into it (removed when the array and the file are closed)."""
+    if not spill or not count:
+        return np.empty(count, dtype)
+    with tempfile.TemporaryFile(prefix="whoiscrawl-index-") as fh:
+        fh.truncate(count * dtype.itemsize)
+        return np.memmap(fh, dtype, "r+", shape=(count,))  # the mapping outlives the descriptor
 
 
 def _dedup(
-    entries: np.ndarray, mask: np.ndarray, with_order: bool
+    entries: np.ndarray, mask: np.ndarray, with_order: bool, in_place: bool = False
 ) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
     """Mark the latest record of each key in `mask`; count the keys and, if asked, return those
     records' positions and keys in key order. Sorted in place by (key, position), so the last entry
-    of each key is its latest record; compared a chunk at a time, so temporaries stay small."""
+    of each key is its latest record; compared a chunk at a time, so temporaries stay small. The
+    winners are gathered at the front of `entries` as they are found (never past the chunk
+    compared); `in_place` gives them there, as views, else copied out."""
     entries.sort(order=("key", "pos"))
-    winners, keys = [], []
     n, blocks = len(entries), 0
     for start in range(0, n, _CHUNK):
         stop = min(start + _CHUNK, n)
@@ -320,17 +348,16 @@ def _dedup(
         is_last = np.empty(len(run), bool)
         is_last[:-1] = run[1:] != run[:-1]
         is_last[-1] = stop == n or run[-1] != entries["key"][stop]
-        pos = entries["pos"][start:stop][is_last]
-        mask[pos] = True
-        blocks += len(pos)
-        if with_order:
-            winners.append(pos)
-            keys.append(run[is_last])
+        won = entries[start:stop][is_last]  # a copy: the front is written below
+        mask[won["pos"]] = True
+        entries[blocks : blocks + len(won)] = won
+        blocks += len(won)
     if not with_order:
         return blocks, None
-    if not winners:
-        return 0, (np.zeros(0, np.uint32), np.zeros(0, np.uint64))
-    return blocks, (np.concatenate(winners), np.concatenate(keys))
+    front = entries[:blocks]
+    if in_place:
+        return blocks, (front["pos"], front["key"])
+    return blocks, (np.ascontiguousarray(front["pos"]), np.ascontiguousarray(front["key"]))
 
 
 @contextlib.contextmanager
@@ -363,8 +390,8 @@ def results_file(spec: str | Path, kafka_bootstrap: str | None = None, topic_pre
 @contextlib.contextmanager
 def open_results(
     spec: str | Path, kafka_bootstrap: str | None = None, topic_prefix: str = "whoiscrawl.",
-    seekable: bool = False, kafka_config: dict[str, str] | None = None,
+    seekable: bool = False, kafka_config: dict[str, str] | None = None, spill: bool = False,
 ) -> Iterator[ResultSet]:
     """A result set from a JSONL path or `topic:CRAWL` (`results_file`)."""
     with results_file(spec, kafka_bootstrap, topic_prefix, kafka_config) as path:
-        yield ResultSet(path, seekable=seekable)
+        yield ResultSet(path, seekable=seekable, spill=spill)

@@ -5,9 +5,10 @@ where parsing every object is minutes; the networks given are those a whole read
 
 from __future__ import annotations
 
+import itertools
 from array import array
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,46 +71,43 @@ class _Read:
         """Every contact text hashed (parsed only when new, or broken before: reported again);
         the contact keys (`digest.key_number`) whose texts are not the previous read's."""
         before = self.before
-        known = set(before.contacts.hashes[before.clean].tolist())
+        known = _Index(before.contacts.hashes, np.flatnonzero(before.clean))
         hashes, parsed = array("Q"), {}
         for path in dumps.contact_files(self.paths):
-            for line, text, whole in dumps.texts_of(path, self.report):
-                sum_ = digest.number(text)
-                if sum_ not in known:
+            for batch, sums in _hashed(path, self.report):
+                for n in np.flatnonzero(known.find(sums) < 0).tolist():
+                    line, text, whole = batch[n]
                     read = dumps.read_text(path, line, text, whole, self.report)
-                    parsed[len(hashes)] = _Parsed(dumps.keys_of(read.objects), read.clean,
-                                                  dumps.Contacts.rows_of(read.objects))
-                hashes.append(sum_)
-        self.now, clean, self.rows = _contact_texts(before, np.frombuffer(hashes, np.uint64), parsed)
-        self.kept.set_contacts(self.now, clean, self.rows)
+                    parsed[len(hashes) + n] = _Parsed(dumps.keys_of(read.objects), read.clean,
+                                                      dumps.Contacts.rows_of(read.objects))
+                hashes.extend(sums.tolist())
+        got = np.frombuffer(hashes, np.uint64)
+        self.now, self.rows = _contact_texts(before, known, self.kept, got, parsed)
         return digest.changed_keys(before.contacts, self.now)
 
-    def networks(self, changed: np.ndarray) -> tuple[list[Unchanged | tuple[Path, dumps.Text]], set[str]]:
+    def networks(self, changed: np.ndarray) -> tuple[_Found, set[str]]:
         """In file order, each network unchanged, or each text to read again (new, edited, joined
         with a changed contact, broken before); and the contact keys those texts name."""
         before = self.before
-        reusable = self._same(changed)
-        same = dict(zip(before.networks.hashes[reusable].tolist(), np.flatnonzero(reusable).tolist(),
-                        strict=True))
-        others = set(before.networks.hashes[before.kind == digest.OTHER].tolist())
-        firsts, lasts = before.firsts.tolist(), before.lasts.tolist()
-        found: list[Unchanged | tuple[Path, dumps.Text]] = []
+        same = _Index(before.networks.hashes, np.flatnonzero(self._same(changed)), last=True)
+        others = _Index(before.networks.hashes, np.flatnonzero(before.kind == digest.OTHER))
+        found = _Found()
         named: set[str] = set()
-        taken = array("q")
         for path, again in dumps.network_files(self.paths):
-            for line, text, whole in dumps.texts_of(path, self.report, again):
-                sum_ = digest.number(text)
-                if (i := same.get(sum_)) is not None:
-                    taken.append(i)
-                    found.append(Unchanged(firsts[i], lasts[i]))
-                elif sum_ in others:
-                    self.kept.other(sum_)
-                else:
-                    read = dumps.read_text(path, line, text, whole, None if again else self.report)
-                    found.append((path, read))
-                    named |= {k for obj in read.objects if obj.kind == "inetnum" for k in _names(obj)}
+            for batch, sums in _hashed(path, self.report, again):
+                at, other = same.find(sums).tolist(), (others.find(sums) >= 0).tolist()
+                for n, (line, text, whole) in enumerate(batch):
+                    if at[n] >= 0:
+                        found.order.append(at[n])
+                    elif other[n]:
+                        self.kept.other(int(sums[n]))
+                    else:
+                        read = dumps.read_text(path, line, text, whole, None if again else self.report)
+                        found.add(path, read)
+                        named |= {k for obj in read.objects if obj.kind == "inetnum" for k in _names(obj)}
+        taken = found.taken()
         self.report.records += len(taken)
-        self.kept.take(before, np.frombuffer(taken, np.int64))
+        self.kept.take(before, taken)
         return found, named
 
     def _same(self, changed: np.ndarray) -> np.ndarray:
@@ -120,10 +118,10 @@ class _Read:
         span = span_keys(before.firsts, before.lasts)
         held_keys = self.held if isinstance(self.held, np.ndarray) else \
             np.fromiter((first << 32 | last for first, last in self.held), np.uint64, len(self.held))
-        held = np.isin(span, held_keys)
+        held = digest.among(span, np.sort(held_keys))
         if self.scope is not None:
             held |= ~self.scope.overlapping(before.firsts, before.lasts)
-        touched = np.isin(before.networks.keys, changed)
+        touched = digest.among(before.networks.keys, changed)  # `changed_keys`: sorted
         joined_changed = np.bincount(digest.owners(before.networks.offsets)[touched],
                                      minlength=len(span)) > 0
         return (before.kind == digest.NETWORK) & held & ~before.twice() & ~joined_changed
@@ -162,29 +160,88 @@ class _Parsed:
     rows: list[dumps.Row]
 
 
-def _contact_texts(before: digest.Digest, hashes: np.ndarray, parsed: dict[int, _Parsed]
-                   ) -> tuple[digest.Lists, np.ndarray, digest.Lists]:
-    """This read's contact texts (`hashes`, file order) with their keys: those `parsed`, and every
-    other's as `before` (read clean) had them; whether each is clean; their rows."""
+BATCH = 1024  # texts hashed, then looked up in the previous read's at once (a lookup a text: ~1 µs)
+
+
+def _hashed(path: Path, report: dumps.DumpReport, again: bool = False
+            ) -> Iterator[tuple[list[tuple[int, bytes, bool]], np.ndarray]]:
+    """A file's texts (`dumps.texts_of`), `BATCH` at a time, with their hashes. What the file itself
+    says is wrong (cut off) is reported after the last batch, as `texts_of` reports it after its
+    last text: after what parsing those texts reports."""
+    said = dumps.DumpReport(report.registry, report.serial)
+    texts = dumps.texts_of(path, said, again)
+    while batch := list(itertools.islice(texts, BATCH)):
+        yield batch, np.fromiter((digest.number(text) for _, text, _ in batch), np.uint64, len(batch))
+    report.problems += said.problems
+
+
+class _Index:
+    """Texts `which` of a previous read, found by hash (`find`): a sorted copy of their hashes and
+    their places, 16 bytes a text (the sets and dicts it replaced: ~100)."""
+
+    def __init__(self, hashes: np.ndarray, which: np.ndarray, last: bool = False) -> None:
+        order = which[np.argsort(hashes[which], kind="stable")]  # a hash's texts in file order
+        self.hashes, self.at, self.last = hashes[order], order, last
+
+    def find(self, hashes: np.ndarray) -> np.ndarray:
+        """For each of `hashes`, the text of this hash (the first in file order; the last with
+        `last`), or -1."""
+        if not len(self.hashes):
+            return np.full(len(hashes), -1, dtype=np.int64)
+        if self.last:
+            at = np.searchsorted(self.hashes, hashes, side="right") - 1
+        else:
+            at = np.searchsorted(self.hashes, hashes)
+        at = np.clip(at, 0, len(self.hashes) - 1)
+        return np.where(self.hashes[at] == hashes, self.at[at], -1)
+
+
+@dataclass
+class _Found:
+    """A read's networks in file order, 8 bytes each: a previous read's text, taken unchanged (its
+    index), or a text read again (-1 - its index in `texts`): a list of `Unchanged` held ~70 bytes a
+    network (RIPE NCC's millions in `full`)."""
+
+    order: array = field(default_factory=lambda: array("q"))
+    texts: list[tuple[Path, dumps.Text]] = field(default_factory=list)
+
+    def add(self, path: Path, text: dumps.Text) -> None:
+        self.order.append(-1 - len(self.texts))
+        self.texts.append((path, text))
+
+    def taken(self) -> np.ndarray:
+        """The previous read's texts taken, in file order."""
+        codes = np.frombuffer(self.order, np.int64)
+        return codes[codes >= 0]
+
+    def items(self, before: digest.Digest) -> Iterator[Unchanged | tuple[Path, dumps.Text]]:
+        """Each network unchanged (its span `before`'s), or each text to read again, in file order."""
+        for start in range(0, len(self.order), BATCH):
+            codes = np.frombuffer(self.order, np.int64)[start:start + BATCH]
+            at = np.maximum(codes, 0)
+            firsts, lasts = before.firsts[at].tolist(), before.lasts[at].tolist()
+            for n, code in enumerate(codes.tolist()):
+                yield Unchanged(firsts[n], lasts[n]) if code >= 0 else self.texts[-1 - code]
+
+
+def _contact_texts(before: digest.Digest, known: _Index, kept: digest.Writer, hashes: np.ndarray,
+                   parsed: dict[int, _Parsed]) -> tuple[digest.Lists, digest.Lists]:
+    """This read's contact texts (`hashes`, file order) with their keys and rows, written to `kept`:
+    those `parsed`, and every other's as the previous read (`known`: its texts read clean) had
+    them; given back mapped from what `kept` wrote."""
     new = np.fromiter(parsed, np.int64, len(parsed))
-    known = np.ones(len(hashes), dtype=bool)
-    known[new] = False
-    clean_before = np.flatnonzero(before.clean)
-    by_hash = clean_before[np.argsort(before.contacts.hashes[clean_before], kind="stable")]
-    at = np.searchsorted(before.contacts.hashes[by_hash], hashes[known])
-    old = by_hash[at]
+    old = np.ones(len(hashes), dtype=bool)
+    old[new] = False
     keys = np.fromiter((digest.key_number(k) for p in parsed.values() for k in p.keys), np.uint64)
     rows = [orjson.dumps(p.rows) for p in parsed.values()]
-    lists = digest.Lists.placed(len(hashes), [
-        (np.flatnonzero(known), before.contacts.take(old)),
-        (new, digest.Lists(hashes[new], digest.offsets_of([len(p.keys) for p in parsed.values()]), keys))])
-    made = np.frombuffer(b"".join(rows), np.uint8)
-    row_lists = digest.Lists.placed(len(hashes), [
-        (np.flatnonzero(known), before.rows.take(old)),
-        (new, digest.Lists(hashes[new], digest.offsets_of([len(r) for r in rows]), made))])
-    clean = known.copy()
+    made = digest.Lists(hashes[new], digest.offsets_of([len(p.keys) for p in parsed.values()]), keys)
+    made_rows = digest.Lists(hashes[new], digest.offsets_of([len(r) for r in rows]),
+                             np.frombuffer(b"".join(rows), np.uint8))
+    clean = old.copy()
     clean[new] = [p.clean for p in parsed.values()]
-    return lists, clean, row_lists
+    return kept.set_contacts(hashes, clean, [
+        (np.flatnonzero(old), known.find(hashes[old]), before.contacts, before.rows),
+        (new, np.arange(len(new)), made, made_rows)])
 
 
 def _names(obj: rpsl.RpslObject) -> set[str]:
@@ -216,7 +273,7 @@ def read_changed(
     def records() -> Iterator[NetworkRecord | Unchanged]:
         done = False
         try:
-            for item in found:
+            for item in found.items(read.before):
                 if isinstance(item, Unchanged):
                     yield item
                 else:

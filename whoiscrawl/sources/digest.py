@@ -5,12 +5,17 @@ contact they were joined with, changed; the others are the previous map's record
 
 Held as numpy arrays, 64-bit hashes throughout (texts and contact keys alike), and kept as one
 `.npz`: a refresh loads and compares a registry's hundreds of thousands of objects in array
-operations, never an object per text (the JSON lines it replaced took seconds to load alone)."""
+operations, never an object per text (the JSON lines it replaced took seconds to load alone). The
+`.npz` is stored uncompressed, so a refresh maps its columns from the file rather than reading them
+(`Digest.load`): the previous read costs the staging process pages of the file as they are touched,
+which the system may drop and read again, not memory of its own (RIPE NCC's 35 MB on `standard`)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import mmap
+import struct
 import tempfile
 import zipfile
 from array import array
@@ -64,24 +69,6 @@ def owners(offsets: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
 
 
-def runs(which: np.ndarray) -> list[tuple[int, int]]:
-    """`which` cut where it stops counting up by one: (start, end) of each run. A read's texts are
-    mostly the previous read's in the same order, so a few runs copy a registry's whole digest."""
-    if not len(which):
-        return []
-    cuts = (np.flatnonzero(np.diff(which) != 1) + 1).tolist()
-    return list(zip([0, *cuts], [*cuts, len(which)], strict=True))
-
-
-def gather(offsets: np.ndarray, flat: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lists `which` of (offsets, flat), in that order: their own offsets and flat items."""
-    got = offsets_of(np.diff(offsets)[which])
-    out = np.empty(got[-1], dtype=flat.dtype)
-    for start, end in runs(which):
-        out[got[start]:got[end]] = flat[offsets[which[start]]:offsets[which[end - 1] + 1]]
-    return got, out
-
-
 @dataclass
 class Lists:
     """Texts in file order, each with a hash and a list of contact keys: the contacts' texts (their
@@ -91,25 +78,9 @@ class Lists:
     offsets: np.ndarray  # int64, one more than texts: text i's keys are keys[offsets[i]:offsets[i + 1]]
     keys: np.ndarray  # uint64 (or, for a text's contact rows, the bytes of their JSON: uint8)
 
-    def take(self, which: np.ndarray) -> Lists:
-        offsets, keys = gather(self.offsets, self.keys, which)
-        return Lists(self.hashes[which], offsets, keys)
-
-    @staticmethod
-    def placed(count: int, parts: list[tuple[np.ndarray, Lists]]) -> Lists:
-        """`count` texts, each part's lists put at its indices (every text in one part)."""
-        sizes = np.zeros(count, dtype=np.int64)
-        hashes = np.zeros(count, dtype=np.uint64)
-        for where, lists in parts:
-            sizes[where] = np.diff(lists.offsets)
-            hashes[where] = lists.hashes
-        offsets = offsets_of(sizes)
-        keys = np.zeros(offsets[-1], dtype=parts[0][1].keys.dtype if parts else np.uint64)
-        for where, lists in parts:
-            for start, end in runs(where):
-                keys[offsets[where[start]]:offsets[where[end - 1] + 1]] = lists.keys[
-                    lists.offsets[start]:lists.offsets[end]]
-        return Lists(hashes, offsets, keys)
+    def sizes(self, which: np.ndarray) -> np.ndarray:
+        """How many keys each of texts `which` has."""
+        return self.offsets[which + 1] - self.offsets[which]
 
     def rows(self, text: int) -> list[list[str | None]]:
         """A text's contact rows (`dumps.Contacts.rows_of`), where `keys` holds their JSON."""
@@ -134,17 +105,18 @@ class Digest:
 
     @classmethod
     def load(cls, path: Path) -> Digest:
-        """The digest at `path`; DigestError naming it when it cannot be used."""
+        """The digest at `path`, its columns mapped from the file (`mapped`: none of them read);
+        DigestError naming it when it cannot be used."""
         try:
-            with np.load(path, allow_pickle=False) as got:
-                head = json.loads(bytes(got["head"]))
-                if not isinstance(head, dict) or head.get("version") != VERSION:
-                    raise DigestError(f"{path}: not a version {VERSION} digest")
-                return cls(head["registry"], head["serial"], head["observed_at"],
-                           Lists(got["c_hash"], got["c_off"], got["c_keys"]), got["c_clean"],
-                           Lists(got["c_hash"], got["r_off"], got["r_json"]),
-                           Lists(got["n_hash"], got["n_off"], got["n_keys"]), got["n_kind"], got["n_first"],
-                           got["n_last"])
+            got = mapped(path)
+            head = json.loads(bytes(got["head"]))
+            if not isinstance(head, dict) or head.get("version") != VERSION:
+                raise DigestError(f"{path}: not a version {VERSION} digest")
+            return cls(head["registry"], head["serial"], head["observed_at"],
+                       Lists(got["c_hash"], got["c_off"], got["c_keys"]), got["c_clean"],
+                       Lists(got["c_hash"], got["r_off"], got["r_json"]),
+                       Lists(got["n_hash"], got["n_off"], got["n_keys"]), got["n_kind"], got["n_first"],
+                       got["n_last"])
         except DigestError:
             raise
         except (OSError, EOFError, KeyError, TypeError, ValueError, zipfile.BadZipFile) as exc:  # JSON's too
@@ -160,28 +132,69 @@ class Digest:
         return out
 
 
+def mapped(path: Path) -> dict[str, np.ndarray]:
+    """Each array of the `.npz` at `path` (as `Writer` or `np.savez` writes it: members stored, not
+    compressed) as a read-only view of the file mapped into memory, by name: only each member's
+    headers are read here; the system reads a column's pages when they are used. ValueError where
+    a member is compressed, cut off or not a one-dimensional array of numbers."""
+    with path.open("rb") as fh, zipfile.ZipFile(fh) as archive:
+        whole = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)  # kept open by the arrays on it
+        got = {}
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{info.filename} is compressed")
+            fh.seek(info.header_offset)
+            local = fh.read(30)  # a member's local header: its name's and extra field's lengths at 26
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{info.filename}: no member header at {info.header_offset}")
+            start = info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30]))
+            fh.seek(start)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}[np.lib.format.read_magic(fh)]
+            shape, fortran, dtype = read_header(fh)
+            if len(shape) != 1 or fortran or dtype.hasobject:
+                raise ValueError(f"{info.filename}: not a column of numbers ({dtype}, {shape})")
+            if fh.tell() + shape[0] * dtype.itemsize > start + info.file_size:
+                raise ValueError(f"{info.filename}: cut off")
+            got[info.filename.removesuffix(".npy")] = np.frombuffer(whole, dtype, shape[0], fh.tell())
+    return got
+
+
 def changed_keys(before: Lists, now: Lists) -> np.ndarray:
     """The contact keys whose texts, in file order, differ between two reads (new, gone or edited):
-    each (key, its n-th text, that text's hash) of one read not in the other."""
-    rows = [_key_rows(before), _key_rows(now)]
-    key, nth, text = (np.concatenate([r[i] for r in rows]) for i in range(3))
-    order = np.lexsort((text, nth, key))
-    key, nth, text = key[order], nth[order], text[order]
-    same = (key[1:] == key[:-1]) & (nth[1:] == nth[:-1]) & (text[1:] == text[:-1])
-    paired = np.zeros(len(key), dtype=bool)
-    paired[1:] |= same
-    paired[:-1] |= same
-    return np.unique(key[~paired])
+    given in one read only, by another number of texts, or by another text at some place. Each
+    read's (key, text) rows sorted by key once, compared in place (a sort of both reads' rows
+    together held ~100 bytes a row at its peak: the staging's most, RIPE NCC's on `standard`)."""
+    (b_key, b_text), (n_key, n_text) = _by_key(before), _by_key(now)
+    (b_keys, b_count), (n_keys, n_count) = _counted(b_key), _counted(n_key)
+    common, b_at, n_at = np.intersect1d(b_keys, n_keys, assume_unique=True, return_indices=True)
+    alike = b_count[b_at] == n_count[n_at]
+    b_in, n_in = among(b_key, common[alike]), among(n_key, common[alike])
+    # a key's texts are in file order in both, as many in each: compared text by text
+    differ = b_key[b_in][b_text[b_in] != n_text[n_in]]
+    return np.unique(np.concatenate([np.setxor1d(b_keys, n_keys, assume_unique=True), common[~alike],
+                                     differ]))
 
 
-def _key_rows(lists: Lists) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(key, which of its texts this is, the text's hash) for every key of every text."""
-    text = lists.hashes[owners(lists.offsets)]
-    order = np.argsort(lists.keys, kind="stable")  # a key's texts stay in file order
-    key, text = lists.keys[order], text[order]
+def _by_key(lists: Lists) -> tuple[np.ndarray, np.ndarray]:
+    """(key, its text's hash) for every key of every text, by key, a key's texts in file order."""
+    order = np.argsort(lists.keys, kind="stable")
+    return lists.keys[order], lists.hashes[np.searchsorted(lists.offsets, order, side="right") - 1]
+
+
+def _counted(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The keys of a sorted array, each once, and how many times each is there."""
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
-    nth = np.arange(len(key)) - np.repeat(starts, np.diff(np.r_[starts, len(key)]))
-    return key, nth, text
+    return key[starts], np.diff(np.r_[starts, len(key)])
+
+
+def among(key: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Which of `key` are in `wanted` (sorted): `np.isin`'s answer, in 9 bytes a key where its sort
+    of both together held ~30."""
+    if not len(wanted):
+        return np.zeros(len(key), dtype=bool)
+    at = np.minimum(np.searchsorted(wanted, key), len(wanted) - 1)
+    return wanted[at] == key
 
 
 class Writer:
@@ -225,21 +238,28 @@ class Writer:
         own["n_first"].append(first)
         own["n_last"].append(last)
 
-    def set_contacts(self, lists: Lists, clean: np.ndarray, rows: Lists) -> None:
-        """Every contact text at once (a refresh's, known in arrays), in place of `contacts`."""
+    def set_contacts(self, hashes: np.ndarray, clean: np.ndarray,
+                     parts: Sequence[tuple[np.ndarray, np.ndarray, Lists, Lists]]) -> tuple[Lists, Lists]:
+        """Every contact text at once (a refresh's, known in arrays), in place of `contacts`: texts
+        `hashes`, text where[j] of each part (where, which, contacts, rows) being text which[j] of its
+        contacts and rows. Written a run at a time (`_placed`) and given back as this read's contacts
+        and rows, mapped from what was written: the previous read's are copied, never held."""
         c = self._contacts
-        for name, values in (("c_hash", lists.hashes), ("c_size", np.diff(lists.offsets)),
-                             ("c_keys", lists.keys), ("c_clean", clean), ("r_size", np.diff(rows.offsets)),
-                             ("r_json", rows.keys)):
-            c[name].write(values)
+        c["c_hash"].write(hashes)
+        c["c_clean"].write(clean)
+        keys = _placed(len(hashes), [(w, i, k) for w, i, k, _ in parts], c["c_size"], c["c_keys"])
+        rows = _placed(len(hashes), [(w, i, r) for w, i, _, r in parts], c["r_size"], c["r_json"])
+        return Lists(hashes, keys, c["c_keys"].mapped()), Lists(hashes, rows, c["r_json"].mapped())
 
     def take(self, before: Digest, which: np.ndarray) -> None:
-        """Texts `which` of the files read for networks, as `before` had them (unchanged)."""
-        got = before.networks.take(which)
-        for name, values in (("n_hash", got.hashes), ("n_size", np.diff(got.offsets)), ("n_keys", got.keys),
-                             ("n_kind", before.kind[which]), ("n_first", before.firsts[which]),
-                             ("n_last", before.lasts[which])):
-            self._taken[name].write(values)
+        """Texts `which` of the files read for networks, as `before` had them (unchanged): copied a
+        run of texts at a time, never gathered."""
+        taken = self._taken
+        for name, values in (("n_hash", before.networks.hashes), ("n_kind", before.kind),
+                             ("n_first", before.firsts), ("n_last", before.lasts)):
+            taken[name].write(values[which])
+        _placed(len(which), [(np.arange(len(which)), which, before.networks)], taken["n_size"],
+                taken["n_keys"])
 
     def commit(self) -> None:
         """The columns copied into the `.npz` (`np.load` reads it as `np.savez` wrote it), renamed."""
@@ -312,6 +332,15 @@ class _Spool:
         self._fh.write(np.ascontiguousarray(values, dtype=self.dtype).data)
         self._written += len(values)
 
+    def mapped(self) -> np.ndarray:
+        """What was appended so far, mapped from the file (read-only; nothing may be appended while
+        it is used)."""
+        self._flush()
+        self._fh.flush()
+        if not len(self):
+            return np.zeros(0, dtype=self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(len(self),))
+
     def _flush(self) -> None:
         self._buffer.tofile(self._fh)
         self._written += len(self._buffer)
@@ -328,6 +357,25 @@ class _Spool:
         with self.path.open("rb") as fh:
             while block := fh.read(self.BLOCK):
                 yield block
+
+
+def _placed(count: int, parts: Sequence[tuple[np.ndarray, np.ndarray, Lists]], sizes: _Spool,
+            flat: _Spool) -> np.ndarray:
+    """`count` lists, list where[j] of each part (where, which, lists) being list which[j] of its
+    lists (every list in one part): their sizes appended to `sizes`, their keys to `flat`, each run
+    of lists that follow one another in one part copied at once; their offsets. A read's texts are
+    mostly the previous read's in the same order: a few runs copy a registry's whole digest."""
+    part, source = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=np.int64)
+    size = np.zeros(count, dtype=np.int64)
+    for n, (where, which, lists) in enumerate(parts):
+        part[where], source[where], size[where] = n, which, lists.sizes(which)
+    sizes.write(size)
+    cuts = (np.flatnonzero((np.diff(part) != 0) | (np.diff(source) != 1)) + 1).tolist()
+    for start, end in zip([0, *cuts], [*cuts, count], strict=True):
+        if start < end:
+            lists = parts[int(part[start])][2]
+            flat.write(lists.keys[lists.offsets[source[start]]:lists.offsets[source[end - 1] + 1]])
+    return offsets_of(size)
 
 
 def _ends(sizes: list[_Spool]) -> Iterator[bytes]:

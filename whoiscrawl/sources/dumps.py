@@ -162,6 +162,8 @@ class DumpReport:
     unplaced: int = 0  # inetnums (or objects of no known type) skipped whose span could not be read
     reused: int = 0  # networks in scope unchanged since the previous read, not parsed (`changed`)
     digest_problem: str | None = None  # why the previous read's digest was not used, if it was not
+    # the staging process's resident memory when it started and at its peak (`seed.stage_apart`), MB
+    rss_mb: tuple[float, float] | None = None
 
     @property
     def complete(self) -> bool:

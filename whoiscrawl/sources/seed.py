@@ -9,6 +9,7 @@ import gc
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import resource
 import signal
 import sys
 from array import array
@@ -173,12 +174,22 @@ def _stage_child(dump: RegistryDump, scope: Scope | None, staged: Path, writer: 
     # LACNIC reads none, RIPE NCC's against its digest 471 objects), while each pass went over all
     # it holds (a tenth of RIPE NCC's staging of day 1); the process ends with the read.
     gc.disable()
+    started = _resident_mb()
+    got: dumps.DumpReport | BaseException
     try:
-        got: dumps.DumpReport | BaseException = stage(dump, scope, staged, digest_to, reuse)
+        got = report = stage(dump, scope, staged, digest_to, reuse)
+        report.rss_mb = (started, round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     except Exception as exc:
         got = exc
     writer.send(got)
     writer.close()
+
+
+def _resident_mb() -> float:
+    """This process's resident memory now, MB (Linux's `/proc`): a staging starts with what the
+    process it was forked from held."""
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        return round(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20), 1)
 
 
 async def staged_all(
