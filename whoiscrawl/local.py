@@ -232,7 +232,7 @@ class LocalCrawl:
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, dict(chosen.whois_servers),
             delegated_by=delegated_by, delegation_country=stats.configured_country(), dead_letters=letters,
-            delegation_at=published.starts() if published else None,
+            delegation_at=published.holders() if published else None,
         )
         for (registry, contact), emails in self.contacts_known.items():
             client.know_contact(registry, contact, emails)

@@ -287,7 +287,7 @@ class Refresh:
         client = RegistryClient(job.bootstrap, MemoryRateLimiter(job.limits), job.egresses,
                                 dict(job.settings.whois_servers),
                                 delegated_by=delegated, delegation_country=stats.configured_country(),
-                                delegation_at=published.starts())
+                                delegation_at=published.holders())
         store = MemoryStore(job.out.with_name(job.out.name + ".recheck.checkpoint.json"))
         crawler = Crawler(store, sink, client, Member(uuid.uuid4().hex), job.settings, scope=scope,
                           stopping=job.stopping)

@@ -421,7 +421,7 @@ class Worker:
         client = RegistryClient(
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, dict(cfg.settings.whois_servers),
             delegated_by=published.router() if published else None,
-            delegation_at=published.starts() if published else None,
+            delegation_at=published.holders() if published else None,
             delegation_country=stats.configured_country(), dead_letters=self.letters,
         )
         sink = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config)
@@ -488,7 +488,7 @@ class Worker:
             log.info("the published files are loaded: %s", json.dumps(figures)[:2000])
         if published is not None and load.stale:  # older than the crawl's: routed by the bootstrap
             kept = published.without(load.stale)
-            client.delegated_by, client.delegation_at = kept.router(), kept.starts()
+            client.delegated_by, client.delegation_at = kept.router(), kept.holders()
         return figures is not None
 
 

@@ -179,6 +179,32 @@ async def test_arins_r_more_answer_is_a_whole_subtree_and_nothing_in_it_is_liste
     assert asked <= 2 * delegations + 4 * cut
 
 
+# ARIN's /24 delegations in `quick`'s legacy 192.12/16, and a /21 DIRECT ASSIGNMENT
+# (192.12.176.0-192.12.183.255) across 8 of the range's 16 /24 shards: lanes that start together
+# meet it at 8 addresses.
+SWAMP_ARIN = "192.12.176.0/20"
+
+
+async def test_lanes_meeting_one_delegation_ask_it_once_and_nothing_inside_it(start_sim, world, tmp_path):
+    # Every lane at once (`concurrency` 64, the default), the statistics naming each delegation:
+    # the first lane inside a delegation asks for it by its first prefix and lists it; the others
+    # wait for that instead of asking their own addresses. Before, each lane starting inside the /21
+    # asked its address, answered by the /21 again (quick's demo: 47 of ARIN's 320 lookups answered
+    # a delegation answered before, 27 a network inside one listed already).
+    sim = await start_sim(time_scale=100)
+    got = await crawl(sim, tmp_path, SWAMP_ARIN, sources=frozenset({"stats", "live"}),
+                      files_base=sim.files_base)
+    want = truth(world, SWAMP_ARIN)
+    assert got.doc["complete"] and set(want) <= set(got.records)
+    delegations = {b: o for b, o in want.items() if world.parent[o] < 0}
+    assert len(delegations) == 9 and world.nchildren[delegations[("192.12.176.0", "192.12.183.255")]] == 0
+    asked = [json.loads(line) for line in Path(sim.info()["log"]).read_text().splitlines()]
+    answered = Counter(e["handle"] for e in asked if (e["registry"], e["protocol"]) == ("arin", "rdap"))
+    assert answered == Counter(world.handle(o) for o in delegations.values())  # each once, nothing below
+    listed = Counter(e["address"] for e in asked if e["protocol"] == "rdap-bottom")
+    assert listed == Counter(a for a, _ in delegations)  # each delegation listed once
+
+
 async def test_a_parents_gaps_answer_the_parent_where_nothing_lists_its_children(start_sim, world, tmp_path):
     # LACNIC lists nothing: the /24 grid probes the allocation; what is under a /24 and missed by
     # every grid point stays unfound (the registry gives no way to see it).

@@ -146,10 +146,10 @@ class StatsPlan:
         None with no delegations: the bootstrap routes alone."""
         return self.index().registry if self.delegations else None
 
-    def starts(self) -> Callable[[int], tuple[int, int] | None] | None:
-        """The delegation starting at an address, by these statistics (the client's
-        `delegation_at`); None with no delegations."""
-        return self.index().starting_at if self.delegations else None
+    def holders(self) -> Callable[[int], tuple[int, int] | None] | None:
+        """The delegation holding an address, by these statistics (the client's `delegation_at`);
+        None with no delegations."""
+        return self.index().at if self.delegations else None
 
     def without(self, registries: Iterable[str]) -> StatsPlan:
         """These statistics but those of `registries` (refused: older than the crawl used)."""

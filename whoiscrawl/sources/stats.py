@@ -220,10 +220,10 @@ class Delegations:
         k = self._holding(address, address)
         return None if k is None else self._registries[k]
 
-    def starting_at(self, address: int) -> tuple[int, int] | None:
-        """The delegation whose first address this is, as (first, last), or None."""
+    def at(self, address: int) -> tuple[int, int] | None:
+        """The delegation holding the address, as (first, last), or None."""
         k = self._holding(address, address)
-        return None if k is None or self._starts[k] != address else (address, self._ends[k])
+        return None if k is None else (self._starts[k], self._ends[k])
 
 
 @cache
