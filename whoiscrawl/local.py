@@ -171,7 +171,9 @@ class LocalCrawl:
         chosen = self.settings
         excludes, published = list(chosen.excludes), None
         if "stats" in chosen.sources:
-            published = await load_stats(chosen.files_base, self.published)
+            # only the rows the crawl's scope touches: nothing outside it is planned, asked or written
+            within = self._asked_scope().overlaps
+            published = await load_stats(chosen.files_base, self.published, within=within)
             for warning in published.warnings:
                 self.note(warning)
             excludes += published.free_ranges()

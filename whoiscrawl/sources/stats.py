@@ -177,11 +177,14 @@ def parse_md5(text: str, name: str = "the .md5 file") -> str:
     raise StatsError(f"{name}.md5: no digest in it (expected `MD5 (file) = hex` or `hex  file`)")
 
 
-def read_path(path: str | Path, md5_text: str | None = None) -> tuple[Header, list[Delegation]]:
-    """A whole file's IPv4 delegations, checked (a few MB: the largest holds ~200k rows)."""
+def read_path(
+    path: str | Path, md5_text: str | None = None, within: Callable[[int, int], bool] | None = None
+) -> tuple[Header, list[Delegation]]:
+    """A whole file's IPv4 delegations, checked (a few MB: the largest holds ~200k rows); `within`:
+    only those it takes (first, last) for, the whole file read and checked all the same."""
     with open(path, "rb") as fh:
         stats = StatsFile(str(path), fh)
-        rows = list(stats)
+        rows = [d for d in stats if within is None or within(d.first, d.last)]
     return stats.check(md5_text), rows
 
 
