@@ -138,6 +138,7 @@ class Crawler:
         return True
 
     def asking_whole(self, delegation: tuple[int, int]) -> None:
+        """A lane asks the delegation for whole now: lanes meeting it meanwhile wait (`asked_whole`)."""
         self.delegations[delegation] = asyncio.get_running_loop().create_future()
 
     def whole_asked(self, delegation: tuple[int, int], answered: bool) -> None:
@@ -151,7 +152,7 @@ class Crawler:
 
     async def _lookup_patiently(self, address: int, whole: int = 0) -> LookupResult | None:
         """A lookup asked patiently (registry/patience.py); None: the crawl stops during a pause (the
-        probe stays in the walk's checkpoint). `whole`: of a delegation starting there, its prefix."""
+        probe stays in the walk's checkpoint). `whole`: of the delegation holding it, its first prefix."""
 
         async def ask() -> LookupResult:
             result = await self.client.lookup(address, whole)
