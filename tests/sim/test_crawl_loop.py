@@ -31,6 +31,7 @@ from whoiscrawl.sim import render, score
 from whoiscrawl.sim.faults import Faults
 from whoiscrawl.sim.model import World
 from whoiscrawl.sim.server import Simulator
+from whoiscrawl.sources.published import load_stats
 from whoiscrawl.space import fetch_bootstrap
 from whoiscrawl.store.memory import MemoryStore
 
@@ -436,14 +437,22 @@ async def test_a_holder_named_only_by_handle_is_named_by_its_entity_answer_once(
 async def test_a_local_crawl_keeps_only_the_statistics_rows_its_scope_touches(start_sim, tmp_path):
     # The five files list every delegation of the world (196,307 IPv4 rows behind quick's
     # simulator: ~140 MB of the crawler's 419 MB peak on `quick`, whatever the crawl's size); a
-    # crawl of a /20 plans, routes and writes by the few its scope touches. Each file is still read
-    # and checked whole.
+    # crawl plans, routes and writes by the few its scope touches. Each file is still read and
+    # checked whole, and free space reaching past the scope is still one placeholder (AFRINIC's
+    # 102.0.0.0-102.71.255.255 for quick's 102.0.0.0/16: rows joined across the scope's edge).
     sim = await start_sim(time_scale=100)
     settings = CrawlSettings(sources=frozenset({"stats", "live"}), files_base=sim.files_base)
     bootstrap = await fetch_bootstrap(sim.bootstrap_url)
-    job = LocalCrawl([SWAMP_ARIN], tmp_path / "out.jsonl", bootstrap, {}, settings)
+    ranges = [SWAMP_ARIN, "102.0.0.0/16"]
+    job = LocalCrawl(ranges, tmp_path / "out.jsonl", bootstrap, {}, settings)
     _plan, published = await job._plan()
     assert published is not None and set(published.serials) == set(REGISTRIES) and not published.warnings
-    scope = IPNetwork(SWAMP_ARIN)
-    assert published.delegations and all(d.first <= scope.last and scope.first <= d.last
-                                         for d in published.delegations)
+    scope = job._asked_scope()
+    handed_out = [d for d in published.delegations if d.handed_out]
+    assert handed_out and all(scope.overlaps(d.first, d.last) for d in handed_out)
+    everything = await load_stats(sim.files_base, tmp_path / "all")
+    assert len(everything.delegations) > 10 * len(published.delegations)
+    free = [(r.registry, r.start_address, r.end_address, r.status) for r in published.free_records(scope)]
+    assert free == [(r.registry, r.start_address, r.end_address, r.status)
+                    for r in everything.free_records(scope)]
+    assert [r[1:3] for r in free if r[0] == "afrinic"] == [("102.0.0.0", "102.71.255.255")]

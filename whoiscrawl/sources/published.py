@@ -164,8 +164,9 @@ async def load_stats(
     within: Callable[[int, int], bool] | None = None,
 ) -> StatsPlan:
     """Every registry's statistics, fetched and checked; a bad one is a warning and left out.
-    `within`: only the rows it takes (first, last) for are kept (a crawl's scope: the five files
-    hold ~200k IPv4 rows, ~140 MB as rows, whatever the crawl's size)."""
+    `within`: only the delegations it takes (first, last) for are kept, and all free and reserved
+    rows (a crawl's scope: the five files hold ~200k IPv4 rows, ~140 MB as rows, whatever the
+    crawl's size; `stats.read_path`)."""
     plan = StatsPlan()
     async with aiohttp.ClientSession() as session:
         for registry in registries:

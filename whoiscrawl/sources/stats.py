@@ -181,10 +181,12 @@ def read_path(
     path: str | Path, md5_text: str | None = None, within: Callable[[int, int], bool] | None = None
 ) -> tuple[Header, list[Delegation]]:
     """A whole file's IPv4 delegations, checked (a few MB: the largest holds ~200k rows); `within`:
-    only those it takes (first, last) for, the whole file read and checked all the same."""
+    only the handed-out ones it takes (first, last) for, and every free or reserved row (a few
+    thousand; a run of them is one placeholder however far past a scope's edge it reaches:
+    `StatsPlan.free_records`), the whole file read and checked all the same."""
     with open(path, "rb") as fh:
         stats = StatsFile(str(path), fh)
-        rows = [d for d in stats if within is None or within(d.first, d.last)]
+        rows = [d for d in stats if within is None or not d.handed_out or within(d.first, d.last)]
     return stats.check(md5_text), rows
 
 
