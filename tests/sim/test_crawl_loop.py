@@ -456,3 +456,22 @@ async def test_a_local_crawl_keeps_only_the_statistics_rows_its_scope_touches(st
     assert free == [(r.registry, r.start_address, r.end_address, r.status)
                     for r in everything.free_records(scope)]
     assert [r[1:3] for r in free if r[0] == "afrinic"] == [("102.0.0.0", "102.71.255.255")]
+
+
+# 12.0.0.0/16: a slice of ARIN's legacy 12/8 (51,996 networks below it, 388 of them inside the /16).
+SLICE_OF_12 = "12.0.0.0/16"
+
+
+async def test_a_delegation_larger_than_the_scope_is_listed_within_the_scope(start_sim, world, tmp_path):
+    # Its whole subtree is refused for its size (over 10,000 rows) and, before, was split in halves
+    # from the /8 down (quick's demo: 3 refusals, 6 `rdap-up`, a 41 MB answer for 63.0.0.0/11's
+    # 8,968 networks where 244 are in its /16): now asked for the part inside the scope, each
+    # network across the scope's edge found by `rdap-up` and asked on its own.
+    sim = await start_sim(time_scale=100)
+    got = await crawl(sim, tmp_path, SLICE_OF_12, sources=frozenset({"stats", "live"}),
+                      files_base=sim.files_base)
+    want = truth(world, SLICE_OF_12)
+    assert got.doc["complete"] and set(want) <= set(got.records)
+    assert got.requests[("arin", "rdap-bottom", "too_many_rows")] == 0
+    assert got.requests[("arin", "rdap-bottom", "ok")] == 1 and got.requests[("arin", "rdap", "ok")] == 1
+    assert got.requests[("arin", "rdap-up", "ok")] + got.requests[("arin", "rdap-up", "not_found")] <= 2

@@ -526,6 +526,7 @@ class RegistryClient:
         span: tuple[int, int] | None = None,
         wanted: Callable[[int, int], bool] | None = None,
         deep: bool = False,
+        within: Callable[[int, int], tuple[int, int] | None] | None = None,
     ) -> Listing:
         """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m` or
         ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
@@ -536,13 +537,14 @@ class RegistryClient:
         ARIN's `r >` answers every level anyway, and with `deep` all of them are the listing.
         A list that could not be had comes back incomplete, never raised, and `unanswered` where the
         registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
-        crawl's scope)."""
+        crawl's scope); `within`: the part of a parent's subtree a relation search asks for (the
+        scope's hull inside it: `relations.RelationSearch`)."""
         tally = Tally()
         if url.startswith("whois://"):
             listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally, deep)
         else:
             deep = deep and registry not in self._bottomless
-            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep)
+            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep, within)
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
         for record, _ in listing.children:
             contacts.fill_country(record, self.delegation_country)
@@ -554,6 +556,7 @@ class RegistryClient:
     async def _relation_children(
         self, registry: str, url: str, parent_handle: str | None,
         wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
+        within: Callable[[int, int], tuple[int, int] | None] | None = None,
     ) -> Listing:
         where = relations.split_url(url)
         if where is None:
@@ -563,7 +566,7 @@ class RegistryClient:
             return self._listing_part(registry, functools.partial(self._request, registry, url), tally)
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
-                                          functools.partial(self._dead_letter, registry))
+                                          functools.partial(self._dead_letter, registry), within)
         await search.run(first, last, deep)
         if search.bottom_unserved:
             log.info("%s does not implement rdap-bottom (501): listed by rdap-down from now", registry)
