@@ -180,6 +180,17 @@ async def test_arins_r_more_answer_is_a_whole_subtree_and_nothing_in_it_is_liste
     assert asked <= 2 * delegations + 4 * cut
 
 
+async def whole_from_stats(start_sim: Any, world: World, tmp_path: Path, cidr: str
+                           ) -> tuple[Simulator, Crawled, dict[Block, int]]:
+    """A crawl of the range with the statistics (`stats,live`), checked complete and finding every
+    network the range holds: the simulator, the crawl and the range's truth."""
+    sim = await start_sim(time_scale=100)
+    got = await crawl(sim, tmp_path, cidr, sources=frozenset({"stats", "live"}), files_base=sim.files_base)
+    want = truth(world, cidr)
+    assert got.doc["complete"] and set(want) <= set(got.records)
+    return sim, got, want
+
+
 # ARIN's /24 delegations in `quick`'s legacy 192.12/16, and a /21 DIRECT ASSIGNMENT
 # (192.12.176.0-192.12.183.255) across 8 of the range's 16 /24 shards: lanes that start together
 # meet it at 8 addresses.
@@ -192,11 +203,7 @@ async def test_lanes_meeting_one_delegation_ask_it_once_and_nothing_inside_it(st
     # wait for that instead of asking their own addresses. Before, each lane starting inside the /21
     # asked its address, answered by the /21 again (quick's demo: 47 of ARIN's 320 lookups answered
     # a delegation answered before, 27 a network inside one listed already).
-    sim = await start_sim(time_scale=100)
-    got = await crawl(sim, tmp_path, SWAMP_ARIN, sources=frozenset({"stats", "live"}),
-                      files_base=sim.files_base)
-    want = truth(world, SWAMP_ARIN)
-    assert got.doc["complete"] and set(want) <= set(got.records)
+    sim, _got, want = await whole_from_stats(start_sim, world, tmp_path, SWAMP_ARIN)
     delegations = {b: o for b, o in want.items() if world.parent[o] < 0}
     assert len(delegations) == 9 and world.nchildren[delegations[("192.12.176.0", "192.12.183.255")]] == 0
     asked = [json.loads(line) for line in Path(sim.info()["log"]).read_text().splitlines()]
@@ -467,11 +474,7 @@ async def test_a_delegation_larger_than_the_scope_is_listed_within_the_scope(sta
     # from the /8 down (quick's demo: 3 refusals, 6 `rdap-up`, a 41 MB answer for 63.0.0.0/11's
     # 8,968 networks where 244 are in its /16): now asked for the part inside the scope, each
     # network across the scope's edge found by `rdap-up` and asked on its own.
-    sim = await start_sim(time_scale=100)
-    got = await crawl(sim, tmp_path, SLICE_OF_12, sources=frozenset({"stats", "live"}),
-                      files_base=sim.files_base)
-    want = truth(world, SLICE_OF_12)
-    assert got.doc["complete"] and set(want) <= set(got.records)
+    _sim, got, _want = await whole_from_stats(start_sim, world, tmp_path, SLICE_OF_12)
     assert got.requests[("arin", "rdap-bottom", "too_many_rows")] == 0
     assert got.requests[("arin", "rdap-bottom", "ok")] == 1 and got.requests[("arin", "rdap", "ok")] == 1
     assert got.requests[("arin", "rdap-up", "ok")] + got.requests[("arin", "rdap-up", "not_found")] <= 2
