@@ -116,7 +116,8 @@ class RelationSearch:
         larger than the crawl: quick's 63.0.0.0/16 of 63.0.0.0/11, 244 of 8,968 networks, or of
         12/8, refused whole): a child across either edge of a..b (found by `rdap-up`, as
         `_bottom_split` finds one across its cut) with its own subtree, then the rest of a..b as one
-        part. A registry that answers no part by `rdap-bottom` leaves it incomplete (the grid)."""
+        part. Where that part is answered by no `rdap-bottom` (501, or an answer no parser reads),
+        the parent is listed by `rdap-down` instead, as `run` lists it then."""
         if a > first and (child := await self._child_across(first, last, a - 1)) is not None:
             self.children.append(child)
             await self._subtree(child)
@@ -125,8 +126,11 @@ class RelationSearch:
             self.children.append(child)
             await self._subtree(child)
             b = child[0].first - 1
-        if a <= b:
-            await self._bottom_part(a, b)
+        verdict = await self._bottom_part(a, b) if a <= b else "whole"
+        if verdict in ("down", "unserved"):
+            self.bottom_unserved, self.deep = verdict == "unserved", False
+            self.complete, self.children = True, []  # what the edges gave comes again, one level a request
+            await self._part(first, last, maybe_child=False)
 
     async def _bottom(self, first: int, last: int) -> bool:
         """The subtree of first..last by `rdap-bottom`; True where that settled the listing
@@ -172,7 +176,8 @@ class RelationSearch:
             if a <= b and (self.wanted is None or self.wanted(a, b)):
                 await self._bottom_part(a, b)
 
-    async def _bottom_part(self, first: int, last: int) -> None:
+    async def _bottom_part(self, first: int, last: int) -> str:
+        """One part of a subtree by `rdap-bottom`, split further where refused; its verdict."""
         verdict, found = await self._bottom_answer(first, last)
         if verdict == "split":
             await self._bottom_split(first, last)
@@ -183,6 +188,7 @@ class RelationSearch:
         named = {c.parent_handle for c, _ in found} - {c.handle for c, _ in found} - {self.parent}
         if verdict == "empty" or named:
             await self._keep_if_exact(first, last)
+        return verdict
 
     async def _subtree(self, child: Child) -> None:
         """A child's own subtree, asked as its registry's listing of it is (`run`, deep)."""
