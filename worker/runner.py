@@ -37,7 +37,7 @@ from whoiscrawl.registry.client import ABANDONED_WAIT_S
 from whoiscrawl.settings import SETTINGS, CrawlSettings
 from whoiscrawl.sources import stats
 from whoiscrawl.sources.published import SourcesSettings, StatsPlan, load_stats
-from whoiscrawl.space import fetch_bootstrap
+from whoiscrawl.space import Scope, fetch_bootstrap
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 log = logging.getLogger("whoiscrawl.worker")
@@ -417,7 +417,7 @@ class Worker:
         self.letters = KafkaSink(cfg.kafka_bootstrap, cfg.topic_prefix, cfg.crawl, cfg.kafka_config,
                                  topic=dead_letter_topic(cfg.topic_prefix, cfg.crawl))
         cache = Path(tempfile.mkdtemp(prefix="whoiscrawl-sources-"))
-        published = await self._statistics(cache)
+        published = await self._statistics(cache, await store.scope())
         client = RegistryClient(
             await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses, dict(cfg.settings.whois_servers),
             delegated_by=published.router() if published else None,
@@ -463,13 +463,15 @@ class Worker:
     crawler: Crawler | None = None
     letters: KafkaSink | None = None  # the crawl's dead-letter topic
 
-    async def _statistics(self, cache: Path) -> StatsPlan | None:
+    async def _statistics(self, cache: Path, scope: Scope | None) -> StatsPlan | None:
         """The delegation statistics, when the crawl reads them: each worker routes its lookups by
-        them (the load writes their free space once)."""
+        them (the load writes their free space once). Only the delegations the crawl's scope
+        touches, and every free or reserved row (`stats.read_path`): all five files' rows are
+        ~140 MB a worker whatever the crawl's size."""
         settings = self.config.sources
         if settings is None or "stats" not in settings.sources:
             return None
-        return await load_stats(settings.files_base, cache)
+        return await load_stats(settings.files_base, cache, within=scope.overlaps if scope else None)
 
     async def _files_loaded(
         self, store: RedisBlockStore, sink: KafkaSink, client: RegistryClient, published: StatsPlan | None,
