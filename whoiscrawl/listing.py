@@ -198,12 +198,13 @@ class Listings:
         Once given up on, what it had (incomplete: the walk's grid probes the rest); None: stopping
         meanwhile."""
         wanted = self.host.scope.overlaps if self.host.scope else None
+        within = self.host.scope.hull if self.host.scope else None  # a subtree asked inside the scope
         span = (parent.first, parent.last)
         lease = Lease.listing(*span)
 
         async def ask() -> Listing:
             listing = await self.host.client.children(parent.registry, url, parent.handle, span, wanted,
-                                                      deep=True)
+                                                      deep=True, within=within)
             self.host.lookups_by_registry[parent.registry] += listing.lookups
             await self.host.store.record_step(
                 shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited,

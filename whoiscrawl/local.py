@@ -22,6 +22,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import DeadLetter, NetworkRecord
 from whoiscrawl.registry import Egress, LookupResult, RegistryClient
+from whoiscrawl.rirs import SPECIAL_PURPOSE
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import dumps, freshness, manifest, seed, stats
 from whoiscrawl.sources.published import (
@@ -175,7 +176,10 @@ class LocalCrawl:
         chosen = self.settings
         excludes, published, delegated = list(chosen.excludes), None, list(self.delegated)
         if "stats" in chosen.sources:
-            published = await load_stats(chosen.files_base, self.published)
+            # only the rows the crawl's scope touches (its special-purpose space included: what the
+            # statistics list delegated there is asked): nothing outside it is planned, asked or written
+            within = self._asked_scope(SPECIAL_PURPOSE).overlaps
+            published = await load_stats(chosen.files_base, self.published, within=within)
             for warning in published.warnings:
                 self.note(warning)
             excludes += published.free_ranges()
@@ -240,7 +244,7 @@ class LocalCrawl:
         client = RegistryClient(
             self.bootstrap, MemoryRateLimiter(self.limits), self.egresses, dict(chosen.whois_servers),
             delegated_by=delegated_by, delegation_country=stats.configured_country(), dead_letters=letters,
-            delegation_at=published.starts() if published else None,
+            delegation_at=published.holders() if published else None,
             timeout=chosen.lookup_timeout, listing_timeout=chosen.listing_timeout,
         )
         for (registry, contact), emails in self.contacts_known.items():

@@ -305,7 +305,7 @@ class Refresh:
         client = RegistryClient(job.bootstrap, MemoryRateLimiter(job.limits), job.egresses,
                                 dict(job.settings.whois_servers),
                                 delegated_by=delegated, delegation_country=stats.configured_country(),
-                                delegation_at=published.starts(), timeout=job.settings.lookup_timeout,
+                                delegation_at=published.holders(), timeout=job.settings.lookup_timeout,
                                 listing_timeout=job.settings.listing_timeout)
         store = MemoryStore(job.out.with_name(job.out.name + ".recheck.checkpoint.json"))
         crawler = Crawler(store, sink, client, Member(uuid.uuid4().hex), job.settings, scope=scope,

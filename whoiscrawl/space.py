@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -240,6 +240,12 @@ class Scope:
     def overlaps(self, first: int, last: int) -> bool:
         i = bisect_right(self.firsts, last) - 1
         return i >= 0 and self.lasts[i] >= first
+
+    def hull(self, first: int, last: int) -> tuple[int, int] | None:
+        """The smallest span holding all of the scope inside first..last (None: none of it is):
+        the part of a network's subtree worth listing."""
+        end = self.last_within(first, last)
+        return None if end is None else (max(first, self.firsts[bisect_left(self.lasts, first)]), end)
 
     def overlapping(self, firsts: np.ndarray, lasts: np.ndarray) -> np.ndarray:
         """`overlaps` of many spans at once (a bool each): millions of a dump's networks."""

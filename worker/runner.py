@@ -36,7 +36,7 @@ from whoiscrawl.registry.client import ABANDONED_WAIT_S
 from whoiscrawl.settings import SETTINGS, CrawlSettings
 from whoiscrawl.sources import stats
 from whoiscrawl.sources.published import SourcesSettings, StatsPlan, load_stats
-from whoiscrawl.space import fetch_bootstrap
+from whoiscrawl.space import Scope, fetch_bootstrap
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
 log = logging.getLogger("whoiscrawl.worker")
@@ -461,11 +461,11 @@ class Worker:
         cfg = self.config
         with tempfile.TemporaryDirectory(prefix="whoiscrawl-sources-", ignore_cleanup_errors=True) as folder:
             cache = Path(folder)
-            published = await self._statistics(cache)
+            published = await self._statistics(cache, await store.scope(), await store.special())
             client = RegistryClient(
                 await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses,
                 dict(cfg.settings.whois_servers), delegated_by=published.router() if published else None,
-                delegation_at=published.starts() if published else None,
+                delegation_at=published.holders() if published else None,
                 delegation_country=stats.configured_country(), dead_letters=self.letters,
                 timeout=cfg.settings.lookup_timeout, listing_timeout=cfg.settings.listing_timeout,
             )
@@ -473,13 +473,20 @@ class Worker:
             loaded = await self._files_loaded(store, sink, client, published, cache, checkpoints)
         return client, sink, loaded
 
-    async def _statistics(self, cache: Path) -> StatsPlan | None:
+    async def _statistics(self, cache: Path, scope: Scope | None, withheld: list[Shard]) -> StatsPlan | None:
         """The delegation statistics, when the crawl reads them: each worker routes its lookups by
-        them (the load writes their free space once)."""
+        them (the load writes their free space once). Only the delegations the crawl's scope
+        touches, or the special-purpose space its plan withheld (`withheld`: the load plans what
+        they list there), and every free or reserved row (`stats.read_path`): all five files' rows
+        are ~140 MB a worker whatever the crawl's size."""
         settings = self.config.sources
         if settings is None or "stats" not in settings.sources:
             return None
-        return await load_stats(settings.files_base, cache)
+        within = None
+        if scope is not None:
+            spans = [*zip(scope.firsts, scope.lasts, strict=True), *((s.first, s.last) for s in withheld)]
+            within = Scope.of(spans).overlaps
+        return await load_stats(settings.files_base, cache, within=within)
 
     async def _files_loaded(
         self, store: RedisBlockStore, sink: KafkaSink, client: RegistryClient, published: StatsPlan | None,
@@ -498,7 +505,7 @@ class Worker:
             log.info("the published files are loaded: %s", json.dumps(figures)[:2000])
         if published is not None and load.stale:  # older than the crawl's: routed by the bootstrap
             kept = published.without(load.stale)
-            client.delegated_by, client.delegation_at = kept.router(), kept.starts()
+            client.delegated_by, client.delegation_at = kept.router(), kept.holders()
         return figures is not None
 
 

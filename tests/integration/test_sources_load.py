@@ -242,3 +242,35 @@ async def test_a_delegation_the_statistics_list_in_special_purpose_space_is_plan
         await client.close()
         queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
         admin.delete_crawl()
+
+
+async def test_a_worker_keeps_only_the_statistics_rows_its_crawl_s_scope_touches(
+    services, unique_name, tmp_path
+):
+    """A worker reads every statistics file whole and keeps the delegations the planned scope
+    touches and every free or reserved row (a run of them is one placeholder past the scope's edge):
+    all five files' rows are ~140 MB a worker whatever the crawl's size (before, all were kept)."""
+    crawl = unique_name
+    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    worker = Worker(WorkerConfig(crawl, services.kafka_bootstrap, services.redis_url, {}, topic_prefix="t.",
+                                 sources=SETTINGS, kafka_config={"log_level": "0"}))
+    store = RedisBlockStore(services.redis_url, crawl)
+    try:
+        scope = await store.scope()
+        assert scope is not None
+        kept = await worker._statistics(tmp_path / "kept", scope)
+        everything = await load_stats(SETTINGS.files_base, tmp_path / "all")
+        assert kept is not None and kept.serials == everything.serials
+        handed_out = [d for d in kept.delegations if d.handed_out]
+        assert handed_out and all(scope.overlaps(d.first, d.last) for d in handed_out)
+        assert len(handed_out) < sum(d.handed_out for d in everything.delegations)
+        assert [d for d in kept.delegations if not d.handed_out] == [
+            d for d in everything.delegations if not d.handed_out]
+    finally:
+        worker.consumer.close()
+        worker._kafka.shutdown(wait=True)
+        await store.close()
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        admin.delete_crawl()

@@ -60,6 +60,42 @@ async def test_a_deep_search_asks_the_subtree_once_else_lists_by_rdap_down(
     assert len(unreadable) == int(refused)  # an answer no parser read is kept as a dead letter
 
 
+EDGE_THEN_PART = ["rdap-up", "rdap-bottom"]
+
+
+@pytest.mark.parametrize(("bottom", "asked", "deep", "children", "unserved"), [
+    (Outcome(Kind.ANSWER, rdap.ParsedListing(list(TWO))), EDGE_THEN_PART, True, TWO, False),
+    (Outcome(Kind.NOT_FOUND), [*EDGE_THEN_PART, "rdap-up"], True, [], False),  # the part itself a network?
+    (Outcome(Kind.ANSWER, rdap.ParsedListing([], malformed="no ipSearchResults")),
+     [*EDGE_THEN_PART, "rdap-down"], False, [], False),
+    (Outcome(Kind.NOT_IMPLEMENTED, "HTTP 501"), [*EDGE_THEN_PART, "rdap-down"], False, [], True),
+    (Outcome(Kind.TRANSIENT, "HTTP 503"), EDGE_THEN_PART, True, [], False),  # incomplete: asked again
+])
+async def test_a_deep_search_past_the_scope_asks_for_the_scope_s_part_else_lists_by_rdap_down(
+    bottom: Outcome, asked: list[str], deep: bool, children: list[Any], unserved: bool
+):
+    # The parent 12.0.0.0-12.0.3.255, the scope its first half: one `rdap-bottom` keyed by that half
+    # once `rdap-up` found no network across the edge; where that is not served, `rdap-down` of the
+    # parent, as for a parent inside the scope.
+    first, last, edge = 0x0C000000, 0x0C0003FF, 0x0C0001FF
+    sent: list[str] = []
+
+    async def fetch(url: str) -> Outcome:
+        rel, key = url.split("/rirSearch1/", 1)[1].split("/", 1)
+        sent.append(rel)
+        if rel == "rdap-bottom":
+            assert key == relations.key_url("", "", first, edge).lstrip("/")
+            return bottom
+        return Outcome(Kind.NOT_FOUND)  # rdap-up: nothing across the edge; rdap-down: no children
+
+    search = relations.RelationSearch(fetch, rdap.RdapParser(), "arin", BASE, "NET-1",
+                                      within=lambda a, b: (a, min(b, edge)))
+    await search.run(first, last, deep=True)
+    assert (sent, search.deep, search.children, search.bottom_unserved) == (asked, deep, children, unserved)
+    assert search.complete == (bottom.kind is not Kind.TRANSIENT)
+    assert search.unanswered == (bottom.kind is Kind.TRANSIENT)
+
+
 @pytest.mark.parametrize("refused", [Outcome(Kind.TOO_MANY_ROWS),
                                      Outcome(Kind.ANSWER, rdap.ParsedListing(list(TWO), truncated=True))])
 async def test_a_subtree_too_long_for_one_answer_is_asked_in_halves(refused: Outcome):

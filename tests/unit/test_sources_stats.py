@@ -107,19 +107,19 @@ def test_delegations_answer_the_country_of_handed_out_space():
     assert found.country(free, free + 255) is None
 
 
-@pytest.mark.parametrize(("address", "starting"), [
+@pytest.mark.parametrize(("address", "holding"), [
     ("12.0.0.0", ("12.0.0.0", "12.0.2.255")),  # 768 addresses: not one CIDR
-    ("12.0.1.0", None),  # inside it, not its first address
+    ("12.0.1.0", ("12.0.0.0", "12.0.2.255")),  # inside it, not its first address
     ("12.0.3.0", ("12.0.3.0", "12.0.3.255")),  # the next one, adjacent
     ("12.0.4.0", None),  # free space: no delegation
     ("11.255.255.255", None),
 ])
-def test_the_delegation_starting_at_an_address(address: str, starting: tuple[str, str] | None):
+def test_the_delegation_holding_an_address(address: str, holding: tuple[str, str] | None):
     rows = [stats.Delegation("arin", "US", int(IPAddress("12.0.0.0")), 768, "20200101", "allocated"),
             stats.Delegation("arin", "US", int(IPAddress("12.0.3.0")), 256, "20200101", "assigned"),
             stats.Delegation("arin", None, int(IPAddress("12.0.4.0")), 256, None, "available")]
-    want = None if starting is None else tuple(int(IPAddress(a)) for a in starting)
-    assert stats.Delegations(rows).starting_at(int(IPAddress(address))) == want
+    want = None if holding is None else tuple(int(IPAddress(a)) for a in holding)
+    assert stats.Delegations(rows).at(int(IPAddress(address))) == want
 
 
 def test_free_space_becomes_one_stats_record_a_run_of_adjacent_rows_of_one_registry():

@@ -194,6 +194,21 @@ def test_scope_says_where_listing_a_network_can_stop(spans, network, last):
     assert Scope.of(spans).last_within(*network) == last
 
 
+@pytest.mark.parametrize(
+    ("spans", "network", "hull"),
+    [
+        ([(100, 199)], (0, 1000), (100, 199)),  # a parent around the crawl: the crawl's part
+        ([(100, 199)], (150, 160), (150, 160)),  # inside: all of it
+        ([(100, 199)], (150, 300), (150, 199)),
+        ([(100, 199), (300, 399)], (0, 350), (100, 350)),  # the gap between two ranges included
+        ([(100, 199), (300, 399)], (250, 1000), (300, 399)),  # starts in the gap
+        ([(100, 199)], (200, 300), None),
+    ],
+)
+def test_scope_says_which_part_of_a_network_to_list(spans, network, hull):
+    assert Scope.of(spans).hull(*network) == hull
+
+
 def test_scope_of_shards_is_the_planned_space():
     plan = plan_crawl(crawl="c", ranges=["193.0.0.0/16", "41.0.0.0/16"], shard_prefix=20)
     scope = plan.scope

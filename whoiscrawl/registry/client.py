@@ -139,8 +139,8 @@ class RegistryClient:
     # The registry that delegated an address, from its statistics (`--sources stats`): asked first,
     # so a block transferred out of its /8's registry costs no redirect. None: the bootstrap decides.
     delegated_by: Callable[[int], str | None] | None = None
-    # The delegation starting at an address, from the same statistics: a lookup asked `whole` there
-    # asks for the delegation's prefix (`lookup_key`). None: every lookup asks for its address.
+    # The delegation holding an address, from the same statistics: a lookup asked `whole` inside its
+    # first prefix asks for that prefix (`lookup_key`). None: every lookup asks for its address.
     delegation_at: Callable[[int], tuple[int, int] | None] | None = None
     # The country of a block an answer names none for, from the statistics ($WHOISCRAWL_DELEGATED,
     # read by who builds the client). None: such records stay without a country.
@@ -319,15 +319,27 @@ class RegistryClient:
 
     # --- lookups -------------------------------------------------------------------------------
 
+    def whole_delegation(
+        self, address: int, whole: int, delegated: str | None = None
+    ) -> tuple[int, int] | None:
+        """The delegation (first, last) a lookup of the address asked `whole` asks for by its first
+        prefix (`lookup_key`), or None: the address itself is asked. `delegated`: the registry the
+        statistics name for it, when looked up already."""
+        if not whole or self.delegation_at is None:
+            return None
+        if (delegated or self.delegated(address)) not in _SUBTREES:
+            return None
+        delegation = self.delegation_at(address)
+        return delegation if delegation and "/" in lookup_key(address, delegation, whole) else None
+
     async def lookup(self, address: int, whole: int = 0) -> LookupResult:
         """The network holding the address. `whole`: where a delegation of at least that many
-        addresses starts at the address, at a registry that lists a network's whole subtree (RFC
-        9910), the most specific network holding all of its first prefix (RFC 9082 `ip/<prefix>`):
-        the delegation itself, not the network below it that starts there (`lookup_key`)."""
+        addresses holds the address in its first prefix, at a registry that lists a network's whole
+        subtree (RFC 9910), the most specific network holding all of that prefix (RFC 9082
+        `ip/<prefix>`): the delegation itself, not the network below it holding the address
+        (`lookup_key`; `whole_delegation`)."""
         delegated = self.delegated(address)  # asked once: the prefix asked and the route depend on it
-        subtree = whole and delegated in _SUBTREES
-        delegation = self.delegation_at(address) if subtree and self.delegation_at else None
-        key = lookup_key(address, delegation, whole)
+        key = lookup_key(address, self.whole_delegation(address, whole, delegated), whole)
         registry, url = self._route(address, key, delegated)
         asked, tally = registry, Tally()
         for redirects in range(self.max_redirects + 1):
@@ -532,6 +544,7 @@ class RegistryClient:
         span: tuple[int, int] | None = None,
         wanted: Callable[[int, int], bool] | None = None,
         deep: bool = False,
+        within: Callable[[int, int], tuple[int, int] | None] | None = None,
     ) -> Listing:
         """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m` or
         ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
@@ -542,13 +555,14 @@ class RegistryClient:
         ARIN's `r >` answers every level anyway, and with `deep` all of them are the listing.
         A list that could not be had comes back incomplete, never raised, and `unanswered` where the
         registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
-        crawl's scope)."""
+        crawl's scope); `within`: the part of a parent's subtree a relation search asks for (the
+        scope's hull inside it: `relations.RelationSearch`)."""
         tally = Tally()
         if url.startswith("whois://"):
             listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally, deep)
         else:
             deep = deep and registry not in self._bottomless
-            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep)
+            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep, within)
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
         for record, _ in listing.children:
             contacts.fill_country(record, self.delegation_country)
@@ -560,6 +574,7 @@ class RegistryClient:
     async def _relation_children(
         self, registry: str, url: str, parent_handle: str | None,
         wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
+        within: Callable[[int, int], tuple[int, int] | None] | None = None,
     ) -> Listing:
         where = relations.split_url(url)
         if where is None:
@@ -570,7 +585,7 @@ class RegistryClient:
             return self._listing_part(registry, send, tally)
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
-                                          functools.partial(self._dead_letter, registry))
+                                          functools.partial(self._dead_letter, registry), within)
         await search.run(first, last, deep)
         if search.bottom_unserved:
             log.info("%s does not implement rdap-bottom (501): listed by rdap-down from now", registry)
@@ -802,12 +817,17 @@ _SUBTREES = rirs.offering(rirs.RDAP_DOWN)  # whose listings give a whole subtree
 
 def lookup_key(address: int, delegation: tuple[int, int] | None, smallest: int = 1) -> str:
     """What a lookup asks for (RFC 9082 `ip/<key>`): the address, or, where a delegation of at
-    least `smallest` addresses starts at it, the delegation's first prefix (all of it when it is
-    one CIDR), whose most specific holder is the delegation rather than a network below it that
-    starts at the same address."""
-    if delegation is None or delegation[0] != address or delegation[1] - address + 1 < max(smallest, 2):
+    least `smallest` addresses holds it in its first prefix (all of it when it is one CIDR), that
+    prefix, whose most specific holder is the delegation rather than a network below it holding
+    the address. An address past the first prefix of a delegation that is no CIDR is asked as
+    itself: the prefix's answer would not hold it."""
+    if delegation is None or not delegation[0] <= address <= delegation[1]:
+        return str(IPAddress(address))
+    if delegation[1] - delegation[0] + 1 < max(smallest, 2):
         return str(IPAddress(address))
     first, length = cidr_blocks(*delegation)[0]
+    if address > first + (1 << (32 - length)) - 1:
+        return str(IPAddress(address))
     return f"{IPAddress(first)}/{length}"
 
 

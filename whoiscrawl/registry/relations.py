@@ -80,7 +80,9 @@ class RelationSearch:
     two and each part listed, recursively. A split point inside a child is moved to that child's
     edges (found with `rdap-up`), so no child straddles a part; a part that is itself a child
     shows up as such (its `rdap-down` lists grandchildren, or 404s for a leaf) and is kept as the
-    child. 404 is "nothing there". `wanted`: parts outside it are not listed (the crawl's scope)."""
+    child. 404 is "nothing there". `wanted`: parts outside it are not listed (the crawl's scope);
+    `within`: the part of a key worth listing (the scope's hull inside it), the subtree of a key
+    reaching past it asked for that part only (`_bottom_within`)."""
 
     fetch: Callable[[str], Awaitable[Outcome]]  # one request through the attempt loop
     parser: rdap.RdapParser
@@ -90,6 +92,7 @@ class RelationSearch:
     wanted: Callable[[int, int], bool] | None = None
     # An answer no parser could read, with why (the client's dead letters); None: dropped.
     unreadable: Callable[[Outcome], Awaitable[None]] | None = None
+    within: Callable[[int, int], tuple[int, int] | None] | None = None
     children: list[Child] = field(default_factory=list)
     complete: bool = True
     unanswered: bool = False  # a request failed every try (errors, 429s): worth asking again later
@@ -97,10 +100,37 @@ class RelationSearch:
     bottom_unserved: bool = False  # rdap-bottom answered 501: the registry does not implement it
 
     async def run(self, first: int, last: int, deep: bool = False) -> None:
-        """List the key's children; `deep`: first ask its whole subtree at once (`rdap-bottom`)."""
+        """List the key's children; `deep`: first ask its whole subtree at once (`rdap-bottom`), or
+        the part of it `within` says is worth it."""
+        part = self.within(first, last) if deep and self.within is not None else None
+        if part is not None and part != (first, last):
+            self.deep = True
+            await self._bottom_within(first, last, *part)
+            return
         if deep and await self._bottom(first, last):
             return
         await self._part(first, last, maybe_child=False)
+
+    async def _bottom_within(self, first: int, last: int, a: int, b: int) -> None:
+        """The subtree of first..last where only a..b is worth listing (a slice of a delegation
+        larger than the crawl: quick's 63.0.0.0/16 of 63.0.0.0/11, 244 of 8,968 networks, or of
+        12/8, refused whole): a child across either edge of a..b (found by `rdap-up`, as
+        `_bottom_split` finds one across its cut) with its own subtree, then the rest of a..b as one
+        part. Where that part is answered by no `rdap-bottom` (501, or an answer no parser reads),
+        the parent is listed by `rdap-down` instead, as `run` lists it then."""
+        if a > first and (child := await self._child_across(first, last, a - 1)) is not None:
+            self.children.append(child)
+            await self._subtree(child)
+            a = child[0].last + 1
+        if b < last and a <= b and (child := await self._child_across(first, last, b)) is not None:
+            self.children.append(child)
+            await self._subtree(child)
+            b = child[0].first - 1
+        verdict = await self._bottom_part(a, b) if a <= b else "whole"
+        if verdict in ("down", "unserved"):
+            self.bottom_unserved, self.deep = verdict == "unserved", False
+            self.complete, self.children = True, []  # what the edges gave comes again, one level a request
+            await self._part(first, last, maybe_child=False)
 
     async def _bottom(self, first: int, last: int) -> bool:
         """The subtree of first..last by `rdap-bottom`; True where that settled the listing
@@ -146,7 +176,8 @@ class RelationSearch:
             if a <= b and (self.wanted is None or self.wanted(a, b)):
                 await self._bottom_part(a, b)
 
-    async def _bottom_part(self, first: int, last: int) -> None:
+    async def _bottom_part(self, first: int, last: int) -> str:
+        """One part of a subtree by `rdap-bottom`, split further where refused; its verdict."""
         verdict, found = await self._bottom_answer(first, last)
         if verdict == "split":
             await self._bottom_split(first, last)
@@ -157,13 +188,14 @@ class RelationSearch:
         named = {c.parent_handle for c, _ in found} - {c.handle for c, _ in found} - {self.parent}
         if verdict == "empty" or named:
             await self._keep_if_exact(first, last)
+        return verdict
 
     async def _subtree(self, child: Child) -> None:
         """A child's own subtree, asked as its registry's listing of it is (`run`, deep)."""
         if not child[0].last > child[0].first:
             return
         sub = RelationSearch(self.fetch, self.parser, self.registry, self.base, child[0].handle, self.wanted,
-                             self.unreadable)
+                             self.unreadable, within=self.within)
         await sub.run(child[0].first, child[0].last, deep=True)
         self.children += sub.children
         self.complete = self.complete and sub.complete and sub.deep

@@ -160,10 +160,10 @@ class StatsPlan:
         None with no delegations: the bootstrap routes alone."""
         return self.index().registry if self.delegations else None
 
-    def starts(self) -> Callable[[int], tuple[int, int] | None] | None:
-        """The delegation starting at an address, by these statistics (the client's
-        `delegation_at`); None with no delegations."""
-        return self.index().starting_at if self.delegations else None
+    def holders(self) -> Callable[[int], tuple[int, int] | None] | None:
+        """The delegation holding an address, by these statistics (the client's `delegation_at`);
+        None with no delegations."""
+        return self.index().at if self.delegations else None
 
     def without(self, registries: Iterable[str]) -> StatsPlan:
         """These statistics but those of `registries` (refused: older than the crawl used)."""
@@ -174,9 +174,13 @@ class StatsPlan:
 
 
 async def load_stats(
-    files_base: str | None, cache: Path, registries: Iterable[str] = rirs.REGISTRIES
+    files_base: str | None, cache: Path, registries: Iterable[str] = rirs.REGISTRIES,
+    within: Callable[[int, int], bool] | None = None,
 ) -> StatsPlan:
-    """Every registry's statistics, fetched and checked; a bad one is a warning and left out."""
+    """Every registry's statistics, fetched and checked; a bad one is a warning and left out.
+    `within`: only the delegations it takes (first, last) for are kept, and all free and reserved
+    rows (a crawl's scope: the five files hold ~200k IPv4 rows, ~140 MB as rows, whatever the
+    crawl's size; `stats.read_path`)."""
     plan = StatsPlan()
     async with aiohttp.ClientSession() as session:
         for registry in registries:
@@ -184,7 +188,7 @@ async def load_stats(
             try:
                 got = await fetch(url, files_base, cache, session)
                 md5 = await fetch_text(url + ".md5", files_base, cache, session)
-                header, rows = stats.read_path(got.path, md5)
+                header, rows = stats.read_path(got.path, md5, within)
             except (FetchError, stats.StatsError) as exc:
                 plan.warnings.append(f"{registry} statistics not used ({exc}): its space is crawled live")
                 continue

@@ -177,11 +177,16 @@ def parse_md5(text: str, name: str = "the .md5 file") -> str:
     raise StatsError(f"{name}.md5: no digest in it (expected `MD5 (file) = hex` or `hex  file`)")
 
 
-def read_path(path: str | Path, md5_text: str | None = None) -> tuple[Header, list[Delegation]]:
-    """A whole file's IPv4 delegations, checked (a few MB: the largest holds ~200k rows)."""
+def read_path(
+    path: str | Path, md5_text: str | None = None, within: Callable[[int, int], bool] | None = None
+) -> tuple[Header, list[Delegation]]:
+    """A whole file's IPv4 delegations, checked (a few MB: the largest holds ~200k rows); `within`:
+    only the handed-out ones it takes (first, last) for, and every free or reserved row (a few
+    thousand; a run of them is one placeholder however far past a scope's edge it reaches:
+    `StatsPlan.free_records`), the whole file read and checked all the same."""
     with open(path, "rb") as fh:
         stats = StatsFile(str(path), fh)
-        rows = list(stats)
+        rows = [d for d in stats if within is None or not d.handed_out or within(d.first, d.last)]
     return stats.check(md5_text), rows
 
 
@@ -220,10 +225,10 @@ class Delegations:
         k = self._holding(address, address)
         return None if k is None else self._registries[k]
 
-    def starting_at(self, address: int) -> tuple[int, int] | None:
-        """The delegation whose first address this is, as (first, last), or None."""
+    def at(self, address: int) -> tuple[int, int] | None:
+        """The delegation holding the address, as (first, last), or None."""
         k = self._holding(address, address)
-        return None if k is None or self._starts[k] != address else (address, self._ends[k])
+        return None if k is None else (self._starts[k], self._ends[k])
 
 
 @cache
