@@ -512,6 +512,9 @@ CompareSampleOpt = Annotated[bool, typer.Option(
     help="After a sweep, run sample with the same number of lookups and report both")]
 CompareGridOpt = Annotated[bool, typer.Option(
     help="After a sweep, run it again without listings (the /24 grid alone)")]
+CompareLiveOpt = Annotated[bool, typer.Option(
+    help="After a crawl from the published files, run it again live only (today's crawl; at `full` "
+    "that takes days of the simulator's time: --no-compare-live)")]
 MicroOpt = Annotated[bool, typer.Option(help="Also the known-block check and Redis memory benchmarks")]
 ChaosOpt = Annotated[bool, typer.Option(
     help="Crawl with and without SIGKILLs and SIGTERMs of workers; what was lost")]
@@ -540,7 +543,7 @@ BenchSourcesOpt = Annotated[str, typer.Option(
 
 @app.command()
 def bench(
-    scenario: Annotated[str, typer.Option(help="Simulator scenario: quick, standard")] = "quick",
+    scenario: Annotated[str, typer.Option(help="Simulator scenario: quick, standard, full")] = "quick",
     strategy: Annotated[str, option("strategy")] = DEFAULT["strategy"],
     workers: Annotated[int, typer.Option(help="Worker processes")] = 2,
     egress: EgressOpt = None,
@@ -548,6 +551,7 @@ def bench(
     time_scale: Annotated[float | None, typer.Option(help="Simulator speed-up of its rate limits")] = None,
     compare_sample: CompareSampleOpt = True,
     compare_grid: CompareGridOpt = True,
+    compare_live: CompareLiveOpt = True,
     micro: MicroOpt = False,
     chaos: ChaosOpt = False,
     kills: KillsOpt = 20,
@@ -561,6 +565,8 @@ def bench(
     arin_relation_search: ArinSearchOpt = True,
     arin_listing_limit: ArinLimitOpt = None,
     sources: BenchSourcesOpt = "live",
+    timeout: Annotated[float, typer.Option(help="Seconds a fleet crawl may take before it counts as "
+                                           "unfinished (`full`: hours)")] = 1800,
     as_json: JsonOpt = False
 ) -> None:
     """Crawl a simulator scenario with N real workers, real Kafka and Redis; a table (--json: one JSON
@@ -587,7 +593,8 @@ def bench(
         _fail(str(exc))
         return
     _bench_fleet(scenario, CrawlSettings(strategy=strategy, resolution=resolution, sources=chosen), workers,
-                 egress or [1], scale, (compare_sample, compare_grid), (micro, as_json), sim_options)
+                 egress or [1], scale, (compare_sample, compare_grid, compare_live), (micro, as_json),
+                 (sim_options, timeout))
 
 
 def _known_scenario(scenario: str) -> None:
@@ -598,9 +605,11 @@ def _known_scenario(scenario: str) -> None:
 
 
 def _bench_fleet(scenario: str, settings: CrawlSettings, workers: int, egresses: list[int], scale: float,
-                 compare: tuple[bool, bool], output: tuple[bool, bool], sim_options: tuple[str, ...]) -> None:
+                 compare: tuple[bool, bool, bool], output: tuple[bool, bool],
+                 run: tuple[tuple[str, ...], float]) -> None:
     """The fleet bench: a crawl (and its baselines) per egress count, then the micro benchmarks
-    (`output`: whether to run them, and JSON rather than tables)."""
+    (`output`: whether to run them, and JSON rather than tables; `run`: the simulator's options and
+    a crawl's timeout)."""
     from whoiscrawl.bench import fleet as b
 
     micro, as_json = output
@@ -608,7 +617,7 @@ def _bench_fleet(scenario: str, settings: CrawlSettings, workers: int, egresses:
         for k in egresses:
             crawl = functools.partial(b.fleet_crawl, scenario, shape=b.FleetShape(workers, k),
                                       time_scale=scale, kafka=kafka, redis_url=redis_url,
-                                      sim_options=sim_options)
+                                      sim_options=run[0], timeout=run[1])
             doc = b.with_baselines(crawl, settings, *compare)
             real = estimate_table(doc["real_time"], "At the real registries' limits")
             _end(doc, as_json, [bench_table(doc), real])

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from whoiscrawl.bench.common import simulator_options
+from whoiscrawl.bench.common import Peaks, descendants, simulator_options
 from whoiscrawl.bench.fleet import against_targets, busiest_registry
 
 
@@ -76,3 +79,29 @@ def test_the_benchs_simulator_options_are_sim_serves(row_limit, arin, options):
 
 def test_the_benchs_arin_listing_limit_is_sim_serves():
     assert simulator_options(None, False, 0) == ("--no-arin-relation-search", "--arin-listing-limit", "0")
+
+
+def test_a_fleets_peaks_take_each_workers_highest_and_its_childrens():
+    """The fleet bench's memory figures: a worker's peak, its child processes' (a dumps' staging
+    process), found through the process tree, and Redis's highest used memory across samples."""
+    grows = "b = bytearray(64 << 20); import time; time.sleep(30)"
+    worker = subprocess.Popen([sys.executable, "-c",
+                               f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grows!r}])"])
+    try:
+        peaks = Peaks.empty()
+        for _ in range(100):
+            peaks.sample([worker.pid], 10 << 20)
+            if peaks.children >= 64:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        peaks.sample([worker.pid], 3 << 20)
+        assert len(descendants(worker.pid)) == 1
+        figures = peaks.figures()
+        assert figures["staging_peak_rss_mb"] >= 64 > figures["worker_peak_rss_mb"] > 0
+        assert figures["redis_peak_mb"] == 10.0
+    finally:
+        for pid in descendants(worker.pid):
+            subprocess.run(["kill", str(pid)], check=False)
+        worker.kill()
+        worker.wait()
+    assert Peaks.empty().figures()["worker_peak_rss_mb"] == 0

@@ -118,3 +118,58 @@ def rate(count: int, run: Callable[[], Any]) -> float:
     started = time.perf_counter()
     run()
     return round(count / (time.perf_counter() - started), 1)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A live process's peak resident memory so far (Linux's VmHWM), in MB; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    """A live process's children, grandchildren and so on (the dumps' staging processes)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            for child in map(int, (task / "children").read_text().split()):
+                found += [child, *descendants(child)]
+    return found
+
+
+@dataclass
+class Peaks:
+    """The highest memory seen while a fleet ran, sampled as it runs: each worker process's peak
+    RSS, its child processes' (staging) highest, and Redis's used memory."""
+
+    workers: dict[int, float]
+    children: float = 0.0
+    redis_bytes: int = 0
+
+    @classmethod
+    def empty(cls) -> Peaks:
+        return cls({})
+
+    def sample(self, worker_pids: list[int], redis_used_bytes: int) -> None:
+        for pid in worker_pids:
+            self.workers[pid] = max(self.workers.get(pid, 0.0), peak_rss_mb(pid))
+            for child in descendants(pid):
+                self.children = max(self.children, peak_rss_mb(child))
+        self.redis_bytes = max(self.redis_bytes, redis_used_bytes)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "worker_peak_rss_mb": round(max(self.workers.values(), default=0.0), 1),
+            "workers_peak_rss_mb": [round(v, 1) for v in self.workers.values()],
+            "staging_peak_rss_mb": round(self.children, 1),
+            "redis_peak_mb": round(self.redis_bytes / 2**20, 1),
+        }

@@ -20,7 +20,7 @@ from typing import IO, Any
 import redis
 
 from whoiscrawl import queue
-from whoiscrawl.bench.common import Simulator, simulator, stop, work_folder
+from whoiscrawl.bench.common import Peaks, Simulator, simulator, stop, work_folder
 from whoiscrawl.blocks import KnownBlocks, encode_block
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
@@ -162,6 +162,7 @@ class FleetRun:
     # Unfinished: the store's view of the shards not done (the first UNFINISHED_SHOWN), each with
     # its work message's place and whether the worker group committed past it.
     unfinished: list[dict[str, Any]] = field(default_factory=list)
+    peaks: Peaks = field(default_factory=Peaks.empty)  # memory, sampled at each poll
 
 
 UNFINISHED_SHOWN = 20
@@ -231,9 +232,10 @@ def generation(
     )
     started = time.monotonic()
     fleet.start(shape.workers)
-    finished = False
+    finished, peaks = False, Peaks.empty()
     try:
         while time.monotonic() - started < timeout:
+            peaks.sample([p.pid for p in fleet.procs], int(admin.client.info("memory")["used_memory"]))
             progress = admin.progress()
             # No total: Redis lost the crawl and is not rebuilt yet, not a crawl with nothing to do.
             if progress.shards_total and progress.shards_done >= progress.shards_total:
@@ -250,7 +252,7 @@ def generation(
         for record in queue.iter_results(kafka, "whoiscrawl.", crawl):
             fh.write(record.to_json().decode() + "\n")
     unfinished = [] if finished else unfinished_shards(admin, kafka, "whoiscrawl.", crawl)
-    return FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished)
+    return FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished, peaks)
 
 
 def forget(data: tuple[str, str], crawl: str) -> None:
@@ -292,14 +294,16 @@ def fleet_crawl(
     redis_url: str,
     workdir: Path,
     sim_options: tuple[str, ...] = (),
+    timeout: float = 1800,
 ) -> dict[str, Any]:
     """The benchmark's one run: a fresh simulator (`sim_options`: its `sim serve` options), a fleet
-    (its workers reading `settings.sources`) to completion, scored against truth."""
+    (its workers reading `settings.sources`) to completion or `timeout` seconds, scored against
+    truth; with each worker's peak memory, its staging processes', Redis's and the results' size."""
 
     log = workdir / "requests.jsonl"
     egress, resolution = shape.egress, settings.resolution
     with simulator(scenario, time_scale, log, extra=list(sim_options)) as sim:
-        run = crawl_with_fleet(sim, kafka, redis_url, workdir, settings, shape)
+        run = crawl_with_fleet(sim, kafka, redis_url, workdir, settings, shape, timeout=timeout)
         limits = sim.limits()
         relation_search = sim.info.get("relation_search")
         listing_limit = sim.info.get("whois_listing_limit")
@@ -318,6 +322,8 @@ def fleet_crawl(
         "bound_s": round(bound_seconds(_found_by_registry(run.results), limits, egress), 2),
         "worker_errors": run.progress.errors,
         "shards": run.shards,
+        **run.peaks.figures(),
+        "results_mb": round(run.results.stat().st_size / 2**20, 1),
         **figures,
         "real_time": real_time(figures, egress),
         "targets": against_targets(figures),
@@ -462,7 +468,7 @@ def redis_memory_benchmark(redis_url: str, blocks: int = 5_000_000) -> dict[str,
 
 
 def with_baselines(crawl: Callable[..., dict[str, Any]], settings: CrawlSettings, compare_sample: bool,
-                   compare_grid: bool) -> dict[str, Any]:
+                   compare_grid: bool, compare_live: bool = True) -> dict[str, Any]:
     """A fleet crawl, and for a sweep the baselines beside it under "compare": the 2016 sample
     method given as many lookups per shard, and the sweep without listings (the /24 grid alone);
     for a crawl from the published files, the same crawl live only."""
@@ -476,7 +482,7 @@ def with_baselines(crawl: Callable[..., dict[str, Any]], settings: CrawlSettings
     if sweep and compare_grid:
         grid = dataclasses.replace(settings, list_children=False)
         baselines["grid_only"] = summary(crawl(settings=grid, workdir=work_folder()))
-    if settings.sources != LIVE_ONLY:  # today's crawl, from no file
+    if compare_live and settings.sources != LIVE_ONLY:  # today's crawl, from no file
         live = dataclasses.replace(settings, sources=LIVE_ONLY)
         baselines["live_only"] = summary(crawl(settings=live, workdir=work_folder()))
     return {**run, "compare": baselines} if baselines else run

@@ -178,7 +178,8 @@ def bench_table(run: dict[str, Any]) -> Table:
     for name in runs:
         table.add_column(name, justify="right")
     for key in ("recall_resolution", "address_coverage", "blocks_found", "lookups", "lookups_per_block",
-                "wasted_lookups", "rate_limited", "wall_s"):
+                "wasted_lookups", "rate_limited", "wall_s", "worker_peak_rss_mb", "staging_peak_rss_mb",
+                "redis_peak_mb", "results_mb"):
         table.add_row(key, *(_n(r.get(key)) for r in runs.values()))
     return table
 
