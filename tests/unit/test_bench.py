@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from whoiscrawl.bench.common import Peaks, descendants, simulator_options
+from whoiscrawl.bench.common import Peaks, descendants, serve_options, simulator_options
 from whoiscrawl.bench.fleet import against_targets, busiest_registry
 
 
@@ -105,3 +105,15 @@ def test_a_fleets_peaks_take_each_workers_highest_and_its_childrens():
         worker.kill()
         worker.wait()
     assert Peaks.empty().figures()["worker_peak_rss_mb"] == 0
+
+
+@pytest.mark.parametrize(
+    ("reads_files", "options", "expected"),
+    [
+        (False, (), []),
+        (True, (), ["--prepare-files"]),
+        (True, ("--row-limit", "5"), ["--row-limit", "5", "--prepare-files"]),
+    ],
+)
+def test_a_bench_reading_the_files_has_them_made_before_the_simulator_serves(reads_files, options, expected):
+    assert serve_options(reads_files, options) == expected

@@ -63,6 +63,13 @@ def simulator_options(row_limit: int | None = None, arin_relation_search: bool =
             *(("--arin-listing-limit", str(arin_listing_limit)) if arin_listing_limit is not None else ()))
 
 
+def serve_options(reads_files: bool, options: tuple[str, ...] = ()) -> list[str]:
+    """`sim serve`'s options for a bench's crawl: with every published file made before it serves
+    when the crawl reads them, as the registries' files exist before anyone asks (else the first
+    download waits while they are made: minutes at `full`, past the download's read timeout)."""
+    return [*options, *(["--prepare-files"] if reads_files else [])]
+
+
 @contextlib.contextmanager
 def simulator(
     scenario: str, time_scale: float, log: Path, faults: Path | None = None, extra: list[str] | None = None

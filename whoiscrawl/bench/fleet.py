@@ -20,7 +20,7 @@ from typing import IO, Any
 import redis
 
 from whoiscrawl import queue
-from whoiscrawl.bench.common import Peaks, Simulator, simulator, stop, work_folder
+from whoiscrawl.bench.common import Peaks, Simulator, serve_options, simulator, stop, work_folder
 from whoiscrawl.blocks import KnownBlocks, encode_block
 from whoiscrawl.dev import services
 from whoiscrawl.keys import Keys
@@ -302,7 +302,8 @@ def fleet_crawl(
 
     log = workdir / "requests.jsonl"
     egress, resolution = shape.egress, settings.resolution
-    with simulator(scenario, time_scale, log, extra=list(sim_options)) as sim:
+    reads_files = settings.sources != LIVE_ONLY
+    with simulator(scenario, time_scale, log, extra=serve_options(reads_files, sim_options)) as sim:
         run = crawl_with_fleet(sim, kafka, redis_url, workdir, settings, shape, timeout=timeout)
         limits = sim.limits()
         relation_search = sim.info.get("relation_search")

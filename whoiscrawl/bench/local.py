@@ -20,7 +20,7 @@ from typing import Any
 from ipwhois.net import Net
 from ipwhois.whois import Whois
 
-from whoiscrawl.bench.common import Simulator, rate, simulator
+from whoiscrawl.bench.common import Simulator, rate, serve_options, simulator
 from whoiscrawl.ipv4 import ip_str
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.registry import whois
@@ -223,7 +223,7 @@ def scale_benchmark(fractions: list[float], time_scale: float, baseline: str | N
     plans = ([(baseline, baseline, None)] if baseline else []) + [
         ("full", f"full/{round(1 / f)}" if f < 1 else "full", slice_ranges(f)) for f in fractions]
     for scenario in dict.fromkeys(s for s, _, _ in plans):
-        extra = [] if sources == "live" else ["--prepare-files"]
+        extra = serve_options(sources != "live")
         with simulator(scenario, time_scale, workdir / f"{scenario}-requests.jsonl", extra=extra) as sim:
             for _, name, ranges in (p for p in plans if p[0] == scenario):
                 out = workdir / f"{name.replace('/', '-')}.jsonl"
