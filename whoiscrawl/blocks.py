@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 
+import numpy as np
 from sortedcontainers import SortedDict
 
 from whoiscrawl.strategy import Answer
@@ -66,16 +67,18 @@ class KnownBlocks:
         return True
 
     def _merge(self) -> None:
-        merged = sorted(
-            [*zip(self._starts, self._ends, strict=True), *self._recent.items()], key=lambda p: (p[0], -p[1])
-        )
-        starts, ends = array("I"), array("I")
-        for first, last in merged:
-            if ends and last <= ends[-1] and first >= starts[-1]:
-                continue  # nested in the previous block: the outer one already answers
-            starts.append(first)
-            ends.append(last)
-        self._starts, self._ends = starts, ends
+        # Over arrays, 4-8 bytes a leaf: a list of (first, last) tuples was ~235 bytes a leaf at its
+        # peak, every known leaf each merge (`full`'s millions: hundreds of MB a merge).
+        firsts = np.concatenate([np.frombuffer(self._starts, np.uint32),
+                                 np.fromiter(self._recent.keys(), np.uint32, len(self._recent))])
+        lasts = np.concatenate([np.frombuffer(self._ends, np.uint32),
+                                np.fromiter(self._recent.values(), np.uint32, len(self._recent))])
+        order = np.lexsort((np.uint32(0xFFFFFFFF) - lasts, firsts))  # by first, the outer block first
+        firsts, lasts = firsts[order], lasts[order]
+        # Blocks nest: one ending no later than a block before it lies inside it (the outer one answers).
+        keep = np.ones(len(lasts), bool)
+        keep[1:] = lasts[1:] > np.maximum.accumulate(lasts)[:-1]
+        self._starts, self._ends = array("I", firsts[keep].tobytes()), array("I", lasts[keep].tobytes())
         self._recent.clear()
 
     def covers(self, first: int, last: int) -> bool:

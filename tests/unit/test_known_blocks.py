@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 from whoiscrawl.blocks import KnownBlocks
 
@@ -36,3 +37,24 @@ def test_matches_brute_force_across_merges(monkeypatch):
         a = rng.randrange(0, 2_000_000)
         expected = next((last for first, last in blocks if first <= a <= last), None)
         assert idx.terminal_end(a) == expected
+
+
+def test_a_merge_holds_a_few_bytes_a_known_leaf_beside_the_index():
+    """A merge of the recent blocks into the arrays is done over arrays: it held a tuple of two ints
+    a leaf (~120 bytes, every leaf known), which made `full`'s crawler peak grow with its map."""
+    idx = KnownBlocks()
+    n = 4 * KnownBlocks.MERGE_AT
+    for i in range(n):  # disjoint /24s, merged in four times
+        idx.add(i << 8, (i << 8) | 255, True)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(n, n + KnownBlocks.MERGE_AT):  # the fifth merge, over 5 * MERGE_AT leaves
+            idx.add(i << 8, (i << 8) | 255, True)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert len(idx) == n + KnownBlocks.MERGE_AT
+    recent = 200 * KnownBlocks.MERGE_AT  # the sorted dict of recent blocks, however large the index
+    assert (peak - recent) / len(idx) < 40, f"{peak / len(idx):.0f} bytes a leaf at the merge's peak"
+    assert idx.terminal_end((n << 8) + 7) == (n << 8) | 255 and idx.terminal_end(0) == 255

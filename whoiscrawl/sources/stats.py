@@ -11,10 +11,12 @@ import bisect
 import hashlib
 import os
 import re
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from sys import intern
 
 from whoiscrawl import rirs
 from whoiscrawl.ipv4 import cidrs, ip_int
@@ -45,9 +47,11 @@ class Header:
     utc_offset: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delegation:
-    """One IPv4 row: `registry|cc|ipv4|start|value|date|status[|opaque-id[|extensions]]`."""
+    """One IPv4 row: `registry|cc|ipv4|start|value|date|status[|opaque-id[|extensions]]`.
+    Slotted, its texts interned (a date or a holder's id repeats over its rows): `full`'s 196,307
+    rows, every one in a crawl of all IPv4, took 487 bytes each as they were read (95 MB)."""
 
     registry: str
     country: str | None  # None for ZZ or empty (free and reserved rows)
@@ -140,7 +144,8 @@ class StatsFile:
             raise self._error(f"{count} addresses from {start} leave the IPv4 space")
         country = cc.upper() if len(cc) == 2 and cc.upper() != "ZZ" else None
         when = date if date.isdigit() and int(date) else None
-        return Delegation(registry, country, first, count, when, status, parts[7] if len(parts) > 7 else "")
+        return Delegation(intern(registry), country and intern(country), first, count, when and intern(when),
+                          intern(status), intern(parts[7]) if len(parts) > 7 else "")
 
     @property
     def md5(self) -> str:
@@ -196,8 +201,8 @@ class Delegations:
 
     def __init__(self, rows: Iterable[Delegation]) -> None:
         ordered = sorted((d.first, d.last, d.country, d.registry) for d in rows if d.handed_out)
-        self._starts = [r[0] for r in ordered]
-        self._ends = [r[1] for r in ordered]
+        self._starts = array("I", (r[0] for r in ordered))  # 4 bytes a row (a list: 36)
+        self._ends = array("I", (r[1] for r in ordered))
         self._ccs = [r[2] for r in ordered]
         self._registries = [r[3] for r in ordered]
 
