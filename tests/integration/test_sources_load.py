@@ -296,7 +296,7 @@ async def test_a_worker_keeps_only_the_statistics_rows_its_crawl_s_scope_touches
     try:
         scope = await store.scope()
         assert scope is not None
-        kept = await worker._statistics(tmp_path / "kept", scope, [])
+        kept = await worker._statistics(tmp_path / "kept", scope)
         everything = await load_stats(SETTINGS.files_base, tmp_path / "all")
         assert kept is not None and kept.serials == everything.serials
         handed_out = [d for d in kept.delegations if d.handed_out]
