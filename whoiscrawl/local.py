@@ -22,7 +22,6 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
 from whoiscrawl.records import DeadLetter, NetworkRecord
 from whoiscrawl.registry import Egress, LookupResult, RegistryClient
-from whoiscrawl.rirs import SPECIAL_PURPOSE
 from whoiscrawl.settings import CrawlSettings
 from whoiscrawl.sources import dumps, freshness, manifest, seed, stats
 from whoiscrawl.sources.published import (
@@ -176,9 +175,9 @@ class LocalCrawl:
         chosen = self.settings
         excludes, published, delegated = list(chosen.excludes), None, list(self.delegated)
         if "stats" in chosen.sources:
-            # only the rows the crawl's scope touches (its special-purpose space included: what the
+            # only the rows the crawl's scope touches (and those in special-purpose space: what the
             # statistics list delegated there is asked): nothing outside it is planned, asked or written
-            within = self._asked_scope(SPECIAL_PURPOSE).overlaps
+            within = self._asked_scope().overlaps
             published = await load_stats(chosen.files_base, self.published, within=within)
             for warning in published.warnings:
                 self.note(warning)

@@ -48,12 +48,23 @@ def topic_names(prefix: str, crawl: str) -> tuple[str, str]:
 
 
 def checkpoints_topic(prefix: str, crawl: str) -> str:
-    """The compacted copy of the walks' checkpoints (keyed by shard id) and of the published files'
-    load's progress (keyed `SOURCES_KEY` + its field), for rebuilding Redis."""
+    """The compacted copy of the walks' checkpoints (keyed by shard id) and of the hashes `COPIED`
+    (the published files' load's progress, the answers kept, the special-purpose space withheld;
+    keyed by their prefix + field), for rebuilding Redis."""
     return f"{prefix}{crawl}.checkpoints"
 
 
-SOURCES_KEY = "sources:"  # the checkpoints topic's keys of the load's progress (no shard id has it)
+# The hashes of a crawl's Redis the checkpoints topic keeps a copy of beside the walks' checkpoints
+# (their Redis name -> the prefix of their keys on the topic, which no shard id has): the published
+# files' load's progress, the answers a probe kept for its walk's next owner, and the special-purpose
+# space the plans withheld. A rebuild of a lost Redis lands each whole (`copied`).
+COPIED = {"sources": "sources:", "kept-answers": "kept:", "special": "special:"}
+SOURCES_KEY = COPIED["sources"]
+
+
+def copy_key(name: str, field: str) -> str:
+    """The checkpoints topic's key of a field of a hash it keeps a copy of (`COPIED`)."""
+    return COPIED[name] + field
 
 
 def changes_topic(prefix: str, crawl: str) -> str:
@@ -387,12 +398,14 @@ class CheckpointSink:
                                   value=checkpoint.encode() if checkpoint is not None else None)
         self.producer.poll(0)
 
-    def put_now(self, fields: Mapping[str, str | None], timeout: float = 10, wait: bool = True) -> None:
-        """The load's progress fields (None: dropped), delivered before this returns (with everything
-        put before them) unless not `wait`ed for: the load sends no record its copy here does not
-        account for. Raises KafkaException if the broker did not take them in `timeout` s."""
+    def put_now(self, fields: Mapping[str, str | None], timeout: float = 10, wait: bool = True,
+                copy: str = "sources") -> None:
+        """Fields of a hash copied here (`copy`, of `COPIED`: the load's progress unless told; None:
+        dropped), delivered before this returns (with everything put before them) unless not
+        `wait`ed for: the load sends no record its copy here does not account for. Raises
+        KafkaException if the broker did not take them in `timeout` s."""
         for name, value in fields.items():
-            self.producer.produce(self.topic, key=(SOURCES_KEY + name).encode(),
+            self.producer.produce(self.topic, key=copy_key(copy, name).encode(),
                                   value=value.encode() if value is not None else None)
         if not wait:
             self.producer.poll(0)
@@ -407,7 +420,7 @@ def read_checkpoints(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
 ) -> dict[str, str]:
     """The latest checkpoint of every shard still being walked (shard id -> checkpoint), and the
-    load's progress fields (`SOURCES_KEY` + field -> value; `sources_progress` picks them)."""
+    fields of the hashes copied beside them (`COPIED`'s prefix + field -> value; `copied` picks them)."""
     latest: dict[str, str] = {}
     for msg in _iter_topic(bootstrap, checkpoints_topic(prefix, crawl), config):
         key = (msg.key() or b"").decode()
@@ -419,9 +432,24 @@ def read_checkpoints(
     return latest
 
 
-def sources_progress(checkpoints: Mapping[str, str]) -> dict[str, str]:
-    """The published files' load's progress among the checkpoints read back (field -> JSON text)."""
-    return {k[len(SOURCES_KEY):]: v for k, v in checkpoints.items() if k.startswith(SOURCES_KEY)}
+def copied(checkpoints: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The hashes copied among the checkpoints read back (`COPIED`): name -> its fields."""
+    return {name: {k[len(prefix):]: v for k, v in checkpoints.items() if k.startswith(prefix)}
+            for name, prefix in COPIED.items()}
+
+
+def copy_special(
+    bootstrap: str, prefix: str, crawl: str, special: Iterable[Shard], config: dict[str, str] | None = None
+) -> None:
+    """The special-purpose space a plan withheld (`Plan.special`), to the checkpoints topic: what the
+    files' load plans the delegations the statistics list there from, had Redis lost it meanwhile."""
+    spans = {s.shard_id: s.to_json().decode() for s in special}
+    if spans:
+        sink = CheckpointSink(bootstrap, prefix, crawl, config)
+        try:
+            sink.put_now(spans, copy="special")
+        finally:
+            sink.close()
 
 
 def iter_results(

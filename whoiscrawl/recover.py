@@ -46,8 +46,9 @@ def rebuild(
     """Rebuild the store under its lease (None: another process holds it, or took it over while
     this one stalled): end the store's generation (workers' writes wait), stage the block log from
     the compacted results topic, the totals, scope and finished shards from the work topic and the
-    committed offsets, and the walks' checkpoints and the published files' load's progress from the
-    checkpoints topic, then land them all at once, under the lease. Forgotten: which parents were
+    committed offsets, and the walks' checkpoints and the hashes copied beside them (the published
+    files' load's progress, the answers kept, the special-purpose space the plans withheld) from
+    the checkpoints topic, then land them all at once, under the lease. Forgotten: which parents were
     listed (listed again; a dump's parents made leaves are parents again, walked live), the lookup
     and error counts before the loss."""
     store = RedisCrawlAdmin(redis_url, crawl)
@@ -62,9 +63,10 @@ def rebuild(
             shards, done, resolution = planned.result()
             results = queue.iter_results(bootstrap, prefix, crawl, config)
             blocks = store.stage_blocks(owner, results, resolution)
-            # The files' load goes on from its progress: nothing of it sent twice.
-            progress = queue.sources_progress(checkpoints.result())
-            landed = store.restore_plan(owner, shards, done, checkpoints.result(), blocks, progress)
+            # The files' load goes on from its progress (nothing of it sent twice), a walk's next
+            # owner reads the answer a probe kept, the load plans the special space withheld.
+            copies = queue.copied(checkpoints.result())
+            landed = store.restore_plan(owner, shards, done, checkpoints.result(), blocks, copies)
         if not landed:
             log.warning("the rebuild of %s outlived its lease (a stall?): another process rebuilt it; "
                         "this one is dropped", crawl)

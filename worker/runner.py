@@ -461,7 +461,7 @@ class Worker:
         cfg = self.config
         with tempfile.TemporaryDirectory(prefix="whoiscrawl-sources-", ignore_cleanup_errors=True) as folder:
             cache = Path(folder)
-            published = await self._statistics(cache, await store.scope(), await store.special())
+            published = await self._statistics(cache, await store.scope())
             client = RegistryClient(
                 await fetch_bootstrap(cfg.bootstrap_url), limiter, cfg.egresses,
                 dict(cfg.settings.whois_servers), delegated_by=published.router() if published else None,
@@ -473,20 +473,16 @@ class Worker:
             loaded = await self._files_loaded(store, sink, client, published, cache, checkpoints)
         return client, sink, loaded
 
-    async def _statistics(self, cache: Path, scope: Scope | None, withheld: list[Shard]) -> StatsPlan | None:
+    async def _statistics(self, cache: Path, scope: Scope | None) -> StatsPlan | None:
         """The delegation statistics, when the crawl reads them: each worker routes its lookups by
         them (the load writes their free space once). Only the delegations the crawl's scope
-        touches, or the special-purpose space its plan withheld (`withheld`: the load plans what
-        they list there), and every free or reserved row (`stats.read_path`): all five files' rows
-        are ~140 MB a worker whatever the crawl's size."""
+        touches, those in special-purpose space (the load plans what they list where the plan
+        withheld it), and every free or reserved row (`stats.read_path`): all five files' rows are
+        ~140 MB a worker whatever the crawl's size."""
         settings = self.config.sources
         if settings is None or "stats" not in settings.sources:
             return None
-        within = None
-        if scope is not None:
-            spans = [*zip(scope.firsts, scope.lasts, strict=True), *((s.first, s.last) for s in withheld)]
-            within = Scope.of(spans).overlaps
-        return await load_stats(settings.files_base, cache, within=within)
+        return await load_stats(settings.files_base, cache, within=scope.overlaps if scope else None)
 
     async def _files_loaded(
         self, store: RedisBlockStore, sink: KafkaSink, client: RegistryClient, published: StatsPlan | None,

@@ -72,7 +72,8 @@ def test_staged_rebuild_keys_expire_and_landed_ones_do_not(services, unique_name
         owner = "lands"
         admin.client.set(admin.keys.rebuilding, owner)  # the lease, as the rebuild holds it
         admin.stage_blocks(owner, [LEAF])
-        assert admin.restore_plan(owner, {"s1": (1, 2)}, {"s1": 2}, {}, blocks=1, progress={"f": "1"})
+        copies = {"sources": {"f": "1"}}
+        assert admin.restore_plan(owner, {"s1": (1, 2)}, {"s1": 2}, {}, blocks=1, copies=copies)
         for key in (admin.keys.blocks, admin.keys.done, admin.keys.planned, admin.keys.sources):
             assert admin.client.exists(key) and admin.client.ttl(key) == -1, key
     finally:

@@ -232,3 +232,39 @@ async def test_a_shard_found_done_is_marked_done_again_after_a_loss(services, un
         await lane.close()
         admin.delete_crawl()
         queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)
+
+
+async def test_an_answer_kept_for_a_walks_next_owner_survives_a_redis_loss(services, unique_name):
+    """A probe answered with a parent worth listing keeps its answer until its step is written, so
+    the shard's next walk (the walk cut off by a kill, a pause, its partition moving) reads it rather
+    than ask the registry again. Redis lost meanwhile: the rebuild brings it back from the
+    checkpoints topic (before, it was gone, and the next walk asked the registry again: 11-13
+    duplicate lookups of a chaos run of quick); one forgotten (its step written) stays forgotten."""
+    plan = plan_crawl(crawl=unique_name, ranges=["193.0.0.0/16"])
+    admin = RedisCrawlAdmin(services.redis_url, unique_name)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=3)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", unique_name)
+
+    async def rebuild() -> bool:
+        return await asyncio.to_thread(recover.rebuild, services.redis_url, services.kafka_bootstrap,
+                                       "t.", unique_name, "next") is not None
+
+    cut_off = RedisBlockStore(services.redis_url, unique_name, mirror=checkpoints.put)
+    next_owner = RedisBlockStore(services.redis_url, unique_name, rebuild=rebuild)
+    waiting, stepped = PARENT.first + 5 * 256, PARENT.first + 9 * 256
+    try:
+        await cut_off.sync()
+        await cut_off.keep_answer(waiting, "the answer of a probe cut off")
+        await cut_off.keep_answer(stepped, "the answer of a probe that wrote its step")
+        await cut_off.forget_answer(stepped)
+        assert checkpoints.close() == 0  # the copies delivered, as a running worker's are by now
+        admin.client.flushdb()  # Redis lost everything; the cut-off walk's worker is gone
+        await next_owner.sync()  # meets the loss: rebuilt from the topics
+        assert next_owner.losses == 0 and admin.epoch() is not None
+        assert await next_owner.kept_answer(waiting) == "the answer of a probe cut off"
+        assert await next_owner.kept_answer(stepped) is None
+    finally:
+        await cut_off.close()
+        await next_owner.close()
+        admin.delete_crawl()
+        queue.delete_topics(services.kafka_bootstrap, "t.", unique_name)

@@ -244,6 +244,42 @@ async def test_a_delegation_the_statistics_list_in_special_purpose_space_is_plan
         admin.delete_crawl()
 
 
+async def test_a_redis_lost_before_the_load_keeps_the_special_purpose_space_the_plan_withheld(
+    services, unique_name, tmp_path
+):
+    """Redis loses the crawl after the plan is published and before the load plans the delegations
+    the statistics list in special-purpose space: the rebuild brings the space the plan withheld
+    back from the checkpoints topic, and the load plans ARIN's AS112 block all the same (before,
+    it was gone with Redis, and AS112 dropped out of the crawl)."""
+    crawl = unique_name
+    plan = plan_crawl(crawl=crawl, ranges=["192.175.48.0/22"], strategy="sweep", resolution=24, samples=0)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    admin.delete_crawl()  # Redis lost the crawl before any worker loaded the files
+    assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
+    as112 = int(IPv4Address("192.175.48.0"))
+    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    published = replace(published, delegations=[
+        *published.delegations, Delegation("arin", "US", as112, 256, "19960105", "assigned")])
+    store = RedisBlockStore(services.redis_url, crawl)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
+    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
+    load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
+                     f"load-{crawl}", tmp_path / "load", stats=published)
+    try:
+        assert await load.ready() is not None
+        work = [s for _, _, s in queue.iter_work(services.kafka_bootstrap, "t.", crawl)]
+        assert [s.shard_id for s in work if s not in plan.shards] == ["192.175.48.0-192.175.48.255"]
+        totals = admin.progress()
+        assert (totals.shards_total, totals.addresses_total) == (len(plan.shards) + 1, plan.addresses + 256)
+    finally:
+        assert sink.close() == 0
+        await store.close()
+        await client.close()
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        admin.delete_crawl()
+
+
 async def test_a_worker_keeps_only_the_statistics_rows_its_crawl_s_scope_touches(
     services, unique_name, tmp_path
 ):
@@ -260,7 +296,7 @@ async def test_a_worker_keeps_only_the_statistics_rows_its_crawl_s_scope_touches
     try:
         scope = await store.scope()
         assert scope is not None
-        kept = await worker._statistics(tmp_path / "kept", scope, [])
+        kept = await worker._statistics(tmp_path / "kept", scope)
         everything = await load_stats(SETTINGS.files_base, tmp_path / "all")
         assert kept is not None and kept.serials == everything.serials
         handed_out = [d for d in kept.delegations if d.handed_out]

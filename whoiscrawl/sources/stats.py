@@ -21,6 +21,7 @@ from sys import intern
 from whoiscrawl import rirs
 from whoiscrawl.ipv4 import cidrs, ip_int
 from whoiscrawl.settings import env_name
+from whoiscrawl.space import Scope
 
 ENV = env_name("delegated")  # a directory of delegated-*-extended-latest files (or one file)
 HANDED_OUT = frozenset({"allocated", "assigned"})  # available/reserved space has no holder, no country
@@ -182,16 +183,25 @@ def parse_md5(text: str, name: str = "the .md5 file") -> str:
     raise StatsError(f"{name}.md5: no digest in it (expected `MD5 (file) = hex` or `hex  file`)")
 
 
+@cache
+def _special() -> Scope:
+    return Scope.of(rirs.SPECIAL_SPANS)
+
+
 def read_path(
     path: str | Path, md5_text: str | None = None, within: Callable[[int, int], bool] | None = None
 ) -> tuple[Header, list[Delegation]]:
     """A whole file's IPv4 delegations, checked (a few MB: the largest holds ~200k rows); `within`:
-    only the handed-out ones it takes (first, last) for, and every free or reserved row (a few
-    thousand; a run of them is one placeholder however far past a scope's edge it reaches:
+    only the handed-out ones it takes (first, last) for, every one reaching into special-purpose
+    space (a handful: a plan withholds that space, and asks what the statistics list delegated
+    there, ARIN's AS112 block: `StatsPlan.special_delegations`), and every free or reserved row (a
+    few thousand; a run of them is one placeholder however far past a scope's edge it reaches:
     `StatsPlan.free_records`), the whole file read and checked all the same."""
+    special = _special().overlaps
     with open(path, "rb") as fh:
         stats = StatsFile(str(path), fh)
-        rows = [d for d in stats if within is None or not d.handed_out or within(d.first, d.last)]
+        rows = [d for d in stats if within is None or not d.handed_out or within(d.first, d.last)
+                or special(d.first, d.last)]
     return stats.check(md5_text), rows
 
 

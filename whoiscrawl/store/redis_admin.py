@@ -100,15 +100,18 @@ class RedisCrawlAdmin:
 
     def restore_plan(
         self, owner: str, shards: dict[str, tuple[int, int]], done: dict[str, int], cursors: dict[str, str],
-        blocks: int, progress: Mapping[str, str] | None = None,
+        blocks: int, copies: Mapping[str, Mapping[str, str]] | None = None,
     ) -> bool:
         """Land a rebuild, `owner` holding its lease: the plan anew (shard id -> its span) from the
         work topic, with the finished shards (id -> addresses) from the committed offsets, the
-        walks' checkpoints of the others, the published files' load's `progress` and the block log
-        staged (`stage_blocks`, `blocks` of them); the other counters stay. All at once and only
-        under the lease: False (nothing written) if it passed to another process, whose reading of
-        the topics is newer."""
-        staged = {name: self.keys.staged(owner, name) for name in ("done", "cursors", "planned", "sources")}
+        walks' checkpoints of the others, the hashes the checkpoints topic keeps a copy of (`copies`:
+        name -> fields, `queue.copied`: the published files' load's progress, the answers kept,
+        the special-purpose space withheld) and the block log staged (`stage_blocks`, `blocks` of
+        them); the other counters stay. All at once and only under the lease: False (nothing
+        written) if it passed to another process, whose reading of the topics is newer."""
+        named = self.keys
+        hashes = {"sources": named.sources, "kept-answers": named.kept_answers, "special": named.special}
+        staged = {name: self.keys.staged(owner, name) for name in ("done", "cursors", "planned", *hashes)}
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(*staged.values())
         walking: dict[Any, Any] = {k: v for k, v in cursors.items() if k in shards and k not in done}
@@ -118,8 +121,9 @@ class RedisCrawlAdmin:
             pipe.sadd(staged["done"], *done)
         if shards:
             pipe.hset(staged["planned"], mapping={k: f"{a}-{b}" for k, (a, b) in shards.items()})
-        if progress:
-            pipe.hset(staged["sources"], mapping=dict[Any, Any](progress))
+        for name, fields in (copies or {}).items():
+            if fields:
+                pipe.hset(staged[name], mapping=dict[Any, Any](fields))
         for key in staged.values():
             pipe.expire(key, STAGED_TTL_S)
         pipe.execute()
@@ -130,7 +134,7 @@ class RedisCrawlAdmin:
         keys = [self.keys.rebuilding, self.keys.epoch, self.keys.counters, self.keys.scope,
                 self.keys.blocks, self.keys.staged(owner, "blocks"), self.keys.done, staged["done"],
                 self.keys.cursors, staged["cursors"], self.keys.planned, staged["planned"],
-                self.keys.sources, staged["sources"]]
+                *(key for name, real in hashes.items() for key in (real, staged[name]))]
         counted = [x for pair in counters.items() for x in pair]
         return bool(self.client.eval(_REBUILT, len(keys), *keys, owner, new_epoch(), scope, *counted))
 

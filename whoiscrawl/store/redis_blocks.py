@@ -17,6 +17,7 @@ import redis.retry
 from whoiscrawl import metrics, redis_client
 from whoiscrawl.blocks import KnownBlocks, decode_block, encode_block
 from whoiscrawl.keys import Keys
+from whoiscrawl.queue import copy_key
 from whoiscrawl.records import Progress, Shard
 from whoiscrawl.space import Scope
 from whoiscrawl.store import LEASE_S, Lease, LeaseLost, ListingClaim, remember, step_counts
@@ -63,7 +64,8 @@ class RedisBlockStore:
     ) -> None:
         """`rebuild`: what rebuilds the store from the crawl's topics when Redis lost it (False:
         another process holds the rebuild's lease); without it a lost store just starts anew.
-        `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done)."""
+        `mirror(shard_id, checkpoint)`: where each checkpoint is copied (None: the shard is done),
+        and each answer kept (keyed `queue.copy_key`; None: forgotten)."""
         self.keys = Keys(crawl)
         self.url = url  # the plan is added to through it (`RedisCrawlAdmin`): a fleet's loader
         retry = redis.asyncio.retry.Retry(_backoff(), REDIS_RETRIES)
@@ -286,8 +288,11 @@ class RedisBlockStore:
         """Keep a probe's answer until its step is written (`forget_answer`): a walk cut off while it
         waits (for a listing) leaves it to the shard's next walk, which reads it (`kept_answer`)
         rather than ask the registry again. One never forgotten (the block became known another
-        way, and the address is not probed again) goes with the crawl's keys."""
+        way, and the address is not probed again) goes with the crawl's keys. Copied where the
+        checkpoints are (`mirror`), so a Redis lost meanwhile is rebuilt with it."""
         await self.client.hset(self.keys.kept_answers, str(address), answer)
+        if self.mirror is not None:
+            self.mirror(copy_key("kept-answers", str(address)), answer)
 
     async def kept_answer(self, address: int) -> str | None:
         value: Any = await self.client.hget(self.keys.kept_answers, str(address))
@@ -295,6 +300,8 @@ class RedisBlockStore:
 
     async def forget_answer(self, address: int) -> None:
         await self.client.hdel(self.keys.kept_answers, str(address))
+        if self.mirror is not None:
+            self.mirror(copy_key("kept-answers", str(address)), None)
 
     async def scope(self) -> Scope | None:
         """The crawl's scope as planned (None: planned before scopes were written)."""
