@@ -24,6 +24,7 @@ import functools
 import itertools
 import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500  # records a batch: sent, acknowledged, then logged as blocks in one write
 WAIT_S = 0.5  # how often a worker waiting for another's load looks again
+PREVIOUS_DIGESTS = "previous-digests"  # the cache's folder of the previous generation's digests
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,8 @@ class FleetLoad:
             if old is not None:
                 with self._timed("read_previous_map"):  # the whole previous map: in a thread
                     prev = await asyncio.to_thread(self._previous_map)
-                held.enter_context(prev) if prev is not None else None
+                if prev is not None:  # read before the dumps, each staged against its previous read
+                    held.enter_context(prev)
             # a file older than this crawl used is refused, not compared with the previous generation
             staged = await self._stage(scope, old if prev is not None else None, prev)
             used = [i for i in staged if not self._stale(i, _done(state, i))]
@@ -264,6 +267,7 @@ class FleetLoad:
                     async for dump, staged, report in stagings:  # in processes of their own
                         if (item := self._staged(dump, staged, report, dump.registry in reuse)) is not None:
                             items.append(item)
+            shutil.rmtree(self.cache / PREVIOUS_DIGESTS, ignore_errors=True)  # read: its disk back
             with self._timed("keep_digests"):
                 for item in items:
                     if item.dump is not None:
@@ -293,7 +297,7 @@ class FleetLoad:
             carry.check(self.previous or "", old, scope, now)
         except carry.Refused:
             return {}  # said by `_carry`, which refuses it again
-        folder = self.cache / "previous-digests"
+        folder = self.cache / PREVIOUS_DIGESTS
         kept = queue.get_digests(self.results.bootstrap, self.results.prefix, self.previous or "",
                                  functools.partial(digest.path_of, folder), self.results.config)
         return {d.registry: r for d in got if d.registry in kept and (r := prev.reuse(d.registry, folder))}
