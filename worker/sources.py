@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from whoiscrawl.worker import carry
 
@@ -305,9 +306,13 @@ class FleetLoad:
     def _keep_digest(self, registry: str) -> None:
         """A dump read's digest onto the crawl's digests topic (the next generation's `_reuse`)."""
         path = digest.path_of(self.cache, registry)
-        if path.exists():
+        if not path.exists():
+            return
+        try:
             queue.put_digest(self.results.bootstrap, self.results.prefix, self.results.crawl, registry, path,
                              self.results.config)
+        except KafkaException as exc:  # the map is whole without it: the next generation parses it whole
+            self.note(f"{registry} dump's digest not kept ({exc}): the next generation reads the dump whole")
 
     async def _finish(self, used: list[Item], scope: Scope | None) -> None:
         """Every item sent: the freshness checks, then `done` with the load's figures and manifest."""
