@@ -8,8 +8,9 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import (
@@ -21,7 +22,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from whoiscrawl.records import DeadLetter, NetworkRecord, RecordError, Shard
 from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, env_name
@@ -71,6 +72,13 @@ def changes_topic(prefix: str, crawl: str) -> str:
     """The change feed of a crawl's generations (`whoiscrawl changes --publish`): one partition, so
     a consumer reads the changes in the order they were kept."""
     return f"{prefix}{crawl}.changes"
+
+
+def digests_topic(prefix: str, crawl: str) -> str:
+    """What each dump read of the crawl's load was made of (`sources/digest.py`), for the next
+    generation's load to parse only what changed: compacted, one partition, each registry's digest
+    in chunks (`put_digest`). Kept and deleted with the crawl's other topics."""
+    return f"{prefix}{crawl}.digests"
 
 
 def dead_letter_topic(prefix: str, crawl: str) -> str:
@@ -267,7 +275,7 @@ def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str
     outlives the generation whose crawl id names it: it goes with the crawl)."""
     admin = AdminClient(_client_config(bootstrap, config))
     every = (*topic_names(prefix, crawl), checkpoints_topic(prefix, crawl), dead_letter_topic(prefix, crawl),
-             *([changes_topic(prefix, crawl)] if changes else []))
+             digests_topic(prefix, crawl), *([changes_topic(prefix, crawl)] if changes else []))
     names = [t for t in every if t in admin.list_topics(timeout=10).topics]
     for fut in admin.delete_topics(names, operation_timeout=30).values() if names else []:
         fut.result(timeout=60)
@@ -452,6 +460,66 @@ def copy_special(
             sink.close()
 
 
+DIGEST_CHUNK = 900_000  # bytes a message of the digests topic: under Kafka's default 1 MB limit
+
+
+def put_digest(bootstrap: str, prefix: str, crawl: str, registry: str, path: Path,
+               config: dict[str, str] | None = None, timeout: float = 60) -> None:
+    """A registry's digest file onto the crawl's digests topic (created if missing): its chunks
+    keyed `<registry>:<n>`, then `<registry>` with their count and length, all delivered before this
+    returns; written again (a loader taking over), the same keys replace them."""
+    topic = digests_topic(prefix, crawl)
+    admin = AdminClient(_client_config(bootstrap, config))
+    if topic not in admin.list_topics(timeout=10).topics:
+        _create(admin, [NewTopic(topic, 1, BROKER_DEFAULT,
+                                 config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"})])
+    producer = Producer({**_client_config(bootstrap, config), "enable.idempotence": True, "acks": "all",
+                         "linger.ms": 20, "compression.type": "lz4"})
+    size, n = 0, 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(DIGEST_CHUNK):
+            producer.produce(topic, key=f"{registry}:{n}".encode(), value=chunk)
+            producer.poll(0)
+            size, n = size + len(chunk), n + 1
+    producer.produce(topic, key=registry.encode(), value=json.dumps({"chunks": n, "bytes": size}).encode())
+    if producer.flush(timeout):
+        raise KafkaException(f"{registry}'s digest was not delivered to {topic} in {timeout} s")
+
+
+def get_digests(bootstrap: str, prefix: str, crawl: str, place: Callable[[str], Path],
+                config: dict[str, str] | None = None) -> dict[str, Path]:
+    """Each registry's digest on the crawl's digests topic, written whole to `place(registry)` (chunk
+    n at its place, so a chunk written again replaces itself): registry -> file. A registry whose
+    header is missing or whose chunks do not add up to it is left out (its dump is read whole)."""
+    files: dict[str, Any] = {}
+    heads: dict[str, dict[str, int]] = {}
+    seen: dict[str, set[int]] = {}
+    try:
+        for msg in _iter_topic(bootstrap, digests_topic(prefix, crawl), config):
+            key, value = (msg.key() or b"").decode(), msg.value() or b""
+            registry, _, n = key.partition(":")
+            if not n:
+                heads[registry] = json.loads(value)
+                continue
+            if registry not in files:
+                place(registry).parent.mkdir(parents=True, exist_ok=True)
+                files[registry] = place(registry).open("wb")
+            files[registry].seek(int(n) * DIGEST_CHUNK)
+            files[registry].write(value)
+            seen.setdefault(registry, set()).add(int(n))
+    finally:
+        for fh in files.values():
+            fh.close()
+    whole: dict[str, Path] = {}
+    for registry, head in heads.items():
+        path = place(registry)
+        if registry in files and seen[registry] >= set(range(head["chunks"])):
+            with path.open("r+b") as fh:
+                fh.truncate(head["bytes"])
+            whole[registry] = path
+    return whole
+
+
 def iter_results(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
 ) -> Iterator[NetworkRecord]:
@@ -505,19 +573,20 @@ def last_change(
 
 
 def results_ends(
-    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None,
+    admin: AdminClient | None = None,
 ) -> dict[int, int]:
-    """Where each partition of the crawl's results topic ends now (its high watermark)."""
+    """Where each partition of the crawl's results topic ends now (its high watermark), asked of
+    every partition's leader at once (`admin`: a client kept between calls; the load asks before
+    each batch: a consumer made, and each partition asked in turn, took ~0.1 s a batch)."""
     _, results = topic_names(prefix, crawl)
-    consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"ends-{uuid.uuid4().hex}"})
-    try:
-        meta = consumer.list_topics(results, timeout=10).topics.get(results)
-        if meta is None or meta.error is not None:
-            return {}
-        return {p: consumer.get_watermark_offsets(TopicPartition(results, p), timeout=10)[1]
-                for p in meta.partitions}
-    finally:
-        consumer.close()
+    admin = admin or AdminClient(_client_config(bootstrap, config))
+    meta = admin.list_topics(results, timeout=10).topics.get(results)
+    if meta is None or meta.error is not None:
+        return {}
+    asked = {TopicPartition(results, p): OffsetSpec.latest() for p in meta.partitions}
+    return {tp.partition: fut.result(timeout=10).offset
+            for tp, fut in admin.list_offsets(asked, request_timeout=10).items()}
 
 
 def results_since(

@@ -144,12 +144,17 @@ class Carried:
         return out
 
 
-def from_dump(carried: Carried, dump: RegistryDump, staged: Iterator[str], prev: Previous) -> None:
+def from_dump(carried: Carried, dump: RegistryDump, staged: Iterator[str], prev: Previous,
+              resolved: IO[str]) -> None:
     """A registry's new dump (its staged lines) against the previous map: what was asked live for its
-    unchanged networks is carried (the fill not asked again); the dump's item sends the rest."""
+    unchanged networks is carried (the fill not asked again); the dump's item sends the rest. Each
+    staged line is written to `resolved` as the dump's item sends it: a network staged unparsed
+    (unchanged since the previous read, `changed.Unchanged`) as the previous map's record read again."""
     registry, seen = dump.registry, Seen(prev)
     for line in staged:
-        compared = compare_dumped(seed.staged_record(line), prev, dump)
+        got = seed.staged_record(line)
+        compared = compare_dumped(got, prev, dump)
+        resolved.write(line if isinstance(got, NetworkRecord) else compared.record.to_json().decode() + "\n")
         if compared.at >= 0:
             seen.add(compared.at)
         carried.counts[(registry, compared.kind)] += 1

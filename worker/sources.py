@@ -24,11 +24,15 @@ import functools
 import itertools
 import json
 import logging
+import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from whoiscrawl.worker import carry
 
 from whoiscrawl import queue
@@ -37,8 +41,8 @@ from whoiscrawl.ipv4 import Spans
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
-from whoiscrawl.sources import dumps, freshness, manifest, seed
-from whoiscrawl.sources.difference import facts, stats_difference
+from whoiscrawl.sources import changed, digest, dumps, freshness, manifest, seed
+from whoiscrawl.sources.difference import Previous, facts, stats_difference
 from whoiscrawl.sources.published import (
     RegistryDump,
     SourcesSettings,
@@ -57,6 +61,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500  # records a batch: sent, acknowledged, then logged as blocks in one write
 WAIT_S = 0.5  # how often a worker waiting for another's load looks again
+PREVIOUS_DIGESTS = "previous-digests"  # the cache's folder of the previous generation's digests
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,14 @@ class Results:
     crawl: str
     config: dict[str, str] = field(default_factory=dict)
 
+    # one client for the load's life: `ends` is asked before every batch
+    admin: AdminClient = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "admin", AdminClient({"bootstrap.servers": self.bootstrap, **self.config}))
+
     def ends(self) -> dict[int, int]:
-        return queue.results_ends(self.bootstrap, self.prefix, self.crawl, self.config)
+        return queue.results_ends(self.bootstrap, self.prefix, self.crawl, self.config, self.admin)
 
     def since(self, marks: dict[int, int]) -> set[tuple[bytes, bytes]]:
         return queue.results_since(self.bootstrap, self.prefix, self.crawl, marks, self.config)
@@ -128,6 +139,18 @@ class FleetLoad:
     previous: str | None = None  # the previous generation's crawl, refreshed by difference (None: none)
     refresh: dict[str, Any] = field(default_factory=dict)  # what the refresh did, or why it was refused
     refused: set[str] = field(default_factory=set)  # registries whose statistics the load refused (stale)
+    # seconds each part of this loader's load took (`_timed`), kept in `done` for the bench: where
+    # a generation's wall goes (issue 24)
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def _timed(self, phase: str) -> Iterator[None]:
+        """Add the seconds the block takes to `phases[phase]`."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[phase] = round(self.phases.get(phase, 0.0) + time.monotonic() - started, 2)
 
     def note(self, text: str) -> None:
         log.warning("%s", text)
@@ -160,32 +183,45 @@ class FleetLoad:
     async def _load(self, state: dict[str, str]) -> None:
         """The delegations in special-purpose space planned, every item sent (from where the last
         loader stopped), then the freshness check."""
+        self.phases["started_at"] = round(time.time(), 2)
         await self.store.sync()
         if self.stats is not None and "special" not in state:
-            await self._plan_special()
+            with self._timed("special"):
+                await self._plan_special()
         scope = await self.store.scope()
         self.cache.mkdir(parents=True, exist_ok=True)
-        old = await self._previous()
-        # a file older than this crawl used is refused, not compared with the previous generation
-        staged = await self._stage(scope)
-        used = [i for i in staged if not self._stale(i, _done(state, i))]
-        self.refused = {r for i in staged if i.kind == "stats" and i not in used for r in i.serials}
-        if old is not None:
-            try:  # reads the previous map and every staged dump: in a thread
-                carried = await asyncio.to_thread(self._carry, old, used, scope)
-            except carry.Refused as why:
-                self._refused(str(why))
-            else:
-                used += [i for i in carried if not self._stale(i, _done(state, i))]
+        with self._timed("previous_manifest"):
+            old = await self._previous()
+        with contextlib.ExitStack() as held:
+            prev = None
+            if old is not None:
+                with self._timed("read_previous_map"):  # the whole previous map: in a thread
+                    prev = await asyncio.to_thread(self._previous_map)
+                if prev is not None:  # read before the dumps, each staged against its previous read
+                    held.enter_context(prev)
+            # a file older than this crawl used is refused, not compared with the previous generation
+            staged = await self._stage(scope, old if prev is not None else None, prev)
+            used = [i for i in staged if not self._stale(i, _done(state, i))]
+            self.refused = {r for i in staged if i.kind == "stats" and i not in used for r in i.serials}
+            if old is not None and prev is not None:
+                try:  # reads every staged dump: in a thread
+                    with self._timed("compare"):
+                        carried = await asyncio.to_thread(self._carry, old, used, scope, prev)
+                except carry.Refused as why:
+                    self._refused(str(why))
+                else:
+                    used += [i for i in carried if not self._stale(i, _done(state, i))]
         inflight = json.loads(state.get("inflight", "null"))
         for item in used:
             done = _done(state, item)
             same = bool(done) and done["serials"] == item.serials
             sent = same and done.get("sent")  # whole, by a loader before
-            if not sent and not await self._send(item, done["count"] if same else 0, inflight):
-                return  # stopping: the next loader carries on from here
+            with self._timed(f"send_{item.kind}"):
+                if not sent and not await self._send(item, done["count"] if same else 0, inflight):
+                    return  # stopping: the next loader carries on from here
             if item.how is not None:
-                await self._leaves(item)  # again after a loader that died past it: the same leaves
+                with self._timed("leaves"):
+                    await self._leaves(item)  # again after a loader that died past it: the same leaves
         if not self.stopping.is_set():
             await self._finish(used, scope)
 
@@ -209,34 +245,91 @@ class FleetLoad:
             log.info("planned %d shards of special-purpose space the statistics list delegated", len(shards))
         await self._write(fields={"special": json.dumps([s.shard_id for s in shards])})
 
-    async def _stage(self, scope: Scope | None) -> list[Item]:
-        """The statistics' free space and the dumps in scope, staged (as items to send)."""
+    async def _stage(self, scope: Scope | None, old: manifest.Manifest | None = None,
+                     prev: Previous | None = None) -> list[Item]:
+        """The statistics' free space and the dumps in scope, staged (as items to send); with the
+        previous generation's manifest and map, each dump read against its previous read's digest
+        (`_reuse`: only what changed parsed). Each read's digest is kept on the crawl's digests
+        topic, for the next generation."""
         # Staging reads whole files: in a thread, or the loop could not renew the lease meanwhile.
-        items = await asyncio.to_thread(self._free_space, self.stats, scope) if self.stats else []
+        with self._timed("stage_stats"):
+            items = await asyncio.to_thread(self._free_space, self.stats, scope) if self.stats else []
         if "dumps" in self.settings.sources:
             settings = self.settings
-            got, notes = await fetch_dumps(settings.files_base, self.cache, settings.accept_dump_terms)
+            with self._timed("download_dumps"):
+                got, notes = await fetch_dumps(settings.files_base, self.cache, settings.accept_dump_terms)
             for text in notes:
                 self.note(text)
-            async with contextlib.aclosing(seed.staged_all(got, scope, self.cache)) as stagings:
-                async for dump, staged, report in stagings:  # in processes of their own
-                    if (item := self._staged(dump, staged, report)) is not None:
-                        items.append(item)
+            with self._timed("read_previous_digests"):
+                reuse = await asyncio.to_thread(self._reuse, got, scope, old, prev) if old and prev else {}
+            stagings = seed.staged_all(got, scope, self.cache, digests=True, reuse=reuse)
+            with self._timed("parse_dumps"):
+                async with contextlib.aclosing(stagings):
+                    async for dump, staged, report in stagings:  # in processes of their own
+                        if (item := self._staged(dump, staged, report, dump.registry in reuse)) is not None:
+                            items.append(item)
+            shutil.rmtree(self.cache / PREVIOUS_DIGESTS, ignore_errors=True)  # read: its disk back
+            with self._timed("keep_digests"):
+                for item in items:
+                    if item.dump is not None:
+                        await asyncio.to_thread(self._keep_digest, item.dump.registry)
         return items
+
+    def _previous_map(self) -> Previous | None:
+        """The previous generation's map from its results topic (None, and a note why: none)."""
+        assert self.previous is not None
+        try:
+            return carry.previous_map(self.previous, self.results.of(self.previous), self.cache)
+        except carry.Refused as why:
+            self._refused(str(why))
+            return None
+
+    def _reuse(self, got: list[RegistryDump], scope: Scope | None, old: manifest.Manifest,
+               prev: Previous) -> dict[str, changed.Reuse]:
+        """Each dump's previous read, if the previous generation can be refreshed from with these
+        files (`carry.check`, as `_carry` checks it again) and kept its digest: the dump is then read
+        against it, its unchanged networks staged unparsed (`seed.stage`). None kept (a generation
+        loaded before 2026-12-08, or its topic gone): read whole."""
+        stats = self.stats.serials if self.stats else {}
+        now: dict[str, dict[str, str]] = {r: {"stats": s} for r, s in stats.items()}
+        for dump in got:
+            now.setdefault(dump.registry, {})["dump"] = dump.serial or ""
+        try:
+            carry.check(self.previous or "", old, scope, now)
+        except carry.Refused:
+            return {}  # said by `_carry`, which refuses it again
+        folder = self.cache / PREVIOUS_DIGESTS
+        kept = queue.get_digests(self.results.bootstrap, self.results.prefix, self.previous or "",
+                                 functools.partial(digest.path_of, folder), self.results.config)
+        return {d.registry: r for d in got if d.registry in kept and (r := prev.reuse(d.registry, folder))}
+
+    def _keep_digest(self, registry: str) -> None:
+        """A dump read's digest onto the crawl's digests topic (the next generation's `_reuse`)."""
+        path = digest.path_of(self.cache, registry)
+        if not path.exists():
+            return
+        try:
+            queue.put_digest(self.results.bootstrap, self.results.prefix, self.results.crawl, registry, path,
+                             self.results.config)
+        except KafkaException as exc:  # the map is whole without it: the next generation parses it whole
+            self.note(f"{registry} dump's digest not kept ({exc}): the next generation reads the dump whole")
 
     async def _finish(self, used: list[Item], scope: Scope | None) -> None:
         """Every item sent: the freshness checks, then `done` with the load's figures and manifest."""
         figures: dict[str, Any] = {}
-        for item in used:
-            if item.how is not None:
-                figures[item.name.split(":", 1)[1]] = {**item.figures, "freshness": await self._fresh(item)}
-            elif item.kind == "carried" and (asked := await self._fresh(item)):
-                self.refresh.setdefault("asked", {})[item.name.split(":", 1)[1]] = asked
+        with self._timed("freshness"):
+            for item in used:
+                if item.how is not None:
+                    fresh = await self._fresh(item)
+                    figures[item.name.split(":", 1)[1]] = {**item.figures, "freshness": fresh}
+                elif item.kind == "carried" and (asked := await self._fresh(item)):
+                    self.refresh.setdefault("asked", {})[item.name.split(":", 1)[1]] = asked
         made = carry.made_by(scope, self.stats, self._serials(used))
         header, rows = carry.manifest_fields(made)
         loaded = {"sources": sorted(self.settings.sources), "dumps": figures, "notes": self.notes[:20],
                   "serials": {i.name: i.serials for i in used}, "manifest": header,
-                  **({"refresh": self.refresh} if self.refresh else {})}
+                  **({"refresh": self.refresh} if self.refresh else {}),
+                  "phases": {**self.phases, "ended_at": round(time.time(), 2)}}
         # the manifest's rows and `done` in one write: a finished load always has its whole manifest
         await self._write(fields={**rows, "done": json.dumps(loaded)})
 
@@ -266,19 +359,22 @@ class FleetLoad:
         self.note(f"not a refresh of {self.previous}: {why}; this generation crawls anew")
         self.refresh = {"previous": self.previous, "refused": why}
 
-    def _carry(self, old: manifest.Manifest, items: list[Item], scope: Scope | None) -> list[Item]:
+    def _carry(self, old: manifest.Manifest, items: list[Item], scope: Scope | None,
+               prev: Previous) -> list[Item]:
         """The previous generation's networks the new files leave unchanged, staged as one item a
         registry (`carried:<registry>`); Refused (nothing carried) if it cannot be refreshed from."""
         assert self.previous is not None
         serials = self._serials(items)
         carry.check(self.previous, old, scope, serials)
         carried = carry.Carried(self.cache)  # spooled there, read back, deleted: a map of GBs
-        with carry.previous_map(self.previous, self.results.of(self.previous), self.cache) as prev, \
-                contextlib.closing(carried):
+        with contextlib.closing(carried):
             for item in items:
                 if item.dump is not None:
-                    with item.staged.open(encoding="utf-8") as fh:
-                        carry.from_dump(carried, item.dump, fh, prev)
+                    resolved = item.staged.with_suffix(".resolved")
+                    with item.staged.open(encoding="utf-8") as fh, \
+                            resolved.open("w", encoding="utf-8") as out:
+                        carry.from_dump(carried, item.dump, fh, prev, out)
+                    resolved.replace(item.staged)  # what the item sends: every network parsed
                     item.kept_live = carried.kept_live.get(item.dump.registry, Spans())
             made = carry.made_by(scope, self.stats, serials)
             dumped = {i.dump.registry for i in items if i.dump is not None}
@@ -337,13 +433,17 @@ class FleetLoad:
         return [items[r] for r in sorted(items)]
 
     def _staged(
-        self, dump: RegistryDump, staged: Path, got: dumps.DumpReport | dumps.DumpError
+        self, dump: RegistryDump, staged: Path, got: dumps.DumpReport | dumps.DumpError, offered: bool = False
     ) -> Item | None:
         """A dump's records in scope staged (`seed.staged_all`), if it read well (else a note:
-        crawled live)."""
+        crawled live); `offered` its previous read's digest (a note if it could not be used)."""
         if (report := seed.usable(dump, got, self.note)) is None:
             return None
-        figures = {"serial": dump.serial, "records": report.records, "skipped": report.skipped}
+        if offered and report.digest_problem:
+            self.note(f"{dump.registry} dump read whole: the previous read's digest was not used "
+                      f"({report.digest_problem})")
+        figures = {"serial": dump.serial, "records": report.records, "skipped": report.skipped,
+                   **({"not_parsed": report.reused} if offered else {})}
         return Item(f"dump:{dump.registry}", {dump.registry: dump.serial or ""}, staged,
                     seed.leaf_rule(dump, report), figures, dump)
 

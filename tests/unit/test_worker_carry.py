@@ -4,6 +4,7 @@ what is carried is the same bytes whichever loader stages it."""
 
 from __future__ import annotations
 
+import io
 import json
 import tracemalloc
 from dataclasses import replace
@@ -109,7 +110,7 @@ def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it(tmp_path:
     for n in range(2):
         (tmp_path / str(n)).mkdir()
         carried = carry.Carried(tmp_path / str(n))
-        carry.from_dump(carried, new, iter([staged.to_json().decode()]), prev)
+        carry.from_dump(carried, new, iter([staged.to_json().decode()]), prev, io.StringIO())
         carried.close()
         stagings.append(carried.path("ripencc").read_bytes().splitlines())
     assert stagings[0] == stagings[1]
@@ -118,6 +119,28 @@ def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it(tmp_path:
     assert again.abuse_emails == ["noc@example.net"]
     kept = carried.kept_live["ripencc"]  # its fill not asked again
     assert carried.kept_live.keys() == {"ripencc"} and (dumped.first, dumped.last) in kept and len(kept) == 1
+
+
+def test_a_network_staged_unparsed_is_sent_as_the_previous_record_read_again():
+    """A dump read against its previous read's digest stages an unchanged network as `[first,last]`
+    (not parsed): the dump's item sends it as the previous map's record with the new read's serial,
+    and a parsed network's line as staged (before 2026-12-08 the fleet staged every dump whole)."""
+    dumped = NetworkRecord("ripencc", "NET-1", "193.0.0.0", "193.0.0.255", ["193.0.0.0/24"],
+                           registrant="Holder", country="NL", source="dump", serial="41234566", crawl="ns.wc",
+                           fetched_at="2026-12-06T00:00:00+00:00")
+    prev = Previous.of_lines([dumped.to_json()])
+    new = RegistryDump("ripencc", [], "41234567", "2026-12-07T00:00:00Z")
+    added = replace(dumped, handle="NET-2", start_address="193.0.1.0", end_address="193.0.1.255",
+                    cidrs=["193.0.1.0/24"], serial="41234567")
+    lines = [f"[{dumped.first},{dumped.last}]\n", added.to_json().decode() + "\n"]
+    out = io.StringIO()
+    carried = carry.Carried(Path("/nonexistent"))
+    carry.from_dump(carried, new, iter(lines), prev, out)
+    again, kept = out.getvalue().splitlines(keepends=True)
+    record = NetworkRecord.from_own_json(again)
+    assert (record.handle, record.registrant, record.serial) == ("NET-1", "Holder", "41234567")
+    assert kept == lines[1]
+    assert carried.figures()["ripencc"] == {"unchanged": 1, "added": 1, "removed": 0}
 
 
 def test_the_networks_whose_fill_is_carried_are_held_in_a_few_bytes_each(tmp_path: Path):
@@ -137,7 +160,7 @@ def test_the_networks_whose_fill_is_carried_are_held_in_a_few_bytes_each(tmp_pat
     carried = carry.Carried(tmp_path)
     tracemalloc.start()
     try:
-        carry.from_dump(carried, new, iter(staged), prev)
+        carry.from_dump(carried, new, iter(staged), prev, io.StringIO())
         held = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()

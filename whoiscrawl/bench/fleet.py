@@ -163,6 +163,7 @@ class FleetRun:
     # its work message's place and whether the worker group committed past it.
     unfinished: list[dict[str, Any]] = field(default_factory=list)
     peaks: Peaks = field(default_factory=Peaks.empty)  # memory, sampled at each poll
+    started_at: float = 0.0  # when the workers were started (epoch seconds: the load's phases' clock)
 
 
 UNFINISHED_SHOWN = 20
@@ -230,7 +231,7 @@ def generation(
         list_children=settings.list_children, static=shape.static, metrics_port=shape.metrics_port,
         sources=sources_text(settings.sources), previous=previous,
     )
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     fleet.start(shape.workers)
     finished, peaks = False, Peaks.empty()
     try:
@@ -252,7 +253,8 @@ def generation(
         for record in queue.iter_results(kafka, "whoiscrawl.", crawl):
             fh.write(record.to_json().decode() + "\n")
     unfinished = [] if finished else unfinished_shards(admin, kafka, "whoiscrawl.", crawl)
-    return FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished, peaks)
+    return FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished, peaks,
+                    started_at)
 
 
 def forget(data: tuple[str, str], crawl: str) -> None:
