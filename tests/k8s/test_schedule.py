@@ -37,7 +37,7 @@ from whoiscrawl.bench.common import Simulator, simulator
 from whoiscrawl.bench.refresh import advance
 from whoiscrawl.cli import app
 from whoiscrawl.ipv4 import ip_int, ip_str
-from whoiscrawl.results.diff import KINDS, classify
+from whoiscrawl.results.diff import FIELDS, KINDS, classify
 from whoiscrawl.sim import scenarios
 from whoiscrawl.sim.churn import Churn
 from whoiscrawl.sim.score import truth_records
@@ -99,21 +99,21 @@ def schedule_of(k8s: K8s, namespace: str, crawl: str) -> dict[str, Any]:
 
 
 def answers(services: Any, prefix: str, *where: str) -> list[dict[str, Any]]:
-    """`whoiscrawl lookup --json` of an address in each block of the truth in RANGES (and a few
-    around), from a map (`topic:CRAWL`) or a history (`--history topic:CRAWL --at T`): what each
-    answers, less when and where its record was read (a generation kept as changes keeps those of
-    the generation in which the block last changed, docs/history.md)."""
+    """`whoiscrawl lookup --json` of the first address of each block of the truth in RANGES (both
+    days), from a map (`topic:CRAWL`) or a history (`--history topic:CRAWL --at T`): the network
+    each falls in and what the one classifier compares of it (`results.diff.FIELDS`; a generation
+    kept as changes keeps the rest as of the generation in which the block last changed)."""
     where = where if where[0].startswith("--") else (where[0],)
     addresses = sorted({ip_str(r["_first"]) for r in truth_map(0) + truth_map(1)})
     args = ["lookup", *(["--history", where[1], "--at", where[3]] if where[0] == "--history" else [where[0]]),
             "--json", "--kafka-bootstrap", services.kafka_bootstrap, "--topic-prefix", prefix, *addresses]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    return [{k: v for k, v in d.items() if k not in NOT_COMPARED}
+    return [{k: sorted(v) if isinstance(v, list) else v for k, v in d.items() if k in COMPARED}
             for d in map(json.loads, result.stdout.splitlines())]
 
 
-NOT_COMPARED = ("fetched_at", "serial", "source", "handle", "parent_handle")
+COMPARED = ("address", "found", "error", "network", *FIELDS)
 
 
 def status_start_of(last: dict[str, Any]) -> str:
