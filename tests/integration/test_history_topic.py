@@ -177,7 +177,7 @@ async def test_a_fleets_history_is_read_off_its_change_feed_after_its_generation
     assert early.exit_code == 2 and "before the first generation" in early.output
     changes = runner.invoke(app, ["changes", *kafka_args, "--since", times[0]])
     assert [(d["date"], d["kind"]) for d in map(json.loads, changes.stdout.splitlines())] == [
-        (times[1], "added"), (times[1], "transferred"), (times[2], "removed")]
+        (times[1], "transferred"), (times[1], "added"), (times[2], "removed")]  # hierarchy order
     cached = next((tmp_path / "cache").glob("*/*"))  # the store the topic was read into
     listed = runner.invoke(app, ["history", "list", "--json", "--store", str(cached)])
     assert [(d["date"], d["kind"], d["blocks"]) for d in map(json.loads, listed.output.splitlines())] == [
