@@ -102,8 +102,8 @@ class Backend(Protocol):
 
     def refresh(self, t: Target) -> dict[str, Any] | None: ...
 
-    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
-                        day: str) -> dict[str, Any] | None: ...
+    def publish_changes(self, before: Target | None, after: Target, feed: str, generation: int,
+                        when: str) -> dict[str, Any] | None: ...
 
     def lag(self, t: Target) -> int: ...
 
@@ -229,9 +229,10 @@ class LiveBackend:
         loaded = self._call("reading the load's figures", store.loaded)
         return (loaded or {}).get("refresh")
 
-    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
-                        day: str) -> dict[str, Any] | None:
-        """Generation `generation`'s change feed (crawl `after`'s map against `before`'s) on crawl
+    def publish_changes(self, before: Target | None, after: Target, feed: str, generation: int,
+                        when: str) -> dict[str, Any] | None:
+        """Generation `generation`'s change feed (crawl `after`'s map against `before`'s, or whole
+        with no `before`: the history's first map) on crawl
         `feed`'s change-feed topic, unless it is there already (`history.feed.publish_generation`).
 
         Off the pass: the first call starts it in a thread of its own and waits up to
@@ -248,7 +249,8 @@ class LiveBackend:
                 threading.Thread(target=job.run, name=f"change-feed-{generation}", daemon=True, args=(
                     self._feed_slot, lambda: self._call(f"publishing generation {generation}'s change feed",
                                                         change_feed.publish_generation, kafka, generation,
-                                                        day, before.crawl, after.crawl))).start()
+                                                        when, before.crawl if before else None,
+                                                        after.crawl))).start()
         if not job.done.wait(self.feed_wait_seconds):
             return None
         with self._feeds_lock:

@@ -467,14 +467,14 @@ def settle_generations(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot
                        decision: Decision) -> Applied:
     """A scheduled crawl's writes about its generations, in order: the change feed due published,
     then the generations past `history.keep` deleted, less those a feed not yet out still needs."""
-    feed, problem = publish_feed(deps, crawl, spec, snap, decision.feed)
+    feed, problem = publish_feed(deps, crawl, spec, snap, decision.feed, list(decision.generations or ()))
     events: list[Event] = [("Warning", "ChangeFeedFailed", problem)] if problem is not None else []
     held = generations.held_for_feed(list(decision.prune), decision.feed, feed is not None)
     return Applied(events, pruned=prune(deps, crawl, spec, tuple(held)), feed=feed)
 
 
-def publish_feed(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
-                 generation: int | None) -> tuple[dict[str, Any] | None, str | None]:
+def publish_feed(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot, generation: int | None,
+                 kept: list[int]) -> tuple[dict[str, Any] | None, str | None]:
     """Publish generation `generation`'s change feed (its map against the one before) on the crawl's
     change-feed topic, `<prefix><namespace>.<name>.changes`: (what was published, None) or
     (None, why not; tried again next pass, the generations it needs kept until then); (None, None)
@@ -482,8 +482,10 @@ def publish_feed(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot,
     if generation is None:
         return None, None
     try:
+        base = generations.feed_base(snap.prev, generation, kept)
+        before = None if base else target(deps.kube, crawl, spec, generation - 1)
         feed = deps.backend.publish_changes(
-            target(deps.kube, crawl, spec, generation - 1), target(deps.kube, crawl, spec, generation),
+            before, target(deps.kube, crawl, spec, generation),
             builders.crawl_id(crawl.namespace, crawl.name), generation,
             generations.feed_day(snap.prev, generation, snap.now))
     except (BackendError, KubeError) as exc:
@@ -560,7 +562,8 @@ def schedule_status(snap: Snapshot, decision: Decision, pruned: tuple[int, ...],
     if decision.generations is not None:
         sched["generations"] = [g for g in decision.generations if g not in pruned]
     if feed is not None:
-        sched["changes"] = {"generation": feed["generation"], "topic": feed["topic"],
+        since = feed["generation"] if feed.get("base") else (sched.get("changes") or {}).get("base")
+        sched["changes"] = {"generation": feed["generation"], "topic": feed["topic"], "base": since,
                             "counts": feed["counts"], "published": feed["published"]}
     return sched
 

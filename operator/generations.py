@@ -155,21 +155,33 @@ def to_prune(generations: list[int], keep: int, running: int | None = None) -> l
 
 def feed_due(status: Mapping[str, Any], completed: bool, kept_generations: list[int]) -> int | None:
     """The generation whose change feed this pass publishes (docs/operator.md, A generation's
-    change feed), or None. The feeds go out in order, one a pass: the one after the last published
-    (`schedule.changes.generation`; with none yet, the newest completed), once it is completed (the
-    current generation when Completed, else the one before it) and > 1. Its data and its
-    predecessor's are held from pruning until it is out (`held_for_feed`), so a publish that fails
-    is tried again next pass and a generation started meanwhile loses none. Only if they are gone
-    anyway (pruned before this rule, or deleted by hand) is the newest completed one published."""
+    change feed), or None. The feeds go out in order, one a pass, from generation 1 (its map
+    whole: the history's first map): the one after the last published
+    (`schedule.changes.generation`), once it is completed (the current generation when Completed,
+    else the one before it). Its data and its predecessor's are held from pruning until it is out
+    (`held_for_feed`), so a publish that fails is tried again next pass and a generation started
+    meanwhile loses none. If it is gone anyway (pruned before this rule, or deleted by hand) the
+    newest completed one is published (`feed_base`: whole, when its predecessor is gone too)."""
     current = State.of(status).generation
     newest = current if completed else current - 1
     last = ((status.get("schedule") or {}).get("changes") or {}).get("generation")
-    due = newest if not isinstance(last, int) else last + 1
-    if newest < 2 or due > newest:
+    due = 1 if not isinstance(last, int) else last + 1
+    if newest < 1 or due > newest:
         return None
-    if due - 1 not in kept_generations or due not in kept_generations:
+    if due not in kept_generations:
         due = newest  # those between are gone: their changes cannot be told
-    return due if due - 1 in kept_generations else None
+    return due if due in kept_generations else None
+
+
+def feed_base(status: Mapping[str, Any], due: int, kept_generations: list[int]) -> bool:
+    """Is generation `due`'s feed its map whole (against nothing) rather than its changes against
+    the one before? Yes for generation 1; for one whose predecessor's data is gone or whose
+    predecessor's feed is not the last on the topic (generations skipped); and for the first feed
+    of a crawl whose topic holds no whole map yet (`schedule.changes.base` unset: published before
+    the topic was a history). The topic's history goes on from it (`history.topic`)."""
+    changes = (status.get("schedule") or {}).get("changes") or {}
+    return (due - 1 not in kept_generations or changes.get("generation") != due - 1
+            or not isinstance(changes.get("base"), int))
 
 
 def held_for_feed(prune: list[int], due: int | None, published: bool) -> list[int]:
@@ -181,14 +193,15 @@ def held_for_feed(prune: list[int], due: int | None, published: bool) -> list[in
 
 
 def feed_day(status: Mapping[str, Any], generation: int, now: datetime) -> str:
-    """The date generation `generation`'s feed lines carry: the day (UTC) of the slot it answered
-    (the current one's), or of its start (the one before it, published while the next runs)."""
+    """When generation `generation` was made, the time its feed carries (UTC, to the second; its
+    lines' `date` is its day): the slot it answered (the current one's), its start (generation 1's,
+    or the one before the current, published while the next runs)."""
     sched = status.get("schedule") or {}
     if generation == State.of(status).generation:
-        when = parse_time(sched.get("lastScheduleTime"))
+        when = parse_time(sched.get("lastScheduleTime") if generation > 1 else status.get("startTime"))
     else:
         when = parse_time((sched.get("lastGeneration") or {}).get("startTime"))
-    return (when or now).astimezone(UTC).date().isoformat()
+    return (when or now).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def last_result(status: Mapping[str, Any], generation: int) -> dict[str, Any]:

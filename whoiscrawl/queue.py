@@ -150,12 +150,13 @@ def ensure_changes_topic(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None,
     replication_factor: int | None = None,
 ) -> str:
-    """Create the crawl's change-feed topic if missing (one partition; the broker's retention)."""
+    """Create the crawl's change-feed topic if missing: one partition, kept for ever (a fleet's is
+    its history, a first map and the change sets after it: `history.topic`)."""
     admin = AdminClient({"bootstrap.servers": bootstrap, **(config or {})})
     topic = changes_topic(prefix, crawl)
     if topic not in admin.list_topics(timeout=10).topics:
         rf = BROKER_DEFAULT if replication_factor is None else replication_factor
-        _create(admin, [NewTopic(topic, 1, rf)])
+        _create(admin, [NewTopic(topic, 1, rf, config={"retention.ms": "-1"})])
     return topic
 
 
@@ -544,9 +545,17 @@ def iter_changes(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
 ) -> Iterator[dict[str, Any]]:
     """Every change on a crawl's change-feed topic, in the order published (a feed line each)."""
-    for msg in _iter_topic(bootstrap, changes_topic(prefix, crawl), config):
+    for _, doc in iter_changes_from(bootstrap, prefix, crawl, config):
+        yield doc
+
+
+def iter_changes_from(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None, offset: int = 0
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The change-feed topic's lines from `offset` on, each with its offset (its one partition's)."""
+    for msg in _iter_topic(bootstrap, changes_topic(prefix, crawl), config, {0: offset}):
         if msg.value():
-            yield json.loads(msg.value() or b"{}")
+            yield int(msg.offset() or 0), json.loads(msg.value() or b"{}")
 
 
 def last_change(

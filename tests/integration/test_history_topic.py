@@ -137,3 +137,48 @@ async def test_the_operators_backend_publishes_a_feed_off_the_pass(services, uni
     gone = Target(crawl=f"{unique_name}.gone", bootstrap=bootstrap, prefix="t.", redis_url="")
     with pytest.raises(BackendError, match="holds no record"):  # its error, at the call that finds it done
         backend.publish_changes(gone, after, unique_name, 3, "2026-12-08")
+
+
+async def test_a_fleets_history_is_read_off_its_change_feed_after_its_generations_are_gone(
+        services, unique_name, tmp_path, monkeypatch):
+    """The operator's feeds (generation 1 whole, then each one's changes with their records) are a
+    history: once every generation's results topic is gone (pruned), `lookup --history
+    topic:CRAWL --at TIME` still answers as each generation's map did, and a generation cut short
+    and published again counts once."""
+    bootstrap, crawls = services.kafka_bootstrap, [unique_name, f"{unique_name}.g2", f"{unique_name}.g3"]
+    parent = _net("193.0.0.0/16", "193.0.0.0", "193.0.255.255", registrant="Parent LIR")
+    held = ("193.0.1.0/24", "193.0.1.0", "193.0.1.255")
+    newcomer = _net("193.0.2.0/24", "193.0.2.0", "193.0.2.255", registrant="Nu")
+    await _generation(bootstrap, crawls[0], parent, _net(*held, registrant="Old"))
+    await _generation(bootstrap, crawls[1], parent, _net(*held, registrant="New"), newcomer)
+    await _generation(bootstrap, crawls[2], parent, _net(*held, registrant="New"))
+    kafka = feed.Kafka(bootstrap, unique_name, "t.")
+    times = ["2026-12-07T10:00:00Z", "2026-12-07T10:01:00Z", "2026-12-07T10:02:00Z"]
+    assert feed.publish_generation(kafka, 1, times[0], None, crawls[0])["base"] is True
+    feed.publish_generation(kafka, 2, times[1], crawls[0], crawls[1])
+    queue.publish(bootstrap, queue.changes_topic("t.", unique_name), [(b"k", json.dumps(  # cut short
+        {"date": "2026-12-07", "kind": "removed", "generation": 3, "n": 0}).encode())])
+    feed.publish_generation(kafka, 3, times[2], crawls[1], crawls[2])
+    for crawl in crawls:  # every generation pruned: its results topic gone
+        queue.delete_topics(bootstrap, "t.", crawl)
+    monkeypatch.setenv("WHOISCRAWL_HISTORY_CACHE", str(tmp_path / "cache"))
+    runner = CliRunner()
+    kafka_args = ["--kafka-bootstrap", bootstrap, "--topic-prefix", "t.", "--history", f"topic:{unique_name}"]
+
+    def holders(at: str) -> list[str | None]:
+        result = runner.invoke(app, ["lookup", *kafka_args, "--at", at, "--json", "193.0.1.5", "193.0.2.5"])
+        assert result.exit_code == 0, result.output
+        return [d.get("holder") for d in map(json.loads, result.stdout.splitlines())]
+
+    assert holders("2026-12-07T10:00:30Z") == ["Old", "Parent LIR"]  # generation 1's map
+    assert holders(times[1]) == ["New", "Nu"]  # generation 2's
+    assert holders("2026-12-07") == ["New", "Parent LIR"]  # the end of the day: generation 3's
+    early = runner.invoke(app, ["lookup", *kafka_args, "--at", "2026-12-06", "193.0.1.5"])
+    assert early.exit_code == 2 and "before the first generation" in early.output
+    changes = runner.invoke(app, ["changes", *kafka_args, "--since", times[0]])
+    assert [(d["date"], d["kind"]) for d in map(json.loads, changes.stdout.splitlines())] == [
+        (times[1], "transferred"), (times[1], "added"), (times[2], "removed")]  # hierarchy order
+    cached = next((tmp_path / "cache").glob("*/*"))  # the store the topic was read into
+    listed = runner.invoke(app, ["history", "list", "--json", "--store", str(cached)])
+    assert [(d["date"], d["kind"], d["blocks"]) for d in map(json.loads, listed.output.splitlines())] == [
+        (times[0], "full", 2), (times[1], "changes", 3), (times[2], "changes", 2)]

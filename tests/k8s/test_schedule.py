@@ -15,10 +15,11 @@ kept and the feed. No sleeps: each step waits on the crawl's status.
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 import yaml
 from confluent_kafka.admin import AdminClient
 from opsupport_api import until
+from typer.testing import CliRunner
 from whoiscrawl.operator.builders import crawl_id
 from whoiscrawl.operator.spec import parse_spec
 from whoiscrawl.operator.status import parse_time
@@ -33,8 +35,9 @@ from whoiscrawl.operator.status import parse_time
 from whoiscrawl import queue
 from whoiscrawl.bench.common import Simulator, simulator
 from whoiscrawl.bench.refresh import advance
-from whoiscrawl.ipv4 import ip_int
-from whoiscrawl.results.diff import KINDS, classify
+from whoiscrawl.cli import app
+from whoiscrawl.ipv4 import ip_int, ip_str
+from whoiscrawl.results.diff import FIELDS, KINDS, classify
 from whoiscrawl.sim import scenarios
 from whoiscrawl.sim.churn import Churn
 from whoiscrawl.sim.score import truth_records
@@ -59,25 +62,25 @@ def churning_sim(tmp_path: Path) -> Iterator[Simulator]:
         yield sim
 
 
-def truth_difference(day: int) -> tuple[Counter[tuple[str, ...]], list[tuple[int, int]]]:
-    """What changed from day-1 to `day` in RANGES, by the one classifier over the days' truths
-    (the findable networks), less ARIN's changes no published file shows (docs/refresh.md); and
-    the spans of those."""
+def truth_map(on: int) -> list[dict[str, Any]]:
+    """The simulator's truth on day `on` in RANGES (the findable networks), as the classifier reads maps."""
     spans = [(ip_int(c.split("/")[0]), ip_int(c.split("/")[0]) + (1 << (32 - int(c.split("/")[1]))) - 1)
              for c in RANGES]
+    scen = scenarios.get("quick", None, on, Churn.parse(CHURN))
+    out = []
+    for doc in truth_records(scen):
+        first, last = ip_int(doc["start_address"]), ip_int(doc["end_address"])
+        if any(a <= first and last <= b for a, b in spans):
+            out.append(doc | {"_first": first, "_last": last, "source": "rdap"})
+    return out
 
-    def truth(on: int) -> list[dict[str, Any]]:
-        scen = scenarios.get("quick", None, on, Churn.parse(CHURN))
-        out = []
-        for doc in truth_records(scen):
-            first, last = ip_int(doc["start_address"]), ip_int(doc["end_address"])
-            if any(a <= first and last <= b for a, b in spans):
-                out.append(doc | {"_first": first, "_last": last, "source": "rdap"})
-        return out
 
+def truth_difference(day: int) -> tuple[Counter[tuple[str, ...]], list[tuple[int, int]]]:
+    """What changed from day-1 to `day` in RANGES, by the one classifier over the days' truths,
+    less ARIN's changes no published file shows (docs/refresh.md); and the spans of those."""
     hidden = [(c.first, c.last) for c in scenarios.get("quick", None, day, Churn.parse(CHURN)).changes()
               if c.registry == "arin" and c.kind not in FILES_SHOW_AT_ARIN]
-    return kinds([c.to_dict() for c in classify(truth(day - 1), truth(day))], hidden), hidden
+    return kinds([c.to_dict() for c in classify(truth_map(day - 1), truth_map(day))], hidden), hidden
 
 
 def kinds(changes: list[dict[str, Any]], hidden: list[tuple[int, int]]) -> Counter[tuple[str, ...]]:
@@ -95,9 +98,34 @@ def schedule_of(k8s: K8s, namespace: str, crawl: str) -> dict[str, Any]:
     return ((k8s.api.get(*WC, namespace, crawl) or {}).get("status") or {}).get("schedule") or {}
 
 
+def answers(services: Any, prefix: str, *where: str) -> list[dict[str, Any]]:
+    """`whoiscrawl lookup --json` of the first address of each block of the truth in RANGES (both
+    days), from a map (`topic:CRAWL`) or a history (`--history topic:CRAWL --at T`): the network
+    each falls in and what the one classifier compares of it (`results.diff.FIELDS`; a generation
+    kept as changes keeps the rest as of the generation in which the block last changed)."""
+    where = where if where[0].startswith("--") else (where[0],)
+    addresses = sorted({ip_str(r["_first"]) for r in truth_map(0) + truth_map(1)})
+    args = ["lookup", *(["--history", where[1], "--at", where[3]] if where[0] == "--history" else [where[0]]),
+            "--json", "--kafka-bootstrap", services.kafka_bootstrap, "--topic-prefix", prefix, *addresses]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return [{k: sorted(v) if isinstance(v, list) else v for k, v in d.items() if k in COMPARED}
+            for d in map(json.loads, result.stdout.splitlines())]
+
+
+COMPARED = ("address", "found", "error", "network", *FIELDS)
+
+
+def status_start_of(last: dict[str, Any]) -> str:
+    """Generation 1's time on the feed: its start, to the second (`generations.feed_day`)."""
+    when = parse_time(last["startTime"])
+    assert when is not None
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
         k8s: K8s, crd: dict, shared_pool: str, services: Any, churning_sim: Simulator, namespace: str,
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     crawl = f"n{uuid.uuid4().hex[:6]}"
     doc = crawl_doc(crawl, services, churning_sim, shared_pool)
     doc["spec"] |= {"ranges": RANGES, "schedule": "* * * * *", "suspend": True,
@@ -111,6 +139,7 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
             try:
                 until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
                       150, "generation 1 Completed")
+                maps = [answers(services, prefix, f"topic:{first}")]  # generation 1's map, as it is
                 assert advance(churning_sim) > 0  # the registries' next day, before generation 2 reads it
                 k8s.kubectl("patch", "wc", crawl, "-n", namespace, "--type=merge", "-p",
                             '{"spec": {"suspend": false}}')
@@ -120,12 +149,17 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
                 while_running = RedisCrawlAdmin(services.redis_url, first).progress()
                 until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
                       150, "generation 2 Completed")
+                maps.append(answers(services, prefix, f"topic:{second}"))  # generation 2's
                 until(lambda: schedule_of(k8s, namespace, crawl).get("generations") == [2], 60,
                       "generation 1 pruned once generation 2 completed and its feed was out")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{k8s.api.get(*WC, namespace, crawl)}\n"
                                      f"{release.kubelet.tail()}") from None
             feed = list(queue.iter_changes(services.kafka_bootstrap, prefix, first))
+            # generation 1's data gone: the history read off the change feed answers for both
+            times = [d["time"] for d in feed if d["kind"] == "generation"]
+            monkeypatch.setenv("WHOISCRAWL_HISTORY_CACHE", str(tmp_path / "history"))
+            as_of = [answers(services, prefix, "--history", f"topic:{first}", "--at", t) for t in times]
             config = k8s.api.get("v1", "configmaps", namespace, f"{crawl}-worker-config") or {}
             gen2 = RedisCrawlAdmin(services.redis_url, second).progress()
             gen1 = RedisCrawlAdmin(services.redis_url, first).progress()
@@ -175,14 +209,21 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
     # Generation 2's change feed against generation 1: on the crawl's change-feed topic, once, whole
     # (its marker last), and what the truth says changed between the two days in these ranges.
     print(f"feed {feed}")
-    *lines, marker = feed
-    assert [d["kind"] for d in feed].count("generation") == 1 and marker["kind"] == "generation"
+    base = [d for d in feed if d["generation"] == 1]  # generation 1's map whole: the history's first
+    *lines, marker = feed[len(base):]
+    assert base[-1]["kind"] == "generation" and base[-1]["base"] and base[-1]["changes"] == len(base) - 1
+    assert {d["kind"] for d in base[:-1]} == {"added"} and all("record" in d for d in base[:-1])
+    assert [d["kind"] for d in feed].count("generation") == 2 and marker["kind"] == "generation"
     assert marker["generation"] == 2 and marker["changes"] == len(lines) > 0
     assert [d["n"] for d in lines] == list(range(len(lines))) and {d["generation"] for d in lines} == {2}
     truth, hidden = truth_difference(1)
     assert kinds(lines, hidden) == truth, (kinds(lines, hidden), truth)
     counted = Counter(d["kind"] for d in lines)
     published = status["schedule"]["changes"]
-    assert published["generation"] == 2 and published["topic"] == feed_topic
+    assert published["generation"] == 2 and published["topic"] == feed_topic and published["base"] == 1
     assert published["counts"] == marker["counts"] == {k: counted[k] for k in KINDS}
     assert "ChangesPublished" in reasons
+    # After pruning, `lookup --history topic:CRAWL --at T` answers as each generation's map did,
+    # with no step but the lookup (generation 1's time is its start, generation 2's its slot).
+    assert times == [status_start_of(last), began["lastScheduleTime"]], times
+    assert as_of == maps and maps[0] != maps[1]

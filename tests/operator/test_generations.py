@@ -389,31 +389,46 @@ DONE, RUNNING = True, False
 
 
 @pytest.mark.parametrize(("generation", "completed", "kept", "published", "due"), [
-    # the first generation is the crawl itself: nothing to compare it with
-    (1, DONE, [1], None, None),
-    # generation 2 running: generation 1 is the newest complete, and it has no predecessor
-    (2, RUNNING, [1, 2], None, None),
-    # generation 2 completed: its feed, against generation 1
-    (2, DONE, [1, 2], None, 2),
+    # the first generation is the crawl itself: once complete, its map whole (the history's first)
+    (1, RUNNING, [1], None, None),
+    (1, DONE, [1], None, 1),
+    # generation 2 running: generation 1 is the newest complete
+    (2, RUNNING, [1, 2], None, 1),
+    # generation 2 completed: 1's map first, then 2's changes against it
+    (2, DONE, [1, 2], None, 1),
+    (2, DONE, [1, 2], 1, 2),
     # ... once: status holds it as published
     (2, DONE, [1, 2], 2, None),
     # generation 3 started before 2's feed went out (it failed): 2's first, while 3 runs
     (3, RUNNING, [1, 2, 3], 1, 2),
-    (3, RUNNING, [1, 2, 3], None, 2),
+    (3, RUNNING, [1, 2, 3], None, 1),
     # then in order, one a pass: 3's once 3 completes
     (3, DONE, [1, 2, 3], 1, 2),
     (3, DONE, [1, 2, 3], 2, 3),
     # the generations between were deleted (before this rule, or by hand): the newest completed
     (5, DONE, [4, 5], 2, 5),
-    # the one before it is gone too: its changes cannot be told
-    (5, DONE, [5], 2, None),
-    (5, DONE, [5], None, None),
+    # the one before it is gone too: it is published whole, the history going on from it
+    (5, DONE, [5], 2, 5),
+    (5, DONE, [5], None, 5),
 ])
 def test_feed_due(generation: int, completed: bool, kept: list[int], published: int | None,
                   due: int | None) -> None:
     status = {"schedule": {"generation": generation,
                            **({"changes": {"generation": published}} if published else {})}}
     assert generations.feed_due(status, completed, kept) == due
+
+
+@pytest.mark.parametrize(("due", "kept", "last", "whole"), [
+    (1, [1], None, True),  # generation 1: the first map
+    (2, [1, 2], {"generation": 1, "base": 1}, False),  # its changes against 1
+    (3, [2, 3], {"generation": 2, "base": 1}, False),
+    (5, [4, 5], {"generation": 2, "base": 1}, True),  # 3 and 4 never published: 5 whole
+    (5, [5], {"generation": 4, "base": 1}, True),  # 4 gone: 5 whole
+    (3, [2, 3], {"generation": 2}, True),  # a topic from before it held a first map: 3 whole
+])
+def test_feed_base(due: int, kept: list[int], last: dict[str, Any] | None, whole: bool) -> None:
+    status = {"schedule": {"generation": due, **({"changes": last} if last else {})}}
+    assert generations.feed_base(status, due, kept) is whole
 
 
 @pytest.mark.parametrize(("prune", "due", "published", "deleted"), [
@@ -431,7 +446,8 @@ def test_held_for_feed(prune: list[int], due: int | None, published: bool, delet
 KEEP_1 = parse_spec(SCHEDULED | {"history": {"keep": 1}})
 GENERATION_2_RUNNING: dict[str, Any] = {
     "plan": {"key": control.plan_key(KEEP_1), "revision": 1},
-    "schedule": {"generation": 2, "generations": [1, 2], "lastScheduleTime": "2026-01-01T10:03:00Z"}}
+    "schedule": {"generation": 2, "generations": [1, 2], "lastScheduleTime": "2026-01-01T10:03:00Z",
+                 "changes": {"generation": 1, "base": 1, "topic": "whoiscrawl.ns.demo.changes"}}}
 ALL_DONE = Progress(shards_total=16, shards_done=16)
 
 
@@ -452,7 +468,7 @@ def test_a_completed_generations_change_feed_is_published_once_then_its_predeces
     first = _settled(backend, status, at("2026-01-01T10:03:30"))
     assert backend.feeds == {("ns.demo", 2): backend.feed_counts}  # on <prefix>ns.demo.changes
     sched = first.status["schedule"]
-    assert sched["changes"] == {"generation": 2, "topic": "whoiscrawl.ns.demo.changes",
+    assert sched["changes"] == {"generation": 2, "topic": "whoiscrawl.ns.demo.changes", "base": 1,
                                 "counts": backend.feed_counts, "published": 4}
     assert sched["generations"] == [2] and backend.cleanups == [("ns.demo", True, True)]
     [published] = [e for e in first.events if e[1] == "ChangesPublished"]
@@ -480,7 +496,7 @@ def test_a_change_feed_that_fails_is_a_warning_keeps_what_it_needs_and_is_tried_
     failed = _settled(backend, status, at("2026-01-01T10:03:30"))
     [warning] = [e for e in failed.events if e[1] == "ChangeFeedFailed"]
     assert warning[0] == "Warning" and "broker down" in warning[2] and "tried again next pass" in warning[2]
-    assert "changes" not in failed.status["schedule"]
+    assert failed.status["schedule"]["changes"]["generation"] == 1  # 2 not yet
     assert failed.status["schedule"]["generations"] == [1, 2] and backend.cleanups == []  # 1 kept for it
     # generation 3 starts meanwhile: 2's feed is still due, and 1 and 2 are kept for it
     running = _settled(backend, failed.status | {"conditions": COMPLETED_STATUS["conditions"]},
@@ -495,14 +511,16 @@ def test_a_change_feed_that_fails_is_a_warning_keeps_what_it_needs_and_is_tried_
     assert backend.cleanups == [("ns.demo", True, True)]
 
 
-@pytest.mark.parametrize(("generation", "day"), [
-    (3, "2026-01-03"),  # the current generation's: its slot's day
-    (2, "2026-01-02"),  # the one before, published while 3 runs: its start's day
+@pytest.mark.parametrize(("generation", "current", "when"), [
+    (3, 3, "2026-01-03T00:00:00Z"),  # the current generation's: its slot
+    (2, 3, "2026-01-02T00:00:10Z"),  # the one before, published while 3 runs: its start
+    (1, 1, "2026-01-01T09:00:05Z"),  # generation 1 (the crawl itself, no slot): its start
 ])
-def test_feed_day(generation: int, day: str) -> None:
-    status = {"schedule": {"generation": 3, "lastScheduleTime": "2026-01-03T00:00:00Z",
+def test_feed_day(generation: int, current: int, when: str) -> None:
+    status = {"startTime": "2026-01-01T09:00:05Z",
+              "schedule": {"generation": current, "lastScheduleTime": "2026-01-03T00:00:00Z",
                            "lastGeneration": {"generation": 2, "startTime": "2026-01-02T00:00:10Z"}}}
-    assert generations.feed_day(status, generation, at("2026-01-04T10:00:00")) == day
+    assert generations.feed_day(status, generation, at("2026-01-04T10:00:00")) == when
 
 
 def test_a_change_feed_still_being_published_holds_what_it_needs_and_says_nothing_yet() -> None:
@@ -516,5 +534,5 @@ def test_a_change_feed_still_being_published_holds_what_it_needs_and_says_nothin
     backend = Slow(counters_of={"ns.demo.g2": ALL_DONE}, default_lag=0)
     running = _settled(backend, GENERATION_2_RUNNING, at("2026-01-01T10:03:30"))
     assert backend.cleanups == [] and running.status["schedule"]["generations"] == [1, 2]
-    assert "changes" not in running.status["schedule"]
+    assert running.status["schedule"]["changes"]["generation"] == 1  # 2 not yet
     assert not {"ChangesPublished", "ChangeFeedFailed"} & {e[1] for e in running.events}

@@ -13,7 +13,8 @@ from whoiscrawl.results.cli import KafkaOpt, PrefixOpt
 app = typer.Typer(no_args_is_help=True, help="Dated generations of a map: add, list, prune (docs/history.md)")
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="The history store (a folder)")]
-HistoryOpt = Annotated[Path, typer.Option("--history", help="The history store (a folder)")]
+HistoryOpt = Annotated[Path, typer.Option(
+    "--history", help="The history store (a folder), or topic:CRAWL (a fleet crawl's change feed)")]
 
 
 def _fail(message: str) -> None:
@@ -25,7 +26,8 @@ def _fail(message: str) -> None:
 def add_cmd(
     map_file: Annotated[str, typer.Argument(
         metavar="MAP", help="The map of DATE: a results JSONL file, or topic:CRAWL (its results topic)")],
-    day: Annotated[str, typer.Option("--date", help="The map's date, YYYY-MM-DD (after the newest kept)")],
+    day: Annotated[str, typer.Option(
+        "--date", help="The map's date, YYYY-MM-DD, or a time in UTC (after the newest kept)")],
     store: StoreOpt,
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", help="The ranges the map covers (repeat); default all IPv4; every generation's the same")]
@@ -103,7 +105,7 @@ def prune_cmd(
 
 def changes(
     since: Annotated[str, typer.Option(
-        "--since", help="Changes of the generations after this date (YYYY-MM-DD)")],
+        "--since", help="Changes of the generations after this date (YYYY-MM-DD, or a time in UTC)")],
     history: HistoryOpt,
     until: Annotated[str | None, typer.Option("--until", help="... up to this date (default: all)")] = None,
     publish: Annotated[str | None, typer.Option(
@@ -122,13 +124,15 @@ def changes(
 
     from whoiscrawl.history import feed
     from whoiscrawl.history.store import HistoryError, Store, parse_date
+    from whoiscrawl.history.topic import store_path
     from whoiscrawl.queue import kafka_config_from
 
     if publish and not kafka_bootstrap:
         _fail("--publish needs --kafka-bootstrap (or WHOISCRAWL_KAFKA_BOOTSTRAP)")
     try:
-        store = Store.open(history)
-        start, end = parse_date(since, "--since"), parse_date(until, "--until") if until else None
+        store = Store.open(store_path(history, kafka_bootstrap, topic_prefix))
+        start = parse_date(since, "--since")
+        end = parse_date(until, "--until") if until else None
         lines = feed.feed(store, start, end)  # checks the dates before anything is published
         if publish and kafka_bootstrap:
             kafka = feed.Kafka(kafka_bootstrap, publish, topic_prefix, kafka_config_from(os.environ))

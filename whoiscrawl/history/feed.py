@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from whoiscrawl import queue
-from whoiscrawl.history.store import HistoryError, Store, read_changes
+from whoiscrawl.history.store import (
+    HistoryError,
+    Store,
+    change_line,
+    date_text,
+    moment,
+    parse_date,
+    read_changes,
+)
 from whoiscrawl.results.diff import KINDS, classify
 from whoiscrawl.results.source import TOPIC_PREFIX, open_results
 
@@ -35,23 +44,25 @@ def feed(store: Store, since: date, until: date | None = None) -> Iterator[dict[
     """Every change of the generations dated after `since` (up to `until`), oldest first, each as
     `{date, kind, registry, range, start_address, end_address, handle, fields, from, to, source}`
     (`fields`, `from` and `to` where the kind has them). The dates are checked at the call."""
-    _check(store, since, until)
-    return _lines(store, since, until)
+    return _lines(store, *_check(store, since, until))
 
 
-def _check(store: Store, since: date, until: date | None) -> None:
+def _check(store: Store, asked: date, up_to: date | None) -> tuple[datetime, datetime | None]:
+    """`--since` and `--until` as times (a day: its end), checked against the store."""
+    since, until = moment(asked, end=True), moment(up_to, end=True) if up_to is not None else None
     if not store.generations:
         raise HistoryError(f"{store.path} holds no generation yet")
     first = store.generations[0]
     if since < first.day:
-        raise HistoryError(f"--since {since} is before the first generation of {store.path} "
+        raise HistoryError(f"--since {date_text(asked)} is before the first generation of {store.path} "
                            f"({first.date}; older changes were never kept or were pruned): give a date "
                            f"from {first.date} on")
     if until is not None and until < since:
-        raise HistoryError(f"--until {until} is before --since {since}")
+        raise HistoryError(f"--until {date_text(up_to or until)} is before --since {date_text(asked)}")
+    return since, until
 
 
-def _lines(store: Store, since: date, until: date | None) -> Iterator[dict[str, Any]]:
+def _lines(store: Store, since: datetime, until: datetime | None) -> Iterator[dict[str, Any]]:
     for gen in store.generations[1:]:
         if gen.day <= since or (until is not None and gen.day > until):
             continue
@@ -66,17 +77,24 @@ def line(day: str, change: dict[str, Any]) -> dict[str, Any]:
     return {k: doc[k] for k in MEMBERS if k in doc}
 
 
+def change_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A change-feed topic's line as the change set's line it was made from (`line`'s inverse;
+    the record whole is on the topic's lines): what a store keeps and `store.apply` applies."""
+    change = {"change": doc["kind"], **{k: doc[k] for k in MEMBERS[2:] if k in doc and k != "range"}}
+    return change | ({"record": doc["record"]} if "record" in doc else {})
+
+
 def publish(store: Store, since: date, until: date | None, kafka: Kafka) -> dict[str, Any]:
     """Put the feed of the generations after `since` on the crawl's change-feed topic: those not
     on it yet. Each generation ends with a marker line (`kind` "generation", its change count), so
     one cut short (a crash, a broker gone) is published again whole: at least once, in order."""
-    _check(store, since, until)
+    since, until = _check(store, since, until)
     topic = queue.ensure_changes_topic(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
     newest = reached(queue.last_change(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config), "date")
     done = None
     if newest is not None:
-        day, whole = date.fromisoformat(str(newest[0])), newest[1]
-        done = day if whole else day - timedelta(days=1)
+        day, whole = moment(parse_date(str(newest[0]), "the topic's newest date")), newest[1]
+        done = day if whole else day - timedelta(microseconds=1)
     after = max(since, done) if done is not None else since
     dates = [g.date for g in store.generations[1:] if g.day > after and (until is None or g.day <= until)]
     published = 0
@@ -85,7 +103,7 @@ def publish(store: Store, since: date, until: date | None, kafka: Kafka) -> dict
         published += queue.publish(kafka.bootstrap, topic, messages({"date": day_text},
                                    read_changes(store.path / gen.file), Counter()), kafka.config, "changes")
     return {"topic": topic, "generations": dates, "published": published,
-            "already_on_topic": str(done) if done is not None else None}
+            "already_on_topic": date_text(done) if done is not None else None}
 
 
 def reached(last: Mapping[str, Any] | None, key: str) -> tuple[Any, bool] | None:
@@ -107,7 +125,8 @@ def messages(head: Mapping[str, Any], changes: Iterable[Mapping[str, Any]],
     day, extra = str(head["date"]), {k: v for k, v in head.items() if k != "date"}
     n = 0
     for change in changes:
-        doc = {**line(day, dict(change)), **extra, "n": n}
+        record = {"record": change["record"]} if "record" in change else {}  # the topic rebuilds maps
+        doc = {**line(day, dict(change)), **extra, "n": n, **record}
         counts[doc["kind"]] += 1
         n += 1
         yield f"{doc['registry']} {doc['range']}".encode(), json.dumps(doc, separators=(",", ":")).encode()
@@ -116,30 +135,38 @@ def messages(head: Mapping[str, Any], changes: Iterable[Mapping[str, Any]],
     yield f"{MARKER} {day}".encode(), json.dumps(marker).encode()
 
 
-def publish_generation(kafka: Kafka, generation: int, day: str, before: str, after: str) -> dict[str, Any]:
+def publish_generation(kafka: Kafka, generation: int, when: str, before: str | None,
+                       after: str) -> dict[str, Any]:
     """A fleet generation's change feed: crawl `after`'s map (its compacted results topic) against
-    crawl `before`'s, the one classifier's changes (`results.diff.classify`), published on
-    `kafka.crawl`'s change-feed topic with `generation` in every line and in the marker, unless the
-    marker rule finds it there already. Returns `{topic, generation, published, counts,
-    already_on_topic}` (the counts read back from its marker when it was there). A previous map
-    that holds no record (its data gone) is a HistoryError: nothing is published."""
+    crawl `before`'s, the one classifier's changes (`results.diff.classify`), each with its new
+    record whole, published on `kafka.crawl`'s change-feed topic with `generation` and `time`
+    (`when`, its time in UTC; `date` its day) in every line and in the marker, unless the marker
+    rule finds it there already. With no `before` (generation 1, or one whose predecessor is gone)
+    it is the map whole, every block `added`, and its marker says `base`: the topic then holds a
+    first map and the change sets after it, which is a history (`history.topic`). Returns `{topic,
+    generation, published, counts, base, already_on_topic}` (the counts and base read back from its
+    marker when it was there). A previous map that holds no record (its data gone) is a
+    HistoryError: nothing is published."""
     topic = queue.ensure_changes_topic(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
     last = queue.last_change(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
     if generation_on_topic(last, generation):
-        held = dict((last or {}).get("counts") or {}) if (last or {}).get("generation") == generation else {}
-        return {"topic": topic, "generation": generation, "published": 0, "counts": held,
-                "already_on_topic": True}
+        marker = last if (last or {}).get("generation") == generation else {}
+        return {"topic": topic, "generation": generation, "published": 0, "already_on_topic": True,
+                "counts": dict((marker or {}).get("counts") or {}), "base": bool((marker or {}).get("base"))}
     opened = partial(open_results, kafka_bootstrap=kafka.bootstrap, topic_prefix=kafka.prefix,
                      seekable=True, kafka_config=kafka.config, spill=True)
     counts: Counter[str] = Counter()
-    with opened(f"{TOPIC_PREFIX}{before}") as old, opened(f"{TOPIC_PREFIX}{after}") as new:
-        if not old.blocks:
+    head: dict[str, Any] = {"date": when[:10], "time": when, "generation": generation}
+    with contextlib.ExitStack() as stack:
+        new = stack.enter_context(opened(f"{TOPIC_PREFIX}{after}"))
+        old = stack.enter_context(opened(f"{TOPIC_PREFIX}{before}")) if before is not None else None
+        if old is not None and not old.blocks:
             raise HistoryError(f"{before}'s results topic holds no record (its data gone): generation "
                                f"{generation}'s changes cannot be told")
-        changes = (c.to_dict() for c in classify(old.nested(), new.nested()))
-        sent = queue.publish(kafka.bootstrap, topic, messages({"date": day, "generation": generation},
-                             changes, counts), kafka.config, "changes")
-    return {"topic": topic, "generation": generation, "published": sent,
+        changes = map(change_line, classify(old.nested() if old is not None else [], new.nested()))
+        head |= {} if old is not None else {"base": True}
+        sent = queue.publish(kafka.bootstrap, topic, messages(head, changes, counts), kafka.config, "changes")
+    return {"topic": topic, "generation": generation, "published": sent, "base": before is None,
             "counts": {kind: counts[kind] for kind in KINDS}, "already_on_topic": False}
 
 

@@ -19,7 +19,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +33,7 @@ FORMAT = 1
 CACHE = "cache"  # generations rebuilt as JSONL for the index (serve/index.py saves its own beside)
 _LEVEL = 6  # gzip: within a few % of 9's size, several times faster
 Opener = Callable[[str], "contextlib.AbstractContextManager[ResultSet]"]  # a map's name to its result set
-Day = date  # a generation's `date` field (its text) shadows the type inside the class
+LATEST = datetime.max.replace(tzinfo=UTC)  # after every generation: the newest
 
 
 class HistoryError(ValueError):
@@ -44,23 +44,51 @@ class HistoryError(ValueError):
 class Generation:
     """One dated map in a store."""
 
-    date: str  # YYYY-MM-DD
+    date: str  # YYYY-MM-DD, or a time in UTC, YYYY-MM-DDTHH:MM:SSZ (a fleet's generations, several a day)
     kind: str  # full | changes
     file: str
     blocks: int
     counts: dict[str, int] = field(default_factory=dict)  # changes by kind (against the one before)
     source: str = ""  # the map file it was added from
+    generation: int | None = None  # a fleet's generation number (read off its change-feed topic)
 
     @property
-    def day(self) -> Day:
-        return Day.fromisoformat(self.date)
+    def day(self) -> datetime:
+        """When the generation was made: its time, or the start of its day (UTC)."""
+        return moment(parse_date(self.date, "a generation's date"))
 
 
 def parse_date(text: str, what: str = "--date") -> date:
+    """A day (YYYY-MM-DD, a `date`) or a time (ISO 8601, UTC unless it says otherwise; a
+    `datetime`). Where a day is compared with times (`moment`), `--at 2026-12-07` is the map at the
+    end of that day, whatever time of it a generation was made; `--date` is its start."""
     try:
-        return date.fromisoformat(text)
+        if "T" not in text and " " not in text:
+            return date.fromisoformat(text)
+        return moment(datetime.fromisoformat(text))
     except ValueError:
-        raise HistoryError(f"{what} {text!r} is not a date: give YYYY-MM-DD") from None
+        raise HistoryError(f"{what} {text!r} is not a date: give YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+                           ) from None
+
+
+def moment(when: date, end: bool = False) -> datetime:
+    """A day or a time as a time in UTC: a day is its start, or with `end` its last moment."""
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    return datetime.combine(when, time.max if end else time(), UTC)
+
+
+def date_text(when: date) -> str:
+    """A generation's `date` (and how a date asked is named): a day when it is one or the start of
+    one, else its time (UTC, to the second)."""
+    if not isinstance(when, datetime):
+        return when.isoformat()
+    when = moment(when)
+    return when.date().isoformat() if when.time() == time() else when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stem(date_field: str) -> str:
+    return date_field.replace(":", "")  # a file name without colons
 
 
 def scope_cidrs(ranges: Iterable[str] | None) -> list[str]:
@@ -102,14 +130,15 @@ class Store:
         doc = {"format": FORMAT, "scope": self.scope, "generations": [asdict(g) for g in self.generations]}
         _atomic(self.path / MANIFEST, lambda fh: fh.write(json.dumps(doc, indent=1).encode()))
 
-    def at(self, day: date) -> Generation:
-        """The generation current on `day`: the newest dated on or before it."""
+    def at(self, when: date) -> Generation:
+        """The generation current on `when`: the newest dated on or before it (a day: by its end)."""
+        day = moment(when, end=True)
         if not self.generations:
             raise HistoryError(f"{self.path} holds no generation yet")
         first = self.generations[0]
         if day < first.day:
-            raise HistoryError(f"{day} is before the first generation of {self.path} ({first.date}): "
-                               f"give a date from {first.date} on")
+            raise HistoryError(f"{date_text(when)} is before the first generation of {self.path} "
+                               f"({first.date}): give a date from {first.date} on")
         return [g for g in self.generations if g.day <= day][-1]
 
     def records(self, gen: Generation) -> Iterator[dict[str, Any]]:
@@ -126,18 +155,18 @@ class Store:
         return sum(f.stat().st_size for f in files if f.is_file())
 
 
-def add(store_dir: Path, map_path: Path | str, day: date, scope: Iterable[str] | None = None,
+def add(store_dir: Path, map_path: Path | str, when: date, scope: Iterable[str] | None = None,
         opener: Opener | None = None) -> Generation:
     """Keep a map as the store's generation of `day`: whole if it is the first, else as the change
     set from the newest one. A date not after the newest, or another scope: HistoryError, nothing
     written (and the map not read). `opener` reads `map_path` (default: a results file;
     `results.source.open_results` reads a crawl's topic too)."""
-    store = Store.open(store_dir, create=True)
+    store, day = Store.open(store_dir, create=True), moment(when)
     cidrs = scope_cidrs(scope)
     if store.generations:
         newest = store.generations[-1]
         if day <= newest.day:
-            raise HistoryError(f"--date {day} is not after the newest generation ({newest.date}): "
+            raise HistoryError(f"--date {date_text(day)} is not after the newest generation ({newest.date}): "
                                "generations go forward in time; nothing was written")
         if cidrs != store.scope:
             raise HistoryError(f"{map_path} is of another scope than {store_dir} "
@@ -154,16 +183,31 @@ def _open_file(path: str) -> contextlib.AbstractContextManager[ResultSet]:
     return contextlib.nullcontext(ResultSet(Path(path), seekable=True))
 
 
-def _keep(store: Store, results: ResultSet, day: date, source: str) -> Generation:
+def _keep(store: Store, results: ResultSet, day: datetime, source: str) -> Generation:
     """Write a map's generation file: the map whole, or its change set from the newest generation."""
-    store.path.mkdir(parents=True, exist_ok=True)
     if not store.generations:
-        gen = Generation(day.isoformat(), "full", f"{day}.full.jsonl.gz", results.blocks, source=source)
-        _atomic(store.path / gen.file, lambda fh: _write_records(fh, results.nested()))
-        return gen
-    counts: Counter[str] = Counter()
+        return keep_full(store, date_text(day), results.nested(), results.blocks, source)
     changes = classify(store.records(store.generations[-1]), results.nested())
-    gen = Generation(day.isoformat(), "changes", f"{day}.changes.jsonl.gz", results.blocks, source=source)
+    return keep_changes(store, date_text(day), map(change_line, changes),
+                        results.blocks, source)
+
+
+def keep_full(store: Store, day: str, records: Iterable[dict[str, Any]], blocks: int, source: str,
+              generation: int | None = None) -> Generation:
+    """Write a first generation's file, the map whole (records in hierarchy order)."""
+    store.path.mkdir(parents=True, exist_ok=True)
+    gen = Generation(day, "full", f"{_stem(day)}.full.jsonl.gz", blocks, source=source, generation=generation)
+    _atomic(store.path / gen.file, lambda fh: _write_records(fh, records))
+    return gen
+
+
+def keep_changes(store: Store, day: str, changes: Iterable[dict[str, Any]], blocks: int, source: str,
+                 generation: int | None = None) -> Generation:
+    """Write a later generation's file: its change set's lines (`change_line`'s form) in hierarchy order."""
+    store.path.mkdir(parents=True, exist_ok=True)
+    counts: Counter[str] = Counter()
+    gen = Generation(day, "changes", f"{_stem(day)}.changes.jsonl.gz", blocks, source=source,
+                     generation=generation)
     _atomic(store.path / gen.file, lambda fh: _write_changes(fh, changes, counts))
     gen.counts = {kind: counts[kind] for kind in KINDS}
     return gen
@@ -180,8 +224,8 @@ def prune(store_dir: Path, keep: int) -> list[Generation]:
     gone, kept = store.generations[:-keep], store.generations[-keep:]
     base = kept[0]
     if base.kind != "full":
-        full = Generation(base.date, "full", f"{base.date}.full.jsonl.gz", base.blocks, base.counts,
-                          base.source)
+        full = Generation(base.date, "full", f"{_stem(base.date)}.full.jsonl.gz", base.blocks, base.counts,
+                          base.source, base.generation)
         _atomic(store.path / full.file, lambda fh: _write_records(fh, store.records(base)))
         kept[0] = full
     old_files = {g.file for g in store.generations} - {g.file for g in kept}
@@ -190,7 +234,7 @@ def prune(store_dir: Path, keep: int) -> list[Generation]:
     for name in old_files:
         (store.path / name).unlink(missing_ok=True)
     for g in gone:
-        for cached in (store.path / CACHE).glob(f"{g.date}.jsonl*"):
+        for cached in (store.path / CACHE).glob(f"{_stem(g.date)}.jsonl*"):
             cached.unlink()
     return gone
 
@@ -199,7 +243,7 @@ def map_at(store: Store, day: date) -> Path:
     """The generation current on `day` as a results file (rebuilt once into the store's cache; a
     generation never changes, so the file and the index saved beside it stay valid)."""
     gen = store.at(day)
-    out = store.path / CACHE / f"{gen.date}.jsonl"
+    out = store.path / CACHE / f"{_stem(gen.date)}.jsonl"
     if not out.is_file():
         out.parent.mkdir(exist_ok=True)
         _atomic(out, lambda fh: _write_records(fh, store.records(gen), gz=False))
@@ -290,13 +334,23 @@ def _write_records(fh: IO[bytes], docs: Iterable[dict[str, Any]], gz: bool = Tru
         out.close()
 
 
-def _write_changes(fh: IO[bytes], changes: Iterable[Change], counts: Counter[str]) -> None:
+def _record_of(change: Change) -> dict[str, Any]:
+    """What a change set's line adds to the classifier's change: the new record whole."""
+    if change.kind != "removed" and change.record is not None:
+        return {"record": _clean(change.record)}
+    return {}
+
+
+def change_line(change: Change) -> dict[str, Any]:
+    """A change as a change set keeps it (and a change-feed topic carries it): the classifier's
+    change with the new record whole, which is what rebuilds the map (`apply`)."""
+    return change.to_dict() | _record_of(change)
+
+
+def _write_changes(fh: IO[bytes], changes: Iterable[dict[str, Any]], counts: Counter[str]) -> None:
     with gzip.GzipFile(fileobj=fh, mode="wb", compresslevel=_LEVEL, mtime=0) as out:
-        for change in changes:
-            counts[change.kind] += 1
-            doc = change.to_dict()
-            if change.kind != "removed" and change.record is not None:
-                doc["record"] = _clean(change.record)
+        for doc in changes:
+            counts[doc["change"]] += 1
             out.write(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
 
 
@@ -338,5 +392,5 @@ def results_for(results: str | None, history: Path | None, at: str | None) -> st
     if results is not None:
         raise HistoryError(f"give either a results file ({results}) or --history {history}, not both")
     store = Store.open(history)
-    day = parse_date(at, "--at") if at is not None else Day.max
+    day = parse_date(at, "--at") if at is not None else LATEST
     return str(map_at(store, day))

@@ -24,9 +24,11 @@ KafkaOpt = Annotated[
 PrefixOpt = Annotated[str, typer.Option("--topic-prefix", envvar=env_name("topic_prefix"))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object instead of tables")]
 HistoryOpt = Annotated[Path | None, typer.Option(
-    "--history", help="Answer from this store of dated generations (`whoiscrawl history`), not RESULTS")]
+    "--history", help="Answer from this store of dated generations (`whoiscrawl history`), or from "
+    "topic:CRAWL, a fleet crawl's change-feed topic, not RESULTS")]
 AtOpt = Annotated[str | None, typer.Option(
-    "--at", help="With --history: the map as of this date (YYYY-MM-DD); default the newest")]
+    "--at", help="With --history: the map as of this date (YYYY-MM-DD, or a time in UTC, "
+    "YYYY-MM-DDTHH:MM:SSZ); default the newest")]
 ScopeOpt = Annotated[
     list[str] | None,
     typer.Option("--scope", help="Ranges the shares are of (repeat); default: all allocatable IPv4"),
@@ -52,13 +54,14 @@ def summary(
     country, and the largest holders (each address counted once, for its most specific block).
     With --history DIR --at DATE: of the map as it stood on DATE."""
     from whoiscrawl.history.store import HistoryError, results_for
+    from whoiscrawl.history.topic import history_of
     from whoiscrawl.results.source import ResultsError, open_results
     from whoiscrawl.results.summary import scope_of, summarize
     from whoiscrawl.results.tables import print_tables, summary_tables
     from whoiscrawl.space import SpaceError
 
     try:
-        results = results_for(results, history, at)
+        results = results_for(results, history_of(history, kafka_bootstrap, topic_prefix), at)
         with open_results(results, kafka_bootstrap, topic_prefix, seekable=True) as rs:
             doc = summarize(rs, scope_of(scope)).to_dict(top)
     except (ResultsError, SpaceError, HistoryError) as exc:
@@ -99,13 +102,14 @@ def export(
     or, with --format mmdb, the map as a MaxMind DB: each address answers its most specific network
     (docs/serving.md). With --history DIR --at DATE: the map as it stood on DATE (docs/history.md)."""
     from whoiscrawl.history.store import HistoryError, results_for
+    from whoiscrawl.history.topic import history_of
     from whoiscrawl.results.export import FORMATS, Filters
     from whoiscrawl.results.export import export as write
     from whoiscrawl.results.source import ResultsError, open_results
     from whoiscrawl.space import SpaceError
 
     try:
-        results = results_for(results, history, at)
+        results = results_for(results, history_of(history, kafka_bootstrap, topic_prefix), at)
     except HistoryError as exc:
         _fail(str(exc))
         return
@@ -187,7 +191,7 @@ def map_cmd(
 
     if size not in ipmap.SIZES or by not in ipmap.MODES:
         _fail(f"--size is one of {ipmap.SIZES} and --by one of {', '.join(ipmap.MODES)}")
-    results = _history_maps(results or [], history, at, diff)
+    results = _history_maps(results or [], history, at, diff, (kafka_bootstrap, topic_prefix))
     if len(results) != (2 if diff else 1):
         _fail("give one result set, or OLD and NEW with --diff")
     names = " -> ".join(Path(r).name for r in results)
@@ -208,12 +212,12 @@ def map_cmd(
                            "legend": dict(zip(picture.legend.labels, picture.share, strict=True))}))
 
 
-def _history_maps(results: list[str], history: Path | None, at: str | None, diff: bool) -> list[str]:
+def _history_maps(results: list[str], history: Path | None, at: str | None, diff: bool,
+                  kafka: tuple[str | None, str]) -> list[str]:
     """The maps `map` draws: those given, or with --history the one of --at (with --diff, it and
     the generation before)."""
-    from datetime import date
-
-    from whoiscrawl.history.store import HistoryError, Store, day_before, parse_date, results_for
+    from whoiscrawl.history.store import LATEST, HistoryError, Store, day_before, parse_date, results_for
+    from whoiscrawl.history.topic import store_path
 
     if history is None:
         if at is not None:
@@ -222,9 +226,10 @@ def _history_maps(results: list[str], history: Path | None, at: str | None, diff
     if results:
         _fail(f"give either result sets ({' '.join(results)}) or --history {history}, not both")
     try:
+        history = store_path(history, *kafka)
         if not diff:
             return [results_for(None, history, at)]
-        day = parse_date(at, "--at") if at else date.max
+        day = parse_date(at, "--at") if at else LATEST
         return [str(p) for p in day_before(Store.open(history), day)]
     except HistoryError as exc:
         _fail(str(exc))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -78,6 +77,7 @@ def lookup(
     malformed line gets an error of its own and the rest carry on. With --history DIR [--at DATE]
     there is no RESULTS: every argument is an address, answered as the map stood on DATE."""
     from whoiscrawl.history.store import HistoryError, results_for
+    from whoiscrawl.history.topic import history_of
     from whoiscrawl.serve.lookup import write
 
     if history is not None and results is not None:  # no results file: the first argument is an address
@@ -85,7 +85,7 @@ def lookup(
             _fail(f"give either a results file ({results}) or --history {history}, not both")
         addresses, results = [results, *(addresses or [])], None
     try:
-        results = results_for(results, history, at)
+        results = results_for(results, history_of(history, kafka_bootstrap, topic_prefix), at)
     except HistoryError as exc:
         _fail(str(exc))
         return
@@ -114,8 +114,9 @@ def serve(
     kafka_bootstrap: KafkaOpt = None,
     topic_prefix: PrefixOpt = "whoiscrawl.",
     history: Annotated[Path | None, typer.Option(
-        "--history", help="A store of dated generations (`whoiscrawl history`): answers ?at=DATE, and "
-        "without RESULTS the newest generation answers the rest")] = None,
+        "--history", help="A store of dated generations (`whoiscrawl history`), or topic:CRAWL (a fleet "
+        "crawl's change feed, read at start): answers ?at=DATE, and without RESULTS the newest "
+        "generation answers the rest")] = None,
     workers: Annotated[int, typer.Option(
         min=1, help="Processes answering from one listening socket (forked after the index is loaded)")] = 1,
 ) -> None:
@@ -125,12 +126,14 @@ def serve(
     one JSON line when it listens."""
     import json
 
-    from whoiscrawl.history.store import HistoryError, Store, results_for
+    from whoiscrawl.history.store import LATEST, HistoryError, Store, results_for
+    from whoiscrawl.history.topic import history_of
     from whoiscrawl.serve.server import MapServer, history_as_of, run
 
     try:
+        history = history_of(history, kafka_bootstrap, topic_prefix)
         if history is not None:
-            Store.open(history).at(date.max)  # a readable store holding a generation, or say why not
+            Store.open(history).at(LATEST)  # a readable store holding a generation, or say why not
         current = results if results is not None else results_for(None, history, None)
     except HistoryError as exc:
         _fail(str(exc))

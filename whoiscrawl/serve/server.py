@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from whoiscrawl import metrics, rirs
-from whoiscrawl.history.store import HistoryError, Store, map_at
+from whoiscrawl.history.store import LATEST, HistoryError, Store, date_text, map_at, moment, parse_date
 from whoiscrawl.results.source import ColumnReader, ResultsError, results_file
 from whoiscrawl.serve import rdap
 from whoiscrawl.serve.index import READ, MapIndex, MapIndexError, build, load_or_build, released, stamp_of
@@ -143,12 +143,13 @@ class MapServer:
             raise rdap.QueryError(400, "Bad Request", "this mirror keeps no history: ?at= needs a server "
                                   "started with --history DIR")
         try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise rdap.QueryError(400, "Bad Request", f"at={text!r} is not a date: give YYYY-MM-DD") from None
+            day = parse_date(text, "at")
+        except HistoryError:
+            raise rdap.QueryError(400, "Bad Request", f"at={text!r} is not a date: give YYYY-MM-DD or "
+                                  "YYYY-MM-DDTHH:MM:SSZ") from None
         index, generation = await asyncio.to_thread(self.as_of, day)
         return index, {"title": "As of", "description": [
-            f"Answered from the map of {generation}, the generation current on {day}."]}
+            f"Answered from the map of {generation}, the generation current on {text}."]}
 
     async def ip(self, request: web.Request) -> web.Response:
         """RFC 9082 `ip/<address>` and `ip/<prefix>/<len>`: the most specific network holding it. Asked
@@ -268,25 +269,27 @@ def history_as_of(store_dir: Path) -> AsOf:
     def as_of(day: date) -> tuple[MapIndex, str]:
         try:
             store = Store.open(store_dir)
-            if store.generations and day < store.generations[0].day:
-                raise rdap.QueryError(404, "Not Found", f"no map as of {day}: the history held begins "
+            if store.generations and moment(day, end=True) < store.generations[0].day:
+                raise rdap.QueryError(404, "Not Found", f"no map as of {date_text(day)}: the history held "
+                                      "begins "
                                       f"{store.generations[0].date}")
             generation = store.at(day).date
             return of_generation(generation, map_at(store, day)), generation
         except HistoryError as exc:
-            log.warning("cannot answer as of %s: %s", day, exc)
-            raise rdap.QueryError(503, "Service Unavailable", f"the history cannot be read ({day})") from exc
+            log.warning("cannot answer as of %s: %s", date_text(day), exc)
+            raise rdap.QueryError(503, "Service Unavailable",
+                                  f"the history cannot be read ({date_text(day)})") from exc
 
     return as_of
 
 
 def history_reloader(store_dir: Path) -> Reloader:
     """The newest generation's index whenever a newer generation was added."""
-    seen = [Store.open(store_dir).at(date.max).date]
+    seen = [Store.open(store_dir).at(LATEST).date]
 
     def reload() -> MapIndex | None:
         store = Store.open(store_dir)
-        newest = store.at(date.max)
+        newest = store.at(LATEST)
         if newest.date == seen[0]:
             return None
         index, _ = load_or_build(map_at(store, newest.day))

@@ -90,18 +90,18 @@ class FakeBackend:
         self._check("refresh", t)
         return self.refresh_of.get(t.crawl)
 
-    def publish_changes(self, before: Target, after: Target, feed: str, generation: int,
-                        day: str) -> dict[str, Any]:
+    def publish_changes(self, before: Target | None, after: Target, feed: str, generation: int,
+                        when: str) -> dict[str, Any]:
         """Records what went on `feed`'s topic; a generation already there is not sent again."""
         self._check("publish_changes", after)
         topic = f"{after.prefix}{feed}.changes"
         with self.lock:
             if (feed, generation) in self.feeds:
-                return {"topic": topic, "generation": generation, "published": 0,
+                return {"topic": topic, "generation": generation, "published": 0, "base": before is None,
                         "counts": self.feeds[(feed, generation)], "already_on_topic": True}
             self.feeds[(feed, generation)] = dict(self.feed_counts)
         return {"topic": topic, "generation": generation, "published": sum(self.feed_counts.values()) + 1,
-                "counts": dict(self.feed_counts), "already_on_topic": False}
+                "base": before is None, "counts": dict(self.feed_counts), "already_on_topic": False}
 
     def lag(self, t: Target) -> int:
         self._check("lag", t)
