@@ -194,6 +194,14 @@ async def test_a_worker_failing_before_its_load_leaves_no_download_folder(servic
     assert not list(tmp_path.glob("whoiscrawl-sources-*"))
 
 
+async def stats_listing_as112(tmp_path):
+    """The simulator's statistics, with ARIN's AS112 block 192.175.48.0/24 as the real file lists it
+    (an `assigned` row in special-purpose space)."""
+    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
+    as112 = int(IPv4Address("192.175.48.0"))
+    return replace(published, delegations=[
+        *published.delegations, Delegation("arin", "US", as112, 256, "19960105", "assigned")])
+
 async def test_a_delegation_the_statistics_list_in_special_purpose_space_is_planned_by_the_load(
     services, unique_name, tmp_path
 ):
@@ -211,9 +219,7 @@ async def test_a_delegation_the_statistics_list_in_special_purpose_space_is_plan
     admin = RedisCrawlAdmin(services.redis_url, crawl)
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
     as112 = int(IPv4Address("192.175.48.0"))
-    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
-    published = replace(published, delegations=[
-        *published.delegations, Delegation("arin", "US", as112, 256, "19960105", "assigned")])
+    published = await stats_listing_as112(tmp_path)
     store = RedisBlockStore(services.redis_url, crawl)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
     client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
@@ -257,10 +263,7 @@ async def test_a_redis_lost_before_the_load_keeps_the_special_purpose_space_the_
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
     admin.delete_crawl()  # Redis lost the crawl before any worker loaded the files
     assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
-    as112 = int(IPv4Address("192.175.48.0"))
-    published = await load_stats(SETTINGS.files_base, tmp_path / "stats")
-    published = replace(published, delegations=[
-        *published.delegations, Delegation("arin", "US", as112, 256, "19960105", "assigned")])
+    published = await stats_listing_as112(tmp_path)
     store = RedisBlockStore(services.redis_url, crawl)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
     client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
