@@ -289,7 +289,7 @@ class FleetLoad:
         """Each dump's previous read, if the previous generation can be refreshed from with these
         files (`carry.check`, as `_carry` checks it again) and kept its digest: the dump is then read
         against it, its unchanged networks staged unparsed (`seed.stage`). None kept (a generation
-        loaded before 2026-12-08, or its topic gone): read whole."""
+        loaded before 2026-12-07, or its topic gone): read whole."""
         stats = self.stats.serials if self.stats else {}
         now: dict[str, dict[str, str]] = {r: {"stats": s} for r, s in stats.items()}
         for dump in got:

@@ -158,7 +158,7 @@ async def test_a_generation_carries_what_did_not_change_and_a_killed_carry_ends_
     # The files did not change: the refreshed map is the previous one, killed or not.
     assert _map(services, killed) == _map(services, whole) == _map(services, first)
     # RIPE NCC's dump read against generation 1's read (its digest kept on g1's digests topic): its
-    # unchanged networks staged unparsed (before 2026-12-08 the fleet parsed every dump whole)
+    # unchanged networks staged unparsed (before 2026-12-07 the fleet parsed every dump whole)
     assert figures["dumps"]["ripencc"]["not_parsed"] == never_killed["dumps"]["ripencc"]["not_parsed"] > 0
     # (the notes' texts, not "digest" alone: a worktree's path may hold it)
     assert not [n for n in figures["notes"] if "read whole" in n or "digest not kept" in n], figures["notes"]

@@ -124,7 +124,7 @@ def test_a_carried_record_is_the_same_bytes_whichever_loader_stages_it(tmp_path:
 def test_a_network_staged_unparsed_is_sent_as_the_previous_record_read_again():
     """A dump read against its previous read's digest stages an unchanged network as `[first,last]`
     (not parsed): the dump's item sends it as the previous map's record with the new read's serial,
-    and a parsed network's line as staged (before 2026-12-08 the fleet staged every dump whole)."""
+    and a parsed network's line as staged (before 2026-12-07 the fleet staged every dump whole)."""
     dumped = NetworkRecord("ripencc", "NET-1", "193.0.0.0", "193.0.0.255", ["193.0.0.0/24"],
                            registrant="Holder", country="NL", source="dump", serial="41234566", crawl="ns.wc",
                            fetched_at="2026-12-06T00:00:00+00:00")
