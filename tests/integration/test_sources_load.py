@@ -5,9 +5,11 @@ such statistics, and a Redis rebuilt after the load goes on from its progress.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -21,7 +23,7 @@ from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.registry import RegistryClient
-from whoiscrawl.sources.published import SourcesSettings, load_stats
+from whoiscrawl.sources.published import SourcesSettings, StatsPlan, load_stats
 from whoiscrawl.sources.stats import Delegation
 from whoiscrawl.space import SpaceError, fetch_bootstrap, plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
@@ -45,23 +47,32 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
     return figures, state
 
 
+@contextlib.asynccontextmanager
+async def fleet_load(services, crawl: str, owner: str, cache: Path, stats: StatsPlan,
+                     checkpoints: queue.CheckpointSink | None = None) -> AsyncIterator[FleetLoad]:
+    """A worker's load of the crawl's files (its store, results sink and registry client), closed
+    after: the sink with nothing left undelivered."""
+    store = RedisBlockStore(services.redis_url, crawl)
+    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
+    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
+    try:
+        yield FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
+                        owner, cache, stats=stats, checkpoints=checkpoints)
+    finally:
+        assert sink.close() == 0
+        await store.close()
+        await client.close()
+
+
 async def _loader(services, crawl: str, tmp_path: Path, owner: str,
                   checkpoints: queue.CheckpointSink | None = None) -> tuple[dict, dict[str, str], set[str]]:
     """One worker's load of the planned crawl's files (copying its progress to `checkpoints`, as a
     worker does); (the load's figures, its progress in Redis afterwards, the registries whose
     statistics the worker may not route by)."""
-    store = RedisBlockStore(services.redis_url, crawl)
-    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
-    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
     stats = await load_stats(SETTINGS.files_base, tmp_path / "stats")
-    load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
-                     f"{owner}-{crawl}", tmp_path / owner / crawl, stats=stats, checkpoints=checkpoints)
-    try:
+    async with fleet_load(services, crawl, f"{owner}-{crawl}", tmp_path / owner / crawl, stats,
+                          checkpoints) as load:
         figures = await load.ready()
-    finally:
-        assert sink.close() == 0
-        await store.close()
-        await client.close()
     assert figures is not None
     return figures, await _state(services, crawl), load.stale
 
@@ -220,34 +231,29 @@ async def test_a_delegation_the_statistics_list_in_special_purpose_space_is_plan
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
     as112 = int(IPv4Address("192.175.48.0"))
     published = await stats_listing_as112(tmp_path)
-    store = RedisBlockStore(services.redis_url, crawl)
-    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
-    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
     checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
-    load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
-                     f"load-{crawl}", tmp_path / "load", stats=published, checkpoints=checkpoints)
-    try:
-        assert await load.ready() is not None
-        work = [s for _, _, s in queue.iter_work(services.kafka_bootstrap, "t.", crawl)]
-        added = [s for s in work if s not in plan.shards]
-        assert [(s.shard_id, s.strategy, s.resolution) for s in added] == [
-            ("192.175.48.0-192.175.48.255", "sweep", 24)]
-        totals = admin.progress()
-        assert (totals.shards_total, totals.addresses_total) == (len(plan.shards) + 1, plan.addresses + 256)
-        scope = await store.scope()
-        assert scope is not None and scope.overlaps(as112, as112 + 255)
-        test_net_1 = int(IPv4Address("192.0.2.0"))
-        assert not scope.overlaps(test_net_1, test_net_1 + 255)
-        admin.delete_crawl()  # Redis lost the crawl: the rebuild reads the plan from the work topic
-        assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
-        assert admin.progress().shards_total == len(plan.shards) + 1
-    finally:
-        assert sink.close() == 0
-        assert checkpoints.close() == 0
-        await store.close()
-        await client.close()
-        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
-        admin.delete_crawl()
+    async with fleet_load(services, crawl, f"load-{crawl}", tmp_path / "load", published,
+                          checkpoints) as load:
+        try:
+            assert await load.ready() is not None
+            work = [s for _, _, s in queue.iter_work(services.kafka_bootstrap, "t.", crawl)]
+            added = [s for s in work if s not in plan.shards]
+            assert [(s.shard_id, s.strategy, s.resolution) for s in added] == [
+                ("192.175.48.0-192.175.48.255", "sweep", 24)]
+            totals = admin.progress()
+            assert (totals.shards_total, totals.addresses_total) == (
+                len(plan.shards) + 1, plan.addresses + 256)
+            scope = await load.store.scope()
+            assert scope is not None and scope.overlaps(as112, as112 + 255)
+            test_net_1 = int(IPv4Address("192.0.2.0"))
+            assert not scope.overlaps(test_net_1, test_net_1 + 255)
+            admin.delete_crawl()  # Redis lost the crawl: the rebuild reads the plan from the work topic
+            assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
+            assert admin.progress().shards_total == len(plan.shards) + 1
+        finally:
+            assert checkpoints.close() == 0
+            queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+            admin.delete_crawl()
 
 
 async def test_a_redis_lost_before_the_load_keeps_the_special_purpose_space_the_plan_withheld(
@@ -264,23 +270,17 @@ async def test_a_redis_lost_before_the_load_keeps_the_special_purpose_space_the_
     admin.delete_crawl()  # Redis lost the crawl before any worker loaded the files
     assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
     published = await stats_listing_as112(tmp_path)
-    store = RedisBlockStore(services.redis_url, crawl)
-    sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
-    client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
-    load = FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
-                     f"load-{crawl}", tmp_path / "load", stats=published)
-    try:
-        assert await load.ready() is not None
-        work = [s for _, _, s in queue.iter_work(services.kafka_bootstrap, "t.", crawl)]
-        assert [s.shard_id for s in work if s not in plan.shards] == ["192.175.48.0-192.175.48.255"]
-        totals = admin.progress()
-        assert (totals.shards_total, totals.addresses_total) == (len(plan.shards) + 1, plan.addresses + 256)
-    finally:
-        assert sink.close() == 0
-        await store.close()
-        await client.close()
-        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
-        admin.delete_crawl()
+    async with fleet_load(services, crawl, f"load-{crawl}", tmp_path / "load", published) as load:
+        try:
+            assert await load.ready() is not None
+            work = [s for _, _, s in queue.iter_work(services.kafka_bootstrap, "t.", crawl)]
+            assert [s.shard_id for s in work if s not in plan.shards] == ["192.175.48.0-192.175.48.255"]
+            totals = admin.progress()
+            assert (totals.shards_total, totals.addresses_total) == (
+                len(plan.shards) + 1, plan.addresses + 256)
+        finally:
+            queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+            admin.delete_crawl()
 
 
 async def test_a_worker_keeps_only_the_statistics_rows_its_crawl_s_scope_touches(
