@@ -576,7 +576,9 @@ def bench(
     _known_scenario(scenario)  # before any service starts
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
-    from whoiscrawl.bench.common import simulator_options
+    from whoiscrawl.bench.common import simulator_options, unwind_on_sigterm
+
+    unwind_on_sigterm()
 
     sim_options = simulator_options(row_limit, arin_relation_search, arin_listing_limit)
     if chaos:
@@ -643,8 +645,10 @@ def bench_scale(
 ) -> None:
     """Local crawls of the baseline scenario and of growing slices of `full`, one JSON line each:
     networks/s, CPU seconds per network, peak RSS, and the profile's top five functions."""
-    from whoiscrawl.bench.common import work_folder
+    from whoiscrawl.bench.common import unwind_on_sigterm, work_folder
     from whoiscrawl.bench.local import scale_benchmark
+
+    unwind_on_sigterm()
 
     logging.basicConfig(level=logging.WARNING)
     where = workdir or work_folder("scale")
@@ -673,8 +677,11 @@ def bench_refresh(
 ) -> None:
     """A first crawl of the scenario from its files, then a refresh a day as its world changes: one
     JSON line each, a day's requests and wall time beside the first crawl's (docs/refresh.md)."""
+    from whoiscrawl.bench.common import unwind_on_sigterm
     from whoiscrawl.bench.fleet import FleetShape
     from whoiscrawl.bench.refresh import run, run_fleet
+
+    unwind_on_sigterm()
     from whoiscrawl.sim.churn import Churn
 
     _known_scenario(scenario)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from whoiscrawl.bench.common import Peaks, descendants, serve_options, simulator_options
+from whoiscrawl.bench.common import Peaks, descendants, serve_options, simulator_options, unwind_on_sigterm
 from whoiscrawl.bench.fleet import against_targets, busiest_registry
 
 
@@ -117,3 +117,18 @@ def test_a_fleets_peaks_take_each_workers_highest_and_its_childrens():
 )
 def test_a_bench_reading_the_files_has_them_made_before_the_simulator_serves(reads_files, options, expected):
     assert serve_options(reads_files, options) == expected
+
+
+def test_a_bench_sent_sigterm_unwinds_and_stops_what_it_started(tmp_path):
+    """A bench killed by SIGTERM (a CI timeout) runs its `finally`s, as on Ctrl-C: before, Python's
+    default ended it at once, and its broker, Redis, simulator and workers ran on."""
+    cleaned = tmp_path / "cleaned"
+    script = (f"import sys, time\nfrom whoiscrawl.bench.common import {unwind_on_sigterm.__name__}\n"
+              f"{unwind_on_sigterm.__name__}()\n"
+              "try:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+              f"finally:\n    open({str(cleaned)!r}, 'w').write('stopped')\n")
+    bench = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert bench.stdout is not None and bench.stdout.readline().strip() == "ready"
+    bench.terminate()
+    bench.wait(30)
+    assert cleaned.read_text() == "stopped"

@@ -180,3 +180,14 @@ class Peaks:
             "staging_peak_rss_mb": round(self.children, 1),
             "redis_peak_mb": round(self.redis_bytes / 2**20, 1),
         }
+
+
+def unwind_on_sigterm() -> None:
+    """A SIGTERM (a CI job's timeout, `kill`) unwinds a bench as Ctrl-C does, so the `finally`s
+    stop the broker, Redis, simulator and workers it started: Python's default ends the process at
+    once and left them all running."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
