@@ -490,9 +490,10 @@ def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: 
     """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (blows: kills,
     terms, pauses of workers; restarts: of the broker, of Redis with its data lost)."""
     from whoiscrawl.bench.chaos import Chaos, chaos_bench, owned_services
-    from whoiscrawl.bench.common import work_folder
+    from whoiscrawl.bench.common import unwind_on_sigterm, work_folder
     from whoiscrawl.dev.services import restart_kafka, restart_redis
 
+    unwind_on_sigterm()
     kills, terms, pauses = blows
     with owned_services() as running:
         weather = Chaos(kills, terms, pauses, registry_faults=registry_faults, broker_restarts=restarts[0],
@@ -576,9 +577,7 @@ def bench(
     _known_scenario(scenario)  # before any service starts
     scale = time_scale or SCALES.get(scenario, 100.0)
     logging.basicConfig(level=logging.WARNING)
-    from whoiscrawl.bench.common import simulator_options, unwind_on_sigterm
-
-    unwind_on_sigterm()
+    from whoiscrawl.bench.common import simulator_options
 
     sim_options = simulator_options(row_limit, arin_relation_search, arin_listing_limit)
     if chaos:
@@ -613,6 +612,9 @@ def _bench_fleet(scenario: str, settings: CrawlSettings, workers: int, egresses:
     (`output`: whether to run them, and JSON rather than tables; `run`: the simulator's options and
     a crawl's timeout)."""
     from whoiscrawl.bench import fleet as b
+    from whoiscrawl.bench.common import unwind_on_sigterm
+
+    unwind_on_sigterm()
 
     micro, as_json = output
     with b.bench_services() as (kafka, redis_url):
@@ -648,8 +650,6 @@ def bench_scale(
     from whoiscrawl.bench.common import unwind_on_sigterm, work_folder
     from whoiscrawl.bench.local import scale_benchmark
 
-    unwind_on_sigterm()
-
     logging.basicConfig(level=logging.WARNING)
     where = workdir or work_folder("scale")
     where.mkdir(parents=True, exist_ok=True)
@@ -659,6 +659,7 @@ def bench_scale(
         parse_sources(sources)
     except SourcesError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sources") from exc
+    unwind_on_sigterm()  # once the options are checked: the crawls start here
     for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where,
                                sources):
         typer.echo(json.dumps(doc), nl=True)
@@ -680,8 +681,6 @@ def bench_refresh(
     from whoiscrawl.bench.common import unwind_on_sigterm
     from whoiscrawl.bench.fleet import FleetShape
     from whoiscrawl.bench.refresh import run, run_fleet
-
-    unwind_on_sigterm()
     from whoiscrawl.sim.churn import Churn
 
     _known_scenario(scenario)
@@ -690,6 +689,7 @@ def bench_refresh(
     except ValueError as exc:
         _fail(str(exc))
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s")
+    unwind_on_sigterm()  # once the options are checked: the crawls start here
     lines = run_fleet(scenario, days, time_scale, churn, FleetShape(workers=fleet)) if fleet else \
         run(scenario, days, time_scale, churn)
     for line in lines:
