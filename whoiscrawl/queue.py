@@ -60,7 +60,6 @@ def checkpoints_topic(prefix: str, crawl: str) -> str:
 # files' load's progress, the answers a probe kept for its walk's next owner, and the special-purpose
 # space the plans withheld. A rebuild of a lost Redis lands each whole (`copied`).
 COPIED = {"sources": "sources:", "kept-answers": "kept:", "special": "special:"}
-SOURCES_KEY = COPIED["sources"]
 
 
 def copy_key(name: str, field: str) -> str:

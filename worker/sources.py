@@ -73,11 +73,11 @@ class Results:
     crawl: str
     config: dict[str, str] = field(default_factory=dict)
 
-    # one client for the load's life: `ends` is asked before every batch
-    admin: AdminClient = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "admin", AdminClient({"bootstrap.servers": self.bootstrap, **self.config}))
+    @functools.cached_property
+    def admin(self) -> AdminClient:
+        """One client for the load's life (`ends` is asked before every batch), made when first
+        asked: a worker that never loads makes none."""
+        return AdminClient({"bootstrap.servers": self.bootstrap, **self.config})
 
     def ends(self) -> dict[int, int]:
         return queue.results_ends(self.bootstrap, self.prefix, self.crawl, self.config, self.admin)
