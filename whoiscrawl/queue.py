@@ -561,23 +561,73 @@ def last_change(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
 ) -> dict[str, Any] | None:
     """The newest change on the change-feed topic (what was published last), or None."""
+    return change_at(bootstrap, prefix, crawl, config)
+
+
+def change_at(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None, offset: int | None = None
+) -> dict[str, Any] | None:
+    """The change-feed topic's line at `offset` (None: its newest), or None when the topic holds
+    none there (empty, or the offset before its start or past its end)."""
     topic = changes_topic(prefix, crawl)
     consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"feed-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        if high <= low:
+        at = high - 1 if offset is None else offset
+        if not low <= at < high:
             return None
-        consumer.assign([TopicPartition(topic, 0, high - 1)])
+        consumer.assign([TopicPartition(topic, 0, at)])
         for _ in range(30):  # the broker answers within a few polls; a minute at most
             msg = consumer.poll(2.0)
             if msg is not None and msg.error() is None and msg.value():
                 return dict(json.loads(msg.value() or b"{}"))
             if msg is not None and msg.error() is not None:
                 raise KafkaException(msg.error())
-        raise KafkaException(f"could not read the newest message of {topic}")
+        raise KafkaException(f"could not read the message at {at} of {topic}")
     finally:
         consumer.close()
+
+
+def changes_bounds(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> tuple[int, int]:
+    """Where the change-feed topic starts (its first offset held: later once records before it were
+    deleted) and ends (its next offset); (0, 0) if it does not exist."""
+    topic = changes_topic(prefix, crawl)
+    consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"feed-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0, 0
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        return int(low), int(high)
+    finally:
+        consumer.close()
+
+
+def delete_changes_before(
+    bootstrap: str, prefix: str, crawl: str, offset: int, config: dict[str, str] | None = None
+) -> int:
+    """Delete the change-feed topic's records before `offset` (the admin client's delete-records:
+    the topic's start moves there; the broker frees the disk a log segment at a time). Returns the
+    topic's new first offset."""
+    admin = AdminClient(_client_config(bootstrap, config))
+    done = admin.delete_records([TopicPartition(changes_topic(prefix, crawl), 0, offset)],
+                                operation_timeout=30)
+    (fut,) = done.values()
+    return int(fut.result(timeout=60).low_watermark)
+
+
+def topic_bytes(bootstrap: str, topic: str, config: dict[str, str] | None = None) -> tuple[int, int]:
+    """(messages, bytes of their keys and values) a topic holds from its start: what a reader of it
+    reads (the broker's batches are compressed on disk)."""
+    count = size = 0
+    for msg in _iter_topic(bootstrap, topic, config):
+        count += 1
+        size += len(msg.key() or b"") + len(msg.value() or b"")
+    return count, size
 
 
 def results_ends(

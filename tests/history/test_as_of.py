@@ -83,7 +83,7 @@ def test_summary_at_sums_up_the_map_of_that_day(week: tuple[Days, Path]):
 
 @pytest.mark.parametrize(("args", "says"), [
     (["lookup", "--history", "{store}", "--at", "2026-11-30", "90.0.0.1"],
-     "2026-11-30 is before the first generation"),
+     "2026-11-30 is before the first kept generation"),
     (["lookup", "{map}", "--at", "2026-12-02", "90.0.0.1"], "--at needs --history DIR"),
     (["lookup", "{map}", "90.0.0.1", "--history", "{store}"], "not both"),
     (["lookup", "--history", "{store}", "--at", "yesterday", "90.0.0.1"], "--at 'yesterday' is not a date"),
@@ -153,7 +153,7 @@ async def test_the_rdap_mirror_answers_at_a_date(week: tuple[Days, Path], mirror
     a, b, *_ = start.split(".")
     assert status == 200 and doc["startAddress"] == f"{a}.{b}.0.0"  # its /16 parent
     assert doc["notices"][-1]["title"] == "As of"
-    for query, code, says in [("at=2026-11-30", 404, "the history held begins 2026-12-01"),
+    for query, code, says in [("at=2026-11-30", 404, "before the first kept generation, 2026-12-01"),
                               ("at=soon", 400, "not a date")]:
         status, doc = await get(f"{mirror}ip/{start}?{query}")
         assert (status, doc["errorCode"]) == (code, code) and says in doc["description"][0], doc

@@ -59,7 +59,7 @@ def test_a_date_before_the_history_is_refused(tmp_path: Path):
     _, store, _ = _week(tmp_path)
     result = CliRunner().invoke(app, ["changes", "--since", "2026-11-01", "--history", str(store)])
     assert result.exit_code == 2
-    assert "--since 2026-11-01 is before the first generation" in result.output
+    assert "--since 2026-11-01 is before the first kept generation" in result.output
 
 
 def test_map_diff_draws_a_days_changes_from_the_history(tmp_path: Path):

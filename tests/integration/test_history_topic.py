@@ -174,7 +174,7 @@ async def test_a_fleets_history_is_read_off_its_change_feed_after_its_generation
     assert holders(times[1]) == ["New", "Nu"]  # generation 2's
     assert holders("2026-12-07") == ["New", "Parent LIR"]  # the end of the day: generation 3's
     early = runner.invoke(app, ["lookup", *kafka_args, "--at", "2026-12-06", "193.0.1.5"])
-    assert early.exit_code == 2 and "before the first generation" in early.output
+    assert early.exit_code == 2 and "before the first kept generation" in early.output
     changes = runner.invoke(app, ["changes", *kafka_args, "--since", times[0]])
     assert [(d["date"], d["kind"]) for d in map(json.loads, changes.stdout.splitlines())] == [
         (times[1], "transferred"), (times[1], "added"), (times[2], "removed")]  # hierarchy order

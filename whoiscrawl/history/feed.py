@@ -54,8 +54,8 @@ def _check(store: Store, asked: date, up_to: date | None) -> tuple[datetime, dat
         raise HistoryError(f"{store.path} holds no generation yet")
     first = store.generations[0]
     if since < first.day:
-        raise HistoryError(f"--since {date_text(asked)} is before the first generation of {store.path} "
-                           f"({first.date}; older changes were never kept or were pruned): give a date "
+        raise HistoryError(f"--since {date_text(asked)} is before the first kept generation, {first.date} "
+                           f"({store.path}; older changes were never kept or were pruned): give a date "
                            f"from {first.date} on")
     if until is not None and until < since:
         raise HistoryError(f"--until {date_text(up_to or until)} is before --since {date_text(asked)}")
@@ -150,7 +150,8 @@ def publish_generation(kafka: Kafka, generation: int, when: str, before: str | N
     topic = queue.ensure_changes_topic(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
     last = queue.last_change(kafka.bootstrap, kafka.prefix, kafka.crawl, kafka.config)
     if generation_on_topic(last, generation):
-        marker = last if (last or {}).get("generation") == generation else {}
+        mine = (last or {}).get("generation") == generation and not (last or {}).get("rebase")
+        marker = last if mine else {}  # a rebase's marker counts the history, not this generation
         return {"topic": topic, "generation": generation, "published": 0, "already_on_topic": True,
                 "counts": dict((marker or {}).get("counts") or {}), "base": bool((marker or {}).get("base"))}
     opened = partial(open_results, kafka_bootstrap=kafka.bootstrap, topic_prefix=kafka.prefix,

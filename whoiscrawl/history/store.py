@@ -106,6 +106,7 @@ class Store:
     path: Path
     scope: list[str] = field(default_factory=list)
     generations: list[Generation] = field(default_factory=list)
+    offset: int | None = None  # a topic's store (`history.topic`): the topic's next offset to read
 
     @classmethod
     def open(cls, path: Path, create: bool = False) -> Store:
@@ -119,7 +120,7 @@ class Store:
             doc = json.loads(manifest.read_text())
             if doc.get("format") != FORMAT:
                 raise HistoryError(f"{manifest} has format {doc.get('format')}, this version reads {FORMAT}")
-            return cls(path, doc["scope"], [Generation(**g) for g in doc["generations"]])
+            return cls(path, doc["scope"], [Generation(**g) for g in doc["generations"]], doc.get("offset"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, HistoryError):
                 raise
@@ -127,7 +128,8 @@ class Store:
 
     def save(self) -> None:
         """Write the manifest (atomically: the last step of every change to the store)."""
-        doc = {"format": FORMAT, "scope": self.scope, "generations": [asdict(g) for g in self.generations]}
+        doc = {"format": FORMAT, "scope": self.scope, "generations": [asdict(g) for g in self.generations],
+               **({"offset": self.offset} if self.offset is not None else {})}
         _atomic(self.path / MANIFEST, lambda fh: fh.write(json.dumps(doc, indent=1).encode()))
 
     def at(self, when: date) -> Generation:
@@ -137,8 +139,9 @@ class Store:
             raise HistoryError(f"{self.path} holds no generation yet")
         first = self.generations[0]
         if day < first.day:
-            raise HistoryError(f"{date_text(when)} is before the first generation of {self.path} "
-                               f"({first.date}): give a date from {first.date} on")
+            raise HistoryError(f"{date_text(when)} is before the first kept generation, {first.date} "
+                               f"({self.path}; older ones were never kept or were pruned): give a date "
+                               f"from {first.date} on")
         return [g for g in self.generations if g.day <= day][-1]
 
     def records(self, gen: Generation) -> Iterator[dict[str, Any]]:
@@ -228,6 +231,14 @@ def prune(store_dir: Path, keep: int) -> list[Generation]:
                           base.source, base.generation)
         _atomic(store.path / full.file, lambda fh: _write_records(fh, store.records(base)))
         kept[0] = full
+    replace_generations(store, kept)
+    return gone
+
+
+def replace_generations(store: Store, kept: list[Generation]) -> None:
+    """The store's generations made `kept` (the manifest saved), then the files and rebuilt caches
+    of those it held and no longer does removed."""
+    gone = [g for g in store.generations if g.date not in {k.date for k in kept}]
     old_files = {g.file for g in store.generations} - {g.file for g in kept}
     store.generations = kept
     store.save()
@@ -236,7 +247,6 @@ def prune(store_dir: Path, keep: int) -> list[Generation]:
     for g in gone:
         for cached in (store.path / CACHE).glob(f"{_stem(g.date)}.jsonl*"):
             cached.unlink()
-    return gone
 
 
 def map_at(store: Store, day: date) -> Path:

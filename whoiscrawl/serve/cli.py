@@ -115,8 +115,8 @@ def serve(
     topic_prefix: PrefixOpt = "whoiscrawl.",
     history: Annotated[Path | None, typer.Option(
         "--history", help="A store of dated generations (`whoiscrawl history`), or topic:CRAWL (a fleet "
-        "crawl's change feed, read at start): answers ?at=DATE, and without RESULTS the newest "
-        "generation answers the rest")] = None,
+        "crawl's change feed, followed every --reload-every): answers ?at=DATE, and without RESULTS "
+        "the newest generation answers the rest")] = None,
     workers: Annotated[int, typer.Option(
         min=1, help="Processes answering from one listening socket (forked after the index is loaded)")] = 1,
 ) -> None:
@@ -127,10 +127,11 @@ def serve(
     import json
 
     from whoiscrawl.history.store import LATEST, HistoryError, Store, results_for
-    from whoiscrawl.history.topic import history_of
-    from whoiscrawl.serve.server import MapServer, history_as_of, run
+    from whoiscrawl.history.topic import follower, history_of
+    from whoiscrawl.serve.server import MapServer, following, history_as_of, run
 
     try:
+        follow = follower(history, kafka_bootstrap, topic_prefix) if history is not None else None
         history = history_of(history, kafka_bootstrap, topic_prefix)
         if history is not None:
             Store.open(history).at(LATEST)  # a readable store holding a generation, or say why not
@@ -139,7 +140,8 @@ def serve(
         _fail(str(exc))
         return
     index = open_index(current, kafka_bootstrap, topic_prefix)
-    reload = _reloader(current if results is not None else None, history, kafka_bootstrap, topic_prefix)
+    reload = following(_reloader(current if results is not None else None, history, kafka_bootstrap,
+                                 topic_prefix), follow)
     server = MapServer(index, reload, reload_every, history_as_of(history) if history else None)
 
     def ready(bound: int) -> None:

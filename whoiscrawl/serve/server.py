@@ -270,9 +270,8 @@ def history_as_of(store_dir: Path) -> AsOf:
         try:
             store = Store.open(store_dir)
             if store.generations and moment(day, end=True) < store.generations[0].day:
-                raise rdap.QueryError(404, "Not Found", f"no map as of {date_text(day)}: the history held "
-                                      "begins "
-                                      f"{store.generations[0].date}")
+                raise rdap.QueryError(404, "Not Found", f"no map as of {date_text(day)}: it is before "
+                                      f"the first kept generation, {store.generations[0].date}")
             generation = store.at(day).date
             return of_generation(generation, map_at(store, day)), generation
         except HistoryError as exc:
@@ -297,6 +296,19 @@ def history_reloader(store_dir: Path) -> Reloader:
         return index
 
     return reload
+
+
+def following(reload: Reloader, follow: Callable[[], object] | None) -> Reloader:
+    """`reload`, each time after `follow` (the history's topic read into its store: new generations
+    appear in `?at=` and, without RESULTS, as the newest map, with no restart); None: `reload`."""
+    if follow is None:
+        return reload
+
+    def reload_after() -> MapIndex | None:
+        follow()
+        return reload()
+
+    return reload_after
 
 
 def topic_reloader(spec: str, kafka_bootstrap: str | None, topic_prefix: str) -> Reloader:
