@@ -8,11 +8,13 @@ tests inject a fake of this Protocol, never of Kafka or Redis. The plan is cut b
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import redis
@@ -22,6 +24,7 @@ from whoiscrawl.operator.spec import CrawlSpec, Kafka
 
 from whoiscrawl import queue
 from whoiscrawl.history import feed as change_feed
+from whoiscrawl.history import topic as history_topic
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import Progress
 from whoiscrawl.secrets import redact
@@ -105,6 +108,8 @@ class Backend(Protocol):
     def publish_changes(self, before: Target | None, after: Target, feed: str, generation: int,
                         when: str) -> dict[str, Any] | None: ...
 
+    def keep_history(self, t: Target, feed: str, generation: int) -> dict[str, Any] | None: ...
+
     def lag(self, t: Target) -> int: ...
 
     def partitions(self, t: Target) -> int: ...
@@ -167,7 +172,8 @@ class LiveBackend:
         self.redis_timeouts = redis_timeouts or RedisTimeouts()
         self.claim_seconds = claim_seconds
         self.feed_wait_seconds = feed_wait_seconds
-        self._feeds: dict[tuple[str, str, int], _Job] = {}  # change feeds being published
+        self._feeds: dict[tuple[str, str, str, int], _Job] = {}  # feeds (and histories) being published
+        self.history_cache = Path(tempfile.gettempdir()) / "whoiscrawl-history"  # the /tmp emptyDir
         self._feeds_lock = threading.Lock()
         self._feed_slot = threading.Semaphore(1)
         self._clients: dict[str, redis.Redis] = {}
@@ -240,17 +246,36 @@ class LiveBackend:
         returns None at once, the call that finds it done returns its answer or raises its error
         (BackendError). So a whole-IPv4 map, read and compared for minutes, never holds a pass.
         One feed at a time: each reads two maps."""
-        key = (after.bootstrap, f"{after.prefix}{feed}", generation)
+        kafka = change_feed.Kafka(after.bootstrap, feed, after.prefix, after.config or {})
+        return self._off_pass(
+            (after.bootstrap, f"{after.prefix}{feed}", "feed", generation), f"change-feed-{generation}",
+            lambda: self._call(f"publishing generation {generation}'s change feed",
+                               change_feed.publish_generation, kafka, generation, when,
+                               before.crawl if before else None, after.crawl))
+
+    def keep_history(self, t: Target, feed: str, generation: int) -> dict[str, Any] | None:
+        """Crawl `feed`'s history on its change-feed topic pruned to begin at `generation`, the
+        oldest generation the crawl keeps (`history.topic.rebase`: its map published whole there,
+        the later change sets after it, the records before deleted), read through a store under
+        the operator's temporary folder (`history_cache`: read again only past what it holds). Off
+        the pass as a feed is, and in the same single slot: it reads and writes the topic too."""
+        kafka = change_feed.Kafka(t.bootstrap, feed, t.prefix, t.config or {})
+        return self._off_pass(
+            (t.bootstrap, f"{t.prefix}{feed}", "history", generation), f"history-{generation}",
+            lambda: self._call(f"pruning the change feed's history to generation {generation}",
+                               history_topic.rebase, history_topic.cache_dir(kafka, self.history_cache),
+                               kafka, generation))
+
+    def _off_pass(self, key: tuple[str, str, str, int], name: str,
+                  work: Callable[[], Any]) -> dict[str, Any] | None:
+        """`work` in a thread of its own, one at a time (`_feed_slot`): the first call starts it and
+        waits up to `feed_wait_seconds`; a call that finds it still running gets None at once, the
+        call that finds it done its answer or its error (BackendError)."""
         with self._feeds_lock:
             job = self._feeds.get(key)
             if job is None:
-                kafka = change_feed.Kafka(after.bootstrap, feed, after.prefix, after.config or {})
                 job = self._feeds[key] = _Job()
-                threading.Thread(target=job.run, name=f"change-feed-{generation}", daemon=True, args=(
-                    self._feed_slot, lambda: self._call(f"publishing generation {generation}'s change feed",
-                                                        change_feed.publish_generation, kafka, generation,
-                                                        when, before.crawl if before else None,
-                                                        after.crawl))).start()
+                threading.Thread(target=job.run, name=name, daemon=True, args=(self._feed_slot, work)).start()
         if not job.done.wait(self.feed_wait_seconds):
             return None
         with self._feeds_lock:

@@ -267,6 +267,7 @@ class Applied:
     api_error: tuple[str, str] | None = None
     pruned: tuple[int, ...] = ()
     feed: dict[str, Any] | None = None  # the change feed published (Backend.publish_changes' answer)
+    history: dict[str, Any] | None = None  # the feed's history pruned (Backend.keep_history's answer)
 
 
 def api_problem(exc: KubeError, what: str) -> tuple[str, str]:
@@ -470,7 +471,40 @@ def settle_generations(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot
     feed, problem = publish_feed(deps, crawl, spec, snap, decision.feed, list(decision.generations or ()))
     events: list[Event] = [("Warning", "ChangeFeedFailed", problem)] if problem is not None else []
     held = generations.held_for_feed(list(decision.prune), decision.feed, feed is not None)
-    return Applied(events, pruned=prune(deps, crawl, spec, tuple(held)), feed=feed)
+    pruned = prune(deps, crawl, spec, tuple(held))
+    left = [g for g in decision.generations or () if g not in pruned] if snap.backend_error is None else []
+    history, problem = keep_history(deps, crawl, spec, feed_status(snap.prev, feed), left)
+    events += [("Warning", "HistoryPruneFailed", problem)] if problem is not None else []
+    return Applied(events, pruned=pruned, feed=feed, history=history)
+
+
+def feed_status(prev: Mapping[str, Any], feed: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`status.schedule.changes` once the feed this pass published (if any) is on the topic."""
+    changes = dict((prev.get("schedule") or {}).get("changes") or {})
+    if feed is None:
+        return changes
+    since = feed["generation"] if feed.get("base") else changes.get("base")
+    return {"generation": feed["generation"], "topic": feed["topic"], "base": since,
+            "counts": feed["counts"], "published": feed["published"]}
+
+
+def keep_history(deps: Deps, crawl: Crawl, spec: CrawlSpec, changes: Mapping[str, Any],
+                 kept: list[int]) -> tuple[dict[str, Any] | None, str | None]:
+    """The change feed's history pruned to begin at the oldest generation kept, when it is due
+    (`generations.history_start_due`): (what was done, None) or (None, why not: tried again next
+    pass); (None, None) when not due or still running (off the pass, as a feed)."""
+    start = generations.history_start_due(changes, kept)
+    if start is None:
+        return None, None
+    try:
+        done = deps.backend.keep_history(target(deps.kube, crawl, spec, 1),
+                                         builders.crawl_id(crawl.namespace, crawl.name), start)
+    except (BackendError, KubeError) as exc:
+        log.warning("pruning the change feed's history of %s/%s to generation %d failed (tried again "
+                    "next pass): %s", crawl.namespace, crawl.name, start, exc)
+        return None, (f"the change feed's history was not pruned to generation {start} ({exc}); tried "
+                      "again next pass, the topic holds the older generations until then")
+    return done, None
 
 
 def publish_feed(deps: Deps, crawl: Crawl, spec: CrawlSpec, snap: Snapshot, generation: int | None,
@@ -534,7 +568,8 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
     res.status["scaling"] = {"history": _history_raw(decision.stable.history),
                              "heldBack": decision.stable.held_back}
     if snap.step is not None:
-        res.status["schedule"] = schedule_status(snap, decision, applied.pruned, applied.feed)
+        res.status["schedule"] = schedule_status(snap, decision, applied.pruned, applied.feed,
+                                                 applied.history)
     refresh_events: list[Event] = []
     if snap.refresh is not None:
         res.status["refresh"] = st.refresh_status(snap.refresh)
@@ -543,13 +578,15 @@ def report(crawl: Crawl, spec: CrawlSpec, snap: Snapshot, decision: Decision,
         # Fields of the finished generation this one has none of yet: removed by the merge patch.
         res.status.update({k: None for k in generations.PER_GENERATION if k not in res.status})
     return Result(res.status, [*snap.plan_events, *decision.events,
-                               *schedule_events(snap, spec, applied.pruned, applied.feed), *refresh_events,
+                               *schedule_events(snap, spec, applied.pruned, applied.feed, applied.history),
+                               *refresh_events,
                                *events, *res.events],
                   decision.desired, api_error)
 
 
 def schedule_status(snap: Snapshot, decision: Decision, pruned: tuple[int, ...],
-                    feed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    feed: Mapping[str, Any] | None = None,
+                    history: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """`status.schedule`: the generation, its slot, the next one, the last result, what is kept."""
     assert snap.step is not None
     sched = dict(snap.prev.get("schedule") or {})
@@ -562,16 +599,17 @@ def schedule_status(snap: Snapshot, decision: Decision, pruned: tuple[int, ...],
     if decision.generations is not None:
         sched["generations"] = [g for g in decision.generations if g not in pruned]
     if feed is not None:
-        since = feed["generation"] if feed.get("base") else (sched.get("changes") or {}).get("base")
-        sched["changes"] = {"generation": feed["generation"], "topic": feed["topic"], "base": since,
-                            "counts": feed["counts"], "published": feed["published"]}
+        sched["changes"] = feed_status(snap.prev, feed)
+    if history is not None:  # the topic's history begins there now
+        sched["changes"] = {**(sched.get("changes") or {}), "base": history["generation"]}
     return sched
 
 
 def schedule_events(snap: Snapshot, spec: CrawlSpec, pruned: tuple[int, ...],
-                    feed: Mapping[str, Any] | None = None) -> list[Event]:
+                    feed: Mapping[str, Any] | None = None,
+                    history: Mapping[str, Any] | None = None) -> list[Event]:
     """A generation started, a slot skipped as too late, a change feed published, older generations
-    deleted."""
+    deleted, the feed's history pruned."""
     out: list[Event] = []
     step = snap.step
     if step is not None and step.start is not None and step.scheduled_for is not None:
@@ -596,6 +634,12 @@ def schedule_events(snap: Snapshot, spec: CrawlSpec, pruned: tuple[int, ...],
         out.append(("Normal", "GenerationsPruned",
                     "deleted the topics and Redis keys of generation(s) "
                     f"{', '.join(map(str, pruned))} (spec.history.keep)"))
+    if history is not None and history.get("published"):
+        out.append(("Normal", "HistoryPruned",
+                    f"the change feed's history on {history['topic']} begins at generation "
+                    f"{history['generation']} ({history['date']}) now: its map published whole there, the "
+                    f"later change sets after it ({history['published']} messages), the records before "
+                    f"offset {history['start']} deleted"))
     return out
 
 

@@ -192,6 +192,19 @@ def held_for_feed(prune: list[int], due: int | None, published: bool) -> list[in
     return [g for g in prune if g < (due if published else due - 1)]
 
 
+def history_start_due(changes: Mapping[str, Any], kept_generations: list[int]) -> int | None:
+    """The generation the change feed's history is to begin at, or None: the oldest generation the
+    crawl keeps (`history.keep`), once it is later than where the topic's history begins
+    (`changes.base`) and its feed is on the topic (`changes.generation`, this pass's included).
+    The topic then holds the history the crawl keeps, as a local store's `prune` does
+    (`history.topic.rebase`); until then (failed: tried again next pass) it holds more."""
+    base, published = changes.get("base"), changes.get("generation")
+    if not kept_generations or not isinstance(base, int) or not isinstance(published, int):
+        return None
+    oldest = min(kept_generations)
+    return oldest if base < oldest <= published else None
+
+
 def feed_day(status: Mapping[str, Any], generation: int, now: datetime) -> str:
     """When generation `generation` was made, the time its feed carries (UTC, to the second; its
     lines' `date` is its day): the slot it answered (the current one's), its start (generation 1's,

@@ -182,3 +182,28 @@ async def test_a_fleets_history_is_read_off_its_change_feed_after_its_generation
     listed = runner.invoke(app, ["history", "list", "--json", "--store", str(cached)])
     assert [(d["date"], d["kind"], d["blocks"]) for d in map(json.loads, listed.output.splitlines())] == [
         (times[0], "full", 2), (times[1], "changes", 3), (times[2], "changes", 2)]
+
+
+async def test_the_operators_backend_keeps_the_feeds_history_to_a_generation(services, unique_name, tmp_path):
+    """`LiveBackend.keep_history` (off the pass, as a feed): the topic's history begins at the
+    generation asked, its map whole, the records before deleted; asked again, nothing more."""
+    bootstrap, g1, g2 = services.kafka_bootstrap, unique_name, f"{unique_name}.g2"
+    await _generation(bootstrap, g1, _net("193.0.1.0/24", "193.0.1.0", "193.0.1.255", registrant="Old"))
+    await _generation(bootstrap, g2, _net("193.0.1.0/24", "193.0.1.0", "193.0.1.255", registrant="New"),
+                      _net("193.0.2.0/24", "193.0.2.0", "193.0.2.255", registrant="Nu"))
+    kafka = feed.Kafka(bootstrap, unique_name, "t.")
+    feed.publish_generation(kafka, 1, "2026-12-07T10:00:00Z", None, g1)
+    feed.publish_generation(kafka, 2, "2026-12-07T10:01:00Z", g1, g2)
+    backend = LiveBackend(feed_wait_seconds=30)
+    backend.history_cache = tmp_path / "operator"
+    t = Target(crawl=g1, bootstrap=bootstrap, prefix="t.", redis_url="")
+    done = backend.keep_history(t, unique_name, 2)
+    assert done is not None and (done["generation"], done["date"]) == (2, "2026-12-07T10:01:00Z")
+    on_topic = list(queue.iter_changes(bootstrap, "t.", unique_name))
+    assert [(d["generation"], d["kind"], d.get("base"), d.get("rebase")) for d in on_topic] == [
+        (2, "added", True, True), (2, "added", True, True), (2, "generation", True, True)]
+    assert on_topic[0]["n"] == 0 and on_topic[0]["segment"] == 3
+    assert queue.changes_bounds(bootstrap, "t.", unique_name)[0] == done["start"] > 0
+    again = backend.keep_history(t, unique_name, 2)
+    assert again is not None and again["published"] == 0
+    assert feed.publish_generation(kafka, 2, "2026-12-07T10:01:00Z", g1, g2)["already_on_topic"]

@@ -8,14 +8,17 @@ data of its own, as a refresh of generation 1 (ARIN's networks carried, not aske
 generation 2 makes fewer lookups); when it completes, its change feed against generation 1 is on
 the crawl's change-feed topic and equals the truth's difference of the two days in those ranges;
 generation 1's data (the one complete map) is kept while generation 2 runs and pruned once it
-completes and its feed is out (`history.keep: 1`); deleting the crawl deletes what generation 2
-kept and the feed. No sleeps: each step waits on the crawl's status.
+completes and its feed is out (`history.keep: 1`), and the feed's history with it: the topic then
+begins with generation 2's map whole (a rebase), the records before deleted, as a consumer following
+the topic sees; deleting the crawl deletes what generation 2 kept and the feed. No sleeps: each step
+waits on the crawl's status.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from opsupport_api import until
 from typer.testing import CliRunner
@@ -116,6 +120,33 @@ def answers(services: Any, prefix: str, *where: str) -> list[dict[str, Any]]:
 COMPARED = ("address", "found", "error", "network", *FIELDS)
 
 
+@contextlib.contextmanager
+def following(bootstrap: str, topic: str) -> Iterator[list[dict[str, Any]]]:
+    """Every line published on `topic` (from its start) while the block runs, as a consumer of the
+    feed reads them: a real consumer polled in a thread (the topic may be created meanwhile)."""
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"follow-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "topic.metadata.refresh.interval.ms": 1000})
+    consumer.subscribe([topic])
+
+    def run() -> None:
+        while not stop.is_set():
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None and msg.value():
+                seen.append(json.loads(msg.value() or b"{}"))
+
+    thread = threading.Thread(target=run, name="feed-follower", daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(30)
+        consumer.close()
+
+
 def status_start_of(last: dict[str, Any]) -> str:
     """Generation 1's time on the feed: its start, to the second (`generations.feed_day`)."""
     when = parse_time(last["startTime"])
@@ -134,7 +165,8 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
     prefix = parse_spec(doc["spec"]).kafka.queue_prefix
     first, second = crawl_id(namespace, crawl), crawl_id(namespace, crawl, 2)
     try:
-        with operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]) as release:
+        with (operator_release(k8s, tmp_path, [namespace], shared_pool, [namespace]) as release,
+              following(services.kafka_bootstrap, queue.changes_topic(prefix, first)) as seen):
             k8s.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
             try:
                 until(lambda: condition(k8s, namespace, crawl, "Completed") == ("True", "AllShardsDone"),
@@ -152,14 +184,21 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
                 maps.append(answers(services, prefix, f"topic:{second}"))  # generation 2's
                 until(lambda: schedule_of(k8s, namespace, crawl).get("generations") == [2], 60,
                       "generation 1 pruned once generation 2 completed and its feed was out")
+                until(lambda: any(d.get("rebase") and d["kind"] == "generation" for d in seen), 60,
+                      "the feed's history begun again at generation 2 (its map whole)")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{k8s.api.get(*WC, namespace, crawl)}\n"
                                      f"{release.kubelet.tail()}") from None
-            feed = list(queue.iter_changes(services.kafka_bootstrap, prefix, first))
-            # generation 1's data gone: the history read off the change feed answers for both
+            feed = [d for d in seen if not d.get("rebase")]  # as published before the prune
+            rebase = [d for d in seen if d.get("rebase")]
+            on_topic = list(queue.iter_changes(services.kafka_bootstrap, prefix, first))
+            # generation 1's data gone: the history read off the change feed answers for 2, not 1
             times = [d["time"] for d in feed if d["kind"] == "generation"]
             monkeypatch.setenv("WHOISCRAWL_HISTORY_CACHE", str(tmp_path / "history"))
-            as_of = [answers(services, prefix, "--history", f"topic:{first}", "--at", t) for t in times]
+            as_of = answers(services, prefix, "--history", f"topic:{first}", "--at", times[1])
+            pruned_away = CliRunner().invoke(app, [
+                "lookup", "--history", f"topic:{first}", "--at", times[0], "--kafka-bootstrap",
+                services.kafka_bootstrap, "--topic-prefix", prefix, "193.0.0.1"])
             config = k8s.api.get("v1", "configmaps", namespace, f"{crawl}-worker-config") or {}
             gen2 = RedisCrawlAdmin(services.redis_url, second).progress()
             gen1 = RedisCrawlAdmin(services.redis_url, first).progress()
@@ -220,10 +259,20 @@ def test_a_scheduled_crawl_starts_its_next_generation_when_its_slot_comes(
     assert kinds(lines, hidden) == truth, (kinds(lines, hidden), truth)
     counted = Counter(d["kind"] for d in lines)
     published = status["schedule"]["changes"]
-    assert published["generation"] == 2 and published["topic"] == feed_topic and published["base"] == 1
+    assert published["generation"] == 2 and published["topic"] == feed_topic
+    assert published["base"] == 2  # generation 1 pruned: the feed's history begins at 2
     assert published["counts"] == marker["counts"] == {k: counted[k] for k in KINDS}
     assert "ChangesPublished" in reasons
-    # After pruning, `lookup --history topic:CRAWL --at T` answers as each generation's map did,
-    # with no step but the lookup (generation 1's time is its start, generation 2's its slot).
+    # The prune's rebase: generation 2's map whole (every block added with its record, the marker
+    # `base` and `rebase`), and the topic holds only it now: the records before were deleted.
+    *again, closing = rebase
+    assert {d["generation"] for d in rebase} == {2} and {d["kind"] for d in again} == {"added"}
+    assert closing["kind"] == "generation" and closing["base"] and closing["changes"] == len(again) > 0
+    assert again[0]["n"] == 0 and again[0]["segment"] == len(rebase) and all("record" in d for d in again)
+    assert on_topic == rebase and "HistoryPruned" in reasons
+    # After pruning, `lookup --history topic:CRAWL --at T` answers as generation 2's map did (its
+    # time its slot); generation 1's time (its start) is before the first kept generation.
     assert times == [status_start_of(last), began["lastScheduleTime"]], times
-    assert as_of == maps and maps[0] != maps[1]
+    assert as_of == maps[1] and maps[0] != maps[1]
+    assert pruned_away.exit_code == 2, pruned_away.output
+    assert f"before the first kept generation, {times[1]}" in " ".join(pruned_away.output.split())

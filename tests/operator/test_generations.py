@@ -468,14 +468,19 @@ def test_a_completed_generations_change_feed_is_published_once_then_its_predeces
     first = _settled(backend, status, at("2026-01-01T10:03:30"))
     assert backend.feeds == {("ns.demo", 2): backend.feed_counts}  # on <prefix>ns.demo.changes
     sched = first.status["schedule"]
-    assert sched["changes"] == {"generation": 2, "topic": "whoiscrawl.ns.demo.changes", "base": 1,
+    assert sched["changes"] == {"generation": 2, "topic": "whoiscrawl.ns.demo.changes",
+                                "base": 2,  # generation 1 pruned: the topic's history begins at 2 now
                                 "counts": backend.feed_counts, "published": 4}
     assert sched["generations"] == [2] and backend.cleanups == [("ns.demo", True, True)]
+    assert backend.histories == {"ns.demo": 2}
     [published] = [e for e in first.events if e[1] == "ChangesPublished"]
     assert published[0] == "Normal" and "1 added, 0 removed, 2 changed, 0 transferred" in published[2]
+    [kept] = [e for e in first.events if e[1] == "HistoryPruned"]
+    assert kept[0] == "Normal" and "begins at generation 2" in kept[2]
     again = _settled(backend, first.status, at("2026-01-01T10:03:40"))
     assert [m for m, _ in backend.calls].count("publish_changes") == 1  # status holds it: not again
-    assert "ChangesPublished" not in [e[1] for e in again.events]
+    assert [m for m, _ in backend.calls].count("keep_history") == 1
+    assert not {"ChangesPublished", "HistoryPruned"} & {e[1] for e in again.events}
     # the next generation carries the counts in lastGeneration once it starts
     started = _settled(backend, again.status, at("2026-01-01T10:04:10"))
     assert started.status["schedule"]["lastGeneration"]["changes"] == backend.feed_counts
@@ -536,3 +541,39 @@ def test_a_change_feed_still_being_published_holds_what_it_needs_and_says_nothin
     assert backend.cleanups == [] and running.status["schedule"]["generations"] == [1, 2]
     assert running.status["schedule"]["changes"]["generation"] == 1  # 2 not yet
     assert not {"ChangesPublished", "ChangeFeedFailed"} & {e[1] for e in running.events}
+
+
+@pytest.mark.parametrize(("changes", "kept", "due"), [
+    ({"generation": 3, "base": 1}, [2, 3], 2),  # 1 pruned: the history begins at 2
+    ({"generation": 3, "base": 2}, [2, 3], None),  # it does already
+    ({"generation": 3, "base": 1}, [1, 2, 3], None),  # nothing pruned
+    ({"generation": 2, "base": 1}, [3, 4], None),  # 3's feed not on the topic yet
+    ({"generation": 3}, [2, 3], None),  # no first map on the topic (a feed begun before it was one)
+    ({}, [2, 3], None),  # no feed yet
+    ({"generation": 7, "base": 1}, [5, 6, 7], 5),  # several pruned at once
+])
+def test_history_start_due(changes: dict[str, Any], kept: list[int], due: int | None) -> None:
+    assert generations.history_start_due(changes, kept) == due
+
+
+def test_a_history_prune_that_fails_is_a_warning_and_is_tried_again() -> None:
+    """The topic keeps the older generations until the prune of its history succeeds."""
+
+    class HistoryDown(FakeBackend):
+        down = True
+
+        def keep_history(self, *args: Any) -> dict[str, Any]:
+            if self.down:
+                raise BackendError("pruning the change feed's history: KafkaException: broker down")
+            return super().keep_history(*args)
+
+    backend = HistoryDown(counters_of={"ns.demo.g2": ALL_DONE}, default_lag=0)
+    failed = _settled(backend, GENERATION_2_RUNNING, at("2026-01-01T10:03:30"))
+    [warning] = [e for e in failed.events if e[1] == "HistoryPruneFailed"]
+    assert warning[0] == "Warning" and "broker down" in warning[2] and "tried again next pass" in warning[2]
+    assert failed.status["schedule"]["changes"]["base"] == 1
+    assert failed.status["schedule"]["generations"] == [2]
+    backend.down = False
+    recovered = _settled(backend, failed.status, at("2026-01-01T10:03:40"))
+    assert recovered.status["schedule"]["changes"]["base"] == 2 and backend.histories == {"ns.demo": 2}
+    assert "HistoryPruned" in [e[1] for e in recovered.events]

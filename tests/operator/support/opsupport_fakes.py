@@ -42,6 +42,7 @@ class FakeBackend:
     planned: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # crawl -> its shards
     cleanups: list[tuple[str, bool, bool]] = field(default_factory=list)
     feeds: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict)  # on the topic: counts
+    histories: dict[str, int] = field(default_factory=dict)  # where each feed's history begins (keep_history)
     feed_counts: dict[str, int] = field(default_factory=lambda: {"added": 1, "removed": 0, "changed": 2,
                                                                  "transferred": 0})
     calls: list[tuple[str, str]] = field(default_factory=list)  # (method, t.crawl)
@@ -102,6 +103,16 @@ class FakeBackend:
             self.feeds[(feed, generation)] = dict(self.feed_counts)
         return {"topic": topic, "generation": generation, "published": sum(self.feed_counts.values()) + 1,
                 "base": before is None, "counts": dict(self.feed_counts), "already_on_topic": False}
+
+    def keep_history(self, t: Target, feed: str, generation: int) -> dict[str, Any]:
+        """Records where `feed`'s history begins now; once (a second call publishes nothing)."""
+        self._check("keep_history", t)
+        topic = f"{t.prefix}{feed}.changes"
+        with self.lock:
+            again = self.histories.get(feed) == generation
+            self.histories[feed] = generation
+        return {"topic": topic, "generation": generation, "date": "2026-01-01",
+                "published": 0 if again else 5, "start": 100}
 
     def lag(self, t: Target) -> int:
         self._check("lag", t)
