@@ -33,6 +33,7 @@ from whoiscrawl.space import Bootstrap, registry_for
 log = logging.getLogger(__name__)
 
 Child = relations.Child  # a listed network with its own listing URL, if any
+Kept = relations.Kept  # where a listing hands its subtree's networks as they come (`children`)
 Breaking = Literal["keep", "wait", "ignore"]  # what an attempt does with the registry's circuit breaker
 
 
@@ -89,6 +90,14 @@ class Listing:
     rate_limited: int = 0
     # Every level below the parent (RFC 9910 `rdap-bottom`, ARIN's `r >`): no child needs listing again.
     deep: bool = False
+
+
+class ListingStopped(Exception):
+    """Raised by a listing's `kept` to stop asking (a drain), through `RegistryClient.children`,
+    which notes what the listing cost until then."""
+
+    lookups: int = 0
+    rate_limited: int = 0
 
 
 @dataclass
@@ -545,6 +554,7 @@ class RegistryClient:
         wanted: Callable[[int, int], bool] | None = None,
         deep: bool = False,
         within: Callable[[int, int], tuple[int, int] | None] | None = None,
+        kept: Kept | None = None,
     ) -> Listing:
         """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m` or
         ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
@@ -556,13 +566,20 @@ class RegistryClient:
         A list that could not be had comes back incomplete, never raised, and `unanswered` where the
         registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
         crawl's scope); `within`: the part of a parent's subtree a relation search asks for (the
-        scope's hull inside it: `relations.RelationSearch`)."""
+        scope's hull inside it: `relations.RelationSearch`). `kept`: where a relation search's subtree
+        is handed as each answer settles, in address order, with whether all inside each network is
+        known (never held whole: `Listing.children` has the rest); it may raise `ListingStopped`."""
         tally = Tally()
-        if url.startswith("whois://"):
-            listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally, deep)
-        else:
-            deep = deep and registry not in self._bottomless
-            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep, within)
+        try:
+            if url.startswith("whois://"):
+                listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally, deep)
+            else:
+                deep = deep and registry not in self._bottomless
+                listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep,
+                                                        within, kept and functools.partial(self._hand, kept))
+        except ListingStopped as stop:
+            stop.lookups, stop.rate_limited = tally.lookups, tally.rate_limited
+            raise
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
         for record, _ in listing.children:
             contacts.fill_country(record, self.delegation_country)
@@ -571,10 +588,16 @@ class RegistryClient:
             log.warning("the listing %s at %s came back incomplete: %s", url, registry, why)
         return listing
 
+    async def _hand(self, kept: Kept, children: list[Child], whole: bool) -> None:
+        """Networks of a listing handed on as they come (`children`), as its list would hold them."""
+        for record, _ in children:
+            contacts.fill_country(record, self.delegation_country)
+        await kept(sorted(children, key=lambda c: (c[0].first, -c[0].last)), whole)
+
     async def _relation_children(
         self, registry: str, url: str, parent_handle: str | None,
         wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
-        within: Callable[[int, int], tuple[int, int] | None] | None = None,
+        within: Callable[[int, int], tuple[int, int] | None] | None = None, kept: Kept | None = None,
     ) -> Listing:
         where = relations.split_url(url)
         if where is None:
@@ -585,7 +608,7 @@ class RegistryClient:
             return self._listing_part(registry, send, tally)
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
-                                          functools.partial(self._dead_letter, registry), within)
+                                          functools.partial(self._dead_letter, registry), within, kept)
         await search.run(first, last, deep)
         if search.bottom_unserved:
             log.info("%s does not implement rdap-bottom (501): listed by rdap-down from now", registry)
