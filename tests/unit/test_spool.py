@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from netaddr import IPAddress
+from unitsupport_registry import Registry
 
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.rates import Limit
@@ -25,8 +26,8 @@ FIRST = int(IPAddress(NETWORK["startAddress"]))
 
 @pytest.fixture
 async def listings() -> AsyncIterator[tuple[str, bytes]]:
-    """A server answering every rdap-down with one listing of 2,000 networks (~10 MB), written a
-    chunk at a time (so this process holds no copy of it while sending): its base, its body."""
+    """A registry answering every rdap-down with one listing of 2,000 networks (~10 MB), written a
+    chunk at a time (so this process holds no copy of it while sending): its search base, the body."""
     body = json.dumps({"ipSearchResults": [NETWORK] * 2000}).encode()
 
     async def listing(request: web.Request) -> web.StreamResponse:
@@ -38,15 +39,10 @@ async def listings() -> AsyncIterator[tuple[str, bytes]]:
         await resp.write_eof()
         return resp
 
-    app = web.Application()
-    app.router.add_get("/arin/ips/rirSearch1/rdap-down/{key}", listing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/arin/ips/rirSearch1/", body
-    await runner.cleanup()
+    registry = await Registry({"/a/ips/rirSearch1/rdap-down/": listing}).start()
+    yield f"{registry.base}ips/rirSearch1/", body
+    assert registry.runner is not None
+    await registry.runner.cleanup()
 
 
 def client(spooled: int = spool.MAX_SPOOLED_BYTES) -> RegistryClient:
