@@ -242,7 +242,9 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str, config_hash: str,
         "affinity": scheduling.affinity(capacity, selector, spec.scheduling),
         "tolerations": scheduling.tolerations(capacity, spec.scheduling.tolerations),
         "topologySpreadConstraints": scheduling.topology_spread(selector, spec.scheduling),
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        # /tmp: the registry client spools long listings there until parsed, at most
+        # max_spooled_bytes (256 MiB, registry/spool.py) at once (64Mi held not one 64 MB answer)
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "320Mi"}}],
     }
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
     if spec.scheduling.node_selector:

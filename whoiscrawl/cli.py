@@ -644,6 +644,8 @@ def bench_scale(
     = None,
     sources: Annotated[str, typer.Option(help="What each crawl reads: live (today's walk) or, as the "
                                          "demo, stats,dumps,live (the simulator's files first)")] = "live",
+    slices: Annotated[bool, typer.Option(help="Crawl slices of full after the baseline (--no-slices: the "
+                                         "baseline alone, no world of full built)")] = True,
 ) -> None:
     """Local crawls of the baseline scenario and of growing slices of `full`, one JSON line each:
     networks/s, CPU seconds per network, peak RSS, and the profile's top five functions."""
@@ -660,8 +662,8 @@ def bench_scale(
     except SourcesError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sources") from exc
     unwind_on_sigterm()  # once the options are checked: the crawls start here
-    for doc in scale_benchmark(fraction or [1 / 64, 1 / 16], time_scale, baseline or None, profile, where,
-                               sources):
+    fractions = (fraction or [1 / 64, 1 / 16]) if slices else []
+    for doc in scale_benchmark(fractions, time_scale, baseline or None, profile, where, sources):
         typer.echo(json.dumps(doc), nl=True)
 
 

@@ -13,11 +13,13 @@ import contextlib
 import functools
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from whoiscrawl.records import NetworkRecord, Shard
-from whoiscrawl.registry import Listing, LookupFailed, RegistryClient
+from whoiscrawl.registry import Listing, ListingStopped, LookupFailed, RegistryClient
+from whoiscrawl.registry.client import Child
 from whoiscrawl.registry.patience import Patience
 from whoiscrawl.space import Scope
 from whoiscrawl.store import Lease, LeaseLost, Store, renewing
@@ -138,7 +140,10 @@ class Listings:
     async def _list_now(
         self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, url: str
     ) -> bool | None:
-        listing = await self._children(shard, walk, checkpoint, parent, url)
+        try:
+            listing = await self._children(shard, walk, checkpoint, parent, url)
+        except ListingStopped:
+            return None  # a drain while its subtree was kept: unfinished, for whoever is next
         if listing is None:
             return None  # stopping while the registry answered nothing: for whoever is next
         if listing.deep:
@@ -168,26 +173,36 @@ class Listings:
     async def _keep_subtree(
         self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, listing: Listing
     ) -> bool | None:
-        """A parent's whole subtree, listed at once (`rdap-bottom`; ARIN's `r >`, whole or completed
-        by its parts: `whois.ArinListing`): each network in scope kept and stored as a leaf at once
-        (other lanes skip it from then on), the innermost first: once a parent is stored the store
-        takes what is inside it for known, and `keep` would drop its record. None: stopping
-        meanwhile."""
+        """A parent's whole subtree (`rdap-bottom`; ARIN's `r >`, whole or completed by its parts:
+        `whois.ArinListing`): what of it the listing did not hand over as it came (`_keep_part`),
+        kept. None: stopping meanwhile."""
+        try:
+            await self._keep_part(shard, walk, checkpoint, parent, listing.children, listing.complete)
+        except ListingStopped:
+            return None  # a drain does not sit out a long list: unfinished, for whoever is next
+        return listing.complete
+
+    async def _keep_part(self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord,
+                         children: Sequence[Child], whole: bool) -> None:
+        """Networks of a parent's subtree, in address order (a parent before its children), each in
+        scope kept and stored as a leaf at once (other lanes skip it from then on), the innermost
+        first: once a parent is stored the store takes what is inside it for known, and `keep` would
+        drop its record. A relation search hands them as each answer settles (`RegistryClient.children`),
+        so a subtree of 75,000 networks is never held whole. `whole`: all inside each is known (its
+        own children are in the list too); else only what its type says is a leaf is one (the grid
+        probes the rest). A drain stops it (`ListingStopped`)."""
         scope, lease = self.host.scope, Lease.listing(parent.first, parent.last)
-        for child, _ in reversed(listing.children):  # in address order, a parent before its children
+        for child, _ in reversed(children):
             if self.host.abandon_listings_on_stop and self.host.stopping.is_set():
-                return None  # a drain does not sit out a long list: unfinished, for whoever is next
+                raise ListingStopped  # a drain does not sit out a long list
             if scope is not None and not scope.overlaps(child.first, child.last):
                 continue  # a sibling of the crawled space, not asked for
-            # its own children are in the list too; where a part of it was not had, only what its
-            # type says is a leaf is one (the grid probes the rest)
             leaf = Answer.of(child, shard.resolution)
-            leaf = Answer(leaf.first, leaf.last, leaf.terminal or listing.complete)
+            leaf = Answer(leaf.first, leaf.last, leaf.terminal or whole)
             await self.host.keep(child, leaf)
             if not self.host.store.index.covers(leaf.first, leaf.last):  # known whole already (listed)
                 await self.host.store.record_step(shard.shard_id, checkpoint, leaf, lookups=0, under=lease,
                                                   walk=walk)
-        return listing.complete
 
     async def _children(
         self, shard: Shard, walk: str, checkpoint: str, parent: NetworkRecord, url: str
@@ -201,15 +216,21 @@ class Listings:
         within = self.host.scope.hull if self.host.scope else None  # a subtree asked inside the scope
         span = (parent.first, parent.last)
         lease = Lease.listing(*span)
+        kept = functools.partial(self._keep_part, shard, walk, checkpoint, parent)
+
+        async def cost(lookups: int, rate_limited: int) -> None:
+            self.host.lookups_by_registry[parent.registry] += lookups
+            await self.host.store.record_step(shard.shard_id, checkpoint, None, lookups=lookups,
+                                              rate_limited=rate_limited, under=lease, walk=walk)
 
         async def ask() -> Listing:
-            listing = await self.host.client.children(parent.registry, url, parent.handle, span, wanted,
-                                                      deep=True, within=within)
-            self.host.lookups_by_registry[parent.registry] += listing.lookups
-            await self.host.store.record_step(
-                shard.shard_id, checkpoint, None, lookups=listing.lookups, rate_limited=listing.rate_limited,
-                under=lease, walk=walk,
-            )
+            try:
+                listing = await self.host.client.children(parent.registry, url, parent.handle, span, wanted,
+                                                          deep=True, within=within, kept=kept)
+            except ListingStopped as stop:  # a drain: what it asked is counted all the same
+                await cost(stop.lookups, stop.rate_limited)
+                raise
+            await cost(listing.lookups, listing.rate_limited)
             if listing.unanswered:
                 raise ListingUnanswered("not answered", listing, parent.registry)
             self.host.patience.answered(parent.registry)

@@ -235,14 +235,16 @@ class DeadLetter:
 
     @classmethod
     def of(cls, kind: str, reason: str, asked: str, raw: bytes, registry: str | None = None,
-           whole: bool = True) -> DeadLetter:
-        """A letter of `raw` bytes (`whole` False: what was read of an answer cut at a cap)."""
+           whole: bool = True, size: int | None = None) -> DeadLetter:
+        """A letter of `raw` bytes (`whole` False: what was read of an answer cut at a cap; `size`:
+        how many it had, where `raw` is only its first bytes)."""
         kept = raw[:DEAD_LETTER_BYTES]
+        size = len(raw) if size is None else size
         try:
             body, encoding = kept.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             body, encoding = base64.b64encode(kept).decode("ascii"), "base64"
-        return cls(kind, reason, asked, body, encoding, len(raw), len(kept) < len(raw) or not whole, registry)
+        return cls(kind, reason, asked, body, encoding, size, len(kept) < size or not whole, registry)
 
     def raw(self) -> bytes:
         """The bytes kept, as received."""

@@ -121,6 +121,16 @@ def test_no_fixed_uids_and_no_pdb_by_default() -> None:
                                   for labels in pods)
 
 
+
+def test_a_worker_s_tmp_holds_the_answers_its_client_spools() -> None:
+    """Long listings are spooled to /tmp until parsed (registry/spool.py): an emptyDir smaller than
+    the client's budget would have a worker evicted mid-crawl by its own listings."""
+    from whoiscrawl.registry import spool
+
+    (volume,) = pod(builders.owned_objects(OWNER, spec_with(), 1, "spot")[-1])["volumes"]
+    size = volume["emptyDir"]["sizeLimit"]
+    assert size.endswith("Mi") and int(size[:-2]) << 20 >= spool.MAX_SPOOLED_BYTES + (32 << 20)
+
 def env_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod(obj)["containers"][0]["env"]}
 

@@ -456,3 +456,39 @@ async def test_a_subtree_over_the_row_limit_is_asked_in_parts_and_every_network_
     sim.log.flush()
     asked = Counter(json.loads(line)["protocol"] for line in sim.log.path.open())
     assert asked["rdap-down"] == 0 and asked["rdap-bottom"] >= 2
+
+
+async def test_a_subtree_asked_in_parts_is_handed_over_answer_by_answer_never_held_whole(
+    start_sim, world: World, quick: Scenario
+):
+    # Full's ARIN /8s hold 35,000-75,000 networks each, asked in parts of at most the row limit:
+    # gathered whole before any was kept, several listings at once grew the crawler past 700 MB.
+    # With `kept`, each answer's networks are handed on as it settles (a network across a cut
+    # after its own subtree), and the listing keeps none of them for its end.
+    sim = await start_sim(time_scale=1000, row_limit=7)
+    client = await client_for(sim)
+    handed: list[tuple[list[str], bool]] = []
+    spans: dict[str, tuple[int, int]] = {}
+
+    async def kept(children: list, whole: bool) -> None:
+        handed.append(([c.handle for c, _ in children], whole))
+        spans.update((c.handle, (c.first, c.last)) for c, _ in children)
+
+    try:
+        parent = parent_with(world, quick, "arin", 30, 3000)
+        async with aiohttp.ClientSession() as session:
+            link = down(await network_doc(session, sim, world, parent))[0]
+        listing = await client.children("arin", link, world.handle(parent), span(world, parent), deep=True,
+                                        kept=kept)
+    finally:
+        await client.close()
+    want = [world.handle(i) for i in relations.bottom(world, "arin", *span(world, parent), 10**6)]
+    got = [h for chunk, _ in handed for h in chunk]
+    assert listing.deep and listing.complete and listing.children == []
+    assert sorted(got) == sorted(want) and len(set(got)) == len(got)
+    assert len(handed) > 3 and max(len(chunk) for chunk, _ in handed) <= 7  # an answer's at most
+    assert all(whole for _, whole in handed)  # every part answered: all inside each known
+    when = {h: k for k, (chunk, _) in enumerate(handed) for h in chunk}
+    for outer, (a, b) in spans.items():  # a network is handed after every network inside it
+        inner = [h for h, (x, y) in spans.items() if h != outer and a <= x and y <= b]
+        assert all(when[h] <= when[outer] for h in inner), outer

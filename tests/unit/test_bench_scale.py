@@ -52,3 +52,18 @@ def test_sources_other_than_the_three_are_refused_before_any_simulator_starts(tm
     result = CliRunner().invoke(app, ["bench-scale", "--sources", "stats,ftp", "--workdir", str(tmp_path)])
     assert result.exit_code == 2 and "use one or more of stats, dumps, live" in result.output
     assert not list(tmp_path.iterdir())
+
+
+def test_no_slices_crawls_the_baseline_alone(tmp_path, monkeypatch):
+    """The peak memory of `quick` and `standard` without building `full`'s world for its slices."""
+    from typer.testing import CliRunner
+
+    from whoiscrawl.bench import common, local
+    from whoiscrawl.cli import app
+
+    asked: list[list[float]] = []
+    monkeypatch.setattr(common, "unwind_on_sigterm", lambda: None)  # (this process's SIGTERM left alone)
+    monkeypatch.setattr(local, "scale_benchmark", lambda fractions, *_: asked.append(fractions) or iter([]))
+    result = CliRunner().invoke(app, ["bench-scale", "--baseline", "quick", "--no-slices", "--workdir",
+                                      str(tmp_path)])
+    assert result.exit_code == 0 and asked == [[]]

@@ -127,3 +127,38 @@ async def test_without_deep_only_rdap_down_is_asked():
     search = relations.RelationSearch(fetch, rdap.RdapParser(), "ripencc", BASE, None)
     await search.run(0, 255)
     assert sent == ["rdap-down"] and not search.deep
+
+
+async def test_a_subtree_in_parts_is_handed_over_as_each_settles_a_network_after_what_is_inside_it():
+    # 12.0.0.0/22 refused whole; the child across its middle (12.0.1.0-12.0.2.255) and its own
+    # subtree asked as a network's, the parts either side as ranges. With `kept`, nothing is held
+    # for the end: each answer handed on as it settles, the child after its subtree (a keeper
+    # stores the innermost first), each with whether all inside it is known.
+    first, last = 0x0C000000, 0x0C0003FF
+    child = {"objectClassName": "ip network", "handle": "NET-C", "startAddress": "12.0.1.0",
+             "endAddress": "12.0.2.255", "parentHandle": "NET-1", "ipVersion": "v4"}
+    inner = (NetworkRecord("arin", "NET-G", "12.0.1.0", "12.0.1.255", [], parent_handle="NET-C"), None)
+    answers = {(first, 0x0C0000FF): [TWO[0]], (0x0C000100, 0x0C0002FF): [inner],
+               (0x0C000300, last): [(NetworkRecord("arin", "NET-R", "12.0.3.0", "12.0.3.255", [],
+                                                   parent_handle="NET-1"), None)]}
+
+    async def fetch(url: str) -> Outcome:
+        where = relations.split_url(url)
+        assert where is not None
+        _, rel, span = where
+        if rel == "rdap-up":  # the child holds the middle; nothing holds it but the parent
+            return Outcome(Kind.ANSWER, child) if span[1] < 0x0C000300 and span[0] > 0x0C0000FF \
+                and span != (0x0C000100, 0x0C0002FF) else Outcome(Kind.NOT_FOUND)
+        if span in answers:
+            return Outcome(Kind.ANSWER, rdap.ParsedListing(answers[span]))
+        return Outcome(Kind.TOO_MANY_ROWS)
+
+    handed: list[tuple[list[str], bool]] = []
+
+    async def kept(children: list[Any], whole: bool) -> None:
+        handed.append(([c.handle for c, _ in children], whole))
+
+    search = relations.RelationSearch(fetch, rdap.RdapParser(), "arin", BASE, "NET-1", kept=kept)
+    await search.run(first, last, deep=True)
+    assert search.deep and search.complete and search.children == []
+    assert handed == [(["NET-G"], True), (["NET-C"], True), (["NET-0"], True), (["NET-R"], True)]

@@ -23,7 +23,7 @@ from whoiscrawl import metrics, rirs
 from whoiscrawl.ipv4 import cidr_blocks
 from whoiscrawl.ratelimit import RateLimiter
 from whoiscrawl.records import DeadLetter, NetworkRecord
-from whoiscrawl.registry import contacts, rdap, relations, whois
+from whoiscrawl.registry import contacts, rdap, relations, spool, whois
 from whoiscrawl.registry.breaker import CircuitBreaker
 from whoiscrawl.registry.once import Once
 from whoiscrawl.registry.outcome import AnswerTooLarge, Kind, LookupFailed, MalformedAnswer, Outcome, Received
@@ -33,6 +33,7 @@ from whoiscrawl.space import Bootstrap, registry_for
 log = logging.getLogger(__name__)
 
 Child = relations.Child  # a listed network with its own listing URL, if any
+Kept = relations.Kept  # where a listing hands its subtree's networks as they come (`children`)
 Breaking = Literal["keep", "wait", "ignore"]  # what an attempt does with the registry's circuit breaker
 
 
@@ -91,6 +92,14 @@ class Listing:
     deep: bool = False
 
 
+class ListingStopped(Exception):
+    """Raised by a listing's `kept` to stop asking (a drain), through `RegistryClient.children`,
+    which notes what the listing cost until then."""
+
+    lookups: int = 0
+    rate_limited: int = 0
+
+
 @dataclass
 class Tally:
     """What the attempts of one request cost: requests sent, 429s sat out, why attempts failed."""
@@ -109,7 +118,6 @@ def _retry_after(resp: aiohttp.ClientResponse, default: float) -> float:
 
 
 ABANDONED_WAIT_S = 2.0  # on close, how long requests whose caller went away may still take
-BIG_ANSWER_BYTES = 1 << 20  # answers decoded in the parser's process (a smaller one takes < 15 ms)
 MAX_ANSWER_BYTES = 64 << 20  # an RDAP body (a listing of 10,000 networks, RIPE NCC's most, is ~40 MB)
 MAX_REDIRECTS = 5  # redirects followed for one lookup
 _LISTED = re.compile(r"^(?:inetnum|NetRange):", re.MULTILINE | re.IGNORECASE)
@@ -132,6 +140,8 @@ class RegistryClient:
     backoff: float = 0.2  # first retry delay; doubles, with full jitter
     include_raw: bool = False
     max_answer_bytes: int = MAX_ANSWER_BYTES  # bigger RDAP bodies are refused (a malformed answer)
+    # Bodies past 1 MB are spooled to files the parse process reads, this many bytes at once (`spool.py`).
+    max_spooled_bytes: int = spool.MAX_SPOOLED_BYTES
     max_whois_bytes: int = whois.MAX_WHOIS_BYTES  # ... and bigger WHOIS answers
     max_arin_listing_bytes: int = whois.MAX_ARIN_LISTING_BYTES  # ... but ARIN's `r >`, every level
     max_listing_rows: int = rdap.MAX_LISTING_ROWS  # ... and listings of more networks
@@ -163,6 +173,7 @@ class RegistryClient:
     requests: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        self._spooled = spool.SpoolBudget(self.max_spooled_bytes)
         self._egress_keys = [e.key for e in self.egresses]
         self._bind = {e.key: e.bind for e in self.egresses}
         self._parser.max_rows = self.max_listing_rows
@@ -299,7 +310,7 @@ class RegistryClient:
         up and named). A letter that cannot be kept is logged whole: never lost silently."""
         received = outcome.received or Received("", b"")
         letter = DeadLetter.of("answer", str(outcome.value), received.asked, received.body, registry,
-                               received.whole)
+                               received.whole, received.size)
         metrics.DEAD_LETTERS.labels("answer", registry).inc()
         log.warning("an answer from %s could not be read, kept as a dead letter: %s", registry, letter.reason)
         if self.dead_letters is None:
@@ -545,6 +556,7 @@ class RegistryClient:
         wanted: Callable[[int, int], bool] | None = None,
         deep: bool = False,
         within: Callable[[int, int], tuple[int, int] | None] | None = None,
+        kept: Kept | None = None,
     ) -> Listing:
         """Follow a network's listing URL (its rdap-down link, or a `whois://` URL for WHOIS `-m` or
         ARIN's `r >`): its children, paced and retried like a lookup. One request answers the whole
@@ -556,13 +568,20 @@ class RegistryClient:
         A list that could not be had comes back incomplete, never raised, and `unanswered` where the
         registry gave no answer (a later try may get one). `wanted`: the parts worth listing (the
         crawl's scope); `within`: the part of a parent's subtree a relation search asks for (the
-        scope's hull inside it: `relations.RelationSearch`)."""
+        scope's hull inside it: `relations.RelationSearch`). `kept`: where a relation search's subtree
+        is handed as each answer settles, in address order, with whether all inside each network is
+        known (never held whole: `Listing.children` has the rest); it may raise `ListingStopped`."""
         tally = Tally()
-        if url.startswith("whois://"):
-            listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally, deep)
-        else:
-            deep = deep and registry not in self._bottomless
-            listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep, within)
+        try:
+            if url.startswith("whois://"):
+                listing = await self._whois_children(registry, url, parent_handle, span, wanted, tally, deep)
+            else:
+                deep = deep and registry not in self._bottomless
+                listing = await self._relation_children(registry, url, parent_handle, wanted, tally, deep,
+                                                        within, kept and functools.partial(self._hand, kept))
+        except ListingStopped as stop:
+            stop.lookups, stop.rate_limited = tally.lookups, tally.rate_limited
+            raise
         listing.lookups, listing.rate_limited = tally.lookups, tally.rate_limited
         for record, _ in listing.children:
             contacts.fill_country(record, self.delegation_country)
@@ -571,10 +590,16 @@ class RegistryClient:
             log.warning("the listing %s at %s came back incomplete: %s", url, registry, why)
         return listing
 
+    async def _hand(self, kept: Kept, children: list[Child], whole: bool) -> None:
+        """Networks of a listing handed on as they come (`children`), as its list would hold them."""
+        for record, _ in children:
+            contacts.fill_country(record, self.delegation_country)
+        await kept(sorted(children, key=lambda c: (c[0].first, -c[0].last)), whole)
+
     async def _relation_children(
         self, registry: str, url: str, parent_handle: str | None,
         wanted: Callable[[int, int], bool] | None, tally: Tally, deep: bool = False,
-        within: Callable[[int, int], tuple[int, int] | None] | None = None,
+        within: Callable[[int, int], tuple[int, int] | None] | None = None, kept: Kept | None = None,
     ) -> Listing:
         where = relations.split_url(url)
         if where is None:
@@ -585,7 +610,7 @@ class RegistryClient:
             return self._listing_part(registry, send, tally)
 
         search = relations.RelationSearch(fetch, self._parser, registry, base, parent_handle, wanted,
-                                          functools.partial(self._dead_letter, registry), within)
+                                          functools.partial(self._dead_letter, registry), within, kept)
         await search.run(first, last, deep)
         if search.bottom_unserved:
             log.info("%s does not implement rdap-bottom (501): listed by rdap-down from now", registry)
@@ -696,7 +721,7 @@ class RegistryClient:
             try:
                 async with self._session(egress).get(url, allow_redirects=False, timeout=bound) as resp:
                     return await self._classify(resp, registry, url, egress)
-            except (TimeoutError, aiohttp.ClientError) as exc:
+            except (OSError, aiohttp.ClientError) as exc:  # OSError: timeouts, a spool's disk full
                 return Outcome(Kind.TRANSIENT, f"{type(exc).__name__}: {exc}", egress=egress)
 
         return await self._sent_whole(registry, exchange)
@@ -706,9 +731,14 @@ class RegistryClient:
             return Outcome(Kind.REDIRECT, resp.headers.get("Location", ""), egress=egress)
         if resp.status == 404:
             return Outcome(Kind.NOT_FOUND, egress=egress)
-        body, whole = await _read_capped(resp, self.max_answer_bytes)
-        received = Received(url, body, whole)
-        if not whole:
+        async with spool.read_body(resp, self.max_answer_bytes, self._spooled) as body:
+            return await self._classify_body(resp, body, registry, url, egress)
+
+    async def _classify_body(
+        self, resp: aiohttp.ClientResponse, body: spool.Body, registry: str, url: str, egress: str
+    ) -> Outcome:
+        received = Received(url, body.head, body.whole, body.size)
+        if not body.whole:
             why = f"MalformedAnswer: answer from {url} over {self.max_answer_bytes} bytes (max_answer_bytes)"
             return Outcome(Kind.MALFORMED, why, egress=egress, received=received)
         doc = await self._decode(body, registry)
@@ -722,16 +752,17 @@ class RegistryClient:
         if resp.status != 200:
             return Outcome(Kind.TRANSIENT, f"HTTP {resp.status} from {url}", egress=egress)
         if doc is None:  # a broken body counts against the breaker, like a failed exchange
-            why = f"MalformedAnswer: answer from {url} is not JSON ({len(body)} bytes)"
+            why = f"MalformedAnswer: answer from {url} is not JSON ({body.size} bytes)"
             return Outcome(Kind.TRANSIENT, why, egress=egress, received=received)
         return Outcome(Kind.ANSWER, doc, egress=egress, received=received)
 
-    async def _decode(self, body: bytes, registry: str) -> Any:
-        """An answer's JSON document (None: not JSON); a long listing's, parsed off this process."""
-        if len(body) > BIG_ANSWER_BYTES:
-            return await self._parser.read_big(body, registry)
+    async def _decode(self, body: spool.Body, registry: str) -> Any:
+        """An answer's JSON document (None: not JSON); a spooled one's (a long listing), read and
+        parsed off this process."""
+        if body.path is not None:
+            return await self._parser.read_big(body.path, registry)
         try:
-            return json.loads(body) if body else None
+            return json.loads(body.head) if body.head else None
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder follows
             return None
 
@@ -837,20 +868,6 @@ def _port(url: SplitResult) -> int | None:
         return url.port or {"http": 80, "https": 443}.get(url.scheme)
     except ValueError:  # a port that is no number
         return None
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """A response's body and True, or what was read of it and False past `limit` bytes (read no
-    further: a hostile server's endless body costs at most that; one that says it is longer is
-    not read at all)."""
-    if resp.content_length is not None and resp.content_length > limit:
-        return b"", False
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        body += chunk
-        if len(body) > limit:
-            return bytes(body), False
-    return bytes(body), True
 
 
 def _whois_query(url: str) -> tuple[str, str]:

@@ -51,11 +51,13 @@ SETTLED = frozenset({Kind.ANSWER, Kind.NOT_FOUND, Kind.REDIRECT, Kind.TOO_MANY_R
 @dataclass(frozen=True)
 class Received:
     """An answer as it came: what was asked (an RDAP URL, `whois://server/query`) and its bytes, as
-    far as they were read (`whole` False: cut at the client's cap)."""
+    far as they were read (`whole` False: cut at the client's cap); of a spooled one (`spool.py`),
+    its first bytes, `size` saying how many it had."""
 
     asked: str
     body: bytes
     whole: bool = True
+    size: int | None = None  # None: len(body)
 
 
 @dataclass(frozen=True)

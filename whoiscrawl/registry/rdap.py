@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from ipwhois.net import Net
@@ -69,9 +70,9 @@ class RdapParser:
         """`fn(*args)` on the parse thread (the GIL is shared, in 5 ms turns: the loop runs on)."""
         return await asyncio.get_running_loop().run_in_executor(_PARSE_THREAD, lambda: fn(*args, **kwargs))
 
-    async def read_big(self, body: bytes, registry: str) -> Any:
-        """A big answer's document, decoded in the parse process: a listing comes back parsed (a
-        `ParsedListing`); None if the body is not JSON."""
+    async def read_big(self, body: bytes | Path, registry: str) -> Any:
+        """A big answer's document (its bytes, or the file it was spooled to), read and decoded in
+        the parse process: a listing comes back parsed (a `ParsedListing`); None if it is not JSON."""
         global _parse_process
         if _parse_process is None:
             spawn = multiprocessing.get_context("spawn")  # forking a process with threads is unsafe
@@ -82,7 +83,7 @@ class RdapParser:
             work = functools.partial(read_answer, body, registry, None, self.max_rows)
             return await loop.run_in_executor(_parse_process, work)
         except BrokenProcessPool:  # killed (out of memory, say): this one here, the next in a new one
-            log.warning("the RDAP parse process died: parsing a %d-byte answer on a thread", len(body))
+            log.warning("the RDAP parse process died: parsing an answer (%s) on a thread", _sized(body))
             _parse_process = None
             return await self.off_loop(read_answer, body, registry, self)
 
@@ -214,13 +215,18 @@ def _a_child_of(parent: int) -> None:
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def _sized(body: bytes | Path) -> str:
+    return f"{len(body)} bytes" if isinstance(body, bytes) else str(body)
+
+
 def read_answer(
-    body: bytes, registry: str, parser: RdapParser | None = None, max_rows: int = MAX_LISTING_ROWS
+    body: bytes | Path, registry: str, parser: RdapParser | None = None, max_rows: int = MAX_LISTING_ROWS
 ) -> Any:
-    """Decode an answer (in the parser's process); a listing is parsed there too. None: not JSON."""
+    """Decode an answer (its bytes, or the file it was spooled to: read here, in the parser's
+    process); a listing is parsed there too. None: not JSON."""
     global _process_parser
     try:
-        doc = json.loads(body)
+        doc = json.loads(body if isinstance(body, bytes) else body.read_bytes())
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder follows
         return None
     if not isinstance(doc, dict) or "ipSearchResults" not in doc:

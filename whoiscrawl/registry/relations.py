@@ -17,6 +17,9 @@ from whoiscrawl.registry.outcome import Kind, MalformedAnswer, Outcome
 
 log = logging.getLogger(__name__)
 Child = tuple[NetworkRecord, str | None]  # a listed network with its own listing URL, if any
+# Where a deep search hands the networks of its subtree as each answer settles (`RelationSearch.kept`):
+# the networks, and whether all that is inside each of them is known (its own subtree answered whole).
+Kept = Callable[[list[Child], bool], Awaitable[None]]
 MARK = "/ips/rirSearch1/"
 
 
@@ -82,7 +85,10 @@ class RelationSearch:
     shows up as such (its `rdap-down` lists grandchildren, or 404s for a leaf) and is kept as the
     child. 404 is "nothing there". `wanted`: parts outside it are not listed (the crawl's scope);
     `within`: the part of a key worth listing (the scope's hull inside it), the subtree of a key
-    reaching past it asked for that part only (`_bottom_within`)."""
+    reaching past it asked for that part only (`_bottom_within`). `kept`: where a deep search hands
+    each answer's networks as it settles (a network across a cut after its own subtree), so a
+    subtree asked in parts (full's ARIN /8s: 75,000 networks) is never held whole; None: they are
+    gathered in `children`, as a level of `rdap-down` always is."""
 
     fetch: Callable[[str], Awaitable[Outcome]]  # one request through the attempt loop
     parser: rdap.RdapParser
@@ -93,6 +99,7 @@ class RelationSearch:
     # An answer no parser could read, with why (the client's dead letters); None: dropped.
     unreadable: Callable[[Outcome], Awaitable[None]] | None = None
     within: Callable[[int, int], tuple[int, int] | None] | None = None
+    kept: Kept | None = None
     children: list[Child] = field(default_factory=list)
     complete: bool = True
     unanswered: bool = False  # a request failed every try (errors, 429s): worth asking again later
@@ -119,11 +126,9 @@ class RelationSearch:
         part. Where that part is answered by no `rdap-bottom` (501, or an answer no parser reads),
         the parent is listed by `rdap-down` instead, as `run` lists it then."""
         if a > first and (child := await self._child_across(first, last, a - 1)) is not None:
-            self.children.append(child)
             await self._subtree(child)
             a = child[0].last + 1
         if b < last and a <= b and (child := await self._child_across(first, last, b)) is not None:
-            self.children.append(child)
             await self._subtree(child)
             b = child[0].first - 1
         verdict = await self._bottom_part(a, b) if a <= b else "whole"
@@ -140,7 +145,7 @@ class RelationSearch:
         self.deep = verdict in ("whole", "empty", "split")
         if verdict == "split":
             await self._bottom_split(first, last)
-        self.children += found
+        await self._found(found, True)
         return verdict not in ("down", "unserved")
 
     async def _bottom_answer(self, first: int, last: int) -> tuple[str, list[Child]]:
@@ -169,7 +174,6 @@ class RelationSearch:
         child = await self._child_across(first, last, middle)
         parts = [(first, middle), (middle + 1, last)]
         if child is not None:
-            self.children.append(child)
             await self._subtree(child)
             parts = [(first, child[0].first - 1), (child[0].last + 1, last)]
         for a, b in parts:
@@ -183,21 +187,33 @@ class RelationSearch:
             await self._bottom_split(first, last)
         elif verdict in ("down", "unserved"):
             self.complete = False  # a part no rdap-bottom settles: the walk's grid probes it
-        self.children += found
+        await self._found(found, True)
         # A part a network spans exactly is not inside itself: that network's children name it.
         named = {c.parent_handle for c, _ in found} - {c.handle for c, _ in found} - {self.parent}
-        if verdict == "empty" or named:
-            await self._keep_if_exact(first, last)
+        if verdict == "empty" or named:  # all inside it answered: after them, known whole
+            exact = await self._exact(first, last)
+            await self._found([exact] if exact else [], True)
         return verdict
 
+    async def _found(self, found: list[Child], whole: bool) -> None:
+        """Networks of the subtree, `whole` where all inside each of them is known: handed to `kept`
+        at once, else gathered in `children`."""
+        if found and self.kept is not None:
+            await self.kept(found, whole)
+        elif found:
+            self.children += found
+
     async def _subtree(self, child: Child) -> None:
-        """A child's own subtree, asked as its registry's listing of it is (`run`, deep)."""
-        if not child[0].last > child[0].first:
-            return
+        """A child across a cut, after its own subtree, asked as its registry's listing of it is
+        (`run`, deep): what that listed one level a request (`rdap-down`) is not known whole."""
         sub = RelationSearch(self.fetch, self.parser, self.registry, self.base, child[0].handle, self.wanted,
-                             self.unreadable, within=self.within)
-        await sub.run(child[0].first, child[0].last, deep=True)
-        self.children += sub.children
+                             self.unreadable, within=self.within, kept=self.kept)
+        if child[0].last > child[0].first:
+            await sub.run(child[0].first, child[0].last, deep=True)
+        else:
+            sub.deep = True  # one address: nothing inside it
+        await self._found(sub.children, False)
+        await self._found([child], sub.complete and sub.deep)
         self.complete = self.complete and sub.complete and sub.deep
         self.unanswered = self.unanswered or sub.unanswered
 
@@ -208,8 +224,9 @@ class RelationSearch:
         if outcome.kind is Kind.TOO_MANY_ROWS:
             await self._split(first, last)
         elif outcome.kind is Kind.NOT_FOUND:
-            if maybe_child:  # empty, or a leaf child exactly this part
-                await self._keep_if_exact(first, last)
+            # empty, or a leaf child exactly this part
+            if maybe_child and (exact := await self._exact(first, last)):
+                self.children.append(exact)
         elif outcome.kind is not Kind.ANSWER:
             self._failed(outcome)
         else:
@@ -239,7 +256,8 @@ class RelationSearch:
             return
         found = doc.children
         if maybe_child and self.parent and found and any(c.parent_handle != self.parent for c, _ in found):
-            await self._keep_if_exact(first, last)  # the part is a child: these are its children
+            if exact := await self._exact(first, last):  # the part is a child: these are its children
+                self.children.append(exact)
         elif doc.truncated:
             await self._split(first, last)  # a cut list is split like a refused one, never paged
         else:
@@ -269,13 +287,14 @@ class RelationSearch:
             found = await self._up(found[0].first, found[0].last)
         return None
 
-    async def _keep_if_exact(self, first: int, last: int) -> None:
+    async def _exact(self, first: int, last: int) -> Child | None:
+        """The network spanning exactly first..last, if one does."""
         found = await self._up(first, first)  # the most specific object holding `first`, and up
         while found is not None and first <= found[0].first and found[0].last <= last:
             if (found[0].first, found[0].last) == (first, last):
-                self.children.append(found)
-                return
+                return found
             found = await self._up(found[0].first, found[0].last)
+        return None
 
     async def _up(self, first: int, last: int) -> Child | None:
         """`rdap-up` of a key: the smallest network strictly holding it (None: none, or failed)."""
