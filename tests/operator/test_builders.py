@@ -243,6 +243,46 @@ def test_objects_are_valid_kubernetes(capacity: str, sched: dict[str, Any]) -> N
         kubernetes_validate.validate(obj, "1.37.0", strict=True)
 
 
+def _disk(request: str, limit: str) -> dict[str, dict[str, str]]:
+    return {"requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": request},
+            "limits": {"memory": "512Mi", "ephemeral-storage": limit}}
+
+
+CLAIM = {"ephemeral": {"volumeClaimTemplate": {"metadata": {"labels": builders.labels(OWNER)}, "spec": {
+    "accessModes": ["ReadWriteOnce"], "storageClassName": "fast-ssd",
+    "resources": {"requests": {"storage": "50Gi"}}}}}}
+OWN_DISK = {"requests": {"ephemeral-storage": "2Gi"}, "limits": {"ephemeral-storage": "30Gi"}}
+
+
+@pytest.mark.parametrize(("changes", "volume", "resources"), [
+    # the default sources read the dumps: downloaded and staged there
+    ({}, {"emptyDir": {"sizeLimit": "8Gi"}}, _disk("8Gi", "8256Mi")),
+    ({"sources": {"use": "stats,live"}}, {"emptyDir": {"sizeLimit": "1Gi"}}, _disk("1Gi", "1088Mi")),
+    # live alone: another RDAP service, no mirror of its files
+    ({"workers": {"bootstrapUrl": "http://sim/ipv4.json"}}, {"emptyDir": {"sizeLimit": "1Gi"}},
+     _disk("1Gi", "1088Mi")),
+    # a schedule: later generations refresh the one before, its map spooled there
+    ({"schedule": "@daily", "sources": {"use": "stats,live"}}, {"emptyDir": {"sizeLimit": "8Gi"}},
+     _disk("8Gi", "8256Mi")),
+    ({"schedule": "@daily"}, {"emptyDir": {"sizeLimit": "16Gi"}}, _disk("16Gi", "16448Mi")),
+    ({"workers": {"scratch": {"size": "20Gi"}}}, {"emptyDir": {"sizeLimit": "20Gi"}},
+     _disk("20Gi", "20544Mi")),
+    # what workers.resources says of the disk stands
+    ({"workers": {"resources": OWN_DISK}}, {"emptyDir": {"sizeLimit": "8Gi"}}, OWN_DISK),
+    # a claim of its own StorageClass: not the node's disk, nothing asked of it
+    ({"workers": {"scratch": {"size": "50Gi", "storageClassName": "fast-ssd"}}}, CLAIM,
+     {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}),
+])
+def test_the_workers_scratch_volume_is_sized_for_what_the_crawl_reads(
+        changes: dict[str, Any], volume: dict[str, Any], resources: dict[str, Any]) -> None:
+    obj = builders.deployment(OWNER, spec_with(**changes), 1, "any")
+    p = pod(obj)
+    assert p["volumes"] == [{"name": "tmp", **volume}]
+    assert p["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert p["containers"][0]["resources"] == resources
+    kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
 def test_the_overflow_deployment_is_on_demand_and_selects_only_its_own_pods() -> None:
     objs = builders.owned_objects(OWNER, spec_with(scheduling={"capacityType": "any"}), 4, "spot", 2)
     main, extra = objs[-2], objs[-1]
