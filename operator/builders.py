@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.utils import parse_quantity
 from whoiscrawl.operator import scheduling
 from whoiscrawl.operator.spec import GROUP, KIND, VERSION, CrawlSpec
 
@@ -202,6 +203,39 @@ def _env(spec: CrawlSpec) -> list[dict[str, Any]]:
     return env
 
 
+# The worker's scratch volume is mounted at /tmp: its download and staging folder is a
+# `tempfile.TemporaryDirectory` (worker/runner.py), and TMPDIR is unset in the image.
+SCRATCH_VOLUME, SCRATCH_PATH = "tmp", "/tmp"
+# Room in the worker's ephemeral-storage limit beside its scratch emptyDir: its logs (the kubelet
+# rotates them at 5 x 10Mi by default) count against the same limit.
+LOG_ROOM_MI = 64
+
+
+def scratch_volume(owner: Owner, spec: CrawlSpec) -> dict[str, Any]:
+    """The worker pods' scratch volume: an emptyDir on the node's disk capped at its size, or a
+    generic ephemeral volume of the StorageClass given (a claim made and deleted with each pod)."""
+    size, storage_class = spec.scratch_size(), spec.workers.scratch.storage_class_name
+    if storage_class is None:
+        return {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": size}}
+    claim = {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+             "resources": {"requests": {"storage": size}}}
+    return {"name": SCRATCH_VOLUME, "ephemeral": {"volumeClaimTemplate": {
+        "metadata": {"labels": labels(owner)}, "spec": claim}}}
+
+
+def worker_resources(spec: CrawlSpec) -> dict[str, dict[str, str]]:
+    """`workers.resources`, and where the scratch is an emptyDir, the node disk it takes as an
+    ephemeral-storage request (the scheduler places the worker where the disk is) and limit (its
+    size and the logs' room), unless `workers.resources` names them."""
+    out = {k: dict(v) for k, v in spec.workers.resources.items()}
+    if spec.workers.scratch.storage_class_name is None:
+        size = spec.scratch_size()
+        limit = f"{int(parse_quantity(size)) // (1 << 20) + LOG_ROOM_MI}Mi"
+        out.setdefault("requests", {}).setdefault("ephemeral-storage", size)
+        out.setdefault("limits", {}).setdefault("ephemeral-storage", limit)
+    return out
+
+
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period,
             "timeoutSeconds": 3, "failureThreshold": failures}
@@ -225,7 +259,7 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str, config_hash: str,
         "startupProbe": _probe("/healthz", 2, 30),
         "livenessProbe": _probe("/healthz", 10, 3),
         "readinessProbe": _probe("/readyz", 5, 2),
-        "resources": {k: dict(v) for k, v in w.resources.items()},
+        "resources": worker_resources(spec),
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
@@ -242,11 +276,9 @@ def pod_template(owner: Owner, spec: CrawlSpec, capacity: str, config_hash: str,
         "affinity": scheduling.affinity(capacity, selector, spec.scheduling),
         "tolerations": scheduling.tolerations(capacity, spec.scheduling.tolerations),
         "topologySpreadConstraints": scheduling.topology_spread(selector, spec.scheduling),
-        # /tmp: the registry client spools long listings there until parsed, at most
-        # max_spooled_bytes (256 MiB, registry/spool.py) at once (64Mi held not one 64 MB answer)
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "320Mi"}}],
+        "volumes": [scratch_volume(owner, spec)],
     }
-    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    container["volumeMounts"] = [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}]
     if spec.scheduling.node_selector:
         pod_spec["nodeSelector"] = dict(spec.scheduling.node_selector)
     if spec.scheduling.priority_class_name:

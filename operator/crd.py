@@ -32,6 +32,7 @@ from whoiscrawl.operator.spec import (
     Redis,
     Registry,
     Scheduling,
+    Scratch,
     SecretRef,
     Sources,
     Workers,
@@ -108,6 +109,8 @@ def _workers_schema() -> dict[str, Any]:
                     "rule": "self.all(k, !(k in [{}]))".format(", ".join(f"'{k}'" for k in OWNED_ENV)),
                     "message": "workers.env may not set what the operator sets from the spec: "
                                + ", ".join(OWNED_ENV)}]},
+        "scratch": _obj(properties(Scratch), "The workers' scratch volume at /tmp, where the files "
+                        "are downloaded and the dumps staged (docs/sources.md, Disk).", default=False),
     }, "The worker fleet.")
     workers["x-kubernetes-validations"] = [
         {"rule": "self.min <= self.max", "message": "workers.min must be <= workers.max"},

@@ -113,7 +113,7 @@ def unschedulable(fleet: Fleet, now: datetime) -> tuple[str, str] | None:
             f"{len(stuck)} on-demand worker pod(s) Unschedulable for over "
             f"{int(fleet.pending_timeout_seconds)}s: {_short(stuck[0].unschedulable_message)} "
             "(check spec.scheduling: nodeSelector, affinity, tolerations; and spec.workers.resources "
-            "against the nodes)")
+            "and spec.workers.scratch, the disk each worker asks for, against the nodes)")
 
 
 def problem(fleet: Fleet, now: datetime) -> tuple[str, str] | None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.models.v1_affinity import V1Affinity
+from kubernetes.utils import parse_quantity
 from pydantic import ValidationError
 from whoiscrawl.operator.generations import (
     SCHEDULE_PATTERN,
@@ -22,7 +23,7 @@ from whoiscrawl.operator.knobs import knob, knobs, setting_knob
 
 from whoiscrawl import rirs
 from whoiscrawl.rates import RATE_PATTERN, Limit, LimitError, format_limits, parse_rate
-from whoiscrawl.settings import OPERATOR_ENV
+from whoiscrawl.settings import OPERATOR_ENV, chosen_sources
 
 GROUP = "whoiscrawl.io"
 VERSION = "v1alpha1"
@@ -121,6 +122,44 @@ class Registry:
         return self.limit.rate_per_s
 
 
+# A size as Kubernetes writes one (a quantity of bytes: 512Mi, 8Gi, 20G).
+SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
+STORAGE_CLASS_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # a DNS subdomain
+# every worker fetches the statistics there (~32 MB) and spools long listings (registry/spool.py, 256 MiB)
+MIN_SCRATCH = "320Mi"
+# The workers' scratch volume, unless `workers.scratch.size` says: what the crawl writes there, by
+# (reads dumps, refreshes a previous generation: has a schedule). docs/sources.md, Disk: the
+# statistics ~32 MB; the dumps downloaded, staged and their digests, GBs for the whole space; a
+# refresh spools the previous generation's map and its digests, GBs again.
+SCRATCH_SIZES: dict[tuple[bool, bool], str] = {
+    (False, False): "1Gi", (True, False): "8Gi", (False, True): "8Gi", (True, True): "16Gi"}
+
+
+def size_problem(text: str) -> str | None:
+    """Why a scratch size is refused, None if fine."""
+    if not re.match(SIZE_PATTERN, text):
+        return f"must be a size such as 512Mi, 8Gi or 20G, got {text!r}"
+    if parse_quantity(text) < parse_quantity(MIN_SCRATCH):
+        return (f"must be at least {MIN_SCRATCH} (every worker fetches the registries' statistics, "
+                f"~32 MB, there and spools long listings, up to 256 MiB), got {text!r}")
+    return None
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """The workers' scratch volume at /tmp: where each downloads the statistics, and the loader of
+    the crawl's files downloads and stages the dumps (worker/sources.py)."""
+
+    size: str | None = knob("size", kind="string", pattern=SIZE_PATTERN, check=size_problem,
+                            desc="Its size (e.g. 8Gi). Unset: sized for what the crawl reads: "
+                                 "1Gi; 8Gi with dumps or a schedule (a refresh); 16Gi with both.")
+    storage_class_name: str | None = knob(
+        "storageClassName", kind="string", pattern=STORAGE_CLASS_PATTERN, hint="a StorageClass name",
+        desc="A generic ephemeral volume of this StorageClass (a claim per pod, deleted with it). "
+             "Unset: an emptyDir on the node's disk, with an ephemeral-storage request and limit "
+             "on the worker so the scheduler places it where the disk is.")
+
+
 @dataclass(frozen=True)
 class Workers:
     """Worker fleet sizing, container settings and the inputs of the scaling policy."""
@@ -157,6 +196,7 @@ class Workers:
     bootstrap_url: str | None = knob("bootstrapUrl", kind="string",
                                      desc="RDAP bootstrap URL (WHOISCRAWL_BOOTSTRAP_URL).")
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    scratch: Scratch = field(default_factory=Scratch)
 
     @property
     def manual_replicas(self) -> int | None:
@@ -381,6 +421,14 @@ class CrawlSpec:
             return None
         return Schedule(self.schedule, self.time_zone, self.suspend, self.starting_deadline_seconds)
 
+    def scratch_size(self) -> str:
+        """The workers' scratch volume's size: as given, else by what the crawl reads
+        (`SCRATCH_SIZES`: the sources as a worker chooses them; a schedule's refreshes)."""
+        if self.workers.scratch.size is not None:
+            return self.workers.scratch.size
+        chosen = chosen_sources(self.sources.use, self.sources.files_base, self.workers.bootstrap_url)
+        return SCRATCH_SIZES[("dumps" in chosen.split(","), self.schedule is not None)]
+
     def rate_limits_env(self) -> str:
         """WHOISCRAWL_RATE_LIMITS: 'arin=10/s,...'; a disabled registry is 0."""
         return format_limits({name: reg.limit for name, reg in self.registries.items()})
@@ -502,6 +550,7 @@ def _parse_workers(r: _Reader, raw: Mapping[str, Any], image: str | None) -> Wor
         resources={k: dict(v) for k, v in resources.items() if isinstance(v, Mapping)},
         max_unavailable=_max_unavailable(r, raw.get("maxUnavailable"), f"{p}.maxUnavailable"),
         extra_env=_parse_env(r, raw, p),
+        scratch=Scratch(**r.knobs(Scratch, r.obj(raw.get("scratch"), f"{p}.scratch"), f"{p}.scratch")),
     )
 
 
@@ -629,6 +678,24 @@ def _parse_space(r: _Reader, spec: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _check_disk(r: _Reader, spec: CrawlSpec) -> None:
+    """An ephemeral-storage limit given in `workers.resources` below the scratch emptyDir it must
+    hold (the kubelet would evict each worker as the loader fills it), or not a size."""
+    p = "spec.workers.resources.limits.ephemeral-storage"
+    given = (spec.workers.resources.get("limits") or {}).get("ephemeral-storage")
+    if given is None or spec.workers.scratch.storage_class_name is not None:
+        return
+    try:
+        limit = parse_quantity(given)
+    except ValueError:
+        r.fail(p, f"must be a size such as 8Gi, got {given!r}")
+        return
+    if limit < parse_quantity(size := spec.scratch_size()):
+        r.fail(p, f"{given} is below the workers' scratch volume ({size}, spec.workers.scratch.size "
+                  "or its default for the crawl's sources), which counts against it: the kubelet "
+                  "would evict the worker loading the files; raise it or leave it unset")
+
+
 def parse_spec(raw: Mapping[str, Any] | None, worker_image: str | None = None) -> CrawlSpec:
     """Validate and default a raw `spec`; raises SpecError naming every offending field.
 
@@ -657,6 +724,7 @@ def parse_spec(raw: Mapping[str, Any] | None, worker_image: str | None = None) -
         cleanup=Cleanup(**r.knobs(Cleanup, section("cleanup"), "spec.cleanup")),
         history=History(**r.knobs(History, section("history"), "spec.history")),
     )
+    _check_disk(r, result)
     if result.workers.replicas is not None and result.workers.replicas > result.workers.max:
         r.fail("spec.workers.replicas",
                f"must be <= spec.workers.max ({result.workers.max}), got {result.workers.replicas}")

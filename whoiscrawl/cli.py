@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from whoiscrawl.dev.cli import app as dev_app
 from whoiscrawl.results.tables import bench_table, crawl_table, estimate_table, score_table
-from whoiscrawl.settings import SETTINGS, CrawlSettings
+from whoiscrawl.settings import SETTINGS, CrawlSettings, chosen_sources
 
 if TYPE_CHECKING:  # the bench's modules load only when a bench runs
     from whoiscrawl.bench.chaos import ChaosPlan
@@ -173,9 +173,9 @@ def _sources(
 ) -> dict[str, Any]:
     """A crawl's sources (local, or a worker's): as asked, else all (live alone against another RDAP
     service with no mirror of its files: the real registries' files do not describe it)."""
-    from whoiscrawl.sources.published import DEFAULT, parse_accepted, parse_sources
+    from whoiscrawl.sources.published import parse_accepted, parse_sources
 
-    chosen = sources or ("live" if bootstrap_url and not files_base else DEFAULT)
+    chosen = chosen_sources(sources, files_base, bootstrap_url)
     return {"sources": parse_sources(chosen), "files_base": files_base,
             "accept_dump_terms": parse_accepted(terms)}
 

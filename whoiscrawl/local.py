@@ -427,7 +427,7 @@ class Seeding:
         step, n = freshness.every(self.verify), -1
         spans, asked = seed.SpanLog(), seed.SpanLog()
         ask = recheck.with_name(recheck.name + ".unaimed")
-        with staged.open(encoding="utf-8") as fh, ask.open("w", encoding="utf-8") as again:
+        with seed.open_staged(staged) as fh, ask.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_own_json(line)
                 record.crawl = "local"

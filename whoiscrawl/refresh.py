@@ -216,7 +216,7 @@ class Refresh:
         seen = Seen(prev)  # of the previous map's networks only: the dump's others are not held
         recheck: list[NetworkRecord] = []
         spans = seed.SpanLog()  # every staged network's: what places the rechecked (`own_addresses`)
-        with staged.open(encoding="utf-8") as fh:
+        with seed.open_staged(staged) as fh:
             for n, line in enumerate(fh):
                 if n and n % Seeding.TURN == 0:  # a turn for Ctrl-C (the task cancelled): it stops here,
                     await asyncio.sleep(0)  # not after the dump's last network; no manifest: not done

@@ -152,6 +152,16 @@ WORKER_ENV = tuple(s.env_name for s in SETTINGS.values() if s.worker)
 OPERATOR_ENV = tuple(s.env_name for s in SETTINGS.values() if s.operator)
 
 
+DEFAULT_SOURCES = "stats,dumps,live"  # what a crawl reads when none are named (`chosen_sources`)
+
+
+def chosen_sources(sources: str | None, files_base: str | None, bootstrap_url: str | None) -> str:
+    """The sources a crawl reads (the CLI's, a worker's, the operator's sizing of its scratch
+    volume): as asked, else all; live alone against another RDAP service (`bootstrap_url`) with no
+    mirror of its files (`files_base`): the real registries' files do not describe it."""
+    return sources or ("live" if bootstrap_url and not files_base else DEFAULT_SOURCES)
+
+
 def env_name(name: str) -> str:
     """The variable of a declared setting (a KeyError names an undeclared one)."""
     return SETTINGS[name].env_name

@@ -119,16 +119,17 @@ class Carried:
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (registry, kind) -> networks
     kept_live: dict[str, Spans] = field(default_factory=dict)  # fills carried: not asked
     sample: dict[str, list[NetworkRecord]] = field(default_factory=dict)  # to ask again, a registry
-    files: dict[str, IO[bytes]] = field(default_factory=dict)
+    files: dict[str, IO[str]] = field(default_factory=dict)
 
     def path(self, registry: str) -> Path:
-        return self.cache / f"carried-{registry}.records.jsonl"
+        """Its staged file: compressed as a dump's are (`seed.open_staged`, which the load reads it by)."""
+        return seed.staged_path(self.cache, f"carried-{registry}")
 
     def add(self, registry: str, line: bytes) -> None:
         """A record carried, as JSON (`to_json`'s bytes)."""
         if (fh := self.files.get(registry)) is None:
-            fh = self.files[registry] = self.path(registry).open("wb")
-        fh.write(line + b"\n")
+            fh = self.files[registry] = seed.open_staged(self.path(registry), "w")
+        fh.write(line.decode() + "\n")
         self.counts[(registry, "carried")] += 1
 
     def close(self) -> None:

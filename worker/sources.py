@@ -43,6 +43,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.registry import LookupResult, RegistryClient
 from whoiscrawl.sources import changed, digest, dumps, freshness, manifest, seed
 from whoiscrawl.sources.difference import Previous, facts, stats_difference
+from whoiscrawl.sources.fetch import discard
 from whoiscrawl.sources.published import (
     RegistryDump,
     SourcesSettings,
@@ -266,6 +267,7 @@ class FleetLoad:
             with self._timed("parse_dumps"):
                 async with contextlib.aclosing(stagings):
                     async for dump, staged, report in stagings:  # in processes of their own
+                        discard(dump.paths, self.cache)  # staged (or not to be used): not read again
                         if (item := self._staged(dump, staged, report, dump.registry in reuse)) is not None:
                             items.append(item)
             shutil.rmtree(self.cache / PREVIOUS_DIGESTS, ignore_errors=True)  # read: its disk back
@@ -313,6 +315,8 @@ class FleetLoad:
                              self.results.config)
         except KafkaException as exc:  # the map is whole without it: the next generation parses it whole
             self.note(f"{registry} dump's digest not kept ({exc}): the next generation reads the dump whole")
+        finally:
+            path.unlink()  # on the topic (or not to be had): its disk back (GBs for the whole space)
 
     async def _finish(self, used: list[Item], scope: Scope | None) -> None:
         """Every item sent: the freshness checks, then `done` with the load's figures and manifest."""
@@ -370,9 +374,8 @@ class FleetLoad:
         with contextlib.closing(carried):
             for item in items:
                 if item.dump is not None:
-                    resolved = item.staged.with_suffix(".resolved")
-                    with item.staged.open(encoding="utf-8") as fh, \
-                            resolved.open("w", encoding="utf-8") as out:
+                    resolved = item.staged.with_name(f"resolved-{item.staged.name}")
+                    with seed.open_staged(item.staged) as fh, seed.open_staged(resolved, "w") as out:
                         carry.from_dump(carried, item.dump, fh, prev, out)
                     resolved.replace(item.staged)  # what the item sends: every network parsed
                     item.kept_live = carried.kept_live.get(item.dump.registry, Spans())
@@ -474,7 +477,7 @@ class FleetLoad:
         """The item's records from `start` to the results topic and their blocks to the log, a batch
         at a time; False: stopping part way."""
         n = start
-        with item.staged.open(encoding="utf-8") as fh:
+        with seed.open_staged(item.staged) as fh:
             lines = itertools.islice(fh, start, None)
             while batch := list(itertools.islice(lines, BATCH)):
                 if self.stopping.is_set():
@@ -528,7 +531,7 @@ class FleetLoad:
         fill_redacted = self.settings.fill_redacted and live
         leaves: list[Answer] = []
         recheck, n = self._recheck(item), -1
-        with item.staged.open(encoding="utf-8") as fh, recheck.open("w", encoding="utf-8") as again:
+        with seed.open_staged(item.staged) as fh, recheck.open("w", encoding="utf-8") as again:
             for n, line in enumerate(fh):
                 record = NetworkRecord.from_own_json(line)
                 if not Answer.of(record, self.resolution).terminal and seed.dump_leaf(record, item.how):

@@ -15,10 +15,11 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from whoiscrawl.worker.runner import Worker, WorkerConfig
 from whoiscrawl.worker.sources import FleetLoad, Results
 
-from whoiscrawl import queue, recover
+from whoiscrawl import queue, recover, rirs
 from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.ratelimit import MemoryRateLimiter
@@ -49,14 +50,15 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
 
 @contextlib.asynccontextmanager
 async def fleet_load(services, crawl: str, owner: str, cache: Path, stats: StatsPlan,
-                     checkpoints: queue.CheckpointSink | None = None) -> AsyncIterator[FleetLoad]:
+                     checkpoints: queue.CheckpointSink | None = None,
+                     settings: SourcesSettings = SETTINGS) -> AsyncIterator[FleetLoad]:
     """A worker's load of the crawl's files (its store, results sink and registry client), closed
     after: the sink with nothing left undelivered."""
     store = RedisBlockStore(services.redis_url, crawl)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
     client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
     try:
-        yield FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
+        yield FleetLoad(settings, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
                         owner, cache, stats=stats, checkpoints=checkpoints)
     finally:
         assert sink.close() == 0
@@ -203,6 +205,46 @@ async def test_a_worker_failing_before_its_load_leaves_no_download_folder(servic
         worker.consumer.close()
         worker._kafka.shutdown(wait=True)
     assert not list(tmp_path.glob("whoiscrawl-sources-*"))
+
+
+@contextlib.asynccontextmanager
+async def served(folder: Path) -> AsyncIterator[str]:
+    """`folder` served over HTTP on loopback, as a mirror of the registries' trees is: its base URL."""
+    app = web.Application()
+    app.router.add_static("/", folder)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_loader_gives_its_disk_back_as_the_load_goes(services, unique_name, tmp_path):
+    """The dumps are downloaded into the loader's folder (a worker pod's scratch volume,
+    docs/sources.md, Disk): each is deleted once staged, its digest once kept on the topic and its
+    staged records once sent; none of them is left when the load is done. Before, the dumps and
+    digests stayed until the end of the load (GBs at the whole space: a pod past its volume)."""
+    crawl = f"{unique_name}-disk"
+    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.",
+                 store=RedisCrawlAdmin(services.redis_url, crawl), partitions=2)
+    cache = tmp_path / "loader"
+    async with served(PUBLISHED) as base:
+        settings = replace(SETTINGS, files_base=base)
+        stats = await load_stats(base, tmp_path / "stats")
+        async with fleet_load(services, crawl, f"disk-{crawl}", cache, stats, settings=settings) as load:
+            figures = await load.ready()
+    assert figures is not None and figures["dumps"]["ripencc"]["in_scope"] > 0, figures
+    assert (cache / "ftp.ripe.net").is_dir()  # downloaded there, not read from the mirror's folder
+    left = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+    assert not [p for p in left if p.endswith((".gz", ".npz"))], left
+    mirrored = [Path(rirs.published_at(u, str(PUBLISHED))) for u in rirs.BY_ID["ripencc"].dump_urls]
+    assert all(path.is_file() for path in mirrored)  # the mirror's own: never the loader's to delete
+    queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+    RedisCrawlAdmin(services.redis_url, crawl).delete_crawl()
 
 
 async def stats_listing_as112(tmp_path):

@@ -22,11 +22,12 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def owned_fleet(k8s: K8s, namespace: str, pool: str, capacity: str, replicas: int,
-                scheduling: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """A WhoisCrawl (no operator runs here) and the objects the operator would make for it."""
+                scheduling: dict[str, Any] | None = None, **spec: Any) -> tuple[str, dict[str, Any]]:
+    """A WhoisCrawl (no operator runs here; `spec`: more of its fields) and the objects the operator
+    would make for it."""
     name = f"f{uuid.uuid4().hex[:6]}"
     raw = {"kafka": {"bootstrapServers": "kafka:9092"}, "redis": {"url": "redis://r:6379/0"},
-           "scheduling": {"nodeSelector": {POOL: pool}, **(scheduling or {})}}
+           "scheduling": {"nodeSelector": {POOL: pool}, **(scheduling or {})}, **spec}
     crawl = k8s.api.create(*WC, namespace, {"apiVersion": "whoiscrawl.io/v1alpha1", "kind": "WhoisCrawl",
                                             "metadata": {"name": name}, "spec": raw})
     owner = builders.Owner(name, namespace, crawl["metadata"]["uid"])
@@ -106,6 +107,35 @@ def test_one_per_node_leaves_extra_workers_pending(k8s: K8s, crd: dict, namespac
     until(lambda: len(pending()) == 1 and len(bound(k8s, namespace, crawl)) == 2, 60,
           "two pods bound, one Unschedulable")
     assert len(set(bound(k8s, namespace, crawl).values())) == 2  # on two nodes
+
+
+def unschedulable(k8s: K8s, namespace: str, crawl: str) -> list[str]:
+    """The scheduler's messages for the crawl's pods it could place nowhere."""
+    pods = k8s.api.list("v1", "pods", namespace, builders.selector_string(crawl))
+    return [c.get("message", "") for p in pods for c in (p.get("status") or {}).get("conditions") or []
+            if c["type"] == "PodScheduled" and c["status"] == "False" and c.get("reason") == "Unschedulable"]
+
+
+def test_a_worker_asks_for_its_scratch_disk_and_lands_only_where_it_fits(k8s: K8s, crd: dict,
+                                                                         namespace: str) -> None:
+    """The Deployment the API server stores carries the workers' scratch volume at /tmp, sized for
+    the dumps the crawl reads by default, and asks the node's disk for it (ephemeral-storage): the
+    scheduler binds it to a node with the room (KWOK's report 100Gi), and one asking for more than
+    any node has stays Unschedulable instead of being evicted once the loader fills it."""
+    pool = f"p{uuid.uuid4().hex[:5]}"
+    pool_of(k8s, pool, {"eks": "eks"})
+    crawl, _ = owned_fleet(k8s, namespace, pool, "spot", replicas=1)
+    stored = k8s.api.get("apps/v1", "deployments", namespace, builders.worker_name(crawl))
+    pod = stored["spec"]["template"]["spec"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}} in pod["volumes"], pod["volumes"]
+    worker = pod["containers"][0]
+    assert {"name": "tmp", "mountPath": "/tmp"} in worker["volumeMounts"]
+    assert worker["resources"]["requests"]["ephemeral-storage"] == "8Gi", worker["resources"]
+    assert worker["resources"]["limits"]["ephemeral-storage"] == "8256Mi", worker["resources"]
+    placed(k8s, namespace, crawl, 1)
+    too_big, _ = owned_fleet(k8s, namespace, pool, "spot", replicas=1, workers={"scratch": {"size": "200Gi"}})
+    messages = until(lambda: unschedulable(k8s, namespace, too_big), 60, "the 200Gi worker Unschedulable")
+    assert any("ephemeral-storage" in m for m in messages), messages
 
 
 def evict(k8s: K8s, namespace: str, pod: str) -> None:

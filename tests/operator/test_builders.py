@@ -9,9 +9,12 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from kubernetes.utils import parse_quantity
 from whoiscrawl.operator import builders, control, scaling, scheduling, spot
-from whoiscrawl.operator.spec import SpecError, parse_spec
+from whoiscrawl.operator.spec import MIN_SCRATCH, SpecError, parse_spec
 from whoiscrawl.operator.spot import PodView
+
+from whoiscrawl.registry import spool
 
 OWNER = builders.Owner("demo", "crawls", "uid-1", "0.1.0")
 NOW = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
@@ -123,13 +126,13 @@ def test_no_fixed_uids_and_no_pdb_by_default() -> None:
 
 
 def test_a_worker_s_tmp_holds_the_answers_its_client_spools() -> None:
-    """Long listings are spooled to /tmp until parsed (registry/spool.py): an emptyDir smaller than
-    the client's budget would have a worker evicted mid-crawl by its own listings."""
-    from whoiscrawl.registry import spool
-
+    """Long listings are spooled to the scratch volume until parsed (registry/spool.py): one smaller
+    than the client's budget would have a worker evicted mid-crawl by its own listings, so neither
+    the smallest default nor the smallest size a spec may give is below it."""
     (volume,) = pod(builders.owned_objects(OWNER, spec_with(), 1, "spot")[-1])["volumes"]
-    size = volume["emptyDir"]["sizeLimit"]
-    assert size.endswith("Mi") and int(size[:-2]) << 20 >= spool.MAX_SPOOLED_BYTES + (32 << 20)
+    needed = spool.MAX_SPOOLED_BYTES + (32 << 20)  # and the statistics
+    assert parse_quantity(volume["emptyDir"]["sizeLimit"]) >= needed
+    assert parse_quantity(MIN_SCRATCH) >= needed
 
 def env_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod(obj)["containers"][0]["env"]}
@@ -251,6 +254,46 @@ def test_hash_ignores_replicas_but_sees_config() -> None:
 def test_objects_are_valid_kubernetes(capacity: str, sched: dict[str, Any]) -> None:
     for obj in builders.owned_objects(OWNER, spec_with(scheduling=sched), 2, capacity, 1):
         kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
+def _disk(request: str, limit: str) -> dict[str, dict[str, str]]:
+    return {"requests": {"cpu": "250m", "memory": "256Mi", "ephemeral-storage": request},
+            "limits": {"memory": "512Mi", "ephemeral-storage": limit}}
+
+
+CLAIM = {"ephemeral": {"volumeClaimTemplate": {"metadata": {"labels": builders.labels(OWNER)}, "spec": {
+    "accessModes": ["ReadWriteOnce"], "storageClassName": "fast-ssd",
+    "resources": {"requests": {"storage": "50Gi"}}}}}}
+OWN_DISK = {"requests": {"ephemeral-storage": "2Gi"}, "limits": {"ephemeral-storage": "30Gi"}}
+
+
+@pytest.mark.parametrize(("changes", "volume", "resources"), [
+    # the default sources read the dumps: downloaded and staged there
+    ({}, {"emptyDir": {"sizeLimit": "8Gi"}}, _disk("8Gi", "8256Mi")),
+    ({"sources": {"use": "stats,live"}}, {"emptyDir": {"sizeLimit": "1Gi"}}, _disk("1Gi", "1088Mi")),
+    # live alone: another RDAP service, no mirror of its files
+    ({"workers": {"bootstrapUrl": "http://sim/ipv4.json"}}, {"emptyDir": {"sizeLimit": "1Gi"}},
+     _disk("1Gi", "1088Mi")),
+    # a schedule: later generations refresh the one before, its map spooled there
+    ({"schedule": "@daily", "sources": {"use": "stats,live"}}, {"emptyDir": {"sizeLimit": "8Gi"}},
+     _disk("8Gi", "8256Mi")),
+    ({"schedule": "@daily"}, {"emptyDir": {"sizeLimit": "16Gi"}}, _disk("16Gi", "16448Mi")),
+    ({"workers": {"scratch": {"size": "20Gi"}}}, {"emptyDir": {"sizeLimit": "20Gi"}},
+     _disk("20Gi", "20544Mi")),
+    # what workers.resources says of the disk stands
+    ({"workers": {"resources": OWN_DISK}}, {"emptyDir": {"sizeLimit": "8Gi"}}, OWN_DISK),
+    # a claim of its own StorageClass: not the node's disk, nothing asked of it
+    ({"workers": {"scratch": {"size": "50Gi", "storageClassName": "fast-ssd"}}}, CLAIM,
+     {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}),
+])
+def test_the_workers_scratch_volume_is_sized_for_what_the_crawl_reads(
+        changes: dict[str, Any], volume: dict[str, Any], resources: dict[str, Any]) -> None:
+    obj = builders.deployment(OWNER, spec_with(**changes), 1, "any")
+    p = pod(obj)
+    assert p["volumes"] == [{"name": "tmp", **volume}]
+    assert p["containers"][0]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert p["containers"][0]["resources"] == resources
+    kubernetes_validate.validate(obj, "1.37.0", strict=True)
 
 
 def test_the_overflow_deployment_is_on_demand_and_selects_only_its_own_pods() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
 from whoiscrawl.cli import app
+from whoiscrawl.sources.fetch import discard
 from whoiscrawl.sources.published import stale_note, went_back
 
 
@@ -34,3 +37,16 @@ def test_a_worker_without_live_is_refused_before_it_starts():
     result = CliRunner().invoke(app, ["worker", "--crawl", "c", "--kafka-bootstrap", "127.0.0.1:1",
                                       "--redis-url", "redis://127.0.0.1:1", "--sources", "stats,dumps"])
     assert result.exit_code == 2 and "a fleet crawls live what the files lack" in result.output
+
+
+def test_files_downloaded_are_discarded_and_a_local_mirrors_are_left_alone(tmp_path: Path):
+    """Once read, what the loader downloaded gives its disk back; a mirror on a local path (read
+    where it is, never copied: `--files-base DIR`) is not the loader's to delete."""
+    cache, mirror = tmp_path / "cache", tmp_path / "mirror"
+    downloaded = cache / "ftp.ripe.net" / "ripe.db.inetnum.gz"
+    local = mirror / "ftp.apnic.net" / "apnic.db.inetnum.gz"
+    for path in (downloaded, local):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    discard([downloaded, local, cache / "gone.gz"], cache)
+    assert not downloaded.exists() and local.exists()

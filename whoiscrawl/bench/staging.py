@@ -1,6 +1,7 @@
-"""`whoiscrawl bench-staging`: a scenario's dumps staged as a crawl stages them, objects a second and
-CPU per object, with the RPSL reader's line-by-line path (the reader before its bulk path) beside
-its bulk path over the same texts (JSON lines)."""
+"""`whoiscrawl bench-staging`: a scenario's dumps staged as a crawl stages them, objects a second,
+CPU per object and the disk taken (the dump's files, the staged records, the digest), with the RPSL
+reader's line-by-line path (the reader before its bulk path) beside its bulk path over the same
+texts (JSON lines)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from whoiscrawl.bench.common import work_folder
 from whoiscrawl.sim import scenarios
 from whoiscrawl.sim.published import Files, catalogue
-from whoiscrawl.sources import dumps, rpsl, seed
+from whoiscrawl.sources import digest, dumps, rpsl, seed
 from whoiscrawl.sources.published import RegistryDump
 
 
@@ -56,20 +57,27 @@ def parse_figures(dump: RegistryDump, rounds: int) -> dict[str, Any]:
 
 
 def stage_figures(dump: RegistryDump, objects: int, work: Path) -> dict[str, Any]:
-    """The dump staged in this process (`seed.stage`, its digest written): wall, CPU, per object."""
-    staged = work / f"{dump.registry}.records.jsonl"
-    kept = work / f"{dump.registry}.digest.jsonl.gz"
+    """The dump staged in this process where a crawl stages it (`seed.stage` to `seed.staged_path`,
+    its digest written): wall, CPU, per object; and the disk it takes (a fleet loader's is its pod's
+    scratch volume, docs/sources.md, Disk): the dump's files, the staged records, the digest."""
+    staged = seed.staged_path(work, dump.registry)
+    kept = digest.path_of(work, dump.registry)
     wall, cpu, report = _cpu(lambda: seed.stage(dump, None, staged, kept))
+    sizes = {"dump_bytes": sum(p.stat().st_size for p in dump.paths), "staged_bytes": staged.stat().st_size,
+             "digest_bytes": kept.stat().st_size}
     staged.unlink()
+    kept.unlink()
     return {"records": report.records, "skipped": report.skipped, "stage_wall_s": round(wall, 2),
             "stage_cpu_s": round(cpu, 2), "stage_objects_per_s": round(objects / wall),
-            "stage_cpu_us_per_object": round(cpu / objects * 1e6, 1)}
+            "stage_cpu_us_per_object": round(cpu / objects * 1e6, 1), **sizes,
+            "staged_bytes_per_record": round(sizes["staged_bytes"] / max(1, report.records), 1)}
 
 
 def run(scenario: str, rounds: int = 2) -> Iterator[dict[str, Any]]:
     """A line per registry with a dump, then the totals."""
     files, work = Files(scenarios.get(scenario)), work_folder("staging")
-    total = {"objects": 0, "stage_cpu_s": 0.0, "stage_wall_s": 0.0}
+    total = {"objects": 0, "records": 0, "stage_cpu_s": 0.0, "stage_wall_s": 0.0, "dump_bytes": 0,
+             "staged_bytes": 0, "digest_bytes": 0}
     for registry in dumps.registries_with_dumps():
         dump = dump_of(files, registry)
         parsed = parse_figures(dump, rounds)
@@ -80,4 +88,5 @@ def run(scenario: str, rounds: int = 2) -> Iterator[dict[str, Any]]:
         yield line
     yield {"benchmark": "staging", "scenario": scenario, "registry": "all", **total,
            "stage_objects_per_s": round(total["objects"] / total["stage_wall_s"]),
-           "stage_cpu_us_per_object": round(total["stage_cpu_s"] / total["objects"] * 1e6, 1)}
+           "stage_cpu_us_per_object": round(total["stage_cpu_s"] / total["objects"] * 1e6, 1),
+           "staged_bytes_per_record": round(total["staged_bytes"] / max(1, total["records"]), 1)}

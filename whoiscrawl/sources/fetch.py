@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +95,12 @@ async def fetch_text(url: str, files_base: str | None, cache: Path, session: aio
     """A small published file (a serial, an md5) as text."""
     fetched = await fetch(url, files_base, cache, session)
     return fetched.path.read_text(encoding="utf-8", errors="replace")
+
+
+def discard(paths: Iterable[Path], cache: Path) -> None:
+    """Files downloaded into `cache` deleted once read (a dump is GBs at the whole space: a fleet
+    worker's scratch volume, docs/sources.md, Disk); a local mirror's (`--files-base` a directory:
+    read where they are, never copied) left alone."""
+    for path in paths:
+        if path.is_relative_to(cache):
+            path.unlink(missing_ok=True)

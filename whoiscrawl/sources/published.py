@@ -20,12 +20,13 @@ import aiohttp
 from whoiscrawl import rirs
 from whoiscrawl.ipv4 import cidr_blocks, cidrs, ip_str, less
 from whoiscrawl.records import NetworkRecord
+from whoiscrawl.settings import DEFAULT_SOURCES
 from whoiscrawl.sources import dumps, stats
 from whoiscrawl.sources.fetch import FetchError, fetch, fetch_text
 from whoiscrawl.space import Plan, Scope, registry_for
 
 SOURCES = rirs.SOURCES
-DEFAULT = "stats,dumps,live"
+DEFAULT = DEFAULT_SOURCES
 
 
 class SourcesError(ValueError):

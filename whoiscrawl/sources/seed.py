@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import gc
+import gzip
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -18,7 +19,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Itera
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -29,6 +30,26 @@ from whoiscrawl.registry import LookupFailed, LookupResult, RegistryClient
 from whoiscrawl.sources import changed, digest, dumps, freshness
 from whoiscrawl.sources.published import RegistryDump, fetch_dumps
 from whoiscrawl.space import Scope
+
+STAGED_LEVEL = 1  # gzip's fastest: ~10x smaller staged records for ~2 us of CPU a record written
+
+
+def staged_path(folder: Path, registry: str) -> Path:
+    """Where a registry's dump is staged (`staged_all`): gzip-compressed JSON lines (`open_staged`).
+    A record is ~630 bytes as JSON, ~64 compressed (`standard`): RIPE NCC's 6M records in `full`
+    were 3.9 GB of the loader's disk."""
+    return folder / f"{registry}.records.jsonl.gz"
+
+
+def open_staged(path: Path, mode: str = "r") -> IO[str]:
+    """A staged file's JSON lines, to read (`r`) or write (`w`): gzip-compressed at `STAGED_LEVEL`
+    where its name ends in `.gz` (`staged_path`), else as they are (the statistics' free space, a
+    few thousand lines, and files staged under a name of the caller's)."""
+    if path.suffix != ".gz":
+        return path.open(mode, encoding="utf-8")
+    if mode == "r":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return gzip.open(path, "wt", encoding="utf-8", compresslevel=STAGED_LEVEL)
 
 
 def stage(dump: RegistryDump, scope: Scope | None, staged: Path, digest_to: Path | None = None,
@@ -52,9 +73,9 @@ def stage(dump: RegistryDump, scope: Scope | None, staged: Path, digest_to: Path
         report, records = dump.read(staged.parent, digest_to)
     report.digest_problem = problem
     spans = SpanLog()
-    unparented = staged.with_name(staged.name + ".unparented")
+    unparented = staged.with_name(f"unparented-{staged.name}")  # compressed as `staged` is
     try:
-        with unparented.open("w", encoding="utf-8") as fh:
+        with open_staged(unparented, "w") as fh:
             for record in records:
                 if scope is not None and not scope.overlaps(record.first, record.last):
                     continue
@@ -80,7 +101,7 @@ def name_parents(lines: Path, out: Path, registry: str, spans: SpanLog, report: 
     read (a refresh) keeps the record that read gave it, its parent included."""
     parents = spans.parents(report.holes) if not report.unplaced else np.full(len(spans), -1)
     firsts, lasts = spans.firsts(), spans.lasts()
-    with lines.open(encoding="utf-8") as fh, out.open("w", encoding="utf-8") as to:
+    with open_staged(lines) as fh, open_staged(out, "w") as to:
         for n, line in enumerate(fh):
             p = int(parents[n])
             if p >= 0 and not line.startswith("["):
@@ -206,7 +227,7 @@ async def staged_all(
 
     async def one(dump: RegistryDump) -> tuple[RegistryDump, Path, dumps.DumpReport | dumps.DumpError]:
         async with gate:
-            staged = cache / f"{dump.registry}.records.jsonl"
+            staged = staged_path(cache, dump.registry)
             try:
                 kept = digest.path_of(cache, dump.registry) if digests else None
                 against = (reuse or {}).get(dump.registry)
