@@ -489,7 +489,7 @@ def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: 
                  restarts: tuple[int, int]) -> None:
     """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (blows: kills,
     terms, pauses of workers; restarts: of the broker, of Redis with its data lost)."""
-    from whoiscrawl.bench.chaos import Chaos, chaos_bench, owned_services
+    from whoiscrawl.bench.chaos import Chaos, chaos_bench, keep_service_logs, owned_services
     from whoiscrawl.bench.common import unwind_on_sigterm, work_folder
     from whoiscrawl.dev.services import restart_kafka, restart_redis
 
@@ -500,6 +500,8 @@ def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: 
                         restart_broker=functools.partial(restart_kafka, running),
                         redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
         figures = chaos_bench(plan, running.kafka_bootstrap, running.redis_url, work_folder(), weather)
+        if figures["lost"] or figures["unbacked_blocks"]:  # beside the blocks' trails (evidence.json)
+            keep_service_logs(running, Path(figures["workdir"]) / "chaos")
     typer.echo(json.dumps(figures))
 
 
