@@ -500,7 +500,7 @@ def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: 
                         restart_broker=functools.partial(restart_kafka, running),
                         redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
         figures = chaos_bench(plan, running.kafka_bootstrap, running.redis_url, work_folder(), weather)
-        if figures["lost"] or figures["unbacked_blocks"]:  # beside the blocks' trails (evidence.json)
+        if figures["lost_blocks"]:  # beside the trails of blocks lost, unbacked or unread (evidence.json)
             keep_service_logs(running, Path(figures["workdir"]) / "chaos")
     typer.echo(json.dumps(figures))
 

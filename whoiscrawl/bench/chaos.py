@@ -341,8 +341,8 @@ def chaos_run(
 ) -> tuple[dict[str, Any], set[tuple[str, str]]]:
     """One fleet crawl of a fresh simulator, with chaos (workers and registries) or without; its
     figures and its blocks. With chaos, the trail of each block it lost (of `expected`, the calm
-    crawl's) and of each the store logged that the results lack is kept (`trail.evidence`), before
-    the crawl's topics and keys are deleted."""
+    crawl's), of each the store logged that the topic lacks, and of each on the topic that the
+    export missed is kept (`trail.evidence`), before the crawl's topics and keys are deleted."""
 
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "requests.jsonl"
@@ -408,7 +408,7 @@ def chaos_bench(plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chao
     figures = {
         "benchmark": "chaos",
         # the workers' logs, the simulator's request log, chaos/timeline.jsonl, and where a block was
-        # lost or unbacked, chaos/evidence.json (its trail) and the broker's log
+        # lost, unbacked or unread, chaos/evidence.json (its trail) and the broker's and Redis's logs
         "workdir": str(workdir),
         "scenario": plan.scenario,
         "workers": plan.workers,
