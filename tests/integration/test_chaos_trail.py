@@ -36,7 +36,9 @@ async def test_a_logged_block_missing_from_the_results_is_unbacked_and_trailed(s
                         "protocol": "rdap", "status": 200, "handle": h, "outcome": o}) + "\n"
             for i, (a, h, o) in enumerate(asked)))
         (tmp_path / "worker-0.log").write_text("x WARNING dropping the probe of 192.12.113.0\nx INFO other\n")
-        timeline = [(90.0, "broker-restart", ""), (99.0, "sigstop", "worker-1 for 37s"), (500.0, "late", "")]
+        (tmp_path / "worker-1.log").write_text("x INFO taking shards\n")
+        timeline = [(90.0, "broker-restart", ""), (99.0, "sigstop", "worker-1 for 37s"),
+                    (101.5, "started", "worker-2"), (500.0, "late", "")]
 
         sources = Sources.read(services.kafka_bootstrap, services.redis_url, unique_name, tmp_path, timeline)
         assert unbacked(sources) == [PARENT]  # the /24 was delivered; the /22 only logged
@@ -52,6 +54,8 @@ async def test_a_logged_block_missing_from_the_results_is_unbacked_and_trailed(s
     assert summary["logged"] is not None and summary["on_topic"] == [] and summary["holders_on_topic"] == 0
     [trail] = json.loads(out.read_text())
     assert [r["address"] for r in trail["requests"]] == ["192.12.113.0", "192.12.113.0", "192.12.112.0"]
-    assert [e["event"] for e in trail["chaos"]] == ["broker-restart", "sigstop"]  # the late one is past it
+    assert [e["event"] for e in trail["chaos"]] == ["broker-restart", "sigstop", "started"]  # not "late"
+    # who could have asked: the registries see one source address for the whole fleet
+    assert [r["running"] for r in trail["requests"]] == [["worker-0"], ["worker-0"], ["worker-0", "worker-2"]]
     assert trail["worker_logs"] == ["worker-0: x WARNING dropping the probe of 192.12.113.0"]
     assert [e["leaf"] for e in trail["block_log"]] == [False]  # its own entry; the /24 inside it is no holder

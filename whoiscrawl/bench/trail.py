@@ -109,7 +109,8 @@ def trail(block: Block, sources: Sources) -> dict[str, Any]:
     addresses = {str(r["address"]) for r in asked}
     return {
         "block": _span(block),
-        "requests": asked[:LINES_KEPT],
+        # each with the workers running as it was answered (the registries see one source address)
+        "requests": [{**r, "running": running_at(sources, float(r["t"]))} for r in asked[:LINES_KEPT]],
         "block_log": [{"id": i, "t": int(i.split("-")[0]) / 1000, "block": _span((f, la)), "leaf": leaf}
                       for i, f, la, leaf in sources.log if _holds((f, la), block)],
         "topic": [{**m, "block": _span(m["block"])} for m in sources.topic
@@ -117,6 +118,22 @@ def trail(block: Block, sources: Sources) -> dict[str, Any]:
         "chaos": [{"t": t, "event": e, "detail": d} for t, e, d in sources.timeline if start <= t <= end],
         "worker_logs": list(log_lines(sources.logs, addresses | {ip_str(block[0])}))[:LINES_KEPT],
     }
+
+
+def running_at(sources: Sources, t: float) -> list[str]:
+    """The workers running at `t` by the chaos dealt: started (those with a log and no `started`
+    event were there from the first), neither killed, drained nor crashed yet, and not stopped."""
+    started = {d for _, e, d in sources.timeline if e == "started"}
+    running = {p.stem for p in sources.logs} - started
+    for when, event, detail in sources.timeline:
+        if when > t:
+            break
+        worker = detail.split()[0].rstrip(":") if detail else ""
+        if event in ("started", "sigcont"):
+            running.add(worker)
+        elif event in ("sigkill", "sigterm", "sigstop", "crashed"):
+            running.discard(worker)
+    return sorted(running, key=lambda w: int(w.rsplit("-", 1)[-1]))
 
 
 def requests_inside(block: Block, log: Path) -> Iterator[dict[str, Any]]:
