@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from whoiscrawl.dev.cli import app as dev_app
 from whoiscrawl.results.tables import bench_table, crawl_table, estimate_table, score_table
-from whoiscrawl.settings import SETTINGS, CrawlSettings
+from whoiscrawl.settings import DEBUG_LOGGERS_ENV, SETTINGS, CrawlSettings
 
 if TYPE_CHECKING:  # the bench's modules load only when a bench runs
     from whoiscrawl.bench.chaos import ChaosPlan
@@ -454,6 +454,8 @@ def worker(given: dict[str, Any]) -> None:
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in filter(None, os.environ.get(DEBUG_LOGGERS_ENV, "").split(",")):
+        logging.getLogger(name.strip()).setLevel(logging.DEBUG)
     chosen = _fleet_sources(given["sources"], given["files_base"], given["accept_dump_terms"],
                             given["bootstrap_url"], (given["verify"], given["fill_redacted"]))
     try:

@@ -35,5 +35,8 @@ def test_a_fleet_under_kills_spot_notices_and_lost_services_delivers_every_block
     assert figures["faults_served"] > 0  # the registries misbehaved meanwhile
     assert not lost, (sorted(lost)[:10], figures["lost_blocks"])  # each with its trail: evidence.json
     assert figures["unbacked_blocks"] == 0  # the store logged no block the results lack
+    assert figures["unread_blocks"] == 0  # and the export read every block on the topic
+    # each worker logged the blocks it kept (for a lost block's trail)
+    assert any(" acknowledged" in log.read_text() for log in tmp_path.glob("worker-*.log"))
     assert chaos.drained_in_grace
     assert figures["rate_limit_violations"] <= RATE_LIMITED_SHARE * figures["lookups"]

@@ -351,7 +351,9 @@ def chaos_run(
         faults = workdir / "faults.json"
         faults.write_text(json.dumps(REGISTRY_WEATHER))
     with simulator(plan.scenario, plan.time_scale, log, faults, list(plan.sim_options)) as sim:
-        shape = FleetShape(plan.workers, static=plan.static)
+        # Under chaos each worker logs every block it kept (`Crawler.keep`), for a lost block's trail.
+        loggers = ("whoiscrawl.crawl",) if chaos is not None else ()
+        shape = FleetShape(plan.workers, static=plan.static, debug_loggers=loggers)
         run = generation(sim, (kafka, redis_url), workdir, shape=shape, during=chaos, timeout=1800)
     try:
         found, duplicates = _blocks(run.results)
