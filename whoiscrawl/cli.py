@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from whoiscrawl.dev.cli import app as dev_app
 from whoiscrawl.results.tables import bench_table, crawl_table, estimate_table, score_table
-from whoiscrawl.settings import SETTINGS, CrawlSettings, chosen_sources
+from whoiscrawl.settings import DEBUG_LOGGERS_ENV, SETTINGS, CrawlSettings, chosen_sources
 
 if TYPE_CHECKING:  # the bench's modules load only when a bench runs
     from whoiscrawl.bench.chaos import ChaosPlan
@@ -454,6 +454,8 @@ def worker(given: dict[str, Any]) -> None:
     from whoiscrawl.worker.runner import WorkerConfig, run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in filter(None, os.environ.get(DEBUG_LOGGERS_ENV, "").split(",")):
+        logging.getLogger(name.strip()).setLevel(logging.DEBUG)
     chosen = _fleet_sources(given["sources"], given["files_base"], given["accept_dump_terms"],
                             given["bootstrap_url"], (given["verify"], given["fill_redacted"]))
     try:
@@ -489,7 +491,7 @@ def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: 
                  restarts: tuple[int, int]) -> None:
     """`bench --chaos`: on a Kafka and Redis of its own, so it may restart them (blows: kills,
     terms, pauses of workers; restarts: of the broker, of Redis with its data lost)."""
-    from whoiscrawl.bench.chaos import Chaos, chaos_bench, owned_services
+    from whoiscrawl.bench.chaos import Chaos, chaos_bench, keep_service_logs, owned_services
     from whoiscrawl.bench.common import unwind_on_sigterm, work_folder
     from whoiscrawl.dev.services import restart_kafka, restart_redis
 
@@ -500,6 +502,8 @@ def _bench_chaos(plan: ChaosPlan, blows: tuple[int, int, int], registry_faults: 
                         restart_broker=functools.partial(restart_kafka, running),
                         redis_losses=restarts[1], restart_redis=functools.partial(restart_redis, running))
         figures = chaos_bench(plan, running.kafka_bootstrap, running.redis_url, work_folder(), weather)
+        if figures["lost_blocks"]:  # beside the trails of blocks lost, unbacked or unread (evidence.json)
+            keep_service_logs(running, Path(figures["workdir"]) / "chaos")
     typer.echo(json.dumps(figures))
 
 

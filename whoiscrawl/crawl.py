@@ -125,6 +125,7 @@ class Crawler:
             return False
         record.crawl = self.crawl
         await self.sink.emit(record)
+        log.debug("kept %s %s (%s), acknowledged", record.registry, ",".join(record.cidrs), record.handle)
         metrics.BLOCKS.labels(record.registry).inc()
         return True
 

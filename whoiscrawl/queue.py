@@ -647,6 +647,39 @@ def results_ends(
             for tp, fut in admin.list_offsets(asked, request_timeout=10).items()}
 
 
+def result_messages(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None, timeout: float = 120
+) -> Iterator[Message]:
+    """Every message on the results topic as the broker holds it (a tombstone too), each partition
+    read by offset to its high watermark as it stands now, committed or not: a second reading beside
+    `_iter_topic`'s (which ends a partition at its end-of-partition event), for a bench that asks
+    where a block is, or why it is not. KafkaException if a partition is not read to its end in
+    `timeout` s."""
+    _, results = topic_names(prefix, crawl)
+    consumer = Consumer({**_client_config(bootstrap, config), "group.id": f"export-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
+    try:
+        meta = consumer.list_topics(results, timeout=10).topics.get(results)
+        ends: dict[int, int] = {}  # partition -> its high watermark, for those holding anything
+        for p in [] if meta is None or meta.error is not None else meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(results, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(results, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is not None:
+                    raise KafkaException(msg.error())
+                yield msg
+                if (msg.offset() or 0) + 1 >= ends.get(msg.partition() or 0, 0):
+                    ends.pop(msg.partition() or 0, None)
+        if ends:
+            raise KafkaException(f"{results}: partitions {sorted(ends)} not read to their end in {timeout} s")
+    finally:
+        consumer.close()
+
+
 def results_since(
     bootstrap: str, prefix: str, crawl: str, since: Mapping[int, int], config: dict[str, str] | None = None
 ) -> set[tuple[bytes, bytes]]:

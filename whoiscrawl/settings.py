@@ -21,6 +21,9 @@ ENV_PREFIX = "WHOISCRAWL_"
 # librdkafka properties reach workers, `plan` and the operator as WHOISCRAWL_KAFKA_<PROPERTY>
 # (queue.kafka_config_from), from the environment or the crawl's credentials Secret.
 KAFKA_PROPERTY_PREFIX = ENV_PREFIX + "KAFKA_"
+# Loggers a worker writes at DEBUG too, comma-separated (`whoiscrawl.crawl`: each block it kept, once
+# the broker acknowledged it): what the chaos bench's workers log, for a lost block's trail.
+DEBUG_LOGGERS_ENV = ENV_PREFIX + "DEBUG_LOGGERS"
 STRATEGIES = ("sweep", "sample")
 
 

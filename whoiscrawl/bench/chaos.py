@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import time
 from collections import Counter
@@ -18,8 +19,10 @@ from typing import Any
 import redis
 
 from whoiscrawl.bench.common import simulator
-from whoiscrawl.bench.fleet import Fleet, FleetShape, crawl_with_fleet
+from whoiscrawl.bench.fleet import Fleet, FleetRun, FleetShape, forget, generation
+from whoiscrawl.bench.trail import Sources, evidence, unbacked
 from whoiscrawl.dev import services
+from whoiscrawl.ipv4 import ip_int
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.sim.render import LOOKUP_PROTOCOLS
@@ -282,6 +285,13 @@ def owned_services(names: tuple[str, ...] = ("redis", "kafka")) -> Iterator[serv
         yield running
 
 
+def keep_service_logs(running: services.Services, folder: Path) -> None:
+    """Copy the broker's and Redis's logs into the bench's folder (their own goes with the services)."""
+    for service in running.services.values():
+        for log in Path(service.workdir).glob("*.log"):
+            shutil.copy(log, folder / f"{service.name}-{log.name}")
+
+
 def _blocks(results: Path) -> tuple[set[tuple[str, str]], int]:
     """The blocks delivered to the results topic, and how many were delivered more than once."""
     with results.open("rb") as fh:
@@ -326,10 +336,13 @@ class ChaosPlan:
 
 
 def chaos_run(
-    plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chaos: Chaos | None
+    plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chaos: Chaos | None,
+    expected: set[tuple[str, str]] | frozenset[tuple[str, str]] | None = None,
 ) -> tuple[dict[str, Any], set[tuple[str, str]]]:
     """One fleet crawl of a fresh simulator, with chaos (workers and registries) or without; its
-    figures and its blocks."""
+    figures and its blocks. With chaos, the trail of each block it lost (of `expected`, the calm
+    crawl's), of each the store logged that the topic lacks, and of each on the topic that the
+    export missed is kept (`trail.evidence`), before the crawl's topics and keys are deleted."""
 
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "requests.jsonl"
@@ -338,14 +351,17 @@ def chaos_run(
         faults = workdir / "faults.json"
         faults.write_text(json.dumps(REGISTRY_WEATHER))
     with simulator(plan.scenario, plan.time_scale, log, faults, list(plan.sim_options)) as sim:
-        shape = FleetShape(plan.workers, static=plan.static)
-        run = crawl_with_fleet(sim, kafka, redis_url, workdir, shape=shape, during=chaos, timeout=1800)
-    if chaos is not None:
-        with (workdir / "timeline.jsonl").open("w") as fh:
-            for t, event, detail in chaos.timeline:
-                fh.write(json.dumps({"t": t, "event": event, "detail": detail}) + "\n")
+        # Under chaos each worker logs every block it kept (`Crawler.keep`), for a lost block's trail.
+        loggers = ("whoiscrawl.crawl",) if chaos is not None else ()
+        shape = FleetShape(plan.workers, static=plan.static, debug_loggers=loggers)
+        run = generation(sim, (kafka, redis_url), workdir, shape=shape, during=chaos, timeout=1800)
+    try:
+        found, duplicates = _blocks(run.results)
+        blocks = (set(expected or ()), found)
+        kept = {} if chaos is None else _kept(run, (kafka, redis_url), workdir, chaos, blocks)
+    finally:
+        forget((kafka, redis_url), run.crawl)
     figures = score(plan.scenario, str(run.results), str(log), resolution=24, time_scale=plan.time_scale)
-    found, duplicates = _blocks(run.results)
     requests = _request_figures(log, chaos.outages if chaos is not None else None)
     return {
         "finished": run.finished,
@@ -363,7 +379,24 @@ def chaos_run(
         "checkpoints_backwards": run.progress.checkpoints_backwards,
         "duplicate_results": duplicates,
         **requests,
+        **kept,
     }, found
+
+
+def _kept(run: FleetRun, data: tuple[str, str], workdir: Path, chaos: Chaos,
+          blocks: tuple[set[tuple[str, str]], set[tuple[str, str]]]) -> dict[str, Any]:
+    """The chaos dealt (`timeline.jsonl`), and the trail (`evidence.json`) of each block lost (of
+    `blocks`: those expected, those found), unbacked (logged by the store, absent from the results
+    topic) or unread (on the topic when read again by offset, missing from the results exported)."""
+    with (workdir / "timeline.jsonl").open("w") as fh:
+        for t, event, detail in chaos.timeline:
+            fh.write(json.dumps({"t": t, "event": event, "detail": detail}) + "\n")
+    sources = Sources.read(data[0], data[1], run.crawl, workdir, chaos.timeline)
+    expected, found = ({(ip_int(a), ip_int(b)) for a, b in some} for some in blocks)
+    on_topic = {m["block"] for m in sources.topic if m["block"] is not None}
+    trailed = {"lost": expected - found, "unbacked": unbacked(sources), "unread": on_topic - found}
+    return {"unbacked_blocks": len(trailed["unbacked"]), "unread_blocks": len(trailed["unread"]),
+            "lost_blocks": evidence(trailed, sources, workdir / "evidence.json")}
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -373,10 +406,12 @@ def _ratio(a: int, b: int) -> float | None:
 def chaos_bench(plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chaos: Chaos) -> dict[str, Any]:
     """The same crawl without chaos and with it: what chaos lost, and what it cost."""
     calm, calm_blocks = chaos_run(plan, kafka, redis_url, workdir / "calm", None)
-    hit, hit_blocks = chaos_run(plan, kafka, redis_url, workdir / "chaos", chaos)
+    hit, hit_blocks = chaos_run(plan, kafka, redis_url, workdir / "chaos", chaos, calm_blocks)
     figures = {
         "benchmark": "chaos",
-        "workdir": str(workdir),  # the workers' logs, the simulator's request log, chaos/timeline.jsonl
+        # the workers' logs, the simulator's request log, chaos/timeline.jsonl, and where a block was
+        # lost, unbacked or unread, chaos/evidence.json (its trail) and the broker's and Redis's logs
+        "workdir": str(workdir),
         "scenario": plan.scenario,
         "workers": plan.workers,
         "time_scale": plan.time_scale,
@@ -409,6 +444,8 @@ def chaos_bench(plan: ChaosPlan, kafka: str, redis_url: str, workdir: Path, chao
 CHAOS_TARGETS: dict[str, Any] = {
     "finished": True,  # every shard counted done before the timeout
     "lost": 0,
+    "unbacked_blocks": 0,  # in the store's block log, not on the results topic
+    "unread_blocks": 0,  # on the results topic read again by offset, not in the results exported
     "drained_in_grace": True,
     "lookups_vs_no_chaos": 1.05,
     "max_stall_s": 15.0,

@@ -28,7 +28,7 @@ from whoiscrawl.publish import publish_plan
 from whoiscrawl.rates import Limit, projected_real_hours
 from whoiscrawl.records import NetworkRecord
 from whoiscrawl.rirs import SOURCES
-from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
+from whoiscrawl.settings import DEBUG_LOGGERS_ENV, KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
@@ -57,6 +57,7 @@ class Fleet:
     metrics_port: int = 0  # worker i serves /metrics on metrics_port + i (0: off)
     sources: str = "live"  # the workers' --sources: with files, the simulator's (every dump's terms accepted)
     previous: str | None = None  # the workers' --previous: the generation this crawl refreshes
+    debug_loggers: tuple[str, ...] = ()  # the workers log these at DEBUG too (`DEBUG_LOGGERS_ENV`)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)  # the member slot of each process
     _logs: list[IO[bytes]] = field(default_factory=list)
@@ -75,6 +76,8 @@ class Fleet:
             env = dict(os.environ)
             if self.static:
                 env[KAFKA_PROPERTY_PREFIX + "GROUP_INSTANCE_ID"] = f"{self.crawl}-worker-{self.slots[-1]}"
+            if self.debug_loggers:
+                env[DEBUG_LOGGERS_ENV] = ",".join(self.debug_loggers)
             cmd = [
                 sys.executable,
                 "-m",
@@ -139,6 +142,7 @@ class FleetShape:
     egress: int = 1  # distinct source addresses the fleet shares
     static: bool = False  # each worker a fixed group.instance.id (Fleet.static)
     metrics_port: int = 0  # worker i serves /metrics on metrics_port + i (0: off)
+    debug_loggers: tuple[str, ...] = ()  # the workers log these at DEBUG too (`DEBUG_LOGGERS_ENV`)
 
 
 SWEEP = CrawlSettings()  # a sweep at the contract's defaults
@@ -229,6 +233,7 @@ def generation(
     fleet = Fleet(
         crawl, kafka, redis_url, sim, workdir, shape.egress, shape.workers,
         list_children=settings.list_children, static=shape.static, metrics_port=shape.metrics_port,
+        debug_loggers=shape.debug_loggers,
         sources=sources_text(settings.sources), previous=previous,
     )
     started, started_at = time.monotonic(), time.time()

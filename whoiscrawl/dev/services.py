@@ -302,11 +302,14 @@ def start_kafka_cluster(workdir: Path, brokers: int = 3, timeout: float = 180) -
     return nodes
 
 
-def restart_kafka(running: Services, timeout: float = 120) -> Service:
-    """A broker restart: stop it (SIGTERM, as an orderly shutdown), start it on the same log dir
-    and ports; committed offsets and the compacted results survive."""
+def restart_kafka(running: Services, timeout: float = 120, crash: bool = False) -> Service:
+    """A broker restart: stop it (SIGTERM, as an orderly shutdown; `crash`: SIGKILL, none), start
+    it on the same log dir and ports; committed offsets and the compacted results survive."""
     old = running.services["kafka"]
-    stop_service(old)
+    if crash:
+        kill(old)
+    else:
+        stop_service(old)
     new = _run_kafka(Path(old.workdir), Path(old.cmdline_marker), old.address, timeout)
     running.services["kafka"] = new
     running.save()
