@@ -49,14 +49,15 @@ async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> 
 
 @contextlib.asynccontextmanager
 async def fleet_load(services, crawl: str, owner: str, cache: Path, stats: StatsPlan,
-                     checkpoints: queue.CheckpointSink | None = None) -> AsyncIterator[FleetLoad]:
+                     checkpoints: queue.CheckpointSink | None = None,
+                     settings: SourcesSettings = SETTINGS) -> AsyncIterator[FleetLoad]:
     """A worker's load of the crawl's files (its store, results sink and registry client), closed
     after: the sink with nothing left undelivered."""
     store = RedisBlockStore(services.redis_url, crawl)
     sink = queue.KafkaSink(services.kafka_bootstrap, "t.", crawl)
     client = RegistryClient(await fetch_bootstrap(None), MemoryRateLimiter({}))
     try:
-        yield FleetLoad(SETTINGS, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
+        yield FleetLoad(settings, store, sink, Results(services.kafka_bootstrap, "t.", crawl), client,
                         owner, cache, stats=stats, checkpoints=checkpoints)
     finally:
         assert sink.close() == 0
@@ -65,13 +66,14 @@ async def fleet_load(services, crawl: str, owner: str, cache: Path, stats: Stats
 
 
 async def _loader(services, crawl: str, tmp_path: Path, owner: str,
-                  checkpoints: queue.CheckpointSink | None = None) -> tuple[dict, dict[str, str], set[str]]:
+                  checkpoints: queue.CheckpointSink | None = None,
+                  settings: SourcesSettings = SETTINGS) -> tuple[dict, dict[str, str], set[str]]:
     """One worker's load of the planned crawl's files (copying its progress to `checkpoints`, as a
     worker does); (the load's figures, its progress in Redis afterwards, the registries whose
     statistics the worker may not route by)."""
     stats = await load_stats(SETTINGS.files_base, tmp_path / "stats")
     async with fleet_load(services, crawl, f"{owner}-{crawl}", tmp_path / owner / crawl, stats,
-                          checkpoints) as load:
+                          checkpoints, settings) as load:
         figures = await load.ready()
     assert figures is not None
     return figures, await _state(services, crawl), load.stale
@@ -143,6 +145,46 @@ async def test_a_redis_lost_after_the_load_is_rebuilt_with_its_progress_and_noth
         assert again == figures
         after = _keys(services, crawl)
         assert after == sent  # nothing twice
+    finally:
+        assert checkpoints.close() == 0
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        admin.delete_crawl()
+
+
+async def test_the_load_publishes_the_fill_as_work_for_every_worker_and_a_redis_lost_after_keeps_it(
+    services, unique_name, tmp_path
+):
+    """The freshness sample (and the fill of redacted fields) is not asked by the loader before
+    `done` (the fleet waited for it: LACNIC's fill at `full` was 118 h of one worker asking while
+    the others waited): its networks are published to the fill topic as batches any worker asks,
+    counted among the shards (the crawl is done once they are answered), and a Redis lost after
+    the load is rebuilt with them."""
+    crawl = unique_name
+    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
+    admin = RedisCrawlAdmin(services.redis_url, crawl)
+    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
+    try:
+        verified = replace(SETTINGS, verify=0.5)  # every other network of the dump asked again
+        figures, state, _ = await _loader(services, crawl, tmp_path, "first", checkpoints, verified)
+        batches = [b for _, _, b in queue.iter_fill(services.kafka_bootstrap, "t.", crawl)]
+        assert batches and {b.item for b in batches} == {"dump:ripencc"}
+        progress = admin.progress()
+        assert progress.lookups == 0  # the loader asked nothing
+        assert progress.shards_total == len(plan.shards) + len(batches) and progress.shards_done == 0
+        published = json.loads(state["fill:dump:ripencc"])
+        assert published == figures["dumps"]["ripencc"]["freshness"] == {
+            "batches": len(batches), "networks": sum(len(b.networks) for b in batches)}
+        loaded = admin.loaded()
+        assert loaded is not None
+        assert loaded["dumps"]["ripencc"]["freshness"]["answered"] == 0  # none answered yet
+        admin.delete_crawl()  # Redis lost the crawl
+        assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
+        assert admin.progress().shards_total == progress.shards_total
+        assert {k.decode() for k in admin.client.hkeys(Keys(crawl).fill)} == {b.batch_id for b in batches}
+        again, _, _ = await _loader(services, crawl, tmp_path, "second", checkpoints, verified)
+        assert again == figures
+        assert len(list(queue.iter_fill(services.kafka_bootstrap, "t.", crawl))) == len(batches)  # once
     finally:
         assert checkpoints.close() == 0
         queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
