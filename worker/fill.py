@@ -74,7 +74,10 @@ class FleetFill:
             return False
         finally:
             self.store.leave_shard(walk)
-        if whole:
+        if not whole:
+            log.info("batch %s left with %d of its %d networks answered", batch.batch_id, len(asked.answered),
+                     len(batch.networks))
+        else:
             answered = {**fill.added(asked.counts), "worker": self.owner}  # who finished it
             await self.store.shard_done(batch.batch_id, 0, json.dumps(answered))
         return whole
