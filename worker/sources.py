@@ -509,19 +509,24 @@ class FleetLoad:
             got = await asyncio.to_thread(self.results.since, marks)
             delivered = {(key, _facts(raw)) for key, raw in got}
         else:
-            ends = await asyncio.to_thread(self.results.ends)
+            with self._timed("batch_ends"):  # where a batch's time goes (the send is round-trip bound)
+                ends = await asyncio.to_thread(self.results.ends)
             note = {"item": item.name, "from": n, "marks": ends}
-            await self._write(fields={"inflight": json.dumps(note)})
+            with self._timed("batch_note"):
+                await self._write(fields={"inflight": json.dumps(note)})
         unsent = records
         if delivered:  # only a batch a dead loader was sending: compared, not every batch
             unsent = [r for r in records if (queue.result_key(r), _facts(r.to_json())) not in delivered]
-        await asyncio.gather(*(self.sink.emit(r) for r in unsent))
+        with self._timed("batch_emit"):
+            await asyncio.gather(*(self.sink.emit(r) for r in unsent))
         progress = {"serials": item.serials, "count": n + len(records)}
         # what is carried is known whole (its children carried too, or none): no walk probes inside it
         leaves = item.kind == "carried"
-        await self._write([Answer(r.first, r.last, True) if leaves else Answer.of(r, self.resolution)
-                           for r in records],
-                          fields={f"item:{item.name}": json.dumps(progress)}, clear=("inflight",), wait=False)
+        with self._timed("batch_log"):
+            await self._write([Answer(r.first, r.last, True) if leaves else Answer.of(r, self.resolution)
+                               for r in records],
+                              fields={f"item:{item.name}": json.dumps(progress)}, clear=("inflight",),
+                              wait=False)
 
     def _recheck(self, item: Item) -> Path:
         return self.cache / f"{item.name.replace(':', '-')}.recheck.jsonl"
