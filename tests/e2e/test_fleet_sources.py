@@ -193,7 +193,11 @@ def test_the_fill_is_asked_by_every_worker_while_the_walk_goes_on(files_run):
     assert all(f["answered"] == f["batches"] for f in fill.values()), fill
     workers = {w for f in fill.values() for w in f["by_worker"]}
     assert len(workers) >= 2, fill
-    assert entities and max(entities.values()) == 1, entities.most_common(3)
+    # Once, but for a request in flight when its batch moved (the loader, subscribed first, gives
+    # most partitions up within a second): before the last caller's cancellation took the request
+    # with it, a batch moved had its contacts asked all the same (43 of `standard`'s 389 twice)
+    again = sum(n - 1 for n in entities.values())
+    assert entities and again <= FleetFill.concurrency, entities.most_common(3)
 
 
 def test_a_worker_killed_while_it_asks_a_batch_of_the_fill_loses_nothing_and_asks_nothing_twice(
