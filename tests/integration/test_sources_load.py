@@ -25,7 +25,7 @@ from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.registry import RegistryClient
 from whoiscrawl.sources.published import SourcesSettings, StatsPlan, load_stats
 from whoiscrawl.sources.stats import Delegation
-from whoiscrawl.space import SpaceError, fetch_bootstrap, plan_crawl
+from whoiscrawl.space import Plan, SpaceError, fetch_bootstrap, plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
@@ -35,12 +35,18 @@ RIPE_DUMP_SERIAL = "41234567"  # RIPE.CURRENTSERIAL of the files
 RIPE_STATS_SERIAL = "1790287199"  # the version line of delegated-ripencc-extended-latest
 
 
-async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> tuple[dict, dict[str, str]]:
-    """Plan 193.0.0.0/20, write what an earlier loader recorded (`used`: item -> its progress), load
-    the files; (the load's figures, its progress in Redis afterwards)."""
+def _planned(services, crawl: str) -> tuple[Plan, RedisCrawlAdmin]:
+    """193.0.0.0/20 planned and published (its topics made), and the crawl's store."""
     plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
     admin = RedisCrawlAdmin(services.redis_url, crawl)
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    return plan, admin
+
+
+async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> tuple[dict, dict[str, str]]:
+    """Plan 193.0.0.0/20, write what an earlier loader recorded (`used`: item -> its progress), load
+    the files; (the load's figures, its progress in Redis afterwards)."""
+    _, admin = _planned(services, crawl)
     for name, progress in used.items():
         admin.client.hset(Keys(crawl).sources, f"item:{name}", json.dumps(progress))
     figures, state, _ = await _loader(services, crawl, tmp_path, "test")
@@ -130,9 +136,7 @@ async def test_a_redis_lost_after_the_load_is_rebuilt_with_its_progress_and_noth
     the load's progress (copied to the checkpoints topic), so the next worker's load sends nothing
     again (before: it loaded every file again, and every record was twice on the results topic)."""
     crawl = unique_name
-    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
-    admin = RedisCrawlAdmin(services.redis_url, crawl)
-    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    _, admin = _planned(services, crawl)
     checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
     try:
         figures, state, _ = await _loader(services, crawl, tmp_path, "first", checkpoints)
@@ -160,9 +164,7 @@ async def test_the_load_publishes_the_fill_as_work_for_every_worker_and_a_redis_
     counted among the shards (the crawl is done once they are answered), and a Redis lost after
     the load is rebuilt with them."""
     crawl = unique_name
-    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
-    admin = RedisCrawlAdmin(services.redis_url, crawl)
-    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    plan, admin = _planned(services, crawl)
     checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
     try:
         verified = replace(SETTINGS, verify=0.5)  # every other network of the dump asked again
@@ -332,9 +334,7 @@ async def test_a_worker_keeps_only_the_statistics_rows_its_crawl_s_scope_touches
     touches and every free or reserved row (a run of them is one placeholder past the scope's edge):
     all five files' rows are ~140 MB a worker whatever the crawl's size (before, all were kept)."""
     crawl = unique_name
-    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
-    admin = RedisCrawlAdmin(services.redis_url, crawl)
-    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    _, admin = _planned(services, crawl)
     worker = Worker(WorkerConfig(crawl, services.kafka_bootstrap, services.redis_url, {}, topic_prefix="t.",
                                  sources=SETTINGS, kafka_config={"log_level": "0"}))
     store = RedisBlockStore(services.redis_url, crawl)
