@@ -321,7 +321,7 @@ class FleetLoad:
         """Every item sent: the fill and the freshness sample published as work for every worker
         (`_publish_fill`), then `done` with the load's figures and manifest: the walk starts now,
         beside the fill. What the fill's batches asked is summed from them as they are answered
-        (`RedisCrawlAdmin.loaded`), not kept in `done`."""
+        (`sources.fill.loaded`), not kept in `done`."""
         figures: dict[str, Any] = {}
         results = self.results
         with self._timed("publish_fill"):

@@ -30,6 +30,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.rirs import SOURCES
 from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
 from whoiscrawl.sim.score import score
+from whoiscrawl.sources import fill
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.strategy import Answer
@@ -255,7 +256,7 @@ def generation(
             fh.write(record.to_json().decode() + "\n")
     unfinished = [] if finished else unfinished_shards(admin, kafka, "whoiscrawl.", crawl)
     return FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished, peaks,
-                    started_at, admin.loaded())
+                    started_at, fill.loaded(admin))
 
 
 def phases(run: FleetRun, loaded: dict[str, Any] | None) -> dict[str, float]:
@@ -274,7 +275,7 @@ def phases(run: FleetRun, loaded: dict[str, Any] | None) -> dict[str, float]:
 def load_figures(run: FleetRun) -> dict[str, Any]:
     """The files' load of a fleet crawl (`--sources` with files): where its wall went (`phases`), and
     what each dump's fill and freshness sample asked, summed from the workers' batches of it
-    (`RedisCrawlAdmin.loaded`): lookups, and batches and lookups by worker."""
+    (`sources.fill.loaded`): lookups, and batches and lookups by worker."""
     loaded = run.loaded or {}
     return {"phases_s": phases(run, loaded),
             "fill": {r: d.get("freshness") for r, d in sorted((loaded.get("dumps") or {}).items())}}

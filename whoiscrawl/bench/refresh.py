@@ -35,7 +35,6 @@ from whoiscrawl.sim.churn import Churn
 from whoiscrawl.sim.published import catalogue
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import fetch_bootstrap
-from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 
 def requests(log: str) -> int:
@@ -169,7 +168,7 @@ def _fleet_day(scenario: str, day: int, churn: str | None, made: tuple[int, int]
     before the generation ran."""
     changes, before = made
     asked = settled(sim.log, before, run.progress.lookups)
-    loaded = RedisCrawlAdmin(redis_url, run.crawl).loaded() or {}
+    loaded = run.loaded or {}
     return {"scenario": scenario, "day": day, "simulated_changes": changes, "requests": asked,
             "wall_s": round(run.wall_s, 1), "finished": run.finished,
             "requests_vs_first": round(asked / max(base["requests"], 1), 4),

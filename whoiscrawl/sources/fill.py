@@ -12,6 +12,7 @@ from typing import Any
 
 from whoiscrawl.records import FillBatch, NetworkRecord
 from whoiscrawl.sources import dumps
+from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 NETWORKS = 20  # networks a batch, about: the networks naming one contact are kept together
 BYTES = 800_000  # at most, a batch's networks as JSON: under Kafka's default 1 MB a message
@@ -101,3 +102,10 @@ def figures(done: dict[str, Any], published: Mapping[str, str],
         elif kind == "carried" and "refresh" in done:
             done["refresh"].setdefault("asked", {})[registry] = asked
     return done
+
+
+def loaded(store: RedisCrawlAdmin) -> dict[str, Any] | None:
+    """The crawl's load's figures (`RedisCrawlAdmin.loaded`) with its fill's summed from the batches
+    answered so far (`figures`); None before the load is done."""
+    done = store.loaded()
+    return None if done is None else figures(done, *store.fill())

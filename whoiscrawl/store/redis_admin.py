@@ -17,7 +17,6 @@ from redis.backoff import NoBackoff
 from whoiscrawl.blocks import KnownBlocks, encode_block
 from whoiscrawl.keys import Keys
 from whoiscrawl.records import NetworkRecord, Progress, Shard
-from whoiscrawl.sources import fill
 from whoiscrawl.space import Scope
 from whoiscrawl.store import REBUILD_LEASE_S, resumed_block
 from whoiscrawl.store.redis_scripts import (
@@ -178,15 +177,18 @@ class RedisCrawlAdmin:
         return len(spans), addresses
 
     def loaded(self) -> dict[str, Any] | None:
-        """The published files' load's figures once it is done (worker/sources.py, `done`), with
-        what the fill's batches answered so far (`fill.figures`); None before."""
-        done: Any = self.client.hget(self.keys.sources, "done")
-        if not done:
-            return None
+        """The published files' load's figures once it is done (worker/sources.py, `done`); None
+        before. What the fill's batches asked is not in them: `sources.fill.loaded` adds it."""
+        done = self.client.hget(self.keys.sources, "done")
+        return json.loads(done) if done else None
+
+    def fill(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The fill's batches published (batch id -> its item) and those answered (batch id -> what
+        it asked, JSON)."""
         published: Any = self.client.hgetall(self.keys.fill)
         answered: Any = self.client.hgetall(self.keys.fill_figures)
-        return fill.figures(json.loads(done), {_text(k): _text(v) for k, v in published.items()},
-                            {_text(k): _text(v) for k, v in answered.items()})
+        return ({_text(k): _text(v) for k, v in published.items()},
+                {_text(k): _text(v) for k, v in answered.items()})
 
     def progress(self) -> Progress:
         return Progress.from_mapping(self.client.hgetall(self.keys.counters))
