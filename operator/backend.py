@@ -28,6 +28,7 @@ from whoiscrawl.history import topic as history_topic
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.records import Progress
 from whoiscrawl.secrets import redact
+from whoiscrawl.sources import fill
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
@@ -232,7 +233,7 @@ class LiveBackend:
         """What the generation's load did as a refresh of the previous one (worker/carry.py), or
         why it was refused; None before the load is done, or for a load that refreshed none."""
         store = self._store(t)
-        loaded = self._call("reading the load's figures", store.loaded)
+        loaded = self._call("reading the load's figures", fill.loaded, store)
         return (loaded or {}).get("refresh")
 
     def publish_changes(self, before: Target | None, after: Target, feed: str, generation: int,

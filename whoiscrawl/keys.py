@@ -92,5 +92,13 @@ class Keys:
     def sources_lease(self) -> str:  # the lease of the one worker loading the published files
         return self.prefix + "sources:lease"
 
+    @property
+    def fill(self) -> str:  # the fill's batches published (worker/fill.py): batch id -> the load's item
+        return self.prefix + "fill"
+
+    @property
+    def fill_figures(self) -> str:  # the fill's batches answered: batch id -> what each asked (JSON)
+        return self.prefix + "fill-figures"
+
     def plan(self, marker: str) -> str:  # the operator's publish-once marker of one plan
         return f"{self.prefix}plan:{marker}"

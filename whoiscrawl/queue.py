@@ -24,7 +24,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
-from whoiscrawl.records import DeadLetter, NetworkRecord, RecordError, Shard
+from whoiscrawl.records import DeadLetter, FillBatch, NetworkRecord, RecordError, Shard
 from whoiscrawl.settings import KAFKA_PROPERTY_PREFIX, env_name
 
 DEFAULT_PARTITIONS = 32
@@ -48,6 +48,13 @@ def topic_names(prefix: str, crawl: str) -> tuple[str, str]:
     return f"{prefix}{crawl}.work", f"{prefix}{crawl}.results"
 
 
+def fill_topic(prefix: str, crawl: str) -> str:
+    """The fill's batches (`FillBatch`): dumped networks a fleet's load leaves for every worker to ask
+    again live, taken by the same worker group as the work topic but from partitions of their own,
+    so the walk never waits behind them, nor they behind the walk (worker/fill.py)."""
+    return f"{prefix}{crawl}.fill"
+
+
 def checkpoints_topic(prefix: str, crawl: str) -> str:
     """The compacted copy of the walks' checkpoints (keyed by shard id) and of the hashes `COPIED`
     (the published files' load's progress, the answers kept, the special-purpose space withheld;
@@ -58,8 +65,10 @@ def checkpoints_topic(prefix: str, crawl: str) -> str:
 # The hashes of a crawl's Redis the checkpoints topic keeps a copy of beside the walks' checkpoints
 # (their Redis name -> the prefix of their keys on the topic, which no shard id has): the published
 # files' load's progress, the answers a probe kept for its walk's next owner, and the special-purpose
-# space the plans withheld. A rebuild of a lost Redis lands each whole (`copied`).
-COPIED = {"sources": "sources:", "kept-answers": "kept:", "special": "special:"}
+# space the plans withheld, and what each batch of the fill asked (worker/fill.py). A rebuild of a
+# lost Redis lands each whole (`copied`).
+COPIED = {"sources": "sources:", "kept-answers": "kept:", "special": "special:",
+          "fill-figures": "fill-figures:"}
 
 
 def copy_key(name: str, field: str) -> str:
@@ -141,8 +150,20 @@ def ensure_topics(
         NewTopic(results, partitions, rf, config=compacted),
         NewTopic(checkpoints_topic(prefix, crawl), partitions, rf, config=compacted),
         NewTopic(dead_letter_topic(prefix, crawl), 1, rf, config={**extra, "retention.ms": "-1"}),
+        NewTopic(fill_topic(prefix, crawl), partitions, rf, config={**extra, "retention.ms": "-1"}),
     ]
     _create(admin, [t for t in wanted if t.topic not in existing])
+
+
+def ensure_fill_topic(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> None:
+    """Create the crawl's fill topic if missing (a crawl planned before it was made with the others,
+    2026-12-08): as many partitions as the work topic, kept until the crawl is deleted."""
+    admin = AdminClient(_client_config(bootstrap, config))
+    listed = admin.list_topics(timeout=10).topics
+    topic, (work, _) = fill_topic(prefix, crawl), topic_names(prefix, crawl)
+    if topic not in listed:
+        partitions = len(listed[work].partitions) if work in listed else DEFAULT_PARTITIONS
+        _create(admin, [NewTopic(topic, partitions, BROKER_DEFAULT, config={"retention.ms": "-1"})])
 
 
 def ensure_changes_topic(
@@ -197,6 +218,16 @@ def publish_shards(
     return publish(bootstrap, work, ((shard_key(s), s.to_json()) for s in shards), config, "shards")
 
 
+def publish_fill(
+    bootstrap: str, prefix: str, crawl: str, batches: Iterable[tuple[bytes, FillBatch]],
+    config: dict[str, str] | None = None,
+) -> int:
+    """The fill's batches (each with its key) to the fill topic; returns how many the broker
+    acknowledged (KafkaException: not all)."""
+    messages = ((key, b.to_json()) for key, b in batches)
+    return publish(bootstrap, fill_topic(prefix, crawl), messages, config, "fill batches")
+
+
 def publish(
     bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]], config: dict[str, str] | None = None,
     what: str = "messages",
@@ -245,8 +276,8 @@ def partition_count(bootstrap: str, prefix: str, crawl: str, config: dict[str, s
 
 
 def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None) -> int:
-    """Work messages the worker group has not committed yet: what is left to do."""
-    work, _ = topic_names(prefix, crawl)
+    """Work messages the worker group has not committed yet: what is left to do (the walk's shards
+    and the fill's batches)."""
     consumer = Consumer(
         {
             **_client_config(bootstrap, config),
@@ -254,16 +285,16 @@ def consumer_lag(bootstrap: str, prefix: str, crawl: str, config: dict[str, str]
             "enable.auto.commit": False,
         }
     )
+    lag = 0
     try:
-        meta = consumer.list_topics(work, timeout=10).topics.get(work)
-        if meta is None or meta.error is not None:
-            return 0
-        partitions = [TopicPartition(work, p) for p in meta.partitions]
-        committed = consumer.committed(partitions, timeout=10)
-        lag = 0
-        for tp in committed:
-            low, high = consumer.get_watermark_offsets(TopicPartition(work, tp.partition), timeout=10)
-            lag += high - (tp.offset if tp.offset >= 0 else low)
+        for topic in (topic_names(prefix, crawl)[0], fill_topic(prefix, crawl)):
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            partitions = [TopicPartition(topic, p) for p in meta.partitions]
+            for tp in consumer.committed(partitions, timeout=10):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
+                lag += high - (tp.offset if tp.offset >= 0 else low)
         return lag
     finally:
         consumer.close()
@@ -275,7 +306,8 @@ def delete_topics(bootstrap: str, prefix: str, crawl: str, config: dict[str, str
     outlives the generation whose crawl id names it: it goes with the crawl)."""
     admin = AdminClient(_client_config(bootstrap, config))
     every = (*topic_names(prefix, crawl), checkpoints_topic(prefix, crawl), dead_letter_topic(prefix, crawl),
-             digests_topic(prefix, crawl), *([changes_topic(prefix, crawl)] if changes else []))
+             digests_topic(prefix, crawl), fill_topic(prefix, crawl),
+             *([changes_topic(prefix, crawl)] if changes else []))
     names = [t for t in every if t in admin.list_topics(timeout=10).topics]
     for fut in admin.delete_topics(names, operation_timeout=30).values() if names else []:
         fut.result(timeout=60)
@@ -707,11 +739,21 @@ def iter_dead_letters(
         yield DeadLetter.from_json(msg.value() or b"")
 
 
-def committed_offsets(
+def iter_fill(
     bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None
+) -> Iterator[tuple[int, int, FillBatch]]:
+    """(partition, offset, batch) of every valid message on the fill topic: the fill published."""
+    for msg in _iter_topic(bootstrap, fill_topic(prefix, crawl), config):
+        with contextlib.suppress(RecordError):  # a malformed one is skipped by workers too
+            yield msg.partition() or 0, msg.offset() or 0, FillBatch.from_json(msg.value() or b"")
+
+
+def committed_offsets(
+    bootstrap: str, prefix: str, crawl: str, config: dict[str, str] | None = None, topic: str | None = None
 ) -> dict[int, int]:
-    """The worker group's committed offset of each work partition (what is before it is done)."""
-    work, _ = topic_names(prefix, crawl)
+    """The worker group's committed offset of each work partition (what is before it is done); of
+    the fill topic's with `topic`."""
+    work = topic or topic_names(prefix, crawl)[0]
     consumer = Consumer(
         {**_client_config(bootstrap, config), "group.id": group_name(prefix, crawl),
          "enable.auto.commit": False}

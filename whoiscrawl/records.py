@@ -19,6 +19,7 @@ from whoiscrawl.ipv4 import ip_int
 
 RESULT_SCHEMA = "whoiscrawl.result/v1"
 SHARD_SCHEMA = "whoiscrawl.shard/v1"
+FILL_SCHEMA = "whoiscrawl.fill/v1"
 DEAD_LETTER_SCHEMA = "whoiscrawl.deadletter/v1"
 # Of what a dead letter keeps of its bytes: enough to see what broke, small beside Kafka's 1 MB messages.
 DEAD_LETTER_BYTES = 64 << 10
@@ -93,6 +94,35 @@ class Shard:
         doc = parse("shard", raw)
         doc.pop("schema")
         return cls(**doc)
+
+
+@dataclass(frozen=True)
+class FillBatch:
+    """Dumped networks to ask again live (the fill of what a dump left out, the freshness sample),
+    published by a fleet's load for any worker to ask (worker/fill.py)."""
+
+    crawl: str
+    batch_id: str  # "fill:<item>:<n>": the same for the same staged files, whichever loader publishes
+    item: str  # the load's item the networks are of ("dump:lacnic", "carried:ripencc")
+    networks: list[dict[str, Any]]  # each a `NetworkRecord.to_dict`
+
+    @property
+    def registry(self) -> str:
+        return self.item.split(":", 1)[1]
+
+    def to_json(self) -> bytes:
+        doc = {"schema": FILL_SCHEMA, **asdict(self)}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> FillBatch:
+        doc = parse("fill", raw)
+        doc.pop("schema")
+        return cls(**doc)
+
+    def records(self) -> list[NetworkRecord]:
+        """The batch's networks (RecordError: one is no result record)."""
+        return [NetworkRecord.from_dict(doc) for doc in self.networks]
 
 
 @dataclass

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from whoiscrawl.worker.fill import FleetFill
 from whoiscrawl.worker.health import STUCK_AFTER_S, Liveness
 from whoiscrawl.worker.sources import FleetLoad, Results
 
 from whoiscrawl import metrics, recover
 from whoiscrawl.crawl import Crawler, Member
-from whoiscrawl.queue import CheckpointSink, KafkaSink, dead_letter_topic, group_name, topic_names
+from whoiscrawl.queue import CheckpointSink, KafkaSink, dead_letter_topic, fill_topic, group_name, topic_names
 from whoiscrawl.ratelimit import RedisRateLimiter
 from whoiscrawl.rates import Limit, scaled
-from whoiscrawl.records import DeadLetter, RecordError, Shard
+from whoiscrawl.records import DeadLetter, FillBatch, RecordError, Shard
 from whoiscrawl.redis_client import TRANSIENT
 from whoiscrawl.registry import Egress, RegistryClient
 from whoiscrawl.registry.client import ABANDONED_WAIT_S
@@ -102,8 +103,10 @@ def group_consumer_config(config: WorkerConfig, owner: str) -> dict[str, Any]:
 
 @dataclass
 class Lane:
-    """The shards of one partition, walked one after another, committed in order."""
+    """The shards of one partition (of the work topic, or the fill's batches of one of the fill
+    topic's), walked one after another, committed in order."""
 
+    topic: str
     partition: int
     queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -117,14 +120,15 @@ class Worker:
         self.config = config
         self.owner = f"{config.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.work_topic, _ = topic_names(config.topic_prefix, config.crawl)
-        self.lanes: dict[int, Lane] = {}
+        self.fill_topic = fill_topic(config.topic_prefix, config.crawl)
+        self.lanes: dict[tuple[str, int], Lane] = {}
         self.stopping = asyncio.Event()
         self._kafka = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
         self.failed = False
         # Finished shards whose commit a rebalance refused, by partition; retried until they land.
-        self.uncommitted: dict[int, TopicPartition] = {}
+        self.uncommitted: dict[tuple[str, int], TopicPartition] = {}
         self.consumer = Consumer(group_consumer_config(config, self.owner))
         self.liveness = Liveness(config.stuck_after)
 
@@ -138,7 +142,7 @@ class Worker:
         assert self._loop is not None
         log.info("assigned partitions %s", sorted(tp.partition for tp in partitions))
         for tp in partitions:
-            self._loop.call_soon_threadsafe(self._start_lane, tp.partition)
+            self._loop.call_soon_threadsafe(self._start_lane, tp.topic, tp.partition)
         consumer.incremental_assign(partitions)
         # A partition we paused (its lane's queue was full) and now get back must not stay paused:
         # its new lane starts empty and would never resume it.
@@ -152,7 +156,7 @@ class Worker:
         # (a request the registry still serves while the next one is sent, past its connection cap).
         # A draining worker's lanes are over by now (the grace's share for them has passed): they
         # are only let go of, not waited for.
-        revoked = [tp.partition for tp in partitions]
+        revoked = [(tp.topic, tp.partition) for tp in partitions]
         if self.stopping.is_set():
             for partition in revoked:
                 self._loop.call_soon_threadsafe(self._stop_lane, partition)
@@ -179,14 +183,15 @@ class Worker:
         await self._call(self.consumer.close)
         return int(undelivered)
 
-    def _start_lane(self, partition: int) -> None:
-        old = self.lanes.get(partition)
+    def _start_lane(self, topic: str, partition: int) -> None:
+        old = self.lanes.get((topic, partition))
         if old and old.task and not old.task.done():
             old.revoked.set()
-        lane = Lane(partition)
-        lane.task = asyncio.create_task(self._run_lane(lane), name=f"lane-{partition}")
+        lane = Lane(topic, partition)
+        name = f"lane-{partition}" if topic == self.work_topic else f"fill-lane-{partition}"
+        lane.task = asyncio.create_task(self._run_lane(lane), name=name)
         lane.task.add_done_callback(self._lane_ended)
-        self.lanes[partition] = lane
+        self.lanes[topic, partition] = lane
 
     def _lane_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -196,7 +201,7 @@ class Worker:
             self.failed = True
             self.stopping.set()
 
-    async def _stop_lanes(self, partitions: list[int]) -> None:
+    async def _stop_lanes(self, partitions: list[tuple[str, int]]) -> None:
         """Stop the lanes of revoked partitions; return once their walks have ended. Not the lanes
         themselves: one whose shard just finished commits it through the consumer, whose thread
         waits for this."""
@@ -204,7 +209,7 @@ class Worker:
         if walks:
             await asyncio.wait(walks, timeout=REVOKE_WAIT_S + 0.5)
 
-    def _stop_lane(self, partition: int) -> Lane | None:
+    def _stop_lane(self, partition: tuple[str, int]) -> Lane | None:
         # Its next owner re-reads from the committed offset, finds the shard done in Redis and
         # commits it: our pending commit is theirs now.
         self.uncommitted.pop(partition, None)
@@ -218,14 +223,14 @@ class Worker:
             try:
                 msg = await asyncio.wait_for(lane.queue.get(), timeout=0.5)
             except TimeoutError:
-                if lane.partition in self.uncommitted:
-                    await self._commit(self.uncommitted[lane.partition])
+                if (lane.topic, lane.partition) in self.uncommitted:
+                    await self._commit(self.uncommitted[lane.topic, lane.partition])
                 continue
             if lane.paused and lane.queue.qsize() <= self.config.max_queued_per_partition // 2:
                 lane.paused = False
-                await self._call(self.consumer.resume, [TopicPartition(self.work_topic, lane.partition)])
+                await self._call(self.consumer.resume, [TopicPartition(lane.topic, lane.partition)])
             try:
-                shard = Shard.from_json(msg.value() or b"")
+                shard = self._work(lane, msg)
             except RecordError as exc:
                 await self._dead_letter(msg, str(exc))
                 await self._commit(self._next_offset(msg))
@@ -237,7 +242,12 @@ class Worker:
                 return  # stopped or revoked: not committed, so whoever owns it next redoes the rest
             await self._commit(self._next_offset(msg))
 
-    async def _walk(self, shard: Shard, lane: Lane) -> bool:
+    def _work(self, lane: Lane, msg: Message) -> Shard | FillBatch:
+        """A message of the lane's topic: a shard of the walk, or a batch of the fill."""
+        raw = msg.value() or b""
+        return FillBatch.from_json(raw) if lane.topic == self.fill_topic else Shard.from_json(raw)
+
+    async def _walk(self, shard: Shard | FillBatch, lane: Lane) -> bool:
         """Walk a shard until it is done (True), the worker stops or the lane is revoked (False).
         Redis failing under the walk (away longer than its commands' retries) is weather, not a bug:
         the lane pauses (0.5 s, doubling to 10 s) and walks the shard again from its checkpoint; the
@@ -248,7 +258,7 @@ class Worker:
                 return await self._walk_once(shard, lane)
             except TRANSIENT as exc:
                 log.warning("lane %d: Redis failed under shard %s (%r): walking it again in %.1fs",
-                            lane.partition, shard.shard_id, exc, pause)
+                            lane.partition, _id(shard), exc, pause)
             waits = [asyncio.ensure_future(event.wait()) for event in (self.stopping, lane.revoked)]
             await asyncio.wait(waits, timeout=pause)
             for wait in waits:
@@ -257,9 +267,14 @@ class Worker:
                 return False
             pause = min(10.0, pause * 2)
 
-    async def _walk_once(self, shard: Shard, lane: Lane) -> bool:
+    async def _walk_once(self, shard: Shard | FillBatch, lane: Lane) -> bool:
         assert self.crawler is not None
-        lane.walk = walk = asyncio.create_task(self.crawler.run_shard(shard, until=lane.revoked))
+        if isinstance(shard, FillBatch):
+            assert self.filler is not None
+            asking = self.filler.run(shard, until=lane.revoked)
+        else:
+            asking = self.crawler.run_shard(shard, until=lane.revoked)
+        lane.walk = walk = asyncio.create_task(asking)
         revoked = asyncio.create_task(lane.revoked.wait())
         try:
             await asyncio.wait({walk, revoked}, return_when=asyncio.FIRST_COMPLETED)
@@ -273,7 +288,7 @@ class Worker:
         await asyncio.gather(walk, return_exceptions=True)
         return not walk.cancelled() and walk.result()
 
-    async def _walk_again(self, shard: Shard, lane: Lane) -> bool:
+    async def _walk_again(self, shard: Shard | FillBatch, lane: Lane) -> bool:
         """A walk that ended neither done nor stopped: another worker took the shard over while we
         stalled (Kafka moved the partition). Our revocation is on its way; if it does not come,
         the partition is ours after all (the other's walk ended), and the shard is walked again
@@ -299,19 +314,19 @@ class Worker:
                 log.error("a dead letter could not be kept (%r): %s", exc, letter.to_json()[:2000].decode())
 
     def _next_offset(self, msg: Message) -> TopicPartition:
-        return TopicPartition(self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
+        return TopicPartition(msg.topic() or self.work_topic, msg.partition() or 0, (msg.offset() or 0) + 1)
 
     async def _commit(self, tp: TopicPartition) -> None:
         try:
             await self._call(lambda: self.consumer.commit(offsets=[tp], asynchronous=False))
-            if self.uncommitted.get(tp.partition, tp).offset <= tp.offset:
-                self.uncommitted.pop(tp.partition, None)
+            if self.uncommitted.get((tp.topic, tp.partition), tp).offset <= tp.offset:
+                self.uncommitted.pop((tp.topic, tp.partition), None)
         except KafkaException as exc:
             # A rebalance is under way. The shard is marked done in Redis, so nothing is redone;
             # but the offset must still be committed, or the crawl's lag never reaches zero when
             # the partition stays with us (cooperative-sticky). Retried while the lane is idle.
             log.warning("commit of %s[%d]@%d failed, will retry: %s", tp.topic, tp.partition, tp.offset, exc)
-            self.uncommitted[tp.partition] = tp
+            self.uncommitted[tp.topic, tp.partition] = tp
 
     async def _consume(self) -> None:
         while not self.stopping.is_set():
@@ -324,23 +339,23 @@ class Worker:
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("kafka: %s", err)
                     continue
-                partition = msg.partition() or 0
-                lane = self.lanes.get(partition)
+                where = (msg.topic() or self.work_topic, msg.partition() or 0)
+                lane = self.lanes.get(where)
                 if lane is None:
                     # A message is only delivered for a partition we hold: walk it. Dropping it
                     # would lose the shard, since our position has moved past it.
-                    self._start_lane(partition)
-                    lane = self.lanes[partition]
+                    self._start_lane(*where)
+                    lane = self.lanes[where]
                 lane.queue.put_nowait(msg)
                 if not lane.paused and lane.queue.qsize() >= self.config.max_queued_per_partition:
                     lane.paused = True
-                    await self._call(self.consumer.pause, [TopicPartition(self.work_topic, partition)])
+                    await self._call(self.consumer.pause, [TopicPartition(*where)])
 
     async def _report_lag(self) -> None:
         while not self.stopping.is_set():
             lag = 0
-            for partition in list(self.lanes):
-                tp = TopicPartition(self.work_topic, partition)
+            for topic, partition in list(self.lanes):
+                tp = TopicPartition(topic, partition)
                 try:
                     _, high = await self._call(self.consumer.get_watermark_offsets, tp, 5, True)
                     [committed] = await self._call(self.consumer.committed, [tp], 5)
@@ -419,8 +434,11 @@ class Worker:
         scope = await store.scope()
         member = Member(self.owner, cfg.crawl, abandon_listings_on_stop=True)
         self.crawler = Crawler(store, sink, client, member, cfg.settings, scope=scope, stopping=self.stopping)
+        if cfg.sources is not None and cfg.sources.loads_files:  # every worker asks the fill's batches
+            self.filler = FleetFill(store, sink, client, self.owner, cfg.crawl)
         if loaded:  # else stopping before the files were loaded: no shard is walked without them
-            self.consumer.subscribe([self.work_topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+            topics = [self.work_topic, *([self.fill_topic] if self.filler else [])]
+            self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("worker %s taking shards of %s", self.owner, self.work_topic)
         consume = asyncio.create_task(self._consume())
         lag = asyncio.create_task(self._report_lag())
@@ -450,6 +468,7 @@ class Worker:
         return 0 if undelivered == 0 and not self.failed else 1
 
     crawler: Crawler | None = None
+    filler: FleetFill | None = None  # a crawl from the published files: the fill's batches asked here
     letters: KafkaSink | None = None  # the crawl's dead-letter topic
 
     async def _prepared(self, store: RedisBlockStore, limiter: RedisRateLimiter, checkpoints: CheckpointSink
@@ -503,6 +522,10 @@ class Worker:
             kept = published.without(load.stale)
             client.delegated_by, client.delegation_at = kept.router(), kept.holders()
         return figures is not None
+
+
+def _id(work: Shard | FillBatch) -> str:
+    return work.batch_id if isinstance(work, FillBatch) else work.shard_id
 
 
 def _watchdog(loop_thread: int, beat: list[float], done: threading.Event, out: IO[str]) -> None:

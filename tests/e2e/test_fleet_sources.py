@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from whoiscrawl.worker.fill import FleetFill
 
 from whoiscrawl.bench.common import Simulator
 from whoiscrawl.bench.fleet import SWEEP, Fleet, FleetRun, FleetShape, crawl_with_fleet
@@ -38,13 +39,51 @@ def from_files(results: Path) -> Counter[tuple[str, str, str]]:
                    if r["source"] in ("dump", "stats") and "filled" not in r)
 
 
+def filled(results: Path) -> set[tuple[str, str, str]]:
+    """Each record with a field filled live (LACNIC's abuse addresses from their contacts)."""
+    return {(r["start_address"], r["end_address"], ",".join(r["abuse_emails"]))
+            for r in map(json.loads, results.open()) if "filled" in r}
+
+
+class FillWatch:
+    """A fleet crawl's fill, watched in Redis at each poll once the load is done: the fill's batches
+    not answered yet, and the plan's shards started (owned, or done)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.seen: list[tuple[int, int]] = []  # (batches left, the plan's shards started)
+
+    def __call__(self, fleet: Fleet, progress: object) -> None:
+        keys = Keys(fleet.crawl)
+        if not self.client.hexists(keys.sources, "done"):
+            return
+        batches = {k.decode() for k in self.client.hkeys(keys.fill)}
+        done = {m.decode() for m in self.client.smembers(keys.done)}
+        started = {k.decode() for k in self.client.hkeys(keys.owners)} | done
+        self.seen.append((len(batches - done), len({s for s in started if not s.startswith("fill:")})))
+
+
+def entities_asked(log: Path, since: int) -> Counter[str]:
+    """The entities (contacts) the simulator was asked for after line `since` of its request log."""
+    time.sleep(1.5)  # it writes its log out once a second
+    lines = log.read_text().splitlines()[since:]
+    return Counter(json.loads(line)["address"] for line in lines if json.loads(line)["protocol"] == "entity")
+
+
+def log_lines(log: Path) -> int:
+    time.sleep(1.5)
+    return len(log.read_text().splitlines())
+
+
 @pytest.fixture(scope="module")
-def files_run(services, quick_sim, tmp_path_factory) -> FleetRun:
-    """A calm fleet crawl of `quick` from the simulator's published files."""
+def files_run(services, quick_sim, tmp_path_factory) -> tuple[FleetRun, FillWatch, Counter[str]]:
+    """A calm fleet crawl of `quick` from the simulator's published files: the run, its fill as
+    watched, and the entities it asked."""
+    watch, since = FillWatch(services.redis_url), log_lines(Path(quick_sim.log))
     run = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url,
-                           tmp_path_factory.mktemp("files"), FROM_FILES, timeout=600)
+                           tmp_path_factory.mktemp("files"), FROM_FILES, timeout=600, during=watch)
     assert run.finished
-    return run
+    return run, watch, entities_asked(Path(quick_sim.log), since)
 
 
 def test_the_fleet_from_the_files_finds_what_the_local_crawl_does_for_far_fewer_lookups(
@@ -52,6 +91,7 @@ def test_the_fleet_from_the_files_finds_what_the_local_crawl_does_for_far_fewer_
 ):
     """Same recall as the local crawl from the same files, per registry; far fewer lookups than the
     same fleet crawling live alone (both counted by the crawl's own counters, in this run)."""
+    files_run, _, _ = files_run
     (tmp_path / "live").mkdir()
     live = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path / "live",
                             SWEEP, timeout=600)
@@ -87,6 +127,7 @@ def test_a_loader_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     """SIGKILL the worker loading the files while a batch is on its way to the broker: another
     worker takes the load over once its lease lapses, and the crawl ends with the calm crawl's
     blocks, each file's record on the results exactly once."""
+    files_run, _, _ = files_run
     client = redis.Redis.from_url(services.redis_url)
     killed: list[dict[str, str]] = []
 
@@ -137,3 +178,64 @@ def test_a_fleet_asks_the_delegation_the_statistics_list_in_special_purpose_spac
         time.sleep(0.2)
     assert any(a.startswith("192.175.48.") for a in asked)
     assert not [a for a in asked if a.startswith("192.0.2.")]
+
+
+def test_the_fill_is_asked_by_every_worker_while_the_walk_goes_on(files_run):
+    """The fill of LACNIC's abuse addresses and the freshness sample are work for every worker (the
+    fill topic's batches), asked beside the walk: its first shards start while batches of the fill
+    are still to answer, more than one worker answers batches, and each contact is asked once
+    (before: the loader asked them all before `done`, while every other worker waited to walk)."""
+    run, watch, entities = files_run
+    assert any(left and started for left, started in watch.seen), watch.seen
+    assert run.loaded is not None
+    fill = {r: d["freshness"] for r, d in run.loaded["dumps"].items()}
+    assert fill["lacnic"]["by_contact"] > 0 and fill["lacnic"]["lookups"] > 0
+    assert all(f["answered"] == f["batches"] for f in fill.values()), fill
+    workers = {w for f in fill.values() for w in f["by_worker"]}
+    assert len(workers) >= 2, fill
+    # Once, but for a request in flight when its batch moved (the loader, subscribed first, gives
+    # most partitions up within a second): before the last caller's cancellation took the request
+    # with it, a batch moved had its contacts asked all the same (43 of `standard`'s 389 twice)
+    again = sum(n - 1 for n in entities.values())
+    assert entities and again <= FleetFill.concurrency, entities.most_common(3)
+
+
+def test_a_worker_killed_while_it_asks_a_batch_of_the_fill_loses_nothing_and_asks_nothing_twice(
+    services, quick_sim, files_run, tmp_path
+):
+    """SIGKILL a worker while it asks a batch of the fill: the batch's next owner goes on from its
+    checkpoint; the crawl ends with the calm crawl's records filled, every batch answered, and no
+    contact answered asked again."""
+    calm, _, _ = files_run
+    client = redis.Redis.from_url(services.redis_url)
+    killed: list[str] = []
+
+    def kill_a_filler(fleet: Fleet, progress: object) -> None:
+        if killed:
+            return
+        keys = Keys(fleet.crawl)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            asking = {k.decode(): v for k, v in client.hgetall(keys.owners).items() if k.startswith(b"fill:")}
+            cursors = {k.decode() for k in client.hkeys(keys.cursors)}
+            mid = [b for b in asking if b in cursors]  # a batch part answered
+            if mid:
+                [i] = [i for i, p in enumerate(fleet.procs) if p.pid == _pid_of(asking[mid[0]])]
+                fleet.kill(i)
+                killed.append(mid[0])
+                return
+            time.sleep(0.005)
+        raise AssertionError("no batch of the fill was seen part answered")
+
+    since = log_lines(Path(quick_sim.log))
+    run = crawl_with_fleet(quick_sim, services.kafka_bootstrap, services.redis_url, tmp_path, FROM_FILES,
+                           timeout=600, during=kill_a_filler)
+    entities = entities_asked(Path(quick_sim.log), since)
+    assert killed and run.finished
+    assert run.loaded is not None
+    assert all(d["freshness"]["answered"] == d["freshness"]["batches"] for d in run.loaded["dumps"].values())
+    assert filled(run.results) == filled(calm.results)  # nothing lost
+    # Nothing answered is asked again: at most what the killed worker had in flight (before, the
+    # loader taking over asked the whole fill again)
+    again = sum(n - 1 for n in entities.values())
+    assert entities and again <= FleetFill.concurrency, entities.most_common(5)

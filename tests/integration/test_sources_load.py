@@ -24,9 +24,10 @@ from whoiscrawl.keys import Keys
 from whoiscrawl.publish import publish_plan
 from whoiscrawl.ratelimit import MemoryRateLimiter
 from whoiscrawl.registry import RegistryClient
+from whoiscrawl.sources import fill
 from whoiscrawl.sources.published import SourcesSettings, StatsPlan, load_stats
 from whoiscrawl.sources.stats import Delegation
-from whoiscrawl.space import SpaceError, fetch_bootstrap, plan_crawl
+from whoiscrawl.space import Plan, SpaceError, fetch_bootstrap, plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.store.redis_blocks import RedisBlockStore
 
@@ -36,12 +37,18 @@ RIPE_DUMP_SERIAL = "41234567"  # RIPE.CURRENTSERIAL of the files
 RIPE_STATS_SERIAL = "1790287199"  # the version line of delegated-ripencc-extended-latest
 
 
-async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> tuple[dict, dict[str, str]]:
-    """Plan 193.0.0.0/20, write what an earlier loader recorded (`used`: item -> its progress), load
-    the files; (the load's figures, its progress in Redis afterwards)."""
+def _planned(services, crawl: str) -> tuple[Plan, RedisCrawlAdmin]:
+    """193.0.0.0/20 planned and published (its topics made), and the crawl's store."""
     plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
     admin = RedisCrawlAdmin(services.redis_url, crawl)
     publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    return plan, admin
+
+
+async def _load(services, crawl: str, tmp_path: Path, used: dict[str, dict]) -> tuple[dict, dict[str, str]]:
+    """Plan 193.0.0.0/20, write what an earlier loader recorded (`used`: item -> its progress), load
+    the files; (the load's figures, its progress in Redis afterwards)."""
+    _, admin = _planned(services, crawl)
     for name, progress in used.items():
         admin.client.hset(Keys(crawl).sources, f"item:{name}", json.dumps(progress))
     figures, state, _ = await _loader(services, crawl, tmp_path, "test")
@@ -67,13 +74,14 @@ async def fleet_load(services, crawl: str, owner: str, cache: Path, stats: Stats
 
 
 async def _loader(services, crawl: str, tmp_path: Path, owner: str,
-                  checkpoints: queue.CheckpointSink | None = None) -> tuple[dict, dict[str, str], set[str]]:
+                  checkpoints: queue.CheckpointSink | None = None,
+                  settings: SourcesSettings = SETTINGS) -> tuple[dict, dict[str, str], set[str]]:
     """One worker's load of the planned crawl's files (copying its progress to `checkpoints`, as a
     worker does); (the load's figures, its progress in Redis afterwards, the registries whose
     statistics the worker may not route by)."""
     stats = await load_stats(SETTINGS.files_base, tmp_path / "stats")
     async with fleet_load(services, crawl, f"{owner}-{crawl}", tmp_path / owner / crawl, stats,
-                          checkpoints) as load:
+                          checkpoints, settings) as load:
         figures = await load.ready()
     assert figures is not None
     return figures, await _state(services, crawl), load.stale
@@ -130,9 +138,7 @@ async def test_a_redis_lost_after_the_load_is_rebuilt_with_its_progress_and_noth
     the load's progress (copied to the checkpoints topic), so the next worker's load sends nothing
     again (before: it loaded every file again, and every record was twice on the results topic)."""
     crawl = unique_name
-    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
-    admin = RedisCrawlAdmin(services.redis_url, crawl)
-    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    _, admin = _planned(services, crawl)
     checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
     try:
         figures, state, _ = await _loader(services, crawl, tmp_path, "first", checkpoints)
@@ -145,6 +151,44 @@ async def test_a_redis_lost_after_the_load_is_rebuilt_with_its_progress_and_noth
         assert again == figures
         after = _keys(services, crawl)
         assert after == sent  # nothing twice
+    finally:
+        assert checkpoints.close() == 0
+        queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
+        admin.delete_crawl()
+
+
+async def test_the_load_publishes_the_fill_as_work_for_every_worker_and_a_redis_lost_after_keeps_it(
+    services, unique_name, tmp_path
+):
+    """The freshness sample (and the fill of redacted fields) is not asked by the loader before
+    `done` (the fleet waited for it: LACNIC's fill at `full` was 118 h of one worker asking while
+    the others waited): its networks are published to the fill topic as batches any worker asks,
+    counted among the shards (the crawl is done once they are answered), and a Redis lost after
+    the load is rebuilt with them."""
+    crawl = unique_name
+    plan, admin = _planned(services, crawl)
+    checkpoints = queue.CheckpointSink(services.kafka_bootstrap, "t.", crawl)
+    try:
+        verified = replace(SETTINGS, verify=0.5)  # every other network of the dump asked again
+        figures, state, _ = await _loader(services, crawl, tmp_path, "first", checkpoints, verified)
+        batches = [b for _, _, b in queue.iter_fill(services.kafka_bootstrap, "t.", crawl)]
+        assert batches and {b.item for b in batches} == {"dump:ripencc"}
+        progress = admin.progress()
+        assert progress.lookups == 0  # the loader asked nothing
+        assert progress.shards_total == len(plan.shards) + len(batches) and progress.shards_done == 0
+        published = json.loads(state["fill:dump:ripencc"])
+        assert published == figures["dumps"]["ripencc"]["freshness"] == {
+            "batches": len(batches), "networks": sum(len(b.networks) for b in batches)}
+        loaded = fill.loaded(admin)  # what the workers' batches asked, summed
+        assert loaded is not None
+        assert loaded["dumps"]["ripencc"]["freshness"]["answered"] == 0  # none answered yet
+        admin.delete_crawl()  # Redis lost the crawl
+        assert recover.rebuild(services.redis_url, services.kafka_bootstrap, "t.", crawl, "rebuilder")
+        assert admin.progress().shards_total == progress.shards_total
+        assert {k.decode() for k in admin.client.hkeys(Keys(crawl).fill)} == {b.batch_id for b in batches}
+        again, _, _ = await _loader(services, crawl, tmp_path, "second", checkpoints, verified)
+        assert again == figures
+        assert len(list(queue.iter_fill(services.kafka_bootstrap, "t.", crawl))) == len(batches)  # once
     finally:
         assert checkpoints.close() == 0
         queue.delete_topics(services.kafka_bootstrap, "t.", crawl)
@@ -332,9 +376,7 @@ async def test_a_worker_keeps_only_the_statistics_rows_its_crawl_s_scope_touches
     touches and every free or reserved row (a run of them is one placeholder past the scope's edge):
     all five files' rows are ~140 MB a worker whatever the crawl's size (before, all were kept)."""
     crawl = unique_name
-    plan = plan_crawl(crawl=crawl, ranges=["193.0.0.0/20"], strategy="sweep", resolution=24, samples=0)
-    admin = RedisCrawlAdmin(services.redis_url, crawl)
-    publish_plan(plan, bootstrap=services.kafka_bootstrap, prefix="t.", store=admin, partitions=2)
+    _, admin = _planned(services, crawl)
     worker = Worker(WorkerConfig(crawl, services.kafka_bootstrap, services.redis_url, {}, topic_prefix="t.",
                                  sources=SETTINGS, kafka_config={"log_level": "0"}))
     store = RedisBlockStore(services.redis_url, crawl)

@@ -118,7 +118,7 @@ async def _walking(step_s: float | None) -> AsyncIterator[tuple[Worker, int]]:
     worker.crawler = Crawler(step_s)  # type: ignore[assignment]
     port = free_port()
     server = metrics.serve(port, lambda: True, host="127.0.0.1", stuck=worker.liveness.stuck)
-    lane = worker.lanes[0] = Lane(0)
+    lane = worker.lanes[worker.work_topic, 0] = Lane(worker.work_topic, 0)
     tasks = [asyncio.create_task(worker._walk(SHARD, lane)), asyncio.create_task(worker._consume()),
              asyncio.create_task(worker._watch_loop())]
     try:

@@ -56,7 +56,7 @@ async def revoked_mid_step(step_s: float) -> tuple[Worker, Steps, float, asyncio
     worker, steps = worker_walking(step_s)
     tp = TopicPartition(worker.work_topic, 0)
     worker.consumer.incremental_assign([tp])
-    lane = worker.lanes[0] = Lane(0)
+    lane = worker.lanes[worker.work_topic, 0] = Lane(worker.work_topic, 0)
     walking = asyncio.create_task(worker._walk(SHARD, lane))
     await asyncio.sleep(0.1)
 
@@ -97,7 +97,7 @@ async def test_a_lane_cancelled_at_the_end_of_a_drain_takes_its_walk_with_it():
     in a 10 s grace (a chaos run)."""
     worker, steps = worker_walking(30.0)
     try:
-        lane = worker.lanes[0] = Lane(0)
+        lane = worker.lanes[worker.work_topic, 0] = Lane(worker.work_topic, 0)
         walking = asyncio.create_task(worker._walk(SHARD, lane))
         await asyncio.sleep(0.1)
         walking.cancel()
@@ -130,7 +130,7 @@ async def test_a_walk_that_redis_failed_is_walked_again_and_the_worker_goes_on(m
     worker, _ = worker_walking(0.0)
     worker.crawler = walk = FailingOnce(MaxConnectionsError("Too many connections"))  # type: ignore[assignment]
     try:
-        lane = worker.lanes[0] = Lane(0)
+        lane = worker.lanes[worker.work_topic, 0] = Lane(worker.work_topic, 0)
         assert await asyncio.wait_for(worker._walk(SHARD, lane), 10) is True
         assert walk.started == 2 and not worker.stopping.is_set()
     finally:
@@ -143,8 +143,9 @@ async def test_a_lanes_bug_stops_the_worker_loudly(caplog):
     worker, _ = worker_walking(0.0)
     worker.crawler = FailingOnce(KeyError("a bug"))  # type: ignore[assignment]
     try:
-        worker._start_lane(0)
-        worker.lanes[0].queue.put_nowait(Message(topic=worker.work_topic, partition=0, value=SHARD.to_json()))
+        worker._start_lane(worker.work_topic, 0)
+        message = Message(topic=worker.work_topic, partition=0, value=SHARD.to_json())
+        worker.lanes[worker.work_topic, 0].queue.put_nowait(message)
         await asyncio.wait_for(worker.stopping.wait(), 10)
         assert worker.failed
         [failed] = [r for r in caplog.records if r.levelname == "ERROR"]

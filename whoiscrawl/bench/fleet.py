@@ -30,6 +30,7 @@ from whoiscrawl.records import NetworkRecord
 from whoiscrawl.rirs import SOURCES
 from whoiscrawl.settings import DEBUG_LOGGERS_ENV, KAFKA_PROPERTY_PREFIX, CrawlSettings, env_name
 from whoiscrawl.sim.score import score
+from whoiscrawl.sources import fill
 from whoiscrawl.space import plan_crawl
 from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 from whoiscrawl.strategy import Answer
@@ -168,6 +169,7 @@ class FleetRun:
     unfinished: list[dict[str, Any]] = field(default_factory=list)
     peaks: Peaks = field(default_factory=Peaks.empty)  # memory, sampled at each poll
     started_at: float = 0.0  # when the workers were started (epoch seconds: the load's phases' clock)
+    loaded: dict[str, Any] | None = None  # the files' load's figures, its fill's summed (None: no load)
 
 
 UNFINISHED_SHOWN = 20
@@ -259,7 +261,29 @@ def generation(
             fh.write(record.to_json().decode() + "\n")
     unfinished = [] if finished else unfinished_shards(admin, kafka, "whoiscrawl.", crawl)
     return FleetRun(crawl, results, wall, finished, admin.progress(), len(plan.shards), unfinished, peaks,
-                    started_at)
+                    started_at, fill.loaded(admin))
+
+
+def phases(run: FleetRun, loaded: dict[str, Any] | None) -> dict[str, float]:
+    """Where a generation's wall went: the workers' start until the load began (`start_up`: the
+    process, its statistics, Kafka's group), each part of the load as its loader timed it, and from
+    the load's end until every shard was done (`after_load`: the walk and the lag the bench waits
+    on). Empty if the load kept no phases."""
+    got = dict((loaded or {}).get("phases") or {})
+    began, ended = got.pop("started_at", None), got.pop("ended_at", None)
+    if began is None or ended is None:
+        return {}
+    return {"start_up": round(began - run.started_at, 2), **got, "load": round(ended - began, 2),
+            "after_load": round(run.started_at + run.wall_s - ended, 2)}
+
+
+def load_figures(run: FleetRun) -> dict[str, Any]:
+    """The files' load of a fleet crawl (`--sources` with files): where its wall went (`phases`), and
+    what each dump's fill and freshness sample asked, summed from the workers' batches of it
+    (`sources.fill.loaded`): lookups, and batches and lookups by worker."""
+    loaded = run.loaded or {}
+    return {"phases_s": phases(run, loaded),
+            "fill": {r: d.get("freshness") for r, d in sorted((loaded.get("dumps") or {}).items())}}
 
 
 def forget(data: tuple[str, str], crawl: str) -> None:
@@ -332,6 +356,7 @@ def fleet_crawl(
         "shards": run.shards,
         **run.peaks.figures(),
         "results_mb": round(run.results.stat().st_size / 2**20, 1),
+        **({"load": load_figures(run)} if run.loaded else {}),
         **figures,
         "real_time": real_time(figures, egress),
         "targets": against_targets(figures),

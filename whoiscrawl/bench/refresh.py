@@ -23,6 +23,7 @@ from whoiscrawl.bench.fleet import (
     bench_services,
     forget,
     generation,
+    phases,
 )
 from whoiscrawl.local import LocalCrawl
 from whoiscrawl.refresh import Refresh
@@ -34,7 +35,6 @@ from whoiscrawl.sim.churn import Churn
 from whoiscrawl.sim.published import catalogue
 from whoiscrawl.sim.score import score
 from whoiscrawl.space import fetch_bootstrap
-from whoiscrawl.store.redis_admin import RedisCrawlAdmin
 
 
 def requests(log: str) -> int:
@@ -142,7 +142,7 @@ def run_fleet(scenario: str, days: int, time_scale: float, churn: str | None = N
             base: dict[str, Any] = {"requests": settled(sim.log, 0, first.progress.lookups),
                                     "wall_s": round(first.wall_s, 1), "finished": first.finished,
                                     "by_registry_kind": breakdown(sim.log, 0),
-                                    "phases": phases(first, RedisCrawlAdmin(data[1], first.crawl).loaded())}
+                                    "phases": phases(first, first.loaded)}
             yield {"scenario": scenario, "fleet": shape.workers, "day": 0, "churn": churn,
                    "first_crawl": base, **_figures(scenario, 0, first.results, churn), "workdir": str(work)}
             for day in range(1, days + 1):
@@ -162,26 +162,13 @@ def _folder(work: Path, generation_number: int) -> Path:
     return folder
 
 
-def phases(run: FleetRun, loaded: dict[str, Any] | None) -> dict[str, float]:
-    """Where a generation's wall went: the workers' start until the load began (`start_up`: the
-    process, its statistics, Kafka's group), each part of the load as its loader timed it, and from
-    the load's end until every shard was done (`after_load`: the walk and the lag the bench waits
-    on). Empty if the load kept no phases."""
-    got = dict((loaded or {}).get("phases") or {})
-    began, ended = got.pop("started_at", None), got.pop("ended_at", None)
-    if began is None or ended is None:
-        return {}
-    return {"start_up": round(began - run.started_at, 2), **got, "load": round(ended - began, 2),
-            "after_load": round(run.started_at + run.wall_s - ended, 2)}
-
-
 def _fleet_day(scenario: str, day: int, churn: str | None, made: tuple[int, int], run: FleetRun,
                base: dict[str, Any], sim: Simulator, redis_url: str) -> dict[str, Any]:
     """A day's line of `run_fleet`: `made` the simulator's changes that day and its log's length
     before the generation ran."""
     changes, before = made
     asked = settled(sim.log, before, run.progress.lookups)
-    loaded = RedisCrawlAdmin(redis_url, run.crawl).loaded() or {}
+    loaded = run.loaded or {}
     return {"scenario": scenario, "day": day, "simulated_changes": changes, "requests": asked,
             "wall_s": round(run.wall_s, 1), "finished": run.finished,
             "requests_vs_first": round(asked / max(base["requests"], 1), 4),

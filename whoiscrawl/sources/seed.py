@@ -511,3 +511,18 @@ async def ask_again(
                 pass_.counts["asked"] += 1
                 group.create_task(one(n, NetworkRecord.from_own_json(line)))
     return {**pass_.counts, "fields": dict(pass_.fields)}
+
+
+async def ask_one(
+    record: NetworkRecord,
+    client: RegistryClient,
+    changed: Callable[[NetworkRecord], Awaitable[None]],
+    asked: Callable[[LookupResult], Awaitable[None]],
+) -> dict[str, Any]:
+    """One network of a recheck file asked again live, as `ask_again` asks each (a fleet's worker
+    asks a batch of the fill this way: worker/fill.py); what it counted, as `ask_again` counts."""
+    pass_ = _Asking(client, changed, asked, None, 0)
+    pass_.counts["asked"] += 1
+    handle = dumps.unresolved_abuse(record)
+    await (pass_.contact(record, handle) if handle else pass_.network(record))
+    return {**pass_.counts, "fields": dict(pass_.fields)}

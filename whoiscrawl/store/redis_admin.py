@@ -101,26 +101,34 @@ class RedisCrawlAdmin:
     def restore_plan(
         self, owner: str, shards: dict[str, tuple[int, int]], done: dict[str, int], cursors: dict[str, str],
         blocks: int, copies: Mapping[str, Mapping[str, str]] | None = None,
+        fill: Mapping[str, str] | None = None,
     ) -> bool:
         """Land a rebuild, `owner` holding its lease: the plan anew (shard id -> its span) from the
         work topic, with the finished shards (id -> addresses) from the committed offsets, the
         walks' checkpoints of the others, the hashes the checkpoints topic keeps a copy of (`copies`:
         name -> fields, `queue.copied`: the published files' load's progress, the answers kept,
         the special-purpose space withheld) and the block log staged (`stage_blocks`, `blocks` of
-        them); the other counters stay. All at once and only under the lease: False (nothing
-        written) if it passed to another process, whose reading of the topics is newer."""
+        them), the fill's batches published (`fill`: batch id -> its item, from the fill topic; those
+        answered are among `done`, 0 addresses each); the other counters stay. All at once and only
+        under the lease: False (nothing written) if it passed to another process, whose reading of
+        the topics is newer."""
         named = self.keys
-        hashes = {"sources": named.sources, "kept-answers": named.kept_answers, "special": named.special}
+        hashes = {"sources": named.sources, "kept-answers": named.kept_answers, "special": named.special,
+                  "fill-figures": named.fill_figures, "fill": named.fill}
         staged = {name: self.keys.staged(owner, name) for name in ("done", "cursors", "planned", *hashes)}
+        fill = dict(fill or {})
         pipe = self.client.pipeline(transaction=False)
         pipe.delete(*staged.values())
-        walking: dict[Any, Any] = {k: v for k, v in cursors.items() if k in shards and k not in done}
+        walking: dict[Any, Any] = {k: v for k, v in cursors.items()
+                                   if (k in shards or k in fill) and k not in done}
         if walking:
             pipe.hset(staged["cursors"], mapping=walking)
         if done:
             pipe.sadd(staged["done"], *done)
         if shards:
             pipe.hset(staged["planned"], mapping={k: f"{a}-{b}" for k, (a, b) in shards.items()})
+        if fill:
+            pipe.hset(staged["fill"], mapping=dict[Any, Any](fill))
         for name, fields in (copies or {}).items():
             if fields:
                 pipe.hset(staged[name], mapping=dict[Any, Any](fields))
@@ -128,7 +136,7 @@ class RedisCrawlAdmin:
             pipe.expire(key, STAGED_TTL_S)
         pipe.execute()
         addresses = sum(b - a + 1 for a, b in shards.values())
-        counters = {"shards_total": len(shards), "addresses_total": addresses,
+        counters = {"shards_total": len(shards) + len(fill), "addresses_total": addresses,
                     "shards_done": len(done), "addresses_done": sum(done.values()), "blocks": blocks}
         scope = Scope.of(shards.values()).encode() if shards else ""
         keys = [self.keys.rebuilding, self.keys.epoch, self.keys.counters, self.keys.scope,
@@ -163,13 +171,24 @@ class RedisCrawlAdmin:
         if spans:
             pipe.hset(self.keys.planned, mapping={k: f"{a}-{b}" for k, (a, b) in spans.items()})
             pipe.set(self.keys.scope, Scope.of(spans.values()).encode())
-        pipe.hset(self.keys.counters, mapping={"shards_total": len(spans), "addresses_total": addresses})
+        batches: Any = self.client.hlen(self.keys.fill)  # the fill's batches: shards too
+        totals = {"shards_total": len(spans) + int(batches), "addresses_total": addresses}
+        pipe.hset(self.keys.counters, mapping=totals)
         return len(spans), addresses
 
     def loaded(self) -> dict[str, Any] | None:
-        """The published files' load's figures once it is done (worker/sources.py, `done`); None before."""
+        """The published files' load's figures once it is done (worker/sources.py, `done`); None
+        before. What the fill's batches asked is not in them: `sources.fill.loaded` adds it."""
         done = self.client.hget(self.keys.sources, "done")
         return json.loads(done) if done else None
+
+    def fill(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The fill's batches published (batch id -> its item) and those answered (batch id -> what
+        it asked, JSON)."""
+        published: Any = self.client.hgetall(self.keys.fill)
+        answered: Any = self.client.hgetall(self.keys.fill_figures)
+        return ({_text(k): _text(v) for k, v in published.items()},
+                {_text(k): _text(v) for k, v in answered.items()})
 
     def progress(self) -> Progress:
         return Progress.from_mapping(self.client.hgetall(self.keys.counters))

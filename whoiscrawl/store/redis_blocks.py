@@ -22,6 +22,7 @@ from whoiscrawl.records import Progress, Shard
 from whoiscrawl.space import Scope
 from whoiscrawl.store import LEASE_S, Lease, LeaseLost, ListingClaim, remember, step_counts
 from whoiscrawl.store.redis_scripts import (
+    _ADD_FILL,
     _GIVE_BACK,
     _LISTED,
     _RECORD_STEP,
@@ -75,6 +76,7 @@ class RedisBlockStore:
         self.mirror = mirror
         self.losses = 0  # store generations this process saw end
         self._done: dict[str, int] = {}  # shards this process finished: marked again after a loss
+        self._figures: dict[str, str] = {}  # of those, the fill's batches: what each asked
         self._epoch: str | None = None  # the store generation this process reads and writes
         self._last_id = "0-0"
         self._release = self.client.register_script(_RELEASE)
@@ -86,6 +88,7 @@ class RedisBlockStore:
         self._shard_done = self.client.register_script(_SHARD_DONE)
         self._record_step = self.client.register_script(_RECORD_STEP)
         self._sources_write = self.client.register_script(_SOURCES_WRITE)
+        self._add_fill = self.client.register_script(_ADD_FILL)
         self._held: dict[str, str] = {}  # lease key -> our holder in it, `<token>/<owner>/<nonce>`
         # Our walks under way, by their token: one that ended here unfinished is not among them.
         self._walks: dict[str, _Walk] = {}
@@ -137,9 +140,14 @@ class RedisBlockStore:
 
     async def _mark_done_again(self, epoch: str) -> None:
         """Shards finished before a loss whose offsets the rebuild did not see committed yet."""
-        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
         for shard_id, addresses in list(self._done.items()):
-            await self._shard_done(keys=keys, args=[shard_id, addresses, epoch])
+            figures = self._figures.get(shard_id, "")
+            await self._shard_done(keys=self._done_keys, args=[shard_id, addresses, epoch, figures])
+
+    @property
+    def _done_keys(self) -> list[str]:
+        named = self.keys
+        return [named.done, named.counters, named.cursors, named.epoch, named.owners, named.fill_figures]
 
     @staticmethod
     async def _rebuild_once(rebuild: Callable[[], Awaitable[bool]]) -> bool:
@@ -391,15 +399,34 @@ class RedisBlockStore:
             return self.keys.claim(lease.first)
         return self.keys.listing(lease.first, lease.last)
 
-    async def shard_done(self, shard_id: str, addresses: int) -> None:
-        """Mark a shard finished (once, however often it is called); its checkpoint goes with it."""
-        keys = [self.keys.done, self.keys.counters, self.keys.cursors, self.keys.epoch, self.keys.owners]
-        await self._guarded(lambda epoch: self._shard_done(keys=keys, args=[shard_id, addresses, epoch]))
+    async def shard_done(self, shard_id: str, addresses: int, figures: str = "") -> None:
+        """Mark a shard finished (once, however often it is called); its checkpoint goes with it. A
+        batch of the fill (0 addresses) keeps what it asked, `figures`, as it is first marked."""
+        await self._guarded(lambda epoch: self._shard_done(
+            keys=self._done_keys, args=[shard_id, addresses, epoch, figures]))
         for token in [t for t, w in self._walks.items() if w.shard_id == shard_id]:
             del self._walks[token]  # a done shard has no checkpoint left to write
         self._done[shard_id] = addresses
+        if figures:
+            self._figures[shard_id] = figures
         if self.mirror is not None:
+            if figures:  # before the checkpoint's tombstone: a rebuild never has it done without them
+                self.mirror(copy_key("fill-figures", shard_id), figures)
             self.mirror(shard_id, None)
+
+    async def add_fill(self, owner: str, batches: dict[str, str], field: str = "",
+                       progress: str = "") -> None:
+        """The fill's batches published (batch id -> its item), counted among the shards, and the
+        load's progress `field` set (if named), fenced by the load's lease (LeaseLost: another
+        loads now)."""
+        named = self.keys
+        pairs = [x for kv in batches.items() for x in kv]
+        holder = self._held.get(named.sources_lease, "-")
+        keys = [named.epoch, named.sources_lease, named.fill, named.sources, named.counters, named.planned]
+        args: list[Any] = [holder, len(batches), *pairs, field, progress]
+        if not await self._guarded(lambda epoch: self._add_fill(keys=keys, args=[epoch, *args])):
+            metrics.STALE_WRITES.labels("sources").inc()
+            raise LeaseLost("the published files' load", Lease.sources())
 
     async def progress(self) -> Progress:
         return Progress.from_mapping(await self.client.hgetall(self.keys.counters))

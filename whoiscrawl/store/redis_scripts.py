@@ -102,6 +102,21 @@ for _ = 1, tonumber(ARGV[5]) do redis.call('hincrby', KEYS[5], ARGV[i], ARGV[i +
 for j = i, #ARGV do redis.call('xadd', KEYS[3], '*', 'b', ARGV[j]) end
 return 1
 """
+# The fill's batches published (worker/fill.py), under the load's lease (else refused: 0): each batch
+# id -> its item (ARGV[3] pairs), then the load's progress field (ARGV[-2], ARGV[-1]; '' none); counted among
+# the shards (`shards_total`: the plan's and the fill's), so a crawl is done once they are answered.
+_ADD_FILL = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('get', KEYS[2]) ~= ARGV[2] then
+  redis.call('hincrby', KEYS[5], 'stale_writes_refused', 1)
+  return 0
+end
+local n = tonumber(ARGV[3])
+for i = 4, 3 + 2 * n, 2 do redis.call('hset', KEYS[3], ARGV[i], ARGV[i + 1]) end
+if ARGV[#ARGV - 1] ~= '' then redis.call('hset', KEYS[4], ARGV[#ARGV - 1], ARGV[#ARGV]) end
+redis.call('hset', KEYS[5], 'shards_total', redis.call('hlen', KEYS[6]) + redis.call('hlen', KEYS[3]))
+return 1
+"""
 # A rebuild ends the store's generation, and lands, only under its lease (ARGV[1] its holder): a
 # rebuilder frozen past it (SIGSTOPped, a long GC) wakes with a reading of the topics older than the
 # rebuild that took over, and its plan would forget the shards finished since (their offsets
@@ -130,12 +145,14 @@ for i = 4, #ARGV, 2 do redis.call('hset', KEYS[3], ARGV[i], ARGV[i + 1]) end
 redis.call('set', KEYS[2], ARGV[2])
 return 1
 """
-# A finished shard: its checkpoint and its owner go with it.
+# A finished shard: its checkpoint and its owner go with it. A batch of the fill keeps what it asked
+# (ARGV[4], '' none) in the fill's figures (KEYS[6]), once, as it is counted done.
 _SHARD_DONE = """
 if ARGV[3] ~= '' and redis.call('get', KEYS[4]) ~= ARGV[3] then return -1 end
 if redis.call('sadd', KEYS[1], ARGV[1]) == 1 then
   redis.call('hincrby', KEYS[2], 'shards_done', 1)
   redis.call('hincrby', KEYS[2], 'addresses_done', ARGV[2])
+  if ARGV[4] ~= '' then redis.call('hset', KEYS[6], ARGV[1], ARGV[4]) end
 end
 redis.call('hdel', KEYS[3], ARGV[1])
 redis.call('hdel', KEYS[5], ARGV[1])
