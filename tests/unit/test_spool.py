@@ -51,7 +51,7 @@ def client(spooled: int = spool.MAX_SPOOLED_BYTES) -> RegistryClient:
 
 
 async def test_a_big_answer_is_spooled_and_read_by_the_parse_process_never_held_whole(
-    listings: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
+    listings: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     """Held whole, copied and pickled to the parse process, a 48 MB listing cost the worker ~150 MB
     until parsed, for each one in flight. The parse process gets the file's path; the worker
@@ -65,6 +65,9 @@ async def test_a_big_answer_is_spooled_and_read_by_the_parse_process_never_held_
         return await read_big(self, answer, registry)
 
     monkeypatch.setattr(rdap.RdapParser, "read_big", noting)
+    # spooled in a folder of the test's own: the machine's /tmp may hold a file a killed worker
+    # left (another test's SIGKILL), which is not this client's
+    monkeypatch.setattr(spool.tempfile, "tempdir", str(tmp_path))
     asking = client()
     url = relations.key_url(base, "rdap-down", FIRST, FIRST + 255)
     await asking.children("arin", url)  # the parse process started, its imports done
@@ -80,7 +83,7 @@ async def test_a_big_answer_is_spooled_and_read_by_the_parse_process_never_held_
     # a copy of the body alone would be len(body) (the code before: 27.0 MB at the peak, 2.7 times
     # the body; now the parsed records, 3.2 MB, and their way back from the parse process)
     assert peak < len(body), f"{peak} bytes allocated at the peak for a {len(body)}-byte answer"
-    assert list(Path(spool.tempfile.gettempdir()).glob("whoiscrawl-answer-*")) == []  # deleted once parsed
+    assert list(tmp_path.glob("whoiscrawl-answer-*")) == []  # deleted once parsed
 
 
 async def test_big_answers_in_flight_never_spool_more_than_the_budget(listings: tuple[str, bytes]):
