@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -130,3 +132,35 @@ async def test_an_answer_that_stops_waiting_for_the_budget_lets_the_next_in_line
     await first
     async with budget.hold(5):
         assert budget.held == 5
+
+
+def test_a_killed_process_s_spooled_answers_are_deleted_by_the_next_and_a_living_one_s_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """A worker SIGKILLed (or OOM-killed) mid-answer cannot delete its spooled answer: the next
+    process to spool does, and leaves those of a process still running alone (before, each kill
+    left up to `max_spooled_bytes` in /tmp for good: a worker container restarted in place keeps
+    its scratch volume, so repeated kills would fill it)."""
+    monkeypatch.setattr(spool.tempfile, "tempdir", str(tmp_path))
+    spooling = "; ".join([
+        "import os, sys, tempfile", f"tempfile.tempdir = {str(tmp_path)!r}",
+        "from whoiscrawl.registry import spool",
+        "folder = spool.spool_folder()", "(folder / 'whoiscrawl-answer-x.json').write_bytes(b'{}')",
+        "print(folder, flush=True)", "sys.stdin.read()"])  # held until killed
+    killed = subprocess.Popen([sys.executable, "-c", spooling], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    living = subprocess.Popen([sys.executable, "-c", spooling], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert killed.stdout and living.stdout
+        dead_folder, living_folder = Path(killed.stdout.readline().decode().strip()), \
+            Path(living.stdout.readline().decode().strip())
+        killed.kill()
+        killed.wait()
+        assert (dead_folder / "whoiscrawl-answer-x.json").exists()  # nothing of it cleaned on a kill
+        mine = spool.spool_folder()
+        assert not dead_folder.exists()
+        assert (living_folder / "whoiscrawl-answer-x.json").exists()
+        assert mine.parent == tmp_path and mine not in (dead_folder, living_folder)
+    finally:
+        for process in (killed, living):
+            process.kill()
+            process.wait()

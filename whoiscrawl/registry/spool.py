@@ -4,14 +4,20 @@ A listing of 10,000 networks (RIPE NCC's row limit; full's ARIN parts) is ~48 MB
 copied, then pickled to the parse process, each such answer cost the worker ~150 MB until parsed,
 and at `full` many were in flight at once (ARIN has no connection cap): the worker's peak grew with
 answer size x answers in flight. Spooled, a big answer costs the worker one chunk; the bytes
-spooled at once are bounded (`SpoolBudget`), so the disk they take is too.
+spooled at once are bounded (`SpoolBudget`), so the disk they take is too. Each process spools
+into a folder of its own, locked while it lives (`spool_folder`): a process killed mid-answer
+(SIGKILL, OOM) leaves its folder unlocked, and the next process to spool deletes it, so repeated
+kills do not fill the disk (a worker container restarted in place keeps its scratch volume).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import fcntl
 import os
+import shutil
 import tempfile
 from collections import deque
 from collections.abc import AsyncIterator
@@ -26,6 +32,43 @@ from whoiscrawl.records import DEAD_LETTER_BYTES
 SPOOL_AT = 1 << 20  # bodies past this are spooled and parsed in the parse process (a smaller one: < 15 ms)
 MAX_SPOOLED_BYTES = 256 << 20  # bytes of big answers spooled at once (read and not yet parsed)
 CHUNK = 1 << 16
+FOLDER_PREFIX = "whoiscrawl-spool-"
+LOCK = ".lock"  # in each spool folder, held (flock) by the process spooling there while it lives
+
+_folders: dict[tuple[int, str], tuple[Path, int]] = {}  # (pid, temp dir) -> its folder and lock's fd
+
+
+def spool_folder() -> Path:
+    """This process's spool folder in the temp dir, made (and locked) when first asked; the folders
+    of processes that died meanwhile, found unlocked, are deleted then."""
+    key = (os.getpid(), tempfile.gettempdir())
+    if key not in _folders:
+        _sweep(Path(key[1]))
+        making = Path(tempfile.mkdtemp(prefix=f".{FOLDER_PREFIX}"))  # no sweep looks at it yet
+        fd = os.open(making / LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel however the process ends
+        folder = making.with_name(making.name[1:])
+        making.rename(folder)  # seen by sweeps only once locked
+        atexit.register(shutil.rmtree, folder, True)  # a process that ends well leaves none
+        _folders[key] = (folder, fd)
+    return _folders[key][0]
+
+
+def _sweep(temp: Path) -> None:
+    """Delete the spool folders in `temp` no living process holds (a killed one's answers)."""
+    for folder in temp.glob(f"{FOLDER_PREFIX}*"):
+        try:
+            fd = os.open(folder / LOCK, os.O_RDWR)
+        except OSError:  # not made whole yet (its lock to come), or gone
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a living process's
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -93,7 +136,7 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int, budget: SpoolBudge
         yield Body(bytes(head), len(head), whole=False)
         return
     async with budget.hold(min(resp.content_length or limit, limit)):
-        fd, name = tempfile.mkstemp(prefix="whoiscrawl-answer-", suffix=".json")
+        fd, name = tempfile.mkstemp(prefix="whoiscrawl-answer-", suffix=".json", dir=spool_folder())
         try:
             with os.fdopen(fd, "wb") as file:
                 size, whole = await _spool(file, bytes(head), chunks, limit)
