@@ -86,15 +86,20 @@ if ARGV[2] == '0' then redis.call('sadd', KEYS[2], ARGV[3]) end
 redis.call('del', KEYS[1])
 return 1
 """
-# A batch of the published files' load (worker/sources.py), under its lease (else refused: 0): its
-# blocks to the log, its progress fields set (ARGV[3] of them, pairs) and cleared (ARGV[4] names),
-# its counts added (ARGV[5] pairs), all at once. Only in the store generation the loader reads (-1).
-_SOURCES_WRITE = """
+# The load's fence, opening each of its writes: only in the store generation the loader reads (else
+# -1: KEYS[1] the generation, ARGV[1] the loader's), only under the load's lease (else refused, 0,
+# counted: KEYS[2] the lease, ARGV[2] its holder; KEYS[5] the counters).
+_UNDER_LOAD_LEASE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
 if redis.call('get', KEYS[2]) ~= ARGV[2] then
   redis.call('hincrby', KEYS[5], 'stale_writes_refused', 1)
   return 0
 end
+"""
+# A batch of the published files' load (worker/sources.py), under its lease (else refused: 0): its
+# blocks to the log, its progress fields set (ARGV[3] of them, pairs) and cleared (ARGV[4] names),
+# its counts added (ARGV[5] pairs), all at once. Only in the store generation the loader reads (-1).
+_SOURCES_WRITE = _UNDER_LOAD_LEASE + """
 local i = 6
 for _ = 1, tonumber(ARGV[3]) do redis.call('hset', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2 end
 for _ = 1, tonumber(ARGV[4]) do redis.call('hdel', KEYS[4], ARGV[i]); i = i + 1 end
@@ -105,12 +110,7 @@ return 1
 # The fill's batches published (worker/fill.py), under the load's lease (else refused: 0): each batch
 # id -> its item (ARGV[3] pairs), then the load's progress field (ARGV[-2], ARGV[-1]; '' none); counted among
 # the shards (`shards_total`: the plan's and the fill's), so a crawl is done once they are answered.
-_ADD_FILL = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end
-if redis.call('get', KEYS[2]) ~= ARGV[2] then
-  redis.call('hincrby', KEYS[5], 'stale_writes_refused', 1)
-  return 0
-end
+_ADD_FILL = _UNDER_LOAD_LEASE + """
 local n = tonumber(ARGV[3])
 for i = 4, 3 + 2 * n, 2 do redis.call('hset', KEYS[3], ARGV[i], ARGV[i + 1]) end
 if ARGV[#ARGV - 1] ~= '' then redis.call('hset', KEYS[4], ARGV[#ARGV - 1], ARGV[#ARGV]) end
