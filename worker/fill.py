@@ -29,13 +29,13 @@ class Asked:
 
     answered: set[int] = field(default_factory=set)
     contacts: dict[str, list[str]] = field(default_factory=dict)
-    counts: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)  # summed as each answer comes (`fill.added`)
 
     def checkpoint(self) -> str:
         """As the store keeps it: the networks answered first (a walk's checkpoint starts with a
         number that only grows), then the JSON."""
         doc = {"answered": sorted(self.answered), "contacts": self.contacts,
-               "counts": fill.added(self.counts)}
+               "counts": self.counts}
         return f"{len(self.answered)} {json.dumps(doc, separators=(',', ':'))}"
 
     @classmethod
@@ -43,7 +43,7 @@ class Asked:
         if not checkpoint:
             return cls()
         doc = json.loads(checkpoint.split(" ", 1)[1])
-        return cls(set(doc["answered"]), doc["contacts"], [doc["counts"]])
+        return cls(set(doc["answered"]), doc["contacts"], doc["counts"])
 
 
 @dataclass
@@ -78,7 +78,7 @@ class FleetFill:
             log.info("batch %s left with %d of its %d networks answered", batch.batch_id, len(asked.answered),
                      len(batch.networks))
         else:
-            answered = {**fill.added(asked.counts), "worker": self.owner}  # who finished it
+            answered = {**asked.counts, "worker": self.owner}  # who finished it
             await self.store.shard_done(batch.batch_id, 0, json.dumps(answered))
         return whole
 
@@ -120,7 +120,7 @@ class FleetFill:
         answer = Answer.of(other[0], self.resolution) if other else None
         async with written:
             asked.answered.add(n)
-            asked.counts.append(counts)
+            asked.counts = fill.added([asked.counts, counts])  # not every answer's summed again each step
             if (handle := dumps.unresolved_abuse(dumped)) is not None:
                 emails, _ = await self.client.contact_emails(batch.registry, handle)  # known: not asked
                 if emails:
